@@ -1,0 +1,301 @@
+"""Access decisions: may this principal read this, may this node release that.
+
+Every decision is a value: allowed or not, the rule that decided, and a reason
+a security officer can read. Deny is the default: a rule that cannot be shown to
+hold denies. Rank, role and admin status never enter a decision.
+
+Read (DESIGN.md rule 2), checked in this order, the first failure decides:
+1. the label is under the agreement this policy applies;
+2. the person's party has an equivalent of the label's level;
+3. the person's clearance dominates the level (as the party protects it: a
+   "treat as" row needs the higher national level);
+4. the person's nationality is in REL TO (the originator always is);
+5. the person holds every caveat;
+6. the person belongs to a community in every community clause.
+
+Release to a partner node (rules 1, 3 and 7): the agreement is in force, the
+partner is a party, the level is covered, the partner has an equivalent, the
+partner is in REL TO, every caveat may go to the partner, and every party whose
+information the object holds, other than us and the partner, gave consent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .agreement import Agreement
+from .errors import LabelError
+from .labels import Label, rel_to_order
+from .markings import ObjectLabels
+
+ROLES = ("analyst", "publisher", "security-officer", "operator")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Allow or deny, the rule that decided, and the reason in plain words."""
+
+    allowed: bool
+    rule: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person of a node. Build with :meth:`Policy.person` so the clearance is checked."""
+
+    name: str
+    party: str
+    clearance: str  # in the person's national words
+    clearance_rank: int
+    caveats: frozenset[str] = frozenset()
+    communities: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    _hash: int = field(init=False, compare=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.name, self.party, self.clearance_rank,
+                                                self.caveats, self.communities, self.roles)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerNode:
+    """A partner nation's node, acting under an agreement."""
+
+    party: str
+    agreement: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentToken:
+    """An originator's permission for one onward release (DESIGN.md rule 3).
+
+    The signature is checked by the crypto layer before a token reaches a
+    decision; the model checks its scope. ``objects`` maps object ids to the
+    versions (``modified``) covered; an empty version set covers every version.
+    """
+
+    token_id: str
+    agreement: str
+    originator: str
+    holder: str
+    recipient: str
+    objects: Mapping[str, frozenset[str]]
+    purpose: str
+    issued: dt.datetime
+    expires: dt.datetime
+    signature: str = ""
+
+    def covers(self, object_id: str, version: str | None) -> bool:
+        versions = self.objects.get(object_id)
+        if versions is None:
+            return False
+        return not versions or (version is not None and version in versions)
+
+
+@dataclass(frozen=True)
+class Portions:
+    """A read decision for a whole object: the base decision and what is withheld."""
+
+    decision: Decision
+    withheld: tuple[str, ...]
+    reasons: Mapping[str, Decision]
+
+
+ALLOW_READ = "read"
+
+
+class Policy:
+    """Decisions under one agreement. Read decisions are cached per distinct label."""
+
+    def __init__(self, agreement: Agreement) -> None:
+        self.agreement = agreement
+        self._read_cache: dict[Person, dict[Label, Decision]] = {}
+
+    # -- principals --------------------------------------------------------------------
+    def person(self, name: str, party: str, clearance: str, *, caveats: Iterable[str] = (),
+               communities: Iterable[str] = (), roles: Iterable[str] = ()) -> Person:
+        """A person, with the clearance given in their national words or romanisation.
+
+        Raises :class:`ValueError` naming the fix."""
+        a = self.agreement
+        if party not in a.parties:
+            raise ValueError(f"{party} is not a party to agreement {a.id}; "
+                             f"use one of {', '.join(a.parties)}")
+        try:
+            rank = a.rank_of(party, clearance)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        level = a.level(party, clearance)
+        bad_roles = sorted(set(roles) - set(ROLES))
+        if bad_roles:
+            raise ValueError(f"unknown role {bad_roles[0]!r}; roles are: {', '.join(ROLES)}")
+        caveat_set = frozenset(caveats)
+        for caveat in caveat_set:
+            known = a.caveats.get(caveat)
+            if known is not None and known.releasable_to is not None and \
+                    party not in known.releasable_to:
+                raise ValueError(f"a {party} national cannot hold {caveat} "
+                                 f"({known.title})")
+        return Person(name, party, level.name, rank, caveat_set, frozenset(communities),
+                      frozenset(roles))
+
+    # -- reading -----------------------------------------------------------------------
+    def may_read(self, person: Person, label: Label) -> Decision:
+        """May ``person`` read what carries ``label``? Cached per (person, label)."""
+        per_person = self._read_cache.get(person)
+        if per_person is None:
+            per_person = self._read_cache[person] = {}
+        decision = per_person.get(label)
+        if decision is None:
+            decision = per_person[label] = self._decide_read(person, label)
+        return decision
+
+    def _decide_read(self, person: Person, label: Label) -> Decision:
+        a = self.agreement
+        if label.agreement != a.id:
+            return Decision(False, "agreement", f"the object is marked under agreement "
+                            f"{label.agreement}, not {a.id}")
+        row = a.rows[label.rank]
+        required = a.required_rank(person.party, label.rank)
+        if required is None:
+            return Decision(False, "equivalence", f"{person.party} has no equivalent of "
+                            f"{row.name} under {a.id}")
+        if person.clearance_rank < required:
+            need = a.words(person.party, label.rank)
+            need_words = need.name if need else row.name
+            held = a.rows[person.clearance_rank].name
+            return Decision(False, "clearance", f"clearance {_say(person.clearance, held)} "
+                            f"does not dominate {_say(need_words, row.name)}")
+        if label.rel_to is not None and person.party not in label.rel_to:
+            return Decision(False, "rel-to", f"{person.party} not in REL TO "
+                            f"{', '.join(rel_to_order(label))}")
+        missing = sorted(label.caveats - person.caveats)
+        if missing:
+            return Decision(False, "caveat", f"caveat {', '.join(missing)} not held")
+        for clause in sorted(label.communities, key=sorted):
+            if not clause & person.communities:
+                return Decision(False, "community", f"not in community "
+                                f"{' or '.join(sorted(clause))}")
+        return Decision(True, ALLOW_READ, f"{person.name} ({person.party}, "
+                        f"{person.clearance}) may read {row.name}")
+
+    def read_object(self, person: Person, labels: ObjectLabels) -> Portions:
+        """Decide for a whole object: the base, and each granular-marked portion."""
+        base = self.may_read(person, labels.base)
+        if not base.allowed:
+            return Portions(base, (), {})
+        withheld: list[str] = []
+        reasons: dict[str, Decision] = {}
+        for selector, label in labels.portions.items():
+            d = self.may_read(person, label)
+            if not d.allowed:
+                withheld.append(selector)
+                reasons[selector] = d
+        return Portions(base, tuple(sorted(withheld)), reasons)
+
+    # -- releasing -----------------------------------------------------------------------
+    def may_release(self, label: Label, partner: PartnerNode, *, holder: str, object_id: str,
+                    version: str | None = None, consents: Iterable[ConsentToken] = (),
+                    now: dt.datetime | None = None) -> Decision:
+        """May the node of party ``holder`` send this object to ``partner``?"""
+        a = self.agreement
+        if now is None:
+            now = dt.datetime.now(dt.UTC)
+        if label.agreement != a.id or partner.agreement != a.id:
+            return Decision(False, "agreement", f"the object or partner is under another "
+                            f"agreement than {a.id}")
+        if a.state != "in-force":
+            return Decision(False, "agreement-state", f"agreement {a.id} is {a.state}: "
+                            "no exchange")
+        if partner.party not in a.parties:
+            return Decision(False, "party", f"{partner.party} is not a party to {a.id}")
+        if partner.party == holder:
+            return Decision(False, "party", f"{holder} does not release to itself")
+        row = a.rows[label.rank]
+        if label.rank not in a.covered:
+            return Decision(False, "covered", f"{row.name} is not covered by agreement {a.id}")
+        if row.cells[partner.party].level is None:
+            return Decision(False, "equivalence", f"{partner.party} has no equivalent of "
+                            f"{row.name} under {a.id}")
+        if label.rel_to is not None and partner.party not in label.rel_to:
+            return Decision(False, "rel-to", f"{partner.party} not in REL TO "
+                            f"{', '.join(rel_to_order(label))}")
+        for caveat in sorted(label.caveats):
+            known = a.caveats.get(caveat)
+            if known is None:
+                return Decision(False, "caveat", f"caveat {caveat} is not known to {a.id}: "
+                                "it cannot be released")
+            if known.releasable_to is not None and partner.party not in known.releasable_to:
+                return Decision(False, "caveat", f"caveat {caveat} is not releasable to "
+                                f"{partner.party}")
+        for clause in label.communities:
+            unknown = sorted(c for c in clause if c not in a.communities)
+            if unknown:
+                return Decision(False, "community", f"community {unknown[0]} is not known to "
+                                f"{a.id}: it cannot be released")
+        third = sorted(label.sources - {holder, partner.party})
+        if third and a.rules.third_party_consent:
+            for originator in third:
+                ok = self._consent(originator, holder, partner.party, object_id, version,
+                                   consents, now)
+                if not ok.allowed:
+                    return ok
+            return Decision(True, "release", f"release to {partner.party} with the consent of "
+                            f"{', '.join(third)}")
+        return Decision(True, "release", f"{partner.party} may receive {row.name}")
+
+    def _consent(self, originator: str, holder: str, recipient: str, object_id: str,
+                 version: str | None, consents: Iterable[ConsentToken],
+                 now: dt.datetime) -> Decision:
+        problems: list[str] = []
+        for token in consents:
+            if token.originator != originator:
+                continue
+            if token.agreement != self.agreement.id:
+                problems.append(f"consent {token.token_id} is under another agreement")
+            elif token.holder != holder or token.recipient != recipient:
+                problems.append(f"consent {token.token_id} is for {token.holder} to "
+                                f"{token.recipient}")
+            elif not token.covers(object_id, version):
+                problems.append(f"consent {token.token_id} does not cover {object_id}")
+            elif not token.issued <= now < token.expires:
+                problems.append(f"consent {token.token_id} is not valid now (expires "
+                                f"{token.expires.isoformat()})")
+            else:
+                return Decision(True, "consent", f"consent {token.token_id} from {originator}")
+        detail = f" ({'; '.join(problems)})" if problems else ""
+        return Decision(False, "consent", f"{recipient} is a third party to {object_id} "
+                        f"originated by {originator}; no consent{detail}")
+
+    def check_publish(self, person: Person, label: Label) -> Decision:
+        """May ``person`` publish something carrying ``label``?
+
+        They must be able to read it themselves (so never above their clearance),
+        and REL TO may only name parties of the agreement."""
+        if label.rel_to is not None:
+            outside = sorted(label.rel_to - set(self.agreement.parties))
+            if outside:
+                return Decision(False, "rel-to", f"REL TO {', '.join(outside)} is beyond "
+                                f"agreement {self.agreement.id}")
+        try:
+            decision = self.may_read(person, label)
+        except LabelError as exc:
+            return Decision(False, "label", str(exc))
+        if not decision.allowed:
+            return Decision(False, decision.rule, f"cannot publish what you may not read: "
+                            f"{decision.reason}")
+        return Decision(True, "publish", f"{person.name} may publish "
+                        f"{self.agreement.rows[label.rank].name}")
+
+
+def _say(national: str, shared: str) -> str:
+    return national if national == shared else f"{national} ({shared})"

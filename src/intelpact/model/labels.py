@@ -1,0 +1,131 @@
+"""Labels: the comparable form of an object's markings, and how to print them.
+
+A label is a point in a lattice:
+
+- ``rank``: an index into the agreement's shared scale (higher is more sensitive);
+- ``rel_to``: the parties it may be released to (``None``: no releasability
+  restriction). It always contains the originator when set;
+- ``caveats``: what a reader must hold, all of them;
+- ``communities``: need to know, as clauses; a reader must belong to at least
+  one community of *every* clause (one clause per marking that names communities);
+- ``originator`` and ``sources``: provenance. ``sources`` is every party whose
+  information the label covers; it grows under join and drives the consent rule.
+
+``a.dominates(b)`` means a is at least as restrictive as b in every dimension.
+``a.join(b)`` is the least restrictive label that dominates both: the highest
+rank, the intersection of releasability, the union of caveats and clauses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .agreement import Agreement
+from .errors import LabelError
+
+
+@dataclass(frozen=True)
+class Label:
+    agreement: str
+    rank: int
+    originator: str
+    rel_to: frozenset[str] | None = None
+    caveats: frozenset[str] = frozenset()
+    communities: frozenset[frozenset[str]] = frozenset()
+    sources: frozenset[str] = frozenset()
+    _hash: int = field(init=False, compare=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.rel_to is not None and self.originator not in self.rel_to:
+            object.__setattr__(self, "rel_to", self.rel_to | {self.originator})
+        if self.originator not in self.sources:
+            object.__setattr__(self, "sources", self.sources | {self.originator})
+        object.__setattr__(self, "_hash", hash((
+            self.agreement, self.rank, self.originator, self.rel_to, self.caveats,
+            self.communities, self.sources)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def dominates(self, other: Label) -> bool:
+        """True when this label is at least as restrictive as ``other`` everywhere."""
+        if self.agreement != other.agreement:
+            raise LabelError(f"labels under different agreements cannot be compared: "
+                             f"{self.agreement} and {other.agreement}")
+        if self.rank < other.rank:
+            return False
+        if other.rel_to is not None and (self.rel_to is None or not self.rel_to <= other.rel_to):
+            return False
+        return self.caveats >= other.caveats and self.communities >= other.communities
+
+    def join(self, other: Label) -> Label:
+        """The least upper bound. Keeps this label's originator; ``sources`` are merged."""
+        if self.agreement != other.agreement:
+            raise LabelError(f"labels under different agreements cannot be joined: "
+                             f"{self.agreement} and {other.agreement}")
+        if self.rel_to is None:
+            rel = other.rel_to
+        elif other.rel_to is None:
+            rel = self.rel_to
+        else:
+            rel = self.rel_to & other.rel_to
+        return Label(self.agreement, max(self.rank, other.rank), self.originator, rel,
+                     self.caveats | other.caveats, self.communities | other.communities,
+                     self.sources | other.sources)
+
+
+def join_all(labels: Iterable[Label]) -> Label:
+    it = iter(labels)
+    try:
+        result = next(it)
+    except StopIteration:
+        raise LabelError("nothing to join: no labels given") from None
+    for label in it:
+        result = result.join(label)
+    return result
+
+
+def rel_to_order(label: Label) -> list[str]:
+    """REL TO parties: the originator first, then alphabetical (ISM convention)."""
+    if label.rel_to is None:
+        return []
+    rest = sorted(p for p in label.rel_to if p != label.originator)
+    return [label.originator, *rest] if label.originator in label.rel_to else rest
+
+
+def _level_words(label: Label, agreement: Agreement, party: str, short: bool) -> str:
+    row = agreement.rows[label.rank]
+    cell = row.cells.get(party)
+    if cell is None:  # the viewer's party is not in this agreement: shared words
+        return row.abbrev if short else row.name
+    level = agreement.words(party, label.rank)
+    if level is None:
+        return f"[{row.name}: NO {party} EQUIVALENT]"
+    words = level.abbrev if short else level.name
+    if cell.treat_as:
+        origin = agreement.words(label.originator, label.rank)
+        said = origin.name if origin else row.name
+        return f"{words} [TREAT AS {label.originator} {said}]"
+    return words
+
+
+def _tail(label: Label) -> list[str]:
+    parts = sorted(label.caveats)
+    for clause in sorted(label.communities, key=sorted):
+        parts.append("|".join(sorted(clause)))
+    rel = rel_to_order(label)
+    if rel:
+        parts.append("REL TO " + ", ".join(rel))
+    return parts
+
+
+def banner(label: Label, agreement: Agreement, party: str) -> str:
+    """The banner line in ``party``'s own words, e.g. ``極秘 // REL TO JPN, NZL``."""
+    return " // ".join([_level_words(label, agreement, party, short=False), *_tail(label)])
+
+
+def portion_mark(label: Label, agreement: Agreement, party: str) -> str:
+    """The portion mark in ``party``'s own words, e.g. ``(S//REL TO JPN, NZL)``."""
+    return "(" + "//".join([_level_words(label, agreement, party, short=True),
+                            *_tail(label)]) + ")"
