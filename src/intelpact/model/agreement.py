@@ -379,7 +379,7 @@ def parse_agreement(data: Mapping[str, Any], *, source: str = "<agreement>") -> 
     by_name = {row.name: row for row in rows}
     covered: set[int] = set()
     for i, name in enumerate(covered_names):
-        if name not in by_name:
+        if not isinstance(name, str) or name not in by_name:
             raise r.fail(f"exchange.covered[{i}]", f"{name!r} is not a row of the equivalence "
                          "table", f"use one of: {', '.join(by_name)}")
         if by_name[name].rank in covered:
@@ -540,7 +540,7 @@ def _rows(r: _Reader, raw_rows: list[Any], parties: tuple[str, ...],
                                  f"{raw_cell['treat_as']!r}", f"name a level of schemes.{party}")
                 pending_treat.append((party, i, level.name, cw))
                 cells[party] = Cell(level.name, treat_as=True)
-            elif raw_cell == {"no_equivalent": True}:
+            elif raw_cell == {"no_equivalent": True} and raw_cell["no_equivalent"] is True:
                 cells[party] = Cell(None)
             else:
                 raise r.fail(cw, f"{raw_cell!r} is not a level",
@@ -595,7 +595,7 @@ def _foreign(r: _Reader, raw: Any, where: str, keys: Sequence[str], rows: Mappin
         spec = given.get(key, defaults.get(key))
         kw = f"{where}.{key}"
         m = r.table(spec, kw, ("level", "rel_to", "caveats"), ("level",))
-        if m["level"] not in rows:
+        if not isinstance(m["level"], str) or m["level"] not in rows:
             raise r.fail(f"{kw}.level", f"{m['level']!r} is not a row of the equivalence table",
                          f"use one of: {', '.join(rows)}")
         rel = m.get("rel_to", "agreement")

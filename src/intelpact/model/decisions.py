@@ -127,6 +127,7 @@ class Policy:
 
         Raises :class:`ValueError` naming the fix."""
         a = self.agreement
+        caveats, communities, roles = frozenset(caveats), frozenset(communities), frozenset(roles)
         if party not in a.parties:
             raise ValueError(f"{party} is not a party to agreement {a.id}; "
                              f"use one of {', '.join(a.parties)}")
@@ -135,18 +136,25 @@ class Policy:
         except KeyError as exc:
             raise ValueError(str(exc.args[0])) from None
         level = a.level(party, clearance)
+        unknown = sorted(c for c in caveats if c not in a.caveats and not c.startswith("ACS-"))
+        if unknown:
+            raise ValueError(f"caveat {unknown[0]!r} is not known to agreement {a.id}; "
+                             f"known caveats: {', '.join(a.caveats) or 'none'}")
+        unknown = sorted(c for c in communities if c not in a.communities
+                         and not c.startswith("ACS-"))
+        if unknown:
+            raise ValueError(f"community {unknown[0]!r} is not known to agreement {a.id}; "
+                             f"known communities: {', '.join(a.communities) or 'none'}")
         bad_roles = sorted(set(roles) - set(ROLES))
         if bad_roles:
             raise ValueError(f"unknown role {bad_roles[0]!r}; roles are: {', '.join(ROLES)}")
-        caveat_set = frozenset(caveats)
-        for caveat in caveat_set:
+        for caveat in caveats:
             known = a.caveats.get(caveat)
             if known is not None and known.releasable_to is not None and \
                     party not in known.releasable_to:
                 raise ValueError(f"a {party} national cannot hold {caveat} "
                                  f"({known.title})")
-        return Person(name, party, level.name, rank, caveat_set, frozenset(communities),
-                      frozenset(roles))
+        return Person(name, party, level.name, rank, caveats, communities, roles)
 
     # -- reading -----------------------------------------------------------------------
     def may_read(self, person: Person, label: Label) -> Decision:
@@ -218,6 +226,8 @@ class Policy:
                             "no exchange")
         if partner.party not in a.parties:
             return Decision(False, "party", f"{partner.party} is not a party to {a.id}")
+        if holder not in a.parties:
+            return Decision(False, "party", f"{holder} is not a party to {a.id}")
         if partner.party == holder:
             return Decision(False, "party", f"{holder} does not release to itself")
         row = a.rows[label.rank]
@@ -268,8 +278,8 @@ class Policy:
             elif not token.covers(object_id, version):
                 problems.append(f"consent {token.token_id} does not cover {object_id}")
             elif not token.issued <= now < token.expires:
-                problems.append(f"consent {token.token_id} is not valid now (expires "
-                                f"{token.expires.isoformat()})")
+                problems.append(f"consent {token.token_id} is not valid now (valid from "
+                                f"{token.issued.isoformat()} until {token.expires.isoformat()})")
             else:
                 return Decision(True, "consent", f"consent {token.token_id} from {originator}")
         detail = f" ({'; '.join(problems)})" if problems else ""
@@ -280,7 +290,11 @@ class Policy:
         """May ``person`` publish something carrying ``label``?
 
         They must be able to read it themselves (so never above their clearance),
-        and REL TO may only name parties of the agreement."""
+        and REL TO may only name parties of the agreement. A person publishes
+        only what their own party originates."""
+        if label.originator != person.party:
+            return Decision(False, "originator", f"a {person.party} person cannot publish "
+                            f"information originated by {label.originator}")
         if label.rel_to is not None:
             outside = sorted(label.rel_to - set(self.agreement.parties))
             if outside:

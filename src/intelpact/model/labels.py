@@ -4,7 +4,9 @@ A label is a point in a lattice:
 
 - ``rank``: an index into the agreement's shared scale (higher is more sensitive);
 - ``rel_to``: the parties it may be released to (``None``: no releasability
-  restriction). It always contains the originator when set;
+  restriction). A new label always includes its originator; a join may leave
+  it out (an NZL-eyes-only portion inside a JPN object), and then no JPN
+  national may read the whole;
 - ``caveats``: what a reader must hold, all of them;
 - ``communities``: need to know, as clauses; a reader must belong to at least
   one community of *every* clause (one clause per marking that names communities);
@@ -19,7 +21,7 @@ rank, the intersection of releasability, the union of caveats and clauses.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from .agreement import Agreement
 from .errors import LabelError
@@ -35,9 +37,10 @@ class Label:
     communities: frozenset[frozenset[str]] = frozenset()
     sources: frozenset[str] = frozenset()
     _hash: int = field(init=False, compare=False, repr=False, default=0)
+    add_originator: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
-        if self.rel_to is not None and self.originator not in self.rel_to:
+    def __post_init__(self, add_originator: bool) -> None:
+        if add_originator and self.rel_to is not None and self.originator not in self.rel_to:
             object.__setattr__(self, "rel_to", self.rel_to | {self.originator})
         if self.originator not in self.sources:
             object.__setattr__(self, "sources", self.sources | {self.originator})
@@ -72,7 +75,7 @@ class Label:
             rel = self.rel_to & other.rel_to
         return Label(self.agreement, max(self.rank, other.rank), self.originator, rel,
                      self.caveats | other.caveats, self.communities | other.communities,
-                     self.sources | other.sources)
+                     self.sources | other.sources, add_originator=False)
 
 
 def join_all(labels: Iterable[Label]) -> Label:

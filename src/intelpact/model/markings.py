@@ -95,8 +95,9 @@ def national_marking(agreement: Agreement, originator: str, level: str, *,
     """Build the marking-definition for a national classification.
 
     ``level`` is in the originator's own words (name, romanisation or
-    abbreviation) or the name of a shared level. ``rel_to`` None means no
-    releasability restriction. Raises :class:`MarkingError` with the fix.
+    abbreviation) or the name of a shared level. ``rel_to`` None means the
+    originator only (deny by default; docs/markings.md). Raises
+    :class:`MarkingError` with the fix.
     """
     if originator not in agreement.parties:
         raise MarkingError(f"{originator} is not a party to agreement {agreement.id}",
@@ -191,8 +192,14 @@ def _check_national(agreement: Agreement, props: Mapping[str, Any], label: Label
             raise MarkingError(f"caveat {caveat} is not known to agreement {agreement.id}",
                                hint="use one of: " + ", ".join(agreement.caveats))
         if known.releasable_to is not None:
-            allowed = known.releasable_to | {label.originator}
-            wider = sorted((label.rel_to or frozenset(agreement.parties)) - allowed)
+            if label.originator not in known.releasable_to:
+                raise MarkingError(f"caveat {caveat} is releasable only to "
+                                   f"{', '.join(sorted(known.releasable_to))}: a "
+                                   f"{label.originator} originator cannot apply it",
+                                   hint=f"drop {caveat}; use REL TO {label.originator} to keep "
+                                   "it national")
+            wider = sorted((label.rel_to or frozenset(agreement.parties))
+                           - known.releasable_to)
             if wider:
                 raise MarkingError(f"caveat {caveat} is releasable only to "
                                    f"{', '.join(sorted(known.releasable_to))} but REL TO "
@@ -212,7 +219,8 @@ def _strings(value: Any, where: str) -> list[str]:
     return value
 
 
-def _parse_national(agreement: Agreement, mid: str, props: Any) -> LabelPart:
+def _parse_national(agreement: Agreement, mid: str, props: Any,
+                    name: str | None) -> LabelPart:
     if not isinstance(props, dict):
         raise MarkingError(f"{mid}: the intelpact extension must be an object")
     unknown = sorted(set(props) - set(_NATIONAL_KEYS))
@@ -238,6 +246,9 @@ def _parse_national(agreement: Agreement, mid: str, props: Any) -> LabelPart:
         raise MarkingError(f"{mid}: {originator} has no level {props['level']!r}")
     rank = agreement.rank_of(originator, level.name)
     rel_set = frozenset(_strings(props["rel_to"], f"{mid}: rel_to"))
+    if originator not in rel_set:
+        raise MarkingError(f"{mid}: REL TO must name the originator {originator}",
+                           hint="list the originator first in rel_to")
     caveats = frozenset(_strings(props.get("caveats", []), f"{mid}: caveats"))
     comms = frozenset(_strings(props.get("communities", []), f"{mid}: communities"))
     label = Label(agreement.id, rank, originator, rel_set, caveats,
@@ -248,6 +259,11 @@ def _parse_national(agreement: Agreement, mid: str, props: Any) -> LabelPart:
         raise MarkingError(f"{mid}: the marking is not in canonical form or its equivalents "
                            "disagree with the agreement's table",
                            hint=f"expected extension properties {expected}")
+    if name is not None and name != banner(label, agreement, originator):
+        raise MarkingError(f"{mid}: the marking's name {name!r} does not say what it marks "
+                           f"({banner(label, agreement, originator)!r})",
+                           hint="a national marking's name is its banner in the originator's "
+                           "words")
     if marking_id(props) != mid:
         raise MarkingError(f"{mid}: the id does not match the marking's content "
                            f"(expected {marking_id(props)})",
@@ -346,7 +362,10 @@ def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
         raise MarkingError(f"{mid}: a marking-definition needs exactly one of definition_type "
                            "or a marking extension")
     if marking_exts == [EXTENSION_ID]:
-        return _parse_national(agreement, mid, extensions[EXTENSION_ID])
+        name = obj.get("name")
+        if name is not None and not isinstance(name, str):
+            raise MarkingError(f"{mid}: name must be a string")
+        return _parse_national(agreement, mid, extensions[EXTENSION_ID], name)
     if marking_exts == [TLP2_EXTENSION_ID]:
         return _parse_tlp2(agreement, mid, extensions[TLP2_EXTENSION_ID])
     if marking_exts == [ACS_EXTENSION_ID]:
@@ -441,7 +460,7 @@ class Markings:
             elif p.rel_mode == "originator":
                 rel = frozenset({origin})
             else:
-                rel = p.rel_to
+                rel = p.rel_to | {origin}  # the originator may always read its own
             labels.append(Label(self.agreement.id, max(ranks), origin, rel, p.caveats,
                                 p.communities))
         label = join_all(labels)

@@ -1,0 +1,227 @@
+"""A node directory's configuration: ``node.toml`` (docs/configuration.md).
+
+``load_config`` checks every field, loads the agreement and refuses to go on
+when its content hash is not the one pinned at ``init``: a node never applies
+an agreement other than the one it was set up under.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .crypto.keys import generate_signing_key
+from .crypto.tls import make_self_signed
+from .errors import IntelpactError
+from .model import AgreementError, load_agreement
+
+CONFIG_FILE = "node.toml"
+_NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database",
+              "signing_key")
+_SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
+                "max_content_length")
+DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
+
+
+class ConfigError(IntelpactError):
+    """node.toml is missing or wrong: names the file, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    dir: Path
+    party: str
+    name: str
+    title: str
+    agreement_path: Path
+    agreement_hash: str
+    database: str
+    signing_key: Path
+    host: str = "127.0.0.1"
+    port: int = 8401
+    tls: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    api_root: str = "intel"
+    max_content_length: int = DEFAULT_MAX_CONTENT
+
+
+def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{path}: {field}: {problem}", hint=fix)
+
+
+def load_config(node_dir: Path) -> NodeConfig:
+    """Read and check ``DIR/node.toml`` and the pinned agreement. Raises ConfigError."""
+    node_dir = Path(node_dir)
+    path = node_dir / CONFIG_FILE
+    if not node_dir.is_dir():
+        raise ConfigError(f"{node_dir}: no such node directory",
+                          hint=f"make one with: intelpact init {node_dir} --party PARTY "
+                          "--agreement FILE")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing", hint=f"{node_dir} is not a node directory; "
+                          f"make one with: intelpact init {node_dir} --party PARTY "
+                          "--agreement FILE") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, "(syntax)", f"not valid TOML: {exc}", "fix the syntax") from None
+    for key in data:
+        if key not in ("node", "server"):
+            raise _fail(path, key, "unknown section", "the sections are [node] and [server]")
+    node = _table(path, data, "node", _NODE_KEYS)
+    server = _table(path, data, "server", _SERVER_KEYS)
+
+    def text(table: dict[str, Any], section: str, key: str, default: str | None = None) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise _fail(path, f"{section}.{key}", f"expected a non-empty string, found "
+                        f"{value!r}", f'write {key} = "..."')
+        return value
+
+    party = text(node, "node", "party")
+    if not re.fullmatch(r"[A-Z]{3}", party):
+        raise _fail(path, "node.party", f"{party!r} is not an ISO 3166-1 alpha-3 code",
+                    'write party = "JPN"')
+    port = server.get("port", 8401)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise _fail(path, "server.port", f"expected 1-65535, found {port!r}", "write port = 8401")
+    tls = server.get("tls", True)
+    if not isinstance(tls, bool):
+        raise _fail(path, "server.tls", f"expected true or false, found {tls!r}",
+                    "write tls = true")
+    api_root = text(server, "server", "api_root", "intel")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", api_root) or api_root == "taxii2":
+        raise _fail(path, "server.api_root", f"{api_root!r} is not a valid path segment",
+                    'use lower-case letters, digits and "-", e.g. api_root = "intel"')
+    limit = server.get("max_content_length", DEFAULT_MAX_CONTENT)
+    if not isinstance(limit, int) or isinstance(limit, bool) or \
+            not 1024 <= limit <= 1024 ** 3:
+        raise _fail(path, "server.max_content_length", f"expected 1024 to 1073741824 bytes, "
+                    f"found {limit!r}", "write max_content_length = 10485760")
+
+    def file(table: dict[str, Any], section: str, key: str, default: str) -> Path:
+        value = Path(text(table, section, key, default))
+        return value if value.is_absolute() else node_dir / value
+
+    agreement_path = file(node, "node", "agreement", "agreement.toml")
+    pinned = text(node, "node", "agreement_hash")
+    try:
+        agreement = load_agreement(agreement_path)
+    except AgreementError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
+    if agreement.content_hash != pinned:
+        raise _fail(path, "node.agreement_hash", f"the agreement file {agreement_path} has "
+                    f"hash {agreement.content_hash}, not the pinned {pinned}",
+                    "the agreement changed since init; restore it, or re-pin deliberately "
+                    "after the parties agree the new version")
+    if party not in agreement.parties:
+        raise _fail(path, "node.party", f"{party} is not a party to {agreement.id}",
+                    f"use one of {', '.join(agreement.parties)}")
+    database = text(node, "node", "database", "node.db")
+    return NodeConfig(
+        dir=node_dir, party=party, name=text(node, "node", "name", f"{party.lower()}-node"),
+        title=text(node, "node", "title", f"intelpact {party} node"),
+        agreement_path=agreement_path, agreement_hash=pinned, database=database,
+        signing_key=file(node, "node", "signing_key", "keys/signing.pem"),
+        host=text(server, "server", "host", "127.0.0.1"), port=port, tls=tls,
+        tls_cert=file(server, "server", "tls_cert", "tls/cert.pem") if tls else None,
+        tls_key=file(server, "server", "tls_key", "tls/key.pem") if tls else None,
+        api_root=api_root, max_content_length=limit)
+
+
+def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
+           ) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise _fail(path, name, "expected a table", f"write [{name}]")
+    for key in table:
+        if key not in allowed:
+            raise _fail(path, f"{name}.{key}", "unknown field",
+                        f"remove it; the fields of [{name}] are: {', '.join(allowed)}")
+    return table
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def write_config(cfg: NodeConfig) -> None:
+    """Write ``node.toml`` for ``cfg`` (paths relative to the node directory)."""
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.relative_to(cfg.dir))
+        except ValueError:
+            return str(p)
+
+    lines = ["# intelpact node configuration (docs/configuration.md)", "[node]",
+             f"party = {_toml_string(cfg.party)}", f"name = {_toml_string(cfg.name)}",
+             f"title = {_toml_string(cfg.title)}",
+             f"agreement = {_toml_string(rel(cfg.agreement_path))}",
+             f"agreement_hash = {_toml_string(cfg.agreement_hash)}",
+             f"database = {_toml_string(cfg.database)}",
+             f"signing_key = {_toml_string(rel(cfg.signing_key))}", "", "[server]",
+             f"host = {_toml_string(cfg.host)}", f"port = {cfg.port}",
+             f"tls = {'true' if cfg.tls else 'false'}"]
+    if cfg.tls and cfg.tls_cert and cfg.tls_key:
+        lines += [f"tls_cert = {_toml_string(rel(cfg.tls_cert))}",
+                  f"tls_key = {_toml_string(rel(cfg.tls_key))}"]
+    lines += [f"api_root = {_toml_string(cfg.api_root)}",
+              f"max_content_length = {cfg.max_content_length}", ""]
+    (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
+
+
+def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
+                    host: str = "127.0.0.1", port: int = 8401, tls: bool = True) -> NodeConfig:
+    """Make a node directory: pinned agreement, signing key, TLS certificate, node.toml.
+
+    The database is made by the store when the node is first opened."""
+    node_dir = Path(node_dir)
+    if node_dir.exists() and (not node_dir.is_dir() or any(node_dir.iterdir())):
+        raise ConfigError(f"{node_dir}: exists and is not empty",
+                          hint="give a new directory; init never overwrites a node")
+    try:
+        agreement = load_agreement(agreement_file)
+    except AgreementError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
+    if party not in agreement.parties:
+        raise ConfigError(f"{party} is not a party to agreement {agreement.id}",
+                          hint=f"use one of {', '.join(agreement.parties)}")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range", hint="use 1-65535")
+    node_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(node_dir, 0o700)
+    shutil.copyfile(agreement_file, node_dir / "agreement.toml")
+    (node_dir / "keys").mkdir(mode=0o700)
+    generate_signing_key(node_dir / "keys" / "signing.pem")
+    cert = key = None
+    if tls:
+        (node_dir / "tls").mkdir(mode=0o700)
+        cert, key = node_dir / "tls" / "cert.pem", node_dir / "tls" / "key.pem"
+        hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1",
+                                                                      "localhost") else [])
+        make_self_signed(cert, key, common_name=f"intelpact {party} node", hosts=hosts)
+    cfg = NodeConfig(dir=node_dir, party=party, name=f"{party.lower()}-node",
+                     title=f"intelpact {party} node", agreement_path=node_dir / "agreement.toml",
+                     agreement_hash=agreement.content_hash, database="node.db",
+                     signing_key=node_dir / "keys" / "signing.pem", host=host, port=port,
+                     tls=tls, tls_cert=cert, tls_key=key)
+    write_config(cfg)
+    return load_config(node_dir)

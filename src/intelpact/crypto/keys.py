@@ -1,0 +1,138 @@
+"""A node's Ed25519 signing key: made once by ``intelpact init``, kept as PKCS#8 PEM.
+
+The private key file is created with mode 0o600 and never overwritten: losing
+a node's signing key silently would orphan every signature it has made. The
+public key travels as its 32 raw bytes in base64 (the node card), and is named
+by its key id: the first 16 hex digits of the SHA-256 of those bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import IntelpactError
+
+KEY_ID_LENGTH = 16
+
+
+class KeyFileError(IntelpactError):
+    """A key file is missing, unreadable, not a key, or not the expected kind of key."""
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0o600 and write ``data``; refuse if it already exists.
+
+    ``O_EXCL`` makes the check and the creation one step, so a key is never
+    written over an existing file, and the mode is set before any byte lands.
+    Raises :class:`KeyFileError`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key file",
+                           hint="move the existing file away first, or use it as it is"
+                           ) from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create: {exc.strerror}",
+                           hint="check that the directory exists and is writable") from None
+    try:
+        os.fchmod(fd, 0o600)  # the umask cannot loosen it, but be explicit
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"{path}: cannot write: {exc.strerror}",
+                           hint="check free space and permissions") from None
+
+
+def generate_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Make a new Ed25519 key and save it to ``path`` (PKCS#8 PEM, unencrypted, mode 0o600).
+
+    Refuses to overwrite an existing file. Raises :class:`KeyFileError`.
+    """
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+    write_private_file(Path(path), pem)
+    return key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key from a PEM file. Raises :class:`KeyFileError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: signing key file not found",
+                           hint="run `intelpact init` to make a node directory with its keys, "
+                           "or fix the signing_key path in node.toml") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the signing key: {exc.strerror}",
+                           hint="check the file's permissions (it should be readable by "
+                           "the node's user only, mode 600)") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise KeyFileError(f"{path}: the signing key is encrypted with a password",
+                           hint="intelpact expects an unencrypted PKCS#8 PEM key protected "
+                           "by file permissions") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path}: not a PEM private key",
+                           hint="point signing_key at the keys/signing.pem made by "
+                           "`intelpact init`") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: expected an Ed25519 private key, found "
+                           f"{_describe(key)}",
+                           hint="node signing keys are Ed25519; make one with "
+                           "`intelpact init`") from None
+    return key
+
+
+def _describe(key: object) -> str:
+    """A short name for a key of the wrong kind ("an RSA private key", ...)."""
+    kinds: tuple[tuple[type, str], ...] = (
+        (rsa.RSAPrivateKey, "an RSA"), (ec.EllipticCurvePrivateKey, "an EC"),
+        (dsa.DSAPrivateKey, "a DSA"), (ed448.Ed448PrivateKey, "an Ed448"),
+        (x25519.X25519PrivateKey, "an X25519"), (x448.X448PrivateKey, "an X448"),
+    )
+    for cls, label in kinds:
+        if isinstance(key, cls):
+            return f"{label} private key"
+    return f"a {type(key).__name__}"
+
+
+def public_raw(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of the public key."""
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return pub.public_bytes(encoding=serialization.Encoding.Raw,
+                            format=serialization.PublicFormat.Raw)
+
+
+def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The public key as standard base64 of its 32 raw bytes (44 characters)."""
+    return base64.b64encode(public_raw(key)).decode("ascii")
+
+
+def key_id(public_raw: bytes) -> str:
+    """The key id: the first 16 lower-case hex digits of SHA-256 over the raw public key.
+
+    Raises :class:`KeyFileError` when ``public_raw`` is not 32 bytes.
+    """
+    if len(public_raw) != 32:
+        raise KeyFileError(f"an Ed25519 public key is 32 bytes, found {len(public_raw)}",
+                           hint="pass the raw public key bytes, not PEM or base64")
+    return hashlib.sha256(public_raw).hexdigest()[:KEY_ID_LENGTH]

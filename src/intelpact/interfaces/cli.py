@@ -1,0 +1,366 @@
+"""The `intelpact` command. Thin: parse, call the node, print.
+
+Errors are one clear line (and a hint), never a traceback. Long work shows a
+progress bar on a terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import IntelpactError
+from ..jsonio import JsonError, parse_json
+from ..model import banner
+from ..model.decisions import ROLES
+from ..services.node import Node
+from ..services.publish import MarkingRequest
+from ..store.base import Query
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+NODE_DIR = click.argument("node_dir", metavar="DIR", type=click.Path(path_type=Path))
+
+
+def friendly(fn: F) -> F:
+    """Turn intelpact errors into one line plus a hint, exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IntelpactError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            if exc.hint:
+                err.print(f"hint: {exc.hint}", markup=False)
+            sys.exit(2)
+        except (ValueError, KeyError) as exc:
+            err.print(f"[bold red]error:[/] {exc.args[0] if exc.args else exc}", markup=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip().upper() for v in value.split(",") if v.strip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="intelpact")
+def main() -> None:
+    """intelpact: a national node for sharing classified intelligence under an
+    information security agreement (STIX 2.1 over TAXII 2.1).
+
+    Every command takes the node directory DIR made by `intelpact init`."""
+
+
+@main.command()
+@NODE_DIR
+@click.option("--party", required=True, help="This node's party (ISO 3166-1 alpha-3, e.g. JPN).")
+@click.option("--agreement", "agreement_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The agreement TOML file; it is copied into DIR and pinned by hash.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8401, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to serve on.")
+@click.option("--tls/--no-tls", default=True, show_default=True,
+              help="Serve HTTPS with the self-signed certificate made here.")
+@friendly
+def init(node_dir: Path, party: str, agreement_file: Path, host: str, port: int,
+         tls: bool) -> None:
+    """Make a node directory: config, pinned agreement, keys, TLS certificate, database."""
+    node = Node.create(node_dir, party=party.upper(), agreement_file=agreement_file, host=host,
+                       port=port, tls=tls)
+    out.print(f"Initialised the {node.party} node in {node_dir}")
+    out.print(f"  agreement  {node.agreement.id} ({node.agreement.content_hash})")
+    if node.agreement.illustrative:
+        out.print("             [yellow]illustrative sample agreement[/]")
+    out.print(f"  collection {node.default_collection().collection_id}")
+    scheme = "https" if tls else "http"
+    out.print(f"  serves     {scheme}://{host}:{port}/taxii2/")
+    out.print(f"Next: intelpact user add {node_dir} NAME --party {node.party} --clearance LEVEL")
+    node.close()
+
+
+@main.group()
+def user() -> None:
+    """Add, list and revoke the people of a node."""
+
+
+@user.command("add")
+@NODE_DIR
+@click.argument("name")
+@click.option("--party", required=True, help="The person's nationality (e.g. JPN).")
+@click.option("--clearance", required=True,
+              help="Clearance in the person's national words or romanisation (極秘, Gokuhi).")
+@click.option("--caveat", "caveats", multiple=True, help="A caveat held (repeatable).")
+@click.option("--community", "communities", multiple=True,
+              help="A community of interest (repeatable).")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES),
+              help="A role (repeatable; default analyst).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@friendly
+def user_add(node_dir: Path, name: str, party: str, clearance: str, caveats: tuple[str, ...],
+             communities: tuple[str, ...], roles: tuple[str, ...], password_stdin: bool) -> None:
+    """Add a person with their clearance, caveats, communities and roles."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    node = Node.open(node_dir)
+    record = node.people.add(name, party=party.upper(), clearance=clearance,
+                             caveats=[c.upper() for c in caveats],
+                             communities=[c.upper() for c in communities],
+                             roles=roles or ("analyst",), password=password)
+    out.print(f"Added {record.name}: {record.party}, cleared {record.clearance}, "
+              f"roles {', '.join(record.roles)}")
+    node.close()
+
+
+@user.command("list")
+@NODE_DIR
+@friendly
+def user_list(node_dir: Path) -> None:
+    """List the people of a node."""
+    node = Node.open(node_dir)
+    table = Table("name", "party", "clearance", "caveats", "communities", "roles", "status")
+    for p in node.store.people():
+        table.add_row(p.name, p.party, p.clearance, ", ".join(p.caveats),
+                      ", ".join(p.communities), ", ".join(p.roles),
+                      f"revoked {p.revoked}" if p.revoked else "active")
+    out.print(table)
+    node.close()
+
+
+@user.command("revoke")
+@NODE_DIR
+@click.argument("name")
+@friendly
+def user_revoke(node_dir: Path, name: str) -> None:
+    """Revoke a person and all their tokens. Names are never reused."""
+    node = Node.open(node_dir)
+    node.people.revoke(name)
+    out.print(f"Revoked {name}")
+    node.close()
+
+
+@main.group()
+def token() -> None:
+    """Issue and revoke API tokens (HTTP Bearer)."""
+
+
+@token.command("issue")
+@NODE_DIR
+@click.argument("name")
+@click.option("--label", default="", help="A note to remember the token by.")
+@friendly
+def token_issue(node_dir: Path, name: str, label: str) -> None:
+    """Print a new bearer token for NAME. It is shown once; only its digest is kept."""
+    node = Node.open(node_dir)
+    click.echo(node.people.issue_token(name, label))
+    node.close()
+
+
+@token.command("revoke")
+@NODE_DIR
+@click.argument("name")
+@click.option("--token", "value", default=None, help="Revoke only this token (default: all).")
+@friendly
+def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
+    """Revoke NAME's tokens (all, or one)."""
+    node = Node.open(node_dir)
+    count = node.people.revoke_tokens(name, value)
+    out.print(f"Revoked {count} token(s) of {name}")
+    node.close()
+
+
+@main.command()
+@NODE_DIR
+@click.option("--host", default=None, help="Override the configured address.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="Override the configured port.")
+@friendly
+def serve(node_dir: Path, host: str | None, port: int | None) -> None:
+    """Serve the node's TAXII 2.1 API until interrupted."""
+    import uvicorn
+
+    from .taxii import create_app
+
+    node = Node.open(node_dir)
+    cfg = node.config
+    host, port = host or cfg.host, port or cfg.port
+    scheme = "https" if cfg.tls else "http"
+    out.print(f"{node.party} node: {scheme}://{host}:{port}/taxii2/ "
+              f"(agreement {node.agreement.id})")
+    ssl: dict[str, Any] = {}
+    if cfg.tls and cfg.tls_cert and cfg.tls_key:
+        ssl = {"ssl_certfile": str(cfg.tls_cert), "ssl_keyfile": str(cfg.tls_key)}
+    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", **ssl)
+
+
+def _load_objects(path: Path) -> list[Any]:
+    try:
+        data = parse_json(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes())
+    except OSError as exc:
+        raise IntelpactError(f"{path}: cannot read: {exc.strerror}") from None
+    except JsonError as exc:
+        raise IntelpactError(f"{path}: {exc.message}",
+                             hint="give a STIX bundle or TAXII envelope as JSON") from None
+    if isinstance(data, dict) and isinstance(data.get("objects"), list):
+        return list(data["objects"])
+    if isinstance(data, dict) and "type" in data:
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise IntelpactError(f"{path}: not a STIX bundle, envelope, object or list of objects")
+
+
+@contextmanager
+def _progress(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (silent otherwise); yields advance(n)."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@main.command()
+@NODE_DIR
+@click.argument("file", type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--as", "as_name", required=True, help="Publish as this person.")
+@click.option("--classification", required=True,
+              help="Level in the publisher's national words, romanisation or the shared name.")
+@click.option("--rel", default="", help="REL TO parties, comma-separated (e.g. JPN,NZL).")
+@click.option("--caveat", "caveats", multiple=True, help="A caveat (repeatable).")
+@click.option("--community", "communities", multiple=True,
+              help="A community of interest (repeatable).")
+@click.option("--collection", default=None, help="Collection id (default: the node's own).")
+@friendly
+def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: str,
+            caveats: tuple[str, ...], communities: tuple[str, ...],
+            collection: str | None) -> None:
+    """Publish a STIX bundle from FILE ('-' for stdin) under a national marking."""
+    objects = _load_objects(file)
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name)
+    cid = collection or node.default_collection().collection_id
+    marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
+                             tuple(c.upper() for c in communities))
+    with _progress("Publishing", len(objects) + 1) as advance:
+        record = node.publisher.publish(principal.person, cid, objects, marking=marking,
+                                        progress=advance)
+    status = record.body
+    out.print(f"Published as {principal.name} ({principal.person.party}): "
+              f"{status['success_count']} accepted, {status['failure_count']} rejected "
+              f"(status {status['id']})")
+    for failure in status["failures"][:20]:
+        out.print(f"  rejected {failure['id']}: {failure['message']}", markup=False)
+    if status["failure_count"] > 20:
+        out.print(f"  … and {status['failure_count'] - 20} more")
+    node.close()
+    if status["success_count"] == 0 and status["failure_count"]:
+        sys.exit(1)
+
+
+def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
+    labels = node.markings.label(obj)
+    line = banner(labels.banner, node.agreement, party)
+    out.print(f"[reverse] {line} [/]", markup=True) if out.is_terminal else out.print(
+        line, markup=False)
+    out.print(json.dumps(obj, ensure_ascii=False, indent=2), markup=False)
+    out.print(f"[reverse] {line} [/]", markup=True) if out.is_terminal else out.print(
+        line, markup=False)
+
+
+@main.command()
+@NODE_DIR
+@click.argument("object_id", metavar="ID")
+@click.option("--as", "as_name", required=True, help="Read as this person.")
+@click.option("--all-versions", is_flag=True, help="Show every version, oldest first.")
+@friendly
+def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> None:
+    """Show an object as a person sees it, between banners in their national words."""
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name)
+    found = node.get(principal, object_id)
+    if not found:
+        raise IntelpactError(f"no object {object_id} visible to {as_name}")
+    for obj in found if all_versions else found[-1:]:
+        _print_object(node, principal.person.party, obj)
+    node.close()
+
+
+@main.command()
+@NODE_DIR
+@click.argument("query")
+@click.option("--as", "as_name", required=True, help="Search as this person.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@friendly
+def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
+    """Find objects whose name or description contains QUERY (case-insensitive)."""
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name)
+    wanted = query.casefold()
+    table = Table("banner", "type", "id", "name")
+    shown = 0
+    for obj in _visible(node, principal):
+        text = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
+        if wanted in text:
+            labels = node.markings.label(obj)
+            table.add_row(banner(labels.banner, node.agreement, principal.person.party),
+                          obj["type"], obj["id"], str(obj.get("name", "")))
+            shown += 1
+            if shown >= limit:
+                break
+    out.print(table)
+    out.print(f"{shown} match(es) visible to {as_name}")
+    node.close()
+
+
+@main.command()
+@NODE_DIR
+@click.option("--as", "as_name", required=True, help="Export what this person may see.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, allow_dash=True), default="-",
+              show_default=True, help="Write the bundle here.")
+@friendly
+def export(node_dir: Path, as_name: str, output: Path) -> None:
+    """Write a STIX bundle of the latest version of everything a person may see."""
+    import uuid
+
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name)
+    objects = list(_visible(node, principal))
+    bundle = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
+                         "objects": objects}, ensure_ascii=False, indent=1)
+    if str(output) == "-":
+        click.echo(bundle)
+    else:
+        output.write_text(bundle + "\n", encoding="utf-8")
+        err.print(f"Wrote {len(objects)} objects to {output}")
+    node.close()
+
+
+def _visible(node: Node, principal: Any) -> Iterator[dict[str, Any]]:
+    for collection in node.store.collections():
+        cursor = None
+        while True:
+            page, visible = node.find(principal, collection.collection_id,
+                                      Query(limit=1000, cursor=cursor))
+            for _, body in visible:
+                yield json.loads(body)
+            if not page.more:
+                break
+            cursor = page.next

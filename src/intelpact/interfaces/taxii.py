@@ -1,0 +1,428 @@
+"""The TAXII 2.1 API: thin. Parse, authenticate, call the node, render.
+
+Every endpoint requires an authenticated person (HTTP Basic or Bearer). Every
+read is filtered by the person's label access inside the store's query; an
+object they may not see is indistinguishable from one that does not exist.
+Every error has the TAXII error shape, and no request produces a 500 page
+without it (docs/taxii.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import IntelpactError
+from ..jsonio import JsonError, parse_json
+from ..services.node import Node
+from ..services.people import AuthError, Principal
+from ..store.base import BadCursor, Query, normalise_timestamp
+
+log = logging.getLogger("intelpact.taxii")
+
+TAXII = "application/taxii+json;version=2.1"
+STIX = "application/stix+json;version=2.1"
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+MAX_OBJECTS = 100_000
+MAX_FILTER_VALUES = 1_000
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                 r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}$")
+_MATCH = ("id", "type", "version", "spec_version")
+
+
+class TaxiiError(Exception):
+    """An HTTP error in TAXII's shape."""
+
+    def __init__(self, status: int, title: str, description: str = "",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.description = description
+        self.headers = headers or {}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, media_type=TAXII, headers=headers)
+
+
+def _error(exc: TaxiiError) -> Response:
+    body = {"title": exc.title, "http_status": str(exc.status)}
+    if exc.description:
+        body["description"] = exc.description
+    return _json(body, exc.status, exc.headers)
+
+
+def _accepts_taxii(header: str | None) -> bool:
+    if not header:
+        return False
+    for item in header.split(","):
+        parts = [p.strip().lower() for p in item.split(";")]
+        if parts[0] != "application/taxii+json":
+            continue
+        params = dict(p.partition("=")[::2] for p in parts[1:] if p)
+        if params.get("version", "2.1").strip('"') == "2.1":
+            return True
+    return False
+
+
+def _media_ok(header: str | None) -> bool:
+    if not header:
+        return False
+    parts = [p.strip().lower() for p in header.split(";")]
+    params = dict(p.partition("=")[::2] for p in parts[1:] if p)
+    return parts[0] == "application/taxii+json" and params.get("version", "").strip('"') == "2.1"
+
+
+class TaxiiApi:
+    """Binds a node to HTTP. ``app`` is the Starlette application."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.root = node.config.api_root
+        self.max_content_length = node.config.max_content_length
+        r = f"/{self.root}"
+        routes = [
+            Route("/taxii2/", self._wrap(self.discovery)),
+            Route(f"{r}/", self._wrap(self.api_root)),
+            Route(f"{r}/status/{{status_id}}/", self._wrap(self.status)),
+            Route(f"{r}/status/{{status_id}}", self._wrap(self.status)),
+            Route(f"{r}/collections/", self._wrap(self.collections)),
+            Route(f"{r}/collections/{{cid}}/", self._wrap(self.collection)),
+            Route(f"{r}/collections/{{cid}}/manifest/", self._wrap(self.manifest)),
+            Route(f"{r}/collections/{{cid}}/objects/", self._wrap(self.objects),
+                  methods=["GET", "POST"]),
+            Route(f"{r}/collections/{{cid}}/objects/{{oid}}/", self._wrap(self.object),
+                  methods=["GET", "DELETE"]),
+            Route(f"{r}/collections/{{cid}}/objects/{{oid}}/versions/",
+                  self._wrap(self.versions)),
+        ]
+        self.app = Starlette(routes=routes, exception_handlers={
+            HTTPException: self._http_error, Exception: self._crash})
+
+    # -- plumbing ---------------------------------------------------------------------
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        return _error(TaxiiError(status, titles.get(status, "HTTP error"),
+                                 str(getattr(exc, "detail", ""))))
+
+    async def _crash(self, request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(TaxiiError(500, "Internal error", "the node could not complete the "
+                                 "request; nothing was changed"))
+
+    def _wrap(self, handler: Callable[[Request, Principal, bytes | None], Response]
+              ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                if not _accepts_taxii(request.headers.get("accept")):
+                    raise TaxiiError(406, "Not Acceptable",
+                                     f"send 'Accept: {TAXII}'")
+                body = None
+                if request.method == "POST":
+                    body = await self._read_body(request)
+                return await run_in_threadpool(self._call, handler, request, body)
+            except TaxiiError as exc:
+                return _error(exc)
+        return endpoint
+
+    def _call(self, handler: Callable[[Request, Principal, bytes | None], Response],
+              request: Request, body: bytes | None) -> Response:
+        principal = self._authenticate(request)
+        try:
+            return handler(request, principal, body)
+        except TaxiiError:
+            raise
+        except BadCursor as exc:
+            raise TaxiiError(400, "Bad 'next' value", exc.diagnostics()) from None
+        except IntelpactError as exc:
+            raise TaxiiError(400, "Bad request", exc.diagnostics()) from None
+
+    async def _read_body(self, request: Request) -> bytes:
+        if not _media_ok(request.headers.get("content-type")):
+            raise TaxiiError(415, "Unsupported Media Type", f"send 'Content-Type: {TAXII}'")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise TaxiiError(400, "Bad Content-Length")
+            if int(declared) > self.max_content_length:
+                raise TaxiiError(413, "Payload Too Large", f"the API root accepts at most "
+                                 f"{self.max_content_length} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_content_length:
+                raise TaxiiError(413, "Payload Too Large", f"the API root accepts at most "
+                                 f"{self.max_content_length} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        client = request.client.host if request.client else ""
+        challenge = {"WWW-Authenticate": 'Basic realm="intelpact", Bearer realm="intelpact"'}
+        try:
+            if scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+                except (binascii.Error, UnicodeDecodeError):
+                    raise AuthError() from None
+                name, sep, password = decoded.partition(":")
+                if not sep:
+                    raise AuthError()
+                return self.node.people.login(name, password, client)
+            if scheme.lower() == "bearer" and credentials.strip():
+                return self.node.people.login_token(credentials.strip())
+        except AuthError as exc:
+            if exc.retry_after is not None:
+                raise TaxiiError(429, "Too Many Requests", exc.message,
+                                 {"Retry-After": str(int(exc.retry_after) + 1)}) from None
+            raise TaxiiError(401, "Unauthorized", "authentication failed",
+                             challenge) from None
+        raise TaxiiError(401, "Unauthorized", "send HTTP Basic or Bearer credentials",
+                         challenge)
+
+    def _base(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def _collection(self, cid: str, principal: Principal) -> str:
+        if self.node.store.collection(cid) is None:
+            raise TaxiiError(404, "Not Found", "no such collection")
+        if not _can_read(principal):
+            raise TaxiiError(403, "Forbidden", "reading intelligence needs the analyst, "
+                             "publisher or security-officer role")
+        return cid
+
+    # -- endpoints ---------------------------------------------------------------------
+    def discovery(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        root = f"{self._base(request)}/{self.root}/"
+        return _json({"title": self.node.config.title,
+                      "description": f"intelpact node of {self.node.party} under agreement "
+                      f"{self.node.agreement.id}",
+                      "default": root, "api_roots": [root]})
+
+    def api_root(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        return _json({"title": f"{self.node.party} intelligence",
+                      "versions": [TAXII], "max_content_length": self.max_content_length})
+
+    def status(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        record = self.node.store.status(request.path_params["status_id"])
+        if record is None or record.owner != principal.name:
+            raise TaxiiError(404, "Not Found", "no such status")
+        return _json(record.body)
+
+    def _collection_info(self, principal: Principal, c: Any) -> dict[str, Any]:
+        info = {"id": c.collection_id, "title": c.title, "description": c.description,
+                "can_read": _can_read(principal), "can_write": principal.has_role("publisher"),
+                "media_types": [STIX]}
+        if c.alias:
+            info["alias"] = c.alias
+        return info
+
+    def collections(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        return _json({"collections": [self._collection_info(principal, c)
+                                      for c in self.node.store.collections()]})
+
+    def collection(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        c = self.node.store.collection(request.path_params["cid"])
+        if c is None:
+            raise TaxiiError(404, "Not Found", "no such collection")
+        return _json(self._collection_info(principal, c))
+
+    def objects(self, request: Request, principal: Principal, body: bytes | None) -> Response:
+        cid = self._collection(request.path_params["cid"], principal)
+        if request.method == "POST":
+            return self._add(principal, cid, body or b"")
+        page, visible = self.node.find(principal, cid, self._query(request))
+        return self._envelope(page.more, page.next, visible)
+
+    def object(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        cid = self._collection(request.path_params["cid"], principal)
+        oid = self._object_id(request.path_params["oid"])
+        if request.method == "DELETE":
+            return self._delete(request, principal, cid, oid)
+        page, visible = self.node.find(principal, cid, self._query(request, object_id=oid))
+        if not visible:
+            raise TaxiiError(404, "Not Found", "no such object")
+        return self._envelope(page.more, page.next, visible)
+
+    def manifest(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        cid = self._collection(request.path_params["cid"], principal)
+        page, visible = self.node.find(principal, cid, self._query(request))
+        entries = [{"id": row.object_id, "date_added": row.date_added, "version": row.version,
+                    "media_type": STIX} for row, _ in visible]
+        data: dict[str, Any] = {"more": page.more}
+        if page.next:
+            data["next"] = page.next
+        if entries:
+            data["objects"] = entries
+        return _json(data, headers=_added_headers([r for r, _ in visible]))
+
+    def versions(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        cid = self._collection(request.path_params["cid"], principal)
+        oid = self._object_id(request.path_params["oid"])
+        query = self._query(request, object_id=oid, versions_endpoint=True)
+        page, visible = self.node.find(principal, cid, query)
+        if not visible:
+            raise TaxiiError(404, "Not Found", "no such object")
+        data: dict[str, Any] = {"more": page.more,
+                                "versions": [row.version for row, _ in visible]}
+        if page.next:
+            data["next"] = page.next
+        return _json(data, headers=_added_headers([r for r, _ in visible]))
+
+    # -- helpers -------------------------------------------------------------------------
+    def _object_id(self, oid: str) -> str:
+        if not _ID.match(oid):
+            raise TaxiiError(404, "Not Found", "no such object")
+        return oid
+
+    def _query(self, request: Request, object_id: str | None = None,
+               versions_endpoint: bool = False) -> Query:
+        params = request.query_params
+        allowed = {"added_after", "limit", "next", *(f"match[{m}]" for m in _MATCH)}
+        if versions_endpoint:
+            allowed -= {"match[id]", "match[type]", "match[version]"}
+        elif object_id is not None:
+            allowed -= {"match[id]", "match[type]"}
+        for key in params:
+            if key not in allowed:
+                raise TaxiiError(400, "Bad request", f"unsupported query parameter {key!r}")
+        for key in allowed:
+            if len(params.getlist(key)) > 1:
+                raise TaxiiError(400, "Bad request", f"{key} given more than once; separate "
+                                 "several values with commas")
+
+        def values(key: str) -> tuple[str, ...]:
+            raw = params.get(key)
+            if raw is None:
+                return ()
+            items = tuple(v.strip() for v in raw.split(","))
+            if len(items) > MAX_FILTER_VALUES or any(not v for v in items):
+                raise TaxiiError(400, "Bad request", f"{key}: give 1 to {MAX_FILTER_VALUES} "
+                                 "non-empty comma-separated values")
+            return items
+
+        ids = values("match[id]")
+        for i in ids:
+            if not _ID.match(i):
+                raise TaxiiError(400, "Bad request", f"match[id]: {i!r} is not a STIX id")
+        types = values("match[type]")
+        for t in types:
+            if not _TYPE.match(t):
+                raise TaxiiError(400, "Bad request", f"match[type]: {t!r} is not a STIX type")
+        spec_versions = values("match[spec_version]")
+        for s in spec_versions:
+            if s not in ("2.0", "2.1"):
+                raise TaxiiError(400, "Bad request", f"match[spec_version]: {s!r} is not a "
+                                 "STIX version")
+        versions: tuple[str, ...]
+        if versions_endpoint:
+            versions = ("all",)
+        else:
+            versions = tuple(self._version(v) for v in values("match[version]")) or ("last",)
+        added_after = None
+        if params.get("added_after") is not None:
+            added_after = self._timestamp("added_after", params["added_after"])
+        limit = DEFAULT_LIMIT
+        if params.get("limit") is not None:
+            raw = params["limit"]
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+                raise TaxiiError(400, "Bad request", f"limit must be 1 to {MAX_LIMIT}")
+            limit = int(raw)
+        cursor = params.get("next")
+        if cursor is not None and len(cursor) > 200:
+            raise TaxiiError(400, "Bad 'next' value", "unknown 'next' value")
+        if object_id is not None:
+            ids = (object_id,)
+        return Query(ids=ids, types=types, versions=versions, spec_versions=spec_versions,
+                     added_after=added_after, limit=limit, cursor=cursor)
+
+    def _version(self, value: str) -> str:
+        if value in ("first", "last", "all"):
+            return value
+        return self._timestamp("match[version]", value)
+
+    def _timestamp(self, key: str, value: str) -> str:
+        try:
+            return normalise_timestamp(value)
+        except ValueError as exc:
+            raise TaxiiError(400, "Bad request", f"{key}: {exc}") from None
+
+    def _envelope(self, more: bool, next_cursor: str | None,
+                  visible: Sequence[tuple[Any, str]]) -> Response:
+        head = '{"more":' + ("true" if more else "false")
+        if next_cursor:
+            head += ',"next":' + json.dumps(next_cursor)
+        if visible:
+            head += ',"objects":[' + ",".join(body for _, body in visible) + "]"
+        return Response((head + "}").encode("utf-8"), media_type=TAXII,
+                        headers=_added_headers([row for row, _ in visible]))
+
+    def _add(self, principal: Principal, cid: str, body: bytes) -> Response:
+        if not principal.has_role("publisher"):
+            raise TaxiiError(403, "Forbidden", "publishing needs the publisher role")
+        try:
+            envelope = parse_json(body)
+        except JsonError as exc:
+            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
+            raise TaxiiError(400, "Bad envelope", "send a TAXII envelope: "
+                             '{"objects": [ ...STIX objects... ]}')
+        extra = sorted(set(envelope) - {"objects", "more", "next"})
+        if extra:
+            raise TaxiiError(400, "Bad envelope", f"unknown envelope properties: "
+                             f"{', '.join(extra)[:200]}")
+        objects = envelope["objects"]
+        if len(objects) > MAX_OBJECTS:
+            raise TaxiiError(413, "Payload Too Large", f"at most {MAX_OBJECTS} objects in one "
+                             "envelope")
+        record = self.node.publisher.publish(principal.person, cid, objects)
+        return _json(record.body, 202)
+
+    def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
+        query = self._query(request, object_id=oid)
+        readable = self.node.access.readable(principal.person)
+        if not principal.has_role("security-officer"):
+            # Do not reveal whether the object exists to someone who may not see it.
+            page = self.node.store.query(cid, readable, query)
+            if not page.rows:
+                raise TaxiiError(404, "Not Found", "no such object")
+            raise TaxiiError(403, "Forbidden", "deleting needs the security-officer role")
+        versions = query.versions if request.query_params.get("match[version]") else ("all",)
+        if self.node.store.delete(cid, readable, oid, versions) == 0:
+            raise TaxiiError(404, "Not Found", "no such object")
+        return Response(status_code=200)
+
+
+def _can_read(principal: Principal) -> bool:
+    return any(principal.has_role(r) for r in ("analyst", "publisher", "security-officer"))
+
+
+def _added_headers(rows: Sequence[Any]) -> dict[str, str]:
+    if not rows:
+        return {}
+    return {"X-TAXII-Date-Added-First": rows[0].date_added,
+            "X-TAXII-Date-Added-Last": rows[-1].date_added}
+
+
+def create_app(node: Node) -> Starlette:
+    return TaxiiApi(node).app

@@ -1,0 +1,108 @@
+"""What a person may see: the readable label ids for a query, and redacted views.
+
+The label filter runs inside the store's query (``readable``). An object whose
+base label a person may read is served; portions (granular markings) they may
+not read are withheld, and the served object says so through the intelpact
+``withheld`` extension. An object that would lose a property STIX requires is
+not served at all: for that person it does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Markings, Person, Policy
+from ..model.errors import LabelError
+from ..store.base import Store, StoredObject
+
+WITHHELD_EXTENSION_ID = "extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"
+
+# Properties whose loss would make any STIX object invalid.
+_CORE = frozenset({"type", "id", "spec_version", "created", "modified", "object_marking_refs",
+                   "extensions"})
+
+
+@dataclass
+class _PersonCache:
+    known: int = 0  # how many labels were considered
+    readable: list[int] = field(default_factory=list)
+
+
+class Access:
+    """Readable label sets per person, recomputed only when new labels appear."""
+
+    def __init__(self, policy: Policy, markings: Markings, store: Store,
+                 validate: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.policy = policy
+        self.markings = markings
+        self.store = store
+        self._validate = validate
+        self._cache: dict[Person, _PersonCache] = {}
+
+    def readable(self, person: Person) -> list[int]:
+        """Ids of every stored label whose objects ``person`` may see."""
+        labels = self.store.labels()
+        entry = self._cache.setdefault(person, _PersonCache())
+        if entry.known != len(labels):
+            entry.readable = sorted(label_id for label_id, label in labels.items()
+                                    if self.policy.may_read(person, label).allowed)
+            entry.known = len(labels)
+        return entry.readable
+
+    def view(self, person: Person, row: StoredObject) -> str | None:
+        """The JSON text ``person`` is served for ``row``, or None: not visible.
+
+        The caller's query already filtered on the base label; this re-checks it
+        (never trust one path alone) and applies portion decisions."""
+        labels = self.store.labels()
+        base = labels.get(row.label_id)
+        if base is None or not self.policy.may_read(person, base).allowed:
+            return None
+        if not row.has_portions:
+            return row.body
+        obj = json.loads(row.body)
+        try:
+            object_labels = self.markings.label(obj, originator=row.originator)
+        except LabelError:
+            return None  # deny by default: the stored markings no longer resolve
+        decision = self.policy.read_object(person, object_labels)
+        if not decision.decision.allowed:
+            return None
+        if not decision.withheld:
+            return row.body
+        redacted = redact(obj, decision.withheld)
+        if redacted is None:
+            return None
+        if self._validate is not None:
+            try:
+                self._validate(redacted)
+            except Exception:  # noqa: BLE001 - any invalidity hides the object
+                return None
+        return json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
+
+
+def redact(obj: Mapping[str, Any], withheld: tuple[str, ...]) -> dict[str, Any] | None:
+    """Remove withheld portions. A withheld selector removes its whole top-level
+    property (so no list index shifts under other selectors); granular markings
+    on removed properties go too. None when a core property would be lost."""
+    removed = sorted({selector.split(".", 1)[0] for selector in withheld})
+    if any(name in _CORE for name in removed):
+        return None
+    out = {k: v for k, v in obj.items() if k not in removed}
+    granular = [
+        {**gm, "selectors": kept}
+        for gm in obj.get("granular_markings", [])
+        if (kept := [s for s in gm["selectors"] if s.split(".", 1)[0] not in removed])
+    ]
+    if granular:
+        out["granular_markings"] = granular
+    else:
+        out.pop("granular_markings", None)
+    extensions = dict(out.get("extensions", {}))
+    extensions[WITHHELD_EXTENSION_ID] = {"extension_type": "property-extension",
+                                         "withheld": removed}
+    out["extensions"] = extensions
+    return out

@@ -1,0 +1,90 @@
+"""A national node: its configuration, agreement, store and services, opened together."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..config import NodeConfig, create_node_dir, load_config
+from ..model import Agreement, Markings, Policy, load_agreement
+from ..stix.validate import validate_object
+from ..store import Store, open_store
+from ..store.base import Collection, Page, Query, StoredObject
+from .access import Access
+from .people import People, Principal
+from .publish import Publisher
+
+DEFAULT_COLLECTION_ALIAS = "intel"
+
+
+class Node:
+    """Everything one node needs, built from its directory."""
+
+    def __init__(self, config: NodeConfig, store: Store) -> None:
+        self.config = config
+        self.agreement: Agreement = load_agreement(config.agreement_path)
+        self.store = store
+        self.policy = Policy(self.agreement)
+        self.markings = Markings(self.agreement)
+        for body in store.markings():
+            self.markings.add(json.loads(body))
+        self.people = People(self.policy, store)
+        self.publisher = Publisher(self.policy, self.markings, store, validate_object)
+        self.access = Access(self.policy, self.markings, store, validate_object)
+
+    @classmethod
+    def open(cls, node_dir: str | Path) -> Node:
+        config = load_config(Path(node_dir))
+        return cls(config, open_store(config.database, config.dir))
+
+    @classmethod
+    def create(cls, node_dir: str | Path, *, party: str, agreement_file: str | Path,
+               host: str = "127.0.0.1", port: int = 8401, tls: bool = True) -> Node:
+        """Make a node directory, its database and its default collection."""
+        config = create_node_dir(Path(node_dir), party=party,
+                                 agreement_file=Path(agreement_file), host=host, port=port,
+                                 tls=tls)
+        node = cls(config, open_store(config.database, config.dir))
+        node.store.add_collection(Collection(
+            str(uuid.uuid4()), f"{party} intelligence",
+            f"Intelligence held by the {party} node under {node.agreement.id}",
+            DEFAULT_COLLECTION_ALIAS))
+        return node
+
+    @property
+    def party(self) -> str:
+        return self.config.party
+
+    def default_collection(self) -> Collection:
+        for c in self.store.collections():
+            if c.alias == DEFAULT_COLLECTION_ALIAS:
+                return c
+        return self.store.collections()[0]
+
+    def find(self, principal: Principal, collection_id: str,
+             query: Query) -> tuple[Page, list[tuple[StoredObject, str]]]:
+        """One page of what ``principal`` may see: each visible row with the body served.
+
+        The page's rows were filtered on the base label in the query; a row whose
+        portions make it unservable (docs/access.md) is dropped here."""
+        page = self.store.query(collection_id, self.access.readable(principal.person), query)
+        visible = []
+        for row in page.rows:
+            body = self.access.view(principal.person, row)
+            if body is not None:
+                visible.append((row, body))
+        return page, visible
+
+    def get(self, principal: Principal, object_id: str) -> list[dict[str, Any]]:
+        """Every visible version of an object across collections, oldest first."""
+        found = []
+        for collection in self.store.collections():
+            _, visible = self.find(principal, collection.collection_id,
+                                   Query(ids=(object_id,), versions=("all",), limit=1000))
+            found.extend(json.loads(body) for _, body in visible)
+        return found
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,165 @@
+"""People of a node: adding, revoking, passwords, tokens and authentication.
+
+A person's party, clearance, caveats and communities are checked against the
+agreement when they are added (through the model's Policy.person), so a stored
+person always makes sense to the decision code. Passwords are kept as argon2
+hashes, tokens only as SHA-256 digests. Failed logins are throttled per name
+and per client address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import IntelpactError
+from ..model import Person, Policy
+from ..store.base import PersonRecord, Store, timestamp, utc_now
+from .credentials import LoginThrottle, hash_password, new_token, token_digest, verify_password
+
+_CACHE_SECONDS = 60.0
+
+
+class PeopleError(IntelpactError):
+    """A person could not be added, found or changed."""
+
+
+class AuthError(IntelpactError):
+    """Authentication failed. The message never says which part was wrong."""
+
+    def __init__(self, message: str = "authentication failed", *,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated person: the model's Person plus their roles."""
+
+    person: Person
+    record: PersonRecord
+
+    @property
+    def name(self) -> str:
+        return self.person.name
+
+    def has_role(self, role: str) -> bool:
+        return role in self.record.roles
+
+
+class People:
+    def __init__(self, policy: Policy, store: Store,
+                 throttle: LoginThrottle | None = None) -> None:
+        self.policy = policy
+        self.store = store
+        self.throttle = throttle or LoginThrottle()
+        self._verified: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, *, party: str, clearance: str, caveats: Iterable[str] = (),
+            communities: Iterable[str] = (), roles: Iterable[str] = ("analyst",),
+            password: str | None = None) -> PersonRecord:
+        name = name.strip()
+        if not name or len(name) > 64 or any(c in name for c in ":/\\\0\n\r\t"):
+            raise PeopleError(f"invalid name {name!r}",
+                              hint="use 1-64 characters without ':', '/', '\\' or control "
+                              "characters")
+        caveats, communities, roles = tuple(caveats), tuple(communities), tuple(roles)
+        try:
+            person = self.policy.person(name, party, clearance, caveats=caveats,
+                                        communities=communities, roles=roles)
+        except ValueError as exc:
+            raise PeopleError(str(exc)) from None
+        if password is not None and len(password) < 12:
+            raise PeopleError("password too short", hint="use at least 12 characters")
+        record = PersonRecord(name, party, person.clearance, tuple(sorted(set(caveats))),
+                              tuple(sorted(set(communities))), tuple(sorted(set(roles))),
+                              hash_password(password) if password else None,
+                              timestamp(utc_now()))
+        self.store.add_person(record)
+        return record
+
+    def get(self, name: str) -> PersonRecord:
+        record = self.store.person(name)
+        if record is None:
+            raise PeopleError(f"no person named {name!r}",
+                              hint="list people with: intelpact user list DIR")
+        return record
+
+    def principal(self, record: PersonRecord) -> Principal:
+        if record.revoked:
+            raise PeopleError(f"{record.name} was revoked on {record.revoked}")
+        person = self.policy.person(record.name, record.party, record.clearance,
+                                    caveats=record.caveats, communities=record.communities,
+                                    roles=record.roles)
+        return Principal(person, record)
+
+    def as_person(self, name: str) -> Principal:
+        """Act as a named person (the CLI, run by the node's operator)."""
+        return self.principal(self.get(name))
+
+    def revoke(self, name: str) -> None:
+        self.get(name)
+        if not self.store.revoke_person(name, timestamp(utc_now())):
+            raise PeopleError(f"{name} is already revoked")
+        with self._lock:
+            self._verified = {k: v for k, v in self._verified.items() if v[1] != name}
+
+    def issue_token(self, name: str, label: str = "") -> str:
+        record = self.get(name)
+        if record.revoked:
+            raise PeopleError(f"{name} is revoked: no tokens can be issued")
+        token = new_token()
+        self.store.add_token(token_digest(token), name, label, timestamp(utc_now()))
+        return token
+
+    def revoke_tokens(self, name: str, token: str | None = None) -> int:
+        self.get(name)
+        with self._lock:
+            self._verified.clear()
+        return self.store.revoke_tokens(name, timestamp(utc_now()),
+                                        token_digest(token) if token else None)
+
+    # -- authentication ------------------------------------------------------------------
+    def login(self, name: str, password: str, client: str = "") -> Principal:
+        """Check a password (HTTP Basic). Throttled; raises :class:`AuthError`."""
+        now = time.monotonic()
+        for key in (f"name:{name}", f"client:{client}"):
+            wait = self.throttle.check(key, now)
+            if wait is not None:
+                raise AuthError("too many failed logins; try again later", retry_after=wait)
+        cache_key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        with self._lock:
+            hit = self._verified.get(cache_key)
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            record = self.store.person(name)
+            if record is not None and not record.revoked:
+                return self.principal(record)
+        record = self.store.person(name)
+        ok = (record is not None and record.password_hash is not None
+              and not record.revoked and verify_password(record.password_hash, password))
+        if not ok or record is None:
+            if record is None:
+                hash_password(password)  # spend the same time as a real check
+            for key in (f"name:{name}", f"client:{client}"):
+                self.throttle.failure(key, now)
+            raise AuthError()
+        for key in (f"name:{name}", f"client:{client}"):
+            self.throttle.success(key)
+        with self._lock:
+            self._verified[cache_key] = (now, name)
+        return self.principal(record)
+
+    def login_token(self, token: str) -> Principal:
+        """Check a bearer token; raises :class:`AuthError`."""
+        name = self.store.token_owner(token_digest(token))
+        if name is None:
+            raise AuthError()
+        record = self.store.person(name)
+        if record is None or record.revoked:
+            raise AuthError()
+        return self.principal(record)

@@ -1,0 +1,263 @@
+"""The store interface. SQLite implements it now; PostgreSQL will implement it too.
+
+The store knows nothing of people's rights: callers hand it the ids of the
+labels a principal may read (computed once per distinct label by the model's
+Policy), and every read filters on them *inside* the query. A page of ``limit``
+visible objects is one query.
+
+Objects are immutable per (collection, id, version): adding the same body again
+is a no-op; a different body under an existing version is refused.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import IntelpactError
+from ..model.labels import Label
+
+
+class StoreError(IntelpactError):
+    """The store could not do what was asked (conflict, bad cursor, missing collection...)."""
+
+
+class BadCursor(StoreError):
+    """A ``next`` value that this store did not issue for this query."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def timestamp(value: dt.datetime) -> str:
+    """RFC 3339 with exactly six fractional digits and 'Z', as TAXII 2.1 wants."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """Parse an RFC 3339 UTC timestamp ('Z' or +00:00) with up to 9 fractional digits."""
+    if not isinstance(text, str) or len(text) > 40:
+        raise ValueError(f"not a timestamp: {text!r}")
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1]
+    elif value.endswith("+00:00"):
+        value = value[:-6]
+    else:
+        raise ValueError(f"timestamp {text!r} must be UTC (end in 'Z')")
+    if "." in value:
+        head, frac = value.split(".", 1)
+        if not frac.isdigit() or not 1 <= len(frac) <= 9:
+            raise ValueError(f"timestamp {text!r} has a malformed fraction")
+        value = f"{head}.{frac[:6].ljust(6, '0')}"
+    else:
+        value += ".000000"
+    try:
+        parsed = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f")
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.f]Z)")\
+            from None
+    return parsed.replace(tzinfo=dt.UTC)
+
+
+def normalise_timestamp(text: str) -> str:
+    return timestamp(parse_timestamp(text))
+
+
+def label_key(label: Label) -> str:
+    """A canonical text form of a label, unique per label."""
+    return json.dumps({
+        "a": label.agreement, "r": label.rank, "o": label.originator,
+        "rel": sorted(label.rel_to) if label.rel_to is not None else None,
+        "c": sorted(label.caveats), "k": sorted(sorted(c) for c in label.communities),
+        "s": sorted(label.sources),
+    }, separators=(",", ":"), sort_keys=True)
+
+
+def label_from_key(key: str) -> Label:
+    d = json.loads(key)
+    return Label(d["a"], d["r"], d["o"], frozenset(d["rel"]) if d["rel"] is not None else None,
+                 frozenset(d["c"]), frozenset(frozenset(c) for c in d["k"]), frozenset(d["s"]))
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """One object version to store."""
+
+    object_id: str
+    object_type: str
+    spec_version: str
+    version: str | None  # normalised modified/created; None: use date_added
+    body: str  # the JSON text served for this version, byte for byte
+    body_hash: str
+    label: Label  # base: decides visibility
+    banner: Label
+    originator: str
+    has_portions: bool
+    published_by: str | None = None
+    received_from: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    seq: int
+    collection_id: str
+    object_id: str
+    object_type: str
+    spec_version: str
+    version: str
+    date_added: str
+    label_id: int
+    banner_id: int
+    originator: str
+    has_portions: bool
+    body: str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    object_id: str
+    version: str
+    outcome: str  # "added", "exists" or "conflict"
+    message: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """TAXII filters. ``versions``: "last", "first", "all" or normalised timestamps."""
+
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ("last",)
+    spec_versions: tuple[str, ...] = ()
+    added_after: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+    def fingerprint(self) -> str:
+        import hashlib
+        text = json.dumps([self.ids, self.types, self.versions, self.spec_versions,
+                           self.added_after])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: Sequence[StoredObject]
+    more: bool
+    next: str | None
+
+
+@dataclass(frozen=True)
+class Collection:
+    collection_id: str
+    title: str
+    description: str
+    alias: str | None
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    name: str
+    party: str
+    clearance: str
+    caveats: tuple[str, ...]
+    communities: tuple[str, ...]
+    roles: tuple[str, ...]
+    password_hash: str | None
+    created: str
+    revoked: str | None = None
+
+
+@dataclass
+class StatusRecord:
+    status_id: str
+    collection_id: str
+    owner: str
+    created: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """What every backend provides. All methods are safe to call from any thread."""
+
+    schema_version: int
+
+    # labels ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def labels(self) -> dict[int, Label]:
+        """Every label the store knows, by id."""
+
+    # collections -------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_collection(self, collection: Collection) -> None: ...
+
+    @abc.abstractmethod
+    def collections(self) -> list[Collection]: ...
+
+    @abc.abstractmethod
+    def collection(self, collection_id: str) -> Collection | None: ...
+
+    # objects -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_objects(self, collection_id: str, objects: Sequence[NewObject],
+                    markings: Iterable[tuple[str, str]] = ()) -> list[AddResult]:
+        """Store object versions and marking-definitions (id, body) in one durable
+        transaction. Returns one result per object, in order."""
+
+    @abc.abstractmethod
+    def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
+        """Visible object versions, oldest date_added first, one page."""
+
+    @abc.abstractmethod
+    def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
+               versions: tuple[str, ...]) -> int:
+        """Delete visible versions of an object; returns how many were deleted."""
+
+    @abc.abstractmethod
+    def markings(self) -> list[str]:
+        """The bodies of every marking-definition stored."""
+
+    @abc.abstractmethod
+    def count(self, collection_id: str) -> int: ...
+
+    # statuses ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_status(self, status: StatusRecord) -> None: ...
+
+    @abc.abstractmethod
+    def status(self, status_id: str) -> StatusRecord | None: ...
+
+    # people and tokens ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_person(self, person: PersonRecord) -> None: ...
+
+    @abc.abstractmethod
+    def person(self, name: str) -> PersonRecord | None: ...
+
+    @abc.abstractmethod
+    def people(self) -> list[PersonRecord]: ...
+
+    @abc.abstractmethod
+    def revoke_person(self, name: str, when: str) -> bool: ...
+
+    @abc.abstractmethod
+    def set_password(self, name: str, password_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def add_token(self, digest: str, name: str, label: str, created: str) -> None: ...
+
+    @abc.abstractmethod
+    def token_owner(self, digest: str) -> str | None:
+        """The name of the person holding an unrevoked token with this digest."""
+
+    @abc.abstractmethod
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

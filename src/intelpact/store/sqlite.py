@@ -1,0 +1,417 @@
+"""The embedded store: one SQLite file in WAL mode, durable commits.
+
+Each thread gets its own connection. Writes take SQLite's write lock with
+``BEGIN IMMEDIATE``, so ``seq`` and ``date_added`` increase together even with
+several processes on one file. ``synchronous=FULL`` makes a commit durable
+before it returns: a 202 means the objects are on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..model.labels import Label
+from .base import (
+    AddResult,
+    BadCursor,
+    Collection,
+    NewObject,
+    Page,
+    PersonRecord,
+    Query,
+    StatusRecord,
+    Store,
+    StoredObject,
+    StoreError,
+    label_from_key,
+    label_key,
+    timestamp,
+    utc_now,
+)
+
+_OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
+                   "date_added, label_id, banner_id, originator, has_portions, body")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every migration shipped, in order."""
+    folder = resources.files("intelpact.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._labels: dict[int, Label] = {}
+        self._label_ids: dict[str, int] = {}
+        self.schema_version = self._migrate()
+        self._load_labels()
+
+    # -- connections -------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def _migrate(self) -> int:
+        conn = self._conn()
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                     "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
+        with self._write() as c:
+            done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
+            current = max(done, default=0)
+            shipped = migrations()
+            newest = shipped[-1][0] if shipped else 0
+            if current > newest:
+                raise StoreError(f"{self.path}: database schema version {current} is newer "
+                                 f"than this intelpact ({newest})",
+                                 hint="upgrade intelpact before opening this node")
+            for version, sql in shipped:
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                          (version, timestamp(utc_now())))
+                current = version
+        return current
+
+    # -- labels -----------------------------------------------------------------------
+    def _load_labels(self) -> None:
+        """Learn labels added since the last look (by this or another process)."""
+        with self._lock:
+            newest = max(self._labels, default=0)
+        rows = self._conn().execute("SELECT label_id, label_key FROM labels WHERE label_id > ?",
+                                    (newest,)).fetchall()
+        with self._lock:
+            for label_id, key in rows:
+                self._labels[label_id] = label_from_key(key)
+                self._label_ids[key] = label_id
+
+    def labels(self) -> dict[int, Label]:
+        self._load_labels()
+        with self._lock:
+            return dict(self._labels)
+
+    def _label_id(self, conn: sqlite3.Connection, label: Label,
+                  pending: dict[str, int]) -> int:
+        """The id of ``label``, inserting it; ``pending`` collects ids made in this
+        transaction, learnt only once it commits."""
+        key = label_key(label)
+        found = self._label_ids.get(key) or pending.get(key)
+        if found is not None:
+            return found
+        row = conn.execute("SELECT label_id FROM labels WHERE label_key = ?", (key,)).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO labels (label_key, agreement, rank, originator, rel_to, caveats, "
+                "communities, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, label.agreement, label.rank, label.originator,
+                 _commas(label.rel_to) if label.rel_to is not None else None,
+                 _commas(label.caveats),
+                 json.dumps(sorted(sorted(c) for c in label.communities)),
+                 _commas(label.sources)))
+            label_id = int(cur.lastrowid or 0)
+        else:
+            label_id = int(row[0])
+        pending[key] = label_id
+        return label_id
+
+    # -- collections --------------------------------------------------------------------
+    def add_collection(self, collection: Collection) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO collections (collection_id, title, description, alias, "
+                      "created) VALUES (?, ?, ?, ?, ?)",
+                      (collection.collection_id, collection.title, collection.description,
+                       collection.alias, timestamp(utc_now())))
+
+    def collections(self) -> list[Collection]:
+        rows = self._conn().execute("SELECT collection_id, title, description, alias FROM "
+                                    "collections ORDER BY created, collection_id")
+        return [Collection(*row) for row in rows]
+
+    def collection(self, collection_id: str) -> Collection | None:
+        row = self._conn().execute("SELECT collection_id, title, description, alias FROM "
+                                   "collections WHERE collection_id = ?",
+                                   (collection_id,)).fetchone()
+        return Collection(*row) if row else None
+
+    # -- objects ---------------------------------------------------------------------
+    def add_objects(self, collection_id: str, objects: Sequence[NewObject],
+                    markings: Iterable[tuple[str, str]] = ()) -> list[AddResult]:
+        results: list[AddResult] = []
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM collections WHERE collection_id = ?",
+                         (collection_id,)).fetchone() is None:
+                raise StoreError(f"no collection {collection_id}")
+            for marking_id, body in markings:
+                c.execute("INSERT INTO markings (marking_id, body) VALUES (?, ?) "
+                          "ON CONFLICT (marking_id) DO NOTHING", (marking_id, body))
+            last = c.execute("SELECT max(date_added) FROM objects").fetchone()[0]
+            clock = _Clock(last)
+            for obj in objects:
+                added = clock.next()
+                version = obj.version or added
+                row = c.execute("SELECT body_hash FROM objects WHERE collection_id = ? AND "
+                                "object_id = ? AND version = ?",
+                                (collection_id, obj.object_id, version)).fetchone()
+                if row is not None:
+                    if row[0] == obj.body_hash:
+                        results.append(AddResult(obj.object_id, version, "exists",
+                                                 "already stored (identical)"))
+                    else:
+                        results.append(AddResult(
+                            obj.object_id, version, "conflict",
+                            f"a different object with id {obj.object_id} and version "
+                            f"{version} is already stored; objects are immutable per "
+                            "(id, modified): issue a new version"))
+                    continue
+                label_id = self._label_id(c, obj.label, pending)
+                banner_id = self._label_id(c, obj.banner, pending)
+                c.execute(
+                    "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
+                    "version, date_added, label_id, banner_id, originator, has_portions, body, "
+                    "body_hash, published_by, received_from) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
+                     added, label_id, banner_id, obj.originator, int(obj.has_portions),
+                     obj.body, obj.body_hash, obj.published_by, obj.received_from))
+                results.append(AddResult(obj.object_id, version, "added", "stored"))
+        self._load_labels()
+        return results
+
+    def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
+        sql, params = _select(collection_id, readable, query)
+        rows = self._conn().execute(sql, params).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        objects = [_stored(r) for r in rows]
+        next_cursor = f"{objects[-1].seq}.{query.fingerprint()}" if more and objects else None
+        return Page(objects, more, next_cursor)
+
+    def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
+               versions: tuple[str, ...]) -> int:
+        q = Query(ids=(object_id,), versions=versions, limit=1_000_000)
+        with self._write() as c:
+            sql, params = _select(collection_id, readable, q)
+            seqs = [row[0] for row in c.execute(sql, params)]
+            for seq in seqs:
+                c.execute("DELETE FROM objects WHERE seq = ?", (seq,))
+        return len(seqs)
+
+    def markings(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT body FROM markings ORDER BY rowid")]
+
+    def count(self, collection_id: str) -> int:
+        row = self._conn().execute("SELECT count(*) FROM objects WHERE collection_id = ?",
+                                   (collection_id,)).fetchone()
+        return int(row[0])
+
+    # -- statuses ---------------------------------------------------------------------
+    def save_status(self, status: StatusRecord) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO statuses (status_id, collection_id, owner, created, body) "
+                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (status_id) DO UPDATE SET "
+                      "body = excluded.body",
+                      (status.status_id, status.collection_id, status.owner, status.created,
+                       json.dumps(status.body)))
+
+    def status(self, status_id: str) -> StatusRecord | None:
+        row = self._conn().execute("SELECT status_id, collection_id, owner, created, body "
+                                   "FROM statuses WHERE status_id = ?",
+                                   (status_id,)).fetchone()
+        if row is None:
+            return None
+        return StatusRecord(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    # -- people -------------------------------------------------------------------------
+    def add_person(self, person: PersonRecord) -> None:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM people WHERE name = ?", (person.name,)).fetchone():
+                raise StoreError(f"a person named {person.name!r} already exists",
+                                 hint="choose another name; names are never reused")
+            c.execute("INSERT INTO people (name, party, clearance, caveats, communities, roles, "
+                      "password_hash, created, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (person.name, person.party, person.clearance,
+                       json.dumps(list(person.caveats)), json.dumps(list(person.communities)),
+                       json.dumps(list(person.roles)), person.password_hash, person.created,
+                       person.revoked))
+
+    def person(self, name: str) -> PersonRecord | None:
+        row = self._conn().execute("SELECT * FROM people WHERE name = ?", (name,)).fetchone()
+        return _person(row) if row else None
+
+    def people(self) -> list[PersonRecord]:
+        return [_person(r) for r in self._conn().execute("SELECT * FROM people ORDER BY name")]
+
+    def revoke_person(self, name: str, when: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("UPDATE people SET revoked = ? WHERE name = ? AND revoked IS NULL",
+                            (when, name))
+            c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL",
+                      (when, name))
+            return cur.rowcount > 0
+
+    def set_password(self, name: str, password_hash: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE people SET password_hash = ? WHERE name = ?",
+                      (password_hash, name))
+
+    def add_token(self, digest: str, name: str, label: str, created: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO tokens (digest, name, label, created) VALUES (?, ?, ?, ?)",
+                      (digest, name, label, created))
+
+    def token_owner(self, digest: str) -> str | None:
+        row = self._conn().execute(
+            "SELECT t.name FROM tokens t JOIN people p ON p.name = t.name "
+            "WHERE t.digest = ? AND t.revoked IS NULL AND p.revoked IS NULL",
+            (digest,)).fetchone()
+        return str(row[0]) if row else None
+
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int:
+        with self._write() as c:
+            if digest is None:
+                cur = c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS "
+                                "NULL", (when, name))
+            else:
+                cur = c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND digest = ? "
+                                "AND revoked IS NULL", (when, name, digest))
+            return cur.rowcount
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+class _Clock:
+    """Hands out strictly increasing microsecond timestamps within one transaction."""
+
+    def __init__(self, last: str | None) -> None:
+        self.last = dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.UTC) if last else None
+
+    def next(self) -> str:
+        now = utc_now()
+        if self.last is not None and now <= self.last:
+            now = self.last + dt.timedelta(microseconds=1)
+        self.last = now
+        return timestamp(now)
+
+
+def _commas(values: Iterable[str]) -> str:
+    items = sorted(values)
+    return "," + ",".join(items) + "," if items else ""
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements. Migrations hold no string literal with
+    '--' or ';', so comments can be cut at '--' and statements at ';'."""
+    lines = [ln.split("--", 1)[0] for ln in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _stored(row: Sequence[Any]) -> StoredObject:
+    return StoredObject(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                        row[9], bool(row[10]), row[11])
+
+
+def _person(row: Sequence[Any]) -> PersonRecord:
+    return PersonRecord(row[0], row[1], row[2], tuple(json.loads(row[3])),
+                        tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7],
+                        row[8])
+
+
+def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
+    params.append(json.dumps(list(values)))
+    return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608 - constant column
+
+
+def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[str, list[Any]]:
+    """The one query behind every read: visibility, filters, version choice and paging."""
+    params: list[Any] = [collection_id]
+    where = ["o.collection_id = ?", _in("o.label_id", readable, params)]
+    if query.cursor is not None:
+        seq, _, fingerprint = query.cursor.partition(".")
+        if not seq.isdigit() or fingerprint != query.fingerprint():
+            raise BadCursor(f"'next' value {query.cursor!r} does not belong to this query",
+                            hint="repeat the request with the same filters and the 'next' "
+                            "value it returned")
+        where.append("o.seq > ?")
+        params.append(int(seq))
+    if query.ids:
+        where.append(_in("o.object_id", query.ids, params))
+    if query.types:
+        where.append(_in("o.object_type", query.types, params))
+    if query.spec_versions:
+        where.append(_in("o.spec_version", query.spec_versions, params))
+    if query.added_after is not None:
+        where.append("o.date_added > ?")
+        params.append(query.added_after)
+    if "all" not in query.versions:
+        choices = []
+        newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "
+                 "AND n.object_id = o.object_id AND n.version {op} o.version AND {vis}{spec})")
+        spec = ""
+        spec_params: list[Any] = []
+        if query.spec_versions:
+            spec_params.append(json.dumps(list(query.spec_versions)))
+            spec = " AND n.spec_version IN (SELECT value FROM json_each(?))"
+        for choice in query.versions:
+            if choice in ("last", "first"):
+                params.append(json.dumps(list(readable)))
+                params.extend(spec_params)
+                choices.append(newer.format(
+                    op=">" if choice == "last" else "<",
+                    vis="n.label_id IN (SELECT value FROM json_each(?))", spec=spec))
+            else:
+                choices.append("o.version = ?")
+                params.append(choice)
+        where.append("(" + " OR ".join(choices) + ")")
+    params.append(query.limit + 1)
+    # Only constant SQL is joined here; every value is a bound parameter.
+    columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+    sql = f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} ORDER BY o.seq LIMIT ?"  # noqa: S608
+    return sql, params

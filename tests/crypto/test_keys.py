@@ -1,0 +1,120 @@
+"""Node signing keys: made once, kept private, read back, named by key id."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from intelpact.crypto import (
+    KeyFileError,
+    generate_signing_key,
+    key_id,
+    load_signing_key,
+    public_key_b64,
+)
+from intelpact.crypto.keys import public_raw
+from intelpact.errors import IntelpactError
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def test_generate_then_load_gives_the_same_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "signing.pem"
+    key = generate_signing_key(path)
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")  # PKCS#8
+    loaded = load_signing_key(path)
+    assert public_raw(loaded) == public_raw(key)
+    signature = key.sign(b"message")
+    loaded.public_key().verify(signature, b"message")
+
+
+def test_key_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "signing.pem"
+    generate_signing_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "signing.pem"
+    generate_signing_key(path)
+    before = path.read_bytes()
+    with pytest.raises(KeyFileError, match="already exists"):
+        generate_signing_key(path)
+    assert path.read_bytes() == before
+
+
+def test_public_key_b64_is_raw_32_bytes(tmp_path: Path) -> None:
+    key = generate_signing_key(tmp_path / "k.pem")
+    text = public_key_b64(key)
+    raw = base64.b64decode(text, validate=True)
+    assert len(raw) == 32 and len(text) == 44
+    assert public_key_b64(key.public_key()) == text
+
+
+def test_key_id_is_sha256_prefix() -> None:
+    raw = bytes(range(32))
+    assert key_id(raw) == hashlib.sha256(raw).hexdigest()[:16]
+    assert len(key_id(raw)) == 16
+    with pytest.raises(KeyFileError, match="32 bytes, found 31"):
+        key_id(raw[:31])
+
+
+def test_missing_file_says_run_init(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="not found") as info:
+        load_signing_key(tmp_path / "absent.pem")
+    assert info.value.hint is not None and "intelpact init" in info.value.hint
+    assert isinstance(info.value, IntelpactError)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    # a directory stands in for an unreadable file (tests may run as root)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_signing_key(tmp_path)
+
+
+def test_garbage_is_not_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    path.write_bytes(b"not a key\n")
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
+        load_signing_key(path)
+
+
+def test_public_key_pem_is_not_a_private_key(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "pub.pem"
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
+        load_signing_key(path)
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), "RSA"),
+    (lambda: ec.generate_private_key(ec.SECP256R1()), "EC"),
+])
+def test_wrong_key_type(tmp_path: Path, make: Callable[[], PrivateKey], kind: str) -> None:
+    other = make()
+    path = tmp_path / "k.pem"
+    path.write_bytes(other.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    with pytest.raises(KeyFileError, match=f"expected an Ed25519 private key, found an {kind}"):
+        load_signing_key(path)
+
+
+def test_encrypted_key_is_refused_clearly(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "k.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"secret")))
+    with pytest.raises(KeyFileError, match="encrypted"):
+        load_signing_key(path)

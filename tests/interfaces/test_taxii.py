@@ -1,0 +1,371 @@
+"""The TAXII 2.1 API over a real server on 127.0.0.1, driven by taxii2-client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stix2validator
+from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
+
+from helpers import DATA, indicator, make_node, serving
+from intelpact.model import Markings, national_marking
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import normalise_timestamp
+
+TAXII = "application/taxii+json;version=2.1"
+PEOPLE = {
+    # name: (party, clearance, roles, communities, caveats)
+    "tanaka": ("JPN", "機密", ["analyst", "publisher", "security-officer"],
+               ["MARITIME", "CLIMATE"], ["JPNEO"]),
+    "sato": ("JPN", "秘", ["analyst"], ["MARITIME"], []),
+    "suzuki": ("JPN", "取扱注意", ["analyst"], [], []),
+    "aroha": ("NZL", "SECRET", ["analyst"], ["MARITIME"], []),
+    "ops": ("JPN", "機密", ["operator"], ["MARITIME", "CLIMATE"], ["JPNEO"]),
+}
+
+
+def password(name: str) -> str:
+    return f"{name}-test-password"
+
+
+class World:
+    """A populated JPN node behind a real server, and what each object is."""
+
+    def __init__(self, node: Node, url: str, objects: dict[str, dict[str, Any]]) -> None:
+        self.node = node
+        self.url = url
+        self.objects = objects  # object id -> latest body as published
+        self.cid = node.default_collection().collection_id
+
+    def collection(self, who: str) -> Collection:
+        return Collection(f"{self.url}/intel/collections/{self.cid}/", user=who,
+                          password=password(who))
+
+    def get(self, who: str | None, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Accept": TAXII, **kw.pop("headers", {})}
+        auth = (who, password(who)) if who else None
+        return httpx.get(f"{self.url}{path}", headers=headers, auth=auth, **kw)
+
+    def expected_visible(self, who: str) -> set[str]:
+        """What the core model says ``who`` may see (base label), independent of the store."""
+        principal = self.node.people.as_person(who)
+        if not principal.has_role("analyst") and not principal.has_role("publisher") \
+                and not principal.has_role("security-officer"):
+            return set()
+        markings = Markings(self.node.agreement)
+        for body in self.node.store.markings():
+            markings.add(json.loads(body))
+        seen = set()
+        for oid, obj in self.objects.items():
+            labels = markings.label(obj)
+            if self.node.policy.read_object(principal.person, labels).decision.allowed:
+                seen.add(oid)
+        return seen
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    node = make_node(tmp_path_factory.mktemp("taxii") / "jpn")
+    for name, (party, clearance, roles, communities, caveats) in PEOPLE.items():
+        node.people.add(name, party=party, clearance=clearance, roles=roles,
+                        communities=communities, caveats=caveats, password=password(name))
+    tanaka = node.people.as_person("tanaka").person
+    a = node.agreement
+    top = national_marking(a, "JPN", "機密", rel_to=["NZL"])
+    cid = node.default_collection().collection_id
+    node.publisher.publish(tanaka, cid, [top])
+    plan = [
+        ("open", "指定なし", ("JPN", "NZL"), (), ()),
+        ("hi-rel-nzl", "秘", ("JPN", "NZL"), (), ()),
+        ("gokuhi-rel-nzl", "極秘", ("JPN", "NZL"), (), ()),
+        ("gokuhi-jpn-only", "極秘", ("JPN",), (), ()),
+        ("kimitsu-jpneo", "機密", ("JPN",), ("JPNEO",), ()),
+        ("maritime", "秘", ("JPN", "NZL"), (), ("MARITIME",)),
+        ("climate", "秘", ("JPN", "NZL"), (), ("CLIMATE",)),
+    ]
+    objects: dict[str, dict[str, Any]] = {}
+    for name, level, rel, caveats, communities in plan:
+        obj = indicator(name)
+        if name == "hi-rel-nzl":  # a portion above the object's level
+            obj["granular_markings"] = [{"selectors": ["description"], "marking_ref": top["id"]}]
+        status = node.publisher.publish(tanaka, cid, [obj], marking=MarkingRequest(
+            level, rel, caveats, communities))
+        assert status.body["failure_count"] == 0, status.body
+        stored = node.get(node.people.as_person("tanaka"), obj["id"])[-1]
+        objects[obj["id"]] = stored
+    with serving(node) as url:
+        yield World(node, url, objects)
+    node.close()
+
+
+def test_discovery_api_root_and_collections_with_taxii2_client(world: World) -> None:
+    server = Server(f"{world.url}/taxii2/", user="aroha", password=password("aroha"))
+    assert server.title
+    root = server.default
+    assert isinstance(root, ApiRoot)
+    assert root.max_content_length == world.node.config.max_content_length
+    assert "application/taxii+json;version=2.1" in root.versions
+    (coll,) = root.collections
+    assert coll.id == world.cid and coll.can_read and not coll.can_write
+    publisher = Server(f"{world.url}/taxii2/", user="tanaka", password=password("tanaka"))
+    assert publisher.default.collections[0].can_write
+
+
+@pytest.mark.parametrize("who", sorted(PEOPLE))
+def test_access_matrix_objects_manifest_versions_and_object(world: World, who: str) -> None:
+    """For every endpoint, a principal sees exactly what the core model allows."""
+    expected = world.expected_visible(who)
+    coll = world.collection(who)
+    if not expected and who == "ops":
+        r = world.get(who, f"/intel/collections/{world.cid}/objects/")
+        assert r.status_code == 403
+        assert r.json()["http_status"] == "403"
+        for oid in world.objects:
+            assert world.get(who, f"/intel/collections/{world.cid}/objects/{oid}/"
+                             ).status_code == 403
+        return
+    got = set()
+    for page in as_pages(coll.get_objects, per_request=2):
+        got.update(o["id"] for o in page.get("objects", []) if o["id"] in world.objects)
+    assert got == expected
+    manifest = coll.get_manifest()
+    assert {m["id"] for m in manifest.get("objects", []) if m["id"] in world.objects} == expected
+    for oid in world.objects:
+        r_obj = world.get(who, f"/intel/collections/{world.cid}/objects/{oid}/")
+        r_ver = world.get(who, f"/intel/collections/{world.cid}/objects/{oid}/versions/")
+        if oid in expected:
+            assert r_obj.status_code == 200 and r_obj.json()["objects"][0]["id"] == oid
+            assert r_ver.status_code == 200 and len(r_ver.json()["versions"]) == 1
+        else:  # indistinguishable from an object that does not exist
+            missing = "indicator--00000000-0000-4000-8000-000000000000"
+            r_none = world.get(who, f"/intel/collections/{world.cid}/objects/{missing}/")
+            assert r_obj.status_code == r_none.status_code == 404
+            assert r_obj.json() == r_none.json()
+            assert r_ver.status_code == 404
+
+
+def test_counts_and_filters_never_reveal_hidden_objects(world: World) -> None:
+    hidden = next(iter(set(world.objects) - world.expected_visible("suzuki")))
+    r = world.get("suzuki", f"/intel/collections/{world.cid}/objects/",
+                  params={"match[id]": hidden})
+    assert r.status_code == 200 and r.json() == {"more": False}
+    r = world.get("suzuki", f"/intel/collections/{world.cid}/manifest/",
+                  params={"match[id]": hidden})
+    assert r.json() == {"more": False}
+    assert "X-TAXII-Date-Added-First" not in r.headers
+
+
+def test_withheld_portions_are_declared(world: World) -> None:
+    oid = next(o for o, body in world.objects.items() if body["name"] == "hi-rel-nzl")
+    mine = world.get("sato", f"/intel/collections/{world.cid}/objects/{oid}/").json()
+    obj = mine["objects"][0]
+    assert "description" not in obj
+    ext = obj["extensions"]["extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"]
+    assert ext["withheld"] == ["description"]
+    full = world.get("tanaka", f"/intel/collections/{world.cid}/objects/{oid}/").json()
+    assert full["objects"][0]["description"] == "hi-rel-nzl: description"
+
+
+def test_every_served_object_is_valid_stix(world: World) -> None:
+    for who in ("tanaka", "sato", "aroha"):
+        r = world.get(who, f"/intel/collections/{world.cid}/objects/",
+                      params={"match[version]": "all"})
+        for obj in r.json().get("objects", []):
+            result = stix2validator.validate_parsed_json(obj)
+            assert result.is_valid, (obj["id"], [str(e) for e in result.errors])
+
+
+def test_add_objects_status_persists_and_is_private(world: World, tmp_path: Path) -> None:
+    coll = world.collection("tanaka")
+    marking = national_marking(world.node.agreement, "JPN", "秘", rel_to=["NZL"])
+    new = indicator("posted over TAXII", object_marking_refs=[marking["id"]])
+    status = coll.add_objects({"objects": [marking, new]})
+    assert status.status == "complete"
+    assert status.success_count == 2 and status.failure_count == 0
+    again = coll.add_objects({"objects": [marking, new]})
+    assert again.success_count == 2  # idempotent
+    changed = dict(new, name="tampered")
+    conflict = coll.add_objects({"objects": [changed]})
+    assert conflict.failure_count == 1 and "immutable" in conflict.failures[0]["message"]
+    r = world.get("tanaka", f"/intel/status/{status.id}/")
+    assert r.status_code == 200 and r.json()["success_count"] == 2
+    assert world.get("aroha", f"/intel/status/{status.id}/").status_code == 404
+    reopened = Node.open(world.node.config.dir)
+    try:
+        persisted = reopened.store.status(status.id)
+        assert persisted is not None and persisted.body["success_count"] == 2
+    finally:
+        reopened.close()
+
+
+def test_publishing_is_checked(world: World) -> None:
+    coll = world.collection("tanaka")
+    unmarked = indicator("no marking")
+    status = coll.add_objects({"objects": [unmarked]})
+    assert status.failure_count == 1
+    assert "no classification marking" in status.failures[0]["message"]
+    nz = national_marking(world.node.agreement, "NZL", "SECRET", rel_to=["JPN"])
+    forged_origin = indicator("claims NZ origin", object_marking_refs=[nz["id"]])
+    status = coll.add_objects({"objects": [nz, forged_origin]})
+    assert status.failure_count == 1 and "originated by NZL" in status.failures[0]["message"]
+    r = httpx.post(f"{world.url}/intel/collections/{world.cid}/objects/",
+                   auth=("aroha", password("aroha")),
+                   headers={"Accept": TAXII, "Content-Type": TAXII}, content=b'{"objects":[]}')
+    assert r.status_code == 403
+
+
+def test_sato_cannot_publish_above_clearance(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "n")
+    node.people.add("sato", party="JPN", clearance="秘", roles=["publisher"],
+                    password=password("sato"))
+    sato = node.people.as_person("sato").person
+    status = node.publisher.publish(sato, node.default_collection().collection_id,
+                                    [indicator("too high")],
+                                    marking=MarkingRequest("極秘", ("NZL",)))
+    assert status.body["failure_count"] == 1
+    assert "does not dominate" in status.body["failures"][0]["message"]
+    node.close()
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({"Accept": "application/json"}, 406),
+    ({"Accept": "application/taxii+json;version=2.0"}, 406),
+    ({}, 406),
+])
+def test_wrong_accept_is_406(world: World, headers: dict[str, str], status: int) -> None:
+    r = httpx.get(f"{world.url}/taxii2/", headers=headers, auth=("aroha", password("aroha")))
+    assert r.status_code == status
+    assert r.headers["content-type"] == TAXII and r.json()["http_status"] == str(status)
+
+
+def test_post_media_type_and_size(world: World) -> None:
+    url = f"{world.url}/intel/collections/{world.cid}/objects/"
+    auth = ("tanaka", password("tanaka"))
+    r = httpx.post(url, auth=auth, headers={"Accept": TAXII, "Content-Type": "application/json"},
+                   content=b'{"objects":[]}')
+    assert r.status_code == 415
+    big = b'{"objects":[' + b" " * (world.node.config.max_content_length + 10) + b"]}"
+    r = httpx.post(url, auth=auth, headers={"Accept": TAXII, "Content-Type": TAXII},
+                   content=big)
+    assert r.status_code == 413 and r.json()["title"] == "Payload Too Large"
+    r = httpx.post(url, auth=auth, headers={"Accept": TAXII, "Content-Type": TAXII},
+                   content=b'{"objects": [1, 2,]}')
+    assert r.status_code == 400 and r.json()["http_status"] == "400"
+
+
+def test_authentication(world: World) -> None:
+    r = world.get(None, "/taxii2/")
+    assert r.status_code == 401 and "Basic" in r.headers["www-authenticate"]
+    r = httpx.get(f"{world.url}/taxii2/", headers={"Accept": TAXII},
+                  auth=("aroha", "wrong password"))
+    assert r.status_code == 401
+    token = world.node.people.issue_token("aroha")
+    r = httpx.get(f"{world.url}/taxii2/",
+                  headers={"Accept": TAXII, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    world.node.people.revoke_tokens("aroha", token)
+    r = httpx.get(f"{world.url}/taxii2/",
+                  headers={"Accept": TAXII, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": "0"}, {"limit": "abc"}, {"added_after": "yesterday"},
+    {"match[version]": "2026-13-45T00:00:00Z"}, {"match[id]": "not-an-id"},
+    {"match[type]": "Bad Type"}, {"match[spec_version]": "9.9"}, {"next": "garbage"},
+    {"match[bogus]": "x"},
+])
+def test_bad_filters_are_400(world: World, params: dict[str, str]) -> None:
+    r = world.get("tanaka", f"/intel/collections/{world.cid}/objects/", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["http_status"] == "400" and r.json()["title"]
+
+
+def test_unknown_paths_have_the_taxii_error_shape(world: World) -> None:
+    for path in ("/nothing/", "/intel/collections/nope/objects/", "/intel/status/nope/"):
+        r = world.get("tanaka", path)
+        assert r.status_code == 404 and r.json()["http_status"] == "404"
+
+
+def test_medallion_expectations(tmp_path: Path) -> None:
+    """The behaviour medallion's own tests expect, on its fixture data."""
+    fixture = json.loads((DATA / "stix" / "medallion" / "default_data.json").read_text())
+    coll_data = next(c for c in fixture["trustgroup1"]["collections"] if c["objects"])
+    objects = coll_data["objects"]
+    node = make_node(tmp_path / "m")
+    node.people.add("tanaka", party="JPN", clearance="機密", roles=["analyst", "publisher"],
+                    password=password("tanaka"))
+    tanaka = node.people.as_person("tanaka").person
+    cid = node.default_collection().collection_id
+    status = node.publisher.publish(tanaka, cid, objects,
+                                    marking=MarkingRequest("秘", ("NZL",)))
+    # The fixture's malware object lacks spec_version: not STIX 2.1, refused with the reason.
+    assert [(f["id"].split("--")[0], f["message"]) for f in status.body["failures"]] == [
+        ("malware", "required property 'spec_version' is missing")]
+    objects = [o for o in objects if "spec_version" in o]
+    multi = {}
+    for o in objects:
+        if o["type"] != "marking-definition":
+            multi.setdefault(o["id"], []).append(o.get("modified") or o.get("created"))
+    with serving(node) as url:
+        coll = Collection(f"{url}/intel/collections/{cid}/", user="tanaka",
+                          password=password("tanaka"))
+        latest = coll.get_objects()["objects"]
+        ids = [o["id"] for o in latest if o["type"] != "marking-definition"]
+        assert sorted(ids) == sorted(multi)  # one entry per id: the last version
+        every = coll.get_objects(version="all")["objects"]
+        assert len([o for o in every if o["type"] != "marking-definition"]) == sum(
+            len(v) for v in multi.values())
+        for oid, versions in multi.items():
+            got = coll.object_versions(oid)["versions"]
+            assert set(got) == {normalise_timestamp(v) for v in versions}
+            assert len(got) == len(set(versions))
+            first = coll.get_object(oid, version="first")["objects"][0]
+            assert first.get("modified", first.get("created")) == min(versions)
+        one = coll.get_objects(limit=1)
+        assert one["more"] and len(one["objects"]) == 1
+        headers = httpx.get(f"{url}/intel/collections/{cid}/objects/",
+                            auth=("tanaka", password("tanaka")),
+                            headers={"Accept": TAXII}).headers
+        first_added = headers["X-TAXII-Date-Added-First"]
+        later = coll.get_objects(added_after=first_added)["objects"]
+        assert len(later) == len(latest) - 1
+        manifest = coll.get_manifest(type="indicator")["objects"]
+        assert {m["id"] for m in manifest} == {o["id"] for o in objects
+                                               if o["type"] == "indicator"}
+        assert all(len(m["date_added"]) == len("2026-01-01T00:00:00.000000Z") for m in manifest)
+        empty = coll.get_objects(type="x-nothing")
+        assert empty == {"more": False}
+    node.close()
+
+
+def test_tls_with_certificates_made_by_init(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests lets these variables override a session's own CA file (psf/requests#3829)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    node = make_node(tmp_path / "t", tls=True)
+    node.people.add("aroha", party="NZL", clearance="SECRET", password=password("aroha"))
+    assert node.config.tls_cert is not None
+    with serving(node) as url:
+        assert url.startswith("https://")
+        server = Server(f"{url}/taxii2/", user="aroha", password=password("aroha"),
+                        verify=str(node.config.tls_cert))
+        assert server.default.collections[0].can_read
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/taxii2/", headers={"Accept": TAXII})  # not trusted by default
+    node.close()
+
+
+def test_stix2_taxii_collection_source(world: World) -> None:
+    from stix2 import Filter, TAXIICollectionSource
+
+    source = TAXIICollectionSource(world.collection("aroha"))
+    found = source.query([Filter("type", "=", "indicator")])
+    assert {o.id for o in found} & set(world.objects) == world.expected_visible("aroha")
