@@ -22,7 +22,7 @@ MARKER = ".intelpact-demo"
 PEOPLE = [
     # name, party, clearance, roles, communities, caveats
     ("tanaka", "JPN", "機密", ["analyst", "publisher", "security-officer"],
-     ["MARITIME", "CLIMATE", "INFRASTRUCTURE"], ["JPNEO"]),
+     ["MARITIME", "CLIMATE", "INFRASTRUCTURE"], ["JPNEO", "TLP-RED"]),
     ("sato", "JPN", "秘", ["analyst"], ["MARITIME", "CLIMATE", "INFRASTRUCTURE"], []),
     ("suzuki", "JPN", "取扱注意", ["analyst"], ["MARITIME"], []),
     ("aroha", "NZL", "SECRET", ["analyst"], ["MARITIME", "CLIMATE"], []),

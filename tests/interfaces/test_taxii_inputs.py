@@ -1,0 +1,163 @@
+"""Bad input, real corpora and deletion over a real TAXII server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import DATA, indicator, make_node, serving
+
+from intelpact.model import national_marking
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import Query, normalise_timestamp
+
+TAXII = "application/taxii+json;version=2.1"
+SUITE = DATA / "json" / "JSONTestSuite"
+N_FILES = sorted(SUITE.glob("n_*.json"))
+PW = "publisher-test-password"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str, str]]:
+    node = make_node(tmp_path_factory.mktemp("inputs") / "jpn")
+    node.people.add("pub", party="JPN", clearance="機密",
+                    roles=["analyst", "publisher", "security-officer"], password=PW)
+    node.people.add("reader", party="JPN", clearance="秘", roles=["analyst"], password=PW)
+    node.people.add("nz", party="NZL", clearance="TOP SECRET", roles=["analyst"], password=PW)
+    with serving(node) as url:
+        yield node, url, node.default_collection().collection_id
+    node.close()
+
+
+def post(url: str, cid: str, body: bytes, who: str = "pub") -> httpx.Response:
+    return httpx.post(f"{url}/intel/collections/{cid}/objects/", content=body, auth=(who, PW),
+                      headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=30)
+
+
+@pytest.mark.parametrize("path", N_FILES, ids=lambda p: p.name)
+def test_jsontestsuite_n_files_are_400_and_change_nothing(served: tuple[Node, str, str],
+                                                          path: Path) -> None:
+    node, url, cid = served
+    before = node.store.count(cid)
+    r = post(url, cid, path.read_bytes())
+    assert r.status_code == 400, (path.name, r.status_code, r.text[:200])
+    body = r.json()
+    assert body["http_status"] == "400" and body["title"] and body["description"]
+    assert node.store.count(cid) == before
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"[1, 2]", "Bad envelope"),
+    (b'{"objects": {}}', "Bad envelope"),
+    (b'{"objects": [], "x": 1}', "Bad envelope"),
+    (b'{"objects": [NaN]}', "Malformed JSON"),
+    (b"[" * 100_000, "Malformed JSON"),
+    (b'{"objects": [1]}\xff', "Malformed JSON"),
+])
+def test_bad_envelopes_are_400(served: tuple[Node, str, str], body: bytes, reason: str) -> None:
+    node, url, cid = served
+    r = post(url, cid, body)
+    assert r.status_code == 400 and r.json()["title"] == reason
+
+
+def test_invalid_stix_is_reported_per_object_and_valid_objects_stored(
+        served: tuple[Node, str, str]) -> None:
+    node, url, cid = served
+    marking = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])
+    good = indicator("good one", object_marking_refs=[marking["id"]])
+    invalid_dir = DATA / "stix" / "invalid"
+    bad = [json.loads((invalid_dir / name).read_text())
+           for name in ("invalid_identity.json", "invalid_timestamp.json")]
+    r = post(url, cid, json.dumps({"objects": [marking, good, *bad]}).encode())
+    assert r.status_code == 202
+    status = r.json()
+    assert status["success_count"] == 2 and status["failure_count"] == 2
+    messages = " | ".join(f["message"] for f in status["failures"])
+    assert "modified" in messages
+    assert node.store.query(cid, node.access.readable(node.people.as_person("pub").person),
+                            Query(ids=(good["id"],))).rows
+
+
+def test_naughty_strings_round_trip_exactly(served: tuple[Node, str, str]) -> None:
+    node, url, cid = served
+    strings = json.loads((DATA / "json" / "naughty-strings" / "blns.json").read_text())
+    marking = national_marking(node.agreement, "JPN", "指定なし", rel_to=["NZL"])
+    objects = [indicator(f"naughty {i}", description=s or "(empty)",
+                         object_marking_refs=[marking["id"]]) for i, s in enumerate(strings)]
+    r = post(url, cid, json.dumps({"objects": [marking, *objects]}, ensure_ascii=False)
+             .encode("utf-8"))
+    assert r.status_code == 202 and r.json()["failure_count"] == 0, r.json()["failures"][:3]
+    wanted = {o["id"]: o["description"] for o in objects}
+    got: dict[str, str] = {}
+    nxt = None
+    while True:
+        params = {"match[type]": "indicator", "limit": "200"}
+        if nxt:
+            params["next"] = nxt
+        page = httpx.get(f"{url}/intel/collections/{cid}/objects/", params=params,
+                         auth=("nz", PW), headers={"Accept": TAXII}).json()
+        got.update({o["id"]: o["description"] for o in page.get("objects", [])
+                    if o["id"] in wanted})
+        if not page["more"]:
+            break
+        nxt = page["next"]
+    assert got == wanted
+
+
+def test_delete_for_every_kind_of_principal(served: tuple[Node, str, str]) -> None:
+    node, url, cid = served
+    pub = node.people.as_person("pub").person
+    hidden = indicator("jpn only secret")
+    node.publisher.publish(pub, cid, [hidden], marking=MarkingRequest("極秘", ("JPN",)))
+    path = f"{url}/intel/collections/{cid}/objects/{hidden['id']}/"
+    # NZ reader: cannot see it, so it does not exist (404, same as a missing id)
+    r = httpx.delete(path, auth=("nz", PW), headers={"Accept": TAXII})
+    missing = httpx.delete(f"{url}/intel/collections/{cid}/objects/"
+                           "indicator--00000000-0000-4000-8000-000000000001/",
+                           auth=("nz", PW), headers={"Accept": TAXII})
+    assert r.status_code == missing.status_code == 404 and r.json() == missing.json()
+    # a JPN reader below its level: same
+    assert httpx.delete(path, auth=("reader", PW), headers={"Accept": TAXII}).status_code == 404
+    visible = indicator("visible to reader")
+    node.publisher.publish(pub, cid, [visible], marking=MarkingRequest("秘", ("JPN",)))
+    r = httpx.delete(f"{url}/intel/collections/{cid}/objects/{visible['id']}/",
+                     auth=("reader", PW), headers={"Accept": TAXII})
+    assert r.status_code == 403  # sees it, but is no security officer
+    r = httpx.delete(path, auth=("pub", PW), headers={"Accept": TAXII})
+    assert r.status_code == 200
+    assert httpx.get(path, auth=("pub", PW), headers={"Accept": TAXII}).status_code == 404
+
+
+def test_attack_18_then_17_gives_the_right_versions(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "attack")
+    node.people.add("pub", party="JPN", clearance="機密", roles=["analyst", "publisher"],
+                    password=PW)
+    pub = node.people.as_person("pub")
+    cid = node.default_collection().collection_id
+    bundles = {}
+    for release in ("18.1", "17.0"):
+        bundle = json.loads((DATA / "stix" / "attack-ics" / f"ics-attack-{release}.json")
+                            .read_text())
+        bundles[release] = {o["id"]: o for o in bundle["objects"]}
+        status = node.publisher.publish(pub.person, cid, bundle["objects"],
+                                        marking=MarkingRequest("指定なし", ("NZL",)))
+        fails = status.body["failures"]
+        # The same (id, modified) with a different body is refused, never merged.
+        for f in fails:
+            assert "immutable" in f["message"], f
+    new, old = bundles["18.1"], bundles["17.0"]
+    both = [i for i in new if i in old and new[i].get("modified") != old[i].get("modified")
+            and new[i]["type"] != "marking-definition"]
+    assert both, "expected objects that changed between releases"
+    for oid in both[:50]:
+        page, visible = node.find(pub, cid, Query(ids=(oid,)))
+        (row, body) = visible[0]
+        assert row.version == normalise_timestamp(max(new[oid]["modified"],
+                                                      old[oid]["modified"]))
+        versions = node.find(pub, cid, Query(ids=(oid,), versions=("all",)))[1]
+        assert len(versions) == 2
+    node.close()
