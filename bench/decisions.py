@@ -83,8 +83,8 @@ def bench_decisions(total: int = 2_000_000) -> dict[str, float]:
         raw(p, lab)
     uncached = uncached_total / (time.perf_counter() - start)
     gc.enable()
-    return {"distinct_labels": len(pool), "decisions_per_s": cached, "uncached_decisions_per_s": uncached,
-            "allowed_share": allowed / total}
+    return {"distinct_labels": len(pool), "decisions_per_s": cached,
+            "uncached_decisions_per_s": uncached, "allowed_share": allowed / total}
 
 
 def bench_parsing() -> dict[str, float]:

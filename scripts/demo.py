@@ -11,7 +11,6 @@ Usage: python scripts/demo.py [DIR] [--no-serve] [--port N]
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys

@@ -150,8 +150,13 @@ def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
 
 
 def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string. Raises ConfigError for a lone surrogate
+    (e.g. a command-line argument that was not UTF-8), which TOML cannot hold."""
     out = ['"']
     for ch in value:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise ConfigError(f"{value!r} is not valid Unicode text",
+                              hint="use UTF-8 text in settings")
         if ch in '"\\':
             out.append("\\" + ch)
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
@@ -206,7 +211,26 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
                           hint=f"use one of {', '.join(agreement.parties)}")
     if not 1 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range", hint="use 1-65535")
+    made_dir = not node_dir.exists()
     node_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash, host,
+                              port, tls)
+    except BaseException:
+        # Leave nothing half-made behind: a retry must not find "exists and is not empty".
+        if made_dir:
+            shutil.rmtree(node_dir, ignore_errors=True)
+        else:  # it was empty before
+            for child in node_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _fill_node_dir(node_dir: Path, party: str, agreement_file: Path, agreement_hash: str,
+                   host: str, port: int, tls: bool) -> NodeConfig:
     os.chmod(node_dir, 0o700)
     shutil.copyfile(agreement_file, node_dir / "agreement.toml")
     (node_dir / "keys").mkdir(mode=0o700)
@@ -220,7 +244,7 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
         make_self_signed(cert, key, common_name=f"intelpact {party} node", hosts=hosts)
     cfg = NodeConfig(dir=node_dir, party=party, name=f"{party.lower()}-node",
                      title=f"intelpact {party} node", agreement_path=node_dir / "agreement.toml",
-                     agreement_hash=agreement.content_hash, database="node.db",
+                     agreement_hash=agreement_hash, database="node.db",
                      signing_key=node_dir / "keys" / "signing.pem", host=host, port=port,
                      tls=tls, tls_cert=cert, tls_key=key)
     write_config(cfg)

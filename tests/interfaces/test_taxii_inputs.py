@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import DATA, indicator, make_node, serving
 
 from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query, normalise_timestamp
+
+from helpers import DATA, indicator, make_node, serving
 
 TAXII = "application/taxii+json;version=2.1"
 SUITE = DATA / "json" / "JSONTestSuite"

@@ -185,7 +185,7 @@ class Policy:
                             f"does not dominate {_say(need_words, row.name)}")
         if label.rel_to is not None and person.party not in label.rel_to:
             return Decision(False, "rel-to", f"{person.party} not in REL TO "
-                            f"{', '.join(rel_to_order(label))}")
+                            f"{', '.join(rel_to_order(label)) or 'NONE'}")
         missing = sorted(label.caveats - person.caveats)
         if missing:
             return Decision(False, "caveat", f"caveat {', '.join(missing)} not held")
@@ -238,7 +238,7 @@ class Policy:
                             f"{row.name} under {a.id}")
         if label.rel_to is not None and partner.party not in label.rel_to:
             return Decision(False, "rel-to", f"{partner.party} not in REL TO "
-                            f"{', '.join(rel_to_order(label))}")
+                            f"{', '.join(rel_to_order(label)) or 'NONE'}")
         for caveat in sorted(label.caveats):
             known = a.caveats.get(caveat)
             if known is None:

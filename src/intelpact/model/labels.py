@@ -117,9 +117,8 @@ def _tail(label: Label) -> list[str]:
     parts = sorted(label.caveats)
     for clause in sorted(label.communities, key=sorted):
         parts.append("|".join(sorted(clause)))
-    rel = rel_to_order(label)
-    if rel:
-        parts.append("REL TO " + ", ".join(rel))
+    if label.rel_to is not None:
+        parts.append("REL TO " + (", ".join(rel_to_order(label)) or "NONE"))
     return parts
 
 

@@ -16,26 +16,34 @@ from collections import deque
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.exceptions import VerificationError
 
 _HASHER = PasswordHasher()
 TOKEN_PREFIX = "ipt_"  # noqa: S105 - a prefix, not a secret
 
 
 def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``. Raises UnicodeEncodeError for lone surrogates."""
     return _HASHER.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    """True when ``password`` matches; False on any mismatch or malformed hash."""
+    """True when ``password`` matches; False on any mismatch or malformed hash. Never raises.
+
+    argon2-cffi raises UnicodeEncodeError (a ValueError) for a hash that is not
+    ASCII or a password holding a lone surrogate; both are a plain mismatch here."""
     try:
         return _HASHER.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerificationError, ValueError, TypeError):  # InvalidHashError is a ValueError
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
-    return _HASHER.check_needs_rehash(password_hash)
+    """True when the hash uses older parameters than the current ones, or is malformed."""
+    try:
+        return _HASHER.check_needs_rehash(password_hash)
+    except (ValueError, TypeError):  # InvalidHashError is a ValueError
+        return True
 
 
 def new_token() -> str:
@@ -59,7 +67,12 @@ class _Key:
 
 
 class LoginThrottle:
-    """``limit`` failures within ``window`` seconds lock a key for ``lockout`` seconds."""
+    """``limit`` failures within ``window`` seconds lock a key for ``lockout`` seconds.
+
+    At most ``max_keys`` keys are tracked. When a new key arrives at the limit, keys
+    with nothing left to remember go first; if that is not enough, the unlocked keys
+    whose last failure is oldest, and only then the locks that end soonest, so a flood
+    of new keys cannot grow memory without bound."""
 
     def __init__(self, limit: int = 5, window: float = 300.0, lockout: float = 300.0,
                  max_keys: int = 100_000) -> None:
@@ -99,4 +112,16 @@ class LoginThrottle:
                  if e.locked_until <= now and (not e.failures or
                                                e.failures[-1] <= now - self.window)]
         for k in stale:
+            del self._keys[k]
+        if len(self._keys) < self.max_keys:
+            return
+        # Still full: free a tenth of the table at once (so this sort is rare).
+
+        def keep_longest(item: tuple[str, _Key]) -> tuple[bool, float]:
+            e = item[1]
+            locked = e.locked_until > now
+            return locked, e.locked_until if locked else (e.failures[-1] if e.failures else 0.0)
+
+        drop = len(self._keys) - self.max_keys + max(1, self.max_keys // 10)
+        for k, _ in sorted(self._keys.items(), key=keep_longest)[:drop]:
             del self._keys[k]

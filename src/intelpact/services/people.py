@@ -9,9 +9,13 @@ and per client address.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
+import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +25,35 @@ from ..store.base import PersonRecord, Store, timestamp, utc_now
 from .credentials import LoginThrottle, hash_password, new_token, token_digest, verify_password
 
 _CACHE_SECONDS = 60.0
+MIN_PASSWORD = 12
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches: checked when there is nothing real to check, so a
+    missing, revoked or password-less person costs the same time as a wrong password."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    bad = [c for c in name if c in ":/\\" or unicodedata.category(c)[0] == "C"
+           or unicodedata.category(c) in ("Zl", "Zp")]
+    if not name or len(name) > 64 or bad:
+        raise PeopleError(f"invalid name {name!r}",
+                          hint="use 1-64 characters without ':', '/', '\\' or control "
+                          "or format characters")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise PeopleError("password too short", hint=f"use at least {MIN_PASSWORD} characters")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PeopleError("password is not valid Unicode text",
+                          hint="give the password as UTF-8 text") from None
 
 
 class PeopleError(IntelpactError):
@@ -57,25 +90,23 @@ class People:
         self.policy = policy
         self.store = store
         self.throttle = throttle or LoginThrottle()
-        self._verified: dict[str, tuple[float, str]] = {}
+        # HMAC(name, password) -> (when, name, the password hash it was checked against)
+        self._verified: dict[str, tuple[float, str, str]] = {}
+        self._cache_secret = secrets.token_bytes(32)
         self._lock = threading.Lock()
 
     def add(self, name: str, *, party: str, clearance: str, caveats: Iterable[str] = (),
             communities: Iterable[str] = (), roles: Iterable[str] = ("analyst",),
             password: str | None = None) -> PersonRecord:
-        name = name.strip()
-        if not name or len(name) > 64 or any(c in name for c in ":/\\\0\n\r\t"):
-            raise PeopleError(f"invalid name {name!r}",
-                              hint="use 1-64 characters without ':', '/', '\\' or control "
-                              "characters")
+        name = _check_name(name)
         caveats, communities, roles = tuple(caveats), tuple(communities), tuple(roles)
         try:
             person = self.policy.person(name, party, clearance, caveats=caveats,
                                         communities=communities, roles=roles)
         except ValueError as exc:
             raise PeopleError(str(exc)) from None
-        if password is not None and len(password) < 12:
-            raise PeopleError("password too short", hint="use at least 12 characters")
+        if password is not None:
+            _check_password(password)
         record = PersonRecord(name, party, person.clearance, tuple(sorted(set(caveats))),
                               tuple(sorted(set(communities))), tuple(sorted(set(roles))),
                               hash_password(password) if password else None,
@@ -106,6 +137,18 @@ class People:
         self.get(name)
         if not self.store.revoke_person(name, timestamp(utc_now())):
             raise PeopleError(f"{name} is already revoked")
+        self._forget(name)
+
+    def set_password(self, name: str, password: str) -> None:
+        """Replace a person's password; logins with the old one stop at once."""
+        record = self.get(name)
+        if record.revoked:
+            raise PeopleError(f"{name} is revoked: the password cannot be changed")
+        _check_password(password)
+        self.store.set_password(name, hash_password(password))
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
         with self._lock:
             self._verified = {k: v for k, v in self._verified.items() if v[1] != name}
 
@@ -132,26 +175,29 @@ class People:
             wait = self.throttle.check(key, now)
             if wait is not None:
                 raise AuthError("too many failed logins; try again later", retry_after=wait)
-        cache_key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        cache_key = hmac.new(self._cache_secret, f"{name}\0{password}".encode(
+            "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
         with self._lock:
             hit = self._verified.get(cache_key)
-        if hit is not None and now - hit[0] < _CACHE_SECONDS:
-            record = self.store.person(name)
-            if record is not None and not record.revoked:
-                return self.principal(record)
         record = self.store.person(name)
-        ok = (record is not None and record.password_hash is not None
-              and not record.revoked and verify_password(record.password_hash, password))
-        if not ok or record is None:
-            if record is None:
-                hash_password(password)  # spend the same time as a real check
+        # A cached check counts only against the same stored hash: a password changed
+        # anywhere (this process or another) or a revocation ends it at once.
+        if (hit is not None and now - hit[0] < _CACHE_SECONDS and record is not None
+                and not record.revoked and record.password_hash == hit[2]):
+            return self.principal(record)
+        ok = False
+        if record is not None and record.password_hash is not None and not record.revoked:
+            ok = verify_password(record.password_hash, password)
+        else:
+            verify_password(_dummy_hash(), password)  # spend the same time as a real check
+        if not ok or record is None or record.password_hash is None:
             for key in (f"name:{name}", f"client:{client}"):
                 self.throttle.failure(key, now)
             raise AuthError()
         for key in (f"name:{name}", f"client:{client}"):
             self.throttle.success(key)
         with self._lock:
-            self._verified[cache_key] = (now, name)
+            self._verified[cache_key] = (now, name, record.password_hash)
         return self.principal(record)
 
     def login_token(self, token: str) -> Principal:
