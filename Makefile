@@ -25,8 +25,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# The TAXII benchmark's peer, medallion 3.0.0, in its own environment: its pinned
+# dependencies never touch .venv.
+MEDALLION_VENV  := .venv-medallion
+MEDALLION_STAMP := $(MEDALLION_VENV)/.installed
+
+$(MEDALLION_STAMP):
+	$(PYTHON) -m venv $(MEDALLION_VENV)
+	$(MEDALLION_VENV)/bin/pip install --quiet --upgrade pip
+	$(MEDALLION_VENV)/bin/pip install --quiet medallion==3.0.0
+	touch $(MEDALLION_STAMP)
+
+bench: $(STAMP) $(MEDALLION_STAMP)
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/taxii.py --medallion-python $(MEDALLION_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_node
 from intelpact.services.node import Node
+
+from helpers import make_node
 
 
 @pytest.fixture()

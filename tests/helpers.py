@@ -54,7 +54,30 @@ def serving(node: Node) -> Iterator[str]:
 
 def make_node(path: Path, party: str = "JPN", agreement: str = "jpn-nzl.toml",
               tls: bool = False) -> Node:
-    return Node.create(path, party=party, agreement_file=AGREEMENTS / agreement, tls=tls)
+    return Node.create(path, party=party, agreement_file=AGREEMENTS / agreement, tls=tls,
+                       port=free_port(), federation_port=free_port())
+
+
+@contextmanager
+def serving_federation(node: Node) -> Iterator[str]:
+    """Serve ``node``'s mutual-TLS federation listener in a thread."""
+    from intelpact.interfaces.federation import create_federation_app, federation_server_options
+
+    options = federation_server_options(node)
+    server = uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
+                                           lifespan="off", **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the federation server did not start")
+        time.sleep(0.01)
+    try:
+        yield node.config.federation_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def stix_id(kind: str) -> str:

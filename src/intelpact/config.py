@@ -24,7 +24,7 @@ CONFIG_FILE = "node.toml"
 _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database",
               "signing_key")
 _SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
-                "max_content_length")
+                "max_content_length", "federation_port")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
 
 
@@ -49,6 +49,12 @@ class NodeConfig:
     tls_key: Path | None = None
     api_root: str = "intel"
     max_content_length: int = DEFAULT_MAX_CONTENT
+    federation_port: int = 8402
+
+    @property
+    def federation_url(self) -> str:
+        """Where partners reach this node (mutual TLS)."""
+        return f"https://{self.host}:{self.federation_port}"
 
 
 def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
@@ -93,6 +99,11 @@ def load_config(node_dir: Path) -> NodeConfig:
     port = server.get("port", 8401)
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise _fail(path, "server.port", f"expected 1-65535, found {port!r}", "write port = 8401")
+    federation_port = server.get("federation_port", port + 1 if port < 65535 else port - 1)
+    if not isinstance(federation_port, int) or isinstance(federation_port, bool) or \
+            not 1 <= federation_port <= 65535 or federation_port == port:
+        raise _fail(path, "server.federation_port", f"expected 1-65535 and not the TAXII port, "
+                    f"found {federation_port!r}", f"write federation_port = {port + 1}")
     tls = server.get("tls", True)
     if not isinstance(tls, bool):
         raise _fail(path, "server.tls", f"expected true or false, found {tls!r}",
@@ -132,9 +143,9 @@ def load_config(node_dir: Path) -> NodeConfig:
         agreement_path=agreement_path, agreement_hash=pinned, database=database,
         signing_key=file(node, "node", "signing_key", "keys/signing.pem"),
         host=text(server, "server", "host", "127.0.0.1"), port=port, tls=tls,
-        tls_cert=file(server, "server", "tls_cert", "tls/cert.pem") if tls else None,
-        tls_key=file(server, "server", "tls_key", "tls/key.pem") if tls else None,
-        api_root=api_root, max_content_length=limit)
+        tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
+        tls_key=file(server, "server", "tls_key", "tls/key.pem"),
+        api_root=api_root, max_content_length=limit, federation_port=federation_port)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -185,16 +196,18 @@ def write_config(cfg: NodeConfig) -> None:
              f"signing_key = {_toml_string(rel(cfg.signing_key))}", "", "[server]",
              f"host = {_toml_string(cfg.host)}", f"port = {cfg.port}",
              f"tls = {'true' if cfg.tls else 'false'}"]
-    if cfg.tls and cfg.tls_cert and cfg.tls_key:
+    if cfg.tls_cert and cfg.tls_key:
         lines += [f"tls_cert = {_toml_string(rel(cfg.tls_cert))}",
                   f"tls_key = {_toml_string(rel(cfg.tls_key))}"]
     lines += [f"api_root = {_toml_string(cfg.api_root)}",
-              f"max_content_length = {cfg.max_content_length}", ""]
+              f"max_content_length = {cfg.max_content_length}",
+              f"federation_port = {cfg.federation_port}", ""]
     (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 
 def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
-                    host: str = "127.0.0.1", port: int = 8401, tls: bool = True) -> NodeConfig:
+                    host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
+                    federation_port: int | None = None) -> NodeConfig:
     """Make a node directory: pinned agreement, signing key, TLS certificate, node.toml.
 
     The database is made by the store when the node is first opened."""
@@ -215,7 +228,7 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
     node_dir.mkdir(parents=True, exist_ok=True)
     try:
         return _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash, host,
-                              port, tls)
+                              port, tls, federation_port)
     except BaseException:
         # Leave nothing half-made behind: a retry must not find "exists and is not empty".
         if made_dir:
@@ -230,22 +243,23 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
 
 
 def _fill_node_dir(node_dir: Path, party: str, agreement_file: Path, agreement_hash: str,
-                   host: str, port: int, tls: bool) -> NodeConfig:
+                   host: str, port: int, tls: bool, federation_port: int | None) -> NodeConfig:
     os.chmod(node_dir, 0o700)
     shutil.copyfile(agreement_file, node_dir / "agreement.toml")
     (node_dir / "keys").mkdir(mode=0o700)
     generate_signing_key(node_dir / "keys" / "signing.pem")
-    cert = key = None
-    if tls:
-        (node_dir / "tls").mkdir(mode=0o700)
-        cert, key = node_dir / "tls" / "cert.pem", node_dir / "tls" / "key.pem"
-        hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1",
-                                                                      "localhost") else [])
-        make_self_signed(cert, key, common_name=f"intelpact {party} node", hosts=hosts)
+    # The certificate is made even when the TAXII API serves plain HTTP: partners
+    # always talk to this node over mutual TLS.
+    (node_dir / "tls").mkdir(mode=0o700)
+    cert, key = node_dir / "tls" / "cert.pem", node_dir / "tls" / "key.pem"
+    hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1",
+                                                                  "localhost") else [])
+    make_self_signed(cert, key, common_name=f"intelpact {party} node", hosts=hosts)
     cfg = NodeConfig(dir=node_dir, party=party, name=f"{party.lower()}-node",
                      title=f"intelpact {party} node", agreement_path=node_dir / "agreement.toml",
                      agreement_hash=agreement_hash, database="node.db",
                      signing_key=node_dir / "keys" / "signing.pem", host=host, port=port,
-                     tls=tls, tls_cert=cert, tls_key=key)
+                     tls=tls, tls_cert=cert, tls_key=key,
+                     federation_port=federation_port or (port + 1 if port < 65535 else port - 1))
     write_config(cfg)
     return load_config(node_dir)

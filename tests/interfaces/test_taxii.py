@@ -12,11 +12,12 @@ import pytest
 import stix2validator
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
-from helpers import DATA, indicator, make_node, serving
 from intelpact.model import Markings, national_marking
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import normalise_timestamp
+
+from helpers import DATA, indicator, make_node, serving
 
 TAXII = "application/taxii+json;version=2.1"
 PEOPLE = {

@@ -7,17 +7,20 @@ progress bar on a terminal.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
@@ -28,9 +31,25 @@ from ..services.publish import MarkingRequest
 from ..store.base import Query
 
 F = TypeVar("F", bound=Callable[..., Any])
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup, no emoji codes: names, ids and objects come from people and partners; "[/]"
+# or ":warning:" in one must print as it is, not crash rich, restyle the terminal or change
+# the JSON shown by `get`. Styles are applied with Text.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 NODE_DIR = click.argument("node_dir", metavar="DIR", type=click.Path(path_type=Path))
+
+
+def _safe(text: object) -> str:
+    """``text`` on one line with control and format characters escaped (no terminal tricks)."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" else c
+                   for c in str(text))
+
+
+def _fail(message: object, hint: str | None = None) -> NoReturn:
+    err.print(Text.assemble(("error:", "bold red"), " ", _safe(message)))
+    if hint:
+        err.print(Text("hint: " + _safe(hint)))
+    sys.exit(2)
 
 
 def friendly(fn: F) -> F:
@@ -41,15 +60,24 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except IntelpactError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
-            if exc.hint:
-                err.print(f"hint: {exc.hint}", markup=False)
-            sys.exit(2)
-        except (ValueError, KeyError) as exc:
-            err.print(f"[bold red]error:[/] {exc.args[0] if exc.args else exc}", markup=True)
-            sys.exit(2)
+            _fail(exc.message, exc.hint)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
+        except KeyError as exc:
+            _fail(exc.args[0] if exc.args else exc)
+        except ValueError as exc:  # UnicodeError too: str() says what could not be decoded
+            _fail(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    try:
+        bracket = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        bracket = False
+    return f"{scheme}://[{host}]:{port}/taxii2/" if bracket else f"{scheme}://{host}:{port}/taxii2/"
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -87,10 +115,9 @@ def init(node_dir: Path, party: str, agreement_file: Path, host: str, port: int,
     out.print(f"Initialised the {node.party} node in {node_dir}")
     out.print(f"  agreement  {node.agreement.id} ({node.agreement.content_hash})")
     if node.agreement.illustrative:
-        out.print("             [yellow]illustrative sample agreement[/]")
+        out.print(Text.assemble("             ", ("illustrative sample agreement", "yellow")))
     out.print(f"  collection {node.default_collection().collection_id}")
-    scheme = "https" if tls else "http"
-    out.print(f"  serves     {scheme}://{host}:{port}/taxii2/")
+    out.print(f"  serves     {_url('https' if tls else 'http', host, port)}")
     out.print(f"Next: intelpact user add {node_dir} NAME --party {node.party} --clearance LEVEL")
     node.close()
 
@@ -111,12 +138,20 @@ def user() -> None:
               help="A community of interest (repeatable).")
 @click.option("--role", "roles", multiple=True, type=click.Choice(ROLES),
               help="A role (repeatable; default analyst).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read a password (12 characters or more) from the first line of standard "
+              "input, for HTTP Basic. Without it the person can use only API tokens.")
 @friendly
 def user_add(node_dir: Path, name: str, party: str, clearance: str, caveats: tuple[str, ...],
              communities: tuple[str, ...], roles: tuple[str, ...], password_stdin: bool) -> None:
     """Add a person with their clearance, caveats, communities and roles."""
-    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    password = None
+    if password_stdin:
+        try:
+            password = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise IntelpactError("the password on standard input is not UTF-8 text",
+                                 hint="give the password as UTF-8 text") from None
     node = Node.open(node_dir)
     record = node.people.add(name, party=party.upper(), clearance=clearance,
                              caveats=[c.upper() for c in caveats],
@@ -135,9 +170,9 @@ def user_list(node_dir: Path) -> None:
     node = Node.open(node_dir)
     table = Table("name", "party", "clearance", "caveats", "communities", "roles", "status")
     for p in node.store.people():
-        table.add_row(p.name, p.party, p.clearance, ", ".join(p.caveats),
-                      ", ".join(p.communities), ", ".join(p.roles),
-                      f"revoked {p.revoked}" if p.revoked else "active")
+        table.add_row(*(Text(_safe(v)) for v in (
+            p.name, p.party, p.clearance, ", ".join(p.caveats), ", ".join(p.communities),
+            ", ".join(p.roles), f"revoked {p.revoked}" if p.revoked else "active")))
     out.print(table)
     node.close()
 
@@ -199,12 +234,16 @@ def serve(node_dir: Path, host: str | None, port: int | None) -> None:
     node = Node.open(node_dir)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
-    scheme = "https" if cfg.tls else "http"
-    out.print(f"{node.party} node: {scheme}://{host}:{port}/taxii2/ "
-              f"(agreement {node.agreement.id})")
     ssl: dict[str, Any] = {}
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
+        for path, field in ((cfg.tls_cert, "tls_cert"), (cfg.tls_key, "tls_key")):
+            if not path.is_file():
+                raise IntelpactError(f"{path}: missing (server.{field} in node.toml)",
+                                     hint="restore the file, or point server." + field +
+                                     " at your certificate and key")
         ssl = {"ssl_certfile": str(cfg.tls_cert), "ssl_keyfile": str(cfg.tls_key)}
+    out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
+              f"(agreement {node.agreement.id})")
     uvicorn.run(create_app(node), host=host, port=port, log_level="warning", **ssl)
 
 
@@ -252,7 +291,11 @@ def _progress(what: str, total: int) -> Iterator[Callable[[int], None]]:
 def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: str,
             caveats: tuple[str, ...], communities: tuple[str, ...],
             collection: str | None) -> None:
-    """Publish a STIX bundle from FILE ('-' for stdin) under a national marking."""
+    """Publish a STIX bundle from FILE ('-' for stdin) under a national marking.
+
+    FILE may hold a bundle, a TAXII envelope, one object or a list of objects. Prints
+    how many objects were accepted and rejected, and why each was rejected; exits
+    with status 1 when none was accepted."""
     objects = _load_objects(file)
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
@@ -263,26 +306,29 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
         record = node.publisher.publish(principal.person, cid, objects, marking=marking,
                                         progress=advance)
     status = record.body
-    out.print(f"Published as {principal.name} ({principal.person.party}): "
-              f"{status['success_count']} accepted, {status['failure_count']} rejected "
-              f"(status {status['id']})")
+    # Count what FILE held: the status also lists the marking-definition the node made
+    # for --classification, which is stored even when every object is refused.
+    given = {o.get("id") for o in objects if isinstance(o, dict)}
+    accepted = sum(1 for s in status["successes"] if s["id"] in given)
+    rejected = status["failure_count"]
+    out.print(f"Published as {_safe(principal.name)} ({principal.person.party}): "
+              f"{accepted} accepted, {rejected} rejected (status {status['id']})")
     for failure in status["failures"][:20]:
-        out.print(f"  rejected {failure['id']}: {failure['message']}", markup=False)
-    if status["failure_count"] > 20:
-        out.print(f"  … and {status['failure_count'] - 20} more")
+        out.print(f"  rejected {_safe(failure['id'])}: {_safe(failure['message'])}")
+    if rejected > 20:
+        out.print(f"  … and {rejected - 20} more")
     node.close()
-    if status["success_count"] == 0 and status["failure_count"]:
+    if accepted == 0 and rejected:
         sys.exit(1)
 
 
 def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
     labels = node.markings.label(obj)
-    line = banner(labels.banner, node.agreement, party)
-    out.print(f"[reverse] {line} [/]", markup=True) if out.is_terminal else out.print(
-        line, markup=False)
-    out.print(json.dumps(obj, ensure_ascii=False, indent=2), markup=False)
-    out.print(f"[reverse] {line} [/]", markup=True) if out.is_terminal else out.print(
-        line, markup=False)
+    line = _safe(banner(labels.banner, node.agreement, party))
+    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    out.print(shown)
+    out.print(json.dumps(obj, ensure_ascii=False, indent=2))
+    out.print(shown)
 
 
 @main.command()
@@ -292,7 +338,9 @@ def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
 @click.option("--all-versions", is_flag=True, help="Show every version, oldest first.")
 @friendly
 def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> None:
-    """Show an object as a person sees it, between banners in their national words."""
+    """Show an object as a person sees it, between banners in their national words.
+
+    An object the person may not see is reported exactly as one that does not exist."""
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
     found = node.get(principal, object_id)
@@ -307,7 +355,8 @@ def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> Non
 @NODE_DIR
 @click.argument("query")
 @click.option("--as", "as_name", required=True, help="Search as this person.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Show at most this many matches.")
 @friendly
 def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
     """Find objects whose name or description contains QUERY (case-insensitive)."""
@@ -320,13 +369,14 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
         text = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
         if wanted in text:
             labels = node.markings.label(obj)
-            table.add_row(banner(labels.banner, node.agreement, principal.person.party),
-                          obj["type"], obj["id"], str(obj.get("name", "")))
+            table.add_row(*(Text(_safe(v)) for v in (
+                banner(labels.banner, node.agreement, principal.person.party),
+                obj["type"], obj["id"], str(obj.get("name", "")))))
             shown += 1
             if shown >= limit:
                 break
     out.print(table)
-    out.print(f"{shown} match(es) visible to {as_name}")
+    out.print(f"{shown} match(es) visible to {_safe(as_name)}")
     node.close()
 
 

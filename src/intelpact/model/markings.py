@@ -33,6 +33,9 @@ INTELPACT_IDENTITY = "identity--90f2f21c-16b3-47ea-92bb-fed05f61fe90"
 MARKING_CREATED = "2026-01-01T00:00:00.000Z"
 TLP2_EXTENSION_ID = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
 ACS_EXTENSION_ID = "extension-definition--3a65884d-005a-4290-8335-cb2d778a83ce"
+# intelpact's signatures extension (crypto.signing): it says who signed, not what
+# the marking means, so it is allowed beside a marking and ignored when comparing.
+SIGNATURES_EXTENSION_ID = "extension-definition--19342803-5780-46cd-99b0-311b35f33ad6"
 
 TLP1_IDS = {
     "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9": "white",
@@ -353,7 +356,7 @@ def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
         raise MarkingError(f"{mid}: extensions must be an object")
     known = {EXTENSION_ID, TLP2_EXTENSION_ID, ACS_EXTENSION_ID}
     marking_exts = [k for k in extensions if k in known]
-    others = [k for k in extensions if k not in known]
+    others = [k for k in extensions if k not in known and k != SIGNATURES_EXTENSION_ID]
     if others:
         raise MarkingError(f"{mid}: unknown marking extension {others[0]}",
                            hint="intelpact reads its own national marking, TLP 1.0/2.0 and "
@@ -411,7 +414,7 @@ class Markings:
         part = parse_marking(self.agreement, definition)
         mid = definition["id"]
         old = self._definitions.get(mid)
-        if old is not None and old != definition:
+        if old is not None and _unsigned(old) != _unsigned(definition):
             raise MarkingError(f"{mid}: a different marking-definition with this id is known",
                                hint="marking-definitions cannot be versioned; issue a new id")
         self._definitions[mid] = definition
@@ -502,6 +505,18 @@ class Markings:
                     portions[selector] = portion
         overall = join_all([base, *portions.values()])
         return ObjectLabels(base, portions, overall)
+
+
+def _unsigned(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A marking-definition without its signatures: what it says, not who vouched."""
+    extensions = definition.get("extensions")
+    if not isinstance(extensions, dict) or SIGNATURES_EXTENSION_ID not in extensions:
+        return dict(definition)
+    rest = {k: v for k, v in extensions.items() if k != SIGNATURES_EXTENSION_ID}
+    out = {k: v for k, v in definition.items() if k != "extensions"}
+    if rest:
+        out["extensions"] = rest
+    return out
 
 
 def resolve_selector(obj: Mapping[str, Any], selector: Any) -> Any:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 from ..config import NodeConfig, create_node_dir, load_config
+from ..crypto.keys import load_signing_key
+from ..crypto.signing import sign_object
 from ..model import Agreement, Markings, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
 from ..store.base import Collection, Page, Query, StoredObject
 from .access import Access
+from .federation import Federation, Identity
 from .people import People, Principal
 from .publish import Publisher
 
@@ -31,8 +35,20 @@ class Node:
         for body in store.markings():
             self.markings.add(json.loads(body))
         self.people = People(self.policy, store)
-        self.publisher = Publisher(self.policy, self.markings, store, validate_object)
+        self.signing_key = load_signing_key(config.signing_key)
+        cert_pem = config.tls_cert.read_text() if config.tls_cert else ""
+        self.identity = Identity(config.party, config.federation_url, self.signing_key,
+                                 cert_pem, self.agreement.id, self.agreement.content_hash)
+        self.federation = Federation(self.identity, self.policy, self.markings, store)
+        self.stored = threading.Event()  # set after every write; wakes the courier
+        self.publisher = Publisher(self.policy, self.markings, store, validate_object,
+                                   sign=self.sign, release=self.federation.release_to,
+                                   on_stored=self.stored.set)
         self.access = Access(self.policy, self.markings, store, validate_object)
+
+    def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Sign an object this node originates."""
+        return sign_object(obj, self.signing_key, self.party)
 
     @classmethod
     def open(cls, node_dir: str | Path) -> Node:
@@ -41,11 +57,12 @@ class Node:
 
     @classmethod
     def create(cls, node_dir: str | Path, *, party: str, agreement_file: str | Path,
-               host: str = "127.0.0.1", port: int = 8401, tls: bool = True) -> Node:
+               host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
+               federation_port: int | None = None) -> Node:
         """Make a node directory, its database and its default collection."""
         config = create_node_dir(Path(node_dir), party=party,
                                  agreement_file=Path(agreement_file), host=host, port=port,
-                                 tls=tls)
+                                 tls=tls, federation_port=federation_port)
         node = cls(config, open_store(config.database, config.dir))
         node.store.add_collection(Collection(
             str(uuid.uuid4()), f"{party} intelligence",

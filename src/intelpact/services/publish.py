@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntelpactError
-from ..model import Label, Markings, Person, Policy, national_marking
+from ..model import Agreement, Label, LabelPart, Markings, Person, Policy, national_marking
 from ..model.errors import LabelError, MarkingError
 from ..store.base import (
     NewObject,
@@ -68,13 +68,34 @@ def object_version(obj: dict[str, Any]) -> str | None:
     return normalise_timestamp(value) if isinstance(value, str) else None
 
 
+def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Label:
+    """The label of a marking-definition object: whoever could be released the
+    material it marks may see it (the lowest covered level, its REL TO, caveats
+    and communities)."""
+    rel = frozenset(part.rel_to) if part.rel_mode == "set" else None
+    return Label(agreement.id, min(agreement.covered), origin, rel, part.caveats,
+                 part.communities)
+
+
 class Publisher:
+    """Publishes as a person of this node.
+
+    ``sign`` signs what this node originates (crypto.signing); ``release`` names
+    the partners each stored object goes to (the federation's release filter),
+    written to the outbox in the same transaction as the object."""
+
     def __init__(self, policy: Policy, markings: Markings, store: Store,
-                 validate: Callable[[dict[str, Any]], None]) -> None:
+                 validate: Callable[[dict[str, Any]], None], *,
+                 sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 release: Callable[[NewObject], Iterable[str]] | None = None,
+                 on_stored: Callable[[], None] | None = None) -> None:
         self.policy = policy
         self.markings = markings
         self.store = store
         self.validate = validate
+        self.sign = sign
+        self.release = release
+        self.on_stored = on_stored
 
     def publish(self, person: Person, collection_id: str, objects: Sequence[Any], *,
                 marking: MarkingRequest | None = None,
@@ -120,14 +141,17 @@ class Publisher:
             progress(len(outcomes))  # refused before storing
         for start in range(0, len(pending), BATCH):
             chunk = pending[start:start + BATCH]
-            marks = [(o["id"], canonical_body(o)[0]) for n, o in chunk
-                     if o.get("type") == "marking-definition"]
-            results = self.store.add_objects(collection_id, [n for n, _ in chunk], marks)
+            marks = [(n.object_id, n.body) for n, _ in chunk
+                     if n.object_type == "marking-definition"]
+            results = self.store.add_objects(collection_id, [n for n, _ in chunk], marks,
+                                             release=self.release)
             for r in results:
                 ok = r.outcome != "conflict"
                 outcomes.append(Outcome(r.object_id, r.version, ok, r.message))
             if progress is not None:
                 progress(len(chunk))
+        if pending and self.on_stored is not None:
+            self.on_stored()
         return self._status(person, collection_id, created, outcomes)
 
     def _definition(self, person: Person, item: dict[str, Any]
@@ -140,11 +164,11 @@ class Publisher:
             return Outcome(mid, None, False, exc.message), None
         except ValueError as exc:
             return Outcome(mid, None, False, str(exc)), None
-        agreement = self.policy.agreement
         origin = part.originator or person.party
-        rel = frozenset(part.rel_to) if part.rel_mode == "set" else None
-        # A marking-definition is shown to whoever could be released the material.
-        label = Label(agreement.id, 0, origin, rel, part.caveats, part.communities)
+        if part.kind == "national" and origin == person.party and self.sign is not None:
+            item = self.sign(item)
+            self.markings.add(item)
+        label = definition_label(self.policy.agreement, part, origin)
         body, digest = canonical_body(item)
         return Outcome(mid, None, True, ""), NewObject(
             mid, "marking-definition", str(item.get("spec_version", "2.1")),
@@ -179,6 +203,8 @@ class Publisher:
         decision = self.policy.check_publish(person, labels.banner)
         if not decision.allowed:
             return Outcome(oid, None, False, decision.reason), None
+        if self.sign is not None:
+            obj = self.sign(obj)
         body, digest = canonical_body(obj)
         return Outcome(oid, None, True, ""), NewObject(
             oid, str(obj["type"]), str(obj.get("spec_version", "2.1")), object_version(obj),

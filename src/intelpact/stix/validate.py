@@ -22,7 +22,7 @@ import json
 import re
 import reprlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -30,10 +30,10 @@ from typing import Any, Final
 
 import fastjsonschema
 import idna
-from cpe import CPE
-from rfc3986_validator import validate_rfc3986
-from stix2patterns.v21.pattern import Pattern
-from stix2patterns.validator import run_validator as run_pattern_validator
+from cpe import CPE  # type: ignore[import-untyped]
+from rfc3986_validator import validate_rfc3986  # type: ignore[import-untyped]
+from stix2patterns.v21.pattern import Pattern  # type: ignore[import-untyped]
+from stix2patterns.validator import run_validator as run_pattern_validator  # type: ignore[import-untyped]
 
 from ..errors import IntelpactError
 
@@ -77,10 +77,10 @@ def _load_enums(path: Path) -> ModuleType:
 
 
 _PKG: Final = _stix2validator_dir()
-SCHEMA_DIR: Final = _PKG / "schemas-2.1" / "schemas"
+_SCHEMA_DIR: Final = _PKG / "schemas-2.1" / "schemas"
 _SCHEMA_URI: Final = "http://raw.githubusercontent.com/oasis-open/cti-stix2-json-schemas/stix2.1/schemas/"
 _E: Final = _load_enums(_PKG / "v21" / "enums.py")
-_SCHEMA_FILES: Final = {p.stem: p for p in sorted(SCHEMA_DIR.rglob("*.json"))}
+_SCHEMA_FILES: Final = {p.stem: p for p in sorted(_SCHEMA_DIR.rglob("*.json"))}
 
 _SDO_TYPES: Final = frozenset(_E.TYPES)
 _SCO_TYPES: Final = frozenset(_E.OBSERVABLE_TYPES)
@@ -94,7 +94,7 @@ _CHAR_SETS: Final = frozenset(_E.char_sets())
 # (``([a-z][a-z0-9]*)+``), which backtracks exponentially: a 40-character ``type`` hangs
 # stix2-validator. ``$$`` inside a character class is rewritten because fastjsonschema
 # turns every unescaped ``$`` into ``\Z``, which is not valid inside ``[...]``.
-PATTERN_REWRITES: Final = {
+_PATTERN_REWRITES: Final = {
     "^([a-z][a-z0-9]*)+(-[a-z0-9]+)*\\-?$": "^[a-z][a-z0-9]*(-[a-z0-9]+)*\\-?$",
     "^([a-z][a-z0-9]*)+(-[a-z0-9]+)*\\-ext$": "^[a-z][a-z0-9]*(-[a-z0-9]+)*\\-ext$",
 }
@@ -115,6 +115,7 @@ _BINARY: Final = re.compile(
     r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)\Z")
 _HEX: Final = re.compile(r"^([a-fA-F0-9]{2})+\Z")
 _JSON_TYPES: Final = (str, int, float, Decimal, dict, list, tuple)
+_PLAIN: Final = frozenset({str, int, float, bool, dict})
 
 _TIMESTAMP: Final = re.compile(r"^([0-9]{4})-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T"
                                r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?Z\Z")
@@ -150,15 +151,15 @@ def _fail(oid: str | None, reason: str, hint: str | None = None) -> StixValidati
 
 # --- schema loading and compiling -------------------------------------------------------------
 
-applied_rewrites: set[str] = set()  # read by the tests: every rewrite must still apply
+_applied_rewrites: set[str] = set()  # read by the tests: every rewrite must still apply
 
 
 def _fix_pattern(pattern: str) -> str:
-    if pattern in PATTERN_REWRITES:
-        applied_rewrites.add(pattern)
-        return PATTERN_REWRITES[pattern]
+    if pattern in _PATTERN_REWRITES:
+        _applied_rewrites.add(pattern)
+        return _PATTERN_REWRITES[pattern]
     if _CPE_CLASS_FIX[0] in pattern:
-        applied_rewrites.add("cpe")
+        _applied_rewrites.add("cpe")
         return pattern.replace(*_CPE_CLASS_FIX)
     return pattern
 
@@ -176,7 +177,7 @@ def _rewrite(node: Any) -> Any:
             out[key] = {_fix_pattern(k): _rewrite(v) for k, v in value.items()}
         elif key == "const" and "enum" not in node:
             # same meaning; fastjsonschema 2.22 cannot compile 'const' without detailed errors
-            applied_rewrites.add("const")
+            _applied_rewrites.add("const")
             out["enum"] = [_rewrite(value)]
         else:
             out[key] = _rewrite(value)
@@ -186,14 +187,14 @@ def _rewrite(node: Any) -> Any:
 def _take(schema: dict[str, Any], key: str, expected: object, rel: str) -> None:
     # Remove a part we check in Python instead; refuse to start if upstream changed it.
     if schema.get(key) != expected:
-        raise ImportError(f"{SCHEMA_DIR / rel}: '{key}' is not what intelpact expects; "
+        raise ImportError(f"{_SCHEMA_DIR / rel}: '{key}' is not what intelpact expects; "
                           "review src/intelpact/stix/validate.py for this stix2-validator")
     del schema[key]
 
 
 @functools.cache
 def _raw_schema(rel: str) -> dict[str, Any]:
-    with open(SCHEMA_DIR / rel, encoding="utf-8") as f:
+    with open(_SCHEMA_DIR / rel, encoding="utf-8") as f:
         schema: dict[str, Any] = json.load(f)
     return schema
 
@@ -205,6 +206,7 @@ def _schema(rel: str) -> dict[str, Any]:
     if rel in ("common/core.json", "common/cyber-observable-core.json"):
         _take(schema, "allOf", _PROPERTIES_REF, rel)  # -> _check_names
         _take(schema, "not", _RESERVED_NOT, rel)  # -> _check_names
+        _take(schema["properties"]["type"], "not", {"enum": ["action"]}, rel)  # -> _check_type
     elif rel == "common/properties.json":
         # anyOf of six types, each tried by raising, is the same as one type list
         any_value = schema["patternProperties"]["^([a-z][a-z0-9_]{2,249})|id$"]
@@ -239,7 +241,7 @@ _FORMATS: Final[dict[str, Callable[[str], bool]]] = {
 
 
 def _rel(name: str) -> str:
-    return _SCHEMA_FILES[name].relative_to(SCHEMA_DIR).as_posix()
+    return _SCHEMA_FILES[name].relative_to(_SCHEMA_DIR).as_posix()
 
 
 @functools.cache
@@ -261,7 +263,7 @@ def _uses_core(name: str) -> bool:
 
 
 @functools.cache
-def spec_properties(name: str) -> frozenset[str]:
+def _spec_properties(name: str) -> frozenset[str]:
     """Every top-level property the STIX 2.1 schema ``name`` defines (through refs too)."""
     found: set[str] = set()
 
@@ -344,39 +346,57 @@ def _check_schema(name: str, obj: Any, oid: str | None) -> None:
 
 # --- checks done in Python before the schema --------------------------------------------------
 
-def _check_names(obj: dict[str, Any], oid: str | None, reserved: bool) -> None:
-    """properties.json (and core's reserved names) for the top-level properties."""
+_BIN, _HEXNAME, _ANYNAME, _RESERVEDNAME = 1, 2, 4, 8
+_name_kinds: dict[str, int] = {}  # property name -> which properties.json patterns it matches
+
+
+def _name_kind(key: str) -> int:
+    kind = _name_kinds.get(key)
+    if kind is None:
+        kind = ((_BIN if _NAME_BIN.search(key) else 0) | (_HEXNAME if _NAME_HEX.search(key) else 0)
+                | (_ANYNAME if _NAME_ANY.search(key) else 0)
+                | (_RESERVEDNAME if key in _RESERVED else 0))
+        if len(_name_kinds) < 20_000:  # bounded: names repeat, but input is untrusted
+            _name_kinds[key] = kind
+    return kind
+
+
+def _check_names(obj: dict[str, Any], oid: str | None) -> None:
+    """properties.json and core's reserved names, for the top-level properties."""
+    kinds = _name_kinds
     for key, value in obj.items():
-        if not isinstance(key, str):
-            raise _fail(oid, f"property name {_show(key)} is not a string")
-        if reserved and key in _RESERVED:
-            raise _fail(oid, f"property {key!r} is reserved by STIX 2.1 and must not be used")
-        named = False
-        if _NAME_BIN.search(key):
-            named = True
-            if not (isinstance(value, str) and _BINARY.search(value)):
-                raise _fail(oid, f"property {key!r} must be base64 (its name ends in '_bin')"
-                            f": found {_show(value)}")
-        if _NAME_HEX.search(key):
-            named = True
-            if not (isinstance(value, str) and _HEX.search(value)):
-                raise _fail(oid, f"property {key!r} must be an even number of hex digits (its "
-                            f"name ends in '_hex'): found {_show(value)}")
-        if _NAME_ANY.search(key):
-            named = True
-            if value is None:
-                raise _fail(oid, f"property {_show(key)} is null; STIX does not allow null "
-                            "values (leave the property out instead)")
-            if not isinstance(value, _JSON_TYPES) or (isinstance(value, list | tuple)
-                                                      and not value):
-                raise _fail(oid, f"property {_show(key)} must be a non-empty list, a string, "
-                            f"a number, a boolean or an object: found {_show(value)}")
-        if not named:
-            raise _fail(oid, f"property name {_show(key)} is not allowed: names are 3 to 250 "
-                        "characters of a-z, 0-9 and '_', starting with a letter")
+        if kinds.get(key) == _ANYNAME:  # the common case: a plain name with a plain value
+            kind = type(value)
+            if kind in _PLAIN or (kind is list and value):
+                continue
+        _check_name(key, value, oid)
 
 
-def _declares(obj: dict[str, Any], kinds: Iterable[str]) -> bool:
+def _check_name(key: Any, value: Any, oid: str | None) -> None:
+    if not isinstance(key, str):
+        raise _fail(oid, f"property name {_show(key)} is not a string")
+    kind = _name_kind(key)
+    if kind & _RESERVEDNAME:
+        raise _fail(oid, f"property {key!r} is reserved by STIX 2.1 and must not be used")
+    if not kind:
+        raise _fail(oid, f"property name {_show(key)} is not allowed: names are 3 to 250 "
+                    "characters of a-z, 0-9 and '_', starting with a letter")
+    if kind & _BIN and not (isinstance(value, str) and _BINARY.search(value)):
+        raise _fail(oid, f"property {key!r} must be base64 (its name ends in '_bin')"
+                    f": found {_show(value)}")
+    if kind & _HEXNAME and not (isinstance(value, str) and _HEX.search(value)):
+        raise _fail(oid, f"property {key!r} must be an even number of hex digits (its "
+                    f"name ends in '_hex'): found {_show(value)}")
+    if kind & _ANYNAME:
+        if value is None:
+            raise _fail(oid, f"property {_show(key)} is null; STIX does not allow null "
+                        "values (leave the property out instead)")
+        if not isinstance(value, _JSON_TYPES) or (isinstance(value, list | tuple) and not value):
+            raise _fail(oid, f"property {_show(key)} must be a non-empty list, a string, "
+                        f"a number, a boolean or an object: found {_show(value)}")
+
+
+def _declares(obj: dict[str, Any], kinds: Collection[str]) -> bool:
     extensions = obj.get("extensions")
     if not isinstance(extensions, dict):
         return False
@@ -389,14 +409,14 @@ def _check_custom(obj: dict[str, Any], type_: str, oid: str | None) -> None:
     hint = "pass allow_custom=True to accept unmarked custom content"
     spec_type = type_ in _SDO_TYPES or type_ in _SCO_TYPES
     if not spec_type and not type_.startswith("x-") and not _declares(obj, _NEW_TYPE_EXTENSIONS):
-        raise _fail(oid, f"object type {type_!r} is not defined by STIX 2.1; a custom type must "
-                    "start with 'x-' or be declared by a 'new-sdo', 'new-sco' or 'new-sro' "
-                    "extension", hint)
+        raise _fail(oid, f"object type {_show(type_)} is not defined by STIX 2.1; a custom "
+                    "type must start with 'x-' or be declared by a 'new-sdo', 'new-sco' or "
+                    "'new-sro' extension", hint)
     if spec_type and not _declares(obj, ("toplevel-property-extension",)):
-        defined = spec_properties(type_)
+        defined = _spec_properties(type_)
         for key in obj:
             if key not in defined and not str(key).startswith("x_") and key not in _RESERVED:
-                raise _fail(oid, f"property {key!r} is not defined by STIX 2.1 for {type_!r} "
+                raise _fail(oid, f"property {_show(key)} is not defined by STIX 2.1 for {type_!r} "
                             "objects; a custom property must start with 'x_' or be declared "
                             "by a 'toplevel-property-extension'", hint)
     extensions = obj.get("extensions")
@@ -404,24 +424,37 @@ def _check_custom(obj: dict[str, Any], type_: str, oid: str | None) -> None:
         predefined = _E.OBSERVABLE_EXTENSIONS.get(type_, ())
         for key in extensions:
             if not (str(key).startswith(("extension-definition--", "x-")) or key in predefined):
-                raise _fail(oid, f"extension {key!r} is not defined by STIX 2.1 for {type_!r} "
-                            "objects; use an extension-definition id, or an 'x-' name", hint)
+                raise _fail(oid, f"extension {_show(key)} is not defined by STIX 2.1 for "
+                            f"{_show(type_)} objects; use an extension-definition id, or an "
+                            "'x-' name", hint)
 
 
 # --- MUST checks that the schemas cannot express (stix2validator/v21/musts.py) ----------------
 
+def _parse_timestamp(value: str) -> tuple[bool, tuple[str, str] | None]:
+    return _parse_short(value) if len(value) <= 30 else _parse_any(value)
+
+
+def _parse_any(value: str) -> tuple[bool, tuple[str, str] | None]:
+    """(is a real date and time, sort key) for a string that matches the timestamp regex.
+
+    The key orders like stix2-validator's ``datetime.strptime`` values; it is None
+    where strptime fails (not a real date, or more than 6 fractional digits), and
+    stix2-validator then compares the raw strings.
+    """
+    year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
+    real = (year >= 1 and value[17:19] != "60"
+            and (day <= 28 or day <= calendar.monthrange(year, month)[1]))
+    fraction = value[20:-1] if value[19] == "." else ""
+    key = (value[:19], fraction.ljust(6, "0")) if real and len(fraction) <= 6 else None
+    return real, key
+
+
+_parse_short = functools.lru_cache(maxsize=4096)(_parse_any)
+
+
 def _timestamp_key(value: str) -> tuple[str, str] | None:
-    """A sort key equal to datetime order, or None where strptime would fail."""
-    match = _TIMESTAMP.match(value)
-    if match is None or not _calendar_ok(match):
-        return None
-    fraction = (match.group(7) or ".")[1:]
-    return None if len(fraction) > 6 else (value[:19], fraction.ljust(6, "0"))
-
-
-def _calendar_ok(match: re.Match[str]) -> bool:
-    year, month, day = int(match.group(1)), int(match.group(2)), int(match.group(3))
-    return year >= 1 and day <= calendar.monthrange(year, month)[1] and match.group(6) != "60"
+    return _parse_timestamp(value)[1] if _TIMESTAMP.match(value) else None
 
 
 def _check_timestamps(obj: dict[str, Any], props: Iterable[str], oid: str | None,
@@ -433,11 +466,9 @@ def _check_timestamps(obj: dict[str, Any], props: Iterable[str], oid: str | None
         if not isinstance(value, str):
             raise _fail(oid, f"{where}property {prop!r} must be a timestamp string: "
                         f"found {_show(value)}")
-        if True:
-            match = _TIMESTAMP.match(value)
-            if match is not None and not _calendar_ok(match):
-                raise _fail(oid, f"{where}property {prop!r} is not a real date and time "
-                            f"(bad day, year 0 or second 60): found {_show(value)}")
+        if _TIMESTAMP.match(value) and not _parse_timestamp(value)[0]:
+            raise _fail(oid, f"{where}property {prop!r} is not a real date and time "
+                        f"(bad day, year 0 or second 60): found {_show(value)}")
 
 
 def _check_order(obj: dict[str, Any], pairs: Iterable[tuple[str, str, str]], oid: str | None,
@@ -513,11 +544,11 @@ def _check_refs(objects: dict[str, Any], oid: str | None) -> None:
     def check(refs: Any, prop: str, key: str, allowed: list[str]) -> None:
         for ref in refs if isinstance(refs, list) else [refs]:
             if ref not in objects:
-                raise _fail(oid, f"property {prop!r} of observable {key!r} refers to "
+                raise _fail(oid, f"property {prop!r} of observable {_show(key)} refers to "
                             f"{_show(ref)}, which is not a key of 'objects'")
             target = objects[ref]
             if "type" in target and target["type"] not in allowed:
-                raise _fail(oid, f"property {prop!r} of observable {key!r} must refer to an "
+                raise _fail(oid, f"property {prop!r} of observable {_show(key)} must refer to an "
                             f"object of type {' or '.join(map(repr, allowed))}")
 
     for key, obs in objects.items():
@@ -550,12 +581,12 @@ def _pattern_problem(pattern: str, version: Any) -> str | None:
     for obj_type, expressions in comparisons.items():
         if obj_type not in _SCO_TYPES and not (_PATTERN_TYPE.match(obj_type)
                                                and 3 <= len(obj_type) <= 250):
-            return f"{obj_type!r} is not a valid observable type name"
+            return f"{_show(obj_type)} is not a valid observable type name"
         known = _E.OBSERVABLE_PROPERTIES.get(obj_type, ())
         for expression in expressions:
             prop = expression[0][0]
             if prop not in known and not _PATTERN_PROPERTY.match(prop):
-                return f"{prop!r} is not a valid observable property name"
+                return f"{_show(prop)} is not a valid observable property name"
     return None
 
 
@@ -596,7 +627,7 @@ def _check_musts(obj: dict[str, Any], oid: str | None) -> None:
     objects = obj.get("objects")
     if type_ == "observed-data" and isinstance(objects, dict):
         for key, obs in objects.items():
-            _check_observable(obs, oid, f"observable {key!r}: ")
+            _check_observable(obs, oid, f"observable {_show(key)}: ")
         _check_refs(objects, oid)
     if type_ == "marking-definition":
         if obj["id"] in obj.get("object_marking_refs", ()):
@@ -622,6 +653,9 @@ def _check_musts(obj: dict[str, Any], oid: str | None) -> None:
             if not _member(lang, _LANG_CODES):
                 raise _fail(oid, f"property 'contents' has key {_show(lang)}, which is not an "
                             "RFC 5646 language code")
+            if not isinstance(content, dict):
+                raise _fail(oid, f"property 'contents' -> {_show(lang)} must be a dictionary "
+                            f"of translated properties: found {_show(content)}")
             for name in content:
                 if not _LANG_PROPERTY.match(name):
                     raise _fail(oid, f"property 'contents' -> {_show(lang)} has key "
@@ -642,6 +676,11 @@ def _object_id(obj: dict[str, Any]) -> str | None:
     return ident if isinstance(ident, str) and len(ident) <= 300 and "\n" not in ident else None
 
 
+def _check_type(type_: str, oid: str | None) -> None:
+    if type_ in _E.RESERVED_OBJECTS:
+        raise _fail(oid, f"object type {_show(type_)} is reserved by STIX 2.1 and must not be used")
+
+
 def _check_object(obj: Any, allow_custom: bool) -> None:
     if not isinstance(obj, dict):
         raise _fail(None, f"a STIX object must be a JSON object: found {_show(obj)}")
@@ -652,11 +691,12 @@ def _check_object(obj: Any, allow_custom: bool) -> None:
         if not isinstance(obj[prop], str):
             raise _fail(oid, f"property {prop!r} must be a string: found {_show(obj[prop])}")
     type_: str = obj["type"]
+    _check_type(type_, oid)
     if type_ == "bundle":
         raise _fail(oid, "a bundle cannot be inside a bundle or envelope")
     # STIX 2.1 section 2.9: an identifier is '<type>--<UUID>', its type the object's own
     if not obj["id"].startswith(type_ + "--"):
-        raise _fail(oid, f"property 'id' must start with {type_ + '--'!r}, the object's "
+        raise _fail(oid, f"property 'id' must start with {_show(type_ + '--')}, the object's "
                     f"type: found {_show(obj['id'])}")
     name = _schema_name(obj, type_)
     spec_version = obj.get("spec_version", _MISSING)
@@ -668,12 +708,12 @@ def _check_object(obj: Any, allow_custom: bool) -> None:
         raise _fail(oid, f"property 'spec_version' must be '2.1': found {_show(spec_version)}",
                     "intelpact accepts STIX 2.1 only; convert older content first")
     if _uses_core(name):
-        _check_names(obj, oid, reserved=True)
+        _check_names(obj, oid)
     if not allow_custom:
         _check_custom(obj, type_, oid)
-    _check_schema(name, obj, oid)
     if type_ == "observed-data" and "objects" in obj:
-        _check_embedded(obj["objects"], oid, allow_custom)
+        _check_embedded(obj["objects"], oid, allow_custom)  # first: clearer than the oneOf
+    _check_schema(name, obj, oid)
     _check_musts(obj, oid)
 
 
@@ -688,8 +728,9 @@ def _check_embedded(objects: Any, oid: str | None, allow_custom: bool) -> None:
         name = type_ if type_ in _SCHEMA_FILES else "cyber-observable-core"
         where = f"observable {_show(key)}: "
         try:
+            _check_type(type_, oid)
             if _uses_core(name):
-                _check_names(obs, oid, reserved=True)
+                _check_names(obs, oid)
             if not allow_custom:
                 _check_custom(obs, type_, oid)
             _check_schema(name, obs, oid)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,7 @@ class StoredObject:
     originator: str
     has_portions: bool
     body: str
+    body_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,31 @@ class PersonRecord:
     revoked: str | None = None
 
 
+@dataclass(frozen=True)
+class PeerRecord:
+    """A partner node, pinned from its signed card."""
+
+    party: str
+    url: str
+    public_key: str
+    key_id: str
+    tls_cert: str
+    tls_fingerprint: str
+    card: str
+    added: str
+
+
+@dataclass(frozen=True)
+class Dissemination:
+    party: str
+    object_id: str
+    version: str
+    body_hash: str
+    released: str
+    receipt_at: str | None
+    receipt: str | None
+
+
 @dataclass
 class StatusRecord:
     status_id: str
@@ -206,9 +232,12 @@ class Store(abc.ABC):
     # objects -----------------------------------------------------------------------
     @abc.abstractmethod
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
-                    markings: Iterable[tuple[str, str]] = ()) -> list[AddResult]:
+                    markings: Iterable[tuple[str, str]] = (),
+                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    ) -> list[AddResult]:
         """Store object versions and marking-definitions (id, body) in one durable
-        transaction. Returns one result per object, in order."""
+        transaction, with an outbox row for every party ``release`` names for each
+        newly added object. Returns one result per object, in order."""
 
     @abc.abstractmethod
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
@@ -258,6 +287,50 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int: ...
+
+    # federation ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_peer(self, peer: PeerRecord) -> None:
+        """Pin a partner (replacing an earlier card of the same party)."""
+
+    @abc.abstractmethod
+    def peers(self) -> list[PeerRecord]: ...
+
+    @abc.abstractmethod
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
+        """Put every stored object ``decide`` allows into ``party``'s outbox."""
+
+    @abc.abstractmethod
+    def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
+        """Undelivered outbox entries for ``party``, oldest first."""
+
+    @abc.abstractmethod
+    def released_after(self, party: str, after: int,
+                       limit: int) -> list[tuple[int, StoredObject]]:
+        """Every outbox entry for ``party`` after ``after`` (for the partner's pull)."""
+
+    @abc.abstractmethod
+    def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
+                       receipt: str) -> None:
+        """Record delivery of these entries and the partner's receipt."""
+
+    @abc.abstractmethod
+    def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None: ...
+
+    @abc.abstractmethod
+    def disseminations(self) -> list[Dissemination]: ...
+
+    @abc.abstractmethod
+    def pull_cursor(self, party: str) -> int: ...
+
+    @abc.abstractmethod
+    def set_pull_cursor(self, party: str, cursor: int) -> None: ...
+
+    @abc.abstractmethod
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None: ...
+
+    @abc.abstractmethod
+    def refusals(self) -> list[tuple[str, str, str, str]]: ...
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -23,8 +23,10 @@ from .base import (
     AddResult,
     BadCursor,
     Collection,
+    Dissemination,
     NewObject,
     Page,
+    PeerRecord,
     PersonRecord,
     Query,
     StatusRecord,
@@ -37,8 +39,9 @@ from .base import (
     utc_now,
 )
 
+MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
-                   "date_added, label_id, banner_id, originator, has_portions, body")
+                   "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -181,7 +184,9 @@ class SQLiteStore(Store):
 
     # -- objects ---------------------------------------------------------------------
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
-                    markings: Iterable[tuple[str, str]] = ()) -> list[AddResult]:
+                    markings: Iterable[tuple[str, str]] = (),
+                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    ) -> list[AddResult]:
         results: list[AddResult] = []
         pending: dict[str, int] = {}
         with self._write() as c:
@@ -212,7 +217,7 @@ class SQLiteStore(Store):
                     continue
                 label_id = self._label_id(c, obj.label, pending)
                 banner_id = self._label_id(c, obj.banner, pending)
-                c.execute(
+                cur = c.execute(
                     "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
                     "version, date_added, label_id, banner_id, originator, has_portions, body, "
                     "body_hash, published_by, received_from) "
@@ -220,6 +225,11 @@ class SQLiteStore(Store):
                     (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
                      added, label_id, banner_id, obj.originator, int(obj.has_portions),
                      obj.body, obj.body_hash, obj.published_by, obj.received_from))
+                if release is not None:
+                    for party in release(obj):
+                        c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
+                                  "ON CONFLICT (party, seq) DO NOTHING",
+                                  (party, cur.lastrowid, added))
                 results.append(AddResult(obj.object_id, version, "added", "stored"))
         self._load_labels()
         return results
@@ -267,6 +277,97 @@ class SQLiteStore(Store):
         if row is None:
             return None
         return StatusRecord(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    # -- federation -------------------------------------------------------------------
+    def add_peer(self, peer: PeerRecord) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "
+                      "tls_fingerprint, card, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
+                      "excluded.public_key, key_id = excluded.key_id, tls_cert = "
+                      "excluded.tls_cert, tls_fingerprint = excluded.tls_fingerprint, card = "
+                      "excluded.card, added = excluded.added",
+                      (peer.party, peer.url, peer.public_key, peer.key_id, peer.tls_cert,
+                       peer.tls_fingerprint, peer.card, peer.added))
+
+    def peers(self) -> list[PeerRecord]:
+        return [PeerRecord(*r) for r in self._conn().execute(
+            "SELECT party, url, public_key, key_id, tls_cert, tls_fingerprint, card, added "
+            "FROM peers ORDER BY party")]
+
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
+        rows = [_stored(r) for r in self._conn().execute(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY seq")]  # noqa: S608 - constant
+        chosen = [r.seq for r in rows if decide(r)]
+        with self._write() as c:
+            when = timestamp(utc_now())
+            for seq in chosen:
+                c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
+                          "ON CONFLICT (party, seq) DO NOTHING", (party, seq, when))
+        return len(chosen)
+
+    def _outbox(self, where: str, params: Sequence[Any]) -> list[tuple[int, StoredObject]]:
+        columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+        rows = self._conn().execute(
+            f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
+            f"WHERE {where} ORDER BY b.outbox_id LIMIT ?", params).fetchall()
+        return [(int(r[0]), _stored(r[1:])) for r in rows]
+
+    def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
+        return self._outbox("b.party = ? AND b.delivered IS NULL AND b.attempts < ?",
+                            (party, MAX_ATTEMPTS, limit))
+
+    def released_after(self, party: str, after: int,
+                       limit: int) -> list[tuple[int, StoredObject]]:
+        return self._outbox("b.party = ? AND b.outbox_id > ?", (party, after, limit))
+
+    def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
+                       receipt: str) -> None:
+        with self._write() as c:
+            for outbox_id in outbox_ids:
+                row = c.execute("SELECT o.object_id, o.version, o.body_hash, b.enqueued FROM "
+                                "outbox b JOIN objects o ON o.seq = b.seq WHERE b.outbox_id = ? "
+                                "AND b.party = ?", (outbox_id, party)).fetchone()
+                if row is None:
+                    continue
+                c.execute("UPDATE outbox SET delivered = ? WHERE outbox_id = ? AND delivered "
+                          "IS NULL", (when, outbox_id))
+                c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, "
+                          "released, receipt_at, receipt) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                          "ON CONFLICT (party, object_id, version) DO UPDATE SET receipt_at = "
+                          "excluded.receipt_at, receipt = excluded.receipt",
+                          (party, row[0], row[1], row[2], row[3], when, receipt))
+
+    def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None:
+        with self._write() as c:
+            for outbox_id in outbox_ids:
+                c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = ? AND "
+                          "party = ?", (outbox_id, party))
+
+    def disseminations(self) -> list[Dissemination]:
+        return [Dissemination(*r) for r in self._conn().execute(
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt FROM "
+            "disseminations ORDER BY released, party, object_id")]
+
+    def pull_cursor(self, party: str) -> int:
+        row = self._conn().execute("SELECT cursor FROM pull_cursors WHERE party = ?",
+                                   (party,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_pull_cursor(self, party: str, cursor: int) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO pull_cursors (party, cursor) VALUES (?, ?) ON CONFLICT "
+                      "(party) DO UPDATE SET cursor = max(cursor, excluded.cursor)",
+                      (party, cursor))
+
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO refusals (party, object_id, reason, at) VALUES (?, ?, ?, ?)",
+                      (party, object_id, reason, when))
+
+    def refusals(self) -> list[tuple[str, str, str, str]]:
+        return [(r[0], r[1], r[2], r[3]) for r in self._conn().execute(
+            "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
 
     # -- people -------------------------------------------------------------------------
     def add_person(self, person: PersonRecord) -> None:
@@ -355,7 +456,7 @@ def _statements(sql: str) -> list[str]:
 
 def _stored(row: Sequence[Any]) -> StoredObject:
     return StoredObject(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                        row[9], bool(row[10]), row[11])
+                        row[9], bool(row[10]), row[11], row[12])
 
 
 def _person(row: Sequence[Any]) -> PersonRecord:

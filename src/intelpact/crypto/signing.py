@@ -1,0 +1,120 @@
+"""Signatures on STIX objects: RFC 8785 (JCS) canonical bytes, Ed25519.
+
+A signature travels inside the object, in the intelpact *signatures*
+property-extension (:data:`SIGNATURES_EXTENSION_ID`), shaped like ITU-T X.590's
+``signatures`` array::
+
+    "extensions": {"extension-definition--19342803-…": {
+        "extension_type": "property-extension",
+        "signatures": [{"algorithm": "Ed25519", "hash_algorithm": "none",
+                        "thumbprint": "<key id>", "signer": "JPN", "value": "<base64>"}]}}
+
+As X.590 says, the signature is computed over the JCS form of the whole object
+with the ``value`` of that signature removed. Changing any signed property
+therefore needs a new version. One verifier is used everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import IntelpactError
+from ..model.markings import SIGNATURES_EXTENSION_ID
+from .keys import key_id, public_raw
+
+__all__ = ["SIGNATURES_EXTENSION_ID", "SignatureError", "canonical", "sign_object",
+           "signatures", "verify_object"]
+
+
+class SignatureError(IntelpactError):
+    """A signature is missing, malformed, made by an unknown key, or does not verify."""
+
+
+def canonical(obj: Any) -> bytes:
+    """RFC 8785 canonical JSON bytes."""
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise SignatureError(f"cannot canonicalise the object: {exc}") from None
+
+
+def _signed_view(obj: Mapping[str, Any], entry_index: int) -> dict[str, Any]:
+    """``obj`` with the value of one signature left out (copies only along that path)."""
+    ext = dict(obj["extensions"][SIGNATURES_EXTENSION_ID])
+    entries = list(ext["signatures"])
+    entries[entry_index] = {k: v for k, v in entries[entry_index].items() if k != "value"}
+    ext["signatures"] = entries
+    return {**obj, "extensions": {**obj["extensions"], SIGNATURES_EXTENSION_ID: ext}}
+
+
+def sign_object(obj: Mapping[str, Any], key: Ed25519PrivateKey, signer: str) -> dict[str, Any]:
+    """A copy of ``obj`` carrying the signature of ``signer`` (a party) made with ``key``.
+
+    Any earlier signatures stay (countersigning); a signature by the same key id
+    is replaced."""
+    out = copy.deepcopy(dict(obj))
+    thumb = key_id(public_raw(key))
+    extensions = out.setdefault("extensions", {})
+    ext = extensions.setdefault(SIGNATURES_EXTENSION_ID,
+                                {"extension_type": "property-extension", "signatures": []})
+    entries = [e for e in ext.get("signatures", []) if e.get("thumbprint") != thumb]
+    entries.append({"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": thumb,
+                    "signer": signer})
+    ext["signatures"] = entries
+    index = len(entries) - 1
+    value = key.sign(canonical(_signed_view(out, index)))
+    entries[index]["value"] = base64.b64encode(value).decode("ascii")
+    return out
+
+
+def signatures(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    ext = (obj.get("extensions") or {}).get(SIGNATURES_EXTENSION_ID)
+    if not isinstance(ext, dict):
+        return []
+    entries = ext.get("signatures")
+    return entries if isinstance(entries, list) else []
+
+
+def verify_object(obj: Mapping[str, Any], signer: str,
+                  keys: Mapping[str, Ed25519PublicKey]) -> str:
+    """Check that ``signer`` signed ``obj`` with one of ``keys`` (key id -> public key).
+
+    Returns the key id that verified. Raises :class:`SignatureError` naming the
+    problem: no signature by ``signer``, unknown key, malformed, or forged/altered."""
+    oid = obj.get("id", "object")
+    entries = signatures(obj)
+    mine = [(i, e) for i, e in enumerate(entries) if isinstance(e, dict)
+            and e.get("signer") == signer]
+    if not mine:
+        raise SignatureError(f"{oid}: not signed by {signer}",
+                             hint="every object must carry its originator's signature")
+    problems = []
+    for index, entry in mine:
+        if entry.get("algorithm") != "Ed25519" or entry.get("hash_algorithm") != "none":
+            problems.append(f"unsupported algorithm {entry.get('algorithm')!r}")
+            continue
+        thumb = entry.get("thumbprint")
+        key = keys.get(thumb) if isinstance(thumb, str) else None
+        if key is None:
+            problems.append(f"signed with key {thumb!r}, which is not a pinned key of {signer}")
+            continue
+        try:
+            value = base64.b64decode(str(entry.get("value", "")), validate=True)
+        except (binascii.Error, ValueError):
+            problems.append("the signature value is not base64")
+            continue
+        try:
+            key.verify(value, canonical(_signed_view(obj, index)))
+        except InvalidSignature:
+            problems.append("the signature does not verify: forged or altered")
+            continue
+        return thumb  # type: ignore[return-value]
+    raise SignatureError(f"{oid}: {'; '.join(problems)}")

@@ -1,0 +1,151 @@
+"""The node-to-node API, served on its own mutual-TLS listener.
+
+TAXII-shaped: partners POST envelopes to the ``inbox`` collection and page the
+``outbox`` collection (what this node released to them) with ``next``. Every
+request except the card is signed by the calling node's pinned key
+(services/federation.py); the TLS layer accepts only pinned certificates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..jsonio import JsonError, parse_json
+from ..services.federation import FederationError, make_card, verify_request
+from ..services.node import Node
+from .taxii import TAXII, TaxiiError, _error, _json
+
+log = logging.getLogger("intelpact.federation")
+PREFIX = "/federation"
+MAX_PAGE = 1000
+
+
+class FederationApi:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.app = Starlette(routes=[
+            Route(f"{PREFIX}/card", self.card),
+            Route(f"{PREFIX}/collections/inbox/objects/", self.inbox, methods=["POST"]),
+            Route(f"{PREFIX}/collections/outbox/objects/", self.outbox),
+        ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        return _error(TaxiiError(status, "Not Found" if status == 404 else "HTTP error"))
+
+    async def _crash(self, request: Request, exc: Exception) -> Response:
+        log.exception("federation request failed: %s %s", request.method, request.url.path)
+        return _error(TaxiiError(500, "Internal error", "nothing was stored"))
+
+    def _caller(self, request: Request, body: bytes) -> str:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            return verify_request(request.headers, request.method, target, body,
+                                  self.node.federation.peers(), self.node.agreement.content_hash)
+        except FederationError as exc:
+            log.warning("refused a federation request: %s", exc.message)
+            raise TaxiiError(403, "Forbidden", exc.message) from None
+
+    async def card(self, request: Request) -> Response:
+        return Response(json.dumps(make_card(self.node.identity), indent=1),
+                        media_type="application/json")
+
+    async def inbox(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            return await run_in_threadpool(self._receive, request, body)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.node.config.max_content_length
+        size, chunks = 0, []
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TaxiiError(413, "Payload Too Large", f"at most {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _receive(self, request: Request, body: bytes) -> Response:
+        sender = self._caller(request, body)
+        try:
+            envelope = parse_json(body)
+        except JsonError as exc:
+            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
+            raise TaxiiError(400, "Bad envelope", 'send {"objects": [...]}')
+        collection = self.node.default_collection().collection_id
+        results, receipt = self.node.federation.receive(sender, collection,
+                                                        envelope["objects"])
+        self.node.stored.set()
+        ok = [r for r in results if r.ok]
+        bad = [r for r in results if not r.ok]
+        status: dict[str, Any] = {
+            "id": receipt["receipt"]["received"], "status": "complete",
+            "total_count": len(results), "success_count": len(ok),
+            "successes": [{"id": r.object_id, "version": r.version or ""} for r in ok],
+            "failure_count": len(bad),
+            "failures": [{"id": r.object_id, "message": r.message} for r in bad],
+            "pending_count": 0, "pendings": [], "x_intelpact_receipt": receipt}
+        return _json(status)
+
+    async def outbox(self, request: Request) -> Response:
+        try:
+            return await run_in_threadpool(self._outbox, request)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _outbox(self, request: Request) -> Response:
+        party = self._caller(request, b"")
+        after = request.query_params.get("next", "0")
+        limit = request.query_params.get("limit", "500")
+        if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+            raise TaxiiError(400, "Bad request", f"next must be a number; limit 1-{MAX_PAGE}")
+        rows = self.node.store.released_after(party, int(after), int(limit) + 1)
+        more = len(rows) > int(limit)
+        rows = rows[:int(limit)]
+        labels = self.node.store.labels()
+        fed = self.node.federation
+        bodies = [row.body for _, row in rows
+                  if fed.may_release_now(labels[row.banner_id], party, row)]
+        head = '{"more":' + ("true" if more else "false")
+        if rows:
+            head += f',"next":"{rows[-1][0]}"'
+        if bodies:
+            head += ',"objects":[' + ",".join(bodies) + "]"
+        return Response((head + "}").encode(), media_type=TAXII)
+
+
+def create_federation_app(node: Node) -> Starlette:
+    return FederationApi(node).app
+
+
+def trust_bundle(node: Node) -> Path:
+    """Write the certificates this node accepts from clients: its pinned partners'
+    (and its own, so the file is never empty). Returns the file's path."""
+    path = node.config.dir / "tls" / "partners.pem"
+    pems = [node.identity.tls_cert_pem] + [p.tls_cert for p in node.store.peers()]
+    path.write_text("".join(pem if pem.endswith("\n") else pem + "\n" for pem in pems))
+    return path
+
+
+def federation_server_options(node: Node) -> dict[str, Any]:
+    """uvicorn options for the mutual-TLS listener."""
+    cfg = node.config
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        raise TaxiiError(500, "no TLS certificate")
+    return {"host": cfg.host, "port": cfg.federation_port, "ssl_certfile": str(cfg.tls_cert),
+            "ssl_keyfile": str(cfg.tls_key), "ssl_ca_certs": str(trust_bundle(node)),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED}

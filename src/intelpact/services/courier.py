@@ -1,0 +1,177 @@
+"""The courier: pushes each partner's outbox at once, and pulls what was missed.
+
+Push: after every write (the node's ``stored`` event) and every ``interval``
+seconds, each partner's undelivered outbox entries are POSTed to its inbox in
+batches over mutual TLS; the partner's signed receipt marks them delivered and
+becomes the dissemination record. A failure is retried with exponential
+backoff. Pull: every ``interval`` seconds each partner's outbox is paged from
+the persisted cursor, so a node that was down catches up by itself. Receipt is
+idempotent, so an object that arrives both ways is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from ..store.base import PeerRecord, timestamp, utc_now
+from .federation import FederationError, sign_request
+from .node import Node
+
+log = logging.getLogger("intelpact.courier")
+TAXII = "application/taxii+json;version=2.1"
+BATCH = 500
+
+
+class Courier:
+    def __init__(self, node: Node, *, interval: float = 2.0, max_backoff: float = 30.0) -> None:
+        self.node = node
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._clients: dict[str, tuple[str, httpx.Client]] = {}
+
+    # -- transport ----------------------------------------------------------------------
+    def _client(self, peer: PeerRecord) -> httpx.Client:
+        cached = self._clients.get(peer.party)
+        if cached is not None and cached[0] == peer.tls_fingerprint:
+            return cached[1]
+        ctx = ssl.create_default_context(cadata=peer.tls_cert)  # trust only the pinned cert
+        cfg = self.node.config
+        if cfg.tls_cert is None or cfg.tls_key is None:
+            raise FederationError("this node has no TLS certificate for mutual TLS",
+                                  hint="re-run intelpact init; partners need it")
+        ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        client = httpx.Client(verify=ctx, timeout=30.0, trust_env=False)
+        self._clients[peer.party] = (peer.tls_fingerprint, client)
+        return client
+
+    def _request(self, peer: PeerRecord, method: str, target: str,
+                 body: bytes = b"") -> httpx.Response:
+        headers = {"Accept": TAXII, **sign_request(self.node.identity, method, target, body)}
+        if body:
+            headers["Content-Type"] = TAXII
+        return self._client(peer).request(method, peer.url + target, content=body or None,
+                                          headers=headers)
+
+    # -- push ---------------------------------------------------------------------------
+    def push_once(self, party: str) -> int:
+        """Deliver one batch of ``party``'s outbox; returns how many were acknowledged."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            return 0
+        entries = self.node.store.pending(party, BATCH)
+        if not entries:
+            return 0
+        labels = self.node.store.labels()
+        fed = self.node.federation
+        sendable = [(oid, row) for oid, row in entries
+                    if fed.may_release_now(labels[row.banner_id], party, row)]
+        ids = [oid for oid, _ in entries]
+        if not sendable:
+            self.node.store.failed_attempt(party, ids)
+            return 0
+        body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]}").encode()
+        try:
+            response = self._request(peer, "POST", "/federation/collections/inbox/objects/",
+                                     body)
+        except httpx.HTTPError as exc:
+            raise FederationError(f"{party} unreachable: {exc}") from None
+        if response.status_code != 200:
+            self.node.store.failed_attempt(party, ids)
+            raise FederationError(f"{party} refused the delivery: {response.status_code} "
+                                  f"{response.text[:300]}")
+        status = response.json()
+        acknowledged = set(fed.check_receipt(party, status.get("x_intelpact_receipt"),
+                                             [row for _, row in sendable]))
+        done = [oid for oid, row in sendable if row.object_id in acknowledged]
+        refused = [oid for oid in ids if oid not in done]
+        receipt = json.dumps(status["x_intelpact_receipt"], sort_keys=True)
+        self.node.store.mark_delivered(party, done, timestamp(utc_now()), receipt)
+        if refused:
+            self.node.store.failed_attempt(party, refused)
+            for failure in status.get("failures", [])[:5]:
+                log.warning("%s refused %s: %s", party, failure.get("id"),
+                            failure.get("message"))
+        return len(done)
+
+    def push_all(self, party: str) -> int:
+        total = 0
+        while True:
+            n = self.push_once(party)
+            total += n
+            if n == 0:
+                return total
+
+    # -- pull ---------------------------------------------------------------------------
+    def pull_once(self, party: str, limit: int = BATCH) -> int:
+        """Fetch and receive one page of what ``party`` released to us."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            return 0
+        cursor = self.node.store.pull_cursor(party)
+        target = f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}"
+        try:
+            response = self._request(peer, "GET", target)
+        except httpx.HTTPError as exc:
+            raise FederationError(f"{party} unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise FederationError(f"{party} refused the pull: {response.status_code} "
+                                  f"{response.text[:300]}")
+        page: dict[str, Any] = response.json()
+        objects = page.get("objects", [])
+        received = 0
+        if objects:
+            collection = self.node.default_collection().collection_id
+            results, _ = self.node.federation.receive(party, collection, objects)
+            received = sum(1 for r in results if r.ok)
+            self.node.stored.set()
+        if page.get("next"):
+            self.node.store.set_pull_cursor(party, int(page["next"]))
+        return received if not page.get("more") else received + self.pull_once(party, limit)
+
+    # -- running --------------------------------------------------------------------------
+    def start(self) -> None:
+        thread = threading.Thread(target=self._run, name="intelpact-courier", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.node.stored.set()
+        for thread in self._threads:
+            thread.join(10)
+        for _, client in self._clients.values():
+            client.close()
+
+    def _run(self) -> None:
+        backoff: dict[str, float] = {}
+        retry_at: dict[str, float] = {}
+        last_pull = 0.0
+        while not self._stop.is_set():
+            self.node.stored.wait(self.interval)
+            self.node.stored.clear()
+            now = time.monotonic()
+            pull = now - last_pull >= self.interval
+            for party in list(self.node.federation.peers()):
+                if retry_at.get(party, 0.0) > now:
+                    continue
+                try:
+                    self.push_all(party)
+                    if pull:
+                        self.pull_once(party)
+                    backoff.pop(party, None)
+                except (FederationError, httpx.HTTPError, ValueError, KeyError) as exc:
+                    delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
+                    backoff[party] = delay
+                    retry_at[party] = now + delay
+                    log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
+            if pull:
+                last_pull = now

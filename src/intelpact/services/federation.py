@@ -1,0 +1,359 @@
+"""Federation: node cards, the release filter, signed delivery and receipts.
+
+Trust: partners swap signed node cards out of band (`intelpact card`,
+`intelpact peer add`); a card pins the partner's Ed25519 key, its TLS
+certificate and the agreement hash it applies. A card whose agreement hash is
+not ours is refused.
+
+Release: when an object is stored, the model's release decision is taken for
+every pinned partner, and an outbox row is written for each allowed one *in
+the same transaction* (a transactional outbox). A sender pushes each partner's
+outbox at once and retries; a receiver also pulls what it missed. Receipt is
+idempotent, so delivery is at least once and nothing is stored twice.
+
+Receipt: the receiver checks the request signature and agreement hash, then
+for every object the originator's signature against the pinned key, and that
+the sender was allowed to release it to us (the same model decision, taken
+again on our side). It stores the object unchanged, as received, and returns a
+signed receipt naming each (id, version, body hash) it now holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..crypto.keys import key_id, public_key_b64, public_raw
+from ..crypto.signing import SignatureError, canonical, verify_object
+from ..crypto.tls import der_fingerprint
+from ..errors import IntelpactError
+from ..model import Label, Markings, PartnerNode, Policy
+from ..model.errors import LabelError, MarkingError
+from ..store.base import NewObject, PeerRecord, Store, StoredObject, timestamp, utc_now
+from .publish import canonical_body, definition_label, object_version
+
+CARD_VERSION = 1
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class FederationError(IntelpactError):
+    """A partner, card, request or receipt was refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """This node as its partners see it."""
+
+    party: str
+    url: str
+    key: Ed25519PrivateKey
+    tls_cert_pem: str
+    agreement_id: str
+    agreement_hash: str
+
+    @property
+    def key_id(self) -> str:
+        return key_id(public_raw(self.key))
+
+
+def _sign(key: Ed25519PrivateKey, payload: Any) -> str:
+    return base64.b64encode(key.sign(canonical(payload))).decode("ascii")
+
+
+def _verify(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
+    try:
+        public.verify(base64.b64decode(signature, validate=True), canonical(payload))
+        return True
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+
+
+def _public(b64: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError):
+        raise FederationError("the card's public key is not a base64 Ed25519 key") from None
+
+
+# -- node cards -------------------------------------------------------------------------
+
+def make_card(me: Identity) -> dict[str, Any]:
+    """This node's signed card: what a partner pins."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(me.tls_cert_pem.encode())
+    from cryptography.hazmat.primitives import serialization
+
+    body = {
+        "intelpact_card": CARD_VERSION,
+        "party": me.party,
+        "url": me.url,
+        "public_key": public_key_b64(me.key),
+        "key_id": me.key_id,
+        "tls_cert": me.tls_cert_pem,
+        "tls_fingerprint": der_fingerprint(cert.public_bytes(serialization.Encoding.DER)),
+        "agreement": {"id": me.agreement_id, "hash": me.agreement_hash},
+        "issued": timestamp(utc_now()),
+    }
+    return {**body, "signature": _sign(me.key, body)}
+
+
+def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
+    """Verify a partner's card and turn it into a pinned peer. Raises FederationError."""
+    if not isinstance(card, dict) or card.get("intelpact_card") != CARD_VERSION:
+        raise FederationError("not an intelpact node card",
+                              hint="ask the partner for the output of `intelpact card DIR`")
+    body = {k: v for k, v in card.items() if k != "signature"}
+    for key in ("party", "url", "public_key", "key_id", "tls_cert", "tls_fingerprint",
+                "agreement", "issued"):
+        if key not in body:
+            raise FederationError(f"the card lacks {key!r}")
+    public = _public(str(card["public_key"]))
+    if key_id(public_raw(public)) != card["key_id"]:
+        raise FederationError("the card's key id does not match its public key")
+    if not _verify(public, str(card.get("signature", "")), body):
+        raise FederationError("the card's signature does not verify: altered or forged")
+    party = card["party"]
+    if party == me.party:
+        raise FederationError(f"the card is for {party}, this node's own party")
+    if party not in parties:
+        raise FederationError(f"{party} is not a party to agreement {me.agreement_id}")
+    agreement = card["agreement"]
+    if not isinstance(agreement, dict) or agreement.get("hash") != me.agreement_hash:
+        theirs = agreement.get("hash") if isinstance(agreement, dict) else agreement
+        raise FederationError(f"{party} applies agreement {theirs}, this node applies "
+                              f"{me.agreement_hash}: nodes whose agreements differ do not "
+                              "exchange", hint="both nodes must pin the same agreement text")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(str(card["tls_cert"]).encode())
+    except ValueError:
+        raise FederationError("the card's TLS certificate is not PEM") from None
+    if der_fingerprint(cert.public_bytes(serialization.Encoding.DER)) != card["tls_fingerprint"]:
+        raise FederationError("the card's TLS fingerprint does not match its certificate")
+    return PeerRecord(party, str(card["url"]).rstrip("/"), str(card["public_key"]),
+                      str(card["key_id"]), str(card["tls_cert"]), str(card["tls_fingerprint"]),
+                      json.dumps(card, sort_keys=True), timestamp(utc_now()))
+
+
+# -- request signatures -------------------------------------------------------------------
+
+def _request_payload(method: str, target: str, date: str, agreement: str,
+                     body: bytes) -> dict[str, str]:
+    return {"method": method.upper(), "target": target, "date": date, "agreement": agreement,
+            "body_sha256": hashlib.sha256(body).hexdigest()}
+
+
+def sign_request(me: Identity, method: str, target: str, body: bytes = b"") -> dict[str, str]:
+    """Headers that authenticate a node-to-node request."""
+    date = timestamp(utc_now())
+    payload = _request_payload(method, target, date, me.agreement_hash, body)
+    return {"X-Intelpact-Party": me.party, "X-Intelpact-Date": date,
+            "X-Intelpact-Agreement": me.agreement_hash,
+            "X-Intelpact-Signature": f"{me.key_id}:{_sign(me.key, payload)}"}
+
+
+def verify_request(headers: Mapping[str, str], method: str, target: str, body: bytes,
+                   peers: Mapping[str, PeerRecord], agreement_hash: str,
+                   now: dt.datetime | None = None) -> str:
+    """The party that signed this request. Raises FederationError with the reason."""
+    party = headers.get("x-intelpact-party", "")
+    peer = peers.get(party)
+    if peer is None:
+        raise FederationError(f"{party or 'the caller'} is not a pinned partner")
+    theirs = headers.get("x-intelpact-agreement", "")
+    if theirs != agreement_hash:
+        raise FederationError(f"{party} applies agreement {theirs or '(none)'}, this node "
+                              f"applies {agreement_hash}: nodes whose agreements differ do "
+                              "not exchange")
+    date = headers.get("x-intelpact-date", "")
+    try:
+        sent = dt.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise FederationError("the request date is missing or malformed") from None
+    if abs((now or utc_now()) - sent) > CLOCK_SKEW:
+        raise FederationError("the request is too old or from the future (clock skew over "
+                              "5 minutes, or a replay)")
+    kid, _, signature = headers.get("x-intelpact-signature", "").partition(":")
+    if kid != peer.key_id:
+        raise FederationError(f"the request is signed with key {kid!r}, not {party}'s "
+                              "pinned key")
+    payload = _request_payload(method, target, date, theirs, body)
+    if not _verify(_public(peer.public_key), signature, payload):
+        raise FederationError(f"the request signature does not verify for {party}")
+    return party
+
+
+# -- the federation service -------------------------------------------------------------------
+
+@dataclass
+class Received:
+    object_id: str
+    version: str | None
+    ok: bool
+    message: str
+    body_hash: str = ""
+
+
+class Federation:
+    def __init__(self, me: Identity, policy: Policy, markings: Markings, store: Store) -> None:
+        self.me = me
+        self.policy = policy
+        self.markings = markings
+        self.store = store
+
+    def peers(self) -> dict[str, PeerRecord]:
+        return {p.party: p for p in self.store.peers()}
+
+    def keys_of(self, party: str) -> dict[str, Ed25519PublicKey]:
+        if party == self.me.party:
+            return {self.me.key_id: self.me.key.public_key()}
+        peer = self.peers().get(party)
+        return {peer.key_id: _public(peer.public_key)} if peer else {}
+
+    def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
+        """Pin a partner from its card; queue everything already releasable to it."""
+        peer = check_card(card, self.me, self.policy.agreement.parties)
+        self.store.add_peer(peer)
+        labels = self.store.labels()
+        queued = self.store.enqueue(peer.party,
+                                    lambda row: self._may_release(labels[row.banner_id],
+                                                                  peer.party, row).allowed)
+        return peer, queued
+
+    # -- sending ------------------------------------------------------------------------
+    def _may_release(self, banner: Label, party: str, row: StoredObject | NewObject) -> Any:
+        return self.policy.may_release(banner, PartnerNode(party, self.policy.agreement.id),
+                                       holder=self.me.party, object_id=row.object_id,
+                                       version=row.version)
+
+    def may_release_now(self, banner: Label, party: str, row: StoredObject) -> bool:
+        """The release decision taken again as an object leaves (the agreement may have
+        ended, or a partner's card changed, since it was queued)."""
+        return bool(party in self.peers() and self._may_release(banner, party, row).allowed)
+
+    def release_to(self, obj: NewObject) -> list[str]:
+        """The partners an object being stored goes to (the release filter)."""
+        return [party for party in self.peers()
+                if party != obj.received_from
+                and self._may_release(obj.banner, party, obj).allowed]
+
+    # -- receiving ----------------------------------------------------------------------
+    def receive(self, sender: str, collection_id: str,
+                objects: Sequence[Any]) -> tuple[list[Received], dict[str, Any]]:
+        """Check, store and acknowledge what ``sender`` sent. Returns per-object results
+        and the signed receipt."""
+        results: list[Received] = []
+        pending: list[tuple[NewObject, Received]] = []
+        definitions = [o for o in objects if isinstance(o, dict)
+                       and o.get("type") == "marking-definition"]
+        others = [o for o in objects if not (isinstance(o, dict)
+                                             and o.get("type") == "marking-definition")]
+        marks: list[tuple[str, str]] = []
+        for item in definitions:
+            outcome, new = self._check_definition(sender, item)
+            if new is None:
+                results.append(outcome)
+            else:
+                pending.append((new, outcome))
+                marks.append((new.object_id, new.body))
+        for item in others:
+            outcome, new = self._check_object(sender, item)
+            if new is None:
+                results.append(outcome)
+            else:
+                pending.append((new, outcome))
+        if pending:
+            stored = self.store.add_objects(collection_id, [n for n, _ in pending], marks,
+                                            release=self.release_to)
+            for (new, _), r in zip(pending, stored, strict=True):
+                ok = r.outcome != "conflict"
+                results.append(Received(new.object_id, r.version, ok, r.message,
+                                        new.body_hash if ok else ""))
+        when = timestamp(utc_now())
+        for r in results:
+            if not r.ok:
+                self.store.add_refusal(sender, r.object_id, r.message, when)
+        receipt = {"receiver": self.me.party, "sender": sender, "received": when,
+                   "agreement": self.me.agreement_hash,
+                   "objects": [{"id": r.object_id, "version": r.version,
+                                "body_hash": r.body_hash} for r in results if r.ok]}
+        return results, {"receipt": receipt, "key_id": self.me.key_id,
+                         "signature": _sign(self.me.key, receipt)}
+
+    def _check_definition(self, sender: str, item: dict[str, Any]
+                          ) -> tuple[Received, NewObject | None]:
+        mid = str(item.get("id", "?"))
+        try:
+            part = self.markings.add(item)
+            if part.kind == "national":
+                verify_object(item, str(part.originator), self.keys_of(str(part.originator)))
+        except (MarkingError, SignatureError, IntelpactError) as exc:
+            return Received(mid, None, False, exc.message), None
+        origin = part.originator or sender
+        label = definition_label(self.policy.agreement, part, origin)
+        body, digest = canonical_body(item)
+        return Received(mid, None, True, ""), NewObject(
+            mid, "marking-definition", str(item.get("spec_version", "2.1")),
+            object_version(item), body, digest, label, label, origin, False,
+            received_from=sender)
+
+    def _check_object(self, sender: str, item: Any) -> tuple[Received, NewObject | None]:
+        from ..stix.validate import StixValidationError, validate_object
+
+        if not isinstance(item, dict):
+            return Received("?", None, False, "not a JSON object"), None
+        oid = str(item.get("id", "?"))
+        try:
+            validate_object(item)
+            labels = self.markings.label(item)
+        except StixValidationError as exc:
+            return Received(oid, None, False, exc.reason), None
+        except LabelError as exc:
+            return Received(oid, None, False, exc.message), None
+        originator = labels.base.originator
+        try:
+            verify_object(item, originator, self.keys_of(originator))
+        except SignatureError as exc:
+            return Received(oid, None, False, exc.message), None
+        version = object_version(item)
+        allowed = self.policy.may_release(labels.banner,
+                                          PartnerNode(self.me.party, self.policy.agreement.id),
+                                          holder=sender, object_id=oid, version=version)
+        if not allowed.allowed:
+            return Received(oid, version, False, f"{sender} may not release this to "
+                            f"{self.me.party}: {allowed.reason}"), None
+        body, digest = canonical_body(item)
+        return Received(oid, version, True, ""), NewObject(
+            oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
+            digest, labels.base, labels.banner, originator, bool(labels.portions),
+            received_from=sender)
+
+    def check_receipt(self, party: str, signed: Any,
+                      sent: Iterable[StoredObject]) -> list[str]:
+        """Verify a partner's receipt; the ids of ``sent`` it acknowledges."""
+        if not isinstance(signed, dict) or not isinstance(signed.get("receipt"), dict):
+            raise FederationError(f"{party} returned no receipt")
+        peer = self.peers().get(party)
+        if peer is None or signed.get("key_id") != peer.key_id:
+            raise FederationError(f"the receipt is not signed with {party}'s pinned key")
+        receipt = signed["receipt"]
+        if not _verify(_public(peer.public_key), str(signed.get("signature", "")), receipt):
+            raise FederationError(f"{party}'s receipt signature does not verify")
+        if receipt.get("receiver") != party or receipt.get("sender") != self.me.party:
+            raise FederationError(f"{party}'s receipt names the wrong parties")
+        held = {(o.get("id"), o.get("body_hash"))
+                for o in receipt.get("objects", []) if isinstance(o, dict)}
+        return [row.object_id for row in sent if (row.object_id, row.body_hash) in held]

@@ -1,0 +1,596 @@
+"""The `intelpact` command, driven for real: click's CliRunner on real node directories,
+and the installed console script in a subprocess (errors: one line, a hint, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from intelpact.interfaces.cli import main
+from intelpact.services.node import Node
+from intelpact.services.people import AuthError
+
+from helpers import AGREEMENTS, ROOT, indicator
+
+JN = AGREEMENTS / "jpn-nzl.toml"
+SAMPLE = ROOT / "samples" / "maritime-iuu.json"
+PASSWORD = "a long password here"
+INTELPACT = Path(sys.executable).parent / "intelpact"
+
+
+def run(*args: object, input: str | bytes | None = None, code: int = 0) -> Result:
+    runner = CliRunner(env={"COLUMNS": "400"})
+    result = runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    assert result.exit_code == code, (args, result.exit_code, result.output)
+    return result
+
+
+def one_line_error(result: Result, *patterns: str, hint: str | None = None) -> str:
+    """The error shape: 'error: ...' on one line, then at most a 'hint: ...' line (required
+    when ``hint`` is given), nothing else."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert len(lines) in ((2,) if hint else (1, 2)), result.stderr
+    if len(lines) == 2:
+        assert lines[1].startswith("hint: ") and (hint or "") in lines[1], result.stderr
+    assert "Traceback" not in result.output
+    for pattern in patterns:
+        assert re.search(pattern, lines[0]), (pattern, lines[0])
+    return lines[0]
+
+
+def bundle(*objects: dict[str, Any]) -> str:
+    return json.dumps({"type": "bundle", "id": "bundle--3f0c6a4e-1b7a-4a55-9a33-1c0c0c0c0c0c",
+                       "objects": list(objects)})
+
+
+@dataclass
+class World:
+    """A JPN node made with the CLI, with four people and three publications."""
+
+    dir: Path
+    maritime: list[str]                       # ids published 極秘 // MARITIME // REL JPN, NZL
+    jpn_only: str = ""                        # 秘 // REL TO JPN
+    eyes_only: str = ""                       # 秘 // JPNEO
+    outputs: dict[str, Result] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    d = tmp_path_factory.mktemp("cli") / "jpn-node"
+    w = World(d, [o["id"] for o in json.loads(SAMPLE.read_text())["objects"]])
+    w.outputs["init"] = run("init", d, "--party", "jpn", "--agreement", JN)
+    # tanaka: the only one with a password (argon2 is slow on purpose)
+    w.outputs["tanaka"] = run("user", "add", d, "tanaka", "--party", "JPN", "--clearance",
+                              "極秘", "--role", "analyst", "--role", "publisher", "--community",
+                              "maritime", "--caveat", "JPNEO", "--password-stdin",
+                              input=PASSWORD + "\n")
+    w.outputs["aroha"] = run("user", "add", d, "aroha", "--party", "NZL", "--clearance",
+                             "SECRET", "--community", "MARITIME")
+    w.outputs["kenji"] = run("user", "add", d, "kenji", "--party", "JPN", "--clearance",
+                             "Gokuhi")
+    w.outputs["sato"] = run("user", "add", d, "sato", "--party", "JPN", "--clearance", "Hi",
+                            "--role", "publisher")
+    w.outputs["publish-file"] = run("publish", d, SAMPLE, "--as", "tanaka", "--classification",
+                                    "Gokuhi", "--rel", "JPN,NZL", "--community", "MARITIME")
+    jpn_only = indicator("Harbour crane beacon")
+    w.jpn_only = jpn_only["id"]
+    w.outputs["publish-stdin"] = run("publish", d, "-", "--as", "tanaka", "--classification",
+                                     "秘", "--rel", "jpn", input=bundle(jpn_only))
+    eyes_only = indicator("Lighthouse keeper")
+    w.eyes_only = eyes_only["id"]
+    w.outputs["publish-caveat"] = run("publish", d, "-", "--as", "tanaka",
+                                      "--classification", "Hi", "--caveat", "jpneo",
+                                      input=json.dumps(eyes_only))  # a bare object
+    return w
+
+
+# -- init ----------------------------------------------------------------------------------
+
+def test_init_output_and_directory(world: World) -> None:
+    out = world.outputs["init"].stdout
+    assert f"Initialised the JPN node in {world.dir}" in out
+    assert "jpn-nzl-isa (sha256:" in out and "illustrative sample agreement" in out
+    assert "serves     https://127.0.0.1:8401/taxii2/" in out
+    assert f"Next: intelpact user add {world.dir} NAME --party JPN" in out
+    for name in ("node.toml", "agreement.toml", "node.db", "keys/signing.pem", "tls/cert.pem",
+                 "tls/key.pem"):
+        assert (world.dir / name).is_file(), name
+
+
+def test_init_options(tmp_path: Path) -> None:
+    out = run("init", tmp_path / "nz", "--party", "NZL", "--agreement", JN, "--host", "::1",
+              "--port", "9443", "--no-tls").stdout
+    assert "serves     http://[::1]:9443/taxii2/" in out
+    text = (tmp_path / "nz" / "node.toml").read_text()
+    assert 'host = "::1"' in text and "port = 9443" in text and "tls = false" in text
+
+
+def test_init_refuses_a_non_empty_directory(world: World) -> None:
+    r = run("init", world.dir, "--party", "JPN", "--agreement", JN, code=2)
+    one_line_error(r, "exists and is not empty", hint="init never overwrites")
+
+
+def test_init_refuses_an_unknown_party(tmp_path: Path) -> None:
+    r = run("init", tmp_path / "x", "--party", "AUS", "--agreement", JN, code=2)
+    one_line_error(r, "AUS is not a party to agreement jpn-nzl-isa", hint="JPN, NZL")
+    assert not (tmp_path / "x").exists()
+
+
+def test_init_refuses_a_bad_agreement_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agreement\n", encoding="utf-8")
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", bad, code=2)
+    one_line_error(r, re.escape(str(bad)), "not valid TOML", hint="TOML")
+    bad.write_text('[agreement]\nid = "x"\n', encoding="utf-8")
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", bad, code=2)
+    one_line_error(r, re.escape(str(bad)) + ": schemes: missing", hint="add schemes")
+    assert not (tmp_path / "x").exists()
+
+
+def test_init_bad_host_leaves_nothing_behind(tmp_path: Path) -> None:
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN, "--host", "no such",
+            code=2)
+    one_line_error(r, "'no such' is neither an IP address nor a DNS host name", hint="127.0.0.1")
+    assert not (tmp_path / "x").exists()
+    run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN)  # the retry works
+
+
+def test_init_usage_errors(tmp_path: Path) -> None:
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", tmp_path / "none", code=2)
+    assert "does not exist" in r.stderr
+    r = run("init", tmp_path / "x", "--agreement", JN, code=2)
+    assert "Missing option '--party'" in r.stderr
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN, "--port", "0", code=2)
+    assert "--port" in r.stderr
+
+
+def test_a_missing_node_directory(tmp_path: Path) -> None:
+    r = run("user", "list", tmp_path / "nowhere", code=2)
+    one_line_error(r, "no such node directory", hint="intelpact init")
+
+
+# -- user ----------------------------------------------------------------------------------
+
+def test_user_add_output(world: World) -> None:
+    assert world.outputs["tanaka"].stdout.strip() == \
+        "Added tanaka: JPN, cleared 極秘, roles analyst, publisher"
+    assert world.outputs["kenji"].stdout.strip() == "Added kenji: JPN, cleared 極秘, roles analyst"
+    assert "cleared SECRET" in world.outputs["aroha"].stdout
+    assert "cleared 秘, roles publisher" in world.outputs["sato"].stdout
+
+
+def test_user_add_password_stdin_sets_a_working_password(world: World) -> None:
+    node = Node.open(world.dir)
+    try:
+        assert node.people.login("tanaka", PASSWORD).name == "tanaka"
+        with pytest.raises(AuthError):
+            node.people.login("tanaka", PASSWORD + "\n")  # the newline was stripped
+        assert node.people.get("kenji").password_hash is None  # no --password-stdin
+    finally:
+        node.close()
+
+
+def test_user_list(world: World) -> None:
+    out = run("user", "list", world.dir).stdout
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.startswith("│")}
+    assert {"tanaka", "aroha", "kenji", "sato"} <= set(rows)
+    assert re.search(r"tanaka\s*│ JPN\s*│ 極秘\s*│ JPNEO\s*│ MARITIME\s*│ analyst, publisher",
+                     rows["tanaka"])
+    assert "NZL" in rows["aroha"] and "SECRET" in rows["aroha"] and "active" in rows["aroha"]
+
+
+def test_user_add_wrong_clearance_names_the_levels(world: World) -> None:
+    r = run("user", "add", world.dir, "nz1", "--party", "NZL", "--clearance", "Gokuhi", code=2)
+    one_line_error(r, "NZL has no level 'Gokuhi'; its levels are: UNCLASSIFIED, .*SECRET, "
+                   "TOP SECRET")
+    r = run("user", "add", world.dir, "jp1", "--party", "JPN", "--clearance", "SECRET", code=2)
+    one_line_error(r, "JPN has no level 'SECRET'; its levels are: "
+                   "指定なし, 取扱注意, 秘, 極秘, 機密")
+
+
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["--party", "AUS", "--clearance", "SECRET"], "AUS is not a party"),
+    (["--party", "JPN", "--clearance", "Hi", "--caveat", "NZEO"], "cannot hold NZEO"),
+    (["--party", "JPN", "--clearance", "Hi", "--community", "SPACE"], "community 'SPACE'"),
+])
+def test_user_add_refusals(world: World, args: list[str], pattern: str) -> None:
+    one_line_error(run("user", "add", world.dir, "refused", *args, code=2), pattern)
+
+
+def test_user_add_bad_role_is_a_usage_error(world: World) -> None:
+    r = run("user", "add", world.dir, "x", "--party", "JPN", "--clearance", "Hi", "--role",
+            "admin", code=2)
+    assert "'admin' is not one of 'analyst', 'publisher', 'security-officer', 'operator'" \
+        in r.stderr
+
+
+def test_user_add_bad_name_and_duplicate(world: World) -> None:
+    r = run("user", "add", world.dir, "[/x]", "--party", "JPN", "--clearance", "Hi", code=2)
+    one_line_error(r, re.escape("invalid name '[/x]'"), hint="1-64 characters")
+    r = run("user", "add", world.dir, "tanaka", "--party", "JPN", "--clearance", "Hi", code=2)
+    one_line_error(r, "a person named 'tanaka' already exists", hint="never reused")
+
+
+def test_user_add_password_stdin_errors(world: World) -> None:
+    r = run("user", "add", world.dir, "shorty", "--party", "JPN", "--clearance", "Hi",
+            "--password-stdin", input="too short\n", code=2)
+    one_line_error(r, "password too short", hint="at least 12 characters")
+    r = run("user", "add", world.dir, "shorty", "--party", "JPN", "--clearance", "Hi",
+            "--password-stdin", input=b"long enough \xff password\n", code=2)
+    one_line_error(r, "not UTF-8 text", hint="UTF-8")
+    r = run("user", "add", world.dir, "shorty", "--party", "JPN", "--clearance", "Hi",
+            "--password-stdin", input="", code=2)
+    one_line_error(r, "password too short")
+
+
+def test_user_revoke(world: World) -> None:
+    run("user", "add", world.dir, "leaver", "--party", "JPN", "--clearance", "Hi")
+    token = run("token", "issue", world.dir, "leaver").stdout.strip()
+    assert run("user", "revoke", world.dir, "leaver").stdout.strip() == "Revoked leaver"
+    assert re.search(r"leaver .*│ revoked 20\d\d-", run("user", "list", world.dir).stdout)
+    node = Node.open(world.dir)
+    try:
+        with pytest.raises(AuthError):
+            node.people.login_token(token)  # revoking a person revokes their tokens
+    finally:
+        node.close()
+    one_line_error(run("user", "revoke", world.dir, "leaver", code=2), "already revoked")
+    one_line_error(run("token", "issue", world.dir, "leaver", code=2), "revoked")
+    one_line_error(run("get", world.dir, world.maritime[0], "--as", "leaver", code=2),
+                   "leaver was revoked")
+    one_line_error(run("user", "revoke", world.dir, "nobody", code=2),
+                   "no person named 'nobody'", hint="intelpact user list")
+
+
+# -- token ---------------------------------------------------------------------------------
+
+def test_token_issue_and_revoke(world: World) -> None:
+    run("user", "add", world.dir, "tok", "--party", "NZL", "--clearance", "SECRET")
+    first = run("token", "issue", world.dir, "tok", "--label", "laptop").stdout.strip()
+    second = run("token", "issue", world.dir, "tok").stdout.strip()
+    third = run("token", "issue", world.dir, "tok").stdout.strip()
+    assert re.fullmatch(r"ipt_[A-Za-z0-9_-]{43}", first) and len({first, second, third}) == 3
+    node = Node.open(world.dir)
+    try:
+        assert node.people.login_token(first).name == "tok"
+        out = run("token", "revoke", world.dir, "tok", "--token", first).stdout
+        assert out.strip() == "Revoked 1 token(s) of tok"
+        with pytest.raises(AuthError):
+            node.people.login_token(first)  # a revoked token no longer authenticates
+        assert node.people.login_token(second).name == "tok"
+        assert "Revoked 2 token(s)" in run("token", "revoke", world.dir, "tok").stdout
+        for t in (second, third):
+            with pytest.raises(AuthError):
+                node.people.login_token(t)
+        assert "Revoked 0 token(s)" in run("token", "revoke", world.dir, "tok").stdout
+    finally:
+        node.close()
+    one_line_error(run("token", "issue", world.dir, "nobody", code=2), "no person named")
+    one_line_error(run("token", "revoke", world.dir, "nobody", code=2), "no person named")
+
+
+# -- publish -------------------------------------------------------------------------------
+
+def test_publish_summaries(world: World) -> None:
+    assert re.fullmatch(r"Published as tanaka \(JPN\): 5 accepted, 0 rejected \(status "
+                        r"[0-9a-f-]{36}\)\n", world.outputs["publish-file"].stdout)
+    assert "1 accepted, 0 rejected" in world.outputs["publish-stdin"].stdout
+    assert "1 accepted, 0 rejected" in world.outputs["publish-caveat"].stdout
+
+
+def test_publish_again_is_idempotent(world: World) -> None:
+    out = run("publish", world.dir, SAMPLE, "--as", "tanaka", "--classification", "Gokuhi",
+              "--rel", "JPN,NZL", "--community", "MARITIME").stdout
+    assert "5 accepted, 0 rejected" in out
+
+
+def test_publish_above_clearance_is_all_rejected(world: World) -> None:
+    r = run("publish", world.dir, SAMPLE, "--as", "sato", "--classification", "Gokuhi",
+            code=1)
+    assert "Published as sato (JPN): 0 accepted, 5 rejected" in r.stdout
+    rejected = [line for line in r.stdout.splitlines() if line.startswith("  rejected ")]
+    assert len(rejected) == 5
+    assert all("clearance 秘 (CONFIDENTIAL) does not dominate 極秘 (SECRET)" in line
+               for line in rejected)
+
+
+def test_publish_partly_rejected(world: World) -> None:
+    good = indicator("Partly good")
+    bad = {**indicator("Partly bad"), "pattern_type": 7}
+    r = run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+            input=json.dumps([good, bad, "not an object"]))
+    assert "1 accepted, 2 rejected" in r.stdout
+    assert f"  rejected {bad['id']}: " in r.stdout
+    assert "  rejected ?: not a JSON object" in r.stdout
+
+
+def test_publish_a_file_that_is_not_json(world: World, tmp_path: Path) -> None:
+    f = tmp_path / "notes.json"
+    f.write_text("this is not JSON", encoding="utf-8")
+    r = run("publish", world.dir, f, "--as", "tanaka", "--classification", "Hi", code=2)
+    one_line_error(r, re.escape(str(f)), "invalid JSON", hint="STIX bundle")
+    r = run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+            input='{"objects": [', code=2)
+    one_line_error(r, "^error: -: ", hint="as JSON")
+    r = run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+            input='"a string"', code=2)
+    one_line_error(r, "not a STIX bundle, envelope, object or list of objects")
+    r = run("publish", world.dir, tmp_path / "none.json", "--as", "tanaka",
+            "--classification", "Hi", code=2)
+    one_line_error(r, "cannot read: No such file or directory")
+
+
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["--classification", "Bogus"], "JPN has no level 'Bogus'"),
+    (["--classification", "Hi", "--rel", "JPN,USA"], "USA is not a party"),
+    (["--classification", "Hi", "--caveat", "NOPE"], "NOPE"),
+    (["--classification", "Hi", "--collection", "no-such-collection"], "no-such-collection"),
+])
+def test_publish_refused_marking(world: World, args: list[str], pattern: str) -> None:
+    r = run("publish", world.dir, SAMPLE, "--as", "tanaka", *args, code=2)
+    one_line_error(r, pattern)
+
+
+def test_publish_as_unknown_person(world: World) -> None:
+    r = run("publish", world.dir, SAMPLE, "--as", "nobody", "--classification", "Hi", code=2)
+    one_line_error(r, "no person named 'nobody'")
+
+
+# -- get -----------------------------------------------------------------------------------
+
+def shown(result: Result) -> tuple[str, dict[str, Any], str]:
+    lines = result.stdout.splitlines()
+    return lines[0], json.loads("\n".join(lines[1:-1])), lines[-1]
+
+
+def test_get_banner_in_the_readers_words(world: World) -> None:
+    report = next(i for i in world.maritime if i.startswith("report--"))
+    top, obj, bottom = shown(run("get", world.dir, report, "--as", "tanaka"))
+    assert top == bottom == "極秘 // MARITIME // REL TO JPN, NZL"
+    assert obj["id"] == report
+    top, obj_nz, bottom = shown(run("get", world.dir, report, "--as", "aroha"))
+    assert top == bottom == "SECRET // MARITIME // REL TO JPN, NZL"
+    assert obj_nz == obj
+
+
+def test_get_other_levels(world: World) -> None:
+    top, _, _ = shown(run("get", world.dir, world.jpn_only, "--as", "kenji"))
+    assert top == "秘 // REL TO JPN"
+    top, _, _ = shown(run("get", world.dir, world.eyes_only, "--as", "tanaka"))
+    assert top.startswith("秘 // JPNEO")
+
+
+@pytest.mark.parametrize(("who", "which"), [
+    ("kenji", "maritime"),     # not in MARITIME
+    ("sato", "maritime"),      # 秘 does not dominate 極秘
+    ("aroha", "jpn_only"),     # NZL not in REL TO JPN
+    ("aroha", "eyes_only"),    # JPNEO
+    ("kenji", "eyes_only"),    # no JPNEO
+])
+def test_get_what_one_may_not_see(world: World, who: str, which: str) -> None:
+    oid = world.maritime[-1] if which == "maritime" else getattr(world, which)
+    r = run("get", world.dir, oid, "--as", who, code=2)
+    one_line_error(r, f"^error: no object {re.escape(oid)} visible to {who}$")
+
+
+def test_get_unknown_id_looks_the_same(world: World) -> None:
+    r = run("get", world.dir, "indicator--00000000-0000-4000-8000-000000000000", "--as",
+            "tanaka", code=2)
+    one_line_error(r, "no object indicator--0+-0000-4000-8000-0+ visible to tanaka")
+
+
+def test_get_all_versions(world: World) -> None:
+    oid = indicator("v")["id"]
+    v1 = indicator("Versioned", oid=oid)
+    v2 = indicator("Versioned", oid=oid, modified="2026-11-02T00:00:00.000Z")
+    run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+        input=bundle(v1, v2))
+    r = run("get", world.dir, oid, "--as", "tanaka")
+    assert json.loads("\n".join(r.stdout.splitlines()[1:-1]))["modified"] == v2["modified"]
+    out = run("get", world.dir, oid, "--as", "tanaka", "--all-versions").stdout
+    assert out.count('"modified": ') == 2
+    assert out.index(v1["modified"]) < out.index(v2["modified"])
+
+
+def test_get_prints_text_as_it_is(world: World) -> None:
+    """No rich markup or emoji codes: what was published is what is shown."""
+    odd = indicator("Odd [bold]text[/] :warning: [/x]")
+    run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+        input=bundle(odd))
+    _, obj, _ = shown(run("get", world.dir, odd["id"], "--as", "tanaka"))
+    assert obj["name"] == odd["name"]
+    out = run("search", world.dir, "[bold]", "--as", "tanaka").stdout
+    assert "Odd [bold]text[/] :warning: [/x]" in out
+
+
+# -- search --------------------------------------------------------------------------------
+
+def matches(result: Result) -> set[str]:
+    return set(re.findall(r"[a-z-]+--[0-9a-f-]{36}", result.stdout))
+
+
+def test_search_matches_only_what_one_may_see(world: World) -> None:
+    tanaka = run("search", world.dir, "fictional", "--as", "tanaka")
+    found = matches(tanaka)
+    assert found and found <= set(world.maritime)
+    assert "極秘 // MARITIME // REL TO JPN, NZL" in tanaka.stdout
+    assert f"{len(found)} match(es) visible to tanaka" in tanaka.stdout
+    aroha = run("search", world.dir, "FICTIONAL", "--as", "aroha")  # case-insensitive
+    assert matches(aroha) == found
+    assert "SECRET // MARITIME // REL TO JPN, NZL" in aroha.stdout and "極秘" not in aroha.stdout
+    for who in ("kenji", "sato"):
+        r = run("search", world.dir, "fictional", "--as", who)
+        assert matches(r) == set() and f"0 match(es) visible to {who}" in r.stdout
+
+
+def test_search_by_clearance_rel_and_caveat(world: World) -> None:
+    assert matches(run("search", world.dir, "harbour crane", "--as", "kenji")) == \
+        {world.jpn_only}
+    assert matches(run("search", world.dir, "harbour crane", "--as", "aroha")) == set()
+    assert matches(run("search", world.dir, "lighthouse", "--as", "tanaka")) == \
+        {world.eyes_only}
+    assert matches(run("search", world.dir, "lighthouse", "--as", "kenji")) == set()
+
+
+def test_search_limit(world: World) -> None:
+    r = run("search", world.dir, "fictional", "--as", "tanaka", "--limit", "1")
+    assert len(matches(r)) == 1 and "1 match(es)" in r.stdout
+    assert "--limit" in run("search", world.dir, "x", "--as", "tanaka", "--limit", "0",
+                            code=2).stderr
+
+
+def test_search_as_unknown_person(world: World) -> None:
+    one_line_error(run("search", world.dir, "x", "--as", "nobody", code=2), "no person named")
+
+
+# -- export --------------------------------------------------------------------------------
+
+def exported(world: World, who: str, tmp_path: Path | None = None) -> set[str]:
+    if tmp_path is None:
+        data = json.loads(run("export", world.dir, "--as", who).stdout)
+    else:
+        out = tmp_path / f"{who}.json"
+        r = run("export", world.dir, "--as", who, "-o", out)
+        assert re.fullmatch(rf"Wrote \d+ objects to {re.escape(str(out))}\n", r.stderr)
+        data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["type"] == "bundle" and data["id"].startswith("bundle--")
+    return {o["id"] for o in data["objects"] if o["type"] != "marking-definition"}
+
+
+def test_export_contains_only_visible_objects(world: World, tmp_path: Path) -> None:
+    aroha = exported(world, "aroha", tmp_path)
+    assert set(world.maritime) <= aroha
+    assert world.jpn_only not in aroha and world.eyes_only not in aroha
+    kenji = exported(world, "kenji")
+    assert world.jpn_only in kenji
+    assert not kenji & set(world.maritime) and world.eyes_only not in kenji
+    tanaka = exported(world, "tanaka")
+    assert {*world.maritime, world.jpn_only, world.eyes_only} <= tanaka
+    sato = exported(world, "sato")  # 秘: the 秘 // REL TO JPN object, nothing 極秘
+    assert world.jpn_only in sato and not sato & set(world.maritime)
+
+
+def test_export_bundle_passes_the_node_view(world: World) -> None:
+    """Every exported object is exactly what `get` shows that person."""
+    data = json.loads(run("export", world.dir, "--as", "aroha").stdout)
+    some = next(o for o in data["objects"] if o["id"] in world.maritime)
+    _, obj, _ = shown(run("get", world.dir, some["id"], "--as", "aroha"))
+    assert obj == some
+
+
+def test_export_errors(world: World, tmp_path: Path) -> None:
+    r = run("export", world.dir, "--as", "aroha", "-o", tmp_path / "no" / "such" / "x.json",
+            code=2)
+    one_line_error(r, "x.json: No such file or directory")
+    one_line_error(run("export", world.dir, "--as", "nobody", code=2), "no person named")
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+def test_serve_help() -> None:
+    out = run("serve", "--help").stdout
+    assert "Serve the node's TAXII 2.1 API until interrupted." in out
+    assert "--host TEXT" in out and "--port INTEGER RANGE" in out
+
+
+def test_serve_with_a_missing_certificate(world: World, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    (copy / "tls" / "key.pem").unlink()
+    r = run("serve", copy, "--port", "1", code=2)
+    one_line_error(r, "key.pem: missing", hint="server.tls_key")
+
+
+# -- --help everywhere ---------------------------------------------------------------------
+
+def all_commands(group: click.Group = main, path: tuple[str, ...] = ()
+                 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, group
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from all_commands(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+COMMANDS = list(all_commands())
+
+
+def test_the_command_surface() -> None:
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert names >= {"", "init", "user", "user add", "user list", "user revoke", "token",
+                     "token issue", "token revoke", "serve", "publish", "get", "search",
+                     "export"}
+
+
+@pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=[" ".join(p) or "main"
+                                                        for p, _ in COMMANDS])
+def test_help_is_complete(path: tuple[str, ...], cmd: click.Command) -> None:
+    for flag in ("--help", "-h"):
+        out = run(*path, flag).stdout
+        assert out.startswith("Usage: "), out
+    assert cmd.help and cmd.help.strip(), f"{path} has no help text"
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.help and param.help.strip(), f"{path}: {param.opts} has no help"
+            assert param.opts[0] in out, (path, param.opts)
+        else:
+            assert (param.metavar or param.name or "").upper() in out, (path, param.name)
+    if isinstance(cmd, click.Group):
+        for name in cmd.commands:
+            assert name in out
+
+
+def test_version() -> None:
+    assert re.fullmatch(r".* \d+\.\d+\.\d+\S*\n", run("--version").stdout)
+
+
+# -- the installed console script ----------------------------------------------------------
+
+def script(*args: object, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(INTELPACT), *map(str, args)], input=input, capture_output=True,
+                          timeout=60, env=env, check=False)
+
+
+@pytest.mark.parametrize("case", ["non-empty", "unknown-person", "markup-name"])
+def test_installed_script_errors_are_one_line(world: World, case: str) -> None:
+    if case == "non-empty":
+        p = script("init", world.dir, "--party", "JPN", "--agreement", JN)
+        expect = ("error: ", "exists and is not empty", "hint: give a new directory")
+    elif case == "unknown-person":
+        p = script("get", world.dir, world.maritime[0], "--as", "nobody")
+        expect = ("error: no person named 'nobody'", "", "hint: list people with")
+    else:  # once a crash inside rich: "[/x]" read as a closing markup tag
+        p = script("user", "add", world.dir, "[/x]", "--party", "JPN", "--clearance", "Hi")
+        expect = ("error: invalid name '[/x]'", "", "hint: use 1-64 characters")
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert "Traceback" not in err and p.stdout == b""
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith(expect[0]) and expect[1] in lines[0]
+    assert lines[1].startswith(expect[2])
+
+
+def test_installed_script_works(world: World) -> None:
+    assert INTELPACT.is_file()
+    p = script("search", world.dir, "fictional", "--as", "aroha")
+    assert p.returncode == 0, p.stderr
+    assert "SECRET // MARITIME // REL TO JPN, NZL" in p.stdout.decode()

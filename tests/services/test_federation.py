@@ -1,0 +1,259 @@
+"""Two and three national nodes on 127.0.0.1, over real mutual TLS, with real keys."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
+from intelpact.services.courier import Courier
+from intelpact.services.federation import FederationError, make_card, sign_request
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import Query
+
+from helpers import indicator, make_node, serving_federation
+
+PW = "federation-test-pw"
+
+
+def people(node: Node) -> None:
+    party = node.party
+    top = {"JPN": "機密", "NZL": "TOP SECRET", "AUS": "TOP SECRET"}[party]
+    eyes = {"JPN": ["JPNEO"], "NZL": ["NZEO"], "AUS": ["AUSTEO"]}[party]
+    eyes = [c for c in eyes if c in node.agreement.caveats]
+    node.people.add("officer", party=party, clearance=top, caveats=eyes,
+                    communities=list(node.agreement.communities),
+                    roles=["analyst", "publisher", "security-officer"], password=PW)
+
+
+def pair(a: Node, b: Node) -> None:
+    a.federation.add_peer(make_card(b.identity))
+    b.federation.add_peer(make_card(a.identity))
+
+
+def push(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.push_all(party)
+    finally:
+        courier.stop()
+
+
+def pull(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.pull_once(party)
+    finally:
+        courier.stop()
+
+
+def visible_ids(node: Node) -> set[str]:
+    who = node.people.as_person("officer")
+    _, rows = node.find(who, node.default_collection().collection_id,
+                        Query(versions=("all",), limit=10_000))
+    return {row.object_id for row, _ in rows}
+
+
+def publish(node: Node, name: str, level: str, rel: tuple[str, ...],
+            caveats: tuple[str, ...] = ()) -> dict:
+    obj = indicator(name)
+    who = node.people.as_person("officer").person
+    status = node.publisher.publish(who, node.default_collection().collection_id, [obj],
+                                    marking=MarkingRequest(level, rel, caveats))
+    assert status.body["failure_count"] == 0, status.body
+    return obj
+
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    pair(jpn, nzl)
+    yield jpn, nzl
+    jpn.close()
+    nzl.close()
+
+
+def test_only_what_the_agreement_allows_crosses(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    crosses = [publish(jpn, "secret for NZ", "極秘", ("NZL",)),
+               publish(jpn, "unclassified", "指定なし", ("NZL",))]
+    stays = [publish(jpn, "japan only", "極秘", ()),
+             publish(jpn, "jpneo", "機密", (), ("JPNEO",)),
+             publish(jpn, "not covered", "取扱注意", ("NZL",))]
+    nz_stays = publish(nzl, "nz eyes only", "SECRET", (), ("NZEO",))
+    nz_crosses = publish(nzl, "for japan", "RESTRICTED", ("JPN",))
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(jpn, "NZL") >= 2
+        assert push(nzl, "JPN") >= 1
+    got_nz = visible_ids(nzl)
+    assert {o["id"] for o in crosses} <= got_nz
+    assert not {o["id"] for o in stays} & got_nz
+    got_jp = visible_ids(jpn)
+    assert nz_crosses["id"] in got_jp and nz_stays["id"] not in got_jp
+    # stored as received, unchanged, and shown in the receiver's own words
+    nz_person = nzl.people.as_person("officer")
+    (stored,) = nzl.get(nz_person, crosses[0]["id"])
+    assert SIGNATURES_EXTENSION_ID in stored["extensions"]
+    from intelpact.model import banner
+    labels = nzl.markings.label(stored)
+    assert banner(labels.banner, nzl.agreement, "NZL") == "SECRET // REL TO JPN, NZL"
+    # the originator's dissemination record, with verified receipts
+    records = {(d.party, d.object_id) for d in jpn.store.disseminations() if d.receipt}
+    assert {("NZL", o["id"]) for o in crosses} <= records
+    assert not any(oid == o["id"] for _, oid in records for o in stays)
+
+
+def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:
+    jpn = make_node(tmp_path / "jpn", "JPN")
+    other = make_node(tmp_path / "nzl", "NZL", agreement="jpn-nzl-aus.toml")
+    with pytest.raises(FederationError, match="agreement"):
+        jpn.federation.add_peer(make_card(other.identity))
+    with pytest.raises(FederationError, match="agreement"):
+        other.federation.add_peer(make_card(jpn.identity))
+    jpn.close()
+    other.close()
+
+
+def test_tampered_cards_are_refused(jpn_nzl: tuple[Node, Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    card = make_card(nzl.identity)
+    for key, value in (("url", "https://127.0.0.1:1"), ("party", "AUS"),
+                       ("tls_fingerprint", "00" * 32)):
+        forged = dict(card, **{key: value})
+        with pytest.raises(FederationError):
+            jpn.federation.add_peer(forged)
+    with pytest.raises(FederationError, match="own party"):
+        jpn.federation.add_peer(make_card(jpn.identity))
+
+
+def _post_inbox(sender: Node, receiver: Node, objects: list[dict]) -> httpx.Response:
+    peer = sender.federation.peers()[receiver.party]
+    courier = Courier(sender)
+    body = json.dumps({"objects": objects}).encode()
+    try:
+        return courier._request(peer, "POST", "/federation/collections/inbox/objects/", body)
+    finally:
+        courier.stop()
+
+
+def test_forged_altered_and_unknown_key_objects_are_refused_and_recorded(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    good = publish(jpn, "genuine", "秘", ("NZL",))
+    row = jpn.store.query(jpn.default_collection().collection_id,
+                          jpn.access.readable(jpn.people.as_person("officer").person),
+                          Query(ids=(good["id"],))).rows[0]
+    signed = json.loads(row.body)
+    marking_body = next(json.loads(b) for b in jpn.store.markings()
+                        if json.loads(b)["id"] == signed["object_marking_refs"][0])
+    altered = copy.deepcopy(signed)
+    altered["name"] = "altered in transit"
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    stranger = sign_object({k: v for k, v in signed.items() if k != "extensions"},
+                           Ed25519PrivateKey.generate(), "JPN")
+    stranger["id"] = "indicator--0b8a7a0e-2a1f-4d3e-9c4b-5f6a7b8c9d0e"
+    unsigned = {k: v for k, v in signed.items() if k != "extensions"}
+    unsigned["id"] = "indicator--1b8a7a0e-2a1f-4d3e-9c4b-5f6a7b8c9d0e"
+    with serving_federation(nzl):
+        r = _post_inbox(jpn, nzl, [marking_body, altered, stranger, unsigned])
+    assert r.status_code == 200
+    status = r.json()
+    messages = {f["id"]: f["message"] for f in status["failures"]}
+    assert "forged or altered" in messages[altered["id"]]
+    assert "not a pinned key" in messages[stranger["id"]]
+    assert "not signed by JPN" in messages[unsigned["id"]]
+    assert {f[1] for f in nzl.store.refusals()} >= {altered["id"], stranger["id"],
+                                                    unsigned["id"]}
+    assert not {altered["id"], stranger["id"], unsigned["id"]} & visible_ids(nzl)
+
+
+def test_requests_from_strangers_and_without_client_certificates_are_refused(
+        jpn_nzl: tuple[Node, Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    intruder = make_node(tmp_path / "intruder", "JPN")  # same party, unpinned key and cert
+    with serving_federation(nzl) as url:
+        peer = nzl.store.peers()[0]
+        import ssl
+        ctx = ssl.create_default_context(cadata=nzl.identity.tls_cert_pem)
+        # no client certificate: the TLS handshake itself fails
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/federation/card", verify=ctx)
+        # an unpinned client certificate: refused as well
+        ctx2 = ssl.create_default_context(cadata=nzl.identity.tls_cert_pem)
+        ctx2.load_cert_chain(str(intruder.config.tls_cert), str(intruder.config.tls_key))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/federation/card", verify=ctx2)
+        # a pinned certificate but a request signed by another key: 403 with the reason
+        ctx3 = ssl.create_default_context(cadata=nzl.identity.tls_cert_pem)
+        ctx3.load_cert_chain(str(jpn.config.tls_cert), str(jpn.config.tls_key))
+        target = "/federation/collections/outbox/objects/?next=0&limit=10"
+        headers = sign_request(intruder.identity, "GET", target)
+        r = httpx.get(url + target, verify=ctx3, headers=headers)
+        assert r.status_code == 403 and "pinned key" in r.json()["description"]
+        assert peer.party == "JPN"
+    intruder.close()
+
+
+def test_offline_partner_catches_up_by_pull(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    sent = [publish(jpn, f"while NZ was down {i}", "秘", ("NZL",)) for i in range(5)]
+    with serving_federation(jpn):
+        assert pull(nzl, "JPN") >= 5
+        assert pull(nzl, "JPN") == 0  # the cursor persisted
+    assert {o["id"] for o in sent} <= visible_ids(nzl)
+    assert nzl.store.pull_cursor("JPN") > 0
+
+
+def test_push_is_idempotent(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "once", "秘", ("NZL",))
+    with serving_federation(nzl), serving_federation(jpn):
+        push(jpn, "NZL")
+        pull(nzl, "JPN")  # the same object again, by the other path
+    rows = nzl.store.query(nzl.default_collection().collection_id,
+                           nzl.access.readable(nzl.people.as_person("officer").person),
+                           Query(ids=(obj["id"],), versions=("all",))).rows
+    assert len(rows) == 1
+
+
+def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:
+    nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "NZL", "AUS")}
+    for node in nodes.values():
+        people(node)
+    jpn, nzl, aus = nodes["JPN"], nodes["NZL"], nodes["AUS"]
+    pair(jpn, nzl)
+    pair(nzl, aus)
+    pair(jpn, aus)
+    for_nz = publish(jpn, "jpn to nzl only", "秘", ("NZL",))
+    for_all = publish(jpn, "jpn to all", "秘", ("NZL", "AUS"))
+    with serving_federation(nzl), serving_federation(aus):
+        push(jpn, "NZL")
+        # NZL holds both; its release filter passes neither on to AUS (JPN's consent)
+        assert {for_nz["id"], for_all["id"]} <= visible_ids(nzl)
+        assert nzl.store.pending("AUS", 100) == []
+        # and if NZL's node sent it anyway, AUS refuses: NZL is a third party
+        row = nzl.store.query(nzl.default_collection().collection_id,
+                              nzl.access.readable(nzl.people.as_person("officer").person),
+                              Query(ids=(for_all["id"],))).rows[0]
+        body = json.loads(row.body)
+        marking = next(json.loads(b) for b in nzl.store.markings()
+                       if json.loads(b)["id"] == body["object_marking_refs"][0])
+        r = _post_inbox(nzl, aus, [marking, body])
+        failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+        assert "AUS is a third party" in failures[for_all["id"]]
+        assert "no consent" in failures[for_all["id"]]
+        assert for_all["id"] not in visible_ids(aus)
+        # from the originator itself it may go
+        push(jpn, "AUS")
+    assert for_all["id"] in visible_ids(aus) and for_nz["id"] not in visible_ids(aus)
+    for node in nodes.values():
+        node.close()

@@ -1,0 +1,296 @@
+"""People: adding (checked against the agreement), passwords, tokens, login throttling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from intelpact.services.credentials import LoginThrottle, hash_password
+from intelpact.services.node import Node
+from intelpact.services.people import AuthError, People, PeopleError
+
+from helpers import make_node
+
+PW = "a long password here"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    n = make_node(tmp_path_factory.mktemp("people") / "jpn")
+    yield n
+    n.close()
+
+
+@pytest.fixture(scope="module")
+def pw_hash() -> str:
+    """One argon2 hash of PW, shared (each hash costs 50-300 ms)."""
+    return hash_password(PW)
+
+
+def add_with_password(node: Node, pw_hash: str, name: str, party: str = "JPN",
+                      clearance: str = "Hi") -> None:
+    node.people.add(name, party=party, clearance=clearance)
+    node.store.set_password(name, pw_hash)
+
+
+def fresh(node: Node, limit: int = 5) -> People:
+    """A People over the same store with its own throttle and cache (another server)."""
+    return People(node.policy, node.store, LoginThrottle(limit=limit, window=300, lockout=300))
+
+
+# -- adding --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "", "   ", "a:b", "a/b", "a\\b", "nul\x00", "tab\tname", "new\nline", "esc\x1b[31m",
+    "bidi\u202egnp.exe", "zero\u200bwidth", "line\u2028sep", "x" * 65,
+])
+def test_add_rejects_bad_names(node: Node, name: str) -> None:
+    with pytest.raises(PeopleError, match="invalid name") as info:
+        node.people.add(name, party="JPN", clearance="Hi")
+    assert info.value.hint and "1-64 characters" in info.value.hint
+
+
+def test_add_accepts_unicode_names_and_strips(node: Node) -> None:
+    rec = node.people.add("  田中 太郎  ", party="JPN", clearance="秘")
+    assert rec.name == "田中 太郎"
+    assert node.people.get("田中 太郎").clearance == "秘"
+    assert node.people.add("x" * 64, party="NZL", clearance="RESTRICTED").name == "x" * 64
+
+
+@pytest.mark.parametrize(("party", "words", "stored"), [
+    ("JPN", "極秘", "極秘"),
+    ("JPN", "Gokuhi", "極秘"),
+    ("JPN", "gokuhi", "極秘"),
+    ("JPN", "特定秘密", "極秘"),        # an alias of 極秘
+    ("JPN", "Tokutei Himitsu", "極秘"),
+    ("JPN", "Kimitsu", "機密"),
+    ("NZL", "SECRET", "SECRET"),
+    ("NZL", "secret", "SECRET"),
+    ("NZL", "TS", "TOP SECRET"),       # the abbreviation
+])
+def test_clearance_in_national_words(node: Node, party: str, words: str, stored: str) -> None:
+    name = f"c-{party}-{words}"
+    rec = node.people.add(name, party=party, clearance=words)
+    assert rec.clearance == stored
+    assert node.people.as_person(name).person.clearance == stored
+
+
+def test_clearance_must_be_the_persons_own_words(node: Node) -> None:
+    with pytest.raises(PeopleError, match=r"NZL has no level 'Gokuhi'.*SECRET"):
+        node.people.add("nz-gokuhi", party="NZL", clearance="Gokuhi")
+    with pytest.raises(PeopleError, match=r"JPN has no level 'SECRET'; its levels are: .*極秘"):
+        node.people.add("jp-secret", party="JPN", clearance="SECRET")
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"party": "AUS", "clearance": "SECRET"}, "AUS is not a party"),
+    ({"party": "JPN", "clearance": "Hi", "caveats": ["NOFORN"]}, "caveat 'NOFORN'.*NZEO"),
+    ({"party": "JPN", "clearance": "Hi", "caveats": ["NZEO"]}, "JPN national cannot hold NZEO"),
+    ({"party": "JPN", "clearance": "Hi", "communities": ["SPACE"]},
+     "community 'SPACE'.*MARITIME"),
+    ({"party": "JPN", "clearance": "Hi", "roles": ["admin"]},
+     "unknown role 'admin'.*security-officer"),
+])
+def test_add_refuses_what_the_agreement_does_not_know(node: Node, kwargs: dict[str, object],
+                                                       pattern: str) -> None:
+    with pytest.raises(PeopleError, match=pattern):
+        node.people.add("refused", **kwargs)  # type: ignore[arg-type]
+    assert node.store.person("refused") is None
+
+
+def test_add_password_rules(node: Node) -> None:
+    with pytest.raises(PeopleError, match="password too short") as info:
+        node.people.add("shortpw", party="JPN", clearance="Hi", password="elevenchars")
+    assert info.value.hint == "use at least 12 characters"
+    with pytest.raises(PeopleError, match="not valid Unicode"):
+        node.people.add("surrogate", party="JPN", clearance="Hi", password="\ud800" * 12)
+    assert node.store.person("shortpw") is None
+
+
+def test_names_are_never_reused(node: Node) -> None:
+    node.people.add("once", party="JPN", clearance="Hi")
+    node.people.revoke("once")
+    with pytest.raises(Exception, match="already exists"):
+        node.people.add("once", party="JPN", clearance="Hi")
+    with pytest.raises(PeopleError, match="already revoked"):
+        node.people.revoke("once")
+    with pytest.raises(PeopleError, match="no person named 'nobody'"):
+        node.people.revoke("nobody")
+
+
+def test_stored_sets_are_sorted_and_deduplicated(node: Node) -> None:
+    rec = node.people.add("sets", party="JPN", clearance="Gokuhi",
+                          communities=["MARITIME", "CLIMATE", "MARITIME"],
+                          roles=["publisher", "analyst"], caveats=["JPNEO"])
+    assert rec.communities == ("CLIMATE", "MARITIME")
+    assert rec.roles == ("analyst", "publisher")
+    p = node.people.as_person("sets")
+    assert p.has_role("publisher") and not p.has_role("operator")
+    assert p.person.caveats == frozenset({"JPNEO"})
+
+
+# -- login ---------------------------------------------------------------------------------
+
+def test_add_stores_an_argon2_hash(node: Node) -> None:
+    rec = node.people.add("hashed", party="NZL", clearance="SECRET", password=PW)
+    assert rec.password_hash and rec.password_hash.startswith("$argon2id$")
+    assert PW not in rec.password_hash
+    assert node.store.person("hashed").password_hash == rec.password_hash  # type: ignore[union-attr]
+    assert fresh(node).login("hashed", PW).name == "hashed"
+
+
+def test_login_success_and_failure(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "login-ok", "NZL", "SECRET")
+    people = fresh(node)
+    p = people.login("login-ok", PW, "10.0.0.1")
+    assert p.name == "login-ok" and p.person.party == "NZL"
+    for wrong in (PW + "!", ""):
+        with pytest.raises(AuthError) as info:
+            people.login("login-ok", wrong, "10.0.0.1")
+        assert info.value.message == "authentication failed"
+        assert info.value.retry_after is None
+    with pytest.raises(AuthError) as info:  # an unknown name fails the same way
+        people.login("nobody-at-all", PW, "10.0.0.1")
+    assert info.value.message == "authentication failed"
+
+
+def test_a_token_only_person_cannot_log_in_with_a_password(node: Node) -> None:
+    node.people.add("tokens-only", party="JPN", clearance="Hi")
+    with pytest.raises(AuthError):
+        fresh(node).login("tokens-only", "")
+    with pytest.raises(AuthError):
+        fresh(node).login("tokens-only", PW)
+
+
+def test_throttle_per_name(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "victim")
+    people = fresh(node, limit=2)
+    for i in range(2):  # from different clients: the name is what is counted
+        with pytest.raises(AuthError) as info:
+            people.login("victim", "guess", f"10.1.0.{i}")
+        assert info.value.retry_after is None
+    with pytest.raises(AuthError) as info:  # now even the right password is refused
+        people.login("victim", PW, "10.1.0.99")
+    assert info.value.retry_after is not None and 0 < info.value.retry_after <= 300
+    assert "too many failed logins" in info.value.message
+    # other names are unaffected
+    add_with_password(node, pw_hash, "bystander")
+    assert people.login("bystander", PW, "10.1.0.99").name == "bystander"
+
+
+def test_throttle_per_client(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "fine")
+    people = fresh(node, limit=2)
+    for i in range(2):  # one client trying different names
+        with pytest.raises(AuthError):
+            people.login(f"spray-{i}", "guess", "10.2.0.1")
+    with pytest.raises(AuthError) as info:
+        people.login("fine", PW, "10.2.0.1")
+    assert info.value.retry_after is not None
+    assert people.login("fine", PW, "10.2.0.2").name == "fine"  # another client is fine
+
+
+def test_success_resets_the_count(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "forgetful")
+    people = fresh(node, limit=2)
+    for client in ("10.3.0.1", "10.3.0.2"):
+        with pytest.raises(AuthError):
+            people.login("forgetful", "typo", client)
+        people.login("forgetful", PW, client)  # resets: never two failures in a row
+
+
+# -- revocation, tokens, the verified-password cache ---------------------------------------
+
+def test_revoked_person_cannot_log_in_or_use_tokens(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "leaver", "NZL", "SECRET")
+    server = fresh(node)                      # a running server's People
+    token = node.people.issue_token("leaver", "laptop")
+    assert server.login("leaver", PW).name == "leaver"   # now cached by the server
+    assert server.login_token(token).name == "leaver"
+    node.people.revoke("leaver")              # by the operator, through another People
+    with pytest.raises(AuthError):
+        server.login("leaver", PW)
+    with pytest.raises(AuthError):
+        server.login_token(token)
+    with pytest.raises(PeopleError, match="revoked"):
+        node.people.issue_token("leaver")
+    with pytest.raises(PeopleError, match="revoked"):
+        node.people.as_person("leaver")
+
+
+def test_tokens(node: Node) -> None:
+    node.people.add("holder", party="JPN", clearance="Hi")
+    a, b = node.people.issue_token("holder", "a"), node.people.issue_token("holder", "b")
+    assert a != b
+    assert node.people.login_token(a).name == "holder"
+    assert node.people.revoke_tokens("holder", a) == 1
+    with pytest.raises(AuthError):
+        node.people.login_token(a)
+    assert node.people.login_token(b).name == "holder"
+    assert node.people.revoke_tokens("holder", a) == 0     # already revoked
+    assert node.people.revoke_tokens("holder") == 1        # the rest
+    with pytest.raises(AuthError):
+        node.people.login_token(b)
+    for bogus in ("", "ipt_", "ipt_" + "A" * 43, a[:-1]):
+        with pytest.raises(AuthError):
+            node.people.login_token(bogus)
+    with pytest.raises(PeopleError, match="no person"):
+        node.people.issue_token("nobody")
+
+
+def test_password_change_ends_cached_logins(node: Node, pw_hash: str) -> None:
+    add_with_password(node, pw_hash, "changer")
+    server = fresh(node)
+    assert server.login("changer", PW).name == "changer"  # verified and cached
+    server.set_password("changer", "a brand new password")
+    with pytest.raises(AuthError):
+        server.login("changer", PW)
+    assert server.login("changer", "a brand new password").name == "changer"
+    with pytest.raises(PeopleError, match="too short"):
+        server.set_password("changer", "short")
+    with pytest.raises(PeopleError, match="no person"):
+        server.set_password("nobody", "a long enough password")
+
+
+def test_password_change_elsewhere_ends_cached_logins(node: Node, pw_hash: str) -> None:
+    """The cache is per process: a change made by another process must end it too.
+
+    The new hash is of the *same* password: only a check against the stored hash
+    (not against the password) can tell the cached entry is stale; a second
+    successful login proves the cache was not used blindly."""
+    add_with_password(node, pw_hash, "changer2")
+    server = fresh(node)
+    assert server.login("changer2", PW).name == "changer2"
+    node.store.set_password("changer2", "$argon2id$v=19$m=65536,t=3,p=4$bm90IHRoaXM$bm90IHRoaXM")
+    with pytest.raises(AuthError):   # the old password no longer matches what is stored
+        server.login("changer2", PW)
+    node.store.set_password("changer2", pw_hash)
+    assert server.login("changer2", PW).name == "changer2"
+
+
+def test_revoked_person_password_cannot_be_changed(node: Node) -> None:
+    node.people.add("gone", party="JPN", clearance="Hi")
+    node.people.revoke("gone")
+    with pytest.raises(PeopleError, match="revoked"):
+        node.people.set_password("gone", "a long enough password")
+
+
+def test_revocation_seen_by_another_node_process(tmp_path: Path, pw_hash: str) -> None:
+    """Two Node objects on one directory stand for the server and the operator's CLI."""
+    server = make_node(tmp_path / "jpn")
+    try:
+        server.people.add("remote", party="JPN", clearance="Hi")
+        server.store.set_password("remote", pw_hash)
+        token = server.people.issue_token("remote")
+        assert server.people.login("remote", PW).name == "remote"
+        cli = Node.open(tmp_path / "jpn")
+        cli.people.revoke("remote")
+        cli.close()
+        with pytest.raises(AuthError):
+            server.people.login("remote", PW)
+        with pytest.raises(AuthError):
+            server.people.login_token(token)
+    finally:
+        server.close()
