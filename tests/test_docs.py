@@ -201,18 +201,18 @@ def test_configuration_md_layout_lists_what_init_makes(tmp_path: Path) -> None:
 
 
 def test_configuration_md_tls_profile_is_the_real_certificate(tmp_path: Path) -> None:
-    """The docs say CA:TRUE with path length 0 (so clients can pin it): check the cert."""
+    """The docs say CA:FALSE (pinned directly, never a CA): check the cert."""
     text = CONFIG_MD.read_text(encoding="utf-8")
-    assert "`CA:TRUE, pathlen:0`" in text
+    assert "`CA:FALSE`" in text
     assert "psf/requests#3829" in text and "REQUESTS_CA_BUNDLE" in text
     cfg = create_node_dir(tmp_path / "jpn", party="JPN",
                           agreement_file=AGREEMENTS / "jpn-nzl.toml", host="node.example.org")
     assert cfg.tls_cert is not None
     cert = x509.load_pem_x509_certificate(cfg.tls_cert.read_bytes())
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical and bc.value.ca is True and bc.value.path_length == 0
+    assert bc.critical and bc.value.ca is False
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert ku.digital_signature and ku.key_cert_sign
+    assert ku.digital_signature and not ku.key_cert_sign
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "node.example.org"]

@@ -72,9 +72,9 @@ def test_profile(certs: dict[str, Node]) -> None:
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical and bc.value.ca is True and bc.value.path_length == 0
+    assert bc.critical and bc.value.ca is False
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert ku.critical and ku.value.digital_signature and ku.value.key_cert_sign
+    assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     life = cert.not_valid_after_utc - cert.not_valid_before_utc

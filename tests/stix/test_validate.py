@@ -5,7 +5,7 @@ an envelope or a TAXII collection) gets the same verdict from ``validate_object`
 as from ``stix2validator.validate_instance`` with default options for STIX 2.1,
 except the deliberate differences listed in ``CORPUS_DIFFERENCES`` (and in
 docs/validation.md). stix2-validator checks ~300 objects/s, so the three ATT&CK
-bundles are compared on every 10th object (420 of 4,194); intelpact still checks
+bundles are compared on every 10th object (421 of 4,194); intelpact still checks
 all of them (and both check the ones intelpact rejects). ``bench/validate.py``
 compares the full ATT&CK ICS 18.1 bundle.
 """
@@ -261,7 +261,7 @@ def test_the_base_objects_are_valid_for_both_validators() -> None:
         assert stix2validator_accepts(obj), obj["type"]
 
 
-# --- deliberate differences (docs/validation.md): stix2-validator accepts, we reject -------------
+# --- deliberate differences (docs/validation.md, items 1-8; the number leads each test id) ------
 
 STRICTER = [
     pytest.param(variant(IDENTITY, {"foo": "bar"}),
@@ -296,8 +296,9 @@ def test_deliberately_stricter_than_stix2validator(obj: dict[str, Any], reason: 
     assert error is not None and reason in error.reason, error
 
 
-def test_difference_stix20_object_in_a_bundle() -> None:
-    # stix2-validator treats an object without spec_version in a 2.1 bundle as STIX 2.0
+def test_difference_3_stix20_object_in_a_bundle() -> None:
+    # docs/validation.md item 3: stix2-validator treats an object without spec_version in a
+    # 2.1 bundle as STIX 2.0
     old = variant(IDENTITY, {"spec_version": DROP})
     bundle = {"type": "bundle", "id": "bundle--cfbe13d8-0ca3-41c1-a16b-5173c6fcea94",
               "objects": [old]}
@@ -306,7 +307,8 @@ def test_difference_stix20_object_in_a_bundle() -> None:
     assert error is not None and "required property 'spec_version' is missing" in error.reason
 
 
-def test_difference_bundle_inside_a_bundle() -> None:
+def test_difference_6_bundle_inside_a_bundle() -> None:
+    # docs/validation.md item 6
     inner = {"type": "bundle", "id": "bundle--7c78bf03-0113-4cae-aa06-123f57dac3cd",
              "objects": [IDENTITY]}
     outer = {"type": "bundle", "id": "bundle--8b20909b-196a-4648-92d6-66f4855d74d0",
@@ -316,9 +318,9 @@ def test_difference_bundle_inside_a_bundle() -> None:
     assert error is not None and "a bundle cannot be inside a bundle" in error.reason
 
 
-def test_difference_stix2validator_crashes_in_its_should_checks() -> None:
-    # stix2-validator's SHOULD checks raise TypeError on some malformed custom properties; we
-    # run no SHOULD checks, and properties of custom types are free.
+def test_difference_7_stix2validator_crashes_in_its_should_checks() -> None:
+    # docs/validation.md item 7: stix2-validator's SHOULD checks raise TypeError on some
+    # malformed custom properties; we run no SHOULD checks, and custom types' properties are free.
     obj = variant(X_SCO, {"external_references": 1.5})
     with warnings.catch_warnings():  # it then touches a deprecated jsonschema name
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -327,9 +329,10 @@ def test_difference_stix2validator_crashes_in_its_should_checks() -> None:
     validate_object(obj)
 
 
-def test_difference_no_exponential_regex() -> None:
-    # core.json's type regex backtracks exponentially in Python's re: stix2-validator needs
-    # ~1 s for a 24-character bad type, doubling per character (so it is not run here).
+def test_difference_8_no_exponential_regex() -> None:
+    # docs/validation.md item 8: core.json's type regex backtracks exponentially in Python's
+    # re: stix2-validator needs ~1 s for a 24-character bad type, doubling per character (so
+    # it is not run here).
     for type_ in ("a" * 240 + "!", "a1" * 120 + "_"):
         start = time.perf_counter()
         obj = variant(X_SCO, {"type": type_, "id": f"{type_}--{X_SCO['id'][15:]}"})
@@ -346,7 +349,8 @@ def test_all_rewrites_of_the_schemas_still_apply() -> None:
     for name in stix_validate._SCHEMA_FILES:
         stix_validate._compiled(name, False)
         stix_validate._compiled(name, True)
-    assert stix_validate._applied_rewrites == set(stix_validate._PATTERN_REWRITES) | {"cpe", "const"}
+    expected = set(stix_validate._PATTERN_REWRITES) | {"cpe", "const"}
+    assert stix_validate._applied_rewrites == expected
 
 
 def test_core_schemas_are_only_used_at_the_top_level() -> None:
@@ -366,7 +370,7 @@ def test_core_schemas_are_only_used_at_the_top_level() -> None:
             for i, value in enumerate(node):
                 walk(value, (*path, str(i)), rel)
 
-    for name, path in stix_validate._SCHEMA_FILES.items():
+    for path in stix_validate._SCHEMA_FILES.values():
         rel_path = path.relative_to(stix_validate._SCHEMA_DIR).as_posix()
         walk(json.loads(path.read_text(encoding="utf-8")), (), rel_path)
     nested = [(rel_path, p) for rel_path, p in found if len(p) != 2 or p[0] != "allOf"]

@@ -103,12 +103,10 @@ def make_self_signed(cert_path: Path, key_path: Path, *, common_name: str,
         .not_valid_before(now - dt.timedelta(minutes=5))  # tolerate a little clock skew
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        # CA:TRUE (path length 0) so clients can pin this very certificate as their
-        # trust anchor (requests/urllib3 and curl refuse a non-CA self-signed leaf).
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False,
             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)

@@ -226,25 +226,24 @@ def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
               help="Override the configured port.")
 @friendly
 def serve(node_dir: Path, host: str | None, port: int | None) -> None:
-    """Serve the node's TAXII 2.1 API until interrupted."""
-    import uvicorn
-
-    from .taxii import create_app
+    """Serve the node until interrupted: the TAXII 2.1 API for its people, the
+    mutual-TLS federation listener for its partners, and the courier that delivers
+    releases to them."""
+    from .server import serve as run
 
     node = Node.open(node_dir)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
-    ssl: dict[str, Any] = {}
-    if cfg.tls and cfg.tls_cert and cfg.tls_key:
-        for path, field in ((cfg.tls_cert, "tls_cert"), (cfg.tls_key, "tls_key")):
-            if not path.is_file():
-                raise IntelpactError(f"{path}: missing (server.{field} in node.toml)",
-                                     hint="restore the file, or point server." + field +
-                                     " at your certificate and key")
-        ssl = {"ssl_certfile": str(cfg.tls_cert), "ssl_keyfile": str(cfg.tls_key)}
+    for path, field in ((cfg.tls_cert, "tls_cert"), (cfg.tls_key, "tls_key")):
+        if path is None or not path.is_file():
+            raise IntelpactError(f"{path}: missing (server.{field} in node.toml)",
+                                 hint="restore the file, or point server." + field +
+                                 " at your certificate and key")
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
               f"(agreement {node.agreement.id})")
-    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", **ssl)
+    partners = ", ".join(p.party for p in node.store.peers()) or "none yet"
+    out.print(f"partners: {cfg.federation_url} (mutual TLS); pinned: {partners}")
+    run(node, host=host, port=port)
 
 
 def _load_objects(path: Path) -> list[Any]:
@@ -414,3 +413,6 @@ def _visible(node: Node, principal: Any) -> Iterator[dict[str, Any]]:
             if not page.more:
                 break
             cursor = page.next
+
+
+from . import cli_federation  # noqa: E402,F401 - registers card, peer, disseminations

@@ -1,0 +1,89 @@
+"""`intelpact card`, `peer add|list` and `disseminations`: partners and what went to them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from ..errors import IntelpactError
+from ..jsonio import JsonError, parse_json
+from ..services.federation import make_card
+from ..services.node import Node
+from .cli import NODE_DIR, friendly, main, out
+
+
+@main.command()
+@NODE_DIR
+@friendly
+def card(node_dir: Path) -> None:
+    """Print this node's signed card: give it to partners out of band."""
+    node = Node.open(node_dir)
+    click.echo(json.dumps(make_card(node.identity), indent=1))
+    node.close()
+
+
+@main.group()
+def peer() -> None:
+    """Pin partner nodes from their cards, and list them."""
+
+
+@peer.command("add")
+@NODE_DIR
+@click.argument("card_file", metavar="CARDFILE",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@friendly
+def peer_add(node_dir: Path, card_file: Path) -> None:
+    """Pin a partner from CARDFILE (its `intelpact card` output) and queue what it may
+    receive. Restart `serve` so the TLS listener trusts it."""
+    try:
+        data = parse_json(card_file.read_bytes())
+    except JsonError as exc:
+        raise IntelpactError(f"{card_file}: {exc.message}",
+                             hint="give the JSON printed by `intelpact card DIR`") from None
+    node = Node.open(node_dir)
+    pinned, queued = node.federation.add_peer(data)
+    out.print(f"Pinned {pinned.party} at {pinned.url} (key {pinned.key_id}, TLS "
+              f"{pinned.tls_fingerprint[:16]}…); {queued} object(s) queued for it")
+    node.close()
+
+
+@peer.command("list")
+@NODE_DIR
+@friendly
+def peer_list(node_dir: Path) -> None:
+    """List pinned partners."""
+    node = Node.open(node_dir)
+    table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
+    for p in node.store.peers():
+        table.add_row(p.party, p.url, p.key_id, p.tls_fingerprint[:16] + "…", p.added)
+    out.print(table)
+    node.close()
+
+
+@main.command()
+@NODE_DIR
+@click.option("--party", default=None, help="Only releases to this partner.")
+@friendly
+def disseminations(node_dir: Path, party: str | None) -> None:
+    """The dissemination record: which partner holds which version, since when, with
+    its verified receipt; and what partners refused."""
+    node = Node.open(node_dir)
+    table = Table("partner", "object", "version", "released", "receipt")
+    rows = [d for d in node.store.disseminations() if party in (None, d.party)]
+    for d in rows:
+        table.add_row(d.party, d.object_id, d.version, d.released,
+                      f"verified {d.receipt_at}" if d.receipt else "awaiting")
+    out.print(table)
+    pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
+               if party in (None, p.party)}
+    out.print(f"{len(rows)} release(s) acknowledged; waiting: "
+              + (", ".join(f"{k} {v}" for k, v in pending.items()) or "none"))
+    refusals = [r for r in node.store.refusals() if party in (None, r[0])]
+    if refusals:
+        out.print(f"{len(refusals)} object(s) received and refused:")
+        for who, oid, reason, at in refusals[-20:]:
+            out.print(f"  {at} from {who}: {oid}: {reason}", markup=False)
+    node.close()
