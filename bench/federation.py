@@ -144,8 +144,9 @@ def make_pair(work: Path) -> dict[str, Served]:
 
 def start(served: Served) -> None:
     served.log = served.dir.parent / f"{served.party.lower()}-serve.log"
-    served.proc = subprocess.Popen([str(EXE), "serve", str(served.dir)],
-                                   stdout=served.log.open("wb"), stderr=subprocess.STDOUT)
+    with served.log.open("wb") as out:  # the child keeps its own descriptor
+        served.proc = subprocess.Popen([str(EXE), "serve", str(served.dir)],
+                                       stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_ready(served: Served, seconds: float = 30.0) -> None:

@@ -257,3 +257,36 @@ def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) ->
     assert for_all["id"] in visible_ids(aus) and for_nz["id"] not in visible_ids(aus)
     for node in nodes.values():
         node.close()
+
+
+def test_key_rotation_is_announced_signed_by_the_old_key(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    before = publish(jpn, "signed with the first key", "秘", ("NZL",))
+    old_id = jpn.identity.key_id
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+        new_id = jpn.rotate_key()
+        assert new_id != old_id
+        after = publish(jpn, "signed with the new key", "秘", ("NZL",))
+        push(jpn, "NZL")  # the announcement goes first, then the new object
+    assert nzl.federation.peers()["JPN"].key_id == new_id
+    assert set(nzl.federation.keys_of("JPN")) == {old_id, new_id}
+    assert {before["id"], after["id"]} <= visible_ids(nzl)
+    # the node reopens with the new key, and still verifies its own old signatures
+    reopened = Node.open(jpn.config.dir)
+    try:
+        assert reopened.identity.key_id == new_id
+        assert set(reopened.federation.keys_of("JPN")) == {old_id, new_id}
+    finally:
+        reopened.close()
+
+
+def test_a_forged_rotation_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    attacker_old, attacker_new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    forged = jpn.federation.announce_rotation(attacker_old, attacker_new)
+    forged["old_key_id"] = jpn.identity.key_id  # claims to rotate the pinned key
+    with pytest.raises(FederationError):
+        nzl.federation.accept_rotation("JPN", forged)
+    assert nzl.federation.peers()["JPN"].key_id == jpn.identity.key_id

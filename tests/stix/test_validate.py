@@ -316,6 +316,10 @@ def test_difference_6_bundle_inside_a_bundle() -> None:
     assert stix2validator_accepts(outer)
     [(_, error)] = validate_bundle(outer)
     assert error is not None and "a bundle cannot be inside a bundle" in error.reason
+    not_a_list = {**outer, "objects": ""}
+    assert stix2validator_accepts(not_a_list)
+    with pytest.raises(StixValidationError, match="property 'objects' must be a list"):
+        validate_bundle(not_a_list)
 
 
 def test_difference_7_stix2validator_crashes_in_its_should_checks() -> None:
@@ -554,6 +558,14 @@ def test_envelope_error_message(doc: Any, reason: str) -> None:
     with pytest.raises(StixValidationError) as info:
         validate_bundle(doc)
     assert info.value.reason.startswith(reason)
+
+
+def test_bundle_own_properties_get_the_must_checks() -> None:
+    bundle = {"type": "bundle", "id": "bundle--cfbe13d8-0ca3-41c1-a16b-5173c6fcea94",
+              "objects": [IDENTITY], "lang": "xx-YY"}
+    assert not stix2validator_accepts(bundle)
+    with pytest.raises(StixValidationError, match="property 'lang' is not an RFC 5646"):
+        validate_bundle(bundle)
 
 
 def test_envelope_results_keep_valid_objects() -> None:

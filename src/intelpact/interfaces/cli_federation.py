@@ -63,6 +63,25 @@ def peer_list(node_dir: Path) -> None:
     node.close()
 
 
+@main.group()
+def key() -> None:
+    """Rotate this node's signing key."""
+
+
+@key.command("rotate")
+@NODE_DIR
+@friendly
+def key_rotate(node_dir: Path) -> None:
+    """Make a new signing key. The old public key stays valid for what it signed; every
+    partner is sent an announcement signed by both keys. Restart `serve` afterwards."""
+    node = Node.open(node_dir)
+    old = node.identity.key_id
+    new = node.rotate_key()
+    partners = ", ".join(p.party for p in node.store.peers()) or "no partners yet"
+    out.print(f"Rotated the signing key {old} -> {new}; announcement queued for {partners}")
+    node.close()
+
+
 @main.command()
 @NODE_DIR
 @click.option("--party", default=None, help="Only releases to this partner.")

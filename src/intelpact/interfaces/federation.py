@@ -38,6 +38,7 @@ class FederationApi:
             Route(f"{PREFIX}/card", self.card),
             Route(f"{PREFIX}/collections/inbox/objects/", self.inbox, methods=["POST"]),
             Route(f"{PREFIX}/collections/outbox/objects/", self.outbox),
+            Route(f"{PREFIX}/keys", self.keys, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -100,6 +101,27 @@ class FederationApi:
             "failures": [{"id": r.object_id, "message": r.message} for r in bad],
             "pending_count": 0, "pendings": [], "x_intelpact_receipt": receipt}
         return _json(status)
+
+    async def keys(self, request: Request) -> Response:
+        """A partner's key-rotation announcement. It is authenticated by its own two
+        signatures (old pinned key and new key), not by a request signature: the
+        sender already signs with the new key, which we do not know yet."""
+        try:
+            body = await self._body(request)
+            return await run_in_threadpool(self._rotate, request, body)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _rotate(self, request: Request, body: bytes) -> Response:
+        sender = request.headers.get("x-intelpact-party", "")
+        if request.headers.get("x-intelpact-agreement") != self.node.agreement.content_hash:
+            raise TaxiiError(403, "Forbidden", "the agreement hash differs")
+        try:
+            new_id = self.node.federation.accept_rotation(sender, parse_json(body))
+        except (JsonError, FederationError) as exc:
+            raise TaxiiError(403, "Forbidden", exc.message) from None
+        log.warning("%s rotated its signing key to %s", sender, new_id)
+        return _json({"party": sender, "key_id": new_id})
 
     async def outbox(self, request: Request) -> Response:
         try:

@@ -421,6 +421,10 @@ class Markings:
         self._parts[mid] = part
         return part
 
+    def known(self, marking_id: str) -> bool:
+        """True when a marking-definition with this id was added (or is built in)."""
+        return marking_id in self._parts
+
     def part(self, ref: Any) -> LabelPart:
         if not isinstance(ref, str):
             raise LabelError(f"marking reference {ref!r} is not a string")

@@ -102,7 +102,21 @@ class Courier:
                             failure.get("message"))
         return len(done)
 
+    def announce_keys(self, party: str) -> None:
+        """Deliver this node's key-rotation announcements before anything it signs."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            return
+        for announcement_id, body in self.node.store.undelivered_announcements(party):
+            response = self._request(peer, "POST", "/federation/keys", body.encode())
+            if response.status_code != 200:
+                raise FederationError(f"{party} refused the key rotation: "
+                                      f"{response.status_code} {response.text[:300]}")
+            self.node.store.announcement_delivered(announcement_id, party,
+                                                   timestamp(utc_now()))
+
     def push_all(self, party: str) -> int:
+        self.announce_keys(party)
         total = 0
         while True:
             n = self.push_once(party)

@@ -218,10 +218,49 @@ class Federation:
         return {p.party: p for p in self.store.peers()}
 
     def keys_of(self, party: str) -> dict[str, Ed25519PublicKey]:
+        """Every key ``party`` has signed with: old keys stay valid for old signatures."""
+        keys = {kid: _public(pub) for kid, pub in self.store.party_keys(party).items()}
         if party == self.me.party:
-            return {self.me.key_id: self.me.key.public_key()}
-        peer = self.peers().get(party)
-        return {peer.key_id: _public(peer.public_key)} if peer else {}
+            keys[self.me.key_id] = self.me.key.public_key()
+        return keys
+
+    # -- key rotation -------------------------------------------------------------------
+    def announce_rotation(self, old: Ed25519PrivateKey, new: Ed25519PrivateKey) -> dict[str, Any]:
+        """A rotation announcement: the new key, signed by the old key and by itself."""
+        body = {"intelpact_key_rotation": 1, "party": self.me.party,
+                "old_key_id": key_id(public_raw(old)), "new_key_id": key_id(public_raw(new)),
+                "new_public_key": public_key_b64(new), "issued": timestamp(utc_now())}
+        return {**body, "signature_old": _sign(old, body), "signature_new": _sign(new, body)}
+
+    def accept_rotation(self, sender: str, announcement: Any) -> str:
+        """Pin a partner's new key from its announcement; returns the new key id."""
+        if not isinstance(announcement, dict) or \
+                announcement.get("intelpact_key_rotation") != 1:
+            raise FederationError("not a key rotation announcement")
+        peer = self.peers().get(sender)
+        if peer is None or announcement.get("party") != sender:
+            raise FederationError(f"{sender} is not a pinned partner, or the announcement "
+                                  "names another party")
+        body = {k: v for k, v in announcement.items()
+                if k not in ("signature_old", "signature_new")}
+        new_id = str(body.get("new_key_id"))
+        if new_id == peer.key_id:
+            return new_id  # already applied: announcements are delivered at least once
+        if body.get("old_key_id") != peer.key_id:
+            raise FederationError(f"the announcement rotates key {body.get('old_key_id')!r}, "
+                                  f"but {sender}'s pinned key is {peer.key_id}")
+        if not _verify(_public(peer.public_key), str(announcement.get("signature_old")), body):
+            raise FederationError("the announcement is not signed by the pinned (old) key")
+        new_public = _public(str(body.get("new_public_key")))
+        if key_id(public_raw(new_public)) != new_id or \
+                not _verify(new_public, str(announcement.get("signature_new")), body):
+            raise FederationError("the announcement's new key does not sign it")
+        self.store.add_party_key(sender, new_id, str(body["new_public_key"]),
+                                 timestamp(utc_now()))
+        self.store.add_peer(PeerRecord(sender, peer.url, str(body["new_public_key"]), new_id,
+                                       peer.tls_cert, peer.tls_fingerprint, peer.card,
+                                       timestamp(utc_now())))
+        return new_id
 
     def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
         """Pin a partner from its card; queue everything already releasable to it."""
@@ -278,14 +317,14 @@ class Federation:
         if pending:
             stored = self.store.add_objects(collection_id, [n for n, _ in pending], marks,
                                             release=self.release_to)
-            for (new, _), r in zip(pending, stored, strict=True):
-                ok = r.outcome != "conflict"
-                results.append(Received(new.object_id, r.version, ok, r.message,
+            for (new, _), added in zip(pending, stored, strict=True):
+                ok = added.outcome != "conflict"
+                results.append(Received(new.object_id, added.version, ok, added.message,
                                         new.body_hash if ok else ""))
         when = timestamp(utc_now())
-        for r in results:
-            if not r.ok:
-                self.store.add_refusal(sender, r.object_id, r.message, when)
+        for result in results:
+            if not result.ok:
+                self.store.add_refusal(sender, result.object_id, result.message, when)
         receipt = {"receiver": self.me.party, "sender": sender, "received": when,
                    "agreement": self.me.agreement_hash,
                    "objects": [{"id": r.object_id, "version": r.version,

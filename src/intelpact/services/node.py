@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ..config import NodeConfig, create_node_dir, load_config
-from ..crypto.keys import load_signing_key
+from ..crypto.keys import key_id, load_signing_key, public_key_b64, public_raw, write_private_file
 from ..crypto.signing import sign_object
 from ..model import Agreement, Markings, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
-from ..store.base import Collection, Page, Query, StoredObject
+from ..store.base import Collection, Page, Query, StoredObject, timestamp, utc_now
 from .access import Access
 from .federation import Federation, Identity
 from .people import People, Principal
@@ -45,6 +50,28 @@ class Node:
                                    sign=self.sign, release=self.federation.release_to,
                                    on_stored=self.stored.set)
         self.access = Access(self.policy, self.markings, store, validate_object)
+
+    def rotate_key(self) -> str:
+        """Make a new signing key; keep the old one's public half for old signatures, and
+        queue an announcement signed by both keys for every partner. Returns the new id."""
+        old = self.signing_key
+        new = Ed25519PrivateKey.generate()
+        announcement = self.federation.announce_rotation(old, new)
+        when = timestamp(utc_now())
+        self.store.add_party_key(self.party, key_id(public_raw(old)), public_key_b64(old), when)
+        path = self.config.signing_key
+        staged = path.with_name(f"{path.name}.new")
+        write_private_file(staged, new.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        os.replace(path, path.with_name(f"retired-{key_id(public_raw(old))}.pem"))
+        os.replace(staged, path)
+        self.store.add_announcement(json.dumps(announcement), when,
+                                    [p.party for p in self.store.peers()])
+        self.signing_key = new
+        self.identity = dataclasses.replace(self.identity, key=new)
+        self.federation.me = self.identity
+        return key_id(public_raw(new))
 
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Sign an object this node originates."""
@@ -96,7 +123,7 @@ class Node:
 
     def get(self, principal: Principal, object_id: str) -> list[dict[str, Any]]:
         """Every visible version of an object across collections, oldest first."""
-        found = []
+        found: list[dict[str, Any]] = []
         for collection in self.store.collections():
             _, visible = self.find(principal, collection.collection_id,
                                    Query(ids=(object_id,), versions=("all",), limit=1000))

@@ -116,7 +116,8 @@ class Publisher:
                                            communities=marking.communities)
             except MarkingError as exc:
                 raise PublishError(exc.message, hint=exc.hint) from None
-            definitions.append(applied)
+            if not self.markings.known(applied["id"]):  # already signed and stored once
+                definitions.append(applied)
             extra_refs.append(applied["id"])
 
         # marking-definitions first: objects may use them
@@ -222,8 +223,9 @@ class Publisher:
                 e["version"] = o.version
             return e
 
-        body = {
-            "id": str(uuid.uuid4()),
+        status_id = str(uuid.uuid4())
+        body: dict[str, Any] = {
+            "id": status_id,
             "status": "complete",
             "request_timestamp": created,
             "total_count": len(outcomes),
@@ -234,7 +236,7 @@ class Publisher:
             "pending_count": 0,
             "pendings": [],
         }
-        record = StatusRecord(body["id"], collection_id, person.name, created, body)
+        record = StatusRecord(status_id, collection_id, person.name, created, body)
         self.store.save_status(record)
         return record
 

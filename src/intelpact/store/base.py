@@ -327,6 +327,24 @@ class Store(abc.ABC):
     def set_pull_cursor(self, party: str, cursor: int) -> None: ...
 
     @abc.abstractmethod
+    def add_party_key(self, party: str, key_id: str, public_key: str, when: str) -> None:
+        """Remember a key ``party`` signs (or signed) with."""
+
+    @abc.abstractmethod
+    def party_keys(self, party: str) -> dict[str, str]:
+        """Every key id -> public key (base64) known for ``party``."""
+
+    @abc.abstractmethod
+    def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
+        """Record a key-rotation announcement to deliver to ``parties``."""
+
+    @abc.abstractmethod
+    def undelivered_announcements(self, party: str) -> list[tuple[int, str]]: ...
+
+    @abc.abstractmethod
+    def announcement_delivered(self, announcement_id: int, party: str, when: str) -> None: ...
+
+    @abc.abstractmethod
     def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None: ...
 
     @abc.abstractmethod

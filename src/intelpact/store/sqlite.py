@@ -281,6 +281,9 @@ class SQLiteStore(Store):
     # -- federation -------------------------------------------------------------------
     def add_peer(self, peer: PeerRecord) -> None:
         with self._write() as c:
+            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
+                      "(?, ?, ?, ?) ON CONFLICT (party, key_id) DO NOTHING",
+                      (peer.party, peer.key_id, peer.public_key, peer.added))
             c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "
                       "tls_fingerprint, card, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                       "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
@@ -359,6 +362,35 @@ class SQLiteStore(Store):
             c.execute("INSERT INTO pull_cursors (party, cursor) VALUES (?, ?) ON CONFLICT "
                       "(party) DO UPDATE SET cursor = max(cursor, excluded.cursor)",
                       (party, cursor))
+
+    def add_party_key(self, party: str, key_id: str, public_key: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
+                      "(?, ?, ?, ?) ON CONFLICT (party, key_id) DO NOTHING",
+                      (party, key_id, public_key, when))
+
+    def party_keys(self, party: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._conn().execute(
+            "SELECT key_id, public_key FROM party_keys WHERE party = ?", (party,))}
+
+    def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
+        with self._write() as c:
+            cur = c.execute("INSERT INTO key_announcements (body, made) VALUES (?, ?)",
+                            (body, when))
+            for party in parties:
+                c.execute("INSERT INTO key_deliveries (announcement_id, party) VALUES (?, ?)",
+                          (cur.lastrowid, party))
+
+    def undelivered_announcements(self, party: str) -> list[tuple[int, str]]:
+        return [(int(r[0]), str(r[1])) for r in self._conn().execute(
+            "SELECT a.announcement_id, a.body FROM key_announcements a JOIN key_deliveries d "
+            "ON d.announcement_id = a.announcement_id WHERE d.party = ? AND d.delivered IS "
+            "NULL ORDER BY a.announcement_id", (party,))]
+
+    def announcement_delivered(self, announcement_id: int, party: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE key_deliveries SET delivered = ? WHERE announcement_id = ? AND "
+                      "party = ?", (when, announcement_id, party))
 
     def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None:
         with self._write() as c:
