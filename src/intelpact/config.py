@@ -99,11 +99,12 @@ def load_config(node_dir: Path) -> NodeConfig:
     port = server.get("port", 8401)
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise _fail(path, "server.port", f"expected 1-65535, found {port!r}", "write port = 8401")
-    federation_port = server.get("federation_port", port + 1 if port < 65535 else port - 1)
+    next_port = port + 1 if port < 65535 else port - 1
+    federation_port = server.get("federation_port", next_port)
     if not isinstance(federation_port, int) or isinstance(federation_port, bool) or \
             not 1 <= federation_port <= 65535 or federation_port == port:
         raise _fail(path, "server.federation_port", f"expected 1-65535 and not the TAXII port, "
-                    f"found {federation_port!r}", f"write federation_port = {port + 1}")
+                    f"found {federation_port!r}", f"write federation_port = {next_port}")
     tls = server.get("tls", True)
     if not isinstance(tls, bool):
         raise _fail(path, "server.tls", f"expected true or false, found {tls!r}",

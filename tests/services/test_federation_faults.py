@@ -326,7 +326,7 @@ def test_nothing_forbidden_crosses_to_a_filtered_partner(pair: Pair) -> None:
     allowed_markings = [marking("JPN", "秘", ("NZL",)), marking("JPN", "指定なし", ("NZL",))]
     forbidden_markings = {
         "japan only": marking("JPN", "極秘"),
-        "JPNEO": marking("JPN", "機密", ("NZL",), ("JPNEO",)),
+        "JPNEO": marking("JPN", "機密", (), ("JPNEO",)),
         "not covered": marking("JPN", "取扱注意", ("NZL",)),
     }
     allowed = [obj for m in allowed_markings for obj in [m, *indicators(20, m["id"], "ok")]]
@@ -336,9 +336,11 @@ def test_nothing_forbidden_crosses_to_a_filtered_partner(pair: Pair) -> None:
     nz_allowed = [nz_allowed_marking, *indicators(5, nz_allowed_marking["id"], "for japan")]
     nzeo = marking("NZL", "SECRET", (), ("NZEO",))
     nz_forbidden = [nzeo, *indicators(5, nzeo["id"], f"FORBIDDEN-NZEO-{uuid.uuid4().hex}")]
-    # the forbidden words: every id, and every marker in names and descriptions
-    jp_words = {o["id"] for o in forbidden} | {o["name"].rsplit(" ", 1)[0] for o in forbidden
-                                                if o["type"] == "indicator"}
+    # the forbidden words: every id, and every marker in names and descriptions. The
+    # marking-definition of the uncovered level is left to the test below (it crosses).
+    uncovered = forbidden_markings["not covered"]["id"]
+    jp_words = {o["id"] for o in forbidden if o["id"] != uncovered} | {
+        o["name"].rsplit(" ", 1)[0] for o in forbidden if o["type"] == "indicator"}
     nz_words = {o["id"] for o in nz_forbidden} | {o["name"].rsplit(" ", 1)[0]
                                                   for o in nz_forbidden
                                                   if o["type"] == "indicator"}
@@ -407,3 +409,20 @@ def test_nothing_forbidden_crosses_to_a_filtered_partner(pair: Pair) -> None:
         finally:
             courier.stop()
             caller.close()
+
+
+@pytest.mark.xfail(strict=True, reason="definition_label gives every marking-definition the "
+                   "lowest covered level, so the definition of a level the agreement does not "
+                   "cover (取扱注意) is released although nothing it marks may be")
+def test_the_marking_of_an_uncovered_level_does_not_cross(pair: Pair) -> None:
+    uncovered = marking("JPN", "取扱注意", ("NZL",))
+    covered = marking("JPN", "秘", ("NZL",))
+    stays = indicators(2, uncovered["id"], f"FORBIDDEN-{uuid.uuid4().hex}")
+    goes = indicators(2, covered["id"], "ok")
+    pair.start("JPN")
+    pair.start("NZL")
+    pair.publish("JPN", [uncovered, covered, *stays, *goes])
+    wait_for(lambda: set(pair.rows("NZL")) >= keys([covered, *goes])
+             and pair.undelivered("JPN", "NZL") == 0, 30, "the exchange", pair)
+    assert not {o["id"] for o in stays} & {oid for oid, _ in pair.rows("NZL")}
+    assert uncovered["id"] not in {oid for oid, _ in pair.released("JPN", "NZL")}
