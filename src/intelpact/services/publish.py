@@ -69,12 +69,12 @@ def object_version(obj: dict[str, Any]) -> str | None:
 
 
 def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Label:
-    """The label of a marking-definition object: whoever could be released the
-    material it marks may see it (the lowest covered level, its REL TO, caveats
-    and communities)."""
+    """The label of a marking-definition object: the label it gives, so it is seen and
+    released exactly where what it marks may go (a statement marking, which marks
+    nothing, gets the lowest covered level)."""
     rel = frozenset(part.rel_to) if part.rel_mode == "set" else None
-    return Label(agreement.id, min(agreement.covered), origin, rel, part.caveats,
-                 part.communities)
+    rank = part.rank if part.rank is not None else min(agreement.covered)
+    return Label(agreement.id, rank, origin, rel, part.caveats, part.communities)
 
 
 class Publisher:
