@@ -290,3 +290,38 @@ def test_a_forged_rotation_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
     with pytest.raises(FederationError):
         nzl.federation.accept_rotation("JPN", forged)
     assert nzl.federation.peers()["JPN"].key_id == jpn.identity.key_id
+
+
+def test_replayed_and_stale_requests(jpn_nzl: tuple[Node, Node]) -> None:
+    """A replay inside the 5-minute window repeats an idempotent delivery (stored once);
+    a stale one is refused."""
+    import datetime as dt
+
+    from intelpact.services.federation import verify_request
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "replayed", "秘", ("NZL",))
+    row = next(r for _, r in jpn.store.pending("NZL", 10) if r.object_id == obj["id"])
+    marking = next(json.loads(b) for b in jpn.store.markings())
+    body = json.dumps({"objects": [marking, json.loads(row.body)]}).encode()
+    target = "/federation/collections/inbox/objects/"
+    headers = {"Accept": "application/taxii+json;version=2.1",
+               "Content-Type": "application/taxii+json;version=2.1",
+               **sign_request(jpn.identity, "POST", target, body)}
+    with serving_federation(nzl) as url:
+        import ssl
+        ctx = ssl.create_default_context(cadata=nzl.identity.tls_cert_pem)
+        ctx.load_cert_chain(str(jpn.config.tls_cert), str(jpn.config.tls_key))
+        first = httpx.post(url + target, content=body, headers=headers, verify=ctx)
+        again = httpx.post(url + target, content=body, headers=headers, verify=ctx)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["failure_count"] == 0, again.json()
+    assert first.json()["success_count"] == 2, first.json()
+    rows = nzl.store.query(nzl.default_collection().collection_id,
+                           nzl.access.readable(nzl.people.as_person("officer").person),
+                           Query(ids=(obj["id"],), versions=("all",))).rows
+    assert len(rows) == 1
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    with pytest.raises(FederationError, match="too old"):
+        verify_request(lowered, "POST", target, body, nzl.federation.peers(),
+                       nzl.agreement.content_hash, now=later)
