@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python scripts/demo.py $(DEMO)
 
+# Two passes: everything (the store tests run on SQLite and PostgreSQL), then the
+# TAXII, federation and people suites again with every node on PostgreSQL. The
+# PostgreSQL server is started by the tests (tests/pg.py); without PostgreSQL
+# binaries those tests skip with the reason printed.
+PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.py \
+	tests/services/test_federation.py tests/services/test_people.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	INTELPACT_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q $(PG_SUITES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,4 +1,4 @@
-"""Test helpers: real node directories, real SQLite, real servers on 127.0.0.1."""
+"""Test helpers: real node directories, real SQLite (or PostgreSQL), real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 import uvicorn
 
+from intelpact.interfaces.federation import create_federation_app, federation_server_options
+from intelpact.interfaces.server import taxii_server_options
 from intelpact.interfaces.taxii import create_app
 from intelpact.services.node import Node
 
@@ -29,55 +31,60 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(node: Node) -> Iterator[str]:
-    """Serve ``node`` with uvicorn in a thread; yields the base URL."""
-    port = free_port()
-    cfg = node.config
-    ssl: dict[str, Any] = {}
-    if cfg.tls and cfg.tls_cert and cfg.tls_key:
-        ssl = {"ssl_certfile": str(cfg.tls_cert), "ssl_keyfile": str(cfg.tls_key)}
-    server = uvicorn.Server(uvicorn.Config(create_app(node), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", **ssl))
+def _in_thread(app: Any, options: dict[str, Any]) -> Iterator[None]:
+    """Run one uvicorn server in a thread until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
+            raise RuntimeError(f"the test server on port {options['port']} did not start")
         time.sleep(0.01)
     try:
-        yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
+        yield
     finally:
         server.should_exit = True
         thread.join(10)
 
 
+@contextmanager
+def serving(node: Node) -> Iterator[str]:
+    """Serve ``node``'s TAXII API in a thread (on a free port); yields the base URL."""
+    options = taxii_server_options(node, "127.0.0.1", free_port())
+    with _in_thread(create_app(node), options):
+        yield f"{'https' if 'ssl_certfile' in options else 'http'}://127.0.0.1:{options['port']}"
+
+
+def test_database() -> str | None:
+    """The store make_node gives a node: None (its own SQLite file) unless
+    INTELPACT_TEST_DATABASE=postgresql asks for a fresh database on the test
+    PostgreSQL server (tests/pg.py; `make test` runs a second pass so)."""
+    import os
+
+    wanted = os.environ.get("INTELPACT_TEST_DATABASE", "sqlite").lower()
+    if wanted in ("", "sqlite"):
+        return None
+    if wanted not in ("postgresql", "postgres"):
+        raise ValueError(f"INTELPACT_TEST_DATABASE={wanted!r}: use sqlite or postgresql")
+    import pg
+
+    return pg.database_url("node")
+
+
 def make_node(path: Path, party: str = "JPN", agreement: str = "jpn-nzl.toml",
-              tls: bool = False) -> Node:
+              tls: bool = False, database: str | None = None) -> Node:
+    """A fresh node in ``path``; ``database`` defaults to test_database()."""
     return Node.create(path, party=party, agreement_file=AGREEMENTS / agreement, tls=tls,
-                       port=free_port(), federation_port=free_port())
+                       port=free_port(), federation_port=free_port(),
+                       database=database if database is not None else test_database())
 
 
 @contextmanager
 def serving_federation(node: Node) -> Iterator[str]:
     """Serve ``node``'s mutual-TLS federation listener in a thread."""
-    from intelpact.interfaces.federation import create_federation_app, federation_server_options
-
-    options = federation_server_options(node)
-    server = uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                           lifespan="off", **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the federation server did not start")
-        time.sleep(0.01)
-    try:
+    with _in_thread(create_federation_app(node), federation_server_options(node)):
         yield node.config.federation_url
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def stix_id(kind: str) -> str:

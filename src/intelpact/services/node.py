@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..config import NodeConfig, create_node_dir, load_config
+from ..config import NodeConfig, create_node_dir, load_config, write_config
 from ..crypto.keys import key_id, load_signing_key, public_key_b64, public_raw, write_private_file
 from ..crypto.signing import sign_object
 from ..model import Agreement, Markings, Policy, load_agreement
@@ -85,11 +85,17 @@ class Node:
     @classmethod
     def create(cls, node_dir: str | Path, *, party: str, agreement_file: str | Path,
                host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
-               federation_port: int | None = None) -> Node:
-        """Make a node directory, its database and its default collection."""
+               federation_port: int | None = None, database: str | None = None) -> Node:
+        """Make a node directory, its database and its default collection.
+
+        ``database``: the store to use instead of the node's own SQLite file (e.g. a
+        ``postgresql://`` URL of an empty database); written to node.toml."""
         config = create_node_dir(Path(node_dir), party=party,
                                  agreement_file=Path(agreement_file), host=host, port=port,
                                  tls=tls, federation_port=federation_port)
+        if database is not None:
+            config = dataclasses.replace(config, database=database)
+            write_config(config)
         node = cls(config, open_store(config.database, config.dir))
         node.store.add_collection(Collection(
             str(uuid.uuid4()), f"{party} intelligence",

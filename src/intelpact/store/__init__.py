@@ -1,4 +1,4 @@
-"""The store: one interface, SQLite by default (PostgreSQL to follow)."""
+"""The store: one interface, SQLite by default, PostgreSQL for a national node."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from .sqlite import SQLiteStore
 
 
 def open_store(database: str, base_dir: Path | None = None) -> Store:
-    """Open the store a node's ``database`` setting names (a SQLite path for now)."""
+    """Open the store a node's ``database`` setting names: a ``postgresql://`` URL,
+    or a SQLite file (relative to ``base_dir``)."""
     if database.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL is not supported yet",
-                         hint='use the embedded store: database = "node.db"')
+        from .postgres import PostgresStore  # psycopg is only loaded when used
+
+        return PostgresStore(database)
     path = Path(database)
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path

@@ -1,18 +1,22 @@
-"""The embedded store, on real SQLite files."""
+"""Every store backend, on real databases: SQLite files and a real PostgreSQL server
+(tests/pg.py starts one; the PostgreSQL cases skip only where it is not installed)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from intelpact.model import Label
+from intelpact.store import Store, open_store
 from intelpact.store.base import (
     BadCursor,
     Collection,
     NewObject,
+    PeerRecord,
     PersonRecord,
     Query,
     StatusRecord,
@@ -21,6 +25,8 @@ from intelpact.store.base import (
     normalise_timestamp,
 )
 from intelpact.store.sqlite import SQLiteStore, migrations
+
+import pg
 
 A = "jpn-nzl-isa"
 LOW = Label(A, 0, "JPN", frozenset({"JPN", "NZL"}))
@@ -35,14 +41,33 @@ def obj(n: int, version: str = "2026-01-01T00:00:00.000Z", label: Label = LOW,
                      label, label, label.originator, False)
 
 
+Opener = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the same database again each time it is called (every store it opened
+    is closed after the test)."""
+    database = str(tmp_path / "node.db") if request.param == "sqlite" else pg.database_url()
+    opened: list[Store] = []
+
+    def open_it() -> Store:
+        opened.append(open_store(database))
+        return opened[-1]
+
+    yield open_it
+    for s in opened:
+        s.close()
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "node.db")
+def store(opener: Opener) -> Store:
+    s = opener()
     s.add_collection(Collection("c1", "one", "", "intel"))
     return s
 
 
-def ids_for(store: SQLiteStore, *labels: Label) -> list[int]:
+def ids_for(store: Store, *labels: Label) -> list[int]:
     return [i for i, lab in store.labels().items() if lab in labels]
 
 
@@ -67,7 +92,7 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
-def test_same_version_is_idempotent_and_a_different_body_conflicts(store: SQLiteStore) -> None:
+def test_same_version_is_idempotent_and_a_different_body_conflicts(store: Store) -> None:
     first = store.add_objects("c1", [obj(1)])
     again = store.add_objects("c1", [obj(1)])
     other = store.add_objects("c1", [obj(1, body='{"tampered":true}')])
@@ -76,7 +101,7 @@ def test_same_version_is_idempotent_and_a_different_body_conflicts(store: SQLite
     assert store.count("c1") == 1
 
 
-def test_label_filter_runs_in_the_query(store: SQLiteStore) -> None:
+def test_label_filter_runs_in_the_query(store: Store) -> None:
     store.add_objects("c1", [obj(1), obj(2, label=HIGH), obj(3)])
     low_only = store.query("c1", ids_for(store, LOW), Query(versions=("all",)))
     assert [r.object_id[-1] for r in low_only.rows] == ["1", "3"]
@@ -90,7 +115,7 @@ def test_labels_round_trip_through_their_key() -> None:
     assert label_from_key(label_key(label)) == label
 
 
-def test_versions_first_last_all_and_timestamp(store: SQLiteStore) -> None:
+def test_versions_first_last_all_and_timestamp(store: Store) -> None:
     versions = ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]
     store.add_objects("c1", [obj(1, v) for v in versions])
     readable = ids_for(store, LOW)
@@ -106,14 +131,14 @@ def test_versions_first_last_all_and_timestamp(store: SQLiteStore) -> None:
     assert got(normalise_timestamp(versions[1])) == [normalise_timestamp(versions[1])]
 
 
-def test_last_means_last_visible_version(store: SQLiteStore) -> None:
+def test_last_means_last_visible_version(store: Store) -> None:
     store.add_objects("c1", [obj(1, "2026-01-01T00:00:00Z"),
                              obj(1, "2026-02-01T00:00:00Z", label=HIGH)])
     rows = store.query("c1", ids_for(store, LOW), Query()).rows
     assert [r.version for r in rows] == [normalise_timestamp("2026-01-01T00:00:00Z")]
 
 
-def test_date_added_strictly_increases_with_seq(store: SQLiteStore) -> None:
+def test_date_added_strictly_increases_with_seq(store: Store) -> None:
     for n in range(5):
         store.add_objects("c1", [obj(20 * n + k) for k in range(20)])
     rows = store.query("c1", ids_for(store, LOW), Query(limit=1000)).rows
@@ -122,7 +147,7 @@ def test_date_added_strictly_increases_with_seq(store: SQLiteStore) -> None:
     assert all(len(a) == len("2026-01-01T00:00:00.000000Z") for a in added)
 
 
-def test_paging_survives_concurrent_writes(store: SQLiteStore) -> None:
+def test_paging_survives_concurrent_writes(store: Store) -> None:
     store.add_objects("c1", [obj(n) for n in range(50)])
     readable = ids_for(store, LOW)
     seen: list[str] = []
@@ -153,7 +178,7 @@ def test_paging_survives_concurrent_writes(store: SQLiteStore) -> None:
     assert len(seen) == len(set(seen)) == 80  # nothing skipped, nothing repeated
 
 
-def test_cursor_from_another_query_is_refused(store: SQLiteStore) -> None:
+def test_cursor_from_another_query_is_refused(store: Store) -> None:
     store.add_objects("c1", [obj(n) for n in range(5)])
     page = store.query("c1", ids_for(store, LOW), Query(limit=2))
     assert page.more and page.next
@@ -164,7 +189,7 @@ def test_cursor_from_another_query_is_refused(store: SQLiteStore) -> None:
         store.query("c1", ids_for(store, LOW), Query(limit=2, cursor="x' OR 1=1 --"))
 
 
-def test_filters_are_parameters_not_sql(store: SQLiteStore) -> None:
+def test_filters_are_parameters_not_sql(store: Store) -> None:
     store.add_objects("c1", [obj(1)])
     hostile = ("indicator' OR '1'='1", "x\"); DROP TABLE objects; --")
     for value in hostile:
@@ -173,23 +198,23 @@ def test_filters_are_parameters_not_sql(store: SQLiteStore) -> None:
     assert store.count("c1") == 1
 
 
-def test_delete_only_visible_versions(store: SQLiteStore) -> None:
+def test_delete_only_visible_versions(store: Store) -> None:
     store.add_objects("c1", [obj(1, "2026-01-01T00:00:00Z"),
                              obj(1, "2026-02-01T00:00:00Z", label=HIGH)])
     assert store.delete("c1", ids_for(store, LOW), obj(1).object_id, ("all",)) == 1
     assert store.count("c1") == 1
 
 
-def test_statuses_persist(tmp_path: Path) -> None:
-    s = SQLiteStore(tmp_path / "n.db")
+def test_statuses_persist(opener: Opener) -> None:
+    s = opener()
     s.save_status(StatusRecord("s1", "c1", "tanaka", "2026-01-01T00:00:00.000000Z",
                                {"id": "s1", "status": "complete"}))
     s.close()
-    again = SQLiteStore(tmp_path / "n.db").status("s1")
+    again = opener().status("s1")
     assert again is not None and again.body["status"] == "complete" and again.owner == "tanaka"
 
 
-def test_people_and_tokens(store: SQLiteStore) -> None:
+def test_people_and_tokens(store: Store) -> None:
     store.add_person(PersonRecord("kiri", "NZL", "SECRET", (), ("MARITIME",), ("analyst",),
                                   None, "2026-01-01T00:00:00Z"))
     with pytest.raises(Exception, match="already exists"):
@@ -201,7 +226,69 @@ def test_people_and_tokens(store: SQLiteStore) -> None:
     assert not store.revoke_person("kiri", "t3")
 
 
-def test_a_failed_batch_changes_nothing(store: SQLiteStore) -> None:
+def test_a_failed_batch_changes_nothing(store: Store) -> None:
     with pytest.raises(Exception, match="no collection"):
         store.add_objects("missing", [obj(1)], markings=[("marking-definition--x", "{}")])
     assert store.count("c1") == 0 and store.markings() == []
+
+
+def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> None:
+    results = store.add_objects("c1", [obj(1), obj(2, label=HIGH)],
+                                markings=[("marking-definition--b", "{\"b\":1}"),
+                                          ("marking-definition--a", "{\"a\":1}")],
+                                release=lambda o: ["NZL"] if o.label == LOW else [])
+    assert [r.outcome for r in results] == ["added", "added"]
+    assert store.markings() == ['{"b":1}', '{"a":1}']  # in the order stored
+    pending = store.pending("NZL", 10)
+    assert [o.object_id for _, o in pending] == [obj(1).object_id]
+    assert store.enqueue("NZL", lambda o: True) == 2  # the first is not queued twice
+    entries = store.released_after("NZL", 0, 10)
+    assert [o.object_id for _, o in entries] == [obj(1).object_id, obj(2).object_id]
+    assert entries[0][0] < entries[1][0]
+    assert store.released_after("NZL", entries[0][0], 10)[0][0] == entries[1][0]
+    first = entries[0][0]
+    for _ in range(20):
+        store.failed_attempt("NZL", [first])
+    assert [i for i, _ in store.pending("NZL", 10)] == [entries[1][0]]  # gave up pushing
+    store.mark_delivered("NZL", [entries[1][0]], "2026-01-02T00:00:00.000000Z", "{}")
+    assert store.pending("NZL", 10) == []
+    [d] = store.disseminations()
+    assert (d.party, d.object_id, d.receipt_at) == ("NZL", obj(2).object_id,
+                                                    "2026-01-02T00:00:00.000000Z")
+    store.set_pull_cursor("NZL", 5)
+    store.set_pull_cursor("NZL", 3)  # never goes back
+    assert store.pull_cursor("NZL") == 5 and store.pull_cursor("AUS") == 0
+    store.add_party_key("NZL", "k1", "pub1", "t")
+    store.add_party_key("NZL", "k1", "other", "t")  # first key wins
+    store.add_party_key("NZL", "k2", "pub2", "t")
+    assert store.party_keys("NZL") == {"k1": "pub1", "k2": "pub2"}
+    store.add_announcement("{\"rotate\":1}", "t", ["NZL", "AUS"])
+    [(aid, body)] = store.undelivered_announcements("NZL")
+    store.announcement_delivered(aid, "NZL", "t2")
+    assert store.undelivered_announcements("NZL") == []
+    assert store.undelivered_announcements("AUS") == [(aid, body)]
+    store.add_refusal("NZL", "indicator--x", "bad signature", "t")
+    assert store.refusals() == [("NZL", "indicator--x", "bad signature", "t")]
+    store.add_peer(PeerRecord("NZL", "https://nz", "pub3", "k3", "pem", "fp", "{}", "t"))
+    store.add_peer(PeerRecord("NZL", "https://nz2", "pub3", "k3", "pem", "fp", "{}", "t"))
+    assert [p.url for p in store.peers()] == ["https://nz2"]
+    assert store.party_keys("NZL")["k3"] == "pub3"
+
+
+def test_collections_and_tokens(store: Store) -> None:
+    store.add_collection(Collection("c0", "zero", "d", None))
+    assert [c.collection_id for c in store.collections()] == ["c1", "c0"]
+    assert store.collection("c0") == Collection("c0", "zero", "d", None)
+    assert store.collection("nope") is None
+    store.add_person(PersonRecord("ana", "JPN", "SECRET", ("X",), (), ("admin",), None, "t"))
+    store.add_person(PersonRecord("aki", "JPN", "SECRET", (), (), (), None, "t"))
+    assert [p.name for p in store.people()] == ["aki", "ana"]
+    store.set_password("ana", "hash")
+    person = store.person("ana")
+    assert person is not None and person.password_hash == "hash" and person.caveats == ("X",)
+    store.add_token("d1", "ana", "laptop", "t")
+    store.add_token("d2", "ana", "phone", "t")
+    assert store.revoke_tokens("ana", "t2", "d1") == 1
+    assert store.token_owner("d1") is None and store.token_owner("d2") == "ana"
+    assert store.revoke_tokens("ana", "t2") == 1
+    assert store.token_owner("d2") is None

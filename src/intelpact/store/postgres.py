@@ -1,0 +1,545 @@
+"""The national store: PostgreSQL through psycopg 3 and a connection pool.
+
+The same interface and the same meanings as the embedded store (sqlite.py),
+on the same schema (migrations/postgres/, numbered like the SQLite ones).
+
+Every writing transaction starts with ``pg_advisory_xact_lock(WRITE_LOCK)``: like
+SQLite's ``BEGIN IMMEDIATE``, writers run one at a time across every process and
+machine using the database, so ``seq``, ``outbox_id`` and ``date_added`` increase
+together and commit in that order; a reader paging with ``seq > cursor`` can
+never skip a row that commits later with a smaller ``seq``. Reads take no lock.
+Commits are durable: a session whose ``synchronous_commit`` is off (or local) is
+set to ``on``. Every value is a bound parameter; the readable labels are one
+``bigint[]`` (``label_id = ANY(%s)``) inside the one query that pages.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..model.labels import Label
+from .base import (
+    AddResult,
+    BadCursor,
+    Collection,
+    Dissemination,
+    NewObject,
+    Page,
+    PeerRecord,
+    PersonRecord,
+    Query,
+    StatusRecord,
+    Store,
+    StoredObject,
+    StoreError,
+    label_from_key,
+    label_key,
+    timestamp,
+    utc_now,
+)
+from .sqlite import MAX_ATTEMPTS, _Clock, _commas, _person, _statements, _stored
+
+# The advisory lock every writing transaction holds (an arbitrary constant: "intelpact").
+WRITE_LOCK = 0x696E74656C706163
+_OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
+                   "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every PostgreSQL migration shipped, in order."""
+    folder = resources.files("intelpact.store") / "migrations" / "postgres"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def describe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        info = pg_conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://…"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"postgresql://{info.get('user', '')}@{host}:{port}/{info.get('dbname', '')}"
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute("SHOW synchronous_commit").fetchone()
+    if row is not None and row[0] in ("off", "local"):
+        conn.execute("SET synchronous_commit = on")
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
+                 timeout: float = 30.0) -> None:
+        self.url = url
+        self._where = describe(url)
+        self._labels: dict[int, Label] = {}
+        self._label_ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+            kwargs={"autocommit": True}, configure=_configure, name="intelpact")
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except PoolTimeout:
+            self._pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {self._where}",
+                             hint="check that the server runs and that database, user and "
+                             "password in node.toml's 'database' are right") from None
+        try:
+            self.schema_version = self._migrate()
+            self._load_labels()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections -------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield conn
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._read() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._read() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _migrate(self) -> int:
+        with self._write() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                      "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
+            done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
+            current = max(done, default=0)
+            shipped = migrations()
+            newest = shipped[-1][0] if shipped else 0
+            if current > newest:
+                raise StoreError(f"{self._where}: database schema version {current} is newer "
+                                 f"than this intelpact ({newest})",
+                                 hint="upgrade intelpact before opening this node")
+            for version, sql in shipped:
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
+                          (version, timestamp(utc_now())))
+                current = version
+        return current
+
+    # -- labels -----------------------------------------------------------------------
+    def _load_labels(self) -> None:
+        """Learn labels added since the last look (by this or another process)."""
+        with self._lock:
+            newest = max(self._labels, default=0)
+        rows = self._all("SELECT label_id, label_key FROM labels WHERE label_id > %s",
+                         (newest,))
+        with self._lock:
+            for label_id, key in rows:
+                self._labels[int(label_id)] = label_from_key(key)
+                self._label_ids[key] = int(label_id)
+
+    def labels(self) -> dict[int, Label]:
+        self._load_labels()
+        with self._lock:
+            return dict(self._labels)
+
+    def _label_id(self, conn: psycopg.Connection[Any], label: Label,
+                  pending: dict[str, int]) -> int:
+        key = label_key(label)
+        found = self._label_ids.get(key) or pending.get(key)
+        if found is not None:
+            return found
+        row = conn.execute("SELECT label_id FROM labels WHERE label_key = %s",
+                           (key,)).fetchone()
+        if row is None:
+            row = conn.execute(
+                "INSERT INTO labels (label_key, agreement, rank, originator, rel_to, caveats, "
+                "communities, sources) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING label_id",
+                (key, label.agreement, label.rank, label.originator,
+                 _commas(label.rel_to) if label.rel_to is not None else None,
+                 _commas(label.caveats),
+                 json.dumps(sorted(sorted(c) for c in label.communities)),
+                 _commas(label.sources))).fetchone()
+        assert row is not None
+        pending[key] = int(row[0])
+        return int(row[0])
+
+    # -- collections --------------------------------------------------------------------
+    def add_collection(self, collection: Collection) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO collections (collection_id, title, description, alias, "
+                      "created) VALUES (%s, %s, %s, %s, %s)",
+                      (collection.collection_id, collection.title, collection.description,
+                       collection.alias, timestamp(utc_now())))
+
+    def collections(self) -> list[Collection]:
+        rows = self._all("SELECT collection_id, title, description, alias FROM collections "
+                         "ORDER BY created, collection_id")
+        return [Collection(*row) for row in rows]
+
+    def collection(self, collection_id: str) -> Collection | None:
+        row = self._one("SELECT collection_id, title, description, alias FROM collections "
+                        "WHERE collection_id = %s", (collection_id,))
+        return Collection(*row) if row else None
+
+    # -- objects ---------------------------------------------------------------------
+    def add_objects(self, collection_id: str, objects: Sequence[NewObject],
+                    markings: Iterable[tuple[str, str]] = (),
+                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    ) -> list[AddResult]:
+        results: list[AddResult] = []
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM collections WHERE collection_id = %s",
+                         (collection_id,)).fetchone() is None:
+                raise StoreError(f"no collection {collection_id}")
+            for marking_id, body in markings:
+                c.execute("INSERT INTO markings (marking_id, body) VALUES (%s, %s) "
+                          "ON CONFLICT (marking_id) DO NOTHING", (marking_id, body))
+            # date_added increases with seq, so the newest row has the latest date_added
+            # (and the primary key finds it without a scan).
+            last = c.execute("SELECT date_added FROM objects ORDER BY seq DESC LIMIT 1"
+                             ).fetchone()
+            clock = _Clock(last[0] if last else None)
+            for obj in objects:
+                added = clock.next()
+                version = obj.version or added
+                row = c.execute("SELECT body_hash FROM objects WHERE collection_id = %s AND "
+                                "object_id = %s AND version = %s",
+                                (collection_id, obj.object_id, version)).fetchone()
+                if row is not None:
+                    if row[0] == obj.body_hash:
+                        results.append(AddResult(obj.object_id, version, "exists",
+                                                 "already stored (identical)"))
+                    else:
+                        results.append(AddResult(
+                            obj.object_id, version, "conflict",
+                            f"a different object with id {obj.object_id} and version "
+                            f"{version} is already stored; objects are immutable per "
+                            "(id, modified): issue a new version"))
+                    continue
+                label_id = self._label_id(c, obj.label, pending)
+                banner_id = self._label_id(c, obj.banner, pending)
+                inserted = c.execute(
+                    "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
+                    "version, date_added, label_id, banner_id, originator, has_portions, body, "
+                    "body_hash, published_by, received_from) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "RETURNING seq",
+                    (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
+                     added, label_id, banner_id, obj.originator, int(obj.has_portions),
+                     obj.body, obj.body_hash, obj.published_by, obj.received_from)).fetchone()
+                assert inserted is not None
+                if release is not None:
+                    for party in release(obj):
+                        c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
+                                  "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
+                                  (party, inserted[0], added))
+                results.append(AddResult(obj.object_id, version, "added", "stored"))
+        self._load_labels()
+        return results
+
+    def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
+        sql, params = select(collection_id, readable, query)
+        rows = self._all(sql, params)
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        objects = [_stored(r) for r in rows]
+        next_cursor = f"{objects[-1].seq}.{query.fingerprint()}" if more and objects else None
+        return Page(objects, more, next_cursor)
+
+    def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
+               versions: tuple[str, ...]) -> int:
+        q = Query(ids=(object_id,), versions=versions, limit=1_000_000)
+        with self._write() as c:
+            sql, params = select(collection_id, readable, q)
+            seqs = [int(row[0]) for row in c.execute(sql, params)]
+            if seqs:
+                c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])", (seqs,))
+        return len(seqs)
+
+    def markings(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT body FROM markings ORDER BY marking_no")]
+
+    def count(self, collection_id: str) -> int:
+        row = self._one("SELECT count(*) FROM objects WHERE collection_id = %s",
+                        (collection_id,))
+        return int(row[0]) if row else 0
+
+    # -- statuses ---------------------------------------------------------------------
+    def save_status(self, status: StatusRecord) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO statuses (status_id, collection_id, owner, created, body) "
+                      "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (status_id) DO UPDATE SET "
+                      "body = excluded.body",
+                      (status.status_id, status.collection_id, status.owner, status.created,
+                       json.dumps(status.body)))
+
+    def status(self, status_id: str) -> StatusRecord | None:
+        row = self._one("SELECT status_id, collection_id, owner, created, body FROM statuses "
+                        "WHERE status_id = %s", (status_id,))
+        if row is None:
+            return None
+        return StatusRecord(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    # -- federation -------------------------------------------------------------------
+    def add_peer(self, peer: PeerRecord) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
+                      "(%s, %s, %s, %s) ON CONFLICT (party, key_id) DO NOTHING",
+                      (peer.party, peer.key_id, peer.public_key, peer.added))
+            c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "
+                      "tls_fingerprint, card, added) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                      "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
+                      "excluded.public_key, key_id = excluded.key_id, tls_cert = "
+                      "excluded.tls_cert, tls_fingerprint = excluded.tls_fingerprint, card = "
+                      "excluded.card, added = excluded.added",
+                      (peer.party, peer.url, peer.public_key, peer.key_id, peer.tls_cert,
+                       peer.tls_fingerprint, peer.card, peer.added))
+
+    def peers(self) -> list[PeerRecord]:
+        return [PeerRecord(*r) for r in self._all(
+            "SELECT party, url, public_key, key_id, tls_cert, tls_fingerprint, card, added "
+            "FROM peers ORDER BY party")]
+
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
+        chosen: list[int] = []
+        with self._read() as conn:
+            cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY seq")  # noqa: S608
+            for r in cur:
+                row = _stored(r)
+                if decide(row):
+                    chosen.append(row.seq)
+        with self._write() as c:
+            when = timestamp(utc_now())
+            for seq in chosen:
+                c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (%s, %s, %s) "
+                          "ON CONFLICT (party, seq) DO NOTHING", (party, seq, when))
+        return len(chosen)
+
+    def _outbox(self, where: str, params: Sequence[Any]) -> list[tuple[int, StoredObject]]:
+        columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+        rows = self._all(
+            f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
+            f"WHERE {where} ORDER BY b.outbox_id LIMIT %s", params)
+        return [(int(r[0]), _stored(r[1:])) for r in rows]
+
+    def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
+        return self._outbox("b.party = %s AND b.delivered IS NULL AND b.attempts < %s",
+                            (party, MAX_ATTEMPTS, limit))
+
+    def released_after(self, party: str, after: int,
+                       limit: int) -> list[tuple[int, StoredObject]]:
+        return self._outbox("b.party = %s AND b.outbox_id > %s", (party, after, limit))
+
+    def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
+                       receipt: str) -> None:
+        with self._write() as c:
+            for outbox_id in outbox_ids:
+                row = c.execute("SELECT o.object_id, o.version, o.body_hash, b.enqueued FROM "
+                                "outbox b JOIN objects o ON o.seq = b.seq WHERE b.outbox_id = "
+                                "%s AND b.party = %s", (outbox_id, party)).fetchone()
+                if row is None:
+                    continue
+                c.execute("UPDATE outbox SET delivered = %s WHERE outbox_id = %s AND "
+                          "delivered IS NULL", (when, outbox_id))
+                c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, "
+                          "released, receipt_at, receipt) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                          "ON CONFLICT (party, object_id, version) DO UPDATE SET receipt_at = "
+                          "excluded.receipt_at, receipt = excluded.receipt",
+                          (party, row[0], row[1], row[2], row[3], when, receipt))
+
+    def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None:
+        with self._write() as c:
+            c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = "
+                      "ANY(%s::bigint[]) AND party = %s", (list(outbox_ids), party))
+
+    def disseminations(self) -> list[Dissemination]:
+        return [Dissemination(*r) for r in self._all(
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt FROM "
+            "disseminations ORDER BY released, party, object_id")]
+
+    def pull_cursor(self, party: str) -> int:
+        row = self._one("SELECT cursor FROM pull_cursors WHERE party = %s", (party,))
+        return int(row[0]) if row else 0
+
+    def set_pull_cursor(self, party: str, cursor: int) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO pull_cursors (party, cursor) VALUES (%s, %s) ON CONFLICT "
+                      "(party) DO UPDATE SET cursor = GREATEST(pull_cursors.cursor, "
+                      "excluded.cursor)", (party, cursor))
+
+    def add_party_key(self, party: str, key_id: str, public_key: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
+                      "(%s, %s, %s, %s) ON CONFLICT (party, key_id) DO NOTHING",
+                      (party, key_id, public_key, when))
+
+    def party_keys(self, party: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._all(
+            "SELECT key_id, public_key FROM party_keys WHERE party = %s", (party,))}
+
+    def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
+        with self._write() as c:
+            row = c.execute("INSERT INTO key_announcements (body, made) VALUES (%s, %s) "
+                            "RETURNING announcement_id", (body, when)).fetchone()
+            assert row is not None
+            for party in parties:
+                c.execute("INSERT INTO key_deliveries (announcement_id, party) VALUES (%s, %s)",
+                          (row[0], party))
+
+    def undelivered_announcements(self, party: str) -> list[tuple[int, str]]:
+        return [(int(r[0]), str(r[1])) for r in self._all(
+            "SELECT a.announcement_id, a.body FROM key_announcements a JOIN key_deliveries d "
+            "ON d.announcement_id = a.announcement_id WHERE d.party = %s AND d.delivered IS "
+            "NULL ORDER BY a.announcement_id", (party,))]
+
+    def announcement_delivered(self, announcement_id: int, party: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE key_deliveries SET delivered = %s WHERE announcement_id = %s AND "
+                      "party = %s", (when, announcement_id, party))
+
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO refusals (party, object_id, reason, at) VALUES "
+                      "(%s, %s, %s, %s)", (party, object_id, reason, when))
+
+    def refusals(self) -> list[tuple[str, str, str, str]]:
+        return [(r[0], r[1], r[2], r[3]) for r in self._all(
+            "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
+
+    # -- people -------------------------------------------------------------------------
+    _PEOPLE = ("SELECT name, party, clearance, caveats, communities, roles, password_hash, "
+               "created, revoked FROM people")
+
+    def add_person(self, person: PersonRecord) -> None:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM people WHERE name = %s", (person.name,)).fetchone():
+                raise StoreError(f"a person named {person.name!r} already exists",
+                                 hint="choose another name; names are never reused")
+            c.execute("INSERT INTO people (name, party, clearance, caveats, communities, roles, "
+                      "password_hash, created, revoked) VALUES "
+                      "(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                      (person.name, person.party, person.clearance,
+                       json.dumps(list(person.caveats)), json.dumps(list(person.communities)),
+                       json.dumps(list(person.roles)), person.password_hash, person.created,
+                       person.revoked))
+
+    def person(self, name: str) -> PersonRecord | None:
+        row = self._one(self._PEOPLE + " WHERE name = %s", (name,))
+        return _person(row) if row else None
+
+    def people(self) -> list[PersonRecord]:
+        return [_person(r) for r in self._all(self._PEOPLE + " ORDER BY name")]
+
+    def revoke_person(self, name: str, when: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("UPDATE people SET revoked = %s WHERE name = %s AND revoked IS NULL",
+                            (when, name))
+            changed = cur.rowcount > 0
+            c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND revoked IS NULL",
+                      (when, name))
+            return changed
+
+    def set_password(self, name: str, password_hash: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE people SET password_hash = %s WHERE name = %s",
+                      (password_hash, name))
+
+    def add_token(self, digest: str, name: str, label: str, created: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO tokens (digest, name, label, created) VALUES "
+                      "(%s, %s, %s, %s)", (digest, name, label, created))
+
+    def token_owner(self, digest: str) -> str | None:
+        row = self._one("SELECT t.name FROM tokens t JOIN people p ON p.name = t.name "
+                        "WHERE t.digest = %s AND t.revoked IS NULL AND p.revoked IS NULL",
+                        (digest,))
+        return str(row[0]) if row else None
+
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int:
+        with self._write() as c:
+            if digest is None:
+                cur = c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND revoked IS "
+                                "NULL", (when, name))
+            else:
+                cur = c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND digest = %s "
+                                "AND revoked IS NULL", (when, name, digest))
+            return cur.rowcount
+
+
+# -- the one query -----------------------------------------------------------------------
+
+def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[str, list[Any]]:
+    """The one query behind every read: visibility, filters, version choice and paging."""
+    params: list[Any] = [collection_id, list(readable)]
+    where = ["o.collection_id = %s", "o.label_id = ANY(%s::bigint[])"]
+    if query.cursor is not None:
+        seq, _, fingerprint = query.cursor.partition(".")
+        if not seq.isdigit() or fingerprint != query.fingerprint() or len(seq) > 18:
+            raise BadCursor(f"'next' value {query.cursor!r} does not belong to this query",
+                            hint="repeat the request with the same filters and the 'next' "
+                            "value it returned")
+        where.append("o.seq > %s")
+        params.append(int(seq))
+    if query.ids:
+        where.append("o.object_id = ANY(%s::text[])")
+        params.append(list(query.ids))
+    if query.types:
+        where.append("o.object_type = ANY(%s::text[])")
+        params.append(list(query.types))
+    if query.spec_versions:
+        where.append("o.spec_version = ANY(%s::text[])")
+        params.append(list(query.spec_versions))
+    if query.added_after is not None:
+        where.append("o.date_added > %s")
+        params.append(query.added_after)
+    if "all" not in query.versions:
+        choices = []
+        newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "
+                 "AND n.object_id = o.object_id AND n.version {op} o.version "
+                 "AND n.label_id = ANY(%s::bigint[]){spec})")
+        spec = " AND n.spec_version = ANY(%s::text[])" if query.spec_versions else ""
+        for choice in query.versions:
+            if choice in ("last", "first"):
+                params.append(list(readable))
+                if query.spec_versions:
+                    params.append(list(query.spec_versions))
+                choices.append(newer.format(op=">" if choice == "last" else "<", spec=spec))
+            else:
+                choices.append("o.version = %s")
+                params.append(choice)
+        where.append("(" + " OR ".join(choices) + ")")
+    params.append(query.limit + 1)
+    # Only constant SQL is joined here; every value is a bound parameter.
+    columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+    sql = (f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} "  # noqa: S608
+           "ORDER BY o.seq LIMIT %s")
+    return sql, params

@@ -1,0 +1,173 @@
+"""What only the PostgreSQL store has to show: its migrations, its plans, and
+writers in several processes (tests/pg.py starts the server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from test_store import HIGH, LOW, ids_for, obj
+
+from intelpact.model import Label
+from intelpact.store import open_store
+from intelpact.store import postgres as pgstore
+from intelpact.store.base import Collection, Query, StoreError
+from intelpact.store.postgres import PostgresStore
+from intelpact.store.sqlite import migrations as sqlite_migrations
+
+import pg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def url() -> str:
+    return pg.database_url("pgstore")
+
+
+@pytest.fixture()
+def store(url: str) -> Iterator[PostgresStore]:
+    s = open_store(url)
+    assert isinstance(s, PostgresStore)
+    s.add_collection(Collection("c1", "one", "", "intel"))
+    yield s
+    s.close()
+
+
+def test_migrations_match_sqlite_and_are_recorded_once(url: str) -> None:
+    assert [v for v, _ in pgstore.migrations()] == [v for v, _ in sqlite_migrations()]
+    PostgresStore(url).close()
+    again = PostgresStore(url)
+    assert again.schema_version == pgstore.migrations()[-1][0]
+    again.close()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [v for v, _ in pgstore.migrations()]
+
+
+def test_refuses_a_newer_schema(url: str) -> None:
+    PostgresStore(url).close()
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'x')")
+    with pytest.raises(StoreError, match="newer than this intelpact"):
+        PostgresStore(url)
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    port = pg.free_port()
+    with pytest.raises(StoreError, match="cannot connect") as caught:
+        PostgresStore(f"postgresql://u:hunter2@127.0.0.1:{port}/x", timeout=1)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_commits_are_durable(store: PostgresStore) -> None:
+    with store._pool.connection() as conn:  # noqa: SLF001 - the session the store uses
+        row = conn.execute("SHOW synchronous_commit").fetchone()
+    assert row is not None and row[0] in ("on", "remote_write", "remote_apply")
+
+
+def _plan(store: PostgresStore, query: Query, readable: list[int]) -> str:
+    sql, params = pgstore.select("c1", readable, query)
+    with store._pool.connection() as conn:  # noqa: SLF001
+        rows = conn.execute("EXPLAIN " + sql, params).fetchall()  # type: ignore[arg-type]
+    return "\n".join(r[0] for r in rows)
+
+
+def test_the_page_query_uses_an_index_on_objects(store: PostgresStore) -> None:
+    """20,000 objects under 20 labels; the planner must page through an index."""
+    labels = [Label("jpn-nzl-isa", rank, "JPN", frozenset({"JPN", "NZL"}))
+              for rank in range(4)]
+    labels += [Label("jpn-nzl-isa", rank, "NZL", frozenset({"JPN"}), frozenset({f"C{k}"}))
+               for rank in range(4) for k in range(4)]
+    store.add_objects("c1", [obj(900_000 + i, label=lab) for i, lab in enumerate(labels)])
+    ids = sorted(store.labels())
+    with store._pool.connection() as conn:  # noqa: SLF001
+        conn.execute(
+            "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
+            "version, date_added, label_id, banner_id, originator, has_portions, body, "
+            "body_hash) SELECT 'c1', 'indicator--' || lpad(((g %% 5000))::text, 36, '0'), "
+            "'indicator', '2.1', to_char(timestamp '2026-01-01' + g * interval '1 second', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), to_char(timestamp '2027-01-01' + g * "
+            "interval '1 millisecond', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+            "(%s::bigint[])[1 + g %% %s], (%s::bigint[])[1 + g %% %s], 'JPN', 0, "
+            "repeat('x', 400), md5(g::text) FROM generate_series(1, 20000) g",
+            (ids, len(ids), ids, len(ids)))
+        conn.execute("ANALYZE objects")
+    assert store.count("c1") == 20_000 + len(labels)
+    readable = ids[:6]
+    queries = [Query(), Query(versions=("all",)), Query(versions=("first",)),
+               Query(types=("indicator",), versions=("all",)),
+               Query(added_after="2027-01-01T00:00:05.000000Z", versions=("all",)),
+               Query(cursor=f"10000.{Query().fingerprint()}"),
+               Query(ids=("indicator--" + "0" * 32 + "1234",), versions=("all",))]
+    for query in queries:
+        plan = _plan(store, query, readable)
+        assert "Seq Scan on objects" not in plan, plan
+        assert " on objects " in plan and "Index" in plan, plan
+    # and the answers are right: the 20 ranks/caveats were spread over the rows
+    page = store.query("c1", readable, Query(versions=("all",), limit=50))
+    assert len(page.rows) == 50 and page.more
+    assert {r.label_id for r in page.rows} <= set(readable)
+
+
+WRITER = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[3])
+    from intelpact.store import open_store
+    from test_store import obj
+    store = open_store(sys.argv[1])
+    base = int(sys.argv[2])
+    for batch in range(20):
+        store.add_objects("c1", [obj(base + batch * 5 + k) for k in range(5)])
+    store.close()
+""")
+
+
+def test_writers_in_several_processes_keep_date_added_and_cursors_in_order(
+        store: PostgresStore, url: str) -> None:
+    """Three processes write 100 objects each while this one pages: date_added rises
+    strictly with seq, and paging sees every object once."""
+    readable = ids_for(store, LOW)
+    store.add_objects("c1", [obj(1)])
+    readable = ids_for(store, LOW)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(10_000 * (w + 1)),
+                                 str(ROOT / "tests" / "store")],
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+               for w in range(3)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.query("c1", readable, Query(limit=7, cursor=cursor, versions=("all",)))
+        seen.extend(r.object_id for r in page.rows)
+        if page.rows:
+            cursor = f"{page.rows[-1].seq}.{Query(versions=('all',)).fingerprint()}"
+        if not page.more and all(w.poll() is not None for w in writers):
+            final = store.query("c1", readable, Query(limit=7, cursor=cursor,
+                                                      versions=("all",)))
+            seen.extend(r.object_id for r in final.rows)
+            if not final.more:
+                break
+    assert [w.wait() for w in writers] == [0, 0, 0]
+    assert len(seen) == len(set(seen)) == 301
+    rows = store.query("c1", readable, Query(limit=1000, versions=("all",))).rows
+    added = [r.date_added for r in rows]
+    assert [r.seq for r in rows] == sorted(r.seq for r in rows)
+    assert added == sorted(added) and len(set(added)) == 301
+
+
+def test_labels_added_by_another_process_are_learnt(store: PostgresStore, url: str) -> None:
+    other = open_store(url)
+    try:
+        other.add_objects("c1", [obj(1, label=HIGH)])
+        assert HIGH in store.labels().values()
+        rows = store.query("c1", ids_for(store, HIGH), Query()).rows
+        assert [json.loads(r.body)["id"] for r in rows] == [obj(1).object_id]
+    finally:
+        other.close()
