@@ -284,7 +284,8 @@ MEDALLION_USERS = {PUBLISHER[0]: PUBLISHER[1], READER[0]: READER[1]}
 
 def medallion_python(explicit: str | None) -> Path:
     """The medallion venv's python, creating the venv and installing medallion if needed."""
-    python = Path(explicit) if explicit else MEDALLION_VENV / "bin" / "python"
+    # absolute, not resolved: the venv's python is a symlink that must stay one
+    python = Path(explicit).absolute() if explicit else MEDALLION_VENV / "bin" / "python"
     check = [str(python), "-c", "import medallion, sys; "
              f"sys.exit(medallion.__version__ != {MEDALLION_VERSION!r})"]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
@@ -609,7 +610,7 @@ def main() -> int:
                                "page": PAGE, "medallion_cap_s": args.cap,
                                "cpus": os.cpu_count(), "load_start": os.getloadavg()[0],
                                "runs": {}}
-    if results["load_start"] > (os.cpu_count() or 1) * 0.5:
+    if results["load_start"] > (os.cpu_count() or 1) * 0.75:
         print(f"note: load average {results['load_start']:.1f} on {os.cpu_count()} CPUs: "
               "other work will slow both servers down", flush=True)
     started = time.perf_counter()

@@ -106,7 +106,7 @@ def test_only_what_the_agreement_allows_crosses(jpn_nzl: tuple[Node, Node]) -> N
     labels = nzl.markings.label(stored)
     assert banner(labels.banner, nzl.agreement, "NZL") == "SECRET // REL TO JPN, NZL"
     # the originator's dissemination record, with verified receipts
-    records = {(d.party, d.object_id) for d in jpn.store.disseminations() if d.receipt}
+    records = {(d.party, d.object_id) for d in jpn.store.disseminations() if d.receipt_id}
     assert {("NZL", o["id"]) for o in crosses} <= records
     assert not any(oid == o["id"] for _, oid in records for o in stays)
 

@@ -292,3 +292,17 @@ def test_collections_and_tokens(store: Store) -> None:
     assert store.token_owner("d1") is None and store.token_owner("d2") == "ana"
     assert store.revoke_tokens("ana", "t2") == 1
     assert store.token_owner("d2") is None
+
+
+def test_objects_without_a_version_are_idempotent_by_body(store: Store) -> None:
+    """An SCO has no created/modified: its version is its date_added, so the same body
+    posted (or received) again must be recognised by its content."""
+    sco = NewObject("ipv4-addr--00000000-0000-4000-8000-000000000001", "ipv4-addr", "2.1",
+                    None, '{"value":"198.51.100.7"}', "h1", LOW, LOW, "JPN", False)
+    first = store.add_objects("c1", [sco])
+    again = store.add_objects("c1", [sco])
+    assert [r.outcome for r in first + again] == ["added", "exists"]
+    assert again[0].version == first[0].version
+    assert store.holds("c1", sco.object_id, None, "h1")
+    assert not store.holds("c1", sco.object_id, None, "other")
+    assert store.count("c1") == 1

@@ -94,7 +94,7 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     rows = [d for d in node.store.disseminations() if party in (None, d.party)]
     for d in rows:
         table.add_row(d.party, d.object_id, d.version, d.released,
-                      f"verified {d.receipt_at}" if d.receipt else "awaiting")
+                      f"verified {d.receipt_at}" if d.receipt_id else "awaiting")
     out.print(table)
     pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
                if party in (None, p.party)}

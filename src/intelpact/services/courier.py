@@ -1,7 +1,8 @@
 """The courier: pushes each partner's outbox at once, and pulls what was missed.
 
-Push: after every write (the node's ``stored`` event) and every ``interval``
-seconds, each partner's undelivered outbox entries are POSTed to its inbox in
+Push: after every write in this process (the node's ``stored`` event) and every
+``push_interval`` seconds (writes by other processes), each partner's undelivered
+outbox entries are POSTed to its inbox in
 batches over mutual TLS; the partner's signed receipt marks them delivered and
 becomes the dissemination record. A failure is retried with exponential
 backoff. Pull: every ``interval`` seconds each partner's outbox is paged from
@@ -30,9 +31,13 @@ BATCH = 500
 
 
 class Courier:
-    def __init__(self, node: Node, *, interval: float = 2.0, max_backoff: float = 30.0) -> None:
+    def __init__(self, node: Node, *, interval: float = 2.0, push_interval: float = 0.25,
+                 max_backoff: float = 30.0) -> None:
         self.node = node
         self.interval = interval
+        # Writers in other processes (the CLI, other workers) cannot set ``stored``:
+        # the outbox is also checked this often (one indexed query per partner).
+        self.push_interval = push_interval
         self.max_backoff = max_backoff
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -170,7 +175,7 @@ class Courier:
         retry_at: dict[str, float] = {}
         last_pull = 0.0
         while not self._stop.is_set():
-            self.node.stored.wait(self.interval)
+            self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
             pull = now - last_pull >= self.interval

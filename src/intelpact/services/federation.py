@@ -309,7 +309,7 @@ class Federation:
                 pending.append((new, outcome))
                 marks.append((new.object_id, new.body))
         for item in others:
-            outcome, new = self._check_object(sender, item)
+            outcome, new = self._check_object(sender, collection_id, item)
             if new is None:
                 results.append(outcome)
             else:
@@ -349,12 +349,19 @@ class Federation:
             object_version(item), body, digest, label, label, origin, False,
             received_from=sender)
 
-    def _check_object(self, sender: str, item: Any) -> tuple[Received, NewObject | None]:
+    def _check_object(self, sender: str, collection_id: str,
+                      item: Any) -> tuple[Received, NewObject | None]:
         from ..stix.validate import StixValidationError, validate_object
 
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
         oid = str(item.get("id", "?"))
+        try:  # fast path: exactly this version is held already (pushed, then pulled)
+            version, digest = object_version(item), canonical_body(item)[1]
+            if self.store.holds(collection_id, oid, version, digest):
+                return Received(oid, version, True, "already stored (identical)", digest), None
+        except (ValueError, TypeError):
+            pass  # malformed: the full checks below say why
         try:
             validate_object(item)
             labels = self.markings.label(item)

@@ -197,7 +197,7 @@ class Dissemination:
     body_hash: str
     released: str
     receipt_at: str | None
-    receipt: str | None
+    receipt_id: int | None  # the partner's signed receipt: Store.receipt(receipt_id)
 
 
 @dataclass
@@ -247,6 +247,11 @@ class Store(abc.ABC):
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...]) -> int:
         """Delete visible versions of an object; returns how many were deleted."""
+
+    @abc.abstractmethod
+    def holds(self, collection_id: str, object_id: str, version: str | None,
+              body_hash: str) -> bool:
+        """True when exactly this body is stored for (collection, id, version)."""
 
     @abc.abstractmethod
     def markings(self) -> list[str]:
@@ -319,6 +324,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def disseminations(self) -> list[Dissemination]: ...
+
+    @abc.abstractmethod
+    def receipt(self, receipt_id: int) -> str | None:
+        """A partner's signed receipt (JSON) as it was received."""
 
     @abc.abstractmethod
     def pull_cursor(self, party: str) -> int: ...

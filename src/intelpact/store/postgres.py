@@ -231,6 +231,14 @@ class PostgresStore(Store):
             for obj in objects:
                 added = clock.next()
                 version = obj.version or added
+                if obj.version is None:  # no created/modified (an SCO): same body, same object
+                    same = c.execute("SELECT version FROM objects WHERE collection_id = %s "
+                                     "AND object_id = %s AND body_hash = %s",
+                                     (collection_id, obj.object_id, obj.body_hash)).fetchone()
+                    if same is not None:
+                        results.append(AddResult(obj.object_id, same[0], "exists",
+                                                 "already stored (identical)"))
+                        continue
                 row = c.execute("SELECT body_hash FROM objects WHERE collection_id = %s AND "
                                 "object_id = %s AND version = %s",
                                 (collection_id, obj.object_id, version)).fetchone()
@@ -284,6 +292,16 @@ class PostgresStore(Store):
             if seqs:
                 c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])", (seqs,))
         return len(seqs)
+
+    def holds(self, collection_id: str, object_id: str, version: str | None,
+              body_hash: str) -> bool:
+        if version is None:
+            return self._one("SELECT 1 FROM objects WHERE collection_id = %s AND object_id = "
+                             "%s AND body_hash = %s",
+                             (collection_id, object_id, body_hash)) is not None
+        return self._one("SELECT 1 FROM objects WHERE collection_id = %s AND object_id = %s "
+                         "AND version = %s AND body_hash = %s",
+                         (collection_id, object_id, version, body_hash)) is not None
 
     def markings(self) -> list[str]:
         return [r[0] for r in self._all("SELECT body FROM markings ORDER BY marking_no")]
@@ -362,6 +380,10 @@ class PostgresStore(Store):
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
                        receipt: str) -> None:
         with self._write() as c:
+            receipt_row = c.execute("INSERT INTO receipts (party, body, received) VALUES "
+                                    "(%s, %s, %s) RETURNING receipt_id",
+                                    (party, receipt, when)).fetchone()
+            receipt_id = receipt_row[0] if receipt_row else None
             for outbox_id in outbox_ids:
                 row = c.execute("SELECT o.object_id, o.version, o.body_hash, b.enqueued FROM "
                                 "outbox b JOIN objects o ON o.seq = b.seq WHERE b.outbox_id = "
@@ -371,10 +393,10 @@ class PostgresStore(Store):
                 c.execute("UPDATE outbox SET delivered = %s WHERE outbox_id = %s AND "
                           "delivered IS NULL", (when, outbox_id))
                 c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, "
-                          "released, receipt_at, receipt) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                          "ON CONFLICT (party, object_id, version) DO UPDATE SET receipt_at = "
-                          "excluded.receipt_at, receipt = excluded.receipt",
-                          (party, row[0], row[1], row[2], row[3], when, receipt))
+                          "released, receipt_at, receipt_id) VALUES (%s, %s, %s, %s, %s, %s, "
+                          "%s) ON CONFLICT (party, object_id, version) DO UPDATE SET "
+                          "receipt_at = excluded.receipt_at, receipt_id = excluded.receipt_id",
+                          (party, row[0], row[1], row[2], row[3], when, receipt_id))
 
     def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None:
         with self._write() as c:
@@ -383,8 +405,12 @@ class PostgresStore(Store):
 
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._all(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt FROM "
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id FROM "
             "disseminations ORDER BY released, party, object_id")]
+
+    def receipt(self, receipt_id: int) -> str | None:
+        row = self._one("SELECT body FROM receipts WHERE receipt_id = %s", (receipt_id,))
+        return str(row[0]) if row else None
 
     def pull_cursor(self, party: str) -> int:
         row = self._one("SELECT cursor FROM pull_cursors WHERE party = %s", (party,))

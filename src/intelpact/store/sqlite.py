@@ -201,6 +201,14 @@ class SQLiteStore(Store):
             for obj in objects:
                 added = clock.next()
                 version = obj.version or added
+                if obj.version is None:  # no created/modified (an SCO): same body, same object
+                    same = c.execute("SELECT version FROM objects WHERE collection_id = ? "
+                                     "AND object_id = ? AND body_hash = ?",
+                                     (collection_id, obj.object_id, obj.body_hash)).fetchone()
+                    if same is not None:
+                        results.append(AddResult(obj.object_id, same[0], "exists",
+                                                 "already stored (identical)"))
+                        continue
                 row = c.execute("SELECT body_hash FROM objects WHERE collection_id = ? AND "
                                 "object_id = ? AND version = ?",
                                 (collection_id, obj.object_id, version)).fetchone()
@@ -252,6 +260,19 @@ class SQLiteStore(Store):
             for seq in seqs:
                 c.execute("DELETE FROM objects WHERE seq = ?", (seq,))
         return len(seqs)
+
+    def holds(self, collection_id: str, object_id: str, version: str | None,
+              body_hash: str) -> bool:
+        if version is None:
+            row = self._conn().execute(
+                "SELECT 1 FROM objects WHERE collection_id = ? AND object_id = ? AND "
+                "body_hash = ?", (collection_id, object_id, body_hash)).fetchone()
+        else:
+            row = self._conn().execute(
+                "SELECT 1 FROM objects WHERE collection_id = ? AND object_id = ? AND "
+                "version = ? AND body_hash = ?",
+                (collection_id, object_id, version, body_hash)).fetchone()
+        return row is not None
 
     def markings(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT body FROM markings ORDER BY rowid")]
@@ -327,6 +348,8 @@ class SQLiteStore(Store):
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
                        receipt: str) -> None:
         with self._write() as c:
+            receipt_id = c.execute("INSERT INTO receipts (party, body, received) VALUES "
+                                   "(?, ?, ?)", (party, receipt, when)).lastrowid
             for outbox_id in outbox_ids:
                 row = c.execute("SELECT o.object_id, o.version, o.body_hash, b.enqueued FROM "
                                 "outbox b JOIN objects o ON o.seq = b.seq WHERE b.outbox_id = ? "
@@ -336,10 +359,10 @@ class SQLiteStore(Store):
                 c.execute("UPDATE outbox SET delivered = ? WHERE outbox_id = ? AND delivered "
                           "IS NULL", (when, outbox_id))
                 c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, "
-                          "released, receipt_at, receipt) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                          "released, receipt_at, receipt_id) VALUES (?, ?, ?, ?, ?, ?, ?) "
                           "ON CONFLICT (party, object_id, version) DO UPDATE SET receipt_at = "
-                          "excluded.receipt_at, receipt = excluded.receipt",
-                          (party, row[0], row[1], row[2], row[3], when, receipt))
+                          "excluded.receipt_at, receipt_id = excluded.receipt_id",
+                          (party, row[0], row[1], row[2], row[3], when, receipt_id))
 
     def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None:
         with self._write() as c:
@@ -349,8 +372,13 @@ class SQLiteStore(Store):
 
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._conn().execute(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt FROM "
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id FROM "
             "disseminations ORDER BY released, party, object_id")]
+
+    def receipt(self, receipt_id: int) -> str | None:
+        row = self._conn().execute("SELECT body FROM receipts WHERE receipt_id = ?",
+                                   (receipt_id,)).fetchone()
+        return str(row[0]) if row else None
 
     def pull_cursor(self, party: str) -> int:
         row = self._conn().execute("SELECT cursor FROM pull_cursors WHERE party = ?",
