@@ -224,12 +224,15 @@ def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
 @click.option("--host", default=None, help="Override the configured address.")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
               help="Override the configured port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="TAXII worker processes (several are meant for a PostgreSQL store).")
 @friendly
-def serve(node_dir: Path, host: str | None, port: int | None) -> None:
+def serve(node_dir: Path, host: str | None, port: int | None, workers: int) -> None:
     """Serve the node until interrupted: the TAXII 2.1 API for its people, the
     mutual-TLS federation listener for its partners, and the courier that delivers
     releases to them."""
     from .server import serve as run
+    from .server import serve_workers
 
     node = Node.open(node_dir)
     cfg = node.config
@@ -243,7 +246,11 @@ def serve(node_dir: Path, host: str | None, port: int | None) -> None:
               f"(agreement {node.agreement.id})")
     partners = ", ".join(p.party for p in node.store.peers()) or "none yet"
     out.print(f"partners: {cfg.federation_url} (mutual TLS); pinned: {partners}")
-    run(node, host=host, port=port)
+    if workers > 1:
+        out.print(f"{workers} TAXII worker processes")
+        serve_workers(node, workers, host=host, port=port)
+    else:
+        run(node, host=host, port=port)
 
 
 def _load_objects(path: Path) -> list[Any]:

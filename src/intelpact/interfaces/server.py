@@ -1,13 +1,25 @@
 """Running a node: the TAXII listener, the mutual-TLS federation listener and the
-courier, in one process, until interrupted."""
+courier, until interrupted.
+
+With one worker everything runs in one process. With ``workers`` > 1 the TAXII
+API is served by that many processes (uvicorn's supervisor; each opens the node
+itself, through :func:`taxii_worker_app`), while this process alone runs the
+federation listener and the courier: one sender, one signer of receipts. The
+workers share the store, so status resources, cursors and the outbox stay
+correct (docs/node.md); PostgreSQL is the store meant for that.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from ..services.courier import Courier
 from ..services.node import Node
@@ -45,5 +57,34 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     try:
         asyncio.run(run())
     finally:
+        courier.stop()
+        node.close()
+
+
+WORKER_ENV = "INTELPACT_NODE_DIR"
+
+
+def taxii_worker_app() -> Starlette:
+    """The TAXII app of one worker process: it opens the node named by the environment."""
+    return create_app(Node.open(Path(os.environ[WORKER_ENV])))
+
+
+def serve_workers(node: Node, workers: int, *, host: str | None = None,
+                  port: int | None = None, courier_interval: float = 2.0) -> None:
+    """Serve the TAXII API with ``workers`` processes; federation and courier here."""
+    federation = uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
+                                               **federation_server_options(node)))
+    thread = threading.Thread(target=federation.run, name="intelpact-federation", daemon=True)
+    thread.start()
+    courier = Courier(node, interval=courier_interval)
+    courier.start()
+    os.environ[WORKER_ENV] = str(node.config.dir.resolve())
+    try:
+        uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,
+                    workers=workers, log_level="warning",
+                    **taxii_server_options(node, host, port))
+    finally:
+        federation.should_exit = True
+        thread.join(10)
         courier.stop()
         node.close()
