@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pg
 import pytest
-from helpers import indicator, make_node
 
 from intelpact.model import national_marking
+
+import pg
+from helpers import indicator, make_node
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "workers-test-password"
