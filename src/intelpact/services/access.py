@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Markings, Person, Policy
+from ..model import Label, Markings, Person, Policy
 from ..model.errors import LabelError
 from ..store.base import Store, StoredObject
 
@@ -52,12 +52,15 @@ class Access:
             entry.known = len(labels)
         return entry.readable
 
-    def view(self, person: Person, row: StoredObject) -> str | None:
+    def view(self, person: Person, row: StoredObject,
+             labels: Mapping[int, Label] | None = None) -> str | None:
         """The JSON text ``person`` is served for ``row``, or None: not visible.
 
         The caller's query already filtered on the base label; this re-checks it
-        (never trust one path alone) and applies portion decisions."""
-        labels = self.store.labels()
+        (never trust one path alone) and applies portion decisions. ``labels``
+        (the store's labels, fetched once per page) saves a look-up per row."""
+        if labels is None:
+            labels = self.store.labels()
         base = labels.get(row.label_id)
         if base is None or not self.policy.may_read(person, base).allowed:
             return None

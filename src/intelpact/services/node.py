@@ -120,9 +120,10 @@ class Node:
         The page's rows were filtered on the base label in the query; a row whose
         portions make it unservable (docs/access.md) is dropped here."""
         page = self.store.query(collection_id, self.access.readable(principal.person), query)
+        labels = self.store.labels()
         visible = []
         for row in page.rows:
-            body = self.access.view(principal.person, row)
+            body = self.access.view(principal.person, row, labels)
             if body is not None:
                 visible.append((row, body))
         return page, visible

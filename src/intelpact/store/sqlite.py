@@ -574,5 +574,10 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     params.append(query.limit + 1)
     # Only constant SQL is joined here; every value is a bound parameter.
     columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
-    sql = f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} ORDER BY o.seq LIMIT ?"  # noqa: S608
+    # Force the plan: one object's versions through the (collection, id, version) unique
+    # index; a page by walking seq order and stopping at `limit` (SQLite would otherwise
+    # read every visible row through objects_by_label and sort them for each page).
+    index = "sqlite_autoindex_objects_1" if query.ids else "objects_by_seq"
+    sql = (f"SELECT {columns} FROM objects o INDEXED BY {index} "  # noqa: S608
+           f"WHERE {' AND '.join(where)} ORDER BY o.seq LIMIT ?")
     return sql, params
