@@ -30,7 +30,7 @@ test: $(STAMP)
 	INTELPACT_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q $(PG_SUITES)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 
 # The TAXII benchmark's peer, medallion 3.0.0, in its own environment: its pinned

@@ -29,7 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..crypto.keys import key_id, public_key_b64, public_raw
@@ -38,6 +40,7 @@ from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
 from ..model import Label, Markings, PartnerNode, Policy
 from ..model.errors import LabelError, MarkingError
+from ..stix.validate import StixValidationError, validate_object
 from ..store.base import NewObject, PeerRecord, Store, StoredObject, timestamp, utc_now
 from .publish import canonical_body, definition_label, object_version
 
@@ -89,11 +92,7 @@ def _public(b64: str) -> Ed25519PublicKey:
 
 def make_card(me: Identity) -> dict[str, Any]:
     """This node's signed card: what a partner pins."""
-    from cryptography import x509
-
     cert = x509.load_pem_x509_certificate(me.tls_cert_pem.encode())
-    from cryptography.hazmat.primitives import serialization
-
     body = {
         "intelpact_card": CARD_VERSION,
         "party": me.party,
@@ -134,9 +133,6 @@ def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
         raise FederationError(f"{party} applies agreement {theirs}, this node applies "
                               f"{me.agreement_hash}: nodes whose agreements differ do not "
                               "exchange", hint="both nodes must pin the same agreement text")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     try:
         cert = x509.load_pem_x509_certificate(str(card["tls_cert"]).encode())
     except ValueError:
@@ -351,8 +347,6 @@ class Federation:
 
     def _check_object(self, sender: str, collection_id: str,
                       item: Any) -> tuple[Received, NewObject | None]:
-        from ..stix.validate import StixValidationError, validate_object
-
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
         oid = str(item.get("id", "?"))
