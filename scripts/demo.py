@@ -14,6 +14,7 @@ Usage: python scripts/demo.py [DIR] [--no-serve]
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import subprocess
@@ -145,8 +146,9 @@ def report(dirs: dict[str, Path]) -> None:
         order = {"report": 0, "threat-actor": 1, "indicator": 2}
         shown = sorted(received, key=lambda r: order.get(r.object_type, 9))
         for row in shown[:4]:
+            name = json.loads(row.body).get("name", row.object_id)
             print(f"  {banner(labels[row.banner_id], node.agreement, party):45} "
-                  f"{row.object_type} {row.object_id}")
+                  f"{row.object_type}: {name}")
         if len(shown) > 4:
             print(f"  … and {len(shown) - 4} more (ATT&CK for ICS and marking-definitions)")
         print(f"== {party} node: its own reports that stayed home, and why ==")
@@ -158,7 +160,8 @@ def report(dirs: dict[str, Path]) -> None:
                                                PartnerNode(other, node.agreement.id),
                                                holder=party, object_id=row.object_id)
             if not decision.allowed:
-                print(f"  {row.object_id}: {decision.reason}")
+                name = json.loads(row.body).get("name", row.object_id)
+                print(f"  {name}: {decision.reason}")
         node.close()
 
 
