@@ -370,3 +370,24 @@ def test_stix2_taxii_collection_source(world: World) -> None:
     source = TAXIICollectionSource(world.collection("aroha"))
     found = source.query([Filter("type", "=", "indicator")])
     assert {o.id for o in found} & set(world.objects) == world.expected_visible("aroha")
+
+
+def test_every_endpoint_refuses_an_unauthenticated_caller_alike(world: World) -> None:
+    oid = next(iter(world.objects))
+    c = f"/intel/collections/{world.cid}"
+    paths = ["/taxii2/", "/intel/", "/intel/status/x/", "/intel/collections/", f"{c}/",
+             f"{c}/manifest/", f"{c}/objects/", f"{c}/objects/{oid}/",
+             f"{c}/objects/{oid}/versions/"]
+    bodies = set()
+    for i, path in enumerate(paths):
+        for auth in (None, (f"nobody{i}", "x" * 12)):
+            r = httpx.get(f"{world.url}{path}", headers={"Accept": TAXII}, auth=auth)
+            assert r.status_code == 401, (path, auth, r.status_code)
+            assert "Basic" in r.headers["www-authenticate"]
+            bodies.add(r.text if auth is None else "")
+        r = httpx.post(f"{world.url}{c}/objects/", content=b'{"objects":[]}',
+                       headers={"Accept": TAXII, "Content-Type": TAXII})
+        assert r.status_code == 401
+        r = httpx.delete(f"{world.url}{c}/objects/{oid}/", headers={"Accept": TAXII})
+        assert r.status_code == 401
+    assert len(bodies - {""}) == 1  # the same error, whatever the path: nothing is revealed

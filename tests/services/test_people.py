@@ -294,3 +294,27 @@ def test_revocation_seen_by_another_node_process(tmp_path: Path, pw_hash: str) -
             server.people.login_token(token)
     finally:
         server.close()
+
+
+def test_client_lockout_is_separate_and_not_reset_by_a_success(tmp_path: Path) -> None:
+    from helpers import make_node
+
+    from intelpact.services.credentials import LoginThrottle
+    from intelpact.services.people import AuthError, People
+
+    node = make_node(tmp_path / "n")
+    people = People(node.policy, node.store, throttle=LoginThrottle(limit=5),
+                    client_throttle=LoginThrottle(limit=3))
+    people.add("kiri", party="NZL", clearance="SECRET", password="kiri-long-password")
+    for guess in ("a" * 12, "b" * 12):
+        with pytest.raises(AuthError):
+            people.login(f"guess-{guess[0]}", guess, client="10.0.0.9")
+    assert people.login("kiri", "kiri-long-password", client="10.0.0.9").name == "kiri"
+    with pytest.raises(AuthError) as third:  # the success did not reset the client count
+        people.login("guess-c", "c" * 12, client="10.0.0.9")
+    assert third.value.retry_after is None
+    with pytest.raises(AuthError) as locked:
+        people.login("kiri", "kiri-long-password", client="10.0.0.9")
+    assert locked.value.retry_after is not None
+    assert people.login("kiri", "kiri-long-password", client="10.0.0.10").name == "kiri"
+    node.close()

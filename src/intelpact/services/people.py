@@ -86,10 +86,16 @@ class Principal:
 
 class People:
     def __init__(self, policy: Policy, store: Store,
-                 throttle: LoginThrottle | None = None) -> None:
+                 throttle: LoginThrottle | None = None,
+                 client_throttle: LoginThrottle | None = None) -> None:
         self.policy = policy
         self.store = store
+        # Per name: 5 failures in 5 minutes lock that name. Per client address: a
+        # higher limit (analysts may share a proxy, and one attacker must not lock
+        # them all out), and a success does not reset it (no spraying between
+        # guesses with one valid account).
         self.throttle = throttle or LoginThrottle()
+        self.client_throttle = client_throttle or throttle or LoginThrottle(limit=30)
         # HMAC(name, password) -> (when, name, the password hash it was checked against)
         self._verified: dict[str, tuple[float, str, str]] = {}
         self._cache_secret = secrets.token_bytes(32)
@@ -171,8 +177,9 @@ class People:
     def login(self, name: str, password: str, client: str = "") -> Principal:
         """Check a password (HTTP Basic). Throttled; raises :class:`AuthError`."""
         now = time.monotonic()
-        for key in (f"name:{name}", f"client:{client}"):
-            wait = self.throttle.check(key, now)
+        for throttle, key in ((self.throttle, f"name:{name}"),
+                              (self.client_throttle, f"client:{client}")):
+            wait = throttle.check(key, now)
             if wait is not None:
                 raise AuthError("too many failed logins; try again later", retry_after=wait)
         cache_key = hmac.new(self._cache_secret, f"{name}\0{password}".encode(
@@ -191,11 +198,10 @@ class People:
         else:
             verify_password(_dummy_hash(), password)  # spend the same time as a real check
         if not ok or record is None or record.password_hash is None:
-            for key in (f"name:{name}", f"client:{client}"):
-                self.throttle.failure(key, now)
+            self.throttle.failure(f"name:{name}", now)
+            self.client_throttle.failure(f"client:{client}", now)
             raise AuthError()
-        for key in (f"name:{name}", f"client:{client}"):
-            self.throttle.success(key)
+        self.throttle.success(f"name:{name}")
         with self._lock:
             self._verified[cache_key] = (now, name, record.password_hash)
         return self.principal(record)
