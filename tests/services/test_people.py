@@ -297,10 +297,10 @@ def test_revocation_seen_by_another_node_process(tmp_path: Path, pw_hash: str) -
 
 
 def test_client_lockout_is_separate_and_not_reset_by_a_success(tmp_path: Path) -> None:
-    from helpers import make_node
-
     from intelpact.services.credentials import LoginThrottle
     from intelpact.services.people import AuthError, People
+
+    from helpers import make_node
 
     node = make_node(tmp_path / "n")
     people = People(node.policy, node.store, throttle=LoginThrottle(limit=5),
