@@ -101,12 +101,13 @@ def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
 def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """PROOF(size1, D[size2]) of RFC 9162 §2.1.4.1, where size2 = len(leaf_hashes).
 
-    Empty when size1 is 0 or equals size2 (nothing to prove).
+    Empty when size1 equals size2. Requires 0 < size1 <= size2, like the verifier:
+    a proof from the empty tree is meaningless.
     """
     n = len(leaf_hashes)
-    if not 0 <= size1 <= n:
-        raise ProofError(f"size1 {size1} is outside 0..{n} (size2)")
-    if size1 in (0, n):
+    if not 0 < size1 <= n:
+        raise ProofError(f"size1 {size1} is outside 1..{n} (size2)")
+    if size1 == n:
         return []
     # SUBPROOF(m, D[lo:hi], b), unrolled: each step appends one hash after the
     # result of the recursive call, so collect them and reverse at the end.
@@ -198,12 +199,20 @@ def verify_consistency(
 ) -> None:
     """Check that the tree ``root1`` of ``size1`` is a prefix of the tree ``root2`` of ``size2``.
 
-    RFC 9162 §2.1.4.2. Raises :class:`ProofError`; returns None on success.
+    RFC 9162 §2.1.4.2. Requires 0 < size1 <= size2 (as transparency-dev does: every
+    tree extends the empty one, so a proof from size 0 is meaningless and is refused,
+    with or without a proof). Raises :class:`ProofError`; returns None on success.
     """
     if size1 < 0 or size2 < 0:
         raise ProofError(f"negative tree size ({size1}, {size2})")
     if size1 > size2:
         raise ProofError(f"size1 {size1} > size2 {size2}")
+    if size1 == 0:
+        # The empty tree is a prefix of every tree: a proof from it proves nothing,
+        # and the transparency-dev vectors reject it, with or without a proof.
+        if proof:
+            raise ProofError("size1 is 0 with a non-empty proof")
+        raise ProofError("size1 is 0: a consistency proof from the empty tree is meaningless")
     if size1 == size2:
         # Same tree: nothing to prove, the roots must simply be equal. Their length is
         # deliberately not checked here: the transparency-dev vectors accept equal
@@ -215,13 +224,6 @@ def verify_consistency(
         return
     _check_hash(root1, "root1")
     _check_hash(root2, "root2")
-    if size1 == 0:
-        # Every tree extends the empty tree; the proof must be empty.
-        if proof:
-            raise ProofError("size1 is 0: the proof must be empty")
-        if not _same(root1, EMPTY_ROOT):
-            raise ProofError("root1 is not the empty-tree hash for size1 0")
-        return
     # Expected length: the inclusion path of leaf size1-1 in the size2 tree, minus the
     # levels inside the largest perfect subtree ending at size1, plus that subtree's
     # root unless it is the whole size1 tree (then root1 stands in for it).

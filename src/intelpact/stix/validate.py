@@ -30,10 +30,31 @@ from typing import Any, Final
 
 import fastjsonschema
 import idna
+from antlr4 import (  # type: ignore[import-untyped]
+    CommonTokenStream,
+    InputStream,
+    ParseTreeWalker,
+)
 from cpe import CPE  # type: ignore[import-untyped]
 from rfc3986_validator import validate_rfc3986  # type: ignore[import-untyped]
+from stix2patterns.exceptions import STIXPatternErrorListener  # type: ignore[import-untyped]
+from stix2patterns.v21 import object_validator  # type: ignore[import-untyped]
+from stix2patterns.v21.grammars.STIXPatternLexer import (  # type: ignore[import-untyped]
+    STIXPatternLexer,
+)
+from stix2patterns.v21.grammars.STIXPatternParser import (  # type: ignore[import-untyped]
+    STIXPatternParser,
+)
+from stix2patterns.v21.inspector import InspectionListener  # type: ignore[import-untyped]
 from stix2patterns.v21.pattern import Pattern  # type: ignore[import-untyped]
-from stix2patterns.validator import run_validator as run_pattern_validator  # type: ignore[import-untyped]
+from stix2patterns.v21.validator import (  # type: ignore[import-untyped]
+    DuplicateQualifierTypeError,
+    ValidationListener,
+)
+from stix2patterns.validator import (  # type: ignore[import-untyped]
+    brackets_check,
+)
+from stix2patterns.validator import run_validator as run_pattern_validator
 
 from ..errors import IntelpactError
 
@@ -581,11 +602,49 @@ def _pattern_problem(pattern: str, version: Any) -> str | None:
     return _parse_pattern(pattern, version)
 
 
+def _run_v21(pattern: str) -> tuple[list[str], Any]:
+    """stix2patterns' v2.1 ``run_validator``, step for step, but also returning the
+    inspection it computes, so the pattern is parsed once (not twice: validator,
+    then ``Pattern(pattern).inspect()``). Verdicts are the library's own."""
+    listener = STIXPatternErrorListener()
+    lexer = STIXPatternLexer(InputStream(pattern))
+    lexer.removeErrorListeners()
+    parser = STIXPatternParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    for i, name in enumerate(parser.literalNames):
+        if name == "<INVALID>":
+            parser.literalNames[i] = parser.symbolicNames[i]
+    tree = parser.pattern()
+    if listener.err_strings:
+        errors = list(listener.err_strings)
+        if not brackets_check(pattern):
+            errors.insert(0, "FAIL: Error found at line 1:0. input is missing square brackets")
+        return errors, None
+    inspection = InspectionListener()
+    ParseTreeWalker.DEFAULT.walk(inspection, tree)
+    data = inspection.pattern_data()
+    errors = list(object_validator.verify_object(data) or [])
+    try:
+        ParseTreeWalker.DEFAULT.walk(ValidationListener(), tree)
+    except DuplicateQualifierTypeError as exc:
+        errors.insert(0, "FAIL: " + exc.args[0])
+    if not brackets_check(pattern):  # as the top-level run_validator does
+        errors.insert(0, "FAIL: Error found at line 1:0. input is missing square brackets")
+    return errors, data
+
+
 def _parse_pattern(pattern: str, version: Any) -> str | None:
-    errors = run_pattern_validator(pattern, version)
-    if errors:
-        return str(errors[0])
-    comparisons = Pattern(pattern).inspect().comparisons
+    if version == "2.1":
+        errors, data = _run_v21(pattern)
+        if errors:
+            return str(errors[0])
+        comparisons = data.comparisons
+    else:
+        errors = run_pattern_validator(pattern, version)
+        if errors:
+            return str(errors[0])
+        comparisons = Pattern(pattern).inspect().comparisons
     for obj_type, expressions in comparisons.items():
         if obj_type not in _SCO_TYPES and not (_PATTERN_TYPE.match(obj_type)
                                                and 3 <= len(obj_type) <= 250):
