@@ -10,15 +10,16 @@ property-extension (:data:`SIGNATURES_EXTENSION_ID`), shaped like ITU-T X.590's
                         "thumbprint": "<key id>", "signer": "JPN", "value": "<base64>"}]}}
 
 As X.590 says, the signature is computed over the JCS form of the whole object
-with the ``value`` of that signature removed. Changing any signed property
-therefore needs a new version. One verifier is used everywhere.
+with the ``value`` of that signature removed; a countersignature also covers the
+signatures before it, and an earlier signature ignores the ones added after it.
+Changing any signed property therefore needs a new version. One verifier is
+used everywhere.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,9 +48,11 @@ def canonical(obj: Any) -> bytes:
 
 
 def _signed_view(obj: Mapping[str, Any], entry_index: int) -> dict[str, Any]:
-    """``obj`` with the value of one signature left out (copies only along that path)."""
+    """What signature ``entry_index`` covers: the object with the earlier signatures
+    (countersigned, values included), this one without its value, and none of the
+    later ones (copies only along that path)."""
     ext = dict(obj["extensions"][SIGNATURES_EXTENSION_ID])
-    entries = list(ext["signatures"])
+    entries = list(ext["signatures"][:entry_index + 1])
     entries[entry_index] = {k: v for k, v in entries[entry_index].items() if k != "value"}
     ext["signatures"] = entries
     return {**obj, "extensions": {**obj["extensions"], SIGNATURES_EXTENSION_ID: ext}}
@@ -60,12 +63,15 @@ def sign_object(obj: Mapping[str, Any], key: Ed25519PrivateKey, signer: str) -> 
 
     Any earlier signatures stay (countersigning); a signature by the same key id
     is replaced."""
-    out = copy.deepcopy(dict(obj))
+    # Only the path to the signatures is new; everything else is shared, unchanged.
+    out = dict(obj)
     thumb = key_id(public_raw(key))
-    extensions = out.setdefault("extensions", {})
-    ext = extensions.setdefault(SIGNATURES_EXTENSION_ID,
-                                {"extension_type": "property-extension", "signatures": []})
-    entries = [e for e in ext.get("signatures", []) if e.get("thumbprint") != thumb]
+    extensions = dict(out.get("extensions") or {})
+    ext = dict(extensions.get(SIGNATURES_EXTENSION_ID)
+               or {"extension_type": "property-extension", "signatures": []})
+    extensions[SIGNATURES_EXTENSION_ID] = ext
+    out["extensions"] = extensions
+    entries = [dict(e) for e in ext.get("signatures", []) if e.get("thumbprint") != thumb]
     entries.append({"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": thumb,
                     "signer": signer})
     ext["signatures"] = entries
