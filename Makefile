@@ -46,7 +46,9 @@ $(MEDALLION_STAMP):
 
 bench: $(STAMP) $(MEDALLION_STAMP)
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/taxii.py --medallion-python $(MEDALLION_VENV)/bin/python
+	$(BIN)/python bench/federation.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MEDALLION_VENV) $(DEMO) .pytest_cache .hypothesis
