@@ -42,9 +42,11 @@ class Access:
         self._validate = validate
         self._cache: dict[Person, _PersonCache] = {}
 
-    def readable(self, person: Person) -> list[int]:
-        """Ids of every stored label whose objects ``person`` may see."""
-        labels = self.store.labels()
+    def readable(self, person: Person, labels: Mapping[int, Label] | None = None) -> list[int]:
+        """Ids of every stored label whose objects ``person`` may see (``labels``: the
+        store's labels when the caller has them already)."""
+        if labels is None:
+            labels = self.store.labels()
         entry = self._cache.setdefault(person, _PersonCache())
         if entry.known != len(labels):
             entry.readable = sorted(label_id for label_id, label in labels.items()

@@ -25,7 +25,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,14 +276,19 @@ class Federation:
 
     def may_release_now(self, banner: Label, party: str, row: StoredObject) -> bool:
         """The release decision taken again as an object leaves (the agreement may have
-        ended, or a partner's card changed, since it was queued)."""
-        return bool(party in self.peers() and self._may_release(banner, party, row).allowed)
+        ended since it was queued). The caller has checked that ``party`` is pinned."""
+        return bool(self._may_release(banner, party, row).allowed)
 
-    def release_to(self, obj: NewObject) -> list[str]:
-        """The partners an object being stored goes to (the release filter)."""
-        return [party for party in self.peers()
-                if party != obj.received_from
-                and self._may_release(obj.banner, party, obj).allowed]
+    def releaser(self) -> Callable[[NewObject], list[str]]:
+        """The release filter for one batch: which partners each object being stored
+        goes to. The pinned partners are read once, not once per object."""
+        parties = list(self.peers())
+
+        def release_to(obj: NewObject) -> list[str]:
+            return [party for party in parties if party != obj.received_from
+                    and self._may_release(obj.banner, party, obj).allowed]
+
+        return release_to
 
     # -- receiving ----------------------------------------------------------------------
     def receive(self, sender: str, collection_id: str,
@@ -312,7 +317,7 @@ class Federation:
                 pending.append((new, outcome))
         if pending:
             stored = self.store.add_objects(collection_id, [n for n, _ in pending], marks,
-                                            release=self.release_to)
+                                            release=self.releaser())
             for (new, _), added in zip(pending, stored, strict=True):
                 ok = added.outcome != "conflict"
                 results.append(Received(new.object_id, added.version, ok, added.message,

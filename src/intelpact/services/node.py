@@ -47,7 +47,7 @@ class Node:
         self.federation = Federation(self.identity, self.policy, self.markings, store)
         self.stored = threading.Event()  # set after every write; wakes the courier
         self.publisher = Publisher(self.policy, self.markings, store, validate_object,
-                                   sign=self.sign, release=self.federation.release_to,
+                                   sign=self.sign, releaser=self.federation.releaser,
                                    on_stored=self.stored.set)
         self.access = Access(self.policy, self.markings, store, validate_object)
 
@@ -119,8 +119,9 @@ class Node:
 
         The page's rows were filtered on the base label in the query; a row whose
         portions make it unservable (docs/access.md) is dropped here."""
-        page = self.store.query(collection_id, self.access.readable(principal.person), query)
-        labels = self.store.labels()
+        labels = self.store.labels()  # once per page: the filter and the views share it
+        page = self.store.query(collection_id,
+                                self.access.readable(principal.person, labels), query)
         visible = []
         for row in page.rows:
             body = self.access.view(principal.person, row, labels)

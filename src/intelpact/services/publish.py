@@ -80,21 +80,21 @@ def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Labe
 class Publisher:
     """Publishes as a person of this node.
 
-    ``sign`` signs what this node originates (crypto.signing); ``release`` names
-    the partners each stored object goes to (the federation's release filter),
-    written to the outbox in the same transaction as the object."""
+    ``sign`` signs what this node originates (crypto.signing); ``releaser`` gives,
+    once per publication, the federation's release filter: the partners each
+    stored object goes to, written to the outbox in the object's transaction."""
 
     def __init__(self, policy: Policy, markings: Markings, store: Store,
                  validate: Callable[[dict[str, Any]], None], *,
                  sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 release: Callable[[NewObject], Iterable[str]] | None = None,
+                 releaser: Callable[[], Callable[[NewObject], Iterable[str]]] | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
         self.policy = policy
         self.markings = markings
         self.store = store
         self.validate = validate
         self.sign = sign
-        self.release = release
+        self.releaser = releaser
         self.on_stored = on_stored
 
     def publish(self, person: Person, collection_id: str, objects: Sequence[Any], *,
@@ -140,12 +140,13 @@ class Publisher:
 
         if progress is not None and outcomes:
             progress(len(outcomes))  # refused before storing
+        release = self.releaser() if self.releaser is not None else None
         for start in range(0, len(pending), BATCH):
             chunk = pending[start:start + BATCH]
             marks = [(n.object_id, n.body) for n, _ in chunk
                      if n.object_type == "marking-definition"]
             results = self.store.add_objects(collection_id, [n for n, _ in chunk], marks,
-                                             release=self.release)
+                                             release=release)
             for r in results:
                 ok = r.outcome != "conflict"
                 outcomes.append(Outcome(r.object_id, r.version, ok, r.message))
