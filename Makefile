@@ -23,7 +23,8 @@ run: $(STAMP)
 # PostgreSQL server is started by the tests (tests/pg.py); without PostgreSQL
 # binaries those tests skip with the reason printed.
 PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.py \
-	tests/services/test_federation.py tests/services/test_people.py
+	tests/services/test_federation.py tests/services/test_people.py \
+	tests/services/test_audit_partner.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

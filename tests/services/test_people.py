@@ -37,7 +37,8 @@ def add_with_password(node: Node, pw_hash: str, name: str, party: str = "JPN",
 
 def fresh(node: Node, limit: int = 5) -> People:
     """A People over the same store with its own throttle and cache (another server)."""
-    return People(node.policy, node.store, LoginThrottle(limit=limit, window=300, lockout=300))
+    return People(node.policy, node.store, node.audit,
+                  LoginThrottle(limit=limit, window=300, lockout=300))
 
 
 # -- adding --------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def test_client_lockout_is_separate_and_not_reset_by_a_success(tmp_path: Path) -
     from helpers import make_node
 
     node = make_node(tmp_path / "n")
-    people = People(node.policy, node.store, throttle=LoginThrottle(limit=5),
+    people = People(node.policy, node.store, node.audit, throttle=LoginThrottle(limit=5),
                     client_throttle=LoginThrottle(limit=3))
     people.add("kiri", party="NZL", clearance="SECRET", password="kiri-long-password")
     for guess in ("a" * 12, "b" * 12):

@@ -13,6 +13,8 @@ import pytest
 from intelpact.model import Label
 from intelpact.store import Store, open_store
 from intelpact.store.base import (
+    AuditEvent,
+    AuditFilter,
     BadCursor,
     Collection,
     NewObject,
@@ -306,3 +308,104 @@ def test_objects_without_a_version_are_idempotent_by_body(store: Store) -> None:
     assert store.holds("c1", sco.object_id, None, "h1")
     assert not store.holds("c1", sco.object_id, None, "other")
     assert store.count("c1") == 1
+
+
+# -- the audit log ------------------------------------------------------------------------
+
+
+def _event(i: int, originator: str | None = None, objects: tuple[str, ...] = ()) -> AuditEvent:
+    import json
+
+    body = json.dumps({"at": f"2026-01-01T00:00:{i % 60:02d}.000000Z", "i": i,
+                       "kind": "read", "originator": originator}, sort_keys=True)
+    return AuditEvent(f"2026-01-01T00:00:{i % 60:02d}.000000Z", "read", body,
+                      person=f"p-{i % 3}", originator=originator, object_ids=objects)
+
+
+def test_audit_appends_are_contiguous_across_writers(opener: Opener) -> None:
+    """Two stores on one database, four threads each: every event once, no gap (leaf
+    indexes are given under the write lock, never by a sequence)."""
+    stores = [opener(), opener()]
+
+    def work(s: Store, t: int) -> None:
+        for i in range(25):
+            s.append_audit([_event(t * 1000 + i), _event(t * 1000 + i + 500)])
+
+    threads = [threading.Thread(target=work, args=(stores[t % 2], t)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = stores[0].audit_events(0, 10_000)
+    assert [e.index for e in events] == list(range(400)) and stores[1].audit_size() == 400
+
+
+def test_audit_add_objects_writes_its_events_in_the_same_transaction(store: Store) -> None:
+    def events(results: object) -> list[AuditEvent]:
+        return [_event(0, "JPN", (obj(1).object_id,))]
+
+    store.add_objects("c1", [obj(1)], audit=events)
+    (only,) = store.find_audit(AuditFilter(object_id=obj(1).object_id))
+    assert only.index == 0 and only.originator == "JPN"
+
+    def failing(results: object) -> list[AuditEvent]:
+        raise RuntimeError("the audit could not be written")
+
+    with pytest.raises(RuntimeError):
+        store.add_objects("c1", [obj(2)], audit=failing)
+    assert store.query("c1", ids_for(store, LOW), Query(ids=(obj(2).object_id,))).rows == []
+
+
+def test_audit_filters(store: Store) -> None:
+    store.append_audit([_event(i, "JPN" if i % 2 else "NZL",
+                               (obj(i % 4).object_id,)) for i in range(20)])
+    assert [e.index for e in store.find_audit(AuditFilter(originator="JPN", limit=3))] == \
+        [1, 3, 5]
+    assert [e.index for e in store.find_audit(AuditFilter(originator="JPN", after=15))] == \
+        [17, 19]
+    assert {e.index for e in store.find_audit(AuditFilter(object_id=obj(2).object_id))} == \
+        {2, 6, 10, 14, 18}
+    assert len(store.find_audit(AuditFilter(person="p-0"))) == 7
+    assert store.find_audit(AuditFilter(since="2026-01-01T00:00:18.000000Z"))[0].index == 18
+    assert store.find_audit(AuditFilter(kinds=("deny",))) == []
+    assert store.find_audit(AuditFilter(person="x' OR 1=1 --")) == []  # bound, not spliced
+
+
+def test_audit_integration_is_single_and_incremental(opener: Opener) -> None:
+    """Integrators in two stores (processes) at once build one tree, equal to the RFC
+    9162 tree over the events, and sign one checkpoint per size."""
+    from intelpact.crypto.merkle import Tree, leaf_hash, root
+
+    a, b = opener(), opener()
+    a.append_audit([_event(i) for i in range(300)])
+    signed: list[int] = []
+
+    def sign(size: int, r: bytes, tree: Tree) -> str:
+        signed.append(size)
+        return f"note {size}"
+
+    def work(s: Store) -> None:
+        for _ in range(5):
+            s.integrate_audit(37, sign)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    size, tree_root = a.integrate_audit(1000)
+    leaves = [leaf_hash(e.body.encode()) for e in a.audit_events(0, 300)]
+    assert size == 300 and tree_root == root(leaves)
+    assert [c.size for c in a.checkpoints()] == sorted(set(signed))
+    assert a.latest_checkpoint() is not None and a.latest_checkpoint().size == 300
+    tree = Tree(b.audit_nodes)
+    assert tree.root(123) == root(leaves[:123])
+
+
+def test_partner_checkpoints_and_alerts(store: Store) -> None:
+    assert store.add_partner_checkpoint("NZL", 5, b"r" * 32, "note", "t")
+    assert not store.add_partner_checkpoint("NZL", 5, b"x" * 32, "other", "t")
+    assert store.partner_checkpoints("NZL") == [(5, b"r" * 32, "note", "t")]
+    assert store.partner_checkpoints("AUS") == []
+    store.raise_alert("history-rewritten", "NZL", "detail", "t")
+    assert [a[1:] for a in store.alerts()] == [("history-rewritten", "NZL", "detail", "t")]

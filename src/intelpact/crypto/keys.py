@@ -9,6 +9,7 @@ by its key id: the first 16 hex digits of the SHA-256 of those bytes.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 from pathlib import Path
@@ -125,6 +126,14 @@ def public_raw(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The public key as standard base64 of its 32 raw bytes (44 characters)."""
     return base64.b64encode(public_raw(key)).decode("ascii")
+
+
+def public_key_from_b64(text: str) -> Ed25519PublicKey:
+    """The inverse of :func:`public_key_b64`; raises :class:`KeyFileError`."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        raise KeyFileError("not a base64 Ed25519 public key (32 raw bytes)") from None
 
 
 def key_id(public_raw: bytes) -> str:

@@ -9,6 +9,13 @@ Hashing is exactly RFC 9162 §2.1.1 (SHA-256 with domain separation)::
 The tree over *n* leaves splits at *k*, the largest power of two smaller than *n*.
 Everything here is iterative (no recursion), so very large trees are fine.
 
+A stored log keeps the hash of every *perfect* subtree, addressed by its coordinate
+``(level, index)``: the subtree over leaves ``[index * 2**level, (index + 1) * 2**level)``.
+Those hashes never change once the leaves exist, so they can be cached forever. Any
+range the proofs need is a run of such blocks (:func:`blocks`), folded from the right
+(:func:`fold`); :func:`extend` integrates new leaves into a tree of known size, and
+:class:`Tree` makes roots and proofs from a store of perfect-subtree hashes.
+
 Verifiers follow RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency) step by
 step. They return ``None`` on success and raise :class:`ProofError` with a short
 reason otherwise. Before the RFC's steps they check the proof's length against the
@@ -20,14 +27,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ..errors import IntelpactError
 
 __all__ = [
-    "EMPTY_ROOT", "HASH_SIZE", "ProofError", "consistency_proof", "inclusion_proof",
-    "leaf_hash", "node_hash", "root", "verify_consistency", "verify_inclusion",
+    "EMPTY_ROOT", "HASH_SIZE", "Coord", "ProofError", "Tree", "blocks", "consistency_proof",
+    "consistency_ranges", "extend", "fold", "inclusion_proof", "inclusion_ranges", "leaf_hash",
+    "node_hash", "root", "verify_consistency", "verify_inclusion",
 ]
+
+Coord = tuple[int, int]  # (level, index) of a perfect subtree
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -77,55 +87,161 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return _mth(leaf_hashes, 0, len(leaf_hashes))
 
 
-def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """PATH(index, D[n]) of RFC 9162 §2.1.3.1, ordered from the leaf upwards."""
-    n = len(leaf_hashes)
-    if not 0 <= index < n:
-        raise ProofError(f"leaf index {index} is outside a tree of size {n}")
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [lo, hi) whose tree hashes make PATH(index, D[size]) (RFC 9162
+    §2.1.3.1), ordered from the leaf upwards."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
     # Walk down from the root: at each split, the subtree not holding the leaf is a
     # sibling on the path. The RFC lists siblings bottom-up, so reverse at the end.
-    path: list[bytes] = []
-    lo, hi = 0, n
+    path: list[tuple[int, int]] = []
+    lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index < lo + k:
-            path.append(_mth(leaf_hashes, lo + k, hi))
+            path.append((lo + k, hi))
             hi = lo + k
         else:
-            path.append(_mth(leaf_hashes, lo, lo + k))
+            path.append((lo, lo + k))
             lo += k
     path.reverse()
     return path
 
 
-def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """PROOF(size1, D[size2]) of RFC 9162 §2.1.4.1, where size2 = len(leaf_hashes).
-
-    Empty when size1 equals size2. Requires 0 < size1 <= size2, like the verifier:
-    a proof from the empty tree is meaningless.
-    """
-    n = len(leaf_hashes)
-    if not 0 < size1 <= n:
-        raise ProofError(f"size1 {size1} is outside 1..{n} (size2)")
-    if size1 == n:
+def consistency_ranges(size1: int, size2: int) -> list[tuple[int, int]]:
+    """The leaf ranges [lo, hi) whose tree hashes make PROOF(size1, D[size2]) (RFC 9162
+    §2.1.4.1). Empty when the sizes are equal. Requires 0 < size1 <= size2, like the
+    verifier: a proof from the empty tree is meaningless."""
+    if not 0 < size1 <= size2:
+        raise ProofError(f"size1 {size1} is outside 1..{size2} (size2)")
+    if size1 == size2:
         return []
     # SUBPROOF(m, D[lo:hi], b), unrolled: each step appends one hash after the
     # result of the recursive call, so collect them and reverse at the end.
-    tail: list[bytes] = []
-    m, lo, hi, b = size1, 0, n, True
+    tail: list[tuple[int, int]] = []
+    m, lo, hi, b = size1, 0, size2, True
     while m != hi - lo:
         k = _split(hi - lo)
         if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-            tail.append(_mth(leaf_hashes, lo + k, hi))
+            tail.append((lo + k, hi))
             hi = lo + k
         else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-            tail.append(_mth(leaf_hashes, lo, lo + k))
+            tail.append((lo, lo + k))
             lo += k
             m -= k
             b = False
-    proof = [] if b else [_mth(leaf_hashes, lo, hi)]  # SUBPROOF(m, D[m], b)
+    proof = [] if b else [(lo, hi)]  # SUBPROOF(m, D[m], b)
     proof.extend(reversed(tail))
     return proof
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """PATH(index, D[n]) of RFC 9162 §2.1.3.1, ordered from the leaf upwards."""
+    return [_mth(leaf_hashes, lo, hi) for lo, hi in inclusion_ranges(index, len(leaf_hashes))]
+
+
+def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """PROOF(size1, D[size2]) of RFC 9162 §2.1.4.1, where size2 = len(leaf_hashes)."""
+    return [_mth(leaf_hashes, lo, hi)
+            for lo, hi in consistency_ranges(size1, len(leaf_hashes))]
+
+
+# --- a tree stored as perfect subtrees --------------------------------------------------------
+
+
+def blocks(lo: int, hi: int) -> list[Coord]:
+    """The perfect subtrees that tile [lo, hi), largest first.
+
+    Every range in a tree's recursive split (and so in every proof) starts at a multiple
+    of a power of two at least as large as itself, so it is tiled by the binary digits
+    of its size, and its tree hash is :func:`fold` of theirs.
+    """
+    out: list[Coord] = []
+    size = hi - lo
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            if lo % (1 << level):
+                raise ProofError(f"range [{lo}, {hi}) is not aligned to a tree split")
+            out.append((level, lo >> level))
+            lo += 1 << level
+    return out
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """The tree hash of consecutive perfect subtrees, largest first (EMPTY_ROOT if none)."""
+    if not hashes:
+        return EMPTY_ROOT
+    h = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        h = hashlib.sha256(b"\x01" + left + h).digest()
+    return h
+
+
+def extend(size: int, frontier: Sequence[bytes],
+           leaves: Iterable[bytes]) -> tuple[list[tuple[int, int, bytes]], list[bytes]]:
+    """Integrate leaf hashes into a tree of ``size`` leaves.
+
+    ``frontier`` holds the hashes of ``blocks(0, size)``. Returns every perfect subtree
+    the new leaves complete, as (level, index, hash) with the leaves themselves at level
+    0, and the new frontier."""
+    if len(frontier) != size.bit_count():
+        raise ProofError(f"a tree of size {size} has {size.bit_count()} frontier hashes, "
+                         f"not {len(frontier)}")
+    made: list[tuple[int, int, bytes]] = []
+    stack = list(frontier)
+    sha = hashlib.sha256
+    for leaf in leaves:
+        _check_hash(leaf, "leaf hash")
+        h, level, index = leaf, 0, size
+        made.append((0, index, h))
+        while index & 1:  # a right child: its left sibling is the last frontier hash
+            h = sha(b"\x01" + stack.pop() + h).digest()
+            level += 1
+            index >>= 1
+            made.append((level, index, h))
+        stack.append(h)
+        size += 1
+    return made, stack
+
+
+class Tree:
+    """Roots and proofs for a tree of perfect-subtree hashes held elsewhere.
+
+    ``fetch(coords)`` returns the hash of every coordinate asked for (a store query, a
+    cache, a list in memory); missing ones are an error, never guessed.
+    """
+
+    def __init__(self, fetch: Callable[[Sequence[Coord]], Mapping[Coord, bytes]]) -> None:
+        self._fetch = fetch
+
+    def _hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        tiles = [blocks(lo, hi) for lo, hi in ranges]
+        wanted = sorted({c for tile in tiles for c in tile})
+        found = self._fetch(wanted) if wanted else {}
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise ProofError(f"the tree lacks subtree {missing[0]} (level, index): it is not "
+                             "integrated that far")
+        return [fold([found[c] for c in tile]) for tile in tiles]
+
+    def root(self, size: int) -> bytes:
+        return self._hashes([(0, size)])[0] if size else EMPTY_ROOT
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return self._hashes(inclusion_ranges(index, size))
+
+    def inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """Many inclusion proofs in the same tree with one fetch."""
+        per = [inclusion_ranges(i, size) for i in indexes]
+        flat = self._hashes([r for ranges in per for r in ranges])
+        out, at = [], 0
+        for ranges in per:
+            out.append(flat[at:at + len(ranges)])
+            at += len(ranges)
+        return out
+
+    def consistency(self, size1: int, size2: int) -> list[bytes]:
+        return self._hashes(consistency_ranges(size1, size2))
 
 
 def _check_hash(value: bytes, what: str) -> None:

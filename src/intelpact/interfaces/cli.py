@@ -371,7 +371,7 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
     wanted = query.casefold()
     table = Table("banner", "type", "id", "name")
     shown = 0
-    for obj in _visible(node, principal):
+    for obj in _visible(node, principal, "search"):
         text = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
         if wanted in text:
             labels = node.markings.label(obj)
@@ -398,7 +398,7 @@ def export(node_dir: Path, as_name: str, output: Path) -> None:
 
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
-    objects = list(_visible(node, principal))
+    objects = list(_visible(node, principal, "export"))
     bundle = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
                          "objects": objects}, ensure_ascii=False, indent=1)
     if str(output) == "-":
@@ -409,12 +409,12 @@ def export(node_dir: Path, as_name: str, output: Path) -> None:
     node.close()
 
 
-def _visible(node: Node, principal: Any) -> Iterator[dict[str, Any]]:
+def _visible(node: Node, principal: Any, via: str) -> Iterator[dict[str, Any]]:
     for collection in node.store.collections():
         cursor = None
         while True:
             page, visible = node.find(principal, collection.collection_id,
-                                      Query(limit=1000, cursor=cursor))
+                                      Query(limit=1000, cursor=cursor), via=via)
             for _, body in visible:
                 yield json.loads(body)
             if not page.more:
@@ -422,4 +422,4 @@ def _visible(node: Node, principal: Any) -> Iterator[dict[str, Any]]:
             cursor = page.next
 
 
-from . import cli_federation  # noqa: E402,F401 - registers card, peer, disseminations
+from . import cli_audit, cli_federation  # noqa: E402,F401 - register more commands

@@ -39,6 +39,7 @@ class FederationApi:
             Route(f"{PREFIX}/collections/inbox/objects/", self.inbox, methods=["POST"]),
             Route(f"{PREFIX}/collections/outbox/objects/", self.outbox),
             Route(f"{PREFIX}/keys", self.keys, methods=["POST"]),
+            Route(f"{PREFIX}/audit", self.audit),
         ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -140,14 +141,38 @@ class FederationApi:
         rows = rows[:int(limit)]
         labels = self.node.store.labels()
         fed = self.node.federation
-        bodies = [row.body for _, row in rows
-                  if fed.may_release_now(labels[row.banner_id], party, row)]
+        going = [row for _, row in rows if fed.may_release_now(labels[row.banner_id], party, row)]
+        fed.released(party, going, "pull")  # durable before it leaves
+        bodies = [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
         if rows:
             head += f',"next":"{rows[-1][0]}"'
         if bodies:
             head += ',"objects":[' + ",".join(bodies) + "]"
         return Response((head + "}").encode(), media_type=TAXII)
+
+
+    async def audit(self, request: Request) -> Response:
+        try:
+            return await run_in_threadpool(self._audit, request)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _audit(self, request: Request) -> Response:
+        """Partner audit and checkpoint gossip: the events about the caller's objects, with
+        proofs, and our latest checkpoint with a proof that it extends the one it knows."""
+        party = self._caller(request, b"")
+        params = request.query_params
+        try:
+            after = int(params.get("after", "-1"))
+            limit = int(params.get("limit", "1000"))
+            known = int(params.get("known", "0"))
+        except ValueError:
+            raise TaxiiError(400, "Bad request", "after, limit and known are integers") from None
+        if after < -1 or known < 0 or not 0 <= limit <= MAX_PAGE:
+            raise TaxiiError(400, "Bad request", f"after >= -1, known >= 0, limit 0-{MAX_PAGE}")
+        answer = self.node.audit.for_partner(party, after=after, limit=limit, known=known)
+        return Response(json.dumps(answer, ensure_ascii=False).encode(), media_type=TAXII)
 
 
 def create_federation_app(node: Node) -> Starlette:

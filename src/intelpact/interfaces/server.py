@@ -4,7 +4,8 @@ courier, until interrupted.
 With one worker everything runs in one process. With ``workers`` > 1 the TAXII
 API is served by that many processes (uvicorn's supervisor; each opens the node
 itself, through :func:`taxii_worker_app`), while this process alone runs the
-federation listener and the courier: one sender, one signer of receipts. The
+federation listener, the courier and the audit integrator: one sender, one signer
+of receipts and checkpoints. The
 workers share the store, so status resources, cursors and the outbox stay
 correct (docs/node.md); PostgreSQL is the store meant for that.
 """
@@ -50,6 +51,7 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     ]
     courier = Courier(node, interval=courier_interval)
     courier.start()
+    node.audit.start()  # integrates the audit log and signs its checkpoints
 
     async def run() -> None:
         await asyncio.gather(*(s.serve() for s in servers))
@@ -78,6 +80,7 @@ def serve_workers(node: Node, workers: int, *, host: str | None = None,
     thread.start()
     courier = Courier(node, interval=courier_interval)
     courier.start()
+    node.audit.start()  # this process alone integrates and signs checkpoints
     os.environ[WORKER_ENV] = str(node.config.dir.resolve())
     try:
         uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,

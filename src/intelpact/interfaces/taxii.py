@@ -190,7 +190,7 @@ class TaxiiApi:
                     raise AuthError()
                 return self.node.people.login(name, password, client)
             if scheme.lower() == "bearer" and credentials.strip():
-                return self.node.people.login_token(credentials.strip())
+                return self.node.people.login_token(credentials.strip(), client)
         except AuthError as exc:
             if exc.retry_after is not None:
                 raise TaxiiError(429, "Too Many Requests", exc.message,
@@ -251,7 +251,7 @@ class TaxiiApi:
         cid = self._collection(request.path_params["cid"], principal)
         if request.method == "POST":
             return self._add(principal, cid, body or b"")
-        page, visible = self.node.find(principal, cid, self._query(request))
+        page, visible = self.node.find(principal, cid, self._query(request), via="objects")
         return self._envelope(page.more, page.next, visible)
 
     def object(self, request: Request, principal: Principal, _: bytes | None) -> Response:
@@ -259,14 +259,15 @@ class TaxiiApi:
         oid = self._object_id(request.path_params["oid"])
         if request.method == "DELETE":
             return self._delete(request, principal, cid, oid)
-        page, visible = self.node.find(principal, cid, self._query(request, object_id=oid))
+        page, visible = self.node.find(principal, cid, self._query(request, object_id=oid),
+                                       via="object")
         if not visible:
             raise TaxiiError(404, "Not Found", "no such object")
         return self._envelope(page.more, page.next, visible)
 
     def manifest(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         cid = self._collection(request.path_params["cid"], principal)
-        page, visible = self.node.find(principal, cid, self._query(request))
+        page, visible = self.node.find(principal, cid, self._query(request), via="manifest")
         entries = [{"id": row.object_id, "date_added": row.date_added, "version": row.version,
                     "media_type": STIX} for row, _ in visible]
         data: dict[str, Any] = {"more": page.more}
@@ -280,7 +281,7 @@ class TaxiiApi:
         cid = self._collection(request.path_params["cid"], principal)
         oid = self._object_id(request.path_params["oid"])
         query = self._query(request, object_id=oid, versions_endpoint=True)
-        page, visible = self.node.find(principal, cid, query)
+        page, visible = self.node.find(principal, cid, query, via="versions")
         if not visible:
             raise TaxiiError(404, "Not Found", "no such object")
         data: dict[str, Any] = {"more": page.more,
@@ -401,13 +402,20 @@ class TaxiiApi:
     def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
         query = self._query(request, object_id=oid)
         readable = self.node.access.readable(principal.person)
+        audit = self.node.audit
+        page = self.node.store.query(cid, readable, query)
+        target = [(row.object_id, row.version, row.originator) for row in page.rows]
         if not principal.has_role("security-officer"):
+            audit.record(audit.event("deny", person=principal.person, objects=[(oid, "")],
+                                     via="delete",
+                                     reason="deleting needs the security-officer role"))
             # Do not reveal whether the object exists to someone who may not see it.
-            page = self.node.store.query(cid, readable, query)
             if not page.rows:
                 raise TaxiiError(404, "Not Found", "no such object")
             raise TaxiiError(403, "Forbidden", "deleting needs the security-officer role")
         versions = query.versions if request.query_params.get("match[version]") else ("all",)
+        audit.record(*audit.by_originator("delete", target, person=principal.person,
+                                          versions=list(versions)))
         if self.node.store.delete(cid, readable, oid, versions) == 0:
             raise TaxiiError(404, "Not Found", "no such object")
         return Response(status_code=200)

@@ -7,7 +7,9 @@ batches over mutual TLS; the partner's signed receipt marks them delivered and
 becomes the dissemination record. A failure is retried with exponential
 backoff. Pull: every ``interval`` seconds each partner's outbox is paged from
 the persisted cursor, so a node that was down catches up by itself. Receipt is
-idempotent, so an object that arrives both ways is stored once.
+idempotent, so an object that arrives both ways is stored once. Gossip: every
+``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
+witnessed (services/audit.py), so a partner that rewrites its history is caught.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 
 from ..store.base import PeerRecord, timestamp, utc_now
+from .audit import AuditError
 from .federation import FederationError, sign_request
 from .node import Node
 
@@ -32,9 +35,10 @@ BATCH = 500
 
 class Courier:
     def __init__(self, node: Node, *, interval: float = 2.0, push_interval: float = 0.25,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, gossip_interval: float = 30.0) -> None:
         self.node = node
         self.interval = interval
+        self.gossip_interval = gossip_interval
         # Writers in other processes (the CLI, other workers) cannot set ``stored``:
         # the outbox is also checked this often (one indexed query per partner).
         self.push_interval = push_interval
@@ -83,6 +87,7 @@ class Courier:
         if not sendable:
             self.node.store.failed_attempt(party, ids)
             return 0
+        fed.released(party, [row for _, row in sendable], "push")  # durable before it leaves
         body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]}").encode()
         try:
             response = self._request(peer, "POST", "/federation/collections/inbox/objects/",
@@ -156,6 +161,36 @@ class Courier:
             self.node.store.set_pull_cursor(party, int(page["next"]))
         return received if not page.get("more") else received + self.pull_once(party, limit)
 
+    # -- partner audit and gossip ------------------------------------------------------------
+    def partner_audit(self, party: str, *, after: int = -1, limit: int = BATCH
+                      ) -> tuple[int, list[dict[str, Any]], bool]:
+        """Ask ``party`` for its events about our objects after leaf ``after``. Its
+        checkpoint is witnessed (gossip) and every event proven included in it. Returns
+        the checkpoint's size, the events, and whether there are more."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            raise FederationError(f"{party} is not a pinned partner",
+                                  hint="pin it first: intelpact peer add DIR CARDFILE")
+        held = self.node.store.partner_checkpoints(party)
+        known = max((h[0] for h in held), default=0)
+        target = f"/federation/audit?after={after}&limit={limit}&known={known}"
+        try:
+            response = self._request(peer, "GET", target)
+        except httpx.HTTPError as exc:
+            raise FederationError(f"{party} unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise FederationError(f"{party} refused the audit request: "
+                                  f"{response.status_code} {response.text[:300]}")
+        answer = response.json()
+        audit = self.node.audit
+        size, root = audit.witness(party, self.node.federation.keys_of(party).values(), answer)
+        return size, audit.check_partner_events(party, size, root, answer), \
+            bool(answer.get("more"))
+
+    def gossip_once(self, party: str) -> int:
+        """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
+        return self.partner_audit(party, limit=0)[0]
+
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         thread = threading.Thread(target=self._run, name="intelpact-courier", daemon=True)
@@ -173,12 +208,13 @@ class Courier:
     def _run(self) -> None:
         backoff: dict[str, float] = {}
         retry_at: dict[str, float] = {}
-        last_pull = 0.0
+        last_pull = last_gossip = 0.0
         while not self._stop.is_set():
             self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
             pull = now - last_pull >= self.interval
+            gossip = now - last_gossip >= self.gossip_interval
             for party in list(self.node.federation.peers()):
                 if retry_at.get(party, 0.0) > now:
                     continue
@@ -186,7 +222,11 @@ class Courier:
                     self.push_all(party)
                     if pull:
                         self.pull_once(party)
+                    if gossip:
+                        self.gossip_once(party)
                     backoff.pop(party, None)
+                except AuditError as exc:  # alerted and audited already
+                    log.error("audit gossip with %s: %s", party, exc.message)
                 except (FederationError, httpx.HTTPError, ValueError, KeyError) as exc:
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
                     backoff[party] = delay
@@ -194,3 +234,5 @@ class Courier:
                     log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
             if pull:
                 last_pull = now
+            if gossip:
+                last_gossip = now

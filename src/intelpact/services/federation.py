@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..crypto.keys import key_id, public_key_b64, public_raw
+from ..crypto.keys import KeyFileError, key_id, public_key_b64, public_key_from_b64, public_raw
 from ..crypto.signing import SignatureError, canonical, verify_object
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
@@ -42,6 +42,7 @@ from ..model import Label, Markings, PartnerNode, Policy
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import NewObject, PeerRecord, Store, StoredObject, timestamp, utc_now
+from .audit import AuditLog, operator
 from .publish import canonical_body, definition_label, object_version
 
 CARD_VERSION = 1
@@ -82,9 +83,8 @@ def _verify(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
 
 def _public(b64: str) -> Ed25519PublicKey:
     try:
-        raw = base64.b64decode(b64, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (binascii.Error, ValueError):
+        return public_key_from_b64(b64)
+    except KeyFileError:
         raise FederationError("the card's public key is not a base64 Ed25519 key") from None
 
 
@@ -204,11 +204,13 @@ class Received:
 
 
 class Federation:
-    def __init__(self, me: Identity, policy: Policy, markings: Markings, store: Store) -> None:
+    def __init__(self, me: Identity, policy: Policy, markings: Markings, store: Store,
+                 audit: AuditLog) -> None:
         self.me = me
         self.policy = policy
         self.markings = markings
         self.store = store
+        self.audit = audit
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}
@@ -253,6 +255,8 @@ class Federation:
             raise FederationError("the announcement's new key does not sign it")
         self.store.add_party_key(sender, new_id, str(body["new_public_key"]),
                                  timestamp(utc_now()))
+        self.audit.record(self.audit.event("key-rotate", party=sender, actor=sender,
+                                           old_key_id=peer.key_id, new_key_id=new_id))
         self.store.add_peer(PeerRecord(sender, peer.url, str(body["new_public_key"]), new_id,
                                        peer.tls_cert, peer.tls_fingerprint, peer.card,
                                        timestamp(utc_now())))
@@ -262,6 +266,9 @@ class Federation:
         """Pin a partner from its card; queue everything already releasable to it."""
         peer = check_card(card, self.me, self.policy.agreement.parties)
         self.store.add_peer(peer)
+        self.audit.record(self.audit.event("peer-add", party=peer.party, actor=operator(),
+                                           url=peer.url, key_id=peer.key_id,
+                                           tls_fingerprint=peer.tls_fingerprint))
         labels = self.store.labels()
         queued = self.store.enqueue(peer.party,
                                     lambda row: self._may_release(labels[row.banner_id],
@@ -316,16 +323,24 @@ class Federation:
             else:
                 pending.append((new, outcome))
         if pending:
-            stored = self.store.add_objects(collection_id, [n for n, _ in pending], marks,
-                                            release=self.releaser())
+            batch = [n for n, _ in pending]
+            stored = self.store.add_objects(
+                collection_id, batch, marks, release=self.releaser(),
+                audit=lambda done: self.audit.by_originator(
+                    "receive", [(r.object_id, r.version, n.originator)
+                                for n, r in zip(batch, done, strict=True)
+                                if r.outcome == "added"], party=sender, actor=sender))
             for (new, _), added in zip(pending, stored, strict=True):
                 ok = added.outcome != "conflict"
                 results.append(Received(new.object_id, added.version, ok, added.message,
                                         new.body_hash if ok else ""))
         when = timestamp(utc_now())
-        for result in results:
-            if not result.ok:
-                self.store.add_refusal(sender, result.object_id, result.message, when)
+        refused = [r for r in results if not r.ok]
+        for result in refused:
+            self.store.add_refusal(sender, result.object_id, result.message, when)
+        self.audit.record(*(self.audit.event(
+            "refuse", party=sender, actor=sender, objects=[(r.object_id, r.version or "")],
+            reason=r.message) for r in refused))
         receipt = {"receiver": self.me.party, "sender": sender, "received": when,
                    "agreement": self.me.agreement_hash,
                    "objects": [{"id": r.object_id, "version": r.version,
@@ -385,6 +400,13 @@ class Federation:
             oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
             digest, labels.base, labels.banner, originator, bool(labels.portions),
             received_from=sender)
+
+    def released(self, party: str, rows: Sequence[StoredObject], how: str,
+                 receipt: str | None = None) -> None:
+        """Record that ``rows`` went to ``party`` (``how``: pushed or pulled)."""
+        self.audit.record(*self.audit.by_originator(
+            "release", [(r.object_id, r.version, r.originator) for r in rows], party=party,
+            actor=self.me.party, how=how, receipt=receipt))
 
     def check_receipt(self, party: str, signed: Any,
                       sent: Iterable[StoredObject]) -> list[str]:

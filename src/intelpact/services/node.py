@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import NodeConfig, create_node_dir, load_config, write_config
-from ..crypto.keys import key_id, load_signing_key, public_key_b64, public_raw, write_private_file
+from ..crypto.keys import (
+    key_id,
+    load_signing_key,
+    public_key_b64,
+    public_key_from_b64,
+    public_raw,
+    write_private_file,
+)
 from ..crypto.signing import sign_object
-from ..model import Agreement, Markings, Policy, load_agreement
+from ..model import Agreement, Label, Markings, Person, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
-from ..store.base import Collection, Page, Query, StoredObject, timestamp, utc_now
-from .access import Access
+from ..store.base import (
+    AuditEvent,
+    Collection,
+    Page,
+    Query,
+    StoredObject,
+    timestamp,
+    utc_now,
+)
+from .access import WITHHELD_EXTENSION_ID, Access
+from .audit import AuditLog, Pseudonyms, operator
 from .federation import Federation, Identity
 from .people import People, Principal
 from .publish import Publisher
@@ -39,15 +56,21 @@ class Node:
         self.markings = Markings(self.agreement)
         for body in store.markings():
             self.markings.add(json.loads(body))
-        self.people = People(self.policy, store)
         self.signing_key = load_signing_key(config.signing_key)
+        self.audit = AuditLog(
+            store, config.party, lambda: self.signing_key,
+            Pseudonyms.from_file(config.signing_key.parent / "audit-pseudonyms.key"),
+            old_keys=lambda: [public_key_from_b64(k)
+                              for k in store.party_keys(config.party).values()])
+        self.people = People(self.policy, store, self.audit)
         cert_pem = config.tls_cert.read_text() if config.tls_cert else ""
         self.identity = Identity(config.party, config.federation_url, self.signing_key,
                                  cert_pem, self.agreement.id, self.agreement.content_hash)
-        self.federation = Federation(self.identity, self.policy, self.markings, store)
+        self.federation = Federation(self.identity, self.policy, self.markings, store,
+                                     self.audit)
         self.stored = threading.Event()  # set after every write; wakes the courier
         self.publisher = Publisher(self.policy, self.markings, store, validate_object,
-                                   sign=self.sign, releaser=self.federation.releaser,
+                                   self.audit, sign=self.sign, releaser=self.federation.releaser,
                                    on_stored=self.stored.set)
         self.access = Access(self.policy, self.markings, store, validate_object)
 
@@ -71,6 +94,9 @@ class Node:
         self.signing_key = new
         self.identity = dataclasses.replace(self.identity, key=new)
         self.federation.me = self.identity
+        self.audit.record(self.audit.event("key-rotate", actor=operator(),
+                                           old_key_id=key_id(public_raw(old)),
+                                           new_key_id=key_id(public_raw(new))))
         return key_id(public_raw(new))
 
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -113,30 +139,74 @@ class Node:
                 return c
         return self.store.collections()[0]
 
-    def find(self, principal: Principal, collection_id: str,
-             query: Query) -> tuple[Page, list[tuple[StoredObject, str]]]:
+    def find(self, principal: Principal, collection_id: str, query: Query, *,
+             via: str = "objects") -> tuple[Page, list[tuple[StoredObject, str]]]:
         """One page of what ``principal`` may see: each visible row with the body served.
 
         The page's rows were filtered on the base label in the query; a row whose
-        portions make it unservable (docs/access.md) is dropped here."""
+        portions make it unservable (docs/access.md) is dropped here. What is served is
+        audited (``via``: the endpoint or command) before it is returned; an id asked
+        for and not served is audited as a denial, whether or not it exists, so the
+        two cannot be told apart by time."""
         labels = self.store.labels()  # once per page: the filter and the views share it
-        page = self.store.query(collection_id,
-                                self.access.readable(principal.person, labels), query)
+        person = principal.person
+        page = self.store.query(collection_id, self.access.readable(person, labels), query)
         visible = []
         for row in page.rows:
-            body = self.access.view(principal.person, row, labels)
+            body = self.access.view(person, row, labels)
             if body is not None:
                 visible.append((row, body))
+        events = self.audit.by_originator(
+            "read", [(row.object_id, row.version, row.originator) for row, _ in visible],
+            person=person, via=via, withheld=_withheld(visible) or None)
+        if query.ids:
+            served = {row.object_id for row, _ in visible}
+            missing = [oid for oid in query.ids if oid not in served]
+            if missing:
+                events.extend(self._denials(person, collection_id, missing, via, labels))
+        self.audit.record(*events)
         return page, visible
+
+    def _denials(self, person: Person, collection_id: str, ids: Sequence[str], via: str,
+                 labels: Mapping[int, Label]) -> list[AuditEvent]:
+        """Audit events for ids ``person`` asked for and was not served, with the reason."""
+        rows = self.store.query(collection_id, list(labels),
+                                Query(ids=tuple(ids), versions=("all",), limit=len(ids) * 50))
+        events = []
+        found = {row.object_id for row in rows.rows}
+        for row in rows.rows:
+            decision = self.policy.may_read(person, labels[row.label_id])
+            reason = decision.reason if not decision.allowed else \
+                "every portion that makes it a valid object is withheld"
+            events.append(self.audit.event("deny", person=person, originator=row.originator,
+                                           objects=[(row.object_id, row.version)], via=via,
+                                           reason=reason))
+        for oid in ids:
+            if oid not in found:
+                events.append(self.audit.event("deny", person=person, objects=[(oid, "")],
+                                               via=via, reason="no such object"))
+        return events
 
     def get(self, principal: Principal, object_id: str) -> list[dict[str, Any]]:
         """Every visible version of an object across collections, oldest first."""
         found: list[dict[str, Any]] = []
         for collection in self.store.collections():
             _, visible = self.find(principal, collection.collection_id,
-                                   Query(ids=(object_id,), versions=("all",), limit=1000))
+                                   Query(ids=(object_id,), versions=("all",), limit=1000),
+                                   via="get")
             found.extend(json.loads(body) for _, body in visible)
         return found
 
     def close(self) -> None:
+        self.audit.close()
         self.store.close()
+
+
+def _withheld(visible: Sequence[tuple[StoredObject, str]]) -> dict[str, list[str]]:
+    """The portions withheld from each served object (from the view's extension)."""
+    out: dict[str, list[str]] = {}
+    for row, body in visible:
+        if row.has_portions and WITHHELD_EXTENSION_ID in body:
+            ext = json.loads(body).get("extensions", {}).get(WITHHELD_EXTENSION_ID, {})
+            out[row.object_id] = list(ext.get("withheld", []))
+    return out

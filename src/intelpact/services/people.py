@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..errors import IntelpactError
 from ..model import Person, Policy
 from ..store.base import PersonRecord, Store, timestamp, utc_now
+from .audit import AuditLog, operator
 from .credentials import LoginThrottle, hash_password, new_token, token_digest, verify_password
 
 _CACHE_SECONDS = 60.0
@@ -85,11 +86,12 @@ class Principal:
 
 
 class People:
-    def __init__(self, policy: Policy, store: Store,
+    def __init__(self, policy: Policy, store: Store, audit: AuditLog,
                  throttle: LoginThrottle | None = None,
                  client_throttle: LoginThrottle | None = None) -> None:
         self.policy = policy
         self.store = store
+        self.audit = audit
         # Per name: 5 failures in 5 minutes lock that name. Per client address: a
         # higher limit (analysts may share a proxy, and one attacker must not lock
         # them all out), and a success does not reset it (no spraying between
@@ -118,6 +120,10 @@ class People:
                               hash_password(password) if password else None,
                               timestamp(utc_now()))
         self.store.add_person(record)
+        self.audit.record(self.audit.event(
+            "person-add", name=name, actor=operator(), nationality=party,
+            clearance=record.clearance, caveats=list(record.caveats),
+            communities=list(record.communities), roles=list(record.roles)))
         return record
 
     def get(self, name: str) -> PersonRecord:
@@ -144,6 +150,7 @@ class People:
         if not self.store.revoke_person(name, timestamp(utc_now())):
             raise PeopleError(f"{name} is already revoked")
         self._forget(name)
+        self.audit.record(self.audit.event("person-revoke", name=name, actor=operator()))
 
     def set_password(self, name: str, password: str) -> None:
         """Replace a person's password; logins with the old one stop at once."""
@@ -153,6 +160,7 @@ class People:
         _check_password(password)
         self.store.set_password(name, hash_password(password))
         self._forget(name)
+        self.audit.record(self.audit.event("password-set", name=name, actor=operator()))
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -164,14 +172,20 @@ class People:
             raise PeopleError(f"{name} is revoked: no tokens can be issued")
         token = new_token()
         self.store.add_token(token_digest(token), name, label, timestamp(utc_now()))
+        self.audit.record(self.audit.event("token-issue", name=name, actor=operator(),
+                                           token=token_digest(token)[:16]))
         return token
 
     def revoke_tokens(self, name: str, token: str | None = None) -> int:
         self.get(name)
         with self._lock:
             self._verified.clear()
-        return self.store.revoke_tokens(name, timestamp(utc_now()),
-                                        token_digest(token) if token else None)
+        count = self.store.revoke_tokens(name, timestamp(utc_now()),
+                                         token_digest(token) if token else None)
+        self.audit.record(self.audit.event(
+            "token-revoke", name=name, actor=operator(), count=count,
+            token=token_digest(token)[:16] if token else None))
+        return count
 
     # -- authentication ------------------------------------------------------------------
     def login(self, name: str, password: str, client: str = "") -> Principal:
@@ -181,6 +195,7 @@ class People:
                               (self.client_throttle, f"client:{client}")):
             wait = throttle.check(key, now)
             if wait is not None:
+                self._failed(name, client, "throttled: too many failed logins")
                 raise AuthError("too many failed logins; try again later", retry_after=wait)
         cache_key = hmac.new(self._cache_secret, f"{name}\0{password}".encode(
             "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
@@ -200,18 +215,24 @@ class People:
         if not ok or record is None or record.password_hash is None:
             self.throttle.failure(f"name:{name}", now)
             self.client_throttle.failure(f"client:{client}", now)
+            self._failed(name, client, "wrong name or password, or the person is revoked")
             raise AuthError()
         self.throttle.success(f"name:{name}")
         with self._lock:
             self._verified[cache_key] = (now, name, record.password_hash)
         return self.principal(record)
 
-    def login_token(self, token: str) -> Principal:
+    def login_token(self, token: str, client: str = "") -> Principal:
         """Check a bearer token; raises :class:`AuthError`."""
         name = self.store.token_owner(token_digest(token))
-        if name is None:
-            raise AuthError()
-        record = self.store.person(name)
-        if record is None or record.revoked:
+        record = self.store.person(name) if name is not None else None
+        if name is None or record is None or record.revoked:
+            self.audit.record(self.audit.event(
+                "login-failure", actor="bearer-token", client=client or None,
+                token=token_digest(token)[:16], reason="unknown or revoked token"))
             raise AuthError()
         return self.principal(record)
+
+    def _failed(self, name: str, client: str, reason: str) -> None:
+        self.audit.record(self.audit.event("login-failure", name=name, client=client or None,
+                                           reason=reason))

@@ -14,6 +14,7 @@ never silently merged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -25,6 +26,8 @@ from ..errors import IntelpactError
 from ..model import Agreement, Label, LabelPart, Markings, Person, Policy, national_marking
 from ..model.errors import LabelError, MarkingError
 from ..store.base import (
+    AddResult,
+    AuditEvent,
     NewObject,
     StatusRecord,
     Store,
@@ -32,6 +35,7 @@ from ..store.base import (
     timestamp,
     utc_now,
 )
+from .audit import AuditLog
 
 BATCH = 500
 
@@ -85,7 +89,7 @@ class Publisher:
     stored object goes to, written to the outbox in the object's transaction."""
 
     def __init__(self, policy: Policy, markings: Markings, store: Store,
-                 validate: Callable[[dict[str, Any]], None], *,
+                 validate: Callable[[dict[str, Any]], None], audit: AuditLog, *,
                  sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  releaser: Callable[[], Callable[[NewObject], Iterable[str]]] | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
@@ -96,6 +100,7 @@ class Publisher:
         self.sign = sign
         self.releaser = releaser
         self.on_stored = on_stored
+        self.audit = audit
 
     def publish(self, person: Person, collection_id: str, objects: Sequence[Any], *,
                 marking: MarkingRequest | None = None,
@@ -121,6 +126,7 @@ class Publisher:
             extra_refs.append(applied["id"])
 
         # marking-definitions first: objects may use them
+        denials: list[AuditEvent] = []
         pending: list[tuple[NewObject, dict[str, Any]]] = []
         for item in [*definitions, *objects]:
             if isinstance(item, dict) and item.get("type") == "marking-definition":
@@ -132,11 +138,12 @@ class Publisher:
         for item in objects:
             if isinstance(item, dict) and item.get("type") == "marking-definition":
                 continue
-            outcome, new = self._object(person, item, extra_refs)
+            outcome, new = self._object(person, item, extra_refs, denials)
             if new is None:
                 outcomes.append(outcome)
             else:
                 pending.append((new, item))
+        self.audit.record(*denials)
 
         if progress is not None and outcomes:
             progress(len(outcomes))  # refused before storing
@@ -145,8 +152,10 @@ class Publisher:
             chunk = pending[start:start + BATCH]
             marks = [(n.object_id, n.body) for n, _ in chunk
                      if n.object_type == "marking-definition"]
-            results = self.store.add_objects(collection_id, [n for n, _ in chunk], marks,
-                                             release=release)
+            batch = [n for n, _ in chunk]
+            results = self.store.add_objects(collection_id, batch, marks, release=release,
+                                             audit=functools.partial(self._events, person,
+                                                                     batch))
             for r in results:
                 ok = r.outcome != "conflict"
                 outcomes.append(Outcome(r.object_id, r.version, ok, r.message))
@@ -155,6 +164,13 @@ class Publisher:
         if pending and self.on_stored is not None:
             self.on_stored()
         return self._status(person, collection_id, created, outcomes)
+
+    def _events(self, person: Person, batch: Sequence[NewObject],
+                results: Sequence[AddResult]) -> list[AuditEvent]:
+        """The audit of one stored batch: what was added, by whom (in its transaction)."""
+        added = [(r.object_id, r.version, n.originator)
+                 for n, r in zip(batch, results, strict=True) if r.outcome == "added"]
+        return self.audit.by_originator("publish", added, person=person)
 
     def _definition(self, person: Person, item: dict[str, Any]
                     ) -> tuple[Outcome, NewObject | None]:
@@ -177,8 +193,8 @@ class Publisher:
             object_version(item), body, digest, label, label, origin, False,
             published_by=person.name)
 
-    def _object(self, person: Person, item: Any, extra_refs: Iterable[str]
-                ) -> tuple[Outcome, NewObject | None]:
+    def _object(self, person: Person, item: Any, extra_refs: Iterable[str],
+                denials: list[AuditEvent]) -> tuple[Outcome, NewObject | None]:
         if not isinstance(item, dict):
             return Outcome("?", None, False, "not a JSON object"), None
         oid = str(item.get("id", "?"))
@@ -198,12 +214,14 @@ class Publisher:
         except LabelError as exc:
             return Outcome(oid, None, False, exc.message), None
         if labels.base.originator != person.party:
-            return Outcome(oid, None, False,
-                           f"marked as originated by {labels.base.originator}; a "
-                           f"{person.party} person publishes only {person.party}-originated "
-                           "information"), None
+            reason = (f"marked as originated by {labels.base.originator}; a "
+                      f"{person.party} person publishes only {person.party}-originated "
+                      "information")
+            denials.append(self._denial(person, obj, labels.base.originator, reason))
+            return Outcome(oid, None, False, reason), None
         decision = self.policy.check_publish(person, labels.banner)
         if not decision.allowed:
+            denials.append(self._denial(person, obj, labels.base.originator, decision.reason))
             return Outcome(oid, None, False, decision.reason), None
         if self.sign is not None:
             obj = self.sign(obj)
@@ -212,6 +230,13 @@ class Publisher:
             oid, str(obj["type"]), str(obj.get("spec_version", "2.1")), object_version(obj),
             body, digest, labels.base, labels.banner, labels.base.originator,
             bool(labels.portions), published_by=person.name)
+
+    def _denial(self, person: Person, obj: dict[str, Any], originator: str,
+                reason: str) -> AuditEvent:
+        version = obj.get("modified") or obj.get("created") or ""
+        return self.audit.event("deny", person=person, originator=originator,
+                                objects=[(str(obj.get("id", "?")), str(version))],
+                                act="publish", reason=reason)
 
     def _status(self, person: Person, collection_id: str, created: str,
                 outcomes: list[Outcome]) -> StatusRecord:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..crypto.merkle import Coord, Tree
 from ..errors import IntelpactError
 from ..model.labels import Label
 
@@ -209,6 +210,62 @@ class StatusRecord:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """One event to append to the audit log. ``body`` is the leaf data: canonical JSON
+    that holds everything the event says; the other fields only index it."""
+
+    at: str
+    kind: str
+    body: str
+    person: str | None = None
+    party: str | None = None
+    originator: str | None = None
+    object_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An appended event at leaf ``index``."""
+
+    index: int
+    at: str
+    kind: str
+    person: str | None
+    party: str | None
+    originator: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events to find; every field narrows. Events come oldest first."""
+
+    object_id: str | None = None
+    person: str | None = None
+    party: str | None = None
+    originator: str | None = None
+    kinds: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    after: int = -1  # leaf index to continue after
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint this node signed (a C2SP signed note over the tree of ``size``)."""
+
+    size: int
+    note: str
+    signed: str
+
+
+# Given the new tree size, its root, and a reader of the tree as integrated so far
+# (inside the integrating transaction), return a signed checkpoint note, or None.
+Signer = Callable[[int, bytes, Tree], str | None]
+
+
 class Store(abc.ABC):
     """What every backend provides. All methods are safe to call from any thread."""
 
@@ -233,11 +290,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
-                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    release: Callable[[NewObject], Iterable[str]] | None = None,
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
                     ) -> list[AddResult]:
         """Store object versions and marking-definitions (id, body) in one durable
         transaction, with an outbox row for every party ``release`` names for each
-        newly added object. Returns one result per object, in order."""
+        newly added object, and the audit events ``audit`` makes of the results.
+        Returns one result per object, in order."""
 
     @abc.abstractmethod
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
@@ -358,6 +417,55 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def refusals(self) -> list[tuple[str, str, str, str]]: ...
+
+    # audit log ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_audit(self, events: Sequence[AuditEvent]) -> int:
+        """Append events in one durable transaction; returns the first one's leaf index."""
+
+    @abc.abstractmethod
+    def audit_size(self) -> int:
+        """How many events have been appended."""
+
+    @abc.abstractmethod
+    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
+        """The events with leaf index in [start, stop), in order."""
+
+    @abc.abstractmethod
+    def find_audit(self, where: AuditFilter) -> list[AuditRecord]: ...
+
+    @abc.abstractmethod
+    def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        """Integrated perfect-subtree hashes (level 0: leaf hashes) by coordinate."""
+
+    @abc.abstractmethod
+    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
+        """Under the write lock: hash up to ``limit`` appended events into the tree, then
+        store the checkpoint ``sign`` returns (if any). Returns the tree's size and root.
+        One integrator at a time, whatever the number of processes."""
+
+    @abc.abstractmethod
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint this node signed, smallest first."""
+
+    @abc.abstractmethod
+    def latest_checkpoint(self) -> Checkpoint | None: ...
+
+    @abc.abstractmethod
+    def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
+                               when: str) -> bool:
+        """Keep a checkpoint ``party`` signed; False if one of that size was kept already."""
+
+    @abc.abstractmethod
+    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
+        """(size, root, note, received) of every checkpoint kept for ``party``."""
+
+    @abc.abstractmethod
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None: ...
+
+    @abc.abstractmethod
+    def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
+        """(id, kind, party, detail, raised), oldest first."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -26,10 +26,15 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..crypto.merkle import Coord
 from ..model.labels import Label
 from .base import (
     AddResult,
+    AuditEvent,
+    AuditFilter,
+    AuditRecord,
     BadCursor,
+    Checkpoint,
     Collection,
     Dissemination,
     NewObject,
@@ -37,6 +42,7 @@ from .base import (
     PeerRecord,
     PersonRecord,
     Query,
+    Signer,
     StatusRecord,
     Store,
     StoredObject,
@@ -46,7 +52,19 @@ from .base import (
     timestamp,
     utc_now,
 )
-from .sqlite import MAX_ATTEMPTS, _Clock, _commas, _person, _statements, _stored
+from .sqlite import (
+    _AUDIT_COLUMNS,
+    MAX_ATTEMPTS,
+    _append_audit,
+    _audit_select,
+    _Clock,
+    _commas,
+    _integrate,
+    _nodes,
+    _person,
+    _statements,
+    _stored,
+)
 
 # The advisory lock every writing transaction holds (an arbitrary constant: "intelpact").
 WRITE_LOCK = 0x696E74656C706163
@@ -212,7 +230,8 @@ class PostgresStore(Store):
     # -- objects ---------------------------------------------------------------------
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
-                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    release: Callable[[NewObject], Iterable[str]] | None = None,
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
                     ) -> list[AddResult]:
         results: list[AddResult] = []
         pending: dict[str, int] = {}
@@ -271,6 +290,8 @@ class PostgresStore(Store):
                                   "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
                                   (party, inserted[0], added))
                 results.append(AddResult(obj.object_id, version, "added", "stored"))
+            if audit is not None:
+                _append_audit(c.cursor(), audit(results), "%s")
         self._load_labels()
         return results
 
@@ -460,6 +481,63 @@ class PostgresStore(Store):
     def refusals(self) -> list[tuple[str, str, str, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in self._all(
             "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
+
+    # -- audit log --------------------------------------------------------------------------
+    def append_audit(self, events: Sequence[AuditEvent]) -> int:
+        with self._write() as c:
+            return _append_audit(c.cursor(), events, "%s")
+
+    def audit_size(self) -> int:
+        row = self._one("SELECT max(idx) FROM audit_events")
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
+        return [AuditRecord(*r) for r in self._all(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= %s AND idx < %s "  # noqa: S608
+            "ORDER BY idx", (start, stop))]
+
+    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "%s")
+        return [AuditRecord(*r) for r in self._all(sql, params)]
+
+    def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        with self._read() as conn:
+            return _nodes(conn.cursor(), coords, "%s")
+
+    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
+        with self._write() as c:
+            return _integrate(c.cursor(), "%s", limit, sign)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [Checkpoint(int(r[0]), r[1], r[2]) for r in self._all(
+            "SELECT size, note, signed FROM audit_checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        row = self._one("SELECT size, note, signed FROM audit_checkpoints "
+                        "ORDER BY size DESC LIMIT 1")
+        return Checkpoint(int(row[0]), row[1], row[2]) if row else None
+
+    def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
+                               when: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, "
+                            "received) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (party, size) "
+                            "DO NOTHING", (party, size, root, note, when))
+            return cur.rowcount > 0
+
+    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
+        return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in self._all(
+            "SELECT size, root, note, received FROM partner_checkpoints WHERE party = %s "
+            "ORDER BY size", (party,))]
+
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO alerts (kind, party, detail, raised) VALUES "
+                      "(%s, %s, %s, %s)", (kind, party, detail, when))
+
+    def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
+        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
+            "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
 
     # -- people -------------------------------------------------------------------------
     _PEOPLE = ("SELECT name, party, clearance, caveats, communities, roles, password_hash, "

@@ -18,10 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
 from ..model.labels import Label
 from .base import (
     AddResult,
+    AuditEvent,
+    AuditFilter,
+    AuditRecord,
     BadCursor,
+    Checkpoint,
     Collection,
     Dissemination,
     NewObject,
@@ -29,6 +34,7 @@ from .base import (
     PeerRecord,
     PersonRecord,
     Query,
+    Signer,
     StatusRecord,
     Store,
     StoredObject,
@@ -185,7 +191,8 @@ class SQLiteStore(Store):
     # -- objects ---------------------------------------------------------------------
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
-                    release: Callable[[NewObject], Iterable[str]] | None = None
+                    release: Callable[[NewObject], Iterable[str]] | None = None,
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
                     ) -> list[AddResult]:
         results: list[AddResult] = []
         pending: dict[str, int] = {}
@@ -239,6 +246,8 @@ class SQLiteStore(Store):
                                   "ON CONFLICT (party, seq) DO NOTHING",
                                   (party, cur.lastrowid, added))
                 results.append(AddResult(obj.object_id, version, "added", "stored"))
+            if audit is not None:
+                _append_audit(c, audit(results))
         self._load_labels()
         return results
 
@@ -429,6 +438,62 @@ class SQLiteStore(Store):
         return [(r[0], r[1], r[2], r[3]) for r in self._conn().execute(
             "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
 
+    # -- audit log --------------------------------------------------------------------------
+    def append_audit(self, events: Sequence[AuditEvent]) -> int:
+        with self._write() as c:
+            return _append_audit(c, events)
+
+    def audit_size(self) -> int:
+        row = self._conn().execute("SELECT max(idx) FROM audit_events").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
+        return [AuditRecord(*r) for r in self._conn().execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= ? AND idx < ? "  # noqa: S608
+            "ORDER BY idx", (start, stop))]
+
+    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "?")
+        return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
+
+    def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        return _nodes(self._conn(), coords)
+
+    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
+        with self._write() as c:
+            return _integrate(c, "?", limit, sign)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [Checkpoint(*r) for r in self._conn().execute(
+            "SELECT size, note, signed FROM audit_checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        row = self._conn().execute("SELECT size, note, signed FROM audit_checkpoints "
+                                   "ORDER BY size DESC LIMIT 1").fetchone()
+        return Checkpoint(*row) if row else None
+
+    def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
+                               when: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "
+                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (party, size) DO NOTHING",
+                            (party, size, root, note, when))
+            return cur.rowcount > 0
+
+    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
+        return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in self._conn().execute(
+            "SELECT size, root, note, received FROM partner_checkpoints WHERE party = ? "
+            "ORDER BY size", (party,))]
+
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO alerts (kind, party, detail, raised) VALUES (?, ?, ?, ?)",
+                      (kind, party, detail, when))
+
+    def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
+        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
+            "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
+
     # -- people -------------------------------------------------------------------------
     def add_person(self, person: PersonRecord) -> None:
         with self._write() as c:
@@ -486,6 +551,107 @@ class SQLiteStore(Store):
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+_AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body"
+
+
+def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
+    """Append ``events`` inside the caller's write transaction (which holds the write lock,
+    so leaf indexes are contiguous). Shared by both backends: ``mark`` is the dialect's
+    placeholder. Returns the first new leaf index."""
+    row = c.execute("SELECT max(idx) FROM audit_events").fetchone()
+    first = 0 if row[0] is None else int(row[0]) + 1
+    if not events:
+        return first
+    q = ", ".join([mark] * 7)
+    c.executemany(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({q})",  # noqa: S608
+                  [(first + i, e.at, e.kind, e.person, e.party, e.originator, e.body)
+                   for i, e in enumerate(events)])
+    refs = [(object_id, first + i) for i, e in enumerate(events)
+            for object_id in dict.fromkeys(e.object_ids)]
+    if refs:
+        c.executemany(f"INSERT INTO audit_refs (object_id, idx) VALUES ({mark}, {mark})",  # noqa: S608
+                      refs)
+    return first
+
+
+def _audit_select(where: AuditFilter, mark: str) -> tuple[str, list[Any]]:
+    """The query behind ``find_audit`` for either dialect; every value is bound."""
+    clauses = [f"e.idx > {mark}"]
+    params: list[Any] = [where.after]
+    for column, value in (("e.person", where.person), ("e.party", where.party),
+                          ("e.originator", where.originator)):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    if where.kinds:
+        clauses.append("e.kind IN (" + ", ".join([mark] * len(where.kinds)) + ")")
+        params.extend(where.kinds)
+    if where.since is not None:
+        clauses.append(f"e.at >= {mark}")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append(f"e.at <= {mark}")
+        params.append(where.until)
+    if where.object_id is not None:
+        clauses.append(f"e.idx IN (SELECT r.idx FROM audit_refs r "  # noqa: S608
+                       f"WHERE r.object_id = {mark})")
+        params.append(where.object_id)
+    params.append(where.limit)
+    columns = ", ".join("e." + c.strip() for c in _AUDIT_COLUMNS.split(","))
+    return (f"SELECT {columns} FROM audit_events e WHERE {' AND '.join(clauses)} "  # noqa: S608
+            f"ORDER BY e.idx LIMIT {mark}"), params
+
+
+def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, bytes]:
+    """Perfect-subtree hashes by (level, index), fetched a level at a time."""
+    found: dict[Coord, bytes] = {}
+    blob = "BLOB" if mark == "?" else "BYTEA"  # a hash altered into text still reads
+    by_level: dict[int, list[int]] = {}
+    for level, index in coords:
+        by_level.setdefault(level, []).append(index)
+    for level, indexes in by_level.items():
+        for at in range(0, len(indexes), 500):
+            chunk = indexes[at:at + 500]
+            marks = ", ".join([mark] * len(chunk))
+            for index, value in c.execute(
+                    f"SELECT idx, CAST(hash AS {blob}) FROM audit_nodes WHERE level = {mark} "  # noqa: S608
+                    f"AND idx IN ({marks})", (level, *chunk)):
+                found[(level, int(index))] = bytes(value)
+    return found
+
+
+def _integrate(c: Any, mark: str, limit: int, sign: Signer | None) -> tuple[int, bytes]:
+    """Hash appended events into the tree, inside the caller's write transaction."""
+    row = c.execute("SELECT max(idx) FROM audit_nodes WHERE level = 0").fetchone()
+    size = 0 if row[0] is None else int(row[0]) + 1
+    frontier_at = blocks(0, size)
+    known = _nodes(c, frontier_at, mark)
+    if len(known) != len(frontier_at):
+        raise StoreError(f"the audit tree of size {size} lacks subtree hashes",
+                         hint="run 'intelpact audit verify' to find what was altered")
+    rows = c.execute(f"SELECT idx, body FROM audit_events WHERE idx >= {mark} "  # noqa: S608
+                     f"ORDER BY idx LIMIT {mark}", (size, limit)).fetchall()
+    for i, r in enumerate(rows):
+        if int(r[0]) != size + i:
+            raise StoreError(f"audit event {size + i} is missing (found {r[0]} after "
+                             f"{size + i - 1})",
+                             hint="run 'intelpact audit verify' to find what was altered")
+    made, frontier = extend(size, [known[k] for k in frontier_at],
+                            (leaf_hash(r[1].encode("utf-8")) for r in rows))
+    if made:
+        c.executemany(f"INSERT INTO audit_nodes (level, idx, hash) VALUES "  # noqa: S608
+                      f"({mark}, {mark}, {mark})", made)
+    size += len(rows)
+    root = fold(frontier)
+    if sign is not None:
+        note = sign(size, root, Tree(lambda coords: _nodes(c, coords, mark)))
+        if note is not None:
+            c.execute(f"INSERT INTO audit_checkpoints (size, note, signed) VALUES "  # noqa: S608
+                      f"({mark}, {mark}, {mark}) ON CONFLICT (size) DO NOTHING",
+                      (size, note, timestamp(utc_now())))
+    return size, root
+
 
 class _Clock:
     """Hands out strictly increasing microsecond timestamps within one transaction."""

@@ -1,0 +1,242 @@
+"""`intelpact audit verify|show|checkpoint|alerts`: the node's tamper-evident log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..model import banner
+from ..model.labels import Label, join_all
+from ..services.audit import verify_log
+from ..services.node import Node
+from ..store.base import AuditFilter, AuditRecord, Query, normalise_timestamp
+from .cli import NODE_DIR, _progress, _safe, err, friendly, main, out
+
+
+@main.group()
+def audit() -> None:
+    """The audit log: verify it, show its events, sign a checkpoint now."""
+
+
+@audit.command("verify")
+@NODE_DIR
+@friendly
+def audit_verify(node_dir: Path) -> None:
+    """Re-check the whole log: every event against the tree, every checkpoint's signature
+    and root, each checkpoint a prefix of the next. Exit status 1 if anything is wrong."""
+    node = Node.open(node_dir)
+    node.audit.integrate()
+    total = node.store.audit_size()
+    with _progress("verifying events", total) as advance:
+        verdict = verify_log(node.store, node.audit.origin, node.audit.public_keys(),
+                             progress=advance)
+    node.close()
+    if verdict.ok:
+        out.print(Text.assemble(("OK", "bold green"), f": {verdict.size} events, "
+                                f"{verdict.checkpoints} signed checkpoint(s); every event, "
+                                "subtree hash and checkpoint verifies"))
+        return
+    out.print(Text.assemble(("FAILED", "bold red"), f": {len(verdict.problems)} problem(s) "
+                            f"in {verdict.size} events and {verdict.checkpoints} "
+                            "checkpoint(s)"))
+    for problem in verdict.problems[:50]:
+        out.print(Text("  - " + _safe(problem)))
+    if len(verdict.problems) > 50:
+        out.print(f"  … and {len(verdict.problems) - 50} more")
+    sys.exit(1)
+
+
+@audit.command("checkpoint")
+@NODE_DIR
+@friendly
+def audit_checkpoint(node_dir: Path) -> None:
+    """Integrate every event appended and sign a checkpoint now; print it."""
+    node = Node.open(node_dir)
+    checkpoint = node.audit.checkpoint()
+    node.close()
+    click.echo(checkpoint.note, nl=False)
+
+
+@audit.command("show")
+@NODE_DIR
+@click.option("--object", "object_id", help="Only events about this object id.")
+@click.option("--person", help="Only events by (or about) this person of the node.")
+@click.option("--party", help="Only events involving this partner (e.g. NZL).")
+@click.option("--originator", help="Only events about objects this party originated.")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only events of this kind (repeatable): publish, receive, release, read, "
+              "deny, refuse, login-failure, person-add, …")
+@click.option("--since", help="Only events at or after this time (RFC 3339, UTC).")
+@click.option("--until", help="Only events at or before this time (RFC 3339, UTC).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
+              help="Show at most this many events (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print the events' bodies, one per line.")
+@friendly
+def audit_show(node_dir: Path, object_id: str | None, person: str | None,
+               party: str | None, originator: str | None, kinds: tuple[str, ...],
+               since: str | None, until: str | None, limit: int, as_json: bool) -> None:
+    """Show events, oldest first, between banners for the most sensitive object they name.
+    People appear by name where they are people of this node (the log holds pseudonyms)."""
+    node = Node.open(node_dir)
+    names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()}
+    pseudonym = node.audit.pseudonyms.of(person) if person else None
+    where = AuditFilter(object_id=object_id, person=pseudonym,
+                        party=party.upper() if party else None,
+                        originator=originator.upper() if originator else None,
+                        kinds=kinds, since=normalise_timestamp(since) if since else None,
+                        until=normalise_timestamp(until) if until else None, limit=limit)
+    events = node.store.find_audit(where)
+    if as_json:
+        for event in events:
+            click.echo(event.body)
+        node.close()
+        return
+    line = _safe(banner(_highest(node, events), node.agreement, node.party))
+    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    out.print(shown)
+    for event in events:
+        _print_event(json.loads(event.body), event.index, names)
+    out.print(f"{len(events)} event(s)" + (" (limit reached: narrow the filters or raise "
+                                            "--limit)" if len(events) == limit else ""))
+    out.print(shown)
+    node.close()
+
+
+@audit.command("partner")
+@NODE_DIR
+@click.argument("party")
+@click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Fetch at most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verified events as JSON lines.")
+@friendly
+def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None:
+    """How PARTY handled the information this node originated: its audit events about our
+    objects (receipts, reads by pseudonymous people with clearance and nationality,
+    onward releases, denials), each proven to be in PARTY's signed log, and its
+    checkpoint checked against every earlier one we hold (a rewrite raises an alert)."""
+    from ..services.courier import Courier
+
+    party = party.upper()
+    node = Node.open(node_dir)
+    courier = Courier(node)
+    events: list[dict[str, Any]] = []
+    after, size, more = -1, 0, True
+    try:
+        with _progress(f"fetching {party}'s audit events", limit) as advance:
+            while more and len(events) < limit:
+                size, page, more = courier.partner_audit(party, after=after,
+                                                         limit=min(1000, limit - len(events)))
+                events.extend(page)
+                advance(len(page))
+                if page:
+                    after = page[-1]["index"]
+                else:
+                    more = False
+    finally:
+        courier.stop()
+    if as_json:
+        for event in events:
+            click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
+        node.close()
+        return
+    line = _safe(banner(_highest(node, events), node.agreement, node.party))
+    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    out.print(shown)
+    for event in events:
+        _print_event(event, event["index"], {})
+    out.print(f"{len(events)} event(s) from {party}'s log, each proven included in its "
+              f"checkpoint of {size} events (signature and consistency verified)")
+    out.print(shown)
+    node.close()
+
+
+@audit.command("alerts")
+@NODE_DIR
+@friendly
+def audit_alerts(node_dir: Path) -> None:
+    """List alerts for the security officer (e.g. a partner rewrote its history)."""
+    node = Node.open(node_dir)
+    alerts = node.store.alerts()
+    node.close()
+    if not alerts:
+        out.print("No alerts.")
+        return
+    table = Table("#", "raised", "kind", "party", "detail")
+    for alert_id, kind, party, detail, raised in alerts:
+        table.add_row(*(Text(_safe(v)) for v in (alert_id, raised, kind, party or "", detail)))
+    out.print(table)
+    err.print(f"{len(alerts)} alert(s)")
+
+
+def _print_event(data: dict[str, Any], index: int, names: dict[str, str]) -> None:
+    """Two lines: index, time, kind and who; then what about and the details."""
+    who = ""
+    person = data.get("person")
+    if isinstance(person, dict):
+        pid = str(person.get("id", ""))
+        who = names.get(pid, pid)
+        if "nationality" in person:
+            who += f" ({person.get('nationality')}, {person.get('clearance')})"
+    elif data.get("actor"):
+        who = str(data["actor"])
+    head = f"#{index}  {data.get('at', '')}  {data.get('kind', '')}"
+    out.print(Text(_safe(head + (f"  by {who}" if who else ""))))
+    parts = [f"{k} {data[k]}" for k in ("party", "originator") if data.get(k)]
+    if data.get("objects"):
+        parts.append("objects " + _objects(data))
+    detail = _detail(data)
+    if detail:
+        parts.append(detail)
+    if parts:
+        out.print(Text("    " + _safe(" · ".join(parts))))
+
+
+def _objects(data: dict[str, Any]) -> str:
+    objects = data.get("objects", [])
+    shown = ", ".join(str(o[0]) for o in objects[:2])
+    if len(objects) > 2:
+        shown += f" … (+{len(objects) - 2})"
+    return shown
+
+
+_SHOWN = {"v", "index", "at", "kind", "node", "person", "actor", "party", "originator",
+          "objects"}
+
+
+def _detail(data: dict[str, Any]) -> str:
+    return "; ".join(f"{k}={_brief(v)}" for k, v in sorted(data.items()) if k not in _SHOWN)
+
+
+def _brief(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Label:
+    """The join of the banners of every object the events name (that this node holds),
+    and at least the agreement's lowest covered level."""
+    bodies = [json.loads(e.body) if isinstance(e, AuditRecord) else e for e in events]
+    ids = sorted({str(o[0]) for data in bodies for o in data.get("objects", [])})
+    labels = node.store.labels()
+    everything = list(labels)
+    found: list[Label] = [Label(node.agreement.id, min(node.agreement.covered), node.party,
+                                None)]
+    for chunk in _chunks(ids, 500):
+        for collection in node.store.collections():
+            page = node.store.query(collection.collection_id, everything,
+                                    Query(ids=tuple(chunk), versions=("all",),
+                                          limit=len(chunk) * 20))
+            found.extend(labels[row.banner_id] for row in page.rows)
+    return join_all(found)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,660 @@
+"""The audit log: every security act, appended to an RFC 9162 Merkle tree (docs/audit.md).
+
+Three steps, as a transparency log runs them:
+
+1. **Append** (``record``): an event is JSON in canonical form (sorted keys, no spaces,
+   UTF-8), the exact bytes of its leaf. Appends from every thread are group-committed:
+   one durable transaction for all events waiting, and ``record`` returns only once its
+   events are on disk. A read's response waits for its event; an act that changes the
+   store (publish, receipt) writes its events in the act's own transaction.
+2. **Integrate** (``integrate``): in the background, leaf hashes and the hash of every
+   perfect subtree they complete are written beside the events, under the store's write
+   lock, so one integrator runs at a time across processes.
+3. **Checkpoint**: the node signs the tree's size and root as a C2SP tlog-checkpoint in a
+   C2SP signed note with its Ed25519 key, periodically and on demand. Before signing it
+   proves, from the stored tree, that the new tree extends the last checkpoint; a node
+   never signs two inconsistent checkpoints.
+
+People appear in events only as pseudonyms (``p-`` and 16 hex digits of an HMAC of their
+name under a secret of this node), so events can be shown to a partner, with proofs,
+without naming anyone; this node's officers resolve them (``audit show``).
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..crypto.checkpoint import (
+    CheckpointError,
+    NoteError,
+    format_checkpoint,
+    parse_checkpoint,
+    sign_note,
+    verify_note,
+)
+from ..crypto.keys import write_private_file
+from ..crypto.merkle import (
+    Coord,
+    ProofError,
+    Tree,
+    extend,
+    fold,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from ..errors import IntelpactError
+from ..model.decisions import Person
+from ..store.base import (
+    AuditEvent,
+    AuditFilter,
+    AuditRecord,
+    Checkpoint,
+    Store,
+    timestamp,
+    utc_now,
+)
+
+log = logging.getLogger("intelpact.audit")
+
+EVENT_VERSION = 1
+INTEGRATE_BATCH = 50_000
+CACHE_NODES = 200_000  # perfect-subtree hashes never change: cached without expiry
+
+# Every kind of event, and what it records (docs/audit.md lists them with their fields).
+KINDS = {
+    "publish": "a person of this node published objects",
+    "receive": "objects arrived from a partner and were stored",
+    "release": "objects went to a partner (pushed, or pulled by it)",
+    "read": "a person was served objects (with any portions withheld)",
+    "deny": "a request was refused by a security decision (with its reason)",
+    "refuse": "a partner sent something this node refused",
+    "delete": "a person deleted objects",
+    "login-failure": "a login failed",
+    "person-add": "a person was added", "person-revoke": "a person was revoked",
+    "password-set": "a person's password was set",
+    "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
+    "peer-add": "a partner node was pinned", "key-rotate": "this node's key was rotated",
+    "partner-audit": "a partner asked for the events about its objects",
+    "alert": "something a security officer must look at",
+    "compromise-report": "a report of suspected loss or compromise",
+    "compromise-ack": "a compromise report was acknowledged",
+    "compromise-close": "a compromise report was closed",
+}
+
+
+class AuditError(IntelpactError):
+    """The audit log could not record, prove or verify."""
+
+
+def canonical(data: Mapping[str, Any]) -> str:
+    """The event's leaf data as text: JSON, sorted keys, no whitespace, UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def log_origin(party: str) -> str:
+    """The log's name in checkpoints and the signed note's key name."""
+    return f"intelpact/{party}/audit"
+
+
+def operator() -> str:
+    """Who runs a command on this machine (the OS account), for acts outside a login."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid
+        return "unknown"
+
+
+class Pseudonyms:
+    """Stable pseudonyms for people: ``p-`` + 16 hex digits of HMAC-SHA256(secret, name)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def from_file(cls, path: Path) -> Pseudonyms:
+        """The node's secret, made on first use (mode 0600, like the node's keys)."""
+        if not path.exists():
+            write_private_file(path, secrets.token_hex(32).encode())
+        return cls(path.read_bytes().strip())
+
+    def of(self, name: str) -> str:
+        digest = hmac.new(self._secret, name.encode("utf-8"), hashlib.sha256).hexdigest()
+        return "p-" + digest[:16]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``verify`` found: ``ok`` and, when not, every problem with where it is."""
+
+    size: int
+    checkpoints: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _GroupCommit:
+    """Appends from many threads, one durable transaction per batch waiting."""
+
+    def __init__(self, write: Callable[[Sequence[AuditEvent]], int]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[Sequence[AuditEvent], Future[int]]] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, events: Sequence[AuditEvent]) -> Future[int]:
+        future: Future[int] = Future()
+        with self._cond:
+            if self._closed:
+                raise AuditError("the audit log is closed")
+            self._waiting.append((events, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="intelpact-audit",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                batch, self._waiting = self._waiting, []
+            events = [e for group, _ in batch for e in group]
+            try:
+                first = self._write(events)
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                log.exception("audit append failed")
+                for _, future in batch:
+                    future.set_exception(AuditError(
+                        f"the audit log could not record: {exc}",
+                        hint="the act was not done; check the database and disk"))
+                continue
+            for group, future in batch:
+                future.set_result(first)
+                first += len(group)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+class AuditLog:
+    """This node's log. ``key`` gives the current signing key (it may rotate);
+    ``old_keys`` gives every public key the node signed with before."""
+
+    def __init__(self, store: Store, party: str, key: Callable[[], Ed25519PrivateKey],
+                 pseudonyms: Pseudonyms, *,
+                 old_keys: Callable[[], Iterable[Ed25519PublicKey]] = tuple,
+                 checkpoint_interval: float = 10.0) -> None:
+        self.store = store
+        self.party = party
+        self.origin = log_origin(party)
+        self.pseudonyms = pseudonyms
+        self._key = key
+        self._old_keys = old_keys
+        self.checkpoint_interval = checkpoint_interval
+        self._commit = _GroupCommit(store.append_audit)
+        self._cache: dict[Coord, bytes] = {}
+        self._cache_lock = threading.Lock()
+        self.tree = Tree(self._fetch)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._integrated = -1
+
+    # -- events -------------------------------------------------------------------------
+    def event(self, kind: str, *, person: Person | None = None, name: str | None = None,
+              actor: str | None = None, party: str | None = None,
+              originator: str | None = None, objects: Iterable[tuple[str, str]] = (),
+              **detail: Any) -> AuditEvent:
+        """An event of ``kind``. ``person`` is recorded by pseudonym, with clearance (in
+        their national words) and nationality; ``name`` records a bare name by pseudonym
+        (a login attempt, a person being added); ``actor`` names an operator or system
+        actor; ``objects`` are (id, version) pairs, all of one ``originator``."""
+        if kind not in KINDS:
+            raise AuditError(f"unknown audit event kind {kind!r}")
+        at = timestamp(utc_now())
+        pairs = [[oid, version] for oid, version in objects]
+        data: dict[str, Any] = {"v": EVENT_VERSION, "at": at, "kind": kind, "node": self.party}
+        pseudonym = None
+        if person is not None:
+            pseudonym = self.pseudonyms.of(person.name)
+            data["person"] = {"id": pseudonym, "nationality": person.party,
+                              "clearance": person.clearance}
+        elif name is not None:
+            pseudonym = self.pseudonyms.of(name)
+            data["person"] = {"id": pseudonym}
+        if actor is not None:
+            data["actor"] = actor
+        if party is not None:
+            data["party"] = party
+        if originator is not None:
+            data["originator"] = originator
+        if pairs:
+            data["objects"] = pairs
+        for key, value in detail.items():
+            if value is not None:
+                data[key] = value
+        return AuditEvent(at, kind, canonical(data), pseudonym, party, originator,
+                          tuple(p[0] for p in pairs))
+
+    def by_originator(self, kind: str, rows: Iterable[tuple[str, str, str]],
+                      **fields: Any) -> list[AuditEvent]:
+        """One event per originator for (id, version, originator) rows: an event about
+        several partners' objects would tell each about the others'."""
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for oid, version, origin in rows:
+            groups.setdefault(origin, []).append((oid, version))
+        return [self.event(kind, originator=origin, objects=pairs, **fields)
+                for origin, pairs in groups.items()]
+
+    def record(self, *events: AuditEvent) -> None:
+        """Append ``events``; returns once they are durable (raises AuditError if not)."""
+        if events:
+            self._commit.submit(events).result()
+
+    # -- the tree -----------------------------------------------------------------------
+    def _fetch(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        with self._cache_lock:
+            found = {c: self._cache[c] for c in coords if c in self._cache}
+        missing = [c for c in coords if c not in found]
+        if missing:
+            fetched = self.store.audit_nodes(missing)
+            with self._cache_lock:
+                if len(self._cache) > CACHE_NODES:
+                    self._cache.clear()
+                self._cache.update(fetched)
+            found.update(fetched)
+        return found
+
+    def _sign(self, size: int, root: bytes, tree: Tree, force: bool) -> str | None:
+        """Inside the integrating transaction: sign a checkpoint for (size, root) if the
+        tree grew (or ``force``), after proving it extends the last checkpoint."""
+        last = self.latest()
+        if last is not None:
+            old = parse_checkpoint(self._text(last.note))
+            if old.size > size:
+                raise AuditError(f"the tree ({size} events) is smaller than the last "
+                                 f"checkpoint ({old.size}): events were removed",
+                                 hint="run 'intelpact audit verify' on this node")
+            if old.size == size:
+                if old.root != root:
+                    raise AuditError(f"the tree of {size} events no longer has the root of "
+                                     "its checkpoint: events were altered; refusing to sign",
+                                     hint="run 'intelpact audit verify' on this node")
+                return None  # signed already
+            try:
+                verify_consistency(old.size, size, old.root, root,
+                                   tree.consistency(old.size, size))
+            except ProofError as exc:
+                raise AuditError(f"the tree of {size} events does not extend the checkpoint "
+                                 f"of {old.size}: {exc}; refusing to sign",
+                                 hint="run 'intelpact audit verify' on this node") from None
+        elif size == 0 and not force:
+            return None
+        body = format_checkpoint(self.origin, size, root)
+        return sign_note(body, self.origin, self._key())
+
+    def integrate(self, *, sign: bool = False, force: bool = False) -> tuple[int, bytes]:
+        """Hash everything appended into the tree; then, if ``sign``, sign a checkpoint
+        when the tree grew since the last (or ``force``: e.g. the first, of an empty log).
+        Returns the tree's size and root."""
+        appended = self.store.audit_size()
+        while True:
+            size, root = self.store.integrate_audit(INTEGRATE_BATCH)
+            if size >= appended:
+                break
+        if sign:
+            size, root = self.store.integrate_audit(
+                INTEGRATE_BATCH, lambda n, r, t: self._sign(n, r, t, force))
+        self._integrated = size
+        return size, root
+
+    def checkpoint(self) -> Checkpoint:
+        """Integrate everything and sign now (on demand). Returns the latest checkpoint."""
+        self.integrate(sign=True, force=self.latest() is None)
+        latest = self.latest()
+        if latest is None:  # pragma: no cover - integrate(force=True) always signs
+            raise AuditError("no checkpoint was signed")
+        return latest
+
+    def latest(self) -> Checkpoint | None:
+        return self.store.latest_checkpoint()
+
+    def covering(self, index: int) -> Checkpoint:
+        """A signed checkpoint whose tree holds leaf ``index``, signing one if needed."""
+        latest = self.latest()
+        if latest is None or parse_checkpoint(self._text(latest.note)).size <= index:
+            latest = self.checkpoint()
+        return latest
+
+    @staticmethod
+    def _text(note: str) -> str:
+        return note[: note.rfind("\n\n") + 1]
+
+    # -- keys ---------------------------------------------------------------------------
+    def public_keys(self) -> list[Ed25519PublicKey]:
+        return [self._key().public_key(), *self._old_keys()]
+
+    def verify_checkpoint(self, note: str) -> tuple[int, bytes]:
+        """(size, root) of a checkpoint note signed by any key this node has used."""
+        return verify_checkpoint_note(note, self.origin, self.public_keys())
+
+    # -- partner audit: serving ------------------------------------------------------------
+    def for_partner(self, party: str, *, after: int = -1, limit: int = 1000,
+                    known: int = 0) -> dict[str, Any]:
+        """What ``party`` may see of this log: the events about objects it originated
+        after leaf ``after`` (at most ``limit``; 0 for only the checkpoint), each with an
+        inclusion proof, against a signed checkpoint that covers them, plus a proof that
+        the tree of ``known`` leaves (the largest checkpoint of ours it holds) is a prefix
+        of that checkpoint's. Nothing about anyone else's objects."""
+        events = self.store.find_audit(AuditFilter(originator=party, after=after,
+                                                   limit=limit + 1)) if limit else []
+        more = len(events) > limit
+        events = events[:limit]
+        need = max([e.index + 1 for e in events] + [known, 1 if limit else 0])
+        latest = self.latest()
+        size = parse_checkpoint(self._text(latest.note)).size if latest is not None else -1
+        if latest is None or size < need:
+            latest = self.checkpoint()
+            size = parse_checkpoint(self._text(latest.note)).size
+        proofs = self.tree.inclusions([e.index for e in events], size) if events else []
+        answer: dict[str, Any] = {
+            "checkpoint": latest.note, "more": more,
+            "events": [{"index": e.index, "body": e.body, "proof": [_b64(h) for h in proof]}
+                       for e, proof in zip(events, proofs, strict=True)]}
+        if events:
+            answer["next"] = events[-1].index
+        if 0 < known < size:
+            answer["consistency"] = {"from": known,
+                                     "proof": [_b64(h) for h in self.tree.consistency(known,
+                                                                                      size)]}
+        self.record(self.event("partner-audit", party=party, actor=party, after=after,
+                               count=len(events), checkpoint=size))
+        return answer
+
+    # -- partner audit: witnessing --------------------------------------------------------
+    def witness(self, party: str, keys: Iterable[Ed25519PublicKey],
+                answer: Mapping[str, Any]) -> tuple[int, bytes]:
+        """Check and keep a checkpoint ``party`` showed us (gossip): validly signed by one
+        of its keys, and consistent with every checkpoint of it we hold. Two inconsistent
+        checkpoints signed by the same partner mean it rewrote its history: an alert is
+        raised (and audited) and AuditError says so."""
+        origin = log_origin(party)
+        size, root = verify_checkpoint_note(str(answer.get("checkpoint", "")), origin, keys)
+        held = self.store.partner_checkpoints(party)
+        largest = max(held, default=None, key=lambda h: h[0])
+        problem = None
+        for h_size, h_root, _, _ in held:
+            if h_size == size and h_root != root:
+                problem = (f"{party} signed two different roots for its tree of {size} "
+                           "events")
+        if problem is None and largest is not None:
+            if largest[0] > size:
+                problem = (f"{party} showed a tree of {size} events after signing one of "
+                           f"{largest[0]}: its log shrank")
+            elif largest[0] < size:
+                proof = answer.get("consistency")
+                try:
+                    if not isinstance(proof, dict) or proof.get("from") != largest[0]:
+                        raise ProofError(f"no consistency proof from {largest[0]} events")
+                    verify_consistency(largest[0], size, largest[1], root,
+                                       [_unb64(h) for h in proof.get("proof", [])])
+                except (ProofError, ValueError, TypeError) as exc:
+                    problem = (f"{party}'s checkpoint of {size} events is not consistent with "
+                               f"its earlier checkpoint of {largest[0]}: {exc}")
+        if problem is not None:
+            self.alert("history-rewritten", party,
+                       f"{problem}: {party} has rewritten its audit history. The conflicting "
+                       "checkpoint is kept in this alert's audit event; the earlier one in "
+                       "the partner checkpoints.", note=str(answer.get("checkpoint", "")))
+            raise AuditError(f"{problem}: {party} has rewritten its audit history",
+                             hint="tell your security officer (intelpact audit alerts DIR)")
+        self.store.add_partner_checkpoint(party, size, root, str(answer["checkpoint"]),
+                                          timestamp(utc_now()))
+        return size, root
+
+    def check_partner_events(self, party: str, size: int, root: bytes,
+                             answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The events of a partner-audit answer, each proven included in the tree
+        (``size``, ``root``) and about an object this node originated."""
+        out: list[dict[str, Any]] = []
+        for item in answer.get("events", []):
+            try:
+                index, body = int(item["index"]), str(item["body"])
+                proof = [_unb64(h) for h in item["proof"]]
+                verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
+                data = json.loads(body)
+            except (KeyError, TypeError, ValueError, ProofError) as exc:
+                raise AuditError(f"{party} sent an audit event that does not verify: "
+                                 f"{exc}") from None
+            if data.get("node") != party or data.get("originator") != self.party:
+                raise AuditError(f"{party} sent event {index}, which is not its record of "
+                                 f"an object {self.party} originated")
+            out.append({"index": index, **data})
+        return out
+
+    def alert(self, kind: str, party: str | None, detail: str, **fields: Any) -> None:
+        """Raise an alert for the security officer, and audit it."""
+        self.store.raise_alert(kind, party, detail, timestamp(utc_now()))
+        self.record(self.event("alert", party=party, alert=kind, detail=detail, **fields))
+        log.error("ALERT %s %s: %s", kind, party or "", detail)
+
+    # -- background ---------------------------------------------------------------------
+    def start(self, *, integrate_every: float = 0.5) -> None:
+        """Integrate in the background; sign every ``checkpoint_interval`` seconds when
+        the tree grew."""
+        if self._worker is not None:
+            return
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, args=(integrate_every,),
+                                        name="intelpact-integrator", daemon=True)
+        self._worker.start()
+
+    def _run(self, every: float) -> None:
+        import time
+
+        signed_at = 0.0
+        while not self._stop.wait(every):
+            try:
+                due = time.monotonic() - signed_at >= self.checkpoint_interval
+                if self.store.audit_size() == self._integrated and not due:
+                    continue  # nothing new: leave the write lock alone
+                self.integrate(sign=due)
+                if due:
+                    signed_at = time.monotonic()
+            except Exception:  # noqa: BLE001 - keep integrating; the officer is told below
+                log.exception("audit integration failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self._commit.close()
+        try:
+            self.integrate(sign=False)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            log.exception("audit integration at close failed")
+
+
+def verify_checkpoint_note(note: str, origin: str,
+                           keys: Iterable[Ed25519PublicKey]) -> tuple[int, bytes]:
+    """Size and root of a signed checkpoint for ``origin`` under one of ``keys``."""
+    keys = list(keys)
+    text = None
+    problem = "no key"
+    for public in keys:
+        try:
+            text = verify_note(note, origin, public)
+            break
+        except NoteError as exc:
+            problem = exc.message
+    if text is None:
+        raise AuditError(f"checkpoint is not validly signed for {origin}: {problem}")
+    try:
+        cp = parse_checkpoint(text)
+    except CheckpointError as exc:
+        raise AuditError(f"checkpoint is malformed: {exc.message}") from None
+    if cp.origin != origin:
+        raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
+    return cp.size, cp.root
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("a proof hash is not a string")
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+# -- full verification ---------------------------------------------------------------------
+
+
+def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
+               progress: Callable[[int], None] | None = None,
+               chunk: int = 20_000) -> Verdict:
+    """Re-check the whole log from its event bodies: indexes contiguous; each event's
+    leaf hash, and each subtree hash, equal to the one stored when it was integrated;
+    every checkpoint validly signed, with the root recomputed at its size, and each
+    checkpoint a prefix of the next. Problems say where: the first altered event, the
+    missing range, the checkpoint that no longer matches."""
+    problems: list[str] = []
+    marks: dict[int, bytes] = {}
+    checkpoints = store.checkpoints()
+    for cp in checkpoints:
+        try:
+            size, root = verify_checkpoint_note(cp.note, origin, keys)
+        except AuditError as exc:
+            problems.append(f"checkpoint of size {cp.size} (signed {cp.signed}): "
+                            f"{exc.message}")
+            continue
+        if size != cp.size:
+            problems.append(f"checkpoint stored as size {cp.size} says size {size}")
+        marks[size] = root
+    appended = store.audit_size()
+    size = 0  # leaves rebuilt so far, contiguous from 0
+    frontier: list[bytes] = []
+    broken = False  # a gap: the tree cannot be rebuilt past it
+    bad: set[Coord] = set()
+    for start in range(0, appended, chunk):
+        rows = store.audit_events(start, start + chunk)
+        stored_leaves = store.audit_nodes([(0, r.index) for r in rows])
+        leaves: list[bytes] = []
+        for row in rows:
+            if not broken and row.index != size + len(leaves):
+                first = size + len(leaves)
+                problems.append(f"events {first}..{row.index - 1} are missing: the log was "
+                                "cut")
+                broken = True
+            problems.extend(_check_row(row))
+            leaf = leaf_hash(row.body.encode("utf-8"))
+            have = stored_leaves.get((0, row.index))
+            if have is not None and have != leaf:
+                bad.add((0, row.index))
+                problems.append(f"event {row.index} was altered: its body no longer hashes "
+                                "to the leaf integrated into the tree")
+            if not broken:
+                leaves.append(leaf)
+        made: list[tuple[int, int, bytes]] = []
+        at = 0
+        while at < len(leaves):  # integrate up to each checkpoint size, to compare roots
+            upto = min((m for m in marks if m > size), default=None)
+            step = len(leaves) - at if upto is None else min(len(leaves) - at, upto - size)
+            more, frontier = extend(size, frontier, leaves[at:at + step])
+            made.extend(more)
+            size += step
+            at += step
+            if size in marks and fold(frontier) != marks[size]:
+                problems.append(f"the {size} events of the checkpoint of size {size} no "
+                                "longer hash to its signed root: the log was altered "
+                                "before that point")
+        upper = [(lvl, i, h) for lvl, i, h in made if lvl > 0]
+        stored = store.audit_nodes([(lvl, i) for lvl, i, _ in upper])
+        for lvl, i, h in upper:
+            have = stored.get((lvl, i))
+            if have is None or have == h:
+                continue
+            bad.add((lvl, i))
+            if (lvl - 1, 2 * i) in bad or (lvl - 1, 2 * i + 1) in bad:
+                continue  # follows from an altered event or subtree below
+            lo, hi = i << lvl, (i + 1) << lvl
+            problems.append(f"the stored hash of the subtree over events {lo}..{hi - 1} was "
+                            "altered")
+        if progress is not None:
+            progress(len(rows))
+    for cp_size in sorted(marks):
+        if cp_size > appended:
+            problems.append(f"the checkpoint of size {cp_size} is beyond the {appended} "
+                            "events stored: events were deleted from the end")
+    ordered = sorted(m for m in marks if m > 0)
+    for older, newer in zip(ordered, ordered[1:], strict=False):
+        try:
+            verify_consistency(older, newer, marks[older], marks[newer],
+                               _proof_from(store, older, newer))
+        except (ProofError, AuditError) as exc:
+            problems.append(f"the checkpoint of size {older} is not a prefix of the "
+                            f"checkpoint of size {newer} (stored tree): {exc}")
+    return Verdict(appended, len(checkpoints), tuple(dict.fromkeys(problems)))
+
+
+def _proof_from(store: Store, size1: int, size2: int) -> list[bytes]:
+    tree = Tree(store.audit_nodes)
+    return tree.consistency(size1, size2)
+
+
+def _check_row(row: AuditRecord) -> Iterator[str]:
+    """The indexed columns must say what the body says."""
+    try:
+        data = json.loads(row.body)
+    except ValueError:
+        yield f"event {row.index}: body is not JSON"
+        return
+    if not isinstance(data, dict):
+        yield f"event {row.index}: body is not a JSON object"
+        return
+    if canonical(data) != row.body:
+        yield f"event {row.index}: body is not in canonical form"
+    person = data.get("person")
+    checks = (("at", row.at, data.get("at")), ("kind", row.kind, data.get("kind")),
+              ("person", row.person, person.get("id") if isinstance(person, dict) else None),
+              ("party", row.party, data.get("party")),
+              ("originator", row.originator, data.get("originator")))
+    for name, column, value in checks:
+        if column != value:
+            yield f"event {row.index}: its {name} column ({column!r}) differs from its body"
+
+
+__all__ = [
+    "KINDS", "AuditError", "AuditLog", "Pseudonyms", "Verdict", "canonical", "log_origin",
+    "operator", "verify_checkpoint_note", "verify_log",
+]

@@ -1,0 +1,302 @@
+"""The audit log: appends, integration, checkpoints, verification and tampering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from intelpact.crypto.checkpoint import parse_checkpoint, verify_note
+from intelpact.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
+from intelpact.interfaces.cli import main
+from intelpact.services.audit import AuditError, verify_log
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter, Query
+
+from helpers import indicator, make_node
+
+PW = "audit-test-password"
+
+
+def _text(note: str) -> str:
+    return note[: note.rfind("\n\n") + 1]
+
+
+def _verify(node: Node) -> tuple[str, ...]:
+    return verify_log(node.store, node.audit.origin, node.audit.public_keys()).problems
+
+
+def _people(node: Node, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        node.people.add(f"person{i}", party="JPN", clearance="秘")
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> Node:
+    n = make_node(tmp_path / "jpn")
+    yield n
+    n.close()
+
+
+def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
+    """Many threads appending at once: every event lands exactly once, at contiguous
+    leaf indexes, in canonical JSON, and record() returns only once it is stored."""
+    def work(t: int) -> None:
+        for i in range(50):
+            event = node.audit.event("login-failure", name=f"t{t}-{i}", reason="test")
+            node.audit.record(event)
+            assert node.store.find_audit(AuditFilter(person=event.person))  # durable now
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = node.store.audit_events(0, 10_000)
+    assert [e.index for e in events] == list(range(400))
+    assert len({e.person for e in events}) == 400
+    for e in events:
+        data = json.loads(e.body)
+        assert json.dumps(data, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False) == e.body
+        assert data["kind"] == e.kind == "login-failure" and data["node"] == "JPN"
+
+
+def test_checkpoints_are_signed_c2sp_notes_over_rfc9162_roots(node: Node) -> None:
+    _people(node, 5)
+    cp = node.audit.checkpoint()
+    text = verify_note(cp.note, "intelpact/JPN/audit", node.signing_key.public_key())
+    parsed = parse_checkpoint(text)
+    assert parsed.origin == "intelpact/JPN/audit" and parsed.size == cp.size == 5
+    leaves = [leaf_hash(e.body.encode()) for e in node.store.audit_events(0, 5)]
+    from intelpact.crypto.merkle import root
+    assert parsed.root == root(leaves)
+    # no new events: no new checkpoint; new events: a consistent one
+    assert node.audit.checkpoint() == cp
+    _people(node, 3, start=5)
+    cp2 = node.audit.checkpoint()
+    new = parse_checkpoint(_text(cp2.note))
+    assert new.size == 8
+    verify_consistency(5, 8, parsed.root, new.root, node.audit.tree.consistency(5, 8))
+    for i in range(8):
+        verify_inclusion(i, 8, leaves[i] if i < 5 else leaf_hash(
+            node.store.audit_events(i, i + 1)[0].body.encode()),
+            node.audit.tree.inclusion(i, 8), new.root)
+    assert _verify(node) == ()
+
+
+def test_an_empty_log_gets_a_checkpoint_on_demand(node: Node) -> None:
+    cp = node.audit.checkpoint()
+    assert parse_checkpoint(_text(cp.note)).size == 0
+    assert _verify(node) == ()
+
+
+def test_the_node_never_signs_a_tree_inconsistent_with_its_last_checkpoint(
+        node: Node, tmp_path: Path) -> None:
+    _people(node, 6)
+    node.audit.checkpoint()
+    _people(node, 2, start=6)
+    node.close()
+    db = tmp_path / "jpn" / "node.db"
+    with sqlite3.connect(db) as c:  # an insider rewrites an integrated subtree hash
+        c.execute("UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0")
+    again = Node.open(tmp_path / "jpn")
+    try:
+        with pytest.raises(AuditError, match="refusing to sign"):
+            again.audit.checkpoint()
+        assert len(again.store.checkpoints()) == 1
+    finally:
+        again.close()
+
+
+def test_acts_are_audited_with_pseudonyms_and_reasons(node: Node) -> None:
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["analyst", "publisher"],
+                    password=PW)
+    node.people.add("low", party="JPN", clearance="取扱注意", password=PW)
+    aki, low = node.people.as_person("aki"), node.people.as_person("low")
+    cid = node.default_collection().collection_id
+    obj = indicator("audited")
+    node.publisher.publish(aki.person, cid, [obj], marking=MarkingRequest("秘", ("NZL",)))
+    node.publisher.publish(low.person, cid, [indicator("too high")],
+                           marking=MarkingRequest("極秘", ()))
+    node.find(aki, cid, Query(ids=(obj["id"],)), via="object")
+    node.find(low, cid, Query(ids=(obj["id"],)), via="object")
+    with pytest.raises(Exception):  # noqa: B017 - AuthError
+        node.people.login("aki", "wrong password!!")
+    node.people.issue_token("aki")
+    kinds = [e.kind for e in node.store.audit_events(0, 100)]
+    assert kinds.count("person-add") == 2
+    for kind in ("publish", "read", "deny", "login-failure", "token-issue"):
+        assert kind in kinds, kind
+    pseudonym = node.audit.pseudonyms.of("aki")
+    mine = node.store.find_audit(AuditFilter(person=pseudonym))
+    assert {e.kind for e in mine} >= {"person-add", "publish", "read", "login-failure",
+                                      "token-issue"}
+    for e in node.store.audit_events(0, 100):
+        assert "aki" not in e.body and PW not in e.body  # pseudonyms only, no secrets
+    (read,) = node.store.find_audit(AuditFilter(kinds=("read",), object_id=obj["id"]))
+    body = json.loads(read.body)
+    assert body["person"] == {"id": pseudonym, "nationality": "JPN", "clearance": "極秘"}
+    assert body["via"] == "object" and body["originator"] == "JPN"
+    denials = node.store.find_audit(AuditFilter(kinds=("deny",)))
+    reasons = [json.loads(d.body)["reason"] for d in denials]
+    assert any("clearance" in r for r in reasons), reasons  # read above clearance
+    publish_denial = [json.loads(d.body) for d in denials
+                      if json.loads(d.body).get("act") == "publish"]
+    assert publish_denial and publish_denial[0]["person"]["clearance"] == "取扱注意"
+
+
+def test_a_missing_id_and_a_hidden_one_are_both_audited_as_denials(node: Node) -> None:
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["publisher"])
+    node.people.add("low", party="JPN", clearance="取扱注意")
+    cid = node.default_collection().collection_id
+    obj = indicator("hidden")
+    node.publisher.publish(node.people.as_person("aki").person, cid, [obj],
+                           marking=MarkingRequest("極秘", ()))
+    low = node.people.as_person("low")
+    before = node.store.audit_size()
+    node.find(low, cid, Query(ids=(obj["id"],)))
+    node.find(low, cid, Query(ids=("indicator--00000000-0000-4000-8000-000000000000",)))
+    events = [json.loads(e.body) for e in node.store.audit_events(before, before + 10)]
+    assert [e["kind"] for e in events] == ["deny", "deny"]
+    assert events[0]["originator"] == "JPN" and "no such object" not in events[0]["reason"]
+    assert events[1]["reason"] == "no such object" and "originator" not in events[1]
+
+
+# -- tampering ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def logged(tmp_path: Path) -> Path:
+    """A node directory with 12 events and checkpoints at 7 and 12."""
+    n = make_node(tmp_path / "jpn")
+    _people(n, 7)
+    n.audit.checkpoint()
+    _people(n, 5, start=7)
+    n.audit.checkpoint()
+    n.close()
+    return tmp_path / "jpn"
+
+
+def _tampered(logged: Path, tmp_path: Path, *statements: str) -> tuple[str, ...]:
+    copy = tmp_path / "copy"
+    shutil.copytree(logged, copy)
+    with sqlite3.connect(copy / "node.db") as c:
+        for sql in statements:
+            c.execute(sql)
+    node = Node.open(copy)
+    try:
+        return _verify(node)
+    finally:
+        node.close()
+        shutil.rmtree(copy)
+
+
+def test_an_untouched_log_verifies(logged: Path, tmp_path: Path) -> None:
+    assert _tampered(logged, tmp_path) == ()
+
+
+def test_a_changed_event_is_caught_and_located(logged: Path, tmp_path: Path) -> None:
+    problems = _tampered(logged, tmp_path, "UPDATE audit_events SET body = replace(body, "
+                         "'\"clearance\":\"秘\"', '\"clearance\":\"極秘\"') WHERE idx = 3")
+    assert "event 3 was altered: its body no longer hashes to the leaf integrated into the " \
+           "tree" in problems
+    assert any("checkpoint of size 7" in p for p in problems)
+
+
+def test_a_deleted_event_is_caught(logged: Path, tmp_path: Path) -> None:
+    problems = _tampered(logged, tmp_path, "DELETE FROM audit_events WHERE idx = 4")
+    assert "events 4..4 are missing: the log was cut" in problems
+
+
+def test_a_truncated_log_is_caught(logged: Path, tmp_path: Path) -> None:
+    problems = _tampered(logged, tmp_path, "DELETE FROM audit_events WHERE idx >= 10")
+    assert any("beyond the 10 events stored" in p for p in problems)
+
+
+def test_reordered_events_are_caught(logged: Path, tmp_path: Path) -> None:
+    problems = _tampered(
+        logged, tmp_path,
+        "UPDATE audit_events SET idx = -1 WHERE idx = 1",
+        "UPDATE audit_events SET idx = 1 WHERE idx = 2",
+        "UPDATE audit_events SET idx = 2 WHERE idx = -1")
+    assert "event 1 was altered: its body no longer hashes to the leaf integrated into the " \
+           "tree" in problems
+    assert "event 2 was altered: its body no longer hashes to the leaf integrated into the " \
+           "tree" in problems
+
+
+def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
+        logged: Path, tmp_path: Path) -> None:
+    problems = _tampered(logged, tmp_path,
+                         "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 2")
+    assert "the stored hash of the subtree over events 4..5 was altered" in problems
+    problems = _tampered(logged, tmp_path, "UPDATE audit_checkpoints SET note = "
+                         "replace(note, 'audit' || char(10) || '7', 'audit' || char(10) || '6')")
+    assert any("not validly signed" in p for p in problems)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_byte_changed_in_any_event_fails_verification(
+        logged: Path, tmp_path: Path, data: st.DataObject) -> None:
+    node = Node.open(logged)
+    bodies = [e.body for e in node.store.audit_events(0, 12)]
+    node.close()
+    index = data.draw(st.integers(0, 11))
+    body = bodies[index].encode()
+    at = data.draw(st.integers(0, len(body) - 1))
+    flip = data.draw(st.integers(1, 255))
+    changed = body[:at] + bytes([body[at] ^ flip]) + body[at + 1:]
+    text = changed.decode("utf-8", "replace").replace("'", "''")
+    problems = _tampered(logged, tmp_path,
+                         f"UPDATE audit_events SET body = '{text}' WHERE idx = {index}")
+    assert problems, (index, at)
+    assert any(f"event {index}" in p for p in problems)
+
+
+def test_every_prefix_is_consistent_with_the_whole(node: Node) -> None:
+    _people(node, 20)
+    size, root = node.audit.integrate()
+    assert size == 20
+    for m in range(1, 21):
+        old_root = node.audit.tree.root(m)
+        verify_consistency(m, 20, old_root, root, node.audit.tree.consistency(m, 20))
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(main, ["audit", "verify", str(logged)])
+    assert ok.exit_code == 0, ok.output
+    assert "OK: 12 events, 2 signed checkpoint(s)" in ok.output
+    shown = runner.invoke(main, ["audit", "show", str(logged), "--person", "person3"])
+    assert shown.exit_code == 0, shown.output
+    assert "person3" in shown.output and "person-add" in shown.output
+    assert "person4" not in shown.output and "1 event(s)" in shown.output
+    lines = shown.output.strip().splitlines()
+    assert lines[0] == lines[-1] == "指定なし"  # JPN's words for its lowest level, top and bottom
+    as_json = runner.invoke(main, ["audit", "show", str(logged), "--kind", "person-add",
+                                   "--json", "--limit", "3"])
+    assert [json.loads(x)["kind"] for x in as_json.output.splitlines()] == ["person-add"] * 3
+    copy = tmp_path / "bad"
+    shutil.copytree(logged, copy)
+    with sqlite3.connect(copy / "node.db") as c:
+        c.execute("UPDATE audit_events SET body = replace(body, 'person', 'persom') "
+                  "WHERE idx = 5")
+    bad = runner.invoke(main, ["audit", "verify", str(copy)])
+    assert bad.exit_code == 1
+    assert "FAILED" in bad.output and "event 5 was altered" in bad.output
+    cp = runner.invoke(main, ["audit", "checkpoint", str(logged)])
+    assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n12\n")

@@ -1,0 +1,177 @@
+"""Partner audit and checkpoint gossip between two nodes over real mutual TLS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from test_federation import pair, people, publish, push
+
+from intelpact.crypto.merkle import leaf_hash, verify_inclusion
+from intelpact.interfaces.cli import main
+from intelpact.services.audit import AuditError
+from intelpact.services.courier import Courier
+from intelpact.services.federation import sign_request
+from intelpact.services.node import Node
+from intelpact.store.base import AuditFilter, Query
+
+from helpers import make_node, serving_federation
+
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    nzl.people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
+    nzl.people.add("low", party="NZL", clearance="RESTRICTED")
+    pair(jpn, nzl)
+    yield jpn, nzl
+    jpn.close()
+    nzl.close()
+
+
+def _audit(node: Node, party: str, **kwargs: int) -> tuple[int, list[dict], bool]:
+    courier = Courier(node)
+    try:
+        return courier.partner_audit(party, **kwargs)
+    finally:
+        courier.stop()
+
+
+def test_jpn_sees_exactly_the_events_about_its_objects_at_nzl(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    nz_own = publish(nzl, "nz own", "SECRET", ("JPN",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        push(nzl, "JPN")
+        cid = nzl.default_collection().collection_id
+        analyst, low = nzl.people.as_person("analyst"), nzl.people.as_person("low")
+        nzl.find(analyst, cid, Query(ids=(secret["id"],)), via="object")  # a read
+        nzl.find(low, cid, Query(ids=(secret["id"],)), via="object")  # a denial
+        nzl.find(analyst, cid, Query(ids=(nz_own["id"],)), via="object")  # not JPN's
+        nzl.people.add("someone", party="NZL", clearance="SECRET")  # not JPN's business
+        size, events, more = _audit(jpn, "NZL")
+    assert not more and events
+    kinds = [e["kind"] for e in events]
+    assert "receive" in kinds and "read" in kinds and "deny" in kinds
+    for e in events:
+        assert e["originator"] == "JPN" and e["node"] == "NZL"
+        assert all(o[0] != nz_own["id"] for o in e.get("objects", []))
+    read = next(e for e in events if e["kind"] == "read")
+    assert read["person"]["nationality"] == "NZL" and read["person"]["clearance"] == "SECRET"
+    assert read["person"]["id"].startswith("p-") and "analyst" not in json.dumps(read)
+    # exactly NZL's events about JPN objects, no more, no fewer
+    want = [e.index for e in nzl.store.find_audit(AuditFilter(originator="JPN"))]
+    assert [e["index"] for e in events] == want
+    # the checkpoint JPN now holds verifies every event's inclusion
+    ((held_size, root, _, _),) = jpn.store.partner_checkpoints("NZL")
+    assert held_size == size
+    for e in events:
+        body = next(r.body for r in nzl.store.audit_events(e["index"], e["index"] + 1))
+        proof = nzl.audit.tree.inclusion(e["index"], size)
+        verify_inclusion(e["index"], size, leaf_hash(body.encode()), proof, root)
+    # and NZL recorded that JPN audited it
+    assert nzl.store.find_audit(AuditFilter(kinds=("partner-audit",), party="JPN"))
+
+
+def test_audit_partner_command_shows_the_originator_view(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        nzl.find(nzl.people.as_person("analyst"), nzl.default_collection().collection_id,
+                 Query(ids=(secret["id"],)), via="object")
+        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+    assert result.exit_code == 0, result.output
+    assert "read" in result.output and "(NZL, SECRET)" in result.output
+    assert "each proven included in its checkpoint" in result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == lines[-1] and "極秘" in lines[0]  # JPN's words for the object's level
+
+
+def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    answer = nzl.audit.for_partner("JPN")
+    size, root = jpn.audit.witness("NZL", jpn.federation.keys_of("NZL").values(), answer)
+    assert jpn.audit.check_partner_events("NZL", size, root, answer)
+    forged = json.loads(json.dumps(answer))
+    forged["events"][0]["body"] = forged["events"][0]["body"].replace("NZL", "AUS", 1)
+    with pytest.raises(AuditError, match="does not verify"):
+        jpn.audit.check_partner_events("NZL", size, root, forged)
+    unsigned = dict(answer, checkpoint=answer["checkpoint"].replace("\n\n", "\n\n\n"))
+    with pytest.raises(AuditError, match="not validly signed"):
+        jpn.audit.witness("NZL", jpn.federation.keys_of("NZL").values(), unsigned)
+
+
+def test_a_partner_that_rewrites_its_history_is_caught_by_gossip(
+        jpn_nzl: tuple[Node, Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        courier = Courier(jpn)
+        try:
+            first = courier.gossip_once("NZL")
+            assert first > 0 and not jpn.store.alerts()
+            # NZL grows honestly: still consistent
+            nzl.people.add("later", party="NZL", clearance="SECRET")
+            nzl.audit.checkpoint()
+            assert courier.gossip_once("NZL") > first and not jpn.store.alerts()
+            # an insider at NZL (who holds its key) rewrites the log and re-signs it
+            _rewrite_history(nzl, tmp_path)
+            with pytest.raises(AuditError, match="rewritten its audit history"):
+                courier.gossip_once("NZL")
+        finally:
+            courier.stop()
+    ((_, kind, party, detail, _),) = jpn.store.alerts()
+    assert kind == "history-rewritten" and party == "NZL" and "not consistent" in detail
+    assert jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))
+    shown = CliRunner().invoke(main, ["audit", "alerts", str(jpn.config.dir)])
+    assert "history-rewritten" in shown.output
+
+
+def _rewrite_history(nzl: Node, tmp_path: Path) -> None:
+    """Drop NZL's log and write a different one of a larger size, then sign it."""
+    import sqlite3
+
+    if not nzl.config.database.endswith(".db"):
+        pytest.skip("the rewrite edits the SQLite file directly")
+    with sqlite3.connect(nzl.config.dir / nzl.config.database) as c:
+        for table in ("audit_events", "audit_refs", "audit_nodes", "audit_checkpoints"):
+            c.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
+    nzl.audit._cache.clear()
+    for i in range(40):
+        nzl.audit.record(nzl.audit.event("login-failure", name=f"x{i}", reason="rewrite"))
+    nzl.audit.checkpoint()
+
+
+def test_the_audit_endpoint_needs_a_signed_request_from_a_pinned_partner(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    with serving_federation(nzl):
+        url = nzl.config.federation_url + "/federation/audit?limit=10"
+        courier = Courier(jpn)
+        try:
+            client = courier._client(nzl.federation.peers()["JPN"] and
+                                     jpn.federation.peers()["NZL"])
+            unsigned = client.get(url)
+            assert unsigned.status_code == 403
+            headers = sign_request(jpn.identity, "GET", "/federation/audit?limit=99999")
+            bad = client.get(nzl.config.federation_url + "/federation/audit?limit=99999",
+                             headers=headers)
+            assert bad.status_code == 400
+        finally:
+            courier.stop()
+        with pytest.raises(httpx.HTTPError):  # no client certificate: the TLS layer refuses
+            httpx.get(url, verify=False, timeout=5).raise_for_status()
