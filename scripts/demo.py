@@ -178,6 +178,9 @@ def main() -> int:
         took = wait_for_exchange(dirs)
         report(dirs)
         jpn, nzl = dirs["JPN"], dirs["NZL"]
+        audit = intelpact("audit", "partner", str(jpn), "NZL").splitlines()
+        print("\n== JPN's audit of how NZL handled its information (proven in NZL's log) ==")
+        print("\n".join(audit[:9] + (["  …"] if len(audit) > 11 else []) + audit[-2:]))
         print(f"""
 Both nodes exchanged everything the agreement allows in {took:.1f} s.
 
@@ -192,6 +195,9 @@ Look as a person of each side:
   intelpact search {nzl} "fictional" --as aroha
   intelpact search {nzl} "fictional" --as wiremu
   intelpact disseminations {jpn}
+  intelpact audit show {nzl} --originator JPN --kind read
+  intelpact audit partner {jpn} NZL
+  intelpact audit verify {nzl}
 
 taxii2-client (set REQUESTS_CA_BUNDLE= first if your shell sets it):
   python -c "from taxii2client.v21 import Server; \\

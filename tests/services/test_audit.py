@@ -60,8 +60,9 @@ def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
         t.start()
     for t in threads:
         t.join()
-    events = node.store.audit_events(0, 10_000)
-    assert [e.index for e in events] == list(range(400))
+    first, *events = node.store.audit_events(0, 10_000)
+    assert first.kind == "node-init"  # every log starts with the node's own making
+    assert [e.index for e in events] == list(range(1, 401))
     assert len({e.person for e in events}) == 400
     for e in events:
         data = json.loads(e.body)
@@ -71,12 +72,12 @@ def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
 
 
 def test_checkpoints_are_signed_c2sp_notes_over_rfc9162_roots(node: Node) -> None:
-    _people(node, 5)
+    _people(node, 5)  # after the node-init event: 6 events
     cp = node.audit.checkpoint()
     text = verify_note(cp.note, "intelpact/JPN/audit", node.signing_key.public_key())
     parsed = parse_checkpoint(text)
-    assert parsed.origin == "intelpact/JPN/audit" and parsed.size == cp.size == 5
-    leaves = [leaf_hash(e.body.encode()) for e in node.store.audit_events(0, 5)]
+    assert parsed.origin == "intelpact/JPN/audit" and parsed.size == cp.size == 6
+    leaves = [leaf_hash(e.body.encode()) for e in node.store.audit_events(0, 6)]
     from intelpact.crypto.merkle import root
     assert parsed.root == root(leaves)
     # no new events: no new checkpoint; new events: a consistent one
@@ -84,18 +85,21 @@ def test_checkpoints_are_signed_c2sp_notes_over_rfc9162_roots(node: Node) -> Non
     _people(node, 3, start=5)
     cp2 = node.audit.checkpoint()
     new = parse_checkpoint(_text(cp2.note))
-    assert new.size == 8
-    verify_consistency(5, 8, parsed.root, new.root, node.audit.tree.consistency(5, 8))
-    for i in range(8):
-        verify_inclusion(i, 8, leaves[i] if i < 5 else leaf_hash(
-            node.store.audit_events(i, i + 1)[0].body.encode()),
-            node.audit.tree.inclusion(i, 8), new.root)
+    assert new.size == 9
+    verify_consistency(6, 9, parsed.root, new.root, node.audit.tree.consistency(6, 9))
+    leaves = [leaf_hash(e.body.encode()) for e in node.store.audit_events(0, 9)]
+    for i in range(9):
+        verify_inclusion(i, 9, leaves[i], node.audit.tree.inclusion(i, 9), new.root)
     assert _verify(node) == ()
 
 
-def test_an_empty_log_gets_a_checkpoint_on_demand(node: Node) -> None:
+def test_a_new_log_records_the_node_s_making(node: Node) -> None:
     cp = node.audit.checkpoint()
-    assert parse_checkpoint(_text(cp.note)).size == 0
+    assert parse_checkpoint(_text(cp.note)).size == 1
+    (made,) = node.store.audit_events(0, 1)
+    body = json.loads(made.body)
+    assert body["kind"] == "node-init" and body["agreement_hash"] == \
+        node.agreement.content_hash
     assert _verify(node) == ()
 
 
@@ -176,7 +180,7 @@ def test_a_missing_id_and_a_hidden_one_are_both_audited_as_denials(node: Node) -
 
 @pytest.fixture()
 def logged(tmp_path: Path) -> Path:
-    """A node directory with 12 events and checkpoints at 7 and 12."""
+    """A node directory with 13 events (node-init, 12 people) and checkpoints at 8 and 13."""
     n = make_node(tmp_path / "jpn")
     _people(n, 7)
     n.audit.checkpoint()
@@ -209,7 +213,7 @@ def test_a_changed_event_is_caught_and_located(logged: Path, tmp_path: Path) -> 
                          "'\"clearance\":\"秘\"', '\"clearance\":\"極秘\"') WHERE idx = 3")
     assert "event 3 was altered: its body no longer hashes to the leaf integrated into the " \
            "tree" in problems
-    assert any("checkpoint of size 7" in p for p in problems)
+    assert any("checkpoint of size 8" in p for p in problems)
 
 
 def test_a_deleted_event_is_caught(logged: Path, tmp_path: Path) -> None:
@@ -240,7 +244,7 @@ def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
                          "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 2")
     assert "the stored hash of the subtree over events 4..5 was altered" in problems
     problems = _tampered(logged, tmp_path, "UPDATE audit_checkpoints SET note = "
-                         "replace(note, 'audit' || char(10) || '7', 'audit' || char(10) || '6')")
+                         "replace(note, 'audit' || char(10) || '8', 'audit' || char(10) || '7')")
     assert any("not validly signed" in p for p in problems)
 
 
@@ -250,9 +254,9 @@ def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
 def test_any_byte_changed_in_any_event_fails_verification(
         logged: Path, tmp_path: Path, data: st.DataObject) -> None:
     node = Node.open(logged)
-    bodies = [e.body for e in node.store.audit_events(0, 12)]
+    bodies = [e.body for e in node.store.audit_events(0, 13)]
     node.close()
-    index = data.draw(st.integers(0, 11))
+    index = data.draw(st.integers(0, 12))
     body = bodies[index].encode()
     at = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
@@ -267,10 +271,10 @@ def test_any_byte_changed_in_any_event_fails_verification(
 def test_every_prefix_is_consistent_with_the_whole(node: Node) -> None:
     _people(node, 20)
     size, root = node.audit.integrate()
-    assert size == 20
-    for m in range(1, 21):
+    assert size == 21
+    for m in range(1, 22):
         old_root = node.audit.tree.root(m)
-        verify_consistency(m, 20, old_root, root, node.audit.tree.consistency(m, 20))
+        verify_consistency(m, 21, old_root, root, node.audit.tree.consistency(m, 21))
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -280,10 +284,10 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(main, ["audit", "verify", str(logged)])
     assert ok.exit_code == 0, ok.output
-    assert "OK: 12 events, 2 signed checkpoint(s)" in ok.output
+    assert "OK: 13 events, 2 signed checkpoint(s)" in ok.output
     shown = runner.invoke(main, ["audit", "show", str(logged), "--person", "person3"])
     assert shown.exit_code == 0, shown.output
-    assert "person3" in shown.output and "person-add" in shown.output
+    assert "subject person3" in shown.output and "person-add" in shown.output
     assert "person4" not in shown.output and "1 event(s)" in shown.output
     lines = shown.output.strip().splitlines()
     assert lines[0] == lines[-1] == "指定なし"  # JPN's words for its lowest level, top and bottom
@@ -299,4 +303,4 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 1
     assert "FAILED" in bad.output and "event 5 was altered" in bad.output
     cp = runner.invoke(main, ["audit", "checkpoint", str(logged)])
-    assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n12\n")
+    assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n13\n")

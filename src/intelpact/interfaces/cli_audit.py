@@ -189,6 +189,8 @@ def _print_event(data: dict[str, Any], index: int, names: dict[str, str]) -> Non
     head = f"#{index}  {data.get('at', '')}  {data.get('kind', '')}"
     out.print(Text(_safe(head + (f"  by {who}" if who else ""))))
     parts = [f"{k} {data[k]}" for k in ("party", "originator") if data.get(k)]
+    if data.get("subject"):
+        parts.insert(0, f"subject {names.get(str(data['subject']), data['subject'])}")
     if data.get("objects"):
         parts.append("objects " + _objects(data))
     detail = _detail(data)
@@ -206,8 +208,8 @@ def _objects(data: dict[str, Any]) -> str:
     return shown
 
 
-_SHOWN = {"v", "index", "at", "kind", "node", "person", "actor", "party", "originator",
-          "objects"}
+_SHOWN = {"v", "index", "at", "kind", "node", "person", "subject", "actor", "party",
+          "originator", "objects"}
 
 
 def _detail(data: dict[str, Any]) -> str:

@@ -88,6 +88,7 @@ KINDS = {
     "person-add": "a person was added", "person-revoke": "a person was revoked",
     "password-set": "a person's password was set",
     "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
+    "node-init": "this node was made (its party and pinned agreement)",
     "peer-add": "a partner node was pinned", "key-rotate": "this node's key was rotated",
     "partner-audit": "a partner asked for the events about its objects",
     "alert": "something a security officer must look at",
@@ -233,10 +234,11 @@ class AuditLog:
               actor: str | None = None, party: str | None = None,
               originator: str | None = None, objects: Iterable[tuple[str, str]] = (),
               **detail: Any) -> AuditEvent:
-        """An event of ``kind``. ``person`` is recorded by pseudonym, with clearance (in
-        their national words) and nationality; ``name`` records a bare name by pseudonym
-        (a login attempt, a person being added); ``actor`` names an operator or system
-        actor; ``objects`` are (id, version) pairs, all of one ``originator``."""
+        """An event of ``kind``. ``person`` (who acted) is recorded by pseudonym, with
+        clearance (in their national words) and nationality; ``name`` is the person the
+        act was about (``subject``: a person added, a login attempted), by pseudonym;
+        ``actor`` names an operator or a partner that acted; ``objects`` are (id, version)
+        pairs, all of one ``originator``."""
         if kind not in KINDS:
             raise AuditError(f"unknown audit event kind {kind!r}")
         at = timestamp(utc_now())
@@ -249,7 +251,7 @@ class AuditLog:
                               "clearance": person.clearance}
         elif name is not None:
             pseudonym = self.pseudonyms.of(name)
-            data["person"] = {"id": pseudonym}
+            data["subject"] = pseudonym
         if actor is not None:
             data["actor"] = actor
         if party is not None:
@@ -460,6 +462,60 @@ class AuditLog:
             out.append({"index": index, **data})
         return out
 
+    # -- compromise reports: the access history --------------------------------------------
+    def history(self, object_ids: Iterable[str], originator: str, *,
+                limit: int = 10_000) -> dict[str, Any]:
+        """This log's events about ``object_ids`` (objects ``originator`` originated; one
+        originator per event, so nothing about anyone else's objects), oldest first, at
+        most ``limit``, each with an inclusion proof against a signed checkpoint covering
+        them: the access history a compromise report carries, shaped like
+        ``for_partner``'s answer."""
+        found: dict[int, AuditRecord] = {}
+        for object_id in dict.fromkeys(object_ids):
+            for event in self.store.find_audit(AuditFilter(object_id=object_id,
+                                                           originator=originator,
+                                                           limit=limit + 1)):
+                found[event.index] = event
+        events = [found[i] for i in sorted(found)]
+        more = len(events) > limit
+        events = events[:limit]
+        latest = self.covering(events[-1].index) if events else (self.latest()
+                                                                  or self.checkpoint())
+        size = parse_checkpoint(self._text(latest.note)).size
+        proofs = self.tree.inclusions([e.index for e in events], size) if events else []
+        return {"checkpoint": latest.note, "more": more,
+                "events": [{"index": e.index, "body": e.body,
+                            "proof": [_b64(h) for h in proof]}
+                           for e, proof in zip(events, proofs, strict=True)]}
+
+    def check_history(self, party: str, keys: Iterable[Ed25519PublicKey],
+                      history: Mapping[str, Any], object_ids: Iterable[str],
+                      originator: str) -> tuple[int, bytes, list[dict[str, Any]]]:
+        """Verify an access history ``party`` sent (see ``history``): its checkpoint signed
+        by one of ``keys``, every event proven included in that tree, recorded by
+        ``party``, about objects ``originator`` originated, naming at least one of
+        ``object_ids``. Returns the checkpoint's size and root, and the events."""
+        size, root = verify_checkpoint_note(str(history.get("checkpoint", "")),
+                                            log_origin(party), keys)
+        wanted = set(object_ids)
+        out: list[dict[str, Any]] = []
+        for item in history.get("events", []):
+            try:
+                index, body = int(item["index"]), str(item["body"])
+                proof = [_unb64(h) for h in item["proof"]]
+                verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
+                data = json.loads(body)
+                named = {str(o[0]) for o in data.get("objects", [])}
+            except (KeyError, TypeError, ValueError, IndexError, ProofError) as exc:
+                raise AuditError(f"{party} sent an access history event that does not "
+                                 f"verify: {exc}") from None
+            if data.get("node") != party or data.get("originator") != originator \
+                    or not named & wanted:
+                raise AuditError(f"{party} sent event {index}, which is not its record of "
+                                 f"the objects reported")
+            out.append({"index": index, **data})
+        return size, root, out
+
     def alert(self, kind: str, party: str | None, detail: str, **fields: Any) -> None:
         """Raise an alert for the security officer, and audit it."""
         self.store.raise_alert(kind, party, detail, timestamp(utc_now()))
@@ -645,8 +701,9 @@ def _check_row(row: AuditRecord) -> Iterator[str]:
     if canonical(data) != row.body:
         yield f"event {row.index}: body is not in canonical form"
     person = data.get("person")
+    who = person.get("id") if isinstance(person, dict) else data.get("subject")
     checks = (("at", row.at, data.get("at")), ("kind", row.kind, data.get("kind")),
-              ("person", row.person, person.get("id") if isinstance(person, dict) else None),
+              ("person", row.person, who),
               ("party", row.party, data.get("party")),
               ("originator", row.originator, data.get("originator")))
     for name, column, value in checks:

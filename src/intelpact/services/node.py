@@ -123,6 +123,9 @@ class Node:
             config = dataclasses.replace(config, database=database)
             write_config(config)
         node = cls(config, open_store(config.database, config.dir))
+        node.audit.record(node.audit.event(
+            "node-init", actor=operator(), agreement=node.agreement.id,
+            agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id))
         node.store.add_collection(Collection(
             str(uuid.uuid4()), f"{party} intelligence",
             f"Intelligence held by the {party} node under {node.agreement.id}",
