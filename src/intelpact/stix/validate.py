@@ -7,7 +7,9 @@ re-implemented here, so that :func:`validate_object` accepts and rejects what
 ``stix2validator.validate_instance`` does with its default options, about 75
 times faster (bench/validate.py). The deliberate differences (where this module is
 stricter) are listed in docs/validation.md and asserted in
-tests/stix/test_validate.py.
+tests/stix/test_validate.py. Indicator patterns get stix2patterns' verdict; the
+patterns it certainly accepts are recognised without its ANTLR parser, by the
+conservative fast path in :mod:`intelpact.stix.patterns`.
 
 Public API: :class:`StixValidationError`, :func:`validate_object`,
 :func:`validate_bundle`. Everything else is internal.
@@ -19,6 +21,7 @@ import calendar
 import functools
 import importlib.util
 import json
+import os
 import re
 import reprlib
 import uuid
@@ -57,6 +60,7 @@ from stix2patterns.validator import (  # type: ignore[import-untyped]
 from stix2patterns.validator import run_validator as run_pattern_validator
 
 from ..errors import IntelpactError
+from .patterns import accepted_pattern_data
 
 __all__ = ["StixValidationError", "validate_bundle", "validate_object"]
 
@@ -596,7 +600,7 @@ def _check_refs(objects: dict[str, Any], oid: str | None) -> None:
 
 
 def _pattern_problem(pattern: str, version: Any) -> str | None:
-    # parsing a pattern takes ~0.5 ms: remember the last 4,096 short ones
+    # the library's parse takes ~0.5 ms: remember the last 4,096 short patterns' verdicts
     if len(pattern) <= 4096 and isinstance(version, str):
         return _pattern_problem_cached(pattern, version)
     return _parse_pattern(pattern, version)
@@ -634,17 +638,8 @@ def _run_v21(pattern: str) -> tuple[list[str], Any]:
     return errors, data
 
 
-def _parse_pattern(pattern: str, version: Any) -> str | None:
-    if version == "2.1":
-        errors, data = _run_v21(pattern)
-        if errors:
-            return str(errors[0])
-        comparisons = data.comparisons
-    else:
-        errors = run_pattern_validator(pattern, version)
-        if errors:
-            return str(errors[0])
-        comparisons = Pattern(pattern).inspect().comparisons
+def _names_problem(comparisons: dict[str, Any]) -> str | None:
+    """The first badly formed object type or property name among a pattern's comparisons."""
     for obj_type, expressions in comparisons.items():
         if obj_type not in _SCO_TYPES and not (_PATTERN_TYPE.match(obj_type)
                                                and 3 <= len(obj_type) <= 250):
@@ -655,6 +650,42 @@ def _parse_pattern(pattern: str, version: Any) -> str | None:
             if prop not in known and not _PATTERN_PROPERTY.match(prop):
                 return f"{_show(prop)} is not a valid observable property name"
     return None
+
+
+def _library_problem(pattern: str, version: Any) -> str | None:
+    """The pattern's first problem, found with stix2patterns' parser (~0.5 ms)."""
+    if version == "2.1":
+        errors, data = _run_v21(pattern)
+        if errors:
+            return str(errors[0])
+        comparisons = data.comparisons
+    else:
+        errors = run_pattern_validator(pattern, version)
+        if errors:
+            return str(errors[0])
+        comparisons = Pattern(pattern).inspect().comparisons
+    return _names_problem(comparisons)
+
+
+# Set INTELPACT_SLOW_PATTERNS=1 to check every pattern with stix2patterns' parser, as before
+# the fast path: benchmarks use it to measure what the fast path gains (docs/validation.md).
+_FAST_PATTERNS: Final = os.environ.get("INTELPACT_SLOW_PATTERNS", "") != "1"
+
+
+def _parse_pattern(pattern: str, version: Any) -> str | None:
+    """The pattern's first problem, or None.
+
+    A STIX 2.1 pattern that :func:`patterns.accepted_pattern_data` proves valid, with
+    well-formed names, is accepted without the library's parser; for every other
+    pattern :func:`_library_problem` gives the verdict and the message, as it did
+    before the fast path existed. So only acceptances take the fast path, and each
+    is one the library path gives too (see patterns.py).
+    """
+    if version == "2.1" and _FAST_PATTERNS:
+        data = accepted_pattern_data(pattern)
+        if data is not None and _names_problem(data.comparisons) is None:
+            return None
+    return _library_problem(pattern, version)
 
 
 _pattern_problem_cached = functools.lru_cache(maxsize=4096)(_parse_pattern)
