@@ -6,6 +6,8 @@ import copy
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intelpact.crypto.keys import key_id, public_raw
 from intelpact.crypto.signing import (
@@ -60,3 +62,70 @@ def test_countersigning_and_unknown_keys() -> None:
         verify_object(sign_object(OBJ, stranger, "JPN"), "JPN", keys(jpn))
     with pytest.raises(SignatureError, match="not signed by AUS"):
         verify_object(both, "AUS", keys(jpn))
+
+
+# -- the fast canonical form agrees with RFC 8785 byte for byte ------------------------------
+
+DATA = __import__("pathlib").Path(__file__).resolve().parent.parent / "data"
+
+
+def _reference(value: object) -> bytes | None:
+    import rfc8785
+
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return None
+
+
+def _ours(value: object) -> bytes | None:
+    from intelpact.crypto.signing import canonical
+
+    try:
+        return canonical(value)
+    except SignatureError:
+        return None
+
+
+def _corpus_values() -> list[object]:
+    import json
+
+    found: list[object] = []
+    for path in sorted((DATA / "stix").rglob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        found.extend(doc.get("objects", [doc]) if isinstance(doc, dict) else [doc])
+    for path in sorted((DATA / "json" / "JSONTestSuite").rglob("y_*.json")):
+        try:
+            found.append(json.loads(path.read_bytes()))
+        except ValueError:
+            continue
+    naughty = DATA / "json" / "naughty-strings" / "blns.json"
+    strings = json.loads(naughty.read_text(encoding="utf-8"))
+    found.extend([{"name": s, s: [s, 1]} for s in strings])
+    return found
+
+
+def test_fast_canonical_form_is_rfc8785_on_every_corpus() -> None:
+    values = _corpus_values()
+    assert len(values) > 3000
+    for value in values:
+        assert _ours(value) == _reference(value), value
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=20))
+def test_fast_canonical_form_is_rfc8785_on_generated_values(value: object) -> None:
+    assert _ours(value) == _reference(value)
+
+
+def test_keys_beyond_the_bmp_sort_as_utf16() -> None:
+    value = {"\U0001f600": 1, "\ufb01": 2}  # code points and UTF-16 units disagree
+    assert _ours(value) == _reference(value) == '{"\U0001f600":1,"\ufb01":2}'.encode()

@@ -59,11 +59,10 @@ class Outcome:
 
 
 def canonical_body(obj: dict[str, Any]) -> tuple[str, str]:
-    """The JSON text stored and served for ``obj``, and the hash that identifies it."""
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    digest = hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True,
-                                       separators=(",", ":")).encode()).hexdigest()
-    return body, digest
+    """The JSON text stored and served for ``obj`` (keys sorted, no whitespace, UTF-8),
+    and the SHA-256 of that text, which identifies the version's content everywhere."""
+    body = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return body, hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def object_version(obj: dict[str, Any]) -> str | None:
