@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -596,3 +597,46 @@ def _parses_or_jsonerror(raw: bytes) -> None:
     except JsonError:
         return
     assert parse_json(dumps(value)) == value
+
+
+def _depth_by_regex(data: bytes, max_depth: int) -> int:
+    """The depth pre-scan as first written: strings cut out by a regular expression."""
+    from itertools import accumulate
+
+    from intelpact.jsonio import _NOT_BRACKETS, _SIGNS
+
+    string = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return 0
+    brackets = string.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= max_depth:
+        return 0
+    return max(accumulate(memoryview(brackets.translate(_SIGNS)).cast("b")))
+
+
+_INSIDE = st.lists(st.sampled_from([b"a", b"[", b"]", b"{", b"}", b"\\\\", b'\\"', b"\\n",
+                                    b"\\u005b"]), max_size=6).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b"a", b":", b","])
+                | _INSIDE.map(lambda x: b'"' + x + b'"'), max_size=30),
+       st.none() | _INSIDE)
+def test_depth_prescan_agrees_with_the_regex_one(parts: list[bytes],
+                                                 unterminated: bytes | None) -> None:
+    """Backslashes inside strings (escaped quotes, escaped backslashes) and an
+    unterminated last string. A backslash outside a string is a syntax error where it
+    stands, before any bracket after it: there the two scans may differ, harmlessly."""
+    from intelpact.jsonio import _depth
+
+    data = b"".join(parts) + (b'"' + unterminated if unterminated is not None else b"")
+    for limit in (1, 2, 5):
+        assert _depth(data, limit) == _depth_by_regex(data, limit), data
+
+
+def test_depth_prescan_agrees_on_every_suite_file() -> None:
+    from intelpact.jsonio import _depth
+
+    for path in sorted(SUITE.glob("*.json")):
+        data = path.read_bytes()
+        assert _depth(data, 1) == _depth_by_regex(data, 1), path.name

@@ -34,10 +34,6 @@ MAX_MAX_DEPTH = 500  # well inside the interpreter's recursion limit
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 _BOM_UTF8 = b"\xef\xbb\xbf"
-# A string, or an unterminated one running to the end: the closing quote is optional so
-# every match attempt succeeds and the scan stays linear (a required quote made each
-# unmatched '"' rescan to the end: quadratic time on '"\\"\\"\\"...').
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 # bytes.translate table: "[" and "{" become +1, "]" and "}" become -1 (as signed bytes)
 _SIGNS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
@@ -58,14 +54,20 @@ def _depth(data: bytes, max_depth: int) -> int:
     """The deepest nesting of arrays/objects in ``data``, or 0 when it is surely within limit.
 
     Strings are cut out first (so brackets inside them do not count), then every
-    byte but brackets is deleted, all in C; the running sum of +1/-1 gives the
-    depth the parser would reach. An unterminated string is cut out to the end of
-    the data: the parser stops with an error at that string, so it never reaches
-    the brackets after it either.
+    byte but brackets is deleted, all in C (bytes.replace, split, translate: linear,
+    about half the time of a regular expression over the body); the running sum of
+    +1/-1 gives the depth the parser would reach. An unterminated string is cut out to
+    the end of the data: the parser stops with an error at that string, so it never
+    reaches the brackets after it either. Nor does it pass a backslash outside a
+    string, where this scan and the true string structure may part.
     """
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return 0
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    # Drop escaped backslashes, then escaped quotes (a JSON escape is a backslash and one
+    # character, so pairing backslashes from the left is exact); every quote left opens
+    # or closes a string, and the pieces between them alternate outside / inside.
+    plain = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(plain.split(b'"')[0::2]).translate(None, _NOT_BRACKETS)
     if len(brackets) <= max_depth:
         return 0
     return max(accumulate(memoryview(brackets.translate(_SIGNS)).cast("b")))
