@@ -51,7 +51,8 @@ NODES = {
         ("wiremu", "RESTRICTED", ["analyst"], ["MARITIME"], []),
     ], "publish": [
         ("samples/nz-eez-sighting.json", "RESTRICTED", "JPN", ["--community", "MARITIME"]),
-        ("samples/nz-source-eyes-only.json", "SECRET", "", ["--caveat", "NZEO"]),
+        ("samples/nz-source-eyes-only.json", "SECRET", "", ["--caveat", "NZEO", "--community",
+                                                           "MARITIME"]),
     ]},
 }
 PUBLISHER = {"JPN": "tanaka", "NZL": "aroha"}

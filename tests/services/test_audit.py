@@ -190,17 +190,24 @@ def logged(tmp_path: Path) -> Path:
     return tmp_path / "jpn"
 
 
-def _tampered(logged: Path, tmp_path: Path, *statements: str) -> tuple[str, ...]:
+def _tampered(logged: Path, tmp_path: Path,
+              *statements: str | tuple[str, tuple[object, ...]]) -> tuple[str, ...]:
+    """Verify a copy of ``logged`` after running ``statements`` (SQL, or SQL and its
+    parameters) on its database directly."""
     copy = tmp_path / "copy"
+    shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(logged, copy)
-    with sqlite3.connect(copy / "node.db") as c:
-        for sql in statements:
-            c.execute(sql)
-    node = Node.open(copy)
     try:
-        return _verify(node)
+        with sqlite3.connect(copy / "node.db") as c:
+            for statement in statements:
+                sql, params = (statement, ()) if isinstance(statement, str) else statement
+                c.execute(sql, params)
+        node = Node.open(copy)
+        try:
+            return _verify(node)
+        finally:
+            node.close()
     finally:
-        node.close()
         shutil.rmtree(copy)
 
 
@@ -261,9 +268,9 @@ def test_any_byte_changed_in_any_event_fails_verification(
     at = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
     changed = body[:at] + bytes([body[at] ^ flip]) + body[at + 1:]
-    text = changed.decode("utf-8", "replace").replace("'", "''")
-    problems = _tampered(logged, tmp_path,
-                         f"UPDATE audit_events SET body = '{text}' WHERE idx = {index}")
+    text = changed.decode("utf-8", "replace")  # NUL and broken UTF-8 included
+    problems = _tampered(logged, tmp_path, ("UPDATE audit_events SET body = ? WHERE idx = ?",
+                                            (text, index)))
     assert problems, (index, at)
     assert any(f"event {index}" in p for p in problems)
 

@@ -30,7 +30,7 @@ import pytest
 
 from intelpact.model import load_agreement, national_marking
 from intelpact.services.courier import Courier
-from intelpact.services.federation import _public, _verify, make_card
+from intelpact.services.federation import _public, make_card, verify_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import object_version
 
@@ -231,7 +231,7 @@ def assert_exactly_once_and_drained(pair: Pair, expected: set[tuple[str, str]]) 
     held: set[str] = set()
     for signed in receipts.values():  # each distinct receipt: signed by NZL's pinned key
         assert signed["receipt"]["receiver"] == "NZL" and signed["receipt"]["sender"] == "JPN"
-        assert _verify(public, signed["signature"], signed["receipt"])
+        assert verify_payload(public, signed["signature"], signed["receipt"])
         held |= {o["id"] for o in signed["receipt"]["objects"]}
     assert {oid for oid, _ in expected} <= held
     conn = pair.db("NZL")

@@ -409,3 +409,33 @@ def test_partner_checkpoints_and_alerts(store: Store) -> None:
     assert store.partner_checkpoints("AUS") == []
     store.raise_alert("history-rewritten", "NZL", "detail", "t")
     assert [a[1:] for a in store.alerts()] == [("history-rewritten", "NZL", "detail", "t")]
+
+
+def test_the_fast_timestamp_parser_agrees_with_the_general_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions are parsed without strptime when in the usual form; the verdict and the
+    value (or the error) are the general parser's, on valid and invalid dates alike."""
+    import random
+    import re
+
+    from intelpact.store import base
+
+    rng = random.Random(5)
+    cases = ["2026-02-30T00:00:00Z", "2026-01-01T00:00:60Z", "2026-01-01t00:00:00Z",
+             "2026-01-01T00:00:00.123456789Z", " 2026-01-01T00:00:00Z", "2026-1-01T00:00:00Z"]
+    for _ in range(3000):
+        t = (f"{rng.randint(0, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T"
+             f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}")
+        if rng.random() < 0.7:
+            t += "." + str(rng.randint(0, 10 ** rng.randint(1, 9)))
+        cases.append(t + rng.choice(["Z", "z", "+00:00"]))
+
+    def outcome(text: str) -> object:
+        try:
+            return base.parse_timestamp(text)
+        except ValueError as exc:
+            return str(exc)
+
+    fast = [outcome(c) for c in cases]
+    monkeypatch.setattr(base, "_RFC3339", re.compile(r"(?!)"))  # only the general parser
+    assert fast == [outcome(c) for c in cases]

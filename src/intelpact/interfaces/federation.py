@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..jsonio import JsonError, parse_json
+from ..services.compromise import CompromiseError
 from ..services.federation import FederationError, make_card, verify_request
 from ..services.node import Node
 from .taxii import TAXII, TaxiiError, _error, _json
@@ -40,6 +41,7 @@ class FederationApi:
             Route(f"{PREFIX}/collections/outbox/objects/", self.outbox),
             Route(f"{PREFIX}/keys", self.keys, methods=["POST"]),
             Route(f"{PREFIX}/audit", self.audit),
+            Route(f"{PREFIX}/compromise", self.compromise, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -173,6 +175,29 @@ class FederationApi:
             raise TaxiiError(400, "Bad request", f"after >= -1, known >= 0, limit 0-{MAX_PAGE}")
         answer = self.node.audit.for_partner(party, after=after, limit=limit, known=known)
         return Response(json.dumps(answer, ensure_ascii=False).encode(), media_type=TAXII)
+
+    async def compromise(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            return await run_in_threadpool(self._compromise, request, body)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _compromise(self, request: Request, body: bytes) -> Response:
+        """A compromise report about our objects, or the acknowledgement or closure of a
+        report, from a partner (services/compromise.py); answered with a signed receipt."""
+        sender = self._caller(request, body)
+        try:
+            envelope = parse_json(body)
+        except JsonError as exc:
+            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        try:
+            answer = self.node.compromise.receive(sender, envelope)
+        except CompromiseError as exc:
+            titles = {400: "Bad request", 404: "Not Found", 409: "Conflict"}
+            raise TaxiiError(exc.status, titles.get(exc.status, "Forbidden"),
+                             exc.message) from None
+        return _json(answer)
 
 
 def create_federation_app(node: Node) -> Starlette:

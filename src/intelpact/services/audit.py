@@ -389,13 +389,13 @@ class AuditLog:
         proofs = self.tree.inclusions([e.index for e in events], size) if events else []
         answer: dict[str, Any] = {
             "checkpoint": latest.note, "more": more,
-            "events": [{"index": e.index, "body": e.body, "proof": [_b64(h) for h in proof]}
+            "events": [{"index": e.index, "body": e.body, "proof": [encode_hash(h) for h in proof]}
                        for e, proof in zip(events, proofs, strict=True)]}
         if events:
             answer["next"] = events[-1].index
         if 0 < known < size:
             answer["consistency"] = {"from": known,
-                                     "proof": [_b64(h) for h in self.tree.consistency(known,
+                                     "proof": [encode_hash(h) for h in self.tree.consistency(known,
                                                                                       size)]}
         self.record(self.event("partner-audit", party=party, actor=party, after=after,
                                count=len(events), checkpoint=size))
@@ -427,7 +427,7 @@ class AuditLog:
                     if not isinstance(proof, dict) or proof.get("from") != largest[0]:
                         raise ProofError(f"no consistency proof from {largest[0]} events")
                     verify_consistency(largest[0], size, largest[1], root,
-                                       [_unb64(h) for h in proof.get("proof", [])])
+                                       [decode_hash(h) for h in proof.get("proof", [])])
                 except (ProofError, ValueError, TypeError) as exc:
                     problem = (f"{party}'s checkpoint of {size} events is not consistent with "
                                f"its earlier checkpoint of {largest[0]}: {exc}")
@@ -450,7 +450,7 @@ class AuditLog:
         for item in answer.get("events", []):
             try:
                 index, body = int(item["index"]), str(item["body"])
-                proof = [_unb64(h) for h in item["proof"]]
+                proof = [decode_hash(h) for h in item["proof"]]
                 verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
                 data = json.loads(body)
             except (KeyError, TypeError, ValueError, ProofError) as exc:
@@ -485,7 +485,7 @@ class AuditLog:
         proofs = self.tree.inclusions([e.index for e in events], size) if events else []
         return {"checkpoint": latest.note, "more": more,
                 "events": [{"index": e.index, "body": e.body,
-                            "proof": [_b64(h) for h in proof]}
+                            "proof": [encode_hash(h) for h in proof]}
                            for e, proof in zip(events, proofs, strict=True)]}
 
     def check_history(self, party: str, keys: Iterable[Ed25519PublicKey],
@@ -502,7 +502,7 @@ class AuditLog:
         for item in history.get("events", []):
             try:
                 index, body = int(item["index"]), str(item["body"])
-                proof = [_unb64(h) for h in item["proof"]]
+                proof = [decode_hash(h) for h in item["proof"]]
                 verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
                 data = json.loads(body)
                 named = {str(o[0]) for o in data.get("objects", [])}
@@ -583,11 +583,11 @@ def verify_checkpoint_note(note: str, origin: str,
     return cp.size, cp.root
 
 
-def _b64(data: bytes) -> str:
+def encode_hash(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: Any) -> bytes:
+def decode_hash(text: Any) -> bytes:
     if not isinstance(text, str):
         raise ValueError("a proof hash is not a string")
     return base64.b64decode(text.encode("ascii"), validate=True)

@@ -10,6 +10,8 @@ the persisted cursor, so a node that was down catches up by itself. Receipt is
 idempotent, so an object that arrives both ways is stored once. Gossip: every
 ``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
 witnessed (services/audit.py), so a partner that rewrites its history is caught.
+Compromise reports, acknowledgements and closures (services/compromise.py) go first,
+from their own queue, on the same retry path.
 """
 
 from __future__ import annotations
@@ -134,6 +136,51 @@ class Courier:
             if n == 0:
                 return total
 
+    # -- compromise reports ------------------------------------------------------------
+    def deliver_compromise(self, party: str) -> int:
+        """Deliver ``party``'s queued compromise reports, acknowledgements and closures,
+        oldest first; each is marked delivered only with the partner's verified signed
+        receipt. Before a report, the partner is asked which checkpoint of our log it
+        holds, so the report carries a proof from it. The first failure stops the round
+        (FederationError: the caller backs off and retries); a refusal is counted, and a
+        message refused 20 times stops being sent (`compromise list` shows why). Key
+        rotation announcements go first: requests are signed with the current key."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            return 0
+        try:
+            self.announce_keys(party)
+        except httpx.HTTPError as exc:
+            raise FederationError(f"{party} unreachable: {exc}") from None
+        reports = self.node.compromise
+        done = 0
+        for message in self.node.store.pending_compromise(party, BATCH):
+            target = "/federation/compromise"
+            try:
+                held = 0
+                if message.kind == "report":
+                    asked = self._request(peer, "POST", target, b'{"type":"held"}')
+                    if asked.status_code != 200:
+                        raise FederationError(f"{party} refused: {asked.status_code} "
+                                              f"{asked.text[:300]}")
+                    held = int(asked.json()["held"])
+                response = self._request(peer, "POST", target, reports.envelope(message, held))
+            except httpx.HTTPError as exc:
+                self.node.store.compromise_failed(message.message_id,
+                                                  f"{party} unreachable: {exc}", False)
+                raise FederationError(f"{party} unreachable: {exc}") from None
+            if response.status_code != 200:
+                reason = f"{response.status_code} {_description(response)}"
+                # 409: the partner's state moved under the request; ask again, no refusal
+                self.node.store.compromise_failed(message.message_id,
+                                                  f"{party} refused: {reason}",
+                                                  response.status_code != 409)
+                raise FederationError(f"{party} refused compromise {message.kind} "
+                                      f"{message.report_id}: {reason}")
+            reports.delivered(party, message, response.json())
+            done += 1
+        return done
+
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
         """Fetch and receive one page of what ``party`` released to us."""
@@ -219,6 +266,7 @@ class Courier:
                 if retry_at.get(party, 0.0) > now:
                     continue
                 try:
+                    self.deliver_compromise(party)  # notices first: they have a deadline
                     self.push_all(party)
                     if pull:
                         self.pull_once(party)
@@ -236,3 +284,14 @@ class Courier:
                 last_pull = now
             if gossip:
                 last_gossip = now
+
+
+def _description(response: httpx.Response) -> str:
+    """The reason in a partner's error body (TAXII shape), else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and (body.get("description") or body.get("title")):
+        return str(body.get("description") or body.get("title"))[:300]
+    return response.text[:300]

@@ -69,11 +69,11 @@ class Identity:
         return key_id(public_raw(self.key))
 
 
-def _sign(key: Ed25519PrivateKey, payload: Any) -> str:
+def sign_payload(key: Ed25519PrivateKey, payload: Any) -> str:
     return base64.b64encode(key.sign(canonical(payload))).decode("ascii")
 
 
-def _verify(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
+def verify_payload(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
     try:
         public.verify(base64.b64decode(signature, validate=True), canonical(payload))
         return True
@@ -104,7 +104,7 @@ def make_card(me: Identity) -> dict[str, Any]:
         "agreement": {"id": me.agreement_id, "hash": me.agreement_hash},
         "issued": timestamp(utc_now()),
     }
-    return {**body, "signature": _sign(me.key, body)}
+    return {**body, "signature": sign_payload(me.key, body)}
 
 
 def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
@@ -120,7 +120,7 @@ def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
     public = _public(str(card["public_key"]))
     if key_id(public_raw(public)) != card["key_id"]:
         raise FederationError("the card's key id does not match its public key")
-    if not _verify(public, str(card.get("signature", "")), body):
+    if not verify_payload(public, str(card.get("signature", "")), body):
         raise FederationError("the card's signature does not verify: altered or forged")
     party = card["party"]
     if party == me.party:
@@ -158,7 +158,7 @@ def sign_request(me: Identity, method: str, target: str, body: bytes = b"") -> d
     payload = _request_payload(method, target, date, me.agreement_hash, body)
     return {"X-Intelpact-Party": me.party, "X-Intelpact-Date": date,
             "X-Intelpact-Agreement": me.agreement_hash,
-            "X-Intelpact-Signature": f"{me.key_id}:{_sign(me.key, payload)}"}
+            "X-Intelpact-Signature": f"{me.key_id}:{sign_payload(me.key, payload)}"}
 
 
 def verify_request(headers: Mapping[str, str], method: str, target: str, body: bytes,
@@ -187,7 +187,7 @@ def verify_request(headers: Mapping[str, str], method: str, target: str, body: b
         raise FederationError(f"the request is signed with key {kid!r}, not {party}'s "
                               "pinned key")
     payload = _request_payload(method, target, date, theirs, body)
-    if not _verify(_public(peer.public_key), signature, payload):
+    if not verify_payload(_public(peer.public_key), signature, payload):
         raise FederationError(f"the request signature does not verify for {party}")
     return party
 
@@ -228,7 +228,8 @@ class Federation:
         body = {"intelpact_key_rotation": 1, "party": self.me.party,
                 "old_key_id": key_id(public_raw(old)), "new_key_id": key_id(public_raw(new)),
                 "new_public_key": public_key_b64(new), "issued": timestamp(utc_now())}
-        return {**body, "signature_old": _sign(old, body), "signature_new": _sign(new, body)}
+        return {**body, "signature_old": sign_payload(old, body),
+                "signature_new": sign_payload(new, body)}
 
     def accept_rotation(self, sender: str, announcement: Any) -> str:
         """Pin a partner's new key from its announcement; returns the new key id."""
@@ -247,11 +248,12 @@ class Federation:
         if body.get("old_key_id") != peer.key_id:
             raise FederationError(f"the announcement rotates key {body.get('old_key_id')!r}, "
                                   f"but {sender}'s pinned key is {peer.key_id}")
-        if not _verify(_public(peer.public_key), str(announcement.get("signature_old")), body):
+        if not verify_payload(_public(peer.public_key), str(announcement.get("signature_old")),
+                              body):
             raise FederationError("the announcement is not signed by the pinned (old) key")
         new_public = _public(str(body.get("new_public_key")))
         if key_id(public_raw(new_public)) != new_id or \
-                not _verify(new_public, str(announcement.get("signature_new")), body):
+                not verify_payload(new_public, str(announcement.get("signature_new")), body):
             raise FederationError("the announcement's new key does not sign it")
         self.store.add_party_key(sender, new_id, str(body["new_public_key"]),
                                  timestamp(utc_now()))
@@ -346,7 +348,7 @@ class Federation:
                    "objects": [{"id": r.object_id, "version": r.version,
                                 "body_hash": r.body_hash} for r in results if r.ok]}
         return results, {"receipt": receipt, "key_id": self.me.key_id,
-                         "signature": _sign(self.me.key, receipt)}
+                         "signature": sign_payload(self.me.key, receipt)}
 
     def _check_definition(self, sender: str, item: dict[str, Any]
                           ) -> tuple[Received, NewObject | None]:
@@ -417,7 +419,7 @@ class Federation:
         if peer is None or signed.get("key_id") != peer.key_id:
             raise FederationError(f"the receipt is not signed with {party}'s pinned key")
         receipt = signed["receipt"]
-        if not _verify(_public(peer.public_key), str(signed.get("signature", "")), receipt):
+        if not verify_payload(_public(peer.public_key), str(signed.get("signature", "")), receipt):
             raise FederationError(f"{party}'s receipt signature does not verify")
         if receipt.get("receiver") != party or receipt.get("sender") != self.me.party:
             raise FederationError(f"{party}'s receipt names the wrong parties")

@@ -38,6 +38,7 @@ from ..store.base import (
 )
 from .access import WITHHELD_EXTENSION_ID, Access
 from .audit import AuditLog, Pseudonyms, operator
+from .compromise import CompromiseReports
 from .federation import Federation, Identity
 from .people import People, Principal
 from .publish import Publisher
@@ -68,6 +69,7 @@ class Node:
                                  cert_pem, self.agreement.id, self.agreement.content_hash)
         self.federation = Federation(self.identity, self.policy, self.markings, store,
                                      self.audit)
+        self.compromise = CompromiseReports(self.federation)  # compromise reports
         self.stored = threading.Event()  # set after every write; wakes the courier
         self.publisher = Publisher(self.policy, self.markings, store, validate_object,
                                    self.audit, sign=self.sign, releaser=self.federation.releaser,

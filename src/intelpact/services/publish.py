@@ -23,12 +23,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntelpactError
-from ..model import Agreement, Label, LabelPart, Markings, Person, Policy, national_marking
+from ..model import (
+    Agreement,
+    Label,
+    LabelPart,
+    Markings,
+    Person,
+    Policy,
+    banner,
+    national_marking,
+)
 from ..model.errors import LabelError, MarkingError
+from ..model.labels import join_all
 from ..store.base import (
     AddResult,
     AuditEvent,
     NewObject,
+    Query,
     StatusRecord,
     Store,
     normalise_timestamp,
@@ -142,6 +153,7 @@ class Publisher:
                 outcomes.append(outcome)
             else:
                 pending.append((new, item))
+        pending = self._derived(person, pending, outcomes, denials)
         self.audit.record(*denials)
 
         if progress is not None and outcomes:
@@ -163,6 +175,54 @@ class Publisher:
         if pending and self.on_stored is not None:
             self.on_stored()
         return self._status(person, collection_id, created, outcomes)
+
+    def _derived(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
+                 outcomes: list[Outcome], denials: list[AuditEvent]
+                 ) -> list[tuple[NewObject, dict[str, Any]]]:
+        """Information derived from other objects (a report's ``object_refs``, the ends of
+        a relationship, a sighting's ``sighting_of_ref``...) must carry at least their
+        markings: a higher or equal level, no wider REL TO, every caveat and community.
+        The sources are the referenced objects in this publication or held here (their
+        latest versions); an object that would lower them is refused, with the reason."""
+        here = {new.object_id: new.banner for new, _ in pending}
+        refs = [_source_refs(item) for _, item in pending]
+        stored = self._stored_banners(sorted({r for rs in refs for r in rs} - here.keys()))
+        keep = []
+        for (new, item), sources in zip(pending, refs, strict=True):
+            found = [(r, here.get(r) or stored.get(r)) for r in sources]
+            known = [(r, label) for r, label in found if label is not None]
+            if known:
+                needed = join_all(label for _, label in known)
+                if not new.banner.dominates(needed):
+                    words = banner(needed, self.policy.agreement, person.party)
+                    reason = (f"derived from {known[0][0]}"
+                              + (f" and {len(known) - 1} other object(s)" if len(known) > 1
+                                 else "")
+                              + f", which together are marked {words}: mark it at least "
+                              "that restrictively (level, REL TO, caveats, communities)")
+                    denials.append(self._denial(person, item, new.originator, reason))
+                    outcomes.append(Outcome(new.object_id, None, False, reason))
+                    continue
+            keep.append((new, item))
+        return keep
+
+    def _stored_banners(self, ids: Sequence[str]) -> dict[str, Label]:
+        """The banner of the latest stored version of each of ``ids`` held here."""
+        if not ids:
+            return {}
+        labels = self.store.labels()
+        everything = list(labels)
+        found: dict[str, Label] = {}
+        for start in range(0, len(ids), 500):
+            chunk = tuple(ids[start:start + 500])
+            for collection in self.store.collections():
+                page = self.store.query(collection.collection_id, everything,
+                                        Query(ids=chunk, limit=len(chunk)))
+                for row in page.rows:
+                    label = labels[row.banner_id]
+                    previous = found.get(row.object_id)
+                    found[row.object_id] = label if previous is None else previous.join(label)
+        return found
 
     def _events(self, person: Person, batch: Sequence[NewObject],
                 results: Sequence[AddResult]) -> list[AuditEvent]:
@@ -264,6 +324,26 @@ class Publisher:
         record = StatusRecord(status_id, collection_id, person.name, created, body)
         self.store.save_status(record)
         return record
+
+
+_NOT_SOURCES = frozenset({"object_marking_refs", "created_by_ref"})
+
+
+def _source_refs(obj: dict[str, Any]) -> list[str]:
+    """The ids an object's content derives from: its top-level ``*_ref`` and ``*_refs``
+    properties, except markings and authorship (``created_by_ref`` names who wrote it,
+    not what it says). A marking-definition derives from nothing."""
+    out: list[str] = []
+    if obj.get("type") == "marking-definition":
+        return out
+    for key, value in obj.items():
+        if key in _NOT_SOURCES or not key.endswith(("_ref", "_refs")):
+            continue
+        for ref in value if isinstance(value, list) else [value]:
+            if isinstance(ref, str) and "--" in ref and \
+                    not ref.startswith("marking-definition--"):
+                out.append(ref)
+    return out
 
 
 class PublishError(IntelpactError):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,13 +39,28 @@ def utc_now() -> dt.datetime:
 
 def timestamp(value: dt.datetime) -> str:
     """RFC 3339 with exactly six fractional digits and 'Z', as TAXII 2.1 wants."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value.astimezone(dt.UTC)
+    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+            f"{v.second:02d}.{v.microsecond:06d}Z")
+
+
+# The usual form, parsed without strptime (every object's version goes through here).
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+                      r"(?:[Zz]|\+00:00)\Z", re.ASCII)
 
 
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse an RFC 3339 UTC timestamp ('Z' or +00:00) with up to 9 fractional digits."""
     if not isinstance(text, str) or len(text) > 40:
         raise ValueError(f"not a timestamp: {text!r}")
+    usual = _RFC3339.match(text)
+    if usual is not None:
+        y, mo, d, h, mi, sec, frac = usual.groups()
+        try:
+            return dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec),
+                               int((frac or "0")[:6].ljust(6, "0")), tzinfo=dt.UTC)
+        except ValueError:
+            pass  # e.g. February 30th: the general parser below says what is wrong
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1]
@@ -70,8 +87,9 @@ def normalise_timestamp(text: str) -> str:
     return timestamp(parse_timestamp(text))
 
 
+@functools.lru_cache(maxsize=4096)
 def label_key(label: Label) -> str:
-    """A canonical text form of a label, unique per label."""
+    """A canonical text form of a label, unique per label (labels are few: cached)."""
     return json.dumps({
         "a": label.agreement, "r": label.rank, "o": label.originator,
         "rel": sorted(label.rel_to) if label.rel_to is not None else None,
@@ -259,6 +277,41 @@ class Checkpoint:
     size: int
     note: str
     signed: str
+
+
+@dataclass(frozen=True)
+class CompromiseRecord:
+    """A compromise report this node filed or received (services/compromise.py)."""
+
+    report_id: str
+    direction: str  # "outgoing" (to the originator), "incoming" (to us), "local" (ours)
+    reporter: str
+    originator: str
+    object_count: int
+    filed: str
+    discovered: str
+    deadline: str  # discovered + the agreement's breach_notice_hours
+    body: str  # the signed report, canonical JSON, with its access history
+    delivered: str | None = None  # outgoing: receipt verified; incoming: received
+    acknowledged: str | None = None
+    ack_body: str | None = None  # the originator's signed acknowledgement
+    closed: str | None = None
+    close_body: str | None = None  # the signed closure, by either side
+
+
+@dataclass(frozen=True)
+class CompromiseMessage:
+    """A report, acknowledgement or closure queued for one partner."""
+
+    message_id: int
+    report_id: str
+    party: str
+    kind: str  # "report", "ack" or "close"
+    body: str  # the signed message, canonical JSON
+    made: str
+    delivered: str | None = None
+    attempts: int = 0  # how often the partner refused it
+    error: str | None = None  # why the last attempt failed
 
 
 # Given the new tree size, its root, and a reader of the tree as integrated so far
@@ -466,6 +519,46 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         """(id, kind, party, detail, raised), oldest first."""
+
+    # compromise reports ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_compromise(self, report: CompromiseRecord, send_to: str | None,
+                       audit: Sequence[AuditEvent] = ()) -> bool:
+        """Store a report, queue it for ``send_to`` (None: nothing to send) and append
+        ``audit``, in one durable transaction. False (and nothing changed) when a report
+        with that id is stored already."""
+
+    @abc.abstractmethod
+    def compromise_step(self, report_id: str, step: str, when: str, body: str,
+                        send_to: str | None, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Record the acknowledgement (``step`` "ack") or closure ("close") of a report,
+        queue ``body`` for ``send_to`` and append ``audit``, in one transaction. False
+        (and nothing changed) when that step is recorded already."""
+
+    @abc.abstractmethod
+    def compromise_report(self, report_id: str) -> CompromiseRecord | None: ...
+
+    @abc.abstractmethod
+    def compromise_reports(self) -> list[CompromiseRecord]:
+        """Every report, oldest filed first."""
+
+    @abc.abstractmethod
+    def compromise_messages(self, report_id: str | None = None) -> list[CompromiseMessage]:
+        """Every queued or sent message (of one report), oldest first."""
+
+    @abc.abstractmethod
+    def pending_compromise(self, party: str, limit: int) -> list[CompromiseMessage]:
+        """Undelivered messages for ``party`` it has not refused too often, oldest first."""
+
+    @abc.abstractmethod
+    def compromise_delivered(self, message_id: int, when: str, receipt: str) -> None:
+        """Mark a message delivered with the partner's signed receipt; a report message
+        marks its report delivered too."""
+
+    @abc.abstractmethod
+    def compromise_failed(self, message_id: int, error: str, refused: bool) -> None:
+        """Note why a delivery failed; ``refused`` (by the partner, not unreachable)
+        counts an attempt."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

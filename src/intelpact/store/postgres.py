@@ -36,6 +36,8 @@ from .base import (
     BadCursor,
     Checkpoint,
     Collection,
+    CompromiseMessage,
+    CompromiseRecord,
     Dissemination,
     NewObject,
     Page,
@@ -54,12 +56,19 @@ from .base import (
 )
 from .sqlite import (
     _AUDIT_COLUMNS,
+    _COMPROMISE_COLUMNS,
+    _MESSAGE_COLUMNS,
     MAX_ATTEMPTS,
+    _add_compromise,
     _append_audit,
     _audit_select,
     _Clock,
     _commas,
+    _compromise_delivered,
+    _compromise_step,
+    _existing,
     _integrate,
+    _messages_select,
     _nodes,
     _person,
     _statements,
@@ -258,20 +267,6 @@ class PostgresStore(Store):
                         results.append(AddResult(obj.object_id, same[0], "exists",
                                                  "already stored (identical)"))
                         continue
-                row = c.execute("SELECT body_hash FROM objects WHERE collection_id = %s AND "
-                                "object_id = %s AND version = %s",
-                                (collection_id, obj.object_id, version)).fetchone()
-                if row is not None:
-                    if row[0] == obj.body_hash:
-                        results.append(AddResult(obj.object_id, version, "exists",
-                                                 "already stored (identical)"))
-                    else:
-                        results.append(AddResult(
-                            obj.object_id, version, "conflict",
-                            f"a different object with id {obj.object_id} and version "
-                            f"{version} is already stored; objects are immutable per "
-                            "(id, modified): issue a new version"))
-                    continue
                 label_id = self._label_id(c, obj.label, pending)
                 banner_id = self._label_id(c, obj.banner, pending)
                 inserted = c.execute(
@@ -279,11 +274,16 @@ class PostgresStore(Store):
                     "version, date_added, label_id, banner_id, originator, has_portions, body, "
                     "body_hash, published_by, received_from) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "RETURNING seq",
+                    "ON CONFLICT (collection_id, object_id, version) DO NOTHING RETURNING seq",
                     (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
                      added, label_id, banner_id, obj.originator, int(obj.has_portions),
                      obj.body, obj.body_hash, obj.published_by, obj.received_from)).fetchone()
-                assert inserted is not None
+                if inserted is None:  # this version is stored already: the same body?
+                    row = c.execute("SELECT body_hash FROM objects WHERE collection_id = %s "
+                                    "AND object_id = %s AND version = %s",
+                                    (collection_id, obj.object_id, version)).fetchone()
+                    results.append(_existing(obj, version, str(row[0]) if row else ""))
+                    continue
                 if release is not None:
                     for party in release(obj):
                         c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
@@ -538,6 +538,47 @@ class PostgresStore(Store):
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
+
+    # -- compromise reports -------------------------------------------------------------
+    def add_compromise(self, report: CompromiseRecord, send_to: str | None,
+                       audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_compromise(c.cursor(), "%s", report, send_to, audit)
+
+    def compromise_step(self, report_id: str, step: str, when: str, body: str,
+                        send_to: str | None, audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _compromise_step(c.cursor(), "%s", report_id, step, when, body, send_to,
+                                    audit)
+
+    def compromise_report(self, report_id: str) -> CompromiseRecord | None:
+        row = self._one(f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608
+                        "WHERE report_id = %s", (report_id,))
+        return CompromiseRecord(*row) if row else None
+
+    def compromise_reports(self) -> list[CompromiseRecord]:
+        return [CompromiseRecord(*r) for r in self._all(
+            f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608
+            "ORDER BY filed, report_id")]
+
+    def compromise_messages(self, report_id: str | None = None) -> list[CompromiseMessage]:
+        sql, params = _messages_select(report_id, "%s")
+        return [CompromiseMessage(*r) for r in self._all(sql, params)]
+
+    def pending_compromise(self, party: str, limit: int) -> list[CompromiseMessage]:
+        return [CompromiseMessage(*r) for r in self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM compromise_messages WHERE party = %s AND "  # noqa: S608
+            "delivered IS NULL AND attempts < %s ORDER BY message_id LIMIT %s",
+            (party, MAX_ATTEMPTS, limit))]
+
+    def compromise_delivered(self, message_id: int, when: str, receipt: str) -> None:
+        with self._write() as c:
+            _compromise_delivered(c.cursor(), "%s", message_id, when, receipt)
+
+    def compromise_failed(self, message_id: int, error: str, refused: bool) -> None:
+        with self._write() as c:
+            c.execute("UPDATE compromise_messages SET error = %s, attempts = attempts + %s "
+                      "WHERE message_id = %s", (error, int(refused), message_id))
 
     # -- people -------------------------------------------------------------------------
     _PEOPLE = ("SELECT name, party, clearance, caveats, communities, roles, password_hash, "

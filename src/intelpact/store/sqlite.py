@@ -8,6 +8,7 @@ before it returns: a 202 means the objects are on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -28,6 +29,8 @@ from .base import (
     BadCursor,
     Checkpoint,
     Collection,
+    CompromiseMessage,
+    CompromiseRecord,
     Dissemination,
     NewObject,
     Page,
@@ -216,30 +219,23 @@ class SQLiteStore(Store):
                         results.append(AddResult(obj.object_id, same[0], "exists",
                                                  "already stored (identical)"))
                         continue
-                row = c.execute("SELECT body_hash FROM objects WHERE collection_id = ? AND "
-                                "object_id = ? AND version = ?",
-                                (collection_id, obj.object_id, version)).fetchone()
-                if row is not None:
-                    if row[0] == obj.body_hash:
-                        results.append(AddResult(obj.object_id, version, "exists",
-                                                 "already stored (identical)"))
-                    else:
-                        results.append(AddResult(
-                            obj.object_id, version, "conflict",
-                            f"a different object with id {obj.object_id} and version "
-                            f"{version} is already stored; objects are immutable per "
-                            "(id, modified): issue a new version"))
-                    continue
                 label_id = self._label_id(c, obj.label, pending)
                 banner_id = self._label_id(c, obj.banner, pending)
                 cur = c.execute(
                     "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
                     "version, date_added, label_id, banner_id, originator, has_portions, body, "
                     "body_hash, published_by, received_from) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (collection_id, object_id, version) DO NOTHING",
                     (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
                      added, label_id, banner_id, obj.originator, int(obj.has_portions),
                      obj.body, obj.body_hash, obj.published_by, obj.received_from))
+                if cur.rowcount == 0:  # this version is stored already: the same body?
+                    row = c.execute("SELECT body_hash FROM objects WHERE collection_id = ? "
+                                    "AND object_id = ? AND version = ?",
+                                    (collection_id, obj.object_id, version)).fetchone()
+                    results.append(_existing(obj, version, str(row[0]) if row else ""))
+                    continue
                 if release is not None:
                     for party in release(obj):
                         c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
@@ -494,6 +490,47 @@ class SQLiteStore(Store):
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
 
+    # -- compromise reports -------------------------------------------------------------
+    def add_compromise(self, report: CompromiseRecord, send_to: str | None,
+                       audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_compromise(c, "?", report, send_to, audit)
+
+    def compromise_step(self, report_id: str, step: str, when: str, body: str,
+                        send_to: str | None, audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _compromise_step(c, "?", report_id, step, when, body, send_to, audit)
+
+    def compromise_report(self, report_id: str) -> CompromiseRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports WHERE report_id = ?",  # noqa: S608
+            (report_id,)).fetchone()
+        return CompromiseRecord(*row) if row else None
+
+    def compromise_reports(self) -> list[CompromiseRecord]:
+        return [CompromiseRecord(*r) for r in self._conn().execute(
+            f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608
+            "ORDER BY filed, report_id")]
+
+    def compromise_messages(self, report_id: str | None = None) -> list[CompromiseMessage]:
+        sql, params = _messages_select(report_id, "?")
+        return [CompromiseMessage(*r) for r in self._conn().execute(sql, params)]
+
+    def pending_compromise(self, party: str, limit: int) -> list[CompromiseMessage]:
+        return [CompromiseMessage(*r) for r in self._conn().execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM compromise_messages WHERE party = ? AND "  # noqa: S608
+            "delivered IS NULL AND attempts < ? ORDER BY message_id LIMIT ?",
+            (party, MAX_ATTEMPTS, limit))]
+
+    def compromise_delivered(self, message_id: int, when: str, receipt: str) -> None:
+        with self._write() as c:
+            _compromise_delivered(c, "?", message_id, when, receipt)
+
+    def compromise_failed(self, message_id: int, error: str, refused: bool) -> None:
+        with self._write() as c:
+            c.execute("UPDATE compromise_messages SET error = ?, attempts = attempts + ? "
+                      "WHERE message_id = ?", (error, int(refused), message_id))
+
     # -- people -------------------------------------------------------------------------
     def add_person(self, person: PersonRecord) -> None:
         with self._write() as c:
@@ -603,6 +640,74 @@ def _audit_select(where: AuditFilter, mark: str) -> tuple[str, list[Any]]:
             f"ORDER BY e.idx LIMIT {mark}"), params
 
 
+# Compromise reports: shared by both backends (``mark`` is the dialect's placeholder; the
+# caller holds the write transaction). Column lists are constants; values are bound.
+_COMPROMISE_COLUMNS = ("report_id, direction, reporter, originator, object_count, filed, "
+                       "discovered, deadline, body, delivered, acknowledged, ack_body, closed, "
+                       "close_body")
+_MESSAGE_COLUMNS = "message_id, report_id, party, kind, body, made, delivered, attempts, error"
+_STEPS = {"ack": ("acknowledged", "ack_body"), "close": ("closed", "close_body")}
+
+
+def _add_compromise(c: Any, mark: str, report: CompromiseRecord, send_to: str | None,
+                    events: Sequence[AuditEvent]) -> bool:
+    if c.execute(f"SELECT 1 FROM compromise_reports WHERE report_id = {mark}",  # noqa: S608
+                 (report.report_id,)).fetchone() is not None:
+        return False
+    values = dataclasses.astuple(report)
+    c.execute(f"INSERT INTO compromise_reports ({_COMPROMISE_COLUMNS}) "  # noqa: S608
+              f"VALUES ({', '.join([mark] * len(values))})", values)
+    if send_to is not None:
+        _queue_message(c, mark, report.report_id, send_to, "report", report.body, report.filed)
+    if events:
+        _append_audit(c, events, mark)
+    return True
+
+
+def _compromise_step(c: Any, mark: str, report_id: str, step: str, when: str, body: str,
+                     send_to: str | None, events: Sequence[AuditEvent]) -> bool:
+    if step not in _STEPS:
+        raise StoreError(f"unknown compromise report step {step!r}")
+    at, text = _STEPS[step]
+    changed = c.execute(f"UPDATE compromise_reports SET {at} = {mark}, {text} = {mark} "  # noqa: S608
+                        f"WHERE report_id = {mark} AND {at} IS NULL",
+                        (when, body, report_id)).rowcount
+    if not changed:
+        return False
+    if send_to is not None:
+        _queue_message(c, mark, report_id, send_to, step, body, when)
+    if events:
+        _append_audit(c, events, mark)
+    return True
+
+
+def _queue_message(c: Any, mark: str, report_id: str, party: str, kind: str, body: str,
+                   when: str) -> None:
+    c.execute(f"INSERT INTO compromise_messages (report_id, party, kind, body, made) "  # noqa: S608
+              f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
+              (report_id, party, kind, body, when))
+
+
+def _compromise_delivered(c: Any, mark: str, message_id: int, when: str,
+                          receipt: str) -> None:
+    row = c.execute(f"SELECT report_id, kind FROM compromise_messages WHERE message_id = "  # noqa: S608
+                    f"{mark} AND delivered IS NULL", (message_id,)).fetchone()
+    if row is None:
+        return  # delivered already (by another process): the first receipt stays
+    c.execute(f"UPDATE compromise_messages SET delivered = {mark}, receipt = {mark}, "  # noqa: S608
+              f"error = NULL WHERE message_id = {mark}", (when, receipt, message_id))
+    if row[1] == "report":
+        c.execute(f"UPDATE compromise_reports SET delivered = {mark} WHERE report_id = "  # noqa: S608
+                  f"{mark} AND delivered IS NULL", (when, row[0]))
+
+
+def _messages_select(report_id: str | None, mark: str) -> tuple[str, list[Any]]:
+    where, params = ("", []) if report_id is None else (f" WHERE report_id = {mark}",
+                                                         [report_id])
+    return (f"SELECT {_MESSAGE_COLUMNS} FROM compromise_messages{where} "  # noqa: S608
+            "ORDER BY message_id"), params
+
+
 def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, bytes]:
     """Perfect-subtree hashes by (level, index), fetched a level at a time."""
     found: dict[Coord, bytes] = {}
@@ -666,6 +771,16 @@ class _Clock:
             now = self.last + dt.timedelta(microseconds=1)
         self.last = now
         return timestamp(now)
+
+
+def _existing(obj: NewObject, version: str, stored_hash: str) -> AddResult:
+    """The result for a version already stored: the same body, or a conflict."""
+    if stored_hash == obj.body_hash:
+        return AddResult(obj.object_id, version, "exists", "already stored (identical)")
+    return AddResult(obj.object_id, version, "conflict",
+                     f"a different object with id {obj.object_id} and version {version} is "
+                     "already stored; objects are immutable per (id, modified): issue a new "
+                     "version")
 
 
 def _commas(values: Iterable[str]) -> str:

@@ -1,0 +1,361 @@
+"""Compromise reports between two nodes on 127.0.0.1 over real mutual TLS: a report at NZL
+about a JPN object reaches JPN with the access history, the acknowledgement and closure
+flow back, overdue reports are flagged, forgeries are refused, and a report filed while
+JPN is down is delivered by the courier's retry loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from test_federation import pair, people, publish, push
+
+from intelpact.interfaces.cli import main
+from intelpact.services.audit import canonical
+from intelpact.services.compromise import CompromiseError
+from intelpact.services.courier import Courier
+from intelpact.services.federation import FederationError
+from intelpact.services.node import Node
+from intelpact.store.base import (
+    AuditFilter,
+    CompromiseMessage,
+    CompromiseRecord,
+    Query,
+    StoreError,
+    timestamp,
+    utc_now,
+)
+
+from helpers import make_node, serving_federation
+
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    nzl.people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
+    pair(jpn, nzl)
+    yield jpn, nzl
+    jpn.close()
+    nzl.close()
+
+
+def _ago(hours: float) -> str:
+    return timestamp(utc_now() - dt.timedelta(hours=hours))
+
+
+def _deliver(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.deliver_compromise(party)
+    finally:
+        courier.stop()
+
+
+def _gossip(node: Node, party: str) -> None:
+    courier = Courier(node)
+    try:
+        courier.gossip_once(party)
+    finally:
+        courier.stop()
+
+
+def _post(sender: Node, receiver: Node, message: CompromiseMessage, held: int = 0,
+          status: int = 200) -> dict[str, Any]:
+    """POST ``message`` as the courier would, claiming the receiver holds ``held``."""
+    courier = Courier(sender)
+    try:
+        peer = sender.federation.peers()[receiver.party]
+        response = courier._request(peer, "POST", "/federation/compromise",
+                                    sender.compromise.envelope(message, held))
+    finally:
+        courier.stop()
+    assert response.status_code == status, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _shared_and_read(jpn: Node, nzl: Node) -> str:
+    """A JPN object at NZL, read there by the analyst (NZL must be serving)."""
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    push(jpn, "NZL")
+    nzl.find(nzl.people.as_person("analyst"), nzl.default_collection().collection_id,
+             Query(ids=(secret["id"],)), via="object")
+    return str(secret["id"])
+
+
+def test_a_report_reaches_the_originator_with_the_access_history_and_is_acknowledged(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="laptop stolen from a car",
+                                       discovered=_ago(1), occurred=_ago(3),
+                                       officer=nzl.people.as_person("officer"))
+        assert filed.direction == "outgoing" and filed.originator == "JPN"
+        assert _deliver(nzl, "JPN") == 1
+        sent = nzl.store.compromise_report(filed.report_id)
+        assert sent is not None and sent.delivered is not None
+
+        got = jpn.store.compromise_report(filed.report_id)
+        assert got is not None and got.direction == "incoming" and got.reporter == "NZL"
+        assert got.deadline == filed.deadline == jpn.compromise.deadline(got.discovered)
+        # the access history: NZL's events about the object, proven in NZL's signed log
+        size, events = jpn.compromise.history(got)
+        assert size > 0 and all(e["node"] == "NZL" and e["originator"] == "JPN"
+                                for e in events)
+        (read,) = [e for e in events if e["kind"] == "read"]
+        (at_nzl,) = nzl.store.find_audit(AuditFilter(kinds=("read",), originator="JPN"))
+        assert read["index"] == at_nzl.index
+        assert read["person"] == {"id": nzl.audit.pseudonyms.of("analyst"),
+                                  "nationality": "NZL", "clearance": "SECRET"}
+        assert "receive" in {e["kind"] for e in events}
+        assert jpn.store.partner_checkpoints("NZL")  # witnessed: also gossip
+        assert [a[1] for a in jpn.store.alerts()] == ["compromise-report"]
+        # both sides audited it, with party and originator
+        (mine,) = nzl.store.find_audit(AuditFilter(kinds=("compromise-report",)))
+        (theirs,) = jpn.store.find_audit(AuditFilter(kinds=("compromise-report",)))
+        assert (mine.party, mine.originator) == ("JPN", "JPN")
+        assert (theirs.party, theirs.originator) == ("NZL", "JPN")
+        assert json.loads(mine.body)["person"]["id"] == nzl.audit.pseudonyms.of("officer")
+
+        jpn.compromise.acknowledge(filed.report_id, note="investigating",
+                                   officer=jpn.people.as_person("officer"))
+        assert _deliver(jpn, "NZL") == 1
+        acked = nzl.store.compromise_report(filed.report_id)
+        assert acked is not None and acked.acknowledged is not None
+        assert nzl.compromise.status(acked) == "acknowledged"
+        assert json.loads(acked.ack_body or "{}")["note"] == "investigating"
+        assert nzl.store.find_audit(AuditFilter(kinds=("compromise-ack",), party="JPN"))
+        assert jpn.store.find_audit(AuditFilter(kinds=("compromise-ack",), party="NZL"))
+        assert not nzl.compromise.flag(acked).state and not jpn.compromise.flag(
+            jpn.compromise.get(filed.report_id)).state
+        # delivered again (at least once): stored once, answered with a receipt again
+        (message,) = nzl.store.compromise_messages(filed.report_id)
+        nzl.compromise.delivered("JPN", message, _post(nzl, jpn, message))
+        assert len(jpn.store.compromise_reports()) == 1
+        # NZL rotates its key, then closes: the announcement goes first, the closure
+        # (signed with the new key) is accepted, and the report signed before still verifies
+        nzl.rotate_key()
+        nzl.compromise.close(filed.report_id, note="contained")
+        assert _deliver(nzl, "JPN") == 1
+        closed = jpn.compromise.get(filed.report_id)
+        assert closed.closed is not None and jpn.compromise.history(closed)[1]
+
+
+def test_the_commands_report_acknowledge_close_list_and_show(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    run = CliRunner()
+    nz_own = publish(nzl, "nz own", "SECRET", ("JPN",))
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        filed = run.invoke(main, ["compromise", "report", str(nzl.config.dir), "--object", oid,
+                                  "--object", nz_own["id"], "--what", "USB drive lost",
+                                  "--discovered", _ago(2), "--as", "officer"])
+        assert filed.exit_code == 0, filed.output
+        assert "to JPN: 1 object(s)" in filed.output
+        assert "delivered: JPN's signed receipt verified" in filed.output
+        assert "Recorded report" in filed.output  # the NZL object: recorded locally
+        (report,) = jpn.store.compromise_reports()
+        rid = report.report_id
+
+        listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
+        assert listed.exit_code == 0, listed.output
+        lines = listed.output.strip().splitlines()
+        assert lines[0] == lines[-1] and "極秘" in lines[0]  # JPN's words for its object
+        assert f"{rid}  from NZL  open" in listed.output and "OVERDUE" not in listed.output
+
+        shown = run.invoke(main, ["compromise", "show", str(jpn.config.dir), rid])
+        assert shown.exit_code == 0, shown.output
+        assert "USB drive lost" in shown.output and "read" in shown.output
+        assert "(NZL, SECRET)" in shown.output and "analyst" not in shown.output
+        assert "each proven included in its signed checkpoint" in shown.output
+        at_nzl = run.invoke(main, ["compromise", "show", str(nzl.config.dir), rid])
+        assert "by analyst (NZL, SECRET)" in at_nzl.output  # NZL resolves its own people
+
+        acked = run.invoke(main, ["compromise", "ack", str(jpn.config.dir), rid, "--note",
+                                  "received; assessing", "--as", "officer"])
+        assert acked.exit_code == 0, acked.output
+        assert "delivered: NZL's signed receipt verified" in acked.output
+        again = run.invoke(main, ["compromise", "ack", str(jpn.config.dir), rid])
+        assert again.exit_code == 2 and "was acknowledged at" in again.stderr
+
+        closed = run.invoke(main, ["compromise", "close", str(nzl.config.dir), rid, "--note",
+                                   "drive recovered, encrypted"])
+        assert closed.exit_code == 0 and "delivered" in closed.output, closed.output
+    at_jpn = jpn.compromise.get(rid)
+    assert at_jpn.closed is not None and jpn.compromise.status(at_jpn) == "closed"
+    assert json.loads(at_jpn.close_body or "{}")["by"] == {"role": "operator"}
+    assert jpn.store.find_audit(AuditFilter(kinds=("compromise-close",), party="NZL"))
+    listed = run.invoke(main, ["compromise", "list", str(nzl.config.dir)])
+    assert f"{rid}  to JPN  closed" in listed.output
+    assert "local (this node's own objects)  open" in listed.output
+
+
+def test_overdue_reports_are_flagged_and_a_queued_report_is_retried_by_the_courier(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    with serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+    run = CliRunner()
+    # JPN is down: the report stays queued; discovered 30 h ago, past the 24 h deadline
+    filed = run.invoke(main, ["compromise", "report", str(nzl.config.dir), "--object", oid,
+                              "--what", "server breached", "--discovered", _ago(30)])
+    assert filed.exit_code == 0, filed.output
+    assert "queued: JPN unreachable" in filed.output and "OVERDUE" in filed.output
+    listed = run.invoke(main, ["compromise", "list", str(nzl.config.dir)])
+    assert "OVERDUE" in listed.output and "not delivered" in listed.output
+    assert "report queued (JPN unreachable" in listed.output
+    (record,) = nzl.store.compromise_reports()
+    assert nzl.compromise.flag(record).state == "overdue"
+    with pytest.raises(FederationError, match="unreachable"):
+        _deliver(nzl, "JPN")
+
+    with serving_federation(jpn), serving_federation(nzl):
+        _gossip(jpn, "NZL")  # JPN holds a checkpoint of NZL's log already
+        courier = Courier(nzl, push_interval=0.05)
+        courier.start()  # the serve loop: delivers notices first, retries with backoff
+        try:
+            deadline = time.monotonic() + 15
+            while nzl.compromise.get(record.report_id).delivered is None:
+                assert time.monotonic() < deadline, nzl.store.compromise_messages()
+                time.sleep(0.05)
+        finally:
+            courier.stop()
+    sent = nzl.compromise.get(record.report_id)
+    got = jpn.compromise.get(record.report_id)
+    assert nzl.compromise.flag(sent).state == "late"  # delivered after the deadline
+    assert jpn.compromise.flag(got).state == "overdue"  # not acknowledged by the deadline
+    assert "not acknowledged by the deadline" in jpn.compromise.flag(got).reason
+    assert all(a[1] != "history-rewritten" for a in jpn.store.alerts())
+    listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
+    assert "OVERDUE" in listed.output and "1 flagged" in listed.output
+
+
+def test_forged_misdirected_and_stale_messages_are_refused(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="suspected leak", discovered=_ago(1))
+        (message,) = nzl.store.pending_compromise("JPN", 10)
+        signed = json.loads(message.body)
+
+        def variant(**changes: object) -> CompromiseMessage:
+            return CompromiseMessage(0, message.report_id, "JPN", "report",
+                                     canonical({**signed, **changes}), message.made)
+
+        def resigned(**changes: object) -> CompromiseMessage:
+            body = {k: v for k, v in {**signed, **changes}.items()
+                    if k not in ("signature", "key_id", "intelpact_compromise")}
+            return CompromiseMessage(0, message.report_id, "JPN", "report",
+                                     canonical(nzl.compromise._signed(body)), message.made)
+
+        altered = _post(nzl, jpn, variant(what="nothing happened"), status=403)
+        assert "does not verify" in altered["description"]
+        other = _post(nzl, jpn, resigned(originator="NZL"), status=403)
+        assert "not JPN" in other["description"]
+        event = signed["history"]["events"][0]
+        forged_history = dict(signed["history"], events=[
+            dict(event, body=event["body"].replace("NZL", "AUS", 1))])
+        forged = _post(nzl, jpn, resigned(history=forged_history), status=403)
+        assert "does not verify" in forged["description"]
+        late = _post(nzl, jpn, resigned(deadline=_ago(-100)), status=403)
+        assert "deadline" in late["description"]
+        assert jpn.store.compromise_reports() == []
+        refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
+        assert len(refused) == 4
+
+        # JPN gossips, then a report proving consistency from nothing is stale: 409, no alarm
+        _gossip(jpn, "NZL")
+        nzl.people.add("later", party="NZL", clearance="SECRET")
+        _post(nzl, jpn, message, held=0, status=409)
+        assert _deliver(nzl, "JPN") == 1  # the courier asks what JPN holds first
+        assert all(a[1] != "history-rewritten" for a in jpn.store.alerts())
+        # only the originator acknowledges; the reporter may not
+        nzl.store.compromise_step(filed.report_id, "ack", timestamp(utc_now()),
+                                  canonical(nzl.compromise._signed(
+                                      {"type": "ack", "report_id": filed.report_id,
+                                       "from": "NZL", "to": "JPN", "at": _ago(0)})), "JPN")
+        with pytest.raises(FederationError, match="may not acknowledge"):
+            _deliver(nzl, "JPN")
+    assert jpn.compromise.get(filed.report_id).acknowledged is None
+
+
+def test_who_may_file_what_and_reports_about_our_own_objects(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    mine = publish(jpn, "jp own", "極秘", ())
+    with pytest.raises(CompromiseError, match="holds no object"):
+        jpn.compromise.file(["indicator--00000000-0000-4000-8000-000000000000"],
+                            what="x", discovered=_ago(1))
+    jpn.people.add("reader", party="JPN", clearance="極秘")
+    with pytest.raises(CompromiseError, match="security-officer role"):
+        jpn.compromise.file([mine["id"]], what="x", discovered=_ago(1),
+                            officer=jpn.people.as_person("reader"))
+    with pytest.raises(CompromiseError, match="in the future"):
+        jpn.compromise.file([mine["id"]], what="x", discovered=_ago(-1))
+    with pytest.raises(CompromiseError, match="after it was discovered"):
+        jpn.compromise.file([mine["id"]], what="x", discovered=_ago(2), occurred=_ago(1))
+    bad = CliRunner().invoke(main, ["compromise", "report", str(jpn.config.dir), "--object",
+                                    mine["id"], "--what", "x", "--discovered", "yesterday"])
+    assert bad.exit_code == 2 and "error: the discovered time is not" in bad.stderr
+
+    (local,) = jpn.compromise.file([mine["id"]], what="misfiled", discovered=_ago(1))
+    assert local.direction == "local" and local.reporter == local.originator == "JPN"
+    assert jpn.store.compromise_messages() == []  # nothing to send
+    (event,) = jpn.store.find_audit(AuditFilter(kinds=("compromise-report",)))
+    assert event.party is None and event.originator == "JPN"
+    jpn.compromise.acknowledge(local.report_id)
+    jpn.compromise.close(local.report_id, note="refiled correctly")
+    assert jpn.compromise.status(jpn.compromise.get(local.report_id)) == "closed"
+    assert not jpn.compromise.flag(jpn.compromise.get(local.report_id)).state
+    with pytest.raises(CompromiseError, match="no compromise report"):
+        jpn.compromise.close("nope", note="x")
+    with pytest.raises(CompromiseError, match="only the originator"):
+        nzl.compromise.acknowledge(_outgoing(nzl, jpn))
+
+
+def _outgoing(nzl: Node, jpn: Node) -> str:
+    """A report NZL filed about a JPN object, queued (JPN is not serving)."""
+    with serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+    (report,) = nzl.compromise.file([oid], what="x", discovered=_ago(1))
+    assert [m.kind for m in nzl.store.pending_compromise("JPN", 10)] == ["report"]
+    return report.report_id
+
+
+def test_the_compromise_store_is_idempotent_and_binds_every_value(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    store = jpn_nzl[0].store
+    evil = "x' OR '1'='1"
+    record = CompromiseRecord(evil, "outgoing", "JPN", "NZL", 1, "2026-01-01T00:00:00.000000Z",
+                              "2026-01-01T00:00:00.000000Z", "2026-01-02T00:00:00.000000Z",
+                              '{"objects": []}')
+    assert store.add_compromise(record, "NZL")
+    assert not store.add_compromise(record, "NZL")
+    assert store.compromise_report("x") is None and store.compromise_report(evil) == record
+    assert store.compromise_messages("' OR 1=1 --") == []
+    (message,) = store.pending_compromise("NZL", 10)
+    assert store.pending_compromise("' OR 1=1 --", 10) == []
+    store.compromise_failed(message.message_id, "NZL unreachable", False)
+    assert store.pending_compromise("NZL", 10)[0].attempts == 0
+    store.compromise_delivered(message.message_id, "2026-01-01T01:00:00.000000Z", "first")
+    store.compromise_delivered(message.message_id, "2026-01-01T02:00:00.000000Z", "second")
+    delivered = store.compromise_report(evil)
+    assert delivered is not None and delivered.delivered == "2026-01-01T01:00:00.000000Z"
+    assert store.pending_compromise("NZL", 10) == []
+    assert store.compromise_step(evil, "close", "2026-01-01T03:00:00.000000Z", "{}", "NZL")
+    assert not store.compromise_step(evil, "close", "2026-01-01T04:00:00.000000Z", "{}", None)
+    with pytest.raises(StoreError, match="unknown"):
+        store.compromise_step(evil, "delete; --", "t", "{}", None)
+    kinds = [m.kind for m in store.compromise_messages(evil)]
+    assert kinds == ["report", "close"]

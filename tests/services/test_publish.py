@@ -1,0 +1,80 @@
+"""Publishing: derived information carries at least the markings of its sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter
+
+from helpers import T0, indicator, make_node, stix_id
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> Node:
+    n = make_node(tmp_path / "jpn")
+    n.people.add("aki", party="JPN", clearance="機密", caveats=["JPNEO"],
+                 communities=["MARITIME"], roles=["analyst", "publisher"])
+    yield n
+    n.close()
+
+
+def report(*refs: str) -> dict:
+    return {"type": "report", "spec_version": "2.1", "id": stix_id("report"), "created": T0,
+            "modified": T0, "name": "a summary", "published": T0, "object_refs": list(refs)}
+
+
+def stored(body: dict) -> list[str]:
+    """The ids a publication stored, markings aside."""
+    return [s["id"] for s in body["successes"] if not s["id"].startswith("marking-definition")]
+
+
+def publish(node: Node, objects: list[dict], level: str, rel: tuple[str, ...] = (),
+            caveats: tuple[str, ...] = ()) -> dict:
+    who = node.people.as_person("aki").person
+    return node.publisher.publish(who, node.default_collection().collection_id, objects,
+                                  marking=MarkingRequest(level, rel, caveats)).body
+
+
+def test_a_report_lower_than_its_stored_sources_is_refused(node: Node) -> None:
+    secret = indicator("secret source")
+    assert stored(publish(node, [secret], "極秘", ("NZL",))) == [secret["id"]]
+    body = publish(node, [report(secret["id"])], "秘", ("NZL",))
+    assert stored(body) == []
+    (failure,) = [f for f in body["failures"] if f["id"].startswith("report--")]
+    assert f"derived from {secret['id']}" in failure["message"]
+    assert "極秘 // REL TO JPN, NZL" in failure["message"]
+    # the same report at the sources' level, or higher, is accepted
+    assert publish(node, [report(secret["id"])], "極秘", ("NZL",))["failure_count"] == 0
+    assert publish(node, [report(secret["id"])], "機密", ())["failure_count"] == 0
+    # and the refusal is audited as a denial with its reason
+    denials = node.store.find_audit(AuditFilter(kinds=("deny",)))
+    assert any("derived from" in json.loads(d.body)["reason"] for d in denials)
+
+
+def test_rel_to_and_caveats_count_too(node: Node) -> None:
+    jpn_only = indicator("japan only")
+    eyes = indicator("japanese eyes only")
+    publish(node, [jpn_only], "秘", ())
+    publish(node, [eyes], "秘", (), ("JPNEO",))
+    wider = publish(node, [report(jpn_only["id"])], "秘", ("NZL",))
+    assert stored(wider) == [] and "REL TO" in wider["failures"][-1]["message"]
+    no_caveat = publish(node, [report(eyes["id"])], "秘", ())
+    assert stored(no_caveat) == []
+    assert publish(node, [report(eyes["id"])], "秘", (), ("JPNEO",))["failure_count"] == 0
+
+
+def test_sources_in_the_same_publication_count(node: Node) -> None:
+    """A bundle's report and its indicators, one marking: fine. Referencing an object
+    nobody here holds cannot be checked and is not refused (it may arrive later)."""
+    ind = indicator("with its report")
+    body = publish(node, [ind, report(ind["id"], stix_id("indicator"))], "秘", ("NZL",))
+    assert body["failure_count"] == 0
+    rel = {"type": "relationship", "spec_version": "2.1", "id": stix_id("relationship"),
+           "created": T0, "modified": T0, "relationship_type": "indicates",
+           "source_ref": ind["id"], "target_ref": stix_id("malware")}
+    assert stored(publish(node, [rel], "取扱注意", ("NZL",))) == []  # lower: refused
