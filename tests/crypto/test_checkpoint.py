@@ -235,3 +235,22 @@ def test_sign_note_rejects_bad_input(key: Ed25519PrivateKey) -> None:
     for name in ("", "a b", "a+b", "a\u2003b"):
         with pytest.raises(NoteError, match="key name"):
             sign_note(body, name, key)
+
+
+def test_a_signature_spelt_with_other_padding_bits_is_refused(key: Ed25519PrivateKey,
+                                                              note: str) -> None:
+    """The last base64 character of a 68-byte blob carries 4 data bits and 2 padding
+    bits: flipping a padding bit decodes to the same bytes. Only the canonical spelling
+    is accepted, so a note has exactly one valid text."""
+    import base64
+
+    head, _, line = note.rstrip("\n").rpartition("\n")
+    name_part, _, encoded = line.rpartition(" ")
+    blob = base64.b64decode(encoded)
+    data = encoded.rstrip("=")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(data[-1])
+    respelt = data[:-1] + alphabet[last ^ 1] + encoded[len(data):]
+    assert base64.b64decode(respelt) == blob  # the same bytes
+    with pytest.raises(NoteError, match="not canonical"):
+        verify_note(f"{head}\n{name_part} {respelt}\n", ORIGIN, key.public_key())

@@ -168,6 +168,9 @@ def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
         blob = base64.b64decode(encoded.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise NoteError(f"signature by {name!r} is not valid base64") from None
+    if base64.b64encode(blob).decode("ascii") != encoded:
+        # non-zero padding bits: another spelling of the same bytes; one note, one text
+        raise NoteError(f"signature by {name!r} is not canonical base64")
     if len(blob) < 5:
         raise NoteError(f"signature by {name!r} is too short ({len(blob)} bytes)")
     return name, blob[:4], blob[4:]
