@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from ..jsonio import JsonError, parse_json
 from ..services.compromise import CompromiseError
+from ..services.controls import ControlError
 from ..services.federation import FederationError, make_card, verify_request
 from ..services.node import Node
 from .taxii import TAXII, TaxiiError, _error, _json
@@ -42,6 +43,7 @@ class FederationApi:
             Route(f"{PREFIX}/keys", self.keys, methods=["POST"]),
             Route(f"{PREFIX}/audit", self.audit),
             Route(f"{PREFIX}/compromise", self.compromise, methods=["POST"]),
+            Route(f"{PREFIX}/notices", self.notices, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -197,6 +199,29 @@ class FederationApi:
             titles = {400: "Bad request", 404: "Not Found", 409: "Conflict"}
             raise TaxiiError(exc.status, titles.get(exc.status, "Forbidden"),
                              exc.message) from None
+        return _json(answer)
+
+
+    async def notices(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            return await run_in_threadpool(self._notice, request, body)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _notice(self, request: Request, body: bytes) -> Response:
+        """A recall, destruction receipt or reclassification from a partner
+        (services/controls.py); applied once and answered with a signed receipt."""
+        sender = self._caller(request, body)
+        try:
+            signed = parse_json(body)
+        except JsonError as exc:
+            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        try:
+            answer = self.node.controls.receive(sender, signed)
+        except ControlError as exc:
+            log.warning("refused a notice from %s: %s", sender, exc.message)
+            raise TaxiiError(403, "Forbidden", exc.message) from None
         return _json(answer)
 
 

@@ -425,6 +425,10 @@ class Markings:
         """True when a marking-definition with this id was added (or is built in)."""
         return marking_id in self._parts
 
+    def definition(self, marking_id: str) -> dict[str, Any] | None:
+        """The marking-definition added under ``marking_id`` (None for built-in ones)."""
+        return self._definitions.get(marking_id)
+
     def part(self, ref: Any) -> LabelPart:
         if not isinstance(ref, str):
             raise LabelError(f"marking reference {ref!r} is not a string")

@@ -181,6 +181,36 @@ class Courier:
             done += 1
         return done
 
+    # -- originator controls -------------------------------------------------------------
+    def deliver_notices(self, party: str) -> int:
+        """Deliver ``party``'s queued recalls, destruction receipts and reclassifications,
+        oldest first; each is delivered once the partner's signed receipt verifies. The
+        first failure stops the round (the caller backs off and retries); a refusal is
+        counted, and a notice refused 20 times stops being sent."""
+        peer = self.node.federation.peers().get(party)
+        if peer is None:
+            return 0
+        done = 0
+        for notice in self.node.store.pending_notices(party, BATCH):
+            try:
+                self.announce_keys(party)
+                response = self._request(peer, "POST", "/federation/notices",
+                                         notice.body.encode())
+            except httpx.HTTPError as exc:
+                self.node.store.notice_failed(notice.notice_id, f"{party} unreachable: {exc}",
+                                              refused=False)
+                raise FederationError(f"{party} unreachable: {exc}") from None
+            if response.status_code != 200:
+                reason = f"{response.status_code} {_description(response)}"
+                self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
+                                              refused=True)
+                raise FederationError(f"{party} refused {notice.kind} notice "
+                                      f"{notice.notice_id}: {reason}")
+            receipt = self.node.controls.check_receipt(party, notice, response.json())
+            self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
+            done += 1
+        return done
+
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
         """Fetch and receive one page of what ``party`` released to us."""
@@ -267,6 +297,7 @@ class Courier:
                     continue
                 try:
                     self.deliver_compromise(party)  # notices first: they have a deadline
+                    self.deliver_notices(party)  # recalls before any more objects
                     self.push_all(party)
                     if pull:
                         self.pull_once(party)

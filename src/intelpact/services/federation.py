@@ -350,6 +350,14 @@ class Federation:
         return results, {"receipt": receipt, "key_id": self.me.key_id,
                          "signature": sign_payload(self.me.key, receipt)}
 
+    def verify_definition(self, originator: str, definition: Any) -> None:
+        """A national marking-definition must be signed by its originator's key."""
+        try:
+            verify_object(definition, originator, self.keys_of(originator))
+        except SignatureError as exc:
+            raise FederationError(f"the marking-definition is not signed by {originator}: "
+                                  f"{exc.message}") from None
+
     def _check_definition(self, sender: str, item: dict[str, Any]
                           ) -> tuple[Received, NewObject | None]:
         mid = str(item.get("id", "?"))

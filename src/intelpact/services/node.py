@@ -39,6 +39,7 @@ from ..store.base import (
 from .access import WITHHELD_EXTENSION_ID, Access
 from .audit import AuditLog, Pseudonyms, operator
 from .compromise import CompromiseReports
+from .controls import Controls
 from .federation import Federation, Identity
 from .people import People, Principal
 from .publish import Publisher
@@ -74,6 +75,8 @@ class Node:
         self.publisher = Publisher(self.policy, self.markings, store, validate_object,
                                    self.audit, sign=self.sign, releaser=self.federation.releaser,
                                    on_stored=self.stored.set)
+        self.controls = Controls(self.federation, self.policy, self.markings, store,
+                                 self.audit, self.publisher)  # recall, reclassify
         self.access = Access(self.policy, self.markings, store, validate_object)
 
     def rotate_key(self) -> str:

@@ -319,6 +319,36 @@ class CompromiseMessage:
 Signer = Callable[[int, bytes, Tree], str | None]
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A signed notice between nodes (recall, destroyed, reclassify), in or out."""
+
+    notice_id: str
+    direction: str  # "out" or "in"
+    party: str  # the other node
+    kind: str
+    object_id: str | None
+    body: str  # the signed notice, canonical JSON
+    made: str
+    delivered: str | None = None
+    receipt: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RecallRecord:
+    """At the originator: an object recalled from a holder, and its confirmation."""
+
+    object_id: str
+    party: str
+    notice_id: str
+    reason: str
+    issued: str
+    destroyed: str | None
+    receipt: str | None
+
+
 class Store(abc.ABC):
     """What every backend provides. All methods are safe to call from any thread."""
 
@@ -559,6 +589,52 @@ class Store(abc.ABC):
     def compromise_failed(self, message_id: int, error: str, refused: bool) -> None:
         """Note why a delivery failed; ``refused`` (by the partner, not unreachable)
         counts an attempt."""
+
+    # originator controls --------------------------------------------------------------
+    @abc.abstractmethod
+    def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        """Keep a notice (False if its id is kept already), with its audit events, in one
+        transaction. An outgoing recall (``recall_reason``) also records the recall, and
+        from then on nothing of that object goes to that party (pending, pulled)."""
+
+    @abc.abstractmethod
+    def pending_notices(self, party: str, limit: int) -> list[Notice]:
+        """Outgoing notices to ``party`` not yet delivered (and not given up), oldest first."""
+
+    @abc.abstractmethod
+    def notice_delivered(self, notice_id: str, when: str, receipt: str) -> None: ...
+
+    @abc.abstractmethod
+    def notice_failed(self, notice_id: str, error: str, *, refused: bool) -> None:
+        """Record why a delivery failed; ``refused`` (by the partner) counts an attempt."""
+
+    @abc.abstractmethod
+    def notices(self) -> list[Notice]:
+        """Every notice, oldest first."""
+
+    @abc.abstractmethod
+    def recalls(self) -> list[RecallRecord]: ...
+
+    @abc.abstractmethod
+    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
+        """Record ``party``'s destruction receipt; False if there is no such recall."""
+
+    @abc.abstractmethod
+    def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
+              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+              ) -> list[StoredObject]:
+        """Holder side of a recall, in one transaction: replace the body of every stored
+        version of ``object_id`` originated by ``originator`` by its tombstone, mark it
+        recalled (no query serves it again), drop its undelivered outbox entries, and
+        append the audit events. Returns the rows as they were."""
+
+    @abc.abstractmethod
+    def relabel(self, object_id: str, originator: str, label: Label,
+                audit: Sequence[AuditEvent]) -> int:
+        """Holder side of a reclassification: every stored version of ``object_id``
+        originated by ``originator`` gets ``label`` (base and banner), with the audit
+        events, in one transaction. Returns how many rows changed."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

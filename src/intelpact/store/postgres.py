@@ -40,10 +40,12 @@ from .base import (
     CompromiseRecord,
     Dissemination,
     NewObject,
+    Notice,
     Page,
     PeerRecord,
     PersonRecord,
     Query,
+    RecallRecord,
     Signer,
     StatusRecord,
     Store,
@@ -58,8 +60,11 @@ from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
     _MESSAGE_COLUMNS,
+    _NOT_RECALLED,
+    _NOTICE_COLUMNS,
     MAX_ATTEMPTS,
     _add_compromise,
+    _add_notice,
     _append_audit,
     _audit_select,
     _Clock,
@@ -71,6 +76,7 @@ from .sqlite import (
     _messages_select,
     _nodes,
     _person,
+    _purge,
     _statements,
     _stored,
 )
@@ -371,7 +377,8 @@ class PostgresStore(Store):
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
         chosen: list[int] = []
         with self._read() as conn:
-            cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY seq")  # noqa: S608
+            cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects "  # noqa: S608
+                               "WHERE recalled IS NULL ORDER BY seq")
             for r in cur:
                 row = _stored(r)
                 if decide(row):
@@ -387,7 +394,7 @@ class PostgresStore(Store):
         columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
         rows = self._all(
             f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
-            f"WHERE {where} ORDER BY b.outbox_id LIMIT %s", params)
+            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.outbox_id LIMIT %s", params)
         return [(int(r[0]), _stored(r[1:])) for r in rows]
 
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
@@ -539,6 +546,62 @@ class PostgresStore(Store):
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
 
+    # -- originator controls ------------------------------------------------------------
+    def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_notice(c.cursor(), "%s", notice, recall_reason, audit)
+
+    def pending_notices(self, party: str, limit: int) -> list[Notice]:
+        return [Notice(*r) for r in self._all(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE direction = 'out' AND party = %s "  # noqa: S608
+            "AND delivered IS NULL AND attempts < %s ORDER BY made, notice_id LIMIT %s",
+            (party, MAX_ATTEMPTS, limit))]
+
+    def notice_delivered(self, notice_id: str, when: str, receipt: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE notices SET delivered = %s, receipt = %s, error = NULL WHERE "
+                      "notice_id = %s AND delivered IS NULL", (when, receipt, notice_id))
+
+    def notice_failed(self, notice_id: str, error: str, *, refused: bool) -> None:
+        with self._write() as c:
+            c.execute("UPDATE notices SET error = %s, attempts = attempts + %s WHERE "
+                      "notice_id = %s", (error, int(refused), notice_id))
+
+    def notices(self) -> list[Notice]:
+        return [Notice(*r) for r in self._all(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices ORDER BY made, notice_id")]  # noqa: S608
+
+    def recalls(self) -> list[RecallRecord]:
+        return [RecallRecord(*r) for r in self._all(
+            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
+            "recalls ORDER BY issued, object_id, party")]
+
+    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("UPDATE recalls SET destroyed = %s, receipt = %s WHERE "
+                            "object_id = %s AND party = %s", (when, receipt, object_id, party))
+            return cur.rowcount > 0
+
+    def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
+              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+              ) -> list[StoredObject]:
+        with self._write() as c:
+            return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit)
+
+    def relabel(self, object_id: str, originator: str, label: Label,
+                audit: Sequence[AuditEvent]) -> int:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            label_id = self._label_id(c, label, pending)
+            cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
+                            "object_id = %s AND originator = %s AND recalled IS NULL",
+                            (label_id, label_id, object_id, originator))
+            _append_audit(c.cursor(), audit, "%s")
+            changed = int(cur.rowcount)
+        self._load_labels()
+        return changed
+
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
                        audit: Sequence[AuditEvent] = ()) -> bool:
@@ -645,7 +708,7 @@ class PostgresStore(Store):
 def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[str, list[Any]]:
     """The one query behind every read: visibility, filters, version choice and paging."""
     params: list[Any] = [collection_id, list(readable)]
-    where = ["o.collection_id = %s", "o.label_id = ANY(%s::bigint[])"]
+    where = ["o.collection_id = %s", "o.label_id = ANY(%s::bigint[])", "o.recalled IS NULL"]
     if query.cursor is not None:
         seq, _, fingerprint = query.cursor.partition(".")
         if not seq.isdigit() or fingerprint != query.fingerprint() or len(seq) > 18:

@@ -33,10 +33,12 @@ from .base import (
     CompromiseRecord,
     Dissemination,
     NewObject,
+    Notice,
     Page,
     PeerRecord,
     PersonRecord,
     Query,
+    RecallRecord,
     Signer,
     StatusRecord,
     Store,
@@ -326,7 +328,8 @@ class SQLiteStore(Store):
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
         rows = [_stored(r) for r in self._conn().execute(
-            f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY seq")]  # noqa: S608 - constant
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL "  # noqa: S608
+            "ORDER BY seq")]
         chosen = [r.seq for r in rows if decide(r)]
         with self._write() as c:
             when = timestamp(utc_now())
@@ -339,7 +342,7 @@ class SQLiteStore(Store):
         columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
         rows = self._conn().execute(
             f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
-            f"WHERE {where} ORDER BY b.outbox_id LIMIT ?", params).fetchall()
+            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.outbox_id LIMIT ?", params).fetchall()
         return [(int(r[0]), _stored(r[1:])) for r in rows]
 
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
@@ -490,6 +493,62 @@ class SQLiteStore(Store):
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
 
+    # -- originator controls ------------------------------------------------------------
+    def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_notice(c, "?", notice, recall_reason, audit)
+
+    def pending_notices(self, party: str, limit: int) -> list[Notice]:
+        return [Notice(*r) for r in self._conn().execute(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE direction = 'out' AND party = ? "  # noqa: S608
+            "AND delivered IS NULL AND attempts < ? ORDER BY made, notice_id LIMIT ?",
+            (party, MAX_ATTEMPTS, limit))]
+
+    def notice_delivered(self, notice_id: str, when: str, receipt: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE notices SET delivered = ?, receipt = ?, error = NULL WHERE "
+                      "notice_id = ? AND delivered IS NULL", (when, receipt, notice_id))
+
+    def notice_failed(self, notice_id: str, error: str, *, refused: bool) -> None:
+        with self._write() as c:
+            c.execute("UPDATE notices SET error = ?, attempts = attempts + ? WHERE "
+                      "notice_id = ?", (error, int(refused), notice_id))
+
+    def notices(self) -> list[Notice]:
+        return [Notice(*r) for r in self._conn().execute(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices ORDER BY made, notice_id")]  # noqa: S608
+
+    def recalls(self) -> list[RecallRecord]:
+        return [RecallRecord(*r) for r in self._conn().execute(
+            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
+            "recalls ORDER BY issued, object_id, party")]
+
+    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
+        with self._write() as c:
+            cur = c.execute("UPDATE recalls SET destroyed = ?, receipt = ? WHERE object_id = ? "
+                            "AND party = ?", (when, receipt, object_id, party))
+            return cur.rowcount > 0
+
+    def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
+              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+              ) -> list[StoredObject]:
+        with self._write() as c:
+            return _purge(c, "?", object_id, originator, tombstone, when, audit)
+
+    def relabel(self, object_id: str, originator: str, label: Label,
+                audit: Sequence[AuditEvent]) -> int:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            label_id = self._label_id(c, label, pending)
+            cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE object_id = ? "
+                            "AND originator = ? AND recalled IS NULL",
+                            (label_id, label_id, object_id, originator))
+            _append_audit(c, audit)
+            changed = int(cur.rowcount)
+        self._load_labels()
+        return changed
+
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
                        audit: Sequence[AuditEvent] = ()) -> bool:
@@ -590,6 +649,51 @@ class SQLiteStore(Store):
 # -- helpers -------------------------------------------------------------------------------
 
 _AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body"
+_NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, delivered, "
+                   "receipt, attempts, error")
+# Outbox rows that may still leave: not a tombstone here, not recalled from that party.
+_NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
+                 "r.object_id = o.object_id AND r.party = b.party)")
+
+
+def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
+                audit: Sequence[AuditEvent]) -> bool:
+    """``Store.add_notice`` inside the caller's write transaction (both dialects)."""
+    marks = ", ".join([mark] * 11)
+    cur = c.execute(f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({marks}) "  # noqa: S608
+                    "ON CONFLICT (notice_id) DO NOTHING",
+                    (notice.notice_id, notice.direction, notice.party, notice.kind,
+                     notice.object_id, notice.body, notice.made, notice.delivered,
+                     notice.receipt, notice.attempts, notice.error))
+    if cur.rowcount == 0:
+        return False
+    if recall_reason is not None:
+        c.execute(f"INSERT INTO recalls (object_id, party, notice_id, reason, issued) VALUES "  # noqa: S608
+                  f"({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, party) "
+                  "DO UPDATE SET notice_id = excluded.notice_id, reason = excluded.reason, "
+                  "issued = excluded.issued, destroyed = NULL, receipt = NULL",
+                  (notice.object_id, notice.party, notice.notice_id, recall_reason,
+                   notice.made))
+    _append_audit(c, audit, mark)
+    return True
+
+
+def _purge(c: Any, mark: str, object_id: str, originator: str,
+           tombstone: Callable[[StoredObject], str], when: str,
+           audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+           ) -> list[StoredObject]:
+    """``Store.purge`` inside the caller's write transaction (both dialects)."""
+    rows = [_stored(r) for r in c.execute(
+        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE object_id = {mark} AND "  # noqa: S608
+        f"originator = {mark} AND recalled IS NULL ORDER BY seq",
+        (object_id, originator)).fetchall()]
+    for row in rows:
+        c.execute(f"UPDATE objects SET body = {mark}, recalled = {mark} WHERE seq = {mark}",  # noqa: S608
+                  (tombstone(row), when, row.seq))
+        c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
+                  (row.seq,))
+    _append_audit(c, audit(rows), mark)
+    return rows
 
 
 def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
@@ -814,7 +918,7 @@ def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
 def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[str, list[Any]]:
     """The one query behind every read: visibility, filters, version choice and paging."""
     params: list[Any] = [collection_id]
-    where = ["o.collection_id = ?", _in("o.label_id", readable, params)]
+    where = ["o.collection_id = ?", _in("o.label_id", readable, params), "o.recalled IS NULL"]
     if query.cursor is not None:
         seq, _, fingerprint = query.cursor.partition(".")
         if not seq.isdigit() or fingerprint != query.fingerprint():

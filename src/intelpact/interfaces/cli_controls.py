@@ -1,0 +1,112 @@
+"""`intelpact recall`, `recalls`, `reclassify`: the originator's controls over what it shared."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..services.federation import FederationError
+from ..services.node import Node
+from ..services.publish import MarkingRequest
+from .cli import NODE_DIR, _csv, _safe, err, friendly, main, out
+
+
+def _deliver(node: Node, parties: Sequence[str]) -> None:
+    """Send the queued notices now; what cannot go now waits for `intelpact serve`."""
+    from ..services.courier import Courier
+
+    courier = Courier(node)
+    try:
+        for party in parties:
+            try:
+                courier.deliver_notices(party)
+                out.print(f"  delivered to {party} (signed receipt verified)")
+            except FederationError as exc:
+                err.print(Text("  " + _safe(f"{party}: not delivered now ({exc.message}); "
+                                            "`intelpact serve` keeps trying")))
+    finally:
+        courier.stop()
+
+
+@main.command()
+@NODE_DIR
+@click.argument("object_id", metavar="ID")
+@click.option("--party", "parties", multiple=True,
+              help="Recall from this partner only (repeatable; default: every partner it "
+              "went to).")
+@click.option("--reason", required=True, help="Why: recorded, and sent to the holders.")
+@click.option("--as", "as_name", help="The security officer recalling (default: the operator "
+              "running this command).")
+@friendly
+def recall(node_dir: Path, object_id: str, parties: tuple[str, ...], reason: str,
+           as_name: str | None) -> None:
+    """Recall an object this node originated: every holder purges it (keeping a
+    tombstone), confirms with a signed destruction receipt, and nothing more of it goes
+    to them. Holders that are offline get the recall when they come back."""
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name) if as_name else None
+    targets = node.controls.recall(principal, object_id, parties=parties, reason=reason)
+    out.print(f"Recall of {object_id} queued for {', '.join(targets)}")
+    _deliver(node, targets)
+    node.close()
+
+
+@main.command()
+@NODE_DIR
+@friendly
+def recalls(node_dir: Path) -> None:
+    """What this node recalled, from whom, and who has confirmed destruction."""
+    node = Node.open(node_dir)
+    rows = node.controls.recalls()
+    sent = {n.notice_id: n for n in node.store.notices()}
+    node.close()
+    if not rows:
+        out.print("No recalls.")
+        return
+    table = Table("object", "holder", "recalled", "reason", "status")
+    for r in rows:
+        notice = sent.get(r.notice_id)
+        if r.destroyed:
+            status = f"destroyed (receipt {r.destroyed})"
+        elif notice is not None and notice.delivered:
+            status = "delivered; awaiting the destruction receipt"
+        else:
+            status = "not delivered yet" + (f": {notice.error}" if notice and notice.error
+                                            else "")
+        table.add_row(*(Text(_safe(v)) for v in (r.object_id, r.party, r.issued, r.reason,
+                                                 status)))
+    out.print(table)
+
+
+@main.command()
+@NODE_DIR
+@click.argument("object_id", metavar="ID")
+@click.option("--as", "as_name", required=True, help="Reclassify as this person.")
+@click.option("--classification", required=True,
+              help="The new level, in the publisher's national words or romanisation.")
+@click.option("--rel", default="", help="REL TO parties, comma-separated (e.g. JPN,NZL).")
+@click.option("--caveat", "caveats", multiple=True, help="A caveat (repeatable).")
+@click.option("--community", "communities", multiple=True,
+              help="A community of interest (repeatable).")
+@click.option("--reason", required=True, help="Why: recorded, and sent to the holders.")
+@friendly
+def reclassify(node_dir: Path, object_id: str, as_name: str, classification: str, rel: str,
+               caveats: tuple[str, ...], communities: tuple[str, ...], reason: str) -> None:
+    """Upgrade, downgrade or declassify an object this node originated: a new version
+    under the new marking, signed, and a notice to every holder of earlier versions,
+    who relabel their copies at once (or purge them if they may no longer hold them)."""
+    node = Node.open(node_dir)
+    principal = node.people.as_person(as_name)
+    marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
+                             tuple(c.upper() for c in communities))
+    version, holders = node.controls.reclassify(
+        principal, object_id, marking, collection_id=node.default_collection().collection_id,
+        reason=reason)
+    out.print(f"Reclassified {object_id}: new version {version}"
+              + (f"; holders told: {', '.join(holders)}" if holders else "; no holders"))
+    _deliver(node, holders)
+    node.close()

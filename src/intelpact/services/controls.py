@@ -1,0 +1,364 @@
+"""Originator controls: recall and destruction, reclassification (docs/controls.md).
+
+Under the agreement the originator keeps sovereignty over what it shared: it alone
+reclassifies or recalls, and holders obey at once. Each control is a *notice* signed
+by the sending node's key (RFC 8785 JSON, Ed25519, like receipts), kept and queued in
+the transaction that records it (with its audit events), and delivered by the courier
+over mutual TLS with retries, so a holder that is offline gets it when it comes back.
+The receiver verifies the signature under the sender's pinned keys, that it is the
+addressee, the agreement, and that the sender originated the object; it applies the
+notice once (notices are kept by id) and answers with a signed receipt.
+
+- **recall**: the holder purges every version's content, keeping a tombstone (id,
+  version, markings, the hash of what was destroyed) that no query serves; drops what
+  it had queued onward; and answers with a signed **destroyed** notice listing the
+  versions and hashes destroyed, which the originator records beside the recall. From
+  the recall on, the originator releases nothing more of that object to that party.
+- **reclassify**: the originator publishes a new version under the new marking (the
+  publish path: validated, signed, the publisher's clearance checked) and tells every
+  holder of earlier versions, with the new marking-definition. A holder relabels its
+  copies at once; if the new marking no longer lets it hold them, it purges them as for
+  a recall and says so with a destroyed notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import IntelpactError
+from ..model import Markings, PartnerNode, Policy
+from ..model.errors import MarkingError
+from ..model.markings import SIGNATURES_EXTENSION_ID
+from ..store.base import Notice, Query, RecallRecord, Store, StoredObject, timestamp, utc_now
+from .audit import AuditLog, canonical, operator
+from .federation import Federation, FederationError, sign_payload, verify_payload
+from .people import Principal
+from .publish import MarkingRequest, Publisher, definition_label
+
+NOTICE_VERSION = 1
+NOTICE_KINDS = ("recall", "destroyed", "reclassify")
+MAX_REASON = 2_000
+
+
+class ControlError(IntelpactError):
+    """A control was refused (who may do it, what it names, a notice that does not check)."""
+
+
+class Controls:
+    def __init__(self, federation: Federation, policy: Policy, markings: Markings,
+                 store: Store, audit: AuditLog, publisher: Publisher) -> None:
+        self.federation = federation
+        self.policy = policy
+        self.markings = markings
+        self.store = store
+        self.audit = audit
+        self.publisher = publisher
+
+    @property
+    def party(self) -> str:
+        return self.federation.me.party
+
+    # -- what we hold -----------------------------------------------------------------
+    def _rows(self, object_id: str) -> list[StoredObject]:
+        """Every stored version of ``object_id`` in every collection, whatever its label."""
+        everything = list(self.store.labels())
+        rows: list[StoredObject] = []
+        for collection in self.store.collections():
+            rows.extend(self.store.query(collection.collection_id, everything,
+                                         Query(ids=(object_id,), versions=("all",),
+                                               limit=10_000)).rows)
+        return rows
+
+    def _own(self, object_id: str, what: str) -> list[StoredObject]:
+        rows = self._rows(object_id)
+        if not rows:
+            raise ControlError(f"no object {object_id} is held here")
+        origin = rows[0].originator
+        if origin != self.party:
+            raise ControlError(f"{object_id} was originated by {origin}: only the originator "
+                               f"may {what} it", hint=f"ask {origin} to {what} it")
+        return rows
+
+    # -- signed notices -----------------------------------------------------------------
+    def _notice(self, kind: str, to: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        me = self.federation.me
+        notice = {"intelpact_notice": NOTICE_VERSION, "kind": kind, "id": str(uuid.uuid4()),
+                  "from": me.party, "to": to, "agreement": me.agreement_hash,
+                  "issued": timestamp(utc_now()), **body}
+        signed = {"notice": notice, "key_id": me.key_id,
+                  "signature": sign_payload(me.key, notice)}
+        return notice["id"], signed
+
+    def _queue(self, kind: str, to: str, object_id: str | None, body: Mapping[str, Any],
+               events: Sequence[Any], recall_reason: str | None = None) -> str:
+        notice_id, signed = self._notice(kind, to, body)
+        self.store.add_notice(Notice(notice_id, "out", to, kind, object_id, canonical(signed),
+                                     timestamp(utc_now())),
+                              recall_reason=recall_reason, audit=events)
+        return notice_id
+
+    # -- recall (originator) ------------------------------------------------------------
+    def recall(self, principal: Principal | None, object_id: str, *,
+               parties: Sequence[str] = (), reason: str) -> list[str]:
+        """Recall ``object_id`` from ``parties`` (default: every party it went to).
+        Returns the parties a recall notice was queued for."""
+        _check_reason(reason)
+        if principal is not None and not principal.has_role("security-officer"):
+            raise ControlError("recalling needs the security-officer role")
+        rows = self._own(object_id, "recall")
+        peers = self.federation.peers()
+        holders = sorted({d.party for d in self.store.disseminations()
+                          if d.object_id == object_id})
+        targets = [p.upper() for p in parties] if parties else holders
+        for party in targets:
+            if party not in peers:
+                raise ControlError(f"{party} is not a pinned partner")
+        if not targets:
+            raise ControlError(f"{object_id} has not gone to any partner: nothing to recall",
+                               hint="name a partner with --party to stop it going there")
+        person = principal.person if principal is not None else None
+        actor = None if principal is not None else operator()
+        for party in targets:
+            event = self.audit.event("recall", person=person, actor=actor, party=party,
+                                     originator=self.party,
+                                     objects=[(r.object_id, r.version) for r in rows],
+                                     reason=reason, direction="out")
+            self._queue("recall", party, object_id, {"object_id": object_id, "reason": reason},
+                        [event], recall_reason=reason)
+        return targets
+
+    def recalls(self) -> list[RecallRecord]:
+        return self.store.recalls()
+
+    # -- reclassify (originator) -------------------------------------------------------
+    def reclassify(self, principal: Principal, object_id: str, marking: MarkingRequest, *,
+                   collection_id: str, reason: str) -> tuple[str, list[str]]:
+        """Publish a new version of our ``object_id`` under ``marking`` and tell every
+        holder of earlier versions. Returns the new version and the parties told."""
+        _check_reason(reason)
+        if not (principal.has_role("publisher") or principal.has_role("security-officer")):
+            raise ControlError("reclassifying needs the publisher or security-officer role")
+        rows = self._own(object_id, "reclassify")
+        latest = max(rows, key=lambda r: r.version)
+        obj = json.loads(latest.body)
+        refs = [m for m in obj.get("object_marking_refs", []) if not self._is_ours(m)]
+        obj.pop("object_marking_refs", None)
+        if refs:
+            obj["object_marking_refs"] = refs  # TLP and others stay; ours is replaced
+        extensions = {k: v for k, v in obj.pop("extensions", {}).items()
+                      if k != SIGNATURES_EXTENSION_ID}  # signed afresh when published
+        if extensions:
+            obj["extensions"] = extensions
+        obj["modified"] = _later(latest.version)
+        status = self.publisher.publish(principal.person, collection_id, [obj],
+                                        marking=marking)
+        done = [s for s in status.body["successes"] if s["id"] == object_id]
+        if not done:
+            failure = next((f["message"] for f in status.body["failures"]
+                            if f["id"] == object_id), "refused")
+            raise ControlError(f"the reclassified version was refused: {failure}")
+        version = str(done[0].get("version", obj["modified"]))
+        new_rows = [r for r in self._rows(object_id) if r.version == version]
+        definition = self._definition_of(new_rows[0]) if new_rows else None
+        if definition is None:
+            raise ControlError("the new version carries no national marking of this node")
+        holders = sorted({d.party for d in self.store.disseminations()
+                          if d.object_id == object_id and d.version != version})
+        for party in holders:
+            event = self.audit.event("reclassify", person=principal.person, party=party,
+                                     originator=self.party, objects=[(object_id, version)],
+                                     reason=reason, marking=definition["id"], direction="out")
+            self._queue("reclassify", party, object_id,
+                        {"object_id": object_id, "version": version, "reason": reason,
+                         "marking": definition}, [event])
+        return version, holders
+
+    def _is_ours(self, marking_id: str) -> bool:
+        if not isinstance(marking_id, str) or not self.markings.known(marking_id):
+            return False
+        part = self.markings.part(marking_id)
+        return part.kind == "national" and part.originator == self.party
+
+    def _definition_of(self, row: StoredObject) -> dict[str, Any] | None:
+        for ref in json.loads(row.body).get("object_marking_refs", []):
+            if self._is_ours(ref):
+                return self.markings.definition(ref)
+        return None
+
+    # -- receiving notices ----------------------------------------------------------------
+    def receive(self, sender: str, signed: Any) -> dict[str, Any]:
+        """Check and apply a notice from ``sender``; returns the signed receipt."""
+        notice = self._verified(sender, signed)
+        kind = notice["kind"]
+        stored = Notice(notice["id"], "in", sender, kind,
+                        str(notice.get("object_id")) if notice.get("object_id") else None,
+                        canonical(signed), timestamp(utc_now()), timestamp(utc_now()))
+        if kind == "recall":
+            self._recalled(sender, notice, stored)
+        elif kind == "destroyed":
+            self._destroyed(sender, notice, stored)
+        else:
+            self._reclassified(sender, notice, stored)
+        receipt = {"receiver": self.party, "sender": sender, "notice": notice["id"],
+                   "sha256": hashlib.sha256(canonical(signed).encode()).hexdigest()}
+        me = self.federation.me
+        return {"receipt": receipt, "key_id": me.key_id,
+                "signature": sign_payload(me.key, receipt)}
+
+    def _verified(self, sender: str, signed: Any) -> dict[str, Any]:
+        if not isinstance(signed, dict) or not isinstance(signed.get("notice"), dict):
+            raise ControlError("not a signed notice")
+        notice = signed["notice"]
+        keys = self.federation.keys_of(sender)
+        public = keys.get(str(signed.get("key_id")))
+        if public is None or not verify_payload(public, str(signed.get("signature", "")),
+                                                notice):
+            raise ControlError(f"the notice is not signed by a key of {sender}")
+        if notice.get("intelpact_notice") != NOTICE_VERSION or \
+                notice.get("kind") not in NOTICE_KINDS:
+            raise ControlError(f"unknown notice {notice.get('kind')!r}")
+        if notice.get("from") != sender or notice.get("to") != self.party:
+            raise ControlError(f"the notice is from {notice.get('from')} to "
+                               f"{notice.get('to')}, not from {sender} to {self.party}")
+        if notice.get("agreement") != self.federation.me.agreement_hash:
+            raise ControlError("the notice is under another agreement text")
+        if not isinstance(notice.get("id"), str) or not isinstance(notice.get("object_id"),
+                                                                    str):
+            raise ControlError("the notice names no object")
+        return dict(notice)
+
+    def _held_from(self, sender: str, object_id: str) -> list[StoredObject]:
+        rows = self._rows(object_id)
+        origins = {r.originator for r in rows}
+        if rows and origins != {sender}:
+            raise ControlError(f"{sender} did not originate {object_id} (its originator is "
+                               f"{', '.join(sorted(origins))}): only the originator may "
+                               "recall or reclassify it")
+        return rows
+
+    def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
+               stored: Notice) -> None:
+        """Tombstone every version held, then tell the originator what was destroyed."""
+        object_id = str(notice["object_id"])
+        when = timestamp(utc_now())
+        purged = self.store.purge(
+            object_id, sender, _tombstone(when), when,
+            lambda rows: self.audit.by_originator(
+                "destroy", [(r.object_id, r.version, r.originator) for r in rows],
+                party=sender, actor=sender, reason=why, notice=notice["id"]))
+        event = self.audit.event(kind, party=sender, actor=sender, originator=sender,
+                                 objects=[(object_id, "")], reason=str(notice.get("reason")),
+                                 notice=notice["id"], direction="in")
+        if not self.store.add_notice(stored, audit=[event]):
+            return
+        destroyed = [[r.version, r.body_hash] for r in purged]
+        confirm = self.audit.event("destroy", party=sender, originator=sender,
+                                   objects=[(object_id, v) for v, _ in destroyed],
+                                   reason=why, notice=notice["id"], direction="out")
+        self._queue("destroyed", sender, object_id,
+                    {"object_id": object_id, "in_reply_to": notice["id"],
+                     "destroyed": destroyed}, [confirm])
+
+    def _recalled(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        self._held_from(sender, str(notice["object_id"]))
+        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+            return  # applied already: answer with the receipt again
+        self._purge(sender, notice, f"recalled by {sender}: {notice.get('reason', '')}",
+                    "recall", stored)
+
+    def _destroyed(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        object_id = str(notice["object_id"])
+        ours = self._rows(object_id)
+        if ours and ours[0].originator != self.party:
+            raise ControlError(f"{object_id} is not ours: a destruction receipt for it is "
+                               "not for us")
+        event = self.audit.event("destroy", party=sender, actor=sender,
+                                 originator=self.party,
+                                 objects=[(object_id, str(v[0])) for v in
+                                          notice.get("destroyed", []) if isinstance(v, list)],
+                                 notice=notice["id"], direction="in")
+        if self.store.add_notice(stored, audit=[event]):
+            self.store.recall_confirmed(object_id, sender, stored.made, stored.body)
+
+    def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        object_id = str(notice["object_id"])
+        rows = self._held_from(sender, object_id)
+        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+            return
+        definition = notice.get("marking")
+        if not isinstance(definition, dict):
+            raise ControlError("the notice carries no marking-definition")
+        try:
+            self.federation.verify_definition(sender, definition)  # before we learn it
+            part = self.markings.add(definition)
+        except (MarkingError, FederationError) as exc:
+            raise ControlError(f"the new marking does not check: {exc.message}") from None
+        if part.kind != "national" or part.originator != sender:
+            raise ControlError(f"the new marking is not a national marking of {sender}")
+        label = definition_label(self.policy.agreement, part, sender)
+        allowed = self.policy.may_release(label, PartnerNode(self.party,
+                                                             self.policy.agreement.id),
+                                          holder=sender, object_id=object_id)
+        if not allowed.allowed:
+            self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
+                        f"{allowed.reason}", "reclassify", stored)
+            return
+        event = self.audit.event("reclassify", party=sender, actor=sender, originator=sender,
+                                 objects=[(r.object_id, r.version) for r in rows],
+                                 marking=str(definition.get("id")),
+                                 reason=str(notice.get("reason")), notice=notice["id"],
+                                 direction="in")
+        if self.store.add_notice(stored, audit=[event]):
+            self.store.relabel(object_id, sender, label, [])
+
+    # -- delivery receipts ---------------------------------------------------------------
+    def check_receipt(self, party: str, notice: Notice, answer: Any) -> str:
+        """The partner's signed receipt for ``notice``, verified; returns it as text."""
+        signed = answer if isinstance(answer, dict) else {}
+        receipt = signed.get("receipt")
+        public = self.federation.keys_of(party).get(str(signed.get("key_id")))
+        if not isinstance(receipt, dict) or public is None or \
+                not verify_payload(public, str(signed.get("signature", "")), receipt):
+            raise FederationError(f"{party}'s receipt for notice {notice.notice_id} is not "
+                                  "signed by its key")
+        want = hashlib.sha256(notice.body.encode()).hexdigest()
+        if receipt.get("notice") != notice.notice_id or receipt.get("sha256") != want or \
+                receipt.get("receiver") != party or receipt.get("sender") != self.party:
+            raise FederationError(f"{party}'s receipt does not acknowledge notice "
+                                  f"{notice.notice_id}")
+        return canonical(signed)
+
+
+def _tombstone(when: str) -> Any:
+    def make(row: StoredObject) -> str:
+        old = json.loads(row.body)
+        stone = {"type": row.object_type, "id": row.object_id, "spec_version": row.spec_version,
+                 "x_intelpact_tombstone": {"version": row.version, "destroyed": when,
+                                           "body_hash": row.body_hash}}
+        if "object_marking_refs" in old:
+            stone["object_marking_refs"] = old["object_marking_refs"]
+        return json.dumps(stone, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return make
+
+
+def _later(version: str) -> str:
+    """A ``modified`` after ``version`` and not before now, in STIX's millisecond form."""
+    import datetime as dt
+
+    from ..store.base import parse_timestamp
+
+    now = utc_now()
+    floor = parse_timestamp(version) + dt.timedelta(milliseconds=1)
+    when = max(now, floor)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise ControlError("give a reason (--reason): it is recorded and sent")
+    if len(reason) > MAX_REASON:
+        raise ControlError(f"the reason is longer than {MAX_REASON} characters")

@@ -1,0 +1,195 @@
+"""Originator controls across two nodes over real mutual TLS: recall, destruction,
+reclassification; and that a holder can never do them to someone else's object."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_federation import pair, people, publish, push
+
+from intelpact.interfaces.cli import main
+from intelpact.services.controls import ControlError
+from intelpact.services.courier import Courier
+from intelpact.services.federation import FederationError, sign_payload
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter, Query
+
+from helpers import make_node, serving_federation
+
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    nzl.people.add("analyst", party="NZL", clearance="SECRET")
+    pair(jpn, nzl)
+    yield jpn, nzl
+    jpn.close()
+    nzl.close()
+
+
+def deliver(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.deliver_notices(party)
+    finally:
+        courier.stop()
+
+
+def seen(node: Node, object_id: str, who: str = "officer") -> list[dict]:
+    return node.get(node.people.as_person(who), object_id)
+
+
+def test_a_recall_purges_every_copy_and_comes_back_as_a_destruction_receipt(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be recalled", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"])
+        officer = jpn.people.as_person("officer")
+        assert jpn.controls.recall(officer, obj["id"], reason="source at risk") == ["NZL"]
+        assert deliver(jpn, "NZL") == 1
+        # NZL: gone from every path, a tombstone kept
+        assert seen(nzl, obj["id"]) == []
+        cid = nzl.default_collection().collection_id
+        _, rows = nzl.find(nzl.people.as_person("officer"), cid, Query(versions=("all",)))
+        assert obj["id"] not in {r.object_id for r, _ in rows}
+        if nzl.config.database.endswith(".db"):  # look at the tombstone itself
+            with sqlite3.connect(nzl.config.dir / nzl.config.database) as c:
+                body, recalled = c.execute("SELECT body, recalled FROM objects WHERE "
+                                           "object_id = ?", (obj["id"],)).fetchone()
+            stone = json.loads(body)
+            assert recalled and "description" not in stone and "name" not in stone
+            assert stone["x_intelpact_tombstone"]["body_hash"] and stone["object_marking_refs"]
+        # the destruction receipt goes back and is recorded beside the recall
+        assert deliver(nzl, "JPN") == 1
+        (record,) = jpn.controls.recalls()
+        assert record.party == "NZL" and record.destroyed and "destroyed" in record.receipt
+        # pushing the same object again does not bring it back
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"]) == []
+    # both sides audited it
+    assert jpn.store.find_audit(AuditFilter(kinds=("recall",), object_id=obj["id"]))
+    assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+    assert nzl.store.find_audit(AuditFilter(kinds=("recall",), party="JPN"))
+    assert nzl.store.find_audit(AuditFilter(kinds=("destroy",), object_id=obj["id"]))
+
+
+def test_nothing_more_of_a_recalled_object_goes_to_that_party(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled before delivery", "極秘", ("NZL",))
+    officer = jpn.people.as_person("officer")
+    jpn.controls.recall(officer, obj["id"], parties=["NZL"], reason="changed our mind")
+    assert not [row for _, row in jpn.store.pending("NZL", 100) if row.object_id == obj["id"]]
+    assert not [row for _, row in jpn.store.released_after("NZL", 0, 100)
+                if row.object_id == obj["id"]]
+    newer = dict(obj, modified="2026-11-02T00:00:00.000Z", name="a newer version")
+    newer.pop("extensions", None)
+    jpn.publisher.publish(officer.person, jpn.default_collection().collection_id, [newer],
+                          marking=MarkingRequest("極秘", ("NZL",)))
+    assert not [row for _, row in jpn.store.pending("NZL", 100) if row.object_id == obj["id"]]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"]) == []
+
+
+def test_an_offline_holder_gets_the_recall_when_it_comes_back(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled while NZ is down", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="compromised")
+    with pytest.raises(FederationError, match="unreachable"):
+        deliver(jpn, "NZL")  # NZL's listener is down: the notice waits
+    assert seen(nzl, obj["id"])
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    assert notice.kind == "recall" and "unreachable" in (notice.error or "")
+    with serving_federation(nzl):
+        assert deliver(jpn, "NZL") == 1
+    assert seen(nzl, obj["id"]) == []
+
+
+def test_only_the_originator_recalls_or_reclassifies(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "japanese", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    nz_officer = nzl.people.as_person("officer")
+    with pytest.raises(ControlError, match="only the originator may recall"):
+        nzl.controls.recall(nz_officer, obj["id"], parties=["JPN"], reason="no")
+    with pytest.raises(ControlError, match="only the originator may reclassify"):
+        nzl.controls.reclassify(nz_officer, obj["id"], MarkingRequest("SECRET", ("JPN",)),
+                                collection_id=nzl.default_collection().collection_id,
+                                reason="no")
+    # a notice from NZL claiming to recall JPN's object is refused by JPN...
+    forged_id, signed = nzl.controls._notice("recall", "JPN", {"object_id": obj["id"],
+                                                                "reason": "mine now"})
+    with pytest.raises(ControlError, match="did not originate"):
+        jpn.controls.receive("NZL", signed)
+    # ...and a notice "from JPN" not signed by JPN's key is refused by NZL
+    body = dict(signed["notice"], **{"from": "JPN", "to": "NZL"})
+    forged = {"notice": body, "key_id": jpn.identity.key_id,
+              "signature": sign_payload(nzl.signing_key, body)}
+    with pytest.raises(ControlError, match="not signed by a key of JPN"):
+        nzl.controls.receive("JPN", forged)
+    assert seen(nzl, obj["id"])  # still held: nothing was applied
+    by_command = CliRunner().invoke(main, ["recall", str(nzl.config.dir), obj["id"],
+                                           "--reason", "x"])
+    assert by_command.exit_code == 2 and "only the originator may recall" in by_command.output
+
+
+def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"], "analyst")  # SECRET sees 秘 (CONFIDENTIAL)
+        officer = jpn.people.as_person("officer")
+        version, told = jpn.controls.reclassify(
+            officer, obj["id"], MarkingRequest("機密", ("NZL",)),
+            collection_id=jpn.default_collection().collection_id, reason="new source")
+        assert told == ["NZL"] and version > obj["modified"].replace("Z", "")
+        assert deliver(jpn, "NZL") == 1
+        # every version NZL holds is now TOP SECRET: the SECRET analyst sees none of them
+        assert seen(nzl, obj["id"], "analyst") == []
+        assert seen(nzl, obj["id"])  # the TOP SECRET officer still does
+        push(jpn, "NZL")  # the new version itself, under the new marking
+        versions = [o["modified"] for o in seen(nzl, obj["id"])]
+        assert len(versions) == 2
+        # going to JPN only: NZL may no longer hold it at all, and purges it
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ()),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="Japan only now")
+        assert deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"]) == []
+        assert deliver(nzl, "JPN") == 1  # its destruction receipt
+    assert nzl.store.find_audit(AuditFilter(kinds=("reclassify",), object_id=obj["id"]))
+    assert jpn.store.find_audit(AuditFilter(kinds=("reclassify",), party="NZL"))
+
+
+def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "by command", "極秘", ("NZL",))
+    runner = CliRunner()
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        done = runner.invoke(main, ["recall", str(jpn.config.dir), obj["id"], "--reason",
+                                    "leak suspected", "--as", "officer"])
+        assert done.exit_code == 0, done.output
+        assert "queued for NZL" in done.output and "delivered to NZL" in done.output
+        deliver(nzl, "JPN")
+    listed = runner.invoke(main, ["recalls", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and "destroyed" in listed.output
+    refused = runner.invoke(main, ["recall", str(jpn.config.dir), obj["id"], "--reason", "x",
+                                   "--as", "analyst-none"])
+    assert refused.exit_code == 2 and "error:" in refused.output
