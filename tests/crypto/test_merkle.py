@@ -270,3 +270,45 @@ def test_every_prefix_is_consistent_with_the_whole(n: int) -> None:
     r = root(d)
     for m in range(1, n + 1):
         verify_consistency(m, n, root(d[:m]), r, consistency_proof(m, d))
+
+
+# -- a tree stored as perfect subtrees ------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 300), st.data())
+def test_stored_tree_matches_the_definitions(n: int, split: int, data: st.DataObject) -> None:
+    """Integrating leaves in two steps (``extend``), then reading roots and proofs back
+    from the perfect subtrees (``Tree``), gives exactly the RFC 9162 definitions."""
+    from intelpact.crypto.merkle import Tree, extend, fold
+
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+    first = min(split, n)
+    made, frontier = extend(0, [], leaves[:first])
+    more, frontier = extend(first, frontier, leaves[first:])
+    nodes = {(level, index): h for level, index, h in made + more}
+    assert len(nodes) == len(made) + len(more)  # every subtree made once
+    tree = Tree(lambda coords: {c: nodes[c] for c in coords if c in nodes})
+    assert fold(frontier) == tree.root(n) == root(leaves)
+    index = data.draw(st.integers(0, n - 1))
+    size1 = data.draw(st.integers(1, n))
+    assert tree.inclusion(index, n) == inclusion_proof(index, leaves)
+    assert tree.consistency(size1, n) == consistency_proof(size1, leaves)
+    assert tree.root(size1) == root(leaves[:size1])
+    assert tree.inclusions([index, size1 - 1], n) == [inclusion_proof(index, leaves),
+                                                      inclusion_proof(size1 - 1, leaves)]
+
+
+def test_a_stored_tree_never_guesses_a_missing_subtree() -> None:
+    from intelpact.crypto.merkle import Tree, blocks, extend
+
+    leaves = [hashlib.sha256(bytes([i])).digest() for i in range(6)]
+    made, _ = extend(0, [], leaves)
+    nodes = {(level, index): h for level, index, h in made}
+    del nodes[(1, 2)]
+    with pytest.raises(ProofError, match="lacks subtree"):
+        Tree(lambda coords: {c: nodes[c] for c in coords if c in nodes}).root(6)
+    with pytest.raises(ProofError, match="not aligned"):
+        blocks(1, 3)
+    with pytest.raises(ProofError, match="frontier"):
+        extend(3, [], leaves)
