@@ -422,4 +422,4 @@ def _visible(node: Node, principal: Any, via: str) -> Iterator[dict[str, Any]]:
             cursor = page.next
 
 
-from . import cli_audit, cli_compromise, cli_controls, cli_federation  # noqa: E402,F401
+from . import cli_audit, cli_compromise, cli_consent, cli_controls, cli_federation  # noqa: E402,F401

@@ -93,11 +93,22 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     table = Table("partner", "object", "version", "released", "receipt")
     rows = [d for d in node.store.disseminations() if party in (None, d.party)]
     for d in rows:
-        table.add_row(d.party, d.object_id, d.version, d.released,
-                      f"verified {d.receipt_at}" if d.receipt_id else "awaiting")
+        receipt = f"verified {d.receipt_at}" if d.receipt_id else "awaiting"
+        if d.via:  # passed on by a holder with our consent
+            receipt = f"via {d.via} with consent; " + (receipt if d.receipt_id
+                                                         else "no receipt (pulled)")
+        table.add_row(d.party, d.object_id, d.version, d.released, receipt)
     out.print(table)
     pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
                if party in (None, p.party)}
+    onward: dict[str, int] = {}
+    for d in rows:
+        if d.via:
+            key = f"to {d.party} via {d.via}"
+            onward[key] = onward.get(key, 0) + 1
+    if onward:
+        out.print("Passed on by holders with this node's consent: "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(onward.items())))
     out.print(f"{len(rows)} release(s) acknowledged; waiting: "
               + (", ".join(f"{k} {v}" for k, v in pending.items()) or "none"))
     refusals = [r for r in node.store.refusals() if party in (None, r[0])]

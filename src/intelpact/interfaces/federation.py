@@ -93,8 +93,8 @@ class FederationApi:
         if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
             raise TaxiiError(400, "Bad envelope", 'send {"objects": [...]}')
         collection = self.node.default_collection().collection_id
-        results, receipt = self.node.federation.receive(sender, collection,
-                                                        envelope["objects"])
+        results, receipt = self.node.federation.receive(
+            sender, collection, envelope["objects"], envelope.get("x_intelpact_consents", []))
         self.node.stored.set()
         ok = [r for r in results if r.ok]
         bad = [r for r in results if not r.ok]
@@ -145,10 +145,17 @@ class FederationApi:
         rows = rows[:int(limit)]
         labels = self.node.store.labels()
         fed = self.node.federation
-        going = [row for _, row in rows if fed.may_release_now(labels[row.banner_id], party, row)]
+        held = fed.held_consents()  # the consent tokens: read once, if a row needs them
+        going = [row for _, row in rows
+                 if fed.may_release_now(labels[row.banner_id], party, row, held)]
         fed.released(party, going, "pull")  # durable before it leaves
+        tokens = fed.consents_for(party, going, held)
+        if tokens:  # no receipt on a pull: the originators are told what went, unreceipted
+            self.node.consents.onward(party, going, "pull", None)
         bodies = [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
+        if tokens:
+            head += ',"x_intelpact_consents":' + json.dumps(tokens)
         if rows:
             head += f',"next":"{rows[-1][0]}"'
         if bodies:

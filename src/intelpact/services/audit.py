@@ -95,6 +95,14 @@ KINDS = {
     "recall": "an originator recalled objects from a holder (sent or received)",
     "destroy": "a holder destroyed recalled objects (done here, or confirmed by the holder)",
     "reclassify": "an originator reclassified an object (sent or applied to our copies)",
+    "consent-request": "a holder asked the originator's consent to release an object to a "
+                       "third party (sent, or received)",
+    "consent": "an originator consented to a third-party release: a signed token (given, or "
+               "received)",
+    "consent-refuse": "an originator refused consent to a third-party release (with the "
+                      "reason)",
+    "onward-release": "a holder passed an object on to a third party with the originator's "
+                      "consent (reported, or recorded by the originator)",
     "compromise-report": "a report of suspected loss or compromise",
     "compromise-ack": "a compromise report was acknowledged",
     "compromise-close": "a compromise report was closed",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import IntelpactError
@@ -41,6 +41,8 @@ from .publish import MarkingRequest, Publisher, definition_label
 
 NOTICE_VERSION = 1
 NOTICE_KINDS = ("recall", "destroyed", "reclassify")
+# Consent for third-party release (services/consent.py): the same notices, other kinds.
+CONSENT_KINDS = ("consent-request", "consent", "consent-refused", "onward-release")
 MAX_REASON = 2_000
 
 
@@ -57,6 +59,8 @@ class Controls:
         self.store = store
         self.audit = audit
         self.publisher = publisher
+        # set by services/consent.py: applies the consent notices this node receives
+        self.on_consent: Callable[[str, Mapping[str, Any], Notice], None] | None = None
 
     @property
     def party(self) -> str:
@@ -201,8 +205,12 @@ class Controls:
             self._recalled(sender, notice, stored)
         elif kind == "destroyed":
             self._destroyed(sender, notice, stored)
-        else:
+        elif kind == "reclassify":
             self._reclassified(sender, notice, stored)
+        elif self.on_consent is not None:
+            self.on_consent(sender, notice, stored)
+        else:
+            raise ControlError(f"this node does not take {kind} notices")
         receipt = {"receiver": self.party, "sender": sender, "notice": notice["id"],
                    "sha256": hashlib.sha256(canonical(signed).encode()).hexdigest()}
         me = self.federation.me
@@ -219,7 +227,7 @@ class Controls:
                                                 notice):
             raise ControlError(f"the notice is not signed by a key of {sender}")
         if notice.get("intelpact_notice") != NOTICE_VERSION or \
-                notice.get("kind") not in NOTICE_KINDS:
+                notice.get("kind") not in NOTICE_KINDS + CONSENT_KINDS:
             raise ControlError(f"unknown notice {notice.get('kind')!r}")
         if notice.get("from") != sender or notice.get("to") != self.party:
             raise ControlError(f"the notice is from {notice.get('from')} to "

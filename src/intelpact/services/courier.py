@@ -83,14 +83,18 @@ class Courier:
             return 0
         labels = self.node.store.labels()
         fed = self.node.federation
+        held = fed.held_consents()  # the consent tokens: read once, if a row needs them
         sendable = [(oid, row) for oid, row in entries
-                    if fed.may_release_now(labels[row.banner_id], party, row)]
+                    if fed.may_release_now(labels[row.banner_id], party, row, held)]
         ids = [oid for oid, _ in entries]
         if not sendable:
             self.node.store.failed_attempt(party, ids)
             return 0
         fed.released(party, [row for _, row in sendable], "push")  # durable before it leaves
-        body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]}").encode()
+        tokens = fed.consents_for(party, [row for _, row in sendable], held)
+        body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]"
+                + (',"x_intelpact_consents":' + json.dumps(tokens) if tokens else "")
+                + "}").encode()
         try:
             response = self._request(peer, "POST", "/federation/collections/inbox/objects/",
                                      body)
@@ -107,6 +111,9 @@ class Courier:
         refused = [oid for oid in ids if oid not in done]
         receipt = json.dumps(status["x_intelpact_receipt"], sort_keys=True)
         self.node.store.mark_delivered(party, done, timestamp(utc_now()), receipt)
+        if tokens:  # a third party's objects went on with consent: tell their originators
+            self.node.consents.onward(party, [row for oid, row in sendable if oid in done],
+                                      "push", receipt)
         if refused:
             self.node.store.failed_attempt(party, refused)
             for failure in status.get("failures", [])[:5]:
@@ -231,7 +238,8 @@ class Courier:
         received = 0
         if objects:
             collection = self.node.default_collection().collection_id
-            results, _ = self.node.federation.receive(party, collection, objects)
+            results, _ = self.node.federation.receive(party, collection, objects,
+                                                      page.get("x_intelpact_consents", []))
             received = sum(1 for r in results if r.ok)
             self.node.stored.set()
         if page.get("next"):

@@ -39,13 +39,23 @@ from ..crypto.signing import SignatureError, canonical, verify_object
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
 from ..model import Label, Markings, PartnerNode, Policy
+from ..model.decisions import ConsentToken
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
-from ..store.base import NewObject, PeerRecord, Store, StoredObject, timestamp, utc_now
+from ..store.base import (
+    NewObject,
+    PeerRecord,
+    Store,
+    StoredObject,
+    parse_timestamp,
+    timestamp,
+    utc_now,
+)
 from .audit import AuditLog, operator
 from .publish import canonical_body, definition_label, object_version
 
 CARD_VERSION = 1
+CONSENT_VERSION = 1
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
@@ -192,6 +202,48 @@ def verify_request(headers: Mapping[str, str], method: str, target: str, body: b
     return party
 
 
+# -- consent tokens (services/consent.py makes them; docs/controls.md) ----------------------
+
+def consent_token(signed: Any) -> ConsentToken:
+    """The scope of a signed consent token, as the release decision takes it (its
+    signature is not checked here: see Federation.check_consents). Raises
+    FederationError when it is not a well-formed token."""
+    token = signed.get("consent") if isinstance(signed, dict) else None
+    if not isinstance(token, dict) or token.get("intelpact_consent") != CONSENT_VERSION:
+        raise FederationError("not a consent token")
+    try:
+        objects = token["objects"]
+        if not isinstance(objects, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v)
+                for v in objects.values()):
+            raise ValueError("objects")
+        return ConsentToken(
+            str(token["id"]), str(token["agreement"]), str(token["originator"]),
+            str(token["holder"]), str(token["recipient"]),
+            {str(k): frozenset(v) for k, v in objects.items()}, str(token["purpose"]),
+            parse_timestamp(str(token["issued"])), parse_timestamp(str(token["expires"])),
+            str(signed.get("signature", "")))
+    except (KeyError, ValueError, TypeError):
+        raise FederationError("the consent token is malformed") from None
+
+
+class _HeldConsents:
+    """This node's consent tokens as a holder, read from the store when a release
+    decision first needs one (only a third party's object does), then kept."""
+
+    def __init__(self, load: Callable[[], list[tuple[ConsentToken, dict[str, Any]]]]) -> None:
+        self._load = load
+        self._tokens: list[tuple[ConsentToken, dict[str, Any]]] | None = None
+
+    def signed(self) -> list[tuple[ConsentToken, dict[str, Any]]]:
+        if self._tokens is None:
+            self._tokens = self._load()
+        return self._tokens
+
+    def __iter__(self) -> Any:
+        return iter([token for token, _ in self.signed()])
+
+
 # -- the federation service -------------------------------------------------------------------
 
 @dataclass
@@ -277,33 +329,102 @@ class Federation:
                                                                   peer.party, row).allowed)
         return peer, queued
 
+    # -- consent tokens ---------------------------------------------------------------
+    def held_consents(self) -> _HeldConsents:
+        """The consent tokens originators gave this node (as a holder) that are valid
+        now: read once, when a release decision first needs them."""
+
+        def load() -> list[tuple[ConsentToken, dict[str, Any]]]:
+            now = utc_now()
+            held = []
+            for record in self.store.consents():
+                if record.direction != "out" or record.status != "approved" or \
+                        record.token is None:
+                    continue
+                signed = json.loads(record.token)
+                token = consent_token(signed)  # verified when it arrived
+                if token.holder == self.me.party and token.issued <= now < token.expires:
+                    held.append((token, signed))
+            return held
+
+        return _HeldConsents(load)
+
+    def consents_for(self, party: str, rows: Sequence[StoredObject],
+                     held: _HeldConsents | None = None) -> list[dict[str, Any]]:
+        """The signed tokens that let ``rows`` of a third party go to ``party``: they
+        travel with the objects, for the recipient to verify."""
+        if all(r.originator == self.me.party for r in rows):
+            return []
+        ids = {r.object_id for r in rows}
+        return [signed for token, signed in (held or self.held_consents()).signed()
+                if token.recipient == party and ids & set(token.objects)]
+
+    def check_consents(self, sender: str, signed_tokens: Any
+                       ) -> tuple[list[ConsentToken], list[str]]:
+        """Verify the consent tokens ``sender`` sent with objects: each must be signed by
+        its originator's pinned key (old keys included), under our agreement text, for
+        ``sender`` to us. Returns the tokens that check, and why the others do not."""
+        good: list[ConsentToken] = []
+        problems: list[str] = []
+        if isinstance(signed_tokens, tuple):
+            signed_tokens = list(signed_tokens)
+        if not isinstance(signed_tokens, list):
+            return good, ["the consent tokens are not a list"] if signed_tokens else []
+        for signed in signed_tokens[:100]:
+            try:
+                token = consent_token(signed)
+            except FederationError as exc:
+                problems.append(exc.message)
+                continue
+            body = signed["consent"]
+            public = self.keys_of(token.originator).get(str(signed.get("key_id")))
+            if token.originator == self.me.party or public is None or \
+                    not verify_payload(public, token.signature, body):
+                problems.append(f"consent {token.token_id} is not signed by a key of "
+                                f"{token.originator}: forged or altered")
+            elif body.get("agreement_hash") != self.me.agreement_hash:
+                problems.append(f"consent {token.token_id} is under another agreement text")
+            elif token.holder != sender or token.recipient != self.me.party:
+                problems.append(f"consent {token.token_id} is for {token.holder} to "
+                                f"{token.recipient}, not {sender} to {self.me.party}")
+            else:
+                good.append(token)
+        return good, problems
+
     # -- sending ------------------------------------------------------------------------
-    def _may_release(self, banner: Label, party: str, row: StoredObject | NewObject) -> Any:
+    def _may_release(self, banner: Label, party: str, row: StoredObject | NewObject,
+                     consents: Iterable[ConsentToken] = ()) -> Any:
         return self.policy.may_release(banner, PartnerNode(party, self.policy.agreement.id),
                                        holder=self.me.party, object_id=row.object_id,
-                                       version=row.version)
+                                       version=row.version, consents=consents)
 
-    def may_release_now(self, banner: Label, party: str, row: StoredObject) -> bool:
+    def may_release_now(self, banner: Label, party: str, row: StoredObject,
+                        consents: Iterable[ConsentToken] | None = None) -> bool:
         """The release decision taken again as an object leaves (the agreement may have
-        ended since it was queued). The caller has checked that ``party`` is pinned."""
-        return bool(self._may_release(banner, party, row).allowed)
+        ended, a consent expired, since it was queued). The caller has checked that
+        ``party`` is pinned. ``consents``: the tokens held (default: read if needed)."""
+        held = self.held_consents() if consents is None else consents
+        return bool(self._may_release(banner, party, row, held).allowed)
 
     def releaser(self) -> Callable[[NewObject], list[str]]:
         """The release filter for one batch: which partners each object being stored
-        goes to. The pinned partners are read once, not once per object."""
+        goes to. The pinned partners are read once, not once per object; the consent
+        tokens held, once if a third party's object needs them."""
         parties = list(self.peers())
+        held = self.held_consents()
 
         def release_to(obj: NewObject) -> list[str]:
             return [party for party in parties if party != obj.received_from
-                    and self._may_release(obj.banner, party, obj).allowed]
+                    and self._may_release(obj.banner, party, obj, held).allowed]
 
         return release_to
 
     # -- receiving ----------------------------------------------------------------------
-    def receive(self, sender: str, collection_id: str,
-                objects: Sequence[Any]) -> tuple[list[Received], dict[str, Any]]:
-        """Check, store and acknowledge what ``sender`` sent. Returns per-object results
-        and the signed receipt."""
+    def receive(self, sender: str, collection_id: str, objects: Sequence[Any],
+                consents: Any = ()) -> tuple[list[Received], dict[str, Any]]:
+        """Check, store and acknowledge what ``sender`` sent, with the consent tokens
+        that came with it. Returns per-object results and the signed receipt."""
+        tokens, problems = self.check_consents(sender, consents)
         results: list[Received] = []
         pending: list[tuple[NewObject, Received]] = []
         definitions = [o for o in objects if isinstance(o, dict)
@@ -319,7 +440,7 @@ class Federation:
                 pending.append((new, outcome))
                 marks.append((new.object_id, new.body))
         for item in others:
-            outcome, new = self._check_object(sender, collection_id, item)
+            outcome, new = self._check_object(sender, collection_id, item, tokens, problems)
             if new is None:
                 results.append(outcome)
             else:
@@ -375,8 +496,9 @@ class Federation:
             object_version(item), body, digest, label, label, origin, False,
             received_from=sender)
 
-    def _check_object(self, sender: str, collection_id: str,
-                      item: Any) -> tuple[Received, NewObject | None]:
+    def _check_object(self, sender: str, collection_id: str, item: Any,
+                      consents: Sequence[ConsentToken] = (), problems: Sequence[str] = ()
+                      ) -> tuple[Received, NewObject | None]:
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
         oid = str(item.get("id", "?"))
@@ -401,10 +523,13 @@ class Federation:
         version = object_version(item)
         allowed = self.policy.may_release(labels.banner,
                                           PartnerNode(self.me.party, self.policy.agreement.id),
-                                          holder=sender, object_id=oid, version=version)
+                                          holder=sender, object_id=oid, version=version,
+                                          consents=consents)
         if not allowed.allowed:
+            why = f" (tokens refused: {'; '.join(problems)})" if problems and \
+                allowed.rule == "consent" else ""
             return Received(oid, version, False, f"{sender} may not release this to "
-                            f"{self.me.party}: {allowed.reason}"), None
+                            f"{self.me.party}: {allowed.reason}{why}"), None
         body, digest = canonical_body(item)
         return Received(oid, version, True, ""), NewObject(
             oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,

@@ -39,6 +39,7 @@ from ..store.base import (
 from .access import WITHHELD_EXTENSION_ID, Access
 from .audit import AuditLog, Pseudonyms, operator
 from .compromise import CompromiseReports
+from .consent import Consents
 from .controls import Controls
 from .federation import Federation, Identity
 from .people import People, Principal
@@ -77,6 +78,7 @@ class Node:
                                    on_stored=self.stored.set)
         self.controls = Controls(self.federation, self.policy, self.markings, store,
                                  self.audit, self.publisher)  # recall, reclassify
+        self.consents = Consents(self.controls)  # consent for third-party release
         self.access = Access(self.policy, self.markings, store, validate_object)
 
     def rotate_key(self) -> str:

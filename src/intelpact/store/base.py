@@ -217,6 +217,7 @@ class Dissemination:
     released: str
     receipt_at: str | None
     receipt_id: int | None  # the partner's signed receipt: Store.receipt(receipt_id)
+    via: str | None = None  # passed on by this holder, with our consent (None: by us)
 
 
 @dataclass
@@ -347,6 +348,28 @@ class RecallRecord:
     issued: str
     destroyed: str | None
     receipt: str | None
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """A request for consent to a third-party release, and its outcome (both sides)."""
+
+    request_id: str
+    direction: str  # "out" at the holder that asked, "in" at the originator asked
+    holder: str
+    originator: str
+    recipient: str
+    object_id: str
+    versions: tuple[str, ...]
+    purpose: str
+    requested_expires: str | None
+    requester: str  # JSON: the asking person's pseudonym, nationality and clearance
+    made: str
+    status: str = "pending"  # "pending", "approved" or "refused"
+    decided: str | None = None
+    reason: str | None = None
+    token: str | None = None  # the signed consent token, canonical JSON
+    expires: str | None = None
 
 
 class Store(abc.ABC):
@@ -635,6 +658,30 @@ class Store(abc.ABC):
         """Holder side of a reclassification: every stored version of ``object_id``
         originated by ``originator`` gets ``label`` (base and banner), with the audit
         events, in one transaction. Returns how many rows changed."""
+
+    # -- consent for third-party release (services/consent.py) ---------------------------
+    @abc.abstractmethod
+    def consent_step(self, record: ConsentRecord, notice: Notice | None,
+                     audit: Sequence[AuditEvent] = ()) -> bool:
+        """Write ``record`` (insert, or update its status, decision, reason, token and
+        expiry), keep ``notice`` (sent or received) and append ``audit``, in one
+        transaction. False (and nothing changed) when the notice is kept already."""
+
+    @abc.abstractmethod
+    def consents(self) -> list[ConsentRecord]:
+        """Every consent request, oldest first."""
+
+    @abc.abstractmethod
+    def consent(self, request_id: str) -> ConsentRecord | None: ...
+
+    @abc.abstractmethod
+    def add_onward(self, party: str, via: str, objects: Sequence[tuple[str, str, str]],
+                   when: str, receipt: str | None, notice: Notice,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        """At the originator: ``via`` passed ``objects`` (id, version, body hash) on to
+        ``party`` with our consent; record them in the dissemination record (with the
+        recipient's signed receipt, if any), keep ``notice`` and append ``audit``, in one
+        transaction. False (and nothing changed) when the notice is kept already."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -38,6 +38,7 @@ from .base import (
     Collection,
     CompromiseMessage,
     CompromiseRecord,
+    ConsentRecord,
     Dissemination,
     NewObject,
     Notice,
@@ -59,18 +60,22 @@ from .base import (
 from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
+    _CONSENT_COLUMNS,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
     MAX_ATTEMPTS,
     _add_compromise,
     _add_notice,
+    _add_onward,
     _append_audit,
     _audit_select,
     _Clock,
     _commas,
     _compromise_delivered,
     _compromise_step,
+    _consent,
+    _consent_step,
     _existing,
     _integrate,
     _messages_select,
@@ -433,8 +438,8 @@ class PostgresStore(Store):
 
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._all(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id FROM "
-            "disseminations ORDER BY released, party, object_id")]
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
+            "FROM disseminations ORDER BY released, party, object_id")]
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._one("SELECT body FROM receipts WHERE receipt_id = %s", (receipt_id,))
@@ -601,6 +606,28 @@ class PostgresStore(Store):
             changed = int(cur.rowcount)
         self._load_labels()
         return changed
+
+    # -- consent for third-party release (services/consent.py) ---------------------------
+    def consent_step(self, record: ConsentRecord, notice: Notice | None,
+                     audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _consent_step(c.cursor(), "%s", record, notice, audit)
+
+    def consents(self) -> list[ConsentRecord]:
+        return [_consent(r) for r in self._all(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents ORDER BY made, request_id")]  # noqa: S608
+
+    def consent(self, request_id: str) -> ConsentRecord | None:
+        rows = self._all(f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE "  # noqa: S608
+                         "request_id = %s", (request_id,))
+        return _consent(rows[0]) if rows else None
+
+    def add_onward(self, party: str, via: str, objects: Sequence[tuple[str, str, str]],
+                   when: str, receipt: str | None, notice: Notice,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_onward(c.cursor(), "%s", party, via, objects, when, receipt, notice,
+                               audit)
 
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,

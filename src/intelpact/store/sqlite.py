@@ -31,6 +31,7 @@ from .base import (
     Collection,
     CompromiseMessage,
     CompromiseRecord,
+    ConsentRecord,
     Dissemination,
     NewObject,
     Notice,
@@ -380,8 +381,8 @@ class SQLiteStore(Store):
 
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._conn().execute(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id FROM "
-            "disseminations ORDER BY released, party, object_id")]
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
+            "FROM disseminations ORDER BY released, party, object_id")]
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._conn().execute("SELECT body FROM receipts WHERE receipt_id = ?",
@@ -549,6 +550,28 @@ class SQLiteStore(Store):
         self._load_labels()
         return changed
 
+    # -- consent for third-party release (services/consent.py) ---------------------------
+    def consent_step(self, record: ConsentRecord, notice: Notice | None,
+                     audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _consent_step(c, "?", record, notice, audit)
+
+    def consents(self) -> list[ConsentRecord]:
+        return [_consent(r) for r in self._conn().execute(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents ORDER BY made, request_id")]  # noqa: S608
+
+    def consent(self, request_id: str) -> ConsentRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE request_id = ?",  # noqa: S608
+            (request_id,)).fetchone()
+        return _consent(row) if row else None
+
+    def add_onward(self, party: str, via: str, objects: Sequence[tuple[str, str, str]],
+                   when: str, receipt: str | None, notice: Notice,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _add_onward(c, "?", party, via, objects, when, receipt, notice, audit)
+
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
                        audit: Sequence[AuditEvent] = ()) -> bool:
@@ -675,6 +698,61 @@ def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
                   (notice.object_id, notice.party, notice.notice_id, recall_reason,
                    notice.made))
     _append_audit(c, audit, mark)
+    return True
+
+
+# Consent for third-party release: shared by both backends, inside the caller's write
+# transaction (``mark`` is the dialect's placeholder). Column lists are constants; every
+# value is bound.
+_CONSENT_COLUMNS = ("request_id, direction, holder, originator, recipient, object_id, "
+                    "versions, purpose, requested_expires, requester, made, status, decided, "
+                    "reason, token, expires")
+
+
+def _consent(row: Sequence[Any]) -> ConsentRecord:
+    values = list(row)
+    values[6] = tuple(json.loads(values[6]))
+    return ConsentRecord(*values)
+
+
+def _consent_step(c: Any, mark: str, record: ConsentRecord, notice: Notice | None,
+                  audit: Sequence[AuditEvent]) -> bool:
+    """``Store.consent_step``: the notice first (kept once), then the request's row."""
+    if notice is not None and not _add_notice(c, mark, notice, None, audit):
+        return False
+    marks = ", ".join([mark] * 16)
+    c.execute(f"INSERT INTO consents ({_CONSENT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
+              "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, decided = "
+              "excluded.decided, reason = excluded.reason, token = excluded.token, "
+              "expires = excluded.expires",
+              (record.request_id, record.direction, record.holder, record.originator,
+               record.recipient, record.object_id, json.dumps(list(record.versions)),
+               record.purpose, record.requested_expires, record.requester, record.made,
+               record.status, record.decided, record.reason, record.token, record.expires))
+    if notice is None:
+        _append_audit(c, audit, mark)
+    return True
+
+
+def _add_onward(c: Any, mark: str, party: str, via: str,
+                objects: Sequence[tuple[str, str, str]], when: str, receipt: str | None,
+                notice: Notice, audit: Sequence[AuditEvent]) -> bool:
+    """``Store.add_onward``: the notice (kept once), the receipt, a dissemination row per
+    object version (a row we made ourselves keeps its receipt)."""
+    if not _add_notice(c, mark, notice, None, audit):
+        return False
+    receipt_id = None
+    if receipt is not None:
+        c.execute(f"INSERT INTO receipts (party, body, received) VALUES ({mark}, {mark}, "  # noqa: S608
+                  f"{mark})", (party, receipt, when))
+        receipt_id = c.execute(f"SELECT max(receipt_id) FROM receipts WHERE party = {mark}",  # noqa: S608
+                               (party,)).fetchone()[0]
+    for object_id, version, body_hash in objects:
+        c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, released, "  # noqa: S608
+                  f"receipt_at, receipt_id, via) VALUES ({', '.join([mark] * 8)}) ON CONFLICT "
+                  "(party, object_id, version) DO NOTHING",
+                  (party, object_id, version, body_hash, when,
+                   when if receipt_id is not None else None, receipt_id, via))
     return True
 
 

@@ -1,0 +1,392 @@
+"""Consent for third-party release (docs/controls.md, DESIGN.md rule 3).
+
+A holder may pass an object another party originated on to a third party only with the
+originator's consent. The workflow runs on the originator-control *notices*
+(services/controls.py: signed, queued with their audit events, delivered by the courier
+with signed receipts):
+
+1. **consent-request** (holder → originator): a person of the holder who may read the
+   object asks to release it (the versions held) to a recipient party, for a purpose,
+   until a requested expiry; the person is named by pseudonym, nationality, clearance.
+2. **consent** (originator → holder): a security officer of the originator approves,
+   with the scope — holder, recipient, the objects and versions (and the marking-
+   definitions they use), purpose, issued and expiry — as a **consent token** signed by
+   the originator's node key (RFC 8785 JSON, Ed25519). Or **consent-refused**, with the
+   reason.
+3. The holder keeps the token; its release decision (``Policy.may_release(consents=…)``)
+   now allows the covered versions to the recipient, which are queued at once. Every
+   push or pull that carries them carries the token; the recipient verifies it against
+   the originator's pinned keys and takes its own release decision with it.
+4. **onward-release** (holder → originator): once the recipient has them, the holder
+   reports the versions passed on with the recipient's signed receipt (a push) — the
+   originator verifies it and records the recipient in its dissemination record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..model import PartnerNode
+from ..model.decisions import ConsentToken
+from ..store.base import (
+    ConsentRecord,
+    Notice,
+    StoredObject,
+    parse_timestamp,
+    timestamp,
+    utc_now,
+)
+from .audit import canonical
+from .controls import MAX_REASON, ControlError, Controls
+from .federation import (
+    CONSENT_VERSION,
+    FederationError,
+    consent_token,
+    sign_payload,
+    verify_payload,
+)
+from .people import Principal
+
+DEFAULT_VALIDITY = dt.timedelta(days=30)
+MAX_VALIDITY = dt.timedelta(days=366)
+
+
+class ConsentError(ControlError):
+    """A consent request, decision or token was refused; the message says why."""
+
+
+class Consents:
+    def __init__(self, controls: Controls) -> None:
+        self.controls = controls
+        self.federation = controls.federation
+        self.policy = controls.policy
+        self.store = controls.store
+        self.audit = controls.audit
+        controls.on_consent = self.receive
+
+    @property
+    def party(self) -> str:
+        return self.federation.me.party
+
+    def requests(self) -> list[ConsentRecord]:
+        return self.store.consents()
+
+    # -- the holder asks --------------------------------------------------------------
+    def request(self, principal: Principal, object_id: str, *, recipient: str, purpose: str,
+                expires: dt.datetime | None = None) -> ConsentRecord:
+        """Ask the originator of ``object_id`` (held here) to let it go to ``recipient``."""
+        _check_text(purpose, "purpose")
+        recipient = recipient.upper()
+        rows = self.controls._rows(object_id)
+        labels = self.store.labels()
+        if not rows or not any(self.policy.may_read(principal.person,
+                                                    labels[r.banner_id]).allowed
+                               for r in rows):
+            raise ConsentError(f"no object {object_id} you may read is held here")
+        origin = rows[0].originator
+        if origin == self.party:
+            raise ConsentError(f"{object_id} is this node's own: it needs no consent",
+                               hint="its marking decides where it goes")
+        parties = self.policy.agreement.parties
+        if recipient not in parties or recipient in (self.party, origin):
+            raise ConsentError(f"{recipient} is not a third party to {object_id} under "
+                               f"{self.policy.agreement.id}: name one of "
+                               f"{', '.join(p for p in parties if p not in (self.party, origin))}")
+        if origin not in self.federation.peers():
+            raise ConsentError(f"{origin} (the originator) is not a pinned partner")
+        now = utc_now()
+        if expires is not None and expires <= now:
+            raise ConsentError("the requested expiry is in the past")
+        versions = tuple(sorted({r.version for r in rows}))
+        request_id = str(uuid.uuid4())
+        person = principal.person
+        requester = {"id": self.audit.pseudonyms.of(person.name), "nationality": person.party,
+                     "clearance": person.clearance}
+        wanted = timestamp(expires) if expires is not None else None
+        notice_id, signed = self.controls._notice("consent-request", origin, {
+            "object_id": object_id, "request": request_id, "versions": list(versions),
+            "recipient": recipient, "purpose": purpose, "expires": wanted,
+            "requester": requester})
+        event = self.audit.event("consent-request", person=person, party=origin,
+                                 originator=origin, objects=[(object_id, v) for v in versions],
+                                 recipient=recipient, purpose=purpose, request=request_id,
+                                 direction="out")
+        made = timestamp(now)
+        record = ConsentRecord(request_id, "out", self.party, origin, recipient, object_id,
+                               versions, purpose, wanted, canonical(requester), made)
+        self.store.consent_step(record, Notice(notice_id, "out", origin, "consent-request",
+                                               object_id, canonical(signed), made), [event])
+        return record
+
+    # -- the originator decides --------------------------------------------------------
+    def _incoming(self, principal: Principal, request_id: str) -> ConsentRecord:
+        if not principal.has_role("security-officer"):
+            raise ConsentError("deciding on consent needs the security-officer role")
+        record = self.store.consent(request_id)
+        if record is None or record.direction != "in":
+            raise ConsentError(f"no consent request {request_id} was made to this node",
+                               hint="`intelpact consent list DIR` shows them")
+        if record.status != "pending":
+            raise ConsentError(f"consent request {request_id} was {record.status} already")
+        return record
+
+    def approve(self, principal: Principal, request_id: str, *,
+                expires: dt.datetime | None = None) -> ConsentRecord:
+        """Consent to the request: sign a token for its scope and send it to the holder.
+        ``expires``: default the requested expiry, else 30 days."""
+        record = self._incoming(principal, request_id)
+        now = utc_now()
+        if expires is None:
+            expires = parse_timestamp(record.requested_expires) if record.requested_expires \
+                else now + DEFAULT_VALIDITY
+        if expires <= now:
+            raise ConsentError("the consent would expire before it is given",
+                               hint="give a later --expires")
+        if expires - now > MAX_VALIDITY:
+            raise ConsentError("a consent is valid for a year at most")
+        rows = [r for r in self.controls._rows(record.object_id)
+                if r.originator == self.party and r.version in record.versions]
+        if not rows:
+            raise ConsentError(f"none of the versions asked for of {record.object_id} is "
+                               "held here as this node's own")
+        objects: dict[str, list[str]] = {record.object_id: sorted({r.version for r in rows})}
+        for row in rows:  # the marking-definitions the versions use go with them
+            for ref in json.loads(row.body).get("object_marking_refs", []):
+                if isinstance(ref, str) and self.controls.markings.known(ref):
+                    objects.setdefault(ref, [])
+        me = self.federation.me
+        body = {"intelpact_consent": CONSENT_VERSION, "id": str(uuid.uuid4()),
+                "request": record.request_id, "agreement": self.policy.agreement.id,
+                "agreement_hash": me.agreement_hash, "originator": self.party,
+                "holder": record.holder, "recipient": record.recipient, "objects": objects,
+                "purpose": record.purpose, "issued": timestamp(now),
+                "expires": timestamp(expires)}
+        signed = {"consent": body, "key_id": me.key_id, "signature": sign_payload(me.key, body)}
+        token = consent_token(signed)
+        labels = self.store.labels()
+        partner = PartnerNode(record.recipient, self.policy.agreement.id)
+        for row in rows:  # consent cannot widen the marking: say so now, not at release
+            decision = self.policy.may_release(labels[row.banner_id], partner,
+                                               holder=record.holder, object_id=row.object_id,
+                                               version=row.version, consents=[token])
+            if not decision.allowed:
+                raise ConsentError(f"even with consent, {record.recipient} may not receive "
+                                   f"{row.object_id} ({row.version}): {decision.reason}")
+        event = self.audit.event("consent", person=principal.person, party=record.holder,
+                                 originator=self.party,
+                                 objects=[(record.object_id, v)
+                                          for v in objects[record.object_id]],
+                                 recipient=record.recipient, purpose=record.purpose,
+                                 request=record.request_id, token=body["id"],
+                                 expires=body["expires"], direction="out")
+        notice_id, notice = self.controls._notice("consent", record.holder, {
+            "object_id": record.object_id, "request": record.request_id, "token": signed})
+        made = timestamp(now)
+        approved = dataclasses.replace(record, status="approved", decided=made,
+                                       token=canonical(signed), expires=timestamp(expires))
+        self.store.consent_step(approved, Notice(notice_id, "out", record.holder, "consent",
+                                                 record.object_id, canonical(notice), made),
+                                [event])
+        return approved
+
+    def refuse(self, principal: Principal, request_id: str, *, reason: str) -> ConsentRecord:
+        """Refuse the request, with the reason (recorded, and sent to the holder)."""
+        _check_text(reason, "reason")
+        record = self._incoming(principal, request_id)
+        made = timestamp(utc_now())
+        event = self.audit.event("consent-refuse", person=principal.person,
+                                 party=record.holder, originator=self.party,
+                                 objects=[(record.object_id, v) for v in record.versions],
+                                 recipient=record.recipient, request=record.request_id,
+                                 reason=reason, direction="out")
+        notice_id, notice = self.controls._notice("consent-refused", record.holder, {
+            "object_id": record.object_id, "request": record.request_id, "reason": reason})
+        refused = dataclasses.replace(record, status="refused", decided=made, reason=reason)
+        self.store.consent_step(refused, Notice(notice_id, "out", record.holder,
+                                                "consent-refused", record.object_id,
+                                                canonical(notice), made), [event])
+        return refused
+
+    # -- the holder passed it on ---------------------------------------------------------
+    def onward(self, party: str, rows: Sequence[StoredObject], how: str,
+               receipt: str | None) -> list[str]:
+        """Tell each originator of ``rows`` (a third party's objects that went to
+        ``party``) what went, with ``party``'s signed receipt when there is one. Returns
+        the originators told (the notices are queued)."""
+        groups: dict[str, list[StoredObject]] = {}
+        if not self.policy.agreement.rules.third_party_consent:
+            return []  # no consent was needed: nothing to report
+        for row in rows:
+            if row.originator not in (self.party, party):
+                groups.setdefault(row.originator, []).append(row)
+        for origin, passed in groups.items():
+            objects = [[r.object_id, r.version, r.body_hash] for r in passed]
+            event = self.audit.event("onward-release", party=party, originator=origin,
+                                     objects=[(r.object_id, r.version) for r in passed],
+                                     how=how, direction="out")
+            self.controls._queue("onward-release", origin, passed[0].object_id, {
+                "object_id": passed[0].object_id, "recipient": party, "how": how,
+                "objects": objects, "receipt": json.loads(receipt) if receipt else None}, [event])
+        return sorted(groups)
+
+    # -- receiving notices ------------------------------------------------------------------
+    def receive(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        """Apply a consent notice checked by Controls.receive (signature, addressee,
+        agreement); once only: a notice delivered twice is only acknowledged again."""
+        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+            return
+        kind = notice["kind"]
+        if kind == "consent-request":
+            self._requested(sender, notice, stored)
+        elif kind == "onward-release":
+            self._onward(sender, notice, stored)
+        else:
+            record = self.store.consent(str(notice.get("request")))
+            if record is None or record.direction != "out" or record.originator != sender \
+                    or record.object_id != notice["object_id"]:
+                raise ConsentError(f"{sender} answers a consent request this node did not "
+                                   "make to it")
+            if record.status != "pending":
+                raise ConsentError(f"consent request {record.request_id} was "
+                                   f"{record.status} already")
+            if kind == "consent":
+                self._approved(sender, notice, stored, record)
+            else:
+                self._refused(sender, notice, stored, record)
+
+    def _requested(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        object_id = str(notice["object_id"])
+        rows = self.controls._rows(object_id)
+        if not rows or rows[0].originator != self.party:
+            raise ConsentError(f"{object_id} was not originated by {self.party}: ask its "
+                               "originator")
+        request_id, recipient = notice.get("request"), notice.get("recipient")
+        versions, purpose = notice.get("versions"), notice.get("purpose")
+        requester, wanted = notice.get("requester"), notice.get("expires")
+        if not isinstance(request_id, str) or not isinstance(purpose, str) or \
+                not isinstance(requester, dict) or not isinstance(versions, list) or \
+                not all(isinstance(v, str) for v in versions) or \
+                not (wanted is None or isinstance(wanted, str)):
+            raise ConsentError("the consent request is malformed")
+        _check_text(purpose, "purpose")
+        if recipient not in self.policy.agreement.parties or recipient in (self.party, sender):
+            raise ConsentError(f"{recipient} is not a third party to {object_id}")
+        if self.store.consent(request_id) is not None:
+            raise ConsentError(f"consent request {request_id} exists already")
+        if wanted is not None:
+            try:
+                parse_timestamp(wanted)
+            except ValueError as exc:
+                raise ConsentError(f"the requested expiry: {exc}") from None
+        event = self.audit.event("consent-request", party=sender, actor=sender,
+                                 originator=self.party,
+                                 objects=[(object_id, v) for v in versions],
+                                 recipient=recipient, purpose=purpose, request=request_id,
+                                 requester=requester, direction="in")
+        record = ConsentRecord(request_id, "in", sender, self.party, str(recipient), object_id,
+                               tuple(versions), purpose, wanted, canonical(requester),
+                               stored.made)
+        self.store.consent_step(record, stored, [event])
+
+    def _approved(self, sender: str, notice: Mapping[str, Any], stored: Notice,
+                  record: ConsentRecord) -> None:
+        signed = notice.get("token")
+        try:
+            token = consent_token(signed)
+        except FederationError as exc:
+            raise ConsentError(exc.message) from None
+        assert isinstance(signed, dict)
+        public = self.federation.keys_of(sender).get(str(signed.get("key_id")))
+        if public is None or not verify_payload(public, token.signature, signed["consent"]):
+            raise ConsentError(f"the consent token is not signed by a key of {sender}")
+        if token.originator != sender or token.holder != self.party or \
+                token.recipient != record.recipient or \
+                token.agreement != self.policy.agreement.id or \
+                signed["consent"].get("agreement_hash") != self.federation.me.agreement_hash \
+                or record.object_id not in token.objects:
+            raise ConsentError("the consent token's scope is not what was asked for")
+        event = self.audit.event("consent", party=sender, actor=sender, originator=sender,
+                                 objects=[(record.object_id, v) for v in
+                                          sorted(token.objects[record.object_id])],
+                                 recipient=token.recipient, request=record.request_id,
+                                 token=token.token_id, expires=timestamp(token.expires),
+                                 direction="in")
+        approved = dataclasses.replace(record, status="approved", decided=stored.made,
+                                       token=canonical(signed),
+                                       expires=timestamp(token.expires))
+        if self.store.consent_step(approved, stored, [event]):
+            self._release(token)
+
+    def _release(self, token: ConsentToken) -> int:
+        """Queue what ``token`` covers for its recipient (the release decision decides)."""
+        fed = self.federation
+        labels = self.store.labels()
+        held = fed.held_consents()
+        return self.store.enqueue(token.recipient, lambda row: row.object_id in token.objects
+                                  and row.originator == token.originator
+                                  and fed.may_release_now(labels[row.banner_id],
+                                                          token.recipient, row, held))
+
+    def _refused(self, sender: str, notice: Mapping[str, Any], stored: Notice,
+                 record: ConsentRecord) -> None:
+        reason = str(notice.get("reason", ""))[:MAX_REASON]
+        event = self.audit.event("consent-refuse", party=sender, actor=sender,
+                                 originator=sender,
+                                 objects=[(record.object_id, v) for v in record.versions],
+                                 recipient=record.recipient, request=record.request_id,
+                                 reason=reason, direction="in")
+        refused = dataclasses.replace(record, status="refused", decided=stored.made,
+                                      reason=reason)
+        self.store.consent_step(refused, stored, [event])
+
+    def _onward(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        recipient, objects = notice.get("recipient"), notice.get("objects")
+        if not isinstance(recipient, str) or not isinstance(objects, list) or not all(
+                isinstance(o, list) and len(o) == 3 and all(isinstance(x, str) for x in o)
+                for o in objects):
+            raise ConsentError("the onward-release report is malformed")
+        given = [consent_token(json.loads(r.token)) for r in self.store.consents()
+                 if r.direction == "in" and r.status == "approved" and r.token
+                 and r.holder == sender and r.recipient == recipient]
+        for object_id, version, _ in objects:
+            if not any(t.covers(object_id, version) for t in given):
+                raise ConsentError(f"{sender} reports passing {object_id} ({version}) to "
+                                   f"{recipient}, but this node gave no such consent")
+        receipt = notice.get("receipt")
+        if receipt is not None:
+            self._check_onward_receipt(sender, recipient, objects, receipt)
+        event = self.audit.event("onward-release", party=recipient, actor=sender,
+                                 originator=self.party,
+                                 objects=[(o[0], o[1]) for o in objects], via=sender,
+                                 how=str(notice.get("how")), direction="in")
+        self.store.add_onward(recipient, sender, [(o[0], o[1], o[2]) for o in objects],
+                              stored.made, canonical(receipt) if receipt is not None else None,
+                              stored, [event])
+
+    def _check_onward_receipt(self, sender: str, recipient: str, objects: list[list[str]],
+                              signed: Any) -> None:
+        body = signed.get("receipt") if isinstance(signed, dict) else None
+        public = self.federation.keys_of(recipient).get(str(signed.get("key_id"))) \
+            if isinstance(signed, dict) else None
+        if not isinstance(body, dict) or public is None or \
+                not verify_payload(public, str(signed.get("signature", "")), body):
+            raise ConsentError(f"the receipt is not signed by a key of {recipient}")
+        if body.get("sender") != sender or body.get("receiver") != recipient:
+            raise ConsentError(f"the receipt is not {recipient}'s receipt to {sender}")
+        held = {(o.get("id"), o.get("body_hash")) for o in body.get("objects", [])
+                if isinstance(o, dict)}
+        missing = [o[0] for o in objects if (o[0], o[2]) not in held]
+        if missing:
+            raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")
+
+
+def _check_text(text: str, what: str) -> None:
+    if not text.strip():
+        raise ConsentError(f"give a {what}: it is recorded and sent")
+    if len(text) > MAX_REASON:
+        raise ConsentError(f"the {what} is longer than {MAX_REASON} characters")

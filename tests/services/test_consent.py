@@ -1,0 +1,282 @@
+"""Consent for third-party release across three nodes (JPN, NZL, AUS) on 127.0.0.1 over
+real mutual TLS: the request, the originator's signed consent or refusal, the release
+with the token, the recipient's check, expiry and forgery; and that without a valid
+token no path releases a third party's object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_federation import pair, people, publish, pull, push, visible_ids
+
+from intelpact.interfaces.cli import main
+from intelpact.services.consent import ConsentError
+from intelpact.services.controls import ControlError
+from intelpact.services.courier import Courier
+from intelpact.services.federation import sign_payload
+from intelpact.services.node import Node
+from intelpact.store.base import AuditFilter, Query, utc_now
+
+from helpers import make_node, serving_federation
+
+Trio = tuple[Node, Node, Node]
+
+
+@pytest.fixture()
+def trio(tmp_path: Path) -> Iterator[Trio]:
+    nodes = [make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "NZL", "AUS")]
+    for node in nodes:
+        people(node)
+    jpn, nzl, aus = nodes
+    nzl.people.add("analyst", party="NZL", clearance="SECRET", roles=["analyst"])
+    jpn.people.add("analyst", party="JPN", clearance="極秘", roles=["analyst"])
+    pair(jpn, nzl)
+    pair(nzl, aus)
+    pair(jpn, aus)
+    yield jpn, nzl, aus
+    for node in nodes:
+        node.close()
+
+
+@pytest.fixture()
+def serving(trio: Trio) -> Iterator[Trio]:
+    with ExitStack() as stack:
+        for node in trio:
+            stack.enter_context(serving_federation(node))
+        yield trio
+
+
+def deliver(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.deliver_notices(party)
+    finally:
+        courier.stop()
+
+
+def shared(jpn: Node, nzl: Node, name: str = "for NZ, releasable to AUS") -> dict:
+    """A JPN object REL TO NZL, AUS that only NZL received (from JPN)."""
+    obj = publish(jpn, name, "秘", ("NZL", "AUS"))
+    push(jpn, "NZL")
+    assert obj["id"] in visible_ids(nzl)
+    return obj
+
+
+def ask(nzl: Node, jpn: Node, obj: dict) -> str:
+    record = nzl.consents.request(nzl.people.as_person("analyst"), obj["id"], recipient="AUS",
+                                  purpose="joint maritime operation")
+    assert deliver(nzl, "JPN") == 1
+    return record.request_id
+
+
+def approve(jpn: Node, nzl: Node, request_id: str, **kwargs: object) -> None:
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id, **kwargs)  # type: ignore[arg-type]
+    assert deliver(jpn, "NZL") == 1
+
+
+def held_at(nzl: Node, object_id: str) -> list[dict]:
+    """The bodies NZL holds of ``object_id``, with the marking-definitions they use."""
+    row = nzl.store.query(nzl.default_collection().collection_id,
+                          nzl.access.readable(nzl.people.as_person("officer").person),
+                          Query(ids=(object_id,))).rows[0]
+    body = json.loads(row.body)
+    markings = [json.loads(b) for b in nzl.store.markings()
+                if json.loads(b)["id"] in body["object_marking_refs"]]
+    return [*markings, body]
+
+
+def token_of(nzl: Node, request_id: str) -> dict:
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.token is not None
+    return json.loads(record.token)
+
+
+def post(sender: Node, receiver: Node, objects: list[dict],
+         consents: list[dict] | None = None) -> dict[str, str]:
+    """POST straight to ``receiver``'s inbox; the failures, by object id."""
+    peer = sender.federation.peers()[receiver.party]
+    envelope: dict = {"objects": objects}
+    if consents is not None:
+        envelope["x_intelpact_consents"] = consents
+    courier = Courier(sender)
+    try:
+        r = courier._request(peer, "POST", "/federation/collections/inbox/objects/",
+                             json.dumps(envelope).encode())
+    finally:
+        courier.stop()
+    assert r.status_code == 200, r.text
+    return {f["id"]: f["message"] for f in r.json()["failures"]}
+
+
+def kinds(node: Node, *wanted: str) -> set[str]:
+    return {r.kind for r in node.store.find_audit(AuditFilter(kinds=wanted))}
+
+
+def test_consent_request_approval_release_and_the_originator_s_record(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+    request_id = ask(nzl, jpn, obj)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["consent", "list", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and "incoming" in listed.output and "pending" in listed.output
+    # JPN's security officer approves by command; the token goes to NZL at once
+    done = runner.invoke(main, ["consent", "approve", str(jpn.config.dir), request_id,
+                                "--expires", "7d", "--as", "officer"])
+    assert done.exit_code == 0, done.output
+    assert "delivered to NZL" in done.output
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "approved"
+    token = token_of(nzl, request_id)["consent"]
+    assert (token["originator"], token["holder"], token["recipient"]) == ("JPN", "NZL", "AUS")
+    assert token["objects"][obj["id"]] and token["purpose"] == "joint maritime operation"
+    # the covered object is queued for AUS, goes with the token, and AUS accepts it
+    assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+    assert push(nzl, "AUS") >= 1
+    assert obj["id"] in visible_ids(aus)
+    assert not [f for f in aus.store.refusals() if f[1] == obj["id"]]
+    # NZL reports the onward release with AUS's signed receipt; JPN records AUS
+    assert deliver(nzl, "JPN") == 1
+    (row,) = [d for d in jpn.store.disseminations()
+              if d.party == "AUS" and d.object_id == obj["id"]]
+    assert row.via == "NZL" and row.receipt_id is not None
+    assert '"receiver":"AUS"' in (jpn.store.receipt(row.receipt_id) or "")
+    shown = runner.invoke(main, ["disseminations", str(jpn.config.dir), "--party", "AUS"])
+    assert shown.exit_code == 0 and "to AUS via NZL" in shown.output
+    # every act audited on both sides
+    assert kinds(nzl, "consent-request", "consent", "onward-release") == {
+        "consent-request", "consent", "onward-release"}
+    assert kinds(jpn, "consent-request", "consent", "onward-release") == {
+        "consent-request", "consent", "onward-release"}
+    assert aus.store.find_audit(AuditFilter(kinds=("receive",), object_id=obj["id"]))
+    (asked,) = jpn.store.find_audit(AuditFilter(kinds=("consent-request",)))
+    assert json.loads(asked.body)["requester"]["nationality"] == "NZL"
+
+
+def test_a_refusal_travels_back_and_nothing_is_released(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    runner = CliRunner()
+    asked = runner.invoke(main, ["consent", "request", str(nzl.config.dir), obj["id"], "--to",
+                                 "AUS", "--purpose", "briefing", "--as", "analyst"])
+    assert asked.exit_code == 0 and "delivered to JPN" in asked.output, asked.output
+    (record,) = jpn.consents.requests()
+    # only a security officer decides
+    with pytest.raises(ConsentError, match="security-officer"):
+        jpn.consents.approve(jpn.people.as_person("analyst"), record.request_id)
+    refused = runner.invoke(main, ["consent", "refuse", str(jpn.config.dir), record.request_id,
+                                   "--reason", "source protection", "--as", "officer"])
+    assert refused.exit_code == 0 and "delivered to NZL" in refused.output, refused.output
+    mine = nzl.store.consent(record.request_id)
+    assert mine is not None and mine.status == "refused" and mine.reason == "source protection"
+    listed = runner.invoke(main, ["consent", "list", str(nzl.config.dir)])
+    assert "refused: source protection" in listed.output
+    with pytest.raises(ConsentError, match="refused already"):
+        jpn.consents.approve(jpn.people.as_person("officer"), record.request_id)
+    assert nzl.store.pending("AUS", 100) == []
+    assert push(nzl, "AUS") == 0 and obj["id"] not in visible_ids(aus)
+    assert kinds(jpn, "consent-refuse") == kinds(nzl, "consent-refuse") == {"consent-refuse"}
+
+
+def test_an_expired_consent_releases_nothing(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    expires = utc_now() + dt.timedelta(seconds=3)
+    approve(jpn, nzl, request_id, expires=expires)
+    assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+    time.sleep(max(0.0, (expires - utc_now()).total_seconds()) + 0.2)
+    # the decision is taken again as it leaves: nothing goes, by push or by pull
+    assert push(nzl, "AUS") == 0
+    assert pull(aus, "NZL") == 0
+    assert obj["id"] not in visible_ids(aus)
+    # and AUS refuses it with the expired token, if NZL's node sent it anyway
+    failures = post(nzl, aus, held_at(nzl, obj["id"]), [token_of(nzl, request_id)])
+    assert "not valid now" in failures[obj["id"]]
+    with pytest.raises(ConsentError, match="before it is given"):
+        jpn.consents.approve(jpn.people.as_person("officer"), ask(nzl, jpn, obj),
+                             expires=utc_now() - dt.timedelta(minutes=1))
+
+
+def test_forged_altered_and_mismatched_tokens_are_refused(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    other = shared(jpn, nzl, "another JPN object")
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    good = token_of(nzl, request_id)
+    objects = held_at(nzl, other["id"])
+    # no token at all
+    assert "no consent" in post(nzl, aus, objects)[other["id"]]
+    # a token for another object
+    assert "does not cover" in post(nzl, aus, objects, [good])[other["id"]]
+    # the token altered to cover it: JPN's signature no longer verifies
+    altered = json.loads(json.dumps(good))
+    altered["consent"]["objects"][other["id"]] = []
+    assert "forged or altered" in post(nzl, aus, objects, [altered])[other["id"]]
+    # a token made by NZL, claiming to be JPN's
+    forged = {"consent": altered["consent"], "key_id": jpn.identity.key_id,
+              "signature": sign_payload(nzl.signing_key, altered["consent"])}
+    assert "not signed by a key of JPN" in post(nzl, aus, objects, [forged])[other["id"]]
+    assert other["id"] not in visible_ids(aus)
+    assert aus.store.find_audit(AuditFilter(kinds=("refuse",), object_id=other["id"]))
+    # a consent notice "from JPN" that JPN did not sign is refused by NZL...
+    second = nzl.consents.request(nzl.people.as_person("analyst"), other["id"],
+                                  recipient="AUS", purpose="x")
+    _, notice = nzl.controls._notice("consent", "NZL", {
+        "object_id": other["id"], "request": second.request_id, "token": forged})
+    body = dict(notice["notice"], **{"from": "JPN"})
+    with pytest.raises(ControlError, match="not signed by a key of JPN"):
+        nzl.controls.receive("JPN", {"notice": body, "key_id": jpn.identity.key_id,
+                                     "signature": sign_payload(nzl.signing_key, body)})
+    # ...and so is a genuine JPN notice carrying a token JPN did not sign
+    _, signed = jpn.controls._notice("consent", "NZL", {
+        "object_id": other["id"], "request": second.request_id, "token": forged})
+    with pytest.raises(ConsentError, match="not signed by a key of JPN"):
+        nzl.controls.receive("JPN", signed)
+    assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == other["id"]]
+    # the genuine token still works for what it covers
+    assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)
+
+
+def test_without_consent_no_path_releases_a_third_party_s_object(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    assert nzl.store.pending("AUS", 100) == []  # the release filter queued nothing
+    # even if the outbox held it, push and pull take the decision again and send nothing
+    assert nzl.store.enqueue("AUS", lambda row: row.originator == "JPN") >= 1
+    assert push(nzl, "AUS") == 0
+    assert pull(aus, "NZL") == 0
+    assert obj["id"] not in visible_ids(aus)
+    assert "no consent" in post(nzl, aus, held_at(nzl, obj["id"]))[obj["id"]]
+    # asking is refused for what the holder originated itself, or for a non-third party
+    own = publish(nzl, "nz own", "SECRET", ("AUS",))
+    officer = nzl.people.as_person("officer")
+    with pytest.raises(ConsentError, match="needs no consent"):
+        nzl.consents.request(officer, own["id"], recipient="AUS", purpose="x")
+    with pytest.raises(ConsentError, match="not a third party"):
+        nzl.consents.request(officer, obj["id"], recipient="JPN", purpose="x")
+    # and a holder cannot approve consent for someone else's object
+    with pytest.raises(ConsentError, match="no consent request"):
+        nzl.consents.approve(officer, "no-such-request")
+
+
+def test_pulled_with_consent(serving: Trio) -> None:
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    assert pull(aus, "NZL") >= 1  # the token travels in the outbox page too
+    assert obj["id"] in visible_ids(aus)
+    assert deliver(nzl, "JPN") == 1  # reported, without a receipt (a pull has none)
+    (row,) = [d for d in jpn.store.disseminations()
+              if d.party == "AUS" and d.object_id == obj["id"]]
+    assert row.via == "NZL" and row.receipt_id is None
+
