@@ -146,7 +146,7 @@ def test_acts_are_audited_with_pseudonyms_and_reasons(node: Node) -> None:
                                       "token-issue"}
     for e in node.store.audit_events(0, 100):
         assert "aki" not in e.body and PW not in e.body  # pseudonyms only, no secrets
-    (read,) = node.store.find_audit(AuditFilter(kinds=("read",), object_id=obj["id"]))
+    (read,) = node.audit.find(AuditFilter(kinds=("read",), object_id=obj["id"]))
     body = json.loads(read.body)
     assert body["person"] == {"id": pseudonym, "nationality": "JPN", "clearance": "極秘"}
     assert body["via"] == "object" and body["originator"] == "JPN"

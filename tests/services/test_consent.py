@@ -156,7 +156,7 @@ def test_consent_request_approval_release_and_the_originator_s_record(serving: T
         "consent-request", "consent", "onward-release"}
     assert kinds(jpn, "consent-request", "consent", "onward-release") == {
         "consent-request", "consent", "onward-release"}
-    assert aus.store.find_audit(AuditFilter(kinds=("receive",), object_id=obj["id"]))
+    assert aus.audit.find(AuditFilter(kinds=("receive",), object_id=obj["id"]))
     (asked,) = jpn.store.find_audit(AuditFilter(kinds=("consent-request",)))
     assert json.loads(asked.body)["requester"]["nationality"] == "NZL"
 
@@ -227,7 +227,7 @@ def test_forged_altered_and_mismatched_tokens_are_refused(serving: Trio) -> None
               "signature": sign_payload(nzl.signing_key, altered["consent"])}
     assert "not signed by a key of JPN" in post(nzl, aus, objects, [forged])[other["id"]]
     assert other["id"] not in visible_ids(aus)
-    assert aus.store.find_audit(AuditFilter(kinds=("refuse",), object_id=other["id"]))
+    assert aus.audit.find(AuditFilter(kinds=("refuse",), object_id=other["id"]))
     # a consent notice "from JPN" that JPN did not sign is refused by NZL...
     second = nzl.consents.request(nzl.people.as_person("analyst"), other["id"],
                                   recipient="AUS", purpose="x")

@@ -77,10 +77,10 @@ def test_a_recall_purges_every_copy_and_comes_back_as_a_destruction_receipt(
         push(jpn, "NZL")
         assert seen(nzl, obj["id"]) == []
     # both sides audited it
-    assert jpn.store.find_audit(AuditFilter(kinds=("recall",), object_id=obj["id"]))
+    assert jpn.audit.find(AuditFilter(kinds=("recall",), object_id=obj["id"]))
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
     assert nzl.store.find_audit(AuditFilter(kinds=("recall",), party="JPN"))
-    assert nzl.store.find_audit(AuditFilter(kinds=("destroy",), object_id=obj["id"]))
+    assert nzl.audit.find(AuditFilter(kinds=("destroy",), object_id=obj["id"]))
 
 
 def test_nothing_more_of_a_recalled_object_goes_to_that_party(
@@ -173,7 +173,7 @@ def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, No
         assert deliver(jpn, "NZL") == 1
         assert seen(nzl, obj["id"]) == []
         assert deliver(nzl, "JPN") == 1  # its destruction receipt
-    assert nzl.store.find_audit(AuditFilter(kinds=("reclassify",), object_id=obj["id"]))
+    assert nzl.audit.find(AuditFilter(kinds=("reclassify",), object_id=obj["id"]))
     assert jpn.store.find_audit(AuditFilter(kinds=("reclassify",), party="NZL"))
 
 

@@ -317,7 +317,8 @@ def _event(i: int, originator: str | None = None, objects: tuple[str, ...] = ())
     import json
 
     body = json.dumps({"at": f"2026-01-01T00:00:{i % 60:02d}.000000Z", "i": i,
-                       "kind": "read", "originator": originator}, sort_keys=True)
+                       "kind": "read", "originator": originator,
+                       "objects": [[o, "v"] for o in objects]}, sort_keys=True)
     return AuditEvent(f"2026-01-01T00:00:{i % 60:02d}.000000Z", "read", body,
                       person=f"p-{i % 3}", originator=originator, object_ids=objects)
 
@@ -345,6 +346,7 @@ def test_audit_add_objects_writes_its_events_in_the_same_transaction(store: Stor
         return [_event(0, "JPN", (obj(1).object_id,))]
 
     store.add_objects("c1", [obj(1)], audit=events)
+    store.integrate_audit(100)  # objects are indexed to events as they are integrated
     (only,) = store.find_audit(AuditFilter(object_id=obj(1).object_id))
     assert only.index == 0 and only.originator == "JPN"
 
@@ -359,6 +361,9 @@ def test_audit_add_objects_writes_its_events_in_the_same_transaction(store: Stor
 def test_audit_filters(store: Store) -> None:
     store.append_audit([_event(i, "JPN" if i % 2 else "NZL",
                                (obj(i % 4).object_id,)) for i in range(20)])
+    assert store.find_audit(AuditFilter(object_id=obj(2).object_id)) == []  # not yet indexed
+    store.integrate_audit(8)
+    store.integrate_audit(100)  # in two steps: the index is filled as the tree grows
     assert [e.index for e in store.find_audit(AuditFilter(originator="JPN", limit=3))] == \
         [1, 3, 5]
     assert [e.index for e in store.find_audit(AuditFilter(originator="JPN", after=15))] == \

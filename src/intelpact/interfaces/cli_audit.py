@@ -92,7 +92,7 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
                         originator=originator.upper() if originator else None,
                         kinds=kinds, since=normalise_timestamp(since) if since else None,
                         until=normalise_timestamp(until) if until else None, limit=limit)
-    events = node.store.find_audit(where)
+    events = node.audit.find(where)
     if as_json:
         for event in events:
             click.echo(event.body)

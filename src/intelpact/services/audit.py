@@ -173,20 +173,33 @@ class _GroupCommit:
         self._thread: threading.Thread | None = None
         self._closed = False
 
+    def start(self) -> None:
+        """Start the writer now (its own database connection opened at once), not at
+        the first event: a long-running server's first read pays for neither."""
+        with self._cond:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="intelpact-audit",
+                                            daemon=True)
+            self._thread.start()
+
     def submit(self, events: Sequence[AuditEvent]) -> Future[int]:
         future: Future[int] = Future()
         with self._cond:
             if self._closed:
                 raise AuditError("the audit log is closed")
             self._waiting.append((events, future))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="intelpact-audit",
-                                                daemon=True)
-                self._thread.start()
+            self._start()
             self._cond.notify()
         return future
 
     def _run(self) -> None:
+        try:
+            self._write([])  # opens this thread's connection; appends nothing
+        except Exception:  # noqa: BLE001 - each append below reports its own failure
+            log.exception("the audit writer could not reach the store")
         while True:
             with self._cond:
                 while not self._waiting and not self._closed:
@@ -286,6 +299,13 @@ class AuditLog:
             groups.setdefault(origin, []).append((oid, version))
         return [self.event(kind, originator=origin, objects=pairs, **fields)
                 for origin, pairs in groups.items()]
+
+    def find(self, where: AuditFilter) -> list[AuditRecord]:
+        """Events matching ``where``, oldest first. Objects are indexed as events are
+        integrated, so a search by object integrates first."""
+        if where.object_id is not None:
+            self.integrate()
+        return self.store.find_audit(where)
 
     def record(self, *events: AuditEvent) -> None:
         """Append ``events``; returns once they are durable (raises AuditError if not)."""
@@ -483,9 +503,8 @@ class AuditLog:
         ``for_partner``'s answer."""
         found: dict[int, AuditRecord] = {}
         for object_id in dict.fromkeys(object_ids):
-            for event in self.store.find_audit(AuditFilter(object_id=object_id,
-                                                           originator=originator,
-                                                           limit=limit + 1)):
+            for event in self.find(AuditFilter(object_id=object_id, originator=originator,
+                                               limit=limit + 1)):
                 found[event.index] = event
         events = [found[i] for i in sorted(found)]
         more = len(events) > limit
@@ -539,6 +558,7 @@ class AuditLog:
         the tree grew."""
         if self._worker is not None:
             return
+        self._commit.start()
         self._stop.clear()
         self._worker = threading.Thread(target=self._run, args=(integrate_every,),
                                         name="intelpact-integrator", daemon=True)

@@ -538,7 +538,9 @@ class Store(abc.ABC):
         """The events with leaf index in [start, stop), in order."""
 
     @abc.abstractmethod
-    def find_audit(self, where: AuditFilter) -> list[AuditRecord]: ...
+    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
+        """Events matching ``where``. Filtering by object sees integrated events only
+        (the integrator indexes objects): ``AuditLog.find`` integrates first."""
 
     @abc.abstractmethod
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
