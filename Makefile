@@ -25,7 +25,8 @@ run: $(STAMP)
 PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.py \
 	tests/services/test_federation.py tests/services/test_people.py \
 	tests/services/test_audit_partner.py tests/services/test_compromise.py \
-	tests/services/test_controls.py tests/services/test_consent.py
+	tests/services/test_controls.py tests/services/test_consent.py \
+	tests/services/test_lifecycle.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -34,23 +34,34 @@ def _deliver(node: Node, parties: Sequence[str]) -> None:
 
 @main.command()
 @NODE_DIR
-@click.argument("object_id", metavar="ID")
+@click.argument("object_id", metavar="ID", required=False)
 @click.option("--party", "parties", multiple=True,
               help="Recall from this partner only (repeatable; default: every partner it "
               "went to).")
+@click.option("--all", "everything", is_flag=True,
+              help="Recall everything this node originated that went to --party.")
 @click.option("--reason", required=True, help="Why: recorded, and sent to the holders.")
 @click.option("--as", "as_name", help="The security officer recalling (default: the operator "
               "running this command).")
 @friendly
-def recall(node_dir: Path, object_id: str, parties: tuple[str, ...], reason: str,
-           as_name: str | None) -> None:
-    """Recall an object this node originated: every holder purges it (keeping a
-    tombstone), confirms with a signed destruction receipt, and nothing more of it goes
-    to them. Holders that are offline get the recall when they come back."""
+def recall(node_dir: Path, object_id: str | None, parties: tuple[str, ...], everything: bool,
+           reason: str, as_name: str | None) -> None:
+    """Recall an object this node originated (or, with --all, everything that went to
+    one --party): every holder purges it (keeping a tombstone), confirms with a signed
+    destruction receipt, and nothing more of it goes to them. Holders that are offline
+    get the recall when they come back."""
+    if everything == (object_id is not None) or (everything and len(parties) != 1):
+        raise click.UsageError("give an object ID, or --all with one --party")
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name) if as_name else None
-    targets = node.controls.recall(principal, object_id, parties=parties, reason=reason)
-    out.print(f"Recall of {object_id} queued for {', '.join(targets)}")
+    if everything:
+        recalled = node.controls.recall_all(principal, parties[0], reason=reason)
+        out.print(f"Recall of {len(recalled)} object(s) queued for {parties[0].upper()}")
+        targets = [parties[0].upper()]
+    else:
+        assert object_id is not None
+        targets = node.controls.recall(principal, object_id, parties=parties, reason=reason)
+        out.print(f"Recall of {object_id} queued for {', '.join(targets)}")
     _deliver(node, targets)
     node.close()
 
@@ -110,3 +121,41 @@ def reclassify(node_dir: Path, object_id: str, as_name: str, classification: str
               + (f"; holders told: {', '.join(holders)}" if holders else "; no holders"))
     _deliver(node, holders)
     node.close()
+
+
+@main.group()
+def agreement() -> None:
+    """The agreement this node is pinned to: amend it, or record its termination."""
+
+
+@agreement.command("pin")
+@NODE_DIR
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reason", required=True, help="Why (e.g. the amendment's reference): recorded.")
+@friendly
+def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
+    """Pin a new version of the agreement (an amendment, a party added, or its
+    termination). Restart `intelpact serve` afterwards. Partners refuse every request
+    until they pin the same text: exchange resumes once both sides have. A terminated
+    agreement stops all new exchange; if its rules say `destroy` or `return`, what was
+    received under it is destroyed here and each originator told."""
+    node = Node.open(node_dir)
+    old = node.agreement
+    new = node.pin_agreement(file, reason=reason)
+    node.close()
+    out.print(f"Pinned {new.id} version {new.version} ({new.state}): {new.content_hash}")
+    out.print(f"  was version {old.version}: {old.content_hash}")
+    if new.state == "terminated":
+        out.print("  terminated: no new exchange; what was received stays protected"
+                  + ("" if new.rules.on_termination == "continue-protection"
+                     else f", and is now destroyed ({new.rules.on_termination})"))
+        if new.rules.on_termination in ("destroy", "return"):
+            node = Node.open(node_dir)
+            count = node.controls.destroy_received(
+                f"agreement {new.id} terminated ({new.rules.on_termination})")
+            out.print(f"  destroyed {count} received object(s); originators are told")
+            _deliver(node, sorted({n.party for n in node.store.notices()
+                                   if n.direction == "out" and not n.delivered}))
+            node.close()
+    out.print("Restart `intelpact serve`. Partners must pin the same text before exchange "
+              "resumes.")

@@ -89,6 +89,7 @@ KINDS = {
     "password-set": "a person's password was set",
     "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
     "node-init": "this node was made (its party and pinned agreement)",
+    "agreement-pin": "a new version of the agreement was pinned (amended, or terminated)",
     "peer-add": "a partner node was pinned", "key-rotate": "this node's key was rotated",
     "partner-audit": "a partner asked for the events about its objects",
     "alert": "something a security officer must look at",

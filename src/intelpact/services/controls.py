@@ -135,6 +135,51 @@ class Controls:
                         [event], recall_reason=reason)
         return targets
 
+    def recall_all(self, principal: Principal | None, party: str, *,
+                   reason: str) -> list[str]:
+        """Recall every object this node originated that went to ``party``."""
+        ids = sorted({d.object_id for d in self.store.disseminations()
+                      if d.party == party.upper()})
+        own = [oid for oid in ids if (rows := self._rows(oid))
+               and rows[0].originator == self.party]
+        if not own:
+            raise ControlError(f"nothing this node originated has gone to {party.upper()}")
+        for object_id in own:
+            self.recall(principal, object_id, parties=[party], reason=reason)
+        return own
+
+    def destroy_received(self, reason: str) -> int:
+        """Destroy every object received from partners (the agreement ended and says so):
+        purged to tombstones and each originator told with a signed destroyed notice.
+        Returns how many objects."""
+        everything = list(self.store.labels())
+        held: dict[str, str] = {}
+        for collection in self.store.collections():
+            cursor = None
+            while True:
+                page = self.store.query(collection.collection_id, everything,
+                                        Query(versions=("all",), limit=1000, cursor=cursor))
+                for row in page.rows:
+                    if row.originator != self.party:
+                        held[row.object_id] = row.originator
+                if not page.more:
+                    break
+                cursor = page.next
+        when = timestamp(utc_now())
+        for object_id, originator in sorted(held.items()):
+            purged = self.store.purge(
+                object_id, originator, _tombstone(when), when,
+                lambda rows, origin=originator: self.audit.by_originator(  # type: ignore[misc]
+                    "destroy", [(r.object_id, r.version, r.originator) for r in rows],
+                    party=origin, actor=operator(), reason=reason))
+            event = self.audit.event("destroy", party=originator, originator=originator,
+                                     objects=[(object_id, r.version) for r in purged],
+                                     reason=reason, direction="out")
+            self._queue("destroyed", originator, object_id,
+                        {"object_id": object_id, "in_reply_to": None, "reason": reason,
+                         "destroyed": [[r.version, r.body_hash] for r in purged]}, [event])
+        return len(held)
+
     def recalls(self) -> list[RecallRecord]:
         return self.store.recalls()
 

@@ -24,6 +24,7 @@ from ..crypto.keys import (
     write_private_file,
 )
 from ..crypto.signing import sign_object
+from ..errors import IntelpactError
 from ..model import Agreement, Label, Markings, Person, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
@@ -46,6 +47,10 @@ from .people import People, Principal
 from .publish import Publisher
 
 DEFAULT_COLLECTION_ALIAS = "intel"
+
+
+class NodeError(IntelpactError):
+    """A node-level change was refused."""
 
 
 class Node:
@@ -105,6 +110,45 @@ class Node:
                                            old_key_id=key_id(public_raw(old)),
                                            new_key_id=key_id(public_raw(new))))
         return key_id(public_raw(new))
+
+    def pin_agreement(self, path: str | Path, *, reason: str) -> Agreement:
+        """Pin a new version of this node's agreement: an amendment, a party added, or
+        its termination. The node's agreement file and pinned hash change together; the
+        running server keeps the old one until restarted. Partners refuse every request
+        until they pin the same text, so exchange resumes only when both have.
+
+        Refused: another agreement, the same text, this party left out, a party removed
+        or the shared scale's rows changed (stored labels name those rows)."""
+        new = load_agreement(path)
+        old = self.agreement
+        if new.id != old.id:
+            raise NodeError(f"{path} is agreement {new.id}, not {old.id}",
+                            hint="a different agreement needs a node of its own")
+        if new.content_hash == old.content_hash:
+            raise NodeError(f"{path} is the text pinned already ({old.content_hash})")
+        if self.party not in new.parties:
+            raise NodeError(f"{self.party} is not a party to version {new.version}")
+        removed = sorted(set(old.parties) - set(new.parties))
+        if removed:
+            raise NodeError(f"version {new.version} removes {', '.join(removed)}: not "
+                            "supported (what they hold stays under the agreement)")
+        if [r.name for r in new.rows] != [r.name for r in old.rows]:
+            raise NodeError(f"version {new.version} changes the shared scale; stored labels "
+                            "name its rows, so they would change meaning",
+                            hint="keep the rows; amend the national schemes or cells")
+        if not reason.strip():
+            raise NodeError("give a reason (--reason): it is recorded")
+        target = self.config.agreement_path
+        staged = target.with_name(target.name + ".new")
+        staged.write_bytes(Path(path).read_bytes())
+        os.replace(staged, target)
+        self.config = dataclasses.replace(self.config, agreement_hash=new.content_hash)
+        write_config(self.config)
+        self.audit.record(self.audit.event(
+            "agreement-pin", actor=operator(), agreement=new.id, version=new.version,
+            state=new.state, old_hash=old.content_hash, new_hash=new.content_hash,
+            parties=list(new.parties), reason=reason))
+        return new
 
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Sign an object this node originates."""

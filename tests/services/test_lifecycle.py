@@ -1,0 +1,141 @@
+"""The agreement's lifecycle between two nodes: amendment and termination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_federation import pair, people, publish, push
+
+from intelpact.interfaces.cli import main
+from intelpact.services.courier import Courier
+from intelpact.services.federation import FederationError
+from intelpact.services.node import Node, NodeError
+from intelpact.store.base import AuditFilter
+
+from helpers import AGREEMENTS, make_node, serving_federation
+
+SAMPLE = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8")
+
+
+def version(tmp_path: Path, name: str, *, number: str = "1.1", terminated: bool = False,
+            on_termination: str = "continue-protection") -> Path:
+    text = SAMPLE.replace('version = "1.0"', f'version = "{number}"')
+    if terminated:
+        text = text.replace('state = "in-force"', 'state = "terminated"').replace(
+            "in_force = 2026-06-01", "in_force = 2026-06-01\nterminated = 2026-11-20")
+    text = text.replace('on_termination = "continue-protection"',
+                        f'on_termination = "{on_termination}"')
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def reopen(node: Node) -> Node:
+    node.close()
+    return Node.open(node.config.dir)
+
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[list[Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    pair(jpn, nzl)
+    nodes = [jpn, nzl]
+    yield nodes
+    for node in nodes:
+        node.close()
+
+
+def pin(node: Node, path: Path, reason: str = "amendment 1") -> Node:
+    node.pin_agreement(path, reason=reason)
+    return reopen(node)
+
+
+def test_exchange_stops_until_both_sides_pin_the_amendment(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    amended = version(tmp_path, "v1.1.toml")
+    jpn = jpn_nzl[0] = pin(jpn, amended)
+    assert jpn.agreement.version == "1.1"
+    obj = publish(jpn, "under the amendment", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        with pytest.raises(FederationError, match="agreement"):
+            push(jpn, "NZL")  # NZL still holds version 1.0
+        assert [row for _, row in jpn.store.pending("NZL", 100)
+                if row.object_id == obj["id"]]  # nothing lost: still queued
+    nzl = jpn_nzl[1] = pin(nzl, amended)
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(jpn, "NZL") >= 1
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"])
+    (event,) = jpn.store.find_audit(AuditFilter(kinds=("agreement-pin",)))
+    assert '"version":"1.1"' in event.body and '"reason":"amendment 1"' in event.body
+
+
+def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    before = publish(jpn, "before the end", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    ended = version(tmp_path, "ended.toml", terminated=True)
+    jpn = jpn_nzl[0] = pin(jpn, ended, "terminated by notice")
+    nzl = jpn_nzl[1] = pin(nzl, ended, "terminated by notice")
+    after = publish(jpn, "after the end", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(jpn, "NZL") == 0
+    officer = nzl.people.as_person("officer")
+    assert nzl.get(officer, before["id"])  # still held, still protected by the labels
+    assert nzl.get(officer, after["id"]) == []
+
+
+def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be destroyed at the end", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    jpn = jpn_nzl[0] = pin(jpn, ended)
+    nzl.close()
+    runner = CliRunner()
+    with serving_federation(jpn):
+        done = runner.invoke(main, ["agreement", "pin", str(tmp_path / "nzl"), str(ended),
+                                    "--reason", "the agreement ended"])
+    jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
+    assert done.exit_code == 0, done.output
+    assert "destroyed 2 received object(s)" in done.output  # the object and its marking
+    assert "delivered to JPN" in done.output
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+    assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+
+
+def test_what_cannot_be_pinned(jpn_nzl: list[Node], tmp_path: Path) -> None:
+    jpn = jpn_nzl[0]
+    with pytest.raises(NodeError, match="pinned already"):
+        jpn.pin_agreement(AGREEMENTS / "jpn-nzl.toml", reason="x")
+    with pytest.raises(NodeError, match="not jpn-nzl-isa"):
+        jpn.pin_agreement(AGREEMENTS / "jpn-nzl-aus.toml", reason="x")
+    with pytest.raises(NodeError, match="reason"):
+        jpn.pin_agreement(version(tmp_path, "v2.toml", number="2.0"), reason=" ")
+    assert Node.open(jpn.config.dir).agreement.version == "1.0"  # nothing was changed
+
+
+def test_recall_everything_that_went_to_a_party(jpn_nzl: list[Node]) -> None:
+    jpn, nzl = jpn_nzl
+    objs = [publish(jpn, f"batch {i}", "極秘", ("NZL",)) for i in range(3)]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        result = CliRunner().invoke(main, ["recall", str(jpn.config.dir), "--all", "--party",
+                                           "NZL", "--reason", "all of it"])
+        assert result.exit_code == 0, result.output
+        courier = Courier(nzl)
+        try:
+            courier.deliver_notices("JPN")
+        finally:
+            courier.stop()
+    officer = nzl.people.as_person("officer")
+    assert all(nzl.get(officer, o["id"]) == [] for o in objs)
+    assert {r.object_id for r in jpn.controls.recalls() if r.destroyed} >= {o["id"] for o in objs}
