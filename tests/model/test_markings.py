@@ -1037,3 +1037,34 @@ def test_docs_markings_examples_are_what_intelpact_builds(jn: Agreement) -> None
         assert f"`{banner(nzeo, jn, party)}`" in text
     amber = Markings(jn).label(obj(TLP_AMBER_1), originator="JPN").base
     assert f"`{banner(amber, jn, 'JPN')}`" in text
+
+
+def test_a_marking_made_before_a_party_joined_still_reads(jn: Agreement,
+                                                          tmp_path: Path) -> None:
+    """An amendment adding a party adds an equivalent to every new national marking;
+    markings made before list the parties of their day and stay valid, as long as each
+    equivalent they list still agrees with the table."""
+    import re
+
+    from intelpact.model import load_agreement
+
+    text = (ROOT / "agreements" / "jpn-nzl.toml").read_text(encoding="utf-8")
+    text = text.replace('parties = ["JPN", "NZL"]', 'parties = ["JPN", "NZL", "AUS"]')
+    nzl = text[text.index("[schemes.NZL]"):text.index("# --- the equivalence table")]
+    text = text.replace("# --- the equivalence table",
+                        nzl.replace("schemes.NZL", "schemes.AUS") + "# --- the equivalence table")
+    text = re.sub(r"^NZL = (.*)$", r"NZL = \1\nAUS = \1", text, flags=re.MULTILINE)
+    (tmp_path / "three.toml").write_text(text, encoding="utf-8")
+    three = load_agreement(tmp_path / "three.toml")
+    old = national_marking(jn, "JPN", "秘", rel_to=["NZL"])
+    part = parse_marking(three, old)
+    assert part.rel_to == {"JPN", "NZL"} and part.originator == "JPN"
+    new = national_marking(three, "JPN", "秘", rel_to=["NZL"])
+    assert new["id"] != old["id"]  # the new canonical form lists AUS too
+    assert [e["party"] for e in new["extensions"][EXTENSION_ID]["equivalents"]] == \
+        ["JPN", "NZL", "AUS"]
+    # a listed equivalent that disagrees with the table is still refused
+    wrong = copy.deepcopy(old)
+    wrong["extensions"][EXTENSION_ID]["equivalents"][1]["level"] = "SECRET"
+    with pytest.raises(MarkingError, match="canonical form"):
+        parse_marking(three, wrong)

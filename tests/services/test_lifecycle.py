@@ -139,3 +139,41 @@ def test_recall_everything_that_went_to_a_party(jpn_nzl: list[Node]) -> None:
     officer = nzl.people.as_person("officer")
     assert all(nzl.get(officer, o["id"]) == [] for o in objs)
     assert {r.object_id for r in jpn.controls.recalls() if r.destroyed} >= {o["id"] for o in objs}
+
+
+def trilateral(tmp_path: Path) -> Path:
+    """Version 2.0 of the sample: Australia joins, with the scale and rules unchanged."""
+    import re
+
+    text = SAMPLE.replace('version = "1.0"', 'version = "2.0"').replace(
+        'parties = ["JPN", "NZL"]', 'parties = ["JPN", "NZL", "AUS"]')
+    nzl = text[text.index("[schemes.NZL]"):text.index("# --- the equivalence table")]
+    aus = nzl.replace("schemes.NZL", "schemes.AUS").replace('"New Zealand"', '"Australia"')
+    text = text.replace("# --- the equivalence table", aus + "# --- the equivalence table")
+    text = re.sub(r"^NZL = (.*)$", r"NZL = \1\nAUS = \1", text, flags=re.MULTILINE)
+    path = tmp_path / "trilateral.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_party_joins_without_losing_history(jpn_nzl: list[Node], tmp_path: Path) -> None:
+
+    jpn, nzl = jpn_nzl
+    before = publish(jpn, "shared with NZ under 1.0", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    three = trilateral(tmp_path)
+    jpn = jpn_nzl[0] = pin(jpn, three, "Australia accedes")
+    nzl = jpn_nzl[1] = pin(nzl, three, "Australia accedes")
+    aus = make_node(tmp_path / "aus", "AUS", agreement=str(three))
+    jpn_nzl.append(aus)
+    people(aus)
+    pair(jpn, aus)
+    officer = nzl.people.as_person("officer")
+    assert nzl.get(officer, before["id"])  # history kept, labels still resolve
+    to_all = publish(jpn, "for both partners", "極秘", ("NZL", "AUS"))
+    with serving_federation(jpn), serving_federation(nzl), serving_federation(aus):
+        assert push(jpn, "NZL") >= 1 and push(jpn, "AUS") >= 1
+    assert nzl.get(officer, to_all["id"])
+    assert aus.get(aus.people.as_person("officer"), to_all["id"])
+    assert aus.get(aus.people.as_person("officer"), before["id"]) == []  # REL TO NZL only

@@ -258,6 +258,13 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
                   frozenset({comms}) if comms else frozenset())
     _check_national(agreement, props, label)
     expected = _national_props(agreement, label)
+    listed = props.get("equivalents")
+    named = {e.get("party") for e in listed if isinstance(e, dict)} \
+        if isinstance(listed, list) else set()
+    if named < set(agreement.parties) and originator in named and rel_set <= named:
+        # Made before a party joined the agreement: it lists the parties of its day,
+        # each of which must still agree with the table.
+        expected["equivalents"] = [e for e in expected["equivalents"] if e["party"] in named]
     if expected != props:
         raise MarkingError(f"{mid}: the marking is not in canonical form or its equivalents "
                            "disagree with the agreement's table",
