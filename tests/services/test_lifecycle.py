@@ -81,15 +81,16 @@ def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
     before = publish(jpn, "before the end", "極秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
+    queued = publish(jpn, "queued when the agreement ended", "極秘", ("NZL",))  # not pushed
     ended = version(tmp_path, "ended.toml", terminated=True)
     jpn = jpn_nzl[0] = pin(jpn, ended, "terminated by notice")
     nzl = jpn_nzl[1] = pin(nzl, ended, "terminated by notice")
     after = publish(jpn, "after the end", "極秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
-        assert push(jpn, "NZL") == 0
+        assert push(jpn, "NZL") == 0  # mid-exchange: what was queued does not leave
     officer = nzl.people.as_person("officer")
     assert nzl.get(officer, before["id"])  # still held, still protected by the labels
-    assert nzl.get(officer, after["id"]) == []
+    assert nzl.get(officer, queued["id"]) == [] and nzl.get(officer, after["id"]) == []
 
 
 def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> None:
