@@ -328,10 +328,15 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
         sys.exit(1)
 
 
+def banner_line(words: str) -> Text:
+    """A banner as printed: reversed on a terminal, plain text otherwise."""
+    line = _safe(words)
+    return Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+
+
 def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
     labels = node.markings.label(obj)
-    line = _safe(banner(labels.banner, node.agreement, party))
-    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    shown = banner_line(banner(labels.banner, node.agreement, party))
     out.print(shown)
     out.print(json.dumps(obj, ensure_ascii=False, indent=2))
     out.print(shown)

@@ -17,7 +17,7 @@ from ..model.labels import Label, join_all
 from ..services.audit import verify_log
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, Query, normalise_timestamp
-from .cli import NODE_DIR, _progress, _safe, err, friendly, main, out
+from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
 
 
 @main.group()
@@ -98,8 +98,7 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
             click.echo(event.body)
         node.close()
         return
-    line = _safe(banner(_highest(node, events), node.agreement, node.party))
-    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    shown = banner_for(node, events)
     out.print(shown)
     for event in events:
         _print_event(json.loads(event.body), event.index, names)
@@ -146,8 +145,7 @@ def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None
             click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
         node.close()
         return
-    line = _safe(banner(_highest(node, events), node.agreement, node.party))
-    shown = Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+    shown = banner_for(node, events)
     out.print(shown)
     for event in events:
         _print_event(event, event["index"], {})
@@ -219,6 +217,11 @@ def _detail(data: dict[str, Any]) -> str:
 def _brief(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:79] + "…"
+
+
+def banner_for(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Text:
+    """The banner line for a listing of events (or of anything naming ``objects``)."""
+    return banner_line(banner(_highest(node, events), node.agreement, node.party))
 
 
 def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Label:

@@ -12,7 +12,6 @@ import click
 import httpx
 from rich.text import Text
 
-from ..model import banner
 from ..services.audit import operator
 from ..services.federation import FederationError
 from ..services.node import Node
@@ -20,7 +19,7 @@ from ..services.people import Principal
 from ..store.base import CompromiseMessage, CompromiseRecord
 from ..store.sqlite import MAX_ATTEMPTS
 from .cli import NODE_DIR, _safe, friendly, main, out
-from .cli_audit import _highest, _print_event
+from .cli_audit import _print_event, banner_for
 
 AS_OFFICER = click.option(
     "--as", "as_name", default=None, metavar="NAME",
@@ -118,7 +117,7 @@ def compromise_list(node_dir: Path) -> None:
     node = Node.open(node_dir)
     records = node.store.compromise_reports()
     messages = node.store.compromise_messages()
-    shown = _banner(node, [_report(r) for r in records])
+    shown = banner_for(node, [_report(r) for r in records])
     out.print(shown)
     flagged = 0
     for record in records:
@@ -151,7 +150,7 @@ def compromise_show(node_dir: Path, report_id: str) -> None:
     ours = record.reporter == node.party
     names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()} \
         if ours else {}
-    shown = _banner(node, [report, *events])
+    shown = banner_for(node, [report, *events])
     out.print(shown)
     rows: list[tuple[str, str]] = [
         ("report", f"{record.report_id} ({_direction(record)})"),
@@ -279,7 +278,4 @@ def _by(by: Any, names: dict[str, str]) -> str:
     return f"{names.get(who, who)} ({by.get('nationality')}, {by.get('clearance')})"
 
 
-def _banner(node: Node, reports_and_events: list[dict[str, Any]]) -> Text:
-    """The highest label of every object named (cli_audit's rule), as a banner line."""
-    line = _safe(banner(_highest(node, reports_and_events), node.agreement, node.party))
-    return Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
+
