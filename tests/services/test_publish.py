@@ -78,3 +78,22 @@ def test_sources_in_the_same_publication_count(node: Node) -> None:
            "created": T0, "modified": T0, "relationship_type": "indicates",
            "source_ref": ind["id"], "target_ref": stix_id("malware")}
     assert stored(publish(node, [rel], "取扱注意", ("NZL",))) == []  # lower: refused
+
+
+def test_a_marking_stored_by_another_process_is_known(node: Node) -> None:
+    """Two processes of one node (TAXII workers): a marking-definition one of them
+    stores is found by the other when an object uses it, without a restart."""
+    from intelpact.model import national_marking
+
+    other = Node.open(node.config.dir)  # started before the marking existed
+    try:
+        publish(node, [indicator("brings a new marking")], "極秘", (), ("JPNEO",))
+        mid = national_marking(node.agreement, "JPN", "極秘", caveats=["JPNEO"])["id"]
+        assert not other.markings.known(mid)
+        marked = indicator("uses it", object_marking_refs=[mid])
+        who = other.people.as_person("aki").person
+        body = other.publisher.publish(who, other.default_collection().collection_id,
+                                       [marked]).body
+        assert stored(body) == [marked["id"]], body["failures"]
+    finally:
+        other.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -402,9 +402,13 @@ class Markings:
     object marking; None (the default) refuses such an object.
     """
 
-    def __init__(self, agreement: Agreement, *, default_rank: int | None = None) -> None:
+    def __init__(self, agreement: Agreement, *, default_rank: int | None = None,
+                 lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.agreement = agreement
         self.default_rank = default_rank
+        # Where to find a definition this instance has not seen: another process of the
+        # node (a TAXII worker) may have stored it since this one started.
+        self._lookup = lookup
         self._parts: dict[str, LabelPart] = {}
         self._definitions: dict[str, dict[str, Any]] = {}
         self._cache: dict[tuple[tuple[str, ...], str | None, int | None], Label | None] = {}
@@ -439,12 +443,16 @@ class Markings:
     def part(self, ref: Any) -> LabelPart:
         if not isinstance(ref, str):
             raise LabelError(f"marking reference {ref!r} is not a string")
-        try:
-            return self._parts[ref]
-        except KeyError:
+        found = self._parts.get(ref)
+        if found is None and self._lookup is not None:
+            definition = self._lookup(ref)
+            if definition is not None:
+                found = self.add(definition)
+        if found is None:
             raise LabelError(f"unknown marking-definition {ref}",
                              hint="send its marking-definition before (or with) the objects "
-                             "that use it") from None
+                             "that use it")
+        return found
 
     def _combine(self, refs: tuple[str, ...], originator: str | None,
                  fallback_rank: int | None) -> Label | None:

@@ -61,7 +61,7 @@ class Node:
         self.agreement: Agreement = load_agreement(config.agreement_path)
         self.store = store
         self.policy = Policy(self.agreement)
-        self.markings = Markings(self.agreement)
+        self.markings = Markings(self.agreement, lookup=self._stored_marking)
         for body in store.markings():
             self.markings.add(json.loads(body))
         self.signing_key = load_signing_key(config.signing_key)
@@ -110,6 +110,10 @@ class Node:
                                            old_key_id=key_id(public_raw(old)),
                                            new_key_id=key_id(public_raw(new))))
         return key_id(public_raw(new))
+
+    def _stored_marking(self, marking_id: str) -> dict[str, Any] | None:
+        body = self.store.marking(marking_id)
+        return json.loads(body) if body is not None else None
 
     def pin_agreement(self, path: str | Path, *, reason: str) -> Agreement:
         """Pin a new version of this node's agreement: an amendment, a party added, or

@@ -423,6 +423,10 @@ class Store(abc.ABC):
         """The bodies of every marking-definition stored."""
 
     @abc.abstractmethod
+    def marking(self, marking_id: str) -> str | None:
+        """The body of one stored marking-definition."""
+
+    @abc.abstractmethod
     def count(self, collection_id: str) -> int: ...
 
     # statuses ----------------------------------------------------------------------

@@ -338,6 +338,10 @@ class PostgresStore(Store):
     def markings(self) -> list[str]:
         return [r[0] for r in self._all("SELECT body FROM markings ORDER BY marking_no")]
 
+    def marking(self, marking_id: str) -> str | None:
+        row = self._one("SELECT body FROM markings WHERE marking_id = %s", (marking_id,))
+        return str(row[0]) if row else None
+
     def count(self, collection_id: str) -> int:
         row = self._one("SELECT count(*) FROM objects WHERE collection_id = %s",
                         (collection_id,))

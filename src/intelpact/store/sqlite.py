@@ -285,6 +285,11 @@ class SQLiteStore(Store):
     def markings(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT body FROM markings ORDER BY rowid")]
 
+    def marking(self, marking_id: str) -> str | None:
+        row = self._conn().execute("SELECT body FROM markings WHERE marking_id = ?",
+                                   (marking_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def count(self, collection_id: str) -> int:
         row = self._conn().execute("SELECT count(*) FROM objects WHERE collection_id = ?",
                                    (collection_id,)).fetchone()
