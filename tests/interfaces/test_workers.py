@@ -173,3 +173,29 @@ def test_concurrent_writers_and_readers_across_workers(tmp_path: Path,
         assert verify_log(node.store, node.audit.origin, node.audit.public_keys()).ok
     finally:
         node.close()
+
+
+def test_connections_accepted_from_a_worker_socket_get_no_delay() -> None:
+    """uvicorn's workers listen on a socket made without IPPROTO_TCP, so asyncio leaves
+    Nagle on for accepted connections (about 40 ms a response); the node's HTTP
+    protocol turns it off, on every server it runs."""
+    import socket
+
+    from intelpact.interfaces.server import NoDelayHTTP, no_delay, taxii_server_options
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:  # proto 0
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+                no_delay(accepted)
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+                assert client is not None
+    no_delay(None)  # nothing to do, no error
+    node = make_node(Path(__import__("tempfile").mkdtemp()) / "n")
+    try:
+        assert taxii_server_options(node)["http"] is NoDelayHTTP
+    finally:
+        node.close()
