@@ -444,3 +444,31 @@ def test_the_fast_timestamp_parser_agrees_with_the_general_one(
     fast = [outcome(c) for c in cases]
     monkeypatch.setattr(base, "_RFC3339", re.compile(r"(?!)"))  # only the general parser
     assert fast == [outcome(c) for c in cases]
+
+
+def test_sqlite_pages_start_where_they_should(tmp_path: Path) -> None:
+    """The plans behind the first page of a filtered query: `added_after` starts the
+    seq walk after the last row added by then (found through objects_by_added), and one
+    type walks that type's rows only; neither reads the collection from its start. The
+    answers are those of the plain definitions."""
+    from intelpact.store.sqlite import _select
+
+    s = SQLiteStore(tmp_path / "n.db")
+    s.add_collection(Collection("c1", "one", "", "intel"))
+    s.add_objects("c1", [obj(i) for i in range(30)])
+    s.add_objects("c1", [obj(99, kind="malware")])
+    everything = list(s.labels())
+    rows = s.query("c1", everything, Query(versions=("all",), limit=100)).rows
+    middle = rows[19].date_added
+    after = s.query("c1", everything, Query(added_after=middle, limit=100)).rows
+    assert [r.object_id for r in after] == [r.object_id for r in rows[20:]]
+    (malware,) = s.query("c1", everything, Query(types=("malware",), limit=100)).rows
+    assert malware.object_id == obj(99, kind="malware").object_id
+    conn = sqlite3.connect(tmp_path / "n.db")
+    for query, wanted in ((Query(added_after=middle), "objects_by_added"),
+                          (Query(types=("malware",)), "objects_by_type")):
+        sql, params = _select("c1", everything, query)
+        plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert wanted in plan, plan
+    conn.close()
+    s.close()

@@ -1024,13 +1024,23 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
         params.append(int(seq))
     if query.ids:
         where.append(_in("o.object_id", query.ids, params))
-    if query.types:
+    if len(query.types) == 1:
+        where.append("o.object_type = ?")
+        params.append(query.types[0])
+    elif query.types:
         where.append(_in("o.object_type", query.types, params))
     if query.spec_versions:
         where.append(_in("o.spec_version", query.spec_versions, params))
     if query.added_after is not None:
         where.append("o.date_added > ?")
         params.append(query.added_after)
+        # seq and date_added grow together (one writer at a time, one clock), so the
+        # walk in seq order starts after the last row added by then, found through
+        # objects_by_added, instead of walking the collection from its start.
+        where.append("o.seq > coalesce((SELECT a.seq FROM objects a INDEXED BY "
+                     "objects_by_added WHERE a.collection_id = ? AND a.date_added <= ? "
+                     "ORDER BY a.date_added DESC LIMIT 1), 0)")
+        params.extend([collection_id, query.added_after])
     if "all" not in query.versions:
         choices = []
         newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "
@@ -1055,9 +1065,11 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     # Only constant SQL is joined here; every value is a bound parameter.
     columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
     # Force the plan: one object's versions through the (collection, id, version) unique
-    # index; a page by walking seq order and stopping at `limit` (SQLite would otherwise
-    # read every visible row through objects_by_label and sort them for each page).
-    index = "sqlite_autoindex_objects_1" if query.ids else "objects_by_seq"
+    # index; a page by walking seq order (of one type, when one is asked for) and
+    # stopping at `limit` (SQLite would otherwise read every visible row through
+    # objects_by_label and sort them for each page).
+    index = ("sqlite_autoindex_objects_1" if query.ids else
+             "objects_by_type" if len(query.types) == 1 else "objects_by_seq")
     sql = (f"SELECT {columns} FROM objects o INDEXED BY {index} "  # noqa: S608
            f"WHERE {' AND '.join(where)} ORDER BY o.seq LIMIT ?")
     return sql, params
