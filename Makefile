@@ -47,11 +47,25 @@ $(MEDALLION_STAMP):
 	$(MEDALLION_VENV)/bin/pip install --quiet medallion==3.0.0
 	touch $(MEDALLION_STAMP)
 
-bench: $(STAMP) $(MEDALLION_STAMP)
+# The scale benchmark's second peer, OpenTAXII 0.9.3 served by gunicorn, in its own
+# environment too, every package pinned (bench/opentaxii-requirements.txt).
+OPENTAXII_VENV  := .venv-opentaxii
+OPENTAXII_STAMP := $(OPENTAXII_VENV)/.installed
+
+$(OPENTAXII_STAMP): bench/opentaxii-requirements.txt
+	$(PYTHON) -m venv $(OPENTAXII_VENV)
+	$(OPENTAXII_VENV)/bin/pip install --quiet --upgrade pip
+	$(OPENTAXII_VENV)/bin/pip install --quiet -r bench/opentaxii-requirements.txt
+	touch $(OPENTAXII_STAMP)
+
+bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/taxii.py --medallion-python $(MEDALLION_VENV)/bin/python
 	$(BIN)/python bench/federation.py
+	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/scale.py --medallion-python $(MEDALLION_VENV)/bin/python \
+		--opentaxii-python $(OPENTAXII_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(MEDALLION_VENV) $(DEMO) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MEDALLION_VENV) $(OPENTAXII_VENV) $(DEMO) .pytest_cache .hypothesis

@@ -19,7 +19,9 @@ deterministic data: 10 national marking-definitions and N indicators of about
   from a data file (discovery, an API root, one collection with the objects
   and their manifest). medallion has no access control: it serves everything.
 
-Measures, per size: ingest objects/s; paged reads (limit=1000, following
+Measures, per size: ingest objects/s, by one publisher on one worker, and (on
+a second fresh node, ``--parallel`` N, default the CPU count) by N publishers
+at once on ``serve --workers N``, the way a node uses every core; paged reads (limit=1000, following
 ``next``) in objects served per second, client-side JSON parsing included;
 single-object GET latency p50/p95/p99 over random ids the reader may see.
 Sizes 2,000 and 10,000 for both servers, 100,000 for intelpact alone. medallion
@@ -55,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -261,9 +264,10 @@ def reader_allows(markings: list[dict[str, Any]]) -> list[bool]:
             for m in markings]
 
 
-def intelpact_server(work: Path, tls: bool) -> Served:
+def intelpact_server(work: Path, tls: bool, workers: int = 1) -> Served:
     """A fresh node with the publisher and the reader, served by ``intelpact serve``
-    (which also runs the node's federation listener and courier, with no partners)."""
+    (which also runs the node's federation listener and courier, with no partners),
+    with ``workers`` TAXII processes."""
     port = free_port()
     node = Node.create(work / "node", party="JPN", agreement_file=AGREEMENT, tls=tls,
                        port=port, federation_port=free_port())
@@ -275,8 +279,10 @@ def intelpact_server(work: Path, tls: bool) -> Served:
     node.close()
     exe = Path(sys.executable).parent / "intelpact"
     log = work / "intelpact.log"
-    proc = subprocess.Popen([str(exe), "serve", str(work / "node")], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+    command = [str(exe), "serve", str(work / "node")]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     return Served("intelpact", proc, base, f"{base}/{root}/collections/{cid}/objects/",
                   cert, log)
@@ -363,15 +369,34 @@ def post(client: httpx.Client, url: str, count: int, body: bytes) -> None:
 
 
 def ingest(served: Served, markings: list[dict[str, Any]],
-           batches: list[tuple[int, bytes]]) -> dict[str, Any]:
+           batches: list[tuple[int, bytes]], clients: int = 1) -> dict[str, Any]:
+    """POST every envelope; with ``clients`` > 1, that many publishers at once, each on
+    its own connection, taking envelopes in turn."""
     with served.client(PUBLISHER) as c:
         post(c, served.objects_url, len(markings), json.dumps({"objects": markings}).encode())
-        total = sum(n for n, _ in batches)
-        start = time.perf_counter()
-        for n, body in batches:
-            post(c, served.objects_url, n, body)
-        elapsed = time.perf_counter() - start
-    return {"objects": total, "seconds": elapsed, "per_s": total / elapsed}
+    total = sum(n for n, _ in batches)
+    errors: list[BaseException] = []
+
+    def publisher(mine: list[tuple[int, bytes]]) -> None:
+        try:
+            with served.client(PUBLISHER) as c:
+                for n, body in mine:
+                    post(c, served.objects_url, n, body)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publisher, args=(batches[i::clients],))
+               for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"ingest failed: {errors[0]}")
+    return {"objects": total, "seconds": elapsed, "per_s": total / elapsed,
+            "clients": clients}
 
 
 def paged_read(served: Served, who: tuple[str, str], cap: float, total: int = 0
@@ -472,6 +497,16 @@ class Dataset:
         return sum(len(b) for _, b in self.batches) / 1e6
 
 
+def run_parallel_ingest(data: Dataset, work: Path, tls: bool, workers: int) -> dict[str, Any]:
+    """Ingest on a fresh node served by ``workers`` TAXII processes, with as many
+    publishers POSTing at once: how a node uses every core for ingest."""
+    served = intelpact_server(work, tls, workers=workers)
+    with running(served, PUBLISHER):
+        result = ingest(served, data.markings, data.batches, clients=workers)
+    result["workers"] = workers
+    return result
+
+
 def run_intelpact(data: Dataset, work: Path, tls: bool) -> dict[str, Any]:
     served = intelpact_server(work, tls)
     out: dict[str, Any] = {}
@@ -539,6 +574,10 @@ def table(results: dict[str, Any]) -> None:
         row(size, "ingest objects/s", fmt(ip["ingest"]["per_s"]),
             fmt(md["ingest"]["per_s"]) if md else "",
             f"x{ratios['ingest']:.1f}" if md else "")
+        if "ingest_parallel" in ip:
+            par = ip["ingest_parallel"]
+            row(size, f"  {par['workers']} workers, {par['clients']} publishers",
+                fmt(par["per_s"]))
         if md:
             mr = md["read"]
             theirs = fmt(mr["per_s"]) if mr["complete"] else f"<{fmt(mr['upper_bound_per_s'])}*"
@@ -575,7 +614,8 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
         "objects": int(largest),
         "paged_read": r["read"]["per_s"] >= TARGETS["paged_read_per_s"],
         "get_p50": r["get"]["p50_ms"] < TARGETS["get_p50_ms"],
-        "ingest": r["ingest"]["per_s"] >= TARGETS["ingest_per_s"],
+        "ingest": max(r["ingest"]["per_s"], r.get("ingest_parallel", {}).get("per_s", 0))
+        >= TARGETS["ingest_per_s"],
         "memory_flat": growth_share < TARGETS["read_growth_share"],
         "read_growth_share": growth_share,
     }
@@ -585,8 +625,11 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
           f"{'met' if met['paged_read'] else 'NOT met'}")
     print(f"  GET p50      {r['get']['p50_ms']:>10.2f} ms         (< 5)        "
           f"{'met' if met['get_p50'] else 'NOT met'}")
-    print(f"  ingest       {r['ingest']['per_s']:>10,.0f} objects/s  (>= 5,000)    "
-          f"{'met' if met['ingest'] else 'NOT met'}")
+    best = max(r["ingest"]["per_s"], r.get("ingest_parallel", {}).get("per_s", 0))
+    print(f"  ingest       {best:>10,.0f} objects/s  (>= 5,000)    "
+          f"{'met' if met['ingest'] else 'NOT met'}"
+          + (f"  ({r['ingest_parallel']['workers']} workers)"
+             if best != r["ingest"]["per_s"] else "  (1 worker)"))
     print(f"  memory       {r['memory']['read_growth_kb'] / 1024:>10.1f} MB peak growth over "
           f"{results['runs'][largest]['mb']:.0f} MB of objects ({growth_share:.1%}; < 10%)  "
           f"{'met' if met['memory_flat'] else 'NOT met'}")
@@ -614,6 +657,9 @@ def main() -> int:
                         "single-object GETs)")
     parser.add_argument("--tls", action="store_true", help="serve intelpact over HTTPS")
     parser.add_argument("--medallion-python", help="a python with medallion 3.0.0")
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+                        help="also ingest with this many workers and publishers at once "
+                        "(default: the CPU count; 1 to skip)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     msizes = {int(s) for s in args.medallion_sizes.split(",") if s}
@@ -636,6 +682,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"intelpact-bench-{n}-") as tmp:
             print(f"{n:>7,} objects: intelpact ...", end="", flush=True)
             run["intelpact"] = run_intelpact(data, Path(tmp), args.tls)
+            if args.parallel > 1:
+                print(f" {args.parallel} workers ...", end="", flush=True)
+                run["intelpact"]["ingest_parallel"] = run_parallel_ingest(
+                    data, Path(tmp) / "parallel", args.tls, args.parallel)
             if n in msizes and python is not None:
                 print(" medallion ...", end="", flush=True)
                 run["medallion"] = run_medallion(python, data, Path(tmp), args.cap)
