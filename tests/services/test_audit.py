@@ -311,3 +311,17 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     assert "FAILED" in bad.output and "event 5 was altered" in bad.output
     cp = runner.invoke(main, ["audit", "checkpoint", str(logged)])
     assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n13\n")
+
+
+def test_many_ids_denied_at_once_make_one_event_per_originator_and_reason(
+        node: Node) -> None:
+    node.people.add("low", party="JPN", clearance="取扱注意")
+    low = node.people.as_person("low")
+    cid = node.default_collection().collection_id
+    ids = tuple(f"indicator--00000000-0000-4000-8000-{i:012d}" for i in range(300))
+    before = node.store.audit_size()
+    node.find(low, cid, Query(ids=ids, limit=1000))
+    (event,) = node.store.audit_events(before, before + 10)
+    body = json.loads(event.body)
+    assert body["kind"] == "deny" and body["reason"] == "no such object"
+    assert len(body["objects"]) == 300
