@@ -267,6 +267,11 @@ class PostgresStore(Store):
             last = c.execute("SELECT date_added FROM objects ORDER BY seq DESC LIMIT 1"
                              ).fetchone()
             clock = _Clock(last[0] if last else None)
+            # Three passes, so that the inserts travel in one pipeline (not one round
+            # trip each while the write lock is held): decide what to insert, insert,
+            # then read what each insert did.
+            slots: list[AddResult | None] = []  # None: inserted in the pipeline below
+            planned: list[tuple[NewObject, str, str, tuple[Any, ...]]] = []
             for obj in objects:
                 added = clock.next()
                 version = obj.version or added
@@ -275,32 +280,44 @@ class PostgresStore(Store):
                                      "AND object_id = %s AND body_hash = %s",
                                      (collection_id, obj.object_id, obj.body_hash)).fetchone()
                     if same is not None:
-                        results.append(AddResult(obj.object_id, same[0], "exists",
-                                                 "already stored (identical)"))
+                        slots.append(AddResult(obj.object_id, same[0], "exists",
+                                               "already stored (identical)"))
                         continue
                 label_id = self._label_id(c, obj.label, pending)
                 banner_id = self._label_id(c, obj.banner, pending)
-                inserted = c.execute(
+                planned.append((obj, version, added, (
+                    collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
+                    added, label_id, banner_id, obj.originator, int(obj.has_portions),
+                    obj.body, obj.body_hash, obj.published_by, obj.received_from)))
+                slots.append(None)
+            with c.pipeline():
+                inserts = [(obj, version, added, c.execute(
                     "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
                     "version, date_added, label_id, banner_id, originator, has_portions, body, "
                     "body_hash, published_by, received_from) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (collection_id, object_id, version) DO NOTHING RETURNING seq",
-                    (collection_id, obj.object_id, obj.object_type, obj.spec_version, version,
-                     added, label_id, banner_id, obj.originator, int(obj.has_portions),
-                     obj.body, obj.body_hash, obj.published_by, obj.received_from)).fetchone()
-                if inserted is None:  # this version is stored already: the same body?
-                    row = c.execute("SELECT body_hash FROM objects WHERE collection_id = %s "
-                                    "AND object_id = %s AND version = %s",
-                                    (collection_id, obj.object_id, version)).fetchone()
-                    results.append(_existing(obj, version, str(row[0]) if row else ""))
-                    continue
-                if release is not None:
-                    for party in release(obj):
-                        c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
-                                  "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
-                                  (party, inserted[0], added))
-                results.append(AddResult(obj.object_id, version, "added", "stored"))
+                    params)) for obj, version, added, params in planned]
+            done = iter(inserts)
+            with c.pipeline():
+                for i, slot in enumerate(slots):
+                    if slot is not None:
+                        continue
+                    obj, version, added, cur = next(done)
+                    inserted = cur.fetchone()
+                    if inserted is None:  # this version is stored already: the same body?
+                        row = c.execute("SELECT body_hash FROM objects WHERE collection_id = "
+                                        "%s AND object_id = %s AND version = %s",
+                                        (collection_id, obj.object_id, version)).fetchone()
+                        slots[i] = _existing(obj, version, str(row[0]) if row else "")
+                        continue
+                    if release is not None:
+                        for party in release(obj):
+                            c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
+                                      "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
+                                      (party, inserted[0], added))
+                    slots[i] = AddResult(obj.object_id, version, "added", "stored")
+            results.extend(r for r in slots if r is not None)
             if audit is not None:
                 _append_audit(c.cursor(), audit(results), "%s")
         self._load_labels()
