@@ -472,3 +472,18 @@ def test_sqlite_pages_start_where_they_should(tmp_path: Path) -> None:
         assert wanted in plan, plan
     conn.close()
     s.close()
+
+
+def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
+    from intelpact.store.base import Notice
+
+    notice = Notice("n-1", "out", "NZL", "recall", obj(1).object_id, '{"n":1}', "t")
+    assert store.add_notice(notice, recall_reason="why")
+    assert not store.add_notice(notice)  # the same id again: kept once
+    assert store.notice("n-1") == notice
+    assert store.notice("n-2") is None
+    assert [n.notice_id for n in store.pending_notices("NZL", 10)] == ["n-1"]
+    store.notice_delivered("n-1", "t2", "receipt")
+    assert store.pending_notices("NZL", 10) == []
+    (recall,) = store.recalls()
+    assert recall.party == "NZL" and recall.reason == "why" and recall.destroyed is None

@@ -238,7 +238,7 @@ class Consents:
     def receive(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         """Apply a consent notice checked by Controls.receive (signature, addressee,
         agreement); once only: a notice delivered twice is only acknowledged again."""
-        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+        if self.store.notice(stored.notice_id) is not None:
             return
         kind = notice["kind"]
         if kind == "consent-request":

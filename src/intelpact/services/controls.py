@@ -318,7 +318,7 @@ class Controls:
 
     def _recalled(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         self._held_from(sender, str(notice["object_id"]))
-        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+        if self.store.notice(stored.notice_id) is not None:
             return  # applied already: answer with the receipt again
         self._purge(sender, notice, f"recalled by {sender}: {notice.get('reason', '')}",
                     "recall", stored)
@@ -340,7 +340,7 @@ class Controls:
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
         rows = self._held_from(sender, object_id)
-        if any(n.notice_id == stored.notice_id for n in self.store.notices()):
+        if self.store.notice(stored.notice_id) is not None:
             return
         definition = notice.get("marking")
         if not isinstance(definition, dict):

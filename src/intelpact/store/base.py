@@ -643,6 +643,10 @@ class Store(abc.ABC):
         """Every notice, oldest first."""
 
     @abc.abstractmethod
+    def notice(self, notice_id: str) -> Notice | None:
+        """One notice, in or out, by id."""
+
+    @abc.abstractmethod
     def recalls(self) -> list[RecallRecord]: ...
 
     @abc.abstractmethod

@@ -598,6 +598,11 @@ class PostgresStore(Store):
         return [Notice(*r) for r in self._all(
             f"SELECT {_NOTICE_COLUMNS} FROM notices ORDER BY made, notice_id")]  # noqa: S608
 
+    def notice(self, notice_id: str) -> Notice | None:
+        row = self._one(f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE notice_id = %s",  # noqa: S608
+                        (notice_id,))
+        return Notice(*row) if row else None
+
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._all(
             "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "

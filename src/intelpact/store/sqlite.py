@@ -525,6 +525,12 @@ class SQLiteStore(Store):
         return [Notice(*r) for r in self._conn().execute(
             f"SELECT {_NOTICE_COLUMNS} FROM notices ORDER BY made, notice_id")]  # noqa: S608
 
+    def notice(self, notice_id: str) -> Notice | None:
+        row = self._conn().execute(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE notice_id = ?",  # noqa: S608
+            (notice_id,)).fetchone()
+        return Notice(*row) if row else None
+
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._conn().execute(
             "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
