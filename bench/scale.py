@@ -94,6 +94,7 @@ from taxii import (  # noqa: E402
     medallion_python,
     medallion_server,
     memory_kb,
+    paged_read,
     post,
     reader_allows,
     reset_peak,
@@ -387,42 +388,6 @@ def concurrent_ingest(served: Served, markings: list[dict[str, Any]] | None,
     return {"objects": total, "seconds": elapsed, "per_s": total / elapsed, "clients": clients}
 
 
-def paged(served: Served, who: tuple[str, str], cap: float, total: int = 0) -> dict[str, Any]:
-    """The whole collection a page at a time (limit=1000, following ``next``); stops,
-    incomplete, after ``cap`` seconds. Keeps each page's X-TAXII-Date-Added-Last."""
-    ids: list[str] = []
-    marks: list[str] = []
-    pages, complete = 0, False
-    params: dict[str, Any] = {"limit": PAGE}
-    with served.client(who) as c:
-        start = time.perf_counter()
-        while True:
-            left = cap - (time.perf_counter() - start)
-            if left <= 0:
-                break
-            try:
-                r = c.get(served.objects_url, params=params, timeout=left)
-            except httpx.TimeoutException:
-                break
-            if r.status_code != 200:
-                raise RuntimeError(f"GET objects: {r.status_code} {r.text[:300]}")
-            envelope = json.loads(r.content)
-            ids.extend(o["id"] for o in envelope.get("objects", []))
-            marks.append(r.headers.get("X-TAXII-Date-Added-Last", ""))
-            pages += 1
-            if not envelope.get("more"):
-                complete = True
-                break
-            params = {"limit": PAGE, "next": envelope["next"]}
-        elapsed = time.perf_counter() - start
-    out: dict[str, Any] = {"objects": len(ids), "pages": pages, "seconds": elapsed,
-                           "complete": complete, "per_s": len(ids) / elapsed, "ids": ids,
-                           "marks": marks}
-    if not complete:
-        out["upper_bound_per_s"] = max(total, len(ids)) / elapsed
-    return out
-
-
 def quantiles(latencies: list[float]) -> dict[str, float]:
     if len(latencies) < 2:
         only = latencies[0] * 1000 if latencies else float("nan")
@@ -562,10 +527,10 @@ def measure_intelpact(served: Served, token: str, data: Data, n: int, workers: i
         reset = reset_peak(pid)
         meter = Meter(pid, db_pid)
         with meter:
-            read = paged(pager, READER, cap=3600)
+            marks = []
+            read = paged_read(pager, READER, cap=3600, marks=marks)
         after = memory_kb(pid)
         got = set(read.pop("ids"))
-        marks = read.pop("marks")
         visible = data.visible(n)
         if not set(visible) <= got or got & set(data.hidden(n, n)) or \
                 len(got) - len(visible) > len(data.markings):
@@ -699,10 +664,10 @@ def run_opentaxii(python: Path, data: Data, n: int, work: Path, args: argparse.N
         opentaxii_login(served)
         out["ingest"] = concurrent_ingest(served, None, data.envelopes(n), 1)
         meter = Meter(served.proc.pid, None)
+        marks: list[str] = []
         with meter:
-            read = paged(served, READER, cap=args.cap, total=n)
+            read = paged_read(served, READER, cap=args.cap, total=n, marks=marks)
         read.pop("ids")
-        marks = read.pop("marks")
         read.update(meter.cpu())
         out["read"] = read
         sample = data.sample(n, args.gets)
@@ -737,9 +702,8 @@ def run_medallion(python: Path, data: Data, n: int, work: Path,
                                      args.cap / 2, Meter(s.proc.pid, None))
         meter = Meter(s.proc.pid, None)
         with meter:
-            read = paged(s, READER, cap=args.cap, total=len(loaded))
+            read = paged_read(s, READER, cap=args.cap, total=len(loaded))
         read.pop("ids")
-        read.pop("marks")
         read.update(meter.cpu())
         out["read"] = read
     return out

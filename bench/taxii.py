@@ -399,8 +399,8 @@ def ingest(served: Served, markings: list[dict[str, Any]],
             "clients": clients}
 
 
-def paged_read(served: Served, who: tuple[str, str], cap: float, total: int = 0
-               ) -> dict[str, Any]:
+def paged_read(served: Served, who: tuple[str, str], cap: float, total: int = 0,
+               marks: list[str] | None = None) -> dict[str, Any]:
     """Read the whole collection a page at a time; stop (incomplete) after ``cap`` s.
 
     When stopped, ``upper_bound_per_s`` bounds the whole read's rate: it would
@@ -423,6 +423,8 @@ def paged_read(served: Served, who: tuple[str, str], cap: float, total: int = 0
                 raise RuntimeError(f"GET objects: {r.status_code} {r.text[:300]}")
             envelope = json.loads(r.content)
             ids.extend(o["id"] for o in envelope.get("objects", []))
+            if marks is not None:  # each page's X-TAXII-Date-Added-Last
+                marks.append(r.headers.get("X-TAXII-Date-Added-Last", ""))
             pages += 1
             if not envelope.get("more"):
                 complete = True
