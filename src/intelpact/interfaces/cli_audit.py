@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..model import banner
 from ..model.labels import Label, join_all
 from ..services.audit import verify_log
 from ..services.node import Node
-from ..store.base import AuditFilter, AuditRecord, Query, normalise_timestamp
+from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
 
 
@@ -230,18 +230,7 @@ def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Labe
     bodies = [json.loads(e.body) if isinstance(e, AuditRecord) else e for e in events]
     ids = sorted({str(o[0]) for data in bodies for o in data.get("objects", [])})
     labels = node.store.labels()
-    everything = list(labels)
     found: list[Label] = [Label(node.agreement.id, min(node.agreement.covered), node.party,
                                 None)]
-    for chunk in _chunks(ids, 500):
-        for collection in node.store.collections():
-            page = node.store.query(collection.collection_id, everything,
-                                    Query(ids=tuple(chunk), versions=("all",),
-                                          limit=len(chunk) * 20))
-            found.extend(labels[row.banner_id] for row in page.rows)
+    found.extend(labels[row.banner_id] for row in node.store.held(ids))
     return join_all(found)
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -34,7 +34,6 @@ from ..errors import IntelpactError
 from ..store.base import (
     CompromiseMessage,
     CompromiseRecord,
-    Query,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -153,18 +152,13 @@ class CompromiseReports:
     def _held(self, object_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """Every version of each object, by originator, whatever anyone's access: the
         report is about what this node holds, not what its officer may read."""
-        labels = list(self.store.labels())
         found: dict[str, list[tuple[str, str]]] = {}
         seen: set[str] = set()
-        for collection in self.store.collections():
-            page = self.store.query(collection.collection_id, labels,
-                                    Query(ids=tuple(object_ids), versions=("all",),
-                                          limit=len(object_ids) * 1000))
-            for row in page.rows:
-                pair = (row.object_id, row.version)
-                if pair not in found.get(row.originator, []):
-                    found.setdefault(row.originator, []).append(pair)
-                seen.add(row.object_id)
+        for row in self.store.held(object_ids):
+            pair = (row.object_id, row.version)
+            if pair not in found.get(row.originator, []):
+                found.setdefault(row.originator, []).append(pair)
+            seen.add(row.object_id)
         missing = [oid for oid in object_ids if oid not in seen]
         if missing:
             raise CompromiseError(f"this node holds no object {missing[0]}",

@@ -23,6 +23,7 @@ notice once (notices are kept by id) and answers with a signed receipt.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -33,7 +34,16 @@ from ..errors import IntelpactError
 from ..model import Markings, PartnerNode, Policy
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
-from ..store.base import Notice, Query, RecallRecord, Store, StoredObject, timestamp, utc_now
+from ..store.base import (
+    Notice,
+    Query,
+    RecallRecord,
+    Store,
+    StoredObject,
+    parse_timestamp,
+    timestamp,
+    utc_now,
+)
 from .audit import AuditLog, canonical, operator
 from .federation import Federation, FederationError, sign_payload, verify_payload
 from .people import Principal
@@ -69,13 +79,7 @@ class Controls:
     # -- what we hold -----------------------------------------------------------------
     def _rows(self, object_id: str) -> list[StoredObject]:
         """Every stored version of ``object_id`` in every collection, whatever its label."""
-        everything = list(self.store.labels())
-        rows: list[StoredObject] = []
-        for collection in self.store.collections():
-            rows.extend(self.store.query(collection.collection_id, everything,
-                                         Query(ids=(object_id,), versions=("all",),
-                                               limit=10_000)).rows)
-        return rows
+        return self.store.held([object_id])
 
     def _own(self, object_id: str, what: str) -> list[StoredObject]:
         rows = self._rows(object_id)
@@ -400,10 +404,6 @@ def _tombstone(when: str) -> Any:
 
 def _later(version: str) -> str:
     """A ``modified`` after ``version`` and not before now, in STIX's millisecond form."""
-    import datetime as dt
-
-    from ..store.base import parse_timestamp
-
     now = utc_now()
     floor = parse_timestamp(version) + dt.timedelta(milliseconds=1)
     when = max(now, floor)

@@ -39,7 +39,6 @@ from ..store.base import (
     AddResult,
     AuditEvent,
     NewObject,
-    Query,
     StatusRecord,
     Store,
     normalise_timestamp,
@@ -211,17 +210,11 @@ class Publisher:
         if not ids:
             return {}
         labels = self.store.labels()
-        everything = list(labels)
         found: dict[str, Label] = {}
-        for start in range(0, len(ids), 500):
-            chunk = tuple(ids[start:start + 500])
-            for collection in self.store.collections():
-                page = self.store.query(collection.collection_id, everything,
-                                        Query(ids=chunk, limit=len(chunk)))
-                for row in page.rows:
-                    label = labels[row.banner_id]
-                    previous = found.get(row.object_id)
-                    found[row.object_id] = label if previous is None else previous.join(label)
+        for row in self.store.held(ids, versions=("last",)):
+            label = labels[row.banner_id]
+            previous = found.get(row.object_id)
+            found[row.object_id] = label if previous is None else previous.join(label)
         return found
 
     def _events(self, person: Person, batch: Sequence[NewObject],

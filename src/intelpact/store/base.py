@@ -408,6 +408,28 @@ class Store(abc.ABC):
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
         """Visible object versions, oldest date_added first, one page."""
 
+    def held(self, object_ids: Sequence[str],
+             versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:
+        """Every stored row of these objects, in every collection, whatever its label:
+        for the node's own bookkeeping (recalls, reports, the sources of what is
+        published, banners of the audit log), never to serve a person."""
+        everything = list(self.labels())
+        unique = list(dict.fromkeys(object_ids))
+        rows: list[StoredObject] = []
+        for start in range(0, len(unique), 500):
+            chunk = tuple(unique[start:start + 500])
+            for collection in self.collections():
+                cursor = None
+                while True:
+                    page = self.query(collection.collection_id, everything,
+                                      Query(ids=chunk, versions=versions, limit=1000,
+                                            cursor=cursor))
+                    rows.extend(page.rows)
+                    if not page.more:
+                        break
+                    cursor = page.next
+        return rows
+
     @abc.abstractmethod
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...]) -> int:
