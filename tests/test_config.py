@@ -215,6 +215,27 @@ def test_max_content_length_bounds(node_dir: Path, value: str) -> None:
     assert load_config(node_dir).max_content_length == int(value)
 
 
+@pytest.mark.parametrize("key", ["header_timeout", "body_idle_timeout", "body_timeout"])
+@pytest.mark.parametrize("value", ["0", "0.5", "3601", "-1", '"10s"', "true", "nan"])
+def test_bad_timeouts(node_dir: Path, key: str, value: str) -> None:
+    set_field(node_dir, key, value)
+    err = fails(node_dir, rf"server\.{key}: expected 1 to 3600 seconds")
+    assert f"{key} = " in (err.hint or "")
+
+
+@pytest.mark.parametrize("key", ["header_timeout", "body_idle_timeout", "body_timeout"])
+def test_timeouts_take_whole_or_fractional_seconds(node_dir: Path, key: str) -> None:
+    for value, expected in (("1", 1.0), ("2.5", 2.5), ("3600", 3600.0)):
+        set_field(node_dir, key, value)
+        loaded = getattr(load_config(node_dir), key)
+        assert loaded == expected and isinstance(loaded, float)
+
+
+def test_timeout_defaults(node_dir: Path) -> None:
+    cfg = load_config(node_dir)
+    assert (cfg.header_timeout, cfg.body_idle_timeout, cfg.body_timeout) == (10.0, 10.0, 120.0)
+
+
 @pytest.mark.parametrize("key", ["name", "title", "host", "database", "signing_key",
                                  "agreement", "agreement_hash", "tls_cert"])
 def test_empty_or_wrong_type_strings(node_dir: Path, key: str) -> None:

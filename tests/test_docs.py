@@ -174,6 +174,8 @@ def test_configuration_md_defaults_are_the_real_defaults(tmp_path: Path) -> None
             shown = f"`{str(value).lower()}`"
         elif isinstance(value, int):
             shown = f"`{value}`"
+        elif isinstance(value, float):
+            shown = f"`{value:g}`"
         else:
             shown = f'`"{value}"`'
         assert shown in default, (key, shown, default)

@@ -24,8 +24,15 @@ CONFIG_FILE = "node.toml"
 _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database",
               "signing_key")
 _SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
-                "max_content_length", "federation_port")
+                "max_content_length", "federation_port", "header_timeout",
+                "body_idle_timeout", "body_timeout")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
+# How long a client may take to send a request, in seconds (interfaces/limits.py):
+# its headers, each wait for more of its body, and its whole body.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_IDLE_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 120.0
+MAX_TIMEOUT = 3600.0
 
 
 class ConfigError(IntelpactError):
@@ -50,6 +57,9 @@ class NodeConfig:
     api_root: str = "intel"
     max_content_length: int = DEFAULT_MAX_CONTENT
     federation_port: int = 8402
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @property
     def federation_url(self) -> str:
@@ -119,6 +129,19 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise _fail(path, "server.max_content_length", f"expected 1024 to 1073741824 bytes, "
                     f"found {limit!r}", "write max_content_length = 10485760")
 
+    def seconds(key: str, default: float) -> float:
+        value = server.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or \
+                not 1 <= value <= MAX_TIMEOUT:
+            raise _fail(path, f"server.{key}", f"expected 1 to {MAX_TIMEOUT:g} seconds, "
+                        f"found {value!r}", f"write {key} = {default:g}")
+        return float(value)
+
+    timeouts = {key: seconds(key, default) for key, default in (
+        ("header_timeout", DEFAULT_HEADER_TIMEOUT),
+        ("body_idle_timeout", DEFAULT_BODY_IDLE_TIMEOUT),
+        ("body_timeout", DEFAULT_BODY_TIMEOUT))}
+
     def file(table: dict[str, Any], section: str, key: str, default: str) -> Path:
         value = Path(text(table, section, key, default))
         return value if value.is_absolute() else node_dir / value
@@ -146,7 +169,8 @@ def load_config(node_dir: Path) -> NodeConfig:
         host=text(server, "server", "host", "127.0.0.1"), port=port, tls=tls,
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
-        api_root=api_root, max_content_length=limit, federation_port=federation_port)
+        api_root=api_root, max_content_length=limit, federation_port=federation_port,
+        **timeouts)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -202,7 +226,10 @@ def write_config(cfg: NodeConfig) -> None:
                   f"tls_key = {_toml_string(rel(cfg.tls_key))}"]
     lines += [f"api_root = {_toml_string(cfg.api_root)}",
               f"max_content_length = {cfg.max_content_length}",
-              f"federation_port = {cfg.federation_port}", ""]
+              f"federation_port = {cfg.federation_port}",
+              f"header_timeout = {cfg.header_timeout:g}",
+              f"body_idle_timeout = {cfg.body_idle_timeout:g}",
+              f"body_timeout = {cfg.body_timeout:g}", ""]
     (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -377,7 +377,7 @@ def test_every_endpoint_refuses_an_unauthenticated_caller_alike(world: World) ->
     c = f"/intel/collections/{world.cid}"
     paths = ["/taxii2/", "/intel/", "/intel/status/x/", "/intel/collections/", f"{c}/",
              f"{c}/manifest/", f"{c}/objects/", f"{c}/objects/{oid}/",
-             f"{c}/objects/{oid}/versions/"]
+             f"{c}/objects/{oid}/versions/", "/taxii2/openapi.json"]
     bodies = set()
     for i, path in enumerate(paths):
         for auth in (None, (f"nobody{i}", "x" * 12)):

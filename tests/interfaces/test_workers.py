@@ -196,6 +196,8 @@ def test_connections_accepted_from_a_worker_socket_get_no_delay() -> None:
     no_delay(None)  # nothing to do, no error
     node = make_node(Path(__import__("tempfile").mkdtemp()) / "n")
     try:
-        assert taxii_server_options(node)["http"] is NoDelayHTTP
+        protocol = taxii_server_options(node)["http"]
+        assert protocol.func is NoDelayHTTP  # with the node's header deadline
+        assert protocol.keywords == {"header_timeout": node.config.header_timeout}
     finally:
         node.close()

@@ -1,166 +1,33 @@
 """Federation under faults: real `intelpact serve` processes, real mutual TLS, SIGKILL.
 
-Two nodes (JPN, NZL, the sample Japan–New Zealand agreement) live in a temporary
-directory, each served by its own ``intelpact serve DIR`` process: the TAXII
-API, the mutual-TLS federation listener and the courier. Objects are published
-over JPN's TAXII API as a JPN publisher. What NZL holds is read straight from
-its SQLite file (a concurrent WAL reader), so a test sees exactly the rows the
-receiver committed, duplicates included.
-
-Every wait is bounded; every process a test starts is killed in ``finally``.
+The served pair of nodes (JPN and NZL) and the checks shared with
+tests/services/test_faults.py live in tests/served.py. Every wait is bounded;
+every process a test starts is killed in ``finally``.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from intelpact.model import load_agreement, national_marking
 from intelpact.services.courier import Courier
-from intelpact.services.federation import _public, make_card, verify_payload
 from intelpact.services.node import Node
-from intelpact.services.publish import object_version
 
-from helpers import AGREEMENTS, T0, free_port, serving_federation
-
-EXE = Path(sys.executable).parent / "intelpact"
-TAXII = "application/taxii+json;version=2.1"
-AGREEMENT = AGREEMENTS / "jpn-nzl.toml"
-PW = "federation-faults-pw"
-
-
-# -- a pair of served nodes ------------------------------------------------------------
-
-class Pair:
-    """JPN and NZL node directories with people and each other's cards pinned, and
-    the `intelpact serve` processes this test started."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.dirs: dict[str, Path] = {}
-        self.taxii: dict[str, str] = {}
-        self.fed_port: dict[str, int] = {}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.all_procs: list[subprocess.Popen[bytes]] = []
-        self.starts: dict[str, int] = {"JPN": 0, "NZL": 0}
-        nodes = {}
-        for party in ("JPN", "NZL"):
-            port, fed = free_port(), free_port()
-            node = Node.create(base / party.lower(), party=party, agreement_file=AGREEMENT,
-                               tls=False, port=port, federation_port=fed)
-            top = {"JPN": "機密", "NZL": "TOP SECRET"}[party]
-            eyes = {"JPN": ["JPNEO"], "NZL": ["NZEO"]}[party]
-            node.people.add("officer", party=party, clearance=top, caveats=eyes,
-                            communities=list(node.agreement.communities),
-                            roles=["analyst", "publisher", "security-officer"], password=PW)
-            self.dirs[party] = node.config.dir
-            self.taxii[party] = (f"http://127.0.0.1:{port}/intel/collections/"
-                                 f"{node.default_collection().collection_id}/objects/")
-            self.fed_port[party] = fed
-            nodes[party] = node
-        self.tokens = {p: n.people.issue_token("officer", "faults") for p, n in nodes.items()}
-        nodes["JPN"].federation.add_peer(make_card(nodes["NZL"].identity))
-        nodes["NZL"].federation.add_peer(make_card(nodes["JPN"].identity))
-        for node in nodes.values():
-            node.close()
-
-    # processes
-    def start(self, party: str) -> None:
-        assert party not in self.procs or self.procs[party].poll() is not None
-        self.starts[party] += 1
-        log = self.base / f"{party.lower()}-serve-{self.starts[party]}.log"
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen([str(EXE), "serve", str(self.dirs[party])],
-                                    stdout=out, stderr=subprocess.STDOUT)
-        self.procs[party] = proc
-        self.all_procs.append(proc)
-        self._wait_ready(party, proc, log)
-
-    def _wait_ready(self, party: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-        deadline = time.monotonic() + 30
-        root = self.taxii[party].split("/intel/")[0] + "/taxii2/"
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"{party} serve exited {proc.returncode}: "
-                                     f"{log.read_text(errors='replace')[-2000:]}")
-            try:
-                httpx.get(root, timeout=2, trust_env=False)  # any answer: it is up
-                with socket.create_connection(("127.0.0.1", self.fed_port[party]), timeout=2):
-                    return
-            except (httpx.HTTPError, OSError):
-                pass
-            assert time.monotonic() < deadline, f"{party} did not start in 30 s"
-            time.sleep(0.05)
-
-    def kill(self, party: str) -> None:
-        proc = self.procs[party]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.all_procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-        for proc in self.all_procs:
-            with suppress(subprocess.TimeoutExpired):  # SIGKILL is not ignored
-                proc.wait(10)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.base.glob("*-serve-*.log")))
-
-    # publishing over TAXII as the JPN (or NZL) officer
-    def publish(self, party: str, objects: list[dict[str, Any]], batch: int = 500) -> None:
-        headers = {"Accept": TAXII, "Content-Type": TAXII,
-                   "Authorization": f"Bearer {self.tokens[party]}"}
-        with httpx.Client(timeout=60, trust_env=False, headers=headers) as c:
-            for i in range(0, len(objects), batch):
-                chunk = objects[i:i + batch]
-                r = c.post(self.taxii[party], content=json.dumps({"objects": chunk}).encode())
-                assert r.status_code == 202, r.text[:500]
-                status = r.json()
-                assert status["failure_count"] == 0, status["failures"][:3]
-
-    # reading the stores directly
-    def db(self, party: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.dirs[party] / "node.db", timeout=30)
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    def rows(self, party: str) -> dict[tuple[str, str], int]:
-        """(object id, version) -> how many rows the store holds for it."""
-        with self.db(party) as conn:
-            found = conn.execute("SELECT object_id, version, count(*) FROM objects "
-                                 "GROUP BY object_id, version").fetchall()
-        conn.close()
-        return {(oid, version): n for oid, version, n in found}
-
-    def undelivered(self, sender: str, party: str) -> int:
-        conn = self.db(sender)
-        n = conn.execute("SELECT count(*) FROM outbox WHERE party = ? AND delivered IS NULL",
-                         (party,)).fetchone()[0]
-        conn.close()
-        return int(n)
-
-    def released(self, sender: str, party: str) -> set[tuple[str, str]]:
-        conn = self.db(sender)
-        found = conn.execute("SELECT o.object_id, o.version FROM outbox b JOIN objects o ON "
-                             "o.seq = b.seq WHERE b.party = ?", (party,)).fetchall()
-        conn.close()
-        return {(a, b) for a, b in found}
+from helpers import serving_federation
+from served import (
+    Pair,
+    assert_exactly_once_and_drained,
+    bulk,
+    indicators,
+    keys,
+    marking,
+    wait_for,
+)
 
 
 @pytest.fixture()
@@ -170,79 +37,6 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         yield p
     finally:
         p.stop_all()
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str,
-             pair: Pair | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s: {what}\n"
-                                 + (pair.logs() if pair else ""))
-        time.sleep(0.05)
-
-
-# -- objects ----------------------------------------------------------------------------
-
-AGREEMENT_MODEL = load_agreement(AGREEMENT)
-
-
-def marking(party: str, level: str, rel: tuple[str, ...] = (),
-            caveats: tuple[str, ...] = ()) -> dict[str, Any]:
-    return national_marking(AGREEMENT_MODEL, party, level, rel_to=rel or None,
-                            caveats=caveats)
-
-
-def indicators(n: int, marking_id: str, tag: str) -> list[dict[str, Any]]:
-    return [{"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
-             "created": T0, "modified": T0, "name": f"{tag} {i:05d}",
-             "description": f"{tag}: relay infrastructure, item {i}",
-             "indicator_types": ["malicious-activity"],
-             "pattern": f"[ipv4-addr:value = '10.9.{(i >> 8) & 255}.{i & 255}']",
-             "pattern_type": "stix", "valid_from": T0, "object_marking_refs": [marking_id]}
-            for i in range(n)]
-
-
-def keys(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """(id, version) as the stores key them."""
-    return {(o["id"], str(object_version(o))) for o in objects}
-
-
-def assert_exactly_once_and_drained(pair: Pair, expected: set[tuple[str, str]]) -> None:
-    """Every released object is at NZL exactly once, nothing else is, JPN's outbox
-    for NZL has drained, and each release has NZL's verified, signed receipt."""
-    rows = pair.rows("NZL")
-    assert set(rows) == expected, (len(set(rows)), len(expected))
-    assert set(rows.values()) == {1}
-    assert pair.released("JPN", "NZL") == expected
-    assert pair.undelivered("JPN", "NZL") == 0
-    conn = pair.db("JPN")
-    records = conn.execute("SELECT d.object_id, d.version, r.body FROM disseminations d "
-                           "LEFT JOIN receipts r ON r.receipt_id = d.receipt_id "
-                           "WHERE d.party = 'NZL'").fetchall()
-    public = _public(conn.execute("SELECT public_key FROM peers WHERE party = 'NZL'")
-                     .fetchone()[0])
-    conn.close()
-    assert {(oid, v) for oid, v, _ in records} == expected
-    receipts: dict[str, Any] = {}
-    for _, _, receipt in records:
-        assert receipt, "a release without a receipt"
-        receipts.setdefault(receipt, json.loads(receipt))
-    held: set[str] = set()
-    for signed in receipts.values():  # each distinct receipt: signed by NZL's pinned key
-        assert signed["receipt"]["receiver"] == "NZL" and signed["receipt"]["sender"] == "JPN"
-        assert verify_payload(public, signed["signature"], signed["receipt"])
-        held |= {o["id"] for o in signed["receipt"]["objects"]}
-    assert {oid for oid, _ in expected} <= held
-    conn = pair.db("NZL")
-    refused = conn.execute("SELECT party, object_id, reason FROM refusals").fetchall()
-    conn.close()
-    assert refused == []
-
-
-def bulk(n: int, tag: str) -> list[dict[str, Any]]:
-    m = marking("JPN", "秘", ("NZL",))
-    return [m, *indicators(n, m["id"], tag)]
 
 
 # -- the tests ----------------------------------------------------------------------------

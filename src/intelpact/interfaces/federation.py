@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,28 @@ from starlette.routing import Route
 from ..jsonio import JsonError, parse_json
 from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
-from ..services.federation import FederationError, make_card, verify_request
+from ..services.federation import ClockSkew, FederationError, make_card, verify_request
 from ..services.node import Node
-from .taxii import TAXII, TaxiiError, _error, _json
+from ..store.base import StoreFull
+from .limits import CLOSE, BodyRefused, http_protocol, read_body
+from .taxii import STORE_FULL, TAXII, TaxiiError, _error, _json
 
 log = logging.getLogger("intelpact.federation")
 PREFIX = "/federation"
 MAX_PAGE = 1000
+MAX_INTEGER = 2**63 - 1  # what the store's integer columns hold
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def _integer(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in [low, high]; raises a 400 TaxiiError naming it."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise TaxiiError(400, "Bad request", f"{name} must be an integer from {low} to "
+                         f"{high}, not {raw[:40]!r}")
+    return int(raw)
 
 
 class FederationApi:
@@ -38,17 +54,26 @@ class FederationApi:
         self.node = node
         self.app = Starlette(routes=[
             Route(f"{PREFIX}/card", self.card),
+            Route(f"{PREFIX}/openapi.json", self.openapi),
             Route(f"{PREFIX}/collections/inbox/objects/", self.inbox, methods=["POST"]),
             Route(f"{PREFIX}/collections/outbox/objects/", self.outbox),
             Route(f"{PREFIX}/keys", self.keys, methods=["POST"]),
             Route(f"{PREFIX}/audit", self.audit),
             Route(f"{PREFIX}/compromise", self.compromise, methods=["POST"]),
             Route(f"{PREFIX}/notices", self.notices, methods=["POST"]),
-        ], exception_handlers={HTTPException: self._http_error, Exception: self._crash})
+        ], exception_handlers={HTTPException: self._http_error, StoreFull: self._full,
+                               Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
-        return _error(TaxiiError(status, "Not Found" if status == 404 else "HTTP error"))
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        return _error(TaxiiError(status, titles.get(status, "HTTP error"),
+                                 headers=dict(getattr(exc, "headers", None) or {})))
+
+    async def _full(self, request: Request, exc: Exception) -> Response:
+        log.error("federation request failed: %s", exc)
+        detail = exc.diagnostics() if isinstance(exc, StoreFull) else str(exc)
+        return _error(TaxiiError(507, "Insufficient Storage", detail, code=STORE_FULL))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         log.exception("federation request failed: %s %s", request.method, request.url.path)
@@ -61,11 +86,23 @@ class FederationApi:
                                   self.node.federation.peers(), self.node.agreement.content_hash)
         except FederationError as exc:
             log.warning("refused a federation request: %s", exc.message)
+            if isinstance(exc, ClockSkew):  # the sender retries: a clock, not a refusal
+                raise TaxiiError(403, "Forbidden", exc.diagnostics(),
+                                 code=ClockSkew.CODE) from None
             raise TaxiiError(403, "Forbidden", exc.message) from None
 
     async def card(self, request: Request) -> Response:
         return Response(json.dumps(make_card(self.node.identity), indent=1),
                         media_type="application/json")
+
+    async def openapi(self, request: Request) -> Response:
+        """This API's OpenAPI document (interfaces/openapi.py). Like the card, it is not
+        signed: only pinned partners get past the TLS handshake."""
+        from .openapi import federation_document  # it reads this module
+
+        document = federation_document(self.node.config.max_content_length)
+        document["servers"] = [{"url": str(request.base_url).rstrip("/")}]
+        return Response(json.dumps(document), media_type="application/json")
 
     async def inbox(self, request: Request) -> Response:
         try:
@@ -75,14 +112,12 @@ class FederationApi:
             return _error(exc)
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.node.config.max_content_length
-        size, chunks = 0, []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TaxiiError(413, "Payload Too Large", f"at most {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """A request body within the node's size and time limits (interfaces/limits.py); a
+        refusal closes the connection, so the rest of the body is never read."""
+        try:
+            return await read_body(request, self.node.config)
+        except BodyRefused as exc:
+            raise TaxiiError(exc.status, exc.title, exc.description, dict(CLOSE)) from None
 
     def _receive(self, request: Request, body: bytes) -> Response:
         sender = self._caller(request, body)
@@ -136,13 +171,11 @@ class FederationApi:
 
     def _outbox(self, request: Request) -> Response:
         party = self._caller(request, b"")
-        after = request.query_params.get("next", "0")
-        limit = request.query_params.get("limit", "500")
-        if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
-            raise TaxiiError(400, "Bad request", f"next must be a number; limit 1-{MAX_PAGE}")
-        rows = self.node.store.released_after(party, int(after), int(limit) + 1)
-        more = len(rows) > int(limit)
-        rows = rows[:int(limit)]
+        after = _integer(request, "next", 0, 0, MAX_INTEGER)
+        limit = _integer(request, "limit", 500, 1, MAX_PAGE)
+        rows = self.node.store.released_after(party, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
         labels = self.node.store.labels()
         fed = self.node.federation
         held = fed.held_consents()  # the consent tokens: read once, if a row needs them
@@ -173,15 +206,9 @@ class FederationApi:
         """Partner audit and checkpoint gossip: the events about the caller's objects, with
         proofs, and our latest checkpoint with a proof that it extends the one it knows."""
         party = self._caller(request, b"")
-        params = request.query_params
-        try:
-            after = int(params.get("after", "-1"))
-            limit = int(params.get("limit", "1000"))
-            known = int(params.get("known", "0"))
-        except ValueError:
-            raise TaxiiError(400, "Bad request", "after, limit and known are integers") from None
-        if after < -1 or known < 0 or not 0 <= limit <= MAX_PAGE:
-            raise TaxiiError(400, "Bad request", f"after >= -1, known >= 0, limit 0-{MAX_PAGE}")
+        after = _integer(request, "after", -1, -1, MAX_INTEGER)
+        limit = _integer(request, "limit", 1000, 0, MAX_PAGE)
+        known = _integer(request, "known", 0, 0, MAX_INTEGER)
         answer = self.node.audit.for_partner(party, after=after, limit=limit, known=known)
         return Response(json.dumps(answer, ensure_ascii=False).encode(), media_type=TAXII)
 
@@ -246,10 +273,11 @@ def trust_bundle(node: Node) -> Path:
 
 
 def federation_server_options(node: Node) -> dict[str, Any]:
-    """uvicorn options for the mutual-TLS listener."""
+    """uvicorn options for the mutual-TLS listener, with the node's HTTP protocol and its
+    header deadline (interfaces/limits.py)."""
     cfg = node.config
     if cfg.tls_cert is None or cfg.tls_key is None:
         raise TaxiiError(500, "no TLS certificate")
     return {"host": cfg.host, "port": cfg.federation_port, "ssl_certfile": str(cfg.tls_cert),
             "ssl_keyfile": str(cfg.tls_key), "ssl_ca_certs": str(trust_bundle(node)),
-            "ssl_cert_reqs": ssl.CERT_REQUIRED}
+            "ssl_cert_reqs": ssl.CERT_REQUIRED, "http": http_protocol(cfg)}

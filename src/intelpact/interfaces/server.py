@@ -13,51 +13,37 @@ correct (docs/node.md); PostgreSQL is the store meant for that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from ..services.courier import Courier
 from ..services.node import Node
 from .federation import create_federation_app, federation_server_options
+from .limits import NoDelayHTTP, http_protocol, no_delay
 from .taxii import create_app
 
 log = logging.getLogger("intelpact.server")
-
-
-class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
-    """uvicorn's HTTP protocol with Nagle's algorithm off on every connection.
-
-    With ``workers`` > 1, uvicorn hands each worker a listening socket made without
-    ``IPPROTO_TCP``, so asyncio does not set TCP_NODELAY on accepted connections, and
-    a response written in two parts waits for the client's delayed acknowledgement
-    (about 40 ms: Kludex/uvicorn#3149, measured by bench/scale.py)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        no_delay(transport.get_extra_info("socket"))
-        super().connection_made(transport)
-
-
-def no_delay(sock: Any) -> None:
-    """Turn Nagle's algorithm off on a TCP connection (anything else is left alone)."""
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):  # not a TCP socket after all
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# The largest request line and headers accepted (h11's default is 16 KiB): room for the
+# documented 1,000 ids in match[id] (about 50 KB percent-encoded); larger is a 400.
+MAX_REQUEST_HEAD = 64 * 1024
+__all__ = ["NoDelayHTTP", "no_delay", "serve", "serve_workers", "taxii_server_options",
+           "taxii_worker_app"]
 
 
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
+    """uvicorn options for the TAXII listener: address, TLS, and the node's HTTP protocol
+    with its header deadline (interfaces/limits.py)."""
     cfg = node.config
     options: dict[str, Any] = {"host": host or cfg.host, "port": port or cfg.port,
-                               "http": NoDelayHTTP}
+                               "http": http_protocol(cfg),
+                               "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     return options

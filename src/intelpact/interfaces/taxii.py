@@ -10,7 +10,6 @@ without it (docs/taxii.md).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
 import re
@@ -28,7 +27,8 @@ from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.node import Node
 from ..services.people import AuthError, Principal
-from ..store.base import BadCursor, Query, normalise_timestamp
+from ..store.base import BadCursor, Query, StoreFull, normalise_timestamp
+from .limits import CLOSE, BodyRefused, read_body
 
 log = logging.getLogger("intelpact.taxii")
 
@@ -38,6 +38,7 @@ MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 MAX_OBJECTS = 100_000
 MAX_FILTER_VALUES = 1_000
+STORE_FULL = "store-full"  # error_code of a 507: the node's disk is full
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}$")
@@ -48,12 +49,13 @@ class TaxiiError(Exception):
     """An HTTP error in TAXII's shape."""
 
     def __init__(self, status: int, title: str, description: str = "",
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, code: str = "") -> None:
         super().__init__(title)
         self.status = status
         self.title = title
         self.description = description
         self.headers = headers or {}
+        self.code = code  # TAXII's error_code: what a program may act on
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -65,6 +67,8 @@ def _error(exc: TaxiiError) -> Response:
     body = {"title": exc.title, "http_status": str(exc.status)}
     if exc.description:
         body["description"] = exc.description
+    if exc.code:
+        body["error_code"] = exc.code
     return _json(body, exc.status, exc.headers)
 
 
@@ -96,6 +100,8 @@ class TaxiiApi:
         self.node = node
         self.root = node.config.api_root
         self.max_content_length = node.config.max_content_length
+        from .openapi import TAXII_DOCUMENT_PATH, taxii_document  # it reads this module
+
         r = f"/{self.root}"
         routes = [
             Route("/taxii2/", self._wrap(self.discovery)),
@@ -111,7 +117,9 @@ class TaxiiApi:
                   methods=["GET", "DELETE"]),
             Route(f"{r}/collections/{{cid}}/objects/{{oid}}/versions/",
                   self._wrap(self.versions)),
+            Route(TAXII_DOCUMENT_PATH, self._openapi),
         ]
+        self.document = taxii_document(self.root, self.max_content_length)
         self.app = Starlette(routes=routes, exception_handlers={
             HTTPException: self._http_error, Exception: self._crash})
 
@@ -120,7 +128,21 @@ class TaxiiApi:
         status = getattr(exc, "status_code", 500)
         titles = {404: "Not Found", 405: "Method Not Allowed"}
         return _error(TaxiiError(status, titles.get(status, "HTTP error"),
-                                 str(getattr(exc, "detail", ""))))
+                                 str(getattr(exc, "detail", "")),
+                                 dict(getattr(exc, "headers", None) or {})))  # 405: Allow
+
+    async def _openapi(self, request: Request) -> Response:
+        """This API's OpenAPI document (interfaces/openapi.py), for any authenticated
+        person, whatever they Accept."""
+        try:
+            return await run_in_threadpool(self._call, self._document, request, None)
+        except TaxiiError as exc:
+            return _error(exc)
+
+    def _document(self, request: Request, principal: Principal, _: bytes | None) -> Response:
+        servers = [{"url": self._base(request)}]
+        return Response(json.dumps({**self.document, "servers": servers}),
+                        media_type="application/json")
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -144,35 +166,28 @@ class TaxiiApi:
 
     def _call(self, handler: Callable[[Request, Principal, bytes | None], Response],
               request: Request, body: bytes | None) -> Response:
-        principal = self._authenticate(request)
         try:
-            return handler(request, principal, body)
+            return handler(request, self._authenticate(request), body)
         except TaxiiError:
             raise
+        except StoreFull as exc:
+            raise TaxiiError(507, "Insufficient Storage", exc.diagnostics(),
+                             code=STORE_FULL) from None
         except BadCursor as exc:
             raise TaxiiError(400, "Bad 'next' value", exc.diagnostics()) from None
         except IntelpactError as exc:
             raise TaxiiError(400, "Bad request", exc.diagnostics()) from None
 
     async def _read_body(self, request: Request) -> bytes:
+        """The body of a POST, within the node's size and time limits (interfaces/limits.py).
+        A refusal closes the connection: the rest of the body is never read."""
         if not _media_ok(request.headers.get("content-type")):
-            raise TaxiiError(415, "Unsupported Media Type", f"send 'Content-Type: {TAXII}'")
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise TaxiiError(400, "Bad Content-Length")
-            if int(declared) > self.max_content_length:
-                raise TaxiiError(413, "Payload Too Large", f"the API root accepts at most "
-                                 f"{self.max_content_length} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_content_length:
-                raise TaxiiError(413, "Payload Too Large", f"the API root accepts at most "
-                                 f"{self.max_content_length} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise TaxiiError(415, "Unsupported Media Type", f"send 'Content-Type: {TAXII}'",
+                             dict(CLOSE))
+        try:
+            return await read_body(request, self.node.config)
+        except BodyRefused as exc:
+            raise TaxiiError(exc.status, exc.title, exc.description, dict(CLOSE)) from None
 
     def _authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -183,7 +198,7 @@ class TaxiiApi:
             if scheme.lower() == "basic":
                 try:
                     decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
+                except ValueError:  # not base64 (or not ASCII at all), or not UTF-8
                     raise AuthError() from None
                 name, sep, password = decoded.partition(":")
                 if not sep:
@@ -346,7 +361,7 @@ class TaxiiApi:
         limit = DEFAULT_LIMIT
         if params.get("limit") is not None:
             raw = params["limit"]
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
                 raise TaxiiError(400, "Bad request", f"limit must be 1 to {MAX_LIMIT}")
             limit = int(raw)
         cursor = params.get("next")

@@ -65,6 +65,7 @@ from ..store.base import (
     AuditRecord,
     Checkpoint,
     Store,
+    StoreFull,
     timestamp,
     utc_now,
 )
@@ -214,7 +215,8 @@ class _GroupCommit:
             except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
                 log.exception("audit append failed")
                 for _, future in batch:
-                    future.set_exception(AuditError(
+                    future.set_exception(StoreFull(exc.message, hint=exc.hint)
+                                         if isinstance(exc, StoreFull) else AuditError(
                         f"the audit log could not record: {exc}",
                         hint="the act was not done; check the database and disk"))
                 continue

@@ -27,7 +27,7 @@ import httpx
 
 from ..store.base import PeerRecord, timestamp, utc_now
 from .audit import AuditError
-from .federation import FederationError, sign_request
+from .federation import ClockSkew, FederationError, sign_request
 from .node import Node
 
 log = logging.getLogger("intelpact.courier")
@@ -101,9 +101,10 @@ class Courier:
         except httpx.HTTPError as exc:
             raise FederationError(f"{party} unreachable: {exc}") from None
         if response.status_code != 200:
-            self.node.store.failed_attempt(party, ids)
+            if _refusal(response):
+                self.node.store.failed_attempt(party, ids)
             raise FederationError(f"{party} refused the delivery: {response.status_code} "
-                                  f"{response.text[:300]}")
+                                  f"{_description(response)}")
         status = response.json()
         acknowledged = set(fed.check_receipt(party, status.get("x_intelpact_receipt"),
                                              [row for _, row in sendable]))
@@ -181,7 +182,8 @@ class Courier:
                 # 409: the partner's state moved under the request; ask again, no refusal
                 self.node.store.compromise_failed(message.message_id,
                                                   f"{party} refused: {reason}",
-                                                  response.status_code != 409)
+                                                  response.status_code != 409
+                                                  and _refusal(response))
                 raise FederationError(f"{party} refused compromise {message.kind} "
                                       f"{message.report_id}: {reason}")
             reports.delivered(party, message, response.json())
@@ -210,7 +212,7 @@ class Courier:
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
                 self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
-                                              refused=True)
+                                              refused=_refusal(response))
                 raise FederationError(f"{party} refused {notice.kind} notice "
                                       f"{notice.notice_id}: {reason}")
             receipt = self.node.controls.check_receipt(party, notice, response.json())
@@ -323,6 +325,19 @@ class Courier:
                 last_pull = now
             if gossip:
                 last_gossip = now
+
+
+def _refusal(response: httpx.Response) -> bool:
+    """Whether an error answer refuses what was sent (counted: after MAX_ATTEMPTS it is
+    given up), rather than a state that passes: the partner failing (5xx, a full disk)
+    or the two clocks apart (the request's date refused, not its content)."""
+    if response.status_code >= 500:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return True
+    return not (isinstance(body, dict) and body.get("error_code") == ClockSkew.CODE)
 
 
 def _description(response: httpx.Response) -> str:

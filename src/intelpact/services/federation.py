@@ -63,6 +63,13 @@ class FederationError(IntelpactError):
     """A partner, card, request or receipt was refused; the message says why."""
 
 
+class ClockSkew(FederationError):
+    """A request dated too far from this node's clock: a clock to set right (or a
+    replay), not a refusal of what the request carries, so senders retry it."""
+
+    CODE = "clock-skew"  # the error_code of the TAXII error a partner answers with
+
+
 @dataclass(frozen=True)
 class Identity:
     """This node as its partners see it."""
@@ -189,9 +196,16 @@ def verify_request(headers: Mapping[str, str], method: str, target: str, body: b
         sent = dt.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise FederationError("the request date is missing or malformed") from None
-    if abs((now or utc_now()) - sent) > CLOCK_SKEW:
-        raise FederationError("the request is too old or from the future (clock skew over "
-                              "5 minutes, or a replay)")
+    now = now or utc_now()
+    if abs(now - sent) > CLOCK_SKEW:
+        apart = abs((now - sent).total_seconds())
+        raise ClockSkew(f"{party}'s request is dated {date}, {apart:.0f} s "
+                        f"{'ahead of' if sent > now else 'behind'} this node's clock "
+                        f"({timestamp(now)}); the clocks of partners may differ by at most "
+                        f"{CLOCK_SKEW.total_seconds() / 60:.0f} minutes",
+                        hint="set the clock of the node that is wrong (NTP); the request "
+                        "is retried, nothing is lost. An old request replayed is refused "
+                        "the same way")
     kid, _, signature = headers.get("x-intelpact-signature", "").partition(":")
     if kid != peer.key_id:
         raise FederationError(f"the request is signed with key {kid!r}, not {party}'s "

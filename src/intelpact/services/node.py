@@ -202,7 +202,8 @@ class Node:
         """One page of what ``principal`` may see: each visible row with the body served.
 
         The page's rows were filtered on the base label in the query; a row whose
-        portions make it unservable (docs/access.md) is dropped here. What is served is
+        portions make it unservable (docs/access.md), or whose served name and
+        description do not hold a searched ``query.text``, is dropped here. What is served is
         audited (``via``: the endpoint or command) before it is returned; an id asked
         for and not served is audited as a denial, whether or not it exists, so the
         two cannot be told apart by time."""
@@ -212,7 +213,7 @@ class Node:
         visible = []
         for row in page.rows:
             body = self.access.view(person, row, labels)
-            if body is not None:
+            if body is not None and (query.text is None or _mentions(body, query.text)):
                 visible.append((row, body))
         events = self.audit.by_originator(
             "read", [(row.object_id, row.version, row.originator) for row, _ in visible],
@@ -260,6 +261,14 @@ class Node:
     def close(self) -> None:
         self.audit.close()
         self.store.close()
+
+
+def _mentions(body: str, text: str) -> bool:
+    """Whether the served body's name or description holds ``text`` (case-folded): the
+    search's index is only a first sieve, and a withheld portion never matches."""
+    obj = json.loads(body)
+    words = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
+    return text.casefold() in words
 
 
 def _withheld(visible: Sequence[tuple[StoredObject, str]]) -> dict[str, list[str]]:

@@ -41,6 +41,7 @@ from ..store.base import (
     NewObject,
     StatusRecord,
     Store,
+    StoreFull,
     normalise_timestamp,
     timestamp,
     utc_now,
@@ -152,6 +153,7 @@ class Publisher:
                 outcomes.append(outcome)
             else:
                 pending.append((new, item))
+        pending = self._originators(person, pending, outcomes, denials)
         pending = self._derived(person, pending, outcomes, denials)
         self.audit.record(*denials)
 
@@ -163,9 +165,16 @@ class Publisher:
             marks = [(n.object_id, n.body) for n, _ in chunk
                      if n.object_type == "marking-definition"]
             batch = [n for n, _ in chunk]
-            results = self.store.add_objects(collection_id, batch, marks, release=release,
-                                             audit=functools.partial(self._events, person,
-                                                                     batch))
+            try:
+                results = self.store.add_objects(collection_id, batch, marks, release=release,
+                                                 audit=functools.partial(self._events, person,
+                                                                         batch))
+            except StoreFull as exc:
+                if not start:
+                    raise
+                raise StoreFull(f"{exc.message}; objects 1 to {start} of the {len(pending)} "
+                                f"to store were stored before (each {BATCH} is one "
+                                "transaction), the rest were not", hint=exc.hint) from None
             for r in results:
                 ok = r.outcome != "conflict"
                 outcomes.append(Outcome(r.object_id, r.version, ok, r.message))
@@ -173,7 +182,34 @@ class Publisher:
                 progress(len(chunk))
         if pending and self.on_stored is not None:
             self.on_stored()
-        return self._status(person, collection_id, created, outcomes)
+        try:
+            return self._status(person, collection_id, created, outcomes)
+        except StoreFull as exc:
+            if not pending:
+                raise
+            raise StoreFull(f"{exc.message}; every object was stored, but not the status "
+                            "resource", hint=exc.hint) from None
+
+    def _originators(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
+                     outcomes: list[Outcome], denials: list[AuditEvent]
+                     ) -> list[tuple[NewObject, dict[str, Any]]]:
+        """Only an object's originator issues its versions. A version of an object held
+        here as another party's is refused: published under this party's marking, it would
+        reclassify (and release again) what only its originator controls (docs/controls.md)."""
+        ids = [new.object_id for new, _ in pending if new.object_type != "marking-definition"]
+        owners = {row.object_id: row.originator
+                  for row in (self.store.held(ids, versions=("last",)) if ids else [])}
+        keep = []
+        for new, item in pending:
+            owner = owners.get(new.object_id, new.originator)
+            if owner == new.originator or new.object_type == "marking-definition":
+                keep.append((new, item))
+                continue
+            reason = (f"{new.object_id} is {owner}'s object: only its originator issues new "
+                      "versions of it; publish your own object, with a new id, that refers to it")
+            denials.append(self._denial(person, item, owner, reason))
+            outcomes.append(Outcome(new.object_id, None, False, reason))
+        return keep
 
     def _derived(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
                  outcomes: list[Outcome], denials: list[AuditEvent]

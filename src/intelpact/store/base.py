@@ -33,6 +33,15 @@ class BadCursor(StoreError):
     """A ``next`` value that this store did not issue for this query."""
 
 
+class StoreFull(StoreError):
+    """The store could not grow: the disk holding it (or its quota, or a size limit) is
+    full. The transaction was rolled back; nothing of it is stored."""
+
+    HINT = ("free space on the disk that holds the node's database (or raise its quota or "
+            "size limit), then send again: what was refused was not stored, and sending "
+            "again what was stored is answered 'already stored'")
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -158,11 +167,22 @@ class Query:
     added_after: str | None = None
     limit: int = 100
     cursor: str | None = None
+    # The console's search (interfaces/console): narrower, never wider.
+    text: str | None = None  # case-folded; in name or description (the node re-checks)
+    originators: tuple[str, ...] = ()
+    label_ids: tuple[int, ...] = ()  # only rows whose base label is one of these
+    added_before: str | None = None
+    newest_first: bool = False  # pages walk from the newest row back
 
     def fingerprint(self) -> str:
         import hashlib
-        text = json.dumps([self.ids, self.types, self.versions, self.spec_versions,
-                           self.added_after])
+        fields: list[Any] = [self.ids, self.types, self.versions, self.spec_versions,
+                             self.added_after]
+        if (self.text is not None or self.originators or self.label_ids
+                or self.added_before is not None or self.newest_first):
+            fields += [self.text, self.originators, self.label_ids, self.added_before,
+                       self.newest_first]
+        text = json.dumps(fields)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -52,6 +52,7 @@ from .base import (
     Store,
     StoredObject,
     StoreError,
+    StoreFull,
     label_from_key,
     label_key,
     timestamp,
@@ -153,9 +154,13 @@ class PostgresStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            yield conn
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                yield conn
+        except psycopg.errors.DiskFull as exc:  # SQLSTATE 53100; rolled back
+            raise StoreFull(f"the PostgreSQL store cannot grow: {exc}",
+                            hint=StoreFull.HINT) from None
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read() as conn:
@@ -764,15 +769,28 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     where = ["o.collection_id = %s", "o.label_id = ANY(%s::bigint[])", "o.recalled IS NULL"]
     if query.cursor is not None:
         seq, _, fingerprint = query.cursor.partition(".")
-        if not seq.isdigit() or fingerprint != query.fingerprint() or len(seq) > 18:
+        if not (seq.isascii() and seq.isdigit()) or fingerprint != query.fingerprint() \
+                or len(seq) > 18:
             raise BadCursor(f"'next' value {query.cursor!r} does not belong to this query",
                             hint="repeat the request with the same filters and the 'next' "
                             "value it returned")
-        where.append("o.seq > %s")
+        where.append("o.seq < %s" if query.newest_first else "o.seq > %s")
         params.append(int(seq))
     if query.ids:
         where.append("o.object_id = ANY(%s::text[])")
         params.append(list(query.ids))
+    if query.text:  # a superset: the node re-checks name and description
+        where.append("strpos(lower(o.body), %s) > 0")
+        params.append(query.text.lower())
+    if query.originators:
+        where.append("o.originator = ANY(%s::text[])")
+        params.append(list(query.originators))
+    if query.label_ids:
+        where.append("o.label_id = ANY(%s::bigint[])")
+        params.append(list(query.label_ids))
+    if query.added_before is not None:
+        where.append("o.date_added < %s")
+        params.append(query.added_before)
     if query.types:
         where.append("o.object_type = ANY(%s::text[])")
         params.append(list(query.types))
@@ -801,6 +819,7 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     params.append(query.limit + 1)
     # Only constant SQL is joined here; every value is a bound parameter.
     columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+    order = "o.seq DESC" if query.newest_first else "o.seq"
     sql = (f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} "  # noqa: S608
-           "ORDER BY o.seq LIMIT %s")
+           f"ORDER BY {order} LIMIT %s")
     return sql, params

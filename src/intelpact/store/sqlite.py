@@ -45,12 +45,17 @@ from .base import (
     Store,
     StoredObject,
     StoreError,
+    StoreFull,
     label_from_key,
     label_key,
     timestamp,
     utc_now,
 )
 
+# What SQLite says when a file cannot grow: SQLITE_FULL (no space, ENOSPC), and the
+# write or truncate errors a file size limit gives (EFBIG: RLIMIT_FSIZE, some quotas).
+_FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
+                   sqlite3.SQLITE_IOERR_TRUNCATE})
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
@@ -96,13 +101,23 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (a full disk, an I/O error); a
+                # failed COMMIT may leave the transaction open: never leave it so
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _FULL:
+                raise StoreFull(f"{self.path}: the store cannot grow ({exc}): the disk, its "
+                                "quota or the file size limit is full",
+                                hint=StoreFull.HINT) from None
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -995,9 +1010,19 @@ def _commas(values: Iterable[str]) -> str:
 
 def _statements(sql: str) -> list[str]:
     """Split a migration into statements. Migrations hold no string literal with
-    '--' or ';', so comments can be cut at '--' and statements at ';'."""
+    '--' or ';', so comments can be cut at '--' and statements at ';' (but for the
+    statements inside a trigger's BEGIN … END, which stay with their trigger)."""
     lines = [ln.split("--", 1)[0] for ln in sql.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    in_trigger = False
+    for piece in (s.strip() for s in "\n".join(lines).split(";")):
+        if in_trigger:  # a trigger's body ends with a line END
+            out[-1] += ";\n" + piece
+            in_trigger = piece.upper() != "END"
+        elif piece:
+            out.append(piece)
+            in_trigger = piece.upper().startswith("CREATE TRIGGER")
+    return out
 
 
 def _stored(row: Sequence[Any]) -> StoredObject:
@@ -1022,14 +1047,16 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     where = ["o.collection_id = ?", _in("o.label_id", readable, params), "o.recalled IS NULL"]
     if query.cursor is not None:
         seq, _, fingerprint = query.cursor.partition(".")
-        if not seq.isdigit() or fingerprint != query.fingerprint():
+        if not (seq.isascii() and seq.isdigit()) or fingerprint != query.fingerprint() \
+                or len(seq) > 18:
             raise BadCursor(f"'next' value {query.cursor!r} does not belong to this query",
                             hint="repeat the request with the same filters and the 'next' "
                             "value it returned")
-        where.append("o.seq > ?")
+        where.append("o.seq < ?" if query.newest_first else "o.seq > ?")
         params.append(int(seq))
     if query.ids:
         where.append(_in("o.object_id", query.ids, params))
+    _search(query, where, params)
     if len(query.types) == 1:
         where.append("o.object_type = ?")
         params.append(query.types[0])
@@ -1076,6 +1103,32 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     # objects_by_label and sort them for each page).
     index = ("sqlite_autoindex_objects_1" if query.ids else
              "objects_by_type" if len(query.types) == 1 else "objects_by_seq")
-    sql = (f"SELECT {columns} FROM objects o INDEXED BY {index} "  # noqa: S608
-           f"WHERE {' AND '.join(where)} ORDER BY o.seq LIMIT ?")
+    order = "o.seq DESC" if query.newest_first else "o.seq"
+    source = f"objects o INDEXED BY {index}"
+    if query.text:  # walk the text index's matches in seq order, each row by its key
+        source = "objects_text t JOIN objects o ON o.seq = t.rowid"
+        order = order.replace("o.seq", "t.rowid")
+    sql = (f"SELECT {columns} FROM {source} "  # noqa: S608
+           f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
     return sql, params
+
+
+def _search(query: Query, where: list[str], params: list[Any]) -> None:
+    """The console's search filters (store/migrations/0011_search.sql): the text through
+    the trigram index over name and description (``t``, joined by seq: the query walks
+    its matches newest first and stops at the page), the rest on the row itself."""
+    if query.text:
+        if len(query.text) >= 3:  # a phrase of trigrams: the index finds it
+            where.append("t.objects_text MATCH ?")
+            params.append('"' + query.text.replace('"', '""') + '"')
+        else:  # too short for a trigram: the index's table is scanned
+            where.append("t.text LIKE ? ESCAPE '\\'")
+            params.append("%" + query.text.replace("\\", "\\\\").replace("%", "\\%")
+                          .replace("_", "\\_") + "%")
+    if query.originators:
+        where.append(_in("o.originator", query.originators, params))
+    if query.label_ids:
+        where.append(_in("o.label_id", query.label_ids, params))
+    if query.added_before is not None:
+        where.append("o.date_added < ?")
+        params.append(query.added_before)

@@ -1,0 +1,180 @@
+"""How long, and how much, a client may send: the limits on both listeners.
+
+uvicorn closes a kept-alive connection that stays idle between requests
+(``timeout_keep_alive``, 5 s), but it puts no limit on how long a client takes to
+send a request: one that sends a header line, or a byte of its body, every few
+seconds holds its connection (and, while its body is read, a request) open for ever
+(slowloris). And when an application answers before reading the whole body (a 413),
+uvicorn goes on reading and discarding what the client sends. So, on the TAXII and the
+federation listener alike (docs/node.md, "Limits"):
+
+- :class:`NoDelayHTTP`, the node's HTTP protocol, closes a connection whose request
+  headers are not complete ``header_timeout`` seconds after the connection was made or
+  the first byte of the request arrived, and answers a request uvicorn cannot parse
+  with a 400 in TAXII's error shape;
+- :func:`read_body` reads a request body within ``max_content_length`` bytes,
+  ``body_idle_timeout`` seconds of waiting for each part and ``body_timeout`` seconds in
+  all, and raises :class:`BodyRefused` (413 or 408) as soon as one is exceeded; the
+  endpoint answers at once with ``Connection: close``, so the rest is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from ..config import DEFAULT_HEADER_TIMEOUT, NodeConfig
+
+log = logging.getLogger("intelpact.limits")
+
+TAXII = "application/taxii+json;version=2.1"
+CLOSE = {"Connection": "close"}  # for an answer sent before the whole body was read
+
+
+class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    """uvicorn's HTTP protocol (h11, or httptools when installed), with:
+
+    - Nagle's algorithm off on every connection. With ``workers`` > 1, uvicorn hands
+      each worker a listening socket made without ``IPPROTO_TCP``, so asyncio does not
+      set TCP_NODELAY on accepted connections, and a response written in two parts
+      waits for the client's delayed acknowledgement (about 40 ms: Kludex/uvicorn#3149,
+      measured by bench/scale.py);
+    - a deadline for request headers: ``header_timeout`` seconds from the connection
+      being made, or from the first byte of a later request on it, to the end of the
+      headers; a connection that misses it is closed;
+    - a malformed request answered in TAXII's error shape rather than plain text.
+
+    uvicorn makes one per connection with ``config``, ``server_state``, ``app_state`` and
+    ``_loop``; :func:`http_protocol` binds ``header_timeout``."""
+
+    def __init__(self, *args: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        no_delay(transport.get_extra_info("socket"))
+        super().connection_made(transport)
+        self._arm()  # a client that connects and sends nothing is closed too
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers and self._header_deadline is None:
+            self._arm()  # the first byte of the next request on a kept-alive connection
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's headers are complete
+            self._awaiting_headers = False
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        # Unless a pipelined request already started, the next one must come in time.
+        # Until its first byte, uvicorn's keep-alive timeout bounds the idle connection.
+        if self.cycle is cycle:
+            self._awaiting_headers = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        if self.cycle is not None and self.cycle.response_started \
+                and not self.cycle.response_complete:
+            self.transport.close()  # halfway through a response: nothing more can be said
+            return
+        body = json.dumps({"title": "Bad Request", "http_status": "400",
+                           "description": msg}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: " + TAXII.encode()
+                             + b"\r\ncontent-length: " + str(len(body)).encode()
+                             + b"\r\nconnection: close\r\n\r\n" + body)
+        self.transport.close()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _too_slow(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            log.info("closed a connection from %s: its request headers were not complete "
+                     "within %g s", self.client, self.header_timeout)
+            self.transport.close()
+
+
+def no_delay(sock: Any) -> None:
+    """Turn Nagle's algorithm off on a TCP connection (anything else is left alone)."""
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # not a TCP socket after all
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def http_protocol(cfg: NodeConfig) -> Callable[..., asyncio.Protocol]:
+    """uvicorn's ``http`` option for a listener of the node configured by ``cfg``.
+    A partial of a module-level class, so uvicorn can hand it to worker processes."""
+    return functools.partial(NoDelayHTTP, header_timeout=cfg.header_timeout)
+
+
+class BodyRefused(Exception):
+    """A request body the node will not read to its end: too large (413), too slow
+    (408), or cut off by the client (400). Answer with :data:`CLOSE`."""
+
+    def __init__(self, status: int, title: str, description: str) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.description = description
+
+
+async def read_body(request: Request, cfg: NodeConfig) -> bytes:
+    """The request body, within ``cfg``'s size and time limits. Raises BodyRefused as
+    soon as a limit is exceeded, without reading further."""
+    limit = cfg.max_content_length
+    too_large = BodyRefused(413, "Payload Too Large", f"at most {limit} bytes in a request")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise BodyRefused(400, "Bad Content-Length", "Content-Length must be a number")
+        if int(declared) > limit:
+            raise too_large
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + cfg.body_timeout
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream().__aiter__()
+    while True:
+        wait = min(cfg.body_idle_timeout, deadline - loop.time())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(wait):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise BodyRefused(408, "Request Timeout", f"the request body must arrive within "
+                              f"{cfg.body_timeout:g} s, with no pause longer than "
+                              f"{cfg.body_idle_timeout:g} s") from None
+        except ClientDisconnect:
+            raise BodyRefused(400, "Bad request", "the client went away while sending the "
+                              "request body") from None
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)

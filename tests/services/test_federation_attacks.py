@@ -1,0 +1,361 @@
+"""Attacks on the federation side, over real mutual TLS on 127.0.0.1 (issue 8): partners
+claiming another party's identity, objects claiming another originator, forged, altered
+and replayed receipts, a holder re-versioning another party's object, and oversized or
+slow requests on the federation listener. docs/reliability.md maps each to its test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from intelpact.crypto.signing import sign_object
+from intelpact.model import national_marking
+from intelpact.services.courier import Courier
+from intelpact.services.federation import (
+    FederationError,
+    make_card,
+    sign_payload,
+    sign_request,
+)
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter
+
+from helpers import indicator, make_node, serving, serving_federation
+
+TAXII = "application/taxii+json;version=2.1"
+PW = "federation-attack-pw"
+INBOX = "/federation/collections/inbox/objects/"
+OUTBOX = "/federation/collections/outbox/objects/?next=0&limit=10"
+
+
+def officer(node: Node) -> None:
+    top = {"JPN": "機密", "NZL": "TOP SECRET", "AUS": "TOP SECRET"}[node.party]
+    node.people.add("officer", party=node.party, clearance=top,
+                    communities=list(node.agreement.communities),
+                    roles=["analyst", "publisher", "security-officer"], password=PW)
+
+
+def publish(node: Node, name: str, level: str, rel: tuple[str, ...]) -> dict[str, Any]:
+    obj = indicator(name)
+    who = node.people.as_person("officer").person
+    status = node.publisher.publish(who, node.default_collection().collection_id, [obj],
+                                    marking=MarkingRequest(level, rel))
+    assert status.body["failure_count"] == 0, status.body
+    return obj
+
+
+def stored(node: Node, oid: str) -> list[Any]:
+    return node.store.held([oid])
+
+
+def tls(caller: Node, callee: Node) -> ssl.SSLContext:
+    """The client side of mutual TLS: ``caller``'s certificate, trusting ``callee``'s."""
+    ctx = ssl.create_default_context(cadata=callee.identity.tls_cert_pem)
+    ctx.load_cert_chain(str(caller.config.tls_cert), str(caller.config.tls_key))
+    return ctx
+
+
+@pytest.fixture()
+def trio(tmp_path: Path) -> Iterator[dict[str, Node]]:
+    nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "NZL", "AUS")}
+    for node in nodes.values():
+        officer(node)
+    for a in nodes.values():
+        for b in nodes.values():
+            if a is not b:
+                a.federation.add_peer(make_card(b.identity))
+    yield nodes
+    for node in nodes.values():
+        node.close()
+
+
+def test_a_partner_claiming_another_party_is_refused(trio: dict[str, Node]) -> None:
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    publish(jpn, "for AUS only", "秘", ("AUS",))
+    marking = national_marking(nzl.agreement, "NZL", "SECRET", rel_to=["JPN"])
+    body = json.dumps({"objects": [marking]}).encode()
+    with serving_federation(jpn) as url, httpx.Client(verify=tls(nzl, jpn)) as client:
+        honest = client.get(url + OUTBOX, headers=sign_request(nzl.identity, "GET", OUTBOX))
+        assert honest.status_code == 200 and "objects" not in honest.json()  # nothing for NZ
+        for method, target, content in (("GET", OUTBOX, b""), ("POST", INBOX, body)):
+            # NZ's own signature, claiming to be AUS
+            claim = {**sign_request(nzl.identity, method, target, content),
+                     "X-Intelpact-Party": "AUS"}
+            # AUS's key id, NZ's signature
+            borrowed = {**claim, "X-Intelpact-Signature": aus.identity.key_id + ":"
+                        + claim["X-Intelpact-Signature"].partition(":")[2]}
+            # the receiver itself, or nobody
+            itself = {**claim, "X-Intelpact-Party": "JPN"}
+            nobody = {k: v for k, v in claim.items() if k != "X-Intelpact-Party"}
+            for headers, reason in ((claim, "not AUS's pinned key"),
+                                    (borrowed, "does not verify for AUS"),
+                                    (itself, "JPN is not a pinned partner"),
+                                    (nobody, "the caller is not a pinned partner")):
+                r = client.request(method, url + target, content=content,
+                                   headers={**headers, "Content-Type": TAXII})
+                assert r.status_code == 403, (method, reason, r.text)
+                assert reason in r.json()["description"], (reason, r.json())
+    assert jpn.store.released_after("NZL", 0, 10) == []  # AUS's release never went to NZ
+    assert not stored(jpn, marking["id"])
+
+
+def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) -> None:
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    publish(jpn, "makes JPN's marking known", "秘", ("NZL",))
+    jpn_marking = national_marking(jpn.agreement, "JPN", "秘", rel_to=["NZL"])
+    aus_marking = sign_object(national_marking(jpn.agreement, "AUS", "SECRET",
+                                               rel_to=["JPN", "NZL"]), nzl.signing_key, "AUS")
+    as_jpn = sign_object(indicator("NZ writes as JPN", object_marking_refs=[jpn_marking["id"]]),
+                         nzl.signing_key, "JPN")
+    as_aus = sign_object(indicator("NZ writes as AUS", object_marking_refs=[aus_marking["id"]]),
+                         nzl.signing_key, "AUS")
+    with serving_federation(jpn):
+        courier = Courier(nzl)
+        try:
+            r = courier._request(nzl.federation.peers()["JPN"], "POST", INBOX,
+                                 json.dumps({"objects": [aus_marking, as_jpn, as_aus]}).encode())
+        finally:
+            courier.stop()
+    assert r.status_code == 200
+    failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+    assert r.json()["success_count"] == 0, r.json()
+    assert "not a pinned key" in failures[as_jpn["id"]] or "forged" in failures[as_jpn["id"]]
+    assert as_aus["id"] in failures and aus_marking["id"] in failures
+    refused = {oid for _, oid, _, _ in jpn.store.refusals()}
+    assert {as_jpn["id"], as_aus["id"], aus_marking["id"]} <= refused
+    assert not stored(jpn, as_jpn["id"]) and not stored(jpn, as_aus["id"])
+
+
+def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
+        trio: dict[str, Node]) -> None:
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    first = publish(jpn, "first", "秘", ("NZL",))
+    second = publish(jpn, "second", "秘", ("NZL",))
+    rows = {row.object_id: row for _, row in jpn.store.pending("NZL", 10)}
+    marking = next(json.loads(b) for b in jpn.store.markings()
+                   if json.loads(b)["id"] == json.loads(rows[first["id"]].body)
+                   ["object_marking_refs"][0])
+    with serving_federation(nzl):
+        courier = Courier(jpn)
+        try:
+            r = courier._request(jpn.federation.peers()["NZL"], "POST", INBOX, json.dumps(
+                {"objects": [marking, json.loads(rows[first["id"]].body)]}).encode())
+        finally:
+            courier.stop()
+    genuine = r.json()["x_intelpact_receipt"]
+    fed = jpn.federation
+    assert fed.check_receipt("NZL", genuine, [rows[first["id"]]]) == [first["id"]]
+    # replayed for another delivery: it acknowledges only what it names
+    assert fed.check_receipt("NZL", genuine, [rows[second["id"]]]) == []
+    altered = copy.deepcopy(genuine)
+    altered["receipt"]["objects"].append({"id": second["id"], "version": "x",
+                                          "body_hash": rows[second["id"]].body_hash})
+    with pytest.raises(FederationError, match="signature does not verify"):
+        fed.check_receipt("NZL", altered, [rows[second["id"]]])
+    forged = {**altered, "signature": sign_payload(Ed25519PrivateKey.generate(),
+                                                   altered["receipt"])}
+    with pytest.raises(FederationError, match="signature does not verify"):
+        fed.check_receipt("NZL", forged, [rows[second["id"]]])
+    with pytest.raises(FederationError, match="not signed with NZL's pinned key"):
+        fed.check_receipt("NZL", {**forged, "key_id": "someone-else"}, [rows[second["id"]]])
+    # NZ's own key, but a receipt for a delivery between other parties
+    elsewhere = dict(genuine["receipt"], sender="AUS")
+    misdirected = {**genuine, "receipt": elsewhere,
+                   "signature": sign_payload(nzl.signing_key, elsewhere)}
+    with pytest.raises(FederationError, match="names the wrong parties"):
+        fed.check_receipt("NZL", misdirected, [rows[first["id"]]])
+    with pytest.raises(FederationError, match="no receipt"):
+        fed.check_receipt("NZL", None, [rows[first["id"]]])
+
+
+def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(
+        trio: dict[str, Node]) -> None:
+    """Regression: a JPN publisher could post, over TAXII, a new version of an object NZ
+    originated under a JPN marking (lower, wider), which JPN then served as its latest
+    version and released to NZ as JPN's own."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    theirs = publish(nzl, "NZ's secret", "SECRET", ("JPN",))
+    with serving_federation(jpn):
+        courier = Courier(nzl)
+        try:
+            assert courier.push_all("JPN") >= 1
+        finally:
+            courier.stop()
+    assert [r.originator for r in stored(jpn, theirs["id"])] == ["NZL"]
+    low = national_marking(jpn.agreement, "JPN", "指定なし", rel_to=["NZL", "AUS"])
+    lowered = dict(theirs, modified="2026-11-02T00:00:00.000Z", description="lowered",
+                   object_marking_refs=[low["id"]])
+    cid = jpn.default_collection().collection_id
+    with serving(jpn) as url:
+        r = httpx.post(f"{url}/intel/collections/{cid}/objects/", auth=("officer", PW),
+                       headers={"Accept": TAXII, "Content-Type": TAXII},
+                       content=json.dumps({"objects": [low, lowered]}, ensure_ascii=False)
+                       .encode())
+    assert r.status_code == 202
+    (failure,) = r.json()["failures"]
+    assert failure["id"] == theirs["id"]
+    assert "is NZL's object: only its originator issues new versions" in failure["message"]
+    assert [(r.originator, r.version) for r in stored(jpn, theirs["id"])] == [
+        ("NZL", "2026-11-01T00:00:00.000000Z")]
+    assert theirs["id"] not in {row.object_id for _, row in jpn.store.pending("NZL", 100)}
+    assert theirs["id"] not in {row.object_id for _, row in jpn.store.pending("AUS", 100)}
+    denied = [json.loads(e.body) for e in jpn.audit.find(AuditFilter(kinds=("deny",)))]
+    assert any(d.get("originator") == "NZL" and d.get("act") == "publish"
+               and d["objects"][0][0] == theirs["id"] for d in denied)
+    # its own new version of its own object is still fine, and so is a new JPN object
+    mine = publish(jpn, "JPN's own", "秘", ("NZL",))
+    status = jpn.publisher.publish(jpn.people.as_person("officer").person, cid,
+                                   [dict(mine, modified="2026-11-03T00:00:00.000Z")],
+                                   marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    assert len(stored(jpn, mine["id"])) == 2
+    copy_of_theirs = dict(theirs, id=f"indicator--{'1' * 8}-1111-4111-8111-{'1' * 12}",
+                          description="JPN's report on it", object_marking_refs=[low["id"]])
+    status = jpn.publisher.publish(jpn.people.as_person("officer").person, cid,
+                                   [low, copy_of_theirs])
+    assert status.body["failure_count"] == 0, status.body
+
+
+# -- the federation listener's limits ---------------------------------------------------------
+
+def raw_tls(caller: Node, callee: Node) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", callee.config.federation_port), timeout=10)
+    return tls(caller, callee).wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def send_until_closed(s: ssl.SSLSocket, chunk: bytes, total: int) -> tuple[int, bytes]:
+    """Send ``chunk`` until ``total`` bytes or until the server closes, reading as we go
+    (without blocking: a TLS record that holds no data, such as a session ticket, must not
+    stop the sender)."""
+    sent, got = 0, b""
+    try:
+        while sent < total:
+            s.sendall(chunk)
+            sent += len(chunk)
+            s.setblocking(False)
+            try:
+                while data := s.recv(65536):
+                    got += data
+                return sent, got  # closed by the server
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            finally:
+                s.settimeout(10)
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        pass
+    with contextlib.suppress(OSError, ssl.SSLError):
+        while data := s.recv(65536):
+            got += data
+    return sent, got
+
+
+def closed_after(s: ssl.SSLSocket, seconds: float, dribble: bytes = b"") -> tuple[float, bytes]:
+    start, got = time.monotonic(), b""
+    s.settimeout(0.2)
+    while time.monotonic() - start < seconds:
+        try:
+            if dribble:
+                s.sendall(dribble)
+            data = s.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            return time.monotonic() - start, got
+        if not data:
+            return time.monotonic() - start, got
+        got += data
+    raise AssertionError(f"still open after {seconds} s: {got[:200]!r}")
+
+
+def status_of(data: bytes) -> tuple[int, dict[str, str], Any]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    length = int(headers.get("content-length", "0"))
+    return int(status_line.split()[1]), headers, json.loads(body[:length])
+
+
+@pytest.fixture()
+def limited(trio: dict[str, Node]) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    nzl.config = dataclasses.replace(nzl.config, max_content_length=64 * 1024,
+                                     header_timeout=1.0, body_idle_timeout=1.0,
+                                     body_timeout=3.0)
+    with serving_federation(nzl):
+        yield jpn, nzl
+
+
+def head(target: str, extra: str) -> bytes:
+    return (f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {TAXII}\r\n"
+            f"{extra}\r\n").encode()
+
+
+def test_a_large_body_is_413_on_the_federation_listener_before_it_is_read(
+        limited: tuple[Node, Node]) -> None:
+    jpn, nzl = limited
+    total = 50 * 1024 * 1024
+    for path in (INBOX, "/federation/notices", "/federation/compromise", "/federation/keys"):
+        with raw_tls(jpn, nzl) as s:  # declared too large: answered before the body
+            s.sendall(head(path, f"Content-Length: {total}\r\n"))
+            sent, got = send_until_closed(s, b"[" * 16384, total)
+            assert sent < total // 10, (path, sent)
+            status, headers, body = status_of(got)
+            assert (status, headers["connection"], body["title"]) == (
+                413, "close", "Payload Too Large"), path
+        with raw_tls(jpn, nzl) as s:  # chunked: refused once past the limit
+            s.sendall(head(path, "Transfer-Encoding: chunked\r\n"))
+            sent, got = send_until_closed(s, b"4000\r\n" + b"[" * 16384 + b"\r\n", total)
+            assert sent < total // 10, (path, sent)
+            assert status_of(got)[0] == 413, path
+    assert nzl.store.refusals() == []  # nothing got as far as the signature check
+
+
+def test_slow_requests_on_the_federation_listener_are_cut_off(
+        limited: tuple[Node, Node]) -> None:
+    jpn, nzl = limited
+    with raw_tls(jpn, nzl) as s:
+        s.sendall(b"GET /federation/card HTTP/1.1\r\n")
+        took, got = closed_after(s, 5, dribble=b"X-Slow: 1\r\n")
+        assert 0.8 <= took < 2.5 and got == b"", took
+    with raw_tls(jpn, nzl) as s:
+        took, got = closed_after(s, 5)
+        assert 0.8 <= took < 2.5 and got == b"", took
+    with raw_tls(jpn, nzl) as s:
+        s.sendall(head(INBOX, "Content-Length: 5000\r\n") + b'{"objects":[')
+        took, got = closed_after(s, 5)
+        status, headers, body = status_of(got)
+        assert (status, headers["connection"], body["title"]) == (408, "close",
+                                                                    "Request Timeout")
+        assert 0.8 <= took < 2.5, took
+        # and the listener still answers a signed request at once
+        with httpx.Client(verify=tls(jpn, nzl)) as client:
+            r = client.get(nzl.config.federation_url + OUTBOX,
+                           headers=sign_request(jpn.identity, "GET", OUTBOX))
+            assert r.status_code == 200
+
+
+def test_without_a_client_certificate_nothing_is_served(limited: tuple[Node, Node]) -> None:
+    jpn, nzl = limited
+    ctx = ssl.create_default_context(cadata=nzl.identity.tls_cert_pem)
+    sock = socket.create_connection(("127.0.0.1", nzl.config.federation_port), timeout=10)
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)), \
+            ctx.wrap_socket(sock, server_hostname="127.0.0.1") as s:
+        s.sendall(b"GET /federation/card HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = s.recv(65536)
+        assert data == b"", data  # TLS 1.3: the refusal may come as a close
+        raise ConnectionResetError("closed without an answer")
