@@ -187,6 +187,9 @@ Both nodes exchanged everything the agreement allows in {took:.1f} s.
 
 Japanese node:     https://127.0.0.1:8401/taxii2/   (certificate {jpn}/tls/cert.pem)
 New Zealand node:  https://127.0.0.1:8411/taxii2/   (certificate {nzl}/tls/cert.pem)
+Analyst's console: https://127.0.0.1:8401/ (JPN) and https://127.0.0.1:8411/ (NZL):
+  log in as tanaka / tanaka-demo-password (JPN; the browser asks to trust the
+  self-signed certificate) or aroha / aroha-demo-password (NZL)
 People (password = NAME-demo-password):
   JPN  tanaka 機密 (TOP SECRET, JPNEO, TLP-RED) · sato 秘 · suzuki 取扱注意 (not cleared)
   NZL  aroha SECRET (NZEO) · wiremu RESTRICTED

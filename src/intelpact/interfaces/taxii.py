@@ -448,4 +448,8 @@ def _added_headers(rows: Sequence[Any]) -> dict[str, str]:
 
 
 def create_app(node: Node) -> Starlette:
-    return TaxiiApi(node).app
+    app = TaxiiApi(node).app
+    from .console import mount  # the analyst's console at "/" (docs/console.md)
+
+    mount(app, node)
+    return app

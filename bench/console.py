@@ -1,0 +1,150 @@
+"""Benchmark: the console's search over 100,000 objects on the embedded store.
+
+Run: .venv/bin/python bench/console.py [--objects N]
+
+A fresh JPN node (SQLite, TLS off) in a temporary directory is loaded with N
+indicators (default 100,000) under 10 national markings, with names and
+descriptions drawn from a small vocabulary plus a rare word in one object in a
+thousand. The reader is a JPN analyst cleared 極秘 in MARITIME, who may see 7 of
+the 10 markings (as bench/taxii.py). The node is served by uvicorn in this process
+(TAXII and the console on one listener, as ``intelpact serve`` does) and read over
+HTTP with one keep-alive connection, logged in once.
+
+Measures the median and p95 wall time (over --repeat requests) of the search page's
+first page (50 results, newest first, label filter and read audit included, HTML
+rendered): no text; a common word; a rare word; a word that matches nothing; a
+two-character text (no trigram: the index table is scanned); filters by originator
+and classification. Peer: the same person's first page of 50 through the TAXII
+objects endpoint (limit=50), the node's own fast path; the ratio is console/TAXII.
+
+Target: every first page under 200 ms. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from intelpact.interfaces.taxii import create_app  # noqa: E402
+from intelpact.services.node import Node  # noqa: E402
+from intelpact.services.publish import MarkingRequest  # noqa: E402
+
+from helpers import _in_thread, free_port  # noqa: E402
+
+WORDS = ("vessel", "transshipment", "longline", "reef", "patrol", "harbour", "buoy",
+         "trawler", "beacon", "cargo", "fishing", "tuna", "container", "signal", "drift")
+MARKINGS = [  # (level, rel, communities): the reader sees the first 7
+    ("指定なし", ("NZL",), ()), ("秘", ("NZL",), ()), ("極秘", ("NZL",), ()),
+    ("秘", ("NZL",), ("MARITIME",)), ("極秘", (), ()), ("取扱注意", ("NZL",), ()),
+    ("秘", (), ("MARITIME",)), ("機密", ("NZL",), ()), ("秘", ("NZL",), ("CLIMATE",)),
+    ("極秘", (), ("CLIMATE",)),
+]
+PASSWORD = "a long benchmark password"
+
+
+def load(node: Node, count: int) -> None:
+    rng = random.Random(7)
+    publisher = node.people.as_person("pub").person
+    cid = node.default_collection().collection_id
+    per = count // len(MARKINGS)
+    for m, (level, rel, communities) in enumerate(MARKINGS):
+        objects = []
+        for i in range(per):
+            n = m * per + i
+            words = " ".join(rng.choice(WORDS) for _ in range(12))
+            rare = " zanzibarite" if n % 1000 == 0 else ""
+            objects.append({
+                "type": "indicator", "spec_version": "2.1",
+                "id": f"indicator--{rng.getrandbits(128):032x}"[:-32] + _uuid(rng),
+                "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+                "name": f"sighting {n} {rng.choice(WORDS)}", "description": words + rare,
+                "indicator_types": ["malicious-activity"], "pattern_type": "stix",
+                "pattern": f"[ipv4-addr:value = '198.51.{n // 256 % 256}.{n % 256}']",
+                "valid_from": "2026-11-01T00:00:00Z"})
+        for start in range(0, len(objects), 5000):
+            status = node.publisher.publish(publisher, cid, objects[start:start + 5000],
+                                            marking=MarkingRequest(level, rel, (),
+                                                                   communities))
+            assert status.body["failure_count"] == 0, status.body["failures"][:2]
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"
+
+
+def timed(client: httpx.Client, path: str, repeat: int, **kw: object) -> dict[str, float]:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        r = client.get(path, **kw)  # type: ignore[arg-type]
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 1),
+            "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="intelpact-console-bench-") as tmp:
+        node = Node.create(Path(tmp) / "jpn", party="JPN",
+                           agreement_file=ROOT / "agreements" / "jpn-nzl.toml", tls=False,
+                           port=free_port(), federation_port=free_port())
+        node.people.add("pub", party="JPN", clearance="機密", roles=["publisher"],
+                        communities=["MARITIME", "CLIMATE"])
+        node.people.add("reader", party="JPN", clearance="極秘", roles=["analyst"],
+                        communities=["MARITIME"], password=PASSWORD)
+        t = time.perf_counter()
+        load(node, args.objects)
+        load_s = time.perf_counter() - t
+        print(f"loaded {args.objects} objects in {load_s:.1f} s", file=sys.stderr)
+        port = free_port()
+        options = {"host": "127.0.0.1", "port": port}
+        with _in_thread(create_app(node), options), \
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            page = client.get("/login")
+            csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            r = client.post("/login", data={"csrf": csrf, "name": "reader",
+                                            "password": PASSWORD})
+            assert r.status_code == 303, r.text[:300]
+            rank = str(node.agreement.rank_of("JPN", "秘"))
+            cases = {
+                "first_page": ("/", {}), "common_word": ("/", {"q": "transshipment"}),
+                "rare_word": ("/", {"q": "zanzibarite"}), "no_match": ("/", {"q": "qqqxqqq"}),
+                "two_characters": ("/", {"q": "zz"}),
+                "originator_and_level": ("/", {"originator": "JPN", "level": rank}),
+            }
+            results = {name: timed(client, path, args.repeat, params=params)
+                       for name, (path, params) in cases.items()}
+            cid = node.default_collection().collection_id
+            basic = httpx.BasicAuth("reader", PASSWORD)
+            taxii = timed(client, f"/intel/collections/{cid}/objects/", args.repeat,
+                          params={"limit": "50"}, auth=basic,
+                          headers={"Accept": "application/taxii+json;version=2.1"})
+        node.close()
+    worst = max(v["median_ms"] for v in results.values())
+    print(json.dumps({
+        "benchmark": "console-search", "objects": args.objects, "load_seconds": round(load_s, 1),
+        "results": results, "peer_taxii_first_page_limit_50": taxii,
+        "ratio_first_page_console_to_taxii": round(
+            results["first_page"]["median_ms"] / taxii["median_ms"], 2),
+        "target_ms": 200, "met": worst < 200}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Take the screenshots in docs/console.md: a fresh JPN node with a few fictional
+objects, served on 127.0.0.1, photographed by Debian's headless Chromium through
+Playwright. Run: .venv/bin/python scripts/console_screenshots.py [--out docs/img]"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from intelpact.interfaces.taxii import create_app  # noqa: E402
+from intelpact.services.node import Node  # noqa: E402
+from intelpact.services.publish import MarkingRequest  # noqa: E402
+
+from helpers import _in_thread, free_port, indicator  # noqa: E402
+
+SAMPLES = [  # name, description, level, REL TO, communities
+    ("Transshipment at sea, fictional vessel KAIYO MARU 7",
+     "Fictional: two vessels met at night outside the EEZ; AIS dark for 6 hours.",
+     "秘", ("NZL",), ("MARITIME",)),
+    ("Fictional longline fleet loitering near the reef", "Fictional sample sighting.",
+     "指定なし", ("NZL",), ()),
+    ("Fictional beacon spoofing pattern", "Fictional: repeated MMSI across two tracks.",
+     "極秘", ("NZL",), ()),
+    ("Japan-only assessment (fictional)", "Fictional: stays home.", "極秘", (), ()),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    args = parser.parse_args()
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("Chromium is missing: apt-get install chromium")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="intelpact-shots-") as tmp:
+        node = Node.create(Path(tmp) / "jpn", party="JPN",
+                           agreement_file=ROOT / "agreements" / "jpn-nzl.toml", tls=False,
+                           port=free_port(), federation_port=free_port())
+        node.people.add("tanaka", party="JPN", clearance="機密", communities=["MARITIME"],
+                        roles=["analyst", "publisher", "security-officer"],
+                        password="tanaka-demo-password")
+        tanaka = node.people.as_person("tanaka").person
+        cid = node.default_collection().collection_id
+        first = None
+        for name, description, level, rel, communities in SAMPLES:
+            obj = indicator(name, description=description)
+            first = first or obj["id"]
+            node.publisher.publish(tanaka, cid, [obj], marking=MarkingRequest(
+                level, rel, (), communities))
+        port = free_port()
+        with _in_thread(create_app(node), {"host": "127.0.0.1", "port": port}), \
+                sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(base_url=f"http://127.0.0.1:{port}",
+                                    viewport={"width": 1100, "height": 1000})
+            page.goto("/login")
+            page.screenshot(path=str(args.out / "console-login.png"))
+            page.fill("#name", "tanaka")
+            page.fill("#password", "tanaka-demo-password")
+            page.click("button[type=submit]")
+            page.wait_for_url("**/")
+            page.screenshot(path=str(args.out / "console-search.png"))
+            page.goto(f"/objects/{first}")
+            page.screenshot(path=str(args.out / "console-object.png"))
+            page.goto("/publish")
+            page.select_option("#level", "極秘")
+            page.check("input[name=rel][value=NZL]")
+            expect(page.locator("#preview")).to_contain_text("REL TO JPN, NZL")
+            page.screenshot(path=str(args.out / "console-publish.png"))
+            page.goto("/desk")
+            page.screenshot(path=str(args.out / "console-desk.png"))
+            browser.close()
+        node.close()
+    print(f"wrote 5 screenshots to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

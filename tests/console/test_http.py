@@ -1,0 +1,217 @@
+"""The console over HTTP against a live server: sessions and their cookies, CSRF, the
+idle timeout, the access matrix (no page shows what its viewer may not see), the
+'not found' page, and TAXII's paths left as they were."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import PEOPLE, World, csrf_of, login, password
+from intelpact.store.base import AuditFilter
+
+from helpers import make_node, serving
+
+MISSING = "indicator--00000000-0000-4000-8000-000000000000"
+RESULT = re.compile(r'<a class="name" href="/objects/([^"]+)">')
+
+
+def test_pages_need_a_session(world: World) -> None:
+    client = world.client()
+    for path in ("/", "/publish", "/desk", f"/objects/{next(iter(world.objects))}"):
+        r = client.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+    assert "403" not in client.get("/login").text
+
+
+def test_log_in_sets_a_strict_http_only_session_cookie(world: World) -> None:
+    client = world.client()
+    r = login(client, "sato")
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = next(c for c in r.headers.get_list("set-cookie")
+                  if c.startswith("intelpact_session="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; the TLS test checks Secure
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_is_refused_and_audited(world: World) -> None:
+    client = world.client()
+    r = login(client, "sato", "not-the-password-at-all")
+    assert r.status_code == 401 and "Wrong name or password" in r.text
+    assert "intelpact_session" not in r.headers.get("set-cookie", "")
+    assert world.node.audit.find(AuditFilter(kinds=("login-failure",)))
+
+
+def test_log_in_without_its_csrf_token_is_refused(world: World) -> None:
+    client = world.client()
+    client.get("/login")
+    r = client.post("/login", data={"name": "sato", "password": password("sato")})
+    assert r.status_code == 403
+    assert "intelpact_session" not in r.headers.get("set-cookie", "")
+
+
+def test_posts_without_the_csrf_token_are_refused(world: World) -> None:
+    client = world.client("tanaka")
+    before = world.node.store.count(world.node.default_collection().collection_id)
+    form = {"kind": "indicator", "name": "csrf-less", "pattern":
+            "[ipv4-addr:value = '198.51.100.9']", "level": "秘"}
+    for data in (form, {**form, "csrf": "forged"}):
+        r = client.post("/publish", data=data)
+        assert r.status_code == 403 and "CSRF" in r.text
+    assert world.node.store.count(world.node.default_collection().collection_id) == before
+    assert client.post("/desk", data={"action": "verify"}).status_code == 403
+    assert client.post(f"/desk/consent/{MISSING}", data={"action": "refuse",
+                                                        "reason": "x"}).status_code == 403
+    client.post("/logout", data={})  # no token: the session is not ended
+    assert client.get("/").status_code == 200
+    client.post("/logout", data={"csrf": csrf_of(client)})
+    assert client.get("/").status_code == 303
+
+
+def test_idle_sessions_end(world: World) -> None:
+    client = world.client("sato")
+    sessions = world.console.sessions
+    old = sessions.idle_seconds
+    sessions.idle_seconds = 0.3
+    try:
+        assert client.get("/").status_code == 200
+        time.sleep(0.5)
+        r = client.get("/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    finally:
+        sessions.idle_seconds = old
+
+
+def test_revoked_person_is_logged_out(world: World) -> None:
+    world.node.people.add("leaver", party="JPN", clearance="秘", password=password("leaver"))
+    client = world.client("leaver")
+    assert client.get("/").status_code == 200
+    world.node.people.revoke("leaver")
+    assert client.get("/").status_code == 303
+
+
+def _results(client: httpx.Client, **params: str) -> list[str]:
+    r = client.get("/", params=params)
+    assert r.status_code == 200, r.text
+    return RESULT.findall(r.text)
+
+
+@pytest.mark.parametrize("who", sorted(PEOPLE))
+def test_access_matrix_no_page_shows_what_the_viewer_may_not_see(world: World,
+                                                                  who: str) -> None:
+    client = world.client(who)
+    expected = world.expected_visible(who)
+    hidden = set(world.objects) - expected
+    if who == "ops":  # an operator alone reads no intelligence
+        assert client.get("/").status_code == 403
+        assert client.get(f"/objects/{next(iter(world.objects))}").status_code == 403
+        return
+    listed = {oid for oid in _results(client) if oid in world.objects}
+    assert listed == expected
+    pages = [client.get("/").text]
+    for oid, body in world.objects.items():
+        name = body["name"]
+        found = _results(client, q=name)
+        assert (oid in found) == (oid in expected), (who, name)
+        r = client.get(f"/objects/{oid}")
+        raw = client.get(f"/objects/{oid}/raw")
+        if oid in expected:
+            assert r.status_code == 200 and raw.status_code == 200
+            pages += [r.text, raw.text]
+        else:  # exactly the page of an object that does not exist
+            none = client.get(f"/objects/{MISSING}")
+            assert r.status_code == raw.status_code == none.status_code == 404
+            assert r.text == none.text == raw.text
+    for path in ("/publish", "/desk"):
+        r = client.get(path)
+        pages.append(r.text)
+    for oid in hidden:
+        for text in pages:
+            assert oid not in text and world.objects[oid]["name"] not in text
+
+
+def test_search_never_matches_a_withheld_portion(world: World) -> None:
+    sato, tanaka = world.client("sato"), world.client("tanaka")
+    oid = world.names["hi-rel-nzl"]
+    assert _results(tanaka, q="secret-portion") == [oid]
+    assert _results(sato, q="secret-portion") == []
+    page = sato.get(f"/objects/{oid}").text
+    assert "secret-portion-words" not in page and "Withheld from you" in page
+
+
+def test_filters(world: World) -> None:
+    tanaka = world.client("tanaka")
+    maritime = [o for o in _results(tanaka, community="MARITIME") if o in world.objects]
+    assert maritime == [world.names["maritime-patrol"]]
+    rank = world.node.agreement.rank_of("JPN", "機密")
+    # by the object's own marking: hi-rel-nzl's 機密 portion does not make it match (else
+    # sato, who may not read that portion, would learn it is there)
+    assert [o for o in _results(tanaka, level=str(rank)) if o in world.objects] == \
+        [world.names["kimitsu-jpneo"]]
+    hi = str(world.node.agreement.rank_of("JPN", "秘"))
+    assert world.names["hi-rel-nzl"] in _results(world.client("sato"), level=hi)
+    assert set(_results(tanaka, q="reef")) == set(world.objects) - {world.names["hi-rel-nzl"]}
+    assert _results(tanaka, originator="NZL") == []
+    assert _results(tanaka, q="reef", type="malware") == []
+    assert _results(tanaka, until="2000-01-01") == []
+    assert tanaka.get("/", params={"until": "yesterday"}).status_code == 400
+    assert tanaka.get("/", params={"next": "12.nonsense"}).status_code == 400
+
+
+def test_page_banner_is_the_highest_label_shown(world: World) -> None:
+    tanaka, suzuki = world.client("tanaka"), world.client("suzuki")
+    top = re.compile(r'<div class="banner band-([a-z-]+)"[^>]*id="banner-top">([^<]+)</div>')
+    band, text = top.search(tanaka.get("/").text).groups()
+    assert band == "top-secret" and text.startswith("機密")
+    band, text = top.search(tanaka.get(f"/objects/{world.names['open-harbour']}").text).groups()
+    assert (band, text) == ("unclassified", "指定なし // REL TO JPN, NZL")
+    band, text = top.search(suzuki.get(f"/objects/{MISSING}").text).groups()
+    assert band == "unclassified"
+
+
+def test_unknown_paths_get_html_but_taxii_keeps_its_shape(world: World) -> None:
+    client = world.client()
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    taxii = {"Accept": "application/taxii+json;version=2.1"}
+    r = client.get("/no/such/page", headers=taxii)  # a TAXII client's mistake: TAXII's shape
+    assert r.status_code == 404 and r.json()["http_status"] == "404"
+    r = client.get("/taxii2/nothing-here")
+    assert r.status_code == 404 and r.json()["http_status"] == "404"
+    r = client.get("/intel/no-such/")
+    assert r.status_code == 404 and r.json()["http_status"] == "404"
+    assert client.post("/taxii2/").status_code == 405
+    assert client.get("/taxii2/").status_code == 406  # TAXII's own Accept rule
+
+
+def test_served_with_create_app_and_secure_cookies_on_tls(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "tls", tls=True)
+    node.people.add("kato", party="JPN", clearance="秘", password=password("kato"))
+    with serving(node) as url, ExitStack() as stack:
+        assert url.startswith("https://")
+        trust = ssl.create_default_context(cafile=str(node.config.tls_cert))
+        client = httpx.Client(base_url=url, verify=trust, follow_redirects=False)
+        stack.callback(client.close)
+        r = login(client, "kato")
+        cookie = next(c for c in r.headers.get_list("set-cookie")
+                      if c.startswith("intelpact_session="))
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        assert client.get("/").status_code == 200
+        assert client.get("/static/console.css").status_code == 200
+    node.close()
+
+
+def test_security_headers_and_no_external_resources(world: World) -> None:
+    r = world.client("tanaka").get("/publish")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert r.headers["cache-control"] == "no-store"
+    for attr in re.findall(r'(?:src|href)="([^"]+)"', r.text):
+        assert attr.startswith(("/", "#")), attr
