@@ -19,14 +19,15 @@ run: $(STAMP)
 	$(BIN)/python scripts/demo.py $(DEMO)
 
 # Two passes: everything (the store tests run on SQLite and PostgreSQL), then the
-# TAXII, federation and people suites again with every node on PostgreSQL. The
-# PostgreSQL server is started by the tests (tests/pg.py); without PostgreSQL
-# binaries those tests skip with the reason printed.
+# TAXII, federation, people, attack and console suites again with every node on
+# PostgreSQL. The PostgreSQL server is started by the tests (tests/pg.py); without
+# PostgreSQL binaries those tests skip with the reason printed.
 PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.py \
 	tests/services/test_federation.py tests/services/test_people.py \
 	tests/services/test_audit_partner.py tests/services/test_compromise.py \
 	tests/services/test_controls.py tests/services/test_consent.py \
-	tests/services/test_lifecycle.py
+	tests/services/test_lifecycle.py tests/interfaces/test_attacks.py \
+	tests/console/test_http.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -523,8 +523,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0,
                         help="objects/s published at JPN (default 200; NZL a quarter)")
     parser.add_argument("--batch", type=int, default=10, help="objects per envelope (10)")
-    parser.add_argument("--gets", type=float, default=100.0,
-                        help="single-object GETs/s at JPN (default 100)")
+    parser.add_argument("--gets", type=float, default=50.0,
+                        help="single-object GETs/s at JPN (default 50)")
     parser.add_argument("--idle-samples", type=int, default=100,
                         help="requests of each kind for the idle peer (default 100)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")

@@ -833,6 +833,25 @@ def test_a_large_body_is_413_before_it_is_read(limited: World) -> None:
     limited.still_serving()
 
 
+@pytest.mark.parametrize("credentials", [b"", b"Basic " + base64.b64encode(b"nobody:wrong"),
+                                         b"Bearer not-a-token"])
+def test_a_stranger_is_refused_before_the_body_is_read(limited: World,
+                                                       credentials: bytes) -> None:
+    """Authentication comes first: a client that is nobody is answered as soon as its
+    headers are in, without the node waiting for (or buffering) a body within the limit,
+    and the connection is closed on the answer."""
+    before = limited.snapshot()
+    declared = limited.node.config.max_content_length - 1
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as s:
+        s.sendall(post_head(limited, {b"Authorization": credentials,
+                                      b"Content-Length": str(declared).encode()}))
+        answer = read_response(s)  # waiting for the body would be a 408 after 1 s
+        assert answer[1]["connection"] == "close"
+        taxii_error(answer, 401)
+        assert s.recv(1) == b""  # closed: the body is never read
+    assert limited.snapshot() == before
+
+
 def test_slow_clients_are_cut_off_while_others_are_served(limited: World) -> None:
     before = limited.snapshot()
     port = limited.port

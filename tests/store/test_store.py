@@ -22,6 +22,7 @@ from intelpact.store.base import (
     PersonRecord,
     Query,
     StatusRecord,
+    StoreError,
     label_from_key,
     label_key,
     normalise_timestamp,
@@ -487,3 +488,16 @@ def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     assert store.pending_notices("NZL", 10) == []
     (recall,) = store.recalls()
     assert recall.party == "NZL" and recall.reason == "why" and recall.destroyed is None
+
+
+def test_text_with_a_nul_is_refused_or_matches_nothing(store: Store) -> None:
+    """SQLite keeps NUL characters, so such a value simply matches nothing; PostgreSQL's
+    text cannot hold one, so the store refuses it with its own error: never a driver's
+    exception (a 500 at the API)."""
+    lookups = (store.person, store.collection, store.status, store.consent)
+    for lookup in lookups:
+        if isinstance(store, SQLiteStore):
+            assert lookup("c1\x00") is None
+        else:
+            with pytest.raises(StoreError, match="NUL"):
+                lookup("c1\x00")

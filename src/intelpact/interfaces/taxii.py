@@ -10,11 +10,12 @@ without it (docs/taxii.md).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,7 @@ from ..store.base import BadCursor, Query, StoreFull, normalise_timestamp
 from .limits import CLOSE, BodyRefused, read_body
 
 log = logging.getLogger("intelpact.taxii")
+T = TypeVar("T")
 
 TAXII = "application/taxii+json;version=2.1"
 STIX = "application/stix+json;version=2.1"
@@ -42,6 +44,9 @@ STORE_FULL = "store-full"  # error_code of a 507: the node's disk is full
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}$")
+# Collection and status ids the node makes (UUIDs): anything else names nothing here,
+# whatever bytes it holds (a NUL, say, that one store would match and another refuse).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,249}$")
 _MATCH = ("id", "type", "version", "spec_version")
 
 
@@ -156,18 +161,33 @@ class TaxiiApi:
                 if not _accepts_taxii(request.headers.get("accept")):
                     raise TaxiiError(406, "Not Acceptable",
                                      f"send 'Accept: {TAXII}'")
-                body = None
-                if request.method == "POST":
-                    body = await self._read_body(request)
-                return await run_in_threadpool(self._call, handler, request, body)
+                if request.method != "POST":
+                    return await run_in_threadpool(self._call, handler, request, None)
+                # Who is asking before what they send: a body is read only for a person
+                # (an anonymous client makes the node buffer nothing).
+                try:
+                    principal = await run_in_threadpool(
+                        self._guard, functools.partial(self._authenticate, request))
+                except TaxiiError as exc:
+                    exc.headers.update(CLOSE)  # answered before the body was read
+                    raise
+                body = await self._read_body(request)
+                return await run_in_threadpool(self._call, handler, request, body, principal)
             except TaxiiError as exc:
                 return _error(exc)
         return endpoint
 
     def _call(self, handler: Callable[[Request, Principal, bytes | None], Response],
-              request: Request, body: bytes | None) -> Response:
+              request: Request, body: bytes | None,
+              principal: Principal | None = None) -> Response:
+        """Authenticate (unless done already) and handle, with the node's errors mapped."""
+        return self._guard(lambda: handler(request, principal or self._authenticate(request),
+                                           body))
+
+    def _guard(self, work: Callable[[], T]) -> T:
+        """Run ``work`` with the node's errors mapped to TAXII's."""
         try:
-            return handler(request, self._authenticate(request), body)
+            return work()
         except TaxiiError:
             raise
         except StoreFull as exc:
@@ -219,7 +239,7 @@ class TaxiiApi:
         return str(request.base_url).rstrip("/")
 
     def _collection(self, cid: str, principal: Principal) -> str:
-        if self.node.store.collection(cid) is None:
+        if not _NAME.match(cid) or self.node.store.collection(cid) is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         if not _can_read(principal):
             raise TaxiiError(403, "Forbidden", "reading intelligence needs the analyst, "
@@ -239,7 +259,8 @@ class TaxiiApi:
                       "versions": [TAXII], "max_content_length": self.max_content_length})
 
     def status(self, request: Request, principal: Principal, _: bytes | None) -> Response:
-        record = self.node.store.status(request.path_params["status_id"])
+        status_id = request.path_params["status_id"]
+        record = self.node.store.status(status_id) if _NAME.match(status_id) else None
         if record is None or record.owner != principal.name:
             raise TaxiiError(404, "Not Found", "no such status")
         return _json(record.body)
@@ -257,7 +278,8 @@ class TaxiiApi:
                                       for c in self.node.store.collections()]})
 
     def collection(self, request: Request, principal: Principal, _: bytes | None) -> Response:
-        c = self.node.store.collection(request.path_params["cid"])
+        cid = request.path_params["cid"]
+        c = self.node.store.collection(cid) if _NAME.match(cid) else None
         if c is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         return _json(self._collection_info(principal, c))

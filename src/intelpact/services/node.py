@@ -209,12 +209,19 @@ class Node:
         two cannot be told apart by time."""
         labels = self.store.labels()  # once per page: the filter and the views share it
         person = principal.person
-        page = self.store.query(collection_id, self.access.readable(person, labels), query)
+        readable = self.access.readable(person, labels)
+        page = self.store.query(collection_id, readable, query)
         visible = []
+        unservable = []
         for row in page.rows:
             body = self.access.view(person, row, labels)
-            if body is not None and (query.text is None or _mentions(body, query.text)):
+            if body is None:
+                unservable.append(row)
+            elif query.text is None or _mentions(body, query.text):
                 visible.append((row, body))
+        if unservable and query.versions in (("last",), ("first",)):
+            visible = self._instead(principal, collection_id, query, readable, labels,
+                                    page.rows, visible, unservable)
         events = self.audit.by_originator(
             "read", [(row.object_id, row.version, row.originator) for row, _ in visible],
             person=person, via=via, withheld=_withheld(visible) or None)
@@ -225,6 +232,38 @@ class Node:
                 events.extend(self._denials(person, collection_id, missing, via, labels))
         self.audit.record(*events)
         return page, visible
+
+    def _instead(self, principal: Principal, collection_id: str, query: Query,
+                 readable: Sequence[int], labels: Mapping[int, Label],
+                 rows: Sequence[StoredObject], visible: list[tuple[StoredObject, str]],
+                 unservable: Sequence[StoredObject]) -> list[tuple[StoredObject, str]]:
+        """The first or last version the person may *see*: where the version chosen on its
+        base label cannot be served (a withheld portion is one the object needs), the next
+        one in the same direction that can, if any (docs/node.md). In the page's order."""
+        person = principal.person
+        last = query.versions == ("last",)
+        others = self.store.query(collection_id, readable, Query(
+            ids=tuple(r.object_id for r in unservable), versions=("all",),
+            spec_versions=query.spec_versions, added_after=query.added_after,
+            limit=len(unservable) * 100))
+        by_id: dict[str, list[StoredObject]] = {}
+        for row in others.rows:
+            by_id.setdefault(row.object_id, []).append(row)
+        found: dict[int, tuple[StoredObject, str]] = {}
+        for dropped in unservable:
+            candidates = sorted((r for r in by_id.get(dropped.object_id, ())
+                                 if (r.version < dropped.version if last
+                                     else r.version > dropped.version)),
+                                key=lambda r: r.version, reverse=last)
+            for row in candidates:
+                body = self.access.view(person, row, labels)
+                if body is not None:
+                    if query.text is None or _mentions(body, query.text):
+                        found[dropped.seq] = (row, body)
+                    break
+        shown = {row.seq: (row, body) for row, body in visible}
+        return [shown.get(r.seq) or found[r.seq] for r in rows
+                if r.seq in shown or r.seq in found]
 
     def _denials(self, person: Person, collection_id: str, ids: Sequence[str], via: str,
                  labels: Mapping[int, Label]) -> list[AuditEvent]:

@@ -149,8 +149,11 @@ class PostgresStore(Store):
     # -- connections -------------------------------------------------------------------
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn:
-            yield conn
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.DataError as exc:
+            raise _bad_text(exc) from None
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
@@ -161,6 +164,8 @@ class PostgresStore(Store):
         except psycopg.errors.DiskFull as exc:  # SQLSTATE 53100; rolled back
             raise StoreFull(f"the PostgreSQL store cannot grow: {exc}",
                             hint=StoreFull.HINT) from None
+        except psycopg.DataError as exc:
+            raise _bad_text(exc) from None
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read() as conn:
@@ -823,3 +828,12 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     sql = (f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} "  # noqa: S608
            f"ORDER BY {order} LIMIT %s")
     return sql, params
+
+def _bad_text(exc: psycopg.DataError) -> Exception:
+    """A value PostgreSQL cannot take (text with a NUL character, which SQLite stores and
+    PostgreSQL's text type cannot): the caller's input, so a StoreError, never a crash.
+    Anything else is re-raised as it is."""
+    if "NUL" in str(exc):
+        return StoreError("a text value holds a NUL (0x00) character, which the store "
+                          "cannot keep or match", hint="remove the NUL character")
+    return exc
