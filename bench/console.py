@@ -13,8 +13,9 @@ HTTP with one keep-alive connection, logged in once.
 Measures the median and p95 wall time (over --repeat requests) of the search page's
 first page (50 results, newest first, label filter and read audit included, HTML
 rendered): no text; a common word; a rare word; a word that matches nothing; a
-two-character text (no trigram: the index table is scanned); filters by originator
-and classification. Peer: the same person's first page of 50 through the TAXII
+two-character and a one-character text that match nothing (no trigram: the newest
+10,000 rows of the index table are scanned, store.base.SHORT_TEXT_ROWS); filters by
+originator and classification. Peer: the same person's first page of 50 through the TAXII
 objects endpoint (limit=50), the node's own fast path; the ratio is console/TAXII.
 
 Target: every first page under 200 ms. The last line printed is one JSON object.
@@ -126,7 +127,7 @@ def main() -> None:
             cases = {
                 "first_page": ("/", {}), "common_word": ("/", {"q": "transshipment"}),
                 "rare_word": ("/", {"q": "zanzibarite"}), "no_match": ("/", {"q": "qqqxqqq"}),
-                "two_characters": ("/", {"q": "zz"}),
+                "two_characters": ("/", {"q": "zz"}), "one_character": ("/", {"q": "q"}),
                 "originator_and_level": ("/", {"originator": "JPN", "level": rank}),
             }
             results = {name: timed(client, path, args.repeat, params=params)

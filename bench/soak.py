@@ -379,20 +379,13 @@ def idle(load: Load, samples: int) -> dict[str, dict[str, Any]]:
 
 
 def held_once(node_dir: Path, ids: list[str]) -> tuple[int, int]:
-    """(missing, duplicated) among ``ids`` in a node's SQLite store."""
+    """(missing, duplicated) among ``ids`` in a node's SQLite store (one pass over it)."""
     db = sqlite3.connect(f"file:{node_dir / 'node.db'}?mode=ro", uri=True)
     try:
-        counts: dict[str, int] = {}
-        for k in range(0, len(ids), 500):
-            chunk = ids[k:k + 500]
-            marks = ",".join("?" * len(chunk))
-            for oid, n in db.execute(f"SELECT object_id, count(*) FROM objects "  # noqa: S608
-                                     f"WHERE object_id IN ({marks}) GROUP BY object_id",
-                                     chunk):
-                counts[oid] = n
+        counts = dict(db.execute("SELECT object_id, count(*) FROM objects GROUP BY object_id"))
     finally:
         db.close()
-    return (sum(1 for i in ids if i not in counts), sum(1 for n in counts.values() if n > 1))
+    return (sum(1 for i in ids if i not in counts), sum(1 for i in ids if counts.get(i, 0) > 1))
 
 
 def audit_verify(node_dir: Path) -> dict[str, Any]:

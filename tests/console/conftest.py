@@ -1,11 +1,14 @@
 """The console's tests: a real JPN node served on 127.0.0.1 by uvicorn (TAXII and the
 console on one listener, as `intelpact serve` does), people of both parties, and a
-logged-in HTTP client per person."""
+logged-in HTTP client per person. ``pact``: a JPN node with its console and an NZL node
+(agreement jpn-nzl-aus), paired over real mutual TLS, for consent requests from NZL to
+JPN's security desk."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -15,10 +18,12 @@ from intelpact.interfaces.console import Console, mount
 from intelpact.interfaces.server import taxii_server_options
 from intelpact.interfaces.taxii import TaxiiApi
 from intelpact.model import national_marking
+from intelpact.services.courier import Courier
+from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 
-from helpers import _in_thread, free_port, indicator, make_node
+from helpers import _in_thread, free_port, indicator, make_node, serving_federation
 
 PEOPLE = {
     # name: (party, clearance, roles, communities, caveats) -- as the TAXII tests
@@ -130,3 +135,66 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for client in world.clients:
             client.close()
     node.close()
+
+
+class Pact:
+    """JPN (the originator, its console at ``url``) and NZL (a holder that asks JPN's
+    consent to pass JPN's objects on to AUS), federated over mutual TLS."""
+
+    def __init__(self, jpn: Node, nzl: Node, url: str) -> None:
+        self.jpn, self.nzl, self.url = jpn, nzl, url
+        self.clients: list[httpx.Client] = []
+
+    def client(self, who: str) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=20)
+        self.clients.append(client)
+        login(client, who)
+        return client
+
+    def ask(self, name: str, purpose: str = "joint maritime operation") -> tuple[str, str]:
+        """A JPN object REL TO NZL, AUS, pushed to NZL, whose analyst asks JPN's consent to
+        pass it on to AUS; the request delivered to JPN. Returns (object id, request id)."""
+        obj = indicator(name)
+        who = self.jpn.people.as_person("kobayashi").person
+        status = self.jpn.publisher.publish(who, self.jpn.default_collection().collection_id,
+                                            [obj], marking=MarkingRequest("秘", ("NZL", "AUS")))
+        assert status.body["failure_count"] == 0, status.body
+        assert courier(self.jpn, lambda c: c.push_all("NZL")) >= 1
+        record = self.nzl.consents.request(self.nzl.people.as_person("mere"), obj["id"],
+                                           recipient="AUS", purpose=purpose)
+        assert courier(self.nzl, lambda c: c.deliver_notices("JPN")) == 1
+        return obj["id"], record.request_id
+
+
+def courier(node: Node, act: Any) -> int:
+    """Run one courier step (``act(courier)``) now, as ``intelpact serve``'s courier would."""
+    c = Courier(node)
+    try:
+        return int(act(c))
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="package")
+def pact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pact]:
+    root = tmp_path_factory.mktemp("pact")
+    jpn = make_node(root / "jpn", "JPN", agreement="jpn-nzl-aus.toml")
+    nzl = make_node(root / "nzl", "NZL", agreement="jpn-nzl-aus.toml")
+    jpn.people.add("kobayashi", party="JPN", clearance="機密", roles=["analyst", "publisher",
+                   "security-officer"], password=password("kobayashi"))
+    jpn.people.add("ito", party="JPN", clearance="機密", roles=["analyst"],
+                   password=password("ito"))
+    nzl.people.add("mere", party="NZL", clearance="SECRET", roles=["analyst"])
+    jpn.federation.add_peer(make_card(nzl.identity))
+    nzl.federation.add_peer(make_card(jpn.identity))
+    app, _, options = serve_console(jpn)
+    with ExitStack() as stack:
+        stack.enter_context(serving_federation(jpn))
+        stack.enter_context(serving_federation(nzl))
+        stack.enter_context(_in_thread(app, options))
+        world = Pact(jpn, nzl, f"http://127.0.0.1:{options['port']}")
+        yield world
+        for client in world.clients:
+            client.close()
+    jpn.close()
+    nzl.close()

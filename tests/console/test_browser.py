@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import World, password
+from conftest import Pact, World, courier, password
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -121,3 +121,114 @@ def test_reading_works_without_javascript(browser: Any, world: World) -> None:
         assert tab.locator("a.name").count() == 1
     finally:
         context.close()
+
+
+def test_approve_and_refuse_a_consent_on_the_desk(browser: Any, pact: Pact) -> None:
+    approved_obj, approve = pact.ask("browser-approves-this")
+    refused_obj, refuse = pact.ask("browser-refuses-this")
+    context = browser.new_context(base_url=pact.url)
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    try:
+        log_in(tab, "kobayashi")
+        tab.click("text=Security desk")
+        tab.wait_for_url("**/desk")
+        row = tab.locator(f"#consent-{approve}")
+        assert "pending" in row.locator("td.status").inner_text()
+        row.locator("input[name=days]").fill("14")
+        row.locator("button:has-text('Approve')").click()
+        tab.wait_for_url("**/desk#consents")
+        status = tab.locator(f"#consent-{approve} td.status").inner_text()
+        assert status.startswith("approved until ")
+        row = tab.locator(f"#consent-{refuse}")
+        row.locator("input[name=reason]").fill("the source is at risk")
+        row.locator("button:has-text('Refuse')").click()
+        tab.wait_for_load_state()
+        assert tab.locator(f"#consent-{refuse} td.status").inner_text() == \
+            "refused: the source is at risk"
+        assert tab.locator(f"#consent-{refuse} form").count() == 0
+    finally:
+        context.close()
+    record = pact.jpn.store.consent(approve)
+    assert record is not None and record.token and record.expires and record.expires in status
+    no = pact.jpn.store.consent(refuse)
+    assert no is not None and no.status == "refused" and no.reason == "the source is at risk"
+    assert courier(pact.jpn, lambda c: c.deliver_notices("NZL")) == 2
+    queued = {row.object_id for _, row in pact.nzl.store.pending("AUS", 100)}
+    assert approved_obj in queued and refused_obj not in queued
+
+
+MAIN_PAGES = ("/", "/?q=reef", "/objects/{oid}", "/objects/{oid}/raw", "/publish", "/desk")
+
+
+def _pages(world: World) -> list[str]:
+    oid = world.names["hi-rel-nzl"]  # portions, withheld parts, links: the busiest page
+    return [p.format(oid=oid) for p in MAIN_PAGES]
+
+
+def test_at_200_percent_zoom_nothing_scrolls_sideways_and_banners_stay(
+        browser: Any, world: World) -> None:
+    # 200 % zoom of a 1280 × 800 window: a 640 × 400 CSS-pixel viewport at 2 device
+    # pixels per CSS pixel (what the browser lays out when zoomed)
+    context = browser.new_context(base_url=world.url, device_scale_factor=2,
+                                  viewport={"width": 640, "height": 400})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    try:
+        log_in(tab, "tanaka")
+        for path in _pages(world):
+            tab.goto(path)
+            sizes = tab.evaluate("""() => ({
+                scroll: document.documentElement.scrollWidth,
+                width: document.documentElement.clientWidth,
+                zoom: window.devicePixelRatio})""")
+            assert sizes["zoom"] == 2
+            assert sizes["scroll"] <= sizes["width"], (path, sizes)
+            for where in ("0", "document.body.scrollHeight / 2",
+                          "document.body.scrollHeight"):
+                tab.evaluate(f"() => window.scrollTo(0, {where})")
+                top = tab.evaluate("""() => { const r = document.getElementById(
+                    'banner-top').getBoundingClientRect(); return [r.top, r.bottom,
+                    r.right, document.documentElement.clientWidth]; }""")
+                assert top[0] == 0 and top[1] > 0 and top[2] <= top[3], (path, where, top)
+            bottom = tab.evaluate("""() => { const r = document.getElementById(
+                'banner-bottom').getBoundingClientRect(); return [r.top, r.bottom,
+                window.innerHeight]; }""")
+            assert 0 <= bottom[0] < bottom[1] <= bottom[2] + 1, (path, bottom)
+    finally:
+        context.close()
+
+
+FOCUSABLE = """() => {
+    const all = [...document.querySelectorAll('a[href], button, input, select, textarea,'
+        + ' [tabindex]')].filter(e => e.type !== 'hidden' && !e.disabled
+        && e.tabIndex >= 0 && (e.offsetParent !== null || e.classList.contains('skip')));
+    const stops = new Set();
+    all.forEach((e, i) => {  // a radio group is one Tab stop (arrows move within it)
+        const key = e.type === 'radio' ? 'radio:' + e.name : String(i);
+        e.setAttribute('data-kb', key); stops.add(key); });
+    return [...stops];
+}"""
+FOCUSED = """() => { const e = document.activeElement; const s = getComputedStyle(e);
+    return [e.getAttribute('data-kb'), s.outlineStyle, parseFloat(s.outlineWidth),
+            s.outlineColor]; }"""
+
+
+def test_every_control_of_the_main_pages_is_reached_by_tab_with_a_visible_focus(
+        page: Any, world: World) -> None:
+    log_in(page, "tanaka")
+    for path in _pages(world):
+        page.goto(path)
+        stops = page.evaluate(FOCUSABLE)
+        dates = page.locator("input[type=date]").count()  # Tab visits day, month, year
+        reached: set[str] = set()
+        for _ in range(len(stops) + 2 * dates + 3):
+            page.keyboard.press("Tab")
+            key, style, width, colour = page.evaluate(FOCUSED)
+            if key is None:
+                continue  # the page itself, past the last control
+            assert style == "solid" and width >= 2, (path, key, style, width)
+            assert colour == "rgb(255, 140, 0)", (path, key, colour)
+            reached.add(key)
+        missing = set(stops) - reached
+        assert not missing and len(stops) > 5, (path, sorted(missing))

@@ -4,6 +4,7 @@ idle timeout, the access matrix (no page shows what its viewer may not see), the
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import time
@@ -14,9 +15,10 @@ import httpx
 import pytest
 
 from conftest import PEOPLE, World, csrf_of, login, password
+from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
-from helpers import make_node, serving
+from helpers import T0, indicator, make_node, serving, stix_id
 
 MISSING = "indicator--00000000-0000-4000-8000-000000000000"
 RESULT = re.compile(r'<a class="name" href="/objects/([^"]+)">')
@@ -163,6 +165,10 @@ def test_filters(world: World) -> None:
     assert _results(tanaka, until="2000-01-01") == []
     assert tanaka.get("/", params={"until": "yesterday"}).status_code == 400
     assert tanaka.get("/", params={"next": "12.nonsense"}).status_code == 400
+    # one or two characters: the newest rows only, and the page says so
+    assert world.names["open-harbour"] in _results(tanaka, q="op")
+    assert 'id="short-text"' in tanaka.get("/", params={"q": "op"}).text
+    assert 'id="short-text"' not in tanaka.get("/", params={"q": "ope"}).text
 
 
 def test_page_banner_is_the_highest_label_shown(world: World) -> None:
@@ -215,3 +221,45 @@ def test_security_headers_and_no_external_resources(world: World) -> None:
     assert r.headers["cache-control"] == "no-store"
     for attr in re.findall(r'(?:src|href)="([^"]+)"', r.text):
         assert attr.startswith(("/", "#")), attr
+
+
+def test_relationships_both_ways_only_those_the_viewer_may_see(world: World) -> None:
+    node = world.node
+    tanaka = node.people.as_person("tanaka").person
+    cid = node.default_collection().collection_id
+    target, source = indicator("linked-target"), indicator("linked-source")
+    open_ = MarkingRequest("指定なし", ("JPN", "NZL"))
+
+    def rel(kind: str, src: str, dst: str) -> dict[str, object]:
+        return {"type": "relationship", "spec_version": "2.1", "id": stix_id("relationship"),
+                "created": T0, "modified": T0, "relationship_type": kind,
+                "source_ref": src, "target_ref": dst}
+
+    outgoing = rel("indicates", target["id"], source["id"])
+    incoming = rel("based-on", source["id"], target["id"])
+    hidden = rel("attributed-to", source["id"], target["id"])
+    sighting = {"type": "sighting", "spec_version": "2.1", "id": stix_id("sighting"),
+                "created": T0, "modified": T0, "sighting_of_ref": target["id"], "count": 3}
+    unrelated = rel("indicates", source["id"], world.names["open-harbour"])
+    for objs, marking in (([target, source, outgoing, incoming, sighting, unrelated], open_),
+                          ([hidden], MarkingRequest("極秘", ("JPN",)))):
+        status = node.publisher.publish(tanaka, cid, objs, marking=marking)
+        assert status.body["failure_count"] == 0, status.body
+    links = re.compile(r'href="/objects/((?:relationship|sighting)--[^"]+)"')
+    count = re.compile(r'<p class="note" id="linked-count">(\d+) ')
+    page = world.client("sato").get(f"/objects/{target['id']}").text
+    assert set(links.findall(page)) == {outgoing["id"], incoming["id"], sighting["id"]}
+    assert count.search(page).group(1) == "3"  # type: ignore[union-attr]
+    assert hidden["id"] not in page and "attributed-to" not in page
+    assert f'This object <a href="/objects/{outgoing["id"]}">indicates</a>' in page
+    assert f'linked-source</a> <a href="/objects/{incoming["id"]}">based-on</a>' in page
+    assert "指定なし" in page.split('id="banner-top">', 1)[1][:40]
+    page = world.client("tanaka").get(f"/objects/{target['id']}").text
+    assert set(links.findall(page)) == {outgoing["id"], incoming["id"], sighting["id"],
+                                        hidden["id"]}
+    assert count.search(page).group(1) == "4"  # type: ignore[union-attr]
+    # the hidden relationship raises the banner of the page that shows it
+    assert page.split('id="banner-top">', 1)[1].startswith("極秘")
+    # every link found was read through Node.find, audited as a console read
+    reads = node.audit.find(AuditFilter(kinds=("read",), object_id=hidden["id"]))
+    assert any(json.loads(e.body).get("via") == "console-object" for e in reads)

@@ -21,6 +21,7 @@ from intelpact.store.base import (
     PeerRecord,
     PersonRecord,
     Query,
+    SessionRecord,
     StatusRecord,
     StoreError,
     label_from_key,
@@ -490,6 +491,59 @@ def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     assert recall.party == "NZL" and recall.reason == "why" and recall.destroyed is None
 
 
+def test_console_sessions_are_shared_expire_in_the_query_and_end(opener: Opener) -> None:
+    """Kept by digest (never the token), found by every opener of the database (another
+    process), not found once idle, touched only forward, and ended by log-out,
+    revocation and a changed password."""
+    one, other = opener(), opener()
+    for name in ("kiri", "ana"):
+        one.add_person(PersonRecord(name, "NZL", "SECRET", (), (), ("analyst",), "h", "t"))
+    t0, t1, t2 = ("2026-05-01T10:00:00.000000Z", "2026-05-01T10:10:00.000000Z",
+                  "2026-05-01T10:20:00.000000Z")
+    early = "2026-05-01T09:00:00.000000Z"
+    one.add_session(SessionRecord("a" * 64, "kiri", "csrf-a", t0, t0), idle_before=early)
+    one.add_session(SessionRecord("b" * 64, "kiri", "csrf-b", t0, t0), idle_before=early)
+    one.add_session(SessionRecord("c" * 64, "ana", "csrf-c", t0, t0), idle_before=early)
+    found = other.session("a" * 64, idle_before=early)
+    assert found == SessionRecord("a" * 64, "kiri", "csrf-a", t0, t0)
+    assert other.session("a" * 64, idle_before=t1) is None  # idle: the query says no
+    other.touch_session("a" * 64, t1)
+    other.touch_session("a" * 64, t0)  # never backwards
+    assert one.session("a" * 64, idle_before=t1) == SessionRecord("a" * 64, "kiri",
+                                                                   "csrf-a", t0, t1)
+    assert one.session("d" * 64, idle_before=early) is None
+    # a log-in deletes the idle ones: b and c were last seen at t0
+    one.add_session(SessionRecord("e" * 64, "ana", "csrf-e", t2, t2), idle_before=t1)
+    assert other.session("b" * 64, idle_before=early) is None
+    assert other.session("c" * 64, idle_before=early) is None
+    assert other.session("a" * 64, idle_before=early) is not None
+    one.end_session("e" * 64)
+    assert other.session("e" * 64, idle_before=early) is None
+    one.set_password("kiri", "new-hash")  # a new password ends every session of kiri
+    assert other.session("a" * 64, idle_before=early) is None
+    for digest in ("f" * 64, "0" * 64):
+        one.add_session(SessionRecord(digest, "ana", "x", t2, t2), idle_before=t1)
+    assert one.revoke_person("ana", t2)  # so does revocation
+    assert other.session("f" * 64, idle_before=t1) is None
+    one.add_session(SessionRecord("1" * 64, "kiri", "x", t2, t2), idle_before=t1)
+    assert other.end_sessions("kiri") == 1 and other.end_sessions("kiri") == 0
+
+
+def test_refers_to_finds_the_rows_that_name_an_id(store: Store) -> None:
+    target = "indicator--00000000-0000-4000-8000-000000000001"
+    rel = '{"id":"%s","source_ref":"%s","target_ref":"%s"}'
+    rows = [obj(10, kind="relationship", body=rel % (
+                "relationship--00000000-0000-4000-8000-000000000010", target, "x--1")),
+            obj(11, kind="relationship", body=rel % (
+                "relationship--00000000-0000-4000-8000-000000000011", "x--2", "x--3")),
+            obj(12, kind="relationship", body=rel % (
+                "relationship--00000000-0000-4000-8000-000000000012", "x--4", target + "0"))]
+    store.add_objects("c1", rows)
+    page = store.query("c1", ids_for(store, LOW), Query(types=("relationship",),
+                                                        refers_to=target, newest_first=True))
+    assert [r.object_id for r in page.rows] == [rows[0].object_id]
+
+
 def test_text_with_a_nul_is_refused_or_matches_nothing(store: Store) -> None:
     """SQLite keeps NUL characters, so such a value simply matches nothing; PostgreSQL's
     text cannot hold one, so the store refuses it with its own error: never a driver's
@@ -501,3 +555,38 @@ def test_text_with_a_nul_is_refused_or_matches_nothing(store: Store) -> None:
         else:
             with pytest.raises(StoreError, match="NUL"):
                 lookup("c1\x00")
+
+
+def test_the_desk_lists_are_bounded_newest_first(store: Store) -> None:
+    store.add_objects("c1", [obj(n) for n in range(1, 6)], release=lambda o: ["NZL"])
+    for n, (entry, _) in enumerate(store.pending("NZL", 10)):
+        store.mark_delivered("NZL", [entry], f"2026-01-0{n + 1}T00:00:00.000000Z", "{}")
+    newest = [obj(n).object_id for n in range(5, 0, -1)]
+    assert [d.object_id for d in store.latest_disseminations(2)] == newest[:2]
+    assert [d.object_id for d in store.latest_disseminations(2, 2)] == newest[2:4]
+    assert [d.object_id for d in store.latest_disseminations(2, 4)] == newest[4:]
+    assert store.latest_disseminations(2, 6) == []
+    assert store.latest_recalls(5) == [] and store.latest_consents(5) == []
+    assert store.latest_compromise_reports(5) == []
+
+
+def test_short_text_looks_only_at_the_newest_rows(store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import intelpact.store.postgres as pgstore
+    import intelpact.store.sqlite as sqlitestore
+    for module in (sqlitestore, pgstore):
+        monkeypatch.setattr(module, "SHORT_TEXT_ROWS", 3)
+    rows = [obj(n, body=f'{{"id":"indicator--00000000-0000-4000-8000-{n:012d}",'
+                f'"name":"x{"z" if n != 4 else "y"}q"}}') for n in range(1, 7)]
+    hidden = obj(7, label=HIGH,
+                 body='{"id":"indicator--00000000-0000-4000-8000-000000000007","name":"xzq"}')
+    store.add_objects("c1", [*rows, hidden])  # the newest row, which the reader may not see
+    readable = ids_for(store, LOW)
+
+    def found(text: str) -> list[str]:
+        page = store.query("c1", readable, Query(text=text, newest_first=True))
+        return [r.object_id for r in page.rows]
+
+    # the newest 3 rows the reader may see are 6, 5 and 4 (7 is not theirs); 4 has "yq"
+    assert found("zq") == [rows[5].object_id, rows[4].object_id]
+    assert found("xzq") == [r.object_id for r in reversed(rows) if r is not rows[3]]

@@ -156,6 +156,12 @@ class AddResult:
     message: str
 
 
+# Search text shorter than this has no trigram to look up: it is tested only on the
+# newest SHORT_TEXT_ROWS rows stored (a bounded scan, said on the console's page).
+SHORT_TEXT = 3
+SHORT_TEXT_ROWS = 10_000
+
+
 @dataclass(frozen=True)
 class Query:
     """TAXII filters. ``versions``: "last", "first", "all" or normalised timestamps."""
@@ -173,6 +179,9 @@ class Query:
     label_ids: tuple[int, ...] = ()  # only rows whose base label is one of these
     added_before: str | None = None
     newest_first: bool = False  # pages walk from the newest row back
+    # Only rows whose body names this id as a JSON string (a superset of the
+    # relationships and sightings that refer to it: the node re-checks which property).
+    refers_to: str | None = None
 
     def fingerprint(self) -> str:
         import hashlib
@@ -182,6 +191,8 @@ class Query:
                 or self.added_before is not None or self.newest_first):
             fields += [self.text, self.originators, self.label_ids, self.added_before,
                        self.newest_first]
+        if self.refers_to is not None:
+            fields.append(self.refers_to)
         text = json.dumps(fields)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -212,6 +223,17 @@ class PersonRecord:
     password_hash: str | None
     created: str
     revoked: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A console session (interfaces/console/sessions.py): ``digest`` is the SHA-256
+    (hex) of the cookie's token, never the token itself."""
+    digest: str
+    name: str
+    csrf: str
+    created: str
+    seen: str
 
 
 @dataclass(frozen=True)
@@ -489,10 +511,37 @@ class Store(abc.ABC):
     def people(self) -> list[PersonRecord]: ...
 
     @abc.abstractmethod
-    def revoke_person(self, name: str, when: str) -> bool: ...
+    def revoke_person(self, name: str, when: str) -> bool:
+        """Revoke ``name`` and their tokens, and end their console sessions, in one
+        transaction; False if they were revoked already."""
 
     @abc.abstractmethod
-    def set_password(self, name: str, password_hash: str) -> None: ...
+    def set_password(self, name: str, password_hash: str) -> None:
+        """Replace ``name``'s password hash and end their console sessions, in one
+        transaction."""
+
+    # -- console sessions (interfaces/console/sessions.py) ---------------------------------
+    @abc.abstractmethod
+    def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
+        """Keep a new session, and delete every session last seen before
+        ``idle_before`` (idle ones, never returned again), in one transaction."""
+
+    @abc.abstractmethod
+    def session(self, digest: str, *, idle_before: str) -> SessionRecord | None:
+        """The session whose token has SHA-256 ``digest``, unless it was last seen
+        before ``idle_before`` (the idle timeout is enforced here, in the query)."""
+
+    @abc.abstractmethod
+    def touch_session(self, digest: str, when: str) -> None:
+        """Note that the session was seen at ``when`` (``seen`` only moves forward)."""
+
+    @abc.abstractmethod
+    def end_session(self, digest: str) -> None:
+        """End one session (log-out)."""
+
+    @abc.abstractmethod
+    def end_sessions(self, name: str) -> int:
+        """End every session of ``name``; how many there were."""
 
     @abc.abstractmethod
     def add_token(self, digest: str, name: str, label: str, created: str) -> None: ...
@@ -734,6 +783,27 @@ class Store(abc.ABC):
         ``party`` with our consent; record them in the dissemination record (with the
         recipient's signed receipt, if any), keep ``notice`` and append ``audit``, in one
         transaction. False (and nothing changed) when the notice is kept already."""
+
+    # -- the security officer's desk: bounded, newest first --------------------------------
+    @abc.abstractmethod
+    def latest_disseminations(self, limit: int, offset: int = 0) -> list[Dissemination]:
+        """At most ``limit`` entries of the dissemination record, newest released
+        first, after skipping the ``offset`` newest."""
+
+    @abc.abstractmethod
+    def latest_recalls(self, limit: int, offset: int = 0) -> list[RecallRecord]:
+        """At most ``limit`` recalls, newest issued first, after the ``offset`` newest."""
+
+    @abc.abstractmethod
+    def latest_compromise_reports(self, limit: int, offset: int = 0
+                                  ) -> list[CompromiseRecord]:
+        """At most ``limit`` compromise reports, newest filed first, after the ``offset``
+        newest."""
+
+    @abc.abstractmethod
+    def latest_consents(self, limit: int, offset: int = 0) -> list[ConsentRecord]:
+        """At most ``limit`` consent requests, newest made first, after the ``offset``
+        newest."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -29,6 +29,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..crypto.merkle import Coord
 from ..model.labels import Label
 from .base import (
+    SHORT_TEXT,
+    SHORT_TEXT_ROWS,
     AddResult,
     AuditEvent,
     AuditFilter,
@@ -47,6 +49,7 @@ from .base import (
     PersonRecord,
     Query,
     RecallRecord,
+    SessionRecord,
     Signer,
     StatusRecord,
     Store,
@@ -174,6 +177,30 @@ class PostgresStore(Store):
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with self._read() as conn:
             return conn.execute(sql, params).fetchone()
+
+    # -- the security officer's desk: bounded, newest first ----------------------------
+    def latest_disseminations(self, limit: int, offset: int = 0) -> list[Dissemination]:
+        return [Dissemination(*r) for r in self._all(
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
+            "FROM disseminations ORDER BY released DESC, party DESC, object_id DESC "
+            "LIMIT %s OFFSET %s", (limit, offset))]
+
+    def latest_recalls(self, limit: int, offset: int = 0) -> list[RecallRecord]:
+        return [RecallRecord(*r) for r in self._all(
+            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
+            "recalls ORDER BY issued DESC, object_id DESC, party DESC LIMIT %s OFFSET %s",
+            (limit, offset))]
+
+    def latest_compromise_reports(self, limit: int, offset: int = 0
+                                  ) -> list[CompromiseRecord]:
+        return [CompromiseRecord(*r) for r in self._all(
+            f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608
+            "ORDER BY filed DESC, report_id DESC LIMIT %s OFFSET %s", (limit, offset))]
+
+    def latest_consents(self, limit: int, offset: int = 0) -> list[ConsentRecord]:
+        return [_consent(r) for r in self._all(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents "  # noqa: S608
+            "ORDER BY made DESC, request_id DESC LIMIT %s OFFSET %s", (limit, offset))]
 
     def close(self) -> None:
         self._pool.close()
@@ -737,12 +764,41 @@ class PostgresStore(Store):
             changed = cur.rowcount > 0
             c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND revoked IS NULL",
                       (when, name))
+            c.execute("DELETE FROM sessions WHERE name = %s", (name,))
             return changed
 
     def set_password(self, name: str, password_hash: str) -> None:
         with self._write() as c:
             c.execute("UPDATE people SET password_hash = %s WHERE name = %s",
                       (password_hash, name))
+            c.execute("DELETE FROM sessions WHERE name = %s", (name,))
+
+    # -- console sessions --------------------------------------------------------------
+    def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE seen < %s", (idle_before,))
+            c.execute("INSERT INTO sessions (digest, name, csrf, created, seen) "
+                      "VALUES (%s, %s, %s, %s, %s)",
+                      (session.digest, session.name, session.csrf, session.created,
+                       session.seen))
+
+    def session(self, digest: str, *, idle_before: str) -> SessionRecord | None:
+        row = self._one("SELECT digest, name, csrf, created, seen FROM sessions "
+                        "WHERE digest = %s AND seen >= %s", (digest, idle_before))
+        return SessionRecord(*row) if row else None
+
+    def touch_session(self, digest: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE sessions SET seen = %s WHERE digest = %s AND seen < %s",
+                      (when, digest, when))
+
+    def end_session(self, digest: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE digest = %s", (digest,))
+
+    def end_sessions(self, name: str) -> int:
+        with self._write() as c:
+            return int(c.execute("DELETE FROM sessions WHERE name = %s", (name,)).rowcount)
 
     def add_token(self, digest: str, name: str, label: str, created: str) -> None:
         with self._write() as c:
@@ -787,6 +843,12 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.text:  # a superset: the node re-checks name and description
         where.append("strpos(lower(o.body), %s) > 0")
         params.append(query.text.lower())
+        if len(query.text) < SHORT_TEXT:  # as on SQLite: the newest visible rows only
+            where.append("o.seq >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "
+                         "objects w WHERE w.collection_id = %s AND w.label_id = "
+                         "ANY(%s::bigint[]) AND w.recalled IS NULL ORDER BY w.seq DESC "
+                         "LIMIT %s) AS newest), 0)")
+            params.extend([collection_id, list(readable), SHORT_TEXT_ROWS])
     if query.originators:
         where.append("o.originator = ANY(%s::text[])")
         params.append(list(query.originators))
@@ -796,6 +858,9 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.added_before is not None:
         where.append("o.date_added < %s")
         params.append(query.added_before)
+    if query.refers_to is not None:  # the id as a JSON string: bodies are canonical JSON
+        where.append("strpos(o.body, %s) > 0")
+        params.append(json.dumps(query.refers_to))
     if query.types:
         where.append("o.object_type = ANY(%s::text[])")
         params.append(list(query.types))
@@ -828,6 +893,7 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     sql = (f"SELECT {columns} FROM objects o WHERE {' AND '.join(where)} "  # noqa: S608
            f"ORDER BY {order} LIMIT %s")
     return sql, params
+
 
 def _bad_text(exc: psycopg.DataError) -> Exception:
     """A value PostgreSQL cannot take (text with a NUL character, which SQLite stores and

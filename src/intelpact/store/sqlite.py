@@ -22,6 +22,8 @@ from typing import Any
 from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
 from ..model.labels import Label
 from .base import (
+    SHORT_TEXT,
+    SHORT_TEXT_ROWS,
     AddResult,
     AuditEvent,
     AuditFilter,
@@ -40,6 +42,7 @@ from .base import (
     PersonRecord,
     Query,
     RecallRecord,
+    SessionRecord,
     Signer,
     StatusRecord,
     Store,
@@ -118,6 +121,30 @@ class SQLiteStore(Store):
                                 "quota or the file size limit is full",
                                 hint=StoreFull.HINT) from None
             raise
+
+    # -- the security officer's desk: bounded, newest first ----------------------------
+    def latest_disseminations(self, limit: int, offset: int = 0) -> list[Dissemination]:
+        return [Dissemination(*r) for r in self._conn().execute(
+            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
+            "FROM disseminations ORDER BY released DESC, party DESC, object_id DESC "
+            "LIMIT ? OFFSET ?", (limit, offset))]
+
+    def latest_recalls(self, limit: int, offset: int = 0) -> list[RecallRecord]:
+        return [RecallRecord(*r) for r in self._conn().execute(
+            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
+            "recalls ORDER BY issued DESC, object_id DESC, party DESC LIMIT ? OFFSET ?",
+            (limit, offset))]
+
+    def latest_compromise_reports(self, limit: int, offset: int = 0
+                                  ) -> list[CompromiseRecord]:
+        return [CompromiseRecord(*r) for r in self._conn().execute(
+            f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608
+            "ORDER BY filed DESC, report_id DESC LIMIT ? OFFSET ?", (limit, offset))]
+
+    def latest_consents(self, limit: int, offset: int = 0) -> list[ConsentRecord]:
+        return [_consent(r) for r in self._conn().execute(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents "  # noqa: S608
+            "ORDER BY made DESC, request_id DESC LIMIT ? OFFSET ?", (limit, offset))]
 
     def close(self) -> None:
         with self._lock:
@@ -665,12 +692,42 @@ class SQLiteStore(Store):
                             (when, name))
             c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL",
                       (when, name))
+            c.execute("DELETE FROM sessions WHERE name = ?", (name,))
             return cur.rowcount > 0
 
     def set_password(self, name: str, password_hash: str) -> None:
         with self._write() as c:
             c.execute("UPDATE people SET password_hash = ? WHERE name = ?",
                       (password_hash, name))
+            c.execute("DELETE FROM sessions WHERE name = ?", (name,))
+
+    # -- console sessions --------------------------------------------------------------
+    def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE seen < ?", (idle_before,))
+            c.execute("INSERT INTO sessions (digest, name, csrf, created, seen) "
+                      "VALUES (?, ?, ?, ?, ?)",
+                      (session.digest, session.name, session.csrf, session.created,
+                       session.seen))
+
+    def session(self, digest: str, *, idle_before: str) -> SessionRecord | None:
+        row = self._conn().execute("SELECT digest, name, csrf, created, seen FROM "
+                                   "sessions WHERE digest = ? AND seen >= ?",
+                                   (digest, idle_before)).fetchone()
+        return SessionRecord(*row) if row else None
+
+    def touch_session(self, digest: str, when: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE sessions SET seen = ? WHERE digest = ? AND seen < ?",
+                      (when, digest, when))
+
+    def end_session(self, digest: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE digest = ?", (digest,))
+
+    def end_sessions(self, name: str) -> int:
+        with self._write() as c:
+            return int(c.execute("DELETE FROM sessions WHERE name = ?", (name,)).rowcount)
 
     def add_token(self, digest: str, name: str, label: str, created: str) -> None:
         with self._write() as c:
@@ -1056,7 +1113,7 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
         params.append(int(seq))
     if query.ids:
         where.append(_in("o.object_id", query.ids, params))
-    _search(query, where, params)
+    _search(query, where, params, collection_id, readable)
     if len(query.types) == 1:
         where.append("o.object_type = ?")
         params.append(query.types[0])
@@ -1113,18 +1170,26 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     return sql, params
 
 
-def _search(query: Query, where: list[str], params: list[Any]) -> None:
+def _search(query: Query, where: list[str], params: list[Any], collection_id: str,
+            readable: Sequence[int]) -> None:
     """The console's search filters (store/migrations/0011_search.sql): the text through
     the trigram index over name and description (``t``, joined by seq: the query walks
     its matches newest first and stops at the page), the rest on the row itself."""
     if query.text:
-        if len(query.text) >= 3:  # a phrase of trigrams: the index finds it
+        if len(query.text) >= SHORT_TEXT:  # a phrase of trigrams: the index finds it
             where.append("t.objects_text MATCH ?")
             params.append('"' + query.text.replace('"', '""') + '"')
-        else:  # too short for a trigram: the index's table is scanned
+        else:  # too short for a trigram: the index's table is scanned, only from the
+            # SHORT_TEXT_ROWS-th newest row the reader may see (a rowid range for FTS5)
             where.append("t.text LIKE ? ESCAPE '\\'")
             params.append("%" + query.text.replace("\\", "\\\\").replace("%", "\\%")
                           .replace("_", "\\_") + "%")
+            params.append(collection_id)
+            visible = _in("w.label_id", readable, params)
+            where.append("t.rowid >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "  # noqa: S608
+                         "objects w INDEXED BY objects_by_seq WHERE w.collection_id = ? AND "
+                         f"{visible} AND w.recalled IS NULL ORDER BY w.seq DESC LIMIT ?)), 0)")
+            params.append(SHORT_TEXT_ROWS)
     if query.originators:
         where.append(_in("o.originator", query.originators, params))
     if query.label_ids:
@@ -1132,3 +1197,6 @@ def _search(query: Query, where: list[str], params: list[Any]) -> None:
     if query.added_before is not None:
         where.append("o.date_added < ?")
         params.append(query.added_before)
+    if query.refers_to is not None:  # the id as a JSON string: bodies are canonical JSON
+        where.append("instr(o.body, ?) > 0")
+        params.append(json.dumps(query.refers_to))

@@ -77,7 +77,7 @@ class Console:
         from . import desk, publish, read  # the views; they import this module
 
         self.node = node
-        self.sessions = Sessions(idle_seconds)
+        self.sessions = Sessions(node.store, idle_seconds)
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("intelpact.interfaces.console", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined)

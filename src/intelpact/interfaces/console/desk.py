@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -26,7 +27,9 @@ from ...services.people import Principal
 from ...store.base import utc_now
 from .app import Console, ConsoleError, Page
 
-MAX_ROWS = 200
+MAX_ROWS = 200  # a page of each desk list
+MAX_OFFSET = 1_000_000
+T = TypeVar("T")
 
 
 class _Readable:
@@ -54,16 +57,40 @@ class _Readable:
         return False
 
 
+def _offset(request: Request, key: str) -> int:
+    value = request.query_params.get(key, "0")
+    if not value.isdigit() or int(value) > MAX_OFFSET or int(value) % MAX_ROWS:
+        raise ConsoleError(400, "This desk link is out of date", "open the desk again")
+    return int(value)
+
+
+def _bounded(request: Request, key: str, fetch: Callable[[int, int], list[T]]
+             ) -> tuple[list[T], dict[str, Any]]:
+    """One page of a desk list, newest first (the store's query has the LIMIT), and the
+    links to newer and older pages (``?key=offset``)."""
+    offset = _offset(request, key)
+    rows = fetch(MAX_ROWS + 1, offset)
+    kept = {k: v for k, v in request.query_params.items() if k != key}
+
+    def link(at: int) -> str:
+        return "/desk?" + urlencode({**kept, key: at}) + "#" + key
+
+    return rows[:MAX_ROWS], {
+        "older": link(offset + MAX_ROWS) if len(rows) > MAX_ROWS else "",
+        "newer": link(max(0, offset - MAX_ROWS)) if offset else "", "from": offset + 1}
+
+
 def show(console: Console, request: Request, principal: Principal,
          form: FormData | None) -> Page:
     node = console.node
+    store = node.store
     verdict = None
     if form is not None and form.get("action") == "verify":
-        verdict = verify_log(node.store, node.audit.origin, node.audit.public_keys())
-    consents = node.consents.requests()
-    dissem = node.store.disseminations()
-    recalls = node.controls.recalls()
-    reports = node.store.compromise_reports()
+        verdict = verify_log(store, node.audit.origin, node.audit.public_keys())
+    consents, consents_page = _bounded(request, "consents", store.latest_consents)
+    dissem, dissem_page = _bounded(request, "dissem", store.latest_disseminations)
+    recalls, recalls_page = _bounded(request, "recalls", store.latest_recalls)
+    reports, reports_page = _bounded(request, "reports", store.latest_compromise_reports)
     report_objects = {r.report_id: _report_objects(r.body) for r in reports}
     ids = [c.object_id for c in consents] + [d.object_id for d in dissem] + \
         [r.object_id for r in recalls] + [o for objs in report_objects.values() for o in objs]
@@ -71,8 +98,8 @@ def show(console: Console, request: Request, principal: Principal,
     now = utc_now()
     incoming = [c for c in consents if c.direction == "in" and may(c.object_id)]
     outgoing = [c for c in consents if c.direction == "out" and may(c.object_id)]
-    records = [d for d in dissem if may(d.object_id)][-MAX_ROWS:]
-    recalled = [r for r in recalls if may(r.object_id)][-MAX_ROWS:]
+    records = [d for d in dissem if may(d.object_id)]
+    recalled = [r for r in recalls if may(r.object_id)]
     shown_reports = []
     for r in reports:
         objs = report_objects[r.report_id]
@@ -82,24 +109,28 @@ def show(console: Console, request: Request, principal: Principal,
                                   "objects": objs})
     latest = node.audit.latest()
     partners = []
-    for peer in node.store.peers():
-        held = node.store.partner_checkpoints(peer.party)
+    for peer in store.peers():
+        held = store.partner_checkpoints(peer.party)
         last = max(held, default=None, key=lambda c: c[0])
         partners.append({"party": peer.party, "size": last[0] if last else None,
                          "received": last[3] if last else None, "count": len(held)})
     return Page("desk.html", {
         "incoming": incoming, "outgoing": outgoing, "records": records,
         "recalled": recalled, "reports": shown_reports, "verdict": verdict,
-        "audit_size": node.store.audit_size(),
+        "pages": {"consents": consents_page, "dissem": dissem_page,
+                  "recalls": recalls_page, "reports": reports_page},
+        "per_page": MAX_ROWS, "audit_size": store.audit_size(),
         "latest": _checkpoint_size(latest.note) if latest else None,
         "latest_signed": latest.signed if latest else None, "partners": partners,
-        "alerts": node.store.alerts()[-20:],
+        "alerts": store.alerts()[-20:],
         "requester": _requester}, labels=may.shown)
 
 
 def consent(console: Console, request: Request, principal: Principal,
             form: FormData | None) -> Response:
-    """Approve (with an expiry) or refuse an incoming consent request."""
+    """Approve (with an expiry: days or a last day) or refuse (with a reason) an incoming
+    consent request, through ``Consents.approve`` / ``refuse`` as ``intelpact consent``
+    does; the signed notice is queued for the holder and the courier delivers it."""
     node = console.node
     if form is None:
         raise ConsoleError(405, "Method not allowed", "decide with the desk's buttons")
@@ -112,14 +143,7 @@ def consent(console: Console, request: Request, principal: Principal,
     action = form.get("action")
     try:
         if action == "approve":
-            days = str(form.get("days") or "").strip()
-            expires = None
-            if days:
-                if not days.isdigit() or not 1 <= int(days) <= 365:
-                    raise ConsoleError(400, "Scope refused", "give the consent's length as "
-                                       "1 to 365 days, or leave it empty for the default")
-                expires = utc_now() + dt.timedelta(days=int(days))
-            node.consents.approve(principal, rid, expires=expires)
+            node.consents.approve(principal, rid, expires=_expiry(form))
         elif action == "refuse":
             node.consents.refuse(principal, rid, reason=str(form.get("reason") or ""))
         else:
@@ -127,6 +151,31 @@ def consent(console: Console, request: Request, principal: Principal,
     except IntelpactError as exc:
         raise ConsoleError(400, "Not done", exc.diagnostics()) from None
     return RedirectResponse("/desk#consents", status_code=303)
+
+
+def _expiry(form: FormData) -> dt.datetime | None:
+    """The consent's expiry from the approve form: a length in days, or a last day
+    (valid to its end, UTC); neither: the service's default (the expiry asked for,
+    else 30 days). The service checks the bounds again (at most a year)."""
+    days = str(form.get("days") or "").strip()
+    until = str(form.get("until") or "").strip()
+    if days and until:
+        raise ConsoleError(400, "Scope refused", "give either a length in days or a last "
+                           "day, not both")
+    if days:
+        if not days.isdigit() or not 1 <= int(days) <= 365:
+            raise ConsoleError(400, "Scope refused", "give the consent's length as 1 to 365 "
+                               "days, or leave it empty for the default")
+        return utc_now() + dt.timedelta(days=int(days))
+    if until:
+        try:
+            day = dt.date.fromisoformat(until) if len(until) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise ConsoleError(400, "Scope refused", "write the last day as YYYY-MM-DD")
+        return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
+    return None
 
 
 def _report_objects(body: str) -> list[str]:

@@ -23,7 +23,15 @@ from ...errors import IntelpactError
 from ...model import Label, ObjectLabels, banner
 from ...services.access import WITHHELD_EXTENSION_ID
 from ...services.people import Principal
-from ...store.base import AuditFilter, BadCursor, Query, StoredObject, normalise_timestamp
+from ...store.base import (
+    SHORT_TEXT,
+    SHORT_TEXT_ROWS,
+    AuditFilter,
+    BadCursor,
+    Query,
+    StoredObject,
+    normalise_timestamp,
+)
 from . import banners
 from .app import Console, ConsoleError, Page
 
@@ -102,7 +110,8 @@ def search(console: Console, request: Request, principal: Principal,
         "since": params.get("since", ""), "until": params.get("until", ""),
         "types": TYPES, "parties": agreement.parties, "levels": levels,
         "communities": sorted(agreement.communities), "results": results, "more": more,
-        "first": cursor is None}, labels=shown)
+        "first": cursor is None,
+        "short": f"{SHORT_TEXT_ROWS:,}" if 0 < len(text) < SHORT_TEXT else ""}, labels=shown)
 
 
 def _words(agreement: Any, party: str, rank: int) -> str:
@@ -168,7 +177,9 @@ def show(console: Console, request: Request, principal: Principal,
     portions = _portions(obj, labels.portions, agreement, party)
     withheld = obj.get("extensions", {}).get(WITHHELD_EXTENSION_ID, {}).get("withheld", [])
     refs = sorted(set(_refs(obj)))
-    names = _names(console, principal, refs)
+    linked, more = _linked(console, principal, oid)
+    names, named = _names(console, principal, sorted(set(refs) | {x["other"] for x in linked
+                                                                 if x["other"]}))
     properties = [{"key": k, "value": _render(v), "marks": portions.get(k, []),
                    "ref": isinstance(v, str) and k.endswith("_ref") and ID.match(v) is not None}
                   for k, v in obj.items() if k not in ("extensions",)]
@@ -181,8 +192,10 @@ def show(console: Console, request: Request, principal: Principal,
         "origin": origin, "provenance": _provenance(console, row, obj),
         "properties": properties, "withheld": withheld,
         "versions": [r.version for r, _ in found], "refs": [(r, names.get(r)) for r in refs],
+        "linked": [dict(x, other_name=names.get(x["other"] or "")) for x in linked],
+        "linked_more": more,
         "raw_link": f"/objects/{oid}/raw?" + urlencode({"version": row.version}),
-    }, labels=[labels.banner])
+    }, labels=[labels.banner, *named, *(x["label"] for x in linked)])
 
 
 def raw(console: Console, request: Request, principal: Principal,
@@ -235,19 +248,67 @@ def _refs(value: Any, key: str = "") -> Iterable[str]:
         yield value
 
 
-def _names(console: Console, principal: Principal, refs: Sequence[str]) -> dict[str, str]:
-    """The names of the referred objects the viewer may see (read, and audited)."""
+def _names(console: Console, principal: Principal, refs: Sequence[str]
+           ) -> tuple[dict[str, str], list[Label]]:
+    """The names of the referred objects the viewer may see (read, and audited), and
+    their labels (a name shown raises the page's banner like the object would)."""
     if not refs:
-        return {}
+        return {}, []
     names: dict[str, str] = {}
+    shown: list[Label] = []
+    labels = console.node.store.labels()
     cid = console.node.default_collection().collection_id
     for start in range(0, min(len(refs), 1000), 500):
         chunk = tuple(refs[start:start + 500])
         _, visible = console.node.find(principal, cid, Query(ids=chunk, limit=len(chunk)),
                                        via="console-object")
         for row, body in visible:
-            names[row.object_id] = str(json.loads(body).get("name", "")) or row.object_type
-    return names
+            obj = json.loads(body)
+            names[row.object_id] = str(obj.get("name", "")) or row.object_type
+            shown.append(shown_labels(console, row, obj, labels).banner)
+    return names, shown
+
+
+# Which properties of a relationship or a sighting link it to an object, and the words
+# for each end (this object being at that end).
+LINKS = {"relationship": (("source_ref", "target_ref"), ("target_ref", "source_ref")),
+         "sighting": (("sighting_of_ref", ""), ("observed_data_refs", ""),
+                      ("where_sighted_refs", ""))}
+MAX_LINKED = 100
+
+
+def _linked(console: Console, principal: Principal, oid: str
+            ) -> tuple[list[dict[str, Any]], bool]:
+    """The relationships whose source or target is ``oid`` and the sightings that refer
+    to it, newest first, that the viewer may see: through ``Node.find`` (label filter in
+    the query, each read audited), at most MAX_LINKED of each type; whether there are
+    more. The store finds the rows that name the id; here the property is checked on
+    the body as served (a withheld portion links nothing)."""
+    node = console.node
+    labels = node.store.labels()
+    cid = node.default_collection().collection_id
+    out: list[dict[str, Any]] = []
+    more = False
+    for kind, ends in LINKS.items():
+        page, visible = node.find(principal, cid, Query(
+            types=(kind,), refers_to=oid, newest_first=True, limit=MAX_LINKED),
+            via="console-object")
+        more = more or page.more
+        for row, body in visible:
+            obj = json.loads(body)
+            for here, there in ends:
+                value = obj.get(here)
+                if value == oid or (isinstance(value, list) and oid in value):
+                    other = obj.get(there) if there else None
+                    out.append({
+                        "id": row.object_id, "type": kind, "role": here,
+                        "verb": str(obj.get("relationship_type", "")) if kind ==
+                        "relationship" else "sighting",
+                        "other": other if isinstance(other, str) and ID.match(other) else None,
+                        "name": str(obj.get("name", "")),
+                        "label": shown_labels(console, row, obj, labels).banner})
+                    break
+    return out, more
 
 
 def _provenance(console: Console, row: StoredObject, obj: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Console sessions: who is logged in, for how long, and the CSRF token of each.
 
 A session is a random 256-bit token in a cookie (HttpOnly, SameSite=Strict, Secure
-when the console is served over TLS), mapped in this process to the person's name,
-their CSRF token and when they were last seen. A session idle for longer than the
-timeout is gone; logging out ends it at once. Only the SHA-256 of a session token is
-kept, so a memory dump does not hand out live sessions. Every request re-reads the
-person, so a revoked person is logged out at their next click.
+when the console is served over TLS). The node's store keeps, per session, only the
+SHA-256 of the token (a copy of the database hands out no live session), the person,
+their CSRF token and when the session began and was last seen: every process of
+``intelpact serve --workers N`` knows every session. A session idle for longer than the
+timeout is never found (the store's look-up tests when it was last seen), and is
+deleted at the next log-in; logging out ends it at once, and revoking the person or
+changing their password ends all of theirs. ``seen`` is written at most once every
+``TOUCH_SECONDS`` per session, not on every click. Every request re-reads the person,
+so a revoked person is logged out at their next click.
 
 Forms carry the session's CSRF token; a form posted without it, or with another, is
 refused. The log-in form, before any session exists, uses a pre-session token bound
@@ -14,26 +18,27 @@ to a cookie of its own (the double-submit pattern).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ...store.base import SessionRecord, Store, parse_timestamp, timestamp, utc_now
 
 COOKIE = "intelpact_session"
 LOGIN_COOKIE = "intelpact_login"
 IDLE_SECONDS = 15 * 60
-MAX_SESSIONS = 10_000
+TOUCH_SECONDS = 30.0
 
 
 @dataclass
 class Session:
     name: str
     csrf: str
-    created: float
-    seen: float
+    created: str
+    seen: str
 
 
 def _digest(token: str) -> str:
@@ -41,57 +46,49 @@ def _digest(token: str) -> str:
 
 
 class Sessions:
-    """The live sessions of this process. ``clock`` is for tests."""
+    """The node's console sessions, kept in its store. ``clock`` is for tests."""
 
-    def __init__(self, idle_seconds: float = IDLE_SECONDS,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, store: Store, idle_seconds: float = IDLE_SECONDS,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.store = store
         self.idle_seconds = idle_seconds
-        self._clock = clock or time.monotonic
-        self._by_digest: dict[str, Session] = {}
-        self._lock = threading.Lock()
+        self._clock = clock or utc_now
+
+    def _idle_before(self, now: dt.datetime) -> str:
+        return timestamp(now - dt.timedelta(seconds=self.idle_seconds))
 
     def start(self, name: str) -> tuple[str, Session]:
-        """A new session for ``name``: (cookie value, session)."""
+        """A new session for ``name``: (cookie value, session). Idle sessions go."""
         token = secrets.token_urlsafe(32)
         now = self._clock()
-        session = Session(name, secrets.token_urlsafe(32), now, now)
-        with self._lock:
-            self._expire(now)
-            if len(self._by_digest) >= MAX_SESSIONS:  # the oldest idle goes first
-                oldest = min(self._by_digest, key=lambda d: self._by_digest[d].seen)
-                del self._by_digest[oldest]
-            self._by_digest[_digest(token)] = session
-        return token, session
+        when = timestamp(now)
+        record = SessionRecord(_digest(token), name, secrets.token_urlsafe(32), when, when)
+        self.store.add_session(record, idle_before=self._idle_before(now))
+        return token, Session(name, record.csrf, when, when)
 
     def get(self, token: str | None) -> Session | None:
-        """The live session of a cookie value, touched; None when absent or idle."""
+        """The live session of a cookie value; None when absent, ended or idle. Its
+        ``seen`` is written when the last write is ``TOUCH_SECONDS`` old (or a quarter of
+        the idle timeout, if shorter)."""
         if not token or len(token) > 200:
             return None
         now = self._clock()
-        with self._lock:
-            session = self._by_digest.get(_digest(token))
-            if session is None:
-                return None
-            if now - session.seen > self.idle_seconds:
-                del self._by_digest[_digest(token)]
-                return None
-            session.seen = now
-            return session
+        digest = _digest(token)
+        record = self.store.session(digest, idle_before=self._idle_before(now))
+        if record is None:
+            return None
+        every = min(TOUCH_SECONDS, self.idle_seconds / 4)
+        if (now - parse_timestamp(record.seen)).total_seconds() >= every:
+            self.store.touch_session(digest, timestamp(now))
+        return Session(record.name, record.csrf, record.created, record.seen)
 
     def end(self, token: str | None) -> None:
-        if token:
-            with self._lock:
-                self._by_digest.pop(_digest(token), None)
+        if token and len(token) <= 200:
+            self.store.end_session(_digest(token))
 
     def end_person(self, name: str) -> None:
         """End every session of ``name`` (revoked, or their password changed)."""
-        with self._lock:
-            self._by_digest = {d: s for d, s in self._by_digest.items() if s.name != name}
-
-    def _expire(self, now: float) -> None:
-        idle = [d for d, s in self._by_digest.items() if now - s.seen > self.idle_seconds]
-        for d in idle:
-            del self._by_digest[d]
+        self.store.end_sessions(name)
 
 
 def same(given: str | None, expected: str) -> bool:

@@ -1,0 +1,163 @@
+"""The security officer's desk over HTTP, with a partner that asks: NZL holds JPN objects
+and asks JPN's consent to pass them on to AUS; JPN's officer approves one on the desk
+(with a scope), refuses another (with a reason), and a third is approved by
+`intelpact consent approve`, so the desk's outcome (record, signed token, notice, audit
+event) can be held against the command's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from click.testing import CliRunner
+
+from conftest import Pact, courier, csrf_of
+from intelpact.interfaces.cli import main
+from intelpact.services.federation import consent_token, verify_payload
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter, ConsentRecord, parse_timestamp, utc_now
+
+from helpers import indicator
+
+
+def _decide(pact: Pact, client: Any, rid: str, **form: str) -> Any:
+    return client.post(f"/desk/consent/{rid}", data={"csrf": csrf_of(client, "/desk"), **form})
+
+
+def _record(pact: Pact, rid: str) -> ConsentRecord:
+    record = pact.jpn.store.consent(rid)
+    assert record is not None
+    return record
+
+
+def _event(pact: Pact, kind: str, rid: str) -> dict[str, Any]:
+    (event,) = [json.loads(e.body) for e in pact.jpn.store.find_audit(AuditFilter(
+        kinds=(kind,), limit=1000)) if json.loads(e.body).get("request") == rid]
+    return event
+
+
+def test_approve_and_refuse_on_the_desk_as_the_command_does(pact: Pact) -> None:
+    desk_obj, by_desk = pact.ask("desk-approves-this")
+    refused_obj, refused = pact.ask("desk-refuses-this")
+    cli_obj, by_cli = pact.ask("command-approves-this")
+    officer = pact.client("kobayashi")
+    page = officer.get("/desk").text
+    for rid, oid in ((by_desk, desk_obj), (refused, refused_obj), (by_cli, cli_obj)):
+        row = re.search(rf'<tr id="consent-{rid}">(.*?)</tr>', page, re.S)
+        assert row and oid in row.group(1) and "NZL → AUS" in row.group(1)
+        assert "joint maritime operation" in row.group(1) and "pending" in row.group(1)
+        assert _record(pact, rid).versions[0] in row.group(1)  # the versions asked for
+
+    # the scope's checks: a length of 0 days, both a length and a day, a malformed day
+    for form in ({"days": "0"}, {"days": "7", "until": "2099-01-01"}, {"until": "soon"}):
+        r = _decide(pact, officer, by_desk, action="approve", **form)
+        assert r.status_code == 400 and "Scope refused" in r.text
+    assert _record(pact, by_desk).status == "pending"
+    # only a security officer decides (the page, and the service behind it)
+    analyst = pact.client("ito")
+    assert _decide(pact, analyst, by_desk, action="approve").status_code == 403
+
+    before = utc_now()
+    r = _decide(pact, officer, by_desk, action="approve", days="7")
+    assert r.status_code == 303 and r.headers["location"] == "/desk#consents"
+    r = _decide(pact, officer, refused, action="refuse", reason="source protection")
+    assert r.status_code == 303
+    done = CliRunner().invoke(main, ["consent", "approve", str(pact.jpn.config.dir), by_cli,
+                                     "--expires", "7d", "--as", "kobayashi"])
+    assert done.exit_code == 0, done.output
+
+    # JPN's record: approved, until 7 days from now, with a token signed by JPN's key
+    desk, cli = _record(pact, by_desk), _record(pact, by_cli)
+    assert desk.status == cli.status == "approved" and desk.decided and desk.token
+    expires = parse_timestamp(desk.expires or "")
+    assert before + dt.timedelta(days=7) <= expires <= utc_now() + dt.timedelta(days=7)
+    tokens = []
+    for record in (desk, cli):
+        signed = json.loads(record.token or "")
+        key = pact.jpn.federation.keys_of("JPN")[signed["key_id"]]
+        assert verify_payload(key, signed["signature"], signed["consent"])
+        tokens.append(signed["consent"])
+        assert consent_token(signed).covers(record.object_id, record.versions[0])
+    mine, theirs = tokens
+    assert mine.keys() == theirs.keys()
+    assert (mine["originator"], mine["holder"], mine["recipient"]) == ("JPN", "NZL", "AUS")
+    assert mine["purpose"] == theirs["purpose"] == "joint maritime operation"
+    assert mine["objects"][desk_obj] == list(desk.versions)
+    assert mine["objects"].keys() - {desk_obj} == theirs["objects"].keys() - {cli_obj}
+    assert mine["expires"] == desk.expires
+    # the audit events are the command's, field for field
+    ours, command = _event(pact, "consent", by_desk), _event(pact, "consent", by_cli)
+    assert ours.keys() == command.keys()
+    same = ("kind", "node", "person", "party", "originator", "recipient", "purpose",
+            "direction")
+    assert {k: ours[k] for k in same} == {k: command[k] for k in same}
+    assert ours["token"] == mine["id"] and ours["expires"] == desk.expires
+    no = _event(pact, "consent-refuse", refused)
+    assert no["reason"] == "source protection" and no["person"] == ours["person"]
+    assert _record(pact, refused).status == "refused"
+    assert _record(pact, refused).reason == "source protection"
+
+    # the command delivered what was queued; NZL holds JPN's token, and the covered
+    # object (only it) waits for AUS with it
+    assert pact.jpn.store.pending_notices("NZL", 100) == []
+    sent = {n.object_id: n.kind for n in pact.jpn.store.notices()
+            if n.direction == "out" and n.party == "NZL"}
+    assert sent[desk_obj] == "consent" and sent[refused_obj] == "consent-refused"
+    held = pact.nzl.store.consent(by_desk)
+    assert held is not None and held.status == "approved" and held.token == desk.token
+    no_token = pact.nzl.store.consent(refused)
+    assert no_token is not None and no_token.status == "refused"
+    assert no_token.reason == "source protection" and no_token.token is None
+    queued = {row.object_id for _, row in pact.nzl.store.pending("AUS", 100)}
+    assert desk_obj in queued and refused_obj not in queued
+
+    # the desk now shows the decisions, with nothing left to decide for them
+    page = officer.get("/desk").text
+    for rid, shown in ((by_desk, f"approved until {desk.expires}"),
+                       (refused, "refused: source protection")):
+        row = re.search(rf'<tr id="consent-{rid}">(.*?)</tr>', page, re.S)
+        assert row and shown in row.group(1) and "<form" not in row.group(1)
+    r = _decide(pact, officer, by_desk, action="approve")
+    assert r.status_code == 400 and "approved already" in r.text
+
+
+def test_approve_until_a_day_and_the_default(pact: Pact) -> None:
+    _, until = pact.ask("approved-until-a-day")
+    _, default = pact.ask("approved-by-default")
+    officer = pact.client("kobayashi")
+    day = (utc_now() + dt.timedelta(days=10)).date().isoformat()
+    assert _decide(pact, officer, until, action="approve", until=day).status_code == 303
+    assert _record(pact, until).expires == f"{day}T23:59:59.000000Z"
+    assert _decide(pact, officer, default, action="approve").status_code == 303
+    expires = parse_timestamp(_record(pact, default).expires or "")
+    assert abs(expires - (utc_now() + dt.timedelta(days=30))) < dt.timedelta(minutes=1)
+    assert courier(pact.jpn, lambda c: c.deliver_notices("NZL")) == 2  # as the courier does
+    for rid in (until, default):
+        held = pact.nzl.store.consent(rid)
+        assert held is not None and held.status == "approved"
+
+
+def test_the_desk_lists_are_pages_of_the_newest(pact: Pact) -> None:
+    jpn = pact.jpn
+    who = jpn.people.as_person("kobayashi").person
+    objs = [indicator(f"paged-{n}") for n in range(205)]
+    status = jpn.publisher.publish(who, jpn.default_collection().collection_id, objs,
+                                   marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0
+    assert courier(jpn, lambda c: c.push_all("NZL")) >= 205
+    officer = pact.client("kobayashi")
+    row = re.compile(r'<tr><td><a href="/objects/([^"]+)">[^<]*</a></td><td>[^<]*</td>'
+                     r'<td>NZL</td>')
+    page = officer.get("/desk").text
+    dissem = page.split('id="dissem"', 1)[1].split("</section>", 1)[0]
+    first = row.findall(dissem)
+    assert len(first) == 200 and 'href="/desk?dissem=200#dissem">Older entries' in dissem
+    newest = {d.object_id for d in jpn.store.latest_disseminations(200)}
+    assert set(first) == newest
+    page = officer.get("/desk", params={"dissem": "200"}).text
+    dissem = page.split('id="dissem"', 1)[1].split("</section>", 1)[0]
+    second = row.findall(dissem)
+    assert second and not set(second) & set(first) and "Newer entries" in dissem
+    assert officer.get("/desk", params={"dissem": "7"}).status_code == 400
