@@ -69,6 +69,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 		--opentaxii-python $(OPENTAXII_VENV)/bin/python
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/ais.py
 
 clean:
 	rm -rf $(VENV) $(MEDALLION_VENV) $(OPENTAXII_VENV) $(DEMO) .pytest_cache .hypothesis

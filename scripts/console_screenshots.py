@@ -81,7 +81,42 @@ def main() -> None:
             page.screenshot(path=str(args.out / "console-desk.png"))
             browser.close()
         node.close()
-    print(f"wrote 5 screenshots to {args.out}")
+        map_shot(Path(tmp) / "fji", chromium, args.out)
+    print(f"wrote 6 screenshots to {args.out}")
+
+
+def map_shot(path: Path, chromium: str, out: Path) -> None:
+    """The maritime picture at a Fiji node under the Pacific arrangement, holding both
+    of the demo's fictional AIS feeds (samples/pacific-ais-*.nmea)."""
+    from intelpact.maritime.rules import load_rules
+    from intelpact.services.ais import AisIngest, default_marking
+
+    node = Node.create(path, party="FJI",
+                       agreement_file=ROOT / "agreements" / "pacific-maritime.toml",
+                       tls=False, port=free_port(), federation_port=free_port())
+    node.people.add("litia", party="FJI", clearance="RESTRICTED", communities=["MARITIME"],
+                    roles=["analyst", "publisher"], password="litia-demo-password")
+    litia = node.people.as_person("litia").person
+    cid = node.default_collection().collection_id
+    for feed in ("nzl", "jpn"):
+        with (ROOT / "samples" / f"pacific-ais-{feed}.nmea").open("rb") as lines:
+            AisIngest(node.publisher, litia, cid, marking=default_marking(node.agreement),
+                      rules=load_rules(None), window_seconds=3600).run(lines)
+    port = free_port()
+    with _in_thread(create_app(node), {"host": "127.0.0.1", "port": port}), \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(base_url=f"http://127.0.0.1:{port}",
+                                viewport={"width": 1100, "height": 1000})
+        page.goto("/map")
+        page.fill("#name", "litia")
+        page.fill("#password", "litia-demo-password")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/map")
+        page.screenshot(path=str(out / "console-map.png"))
+        browser.close()
+    node.close()
 
 
 if __name__ == "__main__":

@@ -129,3 +129,18 @@ def test_fast_canonical_form_is_rfc8785_on_generated_values(value: object) -> No
 def test_keys_beyond_the_bmp_sort_as_utf16() -> None:
     value = {"\U0001f600": 1, "\ufb01": 2}  # code points and UTF-16 units disagree
     assert _ours(value) == _reference(value) == '{"\U0001f600":1,"\ufb01":2}'.encode()
+
+
+@pytest.mark.parametrize("value", [1e-4, -1e-4, 0.00010000000000000002, 9.999999999999998e-05,
+                                   0.1, 0.3, 2 / 3, -123.456, 1e15 + 0.5, 4503599627370495.5,
+                                   9007199254740991.0, 1e16, 1e21, 1e-7, 5e-324, 14.0])
+def test_floats_at_the_edges_of_the_fast_path_are_rfc8785(value: float) -> None:
+    """The fast path takes floats with a fraction in [1e-4, 1e16), where Python's repr and
+    ECMAScript's Number::toString agree; just outside, the reference library decides."""
+    assert _ours({"x": value, "y": [value]}) == _reference({"x": value, "y": [value]})
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=1e-5, max_value=2e16, allow_nan=False))
+def test_floats_around_the_fast_range_are_rfc8785(value: float) -> None:
+    assert _ours([value, -value]) == _reference([value, -value])

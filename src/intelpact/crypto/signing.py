@@ -45,8 +45,9 @@ _SAFE_INTEGER = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers 
 
 def _plain(value: Any) -> bool:
     """True when Python's own JSON encoder gives RFC 8785 bytes for ``value``: only
-    strings, booleans, null, lists, objects and integers within the safe range (no
-    floats: JCS formats them as ECMAScript does, Python does not), and no key with a
+    strings, booleans, null, lists, objects, integers within the safe range and floats
+    with a fraction written without an exponent (JCS formats numbers as ECMAScript does;
+    Python agrees on exactly those), and no key with a
     character beyond the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units,
     Python by code points; the orders agree inside the BMP). Everything else, and any
     string holding a lone surrogate, goes to the rfc8785 library."""
@@ -58,6 +59,13 @@ def _plain(value: Any) -> bool:
             continue
         if t is int:
             if -_SAFE_INTEGER <= v <= _SAFE_INTEGER:
+                continue
+            return False
+        if t is float:
+            # A float with no exponent in repr (1e-4 <= |v| < 1e16) and a fraction: repr's
+            # shortest round-trip digits are ECMAScript's Number::toString (an integral
+            # float is "14.0" in Python, "14" in ECMAScript: not plain).
+            if 1e-4 <= abs(v) < 1e16 and not v.is_integer():
                 continue
             return False
         if t is dict:

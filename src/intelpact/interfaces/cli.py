@@ -427,4 +427,11 @@ def _visible(node: Node, principal: Any, via: str) -> Iterator[dict[str, Any]]:
             cursor = page.next
 
 
-from . import cli_audit, cli_compromise, cli_consent, cli_controls, cli_federation  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    cli_ais,
+    cli_audit,
+    cli_compromise,
+    cli_consent,
+    cli_controls,
+    cli_federation,
+)

@@ -74,7 +74,7 @@ class Console:
     """Binds a node to the console's pages. ``app`` is the Starlette application."""
 
     def __init__(self, node: Node, *, idle_seconds: float = IDLE_SECONDS) -> None:
-        from . import desk, publish, read  # the views; they import this module
+        from . import desk, maritime, publish, read  # the views; they import this module
 
         self.node = node
         self.sessions = Sessions(node.store, idle_seconds)
@@ -89,6 +89,7 @@ class Console:
             Route("/logout", self.logout, methods=["POST"]),
             Route("/objects/{oid}", self.view(read.show)),
             Route("/objects/{oid}/raw", self.view(read.raw)),
+            Route("/map", self.view(maritime.show)),
             Route("/publish", self.view(publish.form, role="publisher"),
                   methods=["GET", "POST"]),
             Route("/publish/preview", self.view(publish.preview, role="publisher")),

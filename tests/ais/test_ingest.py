@@ -1,0 +1,211 @@
+"""Vessels, tracks and alerts as STIX, and `intelpact ingest ais` end to end on real nodes."""
+
+from __future__ import annotations
+
+import uuid
+from functools import reduce
+from operator import xor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from pyais import encode_dict
+
+from intelpact.interfaces.cli import main
+from intelpact.maritime.nmea import Position, Static
+from intelpact.maritime.rules import Alert
+from intelpact.maritime.vessels import (
+    AIS_EXTENSION_ID,
+    NAMESPACE,
+    Track,
+    TrackWindows,
+    VesselInfo,
+    alert_objects,
+    sighting_object,
+    vessel_id,
+    vessel_object,
+)
+from intelpact.services.ais import default_marking
+from intelpact.services.node import Node
+from intelpact.stix import validate_object
+
+from helpers import AGREEMENTS, DATA, make_node
+
+SAMPLE = DATA / "ais" / "pyais" / "nmea_data_sample.txt"
+T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
+
+
+def tag(line: str, when: float, source: str = "test") -> bytes:
+    body = f"s:{source},c:{int(when)}".encode()
+    return b"\\" + body + b"*%02X\\" % reduce(xor, body, 0) + line.encode() + b"\n"
+
+
+def position(mmsi: int, when: float, lat: float, lon: float, speed: float = 10.0) -> bytes:
+    msg = {"type": 1, "mmsi": mmsi, "lat": lat, "lon": lon, "speed": speed, "course": 90.0,
+           "heading": 90}
+    return tag(encode_dict(msg, talker_id="AI", sentence_type="VDM")[0], when)
+
+
+def static(mmsi: int, when: float, name: str) -> bytes:
+    msg = {"type": 5, "mmsi": mmsi, "shipname": name, "callsign": "A3ABC", "imo": 9123456,
+           "ship_type": 30, "to_bow": 30, "to_stern": 10, "to_port": 5, "to_starboard": 5}
+    return b"".join(tag(s, when) for s in encode_dict(msg, talker_id="AI",
+                                                        sentence_type="VDM", seq_id=3))
+
+
+def test_vessel_ids_are_uuid5_of_the_mmsi_everywhere() -> None:
+    assert vessel_id(512000001) == f"identity--{uuid.uuid5(NAMESPACE, 'mmsi:512000001')}"
+    assert vessel_object(512000001) == vessel_object(512000001)
+    assert vessel_object(512000001)["id"] == vessel_id(512000001)
+
+
+def test_objects_are_valid_stix() -> None:
+    info = VesselInfo(512000001)
+    info.merge(Static(512000001, T0, name="KALIA", call_sign="A3ABC", imo=9123456,
+                      ship_type=30, dimensions=(30, 10, 5, 5), destination="NUKUALOFA"))
+    vessel = vessel_object(512000001, info, modified=info.time)
+    validate_object(vessel)
+    ext = vessel["extensions"][AIS_EXTENSION_ID]
+    assert (ext["vessel_name"], ext["ship_type_text"], ext["imo"]) == ("KALIA", "Fishing",
+                                                                       9123456)
+    track = Track(512000001, T0 - T0 % 600, [
+        Position(512000001, T0 + 1.5, -20.0, -175.0, 0.0, None, None, 1, "s1"),
+        Position(512000001, T0 + 11, -20.0001, -175.0, 10.2, 91.5, 90, 1, "s2")])
+    sighting = sighting_object("TON", track, 600)
+    validate_object(sighting)
+    assert sighting["count"] == 2 and sighting["sighting_of_ref"] == vessel["id"]
+    assert sighting["first_seen"] == "2026-09-21T14:13:21.500Z"
+    points = sighting["extensions"][AIS_EXTENSION_ID]["track"]
+    assert points[0] == {"time": "2026-09-21T14:13:21.500Z", "lat": -20, "lon": -175,
+                         "speed": 0}  # no course, no heading: not available
+    assert sighting_object("TON", track, 600)["id"] == sighting["id"]  # deterministic
+    assert sighting_object("NZL", track, 600)["id"] != sighting["id"]  # per node
+    alert = Alert("encounter", T0, -20.0, -175.0, (512000001, 512000002), (), "encounter",
+                  {"since": T0 - 7200.0, "distance_m": 220})
+    location, note = alert_objects("TON", alert, [sighting["id"]])
+    validate_object(location)
+    validate_object(note)
+    assert note["object_refs"] == [sighting["id"], vessel_id(512000001),
+                                   vessel_id(512000002), location["id"]]
+
+
+def test_track_windows_flush_when_a_window_closes() -> None:
+    windows = TrackWindows(600, grace=60)
+    p = [Position(1, T0 + t, 0, 0, None, None, None, 1) for t in (0, 100, 700)]
+    assert windows.add(p[0]) is None and windows.add(p[1]) is None
+    flushed = windows.add(p[2])
+    assert flushed is not None and len(flushed.points) == 2
+    windows.add(Position(2, T0 + 2000, 0, 0, None, None, None, 1))
+    assert [t.mmsi for t in windows.expired()] == [1]  # vessel 1's window ended long ago
+    assert [t.mmsi for t in windows.drain()] == [2] and len(windows) == 0
+
+
+def test_default_marking_is_the_lowest_covered_level_to_every_party() -> None:
+    from intelpact.model import load_agreement
+
+    pacific = default_marking(load_agreement(AGREEMENTS / "pacific-maritime.toml"))
+    assert (pacific.classification, pacific.rel_to, pacific.communities) == (
+        "UNCLASSIFIED", ("NZL", "JPN", "FJI", "TON", "WSM"), ("MARITIME",))
+
+
+# --- the command, end to end -----------------------------------------------------------------
+
+def run(*args: object, code: int = 0, input: bytes | None = None) -> Result:
+    runner = CliRunner(env={"COLUMNS": "400"})
+    result = runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    assert result.exit_code == code, (args, result.output)
+    return result
+
+
+@pytest.fixture()
+def node_dir(tmp_path: Path) -> Path:
+    node = make_node(tmp_path / "ton", party="TON", agreement="pacific-maritime.toml")
+    node.people.add("sione", party="TON", clearance="RESTRICTED", communities=["MARITIME"],
+                    roles=("analyst", "publisher"))
+    node.people.add("mele", party="TON", clearance="RESTRICTED", roles=("analyst",))
+    node.people.add("aroha", party="NZL", clearance="RESTRICTED", communities=["MARITIME"])
+    node.close()
+    return tmp_path / "ton"
+
+
+def stored(node_dir: Path, person: str) -> list[dict[str, Any]]:
+    from intelpact.interfaces.cli import _visible
+
+    node = Node.open(node_dir)
+    try:
+        return [o for o in _visible(node, node.people.as_person(person), "export")
+                if o["type"] != "marking-definition"]
+    finally:
+        node.close()
+
+
+def test_ingest_the_pyais_sample(node_dir: Path) -> None:
+    result = run("ingest", "ais", node_dir, SAMPLE, "--as", "sione")
+    out = result.output
+    assert "898 AIS sentences" in out
+    assert "refused    120 sentences: empty payload 100, missing parts 20" in out
+    assert "4 with no position" in out
+    objects = stored(node_dir, "sione")
+    vessels = [o for o in objects if o["type"] == "identity"]
+    sightings = [o for o in objects if o["type"] == "sighting"]
+    assert len(objects) == len(vessels) + len(sightings)  # nothing else: no bad sentence
+    assert f"{len(vessels)} vessels, {len(sightings)} tracks" in out
+    assert sum(s["count"] for s in sightings) == 758  # every position, once
+    for obj in objects:
+        validate_object(obj)
+    assert stored(node_dir, "aroha") == objects  # REL TO every party, MARITIME
+    assert stored(node_dir, "mele") == []  # not in MARITIME
+    node = Node.open(node_dir)
+    try:
+        label = node.markings.label(objects[0]).banner
+        assert label.rel_to == frozenset({"NZL", "JPN", "FJI", "TON", "WSM"})
+        assert node.agreement.rows[label.rank].name == "UNCLASSIFIED"
+    finally:
+        node.close()
+    again = run("ingest", "ais", node_dir, SAMPLE, "--as", "sione").output
+    assert "0 rejected" in again  # the same vessels and tracks: already stored
+
+
+def test_ingest_from_stdin_with_alerts_and_a_marking(node_dir: Path, tmp_path: Path) -> None:
+    feed = [static(512000001, T0, "KALIA")]
+    # an unlicensed vessel crossing into the sample Tonga EEZ, then silent for 3 h
+    for i in range(12):
+        feed.append(position(512000001, T0 + 300 * i, -20.0, -171.5 - 0.1 * i))
+    feed.append(position(512000001, T0 + 3300 + 3 * 3600, -20.0, -173.0))
+    feed.append(b"!AIVDM,1,1,,B,,0*25\n")  # an empty payload
+    result = run("ingest", "ais", node_dir, "-", "--as", "sione", "--classification",
+                 "RESTRICTED", "--rel", "TON,NZL", input=b"".join(feed))
+    assert "2 alerts (ais-gap 1, eez-unlicensed 1)" in result.output
+    assert "refused    1 sentences: empty payload 1" in result.output
+    objects = {o["id"]: o for o in stored(node_dir, "sione")}
+    notes = [o for o in objects.values() if o["type"] == "note"]
+    assert sorted(n["extensions"][AIS_EXTENSION_ID]["rule"] for n in notes) == [
+        "ais-gap", "eez-unlicensed"]
+    for note in notes:
+        kinds = {objects[r]["type"] for r in note["object_refs"]}
+        assert kinds == {"sighting", "identity", "location"}  # evidence, all stored here
+    vessel = objects[vessel_id(512000001)]
+    assert vessel["name"] == "KALIA (MMSI 512000001)"
+    node = Node.open(node_dir)
+    try:
+        for obj in objects.values():
+            assert node.markings.label(obj).banner.rel_to == frozenset({"TON", "NZL"})
+    finally:
+        node.close()
+    # the same reports under another marking: the same (id, version), another body: refused
+    again = run("ingest", "ais", node_dir, "-", "--as", "sione", "--no-alerts",
+                input=b"".join(feed[:3]), code=1).output
+    assert "0 objects accepted" in again and "objects are immutable per (id, modified)" in again
+
+
+def test_ingest_refusals_are_one_line(node_dir: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[gap]\nmin_hours = 0\n")
+    result = run("ingest", "ais", node_dir, SAMPLE, "--as", "sione", "--rules", rules, code=2)
+    assert "gap.min_hours: 0 is not a positive number" in result.stderr
+    result = run("ingest", "ais", node_dir, SAMPLE, "--as", "mele", code=1)
+    assert "not in community MARITIME" in result.output
+    empty = tmp_path / "empty.nmea"
+    empty.write_bytes(b"# nothing\n")
+    assert "0 AIS sentences" in run("ingest", "ais", node_dir, empty, "--as", "sione").output

@@ -1,0 +1,128 @@
+"""Decoding against golden vectors: libais's typeexamples and tag blocks, pyais's samples
+(with their 100 empty payloads and 20 lone first halves of 2-part messages)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from intelpact.maritime.nmea import NmeaReader, Position, Static
+
+from helpers import DATA
+
+AIS = DATA / "ais"
+
+
+def read(path: Path) -> tuple[NmeaReader, list[Position | Static]]:
+    reader = NmeaReader(clock=lambda: 0.0)
+    reports = [r for line in path.read_bytes().splitlines(keepends=True)
+               for r in reader.feed(line)]
+    reader.finish()
+    return reader, reports
+
+
+def test_every_licence_travels_with_its_data() -> None:
+    for folder in ("pyais", "libais"):
+        assert (AIS / folder / "LICENSE.txt").is_file()
+
+
+def test_typeexamples_decode_as_libais_expects() -> None:
+    """Each sentence decodes to its type and MMSI; positions and static data agree with
+    libais's decode; the two off-the-globe positions (type 2 at lat -101.5, type 27 at lon
+    200.2) are refused, never stored."""
+    lines = (AIS / "libais" / "typeexamples.nmea").read_bytes().splitlines()
+    expected = [json.loads(x) for x in (AIS / "libais" / "typeexamples.json").read_text()
+                .splitlines()]
+    assert len(lines) == len(expected) == 26
+    reader = NmeaReader(clock=lambda: 0.0)
+    for line, want in zip(lines, expected, strict=True):
+        decoded = reader.decode(line)
+        assert decoded is not None, line
+        msg, when, _, _ = decoded
+        assert (msg.msg_type, msg.mmsi) == (want["type"], want["mmsi"])
+        assert when is not None and when > 1.3e9  # the receiver's trailing Unix time
+        reports = reader.reports(msg, when, None)
+        if want["type"] in (1, 2, 3, 18, 27) and abs(want["lat"]) <= 90 \
+                and abs(want["lon"]) <= 180:
+            (pos,) = [r for r in reports if isinstance(r, Position)]
+            assert pos.lat == pytest.approx(want["lat"], abs=1e-5)
+            assert pos.lon == pytest.approx(want["lon"], abs=1e-5)
+            if want.get("speed") is not None and want["speed"] < 102.2:
+                assert pos.speed == pytest.approx(want["speed"], abs=0.05)
+            if want.get("heading", 511) < 360:
+                assert pos.heading == want["heading"]
+        elif want["type"] in (2, 27):
+            assert reports == ()
+        if want["type"] == 5:
+            (static,) = reports
+            assert isinstance(static, Static)
+            assert (static.name, static.call_sign, static.imo, static.ship_type) == (
+                want["shipname"], want["callsign"], int(want["imo"]), want["shiptype"])
+            assert static.dimensions == (want["to_bow"], want["to_stern"], want["to_port"],
+                                         want["to_starboard"])
+            assert static.destination == want["destination"]
+        if want["type"] == 4:  # a base station at lat 91 / lon 181: not a vessel position
+            assert reports == ()
+    assert reader.stats.bad == {"position out of range": 2}
+    assert reader.stats.sentences == 26 and reader.stats.decoded == 24
+
+
+def test_tag_blocks_give_time_and_source_and_group_two_parts() -> None:
+    reader, reports = read(AIS / "libais" / "tagblock.nmea")
+    expected = [json.loads(x) for x in (AIS / "libais" / "tagblock.json").read_text()
+                .splitlines()]
+    assert reader.stats.sentences == 5 and reader.stats.decoded == 5 and not reader.stats.bad
+    assert sum(reader.stats.messages.values()) == len(expected) == 4
+    positions = [r for r in reports if isinstance(r, Position)]
+    wanted = [w for w in expected if w["type"] == 1]
+    assert [(p.mmsi, p.source) for p in positions] == [(w["mmsi"], w["tagblock_station"])
+                                                       for w in wanted]
+    for p, w in zip(positions, wanted, strict=True):
+        assert p.lat == pytest.approx(w["lat"], abs=1e-5)
+        assert p.course == pytest.approx(w["course"], abs=0.05)
+    (static,) = [r for r in reports if isinstance(r, Static)]
+    assert (static.mmsi, static.name, static.call_sign, static.time) == (
+        219005012, "ROSINANTE", "XPD5019", 1418169601.0)
+
+
+def test_pyais_sample_refuses_empty_payloads_and_lone_first_halves() -> None:
+    reader, reports = read(AIS / "pyais" / "nmea_data_sample.txt")
+    stats = reader.stats
+    assert stats.bad == {"empty payload": 100, "missing parts": 20}
+    assert stats.sentences == stats.decoded + 120
+    assert stats.no_position == 4  # lat 91 / lon 181: not available, never a position
+    assert stats.positions == sum(isinstance(r, Position) for r in reports) == 758
+    assert all(-90 <= r.lat <= 90 and -180 <= r.lon <= 180
+               for r in reports if isinstance(r, Position))
+
+
+@pytest.mark.parametrize(("name", "skipped", "bad", "messages"), [
+    ("mixed.txt", {"not AIS": 8, "blank": 7, "comment": 5}, {"bad tag block": 3}, 10),
+    ("messages.ais", {"blank": 3, "comment": 2}, {}, 6),
+    ("timestamped.ais", {"not AIS": 4, "blank": 2, "comment": 1}, {}, 4),
+    ("ais_test_messages", {"comment": 1}, {}, 7),
+])
+def test_comments_and_other_sentences_are_skipped_and_counted(
+        name: str, skipped: dict[str, int], bad: dict[str, int], messages: int) -> None:
+    reader, _ = read(AIS / "pyais" / name)
+    assert reader.stats.skipped == skipped
+    assert reader.stats.bad == bad
+    assert sum(reader.stats.messages.values()) == messages
+
+
+def test_bad_checksums_missing_parts_and_the_unavailable_position() -> None:
+    good = b"!AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip,0*23"
+    reader = NmeaReader(clock=lambda: 5.0)
+    assert len(reader.feed(good)) == 1
+    assert reader.feed(good[:-2] + b"24") == ()
+    assert reader.feed(b"!AIVDM,2,2,1,A,88888888880,2*25") == ()  # a second half alone
+    assert reader.feed(b"!AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip") == ()  # no checksum
+    assert reader.stats.bad == {"bad checksum": 1, "missing parts": 1, "malformed": 1}
+    from pyais import encode_dict
+
+    (dark,) = encode_dict({"type": 1, "mmsi": 512000001, "lat": 91, "lon": 181},
+                          talker_id="AI", sentence_type="VDM")
+    assert reader.feed(dark.encode()) == ()
+    assert reader.stats.no_position == 1 and reader.stats.positions == 1

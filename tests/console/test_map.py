@@ -1,0 +1,179 @@
+"""The maritime picture (/map): an NZL node under the Pacific arrangement with AIS
+ingested at two markings, its console served on 127.0.0.1; over HTTP (what each person
+may see, escaping, filters) and in headless Chromium (the track and the banner)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from functools import reduce
+from operator import xor
+from typing import Any
+
+import httpx
+import pytest
+from pyais import encode_dict
+
+from conftest import login, password, serve_console
+from intelpact.maritime.rules import load_rules
+from intelpact.services.ais import AisIngest
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter
+
+from helpers import _in_thread, make_node
+
+PEOPLE = {  # name: clearance, communities
+    "aroha": ("CONFIDENTIAL", ["MARITIME"]),
+    "kiri": ("UNCLASSIFIED", ["MARITIME"]),  # below RESTRICTED
+    "hemi": ("CONFIDENTIAL", ["CLIMATE"]),  # not in MARITIME
+}
+NAUGHTY = "<SCRIPT>&\"X'"  # AIS's six-bit characters include < > & " '
+OPEN_MMSI, RESTRICTED_MMSI = 512000001, 512000002
+T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
+
+
+def _tag(sentence: str, when: float) -> bytes:  # an NMEA 4.0 tag block: source, time
+    body = f"s:test,c:{int(when)}".encode()
+    return b"\\" + body + b"*%02X\\" % reduce(xor, body, 0) + sentence.encode() + b"\n"
+
+
+def position(mmsi: int, when: float, lat: float, lon: float) -> bytes:
+    msg = {"type": 1, "mmsi": mmsi, "lat": lat, "lon": lon, "speed": 10.0, "course": 90.0,
+           "heading": 90}
+    return _tag(encode_dict(msg, talker_id="AI", sentence_type="VDM")[0], when)
+
+
+def static(mmsi: int, when: float, name: str) -> bytes:
+    msg = {"type": 5, "mmsi": mmsi, "shipname": name, "callsign": "ZM123", "ship_type": 30}
+    return b"".join(_tag(s, when) for s in encode_dict(msg, talker_id="AI",
+                                                        sentence_type="VDM", seq_id=3))
+
+
+def _feed(mmsi: int, name: str, lons: list[float], lat: float) -> list[bytes]:
+    lines = [static(mmsi, T0, name)]
+    lines += [position(mmsi, T0 + 300 * i, lat, lon) for i, lon in enumerate(lons)]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def sea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str]]:
+    node = make_node(tmp_path_factory.mktemp("map") / "nzl", "NZL",
+                     agreement="pacific-maritime.toml")
+    for name, (clearance, communities) in PEOPLE.items():
+        node.people.add(name, party="NZL", clearance=clearance, communities=communities,
+                        roles=["analyst", "publisher"], password=password(name))
+    person = node.people.as_person("aroha").person
+    cid = node.default_collection().collection_id
+    # an unlicensed vessel crossing into the sample Tonga zone: a track and an alert
+    for lines, marking in (
+            (_feed(OPEN_MMSI, NAUGHTY, [-178.0 + 0.2 * i for i in range(8)], -20.0),
+             MarkingRequest("UNCLASSIFIED", ("NZL", "JPN", "FJI", "TON", "WSM"), (),
+                            ("MARITIME",))),
+            (_feed(RESTRICTED_MMSI, "TAUTAHI", [-174.0 + 0.1 * i for i in range(6)], -18.5),
+             MarkingRequest("RESTRICTED", ("NZL",), (), ("MARITIME",)))):
+        run = AisIngest(node.publisher, person, cid, marking=marking, rules=load_rules(None))
+        summary = run.run(iter(b"".join(lines).splitlines(keepends=True)))
+        assert summary.rejected == 0 and summary.accepted > 0, summary.failures
+    app, _, options = serve_console(node)
+    with _in_thread(app, options):
+        yield node, f"http://127.0.0.1:{options['port']}"
+    node.close()
+
+
+def _map(url: str, who: str, **params: str) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=20) as client:
+        login(client, who)
+        return client.get("/map", params=params)
+
+
+def _banner(html: str) -> str:
+    found = re.search(r'id="banner-top">([^<]*)<', html)
+    assert found
+    return found.group(1)
+
+
+def test_the_map_shows_what_each_viewer_may_see(sea: tuple[Node, str]) -> None:
+    node, url = sea
+    full = _map(url, "aroha")
+    assert full.status_code == 200
+    html = full.text
+    assert html.count('<polyline class="track"') == 2 and "TAUTAHI (MMSI 512000002)" in html
+    assert _banner(html) == "RESTRICTED // MARITIME // REL TO NZL"  # the highest shown
+    alert = re.search(r'<a href="/objects/(note--[0-9a-f-]+)" class="alert">', html)
+    assert alert and "unlicensed vessel in Tonga EEZ" in html
+    assert 'class="land" d="M' in html  # coastlines (Fiji) in the box
+    # below the level: only the UNCLASSIFIED vessel and its alert
+    low = _map(url, "kiri").text
+    assert low.count('<polyline class="track"') == 1 and "TAUTAHI" not in low
+    assert "512000001" in low and alert.group(1) in low
+    assert _banner(low).startswith("UNCLASSIFIED // MARITIME")
+    # not in MARITIME: no track, no vessel, no alert
+    none = _map(url, "hemi").text
+    assert "<polyline" not in none and "MMSI" not in none and "note--" not in none
+    assert "No vessel track in view" in none
+    # every object drawn was read through Node.find: audited as console-map reads
+    reads = node.audit.find(AuditFilter(kinds=("read",), object_id=alert.group(1)))
+    assert any(json.loads(e.body).get("via") == "console-map" for e in reads)
+
+
+def test_vessel_names_are_escaped(sea: tuple[Node, str]) -> None:
+    _, url = sea
+    html = _map(url, "aroha").text
+    assert NAUGHTY not in html and "<SCRIPT>" not in html
+    assert "&lt;SCRIPT&gt;&amp;&#34;X&#39;" in html
+
+
+def test_time_window_and_community_filters(sea: tuple[Node, str]) -> None:
+    _, url = sea
+    later = _map(url, "aroha", since="2030-01-01T00:00").text
+    assert "<polyline" not in later and "note--" not in later
+    # a window holding the first three reports only: the track is cut to them
+    start = "2026-09-21T14:10"
+    early = _map(url, "aroha", since=start, until="2026-09-21T14:24").text
+    assert early.count('<polyline class="track"') == 2
+    assert "3 positions" in early
+    assert "<polyline" not in _map(url, "aroha", community="CLIMATE").text
+    assert _map(url, "aroha", community="MARITIME").text.count('<polyline class="track"') == 2
+    assert _map(url, "aroha", since="yesterday").status_code == 400
+    assert _map(url, "aroha", community="FISHERIES").status_code == 400
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
+                    "chromium): browser test skipped")
+def test_the_map_in_chromium(sea: tuple[Node, str]) -> None:
+    sync_api: Any = pytest.importorskip("playwright.sync_api", reason="playwright is not "
+                                        "installed: pip install -e '.[dev]'")
+    _, url = sea
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(base_url=url, java_script_enabled=False).new_page()
+            page.set_default_timeout(10_000)
+            page.goto("/map")
+            page.fill("#name", "aroha")
+            page.fill("#password", password("aroha"))
+            page.click("button[type=submit]")
+            page.wait_for_url("**/map")
+            tracks = page.locator("polyline.track")
+            assert tracks.count() == 2
+            box = tracks.first.bounding_box()
+            assert box is not None and box["width"] > 50  # drawn, across the map
+            assert page.locator("svg#map text", has_text="TAUTAHI").is_visible()
+            top = page.locator("#banner-top")
+            assert top.inner_text() == "RESTRICTED // MARITIME // REL TO NZL"
+            assert top.evaluate("e => getComputedStyle(e).backgroundColor") == \
+                "rgb(80, 43, 133)"  # purple: a classified level below CONFIDENTIAL
+            alert = page.locator("svg a.alert").first
+            alert.focus()
+            assert page.evaluate("document.activeElement.getAttribute('class')") == "alert"
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/objects/note--*")
+        finally:
+            browser.close()
