@@ -378,6 +378,24 @@ def test_audit_filters(store: Store) -> None:
     assert store.find_audit(AuditFilter(person="x' OR 1=1 --")) == []  # bound, not spliced
 
 
+def test_audit_pages_newest_first_with_a_bound(store: Store) -> None:
+    """The desk's audit page: newest first, below a leaf index, the LIMIT in the query."""
+    store.append_audit([_event(i, "JPN" if i % 2 else "NZL",
+                               (obj(i % 4).object_id,)) for i in range(20)])
+    store.integrate_audit(100)
+    assert [e.index for e in store.latest_audit(AuditFilter(limit=3))] == [19, 18, 17]
+    assert [e.index for e in store.latest_audit(AuditFilter(limit=3), before=17)] == \
+        [16, 15, 14]
+    assert [e.index for e in store.latest_audit(AuditFilter(originator="JPN", limit=2),
+                                                before=19)] == [17, 15]
+    assert [e.index for e in store.latest_audit(AuditFilter(object_id=obj(2).object_id,
+                                                            after=6))] == [18, 14, 10]
+    assert [e.index for e in store.latest_audit(AuditFilter(person="p-0", limit=10),
+                                                before=10)] == [9, 6, 3, 0]
+    assert store.latest_audit(AuditFilter(), before=0) == []
+    assert store.latest_audit(AuditFilter(person="x' OR 1=1 --")) == []
+
+
 def test_audit_integration_is_single_and_incremental(opener: Opener) -> None:
     """Integrators in two stores (processes) at once build one tree, equal to the RFC
     9162 tree over the events, and sign one checkpoint per size."""

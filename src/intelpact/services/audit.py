@@ -310,6 +310,14 @@ class AuditLog:
             self.integrate()
         return self.store.find_audit(where)
 
+    def newest(self, where: AuditFilter, before: int | None = None) -> list[AuditRecord]:
+        """Events matching ``where``, newest first, below leaf ``before`` if given (at
+        most ``where.limit``: the store's query is bounded). A search by object
+        integrates first, as ``find``."""
+        if where.object_id is not None:
+            self.integrate()
+        return self.store.latest_audit(where, before)
+
     def record(self, *events: AuditEvent) -> None:
         """Append ``events``; returns once they are durable (raises AuditError if not)."""
         if events:

@@ -638,6 +638,14 @@ class Store(abc.ABC):
         (the integrator indexes objects): ``AuditLog.find`` integrates first."""
 
     @abc.abstractmethod
+    def latest_audit(self, where: AuditFilter, before: int | None = None
+                     ) -> list[AuditRecord]:
+        """At most ``where.limit`` events matching ``where``, newest (highest leaf index)
+        first, each with index below ``before`` (when given) and above ``where.after``:
+        one page of the log read backwards, the LIMIT in the query. Filtering by object
+        sees integrated events only, as ``find_audit``."""
+
+    @abc.abstractmethod
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         """Integrated perfect-subtree hashes (level 0: leaf hashes) by coordinate."""
 

@@ -570,6 +570,11 @@ class PostgresStore(Store):
         sql, params = _audit_select(where, "%s")
         return [AuditRecord(*r) for r in self._all(sql, params)]
 
+    def latest_audit(self, where: AuditFilter, before: int | None = None
+                     ) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "%s", before=before, newest=True)
+        return [AuditRecord(*r) for r in self._all(sql, params)]
+
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         with self._read() as conn:
             return _nodes(conn.cursor(), coords, "%s")

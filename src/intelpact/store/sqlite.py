@@ -503,6 +503,11 @@ class SQLiteStore(Store):
         sql, params = _audit_select(where, "?")
         return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
 
+    def latest_audit(self, where: AuditFilter, before: int | None = None
+                     ) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "?", before=before, newest=True)
+        return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
+
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         return _nodes(self._conn(), coords)
 
@@ -884,10 +889,15 @@ def _event_objects(body: str) -> list[Any]:
     return [o for o in found if isinstance(o, list) and o and isinstance(o[0], str)]
 
 
-def _audit_select(where: AuditFilter, mark: str) -> tuple[str, list[Any]]:
-    """The query behind ``find_audit`` for either dialect; every value is bound."""
+def _audit_select(where: AuditFilter, mark: str, *, before: int | None = None,
+                  newest: bool = False) -> tuple[str, list[Any]]:
+    """The query behind ``find_audit`` (oldest first) and ``latest_audit`` (``newest``
+    first, below ``before``) for either dialect; every value is bound."""
     clauses = [f"e.idx > {mark}"]
     params: list[Any] = [where.after]
+    if before is not None:
+        clauses.append(f"e.idx < {mark}")
+        params.append(before)
     for column, value in (("e.person", where.person), ("e.party", where.party),
                           ("e.originator", where.originator)):
         if value is not None:
@@ -909,7 +919,7 @@ def _audit_select(where: AuditFilter, mark: str) -> tuple[str, list[Any]]:
     params.append(where.limit)
     columns = ", ".join("e." + c.strip() for c in _AUDIT_COLUMNS.split(","))
     return (f"SELECT {columns} FROM audit_events e WHERE {' AND '.join(clauses)} "  # noqa: S608
-            f"ORDER BY e.idx LIMIT {mark}"), params
+            f"ORDER BY e.idx{' DESC' if newest else ''} LIMIT {mark}"), params
 
 
 # Compromise reports: shared by both backends (``mark`` is the dialect's placeholder; the

@@ -10,8 +10,10 @@ other, and names nothing its viewer may not see. Decisions go through the servic
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -20,15 +22,20 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import verify_log
+from ...services.audit import KINDS, AuditError, verify_log
 from ...services.people import Principal
-from ...store.base import utc_now
+from ...store.base import AuditFilter, AuditRecord, utc_now
 from .app import Console, ConsoleError, Page
 
 MAX_ROWS = 200  # a page of each desk list
 MAX_OFFSET = 1_000_000
+EVENTS = 50  # a page of audit events
+EVENT_OBJECTS = 10  # objects named per event on the page (the rest counted)
+PSEUDONYM = re.compile(r"p-[0-9a-f]{16}")
+STIX_ID = re.compile(r"[a-z0-9][a-z0-9-]*--[0-9a-fA-F-]{36}")
 T = TypeVar("T")
 
 
@@ -94,7 +101,14 @@ def show(console: Console, request: Request, principal: Principal,
     report_objects = {r.report_id: _report_objects(r.body) for r in reports}
     ids = [c.object_id for c in consents] + [d.object_id for d in dissem] + \
         [r.object_id for r in recalls] + [o for objs in report_objects.values() for o in objs]
-    may = _Readable(console, principal, ids)
+    events, events_page, audit_filters = _events(console, request)
+    object_filter = audit_filters["object"]
+    may = _Readable(console, principal, ids + [str(o[0]) for _, data in events
+                                               for o in _named(data)]
+                    + ([object_filter] if object_filter else []))
+    if object_filter and object_filter not in may.allowed:
+        # an object the officer may not read: as an id nothing names (no oracle)
+        events, events_page = [], {**events_page, "older": "", "newer": ""}
     now = utc_now()
     incoming = [c for c in consents if c.direction == "in" and may(c.object_id)]
     outgoing = [c for c in consents if c.direction == "out" and may(c.object_id)]
@@ -108,6 +122,7 @@ def show(console: Console, request: Request, principal: Principal,
             shown_reports.append({"r": r, "status": node.compromise.status(r), "flag": flag,
                                   "objects": objs})
     latest = node.audit.latest()
+    shown_events = _shown_events(console, events, may, latest.note if latest else None)
     partners = []
     for peer in store.peers():
         held = store.partner_checkpoints(peer.party)
@@ -122,8 +137,157 @@ def show(console: Console, request: Request, principal: Principal,
         "per_page": MAX_ROWS, "audit_size": store.audit_size(),
         "latest": _checkpoint_size(latest.note) if latest else None,
         "latest_signed": latest.signed if latest else None, "partners": partners,
-        "alerts": store.alerts()[-20:],
+        "alerts": store.alerts()[-20:], "events": shown_events,
+        "events_page": events_page, "audit_filters": audit_filters,
+        "kinds": sorted(KINDS), "events_per_page": EVENTS,
         "requester": _requester}, labels=may.shown)
+
+
+def _events(console: Console, request: Request
+            ) -> tuple[list[tuple[AuditRecord, dict[str, Any]]], dict[str, str],
+                       dict[str, Any]]:
+    """One page of the audit log, newest first (``latest_audit``: the LIMIT is in the
+    store's query), filtered as ``intelpact audit show`` filters: kinds, a person (name
+    of a person of this node, or a pseudonym), a party, an object id. Pages are keyed
+    by leaf index (``audit_before`` / ``audit_after``), so new events do not shift
+    them."""
+    node = console.node
+    params = request.query_params
+    kinds = tuple(k for k in params.getlist("kind") if k)
+    if any(k not in KINDS for k in kinds):
+        raise ConsoleError(400, "Unknown kind of event", "choose one from the list")
+    person = (params.get("person") or "").strip()
+    party = (params.get("party") or "").strip().upper()
+    object_id = (params.get("object") or "").strip()
+    before, after = _index(params.get("audit_before")), _index(params.get("audit_after"))
+    if before is not None and after is not None:
+        raise ConsoleError(400, "This desk link is out of date", "open the desk again")
+    pseudonym = None
+    if person:
+        pseudonym = person if PSEUDONYM.fullmatch(person) else node.audit.pseudonyms.of(person)
+    where = AuditFilter(object_id=object_id or None, person=pseudonym,
+                        party=party or None, kinds=kinds, limit=EVENTS + 1)
+    if after is not None:  # the page just newer than ``after``, shown newest first
+        rows = node.audit.find(dataclasses.replace(where, after=after))
+        more_newer, more_older = len(rows) > EVENTS, True
+        rows = list(reversed(rows[:EVENTS]))
+    else:
+        rows = node.audit.newest(where, before)
+        more_newer, more_older = before is not None, len(rows) > EVENTS
+        rows = rows[:EVENTS]
+    kept = [(k, v) for k, v in params.multi_items() if k not in ("audit_before", "audit_after")]
+
+    def link(key: str, at: int) -> str:  # at < 0: the newest page
+        return "/desk?" + urlencode([*kept, *([(key, str(at))] if at >= 0 else [])]) + \
+            "#audit"
+
+    top = rows[0].index if rows else (before - 1 if before is not None else -1)
+    bottom = rows[-1].index if rows else (after + 1 if after is not None else 0)
+    page = {"newer": link("audit_after", top) if more_newer else "",
+            "older": link("audit_before", bottom) if more_older and bottom > 0 else ""}
+    filters = {"kinds": kinds, "person": person, "party": party, "object": object_id,
+               "any": bool(kinds or person or party or object_id)}
+    return [(r, _body(r)) for r in rows], page, filters
+
+
+def _index(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 15:
+        raise ConsoleError(400, "This desk link is out of date", "open the desk again")
+    return int(value)
+
+
+def _body(record: AuditRecord) -> dict[str, Any]:
+    try:
+        data = json.loads(record.body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _named(data: dict[str, Any]) -> list[list[Any]]:
+    """The first objects an event names (those the page may show)."""
+    objects = data.get("objects", [])
+    if not isinstance(objects, list):
+        return []
+    return [o for o in objects if isinstance(o, list) and o][:EVENT_OBJECTS]
+
+
+def _shown_events(console: Console, events: list[tuple[AuditRecord, dict[str, Any]]],
+                  may: _Readable, note: str | None) -> list[dict[str, Any]]:
+    """What the page says of each event: time, kind, who (by name for people of this
+    node, else the pseudonym stored), party, the objects named (an id only if the
+    officer may read the object, else "withheld object"), the reason (only when every
+    object named is readable: a denial's reason can tell a level), and whether the
+    latest signed checkpoint covers it, with its inclusion proof checked."""
+    node = console.node
+    names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()}
+    size, root, problem = -1, b"", ""
+    if note is not None:
+        try:
+            size, root = node.audit.verify_checkpoint(note)
+        except AuditError as exc:
+            problem = exc.message
+    covered = [r for r, _ in events if r.index < size]
+    proofs = dict(zip([r.index for r in covered],
+                      node.audit.tree.inclusions([r.index for r in covered], size)
+                      if covered else [], strict=True))
+    out = []
+    for record, data in events:
+        objects: list[dict[str, str | None]] = []
+        readable = True
+        for pair in _named(data):
+            oid = str(pair[0])
+            if may(oid):
+                objects.append({"id": oid, "version": str(pair[1]) if len(pair) > 1 else ""})
+            else:
+                readable = False
+                objects.append({"id": None, "version": ""})
+        all_objects = data.get("objects")
+        more = len(all_objects) - len(objects) if isinstance(all_objects, list) else 0
+        if more > 0:
+            readable = False  # the reason may be about one not listed
+        reason = data.get("reason")
+        if record.index in proofs:
+            try:
+                verify_inclusion(record.index, size, leaf_hash(record.body.encode("utf-8")),
+                                 proofs[record.index], root)
+                proof = ("proven", f"proven by checkpoint {size}")
+            except ProofError as exc:
+                proof = ("failed", f"does NOT verify against checkpoint {size}: {exc}")
+        elif problem:
+            proof = ("failed", f"the latest checkpoint does not verify: {problem}")
+        else:
+            proof = ("pending", "not yet in a signed checkpoint")
+        out.append({"index": record.index, "at": record.at, "kind": record.kind,
+                    "who": _who(data, names), "party": data.get("party") or "",
+                    "originator": data.get("originator") or "",
+                    "objects": objects, "more": max(more, 0),
+                    "reason": (_redacted(str(reason), may) if readable else None)
+                    if reason else "",
+                    "proof": proof})
+    return out
+
+
+def _redacted(text: str, may: _Readable) -> str:
+    """``text`` with the id of any object the officer may not read replaced."""
+    return STIX_ID.sub(lambda m: m.group(0) if may(m.group(0)) else "[withheld object]",
+                       text)
+
+
+def _who(data: dict[str, Any], names: dict[str, str]) -> str:
+    person = data.get("person")
+    if isinstance(person, dict):
+        pid = str(person.get("id", ""))
+        who = names.get(pid, pid)
+        if person.get("nationality"):
+            who += f" ({person.get('nationality')}, {person.get('clearance')})"
+        return who
+    if data.get("subject"):
+        subject = str(data["subject"])
+        return "about " + names.get(subject, subject)
+    return str(data.get("actor") or "")
 
 
 def consent(console: Console, request: Request, principal: Principal,
