@@ -126,3 +126,105 @@ def test_bad_checksums_missing_parts_and_the_unavailable_position() -> None:
                           talker_id="AI", sentence_type="VDM")
     assert reader.feed(dark.encode()) == ()
     assert reader.stats.no_position == 1 and reader.stats.positions == 1
+
+
+class _GeneralReader(NmeaReader):
+    """The reader without its fast path: every line through pyais's sentence and message."""
+
+    def _fast(self, line: bytes) -> None:
+        return None
+
+
+def _counted(stats: object) -> dict[str, object]:
+    return {k: list(v.items()) if isinstance(v, dict) else v for k, v in vars(stats).items()}
+
+
+def test_the_fast_path_reads_as_pyais_does() -> None:
+    """One-sentence position reports (types 1, 2, 3, 18) skip pyais's objects: the same
+    reports, the same counts (in the same order) and the same refusals as through pyais,
+    on every corpus line and on generated and damaged sentences of every shape."""
+    import random
+    from functools import reduce
+    from operator import xor
+
+    from pyais import encode_dict
+
+    rng = random.Random(10)
+
+    def tagged(sentence: bytes, body: bytes) -> bytes:
+        return b"\\" + body + b"*%02X\\" % reduce(xor, body, 0) + sentence
+
+    def checked(body: bytes, fill: bytes = b"0", case: str = "X") -> bytes:
+        return b"!" + body + b"," + fill + b"*" + format(
+            reduce(xor, body + b"," + fill, 0), "02" + case).encode()
+
+    lines = [line for path in sorted(AIS.rglob("*")) if path.suffix in ("", ".nmea", ".txt",
+                                                                        ".ais")
+             and path.is_file() and path.name != "LICENSE.txt"
+             for line in path.read_bytes().splitlines(keepends=True)]
+    armour = bytes(range(48, 88)) + bytes(range(96, 120))
+    for _ in range(3000):
+        kind = rng.choice([1, 2, 3, 18])
+        msg = {"type": kind, "mmsi": rng.randrange(1, 2**30),
+               "lat": rng.choice([91, rng.uniform(-90, 90), round(rng.uniform(-90, 90), 4)]),
+               "lon": rng.choice([181, rng.uniform(-180, 180), 0.0]),
+               "speed": rng.choice([0, 102.2, 102.3, rng.uniform(0, 102.2)]),
+               "course": rng.choice([0, 359.9, 360, 409.5, rng.uniform(0, 359.9)]),
+               "heading": rng.choice([0, 359, 360, 511, rng.randrange(360)])}
+        (sentence,) = encode_dict(msg, talker_id=rng.choice(["AI", "BS"]),
+                                  sentence_type=rng.choice(["VDM", "VDO"]))
+        line = sentence.encode()
+        if rng.random() < 0.3:  # raw bits: off-the-globe positions, bytes outside the armour
+            payload = bytes([b"123B"[rng.randrange(4)]]) + bytes(
+                rng.choice(armour + b"xyz !~") for _ in range(27))
+            line = checked(b"AIVDM,1,1,,%s,%s" % (rng.choice([b"A", b"B", b""]), payload),
+                           case=rng.choice("Xx"))
+        mutation = rng.randrange(12)
+        if mutation == 0:
+            line = line[:-1] + b"0" if line[-1:] != b"0" else line[:-1] + b"1"
+        elif mutation == 1:
+            line = checked(line[1:-5].replace(b",1,1,,", b",1,1,x,"))
+        elif mutation == 2:
+            line = checked(line[1:-5], fill=b"2")
+        elif mutation == 3:
+            line = checked(line[1:-5] + b",extra")
+        elif mutation == 4:
+            line = checked(line[1:-5].replace(b",1,1,", b",2,1,7"))
+        elif mutation == 5:
+            line = checked(line[1:-5] + b"0")  # a payload of 29 characters
+        elif mutation == 6:
+            line = line + b",1790000000"  # a receiver's time after the checksum
+        body = rng.choice([b"s:rx,c:1790000000", b"c:1790000000123,s:rx",
+                           b"s:rx", b"c:12x", b"c", b"s:\xffrx,c:1790000001"])
+        if rng.random() < 0.6:
+            line = tagged(line, body)
+            if rng.random() < 0.1:
+                line = line.replace(b"*", b"*0", 1)  # a bad tag block
+        lines.append(line + rng.choice([b"", b"\n", b"\r\n"]))
+
+    fast, general = NmeaReader(clock=lambda: 7.0), _GeneralReader(clock=lambda: 7.0)
+    taken = 0
+    for line in lines:
+        taken += fast._fast(line) is not None
+    fast = NmeaReader(clock=lambda: 7.0)
+    for line in lines:
+        assert fast.feed(line) == general.feed(line), line
+    fast.finish()
+    general.finish()
+    assert _counted(fast.stats) == _counted(general.stats)
+    stats = fast.stats
+    assert taken > 1500 and stats.positions > 1000 and stats.no_position > 100
+    assert stats.bad["position out of range"] > 50 and stats.bad["bad checksum"] > 100
+
+
+def test_the_checksum_is_the_xor_of_the_bytes() -> None:
+    import random
+    from functools import reduce
+    from operator import xor
+
+    from intelpact.maritime.nmea import _xor
+
+    rng = random.Random(3)
+    for size in [*range(0, 140), 200, 1000]:
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert _xor(data) == reduce(xor, data, 0), size

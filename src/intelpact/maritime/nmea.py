@@ -1,7 +1,9 @@
 """AIS NMEA 0183 in, vessel reports out: positions and static data, with every line counted.
 
 Sentences are ``!xxVDM``/``!xxVDO`` (AIVDM, AIVDO, and base-station talkers such as BS or
-SA); pyais decodes the payloads. Around it, this module:
+SA); pyais decodes the payloads, except one-sentence position reports of types 1, 2, 3 and
+18, most of a feed, which ``NmeaReader._fast`` reads itself as pyais would (the same
+reports and counts; tests/ais/test_nmea.py compares the two). Around it, this module:
 
 - reads an NMEA 4.0 tag block (``\\s:source,c:unix-time*hh\\``): its checksum is checked,
   ``c`` gives the report's time (seconds, or milliseconds when larger than 10^11) and
@@ -25,6 +27,7 @@ for one reason (``ReadStats``).
 from __future__ import annotations
 
 import time
+from binascii import a2b_base64
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +45,16 @@ POSITION_TYPES = frozenset({1, 2, 3, 18, 19, 27})
 STATIC_TYPES = frozenset({5, 19, 24})
 _HASH, _BANG, _BACKSLASH, _STAR = ord("#"), ord("!"), ord("\\"), ord("*")
 _AIS_TYPES = (b"VDM", b"VDO")
+
+# The fast path (NmeaReader._fast): one-sentence position reports of 168 bits (types 1, 2,
+# 3 and 18: payloads starting "1", "2", "3" or "B", no fill bits), most of a live feed.
+_FAST_FIRST = frozenset(b"123B")
+_HEX2 = {f"{i:02{case}}".encode(): i for i in range(256) for case in "Xx"}
+# AIS six-bit armouring is base64 with another alphabet: re-armour onto base64's and let
+# binascii unpack the bits (as pyais's bit vector does; a byte outside the armour is 0).
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_ARMOUR_TO_B64 = bytes(_B64[(c - 56 if c - 48 > 40 else c - 48) if 48 <= c <= 119 else 0]
+                       for c in range(256))
 
 
 @dataclass(slots=True)
@@ -98,12 +111,29 @@ class _Bad(Exception):
         self.reason = reason
 
 
+def _xor(data: bytes) -> int:
+    """The XOR of ``data``'s bytes (NMEA's checksum). Up to 128 bytes (every sentence and
+    tag block), by folding it as one integer: bit shifts run in C, a loop over the bytes
+    does not."""
+    if len(data) > 128:
+        return reduce(xor, data, 0)
+    x = int.from_bytes(data, "little")
+    x ^= x >> 512
+    x ^= x >> 256
+    x ^= x >> 128
+    x ^= x >> 64
+    x ^= x >> 32
+    x ^= x >> 16
+    x ^= x >> 8
+    return x & 0xFF
+
+
 def _checksum_ok(body: bytes, given: bytes) -> bool:
     try:
         want = int(given, 16)
     except ValueError:
         return False
-    return len(given) == 2 and reduce(xor, body, 0) == want
+    return len(given) == 2 and _xor(body) == want
 
 
 def _tag_block(tb: bytes) -> tuple[float | None, str | None]:
@@ -140,8 +170,13 @@ class NmeaReader:
         self.stats = ReadStats()
         self._pending: dict[tuple[Any, ...], tuple[list[AISSentence], float | None,
                                                    str | None]] = {}
+        self._tag: bytes | None = None  # the last good tag block, and what it says
+        self._tag_read: tuple[float | None, str | None] = (None, None)
 
     def feed(self, line: bytes) -> tuple[Report, ...]:
+        fast = self._fast(line)
+        if fast is not None:
+            return fast
         decoded = self.decode(line)
         if decoded is None:
             return ()
@@ -177,7 +212,7 @@ class NmeaReader:
         stats.sentences += 1
         if tag is not None:
             try:
-                when, source = _tag_block(tag)
+                when, source = self._tag_block(tag)
             except _Bad as exc:
                 stats.bad[exc.reason] += 1
                 return None
@@ -214,6 +249,81 @@ class NmeaReader:
             return None
         stats.decoded += parts
         return msg, when, source, parts
+
+    def _tag_block(self, tag: bytes) -> tuple[float | None, str | None]:
+        """``_tag_block``, remembering the last good one: a receiver stamps every sentence
+        of one second with the same tag block."""
+        if tag == self._tag:
+            return self._tag_read
+        read = _tag_block(tag)
+        self._tag, self._tag_read = tag, read
+        return read
+
+    def _fast(self, line: bytes) -> tuple[Report, ...] | None:
+        """``feed`` for a well-formed one-sentence position report of 168 bits (types 1,
+        2, 3 and 18, no fill bits: most of a feed), without pyais's sentence and message
+        objects; None, having changed nothing, for any other line, which ``decode`` then
+        reads. The same reports and the same counts as ``decode`` and ``reports``, field
+        for field as pyais decodes them (tests/ais/test_nmea.py compares the two)."""
+        line = line.strip()
+        tag = None
+        if line[:1] == b"\\":
+            end = line.find(b"\\", 1)
+            if end < 0:
+                return None
+            tag, line = line[1:end], line[end + 1:]
+        fields = line.split(b",")
+        if len(fields) != 7 or fields[1] != b"1" or fields[2] != b"1":
+            return None
+        head, payload, tail = fields[0], fields[5], fields[6]
+        if len(payload) != 28 or payload[0] not in _FAST_FIRST or len(head) != 6 \
+                or head[0] != _BANG or head[3:] not in _AIS_TYPES or tail[:2] != b"0*":
+            return None
+        given = _HEX2.get(tail[2:])
+        seq = fields[3]
+        if given is None or (seq and not seq.isdigit()) or not line.isascii() \
+                or _xor(line[1:-3]) != given:
+            return None
+        when: float | None = None
+        source: str | None = None
+        if tag is not None:
+            try:
+                when, source = self._tag_block(tag)
+            except _Bad:
+                return None
+        v = int.from_bytes(a2b_base64(payload.translate(_ARMOUR_TO_B64)), "big")
+        kind = v >> 162
+        if kind == 18:
+            speed, lon, lat = ((v >> 112) & 0x3FF) / 10.0, (v >> 83) & 0xFFFFFFF, \
+                (v >> 56) & 0x7FFFFFF
+            course, heading = ((v >> 44) & 0xFFF) / 10.0, (v >> 35) & 0x1FF
+        else:
+            speed, lon, lat = ((v >> 108) & 0x3FF) / 10.0, (v >> 79) & 0xFFFFFFF, \
+                (v >> 52) & 0x7FFFFFF
+            course, heading = ((v >> 40) & 0xFFF) / 10.0, (v >> 31) & 0x1FF
+        if lon & 0x8000000:
+            lon -= 0x10000000
+        if lat & 0x4000000:
+            lat -= 0x8000000
+        x, y = ((10 * lon + 3) // 6) / 1e6, ((10 * lat + 3) // 6) / 1e6  # pyais's to_lat_lon
+        stats = self.stats
+        stats.lines += 1
+        stats.sentences += 1
+        if not (-90.0 <= y <= 90.0 and -180.0 <= x <= 180.0) and y != 91.0 and x != 181.0:
+            stats.bad["position out of range"] += 1
+            return ()
+        stats.decoded += 1
+        found: tuple[Report, ...] = ()
+        if y == 91.0 or x == 181.0:
+            stats.no_position += 1
+        else:
+            found = (Position((v >> 130) & 0x3FFFFFFF, self.clock() if when is None else when,
+                              y, x, None if speed >= 102.25 else speed,
+                              None if course >= 360 else course,
+                              None if heading >= 360 else heading, kind, source),)
+            stats.positions += 1
+        stats.messages[kind] += 1
+        return found
 
     def _assemble(self, sentence: AISSentence, line: bytes, when: float | None,
                   source: str | None

@@ -241,6 +241,11 @@ class RuleEngine:
         self._grid: dict[tuple[int, int], set[int]] = {}
         self._pairs: dict[tuple[int, int], list[float]] = {}  # start, last, alerted
         self._cell = rules.encounter_distance_m / _DEG_M
+        # every zone's bounding box in one (lon/lat min, max): most positions are outside
+        boxes = [z.bbox for z in rules.zones]
+        self._zones_bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                            max(b[2] for b in boxes), max(b[3] for b in boxes)) \
+            if boxes else None
 
     def observe(self, p: Position) -> list[Alert]:
         """The alerts this position raises."""
@@ -257,12 +262,21 @@ class RuleEngine:
         if rules.gap_seconds is not None and st.last_time is not None and \
                 p.time - st.last_time > rules.gap_seconds:
             alerts.append(self._gap(p, st, window))
-        if rules.zones:
+        # Each rule's method is called only when it may do something: a position outside
+        # every zone's box, of a vessel in no zone, changes nothing; a fast vessel only
+        # drops its loitering anchor, and is outside the grid unless it was slow before.
+        box = self._zones_bbox
+        if box is not None and (st.zones or (box[0] <= p.lon <= box[2]
+                                             and box[1] <= p.lat <= box[3])):
             self._zones(p, st, window, alerts)
         speed = p.speed
         if rules.loiter_seconds is not None:
-            self._loiter(p, st, window, alerts, speed)
-        if rules.encounter_seconds is not None:
+            if speed is None or speed > rules.loiter_speed:
+                st.loiter, st.loiter_alerted = None, False
+            else:
+                self._loiter(p, st, window, alerts, speed)
+        if rules.encounter_seconds is not None and (
+                st.cell is not None or (speed is not None and speed <= rules.encounter_speed)):
             self._encounter(p, st, window, alerts, speed)
         st.last_time, st.last_lat, st.last_lon, st.last_window = p.time, p.lat, p.lon, window
         return alerts

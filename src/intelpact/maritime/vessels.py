@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from .nmea import Position, Static
@@ -141,22 +142,34 @@ def number(x: float) -> float | int:
     return int(x) if x.is_integer() else x
 
 
-def _point(p: Position) -> dict[str, Any]:
-    point: dict[str, Any] = {"time": timestamp(p.time), "lat": number(round(p.lat, 6)),
-                             "lon": number(round(p.lon, 6))}
-    if p.speed is not None:
-        point["speed"] = number(p.speed)
-    if p.course is not None:
-        point["course"] = number(p.course)
-    if p.heading is not None:
-        point["heading"] = p.heading
-    return point
+_time = attrgetter("time")
+
+
+def _points(points: list[Position]) -> list[dict[str, Any]]:
+    """The track's points as JSON (numbers written canonically, as ``number`` does), built
+    once, when the track is published."""
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for p in points:
+        lat, lon = round(p.lat, 6), round(p.lon, 6)
+        point: dict[str, Any] = {"time": timestamp(p.time),
+                                 "lat": int(lat) if lat.is_integer() else lat,
+                                 "lon": int(lon) if lon.is_integer() else lon}
+        speed, course, heading = p.speed, p.course, p.heading
+        if speed is not None:
+            point["speed"] = int(speed) if speed.is_integer() else speed
+        if course is not None:
+            point["course"] = int(course) if course.is_integer() else course
+        if heading is not None:
+            point["heading"] = heading
+        append(point)
+    return out
 
 
 def sighting_object(party: str, track: Track, window_seconds: float) -> dict[str, Any]:
     """One vessel's track in one window: a sighting of the vessel."""
-    points = sorted(track.points, key=lambda p: p.time)
-    track_json = [_point(p) for p in points]
+    points = sorted(track.points, key=_time)
+    track_json = _points(points)
     digest = hashlib.sha256(repr([(p.time, p.lat, p.lon, p.speed, p.course, p.heading)
                                   for p in points]).encode()).hexdigest()
     oid = uuid.uuid5(NAMESPACE, f"sighting:{party}:{track.mmsi}:{track.start}:{digest}")
