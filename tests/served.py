@@ -144,6 +144,16 @@ def faketime_env(*, offset: str | None = None, file: Path | None = None) -> dict
     return env
 
 
+def set_clock(file: Path, offset: str) -> None:
+    """Move the clock of the processes running under ``faketime_env(file=file)``.
+    Atomically: libfaketime re-reads the file on every clock call, and one that read it
+    half-written (empty) would see no offset at all, say between computing a timed
+    wait's deadline and waiting for it, and sleep for the whole offset instead."""
+    part = file.with_name(file.name + ".part")
+    part.write_text(f"{offset}\n")
+    os.replace(part, file)
+
+
 # -- a pair of served nodes ------------------------------------------------------------
 
 class Pair:

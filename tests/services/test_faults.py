@@ -41,6 +41,7 @@ from served import (
     indicators,
     keys,
     marking,
+    set_clock,
     wait_for,
 )
 
@@ -424,7 +425,7 @@ def test_clocks_too_far_apart_are_refused_clearly_then_everything_arrives_once(
 def test_a_partner_down_for_an_hour_gets_everything_once(pair: Pair, tmp_path: Path) -> None:
     needs_faketime()
     clock = tmp_path / "jpn-clock"
-    clock.write_text("+0\n")
+    set_clock(clock, "+0")
     pair.start("JPN", env=faketime_env(file=clock))
     pair.start("NZL")
     recalled, nz_obj = bulk(1, "to be recalled"), bulk(1, "lost at JPN", party="NZL")
@@ -444,7 +445,7 @@ def test_a_partner_down_for_an_hour_gets_everything_once(pair: Pair, tmp_path: P
              "--what", "a laptop was lost", "--discovered", discovered, "--as", "officer")
     # an hour passes, in six jumps of ten minutes, while JPN keeps trying
     for minutes in range(10, 61, 10):
-        clock.write_text(f"+{minutes}m\n")
+        set_clock(clock, f"+{minutes}m")
         time.sleep(1.5)
     retries = [float(x) for x in re.findall(r"federation with NZL: .*unreachable.*"
                                             r"\(retry in ([\d.]+)s\)", pair.log_text("JPN"))]
