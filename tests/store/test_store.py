@@ -87,6 +87,39 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     assert mode == "wal"
 
 
+def open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on the database file."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _target(fd) == str(path))
+
+
+def _target(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:  # closed since it was listed
+        return ""
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """The server's worker threads come and go: a connection each leaves behind would
+    be a page cache that is never given back (the soak's memory creeping up)."""
+    path = tmp_path / "n.db"
+    store = SQLiteStore(path)
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [obj(1)])
+
+    def read() -> None:
+        assert store.count("c1") == 1
+
+    for _ in range(40):  # forty short-lived threads, one after another
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    assert open_files(path) <= 3  # this thread's, the last thread's, and one spare
+    store.close()
+    assert open_files(path) == 0
+
+
 def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "n.db"
     SQLiteStore(path).close()

@@ -79,7 +79,8 @@ class SQLiteStore(Store):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # every connection opened, by the thread it belongs to (closed at close())
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
@@ -98,8 +99,16 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._close_orphans()
+                self._all[threading.current_thread()] = conn
         return conn
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended. The server's worker threads
+        come and go (anyio retires a thread idle for 10 s); each new one opens its own
+        connection, and one kept for a dead thread is a page cache never given back."""
+        for thread in [t for t in self._all if not t.is_alive()]:
+            self._all.pop(thread).close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -148,7 +157,7 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for conn in self._all.values():
                 conn.close()
             self._all.clear()
         self._local = threading.local()
