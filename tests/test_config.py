@@ -231,6 +231,19 @@ def test_timeouts_take_whole_or_fractional_seconds(node_dir: Path, key: str) -> 
         assert loaded == expected and isinstance(loaded, float)
 
 
+@pytest.mark.parametrize("value", ["0", "100001", "-1", "2.5", '"10"', "true"])
+def test_bad_max_connections(node_dir: Path, value: str) -> None:
+    set_field(node_dir, "max_connections", value)
+    err = fails(node_dir, r"server\.max_connections: expected 1 to 100000")
+    assert "max_connections = 1000" in (err.hint or "")
+
+
+def test_max_connections(node_dir: Path) -> None:
+    assert load_config(node_dir).max_connections == 1000
+    set_field(node_dir, "max_connections", "50")
+    assert load_config(node_dir).max_connections == 50
+
+
 def test_timeout_defaults(node_dir: Path) -> None:
     cfg = load_config(node_dir)
     assert (cfg.header_timeout, cfg.body_idle_timeout, cfg.body_timeout) == (10.0, 10.0, 120.0)

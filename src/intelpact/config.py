@@ -25,8 +25,11 @@ _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database
               "signing_key")
 _SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
                 "max_content_length", "federation_port", "header_timeout",
-                "body_idle_timeout", "body_timeout")
+                "body_idle_timeout", "body_timeout", "max_connections")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
+# Connections and requests in progress each listener takes before it answers 503 (uvicorn's
+# limit_concurrency): a bound on what a flood of connections can hold (threads, memory).
+DEFAULT_MAX_CONNECTIONS = 1000
 # How long a client may take to send a request, in seconds (interfaces/limits.py):
 # its headers, each wait for more of its body, and its whole body.
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -60,6 +63,7 @@ class NodeConfig:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @property
     def federation_url(self) -> str:
@@ -129,6 +133,12 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise _fail(path, "server.max_content_length", f"expected 1024 to 1073741824 bytes, "
                     f"found {limit!r}", "write max_content_length = 10485760")
 
+    connections = server.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+    if not isinstance(connections, int) or isinstance(connections, bool) or \
+            not 1 <= connections <= 100_000:
+        raise _fail(path, "server.max_connections", f"expected 1 to 100000, found "
+                    f"{connections!r}", f"write max_connections = {DEFAULT_MAX_CONNECTIONS}")
+
     def seconds(key: str, default: float) -> float:
         value = server.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or \
@@ -170,7 +180,7 @@ def load_config(node_dir: Path) -> NodeConfig:
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
-        **timeouts)
+        max_connections=connections, **timeouts)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -229,7 +239,8 @@ def write_config(cfg: NodeConfig) -> None:
               f"federation_port = {cfg.federation_port}",
               f"header_timeout = {cfg.header_timeout:g}",
               f"body_idle_timeout = {cfg.body_idle_timeout:g}",
-              f"body_timeout = {cfg.body_timeout:g}", ""]
+              f"body_timeout = {cfg.body_timeout:g}",
+              f"max_connections = {cfg.max_connections}", ""]
     (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 

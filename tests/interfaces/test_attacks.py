@@ -675,7 +675,7 @@ def traced(world: World, call: Callable[[], httpx.Response]) -> list[str]:
     for _ in range(50):
         seen.clear()
         with store._lock:
-            connections = list(store._all)
+            connections = list(store._all.values())
         for conn in connections:
             conn.set_trace_callback(trace)
         try:
@@ -850,6 +850,28 @@ def test_a_stranger_is_refused_before_the_body_is_read(limited: World,
         taxii_error(answer, 401)
         assert s.recv(1) == b""  # closed: the body is never read
     assert limited.snapshot() == before
+
+
+def test_a_flood_of_connections_is_capped_and_then_served_again(tmp_path: Path) -> None:
+    """Past max_connections open connections, a request is answered 503 at once (not
+    queued, not a thread each); when they close, the node serves again."""
+    node = make_node(tmp_path / "jpn")
+    people(node)
+    node.config = dataclasses.replace(node.config, max_connections=4)
+    with serving(node) as url, contextlib.ExitStack() as held:
+        port = int(url.rsplit(":", 1)[1])
+        flood = [held.enter_context(socket.create_connection(("127.0.0.1", port)))
+                 for _ in range(4)]
+        time.sleep(0.2)  # the server has accepted them
+        start = time.monotonic()
+        r = httpx.get(f"{url}/taxii2/", headers={"Accept": TAXII})
+        assert r.status_code == 503 and time.monotonic() - start < 1.0, r
+        for s in flood:
+            s.close()
+        time.sleep(0.2)
+        r = httpx.get(f"{url}/taxii2/", headers={"Accept": TAXII}, auth=("nz", PW))
+        assert r.status_code == 200, r
+    node.close()
 
 
 def test_slow_clients_are_cut_off_while_others_are_served(limited: World) -> None:

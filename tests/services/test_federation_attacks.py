@@ -1,6 +1,7 @@
 """Attacks on the federation side, over real mutual TLS on 127.0.0.1 (issue 8): partners
 claiming another party's identity, objects claiming another originator, forged, altered
-and replayed receipts, a holder re-versioning another party's object, and oversized or
+and replayed receipts, a holder re-versioning another party's object (over TAXII and
+over federation), and oversized or
 slow requests on the federation listener. docs/reliability.md maps each to its test.
 """
 
@@ -60,6 +61,19 @@ def publish(node: Node, name: str, level: str, rel: tuple[str, ...]) -> dict[str
 
 def stored(node: Node, oid: str) -> list[Any]:
     return node.store.held([oid])
+
+
+def send_to_inbox(sender: Node, receiver: Node, objects: list[Any]) -> httpx.Response:
+    """POST ``objects`` to ``receiver``'s federation inbox as ``sender``'s node does
+    (mutual TLS, a signed request), whatever they are."""
+    with serving_federation(receiver):
+        courier = Courier(sender)
+        try:
+            return courier._request(sender.federation.peers()[receiver.party], "POST", INBOX,
+                                    json.dumps({"objects": objects},
+                                               ensure_ascii=False).encode())
+        finally:
+            courier.stop()
 
 
 def tls(caller: Node, callee: Node) -> ssl.SSLContext:
@@ -124,13 +138,7 @@ def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) 
                          nzl.signing_key, "JPN")
     as_aus = sign_object(indicator("NZ writes as AUS", object_marking_refs=[aus_marking["id"]]),
                          nzl.signing_key, "AUS")
-    with serving_federation(jpn):
-        courier = Courier(nzl)
-        try:
-            r = courier._request(nzl.federation.peers()["JPN"], "POST", INBOX,
-                                 json.dumps({"objects": [aus_marking, as_jpn, as_aus]}).encode())
-        finally:
-            courier.stop()
+    r = send_to_inbox(nzl, jpn, [aus_marking, as_jpn, as_aus])
     assert r.status_code == 200
     failures = {f["id"]: f["message"] for f in r.json()["failures"]}
     assert r.json()["success_count"] == 0, r.json()
@@ -229,6 +237,36 @@ def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(
     status = jpn.publisher.publish(jpn.people.as_person("officer").person, cid,
                                    [low, copy_of_theirs])
     assert status.body["failure_count"] == 0, status.body
+
+
+def test_a_partner_cannot_reclassify_our_object_by_reversioning_it(
+        trio: dict[str, Node]) -> None:
+    """The federation side of the rule above: a partner node (misbehaving, or
+    compromised) sends a new version of an object JPN originated, under its own lower
+    and wider marking and signed with its own key. JPN refuses it, keeps its version,
+    releases nothing, and records the refusal; the partner's own objects still pass."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    ours = publish(jpn, "JPN's secret", "秘", ("NZL",))
+    low = sign_object(national_marking(jpn.agreement, "NZL", "UNCLASSIFIED",
+                                       rel_to=["JPN", "NZL", "AUS"]), nzl.signing_key, "NZL")
+    lowered = sign_object(dict(ours, modified="2026-11-02T00:00:00.000Z",
+                               description="lowered", object_marking_refs=[low["id"]]),
+                          nzl.signing_key, "NZL")
+    theirs = sign_object(indicator("NZ's own", object_marking_refs=[low["id"]]),
+                         nzl.signing_key, "NZL")
+    r = send_to_inbox(nzl, jpn, [low, lowered, theirs])
+    assert r.status_code == 200, r.text
+    failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+    assert list(failures) == [ours["id"]], r.json()
+    assert "is JPN's object: only its originator issues new versions" in failures[ours["id"]]
+    assert [(row.originator, row.version) for row in stored(jpn, ours["id"])] == [
+        ("JPN", "2026-11-01T00:00:00.000000Z")]
+    assert [row.originator for row in stored(jpn, theirs["id"])] == ["NZL"]
+    assert ours["id"] not in {row.object_id for _, row in jpn.store.pending("AUS", 100)}
+    assert ours["id"] in {oid for _, oid, _, _ in jpn.store.refusals()}
+    refused = [json.loads(e.body) for e in jpn.audit.find(AuditFilter(kinds=("refuse",)))]
+    assert any(e["objects"][0][0] == ours["id"] and "only its originator" in e["reason"]
+               for e in refused), refused
 
 
 # -- the federation listener's limits ---------------------------------------------------------

@@ -15,7 +15,11 @@ federation listener alike (docs/node.md, "Limits"):
 - :func:`read_body` reads a request body within ``max_content_length`` bytes,
   ``body_idle_timeout`` seconds of waiting for each part and ``body_timeout`` seconds in
   all, and raises :class:`BodyRefused` (413 or 408) as soon as one is exceeded; the
-  endpoint answers at once with ``Connection: close``, so the rest is never read.
+  endpoint answers at once with ``Connection: close``, so the rest is never read;
+- ``max_connections`` (uvicorn's ``limit_concurrency``, set by the listeners' options):
+  with that many connections open or requests in progress, a listener answers any
+  further request with a 503 at once, so a flood of connections holds neither threads
+  nor memory, and the header deadline above closes the idle ones.
 """
 
 from __future__ import annotations

@@ -39,10 +39,11 @@ __all__ = ["NoDelayHTTP", "no_delay", "serve", "serve_workers", "taxii_server_op
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
     """uvicorn options for the TAXII listener: address, TLS, and the node's HTTP protocol
-    with its header deadline (interfaces/limits.py)."""
+    with its header deadline and connection cap (interfaces/limits.py)."""
     cfg = node.config
     options: dict[str, Any] = {"host": host or cfg.host, "port": port or cfg.port,
                                "http": http_protocol(cfg),
+                               "limit_concurrency": cfg.max_connections,
                                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))

@@ -453,10 +453,17 @@ class Federation:
             else:
                 pending.append((new, outcome))
                 marks.append((new.object_id, new.body))
-        for item in others:
-            outcome, new = self._check_object(sender, collection_id, item, tokens, problems)
+        checked = [self._check_object(sender, collection_id, item, tokens, problems)
+                   for item in others]
+        owners = self.store.originators([new.object_id for _, new in checked if new])
+        for outcome, new in checked:
+            owner = owners.get(new.object_id, new.originator) if new else None
             if new is None:
                 results.append(outcome)
+            elif owner != new.originator:  # a holder re-versioning someone else's object
+                results.append(Received(new.object_id, new.version, False, (
+                    f"{new.object_id} is {owner}'s object: only its originator issues new "
+                    f"versions of it, and this version is {new.originator}'s")))
             else:
                 pending.append((new, outcome))
         if pending:

@@ -472,6 +472,12 @@ class Store(abc.ABC):
                     cursor = page.next
         return rows
 
+    def originators(self, object_ids: Sequence[str]) -> dict[str, str]:
+        """The originator of each of these objects held here (its latest version's): only
+        that party issues new versions of it (docs/controls.md)."""
+        return {row.object_id: row.originator
+                for row in (self.held(object_ids, versions=("last",)) if object_ids else [])}
+
     @abc.abstractmethod
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...]) -> int:
