@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from functools import reduce
 from operator import xor
@@ -209,3 +210,64 @@ def test_ingest_refusals_are_one_line(node_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.nmea"
     empty.write_bytes(b"# nothing\n")
     assert "0 AIS sentences" in run("ingest", "ais", node_dir, empty, "--as", "sione").output
+
+
+def _notes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["type"] == "note"]
+
+
+def test_a_vessel_silent_at_the_end_of_the_input_is_reported_dark(node_dir: Path) -> None:
+    # KALIA is heard for 20 minutes; TAVAKE goes on for 3 h, to the end of the input
+    feed = [position(512000001, T0 + 300 * i, -20.0, -171.0 + 0.01 * i) for i in range(5)]
+    feed += [position(512000002, T0 + 600 * i, -19.0, -171.0) for i in range(19)]
+    result = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed))
+    assert "1 alerts (ais-gap 1)" in result.output and "updated" not in result.output
+    objects = {o["id"]: o for o in stored(node_dir, "sione")}
+    (note,) = _notes(list(objects.values()))
+    ext = note["extensions"][AIS_EXTENSION_ID]
+    last = "2026-09-21T14:33:20.000Z"  # KALIA's last position, T0 + 1200 s
+    assert note["abstract"] == "AIS dark since 2026-09-21T14:33:20Z: MMSI 512000001"
+    assert (ext["rule"], ext["mmsis"], ext["alert_time"]) == ("ais-gap", [512000001], last)
+    assert note["created"] == note["modified"] == last and "reappeared" not in ext
+    (sighting,) = [objects[r] for r in note["object_refs"] if r.startswith("sighting--")]
+    assert sighting["sighting_of_ref"] == vessel_id(512000001)
+    assert sighting["last_seen"] == last  # the evidence: its last track
+    location = next(objects[r] for r in note["object_refs"] if r.startswith("location--"))
+    assert (location["latitude"], location["longitude"]) == (-20, -170.96)
+    # the same input again: the same objects, nothing new, nothing refused
+    again = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed)).output
+    assert "0 rejected" in again and len(_notes(stored(node_dir, "sione"))) == 1
+
+
+def test_a_gap_shorter_than_the_threshold_raises_nothing(node_dir: Path) -> None:
+    feed = [position(512000001, T0 + 300 * i, -20.0, -171.0) for i in range(3)]
+    feed += [position(512000002, T0 + 600 * i, -19.0, -171.0) for i in range(13)]  # to 2 h
+    result = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed))
+    assert " 0 alerts" in result.output and _notes(stored(node_dir, "sione")) == []
+
+
+def test_a_vessel_back_from_dark_gets_one_alert_for_its_gap(node_dir: Path) -> None:
+    # KALIA is silent from T0 + 300 s; TAVAKE reports every 2 s, so the ingest's sweep
+    # (every 5,000 positions) sees KALIA dark at about T0 + 10,000 s; it is back at 11,000
+    feed = [position(512000001, T0 + t, -20.0, -171.0) for t in (0, 300)]
+    feed += [position(512000002, T0 + 2 * i, -19.0, -171.0) for i in range(5200)]
+    feed.insert(5020, position(512000001, T0 + 11_000, -20.5, -171.0))
+    lines = b"".join(sorted(feed, key=lambda line: line.split(b",c:")[1]))
+    result = run("ingest", "ais", node_dir, "-", "--as", "sione", input=lines)
+    assert "1 alerts (ais-gap 1), 1 updated (dark vessels back)" in result.output
+    assert "0 rejected" in result.output
+    (note,) = _notes(stored(node_dir, "sione"))  # one alert for one gap: its latest version
+    ext = note["extensions"][AIS_EXTENSION_ID]
+    assert note["created"] == ext["alert_time"] == "2026-09-21T14:18:20.000Z"  # dark since
+    assert note["modified"] == ext["reappeared"] == "2026-09-21T17:16:40.000Z"  # back
+    assert ext["gap_seconds"] == 10_700 and ext["reappeared_lat"] == -20.5
+    node = Node.open(node_dir)
+    try:
+        versions = sorted(json.loads(r.body)["abstract"] for r in node.store.held([note["id"]]))
+        locations = [r for r in node.store.held(note["object_refs"])
+                     if r.object_type == "location"]
+    finally:
+        node.close()
+    assert versions == ["AIS dark since 2026-09-21T14:18:20Z: MMSI 512000001",
+                        "AIS gap of 3.0 h: MMSI 512000001"]  # dark, then back
+    assert len(locations) == 1  # where it went dark, once

@@ -4,7 +4,8 @@ New Zealand ingests AIS (the real ingest service, the pyais sample) and publishe
 matrix of markings; Fiji must receive exactly the arrangement's communities at its
 covered levels, REL TO Fiji, and nothing else: no level outside `covered`, no
 community the arrangement does not carry (an ACS entity community), nothing REL TO
-JPN/NZL only. Japan receives what is REL TO it, and passes none of New Zealand's
+JPN/NZL only, nothing with no community at all (REL TO Fiji is not enough). Japan
+receives what is REL TO it and carries a community, and passes none of New Zealand's
 objects on to Fiji (a third party: consent). At Fiji a person without MARITIME sees
 none of the picture over TAXII.
 """
@@ -21,6 +22,7 @@ import pytest
 from test_ingest import T0, position, static
 
 from intelpact.maritime.rules import load_rules
+from intelpact.model import PartnerNode
 from intelpact.model.markings import ACS_EXTENSION_ID
 from intelpact.services.ais import AisIngest, default_marking
 from intelpact.services.courier import Courier
@@ -54,6 +56,8 @@ CASES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], bool, bool, bool]]
     "r-maritime-nzl": ("RESTRICTED", ("NZL",), ("MARITIME",), False, False, False),
     "c-maritime-nzl-jpn": ("CONFIDENTIAL", ("NZL", "JPN"), ("MARITIME",), False, False, False),
     "u-maritime-acs-gov": ("UNCLASSIFIED", ALL, ("MARITIME",), True, False, False),
+    "u-no-community": ("UNCLASSIFIED", ALL, (), False, False, False),
+    "r-no-community-fji": ("RESTRICTED", ("NZL", "FJI"), (), False, False, False),
 }
 
 
@@ -118,6 +122,28 @@ def _publish(nzl: Node) -> dict[str, str]:
     return made
 
 
+def test_a_statement_marking_goes_with_the_picture(pacific: dict[str, Node]) -> None:
+    """A statement marking (terms of use) marks nothing, so it names no community; under
+    the arrangement's community rule it must still reach Fiji with the objects citing
+    it, or Fiji would refuse them as citing an unknown marking-definition."""
+    nzl, fji = pacific["NZL"], pacific["FJI"]
+    terms = {"type": "marking-definition", "spec_version": "2.1",
+             "id": "marking-definition--2f0c6a4e-8d1b-4c3e-9f5a-7e6d5c4b3a21",
+             "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+             "definition": {"statement": "For maritime surveillance only."}}
+    sighting = dict(indicator("under terms"), object_marking_refs=[terms["id"]])
+    status = nzl.publisher.publish(nzl.people.as_person("officer").person,
+                                   nzl.default_collection().collection_id, [terms, sighting],
+                                   marking=MarkingRequest("UNCLASSIFIED", ALL, (),
+                                                          ("MARITIME",)))
+    assert status.body["failure_count"] == 0, status.body
+    with serving_federation(fji):
+        assert _courier(nzl, "FJI") > 0
+    assert {row.object_id for row in fji.store.held([terms["id"], sighting["id"]])} == {
+        terms["id"], sighting["id"]}
+    assert not fji.store.refusals()
+
+
 def _taxii_ids(url: str, cid: str, who: str) -> set[str]:
     ids: set[str] = set()
     params: dict[str, str] = {"limit": "1000"}
@@ -173,6 +199,7 @@ def test_fiji_gets_exactly_the_arrangements_communities_at_its_covered_levels(
     # NZL never queued the rest for FJI: no outbox row, delivered or waiting; FJI and
     # NZL recorded no refusal (nothing was offered that either had to refuse)
     to_fji = {d.object_id for d in nzl.store.disseminations() if d.party == "FJI"}
+    labels_nzl = nzl.store.labels()
     used = {ref for row in fji.store.held(sorted(expect_fji))
             for ref in json.loads(row.body)["object_marking_refs"]}
     assert len(used) == 4 and ACS_GOV["id"] not in used  # U and R, MARITIME/CLIMATE/INFRA.
@@ -180,6 +207,13 @@ def test_fiji_gets_exactly_the_arrangements_communities_at_its_covered_levels(
     assert all(d.receipt_id for d in nzl.store.disseminations() if d.party == "FJI")
     assert not fji.store.refusals() and not nzl.store.refusals()
     assert not {d.object_id for d in jpn.store.disseminations() if d.party == "FJI"}
+    # REL TO Fiji without a community: the arrangement's rule, not REL TO, kept it home
+    for name in ("u-no-community", "r-no-community-fji"):
+        row = nzl.store.held([made[name]])[0]
+        decision = nzl.policy.may_release(labels_nzl[row.banner_id],
+                                          PartnerNode("FJI", nzl.agreement.id), holder="NZL",
+                                          object_id=made[name])
+        assert decision.rule == "community" and "names no community" in decision.reason
 
     # at FJI, over TAXII: the officer sees the picture; lagi (CLIMATE, not MARITIME) none
     cid = fji.default_collection().collection_id

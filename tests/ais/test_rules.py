@@ -41,6 +41,7 @@ def only(rules: RuleSet, **keep: bool) -> RuleSet:
 def test_the_shipped_rules_load_with_a_sample_zone() -> None:
     rules = load_rules()
     assert rules.gap_seconds == 2 * HOUR and rules.encounter_distance_m == 500
+    assert rules.gap_while_dark
     (zone,) = rules.zones
     assert zone.contains(*INSIDE) and not zone.contains(*OUTSIDE)
     assert 529000001 in zone.licensed
@@ -79,6 +80,93 @@ def test_gap_just_under_and_over_the_threshold(gap: float, alerts: int) -> None:
         assert alert.time == T0 + 10  # where and when it went dark
         assert [w for _, w in alert.evidence] == [T0 - T0 % 600, (T0 + 10 + gap) -
                                                   (T0 + 10 + gap) % 600]
+
+
+def dark_run(engine: RuleEngine, positions: list[Position], sweep_at: tuple[float, ...] = ()
+             ) -> list[Alert]:
+    """As the ingest runs the engine: positions in time order, a sweep when the feed's
+    time passes each of ``sweep_at`` (seconds after T0), and a final sweep at the end."""
+    alerts: list[Alert] = []
+    clock = float("-inf")
+    pending = sorted(T0 + s for s in sweep_at)
+    for p in sorted(positions, key=lambda p: p.time):
+        clock = max(clock, p.time)
+        while pending and clock >= pending[0]:
+            pending.pop(0)
+            alerts += engine.sweep(clock)
+        alerts += engine.observe(p)
+    return alerts + engine.sweep(clock, final=True)
+
+
+def test_a_vessel_dark_at_the_end_raises_one_alert_naming_its_last_time() -> None:
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    dark = [pos(512000011, 300 * i, -20.0, -175.0 + 0.01 * i) for i in range(4)]  # to 900 s
+    busy = [pos(512000012, 300 * i, -19.0, -175.0) for i in range(40)]  # to 11,700 s
+    found = dark_run(engine, dark + busy, sweep_at=(5000, 9000, 10000, 11000))
+    (alert,) = found  # once, though three sweeps and the end saw it silent
+    assert (alert.rule, alert.mmsis, alert.time) == ("ais-gap", (512000011,), T0 + 900)
+    assert alert.title == "AIS dark since 2026-09-21T14:28:20Z"  # its last position
+    assert (alert.lat, alert.lon) == (-20.0, -175.0 + 0.03)
+    assert alert.evidence == ((512000011, (T0 + 900) - (T0 + 900) % 600),)  # its last track
+    assert "reappeared" not in alert.details and not alert.revises
+    assert alert.modified is None  # the same alert whenever the sweep ran
+    later = engine.sweep(T0 + 50 * HOUR, final=True)  # the busy vessel is dark by now
+    assert [a.mmsis for a in later] == [(512000012,)]  # the first: never again while dark
+
+
+@pytest.mark.parametrize(("silent", "alerts"), [(2 * HOUR - 1, 0), (2 * HOUR + 1, 1)])
+def test_dark_just_under_and_over_the_threshold(silent: float, alerts: int) -> None:
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    track = [pos(512000013, 0, -20, -175), pos(512000014, silent, -19, -175)]
+    assert len(dark_run(engine, track)) == alerts
+
+
+def test_the_sweep_goes_by_the_feeds_clock_not_the_wall_clock() -> None:
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    old = [pos(512000015, 0, -20, -175), pos(512000016, 60, -19, -175)]  # T0 is in 2026
+    assert dark_run(engine, old) == []
+
+
+def test_a_vessel_back_from_dark_gets_one_alert_for_its_gap() -> None:
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    vessel = [pos(512000017, 0, -20.0, -175.0), pos(512000017, 4 * HOUR, -20.1, -175.0)]
+    other = [pos(512000018, 300 * i, -19.0, -175.0) for i in range(60)]  # the clock moves
+    dark, back = dark_run(engine, vessel + other, sweep_at=(3 * HOUR,))
+    assert dark.rule == back.rule == "ais-gap" and dark.mmsis == back.mmsis == (512000017,)
+    assert dark.time == back.time == T0  # the same alert (rule, vessel, time): one gap
+    assert "reappeared" not in dark.details and not dark.revises
+    assert back.revises and back.modified == T0 + 4 * HOUR  # its next version: where back
+    assert back.details["gap_seconds"] == 4 * HOUR and back.details["reappeared_lat"] == -20.1
+    assert back.place == dark.place  # one location, in both versions
+    # unswept, the gap is found when the vessel is back: one alert, that same version
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    (whole,) = dark_run(engine, vessel + other)
+    assert (whole.time, whole.modified, whole.details) == (back.time, back.modified,
+                                                          back.details)
+    assert not whole.revises
+
+
+def test_a_vessel_dark_twice_raises_one_alert_per_gap() -> None:
+    engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
+    vessel = [pos(512000019, t * HOUR, -20.0, -175.0) for t in (0, 3, 6.5)]
+    other = [pos(512000020, 300 * i, -19.0, -175.0) for i in range(110)]  # to 9.08 h
+    found = dark_run(engine, vessel + other, sweep_at=(2.5 * HOUR, 4.5 * HOUR, 8 * HOUR))
+    first = [a for a in found if a.time == T0]
+    second = [a for a in found if a.time == T0 + 3 * HOUR]
+    third = [a for a in found if a.time == T0 + 6.5 * HOUR]
+    assert [a.revises for a in first] == [False, True]  # dark, then back
+    assert [a.revises for a in second] == [False]  # back before a sweep saw it dark
+    assert [a.revises for a in third] == [False]  # dark at the end
+    assert len(found) == 4
+
+
+def test_dark_reports_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[gap]\nwhile_dark = false\n")
+    rules = load_rules(path)
+    assert rules.gap_seconds == 2 * HOUR and not rules.gap_while_dark
+    engine = RuleEngine(only(rules, gap_seconds=True), 600)
+    assert dark_run(engine, [pos(1, 0, 0, 0), pos(2, 3 * HOUR, 0, 0)]) == []
 
 
 def test_loitering_needs_slow_and_close_for_long_enough() -> None:
@@ -132,6 +220,7 @@ def test_distance() -> None:
 @pytest.mark.parametrize(("text", "fragment"), [
     ("[gap]\nmin_hours = -1\n", "gap.min_hours: -1 is not a positive number"),
     ("[gap]\nmin_hour = 1\n", "gap.min_hour: unknown field"),
+    ("[gap]\nwhile_dark = 1\n", "gap.while_dark: 1 is not true or false"),
     ("[radar]\n", "radar: unknown section"),
     ('[[zones]]\nname = "x"\nrings = [[[0, 0], [1, 0]]]\n', "a ring needs at least 3"),
     ('[[zones]]\nname = "x"\nrings = [[[0, 0], [1, 0], [1, 95]]]\n',

@@ -105,6 +105,19 @@ def test_samples_have_the_documented_shape(jn: Agreement, jna: Agreement,
     assert set(pm.acs) == {"U", "C"}  # pacific-maritime has no SECRET row
 
 
+def test_only_the_pacific_arrangement_requires_a_community_to_release(
+        jn: Agreement, jna: Agreement, pm: Agreement) -> None:
+    assert pm.rules.release_requires_community
+    assert pm.canonical["rules"]["release_requires_community"] is True
+    for bilateral in (jn, jna):
+        assert not bilateral.rules.release_requires_community
+        # left out of the canonical form when off: agreements without it keep their hash
+        assert "release_requires_community" not in bilateral.canonical["rules"]
+    data = raw()
+    data["rules"]["release_requires_community"] = False  # the default, said explicitly
+    assert parsed(data).content_hash == jn.content_hash
+
+
 def test_hashes_differ_between_samples(jn: Agreement, jna: Agreement, pm: Agreement) -> None:
     assert len({jn.content_hash, jna.content_hash, pm.content_hash}) == 3
 
@@ -193,6 +206,7 @@ HASH_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "consent": _set("rules.third_party_release_requires_consent", False),
     "breach-hours": _set("rules.breach_notice_hours", 48),
     "on-termination": _set("rules.on_termination", "destroy"),
+    "release-requires-community": _set("rules.release_requires_community", True),
     "country": _set("schemes.JPN.country", "Nippon"),
     "level-name": _both(_set("schemes.NZL.levels.6.name", "TOP-SECRET"),
                         _set("equivalence.6.NZL", "TOP-SECRET")),
@@ -488,6 +502,11 @@ ERRORS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "between 1 and 720"),
     ("on-termination", _set("rules.on_termination", "burn"), "rules.on_termination",
      "'burn' is not an option"),
+    ("community-rule-not-bool", _set("rules.release_requires_community", "yes"),
+     "rules.release_requires_community", "expected true or false"),
+    ("community-rule-no-communities",
+     _both(_set("rules.release_requires_community", True), _set("communities", [])),
+     "rules.release_requires_community", "defines no communities"),
     # TLP and ACS mappings
     ("tlp-unknown-level", _set("markings", {"tlp": {"red": {"level": "COSMIC"}}}),
      "markings.tlp.red.level", "'COSMIC' is not a row"),

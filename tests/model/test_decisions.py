@@ -374,7 +374,7 @@ def test_release_rule_equivalence() -> None:
     data["exchange"]["covered"].append("CONFIDENTIAL")
     wide = parse_agreement(data, source="pacific-wide.toml")
     policy = Policy(wide)
-    label = lab(wide, "CONFIDENTIAL", "NZL")
+    label = lab(wide, "CONFIDENTIAL", "NZL", clauses=[{"MARITIME"}])
     deny(release(policy, label, "FJI", "NZL"), "equivalence",
          "FJI has no equivalent of CONFIDENTIAL under pacific-maritime")
     assert release(policy, label, "JPN", "NZL").allowed
@@ -404,6 +404,60 @@ def test_release_rule_community(jn: Agreement, jn_policy: Policy) -> None:
          "released")
     assert release(jn_policy, lab(jn, "UNCLASSIFIED", "NZL", {"JPN"},
                                   clauses=[{"MARITIME"}]), "JPN", "NZL").allowed
+
+
+PACIFIC_ALL = {"NZL", "JPN", "FJI", "TON", "WSM"}
+
+
+@pytest.mark.parametrize("rel", [PACIFIC_ALL, None])
+def test_release_under_the_pacific_arrangement_needs_one_of_its_communities(
+        pm: Agreement, pm_policy: Policy, rel: set[str] | None) -> None:
+    """"Partners in the Pacific arrangement receive only its communities": REL TO FJI (or
+    no REL TO at all) is not enough without one."""
+    assert pm.rules.release_requires_community
+    for level in ("UNCLASSIFIED", "RESTRICTED"):
+        deny(release(pm_policy, lab(pm, level, "NZL", rel), "FJI", "NZL"), "community",
+             "pacific-maritime releases only its communities' material (MARITIME, CLIMATE, "
+             "INFRASTRUCTURE): the object names no community")
+        for community in ("MARITIME", "CLIMATE", "INFRASTRUCTURE"):
+            d = release(pm_policy, lab(pm, level, "NZL", rel, clauses=[{community}]), "FJI",
+                        "NZL")
+            assert d.allowed and d.rule == "release"
+    # a known community still does not carry an unknown one with it
+    deny(release(pm_policy, lab(pm, "UNCLASSIFIED", "NZL", rel,
+                                clauses=[{"MARITIME"}, {"ACS-ENTITY-GOV"}]), "FJI", "NZL"),
+         "community", "community ACS-ENTITY-GOV is not known to pacific-maritime: it cannot "
+         "be released")
+    # the earlier rules still decide first: REL TO, level
+    deny(release(pm_policy, lab(pm, "RESTRICTED", "NZL", {"NZL", "JPN"}), "FJI", "NZL"),
+         "rel-to", "FJI not in REL TO NZL, JPN")
+
+
+def test_the_community_rule_is_the_pacific_arrangements_alone(
+        jn: Agreement, jn_policy: Policy, jna: Agreement) -> None:
+    """The bilateral agreements leave it off: there REL TO decides, as before."""
+    assert not jn.rules.release_requires_community
+    assert not jna.rules.release_requires_community
+    d = release(jn_policy, lab(jn, "SECRET", "NZL", {"JPN"}), "JPN", "NZL")
+    assert d.allowed and (d.rule, d.reason) == ("release", "JPN may receive SECRET")
+
+
+def test_the_community_rule_applies_to_what_a_partner_sends_in_too(pm: Agreement,
+                                                                    pm_policy: Policy) -> None:
+    """A receiving node takes the same decision on what it is sent (holder: the sender)."""
+    label = lab(pm, "UNCLASSIFIED", "FJI", PACIFIC_ALL)
+    assert release(pm_policy, label, "NZL", "FJI").rule == "community"
+    assert release(pm_policy, lab(pm, "UNCLASSIFIED", "FJI", PACIFIC_ALL,
+                                  clauses=[{"MARITIME"}]), "NZL", "FJI").allowed
+
+
+def test_reading_is_not_changed_by_the_community_rule(pm: Agreement,
+                                                      pm_policy: Policy) -> None:
+    """At the originator's own node a label with no community is read as before: the rule
+    is about what partners receive (a person's communities limit reading already)."""
+    mere = pm_policy.person("Mere", "NZL", "RESTRICTED")
+    assert pm_policy.may_read(mere, lab(pm, "RESTRICTED", "NZL", PACIFIC_ALL)).allowed
+    assert pm_policy.check_publish(mere, lab(pm, "RESTRICTED", "NZL", PACIFIC_ALL)).allowed
 
 
 def test_third_party_needs_consent(jna: Agreement, jna_policy: Policy) -> None:

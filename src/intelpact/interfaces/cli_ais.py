@@ -159,6 +159,8 @@ def _report(file: Path, name: str, party: str, marking: MarkingRequest,
     alerts = sum(summary.alerts.values())
     out.print(f"  published  {summary.vessels:,} vessels, {summary.sightings:,} tracks, "
               f"{alerts:,} alerts" + (f" ({_counts(summary.alerts)})" if alerts else "")
+              + (f", {summary.updated:,} updated (dark vessels back)" if summary.updated
+                 else "")
               + f": {summary.accepted:,} objects accepted, {summary.rejected:,} rejected")
     for oid, message in summary.failures:
         out.print(f"  rejected {_safe(oid)}: {_safe(message)}")

@@ -1,16 +1,20 @@
 """Maritime alert rules: a TOML rule set, and an engine that watches positions stream by.
 
 Four rules (docs/maritime.md): a vessel entering an exclusive economic zone whose licence
-list does not hold it (``eez-unlicensed``); an AIS gap longer than a threshold between
-two positions of one vessel (``ais-gap``); loitering, slow within a small radius for a
-long time (``loitering``); and an encounter, two vessels slow and close together for a
+list does not hold it (``eez-unlicensed``); an AIS gap longer than a threshold
+(``ais-gap``): between two positions of one vessel, or since its last position by the
+feed's clock, when it has not (yet) reappeared; loitering, slow within a small radius for
+a long time (``loitering``); and an encounter, two vessels slow and close together for a
 long time (``encounter``, a possible transshipment). The engine keeps a little state per
-vessel and a grid of slow vessels, so each position costs a few dictionary lookups.
+vessel and a grid of slow vessels, so each position costs a few dictionary lookups; what
+only the passing of time can show (a vessel gone dark) is found by ``sweep``, now and
+then, never per position.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +30,9 @@ __all__ = ["Alert", "RuleEngine", "RuleSet", "RulesError", "Zone", "distance_m",
 EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_NM = 1852.0
 _DEG_M = 111_320.0  # metres in one degree of latitude, near enough for a grid
+
+
+_GAP_PLACE = "AIS went dark"  # the location of an ais-gap alert, in each of its versions
 
 
 class RulesError(IntelpactError):
@@ -74,6 +81,7 @@ class RuleSet:
     """Thresholds in seconds, metres and knots; a rule is off when its threshold is None."""
 
     gap_seconds: float | None = 2 * 3600.0
+    gap_while_dark: bool = True  # report a gap before the vessel reappears (sweep)
     loiter_speed: float = 2.0
     loiter_radius_m: float = METRES_PER_NM
     loiter_seconds: float | None = 3 * 3600.0
@@ -115,7 +123,7 @@ def _parse(data: dict[str, Any], source: str) -> RuleSet:
         raise fail(sorted(unknown)[0], "unknown section",
                    "use [gap], [loitering], [encounter] and [[zones]]")
 
-    def section(name: str, keys: dict[str, float]) -> dict[str, Any]:
+    def section(name: str, keys: dict[str, float | bool]) -> dict[str, Any]:
         table = data.get(name, {})
         if not isinstance(table, dict):
             raise fail(name, "must be a table", f"write [{name}]")
@@ -129,13 +137,19 @@ def _parse(data: dict[str, Any], source: str) -> RuleSet:
                        "write enabled = true or enabled = false")
         for key, default in keys.items():
             value = table.get(key, default)
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise fail(f"{name}.{key}", f"{value!r} is not true or false",
+                               f"write {key} = {str(default).lower()}")
+                out[key] = value
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise fail(f"{name}.{key}", f"{value!r} is not a positive number",
                            f"e.g. {key} = {default}")
             out[key] = float(value)
         return out
 
-    gap = section("gap", {"min_hours": 2.0})
+    gap = section("gap", {"min_hours": 2.0, "while_dark": True})
     loiter = section("loitering", {"max_speed_knots": 2.0, "radius_nm": 1.0,
                                    "min_hours": 3.0})
     enc = section("encounter", {"max_distance_m": 500.0, "max_speed_knots": 2.0,
@@ -145,6 +159,7 @@ def _parse(data: dict[str, Any], source: str) -> RuleSet:
         raise fail("zones", "must be an array of tables", "write [[zones]] for each zone")
     return RuleSet(
         gap_seconds=gap["min_hours"] * 3600 if gap["enabled"] else None,
+        gap_while_dark=gap["while_dark"],
         loiter_speed=loiter["max_speed_knots"],
         loiter_radius_m=loiter["radius_nm"] * METRES_PER_NM,
         loiter_seconds=loiter["min_hours"] * 3600 if loiter["enabled"] else None,
@@ -202,7 +217,13 @@ def _zone(data: Any, where: str, fail: Any) -> Zone:
 
 @dataclass
 class Alert:
-    """What a rule found. ``evidence``: the (MMSI, window start) of each track showing it."""
+    """What a rule found. ``evidence``: the (MMSI, window start) of each track showing it.
+
+    An alert is named by its rule, vessels and ``time``; ``modified`` (default: ``time``)
+    makes a later version of the same alert, as when a vessel reported dark reappears:
+    one gap, one alert, whose newer version says where it came back. ``revises`` marks
+    such a version when this run raised the first one. ``place`` names the alert's
+    location when it must read the same in every version (default: the title)."""
 
     rule: str
     time: float
@@ -212,11 +233,14 @@ class Alert:
     evidence: tuple[tuple[int, float], ...]
     title: str
     details: dict[str, Any] = field(default_factory=dict)
+    modified: float | None = None
+    revises: bool = False
+    place: str | None = None
 
 
 class _Vessel:
     __slots__ = ("last_time", "last_lat", "last_lon", "last_window", "zones", "loiter",
-                 "loiter_alerted", "cell")
+                 "loiter_alerted", "cell", "dark")
 
     def __init__(self) -> None:
         self.last_time: float | None = None
@@ -227,6 +251,7 @@ class _Vessel:
         self.loiter: tuple[float, float, float, float] | None = None  # lat, lon, t, window
         self.loiter_alerted = False
         self.cell: tuple[int, int] | None = None
+        self.dark = False  # reported dark since last_time (by sweep); cleared when heard
 
 
 class RuleEngine:
@@ -241,6 +266,7 @@ class RuleEngine:
         self._grid: dict[tuple[int, int], set[int]] = {}
         self._pairs: dict[tuple[int, int], list[float]] = {}  # start, last, alerted
         self._cell = rules.encounter_distance_m / _DEG_M
+        self._dark_checked = -math.inf  # the feed's time of the last look for dark vessels
         # every zone's bounding box in one (lon/lat min, max): most positions are outside
         boxes = [z.bbox for z in rules.zones]
         self._zones_bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes),
@@ -260,8 +286,9 @@ class RuleEngine:
         alerts: list[Alert] = []
         rules = self.rules
         if rules.gap_seconds is not None and st.last_time is not None and \
-                p.time - st.last_time > rules.gap_seconds:
+                (p.time - st.last_time > rules.gap_seconds or st.dark):
             alerts.append(self._gap(p, st, window))
+            st.dark = False
         # Each rule's method is called only when it may do something: a position outside
         # every zone's box, of a vessel in no zone, changes nothing; a fast vessel only
         # drops its loitering anchor, and is outside the grid unless it was slow before.
@@ -282,6 +309,8 @@ class RuleEngine:
         return alerts
 
     def _gap(self, p: Position, st: _Vessel, window: float) -> Alert:
+        """The gap seen whole: the vessel is back. When a sweep already reported it dark,
+        this is a new version of that alert (the same gap), not a second alert."""
         assert st.last_time is not None  # noqa: S101 - checked by the caller
         silent = p.time - st.last_time
         return Alert("ais-gap", st.last_time, st.last_lat, st.last_lon, (p.mmsi,),
@@ -289,7 +318,17 @@ class RuleEngine:
                      f"AIS gap of {silent / 3600:.1f} h",
                      {"gap_seconds": round(silent), "dark_lat": st.last_lat,
                       "dark_lon": st.last_lon, "reappeared_lat": p.lat,
-                      "reappeared_lon": p.lon, "reappeared": p.time})
+                      "reappeared_lon": p.lon, "reappeared": p.time},
+                     modified=p.time, revises=st.dark, place=_GAP_PLACE)
+
+    def _dark(self, mmsi: int, st: _Vessel) -> Alert:
+        """A vessel still silent: the gap's first version, "dark since" its last position
+        (nothing in it depends on when the sweep ran, so every run writes the same)."""
+        assert st.last_time is not None  # noqa: S101 - checked by the caller
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_time))
+        return Alert("ais-gap", st.last_time, st.last_lat, st.last_lon, (mmsi,),
+                     ((mmsi, st.last_window),), f"AIS dark since {since}",
+                     {"dark_lat": st.last_lat, "dark_lon": st.last_lon}, place=_GAP_PLACE)
 
     def _zones(self, p: Position, st: _Vessel, window: float, alerts: list[Alert]) -> None:
         hits = [i for i, z in enumerate(self.rules.zones) if z.contains(p.lat, p.lon)]
@@ -370,12 +409,37 @@ class RuleEngine:
         self._grid.setdefault(st.cell, set()).add(p.mmsi)
         self._slow[p.mmsi] = (p.time, p.lat, p.lon, window)
 
-    def sweep(self, clock: float) -> None:
-        """Forget encounter contacts older than the report gap (call now and then)."""
+    def sweep(self, clock: float, *, final: bool = False) -> list[Alert]:
+        """What only the passing of time shows: call now and then, and with ``final`` at
+        the end of the feed. Returns the vessels newly gone dark; forgets encounter
+        contacts older than the report gap.
+
+        ``clock`` is the feed's time (the latest time seen in it), never the wall clock,
+        so ingesting a file again raises the same alerts."""
         limit = clock - 2 * self.rules.encounter_report_gap
         stale = [k for k, pair in self._pairs.items() if pair[1] < limit]
         for k in stale:
             del self._pairs[k]
+        return self._gone_dark(clock, final)
+
+    def _gone_dark(self, clock: float, final: bool) -> list[Alert]:
+        """Each vessel silent for longer than the gap threshold at ``clock``, once per
+        silence. Every vessel is looked at, so this runs only when the feed's time has
+        moved on by an eighth of the threshold since the last look (and when ``final``):
+        a replayed day costs a hundred looks, whatever the sweeps' cadence."""
+        threshold = self.rules.gap_seconds
+        if threshold is None or not self.rules.gap_while_dark or not math.isfinite(clock):
+            return []
+        if not final and clock - self._dark_checked < threshold / 8:
+            return []
+        self._dark_checked = clock
+        limit = clock - threshold
+        alerts = []
+        for mmsi, st in self._vessels.items():
+            if not st.dark and st.last_time is not None and st.last_time < limit:
+                st.dark = True
+                alerts.append(self._dark(mmsi, st))
+        return alerts
 
     def _forget(self) -> None:
         """Drop the quarter of vessels heard from least recently (memory stays bounded)."""

@@ -187,15 +187,20 @@ def sighting_object(party: str, track: Track, window_seconds: float) -> dict[str
 
 
 def alert_objects(party: str, alert: Alert, evidence: Iterable[str]) -> list[dict[str, Any]]:
-    """A location (where) and a note (what, over its evidence) for one alert."""
+    """A location (where) and a note (what, over its evidence) for one alert.
+
+    Both are named by (party, rule, vessels, time); the note's ``modified`` is the
+    alert's, so a later version of an alert (a dark vessel back) is a new version of the
+    same note, over the same location."""
     when = timestamp(alert.time)
+    modified = when if alert.modified is None else timestamp(alert.modified)
     key = f"alert:{party}:{alert.rule}:{alert.mmsis}:{alert.time}"
     note_id = f"note--{uuid.uuid5(NAMESPACE, key)}"
     location_id = f"location--{uuid.uuid5(NAMESPACE, key + ':location')}"
     vessels = ", ".join(f"MMSI {m}" for m in alert.mmsis)
     location = {"type": "location", "spec_version": "2.1", "id": location_id,
                 "created": when, "modified": when,
-                "name": f"{alert.title}: {vessels} at {when}",
+                "name": f"{alert.place or alert.title}: {vessels} at {when}",
                 "latitude": number(round(alert.lat, 6)),
                 "longitude": number(round(alert.lon, 6))}
     details = {k: (timestamp(v) if k in ("since", "reappeared") else
@@ -203,7 +208,7 @@ def alert_objects(party: str, alert: Alert, evidence: Iterable[str]) -> list[dic
                for k, v in alert.details.items()}
     refs = list(dict.fromkeys([*evidence, *(vessel_id(m) for m in alert.mmsis), location_id]))
     note = {"type": "note", "spec_version": "2.1", "id": note_id, "created": when,
-            "modified": when, "abstract": f"{alert.title}: {vessels}",
+            "modified": modified, "abstract": f"{alert.title}: {vessels}",
             "content": (f"Maritime alert ({alert.rule}) raised from AIS at {when}, "
                         f"position {alert.lat:.5f}, {alert.lon:.5f}: {alert.title}, {vessels}."),
             "object_refs": refs,

@@ -118,10 +118,15 @@ class ForeignMarking:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
+    """The agreement's ``[rules]``. ``release_requires_community``: a partner receives
+    only what names at least one of the agreement's communities (an arrangement that
+    shares its communities' material, not everything its parties may read)."""
+
     third_party_consent: bool
     reclassify: str
     breach_notice_hours: int
     on_termination: str
+    release_requires_community: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,7 +421,7 @@ def parse_agreement(data: Mapping[str, Any], *, source: str = "<agreement>") -> 
     # rules ----------------------------------------------------------------------------
     ru = r.table(top.get("rules", {}), "rules",
                  ("third_party_release_requires_consent", "reclassify", "breach_notice_hours",
-                  "on_termination"))
+                  "on_termination", "release_requires_community"))
     consent = ru.get("third_party_release_requires_consent", True)
     if not isinstance(consent, bool):
         raise r.fail("rules.third_party_release_requires_consent",
@@ -434,7 +439,16 @@ def parse_agreement(data: Mapping[str, Any], *, source: str = "<agreement>") -> 
     if on_term not in ON_TERMINATION:
         raise r.fail("rules.on_termination", f"{on_term!r} is not an option",
                      f"use one of: {', '.join(ON_TERMINATION)}")
-    rules = Rules(consent, reclassify, hours, on_term)
+    needs_community = ru.get("release_requires_community", False)
+    if not isinstance(needs_community, bool):
+        raise r.fail("rules.release_requires_community",
+                     f"expected true or false, found {needs_community!r}",
+                     "write release_requires_community = true")
+    if needs_community and not communities:
+        raise r.fail("rules.release_requires_community",
+                     "the agreement defines no communities, so nothing could be released",
+                     "add [[communities]] or write release_requires_community = false")
+    rules = Rules(consent, reclassify, hours, on_term, needs_community)
 
     # foreign markings -----------------------------------------------------------------
     mk = r.table(top.get("markings", {}), "markings", ("tlp", "acs"))
@@ -649,6 +663,9 @@ def _canonical(agreement_id: str, title: str, version: str, illustrative: bool, 
         "rules": {"third_party_release_requires_consent": rules.third_party_consent,
                   "reclassify": rules.reclassify,
                   "breach_notice_hours": rules.breach_notice_hours,
-                  "on_termination": rules.on_termination},
+                  "on_termination": rules.on_termination,
+                  # named only when set, so an agreement without it keeps the hash it had
+                  **({"release_requires_community": True}
+                     if rules.release_requires_community else {})},
         "markings": {"tlp": foreign(tlp), "acs": foreign(acs)},
     }

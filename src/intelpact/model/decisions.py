@@ -15,8 +15,10 @@ Read (DESIGN.md rule 2), checked in this order, the first failure decides:
 
 Release to a partner node (rules 1, 3 and 7): the agreement is in force, the
 partner is a party, the level is covered, the partner has an equivalent, the
-partner is in REL TO, every caveat may go to the partner, and every party whose
-information the object holds, other than us and the partner, gave consent.
+partner is in REL TO, every caveat may go to the partner, every community is one
+the agreement carries (and there is at least one when the agreement's rules say
+``release_requires_community``), and every party whose information the object
+holds, other than us and the partner, gave consent.
 """
 
 from __future__ import annotations
@@ -252,6 +254,10 @@ class Policy:
             if unknown:
                 return Decision(False, "community", f"community {unknown[0]} is not known to "
                                 f"{a.id}: it cannot be released")
+        if not label.communities and a.rules.release_requires_community:
+            return Decision(False, "community", f"{a.id} releases only its communities' "
+                            f"material ({', '.join(a.communities)}): the object names no "
+                            "community")
         third = sorted(label.sources - {holder, partner.party})
         if third and a.rules.third_party_consent:
             for originator in third:

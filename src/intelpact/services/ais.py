@@ -2,11 +2,13 @@
 
 Streaming: lines are decoded one at a time (maritime.nmea); positions join their
 vessel's open track (maritime.vessels.TrackWindows); the rules see each position as it
-arrives (maritime.rules). A track is published as one sighting when its window closes,
-and an alert once the sightings it cites are published. Objects go out through the
-node's Publisher in batches, so labels, clearance checks, signing, audit and federation
-all apply as for `intelpact publish`. Memory is bounded by the vessels heard within one
-window, never by the length of the input.
+arrives (maritime.rules), and their sweep, every 5,000 positions and at the end of the
+input, reports the vessels gone dark by the feed's clock. A track is published as one
+sighting when its window closes, and an alert once the sightings it cites are published.
+Objects go out through the node's Publisher in batches, so labels, clearance checks,
+signing, audit and federation all apply as for `intelpact publish`. Memory is bounded by
+the vessels heard within one window (and a little state per vessel), never by the length
+of the input.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class IngestSummary:
     vessels: int = 0
     sightings: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
+    updated: int = 0  # new versions of alerts raised in this run (a dark vessel is back)
     accepted: int = 0
     rejected: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -87,6 +90,7 @@ class AisIngest:
         self._info: dict[int, VesselInfo] = {}
         self._published: dict[int, tuple[float, bool]] = {}  # modified, data changed since
         self._recent: dict[tuple[int, float], str] = {}
+        self._latest: dict[int, tuple[float, str]] = {}  # vessel -> its last track's key, id
         self._waiting: dict[tuple[int, float], list[_Pending]] = {}
         self._buffer: list[dict[str, Any]] = []
 
@@ -112,7 +116,8 @@ class AisIngest:
                         for track in windows.expired():
                             self._flush(track)
                         if engine is not None:
-                            engine.sweep(windows.clock)
+                            for alert in engine.sweep(windows.clock):
+                                self._alert(alert)
                 elif type(report) is Static:
                     info = self._info.get(report.mmsi)
                     if info is None:
@@ -123,6 +128,9 @@ class AisIngest:
                 progress(done)
                 done = 0
         reader.finish()
+        if engine is not None:  # a vessel silent at the end of the input is dark
+            for alert in engine.sweep(windows.clock, final=True):
+                self._alert(alert)
         for track in windows.drain():
             self._flush(track)
         for pendings in list(self._waiting.values()):
@@ -164,6 +172,7 @@ class AisIngest:
         recent[key] = obj["id"]
         if len(recent) > _RECENT:
             del recent[next(iter(recent))]
+        self._latest[track.mmsi] = (track.start, obj["id"])
         for pending in self._waiting.pop(key, []):
             pending.refs[key] = obj["id"]
             if all(pending.refs.values()):
@@ -171,8 +180,19 @@ class AisIngest:
         if len(self._buffer) >= self.batch:
             self._publish()
 
+    def _sighting(self, key: tuple[int, float]) -> str | None:
+        """The id of the published track ``key`` (vessel, window), if this run knows it.
+        A dark vessel's last track may be older than every recent one, but it is still
+        that vessel's latest."""
+        found = self._recent.get(key)
+        if found is None:
+            latest = self._latest.get(key[0])
+            if latest is not None and latest[0] == key[1]:
+                found = latest[1]
+        return found
+
     def _alert(self, alert: Alert) -> None:
-        refs = {key: self._recent.get(key) for key in alert.evidence}
+        refs = {key: self._sighting(key) for key in alert.evidence}
         pending = _Pending(alert, refs)
         missing = [key for key, found in refs.items() if found is None]
         if not missing:
@@ -186,9 +206,15 @@ class AisIngest:
         pending.emitted = True
         for mmsi in pending.alert.mmsis:
             self._vessel(mmsi)
+        alert = pending.alert
         evidence = [ref for ref in pending.refs.values() if ref is not None]
-        self._buffer.extend(alert_objects(self.party, pending.alert, evidence))
-        self.summary.alerts[pending.alert.rule] += 1
+        objects = alert_objects(self.party, alert, evidence)
+        if alert.revises:  # a new version: its location went out with the first one
+            self._buffer.extend(o for o in objects if o["type"] != "location")
+            self.summary.updated += 1
+        else:
+            self._buffer.extend(objects)
+            self.summary.alerts[alert.rule] += 1
 
     def _publish(self) -> None:
         if not self._buffer:

@@ -84,11 +84,16 @@ def object_version(obj: dict[str, Any]) -> str | None:
 
 def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Label:
     """The label of a marking-definition object: the label it gives, so it is seen and
-    released exactly where what it marks may go (a statement marking, which marks
-    nothing, gets the lowest covered level)."""
+    released exactly where what it marks may go. A statement marking (copyright, terms)
+    marks nothing: it gets the lowest covered level, and under an agreement that releases
+    only its communities' material, any of those communities, so it goes wherever an
+    object citing it may go."""
     rel = frozenset(part.rel_to) if part.rel_mode == "set" else None
     rank = part.rank if part.rank is not None else min(agreement.covered)
-    return Label(agreement.id, rank, origin, rel, part.caveats, part.communities)
+    communities = part.communities
+    if part.rank is None and not communities and agreement.rules.release_requires_community:
+        communities = frozenset({frozenset(agreement.communities)})
+    return Label(agreement.id, rank, origin, rel, part.caveats, communities)
 
 
 class Publisher:
