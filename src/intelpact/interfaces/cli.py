@@ -231,9 +231,10 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int) -> N
     """Serve the node until interrupted: the TAXII 2.1 API for its people, the
     mutual-TLS federation listener for its partners, and the courier that delivers
     releases to them."""
+    from .server import cap_malloc_arenas, serve_workers
     from .server import serve as run
-    from .server import serve_workers
 
+    cap_malloc_arenas()  # before the node's threads start
     node = Node.open(node_dir)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
