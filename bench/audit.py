@@ -45,6 +45,7 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from federation import rounded  # noqa: E402
 from intelpact.crypto.merkle import inclusion_proof, leaf_hash, verify_inclusion  # noqa: E402
 from intelpact.interfaces.taxii import create_app  # noqa: E402
 from intelpact.services.node import Node  # noqa: E402
@@ -288,7 +289,7 @@ def main() -> int:
         "read_overhead": [TARGETS["read_overhead"],
                           max(read["overhead"].values()) < TARGETS["read_overhead"]],
     }
-    print(json.dumps(_rounded(results), sort_keys=True))
+    print(json.dumps(rounded(results, 4), sort_keys=True))
     return 0
 
 
@@ -313,16 +314,6 @@ def report(r: dict[str, Any]) -> None:
     line("GETs/s (8 clients)", f"{on['gets8_per_s']:,.0f}", f"{off['gets8_per_s']:,.0f}",
          f"{rd['overhead']['gets8_throughput']:+.1%}")
     print("(reads: peer = the same node with read events dropped; ratio = overhead)")
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

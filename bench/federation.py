@@ -612,9 +612,19 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["loadavg_end"] = round(os.getloadavg()[0], 2)
     report(results)
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                      for k, v in results.items()}))
+    print(json.dumps(rounded(results)))
     return 0
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """``value`` with every float in it rounded, for a benchmark's JSON line."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def report(r: dict[str, Any]) -> None:

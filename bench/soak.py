@@ -67,6 +67,7 @@ from federation import (  # noqa: E402
     Served,
     indicator,
     make_pair,
+    rounded,
     start,
     stop,
     wait_ready,
@@ -533,18 +534,8 @@ def main() -> int:
     results["ratios"] = ratios(results)
     results["targets"] = check(results)
     report(results)
-    print(json.dumps(_rounded(results), ensure_ascii=False))
+    print(json.dumps(rounded(results), ensure_ascii=False))
     return 0 if all(results["targets"].values()) else 1
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":
