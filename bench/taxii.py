@@ -36,6 +36,12 @@ small request just before each measured read refreshes the reader's login, so
 that no argon2 verification (64 MiB by design; the node keeps a verified
 password for 60 s) falls inside a measured read.
 
+The ingest also records the server's CPU time per object (its processes, user +
+system), which other work on the machine disturbs less than the rate.
+``--in-process`` measures only ``Publisher.publish`` in this process, CPU time per
+object on a fresh SQLite node (``--prefill 0,300000``: also on one already holding
+300,000 indicators, loaded with the store API), and nothing else.
+
 Targets (at 100,000 objects, access filter on): paged reads >= 20,000
 objects/s; single-object GET p50 < 5 ms; ingest (validated, labelled, durable)
 >= 5,000 objects/s; memory flat while streaming (the paged read raises the
@@ -51,6 +57,7 @@ import datetime as dt
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -138,33 +145,38 @@ def indicators(n: int, markings: list[dict[str, Any]]) -> tuple[list[dict[str, A
             block = list(range(len(markings)))
             rng.shuffle(block)
         k = block.pop()
-        t = T0 + dt.timedelta(seconds=i)
-        words = " ".join(rng.choice(WORDS) for _ in range(18))
-        ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-        objects.append({
-            "type": "indicator",
-            "spec_version": "2.1",
-            "id": f"indicator--{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-            "created": stamp(t),
-            "modified": stamp(t),
-            "name": f"Bench indicator {i:06d}: {rng.choice(WORDS)} {rng.choice(WORDS)}",
-            "description": f"Observed {words}.",
-            "indicator_types": ["malicious-activity"],
-            "pattern": f"[ipv4-addr:value = '{ip}'] OR "
-                       f"[domain-name:value = 'relay-{i:06d}.example.net']",
-            "pattern_type": "stix",
-            "pattern_version": "2.1",
-            "valid_from": stamp(t),
-            "kill_chain_phases": [{"kill_chain_name": "mitre-attack",
-                                   "phase_name": "command-and-control"}],
-            "confidence": rng.randint(10, 95),
-            "labels": ["bench", rng.choice(WORDS)],
-            "external_references": [{"source_name": "intelpact-bench",
-                                     "external_id": f"IPB-{i:06d}"}],
-            "object_marking_refs": [markings[k]["id"]],
-        })
+        objects.append(indicator(i, rng, markings[k]["id"]))
         which.append(k)
     return objects, which
+
+
+def indicator(i: int, rng: random.Random, marking_id: str) -> dict[str, Any]:
+    """The ``i``-th benchmark indicator (about 0.97 KB), its random parts drawn from ``rng``."""
+    t = T0 + dt.timedelta(seconds=i)
+    words = " ".join(rng.choice(WORDS) for _ in range(18))
+    ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+    return {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        "created": stamp(t),
+        "modified": stamp(t),
+        "name": f"Bench indicator {i:06d}: {rng.choice(WORDS)} {rng.choice(WORDS)}",
+        "description": f"Observed {words}.",
+        "indicator_types": ["malicious-activity"],
+        "pattern": f"[ipv4-addr:value = '{ip}'] OR "
+                   f"[domain-name:value = 'relay-{i:06d}.example.net']",
+        "pattern_type": "stix",
+        "pattern_version": "2.1",
+        "valid_from": stamp(t),
+        "kill_chain_phases": [{"kill_chain_name": "mitre-attack",
+                               "phase_name": "command-and-control"}],
+        "confidence": rng.randint(10, 95),
+        "labels": ["bench", rng.choice(WORDS)],
+        "external_references": [{"source_name": "intelpact-bench",
+                                 "external_id": f"IPB-{i:06d}"}],
+        "object_marking_refs": [marking_id],
+    }
 
 
 def envelopes(objects: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
@@ -387,16 +399,40 @@ def ingest(served: Served, markings: list[dict[str, Any]],
 
     threads = [threading.Thread(target=publisher, args=(batches[i::clients],))
                for i in range(clients)]
+    cpu = tree_cpu(served.proc.pid)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    cpu = tree_cpu(served.proc.pid) - cpu
     if errors:
         raise RuntimeError(f"ingest failed: {errors[0]}")
+    # the server's CPU per object (its processes, user + system): what other work on the
+    # machine disturbs least; wall-clock rates move with the load
     return {"objects": total, "seconds": elapsed, "per_s": total / elapsed,
-            "clients": clients}
+            "clients": clients, "server_cpu_us": cpu / total * 1e6}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            stats[int(name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo.extend(q for q, (parent, _) in stats.items() if parent == p)
+    return total
 
 
 def paged_read(served: Served, who: tuple[str, str], cap: float, total: int = 0,
@@ -638,6 +674,97 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
     return met
 
 
+# -- in-process ingest: CPU per object of Publisher.publish --------------------------------
+
+def prefill(node: Node, cid: str, k: int, markings: list[dict[str, Any]]) -> float:
+    """Put ``k`` more indicators of the benchmark's shape (other ids) straight into the
+    store: labelled, signed and canonical like published ones, but not validated or
+    audited, in transactions of 500; returns the seconds it took."""
+    from intelpact.services.publish import canonical_body, object_version
+    from intelpact.store.base import NewObject
+
+    rng = random.Random(SEED + 1)
+    start = time.perf_counter()
+    for first in range(0, k, 500):
+        batch = []
+        for i in range(first, min(k, first + 500)):
+            obj = node.sign(indicator(i, rng, markings[i % len(markings)]["id"]))
+            labels = node.markings.label(obj, originator="JPN")
+            body, digest = canonical_body(obj)
+            batch.append(NewObject(obj["id"], "indicator", "2.1", object_version(obj), body,
+                                   digest, labels.base, labels.banner, "JPN", False,
+                                   published_by=PUBLISHER[0]))
+        node.store.add_objects(cid, batch)
+    return time.perf_counter() - start
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_in_process(n: int, prefilled: int, work: Path) -> dict[str, Any]:
+    """Publish ``n`` indicators with ``Publisher.publish`` in this process, in envelopes of
+    1,000 parsed by the node's JSON parser (what a TAXII POST does once it has the body;
+    the parse is timed apart), on a fresh SQLite node holding ``prefilled`` objects.
+    CPU time (user + system, this process) is what other work on the machine disturbs
+    least; the node's audit integration, which a server runs in the background, is
+    timed after."""
+    from intelpact.jsonio import parse_json
+
+    markings = marking_definitions()
+    node = Node.create(work / "node", party="JPN", agreement_file=AGREEMENT, tls=False,
+                       port=free_port(), federation_port=free_port())
+    try:
+        node.people.add(PUBLISHER[0], password=PUBLISHER[1], **PUBLISHER_PROFILE)
+        person = node.people.as_person(PUBLISHER[0]).person
+        cid = node.default_collection().collection_id
+        node.publisher.publish(person, cid, markings)
+        fill = prefill(node, cid, prefilled, markings) if prefilled else 0.0
+        node.audit.integrate()
+        bodies = [body for _, body in envelopes(indicators(n, markings)[0])]
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        parsed = [parse_json(body)["objects"] for body in bodies]
+        parse_cpu = cpu_seconds() - cpu
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        for objects in parsed:
+            status = node.publisher.publish(person, cid, objects)
+            if status.body["success_count"] != len(objects):
+                raise RuntimeError(f"publish: {json.dumps(status.body['failures'][:3])[:300]}")
+        cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+        integrate = cpu_seconds()
+        node.audit.integrate()
+        integrate = cpu_seconds() - integrate
+        stored = node.store.count(cid)
+    finally:
+        node.close()
+    if stored != n + prefilled + len(markings):
+        raise RuntimeError(f"{stored} objects stored, expected {n + prefilled + len(markings)}")
+    return {"objects": n, "prefilled": prefilled, "prefill_seconds": fill,
+            "publish_us_cpu": cpu / n * 1e6, "publish_us_wall": wall / n * 1e6,
+            "parse_us_cpu": parse_cpu / n * 1e6, "integrate_us_cpu": integrate / n * 1e6,
+            "per_cpu_s": n / cpu, "per_s": n / wall,
+            "with_parse_per_cpu_s": n / (cpu + parse_cpu)}
+
+
+def main_in_process(sizes: list[int], prefilled: list[int]) -> int:
+    results: dict[str, Any] = {"bench": "taxii-in-process", "batch": BATCH,
+                               "cpus": os.cpu_count(), "load_start": os.getloadavg()[0],
+                               "runs": {}}
+    for k in prefilled:
+        for n in sizes:
+            with tempfile.TemporaryDirectory(prefix=f"intelpact-inproc-{n}-") as tmp:
+                run = run_in_process(n, k, Path(tmp))
+            results["runs"][f"{n}@{k}"] = run
+            print(f"{n:>9,} indicators on a store of {k:>9,}: {run['publish_us_cpu']:6.1f} µs "
+                  f"CPU/object in publish ({run['per_cpu_s']:,.0f} per CPU second, "
+                  f"{run['per_s']:,.0f}/s wall); parse {run['parse_us_cpu']:.1f} µs, audit "
+                  f"integration {run['integrate_us_cpu']:.1f} µs", flush=True)
+    results["load_end"] = os.getloadavg()[0]
+    print(json.dumps(rounded(results), ensure_ascii=False, separators=(",", ":")))
+    return 0
+
+
 def rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 3)
@@ -662,8 +789,16 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                         help="also ingest with this many workers and publishers at once "
                         "(default: the CPU count; 1 to skip)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only measure Publisher.publish in this process (CPU per object; "
+                        "no servers, no medallion)")
+    parser.add_argument("--prefill", default="0",
+                        help="with --in-process: store sizes to publish onto, loaded with the "
+                        "store API first (e.g. 0,300000)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.in_process:
+        return main_in_process(sizes, [int(k) for k in args.prefill.split(",") if k])
     msizes = {int(s) for s in args.medallion_sizes.split(",") if s}
     python = medallion_python(args.medallion_python) if msizes else None
 

@@ -144,3 +144,65 @@ def test_floats_at_the_edges_of_the_fast_path_are_rfc8785(value: float) -> None:
 @given(st.floats(min_value=1e-5, max_value=2e16, allow_nan=False))
 def test_floats_around_the_fast_range_are_rfc8785(value: float) -> None:
     assert _ours([value, -value]) == _reference([value, -value])
+
+
+# -- signing serialises once: the signed bytes and the object's text come from one pass -------
+
+def _signature_by_the_book(obj: dict, key: Ed25519PrivateKey, signer: str) -> str:
+    """The signature value X.590 defines: Ed25519 over the RFC 8785 bytes of the signed
+    object with this signature's value left out (computed without sign_object's shortcut)."""
+    import base64
+
+    import rfc8785
+
+    signed = copy.deepcopy(sign_object(obj, key, signer))
+    (*_, mine) = signed["extensions"][SIGNATURES_EXTENSION_ID]["signatures"]
+    del mine["value"]
+    return base64.b64encode(key.sign(rfc8785.dumps(signed))).decode("ascii")
+
+
+STAND_IN = "\x00intelpact-signature-value\x00"
+
+
+@pytest.mark.parametrize("obj", [
+    OBJ,
+    {**OBJ, "x_value": {"value": STAND_IN}},  # not after a comma: not the stand-in's member
+    {**OBJ, "x_values": [{"a": 1, "value": STAND_IN}]},  # the member twice: the slow path
+    {**OBJ, "description": ',"value":"\\u0000intelpact-signature-value\\u0000"'},
+    {**OBJ, "x_float": 14.0},  # not plain: rfc8785 writes it ("14")
+    {**OBJ, "x_float": 0.5, "x_é": "日本", "x_big": 2**53 - 1},
+    sign_object(OBJ, Ed25519PrivateKey.generate(), "NZL"),  # countersigning
+])
+def test_signature_is_over_the_rfc8785_form_and_the_text_is_the_objects(obj: dict) -> None:
+    import json
+
+    from intelpact.crypto.signing import signed_text
+
+    key = Ed25519PrivateKey.generate()
+    signed = sign_object(obj, key, "JPN")
+    (*_, mine) = signatures(signed)
+    assert mine["value"] == _signature_by_the_book(obj, key, "JPN")
+    assert verify_object(signed, "JPN", keys(key))
+    signed = sign_object(obj, key, "JPN")
+    text = signed_text(signed)
+    if text is not None:
+        assert text == json.dumps(signed, ensure_ascii=False, sort_keys=True,
+                                  separators=(",", ":"))
+    assert signed_text(signed) is None  # given once
+    assert (text is not None) == (obj.get("x_float") != 14.0 and "x_values" not in obj)
+
+
+def test_signed_text_only_for_the_object_just_signed_and_unchanged() -> None:
+    from intelpact.crypto.signing import signed_text
+
+    key = Ed25519PrivateKey.generate()
+    first = sign_object(OBJ, key, "JPN")
+    second = sign_object(OBJ, key, "JPN")
+    assert signed_text(first) is None  # not the last one signed
+    assert signed_text(dict(second)) is None  # an equal copy is not the object
+    third = sign_object(OBJ, key, "JPN")
+    third["x_more"] = 1  # a property added after signing: the text is not given
+    assert signed_text(third) is None
+    fourth = sign_object(OBJ, key, "JPN")
+    fourth["extensions"] = dict(fourth["extensions"])
+    assert signed_text(fourth) is None

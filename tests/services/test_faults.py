@@ -186,7 +186,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(pair: Pair) -> None:
 # -- SIGKILL during release and receipt, repeatedly ------------------------------------------
 
 def test_sigkill_of_sender_and_receiver_again_and_again_during_a_release(pair: Pair) -> None:
-    objects = bulk(2400, "killed again and again")
+    objects = bulk(7200, "killed again and again")
     expected = keys(objects)
     pair.start("JPN")
     pair.publish("JPN", objects)

@@ -138,6 +138,37 @@ def test_same_version_is_idempotent_and_a_different_body_conflicts(store: Store)
     assert store.count("c1") == 1
 
 
+def test_one_batch_in_order_with_repeats_conflicts_and_unversioned_objects(
+        store: Store) -> None:
+    """What one add_objects call gives is what adding its objects one by one gives:
+    repeats and conflicts inside the batch, objects without a version (SCOs: the same
+    body is the same object), seq/date_added in input order, the outbox, over more rows
+    than one INSERT statement takes (the SQLite store inserts runs of rows at once)."""
+    def sco(n: int, body: str) -> NewObject:
+        return NewObject(f"ipv4-addr--00000000-0000-5000-8000-{n:012d}", "ipv4-addr", "2.1",
+                         None, body, str(hash(body)), LOW, LOW, "JPN", False)
+
+    batch = [obj(1), obj(2), obj(1), obj(1, body='{"tampered":true}'), sco(1, '{"a":1}'),
+             obj(3), sco(1, '{"a":1}'), sco(1, '{"a":2}'), obj(2),
+             *[obj(100 + n) for n in range(1200)], obj(3), sco(2, '{"b":1}'), obj(4)]
+    store.add_peer(PeerRecord("NZL", "https://nzl.example", "k", "kid", "", "", "{}",
+                              "2026-01-01T00:00:00.000000Z"))
+    results = store.add_objects("c1", batch, release=lambda o: ["NZL"])
+    outcomes = [r.outcome for r in results]
+    assert outcomes[:9] == ["added", "added", "exists", "conflict", "added", "added",
+                            "exists", "added", "exists"]
+    assert outcomes[9:] == ["added"] * 1200 + ["exists", "added", "added"]
+    added = [b for b, r in zip(batch, results, strict=True) if r.outcome == "added"]
+    rows = store.query("c1", ids_for(store, LOW), Query(versions=("all",), limit=2000)).rows
+    assert [(r.object_id, r.body) for r in rows] == [(b.object_id, b.body) for b in added]
+    stamps = [r.date_added for r in rows]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert [r.version for r in rows if r.object_type == "ipv4-addr"] == [
+        r.version for r, b in zip(results, batch, strict=True)
+        if b.object_type == "ipv4-addr" and r.outcome == "added"]
+    assert [o.object_id for _, o in store.pending("NZL", 5000)] == [b.object_id for b in added]
+
+
 def test_label_filter_runs_in_the_query(store: Store) -> None:
     store.add_objects("c1", [obj(1), obj(2, label=HIGH), obj(3)])
     low_only = store.query("c1", ids_for(store, LOW), Query(versions=("all",)))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..model.markings import SIGNATURES_EXTENSION_ID
 from .keys import key_id, public_raw
 
 __all__ = ["SIGNATURES_EXTENSION_ID", "SignatureError", "canonical", "sign_object",
-           "signatures", "verify_object"]
+           "signatures", "signed_text", "verify_object"]
 
 
 class SignatureError(IntelpactError):
@@ -113,27 +114,90 @@ def _signed_view(obj: Mapping[str, Any], entry_index: int) -> dict[str, Any]:
     return {**obj, "extensions": {**obj["extensions"], SIGNATURES_EXTENSION_ID: ext}}
 
 
+# A stand-in for the signature value while the object is serialised: its member is cut
+# out of the text to give the signed bytes (the value sorts last in its entry, so what
+# is left is the JCS form of the signed view), and the real value goes in its place to
+# give the object's own JCS text. Its serialised member, a comma, a bare quote and this
+# string, occurs inside no JSON string (a quote there is always escaped), so finding it
+# exactly once in the text finds the stand-in.
+_STAND_IN = "\x00intelpact-signature-value\x00"
+_STAND_IN_MEMBER = "," + json.dumps("value") + ":" + json.dumps(_STAND_IN, ensure_ascii=False)
+
+# The key id of the key that signed last: a node signs with one key at a time. Only that
+# key is held here, so a retired key is not kept alive once the next one has signed.
+_thumbprint_of: tuple[Ed25519PrivateKey, str] | None = None
+_last = threading.local()  # the text of what sign_object returned last, per thread
+
+
+def _thumbprint(key: Ed25519PrivateKey) -> str:
+    global _thumbprint_of
+    known = _thumbprint_of
+    if known is not None and known[0] is key:
+        return known[1]
+    thumb = key_id(public_raw(key))
+    _thumbprint_of = (key, thumb)
+    return thumb
+
+
 def sign_object(obj: Mapping[str, Any], key: Ed25519PrivateKey, signer: str) -> dict[str, Any]:
     """A copy of ``obj`` carrying the signature of ``signer`` (a party) made with ``key``.
 
     Any earlier signatures stay (countersigning); a signature by the same key id
-    is replaced."""
+    is replaced. :func:`signed_text` gives the copy's JCS text, made on the way."""
     # Only the path to the signatures is new; everything else is shared, unchanged.
     out = dict(obj)
-    thumb = key_id(public_raw(key))
+    thumb = _thumbprint(key)
     extensions = dict(out.get("extensions") or {})
     ext = dict(extensions.get(SIGNATURES_EXTENSION_ID)
                or {"extension_type": "property-extension", "signatures": []})
     extensions[SIGNATURES_EXTENSION_ID] = ext
     out["extensions"] = extensions
     entries = [dict(e) for e in ext.get("signatures", []) if e.get("thumbprint") != thumb]
-    entries.append({"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": thumb,
-                    "signer": signer})
+    entry = {"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": thumb,
+             "signer": signer, "value": _STAND_IN}
+    entries.append(entry)
     ext["signatures"] = entries
-    index = len(entries) - 1
-    value = key.sign(canonical(_signed_view(out, index)))
-    entries[index]["value"] = base64.b64encode(value).decode("ascii")
+    _last.signed = None
+    text = _plain_text(out)
+    if text is not None and text.count(_STAND_IN_MEMBER) == 1:
+        # canonical(_signed_view(out, index)), without serialising the object twice
+        value = key.sign(text.replace(_STAND_IN_MEMBER, "").encode("utf-8"))
+        entry["value"] = base64.b64encode(value).decode("ascii")
+        _last.signed = (out, extensions, len(out), text.replace(
+            _STAND_IN_MEMBER, f',"value":"{entry["value"]}"'))
+        return out
+    del entry["value"]
+    value = key.sign(canonical(_signed_view(out, len(entries) - 1)))
+    entry["value"] = base64.b64encode(value).decode("ascii")
     return out
+
+
+def _plain_text(obj: Any) -> str | None:
+    """The RFC 8785 text of ``obj`` when Python's encoder writes it (:func:`canonical`)."""
+    if not _plain(obj):
+        return None
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: canonical() sends it to rfc8785
+    return text
+
+
+def signed_text(obj: Mapping[str, Any]) -> str | None:
+    """The JCS text of ``obj`` (keys sorted, no whitespace, UTF-8 as is: what
+    ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives)
+    when ``obj`` is what :func:`sign_object` returned last in this thread, and it is
+    still that object's; otherwise None. Signing made the text already: a caller that
+    stores the object it has just signed need not serialise it again. Given once."""
+    last = getattr(_last, "signed", None)
+    if last is None or last[0] is not obj:
+        return None
+    _last.signed = None
+    out, extensions, size, text = last
+    if out.get("extensions") is not extensions or len(out) != size:
+        return None
+    return text  # type: ignore[no-any-return]
 
 
 def signatures(obj: Mapping[str, Any]) -> list[dict[str, Any]]:

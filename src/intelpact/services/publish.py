@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..crypto.signing import signed_text
 from ..errors import IntelpactError
 from ..model import (
     Agreement,
@@ -69,10 +70,12 @@ class Outcome:
     message: str
 
 
-def canonical_body(obj: dict[str, Any]) -> tuple[str, str]:
+def canonical_body(obj: dict[str, Any], text: str | None = None) -> tuple[str, str]:
     """The JSON text stored and served for ``obj`` (keys sorted, no whitespace, UTF-8),
-    and the SHA-256 of that text, which identifies the version's content everywhere."""
-    body = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    and the SHA-256 of that text, which identifies the version's content everywhere.
+    ``text``: that text, when the caller has it already (:func:`signed_text`)."""
+    body = text if text is not None else json.dumps(obj, ensure_ascii=False, sort_keys=True,
+                                                    separators=(",", ":"))
     return body, hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -276,11 +279,13 @@ class Publisher:
         except ValueError as exc:
             return Outcome(mid, None, False, str(exc)), None
         origin = part.originator or person.party
+        text = None
         if part.kind == "national" and origin == person.party and self.sign is not None:
             item = self.sign(item)
+            text = signed_text(item)
             self.markings.add(item)
         label = definition_label(self.policy.agreement, part, origin)
-        body, digest = canonical_body(item)
+        body, digest = canonical_body(item, text)
         return Outcome(mid, None, True, ""), NewObject(
             mid, "marking-definition", str(item.get("spec_version", "2.1")),
             object_version(item), body, digest, label, label, origin, False,
@@ -316,9 +321,11 @@ class Publisher:
         if not decision.allowed:
             denials.append(self._denial(person, obj, labels.base.originator, decision.reason))
             return Outcome(oid, None, False, decision.reason), None
+        text = None
         if self.sign is not None:
             obj = self.sign(obj)
-        body, digest = canonical_body(obj)
+            text = signed_text(obj)  # the signer's serialisation of obj, if it made one
+        body, digest = canonical_body(obj, text)
         return Outcome(oid, None, True, ""), NewObject(
             oid, str(obj["type"]), str(obj.get("spec_version", "2.1")), object_version(obj),
             body, digest, labels.base, labels.banner, labels.base.originator,

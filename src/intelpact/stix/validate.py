@@ -249,6 +249,47 @@ def _resolve(uri: str) -> dict[str, Any]:
     return _schema(uri[len(_SCHEMA_URI):])
 
 
+# external-reference.json's oneOf: a CVE reference, a CAPEC one, or any other source. The
+# three exclude each other (source_name is required by each, and is "cve", "capec", or
+# neither), so "exactly one" is "at least one", and the pass/fail validator may try the
+# usual branch first: fastjsonschema tries each branch by raising, and the other two
+# raised for every ordinary reference. The validator that explains a failure keeps the
+# schema as it is, so messages do not change.
+_EXCLUSIVE_ONE_OF: Final = {
+    "common/external-reference.json": ("^cve$", "^capec$", "^((cve)|(capec))$"),
+}
+
+
+@functools.cache
+def _fast_schema(rel: str) -> dict[str, Any]:
+    """The schema the pass/fail validator compiles: :func:`_schema`, with an exclusive
+    ``oneOf`` (:data:`_EXCLUSIVE_ONE_OF`) as an ``anyOf`` of the same branches, the last
+    (the common one) first. Unchanged if the schema is not shaped as expected."""
+    schema = _schema(rel)
+    patterns = _EXCLUSIVE_ONE_OF.get(rel)
+    branches = schema.get("oneOf")
+    if patterns is None or not isinstance(branches, list) or len(branches) != 3:
+        return schema
+    try:
+        names = [b["properties"]["source_name"] for b in branches]
+        shaped = (all("source_name" in b["required"] for b in branches)
+                  and all(n["type"] == "string" for n in names)
+                  and [names[0]["pattern"], names[1]["pattern"], names[2]["not"]["pattern"]]
+                  == list(patterns) and "pattern" not in names[2])
+    except (KeyError, TypeError):
+        shaped = False
+    if not shaped:
+        return schema
+    out = {k: v for k, v in schema.items() if k != "oneOf"}
+    out["anyOf"] = [branches[2], branches[0], branches[1]]
+    return out
+
+
+def _resolve_fast(uri: str) -> dict[str, Any]:
+    _resolve(uri)  # the same refusal
+    return _fast_schema(uri[len(_SCHEMA_URI):])
+
+
 def _idn_hostname(value: str) -> bool:
     try:
         idna.encode(value)
@@ -272,8 +313,9 @@ def _rel(name: str) -> str:
 @functools.cache
 def _compiled(name: str, detailed: bool) -> Callable[[Any], Any]:
     """The compiled validator for schema ``name``; the detailed one only explains failures."""
+    schema, resolve = (_schema, _resolve) if detailed else (_fast_schema, _resolve_fast)
     validate: Callable[[Any], Any] = fastjsonschema.compile(
-        _schema(_rel(name)), handlers={"http": _resolve, "https": _resolve},
+        schema(_rel(name)), handlers={"http": resolve, "https": resolve},
         formats=_FORMATS, use_default=False, detailed_exceptions=detailed)
     return validate
 

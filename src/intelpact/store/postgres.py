@@ -309,17 +309,21 @@ class PostgresStore(Store):
             # then read what each insert did.
             slots: list[AddResult | None] = []  # None: inserted in the pipeline below
             planned: list[tuple[NewObject, str, str, tuple[Any, ...]]] = []
+            unversioned: dict[tuple[str, str], str] = {}  # planned above: (id, hash) → version
             for obj in objects:
                 added = clock.next()
                 version = obj.version or added
                 if obj.version is None:  # no created/modified (an SCO): same body, same object
+                    key = (obj.object_id, obj.body_hash)
                     same = c.execute("SELECT version FROM objects WHERE collection_id = %s "
                                      "AND object_id = %s AND body_hash = %s",
-                                     (collection_id, obj.object_id, obj.body_hash)).fetchone()
-                    if same is not None:
-                        slots.append(AddResult(obj.object_id, same[0], "exists",
+                                     (collection_id, *key)).fetchone()
+                    known = same[0] if same is not None else unversioned.get(key)
+                    if known is not None:  # stored already, or earlier in this batch
+                        slots.append(AddResult(obj.object_id, known, "exists",
                                                "already stored (identical)"))
                         continue
+                    unversioned[key] = version
                 label_id = self._label_id(c, obj.label, pending)
                 banner_id = self._label_id(c, obj.banner, pending)
                 planned.append((obj, version, added, (
