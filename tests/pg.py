@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -68,6 +70,9 @@ class Cluster:
     def __init__(self) -> None:
         self.url = ""
         self.root: Path | None = None
+        self.port = 0
+        self.options = ""
+        self.cleanups: list[Callable[[], object]] = []  # run once the server has stopped
         self.bin: Path | None = None
         self.user: str | None = None  # the OS user the server runs as, when not us
         self._template: str | None = None
@@ -80,7 +85,12 @@ class Cluster:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
-    def start(self) -> None:
+    def start(self, *, prepare: Callable[[Cluster], None] | None = None,
+              initdb: Sequence[str] = (), settings: str = "") -> None:
+        """initdb and start. ``prepare`` runs after the cluster's folder exists and
+        before initdb (to mount a small filesystem in it, say); ``initdb`` are more
+        arguments for initdb (``--waldir={root}/wal/pg_wal``: ``{root}`` is the
+        folder), ``settings`` more server options (``-c name=value ...``)."""
         folder = bindir()
         if folder is None:
             raise FileNotFoundError(NO_BINARIES)
@@ -89,29 +99,56 @@ class Cluster:
         if os.geteuid() == 0:  # the server refuses to run as root
             self.user = "postgres"
             try:
-                entry = pwd.getpwnam(self.user)
+                pwd.getpwnam(self.user)
             except KeyError:
                 raise RuntimeError("running as root and there is no 'postgres' user to run "
                                    "the test server as") from None
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            self.give(self.root)
+        if prepare is not None:
+            prepare(self)
         data = self.root / "data"
         done = self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres",
-                         "-E", "UTF8", "--locale=C", "--no-sync")
+                         "-E", "UTF8", "--locale=C", "--no-sync",
+                         *(arg.replace("{root}", str(self.root)) for arg in initdb))
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr or done.stdout}")
-        port = free_port()
+        self.port = port = free_port()
         # fsync off: a test server need not survive a power cut (the store still asks
         # for synchronous_commit, which is what a real server honours).
-        options = (f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB")
-        done = self._run("pg_ctl", "-D", str(data), "-o", options, "-l",
-                         str(self.root / "server.log"), "-w", "-t", "60", "start")
-        if done.returncode != 0:
-            log = (self.root / "server.log")
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{tail}")
-        atexit.register(self.stop)
+        self.options = (f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+                        + (f" {settings}" if settings else ""))
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.restart(first=True)
+        atexit.register(self.stop)
+
+    def restart(self, *, first: bool = False) -> None:
+        """Start the server (again, after it stopped or crashed) and wait until it
+        accepts connections."""
+        assert self.root is not None
+        log = self.root / "server.log"
+        done = self._run("pg_ctl", "-D", str(self.root / "data"), "-o", self.options, "-l",
+                         str(log), "-w", "-t", "60", "start")
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            what = "start" if first else "restart"
+            raise RuntimeError(f"pg_ctl {what} failed: {done.stderr or done.stdout}\n{tail}")
+
+    def running(self) -> bool:
+        """Whether the server runs (``pg_ctl status``)."""
+        assert self.root is not None
+        return self._run("pg_ctl", "-D", str(self.root / "data"), "status").returncode == 0
+
+    def log(self) -> str:
+        """The server's log so far."""
+        log = self.root / "server.log" if self.root is not None else None
+        return log.read_text(errors="replace") if log is not None and log.exists() else ""
+
+    def give(self, path: Path) -> None:
+        """Make ``path`` the server's (it runs as ``postgres`` when we are root)."""
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def stop(self) -> None:
         if self.root is None:
@@ -119,6 +156,8 @@ class Cluster:
         root, self.root = self.root, None
         if self.bin is not None:
             self._run("pg_ctl", "-D", str(root / "data"), "-m", "immediate", "-w", "stop")
+        while self.cleanups:  # e.g. unmount what ``prepare`` mounted in the folder
+            self.cleanups.pop()()
         shutil.rmtree(root, ignore_errors=True)
 
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
@@ -138,6 +177,18 @@ class Cluster:
             name = f"{prefix}_{uuid.uuid4().hex[:12]}"
             with self._admin() as conn:
                 conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        return self.url_for(name)
+
+    def database_in(self, tablespace: str, prefix: str = "t") -> str:
+        """A fresh database whose tables and indexes (not its catalogs) are made in
+        ``tablespace``, with the current schema; its URL."""
+        from intelpact.store.postgres import PostgresStore
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'ALTER DATABASE "{name}" SET default_tablespace = "{tablespace}"')
+        PostgresStore(self.url_for(name)).close()  # migrate: every table in the tablespace
         return self.url_for(name)
 
     def url_for(self, name: str) -> str:
@@ -184,3 +235,23 @@ def database_url(prefix: str = "t") -> str:
         print(f"\n{exc}")
         pytest.skip(str(exc))
     return server.database(prefix)
+
+
+@contextmanager
+def own_cluster(*, prepare: Callable[[Cluster], None] | None = None,
+                initdb: Sequence[str] = (), settings: str = "") -> Iterator[Cluster]:
+    """A server of the test's own (not the session's: a test that fills its disk or
+    crashes it), stopped and removed when the test ends, whatever happens. Skips the
+    test, printing why, when PostgreSQL is not installed. See Cluster.start."""
+    import pytest
+
+    made = Cluster()
+    try:
+        try:
+            made.start(prepare=prepare, initdb=initdb, settings=settings)
+        except FileNotFoundError as exc:
+            print(f"\n{exc}")
+            pytest.skip(str(exc))
+        yield made
+    finally:
+        made.stop()

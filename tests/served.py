@@ -4,8 +4,10 @@ Two nodes (JPN, NZL, the sample Japan–New Zealand agreement) live in a tempora
 directory, each served by its own ``intelpact serve DIR`` process: the TAXII
 API, the mutual-TLS federation listener, the courier and the audit integrator.
 Objects are published over TAXII as each node's officer. What a node holds is
-read straight from its SQLite file (a concurrent WAL reader), so a test sees
-exactly the rows the node committed, duplicates included.
+read straight from its SQLite file (a concurrent WAL reader), or from its
+PostgreSQL database when the pair was made with one for it, so a test sees
+exactly the rows the node committed, duplicates included. A node may be served
+by several TAXII worker processes (``--workers``), in a process group of its own.
 
 A process may run under a skewed clock (libfaketime, :func:`faketime_env`), or
 as a federation listener alone (no courier: what a partner gets then, it pulled).
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from intelpact.model import load_agreement, national_marking
 from intelpact.services.federation import _public, make_card, verify_payload
@@ -160,9 +163,14 @@ class Pair:
     """JPN and NZL node directories with people and each other's cards pinned, and
     the `intelpact serve` processes this test started."""
 
-    def __init__(self, base: Path, dirs: Mapping[str, Path] | None = None) -> None:
+    def __init__(self, base: Path, dirs: Mapping[str, Path] | None = None,
+                 databases: Mapping[str, str] | None = None) -> None:
+        """``dirs``: where a node's directory goes (default ``base/jpn``, ``base/nzl``);
+        ``databases``: a node's PostgreSQL URL (default: its own SQLite file)."""
         self.base = base
         self.dirs: dict[str, Path] = {}
+        self.databases: dict[str, str] = dict(databases or {})
+        self.groups: dict[int, subprocess.Popen[bytes]] = {}  # --workers: pgid → supervisor
         self.taxii: dict[str, str] = {}
         self.fed_port: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -174,7 +182,8 @@ class Pair:
             port, fed = free_port(), free_port()
             where = (dirs or {}).get(party, base / party.lower())
             node = Node.create(where, party=party, agreement_file=AGREEMENT,
-                               tls=False, port=port, federation_port=fed)
+                               tls=False, port=port, federation_port=fed,
+                               database=self.databases.get(party))
             top = {"JPN": "機密", "NZL": "TOP SECRET"}[party]
             eyes = {"JPN": ["JPNEO"], "NZL": ["NZEO"]}[party]
             node.people.add("officer", party=party, clearance=top, caveats=eyes,
@@ -193,9 +202,11 @@ class Pair:
 
     # processes
     def start(self, party: str, *, env: Mapping[str, str] | None = None,
-              federation_only: bool = False, fsize: int | None = None) -> None:
+              federation_only: bool = False, fsize: int | None = None,
+              workers: int = 1) -> None:
         """Serve ``party`` (under ``env``'s clock, if given; with files limited to
-        ``fsize`` bytes, if given) and wait until it answers."""
+        ``fsize`` bytes, if given; with ``workers`` TAXII processes, in a process
+        group of their own) and wait until it answers."""
         assert party not in self.procs or self.procs[party].poll() is not None
         self.starts[party] += 1
         self.envs[party] = dict(env or {})
@@ -205,12 +216,17 @@ class Pair:
             argv = [sys.executable, "-c", code, str(self.dirs[party])]
         else:
             argv = [*_intelpact(env), "serve", str(self.dirs[party])]
+            if workers > 1:
+                argv += ["--workers", str(workers)]
         limit = None if fsize is None else functools.partial(_limit_files, fsize)
         with log.open("wb") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, preexec_fn=limit)
+                                    env={**os.environ, **(env or {})}, preexec_fn=limit,
+                                    start_new_session=workers > 1)
         self.procs[party] = proc
         self.all_procs.append(proc)
+        if workers > 1:
+            self.groups[proc.pid] = proc
         self._wait_ready(party, proc, log, taxii=not federation_only)
 
     def _wait_ready(self, party: str, proc: subprocess.Popen[bytes], log: Path, *,
@@ -232,13 +248,36 @@ class Pair:
             time.sleep(0.05)
 
     def kill(self, party: str) -> None:
+        """SIGKILL the node: its serving process, or with ``--workers`` its whole
+        process group (the supervisor and every worker at once)."""
         proc = self.procs[party]
-        proc.send_signal(signal.SIGKILL)
+        if proc.pid in self.groups:
+            if proc.poll() is None:
+                _kill_group(proc)
+        else:
+            proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+
+    def workers(self, party: str) -> list[int]:
+        """The pids of ``party``'s TAXII worker processes (``--workers``): the
+        supervisor's children that multiprocessing spawned to serve."""
+        supervisor = self.procs[party].pid
+        found = []
+        for task in Path(f"/proc/{supervisor}/task").iterdir():
+            with suppress(OSError):
+                for pid in (task / "children").read_text().split():
+                    with suppress(OSError):
+                        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            found.append(int(pid))
+        return sorted(found)
 
     def stop_all(self) -> None:
         for proc in self.all_procs:
-            if proc.poll() is None:
+            if proc.poll() is not None:  # reaped: its pid (and group id) may be reused
+                continue
+            if proc.pid in self.groups:
+                _kill_group(proc)
+            else:
                 proc.send_signal(signal.SIGKILL)
         for proc in self.all_procs:
             with suppress(subprocess.TimeoutExpired):  # SIGKILL is not ignored
@@ -297,6 +336,16 @@ class Pair:
         return conn
 
     def query(self, party: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """``sql`` (SQLite's dialect, ``?`` parameters) on ``party``'s store. On
+        PostgreSQL the parameters become ``%s``, and ``PRAGMA foreign_key_check``
+        lists the foreign keys the server has not validated (it enforces the rest)."""
+        url = self.databases.get(party)
+        if url is not None:
+            if sql.strip() == "PRAGMA foreign_key_check":
+                sql = "SELECT conrelid::regclass, conname FROM pg_constraint " \
+                      "WHERE contype = 'f' AND NOT convalidated"
+            with psycopg.connect(url, autocommit=True) as pg:
+                return [tuple(row) for row in pg.execute(sql.replace("?", "%s"), params)]
         conn = self.db(party)
         try:
             return conn.execute(sql, params).fetchall()
@@ -324,6 +373,29 @@ def _intelpact(env: Mapping[str, str] | None) -> list[str]:
     if env and "LD_PRELOAD" in env:
         return [sys.executable, "-c", _POLLED_WAITS + _CLI]
     return [str(EXE)]
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL every process in ``proc``'s group (``proc`` leads it, not reaped yet, so
+    the group id is still ours), reap ``proc``, and wait (10 s at most) until no other
+    member of the group is alive."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (a zombie does not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 def _limit_files(size: int) -> None:

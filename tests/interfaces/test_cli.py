@@ -594,3 +594,22 @@ def test_installed_script_works(world: World) -> None:
     p = script("search", world.dir, "fictional", "--as", "aroha")
     assert p.returncode == 0, p.stderr
     assert "SECRET // MARITIME // REL TO JPN, NZL" in p.stdout.decode()
+
+
+def test_a_store_gone_mid_command_is_one_line_and_a_hint(capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """StoreUnavailable (PostgreSQL stopped while a command ran) is not an IntelpactError
+    on purpose (store/base.py); the command line still says it in one line, no traceback."""
+    from intelpact.interfaces.cli import friendly
+    from intelpact.store.base import StoreUnavailable
+
+    @friendly
+    def command() -> None:
+        raise StoreUnavailable("the PostgreSQL store at 127.0.0.1:5432 went away")
+
+    with pytest.raises(SystemExit) as exit_:
+        command()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the PostgreSQL store at 127.0.0.1:5432 went away\n"), err
+    assert "hint: check that the database server runs" in err and "Traceback" not in err

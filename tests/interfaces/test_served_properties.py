@@ -9,14 +9,24 @@ filters) and compares with an oracle written here from the sample agreement's
 text (agreements/jpn-nzl.toml): it never asks the node's model. What is served
 is exactly what may be read, nothing more or less; counts, ``more`` and the
 date headers follow what is served; a withheld portion is declared.
+
+A sibling test does the same for objects originated by partners under the three-party
+sample (agreements/jpn-nzl-aus.toml): New Zealand's and Australia's own nodes publish
+them in their own national words, sign them, and deliver them to the JPN node by
+federation (a courier over mutual TLS); the oracle translates their levels through the
+agreement's equivalence table. What a partner may not release to JPN (JPN not in REL TO,
+an eyes-only caveat, a level the exchange does not cover, a third party's object relayed
+without consent) is sent to JPN anyway, must be refused, and is never served.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,9 +35,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from intelpact.model import national_marking
+from intelpact.services.courier import Courier
+from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 
-from helpers import make_node, serving
+from helpers import make_node, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 WITHHELD = "extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"
@@ -61,14 +73,44 @@ REQUIRED = {"indicator": {"pattern", "pattern_type", "valid_from"}, "malware": {
 
 @dataclass(frozen=True)
 class Marking:
-    words: str
-    rel_nzl: bool
+    words: str  # the originator's word for the level
+    rel_to: frozenset[str]  # REL TO, besides the originator
     caveats: frozenset[str]
     communities: frozenset[str]
+    originator: str = "JPN"
 
-    @property
-    def rank(self) -> int:
-        return JPN_WORDS[self.words]
+
+@dataclass(frozen=True)
+class Terms:
+    """One agreement's rules, written out from its text (never from the node's model)."""
+    words: dict[str, dict[str, int]]  # originator -> its words for a level -> shared rank
+    clearance: dict[str, dict[str, int]]  # party -> a clearance in its words -> shared rank
+    needed: dict[str, list[int]]  # party -> the clearance it needs for each shared rank
+    covered: frozenset[int]  # the shared ranks the exchange covers
+    releasable_to: dict[str, frozenset[str]]  # caveat -> the parties it may go to
+
+    def __repr__(self) -> str:  # short, in hypothesis's report of a failing example
+        return f"Terms({'-'.join(self.words)})"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # hypothesis's pretty-printer
+        p.text(repr(self))
+
+    def rank(self, m: Marking) -> int:
+        return self.words[m.originator][m.words]
+
+    def releasable(self, portions: list[Marking], partner: str) -> bool:
+        """The release decision on the banner (the join of ``portions``), for a holder
+        that is the originator: covered level, partner in REL TO, every caveat
+        releasable to it (every party here has an equivalent of every covered level,
+        and every generated community is known)."""
+        return (max(self.rank(m) for m in portions) in self.covered
+                and all(partner in {m.originator, *m.rel_to} for m in portions)
+                and all(partner in self.releasable_to[c] for m in portions for c in m.caveats))
+
+
+BILATERAL = Terms({"JPN": JPN_WORDS}, CLEARANCE, NEEDED, frozenset({0, 3, 4, 5, 6}),
+                  {"JPNEO": frozenset({"JPN"}), "NZEO": frozenset({"NZL"})})
+NZ = frozenset({"NZL"})
 
 
 @dataclass
@@ -80,14 +122,17 @@ class Reader:
     communities: frozenset[str]
     roles: frozenset[str]
     token: str = ""
+    terms: Terms = field(default_factory=lambda: BILATERAL)
 
     def reads_intelligence(self) -> bool:
         return bool(self.roles & READING_ROLES)
 
     def may_read(self, m: Marking) -> bool:
-        """DESIGN.md rule 2, from the agreement's text: level, REL TO, caveats, communities."""
-        return (NEEDED[self.party][m.rank] <= CLEARANCE[self.party][self.clearance]
-                and (self.party == "JPN" or m.rel_nzl)
+        """DESIGN.md rule 2, from the agreement's text: level (as the reader's party
+        protects it), REL TO, caveats, communities."""
+        t = self.terms
+        return (t.needed[self.party][t.rank(m)] <= t.clearance[self.party][self.clearance]
+                and self.party in {m.originator, *m.rel_to}
                 and m.caveats <= self.caveats
                 and (not m.communities or bool(m.communities & self.communities)))
 
@@ -117,6 +162,15 @@ class World:
     versions: list[Version] = field(default_factory=list)
     definitions: dict[str, Marking] = field(default_factory=dict)  # marking id -> marking
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    partners: dict[str, Node] = field(default_factory=dict)  # their own nodes, by party
+    couriers: dict[str, Courier] = field(default_factory=dict)  # each partner's courier
+    roster: list[Reader] = field(default_factory=list)  # a reader at every clearance
+
+    def __repr__(self) -> str:  # short, in hypothesis's report of a failing example
+        return f"World({self.node.party} at {self.url}, {len(self.versions)} versions)"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # hypothesis's pretty-printer
+        p.text(repr(self))
 
     def get(self, r: Reader, path: str, **params: str) -> httpx.Response:
         return self.http.get(f"{self.url}/intel/collections/{self.cid}/{path}", params=params,
@@ -125,11 +179,12 @@ class World:
 
 # -- generation ---------------------------------------------------------------------------------
 
-markings = st.builds(Marking, st.sampled_from(sorted(JPN_WORDS)), st.booleans(),
+markings = st.builds(Marking, st.sampled_from(sorted(JPN_WORDS)), st.frozensets(st.just("NZL")),
                      st.frozensets(st.just("JPNEO")),
                      st.frozensets(st.sampled_from(COMMUNITIES), max_size=2)).map(
     # the agreement refuses REL TO NZL on what is for Japanese eyes only
-    lambda m: Marking(m.words, m.rel_nzl and not m.caveats, m.caveats, m.communities))
+    lambda m: Marking(m.words, frozenset() if m.caveats else m.rel_to, m.caveats,
+                      m.communities))
 
 
 @st.composite
@@ -178,7 +233,7 @@ def publish(world: World, versions: list[Version]) -> set[str]:
     refs: dict[Marking, str] = {}
     definitions = []
     for m in {v.marking for v in versions} | {v.portion[1] for v in versions if v.portion}:
-        d = national_marking(a, "JPN", m.words, rel_to=["NZL"] if m.rel_nzl else [],
+        d = national_marking(a, "JPN", m.words, rel_to=sorted(m.rel_to),
                              caveats=sorted(m.caveats), communities=sorted(m.communities))
         refs[m] = d["id"]
         definitions.append(d)
@@ -293,6 +348,15 @@ def check_objects(served: list[dict[str, Any]], want: dict[tuple[str, str], str 
             assert all(withheld not in gm["selectors"] for gm in o.get("granular_markings", []))
 
 
+def check_collection(world: World, r: Reader) -> set[str]:
+    """The whole collection, every version, in one page; returns the ids of the
+    marking-definitions ``r`` may read."""
+    definitions = {mid for mid, m in world.definitions.items() if r.may_read(m)}
+    check_objects(paged(world, r, "objects/", 10_000, **{"match[version]": "all"}),
+                  expected(world, r), definitions)
+    return definitions
+
+
 def check_reader(world: World, r: Reader, batch: list[Version], marks: set[str], limit: int,
                  kind: str, cut: int) -> None:
     ours = {v.object_id for v in batch}
@@ -305,11 +369,7 @@ def check_reader(world: World, r: Reader, batch: list[Version], marks: set[str],
             resp = world.get(r, path)
             assert resp.status_code == 403 and resp.json()["http_status"] == "403"
         return
-    definitions = {mid for mid, m in world.definitions.items() if r.may_read(m)}
-    everything = expected(world, r)
-    # the whole collection, every version, in one page
-    check_objects(paged(world, r, "objects/", 10_000, **{"match[version]": "all"}),
-                  everything, definitions)
+    definitions = check_collection(world, r)
     # this example's objects and definitions, in small pages, each version choice
     ids = ",".join(sorted(ours | marks))
     mine = expected(world, r, ours)
@@ -377,8 +437,8 @@ def test_a_withheld_required_portion_does_not_hide_the_earlier_version(world: Wo
     """docs/node.md: match[version]=last is the last version the person *may see*. A reader
     who may see version 1 whole, and version 2 only without its (required) name, is
     served version 1 (version 2 cannot be served)."""
-    secret = Marking("極秘", True, frozenset(), frozenset())
-    low = Marking("秘", True, frozenset(), frozenset())
+    secret = Marking("極秘", NZ, frozenset(), frozenset())
+    low = Marking("秘", NZ, frozenset(), frozenset())
     oid = f"campaign--{uuid.uuid4()}"
     publish(world, [Version(oid, "campaign", T0, low, None),
                     Version(oid, "campaign", T1, low, ("name", secret))])
@@ -399,3 +459,324 @@ def test_a_withheld_required_portion_does_not_hide_the_earlier_version(world: Wo
                     Version(oid2, "campaign", T1, low, None)])
     first = {"match[id]": oid2, "match[version]": "first"}
     assert [version_of(o) for o in world.get(r, "objects/", **first).json()["objects"]] == [T1]
+
+
+def test_a_page_of_objects_that_cannot_be_served_is_not_an_empty_page_saying_more(
+        world: World) -> None:
+    """Found by the test above (one run in a few): a page whose rows the reader may read on
+    their base label but cannot be served (a portion the object needs is withheld) was
+    answered ``{"more": true, "next": …}`` with no objects, which tells the reader that
+    objects they may not see are there. The node reads on to the next page instead."""
+    eyes_only = Marking("機密", frozenset(), frozenset({"JPNEO"}), frozenset())
+    low = Marking("秘", frozenset(), frozenset(), frozenset())
+    hidden, shown = f"campaign--{uuid.uuid4()}", f"campaign--{uuid.uuid4()}"
+    publish(world, [Version(hidden, "campaign", T0, low, ("name", eyes_only)),
+                    Version(shown, "campaign", T0, low, None)])
+    r = Reader(f"p{uuid.uuid4().hex[:12]}", "JPN", "機密", frozenset(), frozenset(),
+               frozenset({"analyst"}))
+    add_person(world, r)
+    for path in ("objects/", "manifest/"):
+        got = paged(world, r, path, 1, **{"match[id]": f"{hidden},{shown}"})
+        assert [o["id"] for o in got] == [shown]
+    # and the versions endpoint: version 1 cannot be served, version 2 can
+    oid = f"campaign--{uuid.uuid4()}"
+    publish(world, [Version(oid, "campaign", T0, low, ("name", eyes_only)),
+                    Version(oid, "campaign", T1, low, None)])
+    versions = world.get(r, f"objects/{oid}/versions/", limit="1")
+    assert versions.status_code == 200, versions.text
+    assert versions.json() == {"more": False, "versions": [T1.replace(".000Z", ".000000Z")]}
+
+
+# -- objects originated by a partner, received by federation ----------------------------------
+# The three-party sample (agreements/jpn-nzl-aus.toml), written out from its text. Its
+# shared scale, lowest first: UO, U, R, C, S, TS (ranks 0-5); only U to TS are exchanged.
+# The rank each partner's words mean when it originates (names and abbreviations):
+TRI_WORDS = {
+    "NZL": {"UNCLASSIFIED": 1, "U": 1, "RESTRICTED": 2, "R": 2, "CONFIDENTIAL": 3, "C": 3,
+            "SECRET": 4, "S": 4, "TOP SECRET": 5, "TS": 5},
+    "AUS": {"UNOFFICIAL": 0, "UO": 0, "OFFICIAL": 1, "O": 1, "PROTECTED": 3, "P": 3,
+            "SECRET": 4, "S": 4, "TOP SECRET": 5, "TS": 5}}
+# Each party protects a row at its own word for it: Japan has no RESTRICTED tier (R is
+# protected as 秘) and protects UNOFFICIAL as 指定なし; Australia has no RESTRICTED tier
+# (PROTECTED); New Zealand protects UNOFFICIAL as UNCLASSIFIED.
+TRI = Terms(TRI_WORDS,
+            {"JPN": {"指定なし": 1, "秘": 3, "極秘": 4, "機密": 5},
+             "NZL": {"UNCLASSIFIED": 1, "RESTRICTED": 2, "CONFIDENTIAL": 3, "SECRET": 4,
+                     "TOP SECRET": 5},
+             "AUS": {"UNOFFICIAL": 0, "OFFICIAL": 1, "PROTECTED": 3, "SECRET": 4,
+                     "TOP SECRET": 5}},
+            {"JPN": [1, 1, 3, 3, 4, 5], "NZL": [1, 1, 2, 3, 4, 5], "AUS": [0, 1, 3, 3, 4, 5]},
+            frozenset({1, 2, 3, 4, 5}),
+            {"NZEO": frozenset({"NZL"}), "AUSTEO": frozenset({"AUS"})})
+TRI_EYES_ONLY = {"NZL": "NZEO", "AUS": "AUSTEO"}
+PARTNERS = ("NZL", "AUS")
+INBOX = "/federation/collections/inbox/objects/"
+
+
+def partner_markings(originator: str) -> st.SearchStrategy[Marking]:
+    """A partner's national marking in its own words: REL TO any of the other parties
+    (mostly with JPN, sometimes without), its eyes-only caveat (then REL TO itself alone,
+    as the agreement requires), communities."""
+    jpn, third = frozenset({"JPN"}), frozenset(PARTNERS) - {originator}
+    return st.builds(
+        Marking, st.sampled_from(sorted(TRI_WORDS[originator])),
+        st.sampled_from([jpn, jpn, jpn | third, jpn | third, third, frozenset()]),
+        st.sampled_from([frozenset()] * 4 + [frozenset({TRI_EYES_ONLY[originator]})]),
+        st.frozensets(st.sampled_from(COMMUNITIES), max_size=2), st.just(originator)).map(
+        lambda m: Marking(m.words, frozenset() if m.caveats else m.rel_to, m.caveats,
+                          m.communities, m.originator))
+
+
+@st.composite
+def partner_objects(draw: st.DrawFn) -> list[Version]:
+    """One object a partner originates: its first version, and often a second one the
+    originator publishes later (under its own, possibly different, marking)."""
+    originator = draw(st.sampled_from(PARTNERS))
+    kind = draw(st.sampled_from(sorted(REQUIRED)))
+    oid = f"{kind}--{uuid.uuid4()}"
+    out = []
+    for modified in draw(st.sampled_from([[T0], [T0, T1], [T0, T1], [T1]])):
+        portion = draw(st.none() | st.tuples(st.sampled_from(
+            ["description", "name", *sorted(REQUIRED[kind] - {"name"})]),
+            partner_markings(originator)))
+        base = draw(partner_markings(originator))
+        if portion is not None and len({TRI.rank(m) in TRI.covered
+                                        for m in (base, portion[1])}) == 2:
+            # an uncovered level (UNOFFICIAL) beside a covered one: the object goes, its
+            # UNOFFICIAL definition does not, so every partner refuses the object
+            # (test_an_object_whose_base_level_is_not_exchanged_goes_with_its_definition)
+            portion = None
+        out.append(Version(oid, kind, modified, base, portion))
+    return out
+
+
+@st.composite
+def tri_readers(draw: st.DrawFn) -> Reader:
+    party = draw(st.sampled_from(["JPN", *PARTNERS]))
+    eyes = [TRI_EYES_ONLY[party]] if party in TRI_EYES_ONLY else []
+    return Reader(f"p{uuid.uuid4().hex[:12]}", party,
+                  draw(st.sampled_from(sorted(TRI.clearance[party]))),
+                  draw(st.frozensets(st.sampled_from(eyes))) if eyes else frozenset(),
+                  draw(st.frozensets(st.sampled_from(COMMUNITIES))),
+                  draw(st.frozensets(st.sampled_from(
+                      ["analyst", "publisher", "security-officer", "operator"]))), terms=TRI)
+
+
+def portions(v: Version) -> list[Marking]:
+    return [v.marking, *([v.portion[1]] if v.portion else [])]
+
+
+def originate(partner: Node, versions: list[Version]) -> tuple[dict[Marking, dict[str, Any]],
+                                                                dict[str, dict[str, Any]]]:
+    """The originator publishes ``versions`` at its own node, which signs them. Returns
+    its signed definitions (by marking) and objects (by id), as its store holds them."""
+    a = partner.agreement
+    unsigned = {m: national_marking(a, partner.party, m.words, rel_to=sorted(m.rel_to),
+                                    caveats=sorted(m.caveats), communities=sorted(m.communities))
+                for v in versions for m in portions(v)}
+    refs = {m: d["id"] for m, d in unsigned.items()}
+    who = partner.people.as_person("officer").person
+    status = partner.publisher.publish(who, partner.default_collection().collection_id,
+                                       [*unsigned.values(), *(stix(v, refs) for v in versions)])
+    assert status.body["failure_count"] == 0, status.body
+    held: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in partner.store.held([*refs.values(), *(v.object_id for v in versions)]):
+        obj = json.loads(row.body)
+        held[(obj["id"], version_of(obj))] = obj
+    return ({m: held[(mid, unsigned[m]["created"])] for m, mid in refs.items()},
+            {v.object_id: held[(v.object_id, v.modified)] for v in versions})
+
+
+def send(world: World, sender: str, objects: list[dict[str, Any]]) -> dict[str, str]:
+    """POST ``objects`` to the JPN node's federation inbox as ``sender``'s node would (mutual
+    TLS, a signed request), with no consent token; returns what was refused, id -> why."""
+    courier = world.couriers[sender]
+    peer = world.partners[sender].federation.peers()["JPN"]
+    resp = courier._request(peer, "POST", INBOX, json.dumps({"objects": objects},
+                                                            ensure_ascii=False).encode())
+    assert resp.status_code == 200, resp.text
+    return {f["id"]: f["message"] for f in resp.json()["failures"]}
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """JPN's node (served: TAXII and its federation listener) and New Zealand's and
+    Australia's nodes, each pinning the others, under the three-party sample."""
+    root = tmp_path_factory.mktemp("served-partners")
+    nodes = {p: make_node(root / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", *PARTNERS)}
+    for party, node in nodes.items():
+        top = {"JPN": "機密", "NZL": "TOP SECRET", "AUS": "TOP SECRET"}[party]
+        node.people.add("officer", party=party, clearance=top,
+                        caveats=[TRI_EYES_ONLY[party]] if party in TRI_EYES_ONLY else [],
+                        communities=COMMUNITIES, roles=["publisher"])
+    for a in nodes.values():
+        for b in nodes.values():
+            if a is not b:
+                a.federation.add_peer(make_card(b.identity))
+    jpn = nodes["JPN"]
+    with serving(jpn) as url, serving_federation(jpn), serving_federation(nodes["NZL"]):
+        world = World(jpn, url, jpn.default_collection().collection_id,
+                      partners={p: nodes[p] for p in PARTNERS},
+                      couriers={p: Courier(nodes[p]) for p in PARTNERS},
+                      roster=[Reader(f"roster-{party.lower()}-{i}", party, clearance,
+                                     frozenset([TRI_EYES_ONLY[party]] if party != "JPN"
+                                               else []),
+                                     frozenset(COMMUNITIES), frozenset({"analyst"}), terms=TRI)
+                              for party in ("JPN", *PARTNERS)
+                              for i, clearance in enumerate(sorted(TRI.clearance[party]))])
+        for r in world.roster:
+            add_person(world, r)
+        yield world
+        world.http.close()
+        for courier in world.couriers.values():
+            courier.stop()
+    for node in nodes.values():
+        node.close()
+
+
+def receive_round(world: World, versions: list[Version]) -> set[str]:
+    """The partners originate ``versions`` and deliver them to JPN as they really would,
+    and as they may not: returns the ids of the marking-definitions they used.
+
+    - Australia pushes its own to New Zealand, and New Zealand relays them to JPN with no
+      consent from Australia: JPN refuses every one (a third party's information);
+    - each originator sends JPN what it may not release to JPN: JPN refuses each object
+      and each definition it may not have, with the reason;
+    - each originator's courier pushes its outbox to JPN over mutual TLS: its release
+      filter queued exactly what JPN accepts (nothing is left pending)."""
+    marks: set[str] = set()
+    for party in PARTNERS:
+        mine = [v for v in versions if v.marking.originator == party]
+        if not mine:
+            continue
+        partner, courier = world.partners[party], world.couriers[party]
+        definitions, objects = originate(partner, mine)
+        marks |= {d["id"] for d in definitions.values()}
+        if party == "AUS":
+            courier.push_all("NZL")
+            nzl = world.partners["NZL"]
+            relayed = [json.loads(row.body) for row in nzl.store.held(
+                [*(d["id"] for d in definitions.values()), *objects])]
+            relayed = [o for o in relayed if o["type"] == "marking-definition"
+                       or (o["id"], version_of(o)) in {(v.object_id, v.modified) for v in mine}]
+            assert len([o for o in relayed if o["type"] != "marking-definition"]) == len(
+                [v for v in mine if TRI.releasable(portions(v), "NZL")])
+            refused = send(world, "NZL", relayed)
+            for o in relayed:
+                assert o["id"] in refused, ("relayed without consent, and accepted", o)
+                if o["type"] != "marking-definition" and TRI.releasable(portions(
+                        next(v for v in mine if v.object_id == o["id"])), "JPN"):
+                    assert "originated by AUS; no consent" in refused[o["id"]], refused[o["id"]]
+        withheld = [v for v in mine if not TRI.releasable(portions(v), "JPN")]
+        if withheld:
+            sent = {m: definitions[m] for v in withheld for m in portions(v)}
+            refused = send(world, party, [*sent.values(),
+                                          *(objects[v.object_id] for v in withheld)])
+            for v in withheld:
+                assert f"{party} may not release this to JPN" in refused[v.object_id], refused
+            for m, d in sent.items():
+                if not TRI.releasable([m], "JPN"):
+                    assert d["id"] in refused, ("a definition JPN may not have", m)
+        courier.push_all("JPN")
+        assert partner.store.pending("JPN", 10) == [], mine  # it queued nothing JPN refuses
+        world.versions.extend(v for v in mine if TRI.releasable(portions(v), "JPN"))
+        world.definitions.update({d["id"]: m for m, d in definitions.items()
+                                  if TRI.releasable([m], "JPN")})
+    return marks
+
+
+TRI_PUBLISHER = Reader("officer", "JPN", "機密", frozenset(), frozenset(COMMUNITIES),
+                       frozenset({"publisher"}), terms=TRI)
+
+
+@EXAMPLES
+@given(batch=st.lists(partner_objects(), min_size=1, max_size=5),
+       people=st.lists(tri_readers(), min_size=1, max_size=2), limit=st.integers(1, 4),
+       kind=st.sampled_from(sorted(REQUIRED)), cut=st.integers(0, 1000))
+def test_partner_objects_received_by_federation_are_served_exactly_as_the_agreement_allows(
+        trio: World, batch: list[list[Version]], people: list[Reader], limit: int,
+        kind: str, cut: int) -> None:
+    """New Zealand and Australia originate objects (their own words, REL TO with or
+    without JPN, eyes-only caveats, communities, granular portions) at their own nodes,
+    and later new versions of some; they reach JPN's node by federation only. JPN serves
+    each of its people exactly what the agreement's equivalence table and rules allow,
+    on every read endpoint; what JPN refused is never served."""
+    marks: set[str] = set()
+    for first in (True, False):  # first versions, then the originators' new versions
+        marks |= receive_round(trio, [obj[0 if first else 1] for obj in batch
+                                      if first or len(obj) > 1])
+    if not TRI_PUBLISHER.token:
+        TRI_PUBLISHER.token = trio.node.people.issue_token("officer")
+    for r in people:
+        add_person(trio, r)
+    versions = [v for obj in batch for v in obj]
+    for r in [TRI_PUBLISHER, *people]:
+        check_reader(trio, r, versions, marks, limit, kind, cut)
+    for r in trio.roster:  # a reader at every clearance of every party, over everything
+        check_collection(trio, r)
+
+
+def test_a_definition_the_sender_may_not_release_is_refused(trio: World) -> None:
+    """Found by the test above: receipt took the release decision on objects only, so a
+    partner's marking-definition that it may not release to JPN (New Zealand's
+    CONFIDENTIAL // REL TO NZL, or Australia's relayed by New Zealand without consent)
+    was stored at JPN, and served there to New Zealand's people. A definition is released
+    where what it marks may go: it is refused like any other object."""
+    nzl, aus = trio.partners["NZL"], trio.partners["AUS"]
+    nz_only = Marking("C", frozenset(), frozenset(), frozenset(), "NZL")
+    # all three communities: a marking the generators never make, so JPN does not hold it
+    shared = Marking("PROTECTED", frozenset({"JPN", "NZL"}), frozenset(),
+                     frozenset(COMMUNITIES), "AUS")
+    oid = f"campaign--{uuid.uuid4()}"
+    definitions, objects = originate(nzl, [Version(oid, "campaign", T0, nz_only, None)])
+    refused = send(trio, "NZL", [definitions[nz_only], objects[oid]])
+    assert refused == {oid: "NZL may not release this to JPN: JPN not in REL TO NZL",
+                       definitions[nz_only]["id"]: "NZL may not release this to JPN: "
+                       "JPN not in REL TO NZL"}
+    aid = f"malware--{uuid.uuid4()}"
+    theirs, _ = originate(aus, [Version(aid, "malware", T0, shared, None)])
+    trio.couriers["AUS"].push_all("NZL")
+    relayed = json.loads(nzl.store.held([theirs[shared]["id"]])[0].body)
+    assert "originated by AUS; no consent" in send(trio, "NZL", [relayed])[relayed["id"]]
+    assert not trio.node.store.held([definitions[nz_only]["id"], relayed["id"], oid])
+    reader = next(r for r in trio.roster if r.party == "NZL" and r.clearance == "TOP SECRET")
+    assert reader.may_read(nz_only)  # were it held, this reader would be served it
+    trio.couriers["AUS"].push_all("JPN")  # the originator sends its own: received
+    trio.versions.append(Version(aid, "malware", T0, shared, None))
+    trio.definitions[theirs[shared]["id"]] = shared
+    check_collection(trio, reader)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug, not fixed here (the definition's label is made in services/publish.py): "
+    "the object is released on its banner (PROTECTED), its UNOFFICIAL marking-definition "
+    "on its own label (not covered), so the object goes without it and is refused"))
+def test_an_object_whose_base_level_is_not_exchanged_goes_with_its_definition(
+        tmp_path: Path) -> None:
+    """An Australian object marked UNOFFICIAL // REL TO JPN, with a PROTECTED // REL TO
+    JPN portion: its banner is PROTECTED, a covered level, so Australia may release it to
+    JPN; JPN must be able to hold it, which needs both its marking-definitions."""
+    nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "AUS")}
+    jpn, aus = nodes["JPN"], nodes["AUS"]
+    try:
+        aus.people.add("officer", party="AUS", clearance="TOP SECRET", roles=["publisher"])
+        jpn.federation.add_peer(make_card(aus.identity))
+        aus.federation.add_peer(make_card(jpn.identity))
+        to_jpn = frozenset({"JPN"})
+        v = Version(f"indicator--{uuid.uuid4()}", "indicator", T0,
+                    Marking("UNOFFICIAL", to_jpn, frozenset(), frozenset(), "AUS"),
+                    ("description", Marking("PROTECTED", to_jpn, frozenset(), frozenset(),
+                                            "AUS")))
+        assert TRI.releasable(portions(v), "JPN")
+        originate(aus, [v])
+        courier = Courier(aus)
+        with serving_federation(jpn):
+            courier.push_all("JPN")
+            courier.stop()  # closes its connection, so the listener stops at once
+        assert [row.version for row in jpn.store.held([v.object_id])] != []
+        assert aus.store.pending("JPN", 10) == []
+    finally:
+        for node in nodes.values():
+            node.close()

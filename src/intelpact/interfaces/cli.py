@@ -28,7 +28,7 @@ from ..model import banner
 from ..model.decisions import ROLES
 from ..services.node import Node
 from ..services.publish import MarkingRequest
-from ..store.base import Query
+from ..store.base import Query, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 # No markup, no emoji codes: names, ids and objects come from people and partners; "[/]"
@@ -59,7 +59,7 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except IntelpactError as exc:
+        except (IntelpactError, StoreUnavailable) as exc:
             _fail(exc.message, exc.hint)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""

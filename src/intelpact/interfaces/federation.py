@@ -27,9 +27,9 @@ from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
 from ..services.federation import ClockSkew, FederationError, make_card, verify_request
 from ..services.node import Node
-from ..store.base import StoreFull
+from ..store.base import StoreFull, StoreUnavailable
 from .limits import CLOSE, BodyRefused, http_protocol, read_body
-from .taxii import STORE_FULL, TAXII, TaxiiError, _error, _json
+from .taxii import STORE_FULL, STORE_UNAVAILABLE, TAXII, TaxiiError, _error, _json
 
 log = logging.getLogger("intelpact.federation")
 PREFIX = "/federation"
@@ -62,7 +62,7 @@ class FederationApi:
             Route(f"{PREFIX}/compromise", self.compromise, methods=["POST"]),
             Route(f"{PREFIX}/notices", self.notices, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, StoreFull: self._full,
-                               Exception: self._crash})
+                               StoreUnavailable: self._unavailable, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -74,6 +74,11 @@ class FederationApi:
         log.error("federation request failed: %s", exc)
         detail = exc.diagnostics() if isinstance(exc, StoreFull) else str(exc)
         return _error(TaxiiError(507, "Insufficient Storage", detail, code=STORE_FULL))
+
+    async def _unavailable(self, request: Request, exc: Exception) -> Response:
+        log.error("federation request failed: %s", exc)
+        detail = exc.diagnostics() if isinstance(exc, StoreUnavailable) else str(exc)
+        return _error(TaxiiError(503, "Service Unavailable", detail, code=STORE_UNAVAILABLE))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         log.exception("federation request failed: %s %s", request.method, request.url.path)

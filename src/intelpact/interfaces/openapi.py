@@ -25,6 +25,8 @@ _TITLES = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized",
            409: "Conflict: the state changed meanwhile; retry",
            413: "Payload Too Large", 415: "Unsupported Media Type",
            429: "Too Many Requests: failed logins from this name or address",
+           503: "Service Unavailable: the node's database server cannot be reached "
+                f"(error_code {taxii.STORE_UNAVAILABLE!r}); send again later",
            507: "Insufficient Storage: the node's disk is full (error_code "
                 f"{taxii.STORE_FULL!r}); nothing was changed"}
 _TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
@@ -193,7 +195,7 @@ def taxii_document(api_root: str, max_content_length: int) -> dict[str, Any]:
            params: tuple[str, ...] = ()) -> dict[str, Any]:
         out: dict[str, Any] = {"summary": summary,
                                "responses": _responses(responses,
-                                                       (401, 406, 429, 507, *errors), t)}
+                                                       (401, 406, 429, 503, 507, *errors), t)}
         if params:
             out["parameters"] = p(*params)
         return out
@@ -234,7 +236,7 @@ def taxii_document(api_root: str, max_content_length: int) -> dict[str, Any]:
             "summary": "this document", "responses": _responses(
                 {"200": {"description": "OK",
                          "content": {"application/json": {"schema": {"type": "object"}}}}},
-                (401, 429, 507), t)}},
+                (401, 429, 503, 507), t)}},
     }
     return {
         "openapi": OPENAPI_VERSION,
@@ -311,34 +313,34 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                      "description": "consent tokens; what is not a list of well-formed, "
                      "verified tokens is ignored, and the objects that needed one refused "
                      "in the status"}}}),
-            "responses": _responses(ok(receipt_status), (400, 403, 413, 507), t)}},
+            "responses": _responses(ok(receipt_status), (400, 403, 413, 503, 507), t)}},
         f"{p}/collections/outbox/objects/": {"get": {
             "summary": "what this node released to the caller, after a cursor (a pull)",
             "security": signed,
             "parameters": [query("next", 0, fed.MAX_INTEGER, 0),
                            query("limit", 1, fed.MAX_PAGE, 500)],
-            "responses": _responses(ok(envelope), (400, 403, 507), t)}},
+            "responses": _responses(ok(envelope), (400, 403, 503, 507), t)}},
         f"{p}/keys": {"post": {
             "summary": "a key-rotation announcement, signed by the old and the new key",
             "security": [{"mutualTLS": [], "X-Intelpact-Party": [],
                           "X-Intelpact-Agreement": []}],
             "requestBody": body(anything),
-            "responses": _responses(ok(rotated), (403, 413, 507), t)}},
+            "responses": _responses(ok(rotated), (403, 413, 503, 507), t)}},
         f"{p}/audit": {"get": {
             "summary": "partner audit: events about the caller's objects, with proofs",
             "security": signed,
             "parameters": [query("after", -1, fed.MAX_INTEGER, -1),
                            query("limit", 0, fed.MAX_PAGE, 1000),
                            query("known", 0, fed.MAX_INTEGER, 0)],
-            "responses": _responses(ok(audit), (400, 403, 507), t)}},
+            "responses": _responses(ok(audit), (400, 403, 503, 507), t)}},
         f"{p}/compromise": {"post": {
             "summary": "a compromise report, acknowledgement or closure",
             "security": signed, "requestBody": body(anything),
-            "responses": _responses(ok(anything), (400, 403, 404, 409, 413, 507), t)}},
+            "responses": _responses(ok(anything), (400, 403, 404, 409, 413, 503, 507), t)}},
         f"{p}/notices": {"post": {
             "summary": "a recall, destruction receipt, reclassification or consent notice",
             "security": signed, "requestBody": body(anything),
-            "responses": _responses(ok(anything), (400, 403, 413, 507), t)}},
+            "responses": _responses(ok(anything), (400, 403, 413, 503, 507), t)}},
     }
     schemes: dict[str, Any] = {"mutualTLS": {
         "type": "mutualTLS", "description": "the listener accepts only pinned partners' "

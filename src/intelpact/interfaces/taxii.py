@@ -28,7 +28,7 @@ from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.node import Node
 from ..services.people import AuthError, Principal
-from ..store.base import BadCursor, Query, StoreFull, normalise_timestamp
+from ..store.base import BadCursor, Query, StoreFull, StoreUnavailable, normalise_timestamp
 from .limits import CLOSE, BodyRefused, read_body
 
 log = logging.getLogger("intelpact.taxii")
@@ -41,6 +41,7 @@ DEFAULT_LIMIT = 1_000
 MAX_OBJECTS = 100_000
 MAX_FILTER_VALUES = 1_000
 STORE_FULL = "store-full"  # error_code of a 507: the node's disk is full
+STORE_UNAVAILABLE = "store-unavailable"  # of a 503: the node's database server is away
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,249}$")
@@ -193,6 +194,10 @@ class TaxiiApi:
         except StoreFull as exc:
             raise TaxiiError(507, "Insufficient Storage", exc.diagnostics(),
                              code=STORE_FULL) from None
+        except StoreUnavailable as exc:
+            log.error("%s", exc.message)
+            raise TaxiiError(503, "Service Unavailable", exc.diagnostics(),
+                             code=STORE_UNAVAILABLE) from None
         except BadCursor as exc:
             raise TaxiiError(400, "Bad 'next' value", exc.diagnostics()) from None
         except IntelpactError as exc:

@@ -66,6 +66,7 @@ from ..store.base import (
     Checkpoint,
     Store,
     StoreFull,
+    StoreUnavailable,
     timestamp,
     utc_now,
 )
@@ -216,7 +217,9 @@ class _GroupCommit:
                 log.exception("audit append failed")
                 for _, future in batch:
                     future.set_exception(StoreFull(exc.message, hint=exc.hint)
-                                         if isinstance(exc, StoreFull) else AuditError(
+                                         if isinstance(exc, StoreFull) else
+                                         StoreUnavailable(exc.message, hint=exc.hint)
+                                         if isinstance(exc, StoreUnavailable) else AuditError(
                         f"the audit log could not record: {exc}",
                         hint="the act was not done; check the database and disk"))
                 continue

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from ..store.base import PeerRecord, timestamp, utc_now
+from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
 from .audit import AuditError
 from .federation import ClockSkew, FederationError, sign_request
 from .node import Node
@@ -302,7 +302,13 @@ class Courier:
             now = time.monotonic()
             pull = now - last_pull >= self.interval
             gossip = now - last_gossip >= self.gossip_interval
-            for party in list(self.node.federation.peers()):
+            try:
+                parties = list(self.node.federation.peers())
+            except (StoreFull, StoreUnavailable) as exc:  # this node's store: it comes back
+                log.warning("federation: %s (retry in %.1fs)", exc, self.interval)
+                self._stop.wait(self.interval)
+                continue
+            for party in parties:
                 if retry_at.get(party, 0.0) > now:
                     continue
                 try:
@@ -316,11 +322,17 @@ class Courier:
                     backoff.pop(party, None)
                 except AuditError as exc:  # alerted and audited already
                     log.error("audit gossip with %s: %s", party, exc.message)
-                except (FederationError, httpx.HTTPError, ValueError, KeyError) as exc:
+                except (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
+                        StoreUnavailable) as exc:  # this node's store failing too: retried
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
                     backoff[party] = delay
                     retry_at[party] = now + delay
                     log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
+                except Exception:  # noqa: BLE001 - the courier must outlive any one failure
+                    delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
+                    backoff[party] = delay
+                    retry_at[party] = now + delay
+                    log.exception("federation with %s failed (retry in %.1fs)", party, delay)
             if pull:
                 last_pull = now
             if gossip:

@@ -447,7 +447,7 @@ class Federation:
                                              and o.get("type") == "marking-definition")]
         marks: list[tuple[str, str]] = []
         for item in definitions:
-            outcome, new = self._check_definition(sender, item)
+            outcome, new = self._check_definition(sender, item, tokens)
             if new is None:
                 results.append(outcome)
             else:
@@ -500,7 +500,8 @@ class Federation:
             raise FederationError(f"the marking-definition is not signed by {originator}: "
                                   f"{exc.message}") from None
 
-    def _check_definition(self, sender: str, item: dict[str, Any]
+    def _check_definition(self, sender: str, item: dict[str, Any],
+                          consents: Sequence[ConsentToken] = ()
                           ) -> tuple[Received, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
@@ -511,6 +512,15 @@ class Federation:
             return Received(mid, None, False, exc.message), None
         origin = part.originator or sender
         label = definition_label(self.policy.agreement, part, origin)
+        # a definition is released where what it marks may go (its own label): the sender
+        # must have been allowed to release it to us, as for any other object
+        allowed = self.policy.may_release(label, PartnerNode(self.me.party,
+                                                             self.policy.agreement.id),
+                                          holder=sender, object_id=mid,
+                                          version=object_version(item), consents=consents)
+        if not allowed.allowed:
+            return Received(mid, None, False, f"{sender} may not release this to "
+                            f"{self.me.party}: {allowed.reason}"), None
         body, digest = canonical_body(item)
         return Received(mid, None, True, ""), NewObject(
             mid, "marking-definition", str(item.get("spec_version", "2.1")),

@@ -42,6 +42,26 @@ class StoreFull(StoreError):
             "again what was stored is answered 'already stored'")
 
 
+class StoreUnavailable(Exception):
+    """The store's database server could not be reached, or went away during the
+    request (it stopped, crashed or restarted: PostgreSQL stops when it cannot write
+    its WAL). Not an IntelpactError on purpose: nothing that catches those (a
+    refusal of one object, say) may take an outage for an answer; it is a 503, and
+    senders retry."""
+
+    HINT = ("check that the database server runs and has room (its log says why it "
+            "stopped); then send again: what is stored already is answered 'already "
+            "stored'")
+
+    def __init__(self, message: str, *, hint: str | None = HINT) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        return f"{self.message}\nHint: {self.hint}" if self.hint else self.message
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

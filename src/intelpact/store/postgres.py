@@ -16,6 +16,7 @@ set to ``on``. Every value is a bound parameter; the readable labels are one
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ from .base import (
     StoredObject,
     StoreError,
     StoreFull,
+    StoreUnavailable,
     label_from_key,
     label_key,
     timestamp,
@@ -94,6 +96,21 @@ from .sqlite import (
 WRITE_LOCK = 0x696E74656C706163
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
+
+
+class _PipelineAborted(logging.Filter):
+    """Drop psycopg's "error ignored terminating <Pipeline>: pipeline aborted": it is
+    logged when a pipeline is left because a statement in it failed (a full disk, say),
+    and that first error, which psycopg raises, is the one that says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (record.msg == "error ignored terminating %r: %s" and len(args) == 2
+                    and isinstance(args[0], psycopg.Pipeline)
+                    and isinstance(args[1], psycopg.errors.PipelineAborted))
+
+
+logging.getLogger("psycopg").addFilter(_PipelineAborted())
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -157,6 +174,8 @@ class PostgresStore(Store):
                 yield conn
         except psycopg.DataError as exc:
             raise _bad_text(exc) from None
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._gone(exc) from None
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
@@ -165,10 +184,26 @@ class PostgresStore(Store):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield conn
         except psycopg.errors.DiskFull as exc:  # SQLSTATE 53100; rolled back
-            raise StoreFull(f"the PostgreSQL store cannot grow: {exc}",
-                            hint=StoreFull.HINT) from None
+            # (the server's own HINT line is left out: a message stays one line)
+            raise StoreFull("the PostgreSQL store cannot grow: "
+                            f"{exc.diag.message_primary or exc}: a disk of the database "
+                            "server is full", hint=StoreFull.HINT) from None
         except psycopg.DataError as exc:
             raise _bad_text(exc) from None
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._gone(exc) from None
+
+    def _gone(self, exc: Exception) -> Exception:
+        """StoreUnavailable when ``exc`` says the server cannot be reached or went away
+        (no SQLSTATE, class 08, or 57P01-57P03: shut down, crashed, starting);
+        otherwise ``exc`` itself (a deadlock, a cancelled query: not an outage)."""
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(exc, PoolTimeout) or state is None or state.startswith("08") \
+                or state in ("57P01", "57P02", "57P03"):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return StoreUnavailable(f"the PostgreSQL server at {self._where} cannot be "
+                                    f"reached or went away: {first}")
+        return exc
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read() as conn:
