@@ -322,21 +322,24 @@ class Courier:
                     backoff.pop(party, None)
                 except AuditError as exc:  # alerted and audited already
                     log.error("audit gossip with %s: %s", party, exc.message)
-                except (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
-                        StoreUnavailable) as exc:  # this node's store failing too: retried
+                except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
                     backoff[party] = delay
                     retry_at[party] = now + delay
-                    log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
-                except Exception:  # noqa: BLE001 - the courier must outlive any one failure
-                    delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
-                    backoff[party] = delay
-                    retry_at[party] = now + delay
-                    log.exception("federation with %s failed (retry in %.1fs)", party, delay)
+                    if isinstance(exc, _RETRIED):
+                        log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
+                    else:
+                        log.exception("federation with %s failed (retry in %.1fs)", party, delay)
             if pull:
                 last_pull = now
             if gossip:
                 last_gossip = now
+
+
+# What the courier expects to meet and retries quietly: the partner unreachable, failing
+# or refusing a request, and this node's own store full or away (it comes back).
+_RETRIED = (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
+            StoreUnavailable)
 
 
 def _refusal(response: httpx.Response) -> bool:
