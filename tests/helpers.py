@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -100,3 +103,16 @@ def indicator(name: str, *, modified: str = T0, oid: str | None = None,
            "valid_from": T0}
     obj.update(extra)
     return obj
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in a session of its own (``start_new_session``), such as
+    ``serve --workers N`` and its workers: SIGTERM to the group, SIGKILL after 20 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    if proc.stderr:
+        proc.stderr.close()

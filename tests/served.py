@@ -271,7 +271,14 @@ class Pair:
                             found.append(int(pid))
         return sorted(found)
 
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
     def stop_all(self) -> None:
+        """SIGKILL every process this pair started (a with block does it on leaving)."""
         for proc in self.all_procs:
             if proc.poll() is not None:  # reaped: its pid (and group id) may be reused
                 continue

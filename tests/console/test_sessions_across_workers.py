@@ -6,7 +6,6 @@ log-out and the end of every session on a password change."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from conftest import csrf_of, login, password
 from intelpact.interfaces.server import WORKER_ENV
 from intelpact.services.node import Node
 
-from helpers import free_port, make_node
+from helpers import free_port, make_node, stop_group
 
 
 def _worker(node_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -30,17 +29,6 @@ def _worker(node_dir: Path, port: int) -> subprocess.Popen[bytes]:
          "--factory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env={**os.environ, WORKER_ENV: str(node_dir)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    if proc.stderr:
-        proc.stderr.close()
 
 
 @pytest.fixture()
@@ -54,7 +42,7 @@ def workers(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
         for _ in range(2):
             port = free_port()
             proc = _worker(node_dir, port)
-            stack.callback(_stop, proc)
+            stack.callback(stop_group, proc)
             urls.append((f"http://127.0.0.1:{port}", proc))
         deadline = time.monotonic() + 30
         for url, proc in urls:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +19,7 @@ from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter
 
 import pg
-from helpers import indicator, make_node
+from helpers import indicator, make_node, stop_group
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "workers-test-password"
@@ -57,14 +55,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
             time.sleep(0.2)
         yield url, cid, tmp_path / "jpn"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
+        stop_group(proc)
 
 
 def test_concurrent_writers_and_readers_across_workers(tmp_path: Path,

@@ -48,11 +48,8 @@ from served import (
 
 @pytest.fixture()
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    p = Pair(tmp_path)
-    try:
+    with Pair(tmp_path) as p:
         yield p
-    finally:
-        p.stop_all()
 
 
 def needs_faketime() -> None:
@@ -150,7 +147,12 @@ class Load:
             try:
                 self._ack(self.pair.post(self.party, [self.mark, *batch]))
             except httpx.HTTPError:
-                return  # the node died
+                if not self._go_on_after_a_cut():
+                    return
+
+    def _go_on_after_a_cut(self) -> bool:
+        """A poster's request failed: here the node died, so the poster stops."""
+        return False
 
     def _read(self) -> None:
         url = self.pair.taxii[self.party] + "?limit=50"
@@ -287,60 +289,57 @@ def small_disk(where: Path) -> Iterator[str]:
 
 
 def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "small") as how:
-        pair = Pair(tmp_path, dirs={"JPN": tmp_path / "small" / "jpn"})
-        try:
-            db = pair.dirs["JPN"] / "node.db"
-            limit = db.stat().st_size + 1_500_000 if how == "rlimit" else None
-            pair.start("JPN", fsize=limit)
-            mark = marking("JPN", "秘", ("NZL",))
-            acknowledged: set[tuple[str, str]] = set()
-            refused: list[dict[str, Any]] = []
-            answer = None
-            for i in range(200):  # until the store cannot grow
-                batch = indicators(150, mark["id"], f"filling {i} " + "x" * 400)
-                answer = pair.post("JPN", [mark, *batch])
-                if answer.status_code != 202:
-                    refused = batch
-                    break
-                acknowledged |= successes(answer)
-            assert answer is not None and refused, "the disk never filled"
-            # the TAXII error shape, saying what is full and ending with the fix
-            assert answer.status_code == 507, answer.text[:500]
-            assert answer.headers["content-type"].startswith("application/taxii+json")
-            error = answer.json()
-            assert error["title"] == "Insufficient Storage" and error["http_status"] == "507"
-            assert error["error_code"] == "store-full"
-            text = error["description"]
-            print(f"after {len(acknowledged)} objects: {text}")
-            assert "cannot grow" in text and "full" in text, text
-            assert "Hint: free space on the disk" in text and text.endswith("'already stored'")
-            # all or nothing: one envelope of fewer than 500 objects is one transaction
-            held = set(pair.rows("JPN"))
-            stored = keys(refused) & held
-            if "every object was stored" in text:  # only its status resource failed
-                assert stored == keys(refused)
-            else:
-                assert stored == set(), f"{len(stored)} of the refused envelope were stored"
-            # a read is audited first; with no room for its event, nothing is served
-            read = httpx.get(pair.taxii["JPN"], headers=pair.headers("JPN"), timeout=30,
-                             trust_env=False)
-            assert read.status_code in (200, 507), read.text[:300]
-            print(f"a read meanwhile: {read.status_code}")
-            # room again: grow the tmpfs (or restart without the limit)
-            if how == "tmpfs":
-                subprocess.run(["mount", "-o", "remount,size=64m", str(tmp_path / "small")],
-                               check=True)
-            else:
-                pair.kill("JPN")
-                pair.start("JPN")
-            acknowledged |= successes(pair.post("JPN", [mark, *refused]))
-            acknowledged |= successes(pair.post("JPN", [mark, *indicators(50, mark["id"],
-                                                                          "after")]))
-            assert_node_consistent(pair, "JPN", acknowledged, "NZL")
-            assert pair.query("JPN", "PRAGMA integrity_check") == [("ok",)]
-        finally:
-            pair.stop_all()
+    with small_disk(tmp_path / "small") as how, \
+            Pair(tmp_path, dirs={"JPN": tmp_path / "small" / "jpn"}) as pair:
+        db = pair.dirs["JPN"] / "node.db"
+        limit = db.stat().st_size + 1_500_000 if how == "rlimit" else None
+        pair.start("JPN", fsize=limit)
+        mark = marking("JPN", "秘", ("NZL",))
+        acknowledged: set[tuple[str, str]] = set()
+        refused: list[dict[str, Any]] = []
+        answer = None
+        for i in range(200):  # until the store cannot grow
+            batch = indicators(150, mark["id"], f"filling {i} " + "x" * 400)
+            answer = pair.post("JPN", [mark, *batch])
+            if answer.status_code != 202:
+                refused = batch
+                break
+            acknowledged |= successes(answer)
+        assert answer is not None and refused, "the disk never filled"
+        # the TAXII error shape, saying what is full and ending with the fix
+        assert answer.status_code == 507, answer.text[:500]
+        assert answer.headers["content-type"].startswith("application/taxii+json")
+        error = answer.json()
+        assert error["title"] == "Insufficient Storage" and error["http_status"] == "507"
+        assert error["error_code"] == "store-full"
+        text = error["description"]
+        print(f"after {len(acknowledged)} objects: {text}")
+        assert "cannot grow" in text and "full" in text, text
+        assert "Hint: free space on the disk" in text and text.endswith("'already stored'")
+        # all or nothing: one envelope of fewer than 500 objects is one transaction
+        held = set(pair.rows("JPN"))
+        stored = keys(refused) & held
+        if "every object was stored" in text:  # only its status resource failed
+            assert stored == keys(refused)
+        else:
+            assert stored == set(), f"{len(stored)} of the refused envelope were stored"
+        # a read is audited first; with no room for its event, nothing is served
+        read = httpx.get(pair.taxii["JPN"], headers=pair.headers("JPN"), timeout=30,
+                         trust_env=False)
+        assert read.status_code in (200, 507), read.text[:300]
+        print(f"a read meanwhile: {read.status_code}")
+        # room again: grow the tmpfs (or restart without the limit)
+        if how == "tmpfs":
+            subprocess.run(["mount", "-o", "remount,size=64m", str(tmp_path / "small")],
+                           check=True)
+        else:
+            pair.kill("JPN")
+            pair.start("JPN")
+        acknowledged |= successes(pair.post("JPN", [mark, *refused]))
+        acknowledged |= successes(pair.post("JPN", [mark, *indicators(50, mark["id"],
+                                                                      "after")]))
+        assert_node_consistent(pair, "JPN", acknowledged, "NZL")
+        assert pair.query("JPN", "PRAGMA integrity_check") == [("ok",)]
 
 
 # -- clocks apart ------------------------------------------------------------------------------

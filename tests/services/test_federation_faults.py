@@ -32,11 +32,8 @@ from served import (
 
 @pytest.fixture()
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    p = Pair(tmp_path)
-    try:
+    with Pair(tmp_path) as p:
         yield p
-    finally:
-        p.stop_all()
 
 
 # -- the tests ----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ in the ordinary pass, and skip (saying why) only when PostgreSQL is not installe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -78,15 +77,10 @@ def grow(where: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True)
 
 
-@contextlib.contextmanager
-def pair_on(base: Path, url: str) -> Iterator[Pair]:
-    """A served pair whose JPN node keeps its store in ``url``; every process it
-    started is killed at the end, whatever happens."""
-    p = Pair(base, databases={"JPN": url})
-    try:
-        yield p
-    finally:
-        p.stop_all()
+def pair_on(base: Path, url: str) -> Pair:
+    """A served pair whose JPN node keeps its store in ``url`` (as a with block: every
+    process it started is killed at the end, whatever happens)."""
+    return Pair(base, databases={"JPN": url})
 
 
 def fill(pair: Pair, tag: str, envelopes: int = 400, size: int = 150
@@ -297,17 +291,11 @@ class Traffic(Load):
             with self.lock:
                 self.statuses.append(response.json()["id"])
 
-    def _post_small(self, n: int) -> None:
-        i = 0
-        while not self.stop.is_set():
-            batch = indicators(40, self.mark["id"], f"{self.tag} poster {n}.{i}")
-            i += 1
-            try:
-                self._ack(self.pair.post(self.party, [self.mark, *batch]))
-            except httpx.HTTPError:
-                with self.lock:
-                    self.cut += 1
-                time.sleep(0.05)
+    def _go_on_after_a_cut(self) -> bool:
+        with self.lock:
+            self.cut += 1
+        time.sleep(0.05)
+        return True
 
 
 def assert_statuses_served(pair: Pair, statuses: list[str]) -> None:
