@@ -222,11 +222,13 @@ def courier_warnings(pair: dict[str, Served]) -> list[str]:
 # -- observing NZL ------------------------------------------------------------------------
 
 class TaxiiObserver:
-    """Polls a node's objects endpoint with added_after; notes when each id appears."""
+    """Polls a node's objects endpoint with added_after, as ``token``'s holder (default:
+    the node's reader); notes when each id appears."""
 
-    def __init__(self, served: Served, pause: float) -> None:
+    def __init__(self, served: Served, pause: float, token: str | None = None) -> None:
         self.served = served
         self.pause = pause
+        self.token = token or served.token
         self.seen: dict[str, float] = {}
         self.polls = 0
         self.poll_seconds = 0.0
@@ -242,26 +244,32 @@ class TaxiiObserver:
         self._thread.join(10)
 
     def _run(self) -> None:
-        with self.served.client() as c:
+        headers = {"Accept": TAXII, "Authorization": f"Bearer {self.token}"}
+        with httpx.Client(timeout=60, trust_env=False, headers=headers) as c:
             while not self._stop.is_set():
                 params: dict[str, Any] = {"limit": 1000}
                 if self._after:
                     params["added_after"] = self._after
-                t = time.perf_counter()
-                r = c.get(self.served.objects_url, params=params)
+                r = self._poll(c, params)
+                if r is None:
+                    continue
                 now = time.perf_counter()
-                self.polls += 1
-                self.poll_seconds += now - t
-                if r.status_code != 200:
-                    raise RuntimeError(f"poll: {r.status_code} {r.text[:200]}")
                 envelope = json.loads(r.content)
                 for obj in envelope.get("objects", []):
                     self.seen.setdefault(obj["id"], now)
-                last = r.headers.get("X-TAXII-Date-Added-Last")
-                if last:
-                    self._after = last
+                self._after = r.headers.get("X-TAXII-Date-Added-Last", self._after)
                 if not envelope.get("more"):
-                    time.sleep(self.pause)
+                    self._stop.wait(self.pause)
+
+    def _poll(self, c: httpx.Client, params: dict[str, Any]) -> httpx.Response | None:
+        """One poll: its answer, or None to poll again. Here a failed poll ends the run."""
+        t = time.perf_counter()
+        r = c.get(self.served.objects_url, params=params)
+        self.polls += 1
+        self.poll_seconds += time.perf_counter() - t
+        if r.status_code != 200:
+            raise RuntimeError(f"poll: {r.status_code} {r.text[:200]}")
+        return r
 
 
 class StoreObserver:

@@ -65,6 +65,7 @@ from federation import (  # noqa: E402
     PASSWORD,
     TAXII,
     Served,
+    TaxiiObserver,
     indicator,
     make_pair,
     rounded,
@@ -154,49 +155,26 @@ class MemorySampler:
         return out
 
 
-class Poller:
-    """Polls a node's objects with added_after; notes when each id is first seen and
-    how many times each is served (a duplicate would be served twice)."""
+class Poller(TaxiiObserver):
+    """Polls a node's objects with added_after; notes when each id is first seen, and
+    counts every poll, failed ones too, as a request of the soak."""
 
     def __init__(self, served: Served, token: str, pause: float = 0.05) -> None:
-        self.served, self.token, self.pause = served, token, pause
-        self.seen: dict[str, float] = {}
+        super().__init__(served, pause, token)
         self.op = Op(f"poll {served.party}")
-        self._after: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        headers = {"Accept": TAXII, "Authorization": f"Bearer {self.token}"}
-        with httpx.Client(timeout=60, trust_env=False, headers=headers) as c:
-            while not self._stop.is_set():
-                params: dict[str, Any] = {"limit": 1000}
-                if self._after:
-                    params["added_after"] = self._after
-                t = time.perf_counter()
-                try:
-                    r = c.get(self.served.objects_url, params=params)
-                except httpx.HTTPError as exc:
-                    self.op.done(t, f"poll: {exc!r}")
-                    continue
-                if r.status_code != 200:
-                    self.op.done(t, f"poll: {r.status_code} {r.text[:200]}")
-                    continue
-                self.op.done(t)
-                now = time.perf_counter()
-                envelope = r.json()
-                for obj in envelope.get("objects", []):
-                    self.seen.setdefault(obj["id"], now)
-                self._after = r.headers.get("X-TAXII-Date-Added-Last", self._after)
-                if not envelope.get("more"):
-                    self._stop.wait(self.pause)
+    def _poll(self, c: httpx.Client, params: dict[str, Any]) -> httpx.Response | None:
+        t = time.perf_counter()
+        try:
+            r = c.get(self.served.objects_url, params=params)
+        except httpx.HTTPError as exc:
+            self.op.done(t, f"poll: {exc!r}")
+            return None
+        if r.status_code != 200:
+            self.op.done(t, f"poll: {r.status_code} {r.text[:200]}")
+            return None
+        self.op.done(t)
+        return r
 
 
 # -- the load -----------------------------------------------------------------------------
