@@ -8,9 +8,11 @@ import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -31,6 +33,19 @@ SAMPLES = [  # name, description, level, REL TO, communities
      "極秘", ("NZL",), ()),
     ("Japan-only assessment (fictional)", "Fictional: stays home.", "極秘", (), ()),
 ]
+
+
+@contextmanager
+def console_page(node: Node, chromium: str) -> Iterator[Page]:
+    """``node``'s console served on 127.0.0.1, and a headless Chromium page on it."""
+    port = free_port()
+    with _in_thread(create_app(node), {"host": "127.0.0.1", "port": port}), \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        yield browser.new_page(base_url=f"http://127.0.0.1:{port}",
+                               viewport={"width": 1100, "height": 1000})
+        browser.close()
 
 
 def main() -> None:
@@ -56,13 +71,7 @@ def main() -> None:
             first = first or obj["id"]
             node.publisher.publish(tanaka, cid, [obj], marking=MarkingRequest(
                 level, rel, (), communities))
-        port = free_port()
-        with _in_thread(create_app(node), {"host": "127.0.0.1", "port": port}), \
-                sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(base_url=f"http://127.0.0.1:{port}",
-                                    viewport={"width": 1100, "height": 1000})
+        with console_page(node, chromium) as page:
             page.goto("/login")
             page.screenshot(path=str(args.out / "console-login.png"))
             page.fill("#name", "tanaka")
@@ -79,7 +88,6 @@ def main() -> None:
             page.screenshot(path=str(args.out / "console-publish.png"))
             page.goto("/desk")
             page.screenshot(path=str(args.out / "console-desk.png"))
-            browser.close()
         node.close()
         map_shot(Path(tmp) / "fji", chromium, args.out)
     print(f"wrote 6 screenshots to {args.out}")
@@ -102,20 +110,13 @@ def map_shot(path: Path, chromium: str, out: Path) -> None:
         with (ROOT / "samples" / f"pacific-ais-{feed}.nmea").open("rb") as lines:
             AisIngest(node.publisher, litia, cid, marking=default_marking(node.agreement),
                       rules=load_rules(None), window_seconds=3600).run(lines)
-    port = free_port()
-    with _in_thread(create_app(node), {"host": "127.0.0.1", "port": port}), \
-            sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(base_url=f"http://127.0.0.1:{port}",
-                                viewport={"width": 1100, "height": 1000})
+    with console_page(node, chromium) as page:
         page.goto("/map")
         page.fill("#name", "litia")
         page.fill("#password", "litia-demo-password")
         page.click("button[type=submit]")
         page.wait_for_url("**/map")
         page.screenshot(path=str(out / "console-map.png"))
-        browser.close()
     node.close()
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,9 +125,10 @@ def serve_console(node: Node) -> tuple[Any, Console, dict[str, Any]]:
     return app, console, options
 
 
-@pytest.fixture(scope="package")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    node = make_node(tmp_path_factory.mktemp("console") / "jpn")
+@contextmanager
+def serving_world(folder: Path) -> Iterator[World]:
+    """A populated JPN node in ``folder`` with its console served on 127.0.0.1."""
+    node = make_node(folder / "jpn")
     objects = populate(node)
     app, console, options = serve_console(node)
     with _in_thread(app, options):
@@ -135,6 +137,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for client in world.clients:
             client.close()
     node.close()
+
+
+@pytest.fixture(scope="package")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with serving_world(tmp_path_factory.mktemp("console")) as world:
+        yield world
 
 
 class Pact:

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import World, populate, serve_console
+from conftest import World, serving_world
 from intelpact.services.publish import MarkingRequest
 
-from helpers import DATA, _in_thread, indicator, make_node
+from helpers import DATA, indicator
 
 OURS = {"/static/console.js"}
 
@@ -43,15 +43,8 @@ class _Tags(HTMLParser):
 @pytest.fixture(scope="module")
 def naughty_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A node of its own: hundreds of objects would push others off the first pages."""
-    node = make_node(tmp_path_factory.mktemp("naughty") / "jpn")
-    objects = populate(node)
-    app, console, options = serve_console(node)
-    with _in_thread(app, options):
-        world = World(node, f"http://127.0.0.1:{options['port']}", console, objects)
+    with serving_world(tmp_path_factory.mktemp("naughty")) as world:
         yield world
-        for client in world.clients:
-            client.close()
-    node.close()
 
 
 def test_naughty_strings_are_shown_as_text(naughty_world: World) -> None:
