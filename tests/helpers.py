@@ -19,6 +19,7 @@ import uvicorn
 from intelpact.interfaces.federation import create_federation_app, federation_server_options
 from intelpact.interfaces.server import taxii_server_options
 from intelpact.interfaces.taxii import create_app
+from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +117,11 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
     if proc.stderr:
         proc.stderr.close()
+
+
+def pin_each_other(*nodes: Node) -> None:
+    """Every node pins every other's card, as partners do out of band."""
+    for a in nodes:
+        for b in nodes:
+            if a is not b:
+                a.federation.add_peer(make_card(b.identity))

@@ -31,7 +31,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
 
-from helpers import DATA, indicator, make_node, serving, serving_federation
+from helpers import DATA, indicator, make_node, pin_each_other, serving, serving_federation
 
 SAMPLE = DATA / "ais" / "pyais" / "nmea_data_sample.txt"
 TAXII = "application/taxii+json;version=2.1"
@@ -86,10 +86,7 @@ def pacific(tmp_path: Path) -> Iterator[dict[str, Node]]:
                         roles=["analyst", "publisher", "security-officer"], password=PW)
     nodes["FJI"].people.add("lagi", party="FJI", clearance="RESTRICTED",
                             communities=["CLIMATE"], password=PW)
-    for a in nodes.values():
-        for b in nodes.values():
-            if a is not b:
-                a.federation.add_peer(make_card(b.identity))
+    pin_each_other(*nodes.values())
     yield nodes
     for node in nodes.values():
         node.close()

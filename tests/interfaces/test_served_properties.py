@@ -39,7 +39,7 @@ from intelpact.services.courier import Courier
 from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 
-from helpers import make_node, serving, serving_federation
+from helpers import make_node, pin_each_other, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 WITHHELD = "extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"
@@ -610,10 +610,7 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         node.people.add("officer", party=party, clearance=top,
                         caveats=[TRI_EYES_ONLY[party]] if party in TRI_EYES_ONLY else [],
                         communities=COMMUNITIES, roles=["publisher"])
-    for a in nodes.values():
-        for b in nodes.values():
-            if a is not b:
-                a.federation.add_peer(make_card(b.identity))
+    pin_each_other(*nodes.values())
     jpn = nodes["JPN"]
     with serving(jpn) as url, serving_federation(jpn), serving_federation(nodes["NZL"]):
         world = World(jpn, url, jpn.default_collection().collection_id,

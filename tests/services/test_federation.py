@@ -17,7 +17,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
 
-from helpers import indicator, make_node, serving_federation
+from helpers import indicator, make_node, pin_each_other, serving_federation
 
 PW = "federation-test-pw"
 
@@ -33,8 +33,7 @@ def people(node: Node) -> None:
 
 
 def pair(a: Node, b: Node) -> None:
-    a.federation.add_peer(make_card(b.identity))
-    b.federation.add_peer(make_card(a.identity))
+    pin_each_other(a, b)
 
 
 def push(node: Node, party: str) -> int:

@@ -27,7 +27,6 @@ from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     FederationError,
-    make_card,
     sign_payload,
     sign_request,
 )
@@ -35,7 +34,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
-from helpers import indicator, make_node, serving, serving_federation
+from helpers import indicator, make_node, pin_each_other, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "federation-attack-pw"
@@ -89,10 +88,7 @@ def trio(tmp_path: Path) -> Iterator[dict[str, Node]]:
              for p in ("JPN", "NZL", "AUS")}
     for node in nodes.values():
         officer(node)
-    for a in nodes.values():
-        for b in nodes.values():
-            if a is not b:
-                a.federation.add_peer(make_card(b.identity))
+    pin_each_other(*nodes.values())
     yield nodes
     for node in nodes.values():
         node.close()
