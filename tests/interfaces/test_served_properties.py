@@ -746,9 +746,10 @@ def test_a_definition_the_sender_may_not_release_is_refused(trio: World) -> None
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "product bug, not fixed here (the definition's label is made in services/publish.py): "
-    "the object is released on its banner (PROTECTED), its UNOFFICIAL marking-definition "
-    "on its own label (not covered), so the object goes without it and is refused"))
+    "known product bug (docs/reliability.md, Known gaps): the object is released on its "
+    "banner (PROTECTED), its UNOFFICIAL marking-definition on its own label (not covered), "
+    "so the object goes without it and is refused; wanted: a definition queued with the "
+    "objects that cite it"))
 def test_an_object_whose_base_level_is_not_exchanged_goes_with_its_definition(
         tmp_path: Path) -> None:
     """An Australian object marked UNOFFICIAL // REL TO JPN, with a PROTECTED // REL TO
