@@ -205,8 +205,7 @@ class Publisher:
         here as another party's is refused: published under this party's marking, it would
         reclassify (and release again) what only its originator controls (docs/controls.md)."""
         ids = [new.object_id for new, _ in pending if new.object_type != "marking-definition"]
-        owners = {row.object_id: row.originator
-                  for row in (self.store.held(ids, versions=("last",)) if ids else [])}
+        owners = self.store.originators(ids)
         keep = []
         for new, item in pending:
             owner = owners.get(new.object_id, new.originator)
