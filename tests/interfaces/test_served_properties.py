@@ -540,12 +540,6 @@ def partner_objects(draw: st.DrawFn) -> list[Version]:
             ["description", "name", *sorted(REQUIRED[kind] - {"name"})]),
             partner_markings(originator)))
         base = draw(partner_markings(originator))
-        if portion is not None and len({TRI.rank(m) in TRI.covered
-                                        for m in (base, portion[1])}) == 2:
-            # an uncovered level (UNOFFICIAL) beside a covered one: the object goes, its
-            # UNOFFICIAL definition does not, so every partner refuses the object
-            # (test_an_object_whose_base_level_is_not_exchanged_goes_with_its_definition)
-            portion = None
         out.append(Version(oid, kind, modified, base, portion))
     return out
 
@@ -641,7 +635,8 @@ def receive_round(world: World, versions: list[Version]) -> set[str]:
     - each originator sends JPN what it may not release to JPN: JPN refuses each object
       and each definition it may not have, with the reason;
     - each originator's courier pushes its outbox to JPN over mutual TLS: its release
-      filter queued exactly what JPN accepts (nothing is left pending)."""
+      filter queued exactly what JPN accepts (nothing is left pending), each object with
+      the definitions it cites."""
     marks: set[str] = set()
     for party in PARTNERS:
         mine = [v for v in versions if v.marking.originator == party]
@@ -677,9 +672,13 @@ def receive_round(world: World, versions: list[Version]) -> set[str]:
                     assert d["id"] in refused, ("a definition JPN may not have", m)
         courier.push_all("JPN")
         assert partner.store.pending("JPN", 10) == [], mine  # it queued nothing JPN refuses
-        world.versions.extend(v for v in mine if TRI.releasable(portions(v), "JPN"))
+        released = [v for v in mine if TRI.releasable(portions(v), "JPN")]
+        world.versions.extend(released)
+        # a definition goes on its own label, or with a released object that cites it
+        # (an UNOFFICIAL base beside a PROTECTED portion): stored at JPN under its own
+        cited = {m for v in released for m in portions(v)}
         world.definitions.update({d["id"]: m for m, d in definitions.items()
-                                  if TRI.releasable([m], "JPN")})
+                                  if TRI.releasable([m], "JPN") or m in cited})
     return marks
 
 
@@ -745,11 +744,6 @@ def test_a_definition_the_sender_may_not_release_is_refused(trio: World) -> None
     check_collection(trio, reader)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known product bug (docs/reliability.md, Known gaps): the object is released on its "
-    "banner (PROTECTED), its UNOFFICIAL marking-definition on its own label (not covered), "
-    "so the object goes without it and is refused; wanted: a definition queued with the "
-    "objects that cite it"))
 def test_an_object_whose_base_level_is_not_exchanged_goes_with_its_definition(
         tmp_path: Path) -> None:
     """An Australian object marked UNOFFICIAL // REL TO JPN, with a PROTECTED // REL TO

@@ -181,11 +181,14 @@ class FederationApi:
         rows = self.node.store.released_after(party, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        labels = self.node.store.labels()
         fed = self.node.federation
         held = fed.held_consents()  # the consent tokens: read once, if a row needs them
-        going = [row for _, row in rows
-                 if fed.may_release_now(labels[row.banner_id], party, row, held)]
+        # as the courier decides: a definition goes on its own label or with an object
+        # here that cites it; one whose object is on the next page starts that page
+        sent, later = fed.outgoing(party, rows, held, more=more)
+        if later and min(later) > rows[0][0]:
+            rows = [(oid, row) for oid, row in rows if oid < min(later)]
+        going = [row for oid, row in sent if oid <= rows[-1][0]]
         fed.released(party, going, "pull")  # durable before it leaves
         tokens = fed.consents_for(party, going, held)
         if tokens:  # no receipt on a pull: the originators are told what went, unreceipted

@@ -81,14 +81,14 @@ class Courier:
         entries = self.node.store.pending(party, BATCH)
         if not entries:
             return 0
-        labels = self.node.store.labels()
         fed = self.node.federation
         held = fed.held_consents()  # the consent tokens: read once, if a row needs them
-        sendable = [(oid, row) for oid, row in entries
-                    if fed.may_release_now(labels[row.banner_id], party, row, held)]
-        ids = [oid for oid, _ in entries]
-        if not sendable:
-            self.node.store.failed_attempt(party, ids)
+        # the release decision again, as they leave; a marking-definition goes on its own
+        # label or with an object here that cites it (one cut off with its object waits)
+        sendable, later = fed.outgoing(party, entries, held, more=len(entries) >= BATCH)
+        ids = [oid for oid, _ in entries if oid not in later]
+        if not sendable:  # nothing goes: every entry counts, held back or not
+            self.node.store.failed_attempt(party, [oid for oid, _ in entries])
             return 0
         fed.released(party, [row for _, row in sendable], "push")  # durable before it leaves
         tokens = fed.consents_for(party, [row for _, row in sendable], held)

@@ -47,6 +47,7 @@ from ..store.base import (
     PeerRecord,
     Store,
     StoredObject,
+    cited_markings,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -420,6 +421,33 @@ class Federation:
         held = self.held_consents() if consents is None else consents
         return bool(self._may_release(banner, party, row, held).allowed)
 
+    def outgoing(self, party: str, entries: Sequence[tuple[int, StoredObject]],
+                 consents: Iterable[ConsentToken] | None = None, *, more: bool = False
+                 ) -> tuple[list[tuple[int, StoredObject]], list[int]]:
+        """Which of ``party``'s outbox ``entries`` (outbox id, row) leave now, in one
+        envelope: each object the release decision still allows, and each marking-definition
+        it allows on its own label or that an object leaving cites (queued with it: the
+        partner accepts it with that object, docs/federation.md). Returns those, and the ids
+        of definitions held back for the next envelope: when ``more`` (the batch was cut at
+        its size), a definition no object here needs may be needed by one after the cut."""
+        held = self.held_consents() if consents is None else consents
+        labels = self.store.labels()
+        going: set[int] = set()
+        waiting: dict[str, list[int]] = {}  # definitions not releasable on their own
+        for oid, row in entries:
+            if self._may_release(labels[row.banner_id], party, row, held).allowed:
+                going.add(oid)
+            elif row.object_type == "marking-definition":
+                waiting.setdefault(row.object_id, []).append(oid)
+        if waiting:
+            for oid, row in entries:
+                if oid in going and row.object_type != "marking-definition" and \
+                        any(mid in row.body for mid in waiting):
+                    for ref in cited_markings(json.loads(row.body)):
+                        going.update(waiting.pop(ref, ()))
+        later = [oid for oids in waiting.values() for oid in oids] if more else []
+        return [(oid, row) for oid, row in entries if oid in going], later
+
     def releaser(self) -> Callable[[NewObject], list[str]]:
         """The release filter for one batch: which partners each object being stored
         goes to. The pinned partners are read once, not once per object; the consent
@@ -445,27 +473,52 @@ class Federation:
                        and o.get("type") == "marking-definition"]
         others = [o for o in objects if not (isinstance(o, dict)
                                              and o.get("type") == "marking-definition")]
-        marks: list[tuple[str, str]] = []
+        # a definition the sender may not release on its own (its level is not exchanged)
+        # is taken only with an object here that cites it and that the sender may release
+        with_object: list[tuple[NewObject, Received]] = []
         for item in definitions:
             outcome, new = self._check_definition(sender, item, tokens)
             if new is None:
                 results.append(outcome)
-            else:
+            elif outcome.ok:
                 pending.append((new, outcome))
-                marks.append((new.object_id, new.body))
+            else:
+                with_object.append((new, outcome))
         checked = [self._check_object(sender, collection_id, item, tokens, problems)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
-        for outcome, new in checked:
+        accepted: list[tuple[NewObject, Received]] = []
+        cited: set[str] = set()
+        for item, (outcome, new) in zip(others, checked, strict=True):
             owner = owners.get(new.object_id, new.originator) if new else None
             if new is None:
                 results.append(outcome)
+                if outcome.ok:  # held already, as received before: what it cites goes too
+                    cited.update(cited_markings(item))
             elif owner != new.originator:  # a holder re-versioning someone else's object
                 results.append(Received(new.object_id, new.version, False, (
                     f"{new.object_id} is {owner}'s object: only its originator issues new "
                     f"versions of it, and this version is {new.originator}'s")))
             else:
+                accepted.append((new, outcome))
+                cited.update(new.marking_refs)
+        for new, outcome in with_object:
+            if new.object_id in cited:
+                pending.append((new, Received(new.object_id, None, True, "")))
+            else:
+                results.append(outcome)
+        here = {new.object_id for new, _ in pending}
+        holds: dict[str, bool] = {}
+        for new, outcome in accepted:
+            missing = self._unheld(new.marking_refs, here, holds)
+            if missing is None:
                 pending.append((new, outcome))
+            else:
+                results.append(Received(new.object_id, new.version, False, (
+                    f"unknown marking-definition {missing}: this node does not hold it; "
+                    "send it with (or before) the objects that use it")))
+        marks = [(new.object_id, new.body) for new, _ in pending
+                 if new.object_type == "marking-definition"]
         if pending:
             batch = [n for n, _ in pending]
             stored = self.store.add_objects(
@@ -511,21 +564,57 @@ class Federation:
         except (MarkingError, SignatureError, IntelpactError) as exc:
             return Received(mid, None, False, exc.message), None
         origin = part.originator or sender
+        # stored under its own label, as at its originator: served to whoever may read
+        # what it marks (docs/federation.md, "Definitions travel with the objects...")
         label = definition_label(self.policy.agreement, part, origin)
-        # a definition is released where what it marks may go (its own label): the sender
-        # must have been allowed to release it to us, as for any other object
+        body, digest = canonical_body(item)
+        new = NewObject(mid, "marking-definition", str(item.get("spec_version", "2.1")),
+                        object_version(item), body, digest, label, label, origin, False,
+                        received_from=sender)
+        # a definition is released on its own where what it marks may go (its own label):
+        # the sender must have been allowed to release it to us, as for any other object.
+        # Refused so, it is returned with the refusal: ``receive`` takes it after all with
+        # an object that cites it, which the sender may release to us.
         allowed = self.policy.may_release(label, PartnerNode(self.me.party,
                                                              self.policy.agreement.id),
                                           holder=sender, object_id=mid,
                                           version=object_version(item), consents=consents)
         if not allowed.allowed:
             return Received(mid, None, False, f"{sender} may not release this to "
-                            f"{self.me.party}: {allowed.reason}"), None
-        body, digest = canonical_body(item)
-        return Received(mid, None, True, ""), NewObject(
-            mid, "marking-definition", str(item.get("spec_version", "2.1")),
-            object_version(item), body, digest, label, label, origin, False,
-            received_from=sender)
+                            f"{self.me.party}: {allowed.reason}"), new
+        return Received(mid, None, True, ""), new
+
+    def _refused(self, sender: str, banner: Label, oid: str, version: str | None,
+                 consents: Sequence[ConsentToken], problems: Sequence[str]) -> Received | None:
+        """The refusal of an object ``sender`` may not release to us on ``banner``, with
+        the decision's reason (and the consent tokens' problems where consent decided)."""
+        allowed = self.policy.may_release(banner,
+                                          PartnerNode(self.me.party, self.policy.agreement.id),
+                                          holder=sender, object_id=oid, version=version,
+                                          consents=consents)
+        if allowed.allowed:
+            return None
+        why = f" (tokens refused: {'; '.join(problems)})" if problems and \
+            allowed.rule == "consent" else ""
+        return Received(oid, version, False, f"{sender} may not release this to "
+                        f"{self.me.party}: {allowed.reason}{why}")
+
+    def _unheld(self, refs: Iterable[str], here: set[str], holds: dict[str, bool]
+                ) -> str | None:
+        """The first of ``refs`` this node does not hold: neither built in, nor stored, nor
+        in ``here`` (being stored with it). One this process parsed but refused (sent on its
+        own) labels an object, but is not stored: the object would outlive it. ``holds``:
+        what was looked up already."""
+        for ref in refs:
+            if ref in here:
+                continue
+            held = holds.get(ref)
+            if held is None:
+                held = holds[ref] = (self.markings.definition(ref) is None  # built in
+                                     or self.store.marking(ref) is not None)
+            if not held:
+                return ref
+        return None
 
     def _check_object(self, sender: str, collection_id: str, item: Any,
                       consents: Sequence[ConsentToken] = (), problems: Sequence[str] = ()
@@ -552,20 +641,14 @@ class Federation:
         except SignatureError as exc:
             return Received(oid, None, False, exc.message), None
         version = object_version(item)
-        allowed = self.policy.may_release(labels.banner,
-                                          PartnerNode(self.me.party, self.policy.agreement.id),
-                                          holder=sender, object_id=oid, version=version,
-                                          consents=consents)
-        if not allowed.allowed:
-            why = f" (tokens refused: {'; '.join(problems)})" if problems and \
-                allowed.rule == "consent" else ""
-            return Received(oid, version, False, f"{sender} may not release this to "
-                            f"{self.me.party}: {allowed.reason}{why}"), None
+        refused = self._refused(sender, labels.banner, oid, version, consents, problems)
+        if refused:
+            return refused, None
         body, digest = canonical_body(item)
         return Received(oid, version, True, ""), NewObject(
             oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
             digest, labels.base, labels.banner, originator, bool(labels.portions),
-            received_from=sender)
+            received_from=sender, marking_refs=cited_markings(item))
 
     def released(self, party: str, rows: Sequence[StoredObject], how: str,
                  receipt: str | None = None) -> None:

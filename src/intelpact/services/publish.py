@@ -43,6 +43,7 @@ from ..store.base import (
     StatusRecord,
     Store,
     StoreFull,
+    cited_markings,
     normalise_timestamp,
     timestamp,
     utc_now,
@@ -87,10 +88,11 @@ def object_version(obj: dict[str, Any]) -> str | None:
 
 def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Label:
     """The label of a marking-definition object: the label it gives, so it is seen and
-    released exactly where what it marks may go. A statement marking (copyright, terms)
-    marks nothing: it gets the lowest covered level, and under an agreement that releases
-    only its communities' material, any of those communities, so it goes wherever an
-    object citing it may go."""
+    released on its own exactly where what it marks may go (it also goes with each object
+    released that cites it: ``NewObject.marking_refs``, docs/federation.md). A statement
+    marking (copyright, terms) marks nothing: it gets the lowest covered level, and under
+    an agreement that releases only its communities' material, any of those communities,
+    so it goes wherever an object citing it may go."""
     rel = frozenset(part.rel_to) if part.rel_mode == "set" else None
     rank = part.rank if part.rank is not None else min(agreement.covered)
     communities = part.communities
@@ -328,7 +330,7 @@ class Publisher:
         return Outcome(oid, None, True, ""), NewObject(
             oid, str(obj["type"]), str(obj.get("spec_version", "2.1")), object_version(obj),
             body, digest, labels.base, labels.banner, labels.base.originator,
-            bool(labels.portions), published_by=person.name)
+            bool(labels.portions), published_by=person.name, marking_refs=cited_markings(obj))
 
     def _denial(self, person: Person, obj: dict[str, Any], originator: str,
                 reason: str) -> AuditEvent:

@@ -149,6 +149,23 @@ class NewObject:
     has_portions: bool
     published_by: str | None = None
     received_from: str | None = None
+    # The marking-definitions it cites (:func:`cited_markings`): queued with it for every
+    # partner it is released to, ahead of it, whatever their own labels say.
+    marking_refs: tuple[str, ...] = ()
+
+
+def cited_markings(obj: Any) -> tuple[str, ...]:
+    """The marking-definition ids a STIX object cites, in ``object_marking_refs`` and in
+    its granular markings, each once, in order (a malformed object gives what it can)."""
+    if not isinstance(obj, dict) or obj.get("type") == "marking-definition":
+        return ()
+    refs = obj.get("object_marking_refs")
+    found = [r for r in refs if isinstance(r, str)] if isinstance(refs, list) else []
+    granular = obj.get("granular_markings")
+    if isinstance(granular, list):
+        found += [g["marking_ref"] for g in granular
+                  if isinstance(g, dict) and isinstance(g.get("marking_ref"), str)]
+    return tuple(dict.fromkeys(r for r in found if r.startswith("marking-definition--")))
 
 
 @dataclass(frozen=True)
@@ -463,8 +480,9 @@ class Store(abc.ABC):
                     ) -> list[AddResult]:
         """Store object versions and marking-definitions (id, body) in one durable
         transaction, with an outbox row for every party ``release`` names for each
-        newly added object, and the audit events ``audit`` makes of the results.
-        Returns one result per object, in order."""
+        newly added object, preceded by one for each stored marking-definition it cites
+        (``NewObject.marking_refs``) not yet queued for that party, and the audit events
+        ``audit`` makes of the results. Returns one result per object, in order."""
 
     @abc.abstractmethod
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
@@ -589,7 +607,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
-        """Put every stored object ``decide`` allows into ``party``'s outbox."""
+        """Put every stored object ``decide`` allows into ``party``'s outbox, each preceded
+        by the stored marking-definitions it cites (as :meth:`add_objects` does)."""
 
     @abc.abstractmethod
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:

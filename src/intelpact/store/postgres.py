@@ -82,12 +82,14 @@ from .sqlite import (
     _compromise_step,
     _consent,
     _consent_step,
+    _enqueue_order,
     _existing,
     _integrate,
     _messages_select,
     _nodes,
     _person,
     _purge,
+    _queue_cited,
     _statements,
     _stored,
 )
@@ -327,6 +329,7 @@ class PostgresStore(Store):
                     ) -> list[AddResult]:
         results: list[AddResult] = []
         pending: dict[str, int] = {}
+        queued: set[tuple[str, str]] = set()  # (party, marking-definition) queued already
         with self._write() as c:
             if c.execute("SELECT 1 FROM collections WHERE collection_id = %s",
                          (collection_id,)).fetchone() is None:
@@ -389,6 +392,7 @@ class PostgresStore(Store):
                         continue
                     if release is not None:
                         for party in release(obj):
+                            _queue_cited(c, "%s", party, obj, added, queued)
                             c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
                                       "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
                                       (party, inserted[0], added))
@@ -477,14 +481,10 @@ class PostgresStore(Store):
             "FROM peers ORDER BY party")]
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
-        chosen: list[int] = []
         with self._read() as conn:
             cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects "  # noqa: S608
                                "WHERE recalled IS NULL ORDER BY seq")
-            for r in cur:
-                row = _stored(r)
-                if decide(row):
-                    chosen.append(row.seq)
+            chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             when = timestamp(utc_now())
             for seq in chosen:

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,6 +51,7 @@ from .base import (
     StoredObject,
     StoreError,
     StoreFull,
+    cited_markings,
     label_from_key,
     label_key,
     timestamp,
@@ -263,6 +265,7 @@ class SQLiteStore(Store):
         object gives."""
         results: list[AddResult] = []
         pending: dict[str, int] = {}
+        queued: set[tuple[str, str]] = set()  # (party, marking-definition) queued already
         with self._write() as c:
             if c.execute("SELECT 1 FROM collections WHERE collection_id = ?",
                          (collection_id,)).fetchone() is None:
@@ -281,7 +284,7 @@ class SQLiteStore(Store):
             for obj in objects:
                 added = clock.next()
                 if obj.version is None:  # no created/modified (an SCO): same body, same object
-                    self._insert_run(c, collection_id, run, release, results)
+                    self._insert_run(c, collection_id, run, release, results, queued)
                     run = []
                     same = c.execute("SELECT version FROM objects WHERE collection_id = ? "
                                      "AND object_id = ? AND body_hash = ?",
@@ -294,9 +297,9 @@ class SQLiteStore(Store):
                 banner_id = self._label_id(c, obj.banner, pending)
                 run.append((obj, obj.version or added, added, label_id, banner_id))
                 if len(run) >= _RUN_SIZES[0] or obj.version is None:
-                    self._insert_run(c, collection_id, run, release, results)
+                    self._insert_run(c, collection_id, run, release, results, queued)
                     run = []
-            self._insert_run(c, collection_id, run, release, results)
+            self._insert_run(c, collection_id, run, release, results, queued)
             if audit is not None:
                 _append_audit(c, audit(results))
         self._load_labels()
@@ -306,11 +309,12 @@ class SQLiteStore(Store):
     def _insert_run(c: sqlite3.Connection, collection_id: str,
                     run: Sequence[tuple[NewObject, str, str, int, int]],
                     release: Callable[[NewObject], Iterable[str]] | None,
-                    results: list[AddResult]) -> None:
+                    results: list[AddResult], queued: set[tuple[str, str]]) -> None:
         """Insert ``run`` (object, version, date_added, label id, banner id), in order, with
         a few multi-row statements (:data:`_RUN_SIZES`); a row whose (collection, id,
         version) is stored already, or earlier in the run, is not inserted and gets the
-        result of comparing bodies."""
+        result of comparing bodies. ``queued``: the (party, marking-definition) pairs this
+        transaction queued already (:func:`_queue_cited`)."""
         if not run:
             return
         # The rows inserted are those after the last seq before (the write lock is held;
@@ -341,6 +345,7 @@ class SQLiteStore(Store):
                 continue
             if release is not None:
                 for party in release(obj):
+                    _queue_cited(c, "?", party, obj, added, queued)
                     c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
                               "ON CONFLICT (party, seq) DO NOTHING", (party, seq, added))
             results.append(AddResult(obj.object_id, version, "added", "stored"))
@@ -428,10 +433,10 @@ class SQLiteStore(Store):
             "FROM peers ORDER BY party")]
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
-        rows = [_stored(r) for r in self._conn().execute(
+        rows = (_stored(r) for r in self._conn().execute(
             f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL "  # noqa: S608
-            "ORDER BY seq")]
-        chosen = [r.seq for r in rows if decide(r)]
+            "ORDER BY seq"))
+        chosen = _enqueue_order(rows, decide)
         with self._write() as c:
             when = timestamp(utc_now())
             for seq in chosen:
@@ -913,6 +918,56 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
                   (row.seq,))
     _append_audit(c, audit(rows), mark)
     return rows
+
+
+# The marking-definitions an object cites go into the outbox of each party it is queued
+# for, just ahead of it, in its transaction (docs/federation.md): the first stored row of
+# each, unless recalled (found by the unique (collection, id, version) index). An entry
+# there already that was given up is tried again (an object needs it now); one delivered
+# stays delivered: a partner gets a definition once.
+_QUEUE_CITED = (
+    "INSERT INTO outbox (party, seq, enqueued) SELECT {m}, seq, {m} FROM objects "
+    "WHERE collection_id IN (SELECT collection_id FROM collections) AND object_id = {m} "
+    "AND recalled IS NULL ORDER BY seq LIMIT 1 "
+    "ON CONFLICT (party, seq) DO UPDATE SET attempts = 0 WHERE outbox.delivered IS NULL")
+_MARKING_ID = re.compile(r"marking-definition--[0-9A-Fa-f-]{36}")
+
+
+def _queue_cited(c: Any, mark: str, party: str, obj: NewObject, when: str,
+                 queued: set[tuple[str, str]]) -> None:
+    """Queue for ``party`` the stored marking-definitions ``obj`` cites, inside the
+    caller's write transaction (both dialects), each once per transaction."""
+    for ref in obj.marking_refs:
+        if (party, ref) not in queued:
+            queued.add((party, ref))
+            c.execute(_QUEUE_CITED.format(m=mark), (party, when, ref))
+
+
+def _enqueue_order(rows: Iterable[StoredObject],
+                   decide: Callable[[StoredObject], bool]) -> list[int]:
+    """The seqs of ``rows`` (in seq order) that ``decide`` allows, each preceded by the
+    marking-definitions among ``rows`` it cites that were not allowed on their own, once.
+    A body is parsed only when such a definition's id is in it."""
+    first: dict[str, int] = {}  # marking-definition id → its first row
+    waiting: set[str] = set()  # definitions not allowed on their own (yet)
+    chosen: dict[int, None] = {}
+    for row in rows:
+        if row.object_type == "marking-definition":
+            first.setdefault(row.object_id, row.seq)
+            if decide(row):
+                chosen[row.seq] = None
+            elif first[row.object_id] == row.seq:
+                waiting.add(row.object_id)
+            continue
+        if not decide(row):
+            continue
+        if waiting and waiting.intersection(_MARKING_ID.findall(row.body)):
+            for ref in cited_markings(json.loads(row.body)):
+                if ref in waiting:
+                    chosen[first[ref]] = None
+                    waiting.discard(ref)
+        chosen[row.seq] = None
+    return list(chosen)
 
 
 def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
