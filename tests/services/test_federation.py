@@ -253,6 +253,13 @@ def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) ->
         assert for_all["id"] not in visible_ids(aus)
         # from the originator itself it may go
         push(jpn, "AUS")
+        assert for_all["id"] in visible_ids(aus)
+        # held now, the same bytes relayed by NZL are still NZL's release to decide:
+        # refused, not acknowledged as "already stored" in AUS's signed receipt
+        r = _post_inbox(nzl, aus, [marking, body])
+        failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+        assert "AUS is a third party" in failures[for_all["id"]]
+        assert for_all["id"] not in {s["id"] for s in r.json().get("successes", [])}
     assert for_all["id"] in visible_ids(aus) and for_nz["id"] not in visible_ids(aus)
     for node in nodes.values():
         node.close()

@@ -625,7 +625,15 @@ class Federation:
         try:  # fast path: exactly this version is held already (pushed, then pulled)
             version, digest = object_version(item), canonical_body(item)[1]
             if self.store.holds(collection_id, oid, version, digest):
-                return Received(oid, version, True, "already stored (identical)", digest), None
+                # the release decision all the same, on the label it is held under: a
+                # holder relaying a third party's object without consent is refused, not
+                # acknowledged in our signed receipt because we had it from its originator
+                rows = [r for r in self.store.held([oid], (version,) if version else ("all",))
+                        if r.collection_id == collection_id and r.body_hash == digest]
+                refused = self._refused(sender, self.store.labels()[rows[0].banner_id], oid,
+                                        version, consents, problems) if rows else None
+                return refused or Received(oid, version, True, "already stored (identical)",
+                                           digest), None
         except (ValueError, TypeError):
             pass  # malformed: the full checks below say why
         try:
