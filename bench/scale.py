@@ -334,10 +334,15 @@ def load_in_process(made: IntelpactNode, data: Data, n: int, loaders: int,
     _LOADER.pop("batches")
     node = Node.open(made.dir)
     stored = node.store.count(made.cid)
+    started = time.perf_counter()  # the search index, which `serve` would write after
+    while node.store.index_text(10_000):  # the load in the background, during the reads
+        pass
+    indexed = time.perf_counter() - started
     node.close()
     if stored != n + len(data.markings):
         raise RuntimeError(f"{stored} objects stored, expected {n + len(data.markings)}")
-    return {"objects": n, "seconds": seconds, "per_s": n / seconds, "loaders": loaders}
+    return {"objects": n, "seconds": seconds, "per_s": n / seconds, "loaders": loaders,
+            "index_seconds": indexed}
 
 
 # -- measurements ----------------------------------------------------------------------

@@ -672,3 +672,92 @@ def test_short_text_looks_only_at_the_newest_rows(store: Store,
     # the newest 3 rows the reader may see are 6, 5 and 4 (7 is not theirs); 4 has "yq"
     assert found("zq") == [rows[5].object_id, rows[4].object_id]
     assert found("xzq") == [r.object_id for r in reversed(rows) if r is not rows[3]]
+
+
+def _named(n: int, name: str, label: Label = LOW) -> NewObject:
+    oid = f"indicator--00000000-0000-4000-8000-{n:012d}"
+    return obj(n, label=label, body=f'{{"id":"{oid}","name":"{name}"}}')
+
+
+def _indexed(path: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(path) as c:
+        return c.execute("SELECT rowid, text FROM objects_text ORDER BY rowid").fetchall()
+
+
+def test_the_text_index_is_written_after_the_objects_and_before_a_search(
+        tmp_path: Path) -> None:
+    """SQLite's search index is not written in the objects' transaction (ingest does not
+    wait for FTS5): ``index_text`` writes it in batches, and a search brings it up to
+    date first, so it never misses what was stored before it."""
+    path = tmp_path / "n.db"
+    store = SQLiteStore(path)
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [_named(n, f"harbour crane {n}") for n in range(1, 6)])
+    assert _indexed(path) == []
+    assert store.index_text(2) == 2 and len(_indexed(path)) == 2
+    assert store.index_text() == 3 and store.index_text() == 0
+    assert [text for _, text in _indexed(path)] == [f"harbour crane {n}\n" for n in range(1, 6)]
+
+    store.add_objects("c1", [_named(6, "container ship")])
+    page = store.query("c1", ids_for(store, LOW), Query(text="container", newest_first=True))
+    assert [r.object_id for r in page.rows] == [_named(6, "").object_id]
+    assert store.index_text() == 0  # the search indexed it
+    store.close()
+
+
+def test_a_row_changed_or_deleted_before_or_after_indexing_is_searched_as_it_is(
+        tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    store = SQLiteStore(path)
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [_named(n, f"old name {n}") for n in range(1, 4)])
+    readable = ids_for(store, LOW)
+
+    def found(text: str) -> list[int]:
+        page = store.query("c1", readable, Query(text=text, newest_first=False))
+        return [int(r.object_id[-3:]) for r in page.rows]
+
+    assert store.index_text() == 3
+    with sqlite3.connect(path) as c:  # a body changed after it was indexed (a tombstone)
+        c.execute("UPDATE objects SET body = ? WHERE seq = 1",
+                  ('{"id":"indicator--00000000-0000-4000-8000-000000000001","name":"new"}',))
+    store.add_objects("c1", [_named(4, "old name 4")])
+    with sqlite3.connect(path) as c:  # ... and one changed before it was indexed
+        c.execute("UPDATE objects SET body = ? WHERE seq = 4",
+                  ('{"id":"indicator--00000000-0000-4000-8000-000000000004","name":"newer"}',))
+    assert found("old name") == [2, 3]
+    assert found("new") == [1, 4]
+
+    # the highest row deleted: SQLite gives its seq to the next row stored, which is
+    # indexed all the same
+    assert store.delete("c1", readable, _named(4, "").object_id, ("all",)) == 1
+    store.add_objects("c1", [_named(5, "fresh fish")])
+    (seq,) = sqlite3.connect(path).execute(
+        "SELECT seq FROM objects WHERE object_id LIKE '%005'").fetchone()
+    assert seq == 4
+    assert found("fresh") == [5] and found("newer") == []
+    store.close()
+
+
+def test_an_older_store_keeps_its_index_across_the_indexer_migration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 0014 starts the indexer's mark at the highest row, which the trigger
+    of 0011 had indexed already: nothing indexed twice, nothing missed."""
+    import intelpact.store.sqlite as sqlitestore
+    path = tmp_path / "n.db"
+    with monkeypatch.context() as m:
+        m.setattr(sqlitestore, "migrations", lambda: [v for v in migrations() if v[0] < 14])
+        older = SQLiteStore(path)
+        assert older.schema_version == 13
+        older.add_collection(Collection("c1", "one", "", "intel"))
+        older.add_objects("c1", [_named(n, f"reef {n}") for n in range(1, 3)])
+        older.close()
+    before = _indexed(path)
+    assert len(before) == 2  # by 0011's trigger
+    store = SQLiteStore(path)
+    assert store.schema_version == migrations()[-1][0] and _indexed(path) == before
+    assert store.index_text() == 0
+    store.add_objects("c1", [_named(3, "reef 3")])
+    page = store.query("c1", ids_for(store, LOW), Query(text="reef"))
+    assert len(page.rows) == 3 and len(_indexed(path)) == 3
+    store.close()

@@ -85,6 +85,7 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     courier = Courier(node, interval=courier_interval)
     courier.start()
     node.audit.start()  # integrates the audit log and signs its checkpoints
+    node.indexer.start()  # the console's search index, off the request's thread
 
     async def run() -> None:
         await asyncio.gather(*(s.serve() for s in servers))
@@ -115,6 +116,7 @@ def serve_workers(node: Node, workers: int, *, host: str | None = None,
     courier = Courier(node, interval=courier_interval)
     courier.start()
     node.audit.start()  # this process alone integrates and signs checkpoints
+    node.indexer.start()
     os.environ[WORKER_ENV] = str(node.config.dir.resolve())
     try:
         uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,

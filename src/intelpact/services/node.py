@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import threading
 import uuid
@@ -46,11 +47,45 @@ from .federation import Federation, Identity
 from .people import People, Principal
 from .publish import Publisher
 
+log = logging.getLogger("intelpact.node")
 DEFAULT_COLLECTION_ALIAS = "intel"
 
 
 class NodeError(IntelpactError):
     """A node-level change was refused."""
+
+
+class SearchIndexer:
+    """Keeps the store's text index (the console's search) current in the background, so
+    that storing objects does not wait for it (``Store.index_text``). A search brings the
+    index up to date itself before it runs: this only keeps that catch-up short."""
+
+    def __init__(self, store: Store, every: float = 0.2) -> None:
+        self.store = store
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="intelpact-search-index",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                while self.store.index_text() and not self._stop.is_set():
+                    pass
+            except Exception:  # noqa: BLE001 - a search catches up itself; keep trying
+                log.exception("search indexing failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 class Node:
@@ -85,6 +120,7 @@ class Node:
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
         self.access = Access(self.policy, self.markings, store, validate_object)
+        self.indexer = SearchIndexer(store)  # started by `serve`
 
     def rotate_key(self) -> str:
         """Make a new signing key; keep the old one's public half for old signatures, and
@@ -304,6 +340,7 @@ class Node:
         return found
 
     def close(self) -> None:
+        self.indexer.stop()
         self.audit.close()
         self.store.close()
 

@@ -488,6 +488,14 @@ class Store(abc.ABC):
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
         """Visible object versions, oldest date_added first, one page."""
 
+    def index_text(self, limit: int = 1000) -> int:
+        """Add up to ``limit`` stored versions, oldest first, to the search's text index,
+        where the backend keeps one apart from the objects' transaction; returns how many
+        (0: the index is current). A query with text brings the index up to date itself
+        first; calling this in the background only keeps that short. A backend without a
+        text index has nothing to do."""
+        return 0
+
     def held(self, object_ids: Sequence[str],
              versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:
         """Every stored row of these objects, in every collection, whatever its label:

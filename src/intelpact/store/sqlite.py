@@ -62,6 +62,10 @@ from .base import (
 # write or truncate errors a file size limit gives (EFBIG: RLIMIT_FSIZE, some quotas).
 _FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
                    sqlite3.SQLITE_IOERR_TRUNCATE})
+# The search index's text of a row, as 0011_search.sql's trigger made it.
+_TEXT = ("CASE WHEN json_valid(body) THEN coalesce(json_extract(body, '$.name'), '') || "
+         "char(10) || coalesce(json_extract(body, '$.description'), '') ELSE '' END")
+TEXT_INDEX_BATCH = 1000  # rows per indexing statement: about 45 ms under the write lock
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
@@ -351,6 +355,9 @@ class SQLiteStore(Store):
             results.append(AddResult(obj.object_id, version, "added", "stored"))
 
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
+        if query.text:  # the text index misses nothing stored before the search
+            while self.index_text(TEXT_INDEX_BATCH):
+                pass
         sql, params = _select(collection_id, readable, query)
         rows = self._conn().execute(sql, params).fetchall()
         more = len(rows) > query.limit
@@ -358,6 +365,27 @@ class SQLiteStore(Store):
         objects = [_stored(r) for r in rows]
         next_cursor = f"{objects[-1].seq}.{query.fingerprint()}" if more and objects else None
         return Page(objects, more, next_cursor)
+
+    def index_text(self, limit: int = TEXT_INDEX_BATCH) -> int:
+        """The search's trigram index (0011_search.sql) is written here, one statement per
+        batch of rows above the mark (0014_search_indexer.sql), not by a trigger in the
+        objects' transaction: FTS5 costs about as much per object as everything else the
+        store does, and here it runs off the request's thread (docs/console.md)."""
+        conn = self._conn()
+        mark, last = conn.execute(
+            "SELECT seq, (SELECT max(seq) FROM objects) FROM objects_text_indexed").fetchone()
+        if last is None or last <= mark:
+            return 0  # current: no write lock taken
+        with self._write() as c:
+            (mark,) = c.execute("SELECT seq FROM objects_text_indexed").fetchone()
+            (upto,) = c.execute("SELECT max(seq) FROM (SELECT seq FROM objects WHERE seq > ? "
+                                "ORDER BY seq LIMIT ?)", (mark, limit)).fetchone()
+            if upto is None:
+                return 0
+            added = c.execute(f"INSERT INTO objects_text (rowid, text) SELECT seq, {_TEXT} "  # noqa: S608
+                              "FROM objects WHERE seq > ? AND seq <= ?", (mark, upto)).rowcount
+            c.execute("UPDATE objects_text_indexed SET seq = ?", (upto,))
+        return int(added)
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...]) -> int:
