@@ -71,6 +71,57 @@ def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
         assert data["kind"] == e.kind == "login-failure" and data["node"] == "JPN"
 
 
+def test_group_commit_writes_on_the_caller_s_thread_and_batches_the_waiters() -> None:
+    """An append alone is written by the thread that makes it (no hand-over to a writer
+    thread); appends made while a transaction is under way wait and go together in the
+    next one, written by one of their own threads; a failure reaches every waiter."""
+    from intelpact.services.audit import _GroupCommit
+    from intelpact.store.base import StoreFull
+
+    batches: list[tuple[str, int]] = []
+    hold, holding = threading.Event(), threading.Event()
+    fail: list[BaseException] = []
+
+    def write(events: list[object]) -> int:
+        if fail:
+            raise fail[0]
+        batches.append((threading.current_thread().name, len(events)))
+        if len(batches) == 1:
+            holding.set()
+            assert hold.wait(10)
+        return sum(n for _, n in batches) - len(events)
+
+    commit = _GroupCommit(write)
+    firsts: dict[str, int] = {}
+
+    def append(name: str, n: int) -> None:
+        firsts[name] = commit.append([object()] * n)
+
+    first = threading.Thread(target=append, args=("a", 1), name="a")
+    first.start()
+    assert holding.wait(10)  # "a" is writing its own event, on its own thread
+    waiting = [threading.Thread(target=append, args=(name, 2), name=name) for name in "bcd"]
+    for t in waiting:
+        t.start()
+    while len(commit._waiting) < 3:  # all three queued behind "a"'s transaction
+        threading.Event().wait(0.001)
+    hold.set()
+    for t in [first, *waiting]:
+        t.join(10)
+    assert batches[0] == ("a", 1)
+    assert batches[1][0] in "bcd" and batches[1][1] == 6 and len(batches) == 2
+    assert firsts["a"] == 0 and sorted(firsts[x] for x in "bcd") == [1, 3, 5]
+
+    for error, expected in ((RuntimeError("disk on fire"), AuditError),
+                            (StoreFull("full", hint="make room"), StoreFull)):
+        fail[:] = [error]
+        with pytest.raises(expected):
+            commit.append([object()])
+    commit.close()
+    with pytest.raises(AuditError, match="closed"):
+        commit.append([object()])
+
+
 def test_checkpoints_are_signed_c2sp_notes_over_rfc9162_roots(node: Node) -> None:
     _people(node, 5)  # after the node-init event: 6 events
     cp = node.audit.checkpoint()

@@ -31,7 +31,6 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,74 +165,86 @@ class Verdict:
         return not self.problems
 
 
+class _Append:
+    """One caller's events waiting to be made durable, and what became of them."""
+
+    __slots__ = ("done", "error", "events", "first")
+
+    def __init__(self, events: Sequence[AuditEvent]) -> None:
+        self.events = events
+        self.done = False
+        self.first = -1
+        self.error: BaseException | None = None
+
+
 class _GroupCommit:
-    """Appends from many threads, one durable transaction per batch waiting."""
+    """Appends from many threads, one durable transaction per batch waiting. The thread
+    that finds no transaction under way writes one itself, with its own events and every
+    event queued meanwhile: an append alone is not handed to a writer thread and back
+    (two thread switches, under the GIL, on the path of every read). The others wait;
+    when that transaction ends, the first of them whose events are still unwritten
+    writes the next batch, with everything queued by then."""
 
     def __init__(self, write: Callable[[Sequence[AuditEvent]], int]) -> None:
         self._write = write
         self._cond = threading.Condition()
-        self._waiting: list[tuple[Sequence[AuditEvent], Future[int]]] = []
-        self._thread: threading.Thread | None = None
+        self._waiting: list[_Append] = []
+        self._writing = False
         self._closed = False
 
-    def start(self) -> None:
-        """Start the writer now (its own database connection opened at once), not at
-        the first event: a long-running server's first read pays for neither."""
-        with self._cond:
-            self._start()
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="intelpact-audit",
-                                            daemon=True)
-            self._thread.start()
-
-    def submit(self, events: Sequence[AuditEvent]) -> Future[int]:
-        future: Future[int] = Future()
+    def append(self, events: Sequence[AuditEvent]) -> int:
+        """Append ``events`` durably; returns the leaf index of the first."""
+        mine = _Append(events)
         with self._cond:
             if self._closed:
                 raise AuditError("the audit log is closed")
-            self._waiting.append((events, future))
-            self._start()
-            self._cond.notify()
-        return future
-
-    def _run(self) -> None:
-        try:
-            self._write([])  # opens this thread's connection; appends nothing
-        except Exception:  # noqa: BLE001 - each append below reports its own failure
-            log.exception("the audit writer could not reach the store")
-        while True:
-            with self._cond:
-                while not self._waiting and not self._closed:
-                    self._cond.wait()
-                if not self._waiting:
-                    return
+            self._waiting.append(mine)
+            while self._writing and not mine.done:
+                self._cond.wait()
+            batch: list[_Append] = []
+            if not mine.done:  # nobody is writing: this thread writes what is waiting
+                self._writing = True
                 batch, self._waiting = self._waiting, []
-            events = [e for group, _ in batch for e in group]
+        if batch:
             try:
-                first = self._write(events)
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
-                log.exception("audit append failed")
-                for _, future in batch:
-                    future.set_exception(StoreFull(exc.message, hint=exc.hint)
-                                         if isinstance(exc, StoreFull) else
-                                         StoreUnavailable(exc.message, hint=exc.hint)
-                                         if isinstance(exc, StoreUnavailable) else AuditError(
-                        f"the audit log could not record: {exc}",
-                        hint="the act was not done; check the database and disk"))
-                continue
-            for group, future in batch:
-                future.set_result(first)
-                first += len(group)
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        return mine.first
+
+    def _commit(self, batch: list[_Append]) -> None:
+        try:
+            first = self._write([e for waiting in batch for e in waiting.events])
+        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+            log.exception("audit append failed")
+            for waiting in batch:
+                waiting.error, waiting.done = _append_error(exc), True
+            return
+        for waiting in batch:
+            waiting.first, waiting.done = first, True
+            first += len(waiting.events)
 
     def close(self) -> None:
+        """Refuse new appends; return once those already made are written."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+            while self._writing or self._waiting:
+                self._cond.wait()
+
+
+def _append_error(exc: BaseException) -> BaseException:
+    """What an append that failed raises: the store's full or unavailable as they are
+    (507, 503), anything else as the audit log's error (the act was not done)."""
+    if isinstance(exc, StoreFull):
+        return StoreFull(exc.message, hint=exc.hint)
+    if isinstance(exc, StoreUnavailable):
+        return StoreUnavailable(exc.message, hint=exc.hint)
+    return AuditError(f"the audit log could not record: {exc}",
+                      hint="the act was not done; check the database and disk")
 
 
 class AuditLog:
@@ -324,7 +335,7 @@ class AuditLog:
     def record(self, *events: AuditEvent) -> None:
         """Append ``events``; returns once they are durable (raises AuditError if not)."""
         if events:
-            self._commit.submit(events).result()
+            self._commit.append(events)
 
     # -- the tree -----------------------------------------------------------------------
     def _fetch(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
@@ -572,7 +583,6 @@ class AuditLog:
         the tree grew."""
         if self._worker is not None:
             return
-        self._commit.start()
         self._stop.clear()
         self._worker = threading.Thread(target=self._run, args=(integrate_every,),
                                         name="intelpact-integrator", daemon=True)
