@@ -151,6 +151,15 @@ class PostgresStore(Store):
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
         self._lock = threading.Lock()
+        try:  # one connection first: a server that is down or refuses us is said at once,
+            # in one line, not after the pool's retries (and their warnings) until timeout
+            psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True).close()
+        except psycopg.OperationalError as exc:
+            reason = next((line.strip() for line in str(exc).splitlines() if line.strip()),
+                          type(exc).__name__)
+            raise StoreError(f"cannot connect to PostgreSQL at {self._where}: {reason}",
+                             hint="check that the server runs and that database, user and "
+                             "password in node.toml's 'database' are right") from None
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True}, configure=_configure, name="intelpact")
