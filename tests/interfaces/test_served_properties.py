@@ -38,6 +38,7 @@ from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.federation import make_card
 from intelpact.services.node import Node
+from intelpact.store.base import normalise_timestamp
 
 from helpers import make_node, pin_each_other, serving, serving_federation
 
@@ -164,6 +165,7 @@ class World:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
     partners: dict[str, Node] = field(default_factory=dict)  # their own nodes, by party
     couriers: dict[str, Courier] = field(default_factory=dict)  # each partner's courier
+    puller: Courier | None = None  # JPN's courier, pulling from the partners
     roster: list[Reader] = field(default_factory=list)  # a reader at every clearance
 
     def __repr__(self) -> str:  # short, in hypothesis's report of a failing example
@@ -606,10 +608,11 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                         communities=COMMUNITIES, roles=["publisher"])
     pin_each_other(*nodes.values())
     jpn = nodes["JPN"]
-    with serving(jpn) as url, serving_federation(jpn), serving_federation(nodes["NZL"]):
+    with serving(jpn) as url, serving_federation(jpn), serving_federation(nodes["NZL"]), \
+            serving_federation(nodes["AUS"]):
         world = World(jpn, url, jpn.default_collection().collection_id,
                       partners={p: nodes[p] for p in PARTNERS},
-                      couriers={p: Courier(nodes[p]) for p in PARTNERS},
+                      couriers={p: Courier(nodes[p]) for p in PARTNERS}, puller=Courier(jpn),
                       roster=[Reader(f"roster-{party.lower()}-{i}", party, clearance,
                                      frozenset([TRI_EYES_ONLY[party]] if party != "JPN"
                                                else []),
@@ -620,13 +623,13 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             add_person(world, r)
         yield world
         world.http.close()
-        for courier in world.couriers.values():
+        for courier in [*world.couriers.values(), world.puller]:
             courier.stop()
     for node in nodes.values():
         node.close()
 
 
-def receive_round(world: World, versions: list[Version]) -> set[str]:
+def receive_round(world: World, versions: list[Version], pull: int = 0) -> set[str]:
     """The partners originate ``versions`` and deliver them to JPN as they really would,
     and as they may not: returns the ids of the marking-definitions they used.
 
@@ -634,6 +637,9 @@ def receive_round(world: World, versions: list[Version]) -> set[str]:
       consent from Australia: JPN refuses every one (a third party's information);
     - each originator sends JPN what it may not release to JPN: JPN refuses each object
       and each definition it may not have, with the reason;
+    - with ``pull`` (a page size), JPN first pulls from each originator, ``pull`` rows to
+      a page: it receives every version the originator may release to it, each with the
+      definitions it cites, wherever the pages are cut;
     - each originator's courier pushes its outbox to JPN over mutual TLS: its release
       filter queued exactly what JPN accepts (nothing is left pending), each object with
       the definitions it cites."""
@@ -670,9 +676,15 @@ def receive_round(world: World, versions: list[Version]) -> set[str]:
             for m, d in sent.items():
                 if not TRI.releasable([m], "JPN"):
                     assert d["id"] in refused, ("a definition JPN may not have", m)
+        released = [v for v in mine if TRI.releasable(portions(v), "JPN")]
+        if pull and world.puller is not None:
+            world.puller.pull_once(party, limit=pull)
+            held = {(r.object_id, r.version)
+                    for r in world.node.store.held([v.object_id for v in released])}
+            assert {(v.object_id, normalise_timestamp(v.modified)) for v in released} <= \
+                held, ("pulled in pages of", pull, mine)
         courier.push_all("JPN")
         assert partner.store.pending("JPN", 10) == [], mine  # it queued nothing JPN refuses
-        released = [v for v in mine if TRI.releasable(portions(v), "JPN")]
         world.versions.extend(released)
         # a definition goes on its own label, or with a released object that cites it
         # (an UNOFFICIAL base beside a PROTECTED portion): stored at JPN under its own
@@ -689,19 +701,21 @@ TRI_PUBLISHER = Reader("officer", "JPN", "機密", frozenset(), frozenset(COMMUN
 @EXAMPLES
 @given(batch=st.lists(partner_objects(), min_size=1, max_size=5),
        people=st.lists(tri_readers(), min_size=1, max_size=2), limit=st.integers(1, 4),
-       kind=st.sampled_from(sorted(REQUIRED)), cut=st.integers(0, 1000))
+       kind=st.sampled_from(sorted(REQUIRED)), cut=st.integers(0, 1000),
+       pull=st.sampled_from([0, 0, 1, 2, 3, 500]))
 def test_partner_objects_received_by_federation_are_served_exactly_as_the_agreement_allows(
         trio: World, batch: list[list[Version]], people: list[Reader], limit: int,
-        kind: str, cut: int) -> None:
+        kind: str, cut: int, pull: int) -> None:
     """New Zealand and Australia originate objects (their own words, REL TO with or
     without JPN, eyes-only caveats, communities, granular portions) at their own nodes,
     and later new versions of some; they reach JPN's node by federation only. JPN serves
     each of its people exactly what the agreement's equivalence table and rules allow,
-    on every read endpoint; what JPN refused is never served."""
+    on every read endpoint; what JPN refused is never served. Often JPN pulls first, in
+    pages of 1 to 500 rows, before the originators push."""
     marks: set[str] = set()
     for first in (True, False):  # first versions, then the originators' new versions
         marks |= receive_round(trio, [obj[0 if first else 1] for obj in batch
-                                      if first or len(obj) > 1])
+                                      if first or len(obj) > 1], pull)
     if not TRI_PUBLISHER.token:
         TRI_PUBLISHER.token = trio.node.people.issue_token("officer")
     for r in people:

@@ -191,10 +191,12 @@ def test_a_partner_pinned_later_gets_the_definitions_queued_with_the_objects(
                                                                     mixed["id"]}
 
 
+@pytest.mark.parametrize("limit", [1, 2])
 def test_a_pull_takes_the_definition_with_its_object_even_across_pages(
-        aus_jpn: tuple[Node, Node]) -> None:
-    """Pulled a page of two at a time, the definition would end one page and its object
-    start the next: the page ends before the definition instead, so both come together."""
+        aus_jpn: tuple[Node, Node], limit: int) -> None:
+    """Pulled two rows to a page, the definition would end one page and its object start
+    the next: the page ends before the definition instead. One row to a page, the page
+    that starts with the definition reads on to its object. Either way both come together."""
     aus, jpn = aus_jpn
     pin_each_other(aus, jpn)
     unofficial, protected = definitions(aus)
@@ -202,7 +204,7 @@ def test_a_pull_takes_the_definition_with_its_object_even_across_pages(
     publish(aus, [unofficial, protected, mixed])
     courier = Courier(jpn)
     with serving_federation(aus):
-        assert courier.pull_once("AUS", limit=2) == 3
+        assert courier.pull_once("AUS", limit=limit) == 3
         courier.stop()
     assert {r.object_id for r in jpn.store.held([unofficial["id"], mixed["id"],
                                                  protected["id"]])} == {

@@ -177,15 +177,20 @@ class FederationApi:
     def _outbox(self, request: Request) -> Response:
         party = self._caller(request, b"")
         after = _integer(request, "next", 0, 0, MAX_INTEGER)
-        limit = _integer(request, "limit", 500, 1, MAX_PAGE)
-        rows = self.node.store.released_after(party, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        size = _integer(request, "limit", 500, 1, MAX_PAGE)
         fed = self.node.federation
         held = fed.held_consents()  # the consent tokens: read once, if a row needs them
-        # as the courier decides: a definition goes on its own label or with an object
-        # here that cites it; one whose object is on the next page starts that page
-        sent, later = fed.outgoing(party, rows, held, more=more)
+        while True:
+            rows = self.node.store.released_after(party, after, size + 1)
+            more = len(rows) > size
+            rows = rows[:size]
+            # as the courier decides: a definition goes on its own label or with an object
+            # here that cites it; one whose object is on the next page starts that page,
+            # and a page that starts with one reads on to its object (queued right behind)
+            sent, later = fed.outgoing(party, rows, held, more=more)
+            if not later or min(later) > rows[0][0] or size >= MAX_PAGE:
+                break
+            size = min(MAX_PAGE, size * 2 + 8)
         if later and min(later) > rows[0][0]:
             rows = [(oid, row) for oid, row in rows if oid < min(later)]
         going = [row for oid, row in sent if oid <= rows[-1][0]]
