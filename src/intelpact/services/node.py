@@ -60,9 +60,10 @@ class SearchIndexer:
     that storing objects does not wait for it (``Store.index_text``). A search brings the
     index up to date itself before it runs: this only keeps that catch-up short."""
 
-    def __init__(self, store: Store, every: float = 0.2) -> None:
+    def __init__(self, store: Store, every: float = 0.2, backoff: float = 30.0) -> None:
         self.store = store
         self.every = every
+        self.backoff = backoff  # after a failure (a full disk): one log entry, not five a second
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,8 +79,9 @@ class SearchIndexer:
             try:
                 while self.store.index_text() and not self._stop.is_set():
                     pass
-            except Exception:  # noqa: BLE001 - a search catches up itself; keep trying
-                log.exception("search indexing failed")
+            except Exception:  # noqa: BLE001 - a search catches up itself; try again later
+                log.exception("search indexing failed; trying again in %g s", self.backoff)
+                self._stop.wait(self.backoff)
 
     def stop(self) -> None:
         self._stop.set()
