@@ -4,10 +4,10 @@ courier, until interrupted.
 With one worker everything runs in one process. With ``workers`` > 1 the TAXII
 API is served by that many processes (uvicorn's supervisor; each opens the node
 itself, through :func:`taxii_worker_app`), while this process alone runs the
-federation listener, the courier and the audit integrator: one sender, one signer
-of receipts and checkpoints. The
-workers share the store, so status resources, cursors and the outbox stay
-correct (docs/node.md); PostgreSQL is the store meant for that.
+federation listener, the courier, the audit integrator and the search indexer: one
+sender, one signer of receipts and checkpoints. The workers share the store, so status
+resources, cursors and the outbox stay correct (docs/node.md); PostgreSQL is the store
+meant for that.
 """
 
 from __future__ import annotations
