@@ -80,13 +80,30 @@ def sleep(seconds):  # libfaketime: EINVAL when the offset changes during a slee
 
 time.sleep = sleep
 
+_monotonic = time.monotonic
+_highest = [0.0]
+
+def monotonic():  # said in the log when libfaketime's monotonic clock goes back
+    now = _monotonic()
+    if now < _highest[0] - 1.0:
+        sys.stderr.write(f"faketime: the monotonic clock went back {_highest[0] - now:.1f} s\\n")
+    _highest[0] = max(_highest[0], now)
+    return now
+
+time.monotonic = monotonic
+
 def _acquire(lock, timeout):
-    deadline = time.monotonic() + timeout
+    # ends when the faked clock passes the deadline (a jump forward ends it at once), and
+    # in any case once ``timeout`` seconds have really been slept (a jump back does not
+    # make it wait for the size of the jump)
+    deadline, budget = time.monotonic() + timeout, timeout
     while not lock.acquire(False):
-        left = deadline - time.monotonic()
+        left = min(deadline - time.monotonic(), budget)
         if left <= 0:
             return False
-        time.sleep(min(left, 0.005))
+        step = min(left, 0.005)
+        time.sleep(step)
+        budget -= step
     return True
 
 def wait(self, timeout=None):  # threading.Condition.wait, with a polled timeout
@@ -221,7 +238,8 @@ class Pair:
         limit = None if fsize is None else functools.partial(_limit_files, fsize)
         with log.open("wb") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, preexec_fn=limit,
+                                    env={**os.environ, "PYTHONFAULTHANDLER": "1",
+                                         **(env or {})}, preexec_fn=limit,
                                     start_new_session=workers > 1)
         self.procs[party] = proc
         self.all_procs.append(proc)
@@ -295,8 +313,18 @@ class Pair:
                          for p in sorted(self.base.glob(f"{party.lower()}-serve-*.log")))
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-12000:]}"
                          for p in sorted(self.base.glob("*-serve-*.log")))
+
+    def dump_threads(self) -> None:
+        """Make every serving process still running write where each of its threads is
+        (faulthandler, on SIGABRT) into its log, for a test that timed out waiting on it."""
+        running = [p for p in self.all_procs if p.poll() is None and p.pid not in self.groups]
+        for proc in running:
+            proc.send_signal(signal.SIGABRT)
+        for proc in running:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
 
     # the command line, as an operator runs it (under the node's clock)
     def cli(self, party: str, *args: str, check: bool = True,
@@ -416,6 +444,8 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str,
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
+            if pair is not None:
+                pair.dump_threads()  # where each node was stuck, in its log below
             raise AssertionError(f"timed out after {seconds:.0f} s: {what}\n"
                                  + (pair.logs() if pair else ""))
         time.sleep(0.05)
