@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import random
@@ -703,13 +704,14 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_in_process(n: int, prefilled: int, work: Path) -> dict[str, Any]:
+def run_in_process(n: int, prefilled: int, work: Path, processes: int = 0) -> dict[str, Any]:
     """Publish ``n`` indicators with ``Publisher.publish`` in this process, in envelopes of
     1,000 parsed by the node's JSON parser (what a TAXII POST does once it has the body;
     the parse is timed apart), on a fresh SQLite node holding ``prefilled`` objects.
     CPU time (user + system, this process) is what other work on the machine disturbs
     least; the node's audit integration, which a server runs in the background, is
-    timed after."""
+    timed after. ``processes``: validate and sign in a pool of that many (started
+    first); the CPU time is then this process's share only."""
     from intelpact.jsonio import parse_json
 
     markings = marking_definitions()
@@ -722,6 +724,9 @@ def run_in_process(n: int, prefilled: int, work: Path) -> dict[str, Any]:
         node.publisher.publish(person, cid, markings)
         fill = prefill(node, cid, prefilled, markings) if prefilled else 0.0
         node.audit.integrate()
+        node.preparer.enable(processes)
+        if processes and not node.preparer.start(timeout=120):
+            raise RuntimeError("the publication pool did not start")
         bodies = [body for _, body in envelopes(indicators(n, markings)[0])]
         cpu, wall = cpu_seconds(), time.perf_counter()
         parsed = [parse_json(body)["objects"] for body in bodies]
@@ -740,26 +745,27 @@ def run_in_process(n: int, prefilled: int, work: Path) -> dict[str, Any]:
         node.close()
     if stored != n + prefilled + len(markings):
         raise RuntimeError(f"{stored} objects stored, expected {n + prefilled + len(markings)}")
-    return {"objects": n, "prefilled": prefilled, "prefill_seconds": fill,
+    return {"objects": n, "prefilled": prefilled, "processes": processes,
+            "prefill_seconds": fill,
             "publish_us_cpu": cpu / n * 1e6, "publish_us_wall": wall / n * 1e6,
             "parse_us_cpu": parse_cpu / n * 1e6, "integrate_us_cpu": integrate / n * 1e6,
             "per_cpu_s": n / cpu, "per_s": n / wall,
             "with_parse_per_cpu_s": n / (cpu + parse_cpu)}
 
 
-def main_in_process(sizes: list[int], prefilled: list[int]) -> int:
+def main_in_process(sizes: list[int], prefilled: list[int], processes: list[int]) -> int:
     results: dict[str, Any] = {"bench": "taxii-in-process", "batch": BATCH,
                                "cpus": os.cpu_count(), "load_start": os.getloadavg()[0],
                                "runs": {}}
-    for k in prefilled:
-        for n in sizes:
-            with tempfile.TemporaryDirectory(prefix=f"intelpact-inproc-{n}-") as tmp:
-                run = run_in_process(n, k, Path(tmp))
-            results["runs"][f"{n}@{k}"] = run
-            print(f"{n:>9,} indicators on a store of {k:>9,}: {run['publish_us_cpu']:6.1f} µs "
-                  f"CPU/object in publish ({run['per_cpu_s']:,.0f} per CPU second, "
-                  f"{run['per_s']:,.0f}/s wall); parse {run['parse_us_cpu']:.1f} µs, audit "
-                  f"integration {run['integrate_us_cpu']:.1f} µs", flush=True)
+    for k, n, p in itertools.product(prefilled, sizes, processes):
+        with tempfile.TemporaryDirectory(prefix=f"intelpact-inproc-{n}-") as tmp:
+            run = run_in_process(n, k, Path(tmp), p)
+        results["runs"][f"{n}@{k}" + (f"/{p}" if p else "")] = run
+        print(f"{n:>9,} indicators on a store of {k:>9,}, pool of {p}: "
+              f"{run['publish_us_cpu']:6.1f} µs "
+              f"CPU/object in publish ({run['per_cpu_s']:,.0f} per CPU second, "
+              f"{run['per_s']:,.0f}/s wall); parse {run['parse_us_cpu']:.1f} µs, audit "
+              f"integration {run['integrate_us_cpu']:.1f} µs", flush=True)
     results["load_end"] = os.getloadavg()[0]
     print(json.dumps(rounded(results), ensure_ascii=False, separators=(",", ":")))
     return 0
@@ -795,10 +801,14 @@ def main() -> int:
     parser.add_argument("--prefill", default="0",
                         help="with --in-process: store sizes to publish onto, loaded with the "
                         "store API first (e.g. 0,300000)")
+    parser.add_argument("--processes", default="0",
+                        help="with --in-process: pool sizes to validate and sign with "
+                        "(e.g. 0,2; 0: in this process)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.in_process:
-        return main_in_process(sizes, [int(k) for k in args.prefill.split(",") if k])
+        return main_in_process(sizes, [int(k) for k in args.prefill.split(",") if k],
+                               [int(p) for p in args.processes.split(",") if p])
     msizes = {int(s) for s in args.medallion_sizes.split(",") if s}
     python = medallion_python(args.medallion_python) if msizes else None
 

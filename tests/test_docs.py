@@ -168,7 +168,9 @@ def test_configuration_md_defaults_are_the_real_defaults(tmp_path: Path) -> None
             assert field in ("party", "agreement_hash"), key
             continue
         value = getattr(loaded, attr.get(field, field))
-        if isinstance(value, Path):
+        if value is None:
+            shown = "not set"  # then the code decides (the row says how)
+        elif isinstance(value, Path):
             shown = f'`"{value.relative_to(d)}"`'
         elif isinstance(value, bool):
             shown = f"`{str(value).lower()}`"

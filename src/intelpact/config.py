@@ -25,7 +25,7 @@ _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database
               "signing_key")
 _SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
                 "max_content_length", "federation_port", "header_timeout",
-                "body_idle_timeout", "body_timeout", "max_connections")
+                "body_idle_timeout", "body_timeout", "max_connections", "ingest_processes")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
 # Connections and requests in progress each listener takes before it answers 503 (uvicorn's
 # limit_concurrency): a bound on what a flood of connections can hold (threads, memory).
@@ -64,6 +64,7 @@ class NodeConfig:
     body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    ingest_processes: int | None = None  # None: services.prepare.default_processes
 
     @property
     def federation_url(self) -> str:
@@ -139,6 +140,12 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise _fail(path, "server.max_connections", f"expected 1 to 100000, found "
                     f"{connections!r}", f"write max_connections = {DEFAULT_MAX_CONNECTIONS}")
 
+    processes = server.get("ingest_processes")
+    if processes is not None and (not isinstance(processes, int) or
+                                  isinstance(processes, bool) or not 0 <= processes <= 64):
+        raise _fail(path, "server.ingest_processes", f"expected 0 to 64, found {processes!r}",
+                    "write ingest_processes = 0 (none), or remove it for the default")
+
     def seconds(key: str, default: float) -> float:
         value = server.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or \
@@ -180,7 +187,7 @@ def load_config(node_dir: Path) -> NodeConfig:
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
-        max_connections=connections, **timeouts)
+        max_connections=connections, ingest_processes=processes, **timeouts)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -240,7 +247,10 @@ def write_config(cfg: NodeConfig) -> None:
               f"header_timeout = {cfg.header_timeout:g}",
               f"body_idle_timeout = {cfg.body_idle_timeout:g}",
               f"body_timeout = {cfg.body_timeout:g}",
-              f"max_connections = {cfg.max_connections}", ""]
+              f"max_connections = {cfg.max_connections}"]
+    if cfg.ingest_processes is not None:
+        lines.append(f"ingest_processes = {cfg.ingest_processes}")
+    lines.append("")
     (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 

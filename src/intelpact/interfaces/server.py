@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 
 from ..services.courier import Courier
 from ..services.node import Node
+from ..services.prepare import ingest_processes
 from .federation import create_federation_app, federation_server_options
 from .limits import NoDelayHTTP, http_protocol, no_delay
 from .taxii import create_app
@@ -86,6 +87,7 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     courier.start()
     node.audit.start()  # integrates the audit log and signs its checkpoints
     node.indexer.start()  # the console's search index, off the request's thread
+    node.preparer.enable(ingest_processes(node.config, 1))  # large publications, every core
 
     async def run() -> None:
         await asyncio.gather(*(s.serve() for s in servers))
@@ -98,12 +100,15 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
 
 
 WORKER_ENV = "INTELPACT_NODE_DIR"
+WORKERS_ENV = "INTELPACT_WORKERS"
 
 
 def taxii_worker_app() -> Starlette:
     """The TAXII app of one worker process: it opens the node named by the environment."""
     cap_malloc_arenas()
-    return create_app(Node.open(Path(os.environ[WORKER_ENV])))
+    node = Node.open(Path(os.environ[WORKER_ENV]))
+    node.preparer.enable(ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
+    return create_app(node)
 
 
 def serve_workers(node: Node, workers: int, *, host: str | None = None,
@@ -118,6 +123,7 @@ def serve_workers(node: Node, workers: int, *, host: str | None = None,
     node.audit.start()  # this process alone integrates and signs checkpoints
     node.indexer.start()
     os.environ[WORKER_ENV] = str(node.config.dir.resolve())
+    os.environ[WORKERS_ENV] = str(workers)
     try:
         uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,
                     workers=workers, log_level="warning",

@@ -45,6 +45,7 @@ from .consent import Consents
 from .controls import Controls
 from .federation import Federation, Identity
 from .people import People, Principal
+from .prepare import Preparer
 from .publish import Publisher
 
 log = logging.getLogger("intelpact.node")
@@ -115,7 +116,9 @@ class Node:
                                      self.audit)
         self.compromise = CompromiseReports(self.federation)  # compromise reports
         self.stored = threading.Event()  # set after every write; wakes the courier
-        self.publisher = Publisher(self.policy, self.markings, store, validate_object,
+        # validates and signs what is published; `serve` gives it processes of its own
+        self.preparer = Preparer(lambda: (self.signing_key, self.party))
+        self.publisher = Publisher(self.policy, self.markings, store, self.preparer,
                                    self.audit, sign=self.sign, releaser=self.federation.releaser,
                                    on_stored=self.stored.set)
         self.controls = Controls(self.federation, self.policy, self.markings, store,
@@ -343,6 +346,7 @@ class Node:
 
     def close(self) -> None:
         self.indexer.stop()
+        self.preparer.close()
         self.audit.close()
         self.store.close()
 

@@ -15,8 +15,6 @@ never silently merged.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from ..model import (
 )
 from ..model.errors import LabelError, MarkingError
 from ..model.labels import join_all
+from ..stix.validate import validate_object
 from ..store.base import (
     AddResult,
     AuditEvent,
@@ -49,6 +48,10 @@ from ..store.base import (
     utc_now,
 )
 from .audit import AuditLog
+from .prepare import Prepared, Preparer, canonical_body, with_marking_refs
+
+__all__ = ["BATCH", "MarkingRequest", "Outcome", "PublishError", "Publisher", "canonical_body",
+           "definition_label", "object_version"]
 
 BATCH = 500
 
@@ -69,15 +72,6 @@ class Outcome:
     version: str | None
     ok: bool
     message: str
-
-
-def canonical_body(obj: dict[str, Any], text: str | None = None) -> tuple[str, str]:
-    """The JSON text stored and served for ``obj`` (keys sorted, no whitespace, UTF-8),
-    and the SHA-256 of that text, which identifies the version's content everywhere.
-    ``text``: that text, when the caller has it already (:func:`signed_text`)."""
-    body = text if text is not None else json.dumps(obj, ensure_ascii=False, sort_keys=True,
-                                                    separators=(",", ":"))
-    return body, hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def object_version(obj: dict[str, Any]) -> str | None:
@@ -104,19 +98,21 @@ def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Labe
 class Publisher:
     """Publishes as a person of this node.
 
-    ``sign`` signs what this node originates (crypto.signing); ``releaser`` gives,
+    ``preparer`` validates and signs each object (services/prepare.py, on every core for
+    a large publication); ``sign`` signs the national marking-definitions this node
+    originates (crypto.signing); ``releaser`` gives,
     once per publication, the federation's release filter: the partners each
     stored object goes to, written to the outbox in the object's transaction."""
 
     def __init__(self, policy: Policy, markings: Markings, store: Store,
-                 validate: Callable[[dict[str, Any]], None], audit: AuditLog, *,
+                 preparer: Preparer, audit: AuditLog, *,
                  sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  releaser: Callable[[], Callable[[NewObject], Iterable[str]]] | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
         self.policy = policy
         self.markings = markings
         self.store = store
-        self.validate = validate
+        self.preparer = preparer
         self.sign = sign
         self.releaser = releaser
         self.on_stored = on_stored
@@ -155,10 +151,10 @@ class Publisher:
                     outcomes.append(outcome)
                 else:
                     pending.append((new, item))
-        for item in objects:
-            if isinstance(item, dict) and item.get("type") == "marking-definition":
-                continue
-            outcome, new = self._object(person, item, extra_refs, denials)
+        items = [item for item in objects
+                 if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
+        for item, prepared in zip(items, self.preparer.prepare(items, extra_refs), strict=True):
+            outcome, new = self._object(person, item, prepared, extra_refs, denials)
             if new is None:
                 outcomes.append(outcome)
             else:
@@ -273,7 +269,7 @@ class Publisher:
                     ) -> tuple[Outcome, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
-            self.validate(item)
+            validate_object(item)
             part = self.markings.add(item)
         except (MarkingError, IntelpactError) as exc:
             return Outcome(mid, None, False, exc.message), None
@@ -292,22 +288,15 @@ class Publisher:
             object_version(item), body, digest, label, label, origin, False,
             published_by=person.name)
 
-    def _object(self, person: Person, item: Any, extra_refs: Iterable[str],
-                denials: list[AuditEvent]) -> tuple[Outcome, NewObject | None]:
-        if not isinstance(item, dict):
-            return Outcome("?", None, False, "not a JSON object"), None
-        oid = str(item.get("id", "?"))
-        try:
-            self.validate(item)
-        except Exception as exc:  # noqa: BLE001 - the validator's one error type
-            return Outcome(oid, None, False, getattr(exc, "reason", str(exc))), None
-        obj = dict(item)
-        refs = list(obj.get("object_marking_refs", []))
-        for ref in extra_refs:
-            if ref not in refs:
-                refs.append(ref)
-        if refs:
-            obj["object_marking_refs"] = refs
+    def _object(self, person: Person, item: Any, prepared: Prepared,
+                extra_refs: Sequence[str], denials: list[AuditEvent]
+                ) -> tuple[Outcome, NewObject | None]:
+        """One object, validated and signed already (``prepared``): label it and check
+        that ``person`` may publish it."""
+        oid = str(item.get("id", "?")) if isinstance(item, dict) else "?"
+        if prepared.reason is not None:
+            return Outcome(oid, None, False, prepared.reason), None
+        obj = with_marking_refs(item, extra_refs)  # what was signed, without the signature
         try:
             labels = self.markings.label(obj, originator=person.party)
         except LabelError as exc:
@@ -322,15 +311,11 @@ class Publisher:
         if not decision.allowed:
             denials.append(self._denial(person, obj, labels.base.originator, decision.reason))
             return Outcome(oid, None, False, decision.reason), None
-        text = None
-        if self.sign is not None:
-            obj = self.sign(obj)
-            text = signed_text(obj)  # the signer's serialisation of obj, if it made one
-        body, digest = canonical_body(obj, text)
         return Outcome(oid, None, True, ""), NewObject(
             oid, str(obj["type"]), str(obj.get("spec_version", "2.1")), object_version(obj),
-            body, digest, labels.base, labels.banner, labels.base.originator,
-            bool(labels.portions), published_by=person.name, marking_refs=cited_markings(obj))
+            prepared.body, prepared.digest, labels.base, labels.banner,
+            labels.base.originator, bool(labels.portions), published_by=person.name,
+            marking_refs=cited_markings(obj))
 
     def _denial(self, person: Person, obj: dict[str, Any], originator: str,
                 reason: str) -> AuditEvent:

@@ -1,0 +1,237 @@
+"""A large publication validated and signed in a pool of processes (services/prepare.py)
+stores exactly what the node's own process would: the same verdicts, the same bytes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intelpact.config import ConfigError, load_config
+from intelpact.crypto.keys import key_id, public_raw
+from intelpact.crypto.signing import verify_object
+from intelpact.services.node import Node
+from intelpact.services.prepare import MIN_OBJECTS, Preparer, prepare
+from intelpact.services.publish import MarkingRequest
+
+from helpers import AGREEMENTS, free_port, indicator, stix_id
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+MARKING = MarkingRequest("秘", ("NZL",))
+
+
+@pytest.fixture()
+def twins(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    """Two copies of one node (same key, same collection, same people): what one stores
+    through the pool, the other stores in its own process. SQLite: the copy is a file."""
+    first = Node.create(tmp_path / "a", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
+                        tls=False, port=free_port(), federation_port=free_port())
+    first.people.add("aki", party="JPN", clearance="極秘", caveats=["JPNEO"],
+                     communities=["MARITIME"], roles=["analyst", "publisher"])
+    first.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    pooled, alone = Node.open(tmp_path / "a"), Node.open(tmp_path / "b")
+    pooled.preparer.enable(2)
+    yield pooled, alone
+    pooled.close()
+    alone.close()
+
+
+def _started(preparer: Preparer) -> list[int]:
+    """Start the pool and wait until it is up: its processes' ids."""
+    assert preparer.start(timeout=60), "the pool did not start in 60 s"
+    return [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _mixed() -> list[Any]:
+    """ATT&CK ICS (every SDO kind it has), indicators with hostile text, STIX the
+    validator refuses, objects citing a marking nobody defined, and non-objects."""
+    attack = json.loads((DATA / "stix/attack-ics/ics-attack-18.1.json").read_text())["objects"]
+    naughty = json.loads((DATA / "json/naughty-strings/blns.json").read_text())
+    hostile = [indicator(f"naughty {i}", description=text)
+               for i, text in enumerate(naughty[:200])]
+    invalid = []
+    for path in sorted((DATA / "stix/invalid").glob("*.json")):
+        try:
+            body = json.loads(path.read_text())
+        except ValueError:
+            continue  # not JSON at all: a parse error, before publishing
+        invalid += body.get("objects", [body]) if isinstance(body, dict) else [body]
+    unknown = [indicator("unknown marking", object_marking_refs=[stix_id("marking-definition")])]
+    odd = [42, "text", None, [1, 2], {"type": "indicator"}, indicator("bad", pattern="[x")]
+    defs = [o for o in attack if o["type"] == "marking-definition"]
+    rest = [o for o in attack if o["type"] != "marking-definition"]
+    return [*rest[:600], *hostile, *invalid, *unknown, *odd, *defs, *rest[600:900]]
+
+
+def _bodies(node: Node, cid: str) -> dict[tuple[str, str], str]:
+    """Every stored version's body, read from the node's SQLite file."""
+    with sqlite3.connect(f"file:{node.config.dir / 'node.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT object_id, version, body FROM objects "
+                          "WHERE collection_id = ?", (cid,)).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def _verdicts(status: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    return ([(s["id"], s.get("version")) for s in status["successes"]],
+            [(f["id"], f["message"]) for f in status["failures"]])
+
+
+def test_pooled_publication_stores_the_same_bytes(twins: tuple[Node, Node]) -> None:
+    pooled, alone = twins
+    children = _started(pooled.preparer)
+    assert len(children) >= 2
+    before = {pid: _cpu_ticks(pid) for pid in children}
+    objects = _mixed()
+    who = pooled.people.as_person("aki").person
+    cid = pooled.default_collection().collection_id
+    a = pooled.publisher.publish(who, cid, objects, marking=MARKING).body
+    b = alone.publisher.publish(who, cid, objects, marking=MARKING).body
+    assert _verdicts(a) == _verdicts(b)
+    assert a["success_count"] > 800 and a["failure_count"] > 10
+    messages = " ".join(m for _, m in _verdicts(a)[1])
+    assert "not a JSON object" in messages and "marking" in messages
+    assert _bodies(pooled, cid) == _bodies(alone, cid)
+    # the pool did the work: its processes spent CPU on it
+    assert sum(_cpu_ticks(pid) - t for pid, t in before.items()) > 0
+
+
+def test_pooled_signatures_use_the_rotated_key(twins: tuple[Node, Node]) -> None:
+    pooled, _ = twins
+    _started(pooled.preparer)
+    new_id = pooled.rotate_key()
+    objects = [indicator(f"after rotation {i}") for i in range(MIN_OBJECTS)]
+    who = pooled.people.as_person("aki").person
+    cid = pooled.default_collection().collection_id
+    assert pooled.publisher.publish(who, cid, objects,
+                                    marking=MARKING).body["failure_count"] == 0
+    key = pooled.signing_key.public_key()
+    assert key_id(public_raw(pooled.signing_key)) == new_id
+    for body in _bodies(pooled, cid).values():
+        obj = json.loads(body)
+        if obj["type"] == "indicator":
+            assert verify_object(obj, "JPN", {new_id: key}) == new_id
+
+
+def test_a_killed_pool_process_loses_nothing(twins: tuple[Node, Node]) -> None:
+    pooled, alone = twins
+    children = _started(pooled.preparer)
+    os.kill(children[0], signal.SIGKILL)
+    objects = [indicator(f"survivor {i}") for i in range(3 * MIN_OBJECTS)]
+    who = pooled.people.as_person("aki").person
+    cid = pooled.default_collection().collection_id
+    status = pooled.publisher.publish(who, cid, objects, marking=MARKING).body
+    assert status["failure_count"] == 0 and status["success_count"] == len(objects) + 1
+    alone.publisher.publish(who, cid, objects, marking=MARKING)
+    assert _bodies(pooled, cid) == _bodies(alone, cid)
+    # and the next large publication starts a new pool
+    children = _started(pooled.preparer)
+    assert children and all(_cpu_ticks(pid) >= 0 for pid in children)
+
+
+def test_small_publications_and_a_disabled_pool_stay_here(tmp_path: Path) -> None:
+    node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
+                       tls=False, port=free_port(), federation_port=free_port())
+    try:
+        assert not node.preparer.start(timeout=1)  # not enabled
+        node.preparer.enable(2)
+        list(node.preparer.prepare([indicator(str(i)) for i in range(MIN_OBJECTS - 1)], []))
+        assert node.preparer._pool is None  # too small to send: not even started
+    finally:
+        node.close()
+
+
+def test_prepare_refuses_what_the_validator_refuses() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    assert prepare("x", [], key, "JPN").reason == "not a JSON object"
+    bad = prepare(indicator("bad", pattern="[x"), [], key, "JPN")
+    assert bad.reason and "pattern" in bad.reason and not bad.body
+    good = prepare(indicator("good"), ["marking-definition--" + "0" * 36], key, "JPN")
+    assert good.reason is None and len(good.digest) == 64
+    assert json.loads(good.body)["object_marking_refs"] == ["marking-definition--" + "0" * 36]
+
+
+@pytest.mark.parametrize("value", ["2", -1, 65, True, 1.5])
+def test_ingest_processes_is_checked(tmp_path: Path, value: Any) -> None:
+    node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
+                       tls=False, port=free_port(), federation_port=free_port())
+    node.close()
+    path = tmp_path / "n" / "node.toml"
+    path.write_text(path.read_text() + f"ingest_processes = {json.dumps(value)}\n")
+    with pytest.raises(ConfigError, match="server.ingest_processes: expected 0 to 64"):
+        load_config(tmp_path / "n")
+
+
+def test_ingest_processes_round_trips(tmp_path: Path) -> None:
+    node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
+                       tls=False, port=free_port(), federation_port=free_port())
+    node.close()
+    path = tmp_path / "n" / "node.toml"
+    assert load_config(tmp_path / "n").ingest_processes is None
+    path.write_text(path.read_text() + "ingest_processes = 3\n")
+    assert load_config(tmp_path / "n").ingest_processes == 3
+
+
+_POOL_THEN_WAIT = """
+import multiprocessing, sys, time
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from intelpact.services.prepare import MIN_OBJECTS, Preparer
+
+def main():
+    key = Ed25519PrivateKey.generate()
+    preparer = Preparer(lambda: (key, "JPN"))
+    preparer.enable(2)
+    assert preparer.start(timeout=60)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+def test_a_killed_node_process_leaves_no_pool_behind(tmp_path: Path) -> None:
+    """SIGKILL gives the node's process no chance to end its pool: the pool's processes
+    notice their parent is gone and end themselves."""
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL_THEN_WAIT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"pool processes {pids} outlived their parent"
+        time.sleep(0.05)
