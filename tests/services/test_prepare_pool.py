@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from intelpact.config import ConfigError, load_config
 from intelpact.crypto.keys import key_id, public_raw
 from intelpact.crypto.signing import verify_object
+from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.prepare import MIN_OBJECTS, Preparer, prepare
 from intelpact.services.publish import MarkingRequest
@@ -29,6 +31,7 @@ from helpers import AGREEMENTS, free_port, indicator, stix_id
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MARKING = MarkingRequest("秘", ("NZL",))
+TAXII = "application/taxii+json;version=2.1"
 
 
 @pytest.fixture()
@@ -235,3 +238,103 @@ def test_a_killed_node_process_leaves_no_pool_behind(tmp_path: Path) -> None:
     while any(_alive(p) for p in pids):
         assert time.monotonic() < deadline, f"pool processes {pids} outlived their parent"
         time.sleep(0.05)
+
+
+def test_a_pool_that_cannot_start_leaves_the_work_here(twins: tuple[Node, Node],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process to be had (a limit on processes, say): the publication is not refused,
+    it is prepared in the node's process, and the pool is not tried again."""
+    pooled, alone = twins
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("fork: Resource temporarily unavailable")
+
+    monkeypatch.setattr("intelpact.services.prepare.ProcessPoolExecutor", refuse)
+    objects = [indicator(f"alone {i}") for i in range(2 * MIN_OBJECTS)]
+    who = pooled.people.as_person("aki").person
+    cid = pooled.default_collection().collection_id
+    status = pooled.publisher.publish(who, cid, objects, marking=MARKING).body
+    assert status["failure_count"] == 0 and status["success_count"] == len(objects) + 1
+    assert pooled.preparer.processes == 0 and not pooled.preparer.start(timeout=1)
+    alone.publisher.publish(who, cid, objects, marking=MARKING)
+    assert _bodies(pooled, cid) == _bodies(alone, cid)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> None:
+    """`serve --workers 2` with `ingest_processes = 2`: a worker that receives a large
+    publication starts its pool, uses it, and ends it when the server stops."""
+    from helpers import stop_group
+
+    node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
+                       tls=False, port=free_port(), federation_port=free_port())
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["analyst", "publisher"],
+                    password="pool-test-password")
+    cid, port = node.default_collection().collection_id, node.config.port
+    marking = national_marking(node.agreement, "JPN", "秘", rel_to=("NZL",))
+    node.close()
+    path = tmp_path / "n" / "node.toml"
+    path.write_text(path.read_text() + "ingest_processes = 2\n")
+    exe = Path(sys.executable).with_name("intelpact")
+    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "n"), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/intel/collections/{cid}/objects/"
+    pools: list[int] = []
+    try:
+        with httpx.Client(auth=("aki", "pool-test-password"), timeout=60,
+                          headers={"Accept": TAXII, "Content-Type": TAXII}) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get(url.split("/intel/")[0] + "/taxii2/").raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline and proc.poll() is None, "no server"
+                    time.sleep(0.2)
+            for k in range(6):  # the first in each worker starts its pool
+                objects = [marking] + [indicator(f"w{k}-{i}", object_marking_refs=[marking["id"]])
+                                       for i in range(MIN_OBJECTS)]
+                r = client.post(url, content=json.dumps({"objects": objects}))
+                assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
+                pools = [p for w in _children(proc.pid) for p in _children(w)]
+                if pools:
+                    break
+                time.sleep(0.5)
+            assert pools, "no worker started a publication pool"
+            deadline = time.monotonic() + 60
+            while not all(_cpu_ticks(p) for p in pools):  # up: they imported the validator
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            before = sum(_cpu_ticks(p) for p in pools)
+            for k in range(4):  # keep-alive: one worker, whose pool is up
+                objects = [indicator(f"p{k}-{i}", object_marking_refs=[marking["id"]])
+                           for i in range(3 * MIN_OBJECTS)]
+                r = client.post(url, content=json.dumps({"objects": objects}))
+                assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
+            assert sum(_cpu_ticks(p) for p in pools) > before
+    finally:
+        proc.terminate()  # the server alone: it stops its workers, each its pool
+        try:
+            _, err_bytes = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            raise
+    err = err_bytes.decode()
+    assert proc.returncode == 0, err[-2000:]
+    assert "leaked" not in err and "Traceback" not in err, err[-2000:]
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pools):
+        assert time.monotonic() < deadline, f"pool processes {pools} outlived the server"
+        time.sleep(0.1)

@@ -13,10 +13,12 @@ meant for that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,17 @@ def taxii_worker_app() -> Starlette:
     cap_malloc_arenas()
     node = Node.open(Path(os.environ[WORKER_ENV]))
     node.preparer.enable(ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
-    return create_app(node)
+    app = create_app(node)
+    served = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with served(app):
+            yield
+        node.preparer.close()  # the worker's publication pool ends with it
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def serve_workers(node: Node, workers: int, *, host: str | None = None,

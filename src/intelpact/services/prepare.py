@@ -206,11 +206,21 @@ class Preparer:
         with self._lock:
             if self._pool is None and self.processes:
                 ctx = multiprocessing.get_context("spawn")  # this process has threads
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx,
-                                                 initializer=_start_process)
-                self._started = [self._pool.submit(_ready) for _ in range(self.processes)]
-                log.info("starting %d processes to validate and sign publications",
-                         self.processes)
+                try:
+                    self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx,
+                                                     initializer=_start_process)
+                    self._started = [self._pool.submit(_ready)
+                                     for _ in range(self.processes)]
+                except Exception:  # noqa: BLE001 - e.g. no processes left: work alone
+                    log.exception("cannot start processes to validate and sign "
+                                  "publications; doing it in this process from now on")
+                    pool, self._pool, self._started = self._pool, None, []
+                    self.processes = 0
+                    if pool is not None:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                else:
+                    log.info("starting %d processes to validate and sign publications",
+                             self.processes)
             return self._pool, list(self._started)
 
     def _pool_for(self, count: int) -> ProcessPoolExecutor | None:
