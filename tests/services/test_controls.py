@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from test_federation import pair, people, publish, push
 
 from intelpact.interfaces.cli import main
+from intelpact.model import national_marking
 from intelpact.services.controls import ControlError
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError, sign_payload
@@ -20,7 +21,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query
 
-from helpers import make_node, serving_federation
+from helpers import indicator, make_node, serving_federation
 
 
 @pytest.fixture()
@@ -193,3 +194,38 @@ def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
     refused = runner.invoke(main, ["recall", str(jpn.config.dir), obj["id"], "--reason", "x",
                                    "--as", "analyst-none"])
     assert refused.exit_code == 2 and "error:" in refused.output
+
+
+def test_a_reclassified_base_keeps_the_portions_in_the_holder_s_banner(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """The originator lowers the base of an object whose description is marked higher:
+    at the holder every version's banner is the new base joined with that portion, never
+    the new base alone (the banner is what release decisions and derived information
+    are held to)."""
+    jpn, nzl = jpn_nzl
+    base = national_marking(jpn.agreement, "JPN", "極秘", rel_to=["NZL"])
+    portion = national_marking(jpn.agreement, "JPN", "機密", rel_to=["NZL"])
+    obj = indicator("a portion marked higher")
+    obj["object_marking_refs"] = [base["id"]]
+    obj["granular_markings"] = [{"selectors": ["description"], "marking_ref": portion["id"]}]
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    status = jpn.publisher.publish(officer.person, cid, [base, portion, obj])
+    assert status.body["failure_count"] == 0, status.body
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        (held,) = nzl.store.held([obj["id"]])
+        labels = nzl.store.labels()
+        top = labels[held.banner_id]
+        assert held.has_portions and top.rank > labels[held.label_id].rank
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ("NZL",)),
+                                collection_id=cid, reason="the base is less sensitive")
+        assert deliver(jpn, "NZL") == 1
+        (after,) = nzl.store.held([obj["id"]])
+        labels = nzl.store.labels()
+        assert labels[after.label_id].rank < labels[held.label_id].rank  # base lowered
+        assert labels[after.banner_id] == labels[after.label_id].join(top)  # portion kept
+        assert labels[after.banner_id].rank == top.rank
+        # the SECRET analyst reads the base, and the TOP SECRET portion stays withheld
+        (shown,) = seen(nzl, obj["id"], "analyst")
+        assert "description" not in shown

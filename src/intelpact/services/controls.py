@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import IntelpactError
-from ..model import Markings, PartnerNode, Policy
-from ..model.errors import MarkingError
+from ..model import Label, Markings, PartnerNode, Policy
+from ..model.errors import LabelError, MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
     Notice,
@@ -231,10 +231,7 @@ class Controls:
         return version, holders
 
     def _is_ours(self, marking_id: str) -> bool:
-        if not isinstance(marking_id, str) or not self.markings.known(marking_id):
-            return False
-        part = self.markings.part(marking_id)
-        return part.kind == "national" and part.originator == self.party
+        return self._national_of(marking_id, self.party)
 
     def _definition_of(self, row: StoredObject) -> dict[str, Any] | None:
         for ref in json.loads(row.body).get("object_marking_refs", []):
@@ -357,9 +354,13 @@ class Controls:
         if part.kind != "national" or part.originator != sender:
             raise ControlError(f"the new marking is not a national marking of {sender}")
         label = definition_label(self.policy.agreement, part, sender)
-        allowed = self.policy.may_release(label, PartnerNode(self.party,
-                                                             self.policy.agreement.id),
-                                          holder=sender, object_id=object_id)
+        banners = self._banners(rows, sender, str(definition.get("id")))
+        here = PartnerNode(self.party, self.policy.agreement.id)
+        allowed = self.policy.may_release(label, here, holder=sender, object_id=object_id)
+        for banner in banners.values():  # and every version's marked portions with it
+            if allowed.allowed:
+                allowed = self.policy.may_release(banner, here, holder=sender,
+                                                  object_id=object_id)
         if not allowed.allowed:
             self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
                         f"{allowed.reason}", "reclassify", stored)
@@ -370,7 +371,34 @@ class Controls:
                                  reason=str(notice.get("reason")), notice=notice["id"],
                                  direction="in")
         if self.store.add_notice(stored, audit=[event]):
-            self.store.relabel(object_id, sender, label, [])
+            self.store.relabel(object_id, sender, label, [], banners)
+
+    def _banners(self, rows: Sequence[StoredObject], sender: str,
+                 marking_id: str) -> dict[str, Label]:
+        """The banner of each held version with marked portions once ``sender``'s national
+        marking in it is replaced by ``marking_id``, as the originator's reclassified
+        version has it: the new base joined with the portions, which keep their markings."""
+        out: dict[str, Label] = {}
+        for row in rows:
+            if not row.has_portions:
+                continue
+            obj = json.loads(row.body)
+            refs = [r for r in obj.get("object_marking_refs", [])
+                    if not self._national_of(r, sender)]
+            obj["object_marking_refs"] = [*refs, marking_id]
+            try:
+                out[row.version] = self.markings.label(obj, originator=sender).banner
+            except LabelError as exc:
+                raise ControlError(f"{row.object_id} version {row.version} cannot be "
+                                   f"relabelled: {exc.message}") from None
+        return out
+
+    def _national_of(self, marking_id: Any, party: str) -> bool:
+        """Whether ``marking_id`` is a national marking of ``party`` known here."""
+        if not isinstance(marking_id, str) or not self.markings.known(marking_id):
+            return False
+        part = self.markings.part(marking_id)
+        return part.kind == "national" and part.originator == party
 
     # -- delivery receipts ---------------------------------------------------------------
     def check_receipt(self, party: str, notice: Notice, answer: Any) -> str:

@@ -16,7 +16,7 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -816,10 +816,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str, label: Label,
-                audit: Sequence[AuditEvent]) -> int:
+                audit: Sequence[AuditEvent], banners: Mapping[str, Label] | None = None
+                ) -> int:
         """Holder side of a reclassification: every stored version of ``object_id``
-        originated by ``originator`` gets ``label`` (base and banner), with the audit
-        events, in one transaction. Returns how many rows changed."""
+        originated by ``originator`` gets ``label`` as its base, and as its banner the
+        one ``banners`` gives for its version (a version with marked portions: the new
+        base joined with them), else ``label``; with the audit events, in one
+        transaction. Returns how many rows changed."""
 
     # -- consent for third-party release (services/consent.py) ---------------------------
     @abc.abstractmethod

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -711,15 +711,20 @@ class PostgresStore(Store):
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit)
 
     def relabel(self, object_id: str, originator: str, label: Label,
-                audit: Sequence[AuditEvent]) -> int:
+                audit: Sequence[AuditEvent], banners: Mapping[str, Label] | None = None
+                ) -> int:
         pending: dict[str, int] = {}
         with self._write() as c:
             label_id = self._label_id(c, label, pending)
             cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                             "object_id = %s AND originator = %s AND recalled IS NULL",
                             (label_id, label_id, object_id, originator))
-            _append_audit(c.cursor(), audit, "%s")
             changed = int(cur.rowcount)
+            for version, banner in (banners or {}).items():
+                c.execute("UPDATE objects SET banner_id = %s WHERE object_id = %s AND "
+                          "originator = %s AND version = %s AND recalled IS NULL",
+                          (self._label_id(c, banner, pending), object_id, originator, version))
+            _append_audit(c.cursor(), audit, "%s")
         self._load_labels()
         return changed
 

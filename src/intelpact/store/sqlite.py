@@ -15,7 +15,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -682,15 +682,20 @@ class SQLiteStore(Store):
             return _purge(c, "?", object_id, originator, tombstone, when, audit)
 
     def relabel(self, object_id: str, originator: str, label: Label,
-                audit: Sequence[AuditEvent]) -> int:
+                audit: Sequence[AuditEvent], banners: Mapping[str, Label] | None = None
+                ) -> int:
         pending: dict[str, int] = {}
         with self._write() as c:
             label_id = self._label_id(c, label, pending)
-            cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE object_id = ? "
-                            "AND originator = ? AND recalled IS NULL",
+            cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
+                            "object_id = ? AND originator = ? AND recalled IS NULL",
                             (label_id, label_id, object_id, originator))
-            _append_audit(c, audit)
             changed = int(cur.rowcount)
+            for version, banner in (banners or {}).items():
+                c.execute("UPDATE objects SET banner_id = ? WHERE object_id = ? AND "
+                          "originator = ? AND version = ? AND recalled IS NULL",
+                          (self._label_id(c, banner, pending), object_id, originator, version))
+            _append_audit(c, audit)
         self._load_labels()
         return changed
 
