@@ -21,8 +21,8 @@ import pytest
 from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.node import Node
-from intelpact.services.publish import definition_label
-from intelpact.store.base import Query
+from intelpact.services.publish import MarkingRequest, definition_label
+from intelpact.store.base import AuditFilter, Query
 
 from helpers import T0, make_node, pin_each_other, serving_federation
 
@@ -210,3 +210,47 @@ def test_a_pull_takes_the_definition_with_its_object_even_across_pages(
                                                  protected["id"]])} == {
         unofficial["id"], mixed["id"], protected["id"]}
     assert jpn.store.refusals() == []
+
+
+def test_a_base_reclassified_to_a_level_not_exchanged_stays_held_under_its_portion(
+        aus_jpn: tuple[Node, Node]) -> None:
+    """Australia lowers an object's base to UNOFFICIAL (not exchanged) while its PROTECTED
+    portion stays: Japan may still hold it on its banner, as release decided when it was
+    sent, so Japan relabels its copy instead of destroying it."""
+    aus, jpn = aus_jpn
+    pin_each_other(aus, jpn)
+    _, protected = definitions(aus)
+    obj = indicator(protected, protected)
+    publish(aus, [protected, obj])
+    courier = Courier(aus)
+    try:
+        with serving_federation(jpn), serving_federation(aus):
+            assert courier.push_all("JPN") == 2
+            (held,) = jpn.store.held([obj["id"]])
+            officer = aus.people.as_person("officer")
+            cid = aus.default_collection().collection_id
+            version, told = aus.controls.reclassify(
+                officer, obj["id"], MarkingRequest("UNOFFICIAL", ("JPN",)), collection_id=cid,
+                reason="the base is not sensitive")
+            assert told == ["JPN"] and courier.deliver_notices("JPN") == 1
+            (after,) = jpn.store.held([obj["id"]])  # kept, not destroyed
+            labels = jpn.store.labels()
+            assert labels[after.label_id].rank < labels[held.label_id].rank  # UNOFFICIAL
+            assert labels[after.banner_id] == labels[held.banner_id]  # PROTECTED: the portion
+            assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",)))
+            assert courier.push_all("JPN") >= 1  # the new version, under its own marking
+    finally:
+        courier.stop()
+    # The old version's body still says PROTECTED: only a reader cleared for that reads
+    # it. The new version's base is UNOFFICIAL: every reader reads that, without the
+    # PROTECTED portion.
+    assert versions(jpn, "high", obj["id"]) == sorted([held.version, version])
+    assert versions(jpn, "low", obj["id"]) == [version]
+    low = seen(jpn, "low", obj["id"])
+    assert low is not None and "description" not in low
+
+
+def versions(node: Node, reader: str, oid: str) -> list[str]:
+    _, rows = node.find(node.people.as_person(reader), node.default_collection().collection_id,
+                        Query(ids=(oid,), versions=("all",)))
+    return sorted(row.version for row, _ in rows)

@@ -355,12 +355,14 @@ class Controls:
             raise ControlError(f"the new marking is not a national marking of {sender}")
         label = definition_label(self.policy.agreement, part, sender)
         banners = self._banners(rows, sender, str(definition.get("id")))
+        # Held or not, version by version, as release decides: on the banner (a base
+        # that is not exchanged may be held under a portion that is, docs/federation.md).
         here = PartnerNode(self.party, self.policy.agreement.id)
-        allowed = self.policy.may_release(label, here, holder=sender, object_id=object_id)
-        for banner in banners.values():  # and every version's marked portions with it
-            if allowed.allowed:
-                allowed = self.policy.may_release(banner, here, holder=sender,
-                                                  object_id=object_id)
+        decisions = [self.policy.may_release(banners.get(r.version, label), here,
+                                             holder=sender, object_id=object_id)
+                     for r in rows] or [self.policy.may_release(label, here, holder=sender,
+                                                                object_id=object_id)]
+        allowed = next((d for d in decisions if not d.allowed), decisions[0])
         if not allowed.allowed:
             self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
                         f"{allowed.reason}", "reclassify", stored)
