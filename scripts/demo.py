@@ -264,6 +264,8 @@ def main() -> int:
     parser.add_argument("--no-serve", action="store_true",
                         help="stop the nodes after showing what crossed")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     base = Path(args.dir)
     started = time.monotonic()
     bilateral, pacific = setup(base)
@@ -321,16 +323,29 @@ curl:
 """)
         if args.no_serve:
             return 0
-        print("Serving the five nodes; press Ctrl-C to stop.")
+        print("Serving the five nodes; press Ctrl-C to stop.", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
+        stop(procs)
     return 0
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the nodes: SIGTERM, then SIGKILL to any still running after 10 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM or SIGHUP stop the nodes as Ctrl-C does
 
 
 if __name__ == "__main__":
