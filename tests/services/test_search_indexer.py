@@ -54,6 +54,8 @@ def test_a_failing_index_is_logged_once_per_backoff_not_in_a_loop(
     failed = threading.Event()
 
     class Full:
+        text_index_apart = True
+
         def index_text(self, limit: int = 1000) -> int:
             calls.append(time.monotonic())
             failed.set()
@@ -68,3 +70,24 @@ def test_a_failing_index_is_logged_once_per_backoff_not_in_a_loop(
     assert len(calls) == 1  # then it waits out the backoff (stop ends the wait)
     assert [r.getMessage() for r in caplog.records] == [
         "search indexing failed; trying again in 0.5 s"]
+
+
+class _NoTextIndex(SQLiteStore):
+    text_index_apart = False  # as PostgreSQL: nothing for index_text to do
+
+
+def test_no_thread_for_a_store_without_a_text_index(tmp_path: Path) -> None:
+    with_index, without = SQLiteStore(tmp_path / "a.db"), _NoTextIndex(tmp_path / "b.db")
+    indexers = [SearchIndexer(with_index), SearchIndexer(without)]
+    try:
+        for indexer in indexers:
+            indexer.start()
+        assert indexers[0]._thread is not None and indexers[0]._thread.is_alive()
+        assert indexers[1]._thread is None
+        assert not [t for t in threading.enumerate()
+                    if t.name == "intelpact-search-index" and t is not indexers[0]._thread]
+    finally:
+        for indexer in indexers:
+            indexer.stop()
+        with_index.close()
+        without.close()

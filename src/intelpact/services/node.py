@@ -69,7 +69,8 @@ class SearchIndexer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start the background thread, if the store has a text index to keep."""
+        if self._thread is None and self.store.text_index_apart:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="intelpact-search-index",
                                             daemon=True)

@@ -455,6 +455,9 @@ class Store(abc.ABC):
     """What every backend provides. All methods are safe to call from any thread."""
 
     schema_version: int
+    # Whether index_text has work to do: the backend keeps a text index apart from the
+    # objects' transaction (SQLite's FTS5 index; PostgreSQL searches the bodies themselves)
+    text_index_apart: bool = False
 
     # labels ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -83,6 +83,8 @@ def migrations() -> list[tuple[int, str]]:
 
 
 class SQLiteStore(Store):
+    text_index_apart = True  # objects_text, written by index_text (migration 0014)
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
