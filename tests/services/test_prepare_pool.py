@@ -338,3 +338,22 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
     while any(_alive(p) for p in pools):
         assert time.monotonic() < deadline, f"pool processes {pools} outlived the server"
         time.sleep(0.1)
+
+
+def test_a_pool_whose_processes_fail_to_start_is_given_up(
+        twins: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool process that dies as it starts (here: its start-up code raises) leaves the
+    work to the node's process, and the pool is not started again and again."""
+    pooled, _ = twins
+    monkeypatch.setattr("intelpact.services.prepare._start_process", _fail_to_start)
+    assert not pooled.preparer.start(timeout=60)
+    assert pooled.preparer.processes == 0 and pooled.preparer._pool is None
+    objects = [indicator(f"still published {i}") for i in range(MIN_OBJECTS)]
+    who = pooled.people.as_person("aki").person
+    status = pooled.publisher.publish(who, pooled.default_collection().collection_id, objects,
+                                      marking=MARKING).body
+    assert status["failure_count"] == 0 and status["success_count"] == len(objects) + 1
+
+
+def _fail_to_start() -> None:
+    raise RuntimeError("cannot start")

@@ -192,14 +192,17 @@ class Preparer:
         pool, started = self._start()
         if pool is None:
             return False
-        if timeout is not None:
-            try:
-                for future in started:
+        try:
+            for future in started:
+                if timeout is not None or future.done():
                     future.result(timeout=timeout)
-            except Exception:  # noqa: BLE001 - prepared here instead; logged
-                log.exception("the publication pool did not start")
-                self._discard(pool)
-                return False
+        except Exception:  # noqa: BLE001 - prepared here from now on; logged
+            log.exception("the publication pool did not start; validating and signing in "
+                          "this process from now on")
+            self._discard(pool)
+            with self._lock:
+                self.processes = 0  # not tried again: a pool that fails to start costs time
+            return False
         return self.ready
 
     def _start(self) -> tuple[ProcessPoolExecutor | None, list[Future[int]]]:
