@@ -153,45 +153,29 @@ class Publisher:
                     pending.append((new, item))
         items = [item for item in objects
                  if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
+        sources = {id(item): _source_refs(item) for item in items if isinstance(item, dict)}
+        inside = {item.get("id") for item in items if isinstance(item, dict)}
+        # An object derived from another in this publication is checked against that one's
+        # verdict: then every object is decided before any is stored. Otherwise each batch
+        # is stored as soon as it is decided, while the preparer's pool works on the next.
+        linked = any(ref in inside for refs in sources.values() for ref in refs)
+        run = _Run(self, person, collection_id, outcomes, denials, sources, progress)
         for item, prepared in zip(items, self.preparer.prepare(items, extra_refs), strict=True):
             outcome, new = self._object(person, item, prepared, extra_refs, denials)
             if new is None:
                 outcomes.append(outcome)
             else:
                 pending.append((new, item))
-        pending = self._originators(person, pending, outcomes, denials)
-        pending = self._derived(person, pending, outcomes, denials)
-        self.audit.record(*denials)
-
-        if progress is not None and outcomes:
-            progress(len(outcomes))  # refused before storing
-        release = self.releaser() if self.releaser is not None else None
-        for start in range(0, len(pending), BATCH):
-            chunk = pending[start:start + BATCH]
-            marks = [(n.object_id, n.body) for n, _ in chunk
-                     if n.object_type == "marking-definition"]
-            batch = [n for n, _ in chunk]
-            try:
-                results = self.store.add_objects(collection_id, batch, marks, release=release,
-                                                 audit=functools.partial(self._events, person,
-                                                                         batch))
-            except StoreFull as exc:
-                if not start:
-                    raise
-                raise StoreFull(f"{exc.message}; objects 1 to {start} of the {len(pending)} "
-                                f"to store were stored before (each {BATCH} is one "
-                                "transaction), the rest were not", hint=exc.hint) from None
-            for r in results:
-                ok = r.outcome != "conflict"
-                outcomes.append(Outcome(r.object_id, r.version, ok, r.message))
-            if progress is not None:
-                progress(len(chunk))
-        if pending and self.on_stored is not None:
+            if not linked and len(pending) >= BATCH:
+                run.store(pending)
+                pending = []
+        run.store(pending)
+        if run.sent and self.on_stored is not None:
             self.on_stored()
         try:
-            return self._status(person, collection_id, created, outcomes)
+            return self._status(person, collection_id, created, [*outcomes, *run.stored])
         except StoreFull as exc:
-            if not pending:
+            if not run.sent:
                 raise
             raise StoreFull(f"{exc.message}; every object was stored, but not the status "
                             "resource", hint=exc.hint) from None
@@ -217,15 +201,17 @@ class Publisher:
         return keep
 
     def _derived(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
-                 outcomes: list[Outcome], denials: list[AuditEvent]
-                 ) -> list[tuple[NewObject, dict[str, Any]]]:
+                 outcomes: list[Outcome], denials: list[AuditEvent],
+                 refs_of: dict[int, list[str]]) -> list[tuple[NewObject, dict[str, Any]]]:
         """Information derived from other objects (a report's ``object_refs``, the ends of
         a relationship, a sighting's ``sighting_of_ref``...) must carry at least their
         markings: a higher or equal level, no wider REL TO, every caveat and community.
         The sources are the referenced objects in this publication or held here (their
-        latest versions); an object that would lower them is refused, with the reason."""
+        latest versions); an object that would lower them is refused, with the reason.
+        ``refs_of``: each object's sources (:func:`_source_refs`) by ``id()``, if known."""
         here = {new.object_id: new.banner for new, _ in pending}
-        refs = [_source_refs(item) for _, item in pending]
+        refs = [refs_of[id(item)] if id(item) in refs_of else _source_refs(item)
+                for _, item in pending]
         stored = self._stored_banners(sorted({r for rs in refs for r in rs} - here.keys()))
         keep = []
         for (new, item), sources in zip(pending, refs, strict=True):
@@ -371,6 +357,61 @@ def _source_refs(obj: dict[str, Any]) -> list[str]:
                     not ref.startswith("marking-definition--"):
                 out.append(ref)
     return out
+
+
+class _Run:
+    """One publication's storing: each part decided (the originator and derivation checks,
+    its denials audited) and stored in transactions of ``BATCH`` objects, in order."""
+
+    def __init__(self, publisher: Publisher, person: Person, collection_id: str,
+                 refused: list[Outcome], denials: list[AuditEvent],
+                 sources: dict[int, list[str]],
+                 progress: Callable[[int], None] | None) -> None:
+        self.publisher = publisher
+        self.person = person
+        self.collection_id = collection_id
+        self.refused = refused  # shared with the caller, which adds to it too
+        self.denials = denials
+        self.sources = sources
+        self.progress = progress
+        self.stored: list[Outcome] = []
+        self.sent = 0  # objects handed to the store
+        self.reported = 0  # of refused, counted in progress
+        self.release: Callable[[NewObject], Iterable[str]] | None = None
+
+    def store(self, pending: list[tuple[NewObject, dict[str, Any]]]) -> None:
+        p = self.publisher
+        pending = p._originators(self.person, pending, self.refused, self.denials)
+        pending = p._derived(self.person, pending, self.refused, self.denials, self.sources)
+        p.audit.record(*self.denials)
+        self.denials.clear()
+        if self.progress is not None and len(self.refused) > self.reported:
+            self.progress(len(self.refused) - self.reported)  # refused before storing
+            self.reported = len(self.refused)
+        if pending and self.release is None and p.releaser is not None:
+            self.release = p.releaser()  # once per publication
+        for start in range(0, len(pending), BATCH):
+            chunk = pending[start:start + BATCH]
+            marks = [(n.object_id, n.body) for n, _ in chunk
+                     if n.object_type == "marking-definition"]
+            batch = [n for n, _ in chunk]
+            try:
+                results = p.store.add_objects(self.collection_id, batch, marks,
+                                              release=self.release,
+                                              audit=functools.partial(p._events, self.person,
+                                                                      batch))
+            except StoreFull as exc:
+                if not self.sent:
+                    raise
+                raise StoreFull(f"{exc.message}; the first {self.sent} objects to store were "
+                                f"stored before (each {BATCH} is one transaction), the rest "
+                                "were not", hint=exc.hint) from None
+            self.sent += len(batch)
+            for r in results:
+                self.stored.append(Outcome(r.object_id, r.version, r.outcome != "conflict",
+                                           r.message))
+            if self.progress is not None:
+                self.progress(len(chunk))
 
 
 class PublishError(IntelpactError):
