@@ -97,3 +97,29 @@ def test_a_marking_stored_by_another_process_is_known(node: Node) -> None:
         assert stored(body) == [marked["id"]], body["failures"]
     finally:
         other.close()
+
+
+def test_a_publication_of_several_batches_is_stored_batch_by_batch(node: Node) -> None:
+    """No object refers to another in it: each batch of 500 is decided and stored in turn.
+    A refusal in the middle (a report lower than a stored source) is reported and audited
+    like any other, and every object is counted once in the progress."""
+    secret = indicator("stored source")
+    publish(node, [secret], "極秘", ("NZL",))
+    objects = [indicator(f"bulk {i}") for i in range(1100)]
+    objects.insert(700, report(secret["id"]))  # in the second batch, marked too low
+    ticks: list[int] = []
+    who = node.people.as_person("aki").person
+    body = node.publisher.publish(who, node.default_collection().collection_id, objects,
+                                  marking=MarkingRequest("秘", ("NZL",)),
+                                  progress=ticks.append).body
+    assert body["success_count"] == 1101 and body["failure_count"] == 1  # + the marking
+    assert body["failures"][0]["id"] == objects[700]["id"]
+    assert sum(ticks) == body["total_count"] and len(ticks) >= 3  # batch by batch
+    assert set(stored(body)) == {o["id"] for o in objects} - {objects[700]["id"]}
+    (denial,) = node.store.find_audit(AuditFilter(kinds=("deny",)))
+    assert json.loads(denial.body)["objects"][0][0] == objects[700]["id"]
+    # decided after the first batch was stored (its publish event is earlier in the log)
+    first = {o["id"] for o in objects[:400]}
+    stored_first = [e.index for e in node.store.find_audit(AuditFilter(kinds=("publish",)))
+                    if {o[0] for o in json.loads(e.body)["objects"]} & first]
+    assert stored_first and max(stored_first) < denial.index
