@@ -170,8 +170,6 @@ class Publisher:
                 run.store(pending)
                 pending = []
         run.store(pending)
-        if run.sent and self.on_stored is not None:
-            self.on_stored()
         try:
             return self._status(person, collection_id, created, [*outcomes, *run.stored])
         except StoreFull as exc:
@@ -412,6 +410,8 @@ class _Run:
                                            r.message))
             if self.progress is not None:
                 self.progress(len(chunk))
+        if pending and p.on_stored is not None:
+            p.on_stored()  # the courier sends this part while the next is decided
 
 
 class PublishError(IntelpactError):
