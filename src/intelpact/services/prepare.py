@@ -12,16 +12,19 @@ store, the audit) stays in the node's process, decided exactly as before.
 What a pooled object gives back is what :func:`prepare` gives in the node's own process:
 its verdict and its signed text, byte for byte (Ed25519 signatures are deterministic).
 An object that a later check refuses has been signed for nothing; its text is dropped.
-A pool that fails (a process killed, say) costs nothing but time: the chunks not yet
-back are prepared in the node's process, and a new pool is started next time.
+A pool that fails costs nothing but time: when a process dies (killed, say), the chunks
+not yet back are prepared in the node's process and the next large publication starts
+a new pool; a pool whose processes cannot start is given up, and everything is
+prepared in the node's process from then on.
 
 The pool is off until :meth:`Preparer.enable` (``intelpact serve`` turns it on, with
 ``[server] ingest_processes`` processes, docs/configuration.md). It starts on the
 first large publication, in the background: that publication, and the next ones until
 the pool's processes have started (one to two seconds), are prepared here; no
 publication waits for it. ``intelpact publish`` does not use it: there the start is
-not paid back (25,000 simple indicators took 11.5 s with it and 11.8 s without). The signing
-key goes to the pool with each chunk, so a rotated key signs from the next chunk on.
+not paid back (25,000 simple indicators took 11.5 s with it, 11.8 s without). The
+signing key goes to the pool, over its pipe, with each chunk: a rotated key signs from
+the next chunk on.
 """
 
 from __future__ import annotations
