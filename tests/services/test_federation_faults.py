@@ -215,3 +215,14 @@ def test_the_marking_of_an_uncovered_level_does_not_cross(pair: Pair) -> None:
              and pair.undelivered("JPN", "NZL") == 0, 30, "the exchange", pair)
     assert not {o["id"] for o in stays} & {oid for oid, _ in pair.rows("NZL")}
     assert uncovered["id"] not in {oid for oid, _ in pair.released("JPN", "NZL")}
+
+
+def test_a_clock_that_goes_back_does_not_postpone_the_courier() -> None:
+    """The courier's retries, pulls and gossip are due once their interval has passed,
+    and also when the monotonic clock reads earlier than when they were last done (a
+    faked clock was seen an hour back): never postponed by the size of the jump."""
+    from intelpact.services.courier import _due
+
+    assert not _due(now=102.0, last=100.0, interval=5.0)
+    assert _due(now=105.0, last=100.0, interval=5.0)
+    assert _due(now=100.0 - 3600, last=100.0, interval=5.0)

@@ -293,15 +293,15 @@ class Courier:
             client.close()
 
     def _run(self) -> None:
-        backoff: dict[str, float] = {}
-        retry_at: dict[str, float] = {}
+        backoff: dict[str, float] = {}  # a failing partner's wait before the next try
+        failed_at: dict[str, float] = {}
         last_pull = last_gossip = 0.0
         while not self._stop.is_set():
             self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
-            pull = now - last_pull >= self.interval
-            gossip = now - last_gossip >= self.gossip_interval
+            pull = _due(now, last_pull, self.interval)
+            gossip = _due(now, last_gossip, self.gossip_interval)
             try:
                 parties = list(self.node.federation.peers())
             except (StoreFull, StoreUnavailable) as exc:  # this node's store: it comes back
@@ -309,7 +309,7 @@ class Courier:
                 self._stop.wait(self.interval)
                 continue
             for party in parties:
-                if retry_at.get(party, 0.0) > now:
+                if party in backoff and not _due(now, failed_at[party], backoff[party]):
                     continue
                 try:
                     self.deliver_compromise(party)  # notices first: they have a deadline
@@ -320,12 +320,12 @@ class Courier:
                     if gossip:
                         self.gossip_once(party)
                     backoff.pop(party, None)
+                    failed_at.pop(party, None)
                 except AuditError as exc:  # alerted and audited already
                     log.error("audit gossip with %s: %s", party, exc.message)
                 except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
-                    backoff[party] = delay
-                    retry_at[party] = now + delay
+                    backoff[party], failed_at[party] = delay, now
                     if isinstance(exc, _RETRIED):
                         log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
                     else:
@@ -334,6 +334,14 @@ class Courier:
                 last_pull = now
             if gossip:
                 last_gossip = now
+
+
+def _due(now: float, last: float, interval: float) -> bool:
+    """Whether ``interval`` seconds have passed since ``last``; also when the clock reads
+    earlier than ``last``, as a faked monotonic clock was seen to (libfaketime, an hour
+    back): a clock that goes back must not postpone a retry, a pull or a gossip by the
+    size of the jump."""
+    return not 0 <= now - last < interval
 
 
 # What the courier expects to meet and retries quietly: the partner unreachable, failing
