@@ -67,15 +67,18 @@ uvicorn.run(create_federation_app(node), log_level="warning", **federation_serve
 # the offset fails with EINVAL, and counts as slept). Nothing of intelpact is
 # changed: this stands in for the kernel's wait, which cannot see the fake clock.
 _POLLED_WAITS = """
-import sys, threading, time
+import select, sys, threading, time
 from _thread import allocate_lock
 
-_sleep = time.sleep
-
-def sleep(seconds):  # libfaketime: EINVAL when the offset changes during a sleep
+def sleep(seconds):
+    # CPython's time.sleep is clock_nanosleep to an absolute deadline on CLOCK_MONOTONIC,
+    # computed from the faked clock; libfaketime translates it back with the offset it
+    # reads then, so a sleep that straddles a change of the offset file (or a read of it
+    # that saw no offset) failed with EINVAL or slept for the whole offset: an hour,
+    # every thread of the node stuck in a 5 ms sleep. select's timeout is relative.
     try:
-        _sleep(seconds)
-    except OSError:
+        select.select([], [], [], max(0.0, seconds))
+    except (OSError, ValueError):
         pass
 
 time.sleep = sleep
