@@ -63,8 +63,7 @@ uvicorn.run(create_federation_app(node), log_level="warning", **federation_serve
 # CPython (3.11+) uses for every timed lock wait with a deadline on that clock: under an
 # offset, Event.wait(0.25) would wait the offset in real time. A child under faketime
 # therefore runs with Condition.wait (Event, Queue) polling its lock between short
-# sleeps (clock_nanosleep, which libfaketime does translate; a sleep across a change of
-# the offset fails with EINVAL, and counts as slept). Nothing of intelpact is
+# sleeps (select with a relative timeout: see sleep below). Nothing of intelpact is
 # changed: this stands in for the kernel's wait, which cannot see the fake clock.
 _POLLED_WAITS = """
 import select, sys, threading, time

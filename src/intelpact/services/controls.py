@@ -198,7 +198,7 @@ class Controls:
         rows = self._own(object_id, "reclassify")
         latest = max(rows, key=lambda r: r.version)
         obj = json.loads(latest.body)
-        refs = [m for m in obj.get("object_marking_refs", []) if not self._is_ours(m)]
+        refs = self._without_national(obj.get("object_marking_refs", []), self.party)
         obj.pop("object_marking_refs", None)
         if refs:
             obj["object_marking_refs"] = refs  # TLP and others stay; ours is replaced
@@ -358,11 +358,10 @@ class Controls:
         # Held or not, version by version, as release decides: on the banner (a base
         # that is not exchanged may be held under a portion that is, docs/federation.md).
         here = PartnerNode(self.party, self.policy.agreement.id)
-        decisions = [self.policy.may_release(banners.get(r.version, label), here,
-                                             holder=sender, object_id=object_id)
-                     for r in rows] or [self.policy.may_release(label, here, holder=sender,
-                                                                object_id=object_id)]
-        allowed = next((d for d in decisions if not d.allowed), decisions[0])
+        for held in [banners.get(r.version, label) for r in rows] or [label]:
+            allowed = self.policy.may_release(held, here, holder=sender, object_id=object_id)
+            if not allowed.allowed:
+                break
         if not allowed.allowed:
             self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
                         f"{allowed.reason}", "reclassify", stored)
@@ -385,8 +384,7 @@ class Controls:
             if not row.has_portions:
                 continue
             obj = json.loads(row.body)
-            refs = [r for r in obj.get("object_marking_refs", [])
-                    if not self._national_of(r, sender)]
+            refs = self._without_national(obj.get("object_marking_refs", []), sender)
             obj["object_marking_refs"] = [*refs, marking_id]
             try:
                 out[row.version] = self.markings.label(obj, originator=sender).banner
@@ -394,6 +392,11 @@ class Controls:
                 raise ControlError(f"{row.object_id} version {row.version} cannot be "
                                    f"relabelled: {exc.message}") from None
         return out
+
+    def _without_national(self, refs: Sequence[Any], party: str) -> list[Any]:
+        """``refs`` without ``party``'s national markings (TLP and the rest stay): what a
+        reclassification replaces."""
+        return [r for r in refs if not self._national_of(r, party)]
 
     def _national_of(self, marking_id: Any, party: str) -> bool:
         """Whether ``marking_id`` is a national marking of ``party`` known here."""
