@@ -68,7 +68,7 @@ def utc_now() -> dt.datetime:
 
 def timestamp(value: dt.datetime) -> str:
     """RFC 3339 with exactly six fractional digits and 'Z', as TAXII 2.1 wants."""
-    v = value.astimezone(dt.UTC)
+    v = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
     return (f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
             f"{v.second:02d}.{v.microsecond:06d}Z")
 
