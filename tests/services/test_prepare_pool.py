@@ -357,3 +357,34 @@ def test_a_pool_whose_processes_fail_to_start_is_given_up(
 
 def _fail_to_start() -> None:
     raise RuntimeError("cannot start")
+
+
+def _wait_for(path: str) -> None:
+    """Hold a pool process until ``path`` exists (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_waiting_says_whether_the_pool_is_behind(twins: tuple[Node, Node],
+                                                 tmp_path: Path) -> None:
+    """A preparation is ``waiting`` while its next result is not back from the pool (the
+    publisher stores what it has meanwhile), and the results are those of `prepare`."""
+    pooled, _ = twins
+    pooled.preparer.enable(1)
+    _started(pooled.preparer)
+    gate = tmp_path / "gate"
+    assert pooled.preparer._pool is not None
+    held = pooled.preparer._pool.submit(_wait_for, str(gate))  # its one process is busy
+    items = [indicator(f"waiting {i}") for i in range(MIN_OBJECTS + 30)]
+    refs = [national_marking(pooled.agreement, "JPN", "秘", rel_to=("NZL",))["id"]]
+    with pooled.preparer.prepare(items, refs) as results:
+        assert results.waiting
+        gate.touch()
+        held.result(timeout=60)
+        got = list(results)
+        assert not results.waiting
+    key, party = pooled.preparer.signer()
+    assert got == [prepare(item, refs, key, party) for item in items]
+    with pooled.preparer.prepare(items[:5], []) as few:  # prepared here: never waiting
+        assert not few.waiting and len(list(few)) == 5 and not few.waiting

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from intelpact.services.node import Node
-from intelpact.services.publish import MarkingRequest
+from intelpact.services.prepare import CHUNK, Preparation
+from intelpact.services.publish import BATCH, MIN_BATCH, MarkingRequest
 from intelpact.store.base import AuditFilter
 
 from helpers import T0, indicator, make_node, stix_id
@@ -123,3 +124,35 @@ def test_a_publication_of_several_batches_is_stored_batch_by_batch(node: Node) -
     stored_first = [e.index for e in node.store.find_audit(AuditFilter(kinds=("publish",)))
                     if {o[0] for o in json.loads(e.body)["objects"]} & first]
     assert stored_first and max(stored_first) < denial.index
+
+
+class _Behind(Preparation):
+    """A pool that is always behind: no chunk is back when the publisher looks."""
+
+    def _back(self, k: int) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("behind", [False, True])
+def test_what_is_decided_is_stored_while_the_pool_prepares_the_rest(
+        node: Node, monkeypatch: pytest.MonkeyPatch, behind: bool) -> None:
+    """Rather than wait for the pool, the publisher stores what it has decided once that
+    is MIN_BATCH objects or more; with the results all there, it stores BATCH at a time."""
+    assert MIN_BATCH <= CHUNK < BATCH
+    if behind:
+        monkeypatch.setattr(node.preparer, "prepare", lambda items, refs: _Behind(
+            items, refs, *node.preparer.signer()))
+    stores: list[int] = []
+    node.publisher.on_stored = lambda: stores.append(1)
+    objects = [indicator(f"early {i}") for i in range(4 * CHUNK + MIN_BATCH)]
+    body = publish(node, objects, "秘", ("NZL",))
+    assert body["failure_count"] == 0 and set(stored(body)) == {o["id"] for o in objects}
+    # behind: one transaction per chunk back; else full batches, then the rest
+    assert len(stores) == (5 if behind else -(-len(objects) // BATCH))
+    events = node.store.find_audit(AuditFilter(kinds=("publish",)))
+    assert sum(len(json.loads(e.body)["objects"]) for e in events) == len(objects) + 1
+    # a publication of BATCH objects or fewer is one transaction, all or nothing
+    stores.clear()
+    small = [indicator(f"whole {i}") for i in range(BATCH - 1)]  # and the marking
+    assert publish(node, small, "秘", ("NZL",))["failure_count"] == 0
+    assert len(stores) == 1

@@ -181,13 +181,13 @@ class Preparer:
         return self._pool is not None and all(
             f.done() and f.exception() is None for f in self._started)
 
-    def prepare(self, items: Sequence[Any], extra_refs: Sequence[str]) -> Iterator[Prepared]:
+    def prepare(self, items: Sequence[Any], extra_refs: Sequence[str]) -> Preparation:
         """Each of ``items`` prepared, in order, as the results come back."""
         key, party = self.signer()
         pool = self._pool_for(len(items))
         if pool is None:
-            return (prepare(item, extra_refs, key, party) for item in items)
-        return self._pooled(pool, items, list(extra_refs), key, party)
+            return Preparation(items, extra_refs, key, party)
+        return Preparation(items, extra_refs, key, party, self, pool)
 
     def start(self, timeout: float | None = None) -> bool:
         """Start the pool if it is enabled and not running; with ``timeout``, wait that
@@ -202,7 +202,7 @@ class Preparer:
         except Exception:  # noqa: BLE001 - prepared here from now on; logged
             log.exception("the publication pool did not start; validating and signing in "
                           "this process from now on")
-            self._discard(pool)
+            self.discard(pool)
             with self._lock:
                 self.processes = 0  # not tried again: a pool that fails to start costs time
             return False
@@ -236,38 +236,9 @@ class Preparer:
             return None
         return self._pool if self.start() else None
 
-    def _pooled(self, pool: ProcessPoolExecutor, items: Sequence[Any], extra_refs: list[str],
-                key: Ed25519PrivateKey, party: str) -> Iterator[Prepared]:
-        raw = key.private_bytes_raw()
-        chunks = [list(items[i:i + CHUNK]) for i in range(0, len(items), CHUNK)]
-        futures: list[Future[list[Prepared]] | None] = []
-        try:
-            for chunk in chunks:
-                futures.append(pool.submit(_prepare_chunk, chunk, extra_refs, raw, party))
-        except (RuntimeError, BrokenProcessPool):  # shut down or broken meanwhile
-            self._discard(pool)
-            futures += [None] * (len(chunks) - len(futures))
-        try:
-            for chunk, future in zip(chunks, futures, strict=True):
-                results = None
-                if future is not None:
-                    try:
-                        results = future.result()
-                    except BrokenProcessPool:
-                        log.warning("a publication process stopped; preparing here instead")
-                        self._discard(pool)
-                    except Exception:  # noqa: BLE001 - prepared here: the same error, or none
-                        log.exception("a publication chunk failed in the pool; preparing it "
-                                      "here instead")
-                if results is None:
-                    results = [prepare(item, extra_refs, key, party) for item in chunk]
-                yield from results
-        finally:
-            for future in futures:
-                if future is not None:
-                    future.cancel()
-
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
+    def discard(self, pool: ProcessPoolExecutor) -> None:
+        """Stop using ``pool`` (broken, or shut down): the next large publication starts
+        a new one."""
         with self._lock:
             if self._pool is pool:
                 self._pool, self._started = None, []
@@ -280,3 +251,88 @@ class Preparer:
             self.processes = 0
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Preparation(Iterator[Prepared]):
+    """One publication's objects prepared (:func:`prepare`), in order: in ``preparer``'s
+    ``pool`` when one is given, else here as they are asked for. A context manager:
+    leaving it cancels what the pool has not begun.
+
+    :attr:`waiting` says whether the next result is still being prepared in the pool, so
+    that the caller can do other work meanwhile (the publisher stores what it has decided)
+    instead of waiting for it."""
+
+    def __init__(self, items: Sequence[Any], extra_refs: Sequence[str], key: Ed25519PrivateKey,
+                 party: str, preparer: Preparer | None = None,
+                 pool: ProcessPoolExecutor | None = None) -> None:
+        self._extra_refs = list(extra_refs)
+        self._key, self._party = key, party
+        self._preparer = preparer
+        self._pool = pool
+        self._results: list[Prepared] = []  # the chunk being handed out
+        self._at = 0  # the next of _results to hand out
+        self._next = 0  # the next chunk
+        self._chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        self._futures: list[Future[list[Prepared]] | None] = [None] * len(self._chunks)
+        if pool is not None:
+            raw = key.private_bytes_raw()
+            try:
+                for k, chunk in enumerate(self._chunks):
+                    self._futures[k] = pool.submit(_prepare_chunk, list(chunk),
+                                                   self._extra_refs, raw, party)
+            except (RuntimeError, BrokenProcessPool):  # shut down or broken meanwhile
+                self._lost()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the next result is still being prepared in the pool."""
+        return (self._at >= len(self._results) and self._next < len(self._chunks)
+                and not self._back(self._next))
+
+    def _back(self, k: int) -> bool:
+        """Whether chunk ``k`` is prepared (in the pool), or is to be prepared here."""
+        future = self._futures[k]
+        return future is None or future.done()
+
+    def __next__(self) -> Prepared:
+        while self._at >= len(self._results):
+            if self._next >= len(self._chunks):
+                raise StopIteration
+            self._results, self._at = self._chunk(self._next), 0
+            self._futures[self._next] = None
+            self._next += 1
+        self._at += 1
+        return self._results[self._at - 1]
+
+    def _chunk(self, k: int) -> list[Prepared]:
+        future = self._futures[k]
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                log.warning("a publication process stopped; preparing here instead")
+                self._lost()
+            except Exception:  # noqa: BLE001 - prepared here: the same error, or none
+                log.exception("a publication chunk failed in the pool; preparing it here "
+                              "instead")
+        return [prepare(item, self._extra_refs, self._key, self._party)
+                for item in self._chunks[k]]
+
+    def _lost(self) -> None:
+        """The pool is broken: what it has not given back is prepared here."""
+        if self._preparer is not None and self._pool is not None:
+            self._preparer.discard(self._pool)
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the chunks the pool has not begun (they are not wanted)."""
+        for k, future in enumerate(self._futures):
+            if future is not None:
+                future.cancel()
+                self._futures[k] = None
+
+    def __enter__(self) -> Preparation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

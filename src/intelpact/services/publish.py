@@ -53,7 +53,8 @@ from .prepare import Prepared, Preparer, canonical_body, with_marking_refs
 __all__ = ["BATCH", "MarkingRequest", "Outcome", "PublishError", "Publisher", "canonical_body",
            "definition_label", "object_version"]
 
-BATCH = 500
+BATCH = 500  # objects stored in one transaction, at most
+MIN_BATCH = 100  # stored early, while the pool prepares the rest, at least
 
 
 @dataclass(frozen=True)
@@ -155,20 +156,26 @@ class Publisher:
                  if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
         sources = {id(item): _source_refs(item) for item in items if isinstance(item, dict)}
         inside = {item.get("id") for item in items if isinstance(item, dict)}
-        # An object derived from another in this publication is checked against that one's
-        # verdict: then every object is decided before any is stored. Otherwise each batch
-        # is stored as soon as it is decided, while the preparer's pool works on the next.
+        # A publication of BATCH objects or fewer is one transaction: all or nothing. So is
+        # one whose objects refer to each other, up to BATCH: an object derived from another
+        # in it is checked against that one's verdict, so every object is decided before
+        # any is stored. Otherwise what is decided is stored while the preparer's pool works
+        # on the rest: a batch of BATCH, or, rather than wait for the pool, at least
+        # MIN_BATCH (so that little is left to store once the last result is back).
         linked = any(ref in inside for refs in sources.values() for ref in refs)
+        split = not linked and len(pending) + len(items) > BATCH
         run = _Run(self, person, collection_id, outcomes, denials, sources, progress)
-        for item, prepared in zip(items, self.preparer.prepare(items, extra_refs), strict=True):
-            outcome, new = self._object(person, item, prepared, extra_refs, denials)
-            if new is None:
-                outcomes.append(outcome)
-            else:
-                pending.append((new, item))
-            if not linked and len(pending) >= BATCH:
-                run.store(pending)
-                pending = []
+        with self.preparer.prepare(items, extra_refs) as results:
+            for item, prepared in zip(items, results, strict=True):
+                outcome, new = self._object(person, item, prepared, extra_refs, denials)
+                if new is None:
+                    outcomes.append(outcome)
+                else:
+                    pending.append((new, item))
+                if split and (len(pending) >= BATCH or
+                              (len(pending) >= MIN_BATCH and results.waiting)):
+                    run.store(pending)
+                    pending = []
         run.store(pending)
         try:
             return self._status(person, collection_id, created, [*outcomes, *run.stored])
@@ -402,7 +409,7 @@ class _Run:
                 if not self.sent:
                     raise
                 raise StoreFull(f"{exc.message}; the first {self.sent} objects to store were "
-                                f"stored before (each {BATCH} is one transaction), the rest "
+                                "stored before (each batch is one transaction), the rest "
                                 "were not", hint=exc.hint) from None
             self.sent += len(batch)
             for r in results:
