@@ -1,0 +1,96 @@
+"""`make run`'s demo (scripts/demo.py), whole: five nodes made, the exchange shown, and
+the nodes served until SIGTERM, which stops every one of them."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import stop_group
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = (8401, 8411, 8421, 8431, 8441)  # the demo's TAXII ports (scripts/demo.py)
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found.update(children)
+        todo.extend(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="the process tree is read from /proc")
+def test_the_demo_shows_the_exchange_and_stops_on_sigterm(tmp_path: Path) -> None:
+    busy = [p for p in PORTS if _in_use(p)]
+    if busy:
+        pytest.skip(f"the demo's ports {busy} are in use here (a `make run` running?)")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"),
+                             str(tmp_path / "demo")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    serving = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode("utf-8", "replace"))
+            if "Serving the five nodes" in lines[-1]:
+                serving.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert serving.wait(600), "".join(lines)[-3000:]
+        out = "".join(lines)
+        # what crossed, what did not, and the Pacific partner holds nothing bilateral
+        assert "exchanged everything their agreements allow in" in out, out[-3000:]
+        assert "it holds 0 ==" in out, out[-3000:]
+        assert "bilateral material reached" not in out
+        nodes = _descendants(proc.pid)
+        assert len(nodes) >= 5, f"expected the five nodes' processes, found {nodes}"
+        assert all(_in_use(p) for p in PORTS)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            stop_group(proc)
+    reader.join(10)
+    proc.stdout.close()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in nodes):
+        assert time.monotonic() < deadline, f"node processes outlived the demo: {nodes}"
+        time.sleep(0.2)
+    assert not any(_in_use(p) for p in PORTS)
