@@ -156,12 +156,13 @@ class Publisher:
                  if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
         sources = {id(item): _source_refs(item) for item in items if isinstance(item, dict)}
         inside = {item.get("id") for item in items if isinstance(item, dict)}
-        # A publication of BATCH objects or fewer is one transaction: all or nothing. So is
-        # one whose objects refer to each other, up to BATCH: an object derived from another
-        # in it is checked against that one's verdict, so every object is decided before
-        # any is stored. Otherwise what is decided is stored while the preparer's pool works
-        # on the rest: a batch of BATCH, or, rather than wait for the pool, at least
-        # MIN_BATCH (so that little is left to store once the last result is back).
+        # A publication of BATCH objects or fewer is one transaction: all or nothing. A
+        # larger one whose objects refer to each other is decided whole before any of it is
+        # stored (an object derived from another in it is checked against that one's
+        # verdict), then stored BATCH at a time. Otherwise what is decided is stored while
+        # the preparer's pool works on the rest: a batch of BATCH, or, rather than wait for
+        # the pool, at least MIN_BATCH (so that little is left to store after the last
+        # result is back).
         linked = any(ref in inside for refs in sources.values() for ref in refs)
         split = not linked and len(pending) + len(items) > BATCH
         run = _Run(self, person, collection_id, outcomes, denials, sources, progress)
