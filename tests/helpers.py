@@ -106,6 +106,31 @@ def indicator(name: str, *, modified: str = T0, oid: str | None = None,
     return obj
 
 
+def _stat(path: Path) -> list[str] | None:
+    """A process's /proc stat fields after its name (state, ppid, pgrp, ...), or None
+    once it is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has ended), from /proc."""
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return fields is not None and fields[0] != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``, from /proc."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat(path)
+        if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(path.parent.name))
+    return found
+
+
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Stop a server started in a session of its own (``start_new_session``), such as
     ``serve --workers N`` and its workers: SIGTERM to the group, SIGKILL after 20 s."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import stop_group
+from helpers import alive, children, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = (8401, 8411, 8421, 8431, 8441)  # the demo's TAXII ports (scripts/demo.py)
@@ -25,29 +25,13 @@ def _in_use(port: int) -> bool:
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
+    """Every live process below ``pid``."""
     found, todo = set(), [pid]
     while todo:
-        parent = todo.pop()
-        children = [p for p, pp in parents.items() if pp == parent]
-        found.update(children)
-        todo.extend(children)
+        below = children(todo.pop())
+        found.update(below)
+        todo.extend(below)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="the process tree is read from /proc")
@@ -90,7 +74,7 @@ def test_the_demo_shows_the_exchange_and_stops_on_sigterm(tmp_path: Path) -> Non
     reader.join(10)
     proc.stdout.close()
     deadline = time.monotonic() + 30
-    while any(_alive(p) for p in nodes):
+    while any(alive(p) for p in nodes):
         assert time.monotonic() < deadline, f"node processes outlived the demo: {nodes}"
         time.sleep(0.2)
     assert not any(_in_use(p) for p in PORTS)

@@ -27,7 +27,7 @@ from intelpact.services.node import Node
 from intelpact.services.prepare import MIN_OBJECTS, Preparer, prepare
 from intelpact.services.publish import MarkingRequest
 
-from helpers import AGREEMENTS, free_port, indicator, stix_id
+from helpers import AGREEMENTS, alive, children, free_port, indicator, stix_id
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MARKING = MarkingRequest("秘", ("NZL",))
@@ -211,14 +211,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-
-
 def test_a_killed_node_process_leaves_no_pool_behind(tmp_path: Path) -> None:
     """SIGKILL gives the node's process no chance to end its pool: the pool's processes
     notice their parent is gone and end themselves."""
@@ -228,14 +220,14 @@ def test_a_killed_node_process_leaves_no_pool_behind(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         pids = [int(p) for p in proc.stdout.readline().split()]
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 2 and all(alive(p) for p in pids)
     finally:
         proc.kill()
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
     deadline = time.monotonic() + 20
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, f"pool processes {pids} outlived their parent"
         time.sleep(0.05)
 
@@ -258,18 +250,6 @@ def test_a_pool_that_cannot_start_leaves_the_work_here(twins: tuple[Node, Node],
     assert pooled.preparer.processes == 0 and not pooled.preparer.start(timeout=1)
     alone.publisher.publish(who, cid, objects, marking=MARKING)
     assert _bodies(pooled, cid) == _bodies(alone, cid)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
 
 
 def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> None:
@@ -308,7 +288,7 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
                                        for i in range(MIN_OBJECTS)]
                 r = client.post(url, content=json.dumps({"objects": objects}))
                 assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
-                pools = [p for w in _children(proc.pid) for p in _children(w)]
+                pools = [p for w in children(proc.pid) for p in children(w)]
                 if pools:
                     break
                 time.sleep(0.5)
@@ -335,7 +315,7 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
     assert proc.returncode == 0, err[-2000:]
     assert "leaked" not in err and "Traceback" not in err, err[-2000:]
     deadline = time.monotonic() + 20
-    while any(_alive(p) for p in pools):
+    while any(alive(p) for p in pools):
         assert time.monotonic() < deadline, f"pool processes {pools} outlived the server"
         time.sleep(0.1)
 
