@@ -184,10 +184,7 @@ class Preparer:
     def prepare(self, items: Sequence[Any], extra_refs: Sequence[str]) -> Preparation:
         """Each of ``items`` prepared, in order, as the results come back."""
         key, party = self.signer()
-        pool = self._pool_for(len(items))
-        if pool is None:
-            return Preparation(items, extra_refs, key, party)
-        return Preparation(items, extra_refs, key, party, self, pool)
+        return Preparation(items, extra_refs, key, party, self, self._pool_for(len(items)))
 
     def start(self, timeout: float | None = None) -> bool:
         """Start the pool if it is enabled and not running; with ``timeout``, wait that
