@@ -106,7 +106,7 @@ def indicator(name: str, *, modified: str = T0, oid: str | None = None,
     return obj
 
 
-def _stat(path: Path) -> list[str] | None:
+def proc_stat(path: Path) -> list[str] | None:
     """A process's /proc stat fields after its name (state, ppid, pgrp, ...), or None
     once it is gone."""
     try:
@@ -117,7 +117,7 @@ def _stat(path: Path) -> list[str] | None:
 
 def alive(pid: int) -> bool:
     """Whether process ``pid`` still runs (a zombie has ended), from /proc."""
-    fields = _stat(Path(f"/proc/{pid}/stat"))
+    fields = proc_stat(Path(f"/proc/{pid}/stat"))
     return fields is not None and fields[0] != "Z"
 
 
@@ -125,7 +125,7 @@ def children(pid: int) -> list[int]:
     """The live processes whose parent is ``pid``, from /proc."""
     found = []
     for path in Path("/proc").glob("[0-9]*/stat"):
-        fields = _stat(path)
+        fields = proc_stat(path)
         if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
             found.append(int(path.parent.name))
     return found

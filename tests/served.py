@@ -40,7 +40,7 @@ from intelpact.services.federation import _public, make_card, verify_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import object_version
 
-from helpers import AGREEMENTS, T0, free_port
+from helpers import AGREEMENTS, T0, free_port, proc_stat
 
 EXE = Path(sys.executable).parent / "intelpact"
 TAXII = "application/taxii+json;version=2.1"
@@ -428,10 +428,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (a zombie does not)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
+        fields = proc_stat(stat)
+        if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
     return False
 
 
