@@ -1213,13 +1213,15 @@ _INSERT_COLUMNS = ("collection_id", "object_id", "object_type", "spec_version", 
 _RUN_SIZES = (500, 100, 20, 5, 1)
 
 
-@functools.lru_cache(maxsize=len(_RUN_SIZES))
-def _insert_sql(rows: int) -> str:
-    """A multi-row INSERT of ``rows`` objects that skips stored versions."""
-    row = "(" + ", ".join(["?"] * len(_INSERT_COLUMNS)) + ")"
+@functools.lru_cache(maxsize=2 * len(_RUN_SIZES))  # both dialects
+def _insert_sql(rows: int, mark: str = "?", returning: str = "") -> str:
+    """A multi-row INSERT of ``rows`` objects that skips stored versions (``mark``: the
+    dialect's placeholder; ``returning``: columns of the rows inserted, if wanted)."""
+    row = "(" + ", ".join([mark] * len(_INSERT_COLUMNS)) + ")"
     return (f"INSERT INTO objects ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
             f"VALUES {', '.join([row] * rows)} "
-            "ON CONFLICT (collection_id, object_id, version) DO NOTHING")
+            "ON CONFLICT (collection_id, object_id, version) DO NOTHING"
+            + (f" RETURNING {returning}" if returning else ""))
 
 
 def _existing(obj: NewObject, version: str, stored_hash: str) -> AddResult:
