@@ -252,9 +252,13 @@ def test_a_pool_that_cannot_start_leaves_the_work_here(twins: tuple[Node, Node],
     assert _bodies(pooled, cid) == _bodies(alone, cid)
 
 
-def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> None:
-    """`serve --workers 2` with `ingest_processes = 2`: a worker that receives a large
-    publication starts its pool, uses it, and ends it when the server stops."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_starts_each_pool_before_listening_and_ends_it(tmp_path: Path,
+                                                             workers: int) -> None:
+    """`serve` (and each of `--workers 2`) with `ingest_processes = 2` starts its pool
+    before it listens: the first answer comes from a process whose pool is up (its
+    processes imported the validator), large publications use it, and it ends with the
+    server."""
     from helpers import stop_group
 
     node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
@@ -267,11 +271,17 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
     path = tmp_path / "n" / "node.toml"
     path.write_text(path.read_text() + "ingest_processes = 2\n")
     exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "n"), "--workers", "2"],
+    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "n"), "--workers", str(workers)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}/intel/collections/{cid}/objects/"
-    pools: list[int] = []
+
+    def pools() -> list[list[int]]:
+        """Each serving process's children (its pool, and multiprocessing's tracker)."""
+        serving = [proc.pid] if workers == 1 else children(proc.pid)
+        return [children(w) for w in serving if children(w)]
+
+    found: list[list[int]] = []
     try:
         with httpx.Client(auth=("aki", "pool-test-password"), timeout=60,
                           headers={"Accept": TAXII, "Content-Type": TAXII}) as client:
@@ -283,27 +293,21 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
                 except httpx.HTTPError:
                     assert time.monotonic() < deadline and proc.poll() is None, "no server"
                     time.sleep(0.2)
-            for k in range(6):  # the first in each worker starts its pool
-                objects = [marking] + [indicator(f"w{k}-{i}", object_marking_refs=[marking["id"]])
-                                       for i in range(MIN_OBJECTS)]
-                r = client.post(url, content=json.dumps({"objects": objects}))
-                assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
-                pools = [p for w in children(proc.pid) for p in children(w)]
-                if pools:
-                    break
-                time.sleep(0.5)
-            assert pools, "no worker started a publication pool"
+            found = pools()
+            assert found, "a process answered before its publication pool was started"
+            assert all(len(pool) >= 2 and all(_cpu_ticks(p) for p in pool) for pool in found)
             deadline = time.monotonic() + 60
-            while not all(_cpu_ticks(p) for p in pools):  # up: they imported the validator
-                assert time.monotonic() < deadline
+            while len(found) < workers:  # the other worker: up once it listens too
+                assert time.monotonic() < deadline, f"pools: {found}"
                 time.sleep(0.2)
-            before = sum(_cpu_ticks(p) for p in pools)
-            for k in range(4):  # keep-alive: one worker, whose pool is up
-                objects = [indicator(f"p{k}-{i}", object_marking_refs=[marking["id"]])
-                           for i in range(3 * MIN_OBJECTS)]
+                found = pools()
+            before = sum(_cpu_ticks(p) for pool in found for p in pool)
+            for k in range(4):
+                objects = [marking] + [indicator(f"p{k}-{i}", object_marking_refs=[marking["id"]])
+                                       for i in range(3 * MIN_OBJECTS)]
                 r = client.post(url, content=json.dumps({"objects": objects}))
                 assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
-            assert sum(_cpu_ticks(p) for p in pools) > before
+            assert sum(_cpu_ticks(p) for pool in found for p in pool) > before
     finally:
         proc.terminate()  # the server alone: it stops its workers, each its pool
         try:
@@ -315,8 +319,8 @@ def test_serve_workers_each_have_a_pool_that_ends_with_them(tmp_path: Path) -> N
     assert proc.returncode == 0, err[-2000:]
     assert "leaked" not in err and "Traceback" not in err, err[-2000:]
     deadline = time.monotonic() + 20
-    while any(alive(p) for p in pools):
-        assert time.monotonic() < deadline, f"pool processes {pools} outlived the server"
+    while any(alive(p) for pool in found for p in pool):
+        assert time.monotonic() < deadline, f"pool processes {found} outlived the server"
         time.sleep(0.1)
 
 

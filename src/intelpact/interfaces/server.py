@@ -17,8 +17,9 @@ import contextlib
 import ctypes
 import logging
 import os
+import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ log = logging.getLogger("intelpact.server")
 # documented 1,000 ids in match[id] (about 50 KB percent-encoded); larger is a 400.
 MAX_REQUEST_HEAD = 64 * 1024
 __all__ = ["NoDelayHTTP", "cap_malloc_arenas", "no_delay", "serve", "serve_workers",
-           "taxii_server_options", "taxii_worker_app"]
+           "start_pool", "taxii_server_options", "taxii_worker_app"]
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+POOL_START_SECONDS = 60.0  # the publication pool's start, at most, before listening
 MALLOC_ARENAS = 2
 
 
@@ -80,18 +82,22 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     """Serve until SIGINT/SIGTERM. Partners pinned after start need a restart to be
     trusted by the TLS listener."""
     servers = [
-        uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning",
-                                      **taxii_server_options(node, host, port))),
-        uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                      **federation_server_options(node))),
+        _Listener(uvicorn.Config(create_app(node), log_level="warning",
+                                 **taxii_server_options(node, host, port))),
+        _Listener(uvicorn.Config(create_federation_app(node), log_level="warning",
+                                 **federation_server_options(node))),
     ]
     courier = Courier(node, interval=courier_interval)
     courier.start()
     node.audit.start()  # integrates the audit log and signs its checkpoints
     node.indexer.start()  # the console's search index, off the request's thread
-    node.preparer.enable(ingest_processes(node.config, 1))  # large publications, every core
 
     async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _stop, servers, sig)
+        # large publications, on every core; a signal meanwhile stops the listeners at once
+        await loop.run_in_executor(None, start_pool, node, ingest_processes(node.config, 1))
         await asyncio.gather(*(s.serve() for s in servers))
 
     try:
@@ -99,6 +105,37 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     finally:
         courier.stop()
         node.close()
+
+
+class _Listener(uvicorn.Server):
+    """A uvicorn server that leaves signals to :func:`serve`. uvicorn's own handling, with
+    two servers in one process, stops only the one started last, and each re-raises the
+    signal under the handler it found once it has stopped: the last under the default
+    one, which ended the process before the node was closed (its pool, its audit log)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _stop(servers: list[_Listener], sig: int) -> None:
+    """SIGINT or SIGTERM: every listener finishes what it is answering and stops; a
+    second SIGINT stops them without waiting."""
+    for server in servers:
+        if server.should_exit and sig == signal.SIGINT:
+            server.force_exit = True
+        server.should_exit = True
+
+
+def start_pool(node: Node, processes: int) -> None:
+    """Enable and start the node's publication pool before its listener: a node that
+    answers takes its first large publication at full speed. Each pool process imports the
+    validator (about a second of CPU) as it starts; started on that publication instead,
+    the pool would compete with it for the cores (docs/node.md, "Publishing"). A pool
+    that does not start in time is not used: the serving process prepares alone."""
+    node.preparer.enable(processes)
+    if processes and node.preparer.start(timeout=POOL_START_SECONDS):
+        log.info("validating and signing large publications with %d processes", processes)
 
 
 WORKER_ENV = "INTELPACT_NODE_DIR"
@@ -109,7 +146,7 @@ def taxii_worker_app() -> Starlette:
     """The TAXII app of one worker process: it opens the node named by the environment."""
     cap_malloc_arenas()
     node = Node.open(Path(os.environ[WORKER_ENV]))
-    node.preparer.enable(ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
+    start_pool(node, ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
     app = create_app(node)
     served = app.router.lifespan_context
 
