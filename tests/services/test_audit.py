@@ -335,6 +335,22 @@ def test_every_prefix_is_consistent_with_the_whole(node: Node) -> None:
         verify_consistency(m, 21, old_root, root, node.audit.tree.consistency(m, 21))
 
 
+def test_the_background_integrator_s_steps_build_the_same_signed_tree(node: Node) -> None:
+    """In steps (a few events per transaction, pausing between), as the background thread
+    integrates, the tree and its checkpoint are those of one transaction."""
+    from intelpact.crypto.merkle import root
+    from intelpact.services.audit import STEP_EVENTS
+
+    _people(node, 2 * STEP_EVENTS + 5)
+    size, tree_root = node.audit.integrate(sign=True, force=True, steps=True)
+    assert size == 2 * STEP_EVENTS + 6 == node.store.audit_size()
+    leaves = [leaf_hash(e.body.encode()) for e in node.store.audit_events(0, size)]
+    assert tree_root == root(leaves)
+    latest = node.audit.latest()
+    assert latest is not None and parse_checkpoint(_text(latest.note)).size == size
+    assert _verify(node) == ()
+
+
 # -- the command line -----------------------------------------------------------------------
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from intelpact.crypto.merkle import leaf_hash
+from intelpact.crypto.merkle import root as merkle_root
 from intelpact.model import Label
 from intelpact.store import Store, open_store
 from intelpact.store.base import (
@@ -440,6 +442,20 @@ def test_audit_filters(store: Store) -> None:
     assert store.find_audit(AuditFilter(since="2026-01-01T00:00:18.000000Z"))[0].index == 18
     assert store.find_audit(AuditFilter(kinds=("deny",))) == []
     assert store.find_audit(AuditFilter(person="x' OR 1=1 --")) == []  # bound, not spliced
+
+
+def test_audit_integration_in_steps_bounded_by_the_objects_named(store: Store) -> None:
+    """The background integrator's steps: no more events than name ``refs`` objects in all,
+    one at least, and the same tree whatever the steps."""
+    many = tuple(obj(100 + k).object_id for k in range(30))
+    events = [_event(0, "JPN", many), _event(1, "JPN", many[:5]), _event(2, "JPN", many[:5]),
+              _event(3, "JPN")]
+    store.append_audit(events)
+    assert store.integrate_audit(100, refs=10)[0] == 1  # the first names 30: alone
+    assert store.integrate_audit(100, refs=10)[0] == 3  # 5 + 5
+    assert store.integrate_audit(100, refs=10) == (
+        4, merkle_root([leaf_hash(e.body.encode()) for e in events]))
+    assert {e.index for e in store.find_audit(AuditFilter(object_id=many[3]))} == {0, 1, 2}
 
 
 def test_audit_pages_newest_first_with_a_bound(store: Store) -> None:

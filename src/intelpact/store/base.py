@@ -706,10 +706,13 @@ class Store(abc.ABC):
         """Integrated perfect-subtree hashes (level 0: leaf hashes) by coordinate."""
 
     @abc.abstractmethod
-    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
-        """Under the write lock: hash up to ``limit`` appended events into the tree, then
-        store the checkpoint ``sign`` returns (if any). Returns the tree's size and root.
-        One integrator at a time, whatever the number of processes."""
+    def integrate_audit(self, limit: int, sign: Signer | None = None,
+                        refs: int | None = None) -> tuple[int, bytes]:
+        """Under the write lock: hash up to ``limit`` appended events into the tree (and,
+        given ``refs``, no more events than those that name about that many objects in
+        all; one at least), then store the checkpoint ``sign`` returns (if any). Returns
+        the tree's size and root. One integrator at a time, whatever the number of
+        processes."""
 
     @abc.abstractmethod
     def checkpoints(self) -> list[Checkpoint]:

@@ -623,9 +623,10 @@ class PostgresStore(Store):
         with self._read() as conn:
             return _nodes(conn.cursor(), coords, "%s")
 
-    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
+    def integrate_audit(self, limit: int, sign: Signer | None = None,
+                        refs: int | None = None) -> tuple[int, bytes]:
         with self._write() as c:
-            return _integrate(c.cursor(), "%s", limit, sign)
+            return _integrate(c.cursor(), "%s", limit, sign, refs)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(int(r[0]), r[1], r[2]) for r in self._all(

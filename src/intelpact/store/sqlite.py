@@ -91,6 +91,11 @@ class SQLiteStore(Store):
         # every connection opened, by the thread it belongs to (closed at close())
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
+        # This process's writers queue here, where the one releasing wakes the next, rather
+        # than in SQLite's busy handler, which polls with growing sleeps (1, 2, 5, 10 ms…):
+        # a read's audit append that found the integrator writing waited those out too.
+        # Other processes' writers still meet SQLite's lock.
+        self._writer = threading.RLock()
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
         self.schema_version = self._migrate()
@@ -122,23 +127,24 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._writer:
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (a full disk, an I/O error); a
-                # failed COMMIT may leave the transaction open: never leave it so
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (a full disk, an I/O error); a
+                    # failed COMMIT may leave the transaction open: never leave it so
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) in _FULL:
+                    raise StoreFull(f"{self.path}: the store cannot grow ({exc}): the disk, "
+                                    "its quota or the file size limit is full",
+                                    hint=StoreFull.HINT) from None
                 raise
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _FULL:
-                raise StoreFull(f"{self.path}: the store cannot grow ({exc}): the disk, its "
-                                "quota or the file size limit is full",
-                                hint=StoreFull.HINT) from None
-            raise
 
     # -- the security officer's desk: bounded, newest first ----------------------------
     def latest_disseminations(self, limit: int, offset: int = 0) -> list[Dissemination]:
@@ -599,9 +605,10 @@ class SQLiteStore(Store):
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         return _nodes(self._conn(), coords)
 
-    def integrate_audit(self, limit: int, sign: Signer | None = None) -> tuple[int, bytes]:
+    def integrate_audit(self, limit: int, sign: Signer | None = None,
+                        refs: int | None = None) -> tuple[int, bytes]:
         with self._write() as c:
-            return _integrate(c, "?", limit, sign)
+            return _integrate(c, "?", limit, sign, refs)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(*r) for r in self._conn().execute(
@@ -1151,8 +1158,10 @@ def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, byte
     return found
 
 
-def _integrate(c: Any, mark: str, limit: int, sign: Signer | None) -> tuple[int, bytes]:
-    """Hash appended events into the tree, inside the caller's write transaction."""
+def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
+               refs: int | None = None) -> tuple[int, bytes]:
+    """Hash appended events into the tree, inside the caller's write transaction: up to
+    ``limit``, and no more than those naming ``refs`` objects in all (one at least)."""
     row = c.execute("SELECT max(idx) FROM audit_nodes WHERE level = 0").fetchone()
     size = 0 if row[0] is None else int(row[0]) + 1
     frontier_at = blocks(0, size)
@@ -1167,16 +1176,20 @@ def _integrate(c: Any, mark: str, limit: int, sign: Signer | None) -> tuple[int,
             raise StoreError(f"audit event {size + i} is missing (found {r[0]} after "
                              f"{size + i - 1})",
                              hint="run 'intelpact audit verify' to find what was altered")
+    named: set[tuple[str, int]] = set()
+    for taken, r in enumerate(rows):
+        if refs is not None and taken and len(named) >= refs:
+            rows = rows[:taken]
+            break
+        named.update((str(o[0]), int(r[0])) for o in _event_objects(r[1]))
     made, frontier = extend(size, [known[k] for k in frontier_at],
                             (leaf_hash(r[1].encode("utf-8")) for r in rows))
     if made:
         c.executemany(f"INSERT INTO audit_nodes (level, idx, hash) VALUES "  # noqa: S608
                       f"({mark}, {mark}, {mark})", made)
-    refs = sorted({(str(o[0]), int(r[0])) for r in rows
-                   for o in _event_objects(r[1])})
-    if refs:  # sorted: the index is filled in order, page by page
+    if named:  # sorted: the index is filled in order, page by page
         c.executemany(f"INSERT INTO audit_refs (object_id, idx) VALUES ({mark}, {mark}) "  # noqa: S608
-                      "ON CONFLICT (object_id, idx) DO NOTHING", refs)
+                      "ON CONFLICT (object_id, idx) DO NOTHING", sorted(named))
     size += len(rows)
     root = fold(frontier)
     if sign is not None:
