@@ -79,7 +79,7 @@ INTEGRATE_BATCH = 50_000  # events per transaction when integrating on demand
 # naming at most STEP_REFS objects, then a pause of STEP_PAUSE seconds. Each transaction
 # holds the write lock (which every audited read's append waits for) and the integrator
 # holds the GIL while it hashes; one long one stalled every read for its length (a GET's
-# p99 at 8 clients: 28 ms, against 15 ms in steps; docs/performance.md). A step
+# p99 at 8 clients: 25 ms, against 14 ms in steps; docs/performance.md). A step
 # integrates a few thousand events a second at the least, more than reads append.
 STEP_EVENTS = 32
 STEP_REFS = 2_000
