@@ -77,6 +77,27 @@ def test_commits_are_durable(store: PostgresStore) -> None:
     assert row is not None and row[0] in ("on", "remote_write", "remote_apply")
 
 
+def test_the_store_refreshes_the_planner_s_statistics_after_a_large_load(
+        store: PostgresStore, url: str) -> None:
+    """A load that doubles the objects (1,000 at least) is followed by ANALYZE, by the
+    store itself, without waiting for autovacuum; a small one is not."""
+    def analysed() -> float:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = "
+                               "'objects'::regclass").fetchone()
+        assert row is not None
+        return float(row[0])
+
+    store.add_objects("c1", [obj(i) for i in range(pgstore.ANALYZE_MIN_ROWS - 1)])
+    store._grew(0)  # noqa: SLF001 - nothing due: no analysis started
+    assert store._analyser is None  # noqa: SLF001
+    store.add_objects("c1", [obj(10_000 + i) for i in range(2)])
+    analyser = store._analyser  # noqa: SLF001
+    assert analyser is not None
+    analyser.join(30)
+    assert analysed() == pgstore.ANALYZE_MIN_ROWS + 1  # exact for a table this small
+
+
 def _plan(store: PostgresStore, query: Query, readable: list[int]) -> str:
     sql, params = pgstore.select("c1", readable, query)
     with store._pool.connection() as conn:  # noqa: SLF001
