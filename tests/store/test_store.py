@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -442,6 +444,38 @@ def test_audit_filters(store: Store) -> None:
     assert store.find_audit(AuditFilter(since="2026-01-01T00:00:18.000000Z"))[0].index == 18
     assert store.find_audit(AuditFilter(kinds=("deny",))) == []
     assert store.find_audit(AuditFilter(person="x' OR 1=1 --")) == []  # bound, not spliced
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_writers_file(tmp_path: Path) -> None:
+    """A write waits while another process holds the writers' lock (an flock of the file
+    beside the database) and goes ahead as soon as it is released."""
+    path = tmp_path / "n.db"
+    store = SQLiteStore(path)
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    with subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, os, sys\n"
+             "fd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+             "print('held', flush=True)\nsys.stdin.readline()", f"{path}.writers"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+
+        def write() -> None:
+            store.add_objects("c1", [obj(1)])
+            done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            assert not done.wait(0.5), "wrote while another process held the writers' lock"
+        finally:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            writer.join(10)
+        assert holder.wait(10) == 0 and done.is_set()
+    assert store.count("c1") == 1
+    store.close()
 
 
 def test_audit_integration_in_steps_bounded_by_the_objects_named(store: Store) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import functools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -91,11 +93,13 @@ class SQLiteStore(Store):
         # every connection opened, by the thread it belongs to (closed at close())
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
-        # This process's writers queue here, where the one releasing wakes the next, rather
-        # than in SQLite's busy handler, which polls with growing sleeps (1, 2, 5, 10 ms…):
-        # a read's audit append that found the integrator writing waited those out too.
-        # Other processes' writers still meet SQLite's lock.
+        # Writers queue where the one finishing wakes the next, rather than in SQLite's
+        # busy handler, which polls with growing sleeps (1, 2, 5, 10 ms…): a read's audit
+        # append that found the integrator (or another worker) writing waited those out.
+        # This process's threads queue on a lock, the processes (`serve --workers N`, a
+        # command beside the server) on an flock of a file beside the database.
         self._writer = threading.RLock()
+        self._writers_fd: int | None = None
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
         self.schema_version = self._migrate()
@@ -125,9 +129,20 @@ class SQLiteStore(Store):
             self._all.pop(thread).close()
 
     @contextmanager
+    def _other_writers(self) -> Iterator[None]:
+        """Wait for the writers of other processes (an flock: the kernel wakes the next)."""
+        if self._writers_fd is None:
+            self._writers_fd = os.open(self.path + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._writers_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with self._writer:
+        with self._writer, self._other_writers():
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -176,6 +191,10 @@ class SQLiteStore(Store):
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        with self._writer:
+            if self._writers_fd is not None:
+                os.close(self._writers_fd)
+                self._writers_fd = None
 
     def _migrate(self) -> int:
         conn = self._conn()
