@@ -461,6 +461,15 @@ def test_a_withheld_required_portion_does_not_hide_the_earlier_version(world: Wo
                     Version(oid2, "campaign", T1, low, None)])
     first = {"match[id]": oid2, "match[version]": "first"}
     assert [version_of(o) for o in world.get(r, "objects/", **first).json()["objects"]] == [T1]
+    # a version taken instead takes its place by date_added, oldest first (found by the
+    # property test above: it came first, added after the page's last row)
+    oid3, oid4 = f"campaign--{uuid.uuid4()}", f"campaign--{uuid.uuid4()}"
+    publish(world, [Version(oid3, "campaign", T0, low, ("name", secret)),
+                    Version(oid4, "campaign", T0, low, None),
+                    Version(oid3, "campaign", T1, low, None)])
+    page = world.get(r, "objects/", **{"match[id]": f"{oid3},{oid4}", "match[version]": "first"})
+    assert [o["id"] for o in page.json()["objects"]] == [oid4, oid3]
+    assert page.headers["X-TAXII-Date-Added-First"] < page.headers["X-TAXII-Date-Added-Last"]
 
 
 def test_a_page_of_objects_that_cannot_be_served_is_not_an_empty_page_saying_more(

@@ -287,7 +287,10 @@ class Node:
                  unservable: Sequence[StoredObject]) -> list[tuple[StoredObject, str]]:
         """The first or last version the person may *see*: where the version chosen on its
         base label cannot be served (a withheld portion is one the object needs), the next
-        one in the same direction that can, if any (docs/node.md). In the page's order."""
+        one in the same direction that can, if any (docs/node.md). Oldest first by
+        date_added, as TAXII sorts a page: a version taken instead may have been added
+        after the page's other rows (or before them), and the page's X-TAXII-Date-Added-First
+        and -Last are its first and last row's."""
         person = principal.person
         last = query.versions == ("last",)
         others = self.store.query(collection_id, readable, Query(
@@ -310,8 +313,9 @@ class Node:
                         found[dropped.seq] = (row, body)
                     break
         shown = {row.seq: (row, body) for row, body in visible}
-        return [shown.get(r.seq) or found[r.seq] for r in rows
-                if r.seq in shown or r.seq in found]
+        return sorted((shown.get(r.seq) or found[r.seq] for r in rows
+                       if r.seq in shown or r.seq in found),
+                      key=lambda item: item[0].date_added)
 
     def _denials(self, person: Person, collection_id: str, ids: Sequence[str], via: str,
                  labels: Mapping[int, Label]) -> list[AuditEvent]:
