@@ -13,7 +13,7 @@ Each measurement has its peer in the same run:
   per query as a partner audit asks), against the textbook RFC 9162 definition over
   the leaf hashes held in memory (``merkle.inclusion_proof``); and verification;
 - reads: the TAXII read path with every read audited, against the same node with
-  the read events dropped (``AuditLog.record`` replaced by a no-op in this process
+  the read events dropped (``AuditLog.record_served`` replaced by a no-op in this process
   only: there is no switch for that in the product). Paged reads (limit 1,000) and
   single-object GETs, from 1 client and from 8 at once; the server runs in this
   process (uvicorn in a thread), so client and server share the interpreter in both
@@ -212,7 +212,7 @@ def reads(work: Path, n: int, n_gets: int, rounds: int) -> dict[str, Any]:
     objects, _ = indicators(n, markings)
     cid = node.default_collection().collection_id
     url = f"/{node.config.api_root}/collections/{cid}/objects/"
-    real_record = node.audit.record
+    real_record = node.audit.record_served
 
     def off(*events: Any) -> None:
         return None
@@ -231,7 +231,7 @@ def reads(work: Path, n: int, n_gets: int, rounds: int) -> dict[str, Any]:
         for r in range(rounds):  # alternate, so drift hits both alike
             for mode in (("audited", "not_audited") if r % 2 == 0
                          else ("not_audited", "audited")):
-                node.audit.record = real_record if mode == "audited" else off  # type: ignore[method-assign]
+                node.audit.record_served = real_record if mode == "audited" else off  # type: ignore[method-assign]
                 got, seconds = paged(base + url)
                 one = gets(base + url, visible, 1)
                 eight = gets(base + url, visible, 8)
@@ -240,7 +240,7 @@ def reads(work: Path, n: int, n_gets: int, rounds: int) -> dict[str, Any]:
                           "gets8_p99_ms": eight["p99_ms"]}
                 for key, value in sample.items():
                     results[mode].setdefault(key, []).append(value)
-        node.audit.record = real_record  # type: ignore[method-assign]
+        node.audit.record_served = real_record  # type: ignore[method-assign]
     node.close()
     med = {mode: {k: statistics.median(v) for k, v in values.items()}
            for mode, values in results.items()}

@@ -24,6 +24,7 @@ from intelpact.store.base import AuditFilter, Query
 from helpers import indicator, make_node
 
 PW = "audit-test-password"
+TAXII = "application/taxii+json;version=2.1"
 
 
 def _text(note: str) -> str:
@@ -120,6 +121,150 @@ def test_group_commit_writes_on_the_caller_s_thread_and_batches_the_waiters() ->
     commit.close()
     with pytest.raises(AuditError, match="closed"):
         commit.append([object()])
+
+
+def test_group_commit_submit_does_not_wait_and_the_committer_writes_what_it_queued(
+) -> None:
+    """``submit`` on a quiet log writes on the caller's thread, as ``append``; behind a
+    transaction it returns at once, and its events go in the next batch (with any
+    ``append`` queued meanwhile), which the committer thread writes when no caller waits
+    to. Its future carries the leaf index or the error; ``close`` drains the queue."""
+    from intelpact.services.audit import _GroupCommit
+    from intelpact.store.base import StoreFull
+
+    batches: list[tuple[str, int]] = []
+    hold, holding = threading.Event(), threading.Event()
+    fail: list[BaseException] = []
+
+    def write(events: list[object]) -> int:
+        if fail:
+            raise fail[0]
+        batches.append((threading.current_thread().name, len(events)))
+        holding.set()
+        assert hold.wait(10)
+        return sum(n for _, n in batches) - len(events)
+
+    commit = _GroupCommit(write)
+    hold.set()
+    quiet = commit.submit([object()])
+    assert quiet.done() and quiet.result() == 0
+    assert batches == [(threading.current_thread().name, 1)]
+
+    def held(n: int) -> threading.Thread:  # a transaction under way until hold is set
+        hold.clear()
+        holding.clear()
+        t = threading.Thread(target=commit.append, args=([object()] * n,), name="a")
+        t.start()
+        assert holding.wait(10)
+        return t
+
+    a = held(1)
+    queued = commit.submit([object()] * 2)  # returns while "a" writes
+    assert not queued.done()
+    hold.set()
+    a.join(10)
+    assert queued.result(10) == 2
+    assert batches[2] == ("audit-commit", 2)
+
+    a = held(1)  # an append queued with submitted events writes them itself
+    queued = commit.submit([object()] * 2)
+    waiter = threading.Thread(target=commit.append, args=([object()] * 3,), name="w")
+    waiter.start()
+    while len(commit._waiting) < 2:
+        threading.Event().wait(0.001)
+    hold.set()
+    for t in (a, waiter):
+        t.join(10)
+    assert queued.result(10) == 5 and batches[-1][1] == 5 and len(batches) == 5
+
+    for error, expected in ((RuntimeError("disk on fire"), AuditError),
+                            (StoreFull("full", hint="make room"), StoreFull)):
+        fail[:] = [error]
+        assert isinstance(commit.submit([object()]).exception(10), expected)
+        fail.clear()
+        a = held(1)
+        fail[:] = [error]
+        queued = commit.submit([object()])
+        hold.set()
+        a.join(10)
+        assert isinstance(queued.exception(10), expected)  # from the committer
+        fail.clear()
+
+    a = held(1)
+    queued = commit.submit([object()] * 4)
+    closing = threading.Thread(target=commit.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive() and not queued.done()  # close waits for the queue
+    hold.set()
+    closing.join(10)
+    a.join(10)
+    assert not closing.is_alive() and queued.result(0) >= 0 and batches[-1][1] == 4
+    with pytest.raises(AuditError, match="closed"):
+        commit.submit([object()])
+
+
+def test_a_read_is_answered_only_once_its_event_is_durable(tmp_path: Path) -> None:
+    """Over HTTP, on both ways a GET is handled (a worker thread, for a password not yet
+    verified; the event loop, for a bearer token), the answer leaves only after the
+    read's event is written; an event that cannot be written is a 503 without the
+    object."""
+    import httpx
+
+    from helpers import serving
+
+    node = make_node(tmp_path / "jpn")
+    node.people.add("reader", party="JPN", clearance="機密", roles=["analyst", "publisher"],
+                    communities=["MARITIME", "CLIMATE"], caveats=["JPNEO"], password=PW)
+    publisher = node.people.as_person("reader").person
+    cid = node.default_collection().collection_id
+    ind = indicator("held")
+    status = node.publisher.publish(publisher, cid, [ind], marking=MarkingRequest("秘", ("JPN",)))
+    assert status.body["success_count"] == 2  # with its marking-definition
+    token = node.people.issue_token("reader", "test")
+    gate, writing = threading.Event(), threading.Event()
+    fail: list[BaseException] = []
+    write = node.audit._commit._write
+
+    def gated(events: list) -> int:
+        if any(e.kind == "read" for e in events):
+            writing.set()
+            assert gate.wait(10)
+            if fail:
+                raise fail[0]
+        return write(events)
+
+    node.audit._commit._write = gated
+    ways = {"thread": {"auth": ("reader", PW)},  # the first Basic login: a worker thread
+            "loop": {"headers": {"Accept": TAXII, "Authorization": f"Bearer {token}"}}}
+
+    try:
+        with serving(node) as url:
+            def get(way: str) -> httpx.Response:
+                return httpx.get(f"{url}/intel/collections/{cid}/objects/{ind['id']}/",
+                                 **{"headers": {"Accept": TAXII}, **ways[way]}, timeout=20)
+
+            for way in ways:
+                before = node.store.audit_size()
+                gate.clear()
+                writing.clear()
+                got: list[httpx.Response] = []
+                t = threading.Thread(target=lambda: got.append(get(way)))  # noqa: B023
+                t.start()
+                assert writing.wait(10)
+                t.join(0.3)
+                assert t.is_alive() and not got, way  # not answered before it is written
+                gate.set()
+                t.join(10)
+                assert got[0].status_code == 200 and ind["id"] in got[0].text, way
+                assert "read" in [e.kind for e in node.store.audit_events(before, before + 9)]
+            fail[:] = [RuntimeError("disk on fire")]
+            for way in ways:
+                r = get(way)
+                assert r.status_code == 503 and ind["id"] not in r.text, way
+    finally:
+        gate.set()
+        node.close()
 
 
 def test_checkpoints_are_signed_c2sp_notes_over_rfc9162_roots(node: Node) -> None:

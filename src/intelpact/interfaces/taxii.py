@@ -9,12 +9,14 @@ without it (docs/taxii.md).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -26,6 +28,7 @@ from starlette.routing import Route
 
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
+from ..services.audit import AuditError
 from ..services.node import Node
 from ..services.people import AuthError, Principal
 from ..store.base import BadCursor, Query, StoreFull, StoreUnavailable, normalise_timestamp
@@ -119,8 +122,8 @@ class TaxiiApi:
             Route(f"{r}/collections/{{cid}}/manifest/", self._wrap(self.manifest)),
             Route(f"{r}/collections/{{cid}}/objects/", self._wrap(self.objects),
                   methods=["GET", "POST"]),
-            Route(f"{r}/collections/{{cid}}/objects/{{oid}}/", self._wrap(self.object),
-                  methods=["GET", "DELETE"]),
+            Route(f"{r}/collections/{{cid}}/objects/{{oid}}/",
+                  self._wrap(self.object, quick=True), methods=["GET", "DELETE"]),
             Route(f"{r}/collections/{{cid}}/objects/{{oid}}/versions/",
                   self._wrap(self.versions)),
             Route(TAXII_DOCUMENT_PATH, self._openapi),
@@ -141,7 +144,7 @@ class TaxiiApi:
         """This API's OpenAPI document (interfaces/openapi.py), for any authenticated
         person, whatever they Accept."""
         try:
-            return await run_in_threadpool(self._call, self._document, request, None)
+            return await self._answer(self._document, request, None)
         except TaxiiError as exc:
             return _error(exc)
 
@@ -155,15 +158,22 @@ class TaxiiApi:
         return _error(TaxiiError(500, "Internal error", "the node could not complete the "
                                  "request; nothing was changed"))
 
-    def _wrap(self, handler: Callable[[Request, Principal, bytes | None], Response]
-              ) -> Callable[[Request], Awaitable[Response]]:
+    def _wrap(self, handler: Callable[[Request, Principal, bytes | None], Response], *,
+              quick: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint for ``handler``. ``quick``: its GET reads little (one object), so
+        on a store whose reads are local it is answered on the event loop itself when the
+        login costs no password hash (``_quick_login``), instead of in a worker thread:
+        on two cores the hand-over to a thread and back, with the GIL contended, cost more
+        than the read (docs/performance.md)."""
         async def endpoint(request: Request) -> Response:
             try:
                 if not _accepts_taxii(request.headers.get("accept")):
                     raise TaxiiError(406, "Not Acceptable",
                                      f"send 'Accept: {TAXII}'")
                 if request.method != "POST":
-                    return await run_in_threadpool(self._call, handler, request, None)
+                    here = quick and request.method == "GET" and \
+                        self.node.store.reads_local and self._quick_login(request)
+                    return await self._answer(handler, request, None, here=here)
                 # Who is asking before what they send: a body is read only for a person
                 # (an anonymous client makes the node buffer nothing).
                 try:
@@ -173,17 +183,45 @@ class TaxiiApi:
                     exc.headers.update(CLOSE)  # answered before the body was read
                     raise
                 body = await self._read_body(request)
-                return await run_in_threadpool(self._call, handler, request, body, principal)
+                return await self._answer(handler, request, body, principal)
             except TaxiiError as exc:
                 return _error(exc)
         return endpoint
 
+    async def _answer(self, handler: Callable[[Request, Principal, bytes | None], Response],
+                      request: Request, body: bytes | None,
+                      principal: Principal | None = None, *, here: bool = False
+                      ) -> Response:
+        """Handle in a worker thread (or ``here``, on the event loop); answer once every
+        event the handler recorded for this answer is durable (``AuditLog.answering``), or
+        with the error that kept one from being so. Neither the thread nor the loop waits
+        for the disk while another transaction is under way: one committer writes for all
+        the requests queued meanwhile."""
+        if here:
+            outcome, pending = self._call(handler, request, body, principal)
+        else:
+            outcome, pending = await run_in_threadpool(self._call, handler, request, body,
+                                                       principal)
+        waiting = [asyncio.wrap_future(f) for f in pending if not f.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+        for future in pending:
+            self._guard(future.result)
+        if isinstance(outcome, TaxiiError):
+            raise outcome
+        return outcome
+
     def _call(self, handler: Callable[[Request, Principal, bytes | None], Response],
-              request: Request, body: bytes | None,
-              principal: Principal | None = None) -> Response:
-        """Authenticate (unless done already) and handle, with the node's errors mapped."""
-        return self._guard(lambda: handler(request, principal or self._authenticate(request),
-                                           body))
+              request: Request, body: bytes | None, principal: Principal | None
+              ) -> tuple[Response | TaxiiError, list[Future[int]]]:
+        """Authenticate (unless done already) and handle, with the node's errors mapped:
+        the response or the error, and the appends the answer must wait for."""
+        with self.node.audit.answering() as pending:
+            try:
+                return self._guard(lambda: handler(
+                    request, principal or self._authenticate(request), body)), pending
+            except TaxiiError as exc:
+                return exc, pending
 
     def _guard(self, work: Callable[[], T]) -> T:
         """Run ``work`` with the node's errors mapped to TAXII's."""
@@ -200,6 +238,9 @@ class TaxiiApi:
                              code=STORE_UNAVAILABLE) from None
         except BadCursor as exc:
             raise TaxiiError(400, "Bad 'next' value", exc.diagnostics()) from None
+        except AuditError as exc:  # the act (a read, say) was not done: not the client's fault
+            log.error("%s", exc.message)
+            raise TaxiiError(503, "Service Unavailable", exc.diagnostics()) from None
         except IntelpactError as exc:
             raise TaxiiError(400, "Bad request", exc.diagnostics()) from None
 
@@ -221,14 +262,10 @@ class TaxiiApi:
         challenge = {"WWW-Authenticate": 'Basic realm="intelpact", Bearer realm="intelpact"'}
         try:
             if scheme.lower() == "basic":
-                try:
-                    decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-                except ValueError:  # not base64 (or not ASCII at all), or not UTF-8
-                    raise AuthError() from None
-                name, sep, password = decoded.partition(":")
-                if not sep:
+                pair = _basic(credentials)
+                if pair is None:
                     raise AuthError()
-                return self.node.people.login(name, password, client)
+                return self.node.people.login(*pair, client)
             if scheme.lower() == "bearer" and credentials.strip():
                 return self.node.people.login_token(credentials.strip(), client)
         except AuthError as exc:
@@ -239,6 +276,15 @@ class TaxiiApi:
                              challenge) from None
         raise TaxiiError(401, "Unauthorized", "send HTTP Basic or Bearer credentials",
                          challenge)
+
+    def _quick_login(self, request: Request) -> bool:
+        """Whether authenticating ``request`` costs no password hash: a bearer token, or
+        a name and password this process verified within the last minute."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            return True
+        pair = _basic(credentials) if scheme.lower() == "basic" else None
+        return pair is not None and self.node.people.verified(*pair)
 
     def _base(self, request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -461,6 +507,16 @@ class TaxiiApi:
         if self.node.store.delete(cid, readable, oid, versions) == 0:
             raise TaxiiError(404, "Not Found", "no such object")
         return Response(status_code=200)
+
+
+def _basic(credentials: str) -> tuple[str, str] | None:
+    """The name and password of HTTP Basic credentials, or None if they are not any."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except ValueError:  # not base64 (or not ASCII at all), or not UTF-8
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
 
 
 def _can_read(principal: Principal) -> bool:

@@ -23,6 +23,7 @@ without naming anyone; this node's officers resolve them (``audit show``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import hmac
@@ -32,6 +33,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,74 +178,137 @@ class Verdict:
 
 
 class _Append:
-    """One caller's events waiting to be made durable, and what became of them."""
+    """One caller's events waiting to be made durable, and what became of them; a caller
+    that does not wait (``submit``) hears through ``future``."""
 
-    __slots__ = ("done", "error", "events", "first")
+    __slots__ = ("done", "error", "events", "first", "future")
 
-    def __init__(self, events: Sequence[AuditEvent]) -> None:
+    def __init__(self, events: Sequence[AuditEvent], future: Future[int] | None = None
+                 ) -> None:
         self.events = events
         self.done = False
         self.first = -1
         self.error: BaseException | None = None
+        self.future = future
 
 
 class _GroupCommit:
     """Appends from many threads, one durable transaction per batch waiting. The thread
     that finds no transaction under way writes one itself, with its own events and every
     event queued meanwhile: an append alone is not handed to a writer thread and back
-    (two thread switches, under the GIL, on the path of every read). The others wait;
-    when that transaction ends, the first of them whose events are still unwritten
-    writes the next batch, with everything queued by then."""
+    (two thread switches, under the GIL, on the path of every read). The others queue:
+    ``append`` waits, and when that transaction ends the first waiting caller whose events
+    are still unwritten writes the next batch, with everything queued by then; ``submit``
+    does not wait, and when only such events are queued the committer thread writes them.
+    A served request's thread is then free at once, and only one thread waits on the
+    disk however many requests wait for it (interfaces/taxii.py)."""
 
     def __init__(self, write: Callable[[Sequence[AuditEvent]], int]) -> None:
         self._write = write
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._wake = threading.Condition(lock)  # the committer's
         self._waiting: list[_Append] = []
         self._writing = False
         self._closed = False
+        self._committer: threading.Thread | None = None
 
     def append(self, events: Sequence[AuditEvent]) -> int:
         """Append ``events`` durably; returns the leaf index of the first."""
         mine = _Append(events)
         with self._cond:
-            if self._closed:
-                raise AuditError("the audit log is closed")
-            self._waiting.append(mine)
+            self._queue(mine)
             while self._writing and not mine.done:
                 self._cond.wait()
             batch: list[_Append] = []
             if not mine.done:  # nobody is writing: this thread writes what is waiting
-                self._writing = True
-                batch, self._waiting = self._waiting, []
+                batch = self._take()
         if batch:
-            try:
-                self._commit(batch)
-            finally:
-                with self._cond:
-                    self._writing = False
-                    self._cond.notify_all()
+            self._commit(batch)
         if mine.error is not None:
             raise mine.error
         return mine.first
 
+    def submit(self, events: Sequence[AuditEvent]) -> Future[int]:
+        """Append ``events`` without waiting for them: the future's result is the leaf
+        index of the first once they are durable, or the error ``append`` would raise.
+        With no transaction under way this thread writes them itself, as ``append``."""
+        mine = _Append(events, Future())
+        with self._cond:
+            self._queue(mine)
+            if self._writing:  # they go with the next batch
+                if self._committer is None:
+                    self._committer = threading.Thread(target=self._commit_queued,
+                                                       name="audit-commit", daemon=True)
+                    self._committer.start()
+                assert mine.future is not None
+                return mine.future
+            batch = self._take()
+        self._commit(batch)
+        assert mine.future is not None
+        return mine.future
+
+    def _queue(self, mine: _Append) -> None:
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        self._waiting.append(mine)
+
+    def _take(self) -> list[_Append]:
+        self._writing = True
+        batch, self._waiting = self._waiting, []
+        return batch
+
     def _commit(self, batch: list[_Append]) -> None:
+        """Write ``batch`` in one transaction (this thread took it), tell each caller, and
+        hand on: to a waiting ``append`` if one is queued, else to the committer."""
         try:
             first = self._write([e for waiting in batch for e in waiting.events])
-        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+        except BaseException as exc:  # noqa: BLE001 - every caller must hear of it
             log.exception("audit append failed")
+            error = _append_error(exc)
             for waiting in batch:
-                waiting.error, waiting.done = _append_error(exc), True
-            return
+                waiting.error, waiting.done = error, True
+        else:
+            for waiting in batch:
+                waiting.first, waiting.done = first, True
+                first += len(waiting.events)
+        with self._cond:
+            self._writing = False
+            if any(w.future is None for w in batch) or self._closed or \
+                    any(w.future is None for w in self._waiting):
+                self._cond.notify_all()
+            if self._waiting:
+                self._wake.notify()
         for waiting in batch:
-            waiting.first, waiting.done = first, True
-            first += len(waiting.events)
+            if waiting.future is not None:
+                if waiting.error is not None:
+                    waiting.future.set_exception(waiting.error)
+                else:
+                    waiting.future.set_result(waiting.first)
+
+    def _commit_queued(self) -> None:
+        """The committer: writes what ``submit`` queued while a transaction was under way
+        and no ``append`` waits to write it; drains the queue when the log closes."""
+        while True:
+            with self._cond:
+                while not self._waiting or self._writing:
+                    if self._closed and not self._waiting and not self._writing:
+                        return
+                    self._wake.wait()
+                batch = self._take()
+            self._commit(batch)
 
     def close(self) -> None:
         """Refuse new appends; return once those already made are written."""
         with self._cond:
             self._closed = True
+            self._wake.notify()
             while self._writing or self._waiting:
                 self._cond.wait()
+            committer, self._committer = self._committer, None
+            self._wake.notify()
+        if committer is not None:
+            committer.join()
 
 
 def _append_error(exc: BaseException) -> BaseException:
@@ -273,6 +338,7 @@ class AuditLog:
         self._old_keys = old_keys
         self.checkpoint_interval = checkpoint_interval
         self._commit = _GroupCommit(store.append_audit)
+        self._answering = threading.local()
         self._cache: dict[Coord, bytes] = {}
         self._cache_lock = threading.Lock()
         self.tree = Tree(self._fetch)
@@ -346,6 +412,29 @@ class AuditLog:
         """Append ``events``; returns once they are durable (raises AuditError if not)."""
         if events:
             self._commit.append(events)
+
+    def record_served(self, *events: AuditEvent) -> None:
+        """Append the events of an answer not yet given: a read, and what it denied.
+        Inside ``answering`` on this thread they are queued, and whoever gives the answer
+        waits until they are durable; elsewhere this is ``record``."""
+        pending = getattr(self._answering, "pending", None)
+        if pending is None:
+            self.record(*events)
+        elif events:
+            pending.append(self._commit.submit(events))
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[list[Future[int]]]:
+        """A block in which ``record_served`` does not wait: each append's future is
+        added to the list yielded, and the answer must not leave before every one of
+        them is done without error (``Future.result``). The HTTP API answers this way: the
+        request's thread is free while the disk flushes (interfaces/taxii.py)."""
+        pending: list[Future[int]] = []
+        self._answering.pending = pending
+        try:
+            yield pending
+        finally:
+            self._answering.pending = None
 
     # -- the tree -----------------------------------------------------------------------
     def _fetch(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:

@@ -278,7 +278,7 @@ class Node:
             missing = [oid for oid in query.ids if oid not in served]
             if missing:
                 events.extend(self._denials(person, collection_id, missing, via, labels))
-        self.audit.record(*events)
+        self.audit.record_served(*events)
         return page, visible
 
     def _instead(self, principal: Principal, collection_id: str, query: Query,

@@ -197,8 +197,7 @@ class People:
             if wait is not None:
                 self._failed(name, client, "throttled: too many failed logins")
                 raise AuthError("too many failed logins; try again later", retry_after=wait)
-        cache_key = hmac.new(self._cache_secret, f"{name}\0{password}".encode(
-            "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        cache_key = self._cache_key(name, password)
         with self._lock:
             hit = self._verified.get(cache_key)
         record = self.store.person(name)
@@ -222,17 +221,29 @@ class People:
             self._verified[cache_key] = (now, name, record.password_hash)
         return self.principal(record)
 
+    def verified(self, name: str, password: str) -> bool:
+        """Whether ``login`` with this password would need no password hash: it was
+        verified in this process within the cache's time (the stored hash it was verified
+        against, and the throttles, are still checked by ``login``)."""
+        with self._lock:
+            hit = self._verified.get(self._cache_key(name, password))
+        return hit is not None and time.monotonic() - hit[0] < _CACHE_SECONDS
+
+    def _cache_key(self, name: str, password: str) -> str:
+        return hmac.new(self._cache_secret, f"{name}\0{password}".encode(
+            "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
     def login_token(self, token: str, client: str = "") -> Principal:
         """Check a bearer token; raises :class:`AuthError`."""
         name = self.store.token_owner(token_digest(token))
         record = self.store.person(name) if name is not None else None
         if name is None or record is None or record.revoked:
-            self.audit.record(self.audit.event(
+            self.audit.record_served(self.audit.event(
                 "login-failure", actor="bearer-token", client=client or None,
                 token=token_digest(token)[:16], reason="unknown or revoked token"))
             raise AuthError()
         return self.principal(record)
 
     def _failed(self, name: str, client: str, reason: str) -> None:
-        self.audit.record(self.audit.event("login-failure", name=name, client=client or None,
+        self.audit.record_served(self.audit.event("login-failure", name=name, client=client or None,
                                            reason=reason))

@@ -458,6 +458,9 @@ class Store(abc.ABC):
     # Whether index_text has work to do: the backend keeps a text index apart from the
     # objects' transaction (SQLite's FTS5 index; PostgreSQL searches the bodies themselves)
     text_index_apart: bool = False
+    # Whether reads run in this process on local files, waiting on no server: quick
+    # enough for the HTTP API to make a one-object read on its event loop (SQLite)
+    reads_local: bool = False
 
     # labels ------------------------------------------------------------------------
     @abc.abstractmethod

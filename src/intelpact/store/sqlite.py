@@ -86,6 +86,7 @@ def migrations() -> list[tuple[int, str]]:
 
 class SQLiteStore(Store):
     text_index_apart = True  # objects_text, written by index_text (migration 0014)
+    reads_local = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
