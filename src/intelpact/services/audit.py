@@ -233,20 +233,18 @@ class _GroupCommit:
         """Append ``events`` without waiting for them: the future's result is the leaf
         index of the first once they are durable, or the error ``append`` would raise.
         With no transaction under way this thread writes them itself, as ``append``."""
-        mine = _Append(events, Future())
+        future: Future[int] = Future()
         with self._cond:
-            self._queue(mine)
+            self._queue(_Append(events, future))
             if self._writing:  # they go with the next batch
                 if self._committer is None:
                     self._committer = threading.Thread(target=self._commit_queued,
                                                        name="audit-commit", daemon=True)
                     self._committer.start()
-                assert mine.future is not None
-                return mine.future
+                return future
             batch = self._take()
         self._commit(batch)
-        assert mine.future is not None
-        return mine.future
+        return future
 
     def _queue(self, mine: _Append) -> None:
         if self._closed:
