@@ -83,7 +83,7 @@ def test_group_commit_writes_on_the_caller_s_thread_and_batches_the_waiters() ->
     hold, holding = threading.Event(), threading.Event()
     fail: list[BaseException] = []
 
-    def write(events: list[object]) -> int:
+    def write(events: list[object], wait: bool = True) -> int:
         if fail:
             raise fail[0]
         batches.append((threading.current_thread().name, len(events)))
@@ -136,7 +136,7 @@ def test_group_commit_submit_does_not_wait_and_the_committer_writes_what_it_queu
     hold, holding = threading.Event(), threading.Event()
     fail: list[BaseException] = []
 
-    def write(events: list[object]) -> int:
+    def write(events: list[object], wait: bool = True) -> int:
         if fail:
             raise fail[0]
         batches.append((threading.current_thread().name, len(events)))
@@ -226,13 +226,13 @@ def test_a_read_is_answered_only_once_its_event_is_durable(tmp_path: Path) -> No
     fail: list[BaseException] = []
     write = node.audit._commit._write
 
-    def gated(events: list) -> int:
+    def gated(events: list, wait: bool = True) -> int | None:
         if any(e.kind == "read" for e in events):
             writing.set()
             assert gate.wait(10)
             if fail:
                 raise fail[0]
-        return write(events)
+        return write(events, wait=wait)
 
     node.audit._commit._write = gated
     ways = {"thread": {"auth": ("reader", PW)},  # the first Basic login: a worker thread
@@ -264,6 +264,100 @@ def test_a_read_is_answered_only_once_its_event_is_durable(tmp_path: Path) -> No
                 assert r.status_code == 503 and ind["id"] not in r.text, way
     finally:
         gate.set()
+        node.close()
+
+
+def test_submit_does_not_wait_for_another_writer_of_the_store(tmp_path: Path) -> None:
+    """``submit`` finds the SQLite store's write lock held, by a thread of this process
+    or by another process (the flock), and returns at once: the committer writes the
+    events when the lock is free. ``append`` and the store itself still wait."""
+    import fcntl
+    import os
+
+    node = make_node(tmp_path / "jpn")
+    store = node.store
+    try:
+        def held_by_a_thread() -> tuple[threading.Event, threading.Thread]:
+            release, holding = threading.Event(), threading.Event()
+
+            def hold() -> None:
+                with store._write():
+                    holding.set()
+                    assert release.wait(10)
+            t = threading.Thread(target=hold)
+            t.start()
+            assert holding.wait(10)
+            return release, t
+
+        other = os.open(store.path + ".writers", os.O_RDWR)  # another open file: as a process
+        for holder in ("thread", "process"):
+            if holder == "thread":
+                release, t = held_by_a_thread()
+            else:
+                fcntl.flock(other, fcntl.LOCK_EX)
+            assert store.append_audit([node.audit.event("login-failure", name="x")],
+                                      wait=False) is None
+            before = store.audit_size()
+            event = node.audit.event("login-failure", name=f"held by a {holder}")
+            future = node.audit._commit.submit([event])
+            assert not future.done()  # this thread did not wait
+            assert store.audit_size() == before
+            if holder == "thread":
+                release.set()
+                t.join(10)
+            else:
+                fcntl.flock(other, fcntl.LOCK_UN)
+            assert future.result(10) == before
+            assert store.audit_events(before, before + 1)[0].body == event.body
+        os.close(other)
+    finally:
+        node.close()
+
+
+def test_the_event_loop_answers_others_while_a_read_waits_for_the_store(
+        tmp_path: Path) -> None:
+    """A GET answered on the event loop (a bearer token, SQLite) whose event cannot be
+    written because another process holds the store's write lock waits for it without
+    holding up the loop: another request is answered meanwhile."""
+    import fcntl
+    import os
+
+    import httpx
+
+    from intelpact.interfaces.openapi import TAXII_DOCUMENT_PATH
+
+    from helpers import serving
+
+    node = make_node(tmp_path / "jpn")
+    node.people.add("reader", party="JPN", clearance="機密", roles=["analyst", "publisher"],
+                    communities=["MARITIME"], password=PW)
+    cid = node.default_collection().collection_id
+    ind = indicator("held")
+    node.publisher.publish(node.people.as_person("reader").person, cid, [ind],
+                           marking=MarkingRequest("秘", ("JPN",)))
+    token = node.people.issue_token("reader", "test")
+    other = os.open(node.store.path + ".writers", os.O_RDWR)
+    try:
+        with serving(node) as url:
+            got: list[httpx.Response] = []
+            fcntl.flock(other, fcntl.LOCK_EX)
+            try:
+                t = threading.Thread(target=lambda: got.append(httpx.get(
+                    f"{url}/intel/collections/{cid}/objects/{ind['id']}/", timeout=20,
+                    headers={"Accept": TAXII, "Authorization": f"Bearer {token}"})))
+                t.start()
+                t.join(0.3)
+                assert t.is_alive() and not got  # its event is not written yet
+                document = httpx.get(f"{url}{TAXII_DOCUMENT_PATH}", timeout=5, headers={
+                    "Authorization": f"Bearer {token}"})
+                assert document.status_code == 200  # the loop was free meanwhile
+                assert t.is_alive() and not got
+            finally:
+                fcntl.flock(other, fcntl.LOCK_UN)
+            t.join(10)
+            assert got[0].status_code == 200 and ind["id"] in got[0].text
+    finally:
+        os.close(other)
         node.close()
 
 

@@ -201,9 +201,13 @@ class _GroupCommit:
     are still unwritten writes the next batch, with everything queued by then; ``submit``
     does not wait, and when only such events are queued the committer thread writes them.
     A served request's thread is then free at once, and only one thread waits on the
-    disk however many requests wait for it (interfaces/taxii.py)."""
+    disk however many requests wait for it (interfaces/taxii.py). Nor does ``submit`` wait
+    for another of the store's writers (a publication, the integrator, another worker):
+    if the store declines to write without waiting, the committer writes for it.
 
-    def __init__(self, write: Callable[[Sequence[AuditEvent]], int]) -> None:
+    ``write(events, wait=)`` is the store's ``append_audit``."""
+
+    def __init__(self, write: Callable[..., int | None]) -> None:
         self._write = write
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
@@ -237,14 +241,17 @@ class _GroupCommit:
         with self._cond:
             self._queue(_Append(events, future))
             if self._writing:  # they go with the next batch
-                if self._committer is None:
-                    self._committer = threading.Thread(target=self._commit_queued,
-                                                       name="audit-commit", daemon=True)
-                    self._committer.start()
+                self._start_committer()
                 return future
             batch = self._take()
-        self._commit(batch)
+        self._commit(batch, wait=False)
         return future
+
+    def _start_committer(self) -> None:
+        if self._committer is None:
+            self._committer = threading.Thread(target=self._commit_queued,
+                                               name="audit-commit", daemon=True)
+            self._committer.start()
 
     def _queue(self, mine: _Append) -> None:
         if self._closed:
@@ -256,17 +263,27 @@ class _GroupCommit:
         batch, self._waiting = self._waiting, []
         return batch
 
-    def _commit(self, batch: list[_Append]) -> None:
+    def _commit(self, batch: list[_Append], *, wait: bool = True) -> None:
         """Write ``batch`` in one transaction (this thread took it), tell each caller, and
-        hand on: to a waiting ``append`` if one is queued, else to the committer."""
+        hand on: to a waiting ``append`` if one is queued, else to the committer. Unless
+        ``wait``, a batch the store declines to write at once goes back to the queue,
+        first, for the committer."""
         try:
-            first = self._write([e for waiting in batch for e in waiting.events])
+            first = self._write([e for waiting in batch for e in waiting.events], wait=wait)
         except BaseException as exc:  # noqa: BLE001 - every caller must hear of it
             log.exception("audit append failed")
             error = _append_error(exc)
             for waiting in batch:
                 waiting.error, waiting.done = error, True
         else:
+            if first is None:  # another writer holds the store: not on this thread
+                with self._cond:
+                    self._waiting[:0] = batch
+                    self._writing = False
+                    self._start_committer()
+                    self._wake.notify()
+                    self._cond.notify_all()
+                return
             for waiting in batch:
                 waiting.first, waiting.done = first, True
                 first += len(waiting.events)

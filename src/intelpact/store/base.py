@@ -680,8 +680,11 @@ class Store(abc.ABC):
 
     # audit log ------------------------------------------------------------------------
     @abc.abstractmethod
-    def append_audit(self, events: Sequence[AuditEvent]) -> int:
-        """Append events in one durable transaction; returns the first one's leaf index."""
+    def append_audit(self, events: Sequence[AuditEvent], *, wait: bool = True) -> int | None:
+        """Append events in one durable transaction; returns the first one's leaf index.
+        With ``wait`` false, a backend whose writers queue for a lock in this process
+        (SQLite) writes nothing and returns None if another writer holds it: the caller
+        may be the event loop, which must not wait for a publication's transaction."""
 
     @abc.abstractmethod
     def audit_size(self) -> int:

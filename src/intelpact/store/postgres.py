@@ -635,7 +635,8 @@ class PostgresStore(Store):
             "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
 
     # -- audit log --------------------------------------------------------------------------
-    def append_audit(self, events: Sequence[AuditEvent]) -> int:
+    def append_audit(self, events: Sequence[AuditEvent], *, wait: bool = True) -> int | None:
+        # always waits: the callers are worker threads (reads are not local)
         with self._write() as c:
             return _append_audit(c.cursor(), events, "%s")
 

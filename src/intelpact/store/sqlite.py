@@ -73,6 +73,10 @@ _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, ve
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
 
 
+class _Busy(Exception):
+    """Another writer holds the store's write lock (raised only when asked not to wait)."""
+
+
 def migrations() -> list[tuple[int, str]]:
     """(version, SQL) for every migration shipped, in order."""
     folder = resources.files("intelpact.store") / "migrations"
@@ -130,20 +134,32 @@ class SQLiteStore(Store):
             self._all.pop(thread).close()
 
     @contextmanager
-    def _other_writers(self) -> Iterator[None]:
-        """Wait for the writers of other processes (an flock: the kernel wakes the next)."""
-        if self._writers_fd is None:
-            self._writers_fd = os.open(self.path + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._writers_fd, fcntl.LOCK_EX)
+    def _writers(self, wait: bool) -> Iterator[None]:
+        """Wait for the other writers: this process's (a lock), then the other processes'
+        (an flock: the kernel wakes the next). Unless ``wait``, raise _Busy at once if one
+        is writing."""
+        if not self._writer.acquire(blocking=wait):
+            raise _Busy
         try:
-            yield
+            if self._writers_fd is None:
+                self._writers_fd = os.open(self.path + ".writers",
+                                           os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._writers_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise _Busy from None
+            try:
+                yield
+            finally:
+                fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
+            self._writer.release()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (unless ``wait``, _Busy if another writer holds the lock)."""
         conn = self._conn()
-        with self._writer, self._other_writers():
+        with self._writers(wait):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -600,9 +616,12 @@ class SQLiteStore(Store):
             "SELECT party, object_id, reason, at FROM refusals ORDER BY refusal_id")]
 
     # -- audit log --------------------------------------------------------------------------
-    def append_audit(self, events: Sequence[AuditEvent]) -> int:
-        with self._write() as c:
-            return _append_audit(c, events)
+    def append_audit(self, events: Sequence[AuditEvent], *, wait: bool = True) -> int | None:
+        try:
+            with self._write(wait) as c:
+                return _append_audit(c, events)
+        except _Busy:
+            return None
 
     def audit_size(self) -> int:
         row = self._conn().execute("SELECT max(idx) FROM audit_events").fetchone()
