@@ -70,6 +70,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/scale.py --medallion-python $(MEDALLION_VENV)/bin/python \
 		--opentaxii-python $(OPENTAXII_VENV)/bin/python
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/mixed.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/ais.py
 

@@ -1,5 +1,5 @@
 """Benchmark: national scale, side by side. intelpact on SQLite and on PostgreSQL (1 and 4
-workers) up to 1,000,000 objects, OpenTAXII 0.9.3 and medallion 3.0.0 at the sizes they
+workers on each) up to 1,000,000 objects, OpenTAXII 0.9.3 and medallion 3.0.0 at the sizes they
 finish in minutes, in one run, on the same data.
 
 Run: make bench   (or .venv/bin/python bench/scale.py; --help for sizes)
@@ -716,10 +716,14 @@ def run_medallion(python: Path, data: Data, n: int, work: Path,
 
 # -- report ----------------------------------------------------------------------------
 
-COLUMNS = ("sqlite/1", "postgresql/1", "postgresql/4", "opentaxii/1", "opentaxii/4",
-           "medallion")
-HEAD = {"sqlite/1": "SQLite 1w", "postgresql/1": "PG 1w", "postgresql/4": "PG 4w",
-        "opentaxii/1": "OpenTAXII 1w", "opentaxii/4": "OpenTAXII 4w", "medallion": "medallion"}
+PEER_COLUMNS = ("opentaxii/1", "opentaxii/4", "medallion")
+NAMES = {"sqlite": "SQLite", "postgresql": "PG", "opentaxii": "OpenTAXII"}
+
+
+def heading(column: str) -> str:
+    """A column's heading: 'SQLite 1w', 'PG 4w', 'OpenTAXII 1w', 'medallion'."""
+    name, _, workers = column.partition("/")
+    return f"{NAMES[name]} {workers}w" if workers else name
 
 
 def cells(results: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -792,9 +796,10 @@ def table(results: dict[str, Any]) -> None:
         if "memory" in m:
             m["memory"]["read_growth_mb"] = m["memory"]["read_growth_kb"] / 1024
     sizes = sorted({size for _, size in grid})
-    columns = [c for c in COLUMNS if any((c, s) in grid for s in sizes)]
+    ours = [f"{b}/{w}" for b in ("sqlite", "postgresql") for w in results["config"]["workers"]]
+    columns = [c for c in (*ours, *PEER_COLUMNS) if any((c, s) in grid for s in sizes)]
     say("")
-    header = f"{'measure':<31}{'objects':>10}" + "".join(f"{HEAD[c]:>14}" for c in columns)
+    header = f"{'measure':<31}{'objects':>10}" + "".join(f"{heading(c):>14}" for c in columns)
     ratio_head = f"{'x OpenTAXII':>13}{'x medallion':>13}"
     say(header + ratio_head)
     say("-" * (len(header) + len(ratio_head)))
@@ -956,7 +961,7 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql",
                         help="intelpact stores: sqlite, postgresql")
     parser.add_argument("--workers", default="1,4",
-                        help="worker counts (more than 1 only on PostgreSQL)")
+                        help="worker counts, on each store")
     parser.add_argument("--ingest-size", type=int, default=20_000,
                         help="objects POSTed over HTTP per store and worker count")
     parser.add_argument("--loaders", type=int, default=os.cpu_count() or 2,
@@ -993,9 +998,6 @@ def main() -> int:
     for p in peers:
         if p not in ("opentaxii", "medallion"):
             parser.error(f"{p}: the peers are opentaxii and medallion")
-
-    def workers_for(backend: str) -> list[int]:
-        return [w for w in workers if w == 1 or backend == "postgresql"]
 
     started = time.perf_counter()
     source = Path(sys.modules[Node.__module__].__file__ or ".").resolve().parents[2]
@@ -1070,7 +1072,7 @@ def main() -> int:
                 done()
         # intelpact: ingest over HTTP
         for backend in backends:
-            for w in workers_for(backend):
+            for w in workers:
                 done = phase(f"intelpact {backend}, {w} worker(s): ingest {args.ingest_size:,} "
                              f"objects over HTTP, {w} client(s)")
                 with workdir(args.tmp, "intelpact-scale-") as work:
@@ -1103,7 +1105,7 @@ def main() -> int:
                     results["intelpact"]["loads"][backend][str(n)] = load
                     run: dict[str, Any] = {"mb": data.mb(n), "load": load}
                     marks: list[str] | None = None
-                    for w in workers_for(backend):
+                    for w in workers:
                         done = phase(f"intelpact {backend}, {n:,} objects, {w} worker(s): reads")
                         served = serve_intelpact(made, w, f"read-{w}")
                         with running(served, READER):
