@@ -1,4 +1,5 @@
-"""`intelpact serve --workers N` on PostgreSQL: several real processes, one store."""
+"""`intelpact serve --workers N` on PostgreSQL and on SQLite: several real processes, one
+store."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ TAXII = "application/taxii+json;version=2.1"
 PW = "workers-test-password"
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    node = make_node(tmp_path / "jpn", database=pg.database_url("workers"))
+@pytest.fixture(params=["postgresql", "sqlite"])
+def served(request: pytest.FixtureRequest, tmp_path: Path
+           ) -> Iterator[tuple[str, str, Path]]:
+    database = pg.database_url("workers") if request.param == "postgresql" else "node.db"
+    node = make_node(tmp_path / "jpn", database=database)
     node.people.add("pub", party="JPN", clearance="機密", roles=["analyst", "publisher"],
                     password=PW)
     node.people.add("reader", party="NZL", clearance="SECRET", roles=["analyst"],
