@@ -105,8 +105,9 @@ def _plan(store: PostgresStore, query: Query, readable: list[int]) -> str:
     return "\n".join(r[0] for r in rows)
 
 
-def test_the_page_query_uses_an_index_on_objects(store: PostgresStore) -> None:
-    """20,000 objects under 20 labels; the planner must page through an index."""
+def _twenty_thousand(store: PostgresStore) -> list[int]:
+    """20,000 objects under 20 labels (ranks and caveats), 5,000 ids of 4 versions each,
+    added a millisecond apart from 2027-01-01, analysed; the label ids."""
     labels = [Label("jpn-nzl-isa", rank, "JPN", frozenset({"JPN", "NZL"}))
               for rank in range(4)]
     labels += [Label("jpn-nzl-isa", rank, "NZL", frozenset({"JPN"}), frozenset({f"C{k}"}))
@@ -126,6 +127,12 @@ def test_the_page_query_uses_an_index_on_objects(store: PostgresStore) -> None:
             (ids, len(ids), ids, len(ids)))
         conn.execute("ANALYZE objects")
     assert store.count("c1") == 20_000 + len(labels)
+    return ids
+
+
+def test_the_page_query_uses_an_index_on_objects(store: PostgresStore) -> None:
+    """20,000 objects under 20 labels; the planner must page through an index."""
+    ids = _twenty_thousand(store)
     readable = ids[:6]
     queries = [Query(), Query(versions=("all",)), Query(versions=("first",)),
                Query(types=("indicator",), versions=("all",)),
@@ -141,6 +148,26 @@ def test_the_page_query_uses_an_index_on_objects(store: PostgresStore) -> None:
     assert len(page.rows) == 50 and page.more
     assert {r.label_id for r in page.rows} <= set(readable)
 
+
+def test_a_page_added_after_a_moment_reads_only_rows_added_since(store: PostgresStore
+                                                                 ) -> None:
+    """A partner polls with added_after near the end: whichever index the planner walks,
+    the first page reads the rows added since, not the collection from its start."""
+    ids = _twenty_thousand(store)
+    query = Query(types=("indicator",), added_after="2027-01-01T00:00:19.000000Z",
+                  versions=("all",))  # the last 1,000 rows
+    sql, params = pgstore.select("c1", ids[:6], query)
+    with store._pool.connection() as conn:  # noqa: SLF001
+        (plan,), = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()
+
+    def read(node: dict) -> int:  # rows the scans of objects "o" produced or filtered out
+        mine = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) \
+            if node.get("Alias") == "o" else 0
+        return mine + sum(read(child) for child in node.get("Plans", []))
+
+    assert read(plan["Plan"]) <= 1_100, json.dumps(plan)[:2000]
+    page = store.query("c1", ids[:6], query)
+    assert page.rows and all(r.date_added > "2027-01-01T00:00:19.000000Z" for r in page.rows)
 
 WRITER = textwrap.dedent("""
     import json, sys

@@ -964,6 +964,12 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.added_after is not None:
         where.append("o.date_added > %s")
         params.append(query.added_after)
+        # As on SQLite: seq and date_added grow together (one writer at a time, _Clock),
+        # so the walk in seq order starts after the last row added by then, whichever
+        # index the planner would otherwise have walked from the collection's start.
+        where.append("o.seq > coalesce((SELECT a.seq FROM objects a WHERE a.collection_id "
+                     "= %s AND a.date_added <= %s ORDER BY a.date_added DESC LIMIT 1), 0)")
+        params.extend([collection_id, query.added_after])
     if "all" not in query.versions:
         choices = []
         newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "
