@@ -169,6 +169,7 @@ def test_a_page_added_after_a_moment_reads_only_rows_added_since(store: Postgres
     page = store.query("c1", ids[:6], query)
     assert page.rows and all(r.date_added > "2027-01-01T00:00:19.000000Z" for r in page.rows)
 
+
 WRITER = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[3])
