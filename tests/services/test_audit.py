@@ -72,6 +72,27 @@ def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
         assert data["kind"] == e.kind == "login-failure" and data["node"] == "JPN"
 
 
+class _Writes:
+    """The store's ``append_audit`` as _GroupCommit's tests see it: each batch is recorded
+    (thread name, events), ``fail[0]`` is raised if set, and the first batch (``every``:
+    each batch) is held until ``hold`` is set, telling ``holding``."""
+
+    def __init__(self, *, every: bool) -> None:
+        self.every = every
+        self.batches: list[tuple[str, int]] = []
+        self.hold, self.holding = threading.Event(), threading.Event()
+        self.fail: list[BaseException] = []
+
+    def __call__(self, events: list[object], wait: bool = True) -> int:
+        if self.fail:
+            raise self.fail[0]
+        self.batches.append((threading.current_thread().name, len(events)))
+        if self.every or len(self.batches) == 1:
+            self.holding.set()
+            assert self.hold.wait(10)
+        return sum(n for _, n in self.batches) - len(events)
+
+
 def test_group_commit_writes_on_the_caller_s_thread_and_batches_the_waiters() -> None:
     """An append alone is written by the thread that makes it (no hand-over to a writer
     thread); appends made while a transaction is under way wait and go together in the
@@ -79,19 +100,8 @@ def test_group_commit_writes_on_the_caller_s_thread_and_batches_the_waiters() ->
     from intelpact.services.audit import _GroupCommit
     from intelpact.store.base import StoreFull
 
-    batches: list[tuple[str, int]] = []
-    hold, holding = threading.Event(), threading.Event()
-    fail: list[BaseException] = []
-
-    def write(events: list[object], wait: bool = True) -> int:
-        if fail:
-            raise fail[0]
-        batches.append((threading.current_thread().name, len(events)))
-        if len(batches) == 1:
-            holding.set()
-            assert hold.wait(10)
-        return sum(n for _, n in batches) - len(events)
-
+    write = _Writes(every=False)
+    batches, hold, holding, fail = write.batches, write.hold, write.holding, write.fail
     commit = _GroupCommit(write)
     firsts: dict[str, int] = {}
 
@@ -132,18 +142,8 @@ def test_group_commit_submit_does_not_wait_and_the_committer_writes_what_it_queu
     from intelpact.services.audit import _GroupCommit
     from intelpact.store.base import StoreFull
 
-    batches: list[tuple[str, int]] = []
-    hold, holding = threading.Event(), threading.Event()
-    fail: list[BaseException] = []
-
-    def write(events: list[object], wait: bool = True) -> int:
-        if fail:
-            raise fail[0]
-        batches.append((threading.current_thread().name, len(events)))
-        holding.set()
-        assert hold.wait(10)
-        return sum(n for _, n in batches) - len(events)
-
+    write = _Writes(every=True)
+    batches, hold, holding, fail = write.batches, write.hold, write.holding, write.fail
     commit = _GroupCommit(write)
     hold.set()
     quiet = commit.submit([object()])
