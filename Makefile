@@ -71,6 +71,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 		--opentaxii-python $(OPENTAXII_VENV)/bin/python
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/mixed.py
+	$(BIN)/python bench/versions.py --medallion-python $(MEDALLION_VENV)/bin/python
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/ais.py
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,6 +210,97 @@ def test_last_means_last_visible_version(store: Store) -> None:
                              obj(1, "2026-02-01T00:00:00Z", label=HIGH)])
     rows = store.query("c1", ids_for(store, LOW), Query()).rows
     assert [r.version for r in rows] == [normalise_timestamp("2026-01-01T00:00:00Z")]
+
+
+MID = Label(A, 3, "JPN", frozenset({"JPN", "NZL"}))
+# Rows whose superseded mark is not what its definition says (0016_current_versions.sql).
+WRONG_MARKS = ("SELECT o.seq FROM objects o WHERE o.superseded != CASE WHEN EXISTS (SELECT 1 "
+               "FROM objects n WHERE n.collection_id = o.collection_id AND n.object_id = "
+               "o.object_id AND n.version > o.version AND n.label_id = o.label_id AND "
+               "n.spec_version = o.spec_version) THEN 1 ELSE 0 END")
+
+
+def raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` read straight from ``store``'s database."""
+    if isinstance(store, SQLiteStore):
+        return store._conn().execute(sql).fetchall()  # noqa: SLF001
+    return store._all(sql)  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+def test_latest_versions_agree_with_their_definition_whatever_was_done(store: Store
+                                                                       ) -> None:
+    """Versions of a few objects under three labels and two spec versions, added in any
+    order (some in one batch), relabelled and deleted at random: after every step, each
+    reader's latest versions (TAXII's default, with and without a type or spec_version
+    filter) are those of the definition, computed here from every stored row, and every
+    row's superseded mark, which the page walks by, is what its definition says."""
+    rng = random.Random(6)
+    labels = [LOW, MID, HIGH]
+    store.add_objects("c1", [obj(0, label=lab) for lab in labels])  # the label ids
+    ids = {lab: i for i, lab in store.labels().items()}
+    store.delete("c1", list(ids.values()), obj(0).object_id, ("all",))
+    readers = [[ids[LOW]], [ids[LOW], ids[MID]], list(ids.values()), [ids[HIGH]]]
+
+    def new(n: int) -> NewObject:
+        kind, spec = rng.choice(["indicator", "malware"]), rng.choice(["2.1", "2.0"])
+        version = normalise_timestamp(f"2026-01-0{rng.randrange(1, 8)}T00:00:00Z")
+        oid = f"{kind}--00000000-0000-4000-8000-{n:012d}"
+        label = rng.choice(labels)
+        return NewObject(oid, kind, spec, version, f'{{"id":"{oid}","v":"{version}"}}',
+                         f"{oid}{version}", label, label, label.originator, False)
+
+    everything = Query(versions=("all",), limit=1000)
+    stored = store.query("c1", list(ids.values()), everything).rows
+    for _ in range(60):
+        step = rng.random()
+        if step < 0.7 or not stored:
+            store.add_objects("c1", [new(rng.randrange(4)) for _ in range(rng.randrange(1, 5))])
+        elif step < 0.85:
+            store.relabel(rng.choice(stored).object_id, "JPN", rng.choice(labels), [])
+        else:
+            store.delete("c1", rng.choice(readers), rng.choice(stored).object_id,
+                         (rng.choice(["last", "first"]),))
+        stored = store.query("c1", list(ids.values()), everything).rows
+        for readable in readers:
+            for query in (Query(limit=1000), Query(types=("malware",), limit=1000),
+                          Query(spec_versions=("2.0",), limit=1000)):
+                seen = [r for r in stored if r.label_id in readable
+                        and (not query.types or r.object_type in query.types)
+                        and (not query.spec_versions or r.spec_version in query.spec_versions)]
+                wanted = [(r.object_id, r.version) for r in seen if not any(
+                    m.object_id == r.object_id and m.version > r.version for m in seen)]
+                got = [(r.object_id, r.version) for r in store.query("c1", readable, query).rows]
+                assert got == wanted, (readable, query)
+        assert raw(store, WRONG_MARKS) == []
+    assert {n for n, in raw(store, "SELECT superseded FROM objects")} == {0, 1}
+
+
+def test_migration_0016_marks_the_versions_stored_before_it(opener: Opener) -> None:
+    """A store of versions under one label and under two, taken back to before migration
+    0016 (its column and indexes dropped): opened again, it is migrated, every row's mark
+    is what its definition says, and every reader's latest versions are what they were."""
+    store = opener()
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [obj(n, f"2026-01-0{v}T00:00:00Z", label=HIGH if n == v else LOW)
+                             for v in range(1, 5) for n in range(4)])
+    readers = [ids_for(store, LOW), ids_for(store, LOW, HIGH), ids_for(store, HIGH)]
+    before = [store.query("c1", r, Query()).rows for r in readers]
+    undo = ["DROP INDEX objects_current_by_seq", "DROP INDEX objects_current_by_type",
+            "ALTER TABLE objects DROP COLUMN superseded",
+            "DELETE FROM schema_migrations WHERE version = 16"]
+    if isinstance(store, SQLiteStore):
+        for statement in undo:
+            store._conn().execute(statement)  # noqa: SLF001
+    else:
+        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
+            for statement in undo:
+                conn.execute(statement)
+    store.close()
+    again = opener()
+    assert again.schema_version == migrations()[-1][0]
+    assert raw(again, WRONG_MARKS) == []
+    assert sorted(n for n, in raw(again, "SELECT superseded FROM objects")) == [0] * 7 + [1] * 9
+    assert [again.query("c1", r, Query()).rows for r in readers] == before
 
 
 def test_date_added_strictly_increases_with_seq(store: Store) -> None:
@@ -600,7 +693,9 @@ def test_sqlite_pages_start_where_they_should(tmp_path: Path) -> None:
     assert malware.object_id == obj(99, kind="malware").object_id
     conn = sqlite3.connect(tmp_path / "n.db")
     for query, wanted in ((Query(added_after=middle), "objects_by_added"),
-                          (Query(types=("malware",)), "objects_by_type")):
+                          (Query(types=("malware",)), "objects_current_by_type"),
+                          (Query(types=("malware",), versions=("all",)), "objects_by_type"),
+                          (Query(), "objects_current_by_seq")):
         sql, params = _select("c1", everything, query)
         plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert wanted in plan, plan

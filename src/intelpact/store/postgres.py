@@ -9,7 +9,7 @@ machine using the database, so ``seq``, ``outbox_id`` and ``date_added`` increas
 together and commit in that order; a reader paging with ``seq > cursor`` can
 never skip a row that commits later with a smaller ``seq``. Reads take no lock.
 Commits are durable: a session whose ``synchronous_commit`` is off (or local) is
-set to ``on``. Every value is a bound parameter; the readable labels are one
+set to ``on``; sessions plan no parallel query (``_configure``). Every value is a bound parameter; the readable labels are one
 ``bigint[]`` (``label_id = ANY(%s)``) inside the one query that pages.
 """
 
@@ -94,6 +94,8 @@ from .sqlite import (
     _queue_cited,
     _statements,
     _stored,
+    _supersede_added,
+    _supersede_again,
 )
 
 log = logging.getLogger("intelpact.store")
@@ -148,9 +150,14 @@ def describe(url: str) -> str:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each session of the pool: durable commits, and no parallel query. Every read here
+    is a page with a limit through an index; a parallel plan's start-up (a worker process
+    and a Gather Merge) cost more than it saved: a page of 1,000 latest versions of
+    100,000 rows took 24-37 ms with one worker and 9-12 ms without (docs/node.md)."""
     row = conn.execute("SHOW synchronous_commit").fetchone()
     if row is not None and row[0] in ("off", "local"):
         conn.execute("SET synchronous_commit = on")
+    conn.execute("SET max_parallel_workers_per_gather = 0")
 
 
 class PostgresStore(Store):
@@ -418,6 +425,7 @@ class PostgresStore(Store):
                     obj.body, obj.body_hash, obj.published_by, obj.received_from)))
                 slots.append(None)
             seqs = _insert_rows(c, [params for *_, params in planned])
+            _supersede_added(c, "%s", list(seqs.values()))
             done = iter(planned)
             with c.pipeline():
                 for i, slot in enumerate(slots):
@@ -463,6 +471,7 @@ class PostgresStore(Store):
             seqs = [int(row[0]) for row in c.execute(sql, params)]
             if seqs:
                 c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])", (seqs,))
+                _supersede_again(c, "%s", object_id)
         return len(seqs)
 
     def holds(self, collection_id: str, object_id: str, version: str | None,
@@ -760,6 +769,7 @@ class PostgresStore(Store):
                 c.execute("UPDATE objects SET banner_id = %s WHERE object_id = %s AND "
                           "originator = %s AND version = %s AND recalled IS NULL",
                           (self._label_id(c, banner, pending), object_id, originator, version))
+            _supersede_again(c, "%s", object_id)
             _append_audit(c.cursor(), audit, "%s")
         self._load_labels()
         return changed
@@ -970,6 +980,8 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
         where.append("o.seq > coalesce((SELECT a.seq FROM objects a WHERE a.collection_id "
                      "= %s AND a.date_added <= %s ORDER BY a.date_added DESC LIMIT 1), 0)")
         params.extend([collection_id, query.added_after])
+    if query.versions == ("last",):  # a superseded row is nobody's latest (0016)
+        where.append("o.superseded = 0")
     if "all" not in query.versions:
         choices = []
         newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "

@@ -383,6 +383,7 @@ class SQLiteStore(Store):
             at += size
         seqs = dict((added, seq) for seq, added in c.execute(
             "SELECT seq, date_added FROM objects WHERE seq > ?", (before,)))
+        _supersede_added(c, "?", list(seqs.values()))
         for obj, version, added, _, _ in run:
             seq = seqs.get(added)
             if seq is None:  # this version is stored already: the same body?
@@ -439,6 +440,8 @@ class SQLiteStore(Store):
             seqs = [row[0] for row in c.execute(sql, params)]
             for seq in seqs:
                 c.execute("DELETE FROM objects WHERE seq = ?", (seq,))
+            if seqs:
+                _supersede_again(c, "?", object_id)
         return len(seqs)
 
     def holds(self, collection_id: str, object_id: str, version: str | None,
@@ -743,6 +746,7 @@ class SQLiteStore(Store):
                 c.execute("UPDATE objects SET banner_id = ? WHERE object_id = ? AND "
                           "originator = ? AND version = ? AND recalled IS NULL",
                           (self._label_id(c, banner, pending), object_id, originator, version))
+            _supersede_again(c, "?", object_id)
             _append_audit(c, audit)
         self._load_labels()
         return changed
@@ -999,6 +1003,43 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
                   (row.seq,))
     _append_audit(c, audit(rows), mark)
     return rows
+
+
+# A row is superseded (0016_current_versions.sql) when a newer version of its object is
+# stored under the same label and spec_version: whoever may read it may read that one.
+def _supersede_added(c: Any, mark: str, seqs: Sequence[int]) -> None:
+    """Inside the caller's write transaction (both dialects), after the rows ``seqs`` were
+    added: the newest older row of each one's object, label and spec_version is
+    superseded now, and so is each added row older than a row of its own. Both are found
+    row by row through the unique (collection, id, version) index, walked back and
+    forth from the added row's version, never by a join that PostgreSQL's planner could
+    turn into a scan of the table."""
+    if not seqs:
+        return
+    alike = ("m.collection_id = n.collection_id AND m.object_id = n.object_id AND "
+             "m.label_id = n.label_id AND m.spec_version = n.spec_version")
+    # each added row, the newest older row of its own, and whether a newer one is stored
+    sql = (f"SELECT n.seq, (SELECT m.seq FROM objects m WHERE {alike} AND m.version < "  # noqa: S608
+           f"n.version ORDER BY m.version DESC LIMIT 1), (SELECT 1 FROM objects m WHERE "
+           f"{alike} AND m.version > n.version LIMIT 1) FROM objects n WHERE n.seq IN "
+           f"({', '.join([mark] * len(seqs))})")
+    rows = c.execute(sql, list(seqs)).fetchall()
+    hit = [older for _, older, _ in rows if older is not None]
+    hit += [seq for seq, _, behind in rows if behind is not None]
+    if hit:
+        c.execute(f"UPDATE objects SET superseded = 1 WHERE superseded = 0 AND seq IN "  # noqa: S608
+                  f"({', '.join([mark] * len(hit))})", hit)
+
+
+def _supersede_again(c: Any, mark: str, object_id: str) -> None:
+    """Work out ``superseded`` afresh for every row of ``object_id`` (both dialects), after
+    its versions were relabelled or deleted."""
+    c.execute("UPDATE objects SET superseded = CASE WHEN EXISTS (SELECT 1 FROM objects n "  # noqa: S608
+              "WHERE n.collection_id = objects.collection_id AND n.object_id = "
+              "objects.object_id AND n.version > objects.version AND n.label_id = "
+              "objects.label_id AND n.spec_version = objects.spec_version) THEN 1 ELSE 0 END "
+              "WHERE collection_id IN (SELECT collection_id FROM collections) AND "
+              f"object_id = {mark}", (object_id,))
 
 
 # The marking-definitions an object cites go into the outbox of each party it is queued
@@ -1357,6 +1398,9 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
                      "objects_by_added WHERE a.collection_id = ? AND a.date_added <= ? "
                      "ORDER BY a.date_added DESC LIMIT 1), 0)")
         params.extend([collection_id, query.added_after])
+    current = query.versions == ("last",)
+    if current:  # a row superseded is nobody's latest: the walk skips it (0016)
+        where.append("o.superseded = 0")
     if "all" not in query.versions:
         choices = []
         newer = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.collection_id = o.collection_id "
@@ -1383,9 +1427,11 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     # Force the plan: one object's versions through the (collection, id, version) unique
     # index; a page by walking seq order (of one type, when one is asked for) and
     # stopping at `limit` (SQLite would otherwise read every visible row through
-    # objects_by_label and sort them for each page).
+    # objects_by_label and sort them for each page); of latest versions, the rows not
+    # superseded only.
+    walk = "objects_current" if current else "objects"
     index = ("sqlite_autoindex_objects_1" if query.ids else
-             "objects_by_type" if len(query.types) == 1 else "objects_by_seq")
+             f"{walk}_by_type" if len(query.types) == 1 else f"{walk}_by_seq")
     order = "o.seq DESC" if query.newest_first else "o.seq"
     source = f"objects o INDEXED BY {index}"
     if query.text:  # walk the text index's matches in seq order, each row by its key
