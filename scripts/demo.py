@@ -333,7 +333,11 @@ curl:
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Stop the nodes: SIGTERM, then SIGKILL to any still running after 10 s."""
+    """Stop the nodes: SIGTERM, then SIGKILL to any still running after 10 s. A second
+    Ctrl-C, SIGTERM or SIGHUP meanwhile (a service manager signals the whole group, a
+    hurried operator presses twice) does not cut the stop short."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     for proc in procs:
         proc.terminate()
     for proc in procs:

@@ -1,5 +1,6 @@
 """`make run`'s demo (scripts/demo.py), whole: five nodes made, the exchange shown, and
-the nodes served until SIGTERM, which stops every one of them."""
+the nodes served until SIGTERM, which stops every one of them (a second signal
+meanwhile too)."""
 
 from __future__ import annotations
 
@@ -67,12 +68,15 @@ def test_the_demo_shows_the_exchange_and_stops_on_sigterm(tmp_path: Path) -> Non
         assert len(nodes) >= 5, f"expected the five nodes' processes, found {nodes}"
         assert all(_in_use(p) for p in PORTS)
         proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # while it stops the nodes: a second signal does not cut that short
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, "".join(lines)[-3000:]
     finally:
         if proc.poll() is None:
             stop_group(proc)
     reader.join(10)
     proc.stdout.close()
+    assert "Traceback" not in "".join(lines), "".join(lines)[-3000:]
     deadline = time.monotonic() + 30
     while any(alive(p) for p in nodes):
         assert time.monotonic() < deadline, f"node processes outlived the demo: {nodes}"
