@@ -110,8 +110,11 @@ def test_an_offline_holder_gets_the_recall_when_it_comes_back(
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
     jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="compromised")
-    with pytest.raises(FederationError, match="unreachable"):
+    with pytest.raises(FederationError, match="NZL unreachable") as down:
         deliver(jpn, "NZL")  # NZL's listener is down: the notice waits
+    peer = jpn.federation.peers()["NZL"]
+    assert down.value.hint is not None and "intelpact serve" in down.value.hint \
+        and peer.url in down.value.hint  # where this node looked for it
     assert seen(nzl, obj["id"])
     (notice,) = jpn.store.pending_notices("NZL", 10)
     assert notice.kind == "recall" and "unreachable" in (notice.error or "")

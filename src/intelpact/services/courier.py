@@ -99,7 +99,7 @@ class Courier:
             response = self._request(peer, "POST", "/federation/collections/inbox/objects/",
                                      body)
         except httpx.HTTPError as exc:
-            raise FederationError(f"{party} unreachable: {exc}") from None
+            raise _unreachable(peer, exc) from None
         if response.status_code != 200:
             if _refusal(response):
                 self.node.store.failed_attempt(party, ids)
@@ -159,7 +159,7 @@ class Courier:
         try:
             self.announce_keys(party)
         except httpx.HTTPError as exc:
-            raise FederationError(f"{party} unreachable: {exc}") from None
+            raise _unreachable(peer, exc) from None
         reports = self.node.compromise
         done = 0
         for message in self.node.store.pending_compromise(party, BATCH):
@@ -176,7 +176,7 @@ class Courier:
             except httpx.HTTPError as exc:
                 self.node.store.compromise_failed(message.message_id,
                                                   f"{party} unreachable: {exc}", False)
-                raise FederationError(f"{party} unreachable: {exc}") from None
+                raise _unreachable(peer, exc) from None
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
                 # 409: the partner's state moved under the request; ask again, no refusal
@@ -208,7 +208,7 @@ class Courier:
             except httpx.HTTPError as exc:
                 self.node.store.notice_failed(notice.notice_id, f"{party} unreachable: {exc}",
                                               refused=False)
-                raise FederationError(f"{party} unreachable: {exc}") from None
+                raise _unreachable(peer, exc) from None
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
                 self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
@@ -231,7 +231,7 @@ class Courier:
         try:
             response = self._request(peer, "GET", target)
         except httpx.HTTPError as exc:
-            raise FederationError(f"{party} unreachable: {exc}") from None
+            raise _unreachable(peer, exc) from None
         if response.status_code != 200:
             raise FederationError(f"{party} refused the pull: {response.status_code} "
                                   f"{response.text[:300]}")
@@ -264,7 +264,7 @@ class Courier:
         try:
             response = self._request(peer, "GET", target)
         except httpx.HTTPError as exc:
-            raise FederationError(f"{party} unreachable: {exc}") from None
+            raise _unreachable(peer, exc) from None
         if response.status_code != 200:
             raise FederationError(f"{party} refused the audit request: "
                                   f"{response.status_code} {response.text[:300]}")
@@ -342,6 +342,14 @@ def _due(now: float, last: float, interval: float) -> bool:
     back): a clock that goes back must not postpone a retry, a pull or a gossip by the
     size of the jump."""
     return not 0 <= now - last < interval
+
+
+def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> FederationError:
+    """``peer`` could not be reached (no connection, no answer in time, TLS refused):
+    what happened, and where to look."""
+    return FederationError(f"{peer.party} unreachable: {exc}",
+                           hint=f"is {peer.party}'s node serving (intelpact serve)? this node "
+                           f"reaches it at {peer.url}, the address on its card")
 
 
 # What the courier expects to meet and retries quietly: the partner unreachable, failing

@@ -9,8 +9,9 @@ machine using the database, so ``seq``, ``outbox_id`` and ``date_added`` increas
 together and commit in that order; a reader paging with ``seq > cursor`` can
 never skip a row that commits later with a smaller ``seq``. Reads take no lock.
 Commits are durable: a session whose ``synchronous_commit`` is off (or local) is
-set to ``on``; sessions plan no parallel query (``_configure``). Every value is a bound parameter; the readable labels are one
-``bigint[]`` (``label_id = ANY(%s)``) inside the one query that pages.
+set to ``on``; sessions plan no parallel query (``_configure``). Every value is a
+bound parameter; the readable labels are one ``bigint[]`` (``label_id = ANY(%s)``)
+inside the one query that pages.
 """
 
 from __future__ import annotations
