@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pgserver  # noqa: E402
 from intelpact.services.node import Node  # noqa: E402
 from intelpact.store.base import Query  # noqa: E402
-from scale import make_node, serve_intelpact  # noqa: E402
+from scale import make_node, say, serve_intelpact  # noqa: E402
 from taxii import (  # noqa: E402
     PAGE,
     PUBLISHER,
@@ -67,10 +67,6 @@ from taxii import (  # noqa: E402
 )
 
 TARGET_FIRST_PAGE_MS = 50.0
-
-
-def say(text: str, end: str = "\n") -> None:
-    print(text, end=end, file=sys.stderr, flush=True)
 
 
 def versions(n: int, count: int) -> tuple[list[list[dict[str, Any]]], dict[str, str], list[str]]:

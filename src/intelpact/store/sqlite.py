@@ -1007,6 +1007,13 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
 
 # A row is superseded (0016_current_versions.sql) when a newer version of its object is
 # stored under the same label and spec_version: whoever may read it may read that one.
+def _alike(a: str, b: str) -> str:
+    """SQL: rows ``a`` and ``b`` are versions of one object under one label and
+    spec_version (``b`` superseded when ``a`` is newer)."""
+    return (f"{a}.collection_id = {b}.collection_id AND {a}.object_id = {b}.object_id AND "
+            f"{a}.label_id = {b}.label_id AND {a}.spec_version = {b}.spec_version")
+
+
 def _supersede_added(c: Any, mark: str, seqs: Sequence[int]) -> None:
     """Inside the caller's write transaction (both dialects), after the rows ``seqs`` were
     added: the newest older row of each one's object, label and spec_version is
@@ -1016,8 +1023,7 @@ def _supersede_added(c: Any, mark: str, seqs: Sequence[int]) -> None:
     turn into a scan of the table."""
     if not seqs:
         return
-    alike = ("m.collection_id = n.collection_id AND m.object_id = n.object_id AND "
-             "m.label_id = n.label_id AND m.spec_version = n.spec_version")
+    alike = _alike("m", "n")
     # each added row, the newest older row of its own, and whether a newer one is stored
     sql = (f"SELECT n.seq, (SELECT m.seq FROM objects m WHERE {alike} AND m.version < "  # noqa: S608
            f"n.version ORDER BY m.version DESC LIMIT 1), (SELECT 1 FROM objects m WHERE "
@@ -1035,10 +1041,8 @@ def _supersede_again(c: Any, mark: str, object_id: str) -> None:
     """Work out ``superseded`` afresh for every row of ``object_id`` (both dialects), after
     its versions were relabelled or deleted."""
     c.execute("UPDATE objects SET superseded = CASE WHEN EXISTS (SELECT 1 FROM objects n "  # noqa: S608
-              "WHERE n.collection_id = objects.collection_id AND n.object_id = "
-              "objects.object_id AND n.version > objects.version AND n.label_id = "
-              "objects.label_id AND n.spec_version = objects.spec_version) THEN 1 ELSE 0 END "
-              "WHERE collection_id IN (SELECT collection_id FROM collections) AND "
+              f"WHERE {_alike('n', 'objects')} AND n.version > objects.version) THEN 1 "
+              "ELSE 0 END WHERE collection_id IN (SELECT collection_id FROM collections) AND "
               f"object_id = {mark}", (object_id,))
 
 
