@@ -95,7 +95,7 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     async def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, _stop, servers, sig)
+            loop.add_signal_handler(sig, _stop, servers, courier, sig)
         # large publications, on every core; a signal meanwhile stops the listeners at once
         await loop.run_in_executor(None, start_pool, node, ingest_processes(node.config, 1))
         await asyncio.gather(*(s.serve() for s in servers))
@@ -118,9 +118,11 @@ class _Listener(uvicorn.Server):
         yield
 
 
-def _stop(servers: list[_Listener], sig: int) -> None:
-    """SIGINT or SIGTERM: every listener finishes what it is answering and stops; a
-    second SIGINT stops them without waiting."""
+def _stop(servers: list[_Listener], courier: Courier, sig: int) -> None:
+    """SIGINT or SIGTERM: the courier sends nothing more (partners stopped at the same
+    time would only be reported unreachable), every listener finishes what it is
+    answering and stops; a second SIGINT stops them without waiting."""
+    courier.halt()
     for server in servers:
         if server.should_exit and sig == signal.SIGINT:
             server.force_exit = True

@@ -284,9 +284,15 @@ class Courier:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop at the next step, without waiting: what is not yet sent stays in the
+        outbox for when this node serves again. A send that fails from now on is not
+        logged as a failure: the partner may be stopping too."""
         self._stop.set()
         self.node.stored.set()
+
+    def stop(self) -> None:
+        self.halt()
         for thread in self._threads:
             thread.join(10)
         for _, client in self._clients.values():
@@ -309,6 +315,8 @@ class Courier:
                 self._stop.wait(self.interval)
                 continue
             for party in parties:
+                if self._stop.is_set():
+                    break
                 if party in backoff and not _due(now, failed_at[party], backoff[party]):
                     continue
                 try:
@@ -324,6 +332,9 @@ class Courier:
                 except AuditError as exc:  # alerted and audited already
                     log.error("audit gossip with %s: %s", party, exc.message)
                 except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
+                    if self._stop.is_set():
+                        log.debug("federation with %s while stopping: %s", party, exc)
+                        break
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
                     backoff[party], failed_at[party] = delay, now
                     if isinstance(exc, _RETRIED):
