@@ -33,6 +33,7 @@ from intelpact.jsonio import JsonError, parse_json
 from intelpact.model import national_marking
 from intelpact.model.markings import ACS_EXTENSION_ID
 from intelpact.services.node import Node
+from intelpact.services.people import RECORD_EVERY
 from intelpact.services.publish import MarkingRequest
 from intelpact.stix.validate import StixValidationError, validate_object
 from intelpact.store.base import AuditFilter, Query
@@ -757,6 +758,39 @@ def test_password_guessing_over_http_is_throttled_and_audited(tmp_path: Path) ->
         assert len(failures(node.audit.pseudonyms.of("spray-0"))) == 1
         assert failures(node.audit.pseudonyms.of("pub"))[-1]["reason"].startswith("throttled")
     node.close()
+
+
+def test_a_flood_of_refused_logins_is_counted_not_recorded_one_by_one(tmp_path: Path) -> None:
+    """Once a name or a client is locked out, its refusals are audited at most once every
+    RECORD_EVERY seconds, each saying how many refusals it stands for; what is still
+    counted when the node closes is recorded then. Nothing is lost, and a flood cannot
+    fill the log. Unknown bearer tokens are throttled per client, apart from passwords."""
+    node = make_node(tmp_path / "jpn")
+    people(node)
+    refused = 200
+    with serving(node) as url, httpx.Client(base_url=url, headers={"Accept": TAXII}) as c:
+        started = time.monotonic()
+        for i in range(5):
+            taxii_error(c.get("/taxii2/", auth=("reader", f"guess {i}")), 401)
+        for i in range(refused):
+            taxii_error(c.get("/taxii2/", auth=("reader", f"more {i}")), 429)
+        statuses = [c.get("/taxii2/", headers={"Authorization": f"Bearer forged-{i}"}
+                          ).status_code for i in range(30 + refused)]
+        assert statuses == [401] * 30 + [429] * refused
+        assert c.get("/taxii2/", auth=("pub", PW)).status_code == 200  # passwords unaffected
+        elapsed = time.monotonic() - started
+    node.close()
+    node = Node.open(tmp_path / "jpn")
+    found = [json.loads(e.body) for e in node.store.find_audit(
+        AuditFilter(kinds=("login-failure",), limit=10_000))]
+    node.close()
+    reader = node.audit.pseudonyms.of("reader")
+    for mine in ([b for b in found if b.get("subject") == reader],
+                 [b for b in found if b.get("actor") == "bearer-token"]):
+        throttled = [b for b in mine if b["reason"].startswith("throttled")]
+        assert len(mine) - len(throttled) in (5, 30)
+        assert sum(b["refusals"] for b in throttled) == refused  # none lost
+        assert len(throttled) <= 2 + elapsed / RECORD_EVERY, throttled  # none one by one
 
 
 # -- bodies: too large, too slow -----------------------------------------------------------------

@@ -352,7 +352,10 @@ class Node:
     def close(self) -> None:
         self.indexer.stop()
         self.preparer.close()
-        self.audit.close()
+        try:
+            self.people.flush_refusals()
+        finally:
+            self.audit.close()
         self.store.close()
 
 

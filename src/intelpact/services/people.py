@@ -4,7 +4,10 @@ A person's party, clearance, caveats and communities are checked against the
 agreement when they are added (through the model's Policy.person), so a stored
 person always makes sense to the decision code. Passwords are kept as argon2
 hashes, tokens only as SHA-256 digests. Failed logins are throttled per name
-and per client address.
+and per client address, and unknown bearer tokens per client address. Every failure
+is audited; once a name or client is locked out, its refusals are recorded at most
+once every ``RECORD_EVERY`` seconds, each record saying how many refusals it stands
+for (``refusals``): a flood of attempts cannot fill the audit log.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Person, Policy
-from ..store.base import PersonRecord, Store, timestamp, utc_now
+from ..store.base import AuditEvent, PersonRecord, Store, timestamp, utc_now
 from .audit import AuditLog, operator
 from .credentials import LoginThrottle, hash_password, new_token, token_digest, verify_password
 
 _CACHE_SECONDS = 60.0
 MIN_PASSWORD = 12
+RECORD_EVERY = 10.0  # seconds between audited refusals of one locked-out name or client
+MAX_REFUSING = 10_000  # locked-out keys whose refusals are being counted, at most
 
 
 @functools.cache
@@ -102,6 +108,9 @@ class People:
         self._verified: dict[str, tuple[float, str, str]] = {}
         self._cache_secret = secrets.token_bytes(32)
         self._lock = threading.Lock()
+        # locked-out key -> (when its last refusal was recorded, refusals since not recorded)
+        self._refused: dict[str, tuple[float, int]] = {}
+        self._refused_as: dict[str, dict[str, Any]] = {}  # the event each count is about
 
     def add(self, name: str, *, party: str, clearance: str, caveats: Iterable[str] = (),
             communities: Iterable[str] = (), roles: Iterable[str] = ("analyst",),
@@ -195,7 +204,8 @@ class People:
                               (self.client_throttle, f"client:{client}")):
             wait = throttle.check(key, now)
             if wait is not None:
-                self._failed(name, client, "throttled: too many failed logins")
+                self._refuse(key, now, name=name, client=client or None,
+                             reason="throttled: too many failed logins")
                 raise AuthError("too many failed logins; try again later", retry_after=wait)
         cache_key = self._cache_key(name, password)
         with self._lock:
@@ -234,10 +244,21 @@ class People:
             "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
     def login_token(self, token: str, client: str = "") -> Principal:
-        """Check a bearer token; raises :class:`AuthError`."""
+        """Check a bearer token; raises :class:`AuthError`. Unknown or revoked tokens
+        are throttled per client address, apart from passwords (a script with a revoked
+        token must not lock out the people who share its address)."""
+        now = time.monotonic()
+        key = f"token:{client}"
+        wait = self.client_throttle.check(key, now)
+        if wait is not None:
+            self._refuse(key, now, actor="bearer-token", client=client or None,
+                         token=token_digest(token)[:16],
+                         reason="throttled: too many unknown tokens")
+            raise AuthError("too many failed logins; try again later", retry_after=wait)
         name = self.store.token_owner(token_digest(token))
         record = self.store.person(name) if name is not None else None
         if name is None or record is None or record.revoked:
+            self.client_throttle.failure(key, now)
             self.audit.record_served(self.audit.event(
                 "login-failure", actor="bearer-token", client=client or None,
                 token=token_digest(token)[:16], reason="unknown or revoked token"))
@@ -247,3 +268,41 @@ class People:
     def _failed(self, name: str, client: str, reason: str) -> None:
         self.audit.record_served(self.audit.event("login-failure", name=name, client=client or None,
                                            reason=reason))
+
+    def _refuse(self, key: str, now: float, **fields: Any) -> None:
+        """Audit a login refused because ``key`` is locked out (``fields``: the
+        login-failure event's): the first refusal at once, then at most one record every
+        RECORD_EVERY seconds. Each record says how many refusals it stands for
+        (``refusals``: itself and those since the last record); counts still held when the
+        node closes are recorded then (``flush_refusals``), as are those of keys
+        forgotten to bound memory. The sum of ``refusals`` is every refusal."""
+        with self._lock:
+            last, count = self._refused.get(key, (-RECORD_EVERY, 0))
+            if 0 <= now - last < RECORD_EVERY:
+                self._refused[key] = (last, count + 1)
+                self._refused_as[key] = fields
+                return
+            self._refused[key] = (now, 0)
+            self._refused_as.pop(key, None)
+            held = self._forget_refusals(now) if len(self._refused) > MAX_REFUSING else []
+        self.audit.record_served(
+            self.audit.event("login-failure", **fields, refusals=count + 1),
+            *held)
+
+    def _forget_refusals(self, now: float) -> list[AuditEvent]:
+        """Under the lock: forget the keys with no refusal recorded for RECORD_EVERY
+        seconds; returns the counts they still held, as events to record."""
+        out = []
+        for key, (last, count) in list(self._refused.items()):
+            if now - last >= RECORD_EVERY:
+                del self._refused[key]
+                fields = self._refused_as.pop(key, None)
+                if count and fields is not None:
+                    out.append(self.audit.event("login-failure", **fields, refusals=count))
+        return out
+
+    def flush_refusals(self) -> None:
+        """Record every count of refusals not recorded yet (the node is closing)."""
+        with self._lock:
+            held = self._forget_refusals(float("inf"))
+        self.audit.record(*held)
