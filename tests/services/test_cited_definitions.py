@@ -215,8 +215,9 @@ def test_a_pull_takes_the_definition_with_its_object_even_across_pages(
 def test_a_base_reclassified_to_a_level_not_exchanged_stays_held_under_its_portion(
         aus_jpn: tuple[Node, Node]) -> None:
     """Australia lowers an object's base to UNOFFICIAL (not exchanged) while its PROTECTED
-    portion stays: Japan may still hold it on its banner, as release decided when it was
-    sent, so Japan relabels its copy instead of destroying it."""
+    portion stays: Japan may still hold its copy, which keeps the PROTECTED its body says
+    (a lowered marking opens the new version only), instead of destroying it; and it
+    holds the new version on its banner, as release decides."""
     aus, jpn = aus_jpn
     pin_each_other(aus, jpn)
     _, protected = definitions(aus)
@@ -235,7 +236,7 @@ def test_a_base_reclassified_to_a_level_not_exchanged_stays_held_under_its_porti
             assert told == ["JPN"] and courier.deliver_notices("JPN") == 1
             (after,) = jpn.store.held([obj["id"]])  # kept, not destroyed
             labels = jpn.store.labels()
-            assert labels[after.label_id].rank < labels[held.label_id].rank  # UNOFFICIAL
+            assert labels[after.label_id] == labels[held.label_id]  # PROTECTED, as its body
             assert labels[after.banner_id] == labels[held.banner_id]  # PROTECTED: the portion
             assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",)))
             assert courier.push_all("JPN") >= 1  # the new version, under its own marking

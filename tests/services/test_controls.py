@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_federation import pair, people, publish, push
+from test_federation import pair, people, publish, pull, push
 
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
@@ -19,7 +19,7 @@ from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError, sign_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter, Query
+from intelpact.store.base import AuditFilter, Query, parse_timestamp
 
 from helpers import indicator, make_node, serving_federation
 
@@ -202,9 +202,9 @@ def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
 def test_a_reclassified_base_keeps_the_portions_in_the_holder_s_banner(
         jpn_nzl: tuple[Node, Node]) -> None:
     """The originator lowers the base of an object whose description is marked higher:
-    at the holder every version's banner is the new base joined with that portion, never
-    the new base alone (the banner is what release decisions and derived information
-    are held to)."""
+    at the holder the old version keeps the base its body says (a lowered marking opens
+    the new version only) and its banner keeps that portion, never the new base alone
+    (the banner is what release decisions and derived information are held to)."""
     jpn, nzl = jpn_nzl
     base = national_marking(jpn.agreement, "JPN", "極秘", rel_to=["NZL"])
     portion = national_marking(jpn.agreement, "JPN", "機密", rel_to=["NZL"])
@@ -226,9 +226,78 @@ def test_a_reclassified_base_keeps_the_portions_in_the_holder_s_banner(
         assert deliver(jpn, "NZL") == 1
         (after,) = nzl.store.held([obj["id"]])
         labels = nzl.store.labels()
-        assert labels[after.label_id].rank < labels[held.label_id].rank  # base lowered
-        assert labels[after.banner_id] == labels[after.label_id].join(top)  # portion kept
-        assert labels[after.banner_id].rank == top.rank
+        assert labels[after.label_id] == labels[held.label_id]  # its body's 極秘, joined
+        assert labels[after.banner_id] == top  # the portion kept
         # the SECRET analyst reads the base, and the TOP SECRET portion stays withheld
         (shown,) = seen(nzl, obj["id"], "analyst")
         assert "description" not in shown
+
+
+def test_a_lowered_marking_opens_the_new_version_not_the_old_ones(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """The holder relabels an old version with the join of its label and the new
+    marking: lowered from 機密 (TOP SECRET) to 秘, the old version's body still says
+    機密, so a SECRET reader reads the new version only."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "going down", "機密", ("NZL",))
+    officer = jpn.people.as_person("officer")
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"]) and seen(nzl, obj["id"], "analyst") == []
+        version, told = jpn.controls.reclassify(
+            officer, obj["id"], MarkingRequest("秘", ("NZL",)),
+            collection_id=jpn.default_collection().collection_id, reason="downgrade")
+        assert told == ["NZL"] and deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"], "analyst") == []  # the old 機密 body stays closed
+        push(jpn, "NZL")  # the new version, under its own 秘 marking
+        assert len(seen(nzl, obj["id"])) == 2
+        (shown,) = seen(nzl, obj["id"], "analyst")
+        assert parse_timestamp(shown["modified"]) == parse_timestamp(version)
+
+
+def test_a_late_notice_leaves_the_newer_versions_alone(jpn_nzl: tuple[Node, Node]) -> None:
+    """JPN lowers an object to 秘, then publishes a newer version at 機密 (TOP SECRET);
+    NZL pulls both before the reclassify notice arrives. The notice is about the versions
+    older than the one it made: the 機密 version keeps its own signed marking."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = indicator("v1")
+    jpn.publisher.publish(officer.person, cid, [obj], marking=MarkingRequest("極秘", ("NZL",)))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ("NZL",)),
+                                          collection_id=cid, reason="down")
+        assert told == ["NZL"]
+        newer = {k: v for k, v in obj.items() if k != "extensions"}
+        newer.update(modified="2030-01-01T00:00:00.000Z", name="top secret now")
+        status = jpn.publisher.publish(officer.person, cid, [newer],
+                                       marking=MarkingRequest("機密", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        assert pull(nzl, "JPN") >= 2  # before the notice gets through
+        assert "top secret now" in {o["name"] for o in seen(nzl, obj["id"])}
+        assert deliver(jpn, "NZL") == 1
+        names = {o["name"] for o in seen(nzl, obj["id"], "analyst")}
+        assert names == {"v1"}, "the newer 機密 version was relabelled by an older notice"
+        assert "top secret now" in {o["name"] for o in seen(nzl, obj["id"])}
+
+
+def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """JPN lowers an object from 極秘 to 秘, then raises it to 機密 (TOP SECRET); NZL gets
+    the second notice first. The first, applied after, cannot open what the second
+    closed: each notice joins, and the join of 機密 and 秘 is 機密."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "up and down", "極秘", ("NZL",))
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    assert seen(nzl, obj["id"], "analyst")  # SECRET reads 極秘 (SECRET)
+    for level, why in (("秘", "down"), ("機密", "up again")):
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest(level, ("NZL",)),
+                                collection_id=cid, reason=why)
+    first, second = jpn.store.pending_notices("NZL", 10)
+    for notice in (second, first):
+        nzl.controls.receive("JPN", json.loads(notice.body))
+    assert seen(nzl, obj["id"]) and seen(nzl, obj["id"], "analyst") == []

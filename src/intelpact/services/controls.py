@@ -16,9 +16,11 @@ notice once (notices are kept by id) and answers with a signed receipt.
   the recall on, the originator releases nothing more of that object to that party.
 - **reclassify**: the originator publishes a new version under the new marking (the
   publish path: validated, signed, the publisher's clearance checked) and tells every
-  holder of earlier versions, with the new marking-definition. A holder relabels its
-  copies at once; if the new marking no longer lets it hold them, it purges them as for
-  a recall and says so with a destroyed notice.
+  holder of earlier versions, with the new marking-definition and the new version. A
+  holder relabels at once each version it holds older than that one, with the join of
+  its label and the new marking's (its body still carries the old marking); if that no
+  longer lets it hold them, it purges them as for a recall and says so with a destroyed
+  notice.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Label, Markings, PartnerNode, Policy
-from ..model.errors import LabelError, MarkingError
+from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
     Notice,
@@ -354,43 +356,52 @@ class Controls:
         if part.kind != "national" or part.originator != sender:
             raise ControlError(f"the new marking is not a national marking of {sender}")
         label = definition_label(self.policy.agreement, part, sender)
-        banners = self._banners(rows, sender, str(definition.get("id")))
+        older = self._older(rows, notice.get("version"))
+        relabelled = self._joined(older, label)
         # Held or not, version by version, as release decides: on the banner (a base
         # that is not exchanged may be held under a portion that is, docs/federation.md).
         here = PartnerNode(self.party, self.policy.agreement.id)
-        for held in [banners.get(r.version, label) for r in rows] or [label]:
+        for held in [banner for _, banner in relabelled.values()] or ([] if rows else [label]):
             allowed = self.policy.may_release(held, here, holder=sender, object_id=object_id)
             if not allowed.allowed:
-                break
-        if not allowed.allowed:
-            self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
-                        f"{allowed.reason}", "reclassify", stored)
-            return
+                self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
+                            f"{allowed.reason}", "reclassify", stored)
+                return
         event = self.audit.event("reclassify", party=sender, actor=sender, originator=sender,
-                                 objects=[(r.object_id, r.version) for r in rows],
+                                 objects=[(r.object_id, r.version) for r in older],
                                  marking=str(definition.get("id")),
                                  reason=str(notice.get("reason")), notice=notice["id"],
                                  direction="in")
         if self.store.add_notice(stored, audit=[event]):
-            self.store.relabel(object_id, sender, label, [], banners)
+            self.store.relabel(object_id, sender, relabelled, [])
 
-    def _banners(self, rows: Sequence[StoredObject], sender: str,
-                 marking_id: str) -> dict[str, Label]:
-        """The banner of each held version with marked portions once ``sender``'s national
-        marking in it is replaced by ``marking_id``, as the originator's reclassified
-        version has it: the new base joined with the portions, which keep their markings."""
-        out: dict[str, Label] = {}
+    @staticmethod
+    def _older(rows: Sequence[StoredObject], version: Any) -> list[StoredObject]:
+        """The versions in ``rows`` older than the reclassified ``version``: the ones the
+        notice is about. That version and any newer one carry their own marking, signed
+        by the originator, which a notice that arrives late must not overwrite."""
+        try:
+            made = parse_timestamp(version)
+        except ValueError:
+            raise ControlError(f"the notice names no valid version ({version!r})") from None
+        return [r for r in rows if parse_timestamp(r.version) < made]
+
+    def _joined(self, rows: Sequence[StoredObject], label: Label
+                ) -> dict[str, tuple[Label, Label]]:
+        """Each version's base and banner label joined with the new marking's ``label``.
+        A join, not a replacement: an old version's body still carries the old marking,
+        so a lowered marking leaves it as restrictive as it was (it opens the new version
+        only), a raised one closes it at once, and a narrower REL TO narrows it. The
+        banner keeps the version's marked portions, as the originator's new version
+        does; and an older notice that arrives after a newer one cannot undo it."""
+        labels = self.store.labels()
+        out: dict[str, tuple[Label, Label]] = {}
         for row in rows:
-            if not row.has_portions:
-                continue
-            obj = json.loads(row.body)
-            refs = self._without_national(obj.get("object_marking_refs", []), sender)
-            obj["object_marking_refs"] = [*refs, marking_id]
-            try:
-                out[row.version] = self.markings.label(obj, originator=sender).banner
-            except LabelError as exc:
-                raise ControlError(f"{row.object_id} version {row.version} cannot be "
-                                   f"relabelled: {exc.message}") from None
+            base = labels[row.label_id].join(label)
+            banner = labels[row.banner_id].join(label)
+            if row.version in out:  # the same version in two collections: the stricter
+                base, banner = out[row.version][0].join(base), out[row.version][1].join(banner)
+            out[row.version] = (base, banner)
         return out
 
     def _without_national(self, refs: Sequence[Any], party: str) -> list[Any]:

@@ -827,14 +827,12 @@ class Store(abc.ABC):
         append the audit events. Returns the rows as they were."""
 
     @abc.abstractmethod
-    def relabel(self, object_id: str, originator: str, label: Label,
-                audit: Sequence[AuditEvent], banners: Mapping[str, Label] | None = None
+    def relabel(self, object_id: str, originator: str,
+                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
                 ) -> int:
-        """Holder side of a reclassification: every stored version of ``object_id``
-        originated by ``originator`` gets ``label`` as its base, and as its banner the
-        one ``banners`` gives for its version (a version with marked portions: the new
-        base joined with them), else ``label``; with the audit events, in one
-        transaction. Returns how many rows changed."""
+        """Holder side of a reclassification: each version of ``object_id`` originated
+        by ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
+        with the audit events, in one transaction. Returns how many rows changed."""
 
     # -- consent for third-party release (services/consent.py) ---------------------------
     @abc.abstractmethod

@@ -756,20 +756,20 @@ class PostgresStore(Store):
         with self._write() as c:
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit)
 
-    def relabel(self, object_id: str, originator: str, label: Label,
-                audit: Sequence[AuditEvent], banners: Mapping[str, Label] | None = None
+    def relabel(self, object_id: str, originator: str,
+                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
                 ) -> int:
         pending: dict[str, int] = {}
+        changed = 0
         with self._write() as c:
-            label_id = self._label_id(c, label, pending)
-            cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
-                            "object_id = %s AND originator = %s AND recalled IS NULL",
-                            (label_id, label_id, object_id, originator))
-            changed = int(cur.rowcount)
-            for version, banner in (banners or {}).items():
-                c.execute("UPDATE objects SET banner_id = %s WHERE object_id = %s AND "
-                          "originator = %s AND version = %s AND recalled IS NULL",
-                          (self._label_id(c, banner, pending), object_id, originator, version))
+            for version, (base, banner) in labels.items():
+                cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
+                                "object_id = %s AND originator = %s AND version = %s AND "
+                                "recalled IS NULL",
+                                (self._label_id(c, base, pending),
+                                 self._label_id(c, banner, pending), object_id, originator,
+                                 version))
+                changed += int(cur.rowcount)
             _supersede_again(c, "%s", object_id)
             _append_audit(c.cursor(), audit, "%s")
         self._load_labels()
