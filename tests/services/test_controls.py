@@ -301,3 +301,30 @@ def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
     for notice in (second, first):
         nzl.controls.receive("JPN", json.loads(notice.body))
     assert seen(nzl, obj["id"]) and seen(nzl, obj["id"], "analyst") == []
+
+
+def test_a_partner_that_pulled_is_told_of_reclassifications_and_recalls(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A pull has no receipt, but what it serves is in the dissemination record: a partner
+    that only pulls (pushes to it fail, e.g. its listener is down) is a holder, so a
+    reclassification closes its copy and a recall purges it."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "pulled", "秘", ("NZL",))
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    with serving_federation(jpn):  # only JPN's listener: NZL pulls, JPN cannot push
+        assert pull(nzl, "JPN") >= 1
+    assert seen(nzl, obj["id"], "analyst")  # SECRET reads 秘
+    (record,) = [d for d in jpn.store.disseminations() if d.object_id == obj["id"]]
+    assert record.party == "NZL" and record.receipt_id is None
+    shown = CliRunner().invoke(main, ["disseminations", str(jpn.config.dir)])
+    assert shown.exit_code == 0 and "0 release(s) acknowledged, 2 pulled" in shown.output
+    _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ("NZL",)),
+                                      collection_id=cid, reason="new source")
+    assert told == ["NZL"]
+    with serving_federation(jpn), serving_federation(nzl):  # NZL reachable again
+        assert deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"]) and seen(nzl, obj["id"], "analyst") == []
+        assert jpn.controls.recall(officer, obj["id"], reason="source at risk") == ["NZL"]
+        assert deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"]) == []

@@ -445,6 +445,27 @@ def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> 
     assert store.party_keys("NZL")["k3"] == "pub3"
 
 
+def test_what_a_partner_pulls_is_in_the_dissemination_record(store: Store) -> None:
+    """A pull has no receipt: its rows are recorded without one, with its audit event, once
+    however often the partner pulls them; a push's receipt fills the row in, and a later
+    pull leaves the receipt there."""
+    store.add_objects("c1", [obj(1), obj(2)], release=lambda o: ["NZL"])
+    (_, one), (second, two) = store.released_after("NZL", 0, 10)
+    pulled = [(one.object_id, one.version, one.body_hash),
+              (two.object_id, two.version, two.body_hash)]
+    size = store.audit_size()
+    for when in ("2026-01-02T00:00:00.000000Z", "2026-01-03T00:00:00.000000Z"):
+        store.add_pulled("NZL", pulled, when, [_event(1)])
+    assert store.audit_size() == size + 2
+    assert [(d.party, d.object_id, d.released, d.receipt_id, d.via)
+            for d in store.disseminations()] == [
+        ("NZL", o, "2026-01-02T00:00:00.000000Z", None, None) for o, _, _ in pulled]
+    store.mark_delivered("NZL", [second], "2026-01-04T00:00:00.000000Z", "{}")
+    store.add_pulled("NZL", pulled, "2026-01-05T00:00:00.000000Z", [])
+    assert [(d.object_id, d.receipt_at) for d in store.disseminations()] == [
+        (one.object_id, None), (two.object_id, "2026-01-04T00:00:00.000000Z")]
+
+
 def test_collections_and_tokens(store: Store) -> None:
     store.add_collection(Collection("c0", "zero", "d", None))
     assert [c.collection_id for c in store.collections()] == ["c1", "c0"]

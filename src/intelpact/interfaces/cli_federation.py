@@ -88,15 +88,14 @@ def key_rotate(node_dir: Path) -> None:
 @friendly
 def disseminations(node_dir: Path, party: str | None) -> None:
     """The dissemination record: which partner holds which version, since when, with
-    its verified receipt; and what partners refused."""
+    its verified receipt (none for a pull); and what partners refused."""
     node = Node.open(node_dir)
     table = Table("partner", "object", "version", "released", "receipt")
     rows = [d for d in node.store.disseminations() if party in (None, d.party)]
-    for d in rows:
-        receipt = f"verified {d.receipt_at}" if d.receipt_id else "awaiting"
+    for d in rows:  # a push is recorded once its receipt verifies: one without was pulled
+        receipt = f"verified {d.receipt_at}" if d.receipt_id else "no receipt (pulled)"
         if d.via:  # passed on by a holder with our consent
-            receipt = f"via {d.via} with consent; " + (receipt if d.receipt_id
-                                                         else "no receipt (pulled)")
+            receipt = f"via {d.via} with consent; {receipt}"
         table.add_row(d.party, d.object_id, d.version, d.released, receipt)
     out.print(table)
     pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
@@ -109,7 +108,8 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     if onward:
         out.print("Passed on by holders with this node's consent: "
                   + ", ".join(f"{n} {k}" for k, n in sorted(onward.items())))
-    out.print(f"{len(rows)} release(s) acknowledged; waiting: "
+    pulled = sum(1 for d in rows if not d.receipt_id)
+    out.print(f"{len(rows) - pulled} release(s) acknowledged, {pulled} pulled; waiting: "
               + (", ".join(f"{k} {v}" for k, v in pending.items()) or "none"))
     refusals = [r for r in node.store.refusals() if party in (None, r[0])]
     if refusals:

@@ -660,10 +660,20 @@ class Federation:
 
     def released(self, party: str, rows: Sequence[StoredObject], how: str,
                  receipt: str | None = None) -> None:
-        """Record that ``rows`` went to ``party`` (``how``: pushed or pulled)."""
-        self.audit.record(*self.audit.by_originator(
+        """Record that ``rows`` go to ``party`` (``how``: "push" or "pull"). A pull has no
+        receipt: what it serves goes into the dissemination record now, with the audit
+        events (a push's goes in once its receipt verifies, ``Store.mark_delivered``),
+        so recalls and reclassifications reach a partner that only pulls."""
+        if not rows:
+            return
+        events = self.audit.by_originator(
             "release", [(r.object_id, r.version, r.originator) for r in rows], party=party,
-            actor=self.me.party, how=how, receipt=receipt))
+            actor=self.me.party, how=how, receipt=receipt)
+        if how == "pull":
+            self.store.add_pulled(party, [(r.object_id, r.version, r.body_hash) for r in rows],
+                                  timestamp(utc_now()), events)
+        else:
+            self.audit.record(*events)
 
     def check_receipt(self, party: str, signed: Any,
                       sent: Iterable[StoredObject]) -> list[str]:

@@ -642,7 +642,18 @@ class Store(abc.ABC):
     def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None: ...
 
     @abc.abstractmethod
-    def disseminations(self) -> list[Dissemination]: ...
+    def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
+                   audit: Sequence[AuditEvent]) -> None:
+        """``party`` pulled ``objects`` ((id, version, body hash)) from our outbox: a
+        dissemination row for each, without a receipt (a pull has none; a row there
+        already, e.g. pushed, keeps its receipt), and the audit events, in one
+        transaction."""
+
+    @abc.abstractmethod
+    def disseminations(self) -> list[Dissemination]:
+        """The dissemination record: every (partner, id, version) released to a partner
+        (pushed, with its receipt; pulled, without), or passed on by a holder with our
+        consent (``via``). Recall and reclassify find an object's holders here."""
 
     @abc.abstractmethod
     def receipt(self, receipt_id: int) -> str | None:

@@ -76,6 +76,7 @@ from .sqlite import (
     _add_compromise,
     _add_notice,
     _add_onward,
+    _add_pulled,
     _append_audit,
     _audit_select,
     _Clock,
@@ -585,6 +586,11 @@ class PostgresStore(Store):
         with self._write() as c:
             c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = "
                       "ANY(%s::bigint[]) AND party = %s", (list(outbox_ids), party))
+
+    def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
+                   audit: Sequence[AuditEvent]) -> None:
+        with self._write() as c:
+            _add_pulled(c.cursor(), "%s", party, objects, when, audit)
 
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._all(

@@ -559,6 +559,11 @@ class SQLiteStore(Store):
                 c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = ? AND "
                           "party = ?", (outbox_id, party))
 
+    def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
+                   audit: Sequence[AuditEvent]) -> None:
+        with self._write() as c:
+            _add_pulled(c, "?", party, objects, when, audit)
+
     def disseminations(self) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._conn().execute(
             "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
@@ -978,13 +983,28 @@ def _add_onward(c: Any, mark: str, party: str, via: str,
                   f"{mark})", (party, receipt, when))
         receipt_id = c.execute(f"SELECT max(receipt_id) FROM receipts WHERE party = {mark}",  # noqa: S608
                                (party,)).fetchone()[0]
-    for object_id, version, body_hash in objects:
-        c.execute("INSERT INTO disseminations (party, object_id, version, body_hash, released, "  # noqa: S608
-                  f"receipt_at, receipt_id, via) VALUES ({', '.join([mark] * 8)}) ON CONFLICT "
-                  "(party, object_id, version) DO NOTHING",
-                  (party, object_id, version, body_hash, when,
-                   when if receipt_id is not None else None, receipt_id, via))
+    _disseminated(c, mark, party, objects, when, receipt_id, via)
     return True
+
+
+def _add_pulled(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str, str]],
+                when: str, audit: Sequence[AuditEvent]) -> None:
+    """``Store.add_pulled`` inside the caller's write transaction (both dialects)."""
+    _disseminated(c, mark, party, objects, when, None, None)
+    _append_audit(c, audit, mark)
+
+
+def _disseminated(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str, str]],
+                  when: str, receipt_id: int | None, via: str | None) -> None:
+    """A dissemination row per (id, version, body hash) ``party`` did not have yet (a row
+    there already keeps its receipt): so recalls and reclassifications reach it."""
+    c.executemany(
+        "INSERT INTO disseminations (party, object_id, version, body_hash, released, "  # noqa: S608
+        f"receipt_at, receipt_id, via) VALUES ({', '.join([mark] * 8)}) ON CONFLICT "
+        "(party, object_id, version) DO NOTHING",
+        [(party, object_id, version, body_hash, when,
+          when if receipt_id is not None else None, receipt_id, via)
+         for object_id, version, body_hash in objects])
 
 
 def _purge(c: Any, mark: str, object_id: str, originator: str,
