@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import PEOPLE, World, csrf_of, login, password
+from intelpact.model import national_marking
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
@@ -142,10 +143,45 @@ def test_access_matrix_no_page_shows_what_the_viewer_may_not_see(world: World,
 def test_search_never_matches_a_withheld_portion(world: World) -> None:
     sato, tanaka = world.client("sato"), world.client("tanaka")
     oid = world.names["hi-rel-nzl"]
-    assert _results(tanaka, q="secret-portion") == [oid]
+    # a marked description is not searched, even by those who may read it
+    assert _results(tanaka, q="secret-portion") == []
     assert _results(sato, q="secret-portion") == []
+    assert _results(sato, q="hi-rel-nzl") == [oid]  # its name is not marked
     page = sato.get(f"/objects/{oid}").text
     assert "secret-portion-words" not in page and "Withheld from you" in page
+
+
+def test_withheld_text_does_not_change_the_search_page(tmp_path: Path) -> None:
+    """Fifty objects mention a phrase; so does the withheld description of one more. The
+    reader's page is the same with or without that description: 50 results and no
+    'Older results' link (else the page tells what the withheld text holds)."""
+    def page(folder: str, secret: str) -> tuple[int, bool]:
+        node = make_node(tmp_path / folder)
+        node.people.add("pub", party="JPN", clearance="機密", password=password("pub"),
+                        roles=["analyst", "publisher"])
+        node.people.add("sato", party="JPN", clearance="秘", roles=["analyst"],
+                        password=password("sato"))
+        pub = node.people.as_person("pub").person
+        cid = node.default_collection().collection_id
+        top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+        node.publisher.publish(pub, cid, [top])
+        mark = MarkingRequest("秘", ("NZL",))
+        node.publisher.publish(pub, cid, [indicator(f"operation falcon {i}")
+                                          for i in range(50)], marking=mark)
+        x = indicator("harbour report", description=secret, granular_markings=[
+            {"selectors": ["description"], "marking_ref": top["id"]}])
+        assert node.publisher.publish(pub, cid, [x], marking=mark).body["failure_count"] == 0
+        try:
+            with serving(node) as url, httpx.Client(base_url=url, timeout=30) as client:
+                login(client, "sato")
+                text = client.get("/", params={"q": "operation falcon"}).text
+                assert x["id"] not in text
+                return len(RESULT.findall(text)), 'class="more"' in text
+        finally:
+            node.close()
+
+    assert page("hit", "the operation falcon landing is on the 14th") == (50, False)
+    assert page("miss", "nothing of interest") == (50, False)
 
 
 def test_filters(world: World) -> None:

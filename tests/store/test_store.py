@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import subprocess
@@ -931,4 +932,74 @@ def test_an_older_store_keeps_its_index_across_the_indexer_migration(
     store.add_objects("c1", [_named(3, "reef 3")])
     page = store.query("c1", ids_for(store, LOW), Query(text="reef"))
     assert len(page.rows) == 3 and len(_indexed(path)) == 3
+    store.close()
+
+
+def test_text_in_a_marked_name_or_description_is_never_searched(opener: Opener,
+                                                                 tmp_path: Path) -> None:
+    """A granular-marked name or description may be withheld from the reader, and a row
+    found on withheld text (then dropped by the node) would change the page: the search
+    looks only in a name or description no granular marking selects (docs/console.md)."""
+    store = opener()
+    store.add_collection(Collection("c1", "one", "", "intel"))
+
+    def portioned(n: int, selectors: list[str], **props: str) -> NewObject:
+        oid = f"indicator--00000000-0000-4000-8000-{n:012d}"
+        body = json.dumps({"id": oid, **props, "granular_markings": [
+            {"selectors": selectors, "marking_ref": "marking-definition--x"}]})
+        return NewObject(oid, "indicator", "2.1", normalise_timestamp("2026-01-01T00:00:00Z"), body,
+                         str(hash(body)), LOW, HIGH, "JPN", True)
+
+    rows = [portioned(1, ["description"], name="falcon one", description="falcon landing"),
+            portioned(2, ["name"], name="falcon two", description="harbour"),
+            portioned(3, ["pattern"], name="falcon three", description="falcon"),
+            _named(4, "falcon four")]
+    store.add_objects("c1", rows)
+    readable = ids_for(store, LOW, HIGH)
+
+    def found(text: str) -> list[int]:
+        page = store.query("c1", readable, Query(text=text, newest_first=False))
+        return [int(r.object_id[-3:]) for r in page.rows]
+
+    assert found("falcon") == [1, 3, 4]  # 2's name is marked; 1's name is not
+    assert found("landing") == [] and found("harbour") == [2]
+    assert found("falcon two") == [] and found("fa") == [1, 3, 4]
+    if isinstance(store, SQLiteStore):  # a tombstone (a body changed) is indexed alike
+        with sqlite3.connect(store.path) as c:
+            c.execute("UPDATE objects SET body = ? WHERE seq = 3",
+                      (json.dumps({"id": rows[2].object_id, "name": "gone",
+                                   "granular_markings": [{"selectors": ["name"]}]}),))
+        assert found("falcon") == [1, 4] and found("gone") == []
+
+
+OLD_TEXT = ("coalesce(json_extract(body, '$.name'), '') || char(10) || "
+            "coalesce(json_extract(body, '$.description'), '')")
+
+
+def test_migration_0017_indexes_again_only_the_rows_with_portions(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    import intelpact.store.sqlite as sqlitestore
+    path = tmp_path / "n.db"
+    body = json.dumps({"id": "indicator--00000000-0000-4000-8000-000000000001",
+                       "name": "falcon", "description": "falcon landing",
+                       "granular_markings": [{"selectors": ["description"],
+                                              "marking_ref": "marking-definition--x"}]})
+    with monkeypatch.context() as m:
+        m.setattr(sqlitestore, "migrations", lambda: [v for v in migrations() if v[0] < 17])
+        older = SQLiteStore(path)
+        older.add_collection(Collection("c1", "one", "", "intel"))
+        older.add_objects("c1", [NewObject(
+            "indicator--00000000-0000-4000-8000-000000000001", "indicator", "2.1",
+            normalise_timestamp("2026-01-01T00:00:00Z"), body, "h", LOW, HIGH, "JPN", True),
+            _named(2, "falcon two")])
+        older.close()
+    with sqlite3.connect(path) as c:  # indexed as before 0017: the marked text too
+        c.execute(f"INSERT INTO objects_text (rowid, text) SELECT seq, {OLD_TEXT} "
+                  "FROM objects")
+        c.execute("UPDATE objects_text_indexed SET seq = 2")
+    assert _indexed(path) == [(1, "falcon\nfalcon landing"), (2, "falcon two\n")]
+    store = SQLiteStore(path)
+    assert _indexed(path) == [(1, "falcon\n"), (2, "falcon two\n")]
+    assert store.query("c1", ids_for(store, LOW, HIGH), Query(text="landing")).rows == []
     store.close()

@@ -112,6 +112,19 @@ WRITE_LOCK = 0x696E74656C706163
 ANALYZE_MIN_ROWS = 1_000
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
+# The text the console's search looks in, as SQLite indexes it (store/sqlite.py, _TEXT):
+# the name and description, each only if no granular marking selects it, since a marked
+# portion may be withheld from the reader (docs/console.md). A NUL escape (which jsonb
+# cannot hold) is read as U+FFFD: the JSON stays valid, whatever precedes it.
+_MARKED = ("EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof("
+           "j->'granular_markings') = 'array' THEN j->'granular_markings' ELSE '[]' END) g, "
+           "jsonb_array_elements(CASE WHEN jsonb_typeof(g->'selectors') = 'array' THEN "
+           "g->'selectors' ELSE '[]' END) s WHERE s #>> '{{}}' = '{p}' OR "
+           "s #>> '{{}}' LIKE '{p}.%%')")
+_TEXT = ("(SELECT lower(" + " || chr(10) || ".join(  # noqa: S608 - constant SQL
+    f"CASE WHEN o.has_portions <> 0 AND {_MARKED.format(p=p)} THEN '' "
+    f"ELSE coalesce(j->>'{p}', '') END" for p in ("name", "description"))
+    + r") FROM (SELECT replace(o.body, '\u0000', '\ufffd')::jsonb AS j) AS b)")
 
 
 class _PipelineAborted(logging.Filter):
@@ -318,7 +331,7 @@ class PostgresStore(Store):
                     c.execute(statement)
                 c.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
                           (version, timestamp(utc_now())))
-                current = version
+                current = max(current, version)  # a gap filled keeps the newest
         return current
 
     # -- labels -----------------------------------------------------------------------
@@ -951,9 +964,15 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.ids:
         where.append("o.object_id = ANY(%s::text[])")
         params.append(list(query.ids))
-    if query.text:  # a superset: the node re-checks name and description
-        where.append("strpos(lower(o.body), %s) > 0")
-        params.append(query.text.lower())
+    if query.text:  # no text index: the served name and description, row by row
+        text = query.text.lower()
+        if not any(c in text for c in '"\\') and text.isprintable():
+            # first the body as stored, which holds the text if they do, quickly (text
+            # JSON would escape, in the body, could only match elsewhere in it)
+            where.append("strpos(lower(o.body), %s) > 0")
+            params.append(text)
+        where.append(f"strpos({_TEXT}, %s) > 0")
+        params.append(text)
         if len(query.text) < SHORT_TEXT:  # as on SQLite: the newest visible rows only
             where.append("o.seq >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "
                          "objects w WHERE w.collection_id = %s AND w.label_id = "

@@ -64,9 +64,20 @@ from .base import (
 # write or truncate errors a file size limit gives (EFBIG: RLIMIT_FSIZE, some quotas).
 _FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
                    sqlite3.SQLITE_IOERR_TRUNCATE})
-# The search index's text of a row, as 0011_search.sql's trigger made it.
-_TEXT = ("CASE WHEN json_valid(body) THEN coalesce(json_extract(body, '$.name'), '') || "
-         "char(10) || coalesce(json_extract(body, '$.description'), '') ELSE '' END")
+# The search index's text of a row: its name and description, each only if no granular
+# marking selects it (0017_search_unmarked.sql, which holds the same expression). A
+# marked portion may be withheld from a reader, and a row the index found on withheld
+# text, dropped by the node, would change the page: the text searched must be text every
+# reader of the row is served (docs/console.md).
+_MARKED = ("EXISTS (SELECT 1 FROM json_each(body, '$.granular_markings') g, "
+           "json_each(g.value, '$.selectors') s WHERE s.value = '{p}' OR "
+           "s.value LIKE '{p}.%')")
+_TEXT = ("CASE WHEN json_valid(body) THEN "
+         + " || char(10) || ".join(
+             f"CASE WHEN has_portions AND {_MARKED.format(p=p)} THEN '' "
+             f"ELSE coalesce(json_extract(body, '$.{p}'), '') END"
+             for p in ("name", "description"))
+         + " ELSE '' END")
 TEXT_INDEX_BATCH = 1000  # rows per indexing statement: about 45 ms under the write lock
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
@@ -233,7 +244,7 @@ class SQLiteStore(Store):
                     c.execute(statement)
                 c.execute("INSERT INTO schema_migrations VALUES (?, ?)",
                           (version, timestamp(utc_now())))
-                current = version
+                current = max(current, version)  # a gap filled keeps the newest
         return current
 
     # -- labels -----------------------------------------------------------------------
