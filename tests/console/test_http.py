@@ -207,6 +207,39 @@ def test_filters(world: World) -> None:
     assert 'id="short-text"' not in tanaka.get("/", params={"q": "ope"}).text
 
 
+def test_control_characters_in_search_text_are_refused(world: World) -> None:
+    sato = world.client("sato")
+    for text in ("abc\x00", "abc\x00def", "reef\tharbour", "a\nb", "\x7fabc"):
+        r = sato.get("/", params={"q": text})
+        assert r.status_code == 400, (text, r.status_code)
+        assert "Search text with a control character" in r.text
+    assert sato.get("/", params={"q": "reef　harbour"}).status_code == 200  # U+3000
+
+
+def test_an_unexpected_error_is_answered_once_by_the_console(
+        world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The console answers its own unexpected errors (its 500 page, logged once): they
+    never reach the TAXII application it is mounted on, which logged them again and
+    reset the connection."""
+    sato = world.client("sato")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a fault no request should see")
+
+    monkeypatch.setattr(world.node, "find", broken)  # no input triggers one any more
+    with caplog.at_level("ERROR"):
+        for _ in range(3):  # the same connection, each time answered
+            r = sato.get("/", params={"q": "reef"})
+            assert r.status_code == 500 and "Internal error" in r.text
+            assert r.headers["content-type"].startswith("text/html")
+            assert "a fault no request should see" not in r.text
+    errors = [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    assert [rec.name for rec in errors] == ["intelpact.console"] * 3, errors
+    monkeypatch.undo()
+    assert sato.get("/", params={"q": "reef"}).status_code == 200
+
+
 def test_page_banner_is_the_highest_label_shown(world: World) -> None:
     tanaka, suzuki = world.client("tanaka"), world.client("suzuki")
     top = re.compile(r'<div class="banner band-([a-z-]+)"[^>]*id="banner-top">([^<]+)</div>')

@@ -19,11 +19,12 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...model import Label
 from ...services.node import Node
@@ -100,7 +101,8 @@ class Console:
             Mount("/static", static, name="static"),
         ]
         self.app = Starlette(routes=routes, exception_handlers={
-            HTTPException: self._http_error, Exception: self._crash})
+            HTTPException: self._http_error},
+            middleware=[Middleware(_Contained, crash=self._crash)])
 
     # -- rendering -----------------------------------------------------------------------
     def render(self, request: Request, page: Page, principal: Principal | None,
@@ -135,8 +137,8 @@ class Console:
                                                    "check the address, or go back to the "
                                                    "search page" if status == 404 else ""))
 
-    async def _crash(self, request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+    @staticmethod
+    def _crash() -> Response:
         return HTMLResponse("<!doctype html><title>Internal error</title><h1>Internal error"
                             "</h1><p>The node could not complete the request; nothing was "
                             "changed.</p>", status_code=500, headers=HEADERS)
@@ -278,6 +280,34 @@ def _next(target: str) -> str:
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return quote(target, safe="/?&=%:+,.-_~")
+
+
+class _Contained:
+    """Answers an unexpected error inside the console with its 500 page, logged once, and
+    keeps it there. (Starlette's handler for ``Exception`` answers, then raises again; in
+    a mounted app the error then reached the TAXII app's handler too: logged twice, and
+    the connection reset where a response had begun.)"""
+
+    def __init__(self, app: ASGIApp, crash: Callable[[], Response]) -> None:
+        self.app = app
+        self.crash = crash
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if scope["type"] != "http" or started:
+                raise  # half a response sent: only the server can end it
+            log.exception("unexpected error on %s %s", scope.get("method"),
+                          scope.get("path"))
+            await self.crash()(scope, receive, send)
 
 
 class _ConsoleMount(Mount):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -57,6 +58,10 @@ def search(console: Console, request: Request, principal: Principal,
     text = params.get("q", "").strip()
     if len(text) > MAX_TEXT:
         raise ConsoleError(400, "Search text too long", f"use at most {MAX_TEXT} characters")
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ConsoleError(400, "Search text with a control character",
+                           "search for words: no NUL, tab, line break or other control "
+                           "character")
     kind = params.get("type", "")
     if kind and kind not in TYPES:
         raise ConsoleError(400, "Unknown type", "choose a type from the list")
