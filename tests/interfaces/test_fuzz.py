@@ -300,8 +300,7 @@ def test_taxii_limit_and_next_with_odd_digits_are_400(taxii_node: Taxii) -> None
     get = {"headers": {"Accept": TAXII}, "auth": ("pub", PW)}
     assert httpx.get(url, params={"limit": "²"}, **get).status_code == 400  # was a 500
     first = httpx.get(url, params={"limit": "1"}, **get).json()
-    seq, _, fingerprint = first["next"].partition(".")
     assert httpx.get(url, params={"limit": "1", "next": first["next"]}, **get).status_code == 200
-    for forged in ("9" * 30, "²"):  # were 500s: an overflow, int('²')
-        r = httpx.get(url, params={"limit": "1", "next": f"{forged}.{fingerprint}"}, **get)
+    for forged in ("9" * 30, "²", first["next"] + "²"):  # were 500s: an overflow, int('²')
+        r = httpx.get(url, params={"limit": "1", "next": forged}, **get)
         assert r.status_code == 400 and r.json()["title"] == "Bad 'next' value"

@@ -162,6 +162,48 @@ def test_counts_and_filters_never_reveal_hidden_objects(world: World) -> None:
     assert "X-TAXII-Date-Added-First" not in r.headers
 
 
+def test_next_cursors_say_nothing_of_the_objects_between(tmp_path: Path) -> None:
+    """The store's cursor is the global row seq: its difference between two pages told
+    how many objects the reader may not see were stored between A and B. Readers get it
+    sealed (crypto/cursors.py): opaque, a new value each time, bound to the reader."""
+    node = make_node(tmp_path / "jpn")
+    for name, clearance, party in (("pub", "機密", "JPN"), ("sato", "秘", "JPN"),
+                                   ("aroha", "SECRET", "NZL")):
+        node.people.add(name, party=party, clearance=clearance, roles=["analyst",
+                        "publisher"] if name == "pub" else ["analyst"],
+                        password=password(name))
+    pub, cid = node.people.as_person("pub").person, node.default_collection().collection_id
+    shown, hidden = MarkingRequest("秘", ("NZL",)), MarkingRequest("極秘", ("JPN",))
+    node.publisher.publish(pub, cid, [indicator("warm-up")], marking=hidden)
+    node.publisher.publish(pub, cid, [indicator("A")], marking=shown)
+    node.publisher.publish(pub, cid, [indicator(f"secret {i}") for i in range(7)],
+                           marking=hidden)
+    node.publisher.publish(pub, cid, [indicator("B")], marking=shown)
+    node.publisher.publish(pub, cid, [indicator("C")], marking=shown)
+    path = f"/intel/collections/{cid}/objects/"
+    with serving(node) as url:
+        def page(who: str, **params: str) -> httpx.Response:
+            return httpx.get(url + path, auth=(who, password(who)), headers={
+                "Accept": TAXII}, params={"limit": "1", "match[type]": "indicator", **params})
+
+        for who in ("sato", "aroha"):
+            p1 = page(who).json()
+            p2 = page(who, next=p1["next"]).json()
+            assert [p1["objects"][0]["name"], p2["objects"][0]["name"]] == ["A", "B"]
+            assert page(who, next=p2["next"]).json()["objects"][0]["name"] == "C"
+            cursors = [p1["next"], p2["next"], page(who).json()["next"]]
+            assert len(set(cursors)) == 3 and len({len(c) for c in cursors}) == 1
+            assert all(c.isascii() and "." not in c and len(c) < 100 for c in cursors)
+            assert len(node.cursors.open(p1["next"], who)) < len(p1["next"])  # sealed
+        mine = page("sato").json()["next"]
+        flipped = mine[:-3] + ("A" if mine[-3] != "A" else "B") + mine[-2:]
+        for who, cursor in (("aroha", mine), ("sato", flipped), ("sato", "12.0123456789ab"),
+                            ("sato", "x" * 500), ("sato", "é")):
+            r = page(who, next=cursor)
+            assert r.status_code == 400 and r.json()["title"] == "Bad 'next' value", cursor
+    node.close()
+
+
 def test_withheld_portions_are_declared(world: World) -> None:
     oid = next(o for o, body in world.objects.items() if body["name"] == "hi-rel-nzl")
     mine = world.get("sato", f"/intel/collections/{world.cid}/objects/{oid}/").json()

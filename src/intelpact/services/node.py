@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import NodeConfig, create_node_dir, load_config, write_config
+from ..crypto.cursors import Cursors
 from ..crypto.keys import (
     key_id,
     load_signing_key,
@@ -110,6 +111,8 @@ class Node:
             old_keys=lambda: [public_key_from_b64(k)
                               for k in store.party_keys(config.party).values()])
         self.people = People(self.policy, store, self.audit)
+        # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
+        self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")
         cert_pem = config.tls_cert.read_text() if config.tls_cert else ""
         self.identity = Identity(config.party, config.federation_url, self.signing_key,
                                  cert_pem, self.agreement.id, self.agreement.content_hash)
@@ -251,6 +254,9 @@ class Node:
         two cannot be told apart by time."""
         labels = self.store.labels()  # once per page: the filter and the views share it
         person = principal.person
+        if query.cursor is not None:  # as sealed for this person by the page before
+            query = dataclasses.replace(query, cursor=self.cursors.open(query.cursor,
+                                                                        person.name))
         readable = self.access.readable(person, labels)
         while True:
             page = self.store.query(collection_id, readable, query)
@@ -279,6 +285,8 @@ class Node:
             if missing:
                 events.extend(self._denials(person, collection_id, missing, via, labels))
         self.audit.record_served(*events)
+        if page.next is not None:
+            page = dataclasses.replace(page, next=self.cursors.seal(page.next, person.name))
         return page, visible
 
     def _instead(self, principal: Principal, collection_id: str, query: Query,
