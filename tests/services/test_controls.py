@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, pull, push
 
+from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
 from intelpact.services.controls import ControlError
@@ -150,6 +151,25 @@ def test_only_the_originator_recalls_or_reclassifies(jpn_nzl: tuple[Node, Node])
     by_command = CliRunner().invoke(main, ["recall", str(nzl.config.dir), obj["id"],
                                            "--reason", "x"])
     assert by_command.exit_code == 2 and "only the originator may recall" in by_command.output
+
+
+def test_a_refused_reclassification_leaves_its_marking_unlearnt(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: the marking a reclassify notice carries was learnt before it was found
+    not to be the sender's. NZL sent JPN one of JPN's own national markings, altered
+    where its id does not look ("created") and signed by NZL: refused, but kept, so JPN
+    could no longer publish at that marking ("a different marking-definition with this
+    id is known") until it restarted."""
+    jpn, nzl = jpn_nzl
+    theirs = sign_object(dict(national_marking(jpn.agreement, "JPN", "機密", rel_to=["NZL"]),
+                              created="2020-01-01T00:00:00.000Z"), nzl.signing_key, "NZL")
+    _, signed = nzl.controls._notice("reclassify", "JPN", {
+        "object_id": indicator("x")["id"], "version": "2026-11-02T00:00:00.000Z",
+        "reason": "mine now", "marking": theirs})
+    with pytest.raises(ControlError, match="not a national marking of NZL"):
+        jpn.controls.receive("NZL", signed)
+    assert jpn.markings.definition(theirs["id"]) is None
+    publish(jpn, "at that very marking", "機密", ("NZL",))  # asserts it was not refused
 
 
 def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, Node]) -> None:

@@ -145,6 +145,40 @@ def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) 
     assert not stored(jpn, as_jpn["id"]) and not stored(jpn, as_aus["id"])
 
 
+def push(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.push_all(party)
+    finally:
+        courier.stop()
+
+
+def test_a_forged_definition_leaves_nothing_behind(trio: dict[str, Node]) -> None:
+    """Regression: a definition was learnt before its originator's signature was checked.
+    NZL, holding JPN's marking-definition, sent AUS a copy altered where the id does not
+    look ("created"): refused, but kept in memory, so JPN's genuine definition and every
+    JPN object citing it were then refused at AUS ("a different marking-definition with
+    this id is known") until AUS restarted."""
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    obj = publish(jpn, "for NZ and AU", "秘", ("NZL", "AUS"))
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+    (held,) = stored(nzl, obj["id"])
+    (mid,) = json.loads(held.body)["object_marking_refs"]
+    (definition,) = stored(nzl, mid)
+    forged = dict(json.loads(definition.body), created="2020-01-01T00:00:00.000Z")
+    # alone, and with JPN's genuine object citing it: both refused
+    r = send_to_inbox(nzl, aus, [forged, json.loads(held.body)])
+    assert r.json()["success_count"] == 0, r.json()
+    failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+    assert "forged or altered" in failures[mid], failures
+    assert aus.markings.definition(mid) is None and not stored(aus, mid)
+    with serving_federation(aus):
+        push(jpn, "AUS")
+    assert [row.originator for row in stored(aus, obj["id"])] == ["JPN"]
+    assert [row.body_hash for row in stored(aus, mid)] == [definition.body_hash]
+
+
 def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
         trio: dict[str, Node]) -> None:
     jpn, nzl = trio["JPN"], trio["NZL"]

@@ -419,15 +419,24 @@ class Markings:
             if name in agreement.tlp:
                 self._parts[mid] = _foreign_part(agreement, "TLP 2.0", name, "tlp")
 
-    def add(self, definition: dict[str, Any]) -> LabelPart:
-        """Learn a marking-definition. Re-adding the same one is a no-op; a different
-        body under a known id is refused."""
+    def parse(self, definition: dict[str, Any]) -> LabelPart:
+        """What a marking-definition says, checked as :meth:`add` checks it (a different
+        body under a known id is refused), without learning it: a definition from a
+        partner is learnt only once its originator's signature verifies, or anyone could
+        plant a body under a genuine id and have the genuine one refused."""
         part = parse_marking(self.agreement, definition)
         mid = definition["id"]
         old = self._definitions.get(mid)
         if old is not None and _unsigned(old) != _unsigned(definition):
             raise MarkingError(f"{mid}: a different marking-definition with this id is known",
                                hint="marking-definitions cannot be versioned; issue a new id")
+        return part
+
+    def add(self, definition: dict[str, Any]) -> LabelPart:
+        """Learn a marking-definition. Re-adding the same one is a no-op; a different
+        body under a known id is refused."""
+        part = self.parse(definition)
+        mid = definition["id"]
         self._definitions[mid] = definition
         self._parts[mid] = part
         return part

@@ -349,12 +349,16 @@ class Controls:
         if not isinstance(definition, dict):
             raise ControlError("the notice carries no marking-definition")
         try:
-            self.federation.verify_definition(sender, definition)  # before we learn it
-            part = self.markings.add(definition)
-        except (MarkingError, FederationError) as exc:
+            part = self.markings.parse(definition)
+        except MarkingError as exc:
             raise ControlError(f"the new marking does not check: {exc.message}") from None
         if part.kind != "national" or part.originator != sender:
             raise ControlError(f"the new marking is not a national marking of {sender}")
+        try:  # its signature before we learn it: a refused marking leaves nothing behind
+            self.federation.verify_definition(sender, definition)
+            self.markings.add(definition)
+        except (MarkingError, FederationError) as exc:
+            raise ControlError(f"the new marking does not check: {exc.message}") from None
         label = definition_label(self.policy.agreement, part, sender)
         older = self._older(rows, notice.get("version"))
         relabelled = self._joined(older, label)

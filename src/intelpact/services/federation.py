@@ -558,10 +558,11 @@ class Federation:
                           ) -> tuple[Received, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
-            part = self.markings.add(item)
-            if part.kind == "national":
-                verify_object(item, str(part.originator), self.keys_of(str(part.originator)))
-        except (MarkingError, SignatureError, IntelpactError) as exc:
+            part = self.markings.parse(item)
+            if part.kind == "national":  # its originator's signature, before we learn it
+                self.verify_definition(str(part.originator), item)
+            self.markings.add(item)
+        except (MarkingError, IntelpactError) as exc:
             return Received(mid, None, False, exc.message), None
         origin = part.originator or sender
         # stored under its own label, as at its originator: served to whoever may read
