@@ -6,13 +6,14 @@ import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
 from intelpact.services.courier import Courier
-from intelpact.services.federation import FederationError, make_card, sign_request
+from intelpact.services.federation import FederationError, Received, make_card, sign_request
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
@@ -221,6 +222,38 @@ def test_push_is_idempotent(jpn_nzl: tuple[Node, Node]) -> None:
                            nzl.access.readable(nzl.people.as_person("officer").person),
                            Query(ids=(obj["id"],), versions=("all",))).rows
     assert len(rows) == 1
+
+
+def test_a_version_the_partner_refused_is_not_recorded_as_delivered(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a partner's receipt was matched to the envelope by object id, so when
+    it acknowledged one version of an object and refused another sent with it, both
+    were marked delivered, recorded as held by the partner, and the refused one never
+    retried. Honest nodes refuse alike, so the partner's refusal is forced here."""
+    jpn, nzl = jpn_nzl
+    v1 = indicator("v1")
+    v2 = dict(v1, modified="2026-11-02T00:00:00.000Z", name="v2")
+    status = jpn.publisher.publish(jpn.people.as_person("officer").person,
+                                   jpn.default_collection().collection_id, [v1, v2],
+                                   marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    checked = nzl.federation._check_object
+
+    def refuse_v2(sender: str, collection_id: str, item: Any, *args: Any, **kwargs: Any
+                  ) -> tuple[Received, None]:
+        if isinstance(item, dict) and item.get("modified") == v2["modified"]:
+            return Received(item["id"], None, False, "refused for the test"), None
+        return checked(sender, collection_id, item, *args, **kwargs)
+
+    monkeypatch.setattr(nzl.federation, "_check_object", refuse_v2)
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+    first, second = "2026-11-01T00:00:00.000000Z", "2026-11-02T00:00:00.000000Z"
+    assert [row.version for row in nzl.store.held([v1["id"]])] == [first]
+    assert [d.version for d in jpn.store.disseminations() if d.object_id == v1["id"]] == [
+        first]
+    assert [(row.object_id, row.version) for _, row in jpn.store.pending("NZL", 100)] == [
+        (v1["id"], second)]  # waits for the next try
 
 
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:

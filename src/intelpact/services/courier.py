@@ -106,9 +106,9 @@ class Courier:
             raise FederationError(f"{party} refused the delivery: {response.status_code} "
                                   f"{_description(response)}")
         status = response.json()
-        acknowledged = set(fed.check_receipt(party, status.get("x_intelpact_receipt"),
-                                             [row for _, row in sendable]))
-        done = [oid for oid, row in sendable if row.object_id in acknowledged]
+        acknowledged = {(row.object_id, row.body_hash) for row in fed.check_receipt(
+            party, status.get("x_intelpact_receipt"), [row for _, row in sendable])}
+        done = [oid for oid, row in sendable if (row.object_id, row.body_hash) in acknowledged]
         refused = [oid for oid in ids if oid not in done]
         receipt = json.dumps(status["x_intelpact_receipt"], sort_keys=True)
         self.node.store.mark_delivered(party, done, timestamp(utc_now()), receipt)

@@ -677,8 +677,10 @@ class Federation:
             self.audit.record(*events)
 
     def check_receipt(self, party: str, signed: Any,
-                      sent: Iterable[StoredObject]) -> list[str]:
-        """Verify a partner's receipt; the ids of ``sent`` it acknowledges."""
+                      sent: Iterable[StoredObject]) -> list[StoredObject]:
+        """Verify a partner's receipt; the versions of ``sent`` it acknowledges, each by
+        its id and body hash (not by id alone: an envelope may carry two versions of one
+        object, and the partner refuse one of them)."""
         if not isinstance(signed, dict) or not isinstance(signed.get("receipt"), dict):
             raise FederationError(f"{party} returned no receipt")
         peer = self.peers().get(party)
@@ -691,4 +693,4 @@ class Federation:
             raise FederationError(f"{party}'s receipt names the wrong parties")
         held = {(o.get("id"), o.get("body_hash"))
                 for o in receipt.get("objects", []) if isinstance(o, dict)}
-        return [row.object_id for row in sent if (row.object_id, row.body_hash) in held]
+        return [row for row in sent if (row.object_id, row.body_hash) in held]
