@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, pull, push, visible_ids
 
+from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
+from intelpact.model import national_marking
 from intelpact.services.consent import ConsentError
 from intelpact.services.controls import ControlError
 from intelpact.services.courier import Courier
@@ -245,6 +247,34 @@ def test_forged_altered_and_mismatched_tokens_are_refused(serving: Trio) -> None
     assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == other["id"]]
     # the genuine token still works for what it covers
     assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)
+
+
+def test_versions_of_one_object_from_two_originators_in_one_envelope_are_refused(
+        serving: Trio) -> None:
+    """Regression: a holder relaying the originator's object with consent could send, in
+    the same envelope, a newer version of it under its own marking and signature. The
+    recipient, holding neither, took both: the object became the holder's there (its
+    latest version's originator), and its originator could no longer recall, reclassify
+    or re-version it. Which of the two originated the id cannot be told, so neither is
+    taken; the originator's own delivery then is."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    low = sign_object(national_marking(nzl.agreement, "NZL", "UNCLASSIFIED",
+                                       rel_to=["NZL", "AUS"]), nzl.signing_key, "NZL")
+    mine = dict(obj, modified="2026-11-02T00:00:00.000Z", object_marking_refs=[low["id"]])
+    mine = sign_object(mine, nzl.signing_key, "NZL")
+    (token,) = [token_of(nzl, r.request_id) for r in nzl.store.consents()
+                if r.direction == "out"]
+    failures = post(nzl, aus, [*held_at(nzl, obj["id"]), low, mine], [token])
+    assert "sent together are JPN and NZL's" in failures[obj["id"]], failures
+    assert aus.store.held([obj["id"]]) == []
+    refused = [json.loads(e.body) for e in aus.audit.find(AuditFilter(kinds=("refuse",)))]
+    assert {e["objects"][0][1] for e in refused if e["objects"][0][0] == obj["id"]} == {
+        "2026-11-01T00:00:00.000000Z", "2026-11-02T00:00:00.000000Z"}
+    push(jpn, "AUS")
+    assert [(r.originator, r.version) for r in aus.store.held([obj["id"]])] == [
+        ("JPN", "2026-11-01T00:00:00.000000Z")]
 
 
 def test_without_consent_no_path_releases_a_third_party_s_object(serving: Trio) -> None:

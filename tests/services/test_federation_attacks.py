@@ -299,6 +299,30 @@ def test_a_partner_cannot_reclassify_our_object_by_reversioning_it(
                for e in refused), refused
 
 
+def test_an_id_a_holder_claimed_first_is_refused_to_its_originator_with_the_conflict(
+        trio: dict[str, Node]) -> None:
+    """What a receiver cannot decide: NZL, holding JPN's X, sends AUS (which holds no X)
+    a version of X under its own marking and signature. Nothing in it tells AUS that X is
+    JPN's, so AUS takes it as NZL's; JPN's own X is then refused there, and the refusal
+    (sent back to JPN, recorded and audited at AUS) names the conflict."""
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    x = publish(jpn, "JPN's X", "秘", ("NZL", "AUS"))
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+    low = sign_object(national_marking(nzl.agreement, "NZL", "UNCLASSIFIED",
+                                       rel_to=["NZL", "AUS"]), nzl.signing_key, "NZL")
+    mine = sign_object(dict(x, modified="2026-11-02T00:00:00.000Z",
+                            object_marking_refs=[low["id"]]), nzl.signing_key, "NZL")
+    assert send_to_inbox(nzl, aus, [low, mine]).json()["success_count"] == 2
+    with serving_federation(aus):
+        push(jpn, "AUS")
+    assert [row.originator for row in stored(aus, x["id"])] == ["NZL"]
+    (reason,) = {why for _, oid, why, _ in aus.store.refusals() if oid == x["id"]}
+    assert "is NZL's object" in reason and "if JPN originated it, NZL issued a version " \
+        "of it here first" in reason
+    assert aus.audit.find(AuditFilter(kinds=("refuse",), object_id=x["id"]))
+
+
 # -- the federation listener's limits ---------------------------------------------------------
 
 def raw_tls(caller: Node, callee: Node) -> ssl.SSLSocket:

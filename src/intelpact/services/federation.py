@@ -487,6 +487,10 @@ class Federation:
         checked = [self._check_object(sender, collection_id, item, tokens, problems)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
+        claims: dict[str, set[str]] = {}  # the originators of each id's versions here
+        for _, new in checked:
+            if new is not None:
+                claims.setdefault(new.object_id, set()).add(new.originator)
         accepted: list[tuple[NewObject, Received]] = []
         cited: set[str] = set()
         for item, (outcome, new) in zip(others, checked, strict=True):
@@ -498,7 +502,16 @@ class Federation:
             elif owner != new.originator:  # a holder re-versioning someone else's object
                 results.append(Received(new.object_id, new.version, False, (
                     f"{new.object_id} is {owner}'s object: only its originator issues new "
-                    f"versions of it, and this version is {new.originator}'s")))
+                    f"versions of it, and this version is {new.originator}'s"
+                    + (f" (if {sender} originated it, {owner} issued a version of it here "
+                       "first: a conflict for both security officers to settle)"
+                       if sender == new.originator != self.me.party != owner else ""))))
+            elif len(claims[new.object_id]) > 1 and new.object_id not in owners:
+                # not held here: which of them originated it is not known, so none is taken
+                results.append(Received(new.object_id, new.version, False, (
+                    f"the versions of {new.object_id} sent together are "
+                    f"{' and '.join(sorted(claims[new.object_id]))}'s: only an object's "
+                    "originator issues versions of it, so none of them is taken")))
             else:
                 accepted.append((new, outcome))
                 cited.update(new.marking_refs)
