@@ -201,6 +201,30 @@ def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, No
     assert jpn.store.find_audit(AuditFilter(kinds=("reclassify",), party="NZL"))
 
 
+def test_a_malformed_destruction_receipt_is_refused_with_the_reason(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a destruction receipt whose "destroyed" was not a list of pairs ([[]],
+    a number) made the listener answer 500, which the sender retries for ever, holding
+    back every notice after it. It is refused (403, counted) and nothing is recorded."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "destroyed, they say", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        courier = Courier(nzl)
+        try:
+            for bad in ([[]], 5, None, [["2026-11-01T00:00:00.000000Z"]], [[1, 2]]):
+                _, signed = nzl.controls._notice("destroyed", "JPN", {
+                    "object_id": obj["id"], "in_reply_to": None, "destroyed": bad})
+                r = courier._request(nzl.federation.peers()["JPN"], "POST",
+                                     "/federation/notices", json.dumps(signed).encode())
+                assert r.status_code == 403, (bad, r.text)
+                assert "'destroyed' must be a list of [version, body hash] pairs" in \
+                    r.json()["description"], r.json()
+        finally:
+            courier.stop()
+    assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+
+
 def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     obj = publish(jpn, "by command", "極秘", ("NZL",))

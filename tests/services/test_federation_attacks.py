@@ -219,6 +219,11 @@ def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
         fed.check_receipt("NZL", misdirected, [rows[first["id"]]])
     with pytest.raises(FederationError, match="no receipt"):
         fed.check_receipt("NZL", None, [rows[first["id"]]])
+    listless = dict(genuine["receipt"], objects=5)  # signed, but not a list: no TypeError
+    with pytest.raises(FederationError, match="lists no objects"):
+        fed.check_receipt("NZL", {**genuine, "receipt": listless,
+                                  "signature": sign_payload(nzl.signing_key, listless)},
+                          [rows[first["id"]]])
 
 
 def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(

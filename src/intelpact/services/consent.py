@@ -378,8 +378,10 @@ class Consents:
             raise ConsentError(f"the receipt is not signed by a key of {recipient}")
         if body.get("sender") != sender or body.get("receiver") != recipient:
             raise ConsentError(f"the receipt is not {recipient}'s receipt to {sender}")
-        held = {(o.get("id"), o.get("body_hash")) for o in body.get("objects", [])
-                if isinstance(o, dict)}
+        acknowledged = body.get("objects")
+        if not isinstance(acknowledged, list):
+            raise ConsentError(f"{recipient}'s receipt lists no objects")
+        held = {(o.get("id"), o.get("body_hash")) for o in acknowledged if isinstance(o, dict)}
         missing = [o[0] for o in objects if (o[0], o[2]) not in held]
         if missing:
             raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")

@@ -332,10 +332,15 @@ class Controls:
         if ours and ours[0].originator != self.party:
             raise ControlError(f"{object_id} is not ours: a destruction receipt for it is "
                                "not for us")
+        destroyed = notice.get("destroyed")
+        if not isinstance(destroyed, list) or not all(
+                isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+                for v in destroyed):
+            raise ControlError("the destruction receipt is malformed: 'destroyed' must be a "
+                               "list of [version, body hash] pairs of strings")
         event = self.audit.event("destroy", party=sender, actor=sender,
                                  originator=self.party,
-                                 objects=[(object_id, str(v[0])) for v in
-                                          notice.get("destroyed", []) if isinstance(v, list)],
+                                 objects=[(object_id, version) for version, _ in destroyed],
                                  notice=notice["id"], direction="in")
         if self.store.add_notice(stored, audit=[event]):
             self.store.recall_confirmed(object_id, sender, stored.made, stored.body)

@@ -704,6 +704,8 @@ class Federation:
             raise FederationError(f"{party}'s receipt signature does not verify")
         if receipt.get("receiver") != party or receipt.get("sender") != self.me.party:
             raise FederationError(f"{party}'s receipt names the wrong parties")
-        held = {(o.get("id"), o.get("body_hash"))
-                for o in receipt.get("objects", []) if isinstance(o, dict)}
+        acknowledged = receipt.get("objects")
+        if not isinstance(acknowledged, list):
+            raise FederationError(f"{party}'s receipt lists no objects")
+        held = {(o.get("id"), o.get("body_hash")) for o in acknowledged if isinstance(o, dict)}
         return [row for row in sent if (row.object_id, row.body_hash) in held]
