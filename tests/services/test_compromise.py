@@ -16,8 +16,10 @@ import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, push
 
+from intelpact.crypto.checkpoint import format_checkpoint, sign_note
+from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import canonical
+from intelpact.services.audit import canonical, log_origin
 from intelpact.services.compromise import CompromiseError
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
@@ -288,6 +290,42 @@ def test_forged_misdirected_and_stale_messages_are_refused(
         with pytest.raises(FederationError, match="may not acknowledge"):
             _deliver(nzl, "JPN")
     assert jpn.compromise.get(filed.report_id).acknowledged is None
+
+
+def test_hostile_reports_are_refused_and_audited_never_a_500(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: validly signed reports whose discovery time was near the year 9999
+    (the deadline overflowed), whose history's events were not a list, or whose history
+    held an event (in a tree the sender signed) that is JSON but not an object, made the
+    listener answer 500. Each is refused with the reason and audited."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        nzl.compromise.file([oid], what="suspected leak", discovered=_ago(1))
+        (message,) = nzl.store.pending_compromise("JPN", 10)
+        signed = json.loads(message.body)
+
+        def resigned(**changes: object) -> CompromiseMessage:
+            body = {k: v for k, v in {**signed, **changes}.items()
+                    if k not in ("signature", "key_id", "intelpact_compromise")}
+            return CompromiseMessage(0, message.report_id, "JPN", "report",
+                                     canonical(nzl.compromise._signed(body)), message.made)
+
+        end = _post(nzl, jpn, resigned(discovered="9999-12-31T23:00:00.000000Z"), status=403)
+        assert "out of range" in end["description"], end
+        listless = _post(nzl, jpn, resigned(history=dict(signed["history"], events=5)),
+                         status=403)
+        assert "not a list" in listless["description"], listless
+        body = "[1]"  # its own tree of one leaf, signed with its own key
+        origin = log_origin("NZL")
+        note = sign_note(format_checkpoint(origin, 1, leaf_hash(body.encode())), origin,
+                         nzl.signing_key)
+        odd = _post(nzl, jpn, resigned(history={"checkpoint": note, "more": False, "events": [
+            {"index": 0, "body": body, "proof": []}]}), status=403)
+        assert "not a JSON object" in odd["description"], odd
+    assert jpn.store.compromise_reports() == []
+    refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
+    assert len(refused) == 3
 
 
 def test_who_may_file_what_and_reports_about_our_own_objects(

@@ -622,15 +622,7 @@ class AuditLog:
         """The events of a partner-audit answer, each proven included in the tree
         (``size``, ``root``) and about an object this node originated."""
         out: list[dict[str, Any]] = []
-        for item in answer.get("events", []):
-            try:
-                index, body = int(item["index"]), str(item["body"])
-                proof = [decode_hash(h) for h in item["proof"]]
-                verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
-                data = json.loads(body)
-            except (KeyError, TypeError, ValueError, ProofError) as exc:
-                raise AuditError(f"{party} sent an audit event that does not verify: "
-                                 f"{exc}") from None
+        for index, data in _proven(party, size, root, answer.get("events", [])):
             if data.get("node") != party or data.get("originator") != self.party:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
                                  f"an object {self.party} originated")
@@ -673,16 +665,11 @@ class AuditLog:
                                             log_origin(party), keys)
         wanted = set(object_ids)
         out: list[dict[str, Any]] = []
-        for item in history.get("events", []):
+        for index, data in _proven(party, size, root, history.get("events", [])):
             try:
-                index, body = int(item["index"]), str(item["body"])
-                proof = [decode_hash(h) for h in item["proof"]]
-                verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
-                data = json.loads(body)
                 named = {str(o[0]) for o in data.get("objects", [])}
-            except (KeyError, TypeError, ValueError, IndexError, ProofError) as exc:
-                raise AuditError(f"{party} sent an access history event that does not "
-                                 f"verify: {exc}") from None
+            except (KeyError, TypeError, IndexError):
+                named = set()  # names none of them: refused below
             if data.get("node") != party or data.get("originator") != originator \
                     or not named & wanted:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
@@ -753,6 +740,30 @@ def verify_checkpoint_note(note: str, origin: str,
     if cp.origin != origin:
         raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
     return cp.size, cp.root
+
+
+def _proven(party: str, size: int, root: bytes, events: Any
+            ) -> list[tuple[int, dict[str, Any]]]:
+    """The events ``party`` sent (each its leaf index, body and inclusion proof), each
+    proven included in its tree (``size``, ``root``), with the body decoded: (index,
+    body). Whatever is not of that shape is refused as not verifying (AuditError), never
+    let through to fail further on: what a partner sends is checked before it is used."""
+    if not isinstance(events, list):
+        raise AuditError(f"{party} sent audit events that are not a list")
+    out = []
+    for item in events:
+        try:
+            index, body = int(item["index"]), str(item["body"])
+            proof = [decode_hash(h) for h in item["proof"]]
+            verify_inclusion(index, size, leaf_hash(body.encode("utf-8")), proof, root)
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("its body is not a JSON object")
+        except (KeyError, TypeError, ValueError, ProofError) as exc:
+            raise AuditError(f"{party} sent an audit event that does not verify: "
+                             f"{exc}") from None
+        out.append((index, data))
+    return out
 
 
 def encode_hash(data: bytes) -> str:

@@ -111,7 +111,13 @@ class CompromiseReports:
 
     def deadline(self, discovered: str) -> str:
         """The agreement's notice deadline for a compromise discovered at ``discovered``."""
-        return timestamp(parse_timestamp(discovered) + dt.timedelta(hours=self.notice_hours))
+        try:
+            return timestamp(parse_timestamp(discovered)
+                             + dt.timedelta(hours=self.notice_hours))
+        except OverflowError:
+            raise CompromiseError(f"the discovery time {discovered} is out of range: its "
+                                  f"notice deadline, {self.notice_hours} hours later, falls "
+                                  "after the year 9999") from None
 
     # -- signing ------------------------------------------------------------------------
     def _signed(self, body: dict[str, Any]) -> dict[str, Any]:
