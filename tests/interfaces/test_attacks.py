@@ -647,7 +647,24 @@ def ask(world: World, who: str, method: str, path: str, params: dict[str, str],
                                 params={k: v.format(oid=oid) for k, v in params.items()})
 
 
-@pytest.mark.parametrize("who", ["nz", "reader"])
+def cite(world: World, who: str, oid: str) -> tuple[int, Any]:
+    """POST a report derived from ``oid``, marked 秘 REL TO NZL: the status, without what
+    differs from one publication to the next (its id, time and the report's id)."""
+    mark = national_marking(world.node.agreement, "JPN", "秘", rel_to=["NZL"])
+    rid = f"report--{uuid.uuid4()}"
+    report = {"type": "report", "spec_version": "2.1", "id": rid,
+              "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+              "name": "derived", "published": "2026-11-01T00:00:00.000Z",
+              "object_refs": [oid], "object_marking_refs": [mark["id"]]}
+    r = post(world.url, world.cid, {"objects": [mark, report]}, who=who)
+    text = r.text.replace(rid, "REPORT").replace(oid, "OID")
+    body = json.loads(text)
+    if r.status_code == 202:
+        body.pop("id"), body.pop("request_timestamp")
+    return r.status_code, body
+
+
+@pytest.mark.parametrize("who", ["nz", "reader", "sato"])
 def test_a_hidden_object_is_answered_byte_for_byte_as_a_missing_one(world: World,
                                                                     who: str) -> None:
     for method, path, params in hidden_and_missing(world):
@@ -658,6 +675,10 @@ def test_a_hidden_object_is_answered_byte_for_byte_as_a_missing_one(world: World
         strip = {"date"}
         assert ({k: v for k, v in hidden.headers.items() if k not in strip}
                 == {k: v for k, v in missing.headers.items() if k not in strip})
+    # publishing what derives from it: sato (a publisher) is told the same of both
+    assert cite(world, who, world.hidden) == cite(world, who, MISSING)
+    if who == "sato":
+        assert cite(world, who, world.hidden)[1]["failure_count"] == 0
     # and the visible one is served: the test can tell
     r = ask(world, who, "GET", f"/intel/collections/{world.cid}/objects/{{oid}}/", {},
             world.visible)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.prepare import CHUNK, Preparation
 from intelpact.services.publish import BATCH, MIN_BATCH, MarkingRequest
@@ -79,6 +80,77 @@ def test_sources_in_the_same_publication_count(node: Node) -> None:
            "created": T0, "modified": T0, "relationship_type": "indicates",
            "source_ref": ind["id"], "target_ref": stix_id("malware")}
     assert stored(publish(node, [rel], "取扱注意", ("NZL",))) == []  # lower: refused
+
+
+def publish_as(node: Node, who: str, objects: list[dict], level: str | None = None,
+               rel: tuple[str, ...] = ()) -> dict:
+    person = node.people.as_person(who).person
+    marking = MarkingRequest(level, rel) if level is not None else None
+    return node.publisher.publish(person, node.default_collection().collection_id, objects,
+                                  marking=marking).body
+
+
+def messages(body: dict) -> dict[str, str]:
+    return {f["id"]: f["message"] for f in body["failures"]}
+
+
+def test_a_source_the_publisher_may_not_read_counts_as_one_not_held(node: Node) -> None:
+    """A publisher who may not read a source cannot have derived from it: it is treated
+    exactly as an id not held here, so the status says nothing of whether it exists or
+    how it is marked. What they may read of a source still counts."""
+    node.people.add("ren", party="JPN", clearance="秘", roles=["analyst", "publisher"])
+    hidden = indicator("極秘: ren may not read it")
+    assert stored(publish(node, [hidden], "極秘", ("NZL",))) == [hidden["id"]]
+    top = national_marking(node.agreement, "JPN", "極秘", rel_to=["NZL"])  # stored now
+    partial = indicator("秘, with a 極秘 description", granular_markings=[
+        {"selectors": ["description"], "marking_ref": top["id"]}])
+    assert stored(publish(node, [partial], "秘", ())) == [partial["id"]]
+    ren = node.people.as_person("ren")
+    assert node.get(ren, hidden["id"]) == []
+    for source in (hidden["id"], stix_id("indicator")):  # hidden, and held nowhere
+        body = publish_as(node, "ren", [report(source)], "秘", ("NZL",))
+        assert body["failure_count"] == 0, body["failures"]
+    # a source read in part: what ren is served of it (秘, JPN only) counts, not the rest
+    wider = publish_as(node, "ren", [report(partial["id"])], "秘", ("NZL",))
+    (message,) = messages(wider).values()
+    assert "秘 // REL TO JPN" in message and "極秘" not in message
+    assert stored(publish_as(node, "ren", [report(partial["id"])], "秘")) != []
+    # aki, who may read all of it, is held to all of it
+    (full,) = messages(publish(node, [report(partial["id"])], "秘", ())).values()
+    assert "極秘 // REL TO JPN" in full
+
+
+def test_a_publisher_who_may_not_read_an_object_issues_no_version_of_it(node: Node) -> None:
+    """Neither a new version (which every reader would be served instead of the latest,
+    under the lower marking) nor a different body under a stored (id, version): refused
+    in words that name no marking and no version, the same for both."""
+    node.people.add("ren", party="JPN", clearance="秘", roles=["analyst", "publisher"])
+    hidden = indicator("H", modified="2026-11-01T00:00:00.000Z")
+    publish(node, [hidden], "極秘", ("NZL",))
+    same = dict(hidden, name="a guess")
+    newer = dict(hidden, name="ren's text", modified="2026-12-01T00:00:00.000Z")
+    said = [messages(publish_as(node, "ren", [obj], "秘", ("NZL",)))[hidden["id"]]
+            for obj in (same, newer)]
+    assert said[0] == said[1] == (f"{hidden['id']} is held here in a version you may not "
+                                  "read: only someone who may read an object issues versions "
+                                  "of it; publish yours with a new id")
+    aki = node.people.as_person("aki")
+    assert [o["name"] for o in node.get(aki, hidden["id"])] == ["H"]  # nothing of ren's
+    denied = [json.loads(e.body) for e in node.store.find_audit(AuditFilter(kinds=("deny",)))]
+    assert [d["objects"][0][0] for d in denied] == [hidden["id"]] * 2
+    # an object whose latest version ren may read, but not an earlier one: a different body
+    # under that earlier version is refused in the same words (not "already stored")
+    lowered = indicator("lowered", modified="2026-11-01T00:00:00.000Z")
+    publish(node, [lowered], "極秘", ("NZL",))
+    publish(node, [dict(lowered, modified="2026-11-02T00:00:00.000Z")], "秘", ("NZL",))
+    old = messages(publish_as(node, "ren", [dict(lowered, name="x")], "秘", ("NZL",)))
+    assert old[lowered["id"]] == said[0].replace(hidden["id"], lowered["id"])
+    latest = dict(lowered, modified="2026-11-02T00:00:00.000Z", name="x")
+    assert "already stored" in messages(publish_as(node, "ren", [latest], "秘",
+                                                   ("NZL",)))[lowered["id"]]
+    # and a new version of it, which ren may read, is ren's to issue (JPN's object)
+    assert publish_as(node, "ren", [dict(latest, modified="2026-11-03T00:00:00.000Z")], "秘",
+                      ("NZL",))["failure_count"] == 0
 
 
 def test_a_marking_stored_by_another_process_is_known(node: Node) -> None:

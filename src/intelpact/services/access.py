@@ -16,6 +16,7 @@ from typing import Any
 
 from ..model import Label, Markings, Person, Policy
 from ..model.errors import LabelError
+from ..model.labels import join_all
 from ..store.base import Store, StoredObject
 
 WITHHELD_EXTENSION_ID = "extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"
@@ -87,6 +88,26 @@ class Access:
             except Exception:  # noqa: BLE001 - any invalidity hides the object
                 return None
         return json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
+
+
+    def seen(self, person: Person, row: StoredObject,
+             labels: Mapping[int, Label] | None = None) -> Label | None:
+        """The label of what ``person`` is served of ``row``, or None: nothing (for them
+        the row does not exist). Its banner when nothing is withheld; otherwise its base
+        joined with the portions served. What a publisher may derive from (and so what
+        marks their derived object: services/publish.py)."""
+        if labels is None:
+            labels = self.store.labels()
+        if self.view(person, row, labels) is None:
+            return None
+        banner = labels[row.banner_id]
+        if self.policy.may_read(person, banner).allowed:
+            return banner
+        portions = self.markings.label(json.loads(row.body), originator=row.originator)
+        withheld = set(self.policy.read_object(person, portions).withheld)
+        return join_all([labels[row.label_id], *(label for selector, label
+                                                 in portions.portions.items()
+                                                 if selector not in withheld)])
 
 
 def redact(obj: Mapping[str, Any], withheld: tuple[str, ...]) -> dict[str, Any] | None:

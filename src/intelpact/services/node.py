@@ -122,13 +122,13 @@ class Node:
         self.stored = threading.Event()  # set after every write; wakes the courier
         # validates and signs what is published; `serve` gives it processes of its own
         self.preparer = Preparer(lambda: (self.signing_key, self.party))
+        self.access = Access(self.policy, self.markings, store, validate_object)
         self.publisher = Publisher(self.policy, self.markings, store, self.preparer,
-                                   self.audit, sign=self.sign, releaser=self.federation.releaser,
-                                   on_stored=self.stored.set)
+                                   self.audit, self.access, sign=self.sign,
+                                   releaser=self.federation.releaser, on_stored=self.stored.set)
         self.controls = Controls(self.federation, self.policy, self.markings, store,
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
-        self.access = Access(self.policy, self.markings, store, validate_object)
         self.indexer = SearchIndexer(store)  # started by `serve`
 
     def rotate_key(self) -> str:

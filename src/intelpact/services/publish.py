@@ -47,6 +47,7 @@ from ..store.base import (
     timestamp,
     utc_now,
 )
+from .access import Access
 from .audit import AuditLog
 from .prepare import Prepared, Preparer, canonical_body, with_marking_refs
 
@@ -106,7 +107,7 @@ class Publisher:
     stored object goes to, written to the outbox in the object's transaction."""
 
     def __init__(self, policy: Policy, markings: Markings, store: Store,
-                 preparer: Preparer, audit: AuditLog, *,
+                 preparer: Preparer, audit: AuditLog, access: Access, *,
                  sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  releaser: Callable[[], Callable[[NewObject], Iterable[str]]] | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
@@ -118,6 +119,7 @@ class Publisher:
         self.releaser = releaser
         self.on_stored = on_stored
         self.audit = audit
+        self.access = access
 
     def publish(self, person: Person, collection_id: str, objects: Sequence[Any], *,
                 marking: MarkingRequest | None = None,
@@ -189,19 +191,31 @@ class Publisher:
     def _originators(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
                      outcomes: list[Outcome], denials: list[AuditEvent]
                      ) -> list[tuple[NewObject, dict[str, Any]]]:
-        """Only an object's originator issues its versions. A version of an object held
-        here as another party's is refused: published under this party's marking, it would
-        reclassify (and release again) what only its originator controls (docs/controls.md)."""
+        """Only an object's originator issues its versions, and only a person who may read
+        its latest version held here. A version of another party's object would reclassify
+        (and release again) what only its originator controls (docs/controls.md); one by a
+        person who may not read the latest would put their text, under their marking, in
+        its place for every reader. An id held here that the person may not read is
+        refused alike whoever originated it and however it is marked (:func:`_unreadable`):
+        that a write under the id is refused is all they learn."""
         ids = [new.object_id for new, _ in pending if new.object_type != "marking-definition"]
-        owners = self.store.originators(ids)
+        labels = self.store.labels()
+        owners: dict[str, str] = {}
+        hidden: set[str] = set()
+        for row in self.store.held(ids, versions=("last",)) if ids else []:
+            owners[row.object_id] = row.originator
+            if self.access.view(person, row, labels) is None:
+                hidden.add(row.object_id)
         keep = []
         for new, item in pending:
             owner = owners.get(new.object_id, new.originator)
-            if owner == new.originator or new.object_type == "marking-definition":
+            if new.object_type == "marking-definition" or (
+                    owner == new.originator and new.object_id not in hidden):
                 keep.append((new, item))
                 continue
-            reason = (f"{new.object_id} is {owner}'s object: only its originator issues new "
-                      "versions of it; publish your own object, with a new id, that refers to it")
+            reason = _unreadable(new.object_id) if new.object_id in hidden else (
+                f"{new.object_id} is {owner}'s object: only its originator issues new "
+                "versions of it; publish your own object, with a new id, that refers to it")
             denials.append(self._denial(person, item, owner, reason))
             outcomes.append(Outcome(new.object_id, None, False, reason))
         return keep
@@ -212,13 +226,14 @@ class Publisher:
         """Information derived from other objects (a report's ``object_refs``, the ends of
         a relationship, a sighting's ``sighting_of_ref``...) must carry at least their
         markings: a higher or equal level, no wider REL TO, every caveat and community.
-        The sources are the referenced objects in this publication or held here (their
-        latest versions); an object that would lower them is refused, with the reason.
-        ``refs_of``: each object's sources (:func:`_source_refs`) by ``id()``, if known."""
+        The sources are the referenced objects in this publication or held here, as the
+        person is served them (:meth:`_seen`); an object that would lower them is refused,
+        with the reason. ``refs_of``: each object's sources (:func:`_source_refs`) by
+        ``id()``, if known."""
         here = {new.object_id: new.banner for new, _ in pending}
         refs = [refs_of[id(item)] if id(item) in refs_of else _source_refs(item)
                 for _, item in pending]
-        stored = self._stored_banners(sorted({r for rs in refs for r in rs} - here.keys()))
+        stored = self._seen(person, sorted({r for rs in refs for r in rs} - here.keys()))
         keep = []
         for (new, item), sources in zip(pending, refs, strict=True):
             found = [(r, here.get(r) or stored.get(r)) for r in sources]
@@ -238,16 +253,35 @@ class Publisher:
             keep.append((new, item))
         return keep
 
-    def _stored_banners(self, ids: Sequence[str]) -> dict[str, Label]:
-        """The banner of the latest stored version of each of ``ids`` held here."""
+    def _seen(self, person: Person, ids: Sequence[str]) -> dict[str, Label]:
+        """The label of what ``person`` is served of each of ``ids`` held here
+        (``Access.seen``): in each collection, the latest version they may see, as a read
+        serves it (docs/node.md); joined across collections. An object they are served
+        nothing of is left out, exactly as an id not held here: they cannot have derived
+        from what they cannot read, and a refusal naming it would tell them that it
+        exists and how it is marked (docs/controls.md)."""
         if not ids:
             return {}
         labels = self.store.labels()
-        found: dict[str, Label] = {}
+        chosen: dict[tuple[str, str], tuple[str, Label]] = {}  # (collection, id): newest
+        unseen = []
         for row in self.store.held(ids, versions=("last",)):
-            label = labels[row.banner_id]
-            previous = found.get(row.object_id)
-            found[row.object_id] = label if previous is None else previous.join(label)
+            label = self.access.seen(person, row, labels)
+            if label is None:
+                unseen.append(row.object_id)
+            else:
+                chosen[(row.collection_id, row.object_id)] = (row.version, label)
+        for row in self.store.held(unseen) if unseen else []:  # an earlier version, then
+            key = (row.collection_id, row.object_id)
+            if key in chosen and chosen[key][0] >= row.version:
+                continue
+            label = self.access.seen(person, row, labels)
+            if label is not None:
+                chosen[key] = (row.version, label)
+        found: dict[str, Label] = {}
+        for (_, oid), (_, label) in chosen.items():
+            previous = found.get(oid)
+            found[oid] = label if previous is None else previous.join(label)
         return found
 
     def _events(self, person: Person, batch: Sequence[NewObject],
@@ -345,6 +379,15 @@ class Publisher:
         return record
 
 
+def _unreadable(object_id: str) -> str:
+    """The refusal of a version of an object held here in a version the publisher may not
+    read: the same words whoever originated it, however it is marked, whichever version
+    it is (a new one, or one stored already with another body). Never naming a marking or
+    a version, it tells them only what the refusal itself does: that the id is taken."""
+    return (f"{object_id} is held here in a version you may not read: only someone who may "
+            "read an object issues versions of it; publish yours with a new id")
+
+
 _NOT_SOURCES = frozenset({"object_marking_refs", "created_by_ref"})
 
 
@@ -413,13 +456,33 @@ class _Run:
                                 "stored before (each batch is one transaction), the rest "
                                 "were not", hint=exc.hint) from None
             self.sent += len(batch)
+            unreadable = self._unreadable_conflicts(results)
             for r in results:
+                message = _unreadable(r.object_id) if (r.object_id, r.version) in unreadable \
+                    else r.message
                 self.stored.append(Outcome(r.object_id, r.version, r.outcome != "conflict",
-                                           r.message))
+                                           message))
             if self.progress is not None:
                 self.progress(len(chunk))
         if pending and p.on_stored is not None:
             p.on_stored()  # the courier sends this part while the next is decided
+
+
+    def _unreadable_conflicts(self, results: Sequence[AddResult]) -> set[tuple[str, str]]:
+        """The (id, version) of each conflict with a stored version the person may not
+        read: refused in the words of :func:`_unreadable`, not the store's, which say that
+        this very version is stored (an earlier version of an object whose latest they
+        may read)."""
+        conflicts = {(r.object_id, r.version) for r in results if r.outcome == "conflict"}
+        if not conflicts:
+            return set()
+        p = self.publisher
+        labels = p.store.labels()
+        rows = p.store.held(sorted({oid for oid, _ in conflicts}),
+                            versions=tuple(sorted({v for _, v in conflicts})))
+        return {(row.object_id, row.version) for row in rows
+                if (row.object_id, row.version) in conflicts
+                and p.access.view(self.person, row, labels) is None}
 
 
 class PublishError(IntelpactError):
