@@ -376,6 +376,33 @@ def test_delete_only_visible_versions(store: Store) -> None:
     assert store.count("c1") == 1
 
 
+def test_delete_audits_exactly_its_rows_in_its_transaction(store: Store) -> None:
+    """The rows match[version] and match[spec_version] select are deleted, and the events
+    ``audit`` makes of exactly them appended, in one transaction: an audit that fails
+    leaves every row in place."""
+    store.add_objects("c1", [obj(1, "2026-01-01T00:00:00Z"), obj(1, "2026-02-01T00:00:00Z"),
+                             obj(1, "2026-03-01T00:00:00Z")])
+    readable, oid = ids_for(store, LOW), obj(1).object_id
+    seen: list[list[str]] = []
+
+    def audit(rows: Any) -> list[AuditEvent]:
+        seen.append([r.version for r in rows])
+        return [AuditEvent("2026-01-01T00:00:00.000000Z", "delete", f'"{len(rows)}"')]
+
+    def failing(rows: Any) -> list[AuditEvent]:
+        raise RuntimeError("the audit could not be written")
+
+    with pytest.raises(RuntimeError):
+        store.delete("c1", readable, oid, ("all",), audit=failing)
+    assert store.count("c1") == 3  # rolled back with its audit
+    assert store.delete("c1", readable, oid, ("all",), ("2.0",), audit=audit) == 0
+    assert store.delete("c1", readable, oid, ("first",), ("2.1",), audit=audit) == 1
+    assert store.delete("c1", readable, oid, ("all",), audit=audit) == 2
+    assert seen == [["2026-01-01T00:00:00.000000Z"],
+                    ["2026-02-01T00:00:00.000000Z", "2026-03-01T00:00:00.000000Z"]]
+    assert [r.body for r in store.find_audit(AuditFilter(kinds=("delete",)))] == ['"1"', '"2"']
+
+
 def test_statuses_persist(opener: Opener) -> None:
     s = opener()
     s.save_status(StatusRecord("s1", "c1", "tanaka", "2026-01-01T00:00:00.000000Z",

@@ -227,8 +227,10 @@ def taxii_document(api_root: str, max_content_length: int) -> dict[str, Any]:
         f"{c}/objects/{{oid}}/": {"parameters": p("cid", "oid"), "get": op(
             "one object; 404 when the caller may not see it", ok("envelope", headers=True),
             (400, 403, 404), one), "delete": op(
-            "delete an object (security-officer role); 404 when the caller may not see it",
-            {"200": {"description": "deleted"}}, (400, 403, 404), one)},
+            "delete an object's versions, every one unless match[version] names some "
+            "(security-officer role); 404 when the caller may not see it",
+            {"200": {"description": "deleted"}}, (400, 403, 404),
+            ("match_version", "match_spec_version"))},
         f"{c}/objects/{{oid}}/versions/": {"parameters": p("cid", "oid"), "get": op(
             "the versions the caller may see", ok("versions", headers=True), (400, 403, 404),
             ("added_after", "limit", "next", "match_spec_version"))},

@@ -31,7 +31,15 @@ from ..jsonio import JsonError, parse_json
 from ..services.audit import AuditError
 from ..services.node import Node
 from ..services.people import AuthError, Principal
-from ..store.base import BadCursor, Query, StoreFull, StoreUnavailable, normalise_timestamp
+from ..store.base import (
+    AuditEvent,
+    BadCursor,
+    Query,
+    StoredObject,
+    StoreFull,
+    StoreUnavailable,
+    normalise_timestamp,
+)
 from .limits import CLOSE, BodyRefused, read_body
 
 log = logging.getLogger("intelpact.taxii")
@@ -385,16 +393,21 @@ class TaxiiApi:
         return oid
 
     def _query(self, request: Request, object_id: str | None = None,
-               versions_endpoint: bool = False) -> Query:
+               versions_endpoint: bool = False, delete: bool = False) -> Query:
         params = request.query_params
         allowed = {"added_after", "limit", "next", *(f"match[{m}]" for m in _MATCH)}
-        if versions_endpoint:
+        if delete:  # TAXII 2.1 §5.8, Delete An Object: these two filters, no others
+            allowed = {"match[version]", "match[spec_version]"}
+        elif versions_endpoint:
             allowed -= {"match[id]", "match[type]", "match[version]"}
         elif object_id is not None:
             allowed -= {"match[id]", "match[type]"}
         for key in params:
             if key not in allowed:
-                raise TaxiiError(400, "Bad request", f"unsupported query parameter {key!r}")
+                hint = "; DELETE takes match[version] and match[spec_version] only" \
+                    if delete else ""
+                raise TaxiiError(400, "Bad request",
+                                 f"unsupported query parameter {key!r}{hint}")
         for key in allowed:
             if len(params.getlist(key)) > 1:
                 raise TaxiiError(400, "Bad request", f"{key} given more than once; separate "
@@ -427,7 +440,8 @@ class TaxiiApi:
         if versions_endpoint:
             versions = ("all",)
         else:
-            versions = tuple(self._version(v) for v in values("match[version]")) or ("last",)
+            versions = tuple(self._version(v) for v in values("match[version]")) or (
+                ("all",) if delete else ("last",))  # DELETE: every version unless one is named
         added_after = None
         if params.get("added_after") is not None:
             added_after = self._timestamp("added_after", params["added_after"])
@@ -488,23 +502,28 @@ class TaxiiApi:
         return _json(record.body, 202)
 
     def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
-        query = self._query(request, object_id=oid)
+        """Delete the versions of ``oid`` the officer may see that match[version] (every
+        version by default) and match[spec_version] select: exactly the rows deleted are
+        audited, in the delete's transaction."""
+        query = self._query(request, object_id=oid, delete=True)
         readable = self.node.access.readable(principal.person)
         audit = self.node.audit
-        page = self.node.store.query(cid, readable, query)
-        target = [(row.object_id, row.version, row.originator) for row in page.rows]
         if not principal.has_role("security-officer"):
             audit.record(audit.event("deny", person=principal.person, objects=[(oid, "")],
                                      via="delete",
                                      reason="deleting needs the security-officer role"))
             # Do not reveal whether the object exists to someone who may not see it.
-            if not page.rows:
+            if not self.node.store.query(cid, readable, query).rows:
                 raise TaxiiError(404, "Not Found", "no such object")
             raise TaxiiError(403, "Forbidden", "deleting needs the security-officer role")
-        versions = query.versions if request.query_params.get("match[version]") else ("all",)
-        audit.record(*audit.by_originator("delete", target, person=principal.person,
-                                          versions=list(versions)))
-        if self.node.store.delete(cid, readable, oid, versions) == 0:
+
+        def events(rows: Sequence[StoredObject]) -> list[AuditEvent]:
+            return audit.by_originator(
+                "delete", [(row.object_id, row.version, row.originator) for row in rows],
+                person=principal.person, versions=list(query.versions))
+
+        if self.node.store.delete(cid, readable, oid, query.versions, query.spec_versions,
+                                  audit=events) == 0:
             raise TaxiiError(404, "Not Found", "no such object")
         return Response(status_code=200)
 

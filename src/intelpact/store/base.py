@@ -532,8 +532,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
-               versions: tuple[str, ...]) -> int:
-        """Delete visible versions of an object; returns how many were deleted."""
+               versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
+               ) -> int:
+        """Delete the visible versions of an object that ``versions`` and
+        ``spec_versions`` select (TAXII's match[version] and match[spec_version]) and
+        append the audit events ``audit`` makes of exactly the rows deleted, in one
+        transaction. Returns how many were deleted."""
 
     @abc.abstractmethod
     def holds(self, collection_id: str, object_id: str, version: str | None,

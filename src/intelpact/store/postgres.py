@@ -479,15 +479,21 @@ class PostgresStore(Store):
         return Page(objects, more, next_cursor)
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
-               versions: tuple[str, ...]) -> int:
-        q = Query(ids=(object_id,), versions=versions, limit=1_000_000)
+               versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
+               ) -> int:
+        q = Query(ids=(object_id,), versions=versions, spec_versions=spec_versions,
+                  limit=1_000_000)
         with self._write() as c:
             sql, params = select(collection_id, readable, q)
-            seqs = [int(row[0]) for row in c.execute(sql, params)]
-            if seqs:
-                c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])", (seqs,))
+            rows = [_stored(row) for row in c.execute(sql, params)]
+            if rows:
+                c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])",
+                          ([row.seq for row in rows],))
                 _supersede_again(c, "%s", object_id)
-        return len(seqs)
+                if audit is not None:
+                    _append_audit(c.cursor(), audit(rows), "%s")
+        return len(rows)
 
     def holds(self, collection_id: str, object_id: str, version: str | None,
               body_hash: str) -> bool:

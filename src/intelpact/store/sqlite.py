@@ -444,16 +444,21 @@ class SQLiteStore(Store):
         return int(added)
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
-               versions: tuple[str, ...]) -> int:
-        q = Query(ids=(object_id,), versions=versions, limit=1_000_000)
+               versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
+               ) -> int:
+        q = Query(ids=(object_id,), versions=versions, spec_versions=spec_versions,
+                  limit=1_000_000)
         with self._write() as c:
             sql, params = _select(collection_id, readable, q)
-            seqs = [row[0] for row in c.execute(sql, params)]
-            for seq in seqs:
-                c.execute("DELETE FROM objects WHERE seq = ?", (seq,))
-            if seqs:
+            rows = [_stored(row) for row in c.execute(sql, params)]
+            for row in rows:
+                c.execute("DELETE FROM objects WHERE seq = ?", (row.seq,))
+            if rows:
                 _supersede_again(c, "?", object_id)
-        return len(seqs)
+                if audit is not None:
+                    _append_audit(c, audit(rows))
+        return len(rows)
 
     def holds(self, collection_id: str, object_id: str, version: str | None,
               body_hash: str) -> bool:
