@@ -288,6 +288,8 @@ def paged(world: World, r: Reader, path: str, limit: int, **params: str
         first, last = (resp.headers.get(f"X-TAXII-Date-Added-{h}") for h in ("First", "Last"))
         if not got:  # nothing served: nothing said about anything
             assert first is None and last is None and page == {"more": False}, page
+            assert not cursor, "'more' before an empty page reveals objects the reader " \
+                "may not see"
         elif path == "manifest/":
             assert (first, last) == (got[0]["date_added"], got[-1]["date_added"])
         else:
@@ -496,6 +498,34 @@ def test_a_page_of_objects_that_cannot_be_served_is_not_an_empty_page_saying_mor
     versions = world.get(r, f"objects/{oid}/versions/", limit="1")
     assert versions.status_code == 200, versions.text
     assert versions.json() == {"more": False, "versions": [T1.replace(".000Z", ".000000Z")]}
+
+
+def test_more_is_not_said_before_objects_that_cannot_be_served(world: World) -> None:
+    """The sibling of the test above: a page whose *next* rows cannot be served said
+    ``"more": true``, and the next page was ``{"more": false}``; against an id that does
+    not exist, ``"more": false`` at once. The node looks ahead for a row it may serve."""
+    eyes_only = Marking("機密", frozenset(), frozenset(), frozenset({"MARITIME"}))
+    low = Marking("秘", frozenset(), frozenset(), frozenset())
+    shown, hidden = f"campaign--{uuid.uuid4()}", f"campaign--{uuid.uuid4()}"
+    publish(world, [Version(shown, "campaign", T0, low, None)])
+    publish(world, [Version(hidden, "campaign", T0, low, ("name", eyes_only))])
+    r = Reader(f"p{uuid.uuid4().hex[:12]}", "JPN", "機密", frozenset(), frozenset(),
+               frozenset({"analyst"}))
+    add_person(world, r)
+    missing = f"campaign--{uuid.uuid4()}"
+    for path in ("objects/", "manifest/"):
+        for other in (hidden, missing):
+            page = world.get(r, path, limit="1", **{"match[id]": f"{shown},{other}"})
+            assert page.status_code == 200 and page.json()["more"] is False, page.text
+        assert [o["id"] for o in paged(world, r, path, 1,
+                                       **{"match[id]": f"{shown},{hidden}"})] == [shown]
+    # the versions endpoint: version 1 can be served, the later version 2 cannot
+    oid = f"campaign--{uuid.uuid4()}"
+    publish(world, [Version(oid, "campaign", T0, low, None),
+                    Version(oid, "campaign", T1, low, ("name", eyes_only))])
+    versions = world.get(r, f"objects/{oid}/versions/", limit="1")
+    assert versions.status_code == 200, versions.text
+    assert versions.json() == {"more": False, "versions": [T0.replace(".000Z", ".000000Z")]}
 
 
 # -- objects originated by a partner, received by federation ----------------------------------

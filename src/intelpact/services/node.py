@@ -51,6 +51,7 @@ from .publish import Publisher
 
 log = logging.getLogger("intelpact.node")
 DEFAULT_COLLECTION_ALIAS = "intel"
+LOOK_AHEAD = 20  # rows read at a time to tell whether a servable row follows a page
 
 
 class NodeError(IntelpactError):
@@ -260,22 +261,17 @@ class Node:
         readable = self.access.readable(person, labels)
         while True:
             page = self.store.query(collection_id, readable, query)
-            visible = []
-            unservable = []
-            for row in page.rows:
-                body = self.access.view(person, row, labels)
-                if body is None:
-                    unservable.append(row)
-                elif query.text is None or _mentions(body, query.text):
-                    visible.append((row, body))
-            if unservable and query.versions in (("last",), ("first",)):
-                visible = self._instead(principal, collection_id, query, readable, labels,
-                                        page.rows, visible, unservable)
+            visible, unservable = self._served(principal, collection_id, query, readable,
+                                               labels, page.rows)
             if visible or not unservable or not page.more or page.next is None:
                 break
             # every row of the page is one the person may not be served: an empty page
             # saying "more" would tell them such objects are there, so read on
             query = dataclasses.replace(query, cursor=page.next)
+        if page.more and page.next is not None and not self._follows(
+                principal, collection_id, dataclasses.replace(query, cursor=page.next),
+                readable, labels):
+            page = dataclasses.replace(page, more=False, next=None)
         events = self.audit.by_originator(
             "read", [(row.object_id, row.version, row.originator) for row, _ in visible],
             person=person, via=via, withheld=_withheld(visible) or None)
@@ -288,6 +284,43 @@ class Node:
         if page.next is not None:
             page = dataclasses.replace(page, next=self.cursors.seal(page.next, person.name))
         return page, visible
+
+    def _served(self, principal: Principal, collection_id: str, query: Query,
+                readable: Sequence[int], labels: Mapping[int, Label],
+                rows: Sequence[StoredObject]
+                ) -> tuple[list[tuple[StoredObject, str]], list[StoredObject]]:
+        """What of ``rows`` the person is served (each with its body, a version taken
+        :meth:`_instead` where one cannot be), and the rows that cannot be served."""
+        person = principal.person
+        visible = []
+        unservable = []
+        for row in rows:
+            body = self.access.view(person, row, labels)
+            if body is None:
+                unservable.append(row)
+            elif query.text is None or _mentions(body, query.text):
+                visible.append((row, body))
+        if unservable and query.versions in (("last",), ("first",)):
+            visible = self._instead(principal, collection_id, query, readable, labels,
+                                    rows, visible, unservable)
+        return visible, unservable
+
+    def _follows(self, principal: Principal, collection_id: str, query: Query,
+                 readable: Sequence[int], labels: Mapping[int, Label]) -> bool:
+        """Whether the pages from ``query.cursor`` on hold a row the person may be served
+        (or one dropped only because it does not hold the searched text): a page saying
+        "more" before none would tell them that rows they may not be served are there.
+        Read a few rows at a time: the first one usually is."""
+        query = dataclasses.replace(query, limit=min(query.limit, LOOK_AHEAD))
+        while True:
+            page = self.store.query(collection_id, readable, query)
+            visible, unservable = self._served(principal, collection_id, query, readable,
+                                               labels, page.rows)
+            if visible or len(unservable) < len(page.rows):
+                return True
+            if not page.more or page.next is None:
+                return False
+            query = dataclasses.replace(query, cursor=page.next)
 
     def _instead(self, principal: Principal, collection_id: str, query: Query,
                  readable: Sequence[int], labels: Mapping[int, Label],
