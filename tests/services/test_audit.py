@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,11 @@ from intelpact.interfaces.cli import main
 from intelpact.services.audit import AuditError, verify_log
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter, Query
+from intelpact.store.base import AuditFilter, Collection, Query, normalise_timestamp
 
-from helpers import indicator, make_node
+from helpers import T0, indicator, make_node
+
+T1 = "2026-11-02T00:00:00.000000Z"
 
 PW = "audit-test-password"
 TAXII = "application/taxii+json;version=2.1"
@@ -463,6 +467,35 @@ def test_a_missing_id_and_a_hidden_one_are_both_audited_as_denials(node: Node) -
     assert [e["kind"] for e in events] == ["deny", "deny"]
     assert events[0]["originator"] == "JPN" and "no such object" not in events[0]["reason"]
     assert events[1]["reason"] == "no such object" and "originator" not in events[1]
+
+
+def test_only_what_access_refused_is_audited_as_denied(node: Node) -> None:
+    """An id left to a later page, served on an earlier one, or left out by the request's
+    other filters is no denial (it was audited as one, with the reason that every portion
+    it needs was withheld, of a reader cleared for it); and an object served from one
+    collection is no "no such object" in another."""
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["publisher"])
+    node.people.add("low", party="JPN", clearance="秘")
+    cid = node.default_collection().collection_id
+    aki = node.people.as_person("aki").person
+    a, b, hidden = indicator("A"), indicator("B"), indicator("hidden")
+    node.publisher.publish(aki, cid, [a, b], marking=MarkingRequest("秘", ()))
+    node.publisher.publish(aki, cid, [hidden], marking=MarkingRequest("極秘", ()))
+    node.store.add_collection(Collection(str(uuid.uuid4()), "second", "another", None))
+    low = node.people.as_person("low")
+    before = node.store.audit_size()
+    page, first = node.find(low, cid, Query(ids=(a["id"], b["id"]), limit=1))
+    _, second = node.find(low, cid, dataclasses.replace(
+        Query(ids=(a["id"], b["id"]), limit=1), cursor=page.next))
+    assert [r.object_id for r, _ in first + second] == [a["id"], b["id"]]
+    assert node.find(low, cid, Query(ids=(a["id"],), versions=(T1,)))[1] == []
+    assert len(node.get(low, a["id"])) == 1  # served from one of the two collections
+    assert node.get(low, hidden["id"]) == []
+    events = [json.loads(e.body) for e in node.store.audit_events(before, before + 20)]
+    denials = [(e["objects"], e["reason"]) for e in events if e["kind"] == "deny"]
+    assert denials == [([[a["id"], ""]], "no such object"),  # no version T1 of it
+                       ([[hidden["id"], normalise_timestamp(T0)]],
+                        "clearance 秘 (CONFIDENTIAL) does not dominate 極秘 (SECRET)")]
 
 
 # -- tampering ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ..crypto.keys import (
 )
 from ..crypto.signing import sign_object
 from ..errors import IntelpactError
-from ..model import Agreement, Label, Markings, Person, Policy, load_agreement
+from ..model import Agreement, Label, Markings, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
 from ..store.base import (
@@ -244,15 +244,17 @@ class Node:
         return self.store.collections()[0]
 
     def find(self, principal: Principal, collection_id: str, query: Query, *,
-             via: str = "objects") -> tuple[Page, list[tuple[StoredObject, str]]]:
+             via: str = "objects", deny: bool = True
+             ) -> tuple[Page, list[tuple[StoredObject, str]]]:
         """One page of what ``principal`` may see: each visible row with the body served.
 
         The page's rows were filtered on the base label in the query; a row whose
         portions make it unservable (docs/access.md), or whose served name and
         description do not hold a searched ``query.text``, is dropped here. What is served is
         audited (``via``: the endpoint or command) before it is returned; an id asked
-        for and not served is audited as a denial, whether or not it exists, so the
-        two cannot be told apart by time."""
+        for and refused, or that does not exist, is audited as a denial (:meth:`_denials`;
+        not with ``deny`` False: the caller does), so the two cannot be told apart by
+        time."""
         labels = self.store.labels()  # once per page: the filter and the views share it
         person = principal.person
         if query.cursor is not None:  # as sealed for this person by the page before
@@ -275,11 +277,12 @@ class Node:
         events = self.audit.by_originator(
             "read", [(row.object_id, row.version, row.originator) for row, _ in visible],
             person=person, via=via, withheld=_withheld(visible) or None)
-        if query.ids:
+        if query.ids and deny:
             served = {row.object_id for row, _ in visible}
             missing = [oid for oid in query.ids if oid not in served]
             if missing:
-                events.extend(self._denials(person, collection_id, missing, via, labels))
+                events.extend(self._denials(principal, [collection_id], query, missing, via,
+                                            readable, labels))
         self.audit.record_served(*events)
         if page.next is not None:
             page = dataclasses.replace(page, next=self.cursors.seal(page.next, person.name))
@@ -358,37 +361,65 @@ class Node:
                        if r.seq in shown or r.seq in found),
                       key=lambda item: item[0].date_added)
 
-    def _denials(self, person: Person, collection_id: str, ids: Sequence[str], via: str,
+    def _denials(self, principal: Principal, collection_ids: Sequence[str], query: Query,
+                 ids: Sequence[str], via: str, readable: Sequence[int],
                  labels: Mapping[int, Label]) -> list[AuditEvent]:
-        """Audit events for ids ``person`` asked for and was not served, with the reason:
-        one event per originator and reason (a request naming a thousand ids makes a
-        few events, not a thousand)."""
-        rows = self.store.query(collection_id, list(labels),
-                                Query(ids=tuple(ids), versions=("all",), limit=len(ids) * 50))
+        """Audit events for ids ``principal`` asked for and was not served, with the
+        reason: a version the request's filters select (its page aside) that they may not
+        read, or cannot be served; no such object where none is held. An id with such a
+        version they may be served is no denial: it is on another page, or the searched
+        text is not in it. One event per originator and reason (a request naming a
+        thousand ids makes a few events, not a thousand)."""
+        person = principal.person
+        wanted = dataclasses.replace(query, ids=tuple(dict.fromkeys(ids)), cursor=None,
+                                     limit=len(ids) * 50)
+        servable: set[str] = set()
+        for cid in collection_ids:  # what they may be served, the page aside
+            page = self.store.query(cid, readable, wanted)
+            visible, unservable = self._served(principal, cid, wanted, readable, labels,
+                                               page.rows)
+            servable.update(row.object_id for row, _ in visible)
+            refused = {row.seq for row in unservable}  # the rest lack only the text
+            servable.update(row.object_id for row in page.rows if row.seq not in refused)
+        wanted = dataclasses.replace(wanted, ids=tuple(i for i in wanted.ids
+                                                       if i not in servable))
         groups: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
-        found = {row.object_id for row in rows.rows}
-        for row in rows.rows:
-            decision = self.policy.may_read(person, labels[row.label_id])
-            reason = decision.reason if not decision.allowed else \
-                "every portion that makes it a valid object is withheld"
-            groups.setdefault((row.originator, reason), []).append((row.object_id,
-                                                                    row.version))
-        missing = [(oid, "") for oid in dict.fromkeys(ids) if oid not in found]
+        found: set[str] = set()
+        for cid in collection_ids if wanted.ids else ():
+            for row in self.store.query(cid, list(labels), wanted).rows:
+                found.add(row.object_id)
+                decision = self.policy.may_read(person, labels[row.label_id])
+                reason = decision.reason if not decision.allowed else \
+                    "every portion that makes it a valid object is withheld"
+                groups.setdefault((row.originator, reason), []).append((row.object_id,
+                                                                        row.version))
+        missing = [(oid, "") for oid in wanted.ids if oid not in found]
         if missing:
             groups[(None, "no such object")] = missing
         return [self.audit.event("deny", person=person, originator=origin, objects=objects,
                                  via=via, reason=reason)
                 for (origin, reason), objects in groups.items()]
 
+    def versions(self, principal: Principal, object_id: str, *, via: str = "get"
+                 ) -> list[tuple[StoredObject, str]]:
+        """Every visible version of an object in every collection (each collection's
+        oldest first), with the body served; a denial is audited only when no collection
+        serves any (not for the collections that do not hold it)."""
+        query = Query(ids=(object_id,), versions=("all",), limit=1000)
+        found: list[tuple[StoredObject, str]] = []
+        collections = [c.collection_id for c in self.store.collections()]
+        for cid in collections:
+            found.extend(self.find(principal, cid, query, via=via, deny=False)[1])
+        if not found:
+            labels = self.store.labels()
+            readable = self.access.readable(principal.person, labels)
+            self.audit.record_served(*self._denials(principal, collections, query,
+                                                    [object_id], via, readable, labels))
+        return found
+
     def get(self, principal: Principal, object_id: str) -> list[dict[str, Any]]:
         """Every visible version of an object across collections, oldest first."""
-        found: list[dict[str, Any]] = []
-        for collection in self.store.collections():
-            _, visible = self.find(principal, collection.collection_id,
-                                   Query(ids=(object_id,), versions=("all",), limit=1000),
-                                   via="get")
-            found.extend(json.loads(body) for _, body in visible)
-        return found
+        return [json.loads(body) for _, body in self.versions(principal, object_id)]
 
     def close(self) -> None:
         self.indexer.stop()

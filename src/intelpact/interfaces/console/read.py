@@ -146,12 +146,8 @@ def _versions(console: Console, principal: Principal, oid: str, via: str
               ) -> list[tuple[StoredObject, dict[str, Any]]]:
     if not ID.match(oid):
         raise NOT_FOUND
-    found: list[tuple[StoredObject, dict[str, Any]]] = []
-    for collection in console.node.store.collections():
-        _, visible = console.node.find(
-            principal, collection.collection_id,
-            Query(ids=(oid,), versions=("all",), limit=1000), via=via)
-        found.extend((row, json.loads(body)) for row, body in visible)
+    found = [(row, json.loads(body))
+             for row, body in console.node.versions(principal, oid, via=via)]
     if not found:
         raise NOT_FOUND
     found.sort(key=lambda item: item[0].version)
