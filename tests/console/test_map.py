@@ -18,10 +18,12 @@ from pyais import encode_dict
 
 from conftest import login, password, serve_console
 from intelpact.maritime.rules import load_rules
+from intelpact.maritime.vessels import AIS_EXTENSION_ID
 from intelpact.services.ais import AisIngest
 from intelpact.services.node import Node
+from intelpact.services.prepare import canonical_body
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter
+from intelpact.store.base import AuditFilter, NewObject, Query
 
 from helpers import _in_thread, make_node
 
@@ -139,6 +141,38 @@ def test_time_window_and_community_filters(sea: tuple[Node, str]) -> None:
     assert _map(url, "aroha", community="MARITIME").text.count('<polyline class="track"') == 2
     assert _map(url, "aroha", since="yesterday").status_code == 400
     assert _map(url, "aroha", community="FISHERIES").status_code == 400
+
+
+def test_a_malformed_stored_track_is_counted_not_drawn(sea: tuple[Node, str]) -> None:
+    """A track stored before publish checked the AIS extension (or by another tool on
+    the database): positions that are not numbers in range, or whose time is not a
+    time, are left out and counted on the page; the map still answers, for everyone.
+    Its positions are all malformed, so the other tests' counts hold whatever the order."""
+    node, url = sea
+    viewer = node.people.as_person("kiri")
+    cid = node.default_collection().collection_id
+    _, rows = node.find(viewer, cid, Query(types=("sighting",), limit=1))
+    row, body = rows[0]
+    obj = json.loads(body)
+    obj["id"] = "sighting--6d1c6a9e-1f57-4c38-9a55-4f4d1f0d2b7e"
+    good = obj["extensions"][AIS_EXTENSION_ID]["track"][0]
+    obj["extensions"][AIS_EXTENSION_ID]["track"] = [
+        {**good, "lat": "north"}, {**good, "lat": [35]}, {**good, "lon": 181},
+        {**good, "lat": float("nan")}, {**good, "time": "yesterday"}, "here"]
+    text, digest = canonical_body(obj)
+    labels = node.store.labels()
+    node.store.add_objects(cid, [NewObject(
+        obj["id"], "sighting", "2.1", row.version, text, digest, labels[row.label_id],
+        labels[row.banner_id], row.originator, False)])
+    for who in PEOPLE:
+        page = _map(url, who)
+        assert page.status_code == 200, (who, page.text[:500])
+        if who == "hemi":  # not in MARITIME: the sighting is not theirs to see
+            assert 'id="map-skipped"' not in page.text
+        else:
+            assert re.search(r'id="map-skipped">6 stored positions not drawn', page.text)
+    html = _map(url, "aroha").text
+    assert html.count('<polyline class="track"') == 2  # the good tracks, as before
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from intelpact.maritime.nmea import Position
+from intelpact.maritime.vessels import AIS_EXTENSION_ID, Track, sighting_object
 from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
@@ -81,6 +83,36 @@ def test_invalid_stix_is_reported_per_object_and_valid_objects_stored(
     assert "modified" in messages
     assert node.store.query(cid, node.access.readable(node.people.as_person("pub").person),
                             Query(ids=(good["id"],))).rows
+
+
+def test_a_malformed_ais_track_is_refused_with_its_reason(
+        served: tuple[Node, str, str]) -> None:
+    """One stored position whose latitude is not a number would break the console's map
+    for everyone who may see it: publish checks the AIS extension's shape, per object."""
+    node, url, cid = served
+    marking = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])
+    t = 1_790_000_000.0
+    good = sighting_object("JPN", Track(431000001, t, [
+        Position(431000001, t, 35.0, 140.0, 12.5, 45.0, 44, 1)]), 600)
+    hostile = []
+    for i, lat in enumerate(("north", [35], 95)):
+        obj = sighting_object("JPN", Track(431000002 + i, t, [
+            Position(431000002 + i, t, 35.0, 140.0, None, None, None, 1)]), 600)
+        obj["extensions"][AIS_EXTENSION_ID]["track"][0]["lat"] = lat
+        hostile.append(obj)
+    refs = {"object_marking_refs": [marking["id"]]}
+    r = post(url, cid, json.dumps({"objects": [
+        marking, {**good, **refs}, *({**h, **refs} for h in hostile)]}).encode())
+    assert r.status_code == 202
+    status = r.json()
+    assert status["success_count"] == 2 and status["failure_count"] == 3, status
+    failures = {f["id"]: f["message"] for f in status["failures"]}
+    assert failures == {h["id"]: "the intelpact AIS extension (extension-definition--e8cf8e2a-"
+                        "cefe-4a52-b04f-b0eff1e3510b): track[0] 'lat' must be a latitude (a "
+                        f"number from -90 to 90): found {found}"
+                        for h, found in zip(hostile, ("'north'", "[35]", "95"), strict=True)}
+    assert not node.store.held([h["id"] for h in hostile])
+    assert node.store.held([good["id"]])
 
 
 def test_naughty_strings_round_trip_exactly(served: tuple[Node, str, str]) -> None:

@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
+from intelpact.maritime.nmea import Position
+from intelpact.maritime.vessels import AIS_EXTENSION_ID, Track, sighting_object
+from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError, Received, make_card, sign_request
 from intelpact.services.node import Node
@@ -173,6 +176,34 @@ def test_forged_altered_and_unknown_key_objects_are_refused_and_recorded(
     assert {f[1] for f in nzl.store.refusals()} >= {altered["id"], stranger["id"],
                                                     unsigned["id"]}
     assert not {altered["id"], stranger["id"], unsigned["id"]} & visible_ids(nzl)
+
+
+def test_a_malformed_ais_track_from_a_partner_is_refused_and_recorded(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A partner's node (misbehaving, or not this version) signs and sends a track whose
+    latitude is not a number: refused per object with the reason, as any invalid STIX
+    is; the well-formed track in the same request is stored."""
+    jpn, nzl = jpn_nzl
+    marking = sign_object(national_marking(jpn.agreement, "JPN", "秘", rel_to=["NZL"]),
+                          jpn.signing_key, "JPN")
+    t = 1_790_000_000.0
+    tracks = [sighting_object("JPN", Track(mmsi, t, [
+        Position(mmsi, t, 35.0, 140.0, 12.5, 45.0, 44, 1)]), 600)
+        for mmsi in (431000001, 431000002)]
+    tracks[1]["extensions"][AIS_EXTENSION_ID]["track"][0]["lat"] = "north"
+    good, bad = (sign_object({**obj, "object_marking_refs": [marking["id"]]},
+                             jpn.signing_key, "JPN") for obj in tracks)
+    with serving_federation(nzl):
+        r = _post_inbox(jpn, nzl, [marking, good, bad])
+    assert r.status_code == 200
+    status = r.json()
+    messages = {f["id"]: f["message"] for f in status["failures"]}
+    assert list(messages) == [bad["id"]], status
+    assert "track[0] 'lat' must be a latitude (a number from -90 to 90): found 'north'" \
+        in messages[bad["id"]]
+    assert bad["id"] in {f[1] for f in nzl.store.refusals()}
+    seen = visible_ids(nzl)
+    assert good["id"] in seen and bad["id"] not in seen
 
 
 def test_requests_from_strangers_and_without_client_certificates_are_refused(

@@ -31,6 +31,16 @@ from stix2validator import (  # type: ignore[import-untyped]
 )
 
 from intelpact.errors import IntelpactError
+from intelpact.maritime.nmea import Position
+from intelpact.maritime.rules import Alert
+from intelpact.maritime.vessels import (
+    AIS_EXTENSION_ID,
+    Track,
+    VesselInfo,
+    alert_objects,
+    sighting_object,
+    vessel_object,
+)
 from intelpact.stix import StixValidationError, validate_bundle, validate_object
 from intelpact.stix import validate as stix_validate
 
@@ -242,6 +252,10 @@ PROCESS = {"type": "process", "spec_version": "2.1",
            "id": "process--1d04adca-d292-4081-aa15-219e54f1cb62", "pid": 1221}
 UUID5 = "4cd605e7-afa2-5360-b5b9-c5e9fb5c76f4"
 DROP = object()
+T_AIS = 1_790_000_000.0  # 2026-09-21T14:13:20Z
+SIGHTING = sighting_object("NZL", Track(512000001, T_AIS, [
+    Position(512000001, T_AIS, -20.0, -178.5, 10.2, 90.0, 91, 1),
+    Position(512000001, T_AIS + 10, -20.0, -178.49, None, None, None, 27)]), 600)
 
 
 def variant(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +301,12 @@ STRICTER = [
         "type": "file", "id": FILE["id"], "name": "a", "mtime": "2016-02-30T00:00:00Z"}}}),
                  "observable '0': property 'mtime' is not a real date and time",
                  id="5-embedded-observable-date"),
+    pytest.param(variant(SIGHTING, {"extensions": {AIS_EXTENSION_ID: {
+        **SIGHTING["extensions"][AIS_EXTENSION_ID],
+        "track": [{"time": SIGHTING["first_seen"], "lat": "north", "lon": 140}]}}}),
+                 "the intelpact AIS extension (extension-definition--e8cf8e2a-cefe-4a52-b04f-"
+                 "b0eff1e3510b): track[0] 'lat' must be a latitude (a number from -90 to 90): "
+                 "found 'north'", id="9-ais-extension-track"),
 ]
 
 
@@ -295,6 +315,78 @@ def test_deliberately_stricter_than_stix2validator(obj: dict[str, Any], reason: 
     assert stix2validator_accepts(obj)
     error = ours(obj)
     assert error is not None and reason in error.reason, error
+
+
+def test_the_nodes_own_ais_objects_are_valid() -> None:
+    """What vessels.py writes, with every optional property, passes the AIS check."""
+    info = VesselInfo(512000001, T_AIS, "KAHU", "ZM123", 9123456, 30, (10, 20, 3, 4),
+                      "NUKU'ALOFA")
+    alerts = [Alert("ais-gap", T_AIS, -20.0, -178.5, (512000001,), (), "gap",
+                    {"gap_seconds": 7300, "dark_lat": -20.0, "dark_lon": -178.5,
+                     "reappeared_lat": -19.5, "reappeared_lon": -178.25,
+                     "reappeared": T_AIS + 7300}, modified=T_AIS + 7300),
+              Alert("eez-unlicensed", T_AIS, -20.0, -178.5, (512000001,), (), "zone",
+                    {"zone": "Tonga EEZ", "zone_party": "TON"}),
+              Alert("encounter", T_AIS, -20.0, -178.5, (512000001, 512000002), (), "meet",
+                    {"since": T_AIS - 3600, "distance_m": 120})]
+    objects = [vessel_object(512000001, info, modified=T_AIS), SIGHTING]
+    objects += [o for a in alerts for o in alert_objects("NZL", a, [SIGHTING["id"]])]
+    for obj in objects:
+        validate_object(obj)
+
+
+def _ais(obj: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``obj`` with its AIS extension's properties changed (DROP deletes one)."""
+    out = copy.deepcopy(obj)
+    ext = out["extensions"][AIS_EXTENSION_ID]
+    for key, value in changes.items():
+        if value is DROP:
+            del ext[key]
+        else:
+            ext[key] = value
+    return out
+
+
+def _point(**changes: Any) -> list[dict[str, Any]]:
+    point = {"time": SIGHTING["first_seen"], "lat": -20, "lon": -178.5, **changes}
+    return [{k: v for k, v in point.items() if v is not DROP}]
+
+
+@pytest.mark.parametrize(("obj", "reason"), [
+    (_ais(SIGHTING, track=_point(lat=[35])), "track[0] 'lat' must be a latitude (a number "
+     "from -90 to 90): found [35]"),
+    (_ais(SIGHTING, track=_point(lat=True)), "track[0] 'lat' must be a latitude"),
+    (_ais(SIGHTING, track=_point(lat=float("nan"))), "track[0] 'lat' must be a latitude"),
+    (_ais(SIGHTING, track=_point(lon=-180.5)), "track[0] 'lon' must be a longitude (a number "
+     "from -180 to 180): found -180.5"),
+    (_ais(SIGHTING, track=_point(lon=DROP)), "track[0] 'lon' is missing: it must be a longitude"),
+    (_ais(SIGHTING, track=_point(time="2026-02-30T00:00:00Z")),
+     "track[0] 'time' must be a STIX timestamp"),
+    (_ais(SIGHTING, track=_point(speed=float("inf"))), "track[0] 'speed' must be a number, 0 or "
+     "more: found inf"),
+    (_ais(SIGHTING, track=_point(x_note="hi")), "track[0] property 'x_note' is not defined by "
+     "the extension (it has time, lat, lon, speed, course, heading)"),
+    (_ais(SIGHTING, track=[*_point(), "here"]), "track[1] must be an object with time, lat and "
+     "lon: found 'here'"),
+    (_ais(SIGHTING, track={"0": _point()[0]}), "'track' must be a non-empty list of positions"),
+    (_ais(SIGHTING, mmsi="512000001"), "'mmsi' must be an MMSI (an integer from 0 to "
+     "1073741823): found '512000001'"),
+    (_ais(SIGHTING, window_start=DROP), "'window_start' is missing"),
+    (_ais(SIGHTING, extension_type="new-sdo"), "'extension_type' must be 'property-extension'"),
+    (_ais(alert_objects("NZL", Alert("loitering", T_AIS, 1.0, 2.0, (5,), (), "t"), [])[1],
+          alert_time="soon"), "'alert_time' must be a STIX timestamp"),
+    (_ais(vessel_object(512000001), dimensions={"to_bow": -1}), "'dimensions' must be an object"),
+    (variant(INDICATOR, {"extensions": {AIS_EXTENSION_ID: {
+        "extension_type": "property-extension"}}}),
+     "it is defined for identity, sighting, note objects only, not this object's type: found "
+     "'indicator'"),
+])
+def test_the_ais_extension_is_checked_against_its_definition(obj: dict[str, Any],
+                                                              reason: str) -> None:
+    """docs/maritime.md's table: what the map and the other readers rely on."""
+    error = ours(obj)
+    assert error is not None and reason in error.reason, error
+    assert error.hint and "docs/maritime.md" in error.hint
 
 
 def test_difference_3_stix20_object_in_a_bundle() -> None:

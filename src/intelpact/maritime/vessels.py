@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from .extension import AIS_EXTENSION_ID
 from .nmea import Position, Static
 from .rules import Alert
 
 __all__ = ["AIS_EXTENSION_ID", "Track", "TrackWindows", "VesselInfo", "alert_objects",
            "sighting_object", "timestamp", "vessel_id", "vessel_object"]
 
-AIS_EXTENSION_ID = "extension-definition--e8cf8e2a-cefe-4a52-b04f-b0eff1e3510b"
 NAMESPACE = uuid.UUID("604c99b7-c4a3-42e6-b8c3-95069fa90ec3")
 VESSEL_CREATED = "1970-01-01T00:00:00.000Z"  # fixed: every node makes the same vessel object
 

@@ -60,6 +60,7 @@ from stix2patterns.validator import (  # type: ignore[import-untyped]
 from stix2patterns.validator import run_validator as run_pattern_validator
 
 from ..errors import IntelpactError
+from ..maritime.extension import AIS_EXTENSION_ID, MISSING, ais_problem
 from .patterns import accepted_pattern_data
 
 __all__ = ["StixValidationError", "validate_bundle", "validate_object"]
@@ -858,6 +859,24 @@ def _check_object(obj: Any, allow_custom: bool) -> None:
         _check_embedded(obj["objects"], oid, allow_custom)  # first: clearer than the oneOf
     _check_schema(name, obj, oid)
     _check_musts(obj, oid)
+    _check_own_extensions(obj, type_, oid)
+
+
+def _check_own_extensions(obj: dict[str, Any], type_: str, oid: str | None) -> None:
+    """The extensions intelpact defines, against their definitions (STIX 2.1 section 7.3:
+    an extension's content follows its definition's schema). The AIS extension's track
+    is read as numbers by the console's map: one malformed position stored would break
+    the map for everyone who may see it."""
+    extensions = obj.get("extensions")
+    ext = extensions.get(AIS_EXTENSION_ID, MISSING) if type(extensions) is dict else MISSING
+    if ext is MISSING:
+        return
+    problem = ais_problem(type_, ext)
+    if problem is not None:
+        what, found = problem
+        raise _fail(oid, f"the intelpact AIS extension ({AIS_EXTENSION_ID}): {what}"
+                    + ("" if found is MISSING else f": found {_show(found)}"),
+                    "docs/maritime.md lists the extension's properties and what each holds")
 
 
 def _check_embedded(objects: Any, oid: str | None, allow_custom: bool) -> None:

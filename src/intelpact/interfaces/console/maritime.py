@@ -24,7 +24,7 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from ...maritime.vessels import AIS_EXTENSION_ID
+from ...maritime.extension import AIS_EXTENSION_ID, is_position, is_timestamp
 from ...model import Label
 from ...services.people import Principal
 from ...store.base import Query, normalise_timestamp, parse_timestamp
@@ -249,19 +249,26 @@ def show(console: Console, request: Request, principal: Principal,
     sightings, more_tracks = _read(console, principal, Query(
         types=("sighting",), label_ids=wanted, newest_first=True, limit=1000), MAX_TRACKS)
     vessels: dict[str, _Vessel] = {}
+    skipped = 0  # positions (and alert locations) stored malformed: not drawn, counted
     for row, obj in sightings:
         ext = obj.get("extensions", {}).get(AIS_EXTENSION_ID)
         if not isinstance(ext, dict) or not isinstance(ext.get("track"), list):
             continue
-        points = [(_iso(str(p.get("time", ""))), float(p["lat"]), float(p["lon"]))
-                  for p in ext["track"] if isinstance(p, dict) and "lat" in p and "lon" in p]
+        points = []
+        for p in ext["track"]:  # validated on the way in; checked again: stored is stored
+            if (isinstance(p, dict) and is_position(p.get("lat"), p.get("lon"))
+                    and is_timestamp(p.get("time"))):
+                points.append((_iso(p["time"]), float(p["lat"]), float(p["lon"])))
+            else:
+                skipped += 1
         points = [p for p in points if inside(p[0])]
         if not points:
             continue
         shown.append(shown_labels(console, row, obj, labels).banner)
         vid = str(obj.get("sighting_of_ref", ""))
-        vessel = vessels.setdefault(vid, _Vessel(vid, f"MMSI {ext.get('mmsi', '?')}",
-                                                 row.originator))
+        mmsi = ext.get("mmsi")
+        vessel = vessels.setdefault(vid, _Vessel(
+            vid, f"MMSI {mmsi if type(mmsi) is int else '?'}", row.originator))
         vessel.points += points
     # the vessels' names, where the viewer may see the vessel
     ids = tuple(vessels)
@@ -295,18 +302,22 @@ def show(console: Console, request: Request, principal: Principal,
         found, _ = _read(console, principal, Query(ids=loc_ids[start:start + 200],
                                                    types=("location",), limit=200), 200)
         for row, obj in found:
-            if isinstance(obj.get("latitude"), (int, float)):
+            if is_position(obj.get("latitude"), obj.get("longitude")):
                 shown.append(shown_labels(console, row, obj, labels).banner)
                 located[row.object_id] = (float(obj["longitude"]), float(obj["latitude"]))
+            elif "latitude" in obj or "longitude" in obj:
+                skipped += 1
     alerts = [a for a in alerts if a["location"] in located]
     alerts.sort(key=lambda a: a["time"], reverse=True)
     return Page("map.html", _drawing(vessels, alerts, located, agreement, params,
-                                     community, more_tracks or more_alerts), labels=shown)
+                                     community, more_tracks or more_alerts, skipped),
+                labels=shown)
 
 
 def _drawing(vessels: dict[str, _Vessel], alerts: list[dict[str, Any]],
              located: dict[str, tuple[float, float]], agreement: Any,
-             params: Any, community: str, truncated: bool) -> dict[str, Any]:
+             params: Any, community: str, truncated: bool, skipped: int
+             ) -> dict[str, Any]:
     points = [(lon, lat) for v in vessels.values() for _, lat, lon in v.points]
     points += [located[a["location"]] for a in alerts]
     projection = Projection(points)
@@ -347,7 +358,7 @@ def _drawing(vessels: dict[str, _Vessel], alerts: list[dict[str, Any]],
             "bounds": f"{south:.1f}° to {north:.1f}° latitude, {_lon(west)} to {_lon(east)}",
             "communities": sorted(agreement.communities), "community": community,
             "since": params.get("since", ""), "until": params.get("until", ""),
-            "truncated": truncated, "max_tracks": f"{MAX_TRACKS:,}",
+            "truncated": truncated, "skipped": skipped, "max_tracks": f"{MAX_TRACKS:,}",
             "max_alerts": f"{MAX_ALERTS:,}"}
 
 
