@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PEOPLE, World, csrf_of, login, password
-from intelpact.model import national_marking
+from conftest import PEOPLE, World, csrf_of, login, password, serving_world
+from intelpact.model import Label, national_marking
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
@@ -249,6 +249,31 @@ def test_page_banner_is_the_highest_label_shown(world: World) -> None:
     assert (band, text) == ("unclassified", "指定なし // REL TO JPN, NZL")
     band, text = top.search(suzuki.get(f"/objects/{MISSING}").text).groups()
     assert band == "unclassified"
+
+
+def test_the_banner_of_a_version_with_portions_follows_its_stored_label(
+        tmp_path: Path) -> None:
+    """A holder's reclassification relabels a stored version whose body still carries the
+    old marking (docs/controls.md). The page of a version with withheld portions is
+    labelled from what is served of its body, and must still show the stored label: a
+    narrowed REL TO, here, that the body does not say."""
+    top = re.compile(r'id="banner-top">([^<]+)</div>')
+    with serving_world(tmp_path) as world:
+        oid = world.names["hi-rel-nzl"]  # 秘 REL TO JPN, NZL; a 機密 description
+        sato = world.client("sato")  # 秘: the description is withheld from him
+        before = top.search(sato.get(f"/objects/{oid}").text)
+        assert before is not None and before.group(1) == "秘 // REL TO JPN, NZL"
+        store = world.node.store
+        row = store.held([oid])[0]
+        known = store.labels()
+        narrowed = Label(world.node.agreement.id, known[row.label_id].rank, "JPN",
+                         frozenset({"JPN"}))
+        assert store.relabel(oid, "JPN", {row.version: (
+            known[row.label_id].join(narrowed), known[row.banner_id].join(narrowed))}, []) == 1
+        page = sato.get(f"/objects/{oid}").text
+        assert "Withheld from you" in page
+        after = top.search(page)
+        assert after is not None and after.group(1) == "秘 // REL TO JPN", after.group(1)
 
 
 def test_unknown_paths_get_html_but_taxii_keeps_its_shape(world: World) -> None:

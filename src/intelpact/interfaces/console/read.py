@@ -212,16 +212,21 @@ def raw(console: Console, request: Request, principal: Principal,
 
 def shown_labels(console: Console, row: StoredObject, obj: dict[str, Any],
                  labels: Mapping[int, Label] | None = None) -> ObjectLabels:
-    """The labels of what is shown: the stored ones, or, where portions were withheld,
-    those of the served body (its banner covers only what the viewer sees). A
-    marking-definition is labelled by the label it gives (its stored label)."""
+    """The labels of what is shown: the stored ones, or, for a version with portions,
+    those of the served body (its banner covers only what the viewer sees) joined with
+    the stored base, which a holder's reclassification may have raised or narrowed above
+    the marking its body carries (docs/controls.md). A marking-definition is labelled by
+    the label it gives (its stored label)."""
+    known = labels if labels is not None else console.node.store.labels()
+    base = known[row.label_id]
     if row.has_portions:
         try:
-            return console.node.markings.label(obj)
+            shown = console.node.markings.label(obj, originator=row.originator)
         except IntelpactError:
             pass
-    known = labels if labels is not None else console.node.store.labels()
-    return ObjectLabels(known[row.label_id], {}, known[row.banner_id])
+        else:
+            return ObjectLabels(base.join(shown.base), shown.portions, base.join(shown.banner))
+    return ObjectLabels(base, {}, known[row.banner_id])
 
 
 def _portions(obj: dict[str, Any], portions: dict[str, Label] | Any, agreement: Any,
