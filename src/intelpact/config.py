@@ -18,7 +18,7 @@ from typing import Any
 from .crypto.keys import generate_signing_key
 from .crypto.tls import make_self_signed
 from .errors import IntelpactError
-from .model import AgreementError, load_agreement
+from .model import Agreement, AgreementError, load_agreement
 
 CONFIG_FILE = "node.toml"
 _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database",
@@ -167,6 +167,8 @@ def load_config(node_dir: Path) -> NodeConfig:
     pinned = text(node, "node", "agreement_hash")
     try:
         agreement = load_agreement(agreement_path)
+        if agreement.content_hash != pinned:
+            agreement = _finish_pin(agreement_path, pinned) or agreement
     except AgreementError as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
     if agreement.content_hash != pinned:
@@ -251,7 +253,52 @@ def write_config(cfg: NodeConfig) -> None:
     if cfg.ingest_processes is not None:
         lines.append(f"ingest_processes = {cfg.ingest_processes}")
     lines.append("")
-    (cfg.dir / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
+    replace_file(cfg.dir / CONFIG_FILE, "\n".join(lines).encode("utf-8"))
+
+
+def staged(path: Path) -> Path:
+    """Where a new version of ``path`` waits before it replaces it (``replace_file``;
+    an agreement being pinned)."""
+    return path.with_name(path.name + ".new")
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` whole or not at all: written to its staged name
+    (mode 0600: node.toml may hold a database password), flushed to disk, then renamed
+    over it, and the rename flushed too."""
+    new = staged(path)
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(new, path)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_pin(agreement_path: Path, pinned: str) -> Agreement | None:
+    """A pin interrupted after node.toml named the new agreement and before the new text
+    replaced the old (``Node.pin_agreement``): its staged text, if it is the one pinned,
+    takes its place now. None when there is no such text."""
+    waiting = staged(agreement_path)
+    if not waiting.is_file():
+        return None
+    agreement = load_agreement(waiting)
+    if agreement.content_hash != pinned:
+        return None
+    os.replace(waiting, agreement_path)
+    _sync_dir(agreement_path.parent)
+    return agreement
 
 
 def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,11 +10,14 @@ import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, push
 
+from intelpact.config import staged, write_config
 from intelpact.interfaces.cli import main
+from intelpact.model import load_agreement
+from intelpact.services.controls import Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
 from intelpact.services.node import Node, NodeError
-from intelpact.store.base import AuditFilter
+from intelpact.store.base import AuditFilter, StoreUnavailable
 
 from helpers import AGREEMENTS, make_node, serving_federation
 
@@ -111,6 +115,56 @@ def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> N
     assert "delivered to JPN" in done.output
     assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+
+
+def test_a_destruction_cut_short_is_finished_by_pinning_again(
+        jpn_nzl: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pin of a terminated agreement that says destroy is committed before the
+    destruction; if that is cut short (here the store fails in it), pinning the same text
+    again finishes it instead of refusing it as pinned already."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be destroyed, in the end", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    nzl.close()
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    pin_it = ["agreement", "pin", str(tmp_path / "nzl"), str(ended), "--reason", "ended"]
+
+    def cut_short(self: Controls, reason: str) -> int:
+        raise StoreUnavailable("the database went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(Controls, "destroy_received", cut_short)
+        first = CliRunner().invoke(main, pin_it)
+    assert first.exit_code != 0
+    jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
+    assert nzl.agreement.state == "terminated"
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"])  # not destroyed yet
+    nzl.close()
+    again = CliRunner().invoke(main, pin_it)
+    assert again.exit_code == 0, again.output
+    assert "pinned already (terminated): finishing" in again.output
+    assert "destroyed 2 received object(s)" in again.output
+    jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+
+
+def test_a_pin_cut_short_is_finished_when_the_node_opens(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Pinning stages the new text, makes node.toml name it, then puts it in place. A
+    crash after node.toml was written and before the text was moved leaves both on disk:
+    the node finishes the move when it opens, instead of refusing a hash mismatch."""
+    jpn = jpn_nzl[0]
+    amended = version(tmp_path, "v1.1.toml")
+    target = jpn.config.agreement_path
+    staged(target).write_bytes(amended.read_bytes())  # the pin, up to the crash
+    new_hash = load_agreement(amended).content_hash
+    write_config(dataclasses.replace(jpn.config, agreement_hash=new_hash))
+    jpn.close()
+    jpn_nzl[0] = jpn = Node.open(jpn.config.dir)
+    assert jpn.agreement.version == "1.1" and jpn.agreement.content_hash == new_hash
+    assert target.read_bytes() == amended.read_bytes() and not staged(target).exists()
+    assert (jpn.config.dir / "node.toml").stat().st_mode & 0o777 == 0o600
 
 
 def test_what_cannot_be_pinned(jpn_nzl: list[Node], tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ..model import Agreement, load_agreement
 from ..services.federation import FederationError
 from ..services.node import Node
 from ..services.publish import MarkingRequest
@@ -123,6 +124,12 @@ def reclassify(node_dir: Path, object_id: str, as_name: str, classification: str
     node.close()
 
 
+def _destroys(agreement: Agreement) -> bool:
+    """Whether ``agreement`` is terminated, with what was received under it to go."""
+    return agreement.state == "terminated" and \
+        agreement.rules.on_termination in ("destroy", "return")
+
+
 @main.group()
 def agreement() -> None:
     """The agreement this node is pinned to: amend it, or record its termination."""
@@ -138,18 +145,26 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     termination). Restart `intelpact serve` afterwards. Partners refuse every request
     until they pin the same text: exchange resumes once both sides have. A terminated
     agreement stops all new exchange; if its rules say `destroy` or `return`, what was
-    received under it is destroyed here and each originator told."""
+    received under it is destroyed here and each originator told (pinning the same text
+    again finishes a destruction that was cut short)."""
     node = Node.open(node_dir)
     old = node.agreement
-    new = node.pin_agreement(file, reason=reason)
+    if _destroys(old) and load_agreement(file).content_hash == old.content_hash:
+        # pinned already, its destruction perhaps cut short (a crash, the store away):
+        # the same command finishes it
+        new = old
+        out.print(f"{old.id} version {old.version} is pinned already ({old.state}): "
+                  "finishing what its termination requires")
+    else:
+        new = node.pin_agreement(file, reason=reason)
+        out.print(f"Pinned {new.id} version {new.version} ({new.state}): {new.content_hash}")
+        out.print(f"  was version {old.version}: {old.content_hash}")
     node.close()
-    out.print(f"Pinned {new.id} version {new.version} ({new.state}): {new.content_hash}")
-    out.print(f"  was version {old.version}: {old.content_hash}")
     if new.state == "terminated":
         out.print("  terminated: no new exchange; what was received stays protected"
                   + ("" if new.rules.on_termination == "continue-protection"
                      else f", and is now destroyed ({new.rules.on_termination})"))
-        if new.rules.on_termination in ("destroy", "return"):
+        if _destroys(new):
             node = Node.open(node_dir)
             count = node.controls.destroy_received(
                 f"agreement {new.id} terminated ({new.rules.on_termination})")

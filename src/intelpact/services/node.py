@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..config import NodeConfig, create_node_dir, load_config, write_config
+from ..config import NodeConfig, create_node_dir, load_config, staged, write_config
 from ..crypto.cursors import Cursors
 from ..crypto.keys import (
     key_id,
@@ -188,12 +188,16 @@ class Node:
                             hint="keep the rows; amend the national schemes or cells")
         if not reason.strip():
             raise NodeError("give a reason (--reason): it is recorded")
+        # The new text is staged, then node.toml names it, then it replaces the old: a
+        # crash in between leaves what load_config finishes (config.py, _finish_pin).
         target = self.config.agreement_path
-        staged = target.with_name(target.name + ".new")
-        staged.write_bytes(Path(path).read_bytes())
-        os.replace(staged, target)
+        waiting = staged(target)
+        waiting.write_bytes(Path(path).read_bytes())
+        with open(waiting, "rb") as fh:
+            os.fsync(fh.fileno())
         self.config = dataclasses.replace(self.config, agreement_hash=new.content_hash)
         write_config(self.config)
+        os.replace(waiting, target)
         self.audit.record(self.audit.event(
             "agreement-pin", actor=operator(), agreement=new.id, version=new.version,
             state=new.state, old_hash=old.content_hash, new_hash=new.content_hash,
