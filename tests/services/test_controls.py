@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from test_federation import pair, people, publish, pull, push
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
-from intelpact.services.controls import ControlError
+from intelpact.services.controls import ControlError, Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError, sign_payload
 from intelpact.services.node import Node
@@ -83,6 +84,38 @@ def test_a_recall_purges_every_copy_and_comes_back_as_a_destruction_receipt(
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
     assert nzl.store.find_audit(AuditFilter(kinds=("recall",), party="JPN"))
     assert nzl.audit.find(AuditFilter(kinds=("destroy",), object_id=obj["id"]))
+
+
+def test_a_recall_is_applied_whole_or_not_at_all(jpn_nzl: tuple[Node, Node],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder tombstones its copies, records the recall as applied and queues its
+    confirmation in one transaction. Here the confirmation cannot be made the first time
+    (its signing fails): nothing of the recall is applied, the originator's next delivery
+    applies it, and the originator hears what was destroyed. Applied in three steps, the
+    copies were gone and the recall recorded with no confirmation, ever."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be recalled, at the second try", "極秘", ("NZL",))
+    real = Controls._notice
+
+    def unsigned(self: Controls, kind: str, to: str, body: Any) -> Any:
+        if kind == "destroyed":
+            raise RuntimeError("the signing key is unavailable")
+        return real(self, kind, to, body)
+
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="at risk")
+        with monkeypatch.context() as m:
+            m.setattr(Controls, "_notice", unsigned)
+            with pytest.raises(FederationError):
+                deliver(jpn, "NZL")
+        assert seen(nzl, obj["id"])  # nothing applied
+        assert not [n for n in nzl.store.notices() if n.kind == "recall"]
+        assert deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"]) == []
+        assert deliver(nzl, "JPN") == 1
+    (record,) = jpn.controls.recalls()
+    assert record.destroyed and obj["id"] in record.receipt
 
 
 def test_nothing_more_of_a_recalled_object_goes_to_that_party(

@@ -173,17 +173,19 @@ class Controls:
                 cursor = page.next
         when = timestamp(utc_now())
         for object_id, originator in sorted(held.items()):
-            purged = self.store.purge(
+            # purged and the originator's notice queued in one transaction: a crash
+            # between the two would leave it never told (a second run finds nothing)
+            self.store.purge(
                 object_id, originator, _tombstone(when), when,
-                lambda rows, origin=originator: self.audit.by_originator(  # type: ignore[misc]
-                    "destroy", [(r.object_id, r.version, r.originator) for r in rows],
-                    party=origin, actor=operator(), reason=reason))
-            event = self.audit.event("destroy", party=originator, originator=originator,
-                                     objects=[(object_id, r.version) for r in purged],
-                                     reason=reason, direction="out")
-            self._queue("destroyed", originator, object_id,
-                        {"object_id": object_id, "in_reply_to": None, "reason": reason,
-                         "destroyed": [[r.version, r.body_hash] for r in purged]}, [event])
+                lambda rows, origin=originator: [  # type: ignore[misc]
+                    *self.audit.by_originator(
+                        "destroy", [(r.object_id, r.version, r.originator) for r in rows],
+                        party=origin, actor=operator(), reason=reason),
+                    self.audit.event("destroy", party=origin, originator=origin,
+                                     objects=[(r.object_id, r.version) for r in rows],
+                                     reason=reason, direction="out")],
+                notices=lambda rows, origin=originator, oid=object_id: [  # type: ignore[misc]
+                    self._confirmation(origin, oid, rows, None, reason=reason)])
         return len(held)
 
     def recalls(self) -> list[RecallRecord]:
@@ -298,26 +300,36 @@ class Controls:
 
     def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
                stored: Notice) -> None:
-        """Tombstone every version held, then tell the originator what was destroyed."""
+        """Tombstone every version held, record ``notice`` as applied and queue the
+        originator's confirmation of what was destroyed: in one transaction, so a crash
+        can neither leave the notice unapplied with the copies gone (applied again, it
+        would confirm nothing destroyed) nor the originator never told."""
         object_id = str(notice["object_id"])
         when = timestamp(utc_now())
-        purged = self.store.purge(
+        self.store.purge(
             object_id, sender, _tombstone(when), when,
-            lambda rows: self.audit.by_originator(
-                "destroy", [(r.object_id, r.version, r.originator) for r in rows],
-                party=sender, actor=sender, reason=why, notice=notice["id"]))
-        event = self.audit.event(kind, party=sender, actor=sender, originator=sender,
+            lambda rows: [
+                *self.audit.by_originator(
+                    "destroy", [(r.object_id, r.version, r.originator) for r in rows],
+                    party=sender, actor=sender, reason=why, notice=notice["id"]),
+                self.audit.event(kind, party=sender, actor=sender, originator=sender,
                                  objects=[(object_id, "")], reason=str(notice.get("reason")),
-                                 notice=notice["id"], direction="in")
-        if not self.store.add_notice(stored, audit=[event]):
-            return
-        destroyed = [[r.version, r.body_hash] for r in purged]
-        confirm = self.audit.event("destroy", party=sender, originator=sender,
-                                   objects=[(object_id, v) for v, _ in destroyed],
-                                   reason=why, notice=notice["id"], direction="out")
-        self._queue("destroyed", sender, object_id,
-                    {"object_id": object_id, "in_reply_to": notice["id"],
-                     "destroyed": destroyed}, [confirm])
+                                 notice=notice["id"], direction="in"),
+                self.audit.event("destroy", party=sender, originator=sender,
+                                 objects=[(object_id, r.version) for r in rows],
+                                 reason=why, notice=notice["id"], direction="out")],
+            notices=lambda rows: [stored, self._confirmation(sender, object_id, rows,
+                                                             notice["id"])])
+
+    def _confirmation(self, originator: str, object_id: str, rows: Sequence[StoredObject],
+                      in_reply_to: str | None, **more: Any) -> Notice:
+        """The signed ``destroyed`` notice telling ``originator`` which versions of
+        ``object_id`` were destroyed here (``rows``, as they were)."""
+        notice_id, signed = self._notice("destroyed", originator, {
+            "object_id": object_id, "in_reply_to": in_reply_to, **more,
+            "destroyed": [[r.version, r.body_hash] for r in rows]})
+        return Notice(notice_id, "out", originator, "destroyed", object_id, canonical(signed),
+                      timestamp(utc_now()))
 
     def _recalled(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         self._held_from(sender, str(notice["object_id"]))

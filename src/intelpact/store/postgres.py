@@ -776,10 +776,12 @@ class PostgresStore(Store):
             return cur.rowcount > 0
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
-              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
+              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
               ) -> list[StoredObject]:
         with self._write() as c:
-            return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit)
+            return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit,
+                          notices)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]

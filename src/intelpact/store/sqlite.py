@@ -748,10 +748,12 @@ class SQLiteStore(Store):
             return cur.rowcount > 0
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
-              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+              when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
+              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
               ) -> list[StoredObject]:
         with self._write() as c:
-            return _purge(c, "?", object_id, originator, tombstone, when, audit)
+            return _purge(c, "?", object_id, originator, tombstone, when, audit,
+                          notices)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
@@ -1025,7 +1027,8 @@ def _disseminated(c: Any, mark: str, party: str, objects: Sequence[tuple[str, st
 
 def _purge(c: Any, mark: str, object_id: str, originator: str,
            tombstone: Callable[[StoredObject], str], when: str,
-           audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+           audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
+           notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
            ) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
     rows = [_stored(r) for r in c.execute(
@@ -1037,6 +1040,8 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
                   (tombstone(row), when, row.seq))
         c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
                   (row.seq,))
+    for notice in notices(rows) if notices is not None else ():
+        _add_notice(c, mark, notice, None, ())
     _append_audit(c, audit(rows), mark)
     return rows
 
