@@ -157,7 +157,7 @@ def test_filters_by_kind_person_party_and_object(world: World, acts: dict[str, s
     reads = _rows(officer, kind="read", person="sato")
     assert reads and all("<td>read</td>" in r and "sato (JPN, 秘)" in r for r in reads.values())
     # a pseudonym works as well as a name
-    pseudonym = world.node.audit.pseudonyms.of("sato")
+    pseudonym = world.node.audit.pseudonyms.of("sato", "JPN")  # as its events about JPN's
     assert _rows(officer, kind="read", person=pseudonym) == reads
     both = _rows(officer, kind="publish", object=acts["shown"])
     assert len(both) == 1

@@ -620,7 +620,8 @@ def test_publishing_above_clearance_or_beyond_the_agreement_is_refused(world: Wo
         assert world.get("pub", f"/intel/collections/{world.cid}/objects/{obj['id']}/"
                          ).status_code == 404
     denials = [json.loads(e.body) for e in world.node.audit.find(
-        AuditFilter(kinds=("deny",), person=world.node.audit.pseudonyms.of("sato")))]
+        AuditFilter(kinds=("deny",), persons=world.node.audit.pseudonyms.every(
+            "sato", world.node.agreement.parties)))]
     denied = {o[0] for d in denials if d.get("act") == "publish" for o in d["objects"]}
     assert {attempts[n][0]["id"] for n in ("above clearance", "acs usa", "nz origin")} <= denied
 

@@ -58,7 +58,7 @@ def test_events_are_durable_contiguous_and_canonical(node: Node) -> None:
         for i in range(50):
             event = node.audit.event("login-failure", name=f"t{t}-{i}", reason="test")
             node.audit.record(event)
-            assert node.store.find_audit(AuditFilter(person=event.person))  # durable now
+            assert node.store.find_audit(AuditFilter(persons=(event.person,)))  # durable now
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
     for t in threads:
@@ -434,15 +434,16 @@ def test_acts_are_audited_with_pseudonyms_and_reasons(node: Node) -> None:
     assert kinds.count("person-add") == 2
     for kind in ("publish", "read", "deny", "login-failure", "token-issue"):
         assert kind in kinds, kind
-    pseudonym = node.audit.pseudonyms.of("aki")
-    mine = node.store.find_audit(AuditFilter(person=pseudonym))
+    every = node.audit.pseudonyms.every("aki", node.agreement.parties)
+    mine = node.store.find_audit(AuditFilter(persons=every))
     assert {e.kind for e in mine} >= {"person-add", "publish", "read", "login-failure",
                                       "token-issue"}
     for e in node.store.audit_events(0, 100):
         assert "aki" not in e.body and PW not in e.body  # pseudonyms only, no secrets
     (read,) = node.audit.find(AuditFilter(kinds=("read",), object_id=obj["id"]))
     body = json.loads(read.body)
-    assert body["person"] == {"id": pseudonym, "nationality": "JPN", "clearance": "極秘"}
+    assert body["person"] == {"id": node.audit.pseudonyms.of("aki", "JPN"),
+                              "nationality": "JPN", "clearance": "極秘"}
     assert body["via"] == "object" and body["originator"] == "JPN"
     denials = node.store.find_audit(AuditFilter(kinds=("deny",)))
     reasons = [json.loads(d.body)["reason"] for d in denials]
@@ -450,6 +451,28 @@ def test_acts_are_audited_with_pseudonyms_and_reasons(node: Node) -> None:
     publish_denial = [json.loads(d.body) for d in denials
                       if json.loads(d.body).get("act") == "publish"]
     assert publish_denial and publish_denial[0]["person"]["clearance"] == "取扱注意"
+
+
+def test_partners_are_shown_a_person_under_pseudonyms_they_cannot_join(
+        tmp_path: Path) -> None:
+    """An event about a partner's objects names the person by a pseudonym for that
+    partner: two partners comparing what each was shown (partner audit, compromise
+    reports) cannot follow one person across both. Here a search by person finds all."""
+    node = make_node(tmp_path / "jpn")
+    aki = node.policy.person("aki", "JPN", "極秘")
+    audit = node.audit
+    audit.record(*(audit.event("read", person=aki, originator=origin,
+                               objects=[(f"indicator--{i}", "v")])
+                   for i, origin in enumerate(("NZL", "AUS", None))))
+    ids = [json.loads(e.body)["person"]["id"] for e in node.store.find_audit(
+        AuditFilter(kinds=("read",)))]
+    assert len(set(ids)) == 3
+    assert ids == [audit.pseudonyms.of("aki", "NZL"), audit.pseudonyms.of("aki", "AUS"),
+                   audit.pseudonyms.of("aki")]
+    found = node.store.find_audit(AuditFilter(
+        kinds=("read",), persons=audit.pseudonyms.every("aki", ("NZL", "AUS"))))
+    assert len(found) == 3
+    node.close()
 
 
 def test_a_missing_id_and_a_hidden_one_are_both_audited_as_denials(node: Node) -> None:

@@ -116,7 +116,7 @@ def test_a_report_reaches_the_originator_with_the_access_history_and_is_acknowle
         (read,) = [e for e in events if e["kind"] == "read"]
         (at_nzl,) = nzl.store.find_audit(AuditFilter(kinds=("read",), originator="JPN"))
         assert read["index"] == at_nzl.index
-        assert read["person"] == {"id": nzl.audit.pseudonyms.of("analyst"),
+        assert read["person"] == {"id": nzl.audit.pseudonyms.of("analyst", "JPN"),
                                   "nationality": "NZL", "clearance": "SECRET"}
         assert "receive" in {e["kind"] for e in events}
         assert jpn.store.partner_checkpoints("NZL")  # witnessed: also gossip
@@ -126,7 +126,8 @@ def test_a_report_reaches_the_originator_with_the_access_history_and_is_acknowle
         (theirs,) = jpn.store.find_audit(AuditFilter(kinds=("compromise-report",)))
         assert (mine.party, mine.originator) == ("JPN", "JPN")
         assert (theirs.party, theirs.originator) == ("NZL", "JPN")
-        assert json.loads(mine.body)["person"]["id"] == nzl.audit.pseudonyms.of("officer")
+        assert json.loads(mine.body)["person"]["id"] == nzl.audit.pseudonyms.of("officer",
+                                                                                "JPN")
 
         jpn.compromise.acknowledge(filed.report_id, note="investigating",
                                    officer=jpn.people.as_person("officer"))

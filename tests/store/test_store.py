@@ -587,10 +587,10 @@ def test_audit_filters(store: Store) -> None:
         [17, 19]
     assert {e.index for e in store.find_audit(AuditFilter(object_id=obj(2).object_id))} == \
         {2, 6, 10, 14, 18}
-    assert len(store.find_audit(AuditFilter(person="p-0"))) == 7
+    assert len(store.find_audit(AuditFilter(persons=("p-0",)))) == 7
     assert store.find_audit(AuditFilter(since="2026-01-01T00:00:18.000000Z"))[0].index == 18
     assert store.find_audit(AuditFilter(kinds=("deny",))) == []
-    assert store.find_audit(AuditFilter(person="x' OR 1=1 --")) == []  # bound, not spliced
+    assert store.find_audit(AuditFilter(persons=("x' OR 1=1 --",))) == []  # bound, not spliced
 
 
 def test_sqlite_writers_of_other_processes_queue_on_the_writers_file(tmp_path: Path) -> None:
@@ -651,10 +651,10 @@ def test_audit_pages_newest_first_with_a_bound(store: Store) -> None:
                                                 before=19)] == [17, 15]
     assert [e.index for e in store.latest_audit(AuditFilter(object_id=obj(2).object_id,
                                                             after=6))] == [18, 14, 10]
-    assert [e.index for e in store.latest_audit(AuditFilter(person="p-0", limit=10),
+    assert [e.index for e in store.latest_audit(AuditFilter(persons=("p-0",), limit=10),
                                                 before=10)] == [9, 6, 3, 0]
     assert store.latest_audit(AuditFilter(), before=0) == []
-    assert store.latest_audit(AuditFilter(person="x' OR 1=1 --")) == []
+    assert store.latest_audit(AuditFilter(persons=("x' OR 1=1 --",))) == []
 
 
 def test_audit_integration_is_single_and_incremental(opener: Opener) -> None:

@@ -85,9 +85,10 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
     """Show events, oldest first, between banners for the most sensitive object they name.
     People appear by name where they are people of this node (the log holds pseudonyms)."""
     node = Node.open(node_dir)
-    names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()}
-    pseudonym = node.audit.pseudonyms.of(person) if person else None
-    where = AuditFilter(object_id=object_id, person=pseudonym,
+    parties = node.agreement.parties
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()], parties)
+    where = AuditFilter(object_id=object_id,
+                        persons=node.audit.pseudonyms.every(person, parties) if person else (),
                         party=party.upper() if party else None,
                         originator=originator.upper() if originator else None,
                         kinds=kinds, since=normalise_timestamp(since) if since else None,

@@ -148,8 +148,8 @@ def compromise_show(node_dir: Path, report_id: str) -> None:
     report = _report(record)
     size, events = node.compromise.history(record)
     ours = record.reporter == node.party
-    names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()} \
-        if ours else {}
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
+                                        node.agreement.parties) if ours else {}
     shown = banner_for(node, [report, *events])
     out.print(shown)
     rows: list[tuple[str, str]] = [

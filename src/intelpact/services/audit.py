@@ -147,7 +147,10 @@ def operator() -> str:
 
 
 class Pseudonyms:
-    """Stable pseudonyms for people: ``p-`` + 16 hex digits of HMAC-SHA256(secret, name)."""
+    """Stable pseudonyms for people: ``p-`` + 16 hex digits of HMAC-SHA256 under the
+    node's secret, of the name, or of the partner and the name for what that partner may
+    see (its objects' events, its consent requests, reports to it): two partners cannot
+    join what each was shown to follow one person across both."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -159,9 +162,22 @@ class Pseudonyms:
             write_private_file(path, secrets.token_hex(32).encode())
         return cls(path.read_bytes().strip())
 
-    def of(self, name: str) -> str:
-        digest = hmac.new(self._secret, name.encode("utf-8"), hashlib.sha256).hexdigest()
+    def of(self, name: str, party: str | None = None) -> str:
+        """``name``'s pseudonym here, or as ``party`` is shown it."""
+        message = name if party is None else f"{party}\0{name}"
+        digest = hmac.new(self._secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
         return "p-" + digest[:16]
+
+    def every(self, name: str, parties: Iterable[str]) -> tuple[str, ...]:
+        """Each pseudonym ``name`` may have in this log: here, and as each of ``parties``
+        is shown it (a search by person looks for them all)."""
+        return (self.of(name), *(self.of(name, p) for p in parties))
+
+    def names(self, names: Iterable[str], parties: Iterable[str]) -> dict[str, str]:
+        """Pseudonym -> name, for every pseudonym of each of ``names``."""
+        parties = tuple(parties)
+        return {pseudonym: name for name in names
+                for pseudonym in self.every(name, parties)}
 
 
 @dataclass(frozen=True)
@@ -378,11 +394,11 @@ class AuditLog:
         data: dict[str, Any] = {"v": EVENT_VERSION, "at": at, "kind": kind, "node": self.party}
         pseudonym = None
         if person is not None:
-            pseudonym = self.pseudonyms.of(person.name)
+            pseudonym = self.pseudonyms.of(person.name, originator)
             data["person"] = {"id": pseudonym, "nationality": person.party,
                               "clearance": person.clearance}
         elif name is not None:
-            pseudonym = self.pseudonyms.of(name)
+            pseudonym = self.pseudonyms.of(name, originator)
             data["subject"] = pseudonym
         if actor is not None:
             data["actor"] = actor

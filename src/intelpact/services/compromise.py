@@ -140,13 +140,13 @@ class CompromiseReports:
             raise CompromiseError(f"the {message.get('type')}'s signature does not verify "
                                   f"for {party}: altered or forged")
 
-    def _by(self, officer: Principal | None) -> dict[str, Any]:
-        """Who acted, as a partner may see it: a pseudonym with nationality and clearance
+    def _by(self, officer: Principal | None, party: str | None) -> dict[str, Any]:
+        """Who acted, as ``party`` may see it: a pseudonym with nationality and clearance
         (as in the audit log), or the node's operator (never an account name)."""
         if officer is None:
             return {"role": "operator"}
         person = officer.person
-        return {"role": "security-officer", "id": self.audit.pseudonyms.of(person.name),
+        return {"role": "security-officer", "id": self.audit.pseudonyms.of(person.name, party),
                 "nationality": person.party, "clearance": person.clearance}
 
     @staticmethod
@@ -209,7 +209,7 @@ class CompromiseReports:
                 "originator": originator, "agreement": self.federation.me.agreement_hash,
                 "objects": [list(p) for p in pairs], "what": what, "occurred": happened,
                 "discovered": found_at, "filed": filed, "deadline": deadline,
-                "notice_hours": self.notice_hours, "by": self._by(officer),
+                "notice_hours": self.notice_hours, "by": self._by(officer, originator),
                 "history": self.audit.history([p[0] for p in pairs], originator,
                                               limit=HISTORY_LIMIT)})
             local = originator == self.party
@@ -271,7 +271,7 @@ class CompromiseReports:
         message = self._signed({"type": kind, "report_id": record.report_id,
                                 "from": self.party, "to": other or self.party, "at": when,
                                 "note": note.strip() if note else None,
-                                "by": self._by(officer)})
+                                "by": self._by(officer, record.originator)})
         event = self.audit.event(f"compromise-{kind}", party=other,
                                  originator=record.originator, objects=_objects(record),
                                  report=record.report_id, direction="sent" if other

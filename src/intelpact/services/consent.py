@@ -105,7 +105,8 @@ class Consents:
         versions = tuple(sorted({r.version for r in rows}))
         request_id = str(uuid.uuid4())
         person = principal.person
-        requester = {"id": self.audit.pseudonyms.of(person.name), "nationality": person.party,
+        requester = {"id": self.audit.pseudonyms.of(person.name, origin),
+                     "nationality": person.party,
                      "clearance": person.clearance}
         wanted = timestamp(expires) if expires is not None else None
         notice_id, signed = self.controls._notice("consent-request", origin, {

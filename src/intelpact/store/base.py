@@ -340,7 +340,7 @@ class AuditFilter:
     """Which events to find; every field narrows. Events come oldest first."""
 
     object_id: str | None = None
-    person: str | None = None
+    persons: tuple[str, ...] = ()  # any of these pseudonyms (Pseudonyms.every)
     party: str | None = None
     originator: str | None = None
     kinds: tuple[str, ...] = ()

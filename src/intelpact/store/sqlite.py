@@ -1173,11 +1173,13 @@ def _audit_select(where: AuditFilter, mark: str, *, before: int | None = None,
     if before is not None:
         clauses.append(f"e.idx < {mark}")
         params.append(before)
-    for column, value in (("e.person", where.person), ("e.party", where.party),
-                          ("e.originator", where.originator)):
+    for column, value in (("e.party", where.party), ("e.originator", where.originator)):
         if value is not None:
             clauses.append(f"{column} = {mark}")
             params.append(value)
+    if where.persons:
+        clauses.append("e.person IN (" + ", ".join([mark] * len(where.persons)) + ")")
+        params.extend(where.persons)
     if where.kinds:
         clauses.append("e.kind IN (" + ", ".join([mark] * len(where.kinds)) + ")")
         params.extend(where.kinds)

@@ -162,10 +162,11 @@ def _events(console: Console, request: Request
     before, after = _index(params.get("audit_before")), _index(params.get("audit_after"))
     if before is not None and after is not None:
         raise ConsoleError(400, "This desk link is out of date", "open the desk again")
-    pseudonym = None
+    pseudonyms: tuple[str, ...] = ()
     if person:
-        pseudonym = person if PSEUDONYM.fullmatch(person) else node.audit.pseudonyms.of(person)
-    where = AuditFilter(object_id=object_id or None, person=pseudonym,
+        pseudonyms = (person,) if PSEUDONYM.fullmatch(person) else \
+            node.audit.pseudonyms.every(person, node.agreement.parties)
+    where = AuditFilter(object_id=object_id or None, persons=pseudonyms,
                         party=party or None, kinds=kinds, limit=EVENTS + 1)
     if after is not None:  # the page just newer than ``after``, shown newest first
         rows = node.audit.find(dataclasses.replace(where, after=after))
@@ -222,7 +223,8 @@ def _shown_events(console: Console, events: list[tuple[AuditRecord, dict[str, An
     object named is readable: a denial's reason can tell a level), and whether the
     latest signed checkpoint covers it, with its inclusion proof checked."""
     node = console.node
-    names = {node.audit.pseudonyms.of(p.name): p.name for p in node.store.people()}
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
+                                        node.agreement.parties)
     size, root, problem = -1, b"", ""
     if note is not None:
         try:
