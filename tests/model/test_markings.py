@@ -527,11 +527,12 @@ FOREIGN_ERRORS: list[tuple[str, Any, str]] = [
     ("tlp1-clear-is-not-1.0", _tlp1(TLP_GREEN_1, "clear"), "its definition says 'clear'"),
     ("tlp1-no-definition", {**_tlp1(TLP_RED_1, "red"), "definition": "red"},
      "is TLP:RED but its definition says None"),
-    ("tlp1-2.0-id", _tlp1(TLP_GREEN_2, "green"), "must use one of the four standard ids"),
+    ("tlp1-2.0-id", _tlp1(TLP_GREEN_2, "green"),
+     "is the standard id of TLP 2.0 TLP:GREEN: it may only be that TLP 2.0 definition"),
     ("tlp2-unknown-id", _tlp2(RANDOM_ID, {"tlp_2_0": "green"}),
      "must use one of the five standard ids"),
     ("tlp2-1.0-id", _tlp2(TLP_GREEN_1, {"tlp_2_0": "green"}),
-     "must use one of the five standard ids"),
+     "is the standard id of TLP 1.0 TLP:GREEN: it may only be that TLP 1.0 definition"),
     ("tlp2-content-mismatch", _tlp2(TLP_GREEN_2, {"tlp_2_0": "amber"}),
      "is TLP:GREEN but its extension says 'amber'"),
     ("tlp2-not-object", _tlp2(TLP_GREEN_2, "green"), "its extension says None"),
@@ -663,6 +664,33 @@ def test_tlp1_built_in_definitions_match_the_spec(jn: Agreement) -> None:
         label = Markings(jn).label(obj(mid), originator="NZL").base
         assert Markings(jn).part(mid) == part
         assert label == _tlp_expected(jn, name, "NZL")
+
+
+@pytest.mark.parametrize("mid,standard", [
+    (TLP_RED_1, _tlp1(TLP_RED_1, "red")),
+    (TLP_GREEN_2, _tlp2(TLP_GREEN_2, {"tlp_2_0": "green"})),
+])
+def test_a_standard_tlp_id_means_only_that_tlp_definition(jn: Agreement, mid: str,
+                                                          standard: dict[str, Any]) -> None:
+    """Regression: a statement marking under TLP:RED's standard id parsed, so a publisher
+    (or a partner) had it learnt and stored, and after a restart it replaced the built-in
+    TLP:RED: TLP:RED portions were served to people without the TLP-RED caveat."""
+    markings = Markings(jn)
+    built_in = markings.part(mid)
+    other_tlp = _tlp2(mid, {"tlp_2_0": "red"}) if mid in TLP1_IDS else _tlp1(mid, "green")
+    impostors = [
+        {"type": "marking-definition", "spec_version": "2.1", "id": mid,
+         "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+         "definition": {"statement": "nothing to see"}},
+        {**_acs({"classification": "U"}), "id": mid},
+        other_tlp,
+    ]
+    for impostor in impostors:
+        with pytest.raises(MarkingError, match=f"{mid} is the standard id of TLP") as info:
+            markings.add(impostor)
+        assert "issue a new id" in str(info.value.hint)
+    assert markings.part(mid) == built_in and markings.definition(mid) is None
+    assert markings.add(standard) == built_in  # the standard definition is taken
 
 
 def test_tlp_banners(jn: Agreement) -> None:

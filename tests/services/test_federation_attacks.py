@@ -179,6 +179,26 @@ def test_a_forged_definition_leaves_nothing_behind(trio: dict[str, Node]) -> Non
     assert [row.body_hash for row in stored(aus, mid)] == [definition.body_hash]
 
 
+TLP_RED_1 = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+
+
+def test_a_partner_cannot_redefine_tlp_red(trio: dict[str, Node]) -> None:
+    """Regression: a partner's statement marking under TLP:RED's standard id was taken and
+    stored (only national markings are signed), and after a restart it replaced the
+    built-in TLP:RED here: TLP:RED portions went to people without the TLP-RED caveat."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    built_in = jpn.markings.part(TLP_RED_1)
+    statement = {"type": "marking-definition", "spec_version": "2.1", "id": TLP_RED_1,
+                 "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+                 "definition": {"statement": "nothing to see"}}
+    r = send_to_inbox(nzl, jpn, [statement])
+    assert r.json()["success_count"] == 0, r.json()
+    (failure,) = r.json()["failures"]
+    assert "is the standard id of TLP 1.0 TLP:RED" in failure["message"]
+    assert jpn.markings.part(TLP_RED_1) == built_in and jpn.store.marking(TLP_RED_1) is None
+    assert jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=TLP_RED_1))
+
+
 def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
         trio: dict[str, Node]) -> None:
     jpn, nzl = trio["JPN"], trio["NZL"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,67 @@ def test_what_is_decided_is_stored_while_the_pool_prepares_the_rest(
     small = [indicator(f"whole {i}") for i in range(BATCH - 1)]  # and the marking
     assert publish(node, small, "秘", ("NZL",))["failure_count"] == 0
     assert len(stores) == 1
+
+
+TLP_RED_1 = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+
+
+def statement(mid: str) -> dict:
+    return {"type": "marking-definition", "spec_version": "2.1", "id": mid, "created": T0,
+            "definition_type": "statement", "definition": {"statement": "nothing to see"}}
+
+
+def red_portions(node: Node, who: str, oid: str) -> list:
+    """The description of each version of ``oid`` ``who`` is served (None: withheld)."""
+    return [o.get("description") for o in node.get(node.people.as_person(who), oid)]
+
+
+def test_a_publisher_cannot_redefine_tlp_red(node: Node) -> None:
+    """Regression: a statement marking under TLP:RED's standard id was accepted and stored;
+    after a restart it replaced the built-in TLP:RED, and a TLP:RED portion was served to
+    a person without the TLP-RED caveat."""
+    node.people.add("kai", party="JPN", clearance="機密", caveats=["TLP-RED"],
+                    roles=["analyst", "publisher"])
+    node.people.add("bo", party="JPN", clearance="機密", roles=["analyst"])
+    red = indicator("red", granular_markings=[{"selectors": ["description"],
+                                               "marking_ref": TLP_RED_1}])
+    assert publish_as(node, "kai", [red], "秘")["failure_count"] == 0
+    assert red_portions(node, "bo", red["id"]) == [None]
+    body = publish_as(node, "kai", [statement(TLP_RED_1)])
+    assert body["success_count"] == 0
+    assert "is the standard id of TLP 1.0 TLP:RED" in messages(body)[TLP_RED_1]
+    assert node.store.marking(TLP_RED_1) is None
+    node.close()
+    again = Node.open(node.config.dir)
+    try:
+        assert red_portions(again, "bo", red["id"]) == [None]
+        assert red_portions(again, "kai", red["id"]) == ["red: description"]
+    finally:
+        again.close()
+
+
+def test_a_redefinition_stored_by_an_older_version_is_left_out_loudly(
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    """A statement under TLP:RED's id stored by an older intelpact (which took it) does not
+    replace the built-in TLP:RED when the node starts: it is left out, with an error."""
+    node.people.add("bo", party="JPN", clearance="機密", roles=["analyst"])
+    red = indicator("red", granular_markings=[{"selectors": ["description"],
+                                               "marking_ref": TLP_RED_1}])
+    node.people.add("kai", party="JPN", clearance="機密", caveats=["TLP-RED"],
+                    roles=["analyst", "publisher"])
+    assert publish_as(node, "kai", [red], "秘")["failure_count"] == 0
+    built_in = node.markings.part(TLP_RED_1)
+    poisoned = json.dumps(statement(TLP_RED_1), sort_keys=True, separators=(",", ":"))
+    node.store.add_objects(node.default_collection().collection_id, [],
+                           [(TLP_RED_1, poisoned)])  # as the older version stored it
+    node.close()
+    with caplog.at_level(logging.ERROR, logger="intelpact.node"):
+        again = Node.open(node.config.dir)
+    try:
+        assert again.markings.part(TLP_RED_1) == built_in
+        assert red_portions(again, "bo", red["id"]) == [None]
+        (record,) = caplog.records
+        assert f"the stored marking-definition {TLP_RED_1} is not used" in record.getMessage()
+        assert "is the standard id of TLP 1.0 TLP:RED" in record.getMessage()
+    finally:
+        again.close()

@@ -351,6 +351,21 @@ def _parse_acs(agreement: Agreement, mid: str, props: Any) -> LabelPart:
                      frozenset(clauses))
 
 
+def _check_standard_id(mid: str, marking_exts: list[str], definition_type: Any) -> None:
+    """An id of a standard TLP definition is that definition and nothing else. Otherwise a
+    statement (or ACS) marking under TLP:RED's id would be learnt, stored and, after a
+    restart, read in place of the built-in TLP:RED, serving its portions to people
+    without its caveat."""
+    if mid in TLP1_IDS and (marking_exts or definition_type != "tlp"):
+        raise MarkingError(f"{mid} is the standard id of TLP 1.0 TLP:{TLP1_IDS[mid].upper()}: "
+                           "it may only be that TLP 1.0 definition (definition_type 'tlp')",
+                           hint="a marking of your own needs an id of its own: issue a new id")
+    if mid in TLP2_IDS and marking_exts != [TLP2_EXTENSION_ID]:
+        raise MarkingError(f"{mid} is the standard id of TLP 2.0 TLP:{TLP2_IDS[mid].upper()}: "
+                           "it may only be that TLP 2.0 definition (the TLP 2.0 extension)",
+                           hint="a marking of your own needs an id of its own: issue a new id")
+
+
 def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
     """What a marking-definition means under ``agreement``. Raises :class:`MarkingError`."""
     if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
@@ -371,6 +386,7 @@ def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
     if len(marking_exts) + ("definition_type" in obj) != 1:
         raise MarkingError(f"{mid}: a marking-definition needs exactly one of definition_type "
                            "or a marking extension")
+    _check_standard_id(mid, marking_exts, obj.get("definition_type"))
     if marking_exts == [EXTENSION_ID]:
         name = obj.get("name")
         if name is not None and not isinstance(name, str):
@@ -456,7 +472,11 @@ class Markings:
         if found is None and self._lookup is not None:
             definition = self._lookup(ref)
             if definition is not None:
-                found = self.add(definition)
+                try:
+                    found = self.add(definition)
+                except MarkingError as exc:  # stored by an older intelpact, say
+                    raise LabelError(f"the stored marking-definition {ref} does not check: "
+                                     f"{exc.message}", hint=exc.hint) from None
         if found is None:
             raise LabelError(f"unknown marking-definition {ref}",
                              hint="send its marking-definition before (or with) the objects "

@@ -27,7 +27,7 @@ from ..crypto.keys import (
 )
 from ..crypto.signing import sign_object
 from ..errors import IntelpactError
-from ..model import Agreement, Label, Markings, Policy, load_agreement
+from ..model import Agreement, Label, MarkingError, Markings, Policy, load_agreement
 from ..stix.validate import validate_object
 from ..store import Store, open_store
 from ..store.base import (
@@ -103,8 +103,7 @@ class Node:
         self.store = store
         self.policy = Policy(self.agreement)
         self.markings = Markings(self.agreement, lookup=self._stored_marking)
-        for body in store.markings():
-            self.markings.add(json.loads(body))
+        self._load_markings()
         self.signing_key = load_signing_key(config.signing_key)
         self.audit = AuditLog(
             store, config.party, lambda: self.signing_key,
@@ -156,6 +155,19 @@ class Node:
                                            old_key_id=key_id(public_raw(old)),
                                            new_key_id=key_id(public_raw(new))))
         return key_id(public_raw(new))
+
+    def _load_markings(self) -> None:
+        """Learn the stored marking-definitions. One that does not check (stored by an
+        older intelpact, which took a statement under a standard TLP id, say) is left
+        out, loudly: it never replaces a built-in definition, and an object citing any
+        other such one is not labelled, so not served."""
+        for body in self.store.markings():
+            definition = json.loads(body)
+            try:
+                self.markings.add(definition)
+            except MarkingError as exc:
+                log.error("the stored marking-definition %s is not used: %s (%s)",
+                          definition.get("id"), exc.message, exc.hint or "")
 
     def _stored_marking(self, marking_id: str) -> dict[str, Any] | None:
         body = self.store.marking(marking_id)
