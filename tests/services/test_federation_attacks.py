@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,60 @@ def test_a_partner_cannot_redefine_tlp_red(trio: dict[str, Node]) -> None:
     assert "is the standard id of TLP 1.0 TLP:RED" in failure["message"]
     assert jpn.markings.part(TLP_RED_1) == built_in and jpn.store.marking(TLP_RED_1) is None
     assert jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=TLP_RED_1))
+
+
+def acs(mid: str, classification: str) -> dict[str, Any]:
+    return {"type": "marking-definition", "spec_version": "2.1", "id": mid,
+            "created": "2026-01-01T00:00:00.000Z",
+            "extensions": {"extension-definition--3a65884d-005a-4290-8335-cb2d778a83ce": {
+                "extension_type": "property-extension",
+                "control_set": {"classification": classification}}}}
+
+
+def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_envelope(
+        trio: dict[str, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a process of a node that had not seen a definition another process
+    stored learnt a partner's different body under its id, kept it when the store
+    refused it, and stored the partner's objects labelled with it. Now, when the store
+    finds the other body stored meanwhile, the whole envelope is refused, audited, and the
+    process forgets what it learnt for it: the stored definition applies."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    other = Node.open(jpn.config.dir)  # another process of JPN's node, started first
+    mid = f"marking-definition--{uuid.uuid4()}"
+    portion = indicator("from NZ", granular_markings=[{"selectors": ["description"],
+                                                       "marking_ref": mid}])
+    who = nzl.people.as_person("officer").person
+    body = nzl.publisher.publish(who, nzl.default_collection().collection_id,
+                                 [acs(mid, "U"), portion],
+                                 marking=MarkingRequest("SECRET", ("JPN",))).body
+    assert body["failure_count"] == 0, body
+    (held,) = stored(nzl, portion["id"])
+    refs = json.loads(held.body)["object_marking_refs"] + [mid]
+    sent = [json.loads(row.body) for ref in refs for row in stored(nzl, ref)] + \
+        [json.loads(held.body)]
+    decided = other.federation.releaser
+
+    def meanwhile() -> Any:  # once `other` decided, JPN's node stores its own body
+        status = jpn.publisher.publish(jpn.people.as_person("officer").person,
+                                       jpn.default_collection().collection_id,
+                                       [acs(mid, "S")])
+        assert status.body["failure_count"] == 0, status.body
+        return decided()
+
+    monkeypatch.setattr(other.federation, "releaser", meanwhile)
+    try:
+        r = send_to_inbox(nzl, other, sent)
+        assert r.json()["success_count"] == 0, r.json()
+        reason = f"a different marking-definition with id {mid} was stored meanwhile; send again"
+        assert {f["id"]: f["message"] for f in r.json()["failures"]} == {
+            o["id"]: reason for o in sent}
+        assert not stored(jpn, portion["id"]) and not stored(jpn, refs[0])
+        assert other.markings.part(mid) == jpn.markings.part(mid)  # the stored one (S)
+        for oid in (mid, portion["id"]):
+            (event,) = jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=oid))
+            assert json.loads(event.body)["reason"] == reason
+    finally:
+        other.close()
 
 
 def test_forged_altered_and_replayed_receipts_acknowledge_nothing(

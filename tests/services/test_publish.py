@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -239,7 +240,7 @@ def statement(mid: str) -> dict:
             "definition_type": "statement", "definition": {"statement": "nothing to see"}}
 
 
-def red_portions(node: Node, who: str, oid: str) -> list:
+def served_descriptions(node: Node, who: str, oid: str) -> list:
     """The description of each version of ``oid`` ``who`` is served (None: withheld)."""
     return [o.get("description") for o in node.get(node.people.as_person(who), oid)]
 
@@ -254,7 +255,7 @@ def test_a_publisher_cannot_redefine_tlp_red(node: Node) -> None:
     red = indicator("red", granular_markings=[{"selectors": ["description"],
                                                "marking_ref": TLP_RED_1}])
     assert publish_as(node, "kai", [red], "秘")["failure_count"] == 0
-    assert red_portions(node, "bo", red["id"]) == [None]
+    assert served_descriptions(node, "bo", red["id"]) == [None]
     body = publish_as(node, "kai", [statement(TLP_RED_1)])
     assert body["success_count"] == 0
     assert "is the standard id of TLP 1.0 TLP:RED" in messages(body)[TLP_RED_1]
@@ -262,8 +263,8 @@ def test_a_publisher_cannot_redefine_tlp_red(node: Node) -> None:
     node.close()
     again = Node.open(node.config.dir)
     try:
-        assert red_portions(again, "bo", red["id"]) == [None]
-        assert red_portions(again, "kai", red["id"]) == ["red: description"]
+        assert served_descriptions(again, "bo", red["id"]) == [None]
+        assert served_descriptions(again, "kai", red["id"]) == ["red: description"]
     finally:
         again.close()
 
@@ -287,9 +288,79 @@ def test_a_redefinition_stored_by_an_older_version_is_left_out_loudly(
         again = Node.open(node.config.dir)
     try:
         assert again.markings.part(TLP_RED_1) == built_in
-        assert red_portions(again, "bo", red["id"]) == [None]
+        assert served_descriptions(again, "bo", red["id"]) == [None]
         (record,) = caplog.records
         assert f"the stored marking-definition {TLP_RED_1} is not used" in record.getMessage()
         assert "is the standard id of TLP 1.0 TLP:RED" in record.getMessage()
     finally:
         again.close()
+
+
+ACS = "extension-definition--3a65884d-005a-4290-8335-cb2d778a83ce"
+
+
+def acs(mid: str, classification: str) -> dict:
+    return {"type": "marking-definition", "spec_version": "2.1", "id": mid, "created": T0,
+            "extensions": {ACS: {"extension_type": "property-extension",
+                                 "control_set": {"classification": classification}}}}
+
+
+def secret_portion(node: Node, mid: str) -> dict:
+    """An object with a portion under ``mid`` (ACS S), published by aki with the definition."""
+    node.people.add("bo", party="JPN", clearance="秘", roles=["analyst"])
+    secret = indicator("x", description="SECRET portion",
+                       granular_markings=[{"selectors": ["description"], "marking_ref": mid}])
+    assert publish(node, [acs(mid, "S"), secret], "秘")["failure_count"] == 0
+    return secret
+
+
+def test_a_worker_refuses_a_different_body_under_an_id_another_stored(node: Node) -> None:
+    """Regression: a TAXII worker that had not seen a definition another worker stored
+    took a different body under its id (ACS U for S), kept it in memory when the store
+    refused it, and then served that definition's SECRET portions to a person cleared 秘."""
+    other = Node.open(node.config.dir)  # a second worker, started first
+    try:
+        mid = f"marking-definition--{uuid.uuid4()}"
+        secret = secret_portion(node, mid)
+        body = publish_as(other, "aki", [acs(mid, "U")])
+        assert "a different marking-definition with this id is known" in messages(body)[mid]
+        assert other.markings.part(mid) == node.markings.part(mid)
+        assert served_descriptions(other, "bo", secret["id"]) == [None]
+    finally:
+        other.close()
+
+
+def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_batch(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression, the race: two workers, two bodies for one new id at the same moment.
+    The worker whose body the store refused had learnt it, and labelled with it the
+    objects it stored beside it. Now the whole batch is refused, audited, the worker
+    forgets what it learnt for it and reads the stored definition."""
+    other = Node.open(node.config.dir)
+    mid = f"marking-definition--{uuid.uuid4()}"
+    stored_first: list[dict] = []
+    decided = other.preparer.prepare
+
+    def meanwhile(items: list, refs: list) -> Preparation:
+        # once `other` decided its definitions, `node` stores its own under the id
+        stored_first.append(secret_portion(node, mid))
+        return decided(items, refs)
+
+    monkeypatch.setattr(other.preparer, "prepare", meanwhile)
+    try:
+        low = indicator("y", description="under the other body",
+                        granular_markings=[{"selectors": ["description"], "marking_ref": mid}])
+        body = publish_as(other, "aki", [acs(mid, "U"), low], "秘")
+        assert body["success_count"] == 0, body
+        reason = (f"a different marking-definition with id {mid} was stored meanwhile; "
+                  "publish again")
+        assert set(messages(body).values()) == {reason} and set(messages(body)) > {mid, low["id"]}
+        assert not node.store.held([low["id"]]) and node.store.marking(mid) is not None
+        (denial,) = node.store.find_audit(AuditFilter(kinds=("deny",)))
+        assert json.loads(denial.body)["reason"] == reason
+        assert {o[0] for o in json.loads(denial.body)["objects"]} >= {mid, low["id"]}
+        # it reads the stored definition now: the SECRET portion is withheld from bo
+        assert other.markings.part(mid) == node.markings.part(mid)
+        assert served_descriptions(other, "bo", stored_first[0]["id"]) == [None]
+    finally:
+        other.close()

@@ -18,12 +18,14 @@ import pytest
 from intelpact.crypto.merkle import leaf_hash
 from intelpact.crypto.merkle import root as merkle_root
 from intelpact.model import Label
+from intelpact.model.markings import SIGNATURES_EXTENSION_ID
 from intelpact.store import Store, open_store
 from intelpact.store.base import (
     AuditEvent,
     AuditFilter,
     BadCursor,
     Collection,
+    MarkingConflict,
     NewObject,
     PeerRecord,
     PersonRecord,
@@ -428,6 +430,32 @@ def test_a_failed_batch_changes_nothing(store: Store) -> None:
     with pytest.raises(Exception, match="no collection"):
         store.add_objects("missing", [obj(1)], markings=[("marking-definition--x", "{}")])
     assert store.count("c1") == 0 and store.markings() == []
+
+
+def test_a_different_marking_definition_under_a_stored_id_refuses_the_batch(
+        store: Store) -> None:
+    """Regression: a TAXII worker that had not seen a definition another worker stored
+    learnt a different body under its id; the store kept the first (ON CONFLICT DO
+    NOTHING) and the rest of the batch, labelled with the other body, was stored. Now the
+    whole batch is refused, nothing of it stored. The same definition signed otherwise, or
+    in other JSON text, is no conflict."""
+    mid = "marking-definition--8f3b8a3e-6f37-4d2e-9d54-0a3b6c1d2e4f"
+    defined = {"type": "marking-definition", "spec_version": "2.1", "id": mid,
+               "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+               "definition": {"statement": "S"}}
+    text = json.dumps(defined, sort_keys=True)
+    store.add_objects("c1", [obj(1)], markings=[(mid, text)])
+    signed = {**defined, "extensions": {SIGNATURES_EXTENSION_ID: {"signatures": []}}}
+    assert [r.outcome for r in store.add_objects(
+        "c1", [obj(2)], markings=[(mid, json.dumps(signed, indent=1))])] == ["added"]
+    other = json.dumps({**defined, "definition": {"statement": "U"}})
+    new = ("marking-definition--00000000-0000-4000-8000-000000000001", "{}")
+    with pytest.raises(MarkingConflict, match=f"a different marking-definition with id {mid} "
+                       "was stored meanwhile") as info:
+        store.add_objects("c1", [obj(3)], markings=[new, (mid, other)])
+    assert info.value.marking_ids == [mid]
+    assert store.count("c1") == 2 and store.markings() == [text]
+    assert store.marking(mid) == text and store.marking(new[0]) is None
 
 
 def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> None:

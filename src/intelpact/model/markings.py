@@ -425,37 +425,61 @@ class Markings:
         # Where to find a definition this instance has not seen: another process of the
         # node (a TAXII worker) may have stored it since this one started.
         self._lookup = lookup
-        self._parts: dict[str, LabelPart] = {}
-        self._definitions: dict[str, dict[str, Any]] = {}
-        self._cache: dict[tuple[tuple[str, ...], str | None, int | None], Label | None] = {}
+        self._built_in: dict[str, LabelPart] = {}
         for mid, name in TLP1_IDS.items():
             if name in agreement.tlp:
-                self._parts[mid] = _foreign_part(agreement, "TLP 1.0", name, "tlp")
+                self._built_in[mid] = _foreign_part(agreement, "TLP 1.0", name, "tlp")
         for mid, name in TLP2_IDS.items():
             if name in agreement.tlp:
-                self._parts[mid] = _foreign_part(agreement, "TLP 2.0", name, "tlp")
+                self._built_in[mid] = _foreign_part(agreement, "TLP 2.0", name, "tlp")
+        self._parts: dict[str, LabelPart] = dict(self._built_in)
+        self._definitions: dict[str, dict[str, Any]] = {}
+        self._cache: dict[tuple[tuple[str, ...], str | None, int | None], Label | None] = {}
 
     def parse(self, definition: dict[str, Any]) -> LabelPart:
         """What a marking-definition says, checked as :meth:`add` checks it (a different
-        body under a known id is refused), without learning it: a definition from a
-        partner is learnt only once its originator's signature verifies, or anyone could
-        plant a body under a genuine id and have the genuine one refused."""
+        body under an id known here or stored by another process of the node is
+        refused), without learning it: a definition from a partner is learnt only once
+        its originator's signature verifies, or anyone could plant a body under a
+        genuine id and have the genuine one refused. A built-in TLP id means only its
+        standard definition (:func:`parse_marking`)."""
         part = parse_marking(self.agreement, definition)
         mid = definition["id"]
-        old = self._definitions.get(mid)
-        if old is not None and _unsigned(old) != _unsigned(definition):
-            raise MarkingError(f"{mid}: a different marking-definition with this id is known",
-                               hint="marking-definitions cannot be versioned; issue a new id")
+        known = self._definitions.get(mid)
+        if known is None and mid not in self._parts and self._lookup is not None:
+            known = self._lookup(mid)  # stored by another process since this one started
+        _refuse_another(mid, known, definition)
         return part
 
     def add(self, definition: dict[str, Any]) -> LabelPart:
         """Learn a marking-definition. Re-adding the same one is a no-op; a different
         body under a known id is refused."""
         part = self.parse(definition)
-        mid = definition["id"]
-        self._definitions[mid] = definition
-        self._parts[mid] = part
+        self._learn(definition, part)
         return part
+
+    def load(self, definition: dict[str, Any]) -> LabelPart:
+        """Learn a marking-definition read from the store (at start), checked as
+        :meth:`add` checks it against what this instance knows, without asking the store
+        about it again."""
+        part = parse_marking(self.agreement, definition)
+        _refuse_another(definition["id"], self._definitions.get(definition["id"]), definition)
+        self._learn(definition, part)
+        return part
+
+    def forget(self, marking_ids: Iterable[str]) -> None:
+        """Forget definitions learnt under ``marking_ids`` (a built-in one stays): the
+        store refused them, so the next use looks the stored one up (``lookup``)."""
+        for mid in marking_ids:
+            self._definitions.pop(mid, None)
+            self._parts.pop(mid, None)
+            if mid in self._built_in:
+                self._parts[mid] = self._built_in[mid]
+        self._cache.clear()  # labels made with what was forgotten
+
+    def _learn(self, definition: dict[str, Any], part: LabelPart) -> None:
+        self._definitions[definition["id"]] = definition
+        self._parts[definition["id"]] = part
 
     def known(self, marking_id: str) -> bool:
         """True when a marking-definition with this id was added (or is built in)."""
@@ -473,7 +497,7 @@ class Markings:
             definition = self._lookup(ref)
             if definition is not None:
                 try:
-                    found = self.add(definition)
+                    found = self.load(definition)
                 except MarkingError as exc:  # stored by an older intelpact, say
                     raise LabelError(f"the stored marking-definition {ref} does not check: "
                                      f"{exc.message}", hint=exc.hint) from None
@@ -557,6 +581,18 @@ class Markings:
                     portions[selector] = portion
         overall = join_all([base, *portions.values()])
         return ObjectLabels(base, portions, overall)
+
+
+def same_definition(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when two bodies of a marking-definition say the same, whoever signed them."""
+    return _unsigned(a) == _unsigned(b)
+
+
+def _refuse_another(mid: str, known: Mapping[str, Any] | None,
+                    definition: Mapping[str, Any]) -> None:
+    if known is not None and not same_definition(known, definition):
+        raise MarkingError(f"{mid}: a different marking-definition with this id is known",
+                           hint="marking-definitions cannot be versioned; issue a new id")
 
 
 def _unsigned(definition: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from ..model.decisions import ConsentToken
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import (
+    MarkingConflict,
     NewObject,
     PeerRecord,
     Store,
@@ -534,16 +535,25 @@ class Federation:
                  if new.object_type == "marking-definition"]
         if pending:
             batch = [n for n, _ in pending]
-            stored = self.store.add_objects(
-                collection_id, batch, marks, release=self.releaser(),
-                audit=lambda done: self.audit.by_originator(
-                    "receive", [(r.object_id, r.version, n.originator)
-                                for n, r in zip(batch, done, strict=True)
-                                if r.outcome == "added"], party=sender, actor=sender))
-            for (new, _), added in zip(pending, stored, strict=True):
-                ok = added.outcome != "conflict"
-                results.append(Received(new.object_id, added.version, ok, added.message,
-                                        new.body_hash if ok else ""))
+            try:
+                stored = self.store.add_objects(
+                    collection_id, batch, marks, release=self.releaser(),
+                    audit=lambda done: self.audit.by_originator(
+                        "receive", [(r.object_id, r.version, n.originator)
+                                    for n, r in zip(batch, done, strict=True)
+                                    if r.outcome == "added"], party=sender, actor=sender))
+            except MarkingConflict as exc:
+                # another worker stored a different body under a definition's id: nothing
+                # is stored, what was learnt for the batch is forgotten (the stored one
+                # applies), and every object is refused: the sender sends it again
+                self.markings.forget(mid for mid, _ in marks)
+                results += [Received(n.object_id, n.version, False,
+                                     f"{exc.message}; send again") for n in batch]
+            else:
+                for (new, _), added in zip(pending, stored, strict=True):
+                    ok = added.outcome != "conflict"
+                    results.append(Received(new.object_id, added.version, ok, added.message,
+                                            new.body_hash if ok else ""))
         when = timestamp(utc_now())
         refused = [r for r in results if not r.ok]
         for result in refused:

@@ -164,7 +164,7 @@ class Node:
         for body in self.store.markings():
             definition = json.loads(body)
             try:
-                self.markings.add(definition)
+                self.markings.load(definition)
             except MarkingError as exc:
                 log.error("the stored marking-definition %s is not used: %s (%s)",
                           definition.get("id"), exc.message, exc.hint or "")

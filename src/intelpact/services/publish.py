@@ -38,6 +38,7 @@ from ..stix.validate import validate_object
 from ..store.base import (
     AddResult,
     AuditEvent,
+    MarkingConflict,
     NewObject,
     StatusRecord,
     Store,
@@ -427,6 +428,8 @@ class _Run:
         self.sent = 0  # objects handed to the store
         self.reported = 0  # of refused, counted in progress
         self.release: Callable[[NewObject], Iterable[str]] | None = None
+        self.conflict: MarkingConflict | None = None  # the store refused a definition
+        self.forgotten: set[str] = set()  # the definitions forgotten then
 
     def store(self, pending: list[tuple[NewObject, dict[str, Any]]]) -> None:
         p = self.publisher
@@ -445,6 +448,9 @@ class _Run:
                      if n.object_type == "marking-definition"]
             batch = [n for n, _ in chunk]
             try:
+                if self.conflict is not None and any(
+                        ref in self.forgotten for n in batch for ref in n.marking_refs):
+                    raise self.conflict  # labelled with a definition the store refused
                 results = p.store.add_objects(self.collection_id, batch, marks,
                                               release=self.release,
                                               audit=functools.partial(p._events, self.person,
@@ -455,6 +461,9 @@ class _Run:
                 raise StoreFull(f"{exc.message}; the first {self.sent} objects to store were "
                                 "stored before (each batch is one transaction), the rest "
                                 "were not", hint=exc.hint) from None
+            except MarkingConflict as exc:
+                self._refuse(batch, [mid for mid, _ in marks], exc)
+                continue
             self.sent += len(batch)
             unreadable = self._unreadable_conflicts(results)
             for r in results:
@@ -467,6 +476,24 @@ class _Run:
         if pending and p.on_stored is not None:
             p.on_stored()  # the courier sends this part while the next is decided
 
+    def _refuse(self, batch: Sequence[NewObject], definitions: Sequence[str],
+                conflict: MarkingConflict) -> None:
+        """Refuse all of ``batch``, which the store refused whole: a definition in it (or
+        one its objects were labelled with) differs from the one another worker stored
+        under that id meanwhile. This process forgets the definitions it learnt for the
+        batch, so the next use reads the stored one; objects of later batches that cite
+        them were labelled with them, so they are refused too. Audited as denials."""
+        p = self.publisher
+        self.forgotten.update(definitions)
+        p.markings.forget(definitions)
+        self.conflict = conflict
+        reason = f"{conflict.message}; publish again"
+        p.audit.record(*p.audit.by_originator(
+            "deny", [(n.object_id, n.version or "", n.originator) for n in batch],
+            person=self.person, act="publish", reason=reason))
+        self.stored.extend(Outcome(n.object_id, None, False, reason) for n in batch)
+        if self.progress is not None:
+            self.progress(len(batch))
 
     def _unreadable_conflicts(self, results: Sequence[AddResult]) -> set[tuple[str, str]]:
         """The (id, version) of each conflict with a stored version the person may not

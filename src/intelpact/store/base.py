@@ -23,6 +23,7 @@ from typing import Any
 from ..crypto.merkle import Coord, Tree
 from ..errors import IntelpactError
 from ..model.labels import Label
+from ..model.markings import same_definition
 
 
 class StoreError(IntelpactError):
@@ -40,6 +41,25 @@ class StoreFull(StoreError):
     HINT = ("free space on the disk that holds the node's database (or raise its quota or "
             "size limit), then send again: what was refused was not stored, and sending "
             "again what was stored is answered 'already stored'")
+
+
+class MarkingConflict(StoreError):
+    """A marking-definition being stored says something else than the one stored under
+    its id: another process of the node (a TAXII worker) stored that one meanwhile. The
+    transaction was rolled back; nothing of it is stored. ``marking_ids``: those ids."""
+
+    def __init__(self, marking_ids: Sequence[str]) -> None:
+        self.marking_ids = list(marking_ids)
+        super().__init__(f"a different marking-definition with id {', '.join(marking_ids)} "
+                         "was stored meanwhile",
+                         hint="publish again: the stored definition applies; a marking of "
+                         "your own needs an id of its own")
+
+
+def marking_differs(stored: str, body: str) -> bool:
+    """True when ``body`` says something else than ``stored``, the marking-definition
+    stored under its id (signatures aside: who vouched for it is not what it says)."""
+    return stored != body and not same_definition(json.loads(stored), json.loads(body))
 
 
 class StoreUnavailable(Exception):
@@ -488,7 +508,9 @@ class Store(abc.ABC):
         transaction, with an outbox row for every party ``release`` names for each
         newly added object, preceded by one for each stored marking-definition it cites
         (``NewObject.marking_refs``) not yet queued for that party, and the audit events
-        ``audit`` makes of the results. Returns one result per object, in order."""
+        ``audit`` makes of the results. Returns one result per object, in order. A
+        marking-definition whose id holds a different body already raises
+        :class:`MarkingConflict`: nothing of the batch is stored."""
 
     @abc.abstractmethod
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
