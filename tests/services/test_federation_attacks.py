@@ -254,6 +254,35 @@ def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_envelope(
         other.close()
 
 
+def test_objects_citing_a_definition_refused_with_them_are_refused(
+        trio: dict[str, Node]) -> None:
+    """A partner's definition under an id that holds a different body here is refused,
+    and so is every object sent with it that cites it: labelled with the body held here,
+    NZL's SECRET portion would be served here as unclassified."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    mid = f"marking-definition--{uuid.uuid4()}"
+    status = jpn.publisher.publish(jpn.people.as_person("officer").person,
+                                   jpn.default_collection().collection_id, [acs(mid, "U")])
+    assert status.body["failure_count"] == 0, status.body
+    portion = indicator("from NZ", granular_markings=[{"selectors": ["description"],
+                                                       "marking_ref": mid}])
+    who = nzl.people.as_person("officer").person
+    body = nzl.publisher.publish(who, nzl.default_collection().collection_id,
+                                 [acs(mid, "S"), portion],
+                                 marking=MarkingRequest("SECRET", ("JPN",))).body
+    assert body["failure_count"] == 0, body
+    (held,) = stored(nzl, portion["id"])
+    refs = json.loads(held.body)["object_marking_refs"] + [mid]
+    sent = [json.loads(row.body) for ref in refs for row in stored(nzl, ref)] + \
+        [json.loads(held.body)]
+    r = send_to_inbox(nzl, jpn, sent)
+    failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+    assert "a different marking-definition with this id is known" in failures[mid]
+    assert failures[portion["id"]].startswith(f"it cites marking-definition {mid}, which "
+                                              "was refused with it")
+    assert not stored(jpn, portion["id"])
+
+
 def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
         trio: dict[str, Node]) -> None:
     jpn, nzl = trio["JPN"], trio["NZL"]
