@@ -208,6 +208,25 @@ def acs(mid: str, classification: str) -> dict[str, Any]:
                 "control_set": {"classification": classification}}}}
 
 
+def nz_portion(nzl: Node, mid: str, classification: str
+               ) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
+    """NZL publishes ACS definition ``mid`` at ``classification`` and an indicator whose
+    description it marks: the indicator, the markings it cites, and all of it as NZL
+    sends it."""
+    portion = indicator("from NZ", granular_markings=[{"selectors": ["description"],
+                                                       "marking_ref": mid}])
+    who = nzl.people.as_person("officer").person
+    body = nzl.publisher.publish(who, nzl.default_collection().collection_id,
+                                 [acs(mid, classification), portion],
+                                 marking=MarkingRequest("SECRET", ("JPN",))).body
+    assert body["failure_count"] == 0, body
+    (held,) = stored(nzl, portion["id"])
+    refs = json.loads(held.body)["object_marking_refs"] + [mid]
+    sent = [json.loads(row.body) for ref in refs for row in stored(nzl, ref)] + \
+        [json.loads(held.body)]
+    return portion, refs, sent
+
+
 def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_envelope(
         trio: dict[str, Node], monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: a process of a node that had not seen a definition another process
@@ -218,17 +237,7 @@ def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_envelope(
     jpn, nzl = trio["JPN"], trio["NZL"]
     other = Node.open(jpn.config.dir)  # another process of JPN's node, started first
     mid = f"marking-definition--{uuid.uuid4()}"
-    portion = indicator("from NZ", granular_markings=[{"selectors": ["description"],
-                                                       "marking_ref": mid}])
-    who = nzl.people.as_person("officer").person
-    body = nzl.publisher.publish(who, nzl.default_collection().collection_id,
-                                 [acs(mid, "U"), portion],
-                                 marking=MarkingRequest("SECRET", ("JPN",))).body
-    assert body["failure_count"] == 0, body
-    (held,) = stored(nzl, portion["id"])
-    refs = json.loads(held.body)["object_marking_refs"] + [mid]
-    sent = [json.loads(row.body) for ref in refs for row in stored(nzl, ref)] + \
-        [json.loads(held.body)]
+    portion, refs, sent = nz_portion(nzl, mid, "U")
     decided = other.federation.releaser
 
     def meanwhile() -> Any:  # once `other` decided, JPN's node stores its own body
@@ -264,17 +273,7 @@ def test_objects_citing_a_definition_refused_with_them_are_refused(
     status = jpn.publisher.publish(jpn.people.as_person("officer").person,
                                    jpn.default_collection().collection_id, [acs(mid, "U")])
     assert status.body["failure_count"] == 0, status.body
-    portion = indicator("from NZ", granular_markings=[{"selectors": ["description"],
-                                                       "marking_ref": mid}])
-    who = nzl.people.as_person("officer").person
-    body = nzl.publisher.publish(who, nzl.default_collection().collection_id,
-                                 [acs(mid, "S"), portion],
-                                 marking=MarkingRequest("SECRET", ("JPN",))).body
-    assert body["failure_count"] == 0, body
-    (held,) = stored(nzl, portion["id"])
-    refs = json.loads(held.body)["object_marking_refs"] + [mid]
-    sent = [json.loads(row.body) for ref in refs for row in stored(nzl, ref)] + \
-        [json.loads(held.body)]
+    portion, _, sent = nz_portion(nzl, mid, "S")
     r = send_to_inbox(nzl, jpn, sent)
     failures = {f["id"]: f["message"] for f in r.json()["failures"]}
     assert "a different marking-definition with this id is known" in failures[mid]
