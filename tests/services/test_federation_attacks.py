@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_federation import push
 
 from intelpact.crypto.signing import sign_object
 from intelpact.model import national_marking
@@ -144,14 +145,6 @@ def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) 
     refused = {oid for _, oid, _, _ in jpn.store.refusals()}
     assert {as_jpn["id"], as_aus["id"], aus_marking["id"]} <= refused
     assert not stored(jpn, as_jpn["id"]) and not stored(jpn, as_aus["id"])
-
-
-def push(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
-        return courier.push_all(party)
-    finally:
-        courier.stop()
 
 
 def test_a_forged_definition_leaves_nothing_behind(trio: dict[str, Node]) -> None:
