@@ -141,6 +141,40 @@ def test_a_partner_that_rewrites_its_history_is_caught_by_gossip(
     assert "history-rewritten" in shown.output
 
 
+def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """While a partner audit's answer is on its way, gossip keeps a newer checkpoint of
+    the (honest) partner: the answer, proven from the older one, is asked for again."""
+    jpn, nzl = jpn_nzl
+    publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        audit, gossip = Courier(jpn), Courier(jpn)
+        try:
+            first = gossip.gossip_once("NZL")
+            sent = audit._request
+            asked: list[str] = []
+
+            def crossing(peer, method, target, *args, **kwargs):  # type: ignore[no-untyped-def]
+                response = sent(peer, method, target, *args, **kwargs)
+                asked.append(target)
+                if len(asked) == 1:  # the answer is on its way; NZL grows, gossip keeps it
+                    nzl.people.add("later", party="NZL", clearance="SECRET")
+                    nzl.audit.checkpoint()
+                    gossip.gossip_once("NZL")
+                return response
+
+            audit._request = crossing  # type: ignore[method-assign]
+            size, events, _ = audit.partner_audit("NZL")
+        finally:
+            audit.stop()
+            gossip.stop()
+    assert not jpn.store.alerts()
+    newer = max(h[0] for h in jpn.store.partner_checkpoints("NZL"))
+    assert size == newer > first and events
+    assert len(asked) == 2 and f"known={first}" in asked[0] and f"known={newer}" in asked[1]
+
+
 def _rewrite_history(nzl: Node, tmp_path: Path) -> None:
     """Drop NZL's log and write a different one of a larger size, then sign it."""
     import sqlite3

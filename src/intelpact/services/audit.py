@@ -127,6 +127,12 @@ class AuditError(IntelpactError):
     """The audit log could not record, prove or verify."""
 
 
+class CheckpointsCrossed(AuditError):
+    """A partner's checkpoint was proven from one of its checkpoints we held when we asked,
+    and we kept a newer one while the answer was on its way: two honest fetches crossed.
+    Not a rewrite, and no alert: ask again."""
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     """The event's leaf data as text: JSON, sorted keys, no whitespace, UTF-8."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -594,34 +600,29 @@ class AuditLog:
 
     # -- partner audit: witnessing --------------------------------------------------------
     def witness(self, party: str, keys: Iterable[Ed25519PublicKey],
-                answer: Mapping[str, Any]) -> tuple[int, bytes]:
+                answer: Mapping[str, Any], *, known: int | None = None) -> tuple[int, bytes]:
         """Check and keep a checkpoint ``party`` showed us (gossip): validly signed by one
         of its keys, and consistent with every checkpoint of it we hold. Two inconsistent
         checkpoints signed by the same partner mean it rewrote its history: an alert is
-        raised (and audited) and AuditError says so."""
-        origin = log_origin(party)
-        size, root = verify_checkpoint_note(str(answer.get("checkpoint", "")), origin, keys)
+        raised (and audited) and AuditError says so.
+
+        ``known`` is the size of the largest checkpoint of ``party`` held when the answer
+        was asked for (its consistency proof starts there). If a newer one was kept
+        meanwhile (gossip, another fetch), an answer that fails only against that newer
+        one merely crossed it: CheckpointsCrossed, no alert, and the caller asks again.
+        An answer that conflicts with what was held when it was asked is a rewrite."""
+        size, root = verify_checkpoint_note(str(answer.get("checkpoint", "")),
+                                            log_origin(party), keys)
+        proof = answer.get("consistency")
         held = self.store.partner_checkpoints(party)
-        largest = max(held, default=None, key=lambda h: h[0])
-        problem = None
-        for h_size, h_root, _, _ in held:
-            if h_size == size and h_root != root:
-                problem = (f"{party} signed two different roots for its tree of {size} "
-                           "events")
-        if problem is None and largest is not None:
-            if largest[0] > size:
-                problem = (f"{party} showed a tree of {size} events after signing one of "
-                           f"{largest[0]}: its log shrank")
-            elif largest[0] < size:
-                proof = answer.get("consistency")
-                try:
-                    if not isinstance(proof, dict) or proof.get("from") != largest[0]:
-                        raise ProofError(f"no consistency proof from {largest[0]} events")
-                    verify_consistency(largest[0], size, largest[1], root,
-                                       [decode_hash(h) for h in proof.get("proof", [])])
-                except (ProofError, ValueError, TypeError) as exc:
-                    problem = (f"{party}'s checkpoint of {size} events is not consistent with "
-                               f"its earlier checkpoint of {largest[0]}: {exc}")
+        problem = _conflict(party, held, size, root, proof)
+        if problem is not None and known is not None \
+                and max((h[0] for h in held), default=0) != known \
+                and _conflict(party, [h for h in held if h[0] <= known], size, root,
+                              proof) is None:
+            raise CheckpointsCrossed(
+                f"{party}'s checkpoint of {size} events was proven from our checkpoint of "
+                f"{known}, and a newer one was kept meanwhile", hint="ask again")
         if problem is not None:
             self.alert("history-rewritten", party,
                        f"{problem}: {party} has rewritten its audit history. The conflicting "
@@ -782,6 +783,32 @@ def _proven(party: str, size: int, root: bytes, events: Any
     return out
 
 
+def _conflict(party: str, held: Sequence[tuple[int, bytes, str, str]], size: int,
+              root: bytes, proof: Any) -> str | None:
+    """What makes ``party``'s checkpoint (``size``, ``root``, with its consistency
+    ``proof``) inconsistent with the checkpoints of it ``held``, or None: a different
+    root for a size held, a smaller tree than the largest held, or no valid proof that
+    it extends the largest held."""
+    for h_size, h_root, _, _ in held:
+        if h_size == size and h_root != root:
+            return f"{party} signed two different roots for its tree of {size} events"
+    largest = max(held, default=None, key=lambda h: h[0])
+    if largest is None or largest[0] == size:
+        return None
+    if largest[0] > size:
+        return (f"{party} showed a tree of {size} events after signing one of "
+                f"{largest[0]}: its log shrank")
+    try:
+        if not isinstance(proof, dict) or proof.get("from") != largest[0]:
+            raise ProofError(f"no consistency proof from {largest[0]} events")
+        verify_consistency(largest[0], size, largest[1], root,
+                           [decode_hash(h) for h in proof.get("proof", [])])
+    except (ProofError, ValueError, TypeError) as exc:
+        return (f"{party}'s checkpoint of {size} events is not consistent with its "
+                f"earlier checkpoint of {largest[0]}: {exc}")
+    return None
+
+
 def encode_hash(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -911,6 +938,6 @@ def _check_row(row: AuditRecord) -> Iterator[str]:
 
 
 __all__ = [
-    "KINDS", "AuditError", "AuditLog", "Pseudonyms", "Verdict", "canonical", "log_origin",
-    "operator", "verify_checkpoint_note", "verify_log",
+    "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "Pseudonyms", "Verdict",
+    "canonical", "log_origin", "operator", "verify_checkpoint_note", "verify_log",
 ]

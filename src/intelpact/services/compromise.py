@@ -40,6 +40,7 @@ from ..store.base import (
 )
 from .audit import (
     AuditError,
+    CheckpointsCrossed,
     canonical,
     decode_hash,
     encode_hash,
@@ -445,8 +446,10 @@ class CompromiseReports:
         if held > latest or (0 < held < latest and start != held):
             raise CompromiseError(f"this node now holds a checkpoint of {held} events of "
                                   f"{sender}'s log; send a proof from it", status=409)
-        try:
-            self.audit.witness(sender, keys, witness)  # alerts on a rewritten history
+        try:  # alerts on a rewritten history
+            self.audit.witness(sender, keys, witness, known=held)
+        except CheckpointsCrossed as exc:  # we kept a newer one since ``held`` was read
+            raise CompromiseError(exc.message, status=409) from None
         except AuditError as exc:
             raise CompromiseError(exc.message) from None
         if size == 0:

@@ -26,13 +26,16 @@ from typing import Any
 import httpx
 
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
-from .audit import AuditError
+from .audit import AuditError, CheckpointsCrossed
 from .federation import ClockSkew, FederationError, sign_request
 from .node import Node
 
 log = logging.getLogger("intelpact.courier")
 TAXII = "application/taxii+json;version=2.1"
 BATCH = 500
+# How many times a partner-audit answer may cross a newer checkpoint of the partner kept
+# meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
+CROSSINGS = 3
 
 
 class Courier:
@@ -253,26 +256,36 @@ class Courier:
                       ) -> tuple[int, list[dict[str, Any]], bool]:
         """Ask ``party`` for its events about our objects after leaf ``after``. Its
         checkpoint is witnessed (gossip) and every event proven included in it. Returns
-        the checkpoint's size, the events, and whether there are more."""
+        the checkpoint's size, the events, and whether there are more. An answer that
+        crossed a newer checkpoint kept meanwhile (another fetch) is asked for again."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             raise FederationError(f"{party} is not a pinned partner",
                                   hint="pin it first: intelpact peer add DIR CARDFILE")
-        held = self.node.store.partner_checkpoints(party)
-        known = max((h[0] for h in held), default=0)
-        target = f"/federation/audit?after={after}&limit={limit}&known={known}"
-        try:
-            response = self._request(peer, "GET", target)
-        except httpx.HTTPError as exc:
-            raise _unreachable(peer, exc) from None
-        if response.status_code != 200:
-            raise FederationError(f"{party} refused the audit request: "
-                                  f"{response.status_code} {response.text[:300]}")
-        answer = response.json()
         audit = self.node.audit
-        size, root = audit.witness(party, self.node.federation.keys_of(party).values(), answer)
-        return size, audit.check_partner_events(party, size, root, answer), \
-            bool(answer.get("more"))
+        crossed = 0
+        while True:
+            held = self.node.store.partner_checkpoints(party)
+            known = max((h[0] for h in held), default=0)
+            target = f"/federation/audit?after={after}&limit={limit}&known={known}"
+            try:
+                response = self._request(peer, "GET", target)
+            except httpx.HTTPError as exc:
+                raise _unreachable(peer, exc) from None
+            if response.status_code != 200:
+                raise FederationError(f"{party} refused the audit request: "
+                                      f"{response.status_code} {response.text[:300]}")
+            answer = response.json()
+            try:
+                size, root = audit.witness(party, self.node.federation.keys_of(party).values(),
+                                           answer, known=known)
+            except CheckpointsCrossed:
+                crossed += 1  # another fetch kept a newer checkpoint meanwhile: ask again
+                if crossed == CROSSINGS:
+                    raise
+                continue
+            return size, audit.check_partner_events(party, size, root, answer), \
+                bool(answer.get("more"))
 
     def gossip_once(self, party: str) -> int:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
