@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, push
 
-from intelpact.crypto.merkle import leaf_hash, verify_inclusion
+from intelpact.crypto.checkpoint import format_checkpoint, sign_note
+from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError
+from intelpact.services.audit import AuditError, encode_hash
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
@@ -173,6 +177,60 @@ def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
     newer = max(h[0] for h in jpn.store.partner_checkpoints("NZL"))
     assert size == newer > first and events
     assert len(asked) == 2 and f"known={first}" in asked[0] and f"known={newer}" in asked[1]
+
+
+def _branch(nzl: Node, known: int, grow: int, tag: str) -> dict[str, Any]:
+    """A checkpoint of NZL's log as an insider holding its key could sign it: the first
+    ``known`` events, then ``grow`` others of its choosing, with a valid consistency
+    proof from ``known``. Two branches are a forked history."""
+    leaves = [leaf_hash(r.body.encode()) for r in nzl.store.audit_events(0, known)]
+    leaves += [leaf_hash(f"{tag}{i}".encode()) for i in range(grow)]
+    origin = nzl.audit.origin
+    note = sign_note(format_checkpoint(origin, len(leaves), root(leaves)), origin,
+                     nzl.signing_key)
+    return {"checkpoint": note, "consistency": {
+        "from": known, "proof": [encode_hash(h) for h in consistency_proof(known, leaves)]}}
+
+
+def test_two_witnesses_at_once_cannot_both_keep_a_forked_history(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Gossip, a compromise report's witness and ``audit partner`` may witness at the same
+    time: each judges against the checkpoints held under the store's write lock, so of two
+    branches of a fork one is kept and the other raises the alert."""
+    jpn, nzl = jpn_nzl
+    for i in range(4):
+        nzl.audit.record(nzl.audit.event("login-failure", name=f"a{i}"))
+    keys = list(jpn.federation.keys_of("NZL").values())
+    known, _ = jpn.audit.witness("NZL", keys, nzl.audit.for_partner("JPN", limit=0))
+    branches = [_branch(nzl, known, 5, "A"), _branch(nzl, known, 9, "B")]
+    # Both read what is held before either keeps its own (the window widened: a
+    # witness that read outside the write lock would judge both against ``known``).
+    read, together = jpn.store.partner_checkpoints, threading.Barrier(2)
+
+    def held(party: str) -> list[tuple[int, bytes, str, str]]:
+        rows = read(party)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(2)
+        return rows
+
+    jpn.store.partner_checkpoints = held  # type: ignore[method-assign]
+    refused: list[AuditError] = []
+
+    def witness(answer: dict[str, Any]) -> None:
+        try:
+            jpn.audit.witness("NZL", keys, answer)
+        except AuditError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=witness, args=(b,)) for b in branches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refused) == 1 and "rewritten its audit history" in refused[0].message
+    ((_, kind, party, _, _),) = jpn.store.alerts()
+    assert kind == "history-rewritten" and party == "NZL"
+    assert len(read("NZL")) == 2  # the first checkpoint, and one branch
 
 
 def _rewrite_history(nzl: Node, tmp_path: Path) -> None:

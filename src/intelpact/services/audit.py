@@ -133,6 +133,10 @@ class CheckpointsCrossed(AuditError):
     Not a rewrite, and no alert: ask again."""
 
 
+class _Rewritten(Exception):
+    """A partner's checkpoint conflicts with those we hold (AuditLog.witness)."""
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     """The event's leaf data as text: JSON, sorted keys, no whitespace, UTF-8."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -614,24 +618,32 @@ class AuditLog:
         size, root = verify_checkpoint_note(str(answer.get("checkpoint", "")),
                                             log_origin(party), keys)
         proof = answer.get("consistency")
-        held = self.store.partner_checkpoints(party)
-        problem = _conflict(party, held, size, root, proof)
-        if problem is not None and known is not None \
-                and max((h[0] for h in held), default=0) != known \
-                and _conflict(party, [h for h in held if h[0] <= known], size, root,
-                              proof) is None:
-            raise CheckpointsCrossed(
-                f"{party}'s checkpoint of {size} events was proven from our checkpoint of "
-                f"{known}, and a newer one was kept meanwhile", hint="ask again")
-        if problem is not None:
+
+        def judge(held: list[tuple[int, bytes, str, str]]) -> None:
+            """Under the store's write lock, with every checkpoint of ``party`` held."""
+            problem = _conflict(party, held, size, root, proof)
+            if problem is None:
+                return
+            if known is not None and max((h[0] for h in held), default=0) != known \
+                    and _conflict(party, [h for h in held if h[0] <= known], size, root,
+                                  proof) is None:
+                raise CheckpointsCrossed(
+                    f"{party}'s checkpoint of {size} events was proven from our checkpoint "
+                    f"of {known}, and a newer one was kept meanwhile", hint="ask again")
+            raise _Rewritten(problem)
+
+        try:
+            self.store.add_partner_checkpoint(party, size, root, str(answer["checkpoint"]),
+                                              timestamp(utc_now()), judge)
+        except _Rewritten as exc:
+            problem = str(exc)
             self.alert("history-rewritten", party,
                        f"{problem}: {party} has rewritten its audit history. The conflicting "
                        "checkpoint is kept in this alert's audit event; the earlier one in "
                        "the partner checkpoints.", note=str(answer.get("checkpoint", "")))
             raise AuditError(f"{problem}: {party} has rewritten its audit history",
-                             hint="tell your security officer (intelpact audit alerts DIR)")
-        self.store.add_partner_checkpoint(party, size, root, str(answer["checkpoint"]),
-                                          timestamp(utc_now()))
+                             hint="tell your security officer (intelpact audit alerts DIR)"
+                             ) from None
         return size, root
 
     def check_partner_events(self, party: str, size: int, root: bytes,

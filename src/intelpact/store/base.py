@@ -418,6 +418,10 @@ class CompromiseMessage:
 # (inside the integrating transaction), return a signed checkpoint note, or None.
 Signer = Callable[[int, bytes, Tree], str | None]
 
+# Given every checkpoint kept for a partner, (size, root, note, received) smallest first,
+# raise if the one about to be kept conflicts with them (AuditLog.witness).
+HeldCheck = Callable[[list[tuple[int, bytes, str, str]]], None]
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -767,8 +771,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
-                               when: str) -> bool:
-        """Keep a checkpoint ``party`` signed; False if one of that size was kept already."""
+                               when: str, check: HeldCheck | None = None) -> bool:
+        """Keep a checkpoint ``party`` signed; False if one of that size was kept already.
+        Under the write lock, ``check`` is first given every checkpoint kept for ``party``
+        (as ``partner_checkpoints``); if it raises, nothing is kept. Two witnesses at once
+        (in threads or processes) then cannot both judge against the same checkpoints."""
 
     @abc.abstractmethod
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:

@@ -44,6 +44,7 @@ from .base import (
     CompromiseRecord,
     ConsentRecord,
     Dissemination,
+    HeldCheck,
     MarkingConflict,
     NewObject,
     Notice,
@@ -78,6 +79,7 @@ from .sqlite import (
     _add_compromise,
     _add_notice,
     _add_onward,
+    _add_partner_checkpoint,
     _add_pulled,
     _append_audit,
     _audit_select,
@@ -93,6 +95,7 @@ from .sqlite import (
     _integrate,
     _messages_select,
     _nodes,
+    _partner_checkpoints,
     _person,
     _purge,
     _queue_cited,
@@ -729,17 +732,14 @@ class PostgresStore(Store):
         return Checkpoint(int(row[0]), row[1], row[2]) if row else None
 
     def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
-                               when: str) -> bool:
+                               when: str, check: HeldCheck | None = None) -> bool:
         with self._write() as c:
-            cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, "
-                            "received) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (party, size) "
-                            "DO NOTHING", (party, size, root, note, when))
-            return cur.rowcount > 0
+            return _add_partner_checkpoint(c.cursor(), "%s", party, size, root, note, when,
+                                           check)
 
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
-        return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in self._all(
-            "SELECT size, root, note, received FROM partner_checkpoints WHERE party = %s "
-            "ORDER BY size", (party,))]
+        with self._read() as conn:
+            return _partner_checkpoints(conn.cursor(), "%s", party)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
         with self._write() as c:

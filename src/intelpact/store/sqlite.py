@@ -39,6 +39,7 @@ from .base import (
     CompromiseRecord,
     ConsentRecord,
     Dissemination,
+    HeldCheck,
     MarkingConflict,
     NewObject,
     Notice,
@@ -700,17 +701,12 @@ class SQLiteStore(Store):
         return Checkpoint(*row) if row else None
 
     def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
-                               when: str) -> bool:
+                               when: str, check: HeldCheck | None = None) -> bool:
         with self._write() as c:
-            cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "
-                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (party, size) DO NOTHING",
-                            (party, size, root, note, when))
-            return cur.rowcount > 0
+            return _add_partner_checkpoint(c, "?", party, size, root, note, when, check)
 
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
-        return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in self._conn().execute(
-            "SELECT size, root, note, received FROM partner_checkpoints WHERE party = ? "
-            "ORDER BY size", (party,))]
+        return _partner_checkpoints(self._conn(), "?", party)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
         with self._write() as c:
@@ -1282,6 +1278,23 @@ def _messages_select(report_id: str | None, mark: str) -> tuple[str, list[Any]]:
                                                          [report_id])
     return (f"SELECT {_MESSAGE_COLUMNS} FROM compromise_messages{where} "  # noqa: S608
             "ORDER BY message_id"), params
+
+
+def _partner_checkpoints(c: Any, mark: str, party: str) -> list[tuple[int, bytes, str, str]]:
+    return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in c.execute(
+        "SELECT size, root, note, received FROM partner_checkpoints "  # noqa: S608
+        f"WHERE party = {mark} ORDER BY size", (party,))]
+
+
+def _add_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: bytes,
+                            note: str, when: str, check: HeldCheck | None) -> bool:
+    """Inside a write transaction: ``check`` what is held, then keep the checkpoint."""
+    if check is not None:
+        check(_partner_checkpoints(c, mark, party))
+    cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
+                    f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
+                    "ON CONFLICT (party, size) DO NOTHING", (party, size, root, note, when))
+    return bool(cur.rowcount > 0)
 
 
 def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, bytes]:
