@@ -646,6 +646,49 @@ def test_the_background_integrator_s_steps_build_the_same_signed_tree(node: Node
     assert _verify(node) == ()
 
 
+def test_the_object_index_is_verified_event_by_event(tmp_path: Path) -> None:
+    """``audit show --object``, the console's object filter and a compromise report's
+    access history search the object index (audit_refs); a row deleted from it hides the
+    event from all three, and one added files an event under an object it does not name."""
+    node = make_node(tmp_path / "jpn")
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["analyst", "publisher"],
+                    password=PW)
+    aki = node.people.as_person("aki")
+    cid = node.default_collection().collection_id
+    obj = indicator("watched")
+    node.publisher.publish(aki.person, cid, [obj], marking=MarkingRequest("秘", ()))
+    node.find(aki, cid, Query(ids=(obj["id"],)), via="object")
+    node.audit.checkpoint()
+    (read,) = node.audit.find(AuditFilter(object_id=obj["id"], kinds=("read",)))
+    size = node.store.audit_size()
+    node.close()
+    assert _tampered(tmp_path / "jpn", tmp_path) == ()
+    problems = _tampered(tmp_path / "jpn", tmp_path,
+                         ("DELETE FROM audit_refs WHERE idx = ?", (read.index,)),
+                         ("INSERT INTO audit_refs VALUES (?, 1)", (obj["id"],)),
+                         ("INSERT INTO audit_refs VALUES (?, ?)", (obj["id"], size + 5)))
+    assert problems == (
+        f"event 1 is filed in the object index under 1 object(s) its body does not name "
+        f"({obj['id']}…)",
+        f"event {read.index} is missing from the object index under 1 object(s) it names "
+        f"({obj['id']}…): searches by object (audit show --object, the console, compromise "
+        "reports) do not find it",
+        f"event {size + 5} is filed in the object index under 1 object(s) its body does not "
+        f"name ({obj['id']}…)")
+    # the same, read a few events at a time
+    copy = tmp_path / "chunked"
+    shutil.copytree(tmp_path / "jpn", copy)
+    with sqlite3.connect(copy / "node.db") as c:
+        c.execute("DELETE FROM audit_refs WHERE idx = ?", (read.index,))
+    node = Node.open(copy)
+    try:
+        chunked = verify_log(node.store, node.audit.origin, node.audit.public_keys(),
+                             chunk=2).problems
+    finally:
+        node.close()
+    assert len(chunked) == 1 and chunked[0].startswith(f"event {read.index} is missing")
+
+
 # -- the command line -----------------------------------------------------------------------
 
 

@@ -69,6 +69,7 @@ from ..store.base import (
     Store,
     StoreFull,
     StoreUnavailable,
+    objects_named,
     timestamp,
     utc_now,
 )
@@ -839,9 +840,11 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
                chunk: int = 20_000) -> Verdict:
     """Re-check the whole log from its event bodies: indexes contiguous; each event's
     leaf hash, and each subtree hash, equal to the one stored when it was integrated;
-    every checkpoint validly signed, with the root recomputed at its size, and each
-    checkpoint a prefix of the next. Problems say where: the first altered event, the
-    missing range, the checkpoint that no longer matches."""
+    the object index exactly the objects each integrated event names; every checkpoint
+    validly signed, with the root recomputed at its size, and each checkpoint a prefix
+    of the next. A range of ``chunk`` events at a time: memory stays bounded. Problems
+    say where: the first altered event, the missing range, the checkpoint that no longer
+    matches."""
     problems: list[str] = []
     marks: dict[int, bytes] = {}
     checkpoints = store.checkpoints()
@@ -855,7 +858,7 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
         if size != cp.size:
             problems.append(f"checkpoint stored as size {cp.size} says size {size}")
         marks[size] = root
-    appended = store.audit_size()
+    appended, integrated = store.audit_size(), store.audit_integrated()
     size = 0  # leaves rebuilt so far, contiguous from 0
     frontier: list[bytes] = []
     broken = False  # a gap: the tree cannot be rebuilt past it
@@ -864,13 +867,17 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
         rows = store.audit_events(start, start + chunk)
         stored_leaves = store.audit_nodes([(0, r.index) for r in rows])
         leaves: list[bytes] = []
+        named: dict[int, set[str]] = {}  # what each integrated event should be indexed under
         for row in rows:
             if not broken and row.index != size + len(leaves):
                 first = size + len(leaves)
                 problems.append(f"events {first}..{row.index - 1} are missing: the log was "
                                 "cut")
                 broken = True
-            problems.extend(_check_row(row))
+            data = _decoded(row.body)
+            problems.extend(_check_row(row, data))
+            if row.index < integrated:
+                named[row.index] = objects_named(data)
             leaf = leaf_hash(row.body.encode("utf-8"))
             have = stored_leaves.get((0, row.index))
             if have is not None and have != leaf:
@@ -904,8 +911,11 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
             lo, hi = i << lvl, (i + 1) << lvl
             problems.append(f"the stored hash of the subtree over events {lo}..{hi - 1} was "
                             "altered")
+        problems.extend(_check_refs(named, store.audit_refs(start, start + chunk)))
         if progress is not None:
             progress(len(rows))
+    end = -(-appended // chunk) * chunk  # past the last range read
+    problems.extend(_check_refs({}, store.audit_refs(end)))
     for cp_size in sorted(marks):
         if cp_size > appended:
             problems.append(f"the checkpoint of size {cp_size} is beyond the {appended} "
@@ -926,11 +936,39 @@ def _proof_from(store: Store, size1: int, size2: int) -> list[bytes]:
     return tree.consistency(size1, size2)
 
 
-def _check_row(row: AuditRecord) -> Iterator[str]:
-    """The indexed columns must say what the body says."""
+def _check_refs(want: Mapping[int, set[str]], stored: Iterable[tuple[str, int]]
+                ) -> Iterator[str]:
+    """The object index (``audit_refs``: what ``audit show --object``, the console's object
+    filter and a compromise report's access history search) must file each integrated
+    event under exactly the objects its body names (``want``), as the integrator did."""
+    have: dict[int, set[str]] = {}
+    for object_id, index in stored:
+        have.setdefault(index, set()).add(object_id)
+    for index in sorted(want.keys() | have.keys()):
+        missing = want.get(index, set()) - have.get(index, set())
+        extra = have.get(index, set()) - want.get(index, set())
+        if missing:
+            yield (f"event {index} is missing from the object index under {len(missing)} "
+                   f"object(s) it names ({min(missing)}…): searches by object (audit show "
+                   "--object, the console, compromise reports) do not find it")
+        if extra:
+            yield (f"event {index} is filed in the object index under {len(extra)} "
+                   f"object(s) its body does not name ({min(extra)}…)")
+
+
+_NOT_JSON = object()
+
+
+def _decoded(body: str) -> Any:
     try:
-        data = json.loads(row.body)
+        return json.loads(body)
     except ValueError:
+        return _NOT_JSON
+
+
+def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
+    """The indexed columns must say what the body (decoded: ``data``) says."""
+    if data is _NOT_JSON:
         yield f"event {row.index}: body is not JSON"
         return
     if not isinstance(data, dict):

@@ -414,6 +414,23 @@ class CompromiseMessage:
     error: str | None = None  # why the last attempt failed
 
 
+def event_object_ids(body: str) -> set[str]:
+    """The ids of the objects an event body names (``objects``: [id, version] pairs), as
+    the integrator indexes them (``audit_refs``) and ``audit verify`` expects them. None
+    for a body that is not a JSON object: such an event is indexed under nothing, and
+    ``audit verify`` reports the body."""
+    try:
+        return objects_named(json.loads(body))
+    except ValueError:
+        return set()
+
+
+def objects_named(event: Any) -> set[str]:
+    """``event_object_ids`` of an event body decoded already."""
+    found = event.get("objects", []) if isinstance(event, dict) else []
+    return {o[0] for o in found if isinstance(o, list) and o and isinstance(o[0], str)}
+
+
 # Given the new tree size, its root, and a reader of the tree as integrated so far
 # (inside the integrating transaction), return a signed checkpoint note, or None.
 Signer = Callable[[int, bytes, Tree], str | None]
@@ -748,6 +765,16 @@ class Store(abc.ABC):
         first, each with index below ``before`` (when given) and above ``where.after``:
         one page of the log read backwards, the LIMIT in the query. Filtering by object
         sees integrated events only, as ``find_audit``."""
+
+    @abc.abstractmethod
+    def audit_integrated(self) -> int:
+        """How many events the integrator hashed into the tree: the highest leaf hash
+        stored, plus one."""
+
+    @abc.abstractmethod
+    def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:
+        """The object index: (object id, leaf index) of every event with index in
+        [start, stop) (stop None: to the end), by index then id."""
 
     @abc.abstractmethod
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:

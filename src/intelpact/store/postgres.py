@@ -99,6 +99,7 @@ from .sqlite import (
     _person,
     _purge,
     _queue_cited,
+    _refs_select,
     _statements,
     _stored,
     _supersede_added,
@@ -712,6 +713,14 @@ class PostgresStore(Store):
                      ) -> list[AuditRecord]:
         sql, params = _audit_select(where, "%s", before=before, newest=True)
         return [AuditRecord(*r) for r in self._all(sql, params)]
+
+    def audit_integrated(self) -> int:
+        row = self._one("SELECT max(idx) FROM audit_nodes WHERE level = 0")
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:
+        sql, params = _refs_select(start, stop, "%s")
+        return [(r[0], int(r[1])) for r in self._all(sql, params)]
 
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         with self._read() as conn:

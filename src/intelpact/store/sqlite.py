@@ -56,6 +56,7 @@ from .base import (
     StoreError,
     StoreFull,
     cited_markings,
+    event_object_ids,
     label_from_key,
     label_key,
     marking_differs,
@@ -683,6 +684,14 @@ class SQLiteStore(Store):
         sql, params = _audit_select(where, "?", before=before, newest=True)
         return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
 
+    def audit_integrated(self) -> int:
+        row = self._conn().execute("SELECT max(idx) FROM audit_nodes WHERE level = 0").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:
+        sql, params = _refs_select(start, stop, "?")
+        return [(r[0], int(r[1])) for r in self._conn().execute(sql, params)]
+
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         return _nodes(self._conn(), coords)
 
@@ -1167,14 +1176,13 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
     return first
 
 
-def _event_objects(body: str) -> list[Any]:
-    """The ``objects`` an event body names ([id, version] pairs); none if unreadable
-    (``audit verify`` reports such a body)."""
-    try:
-        found = json.loads(body).get("objects", [])
-    except (ValueError, AttributeError):
-        return []
-    return [o for o in found if isinstance(o, list) and o and isinstance(o[0], str)]
+def _refs_select(start: int, stop: int | None, mark: str) -> tuple[str, list[Any]]:
+    """The query behind ``audit_refs`` (index audit_refs_by_event) for either dialect."""
+    if stop is None:
+        return (f"SELECT object_id, idx FROM audit_refs WHERE idx >= {mark} "  # noqa: S608
+                "ORDER BY idx, object_id", [start])
+    return (f"SELECT object_id, idx FROM audit_refs WHERE idx >= {mark} AND idx < {mark} "  # noqa: S608
+            "ORDER BY idx, object_id", [start, stop])
 
 
 def _audit_select(where: AuditFilter, mark: str, *, before: int | None = None,
@@ -1338,7 +1346,7 @@ def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
         if refs is not None and taken and len(named) >= refs:
             rows = rows[:taken]
             break
-        named.update((str(o[0]), int(r[0])) for o in _event_objects(r[1]))
+        named.update((oid, int(r[0])) for oid in event_object_ids(r[1]))
     made, frontier = extend(size, [known[k] for k in frontier_at],
                             (leaf_hash(r[1].encode("utf-8")) for r in rows))
     if made:
