@@ -718,6 +718,60 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n13\n")
 
 
+def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
+        logged: Path, tmp_path: Path) -> None:
+    """A deleted stored hash stops the integrator (it is asked first): verify still runs,
+    says that, and where every hash is missing."""
+    runner = CliRunner()
+    for sql, found in (
+            ("DELETE FROM audit_nodes WHERE level = 2 AND idx = 2",  # on the frontier
+             ["the integrator cannot hash the events from 13 on into the tree: the audit "
+              "tree of size 13 lacks subtree hashes",
+              "the stored hash of the subtree over events 8..11 is missing: it was deleted"]),
+            ("DELETE FROM audit_nodes WHERE level = 0 AND idx >= 11",  # the last leaves
+             ["the integrator cannot hash the events from 11 on into the tree",
+              "the leaf hash of event 11 is missing from the stored tree: it was deleted",
+              "the leaf hash of event 12 is missing from the stored tree: it was deleted"]),
+            ("DELETE FROM audit_nodes WHERE level = 0 AND idx = 5",  # below: none needs it
+             ["the leaf hash of event 5 is missing from the stored tree: it was deleted"])):
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(logged, copy)
+        with sqlite3.connect(copy / "node.db") as c:
+            c.execute(sql)
+        result = runner.invoke(main, ["audit", "verify", str(copy)])
+        assert result.exit_code == 1 and "FAILED" in result.output, (sql, result.output)
+        problems = [line for line in result.output.splitlines() if line.startswith("  - ")]
+        assert found[0] in problems[0], (sql, result.output)
+        for wanted in found[1:]:
+            assert any(wanted in line for line in problems), (sql, result.output)
+
+
+def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
+        tmp_path: Path) -> None:
+    """Its ``objects`` made a number: the integrator indexes it under no object and goes
+    on, and verify names the event."""
+    node = make_node(tmp_path / "jpn")
+    node.audit.checkpoint()
+    node.people.add("late", party="JPN", clearance="秘")  # appended, not yet integrated
+    index = node.store.audit_size() - 1
+    data = json.loads(node.store.audit_events(index, index + 1)[0].body)
+    node.store.close()
+    with sqlite3.connect(tmp_path / "jpn" / "node.db") as c:
+        c.execute("UPDATE audit_events SET body = ? WHERE idx = ?",
+                  (json.dumps({**data, "objects": 5}, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False), index))
+    result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "jpn")])
+    assert result.exit_code == 1, result.output
+    assert f"event {index}: its objects are not [id, version] pairs" in result.output
+    again = Node.open(tmp_path / "jpn")
+    try:
+        again.people.add("later", party="JPN", clearance="秘")
+        assert again.audit.integrate()[0] == again.store.audit_size() == index + 2
+    finally:
+        again.close()
+
+
 def test_many_ids_denied_at_once_make_one_event_per_originator_and_reason(
         node: Node) -> None:
     node.people.add("low", party="JPN", clearance="取扱注意")

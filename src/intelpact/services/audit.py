@@ -745,8 +745,9 @@ class AuditLog:
         self._commit.close()
         try:
             self.integrate(sign=False)
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            log.exception("audit integration at close failed")
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            log.error("audit integration at close failed: %s (intelpact audit verify DIR)",
+                      getattr(exc, "message", None) or exc)
 
 
 def verify_checkpoint_note(note: str, origin: str,
@@ -858,7 +859,10 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
         if size != cp.size:
             problems.append(f"checkpoint stored as size {cp.size} says size {size}")
         marks[size] = root
-    appended, integrated = store.audit_size(), store.audit_integrated()
+    # Every hash below this many events was stored when they were integrated (a signed
+    # checkpoint promises its size was): one missing is a deletion.
+    appended = store.audit_size()
+    integrated = max([store.audit_integrated(), *marks])
     size = 0  # leaves rebuilt so far, contiguous from 0
     frontier: list[bytes] = []
     broken = False  # a gap: the tree cannot be rebuilt past it
@@ -880,6 +884,10 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
                 named[row.index] = objects_named(data)
             leaf = leaf_hash(row.body.encode("utf-8"))
             have = stored_leaves.get((0, row.index))
+            if have is None and row.index < integrated:
+                bad.add((0, row.index))
+                problems.append(f"the leaf hash of event {row.index} is missing from the "
+                                "stored tree: it was deleted")
             if have is not None and have != leaf:
                 bad.add((0, row.index))
                 problems.append(f"event {row.index} was altered: its body no longer hashes "
@@ -903,12 +911,16 @@ def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
         stored = store.audit_nodes([(lvl, i) for lvl, i, _ in upper])
         for lvl, i, h in upper:
             have = stored.get((lvl, i))
+            lo, hi = i << lvl, (i + 1) << lvl
+            if have is None and hi <= integrated:
+                bad.add((lvl, i))
+                problems.append(f"the stored hash of the subtree over events {lo}..{hi - 1} "
+                                "is missing: it was deleted")
             if have is None or have == h:
                 continue
             bad.add((lvl, i))
             if (lvl - 1, 2 * i) in bad or (lvl - 1, 2 * i + 1) in bad:
                 continue  # follows from an altered event or subtree below
-            lo, hi = i << lvl, (i + 1) << lvl
             problems.append(f"the stored hash of the subtree over events {lo}..{hi - 1} was "
                             "altered")
         problems.extend(_check_refs(named, store.audit_refs(start, start + chunk)))
@@ -956,6 +968,19 @@ def _check_refs(want: Mapping[int, set[str]], stored: Iterable[tuple[str, int]]
                    f"object(s) its body does not name ({min(extra)}…)")
 
 
+def _malformed(data: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields of an event body that its readers index into
+    (``objects``: [id, version] pairs; ``person``: an object), or None."""
+    objects = data.get("objects", [])
+    if not isinstance(objects, list) or not all(
+            isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) for x in o)
+            for o in objects):
+        return "its objects are not [id, version] pairs"
+    if "person" in data and not isinstance(data["person"], dict):
+        return "its person is not a JSON object"
+    return None
+
+
 _NOT_JSON = object()
 
 
@@ -976,6 +1001,9 @@ def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
         return
     if canonical(data) != row.body:
         yield f"event {row.index}: body is not in canonical form"
+    shape = _malformed(data)
+    if shape is not None:
+        yield f"event {row.index}: {shape}"
     person = data.get("person")
     who = person.get("id") if isinstance(person, dict) else data.get("subject")
     checks = (("at", row.at, data.get("at")), ("kind", row.kind, data.get("kind")),

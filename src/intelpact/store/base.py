@@ -428,6 +428,8 @@ def event_object_ids(body: str) -> set[str]:
 def objects_named(event: Any) -> set[str]:
     """``event_object_ids`` of an event body decoded already."""
     found = event.get("objects", []) if isinstance(event, dict) else []
+    if not isinstance(found, list):  # altered before it was integrated: indexed under none
+        return set()
     return {o[0] for o in found if isinstance(o, list) and o and isinstance(o[0], str)}
 
 
