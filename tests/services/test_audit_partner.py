@@ -17,11 +17,11 @@ from test_federation import pair, people, publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, encode_hash
+from intelpact.services.audit import AuditError, canonical, encode_hash
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
-from intelpact.store.base import AuditFilter, Query
+from intelpact.store.base import AuditEvent, AuditFilter, Query, timestamp, utc_now
 
 from helpers import make_node, serving_federation
 
@@ -177,6 +177,22 @@ def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
     newer = max(h[0] for h in jpn.store.partner_checkpoints("NZL"))
     assert size == newer > first and events
     assert len(asked) == 2 and f"known={first}" in asked[0] and f"known={newer}" in asked[1]
+
+
+@pytest.mark.parametrize("fields", [{"objects": [7]}, {"objects": {"a": 1}},
+                                    {"objects": [[]]}, {"person": "p-1"}])
+def test_a_partner_event_of_the_wrong_shape_is_refused_with_the_reason(
+        jpn_nzl: tuple[Node, Node], fields: dict[str, Any]) -> None:
+    """Signed and proven in the partner's log, but not what ``audit partner`` reads."""
+    jpn, nzl = jpn_nzl
+    at = timestamp(utc_now())
+    body = canonical({"v": 1, "at": at, "kind": "read", "node": "NZL", "originator": "JPN",
+                      **fields})
+    nzl.audit.record(AuditEvent(at, "read", body, None, None, "JPN"))
+    with serving_federation(jpn), serving_federation(nzl):
+        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+    assert result.exit_code == 2, (result.output, result.exception)  # an error, no traceback
+    assert "NZL sent event" in result.output and "which is malformed: its " in result.output
 
 
 def _branch(nzl: Node, known: int, grow: int, tag: str) -> dict[str, Any]:

@@ -650,12 +650,16 @@ class AuditLog:
     def check_partner_events(self, party: str, size: int, root: bytes,
                              answer: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The events of a partner-audit answer, each proven included in the tree
-        (``size``, ``root``) and about an object this node originated."""
+        (``size``, ``root``), about an object this node originated, and of the shape its
+        readers index into (``objects`` [id, version] pairs, ``person`` an object)."""
         out: list[dict[str, Any]] = []
         for index, data in _proven(party, size, root, answer.get("events", [])):
             if data.get("node") != party or data.get("originator") != self.party:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
                                  f"an object {self.party} originated")
+            shape = _malformed(data)
+            if shape is not None:  # signed, but what would be shown of it is not there
+                raise AuditError(f"{party} sent event {index}, which is malformed: {shape}")
             out.append({"index": index, **data})
         return out
 
