@@ -488,7 +488,7 @@ class Federation:
         # an object citing a definition refused here is refused too: labelled with the
         # definition this node holds under that id, it would not be marked as its
         # originator marked it (perhaps lower)
-        refused = {r.object_id: r.message for r in results if not r.ok}
+        unlearnt = {r.object_id: r.message for r in results if not r.ok}
         checked = [self._check_object(sender, collection_id, item, tokens, problems)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
@@ -528,12 +528,12 @@ class Federation:
         here = {new.object_id for new, _ in pending}
         holds: dict[str, bool] = {}
         for new, outcome in accepted:
-            bad = next((ref for ref in new.marking_refs if ref in refused), None)
+            bad = next((ref for ref in new.marking_refs if ref in unlearnt), None)
             missing = self._unheld(new.marking_refs, here, holds) if bad is None else None
             if bad is not None:
                 results.append(Received(new.object_id, new.version, False, (
                     f"it cites marking-definition {bad}, which was refused with it: "
-                    f"{refused[bad]}")))
+                    f"{unlearnt[bad]}")))
             elif missing is None:
                 pending.append((new, outcome))
             else:
