@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,26 @@ T0 = "2026-11-01T00:00:00.000Z"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def node_ports() -> dict[str, int]:
+    """``Node.create``'s port and federation_port: two different free ports."""
+    port, federation_port = free_ports(2)
+    return {"port": port, "federation_port": federation_port}
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different ports free on 127.0.0.1 now. Each socket stays bound until all
+    are chosen: a port just released may be handed out again at once (two calls of
+    ``free_port`` gave a node the same TAXII and federation port, refused by its config)."""
+    with ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 @contextmanager
@@ -80,7 +97,7 @@ def make_node(path: Path, party: str = "JPN", agreement: str = "jpn-nzl.toml",
               tls: bool = False, database: str | None = None) -> Node:
     """A fresh node in ``path``; ``database`` defaults to test_database()."""
     return Node.create(path, party=party, agreement_file=AGREEMENTS / agreement, tls=tls,
-                       port=free_port(), federation_port=free_port(),
+                       **node_ports(),
                        database=database if database is not None else test_database())
 
 

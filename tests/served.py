@@ -40,7 +40,7 @@ from intelpact.services.federation import _public, make_card, verify_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import object_version
 
-from helpers import AGREEMENTS, T0, free_port, proc_stat
+from helpers import AGREEMENTS, T0, free_ports, proc_stat
 
 EXE = Path(sys.executable).parent / "intelpact"
 TAXII = "application/taxii+json;version=2.1"
@@ -198,7 +198,7 @@ class Pair:
         self.envs: dict[str, dict[str, str]] = {}
         nodes = {}
         for party in PARTIES:
-            port, fed = free_port(), free_port()
+            port, fed = free_ports(2)
             where = (dirs or {}).get(party, base / party.lower())
             node = Node.create(where, party=party, agreement_file=AGREEMENT,
                                tls=False, port=port, federation_port=fed,

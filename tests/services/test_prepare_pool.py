@@ -27,7 +27,7 @@ from intelpact.services.node import Node
 from intelpact.services.prepare import MIN_OBJECTS, Preparer, prepare
 from intelpact.services.publish import MarkingRequest
 
-from helpers import AGREEMENTS, alive, children, free_port, indicator, stix_id
+from helpers import AGREEMENTS, alive, children, indicator, node_ports, stix_id
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MARKING = MarkingRequest("秘", ("NZL",))
@@ -39,7 +39,7 @@ def twins(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     """Two copies of one node (same key, same collection, same people): what one stores
     through the pool, the other stores in its own process. SQLite: the copy is a file."""
     first = Node.create(tmp_path / "a", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
-                        tls=False, port=free_port(), federation_port=free_port())
+                        tls=False, **node_ports())
     first.people.add("aki", party="JPN", clearance="極秘", caveats=["JPNEO"],
                      communities=["MARITIME"], roles=["analyst", "publisher"])
     first.close()
@@ -150,7 +150,7 @@ def test_a_killed_pool_process_loses_nothing(twins: tuple[Node, Node]) -> None:
 
 def test_small_publications_and_a_disabled_pool_stay_here(tmp_path: Path) -> None:
     node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
-                       tls=False, port=free_port(), federation_port=free_port())
+                       tls=False, **node_ports())
     try:
         assert not node.preparer.start(timeout=1)  # not enabled
         node.preparer.enable(2)
@@ -175,7 +175,7 @@ def test_prepare_refuses_what_the_validator_refuses() -> None:
 @pytest.mark.parametrize("value", ["2", -1, 65, True, 1.5])
 def test_ingest_processes_is_checked(tmp_path: Path, value: Any) -> None:
     node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
-                       tls=False, port=free_port(), federation_port=free_port())
+                       tls=False, **node_ports())
     node.close()
     path = tmp_path / "n" / "node.toml"
     path.write_text(path.read_text() + f"ingest_processes = {json.dumps(value)}\n")
@@ -185,7 +185,7 @@ def test_ingest_processes_is_checked(tmp_path: Path, value: Any) -> None:
 
 def test_ingest_processes_round_trips(tmp_path: Path) -> None:
     node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
-                       tls=False, port=free_port(), federation_port=free_port())
+                       tls=False, **node_ports())
     node.close()
     path = tmp_path / "n" / "node.toml"
     assert load_config(tmp_path / "n").ingest_processes is None
@@ -262,7 +262,7 @@ def test_serve_starts_each_pool_before_listening_and_ends_it(tmp_path: Path,
     from helpers import stop_group
 
     node = Node.create(tmp_path / "n", party="JPN", agreement_file=AGREEMENTS / "jpn-nzl.toml",
-                       tls=False, port=free_port(), federation_port=free_port())
+                       tls=False, **node_ports())
     node.people.add("aki", party="JPN", clearance="極秘", roles=["analyst", "publisher"],
                     password="pool-test-password")
     cid, port = node.default_collection().collection_id, node.config.port
