@@ -16,14 +16,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..store.base import BadCursor
-from .keys import KeyFileError, write_private_file
+from .keys import node_secret
 
 NONCE = 12
 PAD = 32  # bytes: every cursor of the store (at most 31) seals to the same length
@@ -42,13 +41,7 @@ class Cursors:
         first use: by ``intelpact init``, or when an older node is next opened. Every
         worker of ``serve --workers`` reads the same file, so a cursor from one is
         good at another."""
-        if not path.exists():
-            try:
-                write_private_file(path, secrets.token_hex(32).encode())
-            except KeyFileError:
-                if not path.exists():
-                    raise
-        return cls(bytes.fromhex(path.read_text().strip()))
+        return cls(bytes.fromhex(node_secret(path)))
 
     def seal(self, cursor: str, person: str) -> str:
         nonce = os.urandom(NONCE)

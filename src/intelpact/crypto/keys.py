@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -55,6 +56,19 @@ def write_private_file(path: Path, data: bytes) -> None:
         path.unlink(missing_ok=True)
         raise KeyFileError(f"{path}: cannot write: {exc.strerror}",
                            hint="check free space and permissions") from None
+
+
+def node_secret(path: Path) -> str:
+    """A secret of the node (32 random bytes, hex; mode 0600 like its keys) kept in
+    ``path``, made on first use. Processes of one node that make it at once agree: the
+    one whose creation finds the file there reads the other's."""
+    if not path.exists():
+        try:
+            write_private_file(path, secrets.token_hex(32).encode())
+        except KeyFileError:
+            if not path.exists():
+                raise
+    return path.read_text(encoding="ascii").strip()
 
 
 def generate_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,7 +47,7 @@ from ..crypto.checkpoint import (
     sign_note,
     verify_note,
 )
-from ..crypto.keys import write_private_file
+from ..crypto.keys import node_secret
 from ..crypto.merkle import (
     Coord,
     ProofError,
@@ -169,9 +168,7 @@ class Pseudonyms:
     @classmethod
     def from_file(cls, path: Path) -> Pseudonyms:
         """The node's secret, made on first use (mode 0600, like the node's keys)."""
-        if not path.exists():
-            write_private_file(path, secrets.token_hex(32).encode())
-        return cls(path.read_bytes().strip())
+        return cls(node_secret(path).encode("ascii"))
 
     def of(self, name: str, party: str | None = None) -> str:
         """``name``'s pseudonym here, or as ``party`` is shown it."""
