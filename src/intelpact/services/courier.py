@@ -223,6 +223,18 @@ class Courier:
             done += 1
         return done
 
+    def _fetch(self, peer: PeerRecord, target: str, what: str) -> Any:
+        """GET ``target`` from ``peer``: its JSON answer, or FederationError saying that
+        it cannot be reached or that it refused ``what``."""
+        try:
+            response = self._request(peer, "GET", target)
+        except httpx.HTTPError as exc:
+            raise _unreachable(peer, exc) from None
+        if response.status_code != 200:
+            raise FederationError(f"{peer.party} refused {what}: {response.status_code} "
+                                  f"{response.text[:300]}")
+        return response.json()
+
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
         """Fetch and receive one page of what ``party`` released to us."""
@@ -230,15 +242,9 @@ class Courier:
         if peer is None:
             return 0
         cursor = self.node.store.pull_cursor(party)
-        target = f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}"
-        try:
-            response = self._request(peer, "GET", target)
-        except httpx.HTTPError as exc:
-            raise _unreachable(peer, exc) from None
-        if response.status_code != 200:
-            raise FederationError(f"{party} refused the pull: {response.status_code} "
-                                  f"{response.text[:300]}")
-        page: dict[str, Any] = response.json()
+        page: dict[str, Any] = self._fetch(
+            peer, f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}",
+            "the pull")
         objects = page.get("objects", [])
         received = 0
         if objects:
@@ -267,15 +273,9 @@ class Courier:
         while True:
             held = self.node.store.partner_checkpoints(party)
             known = max((h[0] for h in held), default=0)
-            target = f"/federation/audit?after={after}&limit={limit}&known={known}"
-            try:
-                response = self._request(peer, "GET", target)
-            except httpx.HTTPError as exc:
-                raise _unreachable(peer, exc) from None
-            if response.status_code != 200:
-                raise FederationError(f"{party} refused the audit request: "
-                                      f"{response.status_code} {response.text[:300]}")
-            answer = response.json()
+            answer = self._fetch(
+                peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
+                "the audit request")
             try:
                 size, root = audit.witness(party, self.node.federation.keys_of(party).values(),
                                            answer, known=known)
