@@ -45,7 +45,6 @@ from .base import (
     ConsentRecord,
     Dissemination,
     HeldCheck,
-    MarkingConflict,
     NewObject,
     Notice,
     Page,
@@ -63,7 +62,6 @@ from .base import (
     StoreUnavailable,
     label_from_key,
     label_key,
-    marking_differs,
     timestamp,
     utc_now,
 )
@@ -77,6 +75,7 @@ from .sqlite import (
     _RUN_SIZES,
     MAX_ATTEMPTS,
     _add_compromise,
+    _add_markings,
     _add_notice,
     _add_onward,
     _add_partner_checkpoint,
@@ -398,23 +397,6 @@ class PostgresStore(Store):
         return Collection(*row) if row else None
 
     # -- objects ---------------------------------------------------------------------
-    @staticmethod
-    def _add_markings(c: psycopg.Connection[Any], markings: Iterable[tuple[str, str]]) -> None:
-        """Store marking-definitions (id, body), first in a write transaction (writers are
-        serialised): one whose id holds a different body already (stored by another
-        process meanwhile) raises :class:`MarkingConflict`, so nothing of it is stored."""
-        conflicts = []
-        for marking_id, body in markings:
-            if c.execute("INSERT INTO markings (marking_id, body) VALUES (%s, %s) "
-                         "ON CONFLICT (marking_id) DO NOTHING", (marking_id, body)).rowcount:
-                continue
-            stored = c.execute("SELECT body FROM markings WHERE marking_id = %s",
-                               (marking_id,)).fetchone()
-            if stored is None or marking_differs(stored[0], body):
-                conflicts.append(marking_id)
-        if conflicts:
-            raise MarkingConflict(conflicts)
-
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
                     release: Callable[[NewObject], Iterable[str]] | None = None,
@@ -427,7 +409,7 @@ class PostgresStore(Store):
             if c.execute("SELECT 1 FROM collections WHERE collection_id = %s",
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
-            self._add_markings(c, markings)
+            _add_markings(c, "%s", markings)
             # date_added increases with seq, so the newest row has the latest date_added
             # (and the primary key finds it without a scan).
             last = c.execute("SELECT date_added FROM objects ORDER BY seq DESC LIMIT 1"

@@ -312,23 +312,6 @@ class SQLiteStore(Store):
         return Collection(*row) if row else None
 
     # -- objects ---------------------------------------------------------------------
-    @staticmethod
-    def _add_markings(c: sqlite3.Connection, markings: Iterable[tuple[str, str]]) -> None:
-        """Store marking-definitions (id, body), first in a write transaction (writers are
-        serialised): one whose id holds a different body already (stored by another
-        process meanwhile) raises :class:`MarkingConflict`, so nothing of it is stored."""
-        conflicts = []
-        for marking_id, body in markings:
-            if c.execute("INSERT INTO markings (marking_id, body) VALUES (?, ?) "
-                         "ON CONFLICT (marking_id) DO NOTHING", (marking_id, body)).rowcount:
-                continue
-            stored = c.execute("SELECT body FROM markings WHERE marking_id = ?",
-                               (marking_id,)).fetchone()
-            if stored is None or marking_differs(stored[0], body):
-                conflicts.append(marking_id)
-        if conflicts:
-            raise MarkingConflict(conflicts)
-
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
                     release: Callable[[NewObject], Iterable[str]] | None = None,
@@ -350,7 +333,7 @@ class SQLiteStore(Store):
             if c.execute("SELECT 1 FROM collections WHERE collection_id = ?",
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
-            self._add_markings(c, markings)
+            _add_markings(c, "?", markings)
             # The latest date_added of all: per collection, each the last entry of
             # objects_by_added (a plain max(date_added) scans that whole index, ~45 ms
             # at 300,000 objects, for every batch).
@@ -953,6 +936,24 @@ _NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, de
 # Outbox rows that may still leave: not a tombstone here, not recalled from that party.
 _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
                  "r.object_id = o.object_id AND r.party = b.party)")
+
+
+def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> None:
+    """Store marking-definitions (id, body), first in a write transaction (writers are
+    serialised; both dialects): one whose id holds a different body already (stored by
+    another process meanwhile) raises :class:`MarkingConflict`, so nothing of it is
+    stored."""
+    conflicts = []
+    for marking_id, body in markings:
+        if c.execute(f"INSERT INTO markings (marking_id, body) VALUES ({mark}, {mark}) "  # noqa: S608
+                     "ON CONFLICT (marking_id) DO NOTHING", (marking_id, body)).rowcount:
+            continue
+        stored = c.execute(f"SELECT body FROM markings WHERE marking_id = {mark}",  # noqa: S608
+                           (marking_id,)).fetchone()
+        if stored is None or marking_differs(stored[0], body):
+            conflicts.append(marking_id)
+    if conflicts:
+        raise MarkingConflict(conflicts)
 
 
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
