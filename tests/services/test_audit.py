@@ -401,13 +401,13 @@ def test_the_node_never_signs_a_tree_inconsistent_with_its_last_checkpoint(
         node: Node, tmp_path: Path) -> None:
     _people(node, 6)
     node.audit.checkpoint()
-    _people(node, 2, start=6)
     node.close()
     db = tmp_path / "jpn" / "node.db"
     with sqlite3.connect(db) as c:  # an insider rewrites an integrated subtree hash
         c.execute("UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0")
     again = Node.open(tmp_path / "jpn")
     try:
+        _people(again, 2, start=6)
         with pytest.raises(AuditError, match="refusing to sign"):
             again.audit.checkpoint()
         assert len(again.store.checkpoints()) == 1
@@ -577,6 +577,18 @@ def test_a_deleted_event_is_caught(logged: Path, tmp_path: Path) -> None:
 def test_a_truncated_log_is_caught(logged: Path, tmp_path: Path) -> None:
     problems = _tampered(logged, tmp_path, "DELETE FROM audit_events WHERE idx >= 10")
     assert any("beyond the 10 events stored" in p for p in problems)
+
+
+def test_the_last_events_before_a_close_cannot_be_cut_unseen(node: Node, tmp_path: Path) -> None:
+    """A command's events (opened, acted, closed: no server signing every 10 s) are
+    signed at close, so cutting them from the end shows, as anywhere else."""
+    node.audit.checkpoint()
+    _people(node, 3)
+    node.close()
+    appended = node.store.audit_size()
+    problems = _tampered(tmp_path / "jpn", tmp_path,
+                         f"DELETE FROM audit_events WHERE idx = {appended - 1}")
+    assert any(f"beyond the {appended - 1} events stored" in p for p in problems)
 
 
 def test_reordered_events_are_caught(logged: Path, tmp_path: Path) -> None:

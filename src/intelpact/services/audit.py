@@ -745,7 +745,9 @@ class AuditLog:
             self._worker = None
         self._commit.close()
         try:
-            self.integrate(sign=False)
+            # Signed, so events appended since the last checkpoint (a CLI command's, or a
+            # server's last seconds) cannot be cut from the end unseen while it is down.
+            self.integrate(sign=True)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.error("audit integration at close failed: %s (intelpact audit verify DIR)",
                       getattr(exc, "message", None) or exc)
