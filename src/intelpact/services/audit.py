@@ -58,9 +58,9 @@ from ..crypto.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ..errors import IntelpactError
 from ..model.decisions import Person
 from ..store.base import (
+    AuditError,
     AuditEvent,
     AuditFilter,
     AuditRecord,
@@ -121,10 +121,6 @@ KINDS = {
     "compromise-ack": "a compromise report was acknowledged",
     "compromise-close": "a compromise report was closed",
 }
-
-
-class AuditError(IntelpactError):
-    """The audit log could not record, prove or verify."""
 
 
 class CheckpointsCrossed(AuditError):
@@ -353,6 +349,8 @@ class _GroupCommit:
 def _append_error(exc: BaseException) -> BaseException:
     """What an append that failed raises: the store's full or unavailable as they are
     (507, 503), anything else as the audit log's error (the act was not done)."""
+    if isinstance(exc, AuditError):  # the store's: it says so already
+        return AuditError(exc.message, hint=exc.hint)
     if isinstance(exc, StoreFull):
         return StoreFull(exc.message, hint=exc.hint)
     if isinstance(exc, StoreUnavailable):
@@ -709,9 +707,11 @@ class AuditLog:
         return size, root, out
 
     def alert(self, kind: str, party: str | None, detail: str, **fields: Any) -> None:
-        """Raise an alert for the security officer, and audit it."""
-        self.store.raise_alert(kind, party, detail, timestamp(utc_now()))
-        self.record(self.event("alert", party=party, alert=kind, detail=detail, **fields))
+        """Raise an alert for the security officer, and audit it, in one transaction: an
+        alert is never raised unrecorded, nor recorded unraised."""
+        self.store.raise_alert(kind, party, detail, timestamp(utc_now()),
+                               [self.event("alert", party=party, alert=kind, detail=detail,
+                                           **fields)])
         log.error("ALERT %s %s: %s", kind, party or "", detail)
 
     # -- background ---------------------------------------------------------------------

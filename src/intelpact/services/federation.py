@@ -335,10 +335,10 @@ class Federation:
     def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
         """Pin a partner from its card; queue everything already releasable to it."""
         peer = check_card(card, self.me, self.policy.agreement.parties)
-        self.store.add_peer(peer)
-        self.audit.record(self.audit.event("peer-add", party=peer.party, actor=operator(),
-                                           url=peer.url, key_id=peer.key_id,
-                                           tls_fingerprint=peer.tls_fingerprint))
+        self.store.add_peer(peer, [self.audit.event("peer-add", party=peer.party,
+                                                    actor=operator(), url=peer.url,
+                                                    key_id=peer.key_id,
+                                                    tls_fingerprint=peer.tls_fingerprint)])
         labels = self.store.labels()
         queued = self.store.enqueue(peer.party,
                                     lambda row: self._may_release(labels[row.banner_id],
@@ -564,12 +564,11 @@ class Federation:
                     results.append(Received(new.object_id, added.version, ok, added.message,
                                             new.body_hash if ok else ""))
         when = timestamp(utc_now())
-        refused = [r for r in results if not r.ok]
-        for result in refused:
-            self.store.add_refusal(sender, result.object_id, result.message, when)
-        self.audit.record(*(self.audit.event(
-            "refuse", party=sender, actor=sender, objects=[(r.object_id, r.version or "")],
-            reason=r.message) for r in refused))
+        for r in results:  # each refusal kept with its event, in one transaction
+            if not r.ok:
+                self.store.add_refusal(sender, r.object_id, r.message, when, [self.audit.event(
+                    "refuse", party=sender, actor=sender,
+                    objects=[(r.object_id, r.version or "")], reason=r.message)])
         receipt = {"receiver": self.me.party, "sender": sender, "received": when,
                    "agreement": self.me.agreement_hash,
                    "objects": [{"id": r.object_id, "version": r.version,

@@ -3,7 +3,9 @@
 A person's party, clearance, caveats and communities are checked against the
 agreement when they are added (through the model's Policy.person), so a stored
 person always makes sense to the decision code. Passwords are kept as argon2
-hashes, tokens only as SHA-256 digests. Failed logins are throttled per name
+hashes, tokens only as SHA-256 digests. Each change (a person added or revoked, a
+password set, tokens issued or revoked) is stored with its audit event in one
+transaction: none is done unrecorded. Failed logins are throttled per name
 and per client address, and unknown bearer tokens per client address. Every failure
 is audited; once a name or client is locked out, its refusals are recorded at most
 once every ``RECORD_EVERY`` seconds, each record saying how many refusals it stands
@@ -128,11 +130,10 @@ class People:
                               tuple(sorted(set(communities))), tuple(sorted(set(roles))),
                               hash_password(password) if password else None,
                               timestamp(utc_now()))
-        self.store.add_person(record)
-        self.audit.record(self.audit.event(
+        self.store.add_person(record, [self.audit.event(
             "person-add", name=name, actor=operator(), nationality=party,
             clearance=record.clearance, caveats=list(record.caveats),
-            communities=list(record.communities), roles=list(record.roles)))
+            communities=list(record.communities), roles=list(record.roles))])
         return record
 
     def get(self, name: str) -> PersonRecord:
@@ -156,10 +157,10 @@ class People:
 
     def revoke(self, name: str) -> None:
         self.get(name)
-        if not self.store.revoke_person(name, timestamp(utc_now())):
+        if not self.store.revoke_person(name, timestamp(utc_now()), [self.audit.event(
+                "person-revoke", name=name, actor=operator())]):
             raise PeopleError(f"{name} is already revoked")
         self._forget(name)
-        self.audit.record(self.audit.event("person-revoke", name=name, actor=operator()))
 
     def set_password(self, name: str, password: str) -> None:
         """Replace a person's password; logins with the old one stop at once."""
@@ -167,9 +168,9 @@ class People:
         if record.revoked:
             raise PeopleError(f"{name} is revoked: the password cannot be changed")
         _check_password(password)
-        self.store.set_password(name, hash_password(password))
+        self.store.set_password(name, hash_password(password), [self.audit.event(
+            "password-set", name=name, actor=operator())])
         self._forget(name)
-        self.audit.record(self.audit.event("password-set", name=name, actor=operator()))
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -180,21 +181,20 @@ class People:
         if record.revoked:
             raise PeopleError(f"{name} is revoked: no tokens can be issued")
         token = new_token()
-        self.store.add_token(token_digest(token), name, label, timestamp(utc_now()))
-        self.audit.record(self.audit.event("token-issue", name=name, actor=operator(),
-                                           token=token_digest(token)[:16]))
+        self.store.add_token(token_digest(token), name, label, timestamp(utc_now()),
+                             [self.audit.event("token-issue", name=name, actor=operator(),
+                                               token=token_digest(token)[:16])])
         return token
 
     def revoke_tokens(self, name: str, token: str | None = None) -> int:
         self.get(name)
         with self._lock:
             self._verified.clear()
-        count = self.store.revoke_tokens(name, timestamp(utc_now()),
-                                         token_digest(token) if token else None)
-        self.audit.record(self.audit.event(
-            "token-revoke", name=name, actor=operator(), count=count,
-            token=token_digest(token)[:16] if token else None))
-        return count
+        return self.store.revoke_tokens(
+            name, timestamp(utc_now()), token_digest(token) if token else None,
+            lambda count: [self.audit.event(
+                "token-revoke", name=name, actor=operator(), count=count,
+                token=token_digest(token)[:16] if token else None)])
 
     # -- authentication ------------------------------------------------------------------
     def login(self, name: str, password: str, client: str = "") -> Principal:

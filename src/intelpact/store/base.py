@@ -30,6 +30,12 @@ class StoreError(IntelpactError):
     """The store could not do what was asked (conflict, bad cursor, missing collection...)."""
 
 
+class AuditError(IntelpactError):
+    """The audit log could not record, prove or verify. Defined beside the store, which
+    raises it too: an act whose audit events could not be appended in the act's own
+    transaction was rolled back, not done (services/audit.py re-exports it)."""
+
+
 class BadCursor(StoreError):
     """A ``next`` value that this store did not issue for this query."""
 
@@ -610,7 +616,9 @@ class Store(abc.ABC):
 
     # people and tokens ----------------------------------------------------------------
     @abc.abstractmethod
-    def add_person(self, person: PersonRecord) -> None: ...
+    def add_person(self, person: PersonRecord, audit: Sequence[AuditEvent] = ()) -> None:
+        """Add ``person`` and append ``audit``, in one transaction (a name taken already:
+        StoreError, nothing changed)."""
 
     @abc.abstractmethod
     def person(self, name: str) -> PersonRecord | None: ...
@@ -619,14 +627,16 @@ class Store(abc.ABC):
     def people(self) -> list[PersonRecord]: ...
 
     @abc.abstractmethod
-    def revoke_person(self, name: str, when: str) -> bool:
-        """Revoke ``name`` and their tokens, and end their console sessions, in one
-        transaction; False if they were revoked already."""
+    def revoke_person(self, name: str, when: str, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Revoke ``name`` and their tokens, end their console sessions and append
+        ``audit``, in one transaction; False (and no event appended) if they were revoked
+        already."""
 
     @abc.abstractmethod
-    def set_password(self, name: str, password_hash: str) -> None:
-        """Replace ``name``'s password hash and end their console sessions, in one
-        transaction."""
+    def set_password(self, name: str, password_hash: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
+        """Replace ``name``'s password hash, end their console sessions and append
+        ``audit``, in one transaction."""
 
     # -- console sessions (interfaces/console/sessions.py) ---------------------------------
     @abc.abstractmethod
@@ -652,19 +662,26 @@ class Store(abc.ABC):
         """End every session of ``name``; how many there were."""
 
     @abc.abstractmethod
-    def add_token(self, digest: str, name: str, label: str, created: str) -> None: ...
+    def add_token(self, digest: str, name: str, label: str, created: str,
+                  audit: Sequence[AuditEvent] = ()) -> None:
+        """Keep a token's digest and append ``audit``, in one transaction."""
 
     @abc.abstractmethod
     def token_owner(self, digest: str) -> str | None:
         """The name of the person holding an unrevoked token with this digest."""
 
     @abc.abstractmethod
-    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int: ...
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None,
+                      audit: Callable[[int], Sequence[AuditEvent]] | None = None) -> int:
+        """Revoke ``name``'s unrevoked tokens (the one with ``digest``, if given) and
+        append the events ``audit`` makes of how many that was, in one transaction;
+        returns how many."""
 
     # federation ----------------------------------------------------------------------
     @abc.abstractmethod
-    def add_peer(self, peer: PeerRecord) -> None:
-        """Pin a partner (replacing an earlier card of the same party)."""
+    def add_peer(self, peer: PeerRecord, audit: Sequence[AuditEvent] = ()) -> None:
+        """Pin a partner (replacing an earlier card of the same party) and append
+        ``audit``, in one transaction."""
 
     @abc.abstractmethod
     def peers(self) -> list[PeerRecord]: ...
@@ -734,7 +751,10 @@ class Store(abc.ABC):
     def announcement_delivered(self, announcement_id: int, party: str, when: str) -> None: ...
 
     @abc.abstractmethod
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None: ...
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
+        """Keep what ``party`` sent that was refused, and why, and append ``audit``, in one
+        transaction."""
 
     @abc.abstractmethod
     def refusals(self) -> list[tuple[str, str, str, str]]: ...
@@ -811,7 +831,10 @@ class Store(abc.ABC):
         """(size, root, note, received) of every checkpoint kept for ``party``."""
 
     @abc.abstractmethod
-    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None: ...
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
+        """Raise an alert for the security officer and append ``audit``, in one
+        transaction."""
 
     @abc.abstractmethod
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:

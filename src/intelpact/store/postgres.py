@@ -79,7 +79,11 @@ from .sqlite import (
     _add_notice,
     _add_onward,
     _add_partner_checkpoint,
+    _add_peer,
+    _add_person,
     _add_pulled,
+    _add_refusal,
+    _add_token,
     _append_audit,
     _audit_select,
     _Clock,
@@ -98,7 +102,11 @@ from .sqlite import (
     _person,
     _purge,
     _queue_cited,
+    _raise_alert,
     _refs_select,
+    _revoke_person,
+    _revoke_tokens,
+    _set_password,
     _statements,
     _stored,
     _supersede_added,
@@ -537,19 +545,9 @@ class PostgresStore(Store):
         return StatusRecord(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
     # -- federation -------------------------------------------------------------------
-    def add_peer(self, peer: PeerRecord) -> None:
+    def add_peer(self, peer: PeerRecord, audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
-                      "(%s, %s, %s, %s) ON CONFLICT (party, key_id) DO NOTHING",
-                      (peer.party, peer.key_id, peer.public_key, peer.added))
-            c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "
-                      "tls_fingerprint, card, added) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                      "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
-                      "excluded.public_key, key_id = excluded.key_id, tls_cert = "
-                      "excluded.tls_cert, tls_fingerprint = excluded.tls_fingerprint, card = "
-                      "excluded.card, added = excluded.added",
-                      (peer.party, peer.url, peer.public_key, peer.key_id, peer.tls_cert,
-                       peer.tls_fingerprint, peer.card, peer.added))
+            _add_peer(c.cursor(), "%s", peer, audit)
 
     def peers(self) -> list[PeerRecord]:
         return [PeerRecord(*r) for r in self._all(
@@ -663,10 +661,10 @@ class PostgresStore(Store):
             c.execute("UPDATE key_deliveries SET delivered = %s WHERE announcement_id = %s AND "
                       "party = %s", (when, announcement_id, party))
 
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None:
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO refusals (party, object_id, reason, at) VALUES "
-                      "(%s, %s, %s, %s)", (party, object_id, reason, when))
+            _add_refusal(c.cursor(), "%s", party, object_id, reason, when, audit)
 
     def refusals(self) -> list[tuple[str, str, str, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in self._all(
@@ -732,10 +730,10 @@ class PostgresStore(Store):
         with self._read() as conn:
             return _partner_checkpoints(conn.cursor(), "%s", party)
 
-    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO alerts (kind, party, detail, raised) VALUES "
-                      "(%s, %s, %s, %s)", (kind, party, detail, when))
+            _raise_alert(c.cursor(), "%s", kind, party, detail, when, audit)
 
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
@@ -877,18 +875,9 @@ class PostgresStore(Store):
     _PEOPLE = ("SELECT name, party, clearance, caveats, communities, roles, password_hash, "
                "created, revoked FROM people")
 
-    def add_person(self, person: PersonRecord) -> None:
+    def add_person(self, person: PersonRecord, audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            if c.execute("SELECT 1 FROM people WHERE name = %s", (person.name,)).fetchone():
-                raise StoreError(f"a person named {person.name!r} already exists",
-                                 hint="choose another name; names are never reused")
-            c.execute("INSERT INTO people (name, party, clearance, caveats, communities, roles, "
-                      "password_hash, created, revoked) VALUES "
-                      "(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                      (person.name, person.party, person.clearance,
-                       json.dumps(list(person.caveats)), json.dumps(list(person.communities)),
-                       json.dumps(list(person.roles)), person.password_hash, person.created,
-                       person.revoked))
+            _add_person(c.cursor(), "%s", person, audit)
 
     def person(self, name: str) -> PersonRecord | None:
         row = self._one(self._PEOPLE + " WHERE name = %s", (name,))
@@ -897,21 +886,14 @@ class PostgresStore(Store):
     def people(self) -> list[PersonRecord]:
         return [_person(r) for r in self._all(self._PEOPLE + " ORDER BY name")]
 
-    def revoke_person(self, name: str, when: str) -> bool:
+    def revoke_person(self, name: str, when: str, audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            cur = c.execute("UPDATE people SET revoked = %s WHERE name = %s AND revoked IS NULL",
-                            (when, name))
-            changed = cur.rowcount > 0
-            c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND revoked IS NULL",
-                      (when, name))
-            c.execute("DELETE FROM sessions WHERE name = %s", (name,))
-            return changed
+            return _revoke_person(c.cursor(), "%s", name, when, audit)
 
-    def set_password(self, name: str, password_hash: str) -> None:
+    def set_password(self, name: str, password_hash: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("UPDATE people SET password_hash = %s WHERE name = %s",
-                      (password_hash, name))
-            c.execute("DELETE FROM sessions WHERE name = %s", (name,))
+            _set_password(c.cursor(), "%s", name, password_hash, audit)
 
     # -- console sessions --------------------------------------------------------------
     def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
@@ -940,10 +922,10 @@ class PostgresStore(Store):
         with self._write() as c:
             return int(c.execute("DELETE FROM sessions WHERE name = %s", (name,)).rowcount)
 
-    def add_token(self, digest: str, name: str, label: str, created: str) -> None:
+    def add_token(self, digest: str, name: str, label: str, created: str,
+                  audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO tokens (digest, name, label, created) VALUES "
-                      "(%s, %s, %s, %s)", (digest, name, label, created))
+            _add_token(c.cursor(), "%s", digest, name, label, created, audit)
 
     def token_owner(self, digest: str) -> str | None:
         row = self._one("SELECT t.name FROM tokens t JOIN people p ON p.name = t.name "
@@ -951,15 +933,10 @@ class PostgresStore(Store):
                         (digest,))
         return str(row[0]) if row else None
 
-    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int:
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None,
+                      audit: Callable[[int], Sequence[AuditEvent]] | None = None) -> int:
         with self._write() as c:
-            if digest is None:
-                cur = c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND revoked IS "
-                                "NULL", (when, name))
-            else:
-                cur = c.execute("UPDATE tokens SET revoked = %s WHERE name = %s AND digest = %s "
-                                "AND revoked IS NULL", (when, name, digest))
-            return cur.rowcount
+            return _revoke_tokens(c.cursor(), "%s", name, when, digest, audit)
 
 
 # -- the one query -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .base import (
     SHORT_TEXT,
     SHORT_TEXT_ROWS,
     AddResult,
+    AuditError,
     AuditEvent,
     AuditFilter,
     AuditRecord,
@@ -506,19 +507,9 @@ class SQLiteStore(Store):
         return StatusRecord(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
     # -- federation -------------------------------------------------------------------
-    def add_peer(self, peer: PeerRecord) -> None:
+    def add_peer(self, peer: PeerRecord, audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
-                      "(?, ?, ?, ?) ON CONFLICT (party, key_id) DO NOTHING",
-                      (peer.party, peer.key_id, peer.public_key, peer.added))
-            c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "
-                      "tls_fingerprint, card, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
-                      "excluded.public_key, key_id = excluded.key_id, tls_cert = "
-                      "excluded.tls_cert, tls_fingerprint = excluded.tls_fingerprint, card = "
-                      "excluded.card, added = excluded.added",
-                      (peer.party, peer.url, peer.public_key, peer.key_id, peer.tls_cert,
-                       peer.tls_fingerprint, peer.card, peer.added))
+            _add_peer(c, "?", peer, audit)
 
     def peers(self) -> list[PeerRecord]:
         return [PeerRecord(*r) for r in self._conn().execute(
@@ -632,10 +623,10 @@ class SQLiteStore(Store):
             c.execute("UPDATE key_deliveries SET delivered = ? WHERE announcement_id = ? AND "
                       "party = ?", (when, announcement_id, party))
 
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str) -> None:
+    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO refusals (party, object_id, reason, at) VALUES (?, ?, ?, ?)",
-                      (party, object_id, reason, when))
+            _add_refusal(c, "?", party, object_id, reason, when, audit)
 
     def refusals(self) -> list[tuple[str, str, str, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in self._conn().execute(
@@ -700,10 +691,10 @@ class SQLiteStore(Store):
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
         return _partner_checkpoints(self._conn(), "?", party)
 
-    def raise_alert(self, kind: str, party: str | None, detail: str, when: str) -> None:
+    def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
+                    audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO alerts (kind, party, detail, raised) VALUES (?, ?, ?, ?)",
-                      (kind, party, detail, when))
+            _raise_alert(c, "?", kind, party, detail, when, audit)
 
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
@@ -843,17 +834,9 @@ class SQLiteStore(Store):
                       "WHERE message_id = ?", (error, int(refused), message_id))
 
     # -- people -------------------------------------------------------------------------
-    def add_person(self, person: PersonRecord) -> None:
+    def add_person(self, person: PersonRecord, audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            if c.execute("SELECT 1 FROM people WHERE name = ?", (person.name,)).fetchone():
-                raise StoreError(f"a person named {person.name!r} already exists",
-                                 hint="choose another name; names are never reused")
-            c.execute("INSERT INTO people (name, party, clearance, caveats, communities, roles, "
-                      "password_hash, created, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (person.name, person.party, person.clearance,
-                       json.dumps(list(person.caveats)), json.dumps(list(person.communities)),
-                       json.dumps(list(person.roles)), person.password_hash, person.created,
-                       person.revoked))
+            _add_person(c, "?", person, audit)
 
     def person(self, name: str) -> PersonRecord | None:
         row = self._conn().execute("SELECT * FROM people WHERE name = ?", (name,)).fetchone()
@@ -862,20 +845,14 @@ class SQLiteStore(Store):
     def people(self) -> list[PersonRecord]:
         return [_person(r) for r in self._conn().execute("SELECT * FROM people ORDER BY name")]
 
-    def revoke_person(self, name: str, when: str) -> bool:
+    def revoke_person(self, name: str, when: str, audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            cur = c.execute("UPDATE people SET revoked = ? WHERE name = ? AND revoked IS NULL",
-                            (when, name))
-            c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL",
-                      (when, name))
-            c.execute("DELETE FROM sessions WHERE name = ?", (name,))
-            return cur.rowcount > 0
+            return _revoke_person(c, "?", name, when, audit)
 
-    def set_password(self, name: str, password_hash: str) -> None:
+    def set_password(self, name: str, password_hash: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("UPDATE people SET password_hash = ? WHERE name = ?",
-                      (password_hash, name))
-            c.execute("DELETE FROM sessions WHERE name = ?", (name,))
+            _set_password(c, "?", name, password_hash, audit)
 
     # -- console sessions --------------------------------------------------------------
     def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
@@ -905,10 +882,10 @@ class SQLiteStore(Store):
         with self._write() as c:
             return int(c.execute("DELETE FROM sessions WHERE name = ?", (name,)).rowcount)
 
-    def add_token(self, digest: str, name: str, label: str, created: str) -> None:
+    def add_token(self, digest: str, name: str, label: str, created: str,
+                  audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO tokens (digest, name, label, created) VALUES (?, ?, ?, ?)",
-                      (digest, name, label, created))
+            _add_token(c, "?", digest, name, label, created, audit)
 
     def token_owner(self, digest: str) -> str | None:
         row = self._conn().execute(
@@ -917,15 +894,10 @@ class SQLiteStore(Store):
             (digest,)).fetchone()
         return str(row[0]) if row else None
 
-    def revoke_tokens(self, name: str, when: str, digest: str | None = None) -> int:
+    def revoke_tokens(self, name: str, when: str, digest: str | None = None,
+                      audit: Callable[[int], Sequence[AuditEvent]] | None = None) -> int:
         with self._write() as c:
-            if digest is None:
-                cur = c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS "
-                                "NULL", (when, name))
-            else:
-                cur = c.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND digest = ? "
-                                "AND revoked IS NULL", (when, name, digest))
-            return cur.rowcount
+            return _revoke_tokens(c, "?", name, when, digest, audit)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -1032,6 +1004,93 @@ def _add_pulled(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str,
                 when: str, audit: Sequence[AuditEvent]) -> None:
     """``Store.add_pulled`` inside the caller's write transaction (both dialects)."""
     _disseminated(c, mark, party, objects, when, None, None)
+    _append_audit(c, audit, mark)
+
+
+# People, credentials, partners, refusals and alerts: shared by both backends, inside the
+# caller's write transaction (``mark`` is the dialect's placeholder), each with the audit
+# events of its act, so the act is never done unrecorded, nor recorded undone.
+def _add_person(c: Any, mark: str, person: PersonRecord, audit: Sequence[AuditEvent]) -> None:
+    if c.execute(f"SELECT 1 FROM people WHERE name = {mark}",  # noqa: S608
+                 (person.name,)).fetchone():
+        raise StoreError(f"a person named {person.name!r} already exists",
+                         hint="choose another name; names are never reused")
+    c.execute("INSERT INTO people (name, party, clearance, caveats, communities, roles, "  # noqa: S608
+              f"password_hash, created, revoked) VALUES ({', '.join([mark] * 9)})",
+              (person.name, person.party, person.clearance,
+               json.dumps(list(person.caveats)), json.dumps(list(person.communities)),
+               json.dumps(list(person.roles)), person.password_hash, person.created,
+               person.revoked))
+    _append_audit(c, audit, mark)
+
+
+def _revoke_person(c: Any, mark: str, name: str, when: str,
+                   audit: Sequence[AuditEvent]) -> bool:
+    changed = c.execute(f"UPDATE people SET revoked = {mark} WHERE name = {mark} AND "  # noqa: S608
+                        "revoked IS NULL", (when, name)).rowcount > 0
+    c.execute(f"UPDATE tokens SET revoked = {mark} WHERE name = {mark} AND revoked IS NULL",  # noqa: S608
+              (when, name))
+    c.execute(f"DELETE FROM sessions WHERE name = {mark}", (name,))  # noqa: S608
+    if changed:
+        _append_audit(c, audit, mark)
+    return bool(changed)
+
+
+def _set_password(c: Any, mark: str, name: str, password_hash: str,
+                  audit: Sequence[AuditEvent]) -> None:
+    c.execute(f"UPDATE people SET password_hash = {mark} WHERE name = {mark}",  # noqa: S608
+              (password_hash, name))
+    c.execute(f"DELETE FROM sessions WHERE name = {mark}", (name,))  # noqa: S608
+    _append_audit(c, audit, mark)
+
+
+def _add_token(c: Any, mark: str, digest: str, name: str, label: str, created: str,
+               audit: Sequence[AuditEvent]) -> None:
+    c.execute(f"INSERT INTO tokens (digest, name, label, created) VALUES ({mark}, {mark}, "  # noqa: S608
+              f"{mark}, {mark})", (digest, name, label, created))
+    _append_audit(c, audit, mark)
+
+
+def _revoke_tokens(c: Any, mark: str, name: str, when: str, digest: str | None,
+                   audit: Callable[[int], Sequence[AuditEvent]] | None) -> int:
+    if digest is None:
+        cur = c.execute(f"UPDATE tokens SET revoked = {mark} WHERE name = {mark} AND "  # noqa: S608
+                        "revoked IS NULL", (when, name))
+    else:
+        cur = c.execute(f"UPDATE tokens SET revoked = {mark} WHERE name = {mark} AND "  # noqa: S608
+                        f"digest = {mark} AND revoked IS NULL", (when, name, digest))
+    count = int(cur.rowcount)
+    if audit is not None:
+        _append_audit(c, audit(count), mark)
+    return count
+
+
+def _add_peer(c: Any, mark: str, peer: PeerRecord, audit: Sequence[AuditEvent]) -> None:
+    c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "  # noqa: S608
+              f"({mark}, {mark}, {mark}, {mark}) ON CONFLICT (party, key_id) DO NOTHING",
+              (peer.party, peer.key_id, peer.public_key, peer.added))
+    c.execute("INSERT INTO peers (party, url, public_key, key_id, tls_cert, "  # noqa: S608
+              f"tls_fingerprint, card, added) VALUES ({', '.join([mark] * 8)}) "
+              "ON CONFLICT (party) DO UPDATE SET url = excluded.url, public_key = "
+              "excluded.public_key, key_id = excluded.key_id, tls_cert = "
+              "excluded.tls_cert, tls_fingerprint = excluded.tls_fingerprint, card = "
+              "excluded.card, added = excluded.added",
+              (peer.party, peer.url, peer.public_key, peer.key_id, peer.tls_cert,
+               peer.tls_fingerprint, peer.card, peer.added))
+    _append_audit(c, audit, mark)
+
+
+def _add_refusal(c: Any, mark: str, party: str, object_id: str, reason: str, when: str,
+                 audit: Sequence[AuditEvent]) -> None:
+    c.execute(f"INSERT INTO refusals (party, object_id, reason, at) VALUES ({mark}, {mark}, "  # noqa: S608
+              f"{mark}, {mark})", (party, object_id, reason, when))
+    _append_audit(c, audit, mark)
+
+
+def _raise_alert(c: Any, mark: str, kind: str, party: str | None, detail: str, when: str,
+                 audit: Sequence[AuditEvent]) -> None:
+    c.execute(f"INSERT INTO alerts (kind, party, detail, raised) VALUES ({mark}, {mark}, "  # noqa: S608
+              f"{mark}, {mark})", (kind, party, detail, when))
     _append_audit(c, audit, mark)
 
 
@@ -1166,15 +1225,38 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
     placeholder. Returns the first new leaf index. Only the event rows are written here
     (the durable part a request waits for); the index of objects to events is written
     by the integrator (a page of 1,000 objects would cost 1,000 random index inserts)."""
-    row = c.execute("SELECT max(idx) FROM audit_events").fetchone()
-    first = 0 if row[0] is None else int(row[0]) + 1
-    if not events:
-        return first
-    q = ", ".join([mark] * 7)
-    c.executemany(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({q})",  # noqa: S608
-                  [(first + i, e.at, e.kind, e.person, e.party, e.originator, e.body)
-                   for i, e in enumerate(events)])
+    try:
+        row = c.execute("SELECT max(idx) FROM audit_events").fetchone()
+        first = 0 if row[0] is None else int(row[0]) + 1
+        if not events:
+            return first
+        q = ", ".join([mark] * 7)
+        c.executemany(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({q})",  # noqa: S608
+                      [(first + i, e.at, e.kind, e.person, e.party, e.originator, e.body)
+                       for i, e in enumerate(events)])
+    except Exception as exc:
+        if _left_to_the_store(exc):
+            raise
+        # The caller's transaction rolls back: an act whose events are refused is not done
+        raise AuditError(f"the audit log could not record: {_first_line(exc)}",
+                         hint="the act was not done; check the database and disk") from exc
     return first
+
+
+def _left_to_the_store(exc: Exception) -> bool:
+    """Whether ``exc`` is one the store's write transaction maps itself (either driver's
+    PEP 249 OperationalError: a full disk, a server gone; DataError: text PostgreSQL
+    cannot hold), rather than the audit log's refusal to record (a constraint, a trigger,
+    a damaged table)."""
+    return any(k.__name__ in ("OperationalError", "DataError") for k in type(exc).__mro__)
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's own message, on one line (PostgreSQL's primary message, without its
+    context lines)."""
+    diag = getattr(exc, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(exc) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _refs_select(start: int, stop: int | None, mark: str) -> tuple[str, list[Any]]:

@@ -1,0 +1,299 @@
+"""An act and its audit event are one store transaction, on SQLite and PostgreSQL.
+
+Each act is tried first with its event refused inside the transaction (a trigger on
+``audit_events``: SQLite ``RAISE(ABORT)``, PostgreSQL ``RAISE EXCEPTION``): the act must
+not be done, and the audit log's error says so. Then, the trigger dropped, the act is
+done and its event is in the log with its fields, integrated into the tree, proven in a
+signed checkpoint, and ``intelpact audit verify`` passes. Made in two transactions, the
+act stayed done and unrecorded (a crash between them did the same)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from intelpact.crypto.merkle import leaf_hash, verify_inclusion
+from intelpact.interfaces.cli import main
+from intelpact.services.audit import AuditError, operator
+from intelpact.services.credentials import token_digest
+from intelpact.services.federation import make_card
+from intelpact.services.node import Node
+from intelpact.services.people import AuthError
+from intelpact.store.base import AuditFilter, SessionRecord
+from intelpact.store.postgres import PostgresStore
+from intelpact.store.sqlite import SQLiteStore
+
+from helpers import indicator, make_node
+
+REFUSED = "refused by the test"
+OLD_PW, NEW_PW = "the old password, long enough", "the new password, long enough"
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = make_node(tmp_path / "jpn")
+    yield n
+    n.close()
+
+
+@contextmanager
+def refusing(store: Any, table: str, *, when: str | None = None,
+             update_of: str | None = None) -> Iterator[None]:
+    """Until the block ends, a trigger refuses every insert into ``table`` (``when``: only
+    the rows matching, a condition on NEW), or every update of its column ``update_of``:
+    the write fails inside whatever transaction makes it."""
+    assert isinstance(store, SQLiteStore | PostgresStore)
+    event = f"UPDATE OF {update_of}" if update_of else "INSERT"
+    if isinstance(store, SQLiteStore):
+        create = [f"CREATE TRIGGER refuse_for_test BEFORE {event} ON {table} "
+                  + (f"WHEN {when} " if when else "")
+                  + f"BEGIN SELECT RAISE(ABORT, '{REFUSED}'); END"]
+        drop = ["DROP TRIGGER refuse_for_test"]
+    else:
+        create = ["CREATE FUNCTION refuse_for_test() RETURNS trigger LANGUAGE plpgsql AS "
+                  f"$$ BEGIN RAISE EXCEPTION '{REFUSED}'; END $$",
+                  f"CREATE TRIGGER refuse_for_test BEFORE {event} ON {table} FOR EACH ROW "
+                  + (f"WHEN ({when}) " if when else "")
+                  + "EXECUTE FUNCTION refuse_for_test()"]
+        drop = [f"DROP TRIGGER refuse_for_test ON {table}", "DROP FUNCTION refuse_for_test()"]
+    with store._write() as c:
+        for sql in create:
+            c.execute(sql)
+    try:
+        yield
+    finally:
+        with store._write() as c:
+            for sql in drop:
+                c.execute(sql)
+
+
+def events(node: Node, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in node.store.find_audit(AuditFilter(kinds=(kind,)))]
+
+
+def unrecorded(node: Node, kind: str, act: Callable[[], object]) -> None:
+    """``act``, with its ``kind`` event refused in its transaction, fails with the audit
+    log's error, and nothing of that kind is in the log."""
+    with refusing(node.store, "audit_events", when=f"NEW.kind = '{kind}'"), \
+            pytest.raises(AuditError) as info:
+        act()
+    assert info.value.message.startswith("the audit log could not record: ")
+    assert REFUSED in info.value.message and "\n" not in info.value.message
+    assert info.value.hint is not None and "the act was not done" in info.value.hint
+    assert events(node, kind) == []
+
+
+def proven(node: Node) -> None:
+    """Everything appended is integrated and proven in a signed checkpoint (each event's
+    inclusion proof verified), and ``intelpact audit verify`` passes."""
+    node.audit.checkpoint()
+    appended = node.store.audit_size()
+    assert node.store.audit_integrated() == appended
+    size, root = node.audit.verify_checkpoint(node.audit.latest().note)  # type: ignore[union-attr]
+    assert size == appended
+    records = node.store.audit_events(0, appended)
+    for record, proof in zip(records, node.audit.tree.inclusions(
+            [r.index for r in records], size), strict=True):
+        verify_inclusion(record.index, size, leaf_hash(record.body.encode("utf-8")), proof,
+                         root)
+    done = CliRunner().invoke(main, ["audit", "verify", str(node.config.dir)])
+    assert done.exit_code == 0 and f"OK: {appended} events" in done.output, done.output
+
+
+def subject(node: Node, name: str) -> dict[str, Any]:
+    """The fields every people and credentials event has."""
+    return {"v": 1, "node": node.party, "subject": node.audit.pseudonyms.of(name),
+            "actor": operator()}
+
+
+def without_at(event: dict[str, Any]) -> dict[str, Any]:
+    assert event["at"].endswith("Z")
+    return {k: v for k, v in event.items() if k != "at"}
+
+
+# -- people and credentials ------------------------------------------------------------------
+
+def test_a_person_is_added_with_the_event_or_not_at_all(node: Node) -> None:
+    def add() -> object:
+        return node.people.add("ana", party="JPN", clearance="秘", caveats=["JPNEO"],
+                               roles=["analyst", "publisher"])
+
+    unrecorded(node, "person-add", add)
+    assert node.store.person("ana") is None
+    # the same through the command: one line and the hint, exit 2, nobody added
+    with refusing(node.store, "audit_events", when="NEW.kind = 'person-add'"):
+        done = CliRunner().invoke(main, ["user", "add", str(node.config.dir), "cli-ana",
+                                         "--party", "JPN", "--clearance", "秘"])
+    assert done.exit_code == 2, done.output
+    assert "the audit log could not record" in done.output and REFUSED in done.output
+    assert "the act was not done" in done.output and "Traceback" not in done.output
+    assert node.store.person("cli-ana") is None
+
+    add()
+    assert node.store.person("ana") is not None
+    (event,) = events(node, "person-add")
+    assert without_at(event) == {**subject(node, "ana"), "kind": "person-add",
+                                 "nationality": "JPN", "clearance": "秘",
+                                 "caveats": ["JPNEO"], "communities": [],
+                                 "roles": ["analyst", "publisher"]}
+    proven(node)
+
+
+def test_a_person_is_revoked_with_the_event_or_not_at_all(node: Node) -> None:
+    node.people.add("bo", party="JPN", clearance="秘")
+    token = node.people.issue_token("bo")
+    unrecorded(node, "person-revoke", lambda: node.people.revoke("bo"))
+    record = node.store.person("bo")
+    assert record is not None and record.revoked is None
+    assert node.people.login_token(token).name == "bo"  # the token was not revoked either
+
+    node.people.revoke("bo")
+    record = node.store.person("bo")
+    assert record is not None and record.revoked is not None
+    with pytest.raises(AuthError):
+        node.people.login_token(token)
+    (event,) = events(node, "person-revoke")
+    assert without_at(event) == {**subject(node, "bo"), "kind": "person-revoke"}
+    proven(node)
+
+
+def test_a_password_is_set_with_the_event_or_not_at_all(node: Node) -> None:
+    node.people.add("cy", party="JPN", clearance="秘", password=OLD_PW)
+    when = "2026-11-01T00:00:00.000000Z"
+    node.store.add_session(SessionRecord("d" * 64, "cy", "csrf", when, when),
+                           idle_before=when)
+    unrecorded(node, "password-set", lambda: node.people.set_password("cy", NEW_PW))
+    assert node.people.login("cy", OLD_PW).name == "cy"  # the old one still works
+    with pytest.raises(AuthError):
+        node.people.login("cy", NEW_PW)
+    assert node.store.session("d" * 64, idle_before=when) is not None  # not ended
+
+    node.people.set_password("cy", NEW_PW)
+    assert node.people.login("cy", NEW_PW).name == "cy"
+    with pytest.raises(AuthError):
+        node.people.login("cy", OLD_PW)
+    assert node.store.session("d" * 64, idle_before=when) is None
+    (event,) = events(node, "password-set")
+    assert without_at(event) == {**subject(node, "cy"), "kind": "password-set"}
+    proven(node)
+
+
+def tokens_of(node: Node, name: str) -> int:
+    store = node.store
+    if isinstance(store, SQLiteStore):
+        row = store._conn().execute("SELECT count(*) FROM tokens WHERE name = ?",
+                                    (name,)).fetchone()
+    else:
+        assert isinstance(store, PostgresStore)
+        row = store._one("SELECT count(*) FROM tokens WHERE name = %s", (name,))
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_token_is_issued_with_the_event_or_not_at_all(node: Node) -> None:
+    node.people.add("di", party="JPN", clearance="秘")
+    unrecorded(node, "token-issue", lambda: node.people.issue_token("di", "laptop"))
+    assert tokens_of(node, "di") == 0
+
+    token = node.people.issue_token("di", "laptop")
+    assert tokens_of(node, "di") == 1 and node.people.login_token(token).name == "di"
+    (event,) = events(node, "token-issue")
+    assert without_at(event) == {**subject(node, "di"), "kind": "token-issue",
+                                 "token": token_digest(token)[:16]}
+    proven(node)
+
+
+def test_tokens_are_revoked_with_the_event_or_not_at_all(node: Node) -> None:
+    node.people.add("ed", party="JPN", clearance="秘")
+    one, other = node.people.issue_token("ed"), node.people.issue_token("ed")
+    unrecorded(node, "token-revoke", lambda: node.people.revoke_tokens("ed", one))
+    assert node.people.login_token(one).name == "ed"  # still valid
+
+    assert node.people.revoke_tokens("ed", one) == 1
+    with pytest.raises(AuthError):
+        node.people.login_token(one)
+    assert node.people.login_token(other).name == "ed"
+    assert node.people.revoke_tokens("ed") == 1  # the rest: the event counts them
+    first, rest = events(node, "token-revoke")
+    assert without_at(first) == {**subject(node, "ed"), "kind": "token-revoke", "count": 1,
+                                 "token": token_digest(one)[:16]}
+    assert without_at(rest) == {**subject(node, "ed"), "kind": "token-revoke", "count": 1}
+    proven(node)
+
+
+# -- alerts, partners, refusals -----------------------------------------------------------------
+
+def test_an_alert_is_raised_with_the_event_or_not_at_all(node: Node) -> None:
+    def alert() -> None:
+        node.audit.alert("history-rewritten", "NZL", "NZL signed two roots", note="a note")
+
+    unrecorded(node, "alert", alert)
+    assert node.store.alerts() == []
+
+    node.audit.start(integrate_every=0.01)  # the background integrator picks it up
+    try:
+        alert()
+        deadline = time.monotonic() + 10
+        while node.store.audit_integrated() < node.store.audit_size():
+            assert time.monotonic() < deadline, "the integrator did not pick the event up"
+            time.sleep(0.01)
+    finally:
+        node.audit.close()
+    ((_, kind, party, detail, _),) = node.store.alerts()
+    assert (kind, party, detail) == ("history-rewritten", "NZL", "NZL signed two roots")
+    (event,) = events(node, "alert")
+    assert without_at(event) == {"v": 1, "node": "JPN", "kind": "alert", "party": "NZL",
+                                 "alert": "history-rewritten",
+                                 "detail": "NZL signed two roots", "note": "a note"}
+    proven(node)
+
+
+def test_a_partner_is_pinned_with_the_event_or_not_at_all(node: Node,
+                                                          tmp_path: Path) -> None:
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    try:
+        card = make_card(nzl.identity)
+        unrecorded(node, "peer-add", lambda: node.federation.add_peer(card))
+        assert "NZL" not in node.federation.peers()
+
+        peer, _ = node.federation.add_peer(card)
+        assert node.federation.peers()["NZL"].key_id == nzl.identity.key_id
+        (event,) = events(node, "peer-add")
+        assert without_at(event) == {"v": 1, "node": "JPN", "kind": "peer-add",
+                                     "party": "NZL", "actor": operator(), "url": peer.url,
+                                     "key_id": nzl.identity.key_id,
+                                     "tls_fingerprint": card["tls_fingerprint"]}
+        proven(node)
+    finally:
+        nzl.close()
+
+
+def test_a_refusal_is_kept_with_the_event_or_not_at_all(node: Node, tmp_path: Path) -> None:
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    try:
+        node.federation.add_peer(make_card(nzl.identity))
+        cid = node.default_collection().collection_id
+        unsigned = indicator("not signed by NZL")
+        unrecorded(node, "refuse",
+                   lambda: node.federation.receive("NZL", cid, [unsigned]))
+        assert node.store.refusals() == []
+
+        (result,), _ = node.federation.receive("NZL", cid, [unsigned])
+        assert not result.ok
+        ((party, object_id, reason, _),) = node.store.refusals()
+        assert (party, object_id, reason) == ("NZL", unsigned["id"], result.message)
+        (event,) = events(node, "refuse")
+        assert without_at(event) == {"v": 1, "node": "JPN", "kind": "refuse",
+                                     "party": "NZL", "actor": "NZL",
+                                     "objects": [[unsigned["id"], result.version or ""]],
+                                     "reason": result.message}
+        proven(node)
+    finally:
+        nzl.close()
