@@ -5,7 +5,13 @@ Each act is tried first with its event refused inside the transaction (a trigger
 not be done, and the audit log's error says so. Then, the trigger dropped, the act is
 done and its event is in the log with its fields, integrated into the tree, proven in a
 signed checkpoint, and ``intelpact audit verify`` passes. Made in two transactions, the
-act stayed done and unrecorded (a crash between them did the same)."""
+act stayed done and unrecorded (a crash between them did the same).
+
+A holder's reclassification and an originator's destruction receipt are also tried
+with the act's own write refused after the notice and its event are written: nothing
+of them is kept, and the next delivery applies and records them once. Kept in one
+transaction and applied in another, they stayed recorded as applied and were never
+applied (a delivery again is answered "applied already")."""
 
 from __future__ import annotations
 
@@ -18,19 +24,22 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from test_federation import pair, people, publish, push
 
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import AuditError, operator
+from intelpact.services.courier import Courier
 from intelpact.services.credentials import token_digest
-from intelpact.services.federation import make_card
+from intelpact.services.federation import FederationError, make_card
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError
+from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, SessionRecord
 from intelpact.store.postgres import PostgresStore
 from intelpact.store.sqlite import SQLiteStore
 
-from helpers import indicator, make_node
+from helpers import indicator, make_node, serving_federation
 
 REFUSED = "refused by the test"
 OLD_PW, NEW_PW = "the old password, long enough", "the new password, long enough"
@@ -297,3 +306,101 @@ def test_a_refusal_is_kept_with_the_event_or_not_at_all(node: Node, tmp_path: Pa
         proven(node)
     finally:
         nzl.close()
+
+
+# -- originator controls: a holder's reclassification, an originator's receipt --------------
+
+@pytest.fixture()
+def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    people(jpn)
+    people(nzl)
+    nzl.people.add("analyst", party="NZL", clearance="SECRET")
+    pair(jpn, nzl)
+    yield jpn, nzl
+    jpn.close()
+    nzl.close()
+
+
+def deliver(node: Node, party: str) -> int:
+    courier = Courier(node)
+    try:
+        return courier.deliver_notices(party)
+    finally:
+        courier.stop()
+
+
+def seen(node: Node, object_id: str, who: str) -> list[dict[str, Any]]:
+    return node.get(node.people.as_person(who), object_id)
+
+
+def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"], "analyst")  # SECRET sees 秘 (CONFIDENTIAL)
+        jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                                MarkingRequest("機密", ("NZL",)),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a new source")
+        (sent,) = [n for n in jpn.store.notices() if n.kind == "reclassify"]
+        # the holder's event cannot be appended; then its relabelling cannot be written,
+        # after the notice and the event were: each time nothing of it is kept
+        for refused in ({"table": "audit_events", "when": "NEW.kind = 'reclassify'"},
+                        {"table": "objects", "update_of": "label_id"}):
+            with refusing(nzl.store, **refused), pytest.raises(FederationError):
+                deliver(jpn, "NZL")
+            assert seen(nzl, obj["id"], "analyst"), refused  # still 秘 there
+            assert nzl.store.notice(sent.notice_id) is None, refused
+            assert events(nzl, "reclassify") == [], refused
+        assert deliver(jpn, "NZL") == 1  # delivered again: applied, and recorded once
+        assert seen(nzl, obj["id"], "analyst") == []
+        assert seen(nzl, obj["id"], "officer")
+        assert deliver(jpn, "NZL") == 0
+    assert nzl.store.notice(sent.notice_id) is not None
+    held = nzl.store.held([obj["id"]])  # the version it held, now relabelled
+    assert len(held) == 1
+    (event,) = events(nzl, "reclassify")
+    notice = json.loads(sent.body)["notice"]
+    assert without_at(event) == {
+        "v": 1, "node": "NZL", "kind": "reclassify", "party": "JPN", "actor": "JPN",
+        "originator": "JPN", "objects": [[obj["id"], row.version] for row in held],
+        "marking": notice["marking"]["id"], "reason": "a new source",
+        "notice": notice["id"], "direction": "in"}
+    proven(nzl)
+
+
+def test_a_destruction_receipt_confirms_the_recall_with_its_event_or_not_at_all(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be recalled", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="at risk")
+        assert deliver(jpn, "NZL") == 1  # NZL destroys its copy and queues its receipt
+        (receipt,) = [n for n in nzl.store.notices() if n.kind == "destroyed"]
+        # the originator's event cannot be appended; then the recall cannot be marked
+        # destroyed, after the receipt and the event were kept: each time nothing is
+        for refused in ({"table": "audit_events", "when": "NEW.kind = 'destroy'"},
+                        {"table": "recalls", "update_of": "destroyed"}):
+            with refusing(jpn.store, **refused), pytest.raises(FederationError):
+                deliver(nzl, "JPN")
+            (recall,) = jpn.controls.recalls()
+            assert recall.destroyed is None and recall.receipt is None, refused
+            assert jpn.store.notice(receipt.notice_id) is None, refused
+            assert events(jpn, "destroy") == [], refused
+        assert deliver(nzl, "JPN") == 1
+        assert deliver(nzl, "JPN") == 0
+    (recall,) = jpn.controls.recalls()
+    assert recall.destroyed is not None and recall.receipt == receipt.body
+    (event,) = events(jpn, "destroy")
+    destroyed = json.loads(receipt.body)["notice"]
+    assert without_at(event) == {
+        "v": 1, "node": "JPN", "kind": "destroy", "party": "NZL", "actor": "NZL",
+        "originator": "JPN",
+        "objects": [[obj["id"], version] for version, _ in destroyed["destroyed"]],
+        "notice": destroyed["id"], "direction": "in"}
+    proven(jpn)
+    proven(nzl)

@@ -354,8 +354,9 @@ class Controls:
                                  originator=self.party,
                                  objects=[(object_id, version) for version, _ in destroyed],
                                  notice=notice["id"], direction="in")
-        if self.store.add_notice(stored, audit=[event]):
-            self.store.recall_confirmed(object_id, sender, stored.made, stored.body)
+        # kept, recorded and the recall marked destroyed in one transaction: a crash
+        # between them left the recall unconfirmed for good (a resent receipt is kept)
+        self.store.add_notice(stored, confirms=object_id, audit=[event])
 
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
@@ -393,8 +394,9 @@ class Controls:
                                  marking=str(definition.get("id")),
                                  reason=str(notice.get("reason")), notice=notice["id"],
                                  direction="in")
-        if self.store.add_notice(stored, audit=[event]):
-            self.store.relabel(object_id, sender, relabelled, [])
+        # kept, recorded and applied in one transaction: a crash between them left the
+        # reclassification recorded as applied, and never applied (a resent notice is kept)
+        self.store.relabel(object_id, sender, relabelled, [event], notice=stored)
 
     @staticmethod
     def _older(rows: Sequence[StoredObject], version: Any) -> list[StoredObject]:

@@ -883,10 +883,13 @@ class Store(abc.ABC):
     # originator controls --------------------------------------------------------------
     @abc.abstractmethod
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   audit: Sequence[AuditEvent] = ()) -> bool:
-        """Keep a notice (False if its id is kept already), with its audit events, in one
-        transaction. An outgoing recall (``recall_reason``) also records the recall, and
-        from then on nothing of that object goes to that party (pending, pulled)."""
+                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Keep a notice (False, and nothing changed, if its id is kept already), with its
+        audit events, in one transaction. An outgoing recall (``recall_reason``) also
+        records the recall, and from then on nothing of that object goes to that party
+        (pending, pulled). An incoming destruction receipt (``confirms``: the object id)
+        also marks the recall of that object from the notice's party destroyed (``recalls``:
+        when, and the notice as its receipt)."""
 
     @abc.abstractmethod
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
@@ -911,10 +914,6 @@ class Store(abc.ABC):
     def recalls(self) -> list[RecallRecord]: ...
 
     @abc.abstractmethod
-    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
-        """Record ``party``'s destruction receipt; False if there is no such recall."""
-
-    @abc.abstractmethod
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
@@ -928,11 +927,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str,
-                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
-                ) -> int:
+                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
+                notice: Notice | None = None) -> int | None:
         """Holder side of a reclassification: each version of ``object_id`` originated
         by ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
-        with the audit events, in one transaction. Returns how many rows changed."""
+        with the audit events and ``notice`` (the reclassification applied), in one
+        transaction. Returns how many rows changed, or None (and nothing changed) when
+        ``notice`` is kept already: it was applied before."""
 
     # -- consent for third-party release (services/consent.py) ---------------------------
     @abc.abstractmethod

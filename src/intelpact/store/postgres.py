@@ -741,9 +741,9 @@ class PostgresStore(Store):
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   audit: Sequence[AuditEvent] = ()) -> bool:
+                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            return _add_notice(c.cursor(), "%s", notice, recall_reason, audit)
+            return _add_notice(c.cursor(), "%s", notice, recall_reason, audit, confirms)
 
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
         return [Notice(*r) for r in self._all(
@@ -775,12 +775,6 @@ class PostgresStore(Store):
             "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
             "recalls ORDER BY issued, object_id, party")]
 
-    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
-        with self._write() as c:
-            cur = c.execute("UPDATE recalls SET destroyed = %s, receipt = %s WHERE "
-                            "object_id = %s AND party = %s", (when, receipt, object_id, party))
-            return cur.rowcount > 0
-
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
@@ -790,11 +784,13 @@ class PostgresStore(Store):
                           notices)
 
     def relabel(self, object_id: str, originator: str,
-                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
-                ) -> int:
+                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
+                notice: Notice | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
+            if notice is not None and not _add_notice(c.cursor(), "%s", notice, None, ()):
+                return None  # applied already
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                                 "object_id = %s AND originator = %s AND version = %s AND "

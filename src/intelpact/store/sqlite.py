@@ -702,9 +702,9 @@ class SQLiteStore(Store):
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   audit: Sequence[AuditEvent] = ()) -> bool:
+                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            return _add_notice(c, "?", notice, recall_reason, audit)
+            return _add_notice(c, "?", notice, recall_reason, audit, confirms)
 
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
         return [Notice(*r) for r in self._conn().execute(
@@ -737,12 +737,6 @@ class SQLiteStore(Store):
             "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
             "recalls ORDER BY issued, object_id, party")]
 
-    def recall_confirmed(self, object_id: str, party: str, when: str, receipt: str) -> bool:
-        with self._write() as c:
-            cur = c.execute("UPDATE recalls SET destroyed = ?, receipt = ? WHERE object_id = ? "
-                            "AND party = ?", (when, receipt, object_id, party))
-            return cur.rowcount > 0
-
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
@@ -752,11 +746,13 @@ class SQLiteStore(Store):
                           notices)
 
     def relabel(self, object_id: str, originator: str,
-                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent]
-                ) -> int:
+                labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
+                notice: Notice | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
+            if notice is not None and not _add_notice(c, "?", notice, None, ()):
+                return None  # applied already
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
                                 "object_id = ? AND originator = ? AND version = ? AND "
@@ -929,7 +925,7 @@ def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> Non
 
 
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
-                audit: Sequence[AuditEvent]) -> bool:
+                audit: Sequence[AuditEvent], confirms: str | None = None) -> bool:
     """``Store.add_notice`` inside the caller's write transaction (both dialects)."""
     marks = ", ".join([mark] * 11)
     cur = c.execute(f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({marks}) "  # noqa: S608
@@ -946,6 +942,10 @@ def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
                   "issued = excluded.issued, destroyed = NULL, receipt = NULL",
                   (notice.object_id, notice.party, notice.notice_id, recall_reason,
                    notice.made))
+    if confirms is not None:  # the holder's destruction receipt: the recall is confirmed
+        c.execute(f"UPDATE recalls SET destroyed = {mark}, receipt = {mark} WHERE "  # noqa: S608
+                  f"object_id = {mark} AND party = {mark}",
+                  (notice.made, notice.body, confirms, notice.party))
     _append_audit(c, audit, mark)
     return True
 
