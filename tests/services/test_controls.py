@@ -359,6 +359,42 @@ def test_a_late_notice_leaves_the_newer_versions_alone(jpn_nzl: tuple[Node, Node
         assert "top secret now" in {o["name"] for o in seen(nzl, obj["id"])}
 
 
+def test_a_late_notice_that_withdraws_the_object_destroys_only_the_versions_it_is_about(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """JPN withdraws an object from NZL (reclassified for Japan's eyes only), then
+    publishes a newer version released to NZL again, which NZL pulls before the notice
+    gets through. The notice destroys the versions older than the one it made, and the
+    confirmation names only those: the newer version, under its own signed marking, is
+    not the notice's to destroy."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = indicator("v1")
+    jpn.publisher.publish(officer.person, cid, [obj], marking=MarkingRequest("秘", ("NZL",)))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
+                                          collection_id=cid, reason="ours alone")
+        assert told == ["NZL"]
+        newer = {k: v for k, v in obj.items() if k != "extensions"}
+        newer.update(modified="2030-01-01T00:00:00.000Z", name="released again")
+        status = jpn.publisher.publish(officer.person, cid, [newer],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        assert pull(nzl, "JPN") >= 1  # before the notice gets through
+        assert {o["name"] for o in seen(nzl, obj["id"])} == {"v1", "released again"}
+        assert deliver(jpn, "NZL") == 1
+        assert [o["name"] for o in seen(nzl, obj["id"])] == ["released again"]
+        destroyed = {parse_timestamp(v) for e in nzl.audit.find(
+            AuditFilter(kinds=("destroy",), object_id=obj["id"]))
+            for _, v in json.loads(e.body)["objects"]}
+        assert destroyed == {parse_timestamp(obj["modified"])}
+        assert deliver(nzl, "JPN") == 1  # the confirmation names the same one version
+        (receipt,) = [n for n in jpn.store.notices() if n.kind == "destroyed"]
+        assert [parse_timestamp(v) for v, _ in json.loads(receipt.body)["notice"]["destroyed"]] == [
+            parse_timestamp(obj["modified"])]
+
+
 def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
         jpn_nzl: tuple[Node, Node]) -> None:
     """JPN lowers an object from 極秘 to 秘, then raises it to 機密 (TOP SECRET); NZL gets

@@ -299,11 +299,12 @@ class Controls:
         return rows
 
     def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
-               stored: Notice) -> None:
-        """Tombstone every version held, record ``notice`` as applied and queue the
-        originator's confirmation of what was destroyed: in one transaction, so a crash
-        can neither leave the notice unapplied with the copies gone (applied again, it
-        would confirm nothing destroyed) nor the originator never told."""
+               stored: Notice, versions: Sequence[str] | None = None) -> None:
+        """Tombstone every version held (or those of ``versions``), record ``notice`` as
+        applied and queue the originator's confirmation of what was destroyed: in one
+        transaction, so a crash can neither leave the notice unapplied with the copies
+        gone (applied again, it would confirm nothing destroyed) nor the originator never
+        told."""
         object_id = str(notice["object_id"])
         when = timestamp(utc_now())
         self.store.purge(
@@ -319,7 +320,8 @@ class Controls:
                                  objects=[(object_id, r.version) for r in rows],
                                  reason=why, notice=notice["id"], direction="out")],
             notices=lambda rows: [stored, self._confirmation(sender, object_id, rows,
-                                                             notice["id"])])
+                                                             notice["id"])],
+            versions=versions)
 
     def _confirmation(self, originator: str, object_id: str, rows: Sequence[StoredObject],
                       in_reply_to: str | None, **more: Any) -> Notice:
@@ -385,9 +387,10 @@ class Controls:
         here = PartnerNode(self.party, self.policy.agreement.id)
         for held in [banner for _, banner in relabelled.values()] or ([] if rows else [label]):
             allowed = self.policy.may_release(held, here, holder=sender, object_id=object_id)
-            if not allowed.allowed:
+            if not allowed.allowed:  # the versions it is about: a newer one has its own
                 self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
-                            f"{allowed.reason}", "reclassify", stored)
+                            f"{allowed.reason}", "reclassify", stored,
+                            [r.version for r in older])
                 return
         event = self.audit.event("reclassify", party=sender, actor=sender, originator=sender,
                                  objects=[(r.object_id, r.version) for r in older],

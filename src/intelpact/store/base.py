@@ -916,10 +916,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
-              ) -> list[StoredObject]:
+              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              versions: Sequence[str] | None = None) -> list[StoredObject]:
         """Holder side of a recall, in one transaction: replace the body of every stored
-        version of ``object_id`` originated by ``originator`` by its tombstone, mark it
+        version of ``object_id`` originated by ``originator`` (or only those of
+        ``versions``) by its tombstone, mark it
         recalled (no query serves it again), drop its undelivered outbox entries, add the
         ``notices`` made of the rows (the notice applied, the originator's confirmation;
         one already stored is left), and append the audit events. Returns the rows as they

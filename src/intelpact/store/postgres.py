@@ -777,11 +777,11 @@ class PostgresStore(Store):
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
-              ) -> list[StoredObject]:
+              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              versions: Sequence[str] | None = None) -> list[StoredObject]:
         with self._write() as c:
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit,
-                          notices)
+                          notices, versions)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],

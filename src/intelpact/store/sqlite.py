@@ -739,11 +739,11 @@ class SQLiteStore(Store):
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
-              ) -> list[StoredObject]:
+              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              versions: Sequence[str] | None = None) -> list[StoredObject]:
         with self._write() as c:
             return _purge(c, "?", object_id, originator, tombstone, when, audit,
-                          notices)
+                          notices, versions)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
@@ -1110,13 +1110,14 @@ def _disseminated(c: Any, mark: str, party: str, objects: Sequence[tuple[str, st
 def _purge(c: Any, mark: str, object_id: str, originator: str,
            tombstone: Callable[[StoredObject], str], when: str,
            audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-           notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None
-           ) -> list[StoredObject]:
+           notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+           versions: Sequence[str] | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
-    rows = [_stored(r) for r in c.execute(
+    held = [_stored(r) for r in c.execute(
         f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE object_id = {mark} AND "  # noqa: S608
         f"originator = {mark} AND recalled IS NULL ORDER BY seq",
         (object_id, originator)).fetchall()]
+    rows = [r for r in held if versions is None or r.version in versions]
     for row in rows:
         c.execute(f"UPDATE objects SET body = {mark}, recalled = {mark} WHERE seq = {mark}",  # noqa: S608
                   (tombstone(row), when, row.seq))
