@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from test_atomic_audit import refusing
 from test_federation import pair, people, publish, push
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
@@ -398,3 +399,27 @@ def test_the_compromise_store_is_idempotent_and_binds_every_value(
         store.compromise_step(evil, "delete; --", "t", "{}", None)
     kinds = [m.kind for m in store.compromise_messages(evil)]
     assert kinds == ["report", "close"]
+
+
+def test_a_report_received_its_event_and_the_alert_are_one_transaction(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """The originator keeps the report, records it and raises the officer's alert in one
+    transaction. Raised after, a crash between the two lost the alert for good: the report
+    delivered again is kept already. Here the alert cannot be raised the first time:
+    nothing of the report is kept, and the next delivery keeps all three."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="a drive lost", discovered=_ago(1),
+                                       occurred=_ago(2), officer=nzl.people.as_person("officer"))
+        with refusing(jpn.store, "alerts"), pytest.raises(FederationError):
+            _deliver(nzl, "JPN")
+        assert jpn.store.compromise_report(filed.report_id) is None
+        assert jpn.store.alerts() == []
+        assert jpn.store.find_audit(AuditFilter(kinds=("compromise-report", "alert"))) == []
+        assert _deliver(nzl, "JPN") == 1
+    assert jpn.store.compromise_report(filed.report_id) is not None
+    (alert,) = jpn.store.alerts()
+    assert alert[1] == "compromise-report" and "1 object(s) of ours" in alert[3]
+    assert [e.kind for e in jpn.store.find_audit(
+        AuditFilter(kinds=("compromise-report", "alert")))] == ["compromise-report", "alert"]

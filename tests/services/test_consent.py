@@ -329,3 +329,29 @@ def test_pulled_with_consent(serving: Trio) -> None:
               if d.party == "AUS" and d.object_id == obj["id"]]
     assert row.via == "NZL" and row.receipt_id is None
 
+
+
+def test_a_request_names_who_may_be_asked_for(serving: Trio, tmp_path: Path) -> None:
+    """The refusal of a recipient who is no third party names those who are; under a
+    bilateral agreement it says there is none, rather than "name one of " and nothing."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    analyst = nzl.people.as_person("analyst")
+    with pytest.raises(ConsentError, match="name one of AUS$"):
+        nzl.consents.request(analyst, obj["id"], recipient="JPN", purpose="none")
+    a, b = make_node(tmp_path / "two-jpn", "JPN"), make_node(tmp_path / "two-nzl", "NZL")
+    try:
+        people(a)
+        people(b)
+        b.people.add("analyst", party="NZL", clearance="SECRET", roles=["analyst"])
+        pair(a, b)
+        with serving_federation(a), serving_federation(b):
+            obj = publish(a, "bilateral", "秘", ("NZL",))
+            push(a, "NZL")
+            with pytest.raises(ConsentError, match="the agreement has no third party to "
+                                                   "release it to$"):
+                b.consents.request(b.people.as_person("analyst"), obj["id"], recipient="AUS",
+                                   purpose="none")
+    finally:
+        a.close()
+        b.close()

@@ -710,8 +710,17 @@ class AuditLog:
         """Raise an alert for the security officer, and audit it, in one transaction: an
         alert is never raised unrecorded, nor recorded unraised."""
         self.store.raise_alert(kind, party, detail, timestamp(utc_now()),
-                               [self.event("alert", party=party, alert=kind, detail=detail,
-                                           **fields)])
+                               [self.alert_event(kind, party, detail, **fields)])
+        self.alerted(kind, party, detail)
+
+    def alert_event(self, kind: str, party: str | None, detail: str,
+                    **fields: Any) -> AuditEvent:
+        """The event of an alert raised in the transaction of another act (``alert``)."""
+        return self.event("alert", party=party, alert=kind, detail=detail, **fields)
+
+    @staticmethod
+    def alerted(kind: str, party: str | None, detail: str) -> None:
+        """Say in the node's log that an alert was raised (once it is durable)."""
         log.error("ALERT %s %s: %s", kind, party or "", detail)
 
     # -- background ---------------------------------------------------------------------

@@ -215,7 +215,8 @@ class CompromiseReports:
                                               limit=HISTORY_LIMIT)})
             local = originator == self.party
             record = CompromiseRecord(report_id, "local" if local else "outgoing",
-                                      self.party, originator, len(pairs), filed, found_at,
+                                      self.party, originator, len({p[0] for p in pairs}),
+                                      filed, found_at,
                                       deadline, _text(message))
             event = self.audit.event(
                 "compromise-report", party=None if local else originator,
@@ -408,7 +409,8 @@ class CompromiseReports:
         except AuditError as exc:
             raise CompromiseError(exc.message) from None
         self._witness(sender, keys, size, root, envelope)
-        record = CompromiseRecord(report_id, "incoming", sender, self.party, len(objects),
+        record = CompromiseRecord(report_id, "incoming", sender, self.party,
+                                  len({o[0] for o in objects}),
                                   filed, discovered, str(message["deadline"]), _text(message),
                                   delivered=timestamp(utc_now()))
         event = self.audit.event(
@@ -416,12 +418,16 @@ class CompromiseReports:
             objects=[(o[0], o[1]) for o in objects], report=report_id, direction="received",
             what=str(message.get("what", "")), discovered=discovered,
             deadline=record.deadline, history=len(events), checkpoint=size)
-        if not self.store.add_compromise(record, None, [event]):
+        detail = (f"{sender} reports suspected compromise of {record.object_count} object(s) "
+                  f"of ours (report {report_id}, notice deadline {record.deadline}); "
+                  f"acknowledge it: intelpact compromise ack DIR {report_id}")
+        # the report, its event and the alert in one transaction: the alert raised after,
+        # a crash between lost it for good (the report delivered again is kept already)
+        alert = ("compromise-report", sender, detail)
+        if not self.store.add_compromise(record, None,
+                                         [event, self.audit.alert_event(*alert)], alert):
             return False
-        self.audit.alert("compromise-report", sender,
-                         f"{sender} reports suspected compromise of {len(objects)} object(s) "
-                         f"of ours (report {report_id}, notice deadline {record.deadline}); "
-                         f"acknowledge it: intelpact compromise ack DIR {report_id}")
+        self.audit.alerted(*alert)
         return True
 
     def _witness(self, sender: str, keys: Sequence[Ed25519PublicKey], size: int, root: bytes,

@@ -94,9 +94,11 @@ class Consents:
                                hint="its marking decides where it goes")
         parties = self.policy.agreement.parties
         if recipient not in parties or recipient in (self.party, origin):
+            third = [p for p in parties if p not in (self.party, origin)]
             raise ConsentError(f"{recipient} is not a third party to {object_id} under "
-                               f"{self.policy.agreement.id}: name one of "
-                               f"{', '.join(p for p in parties if p not in (self.party, origin))}")
+                               f"{self.policy.agreement.id}: " + (
+                                   f"name one of {', '.join(third)}" if third else
+                                   "the agreement has no third party to release it to"))
         if origin not in self.federation.peers():
             raise ConsentError(f"{origin} (the originator) is not a pinned partner")
         now = utc_now()

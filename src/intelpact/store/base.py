@@ -843,8 +843,10 @@ class Store(abc.ABC):
     # compromise reports ----------------------------------------------------------------
     @abc.abstractmethod
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
-                       audit: Sequence[AuditEvent] = ()) -> bool:
-        """Store a report, queue it for ``send_to`` (None: nothing to send) and append
+                       audit: Sequence[AuditEvent] = (),
+                       alert: tuple[str, str | None, str] | None = None) -> bool:
+        """Store a report, queue it for ``send_to`` (None: nothing to send), raise
+        ``alert`` (kind, party, detail; raised when the report was filed) and append
         ``audit``, in one durable transaction. False (and nothing changed) when a report
         with that id is stored already."""
 

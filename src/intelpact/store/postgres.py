@@ -828,9 +828,10 @@ class PostgresStore(Store):
 
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
-                       audit: Sequence[AuditEvent] = ()) -> bool:
+                       audit: Sequence[AuditEvent] = (),
+                       alert: tuple[str, str | None, str] | None = None) -> bool:
         with self._write() as c:
-            return _add_compromise(c.cursor(), "%s", report, send_to, audit)
+            return _add_compromise(c.cursor(), "%s", report, send_to, audit, alert)
 
     def compromise_step(self, report_id: str, step: str, when: str, body: str,
                         send_to: str | None, audit: Sequence[AuditEvent] = ()) -> bool:

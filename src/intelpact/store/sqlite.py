@@ -790,9 +790,10 @@ class SQLiteStore(Store):
 
     # -- compromise reports -------------------------------------------------------------
     def add_compromise(self, report: CompromiseRecord, send_to: str | None,
-                       audit: Sequence[AuditEvent] = ()) -> bool:
+                       audit: Sequence[AuditEvent] = (),
+                       alert: tuple[str, str | None, str] | None = None) -> bool:
         with self._write() as c:
-            return _add_compromise(c, "?", report, send_to, audit)
+            return _add_compromise(c, "?", report, send_to, audit, alert)
 
     def compromise_step(self, report_id: str, step: str, when: str, body: str,
                         send_to: str | None, audit: Sequence[AuditEvent] = ()) -> bool:
@@ -1314,7 +1315,8 @@ _STEPS = {"ack": ("acknowledged", "ack_body"), "close": ("closed", "close_body")
 
 
 def _add_compromise(c: Any, mark: str, report: CompromiseRecord, send_to: str | None,
-                    events: Sequence[AuditEvent]) -> bool:
+                    events: Sequence[AuditEvent],
+                    alert: tuple[str, str | None, str] | None = None) -> bool:
     if c.execute(f"SELECT 1 FROM compromise_reports WHERE report_id = {mark}",  # noqa: S608
                  (report.report_id,)).fetchone() is not None:
         return False
@@ -1323,6 +1325,8 @@ def _add_compromise(c: Any, mark: str, report: CompromiseRecord, send_to: str | 
               f"VALUES ({', '.join([mark] * len(values))})", values)
     if send_to is not None:
         _queue_message(c, mark, report.report_id, send_to, "report", report.body, report.filed)
+    if alert is not None:
+        _raise_alert(c, mark, *alert, report.filed, ())
     if events:
         _append_audit(c, events, mark)
     return True
