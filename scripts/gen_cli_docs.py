@@ -35,7 +35,8 @@ edit it by hand. `tests/test_docs.py` fails when it is out of date: regenerate i
 
 Every command takes the node directory `DIR` made by `intelpact init`. Errors are one
 line starting `error:`, often followed by a `hint:` line with the fix, and exit with
-status 2; `publish` exits with status 1 when every object it was given was rejected.
+status 2. Status 1 means the command ran and the answer is no: `publish` and `ingest
+ais` when nothing they were given was accepted, `audit verify` when the log fails.
 The node's settings are described in [configuration.md](configuration.md).
 """
 

@@ -501,6 +501,16 @@ def test_export_errors(world: World, tmp_path: Path) -> None:
 
 # -- serve ---------------------------------------------------------------------------------
 
+def test_python_m_intelpact_is_the_same_command_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "intelpact", "user", "--help"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: intelpact user ")
+    bad = subprocess.run([sys.executable, "-m", "intelpact", "no-such-command"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "No such command" in bad.stderr
+
+
 def test_serve_help() -> None:
     out = run("serve", "--help").stdout
     assert "Serve the node until interrupted" in out and "federation" in out

@@ -220,7 +220,7 @@ class AddResult:
 
 
 # Search text shorter than this has no trigram to look up: it is tested only on the
-# newest SHORT_TEXT_ROWS rows stored (a bounded scan, said on the console's page).
+# newest SHORT_TEXT_ROWS rows the reader may see (a bounded scan, said on the console's page).
 SHORT_TEXT = 3
 SHORT_TEXT_ROWS = 10_000
 
