@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from test_federation import pair, people, publish, push
+from test_federation_attacks import send_to_inbox
 
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
 from intelpact.interfaces.cli import main
@@ -304,6 +305,26 @@ def test_a_refusal_is_kept_with_the_event_or_not_at_all(node: Node, tmp_path: Pa
                                      "objects": [[unsigned["id"], result.version or ""]],
                                      "reason": result.message}
         proven(node)
+    finally:
+        nzl.close()
+
+
+def test_a_partner_is_answered_503_when_its_refusal_cannot_be_recorded(
+        node: Node, tmp_path: Path) -> None:
+    """Over the federation listener (mutual TLS), an envelope whose refusal cannot be
+    recorded is answered 503 with the audit log's reason, not a 500: nothing was kept,
+    and the partner retries."""
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    try:
+        pair(node, nzl)
+        unsigned = indicator("not signed by NZL")
+        with refusing(node.store, "audit_events", when="NEW.kind = 'refuse'"):
+            answer = send_to_inbox(nzl, node, [unsigned])
+        assert answer.status_code == 503, answer.text
+        assert "the audit log could not record" in answer.json()["description"]
+        assert node.store.refusals() == [] and events(node, "refuse") == []
+        assert send_to_inbox(nzl, node, [unsigned]).json()["failure_count"] == 1
+        assert len(node.store.refusals()) == 1 and len(events(node, "refuse")) == 1
     finally:
         nzl.close()
 

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..jsonio import JsonError, parse_json
+from ..services.audit import AuditError
 from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
 from ..services.federation import ClockSkew, FederationError, make_card, verify_request
@@ -62,7 +63,8 @@ class FederationApi:
             Route(f"{PREFIX}/compromise", self.compromise, methods=["POST"]),
             Route(f"{PREFIX}/notices", self.notices, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, StoreFull: self._full,
-                               StoreUnavailable: self._unavailable, Exception: self._crash})
+                               StoreUnavailable: self._unavailable,
+                               AuditError: self._unrecorded, Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -79,6 +81,12 @@ class FederationApi:
         log.error("federation request failed: %s", exc)
         detail = exc.diagnostics() if isinstance(exc, StoreUnavailable) else str(exc)
         return _error(TaxiiError(503, "Service Unavailable", detail, code=STORE_UNAVAILABLE))
+
+    async def _unrecorded(self, request: Request, exc: Exception) -> Response:
+        """The act could not be recorded, so it was not done: the sender's to retry."""
+        log.error("federation request failed: %s", exc)
+        detail = exc.diagnostics() if isinstance(exc, AuditError) else str(exc)
+        return _error(TaxiiError(503, "Service Unavailable", detail))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         log.exception("federation request failed: %s %s", request.method, request.url.path)

@@ -26,7 +26,8 @@ _TITLES = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized",
            413: "Payload Too Large", 415: "Unsupported Media Type",
            429: "Too Many Requests: failed logins from this name or address",
            503: "Service Unavailable: the node's database server cannot be reached "
-                f"(error_code {taxii.STORE_UNAVAILABLE!r}); send again later",
+                f"(error_code {taxii.STORE_UNAVAILABLE!r}), or its audit log could not "
+                "record the act, which was not done; send again later",
            507: "Insufficient Storage: the node's disk is full (error_code "
                 f"{taxii.STORE_FULL!r}); nothing was changed"}
 _TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
