@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_atomic_audit import refusing
 from test_federation import pair, people, publish, pull, push, visible_ids
 
 from intelpact.crypto.signing import sign_object
@@ -22,7 +23,7 @@ from intelpact.model import national_marking
 from intelpact.services.consent import ConsentError
 from intelpact.services.controls import ControlError
 from intelpact.services.courier import Courier
-from intelpact.services.federation import sign_payload
+from intelpact.services.federation import FederationError, sign_payload
 from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter, Query, utc_now
 
@@ -355,3 +356,29 @@ def test_a_request_names_who_may_be_asked_for(serving: Trio, tmp_path: Path) -> 
     finally:
         a.close()
         b.close()
+
+
+def test_what_an_approval_covers_is_queued_again_when_the_holder_serves(
+        serving: Trio) -> None:
+    """The holder keeps the originator's approval, then queues what it covers for the
+    recipient: two transactions. Here the queueing fails once (a trigger on the outbox,
+    as a crash between the two would leave it): the approval is kept, the delivery again
+    is answered "kept already", and nothing would ever be queued. When the holder's
+    courier starts (``serve``), it queues what every consent held covers."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    with refusing(nzl.store, "outbox"), pytest.raises(FederationError):
+        deliver(jpn, "NZL")
+    assert deliver(jpn, "NZL") == 1
+    assert nzl.store.consent(request_id).status == "approved"  # type: ignore[union-attr]
+    assert not [r for _, r in nzl.store.released_after("AUS", 0, 100)
+                if r.object_id == obj["id"]]
+    courier = Courier(nzl, interval=3600)
+    courier.start()  # its thread may push what is queued at once
+    courier.stop()
+    assert [r for _, r in nzl.store.released_after("AUS", 0, 100)
+            if r.object_id == obj["id"]]
+    push(nzl, "AUS")
+    assert obj["id"] in visible_ids(aus)

@@ -325,6 +325,12 @@ class Consents:
         if self.store.consent_step(approved, stored, [event]):
             self._release(token)
 
+    def release_held(self) -> int:
+        """Queue again what every consent held now covers (``serve`` does, as it starts):
+        a crash between keeping an approval and queueing what it covers would otherwise
+        leave those objects never sent. What is queued already stays as it is."""
+        return sum(self._release(token) for token in self.federation.held_consents())
+
     def _release(self, token: ConsentToken) -> int:
         """Queue what ``token`` covers for its recipient (the release decision decides)."""
         fed = self.federation
@@ -333,7 +339,8 @@ class Consents:
         return self.store.enqueue(token.recipient, lambda row: row.object_id in token.objects
                                   and row.originator == token.originator
                                   and fed.may_release_now(labels[row.banner_id],
-                                                          token.recipient, row, held))
+                                                          token.recipient, row, held),
+                                  sorted(token.objects))
 
     def _refused(self, sender: str, notice: Mapping[str, Any], stored: Notice,
                  record: ConsentRecord) -> None:

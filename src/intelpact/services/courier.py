@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from ..errors import IntelpactError
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
 from .audit import AuditError, CheckpointsCrossed
 from .federation import ClockSkew, FederationError, sign_request
@@ -293,6 +294,10 @@ class Courier:
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
+        try:  # what a crash may have cut from its consent (Consents.release_held)
+            self.node.consents.release_held()
+        except IntelpactError as exc:  # this node's store: the consents stay kept
+            log.warning("federation: could not queue what consents cover: %s", exc)
         thread = threading.Thread(target=self._run, name="intelpact-courier", daemon=True)
         thread.start()
         self._threads.append(thread)

@@ -687,9 +687,11 @@ class Store(abc.ABC):
     def peers(self) -> list[PeerRecord]: ...
 
     @abc.abstractmethod
-    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
-        """Put every stored object ``decide`` allows into ``party``'s outbox, each preceded
-        by the stored marking-definitions it cites (as :meth:`add_objects` does)."""
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
+                object_ids: Sequence[str] | None = None) -> int:
+        """Put every stored object ``decide`` allows (of ``object_ids`` only, if given)
+        into ``party``'s outbox, each preceded by the stored marking-definitions it cites
+        (as :meth:`add_objects` does). An entry queued already stays as it is."""
 
     @abc.abstractmethod
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:

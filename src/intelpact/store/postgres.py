@@ -93,6 +93,7 @@ from .sqlite import (
     _consent,
     _consent_step,
     _enqueue_order,
+    _enqueue_where,
     _existing,
     _insert_sql,
     _integrate,
@@ -554,10 +555,12 @@ class PostgresStore(Store):
             "SELECT party, url, public_key, key_id, tls_cert, tls_fingerprint, card, added "
             "FROM peers ORDER BY party")]
 
-    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
+                object_ids: Sequence[str] | None = None) -> int:
+        where, params = _enqueue_where(object_ids, "%s")
         with self._read() as conn:
             cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects "  # noqa: S608
-                               "WHERE recalled IS NULL ORDER BY seq")
+                               f"WHERE {where} ORDER BY seq", params)
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             when = timestamp(utc_now())

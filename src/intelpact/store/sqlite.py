@@ -516,10 +516,12 @@ class SQLiteStore(Store):
             "SELECT party, url, public_key, key_id, tls_cert, tls_fingerprint, card, added "
             "FROM peers ORDER BY party")]
 
-    def enqueue(self, party: str, decide: Callable[[StoredObject], bool]) -> int:
+    def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
+                object_ids: Sequence[str] | None = None) -> int:
+        where, params = _enqueue_where(object_ids, "?")
         rows = (_stored(r) for r in self._conn().execute(
-            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL "  # noqa: S608
-            "ORDER BY seq"))
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {where} ORDER BY seq",  # noqa: S608
+            params))
         chosen = _enqueue_order(rows, decide)
         with self._write() as c:
             when = timestamp(utc_now())
@@ -1192,6 +1194,17 @@ def _queue_cited(c: Any, mark: str, party: str, obj: NewObject, when: str,
         if (party, ref) not in queued:
             queued.add((party, ref))
             c.execute(_QUEUE_CITED.format(m=mark), (party, when, ref))
+
+
+def _enqueue_where(object_ids: Sequence[str] | None, mark: str) -> tuple[str, list[Any]]:
+    """The rows ``Store.enqueue`` chooses from: every one held, or those of ``object_ids``
+    and the marking-definitions they may cite."""
+    if object_ids is None:
+        return "recalled IS NULL", []
+    if not object_ids:
+        return "1 = 0", []
+    return (f"recalled IS NULL AND (object_type = 'marking-definition' OR object_id IN "
+            f"({', '.join([mark] * len(object_ids))}))", list(object_ids))
 
 
 def _enqueue_order(rows: Iterable[StoredObject],
