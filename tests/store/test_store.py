@@ -555,6 +555,118 @@ def test_objects_without_a_version_are_idempotent_by_body(store: Store) -> None:
     assert store.count("c1") == 1
 
 
+# -- key rotation (migration 0019) ---------------------------------------------------------
+
+
+def _peer(party: str, key: str, when: str = "t") -> PeerRecord:
+    return PeerRecord(party, f"https://{party.lower()}", f"pub-{key}", key, "pem", "fp", "{}",
+                      when)
+
+
+def test_retire_key_writes_the_rotation_whole_or_not_at_all(store: Store) -> None:
+    """This node's rotation: the tree brought up to the last event, the old key's final
+    checkpoint of it, the old key retired at its size, the new key current, the
+    announcement queued for every partner and the events appended, in one transaction; a
+    failure anywhere (here the seal, as a signing failure would) writes none of it."""
+    store.add_peer(_peer("NZL", "nz1"))
+    store.add_peer(_peer("AUS", "au1"))
+    store.append_audit([_event(i) for i in range(5)])
+    store.integrate_audit(2)  # three appended events are not yet in the tree
+
+    def failing(size: int, root: bytes, tree: object) -> tuple[str, str, list[AuditEvent]]:
+        raise RuntimeError("the old key could not sign")
+
+    with pytest.raises(RuntimeError, match="could not sign"):
+        store.retire_key("JPN", ("k1", "pub1"), ("k2", "pub2"), "t", failing)
+    assert store.retired_keys("JPN") == {} and store.party_keys("JPN") == {}
+    assert store.checkpoints() == [] and store.undelivered_announcements("NZL") == []
+    assert store.audit_size() == 5 and store.audit_integrated() == 2
+    seen: list[tuple[int, bytes]] = []
+
+    def seal(size: int, root: bytes, tree: object) -> tuple[str, str, list[AuditEvent]]:
+        seen.append((size, root))
+        return "final note", '{"announced":1}', [_event(99)]
+
+    assert store.retire_key("JPN", ("k1", "pub1"), ("k2", "pub2"), "t", seal) == 5
+    leaves = [leaf_hash(e.body.encode()) for e in store.audit_events(0, 5)]
+    assert seen == [(5, merkle_root(leaves))]  # the whole tree, integrated first
+    assert [(c.size, c.note) for c in store.checkpoints()] == [(5, "final note")]
+    assert store.retired_keys("JPN") == {"k1": 5}
+    assert store.party_keys("JPN") == {"k1": "pub1", "k2": "pub2"}
+    for party in ("NZL", "AUS"):
+        assert [b for _, b in store.undelivered_announcements(party)] == ['{"announced":1}']
+    assert store.audit_size() == 6 and json.loads(store.audit_events(5, 6)[0].body)["i"] == 99
+    # a checkpoint of the tree signed already is not signed twice: its note stays
+    store.retire_key("JPN", ("k2", "pub2"), ("k3", "pub3"), "t",
+                     lambda n, r, t: ("another note", "{}", []))
+    assert store.retired_keys("JPN") == {"k1": 5, "k2": 6}
+    assert [c.note for c in store.checkpoints()] == ["final note", "another note"]
+
+
+def test_accept_rotation_writes_the_partners_rotation_whole_or_not_at_all(
+        store: Store) -> None:
+    store.add_peer(_peer("NZL", "nz1"))
+    store.add_partner_checkpoint("NZL", 3, b"r3", "note 3", "t")
+    new = _peer("NZL", "nz2", "t2")
+    judged: list[list[int]] = []
+
+    def refuse(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
+        judged.append([h[0] for h in held])
+        raise RuntimeError("a rewritten history")
+
+    with pytest.raises(RuntimeError, match="rewritten"):
+        store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), refuse)
+    assert judged == [[3]]  # every checkpoint held, read in the transaction
+    assert store.peers()[0].key_id == "nz1" and store.retired_keys("NZL") == {}
+    assert set(store.party_keys("NZL")) == {"nz1"}
+    assert [h[0] for h in store.partner_checkpoints("NZL")] == [3] and store.audit_size() == 0
+
+    def judge(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
+        return 7, [_event(1)]
+
+    assert store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), judge)
+    assert store.peers()[0].key_id == "nz2" and store.retired_keys("NZL") == {"nz1": 7}
+    assert store.party_keys("NZL") == {"nz1": "pub-nz1", "nz2": "pub-nz2"}
+    assert [(h[0], h[1], h[2]) for h in store.partner_checkpoints("NZL")] == [
+        (3, b"r3", "note 3"), (7, b"r7", "note 7")]
+    assert store.audit_size() == 1
+    # delivered again (at least once), or applied meanwhile by another process: nothing
+    assert not store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), judge)
+    assert store.audit_size() == 1
+
+
+def test_migration_0019_bounds_the_keys_retired_before_it(opener: Opener) -> None:
+    """Keys retired by an older intelpact have no announced bound: taken back to before
+    migration 0019 and opened again, a partner's old keys are bounded by the largest
+    checkpoint of its log held, this node's own (a party that is no partner) by the
+    largest checkpoint of its own log; current keys stay unbounded."""
+    store = opener()
+    store.add_peer(_peer("NZL", "nz1"))
+    store.add_peer(_peer("NZL", "nz2"))  # rotated: nz1 is retired, nz2 current
+    store.add_peer(_peer("AUS", "au1"))  # never rotated, no checkpoint held
+    store.add_party_key("JPN", "jp1", "pub-jp1", "t")  # this node's retired key
+    store.add_party_key("JPN", "jp2", "pub-jp2", "t")
+    for size in (4, 9):
+        store.add_partner_checkpoint("NZL", size, bytes([size]), f"note {size}", "t")
+    store.append_audit([_event(i) for i in range(12)])
+    store.integrate_audit(100, lambda n, r, t: "checkpoint")
+    undo = ["ALTER TABLE party_keys DROP COLUMN last_size",
+            "DELETE FROM schema_migrations WHERE version = 19"]
+    if isinstance(store, SQLiteStore):
+        for statement in undo:
+            store._conn().execute(statement)  # noqa: SLF001
+    else:
+        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
+            for statement in undo:
+                conn.execute(statement)
+    store.close()
+    again = opener()
+    assert again.schema_version == migrations()[-1][0]
+    assert again.retired_keys("NZL") == {"nz1": 9}
+    assert again.retired_keys("AUS") == {}
+    assert again.retired_keys("JPN") == {"jp1": 12, "jp2": 12}
+
+
 # -- the audit log ------------------------------------------------------------------------
 
 

@@ -447,6 +447,17 @@ Signer = Callable[[int, bytes, Tree], str | None]
 # raise if the one about to be kept conflicts with them (AuditLog.witness).
 HeldCheck = Callable[[list[tuple[int, bytes, str, str]]], None]
 
+# This node's key rotation (Store.retire_key): given the tree's size, its root and a reader
+# of the tree (inside the rotating transaction), return the old key's final checkpoint
+# note of that tree, the announcement to queue for every partner, and the audit events.
+Sealer = Callable[[int, bytes, Tree], tuple[str, str, Sequence[AuditEvent]]]
+
+# A partner's key rotation (Store.accept_rotation): given every checkpoint of the partner
+# held, (size, root, note, received) smallest first, under the write lock, return the old
+# key's bound and the audit events to append, or raise to refuse it.
+RotationCheck = Callable[[list[tuple[int, bytes, str, str]]],
+                         tuple[int, Sequence[AuditEvent]]]
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -741,6 +752,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def party_keys(self, party: str) -> dict[str, str]:
         """Every key id -> public key (base64) known for ``party``."""
+
+    @abc.abstractmethod
+    def retired_keys(self, party: str) -> dict[str, int]:
+        """Each retired key of ``party`` (key id) -> its bound: the size of the last
+        checkpoint of the party's audit log it signed. A key not here is current."""
+
+    @abc.abstractmethod
+    def retire_key(self, party: str, old: tuple[str, str], new: tuple[str, str], when: str,
+                   seal: Sealer) -> int:
+        """This node's key rotation, in one write transaction: every event appended is
+        integrated into the tree; ``seal(size, root, tree)`` gives the old key's final
+        checkpoint of it (kept, if it is new), the announcement to queue for every pinned
+        partner and the audit events to append; ``old`` (key id, public key) is retired
+        at that size and ``new`` recorded as ``party``'s current key. Returns the size:
+        the old key's bound. Nothing of it is written if anything fails."""
+
+    @abc.abstractmethod
+    def accept_rotation(self, party: str, old_key_id: str, peer: PeerRecord,
+                        final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
+        """A partner's key rotation, in one write transaction: ``judge(held)``, with every
+        checkpoint of ``party`` held (read under the write lock), gives the old key's
+        bound and the audit events to append, or raises; ``final`` (size, root, note),
+        the old key's final checkpoint, is kept with the checkpoints of ``party``; the old
+        key is retired at the bound; ``peer``, the partner with its new key, replaces the
+        pinned record (its key recorded). False, with nothing written, when ``party``'s
+        pinned key is no longer ``old_key_id`` (the rotation was applied already)."""
 
     @abc.abstractmethod
     def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:

@@ -52,6 +52,8 @@ from .base import (
     PersonRecord,
     Query,
     RecallRecord,
+    RotationCheck,
+    Sealer,
     SessionRecord,
     Signer,
     StatusRecord,
@@ -74,6 +76,7 @@ from .sqlite import (
     _NOTICE_COLUMNS,
     _RUN_SIZES,
     MAX_ATTEMPTS,
+    _accept_rotation,
     _add_compromise,
     _add_markings,
     _add_notice,
@@ -105,6 +108,8 @@ from .sqlite import (
     _queue_cited,
     _raise_alert,
     _refs_select,
+    _retire_key,
+    _retired_keys,
     _revoke_person,
     _revoke_tokens,
     _set_password,
@@ -643,6 +648,20 @@ class PostgresStore(Store):
     def party_keys(self, party: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self._all(
             "SELECT key_id, public_key FROM party_keys WHERE party = %s", (party,))}
+
+    def retired_keys(self, party: str) -> dict[str, int]:
+        with self._read() as conn:
+            return _retired_keys(conn.cursor(), "%s", party)
+
+    def retire_key(self, party: str, old: tuple[str, str], new: tuple[str, str], when: str,
+                   seal: Sealer) -> int:
+        with self._write() as c:
+            return _retire_key(c.cursor(), "%s", party, old, new, when, seal)
+
+    def accept_rotation(self, party: str, old_key_id: str, peer: PeerRecord,
+                        final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
+        with self._write() as c:
+            return _accept_rotation(c.cursor(), "%s", party, old_key_id, peer, final, judge)
 
     def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
         with self._write() as c:

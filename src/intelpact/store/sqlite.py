@@ -49,6 +49,8 @@ from .base import (
     PersonRecord,
     Query,
     RecallRecord,
+    RotationCheck,
+    Sealer,
     SessionRecord,
     Signer,
     StatusRecord,
@@ -85,6 +87,7 @@ _TEXT = ("CASE WHEN json_valid(body) THEN "
          + " ELSE '' END")
 TEXT_INDEX_BATCH = 1000  # rows per indexing statement: about 45 ms under the write lock
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
+_RETIRE_BATCH = 50_000  # events integrated per statement in a key rotation's transaction
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
 
@@ -605,6 +608,19 @@ class SQLiteStore(Store):
     def party_keys(self, party: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self._conn().execute(
             "SELECT key_id, public_key FROM party_keys WHERE party = ?", (party,))}
+
+    def retired_keys(self, party: str) -> dict[str, int]:
+        return _retired_keys(self._conn(), "?", party)
+
+    def retire_key(self, party: str, old: tuple[str, str], new: tuple[str, str], when: str,
+                   seal: Sealer) -> int:
+        with self._write() as c:
+            return _retire_key(c, "?", party, old, new, when, seal)
+
+    def accept_rotation(self, party: str, old_key_id: str, peer: PeerRecord,
+                        final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
+        with self._write() as c:
+            return _accept_rotation(c, "?", party, old_key_id, peer, final, judge)
 
     def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
         with self._write() as c:
@@ -1387,6 +1403,65 @@ def _messages_select(report_id: str | None, mark: str) -> tuple[str, list[Any]]:
                                                          [report_id])
     return (f"SELECT {_MESSAGE_COLUMNS} FROM compromise_messages{where} "  # noqa: S608
             "ORDER BY message_id"), params
+
+
+def _retired_keys(c: Any, mark: str, party: str) -> dict[str, int]:
+    return {str(r[0]): int(r[1]) for r in c.execute(
+        "SELECT key_id, last_size FROM party_keys "  # noqa: S608
+        f"WHERE party = {mark} AND last_size IS NOT NULL", (party,))}
+
+
+def _retire_key(c: Any, mark: str, party: str, old: tuple[str, str], new: tuple[str, str],
+                when: str, seal: Sealer) -> int:
+    """This node's key rotation inside a write transaction (Store.retire_key): the tree
+    brought up to the last event appended, the old key's final checkpoint of it, the old
+    key retired at its size, the new one recorded, the announcement queued for every
+    partner and the audit events appended, all or nothing."""
+    while True:
+        size, root = _integrate(c, mark, _RETIRE_BATCH, None)
+        row = c.execute("SELECT max(idx) FROM audit_events").fetchone()
+        if row[0] is None or size > int(row[0]):
+            break
+    note, announcement, events = seal(size, root, Tree(lambda coords: _nodes(c, coords, mark)))
+    c.execute(f"INSERT INTO audit_checkpoints (size, note, signed) VALUES "  # noqa: S608
+              f"({mark}, {mark}, {mark}) ON CONFLICT (size) DO NOTHING",
+              (size, note, when))
+    c.execute("INSERT INTO party_keys (party, key_id, public_key, added, last_size) "  # noqa: S608
+              f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (party, key_id) "
+              "DO UPDATE SET last_size = excluded.last_size",
+              (party, old[0], old[1], when, size))
+    c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "  # noqa: S608
+              f"({mark}, {mark}, {mark}, {mark}) ON CONFLICT (party, key_id) DO NOTHING",
+              (party, new[0], new[1], when))
+    c.execute(f"INSERT INTO key_announcements (body, made) VALUES ({mark}, {mark})",  # noqa: S608
+              (announcement, when))
+    # under the write lock, the row just added is the newest (no RETURNING: SQLite 3.35)
+    announcement_id = c.execute("SELECT max(announcement_id) FROM key_announcements"
+                                ).fetchone()[0]
+    parties = [r[0] for r in c.execute("SELECT party FROM peers ORDER BY party")]
+    c.executemany(f"INSERT INTO key_deliveries (announcement_id, party) VALUES "  # noqa: S608
+                  f"({mark}, {mark})", [(announcement_id, p) for p in parties])
+    _append_audit(c, events, mark)
+    return size
+
+
+def _accept_rotation(c: Any, mark: str, party: str, old_key_id: str, peer: PeerRecord,
+                     final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
+    """A partner's key rotation inside a write transaction (Store.accept_rotation)."""
+    row = c.execute(f"SELECT key_id FROM peers WHERE party = {mark}",  # noqa: S608
+                    (party,)).fetchone()
+    if row is None or row[0] != old_key_id:
+        return False
+    bound, events = judge(_partner_checkpoints(c, mark, party))
+    if final is not None:
+        size, root, note = final
+        c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
+                  f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
+                  "ON CONFLICT (party, size) DO NOTHING", (party, size, root, note, peer.added))
+    c.execute(f"UPDATE party_keys SET last_size = {mark} WHERE party = {mark} "  # noqa: S608
+              f"AND key_id = {mark}", (bound, party, old_key_id))
+    _add_peer(c, mark, peer, events)
+    return True
 
 
 def _partner_checkpoints(c: Any, mark: str, party: str) -> list[tuple[int, bytes, str, str]]:
