@@ -164,7 +164,7 @@ def test_concurrent_writers_and_readers_across_workers(tmp_path: Path,
         assert [e.index for e in events] == list(range(len(events)))
         assert node.store.find_audit(AuditFilter(kinds=("read",), limit=1))
         node.audit.checkpoint()
-        assert verify_log(node.store, node.audit.origin, node.audit.public_keys()).ok
+        assert verify_log(node.store, node.audit.origin, node.audit.log_keys()).ok
     finally:
         node.close()
 

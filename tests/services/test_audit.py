@@ -36,7 +36,7 @@ def _text(note: str) -> str:
 
 
 def _verify(node: Node) -> tuple[str, ...]:
-    return verify_log(node.store, node.audit.origin, node.audit.public_keys()).problems
+    return verify_log(node.store, node.audit.origin, node.audit.log_keys()).problems
 
 
 def _people(node: Node, n: int, start: int = 0) -> None:
@@ -694,7 +694,7 @@ def test_the_object_index_is_verified_event_by_event(tmp_path: Path) -> None:
         c.execute("DELETE FROM audit_refs WHERE idx = ?", (read.index,))
     node = Node.open(copy)
     try:
-        chunked = verify_log(node.store, node.audit.origin, node.audit.public_keys(),
+        chunked = verify_log(node.store, node.audit.origin, node.audit.log_keys(),
                              chunk=2).problems
     finally:
         node.close()

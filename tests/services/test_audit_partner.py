@@ -107,7 +107,7 @@ def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
     answer = nzl.audit.for_partner("JPN")
-    size, root = jpn.audit.witness("NZL", jpn.federation.keys_of("NZL").values(), answer)
+    size, root = jpn.audit.witness("NZL", jpn.federation.log_keys("NZL"), answer)
     assert jpn.audit.check_partner_events("NZL", size, root, answer)
     forged = json.loads(json.dumps(answer))
     forged["events"][0]["body"] = forged["events"][0]["body"].replace("NZL", "AUS", 1)
@@ -115,7 +115,7 @@ def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
         jpn.audit.check_partner_events("NZL", size, root, forged)
     unsigned = dict(answer, checkpoint=answer["checkpoint"].replace("\n\n", "\n\n\n"))
     with pytest.raises(AuditError, match="not validly signed"):
-        jpn.audit.witness("NZL", jpn.federation.keys_of("NZL").values(), unsigned)
+        jpn.audit.witness("NZL", jpn.federation.log_keys("NZL"), unsigned)
 
 
 def test_a_partner_that_rewrites_its_history_is_caught_by_gossip(
@@ -216,7 +216,7 @@ def test_two_witnesses_at_once_cannot_both_keep_a_forked_history(
     jpn, nzl = jpn_nzl
     for i in range(4):
         nzl.audit.record(nzl.audit.event("login-failure", name=f"a{i}"))
-    keys = list(jpn.federation.keys_of("NZL").values())
+    keys = jpn.federation.log_keys("NZL")
     known, _ = jpn.audit.witness("NZL", keys, nzl.audit.for_partner("JPN", limit=0))
     branches = [_branch(nzl, known, 5, "A"), _branch(nzl, known, 9, "B")]
     # Both read what is held before either keeps its own (the window widened: a

@@ -355,7 +355,7 @@ def test_a_forged_rotation_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     attacker_old, attacker_new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    forged = jpn.federation.announce_rotation(attacker_old, attacker_new)
+    forged = jpn.federation.announce_rotation(attacker_old, attacker_new, 1, "")
     forged["old_key_id"] = jpn.identity.key_id  # claims to rotate the pinned key
     with pytest.raises(FederationError):
         nzl.federation.accept_rotation("JPN", forged)

@@ -41,7 +41,7 @@ def audit_verify(node_dir: Path) -> None:
                  f"on into the tree: {getattr(exc, 'message', None) or exc}")
     total = node.store.audit_size()
     with _progress("verifying events", total) as advance:
-        verdict = verify_log(node.store, node.audit.origin, node.audit.public_keys(),
+        verdict = verify_log(node.store, node.audit.origin, node.audit.log_keys(),
                              progress=advance)
     node.close()
     if stuck is not None:

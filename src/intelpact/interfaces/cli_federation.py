@@ -72,13 +72,18 @@ def key() -> None:
 @NODE_DIR
 @friendly
 def key_rotate(node_dir: Path) -> None:
-    """Make a new signing key. The old public key stays valid for what it signed; every
-    partner is sent an announcement signed by both keys. Restart `serve` afterwards."""
+    """Make a new signing key and retire the old one. The old key signs a final
+    checkpoint of the audit log: what it signed up to there stays valid, nothing past it
+    is accepted, here or by partners. Its private key is destroyed. Every partner is sent
+    an announcement signed by both keys, with that checkpoint. Restart `serve`
+    afterwards."""
     node = Node.open(node_dir)
     old = node.identity.key_id
     new = node.rotate_key()
+    bound = node.store.retired_keys(node.party)[old]
     partners = ", ".join(p.party for p in node.store.peers()) or "no partners yet"
-    out.print(f"Rotated the signing key {old} -> {new}; announcement queued for {partners}")
+    out.print(f"Rotated the signing key {old} -> {new}; {old} is retired at the audit "
+              f"checkpoint of size {bound}; announcement queued for {partners}")
     node.close()
 
 

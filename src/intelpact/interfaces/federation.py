@@ -26,7 +26,13 @@ from ..jsonio import JsonError, parse_json
 from ..services.audit import AuditError
 from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
-from ..services.federation import ClockSkew, FederationError, make_card, verify_request
+from ..services.federation import (
+    ClockSkew,
+    FederationError,
+    ProofNeeded,
+    make_card,
+    verify_request,
+)
 from ..services.node import Node
 from ..store.base import StoreFull, StoreUnavailable
 from .limits import CLOSE, BodyRefused, http_protocol, read_body
@@ -171,6 +177,10 @@ class FederationApi:
             raise TaxiiError(403, "Forbidden", "the agreement hash differs")
         try:
             new_id = self.node.federation.accept_rotation(sender, parse_json(body))
+        except ProofNeeded as exc:  # not a refusal: sent again with a consistency proof
+            return _json({"title": "Conflict", "http_status": "409",
+                          "description": exc.message, "error_code": ProofNeeded.CODE,
+                          "x_intelpact_held": exc.held}, 409)
         except (JsonError, FederationError) as exc:
             raise TaxiiError(403, "Forbidden", exc.message) from None
         log.warning("%s rotated its signing key to %s", sender, new_id)

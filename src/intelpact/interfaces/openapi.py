@@ -302,6 +302,13 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                                                 "proof": _string_list({"type": "string"})})})
     rotated = _obj(["party", "key_id"], {"party": {"type": "string"},
                                          "key_id": {"type": "string"}})
+    keys_responses = _responses(ok(rotated), (403, 409, 413, 503, 507), t)
+    error = _error_schema()
+    keys_responses["409"]["content"][t]["schema"] = _obj(
+        ["title", "http_status", "error_code", "x_intelpact_held"],
+        {**error["properties"], "x_intelpact_held": {
+            "type": "integer", "minimum": 1,
+            "description": "the size of the largest checkpoint of the sender's log held"}})
     p = fed.PREFIX
     paths = {
         f"{p}/card": {"get": {"summary": "this node's signed card", "security": tls_only,
@@ -324,11 +331,14 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                            query("limit", 1, fed.MAX_PAGE, 500)],
             "responses": _responses(ok(envelope), (400, 403, 503, 507), t)}},
         f"{p}/keys": {"post": {
-            "summary": "a key-rotation announcement, signed by the old and the new key",
+            "summary": "a key-rotation announcement, signed by the old and the new key, with "
+                       "the old key's bound and final checkpoint; 409 asks for it again with "
+                       "a consistency proof from the checkpoint of the sender's log held "
+                       "(x_intelpact_held)",
             "security": [{"mutualTLS": [], "X-Intelpact-Party": [],
                           "X-Intelpact-Agreement": []}],
             "requestBody": body(anything),
-            "responses": _responses(ok(rotated), (403, 413, 503, 507), t)}},
+            "responses": keys_responses}},
         f"{p}/audit": {"get": {
             "summary": "partner audit: events about the caller's objects, with proofs",
             "security": signed,

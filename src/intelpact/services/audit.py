@@ -47,7 +47,7 @@ from ..crypto.checkpoint import (
     sign_note,
     verify_note,
 )
-from ..crypto.keys import node_secret
+from ..crypto.keys import key_id, node_secret, public_key_from_b64, public_raw
 from ..crypto.merkle import (
     Coord,
     ProofError,
@@ -103,7 +103,8 @@ KINDS = {
     "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
     "node-init": "this node was made (its party and pinned agreement)",
     "agreement-pin": "a new version of the agreement was pinned (amended, or terminated)",
-    "peer-add": "a partner node was pinned", "key-rotate": "this node's key was rotated",
+    "peer-add": "a partner node was pinned",
+    "key-rotate": "this node's or a partner's signing key was rotated (the old key's bound)",
     "partner-audit": "a partner asked for the events about its objects",
     "alert": "something a security officer must look at",
     "recall": "an originator recalled objects from a holder (sent or received)",
@@ -129,8 +130,54 @@ class CheckpointsCrossed(AuditError):
     Not a rewrite, and no alert: ask again."""
 
 
+class RetiredKey(AuditError):
+    """A checkpoint is signed by a retired key past its bound: the size of the last
+    checkpoint that key signed before its rotation. Such a key signs no new history."""
+
+    def __init__(self, kid: str, bound: int, size: int) -> None:
+        super().__init__(f"signed by retired key {kid}, which signed nothing past size "
+                         f"{bound}")
+        self.key_id = kid
+        self.bound = bound
+        self.size = size
+
+
 class _Rewritten(Exception):
     """A partner's checkpoint conflicts with those we hold (AuditLog.witness)."""
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """A key a log's checkpoints are verified with. ``bound``: for a retired key, the size
+    of the last checkpoint it signed (its final one, signed when it was rotated out); a
+    checkpoint it signed of a larger tree is refused. None: the party's current key."""
+
+    key_id: str
+    public: Ed25519PublicKey
+    bound: int | None = None
+
+    @classmethod
+    def of(cls, key: Ed25519PrivateKey | Ed25519PublicKey, bound: int | None = None
+           ) -> LogKey:
+        public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+        return cls(key_id(public_raw(public)), public, bound)
+
+
+def log_keys(store: Store, party: str, current: Ed25519PublicKey | None = None
+             ) -> list[LogKey]:
+    """Every key ``party``'s checkpoints are verified with: each key it has signed with
+    (``party_keys``), a retired one with its bound, the current ones first; and
+    ``current`` (this node's own key, kept in its key file) unless the store has it, in
+    which case what the store says of it holds (a process still holding a key rotated
+    out by another is not trusted to sign with it)."""
+    bounds = store.retired_keys(party)
+    keys = [LogKey(kid, public_key_from_b64(pub), bounds.get(kid))
+            for kid, pub in store.party_keys(party).items()]
+    if current is not None:
+        mine = LogKey.of(current)
+        if all(k.key_id != mine.key_id for k in keys):
+            keys.append(mine)
+    return sorted(keys, key=lambda k: k.bound is not None)
 
 
 def canonical(data: Mapping[str, Any]) -> str:
@@ -360,19 +407,16 @@ def _append_error(exc: BaseException) -> BaseException:
 
 
 class AuditLog:
-    """This node's log. ``key`` gives the current signing key (it may rotate);
-    ``old_keys`` gives every public key the node signed with before."""
+    """This node's log. ``key`` gives the current signing key (it may rotate); the keys
+    it signed with before, and their bounds, are the store's (``party_keys``)."""
 
     def __init__(self, store: Store, party: str, key: Callable[[], Ed25519PrivateKey],
-                 pseudonyms: Pseudonyms, *,
-                 old_keys: Callable[[], Iterable[Ed25519PublicKey]] = tuple,
-                 checkpoint_interval: float = 10.0) -> None:
+                 pseudonyms: Pseudonyms, *, checkpoint_interval: float = 10.0) -> None:
         self.store = store
         self.party = party
         self.origin = log_origin(party)
         self.pseudonyms = pseudonyms
         self._key = key
-        self._old_keys = old_keys
         self.checkpoint_interval = checkpoint_interval
         self._commit = _GroupCommit(store.append_audit)
         self._answering = threading.local()
@@ -487,9 +531,12 @@ class AuditLog:
             found.update(fetched)
         return found
 
-    def _sign(self, size: int, root: bytes, tree: Tree, force: bool) -> str | None:
+    def _sign(self, size: int, root: bytes, tree: Tree, force: bool,
+              key: Ed25519PrivateKey | None = None) -> str | None:
         """Inside the integrating transaction: sign a checkpoint for (size, root) if the
-        tree grew (or ``force``), after proving it extends the last checkpoint."""
+        tree grew (or ``force``), after proving it extends the last checkpoint. Signed
+        with ``key`` (default the current key), which must not be retired: a process
+        still holding a key another process rotated out refuses, and says so."""
         last = self.latest()
         if last is not None:
             old = parse_checkpoint(self._text(last.note))
@@ -512,8 +559,38 @@ class AuditLog:
                                  hint="run 'intelpact audit verify' on this node") from None
         elif size == 0 and not force:
             return None
+        key = key or self._key()
+        kid = key_id(public_raw(key))
+        bound = self.store.retired_keys(self.party).get(kid)
+        if bound is not None:  # read in the signing transaction: a rotation commits first
+            raise AuditError(f"this node's signing key {kid} was retired by a key rotation "
+                             f"(it signed nothing past size {bound}); refusing to sign the "
+                             f"checkpoint of size {size} with it",
+                             hint="restart this node's processes (intelpact serve): they "
+                             "load the new key")
         body = format_checkpoint(self.origin, size, root)
-        return sign_note(body, self.origin, self._key())
+        return sign_note(body, self.origin, key)
+
+    def final_checkpoint(self, size: int, root: bytes, tree: Tree,
+                         key: Ed25519PrivateKey) -> str:
+        """Inside a key rotation's transaction (Store.retire_key): the final checkpoint of
+        the whole tree (``size``, ``root``) signed by ``key``, the key being rotated out,
+        whose bound it is. Signed now, or the latest checkpoint if it is of this tree
+        already (signed by that key: the tree grows after every rotation, by its
+        ``key-rotate`` event)."""
+        note = self._sign(size, root, tree, True, key)
+        if note is None:
+            latest = self.latest()
+            if latest is None:  # pragma: no cover - _sign returns None only after one
+                raise AuditError("no checkpoint to end the key's history with")
+            note = latest.note
+        try:
+            verify_checkpoint_note(note, self.origin, [LogKey.of(key)])
+        except AuditError as exc:
+            raise AuditError(f"the latest checkpoint, of size {size}, is not signed by the "
+                             f"key being rotated out ({exc.message}); refusing to rotate",
+                             hint="run 'intelpact audit verify' on this node") from None
+        return note
 
     def integrate(self, *, sign: bool = False, force: bool = False,
                   steps: bool = False) -> tuple[int, bytes]:
@@ -558,12 +635,34 @@ class AuditLog:
         return note[: note.rfind("\n\n") + 1]
 
     # -- keys ---------------------------------------------------------------------------
-    def public_keys(self) -> list[Ed25519PublicKey]:
-        return [self._key().public_key(), *self._old_keys()]
+    def log_keys(self) -> list[LogKey]:
+        """Every key this node has signed its checkpoints with, a retired one with its
+        bound."""
+        return log_keys(self.store, self.party, self._key().public_key())
 
     def verify_checkpoint(self, note: str) -> tuple[int, bytes]:
-        """(size, root) of a checkpoint note signed by any key this node has used."""
-        return verify_checkpoint_note(note, self.origin, self.public_keys())
+        """(size, root) of a checkpoint note signed by a key this node has used (a retired
+        key only up to its bound)."""
+        return verify_checkpoint_note(note, self.origin, self.log_keys())
+
+    def partner_checkpoint(self, party: str, keys: Iterable[LogKey], note: str, *,
+                           alert: bool = True) -> tuple[int, bytes]:
+        """(size, root) of a checkpoint ``party`` showed us, signed by one of its ``keys``
+        (a retired key only up to its bound). A checkpoint a retired key signed past its
+        bound is new history signed by a key that was rotated out: refused, and, unless
+        ``alert`` is false, the alert ``retired-key`` is raised (an honest node never
+        signs one: its processes refuse to sign with a retired key)."""
+        try:
+            return verify_checkpoint_note(note, log_origin(party), keys)
+        except RetiredKey as exc:
+            if alert:
+                self.alert("retired-key", party,
+                           f"{party}'s checkpoint of {exc.size} events is {exc.message}: a "
+                           f"key {party} rotated out signs new history (stolen?). The "
+                           "checkpoint is kept in this alert's audit event.", note=note)
+            raise AuditError(f"{party}'s checkpoint of {exc.size} events is {exc.message}",
+                             hint="tell your security officer (intelpact audit alerts DIR)"
+                             ) from None
 
     # -- partner audit: serving ------------------------------------------------------------
     def for_partner(self, party: str, *, after: int = -1, limit: int = 1000,
@@ -599,20 +698,20 @@ class AuditLog:
         return answer
 
     # -- partner audit: witnessing --------------------------------------------------------
-    def witness(self, party: str, keys: Iterable[Ed25519PublicKey],
+    def witness(self, party: str, keys: Iterable[LogKey],
                 answer: Mapping[str, Any], *, known: int | None = None) -> tuple[int, bytes]:
         """Check and keep a checkpoint ``party`` showed us (gossip): validly signed by one
-        of its keys, and consistent with every checkpoint of it we hold. Two inconsistent
-        checkpoints signed by the same partner mean it rewrote its history: an alert is
-        raised (and audited) and AuditError says so.
+        of its keys (a retired one only up to its bound: ``partner_checkpoint``), and
+        consistent with every checkpoint of it we hold. Two inconsistent checkpoints
+        signed by the same partner mean it rewrote its history: an alert is raised (and
+        audited) and AuditError says so.
 
         ``known`` is the size of the largest checkpoint of ``party`` held when the answer
         was asked for (its consistency proof starts there). If a newer one was kept
         meanwhile (gossip, another fetch), an answer that fails only against that newer
         one merely crossed it: CheckpointsCrossed, no alert, and the caller asks again.
         An answer that conflicts with what was held when it was asked is a rewrite."""
-        size, root = verify_checkpoint_note(str(answer.get("checkpoint", "")),
-                                            log_origin(party), keys)
+        size, root = self.partner_checkpoint(party, keys, str(answer.get("checkpoint", "")))
         proof = answer.get("consistency")
 
         def judge(held: list[tuple[int, bytes, str, str]]) -> None:
@@ -683,15 +782,17 @@ class AuditLog:
                             "proof": [encode_hash(h) for h in proof]}
                            for e, proof in zip(events, proofs, strict=True)]}
 
-    def check_history(self, party: str, keys: Iterable[Ed25519PublicKey],
+    def check_history(self, party: str, keys: Iterable[LogKey],
                       history: Mapping[str, Any], object_ids: Iterable[str],
-                      originator: str) -> tuple[int, bytes, list[dict[str, Any]]]:
+                      originator: str, *, alert: bool = True
+                      ) -> tuple[int, bytes, list[dict[str, Any]]]:
         """Verify an access history ``party`` sent (see ``history``): its checkpoint signed
-        by one of ``keys``, every event proven included in that tree, recorded by
+        by one of ``keys`` (a retired one only up to its bound; ``alert``: see
+        ``partner_checkpoint``), every event proven included in that tree, recorded by
         ``party``, about objects ``originator`` originated, naming at least one of
         ``object_ids``. Returns the checkpoint's size and root, and the events."""
-        size, root = verify_checkpoint_note(str(history.get("checkpoint", "")),
-                                            log_origin(party), keys)
+        size, root = self.partner_checkpoint(party, keys, str(history.get("checkpoint", "")),
+                                             alert=alert)
         wanted = set(object_ids)
         out: list[dict[str, Any]] = []
         for index, data in _proven(party, size, root, history.get("events", [])):
@@ -763,26 +864,31 @@ class AuditLog:
 
 
 def verify_checkpoint_note(note: str, origin: str,
-                           keys: Iterable[Ed25519PublicKey]) -> tuple[int, bytes]:
-    """Size and root of a signed checkpoint for ``origin`` under one of ``keys``."""
-    keys = list(keys)
-    text = None
+                           keys: Iterable[LogKey]) -> tuple[int, bytes]:
+    """Size and root of a signed checkpoint for ``origin`` under one of ``keys``: a
+    retired key's signature counts only on a tree no larger than its bound (RetiredKey
+    says so when nothing else signed it)."""
     problem = "no key"
-    for public in keys:
+    retired: RetiredKey | None = None
+    for key in keys:
         try:
-            text = verify_note(note, origin, public)
-            break
+            text = verify_note(note, origin, key.public)
         except NoteError as exc:
             problem = exc.message
-    if text is None:
-        raise AuditError(f"checkpoint is not validly signed for {origin}: {problem}")
-    try:
-        cp = parse_checkpoint(text)
-    except CheckpointError as exc:
-        raise AuditError(f"checkpoint is malformed: {exc.message}") from None
-    if cp.origin != origin:
-        raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
-    return cp.size, cp.root
+            continue
+        try:
+            cp = parse_checkpoint(text)
+        except CheckpointError as exc:
+            raise AuditError(f"checkpoint is malformed: {exc.message}") from None
+        if cp.origin != origin:
+            raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
+        if key.bound is not None and cp.size > key.bound:
+            retired = RetiredKey(key.key_id, key.bound, cp.size)
+            continue  # another key may have signed it too
+        return cp.size, cp.root
+    if retired is not None:
+        raise retired
+    raise AuditError(f"checkpoint is not validly signed for {origin}: {problem}")
 
 
 def _proven(party: str, size: int, root: bytes, events: Any
@@ -848,19 +954,25 @@ def decode_hash(text: Any) -> bytes:
 # -- full verification ---------------------------------------------------------------------
 
 
-def verify_log(store: Store, origin: str, keys: Sequence[Ed25519PublicKey], *,
+def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
                progress: Callable[[int], None] | None = None,
                chunk: int = 20_000) -> Verdict:
     """Re-check the whole log from its event bodies: indexes contiguous; each event's
     leaf hash, and each subtree hash, equal to the one stored when it was integrated;
     the object index exactly the objects each integrated event names; every checkpoint
-    validly signed, with the root recomputed at its size, and each checkpoint a prefix
-    of the next. A range of ``chunk`` events at a time: memory stays bounded. Problems
-    say where: the first altered event, the missing range, the checkpoint that no longer
-    matches."""
+    validly signed (by a retired key only up to its bound, and each retired key's final
+    checkpoint still there), with the root recomputed at its size, and each checkpoint a
+    prefix of the next. A range of ``chunk`` events at a time: memory stays bounded.
+    Problems say where: the first altered event, the missing range, the checkpoint that
+    no longer matches."""
     problems: list[str] = []
     marks: dict[int, bytes] = {}
     checkpoints = store.checkpoints()
+    stored_sizes = {cp.size for cp in checkpoints}
+    for key in sorted((k for k in keys if k.bound), key=lambda k: k.bound or 0):
+        if key.bound not in stored_sizes:
+            problems.append(f"no checkpoint of size {key.bound} is stored: the final "
+                            f"checkpoint of retired key {key.key_id} was deleted")
     for cp in checkpoints:
         try:
             size, root = verify_checkpoint_note(cp.note, origin, keys)
@@ -1028,6 +1140,7 @@ def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
 
 
 __all__ = [
-    "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "Pseudonyms", "Verdict",
-    "canonical", "log_origin", "operator", "verify_checkpoint_note", "verify_log",
+    "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "LogKey", "Pseudonyms",
+    "RetiredKey", "Verdict", "canonical", "log_keys", "log_origin", "operator",
+    "verify_checkpoint_note", "verify_log",
 ]

@@ -26,8 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ..crypto.merkle import ProofError, verify_consistency
 from ..crypto.signing import canonical as jcs
 from ..errors import IntelpactError
@@ -41,11 +39,10 @@ from ..store.base import (
 from .audit import (
     AuditError,
     CheckpointsCrossed,
+    LogKey,
     canonical,
     decode_hash,
     encode_hash,
-    log_origin,
-    verify_checkpoint_note,
 )
 from .federation import Federation, FederationError, sign_payload, verify_payload
 from .people import Principal
@@ -399,7 +396,7 @@ class CompromiseReports:
             if existing.body == _text(message) and existing.direction == "incoming":
                 return False  # delivered again: at least once, stored once
             raise CompromiseError(f"a different report {report_id} is stored already")
-        keys = list(self.federation.keys_of(sender).values())
+        keys = self.federation.log_keys(sender)
         try:
             history = message.get("history")
             if not isinstance(history, dict):
@@ -430,7 +427,7 @@ class CompromiseReports:
         self.audit.alerted(*alert)
         return True
 
-    def _witness(self, sender: str, keys: Sequence[Ed25519PublicKey], size: int, root: bytes,
+    def _witness(self, sender: str, keys: Sequence[LogKey], size: int, root: bytes,
                  envelope: Mapping[str, Any]) -> None:
         """Witness the sender's latest checkpoint, carried beside the report (gossip), and
         check that the report's checkpoint (``size``, ``root``) is a prefix of it. A
@@ -442,8 +439,8 @@ class CompromiseReports:
             raise CompromiseError("the report comes without the sender's latest checkpoint",
                                   status=400)
         try:
-            latest, latest_root = verify_checkpoint_note(str(witness.get("checkpoint", "")),
-                                                         log_origin(sender), keys)
+            latest, latest_root = self.audit.partner_checkpoint(
+                sender, keys, str(witness.get("checkpoint", "")))
         except AuditError as exc:
             raise CompromiseError(exc.message) from None
         held = max((h[0] for h in self.store.partner_checkpoints(sender)), default=0)
@@ -521,11 +518,11 @@ class CompromiseReports:
     def history(self, record: CompromiseRecord) -> tuple[int, list[dict[str, Any]]]:
         """The report's access history, verified again now: (checkpoint size, events)."""
         report = json.loads(record.body)
-        keys = list(self.federation.keys_of(record.reporter).values())
-        try:
+        keys = self.federation.log_keys(record.reporter)
+        try:  # verified and witnessed when it came: no alert again for a view of it
             size, _, events = self.audit.check_history(
                 record.reporter, keys, report.get("history", {}),
-                [o[0] for o in report.get("objects", [])], record.originator)
+                [o[0] for o in report.get("objects", [])], record.originator, alert=False)
         except AuditError as exc:
             raise CompromiseError(f"report {record.report_id}: {exc.message}",
                                   hint="tell your security officer") from None

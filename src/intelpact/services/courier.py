@@ -27,8 +27,8 @@ import httpx
 
 from ..errors import IntelpactError
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
-from .audit import AuditError, CheckpointsCrossed
-from .federation import ClockSkew, FederationError, sign_request
+from .audit import AuditError, CheckpointsCrossed, encode_hash
+from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
 from .node import Node
 
 log = logging.getLogger("intelpact.courier")
@@ -132,12 +132,34 @@ class Courier:
         if peer is None:
             return
         for announcement_id, body in self.node.store.undelivered_announcements(party):
-            response = self._request(peer, "POST", "/federation/keys", body.encode())
+            sent = body.encode()
+            for _ in range(CROSSINGS):
+                response = self._request(peer, "POST", "/federation/keys", sent)
+                held = _held(response)
+                if held is None:
+                    break
+                # the partner holds a checkpoint of our log older than the old key's final
+                # one: it witnesses that one with a proof from what it holds (signed notes
+                # and hashes: the proof needs no signature of its own)
+                sent = self._with_proof(body, held)
             if response.status_code != 200:
                 raise FederationError(f"{party} refused the key rotation: "
-                                      f"{response.status_code} {response.text[:300]}")
+                                      f"{response.status_code} {_description(response)}")
             self.node.store.announcement_delivered(announcement_id, party,
                                                    timestamp(utc_now()))
+
+    def _with_proof(self, body: str, held: int) -> bytes:
+        """The announcement ``body`` with a consistency proof from our log's tree of
+        ``held`` events to its final checkpoint (``last_size``)."""
+        announcement = json.loads(body)
+        final = announcement.get("last_size")
+        if not isinstance(final, int) or not 0 < held < final:
+            raise FederationError(f"the partner asks for a proof from {held} events to the "
+                                  f"final checkpoint of {final}: none can be made")
+        proof = self.node.audit.tree.consistency(held, final)
+        announcement["consistency"] = {"from": held,
+                                       "proof": [encode_hash(h) for h in proof]}
+        return json.dumps(announcement).encode()
 
     def push_all(self, party: str) -> int:
         self.announce_keys(party)
@@ -278,7 +300,7 @@ class Courier:
                 peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
                 "the audit request")
             try:
-                size, root = audit.witness(party, self.node.federation.keys_of(party).values(),
+                size, root = audit.witness(party, self.node.federation.log_keys(party),
                                            answer, known=known)
             except CheckpointsCrossed:
                 crossed += 1  # another fetch kept a newer checkpoint meanwhile: ask again
@@ -398,6 +420,21 @@ def _refusal(response: httpx.Response) -> bool:
     except ValueError:
         return True
     return not (isinstance(body, dict) and body.get("error_code") == ClockSkew.CODE)
+
+
+def _held(response: httpx.Response) -> int | None:
+    """The size of the checkpoint of our log a partner holds, when it answered a key
+    rotation announcement asking for a consistency proof from it (ProofNeeded)."""
+    if response.status_code != 409:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("error_code") != ProofNeeded.CODE:
+        return None
+    held = body.get("x_intelpact_held")
+    return held if isinstance(held, int) and not isinstance(held, bool) else None
 
 
 def _description(response: httpx.Response) -> str:

@@ -25,6 +25,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from ..model.decisions import ConsentToken
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import (
+    AuditEvent,
     MarkingConflict,
     NewObject,
     PeerRecord,
@@ -53,9 +55,20 @@ from ..store.base import (
     timestamp,
     utc_now,
 )
-from .audit import AuditLog, operator
+from .audit import (
+    AuditError,
+    AuditLog,
+    LogKey,
+    _conflict,
+    _Rewritten,
+    log_keys,
+    log_origin,
+    operator,
+    verify_checkpoint_note,
+)
 from .publish import canonical_body, definition_label, object_version
 
+log = logging.getLogger("intelpact.federation")
 CARD_VERSION = 1
 CONSENT_VERSION = 1
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -63,6 +76,21 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 class FederationError(IntelpactError):
     """A partner, card, request or receipt was refused; the message says why."""
+
+
+class ProofNeeded(FederationError):
+    """A key rotation announcement's final checkpoint is larger than the largest
+    checkpoint of the sender's log held here (``held``), and came without a consistency
+    proof from it: the sender sends it again with one (answered 409, ``error_code``
+    CODE, ``x_intelpact_held``). Not a refusal."""
+
+    CODE = "consistency-needed"
+
+    def __init__(self, held: int) -> None:
+        super().__init__(f"this node holds a checkpoint of {held} events of the sender's "
+                         "log: send the announcement again with a consistency proof from "
+                         "it to the final checkpoint")
+        self.held = held
 
 
 class ClockSkew(FederationError):
@@ -290,17 +318,38 @@ class Federation:
             keys[self.me.key_id] = self.me.key.public_key()
         return keys
 
+    def log_keys(self, party: str) -> list[LogKey]:
+        """The keys ``party``'s audit checkpoints are verified with: a retired key only up
+        to its bound, the last checkpoint it signed (docs/audit.md, "Keys and rotation")."""
+        mine = self.me.key.public_key() if party == self.me.party else None
+        return log_keys(self.store, party, mine)
+
     # -- key rotation -------------------------------------------------------------------
-    def announce_rotation(self, old: Ed25519PrivateKey, new: Ed25519PrivateKey) -> dict[str, Any]:
-        """A rotation announcement: the new key, signed by the old key and by itself."""
+    def announce_rotation(self, old: Ed25519PrivateKey, new: Ed25519PrivateKey,
+                          last_size: int, checkpoint: str) -> dict[str, Any]:
+        """A rotation announcement: the new key, and the old key's bound (``last_size``)
+        with its final checkpoint (``checkpoint``, signed by the old key), signed by the
+        old key and by the new one."""
         body = {"intelpact_key_rotation": 1, "party": self.me.party,
                 "old_key_id": key_id(public_raw(old)), "new_key_id": key_id(public_raw(new)),
-                "new_public_key": public_key_b64(new), "issued": timestamp(utc_now())}
+                "new_public_key": public_key_b64(new), "last_size": last_size,
+                "checkpoint": checkpoint, "issued": timestamp(utc_now())}
         return {**body, "signature_old": sign_payload(old, body),
                 "signature_new": sign_payload(new, body)}
 
     def accept_rotation(self, sender: str, announcement: Any) -> str:
-        """Pin a partner's new key from its announcement; returns the new key id."""
+        """Pin a partner's new key from its announcement; returns the new key id.
+
+        The old key is retired at the bound the announcement carries, the size of its
+        final checkpoint, which is witnessed like gossip: a different root for a size held,
+        or a larger checkpoint held than the final one, is a rewritten history (the alert,
+        and the rotation is refused); a final checkpoint larger than the largest held
+        needs a consistency proof from it (``announcement["consistency"]``, outside the
+        signed body), else ProofNeeded says from what size. An announcement without a
+        bound (made by an older intelpact) retires the old key at the largest checkpoint
+        of the sender's log held here: what it is known to have signed, no more. The
+        partner's new key, the old one's bound, its final checkpoint, the new pinned
+        record and the ``key-rotate`` event are written in one transaction."""
         if not isinstance(announcement, dict) or \
                 announcement.get("intelpact_key_rotation") != 1:
             raise FederationError("not a key rotation announcement")
@@ -309,28 +358,83 @@ class Federation:
             raise FederationError(f"{sender} is not a pinned partner, or the announcement "
                                   "names another party")
         body = {k: v for k, v in announcement.items()
-                if k not in ("signature_old", "signature_new")}
+                if k not in ("signature_old", "signature_new", "consistency")}
         new_id = str(body.get("new_key_id"))
         if new_id == peer.key_id:
             return new_id  # already applied: announcements are delivered at least once
         if body.get("old_key_id") != peer.key_id:
             raise FederationError(f"the announcement rotates key {body.get('old_key_id')!r}, "
                                   f"but {sender}'s pinned key is {peer.key_id}")
-        if not verify_payload(_public(peer.public_key), str(announcement.get("signature_old")),
-                              body):
+        old_public = _public(peer.public_key)
+        if not verify_payload(old_public, str(announcement.get("signature_old")), body):
             raise FederationError("the announcement is not signed by the pinned (old) key")
         new_public = _public(str(body.get("new_public_key")))
         if key_id(public_raw(new_public)) != new_id or \
                 not verify_payload(new_public, str(announcement.get("signature_new")), body):
             raise FederationError("the announcement's new key does not sign it")
-        self.store.add_party_key(sender, new_id, str(body["new_public_key"]),
-                                 timestamp(utc_now()))
-        self.audit.record(self.audit.event("key-rotate", party=sender, actor=sender,
-                                           old_key_id=peer.key_id, new_key_id=new_id))
-        self.store.add_peer(PeerRecord(sender, peer.url, str(body["new_public_key"]), new_id,
-                                       peer.tls_cert, peer.tls_fingerprint, peer.card,
-                                       timestamp(utc_now())))
+        final = self._final_checkpoint(sender, body, LogKey(peer.key_id, old_public))
+        proof = announcement.get("consistency")
+        when = timestamp(utc_now())
+
+        def judge(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
+            """Under the store's write lock, with every checkpoint of ``sender`` held."""
+            largest = max((h[0] for h in held), default=0)
+            if final is None:
+                bound = largest
+                log.warning("%s's key rotation announcement names no bound for its old key "
+                            "%s (an older intelpact): retired at the largest checkpoint of "
+                            "its log held here, %d", sender, peer.key_id, bound)
+            else:
+                bound, root, _ = final
+                if 0 < largest < bound and (not isinstance(proof, dict)
+                                            or proof.get("from") != largest):
+                    raise ProofNeeded(largest)
+                problem = _conflict(sender, held, bound, root, proof) if largest else None
+                if problem is not None:
+                    raise _Rewritten(problem)
+            return bound, [self.audit.event(
+                "key-rotate", party=sender, actor=sender, old_key_id=peer.key_id,
+                new_key_id=new_id, last_size=bound, announced=final is not None)]
+
+        try:
+            self.store.accept_rotation(
+                sender, peer.key_id,
+                PeerRecord(sender, peer.url, str(body["new_public_key"]), new_id,
+                           peer.tls_cert, peer.tls_fingerprint, peer.card, when), final, judge)
+        except _Rewritten as exc:
+            problem = (f"{exc}: {sender} has rewritten its audit history, and its key "
+                       f"rotation's final checkpoint (of its old key {peer.key_id}) is not "
+                       "consistent with the checkpoints of it held")
+            self.audit.alert("history-rewritten", sender, f"{problem}. The final checkpoint "
+                             "is kept in this alert's audit event.",
+                             note=final[2] if final else "")
+            raise FederationError(f"{problem}: the rotation is refused",
+                                  hint="tell your security officer (intelpact audit alerts "
+                                  "DIR)") from None
         return new_id
+
+    @staticmethod
+    def _final_checkpoint(sender: str, body: Mapping[str, Any], old: LogKey
+                          ) -> tuple[int, bytes, str] | None:
+        """The old key's final checkpoint an announcement carries, (size, root, note),
+        signed by the old key for the size it names as its bound; None when it names no
+        bound (an older intelpact's announcement)."""
+        if "last_size" not in body and "checkpoint" not in body:
+            return None
+        bound, note = body.get("last_size"), body.get("checkpoint")
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 0 or \
+                not isinstance(note, str):
+            raise FederationError("the announcement's last_size is not a size, or its "
+                                  "checkpoint is not a signed note")
+        try:
+            size, root = verify_checkpoint_note(note, log_origin(sender), [old])
+        except AuditError as exc:
+            raise FederationError(f"the announcement's final checkpoint is not the old "
+                                  f"key's: {exc.message}") from None
+        if size != bound:
+            raise FederationError(f"the announcement retires the old key at size {bound}, "
+                                  f"but its final checkpoint is of size {size}")
+        return size, root, note
 
     def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
         """Pin a partner from its card; queue everything already releasable to it."""

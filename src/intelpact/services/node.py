@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..config import NodeConfig, create_node_dir, load_config, staged, write_config
+from ..config import NodeConfig, _sync_dir, create_node_dir, load_config, staged, write_config
 from ..crypto.cursors import Cursors
 from ..crypto.keys import (
+    KeyFileError,
     key_id,
     load_signing_key,
     public_key_b64,
-    public_key_from_b64,
     public_raw,
     write_private_file,
 )
+from ..crypto.merkle import Tree
 from ..crypto.signing import sign_object
 from ..errors import IntelpactError
 from ..model import Agreement, Label, MarkingError, Markings, Policy, load_agreement
@@ -104,12 +107,10 @@ class Node:
         self.policy = Policy(self.agreement)
         self.markings = Markings(self.agreement, lookup=self._stored_marking)
         self._load_markings()
-        self.signing_key = load_signing_key(config.signing_key)
+        self.signing_key = self._signing_key()
         self.audit = AuditLog(
             store, config.party, lambda: self.signing_key,
-            Pseudonyms.from_file(config.signing_key.parent / "audit-pseudonyms.key"),
-            old_keys=lambda: [public_key_from_b64(k)
-                              for k in store.party_keys(config.party).values()])
+            Pseudonyms.from_file(config.signing_key.parent / "audit-pseudonyms.key"))
         self.people = People(self.policy, store, self.audit)
         # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
         self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")
@@ -132,29 +133,120 @@ class Node:
         self.indexer = SearchIndexer(store)  # started by `serve`
 
     def rotate_key(self) -> str:
-        """Make a new signing key; keep the old one's public half for old signatures, and
-        queue an announcement signed by both keys for every partner. Returns the new id."""
+        """Make a new signing key and retire the old one; returns the new key's id.
+
+        The old key signs a final checkpoint of the whole audit log, whose size is its
+        bound: a checkpoint it signed of a larger tree is refused, here (``audit verify``)
+        and at every partner. Its private half is destroyed; its public half stays in the
+        store for what it signed. Every partner is sent an announcement, signed by both
+        keys, carrying the bound and the final checkpoint.
+
+        Crash-safe: the new key is staged beside the old; one store transaction retires
+        the old key at its bound, records the new one, queues the announcement and
+        appends the ``key-rotate`` event; then the new key file replaces the old. A crash
+        before the transaction commits leaves the old key in force (the staged key is
+        removed when the node is next opened); after it, opening the node finishes the
+        swap (``_finish_rotation``), so the new key is in force with the announcement
+        queued."""
         old = self.signing_key
         new = Ed25519PrivateKey.generate()
-        announcement = self.federation.announce_rotation(old, new)
-        when = timestamp(utc_now())
-        self.store.add_party_key(self.party, key_id(public_raw(old)), public_key_b64(old), when)
+        old_id, new_id = key_id(public_raw(old)), key_id(public_raw(new))
         path = self.config.signing_key
-        staged = path.with_name(f"{path.name}.new")
-        write_private_file(staged, new.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        os.replace(path, path.with_name(f"retired-{key_id(public_raw(old))}.pem"))
-        os.replace(staged, path)
-        self.store.add_announcement(json.dumps(announcement), when,
-                                    [p.party for p in self.store.peers()])
+        waiting = staged(path)
+        with self._rotation_lock():
+            self._finish_rotation()
+            if key_id(public_raw(load_signing_key(path))) != old_id:
+                raise NodeError(f"{path} no longer holds this process's key {old_id}: "
+                                "another process rotated it", hint="open the node again")
+            self.audit.integrate()  # the bulk of it outside the rotation's transaction
+            write_private_file(waiting, new.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+
+            def seal(size: int, root: bytes, tree: Tree) -> tuple[str, str, list[AuditEvent]]:
+                """In the rotation's transaction: the old key's final checkpoint of the
+                whole tree, the announcement and the event, which name its size."""
+                note = self.audit.final_checkpoint(size, root, tree, old)
+                announcement = self.federation.announce_rotation(old, new, size, note)
+                return note, json.dumps(announcement), [self.audit.event(
+                    "key-rotate", actor=operator(), old_key_id=old_id, new_key_id=new_id,
+                    last_size=size)]
+
+            try:
+                self.store.retire_key(self.party, (old_id, public_key_b64(old)),
+                                      (new_id, public_key_b64(new)), timestamp(utc_now()),
+                                      seal)
+            except BaseException:
+                # not recorded (the staged key goes), or recorded after all (it goes in)
+                with contextlib.suppress(Exception):
+                    self._finish_rotation()
+                raise
+            os.replace(waiting, path)  # the retired private key is gone with it
+            _sync_dir(path.parent)
         self.signing_key = new
         self.identity = dataclasses.replace(self.identity, key=new)
         self.federation.me = self.identity
-        self.audit.record(self.audit.event("key-rotate", actor=operator(),
-                                           old_key_id=key_id(public_raw(old)),
-                                           new_key_id=key_id(public_raw(new))))
-        return key_id(public_raw(new))
+        return new_id
+
+    @contextlib.contextmanager
+    def _rotation_lock(self) -> Iterator[None]:
+        """One key rotation at a time across the node's processes, and none while a
+        process opening the node finishes or removes one cut short (an flock of a file
+        beside the key: a staged key must never be judged while its rotation runs)."""
+        path = self.config.signing_key
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _signing_key(self) -> Ed25519PrivateKey:
+        """The node's signing key, once a rotation cut short is finished or undone
+        (``_finish_rotation``). A key file holding a key the store records as retired is
+        refused: this node does not sign with a retired key."""
+        path = self.config.signing_key
+        with self._rotation_lock():
+            self._finish_rotation()
+            key = load_signing_key(path)
+        kid = key_id(public_raw(key))
+        bound = self.store.retired_keys(self.party).get(kid)
+        if bound is not None:
+            raise NodeError(f"{path} holds key {kid}, which a key rotation retired (it "
+                            f"signed nothing past size {bound}): a retired key signs no "
+                            "more", hint="restore the node's current key file; the store "
+                            "names the current key among party_keys (last_size empty)")
+        return key
+
+    def _finish_rotation(self) -> None:
+        """Under the rotation lock: a new key staged beside the key file (``rotate_key``)
+        replaces it if the store recorded the rotation (the new key current), and is
+        removed, never having signed, if not: the old key stays in force. A key file of a
+        key retired by an older intelpact (``retired-ID.pem``) is removed: a retired key's
+        private half is not kept (its public half is in the store)."""
+        path = self.config.signing_key
+        waiting = staged(path)
+        retired = self.store.retired_keys(self.party)
+        if waiting.is_file():
+            new_id = key_id(public_raw(load_signing_key(waiting)))
+            if new_id in self.store.party_keys(self.party) and new_id not in retired:
+                os.replace(waiting, path)
+                log.warning("finished rotating this node's signing key to %s (the rotation "
+                            "was cut short after it was recorded)", new_id)
+            else:
+                waiting.unlink()
+                log.warning("removed %s: a key rotation cut short before it was recorded "
+                            "(the old key stays in force)", waiting)
+            _sync_dir(path.parent)
+        for old in sorted(path.parent.glob("retired-*.pem")):
+            try:
+                kid = key_id(public_raw(load_signing_key(old)))
+            except KeyFileError:
+                continue
+            if kid in retired:
+                old.unlink()
+                _sync_dir(path.parent)
+                log.warning("removed %s: a retired key's private half is not kept", old)
 
     def _load_markings(self) -> None:
         """Learn the stored marking-definitions. One that does not check (stored by an

@@ -93,7 +93,7 @@ def show(console: Console, request: Request, principal: Principal,
     store = node.store
     verdict = None
     if form is not None and form.get("action") == "verify":
-        verdict = verify_log(store, node.audit.origin, node.audit.public_keys())
+        verdict = verify_log(store, node.audit.origin, node.audit.log_keys())
     consents, consents_page = _bounded(request, "consents", store.latest_consents)
     dissem, dissem_page = _bounded(request, "dissem", store.latest_disseminations)
     recalls, recalls_page = _bounded(request, "recalls", store.latest_recalls)
