@@ -5,6 +5,7 @@ failures inside a transaction come from a trigger made through the store's conne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from intelpact.services.federation import (
 )
 from intelpact.services.node import Node, NodeError
 from intelpact.store import Store
-from intelpact.store.base import AuditFilter, timestamp, utc_now
+from intelpact.store.base import AuditFilter, Notice, timestamp, utc_now
 from intelpact.store.sqlite import SQLiteStore
 
 from helpers import make_node, serving_federation
@@ -361,6 +362,29 @@ def test_a_final_checkpoint_that_does_not_extend_the_one_held_is_refused_with_an
         format_checkpoint(origin, 1, leaves[0]), origin, old))
     with pytest.raises(FederationError, match="its log shrank"):
         nzl.federation.accept_rotation("JPN", small)
+
+
+def test_a_notice_receipt_signed_by_a_retired_key_is_refused(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A receipt is signed as it is answered, never queued: by the partner's pinned key,
+    not one it rotated out (as object and compromise receipts already were)."""
+    jpn, nzl = jpn_nzl
+    old = nzl.signing_key
+    with serving_federation(jpn):
+        nzl.rotate_key()
+        push(nzl, "JPN")
+    body = json.dumps({"notice": {"id": "n1"}})
+    notice = Notice("n1", "out", "NZL", "recall", "indicator--x", body, "t")
+
+    def receipt(key: Ed25519PrivateKey) -> dict[str, Any]:
+        signed = {"receiver": "NZL", "sender": "JPN", "notice": "n1",
+                  "sha256": hashlib.sha256(body.encode()).hexdigest()}
+        return {"receipt": signed, "key_id": key_id(public_raw(key)),
+                "signature": sign_payload(key, signed)}
+
+    assert jpn.controls.check_receipt("NZL", notice, receipt(nzl.signing_key))
+    with pytest.raises(FederationError, match="not signed by its pinned key"):
+        jpn.controls.check_receipt("NZL", notice, receipt(old))
 
 
 def test_the_command_says_at_what_size_the_old_key_is_retired(

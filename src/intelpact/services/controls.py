@@ -444,14 +444,18 @@ class Controls:
 
     # -- delivery receipts ---------------------------------------------------------------
     def check_receipt(self, party: str, notice: Notice, answer: Any) -> str:
-        """The partner's signed receipt for ``notice``, verified; returns it as text."""
+        """The partner's signed receipt for ``notice``, verified; returns it as text. A
+        receipt is signed as it is answered, never queued: by the partner's pinned key,
+        as object and compromise receipts are, not a key it rotated out."""
         signed = answer if isinstance(answer, dict) else {}
         receipt = signed.get("receipt")
-        public = self.federation.keys_of(party).get(str(signed.get("key_id")))
+        peer = self.federation.peers().get(party)
+        public = self.federation.keys_of(party).get(str(signed.get("key_id"))) \
+            if peer is not None and signed.get("key_id") == peer.key_id else None
         if not isinstance(receipt, dict) or public is None or \
                 not verify_payload(public, str(signed.get("signature", "")), receipt):
             raise FederationError(f"{party}'s receipt for notice {notice.notice_id} is not "
-                                  "signed by its key")
+                                  "signed by its pinned key")
         want = hashlib.sha256(notice.body.encode()).hexdigest()
         if receipt.get("notice") != notice.notice_id or receipt.get("sha256") != want or \
                 receipt.get("receiver") != party or receipt.get("sender") != self.party:
