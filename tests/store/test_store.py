@@ -484,21 +484,19 @@ def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> 
     store.set_pull_cursor("NZL", 5)
     store.set_pull_cursor("NZL", 3)  # never goes back
     assert store.pull_cursor("NZL") == 5 and store.pull_cursor("AUS") == 0
-    store.add_party_key("NZL", "k1", "pub1", "t")
-    store.add_party_key("NZL", "k1", "other", "t")  # first key wins
-    store.add_party_key("NZL", "k2", "pub2", "t")
-    assert store.party_keys("NZL") == {"k1": "pub1", "k2": "pub2"}
-    store.add_announcement("{\"rotate\":1}", "t", ["NZL", "AUS"])
-    [(aid, body)] = store.undelivered_announcements("NZL")
-    store.announcement_delivered(aid, "NZL", "t2")
-    assert store.undelivered_announcements("NZL") == []
-    assert store.undelivered_announcements("AUS") == [(aid, body)]
     store.add_refusal("NZL", "indicator--x", "bad signature", "t")
     assert store.refusals() == [("NZL", "indicator--x", "bad signature", "t")]
     store.add_peer(PeerRecord("NZL", "https://nz", "pub3", "k3", "pem", "fp", "{}", "t"))
     store.add_peer(PeerRecord("NZL", "https://nz2", "pub3", "k3", "pem", "fp", "{}", "t"))
     assert [p.url for p in store.peers()] == ["https://nz2"]
-    assert store.party_keys("NZL")["k3"] == "pub3"
+    assert store.party_keys("NZL") == {"k3": "pub3"}
+    store.add_peer(PeerRecord("AUS", "https://au", "pub4", "k4", "pem", "fp", "{}", "t"))
+    store.retire_key("JPN", ("j1", "pub-j1"), ("j2", "pub-j2"), "t",
+                     lambda size, root, tree: ("note", '{"rotate":1}', []))
+    [(aid, body)] = store.undelivered_announcements("NZL")
+    store.announcement_delivered(aid, "NZL", "t2")
+    assert store.undelivered_announcements("NZL") == []
+    assert store.undelivered_announcements("AUS") == [(aid, body)]
 
 
 def test_what_a_partner_pulls_is_in_the_dissemination_record(store: Store) -> None:
@@ -644,8 +642,10 @@ def test_migration_0019_bounds_the_keys_retired_before_it(opener: Opener) -> Non
     store.add_peer(_peer("NZL", "nz1"))
     store.add_peer(_peer("NZL", "nz2"))  # rotated: nz1 is retired, nz2 current
     store.add_peer(_peer("AUS", "au1"))  # never rotated, no checkpoint held
-    store.add_party_key("JPN", "jp1", "pub-jp1", "t")  # this node's retired key
-    store.add_party_key("JPN", "jp2", "pub-jp2", "t")
+    with store._write() as c:  # noqa: SLF001 - this node's keys, retired by an older intelpact
+        for kid in ("jp1", "jp2"):
+            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
+                      f"('JPN', '{kid}', 'pub-{kid}', 't')")
     for size in (4, 9):
         store.add_partner_checkpoint("NZL", size, bytes([size]), f"note {size}", "t")
     store.append_audit([_event(i) for i in range(12)])

@@ -746,10 +746,6 @@ class Store(abc.ABC):
     def set_pull_cursor(self, party: str, cursor: int) -> None: ...
 
     @abc.abstractmethod
-    def add_party_key(self, party: str, key_id: str, public_key: str, when: str) -> None:
-        """Remember a key ``party`` signs (or signed) with."""
-
-    @abc.abstractmethod
     def party_keys(self, party: str) -> dict[str, str]:
         """Every key id -> public key (base64) known for ``party``."""
 
@@ -778,10 +774,6 @@ class Store(abc.ABC):
         key is retired at the bound; ``peer``, the partner with its new key, replaces the
         pinned record (its key recorded). False, with nothing written, when ``party``'s
         pinned key is no longer ``old_key_id`` (the rotation was applied already)."""
-
-    @abc.abstractmethod
-    def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
-        """Record a key-rotation announcement to deliver to ``parties``."""
 
     @abc.abstractmethod
     def undelivered_announcements(self, party: str) -> list[tuple[int, str]]: ...

@@ -639,12 +639,6 @@ class PostgresStore(Store):
                       "(party) DO UPDATE SET cursor = GREATEST(pull_cursors.cursor, "
                       "excluded.cursor)", (party, cursor))
 
-    def add_party_key(self, party: str, key_id: str, public_key: str, when: str) -> None:
-        with self._write() as c:
-            c.execute("INSERT INTO party_keys (party, key_id, public_key, added) VALUES "
-                      "(%s, %s, %s, %s) ON CONFLICT (party, key_id) DO NOTHING",
-                      (party, key_id, public_key, when))
-
     def party_keys(self, party: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self._all(
             "SELECT key_id, public_key FROM party_keys WHERE party = %s", (party,))}
@@ -662,15 +656,6 @@ class PostgresStore(Store):
                         final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
         with self._write() as c:
             return _accept_rotation(c.cursor(), "%s", party, old_key_id, peer, final, judge)
-
-    def add_announcement(self, body: str, when: str, parties: Sequence[str]) -> None:
-        with self._write() as c:
-            row = c.execute("INSERT INTO key_announcements (body, made) VALUES (%s, %s) "
-                            "RETURNING announcement_id", (body, when)).fetchone()
-            assert row is not None
-            for party in parties:
-                c.execute("INSERT INTO key_deliveries (announcement_id, party) VALUES (%s, %s)",
-                          (row[0], party))
 
     def undelivered_announcements(self, party: str) -> list[tuple[int, str]]:
         return [(int(r[0]), str(r[1])) for r in self._all(
