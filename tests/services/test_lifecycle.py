@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_atomic_audit import refusing
 from test_federation import pair, people, publish, push
 
 from intelpact.config import staged, write_config
 from intelpact.interfaces.cli import main
 from intelpact.model import load_agreement
+from intelpact.services.audit import AuditError
 from intelpact.services.controls import Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
@@ -165,6 +168,38 @@ def test_a_pin_cut_short_is_finished_when_the_node_opens(
     assert jpn.agreement.version == "1.1" and jpn.agreement.content_hash == new_hash
     assert target.read_bytes() == amended.read_bytes() and not staged(target).exists()
     assert (jpn.config.dir / "node.toml").stat().st_mode & 0o777 == 0o600
+    assert_pin_recorded_once(jpn, new_hash)
+
+
+def assert_pin_recorded_once(node: Node, new_hash: str) -> None:
+    """The pin's event, recorded when the node opened after the pin was cut short
+    before it, once however often the node opens again."""
+    for _ in range(2):
+        (event,) = [json.loads(e.body) for e in node.audit.find(
+            AuditFilter(kinds=("agreement-pin",)))]
+        assert event["new_hash"] == new_hash and event["version"] == "1.1"
+        assert event["reason"].startswith("recorded when the node was next opened")
+        node.close()
+        node = Node.open(node.config.dir)
+    node.close()
+
+
+def test_a_pin_whose_event_was_not_recorded_is_recorded_when_the_node_opens(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """A pin is files, so its event is recorded after it: here the event cannot be
+    appended (as a crash right after the pin would leave it). The node opened next
+    records it, saying so; before, the agreement had changed with nothing in the log."""
+    jpn = jpn_nzl[0]
+    amended = version(tmp_path, "v1.1.toml")
+    with refusing(jpn.store, "audit_events", when="NEW.kind = 'agreement-pin'"), \
+            pytest.raises(AuditError):
+        jpn.pin_agreement(amended, reason="amendment 1")
+    assert not jpn.audit.find(AuditFilter(kinds=("agreement-pin",)))
+    jpn.close()
+    jpn_nzl[0] = Node.open(jpn.config.dir)
+    assert jpn_nzl[0].agreement.version == "1.1"
+    assert_pin_recorded_once(jpn_nzl[0], load_agreement(amended).content_hash)
+    jpn_nzl[0] = Node.open(jpn.config.dir)
 
 
 def test_what_cannot_be_pinned(jpn_nzl: list[Node], tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from ..stix.validate import validate_object
 from ..store import Store, open_store
 from ..store.base import (
     AuditEvent,
+    AuditFilter,
     Collection,
     Page,
     Query,
@@ -131,6 +132,7 @@ class Node:
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
         self.indexer = SearchIndexer(store)  # started by `serve`
+        self._record_unrecorded_pin()
 
     def rotate_key(self) -> str:
         """Make a new signing key and retire the old one; returns the new key's id.
@@ -264,6 +266,29 @@ class Node:
     def _stored_marking(self, marking_id: str) -> dict[str, Any] | None:
         body = self.store.marking(marking_id)
         return json.loads(body) if body is not None else None
+
+    def _record_unrecorded_pin(self) -> None:
+        """A pin is files (``pin_agreement``), so its event comes after it, in another
+        step: a crash between them left the agreement changed and the log silent. The
+        log's last word on the agreement (its latest ``agreement-pin``, else the
+        ``node-init``) is checked against the text pinned, and a pin it does not know of
+        is recorded now, saying so."""
+        for kind, field in (("agreement-pin", "new_hash"), ("node-init", "agreement_hash")):
+            found = self.store.latest_audit(AuditFilter(kinds=(kind,), limit=1))
+            if found:
+                said = json.loads(found[0].body).get(field)
+                break
+        else:
+            return  # a new node: Node.create records its node-init
+        new = self.agreement
+        if said != new.content_hash:
+            self.audit.record(self.audit.event(
+                "agreement-pin", actor=operator(), agreement=new.id, version=new.version,
+                state=new.state, old_hash=said, new_hash=new.content_hash,
+                parties=list(new.parties), reason="recorded when the node was next opened: "
+                "the pin was cut short before its event was recorded"))
+            log.warning("recorded the pin of agreement %s version %s, cut short before its "
+                        "event", new.id, new.version)
 
     def pin_agreement(self, path: str | Path, *, reason: str) -> Agreement:
         """Pin a new version of this node's agreement: an amendment, a party added, or
