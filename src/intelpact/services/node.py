@@ -276,7 +276,10 @@ class Node:
         for kind, field in (("agreement-pin", "new_hash"), ("node-init", "agreement_hash")):
             found = self.store.latest_audit(AuditFilter(kinds=(kind,), limit=1))
             if found:
-                said = json.loads(found[0].body).get(field)
+                try:
+                    said = json.loads(found[0].body)[field]
+                except (ValueError, TypeError, KeyError):
+                    return  # an altered event: `audit verify` says so, not guessed at here
                 break
         else:
             return  # a new node: Node.create records its node-init
@@ -357,13 +360,12 @@ class Node:
             config = dataclasses.replace(config, database=database)
             write_config(config)
         node = cls(config, open_store(config.database, config.dir))
-        node.audit.record(node.audit.event(
-            "node-init", actor=operator(), agreement=node.agreement.id,
-            agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id))
         node.store.add_collection(Collection(
             str(uuid.uuid4()), f"{party} intelligence",
             f"Intelligence held by the {party} node under {node.agreement.id}",
-            DEFAULT_COLLECTION_ALIAS))
+            DEFAULT_COLLECTION_ALIAS), [node.audit.event(
+                "node-init", actor=operator(), agreement=node.agreement.id,
+                agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id)])
         return node
 
     @property

@@ -529,7 +529,9 @@ class Store(abc.ABC):
 
     # collections -------------------------------------------------------------------
     @abc.abstractmethod
-    def add_collection(self, collection: Collection) -> None: ...
+    def add_collection(self, collection: Collection,
+                       audit: Sequence[AuditEvent] = ()) -> None:
+        """Add ``collection`` and append ``audit``, in one transaction."""
 
     @abc.abstractmethod
     def collections(self) -> list[Collection]: ...

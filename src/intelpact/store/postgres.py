@@ -393,12 +393,14 @@ class PostgresStore(Store):
         return int(row[0])
 
     # -- collections --------------------------------------------------------------------
-    def add_collection(self, collection: Collection) -> None:
+    def add_collection(self, collection: Collection,
+                       audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
             c.execute("INSERT INTO collections (collection_id, title, description, alias, "
                       "created) VALUES (%s, %s, %s, %s, %s)",
                       (collection.collection_id, collection.title, collection.description,
                        collection.alias, timestamp(utc_now())))
+            _append_audit(c.cursor(), audit, "%s")
 
     def collections(self) -> list[Collection]:
         rows = self._all("SELECT collection_id, title, description, alias FROM collections "

@@ -297,12 +297,14 @@ class SQLiteStore(Store):
         return label_id
 
     # -- collections --------------------------------------------------------------------
-    def add_collection(self, collection: Collection) -> None:
+    def add_collection(self, collection: Collection,
+                       audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
             c.execute("INSERT INTO collections (collection_id, title, description, alias, "
                       "created) VALUES (?, ?, ?, ?, ?)",
                       (collection.collection_id, collection.title, collection.description,
                        collection.alias, timestamp(utc_now())))
+            _append_audit(c, audit)
 
     def collections(self) -> list[Collection]:
         rows = self._conn().execute("SELECT collection_id, title, description, alias FROM "
