@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from test_controls import deliver, seen
 from test_federation import pair, people, publish, push
 from test_federation_attacks import send_to_inbox
 
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import AuditError, operator
-from intelpact.services.courier import Courier
 from intelpact.services.credentials import token_digest
 from intelpact.services.federation import FederationError, make_card
 from intelpact.services.node import Node
@@ -342,17 +342,6 @@ def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     jpn.close()
     nzl.close()
 
-
-def deliver(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
-        return courier.deliver_notices(party)
-    finally:
-        courier.stop()
-
-
-def seen(node: Node, object_id: str, who: str) -> list[dict[str, Any]]:
-    return node.get(node.people.as_person(who), object_id)
 
 
 def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(
