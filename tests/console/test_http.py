@@ -4,12 +4,14 @@ idle timeout, the access matrix (no page shows what its viewer may not see), the
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import ssl
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -140,22 +142,28 @@ def test_access_matrix_no_page_shows_what_the_viewer_may_not_see(world: World,
             assert oid not in text and world.objects[oid]["name"] not in text
 
 
-def test_search_never_matches_a_withheld_portion(world: World) -> None:
+def test_a_portion_is_found_by_who_may_read_it(world: World) -> None:
     sato, tanaka = world.client("sato"), world.client("tanaka")
     oid = world.names["hi-rel-nzl"]
-    # a marked description is not searched, even by those who may read it
-    assert _results(tanaka, q="secret-portion") == []
+    # its description is a 機密 portion: tanaka (機密) finds it by it, sato (秘) does not
+    assert _results(tanaka, q="secret-portion") == [oid]
     assert _results(sato, q="secret-portion") == []
     assert _results(sato, q="hi-rel-nzl") == [oid]  # its name is not marked
     page = sato.get(f"/objects/{oid}").text
     assert "secret-portion-words" not in page and "Withheld from you" in page
 
 
-def test_withheld_text_does_not_change_the_search_page(tmp_path: Path) -> None:
-    """Fifty objects mention a phrase; so does the withheld description of one more. The
-    reader's page is the same with or without that description: 50 results and no
-    'Older results' link (else the page tells what the withheld text holds)."""
-    def page(folder: str, secret: str) -> tuple[int, bool]:
+MORE = re.compile(r'<a class="more" href="([^"]+)"')
+
+
+def test_a_portion_changes_only_the_pages_of_who_may_read_it(tmp_path: Path) -> None:
+    """Fifty objects mention a phrase; so does a 機密 portion (the description) of one more,
+    stored first. sato (秘), who may not read it, gets every page (the results, their
+    count, the 'Older results' link and the page it leads to) as on a node where that
+    description does not hold the phrase: one page of 50 and no link (else the page
+    tells what the withheld text holds). pub (機密), who may read it, finds it too: 50
+    results, the link, and it on the page after."""
+    def pages(folder: str, secret: str) -> dict[str, list[tuple[list[str], bool]]]:
         node = make_node(tmp_path / folder)
         node.people.add("pub", party="JPN", clearance="機密", password=password("pub"),
                         roles=["analyst", "publisher"])
@@ -166,22 +174,40 @@ def test_withheld_text_does_not_change_the_search_page(tmp_path: Path) -> None:
         top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
         node.publisher.publish(pub, cid, [top])
         mark = MarkingRequest("秘", ("NZL",))
-        node.publisher.publish(pub, cid, [indicator(f"operation falcon {i}")
-                                          for i in range(50)], marking=mark)
-        x = indicator("harbour report", description=secret, granular_markings=[
+        x = indicator("harbour report", oid=X, description=secret, granular_markings=[
             {"selectors": ["description"], "marking_ref": top["id"]}])
         assert node.publisher.publish(pub, cid, [x], marking=mark).body["failure_count"] == 0
+        node.publisher.publish(pub, cid, [indicator(f"operation falcon {i}", oid=_oid(i))
+                                          for i in range(50)], marking=mark)
+        found: dict[str, list[tuple[list[str], bool]]] = {}
         try:
-            with serving(node) as url, httpx.Client(base_url=url, timeout=30) as client:
-                login(client, "sato")
-                text = client.get("/", params={"q": "operation falcon"}).text
-                assert x["id"] not in text
-                return len(RESULT.findall(text)), 'class="more"' in text
+            with serving(node) as url:
+                for who in ("sato", "pub"):
+                    with httpx.Client(base_url=url, timeout=30) as client:
+                        login(client, who)
+                        found[who] = []
+                        link = "/?" + urlencode({"q": "operation falcon"})
+                        while link:
+                            text = client.get(html.unescape(link)).text
+                            more = MORE.search(text)
+                            found[who].append((RESULT.findall(text), more is not None))
+                            link = more.group(1) if more else ""
         finally:
             node.close()
+        return found
 
-    assert page("hit", "the operation falcon landing is on the 14th") == (50, False)
-    assert page("miss", "nothing of interest") == (50, False)
+    falcons = [_oid(i) for i in range(49, -1, -1)]
+    hit = pages("hit", "the operation falcon landing is on the 14th")
+    miss = pages("miss", "nothing of interest")
+    assert hit["sato"] == miss["sato"] == miss["pub"] == [(falcons, False)]
+    assert hit["pub"] == [(falcons, True), ([X], False)]
+
+
+X = "indicator--00000000-0000-4000-8000-0000000000ff"
+
+
+def _oid(i: int) -> str:
+    return f"indicator--00000000-0000-4000-8000-{i:012d}"
 
 
 def test_filters(world: World) -> None:

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from intelpact.model import Label
-from intelpact.services.node import SearchIndexer
-from intelpact.store.base import Collection, NewObject, StoreFull
+from intelpact.model import Label, national_marking
+from intelpact.services.node import Node, SearchIndexer
+from intelpact.services.people import Principal
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import Collection, NewObject, Query, StoreFull
 from intelpact.store.sqlite import SQLiteStore
+
+from helpers import indicator, make_node
 
 LOW = Label("jpn-nzl-isa", 0, "JPN", frozenset({"JPN", "NZL"}))
 
@@ -91,3 +95,65 @@ def test_no_thread_for_a_store_without_a_text_index(tmp_path: Path) -> None:
             indexer.stop()
         with_index.close()
         without.close()
+
+
+# -- the search's portions (migration 0020): labelled by the node ----------------------------
+def _portioned_node(path: Path) -> tuple[Node, Principal, str]:
+    """A node holding one 秘 indicator whose description is a 機密 portion; the person
+    returned (pub, 機密) may read it."""
+    node = make_node(path)
+    node.people.add("pub", party="JPN", clearance="機密", roles=["analyst", "publisher"])
+    pub = node.people.as_person("pub")
+    cid = node.default_collection().collection_id
+    top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    node.publisher.publish(pub.person, cid, [top])
+    x = indicator("harbour report", description="falcon landing", granular_markings=[
+        {"selectors": ["description"], "marking_ref": top["id"]}])
+    status = node.publisher.publish(pub.person, cid, [x], marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0
+    return node, pub, cid
+
+
+def _finds(node: Node, who: Principal, cid: str, text: str) -> list[str]:
+    return [row.object_id for row, _ in node.find(who, cid, Query(text=text))[1]]
+
+
+def test_the_indexer_labels_the_portions_and_a_search_catches_up(tmp_path: Path) -> None:
+    node, pub, cid = _portioned_node(tmp_path / "a")
+    try:
+        assert len(node.store.portions_pending()) == 1  # stored, not labelled yet
+        assert len(_finds(node, pub, cid, "falcon landing")) == 1  # the search labels it
+        assert node.store.portions_pending() == []
+    finally:
+        node.close()
+    node, pub, cid = _portioned_node(tmp_path / "b")
+    if not node.store.text_index_apart:  # PostgreSQL: no thread, the search labels them
+        node.close()
+        return
+    node.indexer.every = 0.01
+    node.indexer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while node.store.portions_pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node.store.portions_pending() == []  # by the indexer's thread
+    finally:
+        node.close()
+
+
+def test_a_node_opened_under_another_agreement_labels_the_portions_again(
+        tmp_path: Path) -> None:
+    """Labels are worked out with the node's agreement (an amendment may map a national
+    level to another row): opened with another text than the one they were worked out
+    under, the node has every version with portions labelled again before it is found."""
+    node, pub, cid = _portioned_node(tmp_path / "n")
+    assert len(_finds(node, pub, cid, "falcon landing")) == 1
+    assert node.store.portions_agreement("an older text") == 1
+    node.close()
+    node = Node.open(tmp_path / "n")
+    try:
+        assert len(node.store.portions_pending()) == 1  # its own agreement's text now
+        assert node.store.portions_agreement(node.agreement.content_hash) == 0
+        assert len(_finds(node, node.people.as_person("pub"), cid, "falcon landing")) == 1
+    finally:
+        node.close()

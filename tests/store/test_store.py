@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from intelpact.crypto.merkle import leaf_hash
@@ -1156,12 +1159,14 @@ def test_migration_0017_indexes_again_only_the_rows_with_portions(tmp_path: Path
         m.setattr(sqlitestore, "migrations", lambda: [v for v in migrations() if v[0] < 17])
         older = SQLiteStore(path)
         older.add_collection(Collection("c1", "one", "", "intel"))
-        older.add_objects("c1", [NewObject(
+        older.add_objects("c1", [NewObject(  # with portions (below: this code queues
+            # those for migration 0020's labels, a table the older schema has not)
             "indicator--00000000-0000-4000-8000-000000000001", "indicator", "2.1",
-            normalise_timestamp("2026-01-01T00:00:00Z"), body, "h", LOW, HIGH, "JPN", True),
+            normalise_timestamp("2026-01-01T00:00:00Z"), body, "h", LOW, HIGH, "JPN", False),
             _named(2, "falcon two")])
         older.close()
     with sqlite3.connect(path) as c:  # indexed as before 0017: the marked text too
+        c.execute("UPDATE objects SET has_portions = 1 WHERE seq = 1")
         c.execute(f"INSERT INTO objects_text (rowid, text) SELECT seq, {OLD_TEXT} "
                   "FROM objects")
         c.execute("UPDATE objects_text_indexed SET seq = 2")
@@ -1170,3 +1175,168 @@ def test_migration_0017_indexes_again_only_the_rows_with_portions(tmp_path: Path
     assert _indexed(path) == [(1, "falcon\n"), (2, "falcon two\n")]
     assert store.query("c1", ids_for(store, LOW, HIGH), Query(text="landing")).rows == []
     store.close()
+
+
+# -- the search's portions (migration 0020) ---------------------------------------------
+PORTION = Label(A, 3, "JPN", frozenset({"JPN"}))  # what gates a marked name or description
+RAISED = Label(A, 4, "JPN", frozenset({"JPN"}))  # a holder's reclassification
+
+
+def _with_portions(n: int, selectors: list[str], **props: str) -> NewObject:
+    oid = f"indicator--00000000-0000-4000-8000-{n:012d}"
+    body = json.dumps({"id": oid, **props, "granular_markings": [
+        {"selectors": selectors, "marking_ref": "marking-definition--x"}]})
+    return NewObject(oid, "indicator", "2.1", normalise_timestamp("2026-01-01T00:00:00Z"), body,
+                     f"p{n}", LOW, LOW.join(PORTION), "JPN", True)
+
+
+def _pages(store: Store, cid: str, readable: list[int], text: str,
+           newest_first: bool = True) -> list[tuple[list[str], bool]]:
+    """Every page of a search (50 to a page, following the cursor): its ids, and whether
+    it says there are more (the console's 'Older results' link)."""
+    out: list[tuple[list[str], bool]] = []
+    cursor = None
+    while True:
+        page = store.query(cid, readable, Query(text=text, newest_first=newest_first,
+                                                limit=50, cursor=cursor))
+        out.append(([r.object_id for r in page.rows], page.more))
+        if not page.more:
+            return out
+        cursor = page.next
+
+
+def _portion_rows(store: Store) -> list[int]:
+    """The versions whose portions the search holds (on SQLite, its text index holds the
+    same rows)."""
+    rows = [int(r[0]) for r in raw(store, "SELECT seq FROM object_portions ORDER BY seq")]
+    if isinstance(store, SQLiteStore):
+        assert rows == [r[0] for r in raw(store, "SELECT rowid FROM objects_portion_text "
+                                                 "ORDER BY rowid")]
+    return rows
+
+
+def test_a_portion_is_searched_by_exactly_the_readers_of_its_label(opener: Opener) -> None:
+    """A marked description holds the word 50 unmarked names hold too. A reader who may
+    not read the portion's label gets the pages (ids, 'more', the next page) they would
+    get were the portion's text not there at all (a second collection, where it is not);
+    a reader who may read it finds it too, on the page after (docs/console.md)."""
+    store = opener()
+    for cid in ("c1", "c2"):
+        store.add_collection(Collection(cid, cid, "", "intel" if cid == "c1" else None))
+    secret = {"c1": "the falcon landing is on the 14th", "c2": "nothing of interest"}
+    for cid in ("c1", "c2"):  # the marked one is the oldest: on the second page
+        store.add_objects(cid, [_with_portions(1, ["description"], name="harbour report",
+                                               description=secret[cid])]
+                          + [_named(n, f"falcon {n}") for n in range(2, 52)]
+                          + [_with_portions(60, ["name"], name="kestrel",
+                                            description="plain words")])
+    waiting = store.portions_pending()
+    assert sorted(r.object_id[-2:] for r in waiting) == ["01", "01", "60", "60"]
+    reader = ids_for(store, LOW)
+    unmarked = [f"indicator--00000000-0000-4000-8000-{n:012d}" for n in range(51, 1, -1)]
+    x = "indicator--00000000-0000-4000-8000-000000000001"
+    # not labelled yet: nobody finds it (as before migration 0020)
+    assert _pages(store, "c1", reader, "falcon") == [(unmarked, False)]
+    gates = {r.seq: ((PORTION, None) if r.object_id.endswith("60") else (None, PORTION))
+             for r in waiting}
+    assert store.label_portions(gates) == 4 and store.portions_pending() == []
+    assert store.label_portions(gates) == 0  # given already: left as it is
+    cleared = ids_for(store, LOW, PORTION)
+    assert sorted(cleared) != sorted(reader)
+
+    for newest_first in (True, False):
+        without = _pages(store, "c2", reader, "falcon", newest_first)
+        assert _pages(store, "c1", reader, "falcon", newest_first) == without
+        assert _pages(store, "c2", cleared, "falcon", newest_first) == without
+        ids = [*unmarked, x] if newest_first else [x, *unmarked[::-1]]
+        assert without == [([i for i in ids if i != x], False)]
+        assert _pages(store, "c1", cleared, "falcon", newest_first) == (
+            [(ids[:50], True), (ids[50:], False)])
+    for text in ("landing", "nd", "14th", "kestrel", "ke"):  # the trigram index, and short text
+        assert _pages(store, "c1", reader, text) == [([], False)]
+        assert _pages(store, "c1", cleared, text) == [([
+            f"indicator--00000000-0000-4000-8000-0000000000{'60' if 'e' in text else '01'}"],
+            False)]
+    assert _pages(store, "c1", reader, "plain words")[0][0][0].endswith("60")  # not a portion
+    assert _pages(store, "c1", reader, "harbour")[0][0] == [x]
+
+    # A holder's reclassification raises the row's label and banner, not the portion's:
+    # the portion is found by a reader of both, not of the banner alone (Access.view).
+    version = normalise_timestamp("2026-01-01T00:00:00Z")
+    assert store.relabel(x, "JPN", {version: (RAISED, RAISED.join(PORTION))}, []) == 2
+    assert x not in _pages(store, "c1", cleared, "landing")[0][0]  # the row is not theirs
+    banner = ids_for(store, LOW, RAISED, RAISED.join(PORTION))
+    assert _pages(store, "c1", banner, "landing") == [([], False)]
+    assert _pages(store, "c1", banner, "harbour")[0][0] == [x]
+    assert _pages(store, "c1", [*banner, *ids_for(store, PORTION)], "landing")[0][0] == [x]
+
+    # Another agreement: every label is dropped, every version with portions waits again
+    seqs = sorted(r.seq for r in waiting)
+    assert _portion_rows(store) == seqs
+    assert store.portions_agreement("one") == 4 and _portion_rows(store) == []
+    assert store.portions_agreement("one") == 0
+    assert _pages(store, "c1", cleared, "kestrel") == [([], False)]
+    assert store.label_portions({r.seq: gates[r.seq] for r in store.portions_pending()}) == 4
+    assert store.portions_agreement("two") == 4
+    store.label_portions({r.seq: gates[r.seq] for r in store.portions_pending()})
+    assert _portion_rows(store) == seqs
+
+    # A recall's tombstone has no text, and a deleted version none either
+    purged = store.purge(x, "JPN", lambda row: json.dumps({"id": row.object_id}),
+                         normalise_timestamp("2026-02-01T00:00:00Z"), lambda rows: [])
+    assert len(purged) == 2
+    kept = [s for s in seqs if s not in {r.seq for r in purged}]
+    assert _portion_rows(store) == kept
+    store.delete("c1", list(store.labels()), "indicator--00000000-0000-4000-8000-000000000060",
+                 ("all",))
+    assert len(_portion_rows(store)) == 1 and store.portions_pending() == []
+    assert store.portions_agreement("three") == 1  # only what is held, not recalled
+    assert [r.object_id[-2:] for r in store.portions_pending()] == ["60"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0020_has_the_versions_stored_before_labelled(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store from before 0020 has versions with portions and no labels for them: the
+    first node to open it (Store.portions_agreement, with no agreement kept yet) has them
+    all wait for its labels; a recalled version does not."""
+    import intelpact.store.postgres as pgstore
+    import intelpact.store.sqlite as sqlitestore
+    module: Any = sqlitestore if backend == "sqlite" else pgstore
+    if backend == "sqlite":
+        database = str(tmp_path / "n.db")
+    else:  # an empty database (pg.database_url's hold the current schema)
+        server, name = pg.cluster(), f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        database = server.url_for(name)
+    shipped = module.migrations()
+    with monkeypatch.context() as m:
+        m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < 20])
+        older = open_store(database)
+        older.add_collection(Collection("c1", "one", "", "intel"))
+        older.add_objects("c1", [  # with portions (as this code would not store them: below)
+            dataclasses.replace(_with_portions(n, ["description"], name=f"report {n}",
+                                               description="falcon landing"),
+                                has_portions=False) for n in (1, 2)] + [_named(3, "falcon")])
+        for sql in ("UPDATE objects SET has_portions = 1 WHERE seq < 3",
+                    "UPDATE objects SET recalled = '2026-02-01T00:00:00.000000Z', "
+                    "body = '{}' WHERE seq = 2"):  # 2 recalled (its tombstone)
+            if backend == "sqlite":
+                older._conn().execute(sql)  # type: ignore[attr-defined]  # noqa: SLF001
+            else:
+                with older._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+                    c.execute(sql)
+        older.close()
+    store = open_store(database)
+    try:
+        assert store.schema_version >= 20 and store.portions_pending() == []
+        assert store.portions_agreement("agreement") == 1
+        (waiting,) = store.portions_pending()
+        assert waiting.object_id.endswith("01")
+        store.label_portions({waiting.seq: (None, PORTION)})
+        found = store.query("c1", ids_for(store, LOW, PORTION), Query(text="landing")).rows
+        assert [r.object_id for r in found] == [waiting.object_id]
+        assert store.query("c1", ids_for(store, LOW), Query(text="landing")).rows == []
+    finally:
+        store.close()

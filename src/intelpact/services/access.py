@@ -21,6 +21,9 @@ from ..store.base import Store, StoredObject
 
 WITHHELD_EXTENSION_ID = "extension-definition--c2d508d4-09fb-4d0f-86a4-ecff0c1b756c"
 
+# The properties the console's search looks in (store/sqlite.py, PORTIONS).
+SEARCHED = ("name", "description")
+
 # Properties whose loss would make any STIX object invalid.
 _CORE = frozenset({"type", "id", "spec_version", "created", "modified", "object_marking_refs",
                    "extensions"})
@@ -89,6 +92,39 @@ class Access:
                 return None
         return json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
 
+
+    def portion_gates(self, row: StoredObject) -> tuple[Label | None, Label | None]:
+        """The labels that gate the console's search in the name and in the description
+        of ``row`` where they are portions (a granular marking selects them, so the
+        store's unmarked text leaves them out: migration 0017): the label a reader must
+        be allowed to read for :meth:`view` to serve that text, the row itself being
+        theirs (its stored label, which the query checks). That is the portion's own
+        label, worked out here as :meth:`view` does; a holder's relabel raises the row's
+        stored label and banner, never a portion's, and the query checks both. A
+        property selected only by a ``lang`` marking is served with the row: its gate
+        is the body's base. None: not a portion (the unmarked text holds it), or never
+        served (a selector into it, which labelling refuses), or the markings no longer
+        resolve (nothing of the row is served). Store.label_portions keeps them."""
+        if not row.has_portions:
+            return None, None
+        try:
+            obj = json.loads(row.body)
+            labels = self.markings.label(obj, originator=row.originator)
+        except (ValueError, LabelError):
+            return None, None
+        granular = obj.get("granular_markings") if isinstance(obj, dict) else None
+        selectors = [s for gm in granular if isinstance(gm, dict)
+                     for s in gm.get("selectors", ()) if isinstance(s, str)] \
+            if isinstance(granular, list) else []
+        gates: list[Label | None] = []
+        for prop in SEARCHED:
+            # what the unmarked text leaves out (store/sqlite.py _MARKED: = or LIKE 'p.%')
+            marked = {s for s in selectors if s == prop or s[:len(prop) + 1].lower() == prop + "."}
+            if marked != {prop}:
+                gates.append(None)  # in the unmarked text, or never served
+            else:
+                gates.append(labels.portions.get(prop, labels.base))
+        return gates[0], gates[1]
 
     def seen(self, person: Person, row: StoredObject,
              labels: Mapping[int, Label] | None = None) -> Label | None:

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,12 @@ class SearchIndexer:
     that storing objects does not wait for it (``Store.index_text``). A search brings the
     index up to date itself before it runs: this only keeps that catch-up short."""
 
-    def __init__(self, store: Store, every: float = 0.2, backoff: float = 30.0) -> None:
+    def __init__(self, store: Store, every: float = 0.2, backoff: float = 30.0,
+                 portions: Callable[[], int] | None = None) -> None:
         self.store = store
+        # the node's labelling of the search's portions (Node.label_portions), kept
+        # current by the same thread
+        self.portions = portions
         self.every = every
         self.backoff = backoff  # after a failure (a full disk): one log entry, not five a second
         self._stop = threading.Event()
@@ -85,7 +89,8 @@ class SearchIndexer:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                while self.store.index_text() and not self._stop.is_set():
+                while (self.store.index_text() + (self.portions() if self.portions else 0)
+                       and not self._stop.is_set()):
                     pass
             except Exception:  # noqa: BLE001 - a search catches up itself; try again later
                 log.exception("search indexing failed; trying again in %g s", self.backoff)
@@ -131,8 +136,23 @@ class Node:
         self.controls = Controls(self.federation, self.policy, self.markings, store,
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
-        self.indexer = SearchIndexer(store)  # started by `serve`
+        # the search's portions are labelled under this agreement (again, if the store's
+        # were labelled under another: an amendment pinned since, or none yet)
+        queued = store.portions_agreement(self.agreement.content_hash)
+        if queued:
+            log.info("%d stored versions with portions are labelled again for the search "
+                     "under agreement %s", queued, self.agreement.content_hash)
+        self.indexer = SearchIndexer(store, portions=self.label_portions)  # started by `serve`
         self._record_unrecorded_pin()
+
+    def label_portions(self, limit: int = 1000) -> int:
+        """Give the store the labels that gate the console's search in the portions of up
+        to ``limit`` stored versions waiting for them (Access.portion_gates, worked out
+        as the view is); returns how many were waiting (0: none)."""
+        rows = self.store.portions_pending(limit)
+        if rows:
+            self.store.label_portions({row.seq: self.access.portion_gates(row) for row in rows})
+        return len(rows)
 
     def rotate_key(self) -> str:
         """Make a new signing key and retire the old one; returns the new key's id.
@@ -395,6 +415,10 @@ class Node:
         if query.cursor is not None:  # as sealed for this person by the page before
             query = dataclasses.replace(query, cursor=self.cursors.open(query.cursor,
                                                                         person.name))
+        if query.text:  # a portion stored before the search is searched by who may read it
+            while self.label_portions():
+                pass
+            labels = self.store.labels()  # with the portions' labels just kept
         readable = self.access.readable(person, labels)
         while True:
             page = self.store.query(collection_id, readable, query)

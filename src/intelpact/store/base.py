@@ -566,6 +566,33 @@ class Store(abc.ABC):
         text index has nothing to do."""
         return 0
 
+    # The search's portions (migration 0020, docs/console.md): a granular-marked name or
+    # description is searched only by a reader who may read the label that gates it. The
+    # node works those labels out from the body, as it serves it (services/access.py,
+    # portion_gates); the store keeps them, and a query with text matches a portion's
+    # text only where its label is one of ``readable``.
+    @abc.abstractmethod
+    def portions_pending(self, limit: int = 1000) -> list[StoredObject]:
+        """Up to ``limit`` stored versions (oldest first) whose portions' labels the
+        search does not have yet: those stored with portions since the node last gave
+        them (:meth:`label_portions`), and all of them after :meth:`portions_agreement`
+        found another agreement."""
+
+    @abc.abstractmethod
+    def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
+        """Keep, for each ``seq`` of :meth:`portions_pending`, the labels that gate its name
+        and its description (None: that property is not a portion; both None: the version
+        has no portion the search looks in), in one transaction, and stop waiting for it.
+        A version no longer waiting (recalled meanwhile, or given by another thread) is
+        left as it is. Returns how many were kept."""
+
+    @abc.abstractmethod
+    def portions_agreement(self, content_hash: str) -> int:
+        """The portions' labels are worked out under the agreement of ``content_hash``: if
+        those kept were under another (or none: a store from before migration 0020), they
+        are dropped and every version with portions waits again, in one transaction.
+        Returns how many wait because of it (0: the agreement is the same)."""
+
     def held(self, object_ids: Sequence[str],
              versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:
         """Every stored row of these objects, in every collection, whatever its label:

@@ -76,6 +76,7 @@ from .sqlite import (
     _NOTICE_COLUMNS,
     _RUN_SIZES,
     MAX_ATTEMPTS,
+    PORTIONS,
     _accept_rotation,
     _add_compromise,
     _add_markings,
@@ -98,14 +99,19 @@ from .sqlite import (
     _enqueue_order,
     _enqueue_where,
     _existing,
+    _forget_portions,
     _insert_sql,
     _integrate,
+    _label_portions,
     _messages_select,
     _nodes,
     _partner_checkpoints,
+    _pending_portions,
     _person,
+    _portions_agreement,
     _purge,
     _queue_cited,
+    _queue_portions,
     _raise_alert,
     _refs_select,
     _retire_key,
@@ -144,6 +150,14 @@ _TEXT = ("(SELECT lower(" + " || chr(10) || ".join(  # noqa: S608 - constant SQL
     f"CASE WHEN o.has_portions <> 0 AND {_MARKED.format(p=p)} THEN '' "
     f"ELSE coalesce(j->>'{p}', '') END" for p in ("name", "description"))
     + r") FROM (SELECT replace(o.body, '\u0000', '\ufffd')::jsonb AS j) AS b)")
+# A granular-marked name or description (a portion) is searched where the label gating it
+# (object_portions, migration 0020) is one the reader may read: a parameter per portion
+# for the readable label ids, then one for the text.
+_PORTION_TEXT = ("EXISTS (SELECT 1 FROM object_portions p, (SELECT replace(o.body, "  # noqa: S608
+                 r"'\u0000', '\ufffd')::jsonb AS j) AS b WHERE p.seq = o.seq AND ("
+                 + " OR ".join(f"(p.{p}_label = ANY(%s::bigint[]) AND strpos(lower("
+                               f"coalesce(j->>'{p}', '')), %s) > 0)" for p in PORTIONS)
+                 + "))")
 
 
 class _PipelineAborted(logging.Filter):
@@ -460,6 +474,8 @@ class PostgresStore(Store):
                 slots.append(None)
             seqs = _insert_rows(c, [params for *_, params in planned])
             _supersede_added(c, "%s", list(seqs.values()))
+            _queue_portions(c, "%s", [seqs[(o.object_id, v)] for o, v, _, _ in planned
+                                      if o.has_portions and (o.object_id, v) in seqs])
             done = iter(planned)
             with c.pipeline():
                 for i, slot in enumerate(slots):
@@ -497,6 +513,24 @@ class PostgresStore(Store):
         next_cursor = f"{objects[-1].seq}.{query.fingerprint()}" if more and objects else None
         return Page(objects, more, next_cursor)
 
+    def portions_pending(self, limit: int = 1000) -> list[StoredObject]:
+        return [_stored(r) for r in self._all(*_pending_portions("%s", limit))]
+
+    def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            kept = _label_portions(c.cursor(), "%s", gates,
+                                   lambda label: self._label_id(c, label, pending))
+        self._load_labels()
+        return kept
+
+    def portions_agreement(self, content_hash: str) -> int:
+        kept = self._one("SELECT content_hash FROM object_portions_agreement")
+        if kept is not None and kept[0] == content_hash:
+            return 0  # the same: no write lock taken
+        with self._write() as c:
+            return _portions_agreement(c.cursor(), "%s", content_hash)
+
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
                audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
@@ -509,6 +543,7 @@ class PostgresStore(Store):
             if rows:
                 c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])",
                           ([row.seq for row in rows],))
+                _forget_portions(c, "%s", [row.seq for row in rows])
                 _supersede_again(c, "%s", object_id)
                 if audit is not None:
                     _append_audit(c.cursor(), audit(rows), "%s")
@@ -970,8 +1005,11 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
             # JSON would escape, in the body, could only match elsewhere in it)
             where.append("strpos(lower(o.body), %s) > 0")
             params.append(text)
-        where.append(f"strpos({_TEXT}, %s) > 0")
+        # the unmarked name and description, or a portion whose label they may read
+        where.append(f"(strpos({_TEXT}, %s) > 0 OR {_PORTION_TEXT})")
         params.append(text)
+        for _ in PORTIONS:
+            params.extend([list(readable), text])
         if len(query.text) < SHORT_TEXT:  # as on SQLite: the newest visible rows only
             where.append("o.seq >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "
                          "objects w WHERE w.collection_id = %s AND w.label_id = "

@@ -85,6 +85,10 @@ _TEXT = ("CASE WHEN json_valid(body) THEN "
              f"ELSE coalesce(json_extract(body, '$.{p}'), '') END"
              for p in ("name", "description"))
          + " ELSE '' END")
+# The properties whose granular-marked text the search finds for a reader who may read its
+# label (0020_portion_search.sql): columns of objects_portion_text, and `{p}_label` in
+# object_portions.
+PORTIONS = ("name", "description")
 TEXT_INDEX_BATCH = 1000  # rows per indexing statement: about 45 ms under the write lock
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _RETIRE_BATCH = 50_000  # events integrated per statement in a key rotation's transaction
@@ -403,6 +407,8 @@ class SQLiteStore(Store):
         seqs = dict((added, seq) for seq, added in c.execute(
             "SELECT seq, date_added FROM objects WHERE seq > ?", (before,)))
         _supersede_added(c, "?", list(seqs.values()))
+        _queue_portions(c, "?", [seqs[added] for obj, _, added, _, _ in run
+                                 if obj.has_portions and added in seqs])
         for obj, version, added, _, _ in run:
             seq = seqs.get(added)
             if seq is None:  # this version is stored already: the same body?
@@ -422,8 +428,19 @@ class SQLiteStore(Store):
         if query.text:  # the text index misses nothing stored before the search
             while self.index_text(TEXT_INDEX_BATCH):
                 pass
-        sql, params = _select(collection_id, readable, query)
-        rows = self._conn().execute(sql, params).fetchall()
+        conn = self._conn()
+        if not query.text:
+            rows = conn.execute(*_select(collection_id, readable, query)).fetchall()
+        else:  # the unmarked text, then each portion where its label is readable (0020)
+            began = not conn.in_transaction
+            if began:
+                conn.execute("BEGIN")  # one snapshot for the three walks
+            try:
+                rows = _merged([conn.execute(*_select(collection_id, readable, query, part))
+                                .fetchall() for part in (None, *PORTIONS)], query)
+            finally:
+                if began and conn.in_transaction:
+                    conn.execute("COMMIT")
         more = len(rows) > query.limit
         rows = rows[:query.limit]
         objects = [_stored(r) for r in rows]
@@ -451,6 +468,24 @@ class SQLiteStore(Store):
             c.execute("UPDATE objects_text_indexed SET seq = ?", (upto,))
         return int(added)
 
+    def portions_pending(self, limit: int = 1000) -> list[StoredObject]:
+        return [_stored(r) for r in self._conn().execute(*_pending_portions("?", limit))]
+
+    def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            kept = _label_portions(c, "?", gates,
+                                   lambda label: self._label_id(c, label, pending))
+        self._load_labels()
+        return kept
+
+    def portions_agreement(self, content_hash: str) -> int:
+        kept = self._conn().execute("SELECT content_hash FROM object_portions_agreement").fetchone()
+        if kept is not None and kept[0] == content_hash:
+            return 0  # the same: no write lock taken
+        with self._write() as c:
+            return _portions_agreement(c, "?", content_hash)
+
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
                audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
@@ -462,6 +497,7 @@ class SQLiteStore(Store):
             rows = [_stored(row) for row in c.execute(sql, params)]
             for row in rows:
                 c.execute("DELETE FROM objects WHERE seq = ?", (row.seq,))
+            _forget_portions(c, "?", [row.seq for row in rows])
             if rows:
                 _supersede_again(c, "?", object_id)
                 if audit is not None:
@@ -1130,6 +1166,7 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
                   (tombstone(row), when, row.seq))
         c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
                   (row.seq,))
+    _forget_portions(c, mark, [row.seq for row in rows])  # a tombstone has no text
     for notice in notices(rows) if notices is not None else ():
         _add_notice(c, mark, notice, None, ())
     _append_audit(c, audit(rows), mark)
@@ -1166,6 +1203,74 @@ def _supersede_added(c: Any, mark: str, seqs: Sequence[int]) -> None:
     if hit:
         c.execute(f"UPDATE objects SET superseded = 1 WHERE superseded = 0 AND seq IN "  # noqa: S608
                   f"({', '.join([mark] * len(hit))})", hit)
+
+
+def _merged(walks: Sequence[Sequence[Sequence[Any]]], query: Query) -> list[Sequence[Any]]:
+    """One page's rows (``query.limit`` + 1 at most) from walks that each give their first
+    rows in the page's order (seq first in each row): a row two walks found is one row.
+    Each walk stops at ``limit`` + 1 rows, so the first ``limit`` + 1 of their union are
+    among them."""
+    rows = {row[0]: row for walk in walks for row in walk}
+    return [rows[seq] for seq in sorted(rows, reverse=query.newest_first)][:query.limit + 1]
+
+
+def _queue_portions(c: Any, mark: str, seqs: Sequence[int]) -> None:
+    """Inside the caller's write transaction (both dialects), after the rows ``seqs`` were
+    added with portions: they wait for the node to give the labels that gate them in the
+    search (0020_portion_search.sql, Store.label_portions)."""
+    for at in range(0, len(seqs), 500):
+        chunk = seqs[at:at + 500]
+        c.execute("INSERT INTO object_portions_pending (seq) SELECT seq FROM objects "  # noqa: S608
+                  f"WHERE has_portions <> 0 AND seq IN ({', '.join([mark] * len(chunk))})",
+                  list(chunk))
+
+
+def _forget_portions(c: Any, mark: str, seqs: Sequence[int]) -> None:
+    """Inside the caller's write transaction (both dialects): rows ``seqs`` were deleted,
+    or recalled (a tombstone has no text): their portions leave the search."""
+    for seq in seqs:
+        c.execute(f"DELETE FROM object_portions WHERE seq = {mark}", (seq,))  # noqa: S608
+        c.execute(f"DELETE FROM object_portions_pending WHERE seq = {mark}", (seq,))  # noqa: S608
+
+
+def _pending_portions(mark: str, limit: int) -> tuple[str, list[Any]]:
+    """The query of Store.portions_pending (both dialects)."""
+    columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
+    return (f"SELECT {columns} FROM object_portions_pending w JOIN objects o ON "  # noqa: S608
+            f"o.seq = w.seq ORDER BY w.seq LIMIT {mark}", [limit])
+
+
+def _label_portions(c: Any, mark: str, gates: Mapping[int, tuple[Label | None, Label | None]],
+                    label_id: Callable[[Label], int]) -> int:
+    """Store.label_portions inside the caller's write transaction (both dialects)."""
+    kept = 0
+    for seq, (name, description) in gates.items():
+        cur = c.execute(f"DELETE FROM object_portions_pending WHERE seq = {mark}", (seq,))  # noqa: S608
+        if cur.rowcount != 1:
+            continue  # recalled or deleted since, or kept by another thread
+        c.execute(f"DELETE FROM object_portions WHERE seq = {mark}", (seq,))  # noqa: S608
+        if name is not None or description is not None:
+            c.execute("INSERT INTO object_portions (seq, name_label, description_label) "  # noqa: S608
+                      f"VALUES ({mark}, {mark}, {mark})",
+                      (seq, None if name is None else label_id(name),
+                       None if description is None else label_id(description)))
+        kept += 1
+    return kept
+
+
+def _portions_agreement(c: Any, mark: str, content_hash: str) -> int:
+    """Store.portions_agreement inside the caller's write transaction (both dialects)."""
+    row = c.execute("SELECT content_hash FROM object_portions_agreement").fetchone()
+    if row is not None and row[0] == content_hash:
+        return 0
+    c.execute("DELETE FROM object_portions")
+    c.execute("DELETE FROM object_portions_pending")
+    queued = c.execute("INSERT INTO object_portions_pending (seq) SELECT seq FROM objects "
+                       "WHERE has_portions <> 0 AND recalled IS NULL").rowcount
+    c.execute("DELETE FROM object_portions_agreement")
+    c.execute(f"INSERT INTO object_portions_agreement (one, content_hash) VALUES (1, {mark})",  # noqa: S608
+              (content_hash,))
+    return int(queued)
 
 
 def _supersede_again(c: Any, mark: str, object_id: str) -> None:
@@ -1614,8 +1719,12 @@ def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
     return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608 - constant column
 
 
-def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[str, list[Any]]:
-    """The one query behind every read: visibility, filters, version choice and paging."""
+def _select(collection_id: str, readable: Sequence[int], query: Query,
+            portion: str | None = None) -> tuple[str, list[Any]]:
+    """The one query behind every read: visibility, filters, version choice and paging.
+    With text, ``portion`` (one of PORTIONS) walks that portion's text index instead of
+    the unmarked text's, matching only where the portion's label is readable: the page
+    is the merge of the three walks (:func:`_merged`)."""
     params: list[Any] = [collection_id]
     where = ["o.collection_id = ?", _in("o.label_id", readable, params), "o.recalled IS NULL"]
     if query.cursor is not None:
@@ -1629,7 +1738,7 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
         params.append(int(seq))
     if query.ids:
         where.append(_in("o.object_id", query.ids, params))
-    _search(query, where, params, collection_id, readable)
+    _search(query, where, params, collection_id, readable, portion)
     if len(query.types) == 1:
         where.append("o.object_type = ?")
         params.append(query.types[0])
@@ -1684,7 +1793,11 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
     order = "o.seq DESC" if query.newest_first else "o.seq"
     source = f"objects o INDEXED BY {index}"
     if query.text:  # walk the text index's matches in seq order, each row by its key
-        source = "objects_text t JOIN objects o ON o.seq = t.rowid"
+        # (CROSS JOIN: a portion's index first, whatever the planner guesses: driven by
+        # the objects below a cursor, it ran one FTS5 query per row, 200 ms at 5,000)
+        source = ("objects_text t JOIN objects o ON o.seq = t.rowid" if portion is None else
+                  "objects_portion_text t CROSS JOIN object_portions p ON p.seq = t.rowid "
+                  "CROSS JOIN objects o ON o.seq = t.rowid")
         order = order.replace("o.seq", "t.rowid")
     sql = (f"SELECT {columns} FROM {source} "  # noqa: S608
            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
@@ -1692,17 +1805,23 @@ def _select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[
 
 
 def _search(query: Query, where: list[str], params: list[Any], collection_id: str,
-            readable: Sequence[int]) -> None:
+            readable: Sequence[int], portion: str | None = None) -> None:
     """The console's search filters (store/migrations/0011_search.sql): the text through
     the trigram index over name and description (``t``, joined by seq: the query walks
-    its matches newest first and stops at the page), the rest on the row itself."""
+    its matches newest first and stops at the page), the rest on the row itself. With
+    ``portion``, the text is that portion's (0020_portion_search.sql), and only where
+    the label gating it is one the reader may read (``p``, object_portions)."""
     if query.text:
+        if portion is not None:
+            assert portion in PORTIONS  # a column name: constant SQL only
+            where.append(_in(f"p.{portion}_label", readable, params))
+        column = "text" if portion is None else portion
         if len(query.text) >= SHORT_TEXT:  # a phrase of trigrams: the index finds it
-            where.append("t.objects_text MATCH ?")
+            where.append(f"t.{'objects_text' if portion is None else portion} MATCH ?")
             params.append('"' + query.text.replace('"', '""') + '"')
         else:  # too short for a trigram: the index's table is scanned, only from the
             # SHORT_TEXT_ROWS-th newest row the reader may see (a rowid range for FTS5)
-            where.append("t.text LIKE ? ESCAPE '\\'")
+            where.append(f"t.{column} LIKE ? ESCAPE '\\'")
             params.append("%" + query.text.replace("\\", "\\\\").replace("%", "\\%")
                           .replace("_", "\\_") + "%")
             params.append(collection_id)
