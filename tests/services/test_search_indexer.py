@@ -3,6 +3,7 @@ the objects' transaction (docs/console.md, "The search indexer")."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -155,5 +156,31 @@ def test_a_node_opened_under_another_agreement_labels_the_portions_again(
         assert len(node.store.portions_pending()) == 1  # its own agreement's text now
         assert node.store.portions_agreement(node.agreement.content_hash) == 0
         assert len(_finds(node, node.people.as_person("pub"), cid, "falcon landing")) == 1
+    finally:
+        node.close()
+
+
+def test_a_version_whose_markings_do_not_resolve_is_labelled_as_never_searched(
+        tmp_path: Path) -> None:
+    """A stored body the node cannot label (a marking-definition it does not know, a body
+    that is no JSON object) is served to no one, so its portions are searched by no one;
+    labelling it does not stop the search for everyone else."""
+    node, pub, cid = _portioned_node(tmp_path / "n")
+    try:
+        x = _finds(node, pub, cid, "falcon landing")[0]
+        body = {"id": "indicator--00000000-0000-4000-8000-000000000001", "name": "kestrel",
+                "description": "falcon landing", "object_marking_refs": [
+                    "marking-definition--00000000-0000-4000-8000-000000000009"],
+                "granular_markings": [{"selectors": ["description"], "marking_ref":
+                                       "marking-definition--00000000-0000-4000-8000-00000000000a"}]}
+        stored = node.store.labels()[node.store.held([x])[0].label_id]
+        added = node.store.add_objects(cid, [NewObject(
+            f"indicator--00000000-0000-4000-8000-00000000000{i}", "indicator", "2.1",
+            "2026-01-01T00:00:00.000000Z", text, f"h{i}", stored, stored, "JPN", True)
+            for i, text in ((1, json.dumps(body)), (2, "[]"))])
+        assert [r.outcome for r in added] == ["added", "added"]
+        assert _finds(node, pub, cid, "falcon landing") == [x]
+        assert node.store.portions_pending() == []
+        assert _finds(node, pub, cid, "kestrel") == []  # not served: its marking is unknown
     finally:
         node.close()

@@ -110,9 +110,9 @@ class Access:
         try:
             obj = json.loads(row.body)
             labels = self.markings.label(obj, originator=row.originator)
-        except (ValueError, LabelError):
-            return None, None
-        granular = obj.get("granular_markings") if isinstance(obj, dict) else None
+        except (ValueError, TypeError, AttributeError, LabelError):
+            return None, None  # a body that does not label is never served: nor searched
+        granular = obj.get("granular_markings")
         selectors = [s for gm in granular if isinstance(gm, dict)
                      for s in gm.get("selectors", ()) if isinstance(s, str)] \
             if isinstance(granular, list) else []
