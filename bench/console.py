@@ -18,6 +18,14 @@ two-character and a one-character text that match nothing (no trigram: the newes
 originator and classification. Peer: the same person's first page of 50 through the TAXII
 objects endpoint (limit=50), the node's own fast path; the ratio is console/TAXII.
 
+With ``--portions F``, that share of the objects (spread evenly) has its description
+marked as a portion (a granular marking: 極秘 REL TO NZL, which the reader may read, and
+機密, which they may not, in turn), as analysts' reports with a caveated paragraph do;
+the console's search looks in a portion for who may read it (migration 0020). Where the
+code has migration 0020, the loaded store is then taken back to before it and opened
+again, timed: the migration, and the labels of every portion worked out, as the first
+node to open a store from before it does (``migration_0020``).
+
 Target: every first page under 200 ms. The last line printed is one JSON object.
 """
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from intelpact.interfaces.taxii import create_app  # noqa: E402
+from intelpact.model import national_marking  # noqa: E402
 from intelpact.services.node import Node  # noqa: E402
 from intelpact.services.publish import MarkingRequest  # noqa: E402
 
@@ -54,11 +64,17 @@ MARKINGS = [  # (level, rel, communities): the reader sees the first 7
 PASSWORD = "a long benchmark password"
 
 
-def load(node: Node, count: int) -> None:
+def load(node: Node, count: int, portions: float = 0.0) -> None:
     rng = random.Random(7)
     publisher = node.people.as_person("pub").person
     cid = node.default_collection().collection_id
     per = count // len(MARKINGS)
+    portion_marks = [national_marking(node.agreement, "JPN", level, rel_to=["NZL"])
+                     for level in ("極秘", "機密")]
+    if portions:
+        node.publisher.publish(publisher, cid, portion_marks)
+    every = round(1 / portions) if portions else 0
+    marked = 0
     for m, (level, rel, communities) in enumerate(MARKINGS):
         objects = []
         for i in range(per):
@@ -73,6 +89,11 @@ def load(node: Node, count: int) -> None:
                 "indicator_types": ["malicious-activity"], "pattern_type": "stix",
                 "pattern": f"[ipv4-addr:value = '198.51.{n // 256 % 256}.{n % 256}']",
                 "valid_from": "2026-11-01T00:00:00Z"})
+            if every and n % every == every // 2:  # not the rare word's objects
+                ref = portion_marks[marked % 2]["id"]
+                objects[-1]["granular_markings"] = [{"selectors": ["description"],
+                                                     "marking_ref": ref}]
+                marked += 1
         for start in range(0, len(objects), 5000):
             status = node.publisher.publish(publisher, cid, objects[start:start + 5000],
                                             marking=MarkingRequest(level, rel, (),
@@ -80,6 +101,39 @@ def load(node: Node, count: int) -> None:
             assert status.body["failure_count"] == 0, status.body["failures"][:2]
     while node.store.index_text(10_000):  # as `serve` does in the background: the first
         pass  # search measured is not the one that indexes everything loaded
+    label_portions(node)
+
+
+def label_portions(node: Node) -> int:
+    """Label every portion waiting (as `serve`'s indexer does), where the code has them
+    (migration 0020); returns how many versions were labelled."""
+    done = 0
+    while step := getattr(node, "label_portions", lambda: 0)():
+        done += step
+    return done
+
+
+def migrate_again(node: Node) -> tuple[Node, dict[str, float]]:
+    """Take the loaded store back to before migration 0020 (its tables and its version
+    dropped), then open the node as an upgraded intelpact does: the migration, and the
+    labels of every version with portions worked out (as the first search, or `serve`'s
+    indexer, does). Returns the node opened and the times."""
+    path, folder = node.store.path, node.config.dir  # the bench's store is SQLite
+    node.close()
+    with sqlite3.connect(path) as c:
+        for table in ("objects_portion_text", "object_portions", "object_portions_pending",
+                      "object_portions_agreement"):
+            c.execute(f"DROP TABLE {table}")
+        c.execute("DELETE FROM schema_migrations WHERE version = 20")
+    t = time.perf_counter()
+    node = Node.open(folder)
+    opened = time.perf_counter() - t
+    waiting = len(node.store.portions_pending(1_000_000))
+    t = time.perf_counter()
+    done = label_portions(node)
+    assert done == waiting, (done, waiting)
+    return node, {"open_seconds": round(opened, 2), "versions_labelled": done,
+                  "label_seconds": round(time.perf_counter() - t, 2)}
 
 
 def _uuid(rng: random.Random) -> str:
@@ -103,6 +157,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--portions", type=float, default=0.0,
+                        help="share of the objects whose description is a portion")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intelpact-console-bench-") as tmp:
         node = Node.create(Path(tmp) / "jpn", party="JPN",
@@ -113,9 +169,12 @@ def main() -> None:
         node.people.add("reader", party="JPN", clearance="極秘", roles=["analyst"],
                         communities=["MARITIME"], password=PASSWORD)
         t = time.perf_counter()
-        load(node, args.objects)
+        load(node, args.objects, args.portions)
         load_s = time.perf_counter() - t
         print(f"loaded {args.objects} objects in {load_s:.1f} s", file=sys.stderr)
+        migration: dict[str, float] = {}
+        if hasattr(node, "label_portions"):
+            node, migration = migrate_again(node)
         port = free_port()
         options = {"host": "127.0.0.1", "port": port}
         with _in_thread(create_app(node), options), \
@@ -143,6 +202,7 @@ def main() -> None:
     worst = max(v["median_ms"] for v in results.values())
     print(json.dumps({
         "benchmark": "console-search", "objects": args.objects, "load_seconds": round(load_s, 1),
+        "portions": args.portions, "migration_0020": migration,
         "results": results, "peer_taxii_first_page_limit_50": taxii,
         "ratio_first_page_console_to_taxii": round(
             results["first_page"]["median_ms"] / taxii["median_ms"], 2),

@@ -436,8 +436,12 @@ class SQLiteStore(Store):
             if began:
                 conn.execute("BEGIN")  # one snapshot for the three walks
             try:
-                rows = _merged([conn.execute(*_select(collection_id, readable, query, part))
-                                .fetchall() for part in (None, *PORTIONS)], query)
+                floor = None  # short text: its window, placed once for the three walks
+                if len(query.text) < SHORT_TEXT:
+                    floor = int(conn.execute(*_window(collection_id, readable)).fetchone()[0])
+                rows = _merged([conn.execute(*_select(collection_id, readable, query, part,
+                                                      floor)).fetchall()
+                                for part in (None, *PORTIONS)], query)
             finally:
                 if began and conn.in_transaction:
                     conn.execute("COMMIT")
@@ -1720,11 +1724,12 @@ def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
 
 
 def _select(collection_id: str, readable: Sequence[int], query: Query,
-            portion: str | None = None) -> tuple[str, list[Any]]:
+            portion: str | None = None, floor: int | None = None) -> tuple[str, list[Any]]:
     """The one query behind every read: visibility, filters, version choice and paging.
     With text, ``portion`` (one of PORTIONS) walks that portion's text index instead of
     the unmarked text's, matching only where the portion's label is readable: the page
-    is the merge of the three walks (:func:`_merged`)."""
+    is the merge of the three walks (:func:`_merged`); ``floor``, for short text, is
+    where its window starts (:func:`_window`), found once for the three."""
     params: list[Any] = [collection_id]
     where = ["o.collection_id = ?", _in("o.label_id", readable, params), "o.recalled IS NULL"]
     if query.cursor is not None:
@@ -1736,9 +1741,12 @@ def _select(collection_id: str, readable: Sequence[int], query: Query,
                             "value it returned")
         where.append("o.seq < ?" if query.newest_first else "o.seq > ?")
         params.append(int(seq))
+        if query.text:  # the same bound on the text index's rowid: its walk starts there
+            where.append("t.rowid < ?" if query.newest_first else "t.rowid > ?")
+            params.append(int(seq))
     if query.ids:
         where.append(_in("o.object_id", query.ids, params))
-    _search(query, where, params, collection_id, readable, portion)
+    _search(query, where, params, collection_id, readable, portion, floor)
     if len(query.types) == 1:
         where.append("o.object_type = ?")
         params.append(query.types[0])
@@ -1804,8 +1812,20 @@ def _select(collection_id: str, readable: Sequence[int], query: Query,
     return sql, params
 
 
+def _window(collection_id: str, readable: Sequence[int]) -> tuple[str, list[Any]]:
+    """The seq from which short text is looked for: the SHORT_TEXT_ROWS-th newest row the
+    reader may see (0: fewer)."""
+    params: list[Any] = [collection_id]
+    visible = _in("w.label_id", readable, params)
+    params.append(SHORT_TEXT_ROWS)
+    return ("SELECT coalesce((SELECT min(seq) FROM (SELECT w.seq FROM objects w INDEXED BY "  # noqa: S608
+            f"objects_by_seq WHERE w.collection_id = ? AND {visible} AND w.recalled IS NULL "
+            "ORDER BY w.seq DESC LIMIT ?)), 0)", params)
+
+
 def _search(query: Query, where: list[str], params: list[Any], collection_id: str,
-            readable: Sequence[int], portion: str | None = None) -> None:
+            readable: Sequence[int], portion: str | None = None,
+            floor: int | None = None) -> None:
     """The console's search filters (store/migrations/0011_search.sql): the text through
     the trigram index over name and description (``t``, joined by seq: the query walks
     its matches newest first and stops at the page), the rest on the row itself. With
@@ -1824,12 +1844,13 @@ def _search(query: Query, where: list[str], params: list[Any], collection_id: st
             where.append(f"t.{column} LIKE ? ESCAPE '\\'")
             params.append("%" + query.text.replace("\\", "\\\\").replace("%", "\\%")
                           .replace("_", "\\_") + "%")
-            params.append(collection_id)
-            visible = _in("w.label_id", readable, params)
-            where.append("t.rowid >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "  # noqa: S608
-                         "objects w INDEXED BY objects_by_seq WHERE w.collection_id = ? AND "
-                         f"{visible} AND w.recalled IS NULL ORDER BY w.seq DESC LIMIT ?)), 0)")
-            params.append(SHORT_TEXT_ROWS)
+            if floor is None:
+                window, more = _window(collection_id, readable)
+                where.append(f"t.rowid >= ({window})")
+                params.extend(more)
+            else:
+                where.append("t.rowid >= ?")
+                params.append(floor)
     if query.originators:
         where.append(_in("o.originator", query.originators, params))
     if query.label_ids:
