@@ -461,6 +461,21 @@ def test_a_different_marking_definition_under_a_stored_id_refuses_the_batch(
     assert store.marking(mid) == text and store.marking(new[0]) is None
 
 
+def test_enqueue_of_some_objects_takes_the_definitions_they_cite(store: Store) -> None:
+    """``enqueue`` with object ids (a consent's release) reads only those objects and
+    the marking-definitions, and queues each object after a definition it cites."""
+    definition = obj(9, kind="marking-definition")
+    oid = obj(1).object_id
+    cites = obj(1, body=json.dumps({"id": oid, "object_marking_refs": [definition.object_id]}))
+    store.add_objects("c1", [definition, cites, obj(2)])
+    chosen = store.enqueue("NZL", lambda o: o.object_type != "marking-definition", [oid])
+    assert chosen == 2
+    assert [o.object_id for _, o in store.pending("NZL", 10)] == [definition.object_id, oid]
+    assert store.enqueue("NZL", lambda o: True, []) == 0
+    assert store.enqueue("NZL", lambda o: True, [oid, "indicator--absent"]) == 2
+    assert len(store.pending("NZL", 10)) == 2  # queued once: what was queued stays
+
+
 def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> None:
     results = store.add_objects("c1", [obj(1), obj(2, label=HIGH)],
                                 markings=[("marking-definition--b", "{\"b\":1}"),

@@ -97,7 +97,7 @@ from .sqlite import (
     _consent,
     _consent_step,
     _enqueue_order,
-    _enqueue_where,
+    _enqueue_select,
     _existing,
     _forget_portions,
     _insert_sql,
@@ -599,10 +599,8 @@ class PostgresStore(Store):
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
-        where, params = _enqueue_where(object_ids, "%s")
         with self._read() as conn:
-            cur = conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects "  # noqa: S608
-                               f"WHERE {where} ORDER BY seq", params)
+            cur = conn.execute(*_enqueue_select(object_ids, "%s"))
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             when = timestamp(utc_now())

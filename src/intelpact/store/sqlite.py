@@ -563,10 +563,7 @@ class SQLiteStore(Store):
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
-        where, params = _enqueue_where(object_ids, "?")
-        rows = (_stored(r) for r in self._conn().execute(
-            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {where} ORDER BY seq",  # noqa: S608
-            params))
+        rows = (_stored(r) for r in self._conn().execute(*_enqueue_select(object_ids, "?")))
         chosen = _enqueue_order(rows, decide)
         with self._write() as c:
             when = timestamp(utc_now())
@@ -1309,15 +1306,20 @@ def _queue_cited(c: Any, mark: str, party: str, obj: NewObject, when: str,
             c.execute(_QUEUE_CITED.format(m=mark), (party, when, ref))
 
 
-def _enqueue_where(object_ids: Sequence[str] | None, mark: str) -> tuple[str, list[Any]]:
-    """The rows ``Store.enqueue`` chooses from: every one held, or those of ``object_ids``
-    and the marking-definitions they may cite."""
+def _enqueue_select(object_ids: Sequence[str] | None, mark: str) -> tuple[str, list[Any]]:
+    """The rows ``Store.enqueue`` chooses from, in seq order: every one held, or those of
+    ``object_ids`` and the marking-definitions they may cite, each part found through
+    its index (every index of objects leads with the collection)."""
+    # constant SQL: the column list and placeholders, every value bound
+    select = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL"  # noqa: S608
     if object_ids is None:
-        return "recalled IS NULL", []
+        return f"{select} ORDER BY seq", []
     if not object_ids:
-        return "1 = 0", []
-    return (f"recalled IS NULL AND (object_type = 'marking-definition' OR object_id IN "
-            f"({', '.join([mark] * len(object_ids))}))", list(object_ids))
+        return f"{select} AND 1 = 0", []
+    held = "collection_id IN (SELECT collection_id FROM collections)"
+    return (f"{select} AND {held} AND object_type = 'marking-definition' UNION "
+            f"{select} AND {held} AND object_id IN ({', '.join([mark] * len(object_ids))}) "
+            "ORDER BY seq", list(object_ids))
 
 
 def _enqueue_order(rows: Iterable[StoredObject],
