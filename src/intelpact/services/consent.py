@@ -46,6 +46,7 @@ from .controls import MAX_REASON, ControlError, Controls
 from .federation import (
     CONSENT_VERSION,
     FederationError,
+    _HeldConsents,
     consent_token,
     sign_payload,
     verify_payload,
@@ -323,19 +324,20 @@ class Consents:
                                        token=canonical(signed),
                                        expires=timestamp(token.expires))
         if self.store.consent_step(approved, stored, [event]):
-            self._release(token)
+            self._release(token, self.federation.held_consents())
 
     def release_held(self) -> int:
         """Queue again what every consent held now covers (``serve`` does, as it starts):
         a crash between keeping an approval and queueing what it covers would otherwise
         leave those objects never sent. What is queued already stays as it is."""
-        return sum(self._release(token) for token in self.federation.held_consents())
+        held = self.federation.held_consents()
+        return sum(self._release(token, held) for token in held)
 
-    def _release(self, token: ConsentToken) -> int:
-        """Queue what ``token`` covers for its recipient (the release decision decides)."""
+    def _release(self, token: ConsentToken, held: _HeldConsents) -> int:
+        """Queue what ``token`` covers for its recipient (the release decision decides,
+        with ``held``, the consents held)."""
         fed = self.federation
         labels = self.store.labels()
-        held = fed.held_consents()
         return self.store.enqueue(token.recipient, lambda row: row.object_id in token.objects
                                   and row.originator == token.originator
                                   and fed.may_release_now(labels[row.banner_id],
