@@ -305,11 +305,8 @@ class Node:
             return  # a new node: Node.create records its node-init
         new = self.agreement
         if said != new.content_hash:
-            self.audit.record(self.audit.event(
-                "agreement-pin", actor=operator(), agreement=new.id, version=new.version,
-                state=new.state, old_hash=said, new_hash=new.content_hash,
-                parties=list(new.parties), reason="recorded when the node was next opened: "
-                "the pin was cut short before its event was recorded"))
+            self._record_pin(new, said, "recorded when the node was next opened: the pin "
+                             "was cut short before its event was recorded")
             log.warning("recorded the pin of agreement %s version %s, cut short before its "
                         "event", new.id, new.version)
 
@@ -350,11 +347,14 @@ class Node:
         self.config = dataclasses.replace(self.config, agreement_hash=new.content_hash)
         write_config(self.config)
         os.replace(waiting, target)
+        self._record_pin(new, old.content_hash, reason)
+        return new
+
+    def _record_pin(self, new: Agreement, old_hash: str, reason: str) -> None:
         self.audit.record(self.audit.event(
             "agreement-pin", actor=operator(), agreement=new.id, version=new.version,
-            state=new.state, old_hash=old.content_hash, new_hash=new.content_hash,
+            state=new.state, old_hash=old_hash, new_hash=new.content_hash,
             parties=list(new.parties), reason=reason))
-        return new
 
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Sign an object this node originates."""
