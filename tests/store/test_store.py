@@ -233,6 +233,17 @@ def raw(store: Store, sql: str) -> list[tuple[Any, ...]]:
     return store._all(sql)  # type: ignore[attr-defined]  # noqa: SLF001
 
 
+def _undo(store: Store, statements: list[str]) -> None:
+    """Run ``statements`` on the store's database directly: a migration taken back."""
+    if isinstance(store, SQLiteStore):
+        for statement in statements:
+            store._conn().execute(statement)  # noqa: SLF001
+    else:
+        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
+            for statement in statements:
+                conn.execute(statement)
+
+
 def test_latest_versions_agree_with_their_definition_whatever_was_done(store: Store
                                                                        ) -> None:
     """Versions of a few objects under three labels and two spec versions, added in any
@@ -299,13 +310,7 @@ def test_migration_0016_marks_the_versions_stored_before_it(opener: Opener) -> N
     undo = ["DROP INDEX objects_current_by_seq", "DROP INDEX objects_current_by_type",
             "ALTER TABLE objects DROP COLUMN superseded",
             "DELETE FROM schema_migrations WHERE version = 16"]
-    if isinstance(store, SQLiteStore):
-        for statement in undo:
-            store._conn().execute(statement)  # noqa: SLF001
-    else:
-        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
-            for statement in undo:
-                conn.execute(statement)
+    _undo(store, undo)
     store.close()
     again = opener()
     assert again.schema_version == migrations()[-1][0]
@@ -670,13 +675,7 @@ def test_migration_0019_bounds_the_keys_retired_before_it(opener: Opener) -> Non
     store.integrate_audit(100, lambda n, r, t: "checkpoint")
     undo = ["ALTER TABLE party_keys DROP COLUMN last_size",
             "DELETE FROM schema_migrations WHERE version = 19"]
-    if isinstance(store, SQLiteStore):
-        for statement in undo:
-            store._conn().execute(statement)  # noqa: SLF001
-    else:
-        with store._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
-            for statement in undo:
-                conn.execute(statement)
+    _undo(store, undo)
     store.close()
     again = opener()
     assert again.schema_version == migrations()[-1][0]
