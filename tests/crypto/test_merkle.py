@@ -299,6 +299,20 @@ def test_stored_tree_matches_the_definitions(n: int, split: int, data: st.DataOb
                                                       inclusion_proof(size1 - 1, leaves)]
 
 
+def test_inclusion_tiles_are_the_blocks_of_the_inclusion_ranges() -> None:
+    """The level-by-level path (what stored proofs fetch) tiles exactly the ranges of the
+    RFC's recursive split, for every leaf of every tree up to 130 leaves."""
+    from intelpact.crypto.merkle import blocks, inclusion_ranges, inclusion_tiles
+
+    for n in range(1, 131):
+        for index in range(n):
+            assert inclusion_tiles(index, n) == [blocks(lo, hi)
+                                                 for lo, hi in inclusion_ranges(index, n)]
+    for index, n in ((-1, 5), (5, 5), (0, 0)):
+        with pytest.raises(ProofError, match="outside"):
+            inclusion_tiles(index, n)
+
+
 def test_a_stored_tree_never_guesses_a_missing_subtree() -> None:
     from intelpact.crypto.merkle import Tree, blocks, extend
 

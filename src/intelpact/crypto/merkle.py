@@ -33,8 +33,9 @@ from ..errors import IntelpactError
 
 __all__ = [
     "EMPTY_ROOT", "HASH_SIZE", "Coord", "ProofError", "Tree", "blocks", "consistency_proof",
-    "consistency_ranges", "extend", "fold", "inclusion_proof", "inclusion_ranges", "leaf_hash",
-    "node_hash", "root", "verify_consistency", "verify_inclusion",
+    "consistency_ranges", "extend", "fold", "inclusion_proof", "inclusion_ranges",
+    "inclusion_tiles", "leaf_hash", "node_hash", "root", "verify_consistency",
+    "verify_inclusion",
 ]
 
 Coord = tuple[int, int]  # (level, index) of a perfect subtree
@@ -167,6 +168,25 @@ def blocks(lo: int, hi: int) -> list[Coord]:
     return out
 
 
+def inclusion_tiles(index: int, size: int) -> list[list[Coord]]:
+    """PATH(index, D[size]) as :func:`blocks` of each of :func:`inclusion_ranges`, from
+    the leaf upwards, worked out level by level instead of by splitting ranges: at each
+    level below the root the sibling of the leaf's ancestor, where it exists, is one
+    perfect subtree, except on the right border, where it is the rest of the tree."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    tiles: list[list[Coord]] = []
+    level = 0
+    while (size - 1) >> level:  # more than one node at this level
+        sibling = (index >> level) ^ 1
+        lo = sibling << level
+        if lo < size:
+            tiles.append([(level, sibling)] if lo + (1 << level) <= size
+                         else blocks(lo, size))
+        level += 1
+    return tiles
+
+
 def fold(hashes: Sequence[bytes]) -> bytes:
     """The tree hash of consecutive perfect subtrees, largest first (EMPTY_ROOT if none)."""
     if not hashes:
@@ -214,30 +234,34 @@ class Tree:
     def __init__(self, fetch: Callable[[Sequence[Coord]], Mapping[Coord, bytes]]) -> None:
         self._fetch = fetch
 
-    def _hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        tiles = [blocks(lo, hi) for lo, hi in ranges]
-        wanted = sorted({c for tile in tiles for c in tile})
-        found = self._fetch(wanted) if wanted else {}
-        missing = [c for c in wanted if c not in found]
-        if missing:
-            raise ProofError(f"the tree lacks subtree {missing[0]} (level, index): it is not "
+    def _folded(self, tiles: Sequence[Sequence[Coord]]) -> list[bytes]:
+        """The tree hash of each tile (perfect subtrees, largest first), with one fetch."""
+        wanted = {c for tile in tiles for c in tile}
+        found = self._fetch(list(wanted)) if wanted else {}
+        if len(found) < len(wanted):
+            missing = min(c for c in wanted if c not in found)
+            raise ProofError(f"the tree lacks subtree {missing} (level, index): it is not "
                              "integrated that far")
-        return [fold([found[c] for c in tile]) for tile in tiles]
+        return [found[tile[0]] if len(tile) == 1 else fold([found[c] for c in tile])
+                for tile in tiles]
+
+    def _hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        return self._folded([blocks(lo, hi) for lo, hi in ranges])
 
     def root(self, size: int) -> bytes:
         return self._hashes([(0, size)])[0] if size else EMPTY_ROOT
 
     def inclusion(self, index: int, size: int) -> list[bytes]:
-        return self._hashes(inclusion_ranges(index, size))
+        return self._folded(inclusion_tiles(index, size))
 
     def inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Many inclusion proofs in the same tree with one fetch."""
-        per = [inclusion_ranges(i, size) for i in indexes]
-        flat = self._hashes([r for ranges in per for r in ranges])
+        per = [inclusion_tiles(i, size) for i in indexes]
+        flat = self._folded([tile for tiles in per for tile in tiles])
         out, at = [], 0
-        for ranges in per:
-            out.append(flat[at:at + len(ranges)])
-            at += len(ranges)
+        for tiles in per:
+            out.append(flat[at:at + len(tiles)])
+            at += len(tiles)
         return out
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:

@@ -1581,20 +1581,18 @@ def _add_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: byte
 
 
 def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, bytes]:
-    """Perfect-subtree hashes by (level, index), fetched a level at a time."""
+    """Perfect-subtree hashes by (level, index): one query for up to 500 of them, each
+    found through the primary key (the list of coordinates joined to the table)."""
     found: dict[Coord, bytes] = {}
     blob = "BLOB" if mark == "?" else "BYTEA"  # a hash altered into text still reads
-    by_level: dict[int, list[int]] = {}
-    for level, index in coords:
-        by_level.setdefault(level, []).append(index)
-    for level, indexes in by_level.items():
-        for at in range(0, len(indexes), 500):
-            chunk = indexes[at:at + 500]
-            marks = ", ".join([mark] * len(chunk))
-            for index, value in c.execute(
-                    f"SELECT idx, CAST(hash AS {blob}) FROM audit_nodes WHERE level = {mark} "  # noqa: S608
-                    f"AND idx IN ({marks})", (level, *chunk)):
-                found[(level, int(index))] = bytes(value)
+    for at in range(0, len(coords), 500):
+        chunk = coords[at:at + 500]
+        values = ", ".join([f"({mark}, {mark})"] * len(chunk))
+        for level, index, value in c.execute(
+                f"SELECT n.level, n.idx, CAST(n.hash AS {blob}) FROM (VALUES {values}) AS w "  # noqa: S608
+                "JOIN audit_nodes n ON n.level = w.column1 AND n.idx = w.column2",
+                [v for coord in chunk for v in coord]):
+            found[(int(level), int(index))] = bytes(value)
     return found
 
 
