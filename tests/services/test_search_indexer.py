@@ -127,10 +127,7 @@ def test_the_indexer_labels_the_portions_and_a_search_catches_up(tmp_path: Path)
         assert node.store.portions_pending() == []
     finally:
         node.close()
-    node, pub, cid = _portioned_node(tmp_path / "b")
-    if not node.store.text_index_apart:  # PostgreSQL: no thread, the search labels them
-        node.close()
-        return
+    node, pub, cid = _portioned_node(tmp_path / "b")  # on either store: the thread labels
     node.indexer.every = 0.01
     node.indexer.start()
     try:

@@ -64,8 +64,9 @@ class NodeError(IntelpactError):
 
 class SearchIndexer:
     """Keeps the store's text index (the console's search) current in the background, so
-    that storing objects does not wait for it (``Store.index_text``). A search brings the
-    index up to date itself before it runs: this only keeps that catch-up short."""
+    that storing objects does not wait for it (``Store.index_text``), and the labels of
+    the portions stored since (``portions``). A search brings both up to date itself
+    before it runs: this only keeps that catch-up short."""
 
     def __init__(self, store: Store, every: float = 0.2, backoff: float = 30.0,
                  portions: Callable[[], int] | None = None) -> None:
@@ -79,8 +80,9 @@ class SearchIndexer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the background thread, if the store has a text index to keep."""
-        if self._thread is None and self.store.text_index_apart:
+        """Start the background thread, if there is work for it: a text index the store
+        keeps apart (SQLite), or the portions' labels (every store)."""
+        if self._thread is None and (self.store.text_index_apart or self.portions):
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="intelpact-search-index",
                                             daemon=True)
