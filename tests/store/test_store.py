@@ -1354,3 +1354,47 @@ def test_migration_0020_has_the_versions_stored_before_labelled(
         assert store.query("c1", ids_for(store, LOW), Query(text="landing")).rows == []
     finally:
         store.close()
+
+
+def test_stored_labels_are_worked_out_again_under_another_agreement_text(store: Store
+                                                                         ) -> None:
+    """Migration 0021 (services/relabel.py): the text the labels are under, recorded in the
+    last batch's transaction with its event; from the first batch on, a process under
+    another text stores no label."""
+    store.add_objects("c1", [obj(1), obj(1, "2026-02-01T00:00:00Z"), obj(2), obj(3)])
+    store.purge(obj(3).object_id, "JPN", lambda row: "{}", "2026-03-01T00:00:00.000Z",
+                lambda rows: [])
+    assert store.labels_agreement() is None  # a store from before 0021: none recorded
+    store.labelled_under = "one"
+    with pytest.raises(StoreError, match="none recorded"):
+        store.add_objects("c1", [obj(4)])
+    rows = store.versions_after(0, 10)
+    assert [r.object_id for r in rows] == [obj(n).object_id for n in (1, 1, 2)]  # not 3
+    assert store.versions_after(rows[0].seq, 1) == rows[1:2]
+    assert store.begin_relabel("one") == (True, None)
+    assert store.labels_agreement() is None  # not yet: being worked out
+    with pytest.raises(StoreError, match="being worked out under one"):
+        store.add_objects("c1", [obj(4)])
+    event = AuditEvent("2026-03-01T00:00:00.000000Z", "relabel-agreement", '"done"')
+    # the older version of object 1 becomes HIGH: neither is superseded by the other now
+    assert not store.relabel_versions([(rows[0], HIGH, HIGH)], "one", rows[1].seq,
+                                      lambda: [event])
+    assert raw(store, WRONG_MARKS) == [] and store.audit_size() == 0
+    low, high = ids_for(store, LOW), ids_for(store, HIGH)
+    latest = store.query("c1", high, Query(ids=(obj(1).object_id,)))
+    assert [r.version for r in latest.rows] == [rows[0].version]
+    assert store.relabel_versions([(rows[2], MID, HIGH)], "one", rows[2].seq,
+                                  lambda: [event])
+    assert store.labels_agreement() == "one" and store.audit_size() == 1
+    found = {r.seq: (r.label_id, r.banner_id) for r in store.versions_after(0, 10)}
+    assert found == {rows[0].seq: (high[0], high[0]), rows[1].seq: (low[0], low[0]),
+                     rows[2].seq: (ids_for(store, MID)[0], high[0])}
+    store.add_objects("c1", [obj(4)])  # under the text recorded: stored
+    assert store.begin_relabel("one") == (False, "one")
+    assert store.relabel_versions([], "one", 0, lambda: [event])  # recorded: nothing written
+    assert store.audit_size() == 1
+    assert store.begin_relabel("two") == (True, "one")
+    with pytest.raises(StoreError, match="not being worked out under agreement text one"):
+        store.relabel_versions([], "one", 0, lambda: [event])
+    with pytest.raises(StoreError, match="being worked out under two"):
+        store.relabel(obj(2).object_id, "JPN", {rows[2].version: (HIGH, HIGH)}, [])

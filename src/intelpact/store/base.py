@@ -593,6 +593,48 @@ class Store(abc.ABC):
         are dropped and every version with portions waits again, in one transaction.
         Returns how many wait because of it (0: the agreement is the same)."""
 
+    # The agreement text the stored labels are under (migration 0021, services/relabel.py):
+    # a version's labels are worked out from its markings under the text in force when it
+    # is stored, and again under a text pinned since. ``labelled_under``: the text this
+    # process applies, once the stored labels are under it (set by the node); while they
+    # are under another text, or being worked out under one, this process's writes of
+    # labels (add_objects, relabel, label_portions) are refused in their transaction, so
+    # that a process started before an amendment cannot store labels under the old text
+    # after the new one's. None: not checked (a store used without a node).
+    labelled_under: str | None = None
+
+    @abc.abstractmethod
+    def labels_agreement(self) -> str | None:
+        """The content hash of the agreement text the stored labels were worked out under;
+        None when not recorded (a store from before migration 0021) or while they are being
+        worked out again (:meth:`begin_relabel`, until :meth:`relabel_versions` is done)."""
+
+    @abc.abstractmethod
+    def begin_relabel(self, content_hash: str) -> tuple[bool, str | None]:
+        """Record that the stored labels are being worked out under the agreement text of
+        ``content_hash`` (from now on a process under another text writes none), unless
+        they are under it already. Returns whether it was recorded, and the text they were
+        under (None: not recorded)."""
+
+    @abc.abstractmethod
+    def versions_after(self, seq: int, limit: int) -> list[StoredObject]:
+        """Up to ``limit`` stored versions, not recalled, with ``seq`` above ``seq``, in
+        ``seq`` order, whatever their labels: for the node to work their labels out."""
+
+    @abc.abstractmethod
+    def relabel_versions(self, labels: Sequence[tuple[StoredObject, Label, Label]],
+                         content_hash: str, upto: int,
+                         audit: Callable[[], Sequence[AuditEvent]]) -> bool:
+        """In one transaction: give each version of ``labels`` (as :meth:`versions_after`
+        read it; one recalled since is left) its (base, banner) labels, worked out under
+        the text of ``content_hash`` (:meth:`begin_relabel`), and work out again which
+        versions of their objects are superseded; then, if no version (not recalled) has
+        a ``seq`` above ``upto``, record that the stored labels are under that text and
+        append the events ``audit`` makes. Returns whether it recorded so (or found it
+        recorded by another process: nothing is written then). Raises
+        :class:`StoreError` when the labels are not being worked out under that text
+        (another process began a relabel under another one)."""
+
     def held(self, object_ids: Sequence[str],
              versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:
         """Every stored row of these objects, in every collection, whatever its label:

@@ -90,6 +90,7 @@ from .sqlite import (
     _add_token,
     _append_audit,
     _audit_select,
+    _begin_relabel,
     _Clock,
     _commas,
     _compromise_delivered,
@@ -103,6 +104,7 @@ from .sqlite import (
     _insert_sql,
     _integrate,
     _label_portions,
+    _labels_current,
     _messages_select,
     _nodes,
     _partner_checkpoints,
@@ -114,6 +116,7 @@ from .sqlite import (
     _queue_portions,
     _raise_alert,
     _refs_select,
+    _relabel_versions,
     _retire_key,
     _retired_keys,
     _revoke_person,
@@ -123,6 +126,7 @@ from .sqlite import (
     _stored,
     _supersede_added,
     _supersede_again,
+    _versions_after,
 )
 
 log = logging.getLogger("intelpact.store")
@@ -436,6 +440,7 @@ class PostgresStore(Store):
         pending: dict[str, int] = {}
         queued: set[tuple[str, str]] = set()  # (party, marking-definition) queued already
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             if c.execute("SELECT 1 FROM collections WHERE collection_id = %s",
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
@@ -519,6 +524,7 @@ class PostgresStore(Store):
     def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
         pending: dict[str, int] = {}
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             kept = _label_portions(c.cursor(), "%s", gates,
                                    lambda label: self._label_id(c, label, pending))
         self._load_labels()
@@ -530,6 +536,27 @@ class PostgresStore(Store):
             return 0  # the same: no write lock taken
         with self._write() as c:
             return _portions_agreement(c.cursor(), "%s", content_hash)
+
+    def labels_agreement(self) -> str | None:
+        row = self._one("SELECT content_hash FROM labels_agreement WHERE relabelling IS NULL")
+        return row[0] if row else None
+
+    def begin_relabel(self, content_hash: str) -> tuple[bool, str | None]:
+        with self._write() as c:
+            return _begin_relabel(c, "%s", content_hash)
+
+    def versions_after(self, seq: int, limit: int) -> list[StoredObject]:
+        return [_stored(r) for r in self._all(*_versions_after("%s", seq, limit))]
+
+    def relabel_versions(self, labels: Sequence[tuple[StoredObject, Label, Label]],
+                         content_hash: str, upto: int,
+                         audit: Callable[[], Sequence[AuditEvent]]) -> bool:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            done = _relabel_versions(c.cursor(), "%s", labels, content_hash, upto, audit,
+                                     lambda label: self._label_id(c, label, pending))
+        self._load_labels()
+        return done
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
@@ -831,6 +858,7 @@ class PostgresStore(Store):
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c.cursor(), "%s", notice, None, ()):
                 return None  # applied already
             for version, (base, banner) in labels.items():

@@ -340,6 +340,7 @@ class SQLiteStore(Store):
         pending: dict[str, int] = {}
         queued: set[tuple[str, str]] = set()  # (party, marking-definition) queued already
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             if c.execute("SELECT 1 FROM collections WHERE collection_id = ?",
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
@@ -478,6 +479,7 @@ class SQLiteStore(Store):
     def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
         pending: dict[str, int] = {}
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             kept = _label_portions(c, "?", gates,
                                    lambda label: self._label_id(c, label, pending))
         self._load_labels()
@@ -489,6 +491,28 @@ class SQLiteStore(Store):
             return 0  # the same: no write lock taken
         with self._write() as c:
             return _portions_agreement(c, "?", content_hash)
+
+    def labels_agreement(self) -> str | None:
+        row = self._conn().execute("SELECT content_hash FROM labels_agreement WHERE "
+                                   "relabelling IS NULL").fetchone()
+        return row[0] if row else None
+
+    def begin_relabel(self, content_hash: str) -> tuple[bool, str | None]:
+        with self._write() as c:
+            return _begin_relabel(c, "?", content_hash)
+
+    def versions_after(self, seq: int, limit: int) -> list[StoredObject]:
+        return [_stored(r) for r in self._conn().execute(*_versions_after("?", seq, limit))]
+
+    def relabel_versions(self, labels: Sequence[tuple[StoredObject, Label, Label]],
+                         content_hash: str, upto: int,
+                         audit: Callable[[], Sequence[AuditEvent]]) -> bool:
+        pending: dict[str, int] = {}
+        with self._write() as c:
+            done = _relabel_versions(c, "?", labels, content_hash, upto, audit,
+                                     lambda label: self._label_id(c, label, pending))
+        self._load_labels()
+        return done
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
@@ -794,6 +818,7 @@ class SQLiteStore(Store):
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
+            _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c, "?", notice, None, ()):
                 return None  # applied already
             for version, (base, banner) in labels.items():
@@ -1274,13 +1299,87 @@ def _portions_agreement(c: Any, mark: str, content_hash: str) -> int:
     return int(queued)
 
 
+def _labels_current(c: Any, expected: str | None) -> None:
+    """Inside the caller's write transaction (both dialects), before it writes labels:
+    refused unless the stored labels are under ``expected``, the agreement text this
+    process applies (Store.labelled_under; None: not checked)."""
+    if expected is None:
+        return
+    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    if row is None or row[0] != expected or row[1] is not None:
+        now = "none recorded" if row is None else (
+            f"being worked out under {row[1]}" if row[1] is not None else f"under {row[0]}")
+        raise StoreError(f"this process applies agreement text {expected}, but the stored "
+                         f"labels are {now}: the agreement was amended since it started, "
+                         "and it stores no label under the old text",
+                         hint="restart the node's processes (serve) so that they apply the "
+                         "text pinned")
+
+
+def _begin_relabel(c: Any, mark: str, content_hash: str) -> tuple[bool, str | None]:
+    """Store.begin_relabel inside the caller's write transaction (both dialects)."""
+    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    if row is None:
+        c.execute("INSERT INTO labels_agreement (one, content_hash, relabelling) "  # noqa: S608
+                  f"VALUES (1, NULL, {mark})", (content_hash,))
+        return True, None
+    if row[0] == content_hash and row[1] is None:
+        return False, row[0]
+    c.execute(f"UPDATE labels_agreement SET relabelling = {mark}", (content_hash,))  # noqa: S608
+    return True, row[0]
+
+
+def _versions_after(mark: str, seq: int, limit: int) -> tuple[str, list[Any]]:
+    """The query of Store.versions_after (both dialects)."""
+    return (f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE seq > {mark} AND "  # noqa: S608
+            f"recalled IS NULL ORDER BY seq LIMIT {mark}", [seq, limit])
+
+
+def _relabel_versions(c: Any, mark: str, labels: Sequence[tuple[StoredObject, Label, Label]],
+                      content_hash: str, upto: int, audit: Callable[[], Sequence[AuditEvent]],
+                      label_id: Callable[[Label], int]) -> bool:
+    """Store.relabel_versions inside the caller's write transaction (both dialects): row by
+    row through the primary key and object by object through the unique index, never a
+    statement PostgreSQL's planner could turn into a scan of the table (each statement
+    run for all of them at once: psycopg pipelines them, not a round trip each)."""
+    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    if row is not None and row[0] == content_hash and row[1] is None:
+        return True  # done by another process meanwhile: the same labels
+    if row is None or row[1] != content_hash:
+        raise StoreError(f"the stored labels are not being worked out under agreement text "
+                         f"{content_hash} (another process began working them out under "
+                         f"{row[1] if row else 'none'})",
+                         hint="restart the node's processes so that they all apply the text "
+                         "pinned")
+    if labels:  # one recalled since it was read is left
+        c.executemany(f"UPDATE objects SET label_id = {mark}, banner_id = {mark} WHERE "  # noqa: S608
+                      f"seq = {mark} AND recalled IS NULL",
+                      [(label_id(base), label_id(banner), version.seq)
+                       for version, base, banner in labels])
+        c.executemany(_supersede_sql(mark), [
+            (object_id,) for object_id in sorted({version.object_id for version, _, _ in labels})])
+    if c.execute(f"SELECT 1 FROM objects WHERE seq > {mark} AND recalled IS NULL "  # noqa: S608
+                 "LIMIT 1", (upto,)).fetchone() is not None:
+        return False  # stored since it was read: worked out before the text is recorded
+    c.execute(f"UPDATE labels_agreement SET content_hash = {mark}, relabelling = NULL",  # noqa: S608
+              (content_hash,))
+    _append_audit(c, audit(), mark)
+    return True
+
+
 def _supersede_again(c: Any, mark: str, object_id: str) -> None:
     """Work out ``superseded`` afresh for every row of ``object_id`` (both dialects), after
     its versions were relabelled or deleted."""
-    c.execute("UPDATE objects SET superseded = CASE WHEN EXISTS (SELECT 1 FROM objects n "  # noqa: S608
-              f"WHERE {_alike('n', 'objects')} AND n.version > objects.version) THEN 1 "
-              "ELSE 0 END WHERE collection_id IN (SELECT collection_id FROM collections) AND "
-              f"object_id = {mark}", (object_id,))
+    c.execute(_supersede_sql(mark), (object_id,))
+
+
+def _supersede_sql(mark: str) -> str:
+    """The statement of :func:`_supersede_again`, for one object id."""
+    newer = ("CASE WHEN EXISTS (SELECT 1 FROM objects n WHERE "  # noqa: S608
+             f"{_alike('n', 'objects')} AND n.version > objects.version) THEN 1 ELSE 0 END")
+    # only the rows it changes are written (each write is a new row version on PostgreSQL)
+    return (f"UPDATE objects SET superseded = {newer} WHERE collection_id IN (SELECT "  # noqa: S608
+            f"collection_id FROM collections) AND object_id = {mark} AND superseded <> {newer}")
 
 
 # The marking-definitions an object cites go into the outbox of each party it is queued
