@@ -29,7 +29,8 @@ PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.p
 	tests/services/test_lifecycle.py tests/interfaces/test_attacks.py \
 	tests/console/test_http.py tests/services/test_publish.py \
 	tests/interfaces/test_served_properties.py tests/services/test_atomic_audit.py \
-	tests/services/test_key_rotation.py tests/services/test_search_indexer.py
+	tests/services/test_key_rotation.py tests/services/test_search_indexer.py \
+	tests/services/test_relabel.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -78,6 +78,21 @@ class Label:
                      self.sources | other.sources, add_originator=False)
 
 
+# A caveat no agreement can name (an agreement's caveat is a token: no space), so no
+# person holds it and no partner may receive it. It closes a stored version whose markings
+# no longer give a label under the agreement in force (an amendment changed what they
+# mean; services/relabel.py): that version is served to no one and released to no one,
+# and a join keeps it closed.
+UNLABELLED = "UNLABELLED UNDER THIS AGREEMENT"
+
+
+def closed(label: Label) -> Label:
+    """``label`` closed to every reader and partner: with the :data:`UNLABELLED` caveat."""
+    return Label(label.agreement, label.rank, label.originator, label.rel_to,
+                 label.caveats | {UNLABELLED}, label.communities, label.sources,
+                 add_originator=False)
+
+
 def join_all(labels: Iterable[Label]) -> Label:
     it = iter(labels)
     try:

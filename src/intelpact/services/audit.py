@@ -103,6 +103,8 @@ KINDS = {
     "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
     "node-init": "this node was made (its party and pinned agreement)",
     "agreement-pin": "a new version of the agreement was pinned (amended, or terminated)",
+    "relabel-agreement": "the stored labels were worked out again under the agreement text "
+                         "in force (an amendment pinned, or none recorded)",
     "peer-add": "a partner node was pinned",
     "key-rotate": "this node's or a partner's signing key was rotated (the old key's bound)",
     "partner-audit": "a partner asked for the events about its objects",

@@ -28,12 +28,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import IntelpactError
-from ..model import Label, Markings, PartnerNode, Policy
+from ..model import Label, LabelPart, Markings, PartnerNode, Policy
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
@@ -56,6 +57,7 @@ NOTICE_KINDS = ("recall", "destroyed", "reclassify")
 # Consent for third-party release (services/consent.py): the same notices, other kinds.
 CONSENT_KINDS = ("consent-request", "consent", "consent-refused", "onward-release")
 MAX_REASON = 2_000
+log = logging.getLogger("intelpact.controls")
 
 
 class ControlError(IntelpactError):
@@ -365,15 +367,7 @@ class Controls:
         rows = self._held_from(sender, object_id)
         if self.store.notice(stored.notice_id) is not None:
             return
-        definition = notice.get("marking")
-        if not isinstance(definition, dict):
-            raise ControlError("the notice carries no marking-definition")
-        try:
-            part = self.markings.parse(definition)
-        except MarkingError as exc:
-            raise ControlError(f"the new marking does not check: {exc.message}") from None
-        if part.kind != "national" or part.originator != sender:
-            raise ControlError(f"the new marking is not a national marking of {sender}")
+        definition, part = self._notice_marking(sender, notice.get("marking"))
         try:  # its signature before we learn it: a refused marking leaves nothing behind
             self.federation.verify_definition(sender, definition)
             self.markings.add(definition)
@@ -400,6 +394,48 @@ class Controls:
         # kept, recorded and applied in one transaction: a crash between them left the
         # reclassification recorded as applied, and never applied (a resent notice is kept)
         self.store.relabel(object_id, sender, relabelled, [event], notice=stored)
+
+    def _notice_marking(self, sender: str, definition: Any
+                        ) -> tuple[dict[str, Any], LabelPart]:
+        """The new marking-definition a reclassification notice from ``sender`` carries,
+        and what it says, checked under the agreement in force (not learnt): a national
+        marking of ``sender``."""
+        if not isinstance(definition, dict):
+            raise ControlError("the notice carries no marking-definition")
+        try:
+            part = self.markings.parse(definition)
+        except MarkingError as exc:
+            raise ControlError(f"the new marking does not check: {exc.message}") from None
+        if part.kind != "national" or part.originator != sender:
+            raise ControlError(f"the new marking is not a national marking of {sender}")
+        return definition, part
+
+    def raises(self) -> dict[tuple[str, str], list[tuple[dt.datetime, Label | None]]]:
+        """What the reclassification notices applied here (:meth:`_reclassified`) join
+        with the labels of the versions they are about, under the agreement in force: by
+        (object id, originator), each notice's version and its new marking's label, to
+        join with every version older than that one (:meth:`_joined`); None where that
+        marking no longer checks under the agreement (an amendment changed what it
+        means: the versions are closed, services/relabel.py). A notice that withdrew the
+        object destroyed those versions: no version it is about is held."""
+        out: dict[tuple[str, str], list[tuple[dt.datetime, Label | None]]] = {}
+        for kept in self.store.notices():
+            if kept.direction != "in" or kept.kind != "reclassify":
+                continue
+            try:  # checked before it was kept
+                notice = json.loads(kept.body)["notice"]
+                object_id, made = str(notice["object_id"]), parse_timestamp(notice["version"])
+            except (ValueError, TypeError, KeyError):
+                log.error("the kept reclassification notice %s is malformed: not applied "
+                          "again", kept.notice_id)
+                continue
+            try:
+                _, part = self._notice_marking(kept.party, notice.get("marking"))
+                label: Label | None = definition_label(self.policy.agreement, part, kept.party)
+            except ControlError:
+                label = None
+            out.setdefault((object_id, kept.party), []).append((made, label))
+        return out
 
     @staticmethod
     def _older(rows: Sequence[StoredObject], version: Any) -> list[StoredObject]:

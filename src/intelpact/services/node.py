@@ -52,6 +52,7 @@ from .federation import Federation, Identity
 from .people import People, Principal
 from .prepare import Preparer
 from .publish import Publisher
+from .relabel import Relabeller
 
 log = logging.getLogger("intelpact.node")
 DEFAULT_COLLECTION_ALIAS = "intel"
@@ -146,6 +147,12 @@ class Node:
                      "under agreement %s", queued, self.agreement.content_hash)
         self.indexer = SearchIndexer(store, portions=self.label_portions)  # started by `serve`
         self._record_unrecorded_pin()
+        try:  # every stored version's labels under this agreement, before anything is served
+            Relabeller(self.policy, self.markings, store, self.audit, self.controls).run()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
 
     def label_portions(self, limit: int = 1000) -> int:
         """Give the store the labels that gate the console's search in the portions of up
@@ -315,8 +322,10 @@ class Node:
     def pin_agreement(self, path: str | Path, *, reason: str) -> Agreement:
         """Pin a new version of this node's agreement: an amendment, a party added, or
         its termination. The node's agreement file and pinned hash change together; the
-        running server keeps the old one until restarted. Partners refuse every request
-        until they pin the same text, so exchange resumes only when both have.
+        running server keeps the old one until restarted (storing no label once a process
+        under the new text has begun working the stored labels out again:
+        services/relabel.py). Partners refuse every request until they pin the same
+        text, so exchange resumes only when both have.
 
         Refused: another agreement, the same text, this party left out, a party removed
         or the shared scale's rows changed (stored labels name those rows)."""

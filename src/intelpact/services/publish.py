@@ -53,7 +53,7 @@ from .audit import AuditLog
 from .prepare import Prepared, Preparer, canonical_body, with_marking_refs
 
 __all__ = ["BATCH", "MarkingRequest", "Outcome", "PublishError", "Publisher", "canonical_body",
-           "definition_label", "object_version"]
+           "definition_label", "object_version", "version_labels"]
 
 BATCH = 500  # objects stored in one transaction, at most
 MIN_BATCH = 100  # stored early, while the pool prepares the rest, at least
@@ -96,6 +96,27 @@ def definition_label(agreement: Agreement, part: LabelPart, origin: str) -> Labe
     if part.rank is None and not communities and agreement.rules.release_requires_community:
         communities = frozenset({frozenset(agreement.communities)})
     return Label(agreement.id, rank, origin, rel, part.caveats, communities)
+
+
+def version_labels(agreement: Agreement, markings: Markings, obj: Any, originator: str
+                   ) -> tuple[Label, Label]:
+    """The (base, banner) labels a version of ``obj`` from ``originator`` is stored under,
+    under ``agreement``, as the publisher and the federation's receive give them: a
+    marking-definition its own label (:func:`definition_label`), any other object its
+    markings' (``Markings.label``). What works a stored version's labels out again under
+    an amended text (services/relabel.py). Raises :class:`LabelError` where they give
+    none (a marking-definition that does not check, among them)."""
+    if not isinstance(obj, dict):
+        raise LabelError("the stored body is not a JSON object")
+    if obj.get("type") == "marking-definition":
+        try:
+            part = markings.parse(obj)
+        except MarkingError as exc:
+            raise LabelError(exc.message, hint=exc.hint) from None
+        label = definition_label(agreement, part, originator)
+        return label, label
+    labels = markings.label(obj, originator=originator)
+    return labels.base, labels.banner
 
 
 class Publisher:
