@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 # Sized for a 1,000,000-object store on a 2-core, 24 GiB machine: a buffer cache that
@@ -141,3 +142,21 @@ class Server:
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def databases(backends: str, parent: str | None = None) -> Iterator[tuple[str, str | None]]:
+    """Each of ``backends`` (comma-separated: sqlite, postgresql) with the database a node
+    on it is made with: None on SQLite (the node's own file); on PostgreSQL a fresh
+    database of one server, started here at the first and stopped after the last (or at
+    exit)."""
+    server: Server | None = None
+    try:
+        for backend in backends.split(","):
+            if backend == "postgresql":
+                server = server or Server().start(parent)
+                yield backend, server.database()
+            else:
+                yield backend, None
+    finally:
+        if server is not None:
+            server.stop()

@@ -84,22 +84,13 @@ def main() -> int:
     parser.add_argument("--tmp", help="a directory for the nodes (default: the system's)")
     args = parser.parse_args()
     results: dict[str, Any] = {"objects": args.objects}
-    pg: pgserver.Server | None = None
     with tempfile.TemporaryDirectory(prefix="intelpact-relabel-", dir=args.tmp) as tmp:
-        try:
-            for backend in args.backends.split(","):
-                database = None
-                if backend == "postgresql":
-                    pg = pg or pgserver.Server().start(args.tmp)
-                    database = pg.database()
-                work = Path(tmp) / backend
-                work.mkdir()
-                results[backend] = run(work, database, args.objects)
-                print(f"{backend}: " + ", ".join(f"{k} {v:.2f}" for k, v
-                                                 in results[backend].items()), flush=True)
-        finally:
-            if pg is not None:
-                pg.stop()
+        for backend, database in pgserver.databases(args.backends, args.tmp):
+            work = Path(tmp) / backend
+            work.mkdir()
+            results[backend] = run(work, database, args.objects)
+            print(f"{backend}: " + ", ".join(f"{k} {v:.2f}" for k, v
+                                             in results[backend].items()), flush=True)
     print(json.dumps({k: ({m: round(x, 3) for m, x in v.items()} if isinstance(v, dict)
                           else v) for k, v in results.items()}))
     return 0

@@ -201,29 +201,20 @@ def main() -> int:
     rounds, last, visible = versions(args.objects, args.versions)
     results: dict[str, Any] = {"objects": args.objects, "versions": args.versions,
                                "visible": len(visible), "intelpact": {}}
-    pg: pgserver.Server | None = None
     with tempfile.TemporaryDirectory(prefix="intelpact-versions-", dir=args.tmp) as tmp:
-        try:
-            for backend in args.backends.split(","):
-                database = None
-                if backend == "postgresql":
-                    pg = pg or pgserver.Server().start(args.tmp)
-                    database = pg.database()
-                say(f"intelpact on {backend}: publishing ...")
-                work = Path(tmp) / backend
-                work.mkdir()
-                results["intelpact"][backend] = run_intelpact(work, database, rounds, last,
-                                                              visible, args.repeat, args.cap)
-            if not args.skip_peers:
-                say("medallion: loading and reading ...")
-                work = Path(tmp) / "medallion"
-                work.mkdir()
-                python = medallion_python(args.medallion_python)
-                results["medallion"] = run_medallion(python, work, rounds, args.repeat,
-                                                     args.cap)
-        finally:
-            if pg is not None:
-                pg.stop()
+        for backend, database in pgserver.databases(args.backends, args.tmp):
+            say(f"intelpact on {backend}: publishing ...")
+            work = Path(tmp) / backend
+            work.mkdir()
+            results["intelpact"][backend] = run_intelpact(work, database, rounds, last,
+                                                          visible, args.repeat, args.cap)
+        if not args.skip_peers:
+            say("medallion: loading and reading ...")
+            work = Path(tmp) / "medallion"
+            work.mkdir()
+            python = medallion_python(args.medallion_python)
+            results["medallion"] = run_medallion(python, work, rounds, args.repeat,
+                                                 args.cap)
     report(results)
     print(json.dumps(rounded(results)))
     return 0
