@@ -76,6 +76,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/versions.py --medallion-python $(MEDALLION_VENV)/bin/python
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/ais.py
+	$(BIN)/python bench/relabel.py --backends sqlite,postgresql
 
 clean:
 	rm -rf $(VENV) $(MEDALLION_VENV) $(OPENTAXII_VENV) $(DEMO) .pytest_cache .hypothesis
