@@ -128,6 +128,7 @@ def test_after_an_amendment_access_and_release_follow_the_new_rows(
                                 reason="a new source")
         assert deliver(nzl, "JPN") == 1  # JPN's copy is SECRET now (its body is not)
     shared = amber(jpn, "amber")
+    own = publish(jpn, "JPN 秘", "秘", ("NZL",))  # the row whose NZL cell the amendment moves
     secret = jpn.agreement.shared_rank("SECRET")
     assert jpn.store.labels()[rows_of(jpn, raised["id"])[0].label_id].rank == secret
     with serving(jpn) as url:
@@ -140,12 +141,14 @@ def test_after_an_amendment_access_and_release_follow_the_new_rows(
 
     jpn = jpn_nzl[0] = pin(jpn, amended(tmp_path))
     with serving(jpn) as url:
-        # 取扱注意 now answers RESTRICTED, the row NZ RESTRICTED was stored under; that
-        # is CONFIDENTIAL now, and its marking-definition's equivalents no longer check
-        # (docs/markings.md): the version is served to no one, not to a reader of the
-        # old row
+        # 取扱注意 now answers RESTRICTED, the row NZ RESTRICTED was stored under; NZ
+        # RESTRICTED is CONFIDENTIAL now (its marking-definition's equivalents are those
+        # of its day: it means its originator's level under the text in force)
         assert not served(url, jpn, "suzuki", restricted["id"])
-        assert not served(url, jpn, "officer", restricted["id"])
+        assert served(url, jpn, "officer", restricted["id"])
+        # Japan's own 秘 stays CONFIDENTIAL, although its definition lists NZL's old cell
+        assert served(url, jpn, "officer", own["id"])
+        assert not served(url, jpn, "suzuki", own["id"])
         # TLP:AMBER is SENSITIVE now: 取扱注意, not 指定なし
         assert not served(url, jpn, "kato", shared["id"])
         assert served(url, jpn, "suzuki", shared["id"])
@@ -155,17 +158,18 @@ def test_after_an_amendment_access_and_release_follow_the_new_rows(
     assert labels[row.label_id].rank == jpn.agreement.shared_rank("SENSITIVE")
     assert releasable(jpn, row) == (False, "SENSITIVE is not covered by agreement "
                                            "jpn-nzl-isa")
-    for row in rows_of(jpn, restricted["id"]):
-        assert UNLABELLED in labels[row.banner_id].caveats
-        assert "not known to jpn-nzl-isa" in releasable(jpn, row)[1]
+    confidential = jpn.agreement.shared_rank("CONFIDENTIAL")
+    for row in rows_of(jpn, restricted["id"]) + rows_of(jpn, own["id"]):
+        assert labels[row.label_id].rank == labels[row.banner_id].rank == confidential
+        assert UNLABELLED not in labels[row.banner_id].caveats
     # the notice's SECRET is joined with the version's own UNCLASSIFIED again
     (row,) = rows_of(jpn, raised["id"])
     assert labels[row.label_id].rank == labels[row.banner_id].rank == secret
     (event,) = events(jpn)
     assert event["old_hash"] == old_hash and event["new_hash"] == jpn.agreement.content_hash
-    # closed: NZL's RESTRICTED indicator and its marking-definition; joined with the
-    # notice: the raised version
-    assert (event["unlabelled"], event["reclassified"]) == (2, 1)
+    # nothing closed; joined with the notice: the raised version
+    assert (event["unlabelled"], event["reclassified"]) == (0, 1)
+    assert event["changed"] == 3  # the AMBER indicator, NZ RESTRICTED and its definition
     assert event["versions"] == len(jpn.store.versions_after(0, 100))
     jpn.close()
     jpn = jpn_nzl[0] = Node.open(jpn.config.dir)
@@ -209,3 +213,39 @@ def test_a_relabel_cut_short_is_finished_at_the_next_open(
     (event,) = events(jpn)
     assert event["versions"] == len(jpn.store.versions_after(0, 100))
     assert amber(jpn, "under the new text")
+
+
+def test_a_version_whose_marking_the_amendment_no_longer_allows_is_closed(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """An amendment that drops a caveat: what carries it can no longer be protected as
+    marked, so it is closed (served and released to no one), not opened."""
+    jpn = jpn_nzl[0]
+    jpn.people.add("sato", party="JPN", clearance="機密", password=PW)
+    eyes = publish(jpn, "Japan eyes only", "秘", ("JPN",), ("JPNEO",))
+    plain = publish(jpn, "releasable", "秘", ("NZL",))
+    text = SAMPLE.replace('version = "1.0"', 'version = "1.1"').replace(
+        '[[caveats]]\nname = "JPNEO"\ntitle = "Japan Eyes Only"\nreleasable_to = ["JPN"]\n',
+        "")
+    assert "JPNEO" not in text
+    path = tmp_path / "jpn-nzl-v1.1.toml"
+    path.write_text(text, encoding="utf-8")
+    jpn = jpn_nzl[0] = pin(jpn, path)
+    labels = jpn.store.labels()
+    for row in rows_of(jpn, eyes["id"]):
+        assert UNLABELLED in labels[row.banner_id].caveats
+    (row,) = rows_of(jpn, plain["id"])
+    assert UNLABELLED not in labels[row.banner_id].caveats
+    with serving(jpn) as url:
+        assert not served(url, jpn, "sato", eyes["id"])
+        assert served(url, jpn, "sato", plain["id"])
+        # the officer's record names JPNEO: it no longer holds, and the login says so
+        answer = httpx.get(f"{url}/intel/collections/", headers={"Accept": TAXII},
+                           auth=("officer", PW), timeout=30)
+        assert answer.status_code == 401, answer.text
+        assert "officer's record does not hold under agreement jpn-nzl-isa version 1.1: " \
+               "caveat 'JPNEO' is not known" in answer.text
+    (failure,) = [json.loads(r.body) for r in jpn.store.find_audit(
+        AuditFilter(kinds=("login-failure",)))]
+    assert "does not hold" in failure["reason"]
+    (event,) = events(jpn)
+    assert event["unlabelled"] >= 1

@@ -280,7 +280,8 @@ class TaxiiApi:
             if exc.retry_after is not None:
                 raise TaxiiError(429, "Too Many Requests", exc.message,
                                  {"Retry-After": str(int(exc.retry_after) + 1)}) from None
-            raise TaxiiError(401, "Unauthorized", "authentication failed",
+            raise TaxiiError(401, "Unauthorized",
+                             exc.message if exc.signed_in else "authentication failed",
                              challenge) from None
         raise TaxiiError(401, "Unauthorized", "send HTTP Basic or Bearer credentials",
                          challenge)

@@ -223,7 +223,7 @@ def _strings(value: Any, where: str) -> list[str]:
 
 
 def _parse_national(agreement: Agreement, mid: str, props: Any,
-                    name: str | None) -> LabelPart:
+                    name: str | None, stored: bool = False) -> LabelPart:
     if not isinstance(props, dict):
         raise MarkingError(f"{mid}: the intelpact extension must be an object")
     unknown = sorted(set(props) - set(_NATIONAL_KEYS))
@@ -261,7 +261,12 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
     listed = props.get("equivalents")
     named = {e.get("party") for e in listed if isinstance(e, dict)} \
         if isinstance(listed, list) else set()
-    if named < set(agreement.parties) and originator in named and rel_set <= named:
+    if stored:
+        # Accepted under an earlier text: its equivalents are those of its day (an
+        # amendment may have moved a cell on its row); what it means is its originator's
+        # level under the text in force, worked out above.
+        expected["equivalents"] = listed
+    elif named < set(agreement.parties) and originator in named and rel_set <= named:
         # Made before a party joined the agreement: it lists the parties of its day,
         # each of which must still agree with the table.
         expected["equivalents"] = [e for e in expected["equivalents"] if e["party"] in named]
@@ -269,7 +274,7 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
         raise MarkingError(f"{mid}: the marking is not in canonical form or its equivalents "
                            "disagree with the agreement's table",
                            hint=f"expected extension properties {expected}")
-    if name is not None and name != banner(label, agreement, originator):
+    if name is not None and not stored and name != banner(label, agreement, originator):
         raise MarkingError(f"{mid}: the marking's name {name!r} does not say what it marks "
                            f"({banner(label, agreement, originator)!r})",
                            hint="a national marking's name is its banner in the originator's "
@@ -366,8 +371,15 @@ def _check_standard_id(mid: str, marking_exts: list[str], definition_type: Any) 
                            hint="a marking of your own needs an id of its own: issue a new id")
 
 
-def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
-    """What a marking-definition means under ``agreement``. Raises :class:`MarkingError`."""
+def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False) -> LabelPart:
+    """What a marking-definition means under ``agreement``. Raises :class:`MarkingError`.
+
+    ``stored``: one this node accepted before, read from its store, perhaps under an
+    earlier text of the agreement. A national marking then means its originator's level
+    under ``agreement`` (the row an amendment may have moved it to); the equivalents and
+    the name it carries are those of its day and are not checked against the table
+    again. Every other rule holds (its REL TO, caveats and communities under
+    ``agreement``, its id from its content)."""
     if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
         raise MarkingError("not a marking-definition object")
     mid = obj.get("id")
@@ -391,7 +403,7 @@ def parse_marking(agreement: Agreement, obj: Any) -> LabelPart:
         name = obj.get("name")
         if name is not None and not isinstance(name, str):
             raise MarkingError(f"{mid}: name must be a string")
-        return _parse_national(agreement, mid, extensions[EXTENSION_ID], name)
+        return _parse_national(agreement, mid, extensions[EXTENSION_ID], name, stored)
     if marking_exts == [TLP2_EXTENSION_ID]:
         return _parse_tlp2(agreement, mid, extensions[TLP2_EXTENSION_ID])
     if marking_exts == [ACS_EXTENSION_ID]:
@@ -461,8 +473,9 @@ class Markings:
     def load(self, definition: dict[str, Any]) -> LabelPart:
         """Learn a marking-definition read from the store (at start), checked as
         :meth:`add` checks it against what this instance knows, without asking the store
-        about it again."""
-        part = parse_marking(self.agreement, definition)
+        about it again; read as stored (:func:`parse_marking`), so one accepted under an
+        earlier text of the agreement means its originator's level under this one."""
+        part = parse_marking(self.agreement, definition, stored=True)
         _refuse_another(definition["id"], self._definitions.get(definition["id"]), definition)
         self._learn(definition, part)
         return part

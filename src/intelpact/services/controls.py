@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import IntelpactError
-from ..model import Label, LabelPart, Markings, PartnerNode, Policy
+from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
@@ -395,15 +395,17 @@ class Controls:
         # reclassification recorded as applied, and never applied (a resent notice is kept)
         self.store.relabel(object_id, sender, relabelled, [event], notice=stored)
 
-    def _notice_marking(self, sender: str, definition: Any
+    def _notice_marking(self, sender: str, definition: Any, *, kept: bool = False
                         ) -> tuple[dict[str, Any], LabelPart]:
         """The new marking-definition a reclassification notice from ``sender`` carries,
         and what it says, checked under the agreement in force (not learnt): a national
-        marking of ``sender``."""
+        marking of ``sender``. ``kept``: a notice applied before, read as stored
+        (``parse_marking``): its level under the agreement in force."""
         if not isinstance(definition, dict):
             raise ControlError("the notice carries no marking-definition")
         try:
-            part = self.markings.parse(definition)
+            part = parse_marking(self.policy.agreement, definition, stored=True) if kept \
+                else self.markings.parse(definition)
         except MarkingError as exc:
             raise ControlError(f"the new marking does not check: {exc.message}") from None
         if part.kind != "national" or part.originator != sender:
@@ -430,7 +432,7 @@ class Controls:
                           "again", kept.notice_id)
                 continue
             try:
-                _, part = self._notice_marking(kept.party, notice.get("marking"))
+                _, part = self._notice_marking(kept.party, notice.get("marking"), kept=True)
                 label: Label | None = definition_label(self.policy.agreement, part, kept.party)
             except ControlError:
                 label = None

@@ -70,12 +70,15 @@ class PeopleError(IntelpactError):
 
 
 class AuthError(IntelpactError):
-    """Authentication failed. The message never says which part was wrong."""
+    """Authentication failed. The message never says which part was wrong, unless
+    ``signed_in``: the secret checked, and what was refused is the person's record (it may
+    be shown to them)."""
 
     def __init__(self, message: str = "authentication failed", *,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, signed_in: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.signed_in = signed_in
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,31 @@ class People:
         return record
 
     def principal(self, record: PersonRecord) -> Principal:
+        """The person a stored record makes under the agreement in force. Refused
+        (:class:`PeopleError`) when revoked, or when the record no longer holds: an
+        amendment dropped a level, caveat or community it names."""
         if record.revoked:
             raise PeopleError(f"{record.name} was revoked on {record.revoked}")
-        person = self.policy.person(record.name, record.party, record.clearance,
-                                    caveats=record.caveats, communities=record.communities,
-                                    roles=record.roles)
+        try:
+            person = self.policy.person(record.name, record.party, record.clearance,
+                                        caveats=record.caveats,
+                                        communities=record.communities, roles=record.roles)
+        except ValueError as exc:
+            agreement = self.policy.agreement
+            raise PeopleError(f"{record.name}'s record does not hold under agreement "
+                              f"{agreement.id} version {agreement.version}: {exc}",
+                              hint="a security officer revokes it and adds the person again "
+                              "under the agreement in force") from None
         return Principal(person, record)
+
+    def _signed_in(self, record: PersonRecord, client: str) -> Principal:
+        """``principal`` for a login whose secret checked: a record that does not hold is
+        a login refused (with its reason, which the person may see), and audited."""
+        try:
+            return self.principal(record)
+        except PeopleError as exc:
+            self._failed(record.name, client, exc.message)
+            raise AuthError(exc.message, signed_in=True) from None
 
     def as_person(self, name: str) -> Principal:
         """Act as a named person (the CLI, run by the node's operator)."""
@@ -215,7 +237,7 @@ class People:
         # anywhere (this process or another) or a revocation ends it at once.
         if (hit is not None and now - hit[0] < _CACHE_SECONDS and record is not None
                 and not record.revoked and record.password_hash == hit[2]):
-            return self.principal(record)
+            return self._signed_in(record, client)
         ok = False
         if record is not None and record.password_hash is not None and not record.revoked:
             ok = verify_password(record.password_hash, password)
@@ -229,7 +251,7 @@ class People:
         self.throttle.success(f"name:{name}")
         with self._lock:
             self._verified[cache_key] = (now, name, record.password_hash)
-        return self.principal(record)
+        return self._signed_in(record, client)
 
     def verified(self, name: str, password: str) -> bool:
         """Whether ``login`` with this password would need no password hash: it was
@@ -263,7 +285,7 @@ class People:
                 "login-failure", actor="bearer-token", client=client or None,
                 token=token_digest(token)[:16], reason="unknown or revoked token"))
             raise AuthError()
-        return self.principal(record)
+        return self._signed_in(record, client)
 
     def _failed(self, name: str, client: str, reason: str) -> None:
         self.audit.record_served(self.audit.event("login-failure", name=name, client=client or None,

@@ -31,6 +31,7 @@ from ..model import (
     Policy,
     banner,
     national_marking,
+    parse_marking,
 )
 from ..model.errors import LabelError, MarkingError
 from ..model.labels import join_all
@@ -102,15 +103,17 @@ def version_labels(agreement: Agreement, markings: Markings, obj: Any, originato
                    ) -> tuple[Label, Label]:
     """The (base, banner) labels a version of ``obj`` from ``originator`` is stored under,
     under ``agreement``, as the publisher and the federation's receive give them: a
-    marking-definition its own label (:func:`definition_label`), any other object its
-    markings' (``Markings.label``). What works a stored version's labels out again under
-    an amended text (services/relabel.py). Raises :class:`LabelError` where they give
-    none (a marking-definition that does not check, among them)."""
+    marking-definition its own label (:func:`definition_label`, read as stored: a
+    national marking by its originator's level under ``agreement``), any other object its
+    markings' (``Markings.label``, whose stored definitions are read so too). What works a
+    stored version's labels out again under an amended text (services/relabel.py).
+    Raises :class:`LabelError` where they give none (a marking-definition that does not
+    check, among them)."""
     if not isinstance(obj, dict):
         raise LabelError("the stored body is not a JSON object")
     if obj.get("type") == "marking-definition":
         try:
-            part = markings.parse(obj)
+            part = parse_marking(agreement, obj, stored=True)
         except MarkingError as exc:
             raise LabelError(exc.message, hint=exc.hint) from None
         label = definition_label(agreement, part, originator)
