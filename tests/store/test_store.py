@@ -481,6 +481,18 @@ def test_enqueue_of_some_objects_takes_the_definitions_they_cite(store: Store) -
     assert len(store.pending("NZL", 10)) == 2  # queued once: what was queued stays
 
 
+def test_enqueue_takes_any_number_of_object_ids(store: Store) -> None:
+    """Regression: ``enqueue`` bound one parameter per object id, and a consent token (a
+    partner's input) may name any number: past SQLite's limit on variables (250,000 in
+    this build, 32,766 by default) it raised "too many SQL variables", past PostgreSQL's
+    65,535 a StoreUnavailable, and the holder's ``serve`` could no longer start. The ids
+    are one parameter now."""
+    store.add_objects("c1", [obj(1), obj(2)])
+    many = [f"{i:x}" for i in range(300_000)] + [obj(2).object_id]
+    assert store.enqueue("NZL", lambda o: True, many) == 1
+    assert [o.object_id for _, o in store.pending("NZL", 10)] == [obj(2).object_id]
+
+
 def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> None:
     results = store.add_objects("c1", [obj(1), obj(2, label=HIGH)],
                                 markings=[("marking-definition--b", "{\"b\":1}"),

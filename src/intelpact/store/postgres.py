@@ -627,7 +627,7 @@ class PostgresStore(Store):
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
         with self._read() as conn:
-            cur = conn.execute(*_enqueue_select(object_ids, "%s"))
+            cur = conn.execute(*_enqueue_select(object_ids, _any))
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             when = timestamp(utc_now())
@@ -1004,6 +1004,12 @@ class PostgresStore(Store):
                       audit: Callable[[int], Sequence[AuditEvent]] | None = None) -> int:
         with self._write() as c:
             return _revoke_tokens(c.cursor(), "%s", name, when, digest, audit)
+
+
+def _any(column: str, values: Sequence[str], params: list[Any]) -> str:
+    """``column`` is one of ``values``, bound as one ``text[]`` (sqlite.py's ``_in``)."""
+    params.append(list(values))
+    return f"{column} = ANY(%s::text[])"
 
 
 # -- the one query -----------------------------------------------------------------------

@@ -587,7 +587,7 @@ class SQLiteStore(Store):
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
-        rows = (_stored(r) for r in self._conn().execute(*_enqueue_select(object_ids, "?")))
+        rows = (_stored(r) for r in self._conn().execute(*_enqueue_select(object_ids, _in)))
         chosen = _enqueue_order(rows, decide)
         with self._write() as c:
             when = timestamp(utc_now())
@@ -1405,10 +1405,15 @@ def _queue_cited(c: Any, mark: str, party: str, obj: NewObject, when: str,
             c.execute(_QUEUE_CITED.format(m=mark), (party, when, ref))
 
 
-def _enqueue_select(object_ids: Sequence[str] | None, mark: str) -> tuple[str, list[Any]]:
+def _enqueue_select(object_ids: Sequence[str] | None,
+                    among: Callable[[str, Sequence[Any], list[Any]], str]
+                    ) -> tuple[str, list[Any]]:
     """The rows ``Store.enqueue`` chooses from, in seq order: every one held, or those of
     ``object_ids`` and the marking-definitions they may cite, each part found through
-    its index (every index of objects leads with the collection)."""
+    its index (every index of objects leads with the collection). ``among`` is the
+    dialect's test of a column against a list bound as one parameter (``_in`` here): a
+    consent token's ids are not one parameter each, which SQLite (32,766 by default) and
+    PostgreSQL (65,535) cap."""
     # constant SQL: the column list and placeholders, every value bound
     select = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL"  # noqa: S608
     if object_ids is None:
@@ -1416,9 +1421,10 @@ def _enqueue_select(object_ids: Sequence[str] | None, mark: str) -> tuple[str, l
     if not object_ids:
         return f"{select} AND 1 = 0", []
     held = "collection_id IN (SELECT collection_id FROM collections)"
+    params: list[Any] = []
     return (f"{select} AND {held} AND object_type = 'marking-definition' UNION "
-            f"{select} AND {held} AND object_id IN ({', '.join([mark] * len(object_ids))}) "
-            "ORDER BY seq", list(object_ids))
+            f"{select} AND {held} AND {among('object_id', object_ids, params)} "
+            "ORDER BY seq", params)
 
 
 def _enqueue_order(rows: Iterable[StoredObject],
