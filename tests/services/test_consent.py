@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,16 +17,18 @@ import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
 from test_federation import pair, people, publish, pull, push, visible_ids
+from test_key_rotation import _sql
 
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
+from intelpact.services.audit import canonical
 from intelpact.services.consent import ConsentError
 from intelpact.services.controls import ControlError
 from intelpact.services.courier import Courier
-from intelpact.services.federation import FederationError, sign_payload
+from intelpact.services.federation import MAX_CONSENT_OBJECTS, FederationError, sign_payload
 from intelpact.services.node import Node
-from intelpact.store.base import AuditFilter, Query, utc_now
+from intelpact.store.base import AuditFilter, Notice, Query, utc_now
 
 from helpers import make_node, serving_federation
 
@@ -382,3 +385,77 @@ def test_what_an_approval_covers_is_queued_again_when_the_holder_serves(
             if r.object_id == obj["id"]]
     push(nzl, "AUS")
     assert obj["id"] in visible_ids(aus)
+
+
+def _resign(jpn: Node, notice: Notice, more: int) -> dict:
+    """JPN's consent ``notice`` (as first queued) kept again with ``more`` short ids added to
+    its token, token and notice signed again with JPN's key, as JPN's node would (a
+    partner's token is input this node does not control: any string is taken as an object
+    id). Returns the signed token."""
+    signed = json.loads(notice.body)
+    token = signed["notice"]["token"]
+    token["consent"]["objects"].update({f"{i:x}": [] for i in range(more)})
+    token["signature"] = sign_payload(jpn.signing_key, token["consent"])
+    signed["signature"] = sign_payload(jpn.signing_key, signed["notice"])
+    _sql(jpn.store, "UPDATE notices SET body = ? WHERE notice_id = ?",
+         (canonical(signed), notice.notice_id))
+    return dict(token)
+
+
+def test_a_token_names_so_many_objects_and_no_more(serving: Trio) -> None:
+    """Regression: a consent token could name any number of object ids. The holder kept
+    the approval, then queued what it covers with one SQL parameter per id: 260,000 short
+    ids (3 MB, under the body limit) failed that after the approval was kept (answered
+    500), and its ``serve`` at every start until the token expired. A token names at most
+    MAX_CONSENT_OBJECTS: one more is refused, with the reason, by the holder (nothing is
+    kept) and by the recipient."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    named = len(json.loads(notice.body)["notice"]["token"]["consent"]["objects"])
+    too_many = _resign(jpn, notice, MAX_CONSENT_OBJECTS - named + 1)
+    with pytest.raises(FederationError, match="403 .*names 1,001 objects and 1 versions: a "
+                       "token may name at most 1,000 objects and 10,000 versions"):
+        deliver(jpn, "NZL")
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "pending" and record.token is None
+    assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+    # the recipient refuses it too, whoever sends it
+    failure = post(nzl, aus, held_at(nzl, obj["id"]), [too_many])[obj["id"]]
+    assert "a token may name at most 1,000 objects" in failure, failure
+    assert obj["id"] not in visible_ids(aus)
+    # as many as a token may name are taken (JPN's notice made again from the first)
+    _resign(jpn, notice, MAX_CONSENT_OBJECTS - named)
+    assert deliver(jpn, "NZL") == 1
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "approved"
+    assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+
+
+def test_serve_starts_with_a_token_kept_before_a_token_s_size_was_bounded(
+        serving: Trio, caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: a holder that kept a token naming 260,000 ids (taken before tokens were
+    bounded) could not start ``serve``: its courier's start queued what the token covers,
+    with one SQL parameter per id, and raised (SQLite: "too many SQL variables"). The
+    token is not used now (the reason logged), and the courier starts."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    token = _resign(jpn, notice, 260_000)
+    _sql(nzl.store, "UPDATE consents SET status = 'approved', token = ?, expires = ? "
+         "WHERE request_id = ?", (canonical(token), token["consent"]["expires"], request_id))
+    courier = Courier(nzl, interval=3600)
+    with caplog.at_level(logging.WARNING, logger="intelpact"):
+        try:
+            courier.start()  # what `serve` does first
+        finally:
+            courier.stop()
+    assert f"consent request {request_id}: its token is not used: the consent token names " \
+        "260,002 objects" in caplog.text, caplog.text
+    assert not [r for _, r in nzl.store.released_after("AUS", 0, 100)
+                if r.object_id == obj["id"]]
+

@@ -171,7 +171,10 @@ class Consents:
                 "purpose": record.purpose, "issued": timestamp(now),
                 "expires": timestamp(expires)}
         signed = {"consent": body, "key_id": me.key_id, "signature": sign_payload(me.key, body)}
-        token = consent_token(signed)
+        try:
+            token = consent_token(signed)  # what the holder will take: its size bounded
+        except FederationError as exc:
+            raise ConsentError(exc.message) from None
         labels = self.store.labels()
         partner = PartnerNode(record.recipient, self.policy.agreement.id)
         for row in rows:  # consent cannot widen the marking: say so now, not at release

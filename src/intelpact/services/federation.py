@@ -71,6 +71,11 @@ from .publish import canonical_body, definition_label, object_version
 log = logging.getLogger("intelpact.federation")
 CARD_VERSION = 1
 CONSENT_VERSION = 1
+# What one consent token may name (docs/controls.md). An approval names one object, its
+# versions and the marking-definitions they use: these are far above that, and bound
+# what a partner's token makes this node read and keep.
+MAX_CONSENT_OBJECTS = 1_000
+MAX_CONSENT_VERSIONS = 10_000
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
@@ -251,7 +256,8 @@ def verify_request(headers: Mapping[str, str], method: str, target: str, body: b
 def consent_token(signed: Any) -> ConsentToken:
     """The scope of a signed consent token, as the release decision takes it (its
     signature is not checked here: see Federation.check_consents). Raises
-    FederationError when it is not a well-formed token."""
+    FederationError when it is not a well-formed token, or names more than a token may
+    (MAX_CONSENT_OBJECTS, MAX_CONSENT_VERSIONS)."""
     token = signed.get("consent") if isinstance(signed, dict) else None
     if not isinstance(token, dict) or token.get("intelpact_consent") != CONSENT_VERSION:
         raise FederationError("not a consent token")
@@ -261,6 +267,12 @@ def consent_token(signed: Any) -> ConsentToken:
                 isinstance(v, list) and all(isinstance(x, str) for x in v)
                 for v in objects.values()):
             raise ValueError("objects")
+        versions = sum(len(v) for v in objects.values())
+        if len(objects) > MAX_CONSENT_OBJECTS or versions > MAX_CONSENT_VERSIONS:
+            raise FederationError(
+                f"the consent token names {len(objects):,} objects and {versions:,} versions:"
+                f" a token may name at most {MAX_CONSENT_OBJECTS:,} objects and "
+                f"{MAX_CONSENT_VERSIONS:,} versions")
         return ConsentToken(
             str(token["id"]), str(token["agreement"]), str(token["originator"]),
             str(token["holder"]), str(token["recipient"]),
@@ -307,6 +319,7 @@ class Federation:
         self.markings = markings
         self.store = store
         self.audit = audit
+        self._unused_tokens: set[str] = set()  # consent requests whose token is not used
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}
@@ -462,7 +475,14 @@ class Federation:
                         record.token is None:
                     continue
                 signed = json.loads(record.token)
-                token = consent_token(signed)  # verified when it arrived
+                try:
+                    token = consent_token(signed)  # verified when it arrived
+                except FederationError as exc:  # kept before a token's size was bounded
+                    if record.request_id not in self._unused_tokens:  # said once
+                        self._unused_tokens.add(record.request_id)
+                        log.warning("consent request %s: its token is not used: %s",
+                                    record.request_id, exc.message)
+                    continue
                 if token.holder == self.me.party and token.issued <= now < token.expires:
                     held.append((token, signed))
             return held
