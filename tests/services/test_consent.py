@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_atomic_audit import refusing
+from test_atomic_audit import REFUSED, refusing
 from test_federation import pair, people, publish, pull, push, visible_ids
 from test_key_rotation import _sql
 
@@ -459,3 +459,37 @@ def test_serve_starts_with_a_token_kept_before_a_token_s_size_was_bounded(
     assert not [r for _, r in nzl.store.released_after("AUS", 0, 100)
                 if r.object_id == obj["id"]]
 
+
+def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_later(
+        serving: Trio, caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: a failure to queue what the consents held cover, as the courier starts
+    (``serve``), was raised unless it was this node's own error (a database's error is
+    not): ``serve`` did not start. And queued only then, a failure left it unqueued until
+    ``serve`` started again. It is logged with the reason, and tried again until done."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    with refusing(nzl.store, "outbox"), pytest.raises(FederationError):
+        deliver(jpn, "NZL")  # the approval is kept, what it covers not queued
+    assert deliver(jpn, "NZL") == 1  # "kept already"
+
+    def queued() -> bool:
+        return any(r.object_id == obj["id"] for _, r in nzl.store.released_after("AUS", 0, 100))
+
+    courier = Courier(nzl, interval=0.2, gossip_interval=3600)
+    try:
+        with caplog.at_level(logging.WARNING, logger="intelpact.courier"), \
+                refusing(nzl.store, "outbox"):
+            courier.start()
+            assert not queued()
+        assert "could not queue what the consents held cover (retry in 0.2s)" in caplog.text
+        assert REFUSED in caplog.text
+        deadline = time.monotonic() + 10
+        while not queued() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queued(), "never queued once the outbox took it"
+    finally:
+        courier.stop()
+    push(nzl, "AUS")
+    assert obj["id"] in visible_ids(aus)

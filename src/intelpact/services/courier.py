@@ -52,6 +52,7 @@ class Courier:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._clients: dict[str, tuple[str, httpx.Client]] = {}
+        self._released = True  # whether what the consents held cover is queued (start)
 
     # -- transport ----------------------------------------------------------------------
     def _client(self, peer: PeerRecord) -> httpx.Client:
@@ -316,10 +317,7 @@ class Courier:
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
-        try:  # what a crash may have cut from its consent (Consents.release_held)
-            self.node.consents.release_held()
-        except IntelpactError as exc:  # this node's store: the consents stay kept
-            log.warning("federation: could not queue what consents cover: %s", exc)
+        self._released = self._release_held(self.interval)
         thread = threading.Thread(target=self._run, name="intelpact-courier", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -338,16 +336,35 @@ class Courier:
         for _, client in self._clients.values():
             client.close()
 
+    def _release_held(self, delay: float) -> bool:
+        """Queue what a crash may have cut from its consent (Consents.release_held: the
+        release decision decides, with the consents held). Whether it was done: a failure
+        is logged with its reason, never raised, so ``serve`` starts all the same and the
+        courier tries again ``delay`` seconds later (the consents stay kept)."""
+        try:
+            self.node.consents.release_held()
+        except Exception as exc:  # noqa: BLE001 - tried again; nothing was released
+            (log.warning if isinstance(exc, IntelpactError) else log.exception)(
+                "federation: could not queue what the consents held cover (retry in "
+                "%.1fs): %s", delay, exc)
+            return False
+        return True
+
     def _run(self) -> None:
         backoff: dict[str, float] = {}  # a failing partner's wait before the next try
         failed_at: dict[str, float] = {}
         last_pull = last_gossip = 0.0
+        release_wait, release_failed = self.interval, time.monotonic()
         while not self._stop.is_set():
             self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
             pull = _due(now, last_pull, self.interval)
             gossip = _due(now, last_gossip, self.gossip_interval)
+            if not self._released and _due(now, release_failed, release_wait):
+                release_wait = min(self.max_backoff, release_wait * 2)
+                self._released = self._release_held(release_wait)
+                release_failed = now
             try:
                 parties = list(self.node.federation.peers())
             except (StoreFull, StoreUnavailable) as exc:  # this node's store: it comes back
