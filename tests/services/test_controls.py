@@ -332,27 +332,39 @@ def test_a_lowered_marking_opens_the_new_version_not_the_old_ones(
         assert parse_timestamp(shown["modified"]) == parse_timestamp(version)
 
 
+def reclassified_then_newer(jpn: Node, nzl: Node, first: str, reclassified: MarkingRequest,
+                            newer: tuple[str, str]) -> tuple[dict, dict, int]:
+    """JPN publishes an object at ``first`` REL TO NZL, pushes it and reclassifies it;
+    then publishes a newer version (``newer``: its name, and level REL TO NZL), which NZL
+    pulls before the reclassify notice gets through (queued at JPN). Returns the two, and
+    how many objects NZL pulled."""
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = indicator("v1")
+    jpn.publisher.publish(officer.person, cid, [obj], marking=MarkingRequest(first, ("NZL",)))
+    push(jpn, "NZL")
+    _, told = jpn.controls.reclassify(officer, obj["id"], reclassified, collection_id=cid,
+                                      reason="reclassified")
+    assert told == ["NZL"]
+    later = {k: v for k, v in obj.items() if k != "extensions"}
+    later.update(modified="2030-01-01T00:00:00.000Z", name=newer[0])
+    status = jpn.publisher.publish(officer.person, cid, [later],
+                                   marking=MarkingRequest(newer[1], ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    pulled = pull(nzl, "JPN")
+    assert newer[0] in {o["name"] for o in seen(nzl, obj["id"])}
+    return obj, later, pulled
+
+
 def test_a_late_notice_leaves_the_newer_versions_alone(jpn_nzl: tuple[Node, Node]) -> None:
     """JPN lowers an object to 秘, then publishes a newer version at 機密 (TOP SECRET);
     NZL pulls both before the reclassify notice arrives. The notice is about the versions
     older than the one it made: the 機密 version keeps its own signed marking."""
     jpn, nzl = jpn_nzl
-    officer = jpn.people.as_person("officer")
-    cid = jpn.default_collection().collection_id
-    obj = indicator("v1")
-    jpn.publisher.publish(officer.person, cid, [obj], marking=MarkingRequest("極秘", ("NZL",)))
     with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ("NZL",)),
-                                          collection_id=cid, reason="down")
-        assert told == ["NZL"]
-        newer = {k: v for k, v in obj.items() if k != "extensions"}
-        newer.update(modified="2030-01-01T00:00:00.000Z", name="top secret now")
-        status = jpn.publisher.publish(officer.person, cid, [newer],
-                                       marking=MarkingRequest("機密", ("NZL",)))
-        assert status.body["failure_count"] == 0, status.body
-        assert pull(nzl, "JPN") >= 2  # before the notice gets through
-        assert "top secret now" in {o["name"] for o in seen(nzl, obj["id"])}
+        obj, _, pulled = reclassified_then_newer(
+            jpn, nzl, "極秘", MarkingRequest("秘", ("NZL",)), ("top secret now", "機密"))
+        assert pulled >= 2  # both, before the notice gets through
         assert deliver(jpn, "NZL") == 1
         names = {o["name"] for o in seen(nzl, obj["id"], "analyst")}
         assert names == {"v1"}, "the newer 機密 version was relabelled by an older notice"
@@ -367,21 +379,9 @@ def test_a_late_notice_that_withdraws_the_object_destroys_only_the_versions_it_i
     confirmation names only those: the newer version, under its own signed marking, is
     not the notice's to destroy."""
     jpn, nzl = jpn_nzl
-    officer = jpn.people.as_person("officer")
-    cid = jpn.default_collection().collection_id
-    obj = indicator("v1")
-    jpn.publisher.publish(officer.person, cid, [obj], marking=MarkingRequest("秘", ("NZL",)))
     with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
-                                          collection_id=cid, reason="ours alone")
-        assert told == ["NZL"]
-        newer = {k: v for k, v in obj.items() if k != "extensions"}
-        newer.update(modified="2030-01-01T00:00:00.000Z", name="released again")
-        status = jpn.publisher.publish(officer.person, cid, [newer],
-                                       marking=MarkingRequest("秘", ("NZL",)))
-        assert status.body["failure_count"] == 0, status.body
-        assert pull(nzl, "JPN") >= 1  # before the notice gets through
+        obj, _, _ = reclassified_then_newer(jpn, nzl, "秘", MarkingRequest("秘", ()),
+                                            ("released again", "秘"))
         assert {o["name"] for o in seen(nzl, obj["id"])} == {"v1", "released again"}
         assert deliver(jpn, "NZL") == 1
         assert [o["name"] for o in seen(nzl, obj["id"])] == ["released again"]
@@ -441,3 +441,79 @@ def test_a_partner_that_pulled_is_told_of_reclassifications_and_recalls(
         assert jpn.controls.recall(officer, obj["id"], reason="source at risk") == ["NZL"]
         assert deliver(jpn, "NZL") == 1
         assert seen(nzl, obj["id"]) == []
+
+
+def test_a_recall_is_confirmed_only_by_the_holder_s_answer_to_it(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: the originator took any destruction receipt for the object as
+    confirming its recall. JPN reclassifies an object for Japan's eyes only and releases a
+    newer version to NZL again, which NZL pulls; the notice destroys only the older
+    version at NZL, which confirms that one. JPN then recalls the object; NZL's
+    confirmation of the reclassification arrives before the recall reaches it, and the
+    recall was shown destroyed, although NZL held the newer version and had never heard
+    of the recall. Only NZL's answer to the recall confirms it."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    with serving_federation(jpn), serving_federation(nzl):
+        obj, newer, _ = reclassified_then_newer(jpn, nzl, "秘", MarkingRequest("秘", ()),
+                                                ("released again", "秘"))
+        assert deliver(jpn, "NZL") == 1  # the reclassification: v1 destroyed, v2 kept
+        assert [o["name"] for o in seen(nzl, obj["id"])] == ["released again"]
+        assert jpn.controls.recall(officer, obj["id"], reason="withdrawn") == ["NZL"]
+        assert deliver(nzl, "JPN") == 1  # the reclassification's confirmation (v1 only)
+        (recall,) = jpn.controls.recalls()
+        assert recall.destroyed is None and recall.receipt is None, recall
+        assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))  # kept
+        # the recall reaches NZL: it destroys what it held, and its answer confirms it
+        assert deliver(jpn, "NZL") == 1
+        assert seen(nzl, obj["id"]) == []
+        assert deliver(nzl, "JPN") == 1
+        (recall,) = jpn.controls.recalls()
+        answer = json.loads(recall.receipt or "{}")["notice"]
+        assert recall.destroyed and answer["in_reply_to"] == recall.notice_id
+        assert [parse_timestamp(v) for v, _ in answer["destroyed"]] == [
+            parse_timestamp(newer["modified"])]
+        # recalled again: NZL answers that it destroyed nothing more, and the first
+        # answer's confirmation stays (nothing more went to NZL after the first recall)
+        assert jpn.controls.recall(officer, obj["id"], reason="again") == ["NZL"]
+        assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1
+        (again,) = jpn.controls.recalls()
+        assert again.notice_id != recall.notice_id and again.reason == "again"
+        assert (again.destroyed, again.receipt) == (recall.destroyed, recall.receipt)
+
+
+def test_a_destruction_receipt_confirms_no_recall_it_does_not_answer(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A receipt answering nothing, naming nothing destroyed, or answering the recall of
+    another object confirms no recall (`recalls` says when an answer named nothing); one
+    whose ``in_reply_to`` is not a notice id is refused with the reason. Each one kept is
+    audited."""
+    jpn, nzl = jpn_nzl
+    recalled, other = (publish(jpn, name, "秘", ("NZL",)) for name in ("recalled", "other"))
+    officer = jpn.people.as_person("officer")
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    for obj in (recalled, other):
+        jpn.controls.recall(officer, obj["id"], reason="at risk")
+    notice_of = {r.object_id: r.notice_id for r in jpn.controls.recalls()}
+    (held,) = nzl.store.held([recalled["id"]])
+    destroyed = [[held.version, held.body_hash]]
+
+    def answer(in_reply_to: object, names: list[list[str]]) -> None:
+        _, signed = nzl.controls._notice("destroyed", "JPN", {
+            "object_id": recalled["id"], "in_reply_to": in_reply_to, "destroyed": names})
+        jpn.controls.receive("NZL", signed)
+
+    with pytest.raises(ControlError, match="'in_reply_to' must be the id of the notice it "
+                       "answers, or null"):
+        answer(5, destroyed)
+    answer(None, destroyed)  # as at the agreement's end: it answers no recall
+    answer(notice_of[recalled["id"]], [])  # it destroyed nothing
+    answer(notice_of[other["id"]], destroyed)  # the recall of another object
+    assert all(r.destroyed is None for r in jpn.controls.recalls())
+    assert len(jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))) == 3
+    listed = CliRunner(env={"COLUMNS": "400"}).invoke(main, ["recalls", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and listed.output.count(
+        "answered, naming nothing destroyed: not confirmed") == 1, listed.output
+    answer(notice_of[recalled["id"]], destroyed)
+    assert [r.object_id for r in jpn.controls.recalls() if r.destroyed] == [recalled["id"]]

@@ -11,9 +11,10 @@ notice once (notices are kept by id) and answers with a signed receipt.
 
 - **recall**: the holder purges every version's content, keeping a tombstone (id,
   version, markings, the hash of what was destroyed) that no query serves; drops what
-  it had queued onward; and answers with a signed **destroyed** notice listing the
-  versions and hashes destroyed, which the originator records beside the recall. From
-  the recall on, the originator releases nothing more of that object to that party.
+  it had queued onward; and answers with a signed **destroyed** notice (``in_reply_to``
+  the recall) listing the versions and hashes destroyed, which the originator records
+  beside the recall as its confirmation — that answer only, if it names any. From the
+  recall on, the originator releases nothing more of that object to that party.
 - **reclassify**: the originator publishes a new version under the new marking (the
   publish path: validated, signed, the publisher's clearance checked) and tells every
   holder of earlier versions, with the new marking-definition and the new version. A
@@ -354,13 +355,22 @@ class Controls:
                 for v in destroyed):
             raise ControlError("the destruction receipt is malformed: 'destroyed' must be a "
                                "list of [version, body hash] pairs of strings")
+        answers = notice.get("in_reply_to")
+        if answers is not None and not isinstance(answers, str):
+            raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
+                               "the id of the notice it answers, or null")
         event = self.audit.event("destroy", party=sender, actor=sender,
                                  originator=self.party,
                                  objects=[(object_id, version) for version, _ in destroyed],
                                  notice=notice["id"], direction="in")
-        # kept, recorded and the recall marked destroyed in one transaction: a crash
-        # between them left the recall unconfirmed for good (a resent receipt is kept)
-        self.store.add_notice(stored, confirms=object_id, audit=[event])
+        # Only the holder's answer to a recall (the store checks that ``answers`` is a
+        # recall of this object sent to ``sender``) that destroyed something confirms it:
+        # it destroyed every version it held then, and nothing more went to it after the
+        # recall. A reclassification's purge destroys only the older versions, the
+        # agreement's end answers nothing, and an empty list says nothing was destroyed.
+        # Kept, recorded and the recall marked destroyed in one transaction: a crash
+        # between them left the recall unconfirmed for good (a resent receipt is kept).
+        self.store.add_notice(stored, confirms=answers if destroyed else None, audit=[event])
 
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])

@@ -990,10 +990,13 @@ class Store(abc.ABC):
                    confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
         """Keep a notice (False, and nothing changed, if its id is kept already), with its
         audit events, in one transaction. An outgoing recall (``recall_reason``) also
-        records the recall, and from then on nothing of that object goes to that party
-        (pending, pulled). An incoming destruction receipt (``confirms``: the object id)
-        also marks the recall of that object from the notice's party destroyed (``recalls``:
-        when, and the notice as its receipt)."""
+        records the recall (again: the latest notice and reason, a confirmation kept), and
+        from then on nothing of that object goes to that party (pending, pulled). An
+        incoming destruction receipt that answers a recall (``confirms``: the id of the
+        notice it answers) also marks the recall of its object from its party destroyed
+        (``recalls``: when, and the notice as its receipt), if that notice is a recall of
+        that object this node sent that party; whether it names anything destroyed is
+        the caller's to check."""
 
     @abc.abstractmethod
     def pending_notices(self, party: str, limit: int) -> list[Notice]:

@@ -1004,17 +1004,20 @@ def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
                      notice.receipt, notice.attempts, notice.error))
     if cur.rowcount == 0:
         return False
-    if recall_reason is not None:
+    if recall_reason is not None:  # recalled again: a confirmation of the first stays
         c.execute(f"INSERT INTO recalls (object_id, party, notice_id, reason, issued) VALUES "  # noqa: S608
                   f"({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, party) "
                   "DO UPDATE SET notice_id = excluded.notice_id, reason = excluded.reason, "
-                  "issued = excluded.issued, destroyed = NULL, receipt = NULL",
+                  "issued = excluded.issued",
                   (notice.object_id, notice.party, notice.notice_id, recall_reason,
                    notice.made))
-    if confirms is not None:  # the holder's destruction receipt: the recall is confirmed
+    if confirms is not None:  # the holder's answer to a recall of that object sent to it
         c.execute(f"UPDATE recalls SET destroyed = {mark}, receipt = {mark} WHERE "  # noqa: S608
-                  f"object_id = {mark} AND party = {mark}",
-                  (notice.made, notice.body, confirms, notice.party))
+                  f"object_id = {mark} AND party = {mark} AND EXISTS (SELECT 1 FROM notices "
+                  f"WHERE notice_id = {mark} AND direction = 'out' AND kind = 'recall' AND "
+                  f"party = {mark} AND object_id = {mark})",
+                  (notice.made, notice.body, notice.object_id, notice.party, confirms,
+                   notice.party, notice.object_id))
     _append_audit(c, audit, mark)
     return True
 
