@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from test_controls import deliver, seen
-from test_federation import pair, people, publish, push
+from test_federation import pair, publish, push
 from test_federation_attacks import send_to_inbox
 
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
@@ -332,16 +332,10 @@ def test_a_partner_is_answered_503_when_its_refusal_cannot_be_recorded(
 # -- originator controls: a holder's reclassification, an originator's receipt --------------
 
 @pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    nzl.people.add("analyst", party="NZL", clearance="SECRET")
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
-
+def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
+    """With NZL's analyst, cleared SECRET."""
+    jpn_nzl[1].people.add("analyst", party="NZL", clearance="SECRET")
+    return jpn_nzl
 
 
 def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(

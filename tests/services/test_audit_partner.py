@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from test_federation import pair, people, publish, push
+from test_federation import publish, push
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
@@ -23,20 +22,15 @@ from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
 from intelpact.store.base import AuditEvent, AuditFilter, Query, timestamp, utc_now
 
-from helpers import make_node, serving_federation
+from helpers import serving_federation
 
 
 @pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    nzl.people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
-    nzl.people.add("low", party="NZL", clearance="RESTRICTED")
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
+def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
+    """With NZL's analyst, cleared SECRET and NZEO, and one cleared RESTRICTED."""
+    jpn_nzl[1].people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
+    jpn_nzl[1].people.add("low", party="NZL", clearance="RESTRICTED")
+    return jpn_nzl
 
 
 def _audit(node: Node, party: str, **kwargs: int) -> tuple[int, list[dict], bool]:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
-from test_federation import pair, people, publish, push
+from test_federation import publish, push
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
@@ -35,19 +33,14 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import make_node, serving_federation
+from helpers import serving_federation
 
 
 @pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    nzl.people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
+def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
+    """With NZL's analyst, cleared SECRET and NZEO."""
+    jpn_nzl[1].people.add("analyst", party="NZL", clearance="SECRET", caveats=["NZEO"])
+    return jpn_nzl
 
 
 def _ago(hours: float) -> str:

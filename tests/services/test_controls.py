@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from test_federation import pair, people, publish, pull, push
+from test_federation import publish, pull, push
 
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
@@ -23,19 +21,14 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query, parse_timestamp
 
-from helpers import indicator, make_node, serving_federation
+from helpers import indicator, serving_federation
 
 
 @pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    nzl.people.add("analyst", party="NZL", clearance="SECRET")
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
+def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
+    """With NZL's analyst, cleared SECRET."""
+    jpn_nzl[1].people.add("analyst", party="NZL", clearance="SECRET")
+    return jpn_nzl
 
 
 def deliver(node: Node, party: str) -> int:

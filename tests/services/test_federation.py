@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +70,6 @@ def publish(node: Node, name: str, level: str, rel: tuple[str, ...],
                                     marking=MarkingRequest(level, rel, caveats))
     assert status.body["failure_count"] == 0, status.body
     return obj
-
-
-@pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
 
 
 def test_only_what_the_agreement_allows_crosses(jpn_nzl: tuple[Node, Node]) -> None:

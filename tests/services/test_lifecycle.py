@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,18 +42,6 @@ def version(tmp_path: Path, name: str, *, number: str = "1.1", terminated: bool 
 def reopen(node: Node) -> Node:
     node.close()
     return Node.open(node.config.dir)
-
-
-@pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[list[Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    pair(jpn, nzl)
-    nodes = [jpn, nzl]
-    yield nodes
-    for node in nodes:
-        node.close()
 
 
 def pin(node: Node, path: Path, reason: str = "amendment 1") -> Node:

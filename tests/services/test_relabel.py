@@ -5,7 +5,6 @@ works every stored version's labels out again under the new text when it next op
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from test_atomic_audit import REFUSED, refusing
 from test_controls import deliver
-from test_federation import PW, pair, people, publish, push
+from test_federation import PW, publish, push
 from test_lifecycle import pin
 
 import intelpact.services.relabel as relabel
@@ -24,7 +23,7 @@ from intelpact.services.publish import MarkingRequest
 from intelpact.store import open_store
 from intelpact.store.base import AuditFilter, StoredObject, StoreError
 
-from helpers import AGREEMENTS, indicator, make_node, serving, serving_federation
+from helpers import AGREEMENTS, indicator, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 TLP_AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"  # TLP 2.0
@@ -103,16 +102,10 @@ def events(node: Node) -> list[dict[str, Any]]:
 
 
 @pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[list[Node]]:
-    """Paired JPN and NZL nodes, JPN with the readers (the list: nodes opened again)."""
-    nodes = [make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")]
-    for node in nodes:
-        people(node)
-    readers(nodes[0])
-    pair(*nodes)
-    yield nodes
-    for node in nodes:
-        node.close()
+def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
+    """With JPN's readers (``readers``)."""
+    readers(jpn_nzl[0])
+    return jpn_nzl
 
 
 def test_after_an_amendment_access_and_release_follow_the_new_rows(
