@@ -29,6 +29,7 @@ from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     FederationError,
+    make_card,
     sign_payload,
     sign_request,
 )
@@ -97,6 +98,9 @@ def trio(tmp_path: Path) -> Iterator[dict[str, Node]]:
 
 
 def test_a_partner_claiming_another_party_is_refused(trio: dict[str, Node]) -> None:
+    """NZL's node, over its own mutual-TLS client, names AUS (or the receiver) as the
+    sender, with NZL's signature or AUS's: refused for its certificate, which is NZL's,
+    and audited. Naming itself, its request must carry its own pinned key's signature."""
     jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
     publish(jpn, "for AUS only", "秘", ("AUS",))
     marking = national_marking(nzl.agreement, "NZL", "SECRET", rel_to=["JPN"])
@@ -105,25 +109,88 @@ def test_a_partner_claiming_another_party_is_refused(trio: dict[str, Node]) -> N
         honest = client.get(url + OUTBOX, headers=sign_request(nzl.identity, "GET", OUTBOX))
         assert honest.status_code == 200 and "objects" not in honest.json()  # nothing for NZ
         for method, target, content in (("GET", OUTBOX, b""), ("POST", INBOX, body)):
-            # NZ's own signature, claiming to be AUS
-            claim = {**sign_request(nzl.identity, method, target, content),
-                     "X-Intelpact-Party": "AUS"}
-            # AUS's key id, NZ's signature
-            borrowed = {**claim, "X-Intelpact-Signature": aus.identity.key_id + ":"
-                        + claim["X-Intelpact-Signature"].partition(":")[2]}
-            # the receiver itself, or nobody
-            itself = {**claim, "X-Intelpact-Party": "JPN"}
-            nobody = {k: v for k, v in claim.items() if k != "X-Intelpact-Party"}
-            for headers, reason in ((claim, "not AUS's pinned key"),
-                                    (borrowed, "does not verify for AUS"),
-                                    (itself, "JPN is not a pinned partner"),
-                                    (nobody, "the caller is not a pinned partner")):
+            mine = sign_request(nzl.identity, method, target, content)
+            signature = mine["X-Intelpact-Signature"].partition(":")[2]
+            theirs = sign_request(aus.identity, method, target, content)
+            cases = (
+                # NZ's own signature, claiming to be AUS, or the receiver itself
+                ({**mine, "X-Intelpact-Party": "AUS"}, "says it is from AUS, but the "
+                 "client's TLS certificate is NZL's"),
+                ({**mine, "X-Intelpact-Party": "JPN"}, "says it is from JPN, but the "
+                 "client's TLS certificate is NZL's"),
+                # a request as AUS signs it (AUS's key), sent over NZ's certificate
+                (theirs, "says it is from AUS, but the client's TLS certificate is NZL's"),
+                # naming itself: AUS's key id on NZ's signature, NZ's key id on AUS's
+                ({**mine, "X-Intelpact-Signature": f"{aus.identity.key_id}:{signature}"},
+                 "not NZL's pinned key"),
+                ({**mine, "X-Intelpact-Signature": nzl.identity.key_id + ":"
+                  + theirs["X-Intelpact-Signature"].partition(":")[2]},
+                 "does not verify for NZL"),
+                # or nobody
+                ({k: v for k, v in mine.items() if k != "X-Intelpact-Party"},
+                 "the caller is not a pinned partner"))
+            for headers, reason in cases:
                 r = client.request(method, url + target, content=content,
                                    headers={**headers, "Content-Type": TAXII})
                 assert r.status_code == 403, (method, reason, r.text)
                 assert reason in r.json()["description"], (reason, r.json())
     assert jpn.store.released_after("NZL", 0, 10) == []  # AUS's release never went to NZ
     assert not stored(jpn, marking["id"])
+    refused = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("refuse",)))]
+    assert sorted((e["party"], e["actor"], e["claimed"], e["request"].split()[0])
+                  for e in refused) == sorted(
+        ("NZL", "NZL", claimed, method)
+        for method in ("GET", "POST") for claimed in ("AUS", "JPN", "AUS"))
+    assert all("client's TLS certificate is NZL's" in e["reason"] for e in refused)
+
+
+def test_every_route_takes_the_sender_from_the_client_certificate(
+        trio: dict[str, Node]) -> None:
+    """On every route of the federation API, the card and the OpenAPI document included,
+    NZL's client naming AUS as the sender is refused for its certificate, before its
+    signature or what it carries is looked at; a certificate the listener trusts but no
+    partner's card pins (the node's own) gets nothing either. Each refusal is audited."""
+    from intelpact.interfaces.federation import create_federation_app
+
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    routes = sorted((m, r.path) for r in create_federation_app(jpn).routes
+                    for m in (getattr(r, "methods", None) or ()) if m != "HEAD")
+    assert len(routes) == 8
+    own = ssl.create_default_context(cadata=jpn.identity.tls_cert_pem)
+    own.load_cert_chain(str(jpn.config.tls_cert), str(jpn.config.tls_key))
+    with serving_federation(jpn) as url, httpx.Client(verify=tls(nzl, jpn)) as client, \
+            httpx.Client(verify=own) as itself:
+        for method, path in routes:
+            claim = {**sign_request(nzl.identity, method, path, b"{}"),
+                     "X-Intelpact-Party": "AUS", "Content-Type": TAXII}
+            r = client.request(method, url + path, content=b"{}", headers=claim)
+            assert r.status_code == 403, (method, path, r.text)
+            assert r.json()["description"] == ("the request says it is from AUS, but the "
+                                               "client's TLS certificate is NZL's"), path
+            r = itself.request(method, url + path, content=b"{}",
+                               headers={**sign_request(jpn.identity, method, path, b"{}"),
+                                        "Content-Type": TAXII})
+            assert r.status_code == 403, (method, path, r.text)
+            assert "is not one a pinned partner's card pins" in r.json()["description"]
+        assert client.get(url + "/federation/card").json()["party"] == "JPN"  # from NZL
+    refused = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("refuse",)))]
+    assert [e.get("party") for e in refused] == ["NZL", None] * len(routes)
+    assert {e["request"] for e in refused} == {f"{m} {p}" for m, p in routes}
+    assert not stored(jpn, "x") and jpn.store.refusals() == []
+
+
+def test_a_card_carrying_another_nodes_certificate_is_not_pinned(
+        trio: dict[str, Node]) -> None:
+    """The sender of a request is the partner whose card pins the client's certificate:
+    a card whose certificate another partner's card, or this node, already carries
+    would make that ambiguous, so it is refused."""
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    for cert, why in ((nzl.identity.tls_cert_pem, "the TLS certificate pinned for NZL"),
+                      (jpn.identity.tls_cert_pem, "this node's own TLS certificate")):
+        card = make_card(dataclasses.replace(aus.identity, tls_cert_pem=cert))
+        with pytest.raises(FederationError, match=why):
+            jpn.federation.add_peer(card)
+    assert jpn.federation.peers()["AUS"].tls_cert == aus.identity.tls_cert_pem
 
 
 def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) -> None:

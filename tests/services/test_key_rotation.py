@@ -42,7 +42,9 @@ from intelpact.store import Store
 from intelpact.store.base import AuditFilter, Notice, timestamp, utc_now
 from intelpact.store.sqlite import SQLiteStore
 
-from helpers import make_node, serving_federation
+from helpers import make_node, pin_each_other, serving_federation
+
+TAXII = "application/taxii+json;version=2.1"
 
 
 @pytest.fixture()
@@ -362,6 +364,53 @@ def test_a_final_checkpoint_that_does_not_extend_the_one_held_is_refused_with_an
         format_checkpoint(origin, 1, leaves[0]), origin, old))
     with pytest.raises(FederationError, match="its log shrank"):
         nzl.federation.accept_rotation("JPN", small)
+
+
+def test_a_partner_cannot_deliver_another_partners_rotation(tmp_path: Path) -> None:
+    """AUS, a pinned partner, posts JPN's genuine announcement to NZL as if from JPN (the
+    sender was the X-Intelpact-Party header), with a bogus consistency proof outside its
+    signed body: NZL raised history-rewritten against JPN and refused the rotation. Now
+    the sender is the partner whose certificate the client presented: refused as AUS's,
+    audited, no alert; JPN's own delivery is taken."""
+    nodes = [make_node(tmp_path / p.lower(), p, "jpn-nzl-aus.toml") for p in ("JPN", "NZL", "AUS")]
+    jpn, nzl, aus = nodes
+    try:
+        for node in nodes:
+            people(node)
+        pin_each_other(*nodes)
+        with serving_federation(jpn), serving_federation(nzl):
+            publish(jpn, "before", "秘", ("NZL",))
+            push(jpn, "NZL")
+            held = _gossip(nzl, "JPN")  # NZL holds a checkpoint of JPN's log
+            publish(jpn, "after", "秘", ("NZL",))
+            old_id, new_id = jpn.identity.key_id, jpn.rotate_key()
+            ((_, body),) = jpn.store.undelivered_announcements("AUS")  # what AUS is sent
+            announcement = json.loads(body)
+            assert 0 < held < announcement["last_size"]
+            announcement["consistency"] = {"from": held, "proof": []}
+            sent = json.dumps(announcement).encode()
+            courier = Courier(aus)
+            try:
+                peer = aus.federation.peers()["NZL"]
+                headers = {"Content-Type": TAXII, "X-Intelpact-Party": "JPN",
+                           "X-Intelpact-Agreement": aus.agreement.content_hash}
+                response = courier._client(peer).post(  # noqa: SLF001
+                    peer.url + "/federation/keys", content=sent, headers=headers)
+            finally:
+                courier.stop()
+            assert response.status_code == 403, response.text
+            assert response.json()["description"] == (
+                "the request says it is from JPN, but the client's TLS certificate is AUS's")
+            assert nzl.store.alerts() == [] and nzl.federation.peers()["JPN"].key_id == old_id
+            (refused,) = [json.loads(e.body)
+                          for e in nzl.store.find_audit(AuditFilter(kinds=("refuse",)))]
+            assert (refused["party"], refused["claimed"], refused["request"]) == (
+                "AUS", "JPN", "POST /federation/keys")
+            push(jpn, "NZL")  # from JPN itself: with a proof from what NZL holds, taken
+        assert nzl.federation.peers()["JPN"].key_id == new_id and nzl.store.alerts() == []
+    finally:
+        for node in nodes:
+            node.close()
 
 
 def test_a_notice_receipt_signed_by_a_retired_key_is_refused(

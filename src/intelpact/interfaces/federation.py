@@ -3,7 +3,10 @@
 TAXII-shaped: partners POST envelopes to the ``inbox`` collection and page the
 ``outbox`` collection (what this node released to them) with ``next``. Every
 request except the card is signed by the calling node's pinned key
-(services/federation.py); the TLS layer accepts only pinned certificates.
+(services/federation.py); the TLS layer accepts only pinned certificates. On every
+route, the caller is the partner whose card pins the certificate it presented
+(:meth:`FederationApi._sender`, which each route asks first): a request naming another
+party as its sender is refused, whatever else it carries.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from ..services.federation import (
     ClockSkew,
     FederationError,
     ProofNeeded,
+    SenderRefused,
     make_card,
+    tls_sender,
     verify_request,
 )
 from ..services.node import Node
-from ..store.base import StoreFull, StoreUnavailable
+from ..store.base import PeerRecord, StoreFull, StoreUnavailable
 from .limits import CLOSE, BodyRefused, http_protocol, read_body
 from .taxii import STORE_FULL, STORE_UNAVAILABLE, TAXII, TaxiiError, _error, _json
 
@@ -98,11 +103,37 @@ class FederationApi:
         log.exception("federation request failed: %s %s", request.method, request.url.path)
         return _error(TaxiiError(500, "Internal error", "nothing was stored"))
 
+    def _sender(self, request: Request) -> tuple[str, PeerRecord]:
+        """The partner a request comes from: the one whose card pins the TLS certificate
+        its client presented (the ASGI TLS extension, interfaces/limits.py; ``tls_sender``),
+        with its pinned record. Every route asks this first, whatever the request says
+        of its sender (X-Intelpact-Party must name that partner, if anything); a refusal
+        is audited (``refuse``) and raised as a 403 TaxiiError with the reason."""
+        peers = self.node.federation.peers()
+        tls = request.scope.get("extensions", {}).get("tls") or {}
+        chain = tls.get("client_cert_chain") or []
+        claimed = request.headers.get("x-intelpact-party")
+        try:
+            sender = tls_sender(ssl.PEM_cert_to_DER_cert(chain[0]) if chain else None,
+                                claimed, peers)
+        except SenderRefused as exc:
+            log.warning("refused a federation request: %s", exc.message)
+            audit = self.node.audit
+            audit.record(audit.event(
+                "refuse", party=exc.party, actor=exc.party, reason=exc.message,
+                request=f"{request.method} {request.url.path}"[:200], claimed=claimed,
+                tls_fingerprint=exc.fingerprint or None))
+            raise TaxiiError(403, "Forbidden", exc.message) from None
+        return sender, peers[sender]
+
     def _caller(self, request: Request, body: bytes) -> str:
+        """The partner a request comes from (by its TLS certificate), which must have
+        signed it with its pinned key (verify_request)."""
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        sender, peer = self._sender(request)
         try:
             return verify_request(request.headers, request.method, target, body,
-                                  self.node.federation.peers(), self.node.agreement.content_hash)
+                                  {sender: peer}, self.node.agreement.content_hash)
         except FederationError as exc:
             log.warning("refused a federation request: %s", exc.message)
             if isinstance(exc, ClockSkew):  # the sender retries: a clock, not a refusal
@@ -111,14 +142,23 @@ class FederationApi:
             raise TaxiiError(403, "Forbidden", exc.message) from None
 
     async def card(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self._sender, request)
+        except TaxiiError as exc:
+            return _error(exc)
         return Response(json.dumps(make_card(self.node.identity), indent=1),
                         media_type="application/json")
 
     async def openapi(self, request: Request) -> Response:
         """This API's OpenAPI document (interfaces/openapi.py). Like the card, it is not
-        signed: only pinned partners get past the TLS handshake."""
+        signed: only pinned partners get past the TLS handshake, and only one whose card
+        pins the certificate presented gets an answer."""
         from .openapi import federation_document  # it reads this module
 
+        try:
+            await run_in_threadpool(self._sender, request)
+        except TaxiiError as exc:
+            return _error(exc)
         document = federation_document(self.node.config.max_content_length)
         document["servers"] = [{"url": str(request.base_url).rstrip("/")}]
         return Response(json.dumps(document), media_type="application/json")
@@ -162,9 +202,10 @@ class FederationApi:
         return _json(status)
 
     async def keys(self, request: Request) -> Response:
-        """A partner's key-rotation announcement. It is authenticated by its own two
-        signatures (old pinned key and new key), not by a request signature: the
-        sender already signs with the new key, which we do not know yet."""
+        """A partner's key-rotation announcement, from the partner whose TLS certificate
+        the client presented. It is authenticated by its own two signatures (old pinned
+        key and new key), not by a request signature: the sender already signs with the
+        new key, which we do not know yet."""
         try:
             body = await self._body(request)
             return await run_in_threadpool(self._rotate, request, body)
@@ -172,7 +213,7 @@ class FederationApi:
             return _error(exc)
 
     def _rotate(self, request: Request, body: bytes) -> Response:
-        sender = request.headers.get("x-intelpact-party", "")
+        sender = self._sender(request)[0]  # not from a header: no pinned key signs this
         if request.headers.get("x-intelpact-agreement") != self.node.agreement.content_hash:
             raise TaxiiError(403, "Forbidden", "the agreement hash differs")
         try:

@@ -30,6 +30,7 @@ import functools
 import json
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,11 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     - a deadline for request headers: ``header_timeout`` seconds from the connection
       being made, or from the first byte of a later request on it, to the end of the
       headers; a connection that misses it is closed;
-    - a malformed request answered in TAXII's error shape rather than plain text.
+    - a malformed request answered in TAXII's error shape rather than plain text;
+    - over TLS, the ASGI TLS extension in every request's scope
+      (``scope["extensions"]["tls"]``, :func:`tls_extension`), which uvicorn does not
+      provide: the federation listener names the caller by the certificate it presented
+      (interfaces/federation.py).
 
     uvicorn makes one per connection with ``config``, ``server_state``, ``app_state`` and
     ``_loop``; :func:`http_protocol` binds ``header_timeout``."""
@@ -70,6 +75,9 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         no_delay(transport.get_extra_info("socket"))
         super().connection_made(transport)
+        tls = tls_extension(transport)
+        if tls is not None:  # the handshake is done: the same for each request on it
+            self.app = functools.partial(_with_tls, self.app, tls)  # type: ignore[has-type]
         self._arm()  # a client that connects and sends nothing is closed too
 
     def data_received(self, data: bytes) -> None:
@@ -120,6 +128,32 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             log.info("closed a connection from %s: its request headers were not complete "
                      "within %g s", self.client, self.header_timeout)
             self.transport.close()
+
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The ASGI TLS extension of a connection (asgi.readthedocs.io, "TLS"), or None when
+    it is not over TLS: the client's certificate (PEM) as ``client_cert_chain`` (empty
+    when it presented none), and the TLS version."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return {"server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)]
+            if der else [], "client_cert_name": None, "client_cert_error": None,
+            "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+            "cipher_suite": None}
+
+
+async def _with_tls(app: Callable[..., Any], tls: dict[str, Any], scope: dict[str, Any],
+                    receive: Any, send: Any) -> None:
+    """``app`` called with the connection's TLS extension in the request's scope."""
+    scope.setdefault("extensions", {})["tls"] = {**tls,
+                                                 "client_cert_chain": list(
+                                                     tls["client_cert_chain"])}
+    await app(scope, receive, send)
 
 
 def no_delay(sock: Any) -> None:

@@ -312,9 +312,12 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
     p = fed.PREFIX
     paths = {
         f"{p}/card": {"get": {"summary": "this node's signed card", "security": tls_only,
-                              "responses": ok(anything, "application/json")}},
+                              "responses": _responses(ok(anything, "application/json"),
+                                                      (403, 503), t)}},
         FEDERATION_DOCUMENT_PATH: {"get": {"summary": "this document", "security": tls_only,
-                                           "responses": ok(anything, "application/json")}},
+                                           "responses": _responses(
+                                               ok(anything, "application/json"), (403, 503),
+                                               t)}},
         f"{p}/collections/inbox/objects/": {"post": {
             "summary": "deliver objects (a push); answered with a status carrying a signed "
                        "receipt", "security": signed, "requestBody": body(
@@ -357,7 +360,8 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
     }
     schemes: dict[str, Any] = {"mutualTLS": {
         "type": "mutualTLS", "description": "the listener accepts only pinned partners' "
-        "certificates"}}
+        "certificates; the caller is the partner whose card pins the certificate it "
+        "presented, and a request naming another party (X-Intelpact-Party) is 403"}}
     for h in _SIGNATURE_HEADERS:
         schemes[h] = {"type": "apiKey", "in": "header", "name": h}
     return {

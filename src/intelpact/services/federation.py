@@ -98,6 +98,18 @@ class ProofNeeded(FederationError):
         self.held = held
 
 
+class SenderRefused(FederationError):
+    """A federation request refused for who sent it (``tls_sender``): ``party`` is the
+    partner whose card pins the certificate the client presented, where one does, and
+    ``fingerprint`` that certificate's SHA-256 (empty: none presented)."""
+
+    def __init__(self, message: str, *, party: str | None = None, fingerprint: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.party = party
+        self.fingerprint = fingerprint
+
+
 class ClockSkew(FederationError):
     """A request dated too far from this node's clock: a clock to set right (or a
     replay), not a refusal of what the request carries, so senders retry it."""
@@ -194,6 +206,36 @@ def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
     return PeerRecord(party, str(card["url"]).rstrip("/"), str(card["public_key"]),
                       str(card["key_id"]), str(card["tls_cert"]), str(card["tls_fingerprint"]),
                       json.dumps(card, sort_keys=True), timestamp(utc_now()))
+
+
+# -- who is calling ----------------------------------------------------------------------
+
+def tls_sender(certificate: bytes | None, claimed: str | None,
+               peers: Mapping[str, PeerRecord]) -> str:
+    """The partner a federation request comes from: the one whose card pins the TLS
+    certificate the client presented (``certificate``, DER), whatever the request says.
+    A request that names a sender (``claimed``, its X-Intelpact-Party) must name that
+    one. Raises SenderRefused with the reason: no certificate, one no card pins (or more
+    than one does), or a request claiming another party."""
+    if not certificate:
+        raise SenderRefused("the client presented no TLS certificate: a partner calls "
+                            "with the certificate its card pins")
+    fingerprint = der_fingerprint(certificate)
+    owners = sorted(p.party for p in peers.values() if p.tls_fingerprint == fingerprint)
+    if not owners:
+        raise SenderRefused(f"the client's TLS certificate (SHA-256 {fingerprint[:16]}…) is "
+                            "not one a pinned partner's card pins", fingerprint=fingerprint)
+    if len(owners) > 1:
+        raise SenderRefused(f"the client's TLS certificate is pinned for "
+                            f"{' and '.join(owners)}: which of them calls cannot be told",
+                            fingerprint=fingerprint,
+                            hint="each partner's card must carry its own certificate")
+    party = owners[0]
+    if claimed is not None and claimed != party:
+        raise SenderRefused(f"the request says it is from {claimed or '(nobody)'}, but the "
+                            f"client's TLS certificate is {party}'s", party=party,
+                            fingerprint=fingerprint)
+    return party
 
 
 # -- request signatures -------------------------------------------------------------------
@@ -452,6 +494,19 @@ class Federation:
     def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
         """Pin a partner from its card; queue everything already releasable to it."""
         peer = check_card(card, self.me, self.policy.agreement.parties)
+        # a request's sender is the partner whose card pins the client's TLS certificate
+        # (tls_sender): one certificate names one partner
+        mine = self.me.tls_cert_pem and x509.load_pem_x509_certificate(
+            self.me.tls_cert_pem.encode()).public_bytes(serialization.Encoding.DER)
+        if mine and der_fingerprint(mine) == peer.tls_fingerprint:
+            raise FederationError(f"{peer.party}'s card carries this node's own TLS "
+                                  "certificate", hint="each node makes its own (intelpact init)")
+        taken = [p.party for p in self.store.peers()
+                 if p.party != peer.party and p.tls_fingerprint == peer.tls_fingerprint]
+        if taken:
+            raise FederationError(f"{peer.party}'s card carries the TLS certificate pinned "
+                                  f"for {taken[0]}: which of them calls could not be told",
+                                  hint="each node makes its own (intelpact init)")
         self.store.add_peer(peer, [self.audit.event("peer-add", party=peer.party,
                                                     actor=operator(), url=peer.url,
                                                     key_id=peer.key_id,
