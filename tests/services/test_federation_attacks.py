@@ -193,6 +193,24 @@ def test_a_card_carrying_another_nodes_certificate_is_not_pinned(
     assert jpn.federation.peers()["AUS"].tls_cert == aus.identity.tls_cert_pem
 
 
+def test_only_the_partner_itself_answers_its_gossip(trio: dict[str, Node]) -> None:
+    """Gossip's checkpoint and consistency proof, on which an alert may be raised, come
+    from the partner's own listener: AUS answering at JPN's address, with its own
+    certificate, is refused by the handshake (the courier trusts only JPN's pinned one),
+    so nothing it would answer can make NZL alert on JPN."""
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    aus.config = dataclasses.replace(aus.config, federation_port=jpn.config.federation_port)
+    with serving_federation(aus):
+        courier = Courier(nzl)
+        try:
+            with pytest.raises(FederationError,
+                               match="JPN unreachable: .*CERTIFICATE_VERIFY_FAILED"):
+                courier.gossip_once("JPN")
+        finally:
+            courier.stop()
+    assert nzl.store.alerts() == [] and nzl.store.partner_checkpoints("JPN") == []
+
+
 def test_objects_claiming_another_originator_are_refused(trio: dict[str, Node]) -> None:
     jpn, nzl = trio["JPN"], trio["NZL"]
     publish(jpn, "makes JPN's marking known", "秘", ("NZL",))

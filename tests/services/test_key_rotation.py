@@ -5,6 +5,7 @@ failures inside a transaction come from a trigger made through the store's conne
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,7 +36,9 @@ from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     FederationError,
     ProofNeeded,
+    SignedRequest,
     sign_payload,
+    sign_request,
 )
 from intelpact.services.node import Node, NodeError
 from intelpact.store import Store
@@ -45,6 +48,7 @@ from intelpact.store.sqlite import SQLiteStore
 from helpers import make_node, pin_each_other, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
+KEYS = "/federation/keys"
 
 
 @pytest.fixture()
@@ -339,8 +343,10 @@ def test_a_final_checkpoint_that_does_not_extend_the_one_held_is_refused_with_an
         jpn_nzl: tuple[Node, Node]) -> None:
     """A final checkpoint of a forked log (its first events, then others), signed with the
     old key: asked for a proof from the checkpoint held (not a refusal), then, with a
-    proof that does not hold, refused as a rewritten history, with the alert; the
-    partner keeps the old key pinned."""
+    proof that does not hold, refused. The proof is outside the signed announcement: in
+    a request JPN did not sign it is no evidence against JPN (refused, no alert); in one
+    signed by JPN's new key it is a rewritten history, with the alert, which keeps the
+    signed request. The partner keeps the old key pinned."""
     jpn, nzl = jpn_nzl
     held = _witnessed(jpn, nzl)
     old, new = jpn.signing_key, Ed25519PrivateKey.generate()
@@ -354,16 +360,40 @@ def test_a_final_checkpoint_that_does_not_extend_the_one_held_is_refused_with_an
     assert asked.value.held == held and not nzl.store.alerts()
     announcement["consistency"] = {
         "from": held, "proof": [encode_hash(h) for h in consistency_proof(held, leaves)]}
+    body = json.dumps(announcement).encode()
+
+    def signed(key: Ed25519PrivateKey) -> SignedRequest:
+        headers = sign_request(dataclasses.replace(jpn.identity, key=key), "POST", KEYS, body)
+        return SignedRequest({k.lower(): v for k, v in headers.items()}, "POST", KEYS, body)
+
+    # no request, an unsigned one, one signed by a key that is not JPN's
+    for unsigned in (None, SignedRequest({}, "POST", KEYS, body),
+                     signed(Ed25519PrivateKey.generate())):
+        with pytest.raises(FederationError, match="is no evidence against JPN: the rotation "
+                           "is refused, with no alert"):
+            nzl.federation.accept_rotation("JPN", announcement, unsigned)
+    assert not nzl.store.alerts()
+    request = signed(new)
     with pytest.raises(FederationError, match="has rewritten its audit history"):
-        nzl.federation.accept_rotation("JPN", announcement)
+        nzl.federation.accept_rotation("JPN", announcement, request)
     assert [a[1] for a in nzl.store.alerts()] == ["history-rewritten"]
     assert nzl.federation.peers()["JPN"].key_id == jpn.identity.key_id
     assert nzl.store.retired_keys("JPN") == {}
+    # the alert keeps what shows it: the final checkpoint, and the request JPN signed
+    (alert,) = [json.loads(e.body) for e in nzl.store.find_audit(AuditFilter(kinds=("alert",)))]
+    kept = alert["request"]
+    assert alert["note"] == final and json.loads(kept["body"]) == announcement
+    again = SignedRequest({"x-intelpact-date": kept["date"],
+                           "x-intelpact-agreement": kept["agreement"],
+                           "x-intelpact-signature": kept["signature"]},
+                          kept["method"], kept["target"], kept["body"].encode())
+    assert again.signer({key_id(public_raw(new)): new.public_key()}) == key_id(public_raw(new))
     # a final checkpoint smaller than one held: the old key signed past its "final" one
     small = jpn.federation.announce_rotation(old, new, 1, sign_note(
         format_checkpoint(origin, 1, leaves[0]), origin, old))
     with pytest.raises(FederationError, match="its log shrank"):
-        nzl.federation.accept_rotation("JPN", small)
+        nzl.federation.accept_rotation("JPN", small)  # two checkpoints it signed: no proof
+    assert [a[1] for a in nzl.store.alerts()] == ["history-rewritten"] * 2
 
 
 def test_a_partner_cannot_deliver_another_partners_rotation(tmp_path: Path) -> None:

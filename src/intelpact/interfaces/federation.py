@@ -34,6 +34,7 @@ from ..services.federation import (
     FederationError,
     ProofNeeded,
     SenderRefused,
+    SignedRequest,
     make_card,
     tls_sender,
     verify_request,
@@ -59,6 +60,11 @@ def _integer(request: Request, name: str, default: int, low: int, high: int) -> 
         raise TaxiiError(400, "Bad request", f"{name} must be an integer from {low} to "
                          f"{high}, not {raw[:40]!r}")
     return int(raw)
+
+
+def _target(request: Request) -> str:
+    """The request's target as its signature covers it: the path and any query."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 class FederationApi:
@@ -129,10 +135,9 @@ class FederationApi:
     def _caller(self, request: Request, body: bytes) -> str:
         """The partner a request comes from (by its TLS certificate), which must have
         signed it with its pinned key (verify_request)."""
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         sender, peer = self._sender(request)
         try:
-            return verify_request(request.headers, request.method, target, body,
+            return verify_request(request.headers, request.method, _target(request), body,
                                   {sender: peer}, self.node.agreement.content_hash)
         except FederationError as exc:
             log.warning("refused a federation request: %s", exc.message)
@@ -205,7 +210,8 @@ class FederationApi:
         """A partner's key-rotation announcement, from the partner whose TLS certificate
         the client presented. It is authenticated by its own two signatures (old pinned
         key and new key), not by a request signature: the sender already signs with the
-        new key, which we do not know yet."""
+        new key, which we do not know yet. The request's signature, by the old or the
+        new key, makes a consistency proof it carries evidence against the sender."""
         try:
             body = await self._body(request)
             return await run_in_threadpool(self._rotate, request, body)
@@ -217,7 +223,9 @@ class FederationApi:
         if request.headers.get("x-intelpact-agreement") != self.node.agreement.content_hash:
             raise TaxiiError(403, "Forbidden", "the agreement hash differs")
         try:
-            new_id = self.node.federation.accept_rotation(sender, parse_json(body))
+            new_id = self.node.federation.accept_rotation(
+                sender, parse_json(body),
+                SignedRequest(request.headers, request.method, _target(request), body))
         except ProofNeeded as exc:  # not a refusal: sent again with a consistency proof
             return _json({"title": "Conflict", "http_status": "409",
                           "description": exc.message, "error_code": ProofNeeded.CODE,

@@ -110,6 +110,11 @@ class SenderRefused(FederationError):
         self.fingerprint = fingerprint
 
 
+class _Unproven(Exception):
+    """A key rotation's final checkpoint conflicts with those held only by a consistency
+    proof that nothing says is the sender's (Federation.accept_rotation)."""
+
+
 class ClockSkew(FederationError):
     """A request dated too far from this node's clock: a clock to set right (or a
     replay), not a refusal of what the request carries, so senders retry it."""
@@ -246,6 +251,36 @@ def _request_payload(method: str, target: str, date: str, agreement: str,
             "body_sha256": hashlib.sha256(body).hexdigest()}
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    """A federation request as received, for the signature it carries (``signer``)."""
+
+    headers: Mapping[str, str]
+    method: str
+    target: str
+    body: bytes
+
+    def signer(self, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
+        """The id of the key of ``keys`` whose signature (X-Intelpact-Signature) the
+        request carries over its method, target, date, agreement and body hash, or None
+        when it carries none that verifies. Its date is not judged here."""
+        kid, _, signature = self.headers.get("x-intelpact-signature", "").partition(":")
+        public = keys.get(kid)
+        payload = _request_payload(self.method, self.target,
+                                   self.headers.get("x-intelpact-date", ""),
+                                   self.headers.get("x-intelpact-agreement", ""), self.body)
+        return kid if public is not None and verify_payload(public, signature, payload) \
+            else None
+
+    def evidence(self) -> dict[str, str]:
+        """What checking its signature again needs: the signed fields and the body."""
+        return {"method": self.method.upper(), "target": self.target,
+                "date": self.headers.get("x-intelpact-date", ""),
+                "agreement": self.headers.get("x-intelpact-agreement", ""),
+                "signature": self.headers.get("x-intelpact-signature", ""),
+                "body": self.body.decode("utf-8", "replace")}
+
+
 def sign_request(me: Identity, method: str, target: str, body: bytes = b"") -> dict[str, str]:
     """Headers that authenticate a node-to-node request."""
     date = timestamp(utc_now())
@@ -283,12 +318,12 @@ def verify_request(headers: Mapping[str, str], method: str, target: str, body: b
                         hint="set the clock of the node that is wrong (NTP); the request "
                         "is retried, nothing is lost. An old request replayed is refused "
                         "the same way")
-    kid, _, signature = headers.get("x-intelpact-signature", "").partition(":")
+    kid = headers.get("x-intelpact-signature", "").partition(":")[0]
     if kid != peer.key_id:
         raise FederationError(f"the request is signed with key {kid!r}, not {party}'s "
                               "pinned key")
-    payload = _request_payload(method, target, date, theirs, body)
-    if not verify_payload(_public(peer.public_key), signature, payload):
+    if SignedRequest(headers, method, target, body).signer(
+            {kid: _public(peer.public_key)}) is None:
         raise FederationError(f"the request signature does not verify for {party}")
     return party
 
@@ -392,15 +427,21 @@ class Federation:
         return {**body, "signature_old": sign_payload(old, body),
                 "signature_new": sign_payload(new, body)}
 
-    def accept_rotation(self, sender: str, announcement: Any) -> str:
-        """Pin a partner's new key from its announcement; returns the new key id.
+    def accept_rotation(self, sender: str, announcement: Any,
+                        request: SignedRequest | None = None) -> str:
+        """Pin a partner's new key from its announcement, delivered by ``sender`` itself
+        (in ``request``); returns the new key id.
 
         The old key is retired at the bound the announcement carries, the size of its
         final checkpoint, which is witnessed like gossip: a different root for a size held,
         or a larger checkpoint held than the final one, is a rewritten history (the alert,
         and the rotation is refused); a final checkpoint larger than the largest held
         needs a consistency proof from it (``announcement["consistency"]``, outside the
-        signed body), else ProofNeeded says from what size. An announcement without a
+        signed body), else ProofNeeded says from what size. A proof that does not hold
+        is evidence against the sender only if ``request``, which carries it, is signed by
+        the sender's old or new key: then the alert keeps it, with the signed request;
+        otherwise nothing says the proof is the sender's, so the rotation is refused with
+        no alert. An announcement without a
         bound (made by an older intelpact) retires the old key at the largest checkpoint
         of the sender's log held here: what it is known to have signed, no more. The
         partner's new key, the old one's bound, its final checkpoint, the new pinned
@@ -429,6 +470,9 @@ class Federation:
             raise FederationError("the announcement's new key does not sign it")
         final = self._final_checkpoint(sender, body, LogKey(peer.key_id, old_public))
         proof = announcement.get("consistency")
+        signer = request.signer({peer.key_id: old_public, new_id: new_public}) \
+            if request is not None else None
+        by_proof = False  # the conflict found, if any, rests on the proof not holding
         when = timestamp(utc_now())
 
         def judge(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
@@ -446,6 +490,10 @@ class Federation:
                     raise ProofNeeded(largest)
                 problem = _conflict(sender, held, bound, root, proof) if largest else None
                 if problem is not None:
+                    nonlocal by_proof
+                    by_proof = largest < bound  # the checkpoints alone do not conflict
+                    if by_proof and signer is None:
+                        raise _Unproven(problem)
                     raise _Rewritten(problem)
             return bound, [self.audit.event(
                 "key-rotate", party=sender, actor=sender, old_key_id=peer.key_id,
@@ -456,13 +504,23 @@ class Federation:
                 sender, peer.key_id,
                 PeerRecord(sender, peer.url, str(body["new_public_key"]), new_id,
                            peer.tls_cert, peer.tls_fingerprint, peer.card, when), final, judge)
+        except _Unproven as exc:
+            raise FederationError(f"{exc}; the proof comes in a request {sender} did not "
+                                  "sign (with its old or its new key), so it is no evidence "
+                                  f"against {sender}: the rotation is refused, with no alert",
+                                  hint="send the announcement again with a proof from that "
+                                  "size, in a signed request") from None
         except _Rewritten as exc:
             problem = (f"{exc}: {sender} has rewritten its audit history, and its key "
                        f"rotation's final checkpoint (of its old key {peer.key_id}) is not "
                        "consistent with the checkpoints of it held")
+            signed = request.evidence() if by_proof and request is not None else None
             self.audit.alert("history-rewritten", sender, f"{problem}. The final checkpoint "
-                             "is kept in this alert's audit event.",
-                             note=final[2] if final else "")
+                             "is kept in this alert's audit event" + (
+                                 f", with the consistency proof and the request, signed by "
+                                 f"{sender}'s key {signer}, that carried it" if signed
+                                 else "") + ".",
+                             note=final[2] if final else "", request=signed)
             raise FederationError(f"{problem}: the rotation is refused",
                                   hint="tell your security officer (intelpact audit alerts "
                                   "DIR)") from None
