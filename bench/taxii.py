@@ -686,15 +686,17 @@ def prefill(node: Node, cid: str, k: int, markings: list[dict[str, Any]]) -> flo
     """Put ``k`` more indicators of the benchmark's shape (other ids) straight into the
     store: labelled, signed and canonical like published ones, but not validated or
     audited, in transactions of 500; returns the seconds it took."""
+    from intelpact.crypto.signing import sign_object
     from intelpact.services.publish import canonical_body, object_version
     from intelpact.store.base import NewObject
 
     rng = random.Random(SEED + 1)
     start = time.perf_counter()
+    key = node.federation.signer().key  # checked once (Node.sign asks the store each time)
     for first in range(0, k, 500):
         batch = []
         for i in range(first, min(k, first + 500)):
-            obj = node.sign(indicator(i, rng, markings[i % len(markings)]["id"]))
+            obj = sign_object(indicator(i, rng, markings[i % len(markings)]["id"]), key, "JPN")
             labels = node.markings.label(obj, originator="JPN")
             body, digest = canonical_body(obj)
             batch.append(NewObject(obj["id"], "indicator", "2.1", object_version(obj), body,

@@ -9,15 +9,17 @@ import dataclasses
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_federation import pair, people, publish, push
+from test_federation import PW, pair, people, publish, push
 
 from intelpact.config import staged
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
@@ -30,22 +32,26 @@ from intelpact.crypto.keys import (
 )
 from intelpact.crypto.merkle import consistency_proof, leaf_hash
 from intelpact.crypto.merkle import root as merkle_root
+from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID
 from intelpact.interfaces.cli import main
+from intelpact.model import national_marking
 from intelpact.services.audit import AuditError, encode_hash, verify_log
 from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     FederationError,
+    KeyRetired,
     ProofNeeded,
     SignedRequest,
     sign_payload,
     sign_request,
 )
 from intelpact.services.node import Node, NodeError
+from intelpact.services.publish import MarkingRequest
 from intelpact.store import Store
 from intelpact.store.base import AuditFilter, Notice, timestamp, utc_now
 from intelpact.store.sqlite import SQLiteStore
 
-from helpers import make_node, pin_each_other, serving_federation
+from helpers import indicator, make_node, pin_each_other, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 KEYS = "/federation/keys"
@@ -214,6 +220,67 @@ def test_a_process_still_holding_the_retired_key_signs_no_checkpoint_with_it(
     finally:
         serving.close()
         jpn.close()
+
+
+def test_a_process_still_holding_the_retired_key_signs_no_object_with_it(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """`serve` opened before `key rotate` ran beside it went on signing new objects with
+    the retired key, which partners accept under every key JPN has had. Now whatever it
+    would sign that way (an object, its marking-definition, a notice, its card) is
+    refused with "this process holds retired key K: restart it", over TAXII and the
+    federation listener a 503; nothing of a refused publication is stored or learnt.
+    A process opened after the rotation signs with the new key."""
+    jpn, nzl = jpn_nzl
+    shared = publish(jpn, "shared before the rotation", "秘", ("NZL",))
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+    stale = Node.open(jpn.config.dir)  # `serve`, started before the rotation
+    try:
+        old_id = stale.identity.key_id
+        new_id = jpn.rotate_key()
+        why = f"this process holds retired key {old_id}: restart it"
+        cid = stale.default_collection().collection_id
+        officer = stale.people.as_person("officer").person
+        count, notices = stale.store.count(cid), len(stale.store.notices())
+        fresh = national_marking(stale.agreement, "JPN", "極秘", rel_to=["NZL"])
+        for marking in (MarkingRequest("極秘", ("NZL",)), MarkingRequest("秘", ("NZL",))):
+            # a definition new here (its signature), then one held (the objects')
+            with pytest.raises(KeyRetired, match=why) as refused:
+                stale.publisher.publish(officer, cid, [indicator("after")], marking=marking)
+            assert "restart" in (refused.value.hint or "")
+        assert stale.store.count(cid) == count and stale.store.marking(fresh["id"]) is None
+        assert not stale.markings.known(fresh["id"])
+        with pytest.raises(KeyRetired, match=why):
+            stale.sign(indicator("signed by hand"))
+        with pytest.raises(KeyRetired, match=why):  # a notice partners verify under any key
+            stale.controls.recall(None, shared["id"], reason="a stale process")
+        assert len(stale.store.notices()) == notices
+        with serving(stale) as url:
+            r = httpx.post(f"{url}/intel/collections/{cid}/objects/", auth=("officer", PW),
+                           json={"objects": [indicator("over TAXII")]},
+                           headers={"Accept": TAXII, "Content-Type": TAXII})
+        assert r.status_code == 503 and why in r.json()["description"], r.text
+        with serving_federation(stale) as url, httpx.Client(verify=_tls(nzl, jpn)) as client:
+            r = client.get(url + "/federation/card")
+        assert r.status_code == 503 and why in r.json()["description"], r.text
+        assert stale.store.count(cid) == count
+    finally:
+        stale.close()
+    obj = indicator("published by a process opened after the rotation")
+    status = jpn.publisher.publish(jpn.people.as_person("officer").person,
+                                   jpn.default_collection().collection_id, [obj],
+                                   marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    (row,) = jpn.store.held([obj["id"]])
+    assert [s["thumbprint"] for s in json.loads(row.body)["extensions"][
+        SIGNATURES_EXTENSION_ID]["signatures"]] == [new_id]
+
+
+def _tls(caller: Node, callee: Node) -> ssl.SSLContext:
+    """The client side of mutual TLS: ``caller``'s certificate, trusting ``callee``'s."""
+    ctx = ssl.create_default_context(cadata=callee.identity.tls_cert_pem)
+    ctx.load_cert_chain(str(caller.config.tls_cert), str(caller.config.tls_key))
+    return ctx
 
 
 def test_a_rotation_whose_transaction_fails_leaves_the_old_key_in_force(

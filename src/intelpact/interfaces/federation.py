@@ -32,6 +32,7 @@ from ..services.controls import ControlError
 from ..services.federation import (
     ClockSkew,
     FederationError,
+    KeyRetired,
     ProofNeeded,
     SenderRefused,
     SignedRequest,
@@ -81,7 +82,8 @@ class FederationApi:
             Route(f"{PREFIX}/notices", self.notices, methods=["POST"]),
         ], exception_handlers={HTTPException: self._http_error, StoreFull: self._full,
                                StoreUnavailable: self._unavailable,
-                               AuditError: self._unrecorded, Exception: self._crash})
+                               AuditError: self._unrecorded, KeyRetired: self._unrecorded,
+                               Exception: self._crash})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -100,9 +102,10 @@ class FederationApi:
         return _error(TaxiiError(503, "Service Unavailable", detail, code=STORE_UNAVAILABLE))
 
     async def _unrecorded(self, request: Request, exc: Exception) -> Response:
-        """The act could not be recorded, so it was not done: the sender's to retry."""
+        """The act could not be recorded, or signed (this process holds a retired key),
+        so it was not done: the sender's to retry."""
         log.error("federation request failed: %s", exc)
-        detail = exc.diagnostics() if isinstance(exc, AuditError) else str(exc)
+        detail = exc.diagnostics() if isinstance(exc, AuditError | KeyRetired) else str(exc)
         return _error(TaxiiError(503, "Service Unavailable", detail))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
@@ -148,11 +151,14 @@ class FederationApi:
 
     async def card(self, request: Request) -> Response:
         try:
-            await run_in_threadpool(self._sender, request)
+            card = await run_in_threadpool(self._card, request)
         except TaxiiError as exc:
             return _error(exc)
-        return Response(json.dumps(make_card(self.node.identity), indent=1),
-                        media_type="application/json")
+        return Response(json.dumps(card, indent=1), media_type="application/json")
+
+    def _card(self, request: Request) -> dict[str, Any]:
+        self._sender(request)
+        return make_card(self.node.federation.signer())  # never with a retired key
 
     async def openapi(self, request: Request) -> Response:
         """This API's OpenAPI document (interfaces/openapi.py). Like the card, it is not

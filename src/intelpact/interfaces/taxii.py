@@ -29,6 +29,7 @@ from starlette.routing import Route
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.audit import AuditError
+from ..services.federation import KeyRetired
 from ..services.node import Node
 from ..services.people import AuthError, Principal
 from ..store.base import (
@@ -246,8 +247,8 @@ class TaxiiApi:
                              code=STORE_UNAVAILABLE) from None
         except BadCursor as exc:
             raise TaxiiError(400, "Bad 'next' value", exc.diagnostics()) from None
-        except AuditError as exc:  # the act (a read, say) was not done: not the client's fault
-            log.error("%s", exc.message)
+        except (AuditError, KeyRetired) as exc:  # not done (a read, a publication, say):
+            log.error("%s", exc.message)  # not the client's fault
             raise TaxiiError(503, "Service Unavailable", exc.diagnostics()) from None
         except IntelpactError as exc:
             raise TaxiiError(400, "Bad request", exc.diagnostics()) from None

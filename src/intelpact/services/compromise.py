@@ -121,7 +121,7 @@ class CompromiseReports:
     def _signed(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` signed with the node's current key, over its RFC 8785 form with the
         key id inside (a verifier picks the key by id: old keys stay valid)."""
-        me = self.federation.me
+        me = self.federation.signer()  # never a key a rotation retired
         body = {"intelpact_compromise": MESSAGE_VERSION, **body, "key_id": me.key_id}
         return {**body, "signature": sign_payload(me.key, body)}
 

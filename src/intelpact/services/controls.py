@@ -98,7 +98,7 @@ class Controls:
 
     # -- signed notices -----------------------------------------------------------------
     def _notice(self, kind: str, to: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        me = self.federation.me
+        me = self.federation.signer()  # partners verify a notice under any key of ours
         notice = {"intelpact_notice": NOTICE_VERSION, "kind": kind, "id": str(uuid.uuid4()),
                   "from": me.party, "to": to, "agreement": me.agreement_hash,
                   "issued": timestamp(utc_now()), **body}

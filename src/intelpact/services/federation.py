@@ -83,6 +83,12 @@ class FederationError(IntelpactError):
     """A partner, card, request or receipt was refused; the message says why."""
 
 
+class KeyRetired(IntelpactError):
+    """This process holds a signing key that a key rotation made by another process (the
+    CLI beside a running ``serve``) retired since it opened the node: it signs nothing
+    more with it, and is restarted to load the new key (Federation.signer)."""
+
+
 class ProofNeeded(FederationError):
     """A key rotation announcement's final checkpoint is larger than the largest
     checkpoint of the sender's log held here (``held``), and came without a consistency
@@ -400,6 +406,22 @@ class Federation:
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}
+
+    def signer(self) -> Identity:
+        """This node as it signs what partners verify under every key it has had
+        (objects, marking-definitions, consent tokens, notices, compromise messages, its
+        card): ``me``, unless another process's key rotation has retired the key this
+        process holds. One store query: asked once per publication, notice, token or
+        report, not per object. Raises KeyRetired, saying to restart."""
+        kid = self.me.key_id
+        bound = self.store.retired_keys(self.me.party).get(kid)
+        if bound is not None:
+            raise KeyRetired(f"this process holds retired key {kid}: restart it (a key "
+                             f"rotation retired it at the audit checkpoint of size {bound}; "
+                             "it signs nothing more)",
+                             hint="restart this node's processes (intelpact serve): they "
+                             "load the new key")
+        return self.me
 
     def keys_of(self, party: str) -> dict[str, Ed25519PublicKey]:
         """Every key ``party`` has signed with: old keys stay valid for old signatures."""

@@ -130,8 +130,9 @@ class Node:
                                      self.audit)
         self.compromise = CompromiseReports(self.federation)  # compromise reports
         self.stored = threading.Event()  # set after every write; wakes the courier
-        # validates and signs what is published; `serve` gives it processes of its own
-        self.preparer = Preparer(lambda: (self.signing_key, self.party))
+        # validates and signs what is published; `serve` gives it processes of its own.
+        # Its key is asked for once per publication: never one a rotation retired
+        self.preparer = Preparer(lambda: (self.federation.signer().key, self.party))
         self.access = Access(self.policy, self.markings, store, validate_object)
         self.publisher = Publisher(self.policy, self.markings, store, self.preparer,
                                    self.audit, self.access, sign=self.sign,
@@ -368,8 +369,11 @@ class Node:
             parties=list(new.parties), reason=reason))
 
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Sign an object this node originates."""
-        return sign_object(obj, self.signing_key, self.party)
+        """Sign an object this node originates. Raises KeyRetired when the key this
+        process holds was retired by a rotation another process made (Federation.signer:
+        a store query, so not for a stream of objects; the publisher's preparer asks once
+        per publication)."""
+        return sign_object(obj, self.federation.signer().key, self.party)
 
     @classmethod
     def open(cls, node_dir: str | Path) -> Node:

@@ -321,7 +321,7 @@ class Publisher:
         mid = str(item.get("id", "?"))
         try:
             validate_object(item)
-            part = self.markings.add(item)
+            part = self.markings.parse(item)
         except (MarkingError, IntelpactError) as exc:
             return Outcome(mid, None, False, exc.message), None
         except ValueError as exc:
@@ -329,9 +329,12 @@ class Publisher:
         origin = part.originator or person.party
         text = None
         if part.kind == "national" and origin == person.party and self.sign is not None:
-            item = self.sign(item)
+            item = self.sign(item)  # a signer's refusal (a retired key) refuses it all
             text = signed_text(item)
-            self.markings.add(item)
+        try:
+            self.markings.add(item)  # learnt as stored: signed, if it is ours
+        except (MarkingError, IntelpactError) as exc:
+            return Outcome(mid, None, False, exc.message), None
         label = definition_label(self.policy.agreement, part, origin)
         body, digest = canonical_body(item, text)
         return Outcome(mid, None, True, ""), NewObject(
