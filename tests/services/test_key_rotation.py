@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_federation import PW, pair, people, publish, push
+from test_federation import PW, people, publish, push
 
 from intelpact.config import staged
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
@@ -55,17 +54,6 @@ from helpers import indicator, make_node, pin_each_other, serving, serving_feder
 
 TAXII = "application/taxii+json;version=2.1"
 KEYS = "/federation/keys"
-
-
-@pytest.fixture()
-def jpn_nzl(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
-    people(jpn)
-    people(nzl)
-    pair(jpn, nzl)
-    yield jpn, nzl
-    jpn.close()
-    nzl.close()
 
 
 def _pem(key: Ed25519PrivateKey) -> bytes:
