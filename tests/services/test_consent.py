@@ -9,9 +9,11 @@ import datetime as dt
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +28,14 @@ from intelpact.services.audit import canonical
 from intelpact.services.consent import ConsentError
 from intelpact.services.controls import ControlError
 from intelpact.services.courier import Courier
-from intelpact.services.federation import MAX_CONSENT_OBJECTS, FederationError, sign_payload
+from intelpact.services.federation import (
+    MAX_CONSENT_OBJECTS,
+    MAX_CONSENT_VERSIONS,
+    MAX_ENVELOPE,
+    MAX_NAMED,
+    FederationError,
+    sign_payload,
+)
 from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter, Notice, Query, utc_now
 
@@ -493,3 +502,108 @@ def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_la
         courier.stop()
     push(nzl, "AUS")
     assert obj["id"] in visible_ids(aus)
+
+
+def _inbox(sender: Node, receiver: Node, envelope: dict) -> Any:
+    """POST ``envelope`` straight to ``receiver``'s inbox; the response."""
+    courier = Courier(sender)
+    try:
+        return courier._request(sender.federation.peers()[receiver.party], "POST",
+                                "/federation/collections/inbox/objects/",
+                                json.dumps(envelope).encode())
+    finally:
+        courier.stop()
+
+
+def test_an_envelope_holds_so_many_objects_and_consent_tokens_and_no_more(
+        serving: Trio) -> None:
+    """Regression: an envelope could hold any number of objects, each refused with its own
+    refusal row and audit event (in a transaction of its own), and any number of consent
+    tokens, of which the first 100 were read and the rest silently ignored. 10 MiB holds
+    millions of "1,". At most MAX_ENVELOPE of each: one more is refused whole (413, the
+    count and the first few named, one refuse event), and nothing is kept."""
+    _, nzl, aus = serving
+    before = len(aus.audit.find(AuditFilter(kinds=("refuse",))))
+    kept = aus.store.refusals()
+    r = _inbox(nzl, aus, {"objects": [1] * (MAX_ENVELOPE + 1)})
+    assert r.status_code == 413, r.text
+    assert r.json()["description"] == ("the envelope holds 10,001 objects (1, 1, 1 and 9,998 "
+                                       "more): at most 10,000 are taken in one envelope")
+    r = _inbox(nzl, aus, {"objects": [1], "x_intelpact_consents": [{}] * (MAX_ENVELOPE + 1)})
+    assert r.status_code == 413, r.text
+    assert "holds 10,001 consent tokens ({}, {}, {} and 9,998 more)" in r.json()["description"]
+    refused = aus.audit.find(AuditFilter(kinds=("refuse",)))
+    assert len(refused) == before + 2, refused  # one each: no object's refusal kept
+    assert aus.store.refusals() == kept
+    # as many as an envelope may hold are taken: each object refused with its reason
+    r = _inbox(nzl, aus, {"objects": [1] * 3, "x_intelpact_consents": [{}] * MAX_ENVELOPE})
+    assert r.status_code == 200 and r.json()["failure_count"] == 3, r.text
+
+
+def test_a_refusal_names_the_first_few_tokens_refused_not_every_one(serving: Trio) -> None:
+    """Regression: an object that needed consent was refused with every problem of every
+    token sent with it (up to 100, each naming the token's id, of any length), in each
+    object's refusal: answered, kept and audited once per object, it grew with the
+    input. It names how many tokens were refused and the first few, each cut short."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    good = token_of(nzl, nzl.store.consents()[0].request_id)
+    unsigned = []
+    for i in range(200):  # NZL's own tokens "of JPN", each with a long id: not JPN's
+        consent = dict(good["consent"], id=f"{i}-" + "x" * 5_000, recipient="JPN")
+        unsigned.append({"consent": consent, "key_id": "k",
+                         "signature": sign_payload(nzl.signing_key, consent)})
+    failure = post(nzl, aus, held_at(nzl, obj["id"]), unsigned)[obj["id"]]
+    assert len(failure) < 1_000, (len(failure), failure[:300])
+    assert "and 197 more" in failure and "(5,002 characters)" in failure, failure
+    reason = json.loads(aus.audit.find(AuditFilter(kinds=("refuse",),
+                                                   object_id=obj["id"]))[-1].body)["reason"]
+    assert reason == failure
+
+
+def test_a_consent_request_names_so_many_versions_and_no_more(serving: Trio) -> None:
+    """Regression: a consent request could name any number of versions, each kept in the
+    request and in its audit event. It names at most MAX_CONSENT_VERSIONS (what one
+    consent may cover): one more is refused with the count, audited, nothing kept."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    versions = [f"2026-11-01T00:00:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
+                for i in range(MAX_CONSENT_VERSIONS + 1)]
+    request = str(uuid.uuid4())
+    _, signed = nzl.controls._notice("consent-request", "JPN", {
+        "object_id": obj["id"], "request": request, "versions": versions, "recipient": "AUS",
+        "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+    with pytest.raises(ConsentError, match=r"names 10,001 versions \(2026-11-01T00:00:00.000Z, "
+                       r".* and 9,998 more\): at most 10,000 are taken in one request"):
+        jpn.controls.receive("NZL", signed)
+    assert jpn.store.consent(request) is None
+    (event,) = jpn.audit.find(AuditFilter(kinds=("refuse",), party="NZL"))
+    assert json.loads(event.body)["message"] == "consent-request"
+    # as many as a consent may cover are taken
+    _, signed = nzl.controls._notice("consent-request", "JPN", {
+        "object_id": obj["id"], "request": request, "versions": versions[:-1],
+        "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+    jpn.controls.receive("NZL", signed)
+    record = jpn.store.consent(request)
+    assert record is not None and len(record.versions) == MAX_CONSENT_VERSIONS
+
+
+def test_an_onward_release_report_names_so_many_versions_and_no_more(serving: Trio) -> None:
+    """Regression: an onward-release report could name any number of [id, version, hash]
+    entries, each checked against every consent given, kept as a dissemination row and
+    named in its audit event. It names at most MAX_NAMED: one more is refused with the
+    count, audited, nothing kept."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    (row,) = nzl.store.held([obj["id"]])
+    entry = [obj["id"], row.version, row.body_hash]
+    _, signed = nzl.controls._notice("onward-release", "JPN", {
+        "object_id": obj["id"], "recipient": "AUS", "how": "pull",
+        "objects": [entry] * (MAX_NAMED + 1), "receipt": None})
+    with pytest.raises(ConsentError, match="names 10,001 versions .* at most 10,000 are "
+                       "taken in one report"):
+        jpn.controls.receive("NZL", signed)
+    assert not kinds(jpn, "onward-release")
+    assert jpn.audit.find(AuditFilter(kinds=("refuse",), party="NZL"))

@@ -14,9 +14,9 @@ from test_federation import publish, pull, push
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
-from intelpact.services.controls import ControlError, Controls
+from intelpact.services.controls import MAX_REASON, ControlError, Controls
 from intelpact.services.courier import Courier
-from intelpact.services.federation import FederationError, sign_payload
+from intelpact.services.federation import MAX_NAMED, FederationError, sign_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query, parse_timestamp
@@ -510,3 +510,75 @@ def test_a_destruction_receipt_confirms_no_recall_it_does_not_answer(
         "answered, naming nothing destroyed: not confirmed") == 1, listed.output
     answer(notice_of[recalled["id"]], destroyed)
     assert [r.object_id for r in jpn.controls.recalls() if r.destroyed] == [recalled["id"]]
+
+
+def _notice(sender: Node, receiver: Node, signed: dict) -> Any:
+    """POST a signed notice straight to ``receiver``'s listener; the response."""
+    courier = Courier(sender)
+    try:
+        return courier._request(sender.federation.peers()[receiver.party], "POST",
+                                "/federation/notices", json.dumps(signed).encode())
+    finally:
+        courier.stop()
+
+
+def test_a_destruction_receipt_names_so_many_versions_and_no_more(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a destruction receipt could name any number of versions, each named in
+    the originator's audit event. It names at most MAX_NAMED (the versions of one object
+    a holder destroyed): one more is refused (403, the count and the first few named,
+    audited), nothing kept."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "destroyed, they say", "秘", ("NZL",))
+    pair = ["2026-11-01T00:00:00.000000Z", "0" * 64]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _, signed = nzl.controls._notice("destroyed", "JPN", {
+            "object_id": obj["id"], "in_reply_to": None, "destroyed": [pair] * (MAX_NAMED + 1)})
+        r = _notice(nzl, jpn, signed)
+        assert r.status_code == 403, r.text
+        assert r.json()["description"] == (
+            "the destruction receipt names 10,001 versions (2026-11-01T00:00:00.000000Z, "
+            "2026-11-01T00:00:00.000000Z, 2026-11-01T00:00:00.000000Z and 9,998 more): at "
+            "most 10,000 are taken in one receipt")
+        assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+        (refused,) = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
+        assert json.loads(refused.body)["message"] == "destroyed"
+        # as many as a receipt may name are taken
+        _, signed = nzl.controls._notice("destroyed", "JPN", {
+            "object_id": obj["id"], "in_reply_to": None, "destroyed": [pair] * MAX_NAMED})
+        assert _notice(nzl, jpn, signed).status_code == 200
+        assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+
+
+def test_a_notice_refused_echoes_what_it_names_cut_short_and_is_audited(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a notice's refusal quoted its kind, its parties, its object id whole
+    (any length: a 403 of megabytes, logged whole), and was not audited; a recall's or
+    reclassification's reason was any length, recorded in every event it made. A
+    refusal names each cut to 100 characters, and is audited; a reason is at most
+    MAX_REASON characters, as the sender's node checks it."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _, odd = jpn.controls._notice("x" * 100_000, "NZL", {"object_id": obj["id"]})
+        r = _notice(jpn, nzl, odd)
+        assert r.status_code == 403, r.text
+        assert r.json()["description"] == f"unknown notice '{'x' * 99}… (100,002 characters)"
+        _, elsewhere = jpn.controls._notice("recall", "y" * 100_000, {
+            "object_id": obj["id"], "reason": "r"})
+        r = _notice(jpn, nzl, elsewhere)
+        assert r.status_code == 403 and len(r.text) < 500, r.text
+        _, long = jpn.controls._notice("recall", "NZL", {"object_id": obj["id"],
+                                                         "reason": "r" * (MAX_REASON + 1)})
+        r = _notice(jpn, nzl, long)
+        assert r.status_code == 403, r.text
+        assert "reason is not text of at most 2,000 characters" in r.json()["description"]
+        assert [o["name"] for o in seen(nzl, obj["id"])] == ["recalled"]  # not applied
+        refused = nzl.store.find_audit(AuditFilter(kinds=("refuse",), party="JPN"))
+        assert len(refused) == 3 and all(len(e.body) < 1_000 for e in refused), refused
+        _, fine = jpn.controls._notice("recall", "NZL", {"object_id": obj["id"],
+                                                         "reason": "r" * MAX_REASON})
+        assert _notice(jpn, nzl, fine).status_code == 200
+        assert seen(nzl, obj["id"]) == []

@@ -32,6 +32,7 @@ from ..services.controls import ControlError
 from ..services.federation import (
     ClockSkew,
     FederationError,
+    Oversized,
     KeyRetired,
     ProofNeeded,
     SenderRefused,
@@ -198,8 +199,13 @@ class FederationApi:
         if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
             raise TaxiiError(400, "Bad envelope", 'send {"objects": [...]}')
         collection = self.node.default_collection().collection_id
-        results, receipt = self.node.federation.receive(
-            sender, collection, envelope["objects"], envelope.get("x_intelpact_consents", []))
+        try:
+            results, receipt = self.node.federation.receive(
+                sender, collection, envelope["objects"],
+                envelope.get("x_intelpact_consents", []))
+        except Oversized as exc:
+            log.warning("refused an envelope from %s: %s", sender, exc.message)
+            raise TaxiiError(413, "Payload Too Large", exc.message) from None
         self.node.stored.set()
         ok = [r for r in results if r.ok]
         bad = [r for r in results if not r.ok]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..services.federation import MAX_ENVELOPE
 from . import federation as fed
 from . import taxii
 
@@ -322,10 +323,12 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
             "summary": "deliver objects (a push); answered with a status carrying a signed "
                        "receipt", "security": signed, "requestBody": body(
                 {"type": "object", "required": ["objects"],
-                 "properties": {"objects": {"type": "array"}, "x_intelpact_consents": {
+                 "properties": {"objects": {"type": "array", "maxItems": MAX_ENVELOPE},
+                                "x_intelpact_consents": {
+                     "maxItems": MAX_ENVELOPE,
                      "description": "consent tokens; what is not a list of well-formed, "
                      "verified tokens is ignored, and the objects that needed one refused "
-                     "in the status"}}}),
+                     "in the status; a list longer than maxItems is refused (413)"}}}),
             "responses": _responses(ok(receipt_status), (400, 403, 413, 503, 507), t)}},
         f"{p}/collections/outbox/objects/": {"get": {
             "summary": "what this node released to the caller, after a cursor (a pull)",

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .agreement import Agreement
+from .echo import first, shown
 from .errors import LabelError
 from .labels import Label, rel_to_order
 from .markings import ObjectLabels
@@ -276,19 +277,21 @@ class Policy:
         for token in consents:
             if token.originator != originator:
                 continue
+            name = shown(token.token_id)  # a partner's: shown short
             if token.agreement != self.agreement.id:
-                problems.append(f"consent {token.token_id} is under another agreement")
+                problems.append(f"consent {name} is under another agreement")
             elif token.holder != holder or token.recipient != recipient:
-                problems.append(f"consent {token.token_id} is for {token.holder} to "
-                                f"{token.recipient}")
+                problems.append(f"consent {name} is for {shown(token.holder)} to "
+                                f"{shown(token.recipient)}")
             elif not token.covers(object_id, version):
-                problems.append(f"consent {token.token_id} does not cover {object_id}")
+                problems.append(f"consent {name} does not cover {object_id}")
             elif not token.issued <= now < token.expires:
-                problems.append(f"consent {token.token_id} is not valid now (valid from "
+                problems.append(f"consent {name} is not valid now (valid from "
                                 f"{token.issued.isoformat()} until {token.expires.isoformat()})")
             else:
-                return Decision(True, "consent", f"consent {token.token_id} from {originator}")
-        detail = f" ({'; '.join(problems)})" if problems else ""
+                return Decision(True, "consent", f"consent {name} from {originator}")
+        # a count and the first few: a refusal per object must not grow with the tokens sent
+        detail = f" ({first(problems, '; ', cut=False)})" if problems else ""
         return Decision(False, "consent", f"{recipient} is a third party to {object_id} "
                         f"originated by {originator}; no consent{detail}")
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..model import PartnerNode
 from ..model.decisions import ConsentToken
+from ..model.echo import shown, too_many
 from ..store.base import (
     ConsentRecord,
     Notice,
@@ -45,6 +46,8 @@ from .audit import canonical
 from .controls import MAX_REASON, ControlError, Controls
 from .federation import (
     CONSENT_VERSION,
+    MAX_CONSENT_VERSIONS,
+    MAX_NAMED,
     FederationError,
     _HeldConsents,
     consent_token,
@@ -270,8 +273,8 @@ class Consents:
         object_id = str(notice["object_id"])
         rows = self.controls._rows(object_id)
         if not rows or rows[0].originator != self.party:
-            raise ConsentError(f"{object_id} was not originated by {self.party}: ask its "
-                               "originator")
+            raise ConsentError(f"{shown(object_id)} was not originated by {self.party}: ask "
+                               "its originator")
         request_id, recipient = notice.get("request"), notice.get("recipient")
         versions, purpose = notice.get("versions"), notice.get("purpose")
         requester, wanted = notice.get("requester"), notice.get("expires")
@@ -281,8 +284,22 @@ class Consents:
                 not (wanted is None or isinstance(wanted, str)):
             raise ConsentError("the consent request is malformed")
         _check_text(purpose, "purpose")
+        # what one consent may cover: a request for more could not be approved
+        problem = too_many("versions", versions, MAX_CONSENT_VERSIONS)
+        if problem is not None:
+            raise ConsentError(f"the consent request names {problem} request (what one "
+                               "consent may cover)")
+        try:  # the holder's node names a request by a UUID (request)
+            uuid.UUID(request_id)
+        except ValueError:
+            raise ConsentError(f"the consent request's id {shown(request_id)} is not a "
+                               "UUID") from None
+        if len(canonical(requester)) > MAX_REASON:
+            raise ConsentError(f"the consent request's requester is longer than "
+                               f"{MAX_REASON:,} characters (a pseudonym, a nationality "
+                               "and a clearance)")
         if recipient not in self.policy.agreement.parties or recipient in (self.party, sender):
-            raise ConsentError(f"{recipient} is not a third party to {object_id}")
+            raise ConsentError(f"{shown(recipient)} is not a third party to {object_id}")
         if self.store.consent(request_id) is not None:
             raise ConsentError(f"consent request {request_id} exists already")
         if wanted is not None:
@@ -365,13 +382,20 @@ class Consents:
                 isinstance(o, list) and len(o) == 3 and all(isinstance(x, str) for x in o)
                 for o in objects):
             raise ConsentError("the onward-release report is malformed")
+        if recipient not in self.policy.agreement.parties:
+            raise ConsentError(f"the onward-release report names {shown(recipient)}, not a "
+                               f"party to {self.policy.agreement.id}")
+        problem = too_many("versions", objects, MAX_NAMED)
+        if problem is not None:
+            raise ConsentError(f"the onward-release report names {problem} report")
         given = [consent_token(json.loads(r.token)) for r in self.store.consents()
                  if r.direction == "in" and r.status == "approved" and r.token
                  and r.holder == sender and r.recipient == recipient]
         for object_id, version, _ in objects:
             if not any(t.covers(object_id, version) for t in given):
-                raise ConsentError(f"{sender} reports passing {object_id} ({version}) to "
-                                   f"{recipient}, but this node gave no such consent")
+                raise ConsentError(f"{sender} reports passing {shown(object_id)} "
+                                   f"({shown(version)}) to {recipient}, but this "
+                                   "node gave no such consent")
         receipt = notice.get("receipt")
         if receipt is not None:
             self._check_onward_receipt(sender, recipient, objects, receipt)

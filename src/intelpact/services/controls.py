@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
+from ..model.echo import shown, too_many
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
@@ -49,7 +50,13 @@ from ..store.base import (
     utc_now,
 )
 from .audit import AuditLog, canonical, operator
-from .federation import Federation, FederationError, sign_payload, verify_payload
+from .federation import (
+    MAX_NAMED,
+    Federation,
+    FederationError,
+    sign_payload,
+    verify_payload,
+)
 from .people import Principal
 from .publish import MarkingRequest, Publisher, definition_label
 
@@ -248,7 +255,20 @@ class Controls:
 
     # -- receiving notices ----------------------------------------------------------------
     def receive(self, sender: str, signed: Any) -> dict[str, Any]:
-        """Check and apply a notice from ``sender``; returns the signed receipt."""
+        """Check and apply a notice from ``sender``; returns the signed receipt. Raises
+        ControlError with the reason, recorded as a ``refuse`` event (nothing kept)."""
+        try:
+            return self._receive(sender, signed)
+        except ControlError as exc:
+            notice = signed.get("notice") if isinstance(signed, dict) else None
+            kind = notice.get("kind") if isinstance(notice, dict) else None
+            self.audit.record(self.audit.event(
+                "refuse", party=sender, actor=sender, reason=exc.message,
+                notice=shown(notice.get("id")) if isinstance(notice, dict) else None,
+                message=kind if kind in NOTICE_KINDS + CONSENT_KINDS else shown(kind)))
+            raise
+
+    def _receive(self, sender: str, signed: Any) -> dict[str, Any]:
         notice = self._verified(sender, signed)
         kind = notice["kind"]
         stored = Notice(notice["id"], "in", sender, kind,
@@ -281,22 +301,31 @@ class Controls:
             raise ControlError(f"the notice is not signed by a key of {sender}")
         if notice.get("intelpact_notice") != NOTICE_VERSION or \
                 notice.get("kind") not in NOTICE_KINDS + CONSENT_KINDS:
-            raise ControlError(f"unknown notice {notice.get('kind')!r}")
+            raise ControlError(f"unknown notice {shown(repr(notice.get('kind')))}")
         if notice.get("from") != sender or notice.get("to") != self.party:
-            raise ControlError(f"the notice is from {notice.get('from')} to "
-                               f"{notice.get('to')}, not from {sender} to {self.party}")
+            raise ControlError(f"the notice is from {shown(notice.get('from'))} to "
+                               f"{shown(notice.get('to'))}, not from {sender} to "
+                               f"{self.party}")
         if notice.get("agreement") != self.federation.me.agreement_hash:
             raise ControlError("the notice is under another agreement text")
         if not isinstance(notice.get("id"), str) or not isinstance(notice.get("object_id"),
                                                                     str):
             raise ControlError("the notice names no object")
+        reason = notice.get("reason")
+        if notice["kind"] in ("recall", "reclassify") and \
+                (not isinstance(reason, str) or len(reason) > MAX_REASON):
+            # a reason is recorded with every event the notice makes: the sender's node
+            # refuses one longer when it is given (_check_reason)
+            raise ControlError(f"the notice's reason is not text of at most {MAX_REASON:,} "
+                               "characters")
         return dict(notice)
 
     def _held_from(self, sender: str, object_id: str) -> list[StoredObject]:
         rows = self._rows(object_id)
         origins = {r.originator for r in rows}
         if rows and origins != {sender}:
-            raise ControlError(f"{sender} did not originate {object_id} (its originator is "
+            raise ControlError(f"{sender} did not originate {shown(object_id)} (its "
+                               "originator is "
                                f"{', '.join(sorted(origins))}): only the originator may "
                                "recall or reclassify it")
         return rows
@@ -347,14 +376,17 @@ class Controls:
         object_id = str(notice["object_id"])
         ours = self._rows(object_id)
         if ours and ours[0].originator != self.party:
-            raise ControlError(f"{object_id} is not ours: a destruction receipt for it is "
-                               "not for us")
+            raise ControlError(f"{shown(object_id)} is not ours: a destruction receipt for "
+                               "it is not for us")
         destroyed = notice.get("destroyed")
         if not isinstance(destroyed, list) or not all(
                 isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
                 for v in destroyed):
             raise ControlError("the destruction receipt is malformed: 'destroyed' must be a "
                                "list of [version, body hash] pairs of strings")
+        problem = too_many("versions", [v for v, _ in destroyed], MAX_NAMED)
+        if problem is not None:
+            raise ControlError(f"the destruction receipt names {problem} receipt")
         answers = notice.get("in_reply_to")
         if answers is not None and not isinstance(answers, str):
             raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
@@ -457,7 +489,8 @@ class Controls:
         try:
             made = parse_timestamp(version)
         except ValueError:
-            raise ControlError(f"the notice names no valid version ({version!r})") from None
+            raise ControlError(f"the notice names no valid version "
+                               f"({shown(repr(version))})") from None
         return [r for r in rows if parse_timestamp(r.version) < made]
 
     def _joined(self, rows: Sequence[StoredObject], label: Label

@@ -41,6 +41,7 @@ from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
 from ..model import Label, Markings, PartnerNode, Policy
 from ..model.decisions import ConsentToken
+from ..model.echo import first, shown, too_many
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import (
@@ -76,6 +77,20 @@ CONSENT_VERSION = 1
 # what a partner's token makes this node read and keep.
 MAX_CONSENT_OBJECTS = 1_000
 MAX_CONSENT_VERSIONS = 10_000
+# What one message from a partner may list (docs/federation.md, "Limits"). The body limit
+# (server.max_content_length) bounds bytes, not items: 10 MiB holds millions of tiny ones,
+# each parsed, checked, and refused with its own audit event, or kept with its own row.
+# These are ten times what a node sends in one message, and a message over one is refused
+# whole with the count, nothing kept.
+# - objects in one envelope: a push sends 500 (services/courier.py BATCH), a pull page at
+#   most 1,000 (interfaces/federation.py MAX_PAGE); consent tokens with it: one or two
+#   per third party's object in it;
+MAX_ENVELOPE = 10_000
+# - [id, version] pairs (or versions of one object) a notice or compromise report names:
+#   a consent request names the versions one consent may cover (MAX_CONSENT_VERSIONS), an
+#   onward-release report those of one envelope, a destruction receipt the versions of one
+#   object, a compromise report the versions of the objects named (filing refuses more).
+MAX_NAMED = MAX_CONSENT_VERSIONS
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
@@ -83,6 +98,9 @@ class FederationError(IntelpactError):
     """A partner, card, request or receipt was refused; the message says why."""
 
 
+class Oversized(FederationError):
+    """A partner's message lists more than this node takes in one (MAX_ENVELOPE, MAX_NAMED):
+    refused whole, answered 413."""
 class KeyRetired(IntelpactError):
     """This process holds a signing key that a key rotation made by another process (the
     CLI beside a running ``serve``) retired since it opened the node: it signs nothing
@@ -481,7 +499,8 @@ class Federation:
         if new_id == peer.key_id:
             return new_id  # already applied: announcements are delivered at least once
         if body.get("old_key_id") != peer.key_id:
-            raise FederationError(f"the announcement rotates key {body.get('old_key_id')!r}, "
+            raise FederationError(f"the announcement rotates key "
+                                  f"{shown(repr(body.get('old_key_id')))}, "
                                   f"but {sender}'s pinned key is {peer.key_id}")
         old_public = _public(peer.public_key)
         if not verify_payload(old_public, str(announcement.get("signature_old")), body):
@@ -645,7 +664,7 @@ class Federation:
             signed_tokens = list(signed_tokens)
         if not isinstance(signed_tokens, list):
             return good, ["the consent tokens are not a list"] if signed_tokens else []
-        for signed in signed_tokens[:100]:
+        for signed in signed_tokens:  # at most MAX_ENVELOPE: see receive
             try:
                 token = consent_token(signed)
             except FederationError as exc:
@@ -655,13 +674,15 @@ class Federation:
             public = self.keys_of(token.originator).get(str(signed.get("key_id")))
             if token.originator == self.me.party or public is None or \
                     not verify_payload(public, token.signature, body):
-                problems.append(f"consent {token.token_id} is not signed by a key of "
-                                f"{token.originator}: forged or altered")
+                problems.append(f"consent {shown(token.token_id)} is not signed by a key "
+                                f"of {shown(token.originator)}: forged or altered")
             elif body.get("agreement_hash") != self.me.agreement_hash:
-                problems.append(f"consent {token.token_id} is under another agreement text")
+                problems.append(f"consent {shown(token.token_id)} is under another "
+                                "agreement text")
             elif token.holder != sender or token.recipient != self.me.party:
-                problems.append(f"consent {token.token_id} is for {token.holder} to "
-                                f"{token.recipient}, not {sender} to {self.me.party}")
+                problems.append(f"consent {shown(token.token_id)} is for "
+                                f"{shown(token.holder)} to {shown(token.recipient)}, not "
+                                f"{sender} to {self.me.party}")
             else:
                 good.append(token)
         return good, problems
@@ -725,7 +746,17 @@ class Federation:
     def receive(self, sender: str, collection_id: str, objects: Sequence[Any],
                 consents: Any = ()) -> tuple[list[Received], dict[str, Any]]:
         """Check, store and acknowledge what ``sender`` sent, with the consent tokens
-        that came with it. Returns per-object results and the signed receipt."""
+        that came with it. Returns per-object results and the signed receipt. Raises
+        Oversized (audited, nothing kept) when it sends more than MAX_ENVELOPE objects or
+        consent tokens."""
+        for what, items in (("objects", objects), ("consent tokens", consents)):
+            problem = too_many(what, items, MAX_ENVELOPE) \
+                if isinstance(items, list | tuple) else None
+            if problem is not None:
+                problem = f"the envelope holds {problem} envelope"
+                self.audit.record(self.audit.event("refuse", party=sender, actor=sender,
+                                                   reason=problem))
+                raise Oversized(problem)
         tokens, problems = self.check_consents(sender, consents)
         results: list[Received] = []
         pending: list[tuple[NewObject, Received]] = []
@@ -885,7 +916,7 @@ class Federation:
                                           consents=consents)
         if allowed.allowed:
             return None
-        why = f" (tokens refused: {'; '.join(problems)})" if problems and \
+        why = f" (tokens refused: {first(problems, '; ', cut=False)})" if problems and \
             allowed.rule == "consent" else ""
         return Received(oid, version, False, f"{sender} may not release this to "
                         f"{self.me.party}: {allowed.reason}{why}")

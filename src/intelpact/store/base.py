@@ -22,6 +22,7 @@ from typing import Any
 
 from ..crypto.merkle import Coord, Tree
 from ..errors import IntelpactError
+from ..model.echo import shown
 from ..model.labels import Label
 from ..model.markings import same_definition
 
@@ -107,7 +108,7 @@ _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse an RFC 3339 UTC timestamp ('Z' or +00:00) with up to 9 fractional digits."""
     if not isinstance(text, str) or len(text) > 40:
-        raise ValueError(f"not a timestamp: {text!r}")
+        raise ValueError(f"not a timestamp: {shown(repr(text))}")  # a partner's, perhaps
     usual = _RFC3339.match(text)
     if usual is not None:
         y, mo, d, h, mi, sec, frac = usual.groups()
