@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,9 +20,9 @@ from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import canonical, log_origin
-from intelpact.services.compromise import CompromiseError
+from intelpact.services.compromise import MAX_TEXT, CompromiseError
 from intelpact.services.courier import Courier
-from intelpact.services.federation import FederationError
+from intelpact.services.federation import MAX_NAMED, FederationError
 from intelpact.services.node import Node
 from intelpact.store.base import (
     AuditFilter,
@@ -287,6 +288,23 @@ def test_forged_misdirected_and_stale_messages_are_refused(
     assert jpn.compromise.get(filed.report_id).acknowledged is None
 
 
+def _report(jpn: Node, nzl: Node) -> tuple[dict[str, Any], Callable[..., CompromiseMessage]]:
+    """NZL's report of a JPN object it holds and read, as queued (JPN and NZL serving);
+    and a function that makes it again with ``changes``, signed by NZL."""
+    oid = _shared_and_read(jpn, nzl)
+    nzl.compromise.file([oid], what="suspected leak", discovered=_ago(1))
+    (message,) = nzl.store.pending_compromise("JPN", 10)
+    signed: dict[str, Any] = json.loads(message.body)
+
+    def resigned(**changes: object) -> CompromiseMessage:
+        body = {k: v for k, v in {**signed, **changes}.items()
+                if k not in ("signature", "key_id", "intelpact_compromise")}
+        return CompromiseMessage(0, message.report_id, "JPN", "report",
+                                 canonical(nzl.compromise._signed(body)), message.made)
+
+    return signed, resigned
+
+
 def test_hostile_reports_are_refused_and_audited_never_a_500(
         jpn_nzl: tuple[Node, Node]) -> None:
     """Regression: validly signed reports whose discovery time was near the year 9999
@@ -295,16 +313,7 @@ def test_hostile_reports_are_refused_and_audited_never_a_500(
     listener answer 500. Each is refused with the reason and audited."""
     jpn, nzl = jpn_nzl
     with serving_federation(jpn), serving_federation(nzl):
-        oid = _shared_and_read(jpn, nzl)
-        nzl.compromise.file([oid], what="suspected leak", discovered=_ago(1))
-        (message,) = nzl.store.pending_compromise("JPN", 10)
-        signed = json.loads(message.body)
-
-        def resigned(**changes: object) -> CompromiseMessage:
-            body = {k: v for k, v in {**signed, **changes}.items()
-                    if k not in ("signature", "key_id", "intelpact_compromise")}
-            return CompromiseMessage(0, message.report_id, "JPN", "report",
-                                     canonical(nzl.compromise._signed(body)), message.made)
+        signed, resigned = _report(jpn, nzl)
 
         end = _post(nzl, jpn, resigned(discovered="9999-12-31T23:00:00.000000Z"), status=403)
         assert "out of range" in end["description"], end
@@ -416,3 +425,30 @@ def test_a_report_received_its_event_and_the_alert_are_one_transaction(
     assert alert[1] == "compromise-report" and "1 object(s) of ours" in alert[3]
     assert [e.kind for e in jpn.store.find_audit(
         AuditFilter(kinds=("compromise-report", "alert")))] == ["compromise-report", "alert"]
+
+
+def test_a_report_names_so_many_versions_and_echoes_what_it_names_cut_short(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a report could name any number of [id, version] pairs (each named in
+    the originator's audit event, each id indexed), say what happened at any length
+    (filing checks MAX_TEXT; receiving did not), and its refusals quoted its reporter,
+    originator and deadline whole, in the 403 and in the audited refusal. A report names
+    at most MAX_NAMED versions; a refusal names each value cut short."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        signed, resigned = _report(jpn, nzl)
+
+        many = _post(nzl, jpn, resigned(objects=signed["objects"] * (MAX_NAMED + 1)),
+                     status=403)
+        assert many["description"].startswith("the report names 10,001 versions (["), many
+        assert many["description"].endswith("and 9,998 more): at most 10,000 are taken in "
+                                             "one report"), many
+        long = _post(nzl, jpn, resigned(what="w" * (MAX_TEXT + 1)), status=403)
+        assert "does not say what happened in at most 10,000 characters" in \
+            long["description"], long
+        who = _post(nzl, jpn, resigned(reporter="z" * 100_000), status=403)
+        assert who["description"] == (f"the report names '{'z' * 99}… (100,002 characters) "
+                                      "as reporter, but NZL sent it"), who
+    assert jpn.store.compromise_reports() == []
+    refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
+    assert len(refused) == 3 and all(len(e.body) < 1_000 for e in refused), refused

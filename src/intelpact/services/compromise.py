@@ -29,6 +29,7 @@ from typing import Any
 from ..crypto.merkle import ProofError, verify_consistency
 from ..crypto.signing import canonical as jcs
 from ..errors import IntelpactError
+from ..model.echo import shown, too_many
 from ..store.base import (
     CompromiseMessage,
     CompromiseRecord,
@@ -44,7 +45,13 @@ from .audit import (
     decode_hash,
     encode_hash,
 )
-from .federation import Federation, FederationError, sign_payload, verify_payload
+from .federation import (
+    MAX_NAMED,
+    Federation,
+    FederationError,
+    sign_payload,
+    verify_payload,
+)
 from .people import Principal
 
 log = logging.getLogger("intelpact.compromise")
@@ -130,12 +137,14 @@ class CompromiseReports:
         a report filed before a rotation stays verifiable)."""
         key = self.federation.keys_of(party).get(str(message.get("key_id")))
         if key is None:
-            raise CompromiseError(f"the {message.get('type')} is signed with key "
-                                  f"{message.get('key_id')!r}, not a key of {party}")
+            raise CompromiseError(f"the {shown(message.get('type'))} is signed with key "
+                                  f"{shown(repr(message.get('key_id')))}, not a key of "
+                                  f"{party}")
         body = {k: v for k, v in message.items() if k != "signature"}
         if message.get("intelpact_compromise") != MESSAGE_VERSION or \
                 not verify_payload(key, str(message.get("signature", "")), body):
-            raise CompromiseError(f"the {message.get('type')}'s signature does not verify "
+            raise CompromiseError(f"the {shown(message.get('type'))}'s signature does not "
+                                  "verify "
                                   f"for {party}: altered or forged")
 
     def _by(self, officer: Principal | None, party: str | None) -> dict[str, Any]:
@@ -199,8 +208,15 @@ class CompromiseReports:
             raise CompromiseError(f"the compromise occurred ({happened}) after it was "
                                   f"discovered ({found_at})")
         deadline = self.deadline(found_at)
+        held = self._held(ids)
+        for originator, pairs in held.items():  # what the originator takes in one report
+            problem = too_many("versions", [p[0] for p in pairs], MAX_NAMED)
+            if problem is not None:
+                raise CompromiseError(f"the report to {originator} would name {problem} "
+                                      "report", hint="file several reports, each naming "
+                                      "fewer objects")
         records = []
-        for originator, pairs in self._held(ids).items():
+        for originator, pairs in held.items():
             report_id = str(uuid.uuid4())
             message = self._signed({
                 "type": "report", "report_id": report_id, "reporter": self.party,
@@ -229,7 +245,7 @@ class CompromiseReports:
         """A report by id, filed or received (404 for a partner when there is none)."""
         record = self.store.compromise_report(report_id.strip())
         if record is None:
-            raise CompromiseError(f"no compromise report {report_id}",
+            raise CompromiseError(f"no compromise report {shown(report_id)}",
                                   hint="list them with: intelpact compromise list DIR",
                                   status=404)
         return record
@@ -353,7 +369,7 @@ class CompromiseReports:
             if exc.status == 403:
                 self.audit.record(self.audit.event(
                     "refuse", party=sender, actor=sender, reason=exc.message,
-                    report=str(message.get("report_id", "")), message=kind))
+                    report=shown(str(message.get("report_id", ""))), message=kind))
                 log.warning("refused a compromise %s from %s: %s", kind, sender, exc.message)
             raise
         when = timestamp(utc_now())
@@ -372,10 +388,11 @@ class CompromiseReports:
         except ValueError:
             raise CompromiseError("the report id is not a UUID") from None
         if message.get("reporter") != sender:
-            raise CompromiseError(f"the report names {message.get('reporter')!r} as "
-                                  f"reporter, but {sender} sent it")
+            raise CompromiseError(f"the report names {shown(repr(message.get('reporter')))}"
+                                  f" as reporter, but {sender} sent it")
         if message.get("originator") != self.party:
-            raise CompromiseError(f"the report names {message.get('originator')!r} as "
+            raise CompromiseError(f"the report names {shown(repr(message.get('originator')))}"
+                                  " as "
                                   f"originator, not {self.party}: a report goes to the "
                                   "originator of the objects")
         if message.get("agreement") != self.federation.me.agreement_hash:
@@ -385,10 +402,18 @@ class CompromiseReports:
                 isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) for x in o)
                 for o in objects):
             raise CompromiseError("the report names no objects as [id, version] pairs")
+        problem = too_many("versions", objects, MAX_NAMED)
+        if problem is not None:
+            raise CompromiseError(f"the report names {problem} report")
+        what = message.get("what")
+        if not isinstance(what, str) or len(what) > MAX_TEXT:  # as filing checks it
+            raise CompromiseError(f"the report does not say what happened in at most "
+                                  f"{MAX_TEXT:,} characters")
         discovered = _when(message.get("discovered"), "discovered")
         filed = _when(message.get("filed"), "filed")
         if message.get("deadline") != self.deadline(discovered):
-            raise CompromiseError(f"the report's deadline {message.get('deadline')!r} is not "
+            raise CompromiseError(f"the report's deadline {shown(repr(message.get('deadline')))}"
+                                  " is not "
                                   f"discovery + {self.notice_hours} hours, as the agreement "
                                   "says")
         existing = self.store.compromise_report(report_id)
@@ -413,7 +438,7 @@ class CompromiseReports:
         event = self.audit.event(
             "compromise-report", party=sender, actor=sender, originator=self.party,
             objects=[(o[0], o[1]) for o in objects], report=report_id, direction="received",
-            what=str(message.get("what", "")), discovered=discovered,
+            what=what, discovered=discovered,
             deadline=record.deadline, history=len(events), checkpoint=size)
         detail = (f"{sender} reports suspected compromise of {record.object_count} object(s) "
                   f"of ours (report {report_id}, notice deadline {record.deadline}); "
@@ -477,11 +502,15 @@ class CompromiseReports:
         self._check_signature(sender, message)
         if message.get("from") != sender or message.get("to") != self.party:
             raise CompromiseError(f"the {kind} names the wrong parties")
+        note = message.get("note")
+        if not (note is None or isinstance(note, str) and len(note) <= MAX_TEXT):
+            raise CompromiseError(f"the {kind}'s note is not text of at most {MAX_TEXT:,} "
+                                  "characters")
         when = _when(message.get("at"), kind)
         event = self.audit.event(f"compromise-{kind}", party=sender, actor=sender,
                                  originator=record.originator, objects=_objects(record),
                                  report=record.report_id, direction="received",
-                                 note=message.get("note"))
+                                 note=note)
         # Already recorded (resent, or both sides closed at once): the first one stays.
         return self.store.compromise_step(record.report_id, kind, when, _text(message), None,
                                           [event])
