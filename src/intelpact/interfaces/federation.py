@@ -32,8 +32,8 @@ from ..services.controls import ControlError
 from ..services.federation import (
     ClockSkew,
     FederationError,
-    Oversized,
     KeyRetired,
+    Oversized,
     ProofNeeded,
     SenderRefused,
     SignedRequest,

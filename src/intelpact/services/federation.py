@@ -101,6 +101,8 @@ class FederationError(IntelpactError):
 class Oversized(FederationError):
     """A partner's message lists more than this node takes in one (MAX_ENVELOPE, MAX_NAMED):
     refused whole, answered 413."""
+
+
 class KeyRetired(IntelpactError):
     """This process holds a signing key that a key rotation made by another process (the
     CLI beside a running ``serve``) retired since it opened the node: it signs nothing
