@@ -14,9 +14,11 @@ at open; a store from before migration 0021) works every version's labels out ag
 before it serves anything: as a version's labels are worked out when it is stored
 (services/publish.py, ``version_labels``), then joined with what each reclassification
 notice applied to it says under the new text (Controls.raises), in batches of
-:data:`BATCH` in ``seq`` order. A version whose markings no longer give a label (a
-national marking-definition whose equivalents the amendment changed no longer checks,
-docs/markings.md), or whose notice's marking no longer does, is closed
+:data:`BATCH` in ``seq`` order. A marking-definition read from the store means its
+originator's level under the new text (``parse_marking(..., stored=True)``: the
+equivalents it lists are those of its day). A version whose markings no longer give a
+label (a caveat or community the amendment dropped, a REL TO party with no equivalent at
+the new row), or whose notice's marking no longer does, is closed
 (``model.labels.closed``): served to no one, released to no one.
 
 Safe if cut short. The store records the text the labels are being worked out under
