@@ -796,3 +796,38 @@ def test_many_ids_denied_at_once_make_one_event_per_originator_and_reason(
     body = json.loads(event.body)
     assert body["kind"] == "deny" and body["reason"] == "no such object"
     assert len(body["objects"]) == 300
+
+
+def test_sampled_events_record_every_one_without_a_record_each(tmp_path: Path) -> None:
+    """A flood (a partner retrying a refused request, a locked-out name) is recorded per
+    key at most once every ``every`` seconds, each record counting what it stands for;
+    what is still counted when the node closes is recorded then: the sum is every one."""
+    from intelpact.services.audit import Sampled
+
+    node = make_node(tmp_path / "n")
+    try:
+        sampled = Sampled(node.audit, "refuse", every=10.0, most=2)
+
+        def records() -> list[dict]:
+            return [json.loads(e.body)
+                    for e in node.store.find_audit(AuditFilter(kinds=("refuse",)))]
+
+        for now in (0.0, 1.0, 2.0, 9.9):
+            sampled.record("NZL", now, party="NZL", reason=f"refused at {now}")
+        assert [(r["reason"], r["refusals"]) for r in records()] == [("refused at 0.0", 1)]
+        sampled.record("NZL", 10.0, party="NZL", reason="refused at 10.0")
+        assert [r["refusals"] for r in records()] == [1, 4]  # itself and the three since
+        sampled.record("AUS", 10.5, party="AUS", reason="refused at 10.5")
+        sampled.record("NZL", 11.0, party="NZL", reason="refused at 11.0")  # counted
+        # a third key is more than ``most``: the keys quiet for 10 s are forgotten, their
+        # counts recorded (none here yet), and the rest keep counting
+        sampled.record("JPN", 30.0, party="JPN", reason="refused at 30.0")
+        assert sorted((r["party"], r["refusals"]) for r in records()[-2:]) == [
+            ("JPN", 1), ("NZL", 1)]  # JPN's, and NZL's count from 11.0, forgotten at 30.0
+        sampled.record("JPN", 31.0, party="JPN", reason="refused at 31.0")
+        sampled.flush()
+        got = records()
+        assert got[-1]["reason"] == "refused at 31.0" and got[-1]["refusals"] == 1
+        assert sum(r["refusals"] for r in got) == 9  # every one of the nine
+    finally:
+        node.close()

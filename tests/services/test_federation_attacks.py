@@ -136,12 +136,19 @@ def test_a_partner_claiming_another_party_is_refused(trio: dict[str, Node]) -> N
                 assert reason in r.json()["description"], (reason, r.json())
     assert jpn.store.released_after("NZL", 0, 10) == []  # AUS's release never went to NZ
     assert not stored(jpn, marking["id"])
+    # every refusal is audited: sampled per partner and what was wrong (a retrying partner
+    # cannot fill the log), each record counting the refusals it stands for
+    jpn.federation.refusals.flush()
     refused = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("refuse",)))]
-    assert sorted((e["party"], e["actor"], e["claimed"], e["request"].split()[0])
-                  for e in refused) == sorted(
-        ("NZL", "NZL", claimed, method)
-        for method in ("GET", "POST") for claimed in ("AUS", "JPN", "AUS"))
-    assert all("client's TLS certificate is NZL's" in e["reason"] for e in refused)
+    assert {(e["party"], e["actor"]) for e in refused} == {("NZL", "NZL")}
+    senders = [e for e in refused if "claimed" in e]
+    assert all("client's TLS certificate is NZL's" in e["reason"] for e in senders)
+    counts: dict[str, int] = {}
+    for e in senders:
+        counts[e["claimed"]] = counts.get(e["claimed"], 0) + e["refusals"]
+    assert counts == {"AUS": 4, "JPN": 2}
+    # the signatures refused (not NZL's pinned key, not verifying, no sender named)
+    assert sum(e["refusals"] for e in refused if "claimed" not in e) == 6
 
 
 def test_every_route_takes_the_sender_from_the_client_certificate(
@@ -149,7 +156,8 @@ def test_every_route_takes_the_sender_from_the_client_certificate(
     """On every route of the federation API, the card and the OpenAPI document included,
     NZL's client naming AUS as the sender is refused for its certificate, before its
     signature or what it carries is looked at; a certificate the listener trusts but no
-    partner's card pins (the node's own) gets nothing either. Each refusal is audited."""
+    partner's card pins (the node's own) gets nothing either. Each refusal is audited
+    (sampled: the records count them all)."""
     from intelpact.interfaces.federation import create_federation_app
 
     jpn, nzl = trio["JPN"], trio["NZL"]
@@ -173,9 +181,12 @@ def test_every_route_takes_the_sender_from_the_client_certificate(
             assert r.status_code == 403, (method, path, r.text)
             assert "is not one a pinned partner's card pins" in r.json()["description"]
         assert client.get(url + "/federation/card").json()["party"] == "JPN"  # from NZL
+    jpn.federation.refusals.flush()  # sampled per partner and reason: every one counted
     refused = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("refuse",)))]
-    assert [e.get("party") for e in refused] == ["NZL", None] * len(routes)
-    assert {e["request"] for e in refused} == {f"{m} {p}" for m, p in routes}
+    assert {e.get("party") for e in refused} == {"NZL", None}
+    for party in ("NZL", None):
+        assert sum(e["refusals"] for e in refused if e.get("party") == party) == len(routes)
+    assert {e["request"] for e in refused} <= {f"{m} {p}" for m, p in routes}
     assert not stored(jpn, "x") and jpn.store.refusals() == []
 
 

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +129,20 @@ class FederationApi:
                                 claimed, peers)
         except SenderRefused as exc:
             log.warning("refused a federation request: %s", exc.message)
-            audit = self.node.audit
-            audit.record(audit.event(
-                "refuse", party=exc.party, actor=exc.party, reason=exc.message,
-                request=f"{request.method} {request.url.path}"[:200], claimed=claimed,
-                tls_fingerprint=exc.fingerprint or None))
+            self._refused(request, exc.party, exc.message, f"sender {claimed}",
+                          claimed=claimed, tls_fingerprint=exc.fingerprint or None)
             raise TaxiiError(403, "Forbidden", exc.message) from None
         return sender, peers[sender]
+
+    def _refused(self, request: Request, party: str | None, reason: str, why: str,
+                 **fields: Any) -> None:
+        """Audit a request refused (``refuse``), sampled per partner and ``why`` (what
+        was wrong, without what varies from one request to the next): the first at once,
+        then at most one record every 10 s saying how many it stands for
+        (services/audit.py, Sampled)."""
+        self.node.federation.refusals.record(
+            f"{party}\0{why}", time.monotonic(), party=party, actor=party, reason=reason,
+            request=f"{request.method} {request.url.path}"[:200], **fields)
 
     def _caller(self, request: Request, body: bytes) -> str:
         """The partner a request comes from (by its TLS certificate), which must have
@@ -145,7 +153,8 @@ class FederationApi:
                                   {sender: peer}, self.node.agreement.content_hash)
         except FederationError as exc:
             log.warning("refused a federation request: %s", exc.message)
-            if isinstance(exc, ClockSkew):  # the sender retries: a clock, not a refusal
+            self._refused(request, sender, exc.message, type(exc).__name__)
+            if isinstance(exc, ClockSkew):  # the sender retries: a clock, not a forgery
                 raise TaxiiError(403, "Forbidden", exc.diagnostics(),
                                  code=ClockSkew.CODE) from None
             raise TaxiiError(403, "Forbidden", exc.message) from None

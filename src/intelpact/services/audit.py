@@ -865,6 +865,57 @@ class AuditLog:
                       getattr(exc, "message", None) or exc)
 
 
+class Sampled:
+    """Events that may come in floods (the refusals of a locked-out name, of a partner's
+    requests): per ``key``, the first is recorded at once, then at most one every
+    ``every`` seconds, each saying how many it stands for (``refusals``: itself and those
+    since the last record, with the fields of the latest). Counts still held when the
+    node closes are recorded then (:meth:`flush`), as are those of keys forgotten to bound
+    memory (more than ``most``). The sum of ``refusals`` is every event: a flood cannot
+    fill the log, and none goes unrecorded."""
+
+    def __init__(self, audit: AuditLog, kind: str, *, every: float = 10.0,
+                 most: int = 10_000) -> None:
+        self.audit, self.kind, self.every, self.most = audit, kind, every, most
+        self._lock = threading.Lock()
+        # key -> (when its last event was recorded, events since not recorded)
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._latest: dict[str, dict[str, Any]] = {}  # the fields each count is about
+
+    def record(self, key: str, now: float, **fields: Any) -> None:
+        """One event under ``key`` at ``now`` (time.monotonic); recorded as the
+        audit log's ``record_served``, or counted."""
+        with self._lock:
+            last, count = self._counts.get(key, (-self.every, 0))
+            if 0 <= now - last < self.every:
+                self._counts[key] = (last, count + 1)
+                self._latest[key] = fields
+                return
+            self._counts[key] = (now, 0)
+            self._latest.pop(key, None)
+            held = self._forget(now) if len(self._counts) > self.most else []
+        self.audit.record_served(self.audit.event(self.kind, **fields, refusals=count + 1),
+                                 *held)
+
+    def _forget(self, now: float) -> list[AuditEvent]:
+        """Under the lock: forget the keys with nothing recorded for ``every`` seconds;
+        returns the counts they still held, as events to record."""
+        out = []
+        for key, (last, count) in list(self._counts.items()):
+            if now - last >= self.every:
+                del self._counts[key]
+                fields = self._latest.pop(key, None)
+                if count and fields is not None:
+                    out.append(self.audit.event(self.kind, **fields, refusals=count))
+        return out
+
+    def flush(self) -> None:
+        """Record every count not recorded yet (the node is closing)."""
+        with self._lock:
+            held = self._forget(float("inf"))
+        self.audit.record(*held)
+
+
 def verify_checkpoint_note(note: str, origin: str,
                            keys: Iterable[LogKey]) -> tuple[int, bytes]:
     """Size and root of a signed checkpoint for ``origin`` under one of ``keys``: a

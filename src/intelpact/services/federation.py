@@ -60,6 +60,7 @@ from .audit import (
     AuditError,
     AuditLog,
     LogKey,
+    Sampled,
     _conflict,
     _Rewritten,
     log_keys,
@@ -423,6 +424,11 @@ class Federation:
         self.store = store
         self.audit = audit
         self._unused_tokens: set[str] = set()  # consent requests whose token is not used
+        # requests the federation listener refused, audited (``refuse``) per partner and
+        # reason at most once every 10 s, each record saying how many it stands for: a
+        # partner retrying a refused request (its courier backs off to 30 s) cannot fill
+        # the log (interfaces/federation.py)
+        self.refusals = Sampled(audit, "refuse")
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}

@@ -600,6 +600,7 @@ class Node:
         self.preparer.close()
         try:
             self.people.flush_refusals()
+            self.federation.refusals.flush()
         finally:
             self.audit.close()
         self.store.close()

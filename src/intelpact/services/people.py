@@ -27,8 +27,8 @@ from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Person, Policy
-from ..store.base import AuditEvent, PersonRecord, Store, timestamp, utc_now
-from .audit import AuditLog, operator
+from ..store.base import PersonRecord, Store, timestamp, utc_now
+from .audit import AuditLog, Sampled, operator
 from .credentials import LoginThrottle, hash_password, new_token, token_digest, verify_password
 
 _CACHE_SECONDS = 60.0
@@ -113,9 +113,9 @@ class People:
         self._verified: dict[str, tuple[float, str, str]] = {}
         self._cache_secret = secrets.token_bytes(32)
         self._lock = threading.Lock()
-        # locked-out key -> (when its last refusal was recorded, refusals since not recorded)
-        self._refused: dict[str, tuple[float, int]] = {}
-        self._refused_as: dict[str, dict[str, Any]] = {}  # the event each count is about
+        # the refusals of a locked-out name or client: at most one record every
+        # RECORD_EVERY seconds, each saying how many it stands for
+        self._refused = Sampled(audit, "login-failure", every=RECORD_EVERY, most=MAX_REFUSING)
 
     def add(self, name: str, *, party: str, clearance: str, caveats: Iterable[str] = (),
             communities: Iterable[str] = (), roles: Iterable[str] = ("analyst",),
@@ -293,38 +293,10 @@ class People:
 
     def _refuse(self, key: str, now: float, **fields: Any) -> None:
         """Audit a login refused because ``key`` is locked out (``fields``: the
-        login-failure event's): the first refusal at once, then at most one record every
-        RECORD_EVERY seconds. Each record says how many refusals it stands for
-        (``refusals``: itself and those since the last record); counts still held when the
-        node closes are recorded then (``flush_refusals``), as are those of keys
-        forgotten to bound memory. The sum of ``refusals`` is every refusal."""
-        with self._lock:
-            last, count = self._refused.get(key, (-RECORD_EVERY, 0))
-            if 0 <= now - last < RECORD_EVERY:
-                self._refused[key] = (last, count + 1)
-                self._refused_as[key] = fields
-                return
-            self._refused[key] = (now, 0)
-            self._refused_as.pop(key, None)
-            held = self._forget_refusals(now) if len(self._refused) > MAX_REFUSING else []
-        self.audit.record_served(
-            self.audit.event("login-failure", **fields, refusals=count + 1),
-            *held)
-
-    def _forget_refusals(self, now: float) -> list[AuditEvent]:
-        """Under the lock: forget the keys with no refusal recorded for RECORD_EVERY
-        seconds; returns the counts they still held, as events to record."""
-        out = []
-        for key, (last, count) in list(self._refused.items()):
-            if now - last >= RECORD_EVERY:
-                del self._refused[key]
-                fields = self._refused_as.pop(key, None)
-                if count and fields is not None:
-                    out.append(self.audit.event("login-failure", **fields, refusals=count))
-        return out
+        login-failure event's), sampled (:class:`Sampled`): the sum of the records'
+        ``refusals`` is every refusal."""
+        self._refused.record(key, now, **fields)
 
     def flush_refusals(self) -> None:
         """Record every count of refusals not recorded yet (the node is closing)."""
-        with self._lock:
-            held = self._forget_refusals(float("inf"))
-        self.audit.record(*held)
+        self._refused.flush()
