@@ -1302,13 +1302,20 @@ def _portions_agreement(c: Any, mark: str, content_hash: str) -> int:
     return int(queued)
 
 
+def _labels_row(c: Any) -> tuple[str | None, str | None] | None:
+    """The labels_agreement row (both dialects): the text the stored labels are under, and
+    the one they are being worked out under (each None when not); None: no row yet."""
+    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 def _labels_current(c: Any, expected: str | None) -> None:
     """Inside the caller's write transaction (both dialects), before it writes labels:
     refused unless the stored labels are under ``expected``, the agreement text this
     process applies (Store.labelled_under; None: not checked)."""
     if expected is None:
         return
-    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    row = _labels_row(c)
     if row is None or row[0] != expected or row[1] is not None:
         now = "none recorded" if row is None else (
             f"being worked out under {row[1]}" if row[1] is not None else f"under {row[0]}")
@@ -1321,7 +1328,7 @@ def _labels_current(c: Any, expected: str | None) -> None:
 
 def _begin_relabel(c: Any, mark: str, content_hash: str) -> tuple[bool, str | None]:
     """Store.begin_relabel inside the caller's write transaction (both dialects)."""
-    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    row = _labels_row(c)
     if row is None:
         c.execute("INSERT INTO labels_agreement (one, content_hash, relabelling) "  # noqa: S608
                   f"VALUES (1, NULL, {mark})", (content_hash,))
@@ -1345,7 +1352,7 @@ def _relabel_versions(c: Any, mark: str, labels: Sequence[tuple[StoredObject, La
     row through the primary key and object by object through the unique index, never a
     statement PostgreSQL's planner could turn into a scan of the table (each statement
     run for all of them at once: psycopg pipelines them, not a round trip each)."""
-    row = c.execute("SELECT content_hash, relabelling FROM labels_agreement").fetchone()
+    row = _labels_row(c)
     if row is not None and row[0] == content_hash and row[1] is None:
         return True  # done by another process meanwhile: the same labels
     if row is None or row[1] != content_hash:
