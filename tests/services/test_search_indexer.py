@@ -146,12 +146,17 @@ def test_a_node_opened_under_another_agreement_labels_the_portions_again(
     under, the node has every version with portions labelled again before it is found."""
     node, pub, cid = _portioned_node(tmp_path / "n")
     assert len(_finds(node, pub, cid, "falcon landing")) == 1
-    assert node.store.portions_agreement("an older text") == 1
+    # the stored labels recorded as under another text, as before an amendment's pin
+    assert node.store.begin_relabel("an older text")[0]
+    assert node.store.relabel_versions([], "an older text", 2**62, lambda: [])
+    node.store.labelled_under = None  # as a tool without a node: the labels' text unchecked
+    node.store.label_portions({r.seq: (None, None) for r in node.store.portions_pending()})
+    assert node.store.portions_pending() == []
     node.close()
     node = Node.open(tmp_path / "n")
     try:
+        assert node.store.labels_agreement() == node.agreement.content_hash
         assert len(node.store.portions_pending()) == 1  # its own agreement's text now
-        assert node.store.portions_agreement(node.agreement.content_hash) == 0
         assert len(_finds(node, node.people.as_person("pub"), cid, "falcon landing")) == 1
     finally:
         node.close()

@@ -1231,6 +1231,15 @@ def _pages(store: Store, cid: str, readable: list[int], text: str,
         cursor = page.next
 
 
+def _relabelled(store: Store, text: str) -> bool:
+    """Record, as a node's relabel does with nothing to change, that the stored labels are
+    under the agreement text ``text``; False when they were under it already."""
+    begun, _ = store.begin_relabel(text)
+    if begun:
+        assert store.relabel_versions([], text, 2**62, lambda: [])
+    return begun
+
+
 def _portion_rows(store: Store) -> list[int]:
     """The versions whose portions the search holds (on SQLite, its text index holds the
     same rows)."""
@@ -1296,14 +1305,17 @@ def test_a_portion_is_searched_by_exactly_the_readers_of_its_label(opener: Opene
     assert _pages(store, "c1", banner, "harbour")[0][0] == [x]
     assert _pages(store, "c1", [*banner, *ids_for(store, PORTION)], "landing")[0][0] == [x]
 
-    # Another agreement: every label is dropped, every version with portions waits again
+    # Labels worked out under another agreement text: every portion's label is dropped
+    # in the transaction that records the text, every version with portions waits again
     seqs = sorted(r.seq for r in waiting)
     assert _portion_rows(store) == seqs
-    assert store.portions_agreement("one") == 4 and _portion_rows(store) == []
-    assert store.portions_agreement("one") == 0
+    assert _relabelled(store, "one") and _portion_rows(store) == []
+    assert len(store.portions_pending()) == 4
     assert _pages(store, "c1", cleared, "kestrel") == [([], False)]
     assert store.label_portions({r.seq: gates[r.seq] for r in store.portions_pending()}) == 4
-    assert store.portions_agreement("two") == 4
+    assert not _relabelled(store, "one")  # under it already: nothing waits
+    assert store.portions_pending() == [] and _portion_rows(store) == seqs
+    assert _relabelled(store, "two") and len(store.portions_pending()) == 4
     store.label_portions({r.seq: gates[r.seq] for r in store.portions_pending()})
     assert _portion_rows(store) == seqs
 
@@ -1316,26 +1328,40 @@ def test_a_portion_is_searched_by_exactly_the_readers_of_its_label(opener: Opene
     store.delete("c1", list(store.labels()), "indicator--00000000-0000-4000-8000-000000000060",
                  ("all",))
     assert len(_portion_rows(store)) == 1 and store.portions_pending() == []
-    assert store.portions_agreement("three") == 1  # only what is held, not recalled
+    assert _relabelled(store, "three")
+    assert len(store.portions_pending()) == 1  # only what is held, not recalled
     assert [r.object_id[-2:] for r in store.portions_pending()] == ["60"]
+
+
+def _execute(store: Store, sql: str) -> None:
+    """Run ``sql`` on ``store``'s database, as a store of an older schema would have."""
+    if isinstance(store, SQLiteStore):
+        store._conn().execute(sql)  # noqa: SLF001
+    else:
+        with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+            c.execute(sql)
+
+
+def _empty_database(backend: str, tmp_path: Path) -> tuple[Any, str]:
+    """The store module of ``backend`` and an empty database of it, for a test to migrate
+    only so far (pg.database_url's hold the current schema)."""
+    import intelpact.store.postgres as pgstore
+    import intelpact.store.sqlite as sqlitestore
+    if backend == "sqlite":
+        return sqlitestore, str(tmp_path / "n.db")
+    server, name = pg.cluster(), f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pgstore, server.url_for(name)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0020_has_the_versions_stored_before_labelled(
         backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store from before 0020 has versions with portions and no labels for them: the
-    first node to open it (Store.portions_agreement, with no agreement kept yet) has them
-    all wait for its labels; a recalled version does not."""
-    import intelpact.store.postgres as pgstore
-    import intelpact.store.sqlite as sqlitestore
-    module: Any = sqlitestore if backend == "sqlite" else pgstore
-    if backend == "sqlite":
-        database = str(tmp_path / "n.db")
-    else:  # an empty database (pg.database_url's hold the current schema)
-        server, name = pg.cluster(), f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        database = server.url_for(name)
+    first node to open it (its relabel, with no agreement text recorded yet: migration
+    0021) has them all wait for its labels; a recalled version does not."""
+    module, database = _empty_database(backend, tmp_path)
     shipped = module.migrations()
     with monkeypatch.context() as m:
         m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < 20])
@@ -1348,22 +1374,55 @@ def test_migration_0020_has_the_versions_stored_before_labelled(
         for sql in ("UPDATE objects SET has_portions = 1 WHERE seq < 3",
                     "UPDATE objects SET recalled = '2026-02-01T00:00:00.000000Z', "
                     "body = '{}' WHERE seq = 2"):  # 2 recalled (its tombstone)
-            if backend == "sqlite":
-                older._conn().execute(sql)  # type: ignore[attr-defined]  # noqa: SLF001
-            else:
-                with older._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
-                    c.execute(sql)
+            _execute(older, sql)
         older.close()
     store = open_store(database)
     try:
-        assert store.schema_version >= 20 and store.portions_pending() == []
-        assert store.portions_agreement("agreement") == 1
+        assert store.schema_version >= 20
+        assert _relabelled(store, "agreement")  # as the first node to open it does
         (waiting,) = store.portions_pending()
         assert waiting.object_id.endswith("01")
         store.label_portions({waiting.seq: (None, PORTION)})
         found = store.query("c1", ids_for(store, LOW, PORTION), Query(text="landing")).rows
         assert [r.object_id for r in found] == [waiting.object_id]
         assert store.query("c1", ids_for(store, LOW), Query(text="landing")).rows == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("portions_under", ["one", "two"])
+def test_migration_0022_keeps_the_portion_labels_only_under_the_stored_labels_text(
+        backend: str, portions_under: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """0022 drops the portions' own record of the agreement text (one record is left,
+    labels_agreement): portion labels kept under the stored labels' text stay; under
+    another, they are dropped and their versions wait to be labelled again."""
+    module, database = _empty_database(backend, tmp_path)
+    shipped = module.migrations()
+    with monkeypatch.context() as m:
+        m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < 22])
+        older = open_store(database)
+        older.add_collection(Collection("c1", "one", "", "intel"))
+        older.add_objects("c1", [_with_portions(n, ["description"], name=f"report {n}",
+                                                description="falcon landing")
+                                 for n in (1, 2)])
+        older.label_portions({r.seq: (None, PORTION) for r in older.portions_pending()})
+        for sql in ("INSERT INTO labels_agreement (one, content_hash) VALUES (1, 'one')",
+                    "INSERT INTO object_portions_agreement (one, content_hash) VALUES "
+                    f"(1, '{portions_under}')"):
+            _execute(older, sql)
+        assert older.portions_pending() == [] and len(_portion_rows(older)) == 2
+        older.close()
+    store = open_store(database)
+    try:
+        assert store.schema_version >= 22 and store.labels_agreement() == "one"
+        if portions_under == "one":  # the same text: kept
+            assert store.portions_pending() == [] and len(_portion_rows(store)) == 2
+        else:
+            assert _portion_rows(store) == [] and len(store.portions_pending()) == 2
+        found = store.query("c1", ids_for(store, LOW, PORTION), Query(text="landing")).rows
+        assert len(found) == (2 if portions_under == "one" else 0)
     finally:
         store.close()
 

@@ -49,7 +49,7 @@ from .federation import (
     MAX_CONSENT_VERSIONS,
     MAX_NAMED,
     FederationError,
-    _HeldConsents,
+    HeldConsents,
     consent_token,
     sign_payload,
     verify_payload,
@@ -353,7 +353,7 @@ class Consents:
         held = self.federation.held_consents()
         return sum(self._release(token, held) for token in held)
 
-    def _release(self, token: ConsentToken, held: _HeldConsents) -> int:
+    def _release(self, token: ConsentToken, held: HeldConsents) -> int:
         """Queue what ``token`` covers for its recipient (the release decision decides,
         with ``held``, the consents held)."""
         fed = self.federation

@@ -387,7 +387,7 @@ def consent_token(signed: Any) -> ConsentToken:
         raise FederationError("the consent token is malformed") from None
 
 
-class _HeldConsents:
+class HeldConsents:
     """This node's consent tokens as a holder, read from the store when a release
     decision first needs one (only a third party's object does), then kept."""
 
@@ -625,7 +625,7 @@ class Federation:
         return peer, queued
 
     # -- consent tokens ---------------------------------------------------------------
-    def held_consents(self) -> _HeldConsents:
+    def held_consents(self) -> HeldConsents:
         """The consent tokens originators gave this node (as a holder) that are valid
         now: read once, when a release decision first needs them."""
 
@@ -649,10 +649,10 @@ class Federation:
                     held.append((token, signed))
             return held
 
-        return _HeldConsents(load)
+        return HeldConsents(load)
 
     def consents_for(self, party: str, rows: Sequence[StoredObject],
-                     held: _HeldConsents | None = None) -> list[dict[str, Any]]:
+                     held: HeldConsents | None = None) -> list[dict[str, Any]]:
         """The signed tokens that let ``rows`` of a third party go to ``party``: they
         travel with the objects, for the recipient to verify."""
         if all(r.originator == self.me.party for r in rows):

@@ -140,12 +140,6 @@ class Node:
         self.controls = Controls(self.federation, self.policy, self.markings, store,
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
-        # the search's portions are labelled under this agreement (again, if the store's
-        # were labelled under another: an amendment pinned since, or none yet)
-        queued = store.portions_agreement(self.agreement.content_hash)
-        if queued:
-            log.info("%d stored versions with portions are labelled again for the search "
-                     "under agreement %s", queued, self.agreement.content_hash)
         self.indexer = SearchIndexer(store, portions=self.label_portions)  # started by `serve`
         self._record_unrecorded_pin()
         try:  # every stored version's labels under this agreement, before anything is served

@@ -21,14 +21,16 @@ label (a caveat or community the amendment dropped, a REL TO party with no equiv
 the new row), or whose notice's marking no longer does, is closed
 (``model.labels.closed``): served to no one, released to no one.
 
-Safe if cut short. The store records the text the labels are being worked out under
-from the start (Store.begin_relabel: from then on a process under another text writes
-no label), each batch is one transaction, and the last one records the new text with
-the ``relabel-agreement`` event (its counts and both hashes): until then the node works
-them all out again when it next opens. Every version is under the old text's label or
-the new one's at any moment, never lower than both. Labels are never changed in place:
-a version points at another label row, so the label ids readers were given and each
-process's cache of labels stay true.
+Safe if cut short. The store records the text the labels are being worked out under from
+the start (Store.begin_relabel: from then on a process under another text writes no
+label), each batch is one transaction, and the last one records the new text with the
+``relabel-agreement`` event (its counts and both hashes): until then the node works them
+all out again when it next opens. That transaction also has every version with portions
+wait for the labels that gate the search in its portions (Store.portions_pending: worked
+out again, under the new text, by the indexer or the next search with text). Every
+version is under the old text's label or the new one's at any moment, never lower than
+both. Labels are never changed in place: a version points at another label row, so the
+label ids readers were given and each process's cache of labels stay true.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Relabelled:
     changed: int = 0  # whose base or banner label changed
     reclassified: int = 0  # joined with a reclassification notice's marking
     unlabelled: int = 0  # closed: their markings (or a notice's) no longer give a label
+    portions: int = 0  # with portions: their search labels are worked out again
     examples: list[str] = field(default_factory=list)  # a few of those, with the reason
 
 
@@ -105,6 +108,7 @@ class Relabeller:
                             self.policy.agreement.version, new, old or "a text not recorded")
             upto = rows[-1].seq if rows else after
             labels = self._batch(rows, raises, done)
+            done.portions += sum(row.has_portions for row in rows)
             if self.store.relabel_versions(labels, new, upto,
                                            lambda: self._event(old, new, done)):
                 break
@@ -116,6 +120,9 @@ class Relabeller:
             log.warning("%d stored versions worked out again under agreement %s: %d "
                         "changed, %d joined with a reclassification, %d closed",
                         done.versions, new, done.changed, done.reclassified, done.unlabelled)
+        if done.portions:
+            log.info("%d stored versions with portions wait for their search labels under "
+                     "%s", done.portions, new)
         if done.unlabelled:
             log.warning("%d stored versions are closed (served to no one, released to no "
                         "one): their markings no longer give a label under %s; their "
@@ -179,4 +186,5 @@ class Relabeller:
         return [self.audit.event(
             "relabel-agreement", actor=operator(), agreement=self.policy.agreement.id,
             old_hash=old, new_hash=new, versions=done.versions, changed=done.changed,
-            reclassified=done.reclassified, unlabelled=done.unlabelled)]
+            reclassified=done.reclassified, unlabelled=done.unlabelled,
+            portions=done.portions)]

@@ -576,8 +576,8 @@ class Store(abc.ABC):
     def portions_pending(self, limit: int = 1000) -> list[StoredObject]:
         """Up to ``limit`` stored versions (oldest first) whose portions' labels the
         search does not have yet: those stored with portions since the node last gave
-        them (:meth:`label_portions`), and all of them after :meth:`portions_agreement`
-        found another agreement."""
+        them (:meth:`label_portions`), and all of them after the stored labels were worked
+        out under another agreement text (:meth:`relabel_versions`)."""
 
     @abc.abstractmethod
     def label_portions(self, gates: Mapping[int, tuple[Label | None, Label | None]]) -> int:
@@ -586,13 +586,6 @@ class Store(abc.ABC):
         has no portion the search looks in), in one transaction, and stop waiting for it.
         A version no longer waiting (recalled meanwhile, or given by another thread) is
         left as it is. Returns how many were kept."""
-
-    @abc.abstractmethod
-    def portions_agreement(self, content_hash: str) -> int:
-        """The portions' labels are worked out under the agreement of ``content_hash``: if
-        those kept were under another (or none: a store from before migration 0020), they
-        are dropped and every version with portions waits again, in one transaction.
-        Returns how many wait because of it (0: the agreement is the same)."""
 
     # The agreement text the stored labels are under (migration 0021, services/relabel.py):
     # a version's labels are worked out from its markings under the text in force when it
@@ -626,15 +619,17 @@ class Store(abc.ABC):
     def relabel_versions(self, labels: Sequence[tuple[StoredObject, Label, Label]],
                          content_hash: str, upto: int,
                          audit: Callable[[], Sequence[AuditEvent]]) -> bool:
-        """In one transaction: give each version of ``labels`` (as :meth:`versions_after`
-        read it; one recalled since is left) its (base, banner) labels, worked out under
-        the text of ``content_hash`` (:meth:`begin_relabel`), and work out again which
-        versions of their objects are superseded; then, if no version (not recalled) has
-        a ``seq`` above ``upto``, record that the stored labels are under that text and
-        append the events ``audit`` makes. Returns whether it recorded so (or found it
-        recorded by another process: nothing is written then). Raises
-        :class:`StoreError` when the labels are not being worked out under that text
-        (another process began a relabel under another one)."""
+        """In one transaction: give each version of ``labels`` (as
+        :meth:`versions_after` read it; one recalled since is left) its (base, banner)
+        labels, worked out under the text of ``content_hash`` (:meth:`begin_relabel`),
+        and work out again which versions of their objects are superseded; then, if no
+        version (not recalled) has a ``seq`` above ``upto``, record that the stored
+        labels are under that text, have every version with portions wait for its
+        portions' labels again (:meth:`portions_pending`), and append the events
+        ``audit`` makes. Returns whether it recorded so (or found it recorded by another
+        process: nothing is written then). Raises :class:`StoreError` when the labels
+        are not being worked out under that text (another process began a relabel under
+        another one)."""
 
     def held(self, object_ids: Sequence[str],
              versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:

@@ -110,7 +110,6 @@ from .sqlite import (
     _partner_checkpoints,
     _pending_portions,
     _person,
-    _portions_agreement,
     _purge,
     _queue_cited,
     _queue_portions,
@@ -529,13 +528,6 @@ class PostgresStore(Store):
                                    lambda label: self._label_id(c, label, pending))
         self._load_labels()
         return kept
-
-    def portions_agreement(self, content_hash: str) -> int:
-        kept = self._one("SELECT content_hash FROM object_portions_agreement")
-        if kept is not None and kept[0] == content_hash:
-            return 0  # the same: no write lock taken
-        with self._write() as c:
-            return _portions_agreement(c.cursor(), "%s", content_hash)
 
     def labels_agreement(self) -> str | None:
         row = self._one("SELECT content_hash FROM labels_agreement WHERE relabelling IS NULL")

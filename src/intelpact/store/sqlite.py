@@ -485,13 +485,6 @@ class SQLiteStore(Store):
         self._load_labels()
         return kept
 
-    def portions_agreement(self, content_hash: str) -> int:
-        kept = self._conn().execute("SELECT content_hash FROM object_portions_agreement").fetchone()
-        if kept is not None and kept[0] == content_hash:
-            return 0  # the same: no write lock taken
-        with self._write() as c:
-            return _portions_agreement(c, "?", content_hash)
-
     def labels_agreement(self) -> str | None:
         row = self._conn().execute("SELECT content_hash FROM labels_agreement WHERE "
                                    "relabelling IS NULL").fetchone()
@@ -1287,19 +1280,14 @@ def _label_portions(c: Any, mark: str, gates: Mapping[int, tuple[Label | None, L
     return kept
 
 
-def _portions_agreement(c: Any, mark: str, content_hash: str) -> int:
-    """Store.portions_agreement inside the caller's write transaction (both dialects)."""
-    row = c.execute("SELECT content_hash FROM object_portions_agreement").fetchone()
-    if row is not None and row[0] == content_hash:
-        return 0
+def _portions_again(c: Any) -> None:
+    """Inside the relabel's last transaction (both dialects): the portions' labels kept are
+    dropped and every version with portions (not recalled) waits for them again
+    (Store.portions_pending), to be worked out under the text being recorded."""
     c.execute("DELETE FROM object_portions")
     c.execute("DELETE FROM object_portions_pending")
-    queued = c.execute("INSERT INTO object_portions_pending (seq) SELECT seq FROM objects "
-                       "WHERE has_portions <> 0 AND recalled IS NULL").rowcount
-    c.execute("DELETE FROM object_portions_agreement")
-    c.execute(f"INSERT INTO object_portions_agreement (one, content_hash) VALUES (1, {mark})",  # noqa: S608
-              (content_hash,))
-    return int(queued)
+    c.execute("INSERT INTO object_portions_pending (seq) SELECT seq FROM objects "
+              "WHERE has_portions <> 0 AND recalled IS NULL")
 
 
 def _labels_row(c: Any) -> tuple[str | None, str | None] | None:
@@ -1371,6 +1359,7 @@ def _relabel_versions(c: Any, mark: str, labels: Sequence[tuple[StoredObject, La
     if c.execute(f"SELECT 1 FROM objects WHERE seq > {mark} AND recalled IS NULL "  # noqa: S608
                  "LIMIT 1", (upto,)).fetchone() is not None:
         return False  # stored since it was read: worked out before the text is recorded
+    _portions_again(c)
     c.execute(f"UPDATE labels_agreement SET content_hash = {mark}, relabelling = NULL",  # noqa: S608
               (content_hash,))
     _append_audit(c, audit(), mark)
