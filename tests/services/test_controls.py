@@ -466,13 +466,115 @@ def test_a_recall_is_confirmed_only_by_the_holder_s_answer_to_it(
         assert recall.destroyed and answer["in_reply_to"] == recall.notice_id
         assert [parse_timestamp(v) for v, _ in answer["destroyed"]] == [
             parse_timestamp(newer["modified"])]
-        # recalled again: NZL answers that it destroyed nothing more, and the first
-        # answer's confirmation stays (nothing more went to NZL after the first recall)
-        assert jpn.controls.recall(officer, obj["id"], reason="again") == ["NZL"]
+
+
+def test_a_recall_made_again_is_confirmed_by_the_answer_to_it(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: recalling an object again from the same holder kept the confirmation
+    of the first recall, so the new one showed confirmed before the holder had heard of
+    it. ``recalls`` shows the latest recall, unconfirmed until the answer to it comes (an
+    answer to the earlier one confirms nothing more); the holder, having destroyed
+    everything answering the first, answers with what it destroyed before, which
+    confirms it. Both recalls stay in the notices and the audit log."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    obj = publish(jpn, "recalled twice", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.controls.recall(officer, obj["id"], reason="first")
         assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1
+        (first,) = jpn.controls.recalls()
+        assert first.destroyed
+        late = json.loads(first.receipt or "{}")
+        assert jpn.controls.recall(officer, obj["id"], reason="again") == ["NZL"]
         (again,) = jpn.controls.recalls()
-        assert again.notice_id != recall.notice_id and again.reason == "again"
-        assert (again.destroyed, again.receipt) == (recall.destroyed, recall.receipt)
+        assert again.notice_id != first.notice_id and again.reason == "again"
+        assert again.destroyed is None and again.receipt is None and again.unconfirmed is None
+        # the first recall's answer, sent again under a new id, does not confirm this one
+        _, resent = nzl.controls._notice("destroyed", "JPN", {
+            k: v for k, v in late["notice"].items()
+            if k in ("object_id", "in_reply_to", "destroyed")})
+        jpn.controls.receive("NZL", resent)
+        assert jpn.controls.recalls()[0].destroyed is None
+        assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1
+    (again,) = jpn.controls.recalls()
+    answer = json.loads(again.receipt or "{}")["notice"]
+    assert again.destroyed and answer["in_reply_to"] == again.notice_id
+    assert answer["destroyed"] == []
+    assert [parse_timestamp(v) for v, _ in answer["destroyed_earlier"]] == [
+        parse_timestamp(obj["modified"])]
+    sent = [n.notice_id for n in jpn.store.notices() if n.kind == "recall"]
+    assert sent == [first.notice_id, again.notice_id]
+    assert len(jpn.audit.find(AuditFilter(kinds=("recall",), object_id=obj["id"]))) == 2
+
+
+def test_a_recall_of_what_the_holder_destroyed_before_is_confirmed_by_its_tombstones(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a holder that had destroyed every version already (here when JPN
+    withdrew the object, reclassified for Japan's eyes only) answered a recall naming
+    nothing, and the recall was never confirmed. Its answer names, apart, what it
+    destroyed before (its tombstones' versions and hashes): that accounts for every
+    version that went to it, so it confirms the recall."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "withdrawn, then recalled", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
+                                collection_id=cid, reason="for Japan only")
+        assert deliver(jpn, "NZL") == 1 and seen(nzl, obj["id"]) == []
+        assert deliver(nzl, "JPN") == 1  # the reclassification's confirmation
+        assert jpn.controls.recall(officer, obj["id"], reason="at risk") == ["NZL"]
+        assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1
+    (record,) = jpn.controls.recalls()
+    assert record.destroyed and record.unconfirmed is None, record
+    answer = json.loads(record.receipt or "{}")["notice"]
+    assert nzl.store.held([obj["id"]]) == [] and answer["destroyed"] == []
+    assert [parse_timestamp(v) for v, _ in answer["destroyed_earlier"]] == [
+        parse_timestamp(obj["modified"])]
+    (delivered,) = [d for d in jpn.store.disseminations() if d.object_id == obj["id"]]
+    assert answer["destroyed_earlier"][0][1] == delivered.body_hash
+    listed = CliRunner(env={"COLUMNS": "400"}).invoke(main, ["recalls", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and "destroyed (receipt" in listed.output, listed.output
+
+
+def test_a_push_that_read_its_rows_before_the_recall_brings_nothing_more_to_the_holder(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a push reads the outbox, then sends. JPN's push read a newer version
+    for NZL; the recall was recorded, delivered and answered before the push sent it, and
+    NZL stored the newer version after answering: it held the recalled object, the
+    recall confirmed. A holder takes nothing more of an object its originator recalled
+    from it (whoever sends it): the version is refused, not acknowledged, so it is not in
+    JPN's dissemination record either, and the recall stays confirmed truly."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    obj = publish(jpn, "recalled while a push is under way", "秘", ("NZL",))
+    newer = {k: v for k, v in obj.items() if k != "extensions"}
+    newer.update(modified="2030-01-01T00:00:00.000Z", name="sent after the recall")
+    real = type(jpn.federation).outgoing
+
+    def recalled_meanwhile(fed: Any, party: str, entries: Any, *args: Any, **kw: Any) -> Any:
+        # the push has read its rows: now the recall is recorded, applied and answered
+        if any(row.object_id == obj["id"] for _, row in entries):
+            monkeypatch.setattr(type(jpn.federation), "outgoing", real)
+            jpn.controls.recall(officer, obj["id"], reason="at risk")
+            assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1
+        return real(fed, party, entries, *args, **kw)
+
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.publisher.publish(officer.person, jpn.default_collection().collection_id,
+                              [newer], marking=MarkingRequest("秘", ("NZL",)))
+        monkeypatch.setattr(type(jpn.federation), "outgoing", recalled_meanwhile)
+        assert push(jpn, "NZL") == 0  # sent, and refused
+    assert seen(nzl, obj["id"]) == []
+    (refused,) = nzl.store.find_audit(AuditFilter(kinds=("refuse",), party="JPN"))
+    assert "JPN recalled" in json.loads(refused.body)["reason"]
+    assert [parse_timestamp(d.version) for d in jpn.store.disseminations()
+            if d.object_id == obj["id"]] == [parse_timestamp(obj["modified"])]
+    (record,) = jpn.controls.recalls()
+    assert record.destroyed and record.unconfirmed is None
 
 
 def test_a_destruction_receipt_confirms_no_recall_it_does_not_answer(
@@ -510,6 +612,55 @@ def test_a_destruction_receipt_confirms_no_recall_it_does_not_answer(
         "answered, naming nothing destroyed: not confirmed") == 1, listed.output
     answer(notice_of[recalled["id"]], destroyed)
     assert [r.object_id for r in jpn.controls.recalls() if r.destroyed] == [recalled["id"]]
+
+
+def test_a_recall_answer_that_does_not_account_for_what_went_to_the_holder_confirms_nothing(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: an answer to a recall that named any version destroyed confirmed it,
+    though the dissemination record said more had gone to the holder. It confirms the
+    recall only if it accounts (by body hash, destroyed now or before) for every version
+    that went there; otherwise ``recalls`` says what it does not account for, and an
+    answer saying the holder never held anything is shown as that discrepancy."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    obj = publish(jpn, "two versions", "秘", ("NZL",))
+    newer = {k: v for k, v in obj.items() if k != "extensions"}
+    newer.update(modified="2030-01-01T00:00:00.000Z", name="the second")
+    jpn.publisher.publish(officer.person, jpn.default_collection().collection_id, [newer],
+                          marking=MarkingRequest("秘", ("NZL",)))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    jpn.controls.recall(officer, obj["id"], reason="at risk")
+    (recall,) = jpn.controls.recalls()
+    one, two = ([r.version, r.body_hash] for r in sorted(nzl.store.held([obj["id"]]),
+                                                          key=lambda r: r.version))
+
+    def answer(destroyed: list[list[str]], earlier: list[list[str]]) -> str | None:
+        """Why the answer does not confirm the recall (None: it does)."""
+        _, signed = nzl.controls._notice("destroyed", "JPN", {
+            "object_id": obj["id"], "in_reply_to": recall.notice_id, "destroyed": destroyed,
+            "destroyed_earlier": earlier})
+        jpn.controls.receive("NZL", signed)
+        (record,) = jpn.controls.recalls()
+        return None if record.destroyed is not None else record.unconfirmed or "?"
+
+    assert answer([one], []) == (
+        "its answer does not account for 1 version(s) the dissemination record says went "
+        f"to it: {two[0]} (acknowledged by its signed receipt)")
+    listed = CliRunner(env={"COLUMNS": "400"}).invoke(main, ["recalls", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and "its signed receipt): not confirmed" in listed.output, \
+        listed.output
+    assert answer([], []) == (
+        "answered that it holds and held nothing of the object, though the dissemination "
+        f"record says 2 version(s) went to it: {one[0]}, {two[0]} (acknowledged by its "
+        "signed receipt)")
+    assert answer([], [["2026-01-01T00:00:00.000Z", "0" * 64]]) is not None  # not ours
+    assert answer([two], [one]) is None  # every version: destroyed now or before
+    (record,) = jpn.controls.recalls()
+    assert record.destroyed and record.unconfirmed is None
+    assert recall.notice_id in (record.receipt or "")
+    with pytest.raises(ControlError, match="'destroyed_earlier' must be a list of"):
+        answer([two], "everything")  # type: ignore[arg-type]
 
 
 def _notice(sender: Node, receiver: Node, signed: dict) -> Any:

@@ -941,6 +941,46 @@ def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     assert recall.party == "NZL" and recall.reason == "why" and recall.destroyed is None
 
 
+def test_nothing_more_of_an_object_recalled_from_here_is_stored(store: Store) -> None:
+    """Once its originator's recall is kept here, no version of the object is stored
+    (whoever sends it): "recalled", in its place in the batch; other objects go in."""
+    from intelpact.store.base import Notice
+
+    recalled = obj(1).object_id
+    store.add_notice(Notice("r-1", "in", str(LOW.originator), "recall", recalled, "{}", "t"))
+    batch = [obj(2), obj(1, "2026-02-01T00:00:00Z"), obj(3), obj(1, "2026-03-01T00:00:00Z")]
+    results = store.add_objects("c1", batch)
+    assert [r.outcome for r in results] == ["added", "recalled", "added", "recalled"]
+    assert "recalled" in results[1].message and results[1].object_id == recalled
+    assert store.held([recalled]) == []
+
+
+def test_migration_0023_keeps_the_answers_that_named_nothing(opener: Opener) -> None:
+    """Answers to a recall kept before migration 0023 that named nothing destroyed are
+    shown as such after it (its column and index dropped, then opened again); one that
+    named something, or answered no recall, is not."""
+    from intelpact.store.base import Notice
+
+    store = opener()
+    for n, named in ((1, []), (2, [["2026-01-01T00:00:00.000000Z", "h"]]), (3, [])):
+        oid = obj(n).object_id
+        store.add_notice(Notice(f"r-{n}", "out", "NZL", "recall", oid, "{}", "t1"),
+                         recall_reason="why")
+        answer = {"notice": {"destroyed": named, "in_reply_to": f"r-{n}" if n < 3 else None,
+                             "kind": "destroyed", "object_id": oid}}
+        store.add_notice(Notice(f"d-{n}", "in", "NZL", "destroyed", oid,
+                                json.dumps(answer, separators=(",", ":"), sort_keys=True),
+                                "t2"))
+    _undo(store, ["DROP INDEX notices_recalled_here",
+                  "ALTER TABLE recalls DROP COLUMN unconfirmed",
+                  "DELETE FROM schema_migrations WHERE version = 23"])
+    store.close()
+    again = opener()
+    assert again.schema_version == migrations()[-1][0]
+    assert [r.unconfirmed for r in sorted(again.recalls(), key=lambda r: r.object_id)] == [
+        "answered, naming nothing destroyed", None, None]
+
+
 def test_console_sessions_are_shared_expire_in_the_query_and_end(opener: Opener) -> None:
     """Kept by digest (never the token), found by every opener of the database (another
     process), not found once idle, touched only forward, and ended by log-out,

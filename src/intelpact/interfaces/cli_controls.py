@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,13 +74,8 @@ def recalls(node_dir: Path) -> None:
     """What this node recalled, from whom, and who has confirmed destruction."""
     node = Node.open(node_dir)
     rows = node.controls.recalls()
-    notices = node.store.notices()
+    sent = {n.notice_id: n for n in node.store.notices()}
     node.close()
-    sent = {n.notice_id: n for n in notices}
-    # the holders' answers to a recall that name nothing destroyed (they confirm nothing)
-    empty = {(n.party, n.object_id, body.get("in_reply_to")) for n in notices
-             if n.direction == "in" and n.kind == "destroyed"
-             and not (body := json.loads(n.body)["notice"]).get("destroyed")}
     if not rows:
         out.print("No recalls.")
         return
@@ -90,8 +84,8 @@ def recalls(node_dir: Path) -> None:
         notice = sent.get(r.notice_id)
         if r.destroyed:
             status = f"destroyed (receipt {r.destroyed})"
-        elif (r.party, r.object_id, r.notice_id) in empty:
-            status = "answered, naming nothing destroyed: not confirmed"
+        elif r.unconfirmed:  # answered, but its answer does not confirm it
+            status = f"{r.unconfirmed}: not confirmed"
         elif notice is not None and notice.delivered:
             status = "delivered; awaiting the destruction receipt"
         else:

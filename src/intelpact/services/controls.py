@@ -12,9 +12,12 @@ notice once (notices are kept by id) and answers with a signed receipt.
 - **recall**: the holder purges every version's content, keeping a tombstone (id,
   version, markings, the hash of what was destroyed) that no query serves; drops what
   it had queued onward; and answers with a signed **destroyed** notice (``in_reply_to``
-  the recall) listing the versions and hashes destroyed, which the originator records
-  beside the recall as its confirmation — that answer only, if it names any. From the
-  recall on, the originator releases nothing more of that object to that party.
+  the recall) listing the versions and hashes destroyed, and apart those it destroyed
+  before (its tombstones). The originator records it beside the recall as its
+  confirmation — the answer to the latest recall only, if it accounts for every version
+  the dissemination record says went to the holder — or why not. From the recall on,
+  the originator releases nothing more of that object to that party, and the holder
+  stores nothing more of it.
 - **reclassify**: the originator publishes a new version under the new marking (the
   publish path: validated, signed, the publisher's clearance checked) and tells every
   holder of earlier versions, with the new marking-definition and the new version. A
@@ -36,10 +39,11 @@ from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
-from ..model.echo import shown, too_many
+from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
+    Dissemination,
     Notice,
     Query,
     RecallRecord,
@@ -194,7 +198,7 @@ class Controls:
                     self.audit.event("destroy", party=origin, originator=origin,
                                      objects=[(r.object_id, r.version) for r in rows],
                                      reason=reason, direction="out")],
-                notices=lambda rows, origin=originator, oid=object_id: [  # type: ignore[misc]
+                notices=lambda rows, _, origin=originator, oid=object_id: [  # type: ignore[misc]
                     self._confirmation(origin, oid, rows, None, reason=reason)])
         return len(held)
 
@@ -351,8 +355,12 @@ class Controls:
                 self.audit.event("destroy", party=sender, originator=sender,
                                  objects=[(object_id, r.version) for r in rows],
                                  reason=why, notice=notice["id"], direction="out")],
-            notices=lambda rows: [stored, self._confirmation(sender, object_id, rows,
-                                                             notice["id"])],
+            # a recall's answer also says what was destroyed here before (tombstones): a
+            # holder that held nothing more by then still accounts for what it was given
+            notices=lambda rows, earlier: [stored, self._confirmation(
+                sender, object_id, rows, notice["id"],
+                **({"destroyed_earlier": _pairs(earlier, but=rows)} if kind == "recall"
+                   else {}))],
             versions=versions)
 
     def _confirmation(self, originator: str, object_id: str, rows: Sequence[StoredObject],
@@ -361,7 +369,7 @@ class Controls:
         ``object_id`` were destroyed here (``rows``, as they were)."""
         notice_id, signed = self._notice("destroyed", originator, {
             "object_id": object_id, "in_reply_to": in_reply_to, **more,
-            "destroyed": [[r.version, r.body_hash] for r in rows]})
+            "destroyed": _pairs(rows)})
         return Notice(notice_id, "out", originator, "destroyed", object_id, canonical(signed),
                       timestamp(utc_now()))
 
@@ -378,31 +386,34 @@ class Controls:
         if ours and ours[0].originator != self.party:
             raise ControlError(f"{shown(object_id)} is not ours: a destruction receipt for "
                                "it is not for us")
-        destroyed = notice.get("destroyed")
-        if not isinstance(destroyed, list) or not all(
-                isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
-                for v in destroyed):
-            raise ControlError("the destruction receipt is malformed: 'destroyed' must be a "
-                               "list of [version, body hash] pairs of strings")
-        problem = too_many("versions", [v for v, _ in destroyed], MAX_NAMED)
+        # what it destroyed answering, and (a recall's answer, from nodes that say it)
+        # what it had destroyed before: each a list of [version, body hash] pairs
+        destroyed, earlier = _named(notice, "destroyed"), _named(notice, "destroyed_earlier")
+        problem = too_many("versions", [v for v, _ in destroyed + earlier], MAX_NAMED)
         if problem is not None:
             raise ControlError(f"the destruction receipt names {problem} receipt")
         answers = notice.get("in_reply_to")
         if answers is not None and not isinstance(answers, str):
             raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
                                "the id of the notice it answers, or null")
+        more: dict[str, Any] = {"earlier": [[object_id, v] for v, _ in earlier]} \
+            if earlier else {}
         event = self.audit.event("destroy", party=sender, actor=sender,
                                  originator=self.party,
                                  objects=[(object_id, version) for version, _ in destroyed],
-                                 notice=notice["id"], direction="in")
-        # Only the holder's answer to a recall (the store checks that ``answers`` is a
-        # recall of this object sent to ``sender``) that destroyed something confirms it:
-        # it destroyed every version it held then, and nothing more went to it after the
-        # recall. A reclassification's purge destroys only the older versions, the
-        # agreement's end answers nothing, and an empty list says nothing was destroyed.
-        # Kept, recorded and the recall marked destroyed in one transaction: a crash
-        # between them left the recall unconfirmed for good (a resent receipt is kept).
-        self.store.add_notice(stored, confirms=answers if destroyed else None, audit=[event])
+                                 notice=notice["id"], direction="in", **more)
+        # Only the holder's answer to the latest recall of this object from it (the store
+        # checks ``answers``) confirms it, and only if it accounts for every version the
+        # dissemination record says went to the holder, destroyed answering or before: it
+        # destroyed every version it held then, and nothing more went to it after the
+        # recall. A reclassification's purge destroys only the older versions and the
+        # agreement's end answers nothing. Kept, recorded and the recall marked in one
+        # transaction: a crash between them left the recall unconfirmed for good (a
+        # resent receipt is kept).
+        self.store.add_notice(
+            stored, confirms=answers, audit=[event],
+            accounted=lambda delivered: _unaccounted(delivered, destroyed, earlier,
+                                                     "destroyed_earlier" in notice))
 
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
@@ -555,6 +566,54 @@ def _tombstone(when: str) -> Any:
             stone["object_marking_refs"] = old["object_marking_refs"]
         return json.dumps(stone, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return make
+
+
+def _named(notice: Mapping[str, Any], field: str) -> list[tuple[str, str]]:
+    """The [version, body hash] pairs a destroyed notice names in ``field`` (what it
+    destroyed; ``destroyed_earlier``, absent from older nodes' notices: what it had
+    destroyed before); refused with the reason unless it is a list of them."""
+    pairs = notice.get(field, None if field == "destroyed" else [])
+    if not isinstance(pairs, list) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+            for v in pairs):
+        raise ControlError(f"the destruction receipt is malformed: '{field}' must be a list "
+                           "of [version, body hash] pairs of strings")
+    return [(v, h) for v, h in pairs]
+
+
+def _pairs(rows: Sequence[StoredObject], but: Sequence[StoredObject] = ()) -> list[list[str]]:
+    """[version, body hash] of each version of ``rows`` (once: a version may be stored in
+    two collections) that is not in ``but``."""
+    skip = {(r.version, r.body_hash) for r in but}
+    return [[v, h] for v, h in dict.fromkeys((r.version, r.body_hash) for r in rows)
+            if (v, h) not in skip]
+
+
+def _unaccounted(delivered: Sequence[Dissemination],
+                 destroyed: Sequence[tuple[str, str]], earlier: Sequence[tuple[str, str]],
+                 says_earlier: bool) -> str | None:
+    """Why a holder's answer to a recall, naming ``destroyed`` (now) and ``earlier`` (its
+    tombstones; ``says_earlier``: the answer has that field, older nodes' do not), does
+    not confirm it, given what the dissemination record says went to the holder
+    (``delivered``); None when it confirms it: it names something, and every version
+    delivered, by its body hash."""
+    named = {h for _, h in [*destroyed, *earlier]}
+    missing = [d for d in delivered if d.body_hash not in named]
+    signed = sum(d.receipt_id is not None for d in missing)
+    what = f"{first([d.version for d in missing], cut=False)} (" + (
+        "acknowledged by its signed receipt" if signed == len(missing) else
+        "pulled, with no receipt" if not signed else
+        f"{signed:,} acknowledged by its signed receipt, the others pulled") + ")"
+    if not named:
+        if not says_earlier:  # an older node: it cannot say what it destroyed before
+            return "answered, naming nothing destroyed"
+        return ("answered that it holds and held nothing of the object" +
+                (f", though the dissemination record says {len(missing):,} version(s) went "
+                 f"to it: {what}" if missing else ""))
+    if missing:
+        return (f"its answer does not account for {len(missing):,} version(s) the "
+                f"dissemination record says went to it: {what}")
+    return None
 
 
 def _later(version: str) -> str:

@@ -858,7 +858,7 @@ class Federation:
                                      f"{exc.message}; send again") for n in batch]
             else:
                 for (new, _), added in zip(pending, stored, strict=True):
-                    ok = added.outcome != "conflict"
+                    ok = added.outcome in ("added", "exists")
                     results.append(Received(new.object_id, added.version, ok, added.message,
                                             new.body_hash if ok else ""))
         when = timestamp(utc_now())

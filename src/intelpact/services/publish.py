@@ -496,7 +496,7 @@ class _Run:
             for r in results:
                 message = _unreadable(r.object_id) if (r.object_id, r.version) in unreadable \
                     else r.message
-                self.stored.append(Outcome(r.object_id, r.version, r.outcome != "conflict",
+                self.stored.append(Outcome(r.object_id, r.version, r.outcome in ("added", "exists"),
                                            message))
             if self.progress is not None:
                 self.progress(len(chunk))

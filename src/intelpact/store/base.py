@@ -216,7 +216,7 @@ class StoredObject:
 class AddResult:
     object_id: str
     version: str
-    outcome: str  # "added", "exists" or "conflict"
+    outcome: str  # "added", "exists", "conflict" or "recalled" (its originator recalled it)
     message: str
 
 
@@ -486,8 +486,11 @@ class RecallRecord:
     notice_id: str
     reason: str
     issued: str
-    destroyed: str | None
-    receipt: str | None
+    destroyed: str | None  # when the holder's answer to this recall confirmed it
+    receipt: str | None  # that answer, the signed destroyed notice
+    # why the holder's latest answer to this recall did not confirm it (None: not
+    # answered yet, or confirmed)
+    unconfirmed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -552,6 +555,8 @@ class Store(abc.ABC):
         newly added object, preceded by one for each stored marking-definition it cites
         (``NewObject.marking_refs``) not yet queued for that party, and the audit events
         ``audit`` makes of the results. Returns one result per object, in order. A
+        version of an object its originator recalled from this node (an incoming recall
+        notice kept) is not stored: "recalled". A
         marking-definition whose id holds a different body already raises
         :class:`MarkingConflict`: nothing of the batch is stored."""
 
@@ -983,16 +988,20 @@ class Store(abc.ABC):
     # originator controls --------------------------------------------------------------
     @abc.abstractmethod
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
+                   confirms: str | None = None,
+                   accounted: Callable[[Sequence[Dissemination]], str | None] | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
         """Keep a notice (False, and nothing changed, if its id is kept already), with its
         audit events, in one transaction. An outgoing recall (``recall_reason``) also
-        records the recall (again: the latest notice and reason, a confirmation kept), and
-        from then on nothing of that object goes to that party (pending, pulled). An
-        incoming destruction receipt that answers a recall (``confirms``: the id of the
-        notice it answers) also marks the recall of its object from its party destroyed
-        (``recalls``: when, and the notice as its receipt), if that notice is a recall of
-        that object this node sent that party; whether it names anything destroyed is
-        the caller's to check."""
+        records the recall — recalled again, the latest notice and reason, its
+        confirmation cleared: ``recalls`` shows the latest recall, which only its own
+        answer confirms — and from then on nothing of that object goes to that party
+        (pending, pulled). An incoming answer to a recall (``confirms``: the id of the
+        notice it answers), if that notice is the latest recall of its object from its
+        party: ``accounted`` is given the dissemination record of that object to that
+        party, read in the transaction, and returns why the answer does not confirm the
+        recall (None: it does, or no ``accounted``); the recall is then marked destroyed
+        (when, and the notice as its receipt) or unconfirmed with that reason."""
 
     @abc.abstractmethod
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
@@ -1019,15 +1028,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
+                                Sequence[Notice]] | None = None,
               versions: Sequence[str] | None = None) -> list[StoredObject]:
         """Holder side of a recall, in one transaction: replace the body of every stored
         version of ``object_id`` originated by ``originator`` (or only those of
         ``versions``) by its tombstone, mark it
         recalled (no query serves it again), drop its undelivered outbox entries, add the
-        ``notices`` made of the rows (the notice applied, the originator's confirmation;
-        one already stored is left), and append the audit events. Returns the rows as they
-        were."""
+        ``notices`` made of the rows and of the tombstones of the object's versions
+        destroyed before (the notice applied, the originator's confirmation; one already
+        stored is left), and append the audit events. Returns the rows as they were."""
 
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str,

@@ -74,6 +74,7 @@ from .sqlite import (
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
+    _RECALL_COLUMNS,
     _RUN_SIZES,
     MAX_ATTEMPTS,
     PORTIONS,
@@ -114,6 +115,8 @@ from .sqlite import (
     _queue_cited,
     _queue_portions,
     _raise_alert,
+    _recall_refused,
+    _recalled_here,
     _refs_select,
     _relabel_versions,
     _retire_key,
@@ -305,8 +308,8 @@ class PostgresStore(Store):
 
     def latest_recalls(self, limit: int, offset: int = 0) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._all(
-            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
-            "recalls ORDER BY issued DESC, object_id DESC, party DESC LIMIT %s OFFSET %s",
+            f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued DESC, object_id DESC, "  # noqa: S608
+            "party DESC LIMIT %s OFFSET %s",
             (limit, offset))]
 
     def latest_compromise_reports(self, limit: int, offset: int = 0
@@ -455,9 +458,13 @@ class PostgresStore(Store):
             slots: list[AddResult | None] = []  # None: inserted in the pipeline below
             planned: list[tuple[NewObject, str, str, tuple[Any, ...]]] = []
             unversioned: dict[tuple[str, str], str] = {}  # planned above: (id, hash) → version
+            recalled = _recalled_here(c, "%s", objects)
             for obj in objects:
                 added = clock.next()
                 version = obj.version or added
+                if (obj.object_id, obj.originator) in recalled:
+                    slots.append(_recall_refused(obj))
+                    continue
                 if obj.version is None:  # no created/modified (an SCO): same body, same object
                     key = (obj.object_id, obj.body_hash)
                     same = c.execute("SELECT version FROM objects WHERE collection_id = %s "
@@ -802,9 +809,12 @@ class PostgresStore(Store):
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
+                   confirms: str | None = None,
+                   accounted: Callable[[Sequence[Dissemination]], str | None] | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            return _add_notice(c.cursor(), "%s", notice, recall_reason, audit, confirms)
+            return _add_notice(c.cursor(), "%s", notice, recall_reason, audit, confirms,
+                               accounted)
 
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
         return [Notice(*r) for r in self._all(
@@ -833,12 +843,12 @@ class PostgresStore(Store):
 
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._all(
-            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
-            "recalls ORDER BY issued, object_id, party")]
+            f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued, object_id, party")]  # noqa: S608
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
+                                Sequence[Notice]] | None = None,
               versions: Sequence[str] | None = None) -> list[StoredObject]:
         with self._write() as c:
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit,

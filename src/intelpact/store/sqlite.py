@@ -210,8 +210,8 @@ class SQLiteStore(Store):
 
     def latest_recalls(self, limit: int, offset: int = 0) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._conn().execute(
-            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
-            "recalls ORDER BY issued DESC, object_id DESC, party DESC LIMIT ? OFFSET ?",
+            f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued DESC, object_id DESC, "  # noqa: S608
+            "party DESC LIMIT ? OFFSET ?",
             (limit, offset))]
 
     def latest_compromise_reports(self, limit: int, offset: int = 0
@@ -353,8 +353,14 @@ class SQLiteStore(Store):
                              ).fetchone()[0]
             clock = _Clock(last)
             run: list[tuple[NewObject, str, str, int, int]] = []
+            recalled = _recalled_here(c, "?", objects)
             for obj in objects:
                 added = clock.next()
+                if (obj.object_id, obj.originator) in recalled:
+                    self._insert_run(c, collection_id, run, release, results, queued)
+                    run = []
+                    results.append(_recall_refused(obj))
+                    continue
                 if obj.version is None:  # no created/modified (an SCO): same body, same object
                     self._insert_run(c, collection_id, run, release, results, queued)
                     run = []
@@ -762,9 +768,11 @@ class SQLiteStore(Store):
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
-                   confirms: str | None = None, audit: Sequence[AuditEvent] = ()) -> bool:
+                   confirms: str | None = None,
+                   accounted: Callable[[Sequence[Dissemination]], str | None] | None = None,
+                   audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            return _add_notice(c, "?", notice, recall_reason, audit, confirms)
+            return _add_notice(c, "?", notice, recall_reason, audit, confirms, accounted)
 
     def pending_notices(self, party: str, limit: int) -> list[Notice]:
         return [Notice(*r) for r in self._conn().execute(
@@ -794,12 +802,12 @@ class SQLiteStore(Store):
 
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._conn().execute(
-            "SELECT object_id, party, notice_id, reason, issued, destroyed, receipt FROM "
-            "recalls ORDER BY issued, object_id, party")]
+            f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued, object_id, party")]  # noqa: S608
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-              notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+              notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
+                                Sequence[Notice]] | None = None,
               versions: Sequence[str] | None = None) -> list[StoredObject]:
         with self._write() as c:
             return _purge(c, "?", object_id, originator, tombstone, when, audit,
@@ -963,9 +971,31 @@ class SQLiteStore(Store):
 _AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body"
 _NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, delivered, "
                    "receipt, attempts, error")
+_RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, receipt, unconfirmed"
 # Outbox rows that may still leave: not a tombstone here, not recalled from that party.
 _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
                  "r.object_id = o.object_id AND r.party = b.party)")
+
+
+def _recalled_here(c: Any, mark: str, objects: Sequence[NewObject]) -> set[tuple[str, str]]:
+    """(id, originator) of each of ``objects`` whose originator recalled it from this node
+    (a recall notice kept here): nothing more of it is stored, whoever sends it. A push or
+    pull that began at the originator before it recorded the recall could otherwise bring
+    a version here after the recall was applied and answered (docs/controls.md)."""
+    ids = sorted({o.object_id for o in objects if o.object_type != "marking-definition"})
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found.update((str(r[0]), str(r[1])) for r in c.execute(
+            "SELECT object_id, party FROM notices WHERE direction = 'in' AND kind = "  # noqa: S608
+            f"'recall' AND object_id IN ({', '.join([mark] * len(chunk))})", chunk).fetchall())
+    return found
+
+
+def _recall_refused(obj: NewObject) -> AddResult:
+    return AddResult(obj.object_id, obj.version or "", "recalled",
+                     f"{obj.originator} recalled {obj.object_id} from this node: nothing more "
+                     "of it is taken")
 
 
 def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> None:
@@ -987,7 +1017,9 @@ def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> Non
 
 
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
-                audit: Sequence[AuditEvent], confirms: str | None = None) -> bool:
+                audit: Sequence[AuditEvent], confirms: str | None = None,
+                accounted: Callable[[Sequence[Dissemination]], str | None] | None = None
+                ) -> bool:
     """``Store.add_notice`` inside the caller's write transaction (both dialects)."""
     marks = ", ".join([mark] * 11)
     cur = c.execute(f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({marks}) "  # noqa: S608
@@ -997,20 +1029,28 @@ def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
                      notice.receipt, notice.attempts, notice.error))
     if cur.rowcount == 0:
         return False
-    if recall_reason is not None:  # recalled again: a confirmation of the first stays
+    if recall_reason is not None:  # recalled again: only the answer to this one confirms it
         c.execute(f"INSERT INTO recalls (object_id, party, notice_id, reason, issued) VALUES "  # noqa: S608
                   f"({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, party) "
                   "DO UPDATE SET notice_id = excluded.notice_id, reason = excluded.reason, "
-                  "issued = excluded.issued",
+                  "issued = excluded.issued, destroyed = NULL, receipt = NULL, "
+                  "unconfirmed = NULL",
                   (notice.object_id, notice.party, notice.notice_id, recall_reason,
                    notice.made))
-    if confirms is not None:  # the holder's answer to a recall of that object sent to it
-        c.execute(f"UPDATE recalls SET destroyed = {mark}, receipt = {mark} WHERE "  # noqa: S608
-                  f"object_id = {mark} AND party = {mark} AND EXISTS (SELECT 1 FROM notices "
-                  f"WHERE notice_id = {mark} AND direction = 'out' AND kind = 'recall' AND "
-                  f"party = {mark} AND object_id = {mark})",
-                  (notice.made, notice.body, notice.object_id, notice.party, confirms,
-                   notice.party, notice.object_id))
+    # the holder's answer to the latest recall of that object from it (a row of recalls
+    # is only ever made by a recall notice sent, of its object to its party)
+    if confirms is not None and c.execute(
+            f"SELECT 1 FROM recalls WHERE object_id = {mark} AND party = {mark} AND "  # noqa: S608
+            f"notice_id = {mark}", (notice.object_id, notice.party, confirms)).fetchone():
+        delivered = [Dissemination(*r) for r in c.execute(
+            "SELECT party, object_id, version, body_hash, released, receipt_at, "  # noqa: S608
+            f"receipt_id, via FROM disseminations WHERE party = {mark} AND object_id = {mark} "
+            "ORDER BY version", (notice.party, notice.object_id)).fetchall()]
+        problem = accounted(delivered) if accounted is not None else None
+        c.execute(f"UPDATE recalls SET destroyed = {mark}, receipt = {mark}, "  # noqa: S608
+                  f"unconfirmed = {mark} WHERE object_id = {mark} AND party = {mark}",
+                  (None if problem else notice.made, None if problem else notice.body,
+                   problem, notice.object_id, notice.party))
     _append_audit(c, audit, mark)
     return True
 
@@ -1175,21 +1215,23 @@ def _disseminated(c: Any, mark: str, party: str, objects: Sequence[tuple[str, st
 def _purge(c: Any, mark: str, object_id: str, originator: str,
            tombstone: Callable[[StoredObject], str], when: str,
            audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
-           notices: Callable[[Sequence[StoredObject]], Sequence[Notice]] | None = None,
+           notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
+                             Sequence[Notice]] | None = None,
            versions: Sequence[str] | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
-    held = [_stored(r) for r in c.execute(
-        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE object_id = {mark} AND "  # noqa: S608
-        f"originator = {mark} AND recalled IS NULL ORDER BY seq",
-        (object_id, originator)).fetchall()]
-    rows = [r for r in held if versions is None or r.version in versions]
+    every = [(_stored(r[:-1]), r[-1]) for r in c.execute(
+        f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE object_id = {mark} AND "  # noqa: S608
+        f"originator = {mark} ORDER BY seq", (object_id, originator)).fetchall()]
+    earlier = [row for row, recalled in every if recalled is not None]
+    rows = [row for row, recalled in every if recalled is None
+            and (versions is None or row.version in versions)]
     for row in rows:
         c.execute(f"UPDATE objects SET body = {mark}, recalled = {mark} WHERE seq = {mark}",  # noqa: S608
                   (tombstone(row), when, row.seq))
         c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
                   (row.seq,))
     _forget_portions(c, mark, [row.seq for row in rows])  # a tombstone has no text
-    for notice in notices(rows) if notices is not None else ():
+    for notice in notices(rows, earlier) if notices is not None else ():
         _add_notice(c, mark, notice, None, ())
     _append_audit(c, audit(rows), mark)
     return rows
