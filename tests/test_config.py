@@ -244,6 +244,34 @@ def test_max_connections(node_dir: Path) -> None:
     assert load_config(node_dir).max_connections == 50
 
 
+@pytest.mark.parametrize("value", ["0", "0.001", "100001", "-1", '"50"', "true", "nan", "inf"])
+def test_bad_partner_rate(node_dir: Path, value: str) -> None:
+    set_field(node_dir, "partner_rate", value)
+    err = fails(node_dir, r"server\.partner_rate: expected 0\.01 to 100000 requests a second")
+    assert "partner_rate = 200" in (err.hint or "")
+
+
+@pytest.mark.parametrize("value", ["0", "1000001", "-1", "2.5", '"500"', "true"])
+def test_bad_partner_burst(node_dir: Path, value: str) -> None:
+    set_field(node_dir, "partner_burst", value)
+    err = fails(node_dir, r"server\.partner_burst: expected 1 to 1000000 requests")
+    assert "partner_burst = 500" in (err.hint or "")
+
+
+def test_partner_rate_limit(node_dir: Path) -> None:
+    """A partner's requests on the federation listener: 500 at once, then 200 a second,
+    unless node.toml says otherwise; written back as read."""
+    cfg = load_config(node_dir)
+    assert (cfg.partner_burst, cfg.partner_rate) == (500, 200.0)
+    set_field(node_dir, "partner_burst", "3")
+    set_field(node_dir, "partner_rate", "0.25")
+    cfg = load_config(node_dir)
+    assert (cfg.partner_burst, cfg.partner_rate) == (3, 0.25)
+    set_field(node_dir, "partner_rate", "12345.678")
+    write_config(load_config(node_dir))
+    assert load_config(node_dir).partner_rate == 12345.678
+
+
 def test_timeout_defaults(node_dir: Path) -> None:
     cfg = load_config(node_dir)
     assert (cfg.header_timeout, cfg.body_idle_timeout, cfg.body_timeout) == (10.0, 10.0, 120.0)

@@ -25,7 +25,8 @@ _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database
               "signing_key")
 _SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
                 "max_content_length", "federation_port", "header_timeout",
-                "body_idle_timeout", "body_timeout", "max_connections", "ingest_processes")
+                "body_idle_timeout", "body_timeout", "max_connections", "ingest_processes",
+                "partner_rate", "partner_burst")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
 # Connections and requests in progress each listener takes before it answers 503 (uvicorn's
 # limit_concurrency): a bound on what a flood of connections can hold (threads, memory).
@@ -35,6 +36,14 @@ DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_IDLE_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 120.0
+# How many requests the federation listener takes from one partner (interfaces/limits.py,
+# RateLimit): ``partner_burst`` at once, then ``partner_rate`` a second. A courier sends
+# one request at a time: a batch of up to 500 objects, each notice or compromise message
+# of a round (at most 500 of each), a page of a pull, and retries backing off to 30 s. It
+# pushes after every write, so objects published one by one go one push each: about 110
+# pushes a second were measured on 127.0.0.1, so the rate is above what one courier sends.
+DEFAULT_PARTNER_RATE = 200.0
+DEFAULT_PARTNER_BURST = 500
 MAX_TIMEOUT = 3600.0
 
 
@@ -65,6 +74,8 @@ class NodeConfig:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     ingest_processes: int | None = None  # None: services.prepare.default_processes
+    partner_rate: float = DEFAULT_PARTNER_RATE
+    partner_burst: int = DEFAULT_PARTNER_BURST
 
     @property
     def federation_url(self) -> str:
@@ -146,6 +157,16 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise _fail(path, "server.ingest_processes", f"expected 0 to 64, found {processes!r}",
                     "write ingest_processes = 0 (none), or remove it for the default")
 
+    rate = server.get("partner_rate", DEFAULT_PARTNER_RATE)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or \
+            not 0.01 <= rate <= 100_000:
+        raise _fail(path, "server.partner_rate", f"expected 0.01 to 100000 requests a second, "
+                    f"found {rate!r}", f"write partner_rate = {DEFAULT_PARTNER_RATE:g}")
+    burst = server.get("partner_burst", DEFAULT_PARTNER_BURST)
+    if not isinstance(burst, int) or isinstance(burst, bool) or not 1 <= burst <= 1_000_000:
+        raise _fail(path, "server.partner_burst", f"expected 1 to 1000000 requests, found "
+                    f"{burst!r}", f"write partner_burst = {DEFAULT_PARTNER_BURST}")
+
     def seconds(key: str, default: float) -> float:
         value = server.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or \
@@ -189,7 +210,8 @@ def load_config(node_dir: Path) -> NodeConfig:
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
-        max_connections=connections, ingest_processes=processes, **timeouts)
+        max_connections=connections, ingest_processes=processes, partner_rate=float(rate),
+        partner_burst=burst, **timeouts)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -249,7 +271,9 @@ def write_config(cfg: NodeConfig) -> None:
               f"header_timeout = {cfg.header_timeout:g}",
               f"body_idle_timeout = {cfg.body_idle_timeout:g}",
               f"body_timeout = {cfg.body_timeout:g}",
-              f"max_connections = {cfg.max_connections}"]
+              f"max_connections = {cfg.max_connections}",
+              f"partner_rate = {cfg.partner_rate:.15g}",
+              f"partner_burst = {cfg.partner_burst}"]
     if cfg.ingest_processes is not None:
         lines.append(f"ingest_processes = {cfg.ingest_processes}")
     lines.append("")

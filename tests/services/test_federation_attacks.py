@@ -1,8 +1,9 @@
 """Attacks on the federation side, over real mutual TLS on 127.0.0.1 (issue 8): partners
 claiming another party's identity, objects claiming another originator, forged, altered
 and replayed receipts, a holder re-versioning another party's object (over TAXII and
-over federation), and oversized or
-slow requests on the federation listener. docs/reliability.md maps each to its test.
+over federation), oversized or
+slow requests on the federation listener, and a partner flooding it with requests.
+docs/reliability.md maps each to its test.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_federation import push
 
 from intelpact.crypto.signing import sign_object
+from intelpact.interfaces.federation import (
+    FederationApi,
+    create_federation_app,
+    federation_server_options,
+)
 from intelpact.model import national_marking
-from intelpact.services.courier import Courier
+from intelpact.services.courier import Courier, RateLimited
 from intelpact.services.federation import (
     FederationError,
     make_card,
@@ -37,7 +43,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
-from helpers import indicator, make_node, pin_each_other, serving, serving_federation
+from helpers import _in_thread, indicator, make_node, pin_each_other, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "federation-attack-pw"
@@ -648,3 +654,98 @@ def test_without_a_client_certificate_nothing_is_served(limited: tuple[Node, Nod
         data = s.recv(65536)
         assert data == b"", data  # TLS 1.3: the refusal may come as a close
         raise ConnectionResetError("closed without an answer")
+
+
+# -- requests per partner ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def throttled(node: Node, burst: int, rate: float) -> Iterator[tuple[str, list[float]]]:
+    """Serve ``node``'s federation listener (mutual TLS, in a thread) taking ``burst``
+    requests at once from each partner, then ``rate`` a second, on a clock the test moves:
+    yields the URL and the clock's reading in seconds (a one-item list)."""
+    node.config = dataclasses.replace(node.config, partner_burst=burst, partner_rate=rate)
+    api = FederationApi(node)
+    now = [0.0]
+    api.rate.clock = lambda: now[0]
+    with _in_thread(api.app, federation_server_options(node)):
+        yield node.config.federation_url, now
+
+
+def test_a_partner_flooding_the_listener_is_answered_429_and_served_again(
+        trio: dict[str, Node]) -> None:
+    """Past its burst, NZL's requests are answered 429 on every route, with Retry-After
+    and the reason (the partner, the limit), before what they carry is parsed or verified
+    (an unsigned object sent is not even refused: nothing is kept), and audited, sampled
+    (the records count every one); AUS is served all the while; once NZL's bucket holds a
+    request again, NZL is served again."""
+    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
+    routes = sorted((m, r.path) for r in create_federation_app(jpn).routes
+                    for m in (getattr(r, "methods", None) or ()) if m != "HEAD")
+    unsigned = indicator("not signed by NZL: refused, were it read")
+    envelope = json.dumps({"objects": [unsigned]}).encode()
+    reason = "NZL sent more requests than this node takes from one partner: 3 at once, " \
+             "then 0.5 a second"
+    with throttled(jpn, 3, 0.5) as (url, now), httpx.Client(verify=tls(nzl, jpn)) as nz, \
+            httpx.Client(verify=tls(aus, jpn)) as au:
+
+        def call(client: httpx.Client, caller: Node, method: str, target: str,
+                 content: bytes = b"") -> httpx.Response:
+            return client.request(method, url + target, content=content, headers={
+                **sign_request(caller.identity, method, target, content), "Content-Type": TAXII})
+
+        for _ in range(3):
+            assert call(nz, nzl, "GET", OUTBOX).status_code == 200
+        for method, path in routes:
+            r = call(nz, nzl, method, path, envelope if method == "POST" else b"")
+            assert r.status_code == 429, (method, path, r.text)
+            assert r.headers["Retry-After"] == "2", path
+            assert r.json() == {"title": "Too Many Requests", "http_status": "429",
+                                "description": f"{reason}; retry in 2 s",
+                                "error_code": "rate-limited"}, path
+        for _ in range(3):  # another partner: its own bucket
+            assert call(au, aus, "GET", OUTBOX).status_code == 200
+        now[0] += 1.0  # half a request back: not yet
+        assert call(nz, nzl, "GET", OUTBOX).status_code == 429
+        now[0] += 1.0
+        assert call(nz, nzl, "GET", OUTBOX).status_code == 200
+        assert call(nz, nzl, "GET", OUTBOX).headers["Retry-After"] == "2"
+    assert not stored(jpn, unsigned["id"]) and jpn.store.refusals() == []
+    jpn.federation.refusals.flush()
+    refused = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("refuse",)))]
+    assert refused and all(e["reason"] == reason for e in refused)
+    assert {(e["party"], e["actor"]) for e in refused} == {("NZL", "NZL")}
+    assert refused[0]["refusals"] == 1  # the first at once, the rest counted
+    assert sum(e["refusals"] for e in refused) == len(routes) + 2
+    assert {e["request"] for e in refused} <= {f"{m} {p}" for m, p in routes}
+
+
+def test_the_courier_waits_out_a_429_and_loses_nothing(trio: dict[str, Node]) -> None:
+    """A partner throttling this node (429) refuses nothing: the courier raises
+    RateLimited with the partner's Retry-After and counts no attempt, however often
+    (past the 20 refusals after which an entry is given up), and delivers objects and
+    notices once served again."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    first = publish(nzl, "before the flood", "SECRET", ("JPN",))
+    courier = Courier(nzl)
+    try:
+        with throttled(jpn, 1, 1.0) as (_, now):
+            assert courier.push_all("JPN") >= 1  # the one request in the bucket
+            assert stored(jpn, first["id"])
+            nzl.controls.recall(None, first["id"], reason="source at risk")
+            second = publish(nzl, "during the flood", "SECRET", ("JPN",))
+            for _ in range(25):
+                for deliver in (courier.push_once, courier.deliver_notices):
+                    with pytest.raises(RateLimited) as info:
+                        deliver("JPN")
+                    assert info.value.retry_after == 1.0
+                    assert "429" in info.value.message
+            assert [row.object_id for _, row in nzl.store.pending("JPN", 10)] == [second["id"]]
+            assert [n.kind for n in nzl.store.pending_notices("JPN", 10)] == ["recall"]
+            now[0] += 1.0
+            assert courier.push_once("JPN") == 1
+            now[0] += 1.0
+            assert courier.deliver_notices("JPN") == 1
+    finally:
+        courier.stop()
+    assert stored(jpn, second["id"]) and not stored(jpn, first["id"])  # recalled: purged
+    assert nzl.store.pending("JPN", 10) == [] and nzl.store.pending_notices("JPN", 10) == []

@@ -6,7 +6,9 @@ request except the card is signed by the calling node's pinned key
 (services/federation.py); the TLS layer accepts only pinned certificates. On every
 route, the caller is the partner whose card pins the certificate it presented
 (:meth:`FederationApi._sender`, which each route asks first): a request naming another
-party as its sender is refused, whatever else it carries.
+party as its sender is refused, whatever else it carries; and a partner sending more
+requests than ``partner_burst`` at once and ``partner_rate`` a second is answered 429
+with ``Retry-After``, before what it sent is parsed or verified.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ..services.federation import (
 )
 from ..services.node import Node
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable
-from .limits import CLOSE, BodyRefused, http_protocol, read_body
+from .limits import CLOSE, BodyRefused, RateLimit, http_protocol, read_body
 from .taxii import STORE_FULL, STORE_UNAVAILABLE, TAXII, TaxiiError, _error, _json
 
 log = logging.getLogger("intelpact.federation")
@@ -52,6 +54,7 @@ PREFIX = "/federation"
 MAX_PAGE = 1000
 MAX_INTEGER = 2**63 - 1  # what the store's integer columns hold
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
+RATE_LIMITED = "rate-limited"  # the error_code of a 429: retry after Retry-After seconds
 
 
 def _integer(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -73,6 +76,8 @@ def _target(request: Request) -> str:
 class FederationApi:
     def __init__(self, node: Node) -> None:
         self.node = node
+        # requests from each partner: partner_burst at once, then partner_rate a second
+        self.rate = RateLimit(node.config.partner_rate, node.config.partner_burst)
         self.app = Starlette(routes=[
             Route(f"{PREFIX}/card", self.card),
             Route(f"{PREFIX}/openapi.json", self.openapi),
@@ -119,7 +124,10 @@ class FederationApi:
         its client presented (the ASGI TLS extension, interfaces/limits.py; ``tls_sender``),
         with its pinned record. Every route asks this first, whatever the request says
         of its sender (X-Intelpact-Party must name that partner, if anything); a refusal
-        is audited (``refuse``) and raised as a 403 TaxiiError with the reason."""
+        is audited (``refuse``) and raised as a 403 TaxiiError with the reason. Then the
+        partner's request is taken from its bucket (``partner_burst``, ``partner_rate``),
+        before anything it sent is parsed or verified: past the limit, a 429 TaxiiError
+        with ``Retry-After`` and the reason, audited (sampled) as a refusal."""
         peers = self.node.federation.peers()
         tls = request.scope.get("extensions", {}).get("tls") or {}
         chain = tls.get("client_cert_chain") or []
@@ -132,15 +140,24 @@ class FederationApi:
             self._refused(request, exc.party, exc.message, f"sender {claimed}",
                           claimed=claimed, tls_fingerprint=exc.fingerprint or None)
             raise TaxiiError(403, "Forbidden", exc.message) from None
+        wait = self.rate.take(sender)
+        if wait:
+            cfg = self.node.config
+            reason = (f"{sender} sent more requests than this node takes from one partner: "
+                      f"{cfg.partner_burst} at once, then {cfg.partner_rate:g} a second")
+            if self._refused(request, sender, reason, "rate"):  # sampled: logged when audited
+                log.warning("refused a federation request: %s", reason)
+            raise TaxiiError(429, "Too Many Requests", f"{reason}; retry in {wait} s",
+                             {"Retry-After": str(wait)}, code=RATE_LIMITED)
         return sender, peers[sender]
 
     def _refused(self, request: Request, party: str | None, reason: str, why: str,
-                 **fields: Any) -> None:
+                 **fields: Any) -> bool:
         """Audit a request refused (``refuse``), sampled per partner and ``why`` (what
         was wrong, without what varies from one request to the next): the first at once,
         then at most one record every 10 s saying how many it stands for
-        (services/audit.py, Sampled)."""
-        self.node.federation.refusals.record(
+        (services/audit.py, Sampled). Whether a record was made (else it was counted)."""
+        return self.node.federation.refusals.record(
             f"{party}\0{why}", time.monotonic(), party=party, actor=party, reason=reason,
             request=f"{request.method} {request.url.path}"[:200], **fields)
 

@@ -19,7 +19,10 @@ federation listener alike (docs/node.md, "Limits"):
 - ``max_connections`` (uvicorn's ``limit_concurrency``, set by the listeners' options):
   with that many connections open or requests in progress, a listener answers any
   further request with a 503 at once, so a flood of connections holds neither threads
-  nor memory, and the header deadline above closes the idle ones.
+  nor memory, and the header deadline above closes the idle ones;
+- on the federation listener, :class:`RateLimit`: ``partner_burst`` requests at once
+  from one partner, then ``partner_rate`` a second (interfaces/federation.py answers
+  the rest 429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -216,3 +222,29 @@ async def read_body(request: Request, cfg: NodeConfig) -> bytes:
         if size > limit:
             raise too_large
         chunks.append(chunk)
+
+
+class RateLimit:
+    """A token bucket per key (a partner): each holds up to ``burst`` requests and fills
+    at ``rate`` a second, so a key may send ``burst`` requests at once and ``rate`` a
+    second for ever. Thread-safe; ``clock`` is ``time.monotonic`` unless a test gives
+    another. The keys are the caller's to bound (pinned partners)."""
+
+    def __init__(self, rate: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
+
+    def take(self, key: str) -> int:
+        """Take a request from ``key``'s bucket: 0 when it held one, else the whole
+        seconds (at least 1) until it holds one again, as ``Retry-After`` says them."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + max(0.0, now - then) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0
+            self._buckets[key] = (tokens, now)
+            return max(1, math.ceil((1 - tokens) / self.rate))

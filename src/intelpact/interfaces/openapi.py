@@ -25,7 +25,10 @@ _TITLES = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
            409: "Conflict: the state changed meanwhile; retry",
            413: "Payload Too Large", 415: "Unsupported Media Type",
-           429: "Too Many Requests: failed logins from this name or address",
+           429: "Too Many Requests: retry after Retry-After seconds (TAXII: failed logins "
+                "from this name or address; federation: the caller's requests past "
+                "partner_burst at once and partner_rate a second, error_code "
+                f"{fed.RATE_LIMITED!r})",
            503: "Service Unavailable: the node's database server cannot be reached "
                 f"(error_code {taxii.STORE_UNAVAILABLE!r}), or its audit log could not "
                 "record the act, which was not done; send again later",
@@ -303,7 +306,7 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                                                 "proof": _string_list({"type": "string"})})})
     rotated = _obj(["party", "key_id"], {"party": {"type": "string"},
                                          "key_id": {"type": "string"}})
-    keys_responses = _responses(ok(rotated), (403, 409, 413, 503, 507), t)
+    keys_responses = _responses(ok(rotated), (403, 409, 413, 429, 503, 507), t)
     error = _error_schema()
     keys_responses["409"]["content"][t]["schema"] = _obj(
         ["title", "http_status", "error_code", "x_intelpact_held"],
@@ -314,11 +317,11 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
     paths = {
         f"{p}/card": {"get": {"summary": "this node's signed card", "security": tls_only,
                               "responses": _responses(ok(anything, "application/json"),
-                                                      (403, 503), t)}},
+                                                      (403, 429, 503), t)}},
         FEDERATION_DOCUMENT_PATH: {"get": {"summary": "this document", "security": tls_only,
                                            "responses": _responses(
-                                               ok(anything, "application/json"), (403, 503),
-                                               t)}},
+                                               ok(anything, "application/json"),
+                                               (403, 429, 503), t)}},
         f"{p}/collections/inbox/objects/": {"post": {
             "summary": "deliver objects (a push); answered with a status carrying a signed "
                        "receipt", "security": signed, "requestBody": body(
@@ -329,13 +332,13 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                      "description": "consent tokens; what is not a list of well-formed, "
                      "verified tokens is ignored, and the objects that needed one refused "
                      "in the status; a list longer than maxItems is refused (413)"}}}),
-            "responses": _responses(ok(receipt_status), (400, 403, 413, 503, 507), t)}},
+            "responses": _responses(ok(receipt_status), (400, 403, 413, 429, 503, 507), t)}},
         f"{p}/collections/outbox/objects/": {"get": {
             "summary": "what this node released to the caller, after a cursor (a pull)",
             "security": signed,
             "parameters": [query("next", 0, fed.MAX_INTEGER, 0),
                            query("limit", 1, fed.MAX_PAGE, 500)],
-            "responses": _responses(ok(envelope), (400, 403, 503, 507), t)}},
+            "responses": _responses(ok(envelope), (400, 403, 429, 503, 507), t)}},
         f"{p}/keys": {"post": {
             "summary": "a key-rotation announcement, signed by the old and the new key, with "
                        "the old key's bound and final checkpoint; 409 asks for it again with "
@@ -351,15 +354,15 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
             "parameters": [query("after", -1, fed.MAX_INTEGER, -1),
                            query("limit", 0, fed.MAX_PAGE, 1000),
                            query("known", 0, fed.MAX_INTEGER, 0)],
-            "responses": _responses(ok(audit), (400, 403, 503, 507), t)}},
+            "responses": _responses(ok(audit), (400, 403, 429, 503, 507), t)}},
         f"{p}/compromise": {"post": {
             "summary": "a compromise report, acknowledgement or closure",
             "security": signed, "requestBody": body(anything),
-            "responses": _responses(ok(anything), (400, 403, 404, 409, 413, 503, 507), t)}},
+            "responses": _responses(ok(anything), (400, 403, 404, 409, 413, 429, 503, 507), t)}},
         f"{p}/notices": {"post": {
             "summary": "a recall, destruction receipt, reclassification or consent notice",
             "security": signed, "requestBody": body(anything),
-            "responses": _responses(ok(anything), (400, 403, 413, 503, 507), t)}},
+            "responses": _responses(ok(anything), (400, 403, 413, 429, 503, 507), t)}},
     }
     schemes: dict[str, Any] = {"mutualTLS": {
         "type": "mutualTLS", "description": "the listener accepts only pinned partners' "
@@ -373,8 +376,9 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                  "description": "Node to node, over mutual TLS. Requests are signed with the "
                  "calling node's pinned Ed25519 key over method, target, date, agreement "
                  "hash and body hash (the X-Intelpact-* headers; docs/federation.md); a "
-                 "request that is not is 403 with the reason. A method a path does not "
-                 "serve is 405 with 'Allow'."},
+                 "request that is not is 403 with the reason. A partner's requests past "
+                 "partner_burst at once and partner_rate a second are 429 with "
+                 "Retry-After. A method a path does not serve is 405 with 'Allow'."},
         "paths": paths,
         "components": {"securitySchemes": schemes, "schemas": {"error": _error_schema()}},
     }

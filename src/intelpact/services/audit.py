@@ -882,20 +882,21 @@ class Sampled:
         self._counts: dict[str, tuple[float, int]] = {}
         self._latest: dict[str, dict[str, Any]] = {}  # the fields each count is about
 
-    def record(self, key: str, now: float, **fields: Any) -> None:
+    def record(self, key: str, now: float, **fields: Any) -> bool:
         """One event under ``key`` at ``now`` (time.monotonic); recorded as the
-        audit log's ``record_served``, or counted."""
+        audit log's ``record_served`` (True), or counted (False)."""
         with self._lock:
             last, count = self._counts.get(key, (-self.every, 0))
             if 0 <= now - last < self.every:
                 self._counts[key] = (last, count + 1)
                 self._latest[key] = fields
-                return
+                return False
             self._counts[key] = (now, 0)
             self._latest.pop(key, None)
             held = self._forget(now) if len(self._counts) > self.most else []
         self.audit.record_served(self.audit.event(self.kind, **fields, refusals=count + 1),
                                  *held)
+        return True
 
     def _forget(self, now: float) -> list[AuditEvent]:
         """Under the lock: forget the keys with nothing recorded for ``every`` seconds;

@@ -11,7 +11,9 @@ idempotent, so an object that arrives both ways is stored once. Gossip: every
 ``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
 witnessed (services/audit.py), so a partner that rewrites its history is caught.
 Compromise reports, acknowledgements and closures (services/compromise.py) go first,
-from their own queue, on the same retry path.
+from their own queue, on the same retry path. A partner answering 429 (this node sent it
+more requests than it takes: interfaces/federation.py) is asked again after the
+``Retry-After`` it gave (at most ``max_backoff``), and nothing is counted as refused.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class Courier:
         if response.status_code != 200:
             if _refusal(response):
                 self.node.store.failed_attempt(party, ids)
-            raise FederationError(f"{party} refused the delivery: {response.status_code} "
-                                  f"{_description(response)}")
+            raise _failed(response, f"{party} refused the delivery: {response.status_code} "
+                                    f"{_description(response)}")
         status = response.json()
         acknowledged = {(row.object_id, row.body_hash) for row in fed.check_receipt(
             party, status.get("x_intelpact_receipt"), [row for _, row in sendable])}
@@ -144,8 +146,8 @@ class Courier:
                 # and hashes: the proof needs no signature of its own)
                 sent = self._with_proof(body, held)
             if response.status_code != 200:
-                raise FederationError(f"{party} refused the key rotation: "
-                                      f"{response.status_code} {_description(response)}")
+                raise _failed(response, f"{party} refused the key rotation: "
+                                        f"{response.status_code} {_description(response)}")
             self.node.store.announcement_delivered(announcement_id, party,
                                                    timestamp(utc_now()))
 
@@ -196,8 +198,8 @@ class Courier:
                 if message.kind == "report":
                     asked = self._request(peer, "POST", target, b'{"type":"held"}')
                     if asked.status_code != 200:
-                        raise FederationError(f"{party} refused: {asked.status_code} "
-                                              f"{asked.text[:300]}")
+                        raise _failed(asked, f"{party} refused: {asked.status_code} "
+                                             f"{asked.text[:300]}")
                     held = int(asked.json()["held"])
                 response = self._request(peer, "POST", target, reports.envelope(message, held))
             except httpx.HTTPError as exc:
@@ -211,8 +213,8 @@ class Courier:
                                                   f"{party} refused: {reason}",
                                                   response.status_code != 409
                                                   and _refusal(response))
-                raise FederationError(f"{party} refused compromise {message.kind} "
-                                      f"{message.report_id}: {reason}")
+                raise _failed(response, f"{party} refused compromise {message.kind} "
+                                        f"{message.report_id}: {reason}")
             reports.delivered(party, message, response.json())
             done += 1
         return done
@@ -240,8 +242,8 @@ class Courier:
                 reason = f"{response.status_code} {_description(response)}"
                 self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
                                               refused=_refusal(response))
-                raise FederationError(f"{party} refused {notice.kind} notice "
-                                      f"{notice.notice_id}: {reason}")
+                raise _failed(response, f"{party} refused {notice.kind} notice "
+                                        f"{notice.notice_id}: {reason}")
             receipt = self.node.controls.check_receipt(party, notice, response.json())
             self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
             done += 1
@@ -255,8 +257,8 @@ class Courier:
         except httpx.HTTPError as exc:
             raise _unreachable(peer, exc) from None
         if response.status_code != 200:
-            raise FederationError(f"{peer.party} refused {what}: {response.status_code} "
-                                  f"{response.text[:300]}")
+            raise _failed(response, f"{peer.party} refused {what}: {response.status_code} "
+                                    f"{response.text[:300]}")
         return response.json()
 
     # -- pull ---------------------------------------------------------------------------
@@ -393,6 +395,8 @@ class Courier:
                         log.debug("federation with %s while stopping: %s", party, exc)
                         break
                     delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
+                    if isinstance(exc, RateLimited):  # as the partner asks, not doubled
+                        delay = min(self.max_backoff, exc.retry_after)
                     backoff[party], failed_at[party] = delay, now
                     if isinstance(exc, _RETRIED):
                         log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
@@ -426,11 +430,30 @@ _RETRIED = (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
             StoreUnavailable)
 
 
+class RateLimited(FederationError):
+    """A partner answered 429: this node sent it more requests than it takes from one
+    partner. Not a refusal of what was sent: asked again after ``retry_after`` seconds
+    (its ``Retry-After``; 1 when it gave none that is a number of seconds)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _failed(response: httpx.Response, message: str) -> FederationError:
+    """The error for a partner's answer other than 200: RateLimited for a 429."""
+    if response.status_code != 429:
+        return FederationError(message)
+    after = response.headers.get("retry-after", "")
+    return RateLimited(message, float(after) if after.isascii() and after.isdigit() else 1.0)
+
+
 def _refusal(response: httpx.Response) -> bool:
     """Whether an error answer refuses what was sent (counted: after MAX_ATTEMPTS it is
-    given up), rather than a state that passes: the partner failing (5xx, a full disk)
-    or the two clocks apart (the request's date refused, not its content)."""
-    if response.status_code >= 500:
+    given up), rather than a state that passes: the partner failing (5xx, a full disk),
+    throttling this node (429) or the two clocks apart (the request's date refused, not
+    its content)."""
+    if response.status_code >= 500 or response.status_code == 429:
         return False
     try:
         body = response.json()
