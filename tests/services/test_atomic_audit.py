@@ -309,6 +309,36 @@ def test_a_refusal_is_kept_with_the_event_or_not_at_all(node: Node, tmp_path: Pa
         nzl.close()
 
 
+def test_the_refusals_of_an_envelope_are_kept_together_or_not_at_all(
+        node: Node, tmp_path: Path) -> None:
+    """Each object of an envelope refused is kept with its own event and reason, all in
+    one transaction: 300 refused objects are 300 refusals and 300 ``refuse`` events; the
+    last one's event refused, none of them is kept."""
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    try:
+        node.federation.add_peer(make_card(nzl.identity))
+        cid = node.default_collection().collection_id
+        unsigned = [indicator(f"not signed by NZL {i}") for i in range(300)]
+        last = unsigned[-1]["id"]
+        with refusing(node.store, "audit_events",
+                      when=f"NEW.kind = 'refuse' AND NEW.body LIKE '%{last}%'"), \
+                pytest.raises(AuditError):
+            node.federation.receive("NZL", cid, unsigned)
+        assert node.store.refusals() == [] and events(node, "refuse") == []
+
+        results, _ = node.federation.receive("NZL", cid, unsigned)
+        assert len(results) == 300 and not any(r.ok for r in results)
+        expected = sorted((r.object_id, r.message) for r in results)
+        assert sorted((oid, why) for party, oid, why, _ in node.store.refusals()
+                      if party == "NZL") == expected
+        refused = events(node, "refuse")
+        assert sorted((e["objects"][0][0], e["reason"]) for e in refused) == expected
+        assert {(e["party"], e["actor"]) for e in refused} == {("NZL", "NZL")}
+        proven(node)
+    finally:
+        nzl.close()
+
+
 def test_a_partner_is_answered_503_when_its_refusal_cannot_be_recorded(
         node: Node, tmp_path: Path) -> None:
     """Over the federation listener (mutual TLS), an envelope whose refusal cannot be

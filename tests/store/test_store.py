@@ -519,8 +519,10 @@ def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> 
     store.set_pull_cursor("NZL", 5)
     store.set_pull_cursor("NZL", 3)  # never goes back
     assert store.pull_cursor("NZL") == 5 and store.pull_cursor("AUS") == 0
-    store.add_refusal("NZL", "indicator--x", "bad signature", "t")
+    store.add_refusals("NZL", [("indicator--x", "bad signature")], "t")
     assert store.refusals() == [("NZL", "indicator--x", "bad signature", "t")]
+    store.add_refusals("NZL", [], "t")  # nothing refused: nothing kept
+    assert len(store.refusals()) == 1
     store.add_peer(PeerRecord("NZL", "https://nz", "pub3", "k3", "pem", "fp", "{}", "t"))
     store.add_peer(PeerRecord("NZL", "https://nz2", "pub3", "k3", "pem", "fp", "{}", "t"))
     assert [p.url for p in store.peers()] == ["https://nz2"]

@@ -862,11 +862,12 @@ class Federation:
                     results.append(Received(new.object_id, added.version, ok, added.message,
                                             new.body_hash if ok else ""))
         when = timestamp(utc_now())
-        for r in results:  # each refusal kept with its event, in one transaction
-            if not r.ok:
-                self.store.add_refusal(sender, r.object_id, r.message, when, [self.audit.event(
-                    "refuse", party=sender, actor=sender,
-                    objects=[(r.object_id, r.version or "")], reason=r.message)])
+        refused = [r for r in results if not r.ok]
+        if refused:  # every refusal kept with its event, all in one transaction
+            self.store.add_refusals(sender, [(r.object_id, r.message) for r in refused], when,
+                                    [self.audit.event("refuse", party=sender, actor=sender,
+                                                      objects=[(r.object_id, r.version or "")],
+                                                      reason=r.message) for r in refused])
         receipt = {"receiver": self.me.party, "sender": sender, "received": when,
                    "agreement": self.me.agreement_hash,
                    "objects": [{"id": r.object_id, "version": r.version,

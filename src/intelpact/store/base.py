@@ -854,10 +854,10 @@ class Store(abc.ABC):
     def announcement_delivered(self, announcement_id: int, party: str, when: str) -> None: ...
 
     @abc.abstractmethod
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
-        """Keep what ``party`` sent that was refused, and why, and append ``audit``, in one
-        transaction."""
+    def add_refusals(self, party: str, refused: Sequence[tuple[str, str]], when: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
+        """Keep what ``party`` sent that was refused, each (object id, reason), and append
+        ``audit``, in one transaction."""
 
     @abc.abstractmethod
     def refusals(self) -> list[tuple[str, str, str, str]]: ...

@@ -87,7 +87,7 @@ from .sqlite import (
     _add_peer,
     _add_person,
     _add_pulled,
-    _add_refusal,
+    _add_refusals,
     _add_token,
     _append_audit,
     _audit_select,
@@ -729,10 +729,10 @@ class PostgresStore(Store):
             c.execute("UPDATE key_deliveries SET delivered = %s WHERE announcement_id = %s AND "
                       "party = %s", (when, announcement_id, party))
 
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
+    def add_refusals(self, party: str, refused: Sequence[tuple[str, str]], when: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            _add_refusal(c.cursor(), "%s", party, object_id, reason, when, audit)
+            _add_refusals(c.cursor(), "%s", party, refused, when, audit)
 
     def refusals(self) -> list[tuple[str, str, str, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in self._all(

@@ -689,10 +689,10 @@ class SQLiteStore(Store):
             c.execute("UPDATE key_deliveries SET delivered = ? WHERE announcement_id = ? AND "
                       "party = ?", (when, announcement_id, party))
 
-    def add_refusal(self, party: str, object_id: str, reason: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
+    def add_refusals(self, party: str, refused: Sequence[tuple[str, str]], when: str,
+                     audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
-            _add_refusal(c, "?", party, object_id, reason, when, audit)
+            _add_refusals(c, "?", party, refused, when, audit)
 
     def refusals(self) -> list[tuple[str, str, str, str]]:
         return [(r[0], r[1], r[2], r[3]) for r in self._conn().execute(
@@ -1185,10 +1185,12 @@ def _add_peer(c: Any, mark: str, peer: PeerRecord, audit: Sequence[AuditEvent]) 
     _append_audit(c, audit, mark)
 
 
-def _add_refusal(c: Any, mark: str, party: str, object_id: str, reason: str, when: str,
-                 audit: Sequence[AuditEvent]) -> None:
-    c.execute(f"INSERT INTO refusals (party, object_id, reason, at) VALUES ({mark}, {mark}, "  # noqa: S608
-              f"{mark}, {mark})", (party, object_id, reason, when))
+def _add_refusals(c: Any, mark: str, party: str, refused: Sequence[tuple[str, str]],
+                  when: str, audit: Sequence[AuditEvent]) -> None:
+    if refused:
+        c.executemany(f"INSERT INTO refusals (party, object_id, reason, at) VALUES ({mark}, "  # noqa: S608
+                      f"{mark}, {mark}, {mark})",
+                      [(party, object_id, reason, when) for object_id, reason in refused])
     _append_audit(c, audit, mark)
 
 
