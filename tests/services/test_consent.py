@@ -26,7 +26,7 @@ from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
 from intelpact.services.audit import canonical
 from intelpact.services.consent import ConsentError
-from intelpact.services.controls import ControlError
+from intelpact.services.controls import MAX_REASON, ControlError
 from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     MAX_CONSENT_OBJECTS,
@@ -607,3 +607,35 @@ def test_an_onward_release_report_names_so_many_versions_and_no_more(serving: Tr
         jpn.controls.receive("NZL", signed)
     assert not kinds(jpn, "onward-release")
     assert jpn.audit.find(AuditFilter(kinds=("refuse",), party="NZL"))
+
+
+def test_a_consent_refusal_s_reason_is_kept_whole_or_the_notice_refused(
+        serving: Trio) -> None:
+    """Regression: a consent-refused notice's reason longer than MAX_REASON was cut short
+    silently by the holder, which kept and audited only part of what the originator said
+    (and took a reason that was not text as its repr). Such a notice is refused with the
+    reason why, audited, the request left pending; a reason of MAX_REASON characters is
+    kept whole. Refusing with a longer one is refused before anything is signed."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    officer = jpn.people.as_person("officer")
+    with pytest.raises(ConsentError, match="the reason is longer than 2000 characters"):
+        jpn.consents.refuse(officer, request_id, reason="x" * (MAX_REASON + 1))
+    assert jpn.store.pending_notices("NZL", 10) == []
+    for reason, why in (("x" * (MAX_REASON + 1), r" \(it has 2,001\)"), (5, "")):
+        _, signed = jpn.controls._notice("consent-refused", "NZL", {
+            "object_id": obj["id"], "request": request_id, "reason": reason})
+        with pytest.raises(ControlError, match="the notice's reason is not text of at most "
+                           f"2,000 characters{why}$"):
+            nzl.controls.receive("JPN", signed)
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "pending"
+    refused = [json.loads(e.body) for e in nzl.audit.find(AuditFilter(kinds=("refuse",),
+                                                                      party="JPN"))]
+    assert [e["message"] for e in refused] == ["consent-refused"] * 2
+    jpn.consents.refuse(officer, request_id, reason="y" * MAX_REASON)
+    assert deliver(jpn, "NZL") == 1
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "refused"
+    assert record.reason == "y" * MAX_REASON

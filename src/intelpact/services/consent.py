@@ -366,7 +366,7 @@ class Consents:
 
     def _refused(self, sender: str, notice: Mapping[str, Any], stored: Notice,
                  record: ConsentRecord) -> None:
-        reason = str(notice.get("reason", ""))[:MAX_REASON]
+        reason = str(notice["reason"])  # text of at most MAX_REASON (Controls._verified)
         event = self.audit.event("consent-refuse", party=sender, actor=sender,
                                  originator=sender,
                                  objects=[(record.object_id, v) for v in record.versions],

@@ -316,12 +316,13 @@ class Controls:
                                                                     str):
             raise ControlError("the notice names no object")
         reason = notice.get("reason")
-        if notice["kind"] in ("recall", "reclassify") and \
+        if notice["kind"] in ("recall", "reclassify", "consent-refused") and \
                 (not isinstance(reason, str) or len(reason) > MAX_REASON):
-            # a reason is recorded with every event the notice makes: the sender's node
-            # refuses one longer when it is given (_check_reason)
+            # a reason is recorded with every event the notice makes, whole: the sender's
+            # node refuses one longer when it is given (_check_reason, consent's _check_text)
             raise ControlError(f"the notice's reason is not text of at most {MAX_REASON:,} "
-                               "characters")
+                               "characters" + (f" (it has {len(reason):,})"
+                                               if isinstance(reason, str) else ""))
         return dict(notice)
 
     def _held_from(self, sender: str, object_id: str) -> list[StoredObject]:
