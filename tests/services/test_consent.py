@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_atomic_audit import REFUSED, refusing
 from test_federation import pair, people, publish, pull, push, visible_ids
 from test_key_rotation import _sql
 
+from intelpact.crypto.keys import key_id, public_raw
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
@@ -639,3 +641,66 @@ def test_a_consent_refusal_s_reason_is_kept_whole_or_the_notice_refused(
     record = nzl.store.consent(request_id)
     assert record is not None and record.status == "refused"
     assert record.reason == "y" * MAX_REASON
+
+
+# -- a retired signing key vouches for no consent (docs/federation.md, "Key rotation") ----
+
+def rotated(jpn: Node, *partners: str) -> Ed25519PrivateKey:
+    """JPN rotates its signing key and announces it to ``partners`` (nothing else is sent);
+    returns the retired private key, as whoever stole an old backup would hold it."""
+    old = jpn.signing_key
+    jpn.rotate_key()
+    courier = Courier(jpn)
+    try:
+        for party in partners:
+            courier.announce_keys(party)
+    finally:
+        courier.stop()
+    return old
+
+
+def signed_by(key: Ed25519PrivateKey, token: dict, **changes: Any) -> dict:
+    """``token`` (signed) with ``changes`` to its body, signed again by ``key``."""
+    body = dict(token["consent"], **changes)
+    return {"consent": body, "key_id": key_id(public_raw(key)),
+            "signature": sign_payload(key, body)}
+
+
+def test_a_consent_token_signed_by_a_retired_key_is_refused(serving: Trio) -> None:
+    """Regression: every key JPN had verified its consent tokens, retired ones included.
+    Whoever held JPN's retired private key (an old backup) and NZL's node could forge
+    JPN's consent and pass JPN's objects on to AUS, which recorded a consent JPN never
+    gave. Now a token signed by a retired key is refused, with the reason, by the
+    recipient and by the holder, and the holder uses none it holds for release."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    other = shared(jpn, nzl, "another JPN object")
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    genuine = token_of(nzl, request_id)
+    old = rotated(jpn, "NZL", "AUS")
+    old_id = key_id(public_raw(old))
+    markings = {k: v for k, v in genuine["consent"]["objects"].items()
+                if k.startswith("marking-definition--")}
+    forged = signed_by(old, genuine, id=str(uuid.uuid4()), objects={other["id"]: [], **markings})
+    failure = post(nzl, aus, held_at(nzl, other["id"]), [forged])[other["id"]]
+    assert f"is signed by JPN's retired key {old_id}" in failure, failure
+    assert other["id"] not in visible_ids(aus)
+    # the genuine token JPN signed before it rotated vouches for nothing more either: NZL
+    # releases nothing on it, and AUS refuses it
+    assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+    assert nzl.federation.held_consents().signed() == []
+    assert push(nzl, "AUS") == 0
+    failure = post(nzl, aus, held_at(nzl, obj["id"]), [genuine])[obj["id"]]
+    assert "retired key" in failure, failure
+    assert obj["id"] not in visible_ids(aus)
+    # the holder refuses a token signed by the retired key, in a notice JPN signed
+    asked = nzl.consents.request(nzl.people.as_person("analyst"), other["id"],
+                                 recipient="AUS", purpose="x")
+    _, notice = jpn.controls._notice("consent", "NZL", {
+        "object_id": other["id"], "request": asked.request_id,
+        "token": signed_by(old, forged, request=asked.request_id)})
+    with pytest.raises(ConsentError, match=f"signed by JPN's retired key {old_id}"):
+        nzl.controls.receive("JPN", notice)
+    record = nzl.store.consent(asked.request_id)
+    assert record is not None and record.status == "pending"

@@ -325,9 +325,9 @@ class Consents:
         except FederationError as exc:
             raise ConsentError(exc.message) from None
         assert isinstance(signed, dict)
-        public = self.federation.keys_of(sender).get(str(signed.get("key_id")))
-        if public is None or not verify_payload(public, token.signature, signed["consent"]):
-            raise ConsentError(f"the consent token is not signed by a key of {sender}")
+        unsigned = self.federation.consent_unsigned(signed, token)
+        if unsigned is not None:
+            raise ConsentError(f"the consent token {unsigned}")
         if token.originator != sender or token.holder != self.party or \
                 token.recipient != record.recipient or \
                 token.agreement != self.policy.agreement.id or \

@@ -627,11 +627,14 @@ class Federation:
     # -- consent tokens ---------------------------------------------------------------
     def held_consents(self) -> HeldConsents:
         """The consent tokens originators gave this node (as a holder) that are valid
-        now: read once, when a release decision first needs them."""
+        now and signed by their originator's pinned key (one signed by a key the
+        originator has retired since is not used: it is re-issued): read once, when a
+        release decision first needs them."""
 
         def load() -> list[tuple[ConsentToken, dict[str, Any]]]:
             now = utc_now()
             held = []
+            peers = self.peers()
             for record in self.store.consents():
                 if record.direction != "out" or record.status != "approved" or \
                         record.token is None:
@@ -640,16 +643,29 @@ class Federation:
                 try:
                     token = consent_token(signed)  # verified when it arrived
                 except FederationError as exc:  # kept before a token's size was bounded
-                    if record.request_id not in self._unused_tokens:  # said once
-                        self._unused_tokens.add(record.request_id)
-                        log.warning("consent request %s: its token is not used: %s",
-                                    record.request_id, exc.message)
+                    self._unused(record.request_id, exc.message)
+                    continue
+                peer = peers.get(token.originator)
+                if peer is None or signed.get("key_id") != peer.key_id:
+                    # its originator rotated since: it re-issues the token under its new
+                    # key (Consents.reissue), and until then nothing goes on this one
+                    self._unused(record.request_id, f"it is not signed by "
+                                 f"{token.originator}'s pinned key (a key it retired, or "
+                                 "it is no longer pinned): waiting for the token re-issued "
+                                 "under its current key")
                     continue
                 if token.holder == self.me.party and token.issued <= now < token.expires:
                     held.append((token, signed))
             return held
 
         return HeldConsents(load)
+
+    def _unused(self, request_id: str, why: str) -> None:
+        """Say once per process why the token of consent request ``request_id`` is not
+        used for release."""
+        if request_id not in self._unused_tokens:
+            self._unused_tokens.add(request_id)
+            log.warning("consent request %s: its token is not used: %s", request_id, why)
 
     def consents_for(self, party: str, rows: Sequence[StoredObject],
                      held: HeldConsents | None = None) -> list[dict[str, Any]]:
@@ -661,17 +677,40 @@ class Federation:
         return [signed for token, signed in (held or self.held_consents()).signed()
                 if token.recipient == party and ids & set(token.objects)]
 
+    def consent_unsigned(self, signed: Mapping[str, Any], token: ConsentToken,
+                         peers: Mapping[str, PeerRecord] | None = None) -> str | None:
+        """Why ``signed`` (read as ``token``) is not its originator's consent, or None
+        when the originator's pinned (current) key signed it. A token signed by a key the
+        originator has retired is refused: a retired key's private half may have leaked
+        (an old backup), and a token from it would let a holder pass the originator's
+        objects on with a consent never given. An originator re-issues its consents under
+        its new key as it rotates (``Consents.reissue``). ``peers``: read if not given."""
+        origin, kid = token.originator, str(signed.get("key_id"))
+        peer = (self.peers() if peers is None else peers).get(origin)
+        if origin != self.me.party and peer is not None and kid != peer.key_id and \
+                kid in self.store.retired_keys(origin):
+            return (f"is signed by {origin}'s retired key {shown(kid)}: a retired key "
+                    f"vouches for no consent ({origin} re-issued the consents it gave "
+                    "under its new key when it rotated)")
+        if origin == self.me.party or peer is None or kid != peer.key_id or \
+                not verify_payload(_public(peer.public_key), token.signature,
+                                   signed["consent"]):
+            return f"is not signed by a key of {shown(origin)}: forged or altered"
+        return None
+
     def check_consents(self, sender: str, signed_tokens: Any
                        ) -> tuple[list[ConsentToken], list[str]]:
         """Verify the consent tokens ``sender`` sent with objects: each must be signed by
-        its originator's pinned key (old keys included), under our agreement text, for
-        ``sender`` to us. Returns the tokens that check, and why the others do not."""
+        its originator's pinned key (not a retired one: ``consent_unsigned``), under our
+        agreement text, for ``sender`` to us. Returns the tokens that check, and why the
+        others do not."""
         good: list[ConsentToken] = []
         problems: list[str] = []
         if isinstance(signed_tokens, tuple):
             signed_tokens = list(signed_tokens)
         if not isinstance(signed_tokens, list):
             return good, ["the consent tokens are not a list"] if signed_tokens else []
+        peers = self.peers()
         for signed in signed_tokens:  # at most MAX_ENVELOPE: see receive
             try:
                 token = consent_token(signed)
@@ -679,11 +718,9 @@ class Federation:
                 problems.append(exc.message)
                 continue
             body = signed["consent"]
-            public = self.keys_of(token.originator).get(str(signed.get("key_id")))
-            if token.originator == self.me.party or public is None or \
-                    not verify_payload(public, token.signature, body):
-                problems.append(f"consent {shown(token.token_id)} is not signed by a key "
-                                f"of {shown(token.originator)}: forged or altered")
+            unsigned = self.consent_unsigned(signed, token, peers)
+            if unsigned is not None:
+                problems.append(f"consent {shown(token.token_id)} {unsigned}")
             elif body.get("agreement_hash") != self.me.agreement_hash:
                 problems.append(f"consent {shown(token.token_id)} is under another "
                                 "agreement text")
