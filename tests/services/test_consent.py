@@ -494,7 +494,7 @@ def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_la
                 refusing(nzl.store, "outbox"):
             courier.start()
             assert not queued()
-        assert "could not queue what the consents held cover (retry in 0.2s)" in caplog.text
+        assert "or queue what the consents held cover (retry in 0.2s)" in caplog.text
         assert REFUSED in caplog.text
         deadline = time.monotonic() + 10
         while not queued() and time.monotonic() < deadline:
@@ -704,3 +704,64 @@ def test_a_consent_token_signed_by_a_retired_key_is_refused(serving: Trio) -> No
         nzl.controls.receive("JPN", notice)
     record = nzl.store.consent(asked.request_id)
     assert record is not None and record.status == "pending"
+
+
+def test_a_rotation_re_issues_the_consents_given_and_the_holder_releases_on_them(
+        serving: Trio) -> None:
+    """JPN rotates its key: its consent to NZL is signed again with the new key (the same
+    request, id, scope and expiry) and sent to NZL, which takes it in place of the one it
+    holds (audited on both sides). Nothing goes to AUS on the old token meanwhile; then
+    NZL passes the object on with the new token, over real served nodes."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    before = token_of(nzl, request_id)
+    rotated(jpn, "NZL", "AUS")
+    new_id = jpn.identity.key_id
+    assert push(nzl, "AUS") == 0 and obj["id"] not in visible_ids(aus)
+    assert deliver(jpn, "NZL") == 1  # the consent re-issued
+    after = token_of(nzl, request_id)
+    assert after["key_id"] == new_id != before["key_id"]
+    assert {k: v for k, v in after["consent"].items() if k != "hashes"} == before["consent"]
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "approved"
+    for node, direction in ((jpn, "out"), (nzl, "in")):
+        (event,) = [json.loads(e.body) for e in node.store.find_audit(
+            AuditFilter(kinds=("consent",))) if '"reissued"' in e.body]
+        assert (event["direction"], event["reissued"], event["key_id"], event["token"]) == (
+            direction, before["key_id"], new_id, before["consent"]["id"])
+    assert nzl.federation.consents_for("AUS", nzl.store.held([obj["id"]])) == [after]
+    assert push(nzl, "AUS") >= 1
+    assert obj["id"] in visible_ids(aus)
+    assert not [f for f in aus.store.refusals() if f[1] == obj["id"]]
+    # re-issued once: a second rotation's re-issue signs it again, nothing else does
+    assert jpn.consents.reissue() == 0
+    # a token not that consent (another scope) does not replace it
+    _, notice = jpn.controls._notice("consent", "NZL", {
+        "object_id": obj["id"], "request": request_id,
+        "token": signed_by(jpn.signing_key, after, purpose="another purpose")})
+    with pytest.raises(ConsentError, match="approved already, and this token is not that "
+                       "consent signed again"):
+        nzl.controls.receive("JPN", notice)
+    assert token_of(nzl, request_id) == after
+
+
+def test_consents_are_re_issued_when_the_node_serves_if_the_rotation_did_not(
+        serving: Trio) -> None:
+    """The rotation is recorded, then re-issuing fails (here the notices table refuses,
+    as a process dying between the two would leave it): the courier re-issues them as
+    ``serve`` starts."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    with refusing(jpn.store, "notices"):
+        rotated(jpn, "NZL", "AUS")
+    assert jpn.store.pending_notices("NZL", 10) == []
+    courier = Courier(jpn, interval=3600)
+    courier.start()  # what `serve` does first
+    courier.stop()
+    deliver(jpn, "NZL")
+    assert token_of(nzl, request_id)["key_id"] == jpn.identity.key_id
+    assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,7 +43,7 @@ from ..store.base import (
     timestamp,
     utc_now,
 )
-from .audit import canonical
+from .audit import canonical, operator
 from .controls import MAX_REASON, ControlError, Controls
 from .federation import (
     CONSENT_VERSION,
@@ -56,6 +57,7 @@ from .federation import (
 )
 from .people import Principal
 
+log = logging.getLogger("intelpact.consent")
 DEFAULT_VALIDITY = dt.timedelta(days=30)
 MAX_VALIDITY = dt.timedelta(days=366)
 
@@ -261,10 +263,11 @@ class Consents:
                     or record.object_id != notice["object_id"]:
                 raise ConsentError(f"{sender} answers a consent request this node did not "
                                    "make to it")
-            if record.status != "pending":
+            if record.status != "pending" and not (kind == "consent"
+                                                   and record.status == "approved"):
                 raise ConsentError(f"consent request {record.request_id} was "
                                    f"{record.status} already")
-            if kind == "consent":
+            if kind == "consent":  # an approval, or one re-issued (``reissue``)
                 self._approved(sender, notice, stored, record)
             else:
                 self._refused(sender, notice, stored, record)
@@ -334,17 +337,74 @@ class Consents:
                 signed["consent"].get("agreement_hash") != self.federation.me.agreement_hash \
                 or record.object_id not in token.objects:
             raise ConsentError("the consent token's scope is not what was asked for")
+        reissued = None
+        if record.status == "approved":  # the originator rotated: the same consent, signed
+            held = json.loads(record.token or "null")  # again with its new key, replaces it
+            if not isinstance(held, dict) or _unsigned(_token(held)) != _unsigned(token):
+                raise ConsentError(f"consent request {record.request_id} was approved "
+                                   "already, and this token is not that consent signed "
+                                   "again (its id or scope differs)")
+            reissued = str(held.get("key_id"))
         event = self.audit.event("consent", party=sender, actor=sender, originator=sender,
                                  objects=[(record.object_id, v) for v in
                                           sorted(token.objects[record.object_id])],
                                  recipient=token.recipient, request=record.request_id,
                                  token=token.token_id, expires=timestamp(token.expires),
+                                 key_id=signed.get("key_id"), reissued=reissued,
                                  direction="in")
         approved = dataclasses.replace(record, status="approved", decided=stored.made,
                                        token=canonical(signed),
                                        expires=timestamp(token.expires))
         if self.store.consent_step(approved, stored, [event]):
             self._release(token, self.federation.held_consents())
+
+    # -- the originator rotated its signing key ---------------------------------------
+    def reissue(self) -> int:
+        """Sign again with this node's current key every consent it gave that is valid
+        still and was signed by another key (one a rotation retired since), and queue it
+        for its holder as a ``consent`` notice, which the holder takes in place of the
+        token it holds (``_approved``): the same request, id, scope, issued and expires.
+        Holders release nothing on a token signed by a retired key and recipients refuse
+        one (``Federation.consent_unsigned``), so until this is done nothing goes on it.
+        ``Node.rotate_key`` does it after the rotation, and the courier as ``serve``
+        starts (a rotation whose process died before): each token is re-issued once, kept
+        with its notice and audit event in one transaction. Returns how many."""
+        me = self.federation.signer()
+        now = utc_now()
+        done = 0
+        for record in self.store.consents():
+            if record.direction != "in" or record.status != "approved" or not record.token:
+                continue
+            old = json.loads(record.token)
+            try:
+                token = consent_token(old)
+            except FederationError:
+                continue  # kept before tokens were bounded: a holder uses it no more
+            if old.get("key_id") == me.key_id or token.expires <= now:
+                continue
+            body = dict(old["consent"])
+            signed = {"consent": body, "key_id": me.key_id,
+                      "signature": sign_payload(me.key, body)}
+            event = self.audit.event("consent", actor=operator(), party=record.holder,
+                                     originator=self.party,
+                                     objects=[(record.object_id, v) for v in
+                                              sorted(token.objects.get(record.object_id, ()))],
+                                     recipient=record.recipient, request=record.request_id,
+                                     token=token.token_id, expires=timestamp(token.expires),
+                                     key_id=me.key_id, reissued=str(old.get("key_id")),
+                                     direction="out")
+            notice_id, notice = self.controls._notice("consent", record.holder, {
+                "object_id": record.object_id, "request": record.request_id,
+                "token": signed})
+            self.store.consent_step(dataclasses.replace(record, token=canonical(signed)),
+                                    Notice(notice_id, "out", record.holder, "consent",
+                                           record.object_id, canonical(notice),
+                                           timestamp(now)), [event])
+            done += 1
+        if done:
+            log.warning("re-issued %d consent token(s) under this node's signing key %s: "
+                        "queued for their holders", done, me.key_id)
+        return done
 
     def release_held(self) -> int:
         """Queue again what every consent held now covers (``serve`` does, as it starts):
@@ -424,6 +484,19 @@ class Consents:
         missing = [o[0] for o in objects if (o[0], o[2]) not in held]
         if missing:
             raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")
+
+
+def _token(signed: Mapping[str, Any]) -> ConsentToken | None:
+    try:
+        return consent_token(signed)
+    except FederationError:
+        return None
+
+
+def _unsigned(token: ConsentToken | None) -> ConsentToken | None:
+    """What ``token`` consents to, whoever signed it: a re-issued token (``reissue``)
+    must consent to exactly what the one it replaces did."""
+    return dataclasses.replace(token, signature="") if token is not None else None
 
 
 def _check_text(text: str, what: str) -> None:

@@ -340,15 +340,18 @@ class Courier:
 
     def _release_held(self, delay: float) -> bool:
         """Queue what a crash may have cut from its consent (Consents.release_held: the
-        release decision decides, with the consents held). Whether it was done: a failure
+        release decision decides, with the consents held), and re-issue under the current
+        key the consents this node gave that a key rotation cut short before it did
+        (Consents.reissue). Whether it was done: a failure
         is logged with its reason, never raised, so ``serve`` starts all the same and the
         courier tries again ``delay`` seconds later (the consents stay kept)."""
         try:
+            self.node.consents.reissue()
             self.node.consents.release_held()
         except Exception as exc:  # noqa: BLE001 - tried again; nothing was released
             (log.warning if isinstance(exc, IntelpactError) else log.exception)(
-                "federation: could not queue what the consents held cover (retry in "
-                "%.1fs): %s", delay, exc)
+                "federation: could not re-issue the consents given under the current key, "
+                "or queue what the consents held cover (retry in %.1fs): %s", delay, exc)
             return False
         return True
 

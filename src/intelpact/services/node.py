@@ -173,7 +173,9 @@ class Node:
         before the transaction commits leaves the old key in force (the staged key is
         removed when the node is next opened); after it, opening the node finishes the
         swap (``_finish_rotation``), so the new key is in force with the announcement
-        queued."""
+        queued. Then every consent this node gave that is valid still is signed again
+        with the new key and queued for its holder (``Consents.reissue``; the courier
+        does it as ``serve`` starts, if the process died first)."""
         old = self.signing_key
         new = Ed25519PrivateKey.generate()
         old_id, new_id = key_id(public_raw(old)), key_id(public_raw(new))
@@ -212,6 +214,12 @@ class Node:
         self.signing_key = new
         self.identity = dataclasses.replace(self.identity, key=new)
         self.federation.me = self.identity
+        try:  # partners take no consent signed by the retired key: sign them again
+            self.consents.reissue()
+        except Exception as exc:  # noqa: BLE001 - the rotation is done; this is redone
+            # when the node next serves (Courier.start), and nothing goes meanwhile
+            log.warning("the consents this node gave are not yet re-issued under its new "
+                        "key (they are when it next serves): %s", exc)
         return new_id
 
     @contextlib.contextmanager
