@@ -23,7 +23,7 @@ from test_federation import pair, people, publish, pull, push, visible_ids
 from test_key_rotation import _sql
 
 from intelpact.crypto.keys import key_id, public_raw
-from intelpact.crypto.signing import sign_object
+from intelpact.crypto.signing import sign_object, signatures
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
 from intelpact.services.audit import canonical
@@ -39,6 +39,7 @@ from intelpact.services.federation import (
     sign_payload,
 )
 from intelpact.services.node import Node
+from intelpact.services.publish import canonical_body, object_version
 from intelpact.store.base import AuditFilter, Notice, Query, utc_now
 
 from helpers import make_node, serving_federation
@@ -680,9 +681,11 @@ def test_a_consent_token_signed_by_a_retired_key_is_refused(serving: Trio) -> No
     genuine = token_of(nzl, request_id)
     old = rotated(jpn, "NZL", "AUS")
     old_id = key_id(public_raw(old))
+    assert post(jpn, aus, held_at(nzl, obj["id"])[:-1]) == {}  # JPN's marking, from JPN
     markings = {k: v for k, v in genuine["consent"]["objects"].items()
                 if k.startswith("marking-definition--")}
-    forged = signed_by(old, genuine, id=str(uuid.uuid4()), objects={other["id"]: [], **markings})
+    forged = signed_by(old, genuine, id=str(uuid.uuid4()), objects={other["id"]: [], **markings},
+                       hashes={})
     failure = post(nzl, aus, held_at(nzl, other["id"]), [forged])[other["id"]]
     assert f"is signed by JPN's retired key {old_id}" in failure, failure
     assert other["id"] not in visible_ids(aus)
@@ -723,7 +726,7 @@ def test_a_rotation_re_issues_the_consents_given_and_the_holder_releases_on_them
     assert deliver(jpn, "NZL") == 1  # the consent re-issued
     after = token_of(nzl, request_id)
     assert after["key_id"] == new_id != before["key_id"]
-    assert {k: v for k, v in after["consent"].items() if k != "hashes"} == before["consent"]
+    assert after["consent"] == before["consent"]
     record = nzl.store.consent(request_id)
     assert record is not None and record.status == "approved"
     for node, direction in ((jpn, "out"), (nzl, "in")):
@@ -735,6 +738,12 @@ def test_a_rotation_re_issues_the_consents_given_and_the_holder_releases_on_them
     assert push(nzl, "AUS") >= 1
     assert obj["id"] in visible_ids(aus)
     assert not [f for f in aus.store.refusals() if f[1] == obj["id"]]
+    # what went is signed by JPN's retired key (and so is its marking-definition, which
+    # AUS did not hold): the re-issued token names their bodies' hashes
+    for body in held_at(aus, obj["id"]):
+        assert signatures(body)[0]["thumbprint"] == before["key_id"]
+        assert after["consent"]["hashes"][body["id"]] == {
+            object_version(body): canonical_body(body)[1]}
     # re-issued once: a second rotation's re-issue signs it again, nothing else does
     assert jpn.consents.reissue() == 0
     # a token not that consent (another scope) does not replace it
@@ -765,3 +774,53 @@ def test_consents_are_re_issued_when_the_node_serves_if_the_rotation_did_not(
     deliver(jpn, "NZL")
     assert token_of(nzl, request_id)["key_id"] == jpn.identity.key_id
     assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)
+
+
+def test_a_version_signed_by_a_retired_key_is_taken_from_a_holder_only_as_consented(
+        serving: Trio) -> None:
+    """Regression: whoever held JPN's retired key and NZL's node could forge a version
+    "by JPN" (any body, under the id and version of one JPN consented to) and pass it on
+    to AUS with JPN's genuine token. A relayed version signed by a retired key is now
+    taken only when a token sent with it, signed by JPN's current key, names its body
+    hash; a token naming no hashes (an older intelpact's) vouches for none, though it
+    still lets a version signed by the current key go."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    old = rotated(jpn, "NZL", "AUS")
+    old_id = key_id(public_raw(old))
+    deliver(jpn, "NZL")  # the consent re-issued under JPN's new key
+    token = token_of(nzl, request_id)
+    *markings, genuine = held_at(nzl, obj["id"])
+    # a token naming no hashes (an older intelpact's), signed by JPN's current key,
+    # vouches for no version signed by the retired key, nor for a marking-definition
+    # signed by it that AUS does not hold
+    unhashed = {k: v for k, v in token["consent"].items() if k != "hashes"}
+    older = {"consent": unhashed, "key_id": jpn.identity.key_id,
+             "signature": sign_payload(jpn.signing_key, unhashed)}
+    failure = post(nzl, aus, markings, [older])[markings[0]["id"]]
+    assert f"signed by JPN's retired key {old_id} and relayed by NZL" in failure, failure
+    assert "no consent token sent with it names this version's body hash" in failure, failure
+    # a forged version under the id and version JPN consented to, with JPN's token (which
+    # vouches for the genuine marking-definition sent with it)
+    forged = sign_object(dict(genuine, name="forged by whoever holds the retired key"), old,
+                         "JPN")
+    assert (forged["id"], forged["modified"]) == (genuine["id"], genuine["modified"])
+    failures = post(nzl, aus, [*markings, forged], [token])
+    assert list(failures) == [obj["id"]], failures
+    assert f"signed by JPN's retired key {old_id} and relayed by NZL" in failures[obj["id"]]
+    assert "names another body for this version" in failures[obj["id"]]
+    assert obj["id"] not in visible_ids(aus)
+    failure = post(nzl, aus, [genuine], [older])[obj["id"]]
+    assert "no consent token sent with it names this version's body hash" in failure, failure
+    # the genuine version, with the token JPN re-issued, is taken
+    assert post(nzl, aus, [*markings, genuine], [token]) == {}
+    assert obj["id"] in visible_ids(aus)
+    # a version JPN signed with its current key goes with a token naming no hashes
+    fresh = shared(jpn, nzl, "published after the rotation")
+    scope = dict(unhashed, id=str(uuid.uuid4()), objects={fresh["id"]: []})
+    plain = {"consent": scope, "key_id": jpn.identity.key_id,
+             "signature": sign_payload(jpn.signing_key, scope)}
+    assert post(nzl, aus, held_at(nzl, fresh["id"])[-1:], [plain]) == {}
+    assert fresh["id"] in visible_ids(aus)

@@ -84,6 +84,8 @@ class ConsentToken:
     The signature is checked by the crypto layer before a token reaches a
     decision; the model checks its scope. ``objects`` maps object ids to the
     versions (``modified``) covered; an empty version set covers every version.
+    ``hashes`` maps object ids to {version: body hash}: the content of each version
+    the originator consents to (tokens made before hashes were named have none).
     """
 
     token_id: str
@@ -96,12 +98,19 @@ class ConsentToken:
     issued: dt.datetime
     expires: dt.datetime
     signature: str = ""
+    hashes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def covers(self, object_id: str, version: str | None) -> bool:
         versions = self.objects.get(object_id)
         if versions is None:
             return False
         return not versions or (version is not None and version in versions)
+
+    def names(self, object_id: str, version: str | None, body_hash: str) -> bool:
+        """True when the token covers this version and names ``body_hash`` as its
+        content: what the originator consented to is this very body."""
+        return self.covers(object_id, version) and version is not None and \
+            self.hashes.get(object_id, {}).get(version) == body_hash
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..model import PartnerNode
@@ -174,7 +174,7 @@ class Consents:
                 "agreement_hash": me.agreement_hash, "originator": self.party,
                 "holder": record.holder, "recipient": record.recipient, "objects": objects,
                 "purpose": record.purpose, "issued": timestamp(now),
-                "expires": timestamp(expires)}
+                "expires": timestamp(expires), "hashes": self._hashes(objects)}
         signed = {"consent": body, "key_id": me.key_id, "signature": sign_payload(me.key, body)}
         try:
             token = consent_token(signed)  # what the holder will take: its size bounded
@@ -382,7 +382,7 @@ class Consents:
                 continue  # kept before tokens were bounded: a holder uses it no more
             if old.get("key_id") == me.key_id or token.expires <= now:
                 continue
-            body = dict(old["consent"])
+            body = dict(old["consent"], hashes=self._hashes(token.objects))
             signed = {"consent": body, "key_id": me.key_id,
                       "signature": sign_payload(me.key, body)}
             event = self.audit.event("consent", actor=operator(), party=record.holder,
@@ -405,6 +405,19 @@ class Consents:
             log.warning("re-issued %d consent token(s) under this node's signing key %s: "
                         "queued for their holders", done, me.key_id)
         return done
+
+    def _hashes(self, objects: Mapping[str, Collection[str]]) -> dict[str, dict[str, str]]:
+        """{id: {version: body hash}} of this node's own versions that ``objects`` (a
+        token's) covers (no versions: every one held): a token names the very bodies it
+        consents to, so a version signed by a key retired since, relayed by the holder,
+        is taken only if it is one of them (``Federation._unvouched``)."""
+        hashes: dict[str, dict[str, str]] = {}
+        for row in self.store.held(sorted(objects)):
+            wanted = objects.get(row.object_id)
+            if row.originator == self.party and row.version is not None and \
+                    wanted is not None and (not wanted or row.version in wanted):
+                hashes.setdefault(row.object_id, {})[row.version] = row.body_hash
+        return hashes
 
     def release_held(self) -> int:
         """Queue again what every consent held now covers (``serve`` does, as it starts):
@@ -495,8 +508,9 @@ def _token(signed: Mapping[str, Any]) -> ConsentToken | None:
 
 def _unsigned(token: ConsentToken | None) -> ConsentToken | None:
     """What ``token`` consents to, whoever signed it: a re-issued token (``reissue``)
-    must consent to exactly what the one it replaces did."""
-    return dataclasses.replace(token, signature="") if token is not None else None
+    must consent to exactly what the one it replaces did (and names the bodies' hashes,
+    which a token from before hashes were named lacks)."""
+    return dataclasses.replace(token, signature="", hashes={}) if token is not None else None
 
 
 def _check_text(text: str, what: str) -> None:

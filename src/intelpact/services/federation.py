@@ -377,12 +377,25 @@ def consent_token(signed: Any) -> ConsentToken:
                 f"the consent token names {len(objects):,} objects and {versions:,} versions:"
                 f" a token may name at most {MAX_CONSENT_OBJECTS:,} objects and "
                 f"{MAX_CONSENT_VERSIONS:,} versions")
+        # {id: {version: body hash}} of the versions consented to (absent: an older token)
+        hashes = token.get("hashes", {})
+        if not isinstance(hashes, dict) or not all(
+                k in objects and isinstance(v, dict) and all(
+                    isinstance(h, str) for h in v.values()) for k, v in hashes.items()):
+            raise ValueError("hashes")
+        named = sum(len(v) for v in hashes.values())
+        if named > MAX_CONSENT_VERSIONS + MAX_CONSENT_OBJECTS:
+            raise FederationError(
+                f"the consent token names {named:,} body hashes: a token may name at most "
+                f"{MAX_CONSENT_VERSIONS + MAX_CONSENT_OBJECTS:,} (one a version it names, and "
+                "one a marking-definition's version)")
         return ConsentToken(
             str(token["id"]), str(token["agreement"]), str(token["originator"]),
             str(token["holder"]), str(token["recipient"]),
             {str(k): frozenset(v) for k, v in objects.items()}, str(token["purpose"]),
             parse_timestamp(str(token["issued"])), parse_timestamp(str(token["expires"])),
-            str(signed.get("signature", "")))
+            str(signed.get("signature", "")),
+            {str(k): {str(ver): str(h) for ver, h in v.items()} for k, v in hashes.items()})
     except (KeyError, ValueError, TypeError):
         raise FederationError("the consent token is malformed") from None
 
@@ -803,6 +816,7 @@ class Federation:
                                                    reason=problem))
                 raise Oversized(problem)
         tokens, problems = self.check_consents(sender, consents)
+        retired: dict[str, set[str]] = {}  # each originator's retired keys, once looked up
         results: list[Received] = []
         pending: list[tuple[NewObject, Received]] = []
         definitions = [o for o in objects if isinstance(o, dict)
@@ -813,7 +827,7 @@ class Federation:
         # is taken only with an object here that cites it and that the sender may release
         with_object: list[tuple[NewObject, Received]] = []
         for item in definitions:
-            outcome, new = self._check_definition(sender, item, tokens)
+            outcome, new = self._check_definition(sender, item, tokens, retired)
             if new is None:
                 results.append(outcome)
             elif outcome.ok:
@@ -824,7 +838,7 @@ class Federation:
         # definition this node holds under that id, it would not be marked as its
         # originator marked it (perhaps lower)
         unlearnt = {r.object_id: r.message for r in results if not r.ok}
-        checked = [self._check_object(sender, collection_id, item, tokens, problems)
+        checked = [self._check_object(sender, collection_id, item, tokens, problems, retired)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
         claims: dict[str, set[str]] = {}  # the originators of each id's versions here
@@ -912,22 +926,32 @@ class Federation:
         return results, {"receipt": receipt, "key_id": self.me.key_id,
                          "signature": sign_payload(self.me.key, receipt)}
 
-    def verify_definition(self, originator: str, definition: Any) -> None:
-        """A national marking-definition must be signed by its originator's key."""
+    def verify_definition(self, originator: str, definition: Any) -> str:
+        """A national marking-definition must be signed by its originator's key: the id
+        of the key that signed it."""
         try:
-            verify_object(definition, originator, self.keys_of(originator))
+            return verify_object(definition, originator, self.keys_of(originator))
         except SignatureError as exc:
             raise FederationError(f"the marking-definition is not signed by {originator}: "
                                   f"{exc.message}") from None
 
     def _check_definition(self, sender: str, item: dict[str, Any],
-                          consents: Sequence[ConsentToken] = ()
+                          consents: Sequence[ConsentToken] = (),
+                          retired: dict[str, set[str]] | None = None
                           ) -> tuple[Received, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
             part = self.markings.parse(item)
             if part.kind == "national":  # its originator's signature, before we learn it
-                self.verify_definition(str(part.originator), item)
+                kid = self.verify_definition(str(part.originator), item)
+                stored = self.store.marking(mid)
+                digest = canonical_body(item)[1]
+                unvouched = None if stored is not None and canonical_body(
+                    json.loads(stored))[1] == digest else self._unvouched(
+                        sender, str(part.originator), kid, mid, object_version(item), digest,
+                        consents, retired)
+                if unvouched is not None:
+                    return Received(mid, None, False, unvouched), None
             self.markings.add(item)
         except (MarkingError, IntelpactError) as exc:
             return Received(mid, None, False, exc.message), None
@@ -984,8 +1008,41 @@ class Federation:
                 return ref
         return None
 
+    def _unvouched(self, sender: str, originator: str, kid: str, oid: str,
+                   version: str | None, digest: str, consents: Sequence[ConsentToken],
+                   retired: dict[str, set[str]] | None) -> str | None:
+        """Why a version ``sender`` relays (``originator``'s, signed with its key ``kid``,
+        of body hash ``digest``) is not taken, or None. A retired key may have leaked: a
+        version signed by one is taken from a holder only when a consent token sent with
+        it (checked: signed by the originator's current key, for ``sender`` to us) and
+        valid now names exactly this body. One the originator delivers itself is taken:
+        its request is signed with its pinned key, over its pinned TLS certificate.
+        ``retired``: the retired keys of each party looked up already."""
+        if sender == originator:
+            return None
+        cache = {} if retired is None else retired
+        keys = cache.get(originator)
+        if keys is None:
+            keys = cache[originator] = set(self.store.retired_keys(originator))
+        if kid not in keys:
+            return None
+        now = utc_now()
+        named = [t for t in consents if t.originator == originator
+                 and t.covers(oid, version) and t.issued <= now < t.expires]
+        if any(t.names(oid, version, digest) for t in named):
+            return None
+        other = next((t for t in named if version in t.hashes.get(oid, {})), None)
+        why = (f"consent {shown(other.token_id)} names another body for this version: "
+               f"not the one {originator} consented to") if other is not None else \
+            "no consent token sent with it names this version's body hash"
+        return (f"{oid} ({version}) is signed by {originator}'s retired key {kid} and "
+                f"relayed by {sender}: a retired key vouches for a version a holder relays "
+                f"only with {originator}'s consent, signed by its current key, naming that "
+                f"version's body hash; {why}")
+
     def _check_object(self, sender: str, collection_id: str, item: Any,
-                      consents: Sequence[ConsentToken] = (), problems: Sequence[str] = ()
+                      consents: Sequence[ConsentToken] = (), problems: Sequence[str] = (),
+                      retired: dict[str, set[str]] | None = None
                       ) -> tuple[Received, NewObject | None]:
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
@@ -1013,14 +1070,18 @@ class Federation:
             return Received(oid, None, False, exc.message), None
         originator = labels.base.originator
         try:
-            verify_object(item, originator, self.keys_of(originator))
+            kid = verify_object(item, originator, self.keys_of(originator))
         except SignatureError as exc:
             return Received(oid, None, False, exc.message), None
         version = object_version(item)
+        body, digest = canonical_body(item)
+        unvouched = self._unvouched(sender, originator, kid, oid, version, digest, consents,
+                                    retired)
+        if unvouched is not None:
+            return Received(oid, version, False, unvouched), None
         refused = self._refused(sender, labels.banner, oid, version, consents, problems)
         if refused:
             return refused, None
-        body, digest = canonical_body(item)
         return Received(oid, version, True, ""), NewObject(
             oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
             digest, labels.base, labels.banner, originator, bool(labels.portions),
