@@ -697,16 +697,27 @@ def test_a_consent_token_signed_by_a_retired_key_is_refused(serving: Trio) -> No
     failure = post(nzl, aus, held_at(nzl, obj["id"]), [genuine])[obj["id"]]
     assert "retired key" in failure, failure
     assert obj["id"] not in visible_ids(aus)
-    # the holder refuses a token signed by the retired key, in a notice JPN signed
+    # the holder does not take a token signed by the retired key: not from a notice JPN
+    # queued before it rotated (acknowledged, so it holds back no notice after it; the
+    # token is not used, the refusal audited) ...
     asked = nzl.consents.request(nzl.people.as_person("analyst"), other["id"],
                                  recipient="AUS", purpose="x")
+    stale = signed_by(old, forged, request=asked.request_id)
     _, notice = jpn.controls._notice("consent", "NZL", {
-        "object_id": other["id"], "request": asked.request_id,
-        "token": signed_by(old, forged, request=asked.request_id)})
-    with pytest.raises(ConsentError, match=f"signed by JPN's retired key {old_id}"):
-        nzl.controls.receive("JPN", notice)
+        "object_id": other["id"], "request": asked.request_id, "token": stale})
+    assert nzl.controls.receive("JPN", notice)["receipt"]["notice"] == notice["notice"]["id"]
     record = nzl.store.consent(asked.request_id)
-    assert record is not None and record.status == "pending"
+    assert record is not None and record.status == "pending" and record.token is None
+    assert [e for e in nzl.store.find_audit(AuditFilter(kinds=("refuse",)))
+            if f"signed by JPN's retired key {old_id}" in e.body
+            and asked.request_id in e.body]
+    # ... nor under a key JPN never had
+    stranger = signed_by(nzl.signing_key, stale)
+    _, notice = jpn.controls._notice("consent", "NZL", {
+        "object_id": other["id"], "request": asked.request_id, "token": stranger})
+    with pytest.raises(ConsentError, match="not signed by a key of JPN"):
+        nzl.controls.receive("JPN", notice)
+    assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == other["id"]]
 
 
 def test_a_rotation_re_issues_the_consents_given_and_the_holder_releases_on_them(
@@ -824,3 +835,20 @@ def test_a_version_signed_by_a_retired_key_is_taken_from_a_holder_only_as_consen
              "signature": sign_payload(jpn.signing_key, scope)}
     assert post(nzl, aus, held_at(nzl, fresh["id"])[-1:], [plain]) == {}
     assert fresh["id"] in visible_ids(aus)
+
+
+def test_an_approval_queued_before_a_rotation_holds_back_nothing_and_is_re_issued(
+        serving: Trio) -> None:
+    """JPN approves, then rotates before the approval is delivered: the queued notice
+    carries a token signed by the retired key. NZL acknowledges it without using it (a
+    refusal would hold back every notice after it, a recall included, until given up),
+    then takes the one JPN re-issued, and releases on it."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    rotated(jpn, "NZL", "AUS")
+    assert len(jpn.store.pending_notices("NZL", 10)) == 2  # the approval, re-issued
+    assert deliver(jpn, "NZL") == 2
+    assert token_of(nzl, request_id)["key_id"] == jpn.identity.key_id
+    assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)

@@ -75,8 +75,9 @@ def key_rotate(node_dir: Path) -> None:
     """Make a new signing key and retire the old one. The old key signs a final
     checkpoint of the audit log: what it signed up to there stays valid, nothing past it
     is accepted, here or by partners. Its private key is destroyed. Every partner is sent
-    an announcement signed by both keys, with that checkpoint. Restart `serve`
-    afterwards."""
+    an announcement signed by both keys, with that checkpoint, and every holder of a
+    consent this node gave that is still valid the same consent signed with the new
+    key. Restart `serve` afterwards."""
     node = Node.open(node_dir)
     old = node.identity.key_id
     new = node.rotate_key()

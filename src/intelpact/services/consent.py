@@ -329,6 +329,17 @@ class Consents:
             raise ConsentError(exc.message) from None
         assert isinstance(signed, dict)
         unsigned = self.federation.consent_unsigned(signed, token)
+        if unsigned is not None and str(signed.get("key_id")) in \
+                self.store.retired_keys(sender):
+            # queued before its originator rotated, delivered after: the notice is the
+            # originator's (only it delivers its notices), its token is not used, and
+            # the originator re-issues it under its new key (``reissue``). Kept and
+            # acknowledged, so it does not hold back the notices queued after it.
+            self.store.add_notice(stored, audit=[self.audit.event(
+                "refuse", party=sender, actor=sender, originator=sender,
+                request=record.request_id, token=token.token_id,
+                reason=f"the consent token {unsigned}: it is not used")])
+            return
         if unsigned is not None:
             raise ConsentError(f"the consent token {unsigned}")
         if token.originator != sender or token.holder != self.party or \
