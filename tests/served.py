@@ -16,6 +16,7 @@ Every wait is bounded; :meth:`Pair.stop_all` kills every process a test started.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from intelpact.config import write_config
 from intelpact.model import load_agreement, national_marking
 from intelpact.services.federation import _public, make_card, verify_payload
 from intelpact.services.node import Node
@@ -183,9 +185,14 @@ class Pair:
     the `intelpact serve` processes this test started."""
 
     def __init__(self, base: Path, dirs: Mapping[str, Path] | None = None,
-                 databases: Mapping[str, str] | None = None) -> None:
+                 databases: Mapping[str, str] | None = None, *, pool: bool = True) -> None:
         """``dirs``: where a node's directory goes (default ``base/jpn``, ``base/nzl``);
-        ``databases``: a node's PostgreSQL URL (default: its own SQLite file)."""
+        ``databases``: a node's PostgreSQL URL (default: its own SQLite file); ``pool``:
+        False serves both nodes without a publication pool (``ingest_processes = 0``,
+        as an operator may set it), for a test whose fault is not in publishing large
+        envelopes: each `serve` then starts in about a second, not waiting for its
+        pool processes to import the validator (tests/services/test_prepare_pool.py
+        tests the pool; the fault tests on publishing keep it)."""
         self.base = base
         self.dirs: dict[str, Path] = {}
         self.databases: dict[str, str] = dict(databases or {})
@@ -203,6 +210,8 @@ class Pair:
             node = Node.create(where, party=party, agreement_file=AGREEMENT,
                                tls=False, port=port, federation_port=fed,
                                database=self.databases.get(party))
+            if not pool:
+                write_config(dataclasses.replace(node.config, ingest_processes=0))
             top = {"JPN": "機密", "NZL": "TOP SECRET"}[party]
             eyes = {"JPN": ["JPNEO"], "NZL": ["NZEO"]}[party]
             node.people.add("officer", party=party, clearance=top, caveats=eyes,

@@ -32,7 +32,8 @@ from served import (
 
 @pytest.fixture()
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    with Pair(tmp_path) as p:
+    """No publication pool: the faults here are in federation, after publishing."""
+    with Pair(tmp_path, pool=False) as p:
         yield p
 
 
