@@ -21,6 +21,12 @@ from intelpact.services.credentials import (
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _real_hasher(real_password_hashes: None) -> None:
+    """These tests are of the node's own hasher (argon2-cffi's defaults), not of the
+    cheap one the other tests hash with (tests/conftest.py)."""
+
+
 @pytest.fixture(scope="module")
 def hashed() -> str:
     return hash_password(PASSWORD)
