@@ -240,6 +240,7 @@ def test_a_base_reclassified_to_a_level_not_exchanged_stays_held_under_its_porti
             assert labels[after.banner_id] == labels[held.banner_id]  # PROTECTED: the portion
             assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",)))
             assert courier.push_all("JPN") >= 1  # the new version, under its own marking
+            courier.stop()  # its connections closed before the listeners stop (below)
     finally:
         courier.stop()
     # The old version's body still says PROTECTED: only a reader cleared for that reads
