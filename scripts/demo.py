@@ -344,6 +344,7 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
+            print(f"{proc.args[-1]} did not stop within 10 s of SIGTERM: killed", flush=True)
             proc.kill()
             proc.wait()
 

@@ -107,6 +107,19 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         self._disarm()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The listener stops: a connection between requests is closed at once; one with
+        a request in progress after its response, as uvicorn does. uvicorn closes an idle
+        one gracefully, and over TLS that waits for the client's ``close_notify``, up to
+        asyncio's 30 s: a client keeping the connection in its pool (a partner's
+        courier, any TAXII client) does not answer, so ``serve`` took 30 s to stop (the
+        demo's nodes, each a client of the others, were killed after 10)."""
+        if self.cycle is None or self.cycle.response_complete:
+            self._disarm()
+            self.transport.abort()
+        else:
+            super().shutdown()
+
     def send_400_response(self, msg: str) -> None:
         if self.cycle is not None and self.cycle.response_started \
                 and not self.cycle.response_complete:

@@ -1,0 +1,74 @@
+"""`intelpact serve` stops at once on SIGTERM, though clients keep idle connections open.
+
+A TAXII client or a partner's courier keeps its connection to a node in its pool between
+requests. uvicorn closes such a connection gracefully when it stops, and over TLS that
+waits for the client's ``close_notify``, up to asyncio's 30 s, which a pooled connection
+never sends: `serve` took 30 s to stop, and the demo killed its nodes after 10
+(interfaces/limits.py, ``NoDelayHTTP.shutdown``)."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from intelpact.services.federation import make_card
+
+from helpers import make_node, stop_group
+
+TAXII = "application/taxii+json;version=2.1"
+PW = "serve-stop-test-password"
+STOPS_WITHIN = 15.0  # seconds: well under the 30 s of a TLS close no client answers
+
+
+def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(tmp_path: Path) -> None:
+    jpn = make_node(tmp_path / "jpn", tls=True)
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst"], password=PW)
+    jpn.federation.add_peer(make_card(nzl.identity))
+    taxii, federation = f"https://127.0.0.1:{jpn.config.port}/taxii2/", jpn.config.federation_url
+    assert jpn.config.tls_cert and nzl.config.tls_cert and nzl.config.tls_key
+    trusted = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
+    pinned = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
+    pinned.load_cert_chain(str(nzl.config.tls_cert), str(nzl.config.tls_key))
+    jpn.close()
+    nzl.close()
+    reader = httpx.Client(verify=trusted, auth=("pub", PW), trust_env=False,
+                          headers={"Accept": TAXII})
+    partner = httpx.Client(verify=pinned, trust_env=False)  # NZL's node, by its certificate
+    exe = Path(sys.executable).with_name("intelpact")
+    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answered = reader.get(taxii)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    proc.stderr.read().decode() if proc.stderr else "serve did not start"
+                time.sleep(0.2)
+        assert answered.status_code == 200, answered.text
+        assert partner.get(f"{federation}/federation/card").status_code == 200
+        # both keep their connection open, idle, as pooled clients do
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(STOPS_WITHIN)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of SIGTERM "
+                                 "while clients held idle TLS connections") from None
+        assert code == 0, proc.stderr.read().decode() if proc.stderr else code
+    finally:
+        reader.close()
+        partner.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        elif proc.stderr:
+            proc.stderr.close()
