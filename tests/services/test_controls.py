@@ -130,6 +130,32 @@ def test_nothing_more_of_a_recalled_object_goes_to_that_party(
         assert seen(nzl, obj["id"]) == []
 
 
+def test_a_recall_stops_what_waits_to_go_to_a_partner_that_has_not_had_it_yet(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a recall with no party named went only to the partners the
+    dissemination record says received the object. One it waited in the outbox for (NZL
+    down when it was published) still got it when it came back, after the recall. Now a
+    recall stops it going there too, and tells that partner (a push in flight may have
+    brought it there)."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "queued while NZ is down", "極秘", ("NZL",))
+    assert jpn.store.queued_for(obj["id"]) == ["NZL"]
+    officer = jpn.people.as_person("officer")
+    assert jpn.controls.recall(officer, obj["id"], reason="source at risk") == ["NZL"]
+    assert not [row for _, row in jpn.store.pending("NZL", 100) if row.object_id == obj["id"]]
+    assert not [row for _, row in jpn.store.released_after("NZL", 0, 100)
+                if row.object_id == obj["id"]]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        pull(nzl, "JPN")
+        assert seen(nzl, obj["id"]) == []
+        assert deliver(jpn, "NZL") == 1  # the recall notice: NZL holds nothing of it
+    assert jpn.store.disseminations(object_id=obj["id"]) == []
+    with pytest.raises(ControlError, match="has not gone to any partner"):
+        jpn.controls.recall(officer, publish(jpn, "for no one", "極秘", ())["id"],
+                            reason="nothing to recall")
+
+
 def test_an_offline_holder_gets_the_recall_when_it_comes_back(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl

@@ -551,10 +551,20 @@ def test_what_a_partner_pulls_is_in_the_dissemination_record(store: Store) -> No
     assert [(d.party, d.object_id, d.released, d.receipt_id, d.via)
             for d in store.disseminations()] == [
         ("NZL", o, "2026-01-02T00:00:00.000000Z", None, None) for o, _, _ in pulled]
+    assert store.queued_for(one.object_id) == ["NZL"]  # pulled: no receipt, not delivered
     store.mark_delivered("NZL", [second], "2026-01-04T00:00:00.000000Z", "{}")
     store.add_pulled("NZL", pulled, "2026-01-05T00:00:00.000000Z", [])
     assert [(d.object_id, d.receipt_at) for d in store.disseminations()] == [
         (one.object_id, None), (two.object_id, "2026-01-04T00:00:00.000000Z")]
+    # an object's rows, a party's rows; and where an object still waits to go
+    assert [d.object_id for d in store.disseminations(object_id=two.object_id)] == [
+        two.object_id]
+    assert len(store.disseminations(party="NZL")) == 2
+    assert store.disseminations(party="AUS") == []
+    assert store.disseminations(object_id=one.object_id, party="AUS") == []
+    assert store.queued_for(two.object_id) == [] and store.queued_for("indicator--x") == []
+    store.add_objects("c1", [obj(3)], release=lambda o: ["NZL", "AUS"])
+    assert store.queued_for(obj(3).object_id) == ["AUS", "NZL"]
 
 
 def test_collections_and_tokens(store: Store) -> None:

@@ -97,7 +97,7 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     its verified receipt (none for a pull); and what partners refused."""
     node = Node.open(node_dir)
     table = Table("partner", "object", "version", "released", "receipt")
-    rows = [d for d in node.store.disseminations() if party in (None, d.party)]
+    rows = node.store.disseminations(party=party)
     for d in rows:  # a push is recorded once its receipt verifies: one without was pulled
         receipt = f"verified {d.receipt_at}" if d.receipt_id else "no receipt (pulled)"
         if d.via:  # passed on by a holder with our consent

@@ -128,21 +128,24 @@ class Controls:
     # -- recall (originator) ------------------------------------------------------------
     def recall(self, principal: Principal | None, object_id: str, *,
                parties: Sequence[str] = (), reason: str) -> list[str]:
-        """Recall ``object_id`` from ``parties`` (default: every party it went to).
-        Returns the parties a recall notice was queued for."""
+        """Recall ``object_id`` from ``parties`` (default: every party it went to, and
+        every party a version of it waits in the outbox to go to: a partner offline when
+        it is recalled must not get it when it comes back). Returns the parties a recall
+        notice was queued for."""
         _check_reason(reason)
         if principal is not None and not principal.has_role("security-officer"):
             raise ControlError("recalling needs the security-officer role")
         rows = self._own(object_id, "recall")
         peers = self.federation.peers()
-        holders = sorted({d.party for d in self.store.disseminations()
-                          if d.object_id == object_id})
+        holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)}
+                         | set(self.store.queued_for(object_id)))
         targets = [p.upper() for p in parties] if parties else holders
         for party in targets:
             if party not in peers:
                 raise ControlError(f"{party} is not a pinned partner")
         if not targets:
-            raise ControlError(f"{object_id} has not gone to any partner: nothing to recall",
+            raise ControlError(f"{object_id} has not gone to any partner, and waits to go to "
+                               "none: nothing to recall",
                                hint="name a partner with --party to stop it going there")
         person = principal.person if principal is not None else None
         actor = None if principal is not None else operator()
@@ -158,8 +161,7 @@ class Controls:
     def recall_all(self, principal: Principal | None, party: str, *,
                    reason: str) -> list[str]:
         """Recall every object this node originated that went to ``party``."""
-        ids = sorted({d.object_id for d in self.store.disseminations()
-                      if d.party == party.upper()})
+        ids = sorted({d.object_id for d in self.store.disseminations(party=party.upper())})
         own = [oid for oid in ids if (rows := self._rows(oid))
                and rows[0].originator == self.party]
         if not own:
@@ -237,8 +239,8 @@ class Controls:
         definition = self._definition_of(new_rows[0]) if new_rows else None
         if definition is None:
             raise ControlError("the new version carries no national marking of this node")
-        holders = sorted({d.party for d in self.store.disseminations()
-                          if d.object_id == object_id and d.version != version})
+        holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)
+                          if d.version != version})
         for party in holders:
             event = self.audit.event("reclassify", person=principal.person, party=party,
                                      originator=self.party, objects=[(object_id, version)],

@@ -802,10 +802,17 @@ class Store(abc.ABC):
         transaction."""
 
     @abc.abstractmethod
-    def disseminations(self) -> list[Dissemination]:
+    def disseminations(self, *, object_id: str | None = None,
+                       party: str | None = None) -> list[Dissemination]:
         """The dissemination record: every (partner, id, version) released to a partner
         (pushed, with its receipt; pulled, without), or passed on by a holder with our
-        consent (``via``). Recall and reclassify find an object's holders here."""
+        consent (``via``); only ``object_id``'s, or only ``party``'s, when given. Recall
+        and reclassify find an object's holders here."""
+
+    @abc.abstractmethod
+    def queued_for(self, object_id: str) -> list[str]:
+        """The parties a version of ``object_id`` waits in the outbox to go to (not
+        delivered yet, given up or not): a recall stops it going there too."""
 
     @abc.abstractmethod
     def receipt(self, receipt_id: int) -> str | None:

@@ -74,6 +74,7 @@ from .sqlite import (
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
+    _QUEUED_FOR,
     _RECALL_COLUMNS,
     _RUN_SIZES,
     MAX_ATTEMPTS,
@@ -98,6 +99,7 @@ from .sqlite import (
     _compromise_step,
     _consent,
     _consent_step,
+    _disseminations,
     _enqueue_order,
     _enqueue_select,
     _existing,
@@ -681,10 +683,12 @@ class PostgresStore(Store):
         with self._write() as c:
             _add_pulled(c.cursor(), "%s", party, objects, when, audit)
 
-    def disseminations(self) -> list[Dissemination]:
-        return [Dissemination(*r) for r in self._all(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
-            "FROM disseminations ORDER BY released, party, object_id")]
+    def disseminations(self, *, object_id: str | None = None,
+                       party: str | None = None) -> list[Dissemination]:
+        return [Dissemination(*r) for r in self._all(*_disseminations("%s", object_id, party))]
+
+    def queued_for(self, object_id: str) -> list[str]:
+        return [str(r[0]) for r in self._all(_QUEUED_FOR.format(m="%s"), (object_id,))]
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._one("SELECT body FROM receipts WHERE receipt_id = %s", (receipt_id,))

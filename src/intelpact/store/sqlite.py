@@ -640,10 +640,14 @@ class SQLiteStore(Store):
         with self._write() as c:
             _add_pulled(c, "?", party, objects, when, audit)
 
-    def disseminations(self) -> list[Dissemination]:
+    def disseminations(self, *, object_id: str | None = None,
+                       party: str | None = None) -> list[Dissemination]:
         return [Dissemination(*r) for r in self._conn().execute(
-            "SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, via "
-            "FROM disseminations ORDER BY released, party, object_id")]
+            *_disseminations("?", object_id, party))]
+
+    def queued_for(self, object_id: str) -> list[str]:
+        return [str(r[0]) for r in self._conn().execute(_QUEUED_FOR.format(m="?"),
+                                                        (object_id,))]
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._conn().execute("SELECT body FROM receipts WHERE receipt_id = ?",
@@ -975,6 +979,25 @@ _RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, recei
 # Outbox rows that may still leave: not a tombstone here, not recalled from that party.
 _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
                  "r.object_id = o.object_id AND r.party = b.party)")
+
+
+def _disseminations(mark: str, object_id: str | None, party: str | None
+                    ) -> tuple[str, list[Any]]:
+    """The query of Store.disseminations (both dialects)."""
+    where = [(f"object_id = {mark}", object_id), (f"party = {mark}", party)]
+    params = [value for _, value in where if value is not None]
+    return ("SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, "  # noqa: S608
+            "via FROM disseminations"
+            + "".join(f" {'WHERE' if not k else 'AND'} {test}" for k, test in
+                      enumerate(test for test, value in where if value is not None))
+            + " ORDER BY released, party, object_id", params)
+
+
+# Store.queued_for: the parties an outbox entry of the object has not reached yet (its
+# versions found through the unique (collection, id, version) index)
+_QUEUED_FOR = ("SELECT DISTINCT b.party FROM objects o JOIN outbox b ON b.seq = o.seq "
+               "WHERE o.collection_id IN (SELECT collection_id FROM collections) AND "
+               "o.object_id = {m} AND b.delivered IS NULL ORDER BY b.party")
 
 
 def _recalled_here(c: Any, mark: str, objects: Sequence[NewObject]) -> set[tuple[str, str]]:
