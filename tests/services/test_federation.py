@@ -18,7 +18,7 @@ from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError, Received, make_card, sign_request
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import Query
+from intelpact.store.base import AuditFilter, Query
 
 from helpers import indicator, make_node, pin_each_other, serving_federation
 
@@ -100,6 +100,28 @@ def test_only_what_the_agreement_allows_crosses(jpn_nzl: tuple[Node, Node]) -> N
     records = {(d.party, d.object_id) for d in jpn.store.disseminations() if d.receipt_id}
     assert {("NZL", o["id"]) for o in crosses} <= records
     assert not any(oid == o["id"] for _, oid in records for o in stays)
+
+
+def test_a_push_tried_again_records_its_release_once(jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: each push wrote its entries' release events before sending, so a
+    partner down for an hour (tried about 120 times) left 120 release events per object,
+    of which one went. The event is still durable before the entry first leaves; a push
+    tried again writes none."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "pushed while NZ is down", "極秘", ("NZL",))
+
+    def releases() -> list[Any]:
+        return [json.loads(e.body) for e in jpn.audit.find(
+            AuditFilter(kinds=("release",), object_id=obj["id"]))]
+
+    for _ in range(3):
+        with pytest.raises(FederationError, match="NZL unreachable"):
+            push(jpn, "NZL")
+    (event,) = releases()  # durable before the first try
+    assert event["party"] == "NZL" and event["how"] == "push"
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(jpn, "NZL") >= 1
+    assert obj["id"] in visible_ids(nzl) and len(releases()) == 1
 
 
 def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -511,6 +511,19 @@ def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> 
     for _ in range(20):
         store.failed_attempt("NZL", [first])
     assert [i for i, _ in store.pending("NZL", 10)] == [entries[1][0]]  # gave up pushing
+    # a release is recorded once per entry, however often it is pushed, with its events
+    size, ids = store.audit_size(), [i for i, _ in entries]
+    made: list[list[int]] = []
+
+    def events(fresh: Sequence[int]) -> list[AuditEvent]:
+        made.append(list(fresh))
+        return [_event(n) for n in fresh]
+
+    assert store.record_release("NZL", ids[:1], "t1", events) == ids[:1]
+    assert store.record_release("NZL", ids, "t2", events) == ids[1:]
+    assert store.record_release("NZL", ids, "t3", events) == []
+    assert store.record_release("AUS", ids, "t3", events) == []  # not AUS's entries
+    assert made == [ids[:1], ids[1:]] and store.audit_size() == size + 2
     store.mark_delivered("NZL", [entries[1][0]], "2026-01-02T00:00:00.000000Z", "{}")
     assert store.pending("NZL", 10) == []
     [d] = store.disseminations()

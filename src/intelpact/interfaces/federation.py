@@ -299,7 +299,7 @@ class FederationApi:
         if later and min(later) > rows[0][0]:
             rows = [(oid, row) for oid, row in rows if oid < min(later)]
         going = [row for oid, row in sent if oid <= rows[-1][0]]
-        fed.released(party, going, "pull")  # durable before it leaves
+        fed.pulled(party, going)  # durable before it leaves
         tokens = fed.consents_for(party, going, held)
         if tokens:  # no receipt on a pull: the originators are told what went, unreceipted
             self.node.consents.onward(party, going, "pull", None)

@@ -97,7 +97,7 @@ class Courier:
         if not sendable:  # nothing goes: every entry counts, held back or not
             self.node.store.failed_attempt(party, [oid for oid, _ in entries])
             return 0
-        fed.released(party, [row for _, row in sendable], "push")  # durable before it leaves
+        fed.pushing(party, sendable)  # durable before it leaves
         tokens = fed.consents_for(party, [row for _, row in sendable], held)
         body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]"
                 + (',"x_intelpact_consents":' + json.dumps(tokens) if tokens else "")

@@ -1087,22 +1087,30 @@ class Federation:
             digest, labels.base, labels.banner, originator, bool(labels.portions),
             received_from=sender, marking_refs=cited_markings(item))
 
-    def released(self, party: str, rows: Sequence[StoredObject], how: str,
-                 receipt: str | None = None) -> None:
-        """Record that ``rows`` go to ``party`` (``how``: "push" or "pull"). A pull has no
-        receipt: what it serves goes into the dissemination record now, with the audit
-        events (a push's goes in once its receipt verifies, ``Store.mark_delivered``),
-        so recalls and reclassifications reach a partner that only pulls."""
-        if not rows:
-            return
-        events = self.audit.by_originator(
-            "release", [(r.object_id, r.version, r.originator) for r in rows], party=party,
-            actor=self.me.party, how=how, receipt=receipt)
-        if how == "pull":
+    def pulled(self, party: str, rows: Sequence[StoredObject]) -> None:
+        """Record that ``party`` pulls ``rows``, before they leave. A pull has no receipt:
+        what it serves goes into the dissemination record now, with the ``release``
+        events, so recalls and reclassifications reach a partner that only pulls."""
+        if rows:
             self.store.add_pulled(party, [(r.object_id, r.version, r.body_hash) for r in rows],
-                                  timestamp(utc_now()), events)
-        else:
-            self.audit.record(*events)
+                                  timestamp(utc_now()), self._release_events(party, rows, "pull"))
+
+    def pushing(self, party: str, entries: Sequence[tuple[int, StoredObject]]) -> None:
+        """Record that the outbox ``entries`` are pushed to ``party``, before they leave:
+        the ``release`` events of those whose release no earlier push recorded (one event
+        per entry, however often it is tried: a partner down for an hour is tried about
+        120 times). A push goes into the dissemination record once its receipt verifies
+        (``Store.mark_delivered``)."""
+        rows = dict(entries)
+        self.store.record_release(
+            party, list(rows), timestamp(utc_now()),
+            lambda fresh: self._release_events(party, [rows[i] for i in fresh], "push"))
+
+    def _release_events(self, party: str, rows: Sequence[StoredObject],
+                        how: str) -> list[AuditEvent]:
+        return self.audit.by_originator(
+            "release", [(r.object_id, r.version, r.originator) for r in rows], party=party,
+            actor=self.me.party, how=how, receipt=None)
 
     def check_receipt(self, party: str, signed: Any,
                       sent: Iterable[StoredObject]) -> list[StoredObject]:

@@ -794,6 +794,15 @@ class Store(abc.ABC):
     def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None: ...
 
     @abc.abstractmethod
+    def record_release(self, party: str, outbox_ids: Sequence[int], when: str,
+                       audit: Callable[[Sequence[int]], Sequence[AuditEvent]]) -> list[int]:
+        """Before ``party``'s outbox entries ``outbox_ids`` are pushed: in one transaction,
+        the events ``audit`` makes for those of them whose release is not recorded yet
+        (an earlier push of theirs did not arrive), and their release recorded at
+        ``when``. Returns those ids: one ``release`` event per entry, however often it
+        is tried."""
+
+    @abc.abstractmethod
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
                    audit: Sequence[AuditEvent]) -> None:
         """``party`` pulled ``objects`` ((id, version, body hash)) from our outbox: a

@@ -119,6 +119,7 @@ from .sqlite import (
     _raise_alert,
     _recall_refused,
     _recalled_here,
+    _record_release,
     _refs_select,
     _relabel_versions,
     _retire_key,
@@ -677,6 +678,12 @@ class PostgresStore(Store):
         with self._write() as c:
             c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = "
                       "ANY(%s::bigint[]) AND party = %s", (list(outbox_ids), party))
+
+    def record_release(self, party: str, outbox_ids: Sequence[int], when: str,
+                       audit: Callable[[Sequence[int]], Sequence[AuditEvent]]) -> list[int]:
+        with self._write() as c:
+            return _record_release(c.cursor(), "%s", "(SELECT unnest(%s::bigint[]))", party,
+                                   list(outbox_ids), when, audit)
 
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
                    audit: Sequence[AuditEvent]) -> None:

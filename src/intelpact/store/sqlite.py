@@ -635,6 +635,12 @@ class SQLiteStore(Store):
                 c.execute("UPDATE outbox SET attempts = attempts + 1 WHERE outbox_id = ? AND "
                           "party = ?", (outbox_id, party))
 
+    def record_release(self, party: str, outbox_ids: Sequence[int], when: str,
+                       audit: Callable[[Sequence[int]], Sequence[AuditEvent]]) -> list[int]:
+        with self._write() as c:
+            return _record_release(c, "?", "(SELECT value FROM json_each(?))", party,
+                                   json.dumps(list(outbox_ids)), when, audit)
+
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
                    audit: Sequence[AuditEvent]) -> None:
         with self._write() as c:
@@ -998,6 +1004,19 @@ def _disseminations(mark: str, object_id: str | None, party: str | None
 _QUEUED_FOR = ("SELECT DISTINCT b.party FROM objects o JOIN outbox b ON b.seq = o.seq "
                "WHERE o.collection_id IN (SELECT collection_id FROM collections) AND "
                "o.object_id = {m} AND b.delivered IS NULL ORDER BY b.party")
+
+
+def _record_release(c: Any, mark: str, ids_in: str, party: str, ids: Any, when: str,
+                    audit: Callable[[Sequence[int]], Sequence[AuditEvent]]) -> list[int]:
+    """Store.record_release inside the caller's write transaction (both dialects):
+    ``ids_in`` is the dialect's set of the outbox ids bound as one parameter, ``ids``."""
+    fresh = [int(r[0]) for r in c.execute(
+        f"UPDATE outbox SET release_recorded = {mark} WHERE party = {mark} AND "  # noqa: S608
+        f"release_recorded IS NULL AND outbox_id IN {ids_in} RETURNING outbox_id",
+        (when, party, ids)).fetchall()]
+    if fresh:
+        _append_audit(c, audit(sorted(fresh)), mark)
+    return sorted(fresh)
 
 
 def _recalled_here(c: Any, mark: str, objects: Sequence[NewObject]) -> set[tuple[str, str]]:
