@@ -156,6 +156,32 @@ def test_a_recall_stops_what_waits_to_go_to_a_partner_that_has_not_had_it_yet(
                             reason="nothing to recall")
 
 
+def test_a_refused_notice_holds_back_no_recall_of_another_object(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: the first notice a partner refused stopped every round, so the notices
+    queued after it (a recall of another object) waited until it had been refused 20
+    times. Now the round goes on with the notices about other objects; a later notice
+    about the refused one's object still waits behind it (each object's in order)."""
+    jpn, nzl = jpn_nzl
+    other, recalled = (publish(jpn, name, "極秘", ("NZL",)) for name in ("other", "recalled"))
+    officer = jpn.people.as_person("officer")
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        # NZL refuses a destruction receipt from JPN about JPN's own object: not NZL's
+        bad = jpn.controls._queue("destroyed", "NZL", other["id"], {
+            "object_id": other["id"], "in_reply_to": None, "destroyed": []}, [])
+        jpn.controls.recall(officer, other["id"], reason="behind the refused one")
+        jpn.controls.recall(officer, recalled["id"], reason="source at risk")
+        with pytest.raises(FederationError, match=f"NZL refused destroyed notice {bad}"):
+            deliver(jpn, "NZL")
+        assert seen(nzl, recalled["id"]) == []  # its recall went past the refused notice
+        assert seen(nzl, other["id"])  # this object's recall waits behind it, in order
+        waiting = jpn.store.pending_notices("NZL", 10)
+        assert [(n.kind, n.object_id) for n in waiting] == [("destroyed", other["id"]),
+                                                             ("recall", other["id"])]
+        assert waiting[0].attempts == 1 and waiting[1].attempts == 0
+
+
 def test_an_offline_holder_gets_the_recall_when_it_comes_back(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl

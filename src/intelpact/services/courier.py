@@ -223,13 +223,22 @@ class Courier:
     def deliver_notices(self, party: str) -> int:
         """Deliver ``party``'s queued recalls, destruction receipts and reclassifications,
         oldest first; each is delivered once the partner's signed receipt verifies. The
-        first failure stops the round (the caller backs off and retries); a refusal is
-        counted, and a notice refused 20 times stops being sent."""
+        partner unreachable, failing or throttling stops the round (the caller backs off
+        and retries). A notice it refuses is counted (refused 20 times, it stops being
+        sent), and the round goes on with the notices about other objects: one refused
+        notice must not hold back a recall of something else; a later notice about the
+        same object waits behind it, so each object's notices arrive in order. The first
+        refusal is raised at the end of the round."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             return 0
         done = 0
+        refused: FederationError | None = None
+        behind: set[str] = set()  # objects whose earlier notice was refused this round
         for notice in self.node.store.pending_notices(party, BATCH):
+            about = notice.object_id or ""  # those about no object: in order among them
+            if about in behind:
+                continue
             try:
                 self.announce_keys(party)
                 response = self._request(peer, "POST", "/federation/notices",
@@ -240,13 +249,21 @@ class Courier:
                 raise _unreachable(peer, exc) from None
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
+                counted = _refusal(response)
                 self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
-                                              refused=_refusal(response))
-                raise _failed(response, f"{party} refused {notice.kind} notice "
-                                        f"{notice.notice_id}: {reason}")
+                                              refused=counted)
+                error = _failed(response, f"{party} refused {notice.kind} notice "
+                                          f"{notice.notice_id}: {reason}")
+                if not counted:
+                    raise error
+                refused = refused or error
+                behind.add(about)
+                continue
             receipt = self.node.controls.check_receipt(party, notice, response.json())
             self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
             done += 1
+        if refused is not None:
+            raise refused
         return done
 
     def _fetch(self, peer: PeerRecord, target: str, what: str) -> Any:
