@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,31 @@ def test_a_push_tried_again_records_its_release_once(jpn_nzl: tuple[Node, Node])
     with serving_federation(jpn), serving_federation(nzl):
         assert push(jpn, "NZL") >= 1
     assert obj["id"] in visible_ids(nzl) and len(releases()) == 1
+
+
+def test_a_partner_s_answer_is_read_only_within_max_content_length(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: the courier read a partner's answer whole, however large (a pinned
+    partner answering with gigabytes would exhaust this node's memory), and a pull of a
+    long backlog recursed a page at a time (a RecursionError past about a thousand
+    pages). Now an answer over this node's max_content_length is not read; a pull asks
+    for a page too large again at half as many objects, page after page in a loop; an
+    object over the limit stops the pull with the reason."""
+    jpn, nzl = jpn_nzl
+    who = jpn.people.as_person("officer").person
+    sent = [indicator(f"pulled in small pages {n}", description="x" * 2000) for n in range(12)]
+    status = jpn.publisher.publish(who, jpn.default_collection().collection_id, sent,
+                                   marking=MarkingRequest("極秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    with serving_federation(jpn):
+        nzl.config = dataclasses.replace(nzl.config, max_content_length=1024)
+        with pytest.raises(FederationError, match="JPN's answer to GET /federation/"
+                           "collections/outbox/objects/ is over 1,024 bytes"):
+            pull(nzl, "JPN")  # not one object fits
+        assert not {o["id"] for o in sent} & visible_ids(nzl)
+        nzl.config = dataclasses.replace(nzl.config, max_content_length=12 * 1024)
+        assert pull(nzl, "JPN") >= len(sent)  # pages of a few objects, not one page of 12
+    assert {o["id"] for o in sent} <= visible_ids(nzl)
 
 
 def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:

@@ -73,11 +73,37 @@ class Courier:
 
     def _request(self, peer: PeerRecord, method: str, target: str,
                  body: bytes = b"") -> httpx.Response:
+        """Send a signed request to ``peer``; its answer, read whole only if it is within
+        this node's ``max_content_length`` (as decoded): else AnswerTooLarge, the rest
+        never read. A partner's answer is bounded as what it sends in a request is: a
+        pinned partner answering with gigabytes would otherwise exhaust this node's
+        memory."""
         headers = {"Accept": TAXII, **sign_request(self.node.identity, method, target, body)}
         if body:
             headers["Content-Type"] = TAXII
-        return self._client(peer).request(method, peer.url + target, content=body or None,
-                                          headers=headers)
+        client = self._client(peer)
+        request = client.build_request(method, peer.url + target, content=body or None,
+                                       headers=headers)
+        limit = self.node.config.max_content_length
+        response = client.send(request, stream=True)
+        try:
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise AnswerTooLarge(
+                        f"{peer.party}'s answer to {method} {target.split('?')[0]} is over "
+                        f"{limit:,} bytes (this node's max_content_length): not read",
+                        hint="ask for less at a time, or raise max_content_length in "
+                        "node.toml")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        # decoded already: the rebuilt answer must not be decoded again
+        kept = [(k, v) for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(response.status_code, headers=kept, content=b"".join(chunks),
+                              request=request)
 
     # -- push ---------------------------------------------------------------------------
     def push_once(self, party: str) -> int:
@@ -280,25 +306,41 @@ class Courier:
 
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
-        """Fetch and receive one page of what ``party`` released to us."""
+        """Fetch and receive what ``party`` released to us, a page of up to ``limit`` at a
+        time, until it says there is no more (or this courier halts); returns how many
+        were taken. A page over this node's ``max_content_length`` is asked for again
+        with half as many objects; one object over it stops the pull with the reason.
+        A page that says there is more but does not move the cursor on stops it too."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             return 0
-        cursor = self.node.store.pull_cursor(party)
-        page: dict[str, Any] = self._fetch(
-            peer, f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}",
-            "the pull")
-        objects = page.get("objects", [])
         received = 0
-        if objects:
-            collection = self.node.default_collection().collection_id
-            results, _ = self.node.federation.receive(party, collection, objects,
-                                                      page.get("x_intelpact_consents", []))
-            received = sum(1 for r in results if r.ok)
-            self.node.stored.set()
-        if page.get("next"):
-            self.node.store.set_pull_cursor(party, int(page["next"]))
-        return received if not page.get("more") else received + self.pull_once(party, limit)
+        while True:
+            cursor = self.node.store.pull_cursor(party)
+            try:
+                page: dict[str, Any] = self._fetch(
+                    peer, f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}",
+                    "the pull")
+            except AnswerTooLarge:
+                if limit == 1:
+                    raise
+                limit = max(1, limit // 2)
+                continue
+            objects = page.get("objects", [])
+            if objects:
+                collection = self.node.default_collection().collection_id
+                results, _ = self.node.federation.receive(party, collection, objects,
+                                                          page.get("x_intelpact_consents", []))
+                received += sum(1 for r in results if r.ok)
+                self.node.stored.set()
+            after = int(page["next"]) if page.get("next") else cursor
+            if after != cursor:
+                self.node.store.set_pull_cursor(party, after)
+            if not page.get("more") or self._stop.is_set():
+                return received
+            if after <= cursor:
+                raise FederationError(f"{party}'s outbox page says there is more, but does "
+                                      f"not move on from {cursor}: the pull stops here")
 
     # -- partner audit and gossip ------------------------------------------------------------
     def partner_audit(self, party: str, *, after: int = -1, limit: int = BATCH
@@ -448,6 +490,10 @@ def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> FederationError:
 # or refusing a request, and this node's own store full or away (it comes back).
 _RETRIED = (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
             StoreUnavailable)
+
+
+class AnswerTooLarge(FederationError):
+    """A partner's answer is larger than this node takes (``max_content_length``)."""
 
 
 class RateLimited(FederationError):
