@@ -150,6 +150,28 @@ def test_a_partner_s_answer_is_read_only_within_max_content_length(
     assert {o["id"] for o in sent} <= visible_ids(nzl)
 
 
+def test_a_pull_stops_on_a_page_that_says_more_without_moving_on(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partner whose outbox answers the same page, saying there is more, for ever (its
+    store broken here: every page from the start): the pull takes the page once and
+    stops with the reason, rather than asking for ever."""
+    jpn, nzl = jpn_nzl
+    for n in range(4):
+        publish(jpn, f"the same page {n}", "極秘", ("NZL",))
+    released_after = jpn.store.released_after
+    monkeypatch.setattr(jpn.store, "released_after",
+                        lambda party, after, limit: released_after(party, 0, limit))
+    courier = Courier(nzl)
+    try:
+        with serving_federation(jpn), pytest.raises(
+                FederationError, match="JPN's outbox page says there is more, but does not "
+                "move on from"):
+            courier.pull_once("JPN", limit=2)
+    finally:
+        courier.stop()
+    assert nzl.store.pull_cursor("JPN") > 0  # the first page was taken, once
+
+
 def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:
     jpn = make_node(tmp_path / "jpn", "JPN")
     other = make_node(tmp_path / "nzl", "NZL", agreement="jpn-nzl-aus.toml")
