@@ -251,6 +251,8 @@ class Consents:
         """Apply a consent notice checked by Controls.receive (signature, addressee,
         agreement); once only: a notice delivered twice is only acknowledged again."""
         if self.store.notice(stored.notice_id) is not None:
+            if notice["kind"] == "consent":  # kept, then not queued (a full disk): now
+                self._queue_kept(str(notice.get("request")))
             return
         kind = notice["kind"]
         if kind == "consent-request":
@@ -368,6 +370,16 @@ class Consents:
                                        expires=timestamp(token.expires))
         if self.store.consent_step(approved, stored, [event]):
             self._release(token, self.federation.held_consents())
+
+    def _queue_kept(self, request_id: str) -> None:
+        """Queue what the approval of ``request_id`` kept here covers, as when it was
+        kept: its notice came again because this node's answer failed, perhaps in the
+        queueing (a full disk). What is queued already stays as it is."""
+        kept = _token_id(self.store.consent(request_id))
+        held = self.federation.held_consents()
+        for token, _ in held.signed():
+            if token.token_id == kept:
+                self._release(token, held)
 
     # -- the originator rotated its signing key ---------------------------------------
     def reissue(self) -> int:
@@ -508,6 +520,13 @@ class Consents:
         missing = [o[0] for o in objects if (o[0], o[2]) not in held]
         if missing:
             raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")
+
+
+def _token_id(record: ConsentRecord | None) -> str | None:
+    """The id of the consent token ``record`` holds, if any."""
+    token = json.loads(record.token) if record is not None and record.token else None
+    consent = token.get("consent") if isinstance(token, dict) else None
+    return str(consent.get("id")) if isinstance(consent, dict) else None
 
 
 def _token(signed: Mapping[str, Any]) -> ConsentToken | None:
