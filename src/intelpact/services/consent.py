@@ -168,7 +168,7 @@ class Consents:
             for ref in json.loads(row.body).get("object_marking_refs", []):
                 if isinstance(ref, str) and self.controls.markings.known(ref):
                     objects.setdefault(ref, [])
-        me = self.federation.signer()  # a token verifies under any key of ours
+        me = self.federation.signer()  # never a retired key: tokens under one are refused
         body = {"intelpact_consent": CONSENT_VERSION, "id": str(uuid.uuid4()),
                 "request": record.request_id, "agreement": self.policy.agreement.id,
                 "agreement_hash": me.agreement_hash, "originator": self.party,
