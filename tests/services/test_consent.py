@@ -373,20 +373,30 @@ def test_a_request_names_who_may_be_asked_for(serving: Trio, tmp_path: Path) -> 
         b.close()
 
 
-def test_what_an_approval_covers_is_queued_again_when_the_holder_serves(
-        serving: Trio) -> None:
-    """The holder keeps the originator's approval, then queues what it covers for the
-    recipient: two transactions. Here the queueing fails (a trigger on the outbox, as a
-    crash between the two would leave it): the approval is kept and nothing queued, and
-    the notice is not delivered again (its coming again queues it: the test above). When
-    the holder's courier starts (``serve``), it queues what every consent held covers."""
-    jpn, nzl, aus = serving
+def approved_not_queued(jpn: Node, nzl: Node) -> tuple[dict, str]:
+    """A JPN object NZL holds (``shared``), NZL's request to pass it on to AUS, and JPN's
+    approval, kept at NZL while the queueing of what it covers failed (a trigger on NZL's
+    outbox refused it, as a full disk would): (the object, the request's id)."""
     obj = shared(jpn, nzl)
     request_id = ask(nzl, jpn, obj)
     jpn.consents.approve(jpn.people.as_person("officer"), request_id)
     with refusing(nzl.store, "outbox"), pytest.raises(FederationError):
         deliver(jpn, "NZL")
-    assert nzl.store.consent(request_id).status == "approved"  # type: ignore[union-attr]
+    record = nzl.store.consent(request_id)
+    assert record is not None and record.status == "approved"  # kept, nothing queued
+    return obj, request_id
+
+
+def test_what_an_approval_covers_is_queued_again_when_the_holder_serves(
+        serving: Trio) -> None:
+    """The holder keeps the originator's approval, then queues what it covers for the
+    recipient: two transactions. Here the queueing fails (a trigger on the outbox, as a
+    crash between the two would leave it): the approval is kept and nothing queued, and
+    the notice is not delivered again (its coming again would queue it: the test of
+    that is further down). When the holder's courier starts (``serve``), it queues what
+    every consent held covers."""
+    jpn, nzl, aus = serving
+    obj, _ = approved_not_queued(jpn, nzl)
     assert not [r for _, r in nzl.store.released_after("AUS", 0, 100)
                 if r.object_id == obj["id"]]
     courier = Courier(nzl, interval=3600)
@@ -478,11 +488,7 @@ def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_la
     not): ``serve`` did not start. And queued only then, a failure left it unqueued until
     ``serve`` started again. It is logged with the reason, and tried again until done."""
     jpn, nzl, aus = serving
-    obj = shared(jpn, nzl)
-    request_id = ask(nzl, jpn, obj)
-    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
-    with refusing(nzl.store, "outbox"), pytest.raises(FederationError):
-        deliver(jpn, "NZL")  # the approval is kept, what it covers not queued
+    obj, _ = approved_not_queued(jpn, nzl)
 
     def queued() -> bool:
         return any(r.object_id == obj["id"] for _, r in nzl.store.released_after("AUS", 0, 100))
@@ -650,13 +656,7 @@ def test_an_approval_whose_queueing_failed_is_queued_when_its_notice_comes_again
     objects waited for the next start of `serve`. Now the notice coming again queues
     them."""
     jpn, nzl, _ = serving
-    obj = shared(jpn, nzl)
-    request_id = ask(nzl, jpn, obj)
-    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
-    with refusing(nzl.store, "outbox"), pytest.raises(FederationError):
-        deliver(jpn, "NZL")
-    record = nzl.store.consent(request_id)
-    assert record is not None and record.status == "approved"  # kept, nothing queued
+    obj, _ = approved_not_queued(jpn, nzl)
     assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
     assert deliver(jpn, "NZL") == 1
     assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -1407,17 +1408,30 @@ def _execute(store: Store, sql: str) -> None:
             c.execute(sql)
 
 
-def _empty_database(backend: str, tmp_path: Path) -> tuple[Any, str]:
-    """The store module of ``backend`` and an empty database of it, for a test to migrate
-    only so far (pg.database_url's hold the current schema)."""
+@contextlib.contextmanager
+def _store_before(version: int, backend: str, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, str]]:
+    """A store of ``backend`` in a new database, migrated only to below ``version``, with
+    collection c1: to fill as an older intelpact would (closed on leaving), then open
+    again with every migration. Yields it and its database."""
     import intelpact.store.postgres as pgstore
     import intelpact.store.sqlite as sqlitestore
-    if backend == "sqlite":
-        return sqlitestore, str(tmp_path / "n.db")
-    server, name = pg.cluster(), f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pgstore, server.url_for(name)
+    module: Any = sqlitestore
+    database = str(tmp_path / "n.db")
+    if backend != "sqlite":  # an empty database (pg.database_url's hold the current schema)
+        server, name = pg.cluster(), f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        module, database = pgstore, server.url_for(name)
+    shipped = module.migrations()
+    with monkeypatch.context() as m:
+        m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < version])
+        older = open_store(database)
+        try:
+            older.add_collection(Collection("c1", "one", "", "intel"))
+            yield older, database
+        finally:
+            older.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -1426,12 +1440,7 @@ def test_migration_0020_has_the_versions_stored_before_labelled(
     """A store from before 0020 has versions with portions and no labels for them: the
     first node to open it (its relabel, with no agreement text recorded yet: migration
     0021) has them all wait for its labels; a recalled version does not."""
-    module, database = _empty_database(backend, tmp_path)
-    shipped = module.migrations()
-    with monkeypatch.context() as m:
-        m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < 20])
-        older = open_store(database)
-        older.add_collection(Collection("c1", "one", "", "intel"))
+    with _store_before(20, backend, tmp_path, monkeypatch) as (older, database):
         older.add_objects("c1", [  # with portions (as this code would not store them: below)
             dataclasses.replace(_with_portions(n, ["description"], name=f"report {n}",
                                                description="falcon landing"),
@@ -1440,7 +1449,6 @@ def test_migration_0020_has_the_versions_stored_before_labelled(
                     "UPDATE objects SET recalled = '2026-02-01T00:00:00.000000Z', "
                     "body = '{}' WHERE seq = 2"):  # 2 recalled (its tombstone)
             _execute(older, sql)
-        older.close()
     store = open_store(database)
     try:
         assert store.schema_version >= 20
@@ -1463,12 +1471,7 @@ def test_migration_0022_keeps_the_portion_labels_only_under_the_stored_labels_te
     """0022 drops the portions' own record of the agreement text (one record is left,
     labels_agreement): portion labels kept under the stored labels' text stay; under
     another, they are dropped and their versions wait to be labelled again."""
-    module, database = _empty_database(backend, tmp_path)
-    shipped = module.migrations()
-    with monkeypatch.context() as m:
-        m.setattr(module, "migrations", lambda: [v for v in shipped if v[0] < 22])
-        older = open_store(database)
-        older.add_collection(Collection("c1", "one", "", "intel"))
+    with _store_before(22, backend, tmp_path, monkeypatch) as (older, database):
         older.add_objects("c1", [_with_portions(n, ["description"], name=f"report {n}",
                                                 description="falcon landing")
                                  for n in (1, 2)])
@@ -1478,7 +1481,6 @@ def test_migration_0022_keeps_the_portion_labels_only_under_the_stored_labels_te
                     f"(1, '{portions_under}')"):
             _execute(older, sql)
         assert older.portions_pending() == [] and len(_portion_rows(older)) == 2
-        older.close()
     store = open_store(database)
     try:
         assert store.schema_version >= 22 and store.labels_agreement() == "one"
