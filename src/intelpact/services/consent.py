@@ -375,10 +375,12 @@ class Consents:
         """Queue what the approval of ``request_id`` kept here covers, as when it was
         kept: its notice came again because this node's answer failed, perhaps in the
         queueing (a full disk). What is queued already stays as it is."""
-        kept = _token_id(self.store.consent(request_id))
+        record = self.store.consent(request_id)
+        kept = _token(json.loads(record.token)) if record is not None and record.token \
+            else None
         held = self.federation.held_consents()
         for token, _ in held.signed():
-            if token.token_id == kept:
+            if kept is not None and token.token_id == kept.token_id:
                 self._release(token, held)
 
     # -- the originator rotated its signing key ---------------------------------------
@@ -520,13 +522,6 @@ class Consents:
         missing = [o[0] for o in objects if (o[0], o[2]) not in held]
         if missing:
             raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")
-
-
-def _token_id(record: ConsentRecord | None) -> str | None:
-    """The id of the consent token ``record`` holds, if any."""
-    token = json.loads(record.token) if record is not None and record.token else None
-    consent = token.get("consent") if isinstance(token, dict) else None
-    return str(consent.get("id")) if isinstance(consent, dict) else None
 
 
 def _token(signed: Mapping[str, Any]) -> ConsentToken | None:

@@ -942,15 +942,14 @@ class Federation:
         mid = str(item.get("id", "?"))
         try:
             part = self.markings.parse(item)
+            body, digest = canonical_body(item)
             if part.kind == "national":  # its originator's signature, before we learn it
                 kid = self.verify_definition(str(part.originator), item)
-                stored = self.store.marking(mid)
-                digest = canonical_body(item)[1]
-                unvouched = None if stored is not None and canonical_body(
-                    json.loads(stored))[1] == digest else self._unvouched(
-                        sender, str(part.originator), kid, mid, object_version(item), digest,
-                        consents, retired)
-                if unvouched is not None:
+                unvouched = self._unvouched(sender, str(part.originator), kid, mid,
+                                            object_version(item), digest, consents, retired)
+                stored = self.store.marking(mid) if unvouched is not None else None
+                if unvouched is not None and (  # unless held here already, identical
+                        stored is None or canonical_body(json.loads(stored))[1] != digest):
                     return Received(mid, None, False, unvouched), None
             self.markings.add(item)
         except (MarkingError, IntelpactError) as exc:
@@ -959,7 +958,6 @@ class Federation:
         # stored under its own label, as at its originator: served to whoever may read
         # what it marks (docs/federation.md, "Definitions travel with the objects...")
         label = definition_label(self.policy.agreement, part, origin)
-        body, digest = canonical_body(item)
         new = NewObject(mid, "marking-definition", str(item.get("spec_version", "2.1")),
                         object_version(item), body, digest, label, label, origin, False,
                         received_from=sender)
