@@ -990,13 +990,12 @@ _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHE
 def _disseminations(mark: str, object_id: str | None, party: str | None
                     ) -> tuple[str, list[Any]]:
     """The query of Store.disseminations (both dialects)."""
-    where = [(f"object_id = {mark}", object_id), (f"party = {mark}", party)]
-    params = [value for _, value in where if value is not None]
+    given = [(column, value) for column, value in (("object_id", object_id), ("party", party))
+             if value is not None]
+    where = " AND ".join(f"{column} = {mark}" for column, _ in given)
     return ("SELECT party, object_id, version, body_hash, released, receipt_at, receipt_id, "  # noqa: S608
-            "via FROM disseminations"
-            + "".join(f" {'WHERE' if not k else 'AND'} {test}" for k, test in
-                      enumerate(test for test, value in where if value is not None))
-            + " ORDER BY released, party, object_id", params)
+            f"via FROM disseminations {f'WHERE {where} ' if where else ''}"
+            "ORDER BY released, party, object_id", [value for _, value in given])
 
 
 # Store.queued_for: the parties an outbox entry of the object has not reached yet (its
