@@ -119,8 +119,14 @@ def proven(node: Node) -> None:
 
 def subject(node: Node, name: str) -> dict[str, Any]:
     """The fields every people and credentials event has."""
-    return {"v": 1, "node": node.party, "subject": node.audit.pseudonyms.of(name),
+    return {"v": 2, "node": node.party, "subject": node.audit.pseudonyms.of(name),
             "actor": operator()}
+
+
+def place(node: Node, kind: str) -> int:
+    """Where the one ``kind`` event is among the events about JPN's objects: its number."""
+    rows = node.store.find_audit(AuditFilter(originator="JPN", limit=10_000))
+    return [r.kind for r in rows].index(kind)
 
 
 def without_at(event: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +265,7 @@ def test_an_alert_is_raised_with_the_event_or_not_at_all(node: Node) -> None:
     ((_, kind, party, detail, _),) = node.store.alerts()
     assert (kind, party, detail) == ("history-rewritten", "NZL", "NZL signed two roots")
     (event,) = events(node, "alert")
-    assert without_at(event) == {"v": 1, "node": "JPN", "kind": "alert", "party": "NZL",
+    assert without_at(event) == {"v": 2, "node": "JPN", "kind": "alert", "party": "NZL",
                                  "alert": "history-rewritten",
                                  "detail": "NZL signed two roots", "note": "a note"}
     proven(node)
@@ -276,7 +282,7 @@ def test_a_partner_is_pinned_with_the_event_or_not_at_all(node: Node,
         peer, _ = node.federation.add_peer(card)
         assert node.federation.peers()["NZL"].key_id == nzl.identity.key_id
         (event,) = events(node, "peer-add")
-        assert without_at(event) == {"v": 1, "node": "JPN", "kind": "peer-add",
+        assert without_at(event) == {"v": 2, "node": "JPN", "kind": "peer-add",
                                      "party": "NZL", "actor": operator(), "url": peer.url,
                                      "key_id": nzl.identity.key_id,
                                      "tls_fingerprint": card["tls_fingerprint"]}
@@ -300,7 +306,7 @@ def test_a_refusal_is_kept_with_the_event_or_not_at_all(node: Node, tmp_path: Pa
         ((party, object_id, reason, _),) = node.store.refusals()
         assert (party, object_id, reason) == ("NZL", unsigned["id"], result.message)
         (event,) = events(node, "refuse")
-        assert without_at(event) == {"v": 1, "node": "JPN", "kind": "refuse",
+        assert without_at(event) == {"v": 2, "node": "JPN", "kind": "refuse",
                                      "party": "NZL", "actor": "NZL",
                                      "objects": [[unsigned["id"], result.version or ""]],
                                      "reason": result.message}
@@ -399,10 +405,10 @@ def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(
     (event,) = events(nzl, "reclassify")
     notice = json.loads(sent.body)["notice"]
     assert without_at(event) == {
-        "v": 1, "node": "NZL", "kind": "reclassify", "party": "JPN", "actor": "JPN",
+        "v": 2, "node": "NZL", "kind": "reclassify", "party": "JPN", "actor": "JPN",
         "originator": "JPN", "objects": [[obj["id"], row.version] for row in held],
         "marking": notice["marking"]["id"], "reason": "a new source",
-        "notice": notice["id"], "direction": "in"}
+        "notice": notice["id"], "direction": "in", "seq": place(nzl, "reclassify")}
     proven(nzl)
 
 
@@ -432,9 +438,9 @@ def test_a_destruction_receipt_confirms_the_recall_with_its_event_or_not_at_all(
     (event,) = events(jpn, "destroy")
     destroyed = json.loads(receipt.body)["notice"]
     assert without_at(event) == {
-        "v": 1, "node": "JPN", "kind": "destroy", "party": "NZL", "actor": "NZL",
+        "v": 2, "node": "JPN", "kind": "destroy", "party": "NZL", "actor": "NZL",
         "originator": "JPN",
         "objects": [[obj["id"], version] for version, _ in destroyed["destroyed"]],
-        "notice": destroyed["id"], "direction": "in"}
+        "notice": destroyed["id"], "direction": "in", "seq": place(jpn, "destroy")}
     proven(jpn)
     proven(nzl)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from intelpact.crypto.checkpoint import parse_checkpoint, verify_note
 from intelpact.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, verify_log
+from intelpact.services.audit import AuditError, canonical, verify_log
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Collection, Query, normalise_timestamp
@@ -831,3 +831,82 @@ def test_sampled_events_record_every_one_without_a_record_each(tmp_path: Path) -
         assert sum(r["refusals"] for r in got) == 9  # every one of the nine
     finally:
         node.close()
+
+
+# -- numbering: what makes a partner's view complete ---------------------------------------
+
+
+def test_events_about_a_partner_s_objects_are_numbered_per_originator(node: Node) -> None:
+    """Each originator's events are numbered 0, 1, 2… in leaf order, within one append and
+    across appends; the number is in the leaf (the body, still canonical) and its column;
+    an event about no partner's objects has none."""
+    def about(party: str, i: int) -> object:
+        return node.audit.event("read", originator=party,
+                                objects=[(f"indicator--{i}", T0)], reason=f"r{i}")
+
+    node.audit.record(about("NZL", 0), about("AUS", 1), about("NZL", 2))
+    node.audit.record(node.audit.event("login-failure", name="x", reason="test"))
+    node.audit.record(about("NZL", 3))
+    rows = node.store.find_audit(AuditFilter(kinds=("read",)))
+    numbers = [(r.originator, r.seq, json.loads(r.body)["seq"]) for r in rows]
+    assert numbers == [("NZL", 0, 0), ("AUS", 0, 0), ("NZL", 1, 1), ("NZL", 2, 2)]
+    for r in rows:
+        assert r.body == canonical(json.loads(r.body))
+    (login,) = node.store.find_audit(AuditFilter(kinds=("login-failure",)))
+    assert login.seq is None and "seq" not in json.loads(login.body)
+    assert node.store.audit_numbered("NZL") == (3, rows[-1].index)
+    assert node.store.audit_numbered("NZL", rows[-1].index) == (2, rows[2].index)
+    assert node.store.audit_numbered("FRA") == (0, -1)
+    assert _verify(node) == ()
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(detail=st.dictionaries(st.text(min_size=1).filter(lambda k: k != "seq"),
+                              st.one_of(st.text(), st.integers(), st.none(),
+                                        st.lists(st.text(), max_size=3)), max_size=6),
+       seq=st.integers(0, 2**40))
+def test_a_numbered_body_is_the_canonical_body_with_its_number(
+        node: Node, detail: dict[str, object], seq: int) -> None:
+    """``,"seq":N`` goes in where canonical JSON puts it, whatever the other keys are."""
+    try:
+        event = node.audit.event("deny", originator="NZL", **detail)  # type: ignore[arg-type]
+    except TypeError:
+        return  # a key that is one of event()'s own parameters
+    data = json.loads(event.body)
+    assert event.numbered(seq) == canonical({**data, "seq": seq})
+
+
+def test_a_number_skipped_or_given_twice_is_caught_by_verify(node: Node,
+                                                             tmp_path: Path) -> None:
+    """A node that skipped a number, or gave one twice, signed a tree a partner would
+    find a gap in: `audit verify` says where, though every hash is intact."""
+    for i in range(2):
+        node.audit.record(node.audit.event("read", originator="NZL",
+                                           objects=[(f"indicator--{i}", T0)]))
+    node.close()
+    size = node.store.audit_size()
+
+    def event(seq: int, column: int | None = None) -> tuple[str, tuple[object, ...]]:
+        body = canonical({"v": 2, "at": T0, "kind": "read", "node": "JPN",
+                          "originator": "NZL", "seq": seq})
+        return ("INSERT INTO audit_events (idx, at, kind, originator, body, seq) "
+                "VALUES ((SELECT max(idx) + 1 FROM audit_events), ?, 'read', 'NZL', ?, ?)",
+                (T0, body, seq if column is None else column))
+
+    assert _tampered(tmp_path / "jpn", tmp_path, event(2)) == ()
+    problems = _tampered(tmp_path / "jpn", tmp_path, event(4))
+    assert problems == (f"event {size} is numbered 4 among the events about NZL's objects, "
+                        "where 2 was next: NZL would find events missing in this log",)
+    # the store refuses a number twice; one in the body only is caught all the same
+    problems = _tampered(tmp_path / "jpn", tmp_path, event(2), event(1, column=3))
+    assert problems == (f"event {size + 1}: its seq column (3) differs from its body",
+                        f"event {size + 1} is numbered 1 among the events about NZL's "
+                        "objects, where 3 was next: NZL would find a number given twice in "
+                        "this log")
+    unnumbered = canonical({"v": 2, "at": T0, "kind": "read", "node": "JPN",
+                            "originator": "NZL"})
+    problems = _tampered(tmp_path / "jpn", tmp_path, (
+        "INSERT INTO audit_events (idx, at, kind, originator, body) VALUES "
+        "((SELECT max(idx) + 1 FROM audit_events), ?, 'read', 'NZL', ?)", (T0, unnumbered)))
+    assert problems == (f"event {size}: it is not numbered among the events about its "
+                        "originator's objects",)

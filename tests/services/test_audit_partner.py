@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_federation import publish, push
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, canonical, encode_hash
+from intelpact.services.audit import AuditError, canonical, count_text, encode_hash, parse_count
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
@@ -36,9 +37,10 @@ def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
 def _audit(node: Node, party: str, **kwargs: int) -> tuple[int, list[dict], bool]:
     courier = Courier(node)
     try:
-        return courier.partner_audit(party, **kwargs)
+        size, events, more, _ = courier.partner_audit(party, **kwargs)
     finally:
         courier.stop()
+    return size, events, more
 
 
 def test_jpn_sees_exactly_the_events_about_its_objects_at_nzl(
@@ -95,18 +97,25 @@ def test_audit_partner_command_shows_the_originator_view(
     assert lines[0] == lines[-1] and "極秘" in lines[0]  # JPN's words for the object's level
 
 
-def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
-    jpn, nzl = jpn_nzl
+def _witnessed(jpn: Node, nzl: Node) -> tuple[dict, list, int, bytes]:
+    """NZL's answer to JPN's partner audit, after JPN's object reached NZL, witnessed by
+    JPN: the answer, NZL's keys, and the checkpoint's size and root."""
     publish(jpn, "for NZ", "極秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
     answer = nzl.audit.for_partner("JPN")
-    size, root = jpn.audit.witness("NZL", jpn.federation.log_keys("NZL"), answer)
-    assert jpn.audit.check_partner_events("NZL", size, root, answer)
+    keys = jpn.federation.log_keys("NZL")
+    return (answer, keys, *jpn.audit.witness("NZL", keys, answer))
+
+
+def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    answer, keys, size, root = _witnessed(jpn, nzl)
+    assert jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0)[0]
     forged = json.loads(json.dumps(answer))
     forged["events"][0]["body"] = forged["events"][0]["body"].replace("NZL", "AUS", 1)
     with pytest.raises(AuditError, match="does not verify"):
-        jpn.audit.check_partner_events("NZL", size, root, forged)
+        jpn.audit.check_partner_events("NZL", keys, size, root, forged)
     unsigned = dict(answer, checkpoint=answer["checkpoint"].replace("\n\n", "\n\n\n"))
     with pytest.raises(AuditError, match="not validly signed"):
         jpn.audit.witness("NZL", jpn.federation.log_keys("NZL"), unsigned)
@@ -163,7 +172,7 @@ def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
                 return response
 
             audit._request = crossing  # type: ignore[method-assign]
-            size, events, _ = audit.partner_audit("NZL")
+            size, events, _, _ = audit.partner_audit("NZL")
         finally:
             audit.stop()
             gossip.stop()
@@ -277,3 +286,141 @@ def test_the_audit_endpoint_needs_a_signed_request_from_a_pinned_partner(
             courier.stop()
         with pytest.raises(httpx.HTTPError):  # no client certificate: the TLS layer refuses
             httpx.get(url, verify=False, timeout=5).raise_for_status()
+
+
+# -- completeness: numbered events and a signed count ---------------------------------------
+
+
+def _read(nzl: Node, obj: dict, times: int) -> None:
+    analyst = nzl.people.as_person("analyst")
+    for _ in range(times):
+        nzl.find(analyst, nzl.default_collection().collection_id, Query(ids=(obj["id"],)),
+                 via="object")
+
+
+def test_the_answer_is_shown_complete_by_its_numbers_and_a_signed_count(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 4)
+        courier = Courier(jpn)
+        try:
+            first = courier.partner_audit("NZL", limit=2)
+            rest = courier.partner_audit("NZL", after=first.events[-1]["index"],
+                                         expect=first.expect)
+        finally:
+            courier.stop()
+        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+    assert first.more and first.expect == 2 and not rest.more
+    events = first.events + rest.events
+    count, _ = nzl.store.audit_numbered("JPN", rest.size)
+    assert [e["seq"] for e in events] == list(range(count)) and count >= 5
+    assert rest.expect == count
+    assert result.exit_code == 0, result.output
+    assert f"Complete: NZL signed that its log held {count} numbered event(s)" \
+        in result.output
+    assert not jpn.store.alerts()
+
+
+def _answering(courier: Courier, change: Any) -> None:
+    """What arrives from NZL's audit endpoint goes through ``change`` first: a partner
+    (or an insider at it, holding its key) leaving events out of its answer."""
+    fetch = courier._fetch
+
+    def altered(peer, target, what):  # type: ignore[no-untyped-def]
+        answer = fetch(peer, target, what)
+        if target.startswith("/federation/audit") and "limit=0" not in target:
+            change(answer)
+        return answer
+
+    courier._fetch = altered  # type: ignore[method-assign]
+
+
+def _recount(nzl: Node, answer: dict, less: int) -> None:
+    """Sign, with NZL's key, a count ``less`` below the true one."""
+    origin = nzl.audit.origin
+    size, (party, _, count) = parse_count(answer["count"][: answer["count"].rfind("\n\n") + 1],
+                                          origin)
+    answer["count"] = sign_note(count_text(origin, party, size, count - less), origin,
+                                nzl.signing_key)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda a: a["events"].pop(1), "sent event .* numbered 2 among its events about JPN's "
+                                   "objects, where 1 was next"),
+    (lambda a: a["events"].pop(), "NZL signed that 5 of its events about JPN's objects are "
+                                  "numbered in its tree of .*, and sent them numbered up to 3"),
+], ids=["a middle one", "the last one"])
+def test_an_event_left_out_of_the_answer_is_caught_and_alerted(
+        jpn_nzl: tuple[Node, Node], change: Any, problem: str) -> None:
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 4)
+        courier = Courier(jpn)
+        _answering(courier, change)
+        try:
+            with pytest.raises(AuditError, match=problem):
+                courier.partner_audit("NZL")
+        finally:
+            courier.stop()
+    ((_, kind, party, detail, _),) = jpn.store.alerts()
+    assert kind == "events-withheld" and party == "NZL" and "left events" in detail
+    (event,) = jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))
+    assert json.loads(event.body)["alert"] == "events-withheld"
+
+
+def test_an_insider_hiding_the_last_event_is_caught_when_the_next_is_logged(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """An insider at NZL, holding its key, leaves the newest read of JPN's object out and
+    signs a count one lower: nothing shows yet. Once NZL logs another event about JPN's
+    objects, its number is one past the hidden one, and the gap shows."""
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 2)
+        hidden = nzl.store.audit_numbered("JPN")[1]
+
+        def hide(answer: dict) -> None:
+            answer["events"] = [e for e in answer["events"] if e["index"] != hidden]
+            if answer["events"][-1]["index"] < hidden:
+                _recount(nzl, answer, 1)
+
+        courier = Courier(jpn)
+        _answering(courier, hide)
+        try:
+            shown = courier.partner_audit("NZL")
+            assert hidden not in [e["index"] for e in shown.events] and not jpn.store.alerts()
+            _read(nzl, secret, 1)
+            with pytest.raises(AuditError, match="numbered 3 .* where 2 was next"):
+                courier.partner_audit("NZL")
+        finally:
+            courier.stop()
+    assert [a[1] for a in jpn.store.alerts()] == ["events-withheld"]
+
+
+def test_a_count_missing_forged_or_for_another_party_is_refused(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    answer, keys, size, root = _witnessed(jpn, nzl)
+    events, expect = jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0)
+    assert events and expect == len(events)
+    origin = nzl.audit.origin
+    other = Ed25519PrivateKey.generate()
+    for changed, problem in [
+            ({"count": None}, "no signed count"),
+            ({"count": sign_note(count_text(origin, "JPN", size, expect), origin, other)},
+             "the signed count is not validly signed"),
+            ({"count": sign_note(count_text(origin, "AUS", size, expect), origin,
+                                 nzl.signing_key)}, "about AUS's objects"),
+            ({"count": sign_note(count_text(origin, "JPN", size - 1, expect), origin,
+                                 nzl.signing_key)}, f"in its tree of {size - 1}"),
+            ({"count": answer["checkpoint"]}, "the signed count is malformed")]:
+        with pytest.raises(AuditError, match=problem):
+            jpn.audit.check_partner_events("NZL", keys, size, root, {**answer, **changed},
+                                           expect=0)
+    assert not jpn.store.alerts()  # none of these is evidence against NZL

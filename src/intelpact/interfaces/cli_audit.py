@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import verify_log
+from ..services.audit import AuditError, verify_log
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
@@ -128,25 +128,28 @@ def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None
     """How PARTY handled the information this node originated: its audit events about our
     objects (receipts, reads by pseudonymous people with clearance and nationality,
     onward releases, denials), each proven to be in PARTY's signed log, and its
-    checkpoint checked against every earlier one we hold (a rewrite raises an alert)."""
+    checkpoint checked against every earlier one we hold (a rewrite raises an alert).
+    None is left out: PARTY numbers them and signs how many it holds (a number missing
+    raises an alert)."""
     from ..services.courier import Courier
 
     party = party.upper()
     node = Node.open(node_dir)
     courier = Courier(node)
     events: list[dict[str, Any]] = []
-    after, size, more = -1, 0, True
+    after, size, more, expect = -1, 0, True, None
     try:
         with _progress(f"fetching {party}'s audit events", limit) as advance:
             while more and len(events) < limit:
-                size, page, more = courier.partner_audit(party, after=after,
-                                                         limit=min(1000, limit - len(events)))
+                size, page, more, expect = courier.partner_audit(
+                    party, after=after, limit=min(1000, limit - len(events)), expect=expect)
                 events.extend(page)
                 advance(len(page))
                 if page:
                     after = page[-1]["index"]
-                else:
-                    more = False
+                elif more:
+                    raise AuditError(f"{party}'s audit answer says there is more but "
+                                     "holds no events: the fetch stops here")
     finally:
         courier.stop()
     if as_json:
@@ -160,6 +163,11 @@ def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None
         _print_event(event, event["index"], {})
     out.print(f"{len(events)} event(s) from {party}'s log, each proven included in its "
               f"checkpoint of {size} events (signature and consistency verified)")
+    if more:
+        out.print(f"Only the first {len(events)}: {party} holds more (raise --limit).")
+    else:
+        out.print(f"Complete: {party} signed that its log held {expect} numbered event(s) "
+                  f"about our objects at that size, and each is here.")
     out.print(shown)
     node.close()
 

@@ -303,7 +303,10 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
                 {"type": "string"})})},
         "next": {"type": "integer"},
         "consistency": _obj(["from", "proof"], {"from": {"type": "integer"},
-                                                "proof": _string_list({"type": "string"})})})
+                                                "proof": _string_list({"type": "string"})}),
+        "count": {"type": "string", "description": "on the last page: a signed note of how "
+                  "many events about the caller's objects are numbered in the checkpoint's "
+                  "tree (docs/audit.md, \"Completeness\")"}})
     rotated = _obj(["party", "key_id"], {"party": {"type": "string"},
                                          "key_id": {"type": "string"}})
     keys_responses = _responses(ok(rotated), (403, 409, 413, 429, 503, 507), t)

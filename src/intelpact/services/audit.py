@@ -29,13 +29,14 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -74,8 +75,12 @@ from ..store.base import (
 )
 
 log = logging.getLogger("intelpact.audit")
+_T = TypeVar("_T")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # no sign, no leading zeroes
 
-EVENT_VERSION = 1
+# 2: an event about a partner's objects carries "seq", its number among the events about
+# that originator's objects (docs/audit.md, "Completeness"). Version 1 events have none.
+EVENT_VERSION = 2
 INTEGRATE_BATCH = 50_000  # events per transaction when integrating on demand
 # In the background, a little at a time: a transaction of at most STEP_EVENTS events
 # naming at most STEP_REFS objects, then a pause of STEP_PAUSE seconds. Each transaction
@@ -182,10 +187,13 @@ def log_keys(store: Store, party: str, current: Ed25519PublicKey | None = None
     return sorted(keys, key=lambda k: k.bound is not None)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)  # made once: json.dumps makes one a call
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     """The event's leaf data as text: JSON, sorted keys, no whitespace, UTF-8."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return _CANONICAL.encode(data)
 
 
 def log_origin(party: str) -> str:
@@ -463,8 +471,19 @@ class AuditLog:
         for key, value in detail.items():
             if value is not None:
                 data[key] = value
-        return AuditEvent(at, kind, canonical(data), pseudonym, party, originator,
-                          tuple(p[0] for p in pairs))
+        ids = tuple(p[0] for p in pairs)
+        if originator is None:
+            return AuditEvent(at, kind, canonical(data), pseudonym, party, None, ids)
+        if "seq" in data:
+            raise AuditError("an event's detail cannot be named 'seq': it is its number")
+        # Numbered when appended: "seq" goes between the keys that sort before it ("at"
+        # always) and those after ("v" always), so the body stays canonical. Canonical
+        # text is its items in key order, so the ones after "seq" are the body's last
+        # len(tail) - 2 characters, before its "}", and "seq" goes before their comma.
+        body = canonical(data)
+        tail = canonical({k: data[k] for k in data if k > "seq"})
+        return AuditEvent(at, kind, body, pseudonym, party, originator, ids,
+                          seq_at=len(body) - len(tail))
 
     def by_originator(self, kind: str, rows: Iterable[tuple[str, str, str]],
                       **fields: Any) -> list[AuditEvent]:
@@ -561,17 +580,24 @@ class AuditLog:
                                  hint="run 'intelpact audit verify' on this node") from None
         elif size == 0 and not force:
             return None
+        key = self._signing_key(key, f"the checkpoint of size {size}")
+        body = format_checkpoint(self.origin, size, root)
+        return sign_note(body, self.origin, key)
+
+    def _signing_key(self, key: Ed25519PrivateKey | None, what: str) -> Ed25519PrivateKey:
+        """``key`` (default the current key), if it was not retired: a process still
+        holding a key another process rotated out refuses to sign ``what``, and says so.
+        Read in the signing transaction where there is one: a rotation commits first."""
         key = key or self._key()
         kid = key_id(public_raw(key))
         bound = self.store.retired_keys(self.party).get(kid)
-        if bound is not None:  # read in the signing transaction: a rotation commits first
+        if bound is not None:
             raise AuditError(f"this node's signing key {kid} was retired by a key rotation "
-                             f"(it signed nothing past size {bound}); refusing to sign the "
-                             f"checkpoint of size {size} with it",
+                             f"(it signed nothing past size {bound}); refusing to sign "
+                             f"{what} with it",
                              hint="restart this node's processes (intelpact serve): they "
                              "load the new key")
-        body = format_checkpoint(self.origin, size, root)
-        return sign_note(body, self.origin, key)
+        return key
 
     def final_checkpoint(self, size: int, root: bytes, tree: Tree,
                          key: Ed25519PrivateKey) -> str:
@@ -673,17 +699,24 @@ class AuditLog:
         after leaf ``after`` (at most ``limit``; 0 for only the checkpoint), each with an
         inclusion proof, against a signed checkpoint that covers them, plus a proof that
         the tree of ``known`` leaves (the largest checkpoint of ours it holds) is a prefix
-        of that checkpoint's. Nothing about anyone else's objects."""
-        events = self.store.find_audit(AuditFilter(originator=party, after=after,
-                                                   limit=limit + 1)) if limit else []
-        more = len(events) > limit
-        events = events[:limit]
-        need = max([e.index + 1 for e in events] + [known, 1 if limit else 0])
+        of that checkpoint's. Nothing about anyone else's objects.
+
+        Every such event below the checkpoint's size is in the answer or a later page of
+        it. The last page (``more`` false) carries ``count``: a note signed like a
+        checkpoint saying how many of them were numbered below that size, so that
+        ``party`` sees that none is left out (``check_partner_events``)."""
+        _, newest = self.store.audit_numbered(party) if limit else (0, -1)
+        need = max(newest + 1, known, 1 if limit else 0)
         latest = self.latest()
         size = parse_checkpoint(self._text(latest.note)).size if latest is not None else -1
         if latest is None or size < need:
             latest = self.checkpoint()
             size = parse_checkpoint(self._text(latest.note)).size
+        events = self.store.find_audit(AuditFilter(originator=party, after=after,
+                                                   limit=limit + 1), before=size
+                                       ) if limit else []
+        more = len(events) > limit
+        events = events[:limit]
         proofs = self.tree.inclusions([e.index for e in events], size) if events else []
         answer: dict[str, Any] = {
             "checkpoint": latest.note, "more": more,
@@ -691,6 +724,10 @@ class AuditLog:
                        for e, proof in zip(events, proofs, strict=True)]}
         if events:
             answer["next"] = events[-1].index
+        if limit and not more:
+            count, _ = self.store.audit_numbered(party, size)
+            answer["count"] = sign_note(count_text(self.origin, party, size, count),
+                                        self.origin, self._signing_key(None, "a count"))
         if 0 < known < size:
             answer["consistency"] = {"from": known,
                                      "proof": [encode_hash(h) for h in self.tree.consistency(known,
@@ -743,21 +780,67 @@ class AuditLog:
                              ) from None
         return size, root
 
-    def check_partner_events(self, party: str, size: int, root: bytes,
-                             answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def check_partner_events(self, party: str, keys: Iterable[LogKey], size: int,
+                             root: bytes, answer: Mapping[str, Any], *,
+                             expect: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """The events of a partner-audit answer, each proven included in the tree
         (``size``, ``root``), about an object this node originated, and of the shape its
-        readers index into (``objects`` [id, version] pairs, ``person`` an object)."""
+        readers index into (``objects`` [id, version] pairs, ``person`` an object).
+
+        And none left out (docs/audit.md, "Completeness"): each event about our objects
+        is numbered in ``party``'s log, and the numbers must follow on from ``expect`` (0
+        when reading from the start of the log; None: from the first one here) without a
+        gap; on the last page (``more`` false), the count ``party`` signed at ``size``
+        (one of ``keys``) must be the number after the last. A missing number, or a
+        count past the numbers sent, means ``party`` left events about our objects out
+        of its answer: the alert ``events-withheld`` is raised, with the signed evidence,
+        and AuditError says so. Returns the events and the number the next must have."""
         out: list[dict[str, Any]] = []
         for index, data in _proven(party, size, root, answer.get("events", [])):
             if data.get("node") != party or data.get("originator") != self.party:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
                                  f"an object {self.party} originated")
-            shape = _malformed(data)
+            shape = _malformed(data) or _unnumbered(data, bool(expect))
             if shape is not None:  # signed, but what would be shown of it is not there
                 raise AuditError(f"{party} sent event {index}, which is malformed: {shape}")
+            seq = data.get("seq")
+            if seq is not None:
+                if expect is not None and seq != expect:
+                    self._withheld(party, f"{party} sent event {index} numbered {seq} among "
+                                   f"its events about {self.party}'s objects, where {expect} "
+                                   "was next", index=index, seq=seq, expected=expect)
+                expect = seq + 1
             out.append({"index": index, **data})
-        return out
+        if not answer.get("more"):
+            count = self._count(party, keys, size, answer.get("count"))
+            if expect is not None and count != expect:
+                self._withheld(party, f"{party} signed that {count} of its events about "
+                               f"{self.party}'s objects are numbered in its tree of {size}, "
+                               f"and sent them numbered up to {expect - 1}", count=count,
+                               expected=expect, note=answer.get("count"))
+        return out, expect
+
+    def _count(self, party: str, keys: Iterable[LogKey], size: int, note: Any) -> int:
+        """The count in ``party``'s signed count note for our objects at ``size``."""
+        if not isinstance(note, str):
+            raise AuditError(f"{party}'s audit answer has no signed count of the events "
+                             f"about {self.party}'s objects: it cannot be shown complete",
+                             hint=f"{party} may run an older intelpact; ask its operator")
+        origin = log_origin(party)
+        about, at, count = _verified(note, origin, keys, lambda text: parse_count(text, origin))
+        if about != self.party or at != size:
+            raise AuditError(f"{party}'s signed count is of the events about {about}'s "
+                             f"objects in its tree of {at}, not {self.party}'s in its tree "
+                             f"of {size}")
+        return count
+
+    def _withheld(self, party: str, problem: str, **evidence: Any) -> None:
+        self.alert("events-withheld", party,
+                   f"{problem}: {party} left events about our objects out of its audit "
+                   "answer. The evidence is kept in this alert's audit event.", **evidence)
+        raise AuditError(f"{problem}: {party} left events about our objects out of its "
+                         "answer", hint="tell your security officer (intelpact audit "
+                         "alerts DIR)")
 
     # -- compromise reports: the access history --------------------------------------------
     def history(self, object_ids: Iterable[str], originator: str, *,
@@ -922,6 +1005,26 @@ def verify_checkpoint_note(note: str, origin: str,
     """Size and root of a signed checkpoint for ``origin`` under one of ``keys``: a
     retired key's signature counts only on a tree no larger than its bound (RetiredKey
     says so when nothing else signed it)."""
+    cp = _verified(note, origin, keys, lambda text: _checkpoint(text, origin))
+    return cp.size, cp.root
+
+
+def _checkpoint(text: str, origin: str) -> tuple[int, Any]:
+    try:
+        cp = parse_checkpoint(text)
+    except CheckpointError as exc:
+        raise AuditError(f"checkpoint is malformed: {exc.message}") from None
+    if cp.origin != origin:
+        raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
+    return cp.size, cp
+
+
+def _verified(note: str, origin: str, keys: Iterable[LogKey],
+              parse: Callable[[str], tuple[int, _T]]) -> _T:
+    """What ``parse`` reads from the text of ``note``, a signed note of ``origin``'s under
+    one of ``keys``; ``parse`` gives the tree size it is about, and a retired key's
+    signature counts only up to its bound (RetiredKey says so when nothing else signed
+    it)."""
     problem = "no key"
     retired: RetiredKey | None = None
     for key in keys:
@@ -930,19 +1033,54 @@ def verify_checkpoint_note(note: str, origin: str,
         except NoteError as exc:
             problem = exc.message
             continue
-        try:
-            cp = parse_checkpoint(text)
-        except CheckpointError as exc:
-            raise AuditError(f"checkpoint is malformed: {exc.message}") from None
-        if cp.origin != origin:
-            raise AuditError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
-        if key.bound is not None and cp.size > key.bound:
-            retired = RetiredKey(key.key_id, key.bound, cp.size)
+        size, value = parse(text)
+        if key.bound is not None and size > key.bound:
+            retired = RetiredKey(key.key_id, key.bound, size)
             continue  # another key may have signed it too
-        return cp.size, cp.root
+        return value
     if retired is not None:
         raise retired
-    raise AuditError(f"checkpoint is not validly signed for {origin}: {problem}")
+    raise AuditError(f"{_kind(note)} is not validly signed for {origin}: {problem}")
+
+
+COUNT_LINE = "intelpact partner-audit count v1"
+
+
+def count_text(origin: str, party: str, size: int, count: int) -> str:
+    """The text of a count note: how many events about ``party``'s objects were numbered
+    in the tree of ``size`` of the log ``origin``. Its first line is not a log's origin,
+    so that it is never read as a checkpoint, nor a checkpoint as one."""
+    return f"{COUNT_LINE}\n{origin}\n{party}\n{size}\n{count}\n"
+
+
+def parse_count(text: str, origin: str) -> tuple[int, tuple[str, int, int]]:
+    """(size, (party, size, count)) of a count note's ``text`` for the log ``origin``."""
+    lines = text.split("\n")
+    if len(lines) != 6 or lines[0] != COUNT_LINE or lines[5] or not all(
+            _DECIMAL.fullmatch(n) for n in lines[3:5]):
+        raise AuditError("the signed count is malformed")
+    if lines[1] != origin:
+        raise AuditError(f"the signed count is for log {lines[1]!r}, expected {origin!r}")
+    size = int(lines[3])
+    return size, (lines[2], size, int(lines[4]))
+
+
+def _kind(note: str) -> str:
+    return "the signed count" if note.startswith(COUNT_LINE + "\n") else "checkpoint"
+
+
+def _unnumbered(data: Mapping[str, Any], numbered_before: bool) -> str | None:
+    """What is wrong with the number of an event about a partner's objects, or None:
+    from version 2 each has one (a whole number), and one of version 1, from before
+    numbering, never follows a numbered one."""
+    seq = data.get("seq")
+    if seq is None:
+        if data.get("v") == 1 and not numbered_before:
+            return None
+        return "it is not numbered among the events about its originator's objects"
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        return "its number is not a whole number"
+    return None
 
 
 def _proven(party: str, size: int, root: bytes, events: Any
@@ -1045,6 +1183,7 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
     frontier: list[bytes] = []
     broken = False  # a gap: the tree cannot be rebuilt past it
     bad: set[Coord] = set()
+    following: dict[str, int] = {}  # each originator's next number
     for start in range(0, appended, chunk):
         rows = store.audit_events(start, start + chunk)
         stored_leaves = store.audit_nodes([(0, r.index) for r in rows])
@@ -1058,6 +1197,7 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
                 broken = True
             data = _decoded(row.body)
             problems.extend(_check_row(row, data))
+            problems.extend(_check_number(row.index, data, following))
             if row.index < integrated:
                 named[row.index] = objects_named(data)
             leaf = leaf_hash(row.body.encode("utf-8"))
@@ -1187,14 +1327,42 @@ def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
     checks = (("at", row.at, data.get("at")), ("kind", row.kind, data.get("kind")),
               ("person", row.person, who),
               ("party", row.party, data.get("party")),
-              ("originator", row.originator, data.get("originator")))
+              ("originator", row.originator, data.get("originator")),
+              ("seq", row.seq, data.get("seq")))
     for name, column, value in checks:
         if column != value:
             yield f"event {row.index}: its {name} column ({column!r}) differs from its body"
 
 
+def _check_number(index: int, data: Any, following: dict[str, int]) -> Iterator[str]:
+    """Each event about a partner's objects must be numbered next among the events about
+    that originator's objects (``following``: the next number of each), from the first
+    one numbered: a gap is what a partner reading the events about its objects would
+    take for one left out of its answer."""
+    if not isinstance(data, dict):
+        return
+    origin = data.get("originator")
+    if not isinstance(origin, str):
+        if "seq" in data:
+            yield f"event {index} is numbered, but is about no partner's objects"
+        return
+    want = following.get(origin, 0)
+    shape = _unnumbered(data, want > 0)
+    if shape is not None:
+        yield f"event {index}: {shape}"
+        return
+    seq = data.get("seq")
+    if seq is None:
+        return
+    if seq != want:
+        yield (f"event {index} is numbered {seq} among the events about {origin}'s objects, "
+               f"where {want} was next: {origin} would find "
+               f"{'events missing' if seq > want else 'a number given twice'} in this log")
+    following[origin] = seq + 1
+
+
 __all__ = [
     "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "LogKey", "Pseudonyms",
-    "RetiredKey", "Verdict", "canonical", "log_keys", "log_origin", "operator",
+    "RetiredKey", "Verdict", "canonical", "count_text", "log_keys", "log_origin", "operator",
     "verify_checkpoint_note", "verify_log",
 ]

@@ -23,7 +23,7 @@ import logging
 import ssl
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -39,6 +39,15 @@ BATCH = 500
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
 CROSSINGS = 3
+
+
+class PartnerAudit(NamedTuple):
+    """A page of a partner's audit events about our objects (Courier.partner_audit)."""
+
+    size: int  # of the partner's checkpoint they are proven in
+    events: list[dict[str, Any]]
+    more: bool
+    expect: int | None  # the number the next event about our objects must have
 
 
 class Courier:
@@ -343,17 +352,22 @@ class Courier:
                                       f"not move on from {cursor}: the pull stops here")
 
     # -- partner audit and gossip ------------------------------------------------------------
-    def partner_audit(self, party: str, *, after: int = -1, limit: int = BATCH
-                      ) -> tuple[int, list[dict[str, Any]], bool]:
+    def partner_audit(self, party: str, *, after: int = -1, limit: int = BATCH,
+                      expect: int | None = None) -> PartnerAudit:
         """Ask ``party`` for its events about our objects after leaf ``after``. Its
-        checkpoint is witnessed (gossip) and every event proven included in it. Returns
-        the checkpoint's size, the events, and whether there are more. An answer that
-        crossed a newer checkpoint kept meanwhile (another fetch) is asked for again."""
+        checkpoint is witnessed (gossip) and every event proven included in it, and
+        numbered next (from ``expect``; from 0 when reading from the start of the log:
+        AuditLog.check_partner_events). An answer that crossed a newer checkpoint kept
+        meanwhile (another fetch) is asked for again. ``limit`` 0 asks for the
+        checkpoint only (gossip)."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             raise FederationError(f"{party} is not a pinned partner",
                                   hint="pin it first: intelpact peer add DIR CARDFILE")
         audit = self.node.audit
+        keys = self.node.federation.log_keys(party)
+        if expect is None and after < 0:
+            expect = 0
         crossed = 0
         while True:
             held = self.node.store.partner_checkpoints(party)
@@ -362,19 +376,21 @@ class Courier:
                 peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
                 "the audit request")
             try:
-                size, root = audit.witness(party, self.node.federation.log_keys(party),
-                                           answer, known=known)
+                size, root = audit.witness(party, keys, answer, known=known)
             except CheckpointsCrossed:
                 crossed += 1  # another fetch kept a newer checkpoint meanwhile: ask again
                 if crossed == CROSSINGS:
                     raise
                 continue
-            return size, audit.check_partner_events(party, size, root, answer), \
-                bool(answer.get("more"))
+            if not limit:
+                return PartnerAudit(size, [], False, expect)
+            events, expect = audit.check_partner_events(party, keys, size, root, answer,
+                                                        expect=expect)
+            return PartnerAudit(size, events, bool(answer.get("more")), expect)
 
     def gossip_once(self, party: str) -> int:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
-        return self.partner_audit(party, limit=0)[0]
+        return self.partner_audit(party, limit=0).size
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:

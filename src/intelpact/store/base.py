@@ -338,7 +338,12 @@ class StatusRecord:
 @dataclass(frozen=True)
 class AuditEvent:
     """One event to append to the audit log. ``body`` is the leaf data: canonical JSON
-    that holds everything the event says; the other fields only index it."""
+    that holds everything the event says; the other fields only index it.
+
+    An event about a partner's objects is numbered among this log's events about that
+    ``originator``'s objects when it is appended (docs/audit.md, "Completeness"):
+    ``seq_at`` is where ``,"seq":N`` goes into ``body`` (``numbered``), which keeps it
+    canonical because the keys before that point sort before "seq" and the rest after."""
 
     at: str
     kind: str
@@ -347,6 +352,13 @@ class AuditEvent:
     party: str | None = None
     originator: str | None = None
     object_ids: tuple[str, ...] = ()
+    seq_at: int | None = None
+
+    def numbered(self, seq: int | None) -> str:
+        """The leaf data: ``body``, numbered ``seq`` if it is an event to number."""
+        if self.seq_at is None or seq is None:
+            return self.body
+        return f'{self.body[:self.seq_at]},"seq":{seq}{self.body[self.seq_at:]}'
 
 
 @dataclass(frozen=True)
@@ -360,6 +372,7 @@ class AuditRecord:
     party: str | None
     originator: str | None
     body: str
+    seq: int | None = None  # its number among the events about ``originator``'s objects
 
 
 @dataclass(frozen=True)
@@ -895,9 +908,18 @@ class Store(abc.ABC):
         """The events with leaf index in [start, stop), in order."""
 
     @abc.abstractmethod
-    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
-        """Events matching ``where``. Filtering by object sees integrated events only
-        (the integrator indexes objects): ``AuditLog.find`` integrates first."""
+    def find_audit(self, where: AuditFilter, before: int | None = None
+                   ) -> list[AuditRecord]:
+        """Events matching ``where``, each with index below ``before`` (when given).
+        Filtering by object sees integrated events only (the integrator indexes
+        objects): ``AuditLog.find`` integrates first."""
+
+    @abc.abstractmethod
+    def audit_numbered(self, originator: str, before: int | None = None
+                       ) -> tuple[int, int]:
+        """Of the events about ``originator``'s objects with index below ``before`` (when
+        given): how many were numbered (``AuditEvent.seq_at``), and the newest one's
+        index (-1 if none)."""
 
     @abc.abstractmethod
     def latest_audit(self, where: AuditFilter, before: int | None = None

@@ -110,6 +110,8 @@ from .sqlite import (
     _labels_current,
     _messages_select,
     _nodes,
+    _numbered,
+    _numbered_select,
     _partner_checkpoints,
     _pending_portions,
     _person,
@@ -764,9 +766,15 @@ class PostgresStore(Store):
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= %s AND idx < %s "  # noqa: S608
             "ORDER BY idx", (start, stop))]
 
-    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
-        sql, params = _audit_select(where, "%s")
+    def find_audit(self, where: AuditFilter, before: int | None = None
+                   ) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "%s", before=before)
         return [AuditRecord(*r) for r in self._all(sql, params)]
+
+    def audit_numbered(self, originator: str, before: int | None = None
+                       ) -> tuple[int, int]:
+        sql, params = _numbered_select(originator, before, "%s")
+        return _numbered(self._one(sql, params))
 
     def latest_audit(self, where: AuditFilter, before: int | None = None
                      ) -> list[AuditRecord]:

@@ -725,9 +725,15 @@ class SQLiteStore(Store):
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= ? AND idx < ? "  # noqa: S608
             "ORDER BY idx", (start, stop))]
 
-    def find_audit(self, where: AuditFilter) -> list[AuditRecord]:
-        sql, params = _audit_select(where, "?")
+    def find_audit(self, where: AuditFilter, before: int | None = None
+                   ) -> list[AuditRecord]:
+        sql, params = _audit_select(where, "?", before=before)
         return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
+
+    def audit_numbered(self, originator: str, before: int | None = None
+                       ) -> tuple[int, int]:
+        sql, params = _numbered_select(originator, before, "?")
+        return _numbered(self._conn().execute(sql, params).fetchone())
 
     def latest_audit(self, where: AuditFilter, before: int | None = None
                      ) -> list[AuditRecord]:
@@ -978,7 +984,7 @@ class SQLiteStore(Store):
 
 # -- helpers -------------------------------------------------------------------------------
 
-_AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body"
+_AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body, seq"
 _NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, delivered, "
                    "receipt, attempts, error")
 _RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, receipt, unconfirmed"
@@ -1540,19 +1546,36 @@ def _enqueue_order(rows: Iterable[StoredObject],
 
 def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
     """Append ``events`` inside the caller's write transaction (which holds the write lock,
-    so leaf indexes are contiguous). Shared by both backends: ``mark`` is the dialect's
-    placeholder. Returns the first new leaf index. Only the event rows are written here
-    (the durable part a request waits for); the index of objects to events is written
-    by the integrator (a page of 1,000 objects would cost 1,000 random index inserts)."""
+    so leaf indexes are contiguous, and so is each originator's numbering: an event to
+    number takes the next number among the events about its originator's objects).
+    Shared by both backends: ``mark`` is the dialect's placeholder. Returns the first new
+    leaf index. Only the event rows are written here (the durable part a request waits
+    for); the index of objects to events is written by the integrator (a page of 1,000
+    objects would cost 1,000 random index inserts)."""
     try:
         row = c.execute("SELECT max(idx) FROM audit_events").fetchone()
         first = 0 if row[0] is None else int(row[0]) + 1
         if not events:
             return first
-        q = ", ".join([mark] * 7)
+        # One statement however many originators, or none: a denied object's event is
+        # numbered and a missing one's is not, and the two must cost the same SQL.
+        origins = sorted({str(e.originator) for e in events if e.seq_at is not None})
+        values, param = (("json_each(?) v", json.dumps(origins)) if mark == "?" else
+                         ("unnest(%s::text[]) AS v(value)", origins))
+        following = {origin: 0 if top is None else int(top) + 1 for origin, top in c.execute(
+            "SELECT v.value, (SELECT max(seq) FROM audit_events "  # noqa: S608
+            f"WHERE originator = v.value) FROM {values}", (param,)).fetchall()}
+        rows = []
+        for i, e in enumerate(events):
+            seq = None
+            if e.seq_at is not None and e.originator is not None:
+                seq = following[e.originator]
+                following[e.originator] = seq + 1
+            rows.append((first + i, e.at, e.kind, e.person, e.party, e.originator,
+                         e.numbered(seq), seq))
+        q = ", ".join([mark] * 8)
         c.executemany(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({q})",  # noqa: S608
-                      [(first + i, e.at, e.kind, e.person, e.party, e.originator, e.body)
-                       for i, e in enumerate(events)])
+                      rows)
     except Exception as exc:
         if _left_to_the_store(exc):
             raise
@@ -1560,6 +1583,25 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
         raise AuditError(f"the audit log could not record: {_first_line(exc)}",
                          hint="the act was not done; check the database and disk") from exc
     return first
+
+
+def _numbered_select(originator: str, before: int | None, mark: str
+                     ) -> tuple[str, list[Any]]:
+    """The query behind ``audit_numbered`` for either dialect: the newest event about
+    ``originator``'s objects below ``before`` (index audit_by_originator). Events are
+    numbered from the first one appended by a version that numbers them, so its number
+    (NULL if it came before) says how many were numbered up to it."""
+    if before is None:
+        return ("SELECT idx, seq FROM audit_events WHERE originator = "  # noqa: S608
+                f"{mark} ORDER BY idx DESC LIMIT 1", [originator])
+    return (f"SELECT idx, seq FROM audit_events WHERE originator = {mark} "  # noqa: S608
+            f"AND idx < {mark} ORDER BY idx DESC LIMIT 1", [originator, before])
+
+
+def _numbered(row: Any) -> tuple[int, int]:
+    if row is None:
+        return 0, -1
+    return (0 if row[1] is None else int(row[1]) + 1), int(row[0])
 
 
 def _left_to_the_store(exc: Exception) -> bool:
