@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from test_federation import publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, canonical, count_text, encode_hash, parse_count
+from intelpact.services.audit import (
+    AuditError,
+    EventsWithheld,
+    canonical,
+    count_text,
+    encode_hash,
+    parse_count,
+)
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
@@ -351,7 +359,7 @@ def _recount(nzl: Node, answer: dict, less: int) -> None:
     (lambda a: a["events"].pop(1), "sent event .* numbered 2 among its events about JPN's "
                                    "objects, where 1 was next"),
     (lambda a: a["events"].pop(), "NZL signed that 5 of its events about JPN's objects are "
-                                  "numbered in its tree of .*, and sent them numbered up to 3"),
+                                  "numbered in its log, and sent them numbered up to 3"),
 ], ids=["a middle one", "the last one"])
 def test_an_event_left_out_of_the_answer_is_caught_and_alerted(
         jpn_nzl: tuple[Node, Node], change: Any, problem: str) -> None:
@@ -424,3 +432,109 @@ def test_a_count_missing_forged_or_for_another_party_is_refused(
             jpn.audit.check_partner_events("NZL", keys, size, root, {**answer, **changed},
                                            expect=0)
     assert not jpn.store.alerts()  # none of these is evidence against NZL
+
+
+# -- the watch: every gossip round checks the new events ------------------------------------
+
+
+@pytest.mark.parametrize("hidden", ["a middle one", "the newest"])
+def test_the_watch_alerts_a_withheld_event_once_and_reads_on(
+        jpn_nzl: tuple[Node, Node], hidden: str) -> None:
+    """Each round reads on from where the last stopped. An event NZL leaves out is
+    alerted in the round that meets the gap, once; the rounds after go on past it."""
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            after, expect = jpn.store.partner_audit_cursor("NZL")
+            assert (after, expect) == (nzl.store.audit_numbered("JPN")[1], 1)
+            _read(nzl, secret, 3)
+            left_out = nzl.store.find_audit(AuditFilter(originator="JPN"))[
+                2 if hidden == "a middle one" else -1].index
+            _answering(courier, lambda a: a.__setitem__(
+                "events", [e for e in a["events"] if e["index"] != left_out]))
+            with pytest.raises(EventsWithheld):
+                courier.watch_once("NZL")
+            _read(nzl, secret, 2)
+            for _ in range(2):  # past the gap: nothing more to alert
+                courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    assert [a[1] for a in jpn.store.alerts()] == ["events-withheld"]
+    count, newest = nzl.store.audit_numbered("JPN")
+    assert jpn.store.partner_audit_cursor("NZL") == (newest, count)
+
+
+def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Node]) -> None:
+    """A count lower than the numbers NZL already proved is its own signed statement
+    against its log: alerted the first round it is met, not every round after."""
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 2)
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            _answering(courier, lambda a: _recount(nzl, a, 2))
+            for _ in range(3):
+                with pytest.raises(EventsWithheld, match="signed that 1 of"):
+                    courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    assert [a[1] for a in jpn.store.alerts()] == ["events-withheld"]
+    assert jpn.store.partner_audit_cursor("NZL")[1] == 3
+
+
+def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 1)
+        want = nzl.store.audit_numbered("JPN")
+        courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
+        courier.start()
+        try:
+            deadline = time.monotonic() + 20
+            while jpn.store.partner_audit_cursor("NZL") != (want[1], want[0]):
+                assert time.monotonic() < deadline, jpn.store.partner_audit_cursor("NZL")
+                time.sleep(0.05)
+        finally:
+            courier.stop()
+    assert not jpn.store.alerts()
+
+
+NAUGHTY = json.loads((Path(__file__).parents[1] / "data" / "json" / "naughty-strings" /
+                      "blns.json").read_text())
+
+
+def test_hostile_counts_are_refused_with_the_reason(jpn_nzl: tuple[Node, Node]) -> None:
+    """Whatever NZL signs as a count (every naughty string in each line, numbers with a
+    sign, leading zeroes or 100 digits), the answer is AuditError, never a crash; an
+    alert only for a well-formed count of the wrong number (the naughty "0")."""
+    jpn, nzl = jpn_nzl
+    answer, keys, size, root = _witnessed(jpn, nzl)
+    origin = nzl.audit.origin
+    good = count_text(origin, "JPN", size, 1).split("\n")
+    texts = [good[:i] + [bad] + good[i + 1:] for i in range(5)
+             for bad in [*NAUGHTY[:200], "-1", "01", "1" * 100, "1.0", " 1"]]
+    refused = 0
+    for lines in texts:
+        text = "\n".join(lines)
+        try:
+            note = sign_note(text, origin, nzl.signing_key)
+        except Exception:  # noqa: BLE001 - not a note at all: nothing to send
+            continue
+        try:
+            jpn.audit.check_partner_events("NZL", keys, size, root,
+                                           {**answer, "count": note}, expect=0)
+        except AuditError:
+            refused += 1
+    assert refused > 900
+    assert [a[3].split(":")[0] for a in jpn.store.alerts()] == [
+        "NZL signed that 0 of its events about JPN's objects are numbered in its log, and "
+        "sent them numbered up to 0"]

@@ -137,6 +137,18 @@ class CheckpointsCrossed(AuditError):
     Not a rewrite, and no alert: ask again."""
 
 
+class EventsWithheld(AuditError):
+    """A partner left events about our objects out of its audit answer (alerted and
+    audited already). ``resume`` is where a reader that goes on should read from next:
+    the leaf to read after (None: where it asked from) and the number the next event
+    must have, past what was alerted, so that the same gap is not alerted again."""
+
+    def __init__(self, message: str, resume: tuple[int | None, int], *,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.resume = resume
+
+
 class RetiredKey(AuditError):
     """A checkpoint is signed by a retired key past its bound: the size of the last
     checkpoint that key signed before its rotation. Such a key signs no new history."""
@@ -805,19 +817,29 @@ class AuditLog:
                 raise AuditError(f"{party} sent event {index}, which is malformed: {shape}")
             seq = data.get("seq")
             if seq is not None:
-                if expect is not None and seq != expect:
+                if expect is not None and seq > expect:  # read again from it, then on
                     self._withheld(party, f"{party} sent event {index} numbered {seq} among "
                                    f"its events about {self.party}'s objects, where {expect} "
-                                   "was next", index=index, seq=seq, expected=expect)
+                                   "was next", (index - 1, seq), index=index, seq=seq,
+                                   expected=expect)
+                if expect is not None and seq < expect:  # passed over, then on
+                    self._withheld(party, f"{party} sent event {index} numbered {seq} among "
+                                   f"its events about {self.party}'s objects, where {expect} "
+                                   "was next: a number given twice", (index, expect),
+                                   index=index, seq=seq, expected=expect)
                 expect = seq + 1
             out.append({"index": index, **data})
         if not answer.get("more"):
             count = self._count(party, keys, size, answer.get("count"))
             if expect is not None and count != expect:
+                # past the gap (counted: the next is numbered after it); a count below
+                # stands until the partner's count grows, and is alerted once
                 self._withheld(party, f"{party} signed that {count} of its events about "
-                               f"{self.party}'s objects are numbered in its tree of {size}, "
-                               f"and sent them numbered up to {expect - 1}", count=count,
-                               expected=expect, note=answer.get("count"))
+                               f"{self.party}'s objects are numbered in its log, and sent "
+                               f"them numbered up to {expect - 1}",
+                               (out[-1]["index"] if out else None, max(count, expect)),
+                               count=count, expected=expect, size=size,
+                               note=answer.get("count"))
         return out, expect
 
     def _count(self, party: str, keys: Iterable[LogKey], size: int, note: Any) -> int:
@@ -834,13 +856,18 @@ class AuditLog:
                              f"of {size}")
         return count
 
-    def _withheld(self, party: str, problem: str, **evidence: Any) -> None:
-        self.alert("events-withheld", party,
-                   f"{problem}: {party} left events about our objects out of its audit "
-                   "answer. The evidence is kept in this alert's audit event.", **evidence)
-        raise AuditError(f"{problem}: {party} left events about our objects out of its "
-                         "answer", hint="tell your security officer (intelpact audit "
-                         "alerts DIR)")
+    def _withheld(self, party: str, problem: str, resume: tuple[int | None, int],
+                  **evidence: Any) -> None:
+        """Alert ``events-withheld`` (once for the same ``problem``: a partner's watch
+        meets a count it disputes every round), and raise EventsWithheld."""
+        detail = (f"{problem}: {party} left events about our objects out of its audit "
+                  "answer. The evidence is kept in this alert's audit event.")
+        if not any(a[1:4] == ("events-withheld", party, detail)
+                   for a in self.store.alerts()):
+            self.alert("events-withheld", party, detail, **evidence)
+        raise EventsWithheld(f"{problem}: {party} left events about our objects out of its "
+                             "answer", resume, hint="tell your security officer "
+                             "(intelpact audit alerts DIR)")
 
     # -- compromise reports: the access history --------------------------------------------
     def history(self, object_ids: Iterable[str], originator: str, *,
@@ -1362,7 +1389,7 @@ def _check_number(index: int, data: Any, following: dict[str, int]) -> Iterator[
 
 
 __all__ = [
-    "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "LogKey", "Pseudonyms",
-    "RetiredKey", "Verdict", "canonical", "count_text", "log_keys", "log_origin", "operator",
-    "verify_checkpoint_note", "verify_log",
+    "KINDS", "AuditError", "AuditLog", "CheckpointsCrossed", "EventsWithheld", "LogKey",
+    "Pseudonyms", "RetiredKey", "Verdict", "canonical", "count_text", "log_keys",
+    "log_origin", "operator", "verify_checkpoint_note", "verify_log",
 ]

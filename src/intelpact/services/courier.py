@@ -9,7 +9,9 @@ backoff. Pull: every ``interval`` seconds each partner's outbox is paged from
 the persisted cursor, so a node that was down catches up by itself. Receipt is
 idempotent, so an object that arrives both ways is stored once. Gossip: every
 ``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
-witnessed (services/audit.py), so a partner that rewrites its history is caught.
+witnessed (services/audit.py), so a partner that rewrites its history is caught, with
+its new events about our objects, so one that leaves any out of its answers is caught
+too (``watch_once``).
 Compromise reports, acknowledgements and closures (services/compromise.py) go first,
 from their own queue, on the same retry path. A partner answering 429 (this node sent it
 more requests than it takes: interfaces/federation.py) is asked again after the
@@ -29,7 +31,7 @@ import httpx
 
 from ..errors import IntelpactError
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
-from .audit import AuditError, CheckpointsCrossed, encode_hash
+from .audit import AuditError, CheckpointsCrossed, EventsWithheld, encode_hash
 from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
 from .node import Node
 
@@ -39,6 +41,7 @@ BATCH = 500
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
 CROSSINGS = 3
+WATCH_PAGES = 20  # pages of a partner's audit events checked in one gossip round
 
 
 class PartnerAudit(NamedTuple):
@@ -392,6 +395,33 @@ class Courier:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
         return self.partner_audit(party, limit=0).size
 
+    def watch_once(self, party: str, pages: int = WATCH_PAGES) -> int:
+        """Gossip, and check ``party``'s events about our objects since the last round (at
+        most ``pages`` pages: a backlog takes several rounds), from where the last round
+        stopped (Store.partner_audit_cursor), so that an event left out of its answers
+        raises the alert ``events-withheld`` within a round; each gap is alerted once,
+        the round after goes on past it. Returns the tree size of its checkpoint."""
+        after, expect = self.node.store.partner_audit_cursor(party)
+        size = 0
+        for _ in range(pages):
+            try:
+                page = self.partner_audit(party, after=after, expect=expect)
+            except EventsWithheld as exc:
+                resume, expect = exc.resume
+                after = after if resume is None else resume
+                self.node.store.set_partner_audit_cursor(party, after, expect,
+                                                         timestamp(utc_now()))
+                raise
+            size = page.size
+            if page.events:
+                after = page.events[-1]["index"]
+            expect = expect if page.expect is None else page.expect
+            self.node.store.set_partner_audit_cursor(party, after, expect,
+                                                     timestamp(utc_now()))
+            if not page.more:
+                break
+        return size
+
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         self._released = self._release_held(self.interval)
@@ -463,10 +493,10 @@ class Courier:
                     if pull:
                         self.pull_once(party)
                     if gossip:
-                        self.gossip_once(party)
+                        self.watch_once(party)
                     backoff.pop(party, None)
                     failed_at.pop(party, None)
-                except AuditError as exc:  # alerted and audited already
+                except AuditError as exc:  # alerted and audited already, or to ask again
                     log.error("audit gossip with %s: %s", party, exc.message)
                 except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                     if self._stop.is_set():

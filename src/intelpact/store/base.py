@@ -972,6 +972,16 @@ class Store(abc.ABC):
         """(size, root, note, received) of every checkpoint kept for ``party``."""
 
     @abc.abstractmethod
+    def partner_audit_cursor(self, party: str) -> tuple[int, int]:
+        """How far this node's watch has checked ``party``'s events about our objects:
+        the leaf to read after, and the number the next event must have ((-1, 0) before
+        the first)."""
+
+    @abc.abstractmethod
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
+                                 when: str) -> None: ...
+
+    @abc.abstractmethod
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = ()) -> None:
         """Raise an alert for the security officer and append ``audit``, in one

@@ -71,6 +71,8 @@ from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
+    _CURSOR_SELECT,
+    _CURSOR_UPSERT,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
@@ -99,6 +101,7 @@ from .sqlite import (
     _compromise_step,
     _consent,
     _consent_step,
+    _cursor,
     _disseminations,
     _enqueue_order,
     _enqueue_select,
@@ -816,6 +819,14 @@ class PostgresStore(Store):
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
         with self._read() as conn:
             return _partner_checkpoints(conn.cursor(), "%s", party)
+
+    def partner_audit_cursor(self, party: str) -> tuple[int, int]:
+        return _cursor(self._one(_CURSOR_SELECT.format(m="%s"), (party,)))
+
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
+                                 when: str) -> None:
+        with self._write() as c:
+            c.execute(_CURSOR_UPSERT.format(m="%s"), (party, after, expect, when))
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = ()) -> None:

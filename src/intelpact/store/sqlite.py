@@ -773,6 +773,14 @@ class SQLiteStore(Store):
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
         return _partner_checkpoints(self._conn(), "?", party)
 
+    def partner_audit_cursor(self, party: str) -> tuple[int, int]:
+        return _cursor(self._conn().execute(_CURSOR_SELECT.format(m="?"), (party,)).fetchone())
+
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
+                                 when: str) -> None:
+        with self._write() as c:
+            c.execute(_CURSOR_UPSERT.format(m="?"), (party, after, expect, when))
+
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
@@ -1583,6 +1591,18 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
         raise AuditError(f"the audit log could not record: {_first_line(exc)}",
                          hint="the act was not done; check the database and disk") from exc
     return first
+
+
+# Where a partner audit watch has checked to (Store.partner_audit_cursor), either dialect.
+_CURSOR_SELECT = "SELECT read_after, next_seq FROM partner_audit_cursors WHERE party = {m}"
+_CURSOR_UPSERT = ("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "
+                  "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (party) DO UPDATE SET "
+                  "read_after = excluded.read_after, next_seq = excluded.next_seq, "
+                  "checked = excluded.checked")
+
+
+def _cursor(row: Any) -> tuple[int, int]:
+    return (-1, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def _numbered_select(originator: str, before: int | None, mark: str
