@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -538,3 +539,43 @@ def test_hostile_counts_are_refused_with_the_reason(jpn_nzl: tuple[Node, Node]) 
     assert [a[3].split(":")[0] for a in jpn.store.alerts()] == [
         "NZL signed that 0 of its events about JPN's objects are numbered in its log, and "
         "sent them numbered up to 0"]
+
+
+def test_the_watch_asks_for_smaller_pages_and_gossips_past_an_event_too_large(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Answers are read only within this node's max_content_length: a page too large is
+    asked for again at half as many events; one event past the limit stops the watch
+    with the reason (an AuditError, which backs nothing off), and the checkpoint is
+    still witnessed."""
+    jpn, nzl = jpn_nzl
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, 6)
+        count, newest = nzl.store.audit_numbered("JPN")
+        jpn.config = dataclasses.replace(jpn.config, max_content_length=3 * 1024)
+        courier = Courier(jpn)
+        asked: list[str] = []
+        fetch = courier._fetch
+
+        def counting(peer, target, what):  # type: ignore[no-untyped-def]
+            asked.append(target)
+            return fetch(peer, target, what)
+
+        courier._fetch = counting  # type: ignore[method-assign]
+        try:
+            courier.watch_once("NZL", seconds=30)
+            assert jpn.store.partner_audit_cursor("NZL") == (newest, count)
+            limits = [int(t.split("limit=")[1].split("&")[0]) for t in asked]
+            assert limits[0] == 500 and min(limits) < count, asked
+            _read(nzl, secret, 1)
+            jpn.config = dataclasses.replace(jpn.config, max_content_length=700)
+            held = len(jpn.store.partner_checkpoints("NZL"))
+            with pytest.raises(AuditError, match="not checked past leaf") as info:
+                courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    assert "max_content_length" in (info.value.hint or "")
+    assert jpn.store.partner_audit_cursor("NZL") == (newest, count)  # where it stopped
+    assert len(jpn.store.partner_checkpoints("NZL")) > held  # gossip went on
+    assert not jpn.store.alerts()

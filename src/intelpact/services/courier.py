@@ -41,7 +41,8 @@ BATCH = 500
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
 CROSSINGS = 3
-WATCH_PAGES = 20  # pages of a partner's audit events checked in one gossip round
+# A partner's audit events are checked for about this long in one gossip round at most.
+WATCH_SECONDS = 1.0
 
 
 class PartnerAudit(NamedTuple):
@@ -375,9 +376,15 @@ class Courier:
         while True:
             held = self.node.store.partner_checkpoints(party)
             known = max((h[0] for h in held), default=0)
-            answer = self._fetch(
-                peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
-                "the audit request")
+            try:
+                answer = self._fetch(
+                    peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
+                    "the audit request")
+            except AnswerTooLarge:  # a page of large events (reads naming many objects)
+                if limit <= 1:
+                    raise
+                limit //= 2
+                continue
             try:
                 size, root = audit.witness(party, keys, answer, known=known)
             except CheckpointsCrossed:
@@ -395,15 +402,16 @@ class Courier:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
         return self.partner_audit(party, limit=0).size
 
-    def watch_once(self, party: str, pages: int = WATCH_PAGES) -> int:
-        """Gossip, and check ``party``'s events about our objects since the last round (at
-        most ``pages`` pages: a backlog takes several rounds), from where the last round
-        stopped (Store.partner_audit_cursor), so that an event left out of its answers
-        raises the alert ``events-withheld`` within a round; each gap is alerted once,
-        the round after goes on past it. Returns the tree size of its checkpoint."""
+    def watch_once(self, party: str, seconds: float = WATCH_SECONDS) -> int:
+        """Gossip, and check ``party``'s events about our objects since the last round,
+        from where the last round stopped (Store.partner_audit_cursor), so that an event
+        left out of its answers raises the alert ``events-withheld`` within a round; each
+        gap is alerted once, the round after goes on past it. A page at a time for about
+        ``seconds`` at most (a backlog takes several rounds: the courier's pushes to
+        every partner wait while it reads). Returns the tree size of its checkpoint."""
         after, expect = self.node.store.partner_audit_cursor(party)
-        size = 0
-        for _ in range(pages):
+        stop = time.monotonic() + seconds
+        while True:
             try:
                 page = self.partner_audit(party, after=after, expect=expect)
             except EventsWithheld as exc:
@@ -412,15 +420,19 @@ class Courier:
                 self.node.store.set_partner_audit_cursor(party, after, expect,
                                                          timestamp(utc_now()))
                 raise
-            size = page.size
+            except AnswerTooLarge as exc:  # one event past our limit: gossip all the same
+                self.gossip_once(party)
+                raise AuditError(f"{party}'s audit events about our objects are not "
+                                 f"checked past leaf {after}: {exc.message}",
+                                 hint="raise server.max_content_length on this node"
+                                 ) from None
             if page.events:
                 after = page.events[-1]["index"]
             expect = expect if page.expect is None else page.expect
             self.node.store.set_partner_audit_cursor(party, after, expect,
                                                      timestamp(utc_now()))
-            if not page.more:
-                break
-        return size
+            if not page.more or time.monotonic() > stop or self._stop.is_set():
+                return page.size
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
