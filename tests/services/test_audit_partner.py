@@ -7,6 +7,7 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,16 @@ def test_the_audit_endpoint_needs_a_signed_request_from_a_pinned_partner(
 # -- completeness: numbered events and a signed count ---------------------------------------
 
 
+@contextlib.contextmanager
+def _shared(jpn: Node, nzl: Node, reads: int) -> Iterator[dict]:
+    """Both nodes serving; a JPN object pushed to NZL and read there ``reads`` times."""
+    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _read(nzl, secret, reads)
+        yield secret
+
+
 def _read(nzl: Node, obj: dict, times: int) -> None:
     analyst = nzl.people.as_person("analyst")
     for _ in range(times):
@@ -310,10 +321,7 @@ def _read(nzl: Node, obj: dict, times: int) -> None:
 def test_the_answer_is_shown_complete_by_its_numbers_and_a_signed_count(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 4)
+    with _shared(jpn, nzl, reads=4):
         courier = Courier(jpn)
         try:
             first = courier.partner_audit("NZL", limit=2)
@@ -365,10 +373,7 @@ def _recount(nzl: Node, answer: dict, less: int) -> None:
 def test_an_event_left_out_of_the_answer_is_caught_and_alerted(
         jpn_nzl: tuple[Node, Node], change: Any, problem: str) -> None:
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 4)
+    with _shared(jpn, nzl, reads=4):
         courier = Courier(jpn)
         _answering(courier, change)
         try:
@@ -388,10 +393,7 @@ def test_an_insider_hiding_the_last_event_is_caught_when_the_next_is_logged(
     signs a count one lower: nothing shows yet. Once NZL logs another event about JPN's
     objects, its number is one past the hidden one, and the gap shows."""
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 2)
+    with _shared(jpn, nzl, reads=2) as secret:
         hidden = nzl.store.audit_numbered("JPN")[1]
 
         def hide(answer: dict) -> None:
@@ -473,10 +475,7 @@ def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Nod
     """A count lower than the numbers NZL already proved is its own signed statement
     against its log: alerted the first round it is met, not every round after."""
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 2)
+    with _shared(jpn, nzl, reads=2):
         courier = Courier(jpn)
         try:
             courier.watch_once("NZL")
@@ -492,10 +491,7 @@ def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Nod
 
 def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 1)
+    with _shared(jpn, nzl, reads=1):
         want = nzl.store.audit_numbered("JPN")
         courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
         courier.start()
@@ -548,10 +544,7 @@ def test_the_watch_asks_for_smaller_pages_and_gossips_past_an_event_too_large(
     with the reason (an AuditError, which backs nothing off), and the checkpoint is
     still witnessed."""
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        _read(nzl, secret, 6)
+    with _shared(jpn, nzl, reads=6) as secret:
         count, newest = nzl.store.audit_numbered("JPN")
         jpn.config = dataclasses.replace(jpn.config, max_content_length=3 * 1024)
         courier = Courier(jpn)
