@@ -341,6 +341,16 @@ def test_the_answer_is_shown_complete_by_its_numbers_and_a_signed_count(
     assert not jpn.store.alerts()
 
 
+def test_audit_partner_cut_short_by_limit_says_so(jpn_nzl: tuple[Node, Node]) -> None:
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=3):
+        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL",
+                                           "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Only the first 2: NZL holds more (raise --limit)." in result.output
+    assert "Complete" not in result.output
+
+
 def _answering(courier: Courier, change: Any) -> None:
     """What arrives from NZL's audit endpoint goes through ``change`` first: a partner
     (or an insider at it, holding its key) leaving events out of its answer."""
@@ -503,6 +513,34 @@ def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> Non
         finally:
             courier.stop()
     assert not jpn.store.alerts()
+
+
+def test_a_long_watch_holds_up_no_push(jpn_nzl: tuple[Node, Node]) -> None:
+    """The watch reads in a thread of its own: while it is held up reading a partner's
+    events (a backlog, a slow partner), what JPN publishes still reaches NZL at once."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=0):
+        courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
+        watching, release = threading.Event(), threading.Event()
+        audit = courier.partner_audit
+
+        def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+            watching.set()
+            release.wait(30)
+            return audit(*args, **kwargs)
+
+        courier.partner_audit = slow  # type: ignore[method-assign]
+        courier.start()
+        try:
+            assert watching.wait(10)
+            obj = publish(jpn, "while the watch reads", "極秘", ("NZL",))
+            deadline = time.monotonic() + 10
+            while not nzl.store.held([obj["id"]]):
+                assert time.monotonic() < deadline, "the push waited for the watch"
+                time.sleep(0.05)
+        finally:
+            release.set()
+            courier.stop()
 
 
 NAUGHTY = json.loads((Path(__file__).parents[1] / "data" / "json" / "naughty-strings" /

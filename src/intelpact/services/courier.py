@@ -11,7 +11,7 @@ idempotent, so an object that arrives both ways is stored once. Gossip: every
 ``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
 witnessed (services/audit.py), so a partner that rewrites its history is caught, with
 its new events about our objects, so one that leaves any out of its answers is caught
-too (``watch_once``).
+too (``watch_once``), in a thread of its own beside the pushes and pulls.
 Compromise reports, acknowledgements and closures (services/compromise.py) go first,
 from their own queue, on the same retry path. A partner answering 429 (this node sent it
 more requests than it takes: interfaces/federation.py) is asked again after the
@@ -66,12 +66,14 @@ class Courier:
         self.max_backoff = max_backoff
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._clients: dict[str, tuple[str, httpx.Client]] = {}
+        # each thread its own clients (the watch runs beside the pushes and pulls)
+        self._clients: dict[tuple[str, int], tuple[str, httpx.Client]] = {}
         self._released = True  # whether what the consents held cover is queued (start)
 
     # -- transport ----------------------------------------------------------------------
     def _client(self, peer: PeerRecord) -> httpx.Client:
-        cached = self._clients.get(peer.party)
+        key = (peer.party, threading.get_ident())
+        cached = self._clients.get(key)
         if cached is not None and cached[0] == peer.tls_fingerprint:
             return cached[1]
         ctx = ssl.create_default_context(cadata=peer.tls_cert)  # trust only the pinned cert
@@ -81,7 +83,9 @@ class Courier:
                                   hint="re-run intelpact init; partners need it")
         ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
         client = httpx.Client(verify=ctx, timeout=30.0, trust_env=False)
-        self._clients[peer.party] = (peer.tls_fingerprint, client)
+        if cached is not None:
+            cached[1].close()  # the partner's certificate changed
+        self._clients[key] = (peer.tls_fingerprint, client)
         return client
 
     def _request(self, peer: PeerRecord, method: str, target: str,
@@ -407,8 +411,8 @@ class Courier:
         from where the last round stopped (Store.partner_audit_cursor), so that an event
         left out of its answers raises the alert ``events-withheld`` within a round; each
         gap is alerted once, the round after goes on past it. A page at a time for about
-        ``seconds`` at most (a backlog takes several rounds: the courier's pushes to
-        every partner wait while it reads). Returns the tree size of its checkpoint."""
+        ``seconds`` at most (a backlog takes several rounds, and the other partners
+        wait their turn). Returns the tree size of its checkpoint."""
         after, expect = self.node.store.partner_audit_cursor(party)
         stop = time.monotonic() + seconds
         while True:
@@ -437,9 +441,11 @@ class Courier:
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         self._released = self._release_held(self.interval)
-        thread = threading.Thread(target=self._run, name="intelpact-courier", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        for target, name in ((self._run, "intelpact-courier"),
+                             (self._watch, "intelpact-audit-watch")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def halt(self) -> None:
         """Stop at the next step, without waiting: what is not yet sent stays in the
@@ -452,7 +458,7 @@ class Courier:
         self.halt()
         for thread in self._threads:
             thread.join(10)
-        for _, client in self._clients.values():
+        for _, client in list(self._clients.values()):
             client.close()
 
     def _release_held(self, delay: float) -> bool:
@@ -475,14 +481,13 @@ class Courier:
     def _run(self) -> None:
         backoff: dict[str, float] = {}  # a failing partner's wait before the next try
         failed_at: dict[str, float] = {}
-        last_pull = last_gossip = 0.0
+        last_pull = 0.0
         release_wait, release_failed = self.interval, time.monotonic()
         while not self._stop.is_set():
             self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
             pull = _due(now, last_pull, self.interval)
-            gossip = _due(now, last_gossip, self.gossip_interval)
             if not self._released and _due(now, release_failed, release_wait):
                 release_wait = min(self.max_backoff, release_wait * 2)
                 self._released = self._release_held(release_wait)
@@ -504,12 +509,8 @@ class Courier:
                     self.push_all(party)
                     if pull:
                         self.pull_once(party)
-                    if gossip:
-                        self.watch_once(party)
                     backoff.pop(party, None)
                     failed_at.pop(party, None)
-                except AuditError as exc:  # alerted and audited already, or to ask again
-                    log.error("audit gossip with %s: %s", party, exc.message)
                 except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                     if self._stop.is_set():
                         log.debug("federation with %s while stopping: %s", party, exc)
@@ -524,8 +525,31 @@ class Courier:
                         log.exception("federation with %s failed (retry in %.1fs)", party, delay)
             if pull:
                 last_pull = now
-            if gossip:
-                last_gossip = now
+
+    def _watch(self) -> None:
+        """Every ``gossip_interval`` seconds, gossip with each partner and check its new
+        events about our objects (``watch_once``), in a thread of its own: the reading
+        never holds up a push. A failure is logged and tried again the next round."""
+        while not self._stop.is_set():
+            try:
+                parties = list(self.node.federation.peers())
+            except (StoreFull, StoreUnavailable) as exc:
+                log.warning("audit watch: %s (retry in %.1fs)", exc, self.gossip_interval)
+                parties = []
+            for party in parties:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.watch_once(party)
+                except AuditError as exc:  # alerted and audited already, or to ask again
+                    log.error("audit gossip with %s: %s", party, exc.message)
+                except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
+                    if self._stop.is_set():
+                        return
+                    (log.warning if isinstance(exc, _RETRIED) else log.exception)(
+                        "audit gossip with %s: %s (retry in %.1fs)", party, exc,
+                        self.gossip_interval)
+            self._stop.wait(self.gossip_interval)
 
 
 def _due(now: float, last: float, interval: float) -> bool:
