@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -513,6 +514,26 @@ def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> Non
         finally:
             courier.stop()
     assert not jpn.store.alerts()
+
+
+def test_the_watch_does_not_warn_again_of_a_partner_the_courier_cannot_reach(
+        jpn_nzl: tuple[Node, Node], caplog: pytest.LogCaptureFixture) -> None:
+    """At start, partners starting beside this node are not listening yet; the courier's
+    loop says so with its retries, and the watch does not say it again."""
+    jpn, _ = jpn_nzl
+    caplog.set_level(logging.DEBUG, logger="intelpact.courier")
+    courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
+    courier.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any("audit gossip with NZL" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        courier.stop()
+    gossip = [r for r in caplog.records if "audit gossip with NZL" in r.getMessage()]
+    assert all(r.levelno == logging.DEBUG and "unreachable" in r.getMessage()
+               for r in gossip), [(r.levelname, r.getMessage()) for r in gossip]
 
 
 def test_a_long_watch_holds_up_no_push(jpn_nzl: tuple[Node, Node]) -> None:

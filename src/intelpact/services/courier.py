@@ -543,6 +543,8 @@ class Courier:
                     self.watch_once(party)
                 except AuditError as exc:  # alerted and audited already, or to ask again
                     log.error("audit gossip with %s: %s", party, exc.message)
+                except Unreachable as exc:  # the courier's loop logs it, with its retries
+                    log.debug("audit gossip with %s: %s", party, exc)
                 except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
                     if self._stop.is_set():
                         return
@@ -560,10 +562,10 @@ def _due(now: float, last: float, interval: float) -> bool:
     return not 0 <= now - last < interval
 
 
-def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> FederationError:
+def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> Unreachable:
     """``peer`` could not be reached (no connection, no answer in time, TLS refused):
     what happened, and where to look."""
-    return FederationError(f"{peer.party} unreachable: {exc}",
+    return Unreachable(f"{peer.party} unreachable: {exc}",
                            hint=f"is {peer.party}'s node serving (intelpact serve)? this node "
                            f"reaches it at {peer.url}, the address on its card")
 
@@ -572,6 +574,12 @@ def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> FederationError:
 # or refusing a request, and this node's own store full or away (it comes back).
 _RETRIED = (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
             StoreUnavailable)
+
+
+class Unreachable(FederationError):
+    """A partner could not be reached. The courier's loop says so, with its retries; the
+    audit watch, which meets the same, does not say it again (at start, partners that
+    start beside this node are not listening yet)."""
 
 
 class AnswerTooLarge(FederationError):
