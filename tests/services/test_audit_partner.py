@@ -28,6 +28,7 @@ from intelpact.services.audit import (
     count_text,
     encode_hash,
     parse_count,
+    verify_log,
 )
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
@@ -396,6 +397,8 @@ def test_an_event_left_out_of_the_answer_is_caught_and_alerted(
     assert kind == "events-withheld" and party == "NZL" and "left events" in detail
     (event,) = jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))
     assert json.loads(event.body)["alert"] == "events-withheld"
+    jpn.audit.checkpoint()  # the alert's evidence is an event like any other
+    assert verify_log(jpn.store, jpn.audit.origin, jpn.audit.log_keys()).problems == ()
 
 
 def test_an_insider_hiding_the_last_event_is_caught_when_the_next_is_logged(

@@ -483,11 +483,11 @@ class AuditLog:
         for key, value in detail.items():
             if value is not None:
                 data[key] = value
+        if "seq" in detail:  # an event's own number, given when it is appended
+            raise AuditError("an event's detail cannot be named 'seq': it is its number")
         ids = tuple(p[0] for p in pairs)
         if originator is None:
             return AuditEvent(at, kind, canonical(data), pseudonym, party, None, ids)
-        if "seq" in data:
-            raise AuditError("an event's detail cannot be named 'seq': it is its number")
         # Numbered when appended: "seq" goes between the keys that sort before it ("at"
         # always) and those after ("v" always), so the body stays canonical. Canonical
         # text is its items in key order, so the ones after "seq" are the body's last
@@ -820,13 +820,13 @@ class AuditLog:
                 if expect is not None and seq > expect:  # read again from it, then on
                     self._withheld(party, f"{party} sent event {index} numbered {seq} among "
                                    f"its events about {self.party}'s objects, where {expect} "
-                                   "was next", (index - 1, seq), index=index, seq=seq,
+                                   "was next", (index - 1, seq), index=index, numbered=seq,
                                    expected=expect)
                 if expect is not None and seq < expect:  # passed over, then on
                     self._withheld(party, f"{party} sent event {index} numbered {seq} among "
                                    f"its events about {self.party}'s objects, where {expect} "
                                    "was next: a number given twice", (index, expect),
-                                   index=index, seq=seq, expected=expect)
+                                   index=index, numbered=seq, expected=expect)
                 expect = seq + 1
             out.append({"index": index, **data})
         if not answer.get("more"):
