@@ -460,9 +460,7 @@ def test_the_watch_alerts_a_withheld_event_once_and_reads_on(
     """Each round reads on from where the last stopped. An event NZL leaves out is
     alerted in the round that meets the gap, once; the rounds after go on past it."""
     jpn, nzl = jpn_nzl
-    secret = publish(jpn, "for NZ", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
+    with _shared(jpn, nzl, reads=0) as secret:
         courier = Courier(jpn)
         try:
             courier.watch_once("NZL")

@@ -817,15 +817,12 @@ class AuditLog:
                 raise AuditError(f"{party} sent event {index}, which is malformed: {shape}")
             seq = data.get("seq")
             if seq is not None:
-                if expect is not None and seq > expect:  # read again from it, then on
+                if expect is not None and seq != expect:
+                    twice = seq < expect  # then passed over; a gap: read again from it
                     self._withheld(party, f"{party} sent event {index} numbered {seq} among "
                                    f"its events about {self.party}'s objects, where {expect} "
-                                   "was next", (index - 1, seq), index=index, numbered=seq,
-                                   expected=expect)
-                if expect is not None and seq < expect:  # passed over, then on
-                    self._withheld(party, f"{party} sent event {index} numbered {seq} among "
-                                   f"its events about {self.party}'s objects, where {expect} "
-                                   "was next: a number given twice", (index, expect),
+                                   f"was next{': a number given twice' if twice else ''}",
+                                   (index, expect) if twice else (index - 1, seq),
                                    index=index, numbered=seq, expected=expect)
                 expect = seq + 1
             out.append({"index": index, **data})

@@ -378,9 +378,11 @@ class Consents:
         record = self.store.consent(request_id)
         kept = _token(json.loads(record.token)) if record is not None and record.token \
             else None
+        if kept is None:
+            return
         held = self.federation.held_consents()
         for token, _ in held.signed():
-            if kept is not None and token.token_id == kept.token_id:
+            if token.token_id == kept.token_id:
                 self._release(token, held)
 
     # -- the originator rotated its signing key ---------------------------------------

@@ -1108,7 +1108,7 @@ class Federation:
                         how: str) -> list[AuditEvent]:
         return self.audit.by_originator(
             "release", [(r.object_id, r.version, r.originator) for r in rows], party=party,
-            actor=self.me.party, how=how, receipt=None)
+            actor=self.me.party, how=how)
 
     def check_receipt(self, party: str, signed: Any,
                       sent: Iterable[StoredObject]) -> list[StoredObject]:
