@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,16 +40,34 @@ def node_ports() -> dict[str, int]:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` different ports free on 127.0.0.1 now. Each socket stays bound until all
-    are chosen: a port just released may be handed out again at once (two calls of
-    ``free_port`` gave a node the same TAXII and federation port, refused by its config)."""
+    """``count`` different ports free on 127.0.0.1 now, below the kernel's ephemeral range.
+    A port the kernel hands out for ``bind(0)`` is one it also gives clients as their
+    source port: between choosing it and serving on it, a client connection (a courier,
+    the audit watch) could take it, and the server failed with "address already in use".
+    Each socket stays bound until all are chosen: two calls of ``free_port`` once gave a
+    node the same TAXII and federation port, refused by its config."""
+    low = _EPHEMERAL_LOW
     with ExitStack() as held:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
+            port = random.randrange(max(1024, low - 12_000), low)
             s = held.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (a local service, another test): another one
+            ports.append(port)
         return ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
 
 
 @contextmanager
