@@ -17,7 +17,7 @@ from conftest import Pact, courier, csrf_of
 from intelpact.interfaces.cli import main
 from intelpact.services.federation import consent_token, verify_payload
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter, ConsentRecord, parse_timestamp, utc_now
+from intelpact.store.base import AuditFilter, ConsentRecord, parse_timestamp, timestamp, utc_now
 
 from helpers import indicator
 
@@ -161,3 +161,29 @@ def test_the_desk_lists_are_pages_of_the_newest(pact: Pact) -> None:
     second = row.findall(dissem)
     assert second and not set(second) & set(first) and "Newer entries" in dissem
     assert officer.get("/desk", params={"dissem": "7"}).status_code == 400
+
+
+def test_the_desk_shows_whether_a_report_history_left_anything_out(pact: Pact) -> None:
+    """A report from NZL lists its history check: not checked yet, then what `serve`'s
+    check found (Courier.check_reports)."""
+    obj = indicator("lost-on-a-train")
+    who = pact.jpn.people.as_person("kobayashi").person
+    status = pact.jpn.publisher.publish(who, pact.jpn.default_collection().collection_id,
+                                        [obj], marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0
+    assert courier(pact.jpn, lambda c: c.push_all("NZL")) >= 1
+    (filed,) = pact.nzl.compromise.file([obj["id"]], what="lost on a train",
+                                        discovered=timestamp(utc_now()))
+    assert courier(pact.nzl, lambda c: c.deliver_compromise("JPN")) == 1
+    officer = pact.client("kobayashi")
+
+    def row() -> str:
+        page = officer.get("/desk").text
+        reports = page.split('id="reports"', 1)[1].split("</section>", 1)[0]
+        (tr,) = [r for r in reports.split("<tr") if filed.report_id in r]
+        return tr
+
+    assert "<td>not checked yet</td>" in row()
+    assert courier(pact.jpn, lambda c: c.check_reports()) == 1
+    assert "<td>complete: NZL&#39;s partner audit holds no other event about these " \
+        "objects below leaf" in row()

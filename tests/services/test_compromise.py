@@ -198,6 +198,140 @@ def test_the_commands_report_acknowledge_close_list_and_show(
     assert "local (this node's own objects)  open" in listed.output
 
 
+def test_the_originator_checks_that_a_history_left_nothing_out(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`compromise show --complete` at JPN fetches NZL's partner audit (every event about
+    JPN's objects, numbered, none left out) and finds any event about the reported objects
+    below the history's checkpoint that the history does not hold."""
+    jpn, nzl = jpn_nzl
+    run = CliRunner()
+
+    def show(node: Node, rid: str) -> Any:
+        return run.invoke(main, ["compromise", "show", str(node.config.dir), rid,
+                                 "--complete"])
+
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        other = publish(jpn, "another", "SECRET", ("NZL",))
+        push(jpn, "NZL")  # an event about another JPN object: not this report's
+        (honest,) = nzl.compromise.file([oid], what="tablet lost", discovered=_ago(1))
+        assert _deliver(nzl, "JPN") == 1
+        shown = show(jpn, honest.report_id)
+        assert shown.exit_code == 0, shown.output
+        assert "Complete: NZL's partner audit, fetched now, holds no other event" \
+            in shown.output and "LEFT OUT" not in shown.output
+        at_nzl = show(nzl, honest.report_id)  # the reporter cannot check its own report
+        assert at_nzl.exit_code == 2 and "only the originator checks" in at_nzl.stderr
+
+        # a reporter whose history leaves the read out, in a report it signs all the same
+        history = nzl.audit.history
+        monkeypatch.setattr(nzl.audit, "history", lambda *a, **k: {
+            **(h := history(*a, **k)),
+            "events": [e for e in h["events"] if json.loads(e["body"])["kind"] != "read"]})
+        (quiet,) = nzl.compromise.file([oid], what="phone lost", discovered=_ago(1))
+        assert _deliver(nzl, "JPN") == 1
+        received = jpn.compromise.get(quiet.report_id)
+        size, events = jpn.compromise.history(received)
+        assert "read" not in {e["kind"] for e in events}  # each event proven: accepted
+        shown = show(jpn, quiet.report_id)
+        assert shown.exit_code == 1, shown.output
+        assert "LEFT OUT: 1 event(s) of NZL's log" in shown.output
+        (read,) = nzl.store.find_audit(AuditFilter(kinds=("read",), originator="JPN"))
+        assert f"#{read.index} " in shown.output.split("LEFT OUT")[1]
+        assert str(other["id"]) not in shown.output.split("LEFT OUT")[1]
+        assert show(jpn, quiet.report_id).exit_code == 1  # shown again: alerted once
+        (alert,) = [a for a in jpn.store.alerts() if a[1] == "history-incomplete"]
+        assert alert[2] == "NZL" and quiet.report_id in alert[3]
+        (evidence,) = [json.loads(e.body) for e in jpn.store.find_audit(
+            AuditFilter(kinds=("alert",), party="NZL"))
+            if json.loads(e.body)["alert"] == "history-incomplete"]
+        assert evidence["indexes"] == [read.index] and evidence["report"] == quiet.report_id
+        # the outcome is kept, and each check is audited with it
+        checked = jpn.compromise.get(quiet.report_id)
+        assert checked.history_checked is not None
+        assert checked.history_check == (f"1 event(s) of NZL's log about these objects left "
+                                         f"out: leaf {read.index}")
+        checks = [json.loads(e.body) for e in jpn.store.find_audit(
+            AuditFilter(kinds=("compromise-check",)))]
+        assert [(c["report"], c["left_out"]) for c in checks] == [
+            (honest.report_id, []), (quiet.report_id, [read.index]),
+            (quiet.report_id, [read.index])]
+        listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
+        assert "history 1 event(s) of NZL's log about these objects left out" in listed.output
+        assert "history complete" in listed.output  # the honest report
+
+        # a history cut short (more): only what comes before its last event is owed
+        monkeypatch.setattr(nzl.audit, "history", history)
+        monkeypatch.setattr("intelpact.services.compromise.HISTORY_LIMIT", 1)
+        (short,) = nzl.compromise.file([oid], what="bag lost", discovered=_ago(1))
+        assert _deliver(nzl, "JPN") == 1
+        shown = show(jpn, short.report_id)
+        assert shown.exit_code == 0 and "see `audit partner`" in shown.output, shown.output
+        assert "Complete" in shown.output
+    down = show(jpn, short.report_id)  # NZL is not serving: said so, nothing alerted
+    assert down.exit_code == 2 and "NZL unreachable" in down.stderr, down.output
+    assert [a[1] for a in jpn.store.alerts()].count("history-incomplete") == 1
+
+
+def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The courier's audit watch checks each report received and not checked yet
+    (Courier.check_reports): with the reporter down it waits; with it up, the outcome is
+    kept and the report is not checked again; a reporter whose audit answer cannot show
+    completeness (no signed count: an older version) is recorded "not checked", with
+    why."""
+    jpn, nzl = jpn_nzl
+    run = CliRunner()
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="tablet lost", discovered=_ago(1))
+        assert _deliver(nzl, "JPN") == 1
+    listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
+    assert "history not checked yet" in listed.output, listed.output
+    courier = Courier(jpn)
+    try:
+        assert courier.check_reports() == 0  # NZL is down: not checked, not recorded
+    finally:
+        courier.stop()
+    assert jpn.compromise.get(filed.report_id).history_checked is None
+
+    with serving_federation(jpn), serving_federation(nzl):
+        courier = Courier(jpn, gossip_interval=0.05)
+        courier.start()  # serve's loops: the watch checks it
+        try:
+            deadline = time.monotonic() + 15
+            while jpn.compromise.get(filed.report_id).history_checked is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            courier.stop()
+        record = jpn.compromise.get(filed.report_id)
+        assert (record.history_check or "").startswith(
+            "complete: NZL's partner audit holds no other event about these objects")
+        shown = run.invoke(main, ["compromise", "show", str(jpn.config.dir), filed.report_id])
+        assert f"history      {record.history_check} (checked " in shown.output, shown.output
+        courier = Courier(jpn)
+        try:
+            assert courier.check_reports() == 0  # checked once
+            answer = nzl.audit.for_partner
+            monkeypatch.setattr(nzl.audit, "for_partner", lambda *a, **k: {
+                k: v for k, v in answer(*a, **k).items() if k != "count"})
+            (older,) = nzl.compromise.file([oid], what="phone lost", discovered=_ago(1))
+            assert _deliver(nzl, "JPN") == 1
+            assert courier.check_reports() == 0
+            assert courier.check_reports() == 0  # recorded: not tried every round
+        finally:
+            courier.stop()
+    record = jpn.compromise.get(older.report_id)
+    assert (record.history_check or "").startswith(
+        "not checked: NZL's audit answer has no signed count"), record.history_check
+    assert [json.loads(e.body)["report"] for e in jpn.store.find_audit(AuditFilter(
+        kinds=("compromise-check",)))] == [filed.report_id, older.report_id]
+    listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
+    assert "history not checked: NZL's audit answer has no signed count" in listed.output
+    assert not [a for a in jpn.store.alerts() if a[1] == "history-incomplete"]
+
+
 def test_overdue_reports_are_flagged_and_a_queued_report_is_retried_by_the_courier(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl

@@ -272,8 +272,9 @@ def _load_objects(path: Path) -> list[Any]:
 
 
 @contextmanager
-def _progress(what: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal (silent otherwise); yields advance(n)."""
+def _progress(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (silent otherwise; ``total`` None: not known);
+    yields advance(n)."""
     if not err.is_terminal:
         yield lambda n: None
         return

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import AuditError, verify_log
+from ..services.audit import verify_log
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
@@ -136,20 +136,10 @@ def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None
     party = party.upper()
     node = Node.open(node_dir)
     courier = Courier(node)
-    events: list[dict[str, Any]] = []
-    after, size, more, expect = -1, 0, True, None
     try:
         with _progress(f"fetching {party}'s audit events", limit) as advance:
-            while more and len(events) < limit:
-                size, page, more, expect = courier.partner_audit(
-                    party, after=after, limit=min(1000, limit - len(events)), expect=expect)
-                events.extend(page)
-                advance(len(page))
-                if page:
-                    after = page[-1]["index"]
-                elif more:
-                    raise AuditError(f"{party}'s audit answer says there is more but "
-                                     "holds no events: the fetch stops here")
+            size, events, more, expect = courier.partner_events(party, limit=limit,
+                                                                advance=advance)
     finally:
         courier.stop()
     if as_json:

@@ -4,6 +4,7 @@ information, told to its originator at once and tracked to closure."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..services.node import Node
 from ..services.people import Principal
 from ..store.base import CompromiseMessage, CompromiseRecord
 from ..store.sqlite import MAX_ATTEMPTS
-from .cli import NODE_DIR, _safe, friendly, main, out
+from .cli import NODE_DIR, _progress, _safe, friendly, main, out
 from .cli_audit import _print_event, banner_for
 
 AS_OFFICER = click.option(
@@ -129,7 +130,7 @@ def compromise_list(node_dir: Path) -> None:
         pending = [m for m in messages if m.report_id == record.report_id]
         out.print(Text(_safe(f"    {record.object_count} object(s) · filed {record.filed} · "
                              f"deadline {record.deadline} · "
-                             f"{_delivery(record, pending)}")))
+                             f"{_delivery(record, pending)}{_checked(record)}")))
     out.print(f"{len(records)} report(s), {flagged} flagged against the notice deadline")
     out.print(shown)
     node.close()
@@ -138,14 +139,20 @@ def compromise_list(node_dir: Path) -> None:
 @compromise.command("show")
 @NODE_DIR
 @click.argument("report_id", metavar="REPORT_ID")
+@click.option("--complete", is_flag=True,
+              help="At the originator: ask the reporter's node now for its audit events "
+              "about our objects (partner audit, none left out) and check that the history "
+              "left none about these objects out (one missing raises an alert).")
 @friendly
-def compromise_show(node_dir: Path, report_id: str) -> None:
+def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     """Everything about a report: what, when, who filed it, its deadline and status, the
     acknowledgement and closure, and the access history (each event by pseudonym with
     nationality and clearance, proven again now in the reporter's signed log)."""
     node = Node.open(node_dir)
     record = node.compromise.get(report_id)
     report = _report(record)
+    left_out = _check(node, record) if complete else None
+    record = node.compromise.get(report_id)  # with the check's outcome
     size, events = node.compromise.history(record)
     ours = record.reporter == node.party
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
@@ -169,6 +176,10 @@ def compromise_show(node_dir: Path, report_id: str) -> None:
             data = json.loads(body)
             rows.append((step, f"{at} by {data.get('from')} ({_by(data.get('by'), names)})"
                          + (f": {data['note']}" if data.get("note") else "")))
+    if record.direction == "incoming":
+        rows.append(("history", record.history_check and f"{record.history_check} (checked "
+                     f"{record.history_checked})" or "not checked yet (`serve` checks it "
+                     f"against {record.reporter}'s partner audit; or --complete, now)"))
     flag = node.compromise.flag(record)
     if flag.state:
         rows.append((flag.state.upper(), flag.reason))
@@ -181,11 +192,48 @@ def compromise_show(node_dir: Path, report_id: str) -> None:
               f"{size} events{more}")
     for event in events:
         _print_event(event, event["index"], names)
+    if left_out:
+        out.print(Text.assemble(("LEFT OUT", "bold red"), f": {len(left_out)} event(s) of "
+                                f"{record.reporter}'s log about these objects are not in the "
+                                "history (alert raised: intelpact audit alerts DIR)"))
+        for event in left_out:
+            _print_event(event, event["index"], names)
+    elif left_out is not None:
+        out.print(f"Complete: {record.reporter}'s partner audit, fetched now, holds no other "
+                  f"event about these objects below leaf {size}.")
     out.print(shown)
     node.close()
+    if left_out:
+        sys.exit(1)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _checked(record: CompromiseRecord) -> str:
+    """What ``compromise list`` says of an incoming report's history check."""
+    if record.direction != "incoming":
+        return ""
+    outcome = record.history_check
+    if outcome is None:
+        return " · history not checked yet"
+    return " · history complete" if outcome.startswith("complete") else \
+        f" · history {outcome.split(': leaf')[0]}"
+
+
+def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:
+    """The events the report's history left out (CompromiseReports.check), from the
+    reporter's partner audit fetched now."""
+    from ..services.courier import Courier
+
+    courier = Courier(node)
+    try:
+        with _progress(f"fetching {record.reporter}'s audit events", None) as advance:
+            return node.compromise.check(
+                record, lambda party, before: courier.events_before(party, before, advance),
+                actor=operator())
+    finally:
+        courier.stop()
+
 
 def _officer(node: Node, as_name: str | None) -> Principal | None:
     return node.people.as_person(as_name) if as_name else None

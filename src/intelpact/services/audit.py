@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -128,6 +128,8 @@ KINDS = {
     "compromise-report": "a report of suspected loss or compromise",
     "compromise-ack": "a compromise report was acknowledged",
     "compromise-close": "a compromise report was closed",
+    "compromise-check": "a compromise report's access history was checked for events "
+                        "left out",
 }
 
 
@@ -147,6 +149,16 @@ class EventsWithheld(AuditError):
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.resume = resume
+
+
+class PartnerAudit(NamedTuple):
+    """A partner's audit events about our objects (Courier.partner_audit: a page;
+    Courier.partner_events: from the start of its log)."""
+
+    size: int  # of the partner's checkpoint they are proven in
+    events: list[dict[str, Any]]
+    more: bool
+    expect: int | None  # the number the next event about our objects must have
 
 
 class RetiredKey(AuditError):
@@ -663,13 +675,6 @@ class AuditLog:
     def latest(self) -> Checkpoint | None:
         return self.store.latest_checkpoint()
 
-    def covering(self, index: int) -> Checkpoint:
-        """A signed checkpoint whose tree holds leaf ``index``, signing one if needed."""
-        latest = self.latest()
-        if latest is None or parse_checkpoint(self._text(latest.note)).size <= index:
-            latest = self.checkpoint()
-        return latest
-
     @staticmethod
     def _text(note: str) -> str:
         return note[: note.rfind("\n\n") + 1]
@@ -871,20 +876,20 @@ class AuditLog:
                 limit: int = 10_000) -> dict[str, Any]:
         """This log's events about ``object_ids`` (objects ``originator`` originated; one
         originator per event, so nothing about anyone else's objects), oldest first, at
-        most ``limit``, each with an inclusion proof against a signed checkpoint covering
-        them: the access history a compromise report carries, shaped like
-        ``for_partner``'s answer."""
+        most ``limit``, each with an inclusion proof against a checkpoint signed now: every
+        such event below its size, so that the originator can check that none was left
+        out (CompromiseReports.check). The access history a compromise report carries,
+        shaped like ``for_partner``'s answer."""
+        latest = self.checkpoint()  # integrated and signed: every event below it indexed
+        size = parse_checkpoint(self._text(latest.note)).size
         found: dict[int, AuditRecord] = {}
         for object_id in dict.fromkeys(object_ids):
-            for event in self.find(AuditFilter(object_id=object_id, originator=originator,
-                                               limit=limit + 1)):
+            for event in self.store.find_audit(AuditFilter(
+                    object_id=object_id, originator=originator, limit=limit + 1), size):
                 found[event.index] = event
         events = [found[i] for i in sorted(found)]
         more = len(events) > limit
         events = events[:limit]
-        latest = self.covering(events[-1].index) if events else (self.latest()
-                                                                  or self.checkpoint())
-        size = parse_checkpoint(self._text(latest.note)).size
         proofs = self.tree.inclusions([e.index for e in events], size) if events else []
         return {"checkpoint": latest.note, "more": more,
                 "events": [{"index": e.index, "body": e.body,

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..crypto.signing import canonical as jcs
 from ..errors import IntelpactError
 from ..model.echo import shown, too_many
 from ..store.base import (
+    AuditEvent,
     CompromiseMessage,
     CompromiseRecord,
     parse_timestamp,
@@ -41,6 +42,7 @@ from .audit import (
     AuditError,
     CheckpointsCrossed,
     LogKey,
+    PartnerAudit,
     canonical,
     decode_hash,
     encode_hash,
@@ -556,6 +558,75 @@ class CompromiseReports:
             raise CompromiseError(f"report {record.report_id}: {exc.message}",
                                   hint="tell your security officer") from None
         return size, events
+
+    def check(self, record: CompromiseRecord, fetch: Callable[[str, int], PartnerAudit], *,
+              officer: Principal | None = None, actor: str) -> list[dict[str, Any]]:
+        """Check that an incoming report's access history left out no event about the
+        objects reported, and record the outcome (``history_check``) with its event
+        ``compromise-check``: returns the events left out. ``fetch(reporter, size)``
+        answers the reporter's events about our objects from the start of its log below
+        leaf ``size``, fetched now by partner audit, none left out
+        (Courier.events_before). The history holds every such event below its
+        checkpoint's size (AuditLog.history), or, cut short (``more``), up to its last.
+        Any left out raises the alert ``history-incomplete`` (once for the same finding),
+        in the same transaction. A history that cannot be checked (AuditError: the
+        reporter's answer does not verify, or has no signed count) is recorded "not
+        checked" with the reason, and raised; a partner out of reach (FederationError)
+        only raised, to try again."""
+        if record.direction != "incoming":
+            raise CompromiseError(f"report {record.report_id} was not sent to this node: "
+                                  "only the originator checks a reporter's history against "
+                                  "its partner audit", hint="run it at the originator's node")
+        who = self._who(officer, actor)
+        try:
+            size, history = self.history(record)
+            fetched = fetch(record.reporter, size)
+            if fetched.more:
+                raise CompromiseError(f"{record.reporter}'s events about our objects were "
+                                      f"not all fetched below leaf {size}")
+        except (AuditError, CompromiseError) as exc:
+            if not isinstance(exc, CheckpointsCrossed):
+                self._checked(record, f"not checked: {exc.message}", [], who)
+            raise
+        report = json.loads(record.body)
+        named = {str(o[0]) for o in report.get("objects", [])}
+        held = {e["index"] for e in history}
+        bound = history[-1]["index"] + 1 if history and report.get("history", {}).get("more") \
+            else size
+        missing = [e for e in fetched.events if e["index"] < bound and e["index"] not in held
+                   and named & {str(o[0]) for o in e.get("objects", [])}]
+        indexes = [e["index"] for e in missing]
+        outcome = (f"{len(missing)} event(s) of {record.reporter}'s log about these objects "
+                   f"left out: leaf {', '.join(map(str, indexes))}" if missing else
+                   f"complete: {record.reporter}'s partner audit holds no other event about "
+                   f"these objects below leaf {bound}")
+        alert = None
+        events: list[AuditEvent] = []
+        if missing:
+            detail = (f"report {record.report_id}: {record.reporter}'s access history left "
+                      f"out {len(missing)} of its events about the objects reported, below "
+                      f"leaf {bound} of its log. The evidence is kept in this alert's audit "
+                      "event.")
+            if not any(a[1:4] == ("history-incomplete", record.reporter, detail)
+                       for a in self.store.alerts()):
+                alert = ("history-incomplete", record.reporter, detail)
+                events.append(self.audit.alert_event(*alert, report=record.report_id,
+                                                     indexes=indexes))
+        self._checked(record, outcome, indexes, who, events, alert)
+        return missing
+
+    def _checked(self, record: CompromiseRecord, outcome: str, left_out: list[int],
+                 who: dict[str, Any], events: Sequence[AuditEvent] = (),
+                 alert: tuple[str, str | None, str] | None = None) -> None:
+        """Record a check's outcome with its event (and ``events``, ``alert``), at once."""
+        event = self.audit.event("compromise-check", party=record.reporter,
+                                 originator=record.originator, objects=_objects(record),
+                                 report=record.report_id, outcome=outcome, left_out=left_out,
+                                 **who)
+        self.store.compromise_checked(record.report_id, timestamp(utc_now()), outcome,
+                                      [event, *events], alert)
+        if alert is not None:
+            self.audit.alerted(*alert)
 
 
 def _other(record: CompromiseRecord, me: str) -> str | None:

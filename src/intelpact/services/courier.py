@@ -25,33 +25,34 @@ import logging
 import ssl
 import threading
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from ..errors import IntelpactError
 from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
-from .audit import AuditError, CheckpointsCrossed, EventsWithheld, encode_hash
+from .audit import (
+    AuditError,
+    CheckpointsCrossed,
+    EventsWithheld,
+    PartnerAudit,
+    encode_hash,
+    operator,
+)
+from .compromise import CompromiseError
 from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
 from .node import Node
 
 log = logging.getLogger("intelpact.courier")
 TAXII = "application/taxii+json;version=2.1"
 BATCH = 500
+AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation API's most
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
 CROSSINGS = 3
 # A partner's audit events are checked for about this long in one gossip round at most.
 WATCH_SECONDS = 1.0
-
-
-class PartnerAudit(NamedTuple):
-    """A page of a partner's audit events about our objects (Courier.partner_audit)."""
-
-    size: int  # of the partner's checkpoint they are proven in
-    events: list[dict[str, Any]]
-    more: bool
-    expect: int | None  # the number the next event about our objects must have
 
 
 class Courier:
@@ -402,6 +403,34 @@ class Courier:
                                                         expect=expect)
             return PartnerAudit(size, events, bool(answer.get("more")), expect)
 
+    def partner_events(self, party: str, *, limit: int, before: int | None = None,
+                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
+        """``party``'s events about our objects from the start of its log, a page at a
+        time (partner_audit: each proven, numbered without a gap): at most ``limit``, or,
+        with ``before``, those below leaf ``before`` (the pages stop once past it, so an
+        event left out below it is a gap). ``more``: there are more than ``limit``."""
+        events: list[dict[str, Any]] = []
+        after, size, more, expect = -1, 0, True, None
+        while more and len(events) < limit:
+            size, page, more, expect = self.partner_audit(
+                party, after=after, limit=min(AUDIT_PAGE, limit - len(events)), expect=expect)
+            if not page and more:
+                raise AuditError(f"{party}'s audit answer says there is more but holds no "
+                                 "events: the fetch stops here")
+            events.extend(e for e in page if before is None or e["index"] < before)
+            advance(len(page))
+            if page:
+                after = page[-1]["index"]
+            if before is not None and after >= before - 1:
+                more = False
+        return PartnerAudit(size, events, more, expect)
+
+    def events_before(self, party: str, before: int,
+                      advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
+        """``party``'s events about our objects below leaf ``before``, all of them
+        (partner_events): what a compromise report's history is checked against."""
+        return self.partner_events(party, limit=before, before=before, advance=advance)
+
     def gossip_once(self, party: str) -> int:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
         return self.partner_audit(party, limit=0).size
@@ -551,7 +580,40 @@ class Courier:
                     (log.warning if isinstance(exc, _RETRIED) else log.exception)(
                         "audit gossip with %s: %s (retry in %.1fs)", party, exc,
                         self.gossip_interval)
+            self.check_reports()
             self._stop.wait(self.gossip_interval)
+
+    def check_reports(self) -> int:
+        """Check the access history of each compromise report received and not checked
+        yet against its reporter's partner audit (CompromiseReports.check: an event left
+        out is alerted). A partner out of reach is tried again the next round; a history
+        that cannot be checked is recorded so, with the reason. Returns how many were
+        checked."""
+        checked = 0
+        try:
+            records = [r for r in self.node.store.compromise_reports()
+                       if r.direction == "incoming" and r.history_checked is None]
+        except (StoreFull, StoreUnavailable) as exc:
+            log.warning("compromise history check: %s (retry in %.1fs)", exc,
+                        self.gossip_interval)
+            return 0
+        for record in records:
+            if self._stop.is_set():
+                break
+            try:
+                self.node.compromise.check(record, self.events_before, actor=operator())
+                checked += 1
+            except Unreachable as exc:
+                log.debug("compromise history check of %s: %s", record.report_id, exc)
+            except (AuditError, CompromiseError) as exc:  # recorded and alerted as it needs
+                log.error("compromise history check of report %s from %s: %s",
+                          record.report_id, record.reporter, exc.message)
+            except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
+                (log.warning if isinstance(exc, _RETRIED) else log.exception)(
+                    "compromise history check of %s: %s (retry in %.1fs)",
+                    record.report_id, exc, self.gossip_interval)
+        return checked
+
 
 
 def _due(now: float, last: float, interval: float) -> bool:

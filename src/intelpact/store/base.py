@@ -417,6 +417,8 @@ class CompromiseRecord:
     ack_body: str | None = None  # the originator's signed acknowledgement
     closed: str | None = None
     close_body: str | None = None  # the signed closure, by either side
+    history_checked: str | None = None  # incoming: when its history was last checked
+    history_check: str | None = None  # and what was found (CompromiseReports.check)
 
 
 @dataclass(frozen=True)
@@ -1007,6 +1009,14 @@ class Store(abc.ABC):
         """Record the acknowledgement (``step`` "ack") or closure ("close") of a report,
         queue ``body`` for ``send_to`` and append ``audit``, in one transaction. False
         (and nothing changed) when that step is recorded already."""
+
+    @abc.abstractmethod
+    def compromise_checked(self, report_id: str, when: str, outcome: str,
+                           audit: Sequence[AuditEvent] = (),
+                           alert: tuple[str, str | None, str] | None = None) -> None:
+        """Record when a report's access history was checked and ``outcome``, raise
+        ``alert`` (kind, party, detail) if given and append ``audit``, in one
+        transaction."""
 
     @abc.abstractmethod
     def compromise_report(self, report_id: str) -> CompromiseRecord | None: ...

@@ -97,6 +97,7 @@ from .sqlite import (
     _begin_relabel,
     _Clock,
     _commas,
+    _compromise_checked,
     _compromise_delivered,
     _compromise_step,
     _consent,
@@ -940,6 +941,12 @@ class PostgresStore(Store):
         with self._write() as c:
             return _compromise_step(c.cursor(), "%s", report_id, step, when, body, send_to,
                                     audit)
+
+    def compromise_checked(self, report_id: str, when: str, outcome: str,
+                           audit: Sequence[AuditEvent] = (),
+                           alert: tuple[str, str | None, str] | None = None) -> None:
+        with self._write() as c:
+            _compromise_checked(c.cursor(), "%s", report_id, when, outcome, audit, alert)
 
     def compromise_report(self, report_id: str) -> CompromiseRecord | None:
         row = self._one(f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608

@@ -893,6 +893,12 @@ class SQLiteStore(Store):
         with self._write() as c:
             return _compromise_step(c, "?", report_id, step, when, body, send_to, audit)
 
+    def compromise_checked(self, report_id: str, when: str, outcome: str,
+                           audit: Sequence[AuditEvent] = (),
+                           alert: tuple[str, str | None, str] | None = None) -> None:
+        with self._write() as c:
+            _compromise_checked(c, "?", report_id, when, outcome, audit, alert)
+
     def compromise_report(self, report_id: str) -> CompromiseRecord | None:
         row = self._conn().execute(
             f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports WHERE report_id = ?",  # noqa: S608
@@ -1688,7 +1694,7 @@ def _audit_select(where: AuditFilter, mark: str, *, before: int | None = None,
 # caller holds the write transaction). Column lists are constants; values are bound.
 _COMPROMISE_COLUMNS = ("report_id, direction, reporter, originator, object_count, filed, "
                        "discovered, deadline, body, delivered, acknowledged, ack_body, closed, "
-                       "close_body")
+                       "close_body, history_checked, history_check")
 _MESSAGE_COLUMNS = "message_id, report_id, party, kind, body, made, delivered, attempts, error"
 _STEPS = {"ack": ("acknowledged", "ack_body"), "close": ("closed", "close_body")}
 
@@ -1709,6 +1715,17 @@ def _add_compromise(c: Any, mark: str, report: CompromiseRecord, send_to: str | 
     if events:
         _append_audit(c, events, mark)
     return True
+
+
+def _compromise_checked(c: Any, mark: str, report_id: str, when: str, outcome: str,
+                        events: Sequence[AuditEvent],
+                        alert: tuple[str, str | None, str] | None) -> None:
+    c.execute(f"UPDATE compromise_reports SET history_checked = {mark}, history_check = "  # noqa: S608
+              f"{mark} WHERE report_id = {mark}", (when, outcome, report_id))
+    if alert is not None:
+        _raise_alert(c, mark, *alert, when, ())
+    if events:
+        _append_audit(c, events, mark)
 
 
 def _compromise_step(c: Any, mark: str, report_id: str, step: str, when: str, body: str,
