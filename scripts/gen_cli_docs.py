@@ -36,7 +36,9 @@ edit it by hand. `tests/test_docs.py` fails when it is out of date: regenerate i
 Every command takes the node directory `DIR` made by `intelpact init`. Errors are one
 line starting `error:`, often followed by a `hint:` line with the fix, and exit with
 status 2. Status 1 means the command ran and the answer is no: `publish` and `ingest
-ais` when nothing they were given was accepted, `audit verify` when the log fails.
+ais` when nothing they were given was accepted, `audit verify` when the log fails,
+`compromise show --complete` when the history left an event out. Output into a pipe
+whose reader has gone (`| head`) stops quietly with status 141, as `cat` does.
 The node's settings are described in [configuration.md](configuration.md).
 """
 

@@ -163,15 +163,21 @@ def test_the_desk_lists_are_pages_of_the_newest(pact: Pact) -> None:
     assert officer.get("/desk", params={"dissem": "7"}).status_code == 400
 
 
-def test_the_desk_shows_whether_a_report_history_left_anything_out(pact: Pact) -> None:
-    """A report from NZL lists its history check: not checked yet, then what `serve`'s
-    check found (Courier.check_reports)."""
-    obj = indicator("lost-on-a-train")
+def _at_nzl(pact: Pact, name: str) -> dict[str, Any]:
+    """A JPN object 秘 REL TO NZL, pushed to NZL."""
+    obj = indicator(name)
     who = pact.jpn.people.as_person("kobayashi").person
     status = pact.jpn.publisher.publish(who, pact.jpn.default_collection().collection_id,
                                         [obj], marking=MarkingRequest("秘", ("NZL",)))
     assert status.body["failure_count"] == 0
     assert courier(pact.jpn, lambda c: c.push_all("NZL")) >= 1
+    return obj
+
+
+def test_the_desk_shows_whether_a_report_history_left_anything_out(pact: Pact) -> None:
+    """A report from NZL lists its history check: not checked yet, then what `serve`'s
+    check found (Courier.check_reports)."""
+    obj = _at_nzl(pact, "lost-on-a-train")
     (filed,) = pact.nzl.compromise.file([obj["id"]], what="lost on a train",
                                         discovered=timestamp(utc_now()))
     assert courier(pact.nzl, lambda c: c.deliver_compromise("JPN")) == 1
@@ -187,3 +193,30 @@ def test_the_desk_shows_whether_a_report_history_left_anything_out(pact: Pact) -
     assert courier(pact.jpn, lambda c: c.check_reports()) == 1
     assert "<td>complete: NZL&#39;s partner audit holds no other event about these " \
         "objects below leaf" in row()
+
+
+def test_the_desk_shows_how_far_each_partner_s_audit_was_checked(pact: Pact) -> None:
+    """The partners' table: NZL's largest checkpoint witnessed, and how many of its events
+    about JPN's objects the watch has checked, to which leaf, and when."""
+    _at_nzl(pact, "checked-at-nzl")
+    assert courier(pact.jpn, lambda c: c.watch_once("NZL")) > 0
+    count, newest = pact.nzl.store.audit_numbered("JPN")
+    watch = pact.jpn.store.partner_audit_watch("NZL")
+    assert watch is not None and watch[:2] == (newest, count)
+    page = pact.client("kobayashi").get("/desk").text
+    table = page.split("Partners' checkpoints", 1)[1].split("</table>", 1)[0]
+    assert f"<td>{count}, to leaf {newest}</td><td>{watch[2]}</td>" in table
+
+
+def test_the_desk_lists_open_alerts_and_counts_those_resolved(pact: Pact) -> None:
+    jpn = pact.jpn
+    jpn.audit.alert("history-rewritten", "NZL", "a drill: NZL rewrote its history")
+    jpn.audit.alert("events-withheld", "NZL", "a drill: NZL left an event out")
+    drill = [a[0] for a in jpn.store.alerts() if a[3].startswith("a drill")]
+    jpn.audit.resolve_alert(drill[0], "a drill, nothing to do", actor="test")
+    page = pact.client("kobayashi").get("/desk").text
+    alerts = page.split("<h3>Alerts</h3>", 1)[1]
+    assert f"#{drill[1]} " in alerts and "a drill: NZL left an event out" in alerts
+    assert "NZL rewrote its history" not in alerts
+    resolved = len(jpn.store.alert_resolutions())
+    assert f"<p>{resolved} resolved (<code>intelpact audit alerts DIR --all</code>)" in alerts

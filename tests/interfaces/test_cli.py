@@ -499,6 +499,26 @@ def test_export_errors(world: World, tmp_path: Path) -> None:
     one_line_error(run("export", world.dir, "--as", "nobody", code=2), "no person named")
 
 
+@pytest.mark.parametrize("args", [
+    ["audit", "show", "DIR"],  # rich's console (_Out)
+    ["audit", "show", "DIR", "--json"],  # click.echo
+    ["export", "DIR", "--as", "tanaka"],
+], ids=["rich", "echo", "export"])
+def test_a_reader_gone_ends_the_output_quietly(world: World, args: list[str]) -> None:
+    """Output into a pipe whose reader has gone (`| head`) stops quietly with the status a
+    shell gives a process SIGPIPE stopped, as cat does: no "error: Broken pipe"."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "intelpact",
+                               *(str(world.dir) if a == "DIR" else a for a in args)],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+                              check=False)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 # -- serve ---------------------------------------------------------------------------------
 
 def test_python_m_intelpact_is_the_same_command_line() -> None:

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -910,3 +911,49 @@ def test_a_number_skipped_or_given_twice_is_caught_by_verify(node: Node,
         "((SELECT max(idx) + 1 FROM audit_events), ?, 'read', 'NZL', ?)", (T0, unnumbered)))
     assert problems == (f"event {size}: it is not numbered among the events about its "
                         "originator's objects",)
+
+
+def test_an_officer_resolves_an_alert_saying_what_was_done(node: Node) -> None:
+    """`audit resolve` takes an alert off the open list with a note, recorded in the log;
+    only a security officer (or the operator) may, once, with something said."""
+    node.people.add("officer", party="JPN", clearance="機密", roles=["security-officer"])
+    node.people.add("analyst", party="JPN", clearance="機密")
+    node.audit.alert("history-rewritten", "NZL", "NZL has rewritten its audit history")
+    node.audit.alert("events-withheld", "NZL", "NZL left events about our objects out")
+    first, second = (a[0] for a in node.store.alerts())
+    run = CliRunner()
+    d = str(node.config.dir)
+
+    def resolve(*args: str) -> Any:
+        return run.invoke(main, ["audit", "resolve", d, *args])
+
+    for args, refusal in (
+            ([str(first), "--note", "  "], "say what was done"),
+            ([str(first), "--note", "x" * 10_001], "longer than 10,000 characters"),
+            ([str(first), "--note", "done", "--as", "analyst"],
+             "analyst does not have the security-officer role"),
+            (["99", "--note", "done"], "no alert #99")):
+        refused = resolve(*args)
+        assert refused.exit_code == 2 and refusal in refused.stderr, refused.output
+    assert node.store.alert_resolutions() == {}
+    done = resolve(str(first), "--note", "NZ's officer: restored from backup", "--as", "officer")
+    assert done.exit_code == 0 and f"Resolved alert #{first}" in done.output, done.output
+    again = resolve(str(first), "--note", "again")
+    assert again.exit_code == 2 and "resolved already" in again.stderr
+
+    listed = run.invoke(main, ["audit", "alerts", d])
+    assert "events-withheld" in listed.output and "history-rewritten" not in listed.output
+    assert "1 alert(s) (1 resolved not shown: --all)" in listed.stderr
+    everything = run.invoke(main, ["audit", "alerts", d, "--all"])
+    assert "history-rewritten" in everything.output and "restored from backup" in \
+        everything.output and "open" in everything.output
+    (event,) = node.store.find_audit(AuditFilter(kinds=("alert-resolve",)))
+    body = json.loads(event.body)
+    assert (body["alert_id"], body["alert"], body["party"], body["note"]) == (
+        first, "history-rewritten", "NZL", "NZ's officer: restored from backup")
+    assert body["person"]["id"] == node.audit.pseudonyms.of("officer", None)
+    assert resolve(str(second), "--note", "asked NZ").exit_code == 0  # the operator
+    (_, by_operator) = node.store.find_audit(AuditFilter(kinds=("alert-resolve",)))
+    assert "actor" in json.loads(by_operator.body)
+    assert run.invoke(main, ["audit", "alerts", d]).output.startswith("No open alerts.")
+    assert not _verify(node)

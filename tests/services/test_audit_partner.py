@@ -502,7 +502,12 @@ def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Nod
 
 
 def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> None:
+    """`serve`'s watch checks NZL's events about JPN's objects; `peer list` shows how far
+    and when."""
     jpn, nzl = jpn_nzl
+    run = CliRunner()
+    listed = run.invoke(main, ["peer", "list", str(jpn.config.dir)])
+    assert listed.exit_code == 0 and "not yet" in listed.output, listed.output
     with _shared(jpn, nzl, reads=1):
         want = nzl.store.audit_numbered("JPN")
         courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
@@ -515,6 +520,14 @@ def test_serve_s_courier_watches_each_partner(jpn_nzl: tuple[Node, Node]) -> Non
         finally:
             courier.stop()
     assert not jpn.store.alerts()
+    watch = jpn.store.partner_audit_watch("NZL")
+    assert watch is not None and watch[:2] == (want[1], want[0])
+    size = max(h[0] for h in jpn.store.partner_checkpoints("NZL"))
+    listed = run.invoke(main, ["peer", "list", str(jpn.config.dir)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.output.splitlines() if "to leaf" in line]
+    assert row.split()[:7] == ["│", "NZL", "│", f"{size:,}", "events", "│", f"{want[0]:,},"]
+    assert f"to leaf {want[1]:,}" in row and watch[2][:19] in row
 
 
 def test_the_watch_does_not_warn_again_of_a_partner_the_courier_cannot_reach(

@@ -890,6 +890,23 @@ def test_partner_checkpoints_and_alerts(store: Store) -> None:
     assert store.partner_checkpoints("AUS") == []
     store.raise_alert("history-rewritten", "NZL", "detail", "t")
     assert [a[1:] for a in store.alerts()] == [("history-rewritten", "NZL", "detail", "t")]
+    (alert_id,) = [a[0] for a in store.alerts()]
+    assert store.alert_resolutions() == {}
+    assert not store.resolve_alert(alert_id + 1, "t2", "no such alert")
+    assert store.resolve_alert(alert_id, "t2", "restored from backup")
+    assert not store.resolve_alert(alert_id, "t3", "twice")  # the first stands
+    assert store.alert_resolutions() == {alert_id: ("t2", "restored from backup")}
+    assert len(store.alerts()) == 1  # the alert stays
+
+
+def test_the_partner_audit_watch_state(store: Store) -> None:
+    assert store.partner_audit_watch("NZL") is None
+    assert store.partner_audit_cursor("NZL") == (-1, 0)
+    store.set_partner_audit_cursor("NZL", 41, 7, "t")
+    store.set_partner_audit_cursor("NZL", 42, 8, "t2")
+    assert store.partner_audit_watch("NZL") == (42, 8, "t2")
+    assert store.partner_audit_cursor("NZL") == (42, 8)
+    assert store.partner_audit_watch("AUS") is None
 
 
 def test_the_fast_timestamp_parser_agrees_with_the_general_one(

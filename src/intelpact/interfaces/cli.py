@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import os
+import signal
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -34,7 +36,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 # No markup, no emoji codes: names, ids and objects come from people and partners; "[/]"
 # or ":warning:" in one must print as it is, not crash rich, restyle the terminal or change
 # the JSON shown by `get`. Styles are applied with Text.
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+def _reader_gone() -> NoReturn:
+    """Standard output's reader went away (`| head`): stop quietly, with the status a shell
+    gives a process that SIGPIPE stopped (as cat does), writing nothing more."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
+class _Out(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _reader_gone()
+
+
+out = _Out(highlight=False, soft_wrap=True, markup=False, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 NODE_DIR = click.argument("node_dir", metavar="DIR", type=click.Path(path_type=Path))
 
@@ -61,6 +76,8 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except (IntelpactError, StoreUnavailable) as exc:
             _fail(exc.message, exc.hint)
+        except BrokenPipeError:  # click.echo's (rich's: _Out)
+            _reader_gone()
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import verify_log
+from ..services.audit import operator, verify_log
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
@@ -164,20 +163,49 @@ def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None
 
 @audit.command("alerts")
 @NODE_DIR
+@click.option("--all", "show_all", is_flag=True,
+              help="Also the alerts resolved, with when and what was done.")
 @friendly
-def audit_alerts(node_dir: Path) -> None:
-    """List alerts for the security officer (e.g. a partner rewrote its history)."""
+def audit_alerts(node_dir: Path, show_all: bool) -> None:
+    """List the open alerts for the security officer (e.g. a partner rewrote its
+    history), oldest first; resolve one with `intelpact audit resolve`."""
     node = Node.open(node_dir)
     alerts = node.store.alerts()
+    resolved = node.store.alert_resolutions()
     node.close()
-    if not alerts:
-        out.print("No alerts.")
+    shown = [a for a in alerts if show_all or a[0] not in resolved]
+    hidden = f" ({len(resolved)} resolved not shown: --all)" if resolved and not show_all \
+        else ""
+    if not shown:
+        out.print(f"No open alerts.{hidden}" if resolved else "No alerts.")
         return
-    table = Table("#", "raised", "kind", "party", "detail")
-    for alert_id, kind, party, detail, raised in alerts:
-        table.add_row(*(Text(_safe(v)) for v in (alert_id, raised, kind, party or "", detail)))
-    out.print(table)
-    err.print(f"{len(alerts)} alert(s)")
+    for alert_id, kind, party, detail, raised in shown:  # as `audit show`: a head, then more
+        out.print(Text(_safe(f"#{alert_id}  {raised}  {kind}" + (f"  {party}" if party
+                                                                   else ""))))
+        out.print(Text("    " + _safe(detail)))
+        if show_all:
+            done = resolved.get(alert_id)
+            out.print(Text("    " + _safe(f"resolved {done[0]}: {done[1]}" if done
+                                          else "open")))
+    err.print(f"{len(shown)} alert(s){hidden}")
+
+
+@audit.command("resolve")
+@NODE_DIR
+@click.argument("alert_id", metavar="ALERT_ID", type=int)
+@click.option("--note", required=True, help="What was done about it (recorded).")
+@click.option("--as", "as_name", default=None, metavar="NAME",
+              help="Act as this person of the node, who must hold the security-officer "
+              "role (default: the operator running the command, recorded by account name).")
+@friendly
+def audit_resolve(node_dir: Path, alert_id: int, note: str, as_name: str | None) -> None:
+    """Resolve an alert, saying what was done: it leaves the list of open alerts, and the
+    resolution is recorded in the audit log (`alert-resolve`). The alert itself stays."""
+    node = Node.open(node_dir)
+    person = node.people.as_person(as_name).person if as_name else None
+    node.audit.resolve_alert(alert_id, note, person=person, actor=operator())
+    node.close()
+    out.print(f"Resolved alert #{alert_id}.")
 
 
 def _print_event(data: dict[str, Any], index: int, names: dict[str, str]) -> None:

@@ -54,12 +54,26 @@ def peer_add(node_dir: Path, card_file: Path) -> None:
 @NODE_DIR
 @friendly
 def peer_list(node_dir: Path) -> None:
-    """List pinned partners."""
+    """List pinned partners, and how far each one's audit log has been checked: the
+    largest checkpoint of its log witnessed, and how many of its events about our objects
+    `serve`'s watch has checked none left out, up to which leaf, and when it last did."""
     node = Node.open(node_dir)
+    peers = node.store.peers()
     table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
-    for p in node.store.peers():
+    for p in peers:
         table.add_row(p.party, p.url, p.key_id, p.tls_fingerprint[:16] + "…", p.added)
     out.print(table)
+    audit = Table("party", "checkpoint witnessed", "events about our objects checked",
+                  "last round")
+    for p in peers:
+        held = node.store.partner_checkpoints(p.party)
+        watch = node.store.partner_audit_watch(p.party)
+        audit.add_row(p.party, f"{max(h[0] for h in held):,} events" if held else "none yet",
+                      (f"{watch[1]:,}" + (f", to leaf {watch[0]:,}" if watch[0] >= 0 else ""))
+                      if watch else "not yet",
+                      watch[2] if watch else "")
+    if peers:
+        out.print(audit)
     node.close()
 
 

@@ -81,6 +81,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # no sign, no leading zeroes
 # 2: an event about a partner's objects carries "seq", its number among the events about
 # that originator's objects (docs/audit.md, "Completeness"). Version 1 events have none.
 EVENT_VERSION = 2
+MAX_NOTE = 10_000  # characters of a note resolving an alert
 INTEGRATE_BATCH = 50_000  # events per transaction when integrating on demand
 # In the background, a little at a time: a transaction of at most STEP_EVENTS events
 # naming at most STEP_REFS objects, then a pause of STEP_PAUSE seconds. Each transaction
@@ -114,6 +115,7 @@ KINDS = {
     "key-rotate": "this node's or a partner's signing key was rotated (the old key's bound)",
     "partner-audit": "a partner asked for the events about its objects",
     "alert": "something a security officer must look at",
+    "alert-resolve": "a security officer resolved an alert, saying what was done",
     "recall": "an originator recalled objects from a holder (sent or received)",
     "destroy": "a holder destroyed recalled objects (done here, or confirmed by the holder)",
     "reclassify": "an originator reclassified an object (sent or applied to our copies)",
@@ -927,6 +929,31 @@ class AuditLog:
         self.store.raise_alert(kind, party, detail, timestamp(utc_now()),
                                [self.alert_event(kind, party, detail, **fields)])
         self.alerted(kind, party, detail)
+
+    def resolve_alert(self, alert_id: int, note: str, *, person: Person | None = None,
+                      actor: str) -> None:
+        """Resolve an open alert, saying what was done, as ``person`` (who must hold the
+        security-officer role) or, without one, the operator ``actor``: recorded with
+        its event ``alert-resolve`` (the alert's kind, party and detail, and the note), in
+        one transaction. The alert stays, with its own event; it is only no longer
+        open."""
+        if person is not None and "security-officer" not in person.roles:
+            raise AuditError(f"{person.name} does not have the security-officer role",
+                             hint="resolving an alert needs it")
+        note = note.strip()
+        if not note:
+            raise AuditError("say what was done (--note): it is recorded with the alert")
+        if len(note) > MAX_NOTE:
+            raise AuditError(f"the note is longer than {MAX_NOTE:,} characters")
+        alert = next((a for a in self.store.alerts() if a[0] == alert_id), None)
+        if alert is None:
+            raise AuditError(f"no alert #{alert_id}", hint="intelpact audit alerts DIR --all")
+        event = self.event("alert-resolve", person=person,
+                           actor=None if person is not None else actor, party=alert[2],
+                           alert=alert[1], alert_id=alert_id, detail=alert[3], note=note)
+        if not self.store.resolve_alert(alert_id, timestamp(utc_now()), note, [event]):
+            when, _ = self.store.alert_resolutions()[alert_id]
+            raise AuditError(f"alert #{alert_id} was resolved already, at {when}")
 
     def alert_event(self, kind: str, party: str | None, detail: str,
                     **fields: Any) -> AuditEvent:

@@ -34,6 +34,7 @@ from ..store.base import (
     AuditEvent,
     CompromiseMessage,
     CompromiseRecord,
+    objects_named,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -594,7 +595,7 @@ class CompromiseReports:
         bound = history[-1]["index"] + 1 if history and report.get("history", {}).get("more") \
             else size
         missing = [e for e in fetched.events if e["index"] < bound and e["index"] not in held
-                   and named & {str(o[0]) for o in e.get("objects", [])}]
+                   and named & objects_named(e)]
         indexes = [e["index"] for e in missing]
         outcome = (f"{len(missing)} event(s) of {record.reporter}'s log about these objects "
                    f"left out: leaf {', '.join(map(str, indexes))}" if missing else

@@ -973,11 +973,17 @@ class Store(abc.ABC):
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
         """(size, root, note, received) of every checkpoint kept for ``party``."""
 
-    @abc.abstractmethod
     def partner_audit_cursor(self, party: str) -> tuple[int, int]:
         """How far this node's watch has checked ``party``'s events about our objects:
         the leaf to read after, and the number the next event must have ((-1, 0) before
         the first)."""
+        watch = self.partner_audit_watch(party)
+        return (-1, 0) if watch is None else (watch[0], watch[1])
+
+    @abc.abstractmethod
+    def partner_audit_watch(self, party: str) -> tuple[int, int, str] | None:
+        """``partner_audit_cursor`` and when it was last set (the watch's last round that
+        reached ``party``); None before the first."""
 
     @abc.abstractmethod
     def set_partner_audit_cursor(self, party: str, after: int, expect: int,
@@ -992,6 +998,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         """(id, kind, party, detail, raised), oldest first."""
+
+    @abc.abstractmethod
+    def alert_resolutions(self) -> dict[int, tuple[str, str]]:
+        """(resolved, note) of each alert resolved, by id."""
+
+    @abc.abstractmethod
+    def resolve_alert(self, alert_id: int, when: str, note: str,
+                      audit: Sequence[AuditEvent] = ()) -> bool:
+        """Mark an alert resolved at ``when`` with ``note`` and append ``audit``, in one
+        transaction. False, with nothing changed, when no open alert has that id."""
 
     # compromise reports ----------------------------------------------------------------
     @abc.abstractmethod

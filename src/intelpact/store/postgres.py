@@ -71,14 +71,15 @@ from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
-    _CURSOR_SELECT,
     _CURSOR_UPSERT,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
     _QUEUED_FOR,
     _RECALL_COLUMNS,
+    _RESOLUTIONS,
     _RUN_SIZES,
+    _WATCH_SELECT,
     MAX_ATTEMPTS,
     PORTIONS,
     _accept_rotation,
@@ -102,7 +103,6 @@ from .sqlite import (
     _compromise_step,
     _consent,
     _consent_step,
-    _cursor,
     _disseminations,
     _enqueue_order,
     _enqueue_select,
@@ -128,6 +128,7 @@ from .sqlite import (
     _record_release,
     _refs_select,
     _relabel_versions,
+    _resolve_alert,
     _retire_key,
     _retired_keys,
     _revoke_person,
@@ -821,8 +822,9 @@ class PostgresStore(Store):
         with self._read() as conn:
             return _partner_checkpoints(conn.cursor(), "%s", party)
 
-    def partner_audit_cursor(self, party: str) -> tuple[int, int]:
-        return _cursor(self._one(_CURSOR_SELECT.format(m="%s"), (party,)))
+    def partner_audit_watch(self, party: str) -> tuple[int, int, str] | None:
+        row = self._one(_WATCH_SELECT.format(m="%s"), (party,))
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def set_partner_audit_cursor(self, party: str, after: int, expect: int,
                                  when: str) -> None:
@@ -837,6 +839,14 @@ class PostgresStore(Store):
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
+
+    def alert_resolutions(self) -> dict[int, tuple[str, str]]:
+        return {int(r[0]): (r[1], r[2]) for r in self._all(_RESOLUTIONS)}
+
+    def resolve_alert(self, alert_id: int, when: str, note: str,
+                      audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _resolve_alert(c.cursor(), "%s", alert_id, when, note, audit)
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,

@@ -773,8 +773,9 @@ class SQLiteStore(Store):
     def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
         return _partner_checkpoints(self._conn(), "?", party)
 
-    def partner_audit_cursor(self, party: str) -> tuple[int, int]:
-        return _cursor(self._conn().execute(_CURSOR_SELECT.format(m="?"), (party,)).fetchone())
+    def partner_audit_watch(self, party: str) -> tuple[int, int, str] | None:
+        row = self._conn().execute(_WATCH_SELECT.format(m="?"), (party,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def set_partner_audit_cursor(self, party: str, after: int, expect: int,
                                  when: str) -> None:
@@ -789,6 +790,14 @@ class SQLiteStore(Store):
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
             "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
+
+    def alert_resolutions(self) -> dict[int, tuple[str, str]]:
+        return {int(r[0]): (r[1], r[2]) for r in self._conn().execute(_RESOLUTIONS)}
+
+    def resolve_alert(self, alert_id: int, when: str, note: str,
+                      audit: Sequence[AuditEvent] = ()) -> bool:
+        with self._write() as c:
+            return _resolve_alert(c, "?", alert_id, when, note, audit)
 
     # -- originator controls ------------------------------------------------------------
     def add_notice(self, notice: Notice, *, recall_reason: str | None = None,
@@ -1255,6 +1264,21 @@ def _add_refusals(c: Any, mark: str, party: str, refused: Sequence[tuple[str, st
     _append_audit(c, audit, mark)
 
 
+_RESOLUTIONS = "SELECT alert_id, resolved, resolution FROM alerts WHERE resolved IS NOT NULL"
+
+
+def _resolve_alert(c: Any, mark: str, alert_id: int, when: str, note: str,
+                   events: Sequence[AuditEvent]) -> bool:
+    changed = c.execute(f"UPDATE alerts SET resolved = {mark}, resolution = {mark} "  # noqa: S608
+                        f"WHERE alert_id = {mark} AND resolved IS NULL",
+                        (when, note, alert_id)).rowcount
+    if changed != 1:
+        return False
+    if events:
+        _append_audit(c, events, mark)
+    return True
+
+
 def _raise_alert(c: Any, mark: str, kind: str, party: str | None, detail: str, when: str,
                  audit: Sequence[AuditEvent]) -> None:
     c.execute(f"INSERT INTO alerts (kind, party, detail, raised) VALUES ({mark}, {mark}, "  # noqa: S608
@@ -1600,15 +1624,12 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
 
 
 # Where a partner audit watch has checked to (Store.partner_audit_cursor), either dialect.
-_CURSOR_SELECT = "SELECT read_after, next_seq FROM partner_audit_cursors WHERE party = {m}"
+_WATCH_SELECT = ("SELECT read_after, next_seq, checked FROM partner_audit_cursors "
+                 "WHERE party = {m}")
 _CURSOR_UPSERT = ("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "
                   "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (party) DO UPDATE SET "
                   "read_after = excluded.read_after, next_seq = excluded.next_seq, "
                   "checked = excluded.checked")
-
-
-def _cursor(row: Any) -> tuple[int, int]:
-    return (-1, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def _numbered_select(originator: str, before: int | None, mark: str

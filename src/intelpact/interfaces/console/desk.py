@@ -121,14 +121,17 @@ def show(console: Console, request: Request, principal: Principal,
             flag = node.compromise.flag(r, now)
             shown_reports.append({"r": r, "status": node.compromise.status(r), "flag": flag,
                                   "objects": objs})
+    resolved = store.alert_resolutions()
     latest = node.audit.latest()
     shown_events = _shown_events(console, events, may, latest.note if latest else None)
     partners = []
     for peer in store.peers():
         held = store.partner_checkpoints(peer.party)
         last = max(held, default=None, key=lambda c: c[0])
+        watch = store.partner_audit_watch(peer.party)
         partners.append({"party": peer.party, "size": last[0] if last else None,
-                         "received": last[3] if last else None, "count": len(held)})
+                         "received": last[3] if last else None, "count": len(held),
+                         "watch": watch})
     return Page("desk.html", {
         "incoming": incoming, "outgoing": outgoing, "records": records,
         "recalled": recalled, "reports": shown_reports, "verdict": verdict,
@@ -137,7 +140,8 @@ def show(console: Console, request: Request, principal: Principal,
         "per_page": MAX_ROWS, "audit_size": store.audit_size(),
         "latest": _checkpoint_size(latest.note) if latest else None,
         "latest_signed": latest.signed if latest else None, "partners": partners,
-        "alerts": store.alerts()[-20:], "events": shown_events,
+        "alerts": [a for a in store.alerts() if a[0] not in resolved][-20:],
+        "resolved": len(resolved), "events": shown_events,
         "events_page": events_page, "audit_filters": audit_filters,
         "kinds": sorted(KINDS), "events_per_page": EVENTS,
         "requester": _requester}, labels=may.shown)
