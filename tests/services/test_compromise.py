@@ -21,7 +21,7 @@ from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import canonical, log_origin
 from intelpact.services.compromise import MAX_TEXT, CompromiseError
-from intelpact.services.courier import Courier
+from intelpact.services.courier import Courier, Unreachable
 from intelpact.services.federation import MAX_NAMED, FederationError
 from intelpact.services.node import Node
 from intelpact.store.base import (
@@ -291,6 +291,9 @@ def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(
     courier = Courier(jpn)
     try:
         assert courier.check_reports() == 0  # NZL is down: not checked, not recorded
+        courier.halt()  # serve stopping: a fetch under way stops at the next page
+        with pytest.raises(Unreachable, match="stopping"):
+            courier.events_before("NZL", 10)
     finally:
         courier.stop()
     assert jpn.compromise.get(filed.report_id).history_checked is None

@@ -412,6 +412,8 @@ class Courier:
         events: list[dict[str, Any]] = []
         after, size, more, expect = -1, 0, True, None
         while more and len(events) < limit:
+            if self._stop.is_set():  # serve is stopping: not a failure of the partner's
+                raise Unreachable(f"stopping: {party}'s audit events were not all fetched")
             size, page, more, expect = self.partner_audit(
                 party, after=after, limit=min(AUDIT_PAGE, limit - len(events)), expect=expect)
             if not page and more:
