@@ -218,8 +218,9 @@ def test_the_originator_checks_that_a_history_left_nothing_out(
         assert _deliver(nzl, "JPN") == 1
         shown = show(jpn, honest.report_id)
         assert shown.exit_code == 0, shown.output
-        assert "Complete: NZL's partner audit, fetched now, holds no other event" \
-            in shown.output and "LEFT OUT" not in shown.output
+        size, _ = jpn.compromise.history(jpn.compromise.get(honest.report_id))
+        assert ("Complete, fetched now: NZL's partner audit holds no other event about these "
+                f"objects below leaf {size}.") in shown.output and "LEFT OUT" not in shown.output
         at_nzl = show(nzl, honest.report_id)  # the reporter cannot check its own report
         assert at_nzl.exit_code == 2 and "only the originator checks" in at_nzl.stderr
 
@@ -267,7 +268,9 @@ def test_the_originator_checks_that_a_history_left_nothing_out(
         assert _deliver(nzl, "JPN") == 1
         shown = show(jpn, short.report_id)
         assert shown.exit_code == 0 and "see `audit partner`" in shown.output, shown.output
-        assert "Complete" in shown.output
+        _, (first,) = jpn.compromise.history(jpn.compromise.get(short.report_id))
+        assert f"holds no other event about these objects below leaf {first['index'] + 1}." \
+            in shown.output  # only up to its last event
     down = show(jpn, short.report_id)  # NZL is not serving: said so, nothing alerted
     assert down.exit_code == 2 and "NZL unreachable" in down.stderr, down.output
     assert [a[1] for a in jpn.store.alerts()].count("history-incomplete") == 1

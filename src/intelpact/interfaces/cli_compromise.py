@@ -198,9 +198,10 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
                                 "history (alert raised: intelpact audit alerts DIR)"))
         for event in left_out:
             _print_event(event, event["index"], names)
-    elif left_out is not None:
-        out.print(f"Complete: {record.reporter}'s partner audit, fetched now, holds no other "
-                  f"event about these objects below leaf {size}.")
+    elif left_out is not None:  # the outcome names the bound: below the history's last
+        # event when it was cut short, else below its checkpoint's size
+        out.print(Text(_safe(f"Complete, fetched now: "
+                             f"{(record.history_check or '').removeprefix('complete: ')}.")))
     out.print(shown)
     node.close()
     if left_out:
