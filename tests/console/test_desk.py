@@ -208,15 +208,36 @@ def test_the_desk_shows_how_far_each_partner_s_audit_was_checked(pact: Pact) -> 
     assert f"<td>{count}, to leaf {newest}</td><td>{watch[2]}</td>" in table
 
 
-def test_the_desk_lists_open_alerts_and_counts_those_resolved(pact: Pact) -> None:
+def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:
+    """The desk lists the open alerts, each with a form to resolve it (as `intelpact audit
+    resolve`: a note, once, by a security officer), and counts those resolved."""
     jpn = pact.jpn
     jpn.audit.alert("history-rewritten", "NZL", "a drill: NZL rewrote its history")
     jpn.audit.alert("events-withheld", "NZL", "a drill: NZL left an event out")
-    drill = [a[0] for a in jpn.store.alerts() if a[3].startswith("a drill")]
-    jpn.audit.resolve_alert(drill[0], "a drill, nothing to do", actor="test")
-    page = pact.client("kobayashi").get("/desk").text
-    alerts = page.split("<h3>Alerts</h3>", 1)[1]
-    assert f"#{drill[1]} " in alerts and "a drill: NZL left an event out" in alerts
-    assert "NZL rewrote its history" not in alerts
+    first, second = [a[0] for a in jpn.store.alerts() if a[3].startswith("a drill")]
+    officer, analyst = pact.client("kobayashi"), pact.client("ito")
+
+    def resolve(client: Any, aid: object, note: str) -> Any:
+        return client.post(f"/desk/alert/{aid}", data={"csrf": csrf_of(client, "/desk"),
+                                                       "note": note})
+
+    assert resolve(analyst, first, "not mine to say").status_code == 403
+    for aid, note, problem in ((first, " ", "say what was done"),
+                               (10**9, "done", f"no alert #{10**9}")):
+        r = resolve(officer, aid, note)
+        assert r.status_code == 400 and problem in r.text, r.text
+    assert resolve(officer, "x", "done").status_code == 404
+    assert first not in jpn.store.alert_resolutions()
+    r = resolve(officer, first, "a drill, nothing to do")
+    assert r.status_code == 303 and r.headers["location"] == "/desk#alerts"
+    assert jpn.store.alert_resolutions()[first][1] == "a drill, nothing to do"
+    (event,) = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(
+        kinds=("alert-resolve",), limit=1000)) if json.loads(e.body)["alert_id"] == first]
+    assert event["person"]["id"] == jpn.audit.pseudonyms.of("kobayashi", None)
+    assert resolve(officer, first, "again").status_code == 400  # once
+
+    alerts = officer.get("/desk").text.split('<h3 id="alerts">Alerts</h3>', 1)[1]
+    assert f'action="/desk/alert/{second}"' in alerts and "NZL left an event out" in alerts
+    assert f'action="/desk/alert/{first}"' not in alerts and "rewrote" not in alerts
     resolved = len(jpn.store.alert_resolutions())
     assert f"<p>{resolved} resolved (<code>intelpact audit alerts DIR --all</code>)" in alerts

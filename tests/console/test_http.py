@@ -74,6 +74,7 @@ def test_posts_without_the_csrf_token_are_refused(world: World) -> None:
     assert client.post("/desk", data={"action": "verify"}).status_code == 403
     assert client.post(f"/desk/consent/{MISSING}", data={"action": "refuse",
                                                         "reason": "x"}).status_code == 403
+    assert client.post("/desk/alert/1", data={"note": "x"}).status_code == 403
     client.post("/logout", data={})  # no token: the session is not ended
     assert client.get("/").status_code == 200
     client.post("/logout", data={"csrf": csrf_of(client)})

@@ -98,6 +98,8 @@ class Console:
                   methods=["GET", "POST"]),
             Route("/desk/consent/{rid}", self.view(desk.consent, role="security-officer"),
                   methods=["POST"]),
+            Route("/desk/alert/{aid:int}", self.view(desk.resolve, role="security-officer"),
+                  methods=["POST"]),
             Mount("/static", static, name="static"),
         ]
         self.app = Starlette(routes=routes, exception_handlers={

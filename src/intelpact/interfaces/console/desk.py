@@ -323,6 +323,21 @@ def consent(console: Console, request: Request, principal: Principal,
     return RedirectResponse("/desk#consents", status_code=303)
 
 
+def resolve(console: Console, request: Request, principal: Principal,
+            form: FormData | None) -> Response:
+    """Resolve an open alert with a note, as this officer, through
+    ``AuditLog.resolve_alert`` as ``intelpact audit resolve`` does."""
+    if form is None:
+        raise ConsoleError(405, "Method not allowed", "resolve with the desk's button")
+    try:
+        console.node.audit.resolve_alert(int(request.path_params["aid"]),
+                                         str(form.get("note") or ""),
+                                         person=principal.person, actor=principal.name)
+    except IntelpactError as exc:
+        raise ConsoleError(400, "Not done", exc.diagnostics()) from None
+    return RedirectResponse("/desk#alerts", status_code=303)
+
+
 def _expiry(form: FormData) -> dt.datetime | None:
     """The consent's expiry from the approve form: a length in days, or a last day
     (valid to its end, UTC); neither: the service's default (the expiry asked for,
