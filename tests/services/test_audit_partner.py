@@ -550,6 +550,48 @@ def test_the_watch_does_not_warn_again_of_a_partner_the_courier_cannot_reach(
                for r in gossip), [(r.levelname, r.getMessage()) for r in gossip]
 
 
+def test_the_watch_logs_the_same_failure_once_until_a_round_succeeds(
+        jpn_nzl: tuple[Node, Node], caplog: pytest.LogCaptureFixture) -> None:
+    """A partner whose answers carry no signed count (an older version) fails every
+    round the same way: said as an error once, then at debug; said again once a round
+    has succeeded in between."""
+    jpn, nzl = jpn_nzl
+    caplog.set_level(logging.DEBUG, logger="intelpact.courier")
+    older = threading.Event()
+    older.set()
+    with _shared(jpn, nzl, reads=1):
+        courier = Courier(jpn, interval=0.05, gossip_interval=0.05)
+        _answering(courier, lambda a: a.pop("count", None) if older.is_set() else None)
+
+        def errors() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.levelno == logging.ERROR
+                    and "audit gossip with NZL" in r.getMessage()]
+
+        def rounds(n: int) -> None:  # n more failed rounds, at debug or error
+            start = len([r for r in caplog.records if "no signed count" in r.getMessage()])
+            deadline = time.monotonic() + 20
+            while len([r for r in caplog.records
+                       if "no signed count" in r.getMessage()]) < start + n:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+
+        courier.start()
+        try:
+            rounds(4)
+            assert len(errors()) == 1 and "no signed count" in errors()[0].getMessage()
+            older.clear()  # a round succeeds: the next failure is news again
+            want = nzl.store.audit_numbered("JPN")
+            deadline = time.monotonic() + 20
+            while jpn.store.partner_audit_cursor("NZL") != (want[1], want[0]):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            older.set()
+            rounds(2)
+        finally:
+            courier.stop()
+    assert len(errors()) == 2
+
+
 def test_a_long_watch_holds_up_no_push(jpn_nzl: tuple[Node, Node]) -> None:
     """The watch reads in a thread of its own: while it is held up reading a partner's
     events (a backlog, a slow partner), what JPN publishes still reaches NZL at once."""

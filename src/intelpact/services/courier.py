@@ -560,7 +560,11 @@ class Courier:
     def _watch(self) -> None:
         """Every ``gossip_interval`` seconds, gossip with each partner and check its new
         events about our objects (``watch_once``), in a thread of its own: the reading
-        never holds up a push. A failure is logged and tried again the next round."""
+        never holds up a push. A failure is logged and tried again the next round; the
+        same audit failure round after round (a partner whose answers carry no signed
+        count: an older version) is logged as an error once, then at debug, until a
+        round succeeds (`peer list` shows the last round that reached each partner)."""
+        said: dict[str, str] = {}  # party -> the audit failure logged as an error
         while not self._stop.is_set():
             try:
                 parties = list(self.node.federation.peers())
@@ -572,8 +576,11 @@ class Courier:
                     return
                 try:
                     self.watch_once(party)
+                    said.pop(party, None)
                 except AuditError as exc:  # alerted and audited already, or to ask again
-                    log.error("audit gossip with %s: %s", party, exc.message)
+                    (log.debug if said.get(party) == exc.message else log.error)(
+                        "audit gossip with %s: %s", party, exc.message)
+                    said[party] = exc.message
                 except Unreachable as exc:  # the courier's loop logs it, with its retries
                     log.debug("audit gossip with %s: %s", party, exc)
                 except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
