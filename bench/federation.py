@@ -74,6 +74,10 @@ from intelpact.services.node import Node
 from intelpact.store.base import Query
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import free_port  # noqa: E402 - ports below the ephemeral range, as the tests
+
 AGREEMENT = ROOT / "agreements" / "jpn-nzl.toml"
 ATTACK = ROOT / "tests" / "data" / "stix" / "attack-ics" / "ics-attack-18.1.json"
 EXE = Path(sys.executable).parent / "intelpact"
@@ -90,12 +94,6 @@ TARGETS = {"latency_p50_ms": 50.0, "latency_p99_ms": 250.0, "bulk_s": 3.0}
 
 
 # -- two nodes ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
 class Served:

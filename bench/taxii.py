@@ -63,7 +63,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,10 @@ from intelpact.model import Markings, Policy, load_agreement, national_marking
 from intelpact.services.node import Node
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import free_port  # noqa: E402 - ports below the ephemeral range, as the tests
+
 AGREEMENT = ROOT / "agreements" / "jpn-nzl.toml"
 MEDALLION_VENV = ROOT / ".venv-medallion"
 MEDALLION_VERSION = "3.0.0"
@@ -190,12 +193,6 @@ def envelopes(objects: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
 
 
 # -- processes ---------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def memory_kb(pid: int) -> dict[str, int]:
     out = {}
