@@ -14,6 +14,7 @@ import httpx
 from rich.text import Text
 
 from ..services.audit import operator
+from ..services.compromise import CompromiseReports
 from ..services.federation import FederationError
 from ..services.node import Node
 from ..services.people import Principal
@@ -214,11 +215,7 @@ def _checked(record: CompromiseRecord) -> str:
     """What ``compromise list`` says of an incoming report's history check."""
     if record.direction != "incoming":
         return ""
-    outcome = record.history_check
-    if outcome is None:
-        return " · history not checked yet"
-    return " · history complete" if outcome.startswith("complete") else \
-        f" · history {outcome.split(': leaf')[0]}"
+    return f" · history {CompromiseReports.history_state(record)}"
 
 
 def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:

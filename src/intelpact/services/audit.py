@@ -866,8 +866,7 @@ class AuditLog:
         meets a count it disputes every round), and raise EventsWithheld."""
         detail = (f"{problem}: {party} left events about our objects out of its audit "
                   "answer. The evidence is kept in this alert's audit event.")
-        if not any(a[1:4] == ("events-withheld", party, detail)
-                   for a in self.store.alerts()):
+        if not self.raised("events-withheld", party, detail):
             self.alert("events-withheld", party, detail, **evidence)
         raise EventsWithheld(f"{problem}: {party} left events about our objects out of its "
                              "answer", resume, hint="tell your security officer "
@@ -954,6 +953,11 @@ class AuditLog:
         if not self.store.resolve_alert(alert_id, timestamp(utc_now()), note, [event]):
             when, _ = self.store.alert_resolutions()[alert_id]
             raise AuditError(f"alert #{alert_id} was resolved already, at {when}")
+
+    def raised(self, kind: str, party: str | None, detail: str) -> bool:
+        """Whether this very alert was raised before (open or resolved): an alert met
+        again round after round (a watch's gap, a report checked again) is raised once."""
+        return any(a[1:4] == (kind, party, detail) for a in self.store.alerts())
 
     def alert_event(self, kind: str, party: str | None, detail: str,
                     **fields: Any) -> AuditEvent:

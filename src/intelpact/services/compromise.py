@@ -589,11 +589,10 @@ class CompromiseReports:
             if not isinstance(exc, CheckpointsCrossed):
                 self._checked(record, f"not checked: {exc.message}", [], who)
             raise
-        report = json.loads(record.body)
-        named = {str(o[0]) for o in report.get("objects", [])}
+        named = {oid for oid, _ in _objects(record)}
         held = {e["index"] for e in history}
-        bound = history[-1]["index"] + 1 if history and report.get("history", {}).get("more") \
-            else size
+        cut = json.loads(record.body).get("history", {}).get("more")
+        bound = history[-1]["index"] + 1 if history and cut else size
         missing = [e for e in fetched.events if e["index"] < bound and e["index"] not in held
                    and named & objects_named(e)]
         indexes = [e["index"] for e in missing]
@@ -608,13 +607,21 @@ class CompromiseReports:
                       f"out {len(missing)} of its events about the objects reported, below "
                       f"leaf {bound} of its log. The evidence is kept in this alert's audit "
                       "event.")
-            if not any(a[1:4] == ("history-incomplete", record.reporter, detail)
-                       for a in self.store.alerts()):
+            if not self.audit.raised("history-incomplete", record.reporter, detail):
                 alert = ("history-incomplete", record.reporter, detail)
                 events.append(self.audit.alert_event(*alert, report=record.report_id,
                                                      indexes=indexes))
         self._checked(record, outcome, indexes, who, events, alert)
         return missing
+
+    @staticmethod
+    def history_state(record: CompromiseRecord) -> str:
+        """A line's worth of ``check``'s outcome kept for an incoming report: "complete",
+        "N event(s) … left out", "not checked: why" or "not checked yet"."""
+        outcome = record.history_check
+        if outcome is None:
+            return "not checked yet"
+        return "complete" if outcome.startswith("complete") else outcome.split(": leaf")[0]
 
     def _checked(self, record: CompromiseRecord, outcome: str, left_out: list[int],
                  who: dict[str, Any], events: Sequence[AuditEvent] = (),
