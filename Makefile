@@ -68,6 +68,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/taxii.py --medallion-python $(MEDALLION_VENV)/bin/python
 	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/partner.py
 	$(BIN)/python bench/fsync.py --dir .
 	$(BIN)/python bench/scale.py --medallion-python $(MEDALLION_VENV)/bin/python \
 		--opentaxii-python $(OPENTAXII_VENV)/bin/python

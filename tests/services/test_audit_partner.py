@@ -29,6 +29,7 @@ from intelpact.services.audit import (
     encode_hash,
     parse_count,
     verify_log,
+    withheld,
 )
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
@@ -49,10 +50,10 @@ def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
 def _audit(node: Node, party: str, **kwargs: int) -> tuple[int, list[dict], bool]:
     courier = Courier(node)
     try:
-        size, events, more, _ = courier.partner_audit(party, **kwargs)
+        got = courier.partner_audit(party, **kwargs)
     finally:
         courier.stop()
-    return size, events, more
+    return got.size, got.events, got.more
 
 
 def test_jpn_sees_exactly_the_events_about_its_objects_at_nzl(
@@ -104,9 +105,126 @@ def test_audit_partner_command_shows_the_originator_view(
         result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
     assert result.exit_code == 0, result.output
     assert "read" in result.output and "(NZL, SECRET)" in result.output
-    assert "each proven included in its checkpoint" in result.output
+    assert "each proven included in its signed log" in result.output
     lines = result.output.strip().splitlines()
     assert lines[0] == lines[-1] and "極秘" in lines[0]  # JPN's words for the object's level
+    # NZL out of reach: what JPN keeps still shows, checked again, and nothing else
+    gone = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+    assert gone.exit_code == 2 and "unreachable" in gone.output, gone.output
+    kept = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
+    assert kept.exit_code == 0, kept.output
+    assert "kept here, read by the audit watch to leaf" in kept.output
+    assert "checked again against NZL's signed checkpoint" in kept.output
+    assert _events(kept.output) == _events(result.output) and _events(kept.output)
+
+
+def _events(output: str) -> list[str]:
+    """The head lines of the events a command printed (`#index  time  kind  by …`)."""
+    return [line for line in output.splitlines() if line.startswith("#")]
+
+
+def test_what_the_watch_read_is_kept_and_read_on_from(jpn_nzl: tuple[Node, Node]) -> None:
+    """Each event read is kept with the proof it came with: `audit partner` shows them
+    and asks NZL only for what it logged since; a report's check reads them too."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=3) as secret:
+        courier = Courier(jpn)
+        asked = _asked(courier)
+        try:
+            first = courier.partner_events("NZL", limit=100)
+            _read(nzl, secret, 2)
+            asked.clear()
+            second = courier.partner_events("NZL", limit=100)
+        finally:
+            courier.stop()
+    numbered = nzl.store.find_audit(AuditFilter(originator="JPN"))
+    assert [e["index"] for e in second.events] == [e.index for e in numbered]
+    assert second.events[:len(first.events)] == first.events and not second.more
+    assert second.expect == len(numbered) and withheld(second) == 0
+    assert [t.split("after=")[1].split("&")[0] for t in asked] == [
+        str(first.events[-1]["index"])]  # only what came after
+    kept = jpn.store.partner_events("NZL")
+    assert [k.body for k in kept] == [e.body for e in numbered]  # as NZL signed them
+    assert jpn.audit.verify_kept("NZL", jpn.federation.log_keys("NZL"), kept) == []
+
+
+def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> None:
+    """An event kept here whose body, proof, number or checkpoint was changed in the
+    database no longer verifies, and one deleted is missing from the numbers."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2):
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    kept = jpn.store.partner_events("NZL")
+    keys = jpn.federation.log_keys("NZL")
+    assert len(kept) >= 3 and jpn.audit.verify_kept("NZL", keys, kept) == []
+    for changed, problem in [
+            ({"body": kept[1].body.replace('"read"', '"deny"')}, "does not verify"),
+            ({"proof": kept[1].proof[32:] + kept[1].proof[:32]}, "does not verify"),
+            ({"proof": kept[1].proof[:-1]}, "does not verify"),
+            ({"seq": (kept[1].seq or 0) + 1}, "its number is not the one its body holds"),
+            ({"size": kept[1].size + 1}, "that checkpoint is not kept here")]:
+        (line,) = jpn.audit.verify_kept("NZL", keys, [dataclasses.replace(kept[1], **changed)])
+        assert f"event {kept[1].index} of NZL's log" in line and problem in line, line
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"') "  # noqa: S608
+                  f"WHERE leaf = {kept[1].index}")
+    run = CliRunner()
+    tampered = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
+    assert tampered.exit_code != 0 and "1 of NZL's audit events kept here do not verify" \
+        in tampered.output, tampered.output
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        c.execute(f"DELETE FROM partner_events WHERE leaf = {kept[1].index}")  # noqa: S608
+    deleted = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
+    assert deleted.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in deleted.output
+
+
+def test_evidence_kept_still_verifies_after_the_partner_rotates_its_key(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Events proven in checkpoints NZL signed with a key it has since rotated out are
+    checked again under that key, within its bound, beside the ones proven after."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2) as secret:
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            old_id = nzl.identity.key_id
+            nzl.rotate_key()
+            push(nzl, "JPN")  # the announcement reaches JPN: the old key retired at a bound
+            _read(nzl, secret, 2)
+            found = courier.partner_events("NZL", limit=100)
+        finally:
+            courier.stop()
+    assert old_id in jpn.store.retired_keys("NZL")
+    sizes = {k.size for k in found.kept}
+    assert min(sizes) <= jpn.store.retired_keys("NZL")[old_id] < max(sizes)
+    assert withheld(found) == 0 and len(found.events) == nzl.store.audit_numbered("JPN")[0]
+
+
+def test_a_body_that_names_a_leaf_does_not_move_the_watch(jpn_nzl: tuple[Node, Node]) -> None:
+    """An event is shown and read on from at the leaf it is proven at, whatever its body
+    says: a body with an "index" of its own neither hides events nor moves the watch."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=1) as secret:
+        nzl.audit.record(nzl.audit.event("read", party="JPN", originator="JPN",
+                                         objects=[(secret["id"], secret["modified"])],
+                                         index=10**9))
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            _read(nzl, secret, 1)
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    count, newest = nzl.store.audit_numbered("JPN")
+    assert jpn.store.partner_audit_cursor("NZL") == (newest, count)
+    kept = jpn.store.partner_events("NZL")
+    assert [k.seq for k in kept] == list(range(count)) and not jpn.store.alerts()
+    odd = [k for k in kept if json.loads(k.body).get("index") == 10**9]
+    assert len(odd) == 1 and odd[0].index < newest
 
 
 def _witnessed(jpn: Node, nzl: Node) -> tuple[dict, list, int, bytes]:
@@ -123,7 +241,7 @@ def _witnessed(jpn: Node, nzl: Node) -> tuple[dict, list, int, bytes]:
 def test_a_forged_event_or_proof_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     answer, keys, size, root = _witnessed(jpn, nzl)
-    assert jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0)[0]
+    assert jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0).events
     forged = json.loads(json.dumps(answer))
     forged["events"][0]["body"] = forged["events"][0]["body"].replace("NZL", "AUS", 1)
     with pytest.raises(AuditError, match="does not verify"):
@@ -184,7 +302,7 @@ def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
                 return response
 
             audit._request = crossing  # type: ignore[method-assign]
-            size, events, _, _ = audit.partner_audit("NZL")
+            size, events = audit.partner_audit("NZL")[:2]
         finally:
             audit.stop()
             gossip.stop()
@@ -353,6 +471,19 @@ def test_audit_partner_cut_short_by_limit_says_so(jpn_nzl: tuple[Node, Node]) ->
     assert "Complete" not in result.output
 
 
+def _asked(courier: Courier) -> list[str]:
+    """The targets ``courier`` asks its partners for from now on, in order."""
+    asked: list[str] = []
+    fetch = courier._fetch
+
+    def counting(peer, target, what):  # type: ignore[no-untyped-def]
+        asked.append(target)
+        return fetch(peer, target, what)
+
+    courier._fetch = counting  # type: ignore[method-assign]
+    return asked
+
+
 def _answering(courier: Courier, change: Any) -> None:
     """What arrives from NZL's audit endpoint goes through ``change`` first: a partner
     (or an insider at it, holding its key) leaving events out of its answer."""
@@ -432,7 +563,8 @@ def test_a_count_missing_forged_or_for_another_party_is_refused(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     answer, keys, size, root = _witnessed(jpn, nzl)
-    events, expect = jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0)
+    got = jpn.audit.check_partner_events("NZL", keys, size, root, answer, expect=0)
+    events, expect = got.events, got.expect
     assert events and expect == len(events)
     origin = nzl.audit.origin
     other = Ed25519PrivateKey.generate()
@@ -663,14 +795,7 @@ def test_the_watch_asks_for_smaller_pages_and_gossips_past_an_event_too_large(
         count, newest = nzl.store.audit_numbered("JPN")
         jpn.config = dataclasses.replace(jpn.config, max_content_length=3 * 1024)
         courier = Courier(jpn)
-        asked: list[str] = []
-        fetch = courier._fetch
-
-        def counting(peer, target, what):  # type: ignore[no-untyped-def]
-            asked.append(target)
-            return fetch(peer, target, what)
-
-        courier._fetch = counting  # type: ignore[method-assign]
+        asked = _asked(courier)
         try:
             courier.watch_once("NZL", seconds=30)
             assert jpn.store.partner_audit_cursor("NZL") == (newest, count)

@@ -19,7 +19,7 @@ from test_federation import publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import canonical, log_origin
+from intelpact.services.audit import AuditError, EventsWithheld, canonical, log_origin
 from intelpact.services.compromise import MAX_TEXT, CompromiseError
 from intelpact.services.courier import Courier, Unreachable
 from intelpact.services.federation import MAX_NAMED, FederationError
@@ -274,6 +274,58 @@ def test_the_originator_checks_that_a_history_left_nothing_out(
     down = show(jpn, short.report_id)  # NZL is not serving: said so, nothing alerted
     assert down.exit_code == 2 and "NZL unreachable" in down.stderr, down.output
     assert [a[1] for a in jpn.store.alerts()].count("history-incomplete") == 1
+
+
+def test_a_history_is_checked_against_the_events_kept_and_not_past_a_gap(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """The check reads NZL's partner audit as JPN's watch keeps it, asking NZL only for
+    what came since; where NZL left one of its events about JPN's objects out of its
+    audit answers (alerted when the watch met it), the history cannot be shown complete:
+    "not checked", with why."""
+    jpn, nzl = jpn_nzl
+    courier = Courier(jpn)
+    asked: list[str] = []
+    fetch = courier._fetch
+    hide: set[int] = set()
+
+    def withholding(peer, target, what):  # type: ignore[no-untyped-def]
+        answer = fetch(peer, target, what)
+        asked.append(target)
+        if target.startswith("/federation/audit"):
+            answer["events"] = [e for e in answer["events"] if e["index"] not in hide]
+        return answer
+
+    courier._fetch = withholding  # type: ignore[method-assign]
+    try:
+        with serving_federation(jpn), serving_federation(nzl):
+            oid = _shared_and_read(jpn, nzl)
+            courier.watch_once("NZL")  # read and kept
+            (honest,) = nzl.compromise.file([oid], what="tablet lost", discovered=_ago(1))
+            assert _deliver(nzl, "JPN") == 1
+            asked.clear()
+            assert courier.check_reports() == 1
+            read_after = [t for t in asked if t.startswith("/federation/audit")]
+            kept = jpn.store.partner_events("NZL")
+            assert read_after and all(f"after={kept[0].index}&" not in t for t in read_after)
+            assert (jpn.compromise.get(honest.report_id).history_check or "").startswith(
+                "complete")
+            nzl.find(nzl.people.as_person("analyst"), nzl.default_collection().collection_id,
+                     Query(ids=(oid,)), via="object")  # a read NZL leaves out of its answers
+            (read,) = nzl.store.find_audit(AuditFilter(kinds=("read",), originator="JPN"))[-1:]
+            hide.add(read.index)
+            (quiet,) = nzl.compromise.file([oid], what="phone lost", discovered=_ago(1))
+            assert _deliver(nzl, "JPN") == 1
+            with pytest.raises(EventsWithheld):  # met now: alerted
+                courier.events_before("NZL", read.index + 2)
+            with pytest.raises(AuditError, match="left 1 of its events about our objects"):
+                courier.events_before("NZL", read.index + 2)  # read past since: kept so
+            assert courier.check_reports() == 0  # not checked, and recorded so
+    finally:
+        courier.stop()
+    assert "events-withheld" in [a[1] for a in jpn.store.alerts()]
+    outcome = jpn.compromise.get(quiet.report_id).history_check or ""
+    assert outcome.startswith("not checked: NZL left 1 of its events about our objects "
+                              "below leaf"), outcome
 
 
 def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(

@@ -29,6 +29,7 @@ from intelpact.store.base import (
     AuditFilter,
     BadCursor,
     Collection,
+    KeptEvent,
     MarkingConflict,
     NewObject,
     PeerRecord,
@@ -98,6 +99,23 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [v for v, _ in migrations()]
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_the_upgrade_that_keeps_partner_events_reads_each_partner_again(
+        tmp_path: Path) -> None:
+    """Before migration 30 the watch kept nothing of what it read: the upgrade sends it
+    back to the start of each partner's log, so that every event below its cursor is
+    kept."""
+    path = tmp_path / "n.db"
+    before = SQLiteStore(path)
+    before.set_partner_audit_cursor("NZL", 41, 7, "t")
+    before.close()
+    with contextlib.closing(sqlite3.connect(path)) as c, c:  # as a node at version 29
+        c.execute("DROP TABLE partner_events")
+        c.execute("DELETE FROM schema_migrations WHERE version = 30")
+    after = SQLiteStore(path)
+    assert after.partner_audit_watch("NZL") is None and after.partner_events("NZL") == []
+    after.close()
 
 
 def open_files(path: Path) -> int:
@@ -907,6 +925,28 @@ def test_the_partner_audit_watch_state(store: Store) -> None:
     assert store.partner_audit_watch("NZL") == (42, 8, "t2")
     assert store.partner_audit_cursor("NZL") == (42, 8)
     assert store.partner_audit_watch("AUS") is None
+
+
+def test_the_partner_events_kept_move_with_the_cursor_never_back(store: Store) -> None:
+    """The watch keeps what it read in the transaction that moves its cursor; a watch
+    that read less (another process) moves nothing back, and an event kept stays as it
+    was first kept."""
+    def kept(leaf: int, seq: int | None, size: int = 100) -> KeptEvent:
+        return KeptEvent(leaf, seq, f'{{"leaf": {leaf}, "é": "\\u00e9"}}', bytes(range(64)),
+                         size)
+
+    store.set_partner_audit_cursor("NZL", 12, 3, "t", [kept(3, None), kept(7, 0), kept(12, 1)])
+    store.set_partner_audit_cursor("NZL", 12, 3, "t1", [kept(12, 2, size=200)])  # again
+    assert store.partner_events("NZL") == [kept(3, None), kept(7, 0), kept(12, 1)]
+    store.set_partner_audit_cursor("NZL", 20, 4, "t2", [kept(20, 2)])
+    store.set_partner_audit_cursor("NZL", 7, 1, "t3", [kept(7, 0)])  # a slower reader
+    assert store.partner_audit_watch("NZL") == (20, 4, "t2")
+    assert [e.index for e in store.partner_events("NZL", after=3, before=20)] == [7, 12]
+    assert [e.index for e in store.partner_events("NZL", limit=2)] == [3, 7]
+    assert [e.index for e in store.partner_events("NZL", after=12)] == [20]
+    assert store.partner_events("AUS") == []
+    store.set_partner_audit_cursor("NZL", 20, 5, "t4")  # past a gap at the end: no event
+    assert store.partner_audit_cursor("NZL") == (20, 5)
 
 
 def test_the_fast_timestamp_parser_agrees_with_the_general_one(

@@ -120,45 +120,74 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
 @NODE_DIR
 @click.argument("party")
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Fetch at most this many events.")
+              help="Show at most this many events.")
+@click.option("--kept", is_flag=True,
+              help="Only what this node keeps, without asking PARTY: the events its audit "
+              "watch read, each checked again against PARTY's signed checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verified events as JSON lines.")
 @friendly
-def audit_partner(node_dir: Path, party: str, limit: int, as_json: bool) -> None:
+def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: bool) -> None:
     """How PARTY handled the information this node originated: its audit events about our
     objects (receipts, reads by pseudonymous people with clearance and nationality,
     onward releases, denials), each proven to be in PARTY's signed log, and its
     checkpoint checked against every earlier one we hold (a rewrite raises an alert).
     None is left out: PARTY numbers them and signs how many it holds (a number missing
-    raises an alert)."""
+    raises an alert, and exit status 1). Each event read is kept here as evidence, so
+    this reads only what PARTY logged since the last time (`serve` reads on every
+    gossip round); --kept shows the evidence when PARTY is out of reach."""
+    from ..services.audit import withheld
     from ..services.courier import Courier
 
     party = party.upper()
     node = Node.open(node_dir)
     courier = Courier(node)
     try:
-        with _progress(f"fetching {party}'s audit events", limit) as advance:
-            size, events, more, expect = courier.partner_events(party, limit=limit,
-                                                                advance=advance)
+        with _progress(f"checking the audit events of {party} kept here" if kept else
+                       f"fetching {party}'s audit events", None if kept else limit) as advance:
+            found = courier.partner_events(party, limit=limit, read_on=not kept,
+                                           advance=advance)
+        watch = node.store.partner_audit_watch(party)
     finally:
         courier.stop()
+    missing = withheld(found)
+    left_out = Text.assemble(("NOT COMPLETE", "bold red"), f": {missing} numbered event(s) "
+                             f"about our objects are not here: {party} left them out of its "
+                             "answers (alerted: intelpact audit alerts DIR)")
     if as_json:
-        for event in events:
+        for event in found.events:
             click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
         node.close()
+        if missing:
+            err.print(left_out)
+            sys.exit(1)
         return
-    shown = banner_for(node, events)
+    shown = banner_for(node, found.events)
     out.print(shown)
-    for event in events:
+    for event in found.events:
         _print_event(event, event["index"], {})
-    out.print(f"{len(events)} event(s) from {party}'s log, each proven included in its "
-              f"checkpoint of {size} events (signature and consistency verified)")
-    if more:
-        out.print(f"Only the first {len(events)}: {party} holds more (raise --limit).")
+    count = f"{len(found.events)} event(s) from {party}'s log"
+    if kept:
+        read = f", read by the audit watch to leaf {watch[0]:,} ({watch[2]})" if watch else ""
+        out.print(f"{count}, kept here{read}; each checked again against {party}'s signed "
+                  "checkpoint it was proven in. Nothing was asked of "
+                  f"{party}: run without --kept to read on.")
     else:
-        out.print(f"Complete: {party} signed that its log held {expect} numbered event(s) "
-                  f"about our objects at that size, and each is here.")
+        out.print(f"{count}, each proven included in its signed log; its latest "
+                  f"checkpoint, of {found.size:,} events, witnessed now (signature and "
+                  "consistency verified)")
+    if missing:
+        out.print(left_out)
+    elif found.more:
+        out.print(f"Only the first {len(found.events)}: {party} holds more (raise --limit"
+                  + (", or run without --kept)." if kept else ")."))
+    else:
+        out.print(f"Complete: {party} signed that its log held {found.expect} numbered "
+                  "event(s) about our objects" + (" when last read" if kept else "")
+                  + ", and each is here.")
     out.print(shown)
     node.close()
+    if missing:
+        sys.exit(1)
 
 
 @audit.command("alerts")

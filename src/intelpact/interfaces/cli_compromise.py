@@ -220,7 +220,7 @@ def _checked(record: CompromiseRecord) -> str:
 
 def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:
     """The events the report's history left out (CompromiseReports.check), from the
-    reporter's partner audit fetched now."""
+    reporter's partner audit, read on to now (Courier.events_before)."""
     from ..services.courier import Courier
 
     courier = Courier(node)

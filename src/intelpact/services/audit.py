@@ -66,6 +66,7 @@ from ..store.base import (
     AuditFilter,
     AuditRecord,
     Checkpoint,
+    KeptEvent,
     Store,
     StoreFull,
     StoreUnavailable,
@@ -145,12 +146,14 @@ class EventsWithheld(AuditError):
     """A partner left events about our objects out of its audit answer (alerted and
     audited already). ``resume`` is where a reader that goes on should read from next:
     the leaf to read after (None: where it asked from) and the number the next event
-    must have, past what was alerted, so that the same gap is not alerted again."""
+    must have, past what was alerted, so that the same gap is not alerted again.
+    ``kept``: the events of the answer proven before the gap, up to that leaf."""
 
     def __init__(self, message: str, resume: tuple[int | None, int], *,
-                 hint: str | None = None) -> None:
+                 kept: Sequence[KeptEvent] = (), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.resume = resume
+        self.kept = kept
 
 
 class PartnerAudit(NamedTuple):
@@ -161,6 +164,16 @@ class PartnerAudit(NamedTuple):
     events: list[dict[str, Any]]
     more: bool
     expect: int | None  # the number the next event about our objects must have
+    kept: Sequence[KeptEvent] = ()  # the events as proven: what the watch keeps
+
+
+def withheld(found: PartnerAudit) -> int:
+    """How many numbered events ``found`` lacks: ``expect`` less those it holds, events
+    the partner left out of its answers (alerted as ``events-withheld`` when the watch
+    met them)."""
+    if found.expect is None:
+        return 0
+    return found.expect - sum(1 for k in found.kept if k.seq is not None)
 
 
 class RetiredKey(AuditError):
@@ -801,7 +814,7 @@ class AuditLog:
 
     def check_partner_events(self, party: str, keys: Iterable[LogKey], size: int,
                              root: bytes, answer: Mapping[str, Any], *,
-                             expect: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                             expect: int | None = None) -> PartnerAudit:
         """The events of a partner-audit answer, each proven included in the tree
         (``size``, ``root``), about an object this node originated, and of the shape its
         readers index into (``objects`` [id, version] pairs, ``person`` an object).
@@ -813,9 +826,11 @@ class AuditLog:
         (one of ``keys``) must be the number after the last. A missing number, or a
         count past the numbers sent, means ``party`` left events about our objects out
         of its answer: the alert ``events-withheld`` is raised, with the signed evidence,
-        and AuditError says so. Returns the events and the number the next must have."""
+        and EventsWithheld says so. Returns the page: its events, whether there are more,
+        the number the next must have, and the events as proven (``kept``)."""
         out: list[dict[str, Any]] = []
-        for index, data in _proven(party, size, root, answer.get("events", [])):
+        kept: list[KeptEvent] = []
+        for index, data, body, proof in _proven(party, size, root, answer.get("events", [])):
             if data.get("node") != party or data.get("originator") != self.party:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
                                  f"an object {self.party} originated")
@@ -829,11 +844,13 @@ class AuditLog:
                     self._withheld(party, f"{party} sent event {index} numbered {seq} among "
                                    f"its events about {self.party}'s objects, where {expect} "
                                    f"was next{': a number given twice' if twice else ''}",
-                                   (index, expect) if twice else (index - 1, seq),
+                                   (index, expect) if twice else (index - 1, seq), kept,
                                    index=index, numbered=seq, expected=expect)
                 expect = seq + 1
-            out.append({"index": index, **data})
-        if not answer.get("more"):
+            out.append({**data, "index": index})  # the leaf proven, whatever the body says
+            kept.append(KeptEvent(index, seq, body, proof, size))
+        more = bool(answer.get("more"))
+        if not more:
             count = self._count(party, keys, size, answer.get("count"))
             if expect is not None and count != expect:
                 # past the gap (counted: the next is numbered after it); a count below
@@ -842,9 +859,52 @@ class AuditLog:
                                f"{self.party}'s objects are numbered in its log, and sent "
                                f"them numbered up to {expect - 1}",
                                (out[-1]["index"] if out else None, max(count, expect)),
-                               count=count, expected=expect, size=size,
+                               kept, count=count, expected=expect, size=size,
                                note=answer.get("count"))
-        return out, expect
+        return PartnerAudit(size, out, more, expect, kept)
+
+    def verify_kept(self, party: str, keys: Iterable[LogKey],
+                    kept: Iterable[KeptEvent]) -> list[str]:
+        """Check again the events of ``party``'s log that the watch kept
+        (Store.partner_events): each still proven included in the checkpoint it was
+        proven in, kept here and validly signed by one of ``keys`` (its signed note is
+        checked, not the root stored beside it), and numbered as its body says. Returns
+        what does not verify, a line each; empty: all do."""
+        keys = list(keys)
+        notes = {size: note for size, _, note, _ in self.store.partner_checkpoints(party)}
+        roots: dict[int, bytes | str] = {}  # a checkpoint's root, or why it has none
+        problems = []
+        for event in kept:
+            if event.size not in roots:
+                roots[event.size] = self._kept_root(party, keys, event.size,
+                                                    notes.get(event.size))
+            root = roots[event.size]
+            try:
+                if isinstance(root, str):
+                    raise ValueError(root)
+                verify_inclusion(event.index, event.size, leaf_hash(event.body.encode()),
+                                 [event.proof[i:i + 32]
+                                  for i in range(0, len(event.proof), 32)], root)
+                data = json.loads(event.body)
+                if not isinstance(data, dict) or data.get("seq") != event.seq:
+                    raise ValueError("its number is not the one its body holds")
+            except (ProofError, ValueError) as exc:
+                problems.append(f"event {event.index} of {party}'s log, kept as proven in "
+                                f"its checkpoint of {event.size} events, does not verify: "
+                                f"{exc}")
+        return problems
+
+    def _kept_root(self, party: str, keys: Sequence[LogKey], size: int,
+                   note: str | None) -> bytes | str:
+        """The root ``party`` signed for its tree of ``size`` in the checkpoint kept here,
+        or what is wrong with it."""
+        if note is None:
+            return "that checkpoint is not kept here"
+        try:
+            signed, root = self.partner_checkpoint(party, keys, note, alert=False)
+        except AuditError as exc:
+            return f"that checkpoint is not valid: {exc.message}"
+        return root if signed == size else f"the checkpoint kept for it is of {signed}"
 
     def _count(self, party: str, keys: Iterable[LogKey], size: int, note: Any) -> int:
         """The count in ``party``'s signed count note for our objects at ``size``."""
@@ -861,15 +921,16 @@ class AuditLog:
         return count
 
     def _withheld(self, party: str, problem: str, resume: tuple[int | None, int],
-                  **evidence: Any) -> None:
+                  kept: Sequence[KeptEvent], **evidence: Any) -> None:
         """Alert ``events-withheld`` (once for the same ``problem``: a partner's watch
-        meets a count it disputes every round), and raise EventsWithheld."""
+        meets a count it disputes every round), and raise EventsWithheld with the events
+        proven before the problem (``kept``)."""
         detail = (f"{problem}: {party} left events about our objects out of its audit "
                   "answer. The evidence is kept in this alert's audit event.")
         if not self.raised("events-withheld", party, detail):
             self.alert("events-withheld", party, detail, **evidence)
         raise EventsWithheld(f"{problem}: {party} left events about our objects out of its "
-                             "answer", resume, hint="tell your security officer "
+                             "answer", resume, kept=kept, hint="tell your security officer "
                              "(intelpact audit alerts DIR)")
 
     # -- compromise reports: the access history --------------------------------------------
@@ -910,7 +971,7 @@ class AuditLog:
                                              alert=alert)
         wanted = set(object_ids)
         out: list[dict[str, Any]] = []
-        for index, data in _proven(party, size, root, history.get("events", [])):
+        for index, data, _, _ in _proven(party, size, root, history.get("events", [])):
             try:
                 named = {str(o[0]) for o in data.get("objects", [])}
             except (KeyError, TypeError, IndexError):
@@ -919,7 +980,7 @@ class AuditLog:
                     or not named & wanted:
                 raise AuditError(f"{party} sent event {index}, which is not its record of "
                                  f"the objects reported")
-            out.append({"index": index, **data})
+            out.append({**data, "index": index})
         return size, root, out
 
     def alert(self, kind: str, party: str | None, detail: str, **fields: Any) -> None:
@@ -1144,11 +1205,12 @@ def _unnumbered(data: Mapping[str, Any], numbered_before: bool) -> str | None:
 
 
 def _proven(party: str, size: int, root: bytes, events: Any
-            ) -> list[tuple[int, dict[str, Any]]]:
+            ) -> list[tuple[int, dict[str, Any], str, bytes]]:
     """The events ``party`` sent (each its leaf index, body and inclusion proof), each
-    proven included in its tree (``size``, ``root``), with the body decoded: (index,
-    body). Whatever is not of that shape is refused as not verifying (AuditError), never
-    let through to fail further on: what a partner sends is checked before it is used."""
+    proven included in its tree (``size``, ``root``): (index, the body decoded, the body,
+    the proof's hashes one after another). Whatever is not of that shape is refused as
+    not verifying (AuditError), never let through to fail further on: what a partner
+    sends is checked before it is used."""
     if not isinstance(events, list):
         raise AuditError(f"{party} sent audit events that are not a list")
     out = []
@@ -1163,7 +1225,7 @@ def _proven(party: str, size: int, root: bytes, events: Any
         except (KeyError, TypeError, ValueError, ProofError) as exc:
             raise AuditError(f"{party} sent an audit event that does not verify: "
                              f"{exc}") from None
-        out.append((index, data))
+        out.append((index, data, body, b"".join(proof)))
     return out
 
 

@@ -566,9 +566,10 @@ class CompromiseReports:
         objects reported, and record the outcome (``history_check``) with its event
         ``compromise-check``: returns the events left out. ``fetch(reporter, size)``
         answers the reporter's events about our objects from the start of its log below
-        leaf ``size``, fetched now by partner audit, none left out
-        (Courier.events_before). The history holds every such event below its
-        checkpoint's size (AuditLog.history), or, cut short (``more``), up to its last.
+        leaf ``size``, by partner audit, none left out: those this node keeps, after
+        fetching what came since (Courier.events_before). The history holds every such
+        event below its checkpoint's size (AuditLog.history), or, cut short (``more``), up
+        to its last.
         Any left out raises the alert ``history-incomplete`` (once for the same finding),
         in the same transaction. A history that cannot be checked (AuditError: the
         reporter's answer does not verify, or has no signed count) is recorded "not

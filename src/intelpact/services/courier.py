@@ -39,6 +39,7 @@ from .audit import (
     PartnerAudit,
     encode_hash,
     operator,
+    withheld,
 )
 from .compromise import CompromiseError
 from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
@@ -399,61 +400,108 @@ class Courier:
                 continue
             if not limit:
                 return PartnerAudit(size, [], False, expect)
-            events, expect = audit.check_partner_events(party, keys, size, root, answer,
-                                                        expect=expect)
-            return PartnerAudit(size, events, bool(answer.get("more")), expect)
+            return audit.check_partner_events(party, keys, size, root, answer, expect=expect)
 
     def partner_events(self, party: str, *, limit: int, before: int | None = None,
+                       read_on: bool = True,
                        advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
-        """``party``'s events about our objects from the start of its log, a page at a
-        time (partner_audit: each proven, numbered without a gap): at most ``limit``, or,
-        with ``before``, those below leaf ``before`` (the pages stop once past it, so an
-        event left out below it is a gap). ``more``: there are more than ``limit``."""
-        events: list[dict[str, Any]] = []
-        after, size, more, expect = -1, 0, True, None
-        while more and len(events) < limit:
-            if self._stop.is_set():  # serve is stopping: not a failure of the partner's
-                raise Unreachable(f"stopping: {party}'s audit events were not all fetched")
-            size, page, more, expect = self.partner_audit(
-                party, after=after, limit=min(AUDIT_PAGE, limit - len(events)), expect=expect)
-            if not page and more:
-                raise AuditError(f"{party}'s audit answer says there is more but holds no "
-                                 "events: the fetch stops here")
-            events.extend(e for e in page if before is None or e["index"] < before)
-            advance(len(page))
-            if page:
-                after = page[-1]["index"]
-            if before is not None and after >= before - 1:
-                more = False
-        return PartnerAudit(size, events, more, expect)
+        """``party``'s events about our objects from the start of its log, as this node
+        keeps them (Store.partner_events), once the watch has read on to now
+        (``read_on``; false: without asking ``party``, and ``size`` is of the largest
+        checkpoint of it kept): at most ``limit``, or, with ``before``, those below leaf
+        ``before``. Each was proven and numbered when it was read, and is checked again
+        here (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how
+        many numbered events the ones returned should hold, none left out (``withheld``
+        says how many they lack)."""
+        store = self.node.store
+        if not read_on:
+            size = max((c[0] for c in store.partner_checkpoints(party)), default=0)
+            return self._kept(party, size, limit, before, caught_up=True)
+        read = 0
+
+        def enough(after: int, page: int) -> bool:
+            nonlocal read
+            read += page
+            return read >= limit or (before is not None and after >= before - 1)
+
+        size, more = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
+        caught_up = not more or (before is not None and store.partner_audit_cursor(party)[0]
+                                 >= before - 1)
+        return self._kept(party, size, limit, before, caught_up=caught_up)
+
+    def _kept(self, party: str, size: int, limit: int, before: int | None, *,
+              caught_up: bool) -> PartnerAudit:
+        """partner_events from what is kept, the reading done (``caught_up``: to now, or
+        past ``before``)."""
+        store = self.node.store
+        after, expect = store.partner_audit_cursor(party)  # before what is kept: a watch
+        if before is None:  # in another thread keeps more meanwhile, with its cursor
+            before = after + 1
+        kept = store.partner_events(party, before=before, limit=limit + 1)
+        problems = self.node.audit.verify_kept(party, self.node.federation.log_keys(party),
+                                               kept)
+        if problems:
+            raise AuditError(f"{len(problems)} of {party}'s audit events kept here do not "
+                             f"verify; the first: {problems[0]}",
+                             hint="this node's database was changed: tell your security "
+                             f"officer (intelpact audit partner DIR {party} --kept)")
+        shown = kept[:limit]
+        bound = shown[-1].index + 1 if len(kept) > limit else before
+        nxt = store.partner_events(party, after=bound - 1, limit=1)
+        expect = (nxt[0].seq or 0) if nxt else expect
+        return PartnerAudit(size, [{**json.loads(k.body), "index": k.index} for k in shown],
+                            len(kept) > limit or not caught_up, expect, shown)
 
     def events_before(self, party: str, before: int,
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
         """``party``'s events about our objects below leaf ``before``, all of them
-        (partner_events): what a compromise report's history is checked against."""
-        return self.partner_events(party, limit=before, before=before, advance=advance)
+        (partner_events): what a compromise report's history is checked against. Events
+        ``party`` left out of its answers (alerted as ``events-withheld`` when the watch
+        met them) would leave the check unsure: AuditError says so."""
+        events = self.partner_events(party, limit=before, before=before, advance=advance)
+        missing = withheld(events)
+        if missing:
+            raise AuditError(f"{party} left {missing} of its events about our objects below "
+                             f"leaf {before} out of its audit answers (alerted as "
+                             "events-withheld): what they were cannot be checked",
+                             hint="intelpact audit alerts DIR")
+        return events
 
     def gossip_once(self, party: str) -> int:
         """Fetch and witness ``party``'s latest checkpoint; returns its tree size."""
         return self.partner_audit(party, limit=0).size
 
     def watch_once(self, party: str, seconds: float = WATCH_SECONDS) -> int:
-        """Gossip, and check ``party``'s events about our objects since the last round,
-        from where the last round stopped (Store.partner_audit_cursor), so that an event
-        left out of its answers raises the alert ``events-withheld`` within a round; each
-        gap is alerted once, the round after goes on past it. A page at a time for about
-        ``seconds`` at most (a backlog takes several rounds, and the other partners
-        wait their turn). Returns the tree size of its checkpoint."""
-        after, expect = self.node.store.partner_audit_cursor(party)
+        """Gossip, and check ``party``'s events about our objects since the last round
+        (``read_on``), so that an event left out of its answers raises the alert
+        ``events-withheld`` within a round; each gap is alerted once, the round after
+        goes on past it. A page at a time for about ``seconds`` at most (a backlog takes
+        several rounds, and the other partners wait their turn). Returns the tree size
+        of its checkpoint."""
         stop = time.monotonic() + seconds
+        return self.read_on(party, lambda after, page: time.monotonic() > stop)[0]
+
+    def read_on(self, party: str, enough: Callable[[int, int], bool], *, page: int = BATCH,
+                advance: Callable[[int], None] = lambda n: None) -> tuple[int, bool]:
+        """Read ``party``'s events about our objects on from where the watch stopped
+        (Store.partner_audit_cursor), a page at a time, each page proven and numbered
+        (partner_audit), and kept with the cursor moved past it in one transaction:
+        every event below the cursor is kept here, or was alerted as withheld. Stops when
+        there are no more, or when ``enough(leaf read to, events in the page)``; when
+        ``serve`` stops, Unreachable says so (not a failure of the partner's). Returns the
+        tree size of the last checkpoint, and whether there are more."""
+        store = self.node.store
+        after, expect = store.partner_audit_cursor(party)
         while True:
+            if self._stop.is_set():
+                raise Unreachable(f"stopping: {party}'s audit events were not all read")
             try:
-                page = self.partner_audit(party, after=after, expect=expect)
-            except EventsWithheld as exc:
+                got = self.partner_audit(party, after=after, limit=page, expect=expect)
+            except EventsWithheld as exc:  # keep what came before the gap, and go past it
                 resume, expect = exc.resume
                 after = after if resume is None else resume
-                self.node.store.set_partner_audit_cursor(party, after, expect,
-                                                         timestamp(utc_now()))
+                store.set_partner_audit_cursor(party, after, expect, timestamp(utc_now()),
+                                               exc.kept)
                 raise
             except AnswerTooLarge as exc:  # one event past our limit: gossip all the same
                 self.gossip_once(party)
@@ -461,13 +509,17 @@ class Courier:
                                  f"checked past leaf {after}: {exc.message}",
                                  hint="raise server.max_content_length on this node"
                                  ) from None
-            if page.events:
-                after = page.events[-1]["index"]
-            expect = expect if page.expect is None else page.expect
-            self.node.store.set_partner_audit_cursor(party, after, expect,
-                                                     timestamp(utc_now()))
-            if not page.more or time.monotonic() > stop or self._stop.is_set():
-                return page.size
+            if got.more and not got.events:
+                raise AuditError(f"{party}'s audit answer says there is more but holds no "
+                                 "events: the reading stops here")
+            if got.events:
+                after = got.events[-1]["index"]
+            expect = expect if got.expect is None else got.expect
+            store.set_partner_audit_cursor(party, after, expect, timestamp(utc_now()),
+                                           got.kept)
+            advance(len(got.events))
+            if not got.more or enough(after, len(got.events)):
+                return got.size, got.more
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:

@@ -400,6 +400,21 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class KeptEvent:
+    """A partner's audit event about our objects, kept as its watch proved it
+    (Store.partner_events): its leaf in the partner's log, its number among the events
+    about our objects (None: from before numbering), its body as signed into the log,
+    and its inclusion proof in the partner's checkpoint of ``size``: the proof's SHA-256
+    hashes one after another."""
+
+    index: int
+    seq: int | None
+    body: str
+    proof: bytes
+    size: int
+
+
+@dataclass(frozen=True)
 class CompromiseRecord:
     """A compromise report this node filed or received (services/compromise.py)."""
 
@@ -986,8 +1001,18 @@ class Store(abc.ABC):
         reached ``party``); None before the first."""
 
     @abc.abstractmethod
-    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
-                                 when: str) -> None: ...
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
+                                 events: Sequence[KeptEvent] = ()) -> None:
+        """Move the watch of ``party`` to leaf ``after`` (never back: a watch that read
+        less, in another process, leaves it where it is), keeping ``events``, the ones it
+        read up to there, in the same transaction; an event kept already stays as it
+        is."""
+
+    @abc.abstractmethod
+    def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
+                       limit: int | None = None) -> list[KeptEvent]:
+        """The events of ``party``'s log kept by its watch, by leaf, after leaf ``after``
+        (below ``before``; at most ``limit``)."""
 
     @abc.abstractmethod
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,

@@ -45,6 +45,7 @@ from .base import (
     ConsentRecord,
     Dissemination,
     HeldCheck,
+    KeptEvent,
     NewObject,
     Notice,
     Page,
@@ -71,7 +72,6 @@ from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
-    _CURSOR_UPSERT,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
@@ -110,6 +110,7 @@ from .sqlite import (
     _forget_portions,
     _insert_sql,
     _integrate,
+    _keep_partner_events,
     _label_portions,
     _labels_current,
     _messages_select,
@@ -117,6 +118,7 @@ from .sqlite import (
     _numbered,
     _numbered_select,
     _partner_checkpoints,
+    _partner_events,
     _pending_portions,
     _person,
     _purge,
@@ -826,10 +828,15 @@ class PostgresStore(Store):
         row = self._one(_WATCH_SELECT.format(m="%s"), (party,))
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
-    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
-                                 when: str) -> None:
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
+                                 events: Sequence[KeptEvent] = ()) -> None:
         with self._write() as c:
-            c.execute(_CURSOR_UPSERT.format(m="%s"), (party, after, expect, when))
+            _keep_partner_events(c.cursor(), "%s", party, after, expect, when, events)
+
+    def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
+                       limit: int | None = None) -> list[KeptEvent]:
+        with self._read() as conn:
+            return _partner_events(conn.cursor(), "%s", party, after, before, limit)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = ()) -> None:

@@ -41,6 +41,7 @@ from .base import (
     ConsentRecord,
     Dissemination,
     HeldCheck,
+    KeptEvent,
     MarkingConflict,
     NewObject,
     Notice,
@@ -777,10 +778,14 @@ class SQLiteStore(Store):
         row = self._conn().execute(_WATCH_SELECT.format(m="?"), (party,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
-    def set_partner_audit_cursor(self, party: str, after: int, expect: int,
-                                 when: str) -> None:
+    def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
+                                 events: Sequence[KeptEvent] = ()) -> None:
         with self._write() as c:
-            c.execute(_CURSOR_UPSERT.format(m="?"), (party, after, expect, when))
+            _keep_partner_events(c, "?", party, after, expect, when, events)
+
+    def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
+                       limit: int | None = None) -> list[KeptEvent]:
+        return _partner_events(self._conn(), "?", party, after, before, limit)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = ()) -> None:
@@ -1626,10 +1631,39 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
 # Where a partner audit watch has checked to (Store.partner_audit_cursor), either dialect.
 _WATCH_SELECT = ("SELECT read_after, next_seq, checked FROM partner_audit_cursors "
                  "WHERE party = {m}")
-_CURSOR_UPSERT = ("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "
-                  "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (party) DO UPDATE SET "
-                  "read_after = excluded.read_after, next_seq = excluded.next_seq, "
-                  "checked = excluded.checked")
+
+
+def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
+                         when: str, events: Sequence[KeptEvent]) -> None:
+    """Inside a write transaction: keep ``events`` and move the cursor forward
+    (Store.set_partner_audit_cursor)."""
+    if events:
+        c.executemany("INSERT INTO partner_events (party, leaf, seq, body, proof, size) "  # noqa: S608
+                      f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}) "
+                      "ON CONFLICT (party, leaf) DO NOTHING",
+                      [(party, e.index, e.seq, e.body, e.proof, e.size) for e in events])
+    c.execute("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "  # noqa: S608
+              f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (party) DO UPDATE SET "
+              "read_after = excluded.read_after, next_seq = excluded.next_seq, "
+              "checked = excluded.checked "
+              "WHERE excluded.read_after >= partner_audit_cursors.read_after",
+              (party, after, expect, when))
+
+
+def _partner_events(c: Any, mark: str, party: str, after: int, before: int | None,
+                    limit: int | None) -> list[KeptEvent]:
+    sql = ("SELECT leaf, seq, body, proof, size FROM partner_events "  # noqa: S608
+           f"WHERE party = {mark} AND leaf > {mark}")
+    args: list[Any] = [party, after]
+    if before is not None:
+        sql += f" AND leaf < {mark}"
+        args.append(before)
+    sql += " ORDER BY leaf"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        args.append(limit)
+    return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
+                      bytes(r[3]), int(r[4])) for r in c.execute(sql, args)]
 
 
 def _numbered_select(originator: str, before: int | None, mark: str
