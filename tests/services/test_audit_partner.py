@@ -145,7 +145,8 @@ def test_what_the_watch_read_is_kept_and_read_on_from(jpn_nzl: tuple[Node, Node]
         str(first.events[-1]["index"])]  # only what came after
     kept = jpn.store.partner_events("NZL")
     assert [k.body for k in kept] == [e.body for e in numbered]  # as NZL signed them
-    assert jpn.audit.verify_kept("NZL", jpn.federation.log_keys("NZL"), kept) == []
+    shown, problems = jpn.audit.verify_kept("NZL", jpn.federation.log_keys("NZL"), kept)
+    assert problems == [] and shown == second.events
 
 
 def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> None:
@@ -160,14 +161,16 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
             courier.stop()
     kept = jpn.store.partner_events("NZL")
     keys = jpn.federation.log_keys("NZL")
-    assert len(kept) >= 3 and jpn.audit.verify_kept("NZL", keys, kept) == []
+    assert len(kept) >= 3 and jpn.audit.verify_kept("NZL", keys, kept)[1] == []
     for changed, problem in [
             ({"body": kept[1].body.replace('"read"', '"deny"')}, "does not verify"),
             ({"proof": kept[1].proof[32:] + kept[1].proof[:32]}, "does not verify"),
             ({"proof": kept[1].proof[:-1]}, "does not verify"),
             ({"seq": (kept[1].seq or 0) + 1}, "its number is not the one its body holds"),
             ({"size": kept[1].size + 1}, "that checkpoint is not kept here")]:
-        (line,) = jpn.audit.verify_kept("NZL", keys, [dataclasses.replace(kept[1], **changed)])
+        shown, (line,) = jpn.audit.verify_kept("NZL", keys,
+                                               [dataclasses.replace(kept[1], **changed)])
+        assert shown == []
         assert f"event {kept[1].index} of NZL's log" in line and problem in line, line
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"') "  # noqa: S608

@@ -863,16 +863,18 @@ class AuditLog:
                                note=answer.get("count"))
         return PartnerAudit(size, out, more, expect, kept)
 
-    def verify_kept(self, party: str, keys: Iterable[LogKey],
-                    kept: Iterable[KeptEvent]) -> list[str]:
+    def verify_kept(self, party: str, keys: Iterable[LogKey], kept: Iterable[KeptEvent]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
         """Check again the events of ``party``'s log that the watch kept
         (Store.partner_events): each still proven included in the checkpoint it was
         proven in, kept here and validly signed by one of ``keys`` (its signed note is
         checked, not the root stored beside it), and numbered as its body says. Returns
-        what does not verify, a line each; empty: all do."""
+        the events that verify, decoded (with their ``index``), and what does not, a
+        line each."""
         keys = list(keys)
         notes = {size: note for size, _, note, _ in self.store.partner_checkpoints(party)}
         roots: dict[int, bytes | str] = {}  # a checkpoint's root, or why it has none
+        events: list[dict[str, Any]] = []
         problems = []
         for event in kept:
             if event.size not in roots:
@@ -892,7 +894,9 @@ class AuditLog:
                 problems.append(f"event {event.index} of {party}'s log, kept as proven in "
                                 f"its checkpoint of {event.size} events, does not verify: "
                                 f"{exc}")
-        return problems
+                continue
+            events.append({**data, "index": event.index})
+        return events, problems
 
     def _kept_root(self, party: str, keys: Sequence[LogKey], size: int,
                    note: str | None) -> bytes | str:

@@ -438,19 +438,18 @@ class Courier:
         if before is None:  # in another thread keeps more meanwhile, with its cursor
             before = after + 1
         kept = store.partner_events(party, before=before, limit=limit + 1)
-        problems = self.node.audit.verify_kept(party, self.node.federation.log_keys(party),
-                                               kept)
+        shown = kept[:limit]
+        events, problems = self.node.audit.verify_kept(
+            party, self.node.federation.log_keys(party), shown)
         if problems:
             raise AuditError(f"{len(problems)} of {party}'s audit events kept here do not "
                              f"verify; the first: {problems[0]}",
-                             hint="this node's database was changed: tell your security "
-                             f"officer (intelpact audit partner DIR {party} --kept)")
-        shown = kept[:limit]
+                             hint=f"the rows this node's database keeps of {party}'s events "
+                             "were changed: tell your security officer")
         bound = shown[-1].index + 1 if len(kept) > limit else before
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
-        return PartnerAudit(size, [{**json.loads(k.body), "index": k.index} for k in shown],
-                            len(kept) > limit or not caught_up, expect, shown)
+        return PartnerAudit(size, events, len(kept) > limit or not caught_up, expect, shown)
 
     def events_before(self, party: str, before: int,
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
