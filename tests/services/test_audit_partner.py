@@ -111,6 +111,7 @@ def test_audit_partner_command_shows_the_originator_view(
     # NZL out of reach: what JPN keeps still shows, checked again, and nothing else
     gone = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
     assert gone.exit_code == 2 and "unreachable" in gone.output, gone.output
+    assert "--kept shows what this node keeps of NZL's events" in gone.output
     kept = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
     assert kept.exit_code == 0, kept.output
     assert "kept here, read by the audit watch to leaf" in kept.output

@@ -136,7 +136,7 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
     this reads only what PARTY logged since the last time (`serve` reads on every
     gossip round); --kept shows the evidence when PARTY is out of reach."""
     from ..services.audit import withheld
-    from ..services.courier import Courier
+    from ..services.courier import Courier, Unreachable
 
     party = party.upper()
     node = Node.open(node_dir)
@@ -147,6 +147,10 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
             found = courier.partner_events(party, limit=limit, read_on=not kept,
                                            advance=advance)
         watch = node.store.partner_audit_watch(party)
+    except Unreachable as exc:
+        raise Unreachable(exc.message, hint=(f"{exc.hint}; " if exc.hint else "") +
+                          f"--kept shows what this node keeps of {party}'s events, without "
+                          "asking it") from None
     finally:
         courier.stop()
     missing = withheld(found)
