@@ -98,6 +98,8 @@ def test_audit_partner_command_shows_the_originator_view(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     secret = publish(jpn, "for NZ", "極秘", ("NZL",))
+    unread = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
+    assert unread.exit_code == 0 and "Nothing kept of NZL's audit events" in unread.output
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
         nzl.find(nzl.people.as_person("analyst"), nzl.default_collection().collection_id,

@@ -153,10 +153,16 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
                           "asking it") from None
     finally:
         courier.stop()
+    if kept and watch is None:
+        node.close()
+        err.print(f"Nothing kept of {party}'s audit events: this node has not read them yet "
+                  f"(`serve` does, every gossip round; or run without --kept).")
+        return
     missing = withheld(found)
     left_out = Text.assemble(("NOT COMPLETE", "bold red"), f": {missing} numbered event(s) "
                              f"about our objects are not here: {party} left them out of its "
-                             "answers (alerted: intelpact audit alerts DIR)")
+                             "answers (alerted: intelpact audit alerts DIR), or they were "
+                             "deleted here")
     if as_json:
         for event in found.events:
             click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))

@@ -1,12 +1,12 @@
 -- The events about our objects that this node's audit watch read from each partner's
--- log, proven and numbered without a gap (Courier.watch_once), kept as the evidence of
--- how that partner handled our information: each event's body exactly as the partner
--- signed it into its log, its leaf, its number among the events about our objects
--- (NULL: an event from before numbering), and its inclusion proof (its SHA-256 hashes
--- one after another) in the partner's checkpoint of `size` events, which
--- partner_checkpoints keeps. Kept in the transaction that moves the watch's cursor past them, so every
--- event below the cursor is here, or was alerted as withheld (docs/audit.md, "Evidence
--- kept"). `audit partner` and a compromise report's history check read them here.
+-- log, proven and numbered without a gap (Courier.read_on), kept as the evidence of how
+-- that partner handled our information: each event's body exactly as the partner signed
+-- it into its log, its leaf, its number among the events about our objects (NULL: an
+-- event from before numbering), and its inclusion proof (its SHA-256 hashes one after
+-- another) in the partner's checkpoint of `size` events, which partner_checkpoints
+-- keeps. Kept in the transaction that moves the watch's cursor past them, so every event
+-- below the cursor is here, or was alerted as withheld (docs/audit.md, "Evidence kept").
+-- `audit partner` and a compromise report's history check read them here.
 CREATE TABLE partner_events (
     party       TEXT NOT NULL,
     leaf        INTEGER NOT NULL,
