@@ -165,6 +165,9 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     kept = jpn.store.partner_events("NZL")
     keys = jpn.federation.log_keys("NZL")
     assert len(kept) >= 3 and jpn.audit.verify_kept("NZL", keys, kept)[1] == []
+    verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert verified.exit_code == 0 and f"so do the {len(kept)} partner audit event(s) kept " \
+        "here" in verified.output, verified.output
     for changed, problem in [
             ({"body": kept[1].body.replace('"read"', '"deny"')}, "does not verify"),
             ({"proof": kept[1].proof[32:] + kept[1].proof[:32]}, "does not verify"),
@@ -180,6 +183,9 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
                   f"WHERE leaf = {kept[1].index}")
     run = CliRunner()
     tampered = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
+    verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert verified.exit_code == 1 and f"event {kept[1].index} of NZL's log, kept as proven" \
+        in verified.output, verified.output
     assert tampered.exit_code != 0 and "1 of NZL's audit events kept here do not verify" \
         in tampered.output, tampered.output
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
