@@ -192,6 +192,11 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
         c.execute(f"DELETE FROM partner_events WHERE leaf = {kept[1].index}")  # noqa: S608
     deleted = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
     assert deleted.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in deleted.output
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        c.execute("DROP TABLE partner_events")
+    dropped = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert dropped.exit_code == 1 and "the partner audit events kept here cannot be " \
+        "checked" in dropped.output, dropped.output
 
 
 def test_evidence_kept_still_verifies_after_the_partner_rotates_its_key(

@@ -43,7 +43,11 @@ def audit_verify(node_dir: Path) -> None:
     with _progress("verifying events", total) as advance:
         verdict = verify_log(node.store, node.audit.origin, node.audit.log_keys(),
                              progress=advance)
-    kept, problems = _kept_problems(node)
+    try:
+        kept, problems = _kept_problems(node)
+    except Exception as exc:  # noqa: BLE001 - a tampered store: part of the verdict
+        kept, problems = 0, [f"the partner audit events kept here cannot be checked: "
+                             f"{getattr(exc, 'message', None) or exc}"]
     node.close()
     verdict = dataclasses.replace(verdict, problems=(*([stuck] if stuck else []),
                                                      *verdict.problems, *problems))
