@@ -424,9 +424,8 @@ class Courier:
             read += page
             return read >= limit or (before is not None and after >= before - 1)
 
-        size, more = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
-        caught_up = not more or (before is not None and store.partner_audit_cursor(party)[0]
-                                 >= before - 1)
+        size, more, after = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
+        caught_up = not more or (before is not None and after >= before - 1)
         return self._kept(party, size, limit, before, caught_up=caught_up)
 
     def _kept(self, party: str, size: int, limit: int, before: int | None, *,
@@ -481,14 +480,14 @@ class Courier:
         return self.read_on(party, lambda after, page: time.monotonic() > stop)[0]
 
     def read_on(self, party: str, enough: Callable[[int, int], bool], *, page: int = BATCH,
-                advance: Callable[[int], None] = lambda n: None) -> tuple[int, bool]:
+                advance: Callable[[int], None] = lambda n: None) -> tuple[int, bool, int]:
         """Read ``party``'s events about our objects on from where the watch stopped
         (Store.partner_audit_cursor), a page at a time, each page proven and numbered
         (partner_audit), and kept with the cursor moved past it in one transaction:
         every event below the cursor is kept here, or was alerted as withheld. Stops when
         there are no more, or when ``enough(leaf read to, events in the page)``; when
         ``serve`` stops, Unreachable says so (not a failure of the partner's). Returns the
-        tree size of the last checkpoint, and whether there are more."""
+        tree size of the last checkpoint, whether there are more, and the leaf read to."""
         store = self.node.store
         after, expect = store.partner_audit_cursor(party)
         while True:
@@ -518,7 +517,7 @@ class Courier:
                                            got.kept)
             advance(len(got.events))
             if not got.more or enough(after, len(got.events)):
-                return got.size, got.more
+                return got.size, got.more, after
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
