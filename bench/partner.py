@@ -33,6 +33,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,18 @@ from helpers import make_node, serving_federation  # noqa: E402
 APPEND = 1_000  # reads recorded at NZL per durable append
 
 
-def fetched(courier: Courier, party: str, before: int | None = None) -> PartnerAudit:
-    """The peer: every event about our objects from the start of ``party``'s log, proven
-    and numbered, a page at a time, nothing kept (the loop Courier.partner_events was)."""
+def fetched(courier: Courier, party: str, before: int | None = None,
+            match: Callable[[dict[str, Any]], bool] = lambda event: True) -> PartnerAudit:
+    """The peer: every event about our objects from the start of ``party``'s log that
+    ``match`` accepts, proven and numbered, a page at a time, nothing kept (the loop
+    Courier.partner_events was)."""
     events: list[dict[str, Any]] = []
     after, size, more, expect = -1, 0, True, None
     while more:
         size, page, more, expect = courier.partner_audit(party, after=after, limit=1_000,
                                                          expect=expect)[:4]
-        events.extend(e for e in page if before is None or e["index"] < before)
+        events.extend(e for e in page if (before is None or e["index"] < before)
+                      and match(e))
         after = page[-1]["index"] if page else after
         if before is not None and after >= before - 1:
             more = False
@@ -123,7 +127,8 @@ def run(base: Path, events: int) -> dict[str, Any]:
             reads(nzl, secret, 100)
             kept, out["kept_s"] = timed(lambda: courier.partner_events("NZL", limit=10**9))
             left, out["check_peer_s"] = timed(lambda: jpn.compromise.check(
-                record, lambda party, before: fetched(courier, party, before),
+                record, lambda party, before, match: fetched(courier, party, before,
+                                                             match),
                 actor="bench"))
             assert not left
             left, out["check_kept_s"] = timed(lambda: jpn.compromise.check(

@@ -29,12 +29,18 @@ from intelpact.services.audit import (
     encode_hash,
     parse_count,
     verify_log,
-    withheld,
 )
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
-from intelpact.store.base import AuditEvent, AuditFilter, Query, timestamp, utc_now
+from intelpact.store.base import (
+    AuditEvent,
+    AuditFilter,
+    Query,
+    objects_named,
+    timestamp,
+    utc_now,
+)
 
 from helpers import serving_federation
 
@@ -143,7 +149,7 @@ def test_what_the_watch_read_is_kept_and_read_on_from(jpn_nzl: tuple[Node, Node]
     numbered = nzl.store.find_audit(AuditFilter(originator="JPN"))
     assert [e["index"] for e in second.events] == [e.index for e in numbered]
     assert second.events[:len(first.events)] == first.events and not second.more
-    assert second.expect == len(numbered) and withheld(second) == 0
+    assert second.expect == len(numbered) and second.missing == 0
     assert [t.split("after=")[1].split("&")[0] for t in asked] == [
         str(first.events[-1]["index"])]  # only what came after
     kept = jpn.store.partner_events("NZL")
@@ -218,7 +224,7 @@ def test_evidence_kept_still_verifies_after_the_partner_rotates_its_key(
     assert old_id in jpn.store.retired_keys("NZL")
     sizes = {k.size for k in found.kept}
     assert min(sizes) <= jpn.store.retired_keys("NZL")[old_id] < max(sizes)
-    assert withheld(found) == 0 and len(found.events) == nzl.store.audit_numbered("JPN")[0]
+    assert found.missing == 0 and len(found.events) == nzl.store.audit_numbered("JPN")[0]
 
 
 def test_a_body_that_names_a_leaf_does_not_move_the_watch(jpn_nzl: tuple[Node, Node]) -> None:
@@ -486,6 +492,51 @@ def test_audit_partner_cut_short_by_limit_says_so(jpn_nzl: tuple[Node, Node]) ->
     assert result.exit_code == 0, result.output
     assert "Only the first 2: NZL holds more (raise --limit)." in result.output
     assert "Complete" not in result.output
+
+
+def test_audit_partner_narrowed_by_object_and_kind_still_checks_every_event(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """--object and --kind show only what matches; the statement that none is left out
+    still covers every event, so a row deleted here outside the filter is still seen."""
+    jpn, nzl = jpn_nzl
+    other = publish(jpn, "also for NZ", "秘", ("NZL",))
+    with _shared(jpn, nzl, reads=2) as secret:
+        _read(nzl, other, 3)
+        nzl.find(nzl.people.as_person("low"), nzl.default_collection().collection_id,
+                 Query(ids=(secret["id"],)), via="object")  # a denial
+        run = CliRunner()
+        node = str(jpn.config.dir)
+        about = run.invoke(main, ["audit", "partner", node, "NZL", "--object", other["id"]])
+        reads = run.invoke(main, ["audit", "partner", node, "NZL", "--kind", "read",
+                                  "--object", secret["id"], "--json"])
+        first = run.invoke(main, ["audit", "partner", node, "NZL", "--kind", "read",
+                                  "--limit", "1"])
+    every = [json.loads(e.body) | {"index": e.index}
+             for e in nzl.store.find_audit(AuditFilter(originator="JPN"))]
+    assert about.exit_code == 0, about.output
+    want = [e for e in every if other["id"] in objects_named(e)]
+    assert len(want) >= 4  # its receipt and the three reads
+    assert _events(about.output) == [line for line in _events(run.invoke(
+        main, ["audit", "partner", node, "NZL", "--kept"]).output)
+        if int(line[1:].split()[0]) in {e["index"] for e in want}]
+    assert f"{len(want)} event(s) from NZL's log of about {other['id']}" in about.output
+    assert (f"Complete: NZL signed that its log held {len(every)} numbered event(s) about "
+            f"our objects, and each is here ({len(want)} of them shown).") in about.output
+    assert reads.exit_code == 0, reads.output
+    shown = [json.loads(line) for line in reads.output.splitlines()]
+    assert [e["index"] for e in shown] == [
+        e["index"] for e in every if e["kind"] == "read" and secret["id"] in objects_named(e)]
+    assert len(shown) == 2
+    assert first.exit_code == 0, first.output
+    assert len(_events(first.output)) == 1
+    assert "Only the first 1: NZL holds more (raise --limit)." in first.output
+    # a row deleted here that the filter does not show still makes the answer incomplete
+    receipt = next(e for e in every if e["kind"] == "receive")
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute(f"DELETE FROM partner_events WHERE party = 'NZL' AND leaf = "  # noqa: S608
+                  f"{receipt['index']}")
+    gap = run.invoke(main, ["audit", "partner", node, "NZL", "--kept", "--kind", "read"])
+    assert gap.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in gap.output
 
 
 def _asked(courier: Courier) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,9 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import operator, verify_log
+from ..services.audit import KEPT_PAGE, operator, verify_log
 from ..services.node import Node
-from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
+from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
 
 
@@ -66,9 +66,6 @@ def audit_verify(node_dir: Path) -> None:
     if len(verdict.problems) > 50:
         out.print(f"  … and {len(verdict.problems) - 50} more")
     sys.exit(1)
-
-
-KEPT_PAGE = 20_000  # partner audit events kept, checked again at a time
 
 
 def _kept_problems(node: Node) -> tuple[int, list[str]]:
@@ -144,6 +141,10 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
 @audit.command("partner")
 @NODE_DIR
 @click.argument("party")
+@click.option("--object", "object_id", help="Only events about this object id.")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only events of this kind (repeatable): receive, read, deny, release, "
+              "destroy, …")
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Show at most this many events.")
 @click.option("--kept", is_flag=True,
@@ -151,7 +152,8 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
               "watch read, each checked again against PARTY's signed checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verified events as JSON lines.")
 @friendly
-def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: bool) -> None:
+def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tuple[str, ...],
+                  limit: int, kept: bool, as_json: bool) -> None:
     """How PARTY handled the information this node originated: its audit events about our
     objects (receipts, reads by pseudonymous people with clearance and nationality,
     onward releases, denials), each proven to be in PARTY's signed log, and its
@@ -159,18 +161,21 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
     None is left out: PARTY numbers them and signs how many it holds (a number missing
     raises an alert, and exit status 1). Each event read is kept here as evidence, so
     this reads only what PARTY logged since the last time (`serve` reads on every
-    gossip round); --kept shows the evidence when PARTY is out of reach."""
-    from ..services.audit import withheld
+    gossip round); --kept shows the evidence when PARTY is out of reach. --object and
+    --kind narrow what is shown; every event is still checked, and counted towards
+    the statement that none is left out."""
     from ..services.courier import Courier, Unreachable
 
     party = party.upper()
+    match = _partner_match(object_id, kinds)
     node = Node.open(node_dir)
     courier = Courier(node)
     try:
         with _progress(f"checking the audit events of {party} kept here" if kept else
-                       f"fetching {party}'s audit events", None if kept else limit) as advance:
+                       f"fetching {party}'s audit events",
+                       None if kept or match else limit) as advance:
             found = courier.partner_events(party, limit=limit, read_on=not kept,
-                                           advance=advance)
+                                           match=match, advance=advance)
         watch = node.store.partner_audit_watch(party)
     except Unreachable as exc:
         raise Unreachable(exc.message, hint=(f"{exc.hint}; " if exc.hint else "") +
@@ -183,16 +188,15 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
         err.print(f"Nothing kept of {party}'s audit events: this node has not read them yet "
                   f"(`serve` does, every gossip round; or run without --kept).")
         return
-    missing = withheld(found)
-    left_out = Text.assemble(("NOT COMPLETE", "bold red"), f": {missing} numbered event(s) "
-                             f"about our objects are not here: {party} left them out of its "
-                             "answers (alerted: intelpact audit alerts DIR), or they were "
-                             "deleted here")
+    left_out = Text.assemble(("NOT COMPLETE", "bold red"), f": {found.missing} numbered "
+                             f"event(s) about our objects are not here: {party} left them "
+                             "out of its answers (alerted: intelpact audit alerts DIR), or "
+                             "they were deleted here")
     if as_json:
         for event in found.events:
             click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
         node.close()
-        if missing:
+        if found.missing:
             err.print(left_out)
             sys.exit(1)
         return
@@ -200,17 +204,18 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
     out.print(shown)
     for event in found.events:
         _print_event(event, event["index"], {})
-    count = f"{len(found.events)} event(s) from {party}'s log"
-    if kept:
-        read = f", read by the audit watch to leaf {watch[0]:,} ({watch[2]})" if watch else ""
-        out.print(f"{count}, kept here{read}; each checked again against {party}'s signed "
-                  "checkpoint it was proven in. Nothing was asked of "
-                  f"{party}: run without --kept to read on.")
+    count = f"{len(found.events)} event(s) from {party}'s log" + (
+        f" of {_partner_filter(object_id, kinds)}" if match else "")
+    if watch is not None and kept:
+        out.print(f"{count}, kept here, read by the audit watch to leaf {watch[0]:,} "
+                  f"({watch[2]}); each checked again against {party}'s signed checkpoint "
+                  f"it was proven in. Nothing was asked of {party}: run without --kept to "
+                  "read on.")
     else:
         out.print(f"{count}, each proven included in its signed log; its latest "
                   f"checkpoint, of {found.size:,} events, witnessed now (signature and "
                   "consistency verified)")
-    if missing:
+    if found.missing:
         out.print(left_out)
     elif found.more:
         out.print(f"Only the first {len(found.events)}: {party} holds more (raise --limit"
@@ -218,11 +223,27 @@ def audit_partner(node_dir: Path, party: str, limit: int, kept: bool, as_json: b
     else:
         out.print(f"Complete: {party} signed that its log held {found.expect} numbered "
                   "event(s) about our objects" + (" when last read" if kept else "")
-                  + ", and each is here.")
+                  + ", and each is here" + (f" ({len(found.events)} of them shown)."
+                                            if match else "."))
     out.print(shown)
     node.close()
-    if missing:
+    if found.missing:
         sys.exit(1)
+
+
+def _partner_match(object_id: str | None, kinds: tuple[str, ...]
+                   ) -> Callable[[dict[str, Any]], bool] | None:
+    """Which of a partner's events `audit partner` shows: None, all of them."""
+    if object_id is None and not kinds:
+        return None
+    return lambda event: ((object_id is None or object_id in objects_named(event))
+                          and (not kinds or event.get("kind") in kinds))
+
+
+def _partner_filter(object_id: str | None, kinds: tuple[str, ...]) -> str:
+    """The filter of `audit partner` in words: "kind read or deny about indicator--…"."""
+    return " ".join(([f"kind {' or '.join(kinds)}"] if kinds else [])
+                    + ([f"about {object_id}"] if object_id else []))
 
 
 @audit.command("alerts")

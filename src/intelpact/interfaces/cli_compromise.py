@@ -227,7 +227,8 @@ def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:
     try:
         with _progress(f"fetching {record.reporter}'s audit events", None) as advance:
             return node.compromise.check(
-                record, lambda party, before: courier.events_before(party, before, advance),
+                record, lambda party, before, match: courier.events_before(
+                    party, before, match, advance),
                 actor=operator())
     finally:
         courier.stop()

@@ -156,6 +156,9 @@ class EventsWithheld(AuditError):
         self.kept = kept
 
 
+KEPT_PAGE = 20_000  # partner audit events kept here, checked again at a time
+
+
 class PartnerAudit(NamedTuple):
     """A partner's audit events about our objects (Courier.partner_audit: a page;
     Courier.partner_events: from the start of its log)."""
@@ -165,15 +168,7 @@ class PartnerAudit(NamedTuple):
     more: bool
     expect: int | None  # the number the next event about our objects must have
     kept: Sequence[KeptEvent] = ()  # the events as proven: what the watch keeps
-
-
-def withheld(found: PartnerAudit) -> int:
-    """How many numbered events ``found`` lacks: ``expect`` less those it holds, events
-    the partner left out of its answers (alerted as ``events-withheld`` when the watch
-    met them)."""
-    if found.expect is None:
-        return 0
-    return found.expect - sum(1 for k in found.kept if k.seq is not None)
+    missing: int = 0  # (partner_events) numbered events in the range not kept here
 
 
 class RetiredKey(AuditError):

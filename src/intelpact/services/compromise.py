@@ -65,6 +65,8 @@ MAX_TEXT = 10_000  # characters of "what" or a note
 # Events of access history a report carries: with their proofs about 1.5 KB each, so a
 # report stays well under a partner's request limit (server.max_content_length, 10 MB).
 HISTORY_LIMIT = 2_000
+# A reporter's partner audit events below a leaf that a test accepts (Courier.events_before)
+Fetch = Callable[[str, int, Callable[[dict[str, Any]], bool]], PartnerAudit]
 
 
 class CompromiseError(IntelpactError):
@@ -560,14 +562,15 @@ class CompromiseReports:
                                   hint="tell your security officer") from None
         return size, events
 
-    def check(self, record: CompromiseRecord, fetch: Callable[[str, int], PartnerAudit], *,
+    def check(self, record: CompromiseRecord, fetch: Fetch, *,
               officer: Principal | None = None, actor: str) -> list[dict[str, Any]]:
         """Check that an incoming report's access history left out no event about the
         objects reported, and record the outcome (``history_check``) with its event
-        ``compromise-check``: returns the events left out. ``fetch(reporter, size)``
-        answers the reporter's events about our objects from the start of its log below
-        leaf ``size``, by partner audit, none left out: those this node keeps, after
-        fetching what came since (Courier.events_before). The history holds every such
+        ``compromise-check``: returns the events left out. ``fetch(reporter, size,
+        match)`` answers the reporter's events about our objects from the start of its
+        log below leaf ``size`` that ``match`` accepts (those naming an object reported),
+        by partner audit, none left out: those this node keeps, after fetching what came
+        since (Courier.events_before). The history holds every such
         event below its checkpoint's size (AuditLog.history), or, cut short (``more``), up
         to its last.
         Any left out raises the alert ``history-incomplete`` (once for the same finding),
@@ -580,9 +583,11 @@ class CompromiseReports:
                                   "only the originator checks a reporter's history against "
                                   "its partner audit", hint="run it at the originator's node")
         who = self._who(officer, actor)
+        named = {oid for oid, _ in _objects(record)}
         try:
             size, history = self.history(record)
-            fetched = fetch(record.reporter, size)
+            fetched = fetch(record.reporter, size,
+                            lambda event: bool(named & objects_named(event)))
             if fetched.more:
                 raise CompromiseError(f"{record.reporter}'s events about our objects were "
                                       f"not all fetched below leaf {size}")
@@ -590,12 +595,10 @@ class CompromiseReports:
             if not isinstance(exc, CheckpointsCrossed):
                 self._checked(record, f"not checked: {exc.message}", [], who)
             raise
-        named = {oid for oid, _ in _objects(record)}
         held = {e["index"] for e in history}
         cut = json.loads(record.body).get("history", {}).get("more")
         bound = history[-1]["index"] + 1 if history and cut else size
-        missing = [e for e in fetched.events if e["index"] < bound and e["index"] not in held
-                   and named & objects_named(e)]
+        missing = [e for e in fetched.events if e["index"] < bound and e["index"] not in held]
         indexes = [e["index"] for e in missing]
         outcome = (f"{len(missing)} event(s) of {record.reporter}'s log about these objects "
                    f"left out: leaf {', '.join(map(str, indexes))}" if missing else

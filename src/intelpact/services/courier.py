@@ -31,15 +31,22 @@ from typing import Any
 import httpx
 
 from ..errors import IntelpactError
-from ..store.base import PeerRecord, StoreFull, StoreUnavailable, timestamp, utc_now
+from ..store.base import (
+    KeptEvent,
+    PeerRecord,
+    StoreFull,
+    StoreUnavailable,
+    timestamp,
+    utc_now,
+)
 from .audit import (
+    KEPT_PAGE,
     AuditError,
     CheckpointsCrossed,
     EventsWithheld,
     PartnerAudit,
     encode_hash,
     operator,
-    withheld,
 )
 from .compromise import CompromiseError
 from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
@@ -54,6 +61,7 @@ AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation
 CROSSINGS = 3
 # A partner's audit events are checked for about this long in one gossip round at most.
 WATCH_SECONDS = 1.0
+Match = Callable[[dict[str, Any]], bool]  # which of a partner's events to answer
 
 
 class Courier:
@@ -403,66 +411,87 @@ class Courier:
             return audit.check_partner_events(party, keys, size, root, answer, expect=expect)
 
     def partner_events(self, party: str, *, limit: int, before: int | None = None,
-                       read_on: bool = True,
+                       read_on: bool = True, match: Match | None = None,
                        advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
         """``party``'s events about our objects from the start of its log, as this node
         keeps them (Store.partner_events), once the watch has read on to now
         (``read_on``; false: without asking ``party``, and ``size`` is of the largest
-        checkpoint of it kept): at most ``limit``, or, with ``before``, those below leaf
-        ``before``. Each was proven and numbered when it was read, and is checked again
-        here (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how
-        many numbered events the ones returned should hold, none left out (``withheld``
-        says how many they lack)."""
+        checkpoint of it kept): at most ``limit`` of those ``match`` accepts (default
+        all), or, with ``before``, of those below leaf ``before``. Each was proven and
+        numbered when it was read, and every one looked at is checked again here
+        (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how many
+        numbered events the range looked at should hold, and ``missing``: how many of
+        them are not kept (left out of ``party``'s answers, alerted as
+        ``events-withheld`` when the watch met them, or deleted here)."""
         store = self.node.store
         if not read_on:
             size = max((c[0] for c in store.partner_checkpoints(party)), default=0)
-            return self._kept(party, size, limit, before, caught_up=True)
+            return self._kept(party, size, limit, before, match, caught_up=True)
         read = 0
 
         def enough(after: int, page: int) -> bool:
             nonlocal read
             read += page
-            return read >= limit or (before is not None and after >= before - 1)
+            return (match is None and read >= limit) or (before is not None
+                                                          and after >= before - 1)
 
         size, more, after = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
         caught_up = not more or (before is not None and after >= before - 1)
-        return self._kept(party, size, limit, before, caught_up=caught_up)
+        return self._kept(party, size, limit, before, match, caught_up=caught_up)
 
-    def _kept(self, party: str, size: int, limit: int, before: int | None, *,
-              caught_up: bool) -> PartnerAudit:
+    def _kept(self, party: str, size: int, limit: int, before: int | None,
+              match: Match | None, *, caught_up: bool) -> PartnerAudit:
         """partner_events from what is kept, the reading done (``caught_up``: to now, or
-        past ``before``)."""
-        store = self.node.store
+        past ``before``): a page at a time, each checked again, so memory holds only
+        the events returned."""
+        store, audit = self.node.store, self.node.audit
+        keys = self.node.federation.log_keys(party)
         after, expect = store.partner_audit_cursor(party)  # before what is kept: a watch
         if before is None:  # in another thread keeps more meanwhile, with its cursor
             before = after + 1
-        kept = store.partner_events(party, before=before, limit=limit + 1)
-        shown = kept[:limit]
-        events, problems = self.node.audit.verify_kept(
-            party, self.node.federation.log_keys(party), shown)
-        if problems:
-            raise AuditError(f"{len(problems)} of {party}'s audit events kept here do not "
-                             f"verify; the first: {problems[0]}",
-                             hint=f"the rows this node's database keeps of {party}'s events "
-                             "were changed: tell your security officer")
-        bound = shown[-1].index + 1 if len(kept) > limit else before
+        events: list[dict[str, Any]] = []
+        shown: list[KeptEvent] = []
+        numbered, start, bound = 0, -1, before
+        while page := store.partner_events(party, after=start, before=before,
+                                           limit=KEPT_PAGE if match is not None else limit + 1):
+            checked, problems = audit.verify_kept(party, keys, page)
+            if problems:
+                raise AuditError(f"{len(problems)} of {party}'s audit events kept here do "
+                                 f"not verify; the first: {problems[0]}",
+                                 hint=f"the rows this node's database keeps of {party}'s "
+                                 "events were changed: tell your security officer")
+            for kept, event in zip(page, checked, strict=True):
+                if match is not None and not match(event):
+                    numbered += kept.seq is not None
+                    continue
+                if len(events) == limit:  # one more than asked: the range ends before it
+                    bound = kept.index
+                    break
+                numbered += kept.seq is not None
+                events.append(event)
+                shown.append(kept)
+            if bound < before or match is None:
+                break
+            start = page[-1].index
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
-        return PartnerAudit(size, events, len(kept) > limit or not caught_up, expect, shown)
+        return PartnerAudit(size, events, bound < before or not caught_up, expect, shown,
+                            missing=0 if expect is None else expect - numbered)
 
-    def events_before(self, party: str, before: int,
+    def events_before(self, party: str, before: int, match: Match | None = None,
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
-        """``party``'s events about our objects below leaf ``before``, all of them
-        (partner_events): what a compromise report's history is checked against. Events
-        ``party`` left out of its answers (alerted as ``events-withheld`` when the watch
-        met them) would leave the check unsure: AuditError says so."""
-        events = self.partner_events(party, limit=before, before=before, advance=advance)
-        missing = withheld(events)
-        if missing:
-            raise AuditError(f"{party} left {missing} of its events about our objects below "
-                             f"leaf {before} out of its audit answers (alerted as "
-                             "events-withheld): what they were cannot be checked",
-                             hint="intelpact audit alerts DIR")
+        """``party``'s events about our objects below leaf ``before`` that ``match``
+        accepts, all of them (partner_events): what a compromise report's history is
+        checked against. Events ``party`` left out of its answers (alerted as
+        ``events-withheld`` when the watch met them) would leave the check unsure:
+        AuditError says so."""
+        events = self.partner_events(party, limit=before, before=before, match=match,
+                                     advance=advance)
+        if events.missing:
+            raise AuditError(f"{party} left {events.missing} of its events about our "
+                             f"objects below leaf {before} out of its audit answers "
+                             "(alerted as events-withheld): what they were cannot be "
+                             "checked", hint="intelpact audit alerts DIR")
         return events
 
     def gossip_once(self, party: str) -> int:
