@@ -24,6 +24,7 @@ from intelpact.interfaces.cli import main
 from intelpact.services.audit import (
     AuditError,
     EventsWithheld,
+    _uncovered,
     canonical,
     count_text,
     encode_hash,
@@ -162,7 +163,7 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     """An event kept here whose body, proof, number or checkpoint was changed in the
     database no longer verifies, and one deleted is missing from the numbers."""
     jpn, nzl = jpn_nzl
-    with _shared(jpn, nzl, reads=2):
+    with _shared(jpn, nzl, reads=4):
         courier = Courier(jpn)
         try:
             courier.watch_once("NZL")
@@ -170,7 +171,7 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
             courier.stop()
     kept = jpn.store.partner_events("NZL")
     keys = jpn.federation.log_keys("NZL")
-    assert len(kept) >= 3 and jpn.audit.verify_kept("NZL", keys, kept)[1] == []
+    assert len(kept) >= 5 and jpn.audit.verify_kept("NZL", keys, kept)[1] == []
     verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
     assert verified.exit_code == 0 and f"so do the {len(kept)} partner audit event(s) kept " \
         "here" in verified.output, verified.output
@@ -198,6 +199,17 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
         c.execute(f"DELETE FROM partner_events WHERE leaf = {kept[1].index}")  # noqa: S608
     deleted = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
     assert deleted.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in deleted.output
+    verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert verified.exit_code == 1 and f"NZL's event(s) about our objects numbered " \
+        f"{kept[1].seq} are not kept here, and no events-withheld alert says NZL left them " \
+        "out" in " ".join(verified.output.split()), verified.output
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        c.execute(f"DELETE FROM partner_events WHERE leaf >= {kept[-2].index}")  # noqa: S608
+    assert [kept[1].seq, kept[-2].seq] == [1, 3] and len(kept) == 5
+    assert jpn.audit.check_kept("NZL", keys) == (2, [
+        f"NZL's event(s) about our objects numbered {numbers} are not kept here, and no "
+        "events-withheld alert says NZL left them out: they were deleted from this node's "
+        "evidence" for numbers in ("1", "3 to 4")])  # the newest: known from the cursor
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
         c.execute("DROP TABLE partner_events")
     dropped = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
@@ -681,6 +693,15 @@ def test_the_watch_alerts_a_withheld_event_once_and_reads_on(
     assert [a[1] for a in jpn.store.alerts()] == ["events-withheld"]
     count, newest = nzl.store.audit_numbered("JPN")
     assert jpn.store.partner_audit_cursor("NZL") == (newest, count)
+    # the number left out is not kept, and the alert says why: this node's evidence is whole
+    keys = jpn.federation.log_keys("NZL")
+    assert jpn.audit.check_kept("NZL", keys) == (count - 1, [])
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("DELETE FROM partner_events WHERE seq = 1")  # noqa: S608
+    assert jpn.audit.check_kept("NZL", keys) == (count - 2, [
+        "NZL's event(s) about our objects numbered 1 are not kept here, and no "
+        "events-withheld alert says NZL left them out: they were deleted from this node's "
+        "evidence"])
 
 
 def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Node]) -> None:
@@ -880,3 +901,17 @@ def test_the_watch_asks_for_smaller_pages_and_gossips_past_an_event_too_large(
     assert jpn.store.partner_audit_cursor("NZL") == (newest, count)  # where it stopped
     assert len(jpn.store.partner_checkpoints("NZL")) > held  # gossip went on
     assert not jpn.store.alerts()
+
+
+@pytest.mark.parametrize(("covers", "left"), [
+    ([], [(3, 9)]),
+    ([(3, 9)], []),
+    ([(0, 20)], []),
+    ([(4, 6)], [(3, 4), (6, 9)]),
+    ([(5, 7), (2, 4), (6, 8)], [(4, 5), (8, 9)]),
+    ([(0, 3), (9, 12)], [(3, 9)]),
+    ([(1, 5), (8, 9)], [(5, 8)]),
+])
+def test_numbers_left_out_and_alerted_are_taken_from_those_missing(
+        covers: list[tuple[int, int]], left: list[tuple[int, int]]) -> None:
+    assert list(_uncovered((3, 9), covers)) == left

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import KEPT_PAGE, operator, verify_log
+from ..services.audit import operator, verify_log
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
@@ -69,16 +69,15 @@ def audit_verify(node_dir: Path) -> None:
 
 
 def _kept_problems(node: Node) -> tuple[int, list[str]]:
-    """How many partner audit events this node keeps, and what does not verify among
-    them (AuditLog.verify_kept), a page at a time so memory stays bounded."""
+    """How many partner audit events this node keeps, and what is wrong with them
+    (AuditLog.check_kept), each partner's in turn."""
     count, problems = 0, []
     for party in sorted(node.federation.peers()):
-        keys = node.federation.log_keys(party)
-        after = -1
-        while page := node.store.partner_events(party, after=after, limit=KEPT_PAGE):
-            problems += node.audit.verify_kept(party, keys, page)[1]
-            count += len(page)
-            after = page[-1].index
+        with _progress(f"checking {party}'s audit events kept here", None) as advance:
+            kept, wrong = node.audit.check_kept(party, node.federation.log_keys(party),
+                                                advance)
+        count += kept
+        problems += wrong
     return count, problems
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import hmac
@@ -169,6 +170,22 @@ class PartnerAudit(NamedTuple):
     expect: int | None  # the number the next event about our objects must have
     kept: Sequence[KeptEvent] = ()  # the events as proven: what the watch keeps
     missing: int = 0  # (partner_events) numbered events in the range not kept here
+
+
+def _uncovered(span: tuple[int, int], covers: Sequence[tuple[int, int]]
+               ) -> Iterator[tuple[int, int]]:
+    """The parts of the numbers [from, to) of ``span`` that no span of ``covers`` holds."""
+    first, end = span
+    for start, stop in sorted(covers):
+        if stop <= first or start >= end:
+            continue
+        if start > first:
+            yield first, start
+        first = max(first, stop)
+        if first >= end:
+            return
+    if first < end:
+        yield first, end
 
 
 class RetiredKey(AuditError):
@@ -892,6 +909,54 @@ class AuditLog:
                 continue
             events.append({**data, "index": event.index})
         return events, problems
+
+    def check_kept(self, party: str, keys: Iterable[LogKey],
+                   advance: Callable[[int], None] = lambda n: None) -> tuple[int, list[str]]:
+        """Check again every event of ``party``'s log kept here (``verify_kept``), a page
+        of KEPT_PAGE at a time so memory stays bounded, and that none is missing: the
+        numbers kept run on from 0 to the watch's cursor, but for the numbers this node
+        alerted ``party`` left out (``events-withheld``: those alerts are events of this
+        node's own log, with the numbers). Returns how many events are kept and what is
+        wrong, a line each."""
+        keys = list(keys)
+        count, after, expect = 0, -1, 0
+        problems: list[str] = []
+        absent: list[tuple[int, int]] = []  # numbers not kept: [from, to)
+        while page := self.store.partner_events(party, after=after, limit=KEPT_PAGE):
+            problems += self.verify_kept(party, keys, page)[1]
+            for kept in page:
+                if kept.seq is not None:
+                    if kept.seq > expect:
+                        absent.append((expect, kept.seq))
+                    expect = max(expect, kept.seq + 1)
+            count += len(page)
+            after = page[-1].index
+            advance(len(page))
+        cursor = self.store.partner_audit_cursor(party)[1]
+        if cursor > expect:
+            absent.append((expect, cursor))
+        alerted = self._left_out(party)
+        for first, end in (gap for span in absent for gap in _uncovered(span, alerted)):
+            numbers = f"{first}" if end - first == 1 else f"{first} to {end - 1}"
+            problems.append(f"{party}'s event(s) about our objects numbered {numbers} are "
+                            f"not kept here, and no events-withheld alert says {party} "
+                            "left them out: they were deleted from this node's evidence")
+        return count, problems
+
+    def _left_out(self, party: str) -> list[tuple[int, int]]:
+        """The numbers [from, to) of ``party``'s events about our objects this node alerted
+        as left out of its answers (the evidence of each ``events-withheld`` alert)."""
+        spans = []
+        where = AuditFilter(kinds=("alert",), party=party, limit=KEPT_PAGE)
+        while found := self.store.find_audit(where):
+            for record in found:
+                data = json.loads(record.body)
+                end = data.get("numbered", data.get("count"))
+                if data.get("alert") == "events-withheld" and isinstance(end, int) \
+                        and isinstance(data.get("expected"), int) and end > data["expected"]:
+                    spans.append((data["expected"], end))
+            where = dataclasses.replace(where, after=found[-1].index)
+        return spans
 
     def _kept_root(self, party: str, keys: Sequence[LogKey], size: int,
                    note: str | None) -> bytes | str:
