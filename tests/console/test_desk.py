@@ -208,6 +208,37 @@ def test_the_desk_shows_how_far_each_partner_s_audit_was_checked(pact: Pact) -> 
     assert f"<td>{count}, to leaf {newest}</td><td>{watch[2]}</td>" in table
 
 
+def test_verify_on_the_desk_checks_the_partner_evidence_kept_too(pact: Pact) -> None:
+    """As `intelpact audit verify`: the verdict covers the partner audit events kept here,
+    and one deleted from them is named."""
+    _at_nzl(pact, "kept-as-evidence")
+    assert courier(pact.jpn, lambda c: c.watch_once("NZL")) > 0
+    kept = pact.jpn.store.partner_events("NZL")
+    officer = pact.client("kobayashi")
+
+    def verdict() -> str:
+        r = officer.post("/desk", data={"csrf": csrf_of(officer, "/desk"), "action": "verify"})
+        assert r.status_code == 200, r.text
+        found = re.search(r'<p class="verdict [a-z]+" role="status">(.*?)</ul>|'
+                          r'<p class="verdict [a-z]+" role="status">(.*?)</p>', r.text, re.S)
+        assert found, r.text
+        return found.group(0)
+
+    assert f"signed checkpoint(s) and the {len(kept)} partner audit event(s) kept here " \
+        "verified." in verdict()
+    with pact.jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute(f"DELETE FROM partner_events WHERE leaf = {kept[-2].index}")  # noqa: S608
+    try:
+        shown = verdict()
+        assert "FAILED" in shown and f"NZL&#39;s event(s) about our objects numbered " \
+            f"{kept[-2].seq} are not kept here" in shown, shown
+    finally:  # put it back: the other tests share this node
+        after, expect = pact.jpn.store.partner_audit_cursor("NZL")
+        pact.jpn.store.set_partner_audit_cursor("NZL", after, expect,
+                                                timestamp(utc_now()), [kept[-2]])
+    assert "verified." in verdict()
+
+
 def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:
     """The desk lists the open alerts, each with a form to resolve it (as `intelpact audit
     resolve`: a note, once, by a security officer), and counts those resolved."""

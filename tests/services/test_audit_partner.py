@@ -213,7 +213,7 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
         c.execute("DROP TABLE partner_events")
     dropped = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
-    assert dropped.exit_code == 1 and "the partner audit events kept here cannot be " \
+    assert dropped.exit_code == 1 and "NZL's audit events kept here cannot be " \
         "checked" in dropped.output, dropped.output
 
 

@@ -91,9 +91,11 @@ def show(console: Console, request: Request, principal: Principal,
          form: FormData | None) -> Page:
     node = console.node
     store = node.store
-    verdict = None
-    if form is not None and form.get("action") == "verify":
+    verdict, kept = None, 0
+    if form is not None and form.get("action") == "verify":  # as `intelpact audit verify`
         verdict = verify_log(store, node.audit.origin, node.audit.log_keys())
+        kept, problems = node.check_kept()
+        verdict = dataclasses.replace(verdict, problems=(*verdict.problems, *problems))
     consents, consents_page = _bounded(request, "consents", store.latest_consents)
     dissem, dissem_page = _bounded(request, "dissem", store.latest_disseminations)
     recalls, recalls_page = _bounded(request, "recalls", store.latest_recalls)
@@ -134,7 +136,7 @@ def show(console: Console, request: Request, principal: Principal,
                          "watch": watch})
     return Page("desk.html", {
         "incoming": incoming, "outgoing": outgoing, "records": records,
-        "recalled": recalled, "reports": shown_reports, "verdict": verdict,
+        "recalled": recalled, "reports": shown_reports, "verdict": verdict, "kept": kept,
         "pages": {"consents": consents_page, "dissem": dissem_page,
                   "recalls": recalls_page, "reports": reports_page},
         "per_page": MAX_ROWS, "audit_size": store.audit_size(),
