@@ -219,7 +219,7 @@ def test_the_originator_checks_that_a_history_left_nothing_out(
         shown = show(jpn, honest.report_id)
         assert shown.exit_code == 0, shown.output
         size, _ = jpn.compromise.history(jpn.compromise.get(honest.report_id))
-        assert ("Complete, fetched now: NZL's partner audit holds no other event about these "
+        assert ("Complete, checked now: NZL's partner audit holds no other event about these "
                 f"objects below leaf {size}.") in shown.output and "LEFT OUT" not in shown.output
         at_nzl = show(nzl, honest.report_id)  # the reporter cannot check its own report
         assert at_nzl.exit_code == 2 and "only the originator checks" in at_nzl.stderr

@@ -141,9 +141,10 @@ def compromise_list(node_dir: Path) -> None:
 @NODE_DIR
 @click.argument("report_id", metavar="REPORT_ID")
 @click.option("--complete", is_flag=True,
-              help="At the originator: ask the reporter's node now for its audit events "
-              "about our objects (partner audit, none left out) and check that the history "
-              "left none about these objects out (one missing raises an alert).")
+              help="At the originator: read the reporter's audit events about our objects "
+              "on to now (partner audit, none left out; those read before are kept here) "
+              "and check that the history left none about these objects out (one missing "
+              "raises an alert).")
 @friendly
 def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     """Everything about a report: what, when, who filed it, its deadline and status, the
@@ -201,7 +202,7 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
             _print_event(event, event["index"], names)
     elif left_out is not None:  # the outcome names the bound: below the history's last
         # event when it was cut short, else below its checkpoint's size
-        out.print(Text(_safe(f"Complete, fetched now: "
+        out.print(Text(_safe(f"Complete, checked now: "
                              f"{(record.history_check or '').removeprefix('complete: ')}.")))
     out.print(shown)
     node.close()
