@@ -917,6 +917,35 @@ def test_partner_checkpoints_and_alerts(store: Store) -> None:
     assert len(store.alerts()) == 1  # the alert stays
 
 
+def test_an_alert_raised_once_is_raised_once_by_writers_at_once(opener: Opener) -> None:
+    """Two processes (a watch, a command) meeting the same finding at once: the check
+    that it was raised before is made in the transaction that raises it."""
+    stores = [opener() for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    raised: list[bool] = []
+
+    def raise_it(store: Store, n: int) -> None:
+        start.wait()
+        event = AuditEvent("2026-01-01T00:00:00.000000Z", "alert", json.dumps({"n": n}))
+        raised.append(store.raise_alert("events-withheld", None, "the same gap", f"t{n}",
+                                        [event], once=True))
+
+    threads = [threading.Thread(target=raise_it, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(raised) == [False] * 5 + [True]
+    store = stores[0]
+    assert [a[1:4] for a in store.alerts()] == [("events-withheld", None, "the same gap")]
+    assert store.audit_size() == 1  # the alert's event, once
+    assert not store.raise_alert("events-withheld", None, "the same gap", "t", once=True)
+    for party, detail in (("NZL", "the same gap"), (None, "another gap")):  # others are new
+        assert store.raise_alert("events-withheld", party, detail, "t", once=True)
+    assert store.raise_alert("events-withheld", None, "the same gap", "t")  # not once
+    assert len(store.alerts()) == 4
+
+
 def test_the_partner_audit_watch_state(store: Store) -> None:
     assert store.partner_audit_watch("NZL") is None
     assert store.partner_audit_cursor("NZL") == (-1, 0)

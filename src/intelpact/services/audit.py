@@ -991,8 +991,7 @@ class AuditLog:
         proven before the problem (``kept``)."""
         detail = (f"{problem}: {party} left events about our objects out of its audit "
                   "answer. The evidence is kept in this alert's audit event.")
-        if not self.raised("events-withheld", party, detail):
-            self.alert("events-withheld", party, detail, **evidence)
+        self.alert("events-withheld", party, detail, once=True, **evidence)
         raise EventsWithheld(f"{problem}: {party} left events about our objects out of its "
                              "answer", resume, kept=kept, hint="tell your security officer "
                              "(intelpact audit alerts DIR)")
@@ -1047,12 +1046,18 @@ class AuditLog:
             out.append({**data, "index": index})
         return size, root, out
 
-    def alert(self, kind: str, party: str | None, detail: str, **fields: Any) -> None:
+    def alert(self, kind: str, party: str | None, detail: str, *, once: bool = False,
+              **fields: Any) -> bool:
         """Raise an alert for the security officer, and audit it, in one transaction: an
-        alert is never raised unrecorded, nor recorded unraised."""
-        self.store.raise_alert(kind, party, detail, timestamp(utc_now()),
-                               [self.alert_event(kind, party, detail, **fields)])
-        self.alerted(kind, party, detail)
+        alert is never raised unrecorded, nor recorded unraised. ``once``: not if this
+        very alert was raised before, open or resolved (an alert met again round after
+        round, or by two processes at once: Store.raise_alert). Whether it was raised."""
+        raised = self.store.raise_alert(kind, party, detail, timestamp(utc_now()),
+                                        [self.alert_event(kind, party, detail, **fields)],
+                                        once=once)
+        if raised:
+            self.alerted(kind, party, detail)
+        return raised
 
     def resolve_alert(self, alert_id: int, note: str, *, person: Person | None = None,
                       actor: str) -> None:
@@ -1078,11 +1083,6 @@ class AuditLog:
         if not self.store.resolve_alert(alert_id, timestamp(utc_now()), note, [event]):
             when, _ = self.store.alert_resolutions()[alert_id]
             raise AuditError(f"alert #{alert_id} was resolved already, at {when}")
-
-    def raised(self, kind: str, party: str | None, detail: str) -> bool:
-        """Whether this very alert was raised before (open or resolved): an alert met
-        again round after round (a watch's gap, a report checked again) is raised once."""
-        return any(a[1:4] == (kind, party, detail) for a in self.store.alerts())
 
     def alert_event(self, kind: str, party: str | None, detail: str,
                     **fields: Any) -> AuditEvent:

@@ -605,17 +605,15 @@ class CompromiseReports:
                    f"complete: {record.reporter}'s partner audit holds no other event about "
                    f"these objects below leaf {bound}")
         alert = None
-        events: list[AuditEvent] = []
         if missing:
             detail = (f"report {record.report_id}: {record.reporter}'s access history left "
                       f"out {len(missing)} of its events about the objects reported, below "
                       f"leaf {bound} of its log. The evidence is kept in this alert's audit "
                       "event.")
-            if not self.audit.raised("history-incomplete", record.reporter, detail):
-                alert = ("history-incomplete", record.reporter, detail)
-                events.append(self.audit.alert_event(*alert, report=record.report_id,
-                                                     indexes=indexes))
-        self._checked(record, outcome, indexes, who, events, alert)
+            alert = ("history-incomplete", record.reporter, detail,
+                     self.audit.alert_event("history-incomplete", record.reporter, detail,
+                                            report=record.report_id, indexes=indexes))
+        self._checked(record, outcome, indexes, who, alert)
         return missing
 
     @staticmethod
@@ -628,17 +626,17 @@ class CompromiseReports:
         return "complete" if outcome.startswith("complete") else outcome.split(": leaf")[0]
 
     def _checked(self, record: CompromiseRecord, outcome: str, left_out: list[int],
-                 who: dict[str, Any], events: Sequence[AuditEvent] = (),
-                 alert: tuple[str, str | None, str] | None = None) -> None:
-        """Record a check's outcome with its event (and ``events``, ``alert``), at once."""
+                 who: dict[str, Any],
+                 alert: tuple[str, str | None, str, AuditEvent] | None = None) -> None:
+        """Record a check's outcome with its event, and raise ``alert`` (once for the same
+        finding, Store.raise_alert), at once."""
         event = self.audit.event("compromise-check", party=record.reporter,
                                  originator=record.originator, objects=_objects(record),
                                  report=record.report_id, outcome=outcome, left_out=left_out,
                                  **who)
-        self.store.compromise_checked(record.report_id, timestamp(utc_now()), outcome,
-                                      [event, *events], alert)
-        if alert is not None:
-            self.audit.alerted(*alert)
+        if self.store.compromise_checked(record.report_id, timestamp(utc_now()), outcome,
+                                         [event], alert) and alert is not None:
+            self.audit.alerted(*alert[:3])
 
 
 def _other(record: CompromiseRecord, me: str) -> str | None:

@@ -1016,9 +1016,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
+                    audit: Sequence[AuditEvent] = (), *, once: bool = False) -> bool:
         """Raise an alert for the security officer and append ``audit``, in one
-        transaction."""
+        transaction; ``once``: not if the same alert (kind, party, detail) was raised
+        before, open or resolved, decided in that transaction (two processes that meet
+        the same finding at once raise it once). Whether it was raised."""
 
     @abc.abstractmethod
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
@@ -1054,10 +1056,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def compromise_checked(self, report_id: str, when: str, outcome: str,
                            audit: Sequence[AuditEvent] = (),
-                           alert: tuple[str, str | None, str] | None = None) -> None:
-        """Record when a report's access history was checked and ``outcome``, raise
-        ``alert`` (kind, party, detail) if given and append ``audit``, in one
-        transaction."""
+                           alert: tuple[str, str | None, str, AuditEvent] | None = None
+                           ) -> bool:
+        """Record when a report's access history was checked and ``outcome`` and append
+        ``audit``, and raise ``alert`` (kind, party, detail, its event) once
+        (``raise_alert``), in one transaction. Whether the alert was raised."""
 
     @abc.abstractmethod
     def compromise_report(self, report_id: str) -> CompromiseRecord | None: ...

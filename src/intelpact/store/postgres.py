@@ -839,9 +839,9 @@ class PostgresStore(Store):
             return _partner_events(conn.cursor(), "%s", party, after, before, limit)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
+                    audit: Sequence[AuditEvent] = (), *, once: bool = False) -> bool:
         with self._write() as c:
-            _raise_alert(c.cursor(), "%s", kind, party, detail, when, audit)
+            return _raise_alert(c.cursor(), "%s", kind, party, detail, when, audit, once=once)
 
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._all(
@@ -961,9 +961,10 @@ class PostgresStore(Store):
 
     def compromise_checked(self, report_id: str, when: str, outcome: str,
                            audit: Sequence[AuditEvent] = (),
-                           alert: tuple[str, str | None, str] | None = None) -> None:
+                           alert: tuple[str, str | None, str, AuditEvent] | None = None
+                           ) -> bool:
         with self._write() as c:
-            _compromise_checked(c.cursor(), "%s", report_id, when, outcome, audit, alert)
+            return _compromise_checked(c.cursor(), "%s", report_id, when, outcome, audit, alert)
 
     def compromise_report(self, report_id: str) -> CompromiseRecord | None:
         row = self._one(f"SELECT {_COMPROMISE_COLUMNS} FROM compromise_reports "  # noqa: S608

@@ -788,9 +788,9 @@ class SQLiteStore(Store):
         return _partner_events(self._conn(), "?", party, after, before, limit)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
-                    audit: Sequence[AuditEvent] = ()) -> None:
+                    audit: Sequence[AuditEvent] = (), *, once: bool = False) -> bool:
         with self._write() as c:
-            _raise_alert(c, "?", kind, party, detail, when, audit)
+            return _raise_alert(c, "?", kind, party, detail, when, audit, once=once)
 
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
         return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
@@ -909,9 +909,10 @@ class SQLiteStore(Store):
 
     def compromise_checked(self, report_id: str, when: str, outcome: str,
                            audit: Sequence[AuditEvent] = (),
-                           alert: tuple[str, str | None, str] | None = None) -> None:
+                           alert: tuple[str, str | None, str, AuditEvent] | None = None
+                           ) -> bool:
         with self._write() as c:
-            _compromise_checked(c, "?", report_id, when, outcome, audit, alert)
+            return _compromise_checked(c, "?", report_id, when, outcome, audit, alert)
 
     def compromise_report(self, report_id: str) -> CompromiseRecord | None:
         row = self._conn().execute(
@@ -1285,10 +1286,17 @@ def _resolve_alert(c: Any, mark: str, alert_id: int, when: str, note: str,
 
 
 def _raise_alert(c: Any, mark: str, kind: str, party: str | None, detail: str, when: str,
-                 audit: Sequence[AuditEvent]) -> None:
+                 audit: Sequence[AuditEvent], *, once: bool = False) -> bool:
+    """Raise the alert and append ``audit`` (its event); ``once``: not if the same alert
+    (kind, party, detail) was raised before, open or resolved. Whether it was raised."""
+    if once and c.execute(f"SELECT 1 FROM alerts WHERE kind = {mark} AND "  # noqa: S608
+                          f"COALESCE(party, '') = {mark} AND detail = {mark}",
+                          (kind, party or "", detail)).fetchone() is not None:
+        return False
     c.execute(f"INSERT INTO alerts (kind, party, detail, raised) VALUES ({mark}, {mark}, "  # noqa: S608
               f"{mark}, {mark})", (kind, party, detail, when))
     _append_audit(c, audit, mark)
+    return True
 
 
 def _disseminated(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str, str]],
@@ -1774,13 +1782,13 @@ def _add_compromise(c: Any, mark: str, report: CompromiseRecord, send_to: str | 
 
 def _compromise_checked(c: Any, mark: str, report_id: str, when: str, outcome: str,
                         events: Sequence[AuditEvent],
-                        alert: tuple[str, str | None, str] | None) -> None:
+                        alert: tuple[str, str | None, str, AuditEvent] | None) -> bool:
     c.execute(f"UPDATE compromise_reports SET history_checked = {mark}, history_check = "  # noqa: S608
               f"{mark} WHERE report_id = {mark}", (when, outcome, report_id))
-    if alert is not None:
-        _raise_alert(c, mark, *alert, when, ())
     if events:
         _append_audit(c, events, mark)
+    return alert is not None and _raise_alert(c, mark, *alert[:3], when, [alert[3]],
+                                              once=True)
 
 
 def _compromise_step(c: Any, mark: str, report_id: str, step: str, when: str, body: str,
