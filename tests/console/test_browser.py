@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import Pact, World, courier, password
+from intelpact.store.base import Query
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -156,6 +157,34 @@ def test_approve_and_refuse_a_consent_on_the_desk(browser: Any, pact: Pact) -> N
     assert courier(pact.jpn, lambda c: c.deliver_notices("NZL")) == 2
     queued = {row.object_id for _, row in pact.nzl.store.pending("AUS", 100)}
     assert approved_obj in queued and refused_obj not in queued
+
+
+def test_a_partner_s_handling_of_our_objects_opens_from_the_desk(
+        browser: Any, pact: Pact, tmp_path: Any) -> None:
+    obj, _ = pact.ask("browser-sees-how-nzl-handled-this")
+    nzl = pact.nzl
+    nzl.find(nzl.people.as_person("mere"), nzl.default_collection().collection_id,
+             Query(ids=(obj,)), via="object")
+    assert courier(pact.jpn, lambda c: c.watch_once("NZL")) > 0
+    context = browser.new_context(base_url=pact.url)
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    try:
+        log_in(tab, "kobayashi")
+        tab.goto("/desk")
+        tab.click('a[href="/desk/partner/NZL"]')
+        tab.wait_for_url("**/desk/partner/NZL")
+        assert tab.locator('tr[id^="kept-"]').count() >= 2
+        tab.select_option("select[name=kind]", "read")
+        tab.fill("input[name=object]", obj)
+        tab.click("form.filters button")
+        tab.wait_for_url("**/desk/partner/NZL?kind=read*")
+        kinds = tab.locator('tr[id^="kept-"] td:nth-child(4)').all_inner_texts()
+        assert kinds == ["read"]
+        assert "(NZL, SECRET)" in tab.locator('tr[id^="kept-"]').inner_text()
+        tab.screenshot(path=str(tmp_path / "partner.png"), full_page=True)
+    finally:
+        context.close()
 
 
 MAIN_PAGES = ("/", "/?q=reef", "/objects/{oid}", "/objects/{oid}/raw", "/publish", "/desk")

@@ -17,7 +17,15 @@ from conftest import Pact, courier, csrf_of
 from intelpact.interfaces.cli import main
 from intelpact.services.federation import consent_token, verify_payload
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter, ConsentRecord, parse_timestamp, timestamp, utc_now
+from intelpact.store.base import (
+    AuditFilter,
+    ConsentRecord,
+    Query,
+    objects_named,
+    parse_timestamp,
+    timestamp,
+    utc_now,
+)
 
 from helpers import indicator
 
@@ -237,6 +245,111 @@ def test_verify_on_the_desk_checks_the_partner_evidence_kept_too(pact: Pact) -> 
         pact.jpn.store.set_partner_audit_cursor("NZL", after, expect,
                                                 timestamp(utc_now()), [kept[-2]])
     assert "verified." in verdict()
+
+
+KEPT = re.compile(r'<tr id="kept-(\d+)">(.*?)</tr>', re.S)
+
+
+def _kept_rows(client: Any, party: str = "NZL", **params: Any) -> dict[int, str]:
+    r = client.get(f"/desk/partner/{party}", params=params)
+    assert r.status_code == 200, r.text
+    return {int(i): row for i, row in KEPT.findall(r.text)}
+
+
+def test_the_partner_view_shows_how_nzl_handled_our_objects(pact: Pact) -> None:
+    """As `audit partner --kept`: NZL's events about JPN's objects kept here, oldest
+    first, filtered by object and kind, paged; only the officer sees them."""
+    jpn, nzl = pact.jpn, pact.nzl
+    obj = _at_nzl(pact, "handled-at-nzl")
+    mere = nzl.people.as_person("mere")
+    for _ in range(55):  # more than a page of reads
+        nzl.find(mere, nzl.default_collection().collection_id, Query(ids=(obj["id"],)),
+                 via="object")
+    assert courier(jpn, lambda c: c.watch_once("NZL")) > 0
+    kept = [(k, json.loads(k.body)) for k in jpn.store.partner_events("NZL")]
+    about = [k.index for k, data in kept if obj["id"] in objects_named(data)]
+    reads = [k.index for k, data in kept
+             if obj["id"] in objects_named(data) and data["kind"] == "read"]
+    assert len(reads) == 55
+    officer = pact.client("kobayashi")
+    first = officer.get("/desk/partner/nzl", params={"object": obj["id"]})
+    rows = {int(i): row for i, row in KEPT.findall(first.text)}
+    assert list(rows) == about[:50]  # oldest first, 50 to a page
+    assert all(f'<a href="/objects/{obj["id"]}">' in row for row in rows.values())
+    assert all("proven in NZL's checkpoint of" in row for row in rows.values())
+    later = re.search(r'<a href="([^"]+)">Later events</a>', first.text)
+    assert later, first.text
+    rest = officer.get(later.group(1).replace("&amp;", "&"))
+    assert [int(i) for i, _ in KEPT.findall(rest.text)] == about[50:]
+    assert "Later events" not in rest.text and "First events" in rest.text
+    assert list(_kept_rows(officer, kind="read", object=obj["id"])) == reads[:50]
+    assert "receive" in _kept_rows(officer, kind="receive", object=obj["id"])[about[0]]
+    assert 'href="/desk/partner/NZL"' in officer.get("/desk").text  # from the desk
+    # nobody else; no such partner; a hostile link
+    assert pact.client("ito").get("/desk/partner/NZL").status_code == 403
+    for path, params, status in (("/desk/partner/AUS", {}, 404),
+                                 ("/desk/partner/NZL", {"kind": "no-such-kind"}, 400),
+                                 ("/desk/partner/NZL", {"after": "x"}, 400),
+                                 ("/desk/partner/NZL", {"after": "9" * 16}, 400)):
+        assert officer.get(path, params=params).status_code == status, (path, params)
+
+
+def test_the_partner_view_names_no_object_the_officer_may_not_read(pact: Pact) -> None:
+    """NZL's denial of an INFRASTRUCTURE object of ours, which JPN's officer is not in:
+    listed, with the object withheld, and found by no filter."""
+    jpn, nzl = pact.jpn, pact.nzl
+    jpn.people.add("hayashi", party="JPN", clearance="機密", roles=["publisher"],
+                   communities=["INFRASTRUCTURE"])
+    obj = indicator("an-infrastructure-secret")
+    status = jpn.publisher.publish(jpn.people.as_person("hayashi").person,
+                                   jpn.default_collection().collection_id, [obj],
+                                   marking=MarkingRequest("秘", ("NZL",), (),
+                                                          ("INFRASTRUCTURE",)))
+    assert status.body["failure_count"] == 0, status.body
+    assert courier(jpn, lambda c: c.push_all("NZL")) >= 1
+    nzl.find(nzl.people.as_person("mere"), nzl.default_collection().collection_id,
+             Query(ids=(obj["id"],)), via="object")  # denied: mere is not in it
+    assert courier(jpn, lambda c: c.watch_once("NZL")) > 0
+    (denial,) = [k.index for k in jpn.store.partner_events("NZL")
+                 if json.loads(k.body)["kind"] == "deny"
+                 and obj["id"] in objects_named(json.loads(k.body))]
+    officer = pact.client("kobayashi")
+    page = officer.get("/desk/partner/NZL", params={"kind": "deny"}).text
+    row = dict(KEPT.findall(page))[str(denial)]
+    assert "withheld object" in row and obj["id"] not in page
+    assert _kept_rows(officer, object=obj["id"]) == {}
+
+
+def test_the_partner_view_says_which_numbers_are_not_kept(pact: Pact) -> None:
+    """A row deleted from the evidence kept here: the page says the number is missing;
+    a row changed: the page says it does not verify, and shows nothing."""
+    _at_nzl(pact, "counted-at-nzl")
+    assert courier(pact.jpn, lambda c: c.watch_once("NZL")) > 0
+    kept = pact.jpn.store.partner_events("NZL")
+    before, middle = kept[len(kept) // 2 - 1: len(kept) // 2 + 1]
+    officer = pact.client("kobayashi")
+    assert "Not complete" not in officer.get("/desk/partner/NZL").text
+    store = pact.jpn.store
+    try:
+        with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+            c.execute(f"DELETE FROM partner_events WHERE leaf = {middle.index}")  # noqa: S608
+        page = " ".join(officer.get("/desk/partner/NZL", params={"after": before.index})
+                        .text.split())
+        assert f"Not complete: NZL's event(s) about our objects numbered {middle.seq} " \
+            "are not kept here" in page, page
+        with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+            c.execute("UPDATE partner_events SET body = body || ' ' "  # noqa: S608
+                      f"WHERE leaf = {kept[-1].index}")
+        page = officer.get("/desk/partner/NZL", params={"after": middle.index}).text
+        assert "FAILED: 1 of NZL" in page and f"event {kept[-1].index} of NZL&#39;s log" \
+            in page and not KEPT.search(page)
+    finally:  # put them back: the other tests share this node
+        with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+            c.execute(f"DELETE FROM partner_events WHERE leaf = {kept[-1].index}")  # noqa: S608
+        after, expect = store.partner_audit_cursor("NZL")
+        store.set_partner_audit_cursor("NZL", after, expect, timestamp(utc_now()),
+                                       [middle, kept[-1]])
+    assert "FAILED" not in officer.get("/desk/partner/NZL").text
 
 
 def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:

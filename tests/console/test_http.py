@@ -29,7 +29,8 @@ RESULT = re.compile(r'<a class="name" href="/objects/([^"]+)">')
 
 def test_pages_need_a_session(world: World) -> None:
     client = world.client()
-    for path in ("/", "/publish", "/desk", f"/objects/{next(iter(world.objects))}"):
+    for path in ("/", "/publish", "/desk", "/desk/partner/NZL",
+                 f"/objects/{next(iter(world.objects))}"):
         r = client.get(path)
         assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
     assert "403" not in client.get("/login").text

@@ -100,6 +100,7 @@ class Console:
                   methods=["POST"]),
             Route("/desk/alert/{aid:int}", self.view(desk.resolve, role="security-officer"),
                   methods=["POST"]),
+            Route("/desk/partner/{party}", self.view(desk.partner, role="security-officer")),
             Mount("/static", static, name="static"),
         ]
         self.app = Starlette(routes=routes, exception_handlers={

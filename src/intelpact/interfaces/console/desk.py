@@ -25,15 +25,17 @@ from starlette.responses import RedirectResponse, Response
 from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import KINDS, AuditError, verify_log
+from ...services.audit import KEPT_PAGE, KINDS, AuditError, verify_log
+from ...services.node import Node
 from ...services.people import Principal
-from ...store.base import AuditFilter, AuditRecord, utc_now
+from ...store.base import AuditFilter, AuditRecord, KeptEvent, objects_named, utc_now
 from .app import Console, ConsoleError, Page
 
 MAX_ROWS = 200  # a page of each desk list
 MAX_OFFSET = 1_000_000
 EVENTS = 50  # a page of audit events
 EVENT_OBJECTS = 10  # objects named per event on the page (the rest counted)
+PARTNER_SCAN = 20_000  # kept partner events looked at for one page of a partner's audit
 PSEUDONYM = re.compile(r"p-[0-9a-f]{16}")
 STIX_ID = re.compile(r"[a-z0-9][a-z0-9-]*--[0-9a-fA-F-]{36}")
 T = TypeVar("T")
@@ -243,20 +245,6 @@ def _shown_events(console: Console, events: list[tuple[AuditRecord, dict[str, An
                       if covered else [], strict=True))
     out = []
     for record, data in events:
-        objects: list[dict[str, str | None]] = []
-        readable = True
-        for pair in _named(data):
-            oid = str(pair[0])
-            if may(oid):
-                objects.append({"id": oid, "version": str(pair[1]) if len(pair) > 1 else ""})
-            else:
-                readable = False
-                objects.append({"id": None, "version": ""})
-        all_objects = data.get("objects")
-        more = len(all_objects) - len(objects) if isinstance(all_objects, list) else 0
-        if more > 0:
-            readable = False  # the reason may be about one not listed
-        reason = data.get("reason")
         if record.index in proofs:
             try:
                 verify_inclusion(record.index, size, leaf_hash(record.body.encode("utf-8")),
@@ -269,13 +257,33 @@ def _shown_events(console: Console, events: list[tuple[AuditRecord, dict[str, An
         else:
             proof = ("pending", "not yet in a signed checkpoint")
         out.append({"index": record.index, "at": record.at, "kind": record.kind,
-                    "who": _who(data, names), "party": data.get("party") or "",
-                    "originator": data.get("originator") or "",
-                    "objects": objects, "more": max(more, 0),
-                    "reason": (_redacted(str(reason), may) if readable else None)
-                    if reason else "",
-                    "proof": proof})
+                    **_described(data, may, names), "proof": proof})
     return out
+
+
+def _described(data: dict[str, Any], may: _Readable, names: dict[str, str]
+               ) -> dict[str, Any]:
+    """Who, the party, the objects named (an id only if the officer may read the object,
+    else "withheld object") and the reason (only when every object named is readable: a
+    denial's reason can tell a level) of an event, as the desk shows it."""
+    objects: list[dict[str, str | None]] = []
+    readable = True
+    for pair in _named(data):
+        oid = str(pair[0])
+        if may(oid):
+            objects.append({"id": oid, "version": str(pair[1]) if len(pair) > 1 else ""})
+        else:
+            readable = False
+            objects.append({"id": None, "version": ""})
+    all_objects = data.get("objects")
+    more = len(all_objects) - len(objects) if isinstance(all_objects, list) else 0
+    if more > 0:
+        readable = False  # the reason may be about one not listed
+    reason = data.get("reason")
+    return {"who": _who(data, names), "party": data.get("party") or "",
+            "originator": data.get("originator") or "", "objects": objects,
+            "more": max(more, 0),
+            "reason": (_redacted(str(reason), may) if readable else None) if reason else ""}
 
 
 def _redacted(text: str, may: _Readable) -> str:
@@ -338,6 +346,89 @@ def resolve(console: Console, request: Request, principal: Principal,
     except IntelpactError as exc:
         raise ConsoleError(400, "Not done", exc.diagnostics()) from None
     return RedirectResponse("/desk#alerts", status_code=303)
+
+
+def partner(console: Console, request: Request, principal: Principal,
+            form: FormData | None) -> Page:
+    """How a partner handled our objects, from the evidence kept here, as `intelpact
+    audit partner DIR PARTY --kept` shows it: the partner's events about our objects
+    its audit watch read, oldest first, 50 to a page (keyed by leaf: ``after``),
+    filtered by kind and object; each checked again against the partner's signed
+    checkpoint it was proven in (AuditLog.verify_kept). Numbers missing among those
+    looked at are said (left out by the partner, alerted, or deleted here). At most
+    PARTNER_SCAN kept events are looked at for one page, so a narrow filter over a long
+    history pages on."""
+    node = console.node
+    party = request.path_params["party"].upper()
+    if party not in {p.party for p in node.store.peers()}:
+        raise ConsoleError(404, "No such partner", "the desk lists the partners pinned")
+    params = request.query_params
+    kinds = tuple(k for k in params.getlist("kind") if k)
+    if any(k not in KINDS for k in kinds):
+        raise ConsoleError(400, "Unknown kind of event", "choose one from the list")
+    object_id = (params.get("object") or "").strip()
+    start = _index(params.get("after"))
+    found, last, expect, gaps, problems = _kept_page(node, party, start, kinds, object_id)
+    watch = node.store.partner_audit_watch(party)
+    later = node.store.partner_events(party, after=last, limit=1)
+    if not later and not problems and watch is not None and expect is not None \
+            and watch[1] > expect:  # the newest missing: the watch's cursor counts them
+        gaps.append((expect, watch[1]))
+    may = _Readable(console, principal, [str(o[0]) for _, data in found
+                                         for o in _named(data)] + [object_id])
+    if object_id and object_id not in may.allowed:
+        found = []  # an object the officer may not read: as an id nothing names
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
+                                        node.agreement.parties)
+    events = [{"index": kept.index, "at": data.get("at", ""), "kind": data.get("kind", ""),
+               "seq": kept.seq, "size": kept.size, **_described(data, may, names)}
+              for kept, data in found]
+    kept_params = [(k, v) for k, v in params.multi_items() if k != "after"]
+    return Page("partner.html", {
+        "party": party, "events": events, "watch": watch, "gaps": gaps,
+        "problems": problems, "kinds": sorted(KINDS), "scan": PARTNER_SCAN,
+        "filters": {"kinds": kinds, "object": object_id, "any": bool(kinds or object_id)},
+        "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
+        if later and not problems else "",
+        "first": start is not None}, labels=may.shown)
+
+
+def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...],
+               object_id: str) -> tuple[list[tuple[KeptEvent, dict[str, Any]]], int,
+                                        int | None, list[tuple[int, int]], list[str]]:
+    """One page of ``party``'s events kept here after leaf ``start`` that match: the
+    events, the last leaf looked at, the number the next must have, the numbers
+    missing among those looked at ([from, to)), and what does not verify."""
+    store = node.store
+    keys = node.federation.log_keys(party)
+    last, expect = -1 if start is None else start, 0 if start is None else None
+    if start is not None:  # the number after the one at ``start``, if it is kept
+        at = store.partner_events(party, after=start - 1, limit=1)
+        if at and at[0].index == start and at[0].seq is not None:
+            expect = at[0].seq + 1
+    found: list[tuple[KeptEvent, dict[str, Any]]] = []
+    gaps: list[tuple[int, int]] = []
+    scanned = 0
+    while len(found) < EVENTS and scanned < PARTNER_SCAN:
+        page = store.partner_events(party, after=last, limit=min(KEPT_PAGE, PARTNER_SCAN))
+        if not page:
+            break
+        checked, problems = node.audit.verify_kept(party, keys, page)
+        if problems:
+            return [], last, expect, gaps, problems
+        for kept, data in zip(page, checked, strict=True):
+            scanned += 1
+            last = kept.index
+            if kept.seq is not None:
+                if expect is not None and kept.seq > expect:
+                    gaps.append((expect, kept.seq))
+                expect = kept.seq + 1
+            if (not kinds or data.get("kind") in kinds) and \
+                    (not object_id or object_id in objects_named(data)):
+                found.append((kept, data))
+            if len(found) == EVENTS or scanned == PARTNER_SCAN:
+                break
+    return found, last, expect, gaps, []
 
 
 def _expiry(form: FormData) -> dt.datetime | None:
