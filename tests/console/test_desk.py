@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from click.testing import CliRunner
+from test_escaping import _Tags
 
 from conftest import Pact, courier, csrf_of
 from intelpact.interfaces.cli import main
@@ -27,7 +28,7 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import indicator
+from helpers import DATA, indicator
 
 
 def _decide(pact: Pact, client: Any, rid: str, **form: str) -> Any:
@@ -318,6 +319,29 @@ def test_the_partner_view_names_no_object_the_officer_may_not_read(pact: Pact) -
     row = dict(KEPT.findall(page))[str(denial)]
     assert "withheld object" in row and obj["id"] not in page
     assert _kept_rows(officer, object=obj["id"]) == {}
+
+
+def test_what_a_partner_wrote_in_its_events_is_shown_as_text(pact: Pact) -> None:
+    """A partner's event is its own text, signed: hostile strings in it (tests/data/json/
+    naughty-strings) come back on the page as text, never markup."""
+    jpn, nzl = pact.jpn, pact.nzl
+    obj = _at_nzl(pact, "named-in-hostile-events")
+    version = jpn.store.held([obj["id"]])[0].version
+    strings = [s for s in json.loads((DATA / "json" / "naughty-strings" / "blns.json")
+                                     .read_text()) if "<" in s or "&" in s][:40]
+    mere = nzl.people.as_person("mere").person
+    nzl.audit.record(*(nzl.audit.event("deny", person=mere, originator="JPN",
+                                       objects=[(obj["id"], version)], reason=text)
+                       for text in strings))
+    assert courier(jpn, lambda c: c.watch_once("NZL")) > 0
+    page = pact.client("kobayashi").get("/desk/partner/NZL", params={
+        "object": obj["id"], "kind": "deny"}).text
+    tags = _Tags()
+    tags.feed(page)
+    assert tags.problems == []
+    shown = "".join(tags.text)
+    assert all(text.strip() in shown for text in strings)
+    assert len(KEPT.findall(page)) == len(strings)
 
 
 def test_the_partner_view_says_which_numbers_are_not_kept(pact: Pact) -> None:
