@@ -37,6 +37,7 @@ from intelpact.services.node import Node
 from intelpact.store.base import (
     AuditEvent,
     AuditFilter,
+    PartnerCheckpoint,
     Query,
     objects_named,
     timestamp,
@@ -389,15 +390,15 @@ def test_two_witnesses_at_once_cannot_both_keep_a_forked_history(
     branches = [_branch(nzl, known, 5, "A"), _branch(nzl, known, 9, "B")]
     # Both read what is held before either keeps its own (the window widened: a
     # witness that read outside the write lock would judge both against ``known``).
-    read, together = jpn.store.partner_checkpoints, threading.Barrier(2)
+    read, together = jpn.store.largest_partner_checkpoint, threading.Barrier(2)
 
-    def held(party: str) -> list[tuple[int, bytes, str, str]]:
-        rows = read(party)
+    def held(party: str) -> PartnerCheckpoint | None:
+        row = read(party)
         with contextlib.suppress(threading.BrokenBarrierError):
             together.wait(2)
-        return rows
+        return row
 
-    jpn.store.partner_checkpoints = held  # type: ignore[method-assign]
+    jpn.store.largest_partner_checkpoint = held  # type: ignore[method-assign]
     refused: list[AuditError] = []
 
     def witness(answer: dict[str, Any]) -> None:
@@ -414,7 +415,7 @@ def test_two_witnesses_at_once_cannot_both_keep_a_forked_history(
     assert len(refused) == 1 and "rewritten its audit history" in refused[0].message
     ((_, kind, party, _, _),) = jpn.store.alerts()
     assert kind == "history-rewritten" and party == "NZL"
-    assert len(read("NZL")) == 2  # the first checkpoint, and one branch
+    assert len(jpn.store.partner_checkpoints("NZL")) == 2  # the first, and one branch
 
 
 def _rewrite_history(nzl: Node, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from intelpact.store.base import (
     AuditFilter,
     BadCursor,
     Collection,
+    HeldCheckpoints,
     KeptEvent,
     MarkingConflict,
     NewObject,
@@ -687,18 +688,19 @@ def test_accept_rotation_writes_the_partners_rotation_whole_or_not_at_all(
     new = _peer("NZL", "nz2", "t2")
     judged: list[list[int]] = []
 
-    def refuse(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
-        judged.append([h[0] for h in held])
+    def refuse(held: HeldCheckpoints) -> tuple[int, list[AuditEvent]]:
+        largest = held.largest()
+        judged.append([largest[0]] if largest else [])
         raise RuntimeError("a rewritten history")
 
     with pytest.raises(RuntimeError, match="rewritten"):
         store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), refuse)
-    assert judged == [[3]]  # every checkpoint held, read in the transaction
+    assert judged == [[3]]  # the checkpoints held, read in the transaction
     assert store.peers()[0].key_id == "nz1" and store.retired_keys("NZL") == {}
     assert set(store.party_keys("NZL")) == {"nz1"}
     assert [h[0] for h in store.partner_checkpoints("NZL")] == [3] and store.audit_size() == 0
 
-    def judge(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
+    def judge(held: HeldCheckpoints) -> tuple[int, list[AuditEvent]]:
         return 7, [_event(1)]
 
     assert store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), judge)
@@ -906,6 +908,9 @@ def test_partner_checkpoints_and_alerts(store: Store) -> None:
     assert not store.add_partner_checkpoint("NZL", 5, b"x" * 32, "other", "t")
     assert store.partner_checkpoints("NZL") == [(5, b"r" * 32, "note", "t")]
     assert store.partner_checkpoints("AUS") == []
+    assert store.partner_checkpoint_at("NZL", 5) == (5, b"r" * 32, "note", "t")
+    assert store.partner_checkpoint_at("NZL", 4) is None
+    assert store.partner_size("AUS") == 0 and store.largest_partner_checkpoint("AUS") is None
     store.raise_alert("history-rewritten", "NZL", "detail", "t")
     assert [a[1:] for a in store.alerts()] == [("history-rewritten", "NZL", "detail", "t")]
     (alert_id,) = [a[0] for a in store.alerts()]
@@ -944,6 +949,33 @@ def test_an_alert_raised_once_is_raised_once_by_writers_at_once(opener: Opener) 
         assert store.raise_alert("events-withheld", party, detail, "t", once=True)
     assert store.raise_alert("events-withheld", None, "the same gap", "t")  # not once
     assert len(store.alerts()) == 4
+
+
+def test_a_witness_judges_by_the_checkpoints_it_needs_however_many_are_kept(
+        store: Store) -> None:
+    """HeldCheckpoints reads the one of a size and the largest (below a bound) by the
+    table's key, inside the transaction that keeps the next."""
+    for size in (3, 10, 7, 20):
+        assert store.add_partner_checkpoint("NZL", size, bytes([size]) * 32, f"n{size}", "t")
+    store.add_partner_checkpoint("AUS", 99, b"a" * 32, "other party", "t")
+    seen: list[Any] = []
+
+    def judge(held: HeldCheckpoints) -> None:
+        seen.extend([held.at(7), held.at(8), held.largest(), held.largest(upto=19),
+                     held.largest(upto=2)])
+
+    assert store.add_partner_checkpoint("NZL", 25, b"z" * 32, "n25", "t", judge)
+    assert [row[0] if row else None for row in seen] == [7, None, 20, 10, None]
+    assert seen[0] == (7, bytes([7]) * 32, "n7", "t")
+    assert store.largest_partner_checkpoint("NZL") == (25, b"z" * 32, "n25", "t")
+    assert store.partner_size("NZL") == 25 and store.count_partner_checkpoints("NZL") == 5
+
+    def refuse(held: HeldCheckpoints) -> None:
+        raise ValueError("conflicts")
+
+    with pytest.raises(ValueError, match="conflicts"):
+        store.add_partner_checkpoint("NZL", 30, b"y" * 32, "n30", "t", refuse)
+    assert store.partner_size("NZL") == 25  # nothing kept
 
 
 def test_the_partner_audit_watch_state(store: Store) -> None:

@@ -66,9 +66,9 @@ def peer_list(node_dir: Path) -> None:
     audit = Table("party", "checkpoint witnessed", "events about our objects checked",
                   "last round")
     for p in peers:
-        held = node.store.partner_checkpoints(p.party)
+        held = node.store.largest_partner_checkpoint(p.party)
         watch = node.store.partner_audit_watch(p.party)
-        audit.add_row(p.party, f"{max(h[0] for h in held):,} events" if held else "none yet",
+        audit.add_row(p.party, f"{held[0]:,} events" if held else "none yet",
                       (f"{watch[1]:,}" + (f", to leaf {watch[0]:,}" if watch[0] >= 0 else ""))
                       if watch else "not yet",
                       watch[2] if watch else "")

@@ -67,6 +67,7 @@ from ..store.base import (
     AuditFilter,
     AuditRecord,
     Checkpoint,
+    HeldCheckpoints,
     KeptEvent,
     Store,
     StoreFull,
@@ -797,14 +798,14 @@ class AuditLog:
         size, root = self.partner_checkpoint(party, keys, str(answer.get("checkpoint", "")))
         proof = answer.get("consistency")
 
-        def judge(held: list[tuple[int, bytes, str, str]]) -> None:
-            """Under the store's write lock, with every checkpoint of ``party`` held."""
+        def judge(held: HeldCheckpoints) -> None:
+            """Under the store's write lock, with the checkpoints of ``party`` held."""
             problem = _conflict(party, held, size, root, proof)
             if problem is None:
                 return
-            if known is not None and max((h[0] for h in held), default=0) != known \
-                    and _conflict(party, [h for h in held if h[0] <= known], size, root,
-                                  proof) is None:
+            largest = held.largest()
+            if known is not None and (largest[0] if largest else 0) != known \
+                    and _conflict(party, held, size, root, proof, upto=known) is None:
                 raise CheckpointsCrossed(
                     f"{party}'s checkpoint of {size} events was proven from our checkpoint "
                     f"of {known}, and a newer one was kept meanwhile", hint="ask again")
@@ -884,14 +885,14 @@ class AuditLog:
         the events that verify, decoded (with their ``index``), and what does not, a
         line each."""
         keys = list(keys)
-        notes = {size: note for size, _, note, _ in self.store.partner_checkpoints(party)}
         roots: dict[int, bytes | str] = {}  # a checkpoint's root, or why it has none
         events: list[dict[str, Any]] = []
         problems = []
         for event in kept:
             if event.size not in roots:
+                held = self.store.partner_checkpoint_at(party, event.size)
                 roots[event.size] = self._kept_root(party, keys, event.size,
-                                                    notes.get(event.size))
+                                                    held[2] if held else None)
             root = roots[event.size]
             try:
                 if isinstance(root, str):
@@ -1293,16 +1294,16 @@ def _proven(party: str, size: int, root: bytes, events: Any
     return out
 
 
-def _conflict(party: str, held: Sequence[tuple[int, bytes, str, str]], size: int,
-              root: bytes, proof: Any) -> str | None:
+def _conflict(party: str, held: HeldCheckpoints, size: int, root: bytes, proof: Any, *,
+              upto: int | None = None) -> str | None:
     """What makes ``party``'s checkpoint (``size``, ``root``, with its consistency
-    ``proof``) inconsistent with the checkpoints of it ``held``, or None: a different
-    root for a size held, a smaller tree than the largest held, or no valid proof that
-    it extends the largest held."""
-    for h_size, h_root, _, _ in held:
-        if h_size == size and h_root != root:
-            return f"{party} signed two different roots for its tree of {size} events"
-    largest = max(held, default=None, key=lambda h: h[0])
+    ``proof``) inconsistent with the checkpoints of it ``held`` (of at most ``upto``
+    events), or None: a different root for a size held, a smaller tree than the largest
+    held, or no valid proof that it extends the largest held."""
+    same = held.at(size) if upto is None or size <= upto else None
+    if same is not None and same[1] != root:
+        return f"{party} signed two different roots for its tree of {size} events"
+    largest = held.largest(upto)
     if largest is None or largest[0] == size:
         return None
     if largest[0] > size:

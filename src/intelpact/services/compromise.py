@@ -360,8 +360,7 @@ class CompromiseReports:
                                   status=400)
         kind = str(envelope["type"])
         if kind == "held":
-            held = self.store.partner_checkpoints(sender)
-            return {"held": max((h[0] for h in held), default=0)}
+            return {"held": self.store.partner_size(sender)}
         message = envelope.get("message")
         if not isinstance(message, dict) or message.get("type") != kind:
             raise CompromiseError(f"the envelope holds no signed {kind}", status=400)
@@ -473,7 +472,7 @@ class CompromiseReports:
                 sender, keys, str(witness.get("checkpoint", "")))
         except AuditError as exc:
             raise CompromiseError(exc.message) from None
-        held = max((h[0] for h in self.store.partner_checkpoints(sender)), default=0)
+        held = self.store.partner_size(sender)
         proof = witness.get("consistency")
         start = proof.get("from") if isinstance(proof, dict) else None
         if held > latest or (0 < held < latest and start != held):

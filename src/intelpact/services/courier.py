@@ -388,8 +388,7 @@ class Courier:
             expect = 0
         crossed = 0
         while True:
-            held = self.node.store.partner_checkpoints(party)
-            known = max((h[0] for h in held), default=0)
+            known = self.node.store.partner_size(party)
             try:
                 answer = self._fetch(
                     peer, f"/federation/audit?after={after}&limit={limit}&known={known}",
@@ -425,7 +424,7 @@ class Courier:
         ``events-withheld`` when the watch met them, or deleted here)."""
         store = self.node.store
         if not read_on:
-            size = max((c[0] for c in store.partner_checkpoints(party)), default=0)
+            size = store.partner_size(party)
             return self._kept(party, size, limit, before, match, caught_up=True)
         read = 0
 

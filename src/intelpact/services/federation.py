@@ -46,6 +46,7 @@ from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import (
     AuditEvent,
+    HeldCheckpoints,
     MarkingConflict,
     NewObject,
     PeerRecord,
@@ -537,9 +538,10 @@ class Federation:
         by_proof = False  # the conflict found, if any, rests on the proof not holding
         when = timestamp(utc_now())
 
-        def judge(held: list[tuple[int, bytes, str, str]]) -> tuple[int, list[AuditEvent]]:
-            """Under the store's write lock, with every checkpoint of ``sender`` held."""
-            largest = max((h[0] for h in held), default=0)
+        def judge(held: HeldCheckpoints) -> tuple[int, list[AuditEvent]]:
+            """Under the store's write lock, with the checkpoints of ``sender`` held."""
+            top = held.largest()
+            largest = top[0] if top else 0
             if final is None:
                 bound = largest
                 log.warning("%s's key rotation announcement names no bound for its old key "

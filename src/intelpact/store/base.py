@@ -474,20 +474,37 @@ def objects_named(event: Any) -> set[str]:
 # (inside the integrating transaction), return a signed checkpoint note, or None.
 Signer = Callable[[int, bytes, Tree], str | None]
 
-# Given every checkpoint kept for a partner, (size, root, note, received) smallest first,
-# raise if the one about to be kept conflicts with them (AuditLog.witness).
-HeldCheck = Callable[[list[tuple[int, bytes, str, str]]], None]
+# A checkpoint of a partner's log kept here: (size, root, note, received).
+PartnerCheckpoint = tuple[int, bytes, str, str]
+
+
+class HeldCheckpoints(abc.ABC):
+    """The checkpoints of a partner kept here, read inside the write transaction that
+    keeps another (HeldCheck, RotationCheck): only the ones a judgment needs, each by
+    the table's key, however many are kept (a busy partner signs one every few seconds)."""
+
+    @abc.abstractmethod
+    def at(self, size: int) -> PartnerCheckpoint | None:
+        """The one kept of tree size ``size``."""
+
+    @abc.abstractmethod
+    def largest(self, upto: int | None = None) -> PartnerCheckpoint | None:
+        """The largest kept (of at most ``upto`` events)."""
+
+
+# Given the checkpoints kept for a partner, raise if the one about to be kept conflicts
+# with them (AuditLog.witness).
+HeldCheck = Callable[[HeldCheckpoints], None]
 
 # This node's key rotation (Store.retire_key): given the tree's size, its root and a reader
 # of the tree (inside the rotating transaction), return the old key's final checkpoint
 # note of that tree, the announcement to queue for every partner, and the audit events.
 Sealer = Callable[[int, bytes, Tree], tuple[str, str, Sequence[AuditEvent]]]
 
-# A partner's key rotation (Store.accept_rotation): given every checkpoint of the partner
-# held, (size, root, note, received) smallest first, under the write lock, return the old
-# key's bound and the audit events to append, or raise to refuse it.
-RotationCheck = Callable[[list[tuple[int, bytes, str, str]]],
-                         tuple[int, Sequence[AuditEvent]]]
+# A partner's key rotation (Store.accept_rotation): given the checkpoints of the partner
+# held, under the write lock, return the old key's bound and the audit events to append,
+# or raise to refuse it.
+RotationCheck = Callable[[HeldCheckpoints], tuple[int, Sequence[AuditEvent]]]
 
 
 @dataclass(frozen=True)
@@ -885,8 +902,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def accept_rotation(self, party: str, old_key_id: str, peer: PeerRecord,
                         final: tuple[int, bytes, str] | None, judge: RotationCheck) -> bool:
-        """A partner's key rotation, in one write transaction: ``judge(held)``, with every
-        checkpoint of ``party`` held (read under the write lock), gives the old key's
+        """A partner's key rotation, in one write transaction: ``judge(held)``, with the
+        checkpoints of ``party`` held (read under the write lock), gives the old key's
         bound and the audit events to append, or raises; ``final`` (size, root, note),
         the old key's final checkpoint, is kept with the checkpoints of ``party``; the old
         key is retired at the bound; ``peer``, the partner with its new key, replaces the
@@ -980,13 +997,32 @@ class Store(abc.ABC):
     def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
                                when: str, check: HeldCheck | None = None) -> bool:
         """Keep a checkpoint ``party`` signed; False if one of that size was kept already.
-        Under the write lock, ``check`` is first given every checkpoint kept for ``party``
-        (as ``partner_checkpoints``); if it raises, nothing is kept. Two witnesses at once
-        (in threads or processes) then cannot both judge against the same checkpoints."""
+        Under the write lock, ``check`` is first given the checkpoints kept for ``party``
+        (HeldCheckpoints); if it raises, nothing is kept. Two witnesses at once (in
+        threads or processes) then cannot both judge against the same checkpoints."""
 
     @abc.abstractmethod
-    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
-        """(size, root, note, received) of every checkpoint kept for ``party``."""
+    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
+        """Every checkpoint kept for ``party``, smallest first: a listing, for inspection.
+        What runs every round reads one (``partner_checkpoint_at``,
+        ``largest_partner_checkpoint``): a partner's are many."""
+
+    @abc.abstractmethod
+    def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:
+        """The checkpoint of ``party``'s tree of ``size`` kept here."""
+
+    @abc.abstractmethod
+    def largest_partner_checkpoint(self, party: str) -> PartnerCheckpoint | None:
+        """The largest checkpoint of ``party`` kept here."""
+
+    @abc.abstractmethod
+    def count_partner_checkpoints(self, party: str) -> int:
+        """How many checkpoints of ``party`` are kept here."""
+
+    def partner_size(self, party: str) -> int:
+        """The size of the largest checkpoint of ``party`` kept here (0: none)."""
+        largest = self.largest_partner_checkpoint(party)
+        return 0 if largest is None else largest[0]
 
     def partner_audit_cursor(self, party: str) -> tuple[int, int]:
         """How far this node's watch has checked ``party``'s events about our objects:

@@ -49,6 +49,7 @@ from .base import (
     NewObject,
     Notice,
     Page,
+    PartnerCheckpoint,
     PeerRecord,
     PersonRecord,
     Query,
@@ -103,11 +104,13 @@ from .sqlite import (
     _compromise_step,
     _consent,
     _consent_step,
+    _count_partner_checkpoints,
     _disseminations,
     _enqueue_order,
     _enqueue_select,
     _existing,
     _forget_portions,
+    _Held,
     _insert_sql,
     _integrate,
     _keep_partner_events,
@@ -820,9 +823,21 @@ class PostgresStore(Store):
             return _add_partner_checkpoint(c.cursor(), "%s", party, size, root, note, when,
                                            check)
 
-    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
+    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
         with self._read() as conn:
             return _partner_checkpoints(conn.cursor(), "%s", party)
+
+    def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:
+        with self._read() as conn:
+            return _Held(conn.cursor(), "%s", party).at(size)
+
+    def largest_partner_checkpoint(self, party: str) -> PartnerCheckpoint | None:
+        with self._read() as conn:
+            return _Held(conn.cursor(), "%s", party).largest()
+
+    def count_partner_checkpoints(self, party: str) -> int:
+        with self._read() as conn:
+            return _count_partner_checkpoints(conn.cursor(), "%s", party)
 
     def partner_audit_watch(self, party: str) -> tuple[int, int, str] | None:
         row = self._one(_WATCH_SELECT.format(m="%s"), (party,))

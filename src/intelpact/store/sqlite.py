@@ -41,11 +41,13 @@ from .base import (
     ConsentRecord,
     Dissemination,
     HeldCheck,
+    HeldCheckpoints,
     KeptEvent,
     MarkingConflict,
     NewObject,
     Notice,
     Page,
+    PartnerCheckpoint,
     PeerRecord,
     PersonRecord,
     Query,
@@ -771,8 +773,17 @@ class SQLiteStore(Store):
         with self._write() as c:
             return _add_partner_checkpoint(c, "?", party, size, root, note, when, check)
 
-    def partner_checkpoints(self, party: str) -> list[tuple[int, bytes, str, str]]:
+    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
         return _partner_checkpoints(self._conn(), "?", party)
+
+    def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:
+        return _Held(self._conn(), "?", party).at(size)
+
+    def largest_partner_checkpoint(self, party: str) -> PartnerCheckpoint | None:
+        return _Held(self._conn(), "?", party).largest()
+
+    def count_partner_checkpoints(self, party: str) -> int:
+        return _count_partner_checkpoints(self._conn(), "?", party)
 
     def partner_audit_watch(self, party: str) -> tuple[int, int, str] | None:
         row = self._conn().execute(_WATCH_SELECT.format(m="?"), (party,)).fetchone()
@@ -1882,7 +1893,7 @@ def _accept_rotation(c: Any, mark: str, party: str, old_key_id: str, peer: PeerR
                     (party,)).fetchone()
     if row is None or row[0] != old_key_id:
         return False
-    bound, events = judge(_partner_checkpoints(c, mark, party))
+    bound, events = judge(_Held(c, mark, party))
     if final is not None:
         size, root, note = final
         c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
@@ -1894,17 +1905,42 @@ def _accept_rotation(c: Any, mark: str, party: str, old_key_id: str, peer: PeerR
     return True
 
 
-def _partner_checkpoints(c: Any, mark: str, party: str) -> list[tuple[int, bytes, str, str]]:
+def _partner_checkpoints(c: Any, mark: str, party: str) -> list[PartnerCheckpoint]:
     return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in c.execute(
         "SELECT size, root, note, received FROM partner_checkpoints "  # noqa: S608
         f"WHERE party = {mark} ORDER BY size", (party,))]
+
+
+class _Held(HeldCheckpoints):
+    """A partner's checkpoints kept, read through ``c`` (the table's primary key)."""
+
+    def __init__(self, c: Any, mark: str, party: str) -> None:
+        self._c, self._mark, self._party = c, mark, party
+
+    def at(self, size: int) -> PartnerCheckpoint | None:
+        return self._one(f"AND size = {self._mark}", (size,))
+
+    def largest(self, upto: int | None = None) -> PartnerCheckpoint | None:
+        return self._one(("" if upto is None else f"AND size <= {self._mark} ")
+                         + "ORDER BY size DESC LIMIT 1", () if upto is None else (upto,))
+
+    def _one(self, where: str, args: tuple[int, ...]) -> PartnerCheckpoint | None:
+        row = self._c.execute("SELECT size, root, note, received FROM partner_checkpoints "  # noqa: S608
+                              f"WHERE party = {self._mark} {where}",
+                              (self._party, *args)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), row[2], row[3])
+
+
+def _count_partner_checkpoints(c: Any, mark: str, party: str) -> int:
+    return int(c.execute(f"SELECT COUNT(*) FROM partner_checkpoints WHERE party = {mark}",  # noqa: S608
+                         (party,)).fetchone()[0])
 
 
 def _add_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: bytes,
                             note: str, when: str, check: HeldCheck | None) -> bool:
     """Inside a write transaction: ``check`` what is held, then keep the checkpoint."""
     if check is not None:
-        check(_partner_checkpoints(c, mark, party))
+        check(_Held(c, mark, party))
     cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
                     f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
                     "ON CONFLICT (party, size) DO NOTHING", (party, size, root, note, when))

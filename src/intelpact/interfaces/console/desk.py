@@ -130,11 +130,11 @@ def show(console: Console, request: Request, principal: Principal,
     shown_events = _shown_events(console, events, may, latest.note if latest else None)
     partners = []
     for peer in store.peers():
-        held = store.partner_checkpoints(peer.party)
-        last = max(held, default=None, key=lambda c: c[0])
+        last = store.largest_partner_checkpoint(peer.party)
         watch = store.partner_audit_watch(peer.party)
         partners.append({"party": peer.party, "size": last[0] if last else None,
-                         "received": last[3] if last else None, "count": len(held),
+                         "received": last[3] if last else None,
+                         "count": store.count_partner_checkpoints(peer.party),
                          "watch": watch})
     return Page("desk.html", {
         "incoming": incoming, "outgoing": outgoing, "records": records,
