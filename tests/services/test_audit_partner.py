@@ -21,6 +21,7 @@ from test_federation import publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
+from intelpact.services import courier as courier_module
 from intelpact.services.audit import (
     AuditError,
     EventsWithheld,
@@ -158,6 +159,29 @@ def test_what_the_watch_read_is_kept_and_read_on_from(jpn_nzl: tuple[Node, Node]
     assert [k.body for k in kept] == [e.body for e in numbered]  # as NZL signed them
     shown, problems = jpn.audit.verify_kept("NZL", jpn.federation.log_keys("NZL"), kept)
     assert problems == [] and shown == second.events
+
+
+def test_kept_events_are_read_a_page_at_a_time_with_the_same_answer(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of kept events smaller than the answer (KEPT_PAGE): the same events, the
+    same bound and numbers, filtered or not, cut short by --limit or not."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=6) as secret:
+        courier = Courier(jpn)
+        try:
+            def answers() -> list[Any]:
+                return [courier.partner_events("NZL", limit=limit, match=match)
+                        for limit in (3, 100) for match in (None, lambda e: e["kind"] == "read")]
+
+            whole = answers()
+            monkeypatch.setattr(courier_module, "KEPT_PAGE", 2)
+            paged = answers()
+        finally:
+            courier.stop()
+    assert [(a.events, a.more, a.expect, a.missing) for a in paged] == \
+        [(a.events, a.more, a.expect, a.missing) for a in whole]
+    assert [len(a.events) for a in whole] == [3, 3, 7, 6] and secret
+    assert [a.more for a in whole] == [True, True, False, False]
 
 
 def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> None:

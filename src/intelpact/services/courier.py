@@ -451,8 +451,10 @@ class Courier:
         events: list[dict[str, Any]] = []
         shown: list[KeptEvent] = []
         numbered, start, bound = 0, -1, before
-        while page := store.partner_events(party, after=start, before=before,
-                                           limit=KEPT_PAGE if match is not None else limit + 1):
+        while page := store.partner_events(  # unfiltered, no more than the one past
+                party, after=start, before=before,
+                limit=KEPT_PAGE if match is not None else min(KEPT_PAGE,
+                                                              limit + 1 - len(events))):
             checked, problems = audit.verify_kept(party, keys, page)
             if problems:
                 raise AuditError(f"{len(problems)} of {party}'s audit events kept here do "
@@ -469,7 +471,7 @@ class Courier:
                 numbered += kept.seq is not None
                 events.append(event)
                 shown.append(kept)
-            if bound < before or match is None:
+            if bound < before:
                 break
             start = page[-1].index
         nxt = store.partner_events(party, after=bound - 1, limit=1)
