@@ -483,16 +483,18 @@ class Courier:
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
         """``party``'s events about our objects below leaf ``before`` that ``match``
         accepts, all of them (partner_events): what a compromise report's history is
-        checked against. Events ``party`` left out of its answers (alerted as
-        ``events-withheld`` when the watch met them) would leave the check unsure:
-        AuditError says so."""
+        checked against. Events not kept, which ``party`` left out of its answers
+        (alerted as ``events-withheld`` when the watch met them) or which were deleted
+        here, would leave the check unsure: AuditError says so."""
         events = self.partner_events(party, limit=before, before=before, match=match,
                                      advance=advance)
         if events.missing:
-            raise AuditError(f"{party} left {events.missing} of its events about our "
-                             f"objects below leaf {before} out of its audit answers "
-                             "(alerted as events-withheld): what they were cannot be "
-                             "checked", hint="intelpact audit alerts DIR")
+            raise AuditError(f"{events.missing} of {party}'s events about our objects below "
+                             f"leaf {before} are not kept here: {party} left them out of "
+                             "its audit answers (alerted as events-withheld), or they were "
+                             "deleted here; what they were cannot be checked",
+                             hint="intelpact audit alerts DIR; intelpact audit verify DIR "
+                             "says which")
         return events
 
     def gossip_once(self, party: str) -> int:
