@@ -568,12 +568,16 @@ def test_audit_partner_narrowed_by_object_and_kind_still_checks_every_event(
     assert len(_events(first.output)) == 1
     assert "Only the first 1: NZL holds more (raise --limit)." in first.output
     # a row deleted here that the filter does not show still makes the answer incomplete
-    receipt = next(e for e in every if e["kind"] == "receive")
+    denial = next(e for e in every if e["kind"] == "deny")
+    assert other["id"] not in objects_named(denial)
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute(f"DELETE FROM partner_events WHERE party = 'NZL' AND leaf = "  # noqa: S608
-                  f"{receipt['index']}")
-    gap = run.invoke(main, ["audit", "partner", node, "NZL", "--kept", "--kind", "read"])
-    assert gap.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in gap.output
+                  f"{denial['index']}")
+    for narrowed in (["--kind", "read"], ["--object", other["id"]]):
+        gap = run.invoke(main, ["audit", "partner", node, "NZL", "--kept", *narrowed])
+        assert gap.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in gap.output
+        assert _events(gap.output) == _events(about.output if "--object" in narrowed
+                                              else gap.output)
 
 
 def _asked(courier: Courier) -> list[str]:

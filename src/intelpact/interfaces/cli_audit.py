@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..model import banner
 from ..model.labels import Label, join_all
 from ..services.audit import operator, verify_log
 from ..services.node import Node
-from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
+from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
 
 
@@ -145,20 +145,22 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
     raises an alert, and exit status 1). Each event read is kept here as evidence, so
     this reads only what PARTY logged since the last time (`serve` reads on every
     gossip round); --kept shows the evidence when PARTY is out of reach. --object and
-    --kind narrow what is shown; every event is still checked, and counted towards
-    the statement that none is left out."""
+    --kind narrow what is shown; every event is still counted towards the statement
+    that none is left out (`audit verify` checks every one again)."""
     from ..services.courier import Courier, Unreachable
 
     party = party.upper()
-    match = _partner_match(object_id, kinds)
+    narrowed = bool(object_id or kinds)
     node = Node.open(node_dir)
     courier = Courier(node)
     try:
         with _progress(f"checking the audit events of {party} kept here" if kept else
                        f"fetching {party}'s audit events",
-                       None if kept or match else limit) as advance:
+                       None if kept or narrowed else limit) as advance:
             found = courier.partner_events(party, limit=limit, read_on=not kept,
-                                           match=match, advance=advance)
+                                           objects=(object_id,) if object_id else (),
+                                           match=(lambda event: event.get("kind") in kinds)
+                                           if kinds else None, advance=advance)
         watch = node.store.partner_audit_watch(party)
     except Unreachable as exc:
         raise Unreachable(exc.message, hint=(f"{exc.hint}; " if exc.hint else "") +
@@ -188,7 +190,7 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
     for event in found.events:
         _print_event(event, event["index"], {})
     count = f"{len(found.events)} event(s) from {party}'s log" + (
-        f" of {_partner_filter(object_id, kinds)}" if match else "")
+        f" of {_partner_filter(object_id, kinds)}" if narrowed else "")
     if watch is not None and kept:
         out.print(f"{count}, kept here, read by the audit watch to leaf {watch[0]:,} "
                   f"({watch[2]}); each checked again against {party}'s signed checkpoint "
@@ -207,20 +209,11 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
         out.print(f"Complete: {party} signed that its log held {found.expect} numbered "
                   "event(s) about our objects" + (" when last read" if kept else "")
                   + ", and each is here" + (f" ({len(found.events)} of them shown)."
-                                            if match else "."))
+                                            if narrowed else "."))
     out.print(shown)
     node.close()
     if found.missing:
         sys.exit(1)
-
-
-def _partner_match(object_id: str | None, kinds: tuple[str, ...]
-                   ) -> Callable[[dict[str, Any]], bool] | None:
-    """Which of a partner's events `audit partner` shows: None, all of them."""
-    if object_id is None and not kinds:
-        return None
-    return lambda event: ((object_id is None or object_id in objects_named(event))
-                          and (not kinds or event.get("kind") in kinds))
 
 
 def _partner_filter(object_id: str | None, kinds: tuple[str, ...]) -> str:

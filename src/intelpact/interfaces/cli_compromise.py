@@ -228,8 +228,8 @@ def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:
     try:
         with _progress(f"fetching {record.reporter}'s audit events", None) as advance:
             return node.compromise.check(
-                record, lambda party, before, match: courier.events_before(
-                    party, before, match, advance),
+                record, lambda party, before, objects: courier.events_before(
+                    party, before, objects, advance),
                 actor=operator())
     finally:
         courier.stop()

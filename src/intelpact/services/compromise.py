@@ -34,7 +34,6 @@ from ..store.base import (
     AuditEvent,
     CompromiseMessage,
     CompromiseRecord,
-    objects_named,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -65,8 +64,9 @@ MAX_TEXT = 10_000  # characters of "what" or a note
 # Events of access history a report carries: with their proofs about 1.5 KB each, so a
 # report stays well under a partner's request limit (server.max_content_length, 10 MB).
 HISTORY_LIMIT = 2_000
-# A reporter's partner audit events below a leaf that a test accepts (Courier.events_before)
-Fetch = Callable[[str, int, Callable[[dict[str, Any]], bool]], PartnerAudit]
+# A reporter's partner audit events below a leaf naming one of some objects
+# (Courier.events_before)
+Fetch = Callable[[str, int, Sequence[str]], PartnerAudit]
 
 
 class CompromiseError(IntelpactError):
@@ -566,10 +566,10 @@ class CompromiseReports:
         """Check that an incoming report's access history left out no event about the
         objects reported, and record the outcome (``history_check``) with its event
         ``compromise-check``: returns the events left out. ``fetch(reporter, size,
-        match)`` answers the reporter's events about our objects from the start of its
-        log below leaf ``size`` that ``match`` accepts (those naming an object reported),
-        by partner audit, none left out: those this node keeps, after fetching what came
-        since (Courier.events_before). The history holds every such
+        objects)`` answers the reporter's events about our objects from the start of its
+        log below leaf ``size`` naming one of the objects reported, by partner audit,
+        none left out: those this node keeps, after fetching what came since
+        (Courier.events_before). The history holds every such
         event below its checkpoint's size (AuditLog.history), or, cut short (``more``), up
         to its last.
         Any left out raises the alert ``history-incomplete`` (once for the same finding),
@@ -585,8 +585,7 @@ class CompromiseReports:
         named = {oid for oid, _ in _objects(record)}
         try:
             size, history = self.history(record)
-            fetched = fetch(record.reporter, size,
-                            lambda event: bool(named & objects_named(event)))
+            fetched = fetch(record.reporter, size, sorted(named))
             if fetched.more:
                 raise CompromiseError(f"{record.reporter}'s events about our objects were "
                                       f"not all fetched below leaf {size}")

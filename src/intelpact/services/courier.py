@@ -25,7 +25,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -62,6 +62,16 @@ CROSSINGS = 3
 # A partner's audit events are checked for about this long in one gossip round at most.
 WATCH_SECONDS = 1.0
 Match = Callable[[dict[str, Any]], bool]  # which of a partner's events to answer
+
+
+def _accepts(match: Match, kept: KeptEvent) -> bool:
+    """Whether ``match`` accepts a kept event; one whose body does not decode is taken, for
+    its check to say what is wrong with it."""
+    try:
+        data = json.loads(kept.body)
+    except ValueError:
+        return True
+    return not isinstance(data, dict) or match(data)
 
 
 class Courier:
@@ -410,83 +420,84 @@ class Courier:
             return audit.check_partner_events(party, keys, size, root, answer, expect=expect)
 
     def partner_events(self, party: str, *, limit: int, before: int | None = None,
-                       read_on: bool = True, match: Match | None = None,
+                       read_on: bool = True, objects: Sequence[str] = (),
+                       match: Match | None = None,
                        advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
         """``party``'s events about our objects from the start of its log, as this node
         keeps them (Store.partner_events), once the watch has read on to now
         (``read_on``; false: without asking ``party``, and ``size`` is of the largest
-        checkpoint of it kept): at most ``limit`` of those ``match`` accepts (default
-        all), or, with ``before``, of those below leaf ``before``. Each was proven and
-        numbered when it was read, and every one looked at is checked again here
+        checkpoint of it kept): at most ``limit`` of those naming one of ``objects``
+        (found by the index kept with them; default: all) that ``match`` accepts
+        (default: all), or, with ``before``, of those below leaf ``before``. Each was
+        proven and numbered when it was read, and each returned is checked again here
         (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how many
-        numbered events the range looked at should hold, and ``missing``: how many of
-        them are not kept (left out of ``party``'s answers, alerted as
+        numbered events the range up to them should hold, and ``missing``: how many of
+        those are not kept (left out of ``party``'s answers, alerted as
         ``events-withheld`` when the watch met them, or deleted here)."""
         store = self.node.store
         if not read_on:
-            size = store.partner_size(party)
-            return self._kept(party, size, limit, before, match, caught_up=True)
+            return self._kept(party, store.partner_size(party), limit, before, objects,
+                              match, caught_up=True)
         read = 0
 
         def enough(after: int, page: int) -> bool:
             nonlocal read
             read += page
-            return (match is None and read >= limit) or (before is not None
-                                                          and after >= before - 1)
+            return (not objects and match is None and read >= limit) or \
+                (before is not None and after >= before - 1)
 
         size, more, after = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
         caught_up = not more or (before is not None and after >= before - 1)
-        return self._kept(party, size, limit, before, match, caught_up=caught_up)
+        return self._kept(party, size, limit, before, objects, match, caught_up=caught_up)
 
     def _kept(self, party: str, size: int, limit: int, before: int | None,
-              match: Match | None, *, caught_up: bool) -> PartnerAudit:
+              objects: Sequence[str], match: Match | None, *, caught_up: bool
+              ) -> PartnerAudit:
         """partner_events from what is kept, the reading done (``caught_up``: to now, or
-        past ``before``): a page at a time, each checked again, so memory holds only
-        the events returned."""
-        store, audit = self.node.store, self.node.audit
-        keys = self.node.federation.log_keys(party)
+        past ``before``): a page at a time, so memory holds only the events returned;
+        whether any is missing, from how many numbered events are kept below the end of
+        the range."""
+        store = self.node.store
         after, expect = store.partner_audit_cursor(party)  # before what is kept: a watch
         if before is None:  # in another thread keeps more meanwhile, with its cursor
             before = after + 1
-        events: list[dict[str, Any]] = []
         shown: list[KeptEvent] = []
-        numbered, start, bound = 0, -1, before
-        while page := store.partner_events(  # unfiltered, no more than the one past
-                party, after=start, before=before,
+        start, bound = -1, before
+        while page := store.partner_events(
+                party, after=start, before=before, objects=objects,
                 limit=KEPT_PAGE if match is not None else min(KEPT_PAGE,
-                                                              limit + 1 - len(events))):
-            checked, problems = audit.verify_kept(party, keys, page)
-            if problems:
-                raise AuditError(f"{len(problems)} of {party}'s audit events kept here do "
-                                 f"not verify; the first: {problems[0]}",
-                                 hint=f"the rows this node's database keeps of {party}'s "
-                                 "events were changed: tell your security officer")
-            for kept, event in zip(page, checked, strict=True):
-                if match is not None and not match(event):
-                    numbered += kept.seq is not None
+                                                              limit + 1 - len(shown))):
+            for kept in page:
+                if match is not None and not _accepts(match, kept):
                     continue
-                if len(events) == limit:  # one more than asked: the range ends before it
+                if len(shown) == limit:  # one more than asked: the range ends before it
                     bound = kept.index
                     break
-                numbered += kept.seq is not None
-                events.append(event)
                 shown.append(kept)
             if bound < before:
                 break
             start = page[-1].index
+        events, problems = self.node.audit.verify_kept(
+            party, self.node.federation.log_keys(party), shown)
+        if problems:
+            raise AuditError(f"{len(problems)} of {party}'s audit events kept here do not "
+                             f"verify; the first: {problems[0]}",
+                             hint=f"the rows this node's database keeps of {party}'s events "
+                             "were changed: tell your security officer")
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
+        missing = 0 if expect is None else expect - store.numbered_partner_events(party, bound)
         return PartnerAudit(size, events, bound < before or not caught_up, expect, shown,
-                            missing=0 if expect is None else expect - numbered)
+                            missing=missing)
 
-    def events_before(self, party: str, before: int, match: Match | None = None,
+    def events_before(self, party: str, before: int, objects: Sequence[str] = (),
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
-        """``party``'s events about our objects below leaf ``before`` that ``match``
-        accepts, all of them (partner_events): what a compromise report's history is
+        """``party``'s events about our objects below leaf ``before`` naming one of
+        ``objects``, all of them (partner_events): what a compromise report's history is
         checked against. Events not kept, which ``party`` left out of its answers
         (alerted as ``events-withheld`` when the watch met them) or which were deleted
         here, would leave the check unsure: AuditError says so."""
-        events = self.partner_events(party, limit=before, before=before, match=match,
+        events = self.partner_events(party, limit=before, before=before, objects=objects,
                                      advance=advance)
         if events.missing:
             raise AuditError(f"{events.missing} of {party}'s events about our objects below "

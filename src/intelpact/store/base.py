@@ -1046,9 +1046,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None) -> list[KeptEvent]:
+                       limit: int | None = None, objects: Sequence[str] = ()
+                       ) -> list[KeptEvent]:
         """The events of ``party``'s log kept by its watch, by leaf, after leaf ``after``
-        (below ``before``; at most ``limit``)."""
+        (below ``before``; at most ``limit``; naming one of ``objects``, found by the
+        index kept with them, if given)."""
+
+    @abc.abstractmethod
+    def numbered_partner_events(self, party: str, before: int) -> int:
+        """How many numbered events of ``party``'s log are kept below leaf ``before``."""
 
     @abc.abstractmethod
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,

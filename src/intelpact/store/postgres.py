@@ -119,6 +119,7 @@ from .sqlite import (
     _messages_select,
     _nodes,
     _numbered,
+    _numbered_kept,
     _numbered_select,
     _partner_checkpoints,
     _partner_events,
@@ -849,9 +850,15 @@ class PostgresStore(Store):
             _keep_partner_events(c.cursor(), "%s", party, after, expect, when, events)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None) -> list[KeptEvent]:
+                       limit: int | None = None, objects: Sequence[str] = ()
+                       ) -> list[KeptEvent]:
         with self._read() as conn:
-            return _partner_events(conn.cursor(), "%s", party, after, before, limit)
+            return _partner_events(conn.cursor(), "%s", party, after, before, limit,
+                                   objects)
+
+    def numbered_partner_events(self, party: str, before: int) -> int:
+        with self._read() as conn:
+            return _numbered_kept(conn.cursor(), "%s", party, before)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = (), *, once: bool = False) -> bool:

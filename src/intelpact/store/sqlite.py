@@ -795,8 +795,12 @@ class SQLiteStore(Store):
             _keep_partner_events(c, "?", party, after, expect, when, events)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None) -> list[KeptEvent]:
-        return _partner_events(self._conn(), "?", party, after, before, limit)
+                       limit: int | None = None, objects: Sequence[str] = ()
+                       ) -> list[KeptEvent]:
+        return _partner_events(self._conn(), "?", party, after, before, limit, objects)
+
+    def numbered_partner_events(self, party: str, before: int) -> int:
+        return _numbered_kept(self._conn(), "?", party, before)
 
     def raise_alert(self, kind: str, party: str | None, detail: str, when: str,
                     audit: Sequence[AuditEvent] = (), *, once: bool = False) -> bool:
@@ -1661,6 +1665,10 @@ def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
                       f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}) "
                       "ON CONFLICT (party, leaf) DO NOTHING",
                       [(party, e.index, e.seq, e.body, e.proof, e.size) for e in events])
+        c.executemany("INSERT INTO partner_event_refs (party, object_id, leaf) "  # noqa: S608
+                      f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
+                      [(party, oid, e.index) for e in events
+                       for oid in sorted(event_object_ids(e.body))])
     c.execute("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "  # noqa: S608
               f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (party) DO UPDATE SET "
               "read_after = excluded.read_after, next_seq = excluded.next_seq, "
@@ -1670,19 +1678,29 @@ def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
 
 
 def _partner_events(c: Any, mark: str, party: str, after: int, before: int | None,
-                    limit: int | None) -> list[KeptEvent]:
+                    limit: int | None, objects: Sequence[str] = ()) -> list[KeptEvent]:
     sql = ("SELECT leaf, seq, body, proof, size FROM partner_events "  # noqa: S608
            f"WHERE party = {mark} AND leaf > {mark}")
     args: list[Any] = [party, after]
     if before is not None:
         sql += f" AND leaf < {mark}"
         args.append(before)
+    if objects:  # by the index of the objects each names (partner_event_refs)
+        sql += (f" AND leaf IN (SELECT leaf FROM partner_event_refs WHERE party = {mark} "  # noqa: S608
+                f"AND object_id IN ({', '.join([mark] * len(objects))}))")
+        args += [party, *objects]
     sql += " ORDER BY leaf"
     if limit is not None:
         sql += f" LIMIT {mark}"
         args.append(limit)
     return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
                       bytes(r[3]), int(r[4])) for r in c.execute(sql, args)]
+
+
+def _numbered_kept(c: Any, mark: str, party: str, before: int) -> int:
+    return int(c.execute("SELECT COUNT(seq) FROM partner_events "  # noqa: S608
+                         f"WHERE party = {mark} AND leaf < {mark}",
+                         (party, before)).fetchone()[0])
 
 
 def _numbered_select(originator: str, before: int | None, mark: str

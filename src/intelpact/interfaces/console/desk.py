@@ -28,7 +28,7 @@ from ...model import Label
 from ...services.audit import KEPT_PAGE, KINDS, AuditError, verify_log
 from ...services.node import Node
 from ...services.people import Principal
-from ...store.base import AuditFilter, AuditRecord, KeptEvent, objects_named, utc_now
+from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
 from .app import Console, ConsoleError, Page
 
 MAX_ROWS = 200  # a page of each desk list
@@ -353,11 +353,12 @@ def partner(console: Console, request: Request, principal: Principal,
     """How a partner handled our objects, from the evidence kept here, as `intelpact
     audit partner DIR PARTY --kept` shows it: the partner's events about our objects
     its audit watch read, oldest first, 50 to a page (keyed by leaf: ``after``),
-    filtered by kind and object; each checked again against the partner's signed
-    checkpoint it was proven in (AuditLog.verify_kept). Numbers missing among those
-    looked at are said (left out by the partner, alerted, or deleted here). At most
-    PARTNER_SCAN kept events are looked at for one page, so a narrow filter over a long
-    history pages on."""
+    filtered by kind and object (found by the index kept with them); each shown checked
+    again against the partner's signed checkpoint it was proven in
+    (AuditLog.verify_kept). Whether every numbered event the watch read is kept is said
+    for the whole log, and, unfiltered by object, which numbers are missing among those
+    a page looked at. At most PARTNER_SCAN kept events are looked at for one page, so a
+    narrow kind filter over a long history pages on."""
     node = console.node
     party = request.path_params["party"].upper()
     if party not in {p.party for p in node.store.peers()}:
@@ -368,26 +369,29 @@ def partner(console: Console, request: Request, principal: Principal,
         raise ConsoleError(400, "Unknown kind of event", "choose one from the list")
     object_id = (params.get("object") or "").strip()
     start = _index(params.get("after"))
-    found, last, expect, gaps, problems = _kept_page(node, party, start, kinds, object_id)
-    watch = node.store.partner_audit_watch(party)
-    later = node.store.partner_events(party, after=last, limit=1)
-    if not later and not problems and watch is not None and expect is not None \
-            and watch[1] > expect:  # the newest missing: the watch's cursor counts them
-        gaps.append((expect, watch[1]))
-    may = _Readable(console, principal, [str(o[0]) for _, data in found
-                                         for o in _named(data)] + [object_id])
+    may = _Readable(console, principal, [object_id] if object_id else [])
     if object_id and object_id not in may.allowed:
-        found = []  # an object the officer may not read: as an id nothing names
+        object_id = "-"  # an object the officer may not read: as an id nothing names
+    found, last, gaps, problems = _kept_page(node, party, start, kinds, object_id)
+    watch = node.store.partner_audit_watch(party)
+    missing = watch[1] - node.store.numbered_partner_events(party, watch[0] + 1) \
+        if watch is not None else 0
+    may = _Readable(console, principal, [str(o[0]) for _, data in found
+                                         for o in _named(data)])
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
                                         node.agreement.parties)
     events = [{"index": kept.index, "at": data.get("at", ""), "kind": data.get("kind", ""),
                "seq": kept.seq, "size": kept.size, **_described(data, may, names)}
               for kept, data in found]
+    later = node.store.partner_events(party, after=last, limit=1,
+                                      objects=(object_id,) if object_id else ())
     kept_params = [(k, v) for k, v in params.multi_items() if k != "after"]
     return Page("partner.html", {
         "party": party, "events": events, "watch": watch, "gaps": gaps,
-        "problems": problems, "kinds": sorted(KINDS), "scan": PARTNER_SCAN,
-        "filters": {"kinds": kinds, "object": object_id, "any": bool(kinds or object_id)},
+        "missing": missing, "problems": problems, "kinds": sorted(KINDS),
+        "scan": PARTNER_SCAN,
+        "filters": {"kinds": kinds, "object": (params.get("object") or "").strip(),
+                    "any": bool(kinds or object_id)},
         "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
         if later and not problems else "",
         "first": start is not None}, labels=may.shown)
@@ -395,40 +399,53 @@ def partner(console: Console, request: Request, principal: Principal,
 
 def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...],
                object_id: str) -> tuple[list[tuple[KeptEvent, dict[str, Any]]], int,
-                                        int | None, list[tuple[int, int]], list[str]]:
-    """One page of ``party``'s events kept here after leaf ``start`` that match: the
-    events, the last leaf looked at, the number the next must have, the numbers
-    missing among those looked at ([from, to)), and what does not verify."""
+                                        list[tuple[int, int]], list[str]]:
+    """One page of ``party``'s events kept here after leaf ``start`` that match (those
+    naming ``object_id`` found by the index): the events, checked again; the last leaf
+    looked at; unfiltered by object, the numbers missing among those looked at ([from,
+    to)); and what does not verify."""
     store = node.store
-    keys = node.federation.log_keys(party)
-    last, expect = -1 if start is None else start, 0 if start is None else None
-    if start is not None:  # the number after the one at ``start``, if it is kept
+    objects = (object_id,) if object_id else ()
+    last = -1 if start is None else start
+    expect = 0 if start is None else None  # the number the next must have
+    if start is not None and not objects:  # the number after the one at ``start``
         at = store.partner_events(party, after=start - 1, limit=1)
         if at and at[0].index == start and at[0].seq is not None:
             expect = at[0].seq + 1
-    found: list[tuple[KeptEvent, dict[str, Any]]] = []
+    shown: list[KeptEvent] = []
     gaps: list[tuple[int, int]] = []
-    scanned = 0
-    while len(found) < EVENTS and scanned < PARTNER_SCAN:
-        page = store.partner_events(party, after=last, limit=min(KEPT_PAGE, PARTNER_SCAN))
+    scanned, size = 0, EVENTS + 1
+    while len(shown) < EVENTS and scanned < PARTNER_SCAN:
+        page = store.partner_events(party, after=last, objects=objects,
+                                    limit=min(size, PARTNER_SCAN - scanned))
         if not page:
             break
-        checked, problems = node.audit.verify_kept(party, keys, page)
-        if problems:
-            return [], last, expect, gaps, problems
-        for kept, data in zip(page, checked, strict=True):
+        size = min(size * 4, KEPT_PAGE)
+        for kept in page:
             scanned += 1
             last = kept.index
-            if kept.seq is not None:
+            if not objects and kept.seq is not None:
                 if expect is not None and kept.seq > expect:
                     gaps.append((expect, kept.seq))
                 expect = kept.seq + 1
-            if (not kinds or data.get("kind") in kinds) and \
-                    (not object_id or object_id in objects_named(data)):
-                found.append((kept, data))
-            if len(found) == EVENTS or scanned == PARTNER_SCAN:
+            if not kinds or _kind(kept) in (*kinds, None):  # None: for its check to say
+                shown.append(kept)
+            if len(shown) == EVENTS or scanned == PARTNER_SCAN:
                 break
-    return found, last, expect, gaps, []
+    checked, problems = node.audit.verify_kept(party, node.federation.log_keys(party), shown)
+    if problems:
+        return [], last, gaps, problems
+    return list(zip(shown, checked, strict=True)), last, gaps, []
+
+
+def _kind(kept: KeptEvent) -> Any:
+    """A kept event's kind; None when its body does not decode (its check then says
+    what is wrong with it)."""
+    try:
+        data = json.loads(kept.body)
+    except ValueError:
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 def _expiry(form: FormData) -> dt.datetime | None:
