@@ -573,6 +573,13 @@ def test_audit_partner_narrowed_by_object_and_kind_still_checks_every_event(
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute(f"DELETE FROM partner_events WHERE party = 'NZL' AND leaf = "  # noqa: S608
                   f"{denial['index']}")
+    for command in (["audit", "partner", node, "NZL", "--kind", "reads"],
+                    ["audit", "show", node, "--kind", "reads"]):  # a kind that is not one
+        wrong = run.invoke(main, command)
+        assert wrong.exit_code == 2 and "'reads' is not one of" in wrong.output
+    stranger = run.invoke(main, ["audit", "partner", node, "AUS", "--kept"])
+    assert stranger.exit_code == 2 and "AUS is not a pinned partner, and nothing of its " \
+        "audit events is kept here" in stranger.output, stranger.output
     for narrowed in (["--kind", "read"], ["--object", other["id"]]):
         gap = run.invoke(main, ["audit", "partner", node, "NZL", "--kept", *narrowed])
         assert gap.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in gap.output

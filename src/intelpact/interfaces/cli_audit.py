@@ -14,7 +14,8 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import operator, verify_log
+from ..services.audit import KINDS, operator, verify_log
+from ..services.federation import FederationError
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
@@ -82,9 +83,9 @@ def audit_checkpoint(node_dir: Path) -> None:
 @click.option("--person", help="Only events by (or about) this person of the node.")
 @click.option("--party", help="Only events involving this partner (e.g. NZL).")
 @click.option("--originator", help="Only events about objects this party originated.")
-@click.option("--kind", "kinds", multiple=True,
-              help="Only events of this kind (repeatable): publish, receive, release, read, "
-              "deny, refuse, login-failure, person-add, …")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),
+              metavar="KIND", help="Only events of this kind (repeatable): publish, receive, "
+              "release, read, deny, refuse, login-failure, person-add, …")
 @click.option("--since", help="Only events at or after this time (RFC 3339, UTC).")
 @click.option("--until", help="Only events at or before this time (RFC 3339, UTC).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
@@ -125,9 +126,9 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
 @NODE_DIR
 @click.argument("party")
 @click.option("--object", "object_id", help="Only events about this object id.")
-@click.option("--kind", "kinds", multiple=True,
-              help="Only events of this kind (repeatable): receive, read, deny, release, "
-              "destroy, …")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),
+              metavar="KIND", help="Only events of this kind (repeatable): receive, read, "
+              "deny, release, destroy, …")
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Show at most this many events.")
 @click.option("--kept", is_flag=True,
@@ -169,7 +170,11 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
     finally:
         courier.stop()
     if kept and watch is None:
+        pinned = party in node.federation.peers()
         node.close()
+        if not pinned:
+            raise FederationError(f"{party} is not a pinned partner, and nothing of its "
+                                  "audit events is kept here", hint="intelpact peer list DIR")
         err.print(f"Nothing kept of {party}'s audit events: this node has not read them yet "
                   f"(`serve` does, every gossip round; or run without --kept).")
         return
