@@ -159,6 +159,18 @@ class EventsWithheld(AuditError):
 
 
 KEPT_PAGE = 20_000  # partner audit events kept here, checked again at a time
+Match = Callable[[dict[str, Any]], bool]  # which of a partner's events to answer
+
+
+def accepts(match: Match, kept: KeptEvent) -> bool:
+    """Whether ``match`` accepts a partner's event kept here; one whose body does not
+    decode to an object is taken, for its check (``AuditLog.verify_kept``) to say what is
+    wrong with it."""
+    try:
+        data = json.loads(kept.body)
+    except ValueError:
+        return True
+    return not isinstance(data, dict) or match(data)
 
 
 class PartnerAudit(NamedTuple):

@@ -44,7 +44,9 @@ from .audit import (
     AuditError,
     CheckpointsCrossed,
     EventsWithheld,
+    Match,
     PartnerAudit,
+    accepts,
     encode_hash,
     operator,
 )
@@ -61,17 +63,6 @@ AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation
 CROSSINGS = 3
 # A partner's audit events are checked for about this long in one gossip round at most.
 WATCH_SECONDS = 1.0
-Match = Callable[[dict[str, Any]], bool]  # which of a partner's events to answer
-
-
-def _accepts(match: Match, kept: KeptEvent) -> bool:
-    """Whether ``match`` accepts a kept event; one whose body does not decode is taken, for
-    its check to say what is wrong with it."""
-    try:
-        data = json.loads(kept.body)
-    except ValueError:
-        return True
-    return not isinstance(data, dict) or match(data)
 
 
 class Courier:
@@ -468,7 +459,7 @@ class Courier:
                 limit=KEPT_PAGE if match is not None else min(KEPT_PAGE,
                                                               limit + 1 - len(shown))):
             for kept in page:
-                if match is not None and not _accepts(match, kept):
+                if match is not None and not accepts(match, kept):
                     continue
                 if len(shown) == limit:  # one more than asked: the range ends before it
                     bound = kept.index

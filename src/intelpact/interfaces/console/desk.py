@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import KEPT_PAGE, KINDS, AuditError, verify_log
+from ...services.audit import KEPT_PAGE, KINDS, AuditError, accepts, verify_log
 from ...services.node import Node
 from ...services.people import Principal
 from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
@@ -428,7 +428,7 @@ def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...]
                 if expect is not None and kept.seq > expect:
                     gaps.append((expect, kept.seq))
                 expect = kept.seq + 1
-            if not kinds or _kind(kept) in (*kinds, None):  # None: for its check to say
+            if not kinds or accepts(lambda event: event.get("kind") in kinds, kept):
                 shown.append(kept)
             if len(shown) == EVENTS or scanned == PARTNER_SCAN:
                 break
@@ -436,16 +436,6 @@ def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...]
     if problems:
         return [], last, gaps, problems
     return list(zip(shown, checked, strict=True)), last, gaps, []
-
-
-def _kind(kept: KeptEvent) -> Any:
-    """A kept event's kind; None when its body does not decode (its check then says
-    what is wrong with it)."""
-    try:
-        data = json.loads(kept.body)
-    except ValueError:
-        return None
-    return data.get("kind") if isinstance(data, dict) else None
 
 
 def _expiry(form: FormData) -> dt.datetime | None:
