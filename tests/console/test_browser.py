@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -124,14 +125,23 @@ def test_reading_works_without_javascript(browser: Any, world: World) -> None:
         context.close()
 
 
-def test_approve_and_refuse_a_consent_on_the_desk(browser: Any, pact: Pact) -> None:
-    approved_obj, approve = pact.ask("browser-approves-this")
-    refused_obj, refuse = pact.ask("browser-refuses-this")
+@contextmanager
+def _officer_tab(browser: Any, pact: Pact) -> Iterator[Any]:
+    """A tab on JPN's console (the ``pact`` nodes), logged in as its security officer."""
     context = browser.new_context(base_url=pact.url)
     tab = context.new_page()
     tab.set_default_timeout(10_000)
     try:
         log_in(tab, "kobayashi")
+        yield tab
+    finally:
+        context.close()
+
+
+def test_approve_and_refuse_a_consent_on_the_desk(browser: Any, pact: Pact) -> None:
+    approved_obj, approve = pact.ask("browser-approves-this")
+    refused_obj, refuse = pact.ask("browser-refuses-this")
+    with _officer_tab(browser, pact) as tab:
         tab.click("text=Security desk")
         tab.wait_for_url("**/desk")
         row = tab.locator(f"#consent-{approve}")
@@ -148,8 +158,6 @@ def test_approve_and_refuse_a_consent_on_the_desk(browser: Any, pact: Pact) -> N
         assert tab.locator(f"#consent-{refuse} td.status").inner_text() == \
             "refused: the source is at risk"
         assert tab.locator(f"#consent-{refuse} form").count() == 0
-    finally:
-        context.close()
     record = pact.jpn.store.consent(approve)
     assert record is not None and record.token and record.expires and record.expires in status
     no = pact.jpn.store.consent(refuse)
@@ -166,11 +174,7 @@ def test_a_partner_s_handling_of_our_objects_opens_from_the_desk(
     nzl.find(nzl.people.as_person("mere"), nzl.default_collection().collection_id,
              Query(ids=(obj,)), via="object")
     assert courier(pact.jpn, lambda c: c.watch_once("NZL")) > 0
-    context = browser.new_context(base_url=pact.url)
-    tab = context.new_page()
-    tab.set_default_timeout(10_000)
-    try:
-        log_in(tab, "kobayashi")
+    with _officer_tab(browser, pact) as tab:
         tab.goto("/desk")
         tab.click('a[href="/desk/partner/NZL"]')
         tab.wait_for_url("**/desk/partner/NZL")
@@ -183,8 +187,6 @@ def test_a_partner_s_handling_of_our_objects_opens_from_the_desk(
         assert kinds == ["read"]
         assert "(NZL, SECRET)" in tab.locator('tr[id^="kept-"]').inner_text()
         tab.screenshot(path=str(tmp_path / "partner.png"), full_page=True)
-    finally:
-        context.close()
 
 
 MAIN_PAGES = ("/", "/?q=reef", "/objects/{oid}", "/objects/{oid}/raw", "/publish", "/desk")
