@@ -367,10 +367,10 @@ def partner(console: Console, request: Request, principal: Principal,
     kinds = tuple(k for k in params.getlist("kind") if k)
     if any(k not in KINDS for k in kinds):
         raise ConsoleError(400, "Unknown kind of event", "choose one from the list")
-    object_id = (params.get("object") or "").strip()
+    asked = (params.get("object") or "").strip()
     start = _index(params.get("after"))
-    may = _Readable(console, principal, [object_id] if object_id else [])
-    if object_id and object_id not in may.allowed:
+    object_id = asked
+    if asked and asked not in _Readable(console, principal, [asked]).allowed:
         object_id = "-"  # an object the officer may not read: as an id nothing names
     found, last, gaps, problems = _kept_page(node, party, start, kinds, object_id)
     watch = node.store.partner_audit_watch(party)
@@ -390,8 +390,7 @@ def partner(console: Console, request: Request, principal: Principal,
         "party": party, "events": events, "watch": watch, "gaps": gaps,
         "missing": missing, "problems": problems, "kinds": sorted(KINDS),
         "scan": PARTNER_SCAN,
-        "filters": {"kinds": kinds, "object": (params.get("object") or "").strip(),
-                    "any": bool(kinds or object_id)},
+        "filters": {"kinds": kinds, "object": asked, "any": bool(kinds or asked)},
         "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
         if later and not problems else "",
         "first": start is not None}, labels=may.shown)
