@@ -363,11 +363,14 @@ def test_the_partner_view_says_which_numbers_are_not_kept(pact: Pact) -> None:
             c.execute(f"DELETE FROM partner_events WHERE leaf = {middle.index}")  # noqa: S608
         page = " ".join(officer.get("/desk/partner/NZL", params={"after": before.index})
                         .text.split())
+        deleted = "no events-withheld alert says NZL left them out: they were deleted " \
+            "from this node&#39;s evidence"  # no alert: not NZL's doing
         assert f"Not complete: NZL's event(s) about our objects numbered {middle.seq} " \
-            "are not kept here" in page, page
+            f"are not kept here: {deleted}." in page, page
         for params in ({}, {"object": obj["id"]}):  # the whole log, whatever is shown
             page = " ".join(officer.get("/desk/partner/NZL", params=params).text.split())
             assert 'id="missing">Not complete: 1 of those' in page, page
+            assert f"are not kept here: {deleted} (" in page, page
         with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
             c.execute("UPDATE partner_events SET body = body || ' ' "  # noqa: S608
                       f"WHERE leaf = {kept[-1].index}")

@@ -225,14 +225,16 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     deleted = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
     assert deleted.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s)" in deleted.output
     verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert "no events-withheld alert says NZL left them out: they were deleted from this " \
+        "node's evidence" in " ".join(deleted.output.split()), deleted.output
     assert verified.exit_code == 1 and f"NZL's event(s) about our objects numbered " \
-        f"{kept[1].seq} are not kept here, and no events-withheld alert says NZL left them " \
+        f"{kept[1].seq} are not kept here: no events-withheld alert says NZL left them " \
         "out" in " ".join(verified.output.split()), verified.output
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
         c.execute(f"DELETE FROM partner_events WHERE leaf >= {kept[-2].index}")  # noqa: S608
     assert [kept[1].seq, kept[-2].seq] == [1, 3] and len(kept) == 5
     assert jpn.audit.check_kept("NZL", keys) == (2, [
-        f"NZL's event(s) about our objects numbered {numbers} are not kept here, and no "
+        f"NZL's event(s) about our objects numbered {numbers} are not kept here: no "
         "events-withheld alert says NZL left them out: they were deleted from this node's "
         "evidence" for numbers in ("1", "3 to 4")])  # the newest: known from the cursor
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
@@ -732,12 +734,24 @@ def test_the_watch_alerts_a_withheld_event_once_and_reads_on(
     # the number left out is not kept, and the alert says why: this node's evidence is whole
     keys = jpn.federation.log_keys("NZL")
     assert jpn.audit.check_kept("NZL", keys) == (count - 1, [])
+    run, node = CliRunner(), str(jpn.config.dir)
+    shown = run.invoke(main, ["audit", "partner", node, "NZL", "--kept"])
+    assert shown.exit_code == 1 and "NOT COMPLETE: 1 numbered event(s) about our objects " \
+        "are not here: NZL left them out of its answers (alerted as events-withheld)" in \
+        " ".join(shown.output.split()), shown.output
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute("DELETE FROM partner_events WHERE seq = 1")  # noqa: S608
     assert jpn.audit.check_kept("NZL", keys) == (count - 2, [
-        "NZL's event(s) about our objects numbered 1 are not kept here, and no "
+        "NZL's event(s) about our objects numbered 1 are not kept here: no "
         "events-withheld alert says NZL left them out: they were deleted from this node's "
         "evidence"])
+    found = Courier(jpn).partner_events("NZL", limit=100, read_on=False)
+    assert (found.missing, found.alerted) == (2, 1)
+    shown = run.invoke(main, ["audit", "partner", node, "NZL", "--kept"])
+    assert shown.exit_code == 1 and "NOT COMPLETE: 2 numbered event(s) about our objects " \
+        "are not here: NZL left 1 of them out of its answers (alerted as events-withheld); " \
+        "no alert covers the other 1: they were deleted from this node's evidence" in \
+        " ".join(shown.output.split()), shown.output
 
 
 def test_a_count_below_the_numbers_sent_is_alerted_once(jpn_nzl: tuple[Node, Node]) -> None:

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import KINDS, operator, verify_log
+from ..services.audit import KINDS, operator, verify_log, why_not_kept
 from ..services.federation import FederationError
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
@@ -179,9 +179,10 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
                   f"(`serve` does, every gossip round; or run without --kept).")
         return
     left_out = Text.assemble(("NOT COMPLETE", "bold red"), f": {found.missing} numbered "
-                             f"event(s) about our objects are not here: {party} left them "
-                             "out of its answers (alerted: intelpact audit alerts DIR), or "
-                             "they were deleted here")
+                             "event(s) about our objects are not here: "
+                             f"{why_not_kept(party, found.missing, found.alerted)} "
+                             "(intelpact audit alerts DIR; intelpact audit verify DIR names "
+                             "the numbers)")
     if as_json:
         for event in found.events:
             click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))

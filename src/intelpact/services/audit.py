@@ -183,6 +183,21 @@ class PartnerAudit(NamedTuple):
     expect: int | None  # the number the next event about our objects must have
     kept: Sequence[KeptEvent] = ()  # the events as proven: what the watch keeps
     missing: int = 0  # (partner_events) numbered events in the range not kept here
+    alerted: int = 0  # of those, how many this node alerted the partner left out
+
+
+def why_not_kept(party: str, missing: int, alerted: int) -> str:
+    """Why ``missing`` of ``party``'s numbered events about our objects are not kept here,
+    ``alerted`` of which this node alerted as left out of its answers (``events-withheld``:
+    AuditLog.alerted_left_out): the others were deleted from this node's evidence."""
+    if alerted >= missing:
+        return f"{party} left them out of its answers (alerted as events-withheld)"
+    if not alerted:
+        return (f"no events-withheld alert says {party} left them out: they were deleted "
+                "from this node's evidence")
+    return (f"{party} left {alerted} of them out of its answers (alerted as "
+            f"events-withheld); no alert covers the other {missing - alerted}: they were "
+            "deleted from this node's evidence")
 
 
 def _uncovered(span: tuple[int, int], covers: Sequence[tuple[int, int]]
@@ -952,9 +967,16 @@ class AuditLog:
         for first, end in (gap for span in absent for gap in _uncovered(span, alerted)):
             numbers = f"{first}" if end - first == 1 else f"{first} to {end - 1}"
             problems.append(f"{party}'s event(s) about our objects numbered {numbers} are "
-                            f"not kept here, and no events-withheld alert says {party} "
-                            "left them out: they were deleted from this node's evidence")
+                            f"not kept here: {why_not_kept(party, end - first, 0)}")
         return count, problems
+
+    def alerted_left_out(self, party: str, spans: Sequence[tuple[int, int]]) -> list[int]:
+        """For each span [from, to) of the numbers of ``party``'s events about our
+        objects, how many this node alerted as left out of its answers: numbers that are
+        not kept and not alerted were deleted here (why_not_kept)."""
+        alerted = self._left_out(party) if spans else []
+        return [end - first - sum(e - f for f, e in _uncovered((first, end), alerted))
+                for first, end in spans]
 
     def _left_out(self, party: str) -> list[tuple[int, int]]:
         """The numbers [from, to) of ``party``'s events about our objects this node alerted

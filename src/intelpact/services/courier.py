@@ -49,6 +49,7 @@ from .audit import (
     accepts,
     encode_hash,
     operator,
+    why_not_kept,
 )
 from .compromise import CompromiseError
 from .federation import ClockSkew, FederationError, ProofNeeded, sign_request
@@ -424,7 +425,7 @@ class Courier:
         (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how many
         numbered events the range up to them should hold, and ``missing``: how many of
         those are not kept (left out of ``party``'s answers, alerted as
-        ``events-withheld`` when the watch met them, or deleted here)."""
+        ``events-withheld`` when the watch met them: ``alerted``, or deleted here)."""
         store = self.node.store
         if not read_on:
             return self._kept(party, store.partner_size(party), limit, before, objects,
@@ -478,8 +479,10 @@ class Courier:
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
         missing = 0 if expect is None else expect - store.numbered_partner_events(party, bound)
+        alerted = self.node.audit.alerted_left_out(party, [(0, expect)])[0] \
+            if missing and expect is not None else 0
         return PartnerAudit(size, events, bound < before or not caught_up, expect, shown,
-                            missing=missing)
+                            missing=missing, alerted=min(alerted, missing))
 
     def events_before(self, party: str, before: int, objects: Sequence[str] = (),
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
@@ -492,11 +495,11 @@ class Courier:
                                      advance=advance)
         if events.missing:
             raise AuditError(f"{events.missing} of {party}'s events about our objects below "
-                             f"leaf {before} are not kept here: {party} left them out of "
-                             "its audit answers (alerted as events-withheld), or they were "
-                             "deleted here; what they were cannot be checked",
+                             f"leaf {before} are not kept here: "
+                             f"{why_not_kept(party, events.missing, events.alerted)}; what "
+                             "they were cannot be checked",
                              hint="intelpact audit alerts DIR; intelpact audit verify DIR "
-                             "says which")
+                             "names the numbers")
         return events
 
     def gossip_once(self, party: str) -> int:

@@ -25,7 +25,14 @@ from starlette.responses import RedirectResponse, Response
 from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import KEPT_PAGE, KINDS, AuditError, accepts, verify_log
+from ...services.audit import (
+    KEPT_PAGE,
+    KINDS,
+    AuditError,
+    accepts,
+    verify_log,
+    why_not_kept,
+)
 from ...services.node import Node
 from ...services.people import Principal
 from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
@@ -376,6 +383,9 @@ def partner(console: Console, request: Request, principal: Principal,
     watch = node.store.partner_audit_watch(party)
     missing = watch[1] - node.store.numbered_partner_events(party, watch[0] + 1) \
         if watch is not None else 0
+    whole = [(0, watch[1])] if missing and watch is not None else []
+    reasons = [why_not_kept(party, end - first, alerted) for (first, end), alerted in zip(
+        whole + gaps, node.audit.alerted_left_out(party, whole + gaps), strict=True)]
     may = _Readable(console, principal, [str(o[0]) for _, data in found
                                          for o in _named(data)])
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
@@ -387,8 +397,10 @@ def partner(console: Console, request: Request, principal: Principal,
                                       objects=(object_id,) if object_id else ())
     kept_params = [(k, v) for k, v in params.multi_items() if k != "after"]
     return Page("partner.html", {
-        "party": party, "events": events, "watch": watch, "gaps": gaps,
-        "missing": missing, "problems": problems, "kinds": sorted(KINDS),
+        "party": party, "events": events, "watch": watch,
+        "gaps": [(*gap, why) for gap, why in zip(gaps, reasons[len(whole):], strict=True)],
+        "missing": missing, "why": reasons[0] if whole else "",
+        "problems": problems, "kinds": sorted(KINDS),
         "scan": PARTNER_SCAN,
         "filters": {"kinds": kinds, "object": asked, "any": bool(kinds or asked)},
         "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
