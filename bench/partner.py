@@ -18,7 +18,12 @@ about it, delivered to JPN. At JPN, each timed:
 - ``kept``: ``partner_events`` again after NZL logged 100 more reads: the 100 fetched,
   the rest read from what is kept and each checked again (``AuditLog.verify_kept``);
 - ``check_peer`` and ``check_kept``: the report's history check
-  (``CompromiseReports.check``) against the peer's fetch and against the events kept.
+  (``CompromiseReports.check``) against the peer's fetch and against the events kept;
+- ``verify``: what `audit verify` checks of the evidence kept (``AuditLog.check_kept``:
+  each event again, none missing, the index of the objects each names), against
+  ``verify_events``, each event checked again and nothing else (``verify_kept`` a page
+  at a time); each three times in turn, the best of each, with the garbage collector
+  off (its pauses over this process's heap varied more than the gap).
 
 Also JPN's database growth per event kept. The last line printed is one JSON object.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sqlite3
@@ -45,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_federation import pair, people, publish, push  # noqa: E402
 
 from federation import rounded  # noqa: E402
-from intelpact.services.audit import PartnerAudit  # noqa: E402
+from intelpact.services.audit import KEPT_PAGE, PartnerAudit  # noqa: E402
 from intelpact.services.courier import Courier  # noqa: E402
 from intelpact.services.node import Node  # noqa: E402
 from intelpact.store.base import (  # noqa: E402
@@ -140,20 +146,44 @@ def run(base: Path, events: int) -> dict[str, Any]:
             left, out["check_kept_s"] = timed(lambda: jpn.compromise.check(
                 record, courier.events_before, actor="bench"))
             assert not left
+            keys = jpn.federation.log_keys("NZL")
+            verify, alone = [], []
+            gc.collect()
+            gc.disable()  # its pauses, over this process's heap, would be most of the gap
+            try:
+                for _ in range(3):  # in turn, the best of three
+                    (count, problems), seconds = timed(lambda: jpn.audit.check_kept(
+                        "NZL", keys))
+                    assert count == len(kept.events) and problems == []
+                    verify.append(seconds)
+                    alone.append(timed(lambda: _verify_events(jpn, keys))[1])
+            finally:
+                gc.enable()
+            out["verify_s"], out["verify_events_s"] = min(verify), min(alone)
         finally:
             courier.stop()
     assert [e["index"] for e in first.events] == [e["index"] for e in peer.events]
     assert len(kept.events) == len(first.events) + 101  # the 100 and the read before
     out.update(peer_events=len(peer.events), kept_events=len(kept.events))
-    for name in ("peer", "first", "kept", "check_peer", "check_kept"):
+    for name in ("peer", "first", "kept", "check_peer", "check_kept", "verify",
+                 "verify_events"):
         count = len(kept.events if name == "kept" else peer.events)
         out[f"{name}_per_s"] = count / out[f"{name}_s"]
     out["ratios"] = {"kept_vs_peer": out["peer_s"] / out["kept_s"],
                      "check_kept_vs_peer": out["check_peer_s"] / out["check_kept_s"],
-                     "first_vs_peer": out["peer_s"] / out["first_s"]}
+                     "first_vs_peer": out["peer_s"] / out["first_s"],
+                     "verify_vs_events": out["verify_events_s"] / out["verify_s"]}
     jpn.close()
     nzl.close()
     return out
+
+
+def _verify_events(node: Node, keys: Sequence[Any]) -> None:
+    """Each event of NZL's kept here checked again, a page at a time, and nothing else."""
+    after = -1
+    while page := node.store.partner_events("NZL", after=after, limit=KEPT_PAGE):
+        assert node.audit.verify_kept("NZL", keys, page)[1] == []
+        after = page[-1].index
 
 
 def _size(database: Path) -> int:
@@ -175,13 +205,16 @@ def main() -> int:
             ("fetched from the start and kept (first read)", "first"),
             ("100 new fetched, the rest kept (next read)", "kept"),
             ("compromise history check, fetched (peer)", "check_peer"),
-            ("compromise history check, kept", "check_kept")]
+            ("compromise history check, kept", "check_kept"),
+            ("each kept event checked again (peer)", "verify_events"),
+            ("audit verify of the evidence kept", "verify")]
     for label, key in rows:
         print(f"  {label:<48} {out[key + '_s']:7.2f} s  {out[key + '_per_s']:>9,.0f} events/s")
     ratios = out["ratios"]
     print(f"  next read ×{ratios['kept_vs_peer']:.1f} faster than the peer, the check "
           f"×{ratios['check_kept_vs_peer']:.1f}; keeping costs the first read "
-          f"×{1 / ratios['first_vs_peer']:.2f} of the peer's time")
+          f"×{1 / ratios['first_vs_peer']:.2f} of the peer's time; audit verify of the "
+          f"evidence ×{ratios['verify_vs_events']:.2f} of checking each event alone")
     print(f"  kept: {out['kept_bytes_per_event']:,.0f} bytes of JPN's database per event "
           f"({out['kept_payload_per_event']:,.0f} of body and proof)")
     print(json.dumps(rounded({"bench": "partner", "cpus": os.cpu_count(), **out})))

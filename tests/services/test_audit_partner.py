@@ -40,6 +40,7 @@ from intelpact.store.base import (
     AuditFilter,
     PartnerCheckpoint,
     Query,
+    event_object_ids,
     objects_named,
     timestamp,
     utc_now,
@@ -210,10 +211,35 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
                                                [dataclasses.replace(kept[1], **changed)])
         assert shown == []
         assert f"event {kept[1].index} of NZL's log" in line and problem in line, line
+    run = CliRunner()
+    named = sorted(objects_named(json.loads(kept[2].body)))
+    for tamper, problem in [  # the object index: an event hidden from a search, or added
+            (f"DELETE FROM partner_event_refs WHERE leaf = {kept[2].index}",
+             f"NZL's kept event {kept[2].index} is missing from the object index under "
+             f"{len(named)} object(s) it names ({named[0]}…)"),
+            ("INSERT INTO partner_event_refs VALUES ('NZL', 'report--x', "
+             f"{kept[-1].index})",
+             f"NZL's kept event {kept[-1].index} is filed in the object index under 1 "
+             "object(s) its body does not name (report--x…)")]:
+        with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+            c.execute(tamper)
+        verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+        assert verified.exit_code == 1 and problem in " ".join(verified.output.split()), \
+            verified.output
+    hidden = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept",
+                               "--object", named[0], "--json"])
+    assert hidden.exit_code == 0, hidden.output
+    assert [json.loads(line)["index"] for line in hidden.output.splitlines()] == [
+        k.index for k in kept if named[0] in event_object_ids(k.body) and k != kept[2]]
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - put back
+        c.execute("INSERT INTO partner_event_refs VALUES " + ", ".join(  # noqa: S608
+            f"('NZL', '{o}', {kept[2].index})" for o in named))
+    assert jpn.audit.check_kept("NZL", keys)[1] == [
+        f"NZL's kept event {kept[-1].index} is filed in the object index under 1 object(s) "
+        "its body does not name (report--x…)"]
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"') "  # noqa: S608
                   f"WHERE leaf = {kept[1].index}")
-    run = CliRunner()
     tampered = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept"])
     verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
     assert verified.exit_code == 1 and f"event {kept[1].index} of NZL's log, kept as proven" \

@@ -1031,6 +1031,10 @@ def test_the_partner_events_kept_are_found_by_the_objects_they_name(store: Store
                                                   before=5)] == [3]
     assert [e.index for e in store.partner_events("NZL", objects=[b], limit=1)] == [3]
     assert store.partner_events("NZL", objects=["indicator--nothing"]) == []
+    assert store.partner_event_refs("NZL", 0) == [(a, 1), (a, 3), (b, 3), (b, 5), (c, 7)]
+    assert store.partner_event_refs("NZL", 3, 7) == [(a, 3), (b, 3), (b, 5)]
+    assert store.partner_event_refs("NZL", 8) == [] and store.partner_event_refs(
+        "AUS", 0) == [(a, 3)]
     assert store.numbered_partner_events("NZL", 100) == 5
     assert store.numbered_partner_events("NZL", 7) == 2  # 3 and 5; 1 has no number
     assert store.numbered_partner_events("AUS", 100) == 1
@@ -1048,7 +1052,7 @@ def test_the_upgrade_indexes_the_partner_events_kept_before(opener: Opener) -> N
                   b"p" * 32, 100)])
     with before._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - as version 30
         c.execute("DROP TABLE partner_event_refs")
-        c.execute("DELETE FROM schema_migrations WHERE version = 31")
+        c.execute("DELETE FROM schema_migrations WHERE version >= 31")
     before.close()
     after = opener()
     assert [e.index for e in after.partner_events("NZL", objects=[a])] == [3, 11]

@@ -944,14 +944,24 @@ class AuditLog:
         of KEPT_PAGE at a time so memory stays bounded, and that none is missing: the
         numbers kept run on from 0 to the watch's cursor, but for the numbers this node
         alerted ``party`` left out (``events-withheld``: those alerts are events of this
-        node's own log, with the numbers). Returns how many events are kept and what is
-        wrong, a line each."""
+        node's own log, with the numbers); and that the index of the objects they name
+        files each under exactly the objects its body names (what it files under a leaf
+        not kept finds nothing). Returns how many events are
+        kept and what is wrong, a line each."""
         keys = list(keys)
         count, after, expect = 0, -1, 0
         problems: list[str] = []
         absent: list[tuple[int, int]] = []  # numbers not kept: [from, to)
+        event, searches = f"{party}'s kept event", (
+            "audit partner --object, the console's partner view, compromise history checks")
         while page := self.store.partner_events(party, after=after, limit=KEPT_PAGE):
-            problems += self.verify_kept(party, keys, page)[1]
+            events, failed = self.verify_kept(party, keys, page)
+            problems += failed  # and the index is checked for those that verify:
+            named = {event["index"]: objects_named(event) for event in events}
+            problems += _check_refs(named, [  # a leaf not kept is found by no search
+                (oid, leaf) for oid, leaf in self.store.partner_event_refs(
+                    party, page[0].index, page[-1].index + 1) if leaf in named],
+                event=event, searches=searches)
             for kept in page:
                 if kept.seq is not None:
                     if kept.seq > expect:
@@ -1487,24 +1497,33 @@ def _proof_from(store: Store, size1: int, size2: int) -> list[bytes]:
     return tree.consistency(size1, size2)
 
 
-def _check_refs(want: Mapping[int, set[str]], stored: Iterable[tuple[str, int]]
-                ) -> Iterator[str]:
-    """The object index (``audit_refs``: what ``audit show --object``, the console's object
-    filter and a compromise report's access history search) must file each integrated
-    event under exactly the objects its body names (``want``), as the integrator did."""
+def _check_refs(want: Mapping[int, set[str]], stored: Iterable[tuple[str, int]], *,
+                event: str = "event",
+                searches: str = "audit show --object, the console, compromise reports"
+                ) -> list[str]:
+    """An object index (``audit_refs``: what ``audit show --object``, the console's object
+    filter and a compromise report's access history search; ``partner_event_refs``, for
+    the partner events kept) must file each event under exactly the objects its body
+    names (``want``), as it was when filed. ``event``: what the problems call an event,
+    before its leaf; ``searches``: what searches by the index."""
+    stored = list(stored)
+    if stored == [(oid, index) for index in sorted(want) for oid in sorted(want[index])]:
+        return []  # each as filed, in the store's order: the usual case, told quickly
     have: dict[int, set[str]] = {}
     for object_id, index in stored:
         have.setdefault(index, set()).add(object_id)
+    problems = []
     for index in sorted(want.keys() | have.keys()):
         missing = want.get(index, set()) - have.get(index, set())
         extra = have.get(index, set()) - want.get(index, set())
         if missing:
-            yield (f"event {index} is missing from the object index under {len(missing)} "
-                   f"object(s) it names ({min(missing)}…): searches by object (audit show "
-                   "--object, the console, compromise reports) do not find it")
+            problems.append(f"{event} {index} is missing from the object index under "
+                            f"{len(missing)} object(s) it names ({min(missing)}…): searches "
+                            f"by object ({searches}) do not find it")
         if extra:
-            yield (f"event {index} is filed in the object index under {len(extra)} "
-                   f"object(s) its body does not name ({min(extra)}…)")
+            problems.append(f"{event} {index} is filed in the object index under "
+                            f"{len(extra)} object(s) its body does not name ({min(extra)}…)")
+    return problems
 
 
 def _malformed(data: Mapping[str, Any]) -> str | None:

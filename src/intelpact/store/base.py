@@ -1053,6 +1053,13 @@ class Store(abc.ABC):
         index kept with them, if given)."""
 
     @abc.abstractmethod
+    def partner_event_refs(self, party: str, start: int, stop: int | None = None
+                           ) -> list[tuple[str, int]]:
+        """The index of the objects ``party``'s kept events name (what ``partner_events``
+        finds ``objects`` by): (object id, leaf) of every event with leaf in [start,
+        stop) (stop None: to the end), by leaf then id."""
+
+    @abc.abstractmethod
     def numbered_partner_events(self, party: str, before: int) -> int:
         """How many numbered events of ``party``'s log are kept below leaf ``before``."""
 

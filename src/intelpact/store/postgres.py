@@ -123,6 +123,7 @@ from .sqlite import (
     _numbered_select,
     _partner_checkpoints,
     _partner_events,
+    _partner_refs_select,
     _pending_portions,
     _person,
     _purge,
@@ -855,6 +856,11 @@ class PostgresStore(Store):
         with self._read() as conn:
             return _partner_events(conn.cursor(), "%s", party, after, before, limit,
                                    objects)
+
+    def partner_event_refs(self, party: str, start: int, stop: int | None = None
+                           ) -> list[tuple[str, int]]:
+        sql, params = _partner_refs_select(party, start, stop, "%s")
+        return [(r[0], int(r[1])) for r in self._all(sql, params)]
 
     def numbered_partner_events(self, party: str, before: int) -> int:
         with self._read() as conn:

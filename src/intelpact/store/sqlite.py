@@ -799,6 +799,11 @@ class SQLiteStore(Store):
                        ) -> list[KeptEvent]:
         return _partner_events(self._conn(), "?", party, after, before, limit, objects)
 
+    def partner_event_refs(self, party: str, start: int, stop: int | None = None
+                           ) -> list[tuple[str, int]]:
+        sql, params = _partner_refs_select(party, start, stop, "?")
+        return [(r[0], int(r[1])) for r in self._conn().execute(sql, params)]
+
     def numbered_partner_events(self, party: str, before: int) -> int:
         return _numbered_kept(self._conn(), "?", party, before)
 
@@ -1695,6 +1700,19 @@ def _partner_events(c: Any, mark: str, party: str, after: int, before: int | Non
         args.append(limit)
     return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
                       bytes(r[3]), int(r[4])) for r in c.execute(sql, args)]
+
+
+def _partner_refs_select(party: str, start: int, stop: int | None, mark: str
+                         ) -> tuple[str, list[Any]]:
+    """The query behind ``partner_event_refs`` (index partner_event_refs_by_leaf) for
+    either dialect."""
+    sql = (f"SELECT object_id, leaf FROM partner_event_refs WHERE party = {mark} "  # noqa: S608
+           f"AND leaf >= {mark}")
+    args: list[Any] = [party, start]
+    if stop is not None:
+        sql += f" AND leaf < {mark}"
+        args.append(stop)
+    return sql + " ORDER BY leaf, object_id", args
 
 
 def _numbered_kept(c: Any, mark: str, party: str, before: int) -> int:
