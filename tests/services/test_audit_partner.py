@@ -171,8 +171,8 @@ def test_kept_events_are_read_a_page_at_a_time_with_the_same_answer(
         courier = Courier(jpn)
         try:
             def answers() -> list[Any]:
-                return [courier.partner_events("NZL", limit=limit, match=match)
-                        for limit in (3, 100) for match in (None, lambda e: e["kind"] == "read")]
+                return [courier.partner_events("NZL", limit=limit, kinds=kinds)
+                        for limit in (3, 100) for kinds in ((), ("read",))]
 
             whole = answers()
             monkeypatch.setattr(courier_module, "KEPT_PAGE", 2)
@@ -213,7 +213,12 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
         assert f"event {kept[1].index} of NZL's log" in line and problem in line, line
     run = CliRunner()
     named = sorted(objects_named(json.loads(kept[2].body)))
-    for tamper, problem in [  # the object index: an event hidden from a search, or added
+    kind = json.loads(kept[3].body)["kind"]
+    assert kept[3].kind == kind != "deny"
+    for tamper, problem in [  # what each is filed under: an event hidden from a search,
+            (f"UPDATE partner_events SET kind = 'deny' WHERE leaf = {kept[3].index}",
+             f"NZL's kept event {kept[3].index} is filed under kind 'deny', but its body's "
+             f"kind is '{kind}': searches by kind"),  # or shown where it does not belong
             (f"DELETE FROM partner_event_refs WHERE leaf = {kept[2].index}",
              f"NZL's kept event {kept[2].index} is missing from the object index under "
              f"{len(named)} object(s) it names ({named[0]}…)"),
@@ -234,9 +239,13 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - put back
         c.execute("INSERT INTO partner_event_refs VALUES " + ", ".join(  # noqa: S608
             f"('NZL', '{o}', {kept[2].index})" for o in named))
-    assert jpn.audit.check_kept("NZL", keys)[1] == [
+        c.execute(f"UPDATE partner_events SET kind = NULL WHERE leaf = {kept[3].index}")  # noqa: S608
+    assert jpn.audit.check_kept("NZL", keys)[1] == [  # under no kind: found by its body
         f"NZL's kept event {kept[-1].index} is filed in the object index under 1 object(s) "
         "its body does not name (report--x…)"]
+    found = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept",
+                              "--kind", kind, "--json"])
+    assert kept[3].index in [json.loads(line)["index"] for line in found.output.splitlines()]
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
         c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"') "  # noqa: S608
                   f"WHERE leaf = {kept[1].index}")

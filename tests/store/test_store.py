@@ -39,6 +39,7 @@ from intelpact.store.base import (
     SessionRecord,
     StatusRecord,
     StoreError,
+    filed_under,
     label_from_key,
     label_key,
     normalise_timestamp,
@@ -113,7 +114,8 @@ def test_the_upgrade_that_keeps_partner_events_reads_each_partner_again(
     before.close()
     with contextlib.closing(sqlite3.connect(path)) as c, c:  # as a node at version 29
         c.execute("DROP TABLE partner_events")
-        c.execute("DELETE FROM schema_migrations WHERE version = 30")
+        c.execute("DROP TABLE partner_event_refs")  # and what came after
+        c.execute("DELETE FROM schema_migrations WHERE version >= 30")
     after = SQLiteStore(path)
     assert after.partner_audit_watch("NZL") is None and after.partner_events("NZL") == []
     after.close()
@@ -1040,6 +1042,73 @@ def test_the_partner_events_kept_are_found_by_the_objects_they_name(store: Store
     assert store.numbered_partner_events("AUS", 100) == 1
 
 
+def _of(leaf: int, seq: int, kind: Any, *objects: str) -> KeptEvent:
+    body = json.dumps({"kind": kind, "objects": [[o, "v"] for o in objects]})
+    return KeptEvent(leaf, seq, body, b"p" * 32, 100)
+
+
+def test_the_partner_events_kept_are_found_by_kind(store: Store,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each kept event is filed under its body's kind, and found by it: several kinds
+    merged by leaf, with the objects filter, within bounds. An event filed under no kind
+    (kept before kinds were filed) is found by what its body says, and one whose body
+    does not decode is found by any kind, for its check to say what is wrong."""
+    from intelpact.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "KIND_PAGE", 2)  # the unfiled, two at a time
+    a, b = "indicator--00000000-0000-4000-8000-00000000000a", "report--b"
+    store.set_partner_audit_cursor("NZL", 14, 9, "t", [
+        _of(1, 0, "receive", a), _of(2, 1, "read", a), _of(3, 2, "deny", b),
+        _of(4, 3, "read", b), _of(5, 4, "read", a), _of(6, 5, "destroy", a),
+        _of(7, 6, "read", a), _of(8, 7, None, a), _of(9, 8, ["read"], a),
+        KeptEvent(10, None, "not json", b"p" * 32, 100), _of(12, 9, "read", a),
+        _of(14, 10, "deny", a)])
+    store.set_partner_audit_cursor("AUS", 1, 1, "t", [_of(1, 0, "read", a)])
+    assert [e.kind for e in store.partner_events("NZL")][:3] == ["receive", "read", "deny"]
+    with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - as kept before
+        c.execute("UPDATE partner_events SET kind = NULL WHERE leaf IN (4, 5, 12)")
+
+    def leaves(**kw: Any) -> list[int]:
+        return [e.index for e in store.partner_events("NZL", **kw)]
+
+    assert leaves(kinds=["read"]) == [2, 4, 5, 7, 10, 12]
+    assert leaves(kinds=["deny", "read"]) == [2, 3, 4, 5, 7, 10, 12, 14]
+    assert leaves(kinds=["read"], limit=3) == [2, 4, 5]
+    assert leaves(kinds=["read", "deny"], after=3, before=12, limit=4) == [4, 5, 7, 10]
+    assert leaves(kinds=["read"], objects=[b]) == [4]
+    assert leaves(kinds=["destroy"]) == [6, 10] and leaves(kinds=["alert"]) == [10]
+    assert [e.index for e in store.partner_events("AUS", kinds=["read"])] == [1]
+
+
+def test_what_a_store_cannot_keep_is_filed_under_nothing(store: Store) -> None:
+    """A kind or an object id holding a NUL character (PostgreSQL's text cannot keep
+    one) is filed under nothing, and the event is kept all the same: a partner's event
+    does not stop its watch."""
+    a = "indicator--00000000-0000-4000-8000-00000000000a"
+    body = json.dumps({"kind": "re\x00ad", "objects": [[a, "v"], ["x\x00y", "v"]]})
+    store.set_partner_audit_cursor("NZL", 3, 1, "t", [KeptEvent(3, 0, body, b"p" * 32, 9)])
+    (kept,) = store.partner_events("NZL")
+    assert (kept.body, kept.kind) == (body, None)
+    assert store.partner_event_refs("NZL", 0) == [(a, 3)]
+    assert filed_under(body) == (None, {a})
+
+
+def test_the_upgrade_files_no_kind_for_the_partner_events_kept_before(
+        opener: Opener) -> None:
+    """Migration 33 files the events kept before it under no kind: a search by kind
+    reads their bodies."""
+    before = opener()
+    before.set_partner_audit_cursor("NZL", 3, 2, "t", [_of(2, 0, "read"), _of(3, 1, "deny")])
+    with before._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - as version 32
+        c.execute("DROP INDEX partner_events_by_kind")
+        c.execute("ALTER TABLE partner_events DROP COLUMN kind")
+        c.execute("DELETE FROM schema_migrations WHERE version = 33")
+    before.close()
+    after = opener()
+    assert [e.kind for e in after.partner_events("NZL")] == [None, None]
+    assert [e.index for e in after.partner_events("NZL", kinds=["deny"])] == [3]
+
+
 def test_the_upgrade_indexes_the_partner_events_kept_before(opener: Opener) -> None:
     """Migration 31 indexes, from their bodies, the events kept before it (a NUL escape,
     which PostgreSQL's jsonb refuses, read all the same)."""
@@ -1052,6 +1121,8 @@ def test_the_upgrade_indexes_the_partner_events_kept_before(opener: Opener) -> N
                   b"p" * 32, 100)])
     with before._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - as version 30
         c.execute("DROP TABLE partner_event_refs")
+        c.execute("DROP INDEX partner_events_by_kind")  # and what came after
+        c.execute("ALTER TABLE partner_events DROP COLUMN kind")
         c.execute("DELETE FROM schema_migrations WHERE version >= 31")
     before.close()
     after = opener()

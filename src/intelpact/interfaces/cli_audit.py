@@ -160,8 +160,7 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
                        None if kept or narrowed else limit) as advance:
             found = courier.partner_events(party, limit=limit, read_on=not kept,
                                            objects=(object_id,) if object_id else (),
-                                           match=(lambda event: event.get("kind") in kinds)
-                                           if kinds else None, advance=advance)
+                                           kinds=kinds, advance=advance)
         watch = node.store.partner_audit_watch(party)
     except Unreachable as exc:
         raise Unreachable(exc.message, hint=(f"{exc.hint}; " if exc.hint else "") +

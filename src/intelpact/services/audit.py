@@ -72,6 +72,7 @@ from ..store.base import (
     Store,
     StoreFull,
     StoreUnavailable,
+    filing,
     objects_named,
     timestamp,
     utc_now,
@@ -159,18 +160,6 @@ class EventsWithheld(AuditError):
 
 
 KEPT_PAGE = 20_000  # partner audit events kept here, checked again at a time
-Match = Callable[[dict[str, Any]], bool]  # which of a partner's events to answer
-
-
-def accepts(match: Match, kept: KeptEvent) -> bool:
-    """Whether ``match`` accepts a partner's event kept here; one whose body does not
-    decode to an object is taken, for its check (``AuditLog.verify_kept``) to say what is
-    wrong with it."""
-    try:
-        data = json.loads(kept.body)
-    except ValueError:
-        return True
-    return not isinstance(data, dict) or match(data)
 
 
 class PartnerAudit(NamedTuple):
@@ -944,9 +933,10 @@ class AuditLog:
         of KEPT_PAGE at a time so memory stays bounded, and that none is missing: the
         numbers kept run on from 0 to the watch's cursor, but for the numbers this node
         alerted ``party`` left out (``events-withheld``: those alerts are events of this
-        node's own log, with the numbers); and that the index of the objects they name
-        files each under exactly the objects its body names (what it files under a leaf
-        not kept finds nothing). Returns how many events are
+        node's own log, with the numbers); and that each is filed under its body's kind,
+        if under any (an event kept before kinds were filed is under none), and under
+        exactly the objects its body names (filing; what is filed under a leaf not kept
+        finds nothing). Returns how many events are
         kept and what is wrong, a line each."""
         keys = list(keys)
         count, after, expect = 0, -1, 0
@@ -956,8 +946,15 @@ class AuditLog:
             "audit partner --object, the console's partner view, compromise history checks")
         while page := self.store.partner_events(party, after=after, limit=KEPT_PAGE):
             events, failed = self.verify_kept(party, keys, page)
-            problems += failed  # and the index is checked for those that verify:
-            named = {event["index"]: objects_named(event) for event in events}
+            problems += failed  # and what those that verify are filed under:
+            filed = {event["index"]: filing(event) for event in events}
+            problems += [
+                f"{party}'s kept event {kept.index} is filed under kind {kept.kind!r}, but "
+                f"its body's kind is {filed[kept.index][0]!r}: searches by kind (audit "
+                "partner --kind, the console's partner view) do not find it as what it is"
+                for kept in page if kept.index in filed and kept.kind is not None
+                and kept.kind != filed[kept.index][0]]
+            named = {index: ids for index, (_, ids) in filed.items()}
             problems += _check_refs(named, [  # a leaf not kept is found by no search
                 (oid, leaf) for oid, leaf in self.store.partner_event_refs(
                     party, page[0].index, page[-1].index + 1) if leaf in named],

@@ -44,9 +44,7 @@ from .audit import (
     AuditError,
     CheckpointsCrossed,
     EventsWithheld,
-    Match,
     PartnerAudit,
-    accepts,
     encode_hash,
     operator,
     why_not_kept,
@@ -413,15 +411,15 @@ class Courier:
 
     def partner_events(self, party: str, *, limit: int, before: int | None = None,
                        read_on: bool = True, objects: Sequence[str] = (),
-                       match: Match | None = None,
+                       kinds: Sequence[str] = (),
                        advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:
         """``party``'s events about our objects from the start of its log, as this node
         keeps them (Store.partner_events), once the watch has read on to now
         (``read_on``; false: without asking ``party``, and ``size`` is of the largest
         checkpoint of it kept): at most ``limit`` of those naming one of ``objects``
-        (found by the index kept with them; default: all) that ``match`` accepts
-        (default: all), or, with ``before``, of those below leaf ``before``. Each was
-        proven and numbered when it was read, and each returned is checked again here
+        and of one of ``kinds`` (each found by what it is filed under; default: all),
+        or, with ``before``, of those below leaf ``before``. Each was proven and
+        numbered when it was read, and each returned is checked again here
         (AuditLog.verify_kept). ``more``: there are more than those; ``expect``: how many
         numbered events the range up to them should hold, and ``missing``: how many of
         those are not kept (left out of ``party``'s answers, alerted as
@@ -429,21 +427,21 @@ class Courier:
         store = self.node.store
         if not read_on:
             return self._kept(party, store.partner_size(party), limit, before, objects,
-                              match, caught_up=True)
+                              kinds, caught_up=True)
         read = 0
 
         def enough(after: int, page: int) -> bool:
             nonlocal read
             read += page
-            return (not objects and match is None and read >= limit) or \
+            return (not objects and not kinds and read >= limit) or \
                 (before is not None and after >= before - 1)
 
         size, more, after = self.read_on(party, enough, page=AUDIT_PAGE, advance=advance)
         caught_up = not more or (before is not None and after >= before - 1)
-        return self._kept(party, size, limit, before, objects, match, caught_up=caught_up)
+        return self._kept(party, size, limit, before, objects, kinds, caught_up=caught_up)
 
     def _kept(self, party: str, size: int, limit: int, before: int | None,
-              objects: Sequence[str], match: Match | None, *, caught_up: bool
+              objects: Sequence[str], kinds: Sequence[str], *, caught_up: bool
               ) -> PartnerAudit:
         """partner_events from what is kept, the reading done (``caught_up``: to now, or
         past ``before``): a page at a time, so memory holds only the events returned;
@@ -456,12 +454,9 @@ class Courier:
         shown: list[KeptEvent] = []
         start, bound = -1, before
         while page := store.partner_events(
-                party, after=start, before=before, objects=objects,
-                limit=KEPT_PAGE if match is not None else min(KEPT_PAGE,
-                                                              limit + 1 - len(shown))):
+                party, after=start, before=before, objects=objects, kinds=kinds,
+                limit=min(KEPT_PAGE, limit + 1 - len(shown))):
             for kept in page:
-                if match is not None and not accepts(match, kept):
-                    continue
                 if len(shown) == limit:  # one more than asked: the range ends before it
                     bound = kept.index
                     break

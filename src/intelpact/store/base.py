@@ -412,6 +412,7 @@ class KeptEvent:
     body: str
     proof: bytes
     size: int
+    kind: str | None = None  # as the store filed it (filed_under; None: under no kind)
 
 
 @dataclass(frozen=True)
@@ -460,6 +461,24 @@ def event_object_ids(body: str) -> set[str]:
         return objects_named(json.loads(body))
     except ValueError:
         return set()
+
+
+def filed_under(body: str) -> tuple[str | None, set[str]]:
+    """What a partner's audit event kept here is filed under, for the searches by key
+    (Store.partner_events): its kind (None if it has none), and the ids of the objects
+    it names (objects_named); each only if it holds no NUL character, which PostgreSQL's
+    text cannot keep. A body that is not a JSON object is filed under nothing."""
+    try:
+        return filing(json.loads(body))
+    except ValueError:
+        return None, set()
+
+
+def filing(event: Any) -> tuple[str | None, set[str]]:
+    """``filed_under`` of an event body decoded already."""
+    kind = event.get("kind") if isinstance(event, dict) else None
+    return (kind if isinstance(kind, str) and "\x00" not in kind else None,
+            {oid for oid in objects_named(event) if "\x00" not in oid})
 
 
 def objects_named(event: Any) -> set[str]:
@@ -1046,11 +1065,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None, objects: Sequence[str] = ()
-                       ) -> list[KeptEvent]:
+                       limit: int | None = None, objects: Sequence[str] = (),
+                       kinds: Sequence[str] = ()) -> list[KeptEvent]:
         """The events of ``party``'s log kept by its watch, by leaf, after leaf ``after``
-        (below ``before``; at most ``limit``; naming one of ``objects``, found by the
-        index kept with them, if given)."""
+        (below ``before``; at most ``limit``; naming one of ``objects``, and of one of
+        ``kinds``, found by what each is filed under, if given: ``filed_under``)."""
 
     @abc.abstractmethod
     def partner_event_refs(self, party: str, start: int, stop: int | None = None

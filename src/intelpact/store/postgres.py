@@ -851,11 +851,11 @@ class PostgresStore(Store):
             _keep_partner_events(c.cursor(), "%s", party, after, expect, when, events)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None, objects: Sequence[str] = ()
-                       ) -> list[KeptEvent]:
+                       limit: int | None = None, objects: Sequence[str] = (),
+                       kinds: Sequence[str] = ()) -> list[KeptEvent]:
         with self._read() as conn:
             return _partner_events(conn.cursor(), "%s", party, after, before, limit,
-                                   objects)
+                                   objects, kinds)
 
     def partner_event_refs(self, party: str, start: int, stop: int | None = None
                            ) -> list[tuple[str, int]]:

@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 import fcntl
 import functools
+import heapq
+import itertools
 import json
 import os
 import re
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
@@ -63,6 +66,7 @@ from .base import (
     StoreFull,
     cited_markings,
     event_object_ids,
+    filed_under,
     label_from_key,
     label_key,
     marking_differs,
@@ -95,6 +99,7 @@ PORTIONS = ("name", "description")
 TEXT_INDEX_BATCH = 1000  # rows per indexing statement: about 45 ms under the write lock
 MAX_ATTEMPTS = 20  # an entry a partner keeps refusing stops being pushed (pull still offers it)
 _RETIRE_BATCH = 50_000  # events integrated per statement in a key rotation's transaction
+KIND_PAGE = 1_000  # partner events filed under no kind, read at a time for a search by kind
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
 
@@ -795,9 +800,10 @@ class SQLiteStore(Store):
             _keep_partner_events(c, "?", party, after, expect, when, events)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
-                       limit: int | None = None, objects: Sequence[str] = ()
-                       ) -> list[KeptEvent]:
-        return _partner_events(self._conn(), "?", party, after, before, limit, objects)
+                       limit: int | None = None, objects: Sequence[str] = (),
+                       kinds: Sequence[str] = ()) -> list[KeptEvent]:
+        return _partner_events(self._conn(), "?", party, after, before, limit, objects,
+                               kinds)
 
     def partner_event_refs(self, party: str, start: int, stop: int | None = None
                            ) -> list[tuple[str, int]]:
@@ -1666,14 +1672,17 @@ def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
     """Inside a write transaction: keep ``events`` and move the cursor forward
     (Store.set_partner_audit_cursor)."""
     if events:
-        c.executemany("INSERT INTO partner_events (party, leaf, seq, body, proof, size) "  # noqa: S608
-                      f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}) "
+        filing = [filed_under(e.body) for e in events]
+        c.executemany("INSERT INTO partner_events "  # noqa: S608
+                      "(party, leaf, seq, body, proof, size, kind) "
+                      f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark}) "
                       "ON CONFLICT (party, leaf) DO NOTHING",
-                      [(party, e.index, e.seq, e.body, e.proof, e.size) for e in events])
+                      [(party, e.index, e.seq, e.body, e.proof, e.size, kind)
+                       for e, (kind, _) in zip(events, filing, strict=True)])
         c.executemany("INSERT INTO partner_event_refs (party, object_id, leaf) "  # noqa: S608
                       f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
-                      [(party, oid, e.index) for e in events
-                       for oid in sorted(event_object_ids(e.body))])
+                      [(party, oid, e.index) for e, (_, ids) in zip(events, filing, strict=True)
+                       for oid in sorted(ids)])
     c.execute("INSERT INTO partner_audit_cursors (party, read_after, next_seq, checked) "  # noqa: S608
               f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (party) DO UPDATE SET "
               "read_after = excluded.read_after, next_seq = excluded.next_seq, "
@@ -1683,10 +1692,52 @@ def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
 
 
 def _partner_events(c: Any, mark: str, party: str, after: int, before: int | None,
-                    limit: int | None, objects: Sequence[str] = ()) -> list[KeptEvent]:
-    sql = ("SELECT leaf, seq, body, proof, size FROM partner_events "  # noqa: S608
+                    limit: int | None, objects: Sequence[str] = (),
+                    kinds: Sequence[str] = ()) -> list[KeptEvent]:
+    """Store.partner_events for either dialect. Of some ``kinds``: each kind's events
+    by leaf (index partner_events_by_kind), and those filed under no kind, whose bodies
+    say (events kept before migration 0033, and bodies with no kind to file), merged."""
+    if not kinds:
+        return _partner_rows(c, mark, party, after, before, limit, objects)
+    runs = [_partner_rows(c, mark, party, after, before, limit, objects, kind=kind)
+            for kind in sorted(set(kinds))]
+    unfiled: list[KeptEvent] = []
+    start = after
+    while limit is None or len(unfiled) < limit:
+        page = _partner_rows(c, mark, party, start, before, KIND_PAGE, objects, kind=None)
+        unfiled += [e for e in page if _of_kind(e.body, kinds)]
+        if len(page) < KIND_PAGE:
+            break
+        start = page[-1].index
+    merged = heapq.merge(*runs, unfiled, key=lambda e: e.index)
+    return list(merged if limit is None else itertools.islice(merged, limit))
+
+
+def _of_kind(body: str, kinds: Sequence[str]) -> bool:
+    """Whether an event filed under no kind is of one of ``kinds``, as its body says; one
+    whose body does not decode to an object is taken, for its check
+    (AuditLog.verify_kept) to say what is wrong with it."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return True
+    return not isinstance(data, dict) or data.get("kind") in kinds
+
+
+def _partner_rows(c: Any, mark: str, party: str, after: int, before: int | None,
+                  limit: int | None, objects: Sequence[str] = (), *,
+                  kind: str | EllipsisType | None = ...) -> list[KeptEvent]:
+    """The events kept after leaf ``after`` (below ``before``, naming one of
+    ``objects``), at most ``limit``, by leaf; filed under ``kind`` if given (None: under
+    none)."""
+    sql = ("SELECT leaf, seq, body, proof, size, kind FROM partner_events "  # noqa: S608
            f"WHERE party = {mark} AND leaf > {mark}")
     args: list[Any] = [party, after]
+    if kind is None:
+        sql += " AND kind IS NULL"
+    elif isinstance(kind, str):
+        sql += f" AND kind = {mark}"
+        args.append(kind)
     if before is not None:
         sql += f" AND leaf < {mark}"
         args.append(before)
@@ -1699,7 +1750,7 @@ def _partner_events(c: Any, mark: str, party: str, after: int, before: int | Non
         sql += f" LIMIT {mark}"
         args.append(limit)
     return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
-                      bytes(r[3]), int(r[4])) for r in c.execute(sql, args)]
+                      bytes(r[3]), int(r[4]), r[5]) for r in c.execute(sql, args)]
 
 
 def _partner_refs_select(party: str, start: int, stop: int | None, mark: str

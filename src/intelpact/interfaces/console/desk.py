@@ -25,14 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import (
-    KEPT_PAGE,
-    KINDS,
-    AuditError,
-    accepts,
-    verify_log,
-    why_not_kept,
-)
+from ...services.audit import KINDS, AuditError, verify_log, why_not_kept
 from ...services.node import Node
 from ...services.people import Principal
 from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
@@ -42,7 +35,6 @@ MAX_ROWS = 200  # a page of each desk list
 MAX_OFFSET = 1_000_000
 EVENTS = 50  # a page of audit events
 EVENT_OBJECTS = 10  # objects named per event on the page (the rest counted)
-PARTNER_SCAN = 20_000  # kept partner events looked at for one page of a partner's audit
 PSEUDONYM = re.compile(r"p-[0-9a-f]{16}")
 STIX_ID = re.compile(r"[a-z0-9][a-z0-9-]*--[0-9a-fA-F-]{36}")
 T = TypeVar("T")
@@ -360,12 +352,11 @@ def partner(console: Console, request: Request, principal: Principal,
     """How a partner handled our objects, from the evidence kept here, as `intelpact
     audit partner DIR PARTY --kept` shows it: the partner's events about our objects
     its audit watch read, oldest first, 50 to a page (keyed by leaf: ``after``),
-    filtered by kind and object (found by the index kept with them); each shown checked
+    filtered by kind and object (found by what each is filed under); each shown checked
     again against the partner's signed checkpoint it was proven in
     (AuditLog.verify_kept). Whether every numbered event the watch read is kept is said
-    for the whole log, and, unfiltered by object, which numbers are missing among those
-    a page looked at. At most PARTNER_SCAN kept events are looked at for one page, so a
-    narrow kind filter over a long history pages on."""
+    for the whole log, and, unfiltered, which numbers are missing among those a page
+    shows."""
     node = console.node
     party = request.path_params["party"].upper()
     if party not in {p.party for p in node.store.peers()}:
@@ -393,7 +384,7 @@ def partner(console: Console, request: Request, principal: Principal,
     events = [{"index": kept.index, "at": data.get("at", ""), "kind": data.get("kind", ""),
                "seq": kept.seq, "size": kept.size, **_described(data, may, names)}
               for kept, data in found]
-    later = node.store.partner_events(party, after=last, limit=1,
+    later = node.store.partner_events(party, after=last, limit=1, kinds=kinds,
                                       objects=(object_id,) if object_id else ())
     kept_params = [(k, v) for k, v in params.multi_items() if k != "after"]
     return Page("partner.html", {
@@ -401,7 +392,6 @@ def partner(console: Console, request: Request, principal: Principal,
         "gaps": [(*gap, why) for gap, why in zip(gaps, reasons[len(whole):], strict=True)],
         "missing": missing, "why": reasons[0] if whole else "",
         "problems": problems, "kinds": sorted(KINDS),
-        "scan": PARTNER_SCAN,
         "filters": {"kinds": kinds, "object": asked, "any": bool(kinds or asked)},
         "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
         if later and not problems else "",
@@ -411,38 +401,27 @@ def partner(console: Console, request: Request, principal: Principal,
 def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...],
                object_id: str) -> tuple[list[tuple[KeptEvent, dict[str, Any]]], int,
                                         list[tuple[int, int]], list[str]]:
-    """One page of ``party``'s events kept here after leaf ``start`` that match (those
-    naming ``object_id`` found by the index): the events, checked again; the last leaf
-    looked at; unfiltered by object, the numbers missing among those looked at ([from,
-    to)); and what does not verify."""
+    """One page of ``party``'s events kept here after leaf ``start`` naming ``object_id``
+    and of one of ``kinds``, if given (found by what each is filed under): the events,
+    checked again; the last leaf shown; unfiltered, the numbers missing among them
+    ([from, to)); and what does not verify."""
     store = node.store
     objects = (object_id,) if object_id else ()
-    last = -1 if start is None else start
-    expect = 0 if start is None else None  # the number the next must have
-    if start is not None and not objects:  # the number after the one at ``start``
-        at = store.partner_events(party, after=start - 1, limit=1)
-        if at and at[0].index == start and at[0].seq is not None:
-            expect = at[0].seq + 1
-    shown: list[KeptEvent] = []
+    shown = store.partner_events(party, after=-1 if start is None else start,
+                                 objects=objects, kinds=kinds, limit=EVENTS)
+    last = shown[-1].index if shown else -1 if start is None else start
     gaps: list[tuple[int, int]] = []
-    scanned, size = 0, EVENTS + 1
-    while len(shown) < EVENTS and scanned < PARTNER_SCAN:
-        page = store.partner_events(party, after=last, objects=objects,
-                                    limit=min(size, PARTNER_SCAN - scanned))
-        if not page:
-            break
-        size = min(size * 4, KEPT_PAGE)
-        for kept in page:
-            scanned += 1
-            last = kept.index
-            if not objects and kept.seq is not None:
+    if not objects and not kinds:
+        expect = 0 if start is None else None  # the number the next must have
+        if start is not None:  # the number after the one at ``start``
+            at = store.partner_events(party, after=start - 1, limit=1)
+            if at and at[0].index == start and at[0].seq is not None:
+                expect = at[0].seq + 1
+        for kept in shown:
+            if kept.seq is not None:
                 if expect is not None and kept.seq > expect:
                     gaps.append((expect, kept.seq))
                 expect = kept.seq + 1
-            if not kinds or accepts(lambda event: event.get("kind") in kinds, kept):
-                shown.append(kept)
-            if len(shown) == EVENTS or scanned == PARTNER_SCAN:
-                break
     checked, problems = node.audit.verify_kept(party, node.federation.log_keys(party), shown)
     if problems:
         return [], last, gaps, problems
