@@ -29,6 +29,7 @@ from intelpact.services.audit import (
     canonical,
     count_text,
     encode_hash,
+    number_gaps,
     parse_count,
     verify_log,
 )
@@ -38,6 +39,7 @@ from intelpact.services.node import Node
 from intelpact.store.base import (
     AuditEvent,
     AuditFilter,
+    KeptEvent,
     PartnerCheckpoint,
     Query,
     event_object_ids,
@@ -1000,3 +1002,17 @@ def test_the_watch_asks_for_smaller_pages_and_gossips_past_an_event_too_large(
 def test_numbers_left_out_and_alerted_are_taken_from_those_missing(
         covers: list[tuple[int, int]], left: list[tuple[int, int]]) -> None:
     assert list(_uncovered((3, 9), covers)) == left
+
+
+@pytest.mark.parametrize(("expect", "seqs", "gaps", "after"), [
+    (0, [0, 1, 2], [], 3),
+    (0, [1, 2, 5, None, 6], [(0, 1), (3, 5)], 7),
+    (None, [4, 5, 8], [(6, 8)], 9),  # from the first numbered one
+    (None, [None, None], [], None),
+    (3, [2, 3, 9], [(4, 9)], 10),  # a number gone back does not open a gap twice
+])
+def test_the_numbers_missing_among_kept_events(
+        expect: int | None, seqs: list[int | None], gaps: list[tuple[int, int]],
+        after: int | None) -> None:
+    kept = [KeptEvent(leaf, seq, "{}", b"", 1) for leaf, seq in enumerate(seqs)]
+    assert number_gaps(kept, expect) == (gaps, after)

@@ -189,6 +189,20 @@ def why_not_kept(party: str, missing: int, alerted: int) -> str:
             "deleted from this node's evidence")
 
 
+def number_gaps(kept: Iterable[KeptEvent], expect: int | None
+                ) -> tuple[list[tuple[int, int]], int | None]:
+    """The numbers missing among ``kept``, a partner's events about our objects by leaf
+    ([from, to) each), counting from ``expect`` (None: from the first numbered one); and
+    the number the next must have."""
+    gaps = []
+    for event in kept:
+        if event.seq is not None:
+            if expect is not None and event.seq > expect:
+                gaps.append((expect, event.seq))
+            expect = event.seq + 1 if expect is None else max(expect, event.seq + 1)
+    return gaps, expect
+
+
 def _uncovered(span: tuple[int, int], covers: Sequence[tuple[int, int]]
                ) -> Iterator[tuple[int, int]]:
     """The parts of the numbers [from, to) of ``span`` that no span of ``covers`` holds."""
@@ -939,7 +953,8 @@ class AuditLog:
         finds nothing). Returns how many events are
         kept and what is wrong, a line each."""
         keys = list(keys)
-        count, after, expect = 0, -1, 0
+        count, after = 0, -1
+        expect: int | None = 0
         problems: list[str] = []
         absent: list[tuple[int, int]] = []  # numbers not kept: [from, to)
         event, searches = f"{party}'s kept event", (
@@ -959,16 +974,13 @@ class AuditLog:
                 (oid, leaf) for oid, leaf in self.store.partner_event_refs(
                     party, page[0].index, page[-1].index + 1) if leaf in named],
                 event=event, searches=searches)
-            for kept in page:
-                if kept.seq is not None:
-                    if kept.seq > expect:
-                        absent.append((expect, kept.seq))
-                    expect = max(expect, kept.seq + 1)
+            gaps, expect = number_gaps(page, expect)
+            absent += gaps
             count += len(page)
             after = page[-1].index
             advance(len(page))
         cursor = self.store.partner_audit_cursor(party)[1]
-        if cursor > expect:
+        if expect is not None and cursor > expect:
             absent.append((expect, cursor))
         alerted = self._left_out(party)
         for first, end in (gap for span in absent for gap in _uncovered(span, alerted)):

@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from ...crypto.merkle import ProofError, leaf_hash, verify_inclusion
 from ...errors import IntelpactError
 from ...model import Label
-from ...services.audit import KINDS, AuditError, verify_log, why_not_kept
+from ...services.audit import KINDS, AuditError, number_gaps, verify_log, why_not_kept
 from ...services.node import Node
 from ...services.people import Principal
 from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
@@ -417,11 +417,7 @@ def _kept_page(node: Node, party: str, start: int | None, kinds: tuple[str, ...]
             at = store.partner_events(party, after=start - 1, limit=1)
             if at and at[0].index == start and at[0].seq is not None:
                 expect = at[0].seq + 1
-        for kept in shown:
-            if kept.seq is not None:
-                if expect is not None and kept.seq > expect:
-                    gaps.append((expect, kept.seq))
-                expect = kept.seq + 1
+        gaps = number_gaps(shown, expect)[0]
     checked, problems = node.audit.verify_kept(party, node.federation.log_keys(party), shown)
     if problems:
         return [], last, gaps, problems
