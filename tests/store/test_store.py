@@ -1093,6 +1093,27 @@ def test_what_a_store_cannot_keep_is_filed_under_nothing(store: Store) -> None:
     assert filed_under(body) == (None, {a})
 
 
+def test_hostile_kinds_and_ids_are_filed_and_found_as_they_are(store: Store) -> None:
+    """Every naughty string, as a kept event's kind and as the id of an object it names,
+    is filed as it is and found by it, on either store; one with a NUL is filed under
+    nothing, its event kept all the same."""
+    naughty = json.loads((Path(__file__).parents[1] / "data" / "json" / "naughty-strings" /
+                          "blns.json").read_text()) + ["a\x00b", "\x00"]
+    store.set_partner_audit_cursor("NZL", len(naughty), len(naughty), "t", [
+        _of(leaf, leaf - 1, text, text) for leaf, text in enumerate(naughty, 1)])
+    kept = store.partner_events("NZL")
+    assert [k.body for k in kept] == [_of(i, i - 1, t, t).body
+                                       for i, t in enumerate(naughty, 1)]
+    filed = [t for t in naughty if "\x00" not in t]
+    assert [k.kind for k in kept] == [t if "\x00" not in t else None for t in naughty]
+    assert sorted(store.partner_event_refs("NZL", 0), key=lambda r: r[1]) == [
+        (t, leaf) for leaf, t in enumerate(naughty, 1) if "\x00" not in t]
+    for text in filed:
+        want = [leaf for leaf, t in enumerate(naughty, 1) if t == text]
+        assert [k.index for k in store.partner_events("NZL", kinds=[text])] == want, text
+        assert [k.index for k in store.partner_events("NZL", objects=[text])] == want, text
+
+
 def test_the_upgrade_files_no_kind_for_the_partner_events_kept_before(
         opener: Opener) -> None:
     """Migration 33 files the events kept before it under no kind: a search by kind
