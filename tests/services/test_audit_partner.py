@@ -28,6 +28,7 @@ from intelpact.services.audit import (
     _uncovered,
     canonical,
     count_text,
+    decode_hash,
     encode_hash,
     number_gaps,
     parse_count,
@@ -412,19 +413,50 @@ def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(
 
 
 @pytest.mark.parametrize("fields", [{"objects": [7]}, {"objects": {"a": 1}},
-                                    {"objects": [[]]}, {"person": "p-1"}])
+                                    {"objects": [[]]}, {"person": "p-1"},
+                                    {"v": 2, "seq": 2**70}])  # past any store's integers
 def test_a_partner_event_of_the_wrong_shape_is_refused_with_the_reason(
         jpn_nzl: tuple[Node, Node], fields: dict[str, Any]) -> None:
-    """Signed and proven in the partner's log, but not what ``audit partner`` reads."""
+    """Signed and proven in the partner's log, but not what ``audit partner`` reads: the
+    reason, and the alert ``event-malformed``, raised once, with the evidence."""
     jpn, nzl = jpn_nzl
     at = timestamp(utc_now())
     body = canonical({"v": 1, "at": at, "kind": "read", "node": "NZL", "originator": "JPN",
                       **fields})
     nzl.audit.record(AuditEvent(at, "read", body, None, None, "JPN"))
+    index = nzl.store.audit_size() - 1
     with serving_federation(jpn), serving_federation(nzl):
-        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
-    assert result.exit_code == 2, (result.output, result.exception)  # an error, no traceback
-    assert "NZL sent event" in result.output and "which is malformed: its " in result.output
+        results = [CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+                   for _ in range(2)]
+    for result in results:
+        assert result.exit_code == 2, (result.output, result.exception)  # no traceback
+        assert f"NZL sent event {index}, which is malformed: its " in result.output
+    assert [a[1] for a in jpn.store.alerts()] == ["event-malformed"]
+    (alert,) = [json.loads(e.body) for e in jpn.store.find_audit(AuditFilter(kinds=("alert",)))]
+    size, top = jpn.audit.partner_checkpoint("NZL", jpn.federation.log_keys("NZL"),
+                                            alert["note"], alert=False)
+    assert (alert["index"], alert["size"]) == (index, size)
+    verify_inclusion(index, size, decode_hash(alert["leaf"]),
+                     [decode_hash(h) for h in alert["proof"]], top)
+    assert decode_hash(alert["leaf"]) == leaf_hash(body.encode())
+
+
+def test_a_checkpoint_past_what_a_store_counts_is_refused_and_alerted_once(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A partner's checkpoint of more events than a store's integers hold (a valid
+    C2SP checkpoint goes to 2**64 - 1): refused with the reason and alerted once, not a
+    database error every gossip round; the partner's real checkpoints are still kept."""
+    jpn, nzl = jpn_nzl
+    keys, origin = jpn.federation.log_keys("NZL"), nzl.audit.origin
+    for size in (2**63, 2**63, 2**64 - 1):
+        note = sign_note(format_checkpoint(origin, size, b"r" * 32), origin, nzl.signing_key)
+        with pytest.raises(AuditError, match=f"NZL signed a checkpoint of {size:,} events, "
+                           "more than a log can hold"):
+            jpn.audit.witness("NZL", keys, {"checkpoint": note})
+    assert [a[1] for a in jpn.store.alerts()] == ["checkpoint-refused"] * 2
+    assert jpn.store.partner_size("NZL") == 0  # nothing kept of them
+    size, _ = jpn.audit.witness("NZL", keys, nzl.audit.for_partner("JPN", limit=0))
+    assert 0 < size <= nzl.store.audit_size() and jpn.store.partner_size("NZL") == size
 
 
 def _branch(nzl: Node, known: int, grow: int, tag: str) -> dict[str, Any]:

@@ -45,14 +45,13 @@ from ..services.federation import (
     verify_request,
 )
 from ..services.node import Node
-from ..store.base import PeerRecord, StoreFull, StoreUnavailable
+from ..store.base import MAX_INTEGER, PeerRecord, StoreFull, StoreUnavailable
 from .limits import CLOSE, BodyRefused, RateLimit, http_protocol, read_body
 from .taxii import STORE_FULL, STORE_UNAVAILABLE, TAXII, TaxiiError, _error, _json
 
 log = logging.getLogger("intelpact.federation")
 PREFIX = "/federation"
 MAX_PAGE = 1000
-MAX_INTEGER = 2**63 - 1  # what the store's integer columns hold
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 RATE_LIMITED = "rate-limited"  # the error_code of a 429: retry after Retry-After seconds
 

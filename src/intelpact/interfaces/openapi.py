@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..services.federation import MAX_ENVELOPE
+from ..store.base import MAX_INTEGER
 from . import federation as fed
 from . import taxii
 
@@ -339,7 +340,7 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
         f"{p}/collections/outbox/objects/": {"get": {
             "summary": "what this node released to the caller, after a cursor (a pull)",
             "security": signed,
-            "parameters": [query("next", 0, fed.MAX_INTEGER, 0),
+            "parameters": [query("next", 0, MAX_INTEGER, 0),
                            query("limit", 1, fed.MAX_PAGE, 500)],
             "responses": _responses(ok(envelope), (400, 403, 429, 503, 507), t)}},
         f"{p}/keys": {"post": {
@@ -354,9 +355,9 @@ def federation_document(max_content_length: int) -> dict[str, Any]:
         f"{p}/audit": {"get": {
             "summary": "partner audit: events about the caller's objects, with proofs",
             "security": signed,
-            "parameters": [query("after", -1, fed.MAX_INTEGER, -1),
+            "parameters": [query("after", -1, MAX_INTEGER, -1),
                            query("limit", 0, fed.MAX_PAGE, 1000),
-                           query("known", 0, fed.MAX_INTEGER, 0)],
+                           query("known", 0, MAX_INTEGER, 0)],
             "responses": _responses(ok(audit), (400, 403, 429, 503, 507), t)}},
         f"{p}/compromise": {"post": {
             "summary": "a compromise report, acknowledgement or closure",

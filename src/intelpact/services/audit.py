@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -62,6 +62,7 @@ from ..crypto.merkle import (
 )
 from ..model.decisions import Person
 from ..store.base import (
+    MAX_INTEGER,
     AuditError,
     AuditEvent,
     AuditFilter,
@@ -754,9 +755,12 @@ class AuditLog:
         (a retired key only up to its bound). A checkpoint a retired key signed past its
         bound is new history signed by a key that was rotated out: refused, and, unless
         ``alert`` is false, the alert ``retired-key`` is raised (an honest node never
-        signs one: its processes refuse to sign with a retired key)."""
+        signs one: its processes refuse to sign with a retired key). So is a checkpoint
+        of more events than this node's store can count (MAX_INTEGER: no log holds that
+        many), with the alert ``checkpoint-refused``: every later checkpoint of that log
+        must be at least as large, so it cannot be witnessed here from then on."""
         try:
-            return verify_checkpoint_note(note, log_origin(party), keys)
+            size, root = verify_checkpoint_note(note, log_origin(party), keys)
         except RetiredKey as exc:
             if alert:
                 self.alert("retired-key", party,
@@ -766,6 +770,18 @@ class AuditLog:
             raise AuditError(f"{party}'s checkpoint of {exc.size} events is {exc.message}",
                              hint="tell your security officer (intelpact audit alerts DIR)"
                              ) from None
+        if size > MAX_INTEGER:
+            problem = (f"{party} signed a checkpoint of {size:,} events, more than a log "
+                       f"can hold ({MAX_INTEGER:,} here)")
+            if alert:
+                self.alert("checkpoint-refused", party,
+                           f"{problem}: every later checkpoint of its log must be at least "
+                           "as large, so its log cannot be witnessed here from now on. The "
+                           "checkpoint is kept in this alert's audit event.", once=True,
+                           note=note)
+            raise AuditError(f"{problem}: refused",
+                             hint="tell your security officer (intelpact audit alerts DIR)")
+        return size, root
 
     # -- partner audit: serving ------------------------------------------------------------
     def for_partner(self, party: str, *, after: int = -1, limit: int = 1000,
@@ -875,11 +891,13 @@ class AuditLog:
         kept: list[KeptEvent] = []
         for index, data, body, proof in _proven(party, size, root, answer.get("events", [])):
             if data.get("node") != party or data.get("originator") != self.party:
-                raise AuditError(f"{party} sent event {index}, which is not its record of "
-                                 f"an object {self.party} originated")
+                self._malformed_event(party, size, answer, index, body, proof,
+                                      f"which is not its record of an object {self.party} "
+                                      "originated")
             shape = _malformed(data) or _unnumbered(data, bool(expect))
             if shape is not None:  # signed, but what would be shown of it is not there
-                raise AuditError(f"{party} sent event {index}, which is malformed: {shape}")
+                self._malformed_event(party, size, answer, index, body, proof,
+                                      f"which is malformed: {shape}")
             seq = data.get("seq")
             if seq is not None:
                 if expect is not None and seq != expect:
@@ -1037,6 +1055,21 @@ class AuditLog:
                              f"objects in its tree of {at}, not {self.party}'s in its tree "
                              f"of {size}")
         return count
+
+    def _malformed_event(self, party: str, size: int, answer: Mapping[str, Any],
+                         index: int, body: str, proof: bytes, problem: str) -> NoReturn:
+        """Refuse ``party``'s event at ``index``, proven in its checkpoint of ``size`` but
+        not one this node can keep and show (AuditError): the audit watch reads no further
+        until it is dealt with, so the alert ``event-malformed`` is raised, once, with
+        the evidence (the leaf's hash, its inclusion proof and the checkpoint)."""
+        detail = (f"{party} sent event {index} of its signed log, {problem}: its events "
+                  f"about our objects from there on cannot be checked here")
+        self.alert("event-malformed", party, detail, once=True, index=index, size=size,
+                   leaf=encode_hash(leaf_hash(body.encode("utf-8"))),
+                   proof=[encode_hash(proof[i:i + 32]) for i in range(0, len(proof), 32)],
+                   note=str(answer.get("checkpoint", "")))
+        raise AuditError(f"{party} sent event {index}, {problem}",
+                         hint="tell your security officer (intelpact audit alerts DIR)")
 
     def _withheld(self, party: str, problem: str, resume: tuple[int | None, int],
                   kept: Sequence[KeptEvent], **evidence: Any) -> None:
@@ -1310,8 +1343,9 @@ def _kind(note: str) -> str:
 
 def _unnumbered(data: Mapping[str, Any], numbered_before: bool) -> str | None:
     """What is wrong with the number of an event about a partner's objects, or None:
-    from version 2 each has one (a whole number), and one of version 1, from before
-    numbering, never follows a numbered one."""
+    from version 2 each has one (a whole number, below MAX_INTEGER: the next number is
+    kept in a store's integer column), and one of version 1, from before numbering,
+    never follows a numbered one."""
     seq = data.get("seq")
     if seq is None:
         if data.get("v") == 1 and not numbered_before:
@@ -1319,6 +1353,8 @@ def _unnumbered(data: Mapping[str, Any], numbered_before: bool) -> str | None:
         return "it is not numbered among the events about its originator's objects"
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         return "its number is not a whole number"
+    if seq >= MAX_INTEGER:
+        return f"its number, {seq}, is past what a store can count"
     return None
 
 
