@@ -763,7 +763,11 @@ def test_a_count_missing_forged_or_for_another_party_is_refused(
                                  nzl.signing_key)}, "about AUS's objects"),
             ({"count": sign_note(count_text(origin, "JPN", size - 1, expect), origin,
                                  nzl.signing_key)}, f"in its tree of {size - 1}"),
-            ({"count": answer["checkpoint"]}, "the signed count is malformed")]:
+            ({"count": answer["checkpoint"]}, "the signed count is malformed"),
+            ({"count": sign_note(count_text(origin, "JPN", size, 2**63 + size), origin,
+                                 nzl.signing_key)},  # past what a store counts, too
+             f"NZL signed that {2**63 + size} of its events about JPN's objects are in its "
+             f"tree of {size} events: more than the tree holds")]:
         with pytest.raises(AuditError, match=problem):
             jpn.audit.check_partner_events("NZL", keys, size, root, {**answer, **changed},
                                            expect=0)
@@ -1048,3 +1052,4 @@ def test_the_numbers_missing_among_kept_events(
         after: int | None) -> None:
     kept = [KeptEvent(leaf, seq, "{}", b"", 1) for leaf, seq in enumerate(seqs)]
     assert number_gaps(kept, expect) == (gaps, after)
+

@@ -1054,6 +1054,11 @@ class AuditLog:
             raise AuditError(f"{party}'s signed count is of the events about {about}'s "
                              f"objects in its tree of {at}, not {self.party}'s in its tree "
                              f"of {size}")
+        if count > size:  # impossible, and past MAX_INTEGER the watch's cursor cannot hold it
+            raise AuditError(f"{party} signed that {count} of its events about "
+                             f"{self.party}'s objects are in its tree of {size} events: more "
+                             "than the tree holds", hint="tell your security officer; ask "
+                             f"{party}'s operator")
         return count
 
     def _malformed_event(self, party: str, size: int, answer: Mapping[str, Any],
