@@ -172,6 +172,26 @@ def test_a_pull_stops_on_a_page_that_says_more_without_moving_on(
     assert nzl.store.pull_cursor("JPN") > 0  # the first page was taken, once
 
 
+@pytest.mark.parametrize("cursor", ["99999999999999999999", str(2**63), "-1", "1e3", "٣",
+                                    " 5", "x"])
+def test_a_pull_stops_on_a_cursor_no_store_can_keep(
+        jpn_nzl: tuple[Node, Node], cursor: str) -> None:
+    """A partner's outbox page whose ``next`` is not a cursor this node's store can keep
+    (past its integers, negative, not ASCII digits): the pull stops with the reason, and
+    the cursor is where it was, not a database error every round."""
+    jpn, nzl = jpn_nzl
+    courier = Courier(nzl)
+    courier._fetch = lambda peer, target, what: {  # type: ignore[method-assign]
+        "objects": [], "more": True, "next": cursor}
+    try:
+        with pytest.raises(FederationError, match="JPN's outbox page has a 'next' that is "
+                           "not a cursor"):
+            courier.pull_once("JPN")
+    finally:
+        courier.stop()
+    assert nzl.store.pull_cursor("JPN") == 0
+
+
 def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:
     jpn = make_node(tmp_path / "jpn", "JPN")
     other = make_node(tmp_path / "nzl", "NZL", agreement="jpn-nzl-aus.toml")

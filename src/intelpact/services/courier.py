@@ -32,6 +32,7 @@ import httpx
 
 from ..errors import IntelpactError
 from ..store.base import (
+    MAX_INTEGER,
     KeptEvent,
     PeerRecord,
     StoreFull,
@@ -360,7 +361,7 @@ class Courier:
                                                           page.get("x_intelpact_consents", []))
                 received += sum(1 for r in results if r.ok)
                 self.node.stored.set()
-            after = int(page["next"]) if page.get("next") else cursor
+            after = _outbox_cursor(party, page["next"]) if page.get("next") else cursor
             if after != cursor:
                 self.node.store.set_pull_cursor(party, after)
             if not page.get("more") or self._stop.is_set():
@@ -713,6 +714,16 @@ def _due(now: float, last: float, interval: float) -> bool:
     back): a clock that goes back must not postpone a retry, a pull or a gossip by the
     size of the jump."""
     return not 0 <= now - last < interval
+
+
+def _outbox_cursor(party: str, value: Any) -> int:
+    """The cursor of ``party``'s outbox page (its ``next``): a whole number this node's
+    store can keep, or FederationError (a partner's answer is checked before it is used)."""
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_INTEGER:
+        raise FederationError(f"{party}'s outbox page has a 'next' that is not a cursor: "
+                              f"{text[:40]!r}; the pull stops here")
+    return int(text)
 
 
 def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> Unreachable:
