@@ -968,19 +968,18 @@ class AuditLog:
         node's own log, with the numbers); and that each is filed under its body's kind,
         if under any (an event kept before kinds were filed is under none), and under
         exactly the objects its body names (filing; what is filed under a leaf not kept
-        finds nothing). Returns how many events are
-        kept and what is wrong, a line each."""
+        finds nothing). Returns how many events are kept and what is wrong, a line each."""
         keys = list(keys)
         count, after = 0, -1
         expect: int | None = 0
         problems: list[str] = []
         absent: list[tuple[int, int]] = []  # numbers not kept: [from, to)
-        event, searches = f"{party}'s kept event", (
+        name, searches = f"{party}'s kept event", (
             "audit partner --object, the console's partner view, compromise history checks")
         while page := self.store.partner_events(party, after=after, limit=KEPT_PAGE):
             events, failed = self.verify_kept(party, keys, page)
             problems += failed  # and what those that verify are filed under:
-            filed = {event["index"]: filing(event) for event in events}
+            filed = {data["index"]: filing(data) for data in events}
             problems += [
                 f"{party}'s kept event {kept.index} is filed under kind {kept.kind!r}, but "
                 f"its body's kind is {filed[kept.index][0]!r}: searches by kind (audit "
@@ -991,7 +990,7 @@ class AuditLog:
             problems += _check_refs(named, [  # a leaf not kept is found by no search
                 (oid, leaf) for oid, leaf in self.store.partner_event_refs(
                     party, page[0].index, page[-1].index + 1) if leaf in named],
-                event=event, searches=searches)
+                event=name, searches=searches)
             gaps, expect = number_gaps(page, expect)
             absent += gaps
             count += len(page)
