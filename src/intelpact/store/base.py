@@ -220,9 +220,9 @@ class AddResult:
     message: str
 
 
+MAX_INTEGER = 2**63 - 1  # the largest integer a store's columns hold (BIGINT, INTEGER)
 # Search text shorter than this has no trigram to look up: it is tested only on the
 # newest SHORT_TEXT_ROWS rows the reader may see (a bounded scan, said on the console's page).
-MAX_INTEGER = 2**63 - 1  # the largest integer a store's columns hold (BIGINT, INTEGER)
 SHORT_TEXT = 3
 SHORT_TEXT_ROWS = 10_000
 
