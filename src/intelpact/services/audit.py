@@ -1006,6 +1006,15 @@ class AuditLog:
                             f"not kept here: {why_not_kept(party, end - first, 0)}")
         return count, problems
 
+    def not_kept(self, party: str, expect: int, before: int) -> tuple[int, int]:
+        """How many of ``party``'s first ``expect`` numbered events about our objects are
+        not kept below leaf ``before``, and how many of those this node alerted as left
+        out of its answers (why_not_kept: the others were deleted here)."""
+        missing = expect - self.store.numbered_partner_events(party, before)
+        if not missing:
+            return 0, 0
+        return missing, min(self.alerted_left_out(party, [(0, expect)])[0], missing)
+
     def alerted_left_out(self, party: str, spans: Sequence[tuple[int, int]]) -> list[int]:
         """For each span [from, to) of the numbers of ``party``'s events about our
         objects, how many this node alerted as left out of its answers: numbers that are

@@ -474,11 +474,10 @@ class Courier:
                              "were changed: tell your security officer")
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
-        missing = 0 if expect is None else expect - store.numbered_partner_events(party, bound)
-        alerted = self.node.audit.alerted_left_out(party, [(0, expect)])[0] \
-            if missing and expect is not None else 0
+        missing, alerted = (0, 0) if expect is None else \
+            self.node.audit.not_kept(party, expect, bound)
         return PartnerAudit(size, events, bound < before or not caught_up, expect, shown,
-                            missing=missing, alerted=min(alerted, missing))
+                            missing=missing, alerted=alerted)
 
     def events_before(self, party: str, before: int, objects: Sequence[str] = (),
                       advance: Callable[[int], None] = lambda n: None) -> PartnerAudit:

@@ -372,11 +372,8 @@ def partner(console: Console, request: Request, principal: Principal,
         object_id = "-"  # an object the officer may not read: as an id nothing names
     found, last, gaps, problems = _kept_page(node, party, start, kinds, object_id)
     watch = node.store.partner_audit_watch(party)
-    missing = watch[1] - node.store.numbered_partner_events(party, watch[0] + 1) \
-        if watch is not None else 0
-    whole = [(0, watch[1])] if missing and watch is not None else []
-    reasons = [why_not_kept(party, end - first, alerted) for (first, end), alerted in zip(
-        whole + gaps, node.audit.alerted_left_out(party, whole + gaps), strict=True)]
+    missing, alerted = (0, 0) if watch is None else \
+        node.audit.not_kept(party, watch[1], watch[0] + 1)
     may = _Readable(console, principal, [str(o[0]) for _, data in found
                                          for o in _named(data)])
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
@@ -389,8 +386,9 @@ def partner(console: Console, request: Request, principal: Principal,
     kept_params = [(k, v) for k, v in params.multi_items() if k != "after"]
     return Page("partner.html", {
         "party": party, "events": events, "watch": watch,
-        "gaps": [(*gap, why) for gap, why in zip(gaps, reasons[len(whole):], strict=True)],
-        "missing": missing, "why": reasons[0] if whole else "",
+        "gaps": [(first, end, why_not_kept(party, end - first, n)) for (first, end), n in
+                 zip(gaps, node.audit.alerted_left_out(party, gaps), strict=True)],
+        "missing": missing, "why": why_not_kept(party, missing, alerted) if missing else "",
         "problems": problems, "kinds": sorted(KINDS),
         "filters": {"kinds": kinds, "object": asked, "any": bool(kinds or asked)},
         "later": f"/desk/partner/{party}?" + urlencode([*kept_params, ("after", str(last))])
