@@ -5,6 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-node
 
+# Bytecode is cached in the venv, never beside the sources. The tests and the demo start
+# a Python process for each node and command: where the environment says to write no
+# bytecode (PYTHONDONTWRITEBYTECODE), each of them compiled intelpact again (0.3 s).
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test lint bench clean venv
 
 venv: $(STAMP)

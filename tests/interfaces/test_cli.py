@@ -531,6 +531,17 @@ def test_python_m_intelpact_is_the_same_command_line() -> None:
     assert bad.returncode == 2 and "No such command" in bad.stderr
 
 
+def test_only_the_ais_command_imports_the_ais_reader() -> None:
+    """pyais takes longer to import than the rest of the command line: every other
+    command (and ``serve``) starts without it."""
+    probe = ("import sys; from intelpact.interfaces import cli, server; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyais' "
+             "or m.startswith('intelpact.maritime.n')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_serve_help() -> None:
     out = run("serve", "--help").stdout
     assert "Serve the node until interrupted" in out and "federation" in out

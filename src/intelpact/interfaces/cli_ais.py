@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 from rich.progress import (
@@ -19,12 +19,16 @@ from rich.progress import (
 )
 
 from ..errors import IntelpactError
-from ..maritime.rules import load_rules
 from ..model import Agreement
-from ..services.ais import AisIngest, IngestSummary, default_marking
 from ..services.node import Node
 from ..services.publish import MarkingRequest
 from .cli import NODE_DIR, _csv, _safe, err, friendly, main, out
+
+if TYPE_CHECKING:
+    from ..services.ais import IngestSummary
+
+# The AIS reader (pyais) takes longer to import than the rest of the command line
+# together: it is imported by this command when it runs, not by every command.
 
 
 @main.group()
@@ -49,6 +53,8 @@ def _marking(agreement: Agreement, party: str, classification: str | None, rel: 
              caveats: tuple[str, ...], communities: tuple[str, ...]) -> MarkingRequest:
     """The marking asked for; what is not given comes from the agreement's default
     (its lowest covered level, releasable to its parties, community MARITIME)."""
+    from ..services.ais import default_marking
+
     default = default_marking(agreement)
     level = classification or default.classification
     if rel is not None:
@@ -98,6 +104,9 @@ def ingest_ais(node_dir: Path, file: Path, as_name: str, classification: str | N
     positions in each window as a sighting, and what the alert rules find as notes.
     Bad sentences are counted by reason and never stored. Exits with status 1 when
     nothing was published."""
+    from ..maritime.rules import load_rules
+    from ..services.ais import AisIngest
+
     rules = None if no_alerts else load_rules(rules_file)
     node = Node.open(node_dir)
     try:
