@@ -15,7 +15,9 @@ read's append waits for. For each count of checkpoints held (``--held``), timed:
   before (the list read in the transaction, then searched);
 - ``largest``: the largest held, as ``Courier.partner_audit`` asks for it before each
   page (``Store.partner_size``), against the peer's ``max`` over every one;
-- ``count``: how many are held, as the console's desk shows it.
+- ``count``: how many are held, as the console's desk shows it for every partner on every
+  load (``Store.count_partner_checkpoints``: a tally kept as each is kept, migration
+  0034), against the peer's ``COUNT(*)`` over the rows, as the desk counted before.
 
 The consistency proof is left out (the same in both: it is the reads that differ), so
 each judgment finds the new checkpoint unproven and keeps it all the same. The last line
@@ -51,15 +53,28 @@ INSERT = 50_000  # checkpoints written per transaction while filling
 
 
 def fill(store: Store, start: int, stop: int) -> None:
-    """Checkpoints of sizes start..stop-1, as gossip keeps them."""
+    """Checkpoints of sizes start..stop-1, as gossip keeps them, and counted."""
+    lite = isinstance(store, SQLiteStore)
+    mark = "?" if lite else "%s"
     for at in range(start, stop, INSERT):
         rows = [(PARTY, size, os.urandom(32), NOTE.format(size=size),
                  "2026-12-01T00:00:00.000000Z") for size in range(at, min(stop, at + INSERT))]
-        lite = isinstance(store, SQLiteStore)
         with store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - bulk fill
-            (c if lite else c.cursor()).executemany(
-                "INSERT INTO partner_checkpoints (party, size, root, note, received) VALUES "
-                + ", ".join(["?" if lite else "%s"] * 5).join("()"), rows)
+            cur = c if lite else c.cursor()
+            cur.executemany("INSERT INTO partner_checkpoints (party, size, root, note, "
+                            "received) VALUES " + ", ".join([mark] * 5).join("()"), rows)
+            cur.execute("INSERT INTO partner_checkpoint_tally (party, kept) VALUES "  # noqa: S608
+                        f"({mark}, {mark}) ON CONFLICT (party) DO UPDATE SET kept = "
+                        f"partner_checkpoint_tally.kept + {mark}", (PARTY, len(rows), len(rows)))
+
+
+def count_all(store: Store) -> int:
+    """The peer of ``count``: the rows counted, as the desk did before migration 0034."""
+    if isinstance(store, SQLiteStore):
+        return int(store._conn().execute(  # noqa: SLF001
+            "SELECT COUNT(*) FROM partner_checkpoints WHERE party = ?", (PARTY,)).fetchone()[0])
+    return int(store._all(  # type: ignore[attr-defined]  # noqa: SLF001
+        "SELECT COUNT(*) FROM partner_checkpoints WHERE party = %s", (PARTY,))[0][0])
 
 
 def old_conflict(held: list[PartnerCheckpoint], size: int, root: bytes) -> str | None:
@@ -112,7 +127,8 @@ def run(store: Store, held: int, repeats: int) -> dict[str, float]:
         "largest_ms": median_ms(lambda i: store.partner_size(PARTY), repeats),
         "largest_all_ms": median_ms(
             lambda i: max((h[0] for h in store.partner_checkpoints(PARTY)), default=0), slow),
-        "count_ms": median_ms(lambda i: store.count_partner_checkpoints(PARTY), slow),
+        "count_ms": median_ms(lambda i: store.count_partner_checkpoints(PARTY), repeats),
+        "count_all_ms": median_ms(lambda i: count_all(store), slow),
     }
 
 
@@ -128,7 +144,8 @@ def main() -> int:
     counts = sorted(int(n) for n in args.held.split(","))
     results: dict[str, Any] = {"bench": "gossip", "held": counts}
     print(f"{'backend':>10} {'held':>10} {'witness ms':>11} {'all (peer)':>11} {'ratio':>7} "
-          f"{'largest ms':>11} {'all (peer)':>11} {'count ms':>9}", flush=True)
+          f"{'largest ms':>11} {'all (peer)':>11} {'count ms':>9} {'rows (peer)':>11}",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="intelpact-gossip-", dir=args.tmp) as tmp:
         for backend, database in pgserver.databases(args.backends, args.tmp):
             store = open_store(database or str(Path(tmp) / f"{backend}.db"))
@@ -140,11 +157,12 @@ def main() -> int:
                 got = run(store, held, args.repeats)
                 filled += args.repeats + max(3, min(args.repeats, 2_000_000 // held))
                 got["ratio"] = got["witness_all_ms"] / got["witness_ms"]
+                assert store.count_partner_checkpoints(PARTY) == count_all(store)
                 results[backend][str(held)] = {k: round(v, 3) for k, v in got.items()}
                 print(f"{backend:>10} {held:>10,} {got['witness_ms']:>11.2f} "
                       f"{got['witness_all_ms']:>11.2f} {got['ratio']:>6.0f}x "
                       f"{got['largest_ms']:>11.3f} {got['largest_all_ms']:>11.2f} "
-                      f"{got['count_ms']:>9.2f}", flush=True)
+                      f"{got['count_ms']:>9.3f} {got['count_all_ms']:>11.2f}", flush=True)
             store.close()
     print(json.dumps(results))
     return 0

@@ -115,6 +115,7 @@ def test_the_upgrade_that_keeps_partner_events_reads_each_partner_again(
     with contextlib.closing(sqlite3.connect(path)) as c, c:  # as a node at version 29
         c.execute("DROP TABLE partner_events")
         c.execute("DROP TABLE partner_event_refs")  # and what came after
+        c.execute("DROP TABLE partner_checkpoint_tally")
         c.execute("DELETE FROM schema_migrations WHERE version >= 30")
     after = SQLiteStore(path)
     assert after.partner_audit_watch("NZL") is None and after.partner_events("NZL") == []
@@ -701,6 +702,7 @@ def test_accept_rotation_writes_the_partners_rotation_whole_or_not_at_all(
     assert store.peers()[0].key_id == "nz1" and store.retired_keys("NZL") == {}
     assert set(store.party_keys("NZL")) == {"nz1"}
     assert [h[0] for h in store.partner_checkpoints("NZL")] == [3] and store.audit_size() == 0
+    assert store.count_partner_checkpoints("NZL") == 1
 
     def judge(held: HeldCheckpoints) -> tuple[int, list[AuditEvent]]:
         return 7, [_event(1)]
@@ -710,7 +712,7 @@ def test_accept_rotation_writes_the_partners_rotation_whole_or_not_at_all(
     assert store.party_keys("NZL") == {"nz1": "pub-nz1", "nz2": "pub-nz2"}
     assert [(h[0], h[1], h[2]) for h in store.partner_checkpoints("NZL")] == [
         (3, b"r3", "note 3"), (7, b"r7", "note 7")]
-    assert store.audit_size() == 1
+    assert store.audit_size() == 1 and store.count_partner_checkpoints("NZL") == 2
     # delivered again (at least once), or applied meanwhile by another process: nothing
     assert not store.accept_rotation("NZL", "nz1", new, (7, b"r7", "note 7"), judge)
     assert store.audit_size() == 1
@@ -978,6 +980,37 @@ def test_a_witness_judges_by_the_checkpoints_it_needs_however_many_are_kept(
     with pytest.raises(ValueError, match="conflicts"):
         store.add_partner_checkpoint("NZL", 30, b"y" * 32, "n30", "t", refuse)
     assert store.partner_size("NZL") == 25  # nothing kept
+    assert store.count_partner_checkpoints("NZL") == 5
+
+
+def test_the_checkpoints_kept_of_each_partner_are_counted_once_each(store: Store) -> None:
+    """The desk's count of a partner's checkpoints is a tally read by key: each
+    checkpoint kept counts once, one of a size kept already not again, and every party
+    (whatever its name) apart."""
+    parties = ["NZL", "AUS", "nzl", "N'Z\"L", "\u30cb\u30e5\u30fc"]
+    for n, party in enumerate(parties, 1):
+        assert store.count_partner_checkpoints(party) == 0
+        for size in range(1, n + 1):
+            assert store.add_partner_checkpoint(party, size, b"r" * 32, f"n{size}", "t")
+        assert not store.add_partner_checkpoint(party, n, b"s" * 32, "again", "t")
+    assert [store.count_partner_checkpoints(p) for p in parties] == [1, 2, 3, 4, 5]
+    assert [len(store.partner_checkpoints(p)) for p in parties] == [1, 2, 3, 4, 5]
+
+
+def test_the_upgrade_counts_the_checkpoints_kept_before(opener: Opener) -> None:
+    """Migration 34 counts each partner's checkpoints kept before it."""
+    before = opener()
+    for party, sizes in (("NZL", (3, 10, 7)), ("AUS", (99,))):
+        for size in sizes:
+            before.add_partner_checkpoint(party, size, b"r" * 32, f"n{size}", "t")
+    _undo(before, ["DROP TABLE partner_checkpoint_tally",
+                   "DELETE FROM schema_migrations WHERE version = 34"])
+    before.close()
+    after = opener()
+    assert after.schema_version == migrations()[-1][0]
+    assert [after.count_partner_checkpoints(p) for p in ("NZL", "AUS", "FJI")] == [3, 1, 0]
+    assert after.add_partner_checkpoint("NZL", 11, b"r" * 32, "n11", "t")
+    assert after.count_partner_checkpoints("NZL") == 4
 
 
 def test_the_partner_audit_watch_state(store: Store) -> None:
@@ -1144,6 +1177,7 @@ def test_the_upgrade_indexes_the_partner_events_kept_before(opener: Opener) -> N
         c.execute("DROP TABLE partner_event_refs")
         c.execute("DROP INDEX partner_events_by_kind")  # and what came after
         c.execute("ALTER TABLE partner_events DROP COLUMN kind")
+        c.execute("DROP TABLE partner_checkpoint_tally")
         c.execute("DELETE FROM schema_migrations WHERE version >= 31")
     before.close()
     after = opener()

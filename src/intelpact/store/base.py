@@ -1037,7 +1037,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def count_partner_checkpoints(self, party: str) -> int:
-        """How many checkpoints of ``party`` are kept here."""
+        """How many checkpoints of ``party`` are kept here: a tally kept as each is kept,
+        read by key (the console's desk shows it for every partner)."""
 
     def partner_size(self, party: str) -> int:
         """The size of the largest checkpoint of ``party`` kept here (0: none)."""

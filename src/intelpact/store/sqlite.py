@@ -1983,9 +1983,7 @@ def _accept_rotation(c: Any, mark: str, party: str, old_key_id: str, peer: PeerR
     bound, events = judge(_Held(c, mark, party))
     if final is not None:
         size, root, note = final
-        c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
-                  f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
-                  "ON CONFLICT (party, size) DO NOTHING", (party, size, root, note, peer.added))
+        _keep_partner_checkpoint(c, mark, party, size, root, note, peer.added)
     c.execute(f"UPDATE party_keys SET last_size = {mark} WHERE party = {mark} "  # noqa: S608
               f"AND key_id = {mark}", (bound, party, old_key_id))
     _add_peer(c, mark, peer, events)
@@ -2019,8 +2017,9 @@ class _Held(HeldCheckpoints):
 
 
 def _count_partner_checkpoints(c: Any, mark: str, party: str) -> int:
-    return int(c.execute(f"SELECT COUNT(*) FROM partner_checkpoints WHERE party = {mark}",  # noqa: S608
-                         (party,)).fetchone()[0])
+    row = c.execute(f"SELECT kept FROM partner_checkpoint_tally WHERE party = {mark}",  # noqa: S608
+                    (party,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _add_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: bytes,
@@ -2028,10 +2027,22 @@ def _add_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: byte
     """Inside a write transaction: ``check`` what is held, then keep the checkpoint."""
     if check is not None:
         check(_Held(c, mark, party))
+    return _keep_partner_checkpoint(c, mark, party, size, root, note, when)
+
+
+def _keep_partner_checkpoint(c: Any, mark: str, party: str, size: int, root: bytes,
+                             note: str, when: str) -> bool:
+    """Keep the checkpoint, and count it in its party's tally (migration 0034), unless
+    one of that size is kept already."""
     cur = c.execute("INSERT INTO partner_checkpoints (party, size, root, note, received) "  # noqa: S608
                     f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
                     "ON CONFLICT (party, size) DO NOTHING", (party, size, root, note, when))
-    return bool(cur.rowcount > 0)
+    if cur.rowcount <= 0:
+        return False
+    c.execute(f"INSERT INTO partner_checkpoint_tally (party, kept) VALUES ({mark}, 1) "  # noqa: S608
+              "ON CONFLICT (party) DO UPDATE SET kept = partner_checkpoint_tally.kept + 1",
+              (party,))
+    return True
 
 
 def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, bytes]:
