@@ -604,6 +604,39 @@ def test_reordered_events_are_caught(logged: Path, tmp_path: Path) -> None:
            "tree" in problems
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # past the JSON decoder's recursion limit
+
+
+@pytest.mark.parametrize(("statement", "said"), [
+    ("UPDATE audit_events SET body = CAST(body AS BLOB) WHERE idx = 3",
+     "event 3: body is not text"),
+    ("UPDATE audit_events SET body = replace(body, '\"v\":2', '\"v\":NaN') WHERE idx = 3",
+     "event 3: body is not in canonical form"),
+    (("UPDATE audit_events SET body = ? WHERE idx = 3", (DEEP,)), "event 3: body is not JSON"),
+    ("UPDATE audit_checkpoints SET note = CAST(note AS BLOB) WHERE size = 8",
+     "its note is not text"),
+    ("INSERT INTO audit_nodes VALUES (0, 'x', zeroblob(32))",
+     "audit_nodes holds 1 row(s) with a level or index that is not an integer"),
+    ("INSERT INTO audit_refs VALUES ('indicator--x', 'x')",
+     "audit_refs holds 1 row(s) with an event index that is not an integer"),
+    ("INSERT INTO audit_nodes VALUES (0, 1000, zeroblob(32))",
+     "the stored tree holds the leaf hash of event 1000, past the 13 events stored"),
+    ("INSERT INTO audit_events (idx, at, kind, body) VALUES (-1, 'x', 'read', '{}')",
+     "an event is stored at index -1, below the log's first (0): it was added"),
+    ("INSERT INTO audit_events (idx, at, kind, body) VALUES (4611686018427387904, 'x', "
+     "'read', '{}')", "events 13..4611686018427387903 are missing: the log was cut"),
+], ids=["blob body", "NaN", "nested deep", "blob note", "text node index",
+        "text ref index", "hash past the end", "negative index", "huge index"])
+def test_whatever_an_insider_writes_into_the_tables_gets_a_verdict(
+        logged: Path, tmp_path: Path, statement: str | tuple[str, tuple[object, ...]],
+        said: str) -> None:
+    """SQLite keeps a value of any type in any column, and an insider may write rows the
+    log never had: each gets a problem that says what, not a traceback or a walk through
+    every number up to a far index."""
+    problems = _tampered(logged, tmp_path, statement)
+    assert any(said in p for p in problems), problems
+
+
 def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
         logged: Path, tmp_path: Path) -> None:
     problems = _tampered(logged, tmp_path,

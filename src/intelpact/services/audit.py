@@ -1446,7 +1446,7 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
     prefix of the next. A range of ``chunk`` events at a time: memory stays bounded.
     Problems say where: the first altered event, the missing range, the checkpoint that
     no longer matches."""
-    problems: list[str] = []
+    problems: list[str] = store.audit_mistyped()
     marks: dict[int, bytes] = {}
     checkpoints = store.checkpoints()
     stored_sizes = {cp.size for cp in checkpoints}
@@ -1455,6 +1455,10 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
             problems.append(f"no checkpoint of size {key.bound} is stored: the final "
                             f"checkpoint of retired key {key.key_id} was deleted")
     for cp in checkpoints:
+        if not isinstance(cp.note, str):
+            problems.append(f"checkpoint of size {cp.size} (signed {cp.signed}): its note is "
+                            "not text")
+            continue
         try:
             size, root = verify_checkpoint_note(cp.note, origin, keys)
         except AuditError as exc:
@@ -1467,14 +1471,26 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
     # Every hash below this many events was stored when they were integrated (a signed
     # checkpoint promises its size was): one missing is a deletion.
     appended = store.audit_size()
-    integrated = max([store.audit_integrated(), *marks])
+    hashed = store.audit_integrated()
+    if hashed > appended:
+        problems.append(f"the stored tree holds the leaf hash of event {hashed - 1}, past the "
+                        f"{appended} events stored: events were deleted from the end, or "
+                        "hashes added")
+    integrated = max([min(hashed, appended), *marks])
+    stray = store.audit_events(-MAX_INTEGER - 1, 0, limit=1)
+    if stray:
+        problems.append(f"an event is stored at index {stray[0].index}, below the log's "
+                        "first (0): it was added")
     size = 0  # leaves rebuilt so far, contiguous from 0
     frontier: list[bytes] = []
     broken = False  # a gap: the tree cannot be rebuilt past it
     bad: set[Coord] = set()
     following: dict[str, int] = {}  # each originator's next number
-    for start in range(0, appended, chunk):
-        rows = store.audit_events(start, start + chunk)
+    start = 0
+    # ``chunk`` events at a time, from each chunk's last on: a gap (however wide) is not
+    # walked through
+    while rows := store.audit_events(start, appended, limit=chunk):
+        stop = rows[-1].index + 1
         stored_leaves = store.audit_nodes([(0, r.index) for r in rows])
         leaves: list[bytes] = []
         named: dict[int, set[str]] = {}  # what each integrated event should be indexed under
@@ -1489,7 +1505,8 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
             problems.extend(_check_number(row.index, data, following))
             if row.index < integrated:
                 named[row.index] = objects_named(data)
-            leaf = leaf_hash(row.body.encode("utf-8"))
+            leaf = leaf_hash(row.body.encode("utf-8") if isinstance(row.body, str)
+                             else bytes(row.body))
             have = stored_leaves.get((0, row.index))
             if have is None and row.index < integrated:
                 bad.add((0, row.index))
@@ -1530,11 +1547,11 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
                 continue  # follows from an altered event or subtree below
             problems.append(f"the stored hash of the subtree over events {lo}..{hi - 1} was "
                             "altered")
-        problems.extend(_check_refs(named, store.audit_refs(start, start + chunk)))
+        problems.extend(_check_refs(named, store.audit_refs(start, stop)))
         if progress is not None:
             progress(len(rows))
-    end = -(-appended // chunk) * chunk  # past the last range read
-    problems.extend(_check_refs({}, store.audit_refs(end)))
+        start = stop
+    problems.extend(_check_refs({}, store.audit_refs(start)))
     for cp_size in sorted(marks):
         if cp_size > appended:
             problems.append(f"the checkpoint of size {cp_size} is beyond the {appended} "
@@ -1601,21 +1618,30 @@ _NOT_JSON = object()
 
 
 def _decoded(body: str) -> Any:
+    if not isinstance(body, str):  # a loosely typed store's BLOB: _check_row says so
+        return _NOT_JSON
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return _NOT_JSON
 
 
 def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
     """The indexed columns must say what the body (decoded: ``data``) says."""
+    if not isinstance(row.body, str):
+        yield f"event {row.index}: body is not text"
+        return
     if data is _NOT_JSON:
         yield f"event {row.index}: body is not JSON"
         return
     if not isinstance(data, dict):
         yield f"event {row.index}: body is not a JSON object"
         return
-    if canonical(data) != row.body:
+    try:
+        form = canonical(data)
+    except ValueError:  # NaN or an infinity: no canonical form has one
+        form = None
+    if form != row.body:
         yield f"event {row.index}: body is not in canonical form"
     shape = _malformed(data)
     if shape is not None:

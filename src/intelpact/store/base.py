@@ -958,8 +958,9 @@ class Store(abc.ABC):
         """How many events have been appended."""
 
     @abc.abstractmethod
-    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
-        """The events with leaf index in [start, stop), in order."""
+    def audit_events(self, start: int, stop: int, limit: int | None = None
+                     ) -> list[AuditRecord]:
+        """The events with leaf index in [start, stop), in order; the first ``limit``."""
 
     @abc.abstractmethod
     def find_audit(self, where: AuditFilter, before: int | None = None
@@ -987,6 +988,13 @@ class Store(abc.ABC):
     def audit_integrated(self) -> int:
         """How many events the integrator hashed into the tree: the highest leaf hash
         stored, plus one."""
+
+    def audit_mistyped(self) -> list[str]:
+        """What of the audit log's tables holds a value of the wrong type, a line each
+        (``audit verify``): a store whose columns are loosely typed (SQLite) keeps what
+        an insider writes there, and its readers pass such rows by. None here: the
+        database refuses them."""
+        return []
 
     @abc.abstractmethod
     def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:

@@ -773,10 +773,11 @@ class PostgresStore(Store):
         row = self._one("SELECT max(idx) FROM audit_events")
         return 0 if row is None or row[0] is None else int(row[0]) + 1
 
-    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
+    def audit_events(self, start: int, stop: int, limit: int | None = None
+                     ) -> list[AuditRecord]:
         return [AuditRecord(*r) for r in self._all(
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= %s AND idx < %s "  # noqa: S608
-            "ORDER BY idx", (start, stop))]
+            "ORDER BY idx LIMIT %s", (start, stop, limit))]
 
     def find_audit(self, where: AuditFilter, before: int | None = None
                    ) -> list[AuditRecord]:

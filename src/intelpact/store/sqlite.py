@@ -29,6 +29,7 @@ from typing import Any
 from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
 from ..model.labels import Label
 from .base import (
+    MAX_INTEGER,
     SHORT_TEXT,
     SHORT_TEXT_ROWS,
     AddResult,
@@ -728,10 +729,11 @@ class SQLiteStore(Store):
         row = self._conn().execute("SELECT max(idx) FROM audit_events").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
-    def audit_events(self, start: int, stop: int) -> list[AuditRecord]:
+    def audit_events(self, start: int, stop: int, limit: int | None = None
+                     ) -> list[AuditRecord]:
         return [AuditRecord(*r) for r in self._conn().execute(
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= ? AND idx < ? "  # noqa: S608
-            "ORDER BY idx", (start, stop))]
+            "ORDER BY idx LIMIT ?", (start, stop, -1 if limit is None else limit))]
 
     def find_audit(self, where: AuditFilter, before: int | None = None
                    ) -> list[AuditRecord]:
@@ -749,8 +751,28 @@ class SQLiteStore(Store):
         return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
 
     def audit_integrated(self) -> int:
-        row = self._conn().execute("SELECT max(idx) FROM audit_nodes WHERE level = 0").fetchone()
+        row = self._conn().execute("SELECT max(idx) FROM audit_nodes WHERE level = 0 "
+                                   "AND typeof(idx) = 'integer'").fetchone()
         return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def audit_mistyped(self) -> list[str]:
+        checks = (  # (an event body of another type: verify_log, which reads each)
+            ("audit_nodes", "typeof(level) != 'integer' OR typeof(idx) != 'integer'",
+             "a level or index that is not an integer"),
+            ("audit_nodes", "typeof(hash) != 'blob' OR length(hash) != 32",
+             "a hash that is not 32 bytes"),
+            ("audit_refs", "typeof(idx) != 'integer' OR typeof(object_id) != 'text'",
+             "an event index that is not an integer or an object id that is not text"),
+            ("audit_checkpoints", "typeof(size) != 'integer' OR typeof(note) != 'text'",
+             "a size that is not an integer or a note that is not text"))
+        problems = []
+        for table, where, what in checks:
+            n = self._conn().execute(f"SELECT count(*) FROM {table} WHERE {where}"  # noqa: S608
+                                     ).fetchone()[0]
+            if n:
+                problems.append(f"{table} holds {n} row(s) with {what}: the database was "
+                                "written to by something other than intelpact")
+        return problems
 
     def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:
         sql, params = _refs_select(start, stop, "?")
@@ -1809,9 +1831,9 @@ def _first_line(exc: Exception) -> str:
 
 def _refs_select(start: int, stop: int | None, mark: str) -> tuple[str, list[Any]]:
     """The query behind ``audit_refs`` (index audit_refs_by_event) for either dialect."""
-    if stop is None:
+    if stop is None:  # bounded all the same: SQLite sorts a text above every integer
         return (f"SELECT object_id, idx FROM audit_refs WHERE idx >= {mark} "  # noqa: S608
-                "ORDER BY idx, object_id", [start])
+                f"AND idx <= {mark} ORDER BY idx, object_id", [start, MAX_INTEGER])
     return (f"SELECT object_id, idx FROM audit_refs WHERE idx >= {mark} AND idx < {mark} "  # noqa: S608
             "ORDER BY idx, object_id", [start, stop])
 
