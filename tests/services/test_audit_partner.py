@@ -282,6 +282,50 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
         "checked" in dropped.output, dropped.output
 
 
+def test_a_kept_checkpoint_altered_here_is_caught_and_no_evidence_against_the_partner(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """The size and root kept beside a partner's signed note are what a witness judges
+    the next checkpoint by: changed here, `audit verify` says so, and the next gossip
+    round refuses without raising `history-rewritten` against a partner that rewrote
+    nothing."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2):
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            ((size, _, _, _),) = jpn.store.partner_checkpoints("NZL")
+            with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+                c.execute("UPDATE partner_checkpoints SET root = zeroblob(32)")
+            verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
+            assert verified.exit_code == 1, verified.output
+            assert f"NZL's checkpoint of {size} events kept here is not what its note " \
+                "signed" in " ".join(verified.output.split())
+            with pytest.raises(AuditError, match="altered here"):
+                courier.gossip_once("NZL")
+        finally:
+            courier.stop()
+    assert jpn.store.alerts() == []
+
+
+def test_the_evidence_of_a_partner_no_longer_pinned_is_still_checked(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """`audit verify` checks what is kept of every partner's log, pinned or not: a
+    partner's row deleted from the pinned peers does not take its evidence out of the
+    check."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2):
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        c.execute("DELETE FROM peers WHERE party = 'NZL'")
+        c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"')")
+    verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert verified.exit_code == 1 and "does not verify" in verified.output, verified.output
+
+
 def test_evidence_kept_still_verifies_after_the_partner_rotates_its_key(
         jpn_nzl: tuple[Node, Node]) -> None:
     """Events proven in checkpoints NZL signed with a key it has since rotated out are

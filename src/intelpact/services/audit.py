@@ -70,6 +70,7 @@ from ..store.base import (
     Checkpoint,
     HeldCheckpoints,
     KeptEvent,
+    PartnerCheckpoint,
     Store,
     StoreFull,
     StoreUnavailable,
@@ -841,6 +842,7 @@ class AuditLog:
         meanwhile (gossip, another fetch), an answer that fails only against that newer
         one merely crossed it: CheckpointsCrossed, no alert, and the caller asks again.
         An answer that conflicts with what was held when it was asked is a rewrite."""
+        keys = list(keys)
         size, root = self.partner_checkpoint(party, keys, str(answer.get("checkpoint", "")))
         proof = answer.get("consistency")
 
@@ -849,6 +851,11 @@ class AuditLog:
             problem = _conflict(party, held, size, root, proof)
             if problem is None:
                 return
+            # judged by the size and root kept beside each note: unless the notes signed
+            # them, the rows were altered here, and that is no evidence against ``party``
+            for altered in _unsigned_held(party, keys, [
+                    row for row in (held.at(size), held.largest()) if row is not None]):
+                raise AuditError(altered, hint="run 'intelpact audit verify' on this node")
             largest = held.largest()
             if known is not None and (largest[0] if largest else 0) != known \
                     and _conflict(party, held, size, root, proof, upto=known) is None:
@@ -973,6 +980,11 @@ class AuditLog:
         count, after = 0, -1
         expect: int | None = 0
         problems: list[str] = []
+        while held := self.store.partner_checkpoints(party, after, KEPT_PAGE):
+            problems += _unsigned_held(party, keys, held)
+            after = held[-1][0]
+            advance(len(held))
+        after = -1
         absent: list[tuple[int, int]] = []  # numbers not kept: [from, to)
         name, searches = f"{party}'s kept event", (
             "audit partner --object, the console's partner view, compromise history checks")
@@ -1420,6 +1432,26 @@ def _conflict(party: str, held: HeldCheckpoints, size: int, root: bytes, proof: 
         return (f"{party}'s checkpoint of {size} events is not consistent with its "
                 f"earlier checkpoint of {largest[0]}: {exc}")
     return None
+
+
+def _unsigned_held(party: str, keys: Sequence[LogKey], held: Iterable[PartnerCheckpoint]
+                   ) -> Iterator[str]:
+    """What is wrong with ``party``'s checkpoints kept here (``held``): each must be the
+    size and root its note says, validly signed by one of ``keys``. A witness judges the
+    next by the size and root kept beside the note, and a watch proves events with them."""
+    origin = log_origin(party)
+    for size, root, note, _ in held:
+        try:
+            if not isinstance(note, str):
+                raise AuditError("its note is not text")
+            signed = verify_checkpoint_note(note, origin, keys)
+        except AuditError as exc:
+            yield f"{party}'s checkpoint of {size} events kept here does not verify: " \
+                  f"{exc.message}: it was altered here"
+            continue
+        if signed != (size, root):
+            yield (f"{party}'s checkpoint of {size} events kept here is not what its note "
+                   f"signed (of {signed[0]} events, and its root): it was altered here")
 
 
 def encode_hash(data: bytes) -> str:

@@ -600,10 +600,17 @@ class Node:
     def check_kept(self, advance: Callable[[int], None] = lambda n: None
                    ) -> tuple[int, list[str]]:
         """How many partner audit events this node keeps as evidence, and what is wrong
-        with them (AuditLog.check_kept), every partner's in turn: part of the verdict
-        of `audit verify` and of the console's desk."""
+        with them and the partners' checkpoints kept (AuditLog.check_kept), every
+        partner's in turn, pinned or not: part of the verdict of `audit verify` and of
+        the console's desk."""
         count, problems = 0, []
-        for party in sorted(self.federation.peers()):
+        parties = set(self.federation.peers())
+        try:  # and a partner's no longer pinned (unpinned, or its row deleted)
+            parties.update(self.store.partner_parties())
+        except Exception as exc:  # noqa: BLE001 - a tampered store: part of the verdict
+            problems.append("the partners of whose logs anything is kept here cannot be "
+                            f"listed: {getattr(exc, 'message', None) or exc}")
+        for party in sorted(parties - {self.party}):
             try:
                 kept, wrong = self.audit.check_kept(party, self.federation.log_keys(party),
                                                     advance)

@@ -1030,10 +1030,17 @@ class Store(abc.ABC):
         threads or processes) then cannot both judge against the same checkpoints."""
 
     @abc.abstractmethod
-    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
-        """Every checkpoint kept for ``party``, smallest first: a listing, for inspection.
-        What runs every round reads one (``partner_checkpoint_at``,
+    def partner_checkpoints(self, party: str, after: int = -1, limit: int | None = None
+                            ) -> list[PartnerCheckpoint]:
+        """The checkpoints kept for ``party`` of more than ``after`` events, smallest
+        first, the first ``limit``: a listing, for inspection and ``audit verify``. What
+        runs every round reads one (``partner_checkpoint_at``,
         ``largest_partner_checkpoint``): a partner's are many."""
+
+    @abc.abstractmethod
+    def partner_parties(self) -> list[str]:
+        """Every party of whose audit log anything is kept here (checkpoints, events, the
+        watch's cursor), or a key: pinned now or not."""
 
     @abc.abstractmethod
     def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:

@@ -76,6 +76,7 @@ from .sqlite import (
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
+    _PARTNER_PARTIES,
     _QUEUED_FOR,
     _RECALL_COLUMNS,
     _RESOLUTIONS,
@@ -826,9 +827,13 @@ class PostgresStore(Store):
             return _add_partner_checkpoint(c.cursor(), "%s", party, size, root, note, when,
                                            check)
 
-    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
+    def partner_checkpoints(self, party: str, after: int = -1, limit: int | None = None
+                            ) -> list[PartnerCheckpoint]:
         with self._read() as conn:
-            return _partner_checkpoints(conn.cursor(), "%s", party)
+            return _partner_checkpoints(conn.cursor(), "%s", party, after, limit)
+
+    def partner_parties(self) -> list[str]:
+        return [r[0] for r in self._all(_PARTNER_PARTIES)]
 
     def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:
         with self._read() as conn:

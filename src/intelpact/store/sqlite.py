@@ -800,8 +800,13 @@ class SQLiteStore(Store):
         with self._write() as c:
             return _add_partner_checkpoint(c, "?", party, size, root, note, when, check)
 
-    def partner_checkpoints(self, party: str) -> list[PartnerCheckpoint]:
-        return _partner_checkpoints(self._conn(), "?", party)
+    def partner_checkpoints(self, party: str, after: int = -1, limit: int | None = None
+                            ) -> list[PartnerCheckpoint]:
+        return _partner_checkpoints(self._conn(), "?", party, after,
+                                    -1 if limit is None else limit)
+
+    def partner_parties(self) -> list[str]:
+        return [r[0] for r in self._conn().execute(_PARTNER_PARTIES)]
 
     def partner_checkpoint_at(self, party: str, size: int) -> PartnerCheckpoint | None:
         return _Held(self._conn(), "?", party).at(size)
@@ -2012,10 +2017,17 @@ def _accept_rotation(c: Any, mark: str, party: str, old_key_id: str, peer: PeerR
     return True
 
 
-def _partner_checkpoints(c: Any, mark: str, party: str) -> list[PartnerCheckpoint]:
+def _partner_checkpoints(c: Any, mark: str, party: str, after: int, limit: int | None
+                         ) -> list[PartnerCheckpoint]:
     return [(int(r[0]), bytes(r[1]), r[2], r[3]) for r in c.execute(
         "SELECT size, root, note, received FROM partner_checkpoints "  # noqa: S608
-        f"WHERE party = {mark} ORDER BY size", (party,))]
+        f"WHERE party = {mark} AND size > {mark} ORDER BY size LIMIT {mark}",
+        (party, after, limit))]
+
+
+_PARTNER_PARTIES = ("SELECT party FROM party_keys UNION SELECT party FROM partner_checkpoints "
+                    "UNION SELECT party FROM partner_events UNION SELECT party FROM "
+                    "partner_audit_cursors ORDER BY party")
 
 
 class _Held(HeldCheckpoints):
