@@ -637,6 +637,34 @@ def test_whatever_an_insider_writes_into_the_tables_gets_a_verdict(
     assert any(said in p for p in problems), problems
 
 
+def test_alerts_deleted_added_or_resolved_beside_the_log_are_caught(node: Node) -> None:
+    """An alert is raised with its `alert` event, and resolved only with its
+    `alert-resolve` event: `audit verify` finds an alert deleted from the table the
+    security officer reads, one added there, or one marked resolved (or open again)
+    there."""
+    node.audit.alert("history-rewritten", "NZL", "NZL signed two different roots")
+    node.audit.alert("events-withheld", "NZL", "NZL left events out")
+    node.audit.alert("retired-key", "AUS", "AUS signed past its bound")
+    (_, second, third) = node.store.alerts()
+    node.audit.resolve_alert(third[0], "rotated", actor="operator")
+    assert node.check_kept() == (0, [])
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("DELETE FROM alerts WHERE kind = 'history-rewritten'")
+        c.execute("UPDATE alerts SET resolved = 't', resolution = 'nothing to see' "
+                  "WHERE kind = 'events-withheld'")
+        c.execute("UPDATE alerts SET resolved = NULL, resolution = NULL "
+                  "WHERE kind = 'retired-key'")
+        c.execute("INSERT INTO alerts (kind, party, detail, raised) VALUES "
+                  "('history-rewritten', 'FJI', 'made up', 't')")
+    problems = node.check_kept()[1]
+    assert [p.split(":")[0] for p in problems] == [
+        "the alert history-rewritten (FJI", "the alert history-rewritten (NZL",
+        f"alert #{second[0]} is shown resolved, but no alert-resolve event of this log "
+        "resolved it so",
+        f"alert #{third[0]} was resolved (an alert-resolve event of this log), but is shown "
+        "open"], problems
+
+
 def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
         logged: Path, tmp_path: Path) -> None:
     problems = _tampered(logged, tmp_path,

@@ -645,3 +645,33 @@ def test_a_report_names_so_many_versions_and_echoes_what_it_names_cut_short(
     assert jpn.store.compromise_reports() == []
     refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
     assert len(refused) == 3 and all(len(e.body) < 1_000 for e in refused), refused
+
+
+def test_reports_deleted_or_altered_beside_the_log_are_caught(jpn_nzl: list[Node]) -> None:
+    """Each report, acknowledgement and closure is recorded by an event of the log, in
+    the transaction that keeps it: `audit verify` finds a report deleted from the
+    table, or marked closed (or open again) there, with no such event."""
+    jpn, _ = jpn_nzl
+    oid = publish(jpn, "ours", "極秘", ())["id"]
+    officer = jpn.people.as_person("officer")
+    reports = [jpn.compromise.file([oid], what=what, discovered=_ago(1), officer=officer)[0]
+               for what in ("laptop lost", "USB stick lost", "phone lost")]
+    jpn.compromise.close(reports[2].report_id, note="found in a drawer", officer=officer)
+    assert jpn.check_kept() == (0, [])
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        first, second, third = (f"'{r.report_id}'" for r in reports)  # uuids
+        c.execute(f"DELETE FROM compromise_reports WHERE report_id = {first}")  # noqa: S608
+        c.execute("UPDATE compromise_reports SET closed = '2026-11-30T01:00:00Z', "  # noqa: S608
+                  f"close_body = '{{}}' WHERE report_id = {second}")
+        c.execute("UPDATE compromise_reports SET closed = NULL, close_body = NULL "  # noqa: S608
+                  f"WHERE report_id = {third}")
+    verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    shown = " ".join(verified.output.split())
+    assert verified.exit_code == 1, verified.output
+    for said in (f"compromise report {reports[0].report_id} was kept (a compromise-report "
+                 "event of this log), but is not shown so",
+                 f"compromise report {reports[1].report_id} is closed here, but no "
+                 "compromise-close event of this log records it",
+                 f"compromise report {reports[2].report_id} was closed (a compromise-close "
+                 "event of this log), but is not shown so"):
+        assert said in shown, verified.output

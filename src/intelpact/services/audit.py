@@ -33,6 +33,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -1034,6 +1035,62 @@ class AuditLog:
         alerted = self._left_out(party) if spans else []
         return [end - first - sum(e - f for f, e in _uncovered((first, end), alerted))
                 for first, end in spans]
+
+    def check_shown(self) -> list[str]:
+        """What the security officer is shown, in tables beside the log, must be what the
+        log records: every alert raised is one of its `alert` events (the same kind,
+        party and detail), and every such event an alert; an alert is resolved as one
+        `alert-resolve` event says (with that note), and only so; every compromise report
+        kept is one of its `compromise-report` events, and acknowledged or closed as one
+        of its `compromise-ack` or `compromise-close` events says, and only so. An
+        insider who deleted an alert, marked one resolved, or deleted or closed a
+        report in those tables is caught here. A line for each thing wrong."""
+        raised: Counter[tuple[Any, Any, Any]] = Counter()
+        resolves: dict[Any, Any] = {}
+        steps: dict[str, set[Any]] = {"report": set(), "ack": set(), "close": set()}
+        where = AuditFilter(kinds=("alert", "alert-resolve", "compromise-report",
+                                   "compromise-ack", "compromise-close"), limit=KEPT_PAGE)
+        while found := self.store.find_audit(where):
+            for record in found:
+                data = _decoded(record.body)  # one that does not decode: verify_log says
+                if not isinstance(data, dict):
+                    continue
+                if record.kind == "alert":
+                    raised[(data.get("alert"), data.get("party"), data.get("detail"))] += 1
+                elif record.kind == "alert-resolve":
+                    resolves[data.get("alert_id")] = data.get("note")
+                else:
+                    steps[record.kind.removeprefix("compromise-")].add(data.get("report"))
+            where = dataclasses.replace(where, after=found[-1].index)
+        alerts = self.store.alerts()
+        shown = Counter((kind, party, detail) for _, kind, party, detail, _ in alerts)
+        problems = [f"the alert {kind} ({party or 'no party'}: {detail[:60]}…) is shown to "
+                    "the security officer, but no alert event of this log raised it: it was "
+                    "added here" for kind, party, detail in (shown - raised).elements()]
+        problems += [f"the alert {kind} ({party or 'no party'}: {str(detail)[:60]}…) of this "
+                     "log is not among the alerts shown to the security officer: it was "
+                     "deleted here" for kind, party, detail in (raised - shown).elements()]
+        resolved = self.store.alert_resolutions()
+        for alert_id, (_, note) in sorted(resolved.items()):
+            if alert_id not in resolves or resolves[alert_id] != note:
+                problems.append(f"alert #{alert_id} is shown resolved, but no alert-resolve "
+                                "event of this log resolved it so: it was marked here")
+        problems += [f"alert #{alert_id} was resolved (an alert-resolve event of this log), "
+                     "but is shown open: its resolution was deleted here"
+                     for alert_id in sorted(resolves.keys() - resolved.keys(), key=str)]
+        reports = {r.report_id: r for r in self.store.compromise_reports()}
+        done = {"report": set(reports),
+                "ack": {i for i, r in reports.items() if r.acknowledged is not None},
+                "close": {i for i, r in reports.items() if r.closed is not None}}
+        what = {"report": "kept", "ack": "acknowledged", "close": "closed"}
+        for step, recorded in steps.items():
+            problems += [f"compromise report {i} is {what[step]} here, but no compromise-"
+                         f"{step} event of this log records it: it was altered here"
+                         for i in sorted(done[step] - recorded)]
+            problems += [f"compromise report {i} was {what[step]} (a compromise-{step} event "
+                         f"of this log), but is not shown so: it was altered here"
+                         for i in sorted(recorded - done[step], key=str)]
+        return problems
 
     def _left_out(self, party: str) -> list[tuple[int, int]]:
         """The numbers [from, to) of ``party``'s events about our objects this node alerted

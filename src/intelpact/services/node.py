@@ -601,8 +601,9 @@ class Node:
                    ) -> tuple[int, list[str]]:
         """How many partner audit events this node keeps as evidence, and what is wrong
         with them and the partners' checkpoints kept (AuditLog.check_kept), every
-        partner's in turn, pinned or not: part of the verdict of `audit verify` and of
-        the console's desk."""
+        partner's in turn, pinned or not; and whether the alerts and compromise reports
+        the security officer is shown are those the log records (AuditLog.check_shown):
+        part of the verdict of `audit verify` and of the console's desk."""
         count, problems = 0, []
         parties = set(self.federation.peers())
         try:  # and a partner's no longer pinned (unpinned, or its row deleted)
@@ -619,6 +620,12 @@ class Node:
                                   f"{getattr(exc, 'message', None) or exc}"]
             count += kept
             problems += wrong
+        try:
+            problems += self.audit.check_shown()
+        except Exception as exc:  # noqa: BLE001 - a tampered store: part of the verdict
+            problems.append("the alerts and compromise reports shown to the security "
+                            f"officer cannot be checked against this log: "
+                            f"{getattr(exc, 'message', None) or exc}")
         return count, problems
 
     def close(self) -> None:
