@@ -21,6 +21,7 @@ from test_federation import publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
+from intelpact.model import national_marking
 from intelpact.services import courier as courier_module
 from intelpact.services.audit import (
     AuditError,
@@ -37,6 +38,7 @@ from intelpact.services.audit import (
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import (
     AuditEvent,
     AuditFilter,
@@ -49,7 +51,7 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import serving_federation
+from helpers import indicator, serving_federation
 
 
 @pytest.fixture()
@@ -105,6 +107,37 @@ def test_jpn_sees_exactly_the_events_about_its_objects_at_nzl(
         verify_inclusion(e["index"], size, leaf_hash(body.encode()), proof, root)
     # and NZL recorded that JPN audited it
     assert nzl.store.find_audit(AuditFilter(kinds=("partner-audit",), party="JPN"))
+
+
+def test_a_read_event_names_only_its_own_originators_withheld_portions(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """One page serves a JPN object and an NZL object whose TOP SECRET description is
+    withheld from the analyst: each originator's read event says what was withheld of
+    its own objects only. The page's ``withheld`` went into every originator's event, so
+    JPN's partner audit named NZL's object."""
+    jpn, nzl = jpn_nzl
+    ours = publish(jpn, "for NZ", "極秘", ("NZL",))
+    officer = nzl.people.as_person("officer").person
+    cid = nzl.default_collection().collection_id
+    publish(nzl, "nz top secret", "TOP SECRET", ())  # stores its marking definition
+    top = national_marking(nzl.agreement, "NZL", "TOP SECRET")
+    partly = indicator("nz only, partly TS", granular_markings=[
+        {"selectors": ["description"], "marking_ref": top["id"]}])
+    status = nzl.publisher.publish(officer, cid, [partly],
+                                   marking=MarkingRequest("SECRET", (), ("NZEO",)))
+    assert status.body["failure_count"] == 0, status.body
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        _, served = nzl.find(nzl.people.as_person("analyst"), cid,
+                             Query(ids=(ours["id"], partly["id"])), via="objects")
+        assert {r.object_id for r, _ in served} == {ours["id"], partly["id"]}
+        _, events, _ = _audit(jpn, "NZL")
+    read = [json.loads(e.body) for e in nzl.store.find_audit(AuditFilter(kinds=("read",)))]
+    assert {r["originator"]: r.get("withheld") for r in read} == {
+        "NZL": {partly["id"]: ["description"]}, "JPN": None}
+    shown = [e for e in events if e["kind"] == "read"]
+    assert shown and all("withheld" not in e for e in shown)
+    assert partly["id"] not in json.dumps(events)
 
 
 def test_audit_partner_command_shows_the_originator_view(

@@ -570,15 +570,24 @@ class AuditLog:
         return AuditEvent(at, kind, body, pseudonym, party, originator, ids,
                           seq_at=len(body) - len(tail))
 
-    def by_originator(self, kind: str, rows: Iterable[tuple[str, str, str]],
+    def by_originator(self, kind: str, rows: Iterable[tuple[str, str, str]], *,
+                      withheld: Mapping[str, Sequence[str]] | None = None,
                       **fields: Any) -> list[AuditEvent]:
         """One event per originator for (id, version, originator) rows: an event about
-        several partners' objects would tell each about the others'."""
+        several partners' objects would tell each about the others'. ``withheld`` (the
+        portions withheld from each object, by id) is split the same way: each event
+        names only its own objects' (the same ``fields`` go into every event, so they
+        must name no object)."""
         groups: dict[str, list[tuple[str, str]]] = {}
         for oid, version, origin in rows:
             groups.setdefault(origin, []).append((oid, version))
-        return [self.event(kind, originator=origin, objects=pairs, **fields)
-                for origin, pairs in groups.items()]
+        events = []
+        for origin, pairs in groups.items():
+            mine = {oid: list(withheld[oid]) for oid, _ in pairs
+                    if withheld is not None and oid in withheld}
+            events.append(self.event(kind, originator=origin, objects=pairs,
+                                     withheld=mine or None, **fields))
+        return events
 
     def find(self, where: AuditFilter) -> list[AuditRecord]:
         """Events matching ``where``, oldest first. Objects are indexed as events are
