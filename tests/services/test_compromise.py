@@ -6,6 +6,7 @@ JPN is down is delivered by the courier's retry loop."""
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import time
 from collections.abc import Callable
@@ -19,7 +20,13 @@ from test_federation import publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, EventsWithheld, canonical, log_origin
+from intelpact.services.audit import (
+    AuditError,
+    EventsWithheld,
+    canonical,
+    log_origin,
+    operator,
+)
 from intelpact.services.compromise import MAX_TEXT, CompromiseError
 from intelpact.services.courier import Courier, Unreachable
 from intelpact.services.federation import MAX_NAMED, FederationError
@@ -196,6 +203,43 @@ def test_the_commands_report_acknowledge_close_list_and_show(
     listed = run.invoke(main, ["compromise", "list", str(nzl.config.dir)])
     assert f"{rid}  to JPN  closed" in listed.output
     assert "local (this node's own objects)  open" in listed.output
+
+
+def test_the_operator_is_told_to_the_originator_by_pseudonym_never_by_account_name(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report filed and closed by NZL's operator (no --as): the events JPN is shown
+    name the operator by pseudonym, as JPN is shown people, never by the OS account, in
+    its partner audit and in a later report's access history; NZL's own `audit show`
+    names the operator running it again. The events' ``actor`` was the account name."""
+    jpn, nzl = jpn_nzl
+    monkeypatch.setattr(getpass, "getuser", lambda: "jane.smith")
+    run = CliRunner()
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        filed = run.invoke(main, ["compromise", "report", str(nzl.config.dir), "--object",
+                                  oid, "--what", "laptop lost", "--discovered", _ago(2)])
+        assert filed.exit_code == 0, filed.output
+        (first,) = jpn.store.compromise_reports()
+        closed = run.invoke(main, ["compromise", "close", str(nzl.config.dir),
+                                   first.report_id, "--note", "laptop found"])
+        assert closed.exit_code == 0, closed.output
+        (second,) = nzl.compromise.file([oid], what="found open", discovered=_ago(1),
+                                        actor=operator())
+        courier = Courier(jpn)
+        try:
+            events = courier.partner_audit("NZL").events
+        finally:
+            courier.stop()
+    history = [json.loads(e["body"]) for e in json.loads(second.body)["history"]["events"]]
+    pseudonym = nzl.audit.pseudonyms.of("jane.smith", "JPN")
+    for shown in (events, history):
+        acts = {e["kind"]: e.get("actor") for e in shown if e["kind"].startswith("compromise")}
+        assert acts["compromise-report"] == acts["compromise-close"] == pseudonym
+        assert "jane.smith" not in json.dumps(shown)
+    local = run.invoke(main, ["audit", "show", str(nzl.config.dir), "--kind",
+                              "compromise-report"])
+    assert local.exit_code == 0, local.output
+    assert local.output.count("compromise-report  by jane.smith") == 2, local.output
 
 
 def test_the_originator_checks_that_a_history_left_nothing_out(

@@ -3,6 +3,7 @@ reclassification; and that a holder can never do them to someone else's object."
 
 from __future__ import annotations
 
+import getpass
 import json
 import sqlite3
 from typing import Any
@@ -319,6 +320,29 @@ def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
     refused = runner.invoke(main, ["recall", str(jpn.config.dir), obj["id"], "--reason", "x",
                                    "--as", "analyst-none"])
     assert refused.exit_code == 2 and "error:" in refused.output
+
+
+def test_what_the_operator_destroys_is_told_to_the_originator_by_pseudonym(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agreement ended and NZL's operator destroys what it received (as `peer
+    agreement` does): JPN's partner audit names the operator by pseudonym, as it is
+    shown people, never by the OS account (the ``destroy`` events' ``actor`` was it)."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be destroyed", "極秘", ("NZL",))
+    monkeypatch.setattr(getpass, "getuser", lambda: "jane.smith")
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert nzl.controls.destroy_received("the agreement ended")  # and its marking
+        courier = Courier(jpn)
+        try:
+            events = courier.partner_audit("NZL").events
+        finally:
+            courier.stop()
+    destroyed = {e["objects"][0][0]: e["actor"] for e in events
+                 if e["kind"] == "destroy" and "actor" in e}
+    assert destroyed[obj["id"]] == nzl.audit.pseudonyms.of("jane.smith", "JPN")
+    assert set(destroyed.values()) == {destroyed[obj["id"]]}
+    assert "jane.smith" not in json.dumps(events)
 
 
 def test_a_reclassified_base_keeps_the_portions_in_the_holder_s_banner(

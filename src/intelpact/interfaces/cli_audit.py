@@ -96,10 +96,13 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
                party: str | None, originator: str | None, kinds: tuple[str, ...],
                since: str | None, until: str | None, limit: int, as_json: bool) -> None:
     """Show events, oldest first, between banners for the most sensitive object they name.
-    People appear by name where they are people of this node (the log holds pseudonyms)."""
+    People appear by name where they are people of this node (the log holds pseudonyms),
+    and so does the operator running it where an event about a partner's objects names
+    them by pseudonym."""
     node = Node.open(node_dir)
     parties = node.agreement.parties
-    names = node.audit.pseudonyms.names([p.name for p in node.store.people()], parties)
+    names = node.audit.pseudonyms.names([*(p.name for p in node.store.people()), operator()],
+                                        parties)
     where = AuditFilter(object_id=object_id,
                         persons=node.audit.pseudonyms.every(person, parties) if person else (),
                         party=party.upper() if party else None,
@@ -284,7 +287,7 @@ def _print_event(data: dict[str, Any], index: int, names: dict[str, str]) -> Non
         if "nationality" in person:
             who += f" ({person.get('nationality')}, {person.get('clearance')})"
     elif data.get("actor"):
-        who = str(data["actor"])
+        who = names.get(str(data["actor"]), str(data["actor"]))
     head = f"#{index}  {data.get('at', '')}  {data.get('kind', '')}"
     out.print(Text(_safe(head + (f"  by {who}" if who else ""))))
     parts = [f"{k} {data[k]}" for k in ("party", "originator") if data.get(k)]

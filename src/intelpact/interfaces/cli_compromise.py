@@ -26,7 +26,8 @@ from .cli_audit import _print_event, banner_for
 AS_OFFICER = click.option(
     "--as", "as_name", default=None, metavar="NAME",
     help="Act as this person of the node, who must hold the security-officer role "
-    "(default: the operator running the command, recorded by account name).")
+    "(default: the operator running the command, recorded by account name or, in an "
+    "event the originator is shown, by its pseudonym).")
 
 
 @main.group()
@@ -157,7 +158,7 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     record = node.compromise.get(report_id)  # with the check's outcome
     size, events = node.compromise.history(record)
     ours = record.reporter == node.party
-    names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
+    names = node.audit.pseudonyms.names([*(p.name for p in node.store.people()), operator()],
                                         node.agreement.parties) if ours else {}
     shown = banner_for(node, [report, *events])
     out.print(shown)

@@ -524,14 +524,22 @@ class AuditLog:
 
     # -- events -------------------------------------------------------------------------
     def event(self, kind: str, *, person: Person | None = None, name: str | None = None,
-              actor: str | None = None, party: str | None = None,
-              originator: str | None = None, objects: Iterable[tuple[str, str]] = (),
-              **detail: Any) -> AuditEvent:
+              actor: str | None = None, operator: str | None = None,
+              party: str | None = None, originator: str | None = None,
+              objects: Iterable[tuple[str, str]] = (), **detail: Any) -> AuditEvent:
         """An event of ``kind``. ``person`` (who acted) is recorded by pseudonym, with
         clearance (in their national words) and nationality; ``name`` is the person the
         act was about (``subject``: a person added, a login attempted), by pseudonym;
-        ``actor`` names an operator or a partner that acted; ``objects`` are (id, version)
-        pairs, all of one ``originator``."""
+        ``actor`` names a partner that acted, or an operator in an event no partner is
+        shown; ``operator`` is the OS account of an operator who acted outside a login
+        (``operator()``), recorded as ``actor``: by name, but by pseudonym (as a person's)
+        in an event about a partner's objects, which that partner is shown; ``objects``
+        are (id, version) pairs, all of one ``originator``."""
+        if operator is not None:
+            if actor is not None:
+                raise AuditError("an event names an actor or an operator, not both")
+            shown = originator is not None and originator != self.party
+            actor = self.pseudonyms.of(operator, originator) if shown else operator
         if kind not in KINDS:
             raise AuditError(f"unknown audit event kind {kind!r}")
         at = timestamp(utc_now())

@@ -163,8 +163,10 @@ class CompromiseReports:
 
     @staticmethod
     def _who(officer: Principal | None, actor: str) -> dict[str, Any]:
-        """The audit event's actor fields: the officer, else the operator's account."""
-        return {"person": officer.person} if officer is not None else {"actor": actor}
+        """The audit event's actor fields: the officer, else the operator's account
+        (``AuditLog.event`` records it by pseudonym in an event the originator is
+        shown)."""
+        return {"person": officer.person} if officer is not None else {"operator": actor}
 
     # -- filing -------------------------------------------------------------------------
     def _held(self, object_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:

@@ -412,7 +412,7 @@ class Consents:
             body = dict(old["consent"], hashes=self._hashes(token.objects))
             signed = {"consent": body, "key_id": me.key_id,
                       "signature": sign_payload(me.key, body)}
-            event = self.audit.event("consent", actor=operator(), party=record.holder,
+            event = self.audit.event("consent", operator=operator(), party=record.holder,
                                      originator=self.party,
                                      objects=[(record.object_id, v) for v in
                                               sorted(token.objects.get(record.object_id, ()))],

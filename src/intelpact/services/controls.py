@@ -148,9 +148,9 @@ class Controls:
                                "none: nothing to recall",
                                hint="name a partner with --party to stop it going there")
         person = principal.person if principal is not None else None
-        actor = None if principal is not None else operator()
+        account = None if principal is not None else operator()
         for party in targets:
-            event = self.audit.event("recall", person=person, actor=actor, party=party,
+            event = self.audit.event("recall", person=person, operator=account, party=party,
                                      originator=self.party,
                                      objects=[(r.object_id, r.version) for r in rows],
                                      reason=reason, direction="out")
@@ -196,7 +196,7 @@ class Controls:
                 lambda rows, origin=originator: [  # type: ignore[misc]
                     *self.audit.by_originator(
                         "destroy", [(r.object_id, r.version, r.originator) for r in rows],
-                        party=origin, actor=operator(), reason=reason),
+                        party=origin, operator=operator(), reason=reason),
                     self.audit.event("destroy", party=origin, originator=origin,
                                      objects=[(r.object_id, r.version) for r in rows],
                                      reason=reason, direction="out")],

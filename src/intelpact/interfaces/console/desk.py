@@ -302,7 +302,8 @@ def _who(data: dict[str, Any], names: dict[str, str]) -> str:
     if data.get("subject"):
         subject = str(data["subject"])
         return "about " + names.get(subject, subject)
-    return str(data.get("actor") or "")
+    actor = str(data.get("actor") or "")
+    return names.get(actor, actor)
 
 
 def consent(console: Console, request: Request, principal: Principal,
