@@ -16,11 +16,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_federation import publish, push
+from test_federation import PW, publish, push
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
+from intelpact.interfaces.taxii import TAXII
 from intelpact.model import national_marking
 from intelpact.services import courier as courier_module
 from intelpact.services.audit import (
@@ -51,7 +52,7 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import indicator, serving_federation
+from helpers import indicator, serving, serving_federation
 
 
 @pytest.fixture()
@@ -138,6 +139,42 @@ def test_a_read_event_names_only_its_own_originators_withheld_portions(
     shown = [e for e in events if e["kind"] == "read"]
     assert shown and all("withheld" not in e for e in shown)
     assert partly["id"] not in json.dumps(events)
+
+
+def test_a_refused_delete_of_our_object_is_shown_to_us_as_a_denied_read_is(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """NZL readers without the security-officer role DELETE JPN's object over TAXII: one
+    who may read it (403), one who may not (404, the answer for an id held nowhere, as
+    before). Both denials are filed under JPN, which its partner audit shows, as it shows
+    a denied read; one of an id held nowhere is filed under no one. The denial was filed
+    under no originator, so JPN was never shown it."""
+    jpn, nzl = jpn_nzl
+    ours = publish(jpn, "for NZ", "極秘", ("NZL",))
+    nobody = "indicator--00000000-0000-4000-8000-000000000001"
+    nzl.people.add("clerk", party="NZL", clearance="SECRET", roles=["analyst"], password=PW)
+    nzl.people.add("junior", party="NZL", clearance="RESTRICTED", roles=["analyst"],
+                   password=PW)
+    cid = nzl.default_collection().collection_id
+    with serving_federation(jpn), serving_federation(nzl), serving(nzl) as url:
+        push(jpn, "NZL")
+
+        def delete(who: str, oid: str) -> httpx.Response:
+            return httpx.delete(f"{url}/intel/collections/{cid}/objects/{oid}/",
+                                auth=(who, PW), headers={"Accept": TAXII})
+
+        assert delete("clerk", ours["id"]).status_code == 403
+        hidden, missing = delete("junior", ours["id"]), delete("junior", nobody)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json() == missing.json()
+        _, events, _ = _audit(jpn, "NZL")
+    denials = [(e["person"]["clearance"], e["objects"], e["reason"]) for e in events
+               if e["kind"] == "deny" and e.get("via") == "delete"]
+    reason = "deleting needs the security-officer role"
+    assert denials == [("SECRET", [[ours["id"], ""]], reason),
+                       ("RESTRICTED", [[ours["id"], ""]], reason)]
+    (unheld,) = [json.loads(e.body) for e in nzl.store.find_audit(AuditFilter(kinds=("deny",)))
+                 if nobody in e.body]
+    assert "originator" not in unheld and unheld["reason"] == reason
 
 
 def test_audit_partner_command_shows_the_originator_view(

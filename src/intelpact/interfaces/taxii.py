@@ -511,13 +511,19 @@ class TaxiiApi:
         readable = self.node.access.readable(principal.person)
         audit = self.node.audit
         if not principal.has_role("security-officer"):
-            audit.record(audit.event("deny", person=principal.person, objects=[(oid, "")],
-                                     via="delete",
-                                     reason="deleting needs the security-officer role"))
+            # Filed under each originator of the versions asked for, whatever the caller
+            # may read, as a denied read is (Node._denials): the originator is shown it.
+            # The caller is not, and is answered as before: 404 unless they may see one.
+            held = self.node.store.query(cid, list(self.node.store.labels()), query).rows
+            origins: list[str | None] = list(dict.fromkeys(r.originator for r in held))
+            reason = "deleting needs the security-officer role"
+            audit.record(*[audit.event("deny", person=principal.person, originator=origin,
+                                       objects=[(oid, "")], via="delete", reason=reason)
+                           for origin in origins or [None]])
             # Do not reveal whether the object exists to someone who may not see it.
             if not self.node.store.query(cid, readable, query).rows:
                 raise TaxiiError(404, "Not Found", "no such object")
-            raise TaxiiError(403, "Forbidden", "deleting needs the security-officer role")
+            raise TaxiiError(403, "Forbidden", reason)
 
         def events(rows: Sequence[StoredObject]) -> list[AuditEvent]:
             return audit.by_originator(
