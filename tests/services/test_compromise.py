@@ -21,6 +21,7 @@ from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import (
+    OPERATOR,
     AuditError,
     EventsWithheld,
     canonical,
@@ -231,7 +232,7 @@ def test_the_operator_is_told_to_the_originator_by_pseudonym_never_by_account_na
         finally:
             courier.stop()
     history = [json.loads(e["body"]) for e in json.loads(second.body)["history"]["events"]]
-    pseudonym = nzl.audit.pseudonyms.of("jane.smith", "JPN")
+    pseudonym = nzl.audit.pseudonyms.of(OPERATOR + "jane.smith", "JPN")
     for shown in (events, history):
         acts = {e["kind"]: e.get("actor") for e in shown if e["kind"].startswith("compromise")}
         assert acts["compromise-report"] == acts["compromise-close"] == pseudonym

@@ -15,6 +15,7 @@ from test_federation import publish, pull, push
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
+from intelpact.services.audit import OPERATOR
 from intelpact.services.controls import MAX_REASON, ControlError, Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import MAX_NAMED, FederationError, sign_payload
@@ -340,7 +341,7 @@ def test_what_the_operator_destroys_is_told_to_the_originator_by_pseudonym(
             courier.stop()
     destroyed = {e["objects"][0][0]: e["actor"] for e in events
                  if e["kind"] == "destroy" and "actor" in e}
-    assert destroyed[obj["id"]] == nzl.audit.pseudonyms.of("jane.smith", "JPN")
+    assert destroyed[obj["id"]] == nzl.audit.pseudonyms.of(OPERATOR + "jane.smith", "JPN")
     assert set(destroyed.values()) == {destroyed[obj["id"]]}
     assert "jane.smith" not in json.dumps(events)
 

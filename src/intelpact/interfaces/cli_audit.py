@@ -101,8 +101,8 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
     them by pseudonym."""
     node = Node.open(node_dir)
     parties = node.agreement.parties
-    names = node.audit.pseudonyms.names([*(p.name for p in node.store.people()), operator()],
-                                        parties)
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()], parties,
+                                        operator=operator())
     where = AuditFilter(object_id=object_id,
                         persons=node.audit.pseudonyms.every(person, parties) if person else (),
                         party=party.upper() if party else None,

@@ -158,8 +158,9 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     record = node.compromise.get(report_id)  # with the check's outcome
     size, events = node.compromise.history(record)
     ours = record.reporter == node.party
-    names = node.audit.pseudonyms.names([*(p.name for p in node.store.people()), operator()],
-                                        node.agreement.parties) if ours else {}
+    names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
+                                        node.agreement.parties,
+                                        operator=operator()) if ours else {}
     shown = banner_for(node, [report, *events])
     out.print(shown)
     rows: list[tuple[str, str]] = [

@@ -294,6 +294,11 @@ def operator() -> str:
         return "unknown"
 
 
+# What an operator's OS account is pseudonymised under (AuditLog.event): no person's
+# name holds a ':' (people._check_name), so an operator never shares a person's pseudonym.
+OPERATOR = "operator:"
+
+
 class Pseudonyms:
     """Stable pseudonyms for people: ``p-`` + 16 hex digits of HMAC-SHA256 under the
     node's secret, of the name, or of the partner and the name for what that partner may
@@ -319,11 +324,16 @@ class Pseudonyms:
         is shown it (a search by person looks for them all)."""
         return (self.of(name), *(self.of(name, p) for p in parties))
 
-    def names(self, names: Iterable[str], parties: Iterable[str]) -> dict[str, str]:
-        """Pseudonym -> name, for every pseudonym of each of ``names``."""
+    def names(self, names: Iterable[str], parties: Iterable[str], *,
+              operator: str | None = None) -> dict[str, str]:
+        """Pseudonym -> name, for every pseudonym of each of ``names``, and of the
+        operator's account ``operator`` (AuditLog.event)."""
         parties = tuple(parties)
-        return {pseudonym: name for name in names
-                for pseudonym in self.every(name, parties)}
+        found = {pseudonym: name for name in names
+                 for pseudonym in self.every(name, parties)}
+        if operator is not None:
+            found |= {p: operator for p in self.every(OPERATOR + operator, parties)}
+        return found
 
 
 @dataclass(frozen=True)
@@ -539,7 +549,8 @@ class AuditLog:
             if actor is not None:
                 raise AuditError("an event names an actor or an operator, not both")
             shown = originator is not None and originator != self.party
-            actor = self.pseudonyms.of(operator, originator) if shown else operator
+            actor = self.pseudonyms.of(OPERATOR + operator, originator) if shown \
+                else operator
         if kind not in KINDS:
             raise AuditError(f"unknown audit event kind {kind!r}")
         at = timestamp(utc_now())
