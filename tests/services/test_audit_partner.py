@@ -262,12 +262,7 @@ def test_kept_evidence_changed_here_is_caught(jpn_nzl: tuple[Node, Node]) -> Non
     """An event kept here whose body, proof, number or checkpoint was changed in the
     database no longer verifies, and one deleted is missing from the numbers."""
     jpn, nzl = jpn_nzl
-    with _shared(jpn, nzl, reads=4):
-        courier = Courier(jpn)
-        try:
-            courier.watch_once("NZL")
-        finally:
-            courier.stop()
+    _watched(jpn, nzl, reads=4)
     kept = jpn.store.partner_events("NZL")
     keys = jpn.federation.log_keys("NZL")
     assert len(kept) >= 5 and jpn.audit.verify_kept("NZL", keys, kept)[1] == []
@@ -383,12 +378,7 @@ def test_the_evidence_of_a_partner_no_longer_pinned_is_still_checked(
     partner's row deleted from the pinned peers does not take its evidence out of the
     check."""
     jpn, nzl = jpn_nzl
-    with _shared(jpn, nzl, reads=2):
-        courier = Courier(jpn)
-        try:
-            courier.watch_once("NZL")
-        finally:
-            courier.stop()
+    _watched(jpn, nzl, reads=2)
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
         c.execute("DELETE FROM peers WHERE party = 'NZL'")
         c.execute("UPDATE partner_events SET body = replace(body, '\"read\"', '\"deny\"')")
@@ -674,6 +664,16 @@ def _shared(jpn: Node, nzl: Node, reads: int) -> Iterator[dict]:
         push(jpn, "NZL")
         _read(nzl, secret, reads)
         yield secret
+
+
+def _watched(jpn: Node, nzl: Node, reads: int) -> None:
+    """A JPN object read at NZL ``reads`` times, and JPN's watch of NZL's log run once."""
+    with _shared(jpn, nzl, reads=reads):
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
 
 
 def _read(nzl: Node, obj: dict, times: int) -> None:
