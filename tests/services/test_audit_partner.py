@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -651,6 +652,89 @@ def test_the_audit_endpoint_needs_a_signed_request_from_a_pinned_partner(
             courier.stop()
         with pytest.raises(httpx.HTTPError):  # no client certificate: the TLS layer refuses
             httpx.get(url, verify=False, timeout=5).raise_for_status()
+
+
+def _hostile(answer: Any) -> Any:
+    """A stand-in for Courier._request whose audit answers are ``answer(real answer)``:
+    bytes as they are, anything else as Python's json.dumps sends it (Infinity too)."""
+    real = Courier._request
+
+    def request(self: Courier, peer: Any, method: str, target: str,
+                body: bytes = b"") -> httpx.Response:
+        response = real(self, peer, method, target, body)
+        if not target.startswith("/federation/audit"):
+            return response
+        made = answer(response.json())
+        return httpx.Response(200, content=made if isinstance(made, bytes)
+                              else json.dumps(made).encode(), request=response.request)
+
+    return request
+
+
+def _infinite(answer: dict) -> dict:
+    answer["events"][0]["index"] = float("inf")  # json.dumps sends it as Infinity
+    return answer
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (lambda a: [a], "NZL's audit answer is not a JSON object"),
+    (_infinite, "NZL's answer to the audit request is refused: invalid JSON: Infinity is "
+                "not a JSON number"),
+    (lambda a: b"[" * 100_000 + b"]" * 100_000,
+     "NZL's answer to the audit request is refused: invalid JSON: nesting is 100000 "
+     "levels deep"),
+], ids=["an array", "an index of Infinity", "nested 100000 deep"])
+def test_a_hostile_audit_answer_is_refused_with_the_reason_not_a_crash(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, answer: Any,
+        problem: str) -> None:
+    """Whatever NZL answers, asking it is refused with an AuditError saying what was
+    wrong: `audit partner` prints one line (exit status 2, no traceback) and the watch
+    logs it as it logs any answer it refuses (once, then at debug), not
+    log.exception every round. Nothing is kept, nothing alerted."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=1):
+        monkeypatch.setattr(Courier, "_request", _hostile(answer))
+        courier = Courier(jpn)
+        try:
+            with pytest.raises(AuditError, match=re.escape(problem)):
+                courier.watch_once("NZL")
+        finally:
+            courier.stop()
+        result = CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL"])
+    assert result.exit_code == 2, (result.output, result.exception)  # one line, no traceback
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert problem in " ".join(result.output.split()), result.output
+    assert not jpn.store.partner_events("NZL") and not jpn.store.alerts()
+
+
+@pytest.mark.parametrize("event", [
+    pytest.param(lambda body: {"index": float("inf"), "body": body, "proof": []},
+                 id="an index of Infinity"),
+    pytest.param(lambda body: {"index": float("nan"), "body": body, "proof": []},
+                 id="an index of NaN"),
+])
+def test_an_event_index_that_is_not_a_number_is_refused(
+        jpn_nzl: tuple[Node, Node], event: Any) -> None:
+    """An answer decoded by a laxer reader than the courier's (Python's own json takes
+    Infinity and NaN): the event is refused as not verifying, not an OverflowError."""
+    jpn, nzl = jpn_nzl
+    answer, keys, size, root = _witnessed(jpn, nzl)
+    hostile = {**answer, "events": [event(answer["events"][0]["body"])]}
+    with pytest.raises(AuditError, match="NZL sent an audit event that does not verify"):
+        jpn.audit.check_partner_events("NZL", keys, size, root, hostile, expect=0)
+
+
+def test_a_signed_event_body_nested_too_deep_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
+    """A body NZL signed into its log (here: the one leaf of a tree), nested deeper than
+    any reader here decodes: refused as not verifying, not a RecursionError. The answer
+    around it is shallow, so reading the answer strictly does not catch it."""
+    jpn, nzl = jpn_nzl
+    answer, keys, _, _ = _witnessed(jpn, nzl)
+    body = "[" * 100_000 + "]" * 100_000
+    deep = {**answer, "events": [{"index": 0, "body": body, "proof": []}]}
+    with pytest.raises(AuditError, match="does not verify: its body is nested too deep"):
+        jpn.audit.check_partner_events("NZL", keys, 1, leaf_hash(body.encode()), deep,
+                                       expect=0)
 
 
 # -- completeness: numbered events and a signed count ---------------------------------------

@@ -871,6 +871,8 @@ class AuditLog:
         meanwhile (gossip, another fetch), an answer that fails only against that newer
         one merely crossed it: CheckpointsCrossed, no alert, and the caller asks again.
         An answer that conflicts with what was held when it was asked is a rewrite."""
+        if not isinstance(answer, Mapping):  # what a partner sends is checked before use
+            raise AuditError(f"{party}'s audit answer is not a JSON object")
         keys = list(keys)
         size, root = self.partner_checkpoint(party, keys, str(answer.get("checkpoint", "")))
         proof = answer.get("consistency")
@@ -1486,7 +1488,11 @@ def _proven(party: str, size: int, root: bytes, events: Any
             data = json.loads(body)
             if not isinstance(data, dict):
                 raise ValueError("its body is not a JSON object")
-        except (KeyError, TypeError, ValueError, ProofError) as exc:
+        except RecursionError:  # signed, but no reader here could decode it
+            raise AuditError(f"{party} sent an audit event that does not verify: its body "
+                             "is nested too deep to read") from None
+        except (KeyError, TypeError, ValueError, OverflowError, ProofError) as exc:
+            # OverflowError: an "index" of Infinity, which int() cannot take
             raise AuditError(f"{party} sent an audit event that does not verify: "
                              f"{exc}") from None
         out.append((index, data, body, b"".join(proof)))

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from ..errors import IntelpactError
+from ..jsonio import JsonError, parse_json
 from ..store.base import (
     MAX_INTEGER,
     KeptEvent,
@@ -322,7 +323,8 @@ class Courier:
 
     def _fetch(self, peer: PeerRecord, target: str, what: str) -> Any:
         """GET ``target`` from ``peer``: its JSON answer, or FederationError saying that
-        it cannot be reached or that it refused ``what``."""
+        it cannot be reached or that it refused ``what``; BadAnswer if the answer is not
+        one strict JSON text (jsonio.parse_json)."""
         try:
             response = self._request(peer, "GET", target)
         except httpx.HTTPError as exc:
@@ -330,7 +332,14 @@ class Courier:
         if response.status_code != 200:
             raise _failed(response, f"{peer.party} refused {what}: {response.status_code} "
                                     f"{response.text[:300]}")
-        return response.json()
+        # Read as a request's body is: response.json() let NaN and Infinity through (an
+        # "index" of Infinity overflowed int()), and a reply nested 100,000 deep raised
+        # RecursionError, a traceback from a command and log.exception every round.
+        try:
+            return parse_json(response.content)
+        except JsonError as exc:
+            raise BadAnswer(f"{peer.party}'s answer to {what} is refused: {exc.message}"
+                            ) from None
 
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
@@ -399,6 +408,9 @@ class Courier:
                     raise
                 limit //= 2
                 continue
+            except BadAnswer as exc:  # refused as any answer that does not verify
+                raise AuditError(exc.message, hint=f"{party}'s node answered what "
+                                 "intelpact never sends: ask its operator") from None
             try:
                 size, root = audit.witness(party, keys, answer, known=known)
             except CheckpointsCrossed:
@@ -747,6 +759,11 @@ class Unreachable(FederationError):
 
 class AnswerTooLarge(FederationError):
     """A partner's answer is larger than this node takes (``max_content_length``)."""
+
+
+class BadAnswer(FederationError):
+    """A partner's answer is not one JSON text this node takes (jsonio.parse_json: not
+    JSON, NaN or Infinity, nested too deep, a key given twice, …)."""
 
 
 class RateLimited(FederationError):
