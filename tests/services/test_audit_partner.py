@@ -42,6 +42,7 @@ from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import (
+    MAX_INTEGER,
     AuditEvent,
     AuditFilter,
     KeptEvent,
@@ -652,6 +653,33 @@ def test_the_audit_endpoint_needs_a_signed_request_from_a_pinned_partner(
             courier.stop()
         with pytest.raises(httpx.HTTPError):  # no client certificate: the TLS layer refuses
             httpx.get(url, verify=False, timeout=5).raise_for_status()
+
+
+def test_a_known_past_our_checkpoints_signs_nothing(jpn_nzl: tuple[Node, Node]) -> None:
+    """``known`` is the size of the largest checkpoint of ours the caller holds: it
+    cannot hold one larger than our latest. A ``known`` past it (up to 2^63 - 1 is
+    taken) is answered with the latest checkpoint and no consistency proof, and signs
+    nothing: signing to reach it never could (each answer is recorded, so the tree
+    always grew), and signed and kept a new checkpoint on every such request."""
+    jpn, nzl = jpn_nzl
+    latest = nzl.audit.checkpoint()
+    held = len(nzl.store.checkpoints())
+    for known in (latest.size, latest.size + 1, MAX_INTEGER):
+        for _ in range(5):
+            answer = nzl.audit.for_partner("JPN", limit=0, known=known)
+            assert answer["checkpoint"] == latest.note and "consistency" not in answer
+    assert len(nzl.store.checkpoints()) == held
+    answer = nzl.audit.for_partner("JPN", limit=0, known=latest.size - 1)  # an honest one
+    assert answer["consistency"]["from"] == latest.size - 1
+    # a caller that truly holds a larger one (our log cut back to ``latest``): the
+    # answer without a proof shows it our log shrank, as it should
+    cut_back = nzl.audit.for_partner("JPN", limit=0, known=MAX_INTEGER)
+    nzl.people.add("later", party="NZL", clearance="SECRET")
+    keys = jpn.federation.log_keys("NZL")
+    jpn.audit.witness("NZL", keys, {"checkpoint": nzl.audit.checkpoint().note})
+    with pytest.raises(AuditError, match="its log shrank"):
+        jpn.audit.witness("NZL", keys, cut_back)
+    assert [a[1] for a in jpn.store.alerts()] == ["history-rewritten"]
 
 
 def _hostile(answer: Any) -> Any:

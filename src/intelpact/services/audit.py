@@ -820,16 +820,22 @@ class AuditLog:
         after leaf ``after`` (at most ``limit``; 0 for only the checkpoint), each with an
         inclusion proof, against a signed checkpoint that covers them, plus a proof that
         the tree of ``known`` leaves (the largest checkpoint of ours it holds) is a prefix
-        of that checkpoint's. Nothing about anyone else's objects.
+        of that checkpoint's (none when ``known`` is past our latest checkpoint: no
+        checkpoint is signed for it). Nothing about anyone else's objects.
 
         Every such event below the checkpoint's size is in the answer or a later page of
         it. The last page (``more`` false) carries ``count``: a note signed like a
         checkpoint saying how many of them were numbered below that size, so that
         ``party`` sees that none is left out (``check_partner_events``)."""
         _, newest = self.store.audit_numbered(party) if limit else (0, -1)
-        need = max(newest + 1, known, 1 if limit else 0)
         latest = self.latest()
         size = parse_checkpoint(self._text(latest.note)).size if latest is not None else -1
+        # ``known`` counts only up to our latest checkpoint: the caller can hold none of
+        # ours larger. Past it (a hostile caller, or our log cut back from a backup), the
+        # answer is that checkpoint, with no consistency proof, and the caller's witness
+        # finds our log shrank; signing to reach ``known`` never could (each answer is
+        # itself recorded), and signed and kept a checkpoint on every request.
+        need = max(newest + 1, min(known, size), 1 if limit else 0)
         if latest is None or size < need:
             latest = self.checkpoint()
             size = parse_checkpoint(self._text(latest.note)).size
