@@ -682,6 +682,44 @@ def test_a_known_past_our_checkpoints_signs_nothing(jpn_nzl: tuple[Node, Node]) 
     assert [a[1] for a in jpn.store.alerts()] == ["history-rewritten"]
 
 
+def test_an_answer_that_says_more_but_does_not_move_on_stops_the_reading(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """NZL answers every request with the same page and "more", whatever leaf it is
+    asked to read after (its one event about our objects is from before numbering, so
+    no number is given twice). Reading on stops at the second answer with the reason,
+    as a pull does for its cursor; before, a search by object (`audit partner
+    --object`) or a compromise history check asked for ever."""
+    jpn, nzl = jpn_nzl
+    at = timestamp(utc_now())
+    oid = "indicator--00000000-0000-4000-8000-000000000001"
+    body = canonical({"v": 1, "at": at, "kind": "read", "node": "NZL", "originator": "JPN",
+                      "objects": [[oid, at]]})
+    nzl.store.append_audit([AuditEvent(at, "read", body, None, None, "JPN", (oid,))])
+    leaf = nzl.store.audit_size() - 1
+    calls = 0
+    real = nzl.audit.for_partner
+
+    def same_page(party: str, after: int, limit: int, known: int) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1  # and, failing, stops after 25: the test must end
+        answer = real(party, after=-1, limit=limit, known=known)
+        return answer if calls >= 25 else {**answer, "more": True}
+
+    monkeypatch.setattr(nzl.audit, "for_partner", same_page)
+    with serving_federation(jpn), serving_federation(nzl):
+        courier = Courier(jpn)
+        try:
+            for search in ({"objects": (oid,)}, {"before": 10**6}):
+                calls = 0
+                with pytest.raises(AuditError, match="NZL's audit answer says there is more, "
+                                   "but does not move on from leaf"):
+                    courier.partner_events("NZL", limit=10**6, **search)
+                assert calls <= 2  # the second page, or the first, past the leaf kept
+        finally:
+            courier.stop()
+    assert [k.index for k in jpn.store.partner_events("NZL")] == [leaf]  # kept once
+
+
 def _hostile(answer: Any) -> Any:
     """A stand-in for Courier._request whose audit answers are ``answer(real answer)``:
     bytes as they are, anything else as Python's json.dumps sends it (Infinity too)."""

@@ -529,9 +529,11 @@ class Courier:
         (Store.partner_audit_cursor), a page at a time, each page proven and numbered
         (partner_audit), and kept with the cursor moved past it in one transaction:
         every event below the cursor is kept here, or was alerted as withheld. Stops when
-        there are no more, or when ``enough(leaf read to, events in the page)``; when
-        ``serve`` stops, Unreachable says so (not a failure of the partner's). Returns the
-        tree size of the last checkpoint, whether there are more, and the leaf read to."""
+        there are no more, or when ``enough(leaf read to, events in the page)``; a page
+        that says there is more but does not move past the leaf read to stops it
+        (AuditError); when ``serve`` stops, Unreachable says so (not a failure of the
+        partner's). Returns the tree size of the last checkpoint, whether there are more,
+        and the leaf read to."""
         store = self.node.store
         after, expect = store.partner_audit_cursor(party)
         while True:
@@ -554,6 +556,12 @@ class Courier:
             if got.more and not got.events:
                 raise AuditError(f"{party}'s audit answer says there is more but holds no "
                                  "events: the reading stops here")
+            if got.more and got.events[-1]["index"] <= after:
+                # as pull_once's cursor: asked again from the same leaf, such a partner
+                # answered the same page for ever (enough() is never true for a search
+                # by object or kind, nor for a compromise history check below its end)
+                raise AuditError(f"{party}'s audit answer says there is more, but does not "
+                                 f"move on from leaf {after}: the reading stops here")
             if got.events:
                 after = got.events[-1]["index"]
             expect = expect if got.expect is None else got.expect
