@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 from test_escaping import _Tags
 
-from conftest import Pact, courier, csrf_of
+from conftest import Pact, courier, csrf_of, password, serve_console
 from intelpact.interfaces.cli import main
-from intelpact.services.federation import consent_token, verify_payload
+from intelpact.services.federation import consent_token, make_card, verify_payload
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import (
     AuditFilter,
@@ -28,7 +29,7 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import DATA, indicator
+from helpers import DATA, _in_thread, indicator, make_node, serving_federation
 
 
 def _decide(pact: Pact, client: Any, rid: str, **form: str) -> Any:
@@ -293,6 +294,42 @@ def test_the_partner_view_shows_how_nzl_handled_our_objects(pact: Pact) -> None:
                                  ("/desk/partner/NZL", {"after": "x"}, 400),
                                  ("/desk/partner/NZL", {"after": "9" * 16}, 400)):
         assert officer.get(path, params=params).status_code == status, (path, params)
+
+
+def test_the_partner_view_takes_an_id_with_a_nul(tmp_path: Path) -> None:
+    """NZL (on SQLite, which keeps any text) signs an event about JPN's object that also
+    names an id holding a NUL; JPN keeps it. The partner view shows it (that id as a
+    withheld object), and takes such an id as its object filter, finding nothing: on
+    PostgreSQL, asking whether the officer may read the id (the store's look-up of the
+    objects named) refused the whole query, and the page failed on every visit."""
+    jpn = make_node(tmp_path / "jpn", "JPN", agreement="jpn-nzl-aus.toml")
+    nzl = make_node(tmp_path / "nzl", "NZL", agreement="jpn-nzl-aus.toml",
+                    database="node.db")
+    try:
+        jpn.people.add("kobayashi", party="JPN", clearance="機密", roles=[
+            "analyst", "publisher", "security-officer"], password=password("kobayashi"))
+        jpn.federation.add_peer(make_card(nzl.identity))
+        nzl.federation.add_peer(make_card(jpn.identity))
+        app, _, options = serve_console(jpn)
+        with serving_federation(jpn), serving_federation(nzl), _in_thread(app, options):
+            pact = Pact(jpn, nzl, f"http://127.0.0.1:{options['port']}")
+            obj = _at_nzl(pact, "named-beside-a-nul")
+            version = jpn.store.held([obj["id"]])[0].version
+            nzl.audit.record(nzl.audit.event("read", originator="JPN", via="objects",
+                                             objects=[(obj["id"], version), ("x\x00y", "v")]))
+            assert courier(jpn, lambda c: c.watch_once("NZL")) > 0
+            (leaf,) = [k.index for k in jpn.store.partner_events("NZL")
+                       if "x\\u0000y" in k.body]
+            officer = pact.client("kobayashi")
+            try:
+                row = _kept_rows(officer)[leaf]
+                assert f'<a href="/objects/{obj["id"]}">' in row and "withheld object" in row
+                assert _kept_rows(officer, object="x\x00y") == {}
+            finally:
+                officer.close()
+    finally:
+        nzl.close()
+        jpn.close()
 
 
 def test_the_partner_view_names_no_object_the_officer_may_not_read(pact: Pact) -> None:

@@ -433,6 +433,41 @@ def test_a_body_that_names_a_leaf_does_not_move_the_watch(jpn_nzl: tuple[Node, N
     assert len(odd) == 1 and odd[0].index < newest
 
 
+def test_a_kept_event_naming_an_id_with_a_nul_is_shown(tmp_path: Path) -> None:
+    """NZL (on SQLite, which keeps any text) signs an event about JPN's object that also
+    names an id holding a NUL; JPN keeps it (the id filed under nothing). `audit
+    partner` shows it, with or without --kept: on PostgreSQL, the banner's look-up of
+    every id named (Store.held) refused the whole query, and the command failed on
+    every run. No stored object has such an id, so none is looked up."""
+    from test_federation import pair, people
+
+    from helpers import make_node
+
+    jpn = make_node(tmp_path / "jpn", "JPN")
+    nzl = make_node(tmp_path / "nzl", "NZL", database="node.db")
+    try:
+        for node in (jpn, nzl):
+            people(node)
+        pair(jpn, nzl)
+        obj = publish(jpn, "for NZ", "極秘", ("NZL",))
+        with serving_federation(jpn), serving_federation(nzl):
+            push(jpn, "NZL")
+            nzl.audit.record(nzl.audit.event(
+                "read", originator="JPN", via="objects",
+                objects=[(obj["id"], "2026-11-01T00:00:00.000Z"), ("x\x00y", "v")]))
+            results = [CliRunner().invoke(main, ["audit", "partner", str(jpn.config.dir),
+                                                 "NZL", *kept]) for kept in ([], ["--kept"])]
+        assert {r.object_id for r in jpn.store.held(["x\x00y", obj["id"]])} == {obj["id"]}
+    finally:
+        nzl.close()
+        jpn.close()
+    for result in results:
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "Complete: NZL signed that its log held 2 numbered event(s)" in \
+            " ".join(result.output.split()), result.output
+        assert len(_events(result.output)) == 2
+
+
 def _witnessed(jpn: Node, nzl: Node) -> tuple[dict, list, int, bytes]:
     """NZL's answer to JPN's partner audit, after JPN's object reached NZL, witnessed by
     JPN: the answer, NZL's keys, and the checkpoint's size and root."""

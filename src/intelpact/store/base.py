@@ -707,9 +707,12 @@ class Store(abc.ABC):
              versions: tuple[str, ...] = ("all",)) -> list[StoredObject]:
         """Every stored row of these objects, in every collection, whatever its label:
         for the node's own bookkeeping (recalls, reports, the sources of what is
-        published, banners of the audit log), never to serve a person."""
+        published, banners of the audit log), never to serve a person. An id holding a
+        NUL character names nothing stored (no STIX id has one, and PostgreSQL's text
+        cannot hold one), so none is looked up: a partner's event kept here may name one,
+        and PostgreSQL refused the whole query (audit partner's banner, the desk)."""
         everything = list(self.labels())
-        unique = list(dict.fromkeys(object_ids))
+        unique = [oid for oid in dict.fromkeys(object_ids) if "\x00" not in oid]
         rows: list[StoredObject] = []
         for start in range(0, len(unique), 500):
             chunk = tuple(unique[start:start + 500])
