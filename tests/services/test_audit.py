@@ -792,6 +792,47 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n13\n")
 
 
+NOT_PAIRS = "its objects are not [id, version] pairs"
+
+
+@pytest.mark.parametrize(("altered", "why"), [
+    (lambda d: canonical({**d, "objects": 5}), NOT_PAIRS),
+    (lambda d: canonical({**d, "objects": [5]}), NOT_PAIRS),
+    (lambda d: canonical({**d, "objects": [[]]}), NOT_PAIRS),
+    (lambda d: canonical({**d, "objects": {"a": 1}}), NOT_PAIRS),
+    (lambda d: canonical({**d, "person": "p-1"}), "its person is not a JSON object"),
+    (lambda d: "[1,2]", "its body is not a JSON object"),
+    (lambda d: "{", "its body is not JSON"),
+    (lambda d: "[" * 100_000 + "]" * 100_000, "its body is nested too deep to read"),
+], ids=["objects 5", "objects [5]", "objects [[]]", "objects {}", "person a string",
+        "an array", "not JSON", "nested 100000 deep"])
+def test_audit_show_says_which_event_it_cannot_read_and_shows_the_rest(
+        tmp_path: Path, altered: Any, why: str) -> None:
+    """An event row altered in the database into something no reader takes (what
+    `audit verify` names too): `audit show` says so on that event's lines, pointing to
+    `audit verify`, names nothing of it, and shows the others; before, a traceback."""
+    node = make_node(tmp_path / "jpn")
+    try:
+        _people(node, 3)
+        node.audit.checkpoint()  # integrated and signed, then altered
+        events = node.store.find_audit(AuditFilter())
+        (event,) = [e for e in events if e.kind == "person-add"][1:2]
+        body = altered(json.loads(event.body)).replace("'", "''")
+        with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+            c.execute(f"UPDATE audit_events SET body = '{body}' "  # noqa: S608
+                      f"WHERE idx = {event.index}")
+    finally:
+        node.close()
+    shown = CliRunner().invoke(main, ["audit", "show", str(tmp_path / "jpn")])
+    assert shown.exit_code == 0, (shown.output, shown.exception)
+    lines = shown.output.splitlines()
+    at = lines.index(f"#{event.index}  {event.at}  person-add")
+    assert lines[at + 1] == (f"    UNREADABLE: {why}: altered? intelpact audit verify DIR "
+                             "checks every event")
+    assert len([line for line in lines if line.startswith("#")]) == len(events)
+    assert f"{len(events)} event(s)" in lines and lines[0] == lines[-1] == "指定なし"
+
+
 def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
         logged: Path, tmp_path: Path) -> None:
     """A deleted stored hash stops the integrator (it is asked first): verify still runs,

@@ -388,6 +388,45 @@ def test_the_evidence_of_a_partner_no_longer_pinned_is_still_checked(
     assert verified.exit_code == 1 and "does not verify" in verified.output, verified.output
 
 
+@pytest.mark.parametrize(("tamper", "options", "sqlite_only"), [
+    ("UPDATE partner_events SET proof = 'abc' WHERE leaf = {first}", (), True),
+    ("UPDATE partner_checkpoints SET note = CAST(note AS BLOB)", (), True),
+    ("UPDATE partner_events SET kind = NULL, body = '" + "[" * 100_000 + "]" * 100_000
+     + "' WHERE leaf = {first}", ("--kind", "read"), False),
+], ids=["a proof kept as text", "a note kept as a blob", "a body nested deep, of no kind"])
+def test_kept_evidence_altered_into_another_type_is_said_not_a_crash(
+        jpn_nzl: tuple[Node, Node], tamper: str, options: tuple[str, ...],
+        sqlite_only: bool) -> None:
+    """A kept row altered in the database so that its column no longer holds what the
+    readers take (SQLite keeps any type in any column; a body no reader decodes, filed
+    under no kind so that a search by kind reads it): `audit partner --kept` says the
+    evidence does not verify, in one line pointing to `audit verify`, which names it;
+    before, a traceback from the store's read, the note's check or the kind filter."""
+    jpn, nzl = jpn_nzl
+    if sqlite_only and not jpn.config.database.endswith(".db"):
+        pytest.skip("PostgreSQL's columns hold only their own type")
+    with _shared(jpn, nzl, reads=2):
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    first = jpn.store.partner_events("NZL")[0].index
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute(tamper.format(first=first))
+    run = CliRunner()
+    shown = run.invoke(main, ["audit", "partner", str(jpn.config.dir), "NZL", "--kept",
+                              *options])
+    assert shown.exit_code == 2 and isinstance(shown.exception, SystemExit), \
+        (shown.output, shown.exception)
+    said = " ".join(shown.output.split())
+    assert "of NZL's audit events kept here do not verify; the first: event " in said, said
+    assert "intelpact audit verify DIR" in said, said
+    verified = run.invoke(main, ["audit", "verify", str(jpn.config.dir)])
+    assert verified.exit_code == 1 and "kept as proven in its checkpoint of" in \
+        verified.output, (verified.output, verified.exception)
+
+
 def test_evidence_kept_still_verifies_after_the_partner_rotates_its_key(
         jpn_nzl: tuple[Node, Node]) -> None:
     """Events proven in checkpoints NZL signed with a key it has since rotated out are

@@ -182,6 +182,8 @@ def verify_note(note: str, name: str, public_key: Ed25519PublicKey) -> str:
     Raises :class:`NoteError` if the note is malformed, if no signature by that key
     is present (including one by ``name`` under an unknown key id), or if it is forged.
     """
+    if not isinstance(note, str):  # a BLOB where a row of notes was altered
+        raise NoteError("note is not text")
     if _CONTROL.search(note):
         raise NoteError("note contains a control character other than newline")
     split = note.rfind("\n\n")

@@ -14,10 +14,10 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import KINDS, operator, verify_log, why_not_kept
+from ..services.audit import KINDS, operator, readable, verify_log, why_not_kept
 from ..services.federation import FederationError
 from ..services.node import Node
-from ..store.base import AuditFilter, AuditRecord, normalise_timestamp
+from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
 from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
 
 
@@ -118,7 +118,11 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
     shown = banner_for(node, events)
     out.print(shown)
     for event in events:
-        _print_event(json.loads(event.body), event.index, names)
+        data, why = readable(event.body)
+        if data is None:
+            _print_unreadable(event.index, event.at, event.kind, str(why))
+        else:
+            _print_event(data, event.index, names)
     out.print(f"{len(events)} event(s)" + (" (limit reached: narrow the filters or raise "
                                             "--limit)" if len(events) == limit else ""))
     out.print(shown)
@@ -196,7 +200,12 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
     shown = banner_for(node, found.events)
     out.print(shown)
     for event in found.events:
-        _print_event(event, event["index"], {})
+        data, why = readable(event)
+        if data is None:  # proven as PARTY signed it: refused by the watch since
+            _print_unreadable(event["index"], event.get("at", ""), event.get("kind", ""),
+                              str(why))
+        else:
+            _print_event(data, event["index"], {})
     count = f"{len(found.events)} event(s) from {party}'s log" + (
         f" of {_partner_filter(object_id, kinds)}" if narrowed else "")
     if watch is not None and kept:
@@ -302,6 +311,14 @@ def _print_event(data: dict[str, Any], index: int, names: dict[str, str]) -> Non
         out.print(Text("    " + _safe(" · ".join(parts))))
 
 
+def _print_unreadable(index: int, at: object, kind: object, why: str) -> None:
+    """An event that cannot be shown (``readable``): its index, time and kind as its
+    row says, and why, but nothing it names (the banner does not cover it)."""
+    out.print(Text(_safe(f"#{index}  {at}  {kind}")))
+    out.print(Text("    " + _safe(f"UNREADABLE: {why}: altered? intelpact audit verify "
+                                  "DIR checks every event")))
+
+
 def _objects(data: dict[str, Any]) -> str:
     objects = data.get("objects", [])
     shown = ", ".join(str(o[0]) for o in objects[:2])
@@ -331,8 +348,9 @@ def banner_for(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Te
 def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Label:
     """The join of the banners of every object the events name (that this node holds),
     and at least the agreement's lowest covered level."""
-    bodies = [json.loads(e.body) if isinstance(e, AuditRecord) else e for e in events]
-    ids = sorted({str(o[0]) for data in bodies for o in data.get("objects", [])})
+    # only what is shown: an event that cannot be read names nothing on the page
+    ids = sorted({oid for e in events for oid in objects_named(
+        readable(e.body if isinstance(e, AuditRecord) else e)[0])})
     labels = node.store.labels()
     found: list[Label] = [Label(node.agreement.id, min(node.agreement.covered), node.party,
                                 None)]

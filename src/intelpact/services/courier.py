@@ -483,7 +483,8 @@ class Courier:
             raise AuditError(f"{len(problems)} of {party}'s audit events kept here do not "
                              f"verify; the first: {problems[0]}",
                              hint=f"the rows this node's database keeps of {party}'s events "
-                             "were changed: tell your security officer")
+                             "were changed: tell your security officer (intelpact audit "
+                             "verify DIR names every one)")
         nxt = store.partner_events(party, after=bound - 1, limit=1)
         expect = (nxt[0].seq or 0) if nxt else expect
         missing, alerted = (0, 0) if expect is None else \

@@ -1746,7 +1746,7 @@ def _of_kind(body: str, kinds: Sequence[str]) -> bool:
     (AuditLog.verify_kept) to say what is wrong with it."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # altered here: its check says so
         return True
     return not isinstance(data, dict) or data.get("kind") in kinds
 
@@ -1777,7 +1777,14 @@ def _partner_rows(c: Any, mark: str, party: str, after: int, before: int | None,
         sql += f" LIMIT {mark}"
         args.append(limit)
     return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
-                      bytes(r[3]), int(r[4]), r[5]) for r in c.execute(sql, args)]
+                      _bytes(r[3]), int(r[4]), r[5]) for r in c.execute(sql, args)]
+
+
+def _bytes(value: Any) -> bytes:
+    """A BLOB column's value: SQLite keeps text in one too, if a row was altered so;
+    taken as its UTF-8 bytes, it fails its check (a proof that does not verify) rather
+    than stopping every read of the kept events with a TypeError."""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
 def _partner_refs_select(party: str, start: int, stop: int | None, mark: str
