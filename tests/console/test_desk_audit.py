@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 from markupsafe import escape
 
-from conftest import World, csrf_of, login, password
+from conftest import World, csrf_of, login, password, serving_world
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
@@ -180,6 +181,26 @@ def test_checkpoint_status_and_verify_stay(world: World, acts: dict[str, str]) -
     r = officer.post("/desk", data={"csrf": csrf_of(officer, "/desk"), "action": "verify"})
     assert r.status_code == 200 and 'class="verdict ok"' in r.text
     assert 'id="h-events"' in r.text and ROW.search(r.text)
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"objects":5}', "[1,2]"],
+                         ids=["nested 100000 deep", "objects 5", "an array"])
+def test_an_event_altered_into_what_no_reader_takes_is_listed_not_a_crash(
+        tmp_path: Path, body: str) -> None:
+    """An event row altered in the database (a body nested too deep to decode, objects
+    that are not pairs, a body that is not an object): the desk lists it by its row's
+    time and kind, naming nothing of it, with its proof failing; before, a body nested
+    too deep made every visit a 500."""
+    with serving_world(tmp_path) as world:
+        node = world.node
+        node.audit.record(node.audit.event("login-failure", name="to-be-altered",
+                                           reason="test"))
+        node.audit.checkpoint()
+        index = node.store.audit_size() - 1
+        with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+            c.execute(f"UPDATE audit_events SET body = '{body}' WHERE idx = {index}")  # noqa: S608
+        row = _rows(world.client("tanaka"))[index]
+        assert "login-failure" in row and "does NOT verify" in row, row
 
 
 def test_only_the_officer_sees_the_events(world: World, acts: dict[str, str]) -> None:
