@@ -53,6 +53,7 @@ from intelpact.store.base import (
     timestamp,
     utc_now,
 )
+from intelpact.store.sqlite import SQLiteStore
 
 from helpers import indicator, serving, serving_federation
 
@@ -362,7 +363,9 @@ def test_a_kept_checkpoint_altered_here_is_caught_and_no_evidence_against_the_pa
             courier.watch_once("NZL")
             ((size, _, _, _),) = jpn.store.partner_checkpoints("NZL")
             with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
-                c.execute("UPDATE partner_checkpoints SET root = zeroblob(32)")
+                c.execute("UPDATE partner_checkpoints SET root = " + (  # 32 zero bytes
+                    "zeroblob(32)" if isinstance(jpn.store, SQLiteStore)
+                    else "decode(repeat('00', 32), 'hex')"))
             verified = CliRunner().invoke(main, ["audit", "verify", str(jpn.config.dir)])
             assert verified.exit_code == 1, verified.output
             assert f"NZL's checkpoint of {size} events kept here is not what its note " \
