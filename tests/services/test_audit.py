@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -862,10 +863,14 @@ def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
             assert any(wanted in line for line in problems), (sql, result.output)
 
 
+@pytest.mark.parametrize(("altered", "said"), [
+    (lambda data: json.dumps({**data, "objects": 5}, sort_keys=True, separators=(",", ":"),
+                             ensure_ascii=False), "its objects are not [id, version] pairs"),
+    (lambda data: DEEP, "body is not JSON")], ids=["objects a number", "nested deep"])
 def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
-        tmp_path: Path) -> None:
-    """Its ``objects`` made a number: the integrator indexes it under no object and goes
-    on, and verify names the event."""
+        tmp_path: Path, altered: Callable[[dict], str], said: str) -> None:
+    """Its ``objects`` made a number, or its body nested past the decoder's limit: the
+    integrator indexes it under no object and goes on, and verify names the event."""
     node = make_node(tmp_path / "jpn")
     node.audit.checkpoint()
     node.people.add("late", party="JPN", clearance="秘")  # appended, not yet integrated
@@ -873,12 +878,10 @@ def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
     data = json.loads(node.store.audit_events(index, index + 1)[0].body)
     node.store.close()
     with sqlite3.connect(tmp_path / "jpn" / "node.db") as c:
-        c.execute("UPDATE audit_events SET body = ? WHERE idx = ?",
-                  (json.dumps({**data, "objects": 5}, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False), index))
+        c.execute("UPDATE audit_events SET body = ? WHERE idx = ?", (altered(data), index))
     result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "jpn")])
     assert result.exit_code == 1, result.output
-    assert f"event {index}: its objects are not [id, version] pairs" in result.output
+    assert f"event {index}: {said}" in result.output
     again = Node.open(tmp_path / "jpn")
     try:
         again.people.add("later", party="JPN", clearance="秘")

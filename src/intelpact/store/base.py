@@ -460,7 +460,7 @@ def event_object_ids(body: str) -> set[str]:
     ``audit verify`` reports the body."""
     try:
         return objects_named(json.loads(body))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a row nested deep by hand
         return set()
 
 
@@ -471,7 +471,7 @@ def filed_under(body: str) -> tuple[str | None, set[str]]:
     text cannot keep. A body that is not a JSON object is filed under nothing."""
     try:
         return filing(json.loads(body))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, set()
 
 
