@@ -10,16 +10,18 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from intelpact.interfaces.federation import create_federation_app, federation_server_options
 from intelpact.interfaces.server import taxii_server_options
 from intelpact.interfaces.taxii import create_app
+from intelpact.services.courier import Courier
 from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 
@@ -186,3 +188,28 @@ def pin_each_other(*nodes: Node) -> None:
         for b in nodes:
             if a is not b:
                 a.federation.add_peer(make_card(b.identity))
+
+
+# A body nested deeper than any reader here decodes: json's RecursionError, not ValueError.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def partner_answers(target: str, answer: Callable[[httpx.Response], bytes | httpx.Response],
+                    asked: bytes = b"") -> Callable[..., httpx.Response]:
+    """A stand-in for Courier._request (set it on Courier with monkeypatch): each request
+    is sent, and the partner acts on it, but its answer to one whose target starts with
+    ``target`` (and whose body holds ``asked``) reaches this node as ``answer(the real
+    answer)``: bytes under the real status, or a whole response. A hostile or faulty
+    partner, as this node's courier meets it."""
+    real = Courier._request
+
+    def request(self: Courier, peer: Any, method: str, sent_to: str,
+                body: bytes = b"") -> httpx.Response:
+        response = real(self, peer, method, sent_to, body)
+        if not sent_to.startswith(target) or asked not in body:
+            return response
+        made = answer(response)
+        return made if isinstance(made, httpx.Response) else httpx.Response(
+            response.status_code, content=made, request=response.request)
+
+    return request

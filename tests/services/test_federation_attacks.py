@@ -12,6 +12,8 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
+import re
 import socket
 import ssl
 import time
@@ -32,9 +34,10 @@ from intelpact.interfaces.federation import (
     federation_server_options,
 )
 from intelpact.model import national_marking
-from intelpact.services.courier import Courier, RateLimited
+from intelpact.services.courier import BadAnswer, Courier, RateLimited
 from intelpact.services.federation import (
     FederationError,
+    Received,
     make_card,
     sign_payload,
     sign_request,
@@ -43,7 +46,16 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
-from helpers import _in_thread, indicator, make_node, pin_each_other, serving, serving_federation
+from helpers import (
+    DEEP,
+    _in_thread,
+    indicator,
+    make_node,
+    partner_answers,
+    pin_each_other,
+    serving,
+    serving_federation,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "federation-attack-pw"
@@ -422,6 +434,103 @@ def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
         fed.check_receipt("NZL", {**genuine, "receipt": listless,
                                   "signature": sign_payload(nzl.signing_key, listless)},
                           [rows[first["id"]]])
+
+
+def _attempts(node: Node, oid: str) -> int | None:
+    """How often ``oid``'s outbox entry for NZL was refused; None once it is delivered."""
+    (outbox_id,) = [i for i, row in node.store.pending("NZL", 100) if row.object_id == oid] \
+        or [None]
+    if outbox_id is None:
+        return None
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        return int(c.execute(f"SELECT attempts FROM outbox WHERE outbox_id = {outbox_id}"
+                             ).fetchone()[0])  # noqa: S608 - an id from the store
+
+
+def _with_nan(response: httpx.Response) -> bytes:
+    """The partner's real answer, with a count of NaN (which Python's json sends as is)."""
+    return json.dumps({**response.json(), "total_count": float("nan")}).encode()
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (lambda r: DEEP, "invalid JSON: nesting is 100000 levels deep"),
+    (lambda r: b"[" + r.content + b"]", "it is not a JSON object"),
+    (_with_nan, "invalid JSON: NaN is not a JSON number"),
+], ids=["nested 100000 deep", "an array", "NaN"])
+def test_a_push_whose_receipt_cannot_be_read_stays_queued_and_is_logged_not_a_traceback(
+        trio: dict[str, Node], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, answer: Any, problem: str) -> None:
+    """NZL takes the objects but answers what no intelpact node sends: the push is
+    refused with the reason (BadAnswer, read as every answer is: jsonio.parse_json),
+    nothing is marked delivered or counted as refused, and the entry goes again once
+    NZL answers as it should. serve's loop logs a warning with the reason, not a
+    traceback: before, a body nested 100,000 deep raised RecursionError, an array
+    AttributeError (log.exception every round), and NaN was taken."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    obj = publish(jpn, "its receipt unread", "秘", ("NZL",))
+    with serving_federation(nzl):
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers(INBOX, answer))
+            courier = Courier(jpn)
+            try:
+                with pytest.raises(BadAnswer, match=re.escape(
+                        f"NZL's answer to the push is refused: {problem}")):
+                    courier.push_once("NZL")
+            finally:
+                courier.stop()
+            assert _attempts(jpn, obj["id"]) == 0  # queued, and no refusal counted
+            assert not [d for d in jpn.store.disseminations() if d.object_id == obj["id"]]
+            caplog.set_level(logging.DEBUG, logger="intelpact.courier")
+            serving_courier = Courier(jpn, push_interval=0.05)
+            serving_courier.start()
+            try:
+                deadline = time.monotonic() + 15
+                while not any("NZL's answer to the push is refused" in r.getMessage()
+                              for r in caplog.records):
+                    assert time.monotonic() < deadline, caplog.text
+                    time.sleep(0.05)
+            finally:
+                serving_courier.stop()
+            said = [r for r in caplog.records if r.name == "intelpact.courier"
+                    and r.levelno >= logging.WARNING]
+            assert said and all(r.exc_info is None for r in said), caplog.text
+        assert push(jpn, "NZL") >= 1  # answered as it should: delivered, receipt kept
+    assert stored(nzl, obj["id"])
+    assert [d.receipt_id is not None for d in jpn.store.disseminations()
+            if d.object_id == obj["id"]] == [True]
+
+
+@pytest.mark.parametrize("failures", ["not a list", [1, None, ["x"]], {"id": "x"}],
+                         ids=["a string", "a list of non-objects", "an object"])
+def test_a_push_receipt_s_failures_of_the_wrong_shape_are_not_a_crash(
+        trio: dict[str, Node], monkeypatch: pytest.MonkeyPatch, failures: Any) -> None:
+    """NZL refuses one object of two and lists its failures as something other than a
+    list of objects (the reasons, which are only logged): what its verified receipt
+    acknowledges is marked delivered, the refused one is counted and waits; before, the
+    push stopped with AttributeError (a traceback every round) after marking it."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    taken, refused = (publish(jpn, name, "秘", ("NZL",)) for name in ("taken", "refused"))
+    checked = nzl.federation._check_object
+
+    def refuse(sender: str, collection_id: str, item: Any, *args: Any, **kwargs: Any
+               ) -> tuple[Received, None] | Any:
+        if isinstance(item, dict) and item.get("id") == refused["id"]:
+            return Received(item["id"], None, False, "refused for the test"), None
+        return checked(sender, collection_id, item, *args, **kwargs)
+
+    monkeypatch.setattr(nzl.federation, "_check_object", refuse)
+    monkeypatch.setattr(Courier, "_request", partner_answers(
+        INBOX, lambda r: json.dumps({**r.json(), "failures": failures}).encode()))
+    with serving_federation(nzl):
+        courier = Courier(jpn)
+        try:
+            assert courier.push_once("NZL") >= 1
+        finally:
+            courier.stop()
+    assert stored(nzl, taken["id"]) and not stored(nzl, refused["id"])
+    assert {d.object_id for d in jpn.store.disseminations()} & \
+        {taken["id"], refused["id"]} == {taken["id"]}
+    assert _attempts(jpn, taken["id"]) is None and _attempts(jpn, refused["id"]) == 1
 
 
 def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(

@@ -167,7 +167,8 @@ class Courier:
                 self.node.store.failed_attempt(party, ids)
             raise _failed(response, f"{party} refused the delivery: {response.status_code} "
                                     f"{_description(response)}")
-        status = response.json()
+        # unread, nothing is marked delivered: the entries stay queued, tried again
+        status = _read(party, response, "the push", whole=True)
         acknowledged = {(row.object_id, row.body_hash) for row in fed.check_receipt(
             party, status.get("x_intelpact_receipt"), [row for _, row in sendable])}
         done = [oid for oid, row in sendable if (row.object_id, row.body_hash) in acknowledged]
@@ -179,9 +180,11 @@ class Courier:
                                       "push", receipt)
         if refused:
             self.node.store.failed_attempt(party, refused)
-            for failure in status.get("failures", [])[:5]:
-                log.warning("%s refused %s: %s", party, failure.get("id"),
-                            failure.get("message"))
+            failures = status.get("failures")
+            for failure in failures[:5] if isinstance(failures, list) else []:
+                if isinstance(failure, dict):  # the reasons are only logged
+                    log.warning("%s refused %s: %s", party, failure.get("id"),
+                                failure.get("message"))
         return len(done)
 
     def announce_keys(self, party: str) -> None:
@@ -332,14 +335,7 @@ class Courier:
         if response.status_code != 200:
             raise _failed(response, f"{peer.party} refused {what}: {response.status_code} "
                                     f"{response.text[:300]}")
-        # Read as a request's body is: response.json() let NaN and Infinity through (an
-        # "index" of Infinity overflowed int()), and a reply nested 100,000 deep raised
-        # RecursionError, a traceback from a command and log.exception every round.
-        try:
-            return parse_json(response.content)
-        except JsonError as exc:
-            raise BadAnswer(f"{peer.party}'s answer to {what} is refused: {exc.message}"
-                            ) from None
+        return _read(peer.party, response, what)
 
     # -- pull ---------------------------------------------------------------------------
     def pull_once(self, party: str, limit: int = BATCH) -> int:
@@ -409,8 +405,7 @@ class Courier:
                 limit //= 2
                 continue
             except BadAnswer as exc:  # refused as any answer that does not verify
-                raise AuditError(exc.message, hint=f"{party}'s node answered what "
-                                 "intelpact never sends: ask its operator") from None
+                raise AuditError(exc.message, hint=exc.hint) from None
             try:
                 size, root = audit.witness(party, keys, answer, known=known)
             except CheckpointsCrossed:
@@ -744,6 +739,37 @@ def _outbox_cursor(party: str, value: Any) -> int:
         raise FederationError(f"{party}'s outbox page has a 'next' that is not a cursor: "
                               f"{text[:40]!r}; the pull stops here")
     return int(text)
+
+
+def _read(party: str, response: httpx.Response, what: str, *, whole: bool = False) -> Any:
+    """``party``'s answer to ``what``, read as a request's body is (and with ``whole``, a
+    JSON object), or BadAnswer with the reason: the one reading of every answer the
+    courier acts on."""
+    # response.json() let NaN and Infinity through (an audit "index" of Infinity
+    # overflowed int()), a list where an object was meant raised AttributeError, and an
+    # answer nested 100,000 deep raised RecursionError: a traceback from a command, and
+    # log.exception every round from serve, for whatever a partner answers.
+    try:
+        answer = parse_json(response.content)
+    except JsonError as exc:
+        raise _bad_answer(party, what, exc.message) from None
+    return _whole(party, what, answer) if whole else answer
+
+
+def _whole(party: str, what: str, answer: Any) -> dict[str, Any]:
+    """``party``'s ``answer`` to ``what``, a JSON object as every answer the courier
+    reads fields of must be; else BadAnswer (a list has no fields to read)."""
+    if not isinstance(answer, dict):
+        raise _bad_answer(party, what, "it is not a JSON object")
+    return answer
+
+
+def _bad_answer(party: str, what: str, reason: str) -> BadAnswer:
+    """``party``'s answer to ``what`` refused for ``reason``: one line, as every answer
+    the courier cannot take is."""
+    return BadAnswer(f"{party}'s answer to {what} is refused: {reason}",
+                     hint=f"{party}'s node answered what intelpact never sends: ask its "
+                     "operator")
 
 
 def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> Unreachable:
