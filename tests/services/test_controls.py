@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sqlite3
 from typing import Any
 
@@ -17,13 +18,13 @@ from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
 from intelpact.services.audit import OPERATOR
 from intelpact.services.controls import MAX_REASON, ControlError, Controls
-from intelpact.services.courier import Courier
+from intelpact.services.courier import BadAnswer, Courier
 from intelpact.services.federation import MAX_NAMED, FederationError, sign_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query, parse_timestamp
 
-from helpers import indicator, serving_federation
+from helpers import DEEP, indicator, partner_answers, serving_federation
 
 
 @pytest.fixture()
@@ -182,6 +183,41 @@ def test_a_refused_notice_holds_back_no_recall_of_another_object(
         assert [(n.kind, n.object_id) for n in waiting] == [("destroyed", other["id"]),
                                                              ("recall", other["id"])]
         assert waiting[0].attempts == 1 and waiting[1].attempts == 0
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (lambda r: DEEP, "invalid JSON: nesting is 100000 levels deep"),
+    (lambda r: r.content[:-1] + b',"x":NaN}', "invalid JSON: NaN is not a JSON number"),
+], ids=["nested 100000 deep", "NaN"])
+def test_a_notice_whose_receipt_cannot_be_read_stays_queued(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, answer: Any,
+        problem: str) -> None:
+    """NZL applies the recall but answers what no intelpact node sends: the receipt is
+    refused with the reason (BadAnswer; `recall` says it in one line), the notice stays
+    queued with no refusal counted, and NZL's answer when it goes again confirms it.
+    Before, a receipt nested 100,000 deep crashed the command with a RecursionError, and
+    one carrying NaN was taken."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled, its receipt unread", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers("/federation/notices",
+                                                                 answer))
+            done = CliRunner().invoke(main, ["recall", str(jpn.config.dir), obj["id"],
+                                             "--reason", "source at risk", "--as",
+                                             "officer"])
+            assert done.exit_code == 0, (done.output, done.exception)
+            (notice,) = jpn.store.pending_notices("NZL", 10)
+            assert f"NZL's answer to recall notice {notice.notice_id} is refused: " \
+                f"{problem}" in " ".join(done.output.split()), done.output
+            with pytest.raises(BadAnswer, match=re.escape(problem)):
+                deliver(jpn, "NZL")
+        (waiting,) = jpn.store.pending_notices("NZL", 10)
+        assert waiting.notice_id == notice.notice_id and waiting.attempts == 0
+        assert seen(nzl, obj["id"]) == []  # NZL applied it: only its answer was unread
+        assert deliver(jpn, "NZL") == 1
+    assert jpn.store.pending_notices("NZL", 10) == []
 
 
 def test_an_offline_holder_gets_the_recall_when_it_comes_back(

@@ -317,7 +317,9 @@ class Courier:
                 refused = refused or error
                 behind.add(about)
                 continue
-            receipt = self.node.controls.check_receipt(party, notice, response.json())
+            receipt = self.node.controls.check_receipt(
+                party, notice, _read(party, response, f"{notice.kind} notice "
+                                                      f"{notice.notice_id}"))
             self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
             done += 1
         if refused is not None:
