@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from intelpact.services.audit import (
     operator,
 )
 from intelpact.services.compromise import MAX_TEXT, CompromiseError
-from intelpact.services.courier import Courier, Unreachable
+from intelpact.services.courier import BadAnswer, Courier, Unreachable
 from intelpact.services.federation import MAX_NAMED, FederationError
 from intelpact.services.node import Node
 from intelpact.store.base import (
@@ -42,7 +43,7 @@ from intelpact.store.base import (
     utc_now,
 )
 
-from helpers import serving_federation
+from helpers import DEEP, partner_answers, serving_federation
 
 
 @pytest.fixture()
@@ -524,6 +525,72 @@ def test_forged_misdirected_and_stale_messages_are_refused(
         with pytest.raises(FederationError, match="may not acknowledge"):
             _deliver(nzl, "JPN")
     assert jpn.compromise.get(filed.report_id).acknowledged is None
+
+
+@pytest.mark.parametrize(("held", "problem"), [
+    (DEEP, "invalid JSON: nesting is 100000 levels deep"),
+    (b"[0]", "it is not a JSON object"),
+    (b'{"held": Infinity}', "invalid JSON: Infinity is not a JSON number"),
+    (b'{"held": "12"}', "its 'held' is not a number of events: '12'"),
+    (b'{"held": true}', "its 'held' is not a number of events: 'True'"),
+    (b'{"held": -1}', "its 'held' is not a number of events: '-1'"),
+    (b'{"held": 1.5}', "its 'held' is not a number of events: '1.5'"),
+], ids=["nested 100000 deep", "an array", "Infinity", "a string", "true", "-1", "1.5"])
+def test_an_answer_to_the_held_query_that_is_not_a_size_sends_no_report(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, held: bytes,
+        problem: str) -> None:
+    """Before a report, NZL asks JPN which checkpoint of NZL's log it holds, to prove
+    its report's checkpoint from it. An answer that is not strict JSON, not an object,
+    or whose "held" is not a whole number of events is refused with the reason
+    (BadAnswer: `compromise report` says it in one line, serve logs a warning), and the
+    report is not sent; before, an array or Infinity crashed the command with a
+    traceback (TypeError, OverflowError), and true or -1 was taken as a size."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="laptop lost", discovered=_ago(1))
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers(
+                "/federation/compromise", lambda r: held, asked=b'"type":"held"'))
+            with pytest.raises(BadAnswer, match=re.escape(
+                    f"JPN's answer to the held query is refused: {problem}")):
+                _deliver(nzl, "JPN")
+        assert nzl.compromise.get(filed.report_id).delivered is None
+        assert jpn.store.compromise_reports() == []  # not sent
+        assert _deliver(nzl, "JPN") == 1  # answered as it should be: sent
+    assert jpn.compromise.get(filed.report_id).reporter == "NZL"
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (lambda r: DEEP, "invalid JSON: nesting is 100000 levels deep"),
+    (lambda r: r.content.replace(b'"receipt":', b'"receipt":NaN,"x":', 1),
+     "invalid JSON: NaN is not a JSON number"),
+], ids=["nested 100000 deep", "NaN"])
+def test_a_report_whose_receipt_cannot_be_read_stays_queued(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, answer: Any,
+        problem: str) -> None:
+    """JPN takes the report but answers what no intelpact node sends: the receipt is
+    refused with the reason (BadAnswer), the report is not marked delivered, and it goes
+    again (received once: receipt is idempotent) until a receipt verifies. The command
+    says so in one line; before, a receipt nested 100,000 deep crashed it with a
+    RecursionError."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers(
+                "/federation/compromise", answer, asked=b'"type": "report"'))
+            result = CliRunner().invoke(main, [
+                "compromise", "report", str(nzl.config.dir), "--object", oid,
+                "--what", "server breached", "--discovered", _ago(1)])
+            assert result.exit_code == 0, (result.output, result.exception)
+            (filed,) = nzl.store.compromise_reports()
+            assert f"JPN's answer to compromise report {filed.report_id} is refused: " \
+                f"{problem}" in " ".join(result.output.split()), result.output
+        assert nzl.compromise.get(filed.report_id).delivered is None
+        assert _deliver(nzl, "JPN") == 1
+    assert nzl.compromise.get(filed.report_id).delivered is not None
+    assert len(jpn.store.compromise_reports()) == 1
 
 
 def _report(jpn: Node, nzl: Node) -> tuple[dict[str, Any], Callable[..., CompromiseMessage]]:

@@ -58,6 +58,7 @@ from .node import Node
 log = logging.getLogger("intelpact.courier")
 TAXII = "application/taxii+json;version=2.1"
 BATCH = 500
+HELD = "the held query"  # before a report: which checkpoint of our log a partner holds
 AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation API's most
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
@@ -258,7 +259,7 @@ class Courier:
                     if asked.status_code != 200:
                         raise _failed(asked, f"{party} refused: {asked.status_code} "
                                              f"{asked.text[:300]}")
-                    held = int(asked.json()["held"])
+                    held = _held_size(party, _read(party, asked, HELD, whole=True))
                 response = self._request(peer, "POST", target, reports.envelope(message, held))
             except httpx.HTTPError as exc:
                 self.node.store.compromise_failed(message.message_id,
@@ -273,7 +274,9 @@ class Courier:
                                                   and _refusal(response))
                 raise _failed(response, f"{party} refused compromise {message.kind} "
                                         f"{message.report_id}: {reason}")
-            reports.delivered(party, message, response.json())
+            reports.delivered(party, message, _read(party, response,
+                                                    f"compromise {message.kind} "
+                                                    f"{message.report_id}"))
             done += 1
         return done
 
@@ -772,6 +775,16 @@ def _bad_answer(party: str, what: str, reason: str) -> BadAnswer:
     return BadAnswer(f"{party}'s answer to {what} is refused: {reason}",
                      hint=f"{party}'s node answered what intelpact never sends: ask its "
                      "operator")
+
+
+def _held_size(party: str, answer: dict[str, Any]) -> int:
+    """How many events of our log the checkpoint ``party`` holds has (its answer to the
+    held query), checked before a report's proof is made from it."""
+    held = answer.get("held")
+    if isinstance(held, bool) or not isinstance(held, int) or held < 0:
+        raise _bad_answer(party, HELD, f"its 'held' is not a number of events: "
+                                    f"{str(held)[:40]!r}")
+    return held
 
 
 def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> Unreachable:
