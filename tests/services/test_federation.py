@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,13 @@ from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
 from intelpact.maritime.nmea import Position
 from intelpact.maritime.vessels import AIS_EXTENSION_ID, Track, sighting_object
 from intelpact.model import national_marking
-from intelpact.services.courier import Courier
+from intelpact.services.courier import BadAnswer, Courier
 from intelpact.services.federation import FederationError, Received, make_card, sign_request
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query
 
-from helpers import indicator, make_node, pin_each_other, serving_federation
+from helpers import DEEP, indicator, make_node, partner_answers, pin_each_other, serving_federation
 
 PW = "federation-test-pw"
 
@@ -190,6 +191,60 @@ def test_a_pull_stops_on_a_cursor_no_store_can_keep(
     finally:
         courier.stop()
     assert nzl.store.pull_cursor("JPN") == 0
+
+
+def _released(jpn: Node) -> list[dict]:
+    """What JPN's outbox holds for NZL, as a page of it carries it (signed, takeable)."""
+    return [json.loads(row.body) for _, row in jpn.store.released_after("NZL", 0, 10)]
+
+
+@pytest.mark.parametrize(("page", "problem"), [
+    (lambda objects: objects, "it is not a JSON object"),
+    (lambda objects: {"objects": 5, "more": False}, "its 'objects' is not a list"),
+    (lambda objects: {"objects": {"id": objects[0]["id"]}, "more": False},
+     "its 'objects' is not a list"),
+    (lambda objects: {"objects": objects, "more": "false", "next": "2"},
+     "its 'more' is not true or false"),
+], ids=["an array", "objects 5", "objects an object", "more a string"])
+def test_an_outbox_page_of_the_wrong_shape_stops_the_pull_and_takes_nothing(
+        jpn_nzl: tuple[Node, Node], page: Any, problem: str) -> None:
+    """A page from JPN's outbox that is not an object, or whose fields are not of the
+    types a page's are: the pull stops with the reason (BadAnswer, which serve logs as a
+    warning), and nothing of the page is taken, the cursor where it was. Before, an
+    array raised AttributeError and objects 5 TypeError (a traceback every round), and a
+    "more" of "false" took the objects and asked again."""
+    jpn, nzl = jpn_nzl
+    publish(jpn, "on a page of the wrong shape", "極秘", ("NZL",))
+    objects = _released(jpn)
+    courier = Courier(nzl)
+    courier._fetch = lambda peer, target, what: page(objects)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BadAnswer, match=re.escape(
+                f"JPN's answer to the pull is refused: {problem}")):
+            courier.pull_once("JPN")
+    finally:
+        courier.stop()
+    assert not {o["id"] for o in objects} & visible_ids(nzl)
+    assert nzl.store.pull_cursor("JPN") == 0
+
+
+def test_an_outbox_page_nested_too_deep_stops_the_pull_with_the_reason(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """JPN answers the pull with a page nested 100,000 deep: read as every answer is
+    (jsonio.parse_json), it is refused with the reason, not a RecursionError; the next
+    pull, answered as it should be, takes the page."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "behind a page nested too deep", "極秘", ("NZL",))
+    with serving_federation(jpn):
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers(
+                "/federation/collections/outbox/", lambda r: DEEP))
+            with pytest.raises(BadAnswer, match="JPN's answer to the pull is refused: "
+                               "invalid JSON: nesting is 100000 levels deep"):
+                pull(nzl, "JPN")
+        assert obj["id"] not in visible_ids(nzl)
+        assert pull(nzl, "JPN") >= 1
+    assert obj["id"] in visible_ids(nzl)
 
 
 def test_a_partner_applying_another_agreement_is_refused(tmp_path: Path) -> None:

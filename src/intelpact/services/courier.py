@@ -356,25 +356,31 @@ class Courier:
         while True:
             cursor = self.node.store.pull_cursor(party)
             try:
-                page: dict[str, Any] = self._fetch(
+                page = _whole(party, "the pull", self._fetch(
                     peer, f"/federation/collections/outbox/objects/?next={cursor}&limit={limit}",
-                    "the pull")
+                    "the pull"))
             except AnswerTooLarge:
                 if limit == 1:
                     raise
                 limit = max(1, limit // 2)
                 continue
-            objects = page.get("objects", [])
+            # the whole page checked before any of it is taken: a page refused takes nothing
+            # (the consent tokens are checked one by one as they are: Federation.receive)
+            objects, more = page.get("objects", []), page.get("more", False)
+            if not isinstance(objects, list):
+                raise _bad_answer(party, "the pull", "its 'objects' is not a list")
+            if not isinstance(more, bool):
+                raise _bad_answer(party, "the pull", "its 'more' is not true or false")
+            after = _outbox_cursor(party, page["next"]) if page.get("next") else cursor
             if objects:
                 collection = self.node.default_collection().collection_id
                 results, _ = self.node.federation.receive(party, collection, objects,
                                                           page.get("x_intelpact_consents", []))
                 received += sum(1 for r in results if r.ok)
                 self.node.stored.set()
-            after = _outbox_cursor(party, page["next"]) if page.get("next") else cursor
             if after != cursor:
                 self.node.store.set_pull_cursor(party, after)
-            if not page.get("more") or self._stop.is_set():
+            if not more or self._stop.is_set():
                 return received
             if after <= cursor:
                 raise FederationError(f"{party}'s outbox page says there is more, but does "
