@@ -533,6 +533,49 @@ def test_a_push_receipt_s_failures_of_the_wrong_shape_are_not_a_crash(
     assert _attempts(jpn, taken["id"]) is None and _attempts(jpn, refused["id"]) == 1
 
 
+def test_an_error_answer_nested_too_deep_is_a_refusal_not_a_crash(
+        trio: dict[str, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """NZL refuses a push and a recall with an error body nested 100,000 deep, and a key
+    rotation with a 409 so nested: each is a refusal, said with the start of the body
+    (an error body is only looked into for its reason or code), and the push and the
+    notice count it. Before, looking into the body raised RecursionError (not the
+    ValueError caught), a traceback from the command and every round from serve."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    first = publish(jpn, "pushed", "秘", ("NZL",))
+
+    def nested(status: int) -> Any:
+        return lambda r: httpx.Response(status, content=DEEP, request=r.request)
+
+    with serving_federation(nzl):
+        assert push(jpn, "NZL") >= 1
+        jpn.controls.recall(None, first["id"], reason="source at risk")
+        second = publish(jpn, "refused", "秘", ("NZL",))
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers("/federation", nested(400)))
+            courier = Courier(jpn)
+            try:
+                with pytest.raises(FederationError, match=re.escape(
+                        "NZL refused the delivery: 400 [[[")):
+                    courier.push_once("NZL")
+                with pytest.raises(FederationError, match=r"NZL refused recall notice \S+: "
+                                   r"400 \[\[\["):
+                    courier.deliver_notices("NZL")
+            finally:
+                courier.stop()
+        assert _attempts(jpn, second["id"]) == 1
+        (notice,) = jpn.store.pending_notices("NZL", 10)
+        assert notice.attempts == 1 and "400 [[[" in (notice.error or "")
+        jpn.rotate_key()
+        with monkeypatch.context() as patched:
+            patched.setattr(Courier, "_request", partner_answers("/federation/keys",
+                                                                 nested(409)))
+            with pytest.raises(FederationError, match=re.escape(
+                    "NZL refused the key rotation: 409 [[[")):
+                push(jpn, "NZL")
+        assert push(jpn, "NZL") >= 1  # answered as it should be: all goes
+    assert stored(nzl, second["id"])
+
+
 def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(
         trio: dict[str, Node]) -> None:
     """Regression: a JPN publisher could post, over TAXII, a new version of an object NZ

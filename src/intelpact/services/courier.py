@@ -847,10 +847,7 @@ def _refusal(response: httpx.Response) -> bool:
     its content)."""
     if response.status_code >= 500 or response.status_code == 429:
         return False
-    try:
-        body = response.json()
-    except ValueError:
-        return True
+    body = _error_body(response)
     return not (isinstance(body, dict) and body.get("error_code") == ClockSkew.CODE)
 
 
@@ -859,10 +856,7 @@ def _held(response: httpx.Response) -> int | None:
     rotation announcement asking for a consistency proof from it (ProofNeeded)."""
     if response.status_code != 409:
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
+    body = _error_body(response)
     if not isinstance(body, dict) or body.get("error_code") != ProofNeeded.CODE:
         return None
     held = body.get("x_intelpact_held")
@@ -871,10 +865,17 @@ def _held(response: httpx.Response) -> int | None:
 
 def _description(response: httpx.Response) -> str:
     """The reason in a partner's error body (TAXII shape), else the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = _error_body(response)
     if isinstance(body, dict) and (body.get("description") or body.get("title")):
         return str(body.get("description") or body.get("title"))[:300]
     return response.text[:300]
+
+
+def _error_body(response: httpx.Response) -> Any:
+    """A partner's error answer, read strictly as every answer is (jsonio.parse_json), or
+    None when it is not one JSON text: only its reason or code is looked for, and a body
+    nested 100,000 deep raised RecursionError from response.json(), not ValueError."""
+    try:
+        return parse_json(response.content)
+    except JsonError:
+        return None
