@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from test_escaping import _Tags
 
@@ -456,3 +457,48 @@ def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:
     assert f'action="/desk/alert/{first}"' not in alerts and "rewrote" not in alerts
     resolved = len(jpn.store.alert_resolutions())
     assert f"<p>{resolved} resolved (<code>intelpact audit alerts DIR --all</code>)" in alerts
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"objects":5}'],
+                         ids=["nested 100000 deep", "objects 5"])
+def test_rows_altered_into_what_no_reader_takes_are_no_500(pact: Pact, body: str) -> None:
+    """A consent request's requester and a compromise report's body altered in JPN's
+    database (nested too deep to decode, objects that are not a list): the desk still
+    answers, the request listed with its requester's text as kept, the report not listed
+    (its objects unknown, none may be read); before, each made every visit a 500."""
+    jpn = pact.jpn
+    _, rid = pact.ask("its requester altered")
+    obj = _at_nzl(pact, "its report altered")
+    (filed,) = pact.nzl.compromise.file([obj["id"]], what="altered here",
+                                        discovered=timestamp(utc_now()))
+    assert courier(pact.nzl, lambda c: c.deliver_compromise("JPN")) == 1
+    report = jpn.store.compromise_report(filed.report_id)
+    assert report is not None
+    kept = _record(pact, rid).requester, report.body
+
+    def alter(requester: str, report_body: str) -> None:
+        def quoted(text: str) -> str:
+            return "'" + text.replace("'", "''") + "'"
+
+        with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+            c.execute(f"UPDATE consents SET requester = {quoted(requester)} "  # noqa: S608
+                      f"WHERE request_id = {quoted(rid)}")
+            c.execute(f"UPDATE compromise_reports SET body = {quoted(report_body)} "  # noqa: S608
+                      f"WHERE report_id = {quoted(filed.report_id)}")
+
+    officer = pact.client("kobayashi")
+    alter("[" * 100_000 + "]" * 100_000, body)
+    try:
+        page = officer.get("/desk")
+        assert page.status_code == 200, page.text[:300]
+        row = re.search(rf'<tr id="consent-{rid}">(.*?)</tr>', page.text, re.S)
+        assert row and "[[[" in row.group(1)
+        assert filed.report_id not in _reports(page.text)
+    finally:
+        alter(*kept)
+    assert filed.report_id in _reports(officer.get("/desk").text)
+
+
+def _reports(page: str) -> str:
+    """The desk's list of compromise reports (the alerts name reports too)."""
+    return page.split('id="reports"', 1)[1].split("</section>", 1)[0]

@@ -455,12 +455,18 @@ def _expiry(form: FormData) -> dt.datetime | None:
 
 
 def _report_objects(body: str) -> list[str]:
+    """The objects a report names, as its row keeps them; none (the report is not
+    listed) when the row was altered into what no reader takes: a body nested too deep
+    raised RecursionError, and "objects" that are not a list TypeError, a 500 on every
+    visit."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     report = data.get("report", data) if isinstance(data, dict) else {}
     objects = report.get("objects", []) if isinstance(report, dict) else []
+    if not isinstance(objects, list):
+        return []
     return [str(o[0]) for o in objects if isinstance(o, list) and o]
 
 
@@ -470,9 +476,11 @@ def _checkpoint_size(note: str) -> int | None:
 
 
 def _requester(text: str) -> str:
+    """Who asked for a consent, as its row keeps them; the row's text as it is when it
+    cannot be read (a body nested too deep raised RecursionError: a 500 on every visit)."""
     try:
         data: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     if isinstance(data, dict):
         return " ".join(str(data.get(k, "")) for k in ("nationality", "clearance", "id")
