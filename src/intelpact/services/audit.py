@@ -890,7 +890,7 @@ class AuditLog:
                 return
             # judged by the size and root kept beside each note: unless the notes signed
             # them, the rows were altered here, and that is no evidence against ``party``
-            for altered in _unsigned_held(party, keys, [
+            for altered in self._unsigned_held(party, keys, [
                     row for row in (held.at(size), held.largest()) if row is not None]):
                 raise AuditError(altered, hint="run 'intelpact audit verify' on this node")
             largest = held.largest()
@@ -1024,7 +1024,7 @@ class AuditLog:
         expect: int | None = 0
         problems: list[str] = []
         while held := self.store.partner_checkpoints(party, after, KEPT_PAGE):
-            problems += _unsigned_held(party, keys, held)
+            problems += self._unsigned_held(party, keys, held)
             after = held[-1][0]
             advance(len(held))
         after = -1
@@ -1148,6 +1148,19 @@ class AuditLog:
                     spans.append((data["expected"], end))
             where = dataclasses.replace(where, after=found[-1].index)
         return spans
+
+    def _unsigned_held(self, party: str, keys: Sequence[LogKey],
+                       held: Iterable[PartnerCheckpoint]) -> Iterator[str]:
+        """What is wrong with ``party``'s checkpoints kept here (``held``): each must be
+        the size and root its note says, validly signed by one of ``keys`` (``_kept_root``,
+        as for the checkpoint a kept event was proven in). A witness judges the next by
+        the size and root kept beside the note, and a watch proves events with them."""
+        for size, root, note, _ in held:
+            signed = self._kept_root(party, keys, size, note)
+            if signed != root:
+                why = signed if isinstance(signed, str) else "another root"
+                yield (f"{party}'s checkpoint of {size} events kept here is not what its "
+                       f"note signed ({why}): it was altered here")
 
     def _kept_root(self, party: str, keys: Sequence[LogKey], size: int,
                    note: str | None) -> bytes | str:
@@ -1537,26 +1550,6 @@ def _conflict(party: str, held: HeldCheckpoints, size: int, root: bytes, proof: 
         return (f"{party}'s checkpoint of {size} events is not consistent with its "
                 f"earlier checkpoint of {largest[0]}: {exc}")
     return None
-
-
-def _unsigned_held(party: str, keys: Sequence[LogKey], held: Iterable[PartnerCheckpoint]
-                   ) -> Iterator[str]:
-    """What is wrong with ``party``'s checkpoints kept here (``held``): each must be the
-    size and root its note says, validly signed by one of ``keys``. A witness judges the
-    next by the size and root kept beside the note, and a watch proves events with them."""
-    origin = log_origin(party)
-    for size, root, note, _ in held:
-        try:
-            if not isinstance(note, str):
-                raise AuditError("its note is not text")
-            signed = verify_checkpoint_note(note, origin, keys)
-        except AuditError as exc:
-            yield f"{party}'s checkpoint of {size} events kept here does not verify: " \
-                  f"{exc.message}: it was altered here"
-            continue
-        if signed != (size, root):
-            yield (f"{party}'s checkpoint of {size} events kept here is not what its note "
-                   f"signed (of {signed[0]} events, and its root): it was altered here")
 
 
 def encode_hash(data: bytes) -> str:
