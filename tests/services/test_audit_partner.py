@@ -144,6 +144,37 @@ def test_a_read_event_names_only_its_own_originators_withheld_portions(
     assert partly["id"] not in json.dumps(events)
 
 
+def test_each_version_served_has_its_own_withheld_portions_in_the_read_events(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A page of ``versions=all`` serves two versions of one object, its TOP SECRET
+    description withheld from the first and its TOP SECRET labels from the second: the
+    read events say which was withheld from which version. ``withheld`` was kept by id,
+    so the event named the last version's portions only and lost the first's."""
+    _, nzl = jpn_nzl
+    officer = nzl.people.as_person("officer").person
+    cid = nzl.default_collection().collection_id
+    publish(nzl, "nz top secret", "TOP SECRET", ())  # stores its marking definition
+    top = national_marking(nzl.agreement, "NZL", "TOP SECRET")
+    first = indicator("partly TS", granular_markings=[
+        {"selectors": ["description"], "marking_ref": top["id"]}])
+    second = indicator("partly TS", oid=first["id"], modified="2026-11-02T00:00:00.000Z",
+                       labels=["ts"], granular_markings=[
+                           {"selectors": ["labels"], "marking_ref": top["id"]}])
+    for version in (first, second):
+        status = nzl.publisher.publish(officer, cid, [version],
+                                       marking=MarkingRequest("SECRET", (), ("NZEO",)))
+        assert status.body["failure_count"] == 0, status.body["failures"]
+    before = nzl.store.audit_size()
+    _, served = nzl.find(nzl.people.as_person("analyst"), cid,
+                         Query(ids=(first["id"],), versions=("all",)), via="objects")
+    old, new = sorted(row.version for row, _ in served)
+    read = [json.loads(e.body) for e in nzl.store.audit_events(before, nzl.store.audit_size())
+            if json.loads(e.body)["kind"] == "read"]
+    assert sorted((r["objects"], r["withheld"]) for r in read) == [
+        ([[first["id"], old]], {first["id"]: ["description"]}),
+        ([[first["id"], new]], {first["id"]: ["labels"]})]
+
+
 def test_a_refused_delete_of_our_object_is_shown_to_us_as_a_denied_read_is(
         jpn_nzl: tuple[Node, Node]) -> None:
     """NZL readers without the security-officer role DELETE JPN's object over TAXII: one

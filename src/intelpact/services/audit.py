@@ -590,22 +590,35 @@ class AuditLog:
                           seq_at=len(body) - len(tail))
 
     def by_originator(self, kind: str, rows: Iterable[tuple[str, str, str]], *,
-                      withheld: Mapping[str, Sequence[str]] | None = None,
+                      withheld: Mapping[tuple[str, str], Sequence[str]] | None = None,
                       **fields: Any) -> list[AuditEvent]:
         """One event per originator for (id, version, originator) rows: an event about
         several partners' objects would tell each about the others'. ``withheld`` (the
-        portions withheld from each object, by id) is split the same way: each event
-        names only its own objects' (the same ``fields`` go into every event, so they
-        must name no object)."""
-        groups: dict[str, list[tuple[str, str]]] = {}
+        portions withheld from each object, by (id, version)) is split the same way: each
+        event names only its own objects' (the same ``fields`` go into every event, so
+        they must name no object). An event's ``withheld`` names portions by id, so
+        versions of one object with portions withheld (a page of ``versions=all``) go
+        into events of their own, one version of it in each."""
+        withheld = withheld or {}
+        split = {oid for oid, _ in withheld}
+        groups: dict[str, list[list[tuple[str, str]]]] = {}
+        seen: dict[str, int] = {}  # versions of each split id placed so far
         for oid, version, origin in rows:
-            groups.setdefault(origin, []).append((oid, version))
+            layers = groups.setdefault(origin, [[]])
+            depth = 0
+            if oid in split:  # its n-th version goes into its originator's n-th event
+                depth = seen.get(oid, 0)
+                seen[oid] = depth + 1
+            if depth == len(layers):
+                layers.append([])
+            layers[depth].append((oid, version))
         events = []
-        for origin, pairs in groups.items():
-            mine = {oid: list(withheld[oid]) for oid, _ in pairs
-                    if withheld is not None and oid in withheld}
-            events.append(self.event(kind, originator=origin, objects=pairs,
-                                     withheld=mine or None, **fields))
+        for origin, layers in groups.items():
+            for pairs in layers:
+                mine = {oid: list(withheld[oid, version]) for oid, version in pairs
+                        if (oid, version) in withheld}
+                events.append(self.event(kind, originator=origin, objects=pairs,
+                                         withheld=mine or None, **fields))
         return events
 
     def find(self, where: AuditFilter) -> list[AuditRecord]:

@@ -647,11 +647,13 @@ def _mentions(body: str, text: str) -> bool:
     return text.casefold() in words
 
 
-def _withheld(visible: Sequence[tuple[StoredObject, str]]) -> dict[str, list[str]]:
-    """The portions withheld from each served object (from the view's extension)."""
-    out: dict[str, list[str]] = {}
+def _withheld(visible: Sequence[tuple[StoredObject, str]]
+              ) -> dict[tuple[str, str], list[str]]:
+    """The portions withheld from each served object version (from the view's
+    extension)."""
+    out: dict[tuple[str, str], list[str]] = {}
     for row, body in visible:
         if row.has_portions and WITHHELD_EXTENSION_ID in body:
             ext = json.loads(body).get("extensions", {}).get(WITHHELD_EXTENSION_ID, {})
-            out[row.object_id] = list(ext.get("withheld", []))
+            out[row.object_id, row.version] = list(ext.get("withheld", []))
     return out
