@@ -165,6 +165,47 @@ def test_delete_for_every_kind_of_principal(served: tuple[Node, str, str]) -> No
     assert httpx.get(path, auth=("pub", PW), headers={"Accept": TAXII}).status_code == 404
 
 
+def test_an_officers_delete_refused_by_clearance_is_audited_with_the_reason(
+        served: tuple[Node, str, str]) -> None:
+    """A security officer cleared to 秘 deletes an object whose first version is 秘 and
+    whose second is 極秘: the first is deleted, the second is left and audited as denied
+    with the reason, under its originator; deleting it again (nothing they may see) is a
+    404 audited the same way, and an id held nowhere a 404 audited as no such object.
+    An officer's delete that found nothing they could see was a 404 recorded nowhere."""
+    node, url, cid = served
+    node.people.add("low-officer", party="JPN", clearance="秘", roles=["security-officer"],
+                    password=PW)
+    pub = node.people.as_person("pub").person
+    obj = indicator("half hidden")
+    for modified, level in (("2026-11-01T00:00:00.000Z", "秘"),
+                            ("2026-11-02T00:00:00.000Z", "極秘")):
+        status = node.publisher.publish(pub, cid, [dict(obj, modified=modified)],
+                                        marking=MarkingRequest(level, ("JPN",)))
+        assert status.body["failure_count"] == 0, status.body["failures"]
+    first, second = versions_held(node, cid, obj["id"])
+    nobody = "indicator--00000000-0000-4000-8000-000000000002"
+
+    def delete(oid: str) -> int:
+        return httpx.delete(f"{url}/intel/collections/{cid}/objects/{oid}/",
+                            auth=("low-officer", PW), headers={"Accept": TAXII}).status_code
+
+    def denials() -> list[tuple[str | None, list[list[str]], str]]:
+        return [(e.get("originator"), e["objects"], e["reason"]) for e in (
+            json.loads(r.body) for r in node.store.find_audit(AuditFilter(kinds=("deny",))))
+            if e.get("via") == "delete" and e["objects"][0][0] in (obj["id"], nobody)]
+
+    assert delete(obj["id"]) == 200
+    assert versions_held(node, cid, obj["id"]) == [second]
+    assert delete_events(node, obj["id"]) == [[[obj["id"], first]]]
+    ((origin, objects, reason),) = denials()
+    assert origin == "JPN" and objects == [[obj["id"], second]]
+    assert "clearance" in reason, reason
+    assert delete(obj["id"]) == delete(nobody) == 404
+    assert denials()[1:] == [("JPN", [[obj["id"], second]], reason),
+                             (None, [[nobody, ""]], "no such object")]
+    assert versions_held(node, cid, obj["id"]) == [second]
+
+
 def three_versions(node: Node, cid: str) -> str:
     pub = node.people.as_person("pub").person
     obj = indicator("three versions")

@@ -506,13 +506,15 @@ class TaxiiApi:
     def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
         """Delete the versions of ``oid`` the officer may see that match[version] (every
         version by default) and match[spec_version] select: exactly the rows deleted are
-        audited, in the delete's transaction."""
+        audited, in the delete's transaction. The versions selected that the officer may
+        not see are left, and audited as denied with the reason, as an id held nowhere
+        is (Node.denials): a refusal is recorded whoever asks."""
         query = self._query(request, object_id=oid, delete=True)
         readable = self.node.access.readable(principal.person)
         audit = self.node.audit
         if not principal.has_role("security-officer"):
             # Filed under each originator of the versions asked for, whatever the caller
-            # may read, as a denied read is (Node._denials): the originator is shown it.
+            # may read, as a denied read is (Node.denials): the originator is shown it.
             # The caller is not, and is answered as before: 404 unless they may see one.
             held = self.node.store.query(cid, list(self.node.store.labels()), query).rows
             origins: list[str | None] = list(dict.fromkeys(r.originator for r in held))
@@ -530,8 +532,14 @@ class TaxiiApi:
                 "delete", [(row.object_id, row.version, row.originator) for row in rows],
                 person=principal.person, versions=list(query.versions))
 
-        if self.node.store.delete(cid, readable, oid, query.versions, query.spec_versions,
-                                  audit=events) == 0:
+        store = self.node.store
+        deleted = store.delete(cid, readable, oid, query.versions, query.spec_versions,
+                               audit=events)
+        labels = store.labels()
+        if not deleted or store.query(cid, list(labels), query).rows:
+            audit.record(*self.node.denials(principal, [cid], query, [oid], "delete",
+                                            readable, labels))
+        if not deleted:
             raise TaxiiError(404, "Not Found", "no such object")
         return Response(status_code=200)
 

@@ -424,7 +424,7 @@ class Node:
         portions make it unservable (docs/access.md), or whose served name and
         description do not hold a searched ``query.text``, is dropped here. What is served is
         audited (``via``: the endpoint or command) before it is returned; an id asked
-        for and refused, or that does not exist, is audited as a denial (:meth:`_denials`;
+        for and refused, or that does not exist, is audited as a denial (:meth:`denials`;
         not with ``deny`` False: the caller does), so the two cannot be told apart by
         time."""
         labels = self.store.labels()  # once per page: the filter and the views share it
@@ -457,7 +457,7 @@ class Node:
             served = {row.object_id for row, _ in visible}
             missing = [oid for oid in query.ids if oid not in served]
             if missing:
-                events.extend(self._denials(principal, [collection_id], query, missing, via,
+                events.extend(self.denials(principal, [collection_id], query, missing, via,
                                             readable, labels))
         self.audit.record_served(*events)
         if page.next is not None:
@@ -537,7 +537,7 @@ class Node:
                        if r.seq in shown or r.seq in found),
                       key=lambda item: item[0].date_added)
 
-    def _denials(self, principal: Principal, collection_ids: Sequence[str], query: Query,
+    def denials(self, principal: Principal, collection_ids: Sequence[str], query: Query,
                  ids: Sequence[str], via: str, readable: Sequence[int],
                  labels: Mapping[int, Label]) -> list[AuditEvent]:
         """Audit events for ids ``principal`` asked for and was not served, with the
@@ -589,7 +589,7 @@ class Node:
         if not found:
             labels = self.store.labels()
             readable = self.access.readable(principal.person, labels)
-            self.audit.record_served(*self._denials(principal, collections, query,
+            self.audit.record_served(*self.denials(principal, collections, query,
                                                     [object_id], via, readable, labels))
         return found
 
