@@ -572,8 +572,9 @@ def test_a_report_whose_receipt_cannot_be_read_stays_queued(
     """JPN takes the report but answers what no intelpact node sends: the receipt is
     refused with the reason (BadAnswer), the report is not marked delivered, and it goes
     again (received once: receipt is idempotent) until a receipt verifies. The command
-    says so in one line; before, a receipt nested 100,000 deep crashed it with a
-    RecursionError."""
+    says so in one line, and so does the message's error (`compromise list`), which
+    went on saying the failure before; before, a receipt nested 100,000 deep crashed it
+    with a RecursionError."""
     jpn, nzl = jpn_nzl
     with serving_federation(jpn), serving_federation(nzl):
         oid = _shared_and_read(jpn, nzl)
@@ -588,6 +589,8 @@ def test_a_report_whose_receipt_cannot_be_read_stays_queued(
             assert f"JPN's answer to compromise report {filed.report_id} is refused: " \
                 f"{problem}" in " ".join(result.output.split()), result.output
         assert nzl.compromise.get(filed.report_id).delivered is None
+        (waiting,) = nzl.store.pending_compromise("JPN", 10)
+        assert problem in (waiting.error or "") and waiting.attempts == 0, waiting
         assert _deliver(nzl, "JPN") == 1
     assert nzl.compromise.get(filed.report_id).delivered is not None
     assert len(jpn.store.compromise_reports()) == 1

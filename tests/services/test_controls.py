@@ -196,7 +196,8 @@ def test_a_notice_whose_receipt_cannot_be_read_stays_queued(
     refused with the reason (BadAnswer; `recall` says it in one line), the notice stays
     queued with no refusal counted, and NZL's answer when it goes again confirms it.
     Before, a receipt nested 100,000 deep crashed the command with a RecursionError, and
-    one carrying NaN was taken."""
+    one carrying NaN was taken; and the notice's error went on saying the failure before
+    (`recalls` showed a stale reason)."""
     jpn, nzl = jpn_nzl
     obj = publish(jpn, "recalled, its receipt unread", "極秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
@@ -215,6 +216,7 @@ def test_a_notice_whose_receipt_cannot_be_read_stays_queued(
                 deliver(jpn, "NZL")
         (waiting,) = jpn.store.pending_notices("NZL", 10)
         assert waiting.notice_id == notice.notice_id and waiting.attempts == 0
+        assert problem in (waiting.error or ""), waiting.error  # not an older failure's
         assert seen(nzl, obj["id"]) == []  # NZL applied it: only its answer was unread
         assert deliver(jpn, "NZL") == 1
     assert jpn.store.pending_notices("NZL", 10) == []

@@ -265,6 +265,9 @@ class Courier:
                 self.node.store.compromise_failed(message.message_id,
                                                   f"{party} unreachable: {exc}", False)
                 raise _unreachable(peer, exc) from None
+            except FederationError as exc:  # the held size refused or unreadable
+                self.node.store.compromise_failed(message.message_id, exc.message, False)
+                raise
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
                 # 409: the partner's state moved under the request; ask again, no refusal
@@ -274,9 +277,13 @@ class Courier:
                                                   and _refusal(response))
                 raise _failed(response, f"{party} refused compromise {message.kind} "
                                         f"{message.report_id}: {reason}")
-            reports.delivered(party, message, _read(party, response,
-                                                    f"compromise {message.kind} "
-                                                    f"{message.report_id}"))
+            try:
+                reports.delivered(party, message, _read(party, response,
+                                                        f"compromise {message.kind} "
+                                                        f"{message.report_id}"))
+            except FederationError as exc:  # a receipt unreadable, unsigned or not for it
+                self.node.store.compromise_failed(message.message_id, exc.message, False)
+                raise
             done += 1
         return done
 
@@ -320,9 +327,13 @@ class Courier:
                 refused = refused or error
                 behind.add(about)
                 continue
-            receipt = self.node.controls.check_receipt(
-                party, notice, _read(party, response, f"{notice.kind} notice "
-                                                      f"{notice.notice_id}"))
+            try:
+                receipt = self.node.controls.check_receipt(
+                    party, notice, _read(party, response, f"{notice.kind} notice "
+                                                          f"{notice.notice_id}"))
+            except FederationError as exc:  # a receipt unreadable, unsigned or not for it
+                self.node.store.notice_failed(notice.notice_id, exc.message, refused=False)
+                raise
             self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
             done += 1
         if refused is not None:
