@@ -14,6 +14,7 @@ import pytest
 from markupsafe import escape
 
 from conftest import World, csrf_of, login, password, serving_world
+from intelpact.services.audit import operator
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
@@ -164,6 +165,22 @@ def test_filters_by_kind_person_party_and_object(world: World, acts: dict[str, s
     assert len(both) == 1
     assert _rows(officer, kind="publish", person="nobody-at-all") == {}
     assert officer.get("/desk", params={"kind": "no-such-kind"}).status_code == 400
+
+
+def test_the_operator_serving_the_desk_is_named_where_an_event_has_a_pseudonym(
+        world: World, acts: dict[str, str]) -> None:
+    """An act of the operator outside a login about a partner's object is recorded with
+    the operator's pseudonym (the partner is shown it); the desk names the operator
+    account serving it, as `audit show` names the one running it. It showed the
+    pseudonym."""
+    audit = world.node.audit
+    oid = "indicator--00000000-0000-4000-8000-00000000d35c"
+    audit.record(audit.event("destroy", operator=operator(), originator="NZL",
+                             objects=[(oid, "2026-11-01T00:00:00.000000Z")]))
+    (event,) = _newest(world, object_id=oid)
+    assert str(event["actor"]).startswith("p-")  # as NZL is shown it
+    row = _rows(world.client("tanaka"), kind="destroy")[int(str(event["index"]))]
+    assert f"<td>{escape(operator())}</td>" in row and str(event["actor"]) not in row
 
 
 def test_checkpoint_status_and_verify_stay(world: World, acts: dict[str, str]) -> None:

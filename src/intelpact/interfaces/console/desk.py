@@ -29,6 +29,7 @@ from ...services.audit import (
     KINDS,
     AuditError,
     number_gaps,
+    operator,
     readable,
     verify_log,
     why_not_kept,
@@ -231,13 +232,14 @@ def _named(data: dict[str, Any]) -> list[list[Any]]:
 def _shown_events(console: Console, events: list[tuple[AuditRecord, dict[str, Any]]],
                   may: _Readable, note: str | None) -> list[dict[str, Any]]:
     """What the page says of each event: time, kind, who (by name for people of this
-    node, else the pseudonym stored), party, the objects named (an id only if the
+    node and for the operator account serving it, as `audit show` names the one running
+    it; else the pseudonym stored), party, the objects named (an id only if the
     officer may read the object, else "withheld object"), the reason (only when every
     object named is readable: a denial's reason can tell a level), and whether the
     latest signed checkpoint covers it, with its inclusion proof checked."""
     node = console.node
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()],
-                                        node.agreement.parties)
+                                        node.agreement.parties, operator=operator())
     size, root, problem = -1, b"", ""
     if note is not None:
         try:
