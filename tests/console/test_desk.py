@@ -464,8 +464,9 @@ def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:
 def test_rows_altered_into_what_no_reader_takes_are_no_500(pact: Pact, body: str) -> None:
     """A consent request's requester and a compromise report's body altered in JPN's
     database (nested too deep to decode, objects that are not a list): the desk still
-    answers, the request listed with its requester's text as kept, the report not listed
-    (its objects unknown, none may be read); before, each made every visit a 500."""
+    answers, the request listed with the start of its requester's text as kept (not all
+    200 KB of it), the report not listed (its objects unknown, none may be read);
+    before, each made every visit a 500."""
     jpn = pact.jpn
     _, rid = pact.ask("its requester altered")
     obj = _at_nzl(pact, "its report altered")
@@ -493,6 +494,7 @@ def test_rows_altered_into_what_no_reader_takes_are_no_500(pact: Pact, body: str
         assert page.status_code == 200, page.text[:300]
         row = re.search(rf'<tr id="consent-{rid}">(.*?)</tr>', page.text, re.S)
         assert row and "[[[" in row.group(1)
+        assert len(row.group(1)) < 2000 and "… (199,800 more characters)" in row.group(1)
         assert filed.report_id not in _reports(page.text)
     finally:
         alter(*kept)

@@ -477,14 +477,21 @@ def _checkpoint_size(note: str) -> int | None:
     return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
 
 
+REQUESTER_SHOWN = 200  # characters of a requester's text shown in the desk's cell
+
+
 def _requester(text: str) -> str:
     """Who asked for a consent, as its row keeps them; the row's text as it is when it
-    cannot be read (a body nested too deep raised RecursionError: a 500 on every visit)."""
+    cannot be read (a body nested too deep raised RecursionError: a 500 on every visit).
+    At most REQUESTER_SHOWN characters, then how many more: a row altered by hand must
+    not fill the page."""
     try:
         data: Any = json.loads(text)
     except (ValueError, RecursionError):
-        return text
-    if isinstance(data, dict):
-        return " ".join(str(data.get(k, "")) for k in ("nationality", "clearance", "id")
-                        if data.get(k))
-    return str(data)
+        shown = text
+    else:
+        shown = " ".join(str(data.get(k, "")) for k in ("nationality", "clearance", "id")
+                         if data.get(k)) if isinstance(data, dict) else str(data)
+    if len(shown) <= REQUESTER_SHOWN:
+        return shown
+    return f"{shown[:REQUESTER_SHOWN]}… ({len(shown) - REQUESTER_SHOWN:,} more characters)"
