@@ -62,11 +62,8 @@ CASES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], bool, bool, bool]]
 
 
 def _courier(node: Node, party: str, pull: bool = False) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.pull_once(party) if pull else courier.push_all(party)
-    finally:
-        courier.stop()
 
 
 def _ids(node: Node, who: str, kind: str | None = None) -> set[str]:

@@ -176,11 +176,8 @@ class Pact:
 
 def courier(node: Node, act: Any) -> int:
     """Run one courier step (``act(courier)``) now, as ``intelpact serve``'s courier would."""
-    c = Courier(node)
-    try:
+    with Courier(node) as c:
         return int(act(c))
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="package")

@@ -223,26 +223,22 @@ def test_a_base_reclassified_to_a_level_not_exchanged_stays_held_under_its_porti
     _, protected = definitions(aus)
     obj = indicator(protected, protected)
     publish(aus, [protected, obj])
-    courier = Courier(aus)
-    try:
-        with serving_federation(jpn), serving_federation(aus):
-            assert courier.push_all("JPN") == 2
-            (held,) = jpn.store.held([obj["id"]])
-            officer = aus.people.as_person("officer")
-            cid = aus.default_collection().collection_id
-            version, told = aus.controls.reclassify(
-                officer, obj["id"], MarkingRequest("UNOFFICIAL", ("JPN",)), collection_id=cid,
-                reason="the base is not sensitive")
-            assert told == ["JPN"] and courier.deliver_notices("JPN") == 1
-            (after,) = jpn.store.held([obj["id"]])  # kept, not destroyed
-            labels = jpn.store.labels()
-            assert labels[after.label_id] == labels[held.label_id]  # PROTECTED, as its body
-            assert labels[after.banner_id] == labels[held.banner_id]  # PROTECTED: the portion
-            assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",)))
-            assert courier.push_all("JPN") >= 1  # the new version, under its own marking
-            courier.stop()  # its connections closed before the listeners stop (below)
-    finally:
-        courier.stop()
+    with Courier(aus) as courier, serving_federation(jpn), serving_federation(aus):
+        assert courier.push_all("JPN") == 2
+        (held,) = jpn.store.held([obj["id"]])
+        officer = aus.people.as_person("officer")
+        cid = aus.default_collection().collection_id
+        version, told = aus.controls.reclassify(
+            officer, obj["id"], MarkingRequest("UNOFFICIAL", ("JPN",)), collection_id=cid,
+            reason="the base is not sensitive")
+        assert told == ["JPN"] and courier.deliver_notices("JPN") == 1
+        (after,) = jpn.store.held([obj["id"]])  # kept, not destroyed
+        labels = jpn.store.labels()
+        assert labels[after.label_id] == labels[held.label_id]  # PROTECTED, as its body
+        assert labels[after.banner_id] == labels[held.banner_id]  # PROTECTED: the portion
+        assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",)))
+        assert courier.push_all("JPN") >= 1  # the new version, under its own marking
+        courier.stop()  # its connections closed before the listeners stop (below)
     # The old version's body still says PROTECTED: only a reader cleared for that reads
     # it. The new version's base is UNOFFICIAL: every reader reads that, without the
     # PROTECTED portion.

@@ -58,31 +58,22 @@ def _ago(hours: float) -> str:
 
 
 def _deliver(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.deliver_compromise(party)
-    finally:
-        courier.stop()
 
 
 def _gossip(node: Node, party: str) -> None:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         courier.gossip_once(party)
-    finally:
-        courier.stop()
 
 
 def _post(sender: Node, receiver: Node, message: CompromiseMessage, held: int = 0,
           status: int = 200) -> dict[str, Any]:
     """POST ``message`` as the courier would, claiming the receiver holds ``held``."""
-    courier = Courier(sender)
-    try:
+    with Courier(sender) as courier:
         peer = sender.federation.peers()[receiver.party]
         response = courier._request(peer, "POST", "/federation/compromise",
                                     sender.compromise.envelope(message, held))
-    finally:
-        courier.stop()
     assert response.status_code == status, response.text
     answer: dict[str, Any] = response.json()
     return answer
@@ -227,11 +218,8 @@ def test_the_operator_is_told_to_the_originator_by_pseudonym_never_by_account_na
         assert closed.exit_code == 0, closed.output
         (second,) = nzl.compromise.file([oid], what="found open", discovered=_ago(1),
                                         actor=operator())
-        courier = Courier(jpn)
-        try:
+        with Courier(jpn) as courier:
             events = courier.partner_audit("NZL").events
-        finally:
-            courier.stop()
     history = [json.loads(e["body"]) for e in json.loads(second.body)["history"]["events"]]
     pseudonym = nzl.audit.pseudonyms.of(OPERATOR + "jane.smith", "JPN")
     for shown in (events, history):
@@ -390,14 +378,11 @@ def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(
         assert _deliver(nzl, "JPN") == 1
     listed = run.invoke(main, ["compromise", "list", str(jpn.config.dir)])
     assert "history not checked yet" in listed.output, listed.output
-    courier = Courier(jpn)
-    try:
+    with Courier(jpn) as courier:
         assert courier.check_reports() == 0  # NZL is down: not checked, not recorded
         courier.halt()  # serve stopping: a fetch under way stops at the next page
         with pytest.raises(Unreachable, match="stopping"):
             courier.events_before("NZL", 10)
-    finally:
-        courier.stop()
     assert jpn.compromise.get(filed.report_id).history_checked is None
 
     with serving_federation(jpn), serving_federation(nzl):
@@ -415,8 +400,7 @@ def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(
             "complete: NZL's partner audit holds no other event about these objects")
         shown = run.invoke(main, ["compromise", "show", str(jpn.config.dir), filed.report_id])
         assert f"history      {record.history_check} (checked " in shown.output, shown.output
-        courier = Courier(jpn)
-        try:
+        with Courier(jpn) as courier:
             assert courier.check_reports() == 0  # checked once
             answer = nzl.audit.for_partner
             monkeypatch.setattr(nzl.audit, "for_partner", lambda *a, **k: {
@@ -425,8 +409,6 @@ def test_serve_checks_each_report_received_once_and_says_why_one_cannot_be(
             assert _deliver(nzl, "JPN") == 1
             assert courier.check_reports() == 0
             assert courier.check_reports() == 0  # recorded: not tried every round
-        finally:
-            courier.stop()
     record = jpn.compromise.get(older.report_id)
     assert (record.history_check or "").startswith(
         "not checked: NZL's audit answer has no signed count"), record.history_check

@@ -73,11 +73,8 @@ def serving(trio: Trio) -> Iterator[Trio]:
 
 
 def deliver(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.deliver_notices(party)
-    finally:
-        courier.stop()
 
 
 def shared(jpn: Node, nzl: Node, name: str = "for NZ, releasable to AUS") -> dict:
@@ -124,12 +121,9 @@ def post(sender: Node, receiver: Node, objects: list[dict],
     envelope: dict = {"objects": objects}
     if consents is not None:
         envelope["x_intelpact_consents"] = consents
-    courier = Courier(sender)
-    try:
+    with Courier(sender) as courier:
         r = courier._request(peer, "POST", "/federation/collections/inbox/objects/",
                              json.dumps(envelope).encode())
-    finally:
-        courier.stop()
     assert r.status_code == 200, r.text
     return {f["id"]: f["message"] for f in r.json()["failures"]}
 
@@ -493,8 +487,7 @@ def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_la
     def queued() -> bool:
         return any(r.object_id == obj["id"] for _, r in nzl.store.released_after("AUS", 0, 100))
 
-    courier = Courier(nzl, interval=0.2, gossip_interval=3600)
-    try:
+    with Courier(nzl, interval=0.2, gossip_interval=3600) as courier:
         with caplog.at_level(logging.WARNING, logger="intelpact.courier"), \
                 refusing(nzl.store, "outbox"):
             courier.start()
@@ -505,21 +498,16 @@ def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_la
         while not queued() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert queued(), "never queued once the outbox took it"
-    finally:
-        courier.stop()
     push(nzl, "AUS")
     assert obj["id"] in visible_ids(aus)
 
 
 def _inbox(sender: Node, receiver: Node, envelope: dict) -> Any:
     """POST ``envelope`` straight to ``receiver``'s inbox; the response."""
-    courier = Courier(sender)
-    try:
+    with Courier(sender) as courier:
         return courier._request(sender.federation.peers()[receiver.party], "POST",
                                 "/federation/collections/inbox/objects/",
                                 json.dumps(envelope).encode())
-    finally:
-        courier.stop()
 
 
 def test_an_envelope_holds_so_many_objects_and_consent_tokens_and_no_more(
@@ -669,12 +657,9 @@ def rotated(jpn: Node, *partners: str) -> Ed25519PrivateKey:
     returns the retired private key, as whoever stole an old backup would hold it."""
     old = jpn.signing_key
     jpn.rotate_key()
-    courier = Courier(jpn)
-    try:
+    with Courier(jpn) as courier:
         for party in partners:
             courier.announce_keys(party)
-    finally:
-        courier.stop()
     return old
 
 

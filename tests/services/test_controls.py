@@ -35,11 +35,8 @@ def jpn_nzl(jpn_nzl: list[Node]) -> list[Node]:
 
 
 def deliver(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.deliver_notices(party)
-    finally:
-        courier.stop()
 
 
 def seen(node: Node, object_id: str, who: str = "officer") -> list[dict]:
@@ -328,8 +325,7 @@ def test_a_malformed_destruction_receipt_is_refused_with_the_reason(
     obj = publish(jpn, "destroyed, they say", "秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
-        courier = Courier(nzl)
-        try:
+        with Courier(nzl) as courier:
             for bad in ([[]], 5, None, [["2026-11-01T00:00:00.000000Z"]], [[1, 2]]):
                 _, signed = nzl.controls._notice("destroyed", "JPN", {
                     "object_id": obj["id"], "in_reply_to": None, "destroyed": bad})
@@ -338,8 +334,6 @@ def test_a_malformed_destruction_receipt_is_refused_with_the_reason(
                 assert r.status_code == 403, (bad, r.text)
                 assert "'destroyed' must be a list of [version, body hash] pairs" in \
                     r.json()["description"], r.json()
-        finally:
-            courier.stop()
     assert not jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
 
 
@@ -372,11 +366,8 @@ def test_what_the_operator_destroys_is_told_to_the_originator_by_pseudonym(
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
         assert nzl.controls.destroy_received("the agreement ended")  # and its marking
-        courier = Courier(jpn)
-        try:
+        with Courier(jpn) as courier:
             events = courier.partner_audit("NZL").events
-        finally:
-            courier.stop()
     destroyed = {e["objects"][0][0]: e["actor"] for e in events
                  if e["kind"] == "destroy" and "actor" in e}
     assert destroyed[obj["id"]] == nzl.audit.pseudonyms.of(OPERATOR + "jane.smith", "JPN")
@@ -780,12 +771,9 @@ def test_a_recall_answer_that_does_not_account_for_what_went_to_the_holder_confi
 
 def _notice(sender: Node, receiver: Node, signed: dict) -> Any:
     """POST a signed notice straight to ``receiver``'s listener; the response."""
-    courier = Courier(sender)
-    try:
+    with Courier(sender) as courier:
         return courier._request(sender.federation.peers()[receiver.party], "POST",
                                 "/federation/notices", json.dumps(signed).encode())
-    finally:
-        courier.stop()
 
 
 def test_a_destruction_receipt_names_so_many_versions_and_no_more(

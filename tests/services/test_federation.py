@@ -42,19 +42,13 @@ def pair(a: Node, b: Node) -> None:
 
 
 def push(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.push_all(party)
-    finally:
-        courier.stop()
 
 
 def pull(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.pull_once(party)
-    finally:
-        courier.stop()
 
 
 def visible_ids(node: Node) -> set[str]:
@@ -162,14 +156,10 @@ def test_a_pull_stops_on_a_page_that_says_more_without_moving_on(
     released_after = jpn.store.released_after
     monkeypatch.setattr(jpn.store, "released_after",
                         lambda party, after, limit: released_after(party, 0, limit))
-    courier = Courier(nzl)
-    try:
-        with serving_federation(jpn), pytest.raises(
-                FederationError, match="JPN's outbox page says there is more, but does not "
-                "move on from"):
-            courier.pull_once("JPN", limit=2)
-    finally:
-        courier.stop()
+    with Courier(nzl) as courier, serving_federation(jpn), pytest.raises(
+            FederationError, match="JPN's outbox page says there is more, but does not "
+            "move on from"):
+        courier.pull_once("JPN", limit=2)
     assert nzl.store.pull_cursor("JPN") > 0  # the first page was taken, once
 
 

@@ -86,14 +86,10 @@ def stored(node: Node, oid: str) -> list[Any]:
 def send_to_inbox(sender: Node, receiver: Node, objects: list[Any]) -> httpx.Response:
     """POST ``objects`` to ``receiver``'s federation inbox as ``sender``'s node does
     (mutual TLS, a signed request), whatever they are."""
-    with serving_federation(receiver):
-        courier = Courier(sender)
-        try:
-            return courier._request(sender.federation.peers()[receiver.party], "POST", INBOX,
-                                    json.dumps({"objects": objects},
-                                               ensure_ascii=False).encode())
-        finally:
-            courier.stop()
+    with serving_federation(receiver), Courier(sender) as courier:
+        return courier._request(sender.federation.peers()[receiver.party], "POST", INBOX,
+                                json.dumps({"objects": objects},
+                                           ensure_ascii=False).encode())
 
 
 def tls(caller: Node, callee: Node) -> ssl.SSLContext:
@@ -229,14 +225,9 @@ def test_only_the_partner_itself_answers_its_gossip(trio: dict[str, Node]) -> No
     so nothing it would answer can make NZL alert on JPN."""
     jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
     aus.config = dataclasses.replace(aus.config, federation_port=jpn.config.federation_port)
-    with serving_federation(aus):
-        courier = Courier(nzl)
-        try:
-            with pytest.raises(FederationError,
-                               match="JPN unreachable: .*CERTIFICATE_VERIFY_FAILED"):
-                courier.gossip_once("JPN")
-        finally:
-            courier.stop()
+    with serving_federation(aus), Courier(nzl) as courier, pytest.raises(FederationError,
+                       match="JPN unreachable: .*CERTIFICATE_VERIFY_FAILED"):
+        courier.gossip_once("JPN")
     assert nzl.store.alerts() == [] and nzl.store.partner_checkpoints("JPN") == []
 
 
@@ -398,13 +389,9 @@ def test_forged_altered_and_replayed_receipts_acknowledge_nothing(
     marking = next(json.loads(b) for b in jpn.store.markings()
                    if json.loads(b)["id"] == json.loads(rows[first["id"]].body)
                    ["object_marking_refs"][0])
-    with serving_federation(nzl):
-        courier = Courier(jpn)
-        try:
-            r = courier._request(jpn.federation.peers()["NZL"], "POST", INBOX, json.dumps(
-                {"objects": [marking, json.loads(rows[first["id"]].body)]}).encode())
-        finally:
-            courier.stop()
+    with serving_federation(nzl), Courier(jpn) as courier:
+        r = courier._request(jpn.federation.peers()["NZL"], "POST", INBOX, json.dumps(
+            {"objects": [marking, json.loads(rows[first["id"]].body)]}).encode())
     genuine = r.json()["x_intelpact_receipt"]
     fed = jpn.federation
     assert fed.check_receipt("NZL", genuine, [rows[first["id"]]]) == [rows[first["id"]]]
@@ -471,13 +458,9 @@ def test_a_push_whose_receipt_cannot_be_read_stays_queued_and_is_logged_not_a_tr
     with serving_federation(nzl):
         with monkeypatch.context() as patched:
             patched.setattr(Courier, "_request", partner_answers(INBOX, answer))
-            courier = Courier(jpn)
-            try:
-                with pytest.raises(BadAnswer, match=re.escape(
-                        f"NZL's answer to the push is refused: {problem}")):
-                    courier.push_once("NZL")
-            finally:
-                courier.stop()
+            with Courier(jpn) as courier, pytest.raises(BadAnswer, match=re.escape(
+                    f"NZL's answer to the push is refused: {problem}")):
+                courier.push_once("NZL")
             assert _attempts(jpn, obj["id"]) == 0  # queued, and no refusal counted
             assert not [d for d in jpn.store.disseminations() if d.object_id == obj["id"]]
             caplog.set_level(logging.DEBUG, logger="intelpact.courier")
@@ -521,12 +504,8 @@ def test_a_push_receipt_s_failures_of_the_wrong_shape_are_not_a_crash(
     monkeypatch.setattr(nzl.federation, "_check_object", refuse)
     monkeypatch.setattr(Courier, "_request", partner_answers(
         INBOX, lambda r: json.dumps({**r.json(), "failures": failures}).encode()))
-    with serving_federation(nzl):
-        courier = Courier(jpn)
-        try:
-            assert courier.push_once("NZL") >= 1
-        finally:
-            courier.stop()
+    with serving_federation(nzl), Courier(jpn) as courier:
+        assert courier.push_once("NZL") >= 1
     assert stored(nzl, taken["id"]) and not stored(nzl, refused["id"])
     assert {d.object_id for d in jpn.store.disseminations()} & \
         {taken["id"], refused["id"]} == {taken["id"]}
@@ -552,16 +531,13 @@ def test_an_error_answer_nested_too_deep_is_a_refusal_not_a_crash(
         second = publish(jpn, "refused", "秘", ("NZL",))
         with monkeypatch.context() as patched:
             patched.setattr(Courier, "_request", partner_answers("/federation", nested(400)))
-            courier = Courier(jpn)
-            try:
+            with Courier(jpn) as courier:
                 with pytest.raises(FederationError, match=re.escape(
                         "NZL refused the delivery: 400 [[[")):
                     courier.push_once("NZL")
                 with pytest.raises(FederationError, match=r"NZL refused recall notice \S+: "
                                    r"400 \[\[\["):
                     courier.deliver_notices("NZL")
-            finally:
-                courier.stop()
         assert _attempts(jpn, second["id"]) == 1
         (notice,) = jpn.store.pending_notices("NZL", 10)
         assert notice.attempts == 1 and "400 [[[" in (notice.error or "")
@@ -583,12 +559,8 @@ def test_a_holder_cannot_reclassify_another_partys_object_by_reversioning_it(
     version and released to NZ as JPN's own."""
     jpn, nzl = trio["JPN"], trio["NZL"]
     theirs = publish(nzl, "NZ's secret", "SECRET", ("JPN",))
-    with serving_federation(jpn):
-        courier = Courier(nzl)
-        try:
-            assert courier.push_all("JPN") >= 1
-        finally:
-            courier.stop()
+    with serving_federation(jpn), Courier(nzl) as courier:
+        assert courier.push_all("JPN") >= 1
     assert [r.originator for r in stored(jpn, theirs["id"])] == ["NZL"]
     low = national_marking(jpn.agreement, "JPN", "指定なし", rel_to=["NZL", "AUS"])
     lowered = dict(theirs, modified="2026-11-02T00:00:00.000Z", description="lowered",
@@ -878,26 +850,22 @@ def test_the_courier_waits_out_a_429_and_loses_nothing(trio: dict[str, Node]) ->
     notices once served again."""
     jpn, nzl = trio["JPN"], trio["NZL"]
     first = publish(nzl, "before the flood", "SECRET", ("JPN",))
-    courier = Courier(nzl)
-    try:
-        with throttled(jpn, 1, 1.0) as (_, now):
-            assert courier.push_all("JPN") >= 1  # the one request in the bucket
-            assert stored(jpn, first["id"])
-            nzl.controls.recall(None, first["id"], reason="source at risk")
-            second = publish(nzl, "during the flood", "SECRET", ("JPN",))
-            for _ in range(25):
-                for deliver in (courier.push_once, courier.deliver_notices):
-                    with pytest.raises(RateLimited) as info:
-                        deliver("JPN")
-                    assert info.value.retry_after == 1.0
-                    assert "429" in info.value.message
-            assert [row.object_id for _, row in nzl.store.pending("JPN", 10)] == [second["id"]]
-            assert [n.kind for n in nzl.store.pending_notices("JPN", 10)] == ["recall"]
-            now[0] += 1.0
-            assert courier.push_once("JPN") == 1
-            now[0] += 1.0
-            assert courier.deliver_notices("JPN") == 1
-    finally:
-        courier.stop()
+    with Courier(nzl) as courier, throttled(jpn, 1, 1.0) as (_, now):
+        assert courier.push_all("JPN") >= 1  # the one request in the bucket
+        assert stored(jpn, first["id"])
+        nzl.controls.recall(None, first["id"], reason="source at risk")
+        second = publish(nzl, "during the flood", "SECRET", ("JPN",))
+        for _ in range(25):
+            for deliver in (courier.push_once, courier.deliver_notices):
+                with pytest.raises(RateLimited) as info:
+                    deliver("JPN")
+                assert info.value.retry_after == 1.0
+                assert "429" in info.value.message
+        assert [row.object_id for _, row in nzl.store.pending("JPN", 10)] == [second["id"]]
+        assert [n.kind for n in nzl.store.pending_notices("JPN", 10)] == ["recall"]
+        now[0] += 1.0
+        assert courier.push_once("JPN") == 1
+        now[0] += 1.0
+        assert courier.deliver_notices("JPN") == 1
     assert stored(jpn, second["id"]) and not stored(jpn, first["id"])  # recalled: purged
     assert nzl.store.pending("JPN", 10) == [] and nzl.store.pending_notices("JPN", 10) == []

@@ -90,11 +90,8 @@ def _heal(store: Store) -> None:
 
 
 def _gossip(node: Node, party: str) -> int:
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         return courier.gossip_once(party)
-    finally:
-        courier.stop()
 
 
 def _verify(node: Node) -> tuple[str, ...]:
@@ -474,15 +471,12 @@ def test_a_partner_cannot_deliver_another_partners_rotation(tmp_path: Path) -> N
             assert 0 < held < announcement["last_size"]
             announcement["consistency"] = {"from": held, "proof": []}
             sent = json.dumps(announcement).encode()
-            courier = Courier(aus)
-            try:
+            with Courier(aus) as courier:
                 peer = aus.federation.peers()["NZL"]
                 headers = {"Content-Type": TAXII, "X-Intelpact-Party": "JPN",
                            "X-Intelpact-Agreement": aus.agreement.content_hash}
                 response = courier._client(peer).post(  # noqa: SLF001
                     peer.url + "/federation/keys", content=sent, headers=headers)
-            finally:
-                courier.stop()
             assert response.status_code == 403, response.text
             assert response.json()["description"] == (
                 "the request says it is from JPN, but the client's TLS certificate is AUS's")

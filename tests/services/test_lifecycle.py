@@ -208,11 +208,8 @@ def test_recall_everything_that_went_to_a_party(jpn_nzl: list[Node]) -> None:
         result = CliRunner().invoke(main, ["recall", str(jpn.config.dir), "--all", "--party",
                                            "NZL", "--reason", "all of it"])
         assert result.exit_code == 0, result.output
-        courier = Courier(nzl)
-        try:
+        with Courier(nzl) as courier:
             courier.deliver_notices("JPN")
-        finally:
-            courier.stop()
     officer = nzl.people.as_person("officer")
     assert all(nzl.get(officer, o["id"]) == [] for o in objs)
     assert {r.object_id for r in jpn.controls.recalls() if r.destroyed} >= {o["id"] for o in objs}

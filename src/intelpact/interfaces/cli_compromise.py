@@ -226,15 +226,12 @@ def _check(node: Node, record: CompromiseRecord) -> list[dict[str, Any]]:
     reporter's partner audit, read on to now (Courier.events_before)."""
     from ..services.courier import Courier
 
-    courier = Courier(node)
-    try:
-        with _progress(f"fetching {record.reporter}'s audit events", None) as advance:
-            return node.compromise.check(
-                record, lambda party, before, objects: courier.events_before(
-                    party, before, objects, advance),
-                actor=operator())
-    finally:
-        courier.stop()
+    with Courier(node) as courier, _progress(f"fetching {record.reporter}'s audit events",
+                                             None) as advance:
+        return node.compromise.check(
+            record, lambda party, before, objects: courier.events_before(
+                party, before, objects, advance),
+            actor=operator())
 
 
 def _officer(node: Node, as_name: str | None) -> Principal | None:
@@ -246,8 +243,7 @@ def _deliver(node: Node, parties: Iterable[str]) -> dict[str, str]:
     from ..services.courier import Courier
 
     problems: dict[str, str] = {}
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         for party in sorted(set(parties)):
             if party not in node.federation.peers():
                 problems[party] = (f"{party} is not a pinned partner; pin it with "
@@ -257,8 +253,6 @@ def _deliver(node: Node, parties: Iterable[str]) -> dict[str, str]:
                 courier.deliver_compromise(party)
             except (FederationError, httpx.HTTPError, ValueError, KeyError) as exc:
                 problems[party] = getattr(exc, "message", str(exc))
-    finally:
-        courier.stop()
     return problems
 
 

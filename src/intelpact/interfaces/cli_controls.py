@@ -20,8 +20,7 @@ def _deliver(node: Node, parties: Sequence[str]) -> None:
     """Send the queued notices now; what cannot go now waits for `intelpact serve`."""
     from ..services.courier import Courier
 
-    courier = Courier(node)
-    try:
+    with Courier(node) as courier:
         for party in parties:
             try:
                 courier.deliver_notices(party)
@@ -29,8 +28,6 @@ def _deliver(node: Node, parties: Sequence[str]) -> None:
             except FederationError as exc:
                 err.print(Text("  " + _safe(f"{party}: not delivered now ({exc.message}); "
                                             "`intelpact serve` keeps trying")))
-    finally:
-        courier.stop()
 
 
 @main.command()

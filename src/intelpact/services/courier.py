@@ -612,6 +612,14 @@ class Courier:
         for _, client in list(self._clients.values()):
             client.close()
 
+    def __enter__(self) -> Courier:
+        """A courier for a command or a test: ``with Courier(node) as courier:`` stops it
+        (its threads, if started, and its clients) however the block ends."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _release_held(self, delay: float) -> bool:
         """Queue what a crash may have cut from its consent (Consents.release_held: the
         release decision decides, with the consents held), and re-issue under the current
