@@ -355,6 +355,32 @@ def test_the_commands(jpn_nzl: tuple[Node, Node]) -> None:
     assert refused.exit_code == 2 and "error:" in refused.output
 
 
+def test_get_and_search_show_the_label_a_reclassification_gave_not_the_body_s(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: `get` and `search` printed the banner of the markings in the body,
+    which a holder's reclassification leaves as they were: the raised object was shown
+    to the reader under its old, lower banner."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "raised later", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                                MarkingRequest("機密", ("NZL",)),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a second source")
+        assert deliver(jpn, "NZL") == 1
+    runner = CliRunner(env={"COLUMNS": "400"})
+    got = runner.invoke(main, ["get", str(nzl.config.dir), obj["id"], "--as", "officer"])
+    assert got.exit_code == 0, got.output
+    lines = got.output.splitlines()
+    assert lines[0] == lines[-1] == "TOP SECRET // REL TO JPN, NZL", got.output
+    found = runner.invoke(main, ["search", str(nzl.config.dir), "raised later", "--as",
+                                 "officer"])
+    assert found.exit_code == 0, found.output
+    assert "TOP SECRET // REL TO JPN, NZL" in found.output
+    assert "CONFIDENTIAL" not in found.output and "1 match(es)" in found.output
+
+
 def test_what_the_operator_destroys_is_told_to_the_originator_by_pseudonym(
         jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
     """The agreement ended and NZL's operator destroys what it received (as `peer

@@ -30,7 +30,7 @@ from ..model import banner
 from ..model.decisions import ROLES
 from ..services.node import Node
 from ..services.publish import MarkingRequest
-from ..store.base import Query, StoreUnavailable
+from ..store.base import Query, StoredObject, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 # No markup, no emoji codes: names, ids and objects come from people and partners; "[/]"
@@ -353,8 +353,10 @@ def banner_line(words: str) -> Text:
     return Text(f" {line} ", style="reverse") if out.is_terminal else Text(line)
 
 
-def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
-    labels = node.markings.label(obj)
+def _print_object(node: Node, party: str, row: StoredObject, obj: dict[str, Any]) -> None:
+    # The stored label, not the body's markings: a reclassification raises or narrows
+    # the label and leaves the originator's body as it was (docs/controls.md).
+    labels = node.shown_labels(row, obj)
     shown = banner_line(banner(labels.banner, node.agreement, party))
     out.print(shown)
     out.print(json.dumps(obj, ensure_ascii=False, indent=2))
@@ -370,14 +372,16 @@ def _print_object(node: Node, party: str, obj: dict[str, Any]) -> None:
 def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> None:
     """Show an object as a person sees it, between banners in their national words.
 
-    An object the person may not see is reported exactly as one that does not exist."""
+    The banners are of the label the object is held under, which a reclassification by
+    its originator may have raised above the markings its body carries. An object the
+    person may not see is reported exactly as one that does not exist."""
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
-    found = node.get(principal, object_id)
+    found = node.versions(principal, object_id)
     if not found:
         raise IntelpactError(f"no object {object_id} visible to {as_name}")
-    for obj in found if all_versions else found[-1:]:
-        _print_object(node, principal.person.party, obj)
+    for row, body in found if all_versions else found[-1:]:
+        _print_object(node, principal.person.party, row, json.loads(body))
     node.close()
 
 
@@ -395,10 +399,10 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
     wanted = query.casefold()
     table = Table("banner", "type", "id", "name")
     shown = 0
-    for obj in _visible(node, principal, "search"):
+    for row, obj in _visible(node, principal, "search"):
         text = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
         if wanted in text:
-            labels = node.markings.label(obj)
+            labels = node.shown_labels(row, obj)
             table.add_row(*(Text(_safe(v)) for v in (
                 banner(labels.banner, node.agreement, principal.person.party),
                 obj["type"], obj["id"], str(obj.get("name", "")))))
@@ -422,7 +426,7 @@ def export(node_dir: Path, as_name: str, output: Path) -> None:
 
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
-    objects = list(_visible(node, principal, "export"))
+    objects = [obj for _, obj in _visible(node, principal, "export")]
     bundle = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
                          "objects": objects}, ensure_ascii=False, indent=1)
     if str(output) == "-":
@@ -433,14 +437,15 @@ def export(node_dir: Path, as_name: str, output: Path) -> None:
     node.close()
 
 
-def _visible(node: Node, principal: Any, via: str) -> Iterator[dict[str, Any]]:
+def _visible(node: Node, principal: Any, via: str
+             ) -> Iterator[tuple[StoredObject, dict[str, Any]]]:
     for collection in node.store.collections():
         cursor = None
         while True:
             page, visible = node.find(principal, collection.collection_id,
                                       Query(limit=1000, cursor=cursor), via=via)
-            for _, body in visible:
-                yield json.loads(body)
+            for row, body in visible:
+                yield row, json.loads(body)
             if not page.more:
                 break
             cursor = page.next

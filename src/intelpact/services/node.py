@@ -30,7 +30,15 @@ from ..crypto.keys import (
 from ..crypto.merkle import Tree
 from ..crypto.signing import sign_object
 from ..errors import IntelpactError
-from ..model import Agreement, Label, MarkingError, Markings, Policy, load_agreement
+from ..model import (
+    Agreement,
+    Label,
+    MarkingError,
+    Markings,
+    ObjectLabels,
+    Policy,
+    load_agreement,
+)
 from ..stix.validate import validate_object
 from ..store import Store, open_store
 from ..store.base import (
@@ -592,6 +600,24 @@ class Node:
             self.audit.record_served(*self.denials(principal, collections, query,
                                                     [object_id], via, readable, labels))
         return found
+
+    def shown_labels(self, row: StoredObject, obj: dict[str, Any],
+                         labels: Mapping[int, Label] | None = None) -> ObjectLabels:
+        """The labels of what is shown: the stored ones, or, for a version with portions,
+        those of the served body (its banner covers only what the viewer sees) joined with
+        the stored base, which a holder's reclassification may have raised or narrowed above
+        the marking its body carries (docs/controls.md). A marking-definition is labelled by
+        the label it gives (its stored label)."""
+        known = labels if labels is not None else self.store.labels()
+        base = known[row.label_id]
+        if row.has_portions:
+            try:
+                shown = self.markings.label(obj, originator=row.originator)
+            except IntelpactError:
+                pass
+            else:
+                return ObjectLabels(base.join(shown.base), shown.portions, base.join(shown.banner))
+        return ObjectLabels(base, {}, known[row.banner_id])
 
     def get(self, principal: Principal, object_id: str) -> list[dict[str, Any]]:
         """Every visible version of an object across collections, oldest first."""

@@ -30,7 +30,6 @@ from ...services.people import Principal
 from ...store.base import Query, normalise_timestamp, parse_timestamp
 from . import banners
 from .app import Console, ConsoleError, Page
-from .read import shown_labels
 
 MAX_TRACKS = 5000  # sightings read per page, newest stored first
 MAX_ALERTS = 500
@@ -264,7 +263,7 @@ def show(console: Console, request: Request, principal: Principal,
         points = [p for p in points if inside(p[0])]
         if not points:
             continue
-        shown.append(shown_labels(console, row, obj, labels).banner)
+        shown.append(console.node.shown_labels(row, obj, labels).banner)
         vid = str(obj.get("sighting_of_ref", ""))
         mmsi = ext.get("mmsi")
         vessel = vessels.setdefault(vid, _Vessel(
@@ -276,7 +275,7 @@ def show(console: Console, request: Request, principal: Principal,
         found, _ = _read(console, principal, Query(ids=ids[start:start + 200],
                                                    types=("identity",), limit=200), 200)
         for row, obj in found:
-            shown.append(shown_labels(console, row, obj, labels).banner)
+            shown.append(console.node.shown_labels(row, obj, labels).banner)
             vessels[row.object_id].name = str(obj.get("name", vessels[row.object_id].name))
     # alerts: AIS notes in the window, at their location
     notes, more_alerts = _read(console, principal, Query(
@@ -287,7 +286,7 @@ def show(console: Console, request: Request, principal: Principal,
         ext = obj.get("extensions", {}).get(AIS_EXTENSION_ID)
         if not isinstance(ext, dict) or not inside(_iso(str(ext.get("alert_time", "")))):
             continue
-        label = shown_labels(console, row, obj, labels).banner
+        label = console.node.shown_labels(row, obj, labels).banner
         shown.append(label)
         refs = [r for r in obj.get("object_refs", []) if str(r).startswith("location--")]
         alerts.append({"id": row.object_id, "abstract": str(obj.get("abstract", "")),
@@ -303,7 +302,7 @@ def show(console: Console, request: Request, principal: Principal,
                                                    types=("location",), limit=200), 200)
         for row, obj in found:
             if is_position(obj.get("latitude"), obj.get("longitude")):
-                shown.append(shown_labels(console, row, obj, labels).banner)
+                shown.append(console.node.shown_labels(row, obj, labels).banner)
                 located[row.object_id] = (float(obj["longitude"]), float(obj["latitude"]))
             elif "latitude" in obj or "longitude" in obj:
                 skipped += 1

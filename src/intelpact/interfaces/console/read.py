@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,8 +20,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from ...crypto.signing import SignatureError, verify_object
-from ...errors import IntelpactError
-from ...model import Label, ObjectLabels, banner
+from ...model import Label, banner
 from ...services.access import WITHHELD_EXTENSION_ID
 from ...services.people import Principal
 from ...store.base import (
@@ -100,7 +99,7 @@ def search(console: Console, request: Request, principal: Principal,
     results, shown = [], []
     for row, body in visible:
         obj = json.loads(body)
-        label = shown_labels(console, row, obj, labels).banner
+        label = console.node.shown_labels(row, obj, labels).banner
         shown.append(label)
         results.append({"id": row.object_id, "type": row.object_type,
                         "name": str(obj.get("name", "")) or row.object_id,
@@ -173,7 +172,7 @@ def show(console: Console, request: Request, principal: Principal,
     oid = request.path_params["oid"]
     found = _versions(console, principal, oid, "console-object")
     row, obj = _chosen(request, found)
-    labels = shown_labels(console, row, obj)
+    labels = console.node.shown_labels(row, obj)
     origin = row.originator
     portions = _portions(obj, labels.portions, agreement, party)
     withheld = obj.get("extensions", {}).get(WITHHELD_EXTENSION_ID, {}).get("withheld", [])
@@ -204,29 +203,10 @@ def raw(console: Console, request: Request, principal: Principal,
     oid = request.path_params["oid"]
     found = _versions(console, principal, oid, "console-raw")
     row, obj = _chosen(request, found)
-    label = shown_labels(console, row, obj).banner
+    label = console.node.shown_labels(row, obj).banner
     return Page("raw.html", {"oid": oid, "row": row,
                              "text": json.dumps(obj, ensure_ascii=False, indent=2)},
                 labels=[label])
-
-
-def shown_labels(console: Console, row: StoredObject, obj: dict[str, Any],
-                 labels: Mapping[int, Label] | None = None) -> ObjectLabels:
-    """The labels of what is shown: the stored ones, or, for a version with portions,
-    those of the served body (its banner covers only what the viewer sees) joined with
-    the stored base, which a holder's reclassification may have raised or narrowed above
-    the marking its body carries (docs/controls.md). A marking-definition is labelled by
-    the label it gives (its stored label)."""
-    known = labels if labels is not None else console.node.store.labels()
-    base = known[row.label_id]
-    if row.has_portions:
-        try:
-            shown = console.node.markings.label(obj, originator=row.originator)
-        except IntelpactError:
-            pass
-        else:
-            return ObjectLabels(base.join(shown.base), shown.portions, base.join(shown.banner))
-    return ObjectLabels(base, {}, known[row.banner_id])
 
 
 def _portions(obj: dict[str, Any], portions: dict[str, Label] | Any, agreement: Any,
@@ -271,7 +251,7 @@ def _names(console: Console, principal: Principal, refs: Sequence[str]
         for row, body in visible:
             obj = json.loads(body)
             names[row.object_id] = str(obj.get("name", "")) or row.object_type
-            shown.append(shown_labels(console, row, obj, labels).banner)
+            shown.append(console.node.shown_labels(row, obj, labels).banner)
     return names, shown
 
 
@@ -312,7 +292,7 @@ def _linked(console: Console, principal: Principal, oid: str
                         "relationship" else "sighting",
                         "other": other if isinstance(other, str) and ID.match(other) else None,
                         "name": str(obj.get("name", "")),
-                        "label": shown_labels(console, row, obj, labels).banner})
+                        "label": console.node.shown_labels(row, obj, labels).banner})
                     break
     return out, more
 
