@@ -116,7 +116,7 @@ def test_the_upgrade_that_keeps_partner_events_reads_each_partner_again(
         c.execute("DROP TABLE partner_events")
         c.execute("DROP TABLE partner_event_refs")  # and what came after
         c.execute("DROP TABLE partner_checkpoint_tally")
-        c.execute("DELETE FROM schema_migrations WHERE version >= 30")
+        c.execute("DELETE FROM schema_migrations WHERE version BETWEEN 30 AND 34")
     after = SQLiteStore(path)
     assert after.partner_audit_watch("NZL") is None and after.partner_events("NZL") == []
     after.close()
@@ -570,6 +570,55 @@ def test_outbox_in_the_same_transaction_and_federation_records(store: Store) -> 
     store.announcement_delivered(aid, "NZL", "t2")
     assert store.undelivered_announcements("NZL") == []
     assert store.undelivered_announcements("AUS") == [(aid, body)]
+
+
+def test_each_partner_s_outbox_is_numbered_apart(store: Store) -> None:
+    """Regression: the cursor of a partner's pull was the outbox id, counted over every
+    partner's entries, so the numbers it was given told it how many versions went to the
+    others in between. Each partner's entries are numbered on their own now; a number is
+    never given again, even after its entry is deleted (a recall's purge)."""
+    store.add_objects("c1", [obj(n) for n in range(1, 7)],
+                      release=lambda o: ["NZL", "AUS"] if o.object_id.endswith("1")
+                      else ["AUS"] if int(o.object_id[-1]) % 2 else ["NZL"])
+    nzl = store.released_after("NZL", 0, 10)
+    assert [n for n, _ in nzl] == [1, 2, 3, 4]  # obj 1, 2, 4, 6: nothing of AUS's 3 and 5
+    assert [n for n, _ in store.released_after("AUS", 0, 10)] == [1, 2, 3]
+    assert [n for n, _ in store.released_after("NZL", 2, 10)] == [3, 4]
+    store.purge(obj(6).object_id, "JPN", lambda row: "{}", "t", lambda rows: [])
+    store.add_objects("c1", [obj(7)], release=lambda o: ["NZL"])
+    assert [n for n, _ in store.released_after("NZL", 0, 10)] == [1, 2, 3, 5]
+
+
+def test_migration_0035_numbers_every_partner_s_entries_above_the_cursors_given(
+        opener: Opener) -> None:
+    """A partner keeps its cursor of our outbox: the entries queued before migration 0035
+    keep their outbox id as their number, and every partner's numbers go on above the
+    highest outbox id handed out, even one of an entry deleted since."""
+    store = opener()
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [obj(n) for n in range(1, 5)],
+                      release=lambda o: ["NZL"] if int(o.object_id[-1]) % 2 else ["AUS"])
+    before = [i for i, _ in store._outbox("b.party = ?" if isinstance(store, SQLiteStore)  # noqa: SLF001
+                                           else "b.party = %s", ("NZL", 10))]
+    highest = max(i for i, _ in store._outbox("1 = 1", (10,)))  # noqa: SLF001
+    store.purge(obj(4).object_id, "JPN", lambda row: "{}", "t", lambda rows: [])
+    undo = ["DROP TRIGGER outbox_number" + ("" if isinstance(store, SQLiteStore)
+                                            else " ON outbox"),
+            "DROP INDEX outbox_numbered", "ALTER TABLE outbox DROP COLUMN number",
+            "DROP TABLE outbox_numbers", "DROP TABLE outbox_floor",
+            "DELETE FROM schema_migrations WHERE version = 35"]
+    if not isinstance(store, SQLiteStore):
+        undo.insert(1, "DROP FUNCTION outbox_number()")
+    _undo(store, undo)
+    store.close()
+    again = opener()
+    assert [n for n, _ in again.released_after("NZL", 0, 10)] == before
+    again.add_objects("c1", [obj(5), obj(6)], release=lambda o: ["NZL", "AUS", "FRA"])
+    new = [n for n, _ in again.released_after("FRA", 0, 10)]
+    assert new[0] > highest and new[1] == new[0] + 1  # above the purged entry's id too
+    for party, old in (("NZL", before), ("AUS", [before[0] + 1])):
+        assert [n for n, _ in again.released_after(party, 0, 10)] == old + new, party
+    assert [n for n, _ in again.released_after("NZL", before[-1], 10)] == new
 
 
 def test_what_a_partner_pulls_is_in_the_dissemination_record(store: Store) -> None:
@@ -1178,7 +1227,7 @@ def test_the_upgrade_indexes_the_partner_events_kept_before(opener: Opener) -> N
         c.execute("DROP INDEX partner_events_by_kind")  # and what came after
         c.execute("ALTER TABLE partner_events DROP COLUMN kind")
         c.execute("DROP TABLE partner_checkpoint_tally")
-        c.execute("DELETE FROM schema_migrations WHERE version >= 31")
+        c.execute("DELETE FROM schema_migrations WHERE version BETWEEN 31 AND 34")
     before.close()
     after = opener()
     assert [e.index for e in after.partner_events("NZL", objects=[a])] == [3, 11]

@@ -853,7 +853,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def released_after(self, party: str, after: int,
                        limit: int) -> list[tuple[int, StoredObject]]:
-        """Every outbox entry for ``party`` after ``after`` (for the partner's pull)."""
+        """Every outbox entry for ``party`` numbered after ``after``, with its number (for
+        the partner's pull: its cursor). Each partner's entries are numbered apart
+        (migration 0035), so the numbers it is given say nothing of what went to others."""
 
     @abc.abstractmethod
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,

@@ -653,11 +653,12 @@ class PostgresStore(Store):
                           "ON CONFLICT (party, seq) DO NOTHING", (party, seq, when))
         return len(chosen)
 
-    def _outbox(self, where: str, params: Sequence[Any]) -> list[tuple[int, StoredObject]]:
+    def _outbox(self, where: str, params: Sequence[Any], key: str = "outbox_id"
+                ) -> list[tuple[int, StoredObject]]:
         columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
         rows = self._all(
-            f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
-            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.outbox_id LIMIT %s", params)
+            f"SELECT b.{key}, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
+            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.{key} LIMIT %s", params)
         return [(int(r[0]), _stored(r[1:])) for r in rows]
 
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
@@ -666,7 +667,8 @@ class PostgresStore(Store):
 
     def released_after(self, party: str, after: int,
                        limit: int) -> list[tuple[int, StoredObject]]:
-        return self._outbox("b.party = %s AND b.outbox_id > %s", (party, after, limit))
+        return self._outbox("b.party = %s AND b.number > %s", (party, after, limit),
+                            "number")
 
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
                        receipt: str) -> None:

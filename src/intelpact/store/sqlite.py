@@ -604,11 +604,12 @@ class SQLiteStore(Store):
                           "ON CONFLICT (party, seq) DO NOTHING", (party, seq, when))
         return len(chosen)
 
-    def _outbox(self, where: str, params: Sequence[Any]) -> list[tuple[int, StoredObject]]:
+    def _outbox(self, where: str, params: Sequence[Any], key: str = "outbox_id"
+                ) -> list[tuple[int, StoredObject]]:
         columns = ", ".join("o." + c.strip() for c in _OBJECT_COLUMNS.split(","))
         rows = self._conn().execute(
-            f"SELECT b.outbox_id, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
-            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.outbox_id LIMIT ?", params).fetchall()
+            f"SELECT b.{key}, {columns} FROM outbox b JOIN objects o ON o.seq = b.seq "  # noqa: S608
+            f"WHERE {where} AND {_NOT_RECALLED} ORDER BY b.{key} LIMIT ?", params).fetchall()
         return [(int(r[0]), _stored(r[1:])) for r in rows]
 
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:
@@ -617,7 +618,8 @@ class SQLiteStore(Store):
 
     def released_after(self, party: str, after: int,
                        limit: int) -> list[tuple[int, StoredObject]]:
-        return self._outbox("b.party = ? AND b.outbox_id > ?", (party, after, limit))
+        return self._outbox("b.party = ? AND b.number > ?", (party, after, limit),
+                            "number")
 
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
                        receipt: str) -> None:
@@ -2199,17 +2201,22 @@ def _commas(values: Iterable[str]) -> str:
 def _statements(sql: str) -> list[str]:
     """Split a migration into statements. Migrations hold no string literal with
     '--' or ';', so comments can be cut at '--' and statements at ';' (but for the
-    statements inside a trigger's BEGIN … END, which stay with their trigger)."""
+    statements inside a trigger's BEGIN … END, which stay with their trigger, and those
+    of a PostgreSQL function's body, between two '$$')."""
     lines = [ln.split("--", 1)[0] for ln in sql.splitlines()]
     out: list[str] = []
-    in_trigger = False
+    in_trigger = in_body = False
     for piece in (s.strip() for s in "\n".join(lines).split(";")):
         if in_trigger:  # a trigger's body ends with a line END
             out[-1] += ";\n" + piece
             in_trigger = piece.upper() != "END"
+        elif in_body:
+            out[-1] += ";\n" + piece
         elif piece:
             out.append(piece)
-            in_trigger = piece.upper().startswith("CREATE TRIGGER")
+            in_trigger = piece.upper().startswith("CREATE TRIGGER") and \
+                re.search(r"\bBEGIN\b", piece.upper()) is not None
+        in_body = bool(out) and out[-1].count("$$") % 2 == 1
     return out
 
 
