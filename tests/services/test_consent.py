@@ -198,6 +198,31 @@ def test_a_refusal_travels_back_and_nothing_is_released(serving: Trio) -> None:
     assert kinds(jpn, "consent-refuse") == kinds(nzl, "consent-refuse") == {"consent-refuse"}
 
 
+def test_only_an_officer_who_may_read_the_object_consents_to_its_release(serving: Trio
+                                                                         ) -> None:
+    """Regression: a security officer cleared below the object, who may not read it,
+    consented to its release to a third party. Refused, with the reason, and audited as
+    denied; an officer cleared for it consents."""
+    jpn, nzl, aus = serving
+    jpn.people.add("low-officer", party="JPN", clearance="秘", roles=["security-officer"])
+    obj = publish(jpn, "too high for the low officer", "極秘", ("NZL", "AUS"))
+    push(jpn, "NZL")
+    request_id = ask(nzl, jpn, obj)
+    low = jpn.people.as_person("low-officer")
+    with pytest.raises(ConsentError, match=r"you may not read .*: clearance .*only someone "
+                       "who may read an object consents"):
+        jpn.consents.approve(low, request_id)
+    (denied,) = jpn.audit.find(AuditFilter(kinds=("deny",), object_id=obj["id"]))
+    body = json.loads(denied.body)
+    assert body["via"] == "consent-approve" and body["request"] == request_id
+    assert "clearance" in body["reason"]
+    record = jpn.store.consent(request_id)
+    assert record is not None and record.status == "pending"  # nothing decided or sent
+    assert deliver(jpn, "NZL") == 0
+    approve(jpn, nzl, request_id)
+    assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
+
+
 def test_an_expired_consent_releases_nothing(serving: Trio) -> None:
     jpn, nzl, aus = serving
     obj = shared(jpn, nzl)

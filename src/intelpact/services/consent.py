@@ -163,6 +163,18 @@ class Consents:
         if not rows:
             raise ConsentError(f"none of the versions asked for of {record.object_id} is "
                                "held here as this node's own")
+        labels = self.store.labels()
+        for row in rows:  # as only someone who may read an object issues versions of it
+            read = self.policy.may_read(principal.person, labels[row.banner_id])
+            if not read.allowed:
+                self.audit.record(self.audit.event(
+                    "deny", person=principal.person, originator=self.party,
+                    objects=[(row.object_id, row.version)], via="consent-approve",
+                    request=record.request_id, reason=read.reason))
+                raise ConsentError(f"you may not read {row.object_id} ({row.version}): "
+                                   f"{read.reason}; only someone who may read an object "
+                                   "consents to its release",
+                                   hint="a security officer cleared for it decides")
         objects: dict[str, list[str]] = {record.object_id: sorted({r.version for r in rows})}
         for row in rows:  # the marking-definitions the versions use go with them
             for ref in json.loads(row.body).get("object_marking_refs", []):
@@ -180,7 +192,6 @@ class Consents:
             token = consent_token(signed)  # what the holder will take: its size bounded
         except FederationError as exc:
             raise ConsentError(exc.message) from None
-        labels = self.store.labels()
         partner = PartnerNode(record.recipient, self.policy.agreement.id)
         for row in rows:  # consent cannot widen the marking: say so now, not at release
             decision = self.policy.may_release(labels[row.banner_id], partner,
