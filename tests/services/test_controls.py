@@ -167,9 +167,9 @@ def test_a_refused_notice_holds_back_no_recall_of_another_object(
     officer = jpn.people.as_person("officer")
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
-        # NZL refuses a destruction receipt from JPN about JPN's own object: not NZL's
+        # NZL refuses a malformed destruction receipt (it answers no notice of NZL's)
         bad = jpn.controls._queue("destroyed", "NZL", other["id"], {
-            "object_id": other["id"], "in_reply_to": None, "destroyed": []}, [])
+            "object_id": other["id"], "in_reply_to": 5, "destroyed": []}, [])
         jpn.controls.recall(officer, other["id"], reason="behind the refused one")
         jpn.controls.recall(officer, recalled["id"], reason="source at risk")
         with pytest.raises(FederationError, match=f"NZL refused destroyed notice {bad}"):
@@ -242,8 +242,10 @@ def test_an_offline_holder_gets_the_recall_when_it_comes_back(
 def test_only_the_originator_recalls_or_reclassifies(jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl
     obj = publish(jpn, "japanese", "極秘", ("NZL",))
+    theirs = publish(nzl, "new zealand's", "SECRET", ("JPN",))
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
+        push(nzl, "JPN")
     nz_officer = nzl.people.as_person("officer")
     with pytest.raises(ControlError, match="only the originator may recall"):
         nzl.controls.recall(nz_officer, obj["id"], parties=["JPN"], reason="no")
@@ -251,12 +253,43 @@ def test_only_the_originator_recalls_or_reclassifies(jpn_nzl: tuple[Node, Node])
         nzl.controls.reclassify(nz_officer, obj["id"], MarkingRequest("SECRET", ("JPN",)),
                                 collection_id=nzl.default_collection().collection_id,
                                 reason="no")
-    # a notice from NZL claiming to recall JPN's object is refused by JPN...
-    forged_id, signed = nzl.controls._notice("recall", "JPN", {"object_id": obj["id"],
-                                                                "reason": "mine now"})
-    with pytest.raises(ControlError, match="did not originate"):
-        jpn.controls.receive("NZL", signed)
+    # a notice from NZL claiming to recall or reclassify JPN's object applies to nothing
+    # at JPN, and is answered as one about an object JPN does not hold: a refusal told
+    # NZL that JPN holds it, and from whom. JPN records the refusal, under its originator
+    unknown = indicator("held nowhere")["id"]
+    answers = []
+    for oid in (obj["id"], unknown):
+        _, signed = nzl.controls._notice("recall", "JPN", {"object_id": oid,
+                                                            "reason": "mine now"})
+        answers.append(jpn.controls.receive("NZL", signed)["receipt"])
+        marking = sign_object(national_marking(nzl.agreement, "NZL", "SECRET",
+                                               rel_to=["JPN"]), nzl.signing_key, "NZL")
+        _, signed = nzl.controls._notice("reclassify", "JPN", {
+            "object_id": oid, "version": "2099-01-01T00:00:00.000Z", "reason": "mine now",
+            "marking": marking})
+        answers.append(jpn.controls.receive("NZL", signed)["receipt"])
+    assert [set(a) for a in answers] == [set(answers[0])] * 4
+    assert seen(jpn, obj["id"]) and len(seen(jpn, obj["id"])) == 1  # nothing applied
+    refused = jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=obj["id"]))
+    assert [(json.loads(e.body)["message"], e.originator, e.party) for e in refused] == [
+        ("recall", "JPN", "NZL"), ("reclassify", "JPN", "NZL")]
+    assert all("NZL did not originate" in json.loads(e.body)["reason"] for e in refused)
+    assert not jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=unknown))
+    # each recall is answered alike, with a destruction receipt naming nothing
+    sent = [json.loads(n.body)["notice"] for n in jpn.store.notices()
+            if n.direction == "out" and n.kind == "destroyed"]
+    assert sorted(n["object_id"] for n in sent) == sorted((obj["id"], unknown))
+    assert all(n["destroyed"] == [] and n["destroyed_earlier"] == [] for n in sent)
+    # a destruction receipt about an object JPN holds but did not originate, alike
+    _, signed = nzl.controls._notice("destroyed", "JPN", {
+        "object_id": theirs["id"], "in_reply_to": None, "destroyed": []})
+    assert set(jpn.controls.receive("NZL", signed)["receipt"]) == set(answers[0])
+    (refusal,) = jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=theirs["id"]))
+    assert "is not ours (its originator is NZL)" in json.loads(refusal.body)["reason"]
+    assert not jpn.audit.find(AuditFilter(kinds=("destroy",), object_id=theirs["id"]))
     # ...and a notice "from JPN" not signed by JPN's key is refused by NZL
+    _, signed = nzl.controls._notice("recall", "JPN", {"object_id": obj["id"],
+                                                        "reason": "mine now"})
     body = dict(signed["notice"], **{"from": "JPN", "to": "NZL"})
     forged = {"notice": body, "key_id": jpn.identity.key_id,
               "signature": sign_payload(nzl.signing_key, body)}

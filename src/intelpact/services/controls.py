@@ -327,15 +327,26 @@ class Controls:
                                                if isinstance(reason, str) else ""))
         return dict(notice)
 
-    def _held_from(self, sender: str, object_id: str) -> list[StoredObject]:
+    def _held_from(self, sender: str, notice: Mapping[str, Any]) -> list[StoredObject]:
+        """The versions held here of the object ``notice`` (a recall or reclassification)
+        is about that ``sender`` originated: only the originator recalls or reclassifies.
+        A notice about an object held here from another originator applies to nothing,
+        and is answered exactly as one about an object not held: refused, it told the
+        sender that this node holds that object, and from whom. The refusal is recorded
+        here, with the reason, under the object's originator (shown to it by partner
+        audit); the sender is not told."""
+        object_id = str(notice["object_id"])
         rows = self._rows(object_id)
-        origins = {r.originator for r in rows}
-        if rows and origins != {sender}:
-            raise ControlError(f"{sender} did not originate {shown(object_id)} (its "
-                               "originator is "
-                               f"{', '.join(sorted(origins))}): only the originator may "
-                               "recall or reclassify it")
-        return rows
+        others = sorted({r.originator for r in rows} - {sender})
+        for origin in others:
+            self.audit.record(self.audit.event(
+                "refuse", party=sender, actor=sender, originator=origin,
+                objects=[(object_id, "")], notice=notice["id"], message=notice["kind"],
+                reason=f"{sender} did not originate {shown(object_id)} (its originator is "
+                f"{', '.join(others)}): only the originator may recall or reclassify it. "
+                "Its notice applies to nothing here, and is answered as one about an "
+                "object not held"))
+        return [r for r in rows if r.originator == sender]
 
     def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
                stored: Notice, versions: Sequence[str] | None = None) -> None:
@@ -377,18 +388,14 @@ class Controls:
                       timestamp(utc_now()))
 
     def _recalled(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
-        self._held_from(sender, str(notice["object_id"]))
         if self.store.notice(stored.notice_id) is not None:
             return  # applied already: answer with the receipt again
+        self._held_from(sender, notice)  # its versions are those purge takes
         self._purge(sender, notice, f"recalled by {sender}: {notice.get('reason', '')}",
                     "recall", stored)
 
     def _destroyed(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
-        ours = self._rows(object_id)
-        if ours and ours[0].originator != self.party:
-            raise ControlError(f"{shown(object_id)} is not ours: a destruction receipt for "
-                               "it is not for us")
         # what it destroyed answering, and (a recall's answer, from nodes that say it)
         # what it had destroyed before: each a list of [version, body hash] pairs
         destroyed, earlier = _named(notice, "destroyed"), _named(notice, "destroyed_earlier")
@@ -399,6 +406,17 @@ class Controls:
         if answers is not None and not isinstance(answers, str):
             raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
                                "the id of the notice it answers, or null")
+        held = self._rows(object_id)
+        others = sorted({r.originator for r in held} - {self.party})
+        if others:  # kept and answered as one about an object not held: refused,
+            # it told the sender that this node holds that object, from another originator
+            self.store.add_notice(stored, audit=[self.audit.event(
+                "refuse", party=sender, actor=sender, originator=origin,
+                objects=[(object_id, "")], notice=notice["id"], message="destroyed",
+                reason=f"{shown(object_id)} is not ours (its originator is "
+                f"{', '.join(others)}): a destruction receipt for it is not for us. Kept, "
+                "and answered as one about an object not held") for origin in others])
+            return
         more: dict[str, Any] = {"earlier": [[object_id, v] for v, _ in earlier]} \
             if earlier else {}
         event = self.audit.event("destroy", party=sender, actor=sender,
@@ -420,9 +438,9 @@ class Controls:
 
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
-        rows = self._held_from(sender, object_id)
         if self.store.notice(stored.notice_id) is not None:
             return
+        rows = self._held_from(sender, notice)
         definition, part = self._notice_marking(sender, notice.get("marking"))
         try:  # its signature before we learn it: a refused marking leaves nothing behind
             self.federation.verify_definition(sender, definition)
