@@ -14,9 +14,10 @@ never silently merged.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ from ..store.base import (
     StoreFull,
     cited_markings,
     normalise_timestamp,
+    parse_timestamp,
     timestamp,
     utc_now,
 )
@@ -120,6 +122,31 @@ def version_labels(agreement: Agreement, markings: Markings, obj: Any, originato
         return label, label
     labels = markings.label(obj, originator=originator)
     return labels.base, labels.banner
+
+
+# The reclassifications kept here, by (object id, originator): each one's version and its
+# new marking's label (None: that marking no longer checks under the agreement in force).
+# Controls.raises reads them: those applied as a holder (reclassify notices) and this
+# node's own (docs/controls.md, "Reclassification").
+Raises = Mapping[tuple[str, str], Sequence[tuple[dt.datetime, Label | None]]]
+
+
+def reclassified_labels(raises: Raises, object_id: str, originator: str, version: str,
+                        base: Label, banner: Label) -> tuple[Label, Label, int] | None:
+    """A version's (base, banner) labels joined with the new marking of each kept
+    reclassification of its object made at a later version (the versions it is about:
+    the reclassified one and newer ones carry their own marking), and how many there
+    were; None where one of those markings no longer gives a label (the version is
+    closed). As the holder's relabelling joins them when a notice is applied
+    (Controls._joined): what a version stored, received or worked out again later is
+    held to."""
+    made = parse_timestamp(version)
+    later = [label for when, label in raises.get((object_id, originator), ()) if made < when]
+    for label in later:
+        if label is None:
+            return None
+        base, banner = base.join(label), banner.join(label)
+    return base, banner, len(later)
 
 
 class Publisher:

@@ -35,7 +35,6 @@ label ids readers were given and each process's cache of labels stay true.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -45,16 +44,14 @@ from dataclasses import dataclass, field
 from ..model import Label, Markings, Policy
 from ..model.errors import LabelError
 from ..model.labels import closed
-from ..store.base import AuditEvent, Store, StoredObject, label_key, parse_timestamp
+from ..store.base import AuditEvent, Store, StoredObject, label_key
 from .audit import AuditLog, operator
 from .controls import Controls
-from .publish import version_labels
+from .publish import Raises, reclassified_labels, version_labels
 
 log = logging.getLogger("intelpact.node")
 BATCH = 1000  # versions worked out and written in one transaction
 PROGRESS_EVERY = 5.0  # seconds between progress lines
-# What reclassification notices join with the versions they are about (Controls.raises)
-Raises = Mapping[tuple[str, str], Sequence[tuple[dt.datetime, Label | None]]]
 
 
 @dataclass
@@ -149,8 +146,9 @@ class Relabeller:
                   done: Relabelled) -> tuple[Label, Label]:
         """``row``'s (base, banner) labels under the agreement in force: its markings'
         (as when it was stored), joined with the new marking of each reclassification
-        notice about it, as Controls._joined joins them; closed where either gives no
-        label (``stored``: the store's labels, which closing keeps)."""
+        about it (:func:`reclassified_labels`, as Controls._joined joins them); closed
+        where either gives no label (``stored``: the store's labels, which closing
+        keeps)."""
         try:
             base, banner = version_labels(self.policy.agreement, self.markings,
                                           json.loads(row.body), row.originator)
@@ -158,16 +156,14 @@ class Relabeller:
             reason = exc.message if isinstance(exc, LabelError) else "its body is not JSON"
             return self._closed(row, stored[row.label_id], stored[row.banner_id], reason,
                                 done)
-        version = parse_timestamp(row.version)
-        applied = [label for made, label in raises.get((row.object_id, row.originator), ())
-                   if version < made]
-        if applied:
+        joined = reclassified_labels(raises, row.object_id, row.originator, row.version,
+                                     base, banner)
+        if joined is None:
             done.reclassified += 1
-        for label in applied:
-            if label is None:
-                return self._closed(row, base, banner, "the marking a reclassification "
-                                    "notice gave it no longer checks", done)
-            base, banner = base.join(label), banner.join(label)
+            return self._closed(row, base, banner, "the marking a reclassification gave it "
+                                "no longer checks", done)
+        base, banner, applied = joined
+        done.reclassified += bool(applied)
         return base, banner
 
     @staticmethod

@@ -1234,12 +1234,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
-                notice: Notice | None = None) -> int | None:
-        """Holder side of a reclassification: each version of ``object_id`` originated
-        by ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
-        with the audit events and ``notice`` (the reclassification applied), in one
+                notice: Notice | None = None, *,
+                reclassified: tuple[str, str, str] | None = None,
+                notices: Sequence[Notice] = ()) -> int | None:
+        """A reclassification applied: each version of ``object_id`` originated by
+        ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
+        with the audit events, ``notice`` (at a holder: the reclassification applied),
+        ``reclassified`` (at the originator: the reclassified version, its new
+        marking-definition and the reason, kept for :meth:`reclassifications`) and
+        ``notices`` (at the originator: those queued for the holders), in one
         transaction. Returns how many rows changed, or None (and nothing changed) when
         ``notice`` is kept already: it was applied before."""
+
+    @abc.abstractmethod
+    def reclassifications(self, object_ids: Sequence[str] | None = None
+                          ) -> list[tuple[str, str, str, str]]:
+        """The reclassifications this node made of its own objects (of ``object_ids``,
+        or all), oldest first: (object id, the reclassified version, its new
+        marking-definition as JSON, the reason)."""
+
+    @abc.abstractmethod
+    def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
+        """The reclassify notices applied here (direction in) about ``object_ids`` (or
+        all), oldest first."""
 
     # -- consent for third-party release (services/consent.py) ---------------------------
     @abc.abstractmethod

@@ -133,6 +133,7 @@ from .sqlite import (
     _raise_alert,
     _recall_refused,
     _recalled_here,
+    _reclassified,
     _record_release,
     _refs_select,
     _relabel_versions,
@@ -925,6 +926,21 @@ class PostgresStore(Store):
                         (notice_id,))
         return Notice(*row) if row else None
 
+    def reclassifications(self, object_ids: Sequence[str] | None = None
+                          ) -> list[tuple[str, str, str, str]]:
+        where, params = ("WHERE object_id = ANY(%s) ", [list(object_ids)]) \
+            if object_ids is not None else ("", [])
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(
+            "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
+            f"{where}ORDER BY made, object_id, version", params)]
+
+    def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
+        where, params = ("AND object_id = ANY(%s) ", [list(object_ids)]) \
+            if object_ids is not None else ("", [])
+        return [Notice(*r) for r in self._all(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE kind = 'reclassify' AND "  # noqa: S608
+            f"direction = 'in' {where}ORDER BY made, notice_id", params)]
+
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._all(
             f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued, object_id, party")]  # noqa: S608
@@ -940,13 +956,16 @@ class PostgresStore(Store):
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
-                notice: Notice | None = None) -> int | None:
+                notice: Notice | None = None, *,
+                reclassified: tuple[str, str, str] | None = None,
+                notices: Sequence[Notice] = ()) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c.cursor(), "%s", notice, None, ()):
                 return None  # applied already
+            _reclassified(c.cursor(), "%s", object_id, reclassified, notices)
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                                 "object_id = %s AND originator = %s AND version = %s AND "

@@ -893,6 +893,23 @@ class SQLiteStore(Store):
             (notice_id,)).fetchone()
         return Notice(*row) if row else None
 
+    def reclassifications(self, object_ids: Sequence[str] | None = None
+                          ) -> list[tuple[str, str, str, str]]:
+        params: list[Any] = []
+        where = f"WHERE {_in('object_id', object_ids, params)} " if object_ids is not None \
+            else ""
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._conn().execute(
+            "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
+            f"{where}ORDER BY made, object_id, version", params)]
+
+    def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
+        params: list[Any] = []
+        where = f"AND {_in('object_id', object_ids, params)} " if object_ids is not None \
+            else ""
+        return [Notice(*r) for r in self._conn().execute(
+            f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE kind = 'reclassify' AND "  # noqa: S608
+            f"direction = 'in' {where}ORDER BY made, notice_id", params)]
+
     def recalls(self) -> list[RecallRecord]:
         return [RecallRecord(*r) for r in self._conn().execute(
             f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued, object_id, party")]  # noqa: S608
@@ -908,13 +925,16 @@ class SQLiteStore(Store):
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
-                notice: Notice | None = None) -> int | None:
+                notice: Notice | None = None, *,
+                reclassified: tuple[str, str, str] | None = None,
+                notices: Sequence[Notice] = ()) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c, "?", notice, None, ()):
                 return None  # applied already
+            _reclassified(c, "?", object_id, reclassified, notices)
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
                                 "object_id = ? AND originator = ? AND version = ? AND "
@@ -1145,6 +1165,19 @@ def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> Non
             conflicts.append(marking_id)
     if conflicts:
         raise MarkingConflict(conflicts)
+
+
+def _reclassified(c: Any, mark: str, object_id: str,
+                  reclassified: tuple[str, str, str] | None, notices: Sequence[Notice]) -> None:
+    """The originator's side of ``Store.relabel`` inside the caller's write transaction
+    (both dialects): its reclassification kept, the holders' notices queued."""
+    if reclassified is not None:
+        c.execute("INSERT INTO reclassifications (object_id, version, marking, reason, made) "  # noqa: S608
+                  f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, "
+                  "version) DO NOTHING",
+                  (object_id, *reclassified, timestamp(utc_now())))
+    for queued in notices:
+        _add_notice(c, mark, queued, None, ())
 
 
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
