@@ -7,11 +7,12 @@ import getpass
 import json
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from test_federation import publish, pull, push
+from test_federation import pair, people, publish, pull, push
 
 from intelpact.crypto.signing import sign_object
 from intelpact.interfaces.cli import main
@@ -22,9 +23,10 @@ from intelpact.services.courier import BadAnswer, Courier
 from intelpact.services.federation import MAX_NAMED, FederationError, sign_payload
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
+from intelpact.services.relabel import Relabelled, Relabeller
 from intelpact.store.base import AuditFilter, Query, parse_timestamp
 
-from helpers import DEEP, indicator, partner_answers, serving_federation
+from helpers import DEEP, indicator, make_node, partner_answers, serving_federation
 
 
 @pytest.fixture()
@@ -572,6 +574,87 @@ def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
     for notice in (second, first):
         nzl.controls.receive("JPN", json.loads(notice.body))
     assert seen(nzl, obj["id"]) and seen(nzl, obj["id"], "analyst") == []
+
+
+def test_a_version_queued_before_a_reclassification_that_withdraws_the_partner_stays(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a version queued for NZL while it was down went to it after JPN
+    reclassified the object for Japan's eyes only, pushed or pulled: the reclassification
+    left JPN's own older versions at their old labels, which the release decision read
+    as they left. JPN's older versions carry the join of their label and the new
+    marking's, so neither a push nor a pull takes them to NZL, and NZL, which never held
+    the object and may not now, is told nothing of it."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "queued while NZ is down", "秘", ("NZL",))
+    assert jpn.store.queued_for(obj["id"]) == ["NZL"]
+    _, told = jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                                      MarkingRequest("秘", ()),
+                                      collection_id=jpn.default_collection().collection_id,
+                                      reason="Japan only now")
+    assert told == []
+    with serving_federation(jpn):  # NZL pulls
+        pull(nzl, "JPN")
+        assert seen(nzl, obj["id"]) == []
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert seen(nzl, obj["id"]) == []
+    assert jpn.store.disseminations(object_id=obj["id"]) == []
+
+
+def test_an_upgrade_closes_the_originator_s_own_older_versions(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: JPN raised its object from 秘 to 極秘; a JPN reader cleared 秘 still
+    read the old version (TAXII's versions, `get --all-versions`), JPN's copy being at
+    its old label. The originator's older versions carry the join too, and the Relabeller
+    works the same labels out again (an amended agreement)."""
+    jpn, _ = jpn_nzl
+    jpn.people.add("kato", party="JPN", clearance="秘")
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    assert seen(jpn, obj["id"], "kato")
+    jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                            MarkingRequest("極秘", ("NZL",)),
+                            collection_id=jpn.default_collection().collection_id,
+                            reason="a new source")
+    assert seen(jpn, obj["id"], "kato") == []
+    assert len(seen(jpn, obj["id"])) == 2
+    assert_relabeller_agrees(jpn, obj["id"])
+
+
+def assert_relabeller_agrees(node: Node, object_id: str) -> None:
+    """The labels of ``object_id``'s versions are those the Relabeller works out again."""
+    relabeller = Relabeller(node.policy, node.markings, node.store, node.audit, node.controls)
+    raises, labels = node.controls.raises(), node.store.labels()
+    for row in node.store.held([object_id]):
+        base, banner = relabeller.labels_of(row, labels, raises, Relabelled())
+        assert (base, banner) == (labels[row.label_id], labels[row.banner_id]), row.version
+
+
+def test_a_partner_pinned_after_a_reclassification_gets_no_version_it_excludes(
+        tmp_path: Path) -> None:
+    """Regression: JPN reclassified an object it had released to no one yet for Japan's
+    eyes only; NZL, pinned after, had the old version queued for it (add_peer decided on
+    JPN's stored labels). With no holder no notice is kept: the reclassification is
+    kept all the same, and the Relabeller finds it."""
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    try:
+        for node in (jpn, nzl):
+            people(node)
+        obj = publish(jpn, "before NZ was pinned", "秘", ("NZL",))
+        version, told = jpn.controls.reclassify(
+            jpn.people.as_person("officer"), obj["id"], MarkingRequest("秘", ()),
+            collection_id=jpn.default_collection().collection_id, reason="Japan only")
+        assert told == []
+        pair(jpn, nzl)
+        assert not [row for _, row in jpn.store.pending("NZL", 100)
+                    if row.object_id == obj["id"]]
+        with serving_federation(jpn), serving_federation(nzl):
+            push(jpn, "NZL")
+            pull(nzl, "JPN")
+        assert seen(nzl, obj["id"]) == []
+        assert_relabeller_agrees(jpn, obj["id"])
+    finally:
+        jpn.close()
+        nzl.close()
 
 
 def test_a_partner_that_pulled_is_told_of_reclassifications_and_recalls(

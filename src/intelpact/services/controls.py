@@ -24,7 +24,9 @@ notice once (notices are kept by id) and answers with a signed receipt.
   holder relabels at once each version it holds older than that one, with the join of
   its label and the new marking's (its body still carries the old marking); if that no
   longer lets it hold them, it purges them as for a recall and says so with a destroyed
-  notice.
+  notice. The originator joins its own older versions so too, and keeps the
+  reclassification; an older version either receives later is joined with the
+  reclassifications kept there (:meth:`Controls.raises`), or refused.
 """
 
 from __future__ import annotations
@@ -235,20 +237,49 @@ class Controls:
                             if f["id"] == object_id), "refused")
             raise ControlError(f"the reclassified version was refused: {failure}")
         version = str(done[0].get("version", obj["modified"]))
-        new_rows = [r for r in self._rows(object_id) if r.version == version]
+        rows = self._rows(object_id)
+        new_rows = [r for r in rows if r.version == version]
         definition = self._definition_of(new_rows[0]) if new_rows else None
         if definition is None:
             raise ControlError("the new version carries no national marking of this node")
+        _, part = self._notice_marking(self.party, definition)
+        # Our own older versions are joined as a holder's are (their bodies still carry
+        # the old marking): what we serve, release (push, pull, a partner pinned later)
+        # and what waits in the outbox (decided again as it leaves) follow the new one.
+        older = self._older(rows, version)
+        relabelled = self._joined(older, definition_label(self.policy.agreement, part,
+                                                          self.party))
         holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)
-                          if d.version != version})
+                          if d.version != version} | self._queued(object_id, older, relabelled))
+        events, notices = [], []
         for party in holders:
-            event = self.audit.event("reclassify", person=principal.person, party=party,
-                                     originator=self.party, objects=[(object_id, version)],
-                                     reason=reason, marking=definition["id"], direction="out")
-            self._queue("reclassify", party, object_id,
-                        {"object_id": object_id, "version": version, "reason": reason,
-                         "marking": definition}, [event])
+            events.append(self.audit.event(
+                "reclassify", person=principal.person, party=party, originator=self.party,
+                objects=[(object_id, version)], reason=reason, marking=definition["id"],
+                direction="out"))
+            notice_id, signed = self._notice("reclassify", party, {
+                "object_id": object_id, "version": version, "reason": reason,
+                "marking": definition})
+            notices.append(Notice(notice_id, "out", party, "reclassify", object_id,
+                                  canonical(signed), timestamp(utc_now())))
+        # kept (for the Relabeller and for what arrives later), joined and the holders'
+        # notices queued in one transaction; the new version was stored before it, by the
+        # publish path (docs/controls.md says what a crash between the two leaves)
+        self.store.relabel(object_id, self.party, relabelled, events,
+                           reclassified=(version, canonical(definition), reason),
+                           notices=notices)
         return version, holders
+
+    def _queued(self, object_id: str, older: Sequence[StoredObject],
+                labels: Mapping[str, tuple[Label, Label]]) -> set[str]:
+        """The partners an older version of ``object_id`` waits in the outbox to go to
+        and may still go to under its joined ``labels``: told as holders are, since it
+        reaches them under its old marking (a partner it may no longer go to gets
+        nothing of it: the outbox decides again as it leaves, and is told nothing)."""
+        parties = set(self.store.queued_for(object_id))
+        return {party for party in parties if any(
+            self.federation.may_release_now(labels[row.version][1], party, row)
+            for row in older)}
 
     def _is_ours(self, marking_id: str) -> bool:
         return self._national_of(marking_id, self.party)
@@ -486,18 +517,27 @@ class Controls:
             raise ControlError(f"the new marking is not a national marking of {sender}")
         return definition, part
 
-    def raises(self) -> dict[tuple[str, str], list[tuple[dt.datetime, Label | None]]]:
-        """What the reclassification notices applied here (:meth:`_reclassified`) join
-        with the labels of the versions they are about, under the agreement in force: by
-        (object id, originator), each notice's version and its new marking's label, to
-        join with every version older than that one (:meth:`_joined`); None where that
-        marking no longer checks under the agreement (an amendment changed what it
-        means: the versions are closed, services/relabel.py). A notice that withdrew the
-        object destroyed those versions: no version it is about is held."""
+    def raises(self, object_ids: Sequence[str] | None = None
+               ) -> dict[tuple[str, str], list[tuple[dt.datetime, Label | None]]]:
+        """What the reclassifications kept here join with the labels of the versions
+        they are about, under the agreement in force (of ``object_ids``, or all): the
+        notices applied here (:meth:`_reclassified`) and this node's own
+        (:meth:`reclassify`); by (object id, originator), each one's version and its new
+        marking's label, to join with every version older than that one
+        (``reclassified_labels``); None where that marking no longer checks under the
+        agreement (an amendment changed what it means: the versions are closed,
+        services/relabel.py). A notice that withdrew the object destroyed those
+        versions here: one that arrives later is refused (Federation.receive)."""
         out: dict[tuple[str, str], list[tuple[dt.datetime, Label | None]]] = {}
-        for kept in self.store.notices():
-            if kept.direction != "in" or kept.kind != "reclassify":
-                continue
+        for own, version, marking, _ in self.store.reclassifications(object_ids):
+            made = parse_timestamp(version)
+            try:
+                _, part = self._notice_marking(self.party, json.loads(marking), kept=True)
+                mine: Label | None = definition_label(self.policy.agreement, part, self.party)
+            except (ControlError, ValueError):
+                mine = None
+            out.setdefault((own, self.party), []).append((made, mine))
+        for kept in self.store.reclassify_notices(object_ids):
             try:  # checked before it was kept
                 notice = json.loads(kept.body)["notice"]
                 object_id, made = str(notice["object_id"]), parse_timestamp(notice["version"])
