@@ -601,6 +601,71 @@ def test_a_version_queued_before_a_reclassification_that_withdraws_the_partner_s
     assert jpn.store.disseminations(object_id=obj["id"]) == []
 
 
+def test_an_older_version_that_arrives_after_the_notice_is_held_at_the_join(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: NZL held v1, JPN published v2 while NZL was down, then raised the
+    object to 機密 (TOP SECRET). NZL applied the notice to v1, then got v2 (older than the
+    reclassified version) under its 秘 marking and stored it so: its SECRET analyst read
+    it. A version older than a reclassification applied here is held at the join of its
+    label and the new marking's, as the notice would have relabelled it."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "v1", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        v2 = {k: v for k, v in obj.items() if k != "extensions"}
+        v2.update(modified="2026-11-02T00:00:00.000Z", name="v2")
+        status = jpn.publisher.publish(officer.person, cid, [v2],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ("NZL",)),
+                                          collection_id=cid, reason="a new source")
+        assert told == ["NZL"]
+        assert deliver(jpn, "NZL") == 1  # the notice first: v1 relabelled
+        push(jpn, "NZL")  # then v2 and the reclassified version
+        assert {o["name"] for o in seen(nzl, obj["id"])} == {"v1", "v2"}
+        assert len(seen(nzl, obj["id"])) == 3
+        assert seen(nzl, obj["id"], "analyst") == []
+
+
+def test_an_older_version_a_push_brings_after_a_notice_that_withdraws_it_is_refused(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: JPN's push read v2 for NZL; meanwhile JPN reclassified the object for
+    Japan's eyes only and NZL applied the notice (destroying v1); then the push sent v2,
+    and NZL stored it under its old marking. NZL refuses it, audited with the reason,
+    and does not acknowledge it."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "v1", "秘", ("NZL",))
+    v2 = {k: v for k, v in obj.items() if k != "extensions"}
+    v2.update(modified="2026-11-02T00:00:00.000Z", name="v2")
+    real = type(jpn.federation).outgoing
+
+    def reclassified_meanwhile(fed: Any, party: str, entries: Any, *args: Any,
+                               **kw: Any) -> Any:
+        if any(row.object_id == obj["id"] for _, row in entries):
+            monkeypatch.setattr(type(jpn.federation), "outgoing", real)
+            _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
+                                              collection_id=cid, reason="Japan only now")
+            assert told == ["NZL"] and deliver(jpn, "NZL") == 1
+        return real(fed, party, entries, *args, **kw)
+
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        status = jpn.publisher.publish(officer.person, cid, [v2],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        monkeypatch.setattr(type(jpn.federation), "outgoing", reclassified_meanwhile)
+        assert push(jpn, "NZL") == 0  # sent, and refused
+    assert seen(nzl, obj["id"]) == []
+    (refused,) = nzl.store.find_audit(AuditFilter(kinds=("refuse",), party="JPN"))
+    assert "reclassified by JPN" in json.loads(refused.body)["reason"]
+    assert [parse_timestamp(d.version) for d in jpn.store.disseminations()
+            if d.object_id == obj["id"]] == [parse_timestamp(obj["modified"])]
+
+
 def test_an_upgrade_closes_the_originator_s_own_older_versions(
         jpn_nzl: tuple[Node, Node]) -> None:
     """Regression: JPN raised its object from 秘 to 極秘; a JPN reader cleared 秘 still

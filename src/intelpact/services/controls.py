@@ -89,6 +89,9 @@ class Controls:
         self.publisher = publisher
         # set by services/consent.py: applies the consent notices this node receives
         self.on_consent: Callable[[str, Mapping[str, Any], Notice], None] | None = None
+        # what an older version arriving later is joined with, as the notice joined the
+        # versions held when it was applied (Federation.receive)
+        federation.reclassifications = self.raises
 
     @property
     def party(self) -> str:

@@ -69,7 +69,13 @@ from .audit import (
     operator,
     verify_checkpoint_note,
 )
-from .publish import canonical_body, definition_label, object_version
+from .publish import (
+    Raises,
+    canonical_body,
+    definition_label,
+    object_version,
+    reclassified_labels,
+)
 
 log = logging.getLogger("intelpact.federation")
 CARD_VERSION = 1
@@ -443,6 +449,9 @@ class Federation:
         # partner retrying a refused request (its courier backs off to 30 s) cannot fill
         # the log (interfaces/federation.py)
         self.refusals = Sampled(audit, "refuse")
+        # the reclassifications kept here about some objects (Controls.raises, which sets
+        # it): a version older than one arrives joined with them
+        self.reclassifications: Callable[[Sequence[str]], Raises] = lambda ids: {}
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}
@@ -840,7 +849,13 @@ class Federation:
         # definition this node holds under that id, it would not be marked as its
         # originator marked it (perhaps lower)
         unlearnt = {r.object_id: r.message for r in results if not r.ok}
-        checked = [self._check_object(sender, collection_id, item, tokens, problems, retired)
+        # the reclassifications kept here about these objects, read once for the envelope
+        raises = self.reclassifications(sorted({
+            str(o["id"]) for o in others if isinstance(o, dict) and isinstance(o.get("id"),
+                                                                               str)})) \
+            if others else {}
+        checked = [self._check_object(sender, collection_id, item, tokens, problems, retired,
+                                      raises)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
         claims: dict[str, set[str]] = {}  # the originators of each id's versions here
@@ -1042,7 +1057,7 @@ class Federation:
 
     def _check_object(self, sender: str, collection_id: str, item: Any,
                       consents: Sequence[ConsentToken] = (), problems: Sequence[str] = (),
-                      retired: dict[str, set[str]] | None = None
+                      retired: dict[str, set[str]] | None = None, raises: Raises | None = None
                       ) -> tuple[Received, NewObject | None]:
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
@@ -1079,12 +1094,28 @@ class Federation:
                                     retired)
         if unvouched is not None:
             return Received(oid, version, False, unvouched), None
-        refused = self._refused(sender, labels.banner, oid, version, consents, problems)
+        # A version older than a reclassification kept here (a notice applied, or our
+        # own) is held at the join of its label and the new marking's, as the notice
+        # relabelled the versions held when it was applied: its body still carries the
+        # old marking, and whoever sends it late must not bring it in below that.
+        base, banner = labels.base, labels.banner
+        joined = reclassified_labels(raises, oid, originator, version, base, banner) \
+            if raises and version else (base, banner, 0)
+        if joined is None:
+            return Received(oid, version, False, (
+                f"reclassified by {originator} after this version, under a marking that "
+                "no longer checks under the agreement in force: not held here")), None
+        base, banner, reclassified = joined
+        refused = self._refused(sender, banner, oid, version, consents, problems)
+        if refused and reclassified:
+            return Received(oid, version, False, (
+                f"reclassified by {originator} after this version: "
+                f"{refused.message}")), None
         if refused:
             return refused, None
         return Received(oid, version, True, ""), NewObject(
             oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
-            digest, labels.base, labels.banner, originator, bool(labels.portions),
+            digest, base, banner, originator, bool(labels.portions),
             received_from=sender, marking_refs=cited_markings(item))
 
     def pulled(self, party: str, rows: Sequence[StoredObject]) -> None:
