@@ -722,6 +722,33 @@ def test_a_partner_pinned_after_a_reclassification_gets_no_version_it_excludes(
         nzl.close()
 
 
+def test_a_partner_pinned_after_a_reclassification_is_told_of_it_with_the_old_version(
+        tmp_path: Path) -> None:
+    """Regression: JPN raised an object it had released to no one yet from 秘 to 機密;
+    NZL, pinned after and allowed both, got the old version under its 秘 marking and no
+    notice (there was no holder to tell): its SECRET analyst read it. A partner pinned
+    later with an older version queued is told, as a holder would have been."""
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    try:
+        for node in (jpn, nzl):
+            people(node)
+        nzl.people.add("analyst", party="NZL", clearance="SECRET")
+        obj = publish(jpn, "before NZ was pinned", "秘", ("NZL",))
+        _, told = jpn.controls.reclassify(
+            jpn.people.as_person("officer"), obj["id"], MarkingRequest("機密", ("NZL",)),
+            collection_id=jpn.default_collection().collection_id, reason="a new source")
+        assert told == []
+        pair(jpn, nzl)
+        with serving_federation(jpn), serving_federation(nzl):
+            assert deliver(jpn, "NZL") == 1
+            push(jpn, "NZL")
+        assert len(seen(nzl, obj["id"])) == 2
+        assert seen(nzl, obj["id"], "analyst") == []
+    finally:
+        jpn.close()
+        nzl.close()
+
+
 def test_a_partner_that_pulled_is_told_of_reclassifications_and_recalls(
         jpn_nzl: tuple[Node, Node]) -> None:
     """A pull has no receipt, but what it serves is in the dissemination record: a partner

@@ -92,6 +92,7 @@ class Controls:
         # what an older version arriving later is joined with, as the notice joined the
         # versions held when it was applied (Federation.receive)
         federation.reclassifications = self.raises
+        federation.on_pinned = self._tell_pinned
 
     @property
     def party(self) -> str:
@@ -272,6 +273,28 @@ class Controls:
                            reclassified=(version, canonical(definition), reason),
                            notices=notices)
         return version, holders
+
+    def _tell_pinned(self, party: str) -> int:
+        """Tell ``party``, pinned now and an older version of one of our reclassified
+        objects queued for it, of each reclassification that version is older than, as a
+        holder was told: it would hold that version under its old marking. Returns how
+        many notices were queued."""
+        told = 0
+        labels = self.store.labels()
+        for object_id, version, marking, reason in self.store.reclassifications():
+            older = self._older(self._rows(object_id), version)
+            if party not in self._queued(object_id, older, {
+                    r.version: (labels[r.label_id], labels[r.banner_id]) for r in older}):
+                continue
+            event = self.audit.event("reclassify", operator=operator(), party=party,
+                                     originator=self.party, objects=[(object_id, version)],
+                                     reason=reason, marking=json.loads(marking).get("id"),
+                                     direction="out")
+            self._queue("reclassify", party, object_id,
+                        {"object_id": object_id, "version": version, "reason": reason,
+                         "marking": json.loads(marking)}, [event])
+            told += 1
+        return told
 
     def _queued(self, object_id: str, older: Sequence[StoredObject],
                 labels: Mapping[str, tuple[Label, Label]]) -> set[str]:

@@ -452,6 +452,9 @@ class Federation:
         # the reclassifications kept here about some objects (Controls.raises, which sets
         # it): a version older than one arrives joined with them
         self.reclassifications: Callable[[Sequence[str]], Raises] = lambda ids: {}
+        # tells a partner pinned now of our reclassifications of what is queued for it
+        # (Controls, which sets it)
+        self.on_pinned: Callable[[str], Any] = lambda party: None
 
     def peers(self) -> dict[str, PeerRecord]:
         return {p.party: p for p in self.store.peers()}
@@ -646,6 +649,9 @@ class Federation:
         queued = self.store.enqueue(peer.party,
                                     lambda row: self._may_release(labels[row.banner_id],
                                                                   peer.party, row).allowed)
+        # an older version of an object we reclassified goes under its old marking: the
+        # partner is told of the reclassification, as its holders were
+        self.on_pinned(peer.party)
         return peer, queued
 
     # -- consent tokens ---------------------------------------------------------------
