@@ -551,6 +551,28 @@ def test_a_selector_at_a_list_item_withholds_the_whole_property(world: World) ->
     assert full["external_references"][1]["url"] == "https://example.org"
 
 
+def test_a_withheld_granular_markings_property_withholds_the_object(world: World) -> None:
+    """Regression: a selector may name ``granular_markings`` itself. Withheld, the
+    property was removed and then put back with the markings of the other portions
+    (which it is), under a withheld extension saying it was gone. An object whose
+    markings of its portions are withheld cannot be served without them: it is not
+    served to that reader at all, as when a property every object needs is withheld."""
+    low = national_marking(world.node.agreement, "JPN", "秘", rel_to=["NZL"])
+    high = national_marking(world.node.agreement, "JPN", "極秘", rel_to=["NZL"])
+    obj = indicator("marked markings", object_marking_refs=[low["id"]], labels=["a"],
+                    granular_markings=[{"marking_ref": high["id"],
+                                        "selectors": ["granular_markings"]},
+                                       {"marking_ref": low["id"], "selectors": ["labels"]}])
+    r = post(world.url, world.cid, {"objects": [low, high, obj]})
+    assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text[:300]
+    path = f"/intel/collections/{world.cid}/objects/{obj['id']}/"
+    assert world.get("reader", path).status_code == 404
+    denied = world.node.audit.find(AuditFilter(kinds=("deny",), object_id=obj["id"]))
+    assert denied and all(json.loads(e.body)["reason"] for e in denied)
+    (full,) = world.get("pub", path).json()["objects"]
+    assert full["granular_markings"] == obj["granular_markings"]
+
+
 def test_marking_refs_to_unknown_or_self_referencing_definitions(world: World) -> None:
     before = world.snapshot()
     unknown = f"marking-definition--{uuid.uuid4()}"

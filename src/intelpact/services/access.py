@@ -149,9 +149,11 @@ class Access:
 def redact(obj: Mapping[str, Any], withheld: tuple[str, ...]) -> dict[str, Any] | None:
     """Remove withheld portions. A withheld selector removes its whole top-level
     property (so no list index shifts under other selectors); granular markings
-    on removed properties go too. None when a core property would be lost."""
+    on removed properties go too. None when a core property would be lost, or the
+    granular markings themselves (a selector may name them): what is left would be
+    served without the markings of its portions."""
     removed = sorted({selector.split(".", 1)[0] for selector in withheld})
-    if any(name in _CORE for name in removed):
+    if any(name in _CORE or name == "granular_markings" for name in removed):
         return None
     out = {k: v for k, v in obj.items() if k not in removed}
     granular = [
