@@ -351,6 +351,31 @@ def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, No
     assert jpn.store.find_audit(AuditFilter(kinds=("reclassify",), party="NZL"))
 
 
+def test_a_partner_the_object_was_recalled_from_is_not_told_of_its_reclassification(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a reclassification told every partner the dissemination record or the
+    outbox named, the ones the object had been recalled from too: its new marking and
+    the reason went to a partner nothing more of it may go to."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled, then raised", "秘", ("NZL",))
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        queued = publish(jpn, "queued, recalled, then raised", "秘", ("NZL",))
+        assert jpn.store.queued_for(queued["id"]) == ["NZL"]  # never pushed
+        for oid in (obj["id"], queued["id"]):
+            assert jpn.controls.recall(officer, oid, reason="source at risk") == ["NZL"]
+        assert deliver(jpn, "NZL") == 2
+        for oid in (obj["id"], queued["id"]):
+            version, told = jpn.controls.reclassify(officer, oid,
+                                                    MarkingRequest("機密", ("NZL",)),
+                                                    collection_id=cid, reason="raised")
+            assert told == [], oid
+        assert deliver(jpn, "NZL") == 0
+    assert not [n for n in jpn.store.notices() if n.kind == "reclassify"]
+
+
 def test_a_malformed_destruction_receipt_is_refused_with_the_reason(
         jpn_nzl: tuple[Node, Node]) -> None:
     """Regression: a destruction receipt whose "destroyed" was not a list of pairs ([[]],

@@ -253,8 +253,9 @@ class Controls:
         older = self._older(rows, version)
         relabelled = self._joined(older, definition_label(self.policy.agreement, part,
                                                           self.party))
-        holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)
-                          if d.version != version} | self._queued(object_id, older, relabelled))
+        holders = sorted(({d.party for d in self.store.disseminations(object_id=object_id)
+                           if d.version != version} | self._queued(object_id, older, relabelled))
+                         - self._recalled_from(object_id))
         events, notices = [], []
         for party in holders:
             events.append(self.audit.event(
@@ -302,10 +303,16 @@ class Controls:
         and may still go to under its joined ``labels``: told as holders are, since it
         reaches them under its old marking (a partner it may no longer go to gets
         nothing of it: the outbox decides again as it leaves, and is told nothing)."""
-        parties = set(self.store.queued_for(object_id))
+        parties = set(self.store.queued_for(object_id)) - self._recalled_from(object_id)
         return {party for party in parties if any(
             self.federation.may_release_now(labels[row.version][1], party, row)
             for row in older)}
+
+    def _recalled_from(self, object_id: str) -> set[str]:
+        """The partners ``object_id`` was recalled from: nothing more of it goes to them,
+        a reclassification's notice included (it would tell them its new marking and the
+        reason)."""
+        return {r.party for r in self.store.recalls() if r.object_id == object_id}
 
     def _is_ours(self, marking_id: str) -> bool:
         return self._national_of(marking_id, self.party)
