@@ -135,7 +135,7 @@ def stored(node_dir: Path, person: str) -> list[dict[str, Any]]:
 
     node = Node.open(node_dir)
     try:
-        return [o for o in _visible(node, node.people.as_person(person), "export")
+        return [o for _, o in _visible(node, node.people.as_person(person), "export")
                 if o["type"] != "marking-definition"]
     finally:
         node.close()
