@@ -708,6 +708,14 @@ def test_an_upgrade_closes_the_originator_s_own_older_versions(
     assert seen(jpn, obj["id"], "kato") == []
     assert len(seen(jpn, obj["id"])) == 2
     assert_relabeller_agrees(jpn, obj["id"])
+    # recorded here, beside the event of the notice to NZL (the old version waits for it)
+    found = jpn.audit.find(AuditFilter(kinds=("reclassify",), object_id=obj["id"]))
+    assert sorted(str(e.party) for e in found) == ["NZL", "None"]
+    (event,) = [e for e in found if e.party is None]
+    body = json.loads(event.body)
+    assert body["objects"] == [[obj["id"], body["objects"][0][1]]]
+    assert parse_timestamp(body["objects"][0][1]) == parse_timestamp(obj["modified"])
+    assert body["reason"] == "a new source" and body["reclassified"] > body["objects"][0][1]
 
 
 def assert_relabeller_agrees(node: Node, object_id: str) -> None:
@@ -734,6 +742,8 @@ def test_a_partner_pinned_after_a_reclassification_gets_no_version_it_excludes(
             jpn.people.as_person("officer"), obj["id"], MarkingRequest("秘", ()),
             collection_id=jpn.default_collection().collection_id, reason="Japan only")
         assert told == []
+        (event,) = jpn.audit.find(AuditFilter(kinds=("reclassify",), object_id=obj["id"]))
+        assert event.party is None and json.loads(event.body)["reclassified"] == version
         pair(jpn, nzl)
         assert not [row for _, row in jpn.store.pending("NZL", 100)
                     if row.object_id == obj["id"]]

@@ -256,7 +256,13 @@ class Controls:
         holders = sorted(({d.party for d in self.store.disseminations(object_id=object_id)
                            if d.version != version} | self._queued(object_id, older, relabelled))
                          - self._recalled_from(object_id))
-        events, notices = [], []
+        # the older versions joined here, recorded whether or not any partner is told
+        events = [self.audit.event("reclassify", person=principal.person,
+                                   originator=self.party,
+                                   objects=[(object_id, r.version) for r in older],
+                                   reason=reason, marking=definition["id"],
+                                   reclassified=version)]
+        notices = []
         for party in holders:
             events.append(self.audit.event(
                 "reclassify", person=principal.person, party=party, originator=self.party,
