@@ -45,6 +45,7 @@ from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
+    AuditEvent,
     Dissemination,
     Notice,
     Query,
@@ -290,7 +291,8 @@ class Controls:
         labels = self.store.labels()
         for object_id, version, marking, reason in self.store.reclassifications():
             older = self._older(self._rows(object_id), version)
-            if party not in self._queued(object_id, older, {
+            if party in self._recalled_from(object_id) or party not in self._queued(
+                    object_id, older, {
                     r.version: (labels[r.label_id], labels[r.banner_id]) for r in older}):
                 continue
             event = self.audit.event("reclassify", operator=operator(), party=party,
@@ -309,7 +311,7 @@ class Controls:
         and may still go to under its joined ``labels``: told as holders are, since it
         reaches them under its old marking (a partner it may no longer go to gets
         nothing of it: the outbox decides again as it leaves, and is told nothing)."""
-        parties = set(self.store.queued_for(object_id)) - self._recalled_from(object_id)
+        parties = set(self.store.queued_for(object_id))
         return {party for party in parties if any(
             self.federation.may_release_now(labels[row.version][1], party, row)
             for row in older)}
@@ -407,16 +409,27 @@ class Controls:
         audit); the sender is not told."""
         object_id = str(notice["object_id"])
         rows = self._rows(object_id)
-        others = sorted({r.originator for r in rows} - {sender})
-        for origin in others:
-            self.audit.record(self.audit.event(
-                "refuse", party=sender, actor=sender, originator=origin,
-                objects=[(object_id, "")], notice=notice["id"], message=notice["kind"],
-                reason=f"{sender} did not originate {shown(object_id)} (its originator is "
-                f"{', '.join(others)}): only the originator may recall or reclassify it. "
-                "Its notice applies to nothing here, and is answered as one about an "
-                "object not held"))
+        self.audit.record(*self._not_theirs(sender, notice, rows, sender, lambda others: (
+            f"{sender} did not originate {shown(object_id)} (its originator is {others}): "
+            "only the originator may recall or reclassify it. Its notice applies to "
+            "nothing here")))
         return [r for r in rows if r.originator == sender]
+
+    def _not_theirs(self, sender: str, notice: Mapping[str, Any],
+                    rows: Sequence[StoredObject], owner: str, why: Callable[[str], str]
+                    ) -> list[AuditEvent]:
+        """The ``refuse`` events of a notice from ``sender`` about an object held here
+        (``rows``) that ``owner`` did not originate, one under each originator, who sees it
+        by partner audit: ``why`` of the originators named. The notice is answered
+        as one about an object not held; a refusal told the sender that this node holds
+        that object, and from whom."""
+        others = sorted({r.originator for r in rows} - {owner})
+        return [self.audit.event(
+            "refuse", party=sender, actor=sender, originator=origin,
+            objects=[(str(notice["object_id"]), "")], notice=notice["id"],
+            message=notice["kind"],
+            reason=why(", ".join(others)) + ", and is answered as one about an "
+            "object not held") for origin in others]
 
     def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
                stored: Notice, versions: Sequence[str] | None = None) -> None:
@@ -476,16 +489,13 @@ class Controls:
         if answers is not None and not isinstance(answers, str):
             raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
                                "the id of the notice it answers, or null")
-        held = self._rows(object_id)
-        others = sorted({r.originator for r in held} - {self.party})
-        if others:  # kept and answered as one about an object not held: refused,
-            # it told the sender that this node holds that object, from another originator
-            self.store.add_notice(stored, audit=[self.audit.event(
-                "refuse", party=sender, actor=sender, originator=origin,
-                objects=[(object_id, "")], notice=notice["id"], message="destroyed",
-                reason=f"{shown(object_id)} is not ours (its originator is "
-                f"{', '.join(others)}): a destruction receipt for it is not for us. Kept, "
-                "and answered as one about an object not held") for origin in others])
+        refused = self._not_theirs(sender, notice, self._rows(object_id), self.party,
+                                   lambda others: (
+                                       f"{shown(object_id)} is not ours (its originator is "
+                                       f"{others}): a destruction receipt for it is not for "
+                                       "us. Kept"))
+        if refused:
+            self.store.add_notice(stored, audit=refused)
             return
         more: dict[str, Any] = {"earlier": [[object_id, v] for v, _ in earlier]} \
             if earlier else {}

@@ -602,7 +602,7 @@ class Node:
         return found
 
     def shown_labels(self, row: StoredObject, obj: dict[str, Any],
-                         labels: Mapping[int, Label] | None = None) -> ObjectLabels:
+                     labels: Mapping[int, Label] | None = None) -> ObjectLabels:
         """The labels of what is shown: the stored ones, or, for a version with portions,
         those of the served body (its banner covers only what the viewer sees) joined with
         the stored base, which a holder's reclassification may have raised or narrowed above
