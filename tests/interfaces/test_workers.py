@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from intelpact.model import national_marking
-from intelpact.services.audit import verify_log
 from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter
 
@@ -164,7 +163,7 @@ def test_concurrent_writers_and_readers_across_workers(tmp_path: Path,
         assert [e.index for e in events] == list(range(len(events)))
         assert node.store.find_audit(AuditFilter(kinds=("read",), limit=1))
         node.audit.checkpoint()
-        assert verify_log(node.store, node.audit.origin, node.audit.log_keys()).ok
+        assert node.audit.verify().ok
     finally:
         node.close()
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from intelpact.crypto.checkpoint import parse_checkpoint, verify_note
 from intelpact.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, canonical, verify_log
+from intelpact.services.audit import AuditError, canonical
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Collection, Query, normalise_timestamp
@@ -38,7 +38,7 @@ def _text(note: str) -> str:
 
 
 def _verify(node: Node) -> tuple[str, ...]:
-    return verify_log(node.store, node.audit.origin, node.audit.log_keys()).problems
+    return node.audit.verify().problems
 
 
 def _people(node: Node, n: int, start: int = 0) -> None:
@@ -757,8 +757,7 @@ def test_the_object_index_is_verified_event_by_event(tmp_path: Path) -> None:
         c.execute("DELETE FROM audit_refs WHERE idx = ?", (read.index,))
     node = Node.open(copy)
     try:
-        chunked = verify_log(node.store, node.audit.origin, node.audit.log_keys(),
-                             chunk=2).problems
+        chunked = node.audit.verify(chunk=2).problems
     finally:
         node.close()
     assert len(chunked) == 1 and chunked[0].startswith(f"event {read.index} is missing")
@@ -882,10 +881,15 @@ def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
     result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "jpn")])
     assert result.exit_code == 1, result.output
     assert f"event {index}: {said}" in result.output
+    assert f"event {index}'s MAC does not verify" in result.output
     again = Node.open(tmp_path / "jpn")
     try:
         again.people.add("later", party="JPN", clearance="秘")
-        assert again.audit.integrate()[0] == again.store.audit_size() == index + 2
+        size = again.store.audit_size()  # with the alert `audit verify` raised, below
+        assert again.audit.integrate()[0] == size == index + 3
+        # the officer is told that an event this node did not write was integrated
+        assert [(kind, detail.split(" carry")[0]) for _, kind, _, detail, _
+                in again.store.alerts()] == [("event-forged", f"audit event(s) {index}")]
     finally:
         again.close()
 
@@ -985,35 +989,35 @@ def test_a_numbered_body_is_the_canonical_body_with_its_number(
 def test_a_number_skipped_or_given_twice_is_caught_by_verify(node: Node,
                                                              tmp_path: Path) -> None:
     """A node that skipped a number, or gave one twice, signed a tree a partner would
-    find a gap in: `audit verify` says where, though every hash is intact."""
+    find a gap in: `audit verify` says where, though every hash is intact (and every
+    event is the node's own: each is written here with its MAC)."""
     for i in range(2):
         node.audit.record(node.audit.event("read", originator="NZL",
                                            objects=[(f"indicator--{i}", T0)]))
     node.close()
     size = node.store.audit_size()
 
-    def event(seq: int, column: int | None = None) -> tuple[str, tuple[object, ...]]:
-        body = canonical({"v": 2, "at": T0, "kind": "read", "node": "JPN",
-                          "originator": "NZL", "seq": seq})
-        return ("INSERT INTO audit_events (idx, at, kind, originator, body, seq) "
-                "VALUES ((SELECT max(idx) + 1 FROM audit_events), ?, 'read', 'NZL', ?, ?)",
-                (T0, body, seq if column is None else column))
+    def event(index: int, seq: int | None, column: int | None = None
+              ) -> tuple[str, tuple[object, ...]]:
+        data = {"v": 2, "at": T0, "kind": "read", "node": "JPN", "originator": "NZL"}
+        body = canonical(data if seq is None else {**data, "seq": seq})
+        return ("INSERT INTO audit_events (idx, at, kind, originator, body, seq, mac) "
+                "VALUES (?, ?, 'read', 'NZL', ?, ?, ?)",
+                (index, T0, body, seq if column is None else column,
+                 node.audit.macs.of(index, body)))
 
-    assert _tampered(tmp_path / "jpn", tmp_path, event(2)) == ()
-    problems = _tampered(tmp_path / "jpn", tmp_path, event(4))
+    assert _tampered(tmp_path / "jpn", tmp_path, event(size, 2)) == ()
+    problems = _tampered(tmp_path / "jpn", tmp_path, event(size, 4))
     assert problems == (f"event {size} is numbered 4 among the events about NZL's objects, "
                         "where 2 was next: NZL would find events missing in this log",)
     # the store refuses a number twice; one in the body only is caught all the same
-    problems = _tampered(tmp_path / "jpn", tmp_path, event(2), event(1, column=3))
+    problems = _tampered(tmp_path / "jpn", tmp_path, event(size, 2),
+                         event(size + 1, 1, column=3))
     assert problems == (f"event {size + 1}: its seq column (3) differs from its body",
                         f"event {size + 1} is numbered 1 among the events about NZL's "
                         "objects, where 3 was next: NZL would find a number given twice in "
                         "this log")
-    unnumbered = canonical({"v": 2, "at": T0, "kind": "read", "node": "JPN",
-                            "originator": "NZL"})
-    problems = _tampered(tmp_path / "jpn", tmp_path, (
-        "INSERT INTO audit_events (idx, at, kind, originator, body) VALUES "
-        "((SELECT max(idx) + 1 FROM audit_events), ?, 'read', 'NZL', ?)", (T0, unnumbered)))
+    problems = _tampered(tmp_path / "jpn", tmp_path, event(size, None))
     assert problems == (f"event {size}: it is not numbered among the events about its "
                         "originator's objects",)
 

@@ -35,7 +35,6 @@ from intelpact.services.audit import (
     encode_hash,
     number_gaps,
     parse_count,
-    verify_log,
 )
 from intelpact.services.courier import Courier
 from intelpact.services.federation import sign_request
@@ -1088,7 +1087,7 @@ def test_an_event_left_out_of_the_answer_is_caught_and_alerted(
     (event,) = jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))
     assert json.loads(event.body)["alert"] == "events-withheld"
     jpn.audit.checkpoint()  # the alert's evidence is an event like any other
-    assert verify_log(jpn.store, jpn.audit.origin, jpn.audit.log_keys()).problems == ()
+    assert jpn.audit.verify().problems == ()
 
 
 def test_an_insider_hiding_the_last_event_is_caught_when_the_next_is_logged(

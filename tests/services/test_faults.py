@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from intelpact.crypto.eventmacs import EventMacs
 from intelpact.services.node import Node
 from intelpact.store.sqlite import SQLiteStore
 
@@ -242,6 +243,8 @@ def test_sigkill_during_audit_integration_and_checkpoint(pair: Pair) -> None:
     finally:
         jpn.close()  # integrates and signs what it appended (nothing new)
     store = SQLiteStore(pair.dirs["JPN"] / "node.db")
+    # appended as the node appends them, with its MACs (a test's shortcut, not an insider)
+    store.event_macs = EventMacs.read(pair.dirs["JPN"] / "keys" / "audit-events.key")
     try:
         for i in range(0, len(events), 10_000):
             store.append_audit(events[i:i + 10_000])

@@ -34,7 +34,7 @@ from intelpact.crypto.merkle import root as merkle_root
 from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
-from intelpact.services.audit import AuditError, encode_hash, verify_log
+from intelpact.services.audit import AuditError, encode_hash
 from intelpact.services.courier import Courier
 from intelpact.services.federation import (
     FederationError,
@@ -95,7 +95,7 @@ def _gossip(node: Node, party: str) -> int:
 
 
 def _verify(node: Node) -> tuple[str, ...]:
-    return verify_log(node.store, node.audit.origin, node.audit.log_keys()).problems
+    return node.audit.verify().problems
 
 
 def _key_rotate(node: Node) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import KINDS, operator, readable, verify_log, why_not_kept
+from ..services.audit import KINDS, operator, readable, why_not_kept
 from ..services.federation import FederationError
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
@@ -42,8 +42,7 @@ def audit_verify(node_dir: Path) -> None:
                  f"on into the tree: {getattr(exc, 'message', None) or exc}")
     total = node.store.audit_size()
     with _progress("verifying events", total) as advance:
-        verdict = verify_log(node.store, node.audit.origin, node.audit.log_keys(),
-                             progress=advance)
+        verdict = node.audit.verify(advance)
     with _progress("checking the partner audit events kept here", None) as advance:
         kept, problems = node.check_kept(advance)
     node.close()

@@ -50,6 +50,7 @@ from ..crypto.checkpoint import (
     sign_note,
     verify_note,
 )
+from ..crypto.eventmacs import EventMacs
 from ..crypto.keys import key_id, node_secret, public_key_from_b64, public_raw
 from ..crypto.merkle import (
     Coord,
@@ -516,8 +517,10 @@ class AuditLog:
     it signed with before, and their bounds, are the store's (``party_keys``)."""
 
     def __init__(self, store: Store, party: str, key: Callable[[], Ed25519PrivateKey],
-                 pseudonyms: Pseudonyms, *, checkpoint_interval: float = 10.0) -> None:
+                 pseudonyms: Pseudonyms, macs: EventMacs, *,
+                 checkpoint_interval: float = 10.0) -> None:
         self.store = store
+        self.macs = store.event_macs = macs  # every event appended from here carries one
         self.party = party
         self.origin = log_origin(party)
         self.pseudonyms = pseudonyms
@@ -754,17 +757,34 @@ class AuditLog:
         (the background integrator's way: see STEP_EVENTS)."""
         limit, refs = (STEP_EVENTS, STEP_REFS) if steps else (INTEGRATE_BATCH, None)
         appended = self.store.audit_size()
-        while True:
-            size, root = self.store.integrate_audit(limit, refs=refs)
-            if size >= appended:
-                break
-            if steps:
-                time.sleep(STEP_PAUSE)
-        if sign:
-            size, root = self.store.integrate_audit(
-                limit, lambda n, r, t: self._sign(n, r, t, force), refs)
+        forged: list[int] = []
+        try:
+            while True:
+                size, root = self.store.integrate_audit(limit, refs=refs, forged=forged)
+                if size >= appended:
+                    break
+                if steps:
+                    time.sleep(STEP_PAUSE)
+            if sign:
+                size, root = self.store.integrate_audit(
+                    limit, lambda n, r, t: self._sign(n, r, t, force), refs, forged)
+        finally:
+            if forged:
+                self._forged(forged)
         self._integrated = size
         return size, root
+
+    def _forged(self, indexes: Sequence[int]) -> None:
+        """Alert the security officer to events just integrated whose MAC does not verify
+        (EventMacs): they were hashed into the log like any other, and ``audit verify``
+        names each of them for ever."""
+        spans = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in _runs(indexes))
+        self.alert("event-forged", None,
+                   f"audit event(s) {spans} carry no MAC of this node's that verifies: they "
+                   "were written into the database by something other than this node (or "
+                   "altered or moved there), and have been hashed into the log as they "
+                   "are; run 'intelpact audit verify' and find who has write access to the "
+                   "database", once=True)
 
     def checkpoint(self) -> Checkpoint:
         """Integrate everything and sign now (on demand). Returns the latest checkpoint."""
@@ -776,6 +796,12 @@ class AuditLog:
 
     def latest(self) -> Checkpoint | None:
         return self.store.latest_checkpoint()
+
+    def verify(self, progress: Callable[[int], None] | None = None, *,
+               chunk: int = 20_000) -> Verdict:
+        """This whole log re-checked (``verify_log``): what `audit verify` says of it."""
+        return verify_log(self.store, self.origin, self.log_keys(), self.macs,
+                          progress=progress, chunk=chunk)
 
     @staticmethod
     def _text(note: str) -> str:
@@ -1565,6 +1591,18 @@ def _conflict(party: str, held: HeldCheckpoints, size: int, root: bytes, proof: 
     return None
 
 
+def _runs(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """Sorted ``indexes`` as runs of consecutive ones, (first, last) each."""
+    run: list[int] = []
+    for i in sorted(indexes):
+        if run and i != run[1] + 1:
+            yield run[0], run[1]
+            run = []
+        run = [run[0] if run else i, i]
+    if run:
+        yield run[0], run[1]
+
+
 def encode_hash(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -1578,10 +1616,11 @@ def decode_hash(text: Any) -> bytes:
 # -- full verification ---------------------------------------------------------------------
 
 
-def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
+def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMacs, *,
                progress: Callable[[int], None] | None = None,
                chunk: int = 20_000) -> Verdict:
-    """Re-check the whole log from its event bodies: indexes contiguous; each event's
+    """Re-check the whole log from its event bodies: indexes contiguous; each event
+    appended by this node (its MAC, ``macs``, from ``macs.since`` on); each event's
     leaf hash, and each subtree hash, equal to the one stored when it was integrated;
     the object index exactly the objects each integrated event names; every checkpoint
     validly signed (by a retired key only up to its bound, and each retired key's final
@@ -1644,6 +1683,8 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], *,
                                 "cut")
                 broken = True
             data = _decoded(row.body)
+            if forged := macs.problem(row.index, row.body, row.mac):
+                problems.append(forged)
             problems.extend(_check_row(row, data))
             problems.extend(_check_number(row.index, data, following))
             if row.index < integrated:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import NodeConfig, _sync_dir, create_node_dir, load_config, staged, write_config
 from ..crypto.cursors import Cursors
+from ..crypto.eventmacs import EventMacs
 from ..crypto.keys import (
     KeyFileError,
     key_id,
@@ -125,9 +126,12 @@ class Node:
         self.markings = Markings(self.agreement, lookup=self._stored_marking)
         self._load_markings()
         self.signing_key = self._signing_key()
+        keys = config.signing_key.parent
         self.audit = AuditLog(
             store, config.party, lambda: self.signing_key,
-            Pseudonyms.from_file(config.signing_key.parent / "audit-pseudonyms.key"))
+            Pseudonyms.from_file(keys / "audit-pseudonyms.key"),
+            EventMacs.from_file(keys / "audit-events.key", store.audit_size,
+                                store.audit_macs_from))
         self.people = People(self.policy, store, self.audit)
         # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
         self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")

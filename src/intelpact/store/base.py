@@ -16,10 +16,13 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..crypto.eventmacs import EventMacs
 from ..crypto.merkle import Coord, Tree
 from ..errors import IntelpactError
 from ..model.echo import shown
@@ -374,6 +377,7 @@ class AuditRecord:
     originator: str | None
     body: str
     seq: int | None = None  # its number among the events about ``originator``'s objects
+    mac: bytes | None = None  # this node's MAC of it (crypto/eventmacs.py), if it has one
 
 
 @dataclass(frozen=True)
@@ -490,6 +494,10 @@ def objects_named(event: Any) -> set[str]:
     return {o[0] for o in found if isinstance(o, list) and o and isinstance(o[0], str)}
 
 
+# The MACs of the audit events appended in this thread's write transaction, if any
+# (Store._appending).
+APPENDING: ContextVar[EventMacs | None] = ContextVar("APPENDING", default=None)
+
 # Given the new tree size, its root, and a reader of the tree as integrated so far
 # (inside the integrating transaction), return a signed checkpoint note, or None.
 Signer = Callable[[int, bytes, Tree], str | None]
@@ -592,6 +600,19 @@ class Store(abc.ABC):
     # Whether reads run in this process on local files, waiting on no server: quick
     # enough for the HTTP API to make a one-object read on its event loop (SQLite)
     reads_local: bool = False
+    # What gives each audit event appended its MAC, and checks it as it is integrated
+    # (crypto/eventmacs.py): set by the node's AuditLog; None, events carry none
+    event_macs: EventMacs | None = None
+
+    @contextmanager
+    def _appending(self) -> Iterator[None]:
+        """Around a write transaction: the audit events it appends (``_append_audit``,
+        which only the transaction's connection reaches) carry this store's MACs."""
+        token = APPENDING.set(self.event_macs)
+        try:
+            yield
+        finally:
+            APPENDING.reset(token)
 
     # labels ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -990,6 +1011,10 @@ class Store(abc.ABC):
         sees integrated events only, as ``find_audit``."""
 
     @abc.abstractmethod
+    def audit_macs_from(self) -> int | None:
+        """The leaf index of the first event that carries a MAC, or None."""
+
+    @abc.abstractmethod
     def audit_integrated(self) -> int:
         """How many events the integrator hashed into the tree: the highest leaf hash
         stored, plus one."""
@@ -1012,12 +1037,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def integrate_audit(self, limit: int, sign: Signer | None = None,
-                        refs: int | None = None) -> tuple[int, bytes]:
+                        refs: int | None = None, forged: list[int] | None = None
+                        ) -> tuple[int, bytes]:
         """Under the write lock: hash up to ``limit`` appended events into the tree (and,
         given ``refs``, no more events than those that name about that many objects in
         all; one at least), then store the checkpoint ``sign`` returns (if any). Returns
         the tree's size and root. One integrator at a time, whatever the number of
-        processes."""
+        processes. The leaf index of each event hashed whose MAC ``event_macs`` does not
+        verify is added to ``forged``: it is hashed all the same (the log is what was
+        appended; ``audit verify`` names it for ever)."""
 
     @abc.abstractmethod
     def checkpoints(self) -> list[Checkpoint]:

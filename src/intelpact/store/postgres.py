@@ -73,6 +73,7 @@ from .sqlite import (
     _AUDIT_COLUMNS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
+    _MACS_FROM,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
@@ -285,7 +286,7 @@ class PostgresStore(Store):
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection() as conn, conn.transaction(), self._appending():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield conn
         except psycopg.errors.DiskFull as exc:  # SQLSTATE 53100; rolled back
@@ -810,10 +811,15 @@ class PostgresStore(Store):
         with self._read() as conn:
             return _nodes(conn.cursor(), coords, "%s")
 
+    def audit_macs_from(self) -> int | None:
+        row = self._one(_MACS_FROM)
+        return None if row is None else int(row[0])
+
     def integrate_audit(self, limit: int, sign: Signer | None = None,
-                        refs: int | None = None) -> tuple[int, bytes]:
+                        refs: int | None = None, forged: list[int] | None = None
+                        ) -> tuple[int, bytes]:
         with self._write() as c:
-            return _integrate(c.cursor(), "%s", limit, sign, refs)
+            return _integrate(c.cursor(), "%s", limit, sign, refs, self.event_macs, forged)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(int(r[0]), r[1], r[2]) for r in self._all(

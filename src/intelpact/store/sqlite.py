@@ -26,9 +26,11 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
+from ..crypto.eventmacs import EventMacs
 from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
 from ..model.labels import Label
 from .base import (
+    APPENDING,
     MAX_INTEGER,
     SHORT_TEXT,
     SHORT_TEXT_ROWS,
@@ -191,7 +193,7 @@ class SQLiteStore(Store):
     def _write(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction (unless ``wait``, _Busy if another writer holds the lock)."""
         conn = self._conn()
-        with self._writers(wait):
+        with self._writers(wait), self._appending():
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -752,6 +754,10 @@ class SQLiteStore(Store):
         sql, params = _audit_select(where, "?", before=before, newest=True)
         return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
 
+    def audit_macs_from(self) -> int | None:
+        row = self._conn().execute(_MACS_FROM).fetchone()
+        return None if row is None else int(row[0])
+
     def audit_integrated(self) -> int:
         row = self._conn().execute("SELECT max(idx) FROM audit_nodes WHERE level = 0 "
                                    "AND typeof(idx) = 'integer'").fetchone()
@@ -784,9 +790,10 @@ class SQLiteStore(Store):
         return _nodes(self._conn(), coords)
 
     def integrate_audit(self, limit: int, sign: Signer | None = None,
-                        refs: int | None = None) -> tuple[int, bytes]:
+                        refs: int | None = None, forged: list[int] | None = None
+                        ) -> tuple[int, bytes]:
         with self._write() as c:
-            return _integrate(c, "?", limit, sign, refs)
+            return _integrate(c, "?", limit, sign, refs, self.event_macs, forged)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(*r) for r in self._conn().execute(
@@ -1088,7 +1095,9 @@ class SQLiteStore(Store):
 
 # -- helpers -------------------------------------------------------------------------------
 
-_AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body, seq"
+_AUDIT_COLUMNS = "idx, at, kind, person, party, originator, body, seq, mac"
+# Store.audit_macs_from, either dialect: asked only when the key is missing, so a scan
+_MACS_FROM = "SELECT idx FROM audit_events WHERE mac IS NOT NULL ORDER BY idx LIMIT 1"
 _NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, delivered, "
                    "receipt, attempts, error")
 _RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, receipt, unconfirmed"
@@ -1704,15 +1713,17 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
         following = {origin: 0 if top is None else int(top) + 1 for origin, top in c.execute(
             "SELECT v.value, (SELECT max(seq) FROM audit_events "  # noqa: S608
             f"WHERE originator = v.value) FROM {values}", (param,)).fetchall()}
+        macs = APPENDING.get()
         rows = []
         for i, e in enumerate(events):
             seq = None
             if e.seq_at is not None and e.originator is not None:
                 seq = following[e.originator]
                 following[e.originator] = seq + 1
-            rows.append((first + i, e.at, e.kind, e.person, e.party, e.originator,
-                         e.numbered(seq), seq))
-        q = ", ".join([mark] * 8)
+            body = e.numbered(seq)
+            rows.append((first + i, e.at, e.kind, e.person, e.party, e.originator, body, seq,
+                         None if macs is None else macs.of(first + i, body)))
+        q = ", ".join([mark] * 9)
         c.executemany(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({q})",  # noqa: S608
                       rows)
     except Exception as exc:
@@ -2138,9 +2149,11 @@ def _nodes(c: Any, coords: Sequence[Coord], mark: str = "?") -> dict[Coord, byte
 
 
 def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
-               refs: int | None = None) -> tuple[int, bytes]:
+               refs: int | None = None, macs: EventMacs | None = None,
+               forged: list[int] | None = None) -> tuple[int, bytes]:
     """Hash appended events into the tree, inside the caller's write transaction: up to
-    ``limit``, and no more than those naming ``refs`` objects in all (one at least)."""
+    ``limit``, and no more than those naming ``refs`` objects in all (one at least); each
+    whose MAC ``macs`` does not verify is added to ``forged`` (Store.integrate_audit)."""
     row = c.execute("SELECT max(idx) FROM audit_nodes WHERE level = 0").fetchone()
     size = 0 if row[0] is None else int(row[0]) + 1
     frontier_at = blocks(0, size)
@@ -2148,7 +2161,7 @@ def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
     if len(known) != len(frontier_at):
         raise StoreError(f"the audit tree of size {size} lacks subtree hashes",
                          hint="run 'intelpact audit verify' to find what was altered")
-    rows = c.execute(f"SELECT idx, body FROM audit_events WHERE idx >= {mark} "  # noqa: S608
+    rows = c.execute(f"SELECT idx, body, mac FROM audit_events WHERE idx >= {mark} "  # noqa: S608
                      f"ORDER BY idx LIMIT {mark}", (size, limit)).fetchall()
     for i, r in enumerate(rows):
         if int(r[0]) != size + i:
@@ -2161,6 +2174,8 @@ def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
             rows = rows[:taken]
             break
         named.update((oid, int(r[0])) for oid in event_object_ids(r[1]))
+    if macs is not None and forged is not None:
+        forged.extend(int(r[0]) for r in rows if macs.problem(int(r[0]), r[1], r[2]))
     made, frontier = extend(size, [known[k] for k in frontier_at],
                             (leaf_hash(r[1].encode("utf-8")) for r in rows))
     if made:

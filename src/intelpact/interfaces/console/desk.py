@@ -31,7 +31,6 @@ from ...services.audit import (
     number_gaps,
     operator,
     readable,
-    verify_log,
     why_not_kept,
 )
 from ...services.node import Node
@@ -102,7 +101,7 @@ def show(console: Console, request: Request, principal: Principal,
     store = node.store
     verdict, kept = None, 0
     if form is not None and form.get("action") == "verify":  # as `intelpact audit verify`
-        verdict = verify_log(store, node.audit.origin, node.audit.log_keys())
+        verdict = node.audit.verify()
         kept, problems = node.check_kept()
         verdict = dataclasses.replace(verdict, problems=(*verdict.problems, *problems))
     consents, consents_page = _bounded(request, "consents", store.latest_consents)
