@@ -412,6 +412,73 @@ def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(
     proven(nzl)
 
 
+def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """The originator publishes the new version in one transaction and completes the
+    reclassification (older versions joined, kept, holders' notices queued) in another.
+    With the second refused (as a crash between them), the node next opened completes
+    it, as the operator's, `resumed`; before, the older version stayed at its old label
+    for JPN's own readers and for what was queued, and NZL, which holds it, was never
+    told."""
+    jpn, nzl = jpn_nzl
+    jpn.people.add("kato", party="JPN", clearance="秘")
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    with refusing(jpn.store, "reclassifications"), pytest.raises(Exception) as info:
+        jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                                MarkingRequest("機密", ("NZL",)),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a new source")
+    assert REFUSED in str(info.value)
+    assert len(jpn.store.held([obj["id"]])) == 2  # the new version is published
+    assert seen(jpn, obj["id"], "kato")  # and the old one is still at 秘
+    assert [n for n in jpn.store.notices() if n.kind == "reclassify"] == []
+    ((object_id, version, reason),) = jpn.store.reclassify_intents()
+    assert (object_id, reason) == (obj["id"], "a new source")
+    jpn.close()
+    jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")  # completed as the node opens
+    assert jpn.store.reclassify_intents() == []
+    assert seen(jpn, obj["id"], "kato") == []
+    assert [(o, v) for o, v, _, _ in jpn.store.reclassifications()] == [(obj["id"], version)]
+    (sent,) = [n for n in jpn.store.notices() if n.kind == "reclassify"]
+    assert sent.party == "NZL"
+    told = [json.loads(r.body) for r in jpn.store.find_audit(
+        AuditFilter(kinds=("reclassify",)))]
+    assert sorted(str(e.get("party")) for e in told) == ["NZL", "None"]
+    assert all(e["resumed"] is True and e["actor"] == operator() and e["reason"] == reason
+               for e in told)
+    with serving_federation(jpn), serving_federation(nzl):
+        assert deliver(jpn, "NZL") == 1
+    assert seen(nzl, obj["id"], "analyst") == []  # NZL's copy is 機密 now
+    jpn.close()
+    jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")  # and only once
+    assert len([n for n in jpn.store.notices() if n.kind == "reclassify"]) == 1
+    proven(jpn)
+
+
+def test_a_reclassification_never_published_is_forgotten_at_open(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Its intent kept, then the publication refused (as a crash before it): nothing of
+    it is done when the node opens, and the intent is gone."""
+    jpn, _ = jpn_nzl
+    obj = publish(jpn, "staying", "秘", ("NZL",))
+    with refusing(jpn.store, "objects"), pytest.raises(Exception) as info:
+        jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
+                                MarkingRequest("機密", ("NZL",)),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a new source")
+    assert REFUSED in str(info.value)
+    assert len(jpn.store.held([obj["id"]])) == 1
+    labels = [(r.version, r.label_id) for r in jpn.store.held([obj["id"]])]
+    jpn.store.intend_reclassify(obj["id"], "2099-01-01T00:00:00.000000Z", "a crash before")
+    jpn.close()
+    jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")
+    assert jpn.store.reclassify_intents() == []
+    assert [(r.version, r.label_id) for r in jpn.store.held([obj["id"]])] == labels
+    assert jpn.store.reclassifications() == [] and events(jpn, "reclassify") == []
+
+
 def test_a_destruction_receipt_confirms_the_recall_with_its_event_or_not_at_all(
         jpn_nzl: tuple[Node, Node]) -> None:
     jpn, nzl = jpn_nzl

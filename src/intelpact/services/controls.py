@@ -43,6 +43,7 @@ from ..errors import IntelpactError
 from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
 from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
+from ..model.decisions import Person
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
     AuditEvent,
@@ -52,6 +53,7 @@ from ..store.base import (
     RecallRecord,
     Store,
     StoredObject,
+    normalise_timestamp,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -234,14 +236,53 @@ class Controls:
         if extensions:
             obj["extensions"] = extensions
         obj["modified"] = _later(latest.version)
-        status = self.publisher.publish(principal.person, collection_id, [obj],
-                                        marking=marking)
+        # Kept before the new version is published, and forgotten in the transaction that
+        # completes the reclassification: one cut short between the two (a crash, a failed
+        # write) is completed when the node next opens (resume)
+        planned = normalise_timestamp(obj["modified"])
+        self.store.intend_reclassify(object_id, planned, reason)
+        try:
+            status = self.publisher.publish(principal.person, collection_id, [obj],
+                                            marking=marking)
+        except IntelpactError:  # refused, nothing published
+            self.store.intend_reclassify(object_id, planned, None)
+            raise
         done = [s for s in status.body["successes"] if s["id"] == object_id]
         if not done:
+            self.store.intend_reclassify(object_id, planned, None)
             failure = next((f["message"] for f in status.body["failures"]
                             if f["id"] == object_id), "refused")
             raise ControlError(f"the reclassified version was refused: {failure}")
-        version = str(done[0].get("version", obj["modified"]))
+        version = str(done[0].get("version", planned))
+        return version, self._complete(object_id, version, reason, person=principal.person)
+
+    def resume(self) -> int:
+        """Complete each reclassification of ours cut short after its new version was
+        published (a crash, a failed write: Store.reclassify_intents), as it would have
+        been, its events recorded as the operator's and ``resumed``; forget one whose
+        version was never published, or that was completed. Run when the node opens,
+        before anything is served. Returns how many were completed."""
+        completed = 0
+        for object_id, version, reason in self.store.reclassify_intents():
+            published = any(r.version == version for r in self._rows(object_id))
+            kept = any(v == version for _, v, _, _ in self.store.reclassifications([object_id]))
+            if published and not kept:
+                try:
+                    self._complete(object_id, version, reason)
+                    completed += 1
+                    continue
+                except ControlError as exc:  # it never can be: say so, and forget it
+                    log.error("the reclassification of %s to version %s, cut short, cannot "
+                              "be completed: %s", object_id, version, exc.message)
+            self.store.intend_reclassify(object_id, version, None)
+        return completed
+
+    def _complete(self, object_id: str, version: str, reason: str, *,
+                  person: Person | None = None) -> list[str]:
+        """The reclassification of our ``object_id`` whose new ``version`` is published:
+        join the older versions with its marking, keep it, and queue the holders'
+        notices, with the events (``person``'s, or the operator's when the node completes
+        one cut short), in one transaction. Returns the parties told."""
         rows = self._rows(object_id)
         new_rows = [r for r in rows if r.version == version]
         definition = self._definition_of(new_rows[0]) if new_rows else None
@@ -257,16 +298,17 @@ class Controls:
         holders = sorted(({d.party for d in self.store.disseminations(object_id=object_id)
                            if d.version != version} | self._queued(object_id, older, relabelled))
                          - self._recalled_from(object_id))
+        who: dict[str, Any] = ({"person": person} if person is not None else
+                               {"operator": operator(), "resumed": True})
         # the older versions joined here, recorded whether or not any partner is told
-        events = [self.audit.event("reclassify", person=principal.person,
-                                   originator=self.party,
+        events = [self.audit.event("reclassify", **who, originator=self.party,
                                    objects=[(object_id, r.version) for r in older],
                                    reason=reason, marking=definition["id"],
                                    reclassified=version)]
         notices = []
         for party in holders:
             events.append(self.audit.event(
-                "reclassify", person=principal.person, party=party, originator=self.party,
+                "reclassify", **who, party=party, originator=self.party,
                 objects=[(object_id, version)], reason=reason, marking=definition["id"],
                 direction="out"))
             notice_id, signed = self._notice("reclassify", party, {
@@ -275,12 +317,12 @@ class Controls:
             notices.append(Notice(notice_id, "out", party, "reclassify", object_id,
                                   canonical(signed), timestamp(utc_now())))
         # kept (for the Relabeller and for what arrives later), joined and the holders'
-        # notices queued in one transaction; the new version was stored before it, by the
-        # publish path (docs/controls.md says what a crash between the two leaves)
+        # notices queued in one transaction, its intent forgotten; the new version was
+        # stored before it, by the publish path (docs/controls.md, "Reclassification")
         self.store.relabel(object_id, self.party, relabelled, events,
                            reclassified=(version, canonical(definition), reason),
                            notices=notices)
-        return version, holders
+        return holders
 
     def _tell_pinned(self, party: str) -> int:
         """Tell ``party``, pinned now and an older version of one of our reclassified

@@ -156,6 +156,7 @@ class Node:
         self._record_unrecorded_pin()
         try:  # every stored version's labels under this agreement, before anything is served
             Relabeller(self.policy, self.markings, store, self.audit, self.controls).run()
+            self.controls.resume()  # a reclassification of ours cut short by a crash
         except BaseException:
             with contextlib.suppress(Exception):
                 self.close()

@@ -1271,8 +1271,10 @@ class Store(abc.ABC):
         ``reclassified`` (at the originator: the reclassified version, its new
         marking-definition and the reason, kept for :meth:`reclassifications`) and
         ``notices`` (at the originator: those queued for the holders), in one
-        transaction. Returns how many rows changed, or None (and nothing changed) when
-        ``notice`` is kept already: it was applied before."""
+        transaction, forgetting the intent of that reclassification
+        (:meth:`intend_reclassify`). Returns how many rows changed, or None (and nothing
+        changed) when ``notice`` is kept already (it was applied before), or
+        ``reclassified`` is (another process completed it)."""
 
     @abc.abstractmethod
     def reclassifications(self, object_ids: Sequence[str] | None = None
@@ -1280,6 +1282,18 @@ class Store(abc.ABC):
         """The reclassifications this node made of its own objects (of ``object_ids``,
         or all), oldest first: (object id, the reclassified version, its new
         marking-definition as JSON, the reason)."""
+
+    @abc.abstractmethod
+    def intend_reclassify(self, object_id: str, version: str, reason: str | None) -> None:
+        """Keep that this node is about to publish ``version`` of its ``object_id`` as a
+        reclassification, for ``reason`` (durably, before it is published); with
+        ``reason`` None, forget it (the publication was refused). A completed one is
+        forgotten by :meth:`relabel`, in its transaction."""
+
+    @abc.abstractmethod
+    def reclassify_intents(self) -> list[tuple[str, str, str]]:
+        """The reclassifications begun and not completed, oldest first: (object id, the
+        version it publishes, the reason)."""
 
     @abc.abstractmethod
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:

@@ -71,6 +71,7 @@ from .base import (
 )
 from .sqlite import (
     _AUDIT_COLUMNS,
+    _INTENTS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
     _MACS_FROM,
@@ -134,6 +135,7 @@ from .sqlite import (
     _raise_alert,
     _recall_refused,
     _recalled_here,
+    _intend_reclassify,
     _reclassified,
     _record_release,
     _refs_select,
@@ -940,6 +942,13 @@ class PostgresStore(Store):
             "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
             f"{where}ORDER BY made, object_id, version", params)]
 
+    def intend_reclassify(self, object_id: str, version: str, reason: str | None) -> None:
+        with self._write() as c:
+            _intend_reclassify(c.cursor(), "%s", object_id, version, reason)
+
+    def reclassify_intents(self) -> list[tuple[str, str, str]]:
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in self._all(_INTENTS)]
+
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = ("AND object_id = ANY(%s) ", [list(object_ids)]) \
             if object_ids is not None else ("", [])
@@ -971,7 +980,8 @@ class PostgresStore(Store):
             _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c.cursor(), "%s", notice, None, ()):
                 return None  # applied already
-            _reclassified(c.cursor(), "%s", object_id, reclassified, notices)
+            if not _reclassified(c.cursor(), "%s", object_id, reclassified, notices):
+                return None  # completed already, by another process
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                                 "object_id = %s AND originator = %s AND version = %s AND "

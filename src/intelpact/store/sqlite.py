@@ -909,6 +909,13 @@ class SQLiteStore(Store):
             "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
             f"{where}ORDER BY made, object_id, version", params)]
 
+    def intend_reclassify(self, object_id: str, version: str, reason: str | None) -> None:
+        with self._write() as c:
+            _intend_reclassify(c, "?", object_id, version, reason)
+
+    def reclassify_intents(self) -> list[tuple[str, str, str]]:
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in self._conn().execute(_INTENTS)]
+
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         params: list[Any] = []
         where = f"AND {_in('object_id', object_ids, params)} " if object_ids is not None \
@@ -941,7 +948,8 @@ class SQLiteStore(Store):
             _labels_current(c, self.labelled_under)
             if notice is not None and not _add_notice(c, "?", notice, None, ()):
                 return None  # applied already
-            _reclassified(c, "?", object_id, reclassified, notices)
+            if not _reclassified(c, "?", object_id, reclassified, notices):
+                return None  # completed already, by another process
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
                                 "object_id = ? AND originator = ? AND version = ? AND "
@@ -1177,16 +1185,38 @@ def _add_markings(c: Any, mark: str, markings: Iterable[tuple[str, str]]) -> Non
 
 
 def _reclassified(c: Any, mark: str, object_id: str,
-                  reclassified: tuple[str, str, str] | None, notices: Sequence[Notice]) -> None:
+                  reclassified: tuple[str, str, str] | None, notices: Sequence[Notice]) -> bool:
     """The originator's side of ``Store.relabel`` inside the caller's write transaction
-    (both dialects): its reclassification kept, the holders' notices queued."""
+    (both dialects): its reclassification kept and its intent forgotten, the holders'
+    notices queued. False, and nothing queued, if it was kept already."""
     if reclassified is not None:
-        c.execute("INSERT INTO reclassifications (object_id, version, marking, reason, made) "  # noqa: S608
-                  f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, "
-                  "version) DO NOTHING",
-                  (object_id, *reclassified, timestamp(utc_now())))
+        _intend_reclassify(c, mark, object_id, reclassified[0], None)
+        cur = c.execute("INSERT INTO reclassifications (object_id, version, marking, reason, "  # noqa: S608
+                        f"made) VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT "
+                        "(object_id, version) DO NOTHING",
+                        (object_id, *reclassified, timestamp(utc_now())))
+        if cur.rowcount == 0:
+            return False
     for queued in notices:
         _add_notice(c, mark, queued, None, ())
+    return True
+
+
+def _intend_reclassify(c: Any, mark: str, object_id: str, version: str,
+                       reason: str | None) -> None:
+    """Store.intend_reclassify inside the caller's write transaction (both dialects)."""
+    if reason is None:
+        c.execute(f"DELETE FROM reclassify_intents WHERE object_id = {mark} AND "  # noqa: S608
+                  f"version = {mark}", (object_id, version))
+    else:
+        c.execute("INSERT INTO reclassify_intents (object_id, version, reason, made) "  # noqa: S608
+                  f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (object_id, version) "
+                  "DO NOTHING", (object_id, version, reason, timestamp(utc_now())))
+
+
+# Store.reclassify_intents, either dialect
+_INTENTS = ("SELECT object_id, version, reason FROM reclassify_intents "
+            "ORDER BY made, object_id, version")
 
 
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
