@@ -41,9 +41,9 @@ from typing import Any
 
 from ..errors import IntelpactError
 from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
+from ..model.decisions import Person
 from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
-from ..model.decisions import Person
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..store.base import (
     AuditEvent,

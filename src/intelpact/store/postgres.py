@@ -71,9 +71,9 @@ from .base import (
 )
 from .sqlite import (
     _AUDIT_COLUMNS,
-    _INTENTS,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
+    _INTENTS,
     _MACS_FROM,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
@@ -116,6 +116,7 @@ from .sqlite import (
     _Held,
     _insert_sql,
     _integrate,
+    _intend_reclassify,
     _keep_partner_events,
     _label_portions,
     _labels_current,
@@ -135,7 +136,6 @@ from .sqlite import (
     _raise_alert,
     _recall_refused,
     _recalled_here,
-    _intend_reclassify,
     _reclassified,
     _record_release,
     _refs_select,
