@@ -1308,6 +1308,11 @@ def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     assert store.pending_notices("NZL", 10) == []
     (recall,) = store.recalls()
     assert recall.party == "NZL" and recall.reason == "why" and recall.destroyed is None
+    other = Notice("n-2", "out", "AUS", "recall", obj(2).object_id, '{"n":2}', "t")
+    assert store.add_notice(other, recall_reason="because")
+    assert [r.notice_id for r in store.recalls()] == ["n-1", "n-2"]
+    assert store.recalls([obj(2).object_id]) == [store.recalls()[1]]
+    assert store.recalls([obj(3).object_id]) == [] and store.recalls([]) == []
 
 
 def test_nothing_more_of_an_object_recalled_from_here_is_stored(store: Store) -> None:

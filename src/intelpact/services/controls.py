@@ -362,7 +362,7 @@ class Controls:
         """The partners ``object_id`` was recalled from: nothing more of it goes to them,
         a reclassification's notice included (it would tell them its new marking and the
         reason)."""
-        return {r.party for r in self.store.recalls() if r.object_id == object_id}
+        return {r.party for r in self.store.recalls([object_id])}
 
     def _is_ours(self, marking_id: str) -> bool:
         return self._national_of(marking_id, self.party)

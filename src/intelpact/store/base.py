@@ -1243,7 +1243,8 @@ class Store(abc.ABC):
         """One notice, in or out, by id."""
 
     @abc.abstractmethod
-    def recalls(self) -> list[RecallRecord]: ...
+    def recalls(self, object_ids: Sequence[str] | None = None) -> list[RecallRecord]:
+        """Every recall this node issued (of ``object_ids``, or all), oldest first."""
 
     @abc.abstractmethod
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],

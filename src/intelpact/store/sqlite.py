@@ -924,9 +924,13 @@ class SQLiteStore(Store):
             f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE kind = 'reclassify' AND "  # noqa: S608
             f"direction = 'in' {where}ORDER BY made, notice_id", params)]
 
-    def recalls(self) -> list[RecallRecord]:
+    def recalls(self, object_ids: Sequence[str] | None = None) -> list[RecallRecord]:
+        params: list[Any] = []
+        where = f"WHERE {_in('object_id', object_ids, params)} " if object_ids is not None \
+            else ""
         return [RecallRecord(*r) for r in self._conn().execute(
-            f"SELECT {_RECALL_COLUMNS} FROM recalls ORDER BY issued, object_id, party")]  # noqa: S608
+            f"SELECT {_RECALL_COLUMNS} FROM recalls {where}"  # noqa: S608
+            "ORDER BY issued, object_id, party", params)]
 
     def purge(self, object_id: str, originator: str, tombstone: Callable[[StoredObject], str],
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
