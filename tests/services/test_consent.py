@@ -609,6 +609,28 @@ def test_a_consent_request_names_so_many_versions_and_no_more(serving: Trio) -> 
     assert record is not None and len(record.versions) == MAX_CONSENT_VERSIONS
 
 
+def test_a_request_about_an_object_never_released_to_the_asker_is_answered_as_unknown(
+        serving: Trio) -> None:
+    """Regression: a consent request about an id JPN originated but never released to
+    NZL was taken (pending), one about an id JPN does not hold refused: NZL could learn
+    which ids JPN originated. Both are refused alike now."""
+    jpn, nzl, _ = serving
+    unshared = publish(jpn, "JPN only so far", "秘", ("NZL", "AUS"))  # never pushed
+    refused = []
+    for object_id in (unshared["id"], f"indicator--{uuid.uuid4()}"):
+        request = str(uuid.uuid4())
+        _, signed = nzl.controls._notice("consent-request", "JPN", {
+            "object_id": object_id, "request": request, "versions": [unshared["modified"]],
+            "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+        with pytest.raises(ConsentError) as info:
+            jpn.controls.receive("NZL", signed)
+        refused.append(info.value.message.replace(object_id, "ID"))
+        assert jpn.store.consent(request) is None
+    assert refused == ["ID was not originated by JPN: ask its originator"] * 2
+    push(jpn, "NZL")  # released to NZL now: its request is taken
+    assert jpn.store.consent(ask(nzl, jpn, unshared)) is not None
+
+
 def test_an_onward_release_report_names_so_many_versions_and_no_more(serving: Trio) -> None:
     """Regression: an onward-release report could name any number of [id, version, hash]
     entries, each checked against every consent given, kept as a dissemination row and

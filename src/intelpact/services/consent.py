@@ -288,7 +288,10 @@ class Consents:
     def _requested(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
         rows = self.controls._rows(object_id)
-        if not rows or rows[0].originator != self.party:
+        # one of ours never released to the sender is answered as one we do not hold: the
+        # answer must not tell a partner which ids this node originated
+        if not rows or rows[0].originator != self.party or not self.store.disseminations(
+                object_id=object_id, party=sender):
             raise ConsentError(f"{shown(object_id)} was not originated by {self.party}: ask "
                                "its originator")
         request_id, recipient = notice.get("request"), notice.get("recipient")
