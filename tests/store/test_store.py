@@ -1094,6 +1094,38 @@ def test_the_partner_events_kept_move_with_the_cursor_never_back(store: Store) -
     assert store.partner_audit_cursor("NZL") == (20, 5)
 
 
+def test_the_watch_records_each_move_of_its_cursor_in_the_same_transaction(
+        store: Store) -> None:
+    """The event recording a move of the watch's cursor (``partner-audit-kept``) is
+    appended in the transaction that moves it, and only if it moves: a round that read
+    nothing new, or a slower reader in another process, appends nothing. The parties of
+    those events are found by kind (what `audit verify` checks, whatever else is kept)."""
+    def moved(party: str, after: int, expect: int) -> list[AuditEvent]:
+        body = json.dumps({"after": after, "expect": expect, "kind": "partner-audit-kept",
+                           "party": party})
+        return [AuditEvent("2026-01-01T00:00:00.000000Z", "partner-audit-kept", body,
+                           party=party)]
+
+    def recorded() -> list[tuple[str | None, int, int]]:
+        found = store.find_audit(AuditFilter(kinds=("partner-audit-kept",)))
+        return [(r.party, json.loads(r.body)["after"], json.loads(r.body)["expect"])
+                for r in found]
+
+    kept = KeptEvent(7, 0, '{"leaf": 7}', b"p" * 32, 100)
+    assert not store.set_partner_audit_cursor("NZL", -1, 0, "t", audit=moved("NZL", -1, 0))
+    assert store.set_partner_audit_cursor("NZL", 7, 1, "t1", [kept],
+                                          audit=moved("NZL", 7, 1))
+    assert not store.set_partner_audit_cursor("NZL", 7, 1, "t2", audit=moved("NZL", 7, 1))
+    assert not store.set_partner_audit_cursor("NZL", 3, 0, "t3", audit=moved("NZL", 3, 0))
+    assert store.set_partner_audit_cursor("NZL", 7, 2, "t4", audit=moved("NZL", 7, 2))
+    assert store.set_partner_audit_cursor("AUS", 4, 1, "t5", audit=moved("AUS", 4, 1))
+    assert recorded() == [("NZL", 7, 1), ("NZL", 7, 2), ("AUS", 4, 1)]
+    assert store.partner_audit_watch("NZL") == (7, 2, "t4")
+    assert store.partner_events("NZL") == [kept]
+    assert store.audit_parties("partner-audit-kept") == ["AUS", "NZL"]
+    assert store.audit_parties("alert") == []
+
+
 def _naming(leaf: int, seq: int | None, *objects: str) -> KeptEvent:
     body = json.dumps({"kind": "read", "objects": [[o, "v"] for o in objects]})
     return KeptEvent(leaf, seq, body, b"p" * 32, 100)

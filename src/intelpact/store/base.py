@@ -1015,6 +1015,10 @@ class Store(abc.ABC):
         """The leaf index of the first event that carries a MAC, or None."""
 
     @abc.abstractmethod
+    def audit_parties(self, kind: str) -> list[str]:
+        """Every party named by an event of ``kind`` of this log, in order."""
+
+    @abc.abstractmethod
     def audit_integrated(self) -> int:
         """How many events the integrator hashed into the tree: the highest leaf hash
         stored, plus one."""
@@ -1107,11 +1111,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
-                                 events: Sequence[KeptEvent] = ()) -> None:
-        """Move the watch of ``party`` to leaf ``after`` (never back: a watch that read
-        less, in another process, leaves it where it is), keeping ``events``, the ones it
-        read up to there, in the same transaction; an event kept already stays as it
-        is."""
+                                 events: Sequence[KeptEvent] = (),
+                                 audit: Sequence[AuditEvent] = ()) -> bool:
+        """Move the watch of ``party`` to leaf ``after`` and number ``expect`` (never
+        back: a watch that read less, in another process, leaves it where it is), keeping
+        ``events``, the ones it read up to there, in the same transaction; an event kept
+        already stays as it is. ``audit`` (the ``partner-audit-kept`` event recording the
+        move) is appended in that transaction only if the cursor moves: a round that
+        read nothing new appends nothing. Whether it moved."""
 
     @abc.abstractmethod
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,

@@ -71,6 +71,7 @@ from .base import (
 )
 from .sqlite import (
     _AUDIT_COLUMNS,
+    _AUDIT_PARTIES,
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
     _INTENTS,
@@ -801,6 +802,9 @@ class PostgresStore(Store):
         sql, params = _audit_select(where, "%s", before=before, newest=True)
         return [AuditRecord(*r) for r in self._all(sql, params)]
 
+    def audit_parties(self, kind: str) -> list[str]:
+        return [str(r[0]) for r in self._all(_AUDIT_PARTIES.format(m="%s"), (kind,))]
+
     def audit_integrated(self) -> int:
         row = self._one("SELECT max(idx) FROM audit_nodes WHERE level = 0")
         return 0 if row is None or row[0] is None else int(row[0]) + 1
@@ -863,9 +867,11 @@ class PostgresStore(Store):
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
-                                 events: Sequence[KeptEvent] = ()) -> None:
+                                 events: Sequence[KeptEvent] = (),
+                                 audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            _keep_partner_events(c.cursor(), "%s", party, after, expect, when, events)
+            return _keep_partner_events(c.cursor(), "%s", party, after, expect, when,
+                                        events, audit)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
                        limit: int | None = None, objects: Sequence[str] = (),

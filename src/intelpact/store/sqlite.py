@@ -758,6 +758,9 @@ class SQLiteStore(Store):
         row = self._conn().execute(_MACS_FROM).fetchone()
         return None if row is None else int(row[0])
 
+    def audit_parties(self, kind: str) -> list[str]:
+        return [str(r[0]) for r in self._conn().execute(_AUDIT_PARTIES.format(m="?"), (kind,))]
+
     def audit_integrated(self) -> int:
         row = self._conn().execute("SELECT max(idx) FROM audit_nodes WHERE level = 0 "
                                    "AND typeof(idx) = 'integer'").fetchone()
@@ -831,9 +834,10 @@ class SQLiteStore(Store):
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     def set_partner_audit_cursor(self, party: str, after: int, expect: int, when: str,
-                                 events: Sequence[KeptEvent] = ()) -> None:
+                                 events: Sequence[KeptEvent] = (),
+                                 audit: Sequence[AuditEvent] = ()) -> bool:
         with self._write() as c:
-            _keep_partner_events(c, "?", party, after, expect, when, events)
+            return _keep_partner_events(c, "?", party, after, expect, when, events, audit)
 
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
                        limit: int | None = None, objects: Sequence[str] = (),
@@ -1769,15 +1773,22 @@ def _append_audit(c: Any, events: Sequence[AuditEvent], mark: str = "?") -> int:
     return first
 
 
+# The parties named by events of a kind (Store.audit_parties), either dialect.
+_AUDIT_PARTIES = ("SELECT DISTINCT party FROM audit_events WHERE kind = {m} "
+                  "AND party IS NOT NULL ORDER BY party")
 # Where a partner audit watch has checked to (Store.partner_audit_cursor), either dialect.
 _WATCH_SELECT = ("SELECT read_after, next_seq, checked FROM partner_audit_cursors "
                  "WHERE party = {m}")
 
 
 def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
-                         when: str, events: Sequence[KeptEvent]) -> None:
-    """Inside a write transaction: keep ``events`` and move the cursor forward
-    (Store.set_partner_audit_cursor)."""
+                         when: str, events: Sequence[KeptEvent],
+                         audit: Sequence[AuditEvent] = ()) -> bool:
+    """Inside a write transaction: keep ``events`` and move the cursor forward, appending
+    ``audit`` if it moves (Store.set_partner_audit_cursor). Whether it moved."""
+    row = c.execute(_WATCH_SELECT.format(m=mark), (party,)).fetchone()
+    was = (-1, 0) if row is None else (int(row[0]), int(row[1]))
+    moves = after >= was[0] and (after, expect) != was  # as the update below decides
     if events:
         filing = [filed_under(e.body) for e in events]
         c.executemany("INSERT INTO partner_events "  # noqa: S608
@@ -1796,6 +1807,9 @@ def _keep_partner_events(c: Any, mark: str, party: str, after: int, expect: int,
               "checked = excluded.checked "
               "WHERE excluded.read_after >= partner_audit_cursors.read_after",
               (party, after, expect, when))
+    if moves and audit:
+        _append_audit(c, audit, mark)
+    return moves
 
 
 def _partner_events(c: Any, mark: str, party: str, after: int, before: int | None,
