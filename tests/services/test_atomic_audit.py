@@ -31,6 +31,7 @@ from test_federation_attacks import send_to_inbox
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import AuditError, operator
+from intelpact.services.courier import Courier
 from intelpact.services.credentials import token_digest
 from intelpact.services.federation import FederationError, make_card
 from intelpact.services.node import Node
@@ -363,6 +364,31 @@ def test_a_partner_is_answered_503_when_its_refusal_cannot_be_recorded(
         assert len(node.store.refusals()) == 1 and len(events(node, "refuse")) == 1
     finally:
         nzl.close()
+
+
+def test_the_watch_s_cursor_moves_with_its_event_or_not_at_all(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """A round of JPN's watch of NZL's audit log keeps the events it read, moves its
+    cursor and records the move (``partner-audit-kept``) in one transaction: the event
+    refused, nothing is kept and the cursor stays where it was."""
+    jpn, nzl = jpn_nzl
+    publish(jpn, "for NZ", "極秘", ("NZL",))
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+        (received,) = nzl.store.find_audit(AuditFilter(originator="JPN"))
+        with Courier(jpn) as courier:
+            unrecorded(jpn, "partner-audit-kept", lambda: courier.watch_once("NZL"))
+            assert jpn.store.partner_audit_watch("NZL") is None
+            assert jpn.store.partner_events("NZL") == []
+
+            courier.watch_once("NZL")
+    assert jpn.store.partner_audit_cursor("NZL") == (received.index, 1)
+    assert [k.index for k in jpn.store.partner_events("NZL")] == [received.index]
+    (event,) = events(jpn, "partner-audit-kept")
+    assert without_at(event) == {"v": 2, "node": "JPN", "kind": "partner-audit-kept",
+                                 "party": "NZL", "after": received.index, "expect": 1,
+                                 "kept": 1}
+    proven(jpn)
 
 
 # -- originator controls: a holder's reclassification, an originator's receipt --------------

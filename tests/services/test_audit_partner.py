@@ -421,6 +421,40 @@ def test_the_evidence_of_a_partner_no_longer_pinned_is_still_checked(
     assert verified.exit_code == 1 and "does not verify" in verified.output, verified.output
 
 
+def _recorded(node: Node) -> list[dict[str, Any]]:
+    """The moves of ``node``'s audit watch its log recorded (``partner-audit-kept``)."""
+    return [json.loads(r.body) for r in node.store.find_audit(
+        AuditFilter(kinds=("partner-audit-kept",)))]
+
+
+def test_each_move_of_the_watch_is_recorded_in_this_log_and_an_idle_round_is_not(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Each round that keeps NZL's events and moves the watch's cursor on records the
+    move in JPN's own log, in the same transaction; a round with nothing new records
+    nothing, so an idle node's log does not grow."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2) as secret:
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            first = _recorded(jpn)
+            courier.watch_once("NZL")  # nothing new
+            courier.watch_once("NZL")
+            idle = _recorded(jpn)
+            _read(nzl, secret, 1)
+            courier.watch_once("NZL")
+        finally:
+            courier.stop()
+    numbered = [r.index for r in nzl.store.find_audit(AuditFilter(originator="JPN"))]
+    assert idle == first and len(numbered) == 4
+    assert [{k: v for k, v in e.items() if k != "at"} for e in _recorded(jpn)] == [
+        {"v": 2, "node": "JPN", "kind": "partner-audit-kept", "party": "NZL",
+         "after": after, "expect": expect, "kept": kept}
+        for after, expect, kept in ((numbered[2], 3, 3), (numbered[3], 4, 1))]
+    assert jpn.store.partner_audit_cursor("NZL") == (numbered[3], 4)
+    assert len(jpn.store.partner_events("NZL")) == 4
+
+
 @pytest.mark.parametrize(("tamper", "options", "sqlite_only"), [
     ("UPDATE partner_events SET proof = 'abc' WHERE leaf = {first}", (), True),
     ("UPDATE partner_checkpoints SET note = CAST(note AS BLOB)", (), True),
@@ -1165,8 +1199,12 @@ def test_the_watch_alerts_a_withheld_event_once_and_reads_on(
                 2 if hidden == "a middle one" else -1].index
             _answering(courier, lambda a: a.__setitem__(
                 "events", [e for e in a["events"] if e["index"] != left_out]))
+            moves = len(_recorded(jpn))
             with pytest.raises(EventsWithheld):
                 courier.watch_once("NZL")
+            gap = _recorded(jpn)  # the move past the gap is recorded too
+            assert len(gap) == moves + 1 and \
+                (gap[-1]["after"], gap[-1]["expect"]) == jpn.store.partner_audit_cursor("NZL")
             _read(nzl, secret, 2)
             for _ in range(2):  # past the gap: nothing more to alert
                 courier.watch_once("NZL")

@@ -122,6 +122,8 @@ KINDS = {
     "peer-add": "a partner node was pinned",
     "key-rotate": "this node's or a partner's signing key was rotated (the old key's bound)",
     "partner-audit": "a partner asked for the events about its objects",
+    "partner-audit-kept": "this node's watch of a partner's audit log kept what it read and "
+                          "moved its cursor on (the leaf and number it moved to)",
     "alert": "something a security officer must look at",
     "alert-resolve": "a security officer resolved an alert, saying what was done",
     "recall": "an originator recalled objects from a holder (sent or received)",

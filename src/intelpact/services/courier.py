@@ -552,18 +552,16 @@ class Courier:
         (AuditError); when ``serve`` stops, Unreachable says so (not a failure of the
         partner's). Returns the tree size of the last checkpoint, whether there are more,
         and the leaf read to."""
-        store = self.node.store
-        after, expect = store.partner_audit_cursor(party)
+        after, expect = self.node.store.partner_audit_cursor(party)
         while True:
             if self._stop.is_set():
                 raise Unreachable(f"stopping: {party}'s audit events were not all read")
             try:
                 got = self.partner_audit(party, after=after, limit=page, expect=expect)
             except EventsWithheld as exc:  # keep what came before the gap, and go past it
-                resume, expect = exc.resume
-                after = after if resume is None else resume
-                store.set_partner_audit_cursor(party, after, expect, timestamp(utc_now()),
-                                               exc.kept)
+                resume, moved = exc.resume
+                self._keep(party, (after, expect), after if resume is None else resume,
+                           moved, exc.kept)
                 raise
             except AnswerTooLarge as exc:  # one event past our limit: gossip all the same
                 self.gossip_once(party)
@@ -580,14 +578,27 @@ class Courier:
                 # by object or kind, nor for a compromise history check below its end)
                 raise AuditError(f"{party}'s audit answer says there is more, but does not "
                                  f"move on from leaf {after}: the reading stops here")
+            was = after, expect
             if got.events:
                 after = got.events[-1]["index"]
             expect = expect if got.expect is None else got.expect
-            store.set_partner_audit_cursor(party, after, expect, timestamp(utc_now()),
-                                           got.kept)
+            self._keep(party, was, after, expect, got.kept)
             advance(len(got.events))
             if not got.more or enough(after, len(got.events)):
                 return got.size, got.more, after
+
+    def _keep(self, party: str, was: tuple[int, int], after: int, expect: int,
+              kept: Sequence[KeptEvent]) -> None:
+        """Keep ``kept`` and move the watch of ``party`` on from ``was`` to leaf ``after``
+        and number ``expect``, in one transaction with the ``partner-audit-kept`` event
+        that records the move in this node's log: what anchors the cursor, so that the
+        evidence kept below it cannot be deleted with it unseen (AuditLog.check_kept). A
+        round that moves nothing (``was``) records nothing, nor does one a watch in
+        another process overtook (the store decides, under its write lock)."""
+        audit = () if (after, expect) == was else (self.node.audit.event(
+            "partner-audit-kept", party=party, after=after, expect=expect, kept=len(kept)),)
+        self.node.store.set_partner_audit_cursor(party, after, expect, timestamp(utc_now()),
+                                                 kept, audit=audit)
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
