@@ -455,6 +455,47 @@ def test_each_move_of_the_watch_is_recorded_in_this_log_and_an_idle_round_is_not
     assert len(jpn.store.partner_events("NZL")) == 4
 
 
+def test_the_evidence_deleted_with_the_watch_s_cursor_is_caught_by_this_log(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """An insider deleting NZL's newest events kept here and setting the watch's cursor
+    back to before them, or deleting everything kept of NZL's log (cursor, checkpoints,
+    keys, its pin), leaves no gap in the numbers kept; the moves of the watch recorded in
+    JPN's own log say how far it had kept, and `audit verify` names what was deleted."""
+    jpn, nzl = jpn_nzl
+    _watched(jpn, nzl, reads=3)
+    kept = jpn.store.partner_events("NZL")
+    after, expect = jpn.store.partner_audit_cursor("NZL")
+    (event,) = jpn.store.find_audit(AuditFilter(kinds=("partner-audit-kept",)))
+    assert [k.seq for k in kept] == [0, 1, 2, 3] and (after, expect) == (kept[-1].index, 4)
+    run, node = CliRunner(), str(jpn.config.dir)
+    verified = run.invoke(main, ["audit", "verify", node])
+    assert verified.exit_code == 0, verified.output
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        for table in ("partner_events", "partner_event_refs"):
+            c.execute(f"DELETE FROM {table} WHERE leaf >= {kept[2].index}")  # noqa: S608
+        c.execute(f"UPDATE partner_audit_cursors SET read_after = {kept[1].index}, "  # noqa: S608
+                  "next_seq = 2")
+    assert jpn.audit.check_kept("NZL", jpn.federation.log_keys("NZL")) == (2, [
+        f"NZL's audit watch is at leaf {kept[1].index} (number 2), but event {event.index} "
+        f"of this log recorded it moved to leaf {after} (number 4): the cursor was set back "
+        "here, and whatever of NZL's events kept below it is missing was deleted with it",
+        "NZL's event(s) about our objects numbered 2 to 3 are not kept here: no "
+        "events-withheld alert says NZL left them out: they were deleted from this node's "
+        "evidence"])
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        for table in ("partner_events", "partner_event_refs", "partner_audit_cursors",
+                      "partner_checkpoints", "party_keys", "peers"):
+            c.execute(f"DELETE FROM {table} WHERE party = 'NZL'")  # noqa: S608
+    assert "NZL" not in jpn.store.partner_parties() + list(jpn.federation.peers())
+    verified = run.invoke(main, ["audit", "verify", node])
+    said = " ".join(verified.output.split())
+    assert verified.exit_code == 1, verified.output
+    assert f"NZL's audit watch keeps no cursor here, but event {event.index} of this log " \
+        f"recorded it moved to leaf {after} (number 4): the cursor was deleted here" in said
+    assert "NZL's event(s) about our objects numbered 0 to 3 are not kept here: no " \
+        "events-withheld alert says NZL left them out" in said, said
+
+
 @pytest.mark.parametrize(("tamper", "options", "sqlite_only"), [
     ("UPDATE partner_events SET proof = 'abc' WHERE leaf = {first}", (), True),
     ("UPDATE partner_checkpoints SET note = CAST(note AS BLOB)", (), True),

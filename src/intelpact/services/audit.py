@@ -1056,10 +1056,12 @@ class AuditLog:
         of KEPT_PAGE at a time so memory stays bounded, and that none is missing: the
         numbers kept run on from 0 to the watch's cursor, but for the numbers this node
         alerted ``party`` left out (``events-withheld``: those alerts are events of this
-        node's own log, with the numbers); and that each is filed under its body's kind,
-        if under any (an event kept before kinds were filed is under none), and under
-        exactly the objects its body names (filing; what is filed under a leaf not kept
-        finds nothing). Returns how many events are kept and what is wrong, a line each."""
+        node's own log, with the numbers), and the cursor is where this log's
+        ``partner-audit-kept`` events recorded it moved to (``_cursor_anchored``); and
+        that each is filed under its body's kind, if under any (an event kept before
+        kinds were filed is under none), and under exactly the objects its body names
+        (filing; what is filed under a leaf not kept finds nothing). Returns how many
+        events are kept and what is wrong, a line each."""
         keys = list(keys)
         count, after = 0, -1
         expect: int | None = 0
@@ -1092,7 +1094,8 @@ class AuditLog:
             count += len(page)
             after = page[-1].index
             advance(len(page))
-        cursor = self.store.partner_audit_cursor(party)[1]
+        problem, cursor = self._cursor_anchored(party)
+        problems += problem
         if expect is not None and cursor > expect:
             absent.append((expect, cursor))
         alerted = self._left_out(party)
@@ -1101,6 +1104,38 @@ class AuditLog:
             problems.append(f"{party}'s event(s) about our objects numbered {numbers} are "
                             f"not kept here: {why_not_kept(party, end - first, 0)}")
         return count, problems
+
+    def _cursor_anchored(self, party: str) -> tuple[list[str], int]:
+        """Whether the watch's cursor of ``party`` kept here is where this log's
+        ``partner-audit-kept`` events recorded it moved to (the furthest of them: the
+        cursor never moves back), and the number the events kept must run to: the
+        cursor's, or the one recorded if it is further. A cursor set back or deleted here,
+        with the evidence kept below it, is named, and the numbers deleted with it are
+        then found missing."""
+        watch = self.store.partner_audit_watch(party)
+        after, cursor = (-1, 0) if watch is None else watch[:2]
+        furthest: tuple[int, int, int] | None = None  # (leaf, number, index of the event)
+        where = AuditFilter(kinds=("partner-audit-kept",), party=party, limit=KEPT_PAGE)
+        while found := self.store.find_audit(where):
+            for record in found:
+                data = _decoded(record.body)  # one that does not decode: verify_log says
+                if not isinstance(data, dict):
+                    continue
+                leaf, number = data.get("after"), data.get("expect")
+                if type(leaf) is int and type(number) is int and \
+                        (furthest is None or (leaf, number) > furthest[:2]):
+                    furthest = (leaf, number, record.index)
+            where = dataclasses.replace(where, after=found[-1].index)
+        if furthest is None or (after >= furthest[0] and cursor >= furthest[1]):
+            return [], cursor
+        leaf, number, index = furthest
+        at = "keeps no cursor here" if watch is None else \
+            f"is at leaf {after} (number {cursor})"
+        return [f"{party}'s audit watch {at}, but event {index} of this log recorded it "
+                f"moved to leaf {leaf} (number {number}): the cursor was "
+                f"{'deleted' if watch is None else 'set back'} here, and whatever of "
+                f"{party}'s events kept below it is missing was deleted with it"], \
+            max(cursor, number)
 
     def not_kept(self, party: str, expect: int, before: int) -> tuple[int, int]:
         """How many of ``party``'s first ``expect`` numbered events about our objects are

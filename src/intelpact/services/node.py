@@ -632,13 +632,16 @@ class Node:
                    ) -> tuple[int, list[str]]:
         """How many partner audit events this node keeps as evidence, and what is wrong
         with them and the partners' checkpoints kept (AuditLog.check_kept), every
-        partner's in turn, pinned or not; and whether the alerts and compromise reports
+        partner's in turn, pinned or not, kept now or only recorded as kept by this log's
+        ``partner-audit-kept`` events; and whether the alerts and compromise reports
         the security officer is shown are those the log records (AuditLog.check_shown):
         part of the verdict of `audit verify` and of the console's desk."""
         count, problems = 0, []
         parties = set(self.federation.peers())
-        try:  # and a partner's no longer pinned (unpinned, or its row deleted)
+        try:  # and a partner's no longer pinned (unpinned, or its row deleted), and one
+            # whose rows kept here were all deleted, which this log says the watch kept
             parties.update(self.store.partner_parties())
+            parties.update(self.store.audit_parties("partner-audit-kept"))
         except Exception as exc:  # noqa: BLE001 - a tampered store: part of the verdict
             problems.append("the partners of whose logs anything is kept here cannot be "
                             f"listed: {getattr(exc, 'message', None) or exc}")
