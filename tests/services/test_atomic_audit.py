@@ -29,6 +29,7 @@ from test_federation import pair, publish, push
 from test_federation_attacks import send_to_inbox
 
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
+from intelpact.errors import IntelpactError
 from intelpact.interfaces.cli import main
 from intelpact.services.audit import AuditError, operator
 from intelpact.services.courier import Courier
@@ -438,6 +439,17 @@ def test_a_reclassification_is_applied_with_its_notice_and_event_or_not_at_all(
     proven(nzl)
 
 
+def reclassify_refused(jpn: Node, object_id: str, table: str) -> None:
+    """JPN's reclassification of ``object_id`` to 機密 fails, every write to ``table``
+    refused."""
+    with refusing(jpn.store, table), pytest.raises(Exception) as info:
+        jpn.controls.reclassify(jpn.people.as_person("officer"), object_id,
+                                MarkingRequest("機密", ("NZL",)),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a new source")
+    assert REFUSED in str(info.value)
+
+
 def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open(
         jpn_nzl: list[Node], tmp_path: Path) -> None:
     """The originator publishes the new version in one transaction and completes the
@@ -451,12 +463,7 @@ def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open
     obj = publish(jpn, "going up", "秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
         push(jpn, "NZL")
-    with refusing(jpn.store, "reclassifications"), pytest.raises(Exception) as info:
-        jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
-                                MarkingRequest("機密", ("NZL",)),
-                                collection_id=jpn.default_collection().collection_id,
-                                reason="a new source")
-    assert REFUSED in str(info.value)
+    reclassify_refused(jpn, obj["id"], "reclassifications")
     assert len(jpn.store.held([obj["id"]])) == 2  # the new version is published
     assert seen(jpn, obj["id"], "kato")  # and the old one is still at 秘
     assert [n for n in jpn.store.notices() if n.kind == "reclassify"] == []
@@ -485,19 +492,20 @@ def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open
 
 def test_a_reclassification_never_published_is_forgotten_at_open(
         jpn_nzl: list[Node], tmp_path: Path) -> None:
-    """Its intent kept, then the publication refused (as a crash before it): nothing of
-    it is done when the node opens, and the intent is gone."""
+    """Its intent kept, then the publication's write failed (as a crash before it):
+    nothing of it is done when the node opens, and the intent is gone."""
     jpn, _ = jpn_nzl
     obj = publish(jpn, "staying", "秘", ("NZL",))
-    with refusing(jpn.store, "objects"), pytest.raises(Exception) as info:
+    reclassify_refused(jpn, obj["id"], "objects")
+    assert len(jpn.store.held([obj["id"]])) == 1
+    assert [i[0] for i in jpn.store.reclassify_intents()] == [obj["id"]]
+    labels = [(r.version, r.label_id) for r in jpn.store.held([obj["id"]])]
+    with pytest.raises(IntelpactError):  # refused, not failed: forgotten at once
         jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
-                                MarkingRequest("機密", ("NZL",)),
+                                MarkingRequest("no such level", ("NZL",)),
                                 collection_id=jpn.default_collection().collection_id,
                                 reason="a new source")
-    assert REFUSED in str(info.value)
-    assert len(jpn.store.held([obj["id"]])) == 1
-    labels = [(r.version, r.label_id) for r in jpn.store.held([obj["id"]])]
-    jpn.store.intend_reclassify(obj["id"], "2099-01-01T00:00:00.000000Z", "a crash before")
+    assert [i[0] for i in jpn.store.reclassify_intents()] == [obj["id"]]
     jpn.close()
     jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")
     assert jpn.store.reclassify_intents() == []
