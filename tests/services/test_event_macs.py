@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,14 @@ def append_directly(node: Node, mac: bytes | None = None) -> int:
             "VALUES (?, ?, ?, ?, ?, ?)", (index, event.at, event.kind, event.person,
                                           event.body, mac))
     return index
+
+
+def held_open(node_dir: Path) -> tuple[int, int]:
+    """The files of ``node_dir`` this process holds open, and its threads (a
+    PostgreSQL store's pool has some)."""
+    files = sum(str(node_dir) in os.readlink(fd) for fd in Path("/proc/self/fd").iterdir()
+                if fd.is_symlink() and os.path.exists(fd))
+    return files, threading.active_count()
 
 
 def alerts(node: Node) -> list[tuple[str, str]]:
@@ -122,8 +131,10 @@ def test_the_key_is_kept_beside_the_node_s_keys_and_its_loss_refused(
     node.close()
     backup = tmp_path / "backup.key"
     shutil.move(path, backup)
+    before = held_open(tmp_path / "jpn")
     with pytest.raises(KeyFileError) as info:
         Node.open(tmp_path / "jpn")
+    assert held_open(tmp_path / "jpn") == before  # the store it opened is closed again
     assert str(path) in info.value.message and "missing" in info.value.message
     assert info.value.hint is not None and "restore" in info.value.hint
     assert not path.exists()  # no new key made over the loss

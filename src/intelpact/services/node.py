@@ -392,8 +392,20 @@ class Node:
 
     @classmethod
     def open(cls, node_dir: str | Path) -> Node:
-        config = load_config(Path(node_dir))
-        return cls(config, open_store(config.database, config.dir))
+        return cls._on_store(load_config(Path(node_dir)))
+
+    @classmethod
+    def _on_store(cls, config: NodeConfig) -> Node:
+        """The node of ``config`` on its store, opened here: closed again if the node
+        cannot be made (a key file refused, an agreement changed), so a caller that goes
+        on (a test, the console's tests) is left no connection, file or pool thread."""
+        store = open_store(config.database, config.dir)
+        try:
+            return cls(config, store)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                store.close()
+            raise
 
     @classmethod
     def create(cls, node_dir: str | Path, *, party: str, agreement_file: str | Path,
@@ -409,7 +421,7 @@ class Node:
         if database is not None:
             config = dataclasses.replace(config, database=database)
             write_config(config)
-        node = cls(config, open_store(config.database, config.dir))
+        node = cls._on_store(config)
         node.store.add_collection(Collection(
             str(uuid.uuid4()), f"{party} intelligence",
             f"Intelligence held by the {party} node under {node.agreement.id}",
