@@ -482,6 +482,17 @@ def test_the_evidence_deleted_with_the_watch_s_cursor_is_caught_by_this_log(
         "NZL's event(s) about our objects numbered 2 to 3 are not kept here: no "
         "events-withheld alert says NZL left them out: they were deleted from this node's "
         "evidence"])
+    # a move written into the database by an insider, past the watch, anchors nothing:
+    # its missing MAC is what verify names
+    forged = jpn.audit.event("partner-audit-kept", party="NZL", after=after + 100,
+                             expect=99, kept=95)
+    mark = "?" if isinstance(jpn.store, SQLiteStore) else "%s"
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
+        c.execute(f"INSERT INTO audit_events (idx, at, kind, party, body) VALUES ({mark}, "
+                  f"{mark}, {mark}, {mark}, {mark})",
+                  (jpn.store.audit_size(), forged.at, forged.kind, "NZL", forged.body))
+    assert [p for p in jpn.audit.check_kept("NZL", jpn.federation.log_keys("NZL"))[1]
+            if "(number 99)" in p] == []
     with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001
         for table in ("partner_events", "partner_event_refs", "partner_audit_cursors",
                       "partner_checkpoints", "party_keys", "peers"):

@@ -1107,8 +1107,9 @@ class AuditLog:
 
     def _cursor_anchored(self, party: str) -> tuple[list[str], int]:
         """Whether the watch's cursor of ``party`` kept here is where this log's
-        ``partner-audit-kept`` events recorded it moved to (the furthest of them: the
-        cursor never moves back), and the number the events kept must run to: the
+        ``partner-audit-kept`` events recorded it moved to (the furthest of them, of those
+        this node wrote: the cursor never moves back), and the number the events kept
+        must run to: the
         cursor's, or the one recorded if it is further. A cursor set back or deleted here,
         with the evidence kept below it, is named, and the numbers deleted with it are
         then found missing."""
@@ -1119,8 +1120,9 @@ class AuditLog:
         while found := self.store.find_audit(where):
             for record in found:
                 data = _decoded(record.body)  # one that does not decode: verify_log says
-                if not isinstance(data, dict):
-                    continue
+                if not isinstance(data, dict) or self.macs.problem(
+                        record.index, record.body, record.mac):
+                    continue  # not this node's (verify_log names it): it anchors nothing
                 leaf, number = data.get("after"), data.get("expect")
                 if type(leaf) is int and type(number) is int and \
                         (furthest is None or (leaf, number) > furthest[:2]):
