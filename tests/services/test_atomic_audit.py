@@ -31,6 +31,7 @@ from test_federation_attacks import send_to_inbox
 from intelpact.crypto.merkle import leaf_hash, verify_inclusion
 from intelpact.errors import IntelpactError
 from intelpact.interfaces.cli import main
+from intelpact.services import courier as courier_module
 from intelpact.services.audit import AuditError, operator
 from intelpact.services.courier import Courier
 from intelpact.services.credentials import token_digest
@@ -467,7 +468,7 @@ def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open
     assert len(jpn.store.held([obj["id"]])) == 2  # the new version is published
     assert seen(jpn, obj["id"], "kato")  # and the old one is still at 秘
     assert [n for n in jpn.store.notices() if n.kind == "reclassify"] == []
-    ((object_id, version, reason),) = jpn.store.reclassify_intents()
+    ((object_id, version, reason, _),) = jpn.store.reclassify_intents()
     assert (object_id, reason) == (obj["id"], "a new source")
     jpn.close()
     jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")  # completed as the node opens
@@ -488,6 +489,31 @@ def test_a_reclassification_cut_short_after_its_publication_is_completed_at_open
     jpn = jpn_nzl[0] = Node.open(tmp_path / "jpn")  # and only once
     assert len([n for n in jpn.store.notices() if n.kind == "reclassify"]) == 1
     proven(jpn)
+
+
+def test_a_serving_node_s_courier_completes_a_reclassification_cut_short(
+        jpn_nzl: list[Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut short in a node that keeps serving (the console's reclassify, a failed write),
+    it is completed by the courier once begun RESUME_AFTER seconds ago, not at once: one
+    begun since may be under way in another thread."""
+    jpn, _ = jpn_nzl
+    jpn.people.add("kato", party="JPN", clearance="秘")
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    reclassify_refused(jpn, obj["id"], "reclassifications")
+    assert jpn.controls.resume(begun_before=60.0) == 0  # too recent: left alone
+    assert len(jpn.store.reclassify_intents()) == 1 and seen(jpn, obj["id"], "kato")
+    monkeypatch.setattr(courier_module, "RESUME_AFTER", 0.0)
+    courier = Courier(jpn, interval=0.1)
+    courier.start()
+    try:
+        deadline = time.monotonic() + 30
+        while jpn.store.reclassify_intents() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        courier.stop()
+    assert jpn.store.reclassify_intents() == []
+    assert seen(jpn, obj["id"], "kato") == []
+    assert [n.party for n in jpn.store.notices() if n.kind == "reclassify"] == ["NZL"]
 
 
 def test_a_reclassification_never_published_is_forgotten_at_open(

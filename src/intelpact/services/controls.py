@@ -256,14 +256,20 @@ class Controls:
         version = str(done[0].get("version", planned))
         return version, self._complete(object_id, version, reason, person=principal.person)
 
-    def resume(self) -> int:
+    def resume(self, *, begun_before: float = 0.0) -> int:
         """Complete each reclassification of ours cut short after its new version was
         published (a crash, a failed write: Store.reclassify_intents), as it would have
         been, its events recorded as the operator's and ``resumed``; forget one whose
         version was never published, or that was completed. Run when the node opens,
-        before anything is served. Returns how many were completed."""
+        before anything is served, and by ``serve``'s courier for those begun more than
+        ``begun_before`` seconds ago (one begun since may be under way in another
+        thread: it would be completed as the operator's). Returns how many were
+        completed."""
         completed = 0
-        for object_id, version, reason in self.store.reclassify_intents():
+        cutoff = utc_now() - dt.timedelta(seconds=begun_before)
+        for object_id, version, reason, made in self.store.reclassify_intents():
+            if begun_before and parse_timestamp(made) > cutoff:
+                continue
             published = any(r.version == version for r in self._rows(object_id))
             kept = any(v == version for _, v, _, _ in self.store.reclassifications([object_id]))
             if published and not kept:

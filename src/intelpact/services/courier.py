@@ -65,6 +65,9 @@ AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation
 CROSSINGS = 3
 # A partner's audit events are checked for about this long in one gossip round at most.
 WATCH_SECONDS = 1.0
+# A reclassification cut short in a serving node is completed by its courier once begun
+# this many seconds ago (Controls.resume): one begun since may still be under way
+RESUME_AFTER = 60.0
 
 
 class Courier:
@@ -648,6 +651,19 @@ class Courier:
             return False
         return True
 
+    def _resume_reclassifications(self) -> None:
+        """Complete a reclassification of ours that a failed write cut short in this
+        process after its new version was published (Controls.resume): one begun more
+        than RESUME_AFTER seconds ago, so as not to complete one still under way. A
+        failure is logged and tried again at the next pull's time."""
+        try:
+            if done := self.node.controls.resume(begun_before=RESUME_AFTER):
+                log.info("federation: completed %d reclassification(s) cut short", done)
+        except Exception as exc:  # noqa: BLE001 - tried again; the intent stays kept
+            (log.warning if isinstance(exc, IntelpactError) else log.exception)(
+                "federation: could not complete a reclassification cut short (retry in "
+                "%.1fs): %s", self.interval, exc)
+
     def _run(self) -> None:
         backoff: dict[str, float] = {}  # a failing partner's wait before the next try
         failed_at: dict[str, float] = {}
@@ -662,6 +678,8 @@ class Courier:
                 release_wait = min(self.max_backoff, release_wait * 2)
                 self._released = self._release_held(release_wait)
                 release_failed = now
+            if pull:
+                self._resume_reclassifications()
             try:
                 parties = list(self.node.federation.peers())
             except (StoreFull, StoreUnavailable) as exc:  # this node's store: it comes back

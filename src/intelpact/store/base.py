@@ -1299,9 +1299,9 @@ class Store(abc.ABC):
         forgotten by :meth:`relabel`, in its transaction."""
 
     @abc.abstractmethod
-    def reclassify_intents(self) -> list[tuple[str, str, str]]:
+    def reclassify_intents(self) -> list[tuple[str, str, str, str]]:
         """The reclassifications begun and not completed, oldest first: (object id, the
-        version it publishes, the reason)."""
+        version it publishes, the reason, when it was begun)."""
 
     @abc.abstractmethod
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:

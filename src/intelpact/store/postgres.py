@@ -952,8 +952,8 @@ class PostgresStore(Store):
         with self._write() as c:
             _intend_reclassify(c.cursor(), "%s", object_id, version, reason)
 
-    def reclassify_intents(self) -> list[tuple[str, str, str]]:
-        return [(str(r[0]), str(r[1]), str(r[2])) for r in self._all(_INTENTS)]
+    def reclassify_intents(self) -> list[tuple[str, str, str, str]]:
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(_INTENTS)]
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = ("AND object_id = ANY(%s) ", [list(object_ids)]) \

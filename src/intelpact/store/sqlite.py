@@ -917,8 +917,9 @@ class SQLiteStore(Store):
         with self._write() as c:
             _intend_reclassify(c, "?", object_id, version, reason)
 
-    def reclassify_intents(self) -> list[tuple[str, str, str]]:
-        return [(str(r[0]), str(r[1]), str(r[2])) for r in self._conn().execute(_INTENTS)]
+    def reclassify_intents(self) -> list[tuple[str, str, str, str]]:
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+                for r in self._conn().execute(_INTENTS)]
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         params: list[Any] = []
@@ -1223,7 +1224,7 @@ def _intend_reclassify(c: Any, mark: str, object_id: str, version: str,
 
 
 # Store.reclassify_intents, either dialect
-_INTENTS = ("SELECT object_id, version, reason FROM reclassify_intents "
+_INTENTS = ("SELECT object_id, version, reason, made FROM reclassify_intents "
             "ORDER BY made, object_id, version")
 
 
