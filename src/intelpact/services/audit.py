@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -339,6 +340,51 @@ class Pseudonyms:
         return found
 
 
+class Head:
+    """This node's own record, outside the database, of how far its log was integrated:
+    the size and root of the tree (``keys/audit-head.json``, beside the node's keys),
+    written after each integration. A checkpoint is signed only every 10 seconds; the
+    events after it could be deleted from the end of the table, or the whole store
+    rolled back, by someone with write access to the database alone, and nothing in the
+    database would say so. The integrator (the alert ``log-cut``) and ``audit verify``
+    check the tree against it (docs/audit.md, "Who wrote each event")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> tuple[int, bytes] | None:
+        """(size, root) recorded, or None before the first (or once removed: a restore
+        the security officer has seen, docs/deployment.md). AuditError if the file is
+        not one."""
+        try:
+            data = json.loads(self.path.read_text(encoding="ascii"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"{self.path}: not this node's record of its log's head ({exc})",
+                             hint="remove it: it is written again at the next integration"
+                             ) from None
+        size, root = data.get("size") if isinstance(data, dict) else None, \
+            data.get("root") if isinstance(data, dict) else None
+        try:
+            if type(size) is not int or size < 0:
+                raise ValueError("no size")
+            return size, decode_hash(root)
+        except ValueError as exc:
+            raise AuditError(f"{self.path}: not this node's record of its log's head ({exc})",
+                             hint="remove it: it is written again at the next integration"
+                             ) from None
+
+    def write(self, size: int, root: bytes) -> None:
+        """Record (size, root), durably and whole (a new file moved over the old)."""
+        tmp = self.path.with_name(self.path.name + ".new")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(json.dumps({"size": size, "root": encode_hash(root)}))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What ``verify`` found: ``ok`` and, when not, every problem with where it is."""
@@ -519,10 +565,19 @@ class AuditLog:
     it signed with before, and their bounds, are the store's (``party_keys``)."""
 
     def __init__(self, store: Store, party: str, key: Callable[[], Ed25519PrivateKey],
-                 pseudonyms: Pseudonyms, macs: EventMacs, *,
+                 pseudonyms: Pseudonyms, macs: EventMacs, head: Head, *,
                  checkpoint_interval: float = 10.0) -> None:
         self.store = store
         self.macs = store.event_macs = macs  # every event appended from here carries one
+        self.head = head
+        # as this process found it, before it integrated anything: what `audit verify`
+        # checks the log against (an integration moves the head on, once it has alerted)
+        self.head_found: tuple[int, bytes] | None = None
+        self._head_unread: str | None = None
+        try:
+            self.head_found = head.read()
+        except AuditError as exc:  # the node opens; `audit verify` says it
+            self._head_unread = exc.message
         self.party = party
         self.origin = log_origin(party)
         self.pseudonyms = pseudonyms
@@ -774,7 +829,53 @@ class AuditLog:
             if forged:
                 self._forged(forged)
         self._integrated = size
+        self._advance_head(size, root)
         return size, root
+
+    def _advance_head(self, size: int, root: bytes) -> None:
+        """Check the tree integrated against this node's record of its head (``Head``),
+        and move the record on to it. A tree that does not extend the head recorded
+        (fewer events than were integrated, or other ones) raises the alert ``log-cut``:
+        events were deleted from the end of the log, or the store was rolled back. The
+        record is moved on all the same: the alert, in the log, is what stays."""
+        try:
+            head = self.head.read()
+        except AuditError as exc:
+            log.error("%s (%s)", exc.message, exc.hint)
+            head = None
+        if head is not None:
+            problem = self._against(head, size, root)
+            if problem is not None:
+                self.alert("log-cut", None, problem, once=True)
+            elif head[0] >= size:
+                return  # recorded already, or further by another process
+        if size:
+            try:
+                self.head.write(size, root)
+            except OSError as exc:  # the log stands; only this check of it is behind
+                log.error("%s: cannot record the audit log's head: %s", self.head.path,
+                          exc.strerror or exc)
+
+    def _against(self, head: tuple[int, bytes], size: int, root: bytes) -> str | None:
+        """What is wrong with the tree of ``size`` events (``root``) as an extension of
+        the ``head`` recorded, or None."""
+        recorded, recorded_root = head
+        if recorded > size:  # this process's tree may be behind another's: the store's?
+            size = self.store.audit_integrated()
+            if size >= recorded:
+                return None
+            return (f"this node's log holds {size} integrated events, but its own record "
+                    f"outside the database ({self.head.path.name}) says it had {recorded}: "
+                    "events were deleted from the end of the log, or the store was rolled "
+                    "back (restored from a backup)")
+        try:
+            verify_consistency(recorded, size, recorded_root, root,
+                               self.tree.consistency(recorded, size))
+        except ProofError as exc:
+            return (f"the {size} events integrated do not extend the {recorded} this node "
+                    f"recorded outside the database ({self.head.path.name}): {exc}: the "
+                    "log was cut and appended to again, or the store was replaced")
+        return None
 
     def _forged(self, indexes: Sequence[int]) -> None:
         """Alert the security officer to events just integrated whose MAC does not verify
@@ -802,8 +903,11 @@ class AuditLog:
     def verify(self, progress: Callable[[int], None] | None = None, *,
                chunk: int = 20_000) -> Verdict:
         """This whole log re-checked (``verify_log``): what `audit verify` says of it."""
-        return verify_log(self.store, self.origin, self.log_keys(), self.macs,
-                          progress=progress, chunk=chunk)
+        verdict = verify_log(self.store, self.origin, self.log_keys(), self.macs,
+                             self.head_found, progress=progress, chunk=chunk)
+        if self._head_unread is None:
+            return verdict
+        return dataclasses.replace(verdict, problems=(self._head_unread, *verdict.problems))
 
     @staticmethod
     def _text(note: str) -> str:
@@ -1655,7 +1759,8 @@ def decode_hash(text: Any) -> bytes:
 # -- full verification ---------------------------------------------------------------------
 
 
-def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMacs, *,
+def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMacs,
+               head: tuple[int, bytes] | None = None, *,
                progress: Callable[[int], None] | None = None,
                chunk: int = 20_000) -> Verdict:
     """Re-check the whole log from its event bodies: indexes contiguous; each event
@@ -1664,9 +1769,10 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
     the object index exactly the objects each integrated event names; every checkpoint
     validly signed (by a retired key only up to its bound, and each retired key's final
     checkpoint still there), with the root recomputed at its size, and each checkpoint a
-    prefix of the next. A range of ``chunk`` events at a time: memory stays bounded.
-    Problems say where: the first altered event, the missing range, the checkpoint that
-    no longer matches."""
+    prefix of the next; and the tree at the size of ``head``, this node's record outside
+    the database of how far it had integrated (Head), with the root recorded. A range of
+    ``chunk`` events at a time: memory stays bounded. Problems say where: the first
+    altered event, the missing range, the checkpoint that no longer matches."""
     problems: list[str] = store.audit_mistyped()
     marks: dict[int, bytes] = {}
     checkpoints = store.checkpoints()
@@ -1697,7 +1803,12 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
         problems.append(f"the stored tree holds the leaf hash of event {hashed - 1}, past the "
                         f"{appended} events stored: events were deleted from the end, or "
                         "hashes added")
-    integrated = max([min(hashed, appended), *marks])
+    if head is not None and head[0] > appended:
+        problems.append(f"the {appended} events stored are fewer than the {head[0]} this "
+                        "node recorded outside the database (keys/audit-head.json): "
+                        "events were deleted from the end, or the store was rolled back")
+    stops = {*marks, *([head[0]] if head is not None else [])}
+    integrated = max([min(hashed, appended), *stops])
     stray = store.audit_events(-MAX_INTEGER - 1, 0, limit=1)
     if stray:
         problems.append(f"an event is stored at index {stray[0].index}, below the log's "
@@ -1744,7 +1855,7 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
         made: list[tuple[int, int, bytes]] = []
         at = 0
         while at < len(leaves):  # integrate up to each checkpoint size, to compare roots
-            upto = min((m for m in marks if m > size), default=None)
+            upto = min((m for m in stops if m > size), default=None)
             step = len(leaves) - at if upto is None else min(len(leaves) - at, upto - size)
             more, frontier = extend(size, frontier, leaves[at:at + step])
             made.extend(more)
@@ -1754,6 +1865,11 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
                 problems.append(f"the {size} events of the checkpoint of size {size} no "
                                 "longer hash to its signed root: the log was altered "
                                 "before that point")
+            if head is not None and size == head[0] and fold(frontier) != head[1]:
+                problems.append(f"the first {size} events no longer hash to the root this "
+                                "node recorded of them outside the database "
+                                "(keys/audit-head.json): the log was altered before that "
+                                "point, or the store replaced")
         upper = [(lvl, i, h) for lvl, i, h in made if lvl > 0]
         stored = store.audit_nodes([(lvl, i) for lvl, i, _ in upper])
         for lvl, i, h in upper:

@@ -53,7 +53,7 @@ from ..store.base import (
     utc_now,
 )
 from .access import WITHHELD_EXTENSION_ID, Access
-from .audit import AuditLog, Pseudonyms, operator
+from .audit import AuditLog, Head, Pseudonyms, operator
 from .compromise import CompromiseReports
 from .consent import Consents
 from .controls import Controls
@@ -131,7 +131,8 @@ class Node:
             store, config.party, lambda: self.signing_key,
             Pseudonyms.from_file(keys / "audit-pseudonyms.key"),
             EventMacs.from_file(keys / "audit-events.key", store.audit_size,
-                                store.audit_macs_from))
+                                store.audit_macs_from),
+            Head(keys / "audit-head.json"))
         self.people = People(self.policy, store, self.audit)
         # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
         self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")
