@@ -155,6 +155,18 @@ def test_a_store_rolled_back_is_caught(node: Node, tmp_path: Path) -> None:
         last.close()
 
 
+def test_a_head_of_no_events_is_extended_by_any_log(node: Node, tmp_path: Path) -> None:
+    node.close()
+    head_file(node).write_text(json.dumps({"size": 0, "root": "A" * 43 + "="}))
+    again = Node.open(tmp_path / "jpn")
+    try:
+        assert again.audit.verify().problems == ()
+        size, _ = again.audit.integrate()
+        assert alerts(again) == [] and json.loads(head_file(again).read_text())["size"] == size
+    finally:
+        again.close()
+
+
 @pytest.mark.parametrize("text", ["", "{", '{"size": -1, "root": ""}', '{"size": 3}',
                                   '{"size": 3, "root": "not base64!"}', "[]"])
 def test_a_head_file_that_is_not_one_is_said_and_written_again(
