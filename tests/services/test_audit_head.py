@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_event_macs import alerts, insider
 
 from intelpact.services.audit import decode_hash
 from intelpact.services.node import Node
@@ -32,29 +33,14 @@ def head_file(node: Node) -> Path:
     return node.config.signing_key.parent / "audit-head.json"
 
 
-def insider(node: Node, *statements: str) -> None:
-    """Run ``statements`` on the node's database directly (no placeholders)."""
-    with node.store._write() as c:
-        for sql in statements:
-            c.execute(sql)
-
-
 def cut(node: Node, keep: int) -> None:
     """Delete every event from ``keep`` on, with the hashes and checkpoints over them,
     as someone with write access to the database: what a rollback leaves too."""
-    insider(node, f"DELETE FROM audit_events WHERE idx >= {keep}",
-            f"DELETE FROM audit_refs WHERE idx >= {keep}",
-            f"DELETE FROM audit_nodes WHERE ((idx + 1) << level) > {keep}",
-            f"DELETE FROM audit_checkpoints WHERE size > {keep}")
-
-
-def alerts(node: Node) -> list[tuple[str, str]]:
-    return [(kind, detail) for _, kind, _, detail, _ in node.store.alerts()]
-
-
-def reopened(node: Node, tmp_path: Path) -> Node:
-    node.close()
-    return Node.open(tmp_path / "jpn")
+    for sql in (f"DELETE FROM audit_events WHERE idx >= {keep}",
+                f"DELETE FROM audit_refs WHERE idx >= {keep}",
+                f"DELETE FROM audit_nodes WHERE ((idx + 1) << level) > {keep}",
+                f"DELETE FROM audit_checkpoints WHERE size > {keep}"):
+        insider(node, sql)
 
 
 def test_the_head_is_recorded_after_each_integration(node: Node) -> None:
