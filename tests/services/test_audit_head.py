@@ -10,13 +10,14 @@ tree no longer extends it, and `audit verify` checks the log against it."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_event_macs import alerts, insider
 
-from intelpact.services.audit import decode_hash
+from intelpact.services.audit import Head, decode_hash
 from intelpact.services.node import Node
 
 from helpers import make_node
@@ -169,3 +170,26 @@ def test_a_head_file_that_is_not_one_is_said_and_written_again(
         assert json.loads(head_file(again).read_text())["size"] == again.store.audit_size()
     finally:
         again.close()
+
+
+def test_writers_at_once_leave_a_whole_head(tmp_path: Path) -> None:
+    """Two processes of a node may record the head at once: each writes a file of its
+    own and moves it over, so the head is always one of theirs, whole."""
+    head = Head(tmp_path / "audit-head.json")
+    failed: list[BaseException] = []
+
+    def write(size: int) -> None:
+        try:
+            for _ in range(200):
+                head.write(size, bytes([size]) * 32)
+                assert head.read() in ((1, b"\x01" * 32), (2, b"\x02" * 32))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == [] and sorted(p.name for p in tmp_path.iterdir()) == ["audit-head.json"]
+

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -376,13 +377,20 @@ class Head:
                              ) from None
 
     def write(self, size: int, root: bytes) -> None:
-        """Record (size, root), durably and whole (a new file moved over the old)."""
-        tmp = self.path.with_name(self.path.name + ".new")
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(json.dumps({"size": size, "root": encode_hash(root)}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        """Record (size, root), durably and whole: a new file of this writer's own (two
+        processes may write at once), moved over the old."""
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".new",
+                                   dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(json.dumps({"size": size, "root": encode_hash(root)}))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 @dataclass(frozen=True)
