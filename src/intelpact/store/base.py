@@ -1280,9 +1280,10 @@ class Store(abc.ABC):
         marking-definition and the reason, kept for :meth:`reclassifications`) and
         ``notices`` (at the originator: those queued for the holders), in one
         transaction, forgetting the intent of that reclassification
-        (:meth:`intend_reclassify`). Returns how many rows changed, or None (and nothing
-        changed) when ``notice`` is kept already (it was applied before), or
-        ``reclassified`` is (another process completed it)."""
+        (:meth:`intend_reclassify`). Returns how many rows changed, or None when
+        ``notice`` is kept already (it was applied before: nothing changed), or
+        ``reclassified`` is (another process completed it: only its intent, if left, is
+        forgotten)."""
 
     @abc.abstractmethod
     def reclassifications(self, object_ids: Sequence[str] | None = None
