@@ -126,6 +126,7 @@ from .sqlite import (
     _numbered,
     _numbered_kept,
     _numbered_select,
+    _of_objects,
     _partner_checkpoints,
     _partner_events,
     _partner_refs_select,
@@ -942,8 +943,7 @@ class PostgresStore(Store):
 
     def reclassifications(self, object_ids: Sequence[str] | None = None
                           ) -> list[tuple[str, str, str, str]]:
-        where, params = ("WHERE object_id = ANY(%s) ", [list(object_ids)]) \
-            if object_ids is not None else ("", [])
+        where, params = _of_objects(object_ids, "WHERE", "%s")
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(
             "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
             f"{where}ORDER BY made, object_id, version", params)]
@@ -956,15 +956,13 @@ class PostgresStore(Store):
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(_INTENTS)]
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
-        where, params = ("AND object_id = ANY(%s) ", [list(object_ids)]) \
-            if object_ids is not None else ("", [])
+        where, params = _of_objects(object_ids, "AND", "%s")
         return [Notice(*r) for r in self._all(
             f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE kind = 'reclassify' AND "  # noqa: S608
             f"direction = 'in' {where}ORDER BY made, notice_id", params)]
 
     def recalls(self, object_ids: Sequence[str] | None = None) -> list[RecallRecord]:
-        where, params = ("WHERE object_id = ANY(%s) ", [list(object_ids)]) \
-            if object_ids is not None else ("", [])
+        where, params = _of_objects(object_ids, "WHERE", "%s")
         return [RecallRecord(*r) for r in self._all(
             f"SELECT {_RECALL_COLUMNS} FROM recalls {where}"  # noqa: S608
             "ORDER BY issued, object_id, party", params)]

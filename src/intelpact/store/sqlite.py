@@ -906,9 +906,7 @@ class SQLiteStore(Store):
 
     def reclassifications(self, object_ids: Sequence[str] | None = None
                           ) -> list[tuple[str, str, str, str]]:
-        params: list[Any] = []
-        where = f"WHERE {_in('object_id', object_ids, params)} " if object_ids is not None \
-            else ""
+        where, params = _of_objects(object_ids, "WHERE", "?")
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._conn().execute(
             "SELECT object_id, version, marking, reason FROM reclassifications "  # noqa: S608
             f"{where}ORDER BY made, object_id, version", params)]
@@ -922,17 +920,13 @@ class SQLiteStore(Store):
                 for r in self._conn().execute(_INTENTS)]
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
-        params: list[Any] = []
-        where = f"AND {_in('object_id', object_ids, params)} " if object_ids is not None \
-            else ""
+        where, params = _of_objects(object_ids, "AND", "?")
         return [Notice(*r) for r in self._conn().execute(
             f"SELECT {_NOTICE_COLUMNS} FROM notices WHERE kind = 'reclassify' AND "  # noqa: S608
             f"direction = 'in' {where}ORDER BY made, notice_id", params)]
 
     def recalls(self, object_ids: Sequence[str] | None = None) -> list[RecallRecord]:
-        params: list[Any] = []
-        where = f"WHERE {_in('object_id', object_ids, params)} " if object_ids is not None \
-            else ""
+        where, params = _of_objects(object_ids, "WHERE", "?")
         return [RecallRecord(*r) for r in self._conn().execute(
             f"SELECT {_RECALL_COLUMNS} FROM recalls {where}"  # noqa: S608
             "ORDER BY issued, object_id, party", params)]
@@ -2326,6 +2320,18 @@ def _person(row: Sequence[Any]) -> PersonRecord:
     return PersonRecord(row[0], row[1], row[2], tuple(json.loads(row[3])),
                         tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7],
                         row[8])
+
+
+def _of_objects(object_ids: Sequence[str] | None, keyword: str, mark: str
+                ) -> tuple[str, list[Any]]:
+    """A condition on ``object_id`` that keeps only ``object_ids`` (none: every row),
+    after ``keyword`` (WHERE, AND), with its parameters, in either dialect."""
+    if object_ids is None:
+        return "", []
+    if mark == "?":
+        params: list[Any] = []
+        return f"{keyword} {_in('object_id', object_ids, params)} ", params
+    return f"{keyword} object_id = ANY(%s) ", [list(object_ids)]
 
 
 def _in(column: str, values: Sequence[Any], params: list[Any]) -> str:
