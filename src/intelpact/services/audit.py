@@ -354,27 +354,20 @@ class Head:
         self.path = path
 
     def read(self) -> tuple[int, bytes] | None:
-        """(size, root) recorded, or None before the first (or once removed: a restore
-        the security officer has seen, docs/deployment.md). AuditError if the file is
-        not one."""
+        """(size, root) recorded, or None before the first (or once the file is
+        removed). AuditError if the file is not one."""
         try:
             data = json.loads(self.path.read_text(encoding="ascii"))
+            size, root = data["size"], decode_hash(data["root"])
+            if type(size) is not int or size < 0:
+                raise ValueError("its size is not a count of events")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AuditError(f"{self.path}: not this node's record of its log's head ({exc})",
                              hint="remove it: it is written again at the next integration"
                              ) from None
-        size, root = data.get("size") if isinstance(data, dict) else None, \
-            data.get("root") if isinstance(data, dict) else None
-        try:
-            if type(size) is not int or size < 0:
-                raise ValueError("no size")
-            return size, decode_hash(root)
-        except ValueError as exc:
-            raise AuditError(f"{self.path}: not this node's record of its log's head ({exc})",
-                             hint="remove it: it is written again at the next integration"
-                             ) from None
+        return size, root
 
     def write(self, size: int, root: bytes) -> None:
         """Record (size, root), durably and whole: a new file of this writer's own (two
