@@ -626,8 +626,18 @@ DEEP = "[" * 100_000 + "]" * 100_000  # past the JSON decoder's recursion limit
      "an event is stored at index -1, below the log's first (0): it was added"),
     ("INSERT INTO audit_events (idx, at, kind, body) VALUES (4611686018427387904, 'x', "
      "'read', '{}')", "events 13..4611686018427387903 are missing: the log was cut"),
+    ("UPDATE audit_events SET body = CAST(X'7BFF7D' AS TEXT) WHERE idx = 3",
+     "event 3: body is not text: its bytes are not UTF-8"),
+    ("UPDATE audit_events SET person = CAST(X'FF' AS TEXT) WHERE idx = 3",
+     "event 3: its person column (b'\\xff') differs from its body"),
+    ("UPDATE audit_checkpoints SET note = CAST(X'FF' AS TEXT) WHERE size = 13",
+     "its note is not text"),
+    ("INSERT INTO audit_refs VALUES (CAST(X'FF' AS TEXT), 3)",
+     "event 3 is filed in the object index under 1 object(s) its body does not name "
+     "(b'\\xff'"),
 ], ids=["blob body", "NaN", "nested deep", "blob note", "text node index",
-        "text ref index", "hash past the end", "negative index", "huge index"])
+        "text ref index", "hash past the end", "negative index", "huge index",
+        "body not UTF-8", "person not UTF-8", "note not UTF-8", "ref not UTF-8"])
 def test_whatever_an_insider_writes_into_the_tables_gets_a_verdict(
         logged: Path, tmp_path: Path, statement: str | tuple[str, tuple[object, ...]],
         said: str) -> None:
@@ -666,6 +676,20 @@ def test_alerts_deleted_added_or_resolved_beside_the_log_are_caught(node: Node) 
         "open"], problems
 
 
+def test_an_alert_altered_into_bytes_that_are_not_utf8_is_caught(node: Node) -> None:
+    """SQLite keeps such bytes in a text column; sqlite3 refuses to read them: the
+    security officer still gets the list of alerts, and verify says which was altered."""
+    node.audit.alert("history-rewritten", "NZL", "NZL signed two different roots")
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("UPDATE alerts SET detail = CAST(X'FF' AS TEXT)")
+    assert [a[3] for a in node.store.alerts()] == [b"\xff"]
+    assert node.check_kept()[1] == [
+        "the alert history-rewritten (NZL: b'\\xff'…) is shown to the security officer, but "
+        "no alert event of this log raised it: it was added here",
+        "the alert history-rewritten (NZL: NZL signed two different roots…) of this log is "
+        "not among the alerts shown to the security officer: it was deleted here"]
+
+
 def test_an_altered_subtree_hash_and_a_forged_checkpoint_are_caught(
         logged: Path, tmp_path: Path) -> None:
     problems = _tampered(logged, tmp_path,
@@ -689,9 +713,9 @@ def test_any_byte_changed_in_any_event_fails_verification(
     at = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
     changed = body[:at] + bytes([body[at] ^ flip]) + body[at + 1:]
-    text = changed.decode("utf-8", "replace")  # NUL and broken UTF-8 included
-    problems = _tampered(logged, tmp_path, ("UPDATE audit_events SET body = ? WHERE idx = ?",
-                                            (text, index)))
+    problems = _tampered(logged, tmp_path,  # as text, NUL and broken UTF-8 included
+                         ("UPDATE audit_events SET body = CAST(? AS TEXT) WHERE idx = ?",
+                          (changed, index)))
     assert problems, (index, at)
     assert any(f"event {index}" in p for p in problems)
 
@@ -804,8 +828,9 @@ NOT_PAIRS = "its objects are not [id, version] pairs"
     (lambda d: "[1,2]", "its body is not a JSON object"),
     (lambda d: "{", "its body is not JSON"),
     (lambda d: "[" * 100_000 + "]" * 100_000, "its body is nested too deep to read"),
+    (lambda d: b"{\xff}", "its body is not UTF-8 text"),
 ], ids=["objects 5", "objects [5]", "objects [[]]", "objects {}", "person a string",
-        "an array", "not JSON", "nested 100000 deep"])
+        "an array", "not JSON", "nested 100000 deep", "not UTF-8"])
 def test_audit_show_says_which_event_it_cannot_read_and_shows_the_rest(
         tmp_path: Path, altered: Any, why: str) -> None:
     """An event row altered in the database into something no reader takes (what
@@ -817,10 +842,10 @@ def test_audit_show_says_which_event_it_cannot_read_and_shows_the_rest(
         node.audit.checkpoint()  # integrated and signed, then altered
         events = node.store.find_audit(AuditFilter())
         (event,) = [e for e in events if e.kind == "person-add"][1:2]
-        body = altered(json.loads(event.body)).replace("'", "''")
+        body = altered(json.loads(event.body))
         with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
-            c.execute(f"UPDATE audit_events SET body = '{body}' "  # noqa: S608
-                      f"WHERE idx = {event.index}")
+            c.execute("UPDATE audit_events SET body = CAST(? AS TEXT) WHERE idx = ?",
+                      (body if isinstance(body, bytes) else body.encode(), event.index))
     finally:
         node.close()
     shown = CliRunner().invoke(main, ["audit", "show", str(tmp_path / "jpn")])
@@ -865,7 +890,9 @@ def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
 @pytest.mark.parametrize(("altered", "said"), [
     (lambda data: json.dumps({**data, "objects": 5}, sort_keys=True, separators=(",", ":"),
                              ensure_ascii=False), "its objects are not [id, version] pairs"),
-    (lambda data: DEEP, "body is not JSON")], ids=["objects a number", "nested deep"])
+    (lambda data: DEEP, "body is not JSON"),
+    (lambda data: b"{\xff}", "body is not text: its bytes are not UTF-8"),
+], ids=["objects a number", "nested deep", "not UTF-8"])
 def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
         tmp_path: Path, altered: Callable[[dict], str], said: str) -> None:
     """Its ``objects`` made a number, or its body nested past the decoder's limit: the
@@ -877,7 +904,9 @@ def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
     data = json.loads(node.store.audit_events(index, index + 1)[0].body)
     node.store.close()
     with sqlite3.connect(tmp_path / "jpn" / "node.db") as c:
-        c.execute("UPDATE audit_events SET body = ? WHERE idx = ?", (altered(data), index))
+        body = altered(data)
+        c.execute("UPDATE audit_events SET body = CAST(? AS TEXT) WHERE idx = ?",
+                  (body if isinstance(body, bytes) else body.encode(), index))
     result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "jpn")])
     assert result.exit_code == 1, result.output
     assert f"event {index}: {said}" in result.output

@@ -914,6 +914,10 @@ class AuditLog:
 
     @staticmethod
     def _text(note: str) -> str:
+        """The checkpoint text of a note this node keeps (refused if the row was altered
+        into something other than text)."""
+        if not isinstance(note, str):
+            raise CheckpointError("the stored note of the last checkpoint is not text")
         return note[: note.rfind("\n\n") + 1]
 
     # -- keys ---------------------------------------------------------------------------
@@ -1969,6 +1973,8 @@ def readable(event: str | bytes | dict[str, Any]
             data = json.loads(event)
         except RecursionError:
             return None, "its body is nested too deep to read"
+        except UnicodeDecodeError:  # bytes a loosely typed store kept in a text column
+            return None, "its body is not UTF-8 text"
         except ValueError:
             return None, "its body is not JSON"
     if not isinstance(data, dict):
@@ -1992,7 +1998,12 @@ def _decoded(body: str) -> Any:
 def _check_row(row: AuditRecord, data: Any) -> Iterator[str]:
     """The indexed columns must say what the body (decoded: ``data``) says."""
     if not isinstance(row.body, str):
-        yield f"event {row.index}: body is not text"
+        try:
+            bytes(row.body).decode("utf-8")
+            why = ""
+        except UnicodeDecodeError:  # SQLite keeps such bytes as text: SQLiteStore._judged
+            why = ": its bytes are not UTF-8"
+        yield f"event {row.index}: body is not text{why}"
         return
     if data is _NOT_JSON:
         yield f"event {row.index}: body is not JSON"

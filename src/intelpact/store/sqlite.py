@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..crypto.eventmacs import EventMacs
 from ..crypto.merkle import Coord, Tree, blocks, extend, fold, leaf_hash
@@ -79,6 +79,8 @@ from .base import (
 
 # What SQLite says when a file cannot grow: SQLITE_FULL (no space, ENOSPC), and the
 # write or truncate errors a file size limit gives (EFBIG: RLIMIT_FSIZE, some quotas).
+_T = TypeVar("_T")
+
 _FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
                    sqlite3.SQLITE_IOERR_TRUNCATE})
 # The search index's text of a row: its name and description, each only if no granular
@@ -159,6 +161,24 @@ class SQLiteStore(Store):
                 self._close_orphans()
                 self._all[threading.current_thread()] = conn
         return conn
+
+    def _judged(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``read`` on this thread's connection, for the tables `audit verify` and
+        `audit show` must judge whatever they hold. sqlite3 cannot return a text value
+        that is not UTF-8 (written there by something other than intelpact): it stops
+        the whole read. Then ``read`` runs again with such values as their bytes, which
+        the caller names as not text (and hashes as stored)."""
+        conn = self._conn()
+        try:
+            return read(conn)
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith("Could not decode to UTF-8"):
+                raise
+        factory, conn.text_factory = conn.text_factory, _text_or_bytes
+        try:
+            return read(conn)
+        finally:
+            conn.text_factory = factory
 
     def _close_orphans(self) -> None:
         """Close the connections of threads that have ended. The server's worker threads
@@ -735,14 +755,14 @@ class SQLiteStore(Store):
 
     def audit_events(self, start: int, stop: int, limit: int | None = None
                      ) -> list[AuditRecord]:
-        return [AuditRecord(*r) for r in self._conn().execute(
+        return self._judged(lambda c: [AuditRecord(*r) for r in c.execute(
             f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE idx >= ? AND idx < ? "  # noqa: S608
-            "ORDER BY idx LIMIT ?", (start, stop, -1 if limit is None else limit))]
+            "ORDER BY idx LIMIT ?", (start, stop, -1 if limit is None else limit))])
 
     def find_audit(self, where: AuditFilter, before: int | None = None
                    ) -> list[AuditRecord]:
         sql, params = _audit_select(where, "?", before=before)
-        return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
+        return self._judged(lambda c: [AuditRecord(*r) for r in c.execute(sql, params)])
 
     def audit_numbered(self, originator: str, before: int | None = None
                        ) -> tuple[int, int]:
@@ -752,7 +772,7 @@ class SQLiteStore(Store):
     def latest_audit(self, where: AuditFilter, before: int | None = None
                      ) -> list[AuditRecord]:
         sql, params = _audit_select(where, "?", before=before, newest=True)
-        return [AuditRecord(*r) for r in self._conn().execute(sql, params)]
+        return self._judged(lambda c: [AuditRecord(*r) for r in c.execute(sql, params)])
 
     def audit_macs_from(self) -> int | None:
         row = self._conn().execute(_MACS_FROM).fetchone()
@@ -787,7 +807,7 @@ class SQLiteStore(Store):
 
     def audit_refs(self, start: int, stop: int | None = None) -> list[tuple[str, int]]:
         sql, params = _refs_select(start, stop, "?")
-        return [(r[0], int(r[1])) for r in self._conn().execute(sql, params)]
+        return self._judged(lambda c: [(r[0], int(r[1])) for r in c.execute(sql, params)])
 
     def audit_nodes(self, coords: Sequence[Coord]) -> dict[Coord, bytes]:
         return _nodes(self._conn(), coords)
@@ -795,16 +815,19 @@ class SQLiteStore(Store):
     def integrate_audit(self, limit: int, sign: Signer | None = None,
                         refs: int | None = None, forged: list[int] | None = None
                         ) -> tuple[int, bytes]:
-        with self._write() as c:
-            return _integrate(c, "?", limit, sign, refs, self.event_macs, forged)
+        def integrate(_: sqlite3.Connection) -> tuple[int, bytes]:
+            with self._write() as c:  # this thread's connection, which _judged sets
+                return _integrate(c, "?", limit, sign, refs, self.event_macs, forged)
+        return self._judged(integrate)
 
     def checkpoints(self) -> list[Checkpoint]:
-        return [Checkpoint(*r) for r in self._conn().execute(
-            "SELECT size, note, signed FROM audit_checkpoints ORDER BY size")]
+        return self._judged(lambda c: [Checkpoint(*r) for r in c.execute(
+            "SELECT size, note, signed FROM audit_checkpoints ORDER BY size")])
 
     def latest_checkpoint(self) -> Checkpoint | None:
-        row = self._conn().execute("SELECT size, note, signed FROM audit_checkpoints "
-                                   "ORDER BY size DESC LIMIT 1").fetchone()
+        row = self._judged(lambda c: c.execute("SELECT size, note, signed FROM "
+                                               "audit_checkpoints ORDER BY size DESC "
+                                               "LIMIT 1").fetchone())
         return Checkpoint(*row) if row else None
 
     def add_partner_checkpoint(self, party: str, size: int, root: bytes, note: str,
@@ -814,8 +837,8 @@ class SQLiteStore(Store):
 
     def partner_checkpoints(self, party: str, after: int = -1, limit: int | None = None
                             ) -> list[PartnerCheckpoint]:
-        return _partner_checkpoints(self._conn(), "?", party, after,
-                                    -1 if limit is None else limit)
+        return self._judged(lambda c: _partner_checkpoints(c, "?", party, after,
+                                                           -1 if limit is None else limit))
 
     def partner_parties(self) -> list[str]:
         return [r[0] for r in self._conn().execute(_PARTNER_PARTIES)]
@@ -842,13 +865,13 @@ class SQLiteStore(Store):
     def partner_events(self, party: str, *, after: int = -1, before: int | None = None,
                        limit: int | None = None, objects: Sequence[str] = (),
                        kinds: Sequence[str] = ()) -> list[KeptEvent]:
-        return _partner_events(self._conn(), "?", party, after, before, limit, objects,
-                               kinds)
+        return self._judged(lambda c: _partner_events(c, "?", party, after, before, limit,
+                                                      objects, kinds))
 
     def partner_event_refs(self, party: str, start: int, stop: int | None = None
                            ) -> list[tuple[str, int]]:
         sql, params = _partner_refs_select(party, start, stop, "?")
-        return [(r[0], int(r[1])) for r in self._conn().execute(sql, params)]
+        return self._judged(lambda c: [(r[0], int(r[1])) for r in c.execute(sql, params)])
 
     def numbered_partner_events(self, party: str, before: int) -> int:
         return _numbered_kept(self._conn(), "?", party, before)
@@ -859,11 +882,12 @@ class SQLiteStore(Store):
             return _raise_alert(c, "?", kind, party, detail, when, audit, once=once)
 
     def alerts(self) -> list[tuple[int, str, str | None, str, str]]:
-        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in self._conn().execute(
-            "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")]
+        return self._judged(lambda c: [(int(r[0]), r[1], r[2], r[3], r[4]) for r in c.execute(
+            "SELECT alert_id, kind, party, detail, raised FROM alerts ORDER BY alert_id")])
 
     def alert_resolutions(self) -> dict[int, tuple[str, str]]:
-        return {int(r[0]): (r[1], r[2]) for r in self._conn().execute(_RESOLUTIONS)}
+        return self._judged(lambda c: {int(r[0]): (r[1], r[2])
+                                       for r in c.execute(_RESOLUTIONS)})
 
     def resolve_alert(self, alert_id: int, when: str, note: str,
                       audit: Sequence[AuditEvent] = ()) -> bool:
@@ -1869,10 +1893,20 @@ def _partner_rows(c: Any, mark: str, party: str, after: int, before: int | None,
                       _bytes(r[3]), int(r[4]), r[5]) for r in c.execute(sql, args)]
 
 
+def _text_or_bytes(value: bytes) -> str | bytes:
+    """A text value as sqlite3 gives it, or its bytes if they are not UTF-8 (see
+    SQLiteStore._judged)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
 def _bytes(value: Any) -> bytes:
-    """A BLOB column's value: SQLite keeps text in one too, if a row was altered so;
-    taken as its UTF-8 bytes, it fails its check (a proof that does not verify) rather
-    than stopping every read of the kept events with a TypeError."""
+    """A value as the bytes it is hashed as: text as its UTF-8 bytes. SQLite keeps text
+    in a BLOB column, or bytes in a text one (SQLiteStore._judged), if a row was altered
+    so: hashed as they are, they fail their check (a proof or a leaf hash that does not
+    verify) rather than stopping every read of the events with a TypeError."""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
@@ -2220,7 +2254,7 @@ def _integrate(c: Any, mark: str, limit: int, sign: Signer | None,
     if macs is not None and forged is not None:
         forged.extend(int(r[0]) for r in rows if macs.problem(int(r[0]), r[1], r[2]))
     made, frontier = extend(size, [known[k] for k in frontier_at],
-                            (leaf_hash(r[1].encode("utf-8")) for r in rows))
+                            (leaf_hash(_bytes(r[1])) for r in rows))
     if made:
         c.executemany(f"INSERT INTO audit_nodes (level, idx, hash) VALUES "  # noqa: S608
                       f"({mark}, {mark}, {mark})", made)
