@@ -460,7 +460,8 @@ def test_a_partner_down_for_an_hour_gets_everything_once(pair: Pair, tmp_path: P
     pair.cli("JPN", "compromise", "report", jpn_dir, "--object", nz_obj[1]["id"],
              "--what", "a laptop was lost", "--discovered", discovered, "--as", "officer")
     # an hour passes, in six jumps of ten minutes, while JPN keeps trying: after each
-    # jump its next retry is due at once, and the test waits for it
+    # jump its next retry is due at once, and the test waits for it (at the default log
+    # level, only the first failure and a reminder each ten minutes are logged: those)
     def retries() -> list[float]:
         return [float(x) for x in re.findall(r"federation with NZL: .*unreachable.*"
                                              r"\(retry in ([\d.]+)s\)", pair.log_text("JPN"))]
@@ -491,6 +492,11 @@ def test_a_partner_down_for_an_hour_gets_everything_once(pair: Pair, tmp_path: P
                                    "delivered IS NULL") == [(0,)], 60,
              "the backlog delivered", pair)
     print(f"the partner caught up {time.monotonic() - back:.1f} s after it came back")
+    log = pair.log_text("JPN")
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING intelpact.courier: federation "
+                     r"with NZL: still failing \(\d+ tries since \S+Z\): NZL unreachable", log,
+                     re.MULTILINE), log
+    assert "INFO intelpact.courier: federation with NZL: reached again after " in log
     assert_exactly_once_and_drained(pair, keys(recalled) | keys(during), "JPN", "NZL")
     # the recall was applied (a tombstone), the report received once
     assert pair.query("NZL", "SELECT count(*) FROM objects WHERE object_id = ? AND recalled "

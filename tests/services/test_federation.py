@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
 from intelpact.maritime.nmea import Position
 from intelpact.maritime.vessels import AIS_EXTENSION_ID, Track, sighting_object
 from intelpact.model import national_marking
+from intelpact.services import courier as courier_module
 from intelpact.services.courier import BadAnswer, Courier
 from intelpact.services.federation import FederationError, Received, make_card, sign_request
 from intelpact.services.node import Node
@@ -23,6 +25,7 @@ from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Query
 
 from helpers import DEEP, indicator, make_node, partner_answers, pin_each_other, serving_federation
+from served import wait_for
 
 PW = "federation-test-pw"
 
@@ -518,3 +521,39 @@ def test_replayed_and_stale_requests(jpn_nzl: tuple[Node, Node]) -> None:
     with pytest.raises(FederationError, match="s behind this node.s clock"):
         verify_request(lowered, "POST", target, body, nzl.federation.peers(),
                        nzl.agreement.content_hash, now=later)
+
+
+def test_a_partner_that_keeps_failing_is_warned_of_once_reminded_and_its_return_said(
+        jpn_nzl: list[Node], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The courier retries a partner out of reach every 30 s at most, all day if need be:
+    the first failure is a warning, the same failure again only debug but for a reminder
+    every REMIND_EVERY seconds that says since when, and the round that reaches it again
+    says so, once. Before, every retry was a warning: 2,880 a day."""
+    jpn, nzl = jpn_nzl
+    pair(jpn, nzl)
+    monkeypatch.setattr(courier_module, "REMIND_EVERY", 1.0)
+    caplog.set_level(logging.DEBUG, logger="intelpact.courier")
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("federation with NZL")]
+
+    with Courier(jpn, interval=0.01, push_interval=0.01, max_backoff=0.02,
+                 gossip_interval=60) as courier:
+        courier.start()
+        wait_for(lambda: sum(r.levelno == logging.WARNING for r in said()) >= 2, 20,
+                   "a reminder that NZL is still out of reach")
+        with serving_federation(nzl):
+            wait_for(lambda: said()[-1].levelno == logging.INFO, 20, "NZL reached again")
+            *failed, back = said()  # before NZL stops again
+    first, *more = failed
+    assert first.levelno == logging.WARNING and "unreachable" in first.getMessage()
+    assert "still failing" not in first.getMessage()
+    assert {r.levelno for r in more} == {logging.DEBUG, logging.WARNING}
+    reminders = [r.getMessage() for r in more if r.levelno == logging.WARNING]
+    assert all(re.match(r"federation with NZL: still failing \(\d+ tries since "
+                        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\): .*unreachable", m)
+               for m in reminders), reminders
+    assert len(reminders) < len(more) / 2  # most retries were not warnings
+    assert re.fullmatch(rf"federation with NZL: reached again after {len(failed)} failed "
+                        r"tries since \S+Z", back.getMessage()), back.getMessage()

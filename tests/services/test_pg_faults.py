@@ -209,7 +209,8 @@ def test_a_full_wal_stops_postgresql_and_loses_nothing_acknowledged(tmp_path: Pa
         url = server.database("wal")
         with pair_on(tmp_path, url) as pair:
             pair.start("JPN")
-            pair.start("NZL")  # JPN's courier releases to NZL throughout
+            # JPN's courier releases to NZL throughout; NZL's every retry is logged
+            pair.start("NZL", env={"INTELPACT_LOG_LEVEL": "debug"})
             with psycopg.connect(server.url, autocommit=True) as conn:
                 conn.execute("CHECKPOINT")  # no checkpoint again: the WAL only grows
             # the rest of the disk is taken by something else: 3 MiB are left for WAL

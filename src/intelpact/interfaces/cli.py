@@ -26,6 +26,7 @@ from rich.text import Text
 
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
+from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
 from ..model import banner
 from ..model.decisions import ROLES
 from ..services.node import Node
@@ -243,8 +244,13 @@ def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
               help="Override the configured port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="TAXII worker processes (several are meant for a PostgreSQL store).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="info", show_default=True, envvar=LOG_LEVEL_ENV, show_envvar=True,
+              help="Log this and above to stderr, each line with its UTC time. At debug, "
+                   "every retry of a partner that keeps failing the same way.")
 @friendly
-def serve(node_dir: Path, host: str | None, port: int | None, workers: int) -> None:
+def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
+          log_level: str) -> None:
     """Serve the node until interrupted: the TAXII 2.1 API for its people, the
     mutual-TLS federation listener for its partners, and the courier that delivers
     releases to them."""
@@ -252,6 +258,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int) -> N
     from .server import serve as run
 
     cap_malloc_arenas()  # before the node's threads start
+    configure_logging(log_level.lower())
     node = Node.open(node_dir)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port

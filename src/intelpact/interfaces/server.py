@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from ..logs import LOG_LEVEL_ENV, configure_logging
 from ..services.courier import Courier
 from ..services.node import Node
 from ..services.prepare import ingest_processes
@@ -147,6 +148,7 @@ WORKERS_ENV = "INTELPACT_WORKERS"
 def taxii_worker_app() -> Starlette:
     """The TAXII app of one worker process: it opens the node named by the environment."""
     cap_malloc_arenas()
+    configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
     node = Node.open(Path(os.environ[WORKER_ENV]))
     start_pool(node, ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
     app = create_app(node)

@@ -68,6 +68,9 @@ WATCH_SECONDS = 1.0
 # A reclassification cut short in a serving node is completed by its courier once begun
 # this many seconds ago (Controls.resume): one begun since may still be under way
 RESUME_AFTER = 60.0
+# While a partner keeps failing the same way, the courier's retries are logged at debug
+# but for a warning this often (seconds): a partner down for a day is not 2,880 warnings
+REMIND_EVERY = 600.0
 
 
 class Courier:
@@ -667,6 +670,7 @@ class Courier:
     def _run(self) -> None:
         backoff: dict[str, float] = {}  # a failing partner's wait before the next try
         failed_at: dict[str, float] = {}
+        failing = _Failures()
         last_pull = 0.0
         release_wait, release_failed = self.interval, time.monotonic()
         while not self._stop.is_set():
@@ -699,6 +703,8 @@ class Courier:
                         self.pull_once(party)
                     backoff.pop(party, None)
                     failed_at.pop(party, None)
+                    if back := failing.recovered(party):
+                        log.info("federation with %s: %s", party, back)
                 except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                     if self._stop.is_set():
                         log.debug("federation with %s while stopping: %s", party, exc)
@@ -707,10 +713,13 @@ class Courier:
                     if isinstance(exc, RateLimited):  # as the partner asks, not doubled
                         delay = min(self.max_backoff, exc.retry_after)
                     backoff[party], failed_at[party] = delay, now
+                    level, still = failing.failed(party, exc, now)
                     if isinstance(exc, _RETRIED):
-                        log.warning("federation with %s: %s (retry in %.1fs)", party, exc, delay)
+                        log.log(level, "federation with %s: %s%s (retry in %.1fs)", party,
+                                still, exc, delay)
                     else:
-                        log.exception("federation with %s failed (retry in %.1fs)", party, delay)
+                        log.log(level, "federation with %s: %sfailed (retry in %.1fs)", party,
+                                still, delay, exc_info=level > logging.DEBUG)
             if pull:
                 last_pull = now
 
@@ -780,6 +789,38 @@ class Courier:
                     record.report_id, exc, self.gossip_interval)
         return checked
 
+
+
+class _Failures:
+    """Each partner's run of failed rounds, for the courier's log. The first failure of
+    a run, and one of another kind than the last warned of, is a warning; the same
+    failure again is debug, but for a reminder every REMIND_EVERY seconds that says how
+    long it has lasted; the first round to succeed after a run says it is over."""
+
+    def __init__(self) -> None:
+        # party -> (since, tries, the kind of failure warned of last, when warned)
+        self._runs: dict[str, tuple[str, int, type[BaseException], float]] = {}
+
+    def failed(self, party: str, exc: BaseException, now: float) -> tuple[int, str]:
+        """The level to log this failure at, and what to say before it."""
+        run = self._runs.get(party)
+        if run is None:
+            self._runs[party] = (timestamp(utc_now())[:19] + "Z", 1, type(exc), now)
+            return logging.WARNING, ""
+        since, tries, kind, warned = run
+        tries += 1
+        if type(exc) is kind and not _due(now, warned, REMIND_EVERY):
+            self._runs[party] = (since, tries, kind, warned)
+            return logging.DEBUG, ""
+        self._runs[party] = (since, tries, type(exc), now)
+        return logging.WARNING, f"still failing ({tries} tries since {since}): "
+
+    def recovered(self, party: str) -> str | None:
+        """What to say of a round that succeeded: None unless it ends a run of failures."""
+        run = self._runs.pop(party, None)
+        if run is None:
+            return None
+        return f"reached again after {run[1]} failed tries since {run[0]}"
 
 
 def _due(now: float, last: float, interval: float) -> bool:

@@ -1,0 +1,27 @@
+"""The node's log: where a serving node's ``intelpact`` loggers write, and from which
+level (``intelpact serve --log-level``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_ENV = "INTELPACT_LOG_LEVEL"  # also how `serve --workers N` tells its workers
+
+
+def configure_logging(level: str) -> None:
+    """Send the node's log (the ``intelpact`` loggers) to stderr from ``level`` up, each
+    line with its UTC time, level and source: a server's log is read later, by an
+    operator, beside its partners'. Without this, Python printed only warnings and
+    errors, as bare messages with no time."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                  "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("intelpact")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    os.environ[LOG_LEVEL_ENV] = level
