@@ -7,6 +7,21 @@ import logging
 import os
 import time
 
+from .store.sqlite import damage
+
+
+def log_unexpected(log: logging.Logger, exc: BaseException, what: str, *args: object
+                   ) -> None:
+    """Log ``exc``, unexpected while doing ``what`` (%-formatted with ``args``), with its
+    traceback; if it says the database file was damaged (``damage``), as one error line
+    that says so, without the value SQLite could not read."""
+    problem = damage(exc)
+    if problem is None:
+        log.error(what, *args, exc_info=exc)
+    else:
+        log.error(what + ": the node's database cannot be read: %s", *args, problem)
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_LEVEL_ENV = "INTELPACT_LOG_LEVEL"  # also how `serve --workers N` tells its workers
 

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import signal
+import sqlite3
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from ..model.decisions import ROLES
 from ..services.node import Node
 from ..services.publish import MarkingRequest
 from ..store.base import Query, StoredObject, StoreUnavailable
+from ..store.sqlite import damage
 
 F = TypeVar("F", bound=Callable[..., Any])
 # No markup, no emoji codes: names, ids and objects come from people and partners; "[/]"
@@ -79,6 +81,14 @@ def friendly(fn: F) -> F:
             _fail(exc.message, exc.hint)
         except BrokenPipeError:  # click.echo's (rich's: _Out)
             _reader_gone()
+        except sqlite3.DatabaseError as exc:
+            if (problem := damage(exc)) is None:
+                raise
+            _fail(f"the node's database cannot be read: {problem}",
+                  "it was damaged, or written to by something other than intelpact: "
+                  "'intelpact audit verify DIR' says what of the audit log is intact; "
+                  "restore the node from a backup (docs/deployment.md, \"Backups and "
+                  "recovery\")")
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")

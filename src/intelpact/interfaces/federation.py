@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..jsonio import JsonError, parse_json
+from ..logs import log_unexpected
 from ..services.audit import AuditError
 from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
@@ -115,7 +116,8 @@ class FederationApi:
         return _error(TaxiiError(503, "Service Unavailable", detail))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
-        log.exception("federation request failed: %s %s", request.method, request.url.path)
+        log_unexpected(log, exc, "federation request failed: %s %s", request.method,
+                       request.url.path)
         return _error(TaxiiError(500, "Internal error", "nothing was stored"))
 
     def _sender(self, request: Request) -> tuple[str, PeerRecord]:

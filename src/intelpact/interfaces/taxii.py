@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
+from ..logs import log_unexpected
 from ..services.audit import AuditError
 from ..services.federation import KeyRetired
 from ..services.node import Node
@@ -163,7 +164,8 @@ class TaxiiApi:
                         media_type="application/json")
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log_unexpected(log, exc, "unexpected error on %s %s", request.method,
+                       request.url.path)
         return _error(TaxiiError(500, "Internal error", "the node could not complete the "
                                  "request; nothing was changed"))
 

@@ -79,10 +79,10 @@ from .base import (
 
 # What SQLite says when a file cannot grow: SQLITE_FULL (no space, ENOSPC), and the
 # write or truncate errors a file size limit gives (EFBIG: RLIMIT_FSIZE, some quotas).
-_T = TypeVar("_T")
-
 _FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
                    sqlite3.SQLITE_IOERR_TRUNCATE})
+_T = TypeVar("_T")
+_UNDECODABLE = "Could not decode to UTF-8"  # sqlite3, of a text value that is not UTF-8
 # The search index's text of a row: its name and description, each only if no granular
 # marking selects it (0017_search_unmarked.sql, which holds the same expression). A
 # marked portion may be withheld from a reader, and a row the index found on withheld
@@ -172,7 +172,7 @@ class SQLiteStore(Store):
         try:
             return read(conn)
         except sqlite3.OperationalError as exc:
-            if not str(exc).startswith("Could not decode to UTF-8"):
+            if not str(exc).startswith(_UNDECODABLE):
                 raise
         factory, conn.text_factory = conn.text_factory, _text_or_bytes
         try:
@@ -1891,6 +1891,19 @@ def _partner_rows(c: Any, mark: str, party: str, after: int, before: int | None,
         args.append(limit)
     return [KeptEvent(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]),
                       _bytes(r[3]), int(r[4]), r[5]) for r in c.execute(sql, args)]
+
+
+def damage(exc: BaseException) -> str | None:
+    """What SQLite's ``exc`` says, if it says the database file was damaged or written
+    to by something other than intelpact ("file is not a database", "database disk image
+    is malformed", a text value that is not UTF-8), else None: not a locked or full
+    database, nor a constraint. Without the text of the value it could not decode, which
+    sqlite3 quotes: an object's body, say, is not for a log or a terminal."""
+    if type(exc) is sqlite3.DatabaseError:
+        return str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_UNDECODABLE):
+        return str(exc).split(" with text ", 1)[0]
+    return None
 
 
 def _text_or_bytes(value: bytes) -> str | bytes:

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...logs import log_unexpected
 from ...model import Label
 from ...services.node import Node
 from ...services.people import AuthError, PeopleError, Principal
@@ -305,11 +306,11 @@ class _Contained:
 
         try:
             await self.app(scope, receive, sending)
-        except Exception:
+        except Exception as exc:
             if scope["type"] != "http" or started:
                 raise  # half a response sent: only the server can end it
-            log.exception("unexpected error on %s %s", scope.get("method"),
-                          scope.get("path"))
+            log_unexpected(log, exc, "unexpected error on %s %s", scope.get("method"),
+                           scope.get("path"))
             await self.crash()(scope, receive, send)
 
 

@@ -1,0 +1,89 @@
+"""A SQLite store damaged, or written to by something other than intelpact: every
+interface says so in one clear line, and quotes nothing of what it could not read."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from intelpact.interfaces.cli import main
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+
+from helpers import indicator, make_node, serving
+
+PW = "a long password here"
+SECRET = "the source's name"
+TAXII = "application/taxii+json;version=2.1"
+DAMAGED = "the node's database cannot be read: Could not decode to UTF-8 column 'body'"
+
+
+@pytest.fixture()
+def damaged(tmp_path: Path) -> Path:
+    """A node whose one object's body was altered in the file into bytes that are not
+    UTF-8 (SQLite keeps them as text; Python's sqlite3 refuses to read them), around
+    words of the object itself."""
+    node = make_node(tmp_path / "jpn")
+    node.people.add("aki", party="JPN", clearance="秘", roles=["analyst", "publisher"],
+                    password=PW)
+    obj = indicator("bit rot", description=SECRET)
+    status = node.publisher.publish(node.people.as_person("aki").person,
+                                    node.default_collection().collection_id, [obj],
+                                    marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - damage
+        c.execute("UPDATE objects SET body = CAST(? AS TEXT) WHERE object_id = ?",
+                  (f'{{"description":"{SECRET}\xff"}}'.encode("latin-1"), obj["id"]))
+    node.close()
+    return tmp_path / "jpn"
+
+
+@pytest.mark.parametrize("command", [
+    ["get", "{dir}", "{id}", "--as", "aki"],
+    ["search", "{dir}", "bit", "--as", "aki"],
+    ["export", "{dir}", "--as", "aki"],
+], ids=["get", "search", "export"])
+def test_a_command_on_a_damaged_store_says_so_in_one_line(
+        damaged: Path, command: list[str]) -> None:
+    (oid,) = [r[0] for r in sqlite3.connect(damaged / "node.db").execute(
+        "SELECT object_id FROM objects WHERE object_type = 'indicator'")]
+    result = CliRunner().invoke(main, [a.format(dir=damaged, id=oid) for a in command])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.output.startswith(f"error: {DAMAGED}\nhint: it was damaged, or written "
+                                    "to by something other than intelpact"), result.output
+    assert SECRET not in result.output and "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error(damaged: Path, tmp_path: Path
+                                                          ) -> None:
+    junk = tmp_path / "junk"
+    shutil.copytree(damaged, junk)
+    (junk / "node.db").write_bytes(b"\x00intelpact? no" * 100)
+    result = CliRunner().invoke(main, ["user", "list", str(junk)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.output.startswith("error: the node's database cannot be read: file is "
+                                    "not a database\nhint: "), result.output
+
+
+def test_a_read_of_a_damaged_store_is_a_500_logged_without_what_it_holds(
+        damaged: Path, caplog: pytest.LogCaptureFixture) -> None:
+    node = Node.open(damaged)
+    try:
+        cid = node.default_collection().collection_id
+        with serving(node) as url, caplog.at_level(logging.ERROR, logger="intelpact"):
+            r = httpx.get(f"{url}/intel/collections/{cid}/objects/", auth=("aki", PW),
+                          headers={"Accept": TAXII})
+    finally:
+        node.close()
+    assert r.status_code == 500 and r.headers["content-type"] == TAXII
+    assert r.json()["title"] == "Internal error" and SECRET not in r.text
+    (record,) = [rec for rec in caplog.records if rec.name == "intelpact.taxii"]
+    assert record.getMessage() == (f"unexpected error on GET /intel/collections/{cid}/"
+                                   f"objects/: {DAMAGED}")
+    assert record.exc_info is None and SECRET not in caplog.text
