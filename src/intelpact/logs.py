@@ -1,5 +1,5 @@
-"""The node's log: where a serving node's ``intelpact`` loggers write, and from which
-level (``intelpact serve --log-level``)."""
+"""The node's log: where a serving node's ``intelpact`` loggers write, from which level
+(``intelpact serve --log-level``), and how an unexpected error is written to it."""
 
 from __future__ import annotations
 
@@ -8,19 +8,6 @@ import os
 import time
 
 from .store.sqlite import damage
-
-
-def log_unexpected(log: logging.Logger, exc: BaseException, what: str, *args: object
-                   ) -> None:
-    """Log ``exc``, unexpected while doing ``what`` (%-formatted with ``args``), with its
-    traceback; if it says the database file was damaged (``damage``), as one error line
-    that says so, without the value SQLite could not read."""
-    problem = damage(exc)
-    if problem is None:
-        log.error(what, *args, exc_info=exc)
-    else:
-        log.error(what + ": the node's database cannot be read: %s", *args, problem)
-
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_LEVEL_ENV = "INTELPACT_LOG_LEVEL"  # also how `serve --workers N` tells its workers
@@ -40,3 +27,15 @@ def configure_logging(level: str) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     os.environ[LOG_LEVEL_ENV] = level
+
+
+def log_unexpected(log: logging.Logger, exc: BaseException, what: str, *args: object
+                   ) -> None:
+    """Log ``exc``, unexpected while doing ``what`` (%-formatted with ``args``), with its
+    traceback; if it says the database file was damaged (``damage``), as one error line
+    that says so, without the value SQLite could not read."""
+    problem = damage(exc)
+    if problem is None:
+        log.error(what, *args, exc_info=exc)
+    else:
+        log.error(what + ": the node's database cannot be read: %s", *args, problem)
