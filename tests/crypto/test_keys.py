@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from intelpact.crypto import (
     load_signing_key,
     public_key_b64,
 )
-from intelpact.crypto.keys import public_raw
+from intelpact.crypto.keys import node_secret, public_raw
 from intelpact.errors import IntelpactError
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -118,3 +119,26 @@ def test_encrypted_key_is_refused_clearly(tmp_path: Path) -> None:
                                        serialization.BestAvailableEncryption(b"secret")))
     with pytest.raises(KeyFileError, match="encrypted"):
         load_signing_key(path)
+
+
+def test_a_node_secret_is_made_once_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "secret.key"
+    made = node_secret(path)
+    assert re.fullmatch(r"[0-9a-f]{64}", made) and node_secret(path) == made
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"short", b"0" * 63, b"0" * 65,
+                                     b"g" * 64, b"\xff\xfe" * 32, b"00 " * 32],
+                         ids=["empty", "newline", "short", "63", "65", "not hex",
+                              "not ASCII", "spaced"])
+def test_a_node_secret_that_is_not_64_hex_digits_is_refused(
+        tmp_path: Path, content: bytes) -> None:
+    """Empty (cut short by a crash as it was made), edited or damaged: never used as a
+    weaker secret, and never made again over the file."""
+    path = tmp_path / "secret.key"
+    path.write_bytes(content)
+    with pytest.raises(KeyFileError, match=r"secret.key: not a secret of this node "
+                                           r"\(64 hexadecimal digits\)") as refused:
+        node_secret(path, hint="do this")
+    assert refused.value.hint == "do this" and path.read_bytes() == content

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -549,13 +550,47 @@ def test_serve_help() -> None:
 
 
 def test_serve_with_a_missing_certificate(world: World, tmp_path: Path) -> None:
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(world.dir, copy)
     (copy / "tls" / "key.pem").unlink()
     r = run("serve", copy, "--port", "1", code=2)
     one_line_error(r, "key.pem: missing", hint="server.tls_key")
+
+
+@pytest.mark.parametrize(("name", "content", "said", "hint"), [
+    ("keys/audit-pseudonyms.key", None, r"audit-pseudonyms.key: missing, but the audit log "
+     r"holds [\d,]+ events that name people by pseudonyms", "restore the file"),
+    ("keys/audit-pseudonyms.key", b"", r"audit-pseudonyms.key: not a secret of this node",
+     "restore the file"),
+    ("keys/cursors.key", b"\xff\xfe", r"cursors.key: not a secret of this node",
+     "remove the file: a new secret is made"),
+    ("tls/cert.pem", b"junk", r"cert.pem: not a PEM certificate", "BEGIN CERTIFICATE"),
+], ids=["pseudonyms missing", "pseudonyms empty", "cursors not ASCII", "certificate junk"])
+def test_a_node_file_lost_or_damaged_is_one_clear_error(
+        world: World, tmp_path: Path, name: str, content: bytes | None, said: str,
+        hint: str) -> None:
+    """Before, a missing pseudonym secret was made again (everyone's pseudonyms changed,
+    here and at partners), an empty one was used as it was (guessable pseudonyms), and
+    the others stopped every command with a decoding error naming no file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    if content is None:
+        (copy / name).unlink()
+    else:
+        (copy / name).write_bytes(content)
+    one_line_error(run("user", "list", copy, code=2), said, hint=hint)
+    assert content is None or (copy / name).read_bytes() == content  # left as it was
+
+
+def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: Path
+                                                        ) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    for key in (b"junk", (world.dir / "keys" / "signing.pem").read_bytes()):
+        (copy / "tls" / "key.pem").write_bytes(key)
+        r = run("serve", copy, "--port", "1", code=2)
+        one_line_error(r, r"key.pem: not the PEM private key of \S+cert.pem",
+                       hint="restore both files")
 
 
 # -- --help everywhere ---------------------------------------------------------------------

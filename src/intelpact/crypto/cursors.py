@@ -41,7 +41,9 @@ class Cursors:
         first use: by ``intelpact init``, or when an older node is next opened. Every
         worker of ``serve --workers`` reads the same file, so a cursor from one is
         good at another."""
-        return cls(bytes.fromhex(node_secret(path)))
+        return cls(bytes.fromhex(node_secret(path, hint=(
+            "stop the node and remove the file: a new secret is made when the node next "
+            "opens (readers' paging cursors given before then start over)"))))
 
     def seal(self, cursor: str, person: str) -> str:
         nonce = os.urandom(NONCE)

@@ -22,11 +22,9 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from .keys import KeyFileError, write_private_file
+from .keys import RESTORE, KeyFileError, write_private_file
 
 _KEY_HEX = 64  # a key's hex digits (32 bytes)
-_RESTORE = ("restore the file from this node's backup of its keys directory "
-            "(docs/deployment.md, 'Backups and recovery')")
 
 
 class EventMacs:
@@ -52,7 +50,7 @@ class EventMacs:
                     f"{path}: missing, but the audit log holds events from {first} on "
                     "that carry a MAC made with the key it held: without it no new event "
                     "can be proven this node's, nor any old one checked",
-                    hint=_RESTORE)
+                    hint=RESTORE)
             made = json.dumps({"key": secrets.token_hex(32), "since": size()})
             try:
                 write_private_file(path, made.encode("ascii"))
@@ -76,7 +74,7 @@ class EventMacs:
                                hint="check the file's permissions") from None
         except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, UnicodeError
             raise KeyFileError(f"{path}: not an audit event key ({exc})",
-                               hint=_RESTORE) from None
+                               hint=RESTORE) from None
 
     def of(self, index: int, body: str | bytes) -> bytes:
         """The MAC of the event at leaf ``index`` with leaf data ``body``."""

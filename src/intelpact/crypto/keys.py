@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -23,6 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import IntelpactError
 
 KEY_ID_LENGTH = 16
+
+
+# The hint of a key file lost or damaged whose key cannot be made again
+RESTORE = ("restore the file from this node's backup of its keys directory "
+           "(docs/deployment.md, 'Backups and recovery')")
 
 
 class KeyFileError(IntelpactError):
@@ -58,17 +64,26 @@ def write_private_file(path: Path, data: bytes) -> None:
                            hint="check free space and permissions") from None
 
 
-def node_secret(path: Path) -> str:
+def node_secret(path: Path, *, hint: str = RESTORE) -> str:
     """A secret of the node (32 random bytes, hex; mode 0600 like its keys) kept in
     ``path``, made on first use. Processes of one node that make it at once agree: the
-    one whose creation finds the file there reads the other's."""
+    one whose creation finds the file there reads the other's. A file that holds
+    anything else (empty, cut short by a crash as it was made, edited) is refused, with
+    ``hint``: a shorter or guessable secret is never used in its place."""
     if not path.exists():
         try:
             write_private_file(path, secrets.token_hex(32).encode())
         except KeyFileError:
             if not path.exists():
                 raise
-    return path.read_text(encoding="ascii").strip()
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+    except UnicodeDecodeError:
+        secret = ""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", secret):
+        raise KeyFileError(f"{path}: not a secret of this node (64 hexadecimal digits)",
+                           hint=hint)
+    return secret
 
 
 def generate_signing_key(path: Path) -> Ed25519PrivateKey:

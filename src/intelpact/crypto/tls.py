@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import re
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,7 +150,8 @@ def load_certificate(cert_path: Path) -> x509.Certificate:
         data = cert_path.read_bytes()
     except FileNotFoundError:
         raise TlsError(f"{cert_path}: certificate file not found",
-                       hint="run `intelpact init` to make one, or fix tls_cert in node.toml"
+                       hint="restore it from this node's backup, or fix server.tls_cert in "
+                            "node.toml"
                        ) from None
     except OSError as exc:
         raise TlsError(f"{cert_path}: cannot read the certificate: {exc.strerror}",
@@ -160,6 +162,20 @@ def load_certificate(cert_path: Path) -> x509.Certificate:
         raise TlsError(f"{cert_path}: not a PEM certificate",
                        hint="expected a file beginning with -----BEGIN CERTIFICATE-----"
                        ) from None
+
+
+def check_key_pair(cert_path: Path, key_path: Path) -> None:
+    """Load ``cert_path`` and ``key_path`` as a TLS server would, before it starts: a key
+    that is not a PEM private key, or not the certificate's, is a TlsError naming them,
+    not OpenSSL's "PEM lib" in a listener's traceback."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            str(cert_path), str(key_path))
+    except ssl.SSLError as exc:
+        raise TlsError(f"{key_path}: not the PEM private key of {cert_path} "
+                       f"({exc.reason or exc})",
+                       hint="restore both files from this node's backup (partners pin the "
+                            "certificate: docs/deployment.md, 'TLS')") from None
 
 
 def fingerprint(cert_path: Path) -> str:

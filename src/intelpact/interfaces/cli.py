@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ..crypto.tls import check_key_pair
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
@@ -272,11 +273,14 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     node = Node.open(node_dir)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
+    pair: list[Path] = []
     for path, field in ((cfg.tls_cert, "tls_cert"), (cfg.tls_key, "tls_key")):
         if path is None or not path.is_file():
             raise IntelpactError(f"{path}: missing (server.{field} in node.toml)",
                                  hint="restore the file, or point server." + field +
                                  " at your certificate and key")
+        pair.append(path)
+    check_key_pair(*pair)  # as the listeners will load them, before they start
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
               f"(agreement {node.agreement.id})")
     partners = ", ".join(p.party for p in node.store.peers()) or "none yet"

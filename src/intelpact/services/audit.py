@@ -53,7 +53,14 @@ from ..crypto.checkpoint import (
     verify_note,
 )
 from ..crypto.eventmacs import EventMacs
-from ..crypto.keys import key_id, node_secret, public_key_from_b64, public_raw
+from ..crypto.keys import (
+    RESTORE,
+    KeyFileError,
+    key_id,
+    node_secret,
+    public_key_from_b64,
+    public_raw,
+)
 from ..crypto.merkle import (
     Coord,
     ProofError,
@@ -314,8 +321,16 @@ class Pseudonyms:
         self._secret = secret
 
     @classmethod
-    def from_file(cls, path: Path) -> Pseudonyms:
-        """The node's secret, made on first use (mode 0600, like the node's keys)."""
+    def from_file(cls, path: Path, size: Callable[[], int]) -> Pseudonyms:
+        """The node's secret, made with its log (mode 0600, like the node's keys).
+        Refused when the file is missing but the log holds events (``size()``): they
+        name people by pseudonyms made with the secret it held, and a new one would give
+        everyone new pseudonyms, here and at partners, so that no search by person
+        finds what they did before."""
+        if not path.exists() and (events := size()):
+            raise KeyFileError(f"{path}: missing, but the audit log holds {events:,} "
+                               "events that name people by pseudonyms made with the "
+                               "secret it held", hint=RESTORE)
         return cls(node_secret(path).encode("ascii"))
 
     def of(self, name: str, party: str | None = None) -> str:

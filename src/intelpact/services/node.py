@@ -30,6 +30,7 @@ from ..crypto.keys import (
 )
 from ..crypto.merkle import Tree
 from ..crypto.signing import sign_object
+from ..crypto.tls import load_certificate
 from ..errors import IntelpactError
 from ..model import (
     Agreement,
@@ -129,14 +130,17 @@ class Node:
         keys = config.signing_key.parent
         self.audit = AuditLog(
             store, config.party, lambda: self.signing_key,
-            Pseudonyms.from_file(keys / "audit-pseudonyms.key"),
+            Pseudonyms.from_file(keys / "audit-pseudonyms.key", store.audit_size),
             EventMacs.from_file(keys / "audit-events.key", store.audit_size,
                                 store.audit_macs_from),
             Head(keys / "audit-head.json"))
         self.people = People(self.policy, store, self.audit)
         # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
         self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")
-        cert_pem = config.tls_cert.read_text() if config.tls_cert else ""
+        cert_pem = ""
+        if config.tls_cert:  # what partners pin: damaged, it is said so here
+            load_certificate(config.tls_cert)
+            cert_pem = config.tls_cert.read_text()
         self.identity = Identity(config.party, config.federation_url, self.signing_key,
                                  cert_pem, self.agreement.id, self.agreement.content_hash)
         self.federation = Federation(self.identity, self.policy, self.markings, store,
