@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -591,6 +592,19 @@ def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: 
         r = run("serve", copy, "--port", "1", code=2)
         one_line_error(r, r"key.pem: not the PEM private key of \S+cert.pem",
                        hint="restore both files")
+
+
+def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
+    """Before, uvicorn said it as each listener started: SystemExit in a task, and a
+    traceback of the event loop's."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        for workers in ("1", "2"):
+            r = run("serve", world.dir, "--port", port, "--workers", workers, code=2)
+            one_line_error(r, rf"^error: cannot listen on 127\.0\.0\.1:{port}: Address "
+                              "already in use$", hint="this node served already?")
 
 
 # -- --help everywhere ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from ..errors import IntelpactError
 from ..logs import LOG_LEVEL_ENV, configure_logging
 from ..services.courier import Courier
 from ..services.node import Node
@@ -82,11 +84,12 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
           courier_interval: float = 2.0) -> None:
     """Serve until SIGINT/SIGTERM. Partners pinned after start need a restart to be
     trusted by the TLS listener."""
+    taxii, federation = taxii_server_options(node, host, port), federation_server_options(node)
+    check_free(taxii, federation)
     servers = [
-        _Listener(uvicorn.Config(create_app(node), log_level="warning",
-                                 **taxii_server_options(node, host, port))),
+        _Listener(uvicorn.Config(create_app(node), log_level="warning", **taxii)),
         _Listener(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                 **federation_server_options(node))),
+                                 **federation)),
     ]
     courier = Courier(node, interval=courier_interval)
     courier.start()
@@ -106,6 +109,26 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     finally:
         courier.stop()
         node.close()
+
+
+def check_free(*listeners: dict[str, Any]) -> None:
+    """Refuse, naming it, an address of ``listeners`` (uvicorn options) that cannot be
+    listened on, before anything starts: another process listens there (this node
+    served already?), or the port is a privileged one. uvicorn would say it only as it
+    starts each listener, with SystemExit in a task and a traceback."""
+    for options in listeners:
+        host, port = options["host"], options["port"]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise IntelpactError(
+                    f"cannot listen on {host}:{port}: {exc.strerror}",
+                    hint="another process listens there (this node served already? "
+                         "pgrep -af 'intelpact serve'): stop it, or choose another port "
+                         "(--port; federation_port in node.toml)") from None
 
 
 class _Listener(uvicorn.Server):
@@ -167,8 +190,10 @@ def taxii_worker_app() -> Starlette:
 def serve_workers(node: Node, workers: int, *, host: str | None = None,
                   port: int | None = None, courier_interval: float = 2.0) -> None:
     """Serve the TAXII API with ``workers`` processes; federation and courier here."""
+    taxii, options = taxii_server_options(node, host, port), federation_server_options(node)
+    check_free(taxii, options)
     federation = uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                               **federation_server_options(node)))
+                                               **options))
     thread = threading.Thread(target=federation.run, name="intelpact-federation", daemon=True)
     thread.start()
     courier = Courier(node, interval=courier_interval)
@@ -179,8 +204,7 @@ def serve_workers(node: Node, workers: int, *, host: str | None = None,
     os.environ[WORKERS_ENV] = str(workers)
     try:
         uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,
-                    workers=workers, log_level="warning",
-                    **taxii_server_options(node, host, port))
+                    workers=workers, log_level="warning", **taxii)
     finally:
         federation.should_exit = True
         thread.join(10)
