@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from intelpact.interfaces.cli import main
+from intelpact.logs import LOG_LEVEL_ENV, configure_logging
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 
@@ -87,3 +88,30 @@ def test_a_read_of_a_damaged_store_is_a_500_logged_without_what_it_holds(
     assert record.getMessage() == (f"unexpected error on GET /intel/collections/{cid}/"
                                    f"objects/: {DAMAGED}")
     assert record.exc_info is None and SECRET not in caplog.text
+
+
+def test_no_line_of_a_serving_node_s_log_quotes_a_value_it_could_not_read(
+        damaged: Path, capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever logs SQLite's error, with its traceback or in its message (a courier's
+    round, the search indexer's): `serve`'s log (configure_logging) cuts the value."""
+    logger = logging.getLogger("intelpact")
+    kept = logger.handlers[:], logger.level
+    monkeypatch.setenv(LOG_LEVEL_ENV, "info")  # configure_logging sets it: undone after
+    node = Node.open(damaged)
+    try:
+        configure_logging("info")
+        with pytest.raises(sqlite3.OperationalError) as raised:
+            node.store.versions_after(-1, 100)
+        log = logging.getLogger("intelpact.courier")
+        log.error("a round failed: %s", raised.value)
+        log.error("a round failed", exc_info=raised.value)
+    finally:
+        node.close()
+        logger.handlers[:], logger.level = kept[0], kept[1]
+    err = capfd.readouterr().err
+    assert SECRET in str(raised.value) and SECRET not in err
+    lines = [line for line in err.splitlines() if "Could not decode" in line]
+    assert len(lines) == 2 and all(line.endswith("Could not decode to UTF-8 column 'body' "
+                                                 "(its value is not logged)")
+                                   for line in lines), err

@@ -82,7 +82,7 @@ from .base import (
 _FULL = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_WRITE,
                    sqlite3.SQLITE_IOERR_TRUNCATE})
 _T = TypeVar("_T")
-_UNDECODABLE = "Could not decode to UTF-8"  # sqlite3, of a text value that is not UTF-8
+UNDECODABLE = "Could not decode to UTF-8"  # sqlite3, of a text value that is not UTF-8
 # The search index's text of a row: its name and description, each only if no granular
 # marking selects it (0017_search_unmarked.sql, which holds the same expression). A
 # marked portion may be withheld from a reader, and a row the index found on withheld
@@ -172,7 +172,7 @@ class SQLiteStore(Store):
         try:
             return read(conn)
         except sqlite3.OperationalError as exc:
-            if not str(exc).startswith(_UNDECODABLE):
+            if not str(exc).startswith(UNDECODABLE):
                 raise
         factory, conn.text_factory = conn.text_factory, _text_or_bytes
         try:
@@ -1901,7 +1901,7 @@ def damage(exc: BaseException) -> str | None:
     sqlite3 quotes: an object's body, say, is not for a log or a terminal."""
     if type(exc) is sqlite3.DatabaseError:
         return str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_UNDECODABLE):
+    if isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(UNDECODABLE):
         return str(exc).split(" with text ", 1)[0]
     return None
 
