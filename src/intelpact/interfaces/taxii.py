@@ -506,14 +506,22 @@ class TaxiiApi:
         return _json(record.body, 202)
 
     def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
-        """Delete the versions of ``oid`` the officer may see that match[version] (every
+        """Delete the versions of ``oid`` the officer could be served (``Access.view``: the
+        base label, and every portion the object cannot lose) that match[version] (every
         version by default) and match[spec_version] select: exactly the rows deleted are
         audited, in the delete's transaction. The versions selected that the officer may
-        not see are left, and audited as denied with the reason, as an id held nowhere
-        is (Node.denials): a refusal is recorded whoever asks."""
+        not be served are left, and audited as denied with the reason, as an id held
+        nowhere is (Node.denials): a refusal is recorded whoever asks. To anyone else,
+        one they may not be served is answered as an id held nowhere."""
         query = self._query(request, object_id=oid, delete=True)
-        readable = self.node.access.readable(principal.person)
+        person = principal.person
+        labels = self.node.store.labels()
+        readable = self.node.access.readable(person, labels)
         audit = self.node.audit
+
+        def servable(row: StoredObject) -> bool:  # else, for them, it does not exist
+            return self.node.access.view(person, row, labels) is not None
+
         if not principal.has_role("security-officer"):
             # Filed under each originator of the versions asked for, whatever the caller
             # may read, as a denied read is (Node.denials): the originator is shown it.
@@ -525,7 +533,7 @@ class TaxiiApi:
                                        objects=[(oid, "")], via="delete", reason=reason)
                            for origin in origins or [None]])
             # Do not reveal whether the object exists to someone who may not see it.
-            if not self.node.store.query(cid, readable, query).rows:
+            if not any(map(servable, self.node.store.query(cid, readable, query).rows)):
                 raise TaxiiError(404, "Not Found", "no such object")
             raise TaxiiError(403, "Forbidden", reason)
 
@@ -536,7 +544,7 @@ class TaxiiApi:
 
         store = self.node.store
         deleted = store.delete(cid, readable, oid, query.versions, query.spec_versions,
-                               audit=events)
+                               audit=events, keep=servable)
         labels = store.labels()
         if not deleted or store.query(cid, list(labels), query).rows:
             audit.record(*self.node.denials(principal, [cid], query, [oid], "delete",

@@ -467,15 +467,17 @@ class Node:
                 pass
             labels = self.store.labels()  # with the portions' labels just kept
         readable = self.access.readable(person, labels)
+        limit, visible = query.limit, []
         while True:
             page = self.store.query(collection_id, readable, query)
-            visible, unservable = self._served(principal, collection_id, query, readable,
-                                               labels, page.rows)
-            if visible or not unservable or not page.more or page.next is None:
+            visible += self._served(principal, collection_id, query, readable, labels,
+                                    page.rows)[0]
+            if len(visible) >= limit or not page.more or page.next is None:
                 break
-            # every row of the page is one the person may not be served: an empty page
-            # saying "more" would tell them such objects are there, so read on
-            query = dataclasses.replace(query, cursor=page.next)
+            # rows were dropped (not to be served to the person, or not holding the text
+            # searched): a page short of its limit that says "more" would tell them such
+            # rows are there, so read on, for as many as the page lacks
+            query = dataclasses.replace(query, cursor=page.next, limit=limit - len(visible))
         if page.more and page.next is not None and not self._follows(
                 principal, collection_id, dataclasses.replace(query, cursor=page.next),
                 readable, labels):

@@ -758,11 +758,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
-               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
-               ) -> int:
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None,
+               keep: Callable[[StoredObject], bool] | None = None) -> int:
         """Delete the visible versions of an object that ``versions`` and
-        ``spec_versions`` select (TAXII's match[version] and match[spec_version]) and
-        append the audit events ``audit`` makes of exactly the rows deleted, in one
+        ``spec_versions`` select (TAXII's match[version] and match[spec_version]), only
+        those ``keep`` takes if given (the ones the person could be served), and append
+        the audit events ``audit`` makes of exactly the rows deleted, in one
         transaction. Returns how many were deleted."""
 
     @abc.abstractmethod

@@ -583,13 +583,14 @@ class PostgresStore(Store):
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
-               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
-               ) -> int:
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None,
+               keep: Callable[[StoredObject], bool] | None = None) -> int:
         q = Query(ids=(object_id,), versions=versions, spec_versions=spec_versions,
                   limit=1_000_000)
         with self._write() as c:
             sql, params = select(collection_id, readable, q)
-            rows = [_stored(row) for row in c.execute(sql, params)]
+            rows = [row for row in map(_stored, c.execute(sql, params))
+                    if keep is None or keep(row)]
             if rows:
                 c.execute("DELETE FROM objects WHERE seq = ANY(%s::bigint[])",
                           ([row.seq for row in rows],))

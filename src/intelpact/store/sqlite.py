@@ -546,13 +546,14 @@ class SQLiteStore(Store):
 
     def delete(self, collection_id: str, readable: Sequence[int], object_id: str,
                versions: tuple[str, ...], spec_versions: tuple[str, ...] = (),
-               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None
-               ) -> int:
+               audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]] | None = None,
+               keep: Callable[[StoredObject], bool] | None = None) -> int:
         q = Query(ids=(object_id,), versions=versions, spec_versions=spec_versions,
                   limit=1_000_000)
         with self._write() as c:
             sql, params = _select(collection_id, readable, q)
-            rows = [_stored(row) for row in c.execute(sql, params)]
+            rows = [row for row in map(_stored, c.execute(sql, params))
+                    if keep is None or keep(row)]
             for row in rows:
                 c.execute("DELETE FROM objects WHERE seq = ?", (row.seq,))
             _forget_portions(c, "?", [row.seq for row in rows])

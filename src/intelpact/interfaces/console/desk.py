@@ -35,7 +35,7 @@ from ...services.audit import (
 )
 from ...services.node import Node
 from ...services.people import Principal
-from ...store.base import AuditFilter, AuditRecord, KeptEvent, utc_now
+from ...store.base import AuditFilter, AuditRecord, KeptEvent, normalise_timestamp, utc_now
 from .app import Console, ConsoleError, Page
 
 MAX_ROWS = 200  # a page of each desk list
@@ -48,28 +48,45 @@ T = TypeVar("T")
 
 
 class _Readable:
-    """Which object ids the officer may read, decided once per id by the model on the
-    labels of the rows this node holds (bookkeeping: nothing of them is shown)."""
+    """Which versions of which objects the officer could be served, as TAXII and the
+    object page decide it (``Access.seen``: the base label, and every portion the
+    object cannot lose), once per id on the rows this node holds (bookkeeping: nothing
+    of them is shown); with the label of what they would be served of each, for the
+    page's banner. A version they may not be served is, for them, one that does not
+    exist: nothing names it, nor says its level."""
 
     def __init__(self, console: Console, principal: Principal, ids: Iterable[str]) -> None:
         node = console.node
         labels = node.store.labels()
-        self.banners: dict[str, Label] = {}
-        allowed: set[str] = set()
+        self.versions: dict[str, dict[str, Label]] = {}
         for row in node.store.held(sorted(set(ids))):
-            if node.policy.may_read(principal.person, labels[row.label_id]).allowed:
-                allowed.add(row.object_id)
-                banner = labels[row.banner_id]
-                known = self.banners.get(row.object_id)
-                self.banners[row.object_id] = banner if known is None else known.join(banner)
-        self.allowed = allowed
+            seen = node.access.seen(principal.person, row, labels)
+            if seen is not None:
+                held = self.versions.setdefault(row.object_id, {})
+                known = held.get(row.version)  # the same version in two collections
+                held[row.version] = seen if known is None else known.join(seen)
+        self.allowed = set(self.versions)
         self.shown: list[Label] = []
 
-    def __call__(self, object_id: str) -> bool:
-        if object_id in self.allowed:
-            self.shown.append(self.banners[object_id])
-            return True
-        return False
+    def __call__(self, object_id: str, versions: Iterable[object] = ()) -> bool:
+        """Whether the page may name ``object_id``: each of ``versions`` (as an event or a
+        record names them), or, naming none, some version of it."""
+        held = self.versions.get(object_id)
+        if held is None:
+            return False
+        named = [_version(v) for v in versions if v]
+        if any(v not in held for v in named):
+            return False
+        self.shown.extend([held[v] for v in named] if named else held.values())
+        return True
+
+
+def _version(value: object) -> str:
+    """A version as an event or a record names it, in the store's form."""
+    try:
+        return normalise_timestamp(str(value))
+    except ValueError:
+        return str(value)  # held by nothing: not a version of the object
 
 
 def _offset(request: Request, key: str) -> int:
@@ -120,9 +137,9 @@ def show(console: Console, request: Request, principal: Principal,
         # an object the officer may not read: as an id nothing names (no oracle)
         events, events_page = [], {**events_page, "older": "", "newer": ""}
     now = utc_now()
-    incoming = [c for c in consents if c.direction == "in" and may(c.object_id)]
-    outgoing = [c for c in consents if c.direction == "out" and may(c.object_id)]
-    records = [d for d in dissem if may(d.object_id)]
+    incoming = [c for c in consents if c.direction == "in" and may(c.object_id, c.versions)]
+    outgoing = [c for c in consents if c.direction == "out" and may(c.object_id, c.versions)]
+    records = [d for d in dissem if may(d.object_id, (d.version,))]
     recalled = [r for r in recalls if may(r.object_id)]
     shown_reports = []
     for r in reports:
@@ -276,7 +293,7 @@ def _described(data: dict[str, Any], may: _Readable, names: dict[str, str]
     readable = True
     for pair in _named(data):
         oid = str(pair[0])
-        if may(oid):
+        if may(oid, pair[1:2]):
             objects.append({"id": oid, "version": str(pair[1]) if len(pair) > 1 else ""})
         else:
             readable = False

@@ -1,0 +1,213 @@
+"""What a person may read the base label of, but not be served (a portion it cannot lose
+is above them), or not every version of: no answer, page or desk tells them it is there."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from intelpact.model import national_marking
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+
+from helpers import T0, indicator, make_node, serving
+
+TAXII = "application/taxii+json;version=2.1"
+PW = "review-test-password"
+MISSING = "indicator--00000000-0000-4000-8000-0000000000aa"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _people(node: Node) -> None:
+    node.people.add("pub", party="JPN", clearance="機密",
+                    roles=["analyst", "publisher", "security-officer"], password=PW)
+    node.people.add("reader", party="JPN", clearance="秘", roles=["analyst"], password=PW)
+    node.people.add("officer", party="JPN", clearance="秘",
+                    roles=["analyst", "security-officer"], password=PW)
+
+
+def _publish(node: Node, objs: list[dict[str, Any]], level: str, rel: tuple[str, ...]
+             ) -> None:
+    pub = node.people.as_person("pub").person
+    cid = node.default_collection().collection_id
+    status = node.publisher.publish(pub, cid, objs, marking=MarkingRequest(level, rel))
+    assert status.body["failure_count"] == 0, status.body
+
+
+def _unservable(node: Node, name: str) -> dict[str, Any]:
+    """An indicator whose base label (秘 REL TO JPN, NZL) a 秘 reader may read, but whose
+    required ``pattern`` is a 機密 portion: for that reader it cannot be served, so it is
+    answered as an object that does not exist (GET is 404)."""
+    top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    pub = node.people.as_person("pub").person
+    cid = node.default_collection().collection_id
+    node.publisher.publish(pub, cid, [top])
+    obj = indicator(name, granular_markings=[{"selectors": ["pattern"],
+                                              "marking_ref": top["id"]}])
+    _publish(node, [obj], "秘", ("NZL",))
+    return obj
+
+
+def _get(url: str, who: str, path: str, method: str = "GET", **params: str
+         ) -> httpx.Response:
+    return httpx.request(method, url + path, auth=(who, PW), headers={"Accept": TAXII},
+                         params=params, timeout=30)
+
+
+def _login(url: str, who: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
+    token = CSRF.search(client.get("/login").text)
+    assert token
+    r = client.post("/login", data={"csrf": token.group(1), "name": who, "password": PW})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def test_a_short_page_saying_more_reveals_an_object_the_reader_cannot_be_served(
+        tmp_path: Path) -> None:
+    """A, U, C are stored in that order; the reader may be served A and C, not U (GET
+    /objects/U/ is 404, as for an id held nowhere). A page of limit=2 should be A, C;
+    it is A alone with more=true: a page shorter than its limit that says "more" tells
+    the reader that an object they may not see lies between A and C."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    a = indicator("A")
+    _publish(node, [a], "秘", ("NZL",))
+    hidden = _unservable(node, "U")
+    c = indicator("C")
+    _publish(node, [c], "秘", ("NZL",))
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+    with serving(node) as url:
+        assert _get(url, "reader", f"{path}{hidden['id']}/").status_code == 404
+        assert _get(url, "reader", f"{path}{MISSING}/").status_code == 404
+        page = _get(url, "reader", path, **{"match[type]": "indicator", "limit": "2"}).json()
+        names = [o["name"] for o in page.get("objects", [])]
+        # the page a node without U gives: both objects, nothing more
+        assert (names, page["more"]) == (["A", "C"], False), page
+    node.close()
+
+
+def test_delete_by_an_analyst_tells_an_unservable_object_from_a_missing_one(
+        tmp_path: Path) -> None:
+    """GET of the unservable object is 404, byte for byte as an id held nowhere; DELETE
+    of it by an analyst (not a security officer) is 403 "deleting needs the
+    security-officer role", while DELETE of an id held nowhere is 404: the analyst learns
+    the object exists."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    hidden = _unservable(node, "U")
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+    with serving(node) as url:
+        got_h = _get(url, "reader", f"{path}{hidden['id']}/")
+        got_m = _get(url, "reader", f"{path}{MISSING}/")
+        assert (got_h.status_code, got_h.content) == (got_m.status_code, got_m.content)
+        del_h = _get(url, "reader", f"{path}{hidden['id']}/", method="DELETE")
+        del_m = _get(url, "reader", f"{path}{MISSING}/", method="DELETE")
+        assert (del_h.status_code, del_h.content) == (del_m.status_code, del_m.content), \
+            (del_h.status_code, del_h.text, del_m.status_code, del_m.text)
+    node.close()
+
+
+def test_delete_by_an_officer_removes_an_object_they_cannot_be_served(
+        tmp_path: Path) -> None:
+    """A 秘 security officer cannot be served the unservable object (GET 404, as an id
+    held nowhere), yet DELETE of it answers 200 and deletes it, where DELETE of an id
+    held nowhere is 404: existence is told, and what they cannot see is destroyed."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    hidden = _unservable(node, "U")
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+    with serving(node) as url:
+        assert _get(url, "officer", f"{path}{hidden['id']}/").status_code == 404
+        del_m = _get(url, "officer", f"{path}{MISSING}/", method="DELETE")
+        del_h = _get(url, "officer", f"{path}{hidden['id']}/", method="DELETE")
+        still = _get(url, "pub", f"{path}{hidden['id']}/").status_code
+        assert (del_h.status_code, del_h.content, still) == (del_m.status_code,
+                                                            del_m.content, 200), \
+            (del_h.status_code, del_h.text, still)
+    node.close()
+
+
+def test_the_desk_tells_an_officer_of_a_version_they_may_not_read_and_its_level(
+        tmp_path: Path) -> None:
+    """X has v1 at 秘 REL TO JPN, NZL (the 秘 officer may read it) and v2 at 極秘 JPN only
+    (they may not). Over TAXII, v2 does not exist for them (versions lists v1 only). On
+    the desk, filtered on X (an object they "may read": some version is), every event
+    about v2 is listed under X's id, and a denial of v2 shows its reason, which names
+    v2's level: "... does not dominate 極秘 (SECRET)"."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    oid = f"indicator--{uuid.uuid4()}"
+    v2 = "2026-11-02T00:00:00.000Z"
+    _publish(node, [indicator("X", oid=oid)], "秘", ("NZL",))
+    _publish(node, [indicator("X", oid=oid, modified=v2)], "極秘", ("JPN",))
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/{oid}/"
+    with serving(node) as url:
+        versions = _get(url, "officer", path + "versions/").json()["versions"]
+        assert versions == [T0.replace(".000Z", ".000000Z")]  # v2 is not theirs
+        # someone asks for v2 (its time guessed or known): a denial with its reason
+        assert _get(url, "reader", path, **{"match[version]": v2}).status_code == 404
+        with contextlib.closing(_login(url, "officer")) as officer:
+            desk = officer.get("/desk", params={"object": oid})
+        assert desk.status_code == 200
+        assert "極秘" not in desk.text, re.findall(r"[^<>]*極秘[^<>]*", desk.text)
+    node.close()
+
+
+TOP = re.compile(r'<div class="banner band-([a-z-]+)"[^>]*id="banner-top">([^<]+)</div>')
+
+
+def test_the_desk_banner_tells_an_officer_the_level_of_a_portion_withheld_from_them(
+        tmp_path: Path) -> None:
+    """P is 秘 REL TO JPN, NZL with its description a 機密 portion. The 秘 officer is served
+    P without its description, under the banner of what they see (秘). The desk, filtered
+    on P, raises the page's banner with P's *stored* banner (_Readable.banners), which
+    joins the withheld portion: the officer is shown 機密, the level of what is withheld."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    pub = node.people.as_person("pub").person
+    node.publisher.publish(pub, node.default_collection().collection_id, [top])
+    obj = indicator("P", granular_markings=[{"selectors": ["description"],
+                                             "marking_ref": top["id"]}])
+    _publish(node, [obj], "秘", ("NZL",))
+    with serving(node) as url:
+        with contextlib.closing(_login(url, "officer")) as officer:
+            page = officer.get(f"/objects/{obj['id']}")
+            desk = TOP.search(officer.get("/desk", params={"object": obj["id"]}).text)
+        assert page.status_code == 200 and "withheld" in page.text
+        seen = TOP.search(page.text)
+        assert seen and desk
+        assert "機密" not in seen.group(2)  # the object's own page: what they see
+        assert desk.groups() == seen.groups(), (desk.groups(), seen.groups())
+    node.close()
+
+
+def test_the_desk_names_an_object_the_officer_cannot_be_served(tmp_path: Path) -> None:
+    """The unservable object U is answered to the 秘 officer as one held nowhere (its
+    console page is the 404 of a missing id), but the desk's check is the base label
+    alone: filtered on U, the desk lists its events under U's id, as a link; filtered
+    on an id held nowhere it lists none."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    hidden = _unservable(node, "U")
+    with serving(node) as url:
+        with contextlib.closing(_login(url, "officer")) as officer:
+            got = officer.get(f"/objects/{hidden['id']}")
+            gone = officer.get(f"/objects/{MISSING}")
+            desk = officer.get("/desk", params={"object": hidden["id"]}).text
+            missing = officer.get("/desk", params={"object": MISSING}).text
+        assert got.status_code == gone.status_code == 404
+        assert got.text == gone.text
+        assert f'<a href="/objects/{hidden["id"]}">' not in desk
+        assert ("No event matches." in desk) == ("No event matches." in missing)
+    node.close()
