@@ -1,5 +1,6 @@
 """What a person may read the base label of, but not be served (a portion it cannot lose
-is above them), or not every version of: no answer, page or desk tells them it is there."""
+is above them), or not every version of: no answer, page or desk tells them it is there
+(found in review: each docstring says what the node did before its fix)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def _login(url: str, who: str) -> httpx.Client:
     return client
 
 
-def test_a_short_page_saying_more_reveals_an_object_the_reader_cannot_be_served(
+def test_a_page_says_more_only_when_full_of_what_the_reader_may_be_served(
         tmp_path: Path) -> None:
     """A, U, C are stored in that order; the reader may be served A and C, not U (GET
     /objects/U/ is 404, as for an id held nowhere). A page of limit=2 should be A, C;
@@ -93,7 +94,7 @@ def test_a_short_page_saying_more_reveals_an_object_the_reader_cannot_be_served(
     node.close()
 
 
-def test_delete_by_an_analyst_tells_an_unservable_object_from_a_missing_one(
+def test_delete_by_an_analyst_answers_an_unservable_object_as_a_missing_one(
         tmp_path: Path) -> None:
     """GET of the unservable object is 404, byte for byte as an id held nowhere; DELETE
     of it by an analyst (not a security officer) is 403 "deleting needs the
@@ -115,7 +116,7 @@ def test_delete_by_an_analyst_tells_an_unservable_object_from_a_missing_one(
     node.close()
 
 
-def test_delete_by_an_officer_removes_an_object_they_cannot_be_served(
+def test_an_officer_deletes_nothing_they_cannot_be_served(
         tmp_path: Path) -> None:
     """A 秘 security officer cannot be served the unservable object (GET 404, as an id
     held nowhere), yet DELETE of it answers 200 and deletes it, where DELETE of an id
@@ -136,7 +137,7 @@ def test_delete_by_an_officer_removes_an_object_they_cannot_be_served(
     node.close()
 
 
-def test_the_desk_tells_an_officer_of_a_version_they_may_not_read_and_its_level(
+def test_the_desk_says_nothing_of_a_version_the_officer_may_not_read(
         tmp_path: Path) -> None:
     """X has v1 at 秘 REL TO JPN, NZL (the 秘 officer may read it) and v2 at 極秘 JPN only
     (they may not). Over TAXII, v2 does not exist for them (versions lists v1 only). On
@@ -166,7 +167,7 @@ def test_the_desk_tells_an_officer_of_a_version_they_may_not_read_and_its_level(
 TOP = re.compile(r'<div class="banner band-([a-z-]+)"[^>]*id="banner-top">([^<]+)</div>')
 
 
-def test_the_desk_banner_tells_an_officer_the_level_of_a_portion_withheld_from_them(
+def test_the_desk_banner_is_that_of_what_the_officer_is_served(
         tmp_path: Path) -> None:
     """P is 秘 REL TO JPN, NZL with its description a 機密 portion. The 秘 officer is served
     P without its description, under the banner of what they see (秘). The desk, filtered
@@ -192,7 +193,7 @@ def test_the_desk_banner_tells_an_officer_the_level_of_a_portion_withheld_from_t
     node.close()
 
 
-def test_the_desk_names_an_object_the_officer_cannot_be_served(tmp_path: Path) -> None:
+def test_the_desk_does_not_name_an_object_the_officer_cannot_be_served(tmp_path: Path) -> None:
     """The unservable object U is answered to the 秘 officer as one held nowhere (its
     console page is the 404 of a missing id), but the desk's check is the base label
     alone: filtered on U, the desk lists its events under U's id, as a link; filtered
