@@ -615,15 +615,16 @@ def test_a_partner_cannot_reclassify_our_object_by_reversioning_it(
     assert r.status_code == 200, r.text
     failures = {f["id"]: f["message"] for f in r.json()["failures"]}
     assert list(failures) == [ours["id"]], r.json()
-    assert "is JPN's object: only its originator issues new versions" in failures[ours["id"]]
+    assert "is held here as another party's object: only an object's originator issues " \
+        "versions of it" in failures[ours["id"]] and "JPN" not in failures[ours["id"]]
     assert [(row.originator, row.version) for row in stored(jpn, ours["id"])] == [
         ("JPN", "2026-11-01T00:00:00.000000Z")]
     assert [row.originator for row in stored(jpn, theirs["id"])] == ["NZL"]
     assert ours["id"] not in {row.object_id for _, row in jpn.store.pending("AUS", 100)}
     assert ours["id"] in {oid for _, oid, _, _ in jpn.store.refusals()}
     refused = [json.loads(e.body) for e in jpn.audit.find(AuditFilter(kinds=("refuse",)))]
-    assert any(e["objects"][0][0] == ours["id"] and "only its originator" in e["reason"]
-               for e in refused), refused
+    assert any(e["objects"][0][0] == ours["id"] and "only an object's originator" in
+               e["reason"] for e in refused), refused
 
 
 def test_an_id_a_holder_claimed_first_is_refused_to_its_originator_with_the_conflict(
@@ -645,8 +646,8 @@ def test_an_id_a_holder_claimed_first_is_refused_to_its_originator_with_the_conf
         push(jpn, "AUS")
     assert [row.originator for row in stored(aus, x["id"])] == ["NZL"]
     (reason,) = {why for _, oid, why, _ in aus.store.refusals() if oid == x["id"]}
-    assert "is NZL's object" in reason and "if JPN originated it, NZL issued a version " \
-        "of it here first" in reason
+    assert "is held here as another party's object" in reason and "if JPN originated it, " \
+        "another party issued a version of it here first" in reason
     assert aus.audit.find(AuditFilter(kinds=("refuse",), object_id=x["id"]))
 
 

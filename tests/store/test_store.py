@@ -630,15 +630,21 @@ def test_what_a_partner_pulls_is_in_the_dissemination_record(store: Store) -> No
     pulled = [(one.object_id, one.version, one.body_hash),
               (two.object_id, two.version, two.body_hash)]
     size = store.audit_size()
-    for when in ("2026-01-02T00:00:00.000000Z", "2026-01-03T00:00:00.000000Z"):
-        store.add_pulled("NZL", pulled, when, [_event(1)])
-    assert store.audit_size() == size + 2
+    audited: list[Sequence[tuple[str, str, str]]] = []
+
+    def audit(fresh: Sequence[tuple[str, str, str]]) -> list[AuditEvent]:
+        audited.append(fresh)
+        return [_event(1)]
+
+    assert store.add_pulled("NZL", pulled, "2026-01-02T00:00:00.000000Z", audit) == pulled
+    assert store.add_pulled("NZL", pulled, "2026-01-03T00:00:00.000000Z", audit) == []
+    assert audited == [pulled] and store.audit_size() == size + 1  # pulled again: nothing
     assert [(d.party, d.object_id, d.released, d.receipt_id, d.via)
             for d in store.disseminations()] == [
         ("NZL", o, "2026-01-02T00:00:00.000000Z", None, None) for o, _, _ in pulled]
     assert store.queued_for(one.object_id) == ["NZL"]  # pulled: no receipt, not delivered
     store.mark_delivered("NZL", [second], "2026-01-04T00:00:00.000000Z", "{}")
-    store.add_pulled("NZL", pulled, "2026-01-05T00:00:00.000000Z", [])
+    assert store.add_pulled("NZL", pulled, "2026-01-05T00:00:00.000000Z", audit) == []
     assert [(d.object_id, d.receipt_at) for d in store.disseminations()] == [
         (one.object_id, None), (two.object_id, "2026-01-04T00:00:00.000000Z")]
     # an object's rows, a party's rows; and where an object still waits to go

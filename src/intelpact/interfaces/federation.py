@@ -300,10 +300,11 @@ class FederationApi:
         if later and min(later) > rows[0][0]:
             rows = [(oid, row) for oid, row in rows if oid < min(later)]
         going = [row for oid, row in sent if oid <= rows[-1][0]]
-        fed.pulled(party, going)  # durable before it leaves
+        fresh = fed.pulled(party, going)  # durable before it leaves
         tokens = fed.consents_for(party, going, held)
-        if tokens:  # no receipt on a pull: the originators are told what went, unreceipted
-            self.node.consents.onward(party, going, "pull", None)
+        if tokens and fresh:  # no receipt on a pull: the originators are told what went,
+            # unreceipted, once (not again for a page pulled again)
+            self.node.consents.onward(party, fresh, "pull", None)
         bodies = [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
         if tokens:

@@ -437,6 +437,9 @@ class Controls:
         if not isinstance(notice.get("id"), str) or not isinstance(notice.get("object_id"),
                                                                     str):
             raise ControlError("the notice names no object")
+        if not _uuid(notice["id"]):  # as every node makes them: kept, and recorded in
+            # events a partner audit answers with, whole (no id a megabyte long)
+            raise ControlError(f"the notice's id {shown(notice['id'])} is not a UUID")
         reason = notice.get("reason")
         if notice["kind"] in ("recall", "reclassify", "consent-refused") and \
                 (not isinstance(reason, str) or len(reason) > MAX_REASON):
@@ -787,3 +790,11 @@ def _check_reason(reason: str) -> None:
         raise ControlError("give a reason (--reason): it is recorded and sent")
     if len(reason) > MAX_REASON:
         raise ControlError(f"the reason is longer than {MAX_REASON} characters")
+
+
+def _uuid(text: str) -> bool:
+    """Whether ``text`` is a UUID in the form ``str(uuid.UUID(...))`` gives."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -39,7 +39,7 @@ from ..crypto.keys import KeyFileError, key_id, public_key_b64, public_key_from_
 from ..crypto.signing import SignatureError, canonical, verify_object
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
-from ..model import Label, Markings, PartnerNode, Policy
+from ..model import Label, Markings, PartnerNode, Policy, parse_marking
 from ..model.decisions import ConsentToken
 from ..model.echo import first, shown, too_many
 from ..model.errors import LabelError, MarkingError
@@ -877,12 +877,16 @@ class Federation:
                 if outcome.ok:  # held already, as received before: what it cites goes too
                     cited.update(cited_markings(item))
             elif owner != new.originator:  # a holder re-versioning someone else's object
+                # named alike whoever originated it (this node or a third party), or the
+                # answer would tell the sender who did, of an object it may never have
+                # been released: the refusal (kept and audited here) shows it is held
                 results.append(Received(new.object_id, new.version, False, (
-                    f"{new.object_id} is {owner}'s object: only its originator issues new "
-                    f"versions of it, and this version is {new.originator}'s"
-                    + (f" (if {sender} originated it, {owner} issued a version of it here "
-                       "first: a conflict for both security officers to settle)"
-                       if sender == new.originator != self.me.party != owner else ""))))
+                    f"{new.object_id} is held here as another party's object: only an "
+                    f"object's originator issues versions of it, and this version is "
+                    f"{new.originator}'s"
+                    + (f" (if {sender} originated it, another party issued a version of it "
+                       "here first: a conflict for the security officers to settle)"
+                       if sender == new.originator else ""))))
             elif len(claims[new.object_id]) > 1 and new.object_id not in owners:
                 # not held here: which of them originated it is not known, so none is taken
                 results.append(Received(new.object_id, new.version, False, (
@@ -964,7 +968,12 @@ class Federation:
                           ) -> tuple[Received, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
-            part = self.markings.parse(item)
+            # what it says, and its originator's signature, before it is compared with
+            # one held under its id (Markings.add): else a copy altered where its id does
+            # not look, forged by the sender, was refused one way when a third party's
+            # definition is held here and another when not, telling the sender which
+            # markings that party has shared with this node
+            part = parse_marking(self.policy.agreement, item)
             body, digest = canonical_body(item)
             if part.kind == "national":  # its originator's signature, before we learn it
                 kid = self.verify_definition(str(part.originator), item)
@@ -1124,13 +1133,19 @@ class Federation:
             digest, base, banner, originator, bool(labels.portions),
             received_from=sender, marking_refs=cited_markings(item))
 
-    def pulled(self, party: str, rows: Sequence[StoredObject]) -> None:
+    def pulled(self, party: str, rows: Sequence[StoredObject]) -> list[StoredObject]:
         """Record that ``party`` pulls ``rows``, before they leave. A pull has no receipt:
         what it serves goes into the dissemination record now, with the ``release``
-        events, so recalls and reclassifications reach a partner that only pulls."""
-        if rows:
-            self.store.add_pulled(party, [(r.object_id, r.version, r.body_hash) for r in rows],
-                                  timestamp(utc_now()), self._release_events(party, rows, "pull"))
+        events, so recalls and reclassifications reach a partner that only pulls.
+        Returns the rows it did not hold yet: only those are recorded, and reported to
+        their originators (a partner may ask for one page again and again)."""
+        if not rows:
+            return []
+        by_key = {(r.object_id, r.version, r.body_hash): r for r in rows}
+        fresh = self.store.add_pulled(
+            party, list(by_key), timestamp(utc_now()),
+            lambda keys: self._release_events(party, [by_key[k] for k in keys], "pull"))
+        return [by_key[k] for k in fresh]
 
     def pushing(self, party: str, entries: Sequence[tuple[int, StoredObject]]) -> None:
         """Record that the outbox ``entries`` are pushed to ``party``, before they leave:

@@ -898,11 +898,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Sequence[AuditEvent]) -> None:
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   ) -> list[tuple[str, str, str]]:
         """``party`` pulled ``objects`` ((id, version, body hash)) from our outbox: a
-        dissemination row for each, without a receipt (a pull has none; a row there
-        already, e.g. pushed, keeps its receipt), and the audit events, in one
-        transaction."""
+        dissemination row for each it did not hold yet, without a receipt (a pull has
+        none; a row there already, e.g. pushed, keeps its receipt), and the audit events
+        ``audit`` makes of those, in one transaction. Returns those: a page pulled again
+        (the partner chooses its cursor) records and reports nothing more."""
 
     @abc.abstractmethod
     def disseminations(self, *, object_id: str | None = None,

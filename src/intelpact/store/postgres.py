@@ -710,9 +710,10 @@ class PostgresStore(Store):
                                    list(outbox_ids), when, audit)
 
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Sequence[AuditEvent]) -> None:
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   ) -> list[tuple[str, str, str]]:
         with self._write() as c:
-            _add_pulled(c.cursor(), "%s", party, objects, when, audit)
+            return _add_pulled(c.cursor(), "%s", party, objects, when, audit)
 
     def disseminations(self, *, object_id: str | None = None,
                        party: str | None = None) -> list[Dissemination]:

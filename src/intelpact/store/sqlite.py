@@ -676,9 +676,10 @@ class SQLiteStore(Store):
                                    json.dumps(list(outbox_ids)), when, audit)
 
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Sequence[AuditEvent]) -> None:
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   ) -> list[tuple[str, str, str]]:
         with self._write() as c:
-            _add_pulled(c, "?", party, objects, when, audit)
+            return _add_pulled(c, "?", party, objects, when, audit)
 
     def disseminations(self, *, object_id: str | None = None,
                        party: str | None = None) -> list[Dissemination]:
@@ -1337,10 +1338,19 @@ def _add_onward(c: Any, mark: str, party: str, via: str,
 
 
 def _add_pulled(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str, str]],
-                when: str, audit: Sequence[AuditEvent]) -> None:
+                when: str,
+                audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                ) -> list[tuple[str, str, str]]:
     """``Store.add_pulled`` inside the caller's write transaction (both dialects)."""
-    _disseminated(c, mark, party, objects, when, None, None)
-    _append_audit(c, audit, mark)
+    where, params = _of_objects([o[0] for o in objects], "AND", mark)
+    held = {(r[0], r[1]) for r in c.execute(
+        f"SELECT object_id, version FROM disseminations WHERE party = {mark} {where}",  # noqa: S608
+        [party, *params]).fetchall()}
+    fresh = [o for o in objects if (o[0], o[1]) not in held]
+    if fresh:
+        _disseminated(c, mark, party, fresh, when, None, None)
+        _append_audit(c, audit(fresh), mark)
+    return fresh
 
 
 # People, credentials, partners, refusals and alerts: shared by both backends, inside the
