@@ -39,8 +39,8 @@ from intelpact.services.federation import (
     sign_payload,
 )
 from intelpact.services.node import Node
-from intelpact.services.publish import canonical_body, object_version
-from intelpact.store.base import AuditFilter, Notice, Query, utc_now
+from intelpact.services.publish import MarkingRequest, canonical_body, object_version
+from intelpact.store.base import AuditFilter, Notice, Query, normalise_timestamp, utc_now
 
 from helpers import make_node, serving_federation
 
@@ -600,7 +600,11 @@ def test_a_consent_request_names_so_many_versions_and_no_more(serving: Trio) -> 
     assert jpn.store.consent(request) is None
     (event,) = jpn.audit.find(AuditFilter(kinds=("refuse",), party="NZL"))
     assert json.loads(event.body)["message"] == "consent-request"
-    # as many as a consent may cover are taken
+    # as many as a consent may cover are taken (each one that went to NZL: recorded here
+    # as pulled, as 10,000 versions published and released would be)
+    jpn.store.add_pulled("NZL", [(obj["id"], normalise_timestamp(v), "sha256:0")
+                                 for v in versions[:-1]], "2026-11-02T00:00:00.000000Z",
+                         lambda _: [])
     _, signed = nzl.controls._notice("consent-request", "JPN", {
         "object_id": obj["id"], "request": request, "versions": versions[:-1],
         "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
@@ -902,3 +906,37 @@ def test_an_approval_queued_before_a_rotation_holds_back_nothing_and_is_re_issue
     assert deliver(jpn, "NZL") == 2
     assert token_of(nzl, request_id)["key_id"] == jpn.identity.key_id
     assert push(nzl, "AUS") >= 1 and obj["id"] in visible_ids(aus)
+
+
+def test_a_holder_asks_to_pass_on_only_what_went_to_it_and_was_not_recalled(
+        serving: Trio) -> None:
+    """Regression (found in review): JPN took a consent request from NZL for any version
+    of an object that went to NZL once, also after JPN recalled it from NZL (a holder that
+    kept a copy could still ask, and an officer approve), and for versions that never went
+    to NZL. Both are refused now, with the reason, and nothing is kept."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    (row,) = jpn.store.held([obj["id"]])
+    later = dict(obj, name="JPN only", modified="2026-11-03T00:00:00.000Z")
+    status = jpn.publisher.publish(  # a version that never went to NZL
+        jpn.people.as_person("officer").person, jpn.default_collection().collection_id,
+        [later], marking=MarkingRequest("秘", ("AUS",)))
+    assert status.body["failure_count"] == 0, status.body
+
+    def asking(versions: list[str]) -> str:
+        request = str(uuid.uuid4())
+        _, signed = nzl.controls._notice("consent-request", "JPN", {
+            "object_id": obj["id"], "request": request, "versions": versions,
+            "recipient": "AUS", "purpose": "joint", "expires": None,
+            "requester": {"id": "x"}})
+        with pytest.raises(ConsentError) as refused:
+            jpn.controls.receive("NZL", signed)
+        assert jpn.store.consent(request) is None
+        return refused.value.message
+
+    assert asking([row.version, later["modified"]]) == (
+        f"the consent request names 1 version(s) of {obj['id']} that did not go to NZL: "
+        f"{later['modified']}")
+    jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="source at risk")
+    assert asking([row.version]) == (f"JPN recalled {obj['id']} from NZL: nothing of it is "
+                                     "passed on")

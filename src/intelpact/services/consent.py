@@ -34,11 +34,12 @@ from typing import Any
 
 from ..model import PartnerNode
 from ..model.decisions import ConsentToken
-from ..model.echo import shown, too_many
+from ..model.echo import first, shown, too_many
 from ..store.base import (
     ConsentRecord,
     Notice,
     StoredObject,
+    normalise_timestamp,
     parse_timestamp,
     timestamp,
     utc_now,
@@ -288,10 +289,11 @@ class Consents:
     def _requested(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
         rows = self.controls._rows(object_id)
+        went = {d.version for d in self.store.disseminations(object_id=object_id,
+                                                             party=sender)}
         # one of ours never released to the sender is answered as one we do not hold: the
         # answer must not tell a partner which ids this node originated
-        if not rows or rows[0].originator != self.party or not self.store.disseminations(
-                object_id=object_id, party=sender):
+        if not rows or rows[0].originator != self.party or not went:
             raise ConsentError(f"{shown(object_id)} was not originated by {self.party}: ask "
                                "its originator")
         request_id, recipient = notice.get("request"), notice.get("recipient")
@@ -321,6 +323,13 @@ class Consents:
             raise ConsentError(f"{shown(recipient)} is not a third party to {object_id}")
         if self.store.consent(request_id) is not None:
             raise ConsentError(f"consent request {request_id} exists already")
+        # a holder passes on only what it holds of ours: what went to it, and not recalled
+        if any(r.party == sender for r in self.store.recalls([object_id])):
+            raise ConsentError(f"{self.party} recalled {object_id} from {sender}: nothing of "
+                               "it is passed on")
+        if missing := [v for v in versions if _version(v) not in went]:
+            raise ConsentError(f"the consent request names {len(missing):,} version(s) of "
+                               f"{object_id} that did not go to {sender}: {first(missing)}")
         if wanted is not None:
             try:
                 parse_timestamp(wanted)
@@ -559,3 +568,12 @@ def _check_text(text: str, what: str) -> None:
         raise ConsentError(f"give a {what}: it is recorded and sent")
     if len(text) > MAX_REASON:
         raise ConsentError(f"the {what} is longer than {MAX_REASON} characters")
+
+
+def _version(text: str) -> str:
+    """A version as a consent request names it, in the store's form (or as it is, if it
+    is not a timestamp: then it names no version that went anywhere)."""
+    try:
+        return normalise_timestamp(text)
+    except ValueError:
+        return text
