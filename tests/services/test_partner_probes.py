@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from test_federation import push
 from test_federation_attacks import publish, send_to_inbox, stored, trio  # noqa: F401
 
@@ -82,8 +81,6 @@ def test_a_forged_marking_definition_is_refused_alike_whether_or_not_one_is_held
     assert _same_but_ids(failures[held["id"]], failures[other["id"]]), failures
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed: a definition counts as known "
-                   "here whoever it was released to (the note of 2026-12-02)")
 def test_an_object_citing_a_third_party_s_definition_is_refused_alike_whether_or_not_held(
         trio: dict[str, Node]) -> None:  # noqa: F811
     """The same question asked with an object: NZL sends JPN two indicators of its own,

@@ -860,8 +860,9 @@ class Federation:
             str(o["id"]) for o in others if isinstance(o, dict) and isinstance(o.get("id"),
                                                                                str)})) \
             if others else {}
+        sent = frozenset(str(d.get("id")) for d in definitions)
         checked = [self._check_object(sender, collection_id, item, tokens, problems, retired,
-                                      raises)
+                                      raises, sent)
                    for item in others]
         owners = self.store.originators([new.object_id for _, new in checked if new])
         claims: dict[str, set[str]] = {}  # the originators of each id's versions here
@@ -1072,8 +1073,10 @@ class Federation:
 
     def _check_object(self, sender: str, collection_id: str, item: Any,
                       consents: Sequence[ConsentToken] = (), problems: Sequence[str] = (),
-                      retired: dict[str, set[str]] | None = None, raises: Raises | None = None
-                      ) -> tuple[Received, NewObject | None]:
+                      retired: dict[str, set[str]] | None = None, raises: Raises | None = None,
+                      sent: frozenset[str] = frozenset()) -> tuple[Received, NewObject | None]:
+        """Check an object ``sender`` sent (``sent``: the ids of the definitions in the
+        same envelope): the outcome, and what to store if it is taken."""
         if not isinstance(item, dict):
             return Received("?", None, False, "not a JSON object"), None
         oid = str(item.get("id", "?"))
@@ -1102,6 +1105,13 @@ class Federation:
         try:
             kid = verify_object(item, originator, self.keys_of(originator))
         except SignatureError as exc:
+            cited = [r for r in cited_markings(item) if self.markings.part(r).originator
+                     == originator]
+            if originator != sender and cited and not sent.intersection(cited):
+                # forged under another party's definition held here, not sent with it:
+                # refused as one citing a definition not held is, or the answer would
+                # tell the sender which of that party's markings this node holds
+                return Received(oid, None, False, f"unknown marking-definition {cited[0]}"), None
             return Received(oid, None, False, exc.message), None
         version = object_version(item)
         body, digest = canonical_body(item)
