@@ -15,6 +15,7 @@ import httpx
 from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import Query
 
 from helpers import T0, indicator, make_node, serving
 
@@ -161,6 +162,10 @@ def test_the_desk_says_nothing_of_a_version_the_officer_may_not_read(
             desk = officer.get("/desk", params={"object": oid})
         assert desk.status_code == 200
         assert "極秘" not in desk.text, re.findall(r"[^<>]*極秘[^<>]*", desk.text)
+        # nor is any event about v2 listed under X, as a withheld object (that would
+        # say a version they may not read is there); those about v1 are
+        assert '<span class="withheld">withheld object</span>' not in desk.text
+        assert desk.text.count(f'<a href="/objects/{oid}">') >= 2  # v1's publish, read
     node.close()
 
 
@@ -211,4 +216,28 @@ def test_the_desk_does_not_name_an_object_the_officer_cannot_be_served(tmp_path:
         assert got.text == gone.text
         assert f'<a href="/objects/{hidden["id"]}">' not in desk
         assert ("No event matches." in desk) == ("No event matches." in missing)
+    node.close()
+
+
+def test_the_desk_filtered_on_an_object_reads_on_past_events_about_versions_withheld(
+        tmp_path: Path) -> None:
+    """Filtered on X, the desk leaves out the events about a version of X the officer
+    may not read, and reads on for a full page: the 60 newest events are about v2 (a page
+    is 50), and the page shows those about v1 below them, with no "older" link after."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    oid = f"indicator--{uuid.uuid4()}"
+    _publish(node, [indicator("X", oid=oid)], "秘", ("NZL",))
+    _publish(node, [indicator("X", oid=oid, modified="2026-11-02T00:00:00.000Z")], "極秘",
+             ("JPN",))
+    pub = node.people.as_person("pub")
+    cid = node.default_collection().collection_id
+    for _ in range(60):  # each read names both versions: about v2 too, so left out
+        assert len(node.find(pub, cid, Query(ids=(oid,), versions=("all",)))[1]) == 2
+    with serving(node) as url, contextlib.closing(_login(url, "officer")) as officer:
+        desk = officer.get("/desk", params={"object": oid}).text
+    kinds = re.findall(r'<tr id="event-\d+"><td>\d+</td><td>[^<]*</td><td>([^<]*)</td>', desk)
+    assert kinds == ["publish"], kinds  # v1's: none of the 61 events about v2
+    assert '<span class="withheld">withheld object</span>' not in desk
+    assert "audit_before=" not in desk  # no older page: nothing more it may see
     node.close()

@@ -128,7 +128,7 @@ def show(console: Console, request: Request, principal: Principal,
     report_objects = {r.report_id: _report_objects(r.body) for r in reports}
     ids = [c.object_id for c in consents] + [d.object_id for d in dissem] + \
         [r.object_id for r in recalls] + [o for objs in report_objects.values() for o in objs]
-    events, events_page, audit_filters = _events(console, request)
+    events, events_page, audit_filters = _events(console, request, principal)
     object_filter = audit_filters["object"]
     may = _Readable(console, principal, ids + [str(o[0]) for _, data in events
                                                for o in _named(data)]
@@ -174,14 +174,16 @@ def show(console: Console, request: Request, principal: Principal,
         "requester": _requester}, labels=may.shown)
 
 
-def _events(console: Console, request: Request
+def _events(console: Console, request: Request, principal: Principal
             ) -> tuple[list[tuple[AuditRecord, dict[str, Any]]], dict[str, str],
                        dict[str, Any]]:
     """One page of the audit log, newest first (``latest_audit``: the LIMIT is in the
     store's query), filtered as ``intelpact audit show`` filters: kinds, a person (name
     of a person of this node, or a pseudonym), a party, an object id. Pages are keyed
     by leaf index (``audit_before`` / ``audit_after``), so new events do not shift
-    them."""
+    them. Filtered on an object, only the events about versions of it the officer could
+    be served: one about a version they may not be served, listed as "withheld object"
+    under that id, would tell them it exists (the page reads on to stay full)."""
     node = console.node
     params = request.query_params
     kinds = tuple(k for k in params.getlist("kind") if k)
@@ -199,12 +201,14 @@ def _events(console: Console, request: Request
             node.audit.pseudonyms.every(person, node.agreement.parties)
     where = AuditFilter(object_id=object_id or None, persons=pseudonyms,
                         party=party or None, kinds=kinds, limit=EVENTS + 1)
+    about = _About(console, principal, object_id) if object_id else None
     if after is not None:  # the page just newer than ``after``, shown newest first
-        rows = node.audit.find(dataclasses.replace(where, after=after))
+        rows = _kept(lambda at: node.audit.find(dataclasses.replace(
+            where, after=after if at is None else at)), after, about, EVENTS + 1)
         more_newer, more_older = len(rows) > EVENTS, True
         rows = list(reversed(rows[:EVENTS]))
     else:
-        rows = node.audit.newest(where, before)
+        rows = _kept(lambda at: node.audit.newest(where, at), before, about, EVENTS + 1)
         more_newer, more_older = before is not None, len(rows) > EVENTS
         rows = rows[:EVENTS]
     kept = [(k, v) for k, v in params.multi_items() if k not in ("audit_before", "audit_after")]
@@ -220,6 +224,38 @@ def _events(console: Console, request: Request
     filters = {"kinds": kinds, "person": person, "party": party, "object": object_id,
                "any": bool(kinds or person or party or object_id)}
     return [(r, _body(r)) for r in rows], page, filters
+
+
+class _About:
+    """Whether an event about the desk's filter object is about versions of it the
+    officer could be served (each it names, or some, naming none)."""
+
+    def __init__(self, console: Console, principal: Principal, object_id: str) -> None:
+        self.object_id = object_id
+        self.may = _Readable(console, principal, [object_id])
+
+    def __call__(self, record: AuditRecord) -> bool:
+        objects = _body(record).get("objects")
+        named = [o for o in objects if isinstance(o, list) and o and o[0] == self.object_id] \
+            if isinstance(objects, list) else []
+        return all(self.may(self.object_id, o[1:2]) for o in named)
+
+
+def _kept(fetch: Callable[[int | None], list[AuditRecord]], at: int | None,
+          keep: Callable[[AuditRecord], bool] | None, want: int) -> list[AuditRecord]:
+    """Up to ``want`` events ``keep`` takes, read page after page: ``fetch(at)`` gives
+    the store's page from leaf ``at`` on (in the order it reads: older, or newer), the
+    next one from the last event of the page before."""
+    rows = fetch(at)
+    if keep is None:
+        return rows
+    kept: list[AuditRecord] = []
+    while rows:
+        kept += [r for r in rows if keep(r)]
+        if len(kept) >= want or len(rows) < want:
+            break
+        rows = fetch(rows[-1].index)
+    return kept[:want]
 
 
 def _index(value: str | None) -> int | None:
