@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 
 from intelpact.model import national_marking
+from intelpact.services.courier import Courier
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
 
-from helpers import T0, indicator, make_node, serving
+from helpers import T0, indicator, make_node, pin_each_other, serving, serving_federation
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "review-test-password"
@@ -241,3 +242,26 @@ def test_the_desk_filtered_on_an_object_reads_on_past_events_about_versions_with
     assert '<span class="withheld">withheld object</span>' not in desk
     assert "audit_before=" not in desk  # no older page: nothing more it may see
     node.close()
+
+
+def test_an_object_page_names_the_senders_of_that_version_only(tmp_path: Path) -> None:
+    """At NZL, the page of JPN's X (the version JPN pushed) said it was received from
+    every party that ever sent a version of X: one relayed by AUS, which the viewer may
+    not read, named AUS too."""
+    jpn = make_node(tmp_path / "jpn", "JPN", agreement="jpn-nzl-aus.toml")
+    nzl = make_node(tmp_path / "nzl", "NZL", agreement="jpn-nzl-aus.toml")
+    pin_each_other(jpn, nzl)
+    _people(jpn)
+    nzl.people.add("mere", party="NZL", clearance="SECRET", roles=["analyst"], password=PW)
+    obj = indicator("X")
+    _publish(jpn, [obj], "秘", ("NZL", "AUS"))
+    with serving_federation(nzl), Courier(jpn) as courier:
+        assert courier.push_all("NZL") >= 1
+    hidden = "2026-11-09T00:00:00.000000Z"  # a later version relayed by AUS: not read here
+    nzl.audit.record(nzl.audit.event("receive", party="AUS", actor="AUS", originator="JPN",
+                                     objects=[(obj["id"], hidden)]))
+    with serving(nzl) as url, contextlib.closing(_login(url, "mere")) as mere:
+        page = mere.get(f"/objects/{obj['id']}").text
+    assert "Originated by JPN; received from JPN." in page, re.findall(r"<li>Orig[^<]*", page)
+    jpn.close()
+    nzl.close()

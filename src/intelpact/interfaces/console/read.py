@@ -22,6 +22,7 @@ from starlette.requests import Request
 from ...crypto.signing import SignatureError, verify_object
 from ...model import Label, banner
 from ...services.access import WITHHELD_EXTENSION_ID
+from ...services.audit import readable
 from ...services.people import Principal
 from ...store.base import (
     SHORT_TEXT,
@@ -301,10 +302,12 @@ def _provenance(console: Console, row: StoredObject, obj: dict[str, Any]) -> dic
     node = console.node
     here = row.originator == node.party
     senders: list[str] = []
-    if not here:
+    if not here:  # of this version only: a sender of another, perhaps one the viewer may
+        # not read, is not theirs to know
         events = node.audit.find(AuditFilter(object_id=row.object_id, kinds=("receive",),
-                                             limit=50))
-        senders = sorted({e.party for e in events if e.party})
+                                             limit=1000))
+        senders = sorted({e.party for e in events if e.party and [row.object_id, row.version]
+                          in (readable(e.body)[0] or {}).get("objects", [])})
     if WITHHELD_EXTENSION_ID in obj.get("extensions", {}):
         signature = ("not checked on this view: portions are withheld from you, and the "
                      "signature covers the whole object")
