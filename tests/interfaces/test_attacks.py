@@ -599,7 +599,8 @@ def test_marking_refs_to_unknown_or_self_referencing_definitions(world: World) -
     assert failures[not_a_marking["id"]] == f"unknown marking-definition {MISSING}"
     for definition in (itself, statement):
         assert "must not name the marking itself" in failures[definition["id"]]
-    assert failures[by_itself["id"]] == f"unknown marking-definition {itself['id']}"
+    assert failures[by_itself["id"]].startswith(
+        f"it cites {itself['id']}, a marking-definition refused here: ")
     after = world.snapshot()
     assert {oid for oid, _, _ in after} - {oid for oid, _, _ in before} <= {low["id"]}
 
@@ -626,11 +627,12 @@ def test_publishing_above_clearance_or_beyond_the_agreement_is_refused(world: Wo
         "above clearance": (indicator("too high", object_marking_refs=[high["id"]]),
                             "clearance 秘 (CONFIDENTIAL) does not dominate 極秘 (SECRET)"),
         "rel to usa": (indicator("to the USA", object_marking_refs=[usa["id"]]),
-                       f"unknown marking-definition {usa['id']}"),
+                       f"it cites {usa['id']}, a marking-definition refused here: REL TO "
+                       "USA: USA is not a party"),
         "acs usa": (indicator("ACS to the USA", object_marking_refs=[acs["id"]]),
                     "REL TO USA is beyond agreement"),
         "nz origin": (indicator("claims NZ origin", object_marking_refs=[nz["id"]]),
-                      "marked as originated by NZL"),
+                      "cannot publish information originated by NZL"),
     }
     r = post(world.url, world.cid, {"objects": [high, usa, acs, nz,
                                                 *(o for o, _ in attempts.values())]}, who="sato")

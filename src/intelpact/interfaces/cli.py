@@ -345,6 +345,10 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
     objects = _load_objects(file)
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
+    if not principal.has_role("publisher"):  # as over TAXII and on the console
+        raise IntelpactError(f"{as_name} may not publish: publishing needs the publisher "
+                             "role", hint="a security officer gives it (intelpact user add "
+                             "… --role publisher), or publish as someone who has it")
     cid = collection or node.default_collection().collection_id
     marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
                              tuple(c.upper() for c in communities))
@@ -353,13 +357,15 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
                                         progress=advance)
     status = record.body
     # Count what FILE held: the status also lists the marking-definition the node made
-    # for --classification, which is stored even when every object is refused.
+    # for --classification (refused when the person may not publish at that level: each
+    # object citing it says so)
     given = {o.get("id") for o in objects if isinstance(o, dict)}
     accepted = sum(1 for s in status["successes"] if s["id"] in given)
-    rejected = status["failure_count"]
+    failures = [f for f in status["failures"] if f["id"] in given or f["id"] == "?"]
+    rejected = len(failures)
     out.print(f"Published as {_safe(principal.name)} ({principal.person.party}): "
               f"{accepted} accepted, {rejected} rejected (status {status['id']})")
-    for failure in status["failures"][:20]:
+    for failure in failures[:20]:
         out.print(f"  rejected {_safe(failure['id'])}: {_safe(failure['message'])}")
     if rejected > 20:
         out.print(f"  … and {rejected - 20} more")

@@ -95,6 +95,7 @@ class Controls:
         # what an older version arriving later is joined with, as the notice joined the
         # versions held when it was applied (Federation.receive)
         federation.reclassifications = self.raises
+        publisher.reclassifications = self.raises
         federation.on_pinned = self._tell_pinned
 
     @property

@@ -153,7 +153,8 @@ class Node:
         self.access = Access(self.policy, self.markings, store, validate_object)
         self.publisher = Publisher(self.policy, self.markings, store, self.preparer,
                                    self.audit, self.access, sign=self.sign,
-                                   releaser=self.federation.releaser, on_stored=self.stored.set)
+                                   releaser=self.federation.releaser, on_stored=self.stored.set,
+                                   party=self.party)
         self.controls = Controls(self.federation, self.policy, self.markings, store,
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release

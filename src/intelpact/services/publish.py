@@ -14,6 +14,7 @@ never silently merged.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -78,6 +79,8 @@ class Outcome:
     version: str | None
     ok: bool
     message: str
+    # refused by the policy, not as malformed: the originator its denial is audited under
+    denied: str | None = None
 
 
 def object_version(obj: dict[str, Any]) -> str | None:
@@ -162,8 +165,10 @@ class Publisher:
                  preparer: Preparer, audit: AuditLog, access: Access, *,
                  sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  releaser: Callable[[], Callable[[NewObject], Iterable[str]]] | None = None,
-                 on_stored: Callable[[], None] | None = None) -> None:
+                 on_stored: Callable[[], None] | None = None, party: str | None = None
+                 ) -> None:
         self.policy = policy
+        self.party = party  # this node's: another party's objects held here are its node's
         self.markings = markings
         self.store = store
         self.preparer = preparer
@@ -172,6 +177,9 @@ class Publisher:
         self.on_stored = on_stored
         self.audit = audit
         self.access = access
+        # the reclassifications kept here about some objects (Controls.raises, which sets
+        # this): a version older than one is held at their join, as when it is received
+        self.reclassifications: Callable[[Sequence[str]], Raises] = lambda ids: {}
 
     def publish(self, person: Person, collection_id: str, objects: Sequence[Any], *,
                 marking: MarkingRequest | None = None,
@@ -201,11 +209,16 @@ class Publisher:
         pending: list[tuple[NewObject, dict[str, Any]]] = []
         for item in [*definitions, *objects]:
             if isinstance(item, dict) and item.get("type") == "marking-definition":
-                outcome, new = self._definition(person, item)
+                outcome, new = self._definition(person, item, denials)
                 if new is None:
                     outcomes.append(outcome)
                 else:
                     pending.append((new, item))
+        # an object citing a definition refused here would be labelled with whatever
+        # this node holds under that id (perhaps lower, as another person defined it):
+        # refused too, as a partner's is (Federation.receive)
+        refused = {o.object_id: (o.message, o.denied) for o in outcomes if not o.ok}
+        learnt = [new.object_id for new, _ in pending]
         items = [item for item in objects
                  if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
         sources = {id(item): _source_refs(item) for item in items if isinstance(item, dict)}
@@ -220,18 +233,24 @@ class Publisher:
         linked = any(ref in inside for refs in sources.values() for ref in refs)
         split = not linked and len(pending) + len(items) > BATCH
         run = _Run(self, person, collection_id, outcomes, denials, sources, progress)
-        with self.preparer.prepare(items, extra_refs) as results:
-            for item, prepared in zip(items, results, strict=True):
-                outcome, new = self._object(person, item, prepared, extra_refs, denials)
-                if new is None:
-                    outcomes.append(outcome)
-                else:
-                    pending.append((new, item))
-                if split and (len(pending) >= BATCH or
-                              (len(pending) >= MIN_BATCH and results.waiting)):
-                    run.store(pending)
-                    pending = []
-        run.store(pending)
+        try:
+            with self.preparer.prepare(items, extra_refs) as results:
+                for item, prepared in zip(items, results, strict=True):
+                    outcome, new = self._object(person, item, prepared, extra_refs, denials,
+                                                refused)
+                    if new is None:
+                        outcomes.append(outcome)
+                    else:
+                        pending.append((new, item))
+                    if split and (len(pending) >= BATCH or
+                                  (len(pending) >= MIN_BATCH and results.waiting)):
+                        run.store(pending)
+                        pending = []
+            run.store(pending)
+        except StoreFull:
+            if not run.sent:  # nothing stored: what was learnt for it is not known here
+                self.markings.forget(learnt)
+            raise
         try:
             return self._status(person, collection_id, created, [*outcomes, *run.stored])
         except StoreFull as exc:
@@ -254,21 +273,67 @@ class Publisher:
         labels = self.store.labels()
         owners: dict[str, str] = {}
         hidden: set[str] = set()
+        received: set[str] = set()  # another party's: its versions are its node's
         for row in self.store.held(ids, versions=("last",)) if ids else []:
             owners[row.object_id] = row.originator
+            if self.party is not None and row.originator != self.party:
+                received.add(row.object_id)
             if self.access.view(person, row, labels) is None:
                 hidden.add(row.object_id)
         keep = []
         for new, item in pending:
             owner = owners.get(new.object_id, new.originator)
             if new.object_type == "marking-definition" or (
-                    owner == new.originator and new.object_id not in hidden):
+                    owner == new.originator and new.object_id not in hidden | received):
                 keep.append((new, item))
                 continue
+            # (a person of the originator's party here, a liaison, issues none either: the
+            # originator's node signs its versions, and a version made here would lower it
+            # at this holder, unknown to that node)
             reason = _unreadable(new.object_id) if new.object_id in hidden else (
+                f"{new.object_id} is {owner}'s object: only {owner}'s node issues new "
+                "versions of it; publish your own object, with a new id, that refers to it"
+                if new.object_id in received else
                 f"{new.object_id} is {owner}'s object: only its originator issues new "
                 "versions of it; publish your own object, with a new id, that refers to it")
             denials.append(self._denial(person, item, owner, reason))
+            outcomes.append(Outcome(new.object_id, None, False, reason))
+        return keep
+
+    def _reclassified(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
+                      outcomes: list[Outcome], denials: list[AuditEvent]
+                      ) -> list[tuple[NewObject, dict[str, Any]]]:
+        """A version older than a reclassification kept here is held at the join of its
+        labels with the new marking's (``reclassified_labels``), as one received or
+        worked out again is: published with its old marking, it would else be served
+        and released below what the reclassification made of the versions before it.
+        The person must be allowed to publish at that join; one whose new marking no
+        longer checks under the agreement in force is refused (closed)."""
+        ids = sorted({new.object_id for new, _ in pending
+                      if new.object_type != "marking-definition" and new.version})
+        raises = self.reclassifications(ids) if ids else {}
+        if not raises:
+            return pending
+        keep = []
+        for new, item in pending:
+            if new.object_type == "marking-definition" or not new.version:
+                keep.append((new, item))
+                continue
+            joined = reclassified_labels(raises, new.object_id, new.originator, new.version,
+                                         new.label, new.banner)
+            if joined is None:
+                reason = (f"{new.originator} reclassified {new.object_id} after this "
+                          "version, under a marking that no longer checks under the "
+                          "agreement in force: not held here")
+            else:
+                decision = self.policy.check_publish(person, joined[1])
+                if decision.allowed:
+                    keep.append((dataclasses.replace(new, label=joined[0], banner=joined[1]),
+                                 item))
+                    continue
+                reason = (f"{new.originator} reclassified {new.object_id} after this "
+                          f"version, which is held at that marking too: {decision.reason}")
+            denials.append(self._denial(person, item, new.originator, reason))
             outcomes.append(Outcome(new.object_id, None, False, reason))
         return keep
 
@@ -343,7 +408,7 @@ class Publisher:
                  for n, r in zip(batch, results, strict=True) if r.outcome == "added"]
         return self.audit.by_originator("publish", added, person=person)
 
-    def _definition(self, person: Person, item: dict[str, Any]
+    def _definition(self, person: Person, item: dict[str, Any], denials: list[AuditEvent]
                     ) -> tuple[Outcome, NewObject | None]:
         mid = str(item.get("id", "?"))
         try:
@@ -354,6 +419,15 @@ class Publisher:
         except ValueError as exc:
             return Outcome(mid, None, False, str(exc)), None
         origin = part.originator or person.party
+        if part.kind == "national":
+            # a partner's is issued by its node, signed (Federation.receive takes it only
+            # so); one of ours, only at a label the person may publish: else the answer
+            # (stored, or held already) would tell them whether anyone here used it
+            label = definition_label(self.policy.agreement, part, origin)
+            decision = self.policy.check_publish(person, label)
+            if not decision.allowed:
+                denials.append(self._denial(person, item, origin, decision.reason))
+                return Outcome(mid, None, False, decision.reason, denied=origin), None
         text = None
         if part.kind == "national" and origin == person.party and self.sign is not None:
             item = self.sign(item)  # a signer's refusal (a retired key) refuses it all
@@ -370,14 +444,24 @@ class Publisher:
             published_by=person.name)
 
     def _object(self, person: Person, item: Any, prepared: Prepared,
-                extra_refs: Sequence[str], denials: list[AuditEvent]
+                extra_refs: Sequence[str], denials: list[AuditEvent],
+                refused: Mapping[str, tuple[str, str | None]] = {}  # noqa: B006 - read only
                 ) -> tuple[Outcome, NewObject | None]:
         """One object, validated and signed already (``prepared``): label it and check
-        that ``person`` may publish it."""
+        that ``person`` may publish it (``refused``: the definitions refused in this
+        publication, by id: why, and whether by the policy, which refuses the objects
+        marked with it too, audited as it)."""
         oid = str(item.get("id", "?")) if isinstance(item, dict) else "?"
         if prepared.reason is not None:
             return Outcome(oid, None, False, prepared.reason), None
         obj = with_marking_refs(item, extra_refs)  # what was signed, without the signature
+        for ref in cited_markings(obj):
+            if ref in refused:
+                why, origin = refused[ref]
+                reason = f"it cites {ref}, a marking-definition refused here: {why}"
+                if origin is not None:  # marked so, it is refused by the policy too
+                    denials.append(self._denial(person, obj, origin, why))
+                return Outcome(oid, None, False, reason, denied=origin), None
         try:
             labels = self.markings.label(obj, originator=person.party)
         except LabelError as exc:
@@ -488,6 +572,7 @@ class _Run:
     def store(self, pending: list[tuple[NewObject, dict[str, Any]]]) -> None:
         p = self.publisher
         pending = p._originators(self.person, pending, self.refused, self.denials)
+        pending = p._reclassified(self.person, pending, self.refused, self.denials)
         pending = p._derived(self.person, pending, self.refused, self.denials, self.sources)
         p.audit.record(*self.denials)
         self.denials.clear()
