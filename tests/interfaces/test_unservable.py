@@ -56,6 +56,15 @@ def _unservable(node: Node, name: str) -> dict[str, Any]:
     return obj
 
 
+def _a_node_with_an_unservable_object(tmp_path: Path) -> tuple[Node, dict[str, Any], str]:
+    """A node with an object ``_unservable`` to 秘 readers, and its collection's objects
+    path."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    hidden = _unservable(node, "U")
+    return node, hidden, f"/intel/collections/{node.default_collection().collection_id}/objects/"
+
+
 def _get(url: str, who: str, path: str, method: str = "GET", **params: str
          ) -> httpx.Response:
     return httpx.request(method, url + path, auth=(who, PW), headers={"Accept": TAXII},
@@ -102,11 +111,7 @@ def test_delete_by_an_analyst_answers_an_unservable_object_as_a_missing_one(
     of it by an analyst (not a security officer) is 403 "deleting needs the
     security-officer role", while DELETE of an id held nowhere is 404: the analyst learns
     the object exists."""
-    node = make_node(tmp_path / "jpn")
-    _people(node)
-    hidden = _unservable(node, "U")
-    cid = node.default_collection().collection_id
-    path = f"/intel/collections/{cid}/objects/"
+    node, hidden, path = _a_node_with_an_unservable_object(tmp_path)
     with serving(node) as url:
         got_h = _get(url, "reader", f"{path}{hidden['id']}/")
         got_m = _get(url, "reader", f"{path}{MISSING}/")
@@ -123,11 +128,7 @@ def test_an_officer_deletes_nothing_they_cannot_be_served(
     """A 秘 security officer cannot be served the unservable object (GET 404, as an id
     held nowhere), yet DELETE of it answers 200 and deletes it, where DELETE of an id
     held nowhere is 404: existence is told, and what they cannot see is destroyed."""
-    node = make_node(tmp_path / "jpn")
-    _people(node)
-    hidden = _unservable(node, "U")
-    cid = node.default_collection().collection_id
-    path = f"/intel/collections/{cid}/objects/"
+    node, hidden, path = _a_node_with_an_unservable_object(tmp_path)
     with serving(node) as url:
         assert _get(url, "officer", f"{path}{hidden['id']}/").status_code == 404
         del_m = _get(url, "officer", f"{path}{MISSING}/", method="DELETE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from test_federation import push
 from test_federation_attacks import publish, send_to_inbox, stored, trio  # noqa: F401
@@ -54,6 +55,21 @@ def test_the_inbox_names_no_originator_of_an_object_a_sender_re_versions(
         _same_but_ids(on_ours, on_theirs), (on_ours, on_theirs)
 
 
+def _aus_definitions(nodes: dict[str, Node]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """AUS's national definitions NZL can compute: "SECRET REL TO JPN, AUS", held at JPN
+    (AUS shared something with JPN under it, never with NZL), and "SECRET REL TO JPN,
+    NZL, AUS", held nowhere."""
+    jpn, nzl, aus = nodes["JPN"], nodes["NZL"], nodes["AUS"]
+    publish(aus, "AUS to JPN", "SECRET", ("JPN",))
+    with serving_federation(jpn):
+        push(aus, "JPN")
+    held = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN"])
+    other = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN", "NZL"])
+    assert jpn.store.marking(held["id"]) is not None
+    assert jpn.store.marking(other["id"]) is None
+    return held, other
+
+
 def test_a_forged_marking_definition_is_refused_alike_whether_or_not_one_is_held(
         trio: dict[str, Node]) -> None:  # noqa: F811
     """A national marking-definition's id is derived from what it says (originator,
@@ -66,14 +82,8 @@ def test_a_forged_marking_definition_is_refused_alike_whether_or_not_one_is_held
     signed by AUS: forged or altered". NZL learns that AUS sent JPN something marked so.
     Correct: the originator's signature is checked first (a forgery is refused as one
     whatever is held), so both answers are alike."""
-    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
-    publish(aus, "AUS to JPN", "SECRET", ("JPN",))
-    with serving_federation(jpn):
-        push(aus, "JPN")
-    held = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN"])
-    other = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN", "NZL"])
-    assert jpn.store.marking(held["id"]) is not None
-    assert jpn.store.marking(other["id"]) is None
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    held, other = _aus_definitions(trio)
     forged = [dict(m, created="2020-01-01T00:00:00.000Z") for m in (held, other)]
     r = send_to_inbox(nzl, jpn, forged)
     assert r.status_code == 200, r.text
@@ -90,14 +100,8 @@ def test_an_object_citing_a_third_party_s_definition_is_refused_alike_whether_or
     signed by AUS), the second as "unknown marking-definition": NZL learns which one JPN
     holds. Correct: alike answers (for instance, an object citing a definition the
     sender was never shown is refused as citing one not held)."""
-    jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
-    publish(aus, "AUS to JPN", "SECRET", ("JPN",))
-    with serving_federation(jpn):
-        push(aus, "JPN")
-    held = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN"])
-    other = national_marking(nzl.agreement, "AUS", "SECRET", rel_to=["JPN", "NZL"])
-    assert jpn.store.marking(held["id"]) is not None
-    assert jpn.store.marking(other["id"]) is None
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    held, other = _aus_definitions(trio)
     probes = [sign_object(indicator("probe", object_marking_refs=[m["id"]]),
                           nzl.signing_key, "NZL") for m in (held, other)]
     r = send_to_inbox(nzl, jpn, probes)
