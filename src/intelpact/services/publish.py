@@ -291,11 +291,10 @@ class Publisher:
             # originator's node signs its versions, and a version made here would lower it
             # at this holder, unknown to that node)
             reason = _unreadable(new.object_id) if new.object_id in hidden else (
-                f"{new.object_id} is {owner}'s object: only {owner}'s node issues new "
-                "versions of it; publish your own object, with a new id, that refers to it"
-                if new.object_id in received else
-                f"{new.object_id} is {owner}'s object: only its originator issues new "
-                "versions of it; publish your own object, with a new id, that refers to it")
+                f"{new.object_id} is {owner}'s object: only "
+                + ("its originator" if owner != new.originator else f"{owner}'s node")
+                + " issues new versions of it; publish your own object, with a new id, that "
+                "refers to it")
             denials.append(self._denial(person, item, owner, reason))
             outcomes.append(Outcome(new.object_id, None, False, reason))
         return keep
