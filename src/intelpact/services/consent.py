@@ -39,8 +39,8 @@ from ..store.base import (
     ConsentRecord,
     Notice,
     StoredObject,
-    normalise_timestamp,
     parse_timestamp,
+    stored_version,
     timestamp,
     utc_now,
 )
@@ -327,7 +327,7 @@ class Consents:
         if any(r.party == sender for r in self.store.recalls([object_id])):
             raise ConsentError(f"{self.party} recalled {object_id} from {sender}: nothing of "
                                "it is passed on")
-        if missing := [v for v in versions if _version(v) not in went]:
+        if missing := [v for v in versions if stored_version(v) not in went]:
             raise ConsentError(f"the consent request names {len(missing):,} version(s) of "
                                f"{object_id} that did not go to {sender}: {first(missing)}")
         if wanted is not None:
@@ -568,12 +568,3 @@ def _check_text(text: str, what: str) -> None:
         raise ConsentError(f"give a {what}: it is recorded and sent")
     if len(text) > MAX_REASON:
         raise ConsentError(f"the {what} is longer than {MAX_REASON} characters")
-
-
-def _version(text: str) -> str:
-    """A version as a consent request names it, in the store's form (or as it is, if it
-    is not a timestamp: then it names no version that went anywhere)."""
-    try:
-        return normalise_timestamp(text)
-    except ValueError:
-        return text

@@ -146,6 +146,15 @@ def normalise_timestamp(text: str) -> str:
     return timestamp(parse_timestamp(text))
 
 
+def stored_version(value: object) -> str:
+    """A version as a partner's message, an event or a record names it, in the store's
+    form; as it is if it is not a timestamp (then it names no version stored)."""
+    try:
+        return normalise_timestamp(str(value))
+    except ValueError:
+        return str(value)
+
+
 @functools.lru_cache(maxsize=4096)
 def label_key(label: Label) -> str:
     """A canonical text form of a label, unique per label (labels are few: cached)."""

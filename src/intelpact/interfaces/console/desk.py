@@ -35,7 +35,7 @@ from ...services.audit import (
 )
 from ...services.node import Node
 from ...services.people import Principal
-from ...store.base import AuditFilter, AuditRecord, KeptEvent, normalise_timestamp, utc_now
+from ...store.base import AuditFilter, AuditRecord, KeptEvent, stored_version, utc_now
 from .app import Console, ConsoleError, Page
 
 MAX_ROWS = 200  # a page of each desk list
@@ -74,19 +74,11 @@ class _Readable:
         held = self.versions.get(object_id)
         if held is None:
             return False
-        named = [_version(v) for v in versions if v]
+        named = [stored_version(v) for v in versions if v]
         if any(v not in held for v in named):
             return False
         self.shown.extend([held[v] for v in named] if named else held.values())
         return True
-
-
-def _version(value: object) -> str:
-    """A version as an event or a record names it, in the store's form."""
-    try:
-        return normalise_timestamp(str(value))
-    except ValueError:
-        return str(value)  # held by nothing: not a version of the object
 
 
 def _offset(request: Request, key: str) -> int:
