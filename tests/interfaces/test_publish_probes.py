@@ -36,6 +36,26 @@ def _people(node: Node) -> None:
     node.people.add("nz", party="NZL", clearance="SECRET", roles=["analyst"], password=PW)
 
 
+def _jpn_and_nzl(tmp_path: Path, *communities: str) -> tuple[Node, Node]:
+    """JPN's node, with the people above, pinned to NZL's, where "mere" (TOP SECRET, of
+    ``communities``) publishes (:func:`_nz_publishes`)."""
+    jpn = make_node(tmp_path / "jpn", "JPN")
+    nzl = make_node(tmp_path / "nzl", "NZL")
+    pin_each_other(jpn, nzl)
+    _people(jpn)
+    nzl.people.add("mere", party="NZL", clearance="TOP SECRET", communities=list(communities),
+                   roles=["analyst", "publisher"], password=PW)
+    return jpn, nzl
+
+
+def _nz_publishes(nzl: Node, obj: dict[str, Any], *communities: str) -> None:
+    """``obj`` published at NZL's node as NZ SECRET REL TO JPN, of ``communities``."""
+    status = nzl.publisher.publish(nzl.people.as_person("mere").person,
+                                   nzl.default_collection().collection_id, [obj],
+                                   marking=MarkingRequest("SECRET", ("JPN",), (), communities))
+    assert status.body["failure_count"] == 0, status.body
+
+
 def _post(url: str, cid: str, who: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
     r = httpx.post(f"{url}/intel/collections/{cid}/objects/", auth=(who, PW),
                    headers={"Accept": TAXII, "Content-Type": TAXII},
@@ -200,19 +220,11 @@ def test_no_one_here_re_versions_an_object_received_from_its_originator(
     signed by NZL. (configuration.md: people of other parties may be added, "the node
     publishes as this party"; node.md: only an object's originator issues its
     versions.)"""
-    jpn = make_node(tmp_path / "jpn", "JPN")
-    nzl = make_node(tmp_path / "nzl", "NZL")
-    pin_each_other(jpn, nzl)
-    _people(jpn)
+    jpn, nzl = _jpn_and_nzl(tmp_path)
     jpn.people.add("kiri", party="NZL", clearance="SECRET", roles=["analyst", "publisher"],
                    password=PW)
-    nzl.people.add("mere", party="NZL", clearance="TOP SECRET",
-                   roles=["analyst", "publisher"], password=PW)
     x = indicator("NZ's X", description="NZ SECRET text")
-    status = nzl.publisher.publish(nzl.people.as_person("mere").person,
-                                   nzl.default_collection().collection_id, [x],
-                                   marking=MarkingRequest("SECRET", ("JPN",)))
-    assert status.body["failure_count"] == 0, status.body
+    _nz_publishes(nzl, x)
     with serving_federation(jpn), Courier(nzl) as courier:
         assert courier.push_all("JPN") >= 1
     cid = jpn.default_collection().collection_id
@@ -294,18 +306,8 @@ def test_a_partner_s_national_definition_is_refused_alike_whether_or_not_held(
     storing an NZL-originated definition at that). Federation's receive takes care
     that the answer never tells a sender which of a party's markings the node holds;
     the publish path tells it to a local publisher."""
-    jpn = make_node(tmp_path / "jpn", "JPN")
-    nzl = make_node(tmp_path / "nzl", "NZL")
-    pin_each_other(jpn, nzl)
-    _people(jpn)
-    nzl.people.add("mere", party="NZL", clearance="TOP SECRET", communities=["MARITIME"],
-                   roles=["analyst", "publisher"], password=PW)
-    status = nzl.publisher.publish(nzl.people.as_person("mere").person,
-                                   nzl.default_collection().collection_id,
-                                   [indicator("NZ maritime")],
-                                   marking=MarkingRequest("SECRET", ("JPN",), (),
-                                                          ("MARITIME",)))
-    assert status.body["failure_count"] == 0, status.body
+    jpn, nzl = _jpn_and_nzl(tmp_path, "MARITIME")
+    _nz_publishes(nzl, indicator("NZ maritime"), "MARITIME")
     with serving_federation(jpn), Courier(nzl) as courier:
         assert courier.push_all("JPN") >= 1
     shared = national_marking(jpn.agreement, "NZL", "SECRET", rel_to=["JPN"],
@@ -331,22 +333,13 @@ def test_a_publisher_cannot_pre_empt_a_partner_s_national_definition(tmp_path: P
     id … is already stored"), and JPN keeps holding (and would pass on) ren's unsigned
     copy. A person should publish no definition of another originator (as
     federation's receive takes a national definition only signed by its originator)."""
-    jpn = make_node(tmp_path / "jpn", "JPN")
-    nzl = make_node(tmp_path / "nzl", "NZL")
-    pin_each_other(jpn, nzl)
-    _people(jpn)
-    nzl.people.add("mere", party="NZL", clearance="TOP SECRET", communities=["CLIMATE"],
-                   roles=["analyst", "publisher"], password=PW)
+    jpn, nzl = _jpn_and_nzl(tmp_path, "CLIMATE")
     theirs = national_marking(jpn.agreement, "NZL", "SECRET", rel_to=["JPN"],
                               communities=["CLIMATE"])
     cid = jpn.default_collection().collection_id
     with serving(jpn) as url:
         said = _outcomes(_post(url, cid, "ren", [theirs]))[theirs["id"]]
-    status = nzl.publisher.publish(nzl.people.as_person("mere").person,
-                                   nzl.default_collection().collection_id,
-                                   [indicator("NZ climate")],
-                                   marking=MarkingRequest("SECRET", ("JPN",), (), ("CLIMATE",)))
-    assert status.body["failure_count"] == 0, status.body
+    _nz_publishes(nzl, indicator("NZ climate"), "CLIMATE")
     with serving_federation(jpn), Courier(nzl) as courier:
         courier.push_all("JPN")
     refused = [r for r in jpn.store.refusals() if r[1] == theirs["id"]]
