@@ -346,3 +346,33 @@ def test_a_publisher_cannot_pre_empt_a_partner_s_national_definition(tmp_path: P
     jpn.close()
     nzl.close()
     assert said[0] is False and refused == [], (said, refused[:1])
+
+
+def test_a_publisher_served_part_of_the_latest_version_does_not_replace_it(
+        tmp_path: Path) -> None:
+    """pub publishes X, 秘 REL TO NZL, whose description is a 機密 portion. ren (秘, a
+    publisher) is served X with the description withheld (as the *withheld* extension
+    tells them), and POSTs a new version of X with a description of their own, at 秘.
+    It was stored: X's latest version, for every reader, was then ren's, and pub's
+    機密 text was gone from it, though ren never read it. Only someone who may read all
+    of the latest version issues the next one."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    cid = node.default_collection().collection_id
+    base = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])
+    high = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    x = indicator("X", description="機密 text", object_marking_refs=[base["id"]],
+                  granular_markings=[{"selectors": ["description"],
+                                      "marking_ref": high["id"]}])
+    with serving(node) as url:
+        assert _post(url, cid, "pub", [base, high, x])["failure_count"] == 0
+        seen = _get(url, cid, "ren", x["id"]).json()["objects"]
+        assert [o.get("description") for o in seen] == [None]  # withheld from ren
+        mine = dict(x, modified="2026-11-02T00:00:00.000Z", description="ren's text")
+        del mine["granular_markings"]
+        said = _outcomes(_post(url, cid, "ren", [mine]))
+        latest = _get(url, cid, "pub", x["id"]).json()["objects"]
+    node.close()
+    assert said[x["id"]][0] is False, said
+    assert "may not read" in said[x["id"]][1]
+    assert [o["description"] for o in latest] == ["機密 text"]

@@ -134,8 +134,8 @@ def test_a_publisher_who_may_not_read_an_object_issues_no_version_of_it(node: No
     said = [messages(publish_as(node, "ren", [obj], "秘", ("NZL",)))[hidden["id"]]
             for obj in (same, newer)]
     assert said[0] == said[1] == (f"{hidden['id']} is held here in a version you may not "
-                                  "read: only someone who may read an object issues versions "
-                                  "of it; publish yours with a new id")
+                                  "read in full: only someone who may read all of an object "
+                                  "issues versions of it; publish yours with a new id")
     aki = node.people.as_person("aki")
     assert [o["name"] for o in node.get(aki, hidden["id"])] == ["H"]  # nothing of ren's
     denied = [json.loads(e.body) for e in node.store.find_audit(AuditFilter(kinds=("deny",)))]

@@ -263,10 +263,11 @@ class Publisher:
                      outcomes: list[Outcome], denials: list[AuditEvent]
                      ) -> list[tuple[NewObject, dict[str, Any]]]:
         """Only an object's originator issues its versions, and only a person who may read
-        its latest version held here. A version of another party's object would reclassify
-        (and release again) what only its originator controls (docs/controls.md); one by a
-        person who may not read the latest would put their text, under their marking, in
-        its place for every reader. An id held here that the person may not read is
+        all of its latest version held here. A version of another party's object would
+        reclassify (and release again) what only its originator controls
+        (docs/controls.md); one by a person who may not read the latest, or is served it
+        with a portion withheld, would put their text, under their marking, in its place
+        for every reader. An id held here that the person may not read is
         refused alike whoever originated it and however it is marked (:func:`_unreadable`):
         that a write under the id is refused is all they learn."""
         ids = [new.object_id for new, _ in pending if new.object_type != "marking-definition"]
@@ -278,8 +279,9 @@ class Publisher:
             owners[row.object_id] = row.originator
             if self.party is not None and row.originator != self.party:
                 received.add(row.object_id)
-            if self.access.view(person, row, labels) is None:
-                hidden.add(row.object_id)
+            if self.access.view(person, row, labels) is None or not \
+                    self.policy.may_read(person, labels[row.banner_id]).allowed:
+                hidden.add(row.object_id)  # or served in part: a portion is withheld
         keep = []
         for new, item in pending:
             owner = owners.get(new.object_id, new.originator)
@@ -522,8 +524,8 @@ def _unreadable(object_id: str) -> str:
     read: the same words whoever originated it, however it is marked, whichever version
     it is (a new one, or one stored already with another body). Never naming a marking or
     a version, it tells them only what the refusal itself does: that the id is taken."""
-    return (f"{object_id} is held here in a version you may not read: only someone who may "
-            "read an object issues versions of it; publish yours with a new id")
+    return (f"{object_id} is held here in a version you may not read in full: only someone "
+            "who may read all of an object issues versions of it; publish yours with a new id")
 
 
 _NOT_SOURCES = frozenset({"object_marking_refs", "created_by_ref"})
