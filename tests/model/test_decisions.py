@@ -721,3 +721,21 @@ def test_decision_matrix_is_total(jn: Agreement, jn_policy: Policy) -> None:
                 assert d.reason
                 rules.add(d.rule)
     assert rules == {"read", "clearance", "rel-to"}
+
+
+def test_a_liaison_reads_no_third_party_s_material_where_release_needs_consent(
+        jna: Agreement) -> None:
+    """At NZL's node (``Policy(agreement, "NZL")``) an AUS national is served NZL's and
+    AUS's material, not JPN's: serving it would release it to AUS without JPN's
+    consent. NZL's own people, and a policy deciding for no node, read it as before."""
+    agreement = jna
+    at_nzl, anywhere = Policy(agreement, "NZL"), Policy(agreement)
+    bruce = at_nzl.person("bruce", "AUS", "SECRET")
+    kiri = at_nzl.person("kiri", "NZL", "SECRET")
+    for source, allowed in (("JPN", False), ("NZL", True), ("AUS", True)):
+        label = lab(agreement, "SECRET", source, {"JPN", "NZL", "AUS"})
+        d = at_nzl.may_read(bruce, label)
+        assert d.allowed is allowed, (source, d)
+        assert at_nzl.may_read(kiri, label).allowed and anywhere.may_read(bruce, label).allowed
+    d = at_nzl.may_read(bruce, lab(agreement, "SECRET", "JPN", {"JPN", "NZL", "AUS"}))
+    assert d.rule == "third-party" and d.reason.startswith("JPN's material, held by NZL")

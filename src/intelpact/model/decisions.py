@@ -126,10 +126,16 @@ ALLOW_READ = "read"
 
 
 class Policy:
-    """Decisions under one agreement. Read decisions are cached per distinct label."""
+    """Decisions under one agreement. Read decisions are cached per distinct label.
 
-    def __init__(self, agreement: Agreement) -> None:
+    ``party``: the node's, where the policy decides for a node. A person of another
+    party there (a liaison) is then served no third party's material where the agreement
+    needs the originator's consent to release it: serving them would release it to
+    their party, which a push could not do either."""
+
+    def __init__(self, agreement: Agreement, party: str | None = None) -> None:
         self.agreement = agreement
+        self.party = party
         self._read_cache: dict[Person, dict[Label, Decision]] = {}
 
     # -- principals --------------------------------------------------------------------
@@ -205,6 +211,13 @@ class Policy:
             if not clause & person.communities:
                 return Decision(False, "community", f"not in community "
                                 f"{' or '.join(sorted(clause))}")
+        third = sorted(label.sources - {self.party, person.party}) if a.rules.third_party_consent \
+            and self.party not in (None, person.party) else []  # a liaison's: a release
+        if third:
+            return Decision(False, "third-party", f"{', '.join(third)}'s material, held by "
+                            f"{self.party}: {person.party} nationals read it at "
+                            f"{person.party}'s node, once {', '.join(third)} consents to "
+                            f"its release to {person.party}")
         return Decision(True, ALLOW_READ, f"{person.name} ({person.party}, "
                         f"{person.clearance}) may read {row.name}")
 

@@ -123,7 +123,7 @@ class Node:
         self.config = config
         self.agreement: Agreement = load_agreement(config.agreement_path)
         self.store = store
-        self.policy = Policy(self.agreement)
+        self.policy = Policy(self.agreement, config.party)
         self.markings = Markings(self.agreement, lookup=self._stored_marking)
         self._load_markings()
         self.signing_key = self._signing_key()
