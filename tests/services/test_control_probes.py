@@ -4,7 +4,19 @@ fix)."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from test_consent import Trio, ask, deliver, shared, trio  # noqa: F401  (fixture)
+from test_federation import publish, push
+
+from intelpact.services.compromise import CompromiseError
+from intelpact.services.consent import ConsentError
+from intelpact.services.controls import ControlError
+from intelpact.services.courier import Courier
+from intelpact.services.node import Node
+from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import AuditFilter, timestamp, utc_now
 
 from helpers import serving_federation
 
@@ -25,3 +37,73 @@ def test_a_third_party_liaison_at_the_holder_reads_nothing_without_consent(
     # ... but its TAXII/get path serves it to an AUS national all the same
     served = nzl.get(nzl.people.as_person("bruce"), obj["id"])
     assert served == [], "an AUS liaison at NZL read JPN's object with no JPN consent"
+
+
+def test_a_liaison_of_the_holder_at_the_originator_gives_no_consent(
+        trio: Trio) -> None:  # noqa: F811
+    """Consent is the originator's: "A security officer of the originator decides". A
+    NZL liaison officer at JPN's node who holds the security-officer role (roles are not
+    tied to nationality) approves NZL's own request to pass JPN's object to AUS, and JPN's
+    node signs the token. Publishing is refused to a person of another party ("a person
+    publishes only what their own party originates"); consenting for the originator must
+    be too."""
+    jpn, nzl, aus = trio
+    jpn.people.add("kiri", party="NZL", clearance="SECRET",
+                   roles=["analyst", "security-officer"])
+    with serving_federation(jpn), serving_federation(nzl):
+        obj = shared(jpn, nzl)
+        request_id = ask(nzl, jpn, obj)
+        with pytest.raises(ConsentError, match="only JPN's people decide on consent"):
+            jpn.consents.approve(jpn.people.as_person("kiri"), request_id)
+    record = jpn.store.consent(request_id)
+    assert record is not None and record.status == "pending"
+
+
+def test_a_liaison_at_the_originator_does_not_recall_or_reclassify(
+        jpn_nzl: list[Node]) -> None:
+    """Only the originator recalls or reclassifies. A NZL liaison holding the
+    security-officer role at JPN's node recalls JPN's object from NZL -- NZL's own
+    national decides to withdraw JPN's information from NZL, and JPN's node signs it."""
+    jpn, nzl = jpn_nzl
+    jpn.people.add("kiri", party="NZL", clearance="SECRET",
+                   roles=["analyst", "security-officer"])
+    obj = publish(jpn, "japanese", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    kiri = jpn.people.as_person("kiri")
+    with pytest.raises(ControlError, match="only JPN's people recall for JPN's node"):
+        jpn.controls.recall(kiri, obj["id"], reason="mine")
+    assert jpn.controls.recalls() == []
+    with pytest.raises(ControlError, match="only JPN's people reclassify"):
+        jpn.controls.reclassify(kiri, obj["id"], MarkingRequest("秘", ()),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="mine")
+    assert len(jpn.store.held([obj["id"]])) == 1  # no new version
+    denied = jpn.store.find_audit(AuditFilter(kinds=("deny",)))
+    assert [json.loads(e.body)["via"] for e in denied] == ["recall", "reclassify"]
+
+
+def test_a_liaison_at_a_node_speaks_in_none_of_its_compromise_reports(
+        jpn_nzl: list[Node]) -> None:
+    """A compromise report, its acknowledgement and its closure are signed by the node.
+    A JPN liaison at NZL's node, holding the security-officer role, filed one for NZL
+    (about JPN's own object: NZL's node then told JPN, in NZL's name, that NZL lost it);
+    a NZL liaison at JPN's node acknowledged NZL's report for JPN."""
+    jpn, nzl = jpn_nzl
+    nzl.people.add("taro", party="JPN", clearance="極秘", roles=["analyst", "security-officer"])
+    jpn.people.add("kiri", party="NZL", clearance="SECRET", roles=["analyst", "security-officer"])
+    obj = publish(jpn, "japanese", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        with pytest.raises(CompromiseError, match="only NZL's people report a compromise"):
+            nzl.compromise.file([obj["id"]], what="lost", discovered=timestamp(utc_now()),
+                                officer=nzl.people.as_person("taro"))
+        (filed,) = nzl.compromise.file([obj["id"]], what="lost",
+                                       discovered=timestamp(utc_now()),
+                                       officer=nzl.people.as_person("officer"))
+        with Courier(nzl) as courier:
+            assert courier.deliver_compromise("JPN") == 1
+    with pytest.raises(CompromiseError, match="only JPN's people acknowledge"):
+        jpn.compromise.acknowledge(filed.report_id, officer=jpn.people.as_person("kiri"))
+    got = jpn.store.compromise_report(filed.report_id)
+    assert got is not None and got.acknowledged is None

@@ -221,6 +221,17 @@ class Policy:
         return Decision(True, ALLOW_READ, f"{person.name} ({person.party}, "
                         f"{person.clearance}) may read {row.name}")
 
+    def acts_for_node(self, person: Person, act: str) -> Decision:
+        """May ``person`` do ``act`` in the node's name: decide as originator (consent,
+        recall, reclassification) or speak in a compromise report, each signed with the
+        node's key? Only a person of the node's party: a liaison at a node is a guest of
+        it, and a partner's national must not decide for the originator what is done
+        with its information (nor for a holder what it reports)."""
+        if self.party is None or person.party == self.party:
+            return Decision(True, "party", f"{person.name} is a {person.party} national")
+        return Decision(False, "party", f"{person.name} is a {person.party} national: only "
+                        f"{self.party}'s people {act} for {self.party}'s node")
+
     def read_object(self, person: Person, labels: ObjectLabels) -> Portions:
         """Decide for a whole object: the base, and each granular-marked portion."""
         base = self.may_read(person, labels.base)

@@ -54,7 +54,7 @@ from .federation import (
     sign_payload,
     verify_payload,
 )
-from .people import Principal
+from .people import Principal, refused_for_node
 
 log = logging.getLogger("intelpact.compromise")
 
@@ -205,6 +205,9 @@ class CompromiseReports:
                                   hint="file as a security officer (--as NAME), or give "
                                   "the role with `intelpact user add … --role "
                                   "security-officer`")
+        if officer is not None and (why := refused_for_node(
+                self.federation.policy, self.audit, officer.person, "report a compromise")):
+            raise CompromiseError(why, hint=f"a {self.party} security officer files it")
         now = utc_now()
         filed = timestamp(now)
         found_at = _when(discovered, "discovered")
@@ -286,6 +289,10 @@ class CompromiseReports:
         transaction: a step is never recorded here without being sent there."""
         if officer is not None and not officer.has_role("security-officer"):
             raise CompromiseError(f"{officer.name} does not have the security-officer role")
+        if officer is not None and (why := refused_for_node(
+                self.federation.policy, self.audit, officer.person,
+                "acknowledge or close a compromise report", report=record.report_id)):
+            raise CompromiseError(why)
         if note is not None and len(note) > MAX_TEXT:
             raise CompromiseError(f"the note is longer than {MAX_TEXT} characters")
         other = _other(record, self.party)

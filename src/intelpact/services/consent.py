@@ -56,7 +56,7 @@ from .federation import (
     sign_payload,
     verify_payload,
 )
-from .people import Principal
+from .people import Principal, refused_for_node
 
 log = logging.getLogger("intelpact.consent")
 DEFAULT_VALIDITY = dt.timedelta(days=30)
@@ -143,6 +143,11 @@ class Consents:
                                hint="`intelpact consent list DIR` shows them")
         if record.status != "pending":
             raise ConsentError(f"consent request {request_id} was {record.status} already")
+        if why := refused_for_node(self.policy, self.audit, principal.person,
+                                   "decide on consent", request=request_id,
+                                   originator=self.party,
+                                   objects=[(record.object_id, v) for v in record.versions]):
+            raise ConsentError(why)
         return record
 
     def approve(self, principal: Principal, request_id: str, *,

@@ -66,7 +66,7 @@ from .federation import (
     sign_payload,
     verify_payload,
 )
-from .people import Principal
+from .people import Principal, refused_for_node
 from .publish import MarkingRequest, Publisher, definition_label
 
 NOTICE_VERSION = 1
@@ -146,6 +146,10 @@ class Controls:
         if principal is not None and not principal.has_role("security-officer"):
             raise ControlError("recalling needs the security-officer role")
         rows = self._own(object_id, "recall")
+        if principal is not None and (why := refused_for_node(
+                self.policy, self.audit, principal.person, "recall", originator=self.party,
+                objects=[(r.object_id, r.version) for r in rows])):
+            raise ControlError(why)
         peers = self.federation.peers()
         holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)}
                          | set(self.store.queued_for(object_id)))
@@ -226,6 +230,10 @@ class Controls:
         if not (principal.has_role("publisher") or principal.has_role("security-officer")):
             raise ControlError("reclassifying needs the publisher or security-officer role")
         rows = self._own(object_id, "reclassify")
+        if why := refused_for_node(self.policy, self.audit, principal.person, "reclassify",
+                                   originator=self.party,
+                                   objects=[(r.object_id, r.version) for r in rows]):
+            raise ControlError(why)
         latest = max(rows, key=lambda r: r.version)
         obj = json.loads(latest.body)
         refs = self._without_national(obj.get("object_marking_refs", []), self.party)

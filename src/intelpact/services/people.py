@@ -96,6 +96,18 @@ class Principal:
         return role in self.record.roles
 
 
+def refused_for_node(policy: Policy, audit: AuditLog, person: Person, act: str,
+                     **fields: Any) -> str | None:
+    """Why ``person`` may not ``act`` in the node's name (``Policy.acts_for_node``), the
+    refusal audited as a ``deny`` with ``fields``; None when they may."""
+    decision = policy.acts_for_node(person, act)
+    if decision.allowed:
+        return None
+    audit.record(audit.event("deny", person=person, via=act, reason=decision.reason,
+                             **fields))
+    return decision.reason
+
+
 class People:
     def __init__(self, policy: Policy, store: Store, audit: AuditLog,
                  throttle: LoginThrottle | None = None,
