@@ -107,3 +107,29 @@ def test_a_liaison_at_a_node_speaks_in_none_of_its_compromise_reports(
         jpn.compromise.acknowledge(filed.report_id, officer=jpn.people.as_person("kiri"))
     got = jpn.store.compromise_report(filed.report_id)
     assert got is not None and got.acknowledged is None
+
+
+
+def test_a_consent_asked_before_a_recall_is_not_given_after_it(trio: Trio) -> None:  # noqa: F811
+    """JPN recalls its object from NZL while a consent request NZL made just before is
+    still pending. A request made after the recall is refused ("a holder that kept a
+    copy cannot ask to pass it on", docs/controls.md); approving the earlier one was
+    not: JPN signed a valid token letting NZL pass the recalled object to AUS, and an
+    NZL that kept its copy relayed it with that token to AUS, which took it. Nor is
+    consent given for a recipient the object was recalled from."""
+    jpn, nzl, aus = trio
+    officer = jpn.people.as_person("officer")
+    with serving_federation(jpn), serving_federation(nzl), serving_federation(aus):
+        obj, other = shared(jpn, nzl), shared(jpn, nzl, "another")
+        asked = ask(nzl, jpn, obj), ask(nzl, jpn, other)
+        assert jpn.controls.recall(officer, obj["id"], parties=["NZL"],
+                                   reason="source at risk") == ["NZL"]
+        with pytest.raises(ConsentError, match="recalled .* from NZL .*: nothing of it goes "
+                           "on from NZL"):
+            jpn.consents.approve(officer, asked[0])
+        assert jpn.controls.recall(officer, other["id"], parties=["AUS"],
+                                   reason="not for AUS") == ["AUS"]
+        with pytest.raises(ConsentError, match="nothing of it goes to AUS"):
+            jpn.consents.approve(officer, asked[1])
+    assert not [n for n in jpn.store.notices() if n.kind == "consent"]
+    assert {jpn.store.consent(r).status for r in asked} == {"pending"}

@@ -155,6 +155,14 @@ class Consents:
         """Consent to the request: sign a token for its scope and send it to the holder.
         ``expires``: default the requested expiry, else 30 days."""
         record = self._incoming(principal, request_id)
+        # recalled since it was asked: nothing of it is passed on (as a request made after
+        # the recall is refused), nor given to a party it was recalled from
+        for recall in self.store.recalls([record.object_id]):
+            if recall.party in (record.holder, record.recipient):
+                raise ConsentError(f"{self.party} recalled {record.object_id} from "
+                                   f"{recall.party} at {recall.issued}: nothing of it goes "
+                                   f"{'on from' if recall.party == record.holder else 'to'} "
+                                   f"{recall.party}", hint="refuse the request, saying so")
         now = utc_now()
         if expires is None:
             expires = parse_timestamp(record.requested_expires) if record.requested_expires \
