@@ -133,3 +133,31 @@ def test_a_consent_asked_before_a_recall_is_not_given_after_it(trio: Trio) -> No
             jpn.consents.approve(officer, asked[1])
     assert not [n for n in jpn.store.notices() if n.kind == "consent"]
     assert {jpn.store.consent(r).status for r in asked} == {"pending"}
+
+
+def test_a_notice_naming_no_stix_id_is_refused_and_nothing_is_kept(jpn_nzl: list[Node]) -> None:
+    """A notice's own id must be a UUID ("no id a megabyte long": it is kept and recorded
+    whole in the events a partner audit answers with). The object it names is kept and
+    recorded whole too -- in the notice, in the recall/refuse/destroy events and in the
+    signed destruction receipt sent back -- yet any text is taken: one signed request
+    makes the holder keep and log about three copies of a megabyte it was sent."""
+    jpn, nzl = jpn_nzl
+    huge = "indicator--" + "a" * 1_000_000
+    for oid in (huge, "not a stix id at all"):
+        _, signed = jpn.controls._notice("recall", "NZL", {"object_id": oid,
+                                                           "reason": "r"})
+        with pytest.raises(ControlError, match="is not a STIX identifier"):
+            nzl.controls.receive("JPN", signed)
+    assert not [n for n in nzl.store.notices() if n.kind in ("recall", "destroyed")]
+
+
+def test_a_destruction_receipt_answering_no_notice_id_is_refused(jpn_nzl: list[Node]) -> None:
+    """docs/controls.md: "A `destroyed` notice whose `in_reply_to` is neither a notice id
+    nor null ... is refused." Any string is taken and kept."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "japanese", "極秘", ("NZL",))
+    _, signed = nzl.controls._notice("destroyed", "JPN", {
+        "object_id": obj["id"], "in_reply_to": "not a notice id", "destroyed": [],
+        "destroyed_earlier": []})
+    with pytest.raises(ControlError, match="in_reply_to"):
+        jpn.controls.receive("NZL", signed)

@@ -768,3 +768,19 @@ def test_external_reference_fast_schema_gives_the_schemas_verdict(ref: dict[str,
 
     fast, plain = _ref_checkers()
     assert verdict(fast) == verdict(plain)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("indicator--5a3c9e0b-63a5-4d53-a5a3-0a7c3f8a1f6e", True),
+    ("x-intelpact-thing--5A3C9E0B-63A5-4D53-A5A3-0A7C3F8A1F6E", True),
+    ("ab--5a3c9e0b-63a5-4d53-a5a3-0a7c3f8a1f6e", False),  # a type of 3 characters at least
+    ("indicator-5a3c9e0b-63a5-4d53-a5a3-0a7c3f8a1f6e", False),
+    ("indicator--5a3c9e0b-63a5-4d53-a5a3-0a7c3f8a1f6e\n", False),
+    ("indicator--" + "a" * 36, False),
+    ("x" * 251 + "--5a3c9e0b-63a5-4d53-a5a3-0a7c3f8a1f6e", False),
+    (None, False),
+])
+def test_is_identifier_takes_what_the_oasis_schema_means(value: object, ok: bool) -> None:
+    """The schema's pattern, matched whole (stix2-validator's ``$`` lets a final newline
+    through)."""
+    assert stix_validate.is_identifier(value) is ok

@@ -45,6 +45,7 @@ from ..model.decisions import Person
 from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
 from ..model.markings import SIGNATURES_EXTENSION_ID
+from ..stix.validate import is_identifier
 from ..store.base import (
     AuditEvent,
     Dissemination,
@@ -449,6 +450,9 @@ class Controls:
         if not _uuid(notice["id"]):  # as every node makes them: kept, and recorded in
             # events a partner audit answers with, whole (no id a megabyte long)
             raise ControlError(f"the notice's id {shown(notice['id'])} is not a UUID")
+        if not is_identifier(notice["object_id"]):  # kept and recorded whole, as its id
+            raise ControlError(f"the notice's object {shown(notice['object_id'])} is not a "
+                               "STIX identifier")
         reason = notice.get("reason")
         if notice["kind"] in ("recall", "reclassify", "consent-refused") and \
                 (not isinstance(reason, str) or len(reason) > MAX_REASON):
@@ -546,7 +550,7 @@ class Controls:
         if problem is not None:
             raise ControlError(f"the destruction receipt names {problem} receipt")
         answers = notice.get("in_reply_to")
-        if answers is not None and not isinstance(answers, str):
+        if answers is not None and not (isinstance(answers, str) and _uuid(answers)):
             raise ControlError("the destruction receipt is malformed: 'in_reply_to' must be "
                                "the id of the notice it answers, or null")
         refused = self._not_theirs(sender, notice, self._rows(object_id), self.party,

@@ -166,6 +166,18 @@ _repr.maxstring = _repr.maxother = 80
 _repr.maxlevel, _repr.maxdict, _repr.maxlist = 2, 4, 4
 
 
+# an identifier (STIX 2.1 section 2.9) as the OASIS schema's common/identifier.json has
+# it, its type at most 250 characters (section 3.1)
+_IDENTIFIER: Final = re.compile(
+    r"[a-z][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-"
+    r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
+
+
+def is_identifier(value: object) -> bool:
+    """Whether ``value`` is a STIX identifier, ``<type>--<UUID>``."""
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
 def _show(value: object) -> str:
     """A short, single-line rendering of a value for an error message."""
     return _repr.repr(value)
