@@ -5,6 +5,7 @@ fix)."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from test_consent import Trio, ask, deliver, shared, trio  # noqa: F401  (fixture)
@@ -161,3 +162,38 @@ def test_a_destruction_receipt_answering_no_notice_id_is_refused(jpn_nzl: list[N
         "destroyed_earlier": []})
     with pytest.raises(ControlError, match="in_reply_to"):
         jpn.controls.receive("NZL", signed)
+
+
+
+def test_a_compromise_step_about_no_report_is_refused_and_audited(
+        jpn_nzl: list[Node]) -> None:
+    """A partner's acknowledgement or closure naming a report this node does not have
+    was refused (404) but recorded nowhere ("refusals are ... audited (`refuse`),
+    whatever shape the fields come in", docs/audit.md). And the report was looked up
+    before the signature was checked, so an unsigned step was answered by whether the
+    id exists (404, or 403 for its signature)."""
+    jpn, nzl = jpn_nzl
+    oid = publish(jpn, "japanese", "秘", ("NZL",))["id"]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        (filed,) = nzl.compromise.file([oid], what="lost", discovered=timestamp(utc_now()),
+                                       officer=nzl.people.as_person("officer"))
+        with Courier(nzl) as courier:
+            assert courier.deliver_compromise("JPN") == 1
+
+    def close(report_id: str, *, signed: bool) -> CompromiseError:
+        message = {"type": "close", "report_id": report_id, "from": "NZL", "to": "JPN",
+                   "at": timestamp(utc_now()), "note": "probe", "by": {"role": "operator"}}
+        if signed:
+            message = nzl.compromise._signed(message)
+        with pytest.raises(CompromiseError) as raised:
+            jpn.compromise.receive("NZL", {"type": "close", "message": message})
+        return raised.value
+
+    nowhere = str(uuid.uuid4())
+    unsigned = [close(r, signed=False) for r in (filed.report_id, nowhere)]
+    assert [(e.status, e.message) for e in unsigned] == [(403, unsigned[0].message)] * 2
+    assert close(nowhere, signed=True).status == 404
+    refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
+    assert len(refused) == 3 and json.loads(refused[-1].body)["report"] == nowhere
+    assert jpn.compromise.get(filed.report_id).closed is None

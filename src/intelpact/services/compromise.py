@@ -379,7 +379,7 @@ class CompromiseReports:
             else:
                 changed = self._receive_step(sender, kind, message)
         except CompromiseError as exc:
-            if exc.status == 403:
+            if exc.status != 409:  # a conflict is asked again, anything else refused
                 self.audit.record(self.audit.event(
                     "refuse", party=sender, actor=sender, reason=exc.message,
                     report=shown(str(message.get("report_id", ""))), message=kind))
@@ -507,12 +507,13 @@ class CompromiseReports:
             raise CompromiseError(problem) from None
 
     def _receive_step(self, sender: str, kind: str, message: dict[str, Any]) -> bool:
+        # the signature first: whether a report exists is told only to a signed step
+        self._check_signature(sender, message)
         record = self.get(str(message.get("report_id", "")))
         if sender != _other(record, self.party) or (kind == "ack"
                                                     and sender != record.originator):
             raise CompromiseError(f"{sender} may not {'acknowledge' if kind == 'ack' else kind}"
                                   f" report {record.report_id}")
-        self._check_signature(sender, message)
         if message.get("from") != sender or message.get("to") != self.party:
             raise CompromiseError(f"the {kind} names the wrong parties")
         note = message.get("note")
