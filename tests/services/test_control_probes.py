@@ -197,3 +197,29 @@ def test_a_compromise_step_about_no_report_is_refused_and_audited(
     refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
     assert len(refused) == 3 and json.loads(refused[-1].body)["report"] == nowhere
     assert jpn.compromise.get(filed.report_id).closed is None
+
+
+def test_a_recalled_body_is_gone_from_the_holder_s_database_files(
+        jpn_nzl: list[Node]) -> None:
+    """A recall destroys the holder's copy: "the body is replaced by a tombstone" and
+    the destruction is confirmed to the originator with the hash of what was destroyed.
+    On SQLite the old body stays readable, in clear, in the write-ahead log of the
+    running node (no `secure_delete`, no truncating checkpoint after a purge) until
+    later writes happen to overwrite those frames: anyone who copies the node's files
+    meanwhile (a disk image, a file-level backup) still reads the destroyed text. (It
+    is gone once the node closes its last connection.)"""
+    jpn, nzl = jpn_nzl
+    if not nzl.config.database.endswith(".db"):
+        pytest.skip("SQLite files only")
+    marker = "QUOKKA-7731-RECALL-MARKER"
+    obj = publish(jpn, marker, "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        assert nzl.get(nzl.people.as_person("officer"), obj["id"])
+        jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="at risk")
+        assert deliver(jpn, "NZL") == 1
+        assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+    path = nzl.config.dir / nzl.config.database
+    files = [p for p in path.parent.glob(path.name + "*") if p.is_file()]
+    holding = [p.name for p in files if p.is_file() and marker.encode() in p.read_bytes()]
+    assert holding == [], f"the recalled text is still in {holding}"

@@ -146,6 +146,13 @@ class SQLiteStore(Store):
         self.schema_version = self._migrate()
         self._load_labels()
 
+    def _scrub(self) -> None:
+        """After a destruction: copy the write-ahead log into the database and truncate it,
+        so the destroyed text is in no frame of it either (secure_delete zeroed it in
+        the pages written). Best effort: a reader still on an older snapshot keeps those
+        frames until the next checkpoint, which SQLite runs as the log grows."""
+        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     # -- connections -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -156,6 +163,9 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            # what is deleted is overwritten with zeros, not left in free space: a recall
+            # or a delete destroys the text (docs/controls.md)
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             with self._lock:
                 self._close_orphans()
@@ -561,6 +571,8 @@ class SQLiteStore(Store):
                 _supersede_again(c, "?", object_id)
                 if audit is not None:
                     _append_audit(c, audit(rows))
+        if rows:
+            self._scrub()
         return len(rows)
 
     def holds(self, collection_id: str, object_id: str, version: str | None,
@@ -963,8 +975,10 @@ class SQLiteStore(Store):
                                 Sequence[Notice]] | None = None,
               versions: Sequence[str] | None = None) -> list[StoredObject]:
         with self._write() as c:
-            return _purge(c, "?", object_id, originator, tombstone, when, audit,
-                          notices, versions)
+            purged = _purge(c, "?", object_id, originator, tombstone, when, audit,
+                            notices, versions)
+        self._scrub()
+        return purged
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
