@@ -212,6 +212,22 @@ def test_ingest_refusals_are_one_line(node_dir: Path, tmp_path: Path) -> None:
     assert "0 AIS sentences" in run("ingest", "ais", node_dir, empty, "--as", "sione").output
 
 
+def test_one_truncated_sentence_does_not_end_the_ingest(node_dir: Path) -> None:
+    """A sentence whose payload is cut short (a position report of 90 bits, its checksum
+    good) is refused and counted, and the ingest goes on: the vessel's positions before
+    and after it are all published. Before the fix the command died with a TypeError
+    traceback at that sentence, and nothing after it was read."""
+    feed = [position(512000001, T0 + 60 * i, -20.0, -171.0 + 0.01 * i) for i in range(3)]
+    feed.append(b"!AIVDM,1,1,,A,17>5HNeD>iEND=g,0*4E\n")
+    feed += [position(512000001, T0 + 180 + 60 * i, -20.0, -170.9 + 0.01 * i)
+             for i in range(3)]
+    out = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed)).output
+    assert "6 positions" in out
+    assert "refused    1 sentences: undecodable 1" in out
+    tracks = [o for o in stored(node_dir, "sione") if o["type"] == "sighting"]
+    assert sum(t["count"] for t in tracks) == 6
+
+
 def _notes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["type"] == "note"]
 

@@ -128,6 +128,26 @@ def test_bad_checksums_missing_parts_and_the_unavailable_position() -> None:
     assert reader.stats.no_position == 1 and reader.stats.positions == 1
 
 
+TRUNCATED = [  # checksums good, payloads cut short: pyais leaves the missing fields None
+    b"!AIVDM,1,1,,A,5,0*13",  # static and voyage data, one character
+    b"!AIVDM,1,1,,A,17>5HNeD>iEND=g,0*4E",  # a position report, 90 bits of 168
+    b"!AIVDM,1,1,,A,2bB4Dip,4*59",  # a position report, 38 bits
+]
+
+
+@pytest.mark.parametrize("line", TRUNCATED)
+def test_a_truncated_payload_is_refused_not_a_crash(line: bytes) -> None:
+    """A payload cut short is refused as `undecodable`, counted, never a report. Before
+    the fix, pyais decoded it with its missing fields None and NmeaReader.reports called
+    float()/int() on them: a TypeError out of feed, which ended `ingest ais` with a
+    traceback, the rest of the feed unread."""
+    reader = NmeaReader(clock=lambda: 5.0)
+    assert reader.feed(line) == ()
+    assert reader.stats.sentences == 1 and reader.stats.decoded == 0
+    assert reader.stats.bad == {"undecodable": 1}
+    assert not reader.stats.messages
+
+
 class _GeneralReader(NmeaReader):
     """The reader without its fast path: every line through pyais's sentence and message."""
 

@@ -16,9 +16,10 @@ reports and counts; tests/ais/test_nmea.py compares the two). Around it, this mo
 - skips blank lines, ``#`` comments and other NMEA sentences (``$GPGGA``, ``$PGHP``...),
   counting each;
 - refuses, with a reason, sentences with a bad checksum, a bad tag block, an empty
-  payload, a malformed field, a payload pyais cannot decode, or a position outside
-  the globe. A position report whose latitude is 91 or longitude 181 (AIS for "not
-  available") counts as "no position": never a position.
+  payload, a malformed field, a payload pyais cannot decode or one cut short before a
+  field a report needs, or a position outside the globe. A position report whose
+  latitude is 91 or longitude 181 (AIS for "not available") counts as "no position":
+  never a position.
 
 Every AIS sentence ends in exactly one place: part of a decoded message, or refused
 for one reason (``ReadStats``).
@@ -360,12 +361,22 @@ class NmeaReader:
 
     def reports(self, msg: Any, when: float, source: str | None,
                 parts: int = 1) -> tuple[Report, ...]:
-        """The reports in one decoded message (type 19 gives a position and static data)."""
+        """The reports in one decoded message (type 19 gives a position and static data).
+
+        A payload cut short is refused as undecodable: pyais decodes it all the same,
+        leaving None every field the payload ends before, which no report can hold."""
         stats = self.stats
         kind = int(msg.msg_type)
+        try:
+            position = _position(msg, kind, when, source) if kind in POSITION_TYPES else None
+            static = _static(msg, kind, when) if kind in STATIC_TYPES else None
+        except TypeError:  # int() or float() of a field the payload did not reach
+            stats.bad["undecodable"] += parts
+            stats.decoded -= parts
+            return ()
         found: tuple[Report, ...] = ()
-        if kind in POSITION_TYPES:
-            lat, lon = float(msg.lat), float(msg.lon)
+        if position is not None:
+            lat, lon = position.lat, position.lon
             if lat == 91.0 or lon == 181.0:
                 stats.no_position += 1
             elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
@@ -373,19 +384,17 @@ class NmeaReader:
                 stats.decoded -= parts
                 return ()
             else:
-                found = (_position(msg, kind, when, lat, lon, source),)
+                found = (position,)
                 stats.positions += 1
-        if kind in STATIC_TYPES:
-            static = _static(msg, kind, when)
-            if static is not None:
-                found = (*found, static)
-                stats.statics += 1
+        if static is not None:
+            found = (*found, static)
+            stats.statics += 1
         stats.messages[kind] += 1
         return found
 
 
-def _position(msg: Any, kind: int, when: float, lat: float, lon: float,
-              source: str | None) -> Position:
+def _position(msg: Any, kind: int, when: float, source: str | None) -> Position:
+    lat, lon = float(msg.lat), float(msg.lon)
     if kind == 27:
         speed = float(msg.speed)
         course = float(msg.course)
