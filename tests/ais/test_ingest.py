@@ -228,6 +228,19 @@ def test_one_truncated_sentence_does_not_end_the_ingest(node_dir: Path) -> None:
     assert sum(t["count"] for t in tracks) == 6
 
 
+def test_a_far_future_tag_block_does_not_abort_the_ingest(node_dir: Path) -> None:
+    """A report stamped with a tag block `c` of 10^20 (ms: 10^17 s, far past year 9999)
+    is refused as a bad tag block and the ingest goes on. Before the fix it was taken as
+    a time: vessels.timestamp raised OSError (time.gmtime) while the run flushed its
+    tracks, and the ingest stopped with what was already published stored and the rest
+    lost."""
+    feed = [position(512000001, T0 + 60 * i, -20.0, -171.0 + 0.01 * i) for i in range(5)]
+    feed.append(position(512000002, 10 ** 20, -19.0, -172.0))
+    out = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed)).output
+    assert "refused    1 sentences: bad tag block 1" in out
+    assert "1 vessels, 1 tracks" in out
+
+
 def _notes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["type"] == "note"]
 

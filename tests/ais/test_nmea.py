@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from functools import reduce
+from operator import xor
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,39 @@ def test_bad_checksums_missing_parts_and_the_unavailable_position() -> None:
                           talker_id="AI", sentence_type="VDM")
     assert reader.feed(dark.encode()) == ()
     assert reader.stats.no_position == 1 and reader.stats.positions == 1
+
+
+def _tagged(sentence: bytes, body: bytes) -> bytes:
+    """``sentence`` behind an NMEA 4.0 tag block of ``body``, its checksum right."""
+    return b"\\" + body + b"*%02X\\" % reduce(xor, body, 0) + sentence
+
+
+GOOD = b"!AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip,0*23"
+
+
+@pytest.mark.parametrize("when", [b"9" * 400, b"1" + b"0" * 20, b"4102444800",
+                                  b"4102444800000", b"-1790000000", b"+1790000000"])
+def test_a_tag_block_time_out_of_range_is_a_bad_tag_block(when: bytes) -> None:
+    """A tag block's `c` must be a Unix time (digits, seconds or milliseconds) before
+    2100: anything else is refused as `bad tag block`, counted, never a crash. Before the
+    fix a 400-digit `c` raised OverflowError out of NmeaReader.feed, and one of 10^20 (ms:
+    10^17 s) was taken as a time that vessels.timestamp (time.gmtime) could not write:
+    OSError, in both cases a traceback and the rest of the feed lost."""
+    reader = NmeaReader(clock=lambda: 5.0)
+    assert reader.feed(_tagged(GOOD, b"s:test,c:" + when)) == ()
+    assert reader.stats.sentences == 1 and reader.stats.bad == {"bad tag block": 1}
+    (report,) = reader.feed(_tagged(GOOD, b"s:test,c:4102444799999"))  # just before 2100
+    assert report.time == 4102444799.999
+
+
+def test_a_receivers_trailing_time_out_of_range_is_not_a_time() -> None:
+    """A receiver's time after the checksum (USCG form) is taken only before 2100, as a
+    tag block's is; a later one is not a time, and the report is stamped on arrival."""
+    reader = NmeaReader(clock=lambda: 5.0)
+    (report,) = reader.feed(GOOD + b",b003669710,1790000000")
+    assert report.time == 1790000000.0
+    (report,) = reader.feed(GOOD + b",b003669710,9999999999")  # the year 2286
+    assert report.time == 5.0
 
 
 TRUNCATED = [  # checksums good, payloads cut short: pyais leaves the missing fields None

@@ -46,6 +46,7 @@ POSITION_TYPES = frozenset({1, 2, 3, 18, 19, 27})
 STATIC_TYPES = frozenset({5, 19, 24})
 _HASH, _BANG, _BACKSLASH, _STAR = ord("#"), ord("!"), ord("\\"), ord("*")
 _AIS_TYPES = (b"VDM", b"VDO")
+_LATEST = 4_102_444_800.0  # 2100-01-01T00:00:00Z: no report's time is later
 
 # The fast path (NmeaReader._fast): one-sentence position reports of 168 bits (types 1, 2,
 # 3 and 18: payloads starting "1", "2", "3" or "B", no fill bits), most of a live feed.
@@ -137,6 +138,19 @@ def _checksum_ok(body: bytes, given: bytes) -> bool:
     return len(given) == 2 and _xor(body) == want
 
 
+def _unix_time(text: bytes) -> float | None:
+    """``text`` as a report's Unix time in seconds (digits; milliseconds when above
+    10^11), or None when it is not one before 2100. A later time would move the feed's
+    clock by centuries, and one past year 9999 cannot be written as a STIX timestamp
+    (nor turned into a date by time.gmtime): either would end the ingest."""
+    if not text.isdigit() or len(text) > 13:  # 14 digits are past 2100, even in ms
+        return None
+    when = float(int(text))
+    if when > 1e11:
+        when /= 1000.0
+    return when if when < _LATEST else None
+
+
 def _tag_block(tb: bytes) -> tuple[float | None, str | None]:
     """(time, source) from an NMEA 4.0 tag block's text (between the backslashes)."""
     star = tb.rfind(b"*")
@@ -147,12 +161,9 @@ def _tag_block(tb: bytes) -> tuple[float | None, str | None]:
     for item in tb[:star].split(b","):
         key, _, value = item.partition(b":")
         if key == b"c":
-            try:
-                when = float(int(value))
-            except ValueError:
-                raise _Bad("bad tag block") from None
-            if when > 1e11:
-                when /= 1000.0
+            when = _unix_time(value)
+            if when is None:
+                raise _Bad("bad tag block")
         elif key == b"s":
             source = value.decode("ascii", "replace")
     return when, source
@@ -223,8 +234,8 @@ class NmeaReader:
             return None
         if len(line) > star + 3:  # a receiver's fields after the checksum (USCG form)
             tail = line[star + 3:].rsplit(b",", 1)[-1]
-            if when is None and tail.isdigit() and 9 <= len(tail) <= 10:
-                when = float(int(tail))
+            if when is None and 9 <= len(tail) <= 10:
+                when = _unix_time(tail)
             line = line[:star + 3]
         if not _checksum_ok(line[1:star], line[star + 1:star + 3]):
             stats.bad["bad checksum"] += 1
