@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from functools import reduce
 from operator import xor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -173,6 +174,35 @@ def test_a_malformed_stored_track_is_counted_not_drawn(sea: tuple[Node, str]) ->
             assert re.search(r'id="map-skipped">6 stored positions not drawn', page.text)
     html = _map(url, "aroha").text
     assert html.count('<polyline class="track"') == 2  # the good tracks, as before
+
+
+@pytest.mark.parametrize("lat", [89.8, 90.0, -90.0])
+def test_a_track_near_the_pole_is_drawn_on_the_map(tmp_path: Path, lat: float) -> None:
+    """A track at latitude 89.8 (or at a pole: valid positions, which ingest or a
+    partner's push may store) is drawn, inside the map. Before the fix the map's box was
+    cut at 85 degrees to no height at all, Projection divided by zero, and /map answered
+    500 to everyone who may see that track, for as long as it was stored."""
+    node = make_node(tmp_path / "nzl", "NZL", agreement="pacific-maritime.toml")
+    node.people.add("aroha", party="NZL", clearance="RESTRICTED", communities=["MARITIME"],
+                    roles=["analyst", "publisher"], password=password("aroha"))
+    run = AisIngest(node.publisher, node.people.as_person("aroha").person,
+                    node.default_collection().collection_id, rules=None,
+                    marking=MarkingRequest("UNCLASSIFIED", ("NZL",), (), ("MARITIME",)))
+    summary = run.run(iter([position(OPEN_MMSI, T0 + 60 * i, lat, 10.0 + 0.01 * i)
+                            for i in range(3)]))
+    assert summary.accepted == 2 and summary.rejected == 0, summary.failures
+    app, _, options = serve_console(node)
+    try:
+        with _in_thread(app, options):
+            page = _map(f"http://127.0.0.1:{options['port']}", "aroha")
+    finally:
+        node.close()
+    assert page.status_code == 200, page.text[:300]
+    track = re.search(r'<polyline class="track" points="([^"]+)"', page.text)
+    assert track, page.text[:300]
+    for point in track.group(1).split():
+        x, y = map(float, point.split(","))
+        assert 0 <= x <= 960 and 0 <= y <= 600, point  # on the map
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -102,8 +102,11 @@ class Projection:
         grow = max(MIN_SPAN - (east - west), (east - west) * 0.2) / 2
         west, east = west - grow, east + grow
         grow = max(MIN_SPAN * 0.6 - (north - south), (north - south) * 0.2) / 2
-        south, north = south - grow, north + grow
-        south, north = max(south, -85.0), min(north, 85.0)
+        # moved, never cut, to lie within the poles: a track near one keeps the box's
+        # height (cut, it had none, and the scale divided by zero)
+        height = min(north - south + 2 * grow, 180.0)
+        south = min(max(south - grow, -90.0), 90.0 - height)
+        north = south + height
         self.kx = math.cos(math.radians((south + north) / 2))
         width, height = (east - west) * self.kx, north - south
         self.scale = min(WIDTH / width, HEIGHT / height)
