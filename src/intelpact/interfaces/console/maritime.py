@@ -35,6 +35,7 @@ MAX_TRACKS = 5000  # sightings read per page, newest stored first
 MAX_ALERTS = 500
 WIDTH, HEIGHT = 960.0, 600.0
 MIN_SPAN = 16.0  # degrees of longitude shown at least
+LABEL_WIDTH, LABEL_HEIGHT = 260.0, 14.0  # the room a vessel's name takes on the map
 BREAK_SECONDS = 3600.0  # a vessel silent longer than this: its line is broken
 PALETTE = ("#005f99", "#8a3b00", "#1b6e20", "#6a1b9a", "#00606e", "#7a5c00")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d)?)?$")
@@ -316,6 +317,45 @@ def show(console: Console, request: Request, principal: Principal,
                 labels=shown)
 
 
+class _Labels:
+    """Where the vessels' names go on the map: each just below its marker, moved down
+    past every name placed before that it would overlap, and left off (None) once its
+    baseline would be below the map (the list under the map names every vessel).
+
+    The names placed are kept by cell of one name's size, which holds at most one (two
+    in a cell would overlap), so a place is checked against the nine cells around it,
+    never against every name, and a name moves down at most HEIGHT / LABEL_HEIGHT
+    times: labels cost O(n) for n vessels however close together they are (checked
+    against every name, a port of vessels at one point cost O(n^3))."""
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def place(self, x: float, y: float) -> float | None:
+        """The baseline of the name of a marker at (x, y), or None: not drawn."""
+        label_y = y + 4
+        while label_y <= HEIGHT:
+            if not self._overlaps(x, label_y):
+                self._cells[_label_cell(x, label_y)] = (x, label_y)
+                return label_y
+            label_y += LABEL_HEIGHT
+        return None
+
+    def _overlaps(self, x: float, y: float) -> bool:
+        i, j = _label_cell(x, y)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                other = self._cells.get((i + di, j + dj))
+                if other is not None and abs(x - other[0]) < LABEL_WIDTH \
+                        and abs(y - other[1]) < LABEL_HEIGHT:
+                    return True
+        return False
+
+
+def _label_cell(x: float, y: float) -> tuple[int, int]:
+    return math.floor(x / LABEL_WIDTH), math.floor(y / LABEL_HEIGHT)
+
+
 def _drawing(vessels: dict[str, _Vessel], alerts: list[dict[str, Any]],
              located: dict[str, tuple[float, float]], agreement: Any,
              params: Any, community: str, truncated: bool, skipped: int
@@ -327,6 +367,7 @@ def _drawing(vessels: dict[str, _Vessel], alerts: list[dict[str, Any]],
     colour = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(origins)}
     tracks: list[dict[str, Any]] = []
     markers: list[dict[str, Any]] = []
+    labels = _Labels()
     for vessel in sorted(vessels.values(), key=lambda v: v.name):
         vessel.points.sort()
         lines: list[list[tuple[float, float]]] = [[]]
@@ -341,10 +382,7 @@ def _drawing(vessels: dict[str, _Vessel], alerts: list[dict[str, Any]],
                            "colour": colour[vessel.originator], "vessel": vessel.name})
         last = vessel.points[-1]
         x, y = projection.xy(last[2], last[1])
-        label_y = y + 4  # below any label placed already that it would overlap
-        while any(abs(label_y - m["label_y"]) < 14 and abs(x - m["x"]) < 260 for m in markers):
-            label_y += 14
-        markers.append({"x": x, "y": y, "label_y": label_y, "name": vessel.name,
+        markers.append({"x": x, "y": y, "label_y": labels.place(x, y), "name": vessel.name,
                         "id": vessel.vessel_id,
                         "colour": colour[vessel.originator], "time": last[0][:19] + "Z",
                         "lat": last[1], "lon": last[2], "originator": vessel.originator,
