@@ -197,6 +197,28 @@ def test_encounter_versus_passing() -> None:
     assert run(RuleEngine(rules, 600), a + apart) == []  # slow, but 2.2 km apart
 
 
+def test_an_encounter_across_the_antimeridian_is_raised() -> None:
+    """Two vessels drifting 200 m apart for over three hours, one at 179.999 E and one at
+    179.999 W (Fiji's waters straddle the antimeridian: the Pacific arrangement's own sea)
+    raise one encounter, placed between them at 180, as the same pair east of it does.
+    Before the fix the grid's columns did not wrap at +/-180: the pair was never compared
+    and the possible transshipment never reported (and its midpoint would have been 0)."""
+    rules = only(load_rules(), encounter_seconds=True)
+
+    def encounters(lon_a: float, lon_b: float) -> list[Alert]:
+        a = [pos(512000001, 300 * i, -17.0, lon_a, speed=0.5) for i in range(40)]
+        b = [pos(512000002, 300 * i + 1, -17.0, lon_b, speed=0.5) for i in range(40)]
+        return run(RuleEngine(rules, 600), a + b)
+
+    (east,) = encounters(179.998, 179.9995)
+    assert east.rule == "encounter" and east.lon == pytest.approx(179.99875)
+    for lon_a, lon_b in ((179.999, -179.999), (-179.999, 179.999), (180.0, -179.998)):
+        (across,) = encounters(lon_a, lon_b)
+        assert across.rule == "encounter" and across.mmsis == (512000001, 512000002)
+        assert abs(across.lon) == pytest.approx(180.0, abs=0.002)  # there, not at 0
+        assert across.details["distance_m"] < 250
+
+
 def test_out_of_order_positions_are_ignored_by_the_rules() -> None:
     engine = RuleEngine(only(load_rules(), gap_seconds=True), 600)
     assert run(engine, [pos(1, 10 * HOUR, 0, 0)]) == []

@@ -47,6 +47,15 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
+def _middle(lon1: float, lon2: float) -> float:
+    """The longitude halfway between two close ones, across the antimeridian too (179.9
+    and -179.9: 180, not 0)."""
+    middle = (lon1 + lon2) / 2
+    if abs(lon1 - lon2) > 180:
+        middle += 180 if middle <= 0 else -180
+    return middle
+
+
 @dataclass(frozen=True)
 class Zone:
     """An exclusive economic zone: the union of simple (lon, lat) rings."""
@@ -265,7 +274,11 @@ class RuleEngine:
         self._slow: dict[int, tuple[float, float, float, float]] = {}  # t, lat, lon, window
         self._grid: dict[tuple[int, int], set[int]] = {}
         self._pairs: dict[tuple[int, int], list[float]] = {}  # start, last, alerted
-        self._cell = rules.encounter_distance_m / _DEG_M
+        self._cell = rules.encounter_distance_m / _DEG_M  # a row's degrees of latitude
+        # the columns round the globe, a whole number of them (each at least a row's
+        # size), so the two either side of the antimeridian are neighbours
+        self._columns = max(1, int(360 / self._cell))
+        self._column = 360 / self._columns
         self._dark_checked = -math.inf  # the feed's time of the last look for dark vessels
         # every zone's bounding box in one (lon/lat min, max): most positions are outside
         boxes = [z.bbox for z in rules.zones]
@@ -380,13 +393,21 @@ class RuleEngine:
             self._slow.pop(p.mmsi, None)
         if speed is None or speed > rules.encounter_speed:
             return
-        ci, cj = int(math.floor(p.lat / size)), int(math.floor(p.lon / size))
+        columns = self._columns
+        ci = int(math.floor(p.lat / size))
+        cj = int((p.lon + 180) / self._column) % columns
         reach = math.ceil(1 / max(math.cos(math.radians(p.lat)), 0.01))
+        if reach <= cj < columns - reach:
+            near: range | list[int] = range(cj - reach, cj + reach + 1)
+        elif 2 * reach + 1 < columns:  # round the antimeridian
+            near = [(cj + dj) % columns for dj in range(-reach, reach + 1)]
+        else:
+            near = range(columns)
         gap = rules.encounter_report_gap
         assert rules.encounter_seconds is not None  # noqa: S101 - checked by the caller
         for di in (-1, 0, 1):
-            for dj in range(-reach, reach + 1):
-                for other in self._grid.get((ci + di, cj + dj), ()):
+            for cj_near in near:
+                for other in self._grid.get((ci + di, cj_near), ()):
                     ot, olat, olon, owin = self._slow[other]
                     if abs(p.time - ot) > gap or \
                             distance_m(p.lat, p.lon, olat, olon) > rules.encounter_distance_m:
@@ -400,7 +421,7 @@ class RuleEngine:
                     if not pair[2] and pair[1] - pair[0] >= rules.encounter_seconds:
                         pair[2] = 1.0
                         alerts.append(Alert(
-                            "encounter", p.time, (p.lat + olat) / 2, (p.lon + olon) / 2, key,
+                            "encounter", p.time, (p.lat + olat) / 2, _middle(p.lon, olon), key,
                             ((p.mmsi, window), (other, owin)),
                             f"encounter for {(pair[1] - pair[0]) / 3600:.1f} h",
                             {"since": pair[0], "distance_m": round(
