@@ -489,9 +489,21 @@ def test_forged_misdirected_and_stale_messages_are_refused(
         assert "does not verify" in forged["description"]
         late = _post(nzl, jpn, resigned(deadline=_ago(-100)), status=403)
         assert "deadline" in late["description"]
+        # fields filing would never have made (found in review: each was stored)
+        for changes, said in [
+                ({"what": " "}, "does not say what happened"),
+                ({"filed": "9999-01-01T00:00:00Z"}, "in the future"),
+                ({"discovered": _ago(-2), "deadline": jpn.compromise.deadline(_ago(-2))},
+                 "discovered (.*) after the report was filed"),
+                ({"occurred": {"a": 1}}, "occurred time is not an RFC 3339"),
+                ({"occurred": _ago(0)}, "occurred (.*) after it was discovered"),
+                ({"notice_hours": "72"}, "notice hours '72' are not the agreement's")]:
+            status = 400 if "RFC 3339" in said else 403  # a time not of its shape
+            refusal = _post(nzl, jpn, resigned(**changes), status=status)
+            assert re.search(said, refusal["description"]), (changes, refusal)
         assert jpn.store.compromise_reports() == []
         refused = jpn.store.find_audit(AuditFilter(kinds=("refuse",), party="NZL"))
-        assert len(refused) == 4
+        assert len(refused) == 10
 
         # JPN gossips, then a report proving consistency from nothing is stale: 409, no alarm
         _gossip(jpn, "NZL")
@@ -606,7 +618,7 @@ def test_hostile_reports_are_refused_and_audited_never_a_500(
         signed, resigned = _report(jpn, nzl)
 
         end = _post(nzl, jpn, resigned(discovered="9999-12-31T23:00:00.000000Z"), status=403)
-        assert "out of range" in end["description"], end
+        assert "after the report was filed" in end["description"], end  # before its deadline
         listless = _post(nzl, jpn, resigned(history=dict(signed["history"], events=5)),
                          status=403)
         assert "not a list" in listless["description"], listless
@@ -734,7 +746,7 @@ def test_a_report_names_so_many_versions_and_echoes_what_it_names_cut_short(
         assert many["description"].endswith("and 9,998 more): at most 10,000 are taken in "
                                              "one report"), many
         long = _post(nzl, jpn, resigned(what="w" * (MAX_TEXT + 1)), status=403)
-        assert "does not say what happened in at most 10,000 characters" in \
+        assert "does not say what happened in 1 to 10,000 characters" in \
             long["description"], long
         who = _post(nzl, jpn, resigned(reporter="z" * 100_000), status=403)
         assert who["description"] == (f"the report names '{'z' * 99}… (100,002 characters) "

@@ -61,6 +61,7 @@ log = logging.getLogger("intelpact.compromise")
 MESSAGE_VERSION = 1
 KINDS = ("report", "ack", "close")
 MAX_TEXT = 10_000  # characters of "what" or a note
+SKEW = dt.timedelta(minutes=5)  # how far ahead of this clock a time given may be
 # Events of access history a report carries: with their proofs about 1.5 KB each, so a
 # report stays well under a partner's request limit (server.max_content_length, 10 MB).
 HISTORY_LIMIT = 2_000
@@ -212,7 +213,7 @@ class CompromiseReports:
         filed = timestamp(now)
         found_at = _when(discovered, "discovered")
         happened = _when(occurred, "occurred") if occurred else None
-        if parse_timestamp(found_at) > now + dt.timedelta(minutes=5):
+        if parse_timestamp(found_at) > now + SKEW:
             raise CompromiseError(f"the discovered time {found_at} is in the future")
         if happened is not None and happened > found_at:
             raise CompromiseError(f"the compromise occurred ({happened}) after it was "
@@ -419,11 +420,26 @@ class CompromiseReports:
         if problem is not None:
             raise CompromiseError(f"the report names {problem} report")
         what = message.get("what")
-        if not isinstance(what, str) or len(what) > MAX_TEXT:  # as filing checks it
-            raise CompromiseError(f"the report does not say what happened in at most "
-                                  f"{MAX_TEXT:,} characters")
+        if not isinstance(what, str) or not what.strip() or len(what) > MAX_TEXT:
+            raise CompromiseError(f"the report does not say what happened in 1 to "  # as
+                                  f"{MAX_TEXT:,} characters")  # filing checks it
         discovered = _when(message.get("discovered"), "discovered")
         filed = _when(message.get("filed"), "filed")
+        occurred = message.get("occurred")
+        # times as filing checks them, within its clock skew: a report filed in the future
+        # would sit first in every list
+        if parse_timestamp(filed) > utc_now() + SKEW:
+            raise CompromiseError(f"the report was filed at {filed}, in the future")
+        if parse_timestamp(discovered) > parse_timestamp(filed) + SKEW:
+            raise CompromiseError(f"the compromise was discovered ({discovered}) after the "
+                                  f"report was filed ({filed})")
+        if occurred is not None and _when(occurred, "occurred") > discovered:
+            raise CompromiseError(f"the compromise occurred ({shown(str(occurred))}) after "
+                                  f"it was discovered ({discovered})")
+        if message.get("notice_hours") != self.notice_hours:
+            raise CompromiseError(f"the report's notice hours "
+                                  f"{shown(repr(message.get('notice_hours')))} are not the "
+                                  f"agreement's {self.notice_hours}")
         if message.get("deadline") != self.deadline(discovered):
             raise CompromiseError(f"the report's deadline {shown(repr(message.get('deadline')))}"
                                   " is not "
