@@ -96,6 +96,23 @@ def test_idle_sessions_end(world: World) -> None:
         sessions.idle_seconds = old
 
 
+def test_a_session_ends_after_its_lifetime_however_busy(world: World) -> None:
+    """A session kept busy (a cookie copied, and used every few minutes) lasted for
+    ever: only idleness ended it. It ends after its lifetime, and is deleted."""
+    client = world.client("sato")
+    sessions = world.console.sessions
+    assert client.get("/").status_code == 200
+    old = sessions.lifetime_seconds
+    sessions.lifetime_seconds = 0.3
+    try:
+        time.sleep(0.5)
+        r = client.get("/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    finally:
+        sessions.lifetime_seconds = old
+    assert client.get("/").status_code == 303  # ended, not only refused while short
+
+
 def test_revoked_person_is_logged_out(world: World) -> None:
     world.node.people.add("leaver", party="JPN", clearance="秘", password=password("leaver"))
     client = world.client("leaver")

@@ -6,7 +6,8 @@ SHA-256 of the token (a copy of the database hands out no live session), the per
 their CSRF token and when the session began and was last seen: every process of
 ``intelpact serve --workers N`` knows every session. A session idle for longer than the
 timeout is never found (the store's look-up tests when it was last seen), and is
-deleted at the next log-in; logging out ends it at once, and revoking the person or
+deleted at the next log-in; one older than its lifetime (12 hours) is ended however
+busy it is; logging out ends it at once, and revoking the person or
 changing their password ends all of theirs. ``seen`` is written at most once every
 ``TOUCH_SECONDS`` per session, not on every click. Every request re-reads the person,
 so a revoked person is logged out at their next click.
@@ -30,6 +31,7 @@ from ...store.base import SessionRecord, Store, parse_timestamp, timestamp, utc_
 COOKIE = "intelpact_session"
 LOGIN_COOKIE = "intelpact_login"
 IDLE_SECONDS = 15 * 60
+LIFETIME_SECONDS = 12 * 3600  # a working day: then the person logs in again
 TOUCH_SECONDS = 30.0
 
 
@@ -49,9 +51,11 @@ class Sessions:
     """The node's console sessions, kept in its store. ``clock`` is for tests."""
 
     def __init__(self, store: Store, idle_seconds: float = IDLE_SECONDS,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None,
+                 lifetime_seconds: float = LIFETIME_SECONDS) -> None:
         self.store = store
         self.idle_seconds = idle_seconds
+        self.lifetime_seconds = lifetime_seconds
         self._clock = clock or utc_now
 
     def _idle_before(self, now: dt.datetime) -> str:
@@ -67,15 +71,19 @@ class Sessions:
         return token, Session(name, record.csrf, when, when)
 
     def get(self, token: str | None) -> Session | None:
-        """The live session of a cookie value; None when absent, ended or idle. Its
-        ``seen`` is written when the last write is ``TOUCH_SECONDS`` old (or a quarter of
-        the idle timeout, if shorter)."""
+        """The live session of a cookie value; None when absent, ended, idle, or older
+        than its lifetime (a cookie copied and kept busy lasts no longer: that session
+        is ended). Its ``seen`` is written when the last write is ``TOUCH_SECONDS`` old
+        (or a quarter of the idle timeout, if shorter)."""
         if not token or len(token) > 200:
             return None
         now = self._clock()
         digest = _digest(token)
         record = self.store.session(digest, idle_before=self._idle_before(now))
         if record is None:
+            return None
+        if (now - parse_timestamp(record.created)).total_seconds() > self.lifetime_seconds:
+            self.store.end_session(digest)
             return None
         every = min(TOUCH_SECONDS, self.idle_seconds / 4)
         if (now - parse_timestamp(record.seen)).total_seconds() >= every:
