@@ -4,24 +4,27 @@ idle timeout, the access matrix (no page shows what its viewer may not see), the
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
 import ssl
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conftest import PEOPLE, World, csrf_of, login, password, serving_world
+from conftest import PEOPLE, World, csrf_of, login, password, serve_console, serving_world
 from intelpact.model import Label, national_marking
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
 
-from helpers import T0, indicator, make_node, serving, stix_id
+from helpers import T0, _in_thread, indicator, make_node, serving, stix_id
 
 MISSING = "indicator--00000000-0000-4000-8000-000000000000"
 RESULT = re.compile(r'<a class="name" href="/objects/([^"]+)">')
@@ -402,3 +405,99 @@ def test_relationships_both_ways_only_those_the_viewer_may_see(world: World) -> 
     # every link found was read through Node.find, audited as a console read
     reads = node.audit.find(AuditFilter(kinds=("read",), object_id=hidden["id"]))
     assert any(json.loads(e.body).get("via") == "console-object" for e in reads)
+
+
+# -- how the console reads a form ------------------------------------------------------------
+
+BOUNDARY = "reviewboundary"
+
+
+def _chunked_upload(size: int) -> Iterator[bytes]:
+    """A multipart form with one file part of ``size`` bytes, sent chunked (no
+    Content-Length), as any client may."""
+    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"bundle\"; "
+           f"filename=\"x.json\"\r\nContent-Type: application/json\r\n\r\n").encode()
+    sent = 0
+    while sent < size:
+        yield b"a" * 65_536
+        sent += 65_536
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _counting(app: ASGIApp, received: list[int]) -> ASGIApp:
+    """``app``, counting in ``received`` the body bytes it reads of each request."""
+    async def counted_app(scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted() -> Message:
+            message = await receive()
+            received.append(len(message.get("body", b"")))
+            return message
+        await app(scope, counted, send)
+    return counted_app
+
+
+@contextmanager
+def _small_console(folder: Path, **limits: float) -> Iterator[tuple[str, list[int]]]:
+    """A JPN node (``pub`` publishes) whose TAXII API and console are served with
+    ``limits`` in its config; yields its URL and the body bytes its app read."""
+    node = make_node(folder)
+    node.people.add("pub", party="JPN", clearance="秘", roles=["analyst", "publisher"],
+                    password=password("pub"))
+    node.config = dataclasses.replace(node.config, **limits)
+    app, _, options = serve_console(node)
+    received: list[int] = []
+    try:
+        with _in_thread(_counting(app, received), options):
+            yield f"http://127.0.0.1:{options['port']}", received
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize(("path", "who", "status"), [
+    ("/login", None, 413), ("/publish", None, 403), ("/publish", "pub", 413)])
+def test_an_anonymous_chunked_upload_is_not_read_past_the_limit(
+        tmp_path: Path, path: str, who: str | None, status: int) -> None:
+    """docs/console.md: an upload is "at most the API root's max_content_length", and the
+    TAXII API reads no body before it knows who is asking. The console read the whole
+    form of every POST before the session (on /login: anything) was checked, and bounded
+    it only by a declared Content-Length: a chunked body carrying a file part was read to
+    its end and spooled to disk whatever its size, for anyone who could connect (no body
+    deadline either: body_timeout was TAXII's). Here 3 MiB against a 1 KiB limit: a
+    stranger's /publish form is refused unread (403), a log-in form or a publisher's
+    upload is cut off at its limit (413), and the node reads a small part of it."""
+    with _small_console(tmp_path / "jpn", max_content_length=1024) as (url, received), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        if who is not None:
+            login(client, who)
+        received.clear()
+        answer = client.post(path, content=_chunked_upload(3 * 1024 * 1024), headers={
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert answer.status_code == status, (answer.status_code, answer.text[:200])
+    assert answer.headers["connection"] == "close"
+    assert sum(received) < 256 * 1024, f"{sum(received):,} bytes of the body were read"
+
+
+def test_an_anonymous_slow_form_is_cut_off(tmp_path: Path) -> None:
+    """docs/node.md ("Limits"): a client gets body_idle_timeout seconds for each part of
+    a body and body_timeout in all, so a slow sender cannot hold a connection (and, with
+    max_connections of them, the whole listener: TAXII and console share it). The
+    console's forms were read by Starlette's request.form() with no deadline, before any
+    session was checked: an anonymous client trickling a form to /login held its
+    connection as long as it liked. With both timeouts at 1-2 s, a body sent over 8 s
+    must be cut off (408 or the connection closed) long before its end."""
+    pulled = []
+
+    def slow() -> Iterator[bytes]:
+        for i in range(16):
+            pulled.append(i)
+            yield b"name=" if i == 0 else b"a"
+            time.sleep(0.5)
+
+    with _small_console(tmp_path / "jpn", body_idle_timeout=1.0, body_timeout=2.0) as (
+            url, _), httpx.Client(base_url=url, timeout=30) as client:
+        try:
+            status: int | None = client.post("/login", content=slow(), headers={
+                "Content-Type": "application/x-www-form-urlencoded"}).status_code
+        except httpx.HTTPError:
+            status = None  # the server closed the connection: cut off
+    assert len(pulled) < 12, f"the whole slow body was read ({len(pulled)} parts, {status})"
+    assert status in (408, None)

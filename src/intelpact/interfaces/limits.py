@@ -12,7 +12,8 @@ federation listener alike (docs/node.md, "Limits"):
   headers are not complete ``header_timeout`` seconds after the connection was made or
   the first byte of the request arrived, and answers a request uvicorn cannot parse
   with a 400 in TAXII's error shape;
-- :func:`read_body` reads a request body within ``max_content_length`` bytes,
+- :func:`read_body` reads a request body (a TAXII envelope, a partner's message, a
+  console form) within ``max_content_length`` bytes,
   ``body_idle_timeout`` seconds of waiting for each part and ``body_timeout`` seconds in
   all, and raises :class:`BodyRefused` (413 or 408) as soon as one is exceeded; the
   endpoint answers at once with ``Connection: close``, so the rest is never read;
@@ -199,10 +200,11 @@ class BodyRefused(Exception):
         self.description = description
 
 
-async def read_body(request: Request, cfg: NodeConfig) -> bytes:
-    """The request body, within ``cfg``'s size and time limits. Raises BodyRefused as
-    soon as a limit is exceeded, without reading further."""
-    limit = cfg.max_content_length
+async def read_body(request: Request, cfg: NodeConfig, limit: int | None = None) -> bytes:
+    """The request body, within ``cfg``'s size and time limits (``limit`` bytes instead of
+    ``max_content_length`` where a body must be smaller or may carry more: a console
+    form). Raises BodyRefused as soon as a limit is exceeded, without reading further."""
+    limit = cfg.max_content_length if limit is None else limit
     too_large = BodyRefused(413, "Payload Too Large", f"at most {limit} bytes in a request")
     declared = request.headers.get("content-length")
     if declared is not None:

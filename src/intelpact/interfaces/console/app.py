@@ -9,6 +9,7 @@ the banner of the highest label on it, top and bottom, in the viewer's own words
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -30,12 +31,15 @@ from ...logs import log_unexpected
 from ...model import Label
 from ...services.node import Node
 from ...services.people import AuthError, PeopleError, Principal
+from ..limits import CLOSE, BodyRefused, read_body
 from . import banners
 from .sessions import COOKIE, IDLE_SECONDS, LOGIN_COOKIE, Session, Sessions, new_token, same
 
 log = logging.getLogger("intelpact.console")
 
 READING_ROLES = ("analyst", "publisher", "security-officer")
+FORM_OVERHEAD = 65_536  # a form's other fields and multipart headers, beside its upload
+SMALL_FORM = 8_192  # the log-in and log-out forms: a token, a name, a password
 HEADERS = {
     # Everything comes from this node: no CDN, no external font, no inline script.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -152,26 +156,47 @@ class Console:
         """An endpoint that needs a live session (else: the log-in page), the role
         ``role`` (else: 403 naming it) and, for a POST, the session's CSRF token."""
         async def endpoint(request: Request) -> Response:
-            form = await self._form(request) if request.method == "POST" else None
-            try:
-                return await run_in_threadpool(self._serve, handler, role, request, form)
-            finally:
-                if form is not None:
-                    await form.close()  # uploaded files are spooled to disk
+            if request.method != "POST":
+                return await run_in_threadpool(self._serve, handler, role, request, None)
+            # Who is asking before what they send, as on the TAXII API: the form of a
+            # request without a live session or the page's role is never read.
+            admitted = await run_in_threadpool(self._admit, request, role)
+            if isinstance(admitted, Response):
+                admitted.headers.update(CLOSE)  # answered before the body was read
+                return admitted
+            return await self._posted(request, self.max_upload + FORM_OVERHEAD,
+                                      functools.partial(self._serve, handler, role, request))
         return endpoint
 
-    async def _form(self, request: Request) -> FormData:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_upload + 65_536:
-            raise HTTPException(413, f"at most {self.max_upload} bytes")
+    async def _posted(self, request: Request, limit: int,
+                      answer: Callable[[FormData], Response]) -> Response:
+        """``answer`` (in a worker thread) to the form POSTed with ``request``, read within
+        the listener's body limits (interfaces/limits.py): at most ``limit`` bytes, with
+        ``body_idle_timeout`` and ``body_timeout``, so neither a large nor a slow body
+        holds the connection TAXII shares. A body refused is answered at once, with
+        ``Connection: close``; the form (an upload is spooled to disk) is closed after."""
         try:
-            return await request.form(max_files=1, max_fields=200,
-                                      max_part_size=self.max_upload)
-        except Exception as exc:  # malformed multipart, a part too large
-            raise HTTPException(400, str(exc)[:200]) from None
+            body = await read_body(request, self.node.config, limit)
+            form = await Request(request.scope, _replay(body)).form(
+                max_files=1, max_fields=200, max_part_size=self.max_upload)
+        except BodyRefused as exc:
+            refused = await run_in_threadpool(self.error_page, request, ConsoleError(
+                exc.status, exc.title, exc.description))
+            refused.headers.update(CLOSE)
+            return refused
+        except HTTPException as exc:  # malformed multipart, a part too large
+            return await run_in_threadpool(self.error_page, request, ConsoleError(
+                400, "The form could not be read", str(exc.detail)[:200]))
+        try:
+            return await run_in_threadpool(answer, form)
+        finally:
+            await form.close()
 
-    def _serve(self, handler: Handler, role: str | None, request: Request,
-               form: FormData | None) -> Response:
+    def _admit(self, request: Request, role: str | None
+               ) -> tuple[Session, Principal] | Response:
+        """The session and person of a request that may see the page, or the answer to
+        one that may not: no live session, or not the role ``role`` (a reading role when
+        None)."""
         session = self.sessions.get(request.cookies.get(COOKIE))
         principal = self._principal(session)
         if session is None or principal is None:
@@ -180,15 +205,25 @@ class Console:
                     403, "Your session has ended", "log in again, then send the form again"))
             return RedirectResponse("/login?" + urlencode({"next": _local(request)}),
                                     status_code=303, headers=HEADERS)
+        if role is not None and not principal.has_role(role):
+            return self.error_page(request, ConsoleError(
+                403, "Not allowed", f"this page needs the {role} role"), principal, session)
+        if role is None and not any(principal.has_role(r) for r in READING_ROLES):
+            return self.error_page(request, ConsoleError(
+                403, "Not allowed", "reading intelligence needs the analyst, publisher or "
+                "security-officer role"), principal, session)
+        return session, principal
+
+    def _serve(self, handler: Handler, role: str | None, request: Request,
+               form: FormData | None) -> Response:
+        admitted = self._admit(request, role)  # again: the session may have ended meanwhile
+        if isinstance(admitted, Response):
+            return admitted
+        session, principal = admitted
         try:
             if form is not None and not same(_field(form, "csrf"), session.csrf):
                 raise ConsoleError(403, "Form refused: it carries no valid CSRF token",
                                    "reload the page and send the form again")
-            if role is not None and not principal.has_role(role):
-                raise ConsoleError(403, "Not allowed", f"this page needs the {role} role")
-            if role is None and not any(principal.has_role(r) for r in READING_ROLES):
-                raise ConsoleError(403, "Not allowed", "reading intelligence needs the "
-                                   "analyst, publisher or security-officer role")
             result = handler(self, request, principal, form)
         except ConsoleError as exc:
             return self.error_page(request, exc, principal, session)
@@ -212,8 +247,9 @@ class Console:
 
     # -- log in and out ------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
-        form = await self._form(request) if request.method == "POST" else None
-        return await run_in_threadpool(self._login, request, form)
+        if request.method != "POST":
+            return await run_in_threadpool(self._login, request, None)
+        return await self._posted(request, SMALL_FORM, functools.partial(self._login, request))
 
     def _login(self, request: Request, form: FormData | None) -> Response:
         target = _next(request.query_params.get("next", "/"))
@@ -252,13 +288,24 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await self._form(request)
-        session = self.sessions.get(request.cookies.get(COOKIE))
-        if session is not None and not same(_field(form, "csrf"), session.csrf):
-            return await run_in_threadpool(self.error_page, request, ConsoleError(
+        session = await run_in_threadpool(self.sessions.get, request.cookies.get(COOKIE))
+        if session is None:  # nothing to end: the form is not read
+            response = self._logged_out()
+            response.headers.update(CLOSE)
+            return response
+        return await self._posted(request, SMALL_FORM,
+                                  functools.partial(self._logout, request, session))
+
+    def _logout(self, request: Request, session: Session, form: FormData) -> Response:
+        if not same(_field(form, "csrf"), session.csrf):
+            return self.error_page(request, ConsoleError(
                 403, "Form refused: it carries no valid CSRF token",
                 "reload the page and log out again"), self._principal(session), session)
         self.sessions.end(request.cookies.get(COOKIE))
+        return self._logged_out()
+
+    @staticmethod
+    def _logged_out() -> Response:
         response = RedirectResponse("/login", status_code=303, headers=HEADERS)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -267,6 +314,13 @@ class Console:
                 path: str = "/") -> None:
         response.set_cookie(name, value, path=path, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
+
+
+def _replay(body: bytes) -> Receive:
+    """An ASGI ``receive`` that hands over ``body``, already read, in one message."""
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+    return receive
 
 
 def _field(form: FormData, key: str) -> str:
