@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import json
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from intelpact.services.credentials import LoginThrottle, hash_password
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError, People, PeopleError
+from intelpact.store.base import AuditFilter
 
 from helpers import make_node
 
@@ -200,6 +204,41 @@ def test_success_resets_the_count(node: Node, pw_hash: str) -> None:
         with pytest.raises(AuthError):
             people.login("forgetful", "typo", client)
         people.login("forgetful", PW, client)  # resets: never two failures in a row
+
+
+def test_failed_logins_with_huge_names_do_not_pin_memory(node: Node) -> None:
+    """No name longer than 64 characters can be a person's (people._check_name), yet
+    People.login keyed its throttles by the name as given, and kept each key until the
+    table held 100,000 of them (LoginThrottle evicts only then). The console's log-in
+    form took a field of up to max_content_length (10 MiB by default), so each wrong
+    guess from one address pinned up to 10 MiB, thirty per address per lock-out period,
+    up to 100,000 keys: one client grew the node's memory by gigabytes an hour. Here 30
+    failures with 1 MB names must not leave ~30 MB behind; each is still audited (the
+    name's first 64 characters, pseudonymised) and counted against the client address."""
+    people = People(node.policy, node.store, node.audit)  # the default throttles
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(30):
+            name = f"{i:02d}" + "n" * 1_000_000
+            with pytest.raises(AuthError) as refused:
+                people.login(name, "wrong-password", "198.51.100.7")
+            assert refused.value.retry_after is None
+            del name
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 2_000_000, f"{kept:,} bytes kept after 30 refused logins"
+    with pytest.raises(AuthError) as locked:  # thirty from one address lock it
+        people.login("29" + "n" * 1_000_000, "wrong-password", "198.51.100.7")
+    assert locked.value.retry_after is not None
+    failures = [json.loads(e.body) for e in node.audit.find(AuditFilter(
+        kinds=("login-failure",))) if json.loads(e.body).get("client") == "198.51.100.7"]
+    assert len(failures) == 31
+    assert {f["subject"] for f in failures} == {node.audit.pseudonyms.of(
+        f"{i:02d}" + "n" * 62 + "…") for i in range(30)}
 
 
 # -- revocation, tokens, the verified-password cache ---------------------------------------

@@ -33,6 +33,7 @@ from .credentials import LoginThrottle, hash_password, new_token, token_digest, 
 
 _CACHE_SECONDS = 60.0
 MIN_PASSWORD = 12
+MAX_NAME = 64  # characters in a person's name
 RECORD_EVERY = 10.0  # seconds between audited refusals of one locked-out name or client
 MAX_REFUSING = 10_000  # locked-out keys whose refusals are being counted, at most
 
@@ -48,7 +49,7 @@ def _check_name(name: str) -> str:
     name = name.strip()
     bad = [c for c in name if c in ":/\\" or unicodedata.category(c)[0] == "C"
            or unicodedata.category(c) in ("Zl", "Zp")]
-    if not name or len(name) > 64 or bad:
+    if not name or len(name) > MAX_NAME or bad:
         raise PeopleError(f"invalid name {name!r}",
                           hint="use 1-64 characters without ':', '/', '\\' or control "
                           "or format characters")
@@ -234,6 +235,8 @@ class People:
     def login(self, name: str, password: str, client: str = "") -> Principal:
         """Check a password (HTTP Basic). Throttled; raises :class:`AuthError`."""
         now = time.monotonic()
+        if len(name) > MAX_NAME:  # nobody's: keyed and audited by its start, or each
+            name = name[:MAX_NAME] + "…"  # wrong guess would keep all of it in memory
         for throttle, key in ((self.throttle, f"name:{name}"),
                               (self.client_throttle, f"client:{client}")):
             wait = throttle.check(key, now)
