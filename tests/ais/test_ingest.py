@@ -125,6 +125,9 @@ def node_dir(tmp_path: Path) -> Path:
     node.people.add("sione", party="TON", clearance="RESTRICTED", communities=["MARITIME"],
                     roles=("analyst", "publisher"))
     node.people.add("mele", party="TON", clearance="RESTRICTED", roles=("analyst",))
+    node.people.add("losa", party="TON", clearance="RESTRICTED", roles=("publisher",))
+    node.people.add("ops", party="TON", clearance="RESTRICTED", communities=["MARITIME"],
+                    roles=("operator",))
     node.people.add("aroha", party="NZL", clearance="RESTRICTED", communities=["MARITIME"])
     node.close()
     return tmp_path / "ton"
@@ -205,7 +208,7 @@ def test_ingest_refusals_are_one_line(node_dir: Path, tmp_path: Path) -> None:
     rules.write_text("[gap]\nmin_hours = 0\n")
     result = run("ingest", "ais", node_dir, SAMPLE, "--as", "sione", "--rules", rules, code=2)
     assert "gap.min_hours: 0 is not a positive number" in result.stderr
-    result = run("ingest", "ais", node_dir, SAMPLE, "--as", "mele", code=1)
+    result = run("ingest", "ais", node_dir, SAMPLE, "--as", "losa", code=1)
     assert "not in community MARITIME" in result.output
     empty = tmp_path / "empty.nmea"
     empty.write_bytes(b"# nothing\n")
@@ -239,6 +242,20 @@ def test_a_far_future_tag_block_does_not_abort_the_ingest(node_dir: Path) -> Non
     out = run("ingest", "ais", node_dir, "-", "--as", "sione", input=b"".join(feed)).output
     assert "refused    1 sentences: bad tag block 1" in out
     assert "1 vessels, 1 tracks" in out
+
+
+def test_ingest_ais_needs_the_publisher_role(node_dir: Path) -> None:
+    """`intelpact publish --as` refuses a person without the publisher role ("as over TAXII
+    and on the console"); `intelpact ingest ais --as` publishes the same kind of signed,
+    federated objects and must refuse them too. Before, an analyst-only person (and an
+    operator, who may not even read) published vessels and tracks."""
+    feed = b"".join(position(512000001, T0 + 60 * i, -20.0, -171.0 + 0.01 * i)
+                    for i in range(5))
+    for who in ("mele", "ops"):
+        result = run("ingest", "ais", node_dir, "-", "--as", who, input=feed, code=2)
+        assert f"error: {who} may not publish: publishing needs the publisher role" \
+            in result.stderr, result.stderr
+    assert stored(node_dir, "sione") == [], "objects were published by people without the role"
 
 
 def _notes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

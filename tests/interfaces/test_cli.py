@@ -501,6 +501,20 @@ def test_export_errors(world: World, tmp_path: Path) -> None:
     one_line_error(run("export", world.dir, "--as", "nobody", code=2), "no person named")
 
 
+def test_cli_reads_need_a_reading_role(world: World) -> None:
+    """docs/node.md: "An operator alone reads no intelligence" (TAXII and the console answer
+    403). `intelpact get/search/export --as` an operator-only person must refuse too;
+    before, `export --as ops` handed over every object ops's clearance covers."""
+    run("user", "add", world.dir, "ops", "--party", "JPN", "--clearance", "極秘",
+        "--caveat", "JPNEO", "--community", "MARITIME", "--role", "operator")
+    for args in (["get", world.dir, world.maritime[0]], ["search", world.dir, "a"],
+                 ["export", world.dir]):
+        r = run(*args, "--as", "ops", code=2)
+        one_line_error(r, "^error: ops may not read intelligence: reading needs the analyst, "
+                       "publisher or security-officer role$", hint="--role analyst")
+        assert r.stdout == "", r.stdout[:300]
+
+
 @pytest.mark.parametrize("args", [
     ["audit", "show", "DIR"],  # rich's console (_Out)
     ["audit", "show", "DIR", "--json"],  # click.echo

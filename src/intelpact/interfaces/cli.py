@@ -32,6 +32,7 @@ from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
 from ..model import banner
 from ..model.decisions import ROLES
 from ..services.node import Node
+from ..services.people import Principal
 from ..services.publish import MarkingRequest
 from ..store.base import Query, StoredObject, StoreUnavailable
 from ..store.sqlite import damage
@@ -344,11 +345,7 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
     with status 1 when none was accepted."""
     objects = _load_objects(file)
     node = Node.open(node_dir)
-    principal = node.people.as_person(as_name)
-    if not principal.has_role("publisher"):  # as over TAXII and on the console
-        raise IntelpactError(f"{as_name} may not publish: publishing needs the publisher "
-                             "role", hint="a security officer gives it (intelpact user add "
-                             "… --role publisher), or publish as someone who has it")
+    principal = as_publisher(node, as_name)
     cid = collection or node.default_collection().collection_id
     marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
                              tuple(c.upper() for c in communities))
@@ -372,6 +369,17 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
     node.close()
     if accepted == 0 and rejected:
         sys.exit(1)
+
+
+def as_publisher(node: Node, as_name: str) -> Principal:
+    """The person named ``as_name``, refused unless they have the publisher role (as over
+    TAXII and on the console): `publish --as` and `ingest ais --as` alike."""
+    principal = node.people.as_person(as_name)
+    if not principal.has_role("publisher"):
+        raise IntelpactError(f"{as_name} may not publish: publishing needs the publisher "
+                             "role", hint="a security officer gives it (intelpact user add "
+                             "… --role publisher), or publish as someone who has it")
+    return principal
 
 
 def banner_line(words: str) -> Text:

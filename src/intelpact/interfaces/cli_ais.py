@@ -22,7 +22,7 @@ from ..errors import IntelpactError
 from ..model import Agreement
 from ..services.node import Node
 from ..services.publish import MarkingRequest
-from .cli import NODE_DIR, _csv, _safe, err, friendly, main, out
+from .cli import NODE_DIR, _csv, _safe, as_publisher, err, friendly, main, out
 
 if TYPE_CHECKING:
     from ..services.ais import IngestSummary
@@ -110,7 +110,7 @@ def ingest_ais(node_dir: Path, file: Path, as_name: str, classification: str | N
     rules = None if no_alerts else load_rules(rules_file)
     node = Node.open(node_dir)
     try:
-        principal = node.people.as_person(as_name)
+        principal = as_publisher(node, as_name)
         person = principal.person
         marking = _marking(node.agreement, person.party, classification, rel, caveats,
                            communities)

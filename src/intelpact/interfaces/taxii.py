@@ -304,7 +304,7 @@ class TaxiiApi:
     def _collection(self, cid: str, principal: Principal) -> str:
         if not _NAME.match(cid) or self.node.store.collection(cid) is None:
             raise TaxiiError(404, "Not Found", "no such collection")
-        if not _can_read(principal):
+        if not principal.reads:
             raise TaxiiError(403, "Forbidden", "reading intelligence needs the analyst, "
                              "publisher or security-officer role")
         return cid
@@ -330,7 +330,7 @@ class TaxiiApi:
 
     def _collection_info(self, principal: Principal, c: Any) -> dict[str, Any]:
         info = {"id": c.collection_id, "title": c.title, "description": c.description,
-                "can_read": _can_read(principal), "can_write": principal.has_role("publisher"),
+                "can_read": principal.reads, "can_write": principal.has_role("publisher"),
                 "media_types": [STIX]}
         if c.alias:
             info["alias"] = c.alias
@@ -562,10 +562,6 @@ def _basic(credentials: str) -> tuple[str, str] | None:
         return None
     name, sep, password = decoded.partition(":")
     return (name, password) if sep else None
-
-
-def _can_read(principal: Principal) -> bool:
-    return any(principal.has_role(r) for r in ("analyst", "publisher", "security-officer"))
 
 
 def _added_headers(rows: Sequence[Any]) -> dict[str, str]:

@@ -59,7 +59,7 @@ from .compromise import CompromiseReports
 from .consent import Consents
 from .controls import Controls
 from .federation import Federation, Identity
-from .people import People, Principal
+from .people import People, PeopleError, Principal
 from .prepare import Preparer
 from .publish import Publisher
 from .relabel import Relabeller
@@ -457,7 +457,13 @@ class Node:
         audited (``via``: the endpoint or command) before it is returned; an id asked
         for and refused, or that does not exist, is audited as a denial (:meth:`denials`;
         not with ``deny`` False: the caller does), so the two cannot be told apart by
-        time."""
+        time. A person without a reading role (an operator alone) is refused
+        (:class:`PeopleError`): every way of reading passes here."""
+        if not principal.reads:
+            raise PeopleError(f"{principal.name} may not read intelligence: reading needs "
+                              "the analyst, publisher or security-officer role",
+                              hint="a security officer gives one (intelpact user add … "
+                              "--role analyst), or read as someone who has it")
         labels = self.store.labels()  # once per page: the filter and the views share it
         person = principal.person
         if query.cursor is not None:  # as sealed for this person by the page before

@@ -34,6 +34,7 @@ from .credentials import LoginThrottle, hash_password, new_token, token_digest, 
 _CACHE_SECONDS = 60.0
 MIN_PASSWORD = 12
 MAX_NAME = 64  # characters in a person's name
+READING_ROLES = ("analyst", "publisher", "security-officer")  # an operator alone reads none
 RECORD_EVERY = 10.0  # seconds between audited refusals of one locked-out name or client
 MAX_REFUSING = 10_000  # locked-out keys whose refusals are being counted, at most
 
@@ -95,6 +96,12 @@ class Principal:
 
     def has_role(self, role: str) -> bool:
         return role in self.record.roles
+
+    @property
+    def reads(self) -> bool:
+        """Whether the person may read intelligence at all (docs/node.md: an operator
+        alone reads none)."""
+        return any(self.has_role(r) for r in READING_ROLES)
 
 
 def refused_for_node(policy: Policy, audit: AuditLog, person: Person, act: str,

@@ -37,7 +37,6 @@ from .sessions import COOKIE, IDLE_SECONDS, LOGIN_COOKIE, Session, Sessions, new
 
 log = logging.getLogger("intelpact.console")
 
-READING_ROLES = ("analyst", "publisher", "security-officer")
 FORM_OVERHEAD = 65_536  # a form's other fields and multipart headers, beside its upload
 SMALL_FORM = 8_192  # the log-in and log-out forms: a token, a name, a password
 HEADERS = {
@@ -208,7 +207,7 @@ class Console:
         if role is not None and not principal.has_role(role):
             return self.error_page(request, ConsoleError(
                 403, "Not allowed", f"this page needs the {role} role"), principal, session)
-        if role is None and not any(principal.has_role(r) for r in READING_ROLES):
+        if role is None and not principal.reads:
             return self.error_page(request, ConsoleError(
                 403, "Not allowed", "reading intelligence needs the analyst, publisher or "
                 "security-officer role"), principal, session)
