@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from intelpact.interfaces.federation import federation_server_options
 from intelpact.jsonio import JsonError, parse_json
 from intelpact.model import national_marking
 from intelpact.model.markings import ACS_EXTENSION_ID
@@ -804,6 +805,28 @@ def test_password_guessing_over_http_is_throttled_and_audited(tmp_path: Path) ->
         assert len(failures(node.audit.pseudonyms.of("spray-0"))) == 1
         assert failures(node.audit.pseudonyms.of("pub"))[-1]["reason"].startswith("throttled")
     node.close()
+
+
+def test_the_client_throttle_is_not_steered_by_x_forwarded_for(tmp_path: Path) -> None:
+    """docs/node.md: thirty failed logins from one client address lock that address. The
+    listeners ran uvicorn with its default proxy_headers (taxii_server_options set no
+    proxy_headers/forwarded_allow_ips), so a client on the node's host (the default
+    host is 127.0.0.1) named any address it liked in X-Forwarded-For: a password spray
+    over many names was never locked out, and every login-failure event recorded the
+    client address the attacker chose."""
+    node = make_node(tmp_path / "jpn")
+    assert federation_server_options(node)["proxy_headers"] is False  # nor for partners
+    codes = []
+    with serving(node) as url, httpx.Client(base_url=url, timeout=20) as client:
+        for i in range(40):
+            answer = client.get("/taxii2/", auth=(f"guess{i}", "wrong-password"), headers={
+                "Accept": TAXII, "X-Forwarded-For": f"203.0.113.{i + 1}"})
+            codes.append(answer.status_code)
+    assert codes == [401] * 30 + [429] * 10  # the one real address is locked after thirty
+    events = [json.loads(e.body) for e in node.audit.find(AuditFilter(
+        kinds=("login-failure",)))]
+    node.close()
+    assert events and all(e["client"] == "127.0.0.1" for e in events)
 
 
 def test_a_flood_of_refused_logins_is_counted_not_recorded_one_by_one(tmp_path: Path) -> None:

@@ -394,11 +394,12 @@ def trust_bundle(node: Node) -> Path:
 
 def federation_server_options(node: Node) -> dict[str, Any]:
     """uvicorn options for the mutual-TLS listener, with the node's HTTP protocol, its
-    header deadline and connection cap (interfaces/limits.py)."""
+    header deadline and connection cap (interfaces/limits.py), and the client's address
+    the connection's, never X-Forwarded-For's (as the TAXII listener's)."""
     cfg = node.config
     if cfg.tls_cert is None or cfg.tls_key is None:
         raise TaxiiError(500, "no TLS certificate")
     return {"host": cfg.host, "port": cfg.federation_port, "ssl_certfile": str(cfg.tls_cert),
             "ssl_keyfile": str(cfg.tls_key), "ssl_ca_certs": str(trust_bundle(node)),
             "ssl_cert_reqs": ssl.CERT_REQUIRED, "http": http_protocol(cfg),
-            "limit_concurrency": cfg.max_connections}
+            "proxy_headers": False, "limit_concurrency": cfg.max_connections}

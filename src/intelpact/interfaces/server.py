@@ -69,10 +69,13 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
     """uvicorn options for the TAXII listener: address, TLS, and the node's HTTP protocol
-    with its header deadline and connection cap (interfaces/limits.py)."""
+    with its header deadline and connection cap (interfaces/limits.py). The client's
+    address is the connection's: uvicorn's proxy_headers (on by default, trusting
+    127.0.0.1) let any local client name another in X-Forwarded-For, and so escape the
+    login throttle per address and choose the address its failures are audited with."""
     cfg = node.config
     options: dict[str, Any] = {"host": host or cfg.host, "port": port or cfg.port,
-                               "http": http_protocol(cfg),
+                               "http": http_protocol(cfg), "proxy_headers": False,
                                "limit_concurrency": cfg.max_connections,
                                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
