@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from intelpact.interfaces.cli import main
+from intelpact.interfaces.server import plain_http_warning
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError
 
@@ -619,6 +620,28 @@ def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
             r = run("serve", world.dir, "--port", port, "--workers", workers, code=2)
             one_line_error(r, rf"^error: cannot listen on 127\.0\.0\.1:{port}: Address "
                               "already in use$", hint="this node served already?")
+
+
+def test_serve_warns_of_plain_http_on_an_address_other_hosts_reach(world: World,
+                                                                   tmp_path: Path) -> None:
+    """`tls = false` is for loopback or behind a proxy that terminates TLS: served on
+    another address it sent passwords in clear, and `serve` said nothing."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    toml = copy / "node.toml"
+    toml.write_text(toml.read_text().replace("tls = true", "tls = false"))
+    with socket.socket() as other:  # serve stops there, after its warning
+        other.bind(("0.0.0.0", 0))  # noqa: S104 - the address under test
+        other.listen()
+        port = other.getsockname()[1]
+        r = run("serve", copy, "--host", "0.0.0.0", "--port", port, code=2)  # noqa: S104
+        assert "WARNING" in r.stderr and "plain HTTP on 0.0.0.0" in r.stderr, r.stderr
+        r = run("serve", copy, "--port", port, code=2)  # 127.0.0.1: no warning
+        assert "plain HTTP" not in r.stderr, r.stderr
+    for host, warned in (("127.0.0.1", False), ("::1", False), ("localhost", False),
+                         ("10.0.0.5", True), ("node.example", True)):
+        assert (plain_http_warning(False, host) is not None) is warned, host
+        assert plain_http_warning(True, host) is None
 
 
 # -- --help everywhere ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
 import signal
@@ -112,6 +113,22 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
     finally:
         courier.stop()
         node.close()
+
+
+def plain_http_warning(tls: bool, host: str) -> str | None:
+    """What to warn an operator of when the TAXII API and console serve plain HTTP
+    (``tls = false``) on an address other hosts reach: HTTP Basic and the log-in form
+    send passwords, and the session cookie travels, in clear (docs/configuration.md)."""
+    if tls or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: other hosts may reach it
+    return (f"the TAXII API and console serve plain HTTP on {host}: passwords and session "
+            "cookies cross the network in clear unless a proxy in front terminates TLS "
+            "(server.tls = true serves HTTPS)")
 
 
 def check_free(*listeners: dict[str, Any]) -> None:
