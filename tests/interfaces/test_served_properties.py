@@ -124,18 +124,22 @@ class Reader:
     roles: frozenset[str]
     token: str = ""
     terms: Terms = field(default_factory=lambda: BILATERAL)
+    node: str = "JPN"  # the party of the node they read at
 
     def reads_intelligence(self) -> bool:
         return bool(self.roles & READING_ROLES)
 
     def may_read(self, m: Marking) -> bool:
         """DESIGN.md rule 2, from the agreement's text: level (as the reader's party
-        protects it), REL TO, caveats, communities."""
+        protects it), REL TO, caveats, communities; and, as every agreement here needs
+        the originator's consent for third-party release, a reader of another party than
+        the node's (a liaison) reads only the node's party's and their own party's."""
         t = self.terms
         return (t.needed[self.party][t.rank(m)] <= t.clearance[self.party][self.clearance]
                 and self.party in {m.originator, *m.rel_to}
                 and m.caveats <= self.caveats
-                and (not m.communities or bool(m.communities & self.communities)))
+                and (not m.communities or bool(m.communities & self.communities))
+                and (self.party == self.node or m.originator in {self.node, self.party}))
 
 
 @dataclass
