@@ -676,6 +676,31 @@ def test_alerts_deleted_added_or_resolved_beside_the_log_are_caught(node: Node) 
         "open"], problems
 
 
+def test_an_alert_swapped_with_a_resolved_one_is_caught(node: Node) -> None:
+    """check_shown matched alerts to `alert` events by (kind, party, detail) as a
+    multiset, and resolutions to `alert-resolve` events by alert id alone. An insider who
+    swapped the kind, party and detail of an open `history-rewritten` alert with those of
+    a resolved trivial one kept both multisets equal: the security officer was shown the
+    rewrite resolved (with the trivial one's note) and the trivial one open, and `audit
+    verify` said nothing. The `alert-resolve` event records which alert (kind, party,
+    detail) it resolved: the alert shown resolved that no event resolved is named."""
+    node.audit.alert("history-rewritten", "NZL", "NZL signed two different roots")
+    node.audit.alert("retired-key", "AUS", "AUS signed past its bound (a test)")
+    rewritten, minor = node.store.alerts()
+    node.audit.resolve_alert(minor[0], "a drill, nothing to do", actor="operator")
+    assert node.check_kept() == (0, [])
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("UPDATE alerts SET kind = ?, party = ?, detail = ? WHERE alert_id = ?",
+                  (rewritten[1], rewritten[2], rewritten[3], minor[0]))
+        c.execute("UPDATE alerts SET kind = ?, party = ?, detail = ? WHERE alert_id = ?",
+                  (minor[1], minor[2], minor[3], rewritten[0]))
+    shown = {a[0]: a[1] for a in node.store.alerts()}
+    assert shown[minor[0]] == "history-rewritten" and minor[0] in node.store.alert_resolutions()
+    assert node.check_kept()[1] == [
+        f"alert #{minor[0]} is shown resolved, but no alert-resolve event of this log "
+        "resolved it so: it was marked here"]
+
+
 def test_an_alert_altered_into_bytes_that_are_not_utf8_is_caught(node: Node) -> None:
     """SQLite keeps such bytes in a text column; sqlite3 refuses to read them: the
     security officer still gets the list of alerts, and verify says which was altered."""

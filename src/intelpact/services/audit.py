@@ -1286,11 +1286,12 @@ class AuditLog:
         """What the security officer is shown, in tables beside the log, must be what the
         log records: every alert raised is one of its `alert` events (the same kind,
         party and detail), and every such event an alert; an alert is resolved as one
-        `alert-resolve` event says (with that note), and only so; every compromise report
-        kept is one of its `compromise-report` events, and acknowledged or closed as one
-        of its `compromise-ack` or `compromise-close` events says, and only so. An
-        insider who deleted an alert, marked one resolved, or deleted or closed a
-        report in those tables is caught here. A line for each thing wrong."""
+        `alert-resolve` event says (that alert's kind, party and detail, with that note),
+        and only so; every compromise report kept is one of its `compromise-report`
+        events, and acknowledged or closed as one of its `compromise-ack` or
+        `compromise-close` events says, and only so. An insider who deleted an alert,
+        marked one resolved (or swapped an open one with a resolved one), or deleted or
+        closed a report in those tables is caught here. A line for each thing wrong."""
         raised: Counter[tuple[Any, Any, Any]] = Counter()
         resolves: dict[Any, Any] = {}
         steps: dict[str, set[Any]] = {"report": set(), "ack": set(), "close": set()}
@@ -1304,7 +1305,8 @@ class AuditLog:
                 if record.kind == "alert":
                     raised[(data.get("alert"), data.get("party"), data.get("detail"))] += 1
                 elif record.kind == "alert-resolve":
-                    resolves[data.get("alert_id")] = data.get("note")
+                    resolves[data.get("alert_id")] = (data.get("alert"), data.get("party"),
+                                                      data.get("detail"), data.get("note"))
                 else:
                     steps[record.kind.removeprefix("compromise-")].add(data.get("report"))
             where = dataclasses.replace(where, after=found[-1].index)
@@ -1317,8 +1319,11 @@ class AuditLog:
                      "log is not among the alerts shown to the security officer: it was "
                      "deleted here" for kind, party, detail in (raised - shown).elements()]
         resolved = self.store.alert_resolutions()
+        held = {alert_id: (kind, party, detail) for alert_id, kind, party, detail, _ in alerts}
         for alert_id, (_, note) in sorted(resolved.items()):
-            if alert_id not in resolves or resolves[alert_id] != note:
+            # the alert itself too: an open alert's kind, party and detail swapped with a
+            # resolved one's keep the multisets above equal
+            if resolves.get(alert_id) != (*held.get(alert_id, (None,) * 3), note):
                 problems.append(f"alert #{alert_id} is shown resolved, but no alert-resolve "
                                 "event of this log resolved it so: it was marked here")
         problems += [f"alert #{alert_id} was resolved (an alert-resolve event of this log), "
