@@ -146,6 +146,8 @@ def test_a_report_reaches_the_originator_with_the_access_history_and_is_acknowle
         assert _deliver(nzl, "JPN") == 1
         closed = jpn.compromise.get(filed.report_id)
         assert closed.closed is not None and jpn.compromise.history(closed)[1]
+    # what each side shows of the report, received or sent, is what its events record
+    assert jpn.check_kept()[1] == nzl.check_kept()[1] == []
 
 
 def test_the_commands_report_acknowledge_close_list_and_show(
@@ -784,3 +786,33 @@ def test_reports_deleted_or_altered_beside_the_log_are_caught(jpn_nzl: list[Node
                  f"compromise report {reports[2].report_id} was closed (a compromise-close "
                  "event of this log), but is not shown so"):
         assert said in shown, verified.output
+
+
+def test_a_compromise_report_s_deadline_moved_beside_the_log_is_caught(
+        jpn_nzl: list[Node]) -> None:
+    """check_shown compared only the report ids and whether each was acknowledged or
+    closed. The `compromise-report` event records the deadline: an insider who moved it
+    in compromise_reports turned a LATE report into one on time, and `audit verify` said
+    nothing. What the officer is shown of a report (direction, reporter, originator,
+    objects, discovered, filed, deadline; acknowledged and closed: each step's event
+    records its time) must be what its events record."""
+    jpn, _ = jpn_nzl
+    oid = publish(jpn, "lost on a train", "秘", ())["id"]
+    officer = jpn.people.as_person("officer")
+    (late,) = jpn.compromise.file([oid], what="a laptop lost on a train",
+                                  discovered=_ago(72), officer=officer)  # 24 h to report
+    (closed,) = jpn.compromise.file([oid], what="a phone lost", discovered=_ago(1),
+                                    officer=officer)
+    jpn.compromise.close(closed.report_id, note="found", officer=officer)
+    assert jpn.compromise.flag(late).state == "late"
+    assert jpn.check_kept() == (0, [])
+    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute("UPDATE compromise_reports SET deadline = ? WHERE report_id = ?",
+                  ("2099-01-01T00:00:00.000000Z", late.report_id))
+        c.execute("UPDATE compromise_reports SET closed = ? WHERE report_id = ?",
+                  ("2026-01-01T00:00:00.000000Z", closed.report_id))
+    record = jpn.store.compromise_report(late.report_id)
+    assert record is not None and jpn.compromise.flag(record).state == ""  # on time now
+    assert [p.split(" is ")[0] for p in jpn.check_kept()[1]] == [
+        f"compromise report {r.report_id}'s {field}" for r, field in sorted(
+            [(late, "deadline"), (closed, "closed")], key=lambda x: x[0].report_id)]

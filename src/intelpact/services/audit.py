@@ -71,6 +71,7 @@ from ..crypto.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ..model import echo
 from ..model.decisions import Person
 from ..store.base import (
     MAX_INTEGER,
@@ -79,6 +80,7 @@ from ..store.base import (
     AuditFilter,
     AuditRecord,
     Checkpoint,
+    CompromiseRecord,
     HeldCheckpoints,
     KeptEvent,
     PartnerCheckpoint,
@@ -1294,7 +1296,7 @@ class AuditLog:
         closed a report in those tables is caught here. A line for each thing wrong."""
         raised: Counter[tuple[Any, Any, Any]] = Counter()
         resolves: dict[Any, Any] = {}
-        steps: dict[str, set[Any]] = {"report": set(), "ack": set(), "close": set()}
+        steps: dict[str, dict[Any, dict[str, Any]]] = {"report": {}, "ack": {}, "close": {}}
         where = AuditFilter(kinds=("alert", "alert-resolve", "compromise-report",
                                    "compromise-ack", "compromise-close"), limit=KEPT_PAGE)
         while found := self.store.find_audit(where):
@@ -1308,7 +1310,7 @@ class AuditLog:
                     resolves[data.get("alert_id")] = (data.get("alert"), data.get("party"),
                                                       data.get("detail"), data.get("note"))
                 else:
-                    steps[record.kind.removeprefix("compromise-")].add(data.get("report"))
+                    steps[record.kind.removeprefix("compromise-")][data.get("report")] = data
             where = dataclasses.replace(where, after=found[-1].index)
         alerts = self.store.alerts()
         shown = Counter((kind, party, detail) for _, kind, party, detail, _ in alerts)
@@ -1337,11 +1339,47 @@ class AuditLog:
         for step, recorded in steps.items():
             problems += [f"compromise report {i} is {what[step]} here, but no compromise-"
                          f"{step} event of this log records it: it was altered here"
-                         for i in sorted(done[step] - recorded)]
+                         for i in sorted(done[step] - recorded.keys())]
             problems += [f"compromise report {i} was {what[step]} (a compromise-{step} event "
                          f"of this log), but is not shown so: it was altered here"
-                         for i in sorted(recorded - done[step], key=str)]
+                         for i in sorted(recorded.keys() - done[step], key=str)]
+        for report_id, report in sorted(reports.items()):
+            problems += [f"compromise report {report_id}'s {field} is {echo.shown(kept)} here, "
+                         f"but its events recorded {echo.shown(logged)}: it was altered here"
+                         for field, kept, logged in self._report_differs(report, steps)]
         return problems
+
+    def _report_differs(self, record: CompromiseRecord,
+                        steps: Mapping[str, Mapping[Any, Mapping[str, Any]]]
+                        ) -> Iterator[tuple[str, Any, Any]]:
+        """Each (field, shown, recorded) where ``record``, as kept in compromise_reports,
+        differs from what its `compromise-report`, `-ack` and `-close` events recorded:
+        a deadline moved there turns a late report into one on time. A field an event
+        does not record (``filed``, ``when``: not before 2026-12-02) is not compared."""
+        report = steps["report"].get(record.report_id)
+        if report is None:  # named above
+            return
+        received = report.get("direction") == "received"
+        direction = "incoming" if received else (
+            "local" if report.get("originator") == self.party else "outgoing")
+        body = _decoded(record.body)
+        expected = {"direction": direction,
+                    "reporter": report.get("party") if received else self.party,
+                    "originator": report.get("originator"),
+                    "objects": report.get("objects"),
+                    "object_count": len({o[0] for o in report.get("objects") or ()
+                                         if isinstance(o, list) and o}),
+                    "discovered": report.get("discovered"), "deadline": report.get("deadline")}
+        if "filed" in report:
+            expected["filed"] = report["filed"]
+        for step, field in (("ack", "acknowledged"), ("close", "closed")):
+            if "when" in steps[step].get(record.report_id, {}):
+                expected[field] = steps[step][record.report_id]["when"]
+        for field, logged in expected.items():
+            kept = body.get("objects") if field == "objects" and isinstance(body, dict) \
+                else getattr(record, field, None)
+            if kept != logged:
+                yield field, kept, logged
 
     def _left_out(self, party: str) -> list[tuple[int, int]]:
         """The numbers [from, to) of ``party``'s events about our objects this node alerted

@@ -245,7 +245,7 @@ class CompromiseReports:
             event = self.audit.event(
                 "compromise-report", party=None if local else originator,
                 originator=originator, objects=pairs, report=report_id, direction="filed",
-                what=what, discovered=found_at, occurred=happened, deadline=deadline,
+                what=what, discovered=found_at, occurred=happened, filed=filed, deadline=deadline,
                 history=len(message["history"]["events"]), **self._who(officer, actor))
             self.store.add_compromise(record, None if local else originator, [event])
             records.append(record)
@@ -305,7 +305,7 @@ class CompromiseReports:
         event = self.audit.event(f"compromise-{kind}", party=other,
                                  originator=record.originator, objects=_objects(record),
                                  report=record.report_id, direction="sent" if other
-                                 else "local", note=message["note"],
+                                 else "local", note=message["note"], when=when,
                                  **self._who(officer, actor))
         if not self.store.compromise_step(record.report_id, kind, when, _text(message), other,
                                           [event]):
@@ -467,7 +467,7 @@ class CompromiseReports:
         event = self.audit.event(
             "compromise-report", party=sender, actor=sender, originator=self.party,
             objects=[(o[0], o[1]) for o in objects], report=report_id, direction="received",
-            what=what, discovered=discovered,
+            what=what, discovered=discovered, filed=filed,
             deadline=record.deadline, history=len(events), checkpoint=size)
         detail = (f"{sender} reports suspected compromise of {record.object_count} object(s) "
                   f"of ours (report {report_id}, notice deadline {record.deadline}); "
@@ -540,7 +540,7 @@ class CompromiseReports:
         event = self.audit.event(f"compromise-{kind}", party=sender, actor=sender,
                                  originator=record.originator, objects=_objects(record),
                                  report=record.report_id, direction="received",
-                                 note=note)
+                                 note=note, when=when)
         # Already recorded (resent, or both sides closed at once): the first one stays.
         return self.store.compromise_step(record.report_id, kind, when, _text(message), None,
                                           [event])
