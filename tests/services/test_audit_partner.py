@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_federation import PW, publish, push
 
-from intelpact.crypto.checkpoint import format_checkpoint, sign_note
+from intelpact.crypto.checkpoint import format_checkpoint, parse_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
 from intelpact.interfaces.taxii import TAXII
@@ -33,6 +33,7 @@ from intelpact.services.audit import (
     count_text,
     decode_hash,
     encode_hash,
+    log_origin,
     number_gaps,
     parse_count,
 )
@@ -675,6 +676,30 @@ def test_a_partner_that_rewrites_its_history_is_caught_by_gossip(
     assert jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))
     shown = CliRunner().invoke(main, ["audit", "alerts", str(jpn.config.dir)])
     assert "history-rewritten" in shown.output
+
+
+def test_the_same_forked_checkpoint_shown_again_is_alerted_once(
+        jpn_nzl: list[Node]) -> None:
+    """"An alert raised again with the same detail is not raised anew, resolved or not"
+    (docs/audit.md, "Alerts"). But `history-rewritten` (AuditLog.witness) was raised
+    without ``once``: a partner that kept answering with the same forked checkpoint
+    raised the same alert, with its event, every gossip round (every 30 s), every
+    `audit partner` and every report's witness, for ever. Three witnesses of the same
+    conflicting checkpoint leave one alert."""
+    jpn, nzl = jpn_nzl
+    keys = jpn.federation.log_keys("NZL")
+    honest = nzl.audit.checkpoint()
+    jpn.audit.witness("NZL", keys, {"checkpoint": honest.note})
+    size = parse_checkpoint(honest.note[: honest.note.rfind("\n\n") + 1]).size
+    origin = log_origin("NZL")
+    forked = sign_note(format_checkpoint(origin, size, b"\x07" * 32), origin,
+                       nzl.identity.key)
+    for _ in range(3):
+        with pytest.raises(AuditError, match="rewritten its audit history"):
+            jpn.audit.witness("NZL", keys, {"checkpoint": forked})
+    alerts = [a for a in jpn.store.alerts() if a[1] == "history-rewritten"]
+    assert len(alerts) == 1, f"{len(alerts)} identical history-rewritten alerts"
+    assert len(jpn.store.find_audit(AuditFilter(kinds=("alert",), party="NZL"))) == 1
 
 
 def test_an_answer_that_crosses_a_newer_checkpoint_is_asked_again_not_alerted(

@@ -149,6 +149,9 @@ def test_a_retired_key_signs_nothing_past_its_final_checkpoint(
     with pytest.raises(AuditError, match=why):  # a compromise report's access history
         nzl.audit.check_history("JPN", nzl.federation.log_keys("JPN"),
                                 {"checkpoint": forged, "events": []}, ["x"], "NZL")
+    # the same checkpoint met again is not alerted anew (it was, every round, until
+    # 2026-12-02: partner_checkpoint raised it without ``once``)
+    assert [a[1] for a in nzl.store.alerts()] == ["retired-key"]
     # the old key's final checkpoint, no larger than its bound, is still its own
     final = next(c.note for c in jpn.store.checkpoints() if c.size == bound)
     assert nzl.audit.witness("JPN", nzl.federation.log_keys("JPN"),

@@ -965,7 +965,8 @@ class AuditLog:
                 self.alert("retired-key", party,
                            f"{party}'s checkpoint of {exc.size} events is {exc.message}: a "
                            f"key {party} rotated out signs new history (stolen?). The "
-                           "checkpoint is kept in this alert's audit event.", note=note)
+                           "checkpoint is kept in this alert's audit event.", once=True,
+                           note=note)
             raise AuditError(f"{party}'s checkpoint of {exc.size} events is {exc.message}",
                              hint="tell your security officer (intelpact audit alerts DIR)"
                              ) from None
@@ -1078,7 +1079,8 @@ class AuditLog:
             self.alert("history-rewritten", party,
                        f"{problem}: {party} has rewritten its audit history. The conflicting "
                        "checkpoint is kept in this alert's audit event; the earlier one in "
-                       "the partner checkpoints.", note=str(answer.get("checkpoint", "")))
+                       "the partner checkpoints.", once=True,
+                       note=str(answer.get("checkpoint", "")))
             raise AuditError(f"{problem}: {party} has rewritten its audit history",
                              hint="tell your security officer (intelpact audit alerts DIR)"
                              ) from None

@@ -519,7 +519,7 @@ class CompromiseReports:
                        f"checkpoint of {latest}: {exc}")
             self.audit.alert("history-rewritten", sender,
                              f"{problem}: {sender} has rewritten its audit history",
-                             note=str(witness.get("checkpoint", "")))
+                             once=True, note=str(witness.get("checkpoint", "")))
             raise CompromiseError(problem) from None
 
     def _receive_step(self, sender: str, kind: str, message: dict[str, Any]) -> bool:

@@ -596,7 +596,7 @@ class Federation:
                                  f", with the consistency proof and the request, signed by "
                                  f"{sender}'s key {signer}, that carried it" if signed
                                  else "") + ".",
-                             note=final[2] if final else "", request=signed)
+                             once=True, note=final[2] if final else "", request=signed)
             raise FederationError(f"{problem}: the rotation is refused",
                                   hint="tell your security officer (intelpact audit alerts "
                                   "DIR)") from None
