@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from ..jsonio import JsonError, parse_json
 from ..logs import log_unexpected
+from ..model.echo import shown
 from ..services.audit import AuditError
 from ..services.compromise import CompromiseError
 from ..services.controls import ControlError
@@ -124,11 +125,12 @@ class FederationApi:
         """The partner a request comes from: the one whose card pins the TLS certificate
         its client presented (the ASGI TLS extension, interfaces/limits.py; ``tls_sender``),
         with its pinned record. Every route asks this first, whatever the request says
-        of its sender (X-Intelpact-Party must name that partner, if anything); a refusal
-        is audited (``refuse``) and raised as a 403 TaxiiError with the reason. Then the
-        partner's request is taken from its bucket (``partner_burst``, ``partner_rate``),
-        before anything it sent is parsed or verified: past the limit, a 429 TaxiiError
-        with ``Retry-After`` and the reason, audited (sampled) as a refusal."""
+        of its sender (X-Intelpact-Party must name that partner, if anything). The
+        partner's request is taken from its bucket (``partner_burst``, ``partner_rate``)
+        before anything it sent is parsed, verified or refused: past the limit, a 429
+        TaxiiError with ``Retry-After`` and the reason. A request refused for its sender
+        is a 403 TaxiiError with the reason. Both are audited as refusals, sampled per
+        partner and what was wrong (``_refused``): never per what the request claims."""
         peers = self.node.federation.peers()
         tls = request.scope.get("extensions", {}).get("tls") or {}
         chain = tls.get("client_cert_chain") or []
@@ -137,10 +139,19 @@ class FederationApi:
             sender = tls_sender(ssl.PEM_cert_to_DER_cert(chain[0]) if chain else None,
                                 claimed, peers)
         except SenderRefused as exc:
-            log.warning("refused a federation request: %s", exc.message)
-            self._refused(request, exc.party, exc.message, f"sender {claimed}",
-                          claimed=claimed, tls_fingerprint=exc.fingerprint or None)
+            if exc.party is not None:  # a pinned partner's requests count, refused or not
+                self._take(request, exc.party)
+            if self._refused(request, exc.party, exc.message, "sender",
+                             claimed=None if claimed is None else shown(claimed),
+                             tls_fingerprint=exc.fingerprint or None):
+                log.warning("refused a federation request: %s", exc.message)
             raise TaxiiError(403, "Forbidden", exc.message) from None
+        self._take(request, sender)
+        return sender, peers[sender]
+
+    def _take(self, request: Request, sender: str) -> None:
+        """Take a request from ``sender``'s bucket; past its rate, a 429 TaxiiError with
+        ``Retry-After`` and the reason, audited (sampled) as a refusal."""
         wait = self.rate.take(sender)
         if wait:
             cfg = self.node.config
@@ -150,7 +161,6 @@ class FederationApi:
                 log.warning("refused a federation request: %s", reason)
             raise TaxiiError(429, "Too Many Requests", f"{reason}; retry in {wait} s",
                              {"Retry-After": str(wait)}, code=RATE_LIMITED)
-        return sender, peers[sender]
 
     def _refused(self, request: Request, party: str | None, reason: str, why: str,
                  **fields: Any) -> bool:

@@ -271,7 +271,7 @@ def tls_sender(certificate: bytes | None, claimed: str | None,
                             hint="each partner's card must carry its own certificate")
     party = owners[0]
     if claimed is not None and claimed != party:
-        raise SenderRefused(f"the request says it is from {claimed or '(nobody)'}, but the "
+        raise SenderRefused(f"the request says it is from {shown(claimed) or '(nobody)'}, but the "
                             f"client's TLS certificate is {party}'s", party=party,
                             fingerprint=fingerprint)
     return party
