@@ -495,6 +495,47 @@ def test_a_partner_cannot_deliver_another_partners_rotation(tmp_path: Path) -> N
             node.close()
 
 
+def test_a_forged_key_rotation_announcement_is_audited_as_refused(
+        jpn_nzl: list[Node]) -> None:
+    """A partner sent something this node refused is a `refuse` event (docs/audit.md,
+    "What is recorded"). A key-rotation announcement refused at /federation/keys (not
+    signed by the pinned key, its new key not signing it, a wrong agreement hash) was
+    answered 403 and recorded nowhere: an attempt to replace a partner's pinned signing
+    key with one an attacker holds left no trace in the log; nor did a body that is not
+    JSON on the inbox, notices and compromise routes. Each is now a `refuse` event,
+    sampled per partner and what was wrong."""
+    jpn, nzl = jpn_nzl
+    before = jpn.store.audit_size()
+    with serving_federation(jpn), Courier(nzl) as courier:
+        peer = nzl.federation.peers()["JPN"]
+        client = courier._client(peer)  # noqa: SLF001
+        for path in ("/federation/collections/inbox/objects/", "/federation/notices",
+                     "/federation/compromise"):
+            r = client.post(peer.url + path, content=b"{not json",
+                            headers={**sign_request(nzl.identity, "POST", path, b"{not json"),
+                                     "Content-Type": TAXII})
+            assert r.status_code == 400 and r.json()["title"] == "Malformed JSON", r.text
+        nzl.rotate_key()
+        ((_, body),) = nzl.store.undelivered_announcements("JPN")
+        announcement = json.loads(body)
+        forged = dict(announcement, signature_old=announcement["signature_new"])
+        response = client.post(
+            peer.url + "/federation/keys", content=json.dumps(forged).encode(),
+            headers={"Content-Type": TAXII, "X-Intelpact-Agreement": nzl.agreement.content_hash})
+        assert response.status_code == 403, response.text
+        assert "not signed by the pinned (old) key" in response.json()["description"]
+    assert jpn.federation.peers()["NZL"].key_id != nzl.identity.key_id  # not pinned
+    jpn.federation.refusals.flush()
+    refused = [json.loads(e.body) for e in jpn.store.audit_events(before, jpn.store.audit_size())
+               if e.kind == "refuse"]
+    assert {e["party"] for e in refused} == {"NZL"}
+    (rotation,) = [e for e in refused if e["request"] == "POST /federation/keys"]
+    assert "not signed by the pinned (old) key" in rotation["reason"]
+    # the three bodies not JSON: one sample (the first, then the count with the latest)
+    assert [(e["request"], e["refusals"]) for e in refused if e is not rotation] == [
+        ("POST /federation/collections/inbox/objects/", 1), ("POST /federation/compromise", 2)]
+
+
 def test_a_notice_receipt_signed_by_a_retired_key_is_refused(
         jpn_nzl: tuple[Node, Node]) -> None:
     """A receipt is signed as it is answered, never queued: by the partner's pinned key,

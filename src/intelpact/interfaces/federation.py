@@ -187,6 +187,15 @@ class FederationApi:
                                  code=ClockSkew.CODE) from None
             raise TaxiiError(403, "Forbidden", exc.message) from None
 
+    def _parsed(self, request: Request, sender: str, body: bytes) -> Any:
+        """The JSON ``sender`` sent (jsonio.parse_json); one that is not is refused, 400,
+        and audited as a refusal (sampled, ``_refused``)."""
+        try:
+            return parse_json(body)
+        except JsonError as exc:
+            self._refused(request, sender, exc.message, "json")
+            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+
     async def card(self, request: Request) -> Response:
         try:
             card = await run_in_threadpool(self._card, request)
@@ -229,11 +238,9 @@ class FederationApi:
 
     def _receive(self, request: Request, body: bytes) -> Response:
         sender = self._caller(request, body)
-        try:
-            envelope = parse_json(body)
-        except JsonError as exc:
-            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        envelope = self._parsed(request, sender, body)
         if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
+            self._refused(request, sender, "the envelope holds no list of objects", "envelope")
             raise TaxiiError(400, "Bad envelope", 'send {"objects": [...]}')
         collection = self.node.default_collection().collection_id
         try:
@@ -268,10 +275,13 @@ class FederationApi:
             return _error(exc)
 
     def _rotate(self, request: Request, body: bytes) -> Response:
+        """A refused announcement (a forged one: an attempt to pin a key the attacker
+        holds) is audited as a refusal, sampled, as any other (``_refused``)."""
         sender = self._sender(request)[0]  # not from a header: no pinned key signs this
-        if request.headers.get("x-intelpact-agreement") != self.node.agreement.content_hash:
-            raise TaxiiError(403, "Forbidden", "the agreement hash differs")
         try:
+            if request.headers.get("x-intelpact-agreement") != \
+                    self.node.agreement.content_hash:
+                raise FederationError("the agreement hash differs")
             new_id = self.node.federation.accept_rotation(
                 sender, parse_json(body),
                 SignedRequest(request.headers, request.method, _target(request), body))
@@ -280,6 +290,8 @@ class FederationApi:
                           "description": exc.message, "error_code": ProofNeeded.CODE,
                           "x_intelpact_held": exc.held}, 409)
         except (JsonError, FederationError) as exc:
+            if self._refused(request, sender, exc.message, f"keys {type(exc).__name__}"):
+                log.warning("refused a key rotation from %s: %s", sender, exc.message)
             raise TaxiiError(403, "Forbidden", exc.message) from None
         log.warning("%s rotated its signing key to %s", sender, new_id)
         return _json({"party": sender, "key_id": new_id})
@@ -353,10 +365,7 @@ class FederationApi:
         """A compromise report about our objects, or the acknowledgement or closure of a
         report, from a partner (services/compromise.py); answered with a signed receipt."""
         sender = self._caller(request, body)
-        try:
-            envelope = parse_json(body)
-        except JsonError as exc:
-            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        envelope = self._parsed(request, sender, body)
         try:
             answer = self.node.compromise.receive(sender, envelope)
         except CompromiseError as exc:
@@ -377,10 +386,7 @@ class FederationApi:
         """A recall, destruction receipt or reclassification from a partner
         (services/controls.py); applied once and answered with a signed receipt."""
         sender = self._caller(request, body)
-        try:
-            signed = parse_json(body)
-        except JsonError as exc:
-            raise TaxiiError(400, "Malformed JSON", exc.message) from None
+        signed = self._parsed(request, sender, body)
         try:
             answer = self.node.controls.receive(sender, signed)
         except ControlError as exc:
