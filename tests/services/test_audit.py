@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from intelpact.crypto.checkpoint import parse_checkpoint, verify_note
 from intelpact.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 from intelpact.interfaces.cli import main
-from intelpact.services.audit import AuditError, canonical
+from intelpact.services.audit import AuditError, Sampled, canonical
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Collection, Query, normalise_timestamp
@@ -966,8 +967,6 @@ def test_sampled_events_record_every_one_without_a_record_each(tmp_path: Path) -
     """A flood (a partner retrying a refused request, a locked-out name) is recorded per
     key at most once every ``every`` seconds, each record counting what it stands for;
     what is still counted when the node closes is recorded then: the sum is every one."""
-    from intelpact.services.audit import Sampled
-
     node = make_node(tmp_path / "n")
     try:
         sampled = Sampled(node.audit, "refuse", every=10.0, most=2)
@@ -995,6 +994,36 @@ def test_sampled_events_record_every_one_without_a_record_each(tmp_path: Path) -
         assert sum(r["refusals"] for r in got) == 9  # every one of the nine
     finally:
         node.close()
+
+
+def test_sampled_refusals_are_recorded_without_waiting_for_the_next_or_a_clean_close(
+        node: Node) -> None:
+    """Refused federation requests and the attempts of a locked-out login are sampled
+    (`Sampled`): the first is recorded at once, the rest counted in memory. A count was
+    written only when the same key was refused again after its window, or when the node
+    closed cleanly: a burst of 9,999 refusals followed by silence stayed one record of 1
+    in the log for as long as the server ran, and a crash (OOM, kill -9, power) lost the
+    count for good. Now a timer writes each count once its window has passed: here, with
+    a window of 0.2 s, the log accounts for all five refusals without anyone calling
+    flush(), and the key's next refusal within the window is counted, not recorded."""
+    sampled = Sampled(node.audit, "refuse", every=0.2)
+    before = node.store.audit_size()
+
+    def counted() -> list[int]:
+        return [json.loads(e.body)["refusals"]
+                for e in node.store.audit_events(before, node.store.audit_size())]
+
+    start = time.monotonic()
+    for i in range(5):
+        sampled.record("NZL\0rate", start + i * 0.01, party="NZL", actor="NZL",
+                       reason="NZL sent more requests than this node takes from one partner")
+    for _ in range(600):  # the timer is due 0.2 s after the first; ends when it wrote
+        if sum(counted()) == 5:
+            break
+        time.sleep(0.05)
+    assert counted() == [1, 4]
+    sampled.flush()
+    assert counted() == [1, 4]  # nothing held twice
 
 
 # -- numbering: what makes a partner's view complete ---------------------------------------

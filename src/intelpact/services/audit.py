@@ -1610,27 +1610,34 @@ class Sampled:
     """Events that may come in floods (the refusals of a locked-out name, of a partner's
     requests): per ``key``, the first is recorded at once, then at most one every
     ``every`` seconds, each saying how many it stands for (``refusals``: itself and those
-    since the last record, with the fields of the latest). Counts still held when the
-    node closes are recorded then (:meth:`flush`), as are those of keys forgotten to bound
-    memory (more than ``most``). The sum of ``refusals`` is every event: a flood cannot
-    fill the log, and none goes unrecorded."""
+    since the last record, with the fields of the latest). A count is recorded as soon as
+    its window has passed, from a timer (:meth:`_due`), not when the same key comes
+    again: a burst followed by silence is in the log within ``every`` seconds, and a
+    crash loses at most that much. Counts still held when the node closes are recorded
+    then (:meth:`flush`), as are those of keys forgotten to bound memory (more than
+    ``most``). The sum of ``refusals`` is every event: a flood cannot fill the log, and
+    none goes unrecorded."""
 
     def __init__(self, audit: AuditLog, kind: str, *, every: float = 10.0,
-                 most: int = 10_000) -> None:
+                 most: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.audit, self.kind, self.every, self.most = audit, kind, every, most
+        self.clock = clock  # what ``record``'s ``now`` is read from, for the timer
         self._lock = threading.Lock()
         # key -> (when its last event was recorded, events since not recorded)
         self._counts: dict[str, tuple[float, int]] = {}
         self._latest: dict[str, dict[str, Any]] = {}  # the fields each count is about
+        self._timer: threading.Timer | None = None  # set while a count waits for it
 
     def record(self, key: str, now: float, **fields: Any) -> bool:
-        """One event under ``key`` at ``now`` (time.monotonic); recorded as the
-        audit log's ``record_served`` (True), or counted (False)."""
+        """One event under ``key`` at ``now`` (``clock``'s reading); recorded as the
+        audit log's ``record_served`` (True), or counted (False) and recorded by the
+        timer once ``every`` seconds have passed since the key's last record."""
         with self._lock:
             last, count = self._counts.get(key, (-self.every, 0))
             if 0 <= now - last < self.every:
                 self._counts[key] = (last, count + 1)
                 self._latest[key] = fields
+                self._arm(last + self.every - now)
                 return False
             self._counts[key] = (now, 0)
             self._latest.pop(key, None)
@@ -1638,6 +1645,38 @@ class Sampled:
         self.audit.record_served(self.audit.event(self.kind, **fields, refusals=count + 1),
                                  *held)
         return True
+
+    def _arm(self, delay: float) -> None:
+        """Under the lock: run :meth:`_due` in ``delay`` seconds, unless it is set to."""
+        if self._timer is None:
+            self._timer = threading.Timer(max(delay, 0.0), self._due)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _due(self) -> None:
+        """The timer: record every count whose window has passed (its key's next window
+        starts now, so a key still makes at most one record every ``every`` seconds), and
+        set the timer again for the counts still waiting."""
+        now = self.clock()
+        with self._lock:
+            self._timer = None
+            held = []
+            for key, (last, count) in self._counts.items():
+                if count and now - last >= self.every:
+                    fields = self._latest.pop(key)
+                    held.append(self.audit.event(self.kind, **fields, refusals=count))
+                    self._counts[key] = (now, 0)
+            waiting = [last + self.every - now for last, count in self._counts.values()
+                       if count]
+            if waiting:
+                self._arm(min(waiting))
+        if not held:
+            return
+        try:
+            self.audit.record(*held)
+        except Exception:  # noqa: BLE001 - a thread of its own: nothing above it to tell
+            log.exception("%d sampled %s record(s) could not be written", len(held),
+                          self.kind)
 
     def _forget(self, now: float) -> list[AuditEvent]:
         """Under the lock: forget the keys with nothing recorded for ``every`` seconds;
@@ -1652,7 +1691,13 @@ class Sampled:
         return out
 
     def flush(self) -> None:
-        """Record every count not recorded yet (the node is closing)."""
+        """Record every count not recorded yet (the node is closing), the timer stopped
+        first, so none is written after."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            timer.join()  # one already running writes what it took before we go on
         with self._lock:
             held = self._forget(float("inf"))
         self.audit.record(*held)
