@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -22,6 +23,7 @@ from test_federation import PW, publish, push
 from intelpact.crypto.checkpoint import format_checkpoint, parse_checkpoint, sign_note
 from intelpact.crypto.merkle import consistency_proof, leaf_hash, root, verify_inclusion
 from intelpact.interfaces.cli import main
+from intelpact.interfaces.federation import federation_server_options
 from intelpact.interfaces.taxii import TAXII
 from intelpact.model import national_marking
 from intelpact.services import courier as courier_module
@@ -37,7 +39,7 @@ from intelpact.services.audit import (
     number_gaps,
     parse_count,
 )
-from intelpact.services.courier import Courier
+from intelpact.services.courier import Courier, Unreachable
 from intelpact.services.federation import sign_request
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
@@ -55,7 +57,7 @@ from intelpact.store.base import (
 )
 from intelpact.store.sqlite import SQLiteStore
 
-from helpers import indicator, serving, serving_federation
+from helpers import _in_thread, indicator, serving, serving_federation
 
 
 @pytest.fixture()
@@ -1420,6 +1422,52 @@ def test_the_watch_logs_the_same_failure_once_until_a_round_succeeds(
         finally:
             courier.stop()
     assert len(errors()) == 2
+
+
+def test_a_partner_dribbling_its_audit_answer_cannot_hold_the_watch_for_ever(
+        jpn_nzl: list[Node]) -> None:
+    """The audit watch (and the courier's loop, the same way) reads each partner in turn,
+    in one thread, with httpx's timeout of 30 s, which bounds each read, not the answer:
+    NZL answering the audit request with one byte a second (a valid answer: JSON may
+    start with whitespace) held the watch as long as it liked, so no other partner was
+    gossiped with, no event left out was alerted and no compromise history was checked.
+    An answer is now read whole within the courier's ``answer_seconds`` (here 2 s; the
+    answer below takes 300 s), else the partner is unreachable, as one not answering."""
+    jpn, nzl = jpn_nzl
+    stop = threading.Event()
+
+    async def dribbling(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", TAXII.encode())]})
+        for _ in range(300):
+            if stop.is_set():
+                break
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            await asyncio.sleep(1)
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    done = threading.Event()
+    failed: list[Exception] = []
+
+    def watch() -> None:
+        with Courier(jpn, answer_seconds=2) as courier:
+            try:
+                courier.watch_once("NZL", seconds=1)
+            except Exception as exc:  # noqa: BLE001 - what the watch's round says
+                failed.append(exc)
+        done.set()
+
+    with _in_thread(dribbling, federation_server_options(nzl)):
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        held = not done.wait(120)  # far short of the 300 s the answer would take
+        stop.set()
+        done.wait(15)
+    assert not held, "the audit watch was still reading NZL's dribbled answer"
+    (exc,) = failed
+    assert isinstance(exc, Unreachable), exc
+    assert "NZL's answer to GET /federation/audit was not read whole within 2 s" in str(exc)
 
 
 def test_a_long_watch_holds_up_no_push(jpn_nzl: tuple[Node, Node]) -> None:

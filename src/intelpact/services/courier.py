@@ -68,6 +68,11 @@ WATCH_SECONDS = 1.0
 # A reclassification cut short in a serving node is completed by its courier once begun
 # this many seconds ago (Controls.resume): one begun since may still be under way
 RESUME_AFTER = 60.0
+# A partner's answer must be read whole within this many seconds of its request being
+# sent (httpx's timeout bounds each read, not the answer: one byte every few seconds would
+# hold the courier's or the watch's thread for ever). 10 MB (max_content_length's default)
+# in 120 s is about 85 KB a second.
+ANSWER_SECONDS = 120.0
 # While a partner keeps failing the same way, the courier's retries are logged at debug
 # but for a warning this often (seconds): a partner down for a day is not 2,880 warnings
 REMIND_EVERY = 600.0
@@ -75,8 +80,10 @@ REMIND_EVERY = 600.0
 
 class Courier:
     def __init__(self, node: Node, *, interval: float = 2.0, push_interval: float = 0.25,
-                 max_backoff: float = 30.0, gossip_interval: float = 30.0) -> None:
+                 max_backoff: float = 30.0, gossip_interval: float = 30.0,
+                 answer_seconds: float = ANSWER_SECONDS) -> None:
         self.node = node
+        self.answer_seconds = answer_seconds
         self.interval = interval
         self.gossip_interval = gossip_interval
         # Writers in other processes (the CLI, other workers) cannot set ``stored``:
@@ -111,9 +118,13 @@ class Courier:
                  body: bytes = b"") -> httpx.Response:
         """Send a signed request to ``peer``; its answer, read whole only if it is within
         this node's ``max_content_length`` (as decoded): else AnswerTooLarge, the rest
-        never read. A partner's answer is bounded as what it sends in a request is: a
-        pinned partner answering with gigabytes would otherwise exhaust this node's
-        memory."""
+        never read; and only if it is read whole within ``answer_seconds`` of sending:
+        else httpx.ReadTimeout, as for a partner that does not answer (each read waits
+        at most httpx's 30 s, so the bound is that much late at most). A partner's answer
+        is bounded as what it sends in a request is: a pinned partner answering with
+        gigabytes would otherwise exhaust this node's memory, and one dribbling it a byte
+        at a time would hold the thread that asked (the audit watch reads every partner
+        in turn) for ever."""
         headers = {"Accept": TAXII, **sign_request(self.node.identity, method, target, body)}
         if body:
             headers["Content-Type"] = TAXII
@@ -121,10 +132,15 @@ class Courier:
         request = client.build_request(method, peer.url + target, content=body or None,
                                        headers=headers)
         limit = self.node.config.max_content_length
+        deadline = time.monotonic() + self.answer_seconds
         response = client.send(request, stream=True)
         try:
             chunks, size = [], 0
             for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"{peer.party}'s answer to {method} {target.split('?')[0]} was not "
+                        f"read whole within {self.answer_seconds:g} s", request=request)
                 size += len(chunk)
                 if size > limit:
                     raise AnswerTooLarge(
