@@ -85,6 +85,27 @@ def test_posts_without_the_csrf_token_are_refused(world: World) -> None:
     assert client.get("/").status_code == 303
 
 
+def test_a_page_refused_for_want_of_the_role_is_audited(world: World) -> None:
+    """Publishing on the console without the publisher role was refused (403) and not
+    recorded, as over TAXII and on the command line; so were the desk without the
+    security-officer role and reading without a reading role. Each is now a `deny`
+    event, with the reason and the page (docs/audit.md, "What is recorded")."""
+    before = world.node.store.audit_size()
+    sato, ops = world.client("sato"), world.client("ops")
+    form = {"kind": "indicator", "name": "planted", "level": "秘",
+            "pattern": "[ipv4-addr:value = '198.51.100.9']", "csrf": csrf_of(sato)}
+    assert sato.post("/publish", data=form).status_code == 403
+    assert sato.get("/desk").status_code == 403
+    assert ops.get("/").status_code == 403
+    denied = [json.loads(e.body) for e in world.node.store.audit_events(
+        before, world.node.store.audit_size()) if e.kind == "deny"]
+    assert [(e["via"], e["page"], e["reason"]) for e in denied] == [
+        ("console", "POST /publish", "this page needs the publisher role"),
+        ("console", "GET /desk", "this page needs the security-officer role"),
+        ("console", "GET /", "reading intelligence needs the analyst, publisher or "
+         "security-officer role")], denied
+
+
 def test_idle_sessions_end(world: World) -> None:
     client = world.client("sato")
     sessions = world.console.sessions

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -961,6 +962,57 @@ def test_many_ids_denied_at_once_make_one_event_per_originator_and_reason(
     body = json.loads(event.body)
     assert body["kind"] == "deny" and body["reason"] == "no such object"
     assert len(body["objects"]) == 300
+
+
+def test_a_publish_refused_for_want_of_the_role_is_audited(tmp_path: Path) -> None:
+    """A `deny` event records "a security decision refused a request", and deleting
+    without the role is one (docs/audit.md, "What is recorded"). Publishing without the
+    publisher role was refused the same way (403 over TAXII, an error on the command
+    line), and reading a collection without a reading role too, but nothing was
+    recorded: an analyst trying to inject objects into the node's collection left no
+    trace in the log. Each is now a `deny` event with its reason, as a delete without
+    the role is."""
+    from helpers import serving
+
+    node = make_node(tmp_path / "jpn")
+    node.people.add("ken", party="JPN", clearance="秘", roles=["analyst"], password=PW)
+    node.people.add("ops", party="JPN", clearance="秘", roles=["operator"], password=PW)
+    cid = node.default_collection().collection_id
+    before = node.store.audit_size()
+    try:
+        with serving(node) as url:
+            envelope = json.dumps({"objects": [indicator("planted")]}).encode()
+            r = httpx.post(f"{url}/intel/collections/{cid}/objects/", content=envelope,
+                           auth=("ken", PW), timeout=20,
+                           headers={"Accept": TAXII, "Content-Type": TAXII})
+            assert r.status_code == 403 and "publisher role" in r.text, r.text
+            # deleting without the role: refused and recorded, as docs/audit.md says
+            d = httpx.delete(f"{url}/intel/collections/{cid}/objects/{indicator('x')['id']}/",
+                             auth=("ken", PW), timeout=20, headers={"Accept": TAXII})
+            assert d.status_code == 404, d.text
+            g = httpx.get(f"{url}/intel/collections/{cid}/objects/", auth=("ops", PW),
+                          timeout=20, headers={"Accept": TAXII})
+            assert g.status_code == 403, g.text
+    finally:
+        node.close()
+    bundle = tmp_path / "planted.json"
+    bundle.write_text(json.dumps([indicator("planted by the command line")]))
+    cli = CliRunner().invoke(main, ["publish", str(tmp_path / "jpn"), str(bundle),
+                                    "--as", "ken", "--classification", "秘"])
+    assert cli.exit_code != 0 and "publishing needs the publisher role" in cli.output
+    node = Node.open(tmp_path / "jpn")
+    try:
+        denied = [(json.loads(e.body)["via"], json.loads(e.body)["reason"])
+                  for e in node.store.audit_events(before, node.store.audit_size())
+                  if e.kind == "deny"]
+    finally:
+        node.close()
+    assert denied == [
+        ("publish", "publishing needs the publisher role"),
+        ("delete", "deleting needs the security-officer role"),
+        ("collection", "reading intelligence needs the analyst, publisher or "
+         "security-officer role"),
+        ("publish", "publishing needs the publisher role")], denied
 
 
 def test_sampled_events_record_every_one_without_a_record_each(tmp_path: Path) -> None:

@@ -378,7 +378,9 @@ def as_publisher(node: Node, as_name: str) -> Principal:
     """The person named ``as_name``, refused unless they have the publisher role (as over
     TAXII and on the console): `publish --as` and `ingest ais --as` alike."""
     principal = node.people.as_person(as_name)
-    if not principal.has_role("publisher"):
+    if not principal.has_role("publisher"):  # audited, as over TAXII and on the console
+        node.audit.record(node.audit.event("deny", person=principal.person, via="publish",
+                                           reason="publishing needs the publisher role"))
         raise IntelpactError(f"{as_name} may not publish: publishing needs the publisher "
                              "role", hint="a security officer gives it (intelpact user add "
                              "… --role publisher), or publish as someone who has it")

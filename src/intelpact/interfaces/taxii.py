@@ -305,9 +305,17 @@ class TaxiiApi:
         if not _NAME.match(cid) or self.node.store.collection(cid) is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         if not principal.reads:
-            raise TaxiiError(403, "Forbidden", "reading intelligence needs the analyst, "
-                             "publisher or security-officer role")
+            reason = "reading intelligence needs the analyst, publisher or security-officer role"
+            self._denied(principal, "collection", reason, collection=cid)
+            raise TaxiiError(403, "Forbidden", reason)
         return cid
+
+    def _denied(self, principal: Principal, via: str, reason: str, **fields: Any) -> None:
+        """Audit a request refused for want of a role (``deny``, with the reason), as a
+        delete without the role is: the answer waits for the event (``record_served``)."""
+        audit = self.node.audit
+        audit.record_served(audit.event("deny", person=principal.person, via=via,
+                                        reason=reason, **fields))
 
     # -- endpoints ---------------------------------------------------------------------
     def discovery(self, request: Request, principal: Principal, _: bytes | None) -> Response:
@@ -486,7 +494,9 @@ class TaxiiApi:
 
     def _add(self, principal: Principal, cid: str, body: bytes) -> Response:
         if not principal.has_role("publisher"):
-            raise TaxiiError(403, "Forbidden", "publishing needs the publisher role")
+            reason = "publishing needs the publisher role"
+            self._denied(principal, "publish", reason, collection=cid)
+            raise TaxiiError(403, "Forbidden", reason)
         try:
             envelope = parse_json(body)
         except JsonError as exc:

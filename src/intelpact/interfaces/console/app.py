@@ -205,13 +205,22 @@ class Console:
             return RedirectResponse("/login?" + urlencode({"next": _local(request)}),
                                     status_code=303, headers=HEADERS)
         if role is not None and not principal.has_role(role):
-            return self.error_page(request, ConsoleError(
-                403, "Not allowed", f"this page needs the {role} role"), principal, session)
+            return self._denied(request, principal, session, f"this page needs the {role} role")
         if role is None and not principal.reads:
-            return self.error_page(request, ConsoleError(
-                403, "Not allowed", "reading intelligence needs the analyst, publisher or "
-                "security-officer role"), principal, session)
+            return self._denied(request, principal, session, "reading intelligence needs the "
+                                "analyst, publisher or security-officer role")
         return session, principal
+
+    def _denied(self, request: Request, principal: Principal, session: Session,
+                reason: str) -> Response:
+        """A page refused for want of a role (403), audited (``deny``, with the reason and
+        the page), as the TAXII API and the command line refuse and audit it."""
+        audit = self.node.audit
+        audit.record(audit.event("deny", person=principal.person, via="console",
+                                 page=f"{request.method} {request.url.path}"[:200],
+                                 reason=reason))
+        return self.error_page(request, ConsoleError(403, "Not allowed", reason), principal,
+                               session)
 
     def _serve(self, handler: Handler, role: str | None, request: Request,
                form: FormData | None) -> Response:
