@@ -885,6 +885,44 @@ def test_audit_show_says_which_event_it_cannot_read_and_shows_the_rest(
     assert f"{len(events)} event(s)" in lines and lines[0] == lines[-1] == "指定なし"
 
 
+def test_audit_show_keeps_the_banner_of_an_object_deleted_since(tmp_path: Path) -> None:
+    """`audit show`'s banner is "the highest label of the objects the shown events name"
+    (docs/audit.md, "Filtering"), but it was worked out from the objects the store holds
+    now: once a security officer deleted a 極秘 object, every event about it (who read
+    it, who was denied it and why, its deletion) was printed between 指定なし banners,
+    the lowest level, though what the events say is as sensitive as before. An object
+    named and not held now counts as the agreement's highest covered level (機密), REL
+    TO JPN alone: never under the label it had."""
+    node = make_node(tmp_path / "jpn")
+    try:
+        node.people.add("aki", party="JPN", clearance="機密",
+                        roles=["analyst", "publisher", "security-officer"], password=PW)
+        node.people.add("ken", party="JPN", clearance="秘", password=PW)
+        aki, ken = node.people.as_person("aki"), node.people.as_person("ken")
+        cid = node.default_collection().collection_id
+        obj = indicator("top secret source")
+        node.publisher.publish(aki.person, cid, [obj], marking=MarkingRequest("極秘", ()))
+        node.find(aki, cid, Query(ids=(obj["id"],)), via="object")
+        node.find(ken, cid, Query(ids=(obj["id"],)), via="object")  # denied: its reason
+        before = CliRunner().invoke(main, ["audit", "show", str(tmp_path / "jpn"),
+                                           "--object", obj["id"], "--kind", "read",
+                                           "--kind", "deny"])
+        readable = node.access.readable(aki.person, node.store.labels())
+        node.store.delete(cid, readable, obj["id"], ("all",), audit=lambda rows: (
+            node.audit.by_originator("delete", [(r.object_id, r.version, r.originator)
+                                                for r in rows], person=aki.person)))
+    finally:
+        node.close()
+    after = CliRunner().invoke(main, ["audit", "show", str(tmp_path / "jpn"),
+                                      "--object", obj["id"], "--kind", "read", "--kind",
+                                      "deny", "--kind", "delete"])
+    assert before.exit_code == after.exit_code == 0, (before.output, after.output)
+    assert before.output.splitlines()[0].startswith("極秘"), before.output
+    assert "read" in after.output and "deny" in after.output and "delete" in after.output
+    lines = after.output.splitlines()
+    assert lines[0] == lines[-1] == "機密 // REL TO JPN", after.output
+
+
 def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
         logged: Path, tmp_path: Path) -> None:
     """A deleted stored hash stops the integrator (it is asked first): verify still runs,

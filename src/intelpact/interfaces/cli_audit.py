@@ -345,13 +345,21 @@ def banner_for(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Te
 
 
 def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Label:
-    """The join of the banners of every object the events name (that this node holds),
-    and at least the agreement's lowest covered level."""
+    """The join of the banners of every object the events name, and at least the
+    agreement's lowest covered level. An object named that this node does not hold
+    (deleted since, or never held: a denied read of an id held nowhere) has no label
+    left to read, and what its events say (its id, who read it, a denial's reason) is as
+    sensitive as it was: it counts as the agreement's highest covered level, REL TO this
+    node's party alone, never as the lowest."""
     # only what is shown: an event that cannot be read names nothing on the page
     ids = sorted({oid for e in events for oid in objects_named(
         readable(e.body if isinstance(e, AuditRecord) else e)[0])})
     labels = node.store.labels()
-    found: list[Label] = [Label(node.agreement.id, min(node.agreement.covered), node.party,
-                                None)]
-    found.extend(labels[row.banner_id] for row in node.store.held(ids))
+    covered = node.agreement.covered
+    found: list[Label] = [Label(node.agreement.id, min(covered), node.party, None)]
+    held = node.store.held(ids)
+    found.extend(labels[row.banner_id] for row in held)
+    if set(ids) - {row.object_id for row in held}:
+        found.append(Label(node.agreement.id, max(covered), node.party,
+                           frozenset({node.party})))
     return join_all(found)
