@@ -312,21 +312,26 @@ def test_versions_of_one_object_from_two_originators_in_one_envelope_are_refused
         ("JPN", "2026-11-01T00:00:00.000000Z")]
 
 
+@pytest.mark.parametrize("listed", [5, [{"id": ["a list"], "body_hash": {}}]],
+                         ids=["not a list", "an id that is a list"])
 def test_an_onward_release_report_whose_receipt_lists_no_objects_is_refused(
-        serving: Trio) -> None:
-    """Regression: a recipient's receipt (signed) whose "objects" was not a list made the
-    originator's listener answer 500 to the holder's onward-release report."""
+        serving: Trio, listed: object) -> None:
+    """Regression: a recipient's receipt (signed) whose "objects" was not a list, or
+    listed an object whose id was a list (found in review: unhashable), made the
+    originator's listener answer 500 to the holder's onward-release report, which the
+    holder sent again for ever, holding back its later notices."""
     jpn, nzl, aus = serving
     obj = shared(jpn, nzl)
     approve(jpn, nzl, ask(nzl, jpn, obj))
     (row,) = nzl.store.held([obj["id"]])
-    receipt = {"receiver": "AUS", "sender": "NZL", "objects": 5}
+    receipt = {"receiver": "AUS", "sender": "NZL", "objects": listed}
     _, signed = nzl.controls._notice("onward-release", "JPN", {
         "object_id": obj["id"], "recipient": "AUS", "how": "push",
         "objects": [[obj["id"], row.version, row.body_hash]],
         "receipt": {"receipt": receipt, "key_id": aus.identity.key_id,
                     "signature": sign_payload(aus.signing_key, receipt)}})
-    with pytest.raises(ConsentError, match="AUS's receipt lists no objects"):
+    with pytest.raises(ConsentError, match="AUS's receipt (lists no objects|does not "
+                       "acknowledge)"):
         jpn.controls.receive("NZL", signed)
     assert not kinds(jpn, "onward-release")
 

@@ -556,7 +556,9 @@ class Consents:
         acknowledged = body.get("objects")
         if not isinstance(acknowledged, list):
             raise ConsentError(f"{recipient}'s receipt lists no objects")
-        held = {(o.get("id"), o.get("body_hash")) for o in acknowledged if isinstance(o, dict)}
+        held = {(o.get("id"), o.get("body_hash")) for o in acknowledged  # of its shape only
+                if isinstance(o, dict) and isinstance(o.get("id"), str)
+                and isinstance(o.get("body_hash"), str)}
         missing = [o[0] for o in objects if (o[0], o[2]) not in held]
         if missing:
             raise ConsentError(f"{recipient}'s receipt does not acknowledge {missing[0]}")
