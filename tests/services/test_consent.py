@@ -505,6 +505,28 @@ def test_serve_starts_with_a_token_kept_before_a_token_s_size_was_bounded(
                 if r.object_id == obj["id"]]
 
 
+def test_an_onward_release_report_on_a_token_kept_before_tokens_were_bounded(
+        serving: Trio) -> None:
+    """Found in review: at the originator, a token it gave before tokens were bounded
+    made every onward-release report from that holder fail with a FederationError, a
+    500 the holder sent again for ever. Such a token covers nothing now: the report is
+    refused with the reason."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    token = _resign(jpn, notice, 2_000)
+    _sql(jpn.store, "UPDATE consents SET token = ? WHERE request_id = ?",
+         (canonical(token), request_id))
+    (row,) = nzl.store.held([obj["id"]])
+    _, signed = nzl.controls._notice("onward-release", "JPN", {
+        "object_id": obj["id"], "recipient": "AUS", "how": "pull",
+        "objects": [[obj["id"], row.version, row.body_hash]]})
+    with pytest.raises(ConsentError, match="this node gave no such consent"):
+        jpn.controls.receive("NZL", signed)
+
+
 def test_serve_starts_when_what_consents_cover_cannot_be_queued_and_queues_it_later(
         serving: Trio, caplog: pytest.LogCaptureFixture) -> None:
     """Regression: a failure to queue what the consents held cover, as the courier starts
