@@ -310,6 +310,30 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def history_dir(agreement_path: Path) -> Path:
+    """Where the texts of the agreement pinned before are kept, each by its content hash
+    (``Node.pin_agreement``)."""
+    return agreement_path.with_name("agreement-history")
+
+
+def keep_earlier(agreement_path: Path, agreement: Agreement) -> None:
+    """Keep ``agreement``, the text at ``agreement_path`` a pin is about to replace, in
+    the history: a partner's marking made under it is still read (markings.py)."""
+    history = history_dir(agreement_path)
+    history.mkdir(mode=0o700, exist_ok=True)
+    replace_file(history / f"{agreement.content_hash}.toml", agreement_path.read_bytes())
+
+
+def earlier_agreements(agreement_path: Path, current: Agreement) -> tuple[Agreement, ...]:
+    """The texts of ``current``'s agreement pinned before it (one that is not that
+    agreement, or is ``current`` itself, is left out)."""
+    history = history_dir(agreement_path)
+    texts = [load_agreement(path) for path in sorted(history.glob("*.toml"))] \
+        if history.is_dir() else []
+    return tuple(t for t in texts if t.id == current.id
+                 and t.content_hash != current.content_hash)
+
+
 def _finish_pin(agreement_path: Path, pinned: str) -> Agreement | None:
     """A pin interrupted after node.toml named the new agreement and before the new text
     replaced the old (``Node.pin_agreement``): its staged text, if it is the one pinned,

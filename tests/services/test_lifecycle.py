@@ -13,7 +13,9 @@ from test_federation import pair, people, publish, push
 
 from intelpact.config import staged, write_config
 from intelpact.interfaces.cli import main
-from intelpact.model import load_agreement
+from intelpact.model import load_agreement, national_marking
+from intelpact.model.errors import MarkingError
+from intelpact.model.markings import EXTENSION_ID, parse_marking
 from intelpact.services.audit import AuditError
 from intelpact.services.controls import Controls
 from intelpact.services.courier import Courier
@@ -251,3 +253,41 @@ def test_a_party_joins_without_losing_history(jpn_nzl: list[Node], tmp_path: Pat
     assert nzl.get(officer, to_all["id"])
     assert aus.get(aus.people.as_person("officer"), to_all["id"])
     assert aus.get(aus.people.as_person("officer"), before["id"]) == []  # REL TO NZL only
+
+
+def nz_retires_confidential(tmp_path: Path) -> Path:
+    """Version 1.1: New Zealand retires CONFIDENTIAL and protects that row as SECRET (the
+    rows kept, so `agreement pin` takes it)."""
+    text = SAMPLE.replace('version = "1.0"', 'version = "1.1"')
+    text = text.replace('[[schemes.NZL.levels]]\nname = "CONFIDENTIAL"\nabbrev = "C"\n', "")
+    text = text.replace('NZL = "CONFIDENTIAL"', 'NZL = { treat_as = "SECRET" }')
+    assert text.count('treat_as = "SECRET"') == 1
+    path = tmp_path / "v1.1.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_objects_queued_before_an_amendment_are_delivered_once_both_sides_pin_it(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Found in review: "objects stay queued, nothing is lost" did not hold when the
+    amendment moved a cell on the row of a queued object's marking. Its national
+    marking lists the equivalents of the text it was made under (秘 = NZ CONFIDENTIAL),
+    and NZL, under 1.1, refused it ("its equivalents disagree with the agreement's
+    table"), then the object as citing an unknown marking: retried, then given up.
+    A node keeps the texts it pinned before (``agreement-history/``), and takes a
+    partner's marking whose equivalents are those of one of them."""
+    jpn, nzl = jpn_nzl
+    queued = publish(jpn, "queued before the amendment", "秘", ("NZL",))
+    amended = nz_retires_confidential(tmp_path)
+    jpn = jpn_nzl[0] = pin(jpn, amended)
+    nzl = jpn_nzl[1] = pin(nzl, amended)
+    assert [a.version for a in nzl.agreement.earlier] == ["1.0"]
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    officer = nzl.people.as_person("officer")
+    assert [o["name"] for o in nzl.get(officer, queued["id"])] == [queued["name"]]
+    # a marking whose equivalents no text pinned here had is still refused
+    forged = national_marking(jpn.agreement.earlier[0], "JPN", "秘", rel_to=["NZL"])
+    forged["extensions"][EXTENSION_ID]["equivalents"][1]["level"] = "RESTRICTED"
+    with pytest.raises(MarkingError, match="equivalents disagree"):
+        parse_marking(nzl.agreement, forged)

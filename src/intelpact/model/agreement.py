@@ -153,6 +153,9 @@ class Agreement:
     canonical: Mapping[str, Any] = field(repr=False)
     content_hash: str = ""
     source: str = "<agreement>"
+    # the texts of this agreement the node pinned before this one (Node: history), by
+    # which a partner's marking made before an amendment is still read
+    earlier: tuple[Agreement, ...] = field(default=(), repr=False, compare=False)
     # derived tables, filled in __post_init__
     _national_rank: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
     _required_rank: dict[str, tuple[int | None, ...]] = field(default_factory=dict, repr=False)

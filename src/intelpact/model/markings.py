@@ -270,6 +270,18 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
         # Made before a party joined the agreement: it lists the parties of its day,
         # each of which must still agree with the table.
         expected["equivalents"] = [e for e in expected["equivalents"] if e["party"] in named]
+    elif expected != props:
+        # Made under a text this node pinned before (queued then, or relayed since): its
+        # equivalents are that text's table; what it means is worked out above, as for
+        # one stored
+        for text in agreement.earlier:
+            try:
+                then = _national_props(text, label)["equivalents"]
+            except MarkingError:
+                continue
+            if then == listed:
+                expected["equivalents"] = listed
+                break
     if expected != props:
         raise MarkingError(f"{mid}: the marking is not in canonical form or its equivalents "
                            "disagree with the agreement's table",

@@ -17,7 +17,16 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..config import NodeConfig, _sync_dir, create_node_dir, load_config, staged, write_config
+from ..config import (
+    NodeConfig,
+    _sync_dir,
+    create_node_dir,
+    earlier_agreements,
+    keep_earlier,
+    load_config,
+    staged,
+    write_config,
+)
 from ..crypto.cursors import Cursors
 from ..crypto.eventmacs import EventMacs
 from ..crypto.keys import (
@@ -121,7 +130,9 @@ class Node:
 
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
-        self.agreement: Agreement = load_agreement(config.agreement_path)
+        current = load_agreement(config.agreement_path)
+        self.agreement: Agreement = dataclasses.replace(
+            current, earlier=earlier_agreements(config.agreement_path, current))
         self.store = store
         self.policy = Policy(self.agreement, config.party)
         self.markings = Markings(self.agreement, lookup=self._stored_marking)
@@ -373,6 +384,7 @@ class Node:
         # The new text is staged, then node.toml names it, then it replaces the old: a
         # crash in between leaves what load_config finishes (config.py, _finish_pin).
         target = self.config.agreement_path
+        keep_earlier(target, old)  # a partner's marking made under it is still read
         waiting = staged(target)
         waiting.write_bytes(Path(path).read_bytes())
         with open(waiting, "rb") as fh:
