@@ -21,9 +21,10 @@ from intelpact.services.controls import Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
 from intelpact.services.node import Node, NodeError
+from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, StoreUnavailable
 
-from helpers import AGREEMENTS, make_node, serving_federation
+from helpers import AGREEMENTS, indicator, make_node, serving_federation
 
 SAMPLE = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8")
 
@@ -103,7 +104,8 @@ def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> N
                                     "--reason", "the agreement ended"])
     jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
     assert done.exit_code == 0, done.output
-    assert "destroyed 2 received object(s)" in done.output  # the object and its marking
+    # the object and its marking
+    assert "destroyed 2 object(s) holding partners' material" in done.output
     assert "delivered to JPN" in done.output
     assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
@@ -136,7 +138,7 @@ def test_a_destruction_cut_short_is_finished_by_pinning_again(
     again = CliRunner().invoke(main, pin_it)
     assert again.exit_code == 0, again.output
     assert "pinned already (terminated): finishing" in again.output
-    assert "destroyed 2 received object(s)" in again.output
+    assert "destroyed 2 object(s) holding partners' material" in again.output
     jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
     assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
 
@@ -291,3 +293,35 @@ def test_objects_queued_before_an_amendment_are_delivered_once_both_sides_pin_it
     forged["extensions"][EXTENSION_ID]["equivalents"][1]["level"] = "RESTRICTED"
     with pytest.raises(MarkingError, match="equivalents disagree"):
         parse_marking(nzl.agreement, forged)
+
+
+def test_a_termination_that_says_destroy_destroys_a_partners_portions_too(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Found in review: a JPN report whose description is NZL material, marked as a
+    portion with NZL's national marking (docs/markings.md), kept that text in clear
+    after a termination that says destroy (only rows NZL originated were destroyed),
+    under NZL's definition destroyed, so it could no longer even be labelled. Its
+    versions holding NZL's material are destroyed too; JPN's own object without any
+    stays."""
+    jpn, nzl = jpn_nzl
+    source = publish(nzl, "NZ source", "SECRET", ("JPN",))
+    mine = publish(jpn, "JPN's own", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(nzl, "JPN") >= 1
+    (held,) = jpn.store.held([source["id"]])
+    nz_marking = json.loads(held.body)["object_marking_refs"][0]
+    report = indicator("JPN report drawing on NZ material",
+                       description="NZ-ONLY DETAIL taken from the NZ source",
+                       granular_markings=[{"selectors": ["description"],
+                                           "marking_ref": nz_marking}])
+    who = jpn.people.as_person("officer").person
+    status = jpn.publisher.publish(who, jpn.default_collection().collection_id, [report],
+                                   marking=MarkingRequest("極秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    jpn = jpn_nzl[0] = pin(jpn, ended, "the agreement ended")
+    assert jpn.controls.destroy_received("the agreement ended") == 3  # source, marking, report
+    assert not any("NZ-ONLY DETAIL" in row.body for row in jpn.store.held([report["id"]]))
+    assert [json.loads(r.body)["name"] for r in jpn.store.held([mine["id"]])] == ["JPN's own"]
+    destroyed = jpn.store.find_audit(AuditFilter(kinds=("destroy",), originator="JPN"))
+    assert [json.loads(e.body)["held"] for e in destroyed] == ["a partner's material"]

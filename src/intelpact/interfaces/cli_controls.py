@@ -167,7 +167,8 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
             node = Node.open(node_dir)
             count = node.controls.destroy_received(
                 f"agreement {new.id} terminated ({new.rules.on_termination})")
-            out.print(f"  destroyed {count} received object(s); originators are told")
+            out.print(f"  destroyed {count} object(s) holding partners' material; the "
+                      "originators of those received are told")
             _deliver(node, sorted({n.party for n in node.store.notices()
                                    if n.direction == "out" and not n.delivered}))
             node.close()

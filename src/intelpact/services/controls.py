@@ -188,9 +188,13 @@ class Controls:
     def destroy_received(self, reason: str) -> int:
         """Destroy every object received from partners (the agreement ended and says so):
         purged to tombstones and each originator told with a signed destroyed notice.
-        Returns how many objects."""
-        everything = list(self.store.labels())
+        The versions of this node's own objects that hold a partner's material (a
+        portion, or a marking, of another party: their banner's sources) are destroyed
+        too, audited; nothing is sent about them. Returns how many objects."""
+        labels = self.store.labels()
+        everything = list(labels)
         held: dict[str, str] = {}
+        mixed: dict[str, set[str]] = {}  # our objects' versions with a partner's material
         for collection in self.store.collections():
             cursor = None
             while True:
@@ -199,10 +203,19 @@ class Controls:
                 for row in page.rows:
                     if row.originator != self.party:
                         held[row.object_id] = row.originator
+                    elif labels[row.banner_id].sources - {self.party}:
+                        mixed.setdefault(row.object_id, set()).add(row.version)
                 if not page.more:
                     break
                 cursor = page.next
         when = timestamp(utc_now())
+        for object_id, versions in sorted(mixed.items()):
+            self.store.purge(
+                object_id, self.party, _tombstone(when), when,
+                lambda rows: self.audit.by_originator(
+                    "destroy", [(r.object_id, r.version, r.originator) for r in rows],
+                    operator=operator(), reason=reason, held="a partner's material"),
+                versions=sorted(versions))
         for object_id, originator in sorted(held.items()):
             # purged and the originator's notice queued in one transaction: a crash
             # between the two would leave it never told (a second run finds nothing)
@@ -217,7 +230,7 @@ class Controls:
                                      reason=reason, direction="out")],
                 notices=lambda rows, _, origin=originator, oid=object_id: [  # type: ignore[misc]
                     self._confirmation(origin, oid, rows, None, reason=reason)])
-        return len(held)
+        return len(held) + len(mixed)
 
     def recalls(self) -> list[RecallRecord]:
         return self.store.recalls()
