@@ -18,7 +18,15 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
 
-from helpers import T0, indicator, make_node, pin_each_other, serving, serving_federation
+from helpers import (
+    T0,
+    indicator,
+    make_node,
+    pin_each_other,
+    serving,
+    serving_federation,
+    stix_id,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "review-test-password"
@@ -42,18 +50,34 @@ def _publish(node: Node, objs: list[dict[str, Any]], level: str, rel: tuple[str,
     assert status.body["failure_count"] == 0, status.body
 
 
+def _pattern_above_reader(node: Node) -> list[dict[str, Any]]:
+    """Granular markings that make an indicator's required ``pattern`` a 機密 portion
+    (its marking published): a 秘 reader cannot be served a version carrying them."""
+    top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    pub = node.people.as_person("pub").person
+    node.publisher.publish(pub, node.default_collection().collection_id, [top])
+    return [{"selectors": ["pattern"], "marking_ref": top["id"]}]
+
+
 def _unservable(node: Node, name: str) -> dict[str, Any]:
     """An indicator whose base label (秘 REL TO JPN, NZL) a 秘 reader may read, but whose
     required ``pattern`` is a 機密 portion: for that reader it cannot be served, so it is
     answered as an object that does not exist (GET is 404)."""
-    top = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
-    pub = node.people.as_person("pub").person
-    cid = node.default_collection().collection_id
-    node.publisher.publish(pub, cid, [top])
-    obj = indicator(name, granular_markings=[{"selectors": ["pattern"],
-                                              "marking_ref": top["id"]}])
+    obj = indicator(name, granular_markings=_pattern_above_reader(node))
     _publish(node, [obj], "秘", ("NZL",))
     return obj
+
+
+def _version(n: int) -> str:
+    """The n-th version's timestamp (n from 0): one a minute from 2026-11-02."""
+    return f"2026-11-{2 + n // 1440:02d}T{(n // 60) % 24:02d}:{n % 60:02d}:00.000Z"
+
+
+def _latest(node: Node, who: str, query: Query) -> dict[str, str]:
+    """Each object's version ``who`` is served by ``Node.find`` for ``query``."""
+    cid = node.default_collection().collection_id
+    return {row.object_id: row.version
+            for row, _ in node.find(node.people.as_person(who), cid, query)[1]}
 
 
 def _a_node_with_an_unservable_object(tmp_path: Path) -> tuple[Node, dict[str, Any], str]:
@@ -266,3 +290,45 @@ def test_an_object_page_names_the_senders_of_that_version_only(tmp_path: Path) -
     assert "Originated by JPN; received from JPN." in page, re.findall(r"<li>Orig[^<]*", page)
     jpn.close()
     nzl.close()
+
+
+def test_the_last_version_served_instead_is_the_newest_servable_not_the_hundredth(
+        tmp_path: Path) -> None:
+    """TAXII's default read is each object's latest version *the person may see*: when the
+    newest version cannot be served to them, the next older one that can takes its place
+    (docs/node.md, `match[version]`). With more than 100 older versions, Node._instead
+    looked only at the 100 oldest (its query's limit was 100 per row dropped), so the
+    reader was served the 100th version as the latest, and a later one (a revocation, a
+    new position) never reached them."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    oid = stix_id("indicator")
+    _publish(node, [indicator("buoy", oid=oid, modified=_version(n)) for n in range(120)],
+             "秘", ("NZL",))
+    _publish(node, [indicator("buoy", oid=oid, modified=_version(120),
+                              granular_markings=_pattern_above_reader(node))], "秘", ("NZL",))
+    # the 120th version (n = 119): the newest the reader may see
+    assert _latest(node, "reader", Query(ids=(oid,))) == {oid: "2026-11-02T01:59:00.000000Z"}
+    node.close()
+
+
+def test_an_object_whose_newest_version_is_withheld_does_not_vanish_from_a_listing(
+        tmp_path: Path) -> None:
+    """The same look-up on a page of several objects: Node._instead fetched every version
+    of the page's unservable objects in one query limited to 100 rows per object, oldest
+    first by seq. One object with many versions filled it, and another object's older
+    versions were never looked at: that object, which the reader may see in an older
+    version, was left out of TAXII's objects and manifest altogether."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    marked = _pattern_above_reader(node)
+    busy, quiet = stix_id("indicator"), stix_id("indicator")
+    _publish(node, [indicator("busy", oid=busy, modified=_version(n)) for n in range(250)],
+             "秘", ("NZL",))
+    _publish(node, [indicator("quiet", oid=quiet, modified=_version(0))], "秘", ("NZL",))
+    _publish(node, [indicator("busy", oid=busy, modified=_version(250), granular_markings=marked),
+                    indicator("quiet", oid=quiet, modified=_version(1), granular_markings=marked)],
+             "秘", ("NZL",))
+    assert _latest(node, "reader", Query(types=("indicator",))) == {
+        busy: "2026-11-02T04:09:00.000000Z", quiet: "2026-11-02T00:00:00.000000Z"}
+    node.close()

@@ -76,6 +76,7 @@ from .relabel import Relabeller
 log = logging.getLogger("intelpact.node")
 DEFAULT_COLLECTION_ALIAS = "intel"
 LOOK_AHEAD = 20  # rows read at a time to tell whether a servable row follows a page
+VERSIONS_PAGE = 1000  # rows read at a time where every version of an object is read
 
 
 class NodeError(IntelpactError):
@@ -562,31 +563,45 @@ class Node:
         date_added, as TAXII sorts a page: a version taken instead may have been added
         after the page's other rows (or before them), and the page's X-TAXII-Date-Added-First
         and -Last are its first and last row's."""
-        person = principal.person
-        last = query.versions == ("last",)
-        others = self.store.query(collection_id, readable, Query(
-            ids=tuple(r.object_id for r in unservable), versions=("all",),
-            spec_versions=query.spec_versions, added_after=query.added_after,
-            limit=len(unservable) * 100))
-        by_id: dict[str, list[StoredObject]] = {}
-        for row in others.rows:
-            by_id.setdefault(row.object_id, []).append(row)
-        found: dict[int, tuple[StoredObject, str]] = {}
-        for dropped in unservable:
-            candidates = sorted((r for r in by_id.get(dropped.object_id, ())
-                                 if (r.version < dropped.version if last
-                                     else r.version > dropped.version)),
-                                key=lambda r: r.version, reverse=last)
-            for row in candidates:
-                body = self.access.view(person, row, labels)
-                if body is not None:
-                    if query.text is None or _mentions(body, query.text):
-                        found[dropped.seq] = (row, body)
-                    break
+        nearest = self._nearest(principal, collection_id, query, readable, labels, unservable)
+        found = {dropped.seq: nearest[dropped.object_id] for dropped in unservable
+                 if dropped.object_id in nearest
+                 and (query.text is None or _mentions(nearest[dropped.object_id][1], query.text))}
         shown = {row.seq: (row, body) for row, body in visible}
         return sorted((shown.get(r.seq) or found[r.seq] for r in rows
                        if r.seq in shown or r.seq in found),
                       key=lambda item: item[0].date_added)
+
+    def _nearest(self, principal: Principal, collection_id: str, query: Query,
+                 readable: Sequence[int], labels: Mapping[int, Label],
+                 dropped: Sequence[StoredObject]) -> dict[str, tuple[StoredObject, str]]:
+        """For each object of ``dropped``, its version nearest the one dropped in the
+        query's direction (older for "last", newer for "first") that the person may be
+        served, with its body. Every version of those objects is read, VERSIONS_PAGE rows
+        a query, however many they have: versions are stored in the order they came,
+        not their own (an older one may come late), so none can be passed over."""
+        last = query.versions == ("last",)
+        bound = {row.object_id: row.version for row in dropped}
+        best: dict[str, tuple[StoredObject, str]] = {}
+        walk = Query(ids=tuple(bound), versions=("all",), spec_versions=query.spec_versions,
+                     added_after=query.added_after, limit=VERSIONS_PAGE)
+        while True:
+            page = self.store.query(collection_id, readable, walk)
+            # nearest first: of each object, the first servable one here is the page's best
+            for row in sorted(page.rows, key=lambda r: r.version, reverse=last):
+                oid, taken = row.object_id, best.get(row.object_id)
+                if last:
+                    nearer = row.version < bound[oid] and (taken is None
+                                                           or row.version > taken[0].version)
+                else:
+                    nearer = row.version > bound[oid] and (taken is None
+                                                           or row.version < taken[0].version)
+                if nearer and (body := self.access.view(principal.person, row,
+                                                        labels)) is not None:
+                    best[oid] = (row, body)
+            if not page.more or page.next is None:
+                return best
+            walk = dataclasses.replace(walk, cursor=page.next)
 
     def denials(self, principal: Principal, collection_ids: Sequence[str], query: Query,
                  ids: Sequence[str], via: str, readable: Sequence[int],
