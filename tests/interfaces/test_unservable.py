@@ -332,3 +332,31 @@ def test_an_object_whose_newest_version_is_withheld_does_not_vanish_from_a_listi
     assert _latest(node, "reader", Query(types=("indicator",))) == {
         busy: "2026-11-02T04:09:00.000000Z", quiet: "2026-11-02T00:00:00.000000Z"}
     node.close()
+
+
+def test_a_search_by_classification_shows_only_objects_of_that_classification(
+        tmp_path: Path) -> None:
+    """The console's classification filter matches "the object's own marking (its base
+    label)" (docs/console.md). When the version found could not be served to the viewer (a
+    portion it needs is withheld), Node._instead served an older version in its place,
+    looked up without the search's filters: the page for 秘 then listed an object whose
+    shown version is 取扱注意, and so told the viewer that a newer 秘 version, which for
+    them does not exist (docs/node.md), is stored. The same went for the dates added."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    oid = stix_id("indicator")
+    _publish(node, [indicator("tanker", oid=oid, modified=_version(0))], "取扱注意", ("NZL",))
+    _publish(node, [indicator("tanker", oid=oid, modified=_version(1),
+                              granular_markings=_pattern_above_reader(node))], "秘", ("NZL",))
+    labels = node.store.labels()
+    cid = node.default_collection().collection_id
+    older, newest = node.store.query(cid, list(labels), Query(ids=(oid,), versions=("all",))
+                                     ).rows
+    level = labels[newest.label_id].rank
+    wanted = tuple(i for i, lb in labels.items() if lb.rank == level)  # as console/read.py
+    kind = ("indicator",)
+    assert _latest(node, "reader", Query(types=kind, label_ids=wanted, newest_first=True)) == {}
+    assert _latest(node, "reader", Query(types=kind, newest_first=True)) == {oid: older.version}
+    # and the dates: only the newest version was added after the older one
+    assert _latest(node, "reader", Query(types=kind, added_after=older.date_added)) == {}
+    node.close()

@@ -565,8 +565,7 @@ class Node:
         and -Last are its first and last row's."""
         nearest = self._nearest(principal, collection_id, query, readable, labels, unservable)
         found = {dropped.seq: nearest[dropped.object_id] for dropped in unservable
-                 if dropped.object_id in nearest
-                 and (query.text is None or _mentions(nearest[dropped.object_id][1], query.text))}
+                 if dropped.object_id in nearest and _kept(query, *nearest[dropped.object_id])}
         shown = {row.seq: (row, body) for row, body in visible}
         return sorted((shown.get(r.seq) or found[r.seq] for r in rows
                        if r.seq in shown or r.seq in found),
@@ -584,7 +583,7 @@ class Node:
         bound = {row.object_id: row.version for row in dropped}
         best: dict[str, tuple[StoredObject, str]] = {}
         walk = Query(ids=tuple(bound), versions=("all",), spec_versions=query.spec_versions,
-                     added_after=query.added_after, limit=VERSIONS_PAGE)
+                     limit=VERSIONS_PAGE)
         while True:
             page = self.store.query(collection_id, readable, walk)
             # nearest first: of each object, the first servable one here is the page's best
@@ -724,6 +723,19 @@ class Node:
         finally:
             self.audit.close()
         self.store.close()
+
+
+def _kept(query: Query, row: StoredObject, body: str) -> bool:
+    """Whether a version served in place of one that cannot be passes the query's filters,
+    as the store applied them to the version it chose (after choosing it): one outside
+    them is no answer, and listed would tell the person that a newer version inside them
+    is stored. Its id and type are the dropped row's; spec_versions chose it."""
+    return ((not query.label_ids or row.label_id in query.label_ids)
+            and (not query.originators or row.originator in query.originators)
+            and (query.added_after is None or row.date_added > query.added_after)
+            and (query.added_before is None or row.date_added < query.added_before)
+            and (query.refers_to is None or json.dumps(query.refers_to) in row.body)
+            and (query.text is None or _mentions(body, query.text)))
 
 
 def _mentions(body: str, text: str) -> bool:
