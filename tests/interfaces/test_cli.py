@@ -409,6 +409,24 @@ def test_get_all_versions(world: World) -> None:
     assert out.index(v1["modified"]) < out.index(v2["modified"])
 
 
+def test_get_and_the_console_show_the_latest_of_more_than_a_thousand_versions(
+        world: World) -> None:
+    """`intelpact get` and the console's object page show the latest version the person
+    may see (the last of Node.versions). Node.versions asked each collection for one page
+    of 1,000 versions and ignored `more`, so an object with more than 1,000 versions (a
+    vessel that moved 1,000 times) was shown at its 1,000th version, for ever, as if
+    nothing came after it."""
+    oid = indicator("vessel")["id"]
+    versions = [indicator("Vessel", oid=oid, modified=f"2026-11-{2 + n // 1440:02d}T"
+                          f"{(n // 60) % 24:02d}:{n % 60:02d}:00.000Z") for n in range(1003)]
+    run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+        input=bundle(*versions))
+    _, obj, _ = shown(run("get", world.dir, oid, "--as", "tanaka"))
+    assert obj["modified"] == versions[-1]["modified"]
+    out = run("get", world.dir, oid, "--as", "tanaka", "--all-versions").stdout
+    assert out.count('"modified": ') == 1003
+
+
 def test_get_prints_text_as_it_is(world: World) -> None:
     """No rich markup or emoji codes: what was published is what is shown."""
     odd = indicator("Odd [bold]text[/] :warning: [/x]")

@@ -644,13 +644,21 @@ class Node:
     def versions(self, principal: Principal, object_id: str, *, via: str = "get"
                  ) -> list[tuple[StoredObject, str]]:
         """Every visible version of an object in every collection (each collection's
-        oldest first), with the body served; a denial is audited only when no collection
-        serves any (not for the collections that do not hold it)."""
-        query = Query(ids=(object_id,), versions=("all",), limit=1000)
+        oldest first), with the body served, however many (VERSIONS_PAGE a page, each
+        audited as it is read); a denial is audited only when no collection serves any
+        (not for the collections that do not hold it)."""
+        query = Query(ids=(object_id,), versions=("all",), limit=VERSIONS_PAGE)
         found: list[tuple[StoredObject, str]] = []
         collections = [c.collection_id for c in self.store.collections()]
         for cid in collections:
-            found.extend(self.find(principal, cid, query, via=via, deny=False)[1])
+            cursor: str | None = None
+            while True:
+                page, visible = self.find(principal, cid, dataclasses.replace(
+                    query, cursor=cursor), via=via, deny=False)
+                found.extend(visible)
+                if not page.more or page.next is None:
+                    break
+                cursor = page.next
         if not found:
             labels = self.store.labels()
             readable = self.access.readable(principal.person, labels)
