@@ -23,6 +23,7 @@ from intelpact.interfaces.cli import main
 from intelpact.interfaces.server import plain_http_warning
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError
+from intelpact.store.base import AuditFilter
 
 from helpers import AGREEMENTS, ROOT, indicator
 
@@ -472,6 +473,27 @@ def test_search_limit(world: World) -> None:
     assert len(matches(r)) == 1 and "1 match(es)" in r.stdout
     assert "--limit" in run("search", world.dir, "x", "--as", "tanaka", "--limit", "0",
                             code=2).stderr
+
+
+def test_search_audits_as_read_only_what_it_shows(tmp_path: Path) -> None:
+    """A `read` event says "a person was served objects" (docs/audit.md), and is what a
+    security officer and a partner (partner audit, compromise reports) are shown of who
+    read an object. `intelpact search` walked every object the person may see through
+    Node.find (each page of 1,000 audited as read, via "search") and printed the few that
+    match: a search that matched one object recorded that the person read all of them."""
+    d = tmp_path / "jpn-node"
+    run("init", d, "--party", "jpn", "--agreement", JN)
+    run("user", "add", d, "pub", "--party", "JPN", "--clearance", "Hi", "--role", "publisher")
+    wanted, other = indicator("alpha lighthouse"), indicator("bravo freighter")
+    run("publish", d, "-", "--as", "pub", "--classification", "Hi", input=bundle(wanted, other))
+    assert "1 match(es)" in run("search", d, "LIGHTHOUSE", "--as", "pub").stdout
+    node = Node.open(d)
+    try:
+        events = [json.loads(e.body) for e in node.audit.find(AuditFilter(kinds=("read",)))]
+    finally:
+        node.close()
+    assert [oid for body in events if body.get("via") == "search"
+            for oid, *_ in body.get("objects", [])] == [wanted["id"]]
 
 
 def test_search_as_unknown_person(world: World) -> None:
