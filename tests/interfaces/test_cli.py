@@ -439,6 +439,24 @@ def test_get_prints_text_as_it_is(world: World) -> None:
     assert "Odd [bold]text[/] :warning: [/x]" in out
 
 
+def test_get_prints_no_raw_terminal_controls(world: World) -> None:
+    """`intelpact search` escapes control and format characters (cli._safe: "no terminal
+    tricks"), but `intelpact get` printed the object as json.dumps(ensure_ascii=False)
+    gives it, which escapes only U+0000-U+001F: a publisher's (or a partner's) name with
+    a C1 control (U+009B is CSI: an 8-bit escape sequence to terminals that honour C1)
+    or a bidi override (U+202E, which reorders the rest of the line, the banner's words
+    included) reached the reader's terminal raw. JSON can escape them and stay the
+    same JSON (one beyond U+FFFF as its surrogate pair)."""
+    odd = indicator("ship \u009b2J\u009b31m \u202eSECRET\u202c ok\u2028\U000e0001")
+    run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+        input=bundle(odd))
+    result = run("get", world.dir, odd["id"], "--as", "tanaka")
+    assert not [f"U+{ord(c):04X}" for c in result.stdout
+                if c in "\u009b\u202e\u202c\u2028\U000e0001"]
+    assert "\\udb40\\udc01" in result.stdout  # U+E0001, a format character
+    assert shown(result)[1]["name"] == odd["name"]
+
+
 # -- search --------------------------------------------------------------------------------
 
 def matches(result: Result) -> set[str]:

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -64,6 +65,22 @@ def _safe(text: object) -> str:
     """``text`` on one line with control and format characters escaped (no terminal tricks)."""
     return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" else c
                    for c in str(text))
+
+
+_NOT_PLAIN = re.compile(r"[^\n\x20-\x7e]")  # what _json looks at: printable ASCII is safe
+
+
+def _json(value: Any, indent: int) -> str:
+    """``value`` as indented JSON that a terminal shows as it is: control, format,
+    private-use, unassigned and surrogate characters and line and paragraph separators
+    escaped as \\uXXXX (a surrogate pair beyond U+FFFF), which json.dumps leaves raw
+    but for U+0000-U+001F. The same JSON: outside strings it has no such character but
+    the indentation's line breaks."""
+    def escape(match: re.Match[str]) -> str:
+        kind = unicodedata.category(match.group())
+        unsafe = kind[0] == "C" or kind in ("Zl", "Zp")
+        return json.dumps(match.group())[1:-1] if unsafe else match.group()
+    return _NOT_PLAIN.sub(escape, json.dumps(value, ensure_ascii=False, indent=indent))
 
 
 def _fail(message: object, hint: str | None = None) -> NoReturn:
@@ -399,7 +416,7 @@ def _print_object(node: Node, party: str, row: StoredObject, obj: dict[str, Any]
     labels = node.shown_labels(row, obj)
     shown = banner_line(banner(labels.banner, node.agreement, party))
     out.print(shown)
-    out.print(json.dumps(obj, ensure_ascii=False, indent=2))
+    out.print(_json(obj, indent=2))
     out.print(shown)
 
 
@@ -414,7 +431,9 @@ def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> Non
 
     The banners are of the label the object is held under, which a reclassification by
     its originator may have raised above the markings its body carries. An object the
-    person may not see is reported exactly as one that does not exist."""
+    person may not see is reported exactly as one that does not exist. Characters that
+    could steer the terminal (control and format characters, line separators) are
+    printed escaped as \\uXXXX: the same JSON."""
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
     found = node.versions(principal, object_id)
@@ -467,14 +486,16 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
               show_default=True, help="Write the bundle here.")
 @friendly
 def export(node_dir: Path, as_name: str, output: Path) -> None:
-    """Write a STIX bundle of the latest version of everything a person may see."""
+    """Write a STIX bundle of the latest version of everything a person may see.
+
+    Its JSON escapes the characters `get` escapes."""
     import uuid
 
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
     objects = [obj for _, obj in _visible(node, principal, "export")]
-    bundle = json.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
-                         "objects": objects}, ensure_ascii=False, indent=1)
+    bundle = _json({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects},
+                   indent=1)
     if str(output) == "-":
         click.echo(bundle)
     else:
