@@ -560,6 +560,33 @@ def test_export_errors(world: World, tmp_path: Path) -> None:
     one_line_error(run("export", world.dir, "--as", "nobody", code=2), "no person named")
 
 
+def test_an_export_is_not_readable_by_every_user_of_the_machine(world: World,
+                                                                 tmp_path: Path) -> None:
+    """`intelpact export --as aroha -o FILE` writes what aroha may read, classified, to
+    FILE. The node keeps its own copy where only its user can read it (the node directory
+    is 0700, its keys 0600), but the export was written with Path.write_text under the
+    process's umask: 0644 with the usual 022, so any local account read the bundle, and
+    an existing file or a symlink planted at that path was followed and overwritten.
+    Now it is made 0600, and a path where anything is already is refused."""
+    assert set(world.maritime) <= exported(world, "aroha", tmp_path)  # aroha.json
+    assert (tmp_path / "aroha.json").stat().st_mode & 0o777 == 0o600
+    planted = tmp_path / "planted.txt"
+    planted.write_text("kept\n")
+    (tmp_path / "link.json").symlink_to(planted)
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere")
+    for there in ("aroha.json", "link.json", "dangling.json"):  # a file, a link, a link to none
+        path = tmp_path / there
+        r = run("export", world.dir, "--as", "aroha", "-o", path, code=2)
+        one_line_error(r, f"^error: {re.escape(str(path))} already exists",
+                       hint="choose a new path")
+    assert planted.read_text() == "kept\n" and not (tmp_path / "nowhere").exists()
+    # an export refused once its file is made (no reading role) leaves no file behind
+    run("user", "add", world.dir, "exporter", "--party", "JPN", "--clearance", "秘",
+        "--role", "operator")
+    run("export", world.dir, "--as", "exporter", "-o", tmp_path / "refused.json", code=2)
+    assert not (tmp_path / "refused.json").exists()
+
+
 def test_cli_reads_need_a_reading_role(world: World) -> None:
     """docs/node.md: "An operator alone reads no intelligence" (TAXII and the console answer
     403). `intelpact get/search/export --as` an operator-only person must refuse too;

@@ -17,9 +17,9 @@ import sqlite3
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -488,20 +488,44 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
 def export(node_dir: Path, as_name: str, output: Path) -> None:
     """Write a STIX bundle of the latest version of everything a person may see.
 
-    Its JSON escapes the characters `get` escapes."""
+    Its JSON escapes the characters `get` escapes. A file is made readable by its owner
+    alone (0600), and only where nothing is: an existing file, or a symbolic link (even
+    to nowhere), is refused, never written over or through."""
     import uuid
 
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
-    objects = [obj for _, obj in _visible(node, principal, "export")]
-    bundle = _json({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects},
-                   indent=1)
-    if str(output) == "-":
-        click.echo(bundle)
-    else:
-        output.write_text(bundle + "\n", encoding="utf-8")
+    with nullcontext(None) if str(output) == "-" else _new_private(output) as fh:
+        objects = [obj for _, obj in _visible(node, principal, "export")]
+        bundle = _json({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
+                        "objects": objects}, indent=1)
+        if fh is None:
+            click.echo(bundle)
+        else:
+            fh.write(bundle + "\n")
+    if fh is not None:
         err.print(f"Wrote {len(objects)} objects to {output}")
     node.close()
+
+
+@contextmanager
+def _new_private(path: Path) -> Iterator[TextIO]:
+    """A file made at ``path`` for writing, that only this user may read (0600), removed
+    if the writing fails. It is made before anything is read into it, where nothing is:
+    O_EXCL refuses an existing file and a symbolic link (to anything or nothing) in the
+    same step as the creation, so nothing planted there is written over or through."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise IntelpactError(f"{path} already exists: an export never writes over a file",
+                             hint="choose a new path with -o, or move that one away first"
+                             ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+    except BaseException:
+        path.unlink(missing_ok=True)  # ours: O_EXCL made it
+        raise
 
 
 def _visible(node: Node, principal: Any, via: str
