@@ -382,6 +382,52 @@ def test_paging_survives_concurrent_writes(store: Store) -> None:
     assert len(seen) == len(set(seen)) == 80  # nothing skipped, nothing repeated
 
 
+def test_paging_does_not_skip_an_object_stored_after_a_delete(store: Store) -> None:
+    """docs/node.md: "new writes always land after every cursor, so paging never skips or
+    repeats an object while others write". On SQLite `objects.seq` is an INTEGER PRIMARY
+    KEY without AUTOINCREMENT: once the newest rows were deleted (TAXII DELETE by a
+    security officer), the next object stored was given a seq a reader's cursor had
+    already passed, and that reader's next page (seq > cursor) never showed it.
+    (PostgreSQL's sequence never goes back; migration 0035 fixed the same reuse for the
+    outbox.)"""
+    store.add_objects("c1", [obj(1), obj(2), obj(3)])
+    readable = ids_for(store, LOW)
+    page = store.query("c1", readable, Query(limit=2))
+    seen = [r.object_id for r in page.rows]
+    assert seen == [obj(1).object_id, obj(2).object_id] and page.more
+    for n in (2, 3):  # the newest two, the cursor's own row among them
+        assert store.delete("c1", readable, obj(n).object_id, ("all",)) == 1
+    store.add_objects("c1", [obj(4), obj(5)])
+    cursor = page.next
+    while cursor:
+        page = store.query("c1", readable, Query(limit=2, cursor=cursor))
+        seen += [r.object_id for r in page.rows]
+        cursor = page.next
+    assert seen == [obj(n).object_id for n in (1, 2, 4, 5)]
+
+
+def test_migration_0039_gives_no_seq_a_cursor_may_have_passed(tmp_path: Path) -> None:
+    """Seqs deleted before migration 0039 left no record: the first row stored after it
+    is given a seq above any the rows at the top could have had."""
+    store = SQLiteStore(tmp_path / "n.db")
+    store.add_collection(Collection("c1", "one", "", "intel"))
+    store.add_objects("c1", [obj(1), obj(2)])
+    _undo(store, ["DROP TRIGGER objects_seq_above_floor", "DROP TRIGGER objects_seq_deleted",
+                  "DROP TABLE objects_seq_floor",
+                  "DELETE FROM schema_migrations WHERE version = 39"])
+    readable = ids_for(store, LOW)
+    (highest,) = raw(store, "SELECT max(seq) FROM objects")[0]
+    assert store.delete("c1", readable, obj(2).object_id, ("all",)) == 1
+    store.close()
+    again = SQLiteStore(tmp_path / "n.db")
+    try:
+        again.add_objects("c1", [obj(3), obj(4)])
+        seqs = [seq for (seq,) in raw(again, "SELECT seq FROM objects ORDER BY seq")]
+        assert seqs == [highest - 1, highest + 1_000_000, highest + 1_000_001]
+    finally:
+        again.close()
+
+
 def test_cursor_from_another_query_is_refused(store: Store) -> None:
     store.add_objects("c1", [obj(n) for n in range(5)])
     page = store.query("c1", ids_for(store, LOW), Query(limit=2))
@@ -1548,13 +1594,13 @@ def test_a_row_changed_or_deleted_before_or_after_indexing_is_searched_as_it_is(
     assert found("old name") == [2, 3]
     assert found("new") == [1, 4]
 
-    # the highest row deleted: SQLite gives its seq to the next row stored, which is
-    # indexed all the same
+    # the highest row deleted: its seq is not given again (0039), and the next row stored
+    # is indexed all the same
     assert store.delete("c1", readable, _named(4, "").object_id, ("all",)) == 1
     store.add_objects("c1", [_named(5, "fresh fish")])
     (seq,) = sqlite3.connect(path).execute(
         "SELECT seq FROM objects WHERE object_id LIKE '%005'").fetchone()
-    assert seq == 4
+    assert seq == 5
     assert found("fresh") == [5] and found("newer") == []
     store.close()
 
