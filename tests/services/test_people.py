@@ -161,6 +161,27 @@ def test_login_success_and_failure(node: Node, pw_hash: str) -> None:
     assert info.value.message == "authentication failed"
 
 
+def test_a_login_with_a_nul_in_the_name_is_a_failed_login_on_either_store(
+        node: Node) -> None:
+    """A name with a NUL is nobody's: on SQLite the login failed like any wrong name
+    (AuthError: TAXII's 401, counted against the name and the client address, audited
+    as `login-failure`). On PostgreSQL the person look-up raised StoreError ("a text
+    value holds a NUL"), before the failure was counted or audited: TAXII answered 400
+    "Bad request" naming the store's problem, the console 500, and the attempt left no
+    trace in the log. (`make test` runs this on both stores.)"""
+    people = fresh(node, limit=1)
+    before = len(node.audit.find(AuditFilter(kinds=("login-failure",), limit=1000)))
+    with pytest.raises(AuthError) as info:
+        people.login("tanaka\x00", "a-wrong-password", client="192.0.2.7")
+    assert info.value.message == "authentication failed" and info.value.retry_after is None
+    failures = node.audit.find(AuditFilter(kinds=("login-failure",), limit=1000))
+    assert len(failures) == before + 1
+    assert json.loads(failures[-1].body)["client"] == "192.0.2.7"
+    with pytest.raises(AuthError) as info:  # counted: the client is locked out now
+        people.login("someone-else", PW, client="192.0.2.7")
+    assert info.value.retry_after is not None
+
+
 def test_a_token_only_person_cannot_log_in_with_a_password(node: Node) -> None:
     node.people.add("tokens-only", party="JPN", clearance="Hi")
     with pytest.raises(AuthError):

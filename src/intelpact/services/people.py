@@ -254,7 +254,10 @@ class People:
         cache_key = self._cache_key(name, password)
         with self._lock:
             hit = self._verified.get(cache_key)
-        record = self.store.person(name)
+        # A name with a NUL is nobody's (no name added holds one): not looked up, since
+        # PostgreSQL's text cannot hold it and its store refuses the look-up (StoreError),
+        # which would end the login before the failure is counted and audited.
+        record = self.store.person(name) if "\x00" not in name else None
         # A cached check counts only against the same stored hash: a password changed
         # anywhere (this process or another) or a revocation ends it at once.
         if (hit is not None and now - hit[0] < _CACHE_SECONDS and record is not None
