@@ -276,6 +276,37 @@ def test_filters(world: World) -> None:
     assert 'id="short-text"' not in tanaka.get("/", params={"q": "ope"}).text
 
 
+def test_a_search_for_a_name_as_written_finds_it(tmp_path: Path) -> None:
+    """The console searches for the text case-insensitively (docs/console.md): it sent
+    `text.casefold()`, and the node re-checks the served name with casefold. But the
+    index (FTS5's trigram folding on SQLite, lower() on PostgreSQL) did not fold as
+    casefold does: "Straße".casefold() is "strasse", which neither store's text held,
+    so searching for a name exactly as written found nothing (also ligatures such as
+    "ﬁ", and the Greek final sigma), while `intelpact search` (casefold on both sides)
+    found it. (`make test` runs this on both stores.)"""
+    node = make_node(tmp_path / "jpn")
+    node.people.add("pub", party="JPN", clearance="機密", password=password("pub"),
+                    roles=["analyst", "publisher"])
+    pub = node.people.as_person("pub").person
+    cid = node.default_collection().collection_id
+    named = {name: indicator(name) for name in ("Hafenstraße patrol", "ﬁsh market",
+                                                 "ΟΔΥΣΣΕΥΣ tanker", "plain harbour")}
+    status = node.publisher.publish(pub, cid, list(named.values()),
+                                    marking=MarkingRequest("秘", ("NZL",)))
+    assert status.body["failure_count"] == 0
+    try:
+        with serving(node) as url, httpx.Client(base_url=url, timeout=30) as client:
+            login(client, "pub")
+            for text, name in (("Hafenstraße", "Hafenstraße patrol"),
+                               ("HAFENSTRASSE", "Hafenstraße patrol"),
+                               ("ﬁsh", "ﬁsh market"), ("fish", "ﬁsh market"),
+                               ("Οδυσσευς", "ΟΔΥΣΣΕΥΣ tanker"),
+                               ("οδυσσευσ", "ΟΔΥΣΣΕΥΣ tanker")):
+                assert _results(client, q=text) == [named[name]["id"]], text
+    finally:
+        node.close()
+
+
 def test_control_characters_in_search_text_are_refused(world: World) -> None:
     sato = world.client("sato")
     for text in ("abc\x00", "abc\x00def", "reef\tharbour", "a\nb", "\x7fabc"):

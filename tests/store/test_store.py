@@ -44,7 +44,7 @@ from intelpact.store.base import (
     label_key,
     normalise_timestamp,
 )
-from intelpact.store.sqlite import SQLiteStore, migrations
+from intelpact.store.sqlite import SQLiteStore, _fold_sql, migrations
 
 import pg
 
@@ -1545,9 +1545,49 @@ def _named(n: int, name: str, label: Label = LOW) -> NewObject:
     return obj(n, label=label, body=f'{{"id":"{oid}","name":"{name}"}}')
 
 
+def _writing(path: Path) -> sqlite3.Connection:
+    """A connection of our own to the database at ``path``, as the store makes them: the
+    search index's triggers call fold_text (migration 0040)."""
+    conn = sqlite3.connect(path)
+    conn.create_function("fold_text", 1, _fold_sql, deterministic=True)
+    return conn
+
+
 def _indexed(path: Path) -> list[tuple[int, str]]:
     with sqlite3.connect(path) as c:
         return c.execute("SELECT rowid, text FROM objects_text ORDER BY rowid").fetchall()
+
+
+def test_both_stores_find_the_same_objects_for_the_same_search(store: Store) -> None:
+    """Store parity: the same data and the same search give the same answer on SQLite
+    and PostgreSQL (docs/node.md). SQLite's trigram index folded the case of every
+    letter (É/é, Σ/σ); PostgreSQL used lower(), which in a database of the "C" locale
+    (as tests/pg.py makes, and as many servers are) folds ASCII only: "élan" found
+    "ÉLAN CYBER" on SQLite and nothing on PostgreSQL. Neither folded as the query is
+    folded (casefold: "Straße" is "strasse", "ﬁ" is "fi"), so a name searched as
+    written was not found on either. Both now hold and search the text fold_text
+    folds."""
+    names = ["ÉLAN CYBER", "ΣΟΦΟΣ freighter", "plain harbour", "Hafenstraße patrol",
+             "ﬁsh market", "ДОК Ёлка", "ǅemal İzmir"]
+    store.add_objects("c1", [_named(n, name) for n, name in enumerate(names, 1)])
+    readable = ids_for(store, LOW)
+
+    def found(text: str) -> list[int]:
+        page = store.query("c1", readable, Query(text=text, newest_first=False))
+        return [int(r.object_id[-3:]) for r in page.rows]
+
+    for text, wanted in (("élan", [1]), ("Élan", [1]), ("ÉLAN".casefold(), [1]),
+                         ("σοφος", [2]), ("ΣΟΦΟΣ", [2]), ("harbour", [3]),
+                         ("Hafenstraße", [4]), ("HAFENSTRASSE", [4]), ("straß", [4]),
+                         ("fish", [5]), ("ﬁsh", [5]), ("док ёлка", [6]), ("ǆemal", [7]),
+                         ("izmir", []), ("ss", [4]), ("ſs", [4])):
+        assert found(text) == wanted, text
+    # a recall's tombstone keeps none of the text, folded or not
+    store.purge(_named(1, "").object_id, "JPN", lambda row: json.dumps({"id": row.object_id}),
+                normalise_timestamp("2026-02-01T00:00:00Z"), lambda rows: [])
+    assert found("élan") == []
+    if not isinstance(store, SQLiteStore):
+        assert raw(store, "SELECT count(*) FROM objects_folded") == [(len(names) - 1,)]
 
 
 def test_the_text_index_is_written_after_the_objects_and_before_a_search(
@@ -1584,11 +1624,11 @@ def test_a_row_changed_or_deleted_before_or_after_indexing_is_searched_as_it_is(
         return [int(r.object_id[-3:]) for r in page.rows]
 
     assert store.index_text() == 3
-    with sqlite3.connect(path) as c:  # a body changed after it was indexed (a tombstone)
+    with _writing(path) as c:  # a body changed after it was indexed (a tombstone)
         c.execute("UPDATE objects SET body = ? WHERE seq = 1",
                   ('{"id":"indicator--00000000-0000-4000-8000-000000000001","name":"new"}',))
     store.add_objects("c1", [_named(4, "old name 4")])
-    with sqlite3.connect(path) as c:  # ... and one changed before it was indexed
+    with _writing(path) as c:  # ... and one changed before it was indexed
         c.execute("UPDATE objects SET body = ? WHERE seq = 4",
                   ('{"id":"indicator--00000000-0000-4000-8000-000000000004","name":"newer"}',))
     assert found("old name") == [2, 3]
@@ -1659,7 +1699,7 @@ def test_text_in_a_marked_name_or_description_is_never_searched(opener: Opener,
     assert found("landing") == [] and found("harbour") == [2]
     assert found("falcon two") == [] and found("fa") == [1, 3, 4]
     if isinstance(store, SQLiteStore):  # a tombstone (a body changed) is indexed alike
-        with sqlite3.connect(store.path) as c:
+        with _writing(Path(store.path)) as c:
             c.execute("UPDATE objects SET body = ? WHERE seq = 3",
                       (json.dumps({"id": rows[2].object_id, "name": "gone",
                                    "granular_markings": [{"selectors": ["name"]}]}),))
@@ -1864,6 +1904,33 @@ def _store_before(version: int, backend: str, tmp_path: Path,
             yield older, database
         finally:
             older.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0040_folds_the_text_stored_before_it(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text searched of the versions stored before migration 0040 is folded as the
+    query is: on SQLite the index is folded again where that changes more than ASCII
+    letters (the tokenizer folds those alike), on PostgreSQL every version is folded
+    into objects_folded as the store opens."""
+    names = ["Hafenstraße patrol", "ÉLAN CYBER", "Plain Harbour"]
+    with _store_before(40, backend, tmp_path, monkeypatch) as (older, database):
+        older.add_objects("c1", [_named(n, name) for n, name in enumerate(names, 1)])
+        if isinstance(older, SQLiteStore):  # indexed as before 0040: not folded
+            _execute(older, "INSERT INTO objects_text (rowid, text) SELECT seq, "
+                     "json_extract(body, '$.name') || char(10) FROM objects")
+            _execute(older, "UPDATE objects_text_indexed SET seq = 3")
+    store = open_store(database)
+    try:
+        if isinstance(store, SQLiteStore):
+            assert [text for _, text in _indexed(Path(database))] == [
+                "hafenstrasse patrol\n", "élan cyber\n", "Plain Harbour\n"]
+        readable = ids_for(store, LOW)
+        for text, wanted in (("Hafenstraße", 1), ("élan", 2), ("harbour", 3)):
+            page = store.query("c1", readable, Query(text=text))
+            assert [int(r.object_id[-3:]) for r in page.rows] == [wanted], text
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

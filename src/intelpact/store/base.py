@@ -239,6 +239,16 @@ SHORT_TEXT = 3
 SHORT_TEXT_ROWS = 10_000
 
 
+def fold_text(text: str) -> str:
+    """The search's case folding, of the text indexed and of the text searched for alike
+    (``Query.text``): both stores index a name and description so folded (SQLite's
+    `objects_text`, PostgreSQL's `objects_folded`), and fold the query so, since a query
+    folded otherwise than its index ("straße" is "strasse" folded) finds nothing. It is
+    Python's full case folding, as the node's re-check of what it serves: not SQLite's
+    nor PostgreSQL's own, which differ from each other and by the server's locale."""
+    return text.casefold()
+
+
 @dataclass(frozen=True)
 class Query:
     """TAXII filters. ``versions``: "last", "first", "all" or normalised timestamps."""
@@ -251,7 +261,7 @@ class Query:
     limit: int = 100
     cursor: str | None = None
     # The console's search (interfaces/console): narrower, never wider.
-    text: str | None = None  # case-folded; in name or description (the node re-checks)
+    text: str | None = None  # in name or description, as fold_text folds (the node re-checks)
     originators: tuple[str, ...] = ()
     label_ids: tuple[int, ...] = ()  # only rows whose base label is one of these
     added_before: str | None = None

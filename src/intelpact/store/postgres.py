@@ -16,6 +16,7 @@ inside the one query that pages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -64,6 +65,7 @@ from .base import (
     StoreError,
     StoreFull,
     StoreUnavailable,
+    fold_text,
     label_from_key,
     label_key,
     timestamp,
@@ -165,28 +167,32 @@ WRITE_LOCK = 0x696E74656C706163
 # analyses `objects` itself, in the background, whenever the rows it added since the last
 # analysis reach the rows there were then (ANALYZE_MIN_ROWS at least).
 ANALYZE_MIN_ROWS = 1_000
+FOLDED_MIGRATION = 40  # objects_folded: the versions stored before it are folded then
+FOLD_BATCH = 1_000  # versions folded at a time by that migration
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
 # The text the console's search looks in, as SQLite indexes it (store/sqlite.py, _TEXT):
-# the name and description, each only if no granular marking selects it, since a marked
-# portion may be withheld from the reader (docs/console.md). A NUL escape (which jsonb
-# cannot hold) is read as U+FFFD: the JSON stays valid, whatever precedes it.
+# the name and description, folded (objects_folded, migration 0040), each only if no
+# granular marking selects it, since a marked portion may be withheld from the reader
+# (docs/console.md). Only a row with portions has its body read, as jsonb: a NUL escape
+# (which jsonb cannot hold) is read as U+FFFD, so the JSON stays valid.
 _MARKED = ("EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof("
            "j->'granular_markings') = 'array' THEN j->'granular_markings' ELSE '[]' END) g, "
            "jsonb_array_elements(CASE WHEN jsonb_typeof(g->'selectors') = 'array' THEN "
            "g->'selectors' ELSE '[]' END) s WHERE s #>> '{{}}' = '{p}' OR "
            "s #>> '{{}}' LIKE '{p}.%%')")
-_TEXT = ("(SELECT lower(" + " || chr(10) || ".join(  # noqa: S608 - constant SQL
-    f"CASE WHEN o.has_portions <> 0 AND {_MARKED.format(p=p)} THEN '' "
-    f"ELSE coalesce(j->>'{p}', '') END" for p in ("name", "description"))
-    + r") FROM (SELECT replace(o.body, '\u0000', '\ufffd')::jsonb AS j) AS b)")
+_BODY = r"(SELECT replace(o.body, '\u0000', '\ufffd')::jsonb AS j) AS b"
+_TEXT = ("(SELECT " + " || chr(10) || ".join(  # noqa: S608 - constant SQL
+    f"CASE WHEN o.has_portions = 0 THEN f.{p} WHEN (SELECT {_MARKED.format(p=p)} "  # noqa: S608
+    f"FROM {_BODY}) THEN '' ELSE f.{p} END" for p in ("name", "description"))
+    + " FROM objects_folded f WHERE f.seq = o.seq)")
 # A granular-marked name or description (a portion) is searched where the label gating it
 # (object_portions, migration 0020) is one the reader may read: a parameter per portion
 # for the readable label ids, then one for the text.
-_PORTION_TEXT = ("EXISTS (SELECT 1 FROM object_portions p, (SELECT replace(o.body, "  # noqa: S608
-                 r"'\u0000', '\ufffd')::jsonb AS j) AS b WHERE p.seq = o.seq AND ("
-                 + " OR ".join(f"(p.{p}_label = ANY(%s::bigint[]) AND strpos(lower("
-                               f"coalesce(j->>'{p}', '')), %s) > 0)" for p in PORTIONS)
+_PORTION_TEXT = ("EXISTS (SELECT 1 FROM object_portions p JOIN objects_folded f ON "  # noqa: S608
+                 "f.seq = p.seq WHERE p.seq = o.seq AND ("
+                 + " OR ".join(f"(p.{p}_label = ANY(%s::bigint[]) AND strpos(f.{p}, %s) > 0)"
+                               for p in PORTIONS)
                  + "))")
 
 
@@ -392,6 +398,8 @@ class PostgresStore(Store):
                     continue
                 for statement in _statements(sql):
                     c.execute(statement)
+                if version == FOLDED_MIGRATION:  # what SQL cannot do: Python's folding
+                    _fold_stored(c)
                 c.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
                           (version, timestamp(utc_now())))
                 current = max(current, version)  # a gap filled keeps the newest
@@ -508,6 +516,9 @@ class PostgresStore(Store):
                     obj.body, obj.body_hash, obj.published_by, obj.received_from)))
                 slots.append(None)
             seqs = _insert_rows(c, [params for *_, params in planned])
+            if self.schema_version >= FOLDED_MIGRATION:  # else folded as it is migrated
+                _add_folded(c, {seqs[(o.object_id, v)]: o.body
+                                for o, v, _, _ in reversed(planned) if (o.object_id, v) in seqs})
             _supersede_added(c, "%s", list(seqs.values()))
             _queue_portions(c, "%s", [seqs[(o.object_id, v)] for o, v, _, _ in planned
                                       if o.has_portions and (o.object_id, v) in seqs])
@@ -540,6 +551,8 @@ class PostgresStore(Store):
         return results
 
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
+        if query.text:  # folded as the name and description searched are (objects_folded)
+            query = dataclasses.replace(query, text=fold_text(query.text))
         sql, params = select(collection_id, readable, query)
         rows = self._all(sql, params)
         more = len(rows) > query.limit
@@ -1167,19 +1180,19 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.ids:
         where.append("o.object_id = ANY(%s::text[])")
         params.append(list(query.ids))
-    if query.text:  # no text index: the served name and description, row by row
-        text = query.text.lower()
-        if not any(c in text for c in '"\\') and text.isprintable():
-            # first the body as stored, which holds the text if they do, quickly (text
-            # JSON would escape, in the body, could only match elsewhere in it)
-            where.append("strpos(lower(o.body), %s) > 0")
-            params.append(text)
+    if query.text:  # no text index: the folded name and description, row by row
+        text = query.text  # folded by fold_text (PostgresStore.query)
+        # first whether the row's folded text holds it at all, which the checks below
+        # need, quickly: on each row as it is read, before the version choice's look-up
+        where.append("EXISTS (SELECT 1 FROM objects_folded h WHERE h.seq = o.seq AND "
+                     "strpos(h.name || chr(10) || h.description, %s) > 0)")
+        params.append(text)
         # the unmarked name and description, or a portion whose label they may read
         where.append(f"(strpos({_TEXT}, %s) > 0 OR {_PORTION_TEXT})")
         params.append(text)
         for _ in PORTIONS:
             params.extend([list(readable), text])
-        if len(query.text) < SHORT_TEXT:  # as on SQLite: the newest visible rows only
+        if len(text) < SHORT_TEXT:  # as on SQLite: the newest visible rows only
             where.append("o.seq >= coalesce((SELECT min(seq) FROM (SELECT w.seq FROM "
                          "objects w WHERE w.collection_id = %s AND w.label_id = "
                          "ANY(%s::bigint[]) AND w.recalled IS NULL ORDER BY w.seq DESC "
@@ -1255,6 +1268,45 @@ def _insert_rows(c: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
             seqs[(object_id, version)] = seq
         at += size
     return seqs
+
+
+def _folded(body: str) -> tuple[str, str]:
+    """The name and description of a body as the search looks in them (fold_text), or
+    empty: a value other than text as JSON text, a NUL (which PostgreSQL's text cannot
+    hold) as U+FFFD, as the jsonb the search reads gives it, and a lone surrogate as '?'."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return "", ""
+    found = []
+    for p in ("name", "description"):
+        value = obj.get(p) if isinstance(obj, dict) else None
+        text = "" if value is None else value if isinstance(value, str) else json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"))
+        found.append(fold_text(text).replace("\x00", "\ufffd")
+                     .encode("utf-8", "replace").decode("utf-8"))
+    return found[0], found[1]
+
+
+def _add_folded(c: psycopg.Connection[Any], bodies: Mapping[int, str]) -> None:
+    """Write the folded name and description (objects_folded) of each version stored,
+    by seq, in the transaction that stores it."""
+    if not bodies:
+        return
+    names, descriptions = zip(*(_folded(body) for body in bodies.values()), strict=True)
+    c.execute("INSERT INTO objects_folded (seq, name, description) SELECT * FROM "
+              "unnest(%s::bigint[], %s::text[], %s::text[])",
+              (list(bodies), list(names), list(descriptions)))
+
+
+def _fold_stored(c: psycopg.Connection[Any]) -> None:
+    """Migration 0040: fold the versions stored before it, FOLD_BATCH at a time (a
+    recall's tombstone has no text to fold)."""
+    after = 0
+    while rows := c.execute("SELECT seq, body FROM objects WHERE seq > %s AND recalled "
+                            "IS NULL ORDER BY seq LIMIT %s", (after, FOLD_BATCH)).fetchall():
+        _add_folded(c, dict(rows))
+        after = rows[-1][0]
 
 
 def _bad_text(exc: psycopg.DataError) -> Exception:

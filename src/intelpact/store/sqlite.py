@@ -70,6 +70,7 @@ from .base import (
     cited_markings,
     event_object_ids,
     filed_under,
+    fold_text,
     label_from_key,
     label_key,
     marking_differs,
@@ -91,12 +92,14 @@ UNDECODABLE = "Could not decode to UTF-8"  # sqlite3, of a text value that is no
 _MARKED = ("EXISTS (SELECT 1 FROM json_each(body, '$.granular_markings') g, "
            "json_each(g.value, '$.selectors') s WHERE s.value = '{p}' OR "
            "s.value LIKE '{p}.%')")
-_TEXT = ("CASE WHEN json_valid(body) THEN "
+# It is folded by fold_text (the SQL function of that name: _fold_sql), as the query is
+# (0040_search_folded.sql).
+_TEXT = ("fold_text(CASE WHEN json_valid(body) THEN "
          + " || char(10) || ".join(
              f"CASE WHEN has_portions AND {_MARKED.format(p=p)} THEN '' "
              f"ELSE coalesce(json_extract(body, '$.{p}'), '') END"
              for p in ("name", "description"))
-         + " ELSE '' END")
+         + " ELSE '' END)")
 # The properties whose granular-marked text the search finds for a reader who may read its
 # label (0020_portion_search.sql): columns of objects_portion_text, and `{p}_label` in
 # object_portions.
@@ -107,6 +110,12 @@ _RETIRE_BATCH = 50_000  # events integrated per statement in a key rotation's tr
 KIND_PAGE = 1_000  # partner events filed under no kind, read at a time for a search by kind
 _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, version, "
                    "date_added, label_id, banner_id, originator, has_portions, body, body_hash")
+
+
+def _fold_sql(value: Any) -> Any:
+    """fold_text as SQL's `fold_text(x)`, which the search index's triggers and writes
+    call (0040_search_folded.sql): text folded, any other value as it is."""
+    return fold_text(value) if isinstance(value, str) else value
 
 
 class _Busy(Exception):
@@ -166,6 +175,7 @@ class SQLiteStore(Store):
             # what is deleted is overwritten with zeros, not left in free space: a recall
             # or a delete destroys the text (docs/controls.md)
             conn.execute("PRAGMA secure_delete=ON")
+            conn.create_function("fold_text", 1, _fold_sql, deterministic=True)
             self._local.conn = conn
             with self._lock:
                 self._close_orphans()
@@ -473,7 +483,8 @@ class SQLiteStore(Store):
             results.append(AddResult(obj.object_id, version, "added", "stored"))
 
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
-        if query.text:  # the text index misses nothing stored before the search
+        if query.text:  # folded as the index is; it misses nothing stored before the search
+            query = dataclasses.replace(query, text=fold_text(query.text))
             while self.index_text(TEXT_INDEX_BATCH):
                 pass
         conn = self._conn()

@@ -31,6 +31,7 @@ from ...store.base import (
     BadCursor,
     Query,
     StoredObject,
+    fold_text,
     normalise_timestamp,
 )
 from . import banners
@@ -87,7 +88,8 @@ def search(console: Console, request: Request, principal: Principal,
                        if (not level or lb.rank == int(level))
                        and (not community or any(community in c for c in lb.communities)))
         wanted = wanted or (-1,)
-    query = Query(text=text.casefold() or None, types=(kind,) if kind else (),
+    folded = fold_text(text)  # as the stores fold the text they search
+    query = Query(text=folded or None, types=(kind,) if kind else (),
                   originators=(origin,) if origin else (), label_ids=wanted,
                   added_after=since, added_before=until, newest_first=True,
                   limit=PAGE_SIZE, cursor=cursor)
@@ -116,7 +118,7 @@ def search(console: Console, request: Request, principal: Principal,
         "types": TYPES, "parties": agreement.parties, "levels": levels,
         "communities": sorted(agreement.communities), "results": results, "more": more,
         "first": cursor is None,
-        "short": f"{SHORT_TEXT_ROWS:,}" if 0 < len(text) < SHORT_TEXT else ""}, labels=shown)
+        "short": f"{SHORT_TEXT_ROWS:,}" if 0 < len(folded) < SHORT_TEXT else ""}, labels=shown)
 
 
 def _words(agreement: Any, party: str, rank: int) -> str:
