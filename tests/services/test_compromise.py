@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
 from test_federation import publish, push
+from test_key_rotation import _sql
 
 from intelpact.crypto.checkpoint import format_checkpoint, sign_note
 from intelpact.crypto.merkle import leaf_hash
@@ -806,11 +807,11 @@ def test_a_compromise_report_s_deadline_moved_beside_the_log_is_caught(
     jpn.compromise.close(closed.report_id, note="found", officer=officer)
     assert jpn.compromise.flag(late).state == "late"
     assert jpn.check_kept() == (0, [])
-    with jpn.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
-        c.execute("UPDATE compromise_reports SET deadline = ? WHERE report_id = ?",
-                  ("2099-01-01T00:00:00.000000Z", late.report_id))
-        c.execute("UPDATE compromise_reports SET closed = ? WHERE report_id = ?",
-                  ("2026-01-01T00:00:00.000000Z", closed.report_id))
+    # an insider, on either store
+    _sql(jpn.store, "UPDATE compromise_reports SET deadline = ? WHERE report_id = ?",
+         ("2099-01-01T00:00:00.000000Z", late.report_id))
+    _sql(jpn.store, "UPDATE compromise_reports SET closed = ? WHERE report_id = ?",
+         ("2026-01-01T00:00:00.000000Z", closed.report_id))
     record = jpn.store.compromise_report(late.report_id)
     assert record is not None and jpn.compromise.flag(record).state == ""  # on time now
     assert [p.split(" is ")[0] for p in jpn.check_kept()[1]] == [
