@@ -377,6 +377,13 @@ NATIONAL_ERRORS: list[tuple[str, Mutation, str]] = [
     ("equivalents-missing-party", lambda m, a: _ext(
         equivalents=[{"party": "JPN", "level": "極秘"}])(m, a), "equivalents disagree"),
     ("treat-as-dropped", _treat_as_dropped, "equivalents disagree"),
+    ("equivalents-not-list", _ext(equivalents="JPN 極秘"),
+     "equivalents must be a list of objects, each naming its party as a string"),
+    ("equivalent-not-object", _ext(equivalents=["JPN"]),
+     "equivalents must be a list of objects, each naming its party as a string"),
+    ("equivalent-party-a-list", lambda m, a: _ext(equivalents=[
+        *props_of(m)["equivalents"], {"party": ["AUS"]}])(m, a),
+     "equivalents must be a list of objects, each naming its party as a string"),
     ("tampered-id", _top(id="marking-definition--" + str(uuid.UUID(int=1))),
      "the id does not match the marking's content"),
     ("tampered-content", _tampered_content, "the id does not match the marking's content"),

@@ -17,6 +17,7 @@ from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
 from intelpact.maritime.nmea import Position
 from intelpact.maritime.vessels import AIS_EXTENSION_ID, Track, sighting_object
 from intelpact.model import national_marking
+from intelpact.model.markings import EXTENSION_ID
 from intelpact.services import courier as courier_module
 from intelpact.services.courier import BadAnswer, Courier
 from intelpact.services.federation import FederationError, Received, make_card, sign_request
@@ -330,6 +331,25 @@ def test_a_malformed_ais_track_from_a_partner_is_refused_and_recorded(
     assert bad["id"] in {f[1] for f in nzl.store.refusals()}
     seen = visible_ids(nzl)
     assert good["id"] in seen and bad["id"] not in seen
+
+
+def test_a_malformed_national_marking_from_a_partner_is_refused_with_a_reason(
+        jpn_nzl: list[Node]) -> None:
+    """A marking-definition whose `equivalents` names a party as a list (hostile input)
+    must be refused with a reason, audited like any refusal (docs/markings.md: "A marking
+    that is unknown, malformed or inconsistent ... is an error with a reason"), not raise
+    out of Federation.receive (a 500 for the whole envelope, the refusal unaudited; a
+    pulled outbox page holding it stalls the pull for good). Before the fix, the
+    TypeError of hashing that party escaped markings._parse_national."""
+    jpn, nzl = jpn_nzl
+    bad = copy.deepcopy(national_marking(nzl.agreement, "JPN", "極秘", rel_to=["NZL"]))
+    bad["extensions"][EXTENSION_ID]["equivalents"].append({"party": ["AUS"]})
+    collection = nzl.default_collection().collection_id
+    results, _ = nzl.federation.receive("JPN", collection, [bad])
+    assert [r.ok for r in results] == [False]
+    assert "equivalents must be a list of objects, each naming its party as a string" \
+        in results[0].message
+    assert nzl.store.find_audit(AuditFilter(kinds=("refuse",), party="JPN"))
 
 
 def test_requests_from_strangers_and_without_client_certificates_are_refused(

@@ -24,6 +24,7 @@ from typing import Any
 import rfc8785
 
 from .agreement import Agreement
+from .echo import shown
 from .errors import LabelError, MarkingError
 from .labels import Label, banner, join_all, rel_to_order
 
@@ -222,6 +223,18 @@ def _strings(value: Any, where: str) -> list[str]:
     return value
 
 
+def _equivalents(value: Any, where: str) -> list[dict[str, Any]]:
+    """The equivalents as listed, checked for shape before they are read: each an object
+    naming its party as a string (a party given as a list, say, cannot even be looked up,
+    and would raise instead of being refused with this reason)."""
+    if not isinstance(value, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("party"), str) for e in value):
+        raise MarkingError(f"{where} must be a list of objects, each naming its party as a "
+                           f"string, found {shown(value)}",
+                           hint="rebuild the marking with intelpact")
+    return value
+
+
 def _parse_national(agreement: Agreement, mid: str, props: Any,
                     name: str | None, stored: bool = False) -> LabelPart:
     if not isinstance(props, dict):
@@ -258,9 +271,8 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
                   frozenset({comms}) if comms else frozenset())
     _check_national(agreement, props, label)
     expected = _national_props(agreement, label)
-    listed = props.get("equivalents")
-    named = {e.get("party") for e in listed if isinstance(e, dict)} \
-        if isinstance(listed, list) else set()
+    listed = _equivalents(props["equivalents"], f"{mid}: equivalents")
+    named = {e["party"] for e in listed}
     if stored:
         # Accepted under an earlier text: its equivalents are those of its day (an
         # amendment may have moved a cell on its row); what it means is its originator's
