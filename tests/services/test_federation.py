@@ -508,6 +508,23 @@ def test_a_forged_rotation_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
     assert nzl.federation.peers()["JPN"].key_id == jpn.identity.key_id
 
 
+def test_a_rotation_announcement_that_cannot_be_canonicalised_is_refused_not_raised(
+        jpn_nzl: list[Node]) -> None:
+    """A key-rotation announcement (or any signed payload: verify_payload) carrying an
+    integer beyond 2**53 cannot be written in RFC 8785: verify_payload must say "does not
+    verify" (FederationError, answered 403 by POST /federation/keys). Before the fix the
+    canonicaliser's SignatureError escaped (the route catches only JsonError and
+    FederationError: a 500 with a traceback)."""
+    jpn = jpn_nzl[0]
+    pinned = jpn.federation.peers()["NZL"].key_id
+    hostile = {"intelpact_key_rotation": 1, "party": "NZL", "old_key_id": pinned,
+               "new_key_id": "k", "new_public_key": "AAAA", "last_size": 2**60,
+               "checkpoint": "", "issued": "2026-12-01T00:00:00Z", "signature_old": "AAAA",
+               "signature_new": "AAAA"}
+    with pytest.raises(FederationError, match="not signed by the pinned"):
+        jpn.federation.accept_rotation("NZL", hostile)
+
+
 def test_replayed_and_stale_requests(jpn_nzl: tuple[Node, Node]) -> None:
     """A replay inside the 5-minute window repeats an idempotent delivery (stored once);
     a stale one is refused."""

@@ -364,3 +364,24 @@ def test_a_definition_stored_meanwhile_by_another_worker_refuses_the_batch(
         assert served_descriptions(other, "bo", stored_first[0]["id"]) == [None]
     finally:
         other.close()
+
+
+def test_an_object_that_cannot_be_signed_is_refused_alone_with_its_reason(node: Node) -> None:
+    """An integer beyond 2**53 in a custom property passed validation, but RFC 8785 (the
+    signature's canonical form) cannot write it. Like any object refused in preparation
+    it must be refused alone, with its reason, and the rest of the publication stored.
+    Before the fix, SignatureError escaped from the signer (crypto.signing.canonical via
+    prepare.prepare) and the whole publication was refused as a bad request. Validation
+    refuses such an integer now; a value that passes validation but has no RFC 8785 form
+    (a NaN put in by Python code) is refused by the signer, alone too."""
+    good = [indicator(f"fine {i}") for i in range(3)]
+    bad = indicator("too large to sign")
+    bad["x_count"] = 2**60
+    nan = indicator("a score computed as NaN")
+    nan["x_score"] = float("nan")
+    body = publish(node, [*good, bad, nan], "極秘", ("NZL",))
+    assert stored(body) == [g["id"] for g in good]
+    failures = {f["id"]: f["message"] for f in body["failures"]}
+    assert list(failures) == [bad["id"], nan["id"]]
+    assert "beyond ±(2**53 - 1)" in failures[bad["id"]]
+    assert "cannot canonicalise the object" in failures[nan["id"]]

@@ -307,6 +307,13 @@ STRICTER = [
                  "the intelpact AIS extension (extension-definition--e8cf8e2a-cefe-4a52-b04f-"
                  "b0eff1e3510b): track[0] 'lat' must be a latitude (a number from -90 to 90): "
                  "found 'north'", id="9-ais-extension-track"),
+    pytest.param(variant(IDENTITY, {"x_count": 2**60}),
+                 "property 'x_count' holds the integer 1152921504606846976, beyond "
+                 "±(2**53 - 1): RFC 8785, the form intelpact signs, cannot write it",
+                 id="10-integer-beyond-2**53"),
+    pytest.param(variant(IDENTITY, {"x_nested": {"counts": [1, -(2**53)]}}),
+                 "property 'x_nested' holds the integer -9007199254740992",
+                 id="10-nested-integer-beyond-2**53"),
 ]
 
 
@@ -315,6 +322,12 @@ def test_deliberately_stricter_than_stix2validator(obj: dict[str, Any], reason: 
     assert stix2validator_accepts(obj)
     error = ours(obj)
     assert error is not None and reason in error.reason, error
+
+
+def test_difference_10_integers_up_to_2_53_are_accepted() -> None:
+    """The bound is I-JSON's: ±(2**53 - 1) are valid, and so is a large float."""
+    edge = variant(IDENTITY, {"x_counts": [2**53 - 1, -(2**53 - 1)], "x_big": 1e300})
+    assert ours(edge) is None and stix2validator_accepts(edge)
 
 
 def test_the_nodes_own_ais_objects_are_valid() -> None:

@@ -177,10 +177,12 @@ def sign_payload(key: Ed25519PrivateKey, payload: Any) -> str:
 
 
 def verify_payload(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
+    """Whether ``signature`` verifies over ``payload``'s RFC 8785 form. A payload that has
+    none (an integer beyond ±(2**53 - 1), say) was signed by no one: False, not raised."""
     try:
         public.verify(base64.b64decode(signature, validate=True), canonical(payload))
         return True
-    except (InvalidSignature, binascii.Error, ValueError):
+    except (InvalidSignature, SignatureError, binascii.Error, ValueError):
         return False
 
 

@@ -46,7 +46,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import NodeConfig
-from ..crypto.signing import sign_object, signed_text
+from ..crypto.signing import SignatureError, sign_object, signed_text
 from ..stix.validate import validate_object
 
 log = logging.getLogger("intelpact.prepare")
@@ -90,14 +90,18 @@ def with_marking_refs(item: dict[str, Any], extra_refs: Sequence[str]) -> dict[s
 
 def prepare(item: Any, extra_refs: Sequence[str], key: Ed25519PrivateKey,
             party: str) -> Prepared:
-    """Validate ``item``; if valid, add ``extra_refs`` and sign it as ``party``."""
+    """Validate ``item``; if valid, add ``extra_refs`` and sign it as ``party``. An item
+    that cannot be validated or signed is refused alone, with the reason."""
     if not isinstance(item, dict):
         return Prepared("not a JSON object")
     try:
         validate_object(item)
     except Exception as exc:  # noqa: BLE001 - the validator's one error type
         return Prepared(getattr(exc, "reason", str(exc)))
-    signed = sign_object(with_marking_refs(item, extra_refs), key, party)
+    try:
+        signed = sign_object(with_marking_refs(item, extra_refs), key, party)
+    except SignatureError as exc:  # not writable in RFC 8785 (a NaN made in Python, say)
+        return Prepared(exc.message)
     body, digest = canonical_body(signed, signed_text(signed))
     return Prepared(None, body, digest)
 

@@ -141,6 +141,7 @@ _BINARY: Final = re.compile(
     r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)\Z")
 _HEX: Final = re.compile(r"^([a-fA-F0-9]{2})+\Z")
 _JSON_TYPES: Final = (str, int, float, Decimal, dict, list, tuple)
+_SAFE_INTEGER: Final = 2**53 - 1  # I-JSON's (RFC 7493 section 2.2), and so RFC 8785's
 _PLAIN: Final = frozenset({str, int, float, bool, dict})
 
 _TIMESTAMP: Final = re.compile(r"^([0-9]{4})-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T"
@@ -872,6 +873,26 @@ def _check_object(obj: Any, allow_custom: bool) -> None:
     _check_schema(name, obj, oid)
     _check_musts(obj, oid)
     _check_own_extensions(obj, type_, oid)
+    _check_integers(obj, oid)
+
+
+def _check_integers(obj: dict[str, Any], oid: str | None) -> None:
+    """Every integer, at any depth, within I-JSON's range, ±(2**53 - 1). intelpact signs
+    an object's RFC 8785 form, whose numbers are IEEE doubles: a larger integer cannot be
+    written there, so an object holding one could be neither signed nor verified."""
+    for key, value in obj.items():
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is dict:
+                stack.extend(item.values())
+            elif kind is list:
+                stack.extend(item)
+            elif kind is int and not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                raise _fail(oid, f"property {_show(key)} holds the integer {_show(item)}, "
+                            "beyond ±(2**53 - 1): RFC 8785, the form intelpact signs, cannot "
+                            "write it", "write so large a number as a string")
 
 
 def _check_own_extensions(obj: dict[str, Any], type_: str, oid: str | None) -> None:
