@@ -55,13 +55,50 @@ def test_any_change_breaks_the_signature(change) -> None:  # type: ignore[no-unt
 
 
 def test_countersigning_and_unknown_keys() -> None:
+    """A countersignature covers the signatures before it, so the object verifies as
+    its last signer's; it is not the first signer's object any more: that signature
+    does not cover the entry after it."""
     jpn, nzl, stranger = (Ed25519PrivateKey.generate() for _ in range(3))
     both = sign_object(sign_object(OBJ, jpn, "JPN"), nzl, "NZL")
-    assert verify_object(both, "JPN", keys(jpn)) and verify_object(both, "NZL", keys(nzl))
+    assert verify_object(both, "NZL", keys(nzl))
+    with pytest.raises(SignatureError, match="a signature entry follows JPN's"):
+        verify_object(both, "JPN", keys(jpn))
     with pytest.raises(SignatureError, match="not a pinned key"):
         verify_object(sign_object(OBJ, stranger, "JPN"), "JPN", keys(jpn))
     with pytest.raises(SignatureError, match="not signed by AUS"):
         verify_object(both, "AUS", keys(jpn))
+
+
+FOLLOWS = "a signature entry follows JPN's, which does not cover it: not the object JPN signed"
+
+
+@pytest.mark.parametrize(("after", "problem"), [
+    ({"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": "x", "signer": "JPN",
+      "value": "AAAA", "x_note": "withdrawn"}, "signed with key 'x', which is not a pinned key"),
+    ({"signer": "NZL", "x_note": "withdrawn"}, FOLLOWS),
+    ("withdrawn", FOLLOWS),
+])
+def test_nothing_may_follow_the_signature_that_verifies(after: object, problem: str) -> None:
+    """Regression: an entry appended after the signer's, which its signature does not
+    cover, was ignored, so an object carrying anything there verified as the signer's.
+    The last entry is the one checked: the signer's own that does not verify, or
+    another's."""
+    key = Ed25519PrivateKey.generate()
+    signed = copy.deepcopy(sign_object(OBJ, key, "JPN"))
+    signed["extensions"][SIGNATURES_EXTENSION_ID]["signatures"].append(after)
+    with pytest.raises(SignatureError, match=problem):
+        verify_object(signed, "JPN", keys(key))
+
+
+def test_a_signature_covers_the_entries_before_it() -> None:
+    """What the signer countersigned is its content: the object verifies as its own."""
+    jpn, nzl = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    both = sign_object(sign_object(OBJ, nzl, "NZL"), jpn, "JPN")
+    assert verify_object(both, "JPN", keys(jpn)) == key_id(public_raw(jpn))
+    altered = copy.deepcopy(both)
+    altered["extensions"][SIGNATURES_EXTENSION_ID]["signatures"][0]["x_note"] = "added"
+    with pytest.raises(SignatureError, match="forged or altered"):
+        verify_object(altered, "JPN", keys(jpn))
 
 
 # -- the fast canonical form agrees with RFC 8785 byte for byte ------------------------------

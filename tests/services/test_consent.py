@@ -5,6 +5,7 @@ token no path releases a third party's object."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -23,7 +24,7 @@ from test_federation import pair, people, publish, pull, push, visible_ids
 from test_key_rotation import _sql
 
 from intelpact.crypto.keys import key_id, public_raw
-from intelpact.crypto.signing import sign_object, signatures
+from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object, signatures
 from intelpact.interfaces.cli import main
 from intelpact.model import national_marking
 from intelpact.services.audit import canonical
@@ -916,6 +917,41 @@ def test_a_version_signed_by_a_retired_key_is_taken_from_a_holder_only_as_consen
              "signature": sign_payload(jpn.signing_key, scope)}
     assert post(nzl, aus, held_at(nzl, fresh["id"])[-1:], [plain]) == {}
     assert fresh["id"] in visible_ids(aus)
+
+
+def test_a_holder_cannot_add_unsigned_content_to_an_originators_object_it_relays(
+        serving: Trio) -> None:
+    """crypto/signing.py: a signature covers the object "with the ``value`` of that
+    signature removed", and ignores the entries added after it. So a holder relaying
+    JPN's object (with JPN's consent) could append a signatures entry carrying anything
+    it liked; AUS verified JPN's signature, stored the altered body as JPN's version and
+    served it (and then refused JPN's genuine body for that version as "a different
+    object"). The consent token names the body hash JPN consented to, but it is checked
+    only for versions signed by a retired key. Now the originator's signature must be
+    the last entry: anything after it, even the holder's own valid signature, is
+    refused, and the genuine body is taken."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    approve(jpn, nzl, request_id)
+    *markings, genuine = held_at(nzl, obj["id"])
+    token = token_of(nzl, request_id)
+    noted = copy.deepcopy(genuine)
+    noted["extensions"][SIGNATURES_EXTENSION_ID]["signatures"].append({
+        "algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": "x", "signer": "JPN",
+        "value": "AAAA", "x_note": "JPN withdraws this assessment; act on NZL's instead"})
+    countersigned = sign_object(genuine, nzl.signing_key, "NZL")
+    for altered, problem in ((noted, "signed with key 'x', which is not a pinned key of JPN"),
+                             (countersigned, "a signature entry follows JPN's, which does "
+                              "not cover it")):
+        failures = post(nzl, aus, [*markings, altered], [token])
+        assert list(failures) == [obj["id"]], failures
+        assert problem in failures[obj["id"]]
+    stored = aus.store.held([obj["id"]])
+    assert not any("withdraws" in row.body for row in stored), \
+        "AUS keeps and serves, as JPN's signed object, content JPN never signed"
+    assert post(nzl, aus, [*markings, genuine], [token]) == {}
+    assert obj["id"] in visible_ids(aus)
 
 
 def test_an_approval_queued_before_a_rotation_holds_back_nothing_and_is_re_issued(

@@ -13,7 +13,9 @@ As X.590 says, the signature is computed over the JCS form of the whole object
 with the ``value`` of that signature removed; a countersignature also covers the
 signatures before it, and an earlier signature ignores the ones added after it.
 Changing any signed property therefore needs a new version. One verifier is
-used everywhere.
+used everywhere, and it takes an object as its signer's only when the signer's
+signature is the last entry: an entry after it, which that signature does not cover,
+could carry anything (a holder relaying the object would add its own words).
 """
 
 from __future__ import annotations
@@ -210,36 +212,39 @@ def signatures(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def verify_object(obj: Mapping[str, Any], signer: str,
                   keys: Mapping[str, Ed25519PublicKey]) -> str:
-    """Check that ``signer`` signed ``obj`` with one of ``keys`` (key id -> public key).
+    """Check that ``signer`` signed all of ``obj`` with one of ``keys`` (key id -> public
+    key): its last signature entry is ``signer``'s and verifies. That entry covers the
+    whole object, the entries before it included; one after it is covered by no
+    signature of ``signer``'s, so an object carrying one is not ``signer``'s as signed.
 
     Returns the key id that verified. Raises :class:`SignatureError` naming the
-    problem: no signature by ``signer``, unknown key, malformed, or forged/altered."""
+    problem: no signature by ``signer``, an entry after it, unknown key, malformed, or
+    forged/altered."""
     oid = obj.get("id", "object")
     entries = signatures(obj)
-    mine = [(i, e) for i, e in enumerate(entries) if isinstance(e, dict)
-            and e.get("signer") == signer]
-    if not mine:
+    if not any(isinstance(e, dict) and e.get("signer") == signer for e in entries):
         raise SignatureError(f"{oid}: not signed by {signer}",
                              hint="every object must carry its originator's signature")
-    problems = []
-    for index, entry in mine:
-        if entry.get("algorithm") != "Ed25519" or entry.get("hash_algorithm") != "none":
-            problems.append(f"unsupported algorithm {entry.get('algorithm')!r}")
-            continue
-        thumb = entry.get("thumbprint")
-        key = keys.get(thumb) if isinstance(thumb, str) else None
-        if key is None:
-            problems.append(f"signed with key {thumb!r}, which is not a pinned key of {signer}")
-            continue
-        try:
-            value = base64.b64decode(str(entry.get("value", "")), validate=True)
-        except (binascii.Error, ValueError):
-            problems.append("the signature value is not base64")
-            continue
-        try:
-            key.verify(value, canonical(_signed_view(obj, index)))
-        except InvalidSignature:
-            problems.append("the signature does not verify: forged or altered")
-            continue
-        return thumb  # type: ignore[return-value]
-    raise SignatureError(f"{oid}: {'; '.join(problems)}")
+    entry = entries[-1]
+    if not isinstance(entry, dict) or entry.get("signer") != signer:
+        raise SignatureError(f"{oid}: a signature entry follows {signer}'s, which does not "
+                             f"cover it: not the object {signer} signed",
+                             hint=f"pass on {signer}'s object as {signer} signed it, with "
+                             "nothing added")
+    if entry.get("algorithm") != "Ed25519" or entry.get("hash_algorithm") != "none":
+        raise SignatureError(f"{oid}: unsupported algorithm {entry.get('algorithm')!r}")
+    thumb = entry.get("thumbprint")
+    key = keys.get(thumb) if isinstance(thumb, str) else None
+    if key is None:
+        raise SignatureError(f"{oid}: signed with key {thumb!r}, which is not a pinned key "
+                             f"of {signer}")
+    try:
+        value = base64.b64decode(str(entry.get("value", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError(f"{oid}: the signature value is not base64") from None
+    try:
+        key.verify(value, canonical(_signed_view(obj, len(entries) - 1)))
+    except InvalidSignature:
+        raise SignatureError(f"{oid}: the signature does not verify: forged or "
+                             "altered") from None
+    return thumb  # type: ignore[return-value]
