@@ -165,15 +165,22 @@ def test_markings_refuses_a_different_body_under_a_known_id(jn: Agreement) -> No
     markings = Markings(jn)
     m = national_marking(jn, "JPN", "秘", rel_to=["NZL"])
     markings.add(m)
-    # bodies that parse (created is not part of the id; the name may be left out) but
-    # differ from the one known
+    # a national marking is exactly what its content builds: another `created` (not part
+    # of the id), or no name, is refused for itself, before it is compared
     later = {**copy.deepcopy(m), "created": "2026-02-01T00:00:00.000Z"}
     nameless = copy.deepcopy(m)
     del nameless["name"]
-    for other in (later, nameless):
-        assert parse_marking(jn, other) == parse_marking(jn, m)
-        with pytest.raises(MarkingError, match="a different marking-definition with this id"):
+    for other, differs in ((later, "created"), (nameless, "name")):
+        with pytest.raises(MarkingError, match=f"this one differs in {differs}$"):
             markings.add(other)
+    # a marking whose id is not derived from its content cannot be versioned either
+    statement = {"type": "marking-definition", "spec_version": "2.1",
+                 "id": "marking-definition--" + str(uuid.UUID(int=7)),
+                 "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+                 "definition": {"statement": "Copyright 2026"}}
+    markings.add(statement)
+    with pytest.raises(MarkingError, match="a different marking-definition with this id"):
+        markings.add({**statement, "definition": {"statement": "Copyright 2027"}})
     # a body whose name is not its banner is refused before it is compared
     renamed = {**copy.deepcopy(m), "name": "something else"}
     with pytest.raises(MarkingError, match="does not say what it marks"):
@@ -388,6 +395,14 @@ NATIONAL_ERRORS: list[tuple[str, Mutation, str]] = [
      "the id does not match the marking's content"),
     ("tampered-content", _tampered_content, "the id does not match the marking's content"),
     ("tampered-rel-to", _narrowed, "the id does not match the marking's content"),
+    ("another-created", _top(created="2020-01-01T00:00:00.000Z"),
+     "a national marking-definition carries exactly what intelpact builds from its "
+     "content; this one differs in created"),
+    ("a-tlp-definition-beside", _top(definition={"tlp": "white"}), "differs in definition"),
+    ("no-spec-version", _top(spec_version=_DELETE), "differs in spec_version"),
+    ("no-name", _top(name=_DELETE), "differs in name"),
+    ("more-properties", _top(labels=["x"], external_references=[{"source_name": "x"}]),
+     "differs in external_references, labels"),
 ]
 
 
@@ -403,8 +418,8 @@ def test_national_parse_errors(jn: Agreement, mutate: Mutation, message: str) ->
 
 
 def test_a_national_markings_name_is_its_banner(jn: Agreement) -> None:
-    """The name, when given, must say what the marking marks: the banner in the
-    originator's own words. A marking without a name is read from its extension."""
+    """The name must say what the marking marks: the banner in the originator's own
+    words. A marking without a name is not what intelpact builds: refused."""
     m = national_marking(jn, "NZL", "RESTRICTED", rel_to=["JPN"], communities=["MARITIME"])
     assert m["name"] == "RESTRICTED // MARITIME // REL TO NZL, JPN"
     part = parse_marking(jn, m)
@@ -412,8 +427,9 @@ def test_a_national_markings_name_is_its_banner(jn: Agreement) -> None:
     assert m["name"] == banner(label, jn, "NZL")
     nameless = copy.deepcopy(m)
     del nameless["name"]
-    assert parse_marking(jn, nameless) == part
-    assert parse_marking(jn, {**copy.deepcopy(m), "name": None}) == part
+    for unnamed in (nameless, {**copy.deepcopy(m), "name": None}):
+        with pytest.raises(MarkingError, match="this one differs in name$"):
+            parse_marking(jn, unnamed)
     # the partner's words, even for the same label, do not name it
     japanese = banner(label, jn, "JPN")
     assert japanese == "秘 [TREAT AS NZL RESTRICTED] // MARITIME // REL TO NZL, JPN"

@@ -8,6 +8,7 @@ docs/reliability.md maps each to its test.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -27,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_federation import push
 
-from intelpact.crypto.signing import sign_object
+from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID, sign_object
 from intelpact.interfaces.federation import (
     FederationApi,
     create_federation_app,
@@ -289,7 +290,9 @@ def test_a_forged_definition_leaves_nothing_behind(trio: dict[str, Node]) -> Non
     NZL, holding JPN's marking-definition, sent AUS a copy altered where the id does not
     look ("created"): refused, but kept in memory, so JPN's genuine definition and every
     JPN object citing it were then refused at AUS ("a different marking-definition with
-    this id is known") until AUS restarted."""
+    this id is known") until AUS restarted. A national definition now carries nothing
+    its id does not cover, so such a copy is refused for its content; one whose
+    signature alone is forged is refused for that, and leaves nothing behind either."""
     jpn, nzl, aus = trio["JPN"], trio["NZL"], trio["AUS"]
     obj = publish(jpn, "for NZ and AU", "秘", ("NZL", "AUS"))
     with serving_federation(nzl):
@@ -297,12 +300,16 @@ def test_a_forged_definition_leaves_nothing_behind(trio: dict[str, Node]) -> Non
     (held,) = stored(nzl, obj["id"])
     (mid,) = json.loads(held.body)["object_marking_refs"]
     (definition,) = stored(nzl, mid)
-    forged = dict(json.loads(definition.body), created="2020-01-01T00:00:00.000Z")
+    altered = dict(json.loads(definition.body), created="2020-01-01T00:00:00.000Z")
+    forged = json.loads(definition.body)
+    forged["extensions"][SIGNATURES_EXTENSION_ID]["signatures"][-1]["value"] = \
+        base64.b64encode(bytes(64)).decode()
     # alone, and with JPN's genuine object citing it: both refused
-    r = send_to_inbox(nzl, aus, [forged, json.loads(held.body)])
-    assert r.json()["success_count"] == 0, r.json()
-    failures = {f["id"]: f["message"] for f in r.json()["failures"]}
-    assert "forged or altered" in failures[mid], failures
+    for copy_, problem in ((altered, "differs in created"), (forged, "forged or altered")):
+        r = send_to_inbox(nzl, aus, [copy_, json.loads(held.body)])
+        assert r.json()["success_count"] == 0, r.json()
+        failures = {f["id"]: f["message"] for f in r.json()["failures"]}
+        assert problem in failures[mid], failures
     assert aus.markings.definition(mid) is None and not stored(aus, mid)
     with serving_federation(aus):
         push(jpn, "AUS")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid
@@ -385,3 +386,29 @@ def test_an_object_that_cannot_be_signed_is_refused_alone_with_its_reason(node: 
     assert list(failures) == [bad["id"], nan["id"]]
     assert "beyond ±(2**53 - 1)" in failures[bad["id"]]
     assert "cannot canonicalise the object" in failures[nan["id"]]
+
+
+def test_a_national_marking_definition_carries_nothing_its_id_does_not_cover(
+        node: Node) -> None:
+    """docs/markings.md: a national marking's id is derived from its content and
+    `created` is fixed, "so two nodes build byte-identical marking-definitions for the
+    same label". The id covers only the extension's properties, yet a body with other
+    top-level properties -- here a STIX 2.0-style `definition` saying TLP:WHITE and
+    another `created` -- was accepted as the 極秘 marking. Stored first, it became this
+    node's definition for that label (the publisher reuses a known id), was signed, cited
+    by every later 極秘 // REL TO JPN, NZL object and sent to partners, telling any STIX
+    consumer that reads `definition` that SECRET material is TLP:WHITE."""
+    planted = copy.deepcopy(national_marking(node.agreement, "JPN", "極秘", rel_to=["NZL"]))
+    planted["definition"] = {"tlp": "white"}
+    planted["created"] = "2020-01-01T00:00:00.000Z"
+    who = node.people.as_person("aki").person
+    body = node.publisher.publish(who, node.default_collection().collection_id,
+                                  [planted]).body
+    assert body["failure_count"] == 1, \
+        "a national marking-definition with properties outside its id was accepted"
+    assert "differs in created, definition" in body["failures"][0]["message"]
+    # the marking intelpact builds for that label is used instead, and is what is stored
+    ind = indicator("marked 極秘 // REL TO JPN, NZL")
+    assert stored(publish(node, [ind], "極秘", ("NZL",))) == [ind["id"]]
+    (held,) = node.store.held([planted["id"]])
+    assert "definition" not in json.loads(held.body)

@@ -24,7 +24,7 @@ from typing import Any
 import rfc8785
 
 from .agreement import Agreement
-from .echo import shown
+from .echo import first, shown
 from .errors import LabelError, MarkingError
 from .labels import Label, banner, join_all, rel_to_order
 
@@ -223,6 +223,22 @@ def _strings(value: Any, where: str) -> list[str]:
     return value
 
 
+def _check_national_body(mid: str, obj: Mapping[str, Any], built: Mapping[str, Any]) -> None:
+    """A national marking-definition must be exactly ``built``, what
+    :func:`_marking_object` makes of its properties (its signatures aside). Its id covers
+    only the extension's properties: anything else it carried (a TLP ``definition``,
+    another ``created``) would travel under an id that does not cover it, and two nodes
+    would no longer build the same definition byte for byte (docs/markings.md)."""
+    found = _unsigned(obj)
+    differ = sorted(k for k in found.keys() | built.keys() if found.get(k) != built.get(k))
+    if differ:
+        raise MarkingError(f"{mid}: a national marking-definition carries exactly what "
+                           f"intelpact builds from its content; this one differs in "
+                           f"{first(differ)}",
+                           hint="its id covers only the extension's properties: rebuild the "
+                           "marking with intelpact, and add nothing to it")
+
+
 def _equivalents(value: Any, where: str) -> list[dict[str, Any]]:
     """The equivalents as listed, checked for shape before they are read: each an object
     naming its party as a string (a party given as a list, say, cannot even be looked up,
@@ -235,8 +251,9 @@ def _equivalents(value: Any, where: str) -> list[dict[str, Any]]:
     return value
 
 
-def _parse_national(agreement: Agreement, mid: str, props: Any,
-                    name: str | None, stored: bool = False) -> LabelPart:
+def _parse_national(agreement: Agreement, mid: str, obj: Mapping[str, Any],
+                    stored: bool = False) -> LabelPart:
+    props, name = obj["extensions"][EXTENSION_ID], obj.get("name")
     if not isinstance(props, dict):
         raise MarkingError(f"{mid}: the intelpact extension must be an object")
     unknown = sorted(set(props) - set(_NATIONAL_KEYS))
@@ -308,6 +325,9 @@ def _parse_national(agreement: Agreement, mid: str, props: Any,
                            f"(expected {marking_id(props)})",
                            hint="national marking ids are derived from their content; "
                            "rebuild the marking with intelpact")
+    if not stored:
+        _check_national_body(mid, obj, _marking_object(props, banner(label, agreement,
+                                                                     originator)))
     return LabelPart("national", rank, originator, "set", rel_set, caveats, label.communities)
 
 
@@ -427,7 +447,7 @@ def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False) -> La
         name = obj.get("name")
         if name is not None and not isinstance(name, str):
             raise MarkingError(f"{mid}: name must be a string")
-        return _parse_national(agreement, mid, extensions[EXTENSION_ID], name, stored)
+        return _parse_national(agreement, mid, obj, stored)
     if marking_exts == [TLP2_EXTENSION_ID]:
         return _parse_tlp2(agreement, mid, extensions[TLP2_EXTENSION_ID])
     if marking_exts == [ACS_EXTENSION_ID]:
