@@ -101,6 +101,16 @@ def test_a_signature_covers_the_entries_before_it() -> None:
         verify_object(altered, "JPN", keys(jpn))
 
 
+@pytest.mark.parametrize("ext", ["x", {"signatures": "x"}, {"signatures": [1]},
+                                 {"signatures": [{"thumbprint": "k"}, None]}])
+def test_an_object_whose_signatures_extension_is_malformed_is_not_signed(ext: object) -> None:
+    """Regression: an AttributeError (or ValueError) escaped sign_object."""
+    with pytest.raises(SignatureError, match="must be an object whose signatures are a list "
+                       "of objects"):
+        sign_object({**OBJ, "extensions": {SIGNATURES_EXTENSION_ID: ext}},
+                    Ed25519PrivateKey.generate(), "JPN")
+
+
 # -- the fast canonical form agrees with RFC 8785 byte for byte ------------------------------
 
 DATA = __import__("pathlib").Path(__file__).resolve().parent.parent / "data"

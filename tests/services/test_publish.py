@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from intelpact.crypto.signing import SIGNATURES_EXTENSION_ID
 from intelpact.model import national_marking
 from intelpact.services.node import Node
 from intelpact.services.prepare import CHUNK, Preparation
@@ -386,6 +387,33 @@ def test_an_object_that_cannot_be_signed_is_refused_alone_with_its_reason(node: 
     assert list(failures) == [bad["id"], nan["id"]]
     assert "beyond ±(2**53 - 1)" in failures[bad["id"]]
     assert "cannot canonicalise the object" in failures[nan["id"]]
+
+
+def test_an_object_with_a_malformed_signatures_extension_is_refused_alone(node: Node) -> None:
+    """Regression: an object published with intelpact's signatures extension holding
+    entries that are not objects made the signer raise AttributeError, and the whole
+    publication failed. It is refused alone, with the reason."""
+    odd = {SIGNATURES_EXTENSION_ID: {"extension_type": "property-extension",
+                                     "signatures": [1]}}
+    good = indicator("fine")
+    bad = indicator("odd signatures")
+    bad["extensions"] = odd
+    body = publish(node, [good, bad], "秘", ("NZL",))
+    assert stored(body) == [good["id"]]
+    (failure,) = body["failures"]
+    assert failure["id"] == bad["id"]
+    assert "signatures are a list of objects" in failure["message"]
+    # the same on a national marking-definition of ours, which the node signs too
+    definition = national_marking(node.agreement, "JPN", "機密", rel_to=["NZL"])
+    definition["extensions"].update(copy.deepcopy(odd))
+    held = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])["id"]  # stored above
+    other = indicator("published beside it", object_marking_refs=[held])
+    who = node.people.as_person("aki").person
+    body = node.publisher.publish(who, node.default_collection().collection_id,
+                                  [definition, other]).body
+    assert [f["id"] for f in body["failures"]] == [definition["id"]]
+    assert "signatures are a list of objects" in body["failures"][0]["message"]
+    assert stored(body) == [other["id"]]
 
 
 def test_a_national_marking_definition_carries_nothing_its_id_does_not_cover(

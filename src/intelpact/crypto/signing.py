@@ -145,16 +145,26 @@ def sign_object(obj: Mapping[str, Any], key: Ed25519PrivateKey, signer: str) -> 
     """A copy of ``obj`` carrying the signature of ``signer`` (a party) made with ``key``.
 
     Any earlier signatures stay (countersigning); a signature by the same key id
-    is replaced. :func:`signed_text` gives the copy's JCS text, made on the way."""
+    is replaced. :func:`signed_text` gives the copy's JCS text, made on the way.
+    Raises :class:`SignatureError` when ``obj`` cannot be signed: a signatures extension
+    that is not a list of entries, or no RFC 8785 form."""
     # Only the path to the signatures is new; everything else is shared, unchanged.
     out = dict(obj)
     thumb = _thumbprint(key)
     extensions = dict(out.get("extensions") or {})
-    ext = dict(extensions.get(SIGNATURES_EXTENSION_ID)
-               or {"extension_type": "property-extension", "signatures": []})
+    found = extensions.get(SIGNATURES_EXTENSION_ID) \
+        or {"extension_type": "property-extension", "signatures": []}
+    earlier = found.get("signatures", []) if isinstance(found, dict) else None
+    if not isinstance(earlier, list) or not all(isinstance(e, dict) for e in earlier):
+        raise SignatureError(f"{obj.get('id', 'object')}: the signatures extension "
+                             f"({SIGNATURES_EXTENSION_ID}) must be an object whose "
+                             "signatures are a list of objects",
+                             hint="leave the extension out: the node signs what it "
+                             "publishes")
+    ext = dict(found)
     extensions[SIGNATURES_EXTENSION_ID] = ext
     out["extensions"] = extensions
-    entries = [dict(e) for e in ext.get("signatures", []) if e.get("thumbprint") != thumb]
+    entries = [dict(e) for e in earlier if e.get("thumbprint") != thumb]
     entry = {"algorithm": "Ed25519", "hash_algorithm": "none", "thumbprint": thumb,
              "signer": signer, "value": _STAND_IN}
     entries.append(entry)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..crypto.signing import signed_text
+from ..crypto.signing import SignatureError, signed_text
 from ..errors import IntelpactError
 from ..model import (
     Agreement,
@@ -431,7 +431,10 @@ class Publisher:
                 return Outcome(mid, None, False, decision.reason, denied=origin), None
         text = None
         if part.kind == "national" and origin == person.party and self.sign is not None:
-            item = self.sign(item)  # a signer's refusal (a retired key) refuses it all
+            try:  # a signer's refusal (a retired key, KeyRetired) refuses it all
+                item = self.sign(item)
+            except SignatureError as exc:  # this definition cannot be signed: it alone
+                return Outcome(mid, None, False, exc.message), None
             text = signed_text(item)
         try:
             self.markings.add(item)  # learnt as stored: signed, if it is ours
