@@ -480,6 +480,16 @@ def test_a_token_names_so_many_objects_and_no_more(serving: Trio) -> None:
     assert [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == obj["id"]]
 
 
+def _oversized(jpn: Node, nzl: Node, more: int) -> tuple[dict, str, dict[str, Any]]:
+    """A JPN object at NZL, the consent JPN gave NZL to pass it to AUS, and that token
+    signed again naming ``more`` ids more: as one kept before tokens were bounded."""
+    obj = shared(jpn, nzl)
+    request_id = ask(nzl, jpn, obj)
+    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    return obj, request_id, _resign(jpn, notice, more)
+
+
 def test_serve_starts_with_a_token_kept_before_a_token_s_size_was_bounded(
         serving: Trio, caplog: pytest.LogCaptureFixture) -> None:
     """Regression: a holder that kept a token naming 260,000 ids (taken before tokens were
@@ -487,11 +497,7 @@ def test_serve_starts_with_a_token_kept_before_a_token_s_size_was_bounded(
     with one SQL parameter per id, and raised (SQLite: "too many SQL variables"). The
     token is not used now (the reason logged), and the courier starts."""
     jpn, nzl, aus = serving
-    obj = shared(jpn, nzl)
-    request_id = ask(nzl, jpn, obj)
-    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
-    (notice,) = jpn.store.pending_notices("NZL", 10)
-    token = _resign(jpn, notice, 260_000)
+    obj, request_id, token = _oversized(jpn, nzl, 260_000)
     _sql(nzl.store, "UPDATE consents SET status = 'approved', token = ?, expires = ? "
          "WHERE request_id = ?", (canonical(token), token["consent"]["expires"], request_id))
     courier = Courier(nzl, interval=3600)
@@ -513,11 +519,7 @@ def test_an_onward_release_report_on_a_token_kept_before_tokens_were_bounded(
     500 the holder sent again for ever. Such a token covers nothing now: the report is
     refused with the reason."""
     jpn, nzl, aus = serving
-    obj = shared(jpn, nzl)
-    request_id = ask(nzl, jpn, obj)
-    jpn.consents.approve(jpn.people.as_person("officer"), request_id)
-    (notice,) = jpn.store.pending_notices("NZL", 10)
-    token = _resign(jpn, notice, 2_000)
+    obj, request_id, token = _oversized(jpn, nzl, 2_000)
     _sql(jpn.store, "UPDATE consents SET token = ? WHERE request_id = ?",
          (canonical(token), request_id))
     (row,) = nzl.store.held([obj["id"]])
