@@ -3,6 +3,7 @@ interface says so in one clear line, and quotes nothing of what it could not rea
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ from intelpact.interfaces.cli import main
 from intelpact.logs import LOG_LEVEL_ENV, configure_logging
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
+from intelpact.store.base import Query
 
 from helpers import indicator, make_node, serving
 
@@ -115,3 +117,24 @@ def test_no_line_of_a_serving_node_s_log_quotes_a_value_it_could_not_read(
     assert len(lines) == 2 and all(line.endswith("Could not decode to UTF-8 column 'body' "
                                                  "(its value is not logged)")
                                    for line in lines), err
+
+
+def test_the_search_index_goes_past_a_damaged_row(damaged: Path) -> None:
+    """The index folds its text in Python (fold_text), and sqlite3 cannot hand a function
+    text that is not UTF-8: the indexer failed at the damaged row, every round, and
+    indexed nothing stored after it. The row is indexed as stored; the objects after it
+    are found."""
+    node = Node.open(damaged)
+    try:
+        aki = node.people.as_person("aki")
+        later = indicator("stored after the damage", description="a later Straße report")
+        status = node.publisher.publish(aki.person, node.default_collection().collection_id,
+                                        [later], marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0
+        while node.store.index_text(1000):
+            pass
+        page, found = node.find(aki, node.default_collection().collection_id,
+                                Query(text="straße", types=("indicator",)))
+        assert [json.loads(body)["id"] for _, body in found] == [later["id"]]
+    finally:
+        node.close()

@@ -94,12 +94,12 @@ _MARKED = ("EXISTS (SELECT 1 FROM json_each(body, '$.granular_markings') g, "
            "s.value LIKE '{p}.%')")
 # It is folded by fold_text (the SQL function of that name: _fold_sql), as the query is
 # (0040_search_folded.sql).
-_TEXT = ("fold_text(CASE WHEN json_valid(body) THEN "
+_TEXT = ("fold_text(CAST(CASE WHEN json_valid(body) THEN "
          + " || char(10) || ".join(
              f"CASE WHEN has_portions AND {_MARKED.format(p=p)} THEN '' "
              f"ELSE coalesce(json_extract(body, '$.{p}'), '') END"
              for p in ("name", "description"))
-         + " ELSE '' END)")
+         + " ELSE '' END AS BLOB))")
 # The properties whose granular-marked text the search finds for a reader who may read its
 # label (0020_portion_search.sql): columns of objects_portion_text, and `{p}_label` in
 # object_portions.
@@ -114,7 +114,16 @@ _OBJECT_COLUMNS = ("seq, collection_id, object_id, object_type, spec_version, ve
 
 def _fold_sql(value: Any) -> Any:
     """fold_text as SQL's `fold_text(x)`, which the search index's triggers and writes
-    call (0040_search_folded.sql): text folded, any other value as it is."""
+    call (0040_search_folded.sql) with the text CAST AS BLOB: text folded, any other value
+    as it is. sqlite3 cannot hand a function text that is not UTF-8 (a store damaged, or
+    written to by something else): the statement, and with it the indexer, would fail at
+    that row for good. As bytes, such a value is indexed as it is stored, and the read
+    that meets the row says what is wrong (``damage``)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
     return fold_text(value) if isinstance(value, str) else value
 
 

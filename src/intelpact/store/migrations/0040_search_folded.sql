@@ -7,7 +7,8 @@
 -- ("C": ASCII only), found other objects than SQLite for the same search. The tokenizer
 -- still folds what it is given, both sides alike.
 --
--- The triggers of 0017 and 0020 that write the index fold what they write. The text
+-- The triggers of 0017 and 0020 that write the index fold what they write, given as a
+-- BLOB (sqlite3 cannot hand a function text that is not UTF-8: _fold_sql). The text
 -- indexed before is folded again where folding changes more than ASCII letters (which
 -- the tokenizer folds the same): one pass over the index, rewriting only those rows.
 DROP TRIGGER objects_text_change;
@@ -15,7 +16,7 @@ DROP TRIGGER objects_text_change;
 CREATE TRIGGER objects_text_change AFTER UPDATE OF body ON objects
     WHEN old.seq <= (SELECT seq FROM objects_text_indexed) BEGIN
     DELETE FROM objects_text WHERE rowid = old.seq;
-    INSERT INTO objects_text (rowid, text) SELECT new.seq, fold_text(
+    INSERT INTO objects_text (rowid, text) SELECT new.seq, fold_text(CAST(
         CASE WHEN json_valid(new.body) THEN
             CASE WHEN new.has_portions AND EXISTS (SELECT 1 FROM
                     json_each(new.body, '$.granular_markings') g,
@@ -28,7 +29,7 @@ CREATE TRIGGER objects_text_change AFTER UPDATE OF body ON objects
                     json_each(g.value, '$.selectors') s
                     WHERE s.value = 'description' OR s.value LIKE 'description.%')
                 THEN '' ELSE coalesce(json_extract(new.body, '$.description'), '') END
-        ELSE '' END);
+        ELSE '' END AS BLOB));
 END;
 
 DROP TRIGGER object_portions_add;
@@ -36,12 +37,15 @@ DROP TRIGGER object_portions_add;
 CREATE TRIGGER object_portions_add AFTER INSERT ON object_portions BEGIN
     INSERT INTO objects_portion_text (rowid, name, description) SELECT new.seq,
         CASE WHEN new.name_label IS NOT NULL AND json_valid(o.body)
-            THEN fold_text(coalesce(json_extract(o.body, '$.name'), '')) ELSE '' END,
+            THEN fold_text(CAST(coalesce(json_extract(o.body, '$.name'), '') AS BLOB)) ELSE '' END,
         CASE WHEN new.description_label IS NOT NULL AND json_valid(o.body)
-            THEN fold_text(coalesce(json_extract(o.body, '$.description'), '')) ELSE '' END
+            THEN fold_text(CAST(coalesce(json_extract(o.body, '$.description'), '') AS BLOB)) ELSE '' END
         FROM objects o WHERE o.seq = new.seq;
 END;
 
-UPDATE objects_text SET text = fold_text(text) WHERE fold_text(text) <> lower(text);
-UPDATE objects_portion_text SET name = fold_text(name), description = fold_text(description)
-    WHERE fold_text(name) <> lower(name) OR fold_text(description) <> lower(description);
+UPDATE objects_text SET text = fold_text(CAST(text AS BLOB))
+    WHERE fold_text(CAST(text AS BLOB)) <> lower(text);
+UPDATE objects_portion_text SET name = fold_text(CAST(name AS BLOB)),
+    description = fold_text(CAST(description AS BLOB))
+    WHERE fold_text(CAST(name AS BLOB)) <> lower(name)
+    OR fold_text(CAST(description AS BLOB)) <> lower(description);
