@@ -455,6 +455,11 @@ def test_get_prints_no_raw_terminal_controls(world: World) -> None:
                 if c in "\u009b\u202e\u202c\u2028\U000e0001"]
     assert "\\udb40\\udc01" in result.stdout  # U+E0001, a format character
     assert shown(result)[1]["name"] == odd["name"]
+    # and `search` (cli._safe), which printed U+2028, a line separator, raw
+    found = run("search", world.dir, "ship", "--as", "tanaka")
+    assert odd["id"][:20] in found.stdout and "\\u2028" in found.stdout
+    assert not [f"U+{ord(c):04X}" for c in found.stdout
+                if c in "\u009b\u202e\u202c\u2028\U000e0001"]
 
 
 # -- search --------------------------------------------------------------------------------

@@ -61,10 +61,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=
 NODE_DIR = click.argument("node_dir", metavar="DIR", type=click.Path(path_type=Path))
 
 
+def _unsafe(c: str) -> bool:
+    """Whether a terminal may do more with ``c`` than show it: a control, format,
+    private-use, unassigned or surrogate character, or a line or paragraph separator."""
+    kind = unicodedata.category(c)
+    return kind[0] == "C" or kind in ("Zl", "Zp")
+
+
 def _safe(text: object) -> str:
-    """``text`` on one line with control and format characters escaped (no terminal tricks)."""
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" else c
-                   for c in str(text))
+    """``text`` on one line with what is :func:`_unsafe` escaped (no terminal tricks)."""
+    return "".join(f"\\u{ord(c):04x}" if _unsafe(c) else c for c in str(text))
 
 
 _NOT_PLAIN = re.compile(r"[^\n\x20-\x7e]")  # what _json looks at: printable ASCII is safe
@@ -77,9 +83,7 @@ def _json(value: Any, indent: int) -> str:
     but for U+0000-U+001F. The same JSON: outside strings it has no such character but
     the indentation's line breaks."""
     def escape(match: re.Match[str]) -> str:
-        kind = unicodedata.category(match.group())
-        unsafe = kind[0] == "C" or kind in ("Zl", "Zp")
-        return json.dumps(match.group())[1:-1] if unsafe else match.group()
+        return json.dumps(match.group())[1:-1] if _unsafe(match.group()) else match.group()
     return _NOT_PLAIN.sub(escape, json.dumps(value, ensure_ascii=False, indent=indent))
 
 
