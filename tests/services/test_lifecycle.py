@@ -111,6 +111,18 @@ def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> N
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
 
 
+def test_a_terminated_agreement_is_final(jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Found in review: after a termination (here one that says destroy), a text of the
+    same agreement in force could be pinned again, as if nothing had ended."""
+    jpn = jpn_nzl[0]
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    jpn = jpn_nzl[0] = pin(jpn, ended)
+    revived = version(tmp_path, "revived.toml", number="1.2")
+    with pytest.raises(NodeError, match="was terminated .*: a terminated agreement is final"):
+        jpn.pin_agreement(revived, reason="signed again")
+    assert jpn.agreement.state == "terminated"
+
+
 def test_a_destruction_cut_short_is_finished_by_pinning_again(
         jpn_nzl: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pin of a terminated agreement that says destroy is committed before the

@@ -361,8 +361,9 @@ class Node:
         services/relabel.py). Partners refuse every request until they pin the same
         text, so exchange resumes only when both have.
 
-        Refused: another agreement, the same text, this party left out, a party removed
-        or the shared scale's rows changed (stored labels name those rows)."""
+        Refused: another agreement, the same text, one after a termination (final), this
+        party left out, a party removed or the shared scale's rows changed (stored labels
+        name those rows)."""
         new = load_agreement(path)
         old = self.agreement
         if new.id != old.id:
@@ -370,6 +371,10 @@ class Node:
                             hint="a different agreement needs a node of its own")
         if new.content_hash == old.content_hash:
             raise NodeError(f"{path} is the text pinned already ({old.content_hash})")
+        if old.state == "terminated":  # what was received under it may be destroyed
+            raise NodeError(f"{old.id} was terminated (version {old.version}): a terminated "
+                            "agreement is final", hint="a new agreement needs a node of "
+                            "its own (intelpact init)")
         if self.party not in new.parties:
             raise NodeError(f"{self.party} is not a party to version {new.version}")
         removed = sorted(set(old.parties) - set(new.parties))
