@@ -587,6 +587,13 @@ FOREIGN_ERRORS: list[tuple[str, Any, str]] = [
      "entity must be a list of strings"),
     ("acs-formal-determination", _acs({"classification": "U", "formal_determination": "x"}),
      "formal_determination must be a list of strings"),
+    # ALL beside codes was read as ALL, the wider (found in review)
+    ("acs-nationalities-all-and-codes", _acs({"classification": "U",
+                                              "permitted_nationalities": ["NZL", "ALL"]}),
+     "permitted_nationalities names ALL and 1 other value(s): ALL or a list, not both"),
+    ("acs-shareability-all-and-codes", _acs({"classification": "U",
+                                             "shareability": ["ALL", "A", "B"]}),
+     "shareability names ALL and 2 other value(s)"),
 ]
 
 

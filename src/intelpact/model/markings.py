@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -380,7 +380,8 @@ def _parse_acs(agreement: Agreement, mid: str, props: Any) -> LabelPart:
                          "acs")
     rel_mode, rel = base.rel_mode, frozenset[str]()
     nations = controls.get("permitted_nationalities")
-    if nations is not None and "ALL" not in _strings(nations, f"{mid}: permitted_nationalities"):
+    if nations is not None and not _all(mid, "permitted_nationalities",
+                                        _strings(nations, f"{mid}: permitted_nationalities")):
         for code in nations:
             if not re.fullmatch(r"[A-Z]{3}", code):
                 raise MarkingError(f"{mid}: permitted_nationalities {code!r} is not an "
@@ -393,11 +394,22 @@ def _parse_acs(agreement: Agreement, mid: str, props: Any) -> LabelPart:
     clauses = set()
     for key in _ACS_ANY_OF_FIELDS:
         values = _strings(controls.get(key, []), f"{mid}: {key}")
-        if values and "ALL" not in values:
+        if values and not _all(mid, key, values):
             clauses.add(frozenset(f"ACS-{key.upper()}-{v}" for v in values))
     _strings(controls.get("formal_determination", []), f"{mid}: formal_determination")
     return LabelPart("ACS 3.0", base.rank, None, rel_mode, rel, frozenset(caveats),
                      frozenset(clauses))
+
+
+def _all(mid: str, key: str, values: Sequence[str]) -> bool:
+    """Whether an ACS list says ALL, alone. ALL beside codes says two things at once: which
+    is meant cannot be told, so it is refused, not read as the wider."""
+    if "ALL" not in values:
+        return False
+    if len(values) > 1:
+        raise MarkingError(f"{mid}: {key} names ALL and {len(values) - 1} other value(s): "
+                           "ALL or a list, not both")
+    return True
 
 
 def _check_standard_id(mid: str, marking_exts: list[str], definition_type: Any) -> None:
