@@ -366,6 +366,9 @@ ERRORS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "not an ISO 3166-1 alpha-3 code"),
     ("party-number", _set("agreement.parties", ["JPN", 554]), "agreement.parties[1]",
      "not an ISO 3166-1 alpha-3 code"),
+    # "$" let a final newline through (found in review): matched whole now
+    ("party-newline", _set("agreement.parties", ["JPN", "NZL\n"]), "agreement.parties[1]",
+     "not an ISO 3166-1 alpha-3 code"),
     ("one-party", _set("agreement.parties", ["JPN"]), "agreement.parties",
      "at least two parties"),
     ("parties-not-list", _set("agreement.parties", "JPN, NZL"), "agreement.parties",
@@ -477,6 +480,8 @@ ERRORS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "is not a row of the equivalence table"),
     # caveats and communities
     ("caveat-bad-name", _set("caveats.0.name", "nz eyes"), "caveats[0].name",
+     "is not a valid name"),
+    ("caveat-newline", _set("caveats.0.name", "NZEO\n"), "caveats[0].name",
      "is not a valid name"),
     ("caveat-twice", _append("caveats", {"name": "NZEO", "title": "again"}), "caveats[2].name",
      "defined twice"),

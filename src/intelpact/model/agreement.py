@@ -34,8 +34,8 @@ STATES = ("draft", "in-force", "terminated")
 ON_TERMINATION = ("continue-protection", "return", "destroy")
 TLP_NAMES = ("clear", "white", "green", "amber", "amber+strict", "red")
 ACS_CLASSIFICATIONS = ("U", "C", "S", "TS")
-_PARTY = re.compile(r"^[A-Z]{3}$")
-_TOKEN = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
+_PARTY = re.compile(r"[A-Z]{3}")  # matched whole (fullmatch: "$" lets "\n" through)
+_TOKEN = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +281,7 @@ class _Reader:
         return value.strip()
 
     def party(self, value: Any, where: str, parties: Sequence[str] | None = None) -> str:
-        if not isinstance(value, str) or not _PARTY.match(value):
+        if not isinstance(value, str) or not _PARTY.fullmatch(value):
             raise self.fail(where, f"{value!r} is not an ISO 3166-1 alpha-3 code",
                             'use three capital letters, e.g. "JPN", "NZL", "FJI"')
         if parties is not None and value not in parties:
@@ -290,7 +290,7 @@ class _Reader:
         return value
 
     def token(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not _TOKEN.match(value):
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
             raise self.fail(where, f"{value!r} is not a valid name",
                             "use capital letters, digits, '-' or '_' (at most 32), e.g. NZEO")
         return value
