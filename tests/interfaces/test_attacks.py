@@ -829,6 +829,29 @@ def test_the_client_throttle_is_not_steered_by_x_forwarded_for(tmp_path: Path) -
     assert events and all(e["client"] == "127.0.0.1" for e in events)
 
 
+def test_malformed_basic_credentials_are_a_failed_login_counted_and_audited(
+        tmp_path: Path) -> None:
+    """Found in review: HTTP Basic credentials that are no name and password at all (not
+    base64, not UTF-8, no colon) were answered 401, but neither audited nor counted
+    against the client's address: a login-failure for every other failed attempt, and
+    none for these. They count towards the thirty a client address is allowed."""
+    node = make_node(tmp_path / "jpn")
+    codes = []
+    with serving(node) as url:
+        for i in range(31):
+            auth = (b"Basic \xff\xfe", b"Basic " + base64.b64encode(b"no colon"),
+                    b"Basic !!!")[i % 3]
+            codes.append(httpx.get(f"{url}/taxii2/", timeout=20, headers={
+                "Accept": TAXII, "Authorization": auth}).status_code)
+    events = [json.loads(e.body) for e in node.audit.find(AuditFilter(
+        kinds=("login-failure",)))]
+    node.close()
+    assert codes == [401] * 30 + [429]
+    assert [e["reason"] for e in events[:30]] == \
+        ["malformed credentials: not a name and a password"] * 30
+    assert all(e["client"] == "127.0.0.1" for e in events)
+
+
 def test_a_flood_of_refused_logins_is_counted_not_recorded_one_by_one(tmp_path: Path) -> None:
     """Once a name or a client is locked out, its refusals are audited at most once every
     RECORD_EVERY seconds, each saying how many refusals it stands for; what is still

@@ -274,8 +274,8 @@ class TaxiiApi:
         try:
             if scheme.lower() == "basic":
                 pair = _basic(credentials)
-                if pair is None:
-                    raise AuthError()
+                if pair is None:  # a failed login too: counted and audited
+                    raise self.node.people.malformed(client)
                 return self.node.people.login(*pair, client)
             if scheme.lower() == "bearer" and credentials.strip():
                 return self.node.people.login_token(credentials.strip(), client)

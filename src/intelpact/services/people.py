@@ -278,6 +278,23 @@ class People:
             self._verified[cache_key] = (now, name, record.password_hash)
         return self._signed_in(record, client)
 
+    def malformed(self, client: str = "") -> AuthError:
+        """A failed login whose credentials are not a name and a password at all (HTTP
+        Basic not base64, not UTF-8, no colon): counted against the client's address
+        and audited, as a wrong password is. Returns the error to raise."""
+        now = time.monotonic()
+        key = f"client:{client}"
+        wait = self.client_throttle.check(key, now)
+        if wait is not None:
+            self._refuse(key, now, client=client or None,
+                         reason="throttled: too many failed logins")
+            return AuthError("too many failed logins; try again later", retry_after=wait)
+        self.client_throttle.failure(key, now)
+        self.audit.record_served(self.audit.event(
+            "login-failure", client=client or None,
+            reason="malformed credentials: not a name and a password"))
+        return AuthError()
+
     def verified(self, name: str, password: str) -> bool:
         """Whether ``login`` with this password would need no password hash: it was
         verified in this process within the cache's time (the stored hash it was verified
