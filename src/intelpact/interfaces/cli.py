@@ -470,7 +470,7 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
         if shown >= limit:
             break
         _, visible = node.find(principal, collection.collection_id, Query(
-            text=query.casefold(), newest_first=True, limit=limit - shown), via="search")
+            text=query, newest_first=True, limit=limit - shown), via="search")
         for row, body in visible:
             obj = json.loads(body)
             labels = node.shown_labels(row, obj)
@@ -535,15 +535,9 @@ def _new_private(path: Path) -> Iterator[TextIO]:
 def _visible(node: Node, principal: Any, via: str
              ) -> Iterator[tuple[StoredObject, dict[str, Any]]]:
     for collection in node.store.collections():
-        cursor = None
-        while True:
-            page, visible = node.find(principal, collection.collection_id,
-                                      Query(limit=1000, cursor=cursor), via=via)
-            for row, body in visible:
-                yield row, json.loads(body)
-            if not page.more:
-                break
-            cursor = page.next
+        for row, body in node.find_all(principal, collection.collection_id,
+                                       Query(limit=1000), via=via):
+            yield row, json.loads(body)
 
 
 from . import (  # noqa: E402,F401

@@ -32,7 +32,7 @@ from ..logs import log_unexpected
 from ..services.audit import AuditError
 from ..services.federation import KeyRetired
 from ..services.node import Node
-from ..services.people import AuthError, Principal
+from ..services.people import NO_READING_ROLE, AuthError, Principal
 from ..store.base import (
     AuditEvent,
     BadCursor,
@@ -305,9 +305,8 @@ class TaxiiApi:
         if not _NAME.match(cid) or self.node.store.collection(cid) is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         if not principal.reads:
-            reason = "reading intelligence needs the analyst, publisher or security-officer role"
-            self._denied(principal, "collection", reason, collection=cid)
-            raise TaxiiError(403, "Forbidden", reason)
+            self._denied(principal, "collection", NO_READING_ROLE, collection=cid)
+            raise TaxiiError(403, "Forbidden", NO_READING_ROLE)
         return cid
 
     def _denied(self, principal: Principal, via: str, reason: str, **fields: Any) -> None:

@@ -59,6 +59,7 @@ from ..store.base import (
     Page,
     Query,
     StoredObject,
+    fold_text,
     timestamp,
     utc_now,
 )
@@ -646,6 +647,17 @@ class Node:
                                  via=via, reason=reason)
                 for (origin, reason), objects in groups.items()]
 
+    def find_all(self, principal: Principal, collection_id: str, query: Query, *,
+                 via: str, deny: bool = True) -> Iterator[tuple[StoredObject, str]]:
+        """Every row :meth:`find` serves for ``query``, page after page (each audited as
+        it is read), to the collection's end."""
+        while True:
+            page, visible = self.find(principal, collection_id, query, via=via, deny=deny)
+            yield from visible
+            if not page.more or page.next is None:
+                return
+            query = dataclasses.replace(query, cursor=page.next)
+
     def versions(self, principal: Principal, object_id: str, *, via: str = "get"
                  ) -> list[tuple[StoredObject, str]]:
         """Every visible version of an object in every collection (each collection's
@@ -653,17 +665,9 @@ class Node:
         audited as it is read); a denial is audited only when no collection serves any
         (not for the collections that do not hold it)."""
         query = Query(ids=(object_id,), versions=("all",), limit=VERSIONS_PAGE)
-        found: list[tuple[StoredObject, str]] = []
         collections = [c.collection_id for c in self.store.collections()]
-        for cid in collections:
-            cursor: str | None = None
-            while True:
-                page, visible = self.find(principal, cid, dataclasses.replace(
-                    query, cursor=cursor), via=via, deny=False)
-                found.extend(visible)
-                if not page.more or page.next is None:
-                    break
-                cursor = page.next
+        found = [served for cid in collections
+                 for served in self.find_all(principal, cid, query, via=via, deny=False)]
         if not found:
             labels = self.store.labels()
             readable = self.access.readable(principal.person, labels)
@@ -755,8 +759,8 @@ def _mentions(body: str, text: str) -> bool:
     """Whether the served body's name or description holds ``text`` (case-folded): the
     search's index is only a first sieve, and a withheld portion never matches."""
     obj = json.loads(body)
-    words = f"{obj.get('name', '')}\n{obj.get('description', '')}".casefold()
-    return text.casefold() in words
+    words = fold_text(f"{obj.get('name', '')}\n{obj.get('description', '')}")
+    return fold_text(text) in words
 
 
 def _withheld(visible: Sequence[tuple[StoredObject, str]]

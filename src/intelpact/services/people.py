@@ -35,6 +35,7 @@ _CACHE_SECONDS = 60.0
 MIN_PASSWORD = 12
 MAX_NAME = 64  # characters in a person's name
 READING_ROLES = ("analyst", "publisher", "security-officer")  # an operator alone reads none
+NO_READING_ROLE = "reading intelligence needs the analyst, publisher or security-officer role"
 RECORD_EVERY = 10.0  # seconds between audited refusals of one locked-out name or client
 MAX_REFUSING = 10_000  # locked-out keys whose refusals are being counted, at most
 

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ...logs import log_unexpected
 from ...model import Label
 from ...services.node import Node
-from ...services.people import AuthError, PeopleError, Principal
+from ...services.people import NO_READING_ROLE, AuthError, PeopleError, Principal
 from ..limits import CLOSE, BodyRefused, read_body
 from . import banners
 from .sessions import COOKIE, IDLE_SECONDS, LOGIN_COOKIE, Session, Sessions, new_token, same
@@ -207,8 +207,7 @@ class Console:
         if role is not None and not principal.has_role(role):
             return self._denied(request, principal, session, f"this page needs the {role} role")
         if role is None and not principal.reads:
-            return self._denied(request, principal, session, "reading intelligence needs the "
-                                "analyst, publisher or security-officer role")
+            return self._denied(request, principal, session, NO_READING_ROLE)
         return session, principal
 
     def _denied(self, request: Request, principal: Principal, session: Session,
