@@ -315,9 +315,11 @@ def _parse_national(agreement: Agreement, mid: str, obj: Mapping[str, Any],
         raise MarkingError(f"{mid}: the marking is not in canonical form or its equivalents "
                            "disagree with the agreement's table",
                            hint=f"expected extension properties {expected}")
-    if name is not None and not stored and name != banner(label, agreement, originator):
+    # what one made here is named (one stored keeps the name of its day)
+    said = None if stored else banner(label, agreement, originator)
+    if said is not None and name is not None and name != said:
         raise MarkingError(f"{mid}: the marking's name {name!r} does not say what it marks "
-                           f"({banner(label, agreement, originator)!r})",
+                           f"({said!r})",
                            hint="a national marking's name is its banner in the originator's "
                            "words")
     if marking_id(props) != mid:
@@ -325,9 +327,8 @@ def _parse_national(agreement: Agreement, mid: str, obj: Mapping[str, Any],
                            f"(expected {marking_id(props)})",
                            hint="national marking ids are derived from their content; "
                            "rebuild the marking with intelpact")
-    if not stored:
-        _check_national_body(mid, obj, _marking_object(props, banner(label, agreement,
-                                                                     originator)))
+    if said is not None:
+        _check_national_body(mid, obj, _marking_object(props, said))
     return LabelPart("national", rank, originator, "set", rel_set, caveats, label.communities)
 
 
