@@ -95,6 +95,18 @@ def _text(message: Mapping[str, Any]) -> str:
     return canonical(message)
 
 
+def _occurred(value: Any, discovered: str) -> str | None:
+    """When a compromise discovered at ``discovered`` occurred (None: not said), which is
+    no later than its discovery, as filing and receiving a report check it."""
+    if value is None:
+        return None
+    happened = _when(value, "occurred")
+    if happened > discovered:
+        raise CompromiseError(f"the compromise occurred ({happened}) after it was "
+                              f"discovered ({discovered})")
+    return happened
+
+
 def _when(value: Any, what: str) -> str:
     """A time given by a person or a partner, normalised (so times compare as text)."""
     try:
@@ -212,12 +224,9 @@ class CompromiseReports:
         now = utc_now()
         filed = timestamp(now)
         found_at = _when(discovered, "discovered")
-        happened = _when(occurred, "occurred") if occurred else None
         if parse_timestamp(found_at) > now + SKEW:
             raise CompromiseError(f"the discovered time {found_at} is in the future")
-        if happened is not None and happened > found_at:
-            raise CompromiseError(f"the compromise occurred ({happened}) after it was "
-                                  f"discovered ({found_at})")
+        happened = _occurred(occurred or None, found_at)
         deadline = self.deadline(found_at)
         held = self._held(ids)
         for originator, pairs in held.items():  # what the originator takes in one report
@@ -425,7 +434,6 @@ class CompromiseReports:
                                   f"{MAX_TEXT:,} characters")  # filing checks it
         discovered = _when(message.get("discovered"), "discovered")
         filed = _when(message.get("filed"), "filed")
-        occurred = message.get("occurred")
         # times as filing checks them, within its clock skew: a report filed in the future
         # would sit first in every list
         if parse_timestamp(filed) > utc_now() + SKEW:
@@ -433,9 +441,7 @@ class CompromiseReports:
         if parse_timestamp(discovered) > parse_timestamp(filed) + SKEW:
             raise CompromiseError(f"the compromise was discovered ({discovered}) after the "
                                   f"report was filed ({filed})")
-        if occurred is not None and _when(occurred, "occurred") > discovered:
-            raise CompromiseError(f"the compromise occurred ({shown(str(occurred))}) after "
-                                  f"it was discovered ({discovered})")
+        _occurred(message.get("occurred"), discovered)
         if message.get("notice_hours") != self.notice_hours:
             raise CompromiseError(f"the report's notice hours "
                                   f"{shown(repr(message.get('notice_hours')))} are not the "
