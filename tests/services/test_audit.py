@@ -525,6 +525,30 @@ def test_only_what_access_refused_is_audited_as_denied(node: Node) -> None:
                         "clearance 秘 (CONFIDENTIAL) does not dominate 極秘 (SECRET)")]
 
 
+def test_an_object_of_many_versions_does_not_crowd_out_another_asked_for(
+        node: Node) -> None:
+    """Both ids of a request for every version are audited as denied with their reason,
+    however many versions one of them has (the other was looked for among the first
+    rows the two shared, and audited as "no such object" when crowded out)."""
+    node.people.add("aki", party="JPN", clearance="極秘", roles=["publisher"])
+    node.people.add("low", party="JPN", clearance="秘")
+    cid = node.default_collection().collection_id
+    aki = node.people.as_person("aki").person
+    many, other = indicator("many"), indicator("other")
+    versions = [dict(many, modified=f"2026-11-01T00:{i // 60:02d}:{i % 60:02d}.000000Z")
+                for i in range(120)]
+    node.publisher.publish(aki, cid, [*versions, other], marking=MarkingRequest("極秘", ()))
+    low = node.people.as_person("low")
+    before = node.store.audit_size()
+    assert node.find(low, cid, Query(ids=(many["id"], other["id"]), versions=("all",),
+                                     limit=1))[1] == []
+    events = [json.loads(e.body) for e in node.store.audit_events(before, before + 20)]
+    denied = {oid for e in events if e["kind"] == "deny" for oid, _ in e["objects"]}
+    reasons = {e["reason"] for e in events if e["kind"] == "deny"}
+    assert denied == {many["id"], other["id"]}
+    assert reasons == {"clearance 秘 (CONFIDENTIAL) does not dominate 極秘 (SECRET)"}
+
+
 # -- tampering ------------------------------------------------------------------------------
 
 

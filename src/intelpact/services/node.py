@@ -78,6 +78,7 @@ log = logging.getLogger("intelpact.node")
 DEFAULT_COLLECTION_ALIAS = "intel"
 LOOK_AHEAD = 20  # rows read at a time to tell whether a servable row follows a page
 VERSIONS_PAGE = 1000  # rows read at a time where every version of an object is read
+DENIAL_ROWS = 50  # versions of each id looked at to tell why it was not served
 
 
 class NodeError(IntelpactError):
@@ -619,21 +620,21 @@ class Node:
         thousand ids makes a few events, not a thousand)."""
         person = principal.person
         wanted = dataclasses.replace(query, ids=tuple(dict.fromkeys(ids)), cursor=None,
-                                     limit=len(ids) * 50)
+                                     limit=DENIAL_ROWS)
         servable: set[str] = set()
         for cid in collection_ids:  # what they may be served, the page aside
-            page = self.store.query(cid, readable, wanted)
+            rows = self._each_id(cid, readable, wanted)
             visible, unservable = self._served(principal, cid, wanted, readable, labels,
-                                               page.rows)
+                                               rows)
             servable.update(row.object_id for row, _ in visible)
             refused = {row.seq for row in unservable}  # the rest lack only the text
-            servable.update(row.object_id for row in page.rows if row.seq not in refused)
+            servable.update(row.object_id for row in rows if row.seq not in refused)
         wanted = dataclasses.replace(wanted, ids=tuple(i for i in wanted.ids
                                                        if i not in servable))
         groups: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
         found: set[str] = set()
         for cid in collection_ids if wanted.ids else ():
-            for row in self.store.query(cid, list(labels), wanted).rows:
+            for row in self._each_id(cid, list(labels), wanted):
                 found.add(row.object_id)
                 decision = self.policy.may_read(person, labels[row.label_id])
                 reason = decision.reason if not decision.allowed else \
@@ -646,6 +647,22 @@ class Node:
         return [self.audit.event("deny", person=person, originator=origin, objects=objects,
                                  via=via, reason=reason)
                 for (origin, reason), objects in groups.items()]
+
+    def _each_id(self, collection_id: str, readable: Sequence[int], query: Query
+                 ) -> list[StoredObject]:
+        """Rows ``query`` selects in a collection, up to ``query.limit`` of each of its ids:
+        one query for them all, and one for each id the first left out when it was cut
+        short (an object of many versions would crowd the others out)."""
+        page = self.store.query(collection_id, readable, dataclasses.replace(
+            query, limit=query.limit * len(query.ids)))
+        rows = list(page.rows)
+        if page.more:
+            seen = {row.object_id for row in rows}
+            for oid in query.ids:
+                if oid not in seen:
+                    rows += self.store.query(collection_id, readable, dataclasses.replace(
+                        query, ids=(oid,))).rows
+        return rows
 
     def find_all(self, principal: Principal, collection_id: str, query: Query, *,
                  via: str, deny: bool = True) -> Iterator[tuple[StoredObject, str]]:
