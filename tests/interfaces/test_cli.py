@@ -531,7 +531,8 @@ def exported(world: World, who: str, tmp_path: Path | None = None) -> set[str]:
     else:
         out = tmp_path / f"{who}.json"
         r = run("export", world.dir, "--as", who, "-o", out)
-        assert re.fullmatch(rf"Wrote \d+ objects to {re.escape(str(out))}\n", r.stderr)
+        assert re.fullmatch(rf"Wrote \d+ objects to {re.escape(str(out))}\n"
+                            r"the bundle as a whole: .+\n", r.stderr)
         data = json.loads(out.read_text(encoding="utf-8"))
     assert data["type"] == "bundle" and data["id"].startswith("bundle--")
     return {o["id"] for o in data["objects"] if o["type"] != "marking-definition"}
@@ -548,6 +549,21 @@ def test_export_contains_only_visible_objects(world: World, tmp_path: Path) -> N
     assert {*world.maritime, world.jpn_only, world.eyes_only} <= tanaka
     sato = exported(world, "sato")  # 秘: the 秘 // REL TO JPN object, nothing 極秘
     assert world.jpn_only in sato and not sato & set(world.maritime)
+
+
+def test_an_export_says_the_classification_of_the_whole(world: World,
+                                                        tmp_path: Path) -> None:
+    """Each object in the bundle carries its markings, but the file as a whole must be
+    marked too: the banner of all it holds, in the reader's words, joined (the highest
+    level, the caveats and communities of each, the partners every object is released
+    to)."""
+    r = run("export", world.dir, "--as", "tanaka", "-o", tmp_path / "t.json")
+    assert r.stderr.splitlines()[1] == \
+        "the bundle as a whole: 極秘 // JPNEO // MARITIME // REL TO JPN"
+    r = run("export", world.dir, "--as", "aroha")
+    wrote, whole = r.stderr.splitlines()
+    assert wrote == f"Wrote {len(json.loads(r.stdout)['objects'])} objects to standard output"
+    assert whole == "the bundle as a whole: SECRET // MARITIME // REL TO JPN, NZL"
 
 
 def test_export_bundle_passes_the_node_view(world: World) -> None:

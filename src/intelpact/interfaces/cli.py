@@ -31,7 +31,7 @@ from ..crypto.tls import check_key_pair
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
-from ..model import banner
+from ..model import Label, banner, join_all
 from ..model.decisions import ROLES
 from ..services.node import Node
 from ..services.people import Principal
@@ -492,23 +492,35 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
 def export(node_dir: Path, as_name: str, output: Path) -> None:
     """Write a STIX bundle of the latest version of everything a person may see.
 
-    Its JSON escapes the characters `get` escapes. A file is made readable by its owner
+    Each object carries its own markings; the classification of the bundle as a whole
+    (every object's banner joined, in the person's words: one line for each agreement)
+    is printed on standard error, for marking the file or the medium it goes on. Its
+    JSON escapes the characters `get` escapes. A file is made readable by its owner
     alone (0600), and only where nothing is: an existing file, or a symbolic link (even
     to nowhere), is refused, never written over or through."""
     import uuid
 
     node = Node.open(node_dir)
     principal = node.people.as_person(as_name)
+    party = principal.person.party
+    by_agreement: dict[str, list[Label]] = {}
     with nullcontext(None) if str(output) == "-" else _new_private(output) as fh:
-        objects = [obj for _, obj in _visible(node, principal, "export")]
+        objects = []
+        for row, obj in _visible(node, principal, "export"):
+            label = node.shown_labels(row, obj).banner
+            by_agreement.setdefault(label.agreement, []).append(label)
+            objects.append(obj)
         bundle = _json({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
                         "objects": objects}, indent=1)
         if fh is None:
             click.echo(bundle)
         else:
             fh.write(bundle + "\n")
-    if fh is not None:
-        err.print(f"Wrote {len(objects)} objects to {output}")
+    err.print(f"Wrote {len(objects)} objects to {'standard output' if fh is None else output}",
+              markup=False)
+    for labels in by_agreement.values():
+        err.print(banner_line(f"the bundle as a whole: "
+                              f"{banner(join_all(labels), node.agreement, party)}"))
     node.close()
 
 
