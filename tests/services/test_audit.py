@@ -1140,6 +1140,35 @@ def test_sampled_refusals_are_recorded_without_waiting_for_the_next_or_a_clean_c
     assert counted() == [1, 4]  # nothing held twice
 
 
+def test_a_sampled_count_whose_write_failed_is_written_by_the_next_round(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer took the counts due and dropped them when the write failed (a full disk,
+    a locked store): the refusals they stood for were never recorded. They are kept, and
+    written by the next round."""
+    clock = [0.0]
+    sampled = Sampled(node.audit, "refuse", every=10.0, clock=lambda: clock[0])
+    before = node.store.audit_size()
+    for now in (0.0, 1.0, 2.0):
+        sampled.record("NZL", now, party="NZL", reason=f"refused at {now}")
+    record = node.audit.record
+
+    def failing(*events: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(node.audit, "record", failing)
+    clock[0] = 10.0
+    sampled._due()  # the write fails: logged, the count kept
+    monkeypatch.setattr(node.audit, "record", record)
+    sampled.record("NZL", 11.0, party="NZL", reason="refused at 11.0")
+    clock[0] = 20.0
+    sampled._due()
+    counted = [json.loads(e.body)["refusals"]
+               for e in node.store.audit_events(before, node.store.audit_size())]
+    assert counted == [1, 3]  # the first, then the two of the failed round and 11.0's
+    sampled.flush()
+    assert node.store.audit_size() == before + 2  # nothing held twice
+
+
 # -- numbering: what makes a partner's view complete ---------------------------------------
 
 

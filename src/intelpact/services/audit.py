@@ -1613,10 +1613,11 @@ class Sampled:
     since the last record, with the fields of the latest). A count is recorded as soon as
     its window has passed, from a timer (:meth:`_due`), not when the same key comes
     again: a burst followed by silence is in the log within ``every`` seconds, and a
-    crash loses at most that much. Counts still held when the node closes are recorded
-    then (:meth:`flush`), as are those of keys forgotten to bound memory (more than
-    ``most``). The sum of ``refusals`` is every event: a flood cannot fill the log, and
-    none goes unrecorded."""
+    crash loses at most that much; a count whose write fails is kept for the next
+    round. Counts still held when the node closes are recorded then (:meth:`flush`), as
+    are those of keys forgotten to bound memory (more than ``most``). The sum of
+    ``refusals`` is every event: a flood cannot fill the log, and none goes
+    unrecorded."""
 
     def __init__(self, audit: AuditLog, kind: str, *, every: float = 10.0,
                  most: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
@@ -1660,23 +1661,29 @@ class Sampled:
         now = self.clock()
         with self._lock:
             self._timer = None
-            held = []
+            taken = []
             for key, (last, count) in self._counts.items():
                 if count and now - last >= self.every:
-                    fields = self._latest.pop(key)
-                    held.append(self.audit.event(self.kind, **fields, refusals=count))
+                    taken.append((key, self._latest.pop(key), count))
                     self._counts[key] = (now, 0)
             waiting = [last + self.every - now for last, count in self._counts.values()
                        if count]
             if waiting:
                 self._arm(min(waiting))
-        if not held:
+        if not taken:
             return
         try:
-            self.audit.record(*held)
+            self.audit.record(*(self.audit.event(self.kind, **fields, refusals=count)
+                                for _, fields, count in taken))
         except Exception:  # noqa: BLE001 - a thread of its own: nothing above it to tell
-            log.exception("%d sampled %s record(s) could not be written", len(held),
-                          self.kind)
+            log.exception("%d sampled %s record(s) could not be written; kept for the "
+                          "next round", len(taken), self.kind)
+            with self._lock:  # counted again, the newer fields kept, and tried again
+                for key, fields, count in taken:
+                    last, since = self._counts.get(key, (now, 0))
+                    self._counts[key] = (last, since + count)
+                    self._latest.setdefault(key, fields)
+                self._arm(self.every)
 
     def _forget(self, now: float) -> list[AuditEvent]:
         """Under the lock: forget the keys with nothing recorded for ``every`` seconds;
