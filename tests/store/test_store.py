@@ -39,11 +39,13 @@ from intelpact.store.base import (
     SessionRecord,
     StatusRecord,
     StoreError,
+    contains_pattern,
     filed_under,
     label_from_key,
     label_key,
     normalise_timestamp,
 )
+from intelpact.store.postgres import PostgresStore
 from intelpact.store.sqlite import SQLiteStore, _fold_sql, migrations
 
 import pg
@@ -1538,6 +1540,75 @@ def test_short_text_looks_only_at_the_newest_rows(store: Store,
     # the newest 3 rows the reader may see are 6, 5 and 4 (7 is not theirs); 4 has "yq"
     assert found("zq") == [rows[5].object_id, rows[4].object_id]
     assert found("xzq") == [r.object_id for r in reversed(rows) if r is not rows[3]]
+
+
+def test_text_holding_like_wildcards_is_found_as_written(store: Store) -> None:
+    """Both stores look for a text with a LIKE as well as their index (SQLite for text too
+    short for a trigram, PostgreSQL first of all, along its trigram index): ``%``, ``_``
+    and a backslash in it are the characters, not patterns."""
+    names = ["50% off", "500 off", "a_b", "axb", "back\\slash", "backslash"]
+    store.add_objects("c1", [obj(n, body=json.dumps({
+        "id": f"indicator--00000000-0000-4000-8000-{n:012d}", "name": name}))
+        for n, name in enumerate(names, 1)])
+    readable = ids_for(store, LOW)
+    for text, wanted in (("%", [1]), ("0%", [1]), ("0% o", [1]), ("_", [3]), ("a_b", [3]),
+                         ("\\", [5]), ("k\\s", [5]), ("o", [1, 2])):
+        page = store.query("c1", readable, Query(text=text))
+        assert [int(r.object_id[-3:]) for r in page.rows] == wanted, text
+
+
+def test_postgresql_searches_along_its_trigram_index() -> None:
+    """Migration 0041 makes a trigram index (pg_trgm) of the folded text, and the search
+    asks whether a version holds the text as that index is written, so that a rare word
+    is found along it, not by reading every version (written with chr(10) for E'\\n',
+    the planner did not match it to the index, which went unused)."""
+    from intelpact.store.postgres import _HOLDS_TEXT
+
+    url = pg.database_url()
+    store = open_store(url)
+    try:
+        store.add_collection(Collection("c1", "one", "", "intel"))
+        store.add_objects("c1", [_named(n, f"harbour {n}") for n in range(1, 30)])
+        with psycopg.connect(url) as c:
+            c.execute("SET enable_seqscan = off")  # a table this small is read whole else
+            plan = "\n".join(str(r[0]) for r in c.execute(
+                f"EXPLAIN SELECT h.seq FROM objects_folded h WHERE {_HOLDS_TEXT}",
+                (contains_pattern("harbour 7"),)))
+        assert "objects_folded_trigrams" in plan, plan
+        page = store.query("c1", ids_for(store, LOW), Query(text="Harbour 7"))
+        assert [r.object_id[-3:] for r in page.rows] == ["007"]
+    finally:
+        store.close()
+
+
+def test_a_postgresql_role_that_may_not_make_pg_trgm_still_migrates_and_searches() -> None:
+    """Where the node's role may not create the extension (no CREATE on the database),
+    migration 0041 makes no index, and the search reads every version, as before it."""
+    url = pg.database_url()
+    role = f"plain_{uuid.uuid4().hex[:8]}"
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute('DROP INDEX objects_folded_trigrams')
+        c.execute("DROP EXTENSION pg_trgm")
+        c.execute("DELETE FROM schema_migrations WHERE version = 41")
+        c.execute(f'CREATE ROLE "{role}" LOGIN')
+        c.execute(f'REVOKE CREATE ON DATABASE "{name}" FROM PUBLIC')
+        c.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+        c.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        c.execute(f'GRANT ALL ON SCHEMA public TO "{role}"')
+    store = open_store(url.replace("://postgres@", f"://{role}@", 1))
+    assert isinstance(store, PostgresStore)
+    try:
+        assert store.schema_version == migrations()[-1][0]
+        store.add_collection(Collection("c1", "one", "", "intel"))
+        store.add_objects("c1", [_named(n, f"harbour {n}") for n in range(1, 4)])
+        page = store.query("c1", ids_for(store, LOW), Query(text="harbour 2"))
+        assert [r.object_id[-3:] for r in page.rows] == ["002"]
+    finally:
+        store.close()
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                         "'objects_folded_trigrams'").fetchone() == (0,)
 
 
 def _named(n: int, name: str, label: Label = LOW) -> NewObject:

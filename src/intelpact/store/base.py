@@ -249,6 +249,11 @@ def fold_text(text: str) -> str:
     return text.casefold()
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character backslash) for text that holds ``text``."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 @dataclass(frozen=True)
 class Query:
     """TAXII filters. ``versions``: "last", "first", "all" or normalised timestamps."""

@@ -65,6 +65,7 @@ from .base import (
     StoreError,
     StoreFull,
     StoreUnavailable,
+    contains_pattern,
     fold_text,
     label_from_key,
     label_key,
@@ -186,6 +187,12 @@ _TEXT = ("(SELECT " + " || chr(10) || ".join(  # noqa: S608 - constant SQL
     f"CASE WHEN o.has_portions = 0 THEN f.{p} WHEN (SELECT {_MARKED.format(p=p)} "  # noqa: S608
     f"FROM {_BODY}) THEN '' ELSE f.{p} END" for p in ("name", "description"))
     + " FROM objects_folded f WHERE f.seq = o.seq)")
+# Whether a version's folded name and description (``h``, objects_folded) hold a text: a
+# LIKE of the expression the trigram index (migration 0041) is made of, written as it is
+# (E'\n', not chr(10): the planner does not match that to the index), which the index
+# answers for text of three characters or more, where pg_trgm could be made; else it is
+# tested row by row.
+_HOLDS_TEXT = "h.name || E'\\n' || h.description LIKE %s ESCAPE '\\'"
 # A granular-marked name or description (a portion) is searched where the label gating it
 # (object_portions, migration 0020) is one the reader may read: a parameter per portion
 # for the readable label ids, then one for the text.
@@ -376,7 +383,9 @@ class PostgresStore(Store):
     def _analyse(self) -> None:
         try:
             with self._pool.connection() as conn:
-                conn.execute("ANALYZE objects")
+                # objects_folded too: its statistics (and its trigram index's) tell the
+                # planner how rare a searched text is, and so to look it up in the index
+                conn.execute("ANALYZE objects, objects_folded")
         except Exception:  # noqa: BLE001 - autovacuum will do it later; queries still answer
             log.warning("could not refresh the planner's statistics of objects",
                         exc_info=True)
@@ -1180,13 +1189,13 @@ def select(collection_id: str, readable: Sequence[int], query: Query) -> tuple[s
     if query.ids:
         where.append("o.object_id = ANY(%s::text[])")
         params.append(list(query.ids))
-    if query.text:  # no text index: the folded name and description, row by row
+    if query.text:
         text = query.text  # folded by fold_text (PostgresStore.query)
         # first whether the row's folded text holds it at all, which the checks below
-        # need, quickly: on each row as it is read, before the version choice's look-up
-        where.append("EXISTS (SELECT 1 FROM objects_folded h WHERE h.seq = o.seq AND "
-                     "strpos(h.name || chr(10) || h.description, %s) > 0)")
-        params.append(text)
+        # need (_HOLDS_TEXT: along the trigram index, where there is one)
+        where.append(f"EXISTS (SELECT 1 FROM objects_folded h WHERE h.seq = o.seq AND "  # noqa: S608
+                     f"{_HOLDS_TEXT})")
+        params.append(contains_pattern(text))
         # the unmarked name and description, or a portion whose label they may read
         where.append(f"(strpos({_TEXT}, %s) > 0 OR {_PORTION_TEXT})")
         params.append(text)

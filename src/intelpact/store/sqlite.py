@@ -68,6 +68,7 @@ from .base import (
     StoreError,
     StoreFull,
     cited_markings,
+    contains_pattern,
     event_object_ids,
     filed_under,
     fold_text,
@@ -2550,8 +2551,7 @@ def _search(query: Query, where: list[str], params: list[Any], collection_id: st
         else:  # too short for a trigram: the index's table is scanned, only from the
             # SHORT_TEXT_ROWS-th newest row the reader may see (a rowid range for FTS5)
             where.append(f"t.{column} LIKE ? ESCAPE '\\'")
-            params.append("%" + query.text.replace("\\", "\\\\").replace("%", "\\%")
-                          .replace("_", "\\_") + "%")
+            params.append(contains_pattern(query.text))
             if floor is None:
                 window, more = _window(collection_id, readable)
                 where.append(f"t.rowid >= ({window})")

@@ -1,0 +1,3 @@
+-- PostgreSQL's trigram index for the search (postgres/0041_search_trigrams.sql). SQLite
+-- has had one since migration 0011 (FTS5, trigram tokenizer): nothing to do here, and the
+-- two stores keep one numbering.
