@@ -253,3 +253,20 @@ def test_signed_text_only_for_the_object_just_signed_and_unchanged() -> None:
     fourth = sign_object(OBJ, key, "JPN")
     fourth["extensions"] = dict(fourth["extensions"])
     assert signed_text(fourth) is None
+
+
+def test_an_object_s_signature_is_no_protocol_message_signature() -> None:
+    """The node's key signs objects and protocol messages alike: a payload shaped like
+    what an object's signature covers is neither signed nor verified as a message
+    (tests/services/test_consent.py has the consent token such a signature forged)."""
+    from intelpact.services.federation import sign_payload, verify_payload
+    key = Ed25519PrivateKey.generate()
+    message = {"intelpact_consent": 1, "originator": "JPN", "objects": {}}
+    signed = sign_object({**OBJ, **message}, key, "JPN")
+    entry = signatures(signed)[-1]
+    view = copy.deepcopy(signed)
+    del signatures(view)[-1]["value"]
+    assert not verify_payload(key.public_key(), entry["value"], view)
+    with pytest.raises(SignatureError, match="signatures extension"):
+        sign_payload(key, view)
+    assert verify_payload(key.public_key(), sign_payload(key, message), message)

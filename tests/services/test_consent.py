@@ -1005,3 +1005,34 @@ def test_a_holder_asks_to_pass_on_only_what_went_to_it_and_was_not_recalled(
     jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="source at risk")
     assert asking([row.version]) == (f"JPN recalled {obj['id']} from NZL: nothing of it is "
                                      "passed on")
+
+
+def test_a_stix_object_signed_by_the_originator_is_no_consent_token(serving: Trio) -> None:
+    """Regression: the node's key signs every object its people publish, over the RFC 8785
+    form of the object (its signature value left out), and protocol messages over the
+    RFC 8785 form of their body, with nothing to tell the two apart. A JPN analyst (no
+    officer: none may consent) published a custom object whose properties are those of a
+    consent token; its signed form, read back, verified as a token JPN signed, and NZL
+    passed JPN's object on to AUS on it with no consent given."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    other = shared(jpn, nzl, "never consented to")
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    genuine = next(token_of(nzl, r.request_id)["consent"] for r in nzl.store.consents()
+                   if r.token is not None)
+    now = normalise_timestamp(utc_now().isoformat())
+    crafted = {**genuine, "type": "x-memo", "id": f"x-memo--{uuid.uuid4()}",
+               "spec_version": "2.1", "created": now, "modified": now,
+               "objects": {other["id"]: [object_version(other)]}, "hashes": {}}
+    analyst = jpn.people.as_person("analyst").person
+    status = jpn.publisher.publish(analyst, jpn.default_collection().collection_id,
+                                   [crafted], marking=MarkingRequest("秘", (), ()))
+    assert status.body["failure_count"] == 0, status.body
+    (stored,) = jpn.get(jpn.people.as_person("analyst"), crafted["id"])
+    entry = signatures(stored)[-1]
+    view = copy.deepcopy(stored)
+    del signatures(view)[-1]["value"]
+    token = {"consent": view, "key_id": entry["thumbprint"], "signature": entry["value"]}
+    refused = post(nzl, aus, held_at(nzl, other["id"]), [token])
+    assert "not signed by a key of JPN" in refused.get(other["id"], "(accepted)")
+    assert other["id"] not in visible_ids(aus)

@@ -35,8 +35,8 @@ from ..errors import IntelpactError
 from ..model.markings import SIGNATURES_EXTENSION_ID
 from .keys import key_id, public_raw
 
-__all__ = ["SIGNATURES_EXTENSION_ID", "SignatureError", "canonical", "sign_object",
-           "signatures", "signed_text", "verify_object"]
+__all__ = ["SIGNATURES_EXTENSION_ID", "SignatureError", "canonical", "object_signed_view",
+           "sign_object", "signatures", "signed_text", "verify_object"]
 
 
 class SignatureError(IntelpactError):
@@ -103,6 +103,19 @@ def canonical(obj: Any) -> bytes:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise SignatureError(f"cannot canonicalise the object: {exc}") from None
+
+
+def object_signed_view(payload: Any) -> bool:
+    """Whether ``payload`` is shaped like what an object's signature covers: a JSON
+    object carrying the signatures extension. The node's key signs the objects its
+    people publish, whatever else they hold; a protocol message (a consent token, a
+    notice, a card) signed with the same key must never be one of those, or an object
+    someone published and had signed would pass for a message the node never sent
+    (``services/federation.py``, ``sign_payload`` and ``verify_payload``)."""
+    if not isinstance(payload, Mapping):
+        return False
+    extensions = payload.get("extensions")
+    return isinstance(extensions, Mapping) and SIGNATURES_EXTENSION_ID in extensions
 
 
 def _signed_view(obj: Mapping[str, Any], entry_index: int) -> dict[str, Any]:

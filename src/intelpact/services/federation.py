@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..crypto.keys import KeyFileError, key_id, public_key_b64, public_key_from_b64, public_raw
-from ..crypto.signing import SignatureError, canonical, verify_object
+from ..crypto.signing import SignatureError, canonical, object_signed_view, verify_object
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
 from ..model import Label, Markings, PartnerNode, Policy, parse_marking
@@ -173,12 +173,25 @@ class Identity:
 
 
 def sign_payload(key: Ed25519PrivateKey, payload: Any) -> str:
+    """The signature of a protocol message, over ``payload``'s RFC 8785 form. Never one
+    shaped like a STIX object's signed form (``object_signed_view``): the same key signs
+    those."""
+    if object_signed_view(payload):
+        raise SignatureError("a protocol message carrying the signatures extension would "
+                             "read as a signed STIX object: not signed")
     return base64.b64encode(key.sign(canonical(payload))).decode("ascii")
 
 
 def verify_payload(public: Ed25519PublicKey, signature: str, payload: Any) -> bool:
     """Whether ``signature`` verifies over ``payload``'s RFC 8785 form. A payload that has
-    none (an integer beyond ±(2**53 - 1), say) was signed by no one: False, not raised."""
+    none (an integer beyond ±(2**53 - 1), say) was signed by no one: False, not raised.
+    Nor was one shaped like what a STIX object's signature covers (the object, its
+    signature's value left out: ``object_signed_view``): the node's key signs every
+    object its people publish, so a signature over one is no message from the node
+    (a custom object with the properties of a consent token would otherwise pass for
+    one its originator signed)."""
+    if object_signed_view(payload):
+        return False
     try:
         public.verify(base64.b64decode(signature, validate=True), canonical(payload))
         return True
