@@ -270,3 +270,22 @@ def test_an_object_s_signature_is_no_protocol_message_signature() -> None:
     with pytest.raises(SignatureError, match="signatures extension"):
         sign_payload(key, view)
     assert verify_payload(key.public_key(), sign_payload(key, message), message)
+
+
+def test_a_signature_value_spelt_with_other_padding_bits_is_refused() -> None:
+    """64 bytes in base64 end in a character whose last 4 bits are padding: 16 spellings
+    of one signature. The value is outside what it signs, so each re-spelling was a new
+    body (another hash) of the same signed version: a relaying holder could make one,
+    which then stood, at a node that took it first, as a conflict for the originator's
+    genuine body. One signature, one spelling, as for the audit log's notes."""
+    key = Ed25519PrivateKey.generate()
+    signed = sign_object(OBJ, key, "JPN")
+    value = signatures(signed)[-1]["value"]
+    assert value.endswith("==")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(value[-3])
+    respelt = copy.deepcopy(signed)
+    signatures(respelt)[-1]["value"] = value[:-3] + alphabet[last ^ 1] + "=="
+    with pytest.raises(SignatureError, match="not canonical base64"):
+        verify_object(respelt, "JPN", keys(key))
+    assert verify_object(signed, "JPN", keys(key))

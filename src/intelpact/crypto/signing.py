@@ -261,10 +261,18 @@ def verify_object(obj: Mapping[str, Any], signer: str,
     if key is None:
         raise SignatureError(f"{oid}: signed with key {thumb!r}, which is not a pinned key "
                              f"of {signer}")
+    text = entry.get("value")
     try:
-        value = base64.b64decode(str(entry.get("value", "")), validate=True)
+        if not isinstance(text, str):
+            raise ValueError(text)
+        value = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError(f"{oid}: the signature value is not base64") from None
+    if base64.b64encode(value).decode("ascii") != text:
+        # another spelling of the same bytes (padding bits set): the value is outside
+        # what it signs, so each spelling would be another body of the same version
+        raise SignatureError(f"{oid}: the signature value is not canonical base64",
+                             hint="send the object as its originator signed it")
     try:
         key.verify(value, canonical(_signed_view(obj, len(entries) - 1)))
     except InvalidSignature:
