@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from intelpact.crypto import (
     KeyFileError,
     generate_signing_key,
     key_id,
+    keys,
     load_signing_key,
     public_key_b64,
 )
@@ -142,3 +146,46 @@ def test_a_node_secret_that_is_not_64_hex_digits_is_refused(
                                            r"\(64 hexadecimal digits\)") as refused:
         node_secret(path, hint="do this")
     assert refused.value.hint == "do this" and path.read_bytes() == content
+
+
+def test_a_node_secret_made_by_two_processes_at_once_is_one_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes open a node whose secret is not made yet (a command run as an older
+    node is first opened by a new intelpact): the second finds the first's file after it
+    is created, before a byte of it is written. It read an empty file and was refused
+    ("not a secret of this node": restore from backup); a key file appears whole or not
+    at all."""
+    path = tmp_path / "keys" / "cursors.key"
+    other: list[object] = []
+    fchmod = os.fchmod
+
+    def the_other_process_opens_the_node(fd: int, mode: int) -> None:
+        fchmod(fd, mode)
+        if not other:  # the first file made, not yet written
+            other.append(None)
+            try:
+                other[0] = node_secret(path)
+            except KeyFileError as exc:
+                other[0] = exc
+
+    monkeypatch.setattr(keys.os, "fchmod", the_other_process_opens_the_node)
+    mine = node_secret(path)
+    assert other == [mine]
+    assert node_secret(path) == mine and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert os.listdir(path.parent) == ["cursors.key"]  # nothing left beside it
+
+
+def test_a_key_file_cut_short_by_a_crash_is_not_left_behind(tmp_path: Path) -> None:
+    """A process killed as it writes a key file (a node opened for the first time, a
+    rotation's staged key) left an empty file under the key's name, which every later
+    opening refused; none is left, and the next one makes the file."""
+    path = tmp_path / "keys" / "audit-events.key"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from intelpact.crypto.keys import node_secret\n"
+        "os.fchmod = lambda fd, mode: os._exit(9)\n"
+        "node_secret(Path(sys.argv[1]))\n"), str(path)], check=False)
+    assert killed.returncode == 9
+    assert not path.exists()
+    assert re.fullmatch(r"[0-9a-f]{64}", node_secret(path))

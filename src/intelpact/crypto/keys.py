@@ -36,32 +36,51 @@ class KeyFileError(IntelpactError):
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0o600 and write ``data``; refuse if it already exists.
+    """Create ``path`` with mode 0o600 holding ``data``; refuse if it already exists.
 
-    ``O_EXCL`` makes the check and the creation one step, so a key is never
-    written over an existing file, and the mode is set before any byte lands.
-    Raises :class:`KeyFileError`.
+    The file appears whole or not at all: ``data`` is written and flushed to a new file
+    of a name of its own beside it (mode 0o600 before any byte lands), which is then
+    hard-linked as ``path``; the link, like ``O_EXCL``, fails if ``path`` exists, so a
+    key is never written over an existing file. Another process never finds ``path``
+    empty or cut short while it is written, nor does a crash leave it so (only the file
+    beside it, never used). Raises :class:`KeyFileError`.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    exists = KeyFileError(f"{path}: already exists; refusing to overwrite a key file",
+                          hint="move the existing file away first, or use it as it is")
+    if path.exists():
+        raise exists
+    new = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key file",
-                           hint="move the existing file away first, or use it as it is"
-                           ) from None
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot create: {exc.strerror}",
                            hint="check that the directory exists and is writable") from None
     try:
-        os.fchmod(fd, 0o600)  # the umask cannot loosen it, but be explicit
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise KeyFileError(f"{path}: cannot write: {exc.strerror}",
-                           hint="check free space and permissions") from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fd, 0o600)  # the umask cannot loosen it, but be explicit
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot write: {exc.strerror}",
+                               hint="check free space and permissions") from None
+        try:
+            os.link(new, path)
+        except FileExistsError:
+            raise exists from None
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot create: {exc.strerror}",
+                               hint="keep the node directory on a file system with hard "
+                               "links (any local Linux one)") from None
+    finally:
+        new.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the name, too, survives a crash
+    finally:
+        os.close(dir_fd)
 
 
 def node_secret(path: Path, *, hint: str = RESTORE) -> str:
