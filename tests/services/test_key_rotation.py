@@ -41,6 +41,7 @@ from intelpact.services.federation import (
     KeyRetired,
     ProofNeeded,
     SignedRequest,
+    make_card,
     sign_payload,
     sign_request,
 )
@@ -570,3 +571,25 @@ def test_the_command_says_at_what_size_the_old_key_is_retired(
     assert " ".join(result.output.split()) == (
         f"Rotated the signing key {old_id} -> {new_id}; {old_id} is retired at the audit "
         f"checkpoint of size {bound}; announcement queued for NZL")
+
+
+def test_a_card_carrying_a_key_the_partner_retired_is_not_pinned_again(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a partner's card made before it rotated its key (an old copy, kept in
+    an archive or sent again by mistake) is still a valid card, and pinning it replaced
+    the partner's current key by the retired one: every request the partner signed with
+    its current key was refused, and what the retired key signs (a consent token, from a
+    backup that leaked, say) passed for the partner's current word. A retired key is
+    never pinned again."""
+    jpn, nzl = jpn_nzl
+    old_card = make_card(jpn.identity)
+    old_id = jpn.identity.key_id
+    new_id = jpn.rotate_key()
+    with serving_federation(nzl):
+        push(jpn, "NZL")
+    assert nzl.federation.peers()["JPN"].key_id == new_id
+    with pytest.raises(FederationError, match=f"JPN retired key {old_id}"):
+        nzl.federation.add_peer(old_card)
+    assert nzl.federation.peers()["JPN"].key_id == new_id
+    # the current card is pinned again as ever
+    assert nzl.federation.add_peer(make_card(jpn.identity))[0].key_id == new_id

@@ -643,6 +643,16 @@ class Federation:
     def add_peer(self, card: Any) -> tuple[PeerRecord, int]:
         """Pin a partner from its card; queue everything already releasable to it."""
         peer = check_card(card, self.me, self.policy.agreement.parties)
+        bound = self.store.retired_keys(peer.party).get(peer.key_id)
+        if bound is not None:
+            # an old card, made before a rotation: pinned, the retired key would be taken
+            # for the partner's current one (its consent tokens, its requests)
+            raise FederationError(f"the card carries {peer.party}'s key {peer.key_id}, but "
+                                  f"{peer.party} retired key {peer.key_id} in a key rotation "
+                                  f"(it signs nothing past its audit checkpoint of size "
+                                  f"{bound}): an old card is not pinned again",
+                                  hint=f"ask {peer.party} for its current card (intelpact card "
+                                  "DIR)")
         # a request's sender is the partner whose card pins the client's TLS certificate
         # (tls_sender): one certificate names one partner
         mine = self.me.tls_cert_pem and x509.load_pem_x509_certificate(
