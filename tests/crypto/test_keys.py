@@ -189,3 +189,36 @@ def test_a_key_file_cut_short_by_a_crash_is_not_left_behind(tmp_path: Path) -> N
     assert killed.returncode == 9
     assert not path.exists()
     assert re.fullmatch(r"[0-9a-f]{64}", node_secret(path))
+
+
+# The Edwards y-coordinates of Ed25519's points of small order (orders 1, 2, 4 and 8),
+# the non-canonical y = p and p + 1 included, as libsodium's blocklist has them; each
+# with either sign bit. tests check them against OpenSSL, not against this list only.
+SMALL_ORDER = ["00" * 32, "01" + "00" * 31,
+               "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+               "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+               "ec" + "ff" * 30 + "7f", "ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f"]
+
+
+@pytest.mark.parametrize("raw", [bytes.fromhex(y[:-2]) + bytes([int(y[-2:], 16) | sign])
+                                 for y in SMALL_ORDER for sign in (0, 0x80)])
+def test_a_public_key_of_small_order_is_refused(raw: bytes) -> None:
+    """Under a key of small order OpenSSL verifies the signature (identity, 0) over a
+    good share of all messages (every one, for the identity): whoever pins one takes
+    anyone's words as its holder's."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    weak = Ed25519PublicKey.from_public_bytes(raw)
+    forged = bytes([1]) + bytes(63)
+    verified = 0
+    for i in range(64):
+        try:
+            weak.verify(forged, b"message %d" % i)
+            verified += 1
+        except InvalidSignature:
+            pass
+    assert verified  # what makes it weak, seen by OpenSSL itself
+    with pytest.raises(KeyFileError, match="small order"):
+        keys.public_key_from_b64(base64.b64encode(raw).decode())
+    good = public_key_b64(Ed25519PrivateKey.generate())
+    assert public_raw(keys.public_key_from_b64(good)) == base64.b64decode(good)

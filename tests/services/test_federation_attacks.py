@@ -909,3 +909,21 @@ def test_the_courier_waits_out_a_429_and_loses_nothing(trio: dict[str, Node]) ->
         assert courier.deliver_notices("JPN") == 1
     assert stored(jpn, second["id"]) and not stored(jpn, first["id"])  # recalled: purged
     assert nzl.store.pending("JPN", 10) == [] and nzl.store.pending_notices("JPN", 10) == []
+
+
+def test_a_card_whose_key_every_signature_verifies_under_is_not_pinned(
+        trio: dict[str, Node]) -> None:
+    """Regression: Ed25519 verification (OpenSSL's, as RFC 8032 lets it) takes a public
+    key of small order, the identity point say, under which one signature, the identity
+    and zero, verifies any message at all. A card carrying one was pinned: its own
+    signature was that one, and every object, consent token or notice anyone made "from"
+    that partner verified after. Such keys are refused wherever a key is read."""
+    from intelpact.crypto.keys import key_id
+    jpn, aus = trio["JPN"], trio["AUS"]
+    identity = bytes([1]) + bytes(31)
+    body = {k: v for k, v in make_card(aus.identity).items() if k != "signature"}
+    body.update(public_key=base64.b64encode(identity).decode(), key_id=key_id(identity))
+    card = {**body, "signature": base64.b64encode(identity + bytes(32)).decode()}
+    with pytest.raises(FederationError, match="small order"):
+        jpn.federation.add_peer(card)
+    assert jpn.federation.peers()["AUS"].key_id == aus.identity.key_id

@@ -176,12 +176,31 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     return base64.b64encode(public_raw(key)).decode("ascii")
 
 
+# The Edwards y-coordinates (sign bit cleared) of the points of small order (1, 2, 4, 8),
+# with the non-canonical y = p and p + 1: libsodium's blocklist (ge25519_has_small_order).
+_SMALL_ORDER = frozenset(bytes.fromhex(y) for y in (
+    "00" * 32, "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f", "ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f"))
+
+
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
-    """The inverse of :func:`public_key_b64`; raises :class:`KeyFileError`."""
+    """The inverse of :func:`public_key_b64`; raises :class:`KeyFileError`. A key of
+    small order is refused: OpenSSL's verification (as RFC 8032 allows) takes, under one,
+    a signature anyone can make over a share of all messages (all of them, for the
+    identity point), so whoever pinned it would take anyone's words as its holder's."""
     try:
-        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+        raw = base64.b64decode(text, validate=True)
+        key = Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         raise KeyFileError("not a base64 Ed25519 public key (32 raw bytes)") from None
+    if raw[:31] + bytes([raw[31] & 0x7F]) in _SMALL_ORDER:
+        raise KeyFileError("a weak Ed25519 public key (a point of small order, under which "
+                           "anyone can make signatures that verify)",
+                           hint="a node makes its key with `intelpact init` or "
+                           "`intelpact key rotate`; ask the partner for its real card")
+    return key
 
 
 def key_id(public_raw: bytes) -> str:

@@ -202,8 +202,8 @@ def verify_payload(public: Ed25519PublicKey, signature: str, payload: Any) -> bo
 def _public(b64: str) -> Ed25519PublicKey:
     try:
         return public_key_from_b64(b64)
-    except KeyFileError:
-        raise FederationError("the card's public key is not a base64 Ed25519 key") from None
+    except KeyFileError as exc:
+        raise FederationError(f"the card's public key is refused: {exc.message}") from None
 
 
 # -- node cards -------------------------------------------------------------------------
