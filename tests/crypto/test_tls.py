@@ -7,7 +7,9 @@ a uvicorn server in front of a trivial ASGI app.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import ipaddress
 import shutil
 import socket
 import ssl
@@ -25,11 +27,16 @@ import pytest
 import requests
 import uvicorn
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intelpact.crypto import TlsError, fingerprint, make_self_signed
 from intelpact.crypto.tls import der_fingerprint, load_certificate
+from intelpact.services.courier import Courier
+from intelpact.store.base import PeerRecord
+
+from helpers import make_node
 
 
 @dataclass(frozen=True)
@@ -280,3 +287,78 @@ def test_curl_cacert(certs: dict[str, Node], https_url: str) -> None:
     assert (ok.returncode, ok.stdout) == (0, "hello"), ok.stderr
     bad = curl(certs["NZL"].cert, https_url)
     assert bad.returncode == 60, bad.stderr  # peer certificate cannot be authenticated
+
+
+# -- a partner's certificate issued by its agency's CA -----------------------------------
+
+def _issued(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], name: str,
+            folder: Path) -> tuple[Path, Path]:
+    """A server certificate for 127.0.0.1 issued by ``ca``, its file holding the chain
+    (the certificate, then the CA's), as an agency replaces ``tls/cert.pem``."""
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = ca_cert.not_valid_before_utc
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(ca_cert.not_valid_after_utc)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    folder.mkdir()
+    pem = serialization.Encoding.PEM
+    (folder / "cert.pem").write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_the_courier_trusts_a_partner_s_pinned_certificate_not_its_ca(tmp_path: Path) -> None:
+    """An agency replaces a node's tls/cert.pem with one its CA issued, the chain in the
+    file (docs/deployment.md, "TLS"); the card carries that file. The courier took the
+    whole of it as its trust store: any certificate the agency's CA issued for the
+    partner's address passed for the partner, and what was pushed went to whoever held
+    one. Only the certificate the card pins (its fingerprint) is trusted, also without
+    its chain."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agency CA")])
+    now = dt.datetime.now(dt.UTC)
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(hours=1))
+               .not_valid_after(now + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    pinned = _issued((ca_cert, ca_key), "NZL node", tmp_path / "nzl")
+    other = _issued((ca_cert, ca_key), "another host of the agency", tmp_path / "other")
+    node = make_node(tmp_path / "jpn", "JPN")
+    try:
+        pem = pinned[0].read_text()
+        peer = PeerRecord("NZL", "https://127.0.0.1", "", "", pem,
+                          fingerprint(pinned[0]), "", "")
+        for (cert, key), accepted in ((pinned, True), (other, False)):
+            with socket.create_server(("127.0.0.1", 0)) as probe:
+                port = probe.getsockname()[1]
+            server = uvicorn.Server(uvicorn.Config(
+                _app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                ssl_certfile=str(cert), ssl_keyfile=str(key)))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            try:
+                while not server.started:
+                    time.sleep(0.01)
+                with Courier(node) as courier:
+                    client = courier._client(peer)
+                    if accepted:
+                        assert client.get(f"https://127.0.0.1:{port}/").text == "hello"
+                    else:
+                        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY"):
+                            client.get(f"https://127.0.0.1:{port}/")
+            finally:
+                server.should_exit = True
+                thread.join(10)
+    finally:
+        node.close()

@@ -143,6 +143,27 @@ def der_fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def pinned_client_context(pem: str, pinned: str) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly one certificate: the one of ``pem`` (a
+    partner's card's certificate file, perhaps with its chain) whose fingerprint is
+    ``pinned``. Never the rest of the file: an agency's CA there would vouch for every
+    certificate it issued for the partner's address. Partial chains are allowed, so a
+    pinned certificate a CA issued is trusted on its own (the default from Python 3.13).
+    Raises :class:`TlsError` when no certificate of ``pem`` is the pinned one."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        certs = []
+    for cert in certs:
+        if der_fingerprint(cert.public_bytes(serialization.Encoding.DER)) == pinned:
+            ctx = ssl.create_default_context(
+                cadata=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            return ctx
+    raise TlsError(f"no certificate of the card has the pinned fingerprint {pinned}",
+                   hint="pin the partner again from its current card")
+
+
 def load_certificate(cert_path: Path) -> x509.Certificate:
     """Read the first certificate of a PEM file. Raises :class:`TlsError`."""
     cert_path = Path(cert_path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from ..crypto.tls import TlsError, pinned_client_context
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..store.base import (
@@ -102,7 +102,10 @@ class Courier:
         cached = self._clients.get(key)
         if cached is not None and cached[0] == peer.tls_fingerprint:
             return cached[1]
-        ctx = ssl.create_default_context(cadata=peer.tls_cert)  # trust only the pinned cert
+        try:  # trust the pinned certificate alone, not the CA its card's file may hold
+            ctx = pinned_client_context(peer.tls_cert, peer.tls_fingerprint)
+        except TlsError as exc:
+            raise FederationError(f"{peer.party}: {exc.message}", hint=exc.hint) from None
         cfg = self.node.config
         if cfg.tls_cert is None or cfg.tls_key is None:
             raise FederationError("this node has no TLS certificate for mutual TLS",
