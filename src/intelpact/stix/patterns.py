@@ -111,6 +111,12 @@ _SYMBOLS: Final = {
 # or b'...' lexes as the lexer lexes it: the identifier, then (perhaps) a string. The
 # string's [^'\\] leaves out surrogates, which the tests cannot show the library's runtime
 # to treat alike; 'bad' is any character that starts no token produced here.
+#
+# Every match starts where the last one ended, so finditer never searches: 'end' takes the
+# whitespace after the last token (left unmatched, it made finditer retry from each of its
+# characters, backtracking over the rest: quadratic), and 'int' takes a whole run of
+# digits (a run the lexer splits, '007' into '0', '0', '7', is given up, in _tokens;
+# matched '0' by '0', the float rule rescanned the rest of the run from each: quadratic).
 _B64: Final = "[A-Za-z0-9+/]"
 _TOKEN: Final = re.compile(rf"""
     [ \t\r\n]*
@@ -122,9 +128,10 @@ _TOKEN: Final = re.compile(rf"""
     | (?P<word>[A-Za-z_][A-Za-z0-9_-]*)
     | (?P<StringLiteral>'(?:[^'\\\ud800-\udfff]|\\['\\])*')
     | (?P<float>[+-]?[0-9]*\.[0-9]+)
-    | (?P<int>[+-]?(?:0|[1-9][0-9]*))
+    | (?P<int>[+-]?[0-9]+)
     | (?P<symbol>==|!=|<>|<=|>=|[=<>:.,()\[\]*])
     | (?P<bad>[^ \t\r\n])
+    | (?P<end>\Z)
     )""", re.VERBOSE)
 
 
@@ -134,9 +141,12 @@ def _tokens(pattern: str) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     for match in _TOKEN.finditer(pattern):
         group = match.lastgroup or "bad"  # every alternative is a named group
-        if group == "bad":
-            raise _Unknown
+        if group == "end":
+            break
         text = match[group]
+        if group == "bad" or (group == "int" and text.lstrip("+-").startswith("0")
+                              and len(text) > 1 + (text[0] in "+-")):
+            raise _Unknown  # digits after a leading 0: the lexer makes several tokens
         if group == "word":
             kind = _KEYWORDS.get(text) or ("IdentifierWithHyphen" if "-" in text
                                            else "IdentifierWithoutHyphen")
