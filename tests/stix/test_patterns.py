@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from antlr4 import InputStream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -218,6 +219,46 @@ def test_single_parse_matches_the_library_on_corpus_and_mutations() -> None:
         assert ok == library_accepts(pattern), pattern
         accepted += ok
     assert 0 < accepted < len(patterns_)  # both verdicts occur
+
+
+def test_the_library_lexer_reads_a_pattern_a_bounded_number_of_times(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """stix2patterns' ANTLR lexer rescanned the rest of a pattern from each quote of an
+    unterminated string with escaped quotes, and from each zero of a run of zeros:
+    quadratic, 10,000 characters took 32 s, in 2.1 and 2.0 alike. The library path stops
+    it at _LEXER_READS times over (counted here, not timed); every pattern the library
+    accepts is read once."""
+    reads = 0
+    consume = InputStream.consume
+
+    def counted(stream: InputStream) -> None:
+        nonlocal reads
+        reads += 1
+        assert reads <= 100 * stream.size, "the lexer reads the pattern again and again"
+        consume(stream)
+
+    monkeypatch.setattr(InputStream, "consume", counted)
+    for version in ("2.1", "2.0"):
+        for pattern in ("[x-a:b = '" + "\\'" * 2000 + "]", "[x-a:b = " + "0" * 4000 + "]",
+                        "[x-a:b = 'c'] OR [x-a:b = '" + "d\\'" * 2000):
+            reads = 0
+            problem = validate._library_problem(pattern, version)
+            assert problem is not None and problem.startswith(
+                f"stix2-patterns' lexer would read it more than {validate._LEXER_READS} times "
+                "over, as an unterminated string or digits after a leading 0 make it do"), problem
+            assert reads == validate._LEXER_READS * len(pattern) + 256, version
+    for pattern in sorted(corpus_patterns() | library_test_patterns() | BENCH):
+        reads = 0  # reference() is cached: it must not count earlier patterns' reads
+        if reference(pattern)[0]:
+            reads = 0
+            validate._library_problem(pattern, "2.1")
+            assert reads <= len(pattern), pattern
+    indicator = {"type": "indicator", "spec_version": "2.1", "pattern_type": "stix",
+                 "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+                 "created": "2016-04-06T20:03:48.000Z", "modified": "2016-04-06T20:03:48.000Z",
+                 "valid_from": "2016-01-01T00:00:00Z", "pattern": "[x-a:b = " + "0" * 5000 + "]"}
+    with pytest.raises(validate.StixValidationError, match="would read it more than"):
+        validate.validate_object(indicator)
 
 
 # --- the fast path ----------------------------------------------------------------------------

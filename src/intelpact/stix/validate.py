@@ -41,6 +41,9 @@ from antlr4 import (  # type: ignore[import-untyped]
 from cpe import CPE  # type: ignore[import-untyped]
 from rfc3986_validator import validate_rfc3986  # type: ignore[import-untyped]
 from stix2patterns.exceptions import STIXPatternErrorListener  # type: ignore[import-untyped]
+from stix2patterns.v20.validator import (  # type: ignore[import-untyped]
+    run_validator as run_v20_validator,
+)
 from stix2patterns.v21 import object_validator  # type: ignore[import-untyped]
 from stix2patterns.v21.grammars.STIXPatternLexer import (  # type: ignore[import-untyped]
     STIXPatternLexer,
@@ -57,7 +60,6 @@ from stix2patterns.v21.validator import (  # type: ignore[import-untyped]
 from stix2patterns.validator import (  # type: ignore[import-untyped]
     brackets_check,
 )
-from stix2patterns.validator import run_validator as run_pattern_validator
 
 from ..errors import IntelpactError
 from ..maritime.extension import AIS_EXTENSION_ID, MISSING, ais_problem
@@ -662,12 +664,43 @@ def _pattern_problem(pattern: str, version: Any) -> str | None:
     return _parse_pattern(pattern, version)
 
 
+_LEXER_READS: Final = 4
+"""How many times over stix2patterns' lexer may read a pattern (and 256 characters more)."""
+_NO_BRACKETS: Final = "FAIL: Error found at line 1:0. input is missing square brackets"
+
+
+class _TooCostly(Exception):
+    """stix2patterns' lexer read a pattern more than _LEXER_READS times over."""
+
+
+class _BoundedInput(InputStream):  # type: ignore[misc]
+    """A pattern as stix2patterns' lexer reads it, read at most _LEXER_READS times over.
+
+    The lexer reads a well-formed pattern once. But where the longest prefix some rule
+    matches overruns the token it makes, it reads on from the next character again:
+    every quote of an unterminated string with escaped quotes (``'\\'\\'...``) and
+    every zero of a run of zeros rescanned the rest, and 10,000 characters took 32 s."""
+
+    __slots__ = ("_left",)
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self._left = _LEXER_READS * len(pattern) + 256
+
+    def consume(self) -> None:
+        self._left -= 1
+        if self._left < 0:
+            raise _TooCostly
+        super().consume()
+
+
 def _run_v21(pattern: str) -> tuple[list[str], Any]:
     """stix2patterns' v2.1 ``run_validator``, step for step, but also returning the
     inspection it computes, so the pattern is parsed once (not twice: validator,
-    then ``Pattern(pattern).inspect()``). Verdicts are the library's own."""
+    then ``Pattern(pattern).inspect()``). Verdicts are the library's own. Raises
+    :class:`_TooCostly` where the lexer would read the pattern too often."""
     listener = STIXPatternErrorListener()
-    lexer = STIXPatternLexer(InputStream(pattern))
+    lexer = STIXPatternLexer(_BoundedInput(pattern))
     lexer.removeErrorListeners()
     parser = STIXPatternParser(CommonTokenStream(lexer))
     parser.removeErrorListeners()
@@ -679,7 +712,7 @@ def _run_v21(pattern: str) -> tuple[list[str], Any]:
     if listener.err_strings:
         errors = list(listener.err_strings)
         if not brackets_check(pattern):
-            errors.insert(0, "FAIL: Error found at line 1:0. input is missing square brackets")
+            errors.insert(0, _NO_BRACKETS)
         return errors, None
     inspection = InspectionListener()
     ParseTreeWalker.DEFAULT.walk(inspection, tree)
@@ -690,7 +723,7 @@ def _run_v21(pattern: str) -> tuple[list[str], Any]:
     except DuplicateQualifierTypeError as exc:
         errors.insert(0, "FAIL: " + exc.args[0])
     if not brackets_check(pattern):  # as the top-level run_validator does
-        errors.insert(0, "FAIL: Error found at line 1:0. input is missing square brackets")
+        errors.insert(0, _NO_BRACKETS)
     return errors, data
 
 
@@ -710,16 +743,20 @@ def _names_problem(comparisons: dict[str, Any]) -> str | None:
 
 def _library_problem(pattern: str, version: Any) -> str | None:
     """The pattern's first problem, found with stix2patterns' parser (~0.5 ms)."""
-    if version == "2.1":
-        errors, data = _run_v21(pattern)
-        if errors:
-            return str(errors[0])
-        comparisons = data.comparisons
-    else:
-        errors = run_pattern_validator(pattern, version)
-        if errors:
-            return str(errors[0])
-        comparisons = Pattern(pattern).inspect().comparisons
+    try:
+        if version == "2.1":
+            errors, data = _run_v21(pattern)
+        else:  # stix2patterns' run_validator for any other version, step for step
+            errors = run_v20_validator(_BoundedInput(pattern))
+            if not brackets_check(pattern):
+                errors.insert(0, _NO_BRACKETS)
+    except _TooCostly:
+        return (f"stix2-patterns' lexer would read it more than {_LEXER_READS} times over, as "
+                "an unterminated string or digits after a leading 0 make it do (it reads the "
+                "patterns it accepts once)")
+    if errors:
+        return str(errors[0])
+    comparisons = data.comparisons if version == "2.1" else Pattern(pattern).inspect().comparisons
     return _names_problem(comparisons)
 
 
