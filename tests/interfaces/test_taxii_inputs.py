@@ -85,6 +85,26 @@ def test_invalid_stix_is_reported_per_object_and_valid_objects_stored(
                             Query(ids=(good["id"],))).rows
 
 
+def test_a_bundle_among_an_envelopes_objects_is_refused_and_not_stored(
+        served: tuple[Node, str, str]) -> None:
+    """A bundle is not a STIX object. Posted among an envelope's objects, it passed
+    validation as a whole and was stored as one object of type 'bundle', labelled by its
+    own markings: the objects inside it (here another party's) were never labelled,
+    checked for their originator or release, or signed on their own."""
+    node, url, cid = served
+    marking = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])
+    theirs = national_marking(node.agreement, "NZL", "SECRET")
+    inside = indicator("another party's", object_marking_refs=[theirs["id"]])
+    bundle = {"type": "bundle", "id": "bundle--3d4ae0a4-4b3a-4ab4-9a51-4b2f3c1d7e8f",
+              "objects": [theirs, inside], "object_marking_refs": [marking["id"]]}
+    r = post(url, cid, json.dumps({"objects": [marking, bundle]}).encode())
+    assert r.status_code == 202
+    status = r.json()
+    assert status["success_count"] == 1 and status["failures"] == [
+        {"id": bundle["id"], "message": "a bundle cannot be inside a bundle or envelope"}]
+    assert not node.store.held([bundle["id"], inside["id"]])
+
+
 def test_a_malformed_ais_track_is_refused_with_its_reason(
         served: tuple[Node, str, str]) -> None:
     """One stored position whose latitude is not a number would break the console's map

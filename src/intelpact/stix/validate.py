@@ -887,7 +887,8 @@ def _check_object(obj: Any, allow_custom: bool) -> None:
     type_: str = obj["type"]
     _check_type(type_, oid)
     if type_ == "bundle":
-        raise _fail(oid, "a bundle cannot be inside a bundle or envelope")
+        raise _fail(oid, "a bundle cannot be inside a bundle or envelope",
+                    "a bundle is not a STIX object: send the objects it holds")
     # STIX 2.1 section 2.9: an identifier is '<type>--<UUID>', its type the object's own
     if not obj["id"].startswith(type_ + "--"):
         raise _fail(oid, f"property 'id' must start with {_show(type_ + '--')}, the object's "
@@ -1017,17 +1018,15 @@ def _guarded(check: Callable[[], None], obj: Any) -> None:
 def validate_object(obj: dict[str, Any], *, allow_custom: bool = False) -> None:
     """Validate one STIX 2.1 object; raise :class:`StixValidationError` on the first problem.
 
-    A bundle is validated as a whole (the bundle, then each object in it).
-    ``allow_custom=False`` rejects custom content that is not marked as such:
+    A bundle is not a STIX object (STIX 2.1 section 8), and is refused: each caller
+    validates an envelope's members one by one, and a bundle among them, accepted as a
+    whole, was stored as one object, with the objects inside it never labelled, checked
+    for their originator or release, or signed on their own. :func:`validate_bundle`
+    checks a bundle. ``allow_custom=False`` rejects custom content that is not marked as such:
     types without ``x-``, properties without ``x_`` on STIX-defined types, and
     extension names that are neither extension-definition ids nor ``x-...``,
     unless an extension definition declares them. Never raises anything else.
     """
-    if isinstance(obj, dict) and obj.get("type") == "bundle":
-        for _, error in validate_bundle(obj, allow_custom=allow_custom):
-            if error is not None:
-                raise error
-        return
     _guarded(functools.partial(_check_object, obj, allow_custom), obj)
 
 
