@@ -105,6 +105,26 @@ def test_a_bundle_among_an_envelopes_objects_is_refused_and_not_stored(
     assert not node.store.held([bundle["id"], inside["id"]])
 
 
+def test_a_timestamp_beyond_nanoseconds_is_refused_alone(
+        served: tuple[Node, str, str]) -> None:
+    """STIX puts no bound on a timestamp's fractional digits, but the store reads at most
+    9. An object with more passed validation, then raised ValueError when its version
+    was read: a 500, and the valid objects beside it were lost with it."""
+    node, url, cid = served
+    marking = national_marking(node.agreement, "JPN", "秘", rel_to=["NZL"])
+    good = indicator("beside a long timestamp", object_marking_refs=[marking["id"]])
+    ten = "2026-11-01T00:00:00.0000000001Z"
+    long = indicator("long timestamp", created=ten, modified=ten,
+                     object_marking_refs=[marking["id"]])
+    r = post(url, cid, json.dumps({"objects": [marking, good, long]}).encode())
+    assert r.status_code == 202, r.text
+    status = r.json()
+    assert status["success_count"] == 2 and status["failures"] == [
+        {"id": long["id"], "message": "property 'created' has more than 9 fractional digits, "
+         f"beyond the nanoseconds intelpact reads: found '{ten}'"}]
+    assert node.store.held([good["id"]]) and not node.store.held([long["id"]])
+
+
 def test_a_malformed_ais_track_is_refused_with_its_reason(
         served: tuple[Node, str, str]) -> None:
     """One stored position whose latitude is not a number would break the console's map

@@ -313,6 +313,16 @@ STRICTER = [
     pytest.param(variant(IDENTITY, {"x_nested": {"counts": [1, -(2**53)]}}),
                  "property 'x_nested' holds the integer -9007199254740992",
                  id="10-nested-integer-beyond-2**53"),
+    pytest.param(variant(IDENTITY, {"created": "2016-08-08T15:50:10.9830000001Z",
+                                    "modified": "2016-08-08T15:50:10.9830000001Z"}),
+                 "property 'created' has more than 9 fractional digits, beyond the "
+                 "nanoseconds intelpact reads: found '2016-08-08T15:50:10.9830000001Z'",
+                 id="11-timestamp-beyond-nanoseconds"),
+    pytest.param(variant(OBSERVED, {"objects": {"0": {
+        "type": "file", "id": FILE["id"], "name": "a", "mtime": "2016-02-10T00:00:00."
+        + "0" * 30 + "Z"}}}),
+                 "observable '0': property 'mtime' has more than 9 fractional digits",
+                 id="11-embedded-timestamp-beyond-nanoseconds"),
 ]
 
 
@@ -321,6 +331,16 @@ def test_deliberately_stricter_than_stix2validator(obj: dict[str, Any], reason: 
     assert stix2validator_accepts(obj)
     error = ours(obj)
     assert error is not None and reason in error.reason, error
+
+
+def test_difference_11_nanoseconds_are_accepted() -> None:
+    """intelpact reads (store.base.parse_timestamp) and keeps versions of timestamps
+    with up to 9 fractional digits: a STIX-valid object with more raised ValueError in
+    publish and in a partner's push, failing the whole request with every valid object
+    in it (tests/interfaces/test_taxii_inputs.py)."""
+    nine = "2016-08-08T15:50:10.983000001Z"
+    edge = variant(IDENTITY, {"created": nine, "modified": nine})
+    assert ours(edge) is None and stix2validator_accepts(edge)
 
 
 def test_difference_10_integers_up_to_2_53_are_accepted() -> None:

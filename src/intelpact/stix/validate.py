@@ -148,6 +148,7 @@ _PLAIN: Final = frozenset({str, int, float, bool, dict})
 
 _TIMESTAMP: Final = re.compile(r"^([0-9]{4})-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T"
                                r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?Z\Z")
+_MAX_TIMESTAMP: Final = len("2016-05-12T08:17:27.123456789Z")  # store.base.parse_timestamp's
 _EMAIL: Final = re.compile(r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+\Z")
 _SELECTOR_INDEX: Final = re.compile(r"\[(\d+)\]")
 _PATTERN_TYPE: Final = re.compile(r"^\-?[a-z0-9]+(-[a-z0-9]+)*\-?\Z")
@@ -552,6 +553,10 @@ def _check_timestamps(obj: dict[str, Any], props: Iterable[str], oid: str | None
         if _TIMESTAMP.match(value) and not _parse_timestamp(value)[0]:
             raise _fail(oid, f"{where}property {prop!r} is not a real date and time "
                         f"(bad day, year 0 or second 60): found {_show(value)}")
+        if len(value) > _MAX_TIMESTAMP:  # with more than 9 fractional digits
+            raise _fail(oid, f"{where}property {prop!r} has more than 9 fractional digits, "
+                        f"beyond the nanoseconds intelpact reads: found {_show(value)}",
+                        "round it to the nanosecond or coarser")
 
 
 def _check_order(obj: dict[str, Any], pairs: Iterable[tuple[str, str, str]], oid: str | None,
