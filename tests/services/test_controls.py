@@ -24,7 +24,7 @@ from intelpact.services.federation import MAX_NAMED, FederationError, sign_paylo
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.services.relabel import Relabelled, Relabeller
-from intelpact.store.base import AuditFilter, Query, parse_timestamp
+from intelpact.store.base import AuditFilter, Query, normalise_timestamp, parse_timestamp
 
 from helpers import DEEP, indicator, make_node, partner_answers, serving_federation
 
@@ -321,6 +321,26 @@ def test_a_refused_reclassification_leaves_its_marking_unlearnt(
         jpn.controls.receive("NZL", signed)
     assert jpn.markings.definition(theirs["id"]) is None
     publish(jpn, "at that very marking", "機密", ("NZL",))  # asserts it was not refused
+
+
+def test_an_object_of_the_last_version_a_timestamp_holds_is_refused_a_reclassification(
+        tmp_path: Path) -> None:
+    """An object whose version is the last instant STIX's timestamps can write
+    (9999-12-31T23:59:59.999Z) has no later version: reclassifying it raised an
+    OverflowError (a traceback at the CLI, a 500 at the console). It is refused with the
+    reason, and nothing is kept of the attempt."""
+    node = make_node(tmp_path / "jpn")
+    node.people.add("pub", party="JPN", clearance="機密", roles=["publisher"])
+    pub = node.people.as_person("pub")
+    cid = node.default_collection().collection_id
+    obj = indicator("future", modified="9999-12-31T23:59:59.999Z")
+    node.publisher.publish(pub.person, cid, [obj], marking=MarkingRequest("秘", ("NZL",)))
+    with pytest.raises(ControlError, match="no later version"):
+        node.controls.reclassify(pub, obj["id"], MarkingRequest("機密", ("NZL",)),
+                                 collection_id=cid, reason="up")
+    assert [r.version for r in node.store.query(cid, list(node.store.labels()), Query(
+        ids=(obj["id"],), versions=("all",))).rows] == [normalise_timestamp(obj["modified"])]
+    node.close()
 
 
 def test_reclassification_relabels_every_holder_s_copies(jpn_nzl: tuple[Node, Node]) -> None:

@@ -806,7 +806,11 @@ def _unaccounted(delivered: Sequence[Dissemination],
 def _later(version: str) -> str:
     """A ``modified`` after ``version`` and not before now, in STIX's millisecond form."""
     now = utc_now()
-    floor = parse_timestamp(version) + dt.timedelta(milliseconds=1)
+    try:
+        floor = parse_timestamp(version) + dt.timedelta(milliseconds=1)
+    except OverflowError:
+        raise ControlError(f"version {version} is the last a STIX timestamp can hold: no "
+                           "later version can be made of this object") from None
     when = max(now, floor)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
