@@ -467,11 +467,11 @@ def test_difference_8_no_exponential_regex() -> None:
         obj = variant(X_SCO, {"type": type_, "id": f"{type_}--{X_SCO['id'][15:]}"})
         error = ours(obj, allow_custom=True)
         assert error is not None and error.reason.startswith("property 'type' does not match")
-        assert time.perf_counter() - start < 0.5
+        assert time.perf_counter() - start < 30  # exponential: never ends; linear: ms
     start = time.perf_counter()
     error = ours(variant(X_SCO, {"extensions": {"a" * 240 + "!-ext": {"x": 1}}}), True)
     assert error is not None and "'extensions' must not contain" in error.reason
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 30
 
 
 def test_all_rewrites_of_the_schemas_still_apply() -> None:
@@ -744,7 +744,9 @@ def test_huge_strings() -> None:
                     {"lang": huge}, {"x_example_hex": huge + "!"}):
         error = ours(variant(IDENTITY, changes))
         assert error is not None and len(str(error)) < 500
-    assert time.perf_counter() - start < 5
+    # not a speed target (about 1 s here): a bound no quadratic pass over 5 MB meets, and
+    # no loaded machine misses (it failed at 6 s under a load average of 6)
+    assert time.perf_counter() - start < 120
 
 
 JSON = st.recursive(
