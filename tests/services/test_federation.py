@@ -264,6 +264,24 @@ def test_tampered_cards_are_refused(jpn_nzl: tuple[Node, Node], tmp_path: Path) 
         jpn.federation.add_peer(make_card(jpn.identity))
 
 
+def test_a_card_whose_url_is_no_https_address_is_refused(jpn_nzl: tuple[Node, Node]) -> None:
+    """Partners talk over mutual TLS alone: a card (signed by its node) whose address is
+    plain HTTP, or no address at all, was pinned, and the courier then sent the
+    partner's objects where that address said, or failed at every round."""
+    jpn, nzl = jpn_nzl
+    pinned = jpn.federation.peers()[nzl.party].url
+    for url in ("http://127.0.0.1:8402", "https://", "ftp://nzl.example:21",
+                "https://user:pw@nzl.example:8402", "https://nzl.example:8402/x?y",
+                "https://nzl.example:99999", "nzl.example:8402"):
+        card = make_card(dataclasses.replace(nzl.identity, url=url))
+        with pytest.raises(FederationError, match="address"):
+            jpn.federation.add_peer(card)
+    assert jpn.federation.peers()[nzl.party].url == pinned  # none replaced the pinned card
+    jpn.federation.add_peer(make_card(dataclasses.replace(
+        nzl.identity, url="https://[::1]:8402")))  # IPv6, bracketed as URLs write it
+    assert jpn.federation.peers()[nzl.party].url == "https://[::1]:8402"
+
+
 def _post_inbox(sender: Node, receiver: Node, objects: list[dict]) -> httpx.Response:
     peer = sender.federation.peers()[receiver.party]
     courier = Courier(sender)

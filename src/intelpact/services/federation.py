@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -225,6 +226,22 @@ def make_card(me: Identity) -> dict[str, Any]:
     return {**body, "signature": sign_payload(me.key, body)}
 
 
+def _check_url(url: Any) -> None:
+    """A card's address: https, a host and a port, nothing else (partners talk over
+    mutual TLS alone; a path, a query or credentials have no place in it)."""
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        port = parts.port if parts is not None else None
+    except ValueError:
+        parts = port = None
+    if parts is None or parts.scheme != "https" or not parts.hostname or port is None \
+            or parts.username is not None or parts.path.strip("/") or parts.query \
+            or parts.fragment:
+        raise FederationError(f"the card's address {str(url)[:200]!r} is not an https "
+                              "address of a host and port",
+                              hint="the partner's node.toml host and federation_port make it")
+
+
 def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
     """Verify a partner's card and turn it into a pinned peer. Raises FederationError."""
     if not isinstance(card, dict) or card.get("intelpact_card") != CARD_VERSION:
@@ -240,6 +257,7 @@ def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
         raise FederationError("the card's key id does not match its public key")
     if not verify_payload(public, str(card.get("signature", "")), body):
         raise FederationError("the card's signature does not verify: altered or forged")
+    _check_url(card["url"])
     party = card["party"]
     if party == me.party:
         raise FederationError(f"the card is for {party}, this node's own party")
