@@ -728,6 +728,24 @@ def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
                               "already in use$", hint="this node served already?")
 
 
+def test_serve_on_the_federation_port(world: World, tmp_path: Path) -> None:
+    """`serve --port` the node's federation port: each address was probed alone and was
+    free, then the second listener failed to bind as it started, with a traceback."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    toml = copy / "node.toml"
+    toml.write_text(re.sub(r"(?m)^federation_port = \d+$", f"federation_port = {port}",
+                           toml.read_text()))
+    for workers in ("1", "2"):
+        r = run("serve", copy, "--port", port, "--workers", workers, code=2)
+        one_line_error(r, rf"^error: cannot listen on 127\.0\.0\.1:{port}: the TAXII API "
+                          "and the federation listener would share the port$",
+                       hint="give them different ports")
+
+
 def test_serve_warns_of_plain_http_on_an_address_other_hosts_reach(world: World,
                                                                    tmp_path: Path) -> None:
     """`tls = false` is for loopback or behind a proxy that terminates TLS: served on

@@ -134,21 +134,33 @@ def plain_http_warning(tls: bool, host: str) -> str | None:
 def check_free(*listeners: dict[str, Any]) -> None:
     """Refuse, naming it, an address of ``listeners`` (uvicorn options) that cannot be
     listened on, before anything starts: another process listens there (this node
-    served already?), or the port is a privileged one. uvicorn would say it only as it
-    starts each listener, with SystemExit in a task and a traceback."""
-    for options in listeners:
-        host, port = options["host"], options["port"]
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
+    served already?), the port is a privileged one, or two of the listeners would share
+    it (``serve --port`` the federation port). uvicorn would say it only as it starts
+    each listener, with SystemExit in a task and a traceback. Each address is listened
+    on, and held until all are, so the listeners are probed together as they will run."""
+    with contextlib.ExitStack() as held:
+        taken: list[int] = []
+        for options in listeners:
+            host, port = options["host"], options["port"]
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            probe = held.enter_context(socket.socket(family, socket.SOCK_STREAM))
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             try:
                 probe.bind((host, port))
+                probe.listen()
             except OSError as exc:
+                if port in taken:
+                    raise IntelpactError(
+                        f"cannot listen on {host}:{port}: the TAXII API and the federation "
+                        "listener would share the port",
+                        hint="give them different ports (--port; port and federation_port "
+                             "in node.toml)") from None
                 raise IntelpactError(
                     f"cannot listen on {host}:{port}: {exc.strerror}",
                     hint="another process listens there (this node served already? "
                          "pgrep -af 'intelpact serve'): stop it, or choose another port "
                          "(--port; federation_port in node.toml)") from None
+            taken.append(port)
 
 
 class _Listener(uvicorn.Server):
