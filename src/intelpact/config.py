@@ -374,16 +374,22 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
         return _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash, host,
                               port, tls, federation_port)
     except BaseException:
-        # Leave nothing half-made behind: a retry must not find "exists and is not empty".
-        if made_dir:
-            shutil.rmtree(node_dir, ignore_errors=True)
-        else:  # it was empty before
-            for child in node_dir.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        discard_node_dir(node_dir, made_dir)
         raise
+
+
+def discard_node_dir(node_dir: Path, made_dir: bool) -> None:
+    """Undo an ``init`` that failed part-way: leave nothing half-made behind, so a retry
+    does not find "exists and is not empty". ``made_dir``: whether ``init`` made
+    ``node_dir`` (else it was empty, and is emptied again)."""
+    if made_dir:
+        shutil.rmtree(node_dir, ignore_errors=True)
+        return
+    for child in node_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _fill_node_dir(node_dir: Path, party: str, agreement_file: Path, agreement_hash: str,

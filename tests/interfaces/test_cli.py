@@ -152,6 +152,30 @@ def test_init_bad_host_leaves_nothing_behind(tmp_path: Path) -> None:
     run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN)  # the retry works
 
 
+@pytest.mark.parametrize("fault", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_init_cut_short_as_the_node_is_first_opened_leaves_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: BaseException) -> None:
+    """init failed (a full disk, Ctrl-C) after the directory was made, as the database
+    took the node's first collection: the half-made node stayed, `init` again said
+    "exists and is not empty", and `publish` failed with an IndexError traceback."""
+    from intelpact.store.sqlite import SQLiteStore
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise fault
+
+    monkeypatch.setattr(SQLiteStore, "add_collection", fail)
+    for d in (tmp_path / "new", tmp_path / "empty"):
+        d.with_name("empty").mkdir(exist_ok=True)
+        runner = CliRunner()
+        result = runner.invoke(main, ["init", str(d), "--party", "JPN", "--agreement",
+                                      str(JN)])
+        assert result.exit_code != 0, result.output
+        assert not d.exists() if d.name == "new" else not any(d.iterdir())
+    monkeypatch.undo()
+    run("init", tmp_path / "new", "--party", "JPN", "--agreement", JN)  # the retry works
+    run("init", tmp_path / "empty", "--party", "JPN", "--agreement", JN)
+
+
 def test_init_usage_errors(tmp_path: Path) -> None:
     r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", tmp_path / "none", code=2)
     assert "does not exist" in r.stderr

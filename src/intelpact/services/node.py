@@ -21,6 +21,7 @@ from ..config import (
     NodeConfig,
     _sync_dir,
     create_node_dir,
+    discard_node_dir,
     earlier_agreements,
     keep_earlier,
     load_config,
@@ -441,19 +442,31 @@ class Node:
 
         ``database``: the store to use instead of the node's own SQLite file (e.g. a
         ``postgresql://`` URL of an empty database); written to node.toml."""
+        made_dir = not Path(node_dir).exists()
         config = create_node_dir(Path(node_dir), party=party,
                                  agreement_file=Path(agreement_file), host=host, port=port,
                                  tls=tls, federation_port=federation_port)
-        if database is not None:
-            config = dataclasses.replace(config, database=database)
-            write_config(config)
-        node = cls._on_store(config)
-        node.store.add_collection(Collection(
-            str(uuid.uuid4()), f"{party} intelligence",
-            f"Intelligence held by the {party} node under {node.agreement.id}",
-            DEFAULT_COLLECTION_ALIAS), [node.audit.event(
-                "node-init", actor=operator(), agreement=node.agreement.id,
-                agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id)])
+        node: Node | None = None
+        try:
+            if database is not None:
+                config = dataclasses.replace(config, database=database)
+                write_config(config)
+            node = cls._on_store(config)
+            node.store.add_collection(Collection(
+                str(uuid.uuid4()), f"{party} intelligence",
+                f"Intelligence held by the {party} node under {node.agreement.id}",
+                DEFAULT_COLLECTION_ALIAS), [node.audit.event(
+                    "node-init", actor=operator(), agreement=node.agreement.id,
+                    agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id)])
+        except BaseException:
+            # Cut short (Ctrl-C, a full disk, the database refused) before the node had its
+            # collection: a node without one could not publish, and `init` again would find
+            # the directory not empty. Undone as create_node_dir undoes its own part.
+            if node is not None:
+                with contextlib.suppress(Exception):
+                    node.close()
+            discard_node_dir(config.dir, made_dir)
+            raise
         return node
 
     @property
