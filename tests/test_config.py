@@ -319,6 +319,23 @@ def test_federation_port_default(node_dir: Path) -> None:
     assert cfg.federation_url == "https://127.0.0.1:9001"
 
 
+@pytest.mark.parametrize(("host", "url"), [
+    ("::1", "https://[::1]:8402"), ("fd00::5", "https://[fd00::5]:8402"),
+    ("10.0.0.5", "https://10.0.0.5:8402"), ("node.example.org", "https://node.example.org:8402")])
+def test_federation_url_of_an_ipv6_host_is_bracketed(node_dir: Path, host: str,
+                                                      url: str) -> None:
+    """The URL the node card gives partners: it was https://::1:8402 for an IPv6 host,
+    which a partner pinned without complaint and its courier could never reach (httpx:
+    "Invalid port")."""
+    import httpx
+
+    set_field(node_dir, "host", _toml_string(host))
+    cfg = load_config(node_dir)
+    assert cfg.federation_url == url
+    assert (httpx.URL(cfg.federation_url).host, httpx.URL(cfg.federation_url).port) == \
+        (host, 8402)
+
+
 @pytest.mark.parametrize("value", ["0", "65536", "8401", '"8402"', "true"])
 def test_bad_federation_port(node_dir: Path, value: str) -> None:
     set_field(node_dir, "federation_port", value)

@@ -79,8 +79,9 @@ class NodeConfig:
 
     @property
     def federation_url(self) -> str:
-        """Where partners reach this node (mutual TLS)."""
-        return f"https://{self.host}:{self.federation_port}"
+        """Where partners reach this node (mutual TLS); an IPv6 address in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.federation_port}"
 
 
 def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
