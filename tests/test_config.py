@@ -342,6 +342,20 @@ def test_bad_federation_port(node_dir: Path, value: str) -> None:
     fails(node_dir, r"server\.federation_port: expected 1-65535 and not the TAXII port")
 
 
+@pytest.mark.parametrize("scheme", ["PostgreSQL", "postgresql+psycopg", "postgressql", "mysql",
+                                    "sqlite"])
+def test_database_url_of_another_scheme(node_dir: Path, scheme: str) -> None:
+    """A misspelt postgresql:// URL was taken for a SQLite file's name: a traceback
+    ("unable to open database file"), or, had its directories existed, a new empty
+    store. The error does not repeat the URL, which may hold a password."""
+    set_field(node_dir, "database", f'"{scheme}://ipnode:s3cret@db.internal/ipnode"')
+    err = fails(node_dir, rf"node\.database: a {re.escape(scheme)}:// URL is no store")
+    assert "s3cret" not in err.message and "s3cret" not in (err.hint or "")
+    for url in ("postgresql://ipnode@db.internal/ipnode", "postgres://ipnode@db/ipnode"):
+        set_field(node_dir, "database", f'"{url}"')
+        assert load_config(node_dir).database == url
+
+
 def test_pinned_hash_edited(node_dir: Path) -> None:
     set_field(node_dir, "agreement_hash", '"sha256:' + "0" * 64 + '"')
     fails(node_dir, r"node\.agreement_hash: .* not the pinned sha256:0000")

@@ -202,6 +202,12 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise _fail(path, "node.party", f"{party} is not a party to {agreement.id}",
                     f"use one of {', '.join(agreement.parties)}")
     database = text(node, "node", "database", "node.db")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", database)
+    if scheme and scheme.group(1) not in ("postgresql", "postgres"):
+        # not the value: a URL may hold a password
+        raise _fail(path, "node.database", f"a {scheme.group(1)}:// URL is no store "
+                    "intelpact opens (it would be taken for a SQLite file's name)",
+                    'write a postgresql:// URL, or a SQLite file: database = "node.db"')
     return NodeConfig(
         dir=node_dir, party=party, name=text(node, "node", "name", f"{party.lower()}-node"),
         title=text(node, "node", "title", f"intelpact {party} node"),
