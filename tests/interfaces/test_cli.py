@@ -728,6 +728,20 @@ def test_a_node_file_lost_or_damaged_is_one_clear_error(
     assert content is None or (copy / name).read_bytes() == content  # left as it was
 
 
+def test_a_database_that_cannot_be_opened(world: World, tmp_path: Path) -> None:
+    """`database` naming a file in a directory that does not exist, or a directory: every
+    command stopped with sqlite3's "unable to open database file" and a traceback."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    toml = copy / "node.toml"
+    for value in ("no-such-dir/node.db", "keys"):
+        toml.write_text(re.sub(r'(?m)^database = .*$', f'database = "{value}"',
+                               toml.read_text()))
+        one_line_error(run("user", "list", copy, code=2),
+                       rf"^error: {re.escape(str(copy / value))}: cannot open the database: "
+                       "unable to open database file$", hint="check database in node.toml")
+
+
 def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: Path
                                                         ) -> None:
     copy = tmp_path / "copy"

@@ -298,9 +298,17 @@ class SQLiteStore(Store):
                 self._writers_fd = None
 
     def _migrate(self) -> int:
-        conn = self._conn()
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                     "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
+        try:
+            conn = self._conn()
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                         "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
+        except sqlite3.OperationalError as exc:  # no such directory, a directory, read-only
+            if damage(exc) is not None:
+                raise
+            raise StoreError(f"{self.path}: cannot open the database: {exc}",
+                             hint="check database in node.toml: a SQLite file (relative to "
+                             "the node directory) in a directory that exists and this user "
+                             "may write, or a postgresql:// URL") from None
         with self._write() as c:
             done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
             current = max(done, default=0)
