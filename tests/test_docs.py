@@ -204,6 +204,34 @@ def test_configuration_md_layout_lists_what_init_makes(tmp_path: Path) -> None:
     assert f"| `DIR/` | `{d.stat().st_mode & 0o777:04o}` |" in layout
 
 
+def test_configuration_md_modes_are_the_real_modes(tmp_path: Path) -> None:
+    """Each file's mode in the layout, once the node was first opened: one said to be
+    made with the umask is, and one given a mode has it. node.toml and
+    keys/audit-head.json were said to be made with the umask, and are 0600."""
+    import os
+
+    from intelpact.services.node import Node
+
+    old = os.umask(0o022)
+    try:
+        Node.create(tmp_path / "jpn", party="JPN",
+                    agreement_file=AGREEMENTS / "jpn-nzl.toml").close()
+    finally:
+        os.umask(old)
+    d = tmp_path / "jpn"
+    layout = CONFIG_MD.read_text(encoding="utf-8").split("## The node directory", 1)[1]
+    rows = dict(re.findall(r"(?m)^\| `([^`]+)` \| `?([0-7]{4}|umask)`? \|", layout))
+    checked = 0
+    for p in d.rglob("*"):
+        rel = str(p.relative_to(d)) + ("/" if p.is_dir() else "")
+        if rel in rows:
+            mode = f"{p.stat().st_mode & 0o777:04o}"
+            assert mode == (("0755" if p.is_dir() else "0644") if rows[rel] == "umask"
+                            else rows[rel]), (rel, mode, rows[rel])
+            checked += 1
+    assert checked >= 12, rows
+
+
 def test_configuration_md_tls_profile_is_the_real_certificate(tmp_path: Path) -> None:
     """The docs say CA:FALSE (pinned directly, never a CA): check the cert."""
     text = CONFIG_MD.read_text(encoding="utf-8")
