@@ -176,6 +176,39 @@ def test_init_cut_short_as_the_node_is_first_opened_leaves_nothing_behind(
     run("init", tmp_path / "empty", "--party", "JPN", "--agreement", JN)
 
 
+def test_init_in_postgresql(tmp_path: Path) -> None:
+    """docs/deployment.md said to init, then set database = "postgresql://…" in node.toml:
+    the node in PostgreSQL had no collection (publish: an IndexError traceback), and its
+    first command raised a log-cut alert (audit-head.json was the SQLite log's).
+    `init --database` makes the node in PostgreSQL."""
+    import pg
+
+    d = tmp_path / "jpn"
+    url = pg.database_url("cli")
+    run("init", d, "--party", "JPN", "--agreement", JN, "--database", url)
+    assert f'database = "{url}"' in (d / "node.toml").read_text()
+    assert not (d / "node.db").exists()
+    added = run("user", "add", d, "pub", "--party", "JPN", "--clearance", "秘", "--role",
+                "publisher")
+    assert "ALERT" not in added.output, added.output
+    r = run("publish", d, SAMPLE, "--as", "pub", "--classification", "秘")
+    assert "5 accepted, 0 rejected" in r.stdout, r.stdout
+    assert "No alerts." in run("audit", "alerts", d).stdout
+    # a node pointed later at a store it was not made in: an error that says so
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy)
+    toml = copy / "node.toml"
+    toml.write_text(toml.read_text().replace(url, pg.database_url("cli")))
+    run("user", "add", copy, "pub", "--party", "JPN", "--clearance", "秘", "--role",
+        "publisher")
+    one_line_error(run("publish", copy, SAMPLE, "--as", "pub", "--classification", "秘",
+                       code=2), "holds no collection", hint="--database")
+    one_line_error(run("init", tmp_path / "bad", "--party", "JPN", "--agreement", JN,
+                       "--database", "PostgreSQL://x@y/z", code=2),
+                   r"node\.database: a PostgreSQL:// URL is no store")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_init_usage_errors(tmp_path: Path) -> None:
     r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", tmp_path / "none", code=2)
     assert "does not exist" in r.stderr

@@ -158,12 +158,15 @@ def main() -> None:
               help="Port to serve on.")
 @click.option("--tls/--no-tls", default=True, show_default=True,
               help="Serve HTTPS with the self-signed certificate made here.")
+@click.option("--database", default=None, metavar="URL",
+              help="The store: a postgresql:// URL of an empty database, which the node "
+              "is made in (default: node.db, a SQLite file in DIR).")
 @friendly
 def init(node_dir: Path, party: str, agreement_file: Path, host: str, port: int,
-         tls: bool) -> None:
+         tls: bool, database: str | None) -> None:
     """Make a node directory: config, pinned agreement, keys, TLS certificate, database."""
     node = Node.create(node_dir, party=party.upper(), agreement_file=agreement_file, host=host,
-                       port=port, tls=tls)
+                       port=port, tls=tls, database=database)
     out.print(f"Initialised the {node.party} node in {node_dir}")
     out.print(f"  agreement  {node.agreement.id} ({node.agreement.content_hash})")
     if node.agreement.illustrative:

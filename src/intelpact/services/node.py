@@ -449,8 +449,8 @@ class Node:
         node: Node | None = None
         try:
             if database is not None:
-                config = dataclasses.replace(config, database=database)
-                write_config(config)
+                write_config(dataclasses.replace(config, database=database))
+                config = load_config(config.dir)  # checked as every command will
             node = cls._on_store(config)
             node.store.add_collection(Collection(
                 str(uuid.uuid4()), f"{party} intelligence",
@@ -474,10 +474,16 @@ class Node:
         return self.config.party
 
     def default_collection(self) -> Collection:
-        for c in self.store.collections():
+        collections = self.store.collections()
+        for c in collections:
             if c.alias == DEFAULT_COLLECTION_ALIAS:
                 return c
-        return self.store.collections()[0]
+        if not collections:  # a store this node was not made in
+            raise NodeError("the node's store holds no collection: it is not the store "
+                            "`intelpact init` made this node in",
+                            hint="point database in node.toml back at that store; a node is "
+                            "made in PostgreSQL with: intelpact init DIR … --database URL")
+        return collections[0]
 
     def find(self, principal: Principal, collection_id: str, query: Query, *,
              via: str = "objects", deny: bool = True
