@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from intelpact.config import (
     CONFIG_FILE,
+    CONSOLE_PATHS,
     DEFAULT_MAX_CONTENT,
     ConfigError,
     NodeConfig,
@@ -195,6 +196,27 @@ def test_party_not_in_agreement(node_dir: Path) -> None:
 def test_bad_api_root(node_dir: Path, value: str) -> None:
     set_field(node_dir, "api_root", value)
     fails(node_dir, r"server\.api_root: ")
+
+
+@pytest.mark.parametrize("value", CONSOLE_PATHS)
+def test_api_root_that_is_a_console_path(node_dir: Path, value: str) -> None:
+    """The console is served at the root beside the API root, which takes every path
+    under its name: with api_root = "login" the console's log-in page redirected to
+    the API root, and nobody could log in; with "static" it had no stylesheet."""
+    set_field(node_dir, "api_root", f'"{value}"')
+    fails(node_dir, rf"server\.api_root: '{value}' is a path of the console")
+
+
+def test_console_paths_are_every_console_path(node_dir: Path) -> None:
+    from intelpact.interfaces.console.app import Console
+    from intelpact.services.node import Node
+
+    node = Node.open(node_dir)
+    try:
+        firsts = {getattr(route, "path", "").split("/")[1] for route in Console(node).app.routes}
+    finally:
+        node.close()
+    assert firsts - {""} == set(CONSOLE_PATHS)
 
 
 def test_good_api_root(node_dir: Path) -> None:

@@ -45,6 +45,9 @@ DEFAULT_BODY_TIMEOUT = 120.0
 DEFAULT_PARTNER_RATE = 200.0
 DEFAULT_PARTNER_BURST = 500
 MAX_TIMEOUT = 3600.0
+# The first path segments of the console, served at the node's root beside the API root
+# (interfaces/console/app.py): an API root of one of these names hid that page.
+CONSOLE_PATHS = ("login", "logout", "objects", "map", "publish", "desk", "static")
 
 
 class ConfigError(IntelpactError):
@@ -140,6 +143,11 @@ def load_config(node_dir: Path) -> NodeConfig:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", api_root) or api_root == "taxii2":
         raise _fail(path, "server.api_root", f"{api_root!r} is not a valid path segment",
                     'use lower-case letters, digits and "-", e.g. api_root = "intel"')
+    if api_root in CONSOLE_PATHS:
+        raise _fail(path, "server.api_root", f"{api_root!r} is a path of the console, "
+                    f"which /{api_root} would no longer reach",
+                    f'choose another name, e.g. api_root = "intel"; the console has '
+                    f'{", ".join(CONSOLE_PATHS)}')
     limit = server.get("max_content_length", DEFAULT_MAX_CONTENT)
     if not isinstance(limit, int) or isinstance(limit, bool) or \
             not 1024 <= limit <= 1024 ** 3:
