@@ -21,6 +21,7 @@ import argparse
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,7 +123,28 @@ def make_nodes(base: Path, agreement: Path, nodes: dict[str, dict[str, Any]]) ->
     return dirs
 
 
+def busy_ports() -> list[int]:
+    """The demo's ports (each node's TAXII port and its federation port, the next one)
+    that something listens on already: a `make run` still running, say."""
+    busy = []
+    for spec in [*NODES.values(), *PACIFIC_NODES.values()]:
+        for port in (spec["port"], spec["port"] + 1):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    busy.append(port)
+    return busy
+
+
 def setup(base: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    # before anything is removed: a demo still serving would lose its nodes' directories
+    # under it, and the new nodes could not listen
+    if busy := busy_ports():
+        raise SystemExit(f"demo: ports {', '.join(map(str, busy))} on 127.0.0.1 are in use "
+                         "(a `make run` still running?): stop it, then run the demo again; "
+                         f"{base} is left as it is")
     if base.exists():
         if not (base / MARKER).exists():
             raise SystemExit(f"demo: {base} exists and was not made by the demo; "

@@ -88,3 +88,25 @@ def test_the_demo_shows_the_exchange_and_stops_on_sigterm(tmp_path: Path) -> Non
         assert time.monotonic() < deadline, f"node processes outlived the demo: {nodes}"
         time.sleep(0.2)
     assert not any(_in_use(p) for p in PORTS)
+
+
+def test_the_demo_leaves_a_running_demo_alone(tmp_path: Path) -> None:
+    """`make run` while another still serves: the demo removed the running nodes'
+    directories under them, then its own nodes could not listen, and it waited a minute
+    to say they "did not finish exchanging"."""
+    base = tmp_path / "demo"
+    base.mkdir()
+    (base / ".intelpact-demo").write_text("made by scripts/demo.py\n")
+    (base / "jpn").mkdir()  # a running demo's node
+    with socket.socket() as other:
+        try:
+            other.bind(("127.0.0.1", 8441))  # FJI's TAXII port
+            other.listen()
+        except OSError:
+            pass  # held already: the demo must refuse all the same
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), str(base),
+                               "--no-serve"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert done.returncode != 0
+    assert "8441" in done.stderr and "in use" in done.stderr, done.stderr
+    assert (base / "jpn").is_dir() and "Initialised" not in done.stdout
