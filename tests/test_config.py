@@ -410,6 +410,20 @@ def test_toml_string_refuses_lone_surrogates() -> None:
         _toml_string("a\udcffb")
 
 
+@pytest.mark.parametrize(("seconds", "rate"), [
+    (1234.5678, 0.1 + 0.2), (1.0000001, 123.45678901234568), (3599.999999, 200.0),
+    (10.0, 0.01)])
+def test_write_config_keeps_every_number(node_dir: Path, seconds: float, rate: float) -> None:
+    """write_config wrote the timeouts with 6 significant digits and partner_rate with 15:
+    `agreement pin`, which rewrites node.toml, turned header_timeout = 1234.5678 into
+    1234.57, changing an operator's setting behind their back."""
+    cfg = dataclasses.replace(load_config(node_dir), header_timeout=seconds,
+                              body_idle_timeout=seconds, body_timeout=seconds,
+                              partner_rate=rate)
+    write_config(cfg)
+    assert load_config(node_dir) == cfg
+
+
 def test_write_config_round_trip_with_hostile_strings(node_dir: Path) -> None:
     cfg = load_config(node_dir)
     for value in HOSTILE:

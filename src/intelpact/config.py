@@ -259,6 +259,13 @@ def _toml_string(value: str) -> str:
     return "".join(out)
 
 
+def _toml_number(value: float) -> str:
+    """``value`` as TOML that reads back as it: a whole number without its ".0" (as the
+    settings are documented), any other as Python's shortest exact repr."""
+    value = float(value)  # an int given in code, too
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def write_config(cfg: NodeConfig) -> None:
     """Write ``node.toml`` for ``cfg`` (paths relative to the node directory)."""
 
@@ -283,11 +290,11 @@ def write_config(cfg: NodeConfig) -> None:
     lines += [f"api_root = {_toml_string(cfg.api_root)}",
               f"max_content_length = {cfg.max_content_length}",
               f"federation_port = {cfg.federation_port}",
-              f"header_timeout = {cfg.header_timeout:g}",
-              f"body_idle_timeout = {cfg.body_idle_timeout:g}",
-              f"body_timeout = {cfg.body_timeout:g}",
+              f"header_timeout = {_toml_number(cfg.header_timeout)}",
+              f"body_idle_timeout = {_toml_number(cfg.body_idle_timeout)}",
+              f"body_timeout = {_toml_number(cfg.body_timeout)}",
               f"max_connections = {cfg.max_connections}",
-              f"partner_rate = {cfg.partner_rate:.15g}",
+              f"partner_rate = {_toml_number(cfg.partner_rate)}",
               f"partner_burst = {cfg.partner_burst}"]
     if cfg.ingest_processes is not None:
         lines.append(f"ingest_processes = {cfg.ingest_processes}")
