@@ -3,6 +3,7 @@ and the installed console script in a subprocess (errors: one line, a hint, exit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from intelpact.interfaces.cli import main
 from intelpact.interfaces.server import plain_http_warning
+from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError
 from intelpact.store.base import AuditFilter
@@ -517,6 +519,30 @@ def test_get_prints_no_raw_terminal_controls(world: World) -> None:
     assert odd["id"][:20] in found.stdout and "\\u2028" in found.stdout
     assert not [f"U+{ord(c):04X}" for c in found.stdout
                 if c in "\u009b\u202e\u202c\u2028\U000e0001"]
+
+
+def test_partner_words_print_no_raw_terminal_controls(tmp_path: Path) -> None:
+    """`peer add` and `peer list` printed the URL a partner's card gives, and
+    `disseminations` the id and reason of what a partner sent and was refused, as they
+    came: an escape sequence in them reached the operator's terminal (OSC 52 writes the
+    clipboard, CSI 2J clears the screen, U+202E reorders the line)."""
+    nzl, jpn = tmp_path / "nzl", tmp_path / "jpn"
+    for d, party in ((nzl, "NZL"), (jpn, "JPN")):
+        run("init", d, "--party", party, "--agreement", JN)
+    evil = "evil\x1b]52;c;cHduZWQ=\x07\x1b[2J\u202e.example"
+    node = Node.open(nzl)  # a partner signs what it likes in its card
+    card = make_card(dataclasses.replace(node.identity, url=f"https://{evil}:8402"))
+    node.close()
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    node = Node.open(jpn)
+    node.store.add_refusals("NZL", [(f"indicator--{evil}", f"refused: {evil}")],
+                            "2026-12-02T00:00:00Z")
+    node.close()
+    for args in (("peer", "add", jpn, tmp_path / "card.json"), ("peer", "list", jpn),
+                 ("disseminations", jpn)):
+        printed = run(*args).stdout
+        assert "evil" in printed, (args, printed)
+        assert not [f"U+{ord(c):04X}" for c in printed if c in "\x1b\x07\u202e"], args
 
 
 # -- search --------------------------------------------------------------------------------

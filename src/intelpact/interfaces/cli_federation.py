@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.federation import make_card
 from ..services.node import Node
-from .cli import NODE_DIR, friendly, main, out
+from .cli import NODE_DIR, _safe, friendly, main, out
 
 
 @main.command()
@@ -45,8 +46,10 @@ def peer_add(node_dir: Path, card_file: Path) -> None:
                              hint="give the JSON printed by `intelpact card DIR`") from None
     node = Node.open(node_dir)
     pinned, queued = node.federation.add_peer(data)
-    out.print(f"Pinned {pinned.party} at {pinned.url} (key {pinned.key_id}, TLS "
-              f"{pinned.tls_fingerprint[:16]}…); {queued} object(s) queued for it")
+    # the URL is the partner's word, as written in its card: escaped (cli._safe)
+    out.print(Text(_safe(f"Pinned {pinned.party} at {pinned.url} (key {pinned.key_id}, TLS "
+                         f"{pinned.tls_fingerprint[:16]}…); {queued} object(s) queued for "
+                         "it")))
     node.close()
 
 
@@ -61,7 +64,8 @@ def peer_list(node_dir: Path) -> None:
     peers = node.store.peers()
     table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
     for p in peers:
-        table.add_row(p.party, p.url, p.key_id, p.tls_fingerprint[:16] + "…", p.added)
+        table.add_row(*(Text(_safe(v)) for v in (p.party, p.url, p.key_id,
+                                                  p.tls_fingerprint[:16] + "…", p.added)))
     out.print(table)
     audit = Table("party", "checkpoint witnessed", "events about our objects checked",
                   "last round")
@@ -116,7 +120,8 @@ def disseminations(node_dir: Path, party: str | None) -> None:
         receipt = f"verified {d.receipt_at}" if d.receipt_id else "no receipt (pulled)"
         if d.via:  # passed on by a holder with our consent
             receipt = f"via {d.via} with consent; {receipt}"
-        table.add_row(d.party, d.object_id, d.version, d.released, receipt)
+        table.add_row(*(Text(_safe(v)) for v in (d.party, d.object_id, d.version, d.released,
+                                                  receipt)))
     out.print(table)
     pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
                if party in (None, p.party)}
@@ -135,5 +140,5 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     if refusals:
         out.print(f"{len(refusals)} object(s) received and refused:")
         for who, oid, reason, at in refusals[-20:]:
-            out.print(f"  {at} from {who}: {oid}: {reason}", markup=False)
+            out.print(Text(_safe(f"  {at} from {who}: {oid}: {reason}")))  # what it sent
     node.close()
