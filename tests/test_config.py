@@ -378,6 +378,25 @@ def test_database_url_of_another_scheme(node_dir: Path, scheme: str) -> None:
         assert load_config(node_dir).database == url
 
 
+@pytest.mark.parametrize("value", ['"https://node.example.org"', '"node.example.org:8401"',
+                                   '"node example"', '"[::1]"', '"*.example.org"',
+                                   '"node\\tname"', '""'])
+def test_bad_host(node_dir: Path, value: str) -> None:
+    """host is where serve listens and what the node card gives partners
+    (https://<host>:<federation_port>): a URL or a host:port written there was accepted,
+    and the card carried https://https://node.example.org:8402 to partners before serve
+    failed to listen on it."""
+    set_field(node_dir, "host", value)
+    fails(node_dir, r"server\.host: ")
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "::1", "0.0.0.0", "localhost",  # noqa: S104
+                                   "node.example.go.jp", "Node-1.Example.org."])
+def test_good_host(node_dir: Path, value: str) -> None:
+    set_field(node_dir, "host", f'"{value}"')
+    assert load_config(node_dir).host == value
+
+
 def test_pinned_hash_edited(node_dir: Path) -> None:
     set_field(node_dir, "agreement_hash", '"sha256:' + "0" * 64 + '"')
     fails(node_dir, r"node\.agreement_hash: .* not the pinned sha256:0000")
@@ -427,7 +446,7 @@ def test_write_config_keeps_every_number(node_dir: Path, seconds: float, rate: f
 def test_write_config_round_trip_with_hostile_strings(node_dir: Path) -> None:
     cfg = load_config(node_dir)
     for value in HOSTILE:
-        changed = dataclasses.replace(cfg, name=value, title=value + " title", host=value,
+        changed = dataclasses.replace(cfg, name=value, title=value + " title",
                                       database=f"db {value}.sqlite", port=1,
                                       max_content_length=1024, api_root="a-1")
         write_config(changed)

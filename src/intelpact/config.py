@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .crypto.keys import generate_signing_key
-from .crypto.tls import make_self_signed
+from .crypto.tls import TlsError, _san, make_self_signed
 from .errors import IntelpactError
 from .model import Agreement, AgreementError, load_agreement
 
@@ -209,6 +209,11 @@ def load_config(node_dir: Path) -> NodeConfig:
     if party not in agreement.parties:
         raise _fail(path, "node.party", f"{party} is not a party to {agreement.id}",
                     f"use one of {', '.join(agreement.parties)}")
+    host = text(server, "server", "host", "127.0.0.1")
+    try:
+        _san([host])  # what init puts in the certificate: the node card's URL is made of it
+    except TlsError as exc:
+        raise _fail(path, "server.host", exc.message, exc.hint or "") from None
     database = text(node, "node", "database", "node.db")
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", database)
     if scheme and scheme.group(1) not in ("postgresql", "postgres"):
@@ -221,7 +226,7 @@ def load_config(node_dir: Path) -> NodeConfig:
         title=text(node, "node", "title", f"intelpact {party} node"),
         agreement_path=agreement_path, agreement_hash=pinned, database=database,
         signing_key=file(node, "node", "signing_key", "keys/signing.pem"),
-        host=text(server, "server", "host", "127.0.0.1"), port=port, tls=tls,
+        host=host, port=port, tls=tls,
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
