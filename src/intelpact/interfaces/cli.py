@@ -276,9 +276,10 @@ def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
 
 @main.command()
 @NODE_DIR
-@click.option("--host", default=None, help="Override the configured address.")
+@click.option("--host", default=None, help="Override the configured address of the TAXII "
+              "API (the federation listener stays on server.host, the node card's).")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
-              help="Override the configured port.")
+              help="Override the configured port of the TAXII API.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="TAXII worker processes (several are meant for a PostgreSQL store).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
