@@ -117,6 +117,7 @@ def test_refuses_to_overwrite(certs: dict[str, Node]) -> None:
     ({"hosts": ["*.example.org"]}, "neither an IP address nor a DNS host name"),
     ({"hosts": ["bad host"]}, "neither an IP address"),
     ({"hosts": ["-x.example"]}, "neither an IP address"),
+    ({"hosts": ["evil.example\n"]}, "neither an IP address"),  # `$` let it through
     ({"days": 0}, "expected 1-825 days, found 0"),
     ({"days": 826}, "expected 1-825 days, found 826"),
     ({"common_name": "x" * 65}, "expected 1-64 characters"),

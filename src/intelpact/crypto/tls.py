@@ -62,7 +62,7 @@ def _san(hosts: Sequence[str]) -> list[x509.GeneralName]:
         except ValueError:
             pass
         name = host.lower().rstrip(".")
-        if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in name.split(".")):
+        if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in name.split(".")):
             raise TlsError(f"{host!r} is neither an IP address nor a DNS host name",
                            hint="use an address such as 127.0.0.1 or ::1, or a name such as "
                            "node.example.org (ASCII letters, digits, '-' and '.', no wildcards)")

@@ -302,7 +302,7 @@ class TaxiiApi:
         return str(request.base_url).rstrip("/")
 
     def _collection(self, cid: str, principal: Principal) -> str:
-        if not _NAME.match(cid) or self.node.store.collection(cid) is None:
+        if not _NAME.fullmatch(cid) or self.node.store.collection(cid) is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         if not principal.reads:
             self._denied(principal, "collection", NO_READING_ROLE, collection=cid)
@@ -330,7 +330,7 @@ class TaxiiApi:
 
     def status(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         status_id = request.path_params["status_id"]
-        record = self.node.store.status(status_id) if _NAME.match(status_id) else None
+        record = self.node.store.status(status_id) if _NAME.fullmatch(status_id) else None
         if record is None or record.owner != principal.name:
             raise TaxiiError(404, "Not Found", "no such status")
         return _json(record.body)
@@ -349,7 +349,7 @@ class TaxiiApi:
 
     def collection(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         cid = request.path_params["cid"]
-        c = self.node.store.collection(cid) if _NAME.match(cid) else None
+        c = self.node.store.collection(cid) if _NAME.fullmatch(cid) else None
         if c is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         return _json(self._collection_info(principal, c))
@@ -399,7 +399,7 @@ class TaxiiApi:
 
     # -- helpers -------------------------------------------------------------------------
     def _object_id(self, oid: str) -> str:
-        if not _ID.match(oid):
+        if not _ID.fullmatch(oid):
             raise TaxiiError(404, "Not Found", "no such object")
         return oid
 
@@ -436,11 +436,11 @@ class TaxiiApi:
 
         ids = values("match[id]")
         for i in ids:
-            if not _ID.match(i):
+            if not _ID.fullmatch(i):
                 raise TaxiiError(400, "Bad request", f"match[id]: {i!r} is not a STIX id")
         types = values("match[type]")
         for t in types:
-            if not _TYPE.match(t):
+            if not _TYPE.fullmatch(t):
                 raise TaxiiError(400, "Bad request", f"match[type]: {t!r} is not a STIX type")
         spec_versions = values("match[spec_version]")
         for s in spec_versions:

@@ -683,7 +683,7 @@ def resolve_selector(obj: Mapping[str, Any], selector: Any) -> Any:
         raise LabelError(f"selector {selector!r} must be a non-empty string")
     node: Any = obj
     for step in selector.split("."):
-        index = _SELECTOR_INDEX.match(step)
+        index = _SELECTOR_INDEX.fullmatch(step)
         if index:
             if not isinstance(node, list) or int(index.group(1)) >= len(node):
                 raise LabelError(f"selector {selector!r} points at no list item ({step})",

@@ -186,7 +186,7 @@ def _when(value: str, what: str, end: bool = False) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if not _STAMP.match(value):
+    if not _STAMP.fullmatch(value):
         raise ConsoleError(400, f"'{what}' is not a time",
                            "write a time as YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
     if len(value) == 10:

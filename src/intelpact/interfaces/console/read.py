@@ -146,7 +146,7 @@ def _brief(value: Any, size: int = 240) -> str:
 # -- an object ---------------------------------------------------------------------------------
 def _versions(console: Console, principal: Principal, oid: str, via: str
               ) -> list[tuple[StoredObject, dict[str, Any]]]:
-    if not ID.match(oid):
+    if not ID.fullmatch(oid):
         raise NOT_FOUND
     found = [(row, json.loads(body))
              for row, body in console.node.versions(principal, oid, via=via)]
@@ -184,7 +184,7 @@ def show(console: Console, request: Request, principal: Principal,
     names, named = _names(console, principal, sorted(set(refs) | {x["other"] for x in linked
                                                                  if x["other"]}))
     properties = [{"key": k, "value": _render(v), "marks": portions.get(k, []),
-                   "ref": isinstance(v, str) and k.endswith("_ref") and ID.match(v) is not None}
+                   "ref": isinstance(v, str) and k.endswith("_ref") and ID.fullmatch(v) is not None}
                   for k, v in obj.items() if k not in ("extensions",)]
     return Page("object.html", {
         "obj": obj, "row": row, "title": str(obj.get("name", "")) or oid,
@@ -231,9 +231,9 @@ def _refs(value: Any, key: str = "") -> Iterable[str]:
                 yield from _refs(v, k)
     elif isinstance(value, list) and key.endswith("_refs"):
         for item in value:
-            if isinstance(item, str) and ID.match(item):
+            if isinstance(item, str) and ID.fullmatch(item):
                 yield item
-    elif isinstance(value, str) and key.endswith("_ref") and ID.match(value):
+    elif isinstance(value, str) and key.endswith("_ref") and ID.fullmatch(value):
         yield value
 
 
@@ -293,7 +293,7 @@ def _linked(console: Console, principal: Principal, oid: str
                         "id": row.object_id, "type": kind, "role": here,
                         "verb": str(obj.get("relationship_type", "")) if kind ==
                         "relationship" else "sighting",
-                        "other": other if isinstance(other, str) and ID.match(other) else None,
+                        "other": other if isinstance(other, str) and ID.fullmatch(other) else None,
                         "name": str(obj.get("name", "")),
                         "label": console.node.shown_labels(row, obj, labels).banner})
                     break
