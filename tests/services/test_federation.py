@@ -451,6 +451,32 @@ def test_a_version_the_partner_refused_is_not_recorded_as_delivered(
         (v1["id"], second)]  # waits for the next try
 
 
+def test_a_recall_reaches_a_partner_whose_receipt_lands_while_it_looks_for_holders(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a recall found the holders by reading the dissemination record, then
+    the outbox entries not yet delivered. A push's receipt committed between the two
+    reads moves an entry from the second to the first (Store.mark_delivered): the recall
+    saw neither, and the partner that had just taken the object was never sent the
+    recall ("nothing to recall", or, among several partners, left out silently). The
+    receipt is made to land there."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "delivered while recalled", "秘", ("NZL",))
+    queued = [oid for oid, _ in jpn.store.pending("NZL", 10)]  # with its marking
+    read = jpn.store.disseminations
+
+    def receipt_lands_after(**kwargs: Any) -> Any:
+        rows = read(**kwargs)
+        jpn.store.mark_delivered("NZL", queued, "2026-12-02T00:00:00.000000Z", "{}")
+        return rows
+
+    monkeypatch.setattr(jpn.store, "disseminations", receipt_lands_after)
+    targets = jpn.controls.recall(jpn.people.as_person("officer"), obj["id"],
+                                  reason="at risk")
+    monkeypatch.undo()
+    assert targets == ["NZL"]
+    assert [n.kind for n in jpn.store.pending_notices("NZL", 10)] == ["recall"]
+
+
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:
     nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
              for p in ("JPN", "NZL", "AUS")}

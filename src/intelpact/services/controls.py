@@ -152,8 +152,11 @@ class Controls:
                 objects=[(r.object_id, r.version) for r in rows])):
             raise ControlError(why)
         peers = self.federation.peers()
+        # the outbox before the dissemination record: an entry delivered between the two
+        # reads (its receipt moves it from one to the other) is in the first
+        queued = set(self.store.queued_for(object_id))
         holders = sorted({d.party for d in self.store.disseminations(object_id=object_id)}
-                         | set(self.store.queued_for(object_id)))
+                         | queued)
         targets = [p.upper() for p in parties] if parties else holders
         for party in targets:
             if party not in peers:
@@ -324,9 +327,9 @@ class Controls:
         older = self._older(rows, version)
         relabelled = self._joined(older, definition_label(self.policy.agreement, part,
                                                           self.party))
+        queued = self._queued(object_id, older, relabelled)  # first, as recall reads them
         holders = sorted(({d.party for d in self.store.disseminations(object_id=object_id)
-                           if d.version != version} | self._queued(object_id, older, relabelled))
-                         - self._recalled_from(object_id))
+                           if d.version != version} | queued) - self._recalled_from(object_id))
         who: dict[str, Any] = ({"person": person} if person is not None else
                                {"operator": operator(), "resumed": True})
         # the older versions joined here, recorded whether or not any partner is told
