@@ -477,6 +477,30 @@ def test_a_recall_reaches_a_partner_whose_receipt_lands_while_it_looks_for_holde
     assert [n.kind for n in jpn.store.pending_notices("NZL", 10)] == ["recall"]
 
 
+def test_a_recall_delivered_twice_at_once_is_applied_once(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a holder looked up whether a recall notice was applied already before
+    the transaction that applies it. Delivered twice at once (`intelpact recall` sends its
+    notices while the serving courier sends the same ones; a retry after a timeout), both
+    deliveries found it not applied: the second recorded the recall again and queued a
+    second destruction receipt to the originator, destroying nothing. The second
+    delivery's look-up is made to run before the first is kept."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled twice at once", "秘", ("NZL",))
+    with serving_federation(nzl):
+        assert push(jpn, "NZL") >= 1
+    jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="at risk")
+    (notice,) = jpn.store.pending_notices("NZL", 10)
+    signed = json.loads(notice.body)
+    first = nzl.controls.receive("JPN", signed)
+    monkeypatch.setattr(nzl.store, "notice", lambda notice_id: None)  # not kept yet
+    assert nzl.controls.receive("JPN", signed)["receipt"] == first["receipt"]
+    monkeypatch.undo()
+    assert [n.kind for n in nzl.store.pending_notices("JPN", 10)] == ["destroyed"]
+    recalls = nzl.audit.find(AuditFilter(kinds=("recall",), party="JPN"))
+    assert len(recalls) == 1
+
+
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:
     nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
              for p in ("JPN", "NZL", "AUS")}

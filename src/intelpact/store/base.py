@@ -1291,8 +1291,10 @@ class Store(abc.ABC):
         ``versions``) by its tombstone, mark it
         recalled (no query serves it again), drop its undelivered outbox entries, add the
         ``notices`` made of the rows and of the tombstones of the object's versions
-        destroyed before (the notice applied, the originator's confirmation; one already
-        stored is left), and append the audit events. Returns the rows as they were."""
+        destroyed before (the notice applied, the originator's confirmation), and append
+        the audit events. Returns the rows as they were. If one of ``notices`` is stored
+        already (the notice applied, delivered twice at once), it was applied: nothing
+        is done, and nothing returned."""
 
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str,

@@ -1533,13 +1533,19 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
     earlier = [row for row, recalled in every if recalled is not None]
     rows = [row for row, recalled in every if recalled is None
             and (versions is None or row.version in versions)]
+    kept = list(notices(rows, earlier)) if notices is not None else []
+    # a notice kept already (the one applied, delivered twice at once: each delivery
+    # looked before either was kept) means it was applied: nothing more is done
+    if any(c.execute(f"SELECT 1 FROM notices WHERE notice_id = {mark}",  # noqa: S608
+                     (notice.notice_id,)).fetchone() for notice in kept):
+        return []
     for row in rows:
         c.execute(f"UPDATE objects SET body = {mark}, recalled = {mark} WHERE seq = {mark}",  # noqa: S608
                   (tombstone(row), when, row.seq))
         c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
                   (row.seq,))
     _forget_portions(c, mark, [row.seq for row in rows])  # a tombstone has no text
-    for notice in notices(rows, earlier) if notices is not None else ():
+    for notice in kept:
         _add_notice(c, mark, notice, None, ())
     _append_audit(c, audit(rows), mark)
     return rows
