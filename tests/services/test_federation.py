@@ -149,6 +149,36 @@ def test_a_partner_s_answer_is_read_only_within_max_content_length(
     assert {o["id"] for o in sent} <= visible_ids(nzl)
 
 
+def test_a_push_too_large_for_the_partner_goes_in_smaller_envelopes(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a push is 500 objects whatever their size, and a partner answers an
+    envelope over its max_content_length 413. That was counted as a refusal of every
+    object in it: after 20 tries all 500 were given up, never pushed again, though each
+    fits. Now an envelope too large is sent again with half as many objects (as a pull
+    asks for a page too large), and only one object over the limit on its own is refused.
+    A 408 (the envelope did not arrive within the partner's time limit) is not a refusal
+    either."""
+    jpn, nzl = jpn_nzl
+    who = jpn.people.as_person("officer").person
+    sent = [indicator(f"pushed in small envelopes {n}", description="x" * 2000)
+            for n in range(6)]
+    status = jpn.publisher.publish(who, jpn.default_collection().collection_id, sent,
+                                   marking=MarkingRequest("極秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    nzl.config = dataclasses.replace(nzl.config, max_content_length=8 * 1024)
+    with serving_federation(nzl):
+        assert push(jpn, "NZL") >= len(sent)
+    assert {o["id"] for o in sent} <= visible_ids(nzl)
+    assert jpn.store.pending("NZL", 100) == []
+    alone = publish(jpn, "too large on its own", "極秘", ("NZL",))
+    nzl.config = dataclasses.replace(nzl.config, max_content_length=512)
+    with serving_federation(nzl), pytest.raises(FederationError, match="413"):
+        push(jpn, "NZL")  # refused, and counted: it will never fit
+    assert alone["id"] not in visible_ids(nzl)
+    timeout = httpx.Response(408, json={"title": "Request Timeout", "http_status": "408"})
+    assert not courier_module._refusal(timeout)
+
+
 def test_a_pull_stops_on_a_page_that_says_more_without_moving_on(
         jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
     """A partner whose outbox answers the same page, saying there is more, for ever (its

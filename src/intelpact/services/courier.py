@@ -161,19 +161,29 @@ class Courier:
                               request=request)
 
     # -- push ---------------------------------------------------------------------------
-    def push_once(self, party: str) -> int:
-        """Deliver one batch of ``party``'s outbox; returns how many were acknowledged."""
+    def push_once(self, party: str, limit: int = BATCH) -> int:
+        """Deliver one batch of ``party``'s outbox, of ``limit`` entries (more if they are
+        all marking-definitions waiting for the object behind them); returns how many
+        were acknowledged. An envelope of several objects that ``party`` answers 413 (over
+        its max_content_length) raises EnvelopeTooLarge, nothing counted: push_all sends
+        them again in smaller envelopes."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             return 0
-        entries = self.node.store.pending(party, BATCH)
-        if not entries:
-            return 0
         fed = self.node.federation
         held = fed.held_consents()  # the consent tokens: read once, if a row needs them
-        # the release decision again, as they leave; a marking-definition goes on its own
-        # label or with an object here that cites it (one cut off with its object waits)
-        sendable, later = fed.outgoing(party, entries, held, more=len(entries) >= BATCH)
+        size = limit
+        while True:
+            entries = self.node.store.pending(party, size)
+            if not entries:
+                return 0
+            # the release decision again, as they leave; a marking-definition goes on its
+            # own label or with an object here that cites it (one cut off with its object
+            # waits, and a batch of only those reads on to it)
+            sendable, later = fed.outgoing(party, entries, held, more=len(entries) >= size)
+            if sendable or not later or size >= BATCH:
+                break
+            size = min(BATCH, size * 2)
         ids = [oid for oid, _ in entries if oid not in later]
         if not sendable:  # nothing goes: every entry counts, held back or not
             self.node.store.failed_attempt(party, [oid for oid, _ in entries])
@@ -188,6 +198,9 @@ class Courier:
                                      body)
         except httpx.HTTPError as exc:
             raise _unreachable(peer, exc) from None
+        if response.status_code == 413 and len(sendable) > 1 and limit > 1:
+            raise EnvelopeTooLarge(f"{party} refused an envelope of {len(sendable)} objects "
+                                   f"as too large: {_description(response)}")
         if response.status_code != 200:
             if _refusal(response):
                 self.node.store.failed_attempt(party, ids)
@@ -249,10 +262,18 @@ class Courier:
         return json.dumps(announcement).encode()
 
     def push_all(self, party: str) -> int:
+        """Deliver ``party``'s key announcements, then its outbox, batch after batch; an
+        envelope too large for ``party`` is sent again with half as many objects, and the
+        batches stay that small for the rest of the round."""
         self.announce_keys(party)
-        total = 0
+        total, limit = 0, BATCH
         while True:
-            n = self.push_once(party)
+            try:
+                n = self.push_once(party, limit)
+            except EnvelopeTooLarge as exc:
+                log.debug("federation with %s: %s; sending fewer at a time", party, exc)
+                limit = max(1, limit // 2)
+                continue
             total += n
             if n == 0:
                 return total
@@ -925,6 +946,11 @@ class AnswerTooLarge(FederationError):
     """A partner's answer is larger than this node takes (``max_content_length``)."""
 
 
+class EnvelopeTooLarge(FederationError):
+    """A partner answered 413 to a push of several objects: over its max_content_length,
+    which is not a refusal of what they are. Sent again, fewer at a time."""
+
+
 class BadAnswer(FederationError):
     """A partner's answer is not one JSON text this node takes (jsonio.parse_json: not
     JSON, NaN or Infinity, nested too deep, a key given twice, …)."""
@@ -951,9 +977,9 @@ def _failed(response: httpx.Response, message: str) -> FederationError:
 def _refusal(response: httpx.Response) -> bool:
     """Whether an error answer refuses what was sent (counted: after MAX_ATTEMPTS it is
     given up), rather than a state that passes: the partner failing (5xx, a full disk),
-    throttling this node (429) or the two clocks apart (the request's date refused, not
-    its content)."""
-    if response.status_code >= 500 or response.status_code == 429:
+    throttling this node (429), the request not arriving within the partner's time limit
+    (408) or the two clocks apart (the request's date refused, not its content)."""
+    if response.status_code >= 500 or response.status_code in (408, 429):
         return False
     body = _error_body(response)
     return not (isinstance(body, dict) and body.get("error_code") == ClockSkew.CODE)
