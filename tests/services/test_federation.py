@@ -531,6 +531,29 @@ def test_a_recall_delivered_twice_at_once_is_applied_once(
     assert len(recalls) == 1
 
 
+def test_a_recalled_object_sent_again_is_not_acknowledged(
+        jpn_nzl: tuple[Node, Node]) -> None:
+    """Regression: a version held here was taken as "already stored (identical)" by its
+    body hash, which a recall's tombstone keeps: a push or pull that began before the
+    recall and arrived after it was answered with a signed receipt saying the holder
+    holds what it destroyed, and the originator marked it delivered again. It is refused
+    as recalled, like any version of a recalled object."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "recalled, then sent again", "秘", ("NZL",))
+    (row,) = [r for _, r in jpn.store.pending("NZL", 10) if r.object_id == obj["id"]]
+    with serving_federation(nzl):
+        assert push(jpn, "NZL") >= 1
+        jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="at risk")
+        with Courier(jpn) as courier:
+            assert courier.deliver_notices("NZL") == 1
+    assert obj["id"] not in visible_ids(nzl)
+    results, receipt = nzl.federation.receive(
+        "JPN", nzl.default_collection().collection_id, [json.loads(row.body)])
+    assert [r.ok for r in results] == [False]
+    assert "recalled" in results[0].message
+    assert receipt["receipt"]["objects"] == []
+
+
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:
     nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
              for p in ("JPN", "NZL", "AUS")}

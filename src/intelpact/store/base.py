@@ -793,7 +793,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def holds(self, collection_id: str, object_id: str, version: str | None,
               body_hash: str) -> bool:
-        """True when exactly this body is stored for (collection, id, version)."""
+        """True when exactly this body is stored for (collection, id, version), and not
+        recalled: a tombstone keeps the body hash of what it replaced, but holds nothing
+        (a receipt saying a recalled version is held would be false)."""
 
     @abc.abstractmethod
     def markings(self) -> list[str]:

@@ -631,10 +631,10 @@ class PostgresStore(Store):
               body_hash: str) -> bool:
         if version is None:
             return self._one("SELECT 1 FROM objects WHERE collection_id = %s AND object_id = "
-                             "%s AND body_hash = %s",
+                             "%s AND body_hash = %s AND recalled IS NULL",
                              (collection_id, object_id, body_hash)) is not None
         return self._one("SELECT 1 FROM objects WHERE collection_id = %s AND object_id = %s "
-                         "AND version = %s AND body_hash = %s",
+                         "AND version = %s AND body_hash = %s AND recalled IS NULL",
                          (collection_id, object_id, version, body_hash)) is not None
 
     def markings(self) -> list[str]:

@@ -609,11 +609,12 @@ class SQLiteStore(Store):
         if version is None:
             row = self._conn().execute(
                 "SELECT 1 FROM objects WHERE collection_id = ? AND object_id = ? AND "
-                "body_hash = ?", (collection_id, object_id, body_hash)).fetchone()
+                "body_hash = ? AND recalled IS NULL",
+                (collection_id, object_id, body_hash)).fetchone()
         else:
             row = self._conn().execute(
                 "SELECT 1 FROM objects WHERE collection_id = ? AND object_id = ? AND "
-                "version = ? AND body_hash = ?",
+                "version = ? AND body_hash = ? AND recalled IS NULL",
                 (collection_id, object_id, version, body_hash)).fetchone()
         return row is not None
 
