@@ -372,6 +372,45 @@ def test_pulled_with_consent(serving: Trio) -> None:
 
 
 
+class _Killed(BaseException):
+    """The process killed at that point (nothing after it runs)."""
+
+
+@pytest.mark.parametrize("how", ["push", "pull"])
+def test_an_onward_release_is_reported_even_if_the_holder_dies_as_it_goes(
+        serving: Trio, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Regression: the holder recorded a third party's object as delivered (push: the
+    receipt) or released (pull: the dissemination record of a page) in one transaction,
+    and queued its onward-release report to the originator in the next. Killed between
+    the two, it never reported it: the object was not pushed again, and the page pulled
+    again was not new. The report is now kept in the same transaction. The kill is made
+    to happen as the report is signed."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    approve(jpn, nzl, ask(nzl, jpn, obj))
+    sign = nzl.controls._notice
+
+    def killed(kind: str, to: str, body: Any) -> Any:
+        if kind == "onward-release":
+            raise _Killed
+        return sign(kind, to, body)
+
+    monkeypatch.setattr(nzl.controls, "_notice", killed)
+    if how == "push":
+        with pytest.raises(_Killed):
+            push(nzl, "AUS")
+    else:
+        with pytest.raises(FederationError):  # NZL's listener fails the page: a 500
+            pull(aus, "NZL")
+    monkeypatch.undo()
+    assert (push(nzl, "AUS") if how == "push" else pull(aus, "NZL")) >= 0
+    assert obj["id"] in visible_ids(aus)
+    assert [n.kind for n in nzl.store.pending_notices("JPN", 10)] == ["onward-release"]
+    assert deliver(nzl, "JPN") == 1
+    assert [d.via for d in jpn.store.disseminations()
+            if d.party == "AUS" and d.object_id == obj["id"]] == ["NZL"]
+
+
 def test_a_request_names_who_may_be_asked_for(serving: Trio, tmp_path: Path) -> None:
     """The refusal of a recipient who is no third party names those who are; under a
     bilateral agreement it says there is none, rather than "name one of " and nothing."""

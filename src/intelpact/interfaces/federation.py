@@ -322,11 +322,12 @@ class FederationApi:
         if later and min(later) > rows[0][0]:
             rows = [(oid, row) for oid, row in rows if oid < min(later)]
         going = [row for oid, row in sent if oid <= rows[-1][0]]
-        fresh = fed.pulled(party, going)  # durable before it leaves
         tokens = fed.consents_for(party, going, held)
-        if tokens and fresh:  # no receipt on a pull: the originators are told what went,
-            # unreceipted, once (not again for a page pulled again)
-            self.node.consents.onward(party, fresh, "pull", None)
+        # durable before it leaves; no receipt on a pull: the originators of what went on
+        # with consent are told, unreceipted, once (not again for a page pulled again),
+        # in the same transaction
+        fed.pulled(party, going, (lambda fresh: self.node.consents.onward(
+            party, fresh, "pull", None)) if tokens else None)
         bodies = [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
         if tokens:

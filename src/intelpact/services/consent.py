@@ -38,6 +38,7 @@ from ..model.echo import first, shown, too_many
 from ..store.base import (
     ConsentRecord,
     Notice,
+    Onward,
     StoredObject,
     parse_timestamp,
     stored_version,
@@ -251,25 +252,31 @@ class Consents:
 
     # -- the holder passed it on ---------------------------------------------------------
     def onward(self, party: str, rows: Sequence[StoredObject], how: str,
-               receipt: str | None) -> list[str]:
-        """Tell each originator of ``rows`` (a third party's objects that went to
-        ``party``) what went, with ``party``'s signed receipt when there is one. Returns
-        the originators told (the notices are queued)."""
+               receipt: str | None) -> Onward:
+        """The notices telling each originator of ``rows`` (a third party's objects that
+        went to ``party``) what went, with ``party``'s signed receipt when there is one,
+        and their events: for the store to keep in the transaction that records the
+        delivery (``Store.mark_delivered``) or the pull (``Store.add_pulled``), so a
+        crash between the two never leaves an originator untold."""
         groups: dict[str, list[StoredObject]] = {}
         if not self.policy.agreement.rules.third_party_consent:
-            return []  # no consent was needed: nothing to report
+            return [], []  # no consent was needed: nothing to report
         for row in rows:
             if row.originator not in (self.party, party):
                 groups.setdefault(row.originator, []).append(row)
+        notices, events = [], []
         for origin, passed in groups.items():
             objects = [[r.object_id, r.version, r.body_hash] for r in passed]
-            event = self.audit.event("onward-release", party=party, originator=origin,
-                                     objects=[(r.object_id, r.version) for r in passed],
-                                     how=how, direction="out")
-            self.controls._queue("onward-release", origin, passed[0].object_id, {
+            events.append(self.audit.event(
+                "onward-release", party=party, originator=origin,
+                objects=[(r.object_id, r.version) for r in passed], how=how, direction="out"))
+            notice_id, signed = self.controls._notice("onward-release", origin, {
                 "object_id": passed[0].object_id, "recipient": party, "how": how,
-                "objects": objects, "receipt": json.loads(receipt) if receipt else None}, [event])
-        return sorted(groups)
+                "objects": objects, "receipt": json.loads(receipt) if receipt else None})
+            notices.append(Notice(notice_id, "out", origin, "onward-release",
+                                  passed[0].object_id, canonical(signed),
+                                  timestamp(utc_now())))
+        return notices, events
 
     # -- receiving notices ------------------------------------------------------------------
     def receive(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:

@@ -213,10 +213,12 @@ class Courier:
         done = [oid for oid, row in sendable if (row.object_id, row.body_hash) in acknowledged]
         refused = [oid for oid in ids if oid not in done]
         receipt = json.dumps(status["x_intelpact_receipt"], sort_keys=True)
-        self.node.store.mark_delivered(party, done, timestamp(utc_now()), receipt)
-        if tokens:  # a third party's objects went on with consent: tell their originators
-            self.node.consents.onward(party, [row for oid, row in sendable if oid in done],
-                                      "push", receipt)
+        # a third party's objects went on with consent: their originators are told, in
+        # the transaction that marks them delivered
+        onward = self.node.consents.onward(party, [row for oid, row in sendable
+                                                   if oid in done], "push", receipt) \
+            if tokens else ([], [])
+        self.node.store.mark_delivered(party, done, timestamp(utc_now()), receipt, onward)
         if refused:
             self.node.store.failed_attempt(party, refused)
             failures = status.get("failures")

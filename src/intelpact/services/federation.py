@@ -50,6 +50,7 @@ from ..store.base import (
     HeldCheckpoints,
     MarkingConflict,
     NewObject,
+    Onward,
     PeerRecord,
     Store,
     StoredObject,
@@ -1186,18 +1187,22 @@ class Federation:
             digest, base, banner, originator, bool(labels.portions),
             received_from=sender, marking_refs=cited_markings(item))
 
-    def pulled(self, party: str, rows: Sequence[StoredObject]) -> list[StoredObject]:
+    def pulled(self, party: str, rows: Sequence[StoredObject],
+               onward: Callable[[list[StoredObject]], Onward] | None = None
+               ) -> list[StoredObject]:
         """Record that ``party`` pulls ``rows``, before they leave. A pull has no receipt:
         what it serves goes into the dissemination record now, with the ``release``
         events, so recalls and reclassifications reach a partner that only pulls.
         Returns the rows it did not hold yet: only those are recorded, and reported to
-        their originators (a partner may ask for one page again and again)."""
+        their originators (``onward``: the notices and events that do so, kept in the
+        same transaction; a partner may ask for one page again and again)."""
         if not rows:
             return []
         by_key = {(r.object_id, r.version, r.body_hash): r for r in rows}
         fresh = self.store.add_pulled(
             party, list(by_key), timestamp(utc_now()),
-            lambda keys: self._release_events(party, [by_key[k] for k in keys], "pull"))
+            lambda keys: self._release_events(party, [by_key[k] for k in keys], "pull"),
+            None if onward is None else lambda keys: onward([by_key[k] for k in keys]))
         return [by_key[k] for k in fresh]
 
     def pushing(self, party: str, entries: Sequence[tuple[int, StoredObject]]) -> None:

@@ -576,6 +576,11 @@ class Notice:
     error: str | None = None
 
 
+# Notices kept with what records them, and their audit events, in one transaction (the
+# onward-release reports of what went: Store.mark_delivered, Store.add_pulled)
+Onward = tuple[Sequence[Notice], Sequence[AuditEvent]]
+
+
 @dataclass(frozen=True)
 class RecallRecord:
     """At the originator: an object recalled from a holder, and its confirmation."""
@@ -907,8 +912,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
-                       receipt: str) -> None:
-        """Record delivery of these entries and the partner's receipt."""
+                       receipt: str, onward: Onward = ((), ())) -> None:
+        """Record delivery of these entries and the partner's receipt, and keep the
+        ``onward`` notices with their events (the onward-release reports of a third
+        party's objects among them), in one transaction: killed after the entries were
+        marked, the reports were never made (nothing is pushed again)."""
 
     @abc.abstractmethod
     def failed_attempt(self, party: str, outbox_ids: Sequence[int]) -> None: ...
@@ -924,13 +932,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]],
+                   onward: Callable[[Sequence[tuple[str, str, str]]], Onward] | None = None
                    ) -> list[tuple[str, str, str]]:
         """``party`` pulled ``objects`` ((id, version, body hash)) from our outbox: a
         dissemination row for each it did not hold yet, without a receipt (a pull has
-        none; a row there already, e.g. pushed, keeps its receipt), and the audit events
-        ``audit`` makes of those, in one transaction. Returns those: a page pulled again
-        (the partner chooses its cursor) records and reports nothing more."""
+        none; a row there already, e.g. pushed, keeps its receipt), the audit events
+        ``audit`` makes of those, and the notices with their events ``onward`` makes of
+        them (onward-release reports), in one transaction. Returns those: a page pulled
+        again (the partner chooses its cursor) records and reports nothing more."""
 
     @abc.abstractmethod
     def disseminations(self, *, object_id: str | None = None,

@@ -49,6 +49,7 @@ from .base import (
     KeptEvent,
     NewObject,
     Notice,
+    Onward,
     Page,
     PartnerCheckpoint,
     PeerRecord,
@@ -121,6 +122,7 @@ from .sqlite import (
     _insert_sql,
     _integrate,
     _intend_reclassify,
+    _keep_onward,
     _keep_partner_events,
     _label_portions,
     _labels_current,
@@ -705,8 +707,9 @@ class PostgresStore(Store):
                             "number")
 
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
-                       receipt: str) -> None:
+                       receipt: str, onward: Onward = ((), ())) -> None:
         with self._write() as c:
+            _keep_onward(c.cursor(), "%s", onward)
             receipt_row = c.execute("INSERT INTO receipts (party, body, received) VALUES "
                                     "(%s, %s, %s) RETURNING receipt_id",
                                     (party, receipt, when)).fetchone()
@@ -737,10 +740,11 @@ class PostgresStore(Store):
                                    list(outbox_ids), when, audit)
 
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]],
+                   onward: Callable[[Sequence[tuple[str, str, str]]], Onward] | None = None
                    ) -> list[tuple[str, str, str]]:
         with self._write() as c:
-            return _add_pulled(c.cursor(), "%s", party, objects, when, audit)
+            return _add_pulled(c.cursor(), "%s", party, objects, when, audit, onward)
 
     def disseminations(self, *, object_id: str | None = None,
                        party: str | None = None) -> list[Dissemination]:

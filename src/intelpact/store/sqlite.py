@@ -52,6 +52,7 @@ from .base import (
     MarkingConflict,
     NewObject,
     Notice,
+    Onward,
     Page,
     PartnerCheckpoint,
     PeerRecord,
@@ -687,8 +688,9 @@ class SQLiteStore(Store):
                             "number")
 
     def mark_delivered(self, party: str, outbox_ids: Sequence[int], when: str,
-                       receipt: str) -> None:
+                       receipt: str, onward: Onward = ((), ())) -> None:
         with self._write() as c:
+            _keep_onward(c, "?", onward)
             receipt_id = c.execute("INSERT INTO receipts (party, body, received) VALUES "
                                    "(?, ?, ?)", (party, receipt, when)).lastrowid
             for outbox_id in outbox_ids:
@@ -718,10 +720,11 @@ class SQLiteStore(Store):
                                    json.dumps(list(outbox_ids)), when, audit)
 
     def add_pulled(self, party: str, objects: Sequence[tuple[str, str, str]], when: str,
-                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                   audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]],
+                   onward: Callable[[Sequence[tuple[str, str, str]]], Onward] | None = None
                    ) -> list[tuple[str, str, str]]:
         with self._write() as c:
-            return _add_pulled(c, "?", party, objects, when, audit)
+            return _add_pulled(c, "?", party, objects, when, audit, onward)
 
     def disseminations(self, *, object_id: str | None = None,
                        party: str | None = None) -> list[Dissemination]:
@@ -1381,9 +1384,19 @@ def _add_onward(c: Any, mark: str, party: str, via: str,
     return True
 
 
+def _keep_onward(c: Any, mark: str, onward: Onward) -> None:
+    """Keep the ``onward`` notices and append their events, inside the caller's write
+    transaction (both dialects)."""
+    notices, events = onward
+    for notice in notices:
+        _add_notice(c, mark, notice, None, ())
+    _append_audit(c, events, mark)
+
+
 def _add_pulled(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str, str]],
                 when: str,
-                audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]]
+                audit: Callable[[Sequence[tuple[str, str, str]]], Sequence[AuditEvent]],
+                onward: Callable[[Sequence[tuple[str, str, str]]], Onward] | None = None
                 ) -> list[tuple[str, str, str]]:
     """``Store.add_pulled`` inside the caller's write transaction (both dialects)."""
     where, params = _of_objects([o[0] for o in objects], "AND", mark)
@@ -1394,6 +1407,8 @@ def _add_pulled(c: Any, mark: str, party: str, objects: Sequence[tuple[str, str,
     if fresh:
         _disseminated(c, mark, party, fresh, when, None, None)
         _append_audit(c, audit(fresh), mark)
+        if onward is not None:
+            _keep_onward(c, mark, onward(fresh))
     return fresh
 
 
