@@ -584,6 +584,61 @@ def test_a_version_pushed_while_its_reclassification_narrows_it_is_not_left_unto
     assert obj["id"] not in visible_ids(nzl) or told
 
 
+def test_a_refused_compromise_message_or_notice_holds_back_nothing_else(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a round with a partner stopped at the first failure, a refusal
+    included: a compromise message the partner refused (counted; given up after 20)
+    held back every notice and object for that partner, and a refused notice every
+    object, round after round, the courier backing off to 30 s: about seven minutes of
+    nothing sent to it, recalls included. A refusal now lets the rest of the round go
+    (recalls, then objects), and is raised after it (the partner is backed off). The
+    partner's refusals are forced here."""
+    jpn, nzl = jpn_nzl
+    from intelpact.services.compromise import CompromiseError
+    from intelpact.services.controls import ControlError
+
+    with serving_federation(jpn), serving_federation(nzl):
+        ours = publish(jpn, "reported compromised", "極秘", ("NZL",))
+        recalled = publish(jpn, "recalled", "極秘", ("NZL",))
+        assert push(jpn, "NZL") >= 2
+        nzl.compromise.file([ours["id"]], what="laptop lost",
+                            discovered="2026-12-01T00:00:00.000000Z",
+                            officer=nzl.people.as_person("officer"))
+        # NZL's own objects: one that went, one recalled from JPN, one new
+        mine = publish(nzl, "for japan", "RESTRICTED", ("JPN",))
+        gone = publish(nzl, "for japan, then recalled", "RESTRICTED", ("JPN",))
+        assert push(nzl, "JPN") >= 2
+        nzl.controls.recall(nzl.people.as_person("officer"), gone["id"], reason="at risk")
+        later = publish(nzl, "for japan, after", "RESTRICTED", ("JPN",))
+
+        answer = jpn.compromise.receive
+
+        def refuse(sender: str, envelope: Any) -> Any:
+            if envelope.get("type") == "held":
+                return answer(sender, envelope)
+            raise CompromiseError("refused for the test")
+
+        monkeypatch.setattr(jpn.compromise, "receive", refuse)
+        with Courier(nzl) as courier, pytest.raises(FederationError,
+                                                    match="refused for the test"):
+            courier.deliver_round("JPN")
+        assert later["id"] in visible_ids(jpn)  # the object went
+        assert gone["id"] not in visible_ids(jpn)  # and the recall before it
+        monkeypatch.undo()
+
+        def refuse_notice(*args: Any, **kwargs: Any) -> Any:
+            raise ControlError("refused for the test")
+
+        monkeypatch.setattr(nzl.controls, "receive", refuse_notice)
+        jpn.controls.recall(jpn.people.as_person("officer"), recalled["id"], reason="x")
+        last = publish(jpn, "after a refused notice", "極秘", ("NZL",))
+        with Courier(jpn) as courier, pytest.raises(FederationError,
+                                                    match="refused for the test"):
+            courier.deliver_round("NZL")
+        assert last["id"] in visible_ids(nzl)
+    assert mine["id"] in visible_ids(jpn)
+
+
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:
     nodes = {p: make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
              for p in ("JPN", "NZL", "AUS")}

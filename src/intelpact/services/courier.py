@@ -280,13 +280,33 @@ class Courier:
             if n == 0:
                 return total
 
+    def deliver_round(self, party: str, *, pull: bool = False) -> None:
+        """One round with ``party``: its compromise messages, then its notices (recalls
+        before any more objects), then its objects, and with ``pull`` its outbox pulled.
+        A failure to reach it, or one it answers that is not a refusal, stops the round.
+        A refusal of a message or notice (Refused, counted) does not: what else is
+        queued goes, and it is raised after (the caller backs off), so one message the
+        partner refuses does not hold back everything else for it until given up."""
+        refused: Refused | None = None
+        for step in (self.deliver_compromise, self.deliver_notices):
+            try:
+                step(party)
+            except Refused as exc:
+                refused = refused or exc
+        self.push_all(party)
+        if pull:
+            self.pull_once(party)
+        if refused is not None:
+            raise refused
+
     # -- compromise reports ------------------------------------------------------------
     def deliver_compromise(self, party: str) -> int:
         """Deliver ``party``'s queued compromise reports, acknowledgements and closures,
         oldest first; each is marked delivered only with the partner's verified signed
         receipt. Before a report, the partner is asked which checkpoint of our log it
-        holds, so the report carries a proof from it. The first failure stops the round
-        (FederationError: the caller backs off and retries); a refusal is counted, and a
+        holds, so the report carries a proof from it. The first failure stops this
+        queue's round (FederationError: the caller backs off and retries); a refusal is
+        counted (Refused: deliver_round sends the notices and objects all the same), and a
         message refused 20 times stops being sent (`compromise list` shows why). Key
         rotation announcements go first: requests are signed with the current key."""
         peer = self.node.federation.peers().get(party)
@@ -319,12 +339,11 @@ class Courier:
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
                 # 409: the partner's state moved under the request; ask again, no refusal
+                counted = response.status_code != 409 and _refusal(response)
                 self.node.store.compromise_failed(message.message_id,
-                                                  f"{party} refused: {reason}",
-                                                  response.status_code != 409
-                                                  and _refusal(response))
+                                                  f"{party} refused: {reason}", counted)
                 raise _failed(response, f"{party} refused compromise {message.kind} "
-                                        f"{message.report_id}: {reason}")
+                                        f"{message.report_id}: {reason}", counted=counted)
             try:
                 reports.delivered(party, message, _read(party, response,
                                                         f"compromise {message.kind} "
@@ -369,7 +388,7 @@ class Courier:
                 self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
                                               refused=counted)
                 error = _failed(response, f"{party} refused {notice.kind} notice "
-                                          f"{notice.notice_id}: {reason}")
+                                          f"{notice.notice_id}: {reason}", counted=counted)
                 if not counted:
                     raise error
                 refused = refused or error
@@ -738,11 +757,7 @@ class Courier:
                 if party in backoff and not _due(now, failed_at[party], backoff[party]):
                     continue
                 try:
-                    self.deliver_compromise(party)  # notices first: they have a deadline
-                    self.deliver_notices(party)  # recalls before any more objects
-                    self.push_all(party)
-                    if pull:
-                        self.pull_once(party)
+                    self.deliver_round(party, pull=pull)
                     backoff.pop(party, None)
                     failed_at.pop(party, None)
                     if back := failing.recovered(party):
@@ -958,6 +973,11 @@ class BadAnswer(FederationError):
     JSON, NaN or Infinity, nested too deep, a key given twice, …)."""
 
 
+class Refused(FederationError):
+    """A partner refused a compromise message or a notice (counted: after MAX_ATTEMPTS it
+    is given up). The rest of the round goes on (Courier.deliver_round)."""
+
+
 class RateLimited(FederationError):
     """A partner answered 429: this node sent it more requests than it takes from one
     partner. Not a refusal of what was sent: asked again after ``retry_after`` seconds
@@ -968,8 +988,12 @@ class RateLimited(FederationError):
         self.retry_after = retry_after
 
 
-def _failed(response: httpx.Response, message: str) -> FederationError:
-    """The error for a partner's answer other than 200: RateLimited for a 429."""
+def _failed(response: httpx.Response, message: str, *, counted: bool = False
+            ) -> FederationError:
+    """The error for a partner's answer other than 200: RateLimited for a 429, Refused
+    for a refusal ``counted`` towards giving a message up."""
+    if counted:
+        return Refused(message)
     if response.status_code != 429:
         return FederationError(message)
     after = response.headers.get("retry-after", "")
