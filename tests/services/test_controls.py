@@ -688,10 +688,15 @@ def test_an_older_version_a_push_brings_after_a_notice_that_withdraws_it_is_refu
     v2 = {k: v for k, v in obj.items() if k != "extensions"}
     v2.update(modified="2026-11-02T00:00:00.000Z", name="v2")
     real = type(jpn.federation).outgoing
+    decisions: list[str] = []
 
     def reclassified_meanwhile(fed: Any, party: str, entries: Any, *args: Any,
                                **kw: Any) -> Any:
+        # the push has decided twice (the second time with its release recorded): its
+        # decision made, the reclassification lands before it is sent
         if any(row.object_id == obj["id"] for _, row in entries):
+            decisions.append(party)
+        if len(decisions) == 2:
             monkeypatch.setattr(type(jpn.federation), "outgoing", real)
             _, told = jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
                                               collection_id=cid, reason="Japan only now")
@@ -949,10 +954,14 @@ def test_a_push_that_read_its_rows_before_the_recall_brings_nothing_more_to_the_
     newer = {k: v for k, v in obj.items() if k != "extensions"}
     newer.update(modified="2030-01-01T00:00:00.000Z", name="sent after the recall")
     real = type(jpn.federation).outgoing
+    decisions: list[str] = []
 
     def recalled_meanwhile(fed: Any, party: str, entries: Any, *args: Any, **kw: Any) -> Any:
-        # the push has read its rows: now the recall is recorded, applied and answered
+        # the push has read its rows and decided twice (the second time with its release
+        # recorded): now the recall is recorded, applied and answered
         if any(row.object_id == obj["id"] for _, row in entries):
+            decisions.append(party)
+        if len(decisions) == 2:
             monkeypatch.setattr(type(jpn.federation), "outgoing", real)
             jpn.controls.recall(officer, obj["id"], reason="at risk")
             assert deliver(jpn, "NZL") == 1 and deliver(nzl, "JPN") == 1

@@ -554,89 +554,61 @@ def test_a_recalled_object_sent_again_is_not_acknowledged(
     assert receipt["receipt"]["objects"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="a reclassification reads the holders outside the "
-                   "transaction that relabels, and the courier decides a push before it "
-                   "records it: closing the race needs both inside one transaction")
-def test_a_version_pushed_while_its_reclassification_narrows_it_is_not_left_untold(
-        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A push decided on a version's old label, sent after a reclassification narrowed
-    it away from the partner: the reclassification did not tell the partner (not a holder
-    yet, and its entry may no longer go), and the push delivered the version under its old
-    marking. The partner keeps what the originator withdrew from it. The reclassification
-    is made to land between the courier's decision and its send."""
+@pytest.mark.parametrize("how", ["push", "pull"])
+def test_a_version_sent_while_its_reclassification_narrows_it_is_not_left_untold(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Regression: a push or pull decided on a version's old label, sent after a
+    reclassification narrowed it away from the partner: the reclassification read the
+    holders outside the transaction that relabels (the partner was none yet, and its
+    entry might no longer go), and the version went under its old marking, the partner
+    never told: it kept what the originator withdrew from it. Now the courier and the
+    outbox page decide again once the release is recorded, and the reclassification also
+    tells the partners its transaction finds an older version went or may be going to
+    (its release recorded). The reclassification is made to land before the release is
+    recorded; then after the decision taken again, just before the send."""
     jpn, nzl = jpn_nzl
-    obj = publish(jpn, "narrowed while pushed", "秘", ("NZL",))
-    pushing = jpn.federation.pushing
+    officer = jpn.people.as_person("officer")
+    collection = jpn.default_collection().collection_id
+    fed = jpn.federation
+    for when in ("before the record", "just before the send"):
+        obj = publish(jpn, f"narrowed while sent, {when}", "秘", ("NZL",))
 
-    def reclassified_meanwhile(party: str, entries: Any) -> None:
-        pushing(party, entries)
-        if any(row.object_id == obj["id"] for _, row in entries):
-            jpn.controls.reclassify(jpn.people.as_person("officer"), obj["id"],
-                                    MarkingRequest("秘", ()),
-                                    collection_id=jpn.default_collection().collection_id,
-                                    reason="for Japan only")
+        def narrow(obj: dict = obj) -> None:
+            jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
+                                    collection_id=collection, reason="for Japan only")
 
-    monkeypatch.setattr(jpn.federation, "pushing", reclassified_meanwhile)
-    with serving_federation(nzl):
-        push(jpn, "NZL")
-    monkeypatch.undo()
-    told = [n for n in jpn.store.pending_notices("NZL", 10) if n.kind == "reclassify"]
-    assert obj["id"] not in visible_ids(nzl) or told
+        if when == "before the record":
+            recording = fed.pushing if how == "push" else fed.pulled
 
+            def record(party: str, entries: Any, *args: Any, recording: Any = recording,
+                       narrow: Any = narrow) -> Any:
+                narrow()
+                return recording(party, entries, *args)
 
-def test_a_refused_compromise_message_or_notice_holds_back_nothing_else(
-        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Regression: a round with a partner stopped at the first failure, a refusal
-    included: a compromise message the partner refused (counted; given up after 20)
-    held back every notice and object for that partner, and a refused notice every
-    object, round after round, the courier backing off to 30 s: about seven minutes of
-    nothing sent to it, recalls included. A refusal now lets the rest of the round go
-    (recalls, then objects), and is raised after it (the partner is backed off). The
-    partner's refusals are forced here."""
-    jpn, nzl = jpn_nzl
-    from intelpact.services.compromise import CompromiseError
-    from intelpact.services.controls import ControlError
+            monkeypatch.setattr(fed, "pushing" if how == "push" else "pulled", record)
+        else:
+            outgoing, decisions = fed.outgoing, []
 
-    with serving_federation(jpn), serving_federation(nzl):
-        ours = publish(jpn, "reported compromised", "極秘", ("NZL",))
-        recalled = publish(jpn, "recalled", "極秘", ("NZL",))
-        assert push(jpn, "NZL") >= 2
-        nzl.compromise.file([ours["id"]], what="laptop lost",
-                            discovered="2026-12-01T00:00:00.000000Z",
-                            officer=nzl.people.as_person("officer"))
-        # NZL's own objects: one that went, one recalled from JPN, one new
-        mine = publish(nzl, "for japan", "RESTRICTED", ("JPN",))
-        gone = publish(nzl, "for japan, then recalled", "RESTRICTED", ("JPN",))
-        assert push(nzl, "JPN") >= 2
-        nzl.controls.recall(nzl.people.as_person("officer"), gone["id"], reason="at risk")
-        later = publish(nzl, "for japan, after", "RESTRICTED", ("JPN",))
+            def decide(party: str, entries: Any, *args: Any, outgoing: Any = outgoing,
+                       obj: dict = obj, narrow: Any = narrow, decisions: list = decisions,
+                       **kwargs: Any) -> Any:
+                decided = outgoing(party, entries, *args, **kwargs)
+                if any(row.object_id == obj["id"] for _, row in entries):
+                    decisions.append(party)
+                    if len(decisions) == 2:  # the second: taken again after the record
+                        narrow()
+                return decided
 
-        answer = jpn.compromise.receive
-
-        def refuse(sender: str, envelope: Any) -> Any:
-            if envelope.get("type") == "held":
-                return answer(sender, envelope)
-            raise CompromiseError("refused for the test")
-
-        monkeypatch.setattr(jpn.compromise, "receive", refuse)
-        with Courier(nzl) as courier, pytest.raises(FederationError,
-                                                    match="refused for the test"):
-            courier.deliver_round("JPN")
-        assert later["id"] in visible_ids(jpn)  # the object went
-        assert gone["id"] not in visible_ids(jpn)  # and the recall before it
+            monkeypatch.setattr(fed, "outgoing", decide)
+        with serving_federation(jpn), serving_federation(nzl):
+            if how == "push":
+                push(jpn, "NZL")
+            else:
+                pull(nzl, "JPN")
         monkeypatch.undo()
-
-        def refuse_notice(*args: Any, **kwargs: Any) -> Any:
-            raise ControlError("refused for the test")
-
-        monkeypatch.setattr(nzl.controls, "receive", refuse_notice)
-        jpn.controls.recall(jpn.people.as_person("officer"), recalled["id"], reason="x")
-        last = publish(jpn, "after a refused notice", "極秘", ("NZL",))
-        with Courier(jpn) as courier, pytest.raises(FederationError,
-                                                    match="refused for the test"):
-            courier.deliver_round("NZL")
-        assert last["id"] in visible_ids(nzl)
-    assert mine["id"] in visible_ids(jpn)
+        told = [n for n in jpn.store.pending_notices("NZL", 10)
+                if n.kind == "reclassify" and n.object_id == obj["id"]]
+        assert obj["id"] not in visible_ids(nzl) or told, when
 
 
 def test_three_parties_no_third_party_release_without_consent(tmp_path: Path) -> None:

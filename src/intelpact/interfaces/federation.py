@@ -328,6 +328,13 @@ class FederationApi:
         # in the same transaction
         fed.pulled(party, going, (lambda fresh: self.node.consents.onward(
             party, fresh, "pull", None)) if tokens else None)
+        # and decided again once recorded, on the rows as they are now (as the courier
+        # does): a reclassification or recall committed since the first decision is seen
+        # here, one committed after the record finds it (Store.relabel)
+        numbers = {oid for oid, _ in sent if oid <= rows[-1][0]}
+        going = [row for _, row in fed.outgoing(party, [
+            (oid, row) for oid, row in self.node.store.released_after(party, after, size)
+            if oid in numbers], held)[0]]
         bodies = [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
         if tokens:

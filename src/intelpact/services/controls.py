@@ -337,23 +337,36 @@ class Controls:
                                    objects=[(object_id, r.version) for r in older],
                                    reason=reason, marking=definition["id"],
                                    reclassified=version)]
-        notices = []
-        for party in holders:
-            events.append(self.audit.event(
-                "reclassify", **who, party=party, originator=self.party,
-                objects=[(object_id, version)], reason=reason, marking=definition["id"],
-                direction="out"))
-            notice_id, signed = self._notice("reclassify", party, {
-                "object_id": object_id, "version": version, "reason": reason,
-                "marking": definition})
-            notices.append(Notice(notice_id, "out", party, "reclassify", object_id,
-                                  canonical(signed), timestamp(utc_now())))
+        recalled = self._recalled_from(object_id)
+
+        def tell(parties: Sequence[str]) -> tuple[list[Notice], list[Any]]:
+            notices, told, sent = [], [], []
+            for party in parties:
+                if party in recalled or party in told:
+                    continue
+                told.append(party)
+                sent.append(self.audit.event(
+                    "reclassify", **who, party=party, originator=self.party,
+                    objects=[(object_id, version)], reason=reason, marking=definition["id"],
+                    direction="out"))
+                notice_id, signed = self._notice("reclassify", party, {
+                    "object_id": object_id, "version": version, "reason": reason,
+                    "marking": definition})
+                notices.append(Notice(notice_id, "out", party, "reclassify", object_id,
+                                      canonical(signed), timestamp(utc_now())))
+            holders[:] = sorted(told)
+            return notices, sent
+
         # kept (for the Relabeller and for what arrives later), joined and the holders'
         # notices queued in one transaction, its intent forgotten; the new version was
-        # stored before it, by the publish path (docs/controls.md, "Reclassification")
+        # stored before it, by the publish path (docs/controls.md, "Reclassification").
+        # The holders are those found above and those the transaction finds an older
+        # version went or may be going to: a push or pull decided before the relabelling
+        # and recorded before this transaction is told of it, one recorded after decides
+        # again on the new labels (Courier.push_once, the federation outbox)
         self.store.relabel(object_id, self.party, relabelled, events,
                            reclassified=(version, canonical(definition), reason),
-                           notices=notices)
+                           tell=lambda went: tell(sorted(set(holders) | set(went))))
         return holders
 
     def _tell_pinned(self, party: str) -> int:

@@ -189,6 +189,15 @@ class Courier:
             self.node.store.failed_attempt(party, [oid for oid, _ in entries])
             return 0
         fed.pushing(party, sendable)  # durable before it leaves
+        # and decided again once recorded, on the rows as they are now: a reclassification
+        # (Store.relabel) or recall committed since the first decision is seen here, and
+        # one committed after the record finds it and tells the partner
+        now = dict(self.node.store.pending(party, size))
+        sendable, _ = fed.outgoing(party, [(oid, now[oid]) for oid, _ in sendable
+                                           if oid in now], held)
+        if not sendable:
+            self.node.store.failed_attempt(party, ids)
+            return 0
         tokens = fed.consents_for(party, [row for _, row in sendable], held)
         body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]"
                 + (',"x_intelpact_consents":' + json.dumps(tokens) if tokens else "")

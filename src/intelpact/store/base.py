@@ -1313,7 +1313,8 @@ class Store(abc.ABC):
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
-                notices: Sequence[Notice] = ()) -> int | None:
+                notices: Sequence[Notice] = (),
+                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
         """A reclassification applied: each version of ``object_id`` originated by
         ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
         with the audit events, ``notice`` (at a holder: the reclassification applied),
@@ -1321,7 +1322,12 @@ class Store(abc.ABC):
         marking-definition and the reason, kept for :meth:`reclassifications`) and
         ``notices`` (at the originator: those queued for the holders), in one
         transaction, forgetting the intent of that reclassification
-        (:meth:`intend_reclassify`). Returns how many rows changed, or None when
+        (:meth:`intend_reclassify`). With ``reclassified``, ``tell`` makes the notices and
+        events for the parties an older version went or may be going to, as this
+        transaction finds them (a dissemination, or an outbox entry whose release was
+        recorded: the courier sends only what it decided on after recording it), so a
+        push or pull racing the reclassification is told of it or sends the version under
+        its new label. Returns how many rows changed, or None when
         ``notice`` is kept already (it was applied before: nothing changed), or
         ``reclassified`` is (another process completed it: only its intent, if left, is
         forgotten)."""

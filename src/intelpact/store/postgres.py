@@ -158,6 +158,7 @@ from .sqlite import (
     _supersede_added,
     _supersede_again,
     _versions_after,
+    _went,
 )
 
 log = logging.getLogger("intelpact.store")
@@ -1013,7 +1014,8 @@ class PostgresStore(Store):
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
-                notices: Sequence[Notice] = ()) -> int | None:
+                notices: Sequence[Notice] = (),
+                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
@@ -1022,6 +1024,11 @@ class PostgresStore(Store):
                 return None  # applied already
             if not _reclassified(c.cursor(), "%s", object_id, reclassified, notices):
                 return None  # completed already, by another process
+            told: Onward = ((), ())
+            if tell is not None and reclassified is not None:
+                told = tell(_went(c.cursor(), "%s", object_id, originator, reclassified[0]))
+                for queued in told[0]:
+                    _add_notice(c.cursor(), "%s", queued, None, ())
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                                 "object_id = %s AND originator = %s AND version = %s AND "
@@ -1031,7 +1038,7 @@ class PostgresStore(Store):
                                  version))
                 changed += int(cur.rowcount)
             _supersede_again(c, "%s", object_id)
-            _append_audit(c.cursor(), audit, "%s")
+            _append_audit(c.cursor(), [*audit, *told[1]], "%s")
         self._load_labels()
         return changed
 

@@ -1017,7 +1017,8 @@ class SQLiteStore(Store):
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
-                notices: Sequence[Notice] = ()) -> int | None:
+                notices: Sequence[Notice] = (),
+                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
@@ -1026,6 +1027,11 @@ class SQLiteStore(Store):
                 return None  # applied already
             if not _reclassified(c, "?", object_id, reclassified, notices):
                 return None  # completed already, by another process
+            told: Onward = ((), ())
+            if tell is not None and reclassified is not None:
+                told = tell(_went(c, "?", object_id, originator, reclassified[0]))
+                for queued in told[0]:
+                    _add_notice(c, "?", queued, None, ())
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
                                 "object_id = ? AND originator = ? AND version = ? AND "
@@ -1035,7 +1041,7 @@ class SQLiteStore(Store):
                                  version))
                 changed += int(cur.rowcount)
             _supersede_again(c, "?", object_id)
-            _append_audit(c, audit)
+            _append_audit(c, [*audit, *told[1]])
         self._load_labels()
         return changed
 
@@ -1276,6 +1282,18 @@ def _reclassified(c: Any, mark: str, object_id: str,
     for queued in notices:
         _add_notice(c, mark, queued, None, ())
     return True
+
+
+def _went(c: Any, mark: str, object_id: str, originator: str, version: str) -> list[str]:
+    """The parties a version of ``object_id`` older than ``version`` went to, or may be
+    going to (its outbox entry's release recorded: the courier decides what goes after
+    recording it), inside the caller's write transaction (both dialects)."""
+    return sorted({str(r[0]) for r in c.execute(
+        f"SELECT party FROM disseminations WHERE object_id = {mark} AND version <> {mark} "  # noqa: S608
+        f"UNION SELECT b.party FROM outbox b JOIN objects o ON o.seq = b.seq WHERE "
+        f"o.object_id = {mark} AND o.originator = {mark} AND o.version < {mark} AND "
+        "b.release_recorded IS NOT NULL",
+        (object_id, version, object_id, originator, version)).fetchall()})
 
 
 def _intend_reclassify(c: Any, mark: str, object_id: str, version: str,
