@@ -867,6 +867,23 @@ def test_audit_verify_and_show_commands(logged: Path, tmp_path: Path) -> None:
     assert cp.exit_code == 0 and cp.output.startswith("intelpact/JPN/audit\n13\n")
 
 
+def test_audit_show_json_escapes_terminal_controls(tmp_path: Path) -> None:
+    """Some events quote a partner's words (a refused request's claimed party, a reason):
+    `audit show --json` printed the bodies raw, so a right-to-left override, a C1 control
+    (U+009B, CSI to some terminals) or a line separator reached the operator's terminal.
+    They are escaped as `get` escapes them: the same JSON value."""
+    node = make_node(tmp_path / "jpn")
+    hostile = "NZL\u202egnp.exe\u009b2J\u2028next"
+    node.audit.record(node.audit.event("refuse", party="NZL", reason=hostile))
+    node.close()
+    shown = CliRunner().invoke(main, ["audit", "show", str(tmp_path / "jpn"), "--kind",
+                                      "refuse", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert not {"\u202e", "\u009b", "\u2028"} & set(shown.output)
+    (line,) = shown.output.splitlines()
+    assert json.loads(line)["reason"] == hostile
+
+
 NOT_PAIRS = "its objects are not [id, version] pairs"
 
 

@@ -76,15 +76,20 @@ def _safe(text: object) -> str:
 _NOT_PLAIN = re.compile(r"[^\n\x20-\x7e]")  # what _json looks at: printable ASCII is safe
 
 
-def _json(value: Any, indent: int) -> str:
-    """``value`` as indented JSON that a terminal shows as it is: control, format,
-    private-use, unassigned and surrogate characters and line and paragraph separators
-    escaped as \\uXXXX (a surrogate pair beyond U+FFFF), which json.dumps leaves raw
-    but for U+0000-U+001F. The same JSON: outside strings it has no such character but
-    the indentation's line breaks."""
+def _json(value: Any, indent: int | None) -> str:
+    """``value`` as JSON (indented, or on one line) that a terminal shows as it is
+    (:func:`_plain_json`)."""
+    return _plain_json(json.dumps(value, ensure_ascii=False, indent=indent))
+
+
+def _plain_json(text: str) -> str:
+    """JSON ``text`` with its control, format, private-use, unassigned and surrogate
+    characters and line and paragraph separators escaped as \\uXXXX (a surrogate pair
+    beyond U+FFFF), which json.dumps leaves raw but for U+0000-U+001F. The same JSON
+    value: outside strings, JSON has no such character but line breaks, kept."""
     def escape(match: re.Match[str]) -> str:
         return json.dumps(match.group())[1:-1] if _unsafe(match.group()) else match.group()
-    return _NOT_PLAIN.sub(escape, json.dumps(value, ensure_ascii=False, indent=indent))
+    return _NOT_PLAIN.sub(escape, text)
 
 
 def _fail(message: object, hint: str | None = None) -> NoReturn:

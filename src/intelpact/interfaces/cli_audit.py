@@ -18,7 +18,17 @@ from ..services.audit import KINDS, operator, readable, why_not_kept
 from ..services.federation import FederationError
 from ..services.node import Node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
-from .cli import NODE_DIR, _progress, _safe, banner_line, err, friendly, main, out
+from .cli import (
+    NODE_DIR,
+    _plain_json,
+    _progress,
+    _safe,
+    banner_line,
+    err,
+    friendly,
+    main,
+    out,
+)
 
 
 @main.group()
@@ -89,7 +99,8 @@ def audit_checkpoint(node_dir: Path) -> None:
 @click.option("--until", help="Only events at or before this time (RFC 3339, UTC).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
               help="Show at most this many events (oldest first).")
-@click.option("--json", "as_json", is_flag=True, help="Print the events' bodies, one per line.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the events' bodies, one per line (terminal controls escaped).")
 @friendly
 def audit_show(node_dir: Path, object_id: str | None, person: str | None,
                party: str | None, originator: str | None, kinds: tuple[str, ...],
@@ -109,9 +120,9 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
                         kinds=kinds, since=normalise_timestamp(since) if since else None,
                         until=normalise_timestamp(until) if until else None, limit=limit)
     events = node.audit.find(where)
-    if as_json:
+    if as_json:  # escaped as `get` escapes: a partner's words are in some events
         for event in events:
-            click.echo(event.body)
+            click.echo(_plain_json(event.body))
         node.close()
         return
     shown = banner_for(node, events)
@@ -190,7 +201,7 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
                              "the numbers)")
     if as_json:
         for event in found.events:
-            click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
+            click.echo(_plain_json(json.dumps(event, ensure_ascii=False, sort_keys=True)))
         node.close()
         if found.missing:
             err.print(left_out)
