@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -397,6 +398,22 @@ def test_publish_a_file_that_is_not_json(world: World, tmp_path: Path) -> None:
     one_line_error(r, "cannot read: No such file or directory")
 
 
+@pytest.mark.parametrize(("given", "pattern"), [
+    # the bundle or envelope around the objects is checked as TAXII checks an envelope
+    ('{"type": "bundle", "id": "bundle--x", "objects": []}', "identifier"),
+    ('{"objects": [], "x_note": 1}', "only 'objects', 'more' and 'next'"),
+    ('{"objects": {"type": "indicator"}}', "'objects' must be a list"),
+    # nothing to publish: it said "0 accepted, 0 rejected" and exited 0
+    ("[]", "holds no objects"),
+    ('{"objects": []}', "holds no objects"),
+])
+def test_publish_checks_what_holds_the_objects(world: World, given: str,
+                                               pattern: str) -> None:
+    r = run("publish", world.dir, "-", "--as", "tanaka", "--classification", "Hi",
+            input=given, code=2)
+    one_line_error(r, pattern)
+
+
 @pytest.mark.parametrize(("args", "pattern"), [
     (["--classification", "Bogus"], "JPN has no level 'Bogus'"),
     (["--classification", "Hi", "--rel", "JPN,USA"], "USA is not a party"),
@@ -532,14 +549,21 @@ def test_partner_words_print_no_raw_terminal_controls(tmp_path: Path) -> None:
     evil = "evil\x1b]52;c;cHduZWQ=\x07\x1b[2J\u202e.example"
     node = Node.open(nzl)  # a partner signs what it likes in its card
     card = make_card(dataclasses.replace(node.identity, url=f"https://{evil}:8402"))
+    good = make_card(node.identity)
     node.close()
     (tmp_path / "card.json").write_text(json.dumps(card))
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    refused = run("peer", "add", jpn, tmp_path / "card.json", code=2)  # no https address
+    assert "evil" in refused.stderr
+    assert not [f"U+{ord(c):04X}" for c in refused.stderr if c in "\x1b\x07\u202e"]
+    run("peer", "add", jpn, tmp_path / "good.json")
+    with sqlite3.connect(jpn / "node.db") as c:  # pinned before cards' URLs were checked
+        c.execute("UPDATE peers SET url = ?", (f"https://{evil}:8402",))
     node = Node.open(jpn)
     node.store.add_refusals("NZL", [(f"indicator--{evil}", f"refused: {evil}")],
                             "2026-12-02T00:00:00Z")
     node.close()
-    for args in (("peer", "add", jpn, tmp_path / "card.json"), ("peer", "list", jpn),
-                 ("disseminations", jpn)):
+    for args in (("peer", "list", jpn), ("disseminations", jpn)):
         printed = run(*args).stdout
         assert "evil" in printed, (args, printed)
         assert not [f"U+{ord(c):04X}" for c in printed if c in "\x1b\x07\u202e"], args
