@@ -36,6 +36,7 @@ from ..model.decisions import ROLES
 from ..services.node import Node
 from ..services.people import Principal
 from ..services.publish import MarkingRequest
+from ..stix.validate import StixValidationError, bundle_objects
 from ..store.base import Query, StoredObject, StoreUnavailable
 from ..store.sqlite import damage
 
@@ -334,13 +335,21 @@ def _load_objects(path: Path) -> list[Any]:
     except JsonError as exc:
         raise IntelpactError(f"{path}: {exc.message}",
                              hint="give a STIX bundle or TAXII envelope as JSON") from None
-    if isinstance(data, dict) and isinstance(data.get("objects"), list):
-        return list(data["objects"])
-    if isinstance(data, dict) and "type" in data:
-        return [data]
-    if isinstance(data, list):
-        return data
-    raise IntelpactError(f"{path}: not a STIX bundle, envelope, object or list of objects")
+    if isinstance(data, dict) and ("objects" in data or data.get("type") == "bundle"):
+        try:  # the container checked as TAXII checks it: its members are the publish's
+            objects = bundle_objects(data)
+        except StixValidationError as exc:
+            raise IntelpactError(f"{path}: {exc.message}", hint="give a STIX bundle or "
+                                 "TAXII envelope as JSON") from None
+    elif isinstance(data, dict) and "type" in data:
+        objects = [data]
+    elif isinstance(data, list):
+        objects = data
+    else:
+        raise IntelpactError(f"{path}: not a STIX bundle, envelope, object or list of objects")
+    if not objects:
+        raise IntelpactError(f"{path}: holds no objects: nothing to publish")
+    return objects
 
 
 @contextmanager

@@ -1035,6 +1035,15 @@ def validate_object(obj: dict[str, Any], *, allow_custom: bool = False) -> None:
     _guarded(functools.partial(_check_object, obj, allow_custom), obj)
 
 
+def bundle_objects(doc: Any) -> list[Any]:
+    """The members of a STIX bundle or TAXII 2.1 envelope, after checking the container
+    alone (its members are left to :func:`validate_object`). Raises
+    :class:`StixValidationError` when the container is unusable."""
+    objects: list[Any] = []
+    _guarded(lambda: objects.extend(_check_envelope(doc)), doc)
+    return objects
+
+
 def validate_bundle(doc: dict[str, Any], *, allow_custom: bool = False) -> list[ObjectResult]:
     """Validate a STIX bundle or TAXII 2.1 envelope object by object.
 
@@ -1042,14 +1051,8 @@ def validate_bundle(doc: dict[str, Any], *, allow_custom: bool = False) -> list[
     valid objects can be stored even when others are rejected. Raises
     :class:`StixValidationError` only when the container itself is unusable.
     """
-    objects: list[Any] = []
-
-    def check() -> None:
-        objects.extend(_check_envelope(doc))
-
-    _guarded(check, doc)
     results: list[ObjectResult] = []
-    for item in objects:
+    for item in bundle_objects(doc):
         try:
             _guarded(functools.partial(_check_object, item, allow_custom), item)
         except StixValidationError as exc:
