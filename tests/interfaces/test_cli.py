@@ -4,6 +4,7 @@ and the installed console script in a subprocess (errors: one line, a hint, exit
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -21,8 +22,9 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from intelpact.crypto.tls import load_certificate, make_self_signed
 from intelpact.interfaces.cli import main
-from intelpact.interfaces.server import plain_http_warning
+from intelpact.interfaces.server import certificate_warning, plain_http_warning
 from intelpact.services.federation import make_card
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError
@@ -887,6 +889,33 @@ def test_serve_warns_of_plain_http_on_an_address_other_hosts_reach(world: World,
                          ("10.0.0.5", True), ("node.example", True)):
         assert (plain_http_warning(False, host) is not None) is warned, host
         assert plain_http_warning(True, host) is None
+
+
+def test_serve_warns_of_a_certificate_that_ends_soon_or_has_ended(world: World,
+                                                                   tmp_path: Path) -> None:
+    """The certificate init makes lasts 825 days; partners pin it and refuse it once it has
+    ended, and nothing said so until exchanges stopped. `serve` warns from 30 days
+    before, at each start."""
+    cert = world.dir / "tls" / "cert.pem"
+    ends = load_certificate(cert).not_valid_after_utc
+    assert certificate_warning(cert, ends - dt.timedelta(days=31)) is None
+    soon = certificate_warning(cert, ends - dt.timedelta(days=10, hours=1))
+    assert soon is not None and "in 10 day(s)" in soon and "intelpact card" in soon
+    ended = certificate_warning(cert, ends + dt.timedelta(seconds=1))
+    assert ended is not None and f"ended on {ends:%Y-%m-%d}" in ended
+    copy = tmp_path / "copy"  # a node whose certificate ends in 10 days
+    shutil.copytree(world.dir, copy)
+    make_self_signed(copy / "tls" / "c.pem", copy / "tls" / "k.pem", common_name="x", days=10)
+    for name in ("cert.pem", "key.pem"):
+        (copy / "tls" / name).unlink()
+    (copy / "tls" / "c.pem").rename(copy / "tls" / "cert.pem")
+    (copy / "tls" / "k.pem").rename(copy / "tls" / "key.pem")
+    with socket.socket() as other:  # serve stops there, after its warnings
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        r = run("serve", copy, "--port", other.getsockname()[1], code=2)
+    assert "WARNING" in r.stderr and "ends on" in r.stderr and "in 9 day(s)" in r.stderr, \
+        r.stderr
 
 
 # -- --help everywhere ---------------------------------------------------------------------

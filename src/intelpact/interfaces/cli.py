@@ -298,7 +298,12 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     """Serve the node until interrupted: the TAXII 2.1 API for its people, the
     mutual-TLS federation listener for its partners, and the courier that delivers
     releases to them."""
-    from .server import cap_malloc_arenas, plain_http_warning, serve_workers
+    from .server import (
+        cap_malloc_arenas,
+        certificate_warning,
+        plain_http_warning,
+        serve_workers,
+    )
     from .server import serve as run
 
     cap_malloc_arenas()  # before the node's threads start
@@ -314,8 +319,9 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
                                  " at your certificate and key")
         pair.append(path)
     check_key_pair(*pair)  # as the listeners will load them, before they start
-    if warning := plain_http_warning(cfg.tls, host):
-        logging.getLogger("intelpact.server").warning(warning)
+    for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0])):
+        if warning:
+            logging.getLogger("intelpact.server").warning(warning)
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
               f"(agreement {node.agreement.id})")
     partners = ", ".join(p.party for p in node.store.peers()) or "none yet"

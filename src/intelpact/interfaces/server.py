@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import datetime as dt
 import ipaddress
 import logging
 import os
@@ -28,6 +29,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from ..crypto.tls import load_certificate
 from ..errors import IntelpactError
 from ..logs import LOG_LEVEL_ENV, configure_logging
 from ..services.courier import Courier
@@ -129,6 +131,26 @@ def plain_http_warning(tls: bool, host: str) -> str | None:
     return (f"the TAXII API and console serve plain HTTP on {host}: passwords and session "
             "cookies cross the network in clear unless a proxy in front terminates TLS "
             "(server.tls = true serves HTTPS)")
+
+
+RENEW_DAYS = 30  # a certificate ending sooner than this is warned of at each start
+
+
+def certificate_warning(cert: Path, now: dt.datetime | None = None) -> str | None:
+    """What to warn an operator of when the node's certificate has ended, or ends within
+    RENEW_DAYS: partners pin it (mutual TLS) and refuse it once it has ended, so
+    exchanges stop until a new one is made and a new card given to each partner."""
+    ends = load_certificate(cert).not_valid_after_utc
+    now = now or dt.datetime.now(dt.UTC)
+    if ends > now + dt.timedelta(days=RENEW_DAYS):
+        return None
+    when = ends.strftime("%Y-%m-%d %H:%M UTC")
+    state = f"ended on {when}" if ends <= now else \
+        f"ends on {when}, in {(ends - now).days} day(s)"
+    return (f"the node's TLS certificate {cert} {state}: partners refuse it once it has "
+            "ended, and exchanges stop; make a new one (or have your CA issue one), then "
+            "give each partner the new card (intelpact card DIR; they run intelpact peer "
+            "add) (docs/deployment.md, \"TLS\")")
 
 
 def check_free(*listeners: dict[str, Any]) -> None:
