@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .crypto.keys import generate_signing_key
-from .crypto.tls import TlsError, _san, make_self_signed
+from .crypto.tls import TlsError, check_host, make_self_signed
 from .errors import IntelpactError
 from .model import Agreement, AgreementError, load_agreement
 
@@ -211,7 +211,7 @@ def load_config(node_dir: Path) -> NodeConfig:
                     f"use one of {', '.join(agreement.parties)}")
     host = text(server, "server", "host", "127.0.0.1")
     try:
-        _san([host])  # what init puts in the certificate: the node card's URL is made of it
+        check_host(host)  # what init puts in the certificate: the node card's URL is made of it
     except TlsError as exc:
         raise _fail(path, "server.host", exc.message, exc.hint or "") from None
     database = text(node, "node", "database", "node.db")

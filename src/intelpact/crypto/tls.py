@@ -70,6 +70,12 @@ def _san(hosts: Sequence[str]) -> list[x509.GeneralName]:
     return names
 
 
+def check_host(host: str) -> None:
+    """Refuse (:class:`TlsError`) a host that is neither an IP address nor a DNS host
+    name, as a certificate's SubjectAltName would have it."""
+    _san([host])
+
+
 def make_self_signed(cert_path: Path, key_path: Path, *, common_name: str,
                      hosts: Sequence[str] = DEFAULT_HOSTS, days: int = MAX_DAYS) -> str:
     """Make a self-signed certificate and its key; return the certificate's fingerprint.
