@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +311,38 @@ def test_a_card_whose_url_is_no_https_address_is_refused(jpn_nzl: tuple[Node, No
     jpn.federation.add_peer(make_card(dataclasses.replace(
         nzl.identity, url="https://[::1]:8402")))  # IPv6, bracketed as URLs write it
     assert jpn.federation.peers()[nzl.party].url == "https://[::1]:8402"
+
+
+def test_a_partner_that_never_answers_holds_up_no_other(tmp_path: Path) -> None:
+    """One courier thread served every partner in turn: a partner that takes the
+    connection and never answers (down behind a firewall that accepts, a hung node) held
+    every other partner's deliveries for the client's 30 s, at every try. Each partner
+    has its lane: while JPN's request to AUS hangs, what JPN publishes for NZL arrives."""
+    nodes = [make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "NZL", "AUS")]
+    jpn, nzl, aus = nodes
+    for node in nodes:
+        people(node)
+    pair(jpn, nzl)
+    pair(jpn, aus)
+    hole = socket.socket()  # where AUS's card says its federation listener is
+    hole.bind(("127.0.0.1", aus.config.federation_port))
+    hole.listen()
+    hole.settimeout(20)
+    try:
+        with serving_federation(nzl), Courier(jpn, push_interval=0.05, interval=0.2) as c:
+            c.start()
+            publish(jpn, "for both", "極秘", ("NZL", "AUS"))
+            held, _ = hole.accept()  # JPN's lane to AUS is in its request, never answered
+            with held:
+                second = publish(jpn, "for NZL alone", "極秘", ("NZL",))
+                wait_for(lambda: second["id"] in visible_ids(nzl), 15,
+                         "NZL's delivery while AUS does not answer")
+            hole.close()  # before the courier stops: its lane's next try is refused
+    finally:
+        hole.close()
+        for node in nodes:
+            node.close()
 
 
 def _post_inbox(sender: Node, receiver: Node, objects: list[dict]) -> httpx.Response:

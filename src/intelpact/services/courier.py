@@ -20,6 +20,7 @@ more requests than it takes: interfaces/federation.py) is asked again after the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -91,7 +92,9 @@ class Courier:
         self.push_interval = push_interval
         self.max_backoff = max_backoff
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the watch, and a lane per partner
+        self._lock = threading.Lock()
+        self._lanes: dict[str, threading.Event] = {}  # each partner's lane's wake-up
         # each thread its own clients (the watch runs beside the pushes and pulls)
         self._clients: dict[tuple[str, int], tuple[str, httpx.Client]] = {}
         self._released = True  # whether what the consents held cover is queued (start)
@@ -681,9 +684,13 @@ class Courier:
         self._released = self._release_held(self.interval)
         for target, name in ((self._run, "intelpact-courier"),
                              (self._watch, "intelpact-audit-watch")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
+            self._spawn(target, name)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self._lock:
             self._threads.append(thread)
+        thread.start()
 
     def halt(self) -> None:
         """Stop at the next step, without waiting: what is not yet sent stays in the
@@ -691,11 +698,18 @@ class Courier:
         logged as a failure: the partner may be stopping too."""
         self._stop.set()
         self.node.stored.set()
+        for wake in list(self._lanes.values()):
+            wake.set()
 
     def stop(self) -> None:
+        """Halt, and wait (10 s in all) for the threads: a lane in the middle of a request
+        ends with it (the client's timeout)."""
         self.halt()
-        for thread in self._threads:
-            thread.join(10)
+        deadline = time.monotonic() + 10
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         for _, client in list(self._clients.values()):
             client.close()
 
@@ -738,8 +752,13 @@ class Courier:
                 "%.1fs): %s", self.interval, exc)
 
     def _run(self) -> None:
-        backoff: dict[str, float] = {}  # a failing partner's wait before the next try
-        failed_at: dict[str, float] = {}
+        """Wake each partner's lane when something is stored (and every
+        ``push_interval``), starting one for each partner as it is pinned; and, on the
+        pull's time, queue what a crash cut from its consent and complete the
+        reclassifications cut short. Each partner has its lane (:meth:`_lane`): one that
+        answers slowly, or not at all (up to the client's 30 s a request), holds up
+        only its own deliveries, never another partner's."""
+        lanes = self._lanes
         failing = _Failures()
         last_pull = 0.0
         release_wait, release_failed = self.interval, time.monotonic()
@@ -747,13 +766,13 @@ class Courier:
             self.node.stored.wait(self.push_interval)
             self.node.stored.clear()
             now = time.monotonic()
-            pull = _due(now, last_pull, self.interval)
             if not self._released and _due(now, release_failed, release_wait):
                 release_wait = min(self.max_backoff, release_wait * 2)
                 self._released = self._release_held(release_wait)
                 release_failed = now
-            if pull:
+            if _due(now, last_pull, self.interval):
                 self._resume_reclassifications()
+                last_pull = now
             try:
                 parties = list(self.node.federation.peers())
             except (StoreFull, StoreUnavailable) as exc:  # this node's store: it comes back
@@ -761,31 +780,48 @@ class Courier:
                 self._stop.wait(self.interval)
                 continue
             for party in parties:
+                if party not in lanes and not self._stop.is_set():
+                    lanes[party] = threading.Event()
+                    self._spawn(functools.partial(self._lane, party, lanes[party], failing),
+                                f"intelpact-courier-{party}")
+            for wake in lanes.values():
+                wake.set()
+
+    def _lane(self, party: str, wake: threading.Event, failing: _Failures) -> None:
+        """Deliver to ``party``, round after round (:meth:`deliver_round`, its outbox
+        pulled every ``interval``), when woken or every ``push_interval``; a failed round
+        is tried again after a backoff that doubles up to ``max_backoff`` (a 429: after
+        its Retry-After), logged as :class:`_Failures` says."""
+        backoff: float | None = None  # the wait before the next try, while failing
+        failed_at = last_pull = 0.0
+        while not self._stop.is_set():
+            wake.wait(self.push_interval)
+            wake.clear()
+            now = time.monotonic()
+            if self._stop.is_set() or (backoff is not None
+                                       and not _due(now, failed_at, backoff)):
+                continue
+            pull = _due(now, last_pull, self.interval)
+            try:
+                self.deliver_round(party, pull=pull)
+                backoff = None
+                if back := failing.recovered(party):
+                    log.info("federation with %s: %s", party, back)
+            except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                 if self._stop.is_set():
-                    break
-                if party in backoff and not _due(now, failed_at[party], backoff[party]):
-                    continue
-                try:
-                    self.deliver_round(party, pull=pull)
-                    backoff.pop(party, None)
-                    failed_at.pop(party, None)
-                    if back := failing.recovered(party):
-                        log.info("federation with %s: %s", party, back)
-                except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
-                    if self._stop.is_set():
-                        log.debug("federation with %s while stopping: %s", party, exc)
-                        break
-                    delay = min(self.max_backoff, backoff.get(party, 0.25) * 2)
-                    if isinstance(exc, RateLimited):  # as the partner asks, not doubled
-                        delay = min(self.max_backoff, exc.retry_after)
-                    backoff[party], failed_at[party] = delay, now
-                    level, still = failing.failed(party, exc, now)
-                    if isinstance(exc, _RETRIED):
-                        log.log(level, "federation with %s: %s%s (retry in %.1fs)", party,
-                                still, exc, delay)
-                    else:
-                        log.log(level, "federation with %s: %sfailed (retry in %.1fs)", party,
-                                still, delay, exc_info=level > logging.DEBUG)
+                    log.debug("federation with %s while stopping: %s", party, exc)
+                    return
+                delay = min(self.max_backoff, (backoff or 0.25) * 2)
+                if isinstance(exc, RateLimited):  # as the partner asks, not doubled
+                    delay = min(self.max_backoff, exc.retry_after)
+                backoff, failed_at = delay, now
+                level, still = failing.failed(party, exc, now)
+                if isinstance(exc, _RETRIED):
+                    log.log(level, "federation with %s: %s%s (retry in %.1fs)", party,
+                            still, exc, delay)
+                else:
+                    log.log(level, "federation with %s: %sfailed (retry in %.1fs)", party,
+                            still, delay, exc_info=level > logging.DEBUG)
             if pull:
                 last_pull = now
 
