@@ -119,10 +119,9 @@ class Consents:
                      "nationality": person.party,
                      "clearance": person.clearance}
         wanted = timestamp(expires) if expires is not None else None
-        notice_id, signed = self.controls._notice("consent-request", origin, {
-            "object_id": object_id, "request": request_id, "versions": list(versions),
-            "recipient": recipient, "purpose": purpose, "expires": wanted,
-            "requester": requester})
+        body = {"object_id": object_id, "request": request_id, "versions": list(versions),
+                "recipient": recipient, "purpose": purpose, "expires": wanted,
+                "requester": requester}
         event = self.audit.event("consent-request", person=person, party=origin,
                                  originator=origin, objects=[(object_id, v) for v in versions],
                                  recipient=recipient, purpose=purpose, request=request_id,
@@ -130,8 +129,8 @@ class Consents:
         made = timestamp(now)
         record = ConsentRecord(request_id, "out", self.party, origin, recipient, object_id,
                                versions, purpose, wanted, canonical(requester), made)
-        self.store.consent_step(record, Notice(notice_id, "out", origin, "consent-request",
-                                               object_id, canonical(signed), made), [event])
+        self.store.consent_step(record, self.controls._outgoing(
+            "consent-request", origin, object_id, body, made), [event])
         return record
 
     # -- the originator decides --------------------------------------------------------
@@ -222,14 +221,13 @@ class Consents:
                                  recipient=record.recipient, purpose=record.purpose,
                                  request=record.request_id, token=body["id"],
                                  expires=body["expires"], direction="out")
-        notice_id, notice = self.controls._notice("consent", record.holder, {
-            "object_id": record.object_id, "request": record.request_id, "token": signed})
         made = timestamp(now)
         approved = dataclasses.replace(record, status="approved", decided=made,
                                        token=canonical(signed), expires=timestamp(expires))
-        self.store.consent_step(approved, Notice(notice_id, "out", record.holder, "consent",
-                                                 record.object_id, canonical(notice), made),
-                                [event])
+        self.store.consent_step(approved, self.controls._outgoing(
+            "consent", record.holder, record.object_id,
+            {"object_id": record.object_id, "request": record.request_id, "token": signed},
+            made), [event])
         return approved
 
     def refuse(self, principal: Principal, request_id: str, *, reason: str) -> ConsentRecord:
@@ -242,12 +240,11 @@ class Consents:
                                  objects=[(record.object_id, v) for v in record.versions],
                                  recipient=record.recipient, request=record.request_id,
                                  reason=reason, direction="out")
-        notice_id, notice = self.controls._notice("consent-refused", record.holder, {
-            "object_id": record.object_id, "request": record.request_id, "reason": reason})
         refused = dataclasses.replace(record, status="refused", decided=made, reason=reason)
-        self.store.consent_step(refused, Notice(notice_id, "out", record.holder,
-                                                "consent-refused", record.object_id,
-                                                canonical(notice), made), [event])
+        self.store.consent_step(refused, self.controls._outgoing(
+            "consent-refused", record.holder, record.object_id,
+            {"object_id": record.object_id, "request": record.request_id, "reason": reason},
+            made), [event])
         return refused
 
     # -- the holder passed it on ---------------------------------------------------------
@@ -270,12 +267,10 @@ class Consents:
             events.append(self.audit.event(
                 "onward-release", party=party, originator=origin,
                 objects=[(r.object_id, r.version) for r in passed], how=how, direction="out"))
-            notice_id, signed = self.controls._notice("onward-release", origin, {
-                "object_id": passed[0].object_id, "recipient": party, "how": how,
-                "objects": objects, "receipt": json.loads(receipt) if receipt else None})
-            notices.append(Notice(notice_id, "out", origin, "onward-release",
-                                  passed[0].object_id, canonical(signed),
-                                  timestamp(utc_now())))
+            notices.append(self.controls._outgoing(
+                "onward-release", origin, passed[0].object_id,
+                {"object_id": passed[0].object_id, "recipient": party, "how": how,
+                 "objects": objects, "receipt": json.loads(receipt) if receipt else None}))
         return notices, events
 
     # -- receiving notices ------------------------------------------------------------------
@@ -463,13 +458,12 @@ class Consents:
                                      token=token.token_id, expires=timestamp(token.expires),
                                      key_id=me.key_id, reissued=str(old.get("key_id")),
                                      direction="out")
-            notice_id, notice = self.controls._notice("consent", record.holder, {
-                "object_id": record.object_id, "request": record.request_id,
-                "token": signed})
+            notice = self.controls._outgoing(
+                "consent", record.holder, record.object_id,
+                {"object_id": record.object_id, "request": record.request_id, "token": signed},
+                timestamp(now))
             self.store.consent_step(dataclasses.replace(record, token=canonical(signed)),
-                                    Notice(notice_id, "out", record.holder, "consent",
-                                           record.object_id, canonical(notice),
-                                           timestamp(now)), [event])
+                                    notice, [event])
             done += 1
         if done:
             log.warning("re-issued %d consent token(s) under this node's signing key %s: "

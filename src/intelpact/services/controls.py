@@ -128,13 +128,19 @@ class Controls:
                   "signature": sign_payload(me.key, notice)}
         return notice["id"], signed
 
+    def _outgoing(self, kind: str, to: str, object_id: str | None, body: Mapping[str, Any],
+                  made: str | None = None) -> Notice:
+        """A notice for ``to``, signed (:meth:`_notice`), as the outgoing queue keeps it
+        (``made``: when, now unless given)."""
+        notice_id, signed = self._notice(kind, to, body)
+        return Notice(notice_id, "out", to, kind, object_id, canonical(signed),
+                      made or timestamp(utc_now()))
+
     def _queue(self, kind: str, to: str, object_id: str | None, body: Mapping[str, Any],
                events: Sequence[Any], recall_reason: str | None = None) -> str:
-        notice_id, signed = self._notice(kind, to, body)
-        self.store.add_notice(Notice(notice_id, "out", to, kind, object_id, canonical(signed),
-                                     timestamp(utc_now())),
-                              recall_reason=recall_reason, audit=events)
-        return notice_id
+        notice = self._outgoing(kind, to, object_id, body)
+        self.store.add_notice(notice, recall_reason=recall_reason, audit=events)
+        return notice.notice_id
 
     # -- recall (originator) ------------------------------------------------------------
     def recall(self, principal: Principal | None, object_id: str, *,
@@ -349,11 +355,9 @@ class Controls:
                     "reclassify", **who, party=party, originator=self.party,
                     objects=[(object_id, version)], reason=reason, marking=definition["id"],
                     direction="out"))
-                notice_id, signed = self._notice("reclassify", party, {
+                notices.append(self._outgoing("reclassify", party, object_id, {
                     "object_id": object_id, "version": version, "reason": reason,
-                    "marking": definition})
-                notices.append(Notice(notice_id, "out", party, "reclassify", object_id,
-                                      canonical(signed), timestamp(utc_now())))
+                    "marking": definition}))
             holders[:] = sorted(told)
             return notices, sent
 
