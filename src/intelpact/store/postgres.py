@@ -157,8 +157,8 @@ from .sqlite import (
     _stored,
     _supersede_added,
     _supersede_again,
+    _told,
     _versions_after,
-    _went,
 )
 
 log = logging.getLogger("intelpact.store")
@@ -1024,11 +1024,7 @@ class PostgresStore(Store):
                 return None  # applied already
             if not _reclassified(c.cursor(), "%s", object_id, reclassified, notices):
                 return None  # completed already, by another process
-            told: Onward = ((), ())
-            if tell is not None and reclassified is not None:
-                told = tell(_went(c.cursor(), "%s", object_id, originator, reclassified[0]))
-                for queued in told[0]:
-                    _add_notice(c.cursor(), "%s", queued, None, ())
+            told = _told(c.cursor(), "%s", object_id, originator, reclassified, tell)
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
                                 "object_id = %s AND originator = %s AND version = %s AND "
@@ -1038,7 +1034,7 @@ class PostgresStore(Store):
                                  version))
                 changed += int(cur.rowcount)
             _supersede_again(c, "%s", object_id)
-            _append_audit(c.cursor(), [*audit, *told[1]], "%s")
+            _append_audit(c.cursor(), [*audit, *told], "%s")
         self._load_labels()
         return changed
 

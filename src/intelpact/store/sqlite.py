@@ -1027,11 +1027,7 @@ class SQLiteStore(Store):
                 return None  # applied already
             if not _reclassified(c, "?", object_id, reclassified, notices):
                 return None  # completed already, by another process
-            told: Onward = ((), ())
-            if tell is not None and reclassified is not None:
-                told = tell(_went(c, "?", object_id, originator, reclassified[0]))
-                for queued in told[0]:
-                    _add_notice(c, "?", queued, None, ())
+            told = _told(c, "?", object_id, originator, reclassified, tell)
             for version, (base, banner) in labels.items():
                 cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
                                 "object_id = ? AND originator = ? AND version = ? AND "
@@ -1041,7 +1037,7 @@ class SQLiteStore(Store):
                                  version))
                 changed += int(cur.rowcount)
             _supersede_again(c, "?", object_id)
-            _append_audit(c, [*audit, *told[1]])
+            _append_audit(c, [*audit, *told])
         self._load_labels()
         return changed
 
@@ -1294,6 +1290,20 @@ def _went(c: Any, mark: str, object_id: str, originator: str, version: str) -> l
         f"o.object_id = {mark} AND o.originator = {mark} AND o.version < {mark} AND "
         "b.release_recorded IS NOT NULL",
         (object_id, version, object_id, originator, version)).fetchall()})
+
+
+def _told(c: Any, mark: str, object_id: str, originator: str,
+          reclassified: tuple[str, str, str] | None,
+          tell: Callable[[Sequence[str]], Onward] | None) -> Sequence[AuditEvent]:
+    """Store.relabel's ``tell``, inside its write transaction (both dialects): the notices
+    for the parties an older version went or may be going to (:func:`_went`) kept, and
+    their events returned, to be appended with the relabelling's."""
+    if tell is None or reclassified is None:
+        return ()
+    notices, events = tell(_went(c, mark, object_id, originator, reclassified[0]))
+    for notice in notices:
+        _add_notice(c, mark, notice, None, ())
+    return events
 
 
 def _intend_reclassify(c: Any, mark: str, object_id: str, version: str,
