@@ -918,6 +918,25 @@ def test_serve_warns_of_a_certificate_that_ends_soon_or_has_ended(world: World,
         r.stderr
 
 
+def test_serve_warns_of_a_node_other_users_may_read(world: World, tmp_path: Path) -> None:
+    """The node directory holds its objects, audit log and keys. init makes it 0700, but a
+    copy or a restore may not keep that, and node.db was once made with the umask:
+    nothing said so."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    with socket.socket() as other:  # serve stops there, after its warnings
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = run("serve", copy, "--port", port, code=2)
+        assert "other users" not in r.stderr, r.stderr
+        copy.chmod(0o755)
+        (copy / "node.db").chmod(0o644)
+        r = run("serve", copy, "--port", port, code=2)
+    assert "WARNING" in r.stderr and "other users of this machine may read" in r.stderr
+    assert f"{copy} (mode 755)" in r.stderr and f"{copy / 'node.db'} (mode 644)" in r.stderr
+
+
 # -- --help everywhere ---------------------------------------------------------------------
 
 def all_commands(group: click.Group = main, path: tuple[str, ...] = ()

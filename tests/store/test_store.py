@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import random
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -103,6 +105,32 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [v for v, _ in migrations()]
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_a_new_database_and_its_log_are_the_users_alone(tmp_path: Path) -> None:
+    """The node's objects and audit log are in node.db: under the usual umask (022)
+    SQLite made it, and its write-ahead log, readable by every user of the machine."""
+    path = tmp_path / "n.db"
+    old = os.umask(0o022)
+    try:
+        store = SQLiteStore(path)
+        store.add_collection(Collection("c1", "one", "", "intel"))
+        store.add_objects("c1", [obj(1)])
+        made = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()
+                if p.name.startswith("n.db")}
+        store.close()
+    finally:
+        os.umask(old)
+    assert {"n.db", "n.db-wal"} <= made.keys()
+    assert made == dict.fromkeys(made, 0o600)
+
+
+def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    SQLiteStore(path).close()
+    path.chmod(0o640)  # the operator's choice
+    SQLiteStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_the_upgrade_that_keeps_partner_events_reads_each_partner_again(

@@ -301,6 +301,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     from .server import (
         cap_malloc_arenas,
         certificate_warning,
+        exposed_warning,
         plain_http_warning,
         serve_workers,
     )
@@ -319,7 +320,9 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
                                  " at your certificate and key")
         pair.append(path)
     check_key_pair(*pair)  # as the listeners will load them, before they start
-    for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0])):
+    private = [cfg.dir] if "://" in cfg.database else [cfg.dir, cfg.dir / cfg.database]
+    for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0]),
+                    exposed_warning(*private)):
         if warning:
             logging.getLogger("intelpact.server").warning(warning)
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "

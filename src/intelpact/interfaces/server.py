@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -151,6 +152,24 @@ def certificate_warning(cert: Path, now: dt.datetime | None = None) -> str | Non
             "ended, and exchanges stop; make a new one (or have your CA issue one), then "
             "give each partner the new card (intelpact card DIR; they run intelpact peer "
             "add) (docs/deployment.md, \"TLS\")")
+
+
+def exposed_warning(*paths: Path) -> str | None:
+    """What to warn an operator of when the node directory or its SQLite database may be
+    read by other users of this machine: they hold the node's objects, its audit log and
+    its keys. ``init`` makes the directory 0700 and the store makes node.db 0600, but a
+    copy, a restore or an older intelpact may not have."""
+    exposed = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # not there: the store says so, clearly
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                exposed.append(f"{path} (mode {mode:o})")
+    if not exposed:
+        return None
+    return (f"other users of this machine may read {', '.join(exposed)}: it holds the "
+            "node's objects, audit log and keys; make it the node user's alone (chmod "
+            "go= PATH)")
 
 
 def check_free(*listeners: dict[str, Any]) -> None:

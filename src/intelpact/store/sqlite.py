@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from types import EllipsisType
@@ -142,6 +142,14 @@ def migrations() -> list[tuple[int, str]]:
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def _create_private(path: str) -> None:
+    """Make a new database file readable and writable by this user alone, whatever the
+    umask: SQLite gives its write-ahead log and shared-memory files the database's mode.
+    A file that exists is left as it is (an operator may have chosen its mode)."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class SQLiteStore(Store):
@@ -300,10 +308,11 @@ class SQLiteStore(Store):
 
     def _migrate(self) -> int:
         try:
+            _create_private(self.path)
             conn = self._conn()
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                          "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
-        except sqlite3.OperationalError as exc:  # no such directory, a directory, read-only
+        except (sqlite3.OperationalError, OSError) as exc:  # no such directory, read-only
             if damage(exc) is not None:
                 raise
             raise StoreError(f"{self.path}: cannot open the database: {exc}",
