@@ -1,4 +1,6 @@
-"""`intelpact serve` stops at once on SIGTERM, though clients keep idle connections open.
+"""`intelpact serve` stops at once on SIGTERM, though clients keep idle connections open;
+and SIGHUP (the terminal it ran in was closed) stops it as cleanly, where it once ended
+the process before the node was closed.
 
 A TAXII client or a partner's courier keeps its connection to a node in its pool between
 requests. uvicorn closes such a connection gracefully when it stops, and over TLS that
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from intelpact.services.federation import make_card
 
@@ -26,7 +29,9 @@ PW = "serve-stop-test-password"
 STOPS_WITHIN = 15.0  # seconds: well under the 30 s of a TLS close no client answers
 
 
-def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(
+        tmp_path: Path, sig: signal.Signals) -> None:
     jpn = make_node(tmp_path / "jpn", tls=True)
     nzl = make_node(tmp_path / "nzl", "NZL")
     jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst"], password=PW)
@@ -58,11 +63,11 @@ def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(tmp_path: P
         assert answered.status_code == 200, answered.text
         assert partner.get(f"{federation}/federation/card").status_code == 200
         # both keep their connection open, idle, as pooled clients do
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             code = proc.wait(STOPS_WITHIN)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of SIGTERM "
+            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of {sig.name} "
                                  "while clients held idle TLS connections") from None
         assert code == 0, proc.stderr.read().decode() if proc.stderr else code
     finally:

@@ -89,8 +89,9 @@ def taxii_server_options(node: Node, host: str | None = None,
 
 def serve(node: Node, *, host: str | None = None, port: int | None = None,
           courier_interval: float = 2.0) -> None:
-    """Serve until SIGINT/SIGTERM. Partners pinned after start need a restart to be
-    trusted by the TLS listener."""
+    """Serve until SIGINT, SIGTERM or SIGHUP (its terminal closed: there is nothing to
+    reload, and the default action would end the process before the node is closed).
+    Partners pinned after start need a restart to be trusted by the TLS listener."""
     taxii, federation = taxii_server_options(node, host, port), federation_server_options(node)
     check_free(taxii, federation)
     servers = [
@@ -105,7 +106,7 @@ def serve(node: Node, *, host: str | None = None, port: int | None = None,
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, _stop, servers, courier, sig)
         # large publications, on every core; a signal meanwhile stops the listeners at once
         await loop.run_in_executor(None, start_pool, node, ingest_processes(node.config, 1))
@@ -216,7 +217,7 @@ class _Listener(uvicorn.Server):
 
 
 def _stop(servers: list[_Listener], courier: Courier, sig: int) -> None:
-    """SIGINT or SIGTERM: the courier sends nothing more (partners stopped at the same
+    """SIGINT, SIGTERM or SIGHUP: the courier sends nothing more (partners stopped at the same
     time would only be reported unreachable), every listener finishes what it is
     answering and stops; a second SIGINT stops them without waiting."""
     courier.halt()
