@@ -199,6 +199,12 @@ def test_init_in_postgresql(tmp_path: Path) -> None:
     r = run("publish", d, SAMPLE, "--as", "pub", "--classification", "秘")
     assert "5 accepted, 0 rejected" in r.stdout, r.stdout
     assert "No alerts." in run("audit", "alerts", d).stdout
+    # a second init on that database: refused as such ("audit-pseudonyms.key missing")
+    one_line_error(run("init", tmp_path / "again", "--party", "JPN", "--agreement", JN,
+                       "--database", url, code=2),
+                   r"holds a node already \(1 collection\(s\), \d+ audit event\(s\)\)",
+                   hint="empty database")
+    assert not (tmp_path / "again").exists()
     # a node pointed later at a store it was not made in: an error that says so
     copy = tmp_path / "copy"
     shutil.copytree(d, copy)

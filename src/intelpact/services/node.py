@@ -129,6 +129,22 @@ class SearchIndexer:
             self._thread = None
 
 
+def _refuse_used(config: NodeConfig) -> None:
+    """Refuse to make a node in a store that holds one already (another node's, or this
+    one's made before): its audit log would be read under keys made now, and refused for
+    a missing pseudonym secret that says nothing of the cause."""
+    store = open_store(config.database, config.dir)
+    try:
+        collections, events = len(store.collections()), store.audit_size()
+    finally:
+        store.close()
+    if collections or events:
+        raise NodeError(f"the database given holds a node already ({collections} "
+                        f"collection(s), {events} audit event(s)): init makes a node in an "
+                        "empty one", hint="give init --database a new, empty database (e.g. "
+                        "createdb NAME); a node is moved by moving its directory with it")
+
+
 class Node:
     """Everything one node needs, built from its directory."""
 
@@ -451,6 +467,7 @@ class Node:
             if database is not None:
                 write_config(dataclasses.replace(config, database=database))
                 config = load_config(config.dir)  # checked as every command will
+                _refuse_used(config)
             node = cls._on_store(config)
             node.store.add_collection(Collection(
                 str(uuid.uuid4()), f"{party} intelligence",
