@@ -318,6 +318,10 @@ STRICTER = [
                  "property 'created' has more than 9 fractional digits, beyond the "
                  "nanoseconds intelpact reads: found '2016-08-08T15:50:10.9830000001Z'",
                  id="11-timestamp-beyond-nanoseconds"),
+    pytest.param(variant(IDENTITY, {"created": "2016-08-08T15:50:10.1234567Z",
+                                    "modified": "2016-08-08T15:50:10.123Z"}),
+                 "property 'modified' ('2016-08-08T15:50:10.123Z') is earlier than 'created'",
+                 id="12-timestamps-compared-to-the-nanosecond"),
     pytest.param(variant(OBSERVED, {"objects": {"0": {
         "type": "file", "id": FILE["id"], "name": "a", "mtime": "2016-02-10T00:00:00."
         + "0" * 30 + "Z"}}}),
@@ -341,6 +345,20 @@ def test_difference_11_nanoseconds_are_accepted() -> None:
     nine = "2016-08-08T15:50:10.983000001Z"
     edge = variant(IDENTITY, {"created": nine, "modified": nine})
     assert ours(edge) is None and stix2validator_accepts(edge)
+
+
+@pytest.mark.parametrize(("earlier", "later"), [
+    ("2016-08-08T15:50:10.123Z", "2016-08-08T15:50:10.1234567Z"),
+    ("2016-08-08T15:50:10.123456Z", "2016-08-08T15:50:10.1234561Z"),
+    ("2016-08-08T15:50:10.100Z", "2016-08-08T15:50:10.100000000Z"),  # the same instant
+])
+def test_difference_12_a_later_version_by_nanoseconds_is_accepted(earlier: str,
+                                                                   later: str) -> None:
+    """stix2-validator compares timestamps with more than 6 fractional digits as strings,
+    where "Z" sorts after ".": it refuses an object modified a fraction of a microsecond
+    after it was created, which the store orders (to the nanosecond) correctly."""
+    obj = variant(IDENTITY, {"created": earlier, "modified": later})
+    assert ours(obj) is None and not stix2validator_accepts(obj)
 
 
 def test_difference_10_integers_up_to_2_53_are_accepted() -> None:

@@ -522,16 +522,16 @@ def _parse_timestamp(value: str) -> tuple[bool, tuple[str, str] | None]:
 def _parse_any(value: str) -> tuple[bool, tuple[str, str] | None]:
     """(is a real date and time, sort key) for a string that matches the timestamp regex.
 
-    The key orders like stix2-validator's ``datetime.strptime`` values; it is None
-    where strptime fails (not a real date, or more than 6 fractional digits), and
-    stix2-validator then compares the raw strings.
+    The key orders instants to the nanosecond, as the store reads versions
+    (``store.base.parse_timestamp``); it is None where the date is not real.
+    stix2-validator's ``datetime.strptime`` stops at 6 fractional digits and then
+    compares the raw strings, in which "Z" sorts after "." (difference 12).
     """
     year, month, day = int(value[0:4]), int(value[5:7]), int(value[8:10])
     real = (year >= 1 and value[17:19] != "60"
             and (day <= 28 or day <= calendar.monthrange(year, month)[1]))
     fraction = value[20:-1] if value[19] == "." else ""
-    key = (value[:19], fraction.ljust(6, "0")) if real and len(fraction) <= 6 else None
-    return real, key
+    return real, (value[:19], fraction.ljust(9, "0")) if real else None
 
 
 _parse_short = functools.lru_cache(maxsize=4096)(_parse_any)
