@@ -345,6 +345,33 @@ def test_a_partner_that_never_answers_holds_up_no_other(tmp_path: Path) -> None:
             node.close()
 
 
+def test_a_partner_that_never_answers_holds_up_no_other_s_audit_watch(
+        tmp_path: Path) -> None:
+    """The audit watch read every partner in turn: one that takes the connection and never
+    answers held the gossip with every partner after it (AUS sorts before NZL) for the
+    client's 30 s, each round, and a fork at NZL went unseen that long. Each partner is
+    watched in a thread of its own."""
+    nodes = [make_node(tmp_path / p.lower(), p, agreement="jpn-nzl-aus.toml")
+             for p in ("JPN", "NZL", "AUS")]
+    jpn, nzl, aus = nodes
+    pair(jpn, aus)
+    pair(jpn, nzl)
+    hole = socket.socket()  # AUS's federation listener: connections taken, never answered
+    hole.bind(("127.0.0.1", aus.config.federation_port))
+    hole.listen()
+    try:
+        with serving_federation(nzl), Courier(jpn, interval=3600, push_interval=3600,
+                                              gossip_interval=0.2) as courier:
+            courier.start()
+            wait_for(lambda: jpn.store.count_partner_checkpoints("NZL") > 0, 15,
+                     "NZL's checkpoint gossiped while AUS does not answer")
+            hole.close()  # before the courier stops: its next try is refused
+    finally:
+        hole.close()
+        for node in nodes:
+            node.close()
+
+
 def _post_inbox(sender: Node, receiver: Node, objects: list[dict]) -> httpx.Response:
     peer = sender.federation.peers()[receiver.party]
     courier = Courier(sender)

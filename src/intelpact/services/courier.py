@@ -11,7 +11,7 @@ idempotent, so an object that arrives both ways is stored once. Gossip: every
 ``gossip_interval`` seconds each partner's latest audit checkpoint is fetched and
 witnessed (services/audit.py), so a partner that rewrites its history is caught, with
 its new events about our objects, so one that leaves any out of its answers is caught
-too (``watch_once``), in a thread of its own beside the pushes and pulls.
+too (``watch_once``), in a thread for each partner beside the pushes and pulls.
 Compromise reports, acknowledgements and closures (services/compromise.py) go first,
 from their own queue, on the same retry path. A partner answering 429 (this node sent it
 more requests than it takes: interfaces/federation.py) is asked again after the
@@ -92,7 +92,8 @@ class Courier:
         self.push_interval = push_interval
         self.max_backoff = max_backoff
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []  # the watch, and a lane per partner
+        # the watch, and a delivery lane and a watch per partner
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._lanes: dict[str, threading.Event] = {}  # each partner's lane's wake-up
         # each thread its own clients (the watch runs beside the pushes and pulls)
@@ -615,7 +616,7 @@ class Courier:
         (``read_on``), so that an event left out of its answers raises the alert
         ``events-withheld`` within a round; each gap is alerted once, the round after
         goes on past it. A page at a time for about ``seconds`` at most (a backlog takes
-        several rounds, and the other partners wait their turn). Returns the tree size
+        several rounds, and a stop is not held up). Returns the tree size
         of its checkpoint."""
         stop = time.monotonic() + seconds
         return self.read_on(party, lambda after, page: time.monotonic() > stop)[0]
@@ -826,38 +827,53 @@ class Courier:
                 last_pull = now
 
     def _watch(self) -> None:
-        """Every ``gossip_interval`` seconds, gossip with each partner and check its new
-        events about our objects (``watch_once``), in a thread of its own: the reading
-        never holds up a push. A failure is logged and tried again the next round; the
-        same audit failure round after round (a partner whose answers carry no signed
-        count: an older version) is logged as an error once, then at debug, until a
-        round succeeds (`peer list` shows the last round that reached each partner)."""
-        said: dict[str, str] = {}  # party -> the audit failure logged as an error
+        """Every ``gossip_interval`` seconds, start a watch (:meth:`_watch_lane`) for each
+        partner pinned since, and check the compromise reports received
+        (:meth:`check_reports`), in a thread of its own: the reading never holds up a
+        push."""
+        watched: set[str] = set()
         while not self._stop.is_set():
             try:
-                parties = list(self.node.federation.peers())
+                parties = self.node.federation.peers()
             except (StoreFull, StoreUnavailable) as exc:
                 log.warning("audit watch: %s (retry in %.1fs)", exc, self.gossip_interval)
-                parties = []
-            for party in parties:
+                parties = {}
+            for party in parties.keys() - watched:
+                if not self._stop.is_set():
+                    watched.add(party)
+                    self._spawn(functools.partial(self._watch_lane, party),
+                                f"intelpact-audit-watch-{party}")
+            self.check_reports()
+            self._stop.wait(self.gossip_interval)
+
+    def _watch_lane(self, party: str) -> None:
+        """Every ``gossip_interval`` seconds, gossip with ``party`` and check its new
+        events about our objects (``watch_once``), in a thread for ``party`` alone: one
+        that never answers (up to the client's 30 s a request) delays no other partner's
+        gossip, nor so the alert of another's fork. Ends when ``party`` is unpinned. A
+        failure is logged and tried again the next round; the same audit failure round
+        after round (a partner whose answers carry no signed count: an older version) is
+        logged as an error once, then at debug, until a round succeeds (`peer list`
+        shows the last round that reached each partner)."""
+        said: str | None = None  # the audit failure logged as an error
+        while not self._stop.is_set():
+            try:
+                if party not in self.node.federation.peers():
+                    return
+                self.watch_once(party)
+                said = None
+            except AuditError as exc:  # alerted and audited already, or to ask again
+                (log.debug if said == exc.message else log.error)(
+                    "audit gossip with %s: %s", party, exc.message)
+                said = exc.message
+            except Unreachable as exc:  # the courier's loop logs it, with its retries
+                log.debug("audit gossip with %s: %s", party, exc)
+            except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
                 if self._stop.is_set():
                     return
-                try:
-                    self.watch_once(party)
-                    said.pop(party, None)
-                except AuditError as exc:  # alerted and audited already, or to ask again
-                    (log.debug if said.get(party) == exc.message else log.error)(
-                        "audit gossip with %s: %s", party, exc.message)
-                    said[party] = exc.message
-                except Unreachable as exc:  # the courier's loop logs it, with its retries
-                    log.debug("audit gossip with %s: %s", party, exc)
-                except Exception as exc:  # noqa: BLE001 - the watch outlives any one failure
-                    if self._stop.is_set():
-                        return
-                    (log.warning if isinstance(exc, _RETRIED) else log.exception)(
-                        "audit gossip with %s: %s (retry in %.1fs)", party, exc,
-                        self.gossip_interval)
-            self.check_reports()
+                (log.warning if isinstance(exc, _RETRIED) else log.exception)(
+                    "audit gossip with %s: %s (retry in %.1fs)", party, exc,
+                    self.gossip_interval)
             self._stop.wait(self.gossip_interval)
 
     def check_reports(self) -> int:
