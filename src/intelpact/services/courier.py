@@ -130,8 +130,7 @@ class Courier:
         at most httpx's 30 s, so the bound is that much late at most). A partner's answer
         is bounded as what it sends in a request is: a pinned partner answering with
         gigabytes would otherwise exhaust this node's memory, and one dribbling it a byte
-        at a time would hold the thread that asked (the audit watch reads every partner
-        in turn) for ever."""
+        at a time would hold the thread that asked (its lane, or its watch) for ever."""
         headers = {"Accept": TAXII, **sign_request(self.node.identity, method, target, body)}
         if body:
             headers["Content-Type"] = TAXII
