@@ -148,7 +148,7 @@ def _create_private(path: str) -> None:
     """Make a new database file readable and writable by this user alone, whatever the
     umask: SQLite gives its write-ahead log and shared-memory files the database's mode.
     A file that exists is left as it is (an operator may have chosen its mode)."""
-    with suppress(FileExistsError):
+    with suppress(OSError):  # there already; or not makeable: SQLite says why
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
 
 
@@ -312,7 +312,7 @@ class SQLiteStore(Store):
             conn = self._conn()
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                          "(version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
-        except (sqlite3.OperationalError, OSError) as exc:  # no such directory, read-only
+        except sqlite3.OperationalError as exc:  # no such directory, a directory, read-only
             if damage(exc) is not None:
                 raise
             raise StoreError(f"{self.path}: cannot open the database: {exc}",
