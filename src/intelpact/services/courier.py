@@ -849,16 +849,15 @@ class Courier:
         """Every ``gossip_interval`` seconds, gossip with ``party`` and check its new
         events about our objects (``watch_once``), in a thread for ``party`` alone: one
         that never answers (up to the client's 30 s a request) delays no other partner's
-        gossip, nor so the alert of another's fork. Ends when ``party`` is unpinned. A
-        failure is logged and tried again the next round; the same audit failure round
-        after round (a partner whose answers carry no signed count: an older version) is
-        logged as an error once, then at debug, until a round succeeds (`peer list`
-        shows the last round that reached each partner)."""
+        gossip, nor so the alert of another's fork. A partner is never unpinned: its watch
+        lasts as long as the courier, as its delivery lane does. A failure is logged and
+        tried again the next round; the same audit failure round after round (a partner
+        whose answers carry no signed count: an older version) is logged as an error
+        once, then at debug, until a round succeeds (`peer list` shows the last round
+        that reached each partner)."""
         said: str | None = None  # the audit failure logged as an error
         while not self._stop.is_set():
             try:
-                if party not in self.node.federation.peers():
-                    return
                 self.watch_once(party)
                 said = None
             except AuditError as exc:  # alerted and audited already, or to ask again
