@@ -72,10 +72,11 @@ def test_key_id_is_sha256_prefix() -> None:
         key_id(raw[:31])
 
 
-def test_missing_file_says_run_init(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="not found") as info:
+def test_missing_file_says_restore_it(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="missing; .* partners pin") as info:
         load_signing_key(tmp_path / "absent.pem")
-    assert info.value.hint is not None and "intelpact init" in info.value.hint
+    assert info.value.hint is not None and "restore the file" in info.value.hint
+    assert not (tmp_path / "absent.pem").exists()
     assert isinstance(info.value, IntelpactError)
 
 

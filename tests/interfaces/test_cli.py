@@ -819,6 +819,25 @@ def test_a_node_file_lost_or_damaged_is_one_clear_error(
     assert content is None or (copy / name).read_bytes() == content  # left as it was
 
 
+def test_a_lost_signing_key_says_to_restore_it_and_makes_none(world: World,
+                                                              tmp_path: Path) -> None:
+    """keys/signing.pem deleted: every command said "signing key file not found" and to
+    run `intelpact init` (which refuses a node directory). The key is the node's
+    identity, pinned by its partners: the error says so and to restore it from the
+    backup, and no key is made in its place."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    key = copy / "keys" / "signing.pem"
+    key.unlink()
+    for args in (("serve", copy, "--port", "1"), ("user", "list", copy)):
+        r = run(*args, code=2)
+        one_line_error(r, rf"^error: {re.escape(str(key))}: missing\b", r"identity",
+                       r"partners pin", hint="restore the file from this node's backup")
+        assert "docs/deployment.md, 'Backups and recovery'" in r.stderr
+        assert "intelpact init" not in r.stderr
+        assert not key.exists()
+
+
 def test_a_database_that_cannot_be_opened(world: World, tmp_path: Path) -> None:
     """`database` naming a file in a directory that does not exist, or a directory: every
     command stopped with sqlite3's "unable to open database file" and a traceback."""

@@ -126,9 +126,11 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: signing key file not found",
-                           hint="run `intelpact init` to make a node directory with its keys, "
-                           "or fix the signing_key path in node.toml") from None
+        # Never made again here: the key is the node's identity, which partners pin
+        raise KeyFileError(f"{path}: missing; the signing key is this node's identity, "
+                           "which its partners pin, so no new one is made in its place",
+                           hint=f"{RESTORE}, or fix signing_key in node.toml if it names "
+                           "the wrong file") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the signing key: {exc.strerror}",
                            hint="check the file's permissions (it should be readable by "
