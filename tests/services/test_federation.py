@@ -832,3 +832,33 @@ def test_a_partner_that_keeps_failing_is_warned_of_once_reminded_and_its_return_
     assert len(reminders) < len(more) / 2  # most retries were not warnings
     assert re.fullmatch(rf"federation with NZL: reached again after {len(failed)} failed "
                         r"tries since \S+Z", back.getMessage()), back.getMessage()
+
+
+def test_a_partner_is_said_reached_again_only_by_a_round_that_reached_it(
+        jpn_nzl: list[Node], caplog: pytest.LogCaptureFixture) -> None:
+    """NZL down (its port closed), JPN's pull of it fails every ``interval``; the rounds
+    between, with nothing queued, send NZL nothing. Before, each such round ended the
+    run of failures: "reached again" while NZL was still down, and the next failure a
+    first warning again (and its backoff started over). Only a round NZL answered says
+    it is back, once, counting every failed try since the first."""
+    jpn, nzl = jpn_nzl
+    caplog.set_level(logging.DEBUG, logger="intelpact.courier")
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("federation with NZL")]
+
+    with Courier(jpn, interval=0.4, push_interval=0.02, max_backoff=0.05,
+                 gossip_interval=60) as courier:
+        courier.start()
+        wait_for(lambda: sum("unreachable" in r.getMessage() for r in said()) >= 4, 20,
+                 "four pulls of NZL failed")
+        down = said()
+        with serving_federation(nzl):
+            wait_for(lambda: said()[-1].levelno == logging.INFO, 20, "NZL reached again")
+            *failed, back = said()
+    assert not [r.getMessage() for r in down if r.levelno == logging.INFO]
+    assert [r.levelno for r in failed].count(logging.WARNING) == 1, \
+        [r.getMessage() for r in failed]
+    assert all("unreachable" in r.getMessage() for r in failed)
+    assert re.fullmatch(rf"federation with NZL: reached again after {len(failed)} failed "
+                        r"tries since \S+Z", back.getMessage()), back.getMessage()

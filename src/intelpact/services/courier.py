@@ -99,6 +99,8 @@ class Courier:
         # each thread its own clients (the watch runs beside the pushes and pulls)
         self._clients: dict[tuple[str, int], tuple[str, httpx.Client]] = {}
         self._released = True  # whether what the consents held cover is queued (start)
+        # each thread's count of the partners' answers read whole (deliver_round)
+        self._answers = threading.local()
 
     # -- transport ----------------------------------------------------------------------
     def _client(self, peer: PeerRecord) -> httpx.Client:
@@ -160,8 +162,14 @@ class Courier:
         # decoded already: the rebuilt answer must not be decoded again
         kept = [(k, v) for k, v in response.headers.multi_items()
                 if k.lower() not in ("content-encoding", "content-length")]
+        self._answers.count = self._answered() + 1
         return httpx.Response(response.status_code, headers=kept, content=b"".join(chunks),
                               request=request)
+
+    def _answered(self) -> int:
+        """How many answers of partners this thread has read whole (``_request``)."""
+        count: int = getattr(self._answers, "count", 0)
+        return count
 
     # -- push ---------------------------------------------------------------------------
     def push_once(self, party: str, limit: int = BATCH) -> int:
@@ -292,13 +300,18 @@ class Courier:
             if n == 0:
                 return total
 
-    def deliver_round(self, party: str, *, pull: bool = False) -> None:
+    def deliver_round(self, party: str, *, pull: bool = False) -> bool:
         """One round with ``party``: its compromise messages, then its notices (recalls
         before any more objects), then its objects, and with ``pull`` its outbox pulled.
         A failure to reach it, or one it answers that is not a refusal, stops the round.
         A refusal of a message or notice (Refused, counted) does not: what else is
         queued goes, and it is raised after (the caller backs off), so one message the
-        partner refuses does not hold back everything else for it until given up."""
+        partner refuses does not hold back everything else for it until given up.
+        Returns whether the round reached ``party``: whether it asked it anything and
+        had its answers. A round with nothing to send and no pull asks nothing: it
+        says nothing of whether the partner is reachable (the caller's run of failures
+        goes on)."""
+        answered = self._answered()
         refused: Refused | None = None
         for step in (self.deliver_compromise, self.deliver_notices):
             try:
@@ -310,6 +323,7 @@ class Courier:
             self.pull_once(party)
         if refused is not None:
             raise refused
+        return self._answered() > answered
 
     # -- compromise reports ------------------------------------------------------------
     def deliver_compromise(self, party: str) -> int:
@@ -791,7 +805,9 @@ class Courier:
         """Deliver to ``party``, round after round (:meth:`deliver_round`, its outbox
         pulled every ``interval``), when woken or every ``push_interval``; a failed round
         is tried again after a backoff that doubles up to ``max_backoff`` (a 429: after
-        its Retry-After), logged as :class:`_Failures` says."""
+        its Retry-After), logged as :class:`_Failures` says. Only a round that reached
+        ``party`` ends a run of failures (its backoff, and "reached again"): one that
+        asked it nothing, between pulls with nothing queued, leaves the run as it is."""
         backoff: float | None = None  # the wait before the next try, while failing
         failed_at = last_pull = 0.0
         while not self._stop.is_set():
@@ -803,10 +819,10 @@ class Courier:
                 continue
             pull = _due(now, last_pull, self.interval)
             try:
-                self.deliver_round(party, pull=pull)
-                backoff = None
-                if back := failing.recovered(party):
-                    log.info("federation with %s: %s", party, back)
+                if self.deliver_round(party, pull=pull):
+                    backoff = None
+                    if back := failing.recovered(party):
+                        log.info("federation with %s: %s", party, back)
             except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                 if self._stop.is_set():
                     log.debug("federation with %s while stopping: %s", party, exc)
@@ -911,7 +927,8 @@ class _Failures:
     """Each partner's run of failed rounds, for the courier's log. The first failure of
     a run, and one of another kind than the last warned of, is a warning; the same
     failure again is debug, but for a reminder every REMIND_EVERY seconds that says how
-    long it has lasted; the first round to succeed after a run says it is over."""
+    long it has lasted; the first round to reach the partner after a run (one that it
+    answered, Courier.deliver_round) says it is over."""
 
     def __init__(self) -> None:
         # party -> (since, tries, the kind of failure warned of last, when warned)
