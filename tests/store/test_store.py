@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import random
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -2028,6 +2031,101 @@ def test_migration_0040_folds_the_text_stored_before_it(
         for text, wanted in (("Hafenstraße", 1), ("élan", 2), ("harbour", 3)):
             page = store.query("c1", readable, Query(text=text))
             assert [int(r.object_id[-3:]) for r in page.rows] == [wanted], text
+    finally:
+        store.close()
+
+
+def _version_and_folded(database: str) -> tuple[int, bool]:
+    """The schema version recorded in ``database``, and whether migration 0040's change
+    is there (read without opening a store, which would migrate it)."""
+    if database.startswith("postgresql://"):
+        with psycopg.connect(database) as conn:
+            row = conn.execute("SELECT max(version), to_regclass('objects_folded') IS NOT "
+                               "NULL FROM schema_migrations").fetchone()
+            assert row is not None
+            return int(row[0]), bool(row[1])
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        (version,) = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        (trigger,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+                                  "AND name = 'objects_text_change'").fetchone()
+    return version, "fold_text" in trigger
+
+
+def _folding(database: str, seconds: float) -> bool:
+    """Whether another process is in migration 0040, past its first statements (the
+    folding of the text stored before it, on its way): on PostgreSQL, a backend of this
+    database runs (or last ran) the folding's read; on SQLite, where no other process
+    sees the statements, one has held the store's write lock (a migration holds it all
+    along, and the store writes nothing else as it opens) for ``seconds``, half of what
+    the same migration of a copy took."""
+    if database.startswith("postgresql://"):
+        with psycopg.connect(database) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                "datname = current_database() AND query LIKE '%%recalled IS NULL ORDER BY "
+                "seq%%'").fetchone()
+            return row is not None and row[0] > 0
+    fd = os.open(database + ".writers", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        time.sleep(seconds)
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_migration_killed_midway_leaves_the_old_schema_and_the_next_start_completes_it(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade SIGKILLed as it migrates (the machine lost, the service manager's
+    timeout): every migration due runs in one transaction, with the version it records,
+    so the database is left at the old version, nothing of the new one applied; the
+    next start migrates it whole. Here from version 39, killed in 0040's folding of the
+    text stored before it, after the statements that come before it (a migration that
+    committed as it went would leave them)."""
+    count = 5_000
+    with _store_before(40, backend, tmp_path, monkeypatch) as (older, database):
+        older.add_objects("c1", [_named(n, f"Hafenstraße patrol {n}")
+                                 for n in range(1, count + 1)])
+        if isinstance(older, SQLiteStore):  # indexed as before 0040: not folded
+            _execute(older, "INSERT INTO objects_text (rowid, text) SELECT seq, "
+                     "json_extract(body, '$.name') || char(10) FROM objects")
+            _execute(older, f"UPDATE objects_text_indexed SET seq = {count}")
+    assert _version_and_folded(database) == (39, False)
+    half = 0.0
+    if isinstance(older, SQLiteStore):  # how long the migration takes, on a copy
+        copy = str(tmp_path / "copy.db")
+        with contextlib.closing(sqlite3.connect(database)) as source, \
+                contextlib.closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        began = time.monotonic()
+        open_store(copy).close()
+        half = (time.monotonic() - began) / 2
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from intelpact.store import open_store; "
+         "open_store(sys.argv[1]).close()", database], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while child.poll() is None and not _folding(database, half):
+            assert time.monotonic() < deadline, "the upgrade never began"
+            time.sleep(0.001)
+        assert child.poll() is None, "the upgrade ended before it could be killed"
+        child.kill()  # SIGKILL, in the middle of migration 0040
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    assert _version_and_folded(database) == (39, False)  # the old version, nothing between
+    store = open_store(database)  # the next start
+    try:
+        assert store.schema_version == migrations()[-1][0]
+        assert _version_and_folded(database) == (migrations()[-1][0], True)
+        page = store.query("c1", ids_for(store, LOW), Query(text="hafenstrasse patrol 7"))
+        assert {int(r.object_id[-6:]) for r in page.rows} >= {7}
     finally:
         store.close()
 
