@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intelpact.crypto import TlsError, fingerprint, make_self_signed
-from intelpact.crypto.tls import der_fingerprint, load_certificate
+from intelpact.crypto.tls import check_names_host, der_fingerprint, load_certificate
 from intelpact.services.courier import Courier
 from intelpact.store.base import PeerRecord
 
@@ -363,3 +363,32 @@ def test_the_courier_trusts_a_partner_s_pinned_certificate_not_its_ca(tmp_path: 
                 thread.join(10)
     finally:
         node.close()
+
+
+def test_the_host_a_certificate_names(tmp_path: Path) -> None:
+    """server.host must be one the certificate names (partners check it): an address as
+    an address (::1 written either way), a name whatever its case or final dot, and a
+    CA's wildcard for one label; anything else is refused, naming what it names."""
+    cert = tmp_path / "cert.pem"
+    make_self_signed(cert, tmp_path / "key.pem", common_name="x",
+                     hosts=["::1", "node.example.org"])
+    for host in ("::1", "0:0::1", "node.example.org", "Node.Example.ORG."):
+        check_names_host(cert, host)
+    for host in ("127.0.0.1", "other.example.org", "example.org", "localhost"):
+        with pytest.raises(TlsError, match=rf"server\.host: {host} is not a host the "
+                           r"certificate \S+ names \(::1, node\.example\.org\)"):
+            check_names_host(cert, host)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca issued")])
+    now = dt.datetime.now(dt.UTC)
+    wildcard = tmp_path / "wildcard.pem"
+    wildcard.write_bytes(x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                         .public_key(key.public_key()).serial_number(1)
+                         .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+                         .add_extension(x509.SubjectAlternativeName(
+                             [x509.DNSName("*.nodes.example.org")]), critical=False)
+                         .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    check_names_host(wildcard, "jpn.nodes.example.org")
+    for host in ("nodes.example.org", "a.jpn.nodes.example.org"):
+        with pytest.raises(TlsError, match="is not a host the certificate"):
+            check_names_host(wildcard, host)

@@ -863,6 +863,31 @@ def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: 
                        hint="restore both files")
 
 
+def test_a_host_edited_to_one_the_certificate_does_not_name_is_refused(
+        world: World, tmp_path: Path) -> None:
+    """server.host edited in node.toml between restarts, to a host the certificate `init`
+    made does not name: `serve` started as before (here it stopped only at the address
+    taken), and `card` gave partners a URL of that host, where their TLS refuses the
+    certificate (it names the hosts they may reach it by). Both now say so before
+    anything starts; a host it names (localhost) serves."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    toml = copy / "node.toml"
+    toml.write_text(re.sub(r'(?m)^host = .*$', 'host = "127.0.0.2"', toml.read_text()))
+    with socket.socket() as other:  # so that a serve that goes on stops at once
+        other.bind(("127.0.0.2", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        for args in (("serve", copy, "--port", port), ("card", copy)):
+            one_line_error(run(*args, code=2), r"server\.host: 127\.0\.0\.2 is not a host the "
+                           rf"certificate {re.escape(str(copy / 'tls' / 'cert.pem'))} names "
+                           r"\(127\.0\.0\.1, localhost\): partners.* would refuse",
+                           hint="make a certificate for the new host")
+    toml.write_text(re.sub(r'(?m)^host = .*$', 'host = "localhost"', toml.read_text()))
+    card = json.loads(run("card", copy).stdout)
+    assert "localhost" in json.dumps(card)
+
+
 def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
     """Before, uvicorn said it as each listener started: SystemExit in a task, and a
     traceback of the event loop's."""

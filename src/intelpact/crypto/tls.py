@@ -205,6 +205,35 @@ def check_key_pair(cert_path: Path, key_path: Path) -> None:
                             "certificate: docs/deployment.md, 'TLS')") from None
 
 
+def check_names_host(cert_path: Path, host: str) -> None:
+    """Refuse (:class:`TlsError`) a certificate whose SubjectAltName does not name
+    ``host``, the node's ``server.host``: partners reach the node at
+    ``https://<host>:<federation_port>`` (its card) and, as every TLS client does, refuse
+    a certificate that does not name the host they asked for. A host edited in
+    node.toml after ``init`` (which put the host in the certificate it made) left
+    ``serve`` starting as before, and every partner's connection failing."""
+    cert = load_certificate(cert_path)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ips = san.get_values_for_type(x509.IPAddress)
+        dns = [name.lower().rstrip(".") for name in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        ips, dns = [], []
+    try:
+        named = ipaddress.ip_address(host) in ips
+    except ValueError:
+        name = host.lower().rstrip(".")
+        named = name in dns or ("." in name and f"*.{name.split('.', 1)[1]}" in dns)
+    if not named:
+        names = ", ".join([str(ip) for ip in ips] + dns) or "no host"
+        raise TlsError(f"server.host: {host} is not a host the certificate {cert_path} "
+                       f"names ({names}): partners, who reach this node by it (the URL "
+                       "of its card), would refuse the certificate",
+                       hint="put back the host the certificate names in node.toml, or make "
+                       "a certificate for the new host and give each partner the new card "
+                       "(docs/deployment.md, 'TLS')")
+
+
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 fingerprint of a PEM certificate file (lower-case hex, no colons)."""
     cert = load_certificate(cert_path)

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..crypto.tls import check_key_pair
+from ..crypto.tls import check_key_pair, check_names_host
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
@@ -320,6 +320,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
                                  " at your certificate and key")
         pair.append(path)
     check_key_pair(*pair)  # as the listeners will load them, before they start
+    check_names_host(pair[0], cfg.host)  # the federation listener's, and the card's
     private = [cfg.dir] if "://" in cfg.database else [cfg.dir, cfg.dir / cfg.database]
     for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0]),
                     exposed_warning(*private)):

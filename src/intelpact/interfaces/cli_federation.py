@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ..crypto.tls import check_names_host
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.federation import make_card
@@ -22,8 +23,12 @@ from .cli import NODE_DIR, _safe, friendly, main, out
 def card(node_dir: Path) -> None:
     """Print this node's signed card: give it to partners out of band."""
     node = Node.open(node_dir)
-    click.echo(json.dumps(make_card(node.identity), indent=1))
-    node.close()
+    try:
+        if node.config.tls_cert is not None:  # the URL it gives, the certificate it pins
+            check_names_host(node.config.tls_cert, node.config.host)
+        click.echo(json.dumps(make_card(node.identity), indent=1))
+    finally:
+        node.close()
 
 
 @main.group()
