@@ -284,11 +284,26 @@ def test_sato_cannot_publish_above_clearance(tmp_path: Path) -> None:
     ({"Accept": "application/json"}, 406),
     ({"Accept": "application/taxii+json;version=2.0"}, 406),
     ({}, 406),
+    # q=0 is "not acceptable" (RFC 9110 §12.4.2): the one media type the node serves,
+    # refused by the client, leaves nothing to answer with
+    ({"Accept": f"{TAXII};q=0"}, 406),
+    ({"Accept": f"{TAXII}; q=0.000"}, 406),
+    ({"Accept": f"application/json, {TAXII};q=0"}, 406),
 ])
 def test_wrong_accept_is_406(world: World, headers: dict[str, str], status: int) -> None:
     r = httpx.get(f"{world.url}/taxii2/", headers=headers, auth=("aroha", password("aroha")))
     assert r.status_code == status
     assert r.headers["content-type"] == TAXII and r.json()["http_status"] == str(status)
+
+
+@pytest.mark.parametrize("accept", [
+    f"{TAXII};q=1", f"{TAXII};q=0.5", f"{TAXII}; q=0.001", f"{TAXII};q=1.000",
+    f"application/json;q=0.9, {TAXII};q=0.1",
+])
+def test_an_accept_with_a_positive_q_is_served(world: World, accept: str) -> None:
+    r = httpx.get(f"{world.url}/taxii2/", headers={"Accept": accept},
+                  auth=("aroha", password("aroha")))
+    assert r.status_code == 200, r.text
 
 
 def test_post_media_type_and_size(world: World) -> None:

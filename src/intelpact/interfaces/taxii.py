@@ -91,15 +91,24 @@ def _error(exc: TaxiiError) -> Response:
     return _json(body, exc.status, exc.headers)
 
 
+_QVALUE = re.compile(r"^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$")  # RFC 9110 §12.4.2
+
+
 def _accepts_taxii(header: str | None) -> bool:
+    """Whether ``header`` (Accept) takes TAXII 2.1's media type: named, with version 2.1
+    (or none), and a weight above 0. ``q=0`` means "not acceptable" (RFC 9110 §12.4.2),
+    and a weight that is not one is no acceptance either."""
     if not header:
         return False
     for item in header.split(","):
         parts = [p.strip().lower() for p in item.split(";")]
         if parts[0] != "application/taxii+json":
             continue
-        params = dict(p.partition("=")[::2] for p in parts[1:] if p)
-        if params.get("version", "2.1").strip('"') == "2.1":
+        params = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]
+                                                        if p)}
+        q = params.get("q", "1")
+        if params.get("version", "2.1").strip('"') == "2.1" and _QVALUE.fullmatch(q) \
+                and float(q) > 0:
             return True
     return False
 
