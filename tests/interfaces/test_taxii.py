@@ -151,6 +151,32 @@ def test_access_matrix_objects_manifest_versions_and_object(world: World, who: s
             assert r_ver.status_code == 404
 
 
+def test_a_collection_is_served_under_its_alias_as_under_its_id(world: World) -> None:
+    """TAXII 2.1 §5.2.1: a collection's ``alias`` may be used in place of its ``id`` in
+    the URL. The node's collections announce one ("intel"), yet every URL naming it
+    was 404 "no such collection"."""
+    (info,) = world.get("sato", "/intel/collections/").json()["collections"]
+    alias = info["alias"]
+    assert alias != world.cid
+    # (taxii2-client insists that a collection's URL ends in its id: raw requests here)
+    info_by_alias = world.get("sato", f"/intel/collections/{alias}/").json()
+    assert info_by_alias == world.get("sato", f"/intel/collections/{world.cid}/").json()
+    oid = next(iter(world.expected_visible("sato")))
+    for path in ("objects/", "manifest/", f"objects/{oid}/", f"objects/{oid}/versions/"):
+        r_alias = world.get("sato", f"/intel/collections/{alias}/{path}")
+        r_id = world.get("sato", f"/intel/collections/{world.cid}/{path}")
+        assert r_alias.status_code == r_id.status_code == 200, (path, r_alias.text)
+        assert r_alias.json() == r_id.json(), path
+    # what is hidden by id is hidden by alias, byte for byte
+    hidden = next(iter(set(world.objects) - world.expected_visible("suzuki")))
+    for path in (f"objects/{hidden}/", f"objects/{hidden}/versions/"):
+        r_alias = world.get("suzuki", f"/intel/collections/{alias}/{path}")
+        r_id = world.get("suzuki", f"/intel/collections/{world.cid}/{path}")
+        assert (r_alias.status_code, r_alias.content) == (r_id.status_code, r_id.content)
+    assert world.get("ops", f"/intel/collections/{alias}/objects/").status_code == 403
+    assert world.get("sato", "/intel/collections/no-such-alias/objects/").status_code == 404
+
+
 def test_counts_and_filters_never_reveal_hidden_objects(world: World) -> None:
     hidden = next(iter(set(world.objects) - world.expected_visible("suzuki")))
     r = world.get("suzuki", f"/intel/collections/{world.cid}/objects/",

@@ -36,6 +36,7 @@ from ..services.people import NO_READING_ROLE, AuthError, Principal
 from ..store.base import (
     AuditEvent,
     BadCursor,
+    Collection,
     Query,
     StoredObject,
     StoreFull,
@@ -310,9 +311,21 @@ class TaxiiApi:
     def _base(self, request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
+    def _named(self, name: str) -> Collection | None:
+        """The collection a URL names: by its id, or by its ``alias``, which TAXII 2.1
+        (§5.2.1) lets a client use in its place; None if none is so named."""
+        if not _NAME.fullmatch(name):
+            return None
+        store = self.node.store
+        return store.collection(name) or next(
+            (c for c in store.collections() if c.alias == name), None)
+
     def _collection(self, cid: str, principal: Principal) -> str:
-        if not _NAME.fullmatch(cid) or self.node.store.collection(cid) is None:
+        """The id of the collection ``cid`` (an id or an alias) names, for a reader."""
+        named = self._named(cid)
+        if named is None:
             raise TaxiiError(404, "Not Found", "no such collection")
+        cid = named.collection_id
         if not principal.reads:
             self._denied(principal, "collection", NO_READING_ROLE, collection=cid)
             raise TaxiiError(403, "Forbidden", NO_READING_ROLE)
@@ -357,8 +370,7 @@ class TaxiiApi:
                                       for c in self.node.store.collections()]})
 
     def collection(self, request: Request, principal: Principal, _: bytes | None) -> Response:
-        cid = request.path_params["cid"]
-        c = self.node.store.collection(cid) if _NAME.fullmatch(cid) else None
+        c = self._named(request.path_params["cid"])
         if c is None:
             raise TaxiiError(404, "Not Found", "no such collection")
         return _json(self._collection_info(principal, c))
