@@ -17,7 +17,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import normalise_timestamp
 
-from helpers import DATA, indicator, make_node, serving
+from helpers import DATA, T0, indicator, make_node, serving, stix_id
 
 TAXII = "application/taxii+json;version=2.1"
 PEOPLE = {
@@ -175,6 +175,56 @@ def test_a_collection_is_served_under_its_alias_as_under_its_id(world: World) ->
         assert (r_alias.status_code, r_alias.content) == (r_id.status_code, r_id.content)
     assert world.get("ops", f"/intel/collections/{alias}/objects/").status_code == 403
     assert world.get("sato", "/intel/collections/no-such-alias/objects/").status_code == 404
+
+
+def test_an_object_seen_whose_versions_are_all_filtered_out_is_an_empty_envelope(
+        tmp_path: Path) -> None:
+    """TAXII 2.1 §5.6: GET .../objects/{id}/ is 404 when the object is not there (for the
+    reader: not one they may see). The node answered 404 too for an object the reader
+    may see when no version of it passed the filters (match[version], added_after,
+    match[spec_version]): an answer that said the object was not there, where it is an
+    empty envelope. One they may not be served stays 404, byte for byte as an id held
+    nowhere, whatever the filters."""
+    node = make_node(tmp_path / "jpn")
+    for name, clearance in (("pub", "機密"), ("sato", "秘"), ("suzuki", "取扱注意")):
+        node.people.add(name, party="JPN", clearance=clearance, password=password(name),
+                        roles=["analyst", "publisher"] if name == "pub" else ["analyst"])
+    pub, cid = node.people.as_person("pub").person, node.default_collection().collection_id
+    oid = stix_id("indicator")
+    node.publisher.publish(pub, cid, [indicator("X", oid=oid)],
+                           marking=MarkingRequest("秘", ("NZL",)))
+    secret_version = "2026-11-02T00:00:00.000Z"  # a version sato may not read
+    node.publisher.publish(pub, cid, [indicator("X", oid=oid, modified=secret_version)],
+                           marking=MarkingRequest("極秘", ("JPN",)))
+    missing = "indicator--00000000-0000-4000-8000-0000000000ab"
+    filters = [{"match[version]": secret_version},
+               {"match[version]": "2020-01-01T00:00:00Z"},  # held nowhere
+               {"added_after": "2099-01-01T00:00:00Z"},
+               {"match[spec_version]": "2.0"}]
+    with serving(node) as url:
+        def get(who: str, object_id: str, tail: str = "", **params: str) -> httpx.Response:
+            return httpx.get(f"{url}/intel/collections/{cid}/objects/{object_id}/{tail}",
+                             params=params, auth=(who, password(who)),
+                             headers={"Accept": TAXII})
+
+        assert get("sato", oid).json()["objects"][0]["modified"] == T0  # theirs: v1
+        for params in filters:
+            r = get("sato", oid, **params)
+            assert (r.status_code, r.json()) == (200, {"more": False}), (params, r.text)
+            assert "X-TAXII-Date-Added-First" not in r.headers
+            if "match[version]" not in params:  # the versions endpoint takes the others
+                r = get("sato", oid, "versions/", **params)
+                assert (r.status_code, r.json()) == (200, {"more": False}), (params, r.text)
+            # who may see no version of it is told nothing: 404, as for an id held nowhere
+            for tail in ("", "versions/"):
+                if tail and "match[version]" in params:
+                    continue
+                hidden, nowhere = get("suzuki", oid, tail, **params), \
+                    get("suzuki", missing, tail, **params)
+                assert (hidden.status_code, hidden.content) == (
+                    nowhere.status_code, nowhere.content) and hidden.status_code == 404
+                assert get("sato", missing, tail, **params).status_code == 404
+    node.close()
 
 
 def test_counts_and_filters_never_reveal_hidden_objects(world: World) -> None:

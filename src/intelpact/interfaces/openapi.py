@@ -167,7 +167,7 @@ def _taxii_schemas(max_content_length: int) -> dict[str, Any]:
                            "'more' and 'next' are accepted and ignored",
             "properties": {"objects": {"type": "array", "maxItems": taxii.MAX_OBJECTS},
                            "more": {}, "next": {}}},
-        "versions": _obj(["more", "versions"], {**more_next, "versions": _string_list(
+        "versions": _obj(["more"], {**more_next, "versions": _string_list(
             {"type": "string", "pattern": _SERVED_TIMESTAMP})}),
         "status": _obj(["id", "status", "total_count", "success_count", "successes",
                         "failure_count", "failures", "pending_count", "pendings"], {
@@ -232,14 +232,16 @@ def taxii_document(api_root: str, max_content_length: int) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {t: {"schema": _ref("envelope-in")}},
                             "description": f"at most {max_content_length} bytes"}}},
         f"{c}/objects/{{oid}}/": {"parameters": p("cid", "oid"), "get": op(
-            "one object; 404 when the caller may not see it", ok("envelope", headers=True),
+            "one object; 404 when the caller may see no version of it, an envelope without "
+            "objects when no version passes the filters", ok("envelope", headers=True),
             (400, 403, 404), one), "delete": op(
             "delete an object's versions, every one unless match[version] names some "
             "(security-officer role); 404 when the caller may not see it",
             {"200": {"description": "deleted"}}, (400, 403, 404),
             ("match_version", "match_spec_version"))},
         f"{c}/objects/{{oid}}/versions/": {"parameters": p("cid", "oid"), "get": op(
-            "the versions the caller may see", ok("versions", headers=True), (400, 403, 404),
+            "the versions the caller may see (none listed when none passes the filters); 404 "
+            "when they may see none", ok("versions", headers=True), (400, 403, 404),
             ("added_after", "limit", "next", "match_spec_version"))},
         TAXII_DOCUMENT_PATH: {"get": {
             "summary": "this document", "responses": _responses(

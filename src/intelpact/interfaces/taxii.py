@@ -389,9 +389,17 @@ class TaxiiApi:
             return self._delete(request, principal, cid, oid)
         page, visible = self.node.find(principal, cid, self._query(request, object_id=oid),
                                        via="object")
-        if not visible:
-            raise TaxiiError(404, "Not Found", "no such object")
+        self._seen(principal, cid, oid, visible)
         return self._envelope(page.more, page.next, visible)
+
+    def _seen(self, principal: Principal, cid: str, oid: str, visible: Sequence[Any]
+              ) -> None:
+        """404 unless the reader may be served some version of ``oid`` (TAXII 2.1: not
+        found is for an object that is not there, and one they may not be served is not,
+        for them). When no version passed the request's filters (match[version],
+        added_after, match[spec_version], a page past the last), the answer is empty."""
+        if not visible and not self.node.holds(principal, cid, oid):
+            raise TaxiiError(404, "Not Found", "no such object")
 
     def manifest(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         cid = self._collection(request.path_params["cid"], principal)
@@ -410,12 +418,12 @@ class TaxiiApi:
         oid = self._object_id(request.path_params["oid"])
         query = self._query(request, object_id=oid, versions_endpoint=True)
         page, visible = self.node.find(principal, cid, query, via="versions")
-        if not visible:
-            raise TaxiiError(404, "Not Found", "no such object")
-        data: dict[str, Any] = {"more": page.more,
-                                "versions": [row.version for row, _ in visible]}
+        self._seen(principal, cid, oid, visible)
+        data: dict[str, Any] = {"more": page.more}
         if page.next:
             data["next"] = page.next
+        if visible:  # like an envelope's objects: absent, never empty
+            data["versions"] = [row.version for row, _ in visible]
         return _json(data, headers=_added_headers([r for r, _ in visible]))
 
     # -- helpers -------------------------------------------------------------------------

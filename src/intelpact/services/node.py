@@ -559,6 +559,18 @@ class Node:
             page = dataclasses.replace(page, next=self.cursors.seal(page.next, person.name))
         return page, visible
 
+    def holds(self, principal: Principal, collection_id: str, object_id: str) -> bool:
+        """Whether the collection holds a version of ``object_id`` that ``principal`` may
+        be served, whatever a request's filters: what tells "no version passed them" (an
+        empty answer) from "no such object", which is all that one they may not be
+        served is to them (docs/node.md). Reads, audits nothing."""
+        labels = self.store.labels()
+        readable = self.access.readable(principal.person, labels)
+        query = Query(ids=(object_id,), limit=1)  # the latest they may read; and, if it
+        rows = self.store.query(collection_id, readable, query).rows  # cannot be served,
+        return bool(self._served(principal, collection_id, query, readable, labels,
+                                 rows)[0])  # the nearest older one that can (_instead)
+
     def _served(self, principal: Principal, collection_id: str, query: Query,
                 readable: Sequence[int], labels: Mapping[int, Label],
                 rows: Sequence[StoredObject]
