@@ -5,6 +5,7 @@ is above them), or not every version of: no answer, page or desk tells them it i
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import Query
+from intelpact.store.base import Query, normalise_timestamp
 
 from helpers import (
     T0,
@@ -149,6 +150,61 @@ def test_an_unservable_object_is_404_whatever_the_filters(tmp_path: Path) -> Non
                 if params:
                     mine = _get(url, "pub", f"{path}{hidden['id']}/{tail}", **params)
                     assert (mine.status_code, mine.json()) == (200, {"more": False})
+    node.close()
+
+
+def test_a_page_that_reads_on_stays_oldest_first(tmp_path: Path) -> None:
+    """Stored in this order: U's first version, X (unservable to the reader, no other
+    version), A, then U's second version (unservable: its first is served instead). A
+    page of limit=2 read X and A, dropped X, and read on for one row, U's second version,
+    served as U's first: the page was A, U (v1), though U (v1) was added before A, and
+    its X-TAXII-Date-Added-First was A's, later than -Last. Every page, of every limit,
+    is now oldest first, and the pages together serve what one unpaged read does, each
+    once."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    marked = _pattern_above_reader(node)
+    u = stix_id("indicator")
+    _publish(node, [indicator("U", oid=u, modified=_version(0))], "秘", ("NZL",))
+    _publish(node, [indicator("X", granular_markings=marked)], "秘", ("NZL",))
+    _publish(node, [indicator("A")], "秘", ("NZL",))
+    _publish(node, [indicator("U", oid=u, modified=_version(1), granular_markings=marked)],
+             "秘", ("NZL",))
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+    kind = {"match[type]": "indicator"}
+    with serving(node) as url:
+        def served(r: httpx.Response) -> list[tuple[str, str]]:
+            assert r.status_code == 200, r.text
+            objects = r.json().get("objects", [])
+            added = [node.store.query(cid, list(node.store.labels()), Query(
+                ids=(o["id"],), versions=(normalise_timestamp(o["modified"]),))
+            ).rows[0].date_added for o in objects]
+            assert added == sorted(added), (objects, added)  # oldest first
+            if added:
+                assert (r.headers["X-TAXII-Date-Added-First"],
+                        r.headers["X-TAXII-Date-Added-Last"]) == (added[0], added[-1])
+            return [(o["name"], o["modified"]) for o in objects]
+
+        whole = served(_get(url, "reader", path, **kind))
+        assert whole == [("U", "2026-11-02T00:00:00.000Z"), ("A", T0)]
+        for limit in (1, 2, 3):
+            got: list[tuple[str, str]] = []
+            params = {**kind, "limit": str(limit)}
+            while True:
+                r = _get(url, "reader", path, **params)
+                got += served(r)
+                if not r.json()["more"]:
+                    break
+                params["next"] = r.json()["next"]
+            assert sorted(got) == sorted(whole), (limit, got)  # none skipped nor repeated
+    # the console's pages walk newest first: a version served instead turned the page
+    # oldest first (U v1, A, B: B was added after U's second version, so stays first)
+    _publish(node, [indicator("B")], "秘", ("NZL",))
+    reader = node.people.as_person("reader")
+    page = node.find(reader, cid, Query(types=("indicator",), newest_first=True))[1]
+    assert [(json.loads(body)["name"], row.version) for row, body in page] == [
+        ("B", f"{T0[:-1]}000Z"), ("A", f"{T0[:-1]}000Z"), ("U", "2026-11-02T00:00:00.000000Z")]
     node.close()
 
 

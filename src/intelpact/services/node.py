@@ -541,6 +541,10 @@ class Node:
             # searched): a page short of its limit that says "more" would tell them such
             # rows are there, so read on, for as many as the page lacks
             query = dataclasses.replace(query, cursor=page.next, limit=limit - len(visible))
+        # oldest first, as TAXII sorts a page (newest first, the console's search): each
+        # read is, but a version served instead (_instead) on a read on may have been
+        # added before the rows of the reads before it
+        visible.sort(key=lambda item: item[0].date_added, reverse=query.newest_first)
         if page.more and page.next is not None and not self._follows(
                 principal, collection_id, dataclasses.replace(query, cursor=page.next),
                 readable, labels):
@@ -614,17 +618,15 @@ class Node:
                  unservable: Sequence[StoredObject]) -> list[tuple[StoredObject, str]]:
         """The first or last version the person may *see*: where the version chosen on its
         base label cannot be served (a withheld portion is one the object needs), the next
-        one in the same direction that can, if any (docs/node.md). Oldest first by
-        date_added, as TAXII sorts a page: a version taken instead may have been added
-        after the page's other rows (or before them), and the page's X-TAXII-Date-Added-First
-        and -Last are its first and last row's."""
+        one in the same direction that can, if any (docs/node.md), where the row dropped
+        was. A version taken instead may have been added after the page's other rows (or
+        before them): :meth:`find` puts the page in order once it is read."""
         nearest = self._nearest(principal, collection_id, query, readable, labels, unservable)
         found = {dropped.seq: nearest[dropped.object_id] for dropped in unservable
                  if dropped.object_id in nearest and _kept(query, *nearest[dropped.object_id])}
         shown = {row.seq: (row, body) for row, body in visible}
-        return sorted((shown.get(r.seq) or found[r.seq] for r in rows
-                       if r.seq in shown or r.seq in found),
-                      key=lambda item: item[0].date_added)
+        return [shown.get(r.seq) or found[r.seq] for r in rows
+                if r.seq in shown or r.seq in found]
 
     def _nearest(self, principal: Principal, collection_id: str, query: Query,
                  readable: Sequence[int], labels: Mapping[int, Label],
