@@ -208,6 +208,57 @@ def test_a_page_that_reads_on_stays_oldest_first(tmp_path: Path) -> None:
     node.close()
 
 
+def test_several_version_choices_each_take_effect_on_what_the_reader_may_see(
+        tmp_path: Path) -> None:
+    """match[version]=first,last is each object's first and last version the reader may
+    see, served together; first,<timestamp> the first and that version. Where a version
+    chosen on its base label cannot be served, the one served in its place (docs/node.md)
+    was looked for only when match[version] was "first" or "last" alone: with several
+    values, W's last version they may see (v1, its v2 being unservable) was left out,
+    and only "first" took effect. Z's first and last (v0, v2) are both unservable: v1,
+    served for each, is served once, also over pages of one."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    marked = _pattern_above_reader(node)
+    w, z = stix_id("indicator"), stix_id("indicator")
+    _publish(node, [indicator("W", oid=w, modified=_version(0)),
+                    indicator("Z", oid=z, modified=_version(0), granular_markings=marked)],
+             "秘", ("NZL",))
+    _publish(node, [indicator("A")], "秘", ("NZL",))
+    _publish(node, [indicator("W", oid=w, modified=_version(1)),
+                    indicator("Z", oid=z, modified=_version(1))], "秘", ("NZL",))
+    _publish(node, [indicator("B")], "秘", ("NZL",))
+    _publish(node, [indicator("W", oid=w, modified=_version(2), granular_markings=marked),
+                    indicator("Z", oid=z, modified=_version(2), granular_markings=marked)],
+             "秘", ("NZL",))
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+    v = [_version(n) for n in range(3)]
+    with serving(node) as url:
+        def versions(oid: str, choice: str) -> list[str]:
+            r = _get(url, "reader", f"{path}{oid}/", **{"match[version]": choice})
+            assert r.status_code == 200, r.text
+            return [o["modified"] for o in r.json().get("objects", [])]
+
+        assert versions(w, "first") == [v[0]] and versions(w, "last") == [v[1]]
+        for choice in ("first,last", "last,first", f"{v[0]},last"):
+            assert versions(w, choice) == [v[0], v[1]], choice
+        assert versions(w, f"first,{v[2]}") == [v[0]]  # v2 is not theirs
+        assert versions(w, f"last,{v[1]}") == [v[1]]  # chosen twice, served once
+        assert versions(z, "first,last") == [v[1]]
+        for limit in ("1", "2", "1000"):
+            got: list[tuple[str, str]] = []
+            params = {"match[version]": "first,last", "match[id]": f"{w},{z}", "limit": limit}
+            while True:
+                page = _get(url, "reader", path, **params).json()
+                got += [(o["name"], o["modified"]) for o in page.get("objects", [])]
+                if not page["more"]:
+                    break
+                params["next"] = page["next"]
+            assert sorted(got) == [("W", v[0]), ("W", v[1]), ("Z", v[1])], (limit, got)
+    node.close()
+
+
 def test_delete_by_an_analyst_answers_an_unservable_object_as_a_missing_one(
         tmp_path: Path) -> None:
     """GET of the unservable object is 404, byte for byte as an id held nowhere; DELETE

@@ -590,7 +590,7 @@ class Node:
                 unservable.append(row)
             elif query.text is None or _mentions(body, query.text):
                 visible.append((row, body))
-        if unservable and query.versions in (("last",), ("first",)):
+        if unservable:
             visible = self._instead(principal, collection_id, query, readable, labels,
                                     rows, visible, unservable)
         return visible, unservable
@@ -616,47 +616,86 @@ class Node:
                  readable: Sequence[int], labels: Mapping[int, Label],
                  rows: Sequence[StoredObject], visible: list[tuple[StoredObject, str]],
                  unservable: Sequence[StoredObject]) -> list[tuple[StoredObject, str]]:
-        """The first or last version the person may *see*: where the version chosen on its
-        base label cannot be served (a withheld portion is one the object needs), the next
-        one in the same direction that can, if any (docs/node.md), where the row dropped
-        was. A version taken instead may have been added after the page's other rows (or
-        before them): :meth:`find` puts the page in order once it is read."""
-        nearest = self._nearest(principal, collection_id, query, readable, labels, unservable)
-        found = {dropped.seq: nearest[dropped.object_id] for dropped in unservable
-                 if dropped.object_id in nearest and _kept(query, *nearest[dropped.object_id])}
+        """The first or last version the person may *see*: where the version "first" or
+        "last" chose on its base label cannot be served (a withheld portion is one the
+        object needs), the next one in the same direction that can, if any (docs/node.md),
+        where the row dropped was; with several values in match[version], for each of
+        "first" and "last" that chose it. A version served in its own right (another
+        value chose it) is not served again in a place of its own, nor is one version
+        served instead for both "first" and "last". A version taken instead may have been
+        added after the page's other rows (or before them): :meth:`find` puts the page in
+        order once it is read."""
+        roles = [role for role in ("first", "last") if role in query.versions]
+        if not roles or "all" in query.versions:  # every version chosen: none instead
+            return visible
         shown = {row.seq: (row, body) for row, body in visible}
-        return [shown.get(r.seq) or found[r.seq] for r in rows
-                if r.seq in shown or r.seq in found]
+        ends, best = self._nearest(principal, collection_id, query, readable, labels,
+                                   {row.object_id for row in unservable}, roles)
+        timestamps = set(query.versions) - {"first", "last"}
+        dropped_seqs = {row.seq for row in unservable}
+        found: dict[int, list[tuple[StoredObject, str]]] = {}
+        for dropped in unservable:
+            oid = dropped.object_id
+            if oid not in ends:
+                continue
+            first, last = ends[oid]
+            # the versions a value of match[version] chooses itself, when servable
+            chosen = timestamps | {end.version for role, end in (("first", first),
+                                                                 ("last", last))
+                                   if role in roles}
+            instead_of_first = best.get((oid, "first"))
+            for role in roles:
+                taken = best.get((oid, role))
+                if taken is None or dropped.version != (first if role == "first"
+                                                        else last).version:
+                    continue  # none to serve, or not the version this role chose
+                if taken[0].version in chosen or not _kept(query, *taken):
+                    continue
+                if role == "last" and instead_of_first is not None and \
+                        instead_of_first[0].seq == taken[0].seq and (
+                            first.seq in dropped_seqs or _kept(query, first, first.body)):
+                    continue  # served in first's place (on this page or another)
+                found.setdefault(dropped.seq, []).append(taken)
+        out: dict[int, tuple[StoredObject, str]] = {}
+        for r in rows:
+            for item in ([shown[r.seq]] if r.seq in shown else []) + found.get(r.seq, []):
+                out.setdefault(item[0].seq, item)
+        return list(out.values())
 
     def _nearest(self, principal: Principal, collection_id: str, query: Query,
                  readable: Sequence[int], labels: Mapping[int, Label],
-                 dropped: Sequence[StoredObject]) -> dict[str, tuple[StoredObject, str]]:
-        """For each object of ``dropped``, its version nearest the one dropped in the
-        query's direction (older for "last", newer for "first") that the person may be
-        served, with its body. Every version of those objects is read, VERSIONS_PAGE rows
-        a query, however many they have: versions are stored in the order they came,
-        not their own (an older one may come late), so none can be passed over."""
-        last = query.versions == ("last",)
-        bound = {row.object_id: row.version for row in dropped}
-        best: dict[str, tuple[StoredObject, str]] = {}
-        walk = Query(ids=tuple(bound), versions=("all",), spec_versions=query.spec_versions,
-                     limit=VERSIONS_PAGE)
+                 object_ids: set[str], roles: Sequence[str]
+                 ) -> tuple[dict[str, tuple[StoredObject, StoredObject]],
+                            dict[tuple[str, str], tuple[StoredObject, str]]]:
+        """For each object of ``object_ids``: its first and last version the person may
+        read (by base label: what "first" and "last" choose in the store), and, for each
+        of ``roles``, its first (or last) version they may be served, with its body. Every
+        version of those objects is read, VERSIONS_PAGE rows a query, however many they
+        have: versions are stored in the order they came, not their own (an older one may
+        come late), so none can be passed over. A body is viewed only for a version nearer
+        than the best found yet."""
+        ends: dict[str, tuple[StoredObject, StoredObject]] = {}
+        best: dict[tuple[str, str], tuple[StoredObject, str]] = {}
+        walk = Query(ids=tuple(object_ids), versions=("all",),
+                     spec_versions=query.spec_versions, limit=VERSIONS_PAGE)
         while True:
             page = self.store.query(collection_id, readable, walk)
-            # nearest first: of each object, the first servable one here is the page's best
-            for row in sorted(page.rows, key=lambda r: r.version, reverse=last):
-                oid, taken = row.object_id, best.get(row.object_id)
-                if last:
-                    nearer = row.version < bound[oid] and (taken is None
-                                                           or row.version > taken[0].version)
-                else:
-                    nearer = row.version > bound[oid] and (taken is None
-                                                           or row.version < taken[0].version)
-                if nearer and (body := self.access.view(principal.person, row,
-                                                        labels)) is not None:
-                    best[oid] = (row, body)
+            for row in page.rows:
+                lo, hi = ends.get(row.object_id, (row, row))
+                ends[row.object_id] = (row if row.version < lo.version else lo,
+                                       row if row.version > hi.version else hi)
+            for role in roles:
+                last = role == "last"
+                # nearest first: of each object, the first servable one here is the best
+                for row in sorted(page.rows, key=lambda r: r.version, reverse=last):
+                    taken = best.get((row.object_id, role))
+                    nearer = taken is None or (row.version > taken[0].version if last
+                                               else row.version < taken[0].version)
+                    if nearer and (body := self.access.view(principal.person, row,
+                                                            labels)) is not None:
+                        best[row.object_id, role] = (row, body)
             if not page.more or page.next is None:
-                return best
+                return ends, best
             walk = dataclasses.replace(walk, cursor=page.next)
 
     def denials(self, principal: Principal, collection_ids: Sequence[str], query: Query,
