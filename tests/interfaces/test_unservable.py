@@ -259,6 +259,56 @@ def test_several_version_choices_each_take_effect_on_what_the_reader_may_see(
     node.close()
 
 
+def test_delete_of_first_or_last_chooses_among_what_the_officer_may_see(
+        tmp_path: Path) -> None:
+    """DELETE ?match[version]=last (or first) chose the version on base labels alone, as
+    the store does, not among the versions the officer may be served (GET's last is the
+    newest they may see: docs/node.md): X's v2, which they cannot be served, was chosen,
+    then kept (they may not delete it), and the answer was 404 "no such object" for an
+    object they are served; their last version, v1, was not deleted. An analyst was told
+    404 too, not 403. Now first and last are theirs; one they may see none of is 404, as
+    an id held nowhere, and nothing is deleted."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    marked = _pattern_above_reader(node)
+    x, y, z = stix_id("indicator"), stix_id("indicator"), stix_id("indicator")
+    _publish(node, [indicator("X", oid=x, modified=_version(0)),
+                    indicator("Y", oid=y, modified=_version(0), granular_markings=marked),
+                    indicator("Z", oid=z, modified=_version(0), granular_markings=marked)],
+             "秘", ("NZL",))
+    _publish(node, [indicator("X", oid=x, modified=_version(1), granular_markings=marked),
+                    indicator("Y", oid=y, modified=_version(1)),
+                    indicator("Z", oid=z, modified=_version(1), granular_markings=marked)],
+             "秘", ("NZL",))
+    cid = node.default_collection().collection_id
+    path = f"/intel/collections/{cid}/objects/"
+
+    def held(oid: str) -> list[str]:
+        return [r.version[:16] for r in node.store.query(cid, list(node.store.labels()),
+                                                         Query(ids=(oid,), versions=("all",))
+                                                         ).rows]
+
+    v0, v1 = _version(0)[:16], _version(1)[:16]
+    with serving(node) as url:
+        def delete(who: str, oid: str, choice: str) -> httpx.Response:
+            return _get(url, who, f"{path}{oid}/", "DELETE", **{"match[version]": choice})
+
+        # the analyst may see X's last version (v1): 403 for the role, as for any object
+        assert delete("reader", x, "last").status_code == 403
+        assert delete("reader", y, "first").status_code == 403
+        assert delete("officer", x, "last").status_code == 200
+        assert held(x) == [v1]  # their last (v0) deleted; v1, not theirs, left
+        assert delete("officer", y, "first").status_code == 200
+        assert held(y) == [v0]
+        # Z: they may see no version of it, so no first nor last: as an id held nowhere
+        for choice in ("last", "first", "first,last"):
+            got, nowhere = delete("officer", z, choice), delete("officer", MISSING, choice)
+            assert (got.status_code, got.content) == (404, nowhere.content), choice
+            assert delete("reader", z, choice).status_code == 404
+        assert held(z) == [v0, v1]
+    node.close()
+
+
 def test_delete_by_an_analyst_answers_an_unservable_object_as_a_missing_one(
         tmp_path: Path) -> None:
     """GET of the unservable object is 404, byte for byte as an id held nowhere; DELETE

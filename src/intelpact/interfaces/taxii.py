@@ -546,7 +546,8 @@ class TaxiiApi:
     def _delete(self, request: Request, principal: Principal, cid: str, oid: str) -> Response:
         """Delete the versions of ``oid`` the officer could be served (``Access.view``: the
         base label, and every portion the object cannot lose) that match[version] (every
-        version by default) and match[spec_version] select: exactly the rows deleted are
+        version by default; first and last among the versions they could be served,
+        ``Node.chosen``) and match[spec_version] select: exactly the rows deleted are
         audited, in the delete's transaction. The versions selected that the officer may
         not be served are left, and audited as denied with the reason, as an id held
         nowhere is (Node.denials): a refusal is recorded whoever asks. To anyone else,
@@ -556,9 +557,16 @@ class TaxiiApi:
         labels = self.node.store.labels()
         readable = self.node.access.readable(person, labels)
         audit = self.node.audit
+        store = self.node.store
+        # first and last are the caller's: among the versions they may be served (none:
+        # nothing is chosen, and nothing deleted)
+        chosen = self.node.chosen(principal, cid, query)
 
         def servable(row: StoredObject) -> bool:  # else, for them, it does not exist
             return self.node.access.view(person, row, labels) is not None
+
+        def selected(within: Sequence[int]) -> Sequence[StoredObject]:
+            return store.query(cid, within, chosen).rows if chosen.versions else ()
 
         if not principal.has_role("security-officer"):
             # Filed under each originator of the versions asked for, whatever the caller
@@ -571,7 +579,7 @@ class TaxiiApi:
                                        objects=[(oid, "")], via="delete", reason=reason)
                            for origin in origins or [None]])
             # Do not reveal whether the object exists to someone who may not see it.
-            if not any(map(servable, self.node.store.query(cid, readable, query).rows)):
+            if not any(map(servable, selected(readable))):
                 raise TaxiiError(404, "Not Found", "no such object")
             raise TaxiiError(403, "Forbidden", reason)
 
@@ -580,11 +588,10 @@ class TaxiiApi:
                 "delete", [(row.object_id, row.version, row.originator) for row in rows],
                 person=principal.person, versions=list(query.versions))
 
-        store = self.node.store
-        deleted = store.delete(cid, readable, oid, query.versions, query.spec_versions,
-                               audit=events, keep=servable)
+        deleted = store.delete(cid, readable, oid, chosen.versions, chosen.spec_versions,
+                               audit=events, keep=servable) if chosen.versions else 0
         labels = store.labels()
-        if not deleted or store.query(cid, list(labels), query).rows:
+        if not deleted or selected(list(labels)):
             audit.record(*self.node.denials(principal, [cid], query, [oid], "delete",
                                             readable, labels))
         if not deleted:

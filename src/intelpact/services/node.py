@@ -575,6 +575,24 @@ class Node:
         return bool(self._served(principal, collection_id, query, readable, labels,
                                  rows)[0])  # the nearest older one that can (_instead)
 
+    def chosen(self, principal: Principal, collection_id: str, query: Query) -> Query:
+        """``query`` with "first" and "last" in its versions replaced by the version each
+        chooses among those ``principal`` may be served, of each of its ids (as a read
+        serves them: the version served instead, :meth:`_instead`), and none where they
+        may be served none: what a DELETE of first or last may choose from. The versions
+        may be left empty: then it chooses nothing."""
+        roles = [role for role in ("first", "last") if role in query.versions]
+        if not roles or "all" in query.versions:
+            return query
+        labels = self.store.labels()
+        readable = self.access.readable(principal.person, labels)
+        best = self._nearest(principal, collection_id, query, readable, labels,
+                             set(query.ids), roles)[1]
+        versions = [v for v in query.versions if v not in roles]
+        versions += [best[oid, role][0].version for oid in query.ids for role in roles
+                     if (oid, role) in best]
+        return dataclasses.replace(query, versions=tuple(dict.fromkeys(versions)))
+
     def _served(self, principal: Principal, collection_id: str, query: Query,
                 readable: Sequence[int], labels: Mapping[int, Label],
                 rows: Sequence[StoredObject]
