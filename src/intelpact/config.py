@@ -7,10 +7,13 @@ an agreement other than the one it was set up under.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -382,10 +385,26 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
     """Make a node directory: pinned agreement, signing key, TLS certificate, node.toml.
 
     The database is made by the store when the node is first opened."""
+    with new_node_dir(node_dir, party=party, agreement_file=agreement_file, host=host,
+                      port=port, tls=tls, federation_port=federation_port) as config:
+        return config
+
+
+@contextlib.contextmanager
+def new_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
+                 host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
+                 federation_port: int | None = None) -> Iterator[NodeConfig]:
+    """Make a node directory (as ``create_node_dir``) and hold it, locked, until the
+    block ends: the block finishes the node (``Node.create`` makes its database), and
+    what it raises discards the directory as a failure to make it does.
+
+    Two ``init`` of one directory at once (a retried script, two operators): each checked
+    it was empty, then both filled it, and the loser, finding keys/ made, removed the
+    winner's finished node with its own half. The directory is now held by an flock of
+    the directory itself from before it is checked to the end of the block, so a second
+    ``init`` waits, then finds the node and refuses it ("exists and is not empty")."""
     node_dir = Path(node_dir)
-    if node_dir.exists() and (not node_dir.is_dir() or any(node_dir.iterdir())):
-        raise ConfigError(f"{node_dir}: exists and is not empty",
-                          hint="give a new directory; init never overwrites a node")
+    _refuse_not_empty(node_dir)  # at once, without waiting for a lock
     try:
         agreement = load_agreement(agreement_file)
     except AgreementError as exc:
@@ -395,14 +414,49 @@ def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
                           hint=f"use one of {', '.join(agreement.parties)}")
     if not 1 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range", hint="use 1-65535")
-    made_dir = not node_dir.exists()
-    node_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash, host,
-                              port, tls, federation_port)
-    except BaseException:
-        discard_node_dir(node_dir, made_dir)
-        raise
+    with _held_node_dir(node_dir) as made_dir:
+        _refuse_not_empty(node_dir)  # another init may have made a node meanwhile
+        try:
+            yield _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash,
+                                 host, port, tls, federation_port)
+        except BaseException:
+            discard_node_dir(node_dir, made_dir)
+            raise
+
+
+def _refuse_not_empty(node_dir: Path) -> None:
+    if node_dir.exists() and (not node_dir.is_dir() or any(node_dir.iterdir())):
+        raise ConfigError(f"{node_dir}: exists and is not empty",
+                          hint="give a new directory; init never overwrites a node")
+
+
+@contextlib.contextmanager
+def _held_node_dir(node_dir: Path) -> Iterator[bool]:
+    """``node_dir``, made if it is missing, under an exclusive flock of the directory
+    itself until the block ends (one ``init`` at a time). Yields whether this call made
+    it. A directory removed while this waited (an ``init`` that failed and discarded the
+    directory it made) is made again and waited for again."""
+    while True:
+        try:
+            node_dir.mkdir(parents=True)
+            made = True
+        except FileExistsError:
+            made = False
+        _refuse_not_empty(node_dir)  # a file, not a directory
+        fd = os.open(node_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                now = os.stat(node_dir)
+            except FileNotFoundError:
+                continue
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                continue  # removed and made again by another init: hold that one
+            yield made
+            return
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def discard_node_dir(node_dir: Path, made_dir: bool) -> None:

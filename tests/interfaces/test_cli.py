@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,71 @@ def test_init_cut_short_as_the_node_is_first_opened_leaves_nothing_behind(
     monkeypatch.undo()
     run("init", tmp_path / "new", "--party", "JPN", "--agreement", JN)  # the retry works
     run("init", tmp_path / "empty", "--party", "JPN", "--agreement", JN)
+
+
+# `intelpact init DIR` in a process that stops as it starts filling DIR, until told to go
+# on (the file argv[1] + ".go"): the moment a second init of DIR meets it.
+_INIT_PAUSED = """
+import sys, time
+from pathlib import Path
+import intelpact.config as config
+from intelpact.interfaces.cli import main
+flag, real = Path(sys.argv[1]), config._fill_node_dir
+def paused(*args, **kwargs):
+    flag.write_text("paused")
+    while not flag.with_suffix(".go").exists():
+        time.sleep(0.01)
+    return real(*args, **kwargs)
+config._fill_node_dir = paused
+main(sys.argv[2:], prog_name="intelpact")
+"""
+
+
+def _waits_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on a file lock (a "->" line of /proc/locks)."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_two_inits_of_one_directory_at_once_leave_one_node(tmp_path: Path) -> None:
+    """Two `intelpact init DIR` at once: each found DIR empty, then both filled it. Here
+    the second finished a node while the first was held; the first, going on, found
+    keys/ made ("File exists") and removed DIR, the second's finished node with it. Now
+    the second waits for the first, then refuses the node it made, which is left whole."""
+    d, flag = tmp_path / "jpn", tmp_path / "first"
+    args = ["init", str(d), "--party", "JPN", "--agreement", str(JN), "--no-tls"]
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.Popen([sys.executable, "-c", _INIT_PAUSED, str(flag), *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.01)
+        second = subprocess.Popen([str(INTELPACT), *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        while second.poll() is None and not _waits_on_a_lock(second.pid):
+            assert time.monotonic() < deadline, "the second init neither ended nor waited"
+            time.sleep(0.01)
+        flag.with_suffix(".go").touch()
+        outs = [p.communicate(timeout=60) for p in (first, second)]
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert first.returncode == 0, outs[0]
+    assert second.returncode == 2, outs[1]
+    err = outs[1][1].decode()
+    assert err.startswith(f"error: {d}: exists and is not empty"), err
+    assert "Traceback" not in err
+    node = Node.open(d)  # one node, whole: its key is the one its database was made with
+    try:
+        made = [json.loads(e.body) for e in node.audit.find(AuditFilter(kinds=("node-init",)))]
+        assert [e["key_id"] for e in made] == [node.identity.key_id]
+    finally:
+        node.close()
 
 
 def test_init_in_postgresql(tmp_path: Path) -> None:

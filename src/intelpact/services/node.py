@@ -20,11 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..config import (
     NodeConfig,
     _sync_dir,
-    create_node_dir,
-    discard_node_dir,
     earlier_agreements,
     keep_earlier,
     load_config,
+    new_node_dir,
     staged,
     write_config,
 )
@@ -458,32 +457,32 @@ class Node:
 
         ``database``: the store to use instead of the node's own SQLite file (e.g. a
         ``postgresql://`` URL of an empty database); written to node.toml."""
-        made_dir = not Path(node_dir).exists()
-        config = create_node_dir(Path(node_dir), party=party,
-                                 agreement_file=Path(agreement_file), host=host, port=port,
-                                 tls=tls, federation_port=federation_port)
-        node: Node | None = None
-        try:
-            if database is not None:
-                write_config(dataclasses.replace(config, database=database))
-                config = load_config(config.dir)  # checked as every command will
-                _refuse_used(config)
-            node = cls._on_store(config)
-            node.store.add_collection(Collection(
-                str(uuid.uuid4()), f"{party} intelligence",
-                f"Intelligence held by the {party} node under {node.agreement.id}",
-                DEFAULT_COLLECTION_ALIAS), [node.audit.event(
-                    "node-init", actor=operator(), agreement=node.agreement.id,
-                    agreement_hash=node.agreement.content_hash, key_id=node.identity.key_id)])
-        except BaseException:
-            # Cut short (Ctrl-C, a full disk, the database refused) before the node had its
-            # collection: a node without one could not publish, and `init` again would find
-            # the directory not empty. Undone as create_node_dir undoes its own part.
-            if node is not None:
-                with contextlib.suppress(Exception):
-                    node.close()
-            discard_node_dir(config.dir, made_dir)
-            raise
+        with new_node_dir(Path(node_dir), party=party, agreement_file=Path(agreement_file),
+                          host=host, port=port, tls=tls,
+                          federation_port=federation_port) as config:
+            node: Node | None = None
+            try:
+                if database is not None:
+                    write_config(dataclasses.replace(config, database=database))
+                    config = load_config(config.dir)  # checked as every command will
+                    _refuse_used(config)
+                node = cls._on_store(config)
+                node.store.add_collection(Collection(
+                    str(uuid.uuid4()), f"{party} intelligence",
+                    f"Intelligence held by the {party} node under {node.agreement.id}",
+                    DEFAULT_COLLECTION_ALIAS), [node.audit.event(
+                        "node-init", actor=operator(), agreement=node.agreement.id,
+                        agreement_hash=node.agreement.content_hash,
+                        key_id=node.identity.key_id)])
+            except BaseException:
+                # Cut short (Ctrl-C, a full disk, the database refused) before the node
+                # had its collection: a node without one could not publish, and `init`
+                # again would find the directory not empty. new_node_dir discards the
+                # directory as it discards its own part made in vain.
+                if node is not None:
+                    with contextlib.suppress(Exception):
+                        node.close()
+                raise
         return node
 
     @property
