@@ -7,6 +7,7 @@ import getpass
 import json
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -742,6 +743,67 @@ def test_an_upgrade_closes_the_originator_s_own_older_versions(
     assert body["objects"] == [[obj["id"], body["objects"][0][1]]]
     assert parse_timestamp(body["objects"][0][1]) == parse_timestamp(obj["modified"])
     assert body["reason"] == "a new source" and body["reclassified"] > body["objects"][0][1]
+
+
+@pytest.mark.parametrize("waits", ["relabel", "add_objects"])
+def test_a_version_stored_as_its_object_is_reclassified_is_held_at_the_join(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, waits: str) -> None:
+    """Regression: JPN raised its object from 秘 to 極秘 while a version of it older than
+    the reclassified one (between the two) was being stored. ``relabel``: the
+    reclassification had read the versions to join when that version was stored, and
+    relabelled the others only; ``add_objects``: the publication had read the
+    reclassifications (none) before the reclassification was kept, and stored its version
+    after. Either way that version stayed at 秘, read by a JPN reader cleared 秘. Now
+    each transaction finds what the other did meanwhile and the caller reads again."""
+    jpn, _ = jpn_nzl
+    jpn.people.add("kato", party="JPN", clearance="秘")
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "going up", "秘", ("NZL",))
+    between = {k: v for k, v in obj.items() if k != "extensions"}
+    between.update(modified="2026-11-01T00:00:01.000Z", name="stored meanwhile")
+
+    def reclassify() -> None:
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("極秘", ("NZL",)),
+                                collection_id=cid, reason="a new source")
+
+    def store_between() -> None:
+        status = jpn.publisher.publish(officer.person, cid, [between],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+
+    # the store call of one of them (in its thread) waits, as it is made, for the other
+    # to be done whole
+    first, other = (reclassify, store_between) if waits == "relabel" else \
+        (store_between, reclassify)
+    real, held, go, failed = getattr(jpn.store, waits), threading.Event(), \
+        threading.Event(), []
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is thread and not held.is_set():
+            held.set()
+            assert go.wait(60)
+        return real(*args, **kwargs)
+
+    def run() -> None:
+        try:
+            first()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            failed.append(exc)
+
+    monkeypatch.setattr(jpn.store, waits, paused)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert held.wait(60)
+        other()
+    finally:
+        go.set()
+        thread.join(60)
+    assert not failed, failed
+    assert len(seen(jpn, obj["id"])) == 3
+    assert seen(jpn, obj["id"], "kato") == []  # every version older than the 極秘 one too
+    assert_relabeller_agrees(jpn, obj["id"])
 
 
 def assert_relabeller_agrees(node: Node, object_id: str) -> None:

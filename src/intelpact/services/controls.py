@@ -37,7 +37,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import IntelpactError
 from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
@@ -52,6 +52,7 @@ from ..store.base import (
     Notice,
     Query,
     RecallRecord,
+    ReclassifiedMeanwhile,
     Store,
     StoredObject,
     normalise_timestamp,
@@ -68,8 +69,9 @@ from .federation import (
     verify_payload,
 )
 from .people import Principal, refused_for_node
-from .publish import MarkingRequest, Publisher, definition_label
+from .publish import RECLASSIFIED_TRIES, MarkingRequest, Publisher, definition_label
 
+T = TypeVar("T")
 NOTICE_VERSION = 1
 NOTICE_KINDS = ("recall", "destroyed", "reclassify")
 # Consent for third-party release (services/consent.py): the same notices, other kinds.
@@ -320,7 +322,13 @@ class Controls:
         """The reclassification of our ``object_id`` whose new ``version`` is published:
         join the older versions with its marking, keep it, and queue the holders'
         notices, with the events (``person``'s, or the operator's when the node completes
-        one cut short), in one transaction. Returns the parties told."""
+        one cut short), in one transaction. Returns the parties told. Done again, from
+        the versions read again, when an older version was stored after they were read
+        (ReclassifiedMeanwhile: it would have kept its old label)."""
+        return _again(lambda: self._complete_once(object_id, version, reason, person=person))
+
+    def _complete_once(self, object_id: str, version: str, reason: str, *,
+                       person: Person | None) -> list[str]:
         rows = self._rows(object_id)
         new_rows = [r for r in rows if r.version == version]
         definition = self._definition_of(new_rows[0]) if new_rows else None
@@ -370,7 +378,8 @@ class Controls:
         # again on the new labels (Courier.push_once, the federation outbox)
         self.store.relabel(object_id, self.party, relabelled, events,
                            reclassified=(version, canonical(definition), reason),
-                           tell=lambda went: tell(sorted(set(holders) | set(went))))
+                           tell=lambda went: tell(sorted(set(holders) | set(went))),
+                           older_than=version)
         return holders
 
     def _tell_pinned(self, party: str) -> int:
@@ -614,6 +623,13 @@ class Controls:
                                                      "destroyed_earlier" in notice))
 
     def _reclassified(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
+        """Apply a reclassification notice from ``sender`` (done again, from the versions
+        read again, when an older version arrived after they were read:
+        ReclassifiedMeanwhile)."""
+        _again(lambda: self._reclassified_once(sender, notice, stored))
+
+    def _reclassified_once(self, sender: str, notice: Mapping[str, Any],
+                           stored: Notice) -> None:
         object_id = str(notice["object_id"])
         if self.store.notice(stored.notice_id) is not None:
             return
@@ -644,7 +660,8 @@ class Controls:
                                  direction="in")
         # kept, recorded and applied in one transaction: a crash between them left the
         # reclassification recorded as applied, and never applied (a resent notice is kept)
-        self.store.relabel(object_id, sender, relabelled, [event], notice=stored)
+        self.store.relabel(object_id, sender, relabelled, [event], notice=stored,
+                           older_than=str(notice.get("version")))
 
     def _notice_marking(self, sender: str, definition: Any, *, kept: bool = False
                         ) -> tuple[dict[str, Any], LabelPart]:
@@ -821,6 +838,18 @@ def _unaccounted(delivered: Sequence[Dissemination],
         return (f"its answer does not account for {len(missing):,} version(s) the "
                 f"dissemination record says went to it: {what}")
     return None
+
+
+def _again(step: Callable[[], T]) -> T:
+    """``step`` (which reads the versions of an object, then relabels them), done again
+    while the store finds a version stored since they were read (ReclassifiedMeanwhile),
+    up to RECLASSIFIED_TRIES times."""
+    for _ in range(RECLASSIFIED_TRIES - 1):
+        try:
+            return step()
+        except ReclassifiedMeanwhile:
+            continue
+    return step()
 
 
 def _later(version: str) -> str:

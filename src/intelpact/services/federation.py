@@ -52,6 +52,7 @@ from ..store.base import (
     NewObject,
     Onward,
     PeerRecord,
+    ReclassifiedMeanwhile,
     Store,
     StoredObject,
     cited_markings,
@@ -77,6 +78,7 @@ from .publish import (
     definition_label,
     object_version,
     reclassified_labels,
+    reclassified_versions,
 )
 
 log = logging.getLogger("intelpact.federation")
@@ -971,11 +973,14 @@ class Federation:
                     audit=lambda done: self.audit.by_originator(
                         "receive", [(r.object_id, r.version, n.originator)
                                     for n, r in zip(batch, done, strict=True)
-                                    if r.outcome == "added"], party=sender, actor=sender))
-            except MarkingConflict as exc:
-                # another worker stored a different body under a definition's id: nothing
-                # is stored, what was learnt for the batch is forgotten (the stored one
-                # applies), and every object is refused: the sender sends it again
+                                    if r.outcome == "added"], party=sender, actor=sender),
+                    reclassified=reclassified_versions(raises))
+            except (MarkingConflict, ReclassifiedMeanwhile) as exc:
+                # another worker stored a different body under a definition's id, or a
+                # reclassification of one of these objects was applied since they were
+                # joined with those read above: nothing is stored, what was learnt for the
+                # batch is forgotten (the stored one applies), and every object is
+                # refused: the sender sends it again
                 self.markings.forget(mid for mid, _ in marks)
                 results += [Received(n.object_id, n.version, False,
                                      f"{exc.message}; send again") for n in batch]

@@ -43,6 +43,7 @@ from ..store.base import (
     AuditEvent,
     MarkingConflict,
     NewObject,
+    ReclassifiedMeanwhile,
     StatusRecord,
     Store,
     StoreFull,
@@ -150,6 +151,21 @@ def reclassified_labels(raises: Raises, object_id: str, originator: str, version
             return None
         base, banner = base.join(label), banner.join(label)
     return base, banner, len(later)
+
+
+# How many times a batch is joined and stored again when a reclassification of one of its
+# objects was kept meanwhile (Store.add_objects: ReclassifiedMeanwhile), each time a race
+# with another reclassification, before the publication fails (send again)
+RECLASSIFIED_TRIES = 5
+
+
+def reclassified_versions(raises: Raises) -> dict[str, set[dt.datetime]]:
+    """By object id, the versions of the reclassifications in ``raises``: what labels
+    joined with them were joined with (``Store.add_objects``' ``reclassified``)."""
+    out: dict[str, set[dt.datetime]] = {}
+    for (object_id, _), kept in raises.items():
+        out.setdefault(object_id, set()).update(when for when, _ in kept)
+    return out
 
 
 class Publisher:
@@ -303,18 +319,21 @@ class Publisher:
 
     def _reclassified(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
                       outcomes: list[Outcome], denials: list[AuditEvent]
-                      ) -> list[tuple[NewObject, dict[str, Any]]]:
+                      ) -> tuple[list[tuple[NewObject, dict[str, Any]]],
+                                 dict[str, set[dt.datetime]]]:
         """A version older than a reclassification kept here is held at the join of its
         labels with the new marking's (``reclassified_labels``), as one received or
         worked out again is: published with its old marking, it would else be served
         and released below what the reclassification made of the versions before it.
         The person must be allowed to publish at that join; one whose new marking no
-        longer checks under the agreement in force is refused (closed)."""
+        longer checks under the agreement in force is refused (closed). Returns those
+        kept, and the reclassifications they were joined with (for ``add_objects``,
+        which refuses them if one was kept since: ReclassifiedMeanwhile)."""
         ids = sorted({new.object_id for new, _ in pending
                       if new.object_type != "marking-definition" and new.version})
         raises = self.reclassifications(ids) if ids else {}
         if not raises:
-            return pending
+            return pending, {}
         keep = []
         for new, item in pending:
             if new.object_type == "marking-definition" or not new.version:
@@ -336,7 +355,7 @@ class Publisher:
                           f"version, which is held at that marking too: {decision.reason}")
             denials.append(self._denial(person, item, new.originator, reason))
             outcomes.append(Outcome(new.object_id, None, False, reason))
-        return keep
+        return keep, reclassified_versions(raises)
 
     def _derived(self, person: Person, pending: list[tuple[NewObject, dict[str, Any]]],
                  outcomes: list[Outcome], denials: list[AuditEvent],
@@ -576,7 +595,7 @@ class _Run:
     def store(self, pending: list[tuple[NewObject, dict[str, Any]]]) -> None:
         p = self.publisher
         pending = p._originators(self.person, pending, self.refused, self.denials)
-        pending = p._reclassified(self.person, pending, self.refused, self.denials)
+        pending, joined = p._reclassified(self.person, pending, self.refused, self.denials)
         pending = p._derived(self.person, pending, self.refused, self.denials, self.sources)
         p.audit.record(*self.denials)
         self.denials.clear()
@@ -587,25 +606,43 @@ class _Run:
             self.release = p.releaser()  # once per publication
         for start in range(0, len(pending), BATCH):
             chunk = pending[start:start + BATCH]
-            marks = [(n.object_id, n.body) for n, _ in chunk
-                     if n.object_type == "marking-definition"]
-            batch = [n for n, _ in chunk]
-            try:
-                if self.conflict is not None and any(
-                        ref in self.forgotten for n in batch for ref in n.marking_refs):
-                    raise self.conflict  # labelled with a definition the store refused
-                results = p.store.add_objects(self.collection_id, batch, marks,
-                                              release=self.release,
-                                              audit=functools.partial(p._events, self.person,
-                                                                      batch))
-            except StoreFull as exc:
-                if not self.sent:
-                    raise
-                raise StoreFull(f"{exc.message}; the first {self.sent} objects to store were "
-                                "stored before (each batch is one transaction), the rest "
-                                "were not", hint=exc.hint) from None
-            except MarkingConflict as exc:
-                self._refuse(batch, [mid for mid, _ in marks], exc)
+            size, tries = len(chunk), 0
+            results: list[AddResult] | None = None
+            while True:
+                marks = [(n.object_id, n.body) for n, _ in chunk
+                         if n.object_type == "marking-definition"]
+                batch = [n for n, _ in chunk]
+                try:
+                    if self.conflict is not None and any(
+                            ref in self.forgotten for n in batch for ref in n.marking_refs):
+                        raise self.conflict  # labelled with a definition the store refused
+                    results = p.store.add_objects(
+                        self.collection_id, batch, marks, release=self.release,
+                        audit=functools.partial(p._events, self.person, batch),
+                        reclassified=joined)
+                except ReclassifiedMeanwhile:
+                    # one of these objects was reclassified since they were joined: joined
+                    # again (a join again with what they were joined with changes nothing)
+                    tries += 1
+                    if tries >= RECLASSIFIED_TRIES:
+                        raise
+                    chunk, again = p._reclassified(self.person, chunk, self.refused,
+                                                   self.denials)
+                    joined = {**joined, **again}
+                    p.audit.record(*self.denials)
+                    self.denials.clear()
+                    continue
+                except StoreFull as exc:
+                    if not self.sent:
+                        raise
+                    raise StoreFull(f"{exc.message}; the first {self.sent} objects to store "
+                                    "were stored before (each batch is one transaction), the "
+                                    "rest were not", hint=exc.hint) from None
+                except MarkingConflict as exc:
+                    self._refuse(batch, [mid for mid, _ in marks], exc)
+                    results = None
+                break
+            if results is None:
                 continue
             self.sent += len(batch)
             unreadable = self._unreadable_conflicts(results)
@@ -615,7 +652,7 @@ class _Run:
                 self.stored.append(Outcome(r.object_id, r.version, r.outcome in ("added", "exists"),
                                            message))
             if self.progress is not None:
-                self.progress(len(chunk))
+                self.progress(size)
         if pending and p.on_stored is not None:
             p.on_stored()  # the courier sends this part while the next is decided
 

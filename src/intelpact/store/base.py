@@ -53,6 +53,16 @@ class StoreFull(StoreError):
             "again what was stored is answered 'already stored'")
 
 
+class ReclassifiedMeanwhile(StoreError):
+    """A reclassification and a version of its object met, each made on what its caller
+    read before the other was kept: ``Store.add_objects`` was to store a version older
+    than a reclassification kept since its labels were joined (its ``reclassified``), or
+    ``Store.relabel`` found a version older than the reclassified one stored since the
+    labels it was given were worked out (its ``older_than``). Either would have left
+    that version at its old, lower label. The transaction was rolled back; nothing of it
+    is done: the caller reads again and retries."""
+
+
 class MarkingConflict(StoreError):
     """A marking-definition being stored says something else than the one stored under
     its id: another process of the node (a TAXII worker) stored that one meanwhile. The
@@ -665,7 +675,8 @@ class Store(abc.ABC):
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
                     release: Callable[[NewObject], Iterable[str]] | None = None,
-                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None,
+                    reclassified: Mapping[str, Iterable[dt.datetime]] | None = None
                     ) -> list[AddResult]:
         """Store object versions and marking-definitions (id, body) in one durable
         transaction, with an outbox row for every party ``release`` names for each
@@ -675,7 +686,12 @@ class Store(abc.ABC):
         version of an object its originator recalled from this node (an incoming recall
         notice kept) is not stored: "recalled". A
         marking-definition whose id holds a different body already raises
-        :class:`MarkingConflict`: nothing of the batch is stored."""
+        :class:`MarkingConflict`: nothing of the batch is stored. ``reclassified``: by
+        object id, the versions of the kept reclassifications (this node's own, and the
+        notices applied here) the caller joined the labels of ``objects`` with
+        (``reclassified_labels``); a version older than one kept and not named there
+        (kept since the caller read them) raises :class:`ReclassifiedMeanwhile`, and
+        nothing is stored. None: the labels were not joined, nothing is checked."""
 
     @abc.abstractmethod
     def query(self, collection_id: str, readable: Sequence[int], query: Query) -> Page:
@@ -1314,9 +1330,13 @@ class Store(abc.ABC):
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
                 notices: Sequence[Notice] = (),
-                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
+                tell: Callable[[Sequence[str]], Onward] | None = None,
+                older_than: str | None = None) -> int | None:
         """A reclassification applied: each version of ``object_id`` originated by
         ``originator`` that ``labels`` names gets the (base, banner) labels it gives;
+        ``older_than`` (the reclassified version): every version older than it not
+        recalled must be named, and one that is not (stored since ``labels`` was worked
+        out) raises :class:`ReclassifiedMeanwhile`, nothing done;
         with the audit events, ``notice`` (at a holder: the reclassification applied),
         ``reclassified`` (at the originator: the reclassified version, its new
         marking-definition and the reason, kept for :meth:`reclassifications`) and

@@ -17,6 +17,7 @@ inside the one query that pages.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import threading
@@ -144,6 +145,7 @@ from .sqlite import (
     _recall_refused,
     _recalled_here,
     _reclassified,
+    _reclassified_meanwhile,
     _record_release,
     _refs_select,
     _relabel_versions,
@@ -155,6 +157,7 @@ from .sqlite import (
     _set_password,
     _statements,
     _stored,
+    _stored_meanwhile,
     _supersede_added,
     _supersede_again,
     _told,
@@ -481,7 +484,8 @@ class PostgresStore(Store):
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
                     release: Callable[[NewObject], Iterable[str]] | None = None,
-                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None,
+                    reclassified: Mapping[str, Iterable[dt.datetime]] | None = None
                     ) -> list[AddResult]:
         results: list[AddResult] = []
         pending: dict[str, int] = {}
@@ -492,6 +496,7 @@ class PostgresStore(Store):
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
             _add_markings(c, "%s", markings)
+            _reclassified_meanwhile(c, "%s", objects, reclassified)
             # date_added increases with seq, so the newest row has the latest date_added
             # (and the primary key finds it without a scan).
             last = c.execute("SELECT date_added FROM objects ORDER BY seq DESC LIMIT 1"
@@ -1015,11 +1020,13 @@ class PostgresStore(Store):
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
                 notices: Sequence[Notice] = (),
-                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
+                tell: Callable[[Sequence[str]], Onward] | None = None,
+                older_than: str | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
+            _stored_meanwhile(c, "%s", object_id, originator, older_than, labels)
             if notice is not None and not _add_notice(c.cursor(), "%s", notice, None, ()):
                 return None  # applied already
             if not _reclassified(c.cursor(), "%s", object_id, reclassified, notices):

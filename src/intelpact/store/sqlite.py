@@ -59,6 +59,7 @@ from .base import (
     PersonRecord,
     Query,
     RecallRecord,
+    ReclassifiedMeanwhile,
     RotationCheck,
     Sealer,
     SessionRecord,
@@ -76,6 +77,7 @@ from .base import (
     label_from_key,
     label_key,
     marking_differs,
+    parse_timestamp,
     timestamp,
     utc_now,
 )
@@ -404,7 +406,8 @@ class SQLiteStore(Store):
     def add_objects(self, collection_id: str, objects: Sequence[NewObject],
                     markings: Iterable[tuple[str, str]] = (),
                     release: Callable[[NewObject], Iterable[str]] | None = None,
-                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None
+                    audit: Callable[[Sequence[AddResult]], Sequence[AuditEvent]] | None = None,
+                    reclassified: Mapping[str, Iterable[dt.datetime]] | None = None
                     ) -> list[AddResult]:
         """Store ``objects`` in one transaction, in order.
 
@@ -424,6 +427,7 @@ class SQLiteStore(Store):
                          (collection_id,)).fetchone() is None:
                 raise StoreError(f"no collection {collection_id}")
             _add_markings(c, "?", markings)
+            _reclassified_meanwhile(c, "?", objects, reclassified)
             # The latest date_added of all: per collection, each the last entry of
             # objects_by_added (a plain max(date_added) scans that whole index, ~45 ms
             # at 300,000 objects, for every batch).
@@ -1027,11 +1031,13 @@ class SQLiteStore(Store):
                 notice: Notice | None = None, *,
                 reclassified: tuple[str, str, str] | None = None,
                 notices: Sequence[Notice] = (),
-                tell: Callable[[Sequence[str]], Onward] | None = None) -> int | None:
+                tell: Callable[[Sequence[str]], Onward] | None = None,
+                older_than: str | None = None) -> int | None:
         pending: dict[str, int] = {}
         changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
+            _stored_meanwhile(c, "?", object_id, originator, older_than, labels)
             if notice is not None and not _add_notice(c, "?", notice, None, ()):
                 return None  # applied already
             if not _reclassified(c, "?", object_id, reclassified, notices):
@@ -1245,6 +1251,63 @@ def _recalled_here(c: Any, mark: str, objects: Sequence[NewObject]) -> set[tuple
             "SELECT object_id, party FROM notices WHERE direction = 'in' AND kind = "  # noqa: S608
             f"'recall' AND object_id IN ({', '.join([mark] * len(chunk))})", chunk).fetchall())
     return found
+
+
+def _reclassified_meanwhile(c: Any, mark: str, objects: Sequence[NewObject],
+                            known: Mapping[str, Iterable[dt.datetime]] | None) -> None:
+    """Inside ``add_objects``' write transaction (both dialects): raise
+    ReclassifiedMeanwhile if one of ``objects`` is a version older than a reclassification
+    of its object kept here (this node's own, or a notice applied) that ``known`` does not
+    name: it was kept after the caller joined the labels, which are then too low. None:
+    the caller joined nothing (nothing to check)."""
+    if known is None:
+        return
+    versioned = [o for o in objects if o.object_type != "marking-definition" and o.version]
+    ids = sorted({o.object_id for o in versioned})
+    kept: dict[str, set[dt.datetime]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ", ".join([mark] * len(chunk))
+        for oid, version in c.execute("SELECT object_id, version FROM reclassifications "  # noqa: S608
+                                      f"WHERE object_id IN ({marks})", chunk).fetchall():
+            kept.setdefault(str(oid), set()).add(parse_timestamp(str(version)))
+        for oid, body in c.execute("SELECT object_id, body FROM notices WHERE direction = "  # noqa: S608
+                                   f"'in' AND kind = 'reclassify' AND object_id IN ({marks})",
+                                   chunk).fetchall():
+            try:  # as Controls.raises reads it (a malformed one is not applied there)
+                made = parse_timestamp(str(json.loads(body)["notice"]["version"]))
+            except (ValueError, TypeError, KeyError):
+                continue
+            kept.setdefault(str(oid), set()).add(made)
+    for obj in versioned:
+        if obj.object_id not in kept:
+            continue
+        made = parse_timestamp(str(obj.version))
+        missed = {when for when in kept[obj.object_id] if made < when} - \
+            set(known.get(obj.object_id, ()))
+        if missed:
+            raise ReclassifiedMeanwhile(
+                f"{obj.object_id} was reclassified meanwhile, after version {obj.version}: "
+                "its labels are to be joined with the new marking", hint="send again")
+
+
+def _stored_meanwhile(c: Any, mark: str, object_id: str, originator: str,
+                      older_than: str | None, labels: Mapping[str, Any]) -> None:
+    """Inside ``relabel``'s write transaction (both dialects): raise
+    ReclassifiedMeanwhile if a version of ``object_id`` older than the reclassified
+    ``older_than``, not recalled, is not among those ``labels`` names: it was stored after
+    the caller read the versions, and would keep its old label."""
+    if older_than is None:
+        return
+    made = parse_timestamp(older_than)
+    missed = sorted(str(v) for (v,) in c.execute(
+        f"SELECT version FROM objects WHERE object_id = {mark} AND originator = {mark} "  # noqa: S608
+        "AND recalled IS NULL", (object_id, originator)).fetchall()
+        if str(v) not in labels and parse_timestamp(str(v)) < made)
+    if missed:
+        raise ReclassifiedMeanwhile(
+            f"version {', '.join(missed)} of {object_id} was stored meanwhile, older than "
+            f"the reclassified {older_than}: its labels are to be joined too")
 
 
 def _recall_refused(obj: NewObject) -> AddResult:
