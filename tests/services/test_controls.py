@@ -602,6 +602,47 @@ def test_a_late_notice_that_withdraws_the_object_destroys_only_the_versions_it_i
             parse_timestamp(obj["modified"])]
 
 
+def test_a_version_received_as_a_notice_withdraws_the_object_is_destroyed_too(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: NZL applied JPN's notice withdrawing an object (reclassified for
+    Japan's eyes only) by destroying the older versions it had read before its
+    transaction; a version older than the reclassified one that arrived in between (a
+    push JPN decided before the reclassification) was kept, under its old marking, and
+    NZL's officer still read it. The purge now takes every version older than the
+    reclassified one, as its transaction finds them (``Store.purge``'s ``older_than``)."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "v1", "秘", ("NZL",))
+    between = {k: v for k, v in obj.items() if k != "extensions"}
+    between.update(modified="2026-11-01T00:00:01.000Z", name="in flight")
+    real, arrived = nzl.store.purge, []
+
+    def purge(*args: Any, **kwargs: Any) -> Any:
+        if not arrived:  # the version pushed before the reclassification arrives now
+            arrived.extend(nzl.federation.receive(
+                "JPN", nzl.default_collection().collection_id, [sent])[0])
+        return real(*args, **kwargs)
+
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        status = jpn.publisher.publish(officer.person, cid, [between],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        (sent,) = [json.loads(r.body) for r in jpn.store.held([obj["id"]])
+                   if parse_timestamp(r.version) == parse_timestamp(between["modified"])]
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
+                                collection_id=cid, reason="Japan only now")
+        monkeypatch.setattr(nzl.store, "purge", purge)
+        assert deliver(jpn, "NZL") == 1
+    assert [r.ok for r in arrived] == [True]
+    assert seen(nzl, obj["id"]) == []
+    destroyed = {parse_timestamp(v) for e in nzl.audit.find(
+        AuditFilter(kinds=("destroy",), object_id=obj["id"]))
+        for _, v in json.loads(e.body)["objects"]}
+    assert destroyed == {parse_timestamp(obj["modified"]), parse_timestamp(between["modified"])}
+
+
 def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
         jpn_nzl: tuple[Node, Node]) -> None:
     """JPN lowers an object from 極秘 to 秘, then raises it to 機密 (TOP SECRET); NZL gets

@@ -538,8 +538,10 @@ class Controls:
             "object not held") for origin in others]
 
     def _purge(self, sender: str, notice: Mapping[str, Any], why: str, kind: str,
-               stored: Notice, versions: Sequence[str] | None = None) -> None:
-        """Tombstone every version held (or those of ``versions``), record ``notice`` as
+               stored: Notice, older_than: str | None = None) -> None:
+        """Tombstone every version held (or those older than ``older_than``, as the
+        transaction finds them: one stored after the caller read the versions is
+        destroyed too), record ``notice`` as
         applied and queue the originator's confirmation of what was destroyed: in one
         transaction, so a crash can neither leave the notice unapplied with the copies
         gone (applied again, it would confirm nothing destroyed) nor the originator never
@@ -564,7 +566,7 @@ class Controls:
                 sender, object_id, rows, notice["id"],
                 **({"destroyed_earlier": _pairs(earlier, but=rows)} if kind == "recall"
                    else {}))],
-            versions=versions)
+            older_than=older_than)
 
     def _confirmation(self, originator: str, object_id: str, rows: Sequence[StoredObject],
                       in_reply_to: str | None, **more: Any) -> Notice:
@@ -651,7 +653,7 @@ class Controls:
             if not allowed.allowed:  # the versions it is about: a newer one has its own
                 self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
                             f"{allowed.reason}", "reclassify", stored,
-                            [r.version for r in older])
+                            older_than=str(notice.get("version")))
                 return
         event = self.audit.event("reclassify", party=sender, actor=sender, originator=sender,
                                  objects=[(r.object_id, r.version) for r in older],

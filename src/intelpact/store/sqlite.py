@@ -1019,10 +1019,11 @@ class SQLiteStore(Store):
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                                 Sequence[Notice]] | None = None,
-              versions: Sequence[str] | None = None) -> list[StoredObject]:
+              versions: Sequence[str] | None = None,
+              older_than: str | None = None) -> list[StoredObject]:
         with self._write() as c:
             purged = _purge(c, "?", object_id, originator, tombstone, when, audit,
-                            notices, versions)
+                            notices, versions, older_than)
         self._scrub()
         return purged
 
@@ -1641,14 +1642,17 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
            audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
            notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                              Sequence[Notice]] | None = None,
-           versions: Sequence[str] | None = None) -> list[StoredObject]:
+           versions: Sequence[str] | None = None,
+           older_than: str | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
     every = [(_stored(r[:-1]), r[-1]) for r in c.execute(
         f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE object_id = {mark} AND "  # noqa: S608
         f"originator = {mark} ORDER BY seq", (object_id, originator)).fetchall()]
     earlier = [row for row, recalled in every if recalled is not None]
+    before = parse_timestamp(older_than) if older_than is not None else None
     rows = [row for row, recalled in every if recalled is None
-            and (versions is None or row.version in versions)]
+            and (versions is None or row.version in versions)
+            and (before is None or parse_timestamp(row.version) < before)]
     kept = list(notices(rows, earlier)) if notices is not None else []
     # a notice kept already (the one applied, delivered twice at once: each delivery
     # looked before either was kept) means it was applied: nothing more is done
