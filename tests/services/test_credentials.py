@@ -208,3 +208,17 @@ def test_max_keys_when_everything_is_locked() -> None:
     # the locks that end soonest went first; the newest remain
     assert t.check("k49", 50.0) is not None
     assert t.check("k0", 50.0) is None
+
+
+def test_attempts_in_flight_count_with_the_failures() -> None:
+    t = LoginThrottle(limit=5, window=300, lockout=120)
+    t.failure("k", 0.0)
+    assert [t.begin("k", 1.0) for _ in range(4)] == [None] * 4  # one failed, four in flight
+    assert t.begin("k", 1.0, patience=0) == 1.0  # a sixth waits for one of them: "later"
+    t.end("k", 2.0, failed=False)  # one ended, not a failure (its check was not a guess)
+    assert t.begin("k", 2.0, patience=0) is None
+    for _ in range(4):
+        t.end("k", 3.0, failed=True)
+    assert t.begin("k", 3.0) == pytest.approx(120)  # locked: refused, not waiting
+    t.end("k", 3.0, failed=True)  # the last one in flight ends after the lock
+    assert t.check("k", 4.0) == pytest.approx(119)

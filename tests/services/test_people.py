@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -379,3 +380,71 @@ def test_client_lockout_is_separate_and_not_reset_by_a_success(tmp_path: Path) -
     assert locked.value.retry_after is not None
     assert people.login("kiri", "kiri-long-password", client="10.0.0.10").name == "kiri"
     node.close()
+
+
+def test_concurrent_guesses_are_bounded_as_sequential_ones(
+        node: Node, pw_hash: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a login checked the throttle, verified the password (the slow KDF),
+    then counted a failure: 20 wrong guesses made at once all passed the check before
+    any was counted, and 20 passwords were tried where one after another 5 are. The
+    guesses in flight count now: the sixth waits for one to end, and once five have
+    failed the rest are refused as locked, with no password tried."""
+    import threading
+
+    from intelpact.services import people as people_module
+
+    add_with_password(node, pw_hash, "concurrent")
+    people = fresh(node, limit=5)
+    real, lock = people_module.verify_password, threading.Lock()
+    verifying, release = [0], threading.Event()
+
+    def verify(password_hash: str, password: str) -> bool:
+        with lock:
+            verifying[0] += 1
+        assert release.wait(60)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(people_module, "verify_password", verify)
+    outcomes: list[AuthError] = []
+
+    def guess(i: int) -> None:
+        try:
+            people.login("concurrent", f"wrong guess number {i}", client=f"10.0.1.{i}")
+        except AuthError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    try:
+        # every guess is verifying, or five are and the other fifteen wait for them
+        deadline = time.monotonic() + 60
+        while not (verifying[0] == 20 or (verifying[0] == 5 and
+                                          getattr(people.throttle, "waiting", 0) == 15)):
+            assert time.monotonic() < deadline, (verifying, people.throttle.__dict__)
+            time.sleep(0.01)
+    finally:
+        release.set()
+        for t in threads:
+            t.join(60)
+    assert verifying[0] == 5
+    assert len(outcomes) == 20
+    assert sum(e.retry_after is None for e in outcomes) == 5  # wrong: counted
+    assert sum(e.retry_after is not None for e in outcomes) == 15  # refused: locked
+    with pytest.raises(AuthError) as locked:  # as after five guesses one after another
+        people.login("concurrent", PW)
+    assert locked.value.retry_after is not None
+    people.flush_refusals()  # the refusals counted, recorded before the node closes
+
+
+def test_a_login_verified_before_waits_for_no_guess_in_flight(node: Node, pw_hash: str) -> None:
+    """A password verified within the cache's time costs no hash: it is answered at once
+    (TAXII answers such a read on its event loop), not after the guesses at that name
+    being checked (LoginThrottle.begin would wait for one of them to end)."""
+    add_with_password(node, pw_hash, "cached")
+    people = fresh(node, limit=5)
+    assert people.login("cached", PW).name == "cached"
+    for _ in range(5):  # five guesses at the name being checked
+        assert people.throttle.begin("name:cached", time.monotonic()) is None
+    assert people.verified("cached", PW)
+    assert people.login("cached", PW).name == "cached"

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
 _HASHER = PasswordHasher()
+# How long LoginThrottle.begin waits for an attempt in flight to end (a password hash
+# takes well under a second) before it answers "try again"
+BEGIN_PATIENCE = 30.0
 TOKEN_PREFIX = "ipt_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -64,10 +68,16 @@ def same(a: str, b: str) -> bool:
 class _Key:
     failures: deque[float]
     locked_until: float = 0.0
+    trying: int = 0  # attempts begun and not ended (LoginThrottle.begin, end)
 
 
 class LoginThrottle:
     """``limit`` failures within ``window`` seconds lock a key for ``lockout`` seconds.
+
+    A password is checked between :meth:`begin` and :meth:`end`: the attempts in flight
+    count with the failures, so guesses made at once are bounded as guesses made one
+    after another are (checked, then counted after the slow hash, twenty at once all
+    passed the check before the first was counted).
 
     At most ``max_keys`` keys are tracked. When a new key arrives at the limit, keys
     with nothing left to remember go first; if that is not enough, the unlocked keys
@@ -82,6 +92,8 @@ class LoginThrottle:
         self.max_keys = max_keys
         self._keys: dict[str, _Key] = {}
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # an attempt in flight ended
+        self.waiting = 0  # attempts waiting in begin for one in flight to end
 
     def check(self, key: str, now: float) -> float | None:
         """Seconds to wait while ``key`` is locked, else None."""
@@ -91,36 +103,96 @@ class LoginThrottle:
                 return None
             return entry.locked_until - now
 
+    def begin(self, key: str, now: float, patience: float = BEGIN_PATIENCE) -> float | None:
+        """Begin an attempt on ``key`` (a password to check): None when it may go on,
+        counted in flight until :meth:`end`; else the seconds to wait while ``key`` is
+        locked. While the failures in the window and the attempts in flight reach the
+        limit, it waits for one of those attempts to end (failed, it may lock the key;
+        succeeded, it clears it), up to ``patience`` seconds (then: try again in a
+        second)."""
+        started, base = time.monotonic(), now
+        with self._lock:
+            while True:
+                entry = self._keys.get(key)
+                if entry is not None and entry.locked_until > now:
+                    return entry.locked_until - now
+                if entry is None or self._recent(entry, now) + entry.trying < self.limit:
+                    self._entry(key, now).trying += 1
+                    return None
+                left = patience - (time.monotonic() - started)
+                if left <= 0:
+                    return 1.0
+                self.waiting += 1
+                try:
+                    self._ended.wait(left)
+                finally:
+                    self.waiting -= 1
+                now = base + (time.monotonic() - started)  # the caller's clock, on
+
+    def end(self, key: str, now: float, *, failed: bool) -> None:
+        """End an attempt :meth:`begin` let go on: a failure is counted (as
+        :meth:`failure`) as it leaves the attempts in flight, in one step."""
+        with self._lock:
+            entry = self._keys.get(key)
+            if entry is not None and entry.trying:
+                entry.trying -= 1
+            if failed:
+                self._failure(key, now)
+            elif entry is not None and not entry.trying and not entry.failures \
+                    and entry.locked_until <= now:
+                del self._keys[key]
+            self._ended.notify_all()
+
     def failure(self, key: str, now: float) -> None:
         with self._lock:
-            if len(self._keys) >= self.max_keys and key not in self._keys:
-                self._evict(now)
-            entry = self._keys.setdefault(key, _Key(deque()))
-            entry.failures.append(now)
-            while entry.failures and entry.failures[0] <= now - self.window:
-                entry.failures.popleft()
-            if len(entry.failures) >= self.limit:
-                entry.locked_until = now + self.lockout
-                entry.failures.clear()
+            self._failure(key, now)
+
+    def _failure(self, key: str, now: float) -> None:
+        entry = self._entry(key, now)
+        entry.failures.append(now)
+        self._recent(entry, now)
+        if len(entry.failures) >= self.limit:
+            entry.locked_until = now + self.lockout
+            entry.failures.clear()
+
+    def _entry(self, key: str, now: float) -> _Key:
+        if len(self._keys) >= self.max_keys and key not in self._keys:
+            self._evict(now)
+        return self._keys.setdefault(key, _Key(deque()))
+
+    def _recent(self, entry: _Key, now: float) -> int:
+        """How many of ``entry``'s failures are within the window (older ones dropped)."""
+        while entry.failures and entry.failures[0] <= now - self.window:
+            entry.failures.popleft()
+        return len(entry.failures)
 
     def success(self, key: str) -> None:
+        """A password checked right: ``key``'s failures and lock are forgotten (its
+        attempts still in flight stay counted until they end)."""
         with self._lock:
-            self._keys.pop(key, None)
+            entry = self._keys.get(key)
+            if entry is not None and entry.trying:
+                entry.failures.clear()
+                entry.locked_until = 0.0
+            else:
+                self._keys.pop(key, None)
+            self._ended.notify_all()
 
     def _evict(self, now: float) -> None:
         stale = [k for k, e in self._keys.items()
-                 if e.locked_until <= now and (not e.failures or
-                                               e.failures[-1] <= now - self.window)]
+                 if not e.trying and e.locked_until <= now
+                 and (not e.failures or e.failures[-1] <= now - self.window)]
         for k in stale:
             del self._keys[k]
         if len(self._keys) < self.max_keys:
             return
         # Still full: free a tenth of the table at once (so this sort is rare).
 
-        def keep_longest(item: tuple[str, _Key]) -> tuple[bool, float]:
-            e = item[1]
+        def keep_longest(item: tuple[str, _Key]) -> tuple[bool, bool, float]:
+            e = item[1]  # those with attempts in flight last of all: their count is a bound
             locked = e.locked_until > now
-            return locked, e.locked_until if locked else (e.failures[-1] if e.failures else 0.0)
+            return bool(e.trying), locked, e.locked_until if locked else (
+                e.failures[-1] if e.failures else 0.0)
 
         drop = len(self._keys) - self.max_keys + max(1, self.max_keys // 10)
         for k, _ in sorted(self._keys.items(), key=keep_longest)[:drop]:

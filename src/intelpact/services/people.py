@@ -245,33 +245,62 @@ class People:
         now = time.monotonic()
         if len(name) > MAX_NAME:  # nobody's: keyed and audited by its start, or each
             name = name[:MAX_NAME] + "…"  # wrong guess would keep all of it in memory
-        for throttle, key in ((self.throttle, f"name:{name}"),
-                              (self.client_throttle, f"client:{client}")):
-            wait = throttle.check(key, now)
-            if wait is not None:
-                self._refuse(key, now, name=name, client=client or None,
-                             reason="throttled: too many failed logins")
-                raise AuthError("too many failed logins; try again later", retry_after=wait)
+        keys = ((self.throttle, f"name:{name}"), (self.client_throttle, f"client:{client}"))
+        for throttle, key in keys:
+            self._throttled(throttle.check(key, now), key, now, name, client)
         cache_key = self._cache_key(name, password)
         with self._lock:
             hit = self._verified.get(cache_key)
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            # A cached check counts only against the same stored hash: a password changed
+            # anywhere (this process or another) or a revocation ends it at once. Never
+            # waits: answered on the event loop (TAXII's quick reads).
+            record = self._record(name)
+            if record is not None and not record.revoked and record.password_hash == hit[2]:
+                return self._signed_in(record, client)
+        # A password to check: each throttle counts the attempt in flight until it ends
+        # (begin, end). Checked above and counted only after the slow hash, guesses made
+        # at once all passed the check before the first was counted.
+        begun: list[tuple[LoginThrottle, str]] = []
+        failed = False
+        try:
+            for throttle, key in keys:
+                self._throttled(throttle.begin(key, now), key, now, name, client)
+                begun.append((throttle, key))
+            try:
+                return self._verify(name, password, client, now, cache_key)
+            except AuthError as exc:
+                failed = not exc.signed_in  # the password checked: no guess
+                raise
+        finally:
+            for throttle, key in reversed(begun):
+                throttle.end(key, now, failed=failed)
+
+    def _throttled(self, wait: float | None, key: str, now: float, name: str,
+                   client: str) -> None:
+        """Refuse the login (audited, sampled) if ``key`` is throttled (``wait``)."""
+        if wait is not None:
+            self._refuse(key, now, name=name, client=client or None,
+                         reason="throttled: too many failed logins")
+            raise AuthError("too many failed logins; try again later", retry_after=wait)
+
+    def _record(self, name: str) -> PersonRecord | None:
         # A name with a NUL is nobody's (no name added holds one): not looked up, since
         # PostgreSQL's text cannot hold it and its store refuses the look-up (StoreError),
         # which would end the login before the failure is counted and audited.
-        record = self.store.person(name) if "\x00" not in name else None
-        # A cached check counts only against the same stored hash: a password changed
-        # anywhere (this process or another) or a revocation ends it at once.
-        if (hit is not None and now - hit[0] < _CACHE_SECONDS and record is not None
-                and not record.revoked and record.password_hash == hit[2]):
-            return self._signed_in(record, client)
+        return self.store.person(name) if "\x00" not in name else None
+
+    def _verify(self, name: str, password: str, client: str, now: float,
+                cache_key: str) -> Principal:
+        """``login``'s check of the password against the stored hash: AuthError when it
+        is wrong (the failure is counted by the caller, as the attempt ends)."""
+        record = self._record(name)
         ok = False
         if record is not None and record.password_hash is not None and not record.revoked:
             ok = verify_password(record.password_hash, password)
         else:
             verify_password(_dummy_hash(), password)  # spend the same time as a real check
         if not ok or record is None or record.password_hash is None:
-            self.throttle.failure(f"name:{name}", now)
-            self.client_throttle.failure(f"client:{client}", now)
             self._failed(name, client, "wrong name or password, or the person is revoked")
             raise AuthError()
         self.throttle.success(f"name:{name}")
