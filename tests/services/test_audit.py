@@ -1309,3 +1309,45 @@ def test_an_officer_resolves_an_alert_saying_what_was_done(node: Node) -> None:
     assert "actor" in json.loads(by_operator.body)
     assert run.invoke(main, ["audit", "alerts", d]).output.startswith("No open alerts.")
     assert not _verify(node)
+
+
+def test_audit_verify_beside_a_serving_node_reads_one_state_of_the_log(tmp_path: Path) -> None:
+    """Regression: `audit verify DIR` beside a serving node read the checkpoints, the
+    log's size, the hashes integrated and the events each at its own moment. The node
+    appended and integrated in between, and verify reported a tamper that was not there
+    (more leaf hashes stored than events). Verify reads one snapshot of the store now
+    (one read transaction; REPEATABLE READ on PostgreSQL): the log as it was then."""
+    from helpers import test_database
+    from served import Pair, bulk, wait_for
+
+    url = test_database()
+    with Pair(tmp_path, databases={"JPN": url} if url else None, pool=False) as pair:
+        pair.start("JPN")
+        pair.publish("JPN", bulk(3, "before"))
+        node = Node.open(pair.dirs["JPN"])
+        real, grown = node.store.audit_integrated, []
+
+        def size(table: str, where: str = "") -> int:
+            (top,), = pair.query("JPN", f"SELECT max(idx) FROM {table}{where}")  # noqa: S608
+            return -1 if top is None else int(top)
+
+        def integrated_meanwhile() -> int:
+            # verify has read the log's size: the serving node appends, and integrates
+            # past it, before verify reads how far the tree goes
+            if not grown:
+                appended = size("audit_events")
+                pair.publish("JPN", bulk(3, "meanwhile"))
+                wait_for(lambda: size("audit_nodes", " WHERE level = 0") > appended, 60,
+                         "the serving node integrates what it appended", pair)
+                grown.append(appended)
+            return real()
+
+        try:
+            node.store.audit_integrated = integrated_meanwhile  # type: ignore[method-assign]
+            verdict = node.audit.verify()
+        finally:
+            node.close()
+        assert grown
+        assert verdict.ok, verdict.problems
+        assert verdict.size <= grown[0] + 1
+        pair.audit_verify("JPN")  # the command, still beside the serving node

@@ -922,9 +922,13 @@ class AuditLog:
 
     def verify(self, progress: Callable[[int], None] | None = None, *,
                chunk: int = 20_000) -> Verdict:
-        """This whole log re-checked (``verify_log``): what `audit verify` says of it."""
-        verdict = verify_log(self.store, self.origin, self.log_keys(), self.macs,
-                             self.head_found, progress=progress, chunk=chunk)
+        """This whole log re-checked (``verify_log``): what `audit verify` says of it.
+        Read in one snapshot of the store (Store.snapshot): beside a serving node, which
+        appends and integrates meanwhile, reads made at different moments disagree (more
+        hashes than events, an event filed under objects not yet read), a false tamper."""
+        with self.store.snapshot():
+            verdict = verify_log(self.store, self.origin, self.log_keys(), self.macs,
+                                 self.head_found, progress=progress, chunk=chunk)
         if self._head_unread is None:
             return verdict
         return dataclasses.replace(verdict, problems=(self._head_unread, *verdict.problems))

@@ -1424,5 +1424,14 @@ class Store(abc.ABC):
         """At most ``limit`` consent requests, newest made first, after the ``offset``
         newest."""
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, this thread's reads all see the store as it was at the first
+        of them (one read transaction: SQLite's; REPEATABLE READ on PostgreSQL), whatever
+        other processes write meanwhile: for a reader that judges what several reads say
+        together (``verify_log``: the checkpoints, the log's size, the hashes and the
+        events) beside a serving node. Nothing may be written by this thread in it."""
+        yield
+
     @abc.abstractmethod
     def close(self) -> None: ...

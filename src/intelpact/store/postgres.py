@@ -262,6 +262,7 @@ class PostgresStore(Store):
                  timeout: float = 30.0) -> None:
         self.url = url
         self._where = describe(url)
+        self._snapshot = threading.local()  # .conn: this thread's snapshot (snapshot())
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -298,13 +299,31 @@ class PostgresStore(Store):
     # -- connections -------------------------------------------------------------------
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        held: psycopg.Connection[Any] | None = getattr(self._snapshot, "conn", None)
         try:
+            if held is not None:  # this thread reads in its snapshot
+                yield held
+                return
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.DataError as exc:
             raise _bad_text(exc) from None
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise self._gone(exc) from None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if getattr(self._snapshot, "conn", None) is not None:
+            yield  # within one already
+            return
+        with self._read() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute("SELECT 1").fetchone()  # the snapshot is taken by a first query
+            self._snapshot.conn = conn
+            try:
+                yield
+            finally:
+                self._snapshot.conn = None
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:

@@ -203,6 +203,20 @@ class SQLiteStore(Store):
                 self._all[threading.current_thread()] = conn
         return conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        conn = self._conn()
+        if conn.in_transaction:  # within a snapshot (or a write) already
+            yield
+            return
+        conn.execute("BEGIN")  # deferred: the snapshot is taken by its first read, here
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     def _judged(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
         """``read`` on this thread's connection, for the tables `audit verify` and
         `audit show` must judge whatever they hold. sqlite3 cannot return a text value
