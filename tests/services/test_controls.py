@@ -643,6 +643,44 @@ def test_a_version_received_as_a_notice_withdraws_the_object_is_destroyed_too(
     assert destroyed == {parse_timestamp(obj["modified"]), parse_timestamp(between["modified"])}
 
 
+def test_a_version_received_as_a_notice_raises_the_object_is_held_at_the_join(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's side of a version stored as its object is reclassified: NZL applied
+    JPN's notice raising an object to 極秘 by relabelling the older versions it had read;
+    a version older than the reclassified one that arrived in between (a push JPN
+    decided before the reclassification) kept its 秘 label, read by NZL's analyst
+    (SECRET). The relabelling finds it (ReclassifiedMeanwhile) and reads them again."""
+    jpn, nzl = jpn_nzl
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    obj = publish(jpn, "v1", "秘", ("NZL",))
+    between = {k: v for k, v in obj.items() if k != "extensions"}
+    between.update(modified="2026-11-01T00:00:01.000Z", name="in flight")
+    real, arrived = nzl.store.relabel, []
+
+    def relabel(*args: Any, **kwargs: Any) -> Any:
+        if not arrived:  # the version pushed before the reclassification arrives now
+            arrived.extend(nzl.federation.receive(
+                "JPN", nzl.default_collection().collection_id, [sent])[0])
+        return real(*args, **kwargs)
+
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        status = jpn.publisher.publish(officer.person, cid, [between],
+                                       marking=MarkingRequest("秘", ("NZL",)))
+        assert status.body["failure_count"] == 0, status.body
+        (sent,) = [json.loads(r.body) for r in jpn.store.held([obj["id"]])
+                   if parse_timestamp(r.version) == parse_timestamp(between["modified"])]
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ("NZL",)),
+                                collection_id=cid, reason="a new source")
+        monkeypatch.setattr(nzl.store, "relabel", relabel)
+        assert deliver(jpn, "NZL") == 1
+    assert [r.ok for r in arrived] == [True]
+    assert len(seen(nzl, obj["id"])) == 2  # the TOP SECRET officer reads both
+    assert seen(nzl, obj["id"], "analyst") == []
+    assert_relabeller_agrees(nzl, obj["id"])
+
+
 def test_an_older_notice_arriving_late_does_not_undo_a_newer_one(
         jpn_nzl: tuple[Node, Node]) -> None:
     """JPN lowers an object from 極秘 to 秘, then raises it to 機密 (TOP SECRET); NZL gets
