@@ -108,10 +108,11 @@ RULES = {
     "read": "read allowed", "release": "release allowed", "publish": "publish allowed",
     "agreement": "the label or partner is under another agreement",
     "agreement-state": "the agreement is not in force: no exchange",
-    "party": "the partner or the releasing holder is not a party, or the partner is the "
-             "holder itself",
+    "party": "release: the partner or the releasing holder is not a party, or the partner "
+             "is the holder itself; publish, at a node (Policy(agreement, party), which no "
+             "vector here uses): the person is not of the node's party (decided first)",
     "originator": "publish: the label's originator is not the person's party (decided "
-                  "before every other publish rule)",
+                  "before every other publish rule but party)",
     "covered": "the level is outside the agreement's covered levels",
     "equivalence": "the party has no equivalent of the level",
     "clearance": "the clearance (as the party protects the level, treat-as included) is "

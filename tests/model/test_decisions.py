@@ -578,6 +578,26 @@ def test_publish_a_join_that_leaves_the_originator_out(jn: Agreement,
     assert jn_policy.check_publish(aroha, own).allowed
 
 
+def test_a_liaison_publishes_nothing_at_another_party_s_node(jn: Agreement) -> None:
+    """At JPN's node (``Policy(agreement, "JPN")``) an NZL liaison officer may not publish,
+    not even NZL-originated information they may read: what is published at a node is
+    signed by its key and goes out from it as that party's node's. Decided first, before
+    the originator rule. JPN's own people, and a policy deciding for no node, are as
+    before."""
+    at_jpn, anywhere = Policy(jn, "JPN"), Policy(jn)
+    aroha = at_jpn.person("Aroha", "NZL", "TOP SECRET")
+    kenji = at_jpn.person("Kenji", "JPN", "機密")
+    own = lab(jn, "SECRET", "NZL", {"JPN"})
+    assert at_jpn.may_read(aroha, own).allowed
+    reason = ("Aroha is a NZL national at JPN's node: only JPN's people publish at JPN's "
+              "node; publish NZL's information at NZL's node")
+    deny(at_jpn.check_publish(aroha, own), "party", reason)
+    deny(at_jpn.check_publish(aroha, lab(jn, "SECRET", "JPN", {"NZL"})), "party", reason)
+    assert anywhere.check_publish(aroha, own).allowed
+    assert at_jpn.check_publish(kenji, lab(jn, "SECRET", "JPN", {"NZL"})).allowed
+    assert Policy(jn, "NZL").check_publish(aroha, own).allowed
+
+
 # -- principals -------------------------------------------------------------------------
 
 def test_person(jn_policy: Policy) -> None:

@@ -440,3 +440,31 @@ def test_a_national_marking_definition_carries_nothing_its_id_does_not_cover(
     assert stored(publish(node, [ind], "極秘", ("NZL",))) == [ind["id"]]
     (held,) = node.store.held([planted["id"]])
     assert "definition" not in json.loads(held.body)
+
+
+def test_a_liaison_publishes_nothing_at_the_node_they_are_posted_to(node: Node) -> None:
+    """An NZL liaison officer at JPN's node, with the publisher role, publishing NZL
+    information under NZL's own marking: refused (rule ``party``) and audited, the
+    marking-definition and the object alike. Stored, the object would be signed by JPN's
+    node and go out from it as JPN's node's, though no JPN person decided it."""
+    node.people.add("kiri", party="NZL", clearance="SECRET", roles=["analyst", "publisher"])
+    ind = indicator("from the liaison")
+    body = publish_as(node, "kiri", [ind], "SECRET", ("JPN",))
+    assert body["success_count"] == 0, body["successes"]
+    failures = messages(body)
+    assert "only JPN's people publish at JPN's node" in failures[ind["id"]]
+    assert node.store.held([ind["id"]]) == []
+    denials = [json.loads(d.body) for d in node.store.find_audit(AuditFilter(kinds=("deny",)))]
+    assert any(d.get("reason", "").startswith("kiri is a NZL national at JPN's node")
+               for d in denials), denials
+    # nor a statement marking-definition, which has no national label to check
+    statement = {"type": "marking-definition", "spec_version": "2.1",
+                 "id": stix_id("marking-definition"), "created": T0,
+                 "definition_type": "statement",
+                 "definition": {"statement": "Copyright the liaison"}}
+    body = publish_as(node, "kiri", [statement])
+    assert body["success_count"] == 0 and "only JPN's people publish" in \
+        messages(body)[statement["id"]]
+    # a JPN person of the node publishes the same as before
+    assert publish_as(node, "aki", [indicator("aki's")], "秘", ("NZL",))["failure_count"] == 0
+    assert publish_as(node, "aki", [statement])["failure_count"] == 0

@@ -328,12 +328,29 @@ class Policy:
         return Decision(False, "consent", f"{recipient} is a third party to {object_id} "
                         f"originated by {originator}; no consent{detail}")
 
+    def publishes_here(self, person: Person) -> Decision:
+        """May ``person`` publish anything at this node? Only a person of the node's party
+        (the first rule of :meth:`check_publish`; on its own for what has no label to
+        check, a TLP or statement marking-definition)."""
+        if self.party is not None and person.party != self.party:
+            return Decision(False, "party", f"{person.name} is a {person.party} national at "
+                            f"{self.party}'s node: only {self.party}'s people publish at "
+                            f"{self.party}'s node; publish {person.party}'s information at "
+                            f"{person.party}'s node")
+        return Decision(True, "publish", f"{person.name} is a {person.party} national")
+
     def check_publish(self, person: Person, label: Label) -> Decision:
         """May ``person`` publish something carrying ``label``?
 
         They must be able to read it themselves (so never above their clearance),
         and REL TO may only name parties of the agreement. A person publishes
-        only what their own party originates."""
+        only what their own party originates, and only at their own party's node
+        (decided first): what is published at a node is signed by its key and goes out
+        from it as its party's node's, so a liaison officer of another party posted
+        there publishes nothing, whatever they may read."""
+        here = self.publishes_here(person)
+        if not here.allowed:
+            return here
         if label.originator != person.party:
             return Decision(False, "originator", f"a {person.party} person cannot publish "
                             f"information originated by {label.originator}")

@@ -448,6 +448,11 @@ class Publisher:
             if not decision.allowed:
                 denials.append(self._denial(person, item, origin, decision.reason))
                 return Outcome(mid, None, False, decision.reason, denied=origin), None
+        else:  # TLP, a statement...: no national label to check, yet published here all the same
+            decision = self.policy.publishes_here(person)
+            if not decision.allowed:
+                denials.append(self._denial(person, item, origin, decision.reason))
+                return Outcome(mid, None, False, decision.reason, denied=origin), None
         text = None
         if part.kind == "national" and origin == person.party and self.sign is not None:
             try:  # a signer's refusal (a retired key, KeyRetired) refuses it all
