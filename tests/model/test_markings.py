@@ -1134,3 +1134,41 @@ def test_a_marking_made_before_a_party_joined_still_reads(jn: Agreement,
     wrong["extensions"][EXTENSION_ID]["equivalents"][1]["level"] = "SECRET"
     with pytest.raises(MarkingError, match="canonical form"):
         parse_marking(three, wrong)
+
+
+_STATEMENT = {"type": "marking-definition", "spec_version": "2.1", "id": RANDOM_ID,
+              "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+              "definition": {"statement": "Copyright the sender"}}
+_OWN_MARKINGS = [
+    ("object-marking-refs", {"object_marking_refs": [TLP_RED_1]}, "object_marking_refs"),
+    ("granular-markings", {"granular_markings": [
+        {"selectors": ["definition.statement"], "marking_ref": TLP_RED_1}]},
+     "granular_markings"),
+    ("both", {"object_marking_refs": [TLP_RED_1], "granular_markings": []},
+     "granular_markings, object_marking_refs"),
+]
+
+
+@pytest.mark.parametrize("kind", ["statement", "tlp1", "tlp2", "acs", "national"])
+@pytest.mark.parametrize("extra,named", [pytest.param(e, n, id=i) for i, e, n in _OWN_MARKINGS])
+def test_a_marking_definition_carries_no_markings_of_its_own(
+        jn: Agreement, kind: str, extra: dict[str, Any], named: str) -> None:
+    """A marking-definition is labelled with the marking it gives (and released with what
+    cites it): markings on the definition itself would be ignored, so one that carries any
+    is refused, naming them, rather than stored as if it had them. Read as stored (a
+    definition accepted before), it still parses: the node keeps serving what cites it."""
+    base = {"statement": _STATEMENT, "tlp1": _tlp1(TLP_GREEN_1, "green"),
+            "tlp2": _tlp2(TLP_GREEN_2, {"tlp_2_0": "green"}),
+            "acs": _acs({"classification": "U"}),
+            "national": national_marking(jn, "JPN", "極秘", rel_to=["NZL"])}[kind]
+    parse_marking(jn, copy.deepcopy(base))  # the baseline parses
+    marked = {**copy.deepcopy(base), **copy.deepcopy(extra)}
+    with pytest.raises(MarkingError) as info:
+        parse_marking(jn, marked)
+    assert info.value.message == (
+        f"{marked['id']}: a marking-definition carries no markings of its own ({named}): "
+        "it is labelled with the marking it gives, so these would be ignored")
+    with pytest.raises(MarkingError):
+        Markings(jn).add(copy.deepcopy(marked))
+    if kind != "national":  # (a national one carries exactly what intelpact builds)
+        assert parse_marking(jn, marked, stored=True) == parse_marking(jn, base, stored=True)

@@ -468,3 +468,24 @@ def test_a_liaison_publishes_nothing_at_the_node_they_are_posted_to(node: Node) 
     # a JPN person of the node publishes the same as before
     assert publish_as(node, "aki", [indicator("aki's")], "秘", ("NZL",))["failure_count"] == 0
     assert publish_as(node, "aki", [statement])["failure_count"] == 0
+
+
+def test_a_marking_definition_with_markings_of_its_own_is_refused(node: Node) -> None:
+    """A statement marking-definition that carries ``object_marking_refs`` (TLP:RED) is
+    refused with the reason, and so is the object citing it: stored, it would have been
+    held, served and released at its own label, its TLP:RED ignored."""
+    statement = {"type": "marking-definition", "spec_version": "2.1",
+                 "id": stix_id("marking-definition"), "created": T0,
+                 "definition_type": "statement", "definition": {"statement": "Copyright"},
+                 "object_marking_refs": ["marking-definition--5e57c739-391a-4eb3-b6be-"
+                                         "7d15ca92d5ed"]}
+    ind = indicator("cites it", object_marking_refs=[statement["id"]])
+    body = publish_as(node, "aki", [statement, ind], "秘", ("NZL",))
+    failures = messages(body)
+    assert "a marking-definition carries no markings of its own (object_marking_refs)" in \
+        failures[statement["id"]]
+    assert ind["id"] in failures and node.store.held([ind["id"]]) == []
+    assert node.store.marking(statement["id"]) is None
+    # without them it is stored
+    del statement["object_marking_refs"]
+    assert publish_as(node, "aki", [statement, ind], "秘", ("NZL",))["failure_count"] == 0

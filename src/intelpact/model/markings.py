@@ -436,12 +436,24 @@ def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False) -> La
     under ``agreement`` (the row an amendment may have moved it to); the equivalents and
     the name it carries are those of its day and are not checked against the table
     again. Every other rule holds (its REL TO, caveats and communities under
-    ``agreement``, its id from its content)."""
+    ``agreement``, its id from its content). A definition carrying markings of its own
+    (``object_marking_refs``, ``granular_markings``) is refused, except as stored: one
+    accepted before that rule still reads, as what cites it is still held."""
     if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
         raise MarkingError("not a marking-definition object")
     mid = obj.get("id")
     if not isinstance(mid, str) or not mid.startswith("marking-definition--"):
         raise MarkingError(f"marking-definition id {mid!r} is malformed")
+    own = sorted(k for k in ("object_marking_refs", "granular_markings") if k in obj)
+    if own and not stored:
+        # STIX allows them, but a definition's label is the one it gives
+        # (services/publish.py, definition_label): the node would hold, serve and release
+        # it as if it had markings it never got
+        raise MarkingError(f"{mid}: a marking-definition carries no markings of its own "
+                           f"({', '.join(own)}): it is labelled with the marking it gives, "
+                           "so these would be ignored",
+                           hint="remove object_marking_refs and granular_markings from the "
+                           "marking-definition")
     extensions = obj.get("extensions") or {}
     if not isinstance(extensions, dict):
         raise MarkingError(f"{mid}: extensions must be an object")
