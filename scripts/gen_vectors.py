@@ -56,6 +56,11 @@ VARIANTS = {
          'state = "terminated"\nsigned = 2025-12-19\nin_force = 2026-06-01\n'
          "terminated = 2026-09-01\n"),
         "agreements/jpn-nzl.toml, terminated on 2026-09-01"),
+    "jn-not-yet-in-force": (
+        "tests/vectors/agreements/jpn-nzl-not-yet-in-force.toml", "jn",
+        ("in_force = 2026-06-01\n", "in_force = 2026-10-02\n"),
+        "agreements/jpn-nzl.toml, in-force but entering into force on 2026-10-02, the day "
+        "after the vectors' now"),
     "pm-wide": (
         "tests/vectors/agreements/pacific-maritime-confidential.toml", "pm",
         ('covered = ["UNCLASSIFIED", "RESTRICTED"]\n',
@@ -107,7 +112,8 @@ FIELDS = {
 RULES = {
     "read": "read allowed", "release": "release allowed", "publish": "publish allowed",
     "agreement": "the label or partner is under another agreement",
-    "agreement-state": "the agreement is not in force: no exchange",
+    "agreement-state": "the agreement is not in force (its state is not in-force, or its "
+                       "date of entry into force, in UTC, is after now): no exchange",
     "party": "release: the partner or the releasing holder is not a party, or the partner "
              "is the holder itself; publish, at a node (Policy(agreement, party), which no "
              "vector here uses): the person is not of the node's party (decided first)",
@@ -274,6 +280,8 @@ RELEASES: list[tuple[str, str, dict[str, Any], str, str, list[dict[str, Any]],
      "NZL", "JPN", [], None, "agreement"),
     ("jn-release-terminated", "jn-terminated", label("SECRET", "JPN", ALL_JN), "NZL", "JPN",
      [], None, "agreement-state"),
+    ("jn-release-before-entry-into-force", "jn-not-yet-in-force",
+     label("SECRET", "JPN", ALL_JN), "NZL", "JPN", [], None, "agreement-state"),
     ("jn-release-not-a-party", "jn", label("SECRET", "JPN", ALL_JN), "AUS", "JPN", [], None,
      "party"),
     ("jn-release-to-itself", "jn", label("SECRET", "JPN", ALL_JN), "JPN", "JPN", [], None,

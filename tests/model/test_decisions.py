@@ -337,6 +337,29 @@ def test_release_rule_agreement_state(status: dict[str, Any]) -> None:
     assert policy.may_read(policy.person("a", "NZL", "SECRET"), label).allowed
 
 
+def test_release_rule_agreement_state_before_entry_into_force() -> None:
+    """A text whose state is in-force but whose entry into force is still to come: no
+    exchange until that day (UTC), the refusal naming it; from that day on, as before."""
+    data = raw("jpn-nzl")
+    data["agreement"]["status"] = {"state": "in-force", "signed": dt.date(2025, 12, 19),
+                                   "in_force": dt.date(2026, 10, 2)}
+    soon = parse_agreement(data, source="jpn-nzl-soon.toml")
+    policy = Policy(soon)
+    label = Label(soon.id, 5, "JPN", F({"NZL"}))
+    reason = ("agreement jpn-nzl-isa enters into force on 2026-10-02: no exchange before "
+              "that day")
+    deny(release(policy, label, "NZL", "JPN"), "agreement-state", reason)
+    last = dt.datetime(2026, 10, 1, 23, 59, 59, tzinfo=dt.UTC)
+    deny(release(policy, label, "NZL", "JPN", now=last), "agreement-state", reason)
+    assert not soon.in_force_on(last.date())
+    first = dt.datetime(2026, 10, 2, tzinfo=dt.UTC)
+    assert release(policy, label, "NZL", "JPN", now=first).allowed
+    assert soon.in_force_on(first.date())
+    # a time given in another zone is the same instant: still 1 October in UTC
+    tokyo = dt.datetime(2026, 10, 2, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    deny(release(policy, label, "NZL", "JPN", now=tokyo), "agreement-state", reason)
+
+
 def test_release_rule_party(jn: Agreement, jn_policy: Policy) -> None:
     label = lab(jn, "SECRET", "JPN", {"NZL"})
     deny(release(jn_policy, label, "AUS", "JPN"), "party", "AUS is not a party to jpn-nzl-isa")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -70,6 +71,33 @@ def test_exchange_stops_until_both_sides_pin_the_amendment(
     assert nzl.get(nzl.people.as_person("officer"), obj["id"])
     (event,) = jpn.store.find_audit(AuditFilter(kinds=("agreement-pin",)))
     assert '"version":"1.1"' in event.body and '"reason":"amendment 1"' in event.body
+
+
+def test_nothing_is_exchanged_before_the_agreement_enters_into_force(tmp_path: Path) -> None:
+    """Both nodes pinned to a text whose state is in-force but whose entry into force is
+    a month away: what JPN publishes for NZL is not queued for it nor pushed, and NZL
+    would refuse it (the decision on each side is the same: rule agreement-state)."""
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
+    soon = tmp_path / "soon.toml"
+    soon.write_text(SAMPLE.replace("in_force = 2026-06-01", f"in_force = {day}"),
+                    encoding="utf-8")
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN", str(soon)), \
+        make_node(tmp_path / "nzl", "NZL", str(soon))
+    try:
+        for node in (jpn, nzl):
+            people(node)
+        pair(jpn, nzl)
+        obj = publish(jpn, "before the agreement is in force", "極秘", ("NZL",))
+        assert [row for _, row in jpn.store.pending("NZL", 100)] == []
+        with serving_federation(jpn), serving_federation(nzl):
+            assert push(jpn, "NZL") == 0
+        assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+        banner = jpn.store.labels()[jpn.store.held([obj["id"]])[0].banner_id]
+        decision = nzl.federation._refused("JPN", banner, obj["id"], None, (), ())
+        assert decision is not None and f"enters into force on {day}" in decision.message
+    finally:
+        jpn.close()
+        nzl.close()
 
 
 def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(

@@ -221,9 +221,16 @@ class Agreement:
             raise KeyError(f"{party} has no level {words!r}")
         return level
 
+    def in_force_on(self, day: dt.date) -> bool:
+        """Whether the agreement is in force on ``day`` (a UTC date): its state is in-force
+        and its date of entry into force has come. A text may be pinned in-force ahead of
+        that date; until then there is no exchange under it."""
+        return self.state == "in-force" and (self.in_force is None or self.in_force <= day)
+
     @property
     def in_force_now(self) -> bool:
-        return self.state == "in-force"
+        """:meth:`in_force_on` today (UTC)."""
+        return self.in_force_on(dt.datetime.now(dt.UTC).date())
 
 
 # -- loading -----------------------------------------------------------------------

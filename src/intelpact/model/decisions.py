@@ -13,7 +13,8 @@ Read (DESIGN.md rule 2), checked in this order, the first failure decides:
 5. the person holds every caveat;
 6. the person belongs to a community in every community clause.
 
-Release to a partner node (rules 1, 3 and 7): the agreement is in force, the
+Release to a partner node (rules 1, 3 and 7): the agreement is in force (its state
+in-force and its date of entry into force come, in UTC), the
 partner is a party, the level is covered, the partner has an equivalent, the
 partner is in REL TO, every caveat may go to the partner, every community is one
 the agreement carries (and there is at least one when the agreement's rules say
@@ -260,6 +261,9 @@ class Policy:
         if a.state != "in-force":
             return Decision(False, "agreement-state", f"agreement {a.id} is {a.state}: "
                             "no exchange")
+        if not a.in_force_on(now.astimezone(dt.UTC).date()):
+            return Decision(False, "agreement-state", f"agreement {a.id} enters into force "
+                            f"on {a.in_force}: no exchange before that day")
         if partner.party not in a.parties:
             return Decision(False, "party", f"{partner.party} is not a party to {a.id}")
         if holder not in a.parties:
