@@ -360,6 +360,44 @@ def test_release_rule_agreement_state_before_entry_into_force() -> None:
     deny(release(policy, label, "NZL", "JPN", now=tokyo), "agreement-state", reason)
 
 
+@pytest.mark.parametrize("on_termination", ["continue-protection", "destroy", "return"])
+def test_may_keep_after_termination(on_termination: str) -> None:
+    """A holder asked whether it may keep an object its originator reclassified: after a
+    termination that continues protection, yes while it can protect the new label (rule
+    keep), where release (agreement-state) says no; the rest of release's rules about what
+    is exchanged still hold. A termination that says destroy or return keeps nothing.
+    While the agreement is in force, it is the release decision."""
+    data = raw("jpn-nzl")
+    data["agreement"]["status"] = {"state": "terminated", "signed": dt.date(2025, 12, 19),
+                                   "in_force": dt.date(2026, 6, 1),
+                                   "terminated": dt.date(2026, 9, 1)}
+    data["rules"]["on_termination"] = on_termination
+    ended = parse_agreement(data, source="jpn-nzl-ended.toml")
+    policy = Policy(ended, "NZL")
+    raised = Label(ended.id, 6, "JPN", F({"NZL"}))
+    deny(release(policy, raised, "NZL", "JPN"), "agreement-state",
+         "agreement jpn-nzl-isa is terminated: no exchange")
+    d = policy.may_keep(raised, "NZL", originator="JPN", object_id=OBJ)
+    if on_termination != "continue-protection":
+        deny(d, "agreement-state", "agreement jpn-nzl-isa is terminated: no exchange")
+        return
+    assert d.allowed and (d.rule, d.reason) == (
+        "keep", "NZL keeps TOP SECRET: protection continues after jpn-nzl-isa's "
+        "termination on 2026-09-01")
+    deny(policy.may_keep(Label(ended.id, 6, "JPN", F()), "NZL", originator="JPN",
+                         object_id=OBJ), "rel-to", "NZL not in REL TO JPN")
+    deny(policy.may_keep(Label(ended.id, 5, "JPN", F({"NZL"}), F({"JPNEO"})), "NZL",
+                         originator="JPN", object_id=OBJ),
+         "caveat", "caveat JPNEO is not releasable to NZL")
+
+
+def test_may_keep_in_force_is_the_release_decision(jn: Agreement) -> None:
+    policy = Policy(jn, "NZL")
+    for label in (Label(jn.id, 6, "JPN", F({"NZL"})), Label(jn.id, 6, "JPN", F())):
+        assert policy.may_keep(label, "NZL", originator="JPN", object_id=OBJ, now=NOW) == \
+            release(policy, label, "NZL", "JPN")
+
+
 def test_release_rule_party(jn: Agreement, jn_policy: Policy) -> None:
     label = lab(jn, "SECRET", "JPN", {"NZL"})
     deny(release(jn_policy, label, "AUS", "JPN"), "party", "AUS is not a party to jpn-nzl-isa")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
+from test_controls import deliver
 from test_federation import pair, people, publish, push
 
 from intelpact.config import staged, write_config
@@ -116,6 +117,43 @@ def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
     officer = nzl.people.as_person("officer")
     assert nzl.get(officer, before["id"])  # still held, still protected by the labels
     assert nzl.get(officer, queued["id"]) == [] and nzl.get(officer, after["id"]) == []
+
+
+def test_a_reclassification_after_termination_keeps_what_protection_continues_for(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """After a termination that says continue-protection, NZL keeps what it received. JPN
+    then raises its object: NZL applies the notice and keeps the copy, relabelled, as
+    long as it can protect the new label (Policy.may_keep, rule keep); it was destroyed,
+    since the release decision that judged it refuses everything once the agreement has
+    ended. A new marking NZL cannot hold (REL TO JPN only) still destroys it."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "kept after the end", "秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    ended = version(tmp_path, "ended.toml", terminated=True)
+    jpn = jpn_nzl[0] = pin(jpn, ended, "terminated by notice")
+    nzl = jpn_nzl[1] = pin(nzl, ended, "terminated by notice")
+    officer = jpn.people.as_person("officer")
+    cid = jpn.default_collection().collection_id
+    jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ("NZL",)),
+                            collection_id=cid, reason="raised after the end")
+    with serving_federation(jpn), serving_federation(nzl):
+        assert deliver(jpn, "NZL") == 1
+    held = nzl.get(nzl.people.as_person("officer"), obj["id"])
+    assert [o["name"] for o in held] == ["kept after the end"]
+    (row,) = nzl.store.held([obj["id"]])
+    assert nzl.store.labels()[row.banner_id].rank == nzl.agreement.shared_rank("TOP SECRET")
+    assert nzl.store.find_audit(AuditFilter(kinds=("destroy",))) == []
+    assert nzl.store.find_audit(AuditFilter(kinds=("reclassify",)))
+    # a marking NZL cannot protect: destroyed, after the end as before it
+    jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ()),
+                            collection_id=cid, reason="Japan only now")
+    with serving_federation(jpn), serving_federation(nzl):
+        assert deliver(jpn, "NZL") == 1
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+    destroyed = nzl.store.find_audit(AuditFilter(kinds=("destroy",)))
+    assert destroyed and any("NZL not in REL TO JPN" in e.body for e in destroyed), \
+        [e.body for e in destroyed]
 
 
 def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> None:

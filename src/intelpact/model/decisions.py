@@ -264,38 +264,9 @@ class Policy:
         if not a.in_force_on(now.astimezone(dt.UTC).date()):
             return Decision(False, "agreement-state", f"agreement {a.id} enters into force "
                             f"on {a.in_force}: no exchange before that day")
-        if partner.party not in a.parties:
-            return Decision(False, "party", f"{partner.party} is not a party to {a.id}")
-        if holder not in a.parties:
-            return Decision(False, "party", f"{holder} is not a party to {a.id}")
-        if partner.party == holder:
-            return Decision(False, "party", f"{holder} does not release to itself")
-        row = a.rows[label.rank]
-        if label.rank not in a.covered:
-            return Decision(False, "covered", f"{row.name} is not covered by agreement {a.id}")
-        if row.cells[partner.party].level is None:
-            return Decision(False, "equivalence", f"{partner.party} has no equivalent of "
-                            f"{row.name} under {a.id}")
-        if label.rel_to is not None and partner.party not in label.rel_to:
-            return Decision(False, "rel-to", f"{partner.party} not in REL TO "
-                            f"{', '.join(rel_to_order(label)) or 'NONE'}")
-        for caveat in sorted(label.caveats):
-            known = a.caveats.get(caveat)
-            if known is None:
-                return Decision(False, "caveat", f"caveat {caveat} is not known to {a.id}: "
-                                "it cannot be released")
-            if known.releasable_to is not None and partner.party not in known.releasable_to:
-                return Decision(False, "caveat", f"caveat {caveat} is not releasable to "
-                                f"{partner.party}")
-        for clause in label.communities:
-            unknown = sorted(c for c in clause if c not in a.communities)
-            if unknown:
-                return Decision(False, "community", f"community {unknown[0]} is not known to "
-                                f"{a.id}: it cannot be released")
-        if not label.communities and a.rules.release_requires_community:
-            return Decision(False, "community", f"{a.id} releases only its communities' "
-                            f"material ({', '.join(a.communities)}): the object names no "
-                            "community")
+        shape = self._exchanged(label, partner.party, holder)
+        if shape is not None:
+            return shape
         third = sorted(label.sources - {holder, partner.party})
         if third and a.rules.third_party_consent:
             for originator in third:
@@ -305,7 +276,70 @@ class Policy:
                     return ok
             return Decision(True, "release", f"release to {partner.party} with the consent of "
                             f"{', '.join(third)}")
-        return Decision(True, "release", f"{partner.party} may receive {row.name}")
+        return Decision(True, "release", f"{partner.party} may receive "
+                        f"{a.rows[label.rank].name}")
+
+    def _exchanged(self, label: Label, party: str, holder: str) -> Decision | None:
+        """The rules of release that are about what is exchanged, not when: may the node of
+        ``holder`` pass ``label`` to ``party``, and ``party`` protect it (a party of the
+        agreement, not the holder, the row covered, an equivalent, in REL TO, every caveat
+        releasable to it, every community known)? None where they hold, else the denial."""
+        a = self.agreement
+        if party not in a.parties:
+            return Decision(False, "party", f"{party} is not a party to {a.id}")
+        if holder not in a.parties:
+            return Decision(False, "party", f"{holder} is not a party to {a.id}")
+        if party == holder:
+            return Decision(False, "party", f"{holder} does not release to itself")
+        row = a.rows[label.rank]
+        if label.rank not in a.covered:
+            return Decision(False, "covered", f"{row.name} is not covered by agreement {a.id}")
+        if row.cells[party].level is None:
+            return Decision(False, "equivalence", f"{party} has no equivalent of "
+                            f"{row.name} under {a.id}")
+        if label.rel_to is not None and party not in label.rel_to:
+            return Decision(False, "rel-to", f"{party} not in REL TO "
+                            f"{', '.join(rel_to_order(label)) or 'NONE'}")
+        for caveat in sorted(label.caveats):
+            known = a.caveats.get(caveat)
+            if known is None:
+                return Decision(False, "caveat", f"caveat {caveat} is not known to {a.id}: "
+                                "it cannot be released")
+            if known.releasable_to is not None and party not in known.releasable_to:
+                return Decision(False, "caveat", f"caveat {caveat} is not releasable to "
+                                f"{party}")
+        for clause in label.communities:
+            unknown = sorted(c for c in clause if c not in a.communities)
+            if unknown:
+                return Decision(False, "community", f"community {unknown[0]} is not known to "
+                                f"{a.id}: it cannot be released")
+        if not label.communities and a.rules.release_requires_community:
+            return Decision(False, "community", f"{a.id} releases only its communities' "
+                            f"material ({', '.join(a.communities)}): the object names no "
+                            "community")
+        return None
+
+    def may_keep(self, label: Label, party: str, *, originator: str, object_id: str,
+                 version: str | None = None, now: dt.datetime | None = None) -> Decision:
+        """May the node of ``party`` keep, under ``label`` (its new label, once
+        ``originator`` reclassified it), an object it received from ``originator``? While
+        the agreement is in force: as the originator may release it to that node
+        (:meth:`may_release`). After a termination that says ``continue-protection``, the
+        protection continues and so does the holding: kept, as long as the node can still
+        protect the new label (every rule of release about what is exchanged, rule
+        ``keep``), where a release decision would refuse it only because the agreement
+        ended. A termination that says ``destroy`` or ``return`` keeps nothing."""
+        a = self.agreement
+        if label.agreement == a.id and a.state == "terminated" and \
+                a.rules.on_termination == "continue-protection":
+            shape = self._exchanged(label, party, originator)
+            if shape is not None:
+                return shape
+            return Decision(True, "keep", f"{party} keeps {a.rows[label.rank].name}: "
+                            f"protection continues after {a.id}'s termination on "
+                            f"{a.terminated}")
+        return self.may_release(label, PartnerNode(party, a.id), holder=originator,
+                                object_id=object_id, version=version, now=now)
 
     def _consent(self, originator: str, holder: str, recipient: str, object_id: str,
                  version: str | None, consents: Iterable[ConsentToken],

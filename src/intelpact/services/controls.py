@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import IntelpactError
-from ..model import Label, LabelPart, Markings, PartnerNode, Policy, parse_marking
+from ..model import Label, LabelPart, Markings, Policy, parse_marking
 from ..model.decisions import Person
 from ..model.echo import first, shown, too_many
 from ..model.errors import MarkingError
@@ -645,11 +645,13 @@ class Controls:
         label = definition_label(self.policy.agreement, part, sender)
         older = self._older(rows, notice.get("version"))
         relabelled = self._joined(older, label)
-        # Held or not, version by version, as release decides: on the banner (a base
-        # that is not exchanged may be held under a portion that is, docs/federation.md).
-        here = PartnerNode(self.party, self.policy.agreement.id)
+        # Kept or not, version by version, on the banner (a base that is not exchanged may
+        # be held under a portion that is, docs/federation.md): as release decides while
+        # the agreement is in force, and after a termination that continues protection,
+        # as long as this node can protect the new label (Policy.may_keep)
         for held in [banner for _, banner in relabelled.values()] or ([] if rows else [label]):
-            allowed = self.policy.may_release(held, here, holder=sender, object_id=object_id)
+            allowed = self.policy.may_keep(held, self.party, originator=sender,
+                                           object_id=object_id)
             if not allowed.allowed:  # the versions it is about: a newer one has its own
                 self._purge(sender, notice, f"reclassified by {sender}; no longer held here: "
                             f"{allowed.reason}", "reclassify", stored,
