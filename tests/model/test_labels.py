@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from intelpact.interfaces.console.banners import for_label, page_label
 from intelpact.model import Agreement, Label, LabelError, banner, join_all, portion_mark
 from intelpact.model.labels import rel_to_order
 
@@ -231,6 +232,36 @@ def test_treat_as_rendering(jn: Agreement, jna: Agreement, pm: Agreement) -> Non
     assert portion_mark(unofficial, jna, "NZL") == "(U [TREAT AS AUS UNOFFICIAL])"
     fiji = L(pm.shared_rank("RESTRICTED"), "FJI", {"JPN"}, agreement=pm.id)
     assert banner(fiji, pm, "JPN") == "秘 [TREAT AS FJI RESTRICTED] // REL TO FJI, JPN"
+
+
+def test_treat_as_names_the_party_whose_words_it_quotes(jn: Agreement, jna: Agreement) -> None:
+    """A banner joined from portions of several parties keeps the object's originator,
+    but its level may be another party's: the TREAT AS names the party whose own level
+    words it quotes, the one whose marking is at that row, never the originator with a
+    level of another row (an AUS OFFICIAL report with an NZ RESTRICTED portion read as
+    "TREAT AS AUS PROTECTED", a JPN 指定なし report with one as "TREAT AS JPN 秘")."""
+    restricted = jna.shared_rank("RESTRICTED")
+    report = L(jna.shared_rank("UNCLASSIFIED"), "AUS", {"JPN", "NZL", "AUS"}, agreement=jna.id)
+    joined = report.join(L(restricted, "NZL", {"JPN", "NZL", "AUS"}, agreement=jna.id))
+    assert (joined.originator, joined.rank) == ("AUS", restricted)
+    assert banner(joined, jna, "JPN") == "秘 [TREAT AS NZL RESTRICTED] // REL TO AUS, JPN, NZL"
+    assert banner(joined, jna, "AUS") == (
+        "PROTECTED [TREAT AS NZL RESTRICTED] // REL TO AUS, JPN, NZL")
+    assert portion_mark(joined, jna, "JPN") == (
+        "(秘 [TREAT AS NZL RESTRICTED]//REL TO AUS, JPN, NZL)")
+    assert banner(joined, jna, "NZL") == "RESTRICTED // REL TO AUS, JPN, NZL"
+    own = L(jn.shared_rank("UNCLASSIFIED"), "JPN", {"NZL"}).join(
+        L(jn.shared_rank("RESTRICTED"), "NZL", {"JPN"}))
+    assert banner(own, jn, "JPN") == "秘 [TREAT AS NZL RESTRICTED] // REL TO JPN, NZL"
+    # the console's page banner: the join of what the page shows, the first one's
+    # originator kept
+    page = page_label(jn, "JPN", [L(jn.shared_rank("UNCLASSIFIED"), "JPN", {"NZL"}),
+                                  L(jn.shared_rank("RESTRICTED"), "NZL", {"JPN"})])
+    assert for_label(page, jn, "JPN").text == "秘 [TREAT AS NZL RESTRICTED] // REL TO JPN, NZL"
+    # no party of the label has words of its own at the row (a TLP or ACS marking mapped
+    # to it): the shared row's name, naming no party
+    mapped = L(jn.shared_rank("RESTRICTED"), "JPN", {"NZL"})
+    assert banner(mapped, jn, "JPN") == "秘 [TREAT AS RESTRICTED] // REL TO JPN, NZL"
 
 
 def test_australian_words(jna: Agreement) -> None:

@@ -122,10 +122,26 @@ def _level_words(label: Label, agreement: Agreement, party: str, short: bool) ->
         return f"[{row.name}: NO {party} EQUIVALENT]"
     words = level.abbrev if short else level.name
     if cell.treat_as:
-        origin = agreement.words(label.originator, label.rank)
-        said = origin.name if origin else row.name
-        return f"{words} [TREAT AS {label.originator} {said}]"
+        return f"{words} [TREAT AS {_quoted(label, agreement)}]"
     return words
+
+
+def _quoted(label: Label, agreement: Agreement) -> str:
+    """What a TREAT AS quotes: the level words of the party whose own marking is at the
+    label's row, named with them. The originator's, where the row is one of its own
+    levels; else a source's (a banner joined from portions keeps the object's originator,
+    but its level may be a portion's: an AUS OFFICIAL report with an NZ RESTRICTED
+    portion is NZL RESTRICTED, not AUS PROTECTED, the level AUS only treats it as); else,
+    where no party of the label has words of its own there (a TLP or ACS marking mapped
+    to the row), the shared row's name, naming no party."""
+    row = agreement.rows[label.rank]
+    for party in [label.originator, *sorted(label.sources - {label.originator})]:
+        cell = row.cells.get(party)
+        level = agreement.words(party, label.rank) if cell is not None and \
+            not cell.treat_as else None
+        if level is not None:
+            return f"{party} {level.name}"
+    return row.name
 
 
 def _tail(label: Label) -> list[str]:
