@@ -337,6 +337,26 @@ def test_a_partner_cannot_redefine_tlp_red(trio: dict[str, Node]) -> None:
     assert jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=TLP_RED_1))
 
 
+def test_a_partner_s_definition_carrying_markings_of_its_own_is_refused(
+        trio: dict[str, Node]) -> None:
+    """A statement marking-definition from a partner that carries ``object_marking_refs``
+    (TLP:RED) is refused with the reason, audited, and nothing of it is kept: stored at
+    its own label, it would be served and released as if its TLP:RED held."""
+    jpn, nzl = trio["JPN"], trio["NZL"]
+    mid = f"marking-definition--{uuid.uuid4()}"
+    statement = {"type": "marking-definition", "spec_version": "2.1", "id": mid,
+                 "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
+                 "definition": {"statement": "handle as TLP:RED"},
+                 "object_marking_refs": [TLP_RED_1]}
+    r = send_to_inbox(nzl, jpn, [statement])
+    assert r.json()["success_count"] == 0, r.json()
+    (failure,) = r.json()["failures"]
+    assert "a marking-definition carries no markings of its own (object_marking_refs)" in \
+        failure["message"]
+    assert not jpn.markings.known(mid) and jpn.store.marking(mid) is None
+    assert jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=mid))
+
+
 def acs(mid: str, classification: str) -> dict[str, Any]:
     return {"type": "marking-definition", "spec_version": "2.1", "id": mid,
             "created": "2026-01-01T00:00:00.000Z",
