@@ -438,6 +438,12 @@ def test_an_officer_resolves_an_alert_on_the_desk(pact: Pact) -> None:
                                                        "note": note})
 
     assert resolve(analyst, first, "not mine to say").status_code == 403
+    # a liaison officer (NZL, posted at JPN's node) administers nothing there
+    if "tane" not in {p.name for p in jpn.store.people()}:
+        jpn.people.add("tane", party="NZL", clearance="SECRET",
+                       roles=["analyst", "security-officer"], password=password("tane"))
+    r = resolve(pact.client("tane"), first, "closed by the guest")
+    assert r.status_code == 403 and "only JPN&#39;s people resolve alerts" in r.text, r.text
     for aid, note, problem in ((first, " ", "say what was done"),
                                (10**9, "done", f"no alert #{10**9}")):
         r = resolve(officer, aid, note)

@@ -205,6 +205,42 @@ def test_delete_for_every_kind_of_principal(served: tuple[Node, str, str]) -> No
     assert httpx.get(path, auth=("pub", PW), headers={"Accept": TAXII}).status_code == 404
 
 
+def test_a_liaison_officer_deletes_nothing_at_the_host_node(
+        served: tuple[Node, str, str]) -> None:
+    """An NZL officer posted at JPN's node with the security-officer role (a liaison)
+    deleted JPN's objects over TAXII: only the role was checked. A node's own officer
+    administers its store (Policy.acts_for_node, rule party): the liaison is refused,
+    403 for an object they may see (audited as a denial with the reason, under its
+    originator), 404 for one they may not, as for an id held nowhere."""
+    node, url, cid = served
+    node.people.add("nz-officer", party="NZL", clearance="TOP SECRET",
+                    roles=["analyst", "security-officer"], password=PW)
+    pub = node.people.as_person("pub").person
+    shared, hidden = indicator("shared with the liaison"), indicator("JPN eyes only")
+    for obj, rel in ((shared, ("JPN", "NZL")), (hidden, ("JPN",))):
+        status = node.publisher.publish(pub, cid, [obj], marking=MarkingRequest("秘", rel))
+        assert status.body["failure_count"] == 0, status.body["failures"]
+
+    def delete(oid: str) -> httpx.Response:
+        return httpx.delete(f"{url}/intel/collections/{cid}/objects/{oid}/",
+                            auth=("nz-officer", PW), headers={"Accept": TAXII})
+
+    r = delete(shared["id"])
+    assert r.status_code == 403, r.text
+    assert "only JPN's people delete objects for JPN's node" in r.json()["description"]
+    assert delete(hidden["id"]).json() == delete(
+        "indicator--00000000-0000-4000-8000-000000000003").json()
+    assert delete(hidden["id"]).status_code == 404
+    assert len(versions_held(node, cid, shared["id"])) == 1
+    assert len(versions_held(node, cid, hidden["id"])) == 1
+    assert not delete_events(node, shared["id"]) and not delete_events(node, hidden["id"])
+    refused = [e for e in (json.loads(r.body) for r in node.store.find_audit(
+        AuditFilter(kinds=("deny",)))) if e.get("via") == "delete"
+        and e["objects"][0][0] == shared["id"]]
+    assert refused and all(e["originator"] == "JPN" and "NZL national" in e["reason"]
+                           for e in refused)
+
+
 def test_an_officers_delete_refused_by_clearance_is_audited_with_the_reason(
         served: tuple[Node, str, str]) -> None:
     """A security officer cleared to 秘 deletes an object whose first version is 秘 and

@@ -1270,6 +1270,8 @@ def test_an_officer_resolves_an_alert_saying_what_was_done(node: Node) -> None:
     only a security officer (or the operator) may, once, with something said."""
     node.people.add("officer", party="JPN", clearance="機密", roles=["security-officer"])
     node.people.add("analyst", party="JPN", clearance="機密")
+    node.people.add("liaison", party="NZL", clearance="TOP SECRET",
+                    roles=["security-officer"])
     node.audit.alert("history-rewritten", "NZL", "NZL has rewritten its audit history")
     node.audit.alert("events-withheld", "NZL", "NZL left events about our objects out")
     first, second = (a[0] for a in node.store.alerts())
@@ -1284,10 +1286,15 @@ def test_an_officer_resolves_an_alert_saying_what_was_done(node: Node) -> None:
             ([str(first), "--note", "x" * 10_001], "longer than 10,000 characters"),
             ([str(first), "--note", "done", "--as", "analyst"],
              "analyst does not have the security-officer role"),
+            # a liaison officer administers nothing at the host's node (acts_for_node)
+            ([str(first), "--note", "done", "--as", "liaison"],
+             "liaison is a NZL national: only JPN's people resolve alerts for JPN's node"),
             (["99", "--note", "done"], "no alert #99")):
         refused = resolve(*args)
         assert refused.exit_code == 2 and refusal in refused.stderr, refused.output
     assert node.store.alert_resolutions() == {}
+    assert [json.loads(e.body)["via"] for e in node.store.find_audit(
+        AuditFilter(kinds=("deny",)))] == ["resolve alerts"]
     done = resolve(str(first), "--note", "NZ's officer: restored from backup", "--as", "officer")
     assert done.exit_code == 0 and f"Resolved alert #{first}" in done.output, done.output
     again = resolve(str(first), "--note", "again")

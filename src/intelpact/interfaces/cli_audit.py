@@ -14,9 +14,10 @@ from rich.text import Text
 
 from ..model import banner
 from ..model.labels import Label, join_all
-from ..services.audit import KINDS, operator, readable, why_not_kept
+from ..services.audit import KINDS, AuditError, operator, readable, why_not_kept
 from ..services.federation import FederationError
 from ..services.node import Node
+from ..services.people import refused_for_node
 from ..store.base import AuditFilter, AuditRecord, normalise_timestamp, objects_named
 from .cli import (
     NODE_DIR,
@@ -291,6 +292,9 @@ def audit_resolve(node_dir: Path, alert_id: int, note: str, as_name: str | None)
     resolution is recorded in the audit log (`alert-resolve`). The alert itself stays."""
     node = Node.open(node_dir)
     person = node.people.as_person(as_name).person if as_name else None
+    if person is not None and (why := refused_for_node(node.policy, node.audit, person,
+                                                       "resolve alerts", alert_id=alert_id)):
+        raise AuditError(why)
     node.audit.resolve_alert(alert_id, note, person=person, actor=operator())
     node.close()
     out.print(f"Resolved alert #{alert_id}.")

@@ -568,13 +568,18 @@ class TaxiiApi:
         def selected(within: Sequence[int]) -> Sequence[StoredObject]:
             return store.query(cid, within, chosen).rows if chosen.versions else ()
 
-        if not principal.has_role("security-officer"):
+        # A node's own security officer administers its store: one without the role, or
+        # a liaison of another party holding it (Policy.acts_for_node, rule party), is
+        # refused, whoever originated the object (the originator's is recall, not this)
+        here = self.node.policy.acts_for_node(person, "delete objects")
+        if not principal.has_role("security-officer") or not here.allowed:
             # Filed under each originator of the versions asked for, whatever the caller
             # may read, as a denied read is (Node.denials): the originator is shown it.
             # The caller is not, and is answered as before: 404 unless they may see one.
             held = self.node.store.query(cid, list(self.node.store.labels()), query).rows
             origins: list[str | None] = list(dict.fromkeys(r.originator for r in held))
-            reason = "deleting needs the security-officer role"
+            reason = here.reason if not here.allowed else \
+                "deleting needs the security-officer role"
             audit.record(*[audit.event("deny", person=principal.person, originator=origin,
                                        objects=[(oid, "")], via="delete", reason=reason)
                            for origin in origins or [None]])

@@ -225,9 +225,10 @@ class Policy:
     def acts_for_node(self, person: Person, act: str) -> Decision:
         """May ``person`` do ``act`` in the node's name: decide as originator (consent,
         recall, reclassification) or speak in a compromise report, each signed with the
-        node's key? Only a person of the node's party: a liaison at a node is a guest of
-        it, and a partner's national must not decide for the originator what is done
-        with its information (nor for a holder what it reports)."""
+        node's key, or administer its store (delete objects over TAXII)? Only a person of
+        the node's party: a liaison at a node is a guest of it, and a partner's national
+        must not decide for the originator what is done with its information (nor for a
+        holder what it reports, or what it keeps)."""
         if self.party is None or person.party == self.party:
             return Decision(True, "party", f"{person.name} is a {person.party} national")
         return Decision(False, "party", f"{person.name} is a {person.party} national: only "

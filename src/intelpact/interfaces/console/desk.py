@@ -34,7 +34,7 @@ from ...services.audit import (
     why_not_kept,
 )
 from ...services.node import Node
-from ...services.people import Principal
+from ...services.people import Principal, refused_for_node
 from ...store.base import AuditFilter, AuditRecord, KeptEvent, stored_version, utc_now
 from .app import Console, ConsoleError, Page
 
@@ -391,6 +391,10 @@ def resolve(console: Console, request: Request, principal: Principal,
     ``AuditLog.resolve_alert`` as ``intelpact audit resolve`` does."""
     if form is None:
         raise ConsoleError(405, "Method not allowed", "resolve with the desk's button")
+    node = console.node
+    if why := refused_for_node(node.policy, node.audit, principal.person, "resolve alerts",
+                               alert_id=request.path_params["aid"]):
+        raise ConsoleError(403, "Not allowed", why)
     try:
         console.node.audit.resolve_alert(int(request.path_params["aid"]),
                                          str(form.get("note") or ""),
