@@ -199,7 +199,7 @@ def load_config(node_dir: Path) -> NodeConfig:
     agreement_path = file(node, "node", "agreement", "agreement.toml")
     pinned = text(node, "node", "agreement_hash")
     try:
-        agreement = load_agreement(agreement_path)
+        agreement = load_agreement(agreement_path, stored=True)  # pinned: checked then
         if agreement.content_hash != pinned:
             agreement = _finish_pin(agreement_path, pinned) or agreement
     except AgreementError as exc:
@@ -358,7 +358,7 @@ def earlier_agreements(agreement_path: Path, current: Agreement) -> tuple[Agreem
     """The texts of ``current``'s agreement pinned before it (one that is not that
     agreement, or is ``current`` itself, is left out)."""
     history = history_dir(agreement_path)
-    texts = [load_agreement(path) for path in sorted(history.glob("*.toml"))] \
+    texts = [load_agreement(path, stored=True) for path in sorted(history.glob("*.toml"))] \
         if history.is_dir() else []
     return tuple(t for t in texts if t.id == current.id
                  and t.content_hash != current.content_hash)
@@ -371,7 +371,7 @@ def _finish_pin(agreement_path: Path, pinned: str) -> Agreement | None:
     waiting = staged(agreement_path)
     if not waiting.is_file():
         return None
-    agreement = load_agreement(waiting)
+    agreement = load_agreement(waiting, stored=True)  # checked as the pin staged it
     if agreement.content_hash != pinned:
         return None
     os.replace(waiting, agreement_path)

@@ -369,6 +369,11 @@ ERRORS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     # "$" let a final newline through (found in review): matched whole now
     ("party-newline", _set("agreement.parties", ["JPN", "NZL\n"]), "agreement.parties[1]",
      "not an ISO 3166-1 alpha-3 code"),
+    # three capital letters that are no country's code (found in review): refused now
+    ("party-unassigned", _set("agreement.parties", ["JPN", "NZX"]), "agreement.parties[1]",
+     "NZX is not a country's ISO 3166-1 alpha-3 code"),
+    ("party-user-assigned", _set("agreement.parties", ["XKX", "NZL"]), "agreement.parties[0]",
+     "XKX is not a country's ISO 3166-1 alpha-3 code"),
     ("one-party", _set("agreement.parties", ["JPN"]), "agreement.parties",
      "at least two parties"),
     ("parties-not-list", _set("agreement.parties", "JPN, NZL"), "agreement.parties",
@@ -460,6 +465,11 @@ ERRORS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("cell-no-equivalent-one", _set("equivalence.3.JPN", {"no_equivalent": 1}),
      "equivalence[3].JPN", "is not a level"),
     ("cell-empty-table", _set("equivalence.3.JPN", {}), "equivalence[3].JPN", "is not a level"),
+    # a row "JPN cannot hold" below levels it holds (found in review): refused now
+    ("no-equivalent-below", _set("equivalence.3.JPN", {"no_equivalent": True}),
+     "equivalence[3].JPN", "no_equivalent, yet JPN holds the higher row TOP SECRET (機密)"),
+    ("no-equivalent-lowest", _set("equivalence.1.JPN", {"no_equivalent": True}),
+     "equivalence[1].JPN", "no_equivalent, yet JPN holds the higher row"),
     ("treat-as-unknown", _set("equivalence.3.JPN", {"treat_as": "RESTRICTED"}),
      "equivalence[3].JPN.treat_as", "JPN has no level 'RESTRICTED'"),
     ("treat-as-lower", _set("equivalence.3.JPN", {"treat_as": "取扱注意"}),
@@ -551,6 +561,39 @@ def test_validation_error(mutate: Callable[[dict[str, Any]], None], field: str,
     assert error.hint and error.hint.strip()
     assert str(error) == f"{SOURCE}: {field}: {error.problem}"
     assert error.diagnostics() == f"{error.message}\nHint: {error.hint}"
+
+
+LAXER_BEFORE = ("party-unassigned", "party-user-assigned", "no-equivalent-below",
+                "no-equivalent-lowest")
+
+
+@pytest.mark.parametrize("case", LAXER_BEFORE)
+def test_a_stored_text_refused_only_by_the_newer_checks_is_still_read(
+        case: str, tmp_path: Path) -> None:
+    """A text a node pinned before party codes were checked against ISO 3166-1, or a
+    no_equivalent row against the party's levels, is still read as stored (the node's
+    own, one in agreement-history, one staged), so the node still opens and a partner's
+    marking made under it is still read; as a new text it is refused."""
+    from intelpact.config import earlier_agreements
+
+    (mutate,) = [m for i, m, *_ in ERRORS if i == case]
+    data = raw()
+    mutate(data)
+    if case.startswith("party-"):  # the party renamed throughout, so only the code is odd
+        code = next(p for p in data["agreement"]["parties"] if p not in ("JPN", "NZL"))
+        text = (ROOT / "agreements" / "jpn-nzl.toml").read_text(encoding="utf-8")
+        data = tomllib.loads(text.replace("NZL" if code == "NZX" else "JPN", code))
+    with pytest.raises(AgreementError):
+        parse_agreement(data, source=SOURCE)
+    stored = parse_agreement(data, source=SOURCE, stored=True)
+    history = tmp_path / "agreement-history"
+    history.mkdir()
+    (history / f"{stored.content_hash}.toml").write_text(to_toml(data), encoding="utf-8")
+    with pytest.raises(AgreementError):
+        load_agreement(history / f"{stored.content_hash}.toml")
+    current = load_agreement(ROOT / "agreements" / "jpn-nzl.toml")
+    (earlier,) = earlier_agreements(tmp_path / "agreement.toml", current)
+    assert earlier.content_hash == stored.content_hash
 
 
 def test_every_error_case_is_distinct() -> None:

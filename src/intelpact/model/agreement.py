@@ -36,6 +36,25 @@ TLP_NAMES = ("clear", "white", "green", "amber", "amber+strict", "red")
 ACS_CLASSIFICATIONS = ("U", "C", "S", "TS")
 _PARTY = re.compile(r"[A-Z]{3}")  # matched whole (fullmatch: "$" lets "\n" through)
 _TOKEN = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
+# The officially assigned ISO 3166-1 alpha-3 codes (249, as the standard stands in 2026):
+# a party is a country, and a code outside them ("XYZ", a user-assigned "XKX") is
+# a typing error or no country the standard names
+_ISO_3166_ALPHA3 = (
+    "ABW AFG AGO AIA ALA ALB AND ARE ARG ARM ASM ATA ATF ATG AUS AUT AZE BDI BEL BEN "
+    "BES BFA BGD BGR BHR BHS BIH BLM BLR BLZ BMU BOL BRA BRB BRN BTN BVT BWA CAF CAN "
+    "CCK CHE CHL CHN CIV CMR COD COG COK COL COM CPV CRI CUB CUW CXR CYM CYP CZE DEU "
+    "DJI DMA DNK DOM DZA ECU EGY ERI ESH ESP EST ETH FIN FJI FLK FRA FRO FSM GAB GBR "
+    "GEO GGY GHA GIB GIN GLP GMB GNB GNQ GRC GRD GRL GTM GUF GUM GUY HKG HMD HND HRV "
+    "HTI HUN IDN IMN IND IOT IRL IRN IRQ ISL ISR ITA JAM JEY JOR JPN KAZ KEN KGZ KHM "
+    "KIR KNA KOR KWT LAO LBN LBR LBY LCA LIE LKA LSO LTU LUX LVA MAC MAF MAR MCO MDA "
+    "MDG MDV MEX MHL MKD MLI MLT MMR MNE MNG MNP MOZ MRT MSR MTQ MUS MWI MYS MYT NAM "
+    "NCL NER NFK NGA NIC NIU NLD NOR NPL NRU NZL OMN PAK PAN PCN PER PHL PLW PNG POL "
+    "PRI PRK PRT PRY PSE PYF QAT REU ROU RUS RWA SAU SDN SEN SGP SGS SHN SJM SLB SLE "
+    "SLV SMR SOM SPM SRB SSD STP SUR SVK SVN SWE SWZ SXM SYC SYR TCA TCD TGO THA TJK "
+    "TKL TKM TLS TON TTO TUN TUR TUV TWN TZA UGA UKR UMI URY USA UZB VAT VCT VEN VGB "
+    "VIR VNM VUT WLF WSM YEM ZAF ZMB ZWE"
+)
+ISO_3166_ALPHA3 = frozenset(_ISO_3166_ALPHA3.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +254,11 @@ class Agreement:
 
 # -- loading -----------------------------------------------------------------------
 
-def load_agreement(path: str | Path) -> Agreement:
-    """Read and validate an agreement file. Raises :class:`AgreementError`."""
+def load_agreement(path: str | Path, *, stored: bool = False) -> Agreement:
+    """Read and validate an agreement file. Raises :class:`AgreementError`.
+
+    ``stored``: a text this node pinned already (its own, one in agreement-history, one
+    staged by a pin), read as :func:`parse_agreement` reads a stored one."""
     path = Path(path)
     source = str(path)
     try:
@@ -252,14 +274,15 @@ def load_agreement(path: str | Path) -> Agreement:
     except tomllib.TOMLDecodeError as exc:
         raise AgreementError(source, "(syntax)", f"not valid TOML: {exc}",
                              "fix the TOML syntax at the position shown") from None
-    return parse_agreement(data, source=source)
+    return parse_agreement(data, source=source, stored=stored)
 
 
 class _Reader:
     """Walks a TOML table, remembering which keys were read to reject unknown ones."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, stored: bool = False) -> None:
         self.source = source
+        self.stored = stored
 
     def fail(self, where: str, problem: str, fix: str) -> AgreementError:
         return AgreementError(self.source, where, problem, fix)
@@ -291,6 +314,10 @@ class _Reader:
         if not isinstance(value, str) or not _PARTY.fullmatch(value):
             raise self.fail(where, f"{value!r} is not an ISO 3166-1 alpha-3 code",
                             'use three capital letters, e.g. "JPN", "NZL", "FJI"')
+        if value not in ISO_3166_ALPHA3 and not self.stored:
+            raise self.fail(where, f"{value} is not a country's ISO 3166-1 alpha-3 code",
+                            "use the code ISO 3166-1 assigns the country, e.g. \"JPN\", "
+                            "\"NZL\", \"FJI\"")
         if parties is not None and value not in parties:
             raise self.fail(where, f"{value} is not a party to this agreement",
                             f"use one of {', '.join(parties)} or add it to agreement.parties")
@@ -312,9 +339,15 @@ class _Reader:
         return value
 
 
-def parse_agreement(data: Mapping[str, Any], *, source: str = "<agreement>") -> Agreement:
-    """Validate parsed TOML and build an :class:`Agreement`. Raises :class:`AgreementError`."""
-    r = _Reader(source)
+def parse_agreement(data: Mapping[str, Any], *, source: str = "<agreement>",
+                    stored: bool = False) -> Agreement:
+    """Validate parsed TOML and build an :class:`Agreement`. Raises :class:`AgreementError`.
+
+    ``stored``: a text pinned before these checks were made (party codes outside ISO
+    3166-1, a ``no_equivalent`` row below a level the party holds) is still read, so a
+    node that pinned one opens, and a partner's marking made under an earlier text is
+    still read; a text being pinned or used for ``init`` is refused."""
+    r = _Reader(source, stored)
     top = r.table(dict(data), "", ("agreement", "rules", "schemes", "equivalence", "exchange",
                                    "caveats", "communities", "markings"),
                   ("agreement", "schemes", "equivalence", "exchange"))
@@ -582,6 +615,16 @@ def _rows(r: _Reader, raw_rows: list[Any], parties: tuple[str, ...],
             raise r.fail(f"schemes.{party}.levels", "the scheme's order disagrees with the "
                          "equivalence table", "list the levels lowest first, in the same order "
                          "as the [[equivalence]] rows")
+    for party in parties if not r.stored else ():
+        top = [row for row in rows if row.cells[party].held][-1]  # a scheme has a level
+        for row in rows[:top.rank]:  # every row below the highest the party holds
+            if not row.cells[party].held:
+                raise r.fail(f"equivalence[{row.rank}].{party}", f"no_equivalent, yet "
+                             f"{party} holds the higher row {top.name} "
+                             f"({top.cells[party].level})",
+                             f"a party protects a row below its own levels as the next one "
+                             f"up: write {party} = {{ treat_as = \"LEVEL\" }}; no_equivalent "
+                             "is for the rows above a party's highest level")
     for party, rank, target, where in pending_treat:
         if direct_rank[party][target] <= rank:
             raise r.fail(f"{where}.treat_as", f"{party} {target} is not higher than this row",

@@ -149,7 +149,7 @@ class Node:
 
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
-        current = load_agreement(config.agreement_path)
+        current = load_agreement(config.agreement_path, stored=True)  # as pinned
         self.agreement: Agreement = dataclasses.replace(
             current, earlier=earlier_agreements(config.agreement_path, current))
         self.store = store
