@@ -1053,6 +1053,34 @@ def test_serve_warns_of_a_node_other_users_may_read(world: World, tmp_path: Path
     assert f"{copy} (mode 755)" in r.stderr and f"{copy / 'node.db'} (mode 644)" in r.stderr
 
 
+def test_serve_warns_of_a_key_other_users_may_read(world: World, tmp_path: Path) -> None:
+    """Each private key and secret the node reads (the signing key, the TLS key, the audit
+    pseudonym, event-MAC and cursor keys) is made 0600, but a restore, or a key put in
+    place by hand, may not keep that: serve took one others could read silently. It warns
+    now, naming each file and the chmod fix, as for the node directory."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    secrets = [copy / "keys" / "signing.pem", copy / "tls" / "key.pem",
+               *(copy / "keys" / n for n in ("audit-pseudonyms.key", "audit-events.key",
+                                             "cursors.key"))]
+    assert all(s.is_file() for s in secrets)
+    with socket.socket() as other:  # serve stops there, after its warnings
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = run("serve", copy, "--port", port, code=2)
+        assert "other users" not in r.stderr, r.stderr
+        for secret, mode in zip(secrets, (0o640, 0o604, 0o644, 0o660, 0o600), strict=True):
+            secret.chmod(mode)
+        r = run("serve", copy, "--port", port, code=2)
+    warned = r.stderr.replace("\n", " ")
+    assert "WARNING" in warned and "a private key or secret of the node" in warned, warned
+    for secret, mode in zip(secrets[:4], ("640", "604", "644", "660"), strict=True):
+        assert f"{secret} (mode {mode})" in warned, warned
+    assert str(secrets[4]) not in warned and "chmod go= PATH" in warned
+    assert f"{copy} (mode" not in warned  # the directory itself is the node user's
+
+
 # -- --help everywhere ---------------------------------------------------------------------
 
 def all_commands(group: click.Group = main, path: tuple[str, ...] = ()

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import sys
 import unicodedata
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -27,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ..config import CONFIG_FILE
 from ..crypto.tls import check_key_pair, check_names_host
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
@@ -299,6 +301,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     mutual-TLS federation listener for its partners, and the courier that delivers
     releases to them."""
     from .server import (
+        HOLDS_KEY,
         cap_malloc_arenas,
         certificate_warning,
         exposed_warning,
@@ -322,8 +325,13 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     check_key_pair(*pair)  # as the listeners will load them, before they start
     check_names_host(pair[0], cfg.host)  # the federation listener's, and the card's
     private = [cfg.dir] if "://" in cfg.database else [cfg.dir, cfg.dir / cfg.database]
+    keys = cfg.signing_key.parent  # the secrets Node.__init__ reads, and the two keys
+    secret = [cfg.signing_key, pair[1], *(keys / name for name in (
+        "audit-pseudonyms.key", "audit-events.key", "cursors.key"))]
+    if "://" in cfg.database and urllib.parse.urlsplit(cfg.database).password:
+        secret.append(cfg.dir / CONFIG_FILE)  # the database's password is in it
     for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0]),
-                    exposed_warning(*private)):
+                    exposed_warning(*private), exposed_warning(*secret, holds=HOLDS_KEY)):
         if warning:
             logging.getLogger("intelpact.server").warning(warning)
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "

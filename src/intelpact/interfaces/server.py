@@ -155,11 +155,17 @@ def certificate_warning(cert: Path, now: dt.datetime | None = None) -> str | Non
             "add) (docs/deployment.md, \"TLS\")")
 
 
-def exposed_warning(*paths: Path) -> str | None:
-    """What to warn an operator of when the node directory or its SQLite database may be
-    read by other users of this machine: they hold the node's objects, its audit log and
-    its keys. ``init`` makes the directory 0700 and the store makes node.db 0600, but a
-    copy, a restore or an older intelpact may not have."""
+HOLDS_NODE = "the node's objects, audit log and keys"
+HOLDS_KEY = ("a private key or secret of the node (with it, another user could sign or "
+                "serve as the node, or forge its audit events or undo their pseudonyms)")
+
+
+def exposed_warning(*paths: Path, holds: str = HOLDS_NODE) -> str | None:
+    """What to warn an operator of when the node directory or its SQLite database, or
+    (``holds`` HOLDS_KEY) a private key or secret file, may be read by other users of
+    this machine (any group or other bit). ``init`` makes the directory 0700 and each key
+    0600, and the store makes node.db 0600, but a copy, a restore, a key put in place by
+    hand or an older intelpact may not have."""
     exposed = []
     for path in paths:
         with contextlib.suppress(OSError):  # not there: the store says so, clearly
@@ -168,9 +174,8 @@ def exposed_warning(*paths: Path) -> str | None:
                 exposed.append(f"{path} (mode {mode:o})")
     if not exposed:
         return None
-    return (f"other users of this machine may read {', '.join(exposed)}: it holds the "
-            "node's objects, audit log and keys; make it the node user's alone (chmod "
-            "go= PATH)")
+    return (f"other users of this machine may read {', '.join(exposed)}: it holds {holds}; "
+            "make it the node user's alone (chmod go= PATH)")
 
 
 def check_free(*listeners: dict[str, Any]) -> None:
