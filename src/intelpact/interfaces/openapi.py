@@ -236,7 +236,8 @@ def taxii_document(api_root: str, max_content_length: int) -> dict[str, Any]:
             "objects when no version passes the filters", ok("envelope", headers=True),
             (400, 403, 404), one), "delete": op(
             "delete an object's versions, every one unless match[version] names some "
-            "(security-officer role); 404 when the caller may not see it",
+            "(security-officer role, of the node's own party: not a liaison); 404 when "
+            "the caller may not see it",
             {"200": {"description": "deleted"}}, (400, 403, 404),
             ("match_version", "match_spec_version"))},
         f"{c}/objects/{{oid}}/versions/": {"parameters": p("cid", "oid"), "get": op(
