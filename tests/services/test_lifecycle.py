@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,31 @@ def test_nothing_is_exchanged_before_the_agreement_enters_into_force(tmp_path: P
         banner = jpn.store.labels()[jpn.store.held([obj["id"]])[0].banner_id]
         decision = nzl.federation._refused("JPN", banner, obj["id"], None, (), ())
         assert decision is not None and f"enters into force on {day}" in decision.message
+        with Courier(jpn) as courier:  # not due: nothing queued, nothing recorded
+            assert courier.catch_up(["NZL"]) == 0
+        assert jpn.store.find_audit(AuditFilter(kinds=("peer-catch-up",))) == []
+        # both pin a text in force today: what was published before reaches NZL, with no
+        # `peer add` again, at the courier's first round (Federation.catch_up)
+        jpn, nzl = pin(jpn, version(tmp_path, "now.toml")), pin(nzl, version(tmp_path,
+                                                                            "now.toml"))
+        assert jpn.agreement.in_force_now
+        with serving_federation(jpn), serving_federation(nzl), Courier(
+                jpn, interval=0.2, push_interval=0.05) as courier:
+            courier.start()
+            officer = nzl.people.as_person("officer")
+            deadline = time.monotonic() + 20
+            while not nzl.get(officer, obj["id"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [o["name"] for o in nzl.get(officer, obj["id"])] == [
+                "before the agreement is in force"]
+        (event,) = jpn.store.find_audit(AuditFilter(kinds=("peer-catch-up",)))
+        assert '"party":"NZL"' in event.body and '"queued":2' in event.body  # with its definition
+        # once per partner and text: not again in this process, nor after a restart
+        assert jpn.federation.catch_up("NZL") is None
+        jpn = reopen(jpn)
+        assert jpn.federation.catch_up("NZL") is None
+        assert len(jpn.store.find_audit(AuditFilter(kinds=("peer-catch-up",)))) == 1
+        assert jpn.store.pending("NZL", 100) == []
     finally:
         jpn.close()
         nzl.close()

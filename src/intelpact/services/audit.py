@@ -131,6 +131,8 @@ KINDS = {
     "relabel-agreement": "the stored labels were worked out again under the agreement text "
                          "in force (an amendment pinned, or none recorded)",
     "peer-add": "a partner node was pinned",
+    "peer-catch-up": "everything releasable to a partner was queued once the agreement "
+                     "came into force (what its state had held back)",
     "key-rotate": "this node's or a partner's signing key was rotated (the old key's bound)",
     "partner-audit": "a partner asked for the events about its objects",
     "partner-audit-kept": "this node's watch of a partner's audit log kept what it read and "

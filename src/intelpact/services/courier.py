@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -765,11 +765,31 @@ class Courier:
                 "federation: could not complete a reclassification cut short (retry in "
                 "%.1fs): %s", self.interval, exc)
 
+    def catch_up(self, parties: Iterable[str]) -> int:
+        """Queue for each partner what the agreement's state held back, once the text
+        pinned is in force (Federation.catch_up: once per partner and text, so a round
+        costs nothing once done; the day of entry into force is noticed at the first
+        round of that day, a text pinned in force at the first round of the process
+        serving it). How many entries were queued. A failure is logged and tried again
+        at the next pull's time."""
+        total = 0
+        for party in parties:
+            try:
+                total += self.node.federation.catch_up(party) or 0
+            except Exception as exc:  # noqa: BLE001 - tried again; nothing was queued
+                (log.warning if isinstance(exc, IntelpactError) else log.exception)(
+                    "federation: could not queue for %s what the agreement's state held "
+                    "back (retry in %.1fs): %s", party, self.interval, exc)
+        if total:
+            self.node.stored.set()
+        return total
+
     def _run(self) -> None:
         """Wake each partner's lane when something is stored (and every
         ``push_interval``), starting one for each partner as it is pinned; and, on the
-        pull's time, queue what a crash cut from its consent and complete the
-        reclassifications cut short. Each partner has its lane (:meth:`_lane`): one that
+        pull's time, queue what a crash cut from its consent, complete the
+        reclassifications cut short and queue what the agreement's state held back
+        (:meth:`catch_up`). Each partner has its lane (:meth:`_lane`): one that
         answers slowly, or not at all (up to the client's 30 s a request), holds up
         only its own deliveries, never another partner's."""
         lanes = self._lanes
@@ -784,7 +804,8 @@ class Courier:
                 release_wait = min(self.max_backoff, release_wait * 2)
                 self._released = self._release_held(release_wait)
                 release_failed = now
-            if _due(now, last_pull, self.interval):
+            catch_up = _due(now, last_pull, self.interval)
+            if catch_up:
                 self._resume_reclassifications()
                 last_pull = now
             try:
@@ -793,6 +814,8 @@ class Courier:
                 log.warning("federation: %s (retry in %.1fs)", exc, self.interval)
                 self._stop.wait(self.interval)
                 continue
+            if catch_up:
+                self.catch_up(parties)
             for party in parties:
                 if party not in lanes and not self._stop.is_set():
                     lanes[party] = threading.Event()

@@ -47,6 +47,7 @@ from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
 from ..store.base import (
     AuditEvent,
+    AuditFilter,
     HeldCheckpoints,
     MarkingConflict,
     NewObject,
@@ -480,6 +481,9 @@ class Federation:
         self.store = store
         self.audit = audit
         self._unused_tokens: set[str] = set()  # consent requests whose token is not used
+        # the partners queued everything releasable under the text pinned, in force
+        # (catch_up): (party, the text's content hash)
+        self._caught_up: set[tuple[str, str]] = set()
         # requests the federation listener refused, audited (``refuse``) per partner and
         # reason at most once every 10 s, each record saying how many it stands for: a
         # partner retrying a refused request (its courier backs off to 30 s) cannot fill
@@ -691,14 +695,50 @@ class Federation:
                                                     actor=operator(), url=peer.url,
                                                     key_id=peer.key_id,
                                                     tls_fingerprint=peer.tls_fingerprint)])
-        labels = self.store.labels()
-        queued = self.store.enqueue(peer.party,
-                                    lambda row: self._may_release(labels[row.banner_id],
-                                                                  peer.party, row).allowed)
+        if self.policy.agreement.in_force_now:  # queued now: no catch-up needed after
+            self._caught_up.add((peer.party, self.policy.agreement.content_hash))
+        queued = self._queue_releasable(peer.party)
         # an older version of an object we reclassified goes under its old marking: the
         # partner is told of the reclassification, as its holders were
         self.on_pinned(peer.party)
         return peer, queued
+
+    def _queue_releasable(self, party: str) -> int:
+        """Queue for ``party`` every stored object the release decision allows it now
+        (each with the definitions it cites: ``Store.enqueue``, which queues no entry
+        twice). How many entries that chose."""
+        labels = self.store.labels()
+        return self.store.enqueue(party, lambda row: self._may_release(
+            labels[row.banner_id], party, row).allowed)
+
+    def catch_up(self, party: str) -> int | None:
+        """Queue for ``party`` what the agreement's state held back, once it allows it:
+        a text pinned in-force ahead of its date of entry into force (or a draft) lets
+        nothing be queued, and what was published meanwhile was never queued after.
+        Once the text pinned is in force today, everything releasable to ``party`` is
+        queued (as ``peer add`` does), once per partner and text: recorded in the audit
+        log (``peer-catch-up``, with the text's hash and how many entries it queued),
+        so a restart does not scan the store again, and remembered here, so a round
+        costs nothing once done. Returns how many it queued; None when not due."""
+        agreement = self.policy.agreement
+        key = (party, agreement.content_hash)
+        if key in self._caught_up or not agreement.in_force_now:
+            return None
+        for record in self.store.latest_audit(AuditFilter(kinds=("peer-catch-up",),
+                                                          party=party, limit=1)):
+            if json.loads(record.body).get("agreement_hash") == agreement.content_hash:
+                self._caught_up.add(key)
+                return None
+        queued = self._queue_releasable(party)
+        self.audit.record(self.audit.event(
+            "peer-catch-up", party=party, actor=self.me.party, agreement=agreement.id,
+            version=agreement.version, agreement_hash=agreement.content_hash,
+            in_force=str(agreement.in_force), queued=queued))
+        self._caught_up.add(key)
+        if queued:
+            log.info("queued %d entries for %s: agreement %s is in force", queued, party,
+                     agreement.id)
+        return queued
 
     # -- consent tokens ---------------------------------------------------------------
     def held_consents(self) -> HeldConsents:
