@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from intelpact.interfaces import federation as federation_api
 from intelpact.model import national_marking
 from intelpact.services.courier import Courier
 from intelpact.services.node import Node
@@ -252,3 +253,38 @@ def versions(node: Node, reader: str, oid: str) -> list[str]:
     _, rows = node.find(node.people.as_person(reader), node.default_collection().collection_id,
                         Query(ids=(oid,), versions=("all",)))
     return sorted(row.version for row, _ in rows)
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_a_pull_that_passed_a_waiting_definition_carries_it_with_its_next_object(
+        aus_jpn: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch, early: bool) -> None:
+    """A definition whose first citing object was recalled waits in the outbox; the next
+    object citing it is queued behind more rows than a page reads on (MAX_PAGE, 4 here).
+    Pulled a row to a page, the page that starts with the definition reads on to its
+    bound without finding the object, and its ``next`` passes the definition; pulled
+    ``early`` (before the object is published), the cursor passes it with nothing to
+    read on to. Either way the definition goes with the object when that is pulled
+    (Federation.passed_definitions): without it the partner refuses the object."""
+    monkeypatch.setattr(federation_api, "MAX_PAGE", 4)
+    aus, jpn = aus_jpn
+    pin_each_other(aus, jpn)
+    unofficial, protected = definitions(aus)
+    first = indicator(unofficial, protected)
+    publish(aus, [unofficial, protected, first])
+    aus.controls.recall(None, first["id"], reason="source at risk")
+    fillers = [indicator(protected) for _ in range(6)]
+    second = indicator(unofficial, protected)
+    publish(aus, fillers)
+    courier = Courier(jpn)
+    with serving_federation(aus):
+        if early:
+            assert courier.pull_once("AUS", limit=1) == 7  # PROTECTED and the fillers
+        publish(aus, [second])
+        assert outbox(aus, "JPN")[-8:] == [unofficial["id"]] + [f["id"] for f in fillers] \
+            + [second["id"]]
+        assert courier.pull_once("AUS", limit=1) == (2 if early else 9)
+        courier.stop()
+    assert {r.object_id for r in jpn.store.held([unofficial["id"], second["id"]])} == {
+        unofficial["id"], second["id"]}
+    assert jpn.store.refusals() == []
+    assert unofficial["id"] in {d.object_id for d in aus.store.disseminations(party="JPN")}

@@ -322,6 +322,10 @@ class FederationApi:
         if later and min(later) > rows[0][0]:
             rows = [(oid, row) for oid, row in rows if oid < min(later)]
         going = [row for oid, row in sent if oid <= rows[-1][0]]
+        # a definition an object here cites that goes only with it, passed by the cursor
+        # before (its earlier object recalled, or beyond a read-on's bound): it goes now
+        carried = fed.passed_definitions(party, going, held)
+        going = carried + going
         tokens = fed.consents_for(party, going, held)
         # durable before it leaves; no receipt on a pull: the originators of what went on
         # with consent are told, unreceipted, once (not again for a page pulled again),
@@ -335,7 +339,10 @@ class FederationApi:
         going = [row for _, row in fed.outgoing(party, [
             (oid, row) for oid, row in self.node.store.released_after(party, after, size)
             if oid in numbers], held)[0]]
-        bodies = [row.body for row in going]
+        # a carried definition goes only if an object that cites it still does
+        bodies = [row.body for row in carried if any(row.object_id in other.body
+                                                     for other in going)]
+        bodies += [row.body for row in going]
         head = '{"more":' + ("true" if more else "false")
         if tokens:
             head += ',"x_intelpact_consents":' + json.dumps(tokens)

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ from .publish import (
 )
 
 log = logging.getLogger("intelpact.federation")
+_MARKING_ID = re.compile(r"marking-definition--[0-9A-Fa-f-]{36}")
 CARD_VERSION = 1
 CONSENT_VERSION = 1
 # What one consent token may name (docs/controls.md). An approval names one object, its
@@ -889,6 +891,47 @@ class Federation:
                         going.update(waiting.pop(ref, ()))
         later = [oid for oids in waiting.values() for oid in oids] if more else []
         return [(oid, row) for oid, row in entries if oid in going], later
+
+    def passed_definitions(self, party: str, rows: Sequence[StoredObject],
+                           consents: Iterable[ConsentToken] | None = None
+                           ) -> list[StoredObject]:
+        """The marking-definitions the objects among ``rows`` (a pulled page, as it
+        leaves) cite that go only with them, that are not among ``rows`` and that
+        ``party`` has not had: queued for it (with an earlier object that cites them),
+        they were passed by its pull's cursor without that object (recalled or raised
+        since, or beyond the page's bound, MAX_PAGE rows), and the partner refuses an
+        object citing a definition it does not hold. They go with these objects
+        (docs/federation.md, "Definitions travel with the objects that cite them").
+        Cheap for a page that needs none: its bodies are searched for ids, and the
+        store is asked only of those not in the page."""
+        here = {row.object_id for row in rows}
+        found = {ref for row in rows if row.object_type != "marking-definition"
+                 and "marking-definition--" in row.body for ref in _MARKING_ID.findall(row.body)}
+        wanted = sorted(found - here)
+        if not wanted:
+            return []
+        held = self.held_consents() if consents is None else consents
+        labels = self.store.labels()
+        first: dict[str, StoredObject] = {}
+        for row in self.store.held(wanted):
+            if row.object_type == "marking-definition" and \
+                    self.store.holds(row.collection_id, row.object_id, row.version,
+                                     row.body_hash) and \
+                    (row.object_id not in first or row.seq < first[row.object_id].seq):
+                first[row.object_id] = row
+        cited = {ref for row in rows if row.object_type != "marking-definition"
+                 and any(mid in row.body for mid in first)
+                 for ref in cited_markings(json.loads(row.body))}
+        carried = []
+        for mid, row in sorted(first.items()):
+            if mid not in cited or self._may_release(labels[row.banner_id], party, row,
+                                                     held).allowed:
+                continue  # one allowed on its own label went in its own turn
+            if party not in self.store.queued_for(mid) or \
+                    self.store.disseminations(object_id=mid, party=party):
+                continue  # never queued for it, or it has it
+            carried.append(row)
+        return carried
 
     def releaser(self) -> Callable[[NewObject], list[str]]:
         """The release filter for one batch: which partners each object being stored
