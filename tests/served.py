@@ -185,14 +185,16 @@ class Pair:
     the `intelpact serve` processes this test started."""
 
     def __init__(self, base: Path, dirs: Mapping[str, Path] | None = None,
-                 databases: Mapping[str, str] | None = None, *, pool: bool = True) -> None:
+                 databases: Mapping[str, str] | None = None, *, pool: bool = True,
+                 agreement: Path = AGREEMENT) -> None:
         """``dirs``: where a node's directory goes (default ``base/jpn``, ``base/nzl``);
         ``databases``: a node's PostgreSQL URL (default: its own SQLite file); ``pool``:
         False serves both nodes without a publication pool (``ingest_processes = 0``,
         as an operator may set it), for a test whose fault is not in publishing large
         envelopes: each `serve` then starts in about a second, not waiting for its
         pool processes to import the validator (tests/services/test_prepare_pool.py
-        tests the pool; the fault tests on publishing keep it)."""
+        tests the pool; the fault tests on publishing keep it). ``agreement``: the text
+        both nodes are made under (default: the sample's, in force)."""
         self.base = base
         self.dirs: dict[str, Path] = {}
         self.databases: dict[str, str] = dict(databases or {})
@@ -207,7 +209,7 @@ class Pair:
         for party in PARTIES:
             port, fed = free_ports(2)
             where = (dirs or {}).get(party, base / party.lower())
-            node = Node.create(where, party=party, agreement_file=AGREEMENT,
+            node = Node.create(where, party=party, agreement_file=agreement,
                                tls=False, port=port, federation_port=fed,
                                database=self.databases.get(party))
             if not pool:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
 from test_controls import deliver
+from test_faults import needs_faketime
 from test_federation import pair, people, publish, push
 
 from intelpact.config import staged, write_config
@@ -28,6 +29,7 @@ from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, StoreUnavailable
 
 from helpers import AGREEMENTS, indicator, make_node, serving_federation
+from served import Pair, bulk, faketime_env, keys, set_clock, wait_for
 
 SAMPLE = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8")
 
@@ -125,6 +127,34 @@ def test_nothing_is_exchanged_before_the_agreement_enters_into_force(tmp_path: P
     finally:
         jpn.close()
         nzl.close()
+
+
+def test_what_was_published_before_the_day_of_entry_into_force_goes_on_the_day(
+        tmp_path: Path) -> None:
+    """Both nodes served under one clock, the text pinned in-force with its date of
+    entry into force tomorrow: what JPN publishes today is not queued; when the clock
+    reaches that day, JPN's courier queues it (Federation.catch_up) and NZL gets it,
+    with no operator action."""
+    needs_faketime()
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    soon = tmp_path / "soon.toml"
+    soon.write_text(SAMPLE.replace("in_force = 2026-06-01", f"in_force = {day}"),
+                    encoding="utf-8")
+    clock = tmp_path / "clock"
+    set_clock(clock, "+0")
+    with Pair(tmp_path, pool=False, agreement=soon) as pair:
+        for party in ("JPN", "NZL"):
+            pair.start(party, env=faketime_env(file=clock))
+        before = bulk(1, "published the day before")
+        pair.publish("JPN", before)
+        time.sleep(3)  # a round or more of JPN's courier: nothing is queued, nothing goes
+        assert pair.query("JPN", "SELECT count(*) FROM outbox") == [(0,)]
+        assert not set(pair.rows("NZL")) & keys(before)
+        set_clock(clock, "+1d")
+        wait_for(lambda: set(pair.rows("NZL")) >= keys(before), 60,
+                 "what was published before reaches NZL on the day", pair)
+        assert len(pair.query("JPN", "SELECT body FROM audit_events WHERE kind = "
+                                     "'peer-catch-up'")) == 1
 
 
 def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
