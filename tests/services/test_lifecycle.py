@@ -157,6 +157,20 @@ def test_what_was_published_before_the_day_of_entry_into_force_goes_on_the_day(
                                      "'peer-catch-up'")) == 1
 
 
+def test_the_catch_up_does_not_send_a_partner_its_own_objects_back(
+        jpn_nzl: list[Node]) -> None:
+    """The catch-up (and `peer add`) queues everything releasable to a partner, but the
+    objects that partner originated: NZL's object held at JPN does not go back to it."""
+    jpn, nzl = jpn_nzl
+    obj = publish(nzl, "from NZL", "SECRET", ("JPN",))
+    with serving_federation(jpn):
+        assert push(nzl, "JPN") == 2
+    assert jpn.store.held([obj["id"]])
+    jpn = jpn_nzl[0] = reopen(jpn)  # `peer add` in this process would count as done
+    assert jpn.federation.catch_up("NZL") == 0
+    assert jpn.store.pending("NZL", 100) == []
+
+
 def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
         jpn_nzl: list[Node], tmp_path: Path) -> None:
     jpn, nzl = jpn_nzl

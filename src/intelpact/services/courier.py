@@ -767,11 +767,11 @@ class Courier:
 
     def catch_up(self, parties: Iterable[str]) -> int:
         """Queue for each partner what the agreement's state held back, once the text
-        pinned is in force (Federation.catch_up: once per partner and text, so a round
-        costs nothing once done; the day of entry into force is noticed at the first
-        round of that day, a text pinned in force at the first round of the process
-        serving it). How many entries were queued. A failure is logged and tried again
-        at the next pull's time."""
+        pinned is in force (Federation.catch_up: once per partner and date of entry
+        into force, so a round costs nothing once done; the day of entry into force is
+        noticed at the first round of that day, a text pinned in force at the first
+        round of the process serving it). How many entries were queued. A failure is
+        logged and tried again at the next pull's time."""
         total = 0
         for party in parties:
             try:

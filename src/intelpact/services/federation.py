@@ -41,7 +41,7 @@ from ..crypto.keys import KeyFileError, key_id, public_key_b64, public_key_from_
 from ..crypto.signing import SignatureError, canonical, object_signed_view, verify_object
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
-from ..model import Label, Markings, PartnerNode, Policy, parse_marking
+from ..model import Agreement, Label, Markings, PartnerNode, Policy, parse_marking
 from ..model.decisions import ConsentToken
 from ..model.echo import first, shown, too_many
 from ..model.errors import LabelError, MarkingError
@@ -474,6 +474,12 @@ class Received:
     body_hash: str = ""
 
 
+def _in_force(party: str, agreement: Agreement) -> tuple[str, str, str]:
+    """What a catch-up for ``party`` is done once for (Federation.catch_up): the
+    agreement and its date of entry into force."""
+    return party, agreement.id, str(agreement.in_force)
+
+
 class Federation:
     def __init__(self, me: Identity, policy: Policy, markings: Markings, store: Store,
                  audit: AuditLog) -> None:
@@ -483,9 +489,9 @@ class Federation:
         self.store = store
         self.audit = audit
         self._unused_tokens: set[str] = set()  # consent requests whose token is not used
-        # the partners queued everything releasable under the text pinned, in force
-        # (catch_up): (party, the text's content hash)
-        self._caught_up: set[tuple[str, str]] = set()
+        # the partners queued everything releasable once the agreement came into force
+        # (catch_up): (party, the agreement's id, its date of entry into force)
+        self._caught_up: set[tuple[str, str, str]] = set()
         # requests the federation listener refused, audited (``refuse``) per partner and
         # reason at most once every 10 s, each record saying how many it stands for: a
         # partner retrying a refused request (its courier backs off to 30 s) cannot fill
@@ -698,7 +704,7 @@ class Federation:
                                                     key_id=peer.key_id,
                                                     tls_fingerprint=peer.tls_fingerprint)])
         if self.policy.agreement.in_force_now:  # queued now: no catch-up needed after
-            self._caught_up.add((peer.party, self.policy.agreement.content_hash))
+            self._caught_up.add(_in_force(peer.party, self.policy.agreement))
         queued = self._queue_releasable(peer.party)
         # an older version of an object we reclassified goes under its old marking: the
         # partner is told of the reclassification, as its holders were
@@ -708,27 +714,32 @@ class Federation:
     def _queue_releasable(self, party: str) -> int:
         """Queue for ``party`` every stored object the release decision allows it now
         (each with the definitions it cites: ``Store.enqueue``, which queues no entry
-        twice). How many entries that chose."""
+        twice), but its own objects: the partner originated them, they never go back
+        to it. How many entries that chose."""
         labels = self.store.labels()
-        return self.store.enqueue(party, lambda row: self._may_release(
-            labels[row.banner_id], party, row).allowed)
+        return self.store.enqueue(party, lambda row: row.originator != party and
+                                  self._may_release(labels[row.banner_id], party,
+                                                    row).allowed)
 
     def catch_up(self, party: str) -> int | None:
         """Queue for ``party`` what the agreement's state held back, once it allows it:
         a text pinned in-force ahead of its date of entry into force (or a draft) lets
         nothing be queued, and what was published meanwhile was never queued after.
         Once the text pinned is in force today, everything releasable to ``party`` is
-        queued (as ``peer add`` does), once per partner and text: recorded in the audit
-        log (``peer-catch-up``, with the text's hash and how many entries it queued),
-        so a restart does not scan the store again, and remembered here, so a round
-        costs nothing once done. Returns how many it queued; None when not due."""
+        queued (as ``peer add`` does), once per partner and agreement's date of entry
+        into force (not again for an amendment that keeps it: what it newly allows is
+        not sent after the fact): recorded in the audit log (``peer-catch-up``, with
+        that date and how many entries it queued), so a restart does not scan the store
+        again, and remembered here, so a round costs nothing once done. Returns how
+        many it queued; None when not due."""
         agreement = self.policy.agreement
-        key = (party, agreement.content_hash)
+        key = _in_force(party, agreement)
         if key in self._caught_up or not agreement.in_force_now:
             return None
         for record in self.store.latest_audit(AuditFilter(kinds=("peer-catch-up",),
                                                           party=party, limit=1)):
-            if json.loads(record.body).get("agreement_hash") == agreement.content_hash:
+            said = json.loads(record.body)
+            if (party, said.get("agreement"), said.get("in_force")) == key:
                 self._caught_up.add(key)
                 return None
         queued = self._queue_releasable(party)
