@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +27,7 @@ from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
 from intelpact.services.node import Node, NodeError
 from intelpact.services.publish import MarkingRequest
-from intelpact.store.base import AuditFilter, StoreUnavailable
+from intelpact.store.base import AuditFilter, StoreUnavailable, parse_timestamp
 
 from helpers import AGREEMENTS, indicator, make_node, serving_federation
 from served import Pair, bulk, faketime_env, keys, set_clock, wait_for
@@ -473,3 +474,45 @@ def test_a_termination_that_says_destroy_destroys_a_partners_portions_too(
     assert [json.loads(r.body)["name"] for r in jpn.store.held([mine["id"]])] == ["JPN's own"]
     destroyed = jpn.store.find_audit(AuditFilter(kinds=("destroy",), originator="JPN"))
     assert [json.loads(e.body)["held"] for e in destroyed] == ["a partner's material"]
+
+
+def test_a_version_holding_a_partners_material_stored_as_it_is_destroyed_is_destroyed_too(
+        jpn_nzl: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a termination that says destroy destroyed the versions of JPN's own
+    report holding NZL material that it had read before its transaction; a version
+    stored in between (a publication made as the destruction ran) kept NZL's text in
+    clear. The versions to destroy are chosen as the purge's transaction finds them."""
+    jpn, nzl = jpn_nzl
+    source = publish(nzl, "NZ source", "SECRET", ("JPN",))
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(nzl, "JPN") >= 1
+    (held,) = jpn.store.held([source["id"]])
+    nz_marking = json.loads(held.body)["object_marking_refs"][0]
+    report = indicator("JPN report drawing on NZ material",
+                       description="NZ-ONLY DETAIL taken from the NZ source",
+                       granular_markings=[{"selectors": ["description"],
+                                           "marking_ref": nz_marking}])
+    who = jpn.people.as_person("officer").person
+    cid = jpn.default_collection().collection_id
+    status = jpn.publisher.publish(who, cid, [report], marking=MarkingRequest("極秘", ("NZL",)))
+    assert status.body["failure_count"] == 0, status.body
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    jpn = jpn_nzl[0] = pin(jpn, ended, "the agreement ended")
+    later = dict(report, modified="2099-01-01T00:00:00.000Z",
+                 description="NZ-ONLY LATER DETAIL taken from the NZ source")
+    real, published = jpn.store.purge, []
+
+    def purge(*args: Any, **kwargs: Any) -> Any:
+        if not published:  # after the scan, before the report's purge: a new version
+            published.append(jpn.publisher.publish(
+                who, cid, [later], marking=MarkingRequest("極秘", ())))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jpn.store, "purge", purge)
+    assert jpn.controls.destroy_received("the agreement ended") == 3  # source, marking, report
+    assert published[0].body["failure_count"] == 0, published[0].body
+    assert jpn.store.held([report["id"]]) == []  # no version of it is held any more
+    destroyed = jpn.store.find_audit(AuditFilter(kinds=("destroy",), originator="JPN"))
+    assert sorted(parse_timestamp(v) for e in destroyed
+                  for _, v in json.loads(e.body)["objects"]) == [
+        parse_timestamp(report["modified"]), parse_timestamp(later["modified"])]

@@ -205,7 +205,13 @@ class Controls:
         labels = self.store.labels()
         everything = list(labels)
         held: dict[str, str] = {}
-        mixed: dict[str, set[str]] = {}  # our objects' versions with a partner's material
+        mixed: set[str] = set()  # our objects with a version holding a partner's material
+
+        def partners(row: StoredObject) -> bool:
+            """``row``'s banner has a source other than this party (a label stored since
+            they were read is read again)."""
+            label = labels.get(row.banner_id) or self.store.labels()[row.banner_id]
+            return bool(label.sources - {self.party})
         for collection in self.store.collections():
             cursor = None
             while True:
@@ -214,19 +220,21 @@ class Controls:
                 for row in page.rows:
                     if row.originator != self.party:
                         held[row.object_id] = row.originator
-                    elif labels[row.banner_id].sources - {self.party}:
-                        mixed.setdefault(row.object_id, set()).add(row.version)
+                    elif partners(row):
+                        mixed.add(row.object_id)
                 if not page.more:
                     break
                 cursor = page.next
         when = timestamp(utc_now())
-        for object_id, versions in sorted(mixed.items()):
+        for object_id in sorted(mixed):
+            # the versions to destroy chosen as the purge's transaction finds them: one
+            # stored since the scan read them is destroyed too
             self.store.purge(
                 object_id, self.party, _tombstone(when), when,
                 lambda rows: self.audit.by_originator(
                     "destroy", [(r.object_id, r.version, r.originator) for r in rows],
                     operator=operator(), reason=reason, held="a partner's material"),
-                versions=sorted(versions))
+                which=partners)
         for object_id, originator in sorted(held.items()):
             # purged and the originator's notice queued in one transaction: a crash
             # between the two would leave it never told (a second run finds nothing)

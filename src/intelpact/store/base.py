@@ -1313,13 +1313,13 @@ class Store(abc.ABC):
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                                 Sequence[Notice]] | None = None,
-              versions: Sequence[str] | None = None,
+              which: Callable[[StoredObject], bool] | None = None,
               older_than: str | None = None) -> list[StoredObject]:
         """Holder side of a recall, in one transaction: replace the body of every stored
-        version of ``object_id`` originated by ``originator`` (or only those of
-        ``versions``; or only those older than ``older_than``, as this transaction finds
-        them: a reclassification's, which a version stored after its caller read the
-        versions must not escape) by its tombstone, mark it
+        version of ``object_id`` originated by ``originator`` (or only those ``which``
+        chooses, or only those older than ``older_than``, each as this transaction finds
+        them: a version stored after the caller read the versions must not escape) by
+        its tombstone, mark it
         recalled (no query serves it again), drop its undelivered outbox entries, add the
         ``notices`` made of the rows and of the tombstones of the object's versions
         destroyed before (the notice applied, the originator's confirmation), and append

@@ -1029,11 +1029,11 @@ class PostgresStore(Store):
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                                 Sequence[Notice]] | None = None,
-              versions: Sequence[str] | None = None,
+              which: Callable[[StoredObject], bool] | None = None,
               older_than: str | None = None) -> list[StoredObject]:
         with self._write() as c:
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit,
-                          notices, versions, older_than)
+                          notices, which, older_than)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],

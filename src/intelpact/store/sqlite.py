@@ -1033,11 +1033,11 @@ class SQLiteStore(Store):
               when: str, audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
               notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                                 Sequence[Notice]] | None = None,
-              versions: Sequence[str] | None = None,
+              which: Callable[[StoredObject], bool] | None = None,
               older_than: str | None = None) -> list[StoredObject]:
         with self._write() as c:
             purged = _purge(c, "?", object_id, originator, tombstone, when, audit,
-                            notices, versions, older_than)
+                            notices, which, older_than)
         self._scrub()
         return purged
 
@@ -1656,7 +1656,7 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
            audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]],
            notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
                              Sequence[Notice]] | None = None,
-           versions: Sequence[str] | None = None,
+           which: Callable[[StoredObject], bool] | None = None,
            older_than: str | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
     every = [(_stored(r[:-1]), r[-1]) for r in c.execute(
@@ -1665,7 +1665,7 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
     earlier = [row for row, recalled in every if recalled is not None]
     before = parse_timestamp(older_than) if older_than is not None else None
     rows = [row for row, recalled in every if recalled is None
-            and (versions is None or row.version in versions)
+            and (which is None or which(row))
             and (before is None or parse_timestamp(row.version) < before)]
     kept = list(notices(rows, earlier)) if notices is not None else []
     # a notice kept already (the one applied, delivered twice at once: each delivery
