@@ -510,6 +510,44 @@ def test_the_evidence_deleted_with_the_watch_s_cursor_is_caught_by_this_log(
         "events-withheld alert says NZL left them out" in said, said
 
 
+def test_the_kept_evidence_checked_beside_a_watch_keeping_more_is_one_state_of_it(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: `audit verify` checked NZL's events kept here page by page, then read
+    the watch's cursor: a serving node's watch that kept more of NZL's events and moved
+    the cursor in between made the events below the cursor look deleted ("numbered 2 to
+    4 are not kept here"), a tamper that was not there. The check reads one snapshot of
+    the store (Store.snapshot), as the log's own verify does."""
+    jpn, nzl = jpn_nzl
+    with _shared(jpn, nzl, reads=2) as secret:
+        courier = Courier(jpn)
+        try:
+            courier.watch_once("NZL")
+            _read(nzl, secret, 3)
+            real, moved = jpn.store.partner_audit_watch, []
+            checking = threading.get_ident()
+
+            def watch_moves_meanwhile(party: str) -> Any:
+                if threading.get_ident() == checking and not moved:
+                    # the check read the events: the watch keeps more, moves the cursor
+                    thread = threading.Thread(target=lambda: moved.append(
+                        courier.watch_once("NZL")))
+                    thread.start()
+                    thread.join()
+                return real(party)
+
+            before = jpn.store.partner_audit_cursor("NZL")
+            monkeypatch.setattr(jpn.store, "partner_audit_watch", watch_moves_meanwhile)
+            count, problems = jpn.audit.check_kept("NZL", jpn.federation.log_keys("NZL"))
+            monkeypatch.undo()
+        finally:
+            courier.stop()
+    assert moved and jpn.store.partner_audit_cursor("NZL")[1] > before[1]
+    assert problems == []
+    assert count == before[1]  # what was kept when the check began
+    assert jpn.audit.check_kept("NZL", jpn.federation.log_keys("NZL")) == (
+        jpn.store.partner_audit_cursor("NZL")[1], [])
+
+
 @pytest.mark.parametrize(("tamper", "options", "sqlite_only"), [
     ("UPDATE partner_events SET proof = 'abc' WHERE leaf = {first}", (), True),
     ("UPDATE partner_checkpoints SET note = CAST(note AS BLOB)", (), True),

@@ -1197,8 +1197,14 @@ class AuditLog:
         that each is filed under its body's kind, if under any (an event kept before
         kinds were filed is under none), and under exactly the objects its body names
         (filing; what is filed under a leaf not kept finds nothing). Returns how many
-        events are kept and what is wrong, a line each."""
-        keys = list(keys)
+        events are kept and what is wrong, a line each. Read in one snapshot of the store
+        (Store.snapshot): beside a serving node, whose watch keeps more events and moves
+        its cursor meanwhile, the events read before the cursor would look deleted."""
+        with self.store.snapshot():
+            return self._check_kept(party, list(keys), advance)
+
+    def _check_kept(self, party: str, keys: list[LogKey],
+                    advance: Callable[[int], None]) -> tuple[int, list[str]]:
         count, after = 0, -1
         expect: int | None = 0
         problems: list[str] = []
