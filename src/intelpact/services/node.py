@@ -433,15 +433,18 @@ class Node:
         return sign_object(obj, self.federation.signer().key, self.party)
 
     @classmethod
-    def open(cls, node_dir: str | Path) -> Node:
-        return cls._on_store(load_config(Path(node_dir)))
+    def open(cls, node_dir: str | Path, *, migrate: bool = True) -> Node:
+        """The node of ``node_dir``. ``migrate`` False (`audit verify`, which must not
+        change the database): a store whose schema is older than this intelpact's is
+        refused, saying to run the node once to migrate it, rather than migrated."""
+        return cls._on_store(load_config(Path(node_dir)), migrate=migrate)
 
     @classmethod
-    def _on_store(cls, config: NodeConfig) -> Node:
+    def _on_store(cls, config: NodeConfig, *, migrate: bool = True) -> Node:
         """The node of ``config`` on its store, opened here: closed again if the node
         cannot be made (a key file refused, an agreement changed), so a caller that goes
         on (a test, the console's tests) is left no connection, file or pool thread."""
-        store = open_store(config.database, config.dir)
+        store = open_store(config.database, config.dir, migrate=migrate)
         try:
             return cls(config, store)
         except BaseException:

@@ -8,17 +8,19 @@ from .base import Store, StoreError
 from .sqlite import SQLiteStore
 
 
-def open_store(database: str, base_dir: Path | None = None) -> Store:
+def open_store(database: str, base_dir: Path | None = None, *,
+               migrate: bool = True) -> Store:
     """Open the store a node's ``database`` setting names: a ``postgresql://`` URL,
-    or a SQLite file (relative to ``base_dir``)."""
+    or a SQLite file (relative to ``base_dir``). ``migrate`` False: a schema older than
+    this intelpact's is refused, not migrated (a command that must not write)."""
     if database.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore  # psycopg is only loaded when used
 
-        return PostgresStore(database)
+        return PostgresStore(database, migrate=migrate)
     path = Path(database)
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
-    return SQLiteStore(path)
+    return SQLiteStore(path, migrate=migrate)
 
 
 __all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]

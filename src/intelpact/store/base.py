@@ -34,6 +34,25 @@ class StoreError(IntelpactError):
     """The store could not do what was asked (conflict, bad cursor, missing collection...)."""
 
 
+def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
+    """The version of a store's schema with the migrations ``done`` (of those ``shipped``
+    with this intelpact), read for a command that must not write (`audit verify`,
+    ``migrate=False``): one with a migration not applied is refused, not migrated."""
+    done, shipped = set(done), sorted(shipped)
+    current, newest = max(done, default=0), (shipped[-1] if shipped else 0)
+    if current > newest:
+        raise StoreError(f"{where}: database schema version {current} is newer than this "
+                         f"intelpact ({newest})",
+                         hint="upgrade intelpact before opening this node")
+    if set(shipped) - done:
+        raise StoreError(f"{where}: database schema version {current} is older than this "
+                         f"intelpact ({newest}); this command does not change the database, "
+                         "so it does not migrate it",
+                         hint="run the node once with this intelpact (intelpact serve DIR), "
+                         "which migrates the database, then run this command again")
+    return current
+
+
 class AuditError(IntelpactError):
     """The audit log could not record, prove or verify. Defined beside the store, which
     raises it too: an act whose audit events could not be appended in the act's own

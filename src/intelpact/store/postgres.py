@@ -71,6 +71,7 @@ from .base import (
     fold_text,
     label_from_key,
     label_key,
+    schema_read,
     timestamp,
     utc_now,
 )
@@ -259,7 +260,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 class PostgresStore(Store):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, migrate: bool = True) -> None:
+        """``migrate`` False: a schema older than the code's is refused (schema_read),
+        not migrated."""
         self.url = url
         self._where = describe(url)
         self._snapshot = threading.local()  # .conn: this thread's snapshot (snapshot())
@@ -286,7 +289,7 @@ class PostgresStore(Store):
                              hint="check that the server runs and that database, user and "
                              "password in node.toml's 'database' are right") from None
         try:
-            self.schema_version = self._migrate()
+            self.schema_version = self._migrate() if migrate else self._unmigrated()
             self._load_labels()
             row = self._one("SELECT reltuples FROM pg_class WHERE oid = 'objects'::regclass")
         except BaseException:
@@ -415,6 +418,15 @@ class PostgresStore(Store):
         except Exception:  # noqa: BLE001 - autovacuum will do it later; queries still answer
             log.warning("could not refresh the planner's statistics of objects",
                         exc_info=True)
+
+    def _unmigrated(self) -> int:
+        """The schema's version, read only: refused if older than the code's."""
+        try:
+            done = [int(row[0]) for row in self._all("SELECT version FROM schema_migrations")]
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(f"{self._where}: no intelpact database here",
+                             hint="check database in node.toml") from None
+        return schema_read(self._where, done, [version for version, _ in migrations()])
 
     def _migrate(self) -> int:
         with self._write() as c:

@@ -78,6 +78,7 @@ from .base import (
     label_key,
     marking_differs,
     parse_timestamp,
+    schema_read,
     timestamp,
     utc_now,
 )
@@ -158,7 +159,9 @@ class SQLiteStore(Store):
     text_index_apart = True  # objects_text, written by index_text (migration 0014)
     reads_local = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        """``migrate`` False: a schema older than the code's is refused (schema_behind),
+        not migrated, and a database that does not exist is not made."""
         self.path = str(path)
         self._local = threading.local()
         # every connection opened, by the thread it belongs to (closed at close())
@@ -173,7 +176,7 @@ class SQLiteStore(Store):
         self._writers_fd: int | None = None
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
-        self.schema_version = self._migrate()
+        self.schema_version = self._migrate() if migrate else self._unmigrated()
         self._load_labels()
 
     def _scrub(self) -> None:
@@ -321,6 +324,21 @@ class SQLiteStore(Store):
             if self._writers_fd is not None:
                 os.close(self._writers_fd)
                 self._writers_fd = None
+
+    def _unmigrated(self) -> int:
+        """The schema's version, read only: refused if older than the code's."""
+        if not Path(self.path).is_file():
+            raise StoreError(f"{self.path}: no database here",
+                             hint="check database in node.toml")
+        try:
+            done = [row[0] for row in self._conn().execute(
+                "SELECT version FROM schema_migrations").fetchall()]
+        except sqlite3.OperationalError as exc:
+            if damage(exc) is not None:
+                raise
+            raise StoreError(f"{self.path}: cannot read the database's schema version: {exc}",
+                             hint="check database in node.toml") from None
+        return schema_read(self.path, done, [version for version, _ in migrations()])
 
     def _migrate(self) -> int:
         try:
