@@ -98,6 +98,46 @@ def serving(node: Node) -> Iterator[str]:
         yield f"{'https' if 'ssl_certfile' in options else 'http'}://127.0.0.1:{options['port']}"
 
 
+def node_sql(node_dir: Path, statement: str) -> list[tuple[Any, ...]]:
+    """``statement`` on the database of the node of ``node_dir``, not through its store
+    (which opening migrates): to make it a database of an older release."""
+    from intelpact.config import load_config
+
+    config = load_config(node_dir)
+    if config.database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(config.database, autocommit=True) as pg_conn:
+            cur = pg_conn.execute(statement)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+    import sqlite3
+
+    conn = sqlite3.connect(config.dir / config.database, isolation_level=None)
+    try:
+        return conn.execute(statement).fetchall()
+    finally:
+        conn.close()
+
+
+def older_schema(node_dir: Path) -> tuple[int, str]:
+    """Make the node's database one of the release before (its newest migration recorded
+    as not applied); returns that migration's row, to record it again."""
+    (newest, applied), = node_sql(node_dir, "SELECT version, applied FROM schema_migrations "
+                                  "ORDER BY version DESC LIMIT 1")
+    node_sql(node_dir, f"DELETE FROM schema_migrations WHERE version = {int(newest)}")  # noqa: S608
+    return int(newest), str(applied)
+
+
+def migrations_applied(node_dir: Path) -> list[int]:
+    return [int(r[0]) for r in node_sql(node_dir, "SELECT version FROM schema_migrations "
+                                        "ORDER BY version")]
+
+
+def migrated(node_dir: Path, row: tuple[int, str]) -> None:
+    """The migration ``row`` recorded again (its tables are there: as serve migrating)."""
+    node_sql(node_dir, f"INSERT INTO schema_migrations VALUES ({row[0]}, '{row[1]}')")  # noqa: S608
+
+
 def test_database() -> str | None:
     """The store make_node gives a node: None (its own SQLite file) unless
     INTELPACT_TEST_DATABASE=postgresql asks for a fresh database on the test

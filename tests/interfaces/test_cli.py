@@ -1177,3 +1177,39 @@ def test_a_store_gone_mid_command_is_one_line_and_a_hint(capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert err.startswith("error: the PostgreSQL store at 127.0.0.1:5432 went away\n"), err
     assert "hint: check that the database server runs" in err and "Traceback" not in err
+
+
+def test_a_command_does_not_migrate_a_database_an_older_serve_may_be_running_on(
+        tmp_path: Path) -> None:
+    """Regression: every command opening a node applied the migrations its database
+    lacked, so a newer intelpact's command (a `user add` run after upgrading, before the
+    old `serve` was stopped) changed the schema under the serve still running on it,
+    which expects the one it knows. Only `serve` migrates now; another command refuses
+    an older schema, saying to stop the node and run it once with this intelpact, and
+    changes nothing."""
+    from helpers import make_node, migrated, migrations_applied, older_schema
+
+    node = make_node(tmp_path / "jpn")
+    d = node.config.dir
+    node.close()
+    row = older_schema(d)
+    older = migrations_applied(d)
+    add = ["user", "add", str(d), "late", "--party", "JPN", "--clearance", "秘"]
+    refused = CliRunner().invoke(main, add)
+    said = " ".join(refused.output.split())
+    assert refused.exit_code != 0, said
+    assert f"database schema version {older[-1]} is older than this intelpact" in said
+    assert "only `intelpact serve` migrates it" in said, said
+    assert "stop the node if an older intelpact still serves it" in said, said
+    assert migrations_applied(d) == older  # not migrated
+    assert not any(r[0] == "late" for r in _people_rows(d))
+    migrated(d, row)  # as serve does when it starts
+    added = CliRunner().invoke(main, add)
+    assert added.exit_code == 0, added.output
+    assert any(r[0] == "late" for r in _people_rows(d))
+
+
+def _people_rows(node_dir: Path) -> list[tuple[Any, ...]]:
+    from helpers import node_sql
+
+    return node_sql(node_dir, "SELECT name FROM people")

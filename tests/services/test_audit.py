@@ -1366,36 +1366,19 @@ def test_audit_verify_does_not_migrate_a_database_older_than_the_code(tmp_path: 
     command that must only read; beside an older `serve`, a schema it does not know).
     It now opens the store without migrating: an older schema is refused, saying to
     run the node once to migrate it, and the database is left as it was."""
+    from helpers import migrated, migrations_applied, older_schema
+
     node = make_node(tmp_path / "jpn")
-    config = node.config
+    d = node.config.dir
     node.close()
-
-    def sql(statement: str) -> list[tuple[Any, ...]]:
-        """``statement`` on the node's database, not through the store (which migrates)."""
-        if config.database.startswith("postgresql://"):
-            import psycopg
-
-            with psycopg.connect(config.database, autocommit=True) as conn:
-                cur = conn.execute(statement)
-                return cur.fetchall() if cur.description else []
-        conn = sqlite3.connect(config.dir / config.database, isolation_level=None)
-        try:
-            return conn.execute(statement).fetchall()
-        finally:
-            conn.close()
-
-    # the newest migration recorded as not applied: the database of the release before
-    (newest, applied), = sql("SELECT version, applied FROM schema_migrations ORDER BY "
-                             "version DESC LIMIT 1")
-    sql(f"DELETE FROM schema_migrations WHERE version = {int(newest)}")  # noqa: S608
-    older = sql("SELECT version FROM schema_migrations ORDER BY version")
-    verified = CliRunner().invoke(main, ["audit", "verify", str(config.dir)])
+    row = older_schema(d)
+    older = migrations_applied(d)
+    verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
     said = " ".join(verified.output.split())
     assert verified.exit_code != 0, said
-    assert f"database schema version {older[-1][0]} is older than this intelpact" in said
+    assert f"database schema version {older[-1]} is older than this intelpact" in said
     assert "run the node once with this intelpact (intelpact serve DIR)" in said, said
-    assert sql("SELECT version FROM schema_migrations ORDER BY version") == older
-    # migrated (as the node run would: its tables are there), verify reads it
-    sql(f"INSERT INTO schema_migrations VALUES ({int(newest)}, '{applied}')")  # noqa: S608
-    verified = CliRunner().invoke(main, ["audit", "verify", str(config.dir)])
+    assert migrations_applied(d) == older  # not migrated
+    migrated(d, row)  # as the node run would; then verify reads it
+    verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
     assert verified.exit_code == 0, verified.output

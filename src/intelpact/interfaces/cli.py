@@ -215,7 +215,7 @@ def user_add(node_dir: Path, name: str, party: str, clearance: str, caveats: tup
         except UnicodeDecodeError:
             raise IntelpactError("the password on standard input is not UTF-8 text",
                                  hint="give the password as UTF-8 text") from None
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     record = node.people.add(name, party=party.upper(), clearance=clearance,
                              caveats=[c.upper() for c in caveats],
                              communities=[c.upper() for c in communities],
@@ -230,7 +230,7 @@ def user_add(node_dir: Path, name: str, party: str, clearance: str, caveats: tup
 @friendly
 def user_list(node_dir: Path) -> None:
     """List the people of a node."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     table = Table("name", "party", "clearance", "caveats", "communities", "roles", "status")
     for p in node.store.people():
         table.add_row(*(Text(_safe(v)) for v in (
@@ -246,7 +246,7 @@ def user_list(node_dir: Path) -> None:
 @friendly
 def user_revoke(node_dir: Path, name: str) -> None:
     """Revoke a person and all their tokens. Names are never reused."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     node.people.revoke(name)
     out.print(f"Revoked {name}")
     node.close()
@@ -264,7 +264,7 @@ def token() -> None:
 @friendly
 def token_issue(node_dir: Path, name: str, label: str) -> None:
     """Print a new bearer token for NAME. It is shown once; only its digest is kept."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     click.echo(node.people.issue_token(name, label))
     node.close()
 
@@ -276,7 +276,7 @@ def token_issue(node_dir: Path, name: str, label: str) -> None:
 @friendly
 def token_revoke(node_dir: Path, name: str, value: str | None) -> None:
     """Revoke NAME's tokens (all, or one)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     count = node.people.revoke_tokens(name, value)
     out.print(f"Revoked {count} token(s) of {name}")
     node.close()
@@ -312,7 +312,9 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
 
     cap_malloc_arenas()  # before the node's threads start
     configure_logging(log_level.lower())
-    node = Node.open(node_dir)
+    # the one command that migrates a database older than this intelpact: the others,
+    # which may run beside an older serve still running on it, refuse (docs/node.md)
+    node = Node.open(node_dir, migrate=True)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
     pair: list[Path] = []
@@ -404,7 +406,7 @@ def publish(node_dir: Path, file: Path, as_name: str, classification: str, rel: 
     how many objects were accepted and rejected, and why each was rejected; exits
     with status 1 when none was accepted."""
     objects = _load_objects(file)
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = as_publisher(node, as_name)
     cid = collection or node.default_collection().collection_id
     marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
@@ -474,7 +476,7 @@ def get(node_dir: Path, object_id: str, as_name: str, all_versions: bool) -> Non
     person may not see is reported exactly as one that does not exist. Characters that
     could steer the terminal (control and format characters, line separators) are
     printed escaped as \\uXXXX: the same JSON."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     found = node.versions(principal, object_id)
     if not found:
@@ -498,7 +500,7 @@ def search(node_dir: Path, query: str, as_name: str, limit: int) -> None:
     The node's text search, as the console's: only the matches shown are audited as
     read. Text shorter than three characters is looked for in the newest 10,000 objects
     the person may see only."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     table = Table("banner", "type", "id", "name")
     shown = 0
@@ -536,7 +538,7 @@ def export(node_dir: Path, as_name: str, output: Path) -> None:
     to nowhere), is refused, never written over or through."""
     import uuid
 
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     party = principal.person.party
     by_agreement: dict[str, list[Label]] = {}

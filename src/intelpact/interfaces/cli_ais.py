@@ -108,7 +108,7 @@ def ingest_ais(node_dir: Path, file: Path, as_name: str, classification: str | N
     from ..services.ais import AisIngest
 
     rules = None if no_alerts else load_rules(rules_file)
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     try:
         principal = as_publisher(node, as_name)
         person = principal.person

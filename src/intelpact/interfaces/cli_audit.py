@@ -44,7 +44,7 @@ def audit_verify(node_dir: Path) -> None:
     """Re-check the whole log: every event against the tree, every checkpoint's signature
     and root, each checkpoint a prefix of the next; and every partner audit event kept
     here against the partner's signed checkpoint. Exit status 1 if anything is wrong."""
-    node = Node.open(node_dir, migrate=False)  # a verify changes no schema: docs/audit.md
+    node = Node.open(node_dir, migrate=False)  # only serve migrates: docs/node.md
     try:  # what a tampered tree breaks: verify it anyway, and say so
         node.audit.integrate()
         stuck = None
@@ -81,7 +81,7 @@ def audit_verify(node_dir: Path) -> None:
 @friendly
 def audit_checkpoint(node_dir: Path) -> None:
     """Integrate every event appended and sign a checkpoint now; print it."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     checkpoint = node.audit.checkpoint()
     node.close()
     click.echo(checkpoint.note, nl=False)
@@ -110,7 +110,7 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
     People appear by name where they are people of this node (the log holds pseudonyms),
     and so does the operator running it where an event about a partner's objects names
     them by pseudonym."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     parties = node.agreement.parties
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()], parties,
                                         operator=operator())
@@ -170,7 +170,7 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
 
     party = party.upper()
     narrowed = bool(object_id or kinds)
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     courier = Courier(node)
     try:
         with _progress(f"checking the audit events of {party} kept here" if kept else
@@ -258,7 +258,7 @@ def _partner_filter(object_id: str | None, kinds: tuple[str, ...]) -> str:
 def audit_alerts(node_dir: Path, show_all: bool) -> None:
     """List the open alerts for the security officer (e.g. a partner rewrote its
     history), oldest first; resolve one with `intelpact audit resolve`."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     alerts = node.store.alerts()
     resolved = node.store.alert_resolutions()
     node.close()
@@ -290,7 +290,7 @@ def audit_alerts(node_dir: Path, show_all: bool) -> None:
 def audit_resolve(node_dir: Path, alert_id: int, note: str, as_name: str | None) -> None:
     """Resolve an alert, saying what was done: it leaves the list of open alerts, and the
     resolution is recorded in the audit log (`alert-resolve`). The alert itself stays."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     person = node.people.as_person(as_name).person if as_name else None
     if person is not None and (why := refused_for_node(node.policy, node.audit, person,
                                                        "resolve alerts", alert_id=alert_id)):

@@ -56,7 +56,7 @@ def compromise_report(node_dir: Path, object_ids: tuple[str, ...], what: str,
     its objects (each proven in the signed log) at once; if it cannot be reached, the
     report stays queued and `serve` keeps retrying. Reports about this node's own
     objects are recorded here only."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     officer = _officer(node, as_name)
     records = node.compromise.file(object_ids, what=what, discovered=discovered,
                                    occurred=occurred, officer=officer, actor=operator())
@@ -87,7 +87,7 @@ def compromise_ack(node_dir: Path, report_id: str, note: str | None,
                    as_name: str | None) -> None:
     """Acknowledge a report about this node's objects: signed, recorded, and sent back
     to the reporter at once (queued for `serve` if it cannot be reached)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     record = node.compromise.acknowledge(report_id, note=note,
                                          officer=_officer(node, as_name), actor=operator())
     _sent(node, node_dir, record, "ack", "Acknowledged")
@@ -103,7 +103,7 @@ def compromise_ack(node_dir: Path, report_id: str, note: str | None,
 def compromise_close(node_dir: Path, report_id: str, note: str, as_name: str | None) -> None:
     """Close a report (either side may), saying why; the other side is sent the signed
     closure at once (queued for `serve` if it cannot be reached)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     record = node.compromise.close(report_id, note=note, officer=_officer(node, as_name),
                                    actor=operator())
     _sent(node, node_dir, record, "close", "Closed")
@@ -117,7 +117,7 @@ def compromise_list(node_dir: Path) -> None:
     """Every report filed here or received, oldest first: direction and partner, objects,
     filed, the notice deadline, status (open, acknowledged, closed), delivery, and
     OVERDUE or LATE against the deadline (docs/audit.md says exactly when)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     records = node.store.compromise_reports()
     messages = node.store.compromise_messages()
     shown = banner_for(node, [_report(r) for r in records])
@@ -151,7 +151,7 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     """Everything about a report: what, when, who filed it, its deadline and status, the
     acknowledgement and closure, and the access history (each event by pseudonym with
     nationality and clearance, proven again now in the reporter's signed log)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     record = node.compromise.get(report_id)
     report = _report(record)
     left_out = _check(node, record) if complete else None

@@ -57,7 +57,7 @@ EXPIRES = click.option("--expires", help="Until when: RFC 3339 UTC (2026-12-31T0
 def consent_request(node_dir: Path, object_id: str, recipient: str, purpose: str,
                     expires: str | None, as_name: str) -> None:
     """Ask the originator of an object held here to let it go to a third party."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     record = node.consents.request(principal, object_id, recipient=recipient,
                                    purpose=purpose, expires=_when(expires))
@@ -72,7 +72,7 @@ def consent_request(node_dir: Path, object_id: str, recipient: str, purpose: str
 @friendly
 def consent_list(node_dir: Path) -> None:
     """Consent requests: made by this node (outgoing) and to it (incoming), with status."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     records = node.consents.requests()
     node.close()
     if not records:
@@ -106,7 +106,7 @@ def consent_approve(node_dir: Path, request_id: str, expires: str | None,
     """Consent to a request: a token signed by this node's key, scoped to the holder,
     the recipient, the versions asked for, the purpose, until --expires (default: the
     expiry asked for, else 30 days), sent to the holder."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     record = node.consents.approve(principal, request_id, expires=_when(expires))
     out.print(f"Consent given to {record.holder} to release {record.object_id} to "
@@ -123,7 +123,7 @@ def consent_approve(node_dir: Path, request_id: str, expires: str | None,
 @friendly
 def consent_refuse(node_dir: Path, request_id: str, reason: str, as_name: str) -> None:
     """Refuse a consent request, with the reason."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     record = node.consents.refuse(principal, request_id, reason=reason)
     out.print(f"Consent refused to {record.holder} for {record.object_id}")

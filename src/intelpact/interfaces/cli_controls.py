@@ -50,7 +50,7 @@ def recall(node_dir: Path, object_id: str | None, parties: tuple[str, ...], ever
     get the recall when they come back."""
     if everything == (object_id is not None) or (everything and len(parties) != 1):
         raise click.UsageError("give an object ID, or --all with one --party")
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name) if as_name else None
     if everything:
         recalled = node.controls.recall_all(principal, parties[0], reason=reason)
@@ -69,7 +69,7 @@ def recall(node_dir: Path, object_id: str | None, parties: tuple[str, ...], ever
 @friendly
 def recalls(node_dir: Path) -> None:
     """What this node recalled, from whom, and who has confirmed destruction."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     rows = node.controls.recalls()
     sent = {n.notice_id: n for n in node.store.notices()}
     node.close()
@@ -110,7 +110,7 @@ def reclassify(node_dir: Path, object_id: str, as_name: str, classification: str
     """Upgrade, downgrade or declassify an object this node originated: a new version
     under the new marking, signed, and a notice to every holder of earlier versions,
     who relabel their copies at once (or purge them if they may no longer hold them)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     marking = MarkingRequest(classification, _csv(rel), tuple(c.upper() for c in caveats),
                              tuple(c.upper() for c in communities))
@@ -146,7 +146,7 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     agreement stops all new exchange; if its rules say `destroy` or `return`, what was
     received under it is destroyed here and each originator told (pinning the same text
     again finishes a destruction that was cut short)."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     old = node.agreement
     if _destroys(old) and load_agreement(file).content_hash == old.content_hash:
         # pinned already, its destruction perhaps cut short (a crash, the store away):
@@ -164,7 +164,7 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
                   + ("" if new.rules.on_termination == "continue-protection"
                      else f", and is now destroyed ({new.rules.on_termination})"))
         if _destroys(new):
-            node = Node.open(node_dir)
+            node = Node.open(node_dir, migrate=False)
             count = node.controls.destroy_received(
                 f"agreement {new.id} terminated ({new.rules.on_termination})")
             out.print(f"  destroyed {count} object(s) holding partners' material; the "

@@ -22,7 +22,7 @@ from .cli import NODE_DIR, _safe, friendly, main, out
 @friendly
 def card(node_dir: Path) -> None:
     """Print this node's signed card: give it to partners out of band."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     try:
         if node.config.tls_cert is not None:  # the URL it gives, the certificate it pins
             check_names_host(node.config.tls_cert, node.config.host)
@@ -49,7 +49,7 @@ def peer_add(node_dir: Path, card_file: Path) -> None:
     except JsonError as exc:
         raise IntelpactError(f"{card_file}: {exc.message}",
                              hint="give the JSON printed by `intelpact card DIR`") from None
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     pinned, queued = node.federation.add_peer(data)
     # the URL is the partner's word, as written in its card: escaped (cli._safe)
     out.print(Text(_safe(f"Pinned {pinned.party} at {pinned.url} (key {pinned.key_id}, TLS "
@@ -65,7 +65,7 @@ def peer_list(node_dir: Path) -> None:
     """List pinned partners, and how far each one's audit log has been checked: the
     largest checkpoint of its log witnessed, and how many of its events about our objects
     `serve`'s watch has checked none left out, up to which leaf, and when it last did."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     peers = node.store.peers()
     table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
     for p in peers:
@@ -101,7 +101,7 @@ def key_rotate(node_dir: Path) -> None:
     an announcement signed by both keys, with that checkpoint, and every holder of a
     consent this node gave that is still valid the same consent signed with the new
     key. Restart `serve` afterwards."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     old = node.identity.key_id
     new = node.rotate_key()
     bound = node.store.retired_keys(node.party)[old]
@@ -118,7 +118,7 @@ def key_rotate(node_dir: Path) -> None:
 def disseminations(node_dir: Path, party: str | None) -> None:
     """The dissemination record: which partner holds which version, since when, with
     its verified receipt (none for a pull); and what partners refused."""
-    node = Node.open(node_dir)
+    node = Node.open(node_dir, migrate=False)
     table = Table("partner", "object", "version", "released", "receipt")
     rows = node.store.disseminations(party=party)
     for d in rows:  # a push is recorded once its receipt verifies: one without was pulled

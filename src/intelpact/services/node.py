@@ -434,9 +434,11 @@ class Node:
 
     @classmethod
     def open(cls, node_dir: str | Path, *, migrate: bool = True) -> Node:
-        """The node of ``node_dir``. ``migrate`` False (`audit verify`, which must not
-        change the database): a store whose schema is older than this intelpact's is
-        refused, saying to run the node once to migrate it, rather than migrated."""
+        """The node of ``node_dir``. ``migrate`` False (every command but `serve`: one
+        may run beside an older serve still running on the database, which expects the
+        schema it knows; and `audit verify` must not change the database): a store whose
+        schema is older than this intelpact's is refused, saying to run the node (serve)
+        once to migrate it, rather than migrated."""
         return cls._on_store(load_config(Path(node_dir)), migrate=migrate)
 
     @classmethod

@@ -36,8 +36,10 @@ class StoreError(IntelpactError):
 
 def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
     """The version of a store's schema with the migrations ``done`` (of those ``shipped``
-    with this intelpact), read for a command that must not write (`audit verify`,
-    ``migrate=False``): one with a migration not applied is refused, not migrated."""
+    with this intelpact), read for a command that must not migrate it (``migrate=False``:
+    every command but `serve`; one may run beside an older serve still running on the
+    database, which expects the schema it knows): one with a migration not applied is
+    refused, not migrated."""
     done, shipped = set(done), sorted(shipped)
     current, newest = max(done, default=0), (shipped[-1] if shipped else 0)
     if current > newest:
@@ -46,10 +48,11 @@ def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
                          hint="upgrade intelpact before opening this node")
     if set(shipped) - done:
         raise StoreError(f"{where}: database schema version {current} is older than this "
-                         f"intelpact ({newest}); this command does not change the database, "
-                         "so it does not migrate it",
-                         hint="run the node once with this intelpact (intelpact serve DIR), "
-                         "which migrates the database, then run this command again")
+                         f"intelpact ({newest}): only `intelpact serve` migrates it, not a "
+                         "command that may run beside an older serve still running on it",
+                         hint="stop the node if an older intelpact still serves it, then "
+                         "run the node once with this intelpact (intelpact serve DIR), which "
+                         "migrates the database; then run this command again")
     return current
 
 

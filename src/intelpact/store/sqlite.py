@@ -136,6 +136,10 @@ class _Busy(Exception):
     """Another writer holds the store's write lock (raised only when asked not to wait)."""
 
 
+_OPEN_HINT = ("check database in node.toml: a SQLite file (relative to the node directory) "
+              "in a directory that exists and this user may write, or a postgresql:// URL")
+
+
 def migrations() -> list[tuple[int, str]]:
     """(version, SQL) for every migration shipped, in order."""
     folder = resources.files("intelpact.store") / "migrations"
@@ -327,9 +331,9 @@ class SQLiteStore(Store):
 
     def _unmigrated(self) -> int:
         """The schema's version, read only: refused if older than the code's."""
-        if not Path(self.path).is_file():
-            raise StoreError(f"{self.path}: no database here",
-                             hint="check database in node.toml")
+        if not Path(self.path).is_file():  # sqlite3 would make one: not without migrating
+            raise StoreError(f"{self.path}: cannot open the database: unable to open "
+                             "database file", hint=_OPEN_HINT)
         try:
             done = [row[0] for row in self._conn().execute(
                 "SELECT version FROM schema_migrations").fetchall()]
@@ -350,9 +354,7 @@ class SQLiteStore(Store):
             if damage(exc) is not None:
                 raise
             raise StoreError(f"{self.path}: cannot open the database: {exc}",
-                             hint="check database in node.toml: a SQLite file (relative to "
-                             "the node directory) in a directory that exists and this user "
-                             "may write, or a postgresql:// URL") from None
+                             hint=_OPEN_HINT) from None
         with self._write() as c:
             done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
             current = max(done, default=0)
