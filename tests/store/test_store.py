@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import random
@@ -2051,29 +2050,24 @@ def _version_and_folded(database: str) -> tuple[int, bool]:
     return version, "fold_text" in trigger
 
 
-def _folding(database: str, seconds: float) -> bool:
-    """Whether another process is in migration 0040, past its first statements (the
-    folding of the text stored before it, on its way): on PostgreSQL, a backend of this
-    database runs (or last ran) the folding's read; on SQLite, where no other process
-    sees the statements, one has held the store's write lock (a migration holds it all
-    along, and the store writes nothing else as it opens) for ``seconds``, half of what
-    the same migration of a copy took."""
-    if database.startswith("postgresql://"):
-        with psycopg.connect(database) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
-                "datname = current_database() AND query LIKE '%%recalled IS NULL ORDER BY "
-                "seq%%'").fetchone()
-            return row is not None and row[0] > 0
-    fd = os.open(database + ".writers", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        time.sleep(seconds)
-        return True
-    finally:
-        os.close(fd)
-    return False
+# The upgrade of test_a_migration_killed_midway_…: open_store(argv[1]), its statement
+# runner made to stop, and touch argv[2], after the last statement of migration 0040.
+_PAUSED_IN_0040 = """
+import pathlib, sys, time
+import intelpact.store.postgres as pgstore, intelpact.store.sqlite as sqlitestore
+from intelpact.store import open_store
+def pausing(module):
+    real, last = module._statements, dict(module.migrations())[40]
+    def statements(sql):
+        yield from real(sql)
+        if sql == last:
+            pathlib.Path(sys.argv[2]).touch()
+            time.sleep(600)
+    module._statements = statements
+pausing(sqlitestore)
+pausing(pgstore)
+open_store(sys.argv[1]).close()
+"""
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -2094,23 +2088,17 @@ def test_a_migration_killed_midway_leaves_the_old_schema_and_the_next_start_comp
                      "json_extract(body, '$.name') || char(10) FROM objects")
             _execute(older, f"UPDATE objects_text_indexed SET seq = {count}")
     assert _version_and_folded(database) == (39, False)
-    half = 0.0
-    if isinstance(older, SQLiteStore):  # how long the migration takes, on a copy
-        copy = str(tmp_path / "copy.db")
-        with contextlib.closing(sqlite3.connect(database)) as source, \
-                contextlib.closing(sqlite3.connect(copy)) as target:
-            source.backup(target)
-        began = time.monotonic()
-        open_store(copy).close()
-        half = (time.monotonic() - began) / 2
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from intelpact.store import open_store; "
-         "open_store(sys.argv[1]).close()", database], stdout=subprocess.DEVNULL)
+    # The upgrade, in a process of its own that stops, and says so, once 0040's statements
+    # have all run in its transaction, before the version is recorded and committed (on
+    # PostgreSQL, before the folding that follows them): then it is killed there.
+    paused = tmp_path / "paused"
+    child = subprocess.Popen([sys.executable, "-c", _PAUSED_IN_0040, database, str(paused)],
+                             stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while child.poll() is None and not _folding(database, half):
-            assert time.monotonic() < deadline, "the upgrade never began"
-            time.sleep(0.001)
+        deadline = time.monotonic() + 120
+        while child.poll() is None and not paused.exists():
+            assert time.monotonic() < deadline, "the upgrade never reached migration 0040"
+            time.sleep(0.01)
         assert child.poll() is None, "the upgrade ended before it could be killed"
         child.kill()  # SIGKILL, in the middle of migration 0040
         child.wait(30)
