@@ -1180,30 +1180,43 @@ def test_a_store_gone_mid_command_is_one_line_and_a_hint(capsys: pytest.CaptureF
 
 
 def test_a_command_does_not_migrate_a_database_an_older_serve_may_be_running_on(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: every command opening a node applied the migrations its database
     lacked, so a newer intelpact's command (a `user add` run after upgrading, before the
     old `serve` was stopped) changed the schema under the serve still running on it,
-    which expects the one it knows. Only `serve` migrates now; another command refuses
-    an older schema, saying to stop the node and run it once with this intelpact, and
-    changes nothing."""
-    from helpers import make_node, migrated, migrations_applied, older_schema
+    which expects the one it knows. Only `migrate` and `serve` migrate now; another
+    command refuses an older schema, saying to stop the node and migrate it, and changes
+    nothing. Then `migrate`, the operator's step, applies what is due."""
+    import intelpact.store.postgres as pgstore
+    import intelpact.store.sqlite as sqlitestore
 
-    node = make_node(tmp_path / "jpn")
-    d = node.config.dir
-    node.close()
-    row = older_schema(d)
+    from helpers import make_node, migrations_applied
+
+    newest = sqlitestore.migrations()[-1][0]
+    with monkeypatch.context() as m:  # a node of the release before: its newest not made
+        for module in (sqlitestore, pgstore):
+            shipped = module.migrations()
+            m.setattr(module, "migrations", lambda s=shipped: s[:-1])
+        node = make_node(tmp_path / "jpn")
+        d = node.config.dir
+        node.close()
     older = migrations_applied(d)
+    assert newest not in older
     add = ["user", "add", str(d), "late", "--party", "JPN", "--clearance", "秘"]
     refused = CliRunner().invoke(main, add)
     said = " ".join(refused.output.split())
     assert refused.exit_code != 0, said
     assert f"database schema version {older[-1]} is older than this intelpact" in said
-    assert "only `intelpact serve` migrates it" in said, said
+    assert "only `intelpact migrate` and `serve` migrate it" in said, said
     assert "stop the node if an older intelpact still serves it" in said, said
+    assert "intelpact migrate DIR" in said, said
     assert migrations_applied(d) == older  # not migrated
     assert not any(r[0] == "late" for r in _people_rows(d))
-    migrated(d, row)  # as serve does when it starts
+    # the operator's step: `migrate` (as serve does first), which serves nothing
+    done = CliRunner().invoke(main, ["migrate", str(d)])
+    assert done.exit_code == 0, done.output
+    assert f"schema version {newest}" in done.output
+    assert migrations_applied(d) == [*older, newest]
     added = CliRunner().invoke(main, add)
     assert added.exit_code == 0, added.output
     assert any(r[0] == "late" for r in _people_rows(d))

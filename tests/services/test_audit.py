@@ -1377,7 +1377,7 @@ def test_audit_verify_does_not_migrate_a_database_older_than_the_code(tmp_path: 
     said = " ".join(verified.output.split())
     assert verified.exit_code != 0, said
     assert f"database schema version {older[-1]} is older than this intelpact" in said
-    assert "run the node once with this intelpact (intelpact serve DIR)" in said, said
+    assert "intelpact migrate DIR" in said, said
     assert migrations_applied(d) == older  # not migrated
     migrated(d, row)  # as the node run would; then verify reads it
     verified = CliRunner().invoke(main, ["audit", "verify", str(d)])

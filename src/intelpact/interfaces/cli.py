@@ -347,6 +347,23 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
         run(node, host=host, port=port)
 
 
+@main.command()
+@NODE_DIR
+@friendly
+def migrate(node_dir: Path) -> None:
+    """Bring the node's database to this intelpact's schema, and stop: what `serve` does
+    first, without serving (no listener, no delivery to partners), for a node stopped
+    for its upgrade, or a copy restored from a backup. Other commands never migrate (one
+    may run beside an older serve still running on the database): after an upgrade, run
+    this or `serve` once. Stop any older serve of the node first."""
+    node = Node.open(node_dir, migrate=True)
+    try:
+        out.print(f"{node_dir}: database at schema version {node.store.schema_version}, "
+                  "this intelpact's")
+    finally:
+        node.close()
+
+
 def _load_objects(path: Path) -> list[Any]:
     try:
         data = parse_json(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes())

@@ -48,11 +48,13 @@ def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
                          hint="upgrade intelpact before opening this node")
     if set(shipped) - done:
         raise StoreError(f"{where}: database schema version {current} is older than this "
-                         f"intelpact ({newest}): only `intelpact serve` migrates it, not a "
-                         "command that may run beside an older serve still running on it",
+                         f"intelpact ({newest}): only `intelpact migrate` and `serve` migrate "
+                         "it, not a command that may run beside an older serve still running "
+                         "on it",
                          hint="stop the node if an older intelpact still serves it, then "
-                         "run the node once with this intelpact (intelpact serve DIR), which "
-                         "migrates the database; then run this command again")
+                         "migrate its database with this intelpact (intelpact migrate DIR, "
+                         "or intelpact serve DIR, which migrates first); then run this "
+                         "command again")
     return current
 
 
