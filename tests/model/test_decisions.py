@@ -398,6 +398,35 @@ def test_may_keep_in_force_is_the_release_decision(jn: Agreement) -> None:
             release(policy, label, "NZL", "JPN")
 
 
+def test_release_rule_agreement_state_before_termination() -> None:
+    """A text terminated ahead of its date of termination: in force until that day (UTC),
+    releases as before; from that day on, no exchange, the refusal naming the state.
+    Protection that continues after it (Policy.may_keep, rule keep) starts on the day."""
+    data = raw("jpn-nzl")
+    data["agreement"]["status"] = {"state": "terminated", "signed": dt.date(2025, 12, 19),
+                                   "in_force": dt.date(2026, 6, 1),
+                                   "terminated": dt.date(2026, 10, 2)}
+    ending = parse_agreement(data, source="jpn-nzl-ending.toml")
+    policy = Policy(ending)
+    label = Label(ending.id, 5, "JPN", F({"NZL"}))
+    last = dt.datetime(2026, 10, 1, 23, 59, 59, tzinfo=dt.UTC)
+    for now in (NOW, last):
+        d = release(policy, label, "NZL", "JPN", now=now)
+        assert d.allowed and d.rule == "release", d
+        assert ending.in_force_on(now.date()) and not ending.terminated_on(now.date())
+        kept = policy.may_keep(label, "NZL", originator="JPN", object_id=OBJ, now=now)
+        assert (kept.allowed, kept.rule) == (True, "release")
+    first = dt.datetime(2026, 10, 2, tzinfo=dt.UTC)
+    deny(release(policy, label, "NZL", "JPN", now=first), "agreement-state",
+         "agreement jpn-nzl-isa is terminated: no exchange")
+    assert not ending.in_force_on(first.date()) and ending.terminated_on(first.date())
+    kept = policy.may_keep(label, "NZL", originator="JPN", object_id=OBJ, now=first)
+    assert (kept.allowed, kept.rule) == (True, "keep")
+    # a time given in another zone is the same instant: still 1 October in UTC
+    tokyo = dt.datetime(2026, 10, 2, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    assert release(policy, label, "NZL", "JPN", now=tokyo).allowed
+
+
 def test_release_rule_party(jn: Agreement, jn_policy: Policy) -> None:
     label = lab(jn, "SECRET", "JPN", {"NZL"})
     deny(release(jn_policy, label, "AUS", "JPN"), "party", "AUS is not a party to jpn-nzl-isa")

@@ -19,6 +19,7 @@ from test_federation import pair, people, publish, push
 from intelpact.config import staged, write_config
 from intelpact.interfaces.cli import main
 from intelpact.model import load_agreement, national_marking
+from intelpact.model.decisions import PartnerNode
 from intelpact.model.errors import MarkingError
 from intelpact.model.markings import EXTENSION_ID, parse_marking
 from intelpact.services.audit import AuditError
@@ -36,11 +37,11 @@ SAMPLE = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8")
 
 
 def version(tmp_path: Path, name: str, *, number: str = "1.1", terminated: bool = False,
-            on_termination: str = "continue-protection") -> Path:
+            on_termination: str = "continue-protection", on: dt.date | None = None) -> Path:
     text = SAMPLE.replace('version = "1.0"', f'version = "{number}"')
     if terminated:
         text = text.replace('state = "in-force"', 'state = "terminated"').replace(
-            "in_force = 2026-06-01", "in_force = 2026-06-01\nterminated = 2026-11-20")
+            "in_force = 2026-06-01", f"in_force = 2026-06-01\nterminated = {on or '2026-11-20'}")
     text = text.replace('on_termination = "continue-protection"',
                         f'on_termination = "{on_termination}"')
     path = tmp_path / name
@@ -246,6 +247,41 @@ def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> N
     assert "delivered to JPN" in done.output
     assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
+
+
+def test_a_termination_dated_ahead_acts_on_its_date(jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """A text terminated (saying destroy) with its date of termination a month away: until
+    that day the agreement is in force, so what JPN publishes still goes to NZL, and the
+    pin destroys nothing at NZL; the command prints how to destroy on the day."""
+    jpn, nzl = jpn_nzl
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
+    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
+                     on=day)
+    before = publish(jpn, "received before the pin", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    jpn = jpn_nzl[0] = pin(jpn, ending, "terminated by notice")
+    assert jpn.agreement.in_force_now and not jpn.agreement.terminated_now
+    nzl.close()
+    done = CliRunner().invoke(main, ["agreement", "pin", str(tmp_path / "nzl"), str(ending),
+                                     "--reason", "terminated by notice"])
+    jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
+    assert done.exit_code == 0, done.output
+    assert f"terminated on {day} (UTC): exchange continues until that day" in done.output
+    assert "run `intelpact agreement pin" in done.output and "destroyed" not in done.output
+    officer = nzl.people.as_person("officer")
+    assert nzl.get(officer, before["id"])  # not destroyed ahead of the day
+    after = publish(jpn, "published after the pin, before the day", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        assert push(jpn, "NZL") == 1
+    assert nzl.get(officer, after["id"])
+    # from the day on, the decision on each side refuses: terminated
+    banner = jpn.store.labels()[jpn.store.held([after["id"]])[0].banner_id]
+    on_the_day = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    refused = nzl.policy.may_release(banner, PartnerNode("NZL", banner.agreement),
+                                     holder="JPN", object_id=after["id"], now=on_the_day)
+    assert (refused.allowed, refused.rule) == (False, "agreement-state")
+    assert "is terminated: no exchange" in refused.reason
 
 
 def test_a_terminated_agreement_is_final(jpn_nzl: list[Node], tmp_path: Path) -> None:

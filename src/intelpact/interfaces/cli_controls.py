@@ -143,9 +143,11 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     """Pin a new version of the agreement (an amendment, a party added, or its
     termination). Restart `intelpact serve` afterwards. Partners refuse every request
     until they pin the same text: exchange resumes once both sides have. A terminated
-    agreement stops all new exchange; if its rules say `destroy` or `return`, what was
-    received under it is destroyed here and each originator told (pinning the same text
-    again finishes a destruction that was cut short)."""
+    agreement stops all new exchange from its date of termination (UTC); if its rules say
+    `destroy` or `return`, what was received under it is destroyed here and each
+    originator told, by a pin made on or after that date (pinned ahead of it, run this
+    command again on the day; pinning the same text again also finishes a destruction
+    that was cut short)."""
     node = Node.open(node_dir, migrate=False)
     old = node.agreement
     if _destroys(old) and load_agreement(file).content_hash == old.content_hash:
@@ -159,7 +161,16 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
         out.print(f"Pinned {new.id} version {new.version} ({new.state}): {new.content_hash}")
         out.print(f"  was version {old.version}: {old.content_hash}")
     node.close()
-    if new.state == "terminated":
+    if new.state == "terminated" and not new.terminated_now:
+        # terminated ahead of its date: in force until that day (Agreement.in_force_on);
+        # what its termination requires is done then, by this command run again
+        out.print(f"  terminated on {new.terminated} (UTC): exchange continues until that "
+                  "day, and stops from it"
+                  + ("" if new.rules.on_termination == "continue-protection"
+                     else f"; on or after that day, run `intelpact agreement pin "
+                          f"{node_dir} {file}` again to destroy what was received "
+                          f"({new.rules.on_termination})"))
+    elif new.state == "terminated":
         out.print("  terminated: no new exchange; what was received stays protected"
                   + ("" if new.rules.on_termination == "continue-protection"
                      else f", and is now destroyed ({new.rules.on_termination})"))

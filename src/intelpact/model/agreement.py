@@ -242,9 +242,26 @@ class Agreement:
 
     def in_force_on(self, day: dt.date) -> bool:
         """Whether the agreement is in force on ``day`` (a UTC date): its state is in-force
-        and its date of entry into force has come. A text may be pinned in-force ahead of
-        that date; until then there is no exchange under it."""
-        return self.state == "in-force" and (self.in_force is None or self.in_force <= day)
+        and its date of entry into force has come, or it is terminated and its date of
+        termination is still to come. A text may be pinned in-force ahead of its entry
+        into force, or terminated ahead of its termination: there is no exchange under it
+        before the first day, and none from the second on."""
+        if self.in_force is not None and day < self.in_force:
+            return False
+        if self.state == "in-force":
+            return True
+        return self.state == "terminated" and not self.terminated_on(day)
+
+    def terminated_on(self, day: dt.date) -> bool:
+        """Whether the agreement has ended by ``day`` (a UTC date): its state is terminated
+        and its date of termination has come."""
+        return self.state == "terminated" and (self.terminated is None
+                                               or self.terminated <= day)
+
+    @property
+    def terminated_now(self) -> bool:
+        """:meth:`terminated_on` today (UTC)."""
+        return self.terminated_on(dt.datetime.now(dt.UTC).date())
 
     @property
     def in_force_now(self) -> bool:

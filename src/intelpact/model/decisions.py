@@ -259,10 +259,11 @@ class Policy:
         if label.agreement != a.id or partner.agreement != a.id:
             return Decision(False, "agreement", f"the object or partner is under another "
                             f"agreement than {a.id}")
-        if a.state != "in-force":
+        day = now.astimezone(dt.UTC).date()
+        if a.state == "draft" or a.terminated_on(day):
             return Decision(False, "agreement-state", f"agreement {a.id} is {a.state}: "
                             "no exchange")
-        if not a.in_force_on(now.astimezone(dt.UTC).date()):
+        if not a.in_force_on(day):
             return Decision(False, "agreement-state", f"agreement {a.id} enters into force "
                             f"on {a.in_force}: no exchange before that day")
         shape = self._exchanged(label, partner.party, holder)
@@ -329,9 +330,12 @@ class Policy:
         protection continues and so does the holding: kept, as long as the node can still
         protect the new label (every rule of release about what is exchanged, rule
         ``keep``), where a release decision would refuse it only because the agreement
-        ended. A termination that says ``destroy`` or ``return`` keeps nothing."""
+        ended (from its date of termination, UTC; before it, the agreement is in force). A
+        termination that says ``destroy`` or ``return`` keeps nothing."""
         a = self.agreement
-        if label.agreement == a.id and a.state == "terminated" and \
+        if now is None:
+            now = dt.datetime.now(dt.UTC)
+        if label.agreement == a.id and a.terminated_on(now.astimezone(dt.UTC).date()) and \
                 a.rules.on_termination == "continue-protection":
             shape = self._exchanged(label, party, originator)
             if shape is not None:
