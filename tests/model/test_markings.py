@@ -1139,13 +1139,31 @@ def test_a_marking_made_before_a_party_joined_still_reads(jn: Agreement,
 _STATEMENT = {"type": "marking-definition", "spec_version": "2.1", "id": RANDOM_ID,
               "created": "2026-01-01T00:00:00.000Z", "definition_type": "statement",
               "definition": {"statement": "Copyright the sender"}}
+TLP_CLEAR_2 = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
+TLP_WHITE_1 = "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9"
+OTHER_ID = "marking-definition--" + str(uuid.UUID(int=8))
+TLP_AMBER_2 = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
 _OWN_MARKINGS = [
-    ("object-marking-refs", {"object_marking_refs": [TLP_RED_1]}, "object_marking_refs"),
+    ("object-marking-refs", {"object_marking_refs": [TLP_RED_1]},
+     f"object_marking_refs: {TLP_RED_1}"),
     ("granular-markings", {"granular_markings": [
         {"selectors": ["definition.statement"], "marking_ref": TLP_RED_1}]},
-     "granular_markings"),
-    ("both", {"object_marking_refs": [TLP_RED_1], "granular_markings": []},
-     "granular_markings, object_marking_refs"),
+     f"granular_markings: {TLP_RED_1}"),
+    ("both", {"object_marking_refs": [TLP_RED_1], "granular_markings": [
+        {"selectors": ["name"], "marking_ref": TLP_AMBER_1}]},
+     f"granular_markings: {TLP_AMBER_1}; object_marking_refs: {TLP_RED_1}"),
+    # beside ones that restrict nothing, a restricting one is still refused, and named
+    ("clear-and-amber", {"object_marking_refs": [TLP_CLEAR_2, TLP_AMBER_2]},
+     f"object_marking_refs: {TLP_AMBER_2}"),
+    ("white-and-amber", {"object_marking_refs": [TLP_WHITE_1, TLP_AMBER_1]},
+     f"object_marking_refs: {TLP_AMBER_1}"),
+    ("unknown-ref", {"object_marking_refs": [TLP_CLEAR_2, OTHER_ID]},
+     f"object_marking_refs: {OTHER_ID}"),
+    ("granular-unknown", {"granular_markings": [
+        {"selectors": ["name"], "marking_ref": TLP_CLEAR_2},
+        {"selectors": ["name"], "marking_ref": OTHER_ID}]},
+     f"granular_markings: {OTHER_ID}"),
+    ("not-a-list", {"object_marking_refs": TLP_CLEAR_2}, "object_marking_refs"),
 ]
 
 
@@ -1166,9 +1184,57 @@ def test_a_marking_definition_carries_no_markings_of_its_own(
     with pytest.raises(MarkingError) as info:
         parse_marking(jn, marked)
     assert info.value.message == (
-        f"{marked['id']}: a marking-definition carries no markings of its own ({named}): "
-        "it is labelled with the marking it gives, so these would be ignored")
+        f"{marked['id']}: a marking-definition carries no markings of its own but "
+        f"TLP:CLEAR, TLP:WHITE and statements ({named}): it is labelled with the marking it "
+        "gives, so these would be ignored")
     with pytest.raises(MarkingError):
         Markings(jn).add(copy.deepcopy(marked))
     if kind != "national":  # (a national one carries exactly what intelpact builds)
         assert parse_marking(jn, marked, stored=True) == parse_marking(jn, base, stored=True)
+
+
+@pytest.mark.parametrize("kind", ["statement", "tlp2", "acs"])
+@pytest.mark.parametrize("refs", [
+    pytest.param([TLP_CLEAR_2], id="clear"),
+    pytest.param([TLP_WHITE_1], id="white"),
+    pytest.param(["SELF"], id="itself"),
+    pytest.param([TLP_CLEAR_2, "SELF"], id="clear-and-itself")])
+def test_a_marking_definition_may_carry_markings_that_restrict_nothing(
+        jn: Agreement, kind: str, refs: list[str]) -> None:
+    """TLP:CLEAR, TLP:WHITE and the definition itself (feeds2stix marks its statement
+    definitions with TLP:CLEAR and themselves) restrict nothing: ignoring them loses
+    nothing, so a definition carrying them (as object or granular markings) is accepted,
+    meaning what it meant without them. (A national one carries exactly what intelpact
+    builds, so none.)"""
+    base = {"statement": _STATEMENT, "tlp2": _tlp2(TLP_GREEN_2, {"tlp_2_0": "green"}),
+            "acs": _acs({"classification": "U"})}[kind]
+    own = [base["id"] if r == "SELF" else r for r in refs]
+    for extra in ({"object_marking_refs": own},
+                  {"granular_markings": [{"selectors": ["name"], "marking_ref": r}
+                                         for r in own]}):
+        marked = {**copy.deepcopy(base), **extra}
+        assert parse_marking(jn, marked) == parse_marking(jn, copy.deepcopy(base))
+        assert Markings(jn).add(marked) == parse_marking(jn, copy.deepcopy(base))
+
+
+def test_a_statement_definition_known_restricts_nothing(jn: Agreement) -> None:
+    """Another statement marking-definition is allowed once it is known (Markings: added,
+    or stored); parse_marking alone, which cannot tell what a ref is, refuses it, as it
+    refuses a known definition that is not a statement (here a national one)."""
+    other = {**copy.deepcopy(_STATEMENT), "id": OTHER_ID}
+    marked = {**copy.deepcopy(_STATEMENT), "object_marking_refs": [TLP_CLEAR_2, OTHER_ID]}
+    with pytest.raises(MarkingError, match=f"object_marking_refs: {OTHER_ID}"):
+        parse_marking(jn, copy.deepcopy(marked))
+    markings = Markings(jn)
+    with pytest.raises(MarkingError, match=f"object_marking_refs: {OTHER_ID}"):
+        markings.add(copy.deepcopy(marked))  # not known yet
+    markings.add(other)
+    assert markings.add(copy.deepcopy(marked)).kind == "statement"
+    stored = {OTHER_ID: other}
+    assert Markings(jn, lookup=stored.get).add(copy.deepcopy(marked)).kind == "statement"
+    national = national_marking(jn, "JPN", "極秘", rel_to=["NZL"])
+    markings.add(national)
+    classified = {**copy.deepcopy(_STATEMENT), "id": RANDOM_ID.replace("7", "9"),
+                  "object_marking_refs": [national["id"]]}
+    with pytest.raises(MarkingError, match=f"object_marking_refs: {national['id']}"):
+        markings.add(classified)

@@ -351,10 +351,17 @@ def test_a_partner_s_definition_carrying_markings_of_its_own_is_refused(
     r = send_to_inbox(nzl, jpn, [statement])
     assert r.json()["success_count"] == 0, r.json()
     (failure,) = r.json()["failures"]
-    assert "a marking-definition carries no markings of its own (object_marking_refs)" in \
-        failure["message"]
+    assert "a marking-definition carries no markings of its own but TLP:CLEAR, TLP:WHITE " \
+        f"and statements (object_marking_refs: {TLP_RED_1})" in failure["message"]
     assert not jpn.markings.known(mid) and jpn.store.marking(mid) is None
     assert jpn.audit.find(AuditFilter(kinds=("refuse",), object_id=mid))
+    # marked only with TLP:CLEAR (as feeds2stix marks its statements): taken
+    clear = {**statement, "id": f"marking-definition--{uuid.uuid4()}",
+             "object_marking_refs": ["marking-definition--94868c89-83c2-464b-929b-a1"
+                                     "a8aa3c8487"]}
+    r = send_to_inbox(nzl, jpn, [clear])
+    assert r.json()["success_count"] == 1, r.json()["failures"]
+    assert jpn.markings.known(clear["id"]) and jpn.store.marking(clear["id"]) is not None
 
 
 def acs(mid: str, classification: str) -> dict[str, Any]:

@@ -482,10 +482,50 @@ def test_a_marking_definition_with_markings_of_its_own_is_refused(node: Node) ->
     ind = indicator("cites it", object_marking_refs=[statement["id"]])
     body = publish_as(node, "aki", [statement, ind], "秘", ("NZL",))
     failures = messages(body)
-    assert "a marking-definition carries no markings of its own (object_marking_refs)" in \
+    assert "a marking-definition carries no markings of its own but TLP:CLEAR, TLP:WHITE " \
+        "and statements (object_marking_refs: marking-definition--5e57c739" in \
         failures[statement["id"]]
     assert ind["id"] in failures and node.store.held([ind["id"]]) == []
     assert node.store.marking(statement["id"]) is None
     # without them it is stored
     del statement["object_marking_refs"]
     assert publish_as(node, "aki", [statement, ind], "秘", ("NZL",))["failure_count"] == 0
+
+
+TLP_CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
+
+
+def test_a_feeds2stix_shaped_bundle_with_marked_statements_is_published(node: Node) -> None:
+    """Shaped as muchdogesec feeds2stix writes them: the tool's statement
+    marking-definition marked TLP:CLEAR, the feed's statement marked TLP:CLEAR and the
+    tool's statement, and objects citing the statements. None of those markings restricts
+    anything, so the definitions are stored (they were refused whole) and so is what cites
+    them; one in the same bundle marked TLP:RED is still refused, and what cites it. One
+    naming itself is refused by validation (STIX 2.1 forbids it, section 7.2.1)."""
+    tool = "marking-definition--" + str(uuid.uuid5(uuid.NAMESPACE_URL, "feeds2stix"))
+    feed = "marking-definition--" + str(uuid.uuid5(uuid.NAMESPACE_URL, "feeds2stix/feed"))
+    red, itself = stix_id("marking-definition"), stix_id("marking-definition")
+
+    def statement(mid: str, text: str, refs: list[str]) -> dict:
+        return {"type": "marking-definition", "spec_version": "2.1", "id": mid,
+                "created": "2020-01-01T00:00:00.000Z", "definition_type": "statement",
+                "definition": {"statement": text}, "object_marking_refs": refs}
+    bundle = [
+        statement(tool, "This object was created using: "
+                  "https://github.com/muchdogesec/feeds2stix", [TLP_CLEAR]),
+        statement(feed, "Origin data source: https://example.org/feed", [TLP_CLEAR, tool]),
+        statement(red, "Copyright", ["marking-definition--5e57c739-391a-4eb3-b6be-"
+                                     "7d15ca92d5ed"]),
+        statement(itself, "Names itself", [TLP_CLEAR, itself]),
+    ]
+    ind = indicator("from the feed", object_marking_refs=[tool, feed])
+    cites_red = indicator("cites the TLP:RED one", object_marking_refs=[red])
+    body = publish_as(node, "aki", [*bundle, ind, cites_red], "秘", ("NZL",))
+    failures = messages(body)
+    assert set(failures) == {red, itself, cites_red["id"]}, failures
+    assert "no markings of its own but TLP:CLEAR, TLP:WHITE and statements " \
+        "(object_marking_refs: marking-definition--5e57c739" in failures[red]
+    assert "must not name the marking itself" in failures[itself]
+    assert node.store.marking(tool) is not None and node.store.marking(feed) is not None
+    assert node.store.marking(red) is None
+    assert node.store.held([ind["id"]]) and node.store.held([cites_red["id"]]) == []

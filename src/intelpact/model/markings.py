@@ -428,7 +428,40 @@ def _check_standard_id(mid: str, marking_exts: list[str], definition_type: Any) 
                            hint="a marking of your own needs an id of its own: issue a new id")
 
 
-def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False) -> LabelPart:
+# The markings a marking-definition may carry of its own: none restricts anything (TLP
+# 2.0 CLEAR, TLP 1.0 WHITE, and statements, among them the definition itself, as feeds
+# such as feeds2stix mark their statement definitions).
+UNRESTRICTING_IDS = frozenset(
+    mid for mid, name in {**TLP1_IDS, **TLP2_IDS}.items() if name in ("white", "clear"))
+
+
+def _own_markings(mid: str, obj: dict[str, Any],
+                  statement: Callable[[str], bool] | None) -> list[str]:
+    """What of the markings a marking-definition carries of its own would restrict it
+    (each named with its field): every ref but TLP:CLEAR, TLP:WHITE, the definition
+    itself and a statement definition ``statement`` says is one; anything malformed."""
+    def restricts(ref: Any) -> bool:
+        return not (isinstance(ref, str) and (ref in UNRESTRICTING_IDS or ref == mid or (
+            statement is not None and statement(ref))))
+    refused: list[str] = []
+    if "granular_markings" in obj:
+        granular = obj["granular_markings"]
+        if not isinstance(granular, list):
+            refused.append("granular_markings")
+        else:
+            refs = [g.get("marking_ref") if isinstance(g, dict) else g for g in granular]
+            refused += [f"granular_markings: {r}" for r in refs if restricts(r)]
+    if "object_marking_refs" in obj:
+        refs = obj["object_marking_refs"]
+        if not isinstance(refs, list):
+            refused.append("object_marking_refs")
+        else:
+            refused += [f"object_marking_refs: {r}" for r in refs if restricts(r)]
+    return refused
+
+
+def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False,
+                  statement: Callable[[str], bool] | None = None) -> LabelPart:
     """What a marking-definition means under ``agreement``. Raises :class:`MarkingError`.
 
     ``stored``: one this node accepted before, read from its store, perhaps under an
@@ -437,23 +470,27 @@ def parse_marking(agreement: Agreement, obj: Any, *, stored: bool = False) -> La
     the name it carries are those of its day and are not checked against the table
     again. Every other rule holds (its REL TO, caveats and communities under
     ``agreement``, its id from its content). A definition carrying markings of its own
-    (``object_marking_refs``, ``granular_markings``) is refused, except as stored: one
-    accepted before that rule still reads, as what cites it is still held."""
+    (``object_marking_refs``, ``granular_markings``) that restrict it is refused, except
+    as stored: one accepted before that rule still reads, as what cites it is still held.
+    Those that restrict nothing are allowed: TLP:CLEAR (2.0), TLP:WHITE (1.0), the
+    definition itself, and a statement definition, as ``statement`` (the definitions the
+    caller knows) tells of a ref; without it, no other ref is taken for a statement."""
     if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
         raise MarkingError("not a marking-definition object")
     mid = obj.get("id")
     if not isinstance(mid, str) or not mid.startswith("marking-definition--"):
         raise MarkingError(f"marking-definition id {mid!r} is malformed")
-    own = sorted(k for k in ("object_marking_refs", "granular_markings") if k in obj)
-    if own and not stored:
+    own = _own_markings(mid, obj, statement) if not stored else []
+    if own:
         # STIX allows them, but a definition's label is the one it gives
         # (services/publish.py, definition_label): the node would hold, serve and release
-        # it as if it had markings it never got
+        # it as if it had markings it never got. TLP:CLEAR/WHITE and statements restrict
+        # nothing, so ignoring them loses nothing
         raise MarkingError(f"{mid}: a marking-definition carries no markings of its own "
-                           f"({', '.join(own)}): it is labelled with the marking it gives, "
-                           "so these would be ignored",
-                           hint="remove object_marking_refs and granular_markings from the "
-                           "marking-definition")
+                           f"but TLP:CLEAR, TLP:WHITE and statements ({'; '.join(own)}): it "
+                           "is labelled with the marking it gives, so these would be "
+                           "ignored",
+                           hint="remove those markings from the marking-definition")
     extensions = obj.get("extensions") or {}
     if not isinstance(extensions, dict):
         raise MarkingError(f"{mid}: extensions must be an object")
@@ -524,13 +561,20 @@ class Markings:
         its originator's signature verifies, or anyone could plant a body under a
         genuine id and have the genuine one refused. A built-in TLP id means only its
         standard definition (:func:`parse_marking`)."""
-        part = parse_marking(self.agreement, definition)
+        part = parse_marking(self.agreement, definition, statement=self.is_statement)
         mid = definition["id"]
         known = self._definitions.get(mid)
         if known is None and mid not in self._parts and self._lookup is not None:
             known = self._lookup(mid)  # stored by another process since this one started
         _refuse_another(mid, known, definition)
         return part
+
+    def is_statement(self, ref: str) -> bool:
+        """Whether ``ref`` is a statement marking-definition known here (or stored)."""
+        try:
+            return self.part(ref).kind == "statement"
+        except LabelError:
+            return False
 
     def add(self, definition: dict[str, Any]) -> LabelPart:
         """Learn a marking-definition. Re-adding the same one is a no-op; a different

@@ -1117,7 +1117,8 @@ class Federation:
             # not look, forged by the sender, was refused one way when a third party's
             # definition is held here and another when not, telling the sender which
             # markings that party has shared with this node
-            part = parse_marking(self.policy.agreement, item)
+            part = parse_marking(self.policy.agreement, item,
+                                 statement=self.markings.is_statement)
             body, digest = canonical_body(item)
             if part.kind == "national":  # its originator's signature, before we learn it
                 kid = self.verify_definition(str(part.originator), item)
