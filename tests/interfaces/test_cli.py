@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -929,6 +930,17 @@ def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: 
                        hint="restore both files")
 
 
+
+@contextmanager
+def _taken_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port on ``host`` something else listens on, while in the block: a serve given
+    it stops there, after what it says before it listens."""
+    with socket.socket() as other:
+        other.bind((host, 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
 def test_a_host_edited_to_one_the_certificate_does_not_name_is_refused(
         world: World, tmp_path: Path) -> None:
     """server.host edited in node.toml between restarts, to a host the certificate `init`
@@ -940,10 +952,7 @@ def test_a_host_edited_to_one_the_certificate_does_not_name_is_refused(
     shutil.copytree(world.dir, copy)
     toml = copy / "node.toml"
     toml.write_text(re.sub(r'(?m)^host = .*$', 'host = "127.0.0.2"', toml.read_text()))
-    with socket.socket() as other:  # so that a serve that goes on stops at once
-        other.bind(("127.0.0.2", 0))
-        other.listen()
-        port = other.getsockname()[1]
+    with _taken_port("127.0.0.2") as port:  # so that a serve that goes on stops at once
         for args in (("serve", copy, "--port", port), ("card", copy)):
             one_line_error(run(*args, code=2), r"server\.host: 127\.0\.0\.2 is not a host the "
                            rf"certificate {re.escape(str(copy / 'tls' / 'cert.pem'))} names "
@@ -957,10 +966,7 @@ def test_a_host_edited_to_one_the_certificate_does_not_name_is_refused(
 def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
     """Before, uvicorn said it as each listener started: SystemExit in a task, and a
     traceback of the event loop's."""
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
+    with _taken_port() as port:
         for workers in ("1", "2"):
             r = run("serve", world.dir, "--port", port, "--workers", workers, code=2)
             one_line_error(r, rf"^error: cannot listen on 127\.0\.0\.1:{port}: Address "
@@ -993,10 +999,7 @@ def test_serve_warns_of_plain_http_on_an_address_other_hosts_reach(world: World,
     shutil.copytree(world.dir, copy)
     toml = copy / "node.toml"
     toml.write_text(toml.read_text().replace("tls = true", "tls = false"))
-    with socket.socket() as other:  # serve stops there, after its warning
-        other.bind(("0.0.0.0", 0))  # noqa: S104 - the address under test
-        other.listen()
-        port = other.getsockname()[1]
+    with _taken_port("0.0.0.0") as port:  # noqa: S104 - serve stops there, after its warning
         r = run("serve", copy, "--host", "0.0.0.0", "--port", port, code=2)  # noqa: S104
         assert "WARNING" in r.stderr and "plain HTTP on 0.0.0.0" in r.stderr, r.stderr
         r = run("serve", copy, "--port", port, code=2)  # 127.0.0.1: no warning
@@ -1026,10 +1029,8 @@ def test_serve_warns_of_a_certificate_that_ends_soon_or_has_ended(world: World,
         (copy / "tls" / name).unlink()
     (copy / "tls" / "c.pem").rename(copy / "tls" / "cert.pem")
     (copy / "tls" / "k.pem").rename(copy / "tls" / "key.pem")
-    with socket.socket() as other:  # serve stops there, after its warnings
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        r = run("serve", copy, "--port", other.getsockname()[1], code=2)
+    with _taken_port() as port:  # serve stops there, after its warnings
+        r = run("serve", copy, "--port", port, code=2)
     assert "WARNING" in r.stderr and "ends on" in r.stderr and "in 9 day(s)" in r.stderr, \
         r.stderr
 
@@ -1040,10 +1041,7 @@ def test_serve_warns_of_a_node_other_users_may_read(world: World, tmp_path: Path
     nothing said so."""
     copy = tmp_path / "copy"
     shutil.copytree(world.dir, copy)
-    with socket.socket() as other:  # serve stops there, after its warnings
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
+    with _taken_port() as port:  # serve stops there, after its warnings
         r = run("serve", copy, "--port", port, code=2)
         assert "other users" not in r.stderr, r.stderr
         copy.chmod(0o755)
@@ -1064,10 +1062,7 @@ def test_serve_warns_of_a_key_other_users_may_read(world: World, tmp_path: Path)
                *(copy / "keys" / n for n in ("audit-pseudonyms.key", "audit-events.key",
                                              "cursors.key"))]
     assert all(s.is_file() for s in secrets)
-    with socket.socket() as other:  # serve stops there, after its warnings
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
+    with _taken_port() as port:  # serve stops there, after its warnings
         r = run("serve", copy, "--port", port, code=2)
         assert "other users" not in r.stderr, r.stderr
         for secret, mode in zip(secrets, (0o640, 0o604, 0o644, 0o660, 0o600), strict=True):

@@ -602,23 +602,22 @@ def test_a_late_notice_that_withdraws_the_object_destroys_only_the_versions_it_i
             parse_timestamp(obj["modified"])]
 
 
-def test_a_version_received_as_a_notice_withdraws_the_object_is_destroyed_too(
-        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Regression: NZL applied JPN's notice withdrawing an object (reclassified for
-    Japan's eyes only) by destroying the older versions it had read before its
-    transaction; a version older than the reclassified one that arrived in between (a
-    push JPN decided before the reclassification) was kept, under its old marking, and
-    NZL's officer still read it. The purge now takes every version older than the
-    reclassified one, as its transaction finds them (``Store.purge``'s ``older_than``)."""
-    jpn, nzl = jpn_nzl
+def _arrives_while_applied(jpn: Node, nzl: Node, monkeypatch: pytest.MonkeyPatch,
+                           method: str, marking: MarkingRequest, reason: str
+                           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """JPN publishes an object released to NZL (pushed), then a version of it dated
+    between (not pushed yet) and reclassifies it to ``marking``; NZL applies the notice,
+    and the version pushed before the reclassification arrives as NZL's store is
+    about to ``method`` (purge, relabel) the versions it read. Returns the first
+    version and the one that arrived meanwhile (received by NZL)."""
     officer = jpn.people.as_person("officer")
     cid = jpn.default_collection().collection_id
     obj = publish(jpn, "v1", "秘", ("NZL",))
     between = {k: v for k, v in obj.items() if k != "extensions"}
     between.update(modified="2026-11-01T00:00:01.000Z", name="in flight")
-    real, arrived = nzl.store.purge, []
+    real, arrived = getattr(nzl.store, method), []
 
-    def purge(*args: Any, **kwargs: Any) -> Any:
+    def applying(*args: Any, **kwargs: Any) -> Any:
         if not arrived:  # the version pushed before the reclassification arrives now
             arrived.extend(nzl.federation.receive(
                 "JPN", nzl.default_collection().collection_id, [sent])[0])
@@ -631,11 +630,25 @@ def test_a_version_received_as_a_notice_withdraws_the_object_is_destroyed_too(
         assert status.body["failure_count"] == 0, status.body
         (sent,) = [json.loads(r.body) for r in jpn.store.held([obj["id"]])
                    if parse_timestamp(r.version) == parse_timestamp(between["modified"])]
-        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", ()),
-                                collection_id=cid, reason="Japan only now")
-        monkeypatch.setattr(nzl.store, "purge", purge)
+        jpn.controls.reclassify(officer, obj["id"], marking, collection_id=cid,
+                                reason=reason)
+        monkeypatch.setattr(nzl.store, method, applying)
         assert deliver(jpn, "NZL") == 1
     assert [r.ok for r in arrived] == [True]
+    return obj, between
+
+
+def test_a_version_received_as_a_notice_withdraws_the_object_is_destroyed_too(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: NZL applied JPN's notice withdrawing an object (reclassified for
+    Japan's eyes only) by destroying the older versions it had read before its
+    transaction; a version older than the reclassified one that arrived in between (a
+    push JPN decided before the reclassification) was kept, under its old marking, and
+    NZL's officer still read it. The purge now takes every version older than the
+    reclassified one, as its transaction finds them (``Store.purge``'s ``older_than``)."""
+    jpn, nzl = jpn_nzl
+    obj, between = _arrives_while_applied(jpn, nzl, monkeypatch, "purge",
+                                          MarkingRequest("秘", ()), "Japan only now")
     assert seen(nzl, obj["id"]) == []
     destroyed = {parse_timestamp(v) for e in nzl.audit.find(
         AuditFilter(kinds=("destroy",), object_id=obj["id"]))
@@ -651,31 +664,8 @@ def test_a_version_received_as_a_notice_raises_the_object_is_held_at_the_join(
     decided before the reclassification) kept its 秘 label, read by NZL's analyst
     (SECRET). The relabelling finds it (ReclassifiedMeanwhile) and reads them again."""
     jpn, nzl = jpn_nzl
-    officer = jpn.people.as_person("officer")
-    cid = jpn.default_collection().collection_id
-    obj = publish(jpn, "v1", "秘", ("NZL",))
-    between = {k: v for k, v in obj.items() if k != "extensions"}
-    between.update(modified="2026-11-01T00:00:01.000Z", name="in flight")
-    real, arrived = nzl.store.relabel, []
-
-    def relabel(*args: Any, **kwargs: Any) -> Any:
-        if not arrived:  # the version pushed before the reclassification arrives now
-            arrived.extend(nzl.federation.receive(
-                "JPN", nzl.default_collection().collection_id, [sent])[0])
-        return real(*args, **kwargs)
-
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        status = jpn.publisher.publish(officer.person, cid, [between],
-                                       marking=MarkingRequest("秘", ("NZL",)))
-        assert status.body["failure_count"] == 0, status.body
-        (sent,) = [json.loads(r.body) for r in jpn.store.held([obj["id"]])
-                   if parse_timestamp(r.version) == parse_timestamp(between["modified"])]
-        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("機密", ("NZL",)),
-                                collection_id=cid, reason="a new source")
-        monkeypatch.setattr(nzl.store, "relabel", relabel)
-        assert deliver(jpn, "NZL") == 1
-    assert [r.ok for r in arrived] == [True]
+    obj, _ = _arrives_while_applied(jpn, nzl, monkeypatch, "relabel",
+                                    MarkingRequest("機密", ("NZL",)), "a new source")
     assert len(seen(nzl, obj["id"])) == 2  # the TOP SECRET officer reads both
     assert seen(nzl, obj["id"], "analyst") == []
     assert_relabeller_agrees(nzl, obj["id"])

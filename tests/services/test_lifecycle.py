@@ -480,17 +480,10 @@ def test_objects_queued_before_an_amendment_are_delivered_once_both_sides_pin_it
         parse_marking(nzl.agreement, forged)
 
 
-def test_a_termination_that_says_destroy_destroys_a_partners_portions_too(
-        jpn_nzl: list[Node], tmp_path: Path) -> None:
-    """Found in review: a JPN report whose description is NZL material, marked as a
-    portion with NZL's national marking (docs/markings.md), kept that text in clear
-    after a termination that says destroy (only rows NZL originated were destroyed),
-    under NZL's definition destroyed, so it could no longer even be labelled. Its
-    versions holding NZL's material are destroyed too; JPN's own object without any
-    stays."""
-    jpn, nzl = jpn_nzl
+def _report_on_nz_material(jpn: Node, nzl: Node) -> dict[str, Any]:
+    """A JPN report (極秘 REL TO NZL) whose description is NZL material, marked as a portion
+    with the NZ marking of a SECRET source NZL pushed to JPN: published by JPN's officer."""
     source = publish(nzl, "NZ source", "SECRET", ("JPN",))
-    mine = publish(jpn, "JPN's own", "極秘", ("NZL",))
     with serving_federation(jpn), serving_federation(nzl):
         assert push(nzl, "JPN") >= 1
     (held,) = jpn.store.held([source["id"]])
@@ -503,6 +496,20 @@ def test_a_termination_that_says_destroy_destroys_a_partners_portions_too(
     status = jpn.publisher.publish(who, jpn.default_collection().collection_id, [report],
                                    marking=MarkingRequest("極秘", ("NZL",)))
     assert status.body["failure_count"] == 0, status.body
+    return report
+
+
+def test_a_termination_that_says_destroy_destroys_a_partners_portions_too(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Found in review: a JPN report whose description is NZL material, marked as a
+    portion with NZL's national marking (docs/markings.md), kept that text in clear
+    after a termination that says destroy (only rows NZL originated were destroyed),
+    under NZL's definition destroyed, so it could no longer even be labelled. Its
+    versions holding NZL's material are destroyed too; JPN's own object without any
+    stays."""
+    jpn, nzl = jpn_nzl
+    mine = publish(jpn, "JPN's own", "極秘", ("NZL",))
+    report = _report_on_nz_material(jpn, nzl)
     ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
     jpn = jpn_nzl[0] = pin(jpn, ended, "the agreement ended")
     assert jpn.controls.destroy_received("the agreement ended") == 3  # source, marking, report
@@ -519,19 +526,9 @@ def test_a_version_holding_a_partners_material_stored_as_it_is_destroyed_is_dest
     stored in between (a publication made as the destruction ran) kept NZL's text in
     clear. The versions to destroy are chosen as the purge's transaction finds them."""
     jpn, nzl = jpn_nzl
-    source = publish(nzl, "NZ source", "SECRET", ("JPN",))
-    with serving_federation(jpn), serving_federation(nzl):
-        assert push(nzl, "JPN") >= 1
-    (held,) = jpn.store.held([source["id"]])
-    nz_marking = json.loads(held.body)["object_marking_refs"][0]
-    report = indicator("JPN report drawing on NZ material",
-                       description="NZ-ONLY DETAIL taken from the NZ source",
-                       granular_markings=[{"selectors": ["description"],
-                                           "marking_ref": nz_marking}])
+    report = _report_on_nz_material(jpn, nzl)
     who = jpn.people.as_person("officer").person
     cid = jpn.default_collection().collection_id
-    status = jpn.publisher.publish(who, cid, [report], marking=MarkingRequest("極秘", ("NZL",)))
-    assert status.body["failure_count"] == 0, status.body
     ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
     jpn = jpn_nzl[0] = pin(jpn, ended, "the agreement ended")
     later = dict(report, modified="2099-01-01T00:00:00.000Z",
