@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -1215,6 +1216,37 @@ def test_a_command_does_not_migrate_a_database_an_older_serve_may_be_running_on(
     added = CliRunner().invoke(main, add)
     assert added.exit_code == 0, added.output
     assert any(r[0] == "late" for r in _people_rows(d))
+
+
+def test_migrate_refuses_while_a_serve_runs_on_the_database(tmp_path: Path) -> None:
+    """Regression: `migrate` (or a newer `serve`, which migrates first) started while a
+    serve still ran on the node's database changed the schema under it. A serve holds
+    the serve lock shared for its life; a migration needs it exclusive, without
+    waiting: refused while the serve runs, changing nothing; applied once it stops."""
+    from helpers import migrations_applied, node_sql, older_schema, test_database
+    from served import Pair
+
+    url = test_database()
+    with Pair(tmp_path, databases={"JPN": url} if url else None, pool=False) as pair:
+        d = pair.dirs["JPN"]
+        pair.start("JPN")  # its database current: serve migrates nothing, holds the lock
+        # the database made one of a newer release's before: its newest migration undone
+        # (PostgreSQL's 0041 made an index; SQLite's none), so migrating it is due
+        newest, _ = older_schema(d)
+        node_sql(d, "DROP INDEX IF EXISTS objects_folded_trigrams")
+        older = migrations_applied(d)
+        refused = CliRunner().invoke(main, ["migrate", str(d)])
+        said = " ".join(refused.output.split())
+        assert refused.exit_code != 0, said
+        assert "a serve of this node is running on its database: stop it before migrating" \
+            in said, said
+        assert migrations_applied(d) == older  # nothing changed
+        assert pair.procs["JPN"].poll() is None  # still serving
+        pair.procs["JPN"].send_signal(signal.SIGTERM)
+        pair.procs["JPN"].wait(30)
+    done = CliRunner().invoke(main, ["migrate", str(d)])
+    assert done.exit_code == 0, done.output
+    assert migrations_applied(d) == [*older, newest]
 
 
 def _people_rows(node_dir: Path) -> list[tuple[Any, ...]]:

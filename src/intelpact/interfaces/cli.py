@@ -314,7 +314,9 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
     configure_logging(log_level.lower())
     # the one command that migrates a database older than this intelpact: the others,
     # which may run beside an older serve still running on it, refuse (docs/node.md)
-    node = Node.open(node_dir, migrate=True)
+    # (refused while another serve runs on it, which holds the serve lock as this one
+    # then does until it stops)
+    node = Node.open(node_dir, migrate=True, serving=True)
     cfg = node.config
     host, port = host or cfg.host, port or cfg.port
     pair: list[Path] = []

@@ -251,7 +251,9 @@ def taxii_worker_app() -> Starlette:
     """The TAXII app of one worker process: it opens the node named by the environment."""
     cap_malloc_arenas()
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
-    node = Node.open(Path(os.environ[WORKER_ENV]))
+    # each worker holds the serve lock as the supervisor does: one orphaned by a
+    # supervisor killed still serves the schema it knows (docs/node.md)
+    node = Node.open(Path(os.environ[WORKER_ENV]), serving=True)
     start_pool(node, ingest_processes(node.config, int(os.environ.get(WORKERS_ENV, "1"))))
     app = create_app(node)
     served = app.router.lifespan_context

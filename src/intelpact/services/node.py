@@ -433,20 +433,23 @@ class Node:
         return sign_object(obj, self.federation.signer().key, self.party)
 
     @classmethod
-    def open(cls, node_dir: str | Path, *, migrate: bool = True) -> Node:
+    def open(cls, node_dir: str | Path, *, migrate: bool = True,
+             serving: bool = False) -> Node:
         """The node of ``node_dir``. ``migrate`` False (every command but `serve`: one
         may run beside an older serve still running on the database, which expects the
         schema it knows; and `audit verify` must not change the database): a store whose
         schema is older than this intelpact's is refused, saying to run the node (serve)
-        once to migrate it, rather than migrated."""
-        return cls._on_store(load_config(Path(node_dir)), migrate=migrate)
+        once to migrate it, rather than migrated. ``serving`` (a `serve` process): the
+        store holds the serve lock shared until closed, so no migration runs under it."""
+        return cls._on_store(load_config(Path(node_dir)), migrate=migrate, serving=serving)
 
     @classmethod
-    def _on_store(cls, config: NodeConfig, *, migrate: bool = True) -> Node:
+    def _on_store(cls, config: NodeConfig, *, migrate: bool = True,
+                  serving: bool = False) -> Node:
         """The node of ``config`` on its store, opened here: closed again if the node
         cannot be made (a key file refused, an agreement changed), so a caller that goes
         on (a test, the console's tests) is left no connection, file or pool thread."""
-        store = open_store(config.database, config.dir, migrate=migrate)
+        store = open_store(config.database, config.dir, migrate=migrate, serving=serving)
         try:
             return cls(config, store)
         except BaseException:

@@ -34,6 +34,24 @@ class StoreError(IntelpactError):
     """The store could not do what was asked (conflict, bad cursor, missing collection...)."""
 
 
+# A running `serve` holds its database's serve lock shared for its life (each of its
+# processes: the supervisor and every worker of `serve --workers N`); applying a
+# migration takes it exclusive, without waiting, so a newer intelpact never changes the
+# schema under a serve still running (docs/node.md, "Migrations"). SQLite: an flock of
+# the file named by the database's with SERVE_LOCK_SUFFIX; PostgreSQL: the session
+# advisory lock SERVE_LOCK (an arbitrary constant: "intelpaS").
+SERVE_LOCK_SUFFIX = ".serving"
+SERVE_LOCK = 0x696E74656C706153
+SERVING_HINT = ("stop every serve of this node (an older intelpact's too), then run "
+                "intelpact migrate DIR or serve again")
+
+
+def serving_refusal(where: str) -> str:
+    """What a migration refused by a running serve's lock says."""
+    return (f"{where}: a serve of this node is running on its database: stop it before "
+            "migrating (its schema was not changed)")
+
+
 def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
     """The version of a store's schema with the migrations ``done`` (of those ``shipped``
     with this intelpact), read for a command that must not migrate it (``migrate=False``:

@@ -33,6 +33,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..crypto.merkle import Coord
 from ..model.labels import Label
 from .base import (
+    SERVE_LOCK,
+    SERVING_HINT,
     SHORT_TEXT,
     SHORT_TEXT_ROWS,
     AddResult,
@@ -72,6 +74,7 @@ from .base import (
     label_from_key,
     label_key,
     schema_read,
+    serving_refusal,
     timestamp,
     utc_now,
 )
@@ -260,15 +263,17 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 class PostgresStore(Store):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 30.0, migrate: bool = True) -> None:
+                 timeout: float = 30.0, migrate: bool = True, serving: bool = False) -> None:
         """``migrate`` False: a schema older than the code's is refused (schema_read),
-        not migrated."""
+        not migrated. ``serving``: hold the serve lock (SERVE_LOCK) shared until close(),
+        on a connection of its own (a session lock)."""
         self.url = url
         self._where = describe(url)
         self._snapshot = threading.local()  # .conn: this thread's snapshot (snapshot())
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._serving: psycopg.Connection[Any] | None = None  # holds SERVE_LOCK shared
         try:  # one connection first: a server that is down or refuses us is said at once,
             # in one line, not after the pool's retries (and their warnings) until timeout
             psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True).close()
@@ -290,14 +295,31 @@ class PostgresStore(Store):
                              "password in node.toml's 'database' are right") from None
         try:
             self.schema_version = self._migrate() if migrate else self._unmigrated()
+            if serving:
+                self._hold_serving(timeout)
             self._load_labels()
             row = self._one("SELECT reltuples FROM pg_class WHERE oid = 'objects'::regclass")
         except BaseException:
             self._pool.close()
+            if self._serving is not None:
+                self._serving.close()
             raise
         self._analysed = max(0, int(row[0])) if row else 0  # -1: never analysed
         self._added = 0
         self._analyser: threading.Thread | None = None
+
+    def _hold_serving(self, timeout: float) -> None:
+        """Hold SERVE_LOCK shared, for this store's life, on a connection of its own: a
+        newer intelpact's migration then refuses to change the schema under this process
+        (and its server frees the lock if this process dies). Waits while a migration
+        holds it; then the schema is read again (that one may have made it newer)."""
+        try:
+            self._serving = psycopg.connect(self.url, connect_timeout=max(1, int(timeout)),
+                                            autocommit=True)
+            self._serving.execute("SELECT pg_advisory_lock_shared(%s)", (SERVE_LOCK,))
+        except psycopg.OperationalError as exc:
+            raise self._gone(exc) from None
+        self.schema_version = self._unmigrated()
 
     # -- connections -------------------------------------------------------------------
     @contextmanager
@@ -395,6 +417,9 @@ class PostgresStore(Store):
         if analyser is not None:
             analyser.join()
         self._pool.close()
+        if self._serving is not None:  # the serve lock, released
+            self._serving.close()
+            self._serving = None
 
     def _grew(self, rows: int) -> None:
         """Count rows added; start an analysis of `objects` when they are due one."""
@@ -440,6 +465,11 @@ class PostgresStore(Store):
                 raise StoreError(f"{self._where}: database schema version {current} is newer "
                                  f"than this intelpact ({newest})",
                                  hint="upgrade intelpact before opening this node")
+            due = {version for version, _ in shipped} - done
+            if due and not (c.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                      (SERVE_LOCK,)).fetchone() or (False,))[0]:
+                # a serve holds it shared: refused, and the transaction rolled back
+                raise StoreError(serving_refusal(self._where), hint=SERVING_HINT)
             for version, sql in shipped:
                 if version in done:
                     continue

@@ -32,6 +32,8 @@ from ..model.labels import Label
 from .base import (
     APPENDING,
     MAX_INTEGER,
+    SERVE_LOCK_SUFFIX,
+    SERVING_HINT,
     SHORT_TEXT,
     SHORT_TEXT_ROWS,
     AddResult,
@@ -79,6 +81,7 @@ from .base import (
     marking_differs,
     parse_timestamp,
     schema_read,
+    serving_refusal,
     timestamp,
     utc_now,
 )
@@ -163,9 +166,11 @@ class SQLiteStore(Store):
     text_index_apart = True  # objects_text, written by index_text (migration 0014)
     reads_local = True
 
-    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+    def __init__(self, path: str | Path, *, migrate: bool = True,
+                 serving: bool = False) -> None:
         """``migrate`` False: a schema older than the code's is refused (schema_behind),
-        not migrated, and a database that does not exist is not made."""
+        not migrated, and a database that does not exist is not made. ``serving``: hold
+        the serve lock shared until close() (a `serve` process: SERVE_LOCK_SUFFIX)."""
         self.path = str(path)
         self._local = threading.local()
         # every connection opened, by the thread it belongs to (closed at close())
@@ -178,10 +183,39 @@ class SQLiteStore(Store):
         # command beside the server) on an flock of a file beside the database.
         self._writer = threading.RLock()
         self._writers_fd: int | None = None
+        self._serve_fd: int | None = None  # the serve lock's file, while held
         self._labels: dict[int, Label] = {}
         self._label_ids: dict[str, int] = {}
-        self.schema_version = self._migrate() if migrate else self._unmigrated()
-        self._load_labels()
+        try:
+            self.schema_version = self._migrate() if migrate else self._unmigrated()
+            if serving:
+                self._hold_serving()
+            elif self._serve_fd is not None:  # a migration's, done
+                os.close(self._serve_fd)
+                self._serve_fd = None
+            self._load_labels()
+        except BaseException:
+            self.close()
+            raise
+
+    def _serve_lock(self, how: int) -> bool:
+        """flock the serve lock's file (beside the database, apart from the writers'
+        lock: a serve holds this one for its life); False if not had at once."""
+        if self._serve_fd is None:
+            self._serve_fd = os.open(self.path + SERVE_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT,
+                                     0o600)
+        try:
+            fcntl.flock(self._serve_fd, how)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _hold_serving(self) -> None:
+        """Hold the serve lock shared until close(): a newer intelpact's migration then
+        refuses to change the schema under this process. Waits while a migration holds
+        it exclusive; then the schema is read again (that one may have made it newer)."""
+        self._serve_lock(fcntl.LOCK_SH)  # from the migration's exclusive, if it took it
+        self.schema_version = self._unmigrated()
 
     def _scrub(self) -> None:
         """After a destruction: copy the write-ahead log into the database and truncate it,
@@ -328,6 +362,9 @@ class SQLiteStore(Store):
             if self._writers_fd is not None:
                 os.close(self._writers_fd)
                 self._writers_fd = None
+            if self._serve_fd is not None:  # the serve lock, released
+                os.close(self._serve_fd)
+                self._serve_fd = None
 
     def _unmigrated(self) -> int:
         """The schema's version, read only: refused if older than the code's."""
@@ -364,6 +401,11 @@ class SQLiteStore(Store):
                 raise StoreError(f"{self.path}: database schema version {current} is newer "
                                  f"than this intelpact ({newest})",
                                  hint="upgrade intelpact before opening this node")
+            if {version for version, _ in shipped} - done \
+                    and not self._serve_lock(fcntl.LOCK_EX | fcntl.LOCK_NB):
+                raise StoreError(serving_refusal(self.path),
+                                 hint=f"{SERVING_HINT} (those holding "
+                                 f"{self.path}{SERVE_LOCK_SUFFIX})")
             for version, sql in shipped:
                 if version in done:
                     continue
