@@ -128,6 +128,17 @@ def older_schema(node_dir: Path) -> tuple[int, str]:
     return int(newest), str(applied)
 
 
+def before_newest(node_dir: Path) -> int:
+    """Make the node's database truly one of the release before: its newest migration
+    recorded as not applied and what it made undone (0041 made PostgreSQL's trigram
+    index; on SQLite nothing), so migrating it again works. Returns that migration's
+    number. A newer migration must be undone here too (the test migrating fails until
+    it is: "already exists")."""
+    newest, _ = older_schema(node_dir)
+    node_sql(node_dir, "DROP INDEX IF EXISTS objects_folded_trigrams")
+    return newest
+
+
 def migrations_applied(node_dir: Path) -> list[int]:
     return [int(r[0]) for r in node_sql(node_dir, "SELECT version FROM schema_migrations "
                                         "ORDER BY version")]

@@ -1176,28 +1176,20 @@ def test_a_store_gone_mid_command_is_one_line_and_a_hint(capsys: pytest.CaptureF
 
 
 def test_a_command_does_not_migrate_a_database_an_older_serve_may_be_running_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """Regression: every command opening a node applied the migrations its database
     lacked, so a newer intelpact's command (a `user add` run after upgrading, before the
     old `serve` was stopped) changed the schema under the serve still running on it,
     which expects the one it knows. Only `migrate` and `serve` migrate now; another
     command refuses an older schema, saying to stop the node and migrate it, and changes
     nothing. Then `migrate`, the operator's step, applies what is due."""
-    import intelpact.store.postgres as pgstore
-    import intelpact.store.sqlite as sqlitestore
+    from helpers import before_newest, make_node, migrations_applied
 
-    from helpers import make_node, migrations_applied
-
-    newest = sqlitestore.migrations()[-1][0]
-    with monkeypatch.context() as m:  # a node of the release before: its newest not made
-        for module in (sqlitestore, pgstore):
-            shipped = module.migrations()
-            m.setattr(module, "migrations", lambda s=shipped: s[:-1])
-        node = make_node(tmp_path / "jpn")
-        d = node.config.dir
-        node.close()
+    node = make_node(tmp_path / "jpn")
+    d = node.config.dir
+    node.close()
+    newest = before_newest(d)  # the release before's
     older = migrations_applied(d)
-    assert newest not in older
     add = ["user", "add", str(d), "late", "--party", "JPN", "--clearance", "秘"]
     refused = CliRunner().invoke(main, add)
     said = " ".join(refused.output.split())
@@ -1223,17 +1215,14 @@ def test_migrate_refuses_while_a_serve_runs_on_the_database(tmp_path: Path) -> N
     serve still ran on the node's database changed the schema under it. A serve holds
     the serve lock shared for its life; a migration needs it exclusive, without
     waiting: refused while the serve runs, changing nothing; applied once it stops."""
-    from helpers import migrations_applied, node_sql, older_schema, test_database
+    from helpers import before_newest, migrations_applied, test_database
     from served import Pair
 
     url = test_database()
     with Pair(tmp_path, databases={"JPN": url} if url else None, pool=False) as pair:
         d = pair.dirs["JPN"]
         pair.start("JPN")  # its database current: serve migrates nothing, holds the lock
-        # the database made one of a newer release's before: its newest migration undone
-        # (PostgreSQL's 0041 made an index; SQLite's none), so migrating it is due
-        newest, _ = older_schema(d)
-        node_sql(d, "DROP INDEX IF EXISTS objects_folded_trigrams")
+        newest = before_newest(d)  # the release before's: migrating it is due
         older = migrations_applied(d)
         refused = CliRunner().invoke(main, ["migrate", str(d)])
         said = " ".join(refused.output.split())
