@@ -798,6 +798,11 @@ def test_replayed_and_stale_requests(jpn_nzl: tuple[Node, Node]) -> None:
                        nzl.agreement.content_hash, now=later)
 
 
+def _said(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What the courier logged of its federation with NZL, in order."""
+    return [r for r in caplog.records if r.getMessage().startswith("federation with NZL")]
+
+
 def test_a_partner_that_keeps_failing_is_warned_of_once_reminded_and_its_return_said(
         jpn_nzl: list[Node], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -810,17 +815,14 @@ def test_a_partner_that_keeps_failing_is_warned_of_once_reminded_and_its_return_
     monkeypatch.setattr(courier_module, "REMIND_EVERY", 1.0)
     caplog.set_level(logging.DEBUG, logger="intelpact.courier")
 
-    def said() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.getMessage().startswith("federation with NZL")]
-
     with Courier(jpn, interval=0.01, push_interval=0.01, max_backoff=0.02,
                  gossip_interval=60) as courier:
         courier.start()
-        wait_for(lambda: sum(r.levelno == logging.WARNING for r in said()) >= 2, 20,
+        wait_for(lambda: sum(r.levelno == logging.WARNING for r in _said(caplog)) >= 2, 20,
                    "a reminder that NZL is still out of reach")
         with serving_federation(nzl):
-            wait_for(lambda: said()[-1].levelno == logging.INFO, 20, "NZL reached again")
-            *failed, back = said()  # before NZL stops again
+            wait_for(lambda: _said(caplog)[-1].levelno == logging.INFO, 20, "NZL reached again")
+            *failed, back = _said(caplog)  # before NZL stops again
     first, *more = failed
     assert first.levelno == logging.WARNING and "unreachable" in first.getMessage()
     assert "still failing" not in first.getMessage()
@@ -844,18 +846,15 @@ def test_a_partner_is_said_reached_again_only_by_a_round_that_reached_it(
     jpn, nzl = jpn_nzl
     caplog.set_level(logging.DEBUG, logger="intelpact.courier")
 
-    def said() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.getMessage().startswith("federation with NZL")]
-
     with Courier(jpn, interval=0.4, push_interval=0.02, max_backoff=0.05,
                  gossip_interval=60) as courier:
         courier.start()
-        wait_for(lambda: sum("unreachable" in r.getMessage() for r in said()) >= 4, 20,
+        wait_for(lambda: sum("unreachable" in r.getMessage() for r in _said(caplog)) >= 4, 20,
                  "four pulls of NZL failed")
-        down = said()
+        down = _said(caplog)
         with serving_federation(nzl):
-            wait_for(lambda: said()[-1].levelno == logging.INFO, 20, "NZL reached again")
-            *failed, back = said()
+            wait_for(lambda: _said(caplog)[-1].levelno == logging.INFO, 20, "NZL reached again")
+            *failed, back = _said(caplog)
     assert not [r.getMessage() for r in down if r.levelno == logging.INFO]
     assert [r.levelno for r in failed].count(logging.WARNING) == 1, \
         [r.getMessage() for r in failed]
