@@ -438,8 +438,8 @@ class Node:
         """The node of ``node_dir``. ``migrate`` False (every command but `serve`: one
         may run beside an older serve still running on the database, which expects the
         schema it knows; and `audit verify` must not change the database): a store whose
-        schema is older than this intelpact's is refused, saying to run the node (serve)
-        once to migrate it, rather than migrated. ``serving`` (a `serve` process): the
+        schema is older than this intelpact's is refused, saying to migrate it
+        (`intelpact migrate`, or serve), rather than migrated. ``serving`` (a `serve` process): the
         store holds the serve lock shared until closed, so no migration runs under it."""
         return cls._on_store(load_config(Path(node_dir)), migrate=migrate, serving=serving)
 
