@@ -76,6 +76,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/partner.py
+	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/gossip.py --backends sqlite,postgresql
 	$(BIN)/python bench/fsync.py --dir .
 	$(BIN)/python bench/scale.py --medallion-python $(MEDALLION_VENV)/bin/python \

@@ -913,11 +913,12 @@ class Federation:
         since, or beyond the page's bound, MAX_PAGE rows), and the partner refuses an
         object citing a definition it does not hold. They go with these objects
         (docs/federation.md, "Definitions travel with the objects that cite them").
-        Cheap for a page that needs none: its bodies are searched for ids, and the
-        store is asked only of those not in the page."""
+        Cheap for a page that needs none: its bodies are searched for ids, the store is
+        asked only of those not in the page, and a body is parsed only once a definition
+        it names is owed (docs/performance.md, "Definitions carried on a pull")."""
         here = {row.object_id for row in rows}
-        found = {ref for row in rows if row.object_type != "marking-definition"
-                 and "marking-definition--" in row.body for ref in _MARKING_ID.findall(row.body)}
+        found = set(_MARKING_ID.findall("\n".join(
+            row.body for row in rows if row.object_type != "marking-definition")))
         wanted = sorted(found - here)
         if not wanted:
             return []
@@ -930,19 +931,20 @@ class Federation:
                                      row.body_hash) and \
                     (row.object_id not in first or row.seq < first[row.object_id].seq):
                 first[row.object_id] = row
+        owed = {mid: row for mid, row in first.items()
+                # one allowed on its own label went in its own turn; one never queued for
+                # the partner, or that it has, is not owed
+                if not self._may_release(labels[row.banner_id], party, row, held).allowed
+                and party in self.store.queued_for(mid)
+                and not self.store.disseminations(object_id=mid, party=party)}
+        if not owed:
+            return []
+        # cited as a marking, not merely named (in a description, say): read the bodies
+        # that name one, only now that one is owed (the common page parses none)
         cited = {ref for row in rows if row.object_type != "marking-definition"
-                 and any(mid in row.body for mid in first)
+                 and any(mid in row.body for mid in owed)
                  for ref in cited_markings(json.loads(row.body))}
-        carried = []
-        for mid, row in sorted(first.items()):
-            if mid not in cited or self._may_release(labels[row.banner_id], party, row,
-                                                     held).allowed:
-                continue  # one allowed on its own label went in its own turn
-            if party not in self.store.queued_for(mid) or \
-                    self.store.disseminations(object_id=mid, party=party):
-                continue  # never queued for it, or it has it
-            carried.append(row)
-        return carried
+        return [row for mid, row in sorted(owed.items()) if mid in cited]
 
     def releaser(self) -> Callable[[NewObject], list[str]]:
         """The release filter for one batch: which partners each object being stored
