@@ -37,7 +37,8 @@ PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.p
 	tests/interfaces/test_served_properties.py tests/services/test_atomic_audit.py \
 	tests/services/test_key_rotation.py tests/services/test_search_indexer.py \
 	tests/services/test_federation_attacks.py tests/services/test_relabel.py \
-	tests/services/test_event_macs.py tests/services/test_audit_head.py
+	tests/services/test_event_macs.py tests/services/test_audit_head.py \
+	tests/services/test_audit.py tests/interfaces/test_damaged_store.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

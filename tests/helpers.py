@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from intelpact.interfaces.federation import create_federation_app, federation_server_options
@@ -98,9 +99,12 @@ def serving(node: Node) -> Iterator[str]:
         yield f"{'https' if 'ssl_certfile' in options else 'http'}://127.0.0.1:{options['port']}"
 
 
-def node_sql(node_dir: Path, statement: str) -> list[tuple[Any, ...]]:
+def node_sql(node_dir: Path, statement: str, params: tuple[Any, ...] = ()
+             ) -> list[tuple[Any, ...]]:
     """``statement`` on the database of the node of ``node_dir``, not through its store
-    (which opening migrates): to make it a database of an older release."""
+    (which opening migrates): to make it a database of an older release, or as an
+    insider who writes to it. ``params`` are bound to its ``?`` marks (``%s`` on
+    PostgreSQL: the statement holds no other ``?``)."""
     from intelpact.config import load_config
 
     config = load_config(node_dir)
@@ -108,15 +112,55 @@ def node_sql(node_dir: Path, statement: str) -> list[tuple[Any, ...]]:
         import psycopg
 
         with psycopg.connect(config.database, autocommit=True) as pg_conn:
-            cur = pg_conn.execute(statement)  # type: ignore[arg-type]
+            cur = pg_conn.execute(statement.replace("?", "%s") if params  # type: ignore[arg-type]
+                                  else statement, params or None)
             return cur.fetchall() if cur.description else []
     import sqlite3
 
     conn = sqlite3.connect(config.dir / config.database, isolation_level=None)
     try:
-        return conn.execute(statement).fetchall()
+        return conn.execute(statement, params).fetchall()
     finally:
         conn.close()
+
+
+def insider(node: Node, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run ``sql`` on the open node's database directly, in one of its store's write
+    transactions, as someone who can write to it: ``params`` bound to its ``?`` marks
+    (``%s`` on PostgreSQL: the statement holds no other ``?``)."""
+    from intelpact.store.sqlite import SQLiteStore
+
+    mark = "?" if isinstance(node.store, SQLiteStore) else "%s"
+    with node.store._write() as c:  # type: ignore[attr-defined]  # noqa: SLF001 - an insider
+        c.execute(sql.replace("?", mark), params)
+
+
+def copy_node(node_dir: Path, to: Path) -> Path:
+    """A copy at ``to`` of the closed node of ``node_dir``, with a database of its own:
+    on PostgreSQL a new one made from the node's (``CREATE DATABASE ... TEMPLATE``, which
+    no session may be connected to), named in the copy's node.toml."""
+    import dataclasses
+    import shutil
+
+    from intelpact.config import load_config, write_config
+
+    shutil.copytree(node_dir, to)
+    config = load_config(to)
+    if config.database.startswith("postgresql://"):
+        import pg
+
+        write_config(dataclasses.replace(config, database=pg.copy_database(config.database)))
+    return to
+
+
+ON_POSTGRESQL = os.environ.get("INTELPACT_TEST_DATABASE", "").lower() in ("postgresql",
+                                                                          "postgres")
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    """A test (or a parameter) skipped on the PostgreSQL pass, saying why: it is about
+    SQLite itself (its file, its untyped columns, its lock file)."""
+    return pytest.mark.skipif(ON_POSTGRESQL, reason=f"SQLite only: {reason}")
 
 
 def older_schema(node_dir: Path) -> tuple[int, str]:

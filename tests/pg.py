@@ -191,6 +191,14 @@ class Cluster:
         PostgresStore(self.url_for(name)).close()  # migrate: every table in the tablespace
         return self.url_for(name)
 
+    def copy(self, url: str) -> str:
+        """A new database made from the one at ``url`` (none connected to it); its URL."""
+        source = url.rsplit("/", 1)[1]
+        name = f"{source.split('_')[0]}_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        return self.url_for(name)
+
     def url_for(self, name: str) -> str:
         return self.url.rsplit("/", 1)[0] + "/" + name
 
@@ -235,6 +243,11 @@ def database_url(prefix: str = "t") -> str:
         print(f"\n{exc}")
         pytest.skip(str(exc))
     return server.database(prefix)
+
+
+def copy_database(url: str) -> str:
+    """A copy of the session server's database at ``url`` (none connected to it)."""
+    return cluster().copy(url)
 
 
 @contextmanager

@@ -19,7 +19,12 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import Query
 
-from helpers import indicator, make_node, serving
+from helpers import indicator, make_node, serving, sqlite_only
+
+# Each test's damage is bytes that are not UTF-8 in a text column (or a file that is not
+# a database): SQLite keeps them, PostgreSQL refuses them when they are written.
+pytestmark = sqlite_only("PostgreSQL's text holds only UTF-8: it refuses other bytes, "
+                         "so this damage cannot be written to it")
 
 PW = "a long password here"
 SECRET = "the source's name"

@@ -23,9 +23,8 @@ import pytest
 from intelpact.crypto.eventmacs import EventMacs
 from intelpact.crypto.keys import KeyFileError
 from intelpact.services.node import Node
-from intelpact.store.sqlite import SQLiteStore
 
-from helpers import make_node
+from helpers import insider, make_node
 
 
 @pytest.fixture()
@@ -37,13 +36,6 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def key_file(node: Node) -> Path:
     return node.config.signing_key.parent / "audit-events.key"
-
-
-def insider(node: Node, sql: str, params: tuple[object, ...] = ()) -> None:
-    """Run ``sql`` on the node's database directly, as someone who can write to it."""
-    mark = "?" if isinstance(node.store, SQLiteStore) else "%s"
-    with node.store._write() as c:
-        c.execute(sql.replace("?", mark), params)
 
 
 def append_directly(node: Node, mac: bytes | None = None) -> int:
