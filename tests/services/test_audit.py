@@ -1427,3 +1427,32 @@ def test_audit_verify_does_not_migrate_a_database_older_than_the_code(tmp_path: 
     migrated(d, row)  # as the node run would; then verify reads it
     verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
     assert verified.exit_code == 0, verified.output
+
+
+def test_what_the_officer_is_shown_is_checked_in_one_state_of_the_store(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: check_shown read the log's `alert` events, then the alerts table, each
+    at its own moment. An alert raised between the two reads (by a serving node's watch,
+    beside `audit verify`) was in the table and not among the events read: "shown to the
+    security officer, but no alert event of this log raised it: it was added here", a
+    tamper that was not there. The check reads one snapshot of the store (Store.snapshot),
+    as the log's own verify does."""
+    real, raised = node.store.alerts, []
+    checking = threading.get_ident()
+
+    def raised_meanwhile() -> Any:
+        if threading.get_ident() == checking and not raised:
+            # the check has read the events: an alert is raised and committed now
+            thread = threading.Thread(target=lambda: raised.append(node.audit.alert(
+                "history-rewritten", "NZL", "NZL signed two different roots")))
+            thread.start()
+            thread.join()
+        return real()
+
+    monkeypatch.setattr(node.store, "alerts", raised_meanwhile)
+    count, problems = node.check_kept()
+    monkeypatch.undo()
+    assert raised == [True]
+    assert (count, problems) == (0, [])
+    assert node.check_kept() == (0, [])  # and the next check sees the alert and its event
+    assert [a[1] for a in node.store.alerts()] == ["history-rewritten"]

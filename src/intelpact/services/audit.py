@@ -1307,7 +1307,14 @@ class AuditLog:
         events, and acknowledged or closed as one of its `compromise-ack` or
         `compromise-close` events says, and only so. An insider who deleted an alert,
         marked one resolved (or swapped an open one with a resolved one), or deleted or
-        closed a report in those tables is caught here. A line for each thing wrong."""
+        closed a report in those tables is caught here. A line for each thing wrong. Read
+        in one snapshot of the store (Store.snapshot): beside a serving node, an alert
+        raised (or a report kept) between reading the events and reading the tables
+        would look added here, a tamper that was not there."""
+        with self.store.snapshot():
+            return self._check_shown()
+
+    def _check_shown(self) -> list[str]:
         raised: Counter[tuple[Any, Any, Any]] = Counter()
         resolves: dict[Any, Any] = {}
         steps: dict[str, dict[Any, dict[str, Any]]] = {"report": {}, "ack": {}, "close": {}}
