@@ -161,6 +161,56 @@ def sqlite_only(reason: str) -> pytest.MarkDecorator:
     """A test (or a parameter) skipped on the PostgreSQL pass, saying why: it is about
     SQLite itself (its file, its untyped columns, its lock file)."""
     return pytest.mark.skipif(ON_POSTGRESQL, reason=f"SQLite only: {reason}")
+def database_digest(node_dir: Path) -> dict[str, tuple[int, str]]:
+    """Each table of the node's database: its row count and the SHA-256 of its rows,
+    sorted (read through node_sql, not the store): equal before and after a command, the
+    command wrote nothing."""
+    import hashlib
+
+    from intelpact.config import load_config
+
+    if load_config(node_dir).database.startswith("postgresql://"):
+        listing = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                   "ORDER BY tablename")
+    else:
+        listing = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    digest = {}
+    for (table,) in node_sql(node_dir, listing):
+        rows = sorted(repr(row) for row in node_sql(node_dir, f'SELECT * FROM "{table}"'))  # noqa: S608
+        digest[str(table)] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+    return digest
+
+
+@contextmanager
+def read_only(directory: Path) -> Iterator[str]:
+    """``directory`` and what it holds made read-only while in the block: as root (whom
+    file modes do not stop) by a read-only bind mount of it over itself (yields "mount";
+    skipped where mounting is not allowed), otherwise every file 0444 and every directory
+    0555 (yields "chmod")."""
+    import pytest
+
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [directory, *directory.rglob("*")]}
+        for path in sorted(modes, reverse=True):  # a directory's files before it
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield "chmod"
+        finally:
+            for path, mode in sorted(modes.items()):
+                path.chmod(mode)
+        return
+    done = subprocess.run(["mount", "--bind", str(directory), str(directory)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"root, and a read-only bind mount is not allowed: {done.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True,
+                       capture_output=True)
+        yield "mount"
+    finally:
+        if subprocess.run(["umount", str(directory)], capture_output=True,
+                          check=False).returncode != 0:  # a file still open: when it closes
+            subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def older_schema(node_dir: Path) -> tuple[int, str]:

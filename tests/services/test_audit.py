@@ -1014,17 +1014,15 @@ def test_audit_show_keeps_the_banner_of_an_object_deleted_since(tmp_path: Path) 
 
 def test_audit_verify_runs_on_a_tree_the_integrator_cannot_extend(
         logged: Path, tmp_path: Path) -> None:
-    """A deleted stored hash stops the integrator (it is asked first): verify still runs,
-    says that, and where every hash is missing."""
+    """A deleted stored hash stops the integrator: verify, which integrates nothing (it
+    writes nothing), names every hash missing, the one the integrator needs among
+    them."""
     runner = CliRunner()
     for sql, found in (
             ("DELETE FROM audit_nodes WHERE level = 2 AND idx = 2",  # on the frontier
-             ["the integrator cannot hash the events from 13 on into the tree: the audit "
-              "tree of size 13 lacks subtree hashes",
-              "the stored hash of the subtree over events 8..11 is missing: it was deleted"]),
+             ["the stored hash of the subtree over events 8..11 is missing: it was deleted"]),
             ("DELETE FROM audit_nodes WHERE level = 0 AND idx >= 11",  # the last leaves
-             ["the integrator cannot hash the events from 11 on into the tree",
-              "the leaf hash of event 11 is missing from the stored tree: it was deleted",
+             ["the leaf hash of event 11 is missing from the stored tree: it was deleted",
               "the leaf hash of event 12 is missing from the stored tree: it was deleted"]),
             ("DELETE FROM audit_nodes WHERE level = 0 AND idx = 5",  # below: none needs it
              ["the leaf hash of event 5 is missing from the stored tree: it was deleted"])):
@@ -1065,8 +1063,8 @@ def test_an_event_altered_before_it_was_integrated_does_not_stop_the_integrator(
     again = Node.open(tmp_path / "jpn")
     try:
         again.people.add("later", party="JPN", clearance="秘")
-        size = again.store.audit_size()  # with the alert `audit verify` raised, below
-        assert again.audit.integrate()[0] == size == index + 3
+        size = again.store.audit_size()  # `audit verify` integrated nothing
+        assert again.audit.integrate()[0] == size == index + 2
         # the officer is told that an event this node did not write was integrated
         assert [(kind, detail.split(" carry")[0]) for _, kind, _, detail, _
                 in again.store.alerts()] == [("event-forged", f"audit event(s) {index}")]
@@ -1456,3 +1454,70 @@ def test_what_the_officer_is_shown_is_checked_in_one_state_of_the_store(
     assert (count, problems) == (0, [])
     assert node.check_kept() == (0, [])  # and the next check sees the alert and its event
     assert [a[1] for a in node.store.alerts()] == ["history-rewritten"]
+
+
+def _login_failures(node: Node, count: int) -> None:
+    for i in range(count):
+        node.audit.record(node.audit.event("login-failure", name=f"guess{i}", reason="test"))
+
+
+def test_audit_verify_writes_nothing_and_checks_pending_events_as_pending(
+        tmp_path: Path) -> None:
+    """Regression: `audit verify DIR` integrated the events appended and not yet
+    integrated (the tree's hashes, the object index, the head file) and signed a
+    checkpoint as it closed the node: a verifier that changed what it verified. It
+    writes nothing now, on either store (SQLite opened read-only, PostgreSQL's every
+    transaction READ ONLY), and checks the pending events as far as they can be (their
+    indexes, MACs, columns and numbers, and the tree they extend), saying how many."""
+    from helpers import database_digest
+
+    node = make_node(tmp_path / "jpn")
+    d = node.config.dir
+    try:
+        node.audit.checkpoint()
+        _login_failures(node, 3)  # appended, not integrated: the node is still open
+        assert node.store.audit_size() - node.store.audit_integrated() == 3
+        before, head = database_digest(d), (d / "keys" / "audit-head.json").read_bytes()
+        verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
+        said = " ".join(verified.output.split())
+        assert verified.exit_code == 0, verified.output
+        assert database_digest(d) == before
+        assert (d / "keys" / "audit-head.json").read_bytes() == head
+        assert node.store.audit_size() - node.store.audit_integrated() == 3
+        assert said.startswith("OK: 4 events (3 pending integration"), said
+    finally:
+        node.close()
+    verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
+    assert verified.exit_code == 0 and "pending" not in verified.output, verified.output
+
+
+def test_audit_verify_reads_a_read_only_copy_of_the_node(tmp_path: Path) -> None:
+    """A security officer verifies a copy, a backup or a read-only mount: `audit verify`
+    failed there ("the integrator cannot hash…", the writers' lock file not makeable) or
+    changed the copy. It opens the database read-only (SQLite's mode=ro) and verifies,
+    pending events and all."""
+    from helpers import database_digest, read_only, test_database
+
+    if test_database() is not None:
+        pytest.skip("a SQLite file: PostgreSQL's read-only verify is the test above")
+    node = make_node(tmp_path / "jpn")
+    copy = tmp_path / "copy"
+    try:
+        node.audit.checkpoint()
+        _login_failures(node, 2)  # pending in the copy
+        with sqlite3.connect(node.config.dir / "node.db") as c:  # all of it in node.db
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        shutil.copytree(node.config.dir, copy,
+                        ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.writers",
+                                                      "*.serving"))
+    finally:
+        node.close()
+    before = database_digest(copy)
+    files = sorted(p.name for p in copy.rglob("*"))
+    with read_only(copy):
+        verified = CliRunner().invoke(main, ["audit", "verify", str(copy)])
+    said = " ".join(verified.output.split())
+    assert verified.exit_code == 0, verified.output
+    assert said.startswith("OK: 3 events (2 pending integration"), said
+    assert database_digest(copy) == before
+    assert sorted(p.name for p in copy.rglob("*")) == files  # no lock file made

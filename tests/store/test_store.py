@@ -187,6 +187,31 @@ def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
     assert open_files(path) == 0
 
 
+def test_a_store_opened_read_only_writes_nothing(store: Store, tmp_path: Path) -> None:
+    """`audit verify` opens the store read-only: every write is refused by the store, and
+    the database would refuse it too (SQLite's mode=ro, PostgreSQL's READ ONLY
+    transactions); reads see what is stored."""
+    database = store.path if isinstance(store, SQLiteStore) else \
+        store.url  # type: ignore[attr-defined]
+    reader = open_store(database, readonly=True)
+    try:
+        assert reader.readonly and reader.collections() == store.collections()
+        with pytest.raises(StoreError, match="opened read-only"):
+            reader.add_collection(Collection("c2", "two", "", "more"))
+        # below the store's own refusal: the database's
+        if isinstance(reader, SQLiteStore):
+            with pytest.raises(sqlite3.OperationalError, match="readonly database"):
+                reader._conn().execute(  # noqa: SLF001
+                    "DELETE FROM collections")
+        else:
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), \
+                    reader._pool.connection() as conn:  # type: ignore[attr-defined]  # noqa: SLF001
+                conn.execute("DELETE FROM collections")
+    finally:
+        reader.close()
+    assert [c.collection_id for c in store.collections()] == ["c1"]
+
+
 def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "n.db"
     SQLiteStore(path).close()

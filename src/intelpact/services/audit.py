@@ -412,6 +412,9 @@ class Verdict:
     size: int
     checkpoints: int
     problems: tuple[str, ...]
+    # events appended and not yet integrated (no leaf hash stored, none covered by a
+    # checkpoint or the head): checked as far as they can be (verify_log)
+    pending: int = 0
 
     @property
     def ok(self) -> bool:
@@ -1616,6 +1619,8 @@ class AuditLog:
             self._worker.join()
             self._worker = None
         self._commit.close()
+        if self.store.readonly:  # `audit verify`: it changes nothing it verifies
+            return
         try:
             # Signed, so events appended since the last checkpoint (a CLI command's, or a
             # server's last seconds) cannot be cut from the end unseen while it is down.
@@ -1908,7 +1913,11 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
     validly signed (by a retired key only up to its bound, and each retired key's final
     checkpoint still there), with the root recomputed at its size, and each checkpoint a
     prefix of the next; and the tree at the size of ``head``, this node's record outside
-    the database of how far it had integrated (Head), with the root recorded. A range of
+    the database of how far it had integrated (Head), with the root recorded. Events
+    appended and not yet integrated (past the hashes stored, every checkpoint and the
+    head: ``Verdict.pending``) are checked as far as they can be: indexes, MACs, columns,
+    well-formed fields and numbers; no stored hash, signed root or head covers them yet,
+    nor does the object index file them. A range of
     ``chunk`` events at a time: memory stays bounded. Problems say where: the first
     altered event, the missing range, the checkpoint that no longer matches."""
     problems: list[str] = store.audit_mistyped()
@@ -2041,7 +2050,8 @@ def verify_log(store: Store, origin: str, keys: Sequence[LogKey], macs: EventMac
         except (ProofError, AuditError) as exc:
             problems.append(f"the checkpoint of size {older} is not a prefix of the "
                             f"checkpoint of size {newer} (stored tree): {exc}")
-    return Verdict(appended, len(checkpoints), tuple(dict.fromkeys(problems)))
+    return Verdict(appended, len(checkpoints), tuple(dict.fromkeys(problems)),
+                   max(0, appended - integrated))
 
 
 def _proof_from(store: Store, size1: int, size2: int) -> list[bytes]:

@@ -189,6 +189,8 @@ class Node:
                                  self.audit, self.publisher)  # recall, reclassify
         self.consents = Consents(self.controls)  # consent for third-party release
         self.indexer = SearchIndexer(store, portions=self.label_portions)  # started by `serve`
+        if store.readonly:  # `audit verify`: what an open does besides is for the next one
+            return
         self._record_unrecorded_pin()
         try:  # every stored version's labels under this agreement, before anything is served
             Relabeller(self.policy, self.markings, store, self.audit, self.controls).run()
@@ -289,9 +291,12 @@ class Node:
         (``_finish_rotation``). A key file holding a key the store records as retired is
         refused: this node does not sign with a retired key."""
         path = self.config.signing_key
-        with self._rotation_lock():
-            self._finish_rotation()
-            key = load_signing_key(path)
+        if self.store.readonly:  # `audit verify`: a rotation cut short is left as it is
+            key = self._key_in_force()
+        else:
+            with self._rotation_lock():
+                self._finish_rotation()
+                key = load_signing_key(path)
         kid = key_id(public_raw(key))
         bound = self.store.retired_keys(self.party).get(kid)
         if bound is not None:
@@ -300,6 +305,21 @@ class Node:
                             "more", hint="restore the node's current key file; the store "
                             "names the current key among party_keys (last_size empty)")
         return key
+
+    def _key_in_force(self) -> Ed25519PrivateKey:
+        """The signing key ``_finish_rotation`` would leave in force, read without
+        changing a file or taking the rotation lock (a store opened read-only: `audit
+        verify`, on a read-only copy too): the staged key if the store recorded its
+        rotation, else the key file's."""
+        path = self.config.signing_key
+        waiting = staged(path)
+        if waiting.is_file():
+            new = load_signing_key(waiting)
+            new_id = key_id(public_raw(new))
+            if new_id in self.store.party_keys(self.party) \
+                    and new_id not in self.store.retired_keys(self.party):
+                return new
+        return load_signing_key(path)
 
     def _finish_rotation(self) -> None:
         """Under the rotation lock: a new key staged beside the key file (``rotate_key``)
@@ -434,22 +454,27 @@ class Node:
 
     @classmethod
     def open(cls, node_dir: str | Path, *, migrate: bool = True,
-             serving: bool = False) -> Node:
+             serving: bool = False, readonly: bool = False) -> Node:
         """The node of ``node_dir``. ``migrate`` False (every command but `serve`: one
         may run beside an older serve still running on the database, which expects the
-        schema it knows; and `audit verify` must not change the database): a store whose
-        schema is older than this intelpact's is refused, saying to migrate it
-        (`intelpact migrate`, or serve), rather than migrated. ``serving`` (a `serve` process): the
-        store holds the serve lock shared until closed, so no migration runs under it."""
-        return cls._on_store(load_config(Path(node_dir)), migrate=migrate, serving=serving)
+        schema it knows): a store whose schema is older than this intelpact's is refused,
+        saying to migrate it (`intelpact migrate`, or serve), rather than migrated.
+        ``serving`` (a `serve` process): the store holds the serve lock shared until
+        closed, so no migration runs under it. ``readonly`` (`audit verify`, which must
+        not change what it verifies): the store is opened read-only (open_store), and
+        the node writes nothing, opening or closing: no pin recorded, relabel or
+        reclassification resumed, nor the log integrated and signed as it closes."""
+        return cls._on_store(load_config(Path(node_dir)), migrate=migrate, serving=serving,
+                             readonly=readonly)
 
     @classmethod
     def _on_store(cls, config: NodeConfig, *, migrate: bool = True,
-                  serving: bool = False) -> Node:
+                  serving: bool = False, readonly: bool = False) -> Node:
         """The node of ``config`` on its store, opened here: closed again if the node
         cannot be made (a key file refused, an agreement changed), so a caller that goes
         on (a test, the console's tests) is left no connection, file or pool thread."""
-        store = open_store(config.database, config.dir, migrate=migrate, serving=serving)
+        store = open_store(config.database, config.dir, migrate=migrate, serving=serving,
+                           readonly=readonly)
         try:
             return cls(config, store)
         except BaseException:

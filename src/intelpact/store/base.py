@@ -684,6 +684,16 @@ class Store(abc.ABC):
     # What gives each audit event appended its MAC, and checks it as it is integrated
     # (crypto/eventmacs.py): set by the node's AuditLog; None, events carry none
     event_macs: EventMacs | None = None
+    # Opened read-only (``open_store(readonly=True)``: `audit verify`): every write is
+    # refused, by the store and by the database itself (SQLite's mode=ro; PostgreSQL's
+    # default_transaction_read_only)
+    readonly: bool = False
+
+    def _refuse_write(self) -> None:
+        """Before any write transaction: refused on a store opened read-only."""
+        if self.readonly:
+            raise StoreError("this store was opened read-only (intelpact audit verify): "
+                             "nothing may be written to it")
 
     @contextmanager
     def _appending(self) -> Iterator[None]:

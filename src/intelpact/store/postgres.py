@@ -261,13 +261,25 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET max_parallel_workers_per_gather = 0")
 
 
+def _configure_read_only(conn: psycopg.Connection[Any]) -> None:
+    """Each session of a read-only store's pool (`audit verify`): as _configure, and
+    every transaction READ ONLY, so the server itself refuses a write."""
+    _configure(conn)
+    conn.execute("SET default_transaction_read_only = on")
+
+
 class PostgresStore(Store):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 30.0, migrate: bool = True, serving: bool = False) -> None:
+                 timeout: float = 30.0, migrate: bool = True, serving: bool = False,
+                 readonly: bool = False) -> None:
         """``migrate`` False: a schema older than the code's is refused (schema_read),
         not migrated. ``serving``: hold the serve lock (SERVE_LOCK) shared until close(),
-        on a connection of its own (a session lock)."""
+        on a connection of its own (a session lock). ``readonly``: not migrated, every
+        write refused, and every session's transactions READ ONLY
+        (default_transaction_read_only), so the server refuses any write too."""
         self.url = url
+        self.readonly = readonly
+        migrate = migrate and not readonly
         self._where = describe(url)
         self._snapshot = threading.local()  # .conn: this thread's snapshot (snapshot())
         self._labels: dict[int, Label] = {}
@@ -285,7 +297,8 @@ class PostgresStore(Store):
                              "password in node.toml's 'database' are right") from None
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"autocommit": True}, configure=_configure, name="intelpact")
+            kwargs={"autocommit": True},
+            configure=_configure_read_only if readonly else _configure, name="intelpact")
         try:
             self._pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
@@ -352,6 +365,7 @@ class PostgresStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        self._refuse_write()
         try:
             with self._pool.connection() as conn, conn.transaction(), self._appending():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))

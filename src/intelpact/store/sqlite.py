@@ -167,11 +167,15 @@ class SQLiteStore(Store):
     reads_local = True
 
     def __init__(self, path: str | Path, *, migrate: bool = True,
-                 serving: bool = False) -> None:
+                 serving: bool = False, readonly: bool = False) -> None:
         """``migrate`` False: a schema older than the code's is refused (schema_behind),
         not migrated, and a database that does not exist is not made. ``serving``: hold
-        the serve lock shared until close() (a `serve` process: SERVE_LOCK_SUFFIX)."""
+        the serve lock shared until close() (a `serve` process: SERVE_LOCK_SUFFIX).
+        ``readonly``: opened with SQLite's mode=ro (a read-only file, directory or mount
+        is read), not migrated, and no write, nor the writers' lock file, is made."""
         self.path = str(path)
+        self.readonly = readonly
+        migrate = migrate and not readonly
         self._local = threading.local()
         # every connection opened, by the thread it belongs to (closed at close())
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
@@ -228,9 +232,12 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if self.readonly:  # mode=ro: SQLite refuses every write on it
+                conn = self._read_only()
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False, timeout=30.0)
+                conn.execute("PRAGMA journal_mode=WAL")  # a write, the first time
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -243,6 +250,29 @@ class SQLiteStore(Store):
                 self._close_orphans()
                 self._all[threading.current_thread()] = conn
         return conn
+
+    def _read_only(self) -> sqlite3.Connection:
+        """A connection that cannot write (SQLite's mode=ro). On a read-only medium (a
+        read-only mount; a file and directory this user may not write) SQLite cannot
+        make the shared-memory file a write-ahead-logged database needs, and refuses
+        to open it: there, if no write-ahead log is beside it (a copy or a backup of a
+        node closed, all of it in the file), it is read as immutable (no locks, no log
+        looked for). A log that is there would be left out so: refused, as SQLite
+        said."""
+        uri = Path(self.path).absolute().as_uri()
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False, timeout=30.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            wal = Path(self.path + "-wal")
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN or (
+                    wal.exists() and wal.stat().st_size):
+                raise
+        return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False, timeout=30.0)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -288,6 +318,7 @@ class SQLiteStore(Store):
         """Wait for the other writers: this process's (a lock), then the other processes'
         (an flock: the kernel wakes the next). Unless ``wait``, raise _Busy at once if one
         is writing."""
+        self._refuse_write()  # read-only: not even the lock's file is made
         if not self._writer.acquire(blocking=wait):
             raise _Busy
         try:
