@@ -1238,6 +1238,88 @@ def test_migrate_refuses_while_a_serve_runs_on_the_database(tmp_path: Path) -> N
     assert migrations_applied(d) == [*older, newest]
 
 
+def test_two_newer_serves_starting_at_once_on_an_older_database_both_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two newer serves started at once on a database of the release before: the first
+    migrates, holding the write lock and the serve lock exclusive; the second waits for
+    the write lock, then reads the schema again, finds nothing due, and takes the serve
+    lock shared, as the first does once migrated. Neither is refused as if a serve were
+    running (it would be: "a serve of this node is running on its database"). The first
+    is paused inside its migration (the real code, at its first statement) until the
+    second waits for the write lock behind it."""
+    import threading
+
+    import intelpact.store.postgres as postgres_store
+    import intelpact.store.sqlite as sqlite_store
+
+    from helpers import before_newest, make_node, migrations_applied, node_sql
+
+    node = make_node(tmp_path / "jpn")
+    d = node.config.dir
+    node.close()
+    newest = before_newest(d)
+    older = migrations_applied(d)
+    migrating, resume, entered = threading.Event(), threading.Event(), threading.Event()
+    real_statements = sqlite_store._statements  # noqa: SLF001
+    real_writes = {cls: cls._write for cls in (sqlite_store.SQLiteStore,  # noqa: SLF001
+                                               postgres_store.PostgresStore)}
+
+    def paused_statements(sql: str) -> list[str]:
+        if threading.current_thread().name == "first" and not migrating.is_set():
+            migrating.set()  # the first holds the write lock, the serve lock exclusive
+            resume.wait(60)
+        return real_statements(sql)
+
+    def noted_write(cls: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name == "second":
+                entered.set()
+            return real_writes[cls](self, *args, **kwargs)
+        return write
+
+    monkeypatch.setattr(sqlite_store, "_statements", paused_statements)
+    monkeypatch.setattr(postgres_store, "_statements", paused_statements)
+    for cls in real_writes:
+        monkeypatch.setattr(cls, "_write", noted_write(cls))
+    opened: dict[str, Node | BaseException] = {}
+
+    def start(name: str) -> None:
+        try:
+            opened[name] = Node.open(d, migrate=True, serving=True)
+        except BaseException as exc:  # noqa: BLE001 - the verdict, below
+            opened[name] = exc
+
+    threads = {n: threading.Thread(target=start, args=(n,), name=n)
+               for n in ("first", "second")}
+    threads["first"].start()
+    assert migrating.wait(60)
+    threads["second"].start()
+    assert entered.wait(60)  # and then it waits for the write lock the first holds:
+    def second_waits() -> bool:
+        if node.config.database.startswith("postgresql://"):
+            return bool(node_sql(d, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                                 "'advisory' AND NOT granted")[0][0])
+        inode = f":{(d / 'node.db.writers').stat().st_ino} "  # a waiter on its flock
+        return any("->" in line and inode in line
+                   for line in Path("/proc/locks").read_text().splitlines())
+
+    deadline = time.monotonic() + 30
+    while not second_waits() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert second_waits()
+    resume.set()
+    for thread in threads.values():
+        thread.join(120)
+    monkeypatch.undo()
+    try:
+        assert all(isinstance(n, Node) for n in opened.values()), opened
+        assert migrations_applied(d) == [*older, newest]
+    finally:
+        for n in opened.values():
+            if isinstance(n, Node):
+                n.close()
+
+
 def _people_rows(node_dir: Path) -> list[tuple[Any, ...]]:
     from helpers import node_sql
 
