@@ -52,6 +52,15 @@ def serving_refusal(where: str) -> str:
             "migrating (its schema was not changed)")
 
 
+def refuse_newer_schema(where: str, current: int, newest: int) -> None:
+    """Refuse a store whose schema (``current``) is newer than the newest migration this
+    intelpact ships: opened read only (schema_read) or to migrate (``_migrate``)."""
+    if current > newest:
+        raise StoreError(f"{where}: database schema version {current} is newer than this "
+                         f"intelpact ({newest})",
+                         hint="upgrade intelpact before opening this node")
+
+
 def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
     """The version of a store's schema with the migrations ``done`` (of those ``shipped``
     with this intelpact), read for a command that must not migrate it (``migrate=False``:
@@ -60,10 +69,7 @@ def schema_read(where: str, done: Iterable[int], shipped: Iterable[int]) -> int:
     refused, not migrated."""
     done, shipped = set(done), sorted(shipped)
     current, newest = max(done, default=0), (shipped[-1] if shipped else 0)
-    if current > newest:
-        raise StoreError(f"{where}: database schema version {current} is newer than this "
-                         f"intelpact ({newest})",
-                         hint="upgrade intelpact before opening this node")
+    refuse_newer_schema(where, current, newest)
     if set(shipped) - done:
         raise StoreError(f"{where}: database schema version {current} is older than this "
                          f"intelpact ({newest}): only `intelpact migrate` and `serve` migrate "

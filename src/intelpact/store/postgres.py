@@ -73,6 +73,7 @@ from .base import (
     fold_text,
     label_from_key,
     label_key,
+    refuse_newer_schema,
     schema_read,
     serving_refusal,
     timestamp,
@@ -475,10 +476,7 @@ class PostgresStore(Store):
             current = max(done, default=0)
             shipped = migrations()
             newest = shipped[-1][0] if shipped else 0
-            if current > newest:
-                raise StoreError(f"{self._where}: database schema version {current} is newer "
-                                 f"than this intelpact ({newest})",
-                                 hint="upgrade intelpact before opening this node")
+            refuse_newer_schema(self._where, current, newest)
             due = {version for version, _ in shipped} - done
             if due and not (c.execute("SELECT pg_try_advisory_xact_lock(%s)",
                                       (SERVE_LOCK,)).fetchone() or (False,))[0]:

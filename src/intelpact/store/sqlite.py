@@ -80,6 +80,7 @@ from .base import (
     label_key,
     marking_differs,
     parse_timestamp,
+    refuse_newer_schema,
     schema_read,
     serving_refusal,
     timestamp,
@@ -428,10 +429,7 @@ class SQLiteStore(Store):
             current = max(done, default=0)
             shipped = migrations()
             newest = shipped[-1][0] if shipped else 0
-            if current > newest:
-                raise StoreError(f"{self.path}: database schema version {current} is newer "
-                                 f"than this intelpact ({newest})",
-                                 hint="upgrade intelpact before opening this node")
+            refuse_newer_schema(self.path, current, newest)
             if {version for version, _ in shipped} - done \
                     and not self._serve_lock(fcntl.LOCK_EX | fcntl.LOCK_NB):
                 raise StoreError(serving_refusal(self.path),
