@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -268,7 +269,9 @@ def test_a_termination_dated_ahead_acts_on_its_date(jpn_nzl: list[Node], tmp_pat
     jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
     assert done.exit_code == 0, done.output
     assert f"terminated on {day} (UTC): exchange continues until that day" in done.output
-    assert "run `intelpact agreement pin" in done.output and "destroyed" not in done.output
+    said = " ".join(done.output.split())
+    assert "on that day `intelpact serve` destroys what was received (destroy)" in said, said
+    assert "run `intelpact agreement pin" not in said and "destroyed" not in said
     officer = nzl.people.as_person("officer")
     assert nzl.get(officer, before["id"])  # not destroyed ahead of the day
     after = publish(jpn, "published after the pin, before the day", "極秘", ("NZL",))
@@ -282,6 +285,123 @@ def test_a_termination_dated_ahead_acts_on_its_date(jpn_nzl: list[Node], tmp_pat
                                      holder="JPN", object_id=after["id"], now=on_the_day)
     assert (refused.allowed, refused.rule) == (False, "agreement-state")
     assert "is terminated: no exchange" in refused.reason
+
+
+def test_a_termination_dated_ahead_is_done_by_the_node_on_its_date_once(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """Found in review: a termination saying destroy, pinned ahead of its date, destroyed
+    nothing on the day unless the operator remembered to pin the same text again then.
+    The node does it (Controls.terminate, run by the courier's rounds): nothing before
+    the day, everything received on it, once (not again on a later day, after a restart,
+    or by the same text pinned again), recorded as one agreement-terminate event."""
+    jpn, nzl = jpn_nzl
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
+    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
+                     on=day)
+    obj = publish(jpn, "received before the pin", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    nzl = jpn_nzl[1] = pin(nzl, ending, "terminated by notice")
+    officer = nzl.people.as_person("officer")
+    assert nzl.controls.terminate(day - dt.timedelta(days=1)) is None  # not yet
+    with Courier(nzl) as courier:  # today, a month ahead: not due
+        assert courier.terminate() is None
+    assert nzl.get(officer, obj["id"])
+    assert nzl.store.find_audit(AuditFilter(kinds=("agreement-terminate",))) == []
+    assert nzl.controls.terminate(day) == 2  # the object and its marking
+    assert nzl.get(officer, obj["id"]) == []
+    destroyed = nzl.store.find_audit(AuditFilter(kinds=("destroy",)))
+    assert destroyed
+    assert nzl.controls.terminate(day + dt.timedelta(days=1)) is None  # once
+    nzl = jpn_nzl[1] = reopen(nzl)
+    assert nzl.controls.terminate(day) is None  # not again after a restart
+    (event,) = nzl.store.find_audit(AuditFilter(kinds=("agreement-terminate",)))
+    said = json.loads(event.body)
+    assert (said["terminated"], said["on_termination"], said["destroyed"]) == (
+        str(day), "destroy", 2)
+    assert said["agreement_hash"] == nzl.agreement.content_hash
+    assert len(nzl.store.find_audit(AuditFilter(kinds=("destroy",)))) == len(destroyed)
+    # the originator is told
+    assert sorted((n.party, n.kind) for n in nzl.store.notices() if n.direction == "out") \
+        == [("JPN", "destroyed")] * 2  # the object and its marking
+
+
+def test_a_node_not_serving_on_the_day_of_termination_destroys_when_it_next_serves(
+        jpn_nzl: list[Node], tmp_path: Path) -> None:
+    """A text terminated (saying destroy) with its date come, pinned without the command's
+    destruction (``Node.pin_agreement``, as a pin made ahead of a day that has passed
+    since): the courier's first round does it, and a pin of the same text afterwards
+    says it was done, destroying nothing more."""
+    jpn, nzl = jpn_nzl
+    obj = publish(jpn, "to be destroyed by the courier", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    ended = version(tmp_path, "ended.toml", terminated=True, on_termination="destroy")
+    nzl = jpn_nzl[1] = pin(nzl, ended, "terminated by notice")
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"])
+    with Courier(nzl, interval=0.05, push_interval=0.02) as courier:
+        courier.start()
+        wait_for(lambda: nzl.store.find_audit(AuditFilter(kinds=("agreement-terminate",))),
+                 20, "the courier does what the termination requires")
+    assert nzl.get(nzl.people.as_person("officer"), obj["id"]) == []
+    destroyed = len(nzl.store.find_audit(AuditFilter(kinds=("destroy",))))
+    nzl.close()
+    again = CliRunner().invoke(main, ["agreement", "pin", str(tmp_path / "nzl"), str(ended),
+                                      "--reason", "terminated by notice"])
+    jpn_nzl[1] = nzl = Node.open(tmp_path / "nzl")
+    assert again.exit_code == 0, again.output
+    assert "destroyed already, at " in again.output and "destroyed 0" not in again.output
+    assert len(nzl.store.find_audit(AuditFilter(kinds=("destroy",)))) == destroyed
+    assert len(nzl.store.find_audit(AuditFilter(kinds=("agreement-terminate",)))) == 1
+
+
+def test_a_serving_node_destroys_on_the_day_of_termination(tmp_path: Path) -> None:
+    """NZL pins a termination saying destroy, dated tomorrow, and serves under a clock
+    the test moves: what it received stays until the clock reaches that day, then the
+    serving node destroys it by itself and says so in its log; a restart does not do it
+    again."""
+    from helpers import test_database
+
+    needs_faketime()
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
+                     on=day)
+    clock = tmp_path / "clock"
+    set_clock(clock, "+0")
+    url = test_database()
+    with Pair(tmp_path, pool=False, databases={"NZL": url} if url else None) as pair:
+        for party in ("JPN", "NZL"):
+            pair.start(party)
+        sent = bulk(1, "received before the day")
+        pair.publish("JPN", sent)
+        wait_for(lambda: set(pair.rows("NZL")) >= keys(sent), 60, "NZL receives", pair)
+        pair.procs["NZL"].send_signal(signal.SIGTERM)
+        pair.procs["NZL"].wait(30)
+        pair.cli("NZL", "agreement", "pin", str(pair.dirs["NZL"]), str(ending),
+                 "--reason", "terminated by notice")
+        pair.start("NZL", env=faketime_env(file=clock))
+
+        def held() -> int:
+            return int(pair.query("NZL", "SELECT count(*) FROM objects WHERE originator = "
+                                         "'JPN' AND recalled IS NULL")[0][0])
+        time.sleep(3)  # a round or more of NZL's courier: not the day yet
+        assert held() == 2
+        set_clock(clock, "+1d")
+        wait_for(lambda: held() == 0, 60, "NZL destroys on the day", pair)
+
+        def terminations() -> int:
+            return len(pair.query("NZL", "SELECT body FROM audit_events WHERE kind = "
+                                         "'agreement-terminate'"))
+        said = f"agreement jpn-nzl-isa terminated on {day} (UTC): destroyed 2 object(s)"
+        # the line is logged once the destruction and its event are committed
+        wait_for(lambda: said in pair.log_text("NZL"), 30, "the operator is told", pair)
+        assert terminations() == 1
+        pair.procs["NZL"].send_signal(signal.SIGTERM)
+        pair.procs["NZL"].wait(30)
+        pair.start("NZL", env=faketime_env(file=clock))
+        time.sleep(3)  # a round or more of the restarted courier: nothing again
+        assert terminations() == 1
+        assert pair.log_text("NZL").count("destroyed 2 object(s)") == 1
 
 
 def test_a_terminated_agreement_is_final(jpn_nzl: list[Node], tmp_path: Path) -> None:

@@ -145,9 +145,9 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     until they pin the same text: exchange resumes once both sides have. A terminated
     agreement stops all new exchange from its date of termination (UTC); if its rules say
     `destroy` or `return`, what was received under it is destroyed here and each
-    originator told, by a pin made on or after that date (pinned ahead of it, run this
-    command again on the day; pinning the same text again also finishes a destruction
-    that was cut short)."""
+    originator told, once: by this pin when that date has come, else by `intelpact serve`
+    on the day (or when it next starts, if it was not serving then). Pinning the same text
+    again finishes a destruction that was cut short."""
     node = Node.open(node_dir, migrate=False)
     old = node.agreement
     if _destroys(old) and load_agreement(file).content_hash == old.content_hash:
@@ -163,23 +163,26 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     node.close()
     if new.state == "terminated" and not new.terminated_now:
         # terminated ahead of its date: in force until that day (Agreement.in_force_on);
-        # what its termination requires is done then, by this command run again
+        # what its termination requires is done then, by the serving node (Courier.terminate)
         out.print(f"  terminated on {new.terminated} (UTC): exchange continues until that "
                   "day, and stops from it"
                   + ("" if new.rules.on_termination == "continue-protection"
-                     else f"; on or after that day, run `intelpact agreement pin "
-                          f"{node_dir} {file}` again to destroy what was received "
-                          f"({new.rules.on_termination})"))
+                     else f"; on that day `intelpact serve` destroys what was received "
+                          f"({new.rules.on_termination}), or when it next starts if it "
+                          "is not serving then"))
     elif new.state == "terminated":
         out.print("  terminated: no new exchange; what was received stays protected"
                   + ("" if new.rules.on_termination == "continue-protection"
                      else f", and is now destroyed ({new.rules.on_termination})"))
         if _destroys(new):
             node = Node.open(node_dir, migrate=False)
-            count = node.controls.destroy_received(
-                f"agreement {new.id} terminated ({new.rules.on_termination})")
-            out.print(f"  destroyed {count} object(s) holding partners' material; the "
-                      "originators of those received are told")
+            count = node.controls.terminate()
+            if count is None:
+                out.print(f"  destroyed already, at {node.controls.terminated_at()}: nothing "
+                          "more to do")
+            else:
+                out.print(f"  destroyed {count} object(s) holding partners' material; the "
+                          "originators of those received are told")
             _deliver(node, sorted({n.party for n in node.store.notices()
                                    if n.direction == "out" and not n.delivered}))
             node.close()

@@ -128,6 +128,8 @@ KINDS = {
     "token-issue": "an API token was issued", "token-revoke": "API tokens were revoked",
     "node-init": "this node was made (its party and pinned agreement)",
     "agreement-pin": "a new version of the agreement was pinned (amended, or terminated)",
+    "agreement-terminate": "what the pinned text's termination requires (destroy, return) was "
+                           "done on its date: how many objects were destroyed",
     "relabel-agreement": "the stored labels were worked out again under the agreement text "
                          "in force (an amendment pinned, or none recorded)",
     "peer-add": "a partner node was pinned",

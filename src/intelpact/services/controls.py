@@ -48,6 +48,7 @@ from ..model.markings import SIGNATURES_EXTENSION_ID
 from ..stix.validate import is_identifier
 from ..store.base import (
     AuditEvent,
+    AuditFilter,
     Dissemination,
     Notice,
     Query,
@@ -100,6 +101,7 @@ class Controls:
         federation.reclassifications = self.raises
         publisher.reclassifications = self.raises
         federation.on_pinned = self._tell_pinned
+        self._terminated: str | None = None  # the text whose termination is done (hash)
 
     @property
     def party(self) -> str:
@@ -250,6 +252,44 @@ class Controls:
                 notices=lambda rows, _, origin=originator, oid=object_id: [  # type: ignore[misc]
                     self._confirmation(origin, oid, rows, None, reason=reason)])
         return len(held) + len(mixed)
+
+    def terminate(self, day: dt.date | None = None) -> int | None:
+        """Do what the pinned text's termination requires, once its date has come (``day``:
+        today, UTC, unless given): when its rules say ``destroy`` or ``return``, destroy
+        what was received (:meth:`destroy_received`) and record it done, with the count,
+        as one ``agreement-terminate`` event (the text's hash, its date, its rule). Once
+        per node: a call after that event (a later round, a restart, the same text pinned
+        again) does nothing. A destruction cut short records nothing, so the next call
+        finishes it (each object is purged in its own transaction: none twice). Returns
+        how many objects were destroyed; None when nothing was due, or done already."""
+        agreement = self.policy.agreement
+        if agreement.state != "terminated" or \
+                agreement.rules.on_termination not in ("destroy", "return") or \
+                not agreement.terminated_on(day or utc_now().date()):
+            return None
+        if self._terminated == agreement.content_hash or self.terminated_at() is not None:
+            self._terminated = agreement.content_hash
+            return None
+        count = self.destroy_received(f"agreement {agreement.id} terminated "
+                                      f"({agreement.rules.on_termination})")
+        self.audit.record(self.audit.event(
+            "agreement-terminate", agreement=agreement.id,
+            version=agreement.version, agreement_hash=agreement.content_hash,
+            terminated=str(agreement.terminated), on_termination=agreement.rules.on_termination,
+            destroyed=count, operator=operator()))
+        self._terminated = agreement.content_hash
+        return count
+
+    def terminated_at(self) -> str | None:
+        """When the pinned text's termination was done here (its ``agreement-terminate``
+        event's time), or None."""
+        agreement = self.policy.agreement
+        for record in self.store.latest_audit(AuditFilter(kinds=("agreement-terminate",),
+                                                          limit=1)):
+            said = json.loads(record.body)
+            if said.get("agreement_hash") == agreement.content_hash:
+                return str(said.get("at"))
+        return None
 
     def recalls(self) -> list[RecallRecord]:
         return self.store.recalls()

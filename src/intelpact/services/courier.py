@@ -784,6 +784,29 @@ class Courier:
             self.node.stored.set()
         return total
 
+    def terminate(self) -> int | None:
+        """Do what the pinned text's termination requires once its date has come
+        (Controls.terminate: once per node; the day is noticed at the first round of that
+        day, or of the first process serving after it). How many objects were destroyed,
+        None when nothing was due or done already. A failure is logged and tried again at
+        the next pull's time (what was destroyed stays destroyed; the rest goes then)."""
+        agreement = self.node.agreement
+        try:
+            count = self.node.controls.terminate()
+        except Exception as exc:  # noqa: BLE001 - tried again; nothing is recorded done
+            (log.warning if isinstance(exc, IntelpactError) else log.exception)(
+                "federation: could not do what agreement %s's termination requires "
+                "(%s; retry in %.1fs): %s", agreement.id, agreement.rules.on_termination,
+                self.interval, exc)
+            return None
+        if count is not None:
+            log.info("agreement %s terminated on %s (UTC): destroyed %d object(s) holding "
+                        "partners' material (%s); the originators of those received are "
+                        "told", agreement.id, agreement.terminated, count,
+                        agreement.rules.on_termination)
+            self.node.stored.set()  # the destroyed notices, to their originators
+        return count
+
     def _run(self) -> None:
         """Wake each partner's lane when something is stored (and every
         ``push_interval``), starting one for each partner as it is pinned; and, on the
@@ -806,6 +829,7 @@ class Courier:
                 release_failed = now
             catch_up = _due(now, last_pull, self.interval)
             if catch_up:
+                self.terminate()
                 self._resume_reclassifications()
                 last_pull = now
             try:
