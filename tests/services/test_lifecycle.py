@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from intelpact.model import load_agreement, national_marking
 from intelpact.model.decisions import PartnerNode
 from intelpact.model.errors import MarkingError
 from intelpact.model.markings import EXTENSION_ID, parse_marking
+from intelpact.services import controls as controls_module
 from intelpact.services.audit import AuditError
 from intelpact.services.controls import Controls
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
 from intelpact.services.node import Node, NodeError
 from intelpact.services.publish import MarkingRequest
+from intelpact.store import sqlite as sqlite_module
 from intelpact.store.base import AuditFilter, StoreUnavailable, parse_timestamp
 
 from helpers import AGREEMENTS, indicator, make_node, serving_federation
@@ -653,15 +656,14 @@ def test_a_version_holding_a_partners_material_stored_as_it_is_destroyed_is_dest
     jpn = jpn_nzl[0] = pin(jpn, ended, "the agreement ended")
     later = dict(report, modified="2099-01-01T00:00:00.000Z",
                  description="NZ-ONLY LATER DETAIL taken from the NZ source")
-    real, published = jpn.store.purge, []
+    published: list[Any] = []
 
-    def purge(*args: Any, **kwargs: Any) -> Any:
-        if not published:  # after the scan, before the report's purge: a new version
+    def land() -> None:  # after the scan, before the report's purge: a new version
+        if not published:
             published.append(jpn.publisher.publish(
                 who, cid, [later], marking=MarkingRequest("極秘", ())))
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(jpn.store, "purge", purge)
+    _before_purging(jpn, monkeypatch, land)
     assert jpn.controls.destroy_received("the agreement ended") == 3  # source, marking, report
     assert published[0].body["failure_count"] == 0, published[0].body
     assert jpn.store.held([report["id"]]) == []  # no version of it is held any more
@@ -669,3 +671,53 @@ def test_a_version_holding_a_partners_material_stored_as_it_is_destroyed_is_dest
     assert sorted(parse_timestamp(v) for e in destroyed
                   for _, v in json.loads(e.body)["objects"]) == [
         parse_timestamp(report["modified"]), parse_timestamp(later["modified"])]
+
+
+def _before_purging(node: Node, monkeypatch: pytest.MonkeyPatch,
+                    act: Callable[[], None]) -> None:
+    """Run ``act`` whenever the destruction calls ``node``'s store to purge: after it
+    read what to destroy, where that is read before the purge's transaction, and before
+    that transaction starts."""
+    for name in ("purge", "purge_chosen"):
+        real = getattr(node.store, name, None)
+        if real is None:
+            continue
+
+        def purging(*args: Any, real: Callable[..., Any] = real, **kwargs: Any) -> Any:
+            act()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(node.store, name, purging)
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+def test_an_object_first_received_as_the_destruction_runs_is_destroyed_too(
+        jpn_nzl: list[Node], monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    """Regression: the destruction a termination requires read which objects were
+    received, then purged them one by one: an object whose first version arrived in
+    between (a push landing as the destruction ran) was kept in clear until the
+    destruction ran again. The objects are chosen by the purge's own transactions (of
+    one object each, the rows read two at a time, here; or of the default batch)."""
+    jpn, nzl = jpn_nzl
+    monkeypatch.setattr(controls_module, "DESTROY_BATCH", batch, raising=False)
+    if batch == 1:  # and the rows read two at a time
+        monkeypatch.setattr(sqlite_module, "PURGE_SCAN", 2, raising=False)
+    first = publish(nzl, "received before", "SECRET", ("JPN",))
+    with serving_federation(jpn):
+        assert push(nzl, "JPN") >= 1
+    landed: list[dict[str, Any]] = []
+
+    def land() -> None:
+        if not landed:
+            landed.append(publish(nzl, "received as the destruction runs", "SECRET", ("JPN",)))
+            with serving_federation(jpn):
+                assert push(nzl, "JPN") >= 1
+
+    _before_purging(jpn, monkeypatch, land)
+    count = jpn.controls.destroy_received("the agreement ended")
+    assert landed
+    assert jpn.store.held([first["id"]]) == []
+    assert jpn.store.held([landed[0]["id"]]) == []  # destroyed too
+    assert count == 3  # both objects and their marking
+    told = sorted(n.object_id or "" for n in jpn.store.notices() if n.direction == "out")
+    assert first["id"] in told and landed[0]["id"] in told

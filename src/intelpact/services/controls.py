@@ -51,7 +51,7 @@ from ..store.base import (
     AuditFilter,
     Dissemination,
     Notice,
-    Query,
+    Purging,
     RecallRecord,
     ReclassifiedMeanwhile,
     Store,
@@ -78,6 +78,9 @@ NOTICE_KINDS = ("recall", "destroyed", "reclassify")
 # Consent for third-party release (services/consent.py): the same notices, other kinds.
 CONSENT_KINDS = ("consent-request", "consent", "consent-refused", "onward-release")
 MAX_REASON = 2_000
+# Objects destroyed in one transaction by destroy_received: about 0.2 s of the store's
+# write lock at the rate measured (bench/destroy.py)
+DESTROY_BATCH = 100
 log = logging.getLogger("intelpact.controls")
 
 
@@ -198,60 +201,70 @@ class Controls:
             self.recall(principal, object_id, parties=[party], reason=reason)
         return own
 
-    def destroy_received(self, reason: str) -> int:
+    def destroy_received(self, reason: str, *, once: str | None = None,
+                         done: Callable[[int], AuditEvent] | None = None) -> int | None:
         """Destroy every object received from partners (the agreement ended and says so):
         purged to tombstones and each originator told with a signed destroyed notice.
         The versions of this node's own objects that hold a partner's material (a
         portion, or a marking, of another party: their banner's sources) are destroyed
-        too, audited; nothing is sent about them. Returns how many objects."""
+        too, audited; nothing is sent about them. Each transaction chooses what it destroys
+        as it finds it (Store.purge_chosen), in batches, and the last reads the whole
+        store: an object stored as this runs is destroyed too. ``done``: an event recorded
+        in that last transaction (given the count), once (``once``: its kind; recorded
+        already, by this call's batches' start or another process, nothing more is done
+        and None returned). Cut short, what was destroyed stays so; a second run destroys
+        the rest. Returns how many objects."""
         labels = self.store.labels()
-        everything = list(labels)
-        held: dict[str, str] = {}
-        mixed: set[str] = set()  # our objects with a version holding a partner's material
 
-        def partners(row: StoredObject) -> bool:
-            """``row``'s banner has a source other than this party (a label stored since
+        def partners(banner_id: int) -> bool:
+            """The banner's label has a source other than this party (a label stored since
             they were read is read again)."""
-            label = labels.get(row.banner_id) or self.store.labels()[row.banner_id]
+            label = labels.get(banner_id) or self.store.labels()[banner_id]
             return bool(label.sources - {self.party})
-        for collection in self.store.collections():
-            cursor = None
-            while True:
-                page = self.store.query(collection.collection_id, everything,
-                                        Query(versions=("all",), limit=1000, cursor=cursor))
-                for row in page.rows:
-                    if row.originator != self.party:
-                        held[row.object_id] = row.originator
-                    elif partners(row):
-                        mixed.add(row.object_id)
-                if not page.more:
-                    break
-                cursor = page.next
+
+        def choose(originator: str, banner_id: int) -> bool:
+            return originator != self.party or partners(banner_id)
+
         when = timestamp(utc_now())
-        for object_id in sorted(mixed):
-            # the versions to destroy chosen as the purge's transaction finds them: one
-            # stored since the scan read them is destroyed too
-            self.store.purge(
-                object_id, self.party, _tombstone(when), when,
-                lambda rows: self.audit.by_originator(
+
+        def purging(object_id: str, originator: str) -> Purging:
+            if originator == self.party:  # ours, its versions holding a partner's material
+                return Purging(_tombstone(when), lambda rows: self.audit.by_originator(
                     "destroy", [(r.object_id, r.version, r.originator) for r in rows],
-                    operator=operator(), reason=reason, held="a partner's material"),
-                which=partners)
-        for object_id, originator in sorted(held.items()):
+                    operator=operator(), reason=reason, held="a partner's material"))
             # purged and the originator's notice queued in one transaction: a crash
             # between the two would leave it never told (a second run finds nothing)
-            self.store.purge(
-                object_id, originator, _tombstone(when), when,
-                lambda rows, origin=originator: [  # type: ignore[misc]
+            return Purging(
+                _tombstone(when),
+                lambda rows: [
                     *self.audit.by_originator(
                         "destroy", [(r.object_id, r.version, r.originator) for r in rows],
-                        party=origin, operator=operator(), reason=reason),
-                    self.audit.event("destroy", party=origin, originator=origin,
+                        party=originator, operator=operator(), reason=reason),
+                    self.audit.event("destroy", party=originator, originator=originator,
                                      objects=[(r.object_id, r.version) for r in rows],
                                      reason=reason, direction="out")],
-                notices=lambda rows, _, origin=originator, oid=object_id: [  # type: ignore[misc]
-                    self._confirmation(origin, oid, rows, None, reason=reason)])
-        return len(held) + len(mixed)
+                notices=lambda rows, _: [
+                    self._confirmation(originator, object_id, rows, None, reason=reason)])
+        # in batches of DESTROY_BATCH objects, a transaction each, in seq order (each
+        # holds the write lock: every write of the node waits), then one reading the whole
+        # store again: what was stored meanwhile, before a batch read past it, is in it
+        purged: set[tuple[str, str]] = set()
+        after = 0
+        while True:
+            step = self.store.purge_chosen(choose, purging, when, after=after,
+                                           limit=DESTROY_BATCH, once=once)
+            if step is None:
+                return None  # done already
+            purged.update(step.objects)
+            if step.last == after:
+                break
+            after = step.last
+        last = self.store.purge_chosen(
+            choose, purging, when, once=once,
+            done=None if done is None else lambda objects: done(len(purged | set(objects))))
+        if last is None:
+            return None
+        return len(purged | set(last.objects))
 
     def terminate(self, day: dt.date | None = None) -> int | None:
         """Do what the pinned text's termination requires, once its date has come (``day``:
@@ -259,8 +272,10 @@ class Controls:
         what was received (:meth:`destroy_received`) and record it done, with the count,
         as one ``agreement-terminate`` event (the text's hash, its date, its rule). Once
         per node: a call after that event (a later round, a restart, the same text pinned
-        again) does nothing. A destruction cut short records nothing, so the next call
-        finishes it (each object is purged in its own transaction: none twice). Returns
+        again, or another process at the same time) does nothing: the event is recorded
+        in the destruction's last transaction, and each of its transactions does nothing
+        if it finds one. A destruction cut short records nothing, so the next call
+        finishes it. Returns
         how many objects were destroyed; None when nothing was due, or done already."""
         agreement = self.policy.agreement
         if agreement.state != "terminated" or \
@@ -270,13 +285,13 @@ class Controls:
         if self._terminated == agreement.content_hash or self.terminated_at() is not None:
             self._terminated = agreement.content_hash
             return None
-        count = self.destroy_received(f"agreement {agreement.id} terminated "
-                                      f"({agreement.rules.on_termination})")
-        self.audit.record(self.audit.event(
-            "agreement-terminate", agreement=agreement.id,
-            version=agreement.version, agreement_hash=agreement.content_hash,
-            terminated=str(agreement.terminated), on_termination=agreement.rules.on_termination,
-            destroyed=count, operator=operator()))
+        count = self.destroy_received(
+            f"agreement {agreement.id} terminated ({agreement.rules.on_termination})",
+            once="agreement-terminate", done=lambda destroyed: self.audit.event(
+                "agreement-terminate", agreement=agreement.id, version=agreement.version,
+                agreement_hash=agreement.content_hash, terminated=str(agreement.terminated),
+                on_termination=agreement.rules.on_termination, destroyed=destroyed,
+                operator=operator()))
         self._terminated = agreement.content_hash
         return count
 

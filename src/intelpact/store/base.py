@@ -283,6 +283,27 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class Purging:
+    """How :meth:`Store.purge_chosen` purges the versions it chose of one object, as
+    :meth:`Store.purge` takes them: each row's tombstone, the audit events of the rows
+    purged, and the notices made of them and of the object's versions destroyed before."""
+
+    tombstone: Callable[[StoredObject], str]
+    audit: Callable[[Sequence[StoredObject]], Sequence[AuditEvent]]
+    notices: Callable[[Sequence[StoredObject], Sequence[StoredObject]],
+                      Sequence[Notice]] | None = None
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one :meth:`Store.purge_chosen` did: the objects (id, originator) it purged,
+    and the last ``seq`` it read."""
+
+    objects: list[tuple[str, str]]
+    last: int
+
+
+@dataclass(frozen=True)
 class AddResult:
     object_id: str
     version: str
@@ -1384,6 +1405,24 @@ class Store(abc.ABC):
         the audit events. Returns the rows as they were. If one of ``notices`` is stored
         already (the notice applied, delivered twice at once), it was applied: nothing
         is done, and nothing returned."""
+
+    @abc.abstractmethod
+    def purge_chosen(self, choose: Callable[[str, int], bool],
+                     purging: Callable[[str, str], Purging], when: str, *,
+                     after: int = 0, limit: int | None = None, once: str | None = None,
+                     done: Callable[[Sequence[tuple[str, str]]], AuditEvent] | None = None
+                     ) -> Purged | None:
+        """Purge, in one transaction, the stored versions not recalled whose originator
+        and banner label id ``choose`` picks, as this transaction finds them: an object
+        whose first version is stored after the caller decided to purge must not escape,
+        as one read before the transaction would. The versions are read in ``seq`` order
+        from after ``after``, for at most ``limit`` objects (by id and originator), each
+        purged as :meth:`purge` purges it, every version of it ``choose`` picks, with
+        ``purging(object_id, originator)``'s tombstone, audit events and notices.
+        ``done(objects)`` is appended to the audit log in the same transaction. ``once``:
+        an event kind; when one of that kind is recorded already, nothing is done and
+        None is returned (so two callers at once do it once). Returns the objects purged
+        and the last ``seq`` read (``after`` when none was)."""
 
     @abc.abstractmethod
     def relabel(self, object_id: str, originator: str,

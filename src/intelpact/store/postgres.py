@@ -57,6 +57,8 @@ from .base import (
     PartnerCheckpoint,
     PeerRecord,
     PersonRecord,
+    Purged,
+    Purging,
     Query,
     RecallRecord,
     RotationCheck,
@@ -144,6 +146,7 @@ from .sqlite import (
     _pending_portions,
     _person,
     _purge,
+    _purge_chosen,
     _queue_cited,
     _queue_portions,
     _raise_alert,
@@ -1088,6 +1091,16 @@ class PostgresStore(Store):
         with self._write() as c:
             return _purge(c.cursor(), "%s", object_id, originator, tombstone, when, audit,
                           notices, which, older_than)
+
+    def purge_chosen(self, choose: Callable[[str, int], bool],
+                     purging: Callable[[str, str], Purging], when: str, *,
+                     after: int = 0, limit: int | None = None, once: str | None = None,
+                     done: Callable[[Sequence[tuple[str, str]]], AuditEvent] | None = None
+                     ) -> Purged | None:
+        with self._write() as c:
+            purged = _purge_chosen(c.cursor(), "%s", choose, purging, when, after, limit, once,
+                                   done)
+        return purged
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],

@@ -59,6 +59,8 @@ from .base import (
     PartnerCheckpoint,
     PeerRecord,
     PersonRecord,
+    Purged,
+    Purging,
     Query,
     RecallRecord,
     ReclassifiedMeanwhile,
@@ -1132,6 +1134,18 @@ class SQLiteStore(Store):
         self._scrub()
         return purged
 
+    def purge_chosen(self, choose: Callable[[str, int], bool],
+                     purging: Callable[[str, str], Purging], when: str, *,
+                     after: int = 0, limit: int | None = None, once: str | None = None,
+                     done: Callable[[Sequence[tuple[str, str]]], AuditEvent] | None = None
+                     ) -> Purged | None:
+        with self._write() as c:
+            purged = _purge_chosen(c, "?", choose, purging, when, after, limit, once,
+                                   done)
+        if purged is not None and purged.objects:
+            self._scrub()
+        return purged
+
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
                 notice: Notice | None = None, *,
@@ -1774,6 +1788,47 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
         _add_notice(c, mark, notice, None, ())
     _append_audit(c, audit(rows), mark)
     return rows
+
+
+PURGE_SCAN = 1_000  # rows Store.purge_chosen reads at a time
+
+
+def _purge_chosen(c: Any, mark: str, choose: Callable[[str, int], bool],
+                  purging: Callable[[str, str], Purging], when: str, after: int,
+                  limit: int | None, once: str | None,
+                  done: Callable[[Sequence[tuple[str, str]]], AuditEvent] | None
+                  ) -> Purged | None:
+    """``Store.purge_chosen`` inside the caller's write transaction (both dialects): the
+    objects chosen from what this transaction reads, so none stored before it escapes."""
+    if once is not None and c.execute(
+            f"SELECT 1 FROM audit_events WHERE kind = {mark} LIMIT 1",  # noqa: S608
+            (once,)).fetchone():
+        return None
+    chosen: dict[tuple[str, str], None] = {}
+    last = after
+    # read PURGE_SCAN rows at a time (PostgreSQL's cursor would fetch the rest of the
+    # table at once), up to ``limit`` objects chosen
+    while limit is None or len(chosen) < limit:
+        rows = c.execute(f"SELECT seq, object_id, originator, banner_id FROM objects "  # noqa: S608
+                         f"WHERE seq > {mark} AND recalled IS NULL ORDER BY seq "
+                         f"LIMIT {PURGE_SCAN}", (last,)).fetchall()
+        for seq, object_id, originator, banner_id in rows:
+            last = int(seq)
+            if choose(originator, int(banner_id)):
+                chosen[(object_id, originator)] = None
+                if limit is not None and len(chosen) >= limit:
+                    break
+        if len(rows) < PURGE_SCAN:
+            break
+    purged = []
+    for object_id, originator in chosen:
+        how = purging(object_id, originator)
+        if _purge(c, mark, object_id, originator, how.tombstone, when, how.audit,
+                  how.notices, which=lambda row: choose(row.originator, row.banner_id)):
+            purged.append((object_id, originator))
+    if done is not None:
+        _append_audit(c, [done(purged)], mark)
+    return Purged(purged, last)
 
 
 # A row is superseded (0016_current_versions.sql) when a newer version of its object is
