@@ -177,6 +177,29 @@ def test_the_catch_up_does_not_send_a_partner_its_own_objects_back(
     assert jpn.store.pending("NZL", 100) == []
 
 
+def test_the_catch_up_counts_the_entries_it_queued_not_those_queued_already(
+        jpn_nzl: list[Node]) -> None:
+    """Found in review: the catch-up's count (its peer-catch-up event's ``queued``, and
+    the log) was the entries it chose, so an object queued already (here at its
+    publication, the agreement in force) was counted again though nothing was queued."""
+    jpn = jpn_nzl[0]
+    publish(jpn, "queued at its publication", "極秘", ("NZL",))
+    waiting = jpn.store.pending("NZL", 100)
+    assert len(waiting) == 2  # the indicator and its marking
+    jpn = jpn_nzl[0] = reopen(jpn)  # `peer add` in this process would count as done
+    assert jpn.federation.catch_up("NZL") == 0
+    (event,) = jpn.store.find_audit(AuditFilter(kinds=("peer-catch-up",)))
+    assert json.loads(event.body)["queued"] == 0
+    assert jpn.store.pending("NZL", 100) == waiting
+    # one object not queued yet (its entry gone, as before the text came into force)
+    late = publish(jpn, "not queued yet", "極秘", ("NZL",))
+    (seq,) = [row.seq for _, row in jpn.store.pending("NZL", 100)
+              if row.object_id == late["id"]]
+    with jpn.store._write() as c:  # noqa: SLF001 - as if never queued
+        c.execute(f"DELETE FROM outbox WHERE seq = {seq}")  # noqa: S608
+    assert jpn.store.enqueue("NZL", lambda row: True) == 1
+
+
 def test_termination_stops_new_exchange_and_keeps_what_was_received_protected(
         jpn_nzl: list[Node], tmp_path: Path) -> None:
     jpn, nzl = jpn_nzl

@@ -715,7 +715,7 @@ class Federation:
         """Queue for ``party`` every stored object the release decision allows it now
         (each with the definitions it cites: ``Store.enqueue``, which queues no entry
         twice), but its own objects: the partner originated them, they never go back
-        to it. How many entries that chose."""
+        to it. How many entries that added (one queued already is not counted)."""
         labels = self.store.labels()
         return self.store.enqueue(party, lambda row: row.originator != party and
                                   self._may_release(labels[row.banner_id], party,

@@ -992,7 +992,8 @@ class Store(abc.ABC):
                 object_ids: Sequence[str] | None = None) -> int:
         """Put every stored object ``decide`` allows (of ``object_ids`` only, if given)
         into ``party``'s outbox, each preceded by the stored marking-definitions it cites
-        (as :meth:`add_objects` does). An entry queued already stays as it is."""
+        (as :meth:`add_objects` does). An entry queued already stays as it is. Returns
+        how many entries were added (one queued already is not counted)."""
 
     @abc.abstractmethod
     def pending(self, party: str, limit: int) -> list[tuple[int, StoredObject]]:

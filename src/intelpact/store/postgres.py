@@ -766,10 +766,12 @@ class PostgresStore(Store):
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             when = timestamp(utc_now())
-            for seq in chosen:
-                c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (%s, %s, %s) "
-                          "ON CONFLICT (party, seq) DO NOTHING", (party, seq, when))
-        return len(chosen)
+            added = 0
+            for seq in chosen:  # an entry queued already is left, and not counted
+                added += c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
+                                   "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
+                                   (party, seq, when)).rowcount
+        return added
 
     def _outbox(self, where: str, params: Sequence[Any], key: str = "outbox_id"
                 ) -> list[tuple[int, StoredObject]]:
