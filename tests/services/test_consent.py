@@ -43,7 +43,7 @@ from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest, canonical_body, object_version
 from intelpact.store.base import AuditFilter, Notice, Query, normalise_timestamp, utc_now
 
-from helpers import make_node, serving_federation
+from helpers import T0, indicator, make_node, serving_federation, stix_id
 
 Trio = tuple[Node, Node, Node]
 
@@ -357,6 +357,90 @@ def test_without_consent_no_path_releases_a_third_party_s_object(serving: Trio) 
     # and a holder cannot approve consent for someone else's object
     with pytest.raises(ConsentError, match="no consent request"):
         nzl.consents.approve(officer, "no-such-request")
+
+
+def derived_report(*refs: str, **extra: Any) -> dict:
+    return {"type": "report", "spec_version": "2.1", "id": stix_id("report"), "created": T0,
+            "modified": T0, "name": "NZ's analysis", "published": T0,
+            "object_refs": list(refs), **extra}
+
+
+def test_a_holder_s_own_object_derived_from_a_third_party_s_is_not_released_without_it(
+        serving: Trio) -> None:
+    """NZL's own report (or relationship) over JPN's object carries JPN's information: it
+    is published only marked with JPN's national marking where it names JPN's object, and
+    then goes to AUS only with JPN's consent, as JPN's object itself would."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)  # JPN 秘 REL TO NZL, AUS, held at NZL
+    (jpn_marking,) = held_at(nzl, obj["id"])[-1]["object_marking_refs"]
+    officer = nzl.people.as_person("officer").person
+    cid = nzl.default_collection().collection_id
+    report = derived_report(obj["id"])
+    relationship = {"type": "relationship", "spec_version": "2.1",
+                    "id": stix_id("relationship"), "created": T0, "modified": T0,
+                    "relationship_type": "related-to", "source_ref": obj["id"],
+                    "target_ref": report["id"]}
+    body = nzl.publisher.publish(officer, cid, [report, relationship],
+                                 marking=MarkingRequest("SECRET", ("AUS",))).body
+    push(nzl, "AUS")
+    pull(aus, "NZL")
+    assert not {report["id"], relationship["id"]} & visible_ids(aus)
+    # refused at NZL, saying which party's marking is missing and where to put it
+    failures = {f["id"]: f["message"] for f in body["failures"]}
+    assert set(failures) == {report["id"], relationship["id"]}, body
+    assert "JPN" in failures[report["id"]] and "object_refs" in failures[report["id"]]
+    assert "granular marking" in failures[report["id"]]
+    assert "source_ref" in failures[relationship["id"]], failures
+    denied = [json.loads(e.body) for e in nzl.store.find_audit(AuditFilter(kinds=("deny",)))]
+    assert {e["objects"][0][0] for e in denied if "JPN" in e["reason"]} >= {
+        report["id"], relationship["id"]}
+    # marked so, it publishes at NZL, and carries JPN's marking with it: no consent, no AUS
+    marked = derived_report(obj["id"], granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["object_refs"]}])
+    body = nzl.publisher.publish(officer, cid, [marked],
+                                 marking=MarkingRequest("SECRET", ("AUS",))).body
+    assert body["failure_count"] == 0, body
+    assert not [r for _, r in nzl.store.pending("AUS", 100) if r.object_id == marked["id"]]
+    assert nzl.store.enqueue("AUS", lambda row: row.object_id == marked["id"]) >= 1
+    assert push(nzl, "AUS") == 0
+    assert pull(aus, "NZL") == 0
+    assert marked["id"] not in visible_ids(aus)
+    sent = [*held_at(nzl, obj["id"])[:-1], *held_at(nzl, marked["id"])]  # JPN's marking too
+    assert "no consent" in post(nzl, aus, sent)[marked["id"]]
+
+
+def test_what_is_derived_from_a_portion_names_its_party_unless_the_portion_was_withheld(
+        serving: Trio) -> None:
+    """Provenance travels through a holder's own objects: NZL's X with a JPN portion is
+    JPN's information too, so a report over X must name JPN, as one over a JPN object
+    must. A publisher served X with that portion withheld derived nothing of JPN's from
+    it: JPN is not asked of them (and the refusal would tell them the portion is JPN's)."""
+    jpn, nzl, _ = serving
+    top = publish(jpn, "for NZ eyes", "機密", ("NZL",))
+    push(jpn, "NZL")
+    (jpn_marking,) = held_at(nzl, top["id"])[-1]["object_marking_refs"]
+    cid = nzl.default_collection().collection_id
+    officer = nzl.people.as_person("officer").person
+    analyst = nzl.people.as_person("analyst").person  # SECRET: not cleared for the portion
+    x = indicator("NZ's own, with a JPN portion", granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["description"]}])
+    body = nzl.publisher.publish(officer, cid, [x],
+                                 marking=MarkingRequest("RESTRICTED", ("AUS",))).body
+    assert body["failure_count"] == 0, body
+    # at X's banner (TOP SECRET, NZL only) but not naming JPN: refused, saying so
+    body = nzl.publisher.publish(officer, cid, [derived_report(x["id"])],
+                                 marking=MarkingRequest("TOP SECRET", ())).body
+    (failure,) = body["failures"]
+    assert "JPN's information" in failure["message"] and x["id"] in failure["message"]
+    marked = derived_report(x["id"], granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["object_refs"]}])
+    body = nzl.publisher.publish(officer, cid, [marked],
+                                 marking=MarkingRequest("TOP SECRET", ())).body
+    assert body["failure_count"] == 0, body
+    # served X without its JPN portion, the analyst derives nothing of JPN's from it
+    body = nzl.publisher.publish(analyst, cid, [derived_report(x["id"])],
+                                 marking=MarkingRequest("RESTRICTED", ("AUS",))).body
+    assert body["failure_count"] == 0, body
 
 
 def test_pulled_with_consent(serving: Trio) -> None:

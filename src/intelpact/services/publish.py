@@ -35,6 +35,7 @@ from ..model import (
     national_marking,
     parse_marking,
 )
+from ..model.echo import first, shown
 from ..model.errors import LabelError, MarkingError
 from ..model.labels import join_all
 from ..stix.validate import validate_object
@@ -365,18 +366,23 @@ class Publisher:
         markings: a higher or equal level, no wider REL TO, every caveat and community.
         The sources are the referenced objects in this publication or held here, as the
         person is served them (:meth:`_seen`); an object that would lower them is refused,
-        with the reason. ``refs_of``: each object's sources (:func:`_source_refs`) by
-        ``id()``, if known."""
+        with the reason. Where the agreement needs a party's consent to pass its
+        information to a third party, the object's banner must also name every party of
+        their provenance (``Label.sources``: a portion with that party's marking), or it
+        would be released without that consent (:func:`_unmarked_sources`).
+        ``refs_of``: each object's sources (:func:`_source_refs`) by ``id()``, if known."""
         here = {new.object_id: new.banner for new, _ in pending}
         refs = [refs_of[id(item)] if id(item) in refs_of else _source_refs(item)
                 for _, item in pending]
         stored = self._seen(person, sorted({r for rs in refs for r in rs} - here.keys()))
+        consent = self.policy.agreement.rules.third_party_consent
         keep = []
         for (new, item), sources in zip(pending, refs, strict=True):
             found = [(r, here.get(r) or stored.get(r)) for r in sources]
             known = [(r, label) for r, label in found if label is not None]
             if known:
                 needed = join_all(label for _, label in known)
+                reason = None
                 if not new.banner.dominates(needed):
                     words = banner(needed, self.policy.agreement, person.party)
                     reason = (f"derived from {known[0][0]}"
@@ -384,6 +390,9 @@ class Publisher:
                                  else "")
                               + f", which together are marked {words}: mark it at least "
                               "that restrictively (level, REL TO, caveats, communities)")
+                elif consent and needed.sources - new.banner.sources:
+                    reason = _unmarked_sources(item, known, needed.sources - new.banner.sources)
+                if reason is not None:
                     denials.append(self._denial(person, item, new.originator, reason))
                     outcomes.append(Outcome(new.object_id, None, False, reason))
                     continue
@@ -553,6 +562,36 @@ def _unreadable(object_id: str) -> str:
     a version, it tells them only what the refusal itself does: that the id is taken."""
     return (f"{object_id} is held here in a version you may not read in full: only someone "
             "who may read all of an object issues versions of it; publish yours with a new id")
+
+
+def _unmarked_sources(obj: Any, known: Sequence[tuple[str, Label]],
+                      missing: Iterable[str]) -> str:
+    """The refusal of an object derived from other parties' information that its marking
+    does not name (``missing``: parties among its sources' provenance, not its banner's),
+    under an agreement that releases a party's information to a third party only with
+    that party's consent: unmarked, it would go to a third party without it (and from
+    every later holder too, as its marking travels with it). Says, per party, which
+    sources carry its information and under which properties they are named: where its
+    national marking goes, as a granular marking."""
+    whose, how = [], []
+    for party in sorted(missing):
+        refs = [ref for ref, label in known if party in label.sources]
+        named = set(refs)  # a set: a report may name thousands
+        keys = sorted({key for key, value in obj.items()
+                       if key not in _NOT_SOURCES and key.endswith(("_ref", "_refs"))
+                       and (value in named if isinstance(value, str) else
+                            isinstance(value, list) and any(isinstance(v, str) and v in named
+                                                            for v in value))}
+                      ) if isinstance(obj, dict) else []
+        whose.append(f"{party}'s information ({first(refs)}, named by "
+                     f"{', '.join(keys) or 'a property'})")
+        how.append(f"a granular marking whose marking_ref is {party}'s national marking "
+                   f"(as {shown(refs[0])} carries) and whose selectors are "
+                   f"[{', '.join(keys)}]")
+    return (f"derived from {'; and '.join(whose)}, which its marking does not name: under "
+            "this agreement a party's information goes to a third party only with that "
+            "party's consent, so it must carry that party's marking where it names it; "
+            f"add {'; and '.join(how)}")
 
 
 _NOT_SOURCES = frozenset({"object_marking_refs", "created_by_ref"})
