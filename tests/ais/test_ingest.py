@@ -27,11 +27,12 @@ from intelpact.maritime.vessels import (
     vessel_id,
     vessel_object,
 )
-from intelpact.services.ais import default_marking
+from intelpact.services.ais import AisIngest, default_marking
+from intelpact.services.courier import Courier
 from intelpact.services.node import Node
 from intelpact.stix import validate_object
 
-from helpers import AGREEMENTS, DATA, make_node
+from helpers import AGREEMENTS, DATA, make_node, pin_each_other, serving_federation
 
 SAMPLE = DATA / "ais" / "pyais" / "nmea_data_sample.txt"
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
@@ -317,3 +318,38 @@ def test_a_vessel_back_from_dark_gets_one_alert_for_its_gap(node_dir: Path) -> N
     assert versions == ["AIS dark since 2026-09-21T14:18:20Z: MMSI 512000001",
                         "AIS gap of 3.0 h: MMSI 512000001"]  # dark, then back
     assert len(locations) == 1  # where it went dark, once
+
+
+def test_a_track_of_a_vessel_a_partner_named_first_is_refused_unmarked(tmp_path: Path) -> None:
+    """Under an agreement that releases a party's information to a third party only with
+    its consent, a track or alert refers to the vessel's identity, which is TON's where
+    TON named it first: it would carry TON's information to a third party without that
+    consent. The ingest marks nothing as TON's, so the track is refused, saying how to
+    mark it (docs/maritime.md, docs/controls.md "Derived information")."""
+    ton = make_node(tmp_path / "ton", party="TON", agreement="pacific-maritime.toml")
+    nzl = make_node(tmp_path / "nzl", party="NZL", agreement="pacific-maritime.toml")
+    try:
+        for node in (ton, nzl):
+            node.people.add("watch", party=node.party, clearance="RESTRICTED",
+                            communities=["MARITIME"], roles=("analyst", "publisher"))
+        pin_each_other(ton, nzl)
+
+        def ingest(node: Node, lines: list[bytes]) -> Any:
+            return AisIngest(node.publisher, node.people.as_person("watch").person,
+                             node.default_collection().collection_id,
+                             marking=default_marking(node.agreement), rules=None).run(lines)
+
+        done = ingest(ton, [static(512000001, T0, "KALIA"),
+                            position(512000001, T0 + 5, -21.1, -175.2)])
+        assert (done.accepted, done.rejected) == (2, 0)
+        with serving_federation(nzl), Courier(ton) as courier:
+            assert courier.push_all("NZL") >= 2
+        done = ingest(nzl, [position(512000001, T0 + 5000, -21.1, -175.2)])
+        failures = dict(done.failures)
+        assert (done.accepted, done.rejected) == (0, 2), failures
+        assert "is TON's object" in failures[vessel_id(512000001)]
+        (track,) = [why for oid, why in failures.items() if oid.startswith("sighting--")]
+        assert "TON's information" in track and "[sighting_of_ref]" in track
+    finally:
+        ton.close()
+        nzl.close()
