@@ -443,6 +443,80 @@ def test_what_is_derived_from_a_portion_names_its_party_unless_the_portion_was_w
     assert body["failure_count"] == 0, body
 
 
+@pytest.mark.parametrize("how", ["push", "pull"])
+def test_a_holder_asks_a_source_party_to_let_its_own_object_go_to_a_third_party(
+        serving: Trio, how: str) -> None:
+    """NZL's own report with a JPN portion goes to AUS only with JPN's consent: NZL asks
+    JPN (which holds the report, released to it as to any party in its REL TO), JPN's
+    officer approves, and the report goes to AUS with the token, which AUS checks;
+    JPN is told it went. Without the consent it goes nowhere but JPN."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    (jpn_marking,) = held_at(nzl, obj["id"])[-1]["object_marking_refs"]
+    officer = nzl.people.as_person("officer")
+    marked = derived_report(obj["id"], granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["object_refs"]}])
+    body = nzl.publisher.publish(officer.person, nzl.default_collection().collection_id,
+                                 [marked], marking=MarkingRequest("SECRET", ("JPN", "AUS"))).body
+    assert body["failure_count"] == 0, body
+    push(nzl, "JPN")  # JPN is no third party to it: it goes there as NZL's object does
+    assert marked["id"] in visible_ids(jpn) and marked["id"] not in visible_ids(aus)
+    with pytest.raises(ConsentError, match="not a third party"):
+        nzl.consents.request(officer, marked["id"], recipient="JPN", purpose="x")
+    with pytest.raises(ConsentError, match="AUS's information is not in"):
+        nzl.consents.request(officer, marked["id"], recipient="JPN", purpose="x", of="AUS")
+    record = nzl.consents.request(officer, marked["id"], recipient="AUS", purpose="joint")
+    assert record.originator == "JPN"
+    assert deliver(nzl, "JPN") == 1
+    assert [r.status for r in jpn.consents.requests()] == ["pending"]
+    approve(jpn, nzl, record.request_id)
+    token = token_of(nzl, record.request_id)["consent"]
+    assert (token["originator"], token["holder"], token["recipient"]) == ("JPN", "NZL", "AUS")
+    assert set(token["objects"]) == {marked["id"], jpn_marking}
+    if how == "push":
+        assert push(nzl, "AUS") >= 1
+    else:
+        assert pull(aus, "NZL") >= 1
+    assert marked["id"] in visible_ids(aus)
+    assert not [f for f in aus.store.refusals() if f[1] == marked["id"]]
+    assert deliver(nzl, "JPN") == 1  # the onward release, reported to JPN
+    (row,) = [d for d in jpn.store.disseminations()
+              if d.party == "AUS" and d.object_id == marked["id"]]
+    assert row.via == "NZL"
+
+
+def test_a_source_party_answers_a_request_about_what_it_does_not_hold_as_unknown(
+        serving: Trio) -> None:
+    """Asked about NZL's object that never reached JPN, or that JPN holds with nothing
+    of JPN's in it, JPN answers as about an id it does not hold: the answer tells NZL
+    nothing of what JPN holds."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    (jpn_marking,) = held_at(nzl, obj["id"])[-1]["object_marking_refs"]
+    officer = nzl.people.as_person("officer")
+    cid = nzl.default_collection().collection_id
+    unshared = derived_report(obj["id"], granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["object_refs"]}])
+    nz_only = indicator("NZ's alone")
+    for item, rel in ((unshared, ("AUS",)), (nz_only, ("JPN", "AUS"))):
+        body = nzl.publisher.publish(officer.person, cid, [item],
+                                     marking=MarkingRequest("SECRET", rel)).body
+        assert body["failure_count"] == 0, body
+    push(nzl, "JPN")
+    assert nz_only["id"] in visible_ids(jpn) and unshared["id"] not in visible_ids(jpn)
+    refused = []
+    for object_id in (unshared["id"], nz_only["id"], f"report--{uuid.uuid4()}"):
+        request = str(uuid.uuid4())
+        _, signed = nzl.controls._notice("consent-request", "JPN", {
+            "object_id": object_id, "request": request, "versions": [T0],
+            "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+        with pytest.raises(ConsentError) as info:
+            jpn.controls.receive("NZL", signed)
+        refused.append(info.value.message.replace(object_id, "ID"))
+        assert jpn.store.consent(request) is None
+    assert refused == ["ID was not originated by JPN: ask its originator"] * 3
+
+
 def test_pulled_with_consent(serving: Trio) -> None:
     jpn, nzl, aus = serving
     obj = shared(jpn, nzl)

@@ -52,15 +52,19 @@ EXPIRES = click.option("--expires", help="Until when: RFC 3339 UTC (2026-12-31T0
 @click.option("--to", "recipient", required=True, help="The third party to release it to.")
 @click.option("--purpose", required=True, help="Why: recorded, and sent to the originator.")
 @EXPIRES
+@click.option("--of", "of", default=None, metavar="PARTY",
+              help="For this node's own object: the party whose information it holds (a "
+                   "portion it marks) to ask; default the only one.")
 @click.option("--as", "as_name", required=True, help="Ask as this person (who may read it).")
 @friendly
 def consent_request(node_dir: Path, object_id: str, recipient: str, purpose: str,
-                    expires: str | None, as_name: str) -> None:
-    """Ask the originator of an object held here to let it go to a third party."""
+                    expires: str | None, of: str | None, as_name: str) -> None:
+    """Ask the originator of an object held here to let it go to a third party (or, for
+    this node's own object holding another party's information, that party)."""
     node = Node.open(node_dir, migrate=False)
     principal = node.people.as_person(as_name)
     record = node.consents.request(principal, object_id, recipient=recipient,
-                                   purpose=purpose, expires=_when(expires))
+                                   purpose=purpose, expires=_when(expires), of=of)
     out.print(f"Consent request {record.request_id} for {object_id} to {record.recipient} "
               f"queued for {record.originator}")
     _deliver(node, [record.originator])

@@ -40,6 +40,7 @@ from ..store.base import (
     Notice,
     Onward,
     StoredObject,
+    cited_markings,
     parse_timestamp,
     stored_version,
     timestamp,
@@ -86,20 +87,37 @@ class Consents:
 
     # -- the holder asks --------------------------------------------------------------
     def request(self, principal: Principal, object_id: str, *, recipient: str, purpose: str,
-                expires: dt.datetime | None = None) -> ConsentRecord:
-        """Ask the originator of ``object_id`` (held here) to let it go to ``recipient``."""
+                expires: dt.datetime | None = None, of: str | None = None) -> ConsentRecord:
+        """Ask the originator of ``object_id`` (held here) to let it go to ``recipient``.
+        For this node's own object, ask ``of`` instead: a party whose information it
+        holds (a portion with that party's marking, docs/controls.md "Derived
+        information"), by default the only one."""
         _check_text(purpose, "purpose")
         recipient = recipient.upper()
         rows = self.controls._rows(object_id)
         labels = self.store.labels()
-        if not rows or not any(self.policy.may_read(principal.person,
-                                                    labels[r.banner_id]).allowed
-                               for r in rows):
+        readable = [r for r in rows
+                    if self.policy.may_read(principal.person, labels[r.banner_id]).allowed]
+        if not readable:
             raise ConsentError(f"no object {object_id} you may read is held here")
         origin = rows[0].originator
         if origin == self.party:
-            raise ConsentError(f"{object_id} is this node's own: it needs no consent",
-                               hint="its marking decides where it goes")
+            sources = sorted(set().union(*(labels[r.banner_id].sources for r in readable))
+                             - {self.party})
+            if not sources:
+                raise ConsentError(f"{object_id} is this node's own: it needs no consent",
+                                   hint="its marking decides where it goes")
+            if of is None and len(sources) > 1:
+                raise ConsentError(f"{object_id} holds the information of "
+                                   f"{', '.join(sources)}: each consents for itself",
+                                   hint="ask each of them in turn (--of PARTY)")
+            origin = sources[0] if of is None else of.upper()
+            if origin not in sources:
+                raise ConsentError(f"{shown(origin)}'s information is not in {object_id}: "
+                                   f"ask {', '.join(sources)}")
+        elif of is not None and of.upper() != origin:
+            raise ConsentError(f"{object_id} is {origin}'s: ask {origin}",
+                               hint="--of names whom to ask about this node's own object")
         parties = self.policy.agreement.parties
         if recipient not in parties or recipient in (self.party, origin):
             third = [p for p in parties if p not in (self.party, origin)]
@@ -112,7 +130,9 @@ class Consents:
         now = utc_now()
         if expires is not None and expires <= now:
             raise ConsentError("the requested expiry is in the past")
-        versions = tuple(sorted({r.version for r in rows}))
+        # of this node's own object, the versions that hold the party's information
+        versions = tuple(sorted({r.version for r in rows if rows[0].originator != self.party
+                                 or origin in labels[r.banner_id].sources}))
         request_id = str(uuid.uuid4())
         person = principal.person
         requester = {"id": self.audit.pseudonyms.of(person.name, origin),
@@ -172,12 +192,20 @@ class Consents:
                                hint="give a later --expires")
         if expires - now > MAX_VALIDITY:
             raise ConsentError("a consent is valid for a year at most")
-        rows = [r for r in self.controls._rows(record.object_id)
-                if r.originator == self.party and r.version in record.versions]
+        labels = self.store.labels()
+        held = self.controls._rows(record.object_id)
+        ours = bool(held) and held[0].originator == self.party
+        # this node's own versions; or the holder's own, holding this node's information
+        # (docs/controls.md, "Derived information"): this node consents for its part
+        rows = [r for r in held if r.version in record.versions and (
+            r.originator == self.party if ours else
+            r.originator == record.holder and self.party in labels[r.banner_id].sources)]
         if not rows:
             raise ConsentError(f"none of the versions asked for of {record.object_id} is "
-                               "held here as this node's own")
-        labels = self.store.labels()
+                               "held here as this node's own" if ours else
+                               f"none of the versions asked for of {record.object_id} is "
+                               f"held here as {record.holder}'s holding {self.party}'s "
+                               "information")
         for row in rows:  # as only someone who may read an object issues versions of it
             read = self.policy.may_read(principal.person, labels[row.banner_id])
             if not read.allowed:
@@ -190,9 +218,12 @@ class Consents:
                                    "consents to its release",
                                    hint="a security officer cleared for it decides")
         objects: dict[str, list[str]] = {record.object_id: sorted({r.version for r in rows})}
-        for row in rows:  # the marking-definitions the versions use go with them
-            for ref in json.loads(row.body).get("object_marking_refs", []):
-                if isinstance(ref, str) and self.controls.markings.known(ref):
+        for row in rows:  # the marking-definitions the versions use go with them (of the
+            body = json.loads(row.body)  # holder's own object: ours, on its portions)
+            refs = body.get("object_marking_refs", []) if ours else cited_markings(body)
+            for ref in refs if isinstance(refs, (list, tuple)) else ():
+                if isinstance(ref, str) and self.controls.markings.known(ref) and (
+                        ours or self.controls.markings.part(ref).originator == self.party):
                     objects.setdefault(ref, [])
         me = self.federation.signer()  # never a retired key: tokens under one are refused
         body = {"intelpact_consent": CONSENT_VERSION, "id": str(uuid.uuid4()),
@@ -258,9 +289,13 @@ class Consents:
         groups: dict[str, list[StoredObject]] = {}
         if not self.policy.agreement.rules.third_party_consent:
             return [], []  # no consent was needed: nothing to report
+        labels = self.store.labels()
         for row in rows:
             if row.originator not in (self.party, party):
                 groups.setdefault(row.originator, []).append(row)
+            elif row.originator == self.party:  # ours, holding another party's information
+                for source in sorted(labels[row.banner_id].sources - {self.party, party}):
+                    groups.setdefault(source, []).append(row)
         notices, events = [], []
         for origin, passed in groups.items():
             objects = [[r.object_id, r.version, r.body_hash] for r in passed]
@@ -304,11 +339,18 @@ class Consents:
     def _requested(self, sender: str, notice: Mapping[str, Any], stored: Notice) -> None:
         object_id = str(notice["object_id"])
         rows = self.controls._rows(object_id)
-        went = {d.version for d in self.store.disseminations(object_id=object_id,
-                                                             party=sender)}
+        ours = bool(rows) and rows[0].originator == self.party
+        if ours:
+            went = {d.version for d in self.store.disseminations(object_id=object_id,
+                                                                 party=sender)}
+        else:  # the sender's own, holding our information: the versions we hold of it
+            labels = self.store.labels()
+            went = {r.version for r in rows if r.originator == sender
+                    and self.party in labels[r.banner_id].sources}
         # one of ours never released to the sender is answered as one we do not hold: the
-        # answer must not tell a partner which ids this node originated
-        if not rows or rows[0].originator != self.party or not went:
+        # answer must not tell a partner which ids this node originated (nor which of its
+        # own objects holding our information we hold)
+        if not rows or not went:
             raise ConsentError(f"{shown(object_id)} was not originated by {self.party}: ask "
                                "its originator")
         request_id, recipient = notice.get("request"), notice.get("recipient")
@@ -344,7 +386,11 @@ class Consents:
                                "it is passed on")
         if missing := [v for v in versions if stored_version(v) not in went]:
             raise ConsentError(f"the consent request names {len(missing):,} version(s) of "
-                               f"{object_id} that did not go to {sender}: {first(missing)}")
+                               f"{object_id} that did not go to {sender}: {first(missing)}"
+                               if ours else
+                               f"the consent request names {len(missing):,} version(s) of "
+                               f"{object_id} not held here as {sender}'s holding "
+                               f"{self.party}'s information: {first(missing)}")
         if wanted is not None:
             try:
                 parse_timestamp(wanted)
@@ -495,8 +541,11 @@ class Consents:
         with ``held``, the consents held)."""
         fed = self.federation
         labels = self.store.labels()
+        # its originator's objects, or ours holding its information (a portion it marks)
         return self.store.enqueue(token.recipient, lambda row: row.object_id in token.objects
-                                  and row.originator == token.originator
+                                  and (row.originator == token.originator or (
+                                      row.originator == self.party and token.originator
+                                      in labels[row.banner_id].sources))
                                   and fed.may_release_now(labels[row.banner_id],
                                                           token.recipient, row, held),
                                   sorted(token.objects))

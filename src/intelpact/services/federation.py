@@ -801,7 +801,9 @@ class Federation:
         """The signed tokens that let ``rows`` of a third party go to ``party``: they
         travel with the objects, for the recipient to verify."""
         if all(r.originator == self.me.party for r in rows):
-            return []
+            labels = self.store.labels()  # ours, unless one holds a third party's portion
+            if all(labels[r.banner_id].sources <= {self.me.party, party} for r in rows):
+                return []
         ids = {r.object_id for r in rows}
         return [signed for token, signed in (held or self.held_consents()).signed()
                 if token.recipient == party and ids & set(token.objects)]
