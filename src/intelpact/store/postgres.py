@@ -147,6 +147,7 @@ from .sqlite import (
     _person,
     _purge,
     _purge_chosen,
+    _queue,
     _queue_cited,
     _queue_portions,
     _raise_alert,
@@ -765,13 +766,7 @@ class PostgresStore(Store):
             cur = conn.execute(*_enqueue_select(object_ids, _any))
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
-            when = timestamp(utc_now())
-            added = 0
-            for seq in chosen:  # an entry queued already is left, and not counted
-                added += c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
-                                   "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
-                                   (party, seq, when)).rowcount
-        return added
+            return _queue(c, "%s", party, chosen)
 
     def _outbox(self, where: str, params: Sequence[Any], key: str = "outbox_id"
                 ) -> list[tuple[int, StoredObject]]:

@@ -784,13 +784,7 @@ class SQLiteStore(Store):
         rows = (_stored(r) for r in self._conn().execute(*_enqueue_select(object_ids, _in)))
         chosen = _enqueue_order(rows, decide)
         with self._write() as c:
-            when = timestamp(utc_now())
-            added = 0
-            for seq in chosen:  # an entry queued already is left, and not counted
-                added += c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
-                                   "(?, ?, ?) ON CONFLICT (party, seq) DO NOTHING",
-                                   (party, seq, when)).rowcount
-        return added
+            return _queue(c, "?", party, chosen)
 
     def _outbox(self, where: str, params: Sequence[Any], key: str = "outbox_id"
                 ) -> list[tuple[int, StoredObject]]:
@@ -2062,6 +2056,15 @@ def _enqueue_select(object_ids: Sequence[str] | None,
     return (f"{select} AND {held} AND object_type = 'marking-definition' UNION "
             f"{select} AND {held} AND {among('object_id', object_ids, params)} "
             "ORDER BY seq", params)
+
+
+def _queue(c: Any, mark: str, party: str, seqs: Iterable[int]) -> int:
+    """Queue ``seqs`` for ``party`` in the write transaction ``c`` (``mark``: the
+    placeholder); how many were added: an entry queued already is left, and not counted."""
+    when = timestamp(utc_now())
+    sql = ("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
+           "ON CONFLICT (party, seq) DO NOTHING").replace("?", mark)
+    return sum(c.execute(sql, (party, seq, when)).rowcount for seq in seqs)
 
 
 def _enqueue_order(rows: Iterable[StoredObject],
