@@ -12,10 +12,8 @@ bench/pgserver.py's (durable settings). The last line printed is one JSON object
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -62,23 +60,7 @@ def run(work: Path, database: str | None, objects: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--objects", type=int, default=5_000)
-    parser.add_argument("--backends", default="sqlite",
-                        help="comma-separated: sqlite, postgresql (default sqlite)")
-    parser.add_argument("--tmp", help="a directory for the nodes (default: the system's)")
-    args = parser.parse_args()
-    results: dict[str, Any] = {"objects": args.objects}
-    with tempfile.TemporaryDirectory(prefix="intelpact-destroy-", dir=args.tmp) as tmp:
-        for backend, database in pgserver.databases(args.backends, args.tmp):
-            work = Path(tmp) / backend
-            work.mkdir()
-            results[backend] = run(work, database, args.objects)
-            print(f"{backend}: " + ", ".join(f"{k} {v:.2f}" for k, v
-                                             in results[backend].items()), flush=True)
-    print(json.dumps({k: ({m: round(x, 3) for m, x in v.items()} if isinstance(v, dict)
-                          else v) for k, v in results.items()}))
-    return 0
+    return pgserver.main_by_backend(__doc__ or "", 5_000, "intelpact-destroy-", run)
 
 
 if __name__ == "__main__":

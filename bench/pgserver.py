@@ -11,8 +11,10 @@ that differ from PostgreSQL's defaults are in ``SETTINGS``; each fresh database 
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -20,8 +22,9 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 # Sized for a 1,000,000-object store on a 2-core, 24 GiB machine: a buffer cache that
 # holds the hot indexes, and checkpoints spaced so that a bulk load is not mostly
@@ -160,3 +163,27 @@ def databases(backends: str, parent: str | None = None) -> Iterator[tuple[str, s
     finally:
         if server is not None:
             server.stop()
+
+
+def main_by_backend(doc: str, objects: int, prefix: str,
+                    run: Callable[[Path, str | None, int], dict[str, Any]]) -> int:
+    """The command line of a benchmark run on each store in turn (``--objects``,
+    ``--backends``, ``--tmp``): ``run(work, database, objects)`` for each, its figures
+    printed as they come, then all as one JSON object on the last line."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=objects)
+    parser.add_argument("--backends", default="sqlite",
+                        help="comma-separated: sqlite, postgresql (default sqlite)")
+    parser.add_argument("--tmp", help="a directory for the nodes (default: the system's)")
+    args = parser.parse_args()
+    results: dict[str, object] = {"objects": args.objects}
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=args.tmp) as tmp:
+        for backend, database in databases(args.backends, args.tmp):
+            work = Path(tmp) / backend
+            work.mkdir()
+            figures = run(work, database, args.objects)
+            results[backend] = {k: round(v, 3) for k, v in figures.items()}
+            print(f"{backend}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()),
+                  flush=True)
+    print(json.dumps(results))
+    return 0
