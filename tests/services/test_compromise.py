@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from test_atomic_audit import refusing
@@ -31,7 +32,7 @@ from intelpact.services.audit import (
     operator,
 )
 from intelpact.services.compromise import MAX_TEXT, CompromiseError
-from intelpact.services.courier import BadAnswer, Courier, Unreachable
+from intelpact.services.courier import HELD_TRIES, BadAnswer, Courier, Unreachable
 from intelpact.services.federation import MAX_NAMED, FederationError
 from intelpact.services.node import Node
 from intelpact.store.base import (
@@ -817,3 +818,48 @@ def test_a_compromise_report_s_deadline_moved_beside_the_log_is_caught(
     assert [p.split(" is ")[0] for p in jpn.check_kept()[1]] == [
         f"compromise report {r.report_id}'s {field}" for r, field in sorted(
             [(late, "deadline"), (closed, "closed")], key=lambda x: x[0].report_id)]
+
+
+def test_a_report_whose_held_checkpoint_moved_on_is_asked_again_within_the_round(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """JPN takes a newer checkpoint of NZL's log (its audit watch, gossip) between NZL's
+    held query and the report: JPN answers 409, send a proof from the one it holds now.
+    NZL asks again at once and the report goes in the same round; before, the round
+    stopped there and the serving courier backed off (30 s after an outage) with the
+    report not sent. A partner that keeps moving gets a bounded number of tries."""
+    jpn, nzl = jpn_nzl
+    with serving_federation(jpn), serving_federation(nzl):
+        oid = _shared_and_read(jpn, nzl)
+        (filed,) = nzl.compromise.file([oid], what="laptop lost", discovered=_ago(1))
+        moved = 0
+        added = iter(range(100))
+
+        def move_on(times: int) -> Callable[[httpx.Response], httpx.Response]:
+            def answer(response: httpx.Response) -> httpx.Response:
+                nonlocal moved
+                if moved < times:  # JPN witnesses a newer NZL checkpoint meanwhile
+                    moved += 1
+                    nzl.people.add(f"meanwhile{next(added)}", party="NZL", clearance="SECRET")
+                    _gossip(jpn, "NZL")
+                return response
+            return answer
+
+        with monkeypatch.context() as patched:  # always moved on: the round gives up
+            patched.setattr(Courier, "_request", partner_answers(
+                "/federation/compromise", move_on(1000), asked=b'"type":"held"'))
+            with pytest.raises(FederationError, match="send a proof from it"):
+                _deliver(nzl, "JPN")
+        assert moved == HELD_TRIES
+        (waiting,) = nzl.store.pending_compromise("JPN", 10)
+        assert waiting.attempts == 0, waiting  # not counted towards giving it up
+        assert jpn.store.compromise_reports() == []
+
+        moved = 0
+        with monkeypatch.context() as patched:  # moved on once: sent in the same round
+            patched.setattr(Courier, "_request", partner_answers(
+                "/federation/compromise", move_on(1), asked=b'"type":"held"'))
+            assert _deliver(nzl, "JPN") == 1
+        assert moved == 1
+    assert nzl.compromise.get(filed.report_id).delivered is not None
+    assert jpn.compromise.get(filed.report_id).reporter == "NZL"
+    assert all(a[1] != "history-rewritten" for a in jpn.store.alerts())

@@ -35,6 +35,7 @@ from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..store.base import (
     MAX_INTEGER,
+    CompromiseMessage,
     KeptEvent,
     PeerRecord,
     StoreFull,
@@ -60,6 +61,7 @@ log = logging.getLogger("intelpact.courier")
 TAXII = "application/taxii+json;version=2.1"
 BATCH = 500
 HELD = "the held query"  # before a report: which checkpoint of our log a partner holds
+HELD_TRIES = 3  # a report answered 409 (the partner took a newer checkpoint): asked again
 AUDIT_PAGE = 1000  # events a command asks a partner for at once: its federation API's most
 # How many times a partner-audit answer may cross a newer checkpoint of the partner kept
 # meanwhile (gossip) before the fetch gives up, without an alert (AuditLog.witness).
@@ -345,16 +347,8 @@ class Courier:
         reports = self.node.compromise
         done = 0
         for message in self.node.store.pending_compromise(party, BATCH):
-            target = "/federation/compromise"
             try:
-                held = 0
-                if message.kind == "report":
-                    asked = self._request(peer, "POST", target, b'{"type":"held"}')
-                    if asked.status_code != 200:
-                        raise _failed(asked, f"{party} refused: {asked.status_code} "
-                                             f"{asked.text[:300]}")
-                    held = _held_size(party, _read(party, asked, HELD, whole=True))
-                response = self._request(peer, "POST", target, reports.envelope(message, held))
+                response = self._send_compromise(peer, message)
             except httpx.HTTPError as exc:
                 self.node.store.compromise_failed(message.message_id,
                                                   f"{party} unreachable: {exc}", False)
@@ -364,7 +358,8 @@ class Courier:
                 raise
             if response.status_code != 200:
                 reason = f"{response.status_code} {_description(response)}"
-                # 409: the partner's state moved under the request; ask again, no refusal
+                # 409: the partner's state kept moving under the request (_send_compromise
+                # asked again): the next round tries again, no refusal
                 counted = response.status_code != 409 and _refusal(response)
                 self.node.store.compromise_failed(message.message_id,
                                                   f"{party} refused: {reason}", counted)
@@ -379,6 +374,27 @@ class Courier:
                 raise
             done += 1
         return done
+
+    def _send_compromise(self, peer: PeerRecord, message: CompromiseMessage) -> httpx.Response:
+        """POST ``message`` to ``peer``: a report with a proof from the checkpoint of our
+        log the partner holds, asked first. A partner that took a newer one between the
+        question and the report (its audit watch, gossip) answers 409: asked again at
+        once, HELD_TRIES times in all, and its last answer returned."""
+        target = "/federation/compromise"
+        if message.kind != "report":
+            return self._request(peer, "POST", target,
+                                 self.node.compromise.envelope(message, 0))
+        for _ in range(HELD_TRIES):
+            asked = self._request(peer, "POST", target, b'{"type":"held"}')
+            if asked.status_code != 200:
+                raise _failed(asked, f"{peer.party} refused: {asked.status_code} "
+                                     f"{asked.text[:300]}")
+            held = _held_size(peer.party, _read(peer.party, asked, HELD, whole=True))
+            response = self._request(peer, "POST", target,
+                                     self.node.compromise.envelope(message, held))
+            if response.status_code != 409:
+                break
+        return response
 
     # -- originator controls -------------------------------------------------------------
     def deliver_notices(self, party: str) -> int:
