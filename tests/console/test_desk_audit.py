@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from markupsafe import escape
 
 from conftest import World, csrf_of, login, password, serving_world
+from intelpact.interfaces.console.desk import EVENTS, SCAN_PAGES
 from intelpact.services.audit import operator
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter
@@ -240,3 +242,72 @@ def test_hostile_reason_and_person_name_are_escaped(world: World) -> None:
         assert str(escape(HOSTILE)) in text
     rows = _rows(officer, person=HOSTILE)
     assert any(f"about {escape(HOSTILE)}" in row for row in rows.values())
+
+
+def test_a_filter_on_an_object_reads_a_bounded_number_of_events_a_page(
+        tmp_path: Path) -> None:
+    """Filtered on an object, the desk shows only the events about versions of it the
+    officer could be served, and reads on to fill the page. Over a long run of events
+    about a version they may not be served (here: one this node does not hold), a page
+    reads SCAN_PAGES store pages at most, says so, and links on from where it stopped;
+    following the links reaches the older events. Before, one page read the whole run
+    (every event about the object, in one request); an object they may not read at all
+    reads nothing."""
+    with serving_world(tmp_path) as world:
+        node = world.node
+        obj = indicator("desk-audit-scan")
+        who = node.people.as_person("tanaka").person
+        status = node.publisher.publish(who, node.default_collection().collection_id,
+                                        [obj], marking=MarkingRequest("秘", ("JPN",)))
+        assert status.body["failure_count"] == 0, status.body
+        run = SCAN_PAGES * (EVENTS + 1) + 40
+        audit = node.audit
+        audit.record(*[audit.event("read", person=who, objects=[
+            (obj["id"], "2020-01-01T00:00:00.000Z")], via="object") for _ in range(run)])
+        read: list[int] = []
+        real = node.store.latest_audit
+
+        def counted(where: AuditFilter, before: int | None = None) -> list[Any]:
+            found = real(where, before)
+            read.append(len(found))
+            return found
+
+        def counted_find(find: Any, where: AuditFilter) -> list[Any]:
+            found = find(where)
+            read.append(len(found))
+            return found  # type: ignore[no-any-return]
+
+        node.store.latest_audit = counted  # type: ignore[method-assign]
+        officer = world.client("tanaka")
+        r = officer.get("/desk", params={"object": obj["id"]})
+        assert r.status_code == 200, r.text
+        assert sum(read) <= SCAN_PAGES * (EVENTS + 1), sum(read)
+        assert ROW.findall(r.text) == [] and 'id="searched"' in r.text
+        older = re.search(r'<a href="([^"]+)">Older events</a>', r.text)
+        assert older, r.text
+        r = officer.get(older.group(1).replace("&amp;", "&"))
+        assert r.status_code == 200
+        kinds = [re.findall(r"<td>([a-z-]+)</td>", row)[0] for _, row in ROW.findall(r.text)]
+        assert "publish" in kinds and 'id="searched"' not in r.text
+        # and back: newer than those, the same run read from the other end, bounded alike
+        newer = re.search(r'<a href="([^"]+)">Newer events</a>', r.text)
+        assert newer, r.text
+        read.clear()
+        find = node.store.find_audit
+        node.store.find_audit = lambda where: counted_find(find, where)  # type: ignore
+        r = officer.get(newer.group(1).replace("&amp;", "&"))
+        assert r.status_code == 200 and ROW.findall(r.text) == [] and 'id="searched"' in r.text
+        assert 0 < sum(read) <= SCAN_PAGES * (EVENTS + 1), sum(read)
+        assert re.search(r'<a href="([^"]+)">Newer events</a>', r.text), r.text
+        # an object the officer may not read: no event of it is read at all
+        read.clear()
+        hidden = indicator("desk-audit-scan-hidden")
+        node.people.add("mori2", party="JPN", clearance="機密", roles=["analyst", "publisher"],
+                        communities=["INFRASTRUCTURE"])
+        mori = node.people.as_person("mori2").person
+        status = node.publisher.publish(mori, node.default_collection().collection_id,
+                                        [hidden], marking=MarkingRequest(
+                                            "秘", ("JPN",), (), ("INFRASTRUCTURE",)))
+        assert status.body["failure_count"] == 0, status.body
+        assert _rows(officer, object=hidden["id"]) == {}
+        assert sum(read) == 0, read

@@ -42,6 +42,7 @@ MAX_ROWS = 200  # a page of each desk list
 MAX_OFFSET = 1_000_000
 EVENTS = 50  # a page of audit events
 EVENT_OBJECTS = 10  # objects named per event on the page (the rest counted)
+SCAN_PAGES = 20  # filtered on an object: store pages read for one page of the desk at most
 PSEUDONYM = re.compile(r"p-[0-9a-f]{16}")
 STIX_ID = re.compile(r"[a-z0-9][a-z0-9-]*--[0-9a-fA-F-]{36}")
 T = TypeVar("T")
@@ -167,7 +168,7 @@ def show(console: Console, request: Request, principal: Principal,
 
 
 def _events(console: Console, request: Request, principal: Principal
-            ) -> tuple[list[tuple[AuditRecord, dict[str, Any]]], dict[str, str],
+            ) -> tuple[list[tuple[AuditRecord, dict[str, Any]]], dict[str, Any],
                        dict[str, Any]]:
     """One page of the audit log, newest first (``latest_audit``: the LIMIT is in the
     store's query), filtered as ``intelpact audit show`` filters: kinds, a person (name
@@ -194,14 +195,19 @@ def _events(console: Console, request: Request, principal: Principal
     where = AuditFilter(object_id=object_id or None, persons=pseudonyms,
                         party=party or None, kinds=kinds, limit=EVENTS + 1)
     about = _About(console, principal, object_id) if object_id else None
-    if after is not None:  # the page just newer than ``after``, shown newest first
-        rows = _kept(lambda at: node.audit.find(dataclasses.replace(
+    if about is not None and object_id not in about.may.allowed:
+        rows: list[AuditRecord] = []  # an object they may not read: nothing is read
+        more_newer = more_older = False
+        reached = None
+    elif after is not None:  # the page just newer than ``after``, shown newest first
+        rows, reached = _kept(lambda at: node.audit.find(dataclasses.replace(
             where, after=after if at is None else at)), after, about, EVENTS + 1)
-        more_newer, more_older = len(rows) > EVENTS, True
+        more_newer, more_older = len(rows) > EVENTS or reached is not None, True
         rows = list(reversed(rows[:EVENTS]))
     else:
-        rows = _kept(lambda at: node.audit.newest(where, at), before, about, EVENTS + 1)
-        more_newer, more_older = before is not None, len(rows) > EVENTS
+        rows, reached = _kept(lambda at: node.audit.newest(where, at), before, about,
+                              EVENTS + 1)
+        more_newer, more_older = before is not None, len(rows) > EVENTS or reached is not None
         rows = rows[:EVENTS]
     kept = [(k, v) for k, v in params.multi_items() if k not in ("audit_before", "audit_after")]
 
@@ -211,8 +217,11 @@ def _events(console: Console, request: Request, principal: Principal
 
     top = rows[0].index if rows else (before - 1 if before is not None else -1)
     bottom = rows[-1].index if rows else (after + 1 if after is not None else 0)
+    if reached is not None:  # the scan stopped at ``reached``: the next page goes on from it
+        top, bottom = (reached, bottom) if after is not None else (top, reached)
     page = {"newer": link("audit_after", top) if more_newer else "",
-            "older": link("audit_before", bottom) if more_older and bottom > 0 else ""}
+            "older": link("audit_before", bottom) if more_older and bottom > 0 else "",
+            "searched": SCAN_PAGES * (EVENTS + 1) if reached is not None else 0}
     filters = {"kinds": kinds, "person": person, "party": party, "object": object_id,
                "any": bool(kinds or person or party or object_id)}
     return [(r, _body(r)) for r in rows], page, filters
@@ -234,20 +243,25 @@ class _About:
 
 
 def _kept(fetch: Callable[[int | None], list[AuditRecord]], at: int | None,
-          keep: Callable[[AuditRecord], bool] | None, want: int) -> list[AuditRecord]:
+          keep: Callable[[AuditRecord], bool] | None, want: int
+          ) -> tuple[list[AuditRecord], int | None]:
     """Up to ``want`` events ``keep`` takes, read page after page: ``fetch(at)`` gives
     the store's page from leaf ``at`` on (in the order it reads: older, or newer), the
-    next one from the last event of the page before."""
+    next one from the last event of the page before; at most SCAN_PAGES pages, so a
+    page of the desk reads a bounded number of events. Returns the events, and the last
+    leaf read if the scan stopped there with more to read (the page links on from it)."""
     rows = fetch(at)
     if keep is None:
-        return rows
+        return rows, None
     kept: list[AuditRecord] = []
-    while rows:
+    for page in range(1, SCAN_PAGES + 1):
         kept += [r for r in rows if keep(r)]
         if len(kept) >= want or len(rows) < want:
             break
+        if page == SCAN_PAGES:
+            return kept, rows[-1].index
         rows = fetch(rows[-1].index)
-    return kept[:want]
+    return kept[:want], None
 
 
 def _index(value: str | None) -> int | None:
