@@ -224,12 +224,12 @@ def older_schema(node_dir: Path) -> tuple[int, str]:
 
 def before_newest(node_dir: Path) -> int:
     """Make the node's database truly one of the release before: its newest migration
-    recorded as not applied and what it made undone (0041 made PostgreSQL's trigram
-    index; on SQLite nothing), so migrating it again works. Returns that migration's
-    number. A newer migration must be undone here too (the test migrating fails until
-    it is: "already exists")."""
+    recorded as not applied and what it made undone (0042 made the table of failed
+    logins), so migrating it again works. Returns that migration's number. A newer
+    migration must be undone here too (the test migrating fails until it is: "already
+    exists")."""
     newest, _ = older_schema(node_dir)
-    node_sql(node_dir, "DROP INDEX IF EXISTS objects_folded_trigrams")
+    node_sql(node_dir, "DROP TABLE login_failures")
     return newest
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from intelpact.services.credentials import LoginThrottle, hash_password
+from intelpact.services.credentials import LoginThrottle, hash_password, token_digest
 from intelpact.services.node import Node
 from intelpact.services.people import AuthError, People, PeopleError
 from intelpact.store.base import AuditFilter
@@ -21,9 +21,11 @@ from helpers import make_node
 PW = "a long password here"
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    n = make_node(tmp_path_factory.mktemp("people") / "jpn")
+@pytest.fixture()
+def node(tmp_path: Path) -> Iterator[Node]:
+    """A node of its own for each test: failed logins are counted for the whole node
+    (Store.login_failed), so one test's guesses would lock another's names."""
+    n = make_node(tmp_path / "jpn")
     yield n
     n.close()
 
@@ -205,6 +207,40 @@ def test_throttle_per_name(node: Node, pw_hash: str) -> None:
     # other names are unaffected
     add_with_password(node, pw_hash, "bystander")
     assert people.login("bystander", PW, "10.1.0.99").name == "bystander"
+
+
+def test_failed_logins_are_counted_for_the_whole_node(node: Node, pw_hash: str) -> None:
+    """Two processes of one node (`serve --workers 2`: a People each, with its own
+    throttle) share the count of failed logins: two guesses in each lock the name at a
+    limit of four, in both, and over a restart. Before, each process counted its own
+    (a guesser had N times the attempts with N workers, and a fresh set after each
+    restart). A lock that ended, and a right password, start the count again."""
+    add_with_password(node, pw_hash, "shared")
+    add_with_password(node, pw_hash, "bystander")
+
+    def worker() -> People:
+        return People(node.policy, node.store, node.audit,
+                      LoginThrottle(limit=4, window=300, lockout=2))
+
+    first, second = worker(), worker()
+    for i, people in enumerate((first, second, first, second)):
+        with pytest.raises(AuthError) as info:
+            people.login("shared", "guess", f"10.5.0.{i}")
+        assert info.value.retry_after is None, i
+    for people in (first, second, worker()):  # both workers, and one started since
+        with pytest.raises(AuthError) as info:
+            people.login("shared", PW, "10.5.0.9")
+        assert info.value.retry_after is not None and 0 < info.value.retry_after <= 2
+    assert first.login("bystander", PW, "10.5.0.9").name == "bystander"
+    row = node.store.login_lock(token_digest("name:shared"))
+    assert row[0] > 0 and "shared" not in repr(row)  # kept by digest only
+    time.sleep(2.1)  # the lock ends; a right password clears the count
+    assert second.login("shared", PW, "10.5.0.9").name == "shared"
+    assert node.store.login_lock(token_digest("name:shared")) == (0.0, 0)
+    for i in range(3):  # three more guesses, in a new count: not locked
+        with pytest.raises(AuthError) as info:
+            worker().login("shared", "guess", f"10.5.1.{i}")
+        assert info.value.retry_after is None
 
 
 def test_throttle_per_client(node: Node, pw_hash: str) -> None:

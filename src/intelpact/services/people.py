@@ -6,7 +6,9 @@ person always makes sense to the decision code. Passwords are kept as argon2
 hashes, tokens only as SHA-256 digests. Each change (a person added or revoked, a
 password set, tokens issued or revoked) is stored with its audit event in one
 transaction: none is done unrecorded. Failed logins are throttled per name
-and per client address, and unknown bearer tokens per client address. Every failure
+and per client address, in each process and for the whole node (the store counts
+them: several workers, or a restart, give no more guesses), and unknown bearer tokens
+per client address. Every failure
 is audited; once a name or client is locked out, its refusals are recorded at most
 once every ``RECORD_EVERY`` seconds, each record saying how many refusals it stands
 for (``refusals``): a flood of attempts cannot fill the audit log.
@@ -258,9 +260,13 @@ class People:
             record = self._record(name)
             if record is not None and not record.revoked and record.password_hash == hit[2]:
                 return self._signed_in(record, client)
-        # A password to check: each throttle counts the attempt in flight until it ends
+        # A password to check. The node's count of failures comes first (every process
+        # of the node, and over a restart: `serve --workers N` is not N times the
+        # guesses); then each throttle counts the attempt in flight until it ends
         # (begin, end). Checked above and counted only after the slow hash, guesses made
         # at once all passed the check before the first was counted.
+        for _, key in keys:
+            self._throttled(self._node_wait(key), key, now, name, client)
         begun: list[tuple[LoginThrottle, str]] = []
         failed = False
         try:
@@ -275,6 +281,18 @@ class People:
         finally:
             for throttle, key in reversed(begun):
                 throttle.end(key, now, failed=failed)
+                if failed:
+                    self._node_failure(throttle, key)
+
+    def _node_wait(self, key: str) -> float | None:
+        """Seconds ``key`` stays locked by the node's count of failures, else None."""
+        left = self.store.login_lock(token_digest(key))[0] - time.time()
+        return left if left > 0 else None
+
+    def _node_failure(self, throttle: LoginThrottle, key: str) -> None:
+        """Count a failure against ``key`` in the node's count, by ``throttle``'s rule."""
+        self.store.login_failed(token_digest(key), time.time(), throttle.window,
+                                throttle.limit, throttle.lockout)
 
     def _throttled(self, wait: float | None, key: str, now: float, name: str,
                    client: str) -> None:
@@ -304,6 +322,8 @@ class People:
             self._failed(name, client, "wrong name or password, or the person is revoked")
             raise AuthError()
         self.throttle.success(f"name:{name}")
+        if self.store.login_lock(token_digest(f"name:{name}")) != (0.0, 0):
+            self.store.login_cleared(token_digest(f"name:{name}"))
         with self._lock:
             self._verified[cache_key] = (now, name, record.password_hash)
         return self._signed_in(record, client)
@@ -314,12 +334,13 @@ class People:
         and audited, as a wrong password is. Returns the error to raise."""
         now = time.monotonic()
         key = f"client:{client}"
-        wait = self.client_throttle.check(key, now)
+        wait = self.client_throttle.check(key, now) or self._node_wait(key)
         if wait is not None:
             self._refuse(key, now, client=client or None,
                          reason="throttled: too many failed logins")
             return AuthError("too many failed logins; try again later", retry_after=wait)
         self.client_throttle.failure(key, now)
+        self._node_failure(self.client_throttle, key)
         self.audit.record_served(self.audit.event(
             "login-failure", client=client or None,
             reason="malformed credentials: not a name and a password"))

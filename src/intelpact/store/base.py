@@ -939,6 +939,25 @@ class Store(abc.ABC):
         """Replace ``name``'s password hash, end their console sessions and append
         ``audit``, in one transaction."""
 
+    # -- failed logins, counted for the whole node (services/people.py) -----------------
+    @abc.abstractmethod
+    def login_failed(self, key: str, now: float, window: float, limit: int,
+                     lockout: float) -> float:
+        """Count a failed login against ``key`` (a digest of a throttle's key) at ``now``
+        (Unix seconds), in a window of ``window`` seconds from its first failure; the
+        ``limit``-th locks it for ``lockout`` seconds and starts the count again. Returns
+        when its lock ends (0.0: not locked). Keys whose window and lock are both over
+        are deleted in the same transaction."""
+
+    @abc.abstractmethod
+    def login_lock(self, key: str) -> tuple[float, int]:
+        """When ``key``'s lock ends (0.0: none) and its failures counted: (0.0, 0) for a
+        key with none."""
+
+    @abc.abstractmethod
+    def login_cleared(self, key: str) -> None:
+        """Forget ``key``'s failures and lock (a password checked right)."""
+
     # -- console sessions (interfaces/console/sessions.py) ---------------------------------
     @abc.abstractmethod
     def add_session(self, session: SessionRecord, *, idle_before: str) -> None:

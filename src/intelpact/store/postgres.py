@@ -87,6 +87,7 @@ from .sqlite import (
     _COMPROMISE_COLUMNS,
     _CONSENT_COLUMNS,
     _INTENTS,
+    _LOGIN_LOCK,
     _MACS_FROM,
     _MESSAGE_COLUMNS,
     _NOT_RECALLED,
@@ -134,6 +135,7 @@ from .sqlite import (
     _keep_partner_events,
     _label_portions,
     _labels_current,
+    _login_failed,
     _messages_select,
     _nodes,
     _numbered,
@@ -1223,6 +1225,20 @@ class PostgresStore(Store):
                      audit: Sequence[AuditEvent] = ()) -> None:
         with self._write() as c:
             _set_password(c.cursor(), "%s", name, password_hash, audit)
+
+    # -- failed logins ------------------------------------------------------------------
+    def login_failed(self, key: str, now: float, window: float, limit: int,
+                     lockout: float) -> float:
+        with self._write() as c:
+            return _login_failed(c.cursor(), "%s", key, now, window, limit, lockout)
+
+    def login_lock(self, key: str) -> tuple[float, int]:
+        row = self._one(_LOGIN_LOCK.format(m="%s"), (key,))
+        return (0.0, 0) if row is None else (float(row[0]), int(row[1]))
+
+    def login_cleared(self, key: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM login_failures WHERE key = %s", (key,))
 
     # -- console sessions --------------------------------------------------------------
     def add_session(self, session: SessionRecord, *, idle_before: str) -> None:

@@ -1264,6 +1264,20 @@ class SQLiteStore(Store):
         with self._write() as c:
             _set_password(c, "?", name, password_hash, audit)
 
+    # -- failed logins ------------------------------------------------------------------
+    def login_failed(self, key: str, now: float, window: float, limit: int,
+                     lockout: float) -> float:
+        with self._write() as c:
+            return _login_failed(c, "?", key, now, window, limit, lockout)
+
+    def login_lock(self, key: str) -> tuple[float, int]:
+        row = self._conn().execute(_LOGIN_LOCK.format(m="?"), (key,)).fetchone()
+        return (0.0, 0) if row is None else (float(row[0]), int(row[1]))
+
+    def login_cleared(self, key: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
     # -- console sessions --------------------------------------------------------------
     def add_session(self, session: SessionRecord, *, idle_before: str) -> None:
         with self._write() as c:
@@ -2536,6 +2550,29 @@ class _Held(HeldCheckpoints):
                               f"WHERE party = {self._mark} {where}",
                               (self._party, *args)).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]), row[2], row[3])
+
+
+_LOGIN_LOCK = "SELECT locked_until, failures FROM login_failures WHERE key = {m}"
+
+
+def _login_failed(c: Any, mark: str, key: str, now: float, window: float, limit: int,
+                  lockout: float) -> float:
+    """Store.login_failed, inside a write transaction: count the failure (a window over
+    begins again), lock the key at the ``limit``-th, and delete the keys with nothing
+    left to remember."""
+    m, start = mark, now - window
+    c.execute(f"DELETE FROM login_failures WHERE since <= {m} AND locked_until <= {m} "  # noqa: S608
+              f"AND key <> {m}", (start, now, key))
+    c.execute(f"INSERT INTO login_failures (key, failures, since, locked_until) "  # noqa: S608
+              f"VALUES ({m}, 1, {m}, 0) ON CONFLICT (key) DO UPDATE SET "
+              f"failures = CASE WHEN login_failures.since <= {m} THEN 1 "
+              f"ELSE login_failures.failures + 1 END, "
+              f"since = CASE WHEN login_failures.since <= {m} THEN {m} "
+              f"ELSE login_failures.since END", (key, now, start, start, now))
+    c.execute(f"UPDATE login_failures SET locked_until = {m}, failures = 0, since = {m} "  # noqa: S608
+              f"WHERE key = {m} AND failures >= {m}", (now + lockout, now, key, limit))
+    row = c.execute(_LOGIN_LOCK.format(m=m), (key,)).fetchone()
+    return float(row[0])
 
 
 def _count_partner_checkpoints(c: Any, mark: str, party: str) -> int:
