@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ from helpers import (
     ON_POSTGRESQL,
     T0,
     copy_node,
+    database_digest,
     indicator,
     insider,
     make_node,
@@ -655,6 +657,24 @@ def test_the_last_events_before_a_close_cannot_be_cut_unseen(tmp_path: Path) -> 
     problems = _tampered(tmp_path / "jpn", tmp_path,
                          f"DELETE FROM audit_events WHERE idx = {appended - 1}")
     assert any(f"beyond the {appended - 1} events stored" in p for p in problems)
+
+
+def test_a_node_closed_twice_closes_once_quietly(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: a second ``Node.close()`` (a command's ``finally`` after its own
+    close, a test's fixture after the test's) integrated and signed again: on PostgreSQL
+    on a pool closed already, logging "audit integration at close failed: the pool …
+    is already closed"; on SQLite quietly, on a connection opened again and left open.
+    The second close does nothing, on both stores."""
+    node = make_node(tmp_path / "jpn")
+    _people(node, 2)
+    node.close()
+    before = database_digest(tmp_path / "jpn")
+    caplog.set_level(logging.DEBUG, logger="intelpact")
+    node.close()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.levelno >= logging.WARNING] == []
+    assert database_digest(tmp_path / "jpn") == before  # nothing integrated or signed again
 
 
 def test_reordered_events_are_caught(logged: Path, tmp_path: Path) -> None:
@@ -1469,8 +1489,6 @@ def test_audit_verify_writes_nothing_and_checks_pending_events_as_pending(
     writes nothing now, on either store (SQLite opened read-only, PostgreSQL's every
     transaction READ ONLY), and checks the pending events as far as they can be (their
     indexes, MACs, columns and numbers, and the tree they extend), saying how many."""
-    from helpers import database_digest
-
     node = make_node(tmp_path / "jpn")
     d = node.config.dir
     try:
@@ -1496,7 +1514,7 @@ def test_audit_verify_reads_a_read_only_copy_of_the_node(tmp_path: Path) -> None
     failed there ("the integrator cannot hash…", the writers' lock file not makeable) or
     changed the copy. It opens the database read-only (SQLite's mode=ro) and verifies,
     pending events and all."""
-    from helpers import database_digest, read_only, test_database
+    from helpers import read_only, test_database
 
     if test_database() is not None:
         pytest.skip("a SQLite file: PostgreSQL's read-only verify is the test above")

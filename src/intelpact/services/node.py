@@ -149,6 +149,8 @@ class Node:
 
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
+        self._closing = threading.Lock()
+        self._closed = False
         current = load_agreement(config.agreement_path, stored=True)  # as pinned
         self.agreement: Agreement = dataclasses.replace(
             current, earlier=earlier_agreements(config.agreement_path, current))
@@ -888,6 +890,14 @@ class Node:
         return count, problems
 
     def close(self) -> None:
+        """Stop the node's threads and processes, record what waits to be recorded,
+        integrate and sign (not read-only), and close the store. Once: a second close
+        does nothing (on PostgreSQL it integrated on the pool closed already, and logged
+        that it failed)."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
         self.indexer.stop()
         self.preparer.close()
         try:
