@@ -105,23 +105,31 @@ def node_sql(node_dir: Path, statement: str, params: tuple[Any, ...] = ()
     (which opening migrates): to make it a database of an older release, or as an
     insider who writes to it. ``params`` are bound to its ``?`` marks (``%s`` on
     PostgreSQL: the statement holds no other ``?``)."""
-    from intelpact.config import load_config
-
-    config = load_config(node_dir)
-    if config.database.startswith("postgresql://"):
+    database = _database(node_dir)
+    if database.startswith("postgresql://"):
         import psycopg
 
-        with psycopg.connect(config.database, autocommit=True) as pg_conn:
+        with psycopg.connect(database, autocommit=True) as pg_conn:
             cur = pg_conn.execute(statement.replace("?", "%s") if params  # type: ignore[arg-type]
                                   else statement, params or None)
             return cur.fetchall() if cur.description else []
     import sqlite3
 
-    conn = sqlite3.connect(config.dir / config.database, isolation_level=None)
+    conn = sqlite3.connect(Path(node_dir) / database, isolation_level=None)
     try:
         return conn.execute(statement, params).fetchall()
     finally:
         conn.close()
+
+
+def _database(node_dir: Path) -> str:
+    """The ``database`` node.toml names, read as it is: not by ``load_config``, which
+    finishes a pin cut short (moves the agreement text staged into place), so a test of
+    what a command writes would see the helper's own write."""
+    import tomllib
+
+    node = tomllib.loads((Path(node_dir) / "node.toml").read_text(encoding="utf-8"))["node"]
+    return str(node.get("database", "node.db"))
 
 
 def insider(node: Node, sql: str, params: tuple[Any, ...] = ()) -> None:
@@ -167,9 +175,7 @@ def database_digest(node_dir: Path) -> dict[str, tuple[int, str]]:
     command wrote nothing."""
     import hashlib
 
-    from intelpact.config import load_config
-
-    if load_config(node_dir).database.startswith("postgresql://"):
+    if _database(node_dir).startswith("postgresql://"):
         listing = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
                    "ORDER BY tablename")
     else:
@@ -179,6 +185,17 @@ def database_digest(node_dir: Path) -> dict[str, tuple[int, str]]:
         rows = sorted(repr(row) for row in node_sql(node_dir, f'SELECT * FROM "{table}"'))  # noqa: S608
         digest[str(table)] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
     return digest
+
+
+def files_digest(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` (its path there) and the SHA-256 of its bytes, and
+    every directory ("dir"): equal before and after a command, it made, changed, moved
+    or removed none."""
+    import hashlib
+
+    return {str(p.relative_to(directory)): "dir" if p.is_dir() else
+            hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(directory).rglob("*"))}
 
 
 @contextmanager

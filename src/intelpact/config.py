@@ -94,8 +94,11 @@ def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{path}: {field}: {problem}", hint=fix)
 
 
-def load_config(node_dir: Path) -> NodeConfig:
-    """Read and check ``DIR/node.toml`` and the pinned agreement. Raises ConfigError."""
+def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
+    """Read and check ``DIR/node.toml`` and the pinned agreement. Raises ConfigError.
+    ``readonly`` (a node opened read-only: ``Node.open``): nothing is written, not even
+    to finish a pin cut short (``_finish_pin``); the pinned text is read where it waits,
+    and ``agreement_path`` names it there."""
     node_dir = Path(node_dir)
     path = node_dir / CONFIG_FILE
     if not node_dir.is_dir():
@@ -200,8 +203,11 @@ def load_config(node_dir: Path) -> NodeConfig:
     pinned = text(node, "node", "agreement_hash")
     try:
         agreement = load_agreement(agreement_path, stored=True)  # pinned: checked then
-        if agreement.content_hash != pinned:
-            agreement = _finish_pin(agreement_path, pinned) or agreement
+        if agreement.content_hash != pinned and \
+                (waiting := _finish_pin(agreement_path, pinned, move=not readonly)):
+            agreement = waiting
+            if readonly:
+                agreement_path = staged(agreement_path)
     except AgreementError as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
     if agreement.content_hash != pinned:
@@ -364,16 +370,20 @@ def earlier_agreements(agreement_path: Path, current: Agreement) -> tuple[Agreem
                  and t.content_hash != current.content_hash)
 
 
-def _finish_pin(agreement_path: Path, pinned: str) -> Agreement | None:
+def _finish_pin(agreement_path: Path, pinned: str, *, move: bool = True
+                ) -> Agreement | None:
     """A pin interrupted after node.toml named the new agreement and before the new text
     replaced the old (``Node.pin_agreement``): its staged text, if it is the one pinned,
-    takes its place now. None when there is no such text."""
+    takes its place now (not with ``move`` False: a node opened read-only reads it where
+    it waits). None when there is no such text."""
     waiting = staged(agreement_path)
     if not waiting.is_file():
         return None
     agreement = load_agreement(waiting, stored=True)  # checked as the pin staged it
     if agreement.content_hash != pinned:
         return None
+    if not move:
+        return agreement
     os.replace(waiting, agreement_path)
     _sync_dir(agreement_path.parent)
     return agreement

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -21,15 +22,18 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from intelpact.config import staged, write_config
 from intelpact.crypto.checkpoint import parse_checkpoint, verify_note
 from intelpact.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 from intelpact.interfaces.cli import main
+from intelpact.model import load_agreement
 from intelpact.services.audit import AuditError, Sampled, canonical
 from intelpact.services.node import Node
 from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import AuditFilter, Collection, Query, normalise_timestamp
 
 from helpers import (
+    AGREEMENTS,
     ON_POSTGRESQL,
     T0,
     copy_node,
@@ -1539,3 +1543,53 @@ def test_audit_verify_reads_a_read_only_copy_of_the_node(tmp_path: Path) -> None
     assert said.startswith("OK: 3 events (2 pending integration"), said
     assert database_digest(copy) == before
     assert sorted(p.name for p in copy.rglob("*")) == files  # no lock file made
+
+
+EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def test_a_read_only_open_writes_nothing_in_the_node_directory(tmp_path: Path) -> None:
+    """Regression: a read-only open (`audit verify`) still wrote in the node directory.
+    Opening a node whose agreement pin was cut short (node.toml names the new text,
+    staged beside the old: ``Node.pin_agreement``) moved the staged text into place
+    (``load_config``), and a node of before ``keys/cursors.key`` had that secret made:
+    on a read-only mount verify failed, and on a copy it changed what it verified. A
+    read-only open reads the pinned text where it is staged and makes no secret; every
+    file, and the database, is as it was. The next read-write open finishes the pin."""
+    from helpers import files_digest, read_only
+
+    d = tmp_path / "jpn"
+    node = make_node(d)
+    _login_failures(node, 2)
+    target = node.config.agreement_path
+    amended = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8").replace(
+        'version = "1.0"', 'version = "1.1"')
+    node.close()
+    staged(target).write_text(amended, encoding="utf-8")  # the pin, up to the crash
+    write_config(dataclasses.replace(node.config, agreement_hash=load_agreement(
+        staged(target), stored=True).content_hash))
+    (d / "keys" / "cursors.key").unlink()  # a node of before the cursors' secret
+    files, before = files_digest(d), database_digest(d)
+    with read_only(d):
+        verified = CliRunner().invoke(main, ["audit", "verify", str(d)])
+    assert verified.exit_code == 0, verified.output
+    assert " ".join(verified.output.split()).startswith("OK: 3 events"), verified.output
+    reader = Node.open(d, migrate=False, readonly=True)  # and on a writable directory
+    try:
+        assert reader.agreement.version == "1.1"  # the text pinned, read where it waits
+    finally:
+        reader.close()
+    # but SQLite's own: the shared-memory index a reader beside a writer needs, and an
+    # empty write-ahead log (on a read-only medium, neither: the file is read immutable)
+    after = files_digest(d)
+    assert after.pop("node.db-shm", None) is None or not ON_POSTGRESQL
+    assert after.pop("node.db-wal", EMPTY) == EMPTY
+    assert after == files
+    assert database_digest(d) == before
+    node = Node.open(d, migrate=False)  # read-write: the pin is finished, as before
+    try:
+        assert node.agreement.version == "1.1"
+        assert target.read_text(encoding="utf-8") == amended and not staged(target).exists()
+        assert (d / "keys" / "cursors.key").exists()
+    finally:
+        node.close()

@@ -36,12 +36,13 @@ class Cursors:
         self._aead = AESGCM(secret)
 
     @classmethod
-    def from_file(cls, path: Path) -> Cursors:
+    def from_file(cls, path: Path, *, make: bool = True) -> Cursors:
         """The node's cursor secret (32 bytes, hex; mode 0600 like its keys), made on
-        first use: by ``intelpact init``, or when an older node is next opened. Every
-        worker of ``serve --workers`` reads the same file, so a cursor from one is
+        first use: by ``intelpact init``, or when an older node is next opened (not one
+        opened read-only, ``make`` False: its cursors are good in this process alone).
+        Every worker of ``serve --workers`` reads the same file, so a cursor from one is
         good at another."""
-        return cls(bytes.fromhex(node_secret(path, hint=(
+        return cls(bytes.fromhex(node_secret(path, make=make, hint=(
             "stop the node and remove the file: a new secret is made when the node next "
             "opens (readers' paging cursors given before then start over)"))))
 

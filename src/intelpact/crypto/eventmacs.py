@@ -36,13 +36,14 @@ class EventMacs:
 
     @classmethod
     def from_file(cls, path: Path, size: Callable[[], int],
-                  macs_from: Callable[[], int | None]) -> EventMacs:
+                  macs_from: Callable[[], int | None], *, make: bool = True) -> EventMacs:
         """The key kept in ``path``, made on first use with ``since`` the log's ``size()``
         then. Refused when the file is missing but the log holds events with a MAC
         (``macs_from()``, the first one's index, or None): the key was lost or removed, and
         making a new one would leave every event before it unchecked. Processes of one
         node that make it at once agree: the one whose creation finds the file there
-        reads the other's."""
+        reads the other's. ``make`` False (a node opened read-only, which appends
+        nothing): a key missing is made for this process alone, and not kept."""
         if not path.exists():
             first = macs_from()
             if first is not None:
@@ -51,6 +52,8 @@ class EventMacs:
                     "that carry a MAC made with the key it held: without it no new event "
                     "can be proven this node's, nor any old one checked",
                     hint=RESTORE)
+            if not make:
+                return cls(secrets.token_bytes(32), size())
             made = json.dumps({"key": secrets.token_hex(32), "since": size()})
             try:
                 write_private_file(path, made.encode("ascii"))

@@ -83,12 +83,16 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def node_secret(path: Path, *, hint: str = RESTORE) -> str:
+def node_secret(path: Path, *, hint: str = RESTORE, make: bool = True) -> str:
     """A secret of the node (32 random bytes, hex; mode 0600 like its keys) kept in
     ``path``, made on first use. Processes of one node that make it at once agree: the
     one whose creation finds the file there reads the other's. A file that holds
     anything else (empty, cut short by a crash as it was made, edited) is refused, with
-    ``hint``: a shorter or guessable secret is never used in its place."""
+    ``hint``: a shorter or guessable secret is never used in its place. ``make`` False
+    (a node opened read-only): a secret missing is made for this process alone, and
+    not kept (what it makes is not kept either)."""
+    if not path.exists() and not make:
+        return secrets.token_hex(32)
     if not path.exists():
         try:
             write_private_file(path, secrets.token_hex(32).encode())

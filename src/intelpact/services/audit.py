@@ -327,8 +327,10 @@ class Pseudonyms:
         self._secret = secret
 
     @classmethod
-    def from_file(cls, path: Path, size: Callable[[], int]) -> Pseudonyms:
-        """The node's secret, made with its log (mode 0600, like the node's keys).
+    def from_file(cls, path: Path, size: Callable[[], int], *, make: bool = True
+                  ) -> Pseudonyms:
+        """The node's secret, made with its log (mode 0600, like the node's keys; not
+        kept with ``make`` False, a node opened read-only: its log holds no event).
         Refused when the file is missing but the log holds events (``size()``): they
         name people by pseudonyms made with the secret it held, and a new one would give
         everyone new pseudonyms, here and at partners, so that no search by person
@@ -337,7 +339,7 @@ class Pseudonyms:
             raise KeyFileError(f"{path}: missing, but the audit log holds {events:,} "
                                "events that name people by pseudonyms made with the "
                                "secret it held", hint=RESTORE)
-        return cls(node_secret(path).encode("ascii"))
+        return cls(node_secret(path, make=make).encode("ascii"))
 
     def of(self, name: str, party: str | None = None) -> str:
         """``name``'s pseudonym here, or as ``party`` is shown it."""

@@ -160,15 +160,18 @@ class Node:
         self._load_markings()
         self.signing_key = self._signing_key()
         keys = config.signing_key.parent
+        # a secret an older node lacks is made and kept; opened read-only, for this
+        # process alone (nothing it makes is kept)
+        make = not store.readonly
         self.audit = AuditLog(
             store, config.party, lambda: self.signing_key,
-            Pseudonyms.from_file(keys / "audit-pseudonyms.key", store.audit_size),
+            Pseudonyms.from_file(keys / "audit-pseudonyms.key", store.audit_size, make=make),
             EventMacs.from_file(keys / "audit-events.key", store.audit_size,
-                                store.audit_macs_from),
+                                store.audit_macs_from, make=make),
             Head(keys / "audit-head.json"))
         self.people = People(self.policy, store, self.audit)
         # paging cursors as readers get them: sealed, bound to the person (crypto/cursors.py)
-        self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key")
+        self.cursors = Cursors.from_file(config.signing_key.parent / "cursors.key", make=make)
         cert_pem = ""
         if config.tls_cert:  # what partners pin: damaged, it is said so here
             load_certificate(config.tls_cert)
@@ -464,10 +467,13 @@ class Node:
         ``serving`` (a `serve` process): the store holds the serve lock shared until
         closed, so no migration runs under it. ``readonly`` (`audit verify`, which must
         not change what it verifies): the store is opened read-only (open_store), and
-        the node writes nothing, opening or closing: no pin recorded, relabel or
-        reclassification resumed, nor the log integrated and signed as it closes."""
-        return cls._on_store(load_config(Path(node_dir)), migrate=migrate, serving=serving,
-                             readonly=readonly)
+        the node writes nothing in its directory or its store, opening or closing: no
+        pin cut short finished (its staged text is read where it waits: load_config) nor
+        recorded, no key rotation finished, no missing secret kept (cursors.key, an
+        older node's), no relabel or reclassification resumed, nor the log integrated
+        and signed as it closes."""
+        return cls._on_store(load_config(Path(node_dir), readonly=readonly), migrate=migrate,
+                             serving=serving, readonly=readonly)
 
     @classmethod
     def _on_store(cls, config: NodeConfig, *, migrate: bool = True,
