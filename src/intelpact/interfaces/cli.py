@@ -230,7 +230,7 @@ def user_add(node_dir: Path, name: str, party: str, clearance: str, caveats: tup
 @friendly
 def user_list(node_dir: Path) -> None:
     """List the people of a node."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     table = Table("name", "party", "clearance", "caveats", "communities", "roles", "status")
     for p in node.store.people():
         table.add_row(*(Text(_safe(v)) for v in (

@@ -112,8 +112,9 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
     """Show events, oldest first, between banners for the most sensitive object they name.
     People appear by name where they are people of this node (the log holds pseudonyms),
     and so does the operator running it where an event about a partner's objects names
-    them by pseudonym."""
-    node = Node.open(node_dir, migrate=False)
+    them by pseudonym. Writes nothing: the node is opened read-only (a copy, a backup or
+    a read-only mount is read as it is)."""
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     parties = node.agreement.parties
     names = node.audit.pseudonyms.names([p.name for p in node.store.people()], parties,
                                         operator=operator())
@@ -154,7 +155,8 @@ def audit_show(node_dir: Path, object_id: str | None, person: str | None,
               help="Show at most this many events.")
 @click.option("--kept", is_flag=True,
               help="Only what this node keeps, without asking PARTY: the events its audit "
-              "watch read, each checked again against PARTY's signed checkpoint.")
+              "watch read, each checked again against PARTY's signed checkpoint. Writes "
+              "nothing (the node is opened read-only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verified events as JSON lines.")
 @friendly
 def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tuple[str, ...],
@@ -173,7 +175,8 @@ def audit_partner(node_dir: Path, party: str, object_id: str | None, kinds: tupl
 
     party = party.upper()
     narrowed = bool(object_id or kinds)
-    node = Node.open(node_dir, migrate=False)
+    # --kept only reads (docs/node.md); else the events read are kept, the watch moved on
+    node = Node.open(node_dir, migrate=False, readonly=kept)
     courier = Courier(node)
     try:
         with _progress(f"checking the audit events of {party} kept here" if kept else
@@ -260,8 +263,9 @@ def _partner_filter(object_id: str | None, kinds: tuple[str, ...]) -> str:
 @friendly
 def audit_alerts(node_dir: Path, show_all: bool) -> None:
     """List the open alerts for the security officer (e.g. a partner rewrote its
-    history), oldest first; resolve one with `intelpact audit resolve`."""
-    node = Node.open(node_dir, migrate=False)
+    history), oldest first; resolve one with `intelpact audit resolve`. Writes nothing:
+    the node is opened read-only."""
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     alerts = node.store.alerts()
     resolved = node.store.alert_resolutions()
     node.close()
@@ -368,7 +372,10 @@ def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Labe
     (deleted since, or never held: a denied read of an id held nowhere) has no label
     left to read, and what its events say (its id, who read it, a denial's reason) is as
     sensitive as it was: it counts as the agreement's highest covered level, REL TO this
-    node's party alone, never as the lowest."""
+    node's party alone, never as the lowest. So does every object named while the stored
+    labels are under another text than the agreement in force (a node opened read-only
+    after a pin, before a read-write open worked them out again: services/relabel.py):
+    the amendment may map them higher."""
     # only what is shown: an event that cannot be read names nothing on the page
     ids = sorted({oid for e in events for oid in objects_named(
         readable(e.body if isinstance(e, AuditRecord) else e)[0])})
@@ -377,7 +384,8 @@ def _highest(node: Node, events: Sequence[AuditRecord | dict[str, Any]]) -> Labe
     found: list[Label] = [Label(node.agreement.id, min(covered), node.party, None)]
     held = node.store.held(ids)
     found.extend(labels[row.banner_id] for row in held)
-    if set(ids) - {row.object_id for row in held}:
+    stale = node.store.labels_agreement() != node.agreement.content_hash
+    if set(ids) - {row.object_id for row in held} or (ids and stale):
         found.append(Label(node.agreement.id, max(covered), node.party,
                            frozenset({node.party})))
     return join_all(found)

@@ -117,7 +117,7 @@ def compromise_list(node_dir: Path) -> None:
     """Every report filed here or received, oldest first: direction and partner, objects,
     filed, the notice deadline, status (open, acknowledged, closed), delivery, and
     OVERDUE or LATE against the deadline (docs/audit.md says exactly when)."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     records = node.store.compromise_reports()
     messages = node.store.compromise_messages()
     shown = banner_for(node, [_report(r) for r in records])
@@ -151,7 +151,8 @@ def compromise_show(node_dir: Path, report_id: str, complete: bool) -> None:
     """Everything about a report: what, when, who filed it, its deadline and status, the
     acknowledgement and closure, and the access history (each event by pseudonym with
     nationality and clearance, proven again now in the reporter's signed log)."""
-    node = Node.open(node_dir, migrate=False)
+    # only reads (docs/node.md), but --complete: it reads on, keeps and records the check
+    node = Node.open(node_dir, migrate=False, readonly=not complete)
     record = node.compromise.get(report_id)
     report = _report(record)
     left_out = _check(node, record) if complete else None

@@ -76,7 +76,7 @@ def consent_request(node_dir: Path, object_id: str, recipient: str, purpose: str
 @friendly
 def consent_list(node_dir: Path) -> None:
     """Consent requests: made by this node (outgoing) and to it (incoming), with status."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     records = node.consents.requests()
     node.close()
     if not records:

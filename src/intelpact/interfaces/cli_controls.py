@@ -69,7 +69,7 @@ def recall(node_dir: Path, object_id: str | None, parties: tuple[str, ...], ever
 @friendly
 def recalls(node_dir: Path) -> None:
     """What this node recalled, from whom, and who has confirmed destruction."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     rows = node.controls.recalls()
     sent = {n.notice_id: n for n in node.store.notices()}
     node.close()

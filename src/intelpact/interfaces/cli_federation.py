@@ -22,7 +22,7 @@ from .cli import NODE_DIR, _safe, friendly, main, out
 @friendly
 def card(node_dir: Path) -> None:
     """Print this node's signed card: give it to partners out of band."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     try:
         if node.config.tls_cert is not None:  # the URL it gives, the certificate it pins
             check_names_host(node.config.tls_cert, node.config.host)
@@ -65,7 +65,7 @@ def peer_list(node_dir: Path) -> None:
     """List pinned partners, and how far each one's audit log has been checked: the
     largest checkpoint of its log witnessed, and how many of its events about our objects
     `serve`'s watch has checked none left out, up to which leaf, and when it last did."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     peers = node.store.peers()
     table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
     for p in peers:
@@ -118,7 +118,7 @@ def key_rotate(node_dir: Path) -> None:
 def disseminations(node_dir: Path, party: str | None) -> None:
     """The dissemination record: which partner holds which version, since when, with
     its verified receipt (none for a pull); and what partners refused."""
-    node = Node.open(node_dir, migrate=False)
+    node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     table = Table("partner", "object", "version", "released", "receipt")
     rows = node.store.disseminations(party=party)
     for d in rows:  # a push is recorded once its receipt verifies: one without was pulled

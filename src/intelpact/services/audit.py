@@ -87,6 +87,7 @@ from ..store.base import (
     Store,
     StoreFull,
     StoreUnavailable,
+    event_object_ids,
     filing,
     objects_named,
     timestamp,
@@ -710,10 +711,25 @@ class AuditLog:
 
     def find(self, where: AuditFilter) -> list[AuditRecord]:
         """Events matching ``where``, oldest first. Objects are indexed as events are
-        integrated, so a search by object integrates first."""
-        if where.object_id is not None:
+        integrated, so a search by object integrates first; on a log opened read-only
+        (`audit show` on a copy, a backup or a read-only mount), which integrates
+        nothing, it reads the objects the events pending integration name from their
+        bodies, as the integrator will index them."""
+        if where.object_id is None:
+            return self.store.find_audit(where)
+        if not self.store.readonly:
             self.integrate()
-        return self.store.find_audit(where)
+            return self.store.find_audit(where)
+        found = self.store.find_audit(where)  # those integrated, and indexed
+        pending = dataclasses.replace(where, object_id=None, after=max(
+            where.after, self.store.audit_integrated() - 1))
+        while len(found) < where.limit:
+            page = self.store.find_audit(pending)
+            found += [e for e in page if where.object_id in event_object_ids(e.body)]
+            if len(page) < pending.limit:
+                break
+            pending = dataclasses.replace(pending, after=page[-1].index)
+        return found[:where.limit]
 
     def newest(self, where: AuditFilter, before: int | None = None) -> list[AuditRecord]:
         """Events matching ``where``, newest first, below leaf ``before`` if given (at
