@@ -141,7 +141,9 @@ def agreement() -> None:
 @friendly
 def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
     """Pin a new version of the agreement (an amendment, a party added, or its
-    termination). Restart `intelpact serve` afterwards. Partners refuse every request
+    termination). A running `intelpact serve` of the node switches to it by itself,
+    without a restart: it refuses every request and sends nothing for the second or so
+    it takes, then serves under the new text only. Partners refuse every request
     until they pin the same text: exchange resumes once both sides have. A terminated
     agreement stops all new exchange from its date of termination (UTC); if its rules say
     `destroy` or `return`, what was received under it is destroyed here and each
@@ -186,5 +188,5 @@ def agreement_pin(node_dir: Path, file: Path, reason: str) -> None:
             _deliver(node, sorted({n.party for n in node.store.notices()
                                    if n.direction == "out" and not n.delivered}))
             node.close()
-    out.print("Restart `intelpact serve`. Partners must pin the same text before exchange "
-              "resumes.")
+    out.print("A running `intelpact serve` of this node switches to it by itself (no "
+              "restart). Partners must pin the same text before exchange resumes.")

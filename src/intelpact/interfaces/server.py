@@ -29,18 +29,23 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..crypto.tls import load_certificate
 from ..errors import IntelpactError
 from ..logs import LOG_LEVEL_ENV, configure_logging
+from ..services.audit import operator
 from ..services.courier import Courier
 from ..services.node import Node
 from ..services.prepare import ingest_processes
 from .federation import create_federation_app, federation_server_options
 from .limits import NoDelayHTTP, http_protocol, no_delay
-from .taxii import create_app
+from .taxii import TaxiiError, _error, create_app
 
 log = logging.getLogger("intelpact.server")
+PIN_CHECK_SECONDS = 0.25  # how often a serving process looks for a text pinned beside it
+PIN_RETRY_AFTER = 2  # seconds: what a request refused while the node switches is told
+AGREEMENT_CHANGED = "agreement-changed"  # the error_code of those refusals
 # The largest request line and headers accepted (h11's default is 16 KiB): room for the
 # documented 1,000 ids in match[id] (about 50 KB percent-encoded); larger is a 400.
 MAX_REQUEST_HEAD = 64 * 1024
@@ -87,36 +92,105 @@ def taxii_server_options(node: Node, host: str | None = None,
     return options
 
 
+class Pinned:
+    """Wraps a listener's application: while the agreement text pinned in the node's
+    directory is not the one the node acts under (Node.pinned_changed: `intelpact
+    agreement pin` beside the running serve), every request is answered 503 with
+    Retry-After before it is read, so nothing is served, released or taken under the old
+    text while `serve` opens the node again under the new one (:func:`serve`)."""
+
+    def __init__(self, app: ASGIApp, node: Node) -> None:
+        self.app = app
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.node.pinned_changed():
+            await _error(TaxiiError(
+                503, "Service Unavailable", "another agreement text was pinned: the node "
+                "is switching to it", headers={"Retry-After": str(PIN_RETRY_AFTER)},
+                code=AGREEMENT_CHANGED))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def serve(node: Node, *, host: str | None = None, port: int | None = None,
           courier_interval: float = 2.0) -> None:
     """Serve until SIGINT, SIGTERM or SIGHUP (its terminal closed: there is nothing to
     reload, and the default action would end the process before the node is closed).
-    Partners pinned after start need a restart to be trusted by the TLS listener."""
+    When another agreement text is pinned meanwhile (`intelpact agreement pin`), the
+    listeners refuse every request and the courier sends nothing (:class:`Pinned`,
+    Node.pinned_changed) until everything has stopped, then the node is opened again
+    under the new text (:func:`switched`) and served as before: no decision is made
+    under the old text once it is noticed, nor under both. That also trusts the
+    partners pinned since the start (the TLS listener's)."""
+    while True:
+        changed = _serve_once(node, host=host, port=port, courier_interval=courier_interval)
+        if not changed:
+            return
+        node = switched(node)
+
+
+def _serve_once(node: Node, *, host: str | None, port: int | None,
+                courier_interval: float) -> bool:
+    """Serve ``node`` until a signal (returns False) or until another agreement text is
+    pinned (returns True, every listener and the courier stopped). The node is closed."""
     taxii, federation = taxii_server_options(node, host, port), federation_server_options(node)
     check_free(taxii, federation)
     servers = [
-        _Listener(uvicorn.Config(create_app(node), log_level="warning", **taxii)),
-        _Listener(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                 **federation)),
+        _Listener(uvicorn.Config(Pinned(create_app(node), node), log_level="warning",
+                                 **taxii)),
+        _Listener(uvicorn.Config(Pinned(create_federation_app(node), node),
+                                 log_level="warning", **federation)),
     ]
     courier = Courier(node, interval=courier_interval)
     courier.start()
     node.audit.start()  # integrates the audit log and signs its checkpoints
     node.indexer.start()  # the console's search index, off the request's thread
+    changed = False
+
+    async def watch() -> None:
+        nonlocal changed
+        while not node.pinned_changed():
+            await asyncio.sleep(PIN_CHECK_SECONDS)
+        changed = True
+        log.warning("another text of agreement %s was pinned: stopping to serve it under "
+                    "version %s (requests are refused meanwhile)", node.agreement.id,
+                    node.agreement.version)
+        _stop(servers, courier, signal.SIGTERM)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, _stop, servers, courier, sig)
+        watcher = asyncio.create_task(watch())
         # large publications, on every core; a signal meanwhile stops the listeners at once
         await loop.run_in_executor(None, start_pool, node, ingest_processes(node.config, 1))
         await asyncio.gather(*(s.serve() for s in servers))
+        watcher.cancel()
 
     try:
         asyncio.run(run())
     finally:
         courier.stop()
         node.close()
+    return changed
+
+
+def switched(old: Node) -> Node:
+    """The node of ``old``'s directory opened again, ``old`` being closed, under the
+    agreement text pinned since it was opened: as a restart opens it (the pin's event
+    recorded if it was not, every stored label worked out again under the new text),
+    and an ``agreement-switch`` event recorded. A node that cannot be opened (a text that
+    does not load) raises: `serve` stops, saying why, and serves nothing."""
+    was = old.agreement
+    node = Node.open(old.config.dir, migrate=False, serving=True)
+    now = node.agreement
+    node.audit.record(node.audit.event(
+        "agreement-switch", actor=operator(), agreement=now.id, version=now.version,
+        state=now.state, old_hash=was.content_hash, new_hash=now.content_hash))
+    log.warning("serving agreement %s version %s (%s) from now on: it was version %s",
+                now.id, now.version, now.state, was.version)
+    return node
 
 
 def plain_http_warning(tls: bool, host: str) -> str | None:
@@ -247,7 +321,7 @@ WORKER_ENV = "INTELPACT_NODE_DIR"
 WORKERS_ENV = "INTELPACT_WORKERS"
 
 
-def taxii_worker_app() -> Starlette:
+def taxii_worker_app() -> ASGIApp:
     """The TAXII app of one worker process: it opens the node named by the environment."""
     cap_malloc_arenas()
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
@@ -258,14 +332,26 @@ def taxii_worker_app() -> Starlette:
     app = create_app(node)
     served = app.router.lifespan_context
 
+    async def watch() -> None:
+        """Another agreement text pinned: this worker refuses every request (Pinned) and
+        stops (SIGTERM, as uvicorn's supervisor stops it), and the supervisor starts
+        another in its place, which opens the node under the new text."""
+        while not node.pinned_changed():
+            await asyncio.sleep(PIN_CHECK_SECONDS)
+        log.warning("another text of agreement %s was pinned: this TAXII worker stops, "
+                    "and another is started under it", node.agreement.id)
+        os.kill(os.getpid(), signal.SIGTERM)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with served(app):
+            watcher = asyncio.create_task(watch())
             yield
+            watcher.cancel()
         node.preparer.close()  # the worker's publication pool ends with it
 
     app.router.lifespan_context = lifespan
-    return app
+    return Pinned(app, node)
 
 
 def serve_workers(node: Node, workers: int, *, host: str | None = None,
@@ -273,21 +359,83 @@ def serve_workers(node: Node, workers: int, *, host: str | None = None,
     """Serve the TAXII API with ``workers`` processes; federation and courier here."""
     taxii, options = taxii_server_options(node, host, port), federation_server_options(node)
     check_free(taxii, options)
-    federation = uvicorn.Server(uvicorn.Config(create_federation_app(node), log_level="warning",
-                                               **options))
-    thread = threading.Thread(target=federation.run, name="intelpact-federation", daemon=True)
-    thread.start()
-    courier = Courier(node, interval=courier_interval)
-    courier.start()
-    node.audit.start()  # this process alone integrates and signs checkpoints
-    node.indexer.start()
+    here = _Supervised(node, courier_interval)
     os.environ[WORKER_ENV] = str(node.config.dir.resolve())
     os.environ[WORKERS_ENV] = str(workers)
     try:
         uvicorn.run("intelpact.interfaces.server:taxii_worker_app", factory=True,
                     workers=workers, log_level="warning", **taxii)
     finally:
-        federation.should_exit = True
-        thread.join(10)
-        courier.stop()
-        node.close()
+        here.stop()
+
+
+class _Supervised:
+    """With workers: what the supervisor's process serves itself (the federation
+    listener, the courier, the audit integrator and the search indexer), and its switch
+    to an agreement text pinned beside it. A thread looks for one every
+    PIN_CHECK_SECONDS; found, the listener and courier stop (each refusing and sending
+    nothing meanwhile: :class:`Pinned`, Courier), and the node is opened again under the
+    new text (:func:`switched`) and served. Each worker notices the text itself, refuses
+    every request, and stops: uvicorn's supervisor starts another in its place
+    (:func:`taxii_worker_app`). A node that cannot be opened again stops the whole
+    server (SIGTERM)."""
+
+    def __init__(self, node: Node, courier_interval: float) -> None:
+        self.node = node
+        self.interval = courier_interval
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._open = False
+        self._start()
+        self._watch = threading.Thread(target=self._run, name="intelpact-pin-watch",
+                                       daemon=True)
+        self._watch.start()
+
+    def _start(self) -> None:
+        node = self.node
+        self.federation = uvicorn.Server(uvicorn.Config(
+            Pinned(create_federation_app(node), node), log_level="warning",
+            **federation_server_options(node)))
+        self.thread = threading.Thread(target=self.federation.run,
+                                       name="intelpact-federation", daemon=True)
+        self.thread.start()
+        self.courier = Courier(node, interval=self.interval)
+        self.courier.start()
+        node.audit.start()  # this process alone integrates and signs checkpoints
+        node.indexer.start()
+        self._open = True
+
+    def _close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.federation.should_exit = True
+        self.thread.join(10)
+        self.courier.stop()
+        self.node.close()
+
+    def _run(self) -> None:
+        while not self._halt.wait(PIN_CHECK_SECONDS):
+            if not self.node.pinned_changed():
+                continue
+            with self._lock:
+                if self._halt.is_set():
+                    return
+                log.warning("another text of agreement %s was pinned: stopping to serve "
+                            "it under version %s (requests are refused meanwhile)",
+                            self.node.agreement.id, self.node.agreement.version)
+                self._close()
+                try:
+                    self.node = switched(self.node)
+                    self._start()
+                except Exception:  # noqa: BLE001 - said, and the server stops
+                    log.exception("the node could not be opened under the agreement text "
+                                  "pinned: stopping")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+    def stop(self) -> None:
+        self._halt.set()
+        with self._lock:
+            self._close()
+        self._watch.join(10)

@@ -131,6 +131,8 @@ KINDS = {
     "agreement-pin": "a new version of the agreement was pinned (amended, or terminated)",
     "agreement-terminate": "what the pinned text's termination requires (destroy, return) was "
                            "done on its date: how many objects were destroyed",
+    "agreement-switch": "a serving node switched to the agreement text pinned beside it, "
+                        "without a restart",
     "relabel-agreement": "the stored labels were worked out again under the agreement text "
                          "in force (an amendment pinned, or none recorded)",
     "peer-add": "a partner node was pinned",

@@ -211,6 +211,11 @@ class Courier:
         if not sendable:
             self.node.store.failed_attempt(party, ids)
             return 0
+        if self.node.pinned_changed():  # decided under a text no longer pinned
+            raise AgreementChanged(f"nothing more goes to {party} under agreement "
+                                   f"{self.node.agreement.id} version "
+                                   f"{self.node.agreement.version}: another text was "
+                                   "pinned, and the node switches to it")
         tokens = fed.consents_for(party, [row for _, row in sendable], held)
         body = ('{"objects":[' + ",".join(row.body for _, row in sendable) + "]"
                 + (',"x_intelpact_consents":' + json.dumps(tokens) if tokens else "")
@@ -843,6 +848,9 @@ class Courier:
                 release_wait = min(self.max_backoff, release_wait * 2)
                 self._released = self._release_held(release_wait)
                 release_failed = now
+            if self.node.pinned_changed():  # `serve` opens the node again: nothing here
+                self._stop.wait(self.push_interval)
+                continue
             catch_up = _due(now, last_pull, self.interval)
             if catch_up:
                 self.terminate()
@@ -879,6 +887,8 @@ class Courier:
             now = time.monotonic()
             if self._stop.is_set() or (backoff is not None
                                        and not _due(now, failed_at, backoff)):
+                continue
+            if self.node.pinned_changed():  # nothing under a text no longer pinned
                 continue
             pull = _due(now, last_pull, self.interval)
             try:
@@ -1090,6 +1100,11 @@ def _unreachable(peer: PeerRecord, exc: httpx.HTTPError) -> Unreachable:
 # or refusing a request, and this node's own store full or away (it comes back).
 _RETRIED = (FederationError, httpx.HTTPError, ValueError, KeyError, StoreFull,
             StoreUnavailable)
+
+
+class AgreementChanged(FederationError):
+    """Another agreement text was pinned since this node was opened (Node.pinned_changed):
+    nothing is sent under the old one."""
 
 
 class Unreachable(FederationError):

@@ -151,6 +151,9 @@ class Node:
         self.config = config
         self._closing = threading.Lock()
         self._closed = False
+        # the pinned file as it was read: a pin since replaces it (pinned_changed)
+        self._pinned_file = _file_key(config.agreement_path)
+        self._pinned_moved = False
         current = load_agreement(config.agreement_path, stored=True)  # as pinned
         self.agreement: Agreement = dataclasses.replace(
             current, earlier=earlier_agreements(config.agreement_path, current))
@@ -398,10 +401,10 @@ class Node:
 
     def pin_agreement(self, path: str | Path, *, reason: str) -> Agreement:
         """Pin a new version of this node's agreement: an amendment, a party added, or
-        its termination. The node's agreement file and pinned hash change together; the
-        running server keeps the old one until restarted (storing no label once a process
-        under the new text has begun working the stored labels out again:
-        services/relabel.py). Partners refuse every request until they pin the same
+        its termination. The node's agreement file and pinned hash change together; a
+        running server notices the file replaced (``pinned_changed``), stops deciding
+        under the old text and opens the node again under the new one
+        (interfaces/server.py). Partners refuse every request until they pin the same
         text, so exchange resumes only when both have.
 
         Refused: another agreement, the same text, one after a termination (final), this
@@ -443,6 +446,30 @@ class Node:
         os.replace(waiting, target)
         self._record_pin(new, old.content_hash, reason)
         return new
+
+    def pinned_changed(self) -> bool:
+        """Whether the text pinned in the node's directory is no longer the one this
+        node acts under (``agreement``): another process pinned a new one since this
+        node was opened (`intelpact agreement pin` beside a running `serve`). A stat of
+        the agreement file, and its text read only when the file changed (a pin
+        replaces it); a file that cannot be read or parsed counts as changed. Once
+        changed, it stays changed for this node: `serve` opens the node again
+        (interfaces/server.py), and nothing is released under this text meanwhile."""
+        if self._pinned_moved:
+            return True
+        path = self.config.agreement_path
+        seen = _file_key(path)
+        if seen == self._pinned_file:
+            return False
+        try:
+            pinned = load_agreement(path, stored=True).content_hash
+        except IntelpactError:
+            pinned = None
+        if pinned == self.agreement.content_hash:  # the same text, written again
+            self._pinned_file = seen
+            return False
+        self._pinned_moved = True
+        return True
 
     def _record_pin(self, new: Agreement, old_hash: str, reason: str) -> None:
         self.audit.record(self.audit.event(
@@ -912,6 +939,16 @@ class Node:
         finally:
             self.audit.close()
         self.store.close()
+
+
+def _file_key(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a file replaced or rewritten: its inode, size and times (None: it
+    cannot be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _kept(query: Query, row: StoredObject, body: str) -> bool:
