@@ -105,6 +105,32 @@ def test_an_amendment_pinned_while_serving_decides_what_goes_at_once(tmp_path: P
             assert "serving agreement jpn-nzl-isa version 1.1" in pair.log_text(party)
 
 
+def test_an_amendment_that_releases_more_sends_what_it_newly_allows(tmp_path: Path) -> None:
+    """Both nodes serve 1.0 without TOP SECRET covered; JPN publishes a TOP SECRET object
+    REL TO NZL, which stays home. Both pin 1.1, which covers TOP SECRET, while serving.
+    Before, the object never went: not by the old processes, and not after a restart
+    either (the catch-up was done once per date of entry into force, which 1.1 kept).
+    Now NZL receives it, once, without a restart (Federation.catch_up, once per text)."""
+    narrow = text(tmp_path, "v1.0.toml", top_secret=False)
+    wider = text(tmp_path, "v1.1.toml", number="1.1")
+    with Pair(tmp_path, pool=False, databases=databases(), agreement=narrow) as pair:
+        for party in ("JPN", "NZL"):
+            pair.start(party)
+        held, sent = top_secret("held back by 1.0"), bulk(1, "covered by 1.0")
+        pair.publish("JPN", held + sent)
+        wait_for(lambda: set(pair.rows("NZL")) >= keys(sent), 60, "NZL receives", pair)
+        assert not keys(held[1:]) & set(pair.rows("NZL"))
+        for party in ("JPN", "NZL"):
+            pin(pair, party, wider)
+        wait_for(lambda: set(pair.rows("NZL")) >= keys(held), 60,
+                 "NZL receives what 1.1 newly allows", pair)
+        assert all(n == 1 for n in pair.rows("NZL").values())
+        (caught,) = [event for (body,) in pair.query(
+            "JPN", "SELECT body FROM audit_events WHERE kind = 'peer-catch-up'")
+            if (event := json.loads(body))["version"] == "1.1"]
+        assert caught["queued"] == 2  # the object and its marking-definition
+
+
 def test_a_termination_pinned_while_serving_is_done_on_its_day(tmp_path: Path) -> None:
     """NZL serves under a clock the test moves, and pins, while serving, a termination
     saying destroy dated tomorrow. Before, its `serve` went on under the text in force:

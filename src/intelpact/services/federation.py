@@ -476,8 +476,9 @@ class Received:
 
 def _in_force(party: str, agreement: Agreement) -> tuple[str, str, str]:
     """What a catch-up for ``party`` is done once for (Federation.catch_up): the
-    agreement and its date of entry into force."""
-    return party, agreement.id, str(agreement.in_force)
+    agreement text in force (an amendment is another text: what it newly allows is
+    queued then)."""
+    return party, agreement.id, agreement.content_hash
 
 
 class Federation:
@@ -726,12 +727,13 @@ class Federation:
         a text pinned in-force ahead of its date of entry into force (or a draft) lets
         nothing be queued, and what was published meanwhile was never queued after.
         Once the text pinned is in force today, everything releasable to ``party`` is
-        queued (as ``peer add`` does), once per partner and agreement's date of entry
-        into force (not again for an amendment that keeps it: what it newly allows is
-        not sent after the fact): recorded in the audit log (``peer-catch-up``, with
-        that date and how many entries it queued), so a restart does not scan the store
-        again, and remembered here, so a round costs nothing once done. Returns how
-        many it queued; None when not due."""
+        queued (as ``peer add`` does), once per partner and text pinned: so an
+        amendment that releases more (a level covered, a community shared) has what it
+        newly allows go, what was delivered already staying as it is (Store.enqueue
+        queues no entry twice). Recorded in the audit log (``peer-catch-up``, with the
+        text's hash, its date of entry into force and how many entries it queued), so a
+        restart does not scan the store again, and remembered here, so a round costs
+        nothing once done. Returns how many it queued; None when not due."""
         agreement = self.policy.agreement
         key = _in_force(party, agreement)
         if key in self._caught_up or not agreement.in_force_now:
@@ -739,7 +741,7 @@ class Federation:
         for record in self.store.latest_audit(AuditFilter(kinds=("peer-catch-up",),
                                                           party=party, limit=1)):
             said = json.loads(record.body)
-            if (party, said.get("agreement"), said.get("in_force")) == key:
+            if (party, said.get("agreement"), said.get("agreement_hash")) == key:
                 self._caught_up.add(key)
                 return None
         queued = self._queue_releasable(party)
