@@ -11,9 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from test_faults import needs_faketime
 
-from helpers import AGREEMENTS
+from intelpact.interfaces.server import Pinned, taxii_server_options
+from intelpact.interfaces.taxii import create_app
+from intelpact.services.node import Node
+
+from helpers import AGREEMENTS, _in_thread, free_port, make_node
 from served import Pair, bulk, faketime_env, indicators, keys, marking, set_clock, wait_for
 
 SAMPLE = (AGREEMENTS / "jpn-nzl.toml").read_text(encoding="utf-8")
@@ -189,3 +194,30 @@ def test_a_node_served_by_workers_switches_too(tmp_path: Path) -> None:
         post(pair, "JPN", bulk(1, "to the new workers"))  # answered, not left refusing
         pair.procs["JPN"].send_signal(signal.SIGTERM)
         pair.procs["JPN"].wait(30)
+
+
+def test_between_the_pin_and_the_switch_every_request_is_refused(tmp_path: Path) -> None:
+    """The node as a `serve` opened it, and another text pinned beside it (as `agreement
+    pin` does, from another Node): from then on, that node counts its text changed, and
+    its TAXII listener answers every request 503 agreement-changed, with Retry-After,
+    until `serve` has opened the node again. The same text written again is no change."""
+    node = make_node(tmp_path / "jpn")
+    try:
+        pinned = node.config.agreement_path
+        pinned.write_bytes(pinned.read_bytes())  # rewritten (another inode, time): the same
+        assert not node.pinned_changed()
+        options = taxii_server_options(node, "127.0.0.1", free_port())
+        root = f"http://127.0.0.1:{options['port']}/taxii2/"
+        with _in_thread(Pinned(create_app(node), node), options):
+            assert httpx.get(root, trust_env=False).status_code != 503
+            other = Node.open(node.config.dir, migrate=False)
+            other.pin_agreement(text(tmp_path, "v1.1.toml", number="1.1"),
+                                reason="amendment 1")
+            other.close()
+            assert node.pinned_changed()
+            refused = httpx.get(root, trust_env=False)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error_code"] == "agreement-changed"
+        assert refused.headers["Retry-After"] == "2"
+    finally:
+        node.close()

@@ -146,7 +146,12 @@ def _serve_once(node: Node, *, host: str | None, port: int | None,
     courier.start()
     node.audit.start()  # integrates the audit log and signs its checkpoints
     node.indexer.start()  # the console's search index, off the request's thread
-    changed = False
+    changed = stopped = False
+
+    def signalled(sig: int) -> None:  # a stop asked for is never taken for a switch
+        nonlocal stopped
+        stopped = True
+        _stop(servers, courier, sig)
 
     async def watch() -> None:
         nonlocal changed
@@ -161,7 +166,7 @@ def _serve_once(node: Node, *, host: str | None, port: int | None,
     async def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, _stop, servers, courier, sig)
+            loop.add_signal_handler(sig, signalled, sig)
         watcher = asyncio.create_task(watch())
         # large publications, on every core; a signal meanwhile stops the listeners at once
         await loop.run_in_executor(None, start_pool, node, ingest_processes(node.config, 1))
@@ -173,7 +178,7 @@ def _serve_once(node: Node, *, host: str | None, port: int | None,
     finally:
         courier.stop()
         node.close()
-    return changed
+    return changed and not stopped
 
 
 def switched(old: Node) -> Node:
