@@ -30,7 +30,7 @@ from intelpact.model import national_marking
 from intelpact.services.audit import canonical
 from intelpact.services.consent import ConsentError
 from intelpact.services.controls import MAX_REASON, ControlError
-from intelpact.services.courier import Courier
+from intelpact.services.courier import Courier, Refused
 from intelpact.services.federation import (
     MAX_CONSENT_OBJECTS,
     MAX_CONSENT_VERSIONS,
@@ -1233,3 +1233,71 @@ def test_a_stix_object_signed_by_the_originator_is_no_consent_token(serving: Tri
     refused = post(nzl, aus, held_at(nzl, other["id"]), [token])
     assert "not signed by a key of JPN" in refused.get(other["id"], "(accepted)")
     assert other["id"] not in visible_ids(aus)
+
+
+def nz_report_over(jpn: Node, nzl: Node, obj: dict) -> dict:
+    """NZL's own report over JPN's ``obj`` (held at NZL), marked with JPN's marking where
+    it names it, REL TO JPN, AUS, and pushed to JPN (to which it goes as NZL's own)."""
+    (jpn_marking,) = held_at(nzl, obj["id"])[-1]["object_marking_refs"]
+    marked = derived_report(obj["id"], granular_markings=[
+        {"marking_ref": jpn_marking, "selectors": ["object_refs"]}])
+    body = nzl.publisher.publish(nzl.people.as_person("officer").person,
+                                 nzl.default_collection().collection_id, [marked],
+                                 marking=MarkingRequest("SECRET", ("JPN", "AUS"))).body
+    assert body["failure_count"] == 0, body
+    push(nzl, "JPN")
+    assert marked["id"] in visible_ids(jpn)
+    return marked
+
+
+def withdraw(jpn: Node, nzl: Node, obj: dict, how: str) -> None:
+    """JPN recalls ``obj`` from NZL, or reclassifies it so that NZL may no longer hold it
+    (REL TO AUS only) or AUS may not receive it (REL TO NZL only); NZL applies it."""
+    officer = jpn.people.as_person("officer")
+    if how == "recall":
+        jpn.controls.recall(officer, obj["id"], parties=["NZL"], reason="source at risk")
+    else:
+        rel = {"beyond NZL": ("AUS",), "beyond AUS": ("NZL",)}[how]
+        jpn.controls.reclassify(officer, obj["id"], MarkingRequest("秘", rel),
+                                collection_id=jpn.default_collection().collection_id,
+                                reason="a second source")
+    assert deliver(jpn, "NZL") == 1
+    push(jpn, "NZL")
+    assert (obj["id"] in visible_ids(nzl)) == (how == "beyond AUS")
+
+
+@pytest.mark.parametrize(("how", "reason"), [
+    ("recall", "JPN recalled {obj} from NZL at .*: {report}, which NZL asks to pass on, "
+     "derives from it"),
+    ("beyond NZL", "{obj}, which {report} derives from, may no longer go to NZL"),
+    ("beyond AUS", "even with consent, AUS may not receive {obj}, which {report} derives "
+     "from")])
+def test_a_source_party_refuses_to_approve_a_release_of_what_it_withdrew_from_the_holder(
+        serving: Trio, how: str, reason: str) -> None:
+    """Regression (found in review): JPN approved NZL's request to pass on NZL's report
+    derived from a JPN object after JPN had recalled that object from NZL (or
+    reclassified it beyond NZL's release, or AUS's): it checked recalls of the report
+    only, which is NZL's and never recalled by JPN. Refused now, saying why; the request
+    stays pending. A request made after the recall is refused as it comes."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    report = nz_report_over(jpn, nzl, obj)
+    record = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
+                                  recipient="AUS", purpose="joint")
+    assert deliver(nzl, "JPN") == 1
+    withdraw(jpn, nzl, obj, how)
+    with pytest.raises(ConsentError, match=reason.format(obj=obj["id"],
+                                                         report=report["id"])):
+        jpn.consents.approve(jpn.people.as_person("officer"), record.request_id)
+    assert [r.status for r in jpn.consents.requests()] == ["pending"]
+    # asked after it (NZL was told), it is refused as it comes, as for JPN's own object;
+    # what AUS may receive is JPN's to say when it decides
+    again = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
+                                 recipient="AUS", purpose="joint")
+    if how == "beyond AUS":
+        assert deliver(nzl, "JPN") == 1
+    else:
+        with pytest.raises(Refused, match=reason.format(obj=obj["id"], report=report["id"])):
+            deliver(nzl, "JPN")
+    assert (jpn.store.consent(again.request_id) is None) == (how != "beyond AUS")
+

@@ -59,6 +59,7 @@ from .federation import (
     verify_payload,
 )
 from .people import Principal, refused_for_node
+from .publish import derived_from
 
 log = logging.getLogger("intelpact.consent")
 DEFAULT_VALIDITY = dt.timedelta(days=30)
@@ -245,6 +246,9 @@ class Consents:
             if not decision.allowed:
                 raise ConsentError(f"even with consent, {record.recipient} may not receive "
                                    f"{row.object_id} ({row.version}): {decision.reason}")
+        if not ours and (why := self._withdrawn(record.object_id, rows, record.holder,
+                                                record.recipient, token)):
+            raise ConsentError(why, hint="refuse the request, saying so")
         event = self.audit.event("consent", person=principal.person, party=record.holder,
                                  originator=self.party,
                                  objects=[(record.object_id, v)
@@ -260,6 +264,45 @@ class Consents:
             {"object_id": record.object_id, "request": record.request_id, "token": signed},
             made), [event])
         return approved
+
+    def _withdrawn(self, object_id: str, rows: Sequence[StoredObject], holder: str,
+                   recipient: str, token: ConsentToken | None) -> str | None:
+        """Why this node's information in ``holder``'s own object ``object_id`` (``rows``:
+        its versions held here) may not go on to ``recipient``, or None: an object of this
+        node's it derives from (``derived_from``) was recalled from the holder, or may no
+        longer go to it (reclassified beyond its release), as this node's object itself
+        then could not be passed on. With ``token`` (the consent about to be given), also
+        one recalled from the recipient or that the recipient may not receive even with
+        it: consent cannot widen the marking of what the object carries."""
+        reached, latest = derived_from(self.store, [r.body for r in rows], holder)
+        ours = [oid for oid in reached
+                if oid in latest and latest[oid].originator == self.party]
+        if not ours:
+            return None
+        said = f"{object_id}, which {holder} asks to pass on, derives from it"
+        for recall in self.store.recalls(ours):
+            if recall.party == holder or (token is not None and recall.party == recipient):
+                return (f"{self.party} recalled {recall.object_id} from {recall.party} at "
+                        f"{recall.issued}: {said}; nothing of it goes "
+                        f"{'on from' if recall.party == holder else 'to'} {recall.party}")
+        labels = self.store.labels()
+        partner = PartnerNode(recipient, self.policy.agreement.id)
+        for oid in ours:
+            label = labels[latest[oid].banner_id]
+            kept = self.policy.may_keep(label, holder, originator=self.party, object_id=oid)
+            if not kept.allowed:
+                return (f"{oid}, which {object_id} derives from, may no longer go to "
+                        f"{holder} ({kept.reason}): nothing of it goes on from {holder}")
+            if token is None:
+                continue
+            for row in rows:  # as carried in the holder's version the consent covers
+                decision = self.policy.may_release(label, partner, holder=holder,
+                                                   object_id=row.object_id,
+                                                   version=row.version, consents=[token])
+                if not decision.allowed:
+                    return (f"even with consent, {recipient} may not receive {oid}, which "
+                            f"{object_id} derives from: {decision.reason}")
+        return None
 
     def refuse(self, principal: Principal, request_id: str, *, reason: str) -> ConsentRecord:
         """Refuse the request, with the reason (recorded, and sent to the holder)."""
@@ -384,6 +427,10 @@ class Consents:
         if any(r.party == sender for r in self.store.recalls([object_id])):
             raise ConsentError(f"{self.party} recalled {object_id} from {sender}: nothing of "
                                "it is passed on")
+        if not ours and (why := self._withdrawn(
+                object_id, [r for r in rows if r.originator == sender], sender,
+                str(recipient), None)):
+            raise ConsentError(why)
         if missing := [v for v in versions if stored_version(v) not in went]:
             raise ConsentError(f"the consent request names {len(missing):,} version(s) of "
                                f"{object_id} that did not go to {sender}: {first(missing)}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from ..store.base import (
     ReclassifiedMeanwhile,
     StatusRecord,
     Store,
+    StoredObject,
     StoreFull,
     cited_markings,
     normalise_timestamp,
@@ -238,7 +240,7 @@ class Publisher:
         learnt = [new.object_id for new, _ in pending]
         items = [item for item in objects
                  if not (isinstance(item, dict) and item.get("type") == "marking-definition")]
-        sources = {id(item): _source_refs(item) for item in items if isinstance(item, dict)}
+        sources = {id(item): source_refs(item) for item in items if isinstance(item, dict)}
         inside = {item.get("id") for item in items if isinstance(item, dict)}
         # A publication of BATCH objects or fewer is one transaction: all or nothing. A
         # larger one whose objects refer to each other is decided whole before any of it is
@@ -370,9 +372,9 @@ class Publisher:
         information to a third party, the object's banner must also name every party of
         their provenance (``Label.sources``: a portion with that party's marking), or it
         would be released without that consent (:func:`_unmarked_sources`).
-        ``refs_of``: each object's sources (:func:`_source_refs`) by ``id()``, if known."""
+        ``refs_of``: each object's sources (:func:`source_refs`) by ``id()``, if known."""
         here = {new.object_id: new.banner for new, _ in pending}
-        refs = [refs_of[id(item)] if id(item) in refs_of else _source_refs(item)
+        refs = [refs_of[id(item)] if id(item) in refs_of else source_refs(item)
                 for _, item in pending]
         stored = self._seen(person, sorted({r for rs in refs for r in rs} - here.keys()))
         consent = self.policy.agreement.rules.third_party_consent
@@ -597,7 +599,7 @@ def _unmarked_sources(obj: Any, known: Sequence[tuple[str, Label]],
 _NOT_SOURCES = frozenset({"object_marking_refs", "created_by_ref"})
 
 
-def _source_refs(obj: dict[str, Any]) -> list[str]:
+def source_refs(obj: dict[str, Any]) -> list[str]:
     """The ids an object's content derives from: its top-level ``*_ref`` and ``*_refs``
     properties, except markings and authorship (``created_by_ref`` names who wrote it,
     not what it says). A marking-definition derives from nothing."""
@@ -612,6 +614,35 @@ def _source_refs(obj: dict[str, Any]) -> list[str]:
                     not ref.startswith("marking-definition--"):
                 out.append(ref)
     return out
+
+
+MAX_DERIVED = 1_000  # objects derived_from follows, at most
+
+
+def derived_from(store: Store, bodies: Iterable[str], through: str
+                 ) -> tuple[list[str], dict[str, StoredObject]]:
+    """What the objects ``bodies`` (their stored STIX text) derive from
+    (:func:`source_refs`), and in turn what those derive from where ``through`` (their
+    holder) originated them: a holder's own object holds another party's information by
+    naming that party's object, or its own object that does (docs/controls.md,
+    "Derived information"). Returns every id reached, in the order reached (at most
+    ``MAX_DERIVED``), and the latest version held here of each (one purged or never held
+    has none). Read for a consent's release, never to serve a person."""
+    reached: dict[str, None] = {}
+    latest: dict[str, StoredObject] = {}
+    wave = [ref for body in bodies for ref in source_refs(json.loads(body))]
+    while wave:
+        fresh = [ref for ref in dict.fromkeys(wave) if ref not in reached]
+        fresh = fresh[:MAX_DERIVED - len(reached)]
+        if not fresh:
+            break
+        reached.update(dict.fromkeys(fresh))
+        for row in store.held(fresh, versions=("last",)):
+            if row.object_id not in latest or latest[row.object_id].version < row.version:
+                latest[row.object_id] = row
+        wave = [ref for oid in fresh if oid in latest and latest[oid].originator == through
+                for ref in source_refs(json.loads(latest[oid].body))]
+    return list(reached), latest
 
 
 class _Run:
