@@ -1301,3 +1301,36 @@ def test_a_source_party_refuses_to_approve_a_release_of_what_it_withdrew_from_th
             deliver(nzl, "JPN")
     assert (jpn.store.consent(again.request_id) is None) == (how != "beyond AUS")
 
+
+
+@pytest.mark.parametrize("how", ["recall", "beyond NZL", "beyond AUS"])
+@pytest.mark.parametrize("release", ["push", "pull"])
+def test_a_consent_to_pass_on_a_holder_s_own_object_covers_it_no_more_once_its_source_is_withdrawn(
+        serving: Trio, how: str, release: str) -> None:
+    """Regression (found in review): a consent JPN gave NZL to pass on NZL's report
+    derived from a JPN object still released the report after JPN recalled that object
+    from NZL (or reclassified it beyond NZL's, or AUS's, release). JPN's own object under
+    such a consent goes no more (recalled, NZL holds nothing of it; reclassified, its
+    marking stops it), and now neither does what NZL derived from it: NZL's release
+    decision no longer counts JPN's consent for it, saying why."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    plain = shared(jpn, nzl, "JPN's own, passed on with consent")
+    report = nz_report_over(jpn, nzl, obj)
+    officer = nzl.people.as_person("officer")
+    for item in (report, plain):
+        record = nzl.consents.request(officer, item["id"], recipient="AUS", purpose="joint")
+        assert deliver(nzl, "JPN") == 1
+        approve(jpn, nzl, record.request_id)
+    withdraw(jpn, nzl, obj, how)
+    if how != "beyond AUS":  # the other JPN object goes as before
+        withdraw(jpn, nzl, plain, how)
+    (push if release == "push" else lambda n, p: pull(aus, "NZL"))(nzl, "AUS")
+    assert report["id"] not in visible_ids(aus)
+    assert obj["id"] not in visible_ids(aus)
+    assert (plain["id"] in visible_ids(aus)) == (how == "beyond AUS")
+    labels = nzl.store.labels()
+    (row,) = [r for r in nzl.store.held([report["id"]])]
+    decision = nzl.federation._may_release(labels[row.banner_id], "AUS", row,
+                                           nzl.federation.held_consents())
+    assert not decision.allowed and obj["id"] in decision.reason, decision

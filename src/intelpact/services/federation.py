@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ from ..crypto.signing import SignatureError, canonical, object_signed_view, veri
 from ..crypto.tls import der_fingerprint
 from ..errors import IntelpactError
 from ..model import Agreement, Label, Markings, PartnerNode, Policy, parse_marking
-from ..model.decisions import ConsentToken
+from ..model.decisions import ConsentToken, Decision
 from ..model.echo import first, shown, too_many
 from ..model.errors import LabelError, MarkingError
 from ..stix.validate import StixValidationError, validate_object
@@ -78,6 +78,7 @@ from .publish import (
     Raises,
     canonical_body,
     definition_label,
+    derived_from,
     object_version,
     reclassified_labels,
     reclassified_versions,
@@ -868,9 +869,51 @@ class Federation:
     # -- sending ------------------------------------------------------------------------
     def _may_release(self, banner: Label, party: str, row: StoredObject | NewObject,
                      consents: Iterable[ConsentToken] = ()) -> Any:
-        return self.policy.may_release(banner, PartnerNode(party, self.policy.agreement.id),
-                                       holder=self.me.party, object_id=row.object_id,
-                                       version=row.version, consents=consents)
+        partner = PartnerNode(party, self.policy.agreement.id)
+        decision = self.policy.may_release(banner, partner, holder=self.me.party,
+                                           object_id=row.object_id, version=row.version,
+                                           consents=consents)
+        third = banner.sources - {self.me.party, party}
+        if decision.allowed and third and row.originator == self.me.party and \
+                self.policy.agreement.rules.third_party_consent:
+            withdrawn = self._withdrawn(row, partner, third, consents)
+            if withdrawn is not None:
+                return withdrawn
+        return decision
+
+    def _withdrawn(self, row: StoredObject | NewObject, partner: PartnerNode,
+                   third: Collection[str], consents: Iterable[ConsentToken]
+                   ) -> Decision | None:
+        """The denial of this node's own ``row``, released to ``partner`` with the consent
+        of ``third`` (parties whose information it holds), once one of them has withdrawn
+        from this node an object of theirs it derives from (``derived_from``): recalled
+        it, or reclassified it beyond this node's release (purged here), or so that the
+        partner may not receive it even with the consent. Their own object would go no
+        more (purged here, or stopped by its marking), and neither does what this node
+        derived from it: their consent covers it no more. None if none has."""
+        reached, latest = derived_from(self.store, [row.body], self.me.party)
+        gone = sorted((oid, who) for oid, who in self.store.withdrawn(reached)
+                      if who in third) if reached else []
+        if gone:
+            oid, who = gone[0]
+            return Decision(False, "consent", f"{who} withdrew {oid} from {self.me.party} "
+                            f"(recalled, or reclassified beyond its release): "
+                            f"{row.object_id} derives from it, and {who}'s consent covers "
+                            "it no more")
+        labels = self.store.labels()
+        for oid in reached:
+            source = latest.get(oid)
+            if source is None or source.originator not in third:
+                continue
+            # as this node's version carries it, with the consents held for that version
+            decision = self.policy.may_release(labels[source.banner_id], partner,
+                                               holder=self.me.party, object_id=row.object_id,
+                                               version=row.version, consents=consents)
+            if not decision.allowed:
+                return Decision(False, decision.rule, f"{row.object_id} derives from {oid}, "
+                                f"which {source.originator} marks so that "
+                                f"{partner.party} may not receive it: {decision.reason}")
+        return None
 
     def may_release_now(self, banner: Label, party: str, row: StoredObject,
                         consents: Iterable[ConsentToken] | None = None) -> bool:

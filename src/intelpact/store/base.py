@@ -1492,6 +1492,14 @@ class Store(abc.ABC):
         version it publishes, the reason, when it was begun)."""
 
     @abc.abstractmethod
+    def withdrawn(self, object_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(id, originator) of each of ``object_ids`` its originator withdrew from this
+        node: recalled (a recall notice from it kept here), or every version held here
+        purged (a tombstone: a reclassification beyond this node's release, a recall). A
+        holder's own object derived from one goes on no more with that originator's
+        consent (``Federation._may_release``)."""
+
+    @abc.abstractmethod
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         """The reclassify notices applied here (direction in) about ``object_ids`` (or
         all), oldest first."""

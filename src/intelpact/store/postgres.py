@@ -98,6 +98,7 @@ from .sqlite import (
     _RESOLUTIONS,
     _RUN_SIZES,
     _WATCH_SELECT,
+    _WITHDRAWN,
     MAX_ATTEMPTS,
     PORTIONS,
     _accept_rotation,
@@ -1068,6 +1069,12 @@ class PostgresStore(Store):
 
     def reclassify_intents(self) -> list[tuple[str, str, str, str]]:
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(_INTENTS)]
+
+    def withdrawn(self, object_ids: Sequence[str]) -> set[tuple[str, str]]:
+        where, params = _of_objects(object_ids, "AND", "%s")
+        again, more = _of_objects(object_ids, "WHERE", "%s")
+        return {(str(r[0]), str(r[1])) for r in self._all(
+            _WITHDRAWN.format(recalled=where, purged=again), [*params, *more])}
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = _of_objects(object_ids, "AND", "%s")

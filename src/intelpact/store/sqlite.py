@@ -1106,6 +1106,12 @@ class SQLiteStore(Store):
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3]))
                 for r in self._conn().execute(_INTENTS)]
 
+    def withdrawn(self, object_ids: Sequence[str]) -> set[tuple[str, str]]:
+        where, params = _of_objects(object_ids, "AND", "?")
+        again, more = _of_objects(object_ids, "WHERE", "?")
+        return {(str(r[0]), str(r[1])) for r in self._conn().execute(
+            _WITHDRAWN.format(recalled=where, purged=again), [*params, *more])}
+
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = _of_objects(object_ids, "AND", "?")
         return [Notice(*r) for r in self._conn().execute(
@@ -1332,6 +1338,11 @@ _MACS_FROM = "SELECT idx FROM audit_events WHERE mac IS NOT NULL ORDER BY idx LI
 _NOTICE_COLUMNS = ("notice_id, direction, party, kind, object_id, body, made, delivered, "
                    "receipt, attempts, error")
 _RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, receipt, unconfirmed"
+# Store.withdrawn: recalled from this node (a recall notice kept), or every version held
+# here a tombstone; each {…} a condition on object_id (_of_objects)
+_WITHDRAWN = ("SELECT object_id, party FROM notices WHERE direction = 'in' AND "
+              "kind = 'recall' {recalled}UNION SELECT object_id, originator FROM objects "
+              "{purged}GROUP BY object_id, originator HAVING count(recalled) = count(*)")
 # Outbox rows that may still leave: not a tombstone here, not recalled from that party.
 _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
                  "r.object_id = o.object_id AND r.party = b.party)")
