@@ -1334,3 +1334,27 @@ def test_a_consent_to_pass_on_a_holder_s_own_object_covers_it_no_more_once_its_s
     decision = nzl.federation._may_release(labels[row.banner_id], "AUS", row,
                                            nzl.federation.held_consents())
     assert not decision.allowed and obj["id"] in decision.reason, decision
+
+
+@pytest.mark.parametrize("release", ["push", "pull"])
+def test_a_recipient_refuses_a_holder_s_own_object_derived_from_what_was_recalled_from_it(
+        serving: Trio, release: str) -> None:
+    """Regression (found in review): once JPN had consented to NZL passing on NZL's report
+    derived from a JPN object, recalling that object from AUS did not stop the report
+    reaching AUS on the token (NZL is not told of a recall from AUS). AUS, which keeps
+    the recall, refuses it now, saying why, as it refuses JPN's object itself."""
+    jpn, nzl, aus = serving
+    obj = shared(jpn, nzl)
+    report = nz_report_over(jpn, nzl, obj)
+    record = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
+                                  recipient="AUS", purpose="joint")
+    assert deliver(nzl, "JPN") == 1
+    approve(jpn, nzl, record.request_id)
+    jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], parties=["AUS"],
+                        reason="source at risk")
+    assert deliver(jpn, "AUS") == 1
+    push(nzl, "AUS") if release == "push" else pull(aus, "NZL")
+    assert report["id"] not in visible_ids(aus)
+    refused = {f[2] for f in aus.store.refusals() if f[1] == report["id"]}
+    assert refused and all(f"JPN withdrew {obj['id']} from AUS (recalled" in why
+                           for why in refused), refused

@@ -1281,8 +1281,10 @@ class Federation:
                 # acknowledged in our signed receipt because we had it from its originator
                 rows = [r for r in self.store.held([oid], (version,) if version else ("all",))
                         if r.collection_id == collection_id and r.body_hash == digest]
-                refused = self._refused(sender, self.store.labels()[rows[0].banner_id], oid,
-                                        version, consents, problems) if rows else None
+                refused = (self._refused(sender, self.store.labels()[rows[0].banner_id], oid,
+                                         version, consents, problems)
+                           or self._derived_withdrawn(sender, self.store.labels()[
+                               rows[0].banner_id], rows[0])) if rows else None
                 return refused or Received(oid, version, True, "already stored (identical)",
                                            digest), None
         except (ValueError, TypeError):
@@ -1331,10 +1333,37 @@ class Federation:
                 f"{refused.message}")), None
         if refused:
             return refused, None
-        return Received(oid, version, True, ""), NewObject(
-            oid, str(item["type"]), str(item.get("spec_version", "2.1")), version, body,
-            digest, base, banner, originator, bool(labels.portions),
-            received_from=sender, marking_refs=cited_markings(item))
+        new = NewObject(oid, str(item["type"]), str(item.get("spec_version", "2.1")), version,
+                        body, digest, base, banner, originator, bool(labels.portions),
+                        received_from=sender, marking_refs=cited_markings(item))
+        refused = self._derived_withdrawn(sender, banner, new)
+        if refused:
+            return refused, None
+        return Received(oid, version, True, ""), new
+
+    def _derived_withdrawn(self, sender: str, banner: Label, obj: StoredObject | NewObject
+                           ) -> Received | None:
+        """The refusal of ``sender``'s own object ``obj`` passed on here with the consent
+        of parties whose information it holds (``banner``'s sources), when one of them
+        withdrew from this node an object ``obj`` derives from (``derived_from``: a
+        recall notice kept here, or only tombstones held): as that party's object itself
+        would be refused here (``AddResult`` "recalled"), so is what the sender derived
+        from it. The sender is not told of a recall from this node, so it cannot stop
+        it; its consent was given before. None if none did."""
+        third = banner.sources - {sender, self.me.party}
+        if obj.originator != sender or not third or \
+                not self.policy.agreement.rules.third_party_consent:
+            return None
+        reached, _ = derived_from(self.store, [obj.body], sender)
+        gone = sorted((oid, who) for oid, who in self.store.withdrawn(reached)
+                      if who in third) if reached else []
+        if not gone:
+            return None
+        oid, who = gone[0]
+        return Received(obj.object_id, obj.version, False, (
+            f"{sender} may not release this to {self.me.party}: {who} withdrew {oid} from "
+            f"{self.me.party} (recalled, or reclassified beyond its release), and "
+            f"{obj.object_id} derives from it: nothing of it is held here"))
 
     def pulled(self, party: str, rows: Sequence[StoredObject],
                onward: Callable[[list[StoredObject]], Onward] | None = None
