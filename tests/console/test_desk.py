@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from intelpact.services.publish import MarkingRequest
 from intelpact.store.base import (
     AuditFilter,
     ConsentRecord,
+    Notice,
     Query,
     objects_named,
     parse_timestamp,
@@ -510,3 +512,45 @@ def test_rows_altered_into_what_no_reader_takes_are_no_500(pact: Pact, body: str
 def _reports(page: str) -> str:
     """The desk's list of compromise reports (the alerts name reports too)."""
     return page.split('id="reports"', 1)[1].split("</section>", 1)[0]
+
+
+def test_the_desk_says_which_objects_passed_on_are_the_holder_s(pact: Pact) -> None:
+    """Regression (found in review): the desk's dissemination record showed NZL's own
+    report, passed on to AUS with JPN's consent for the JPN information it holds, as it
+    shows JPN's objects passed on ("AUS (via NZL)"): nothing said the report is NZL's.
+    The onward release is recorded as JPN's node records NZL's report of it
+    (``Store.add_onward``; the pact has no AUS node to pass it to)."""
+    jpn, nzl = pact.jpn, pact.nzl
+    obj = indicator("JPN's, for NZ and AU")
+    who = jpn.people.as_person("kobayashi").person
+    status = jpn.publisher.publish(who, jpn.default_collection().collection_id, [obj],
+                                   marking=MarkingRequest("秘", ("NZL", "AUS")))
+    assert status.body["failure_count"] == 0
+    assert courier(jpn, lambda c: c.push_all("NZL")) >= 1
+    (held,) = nzl.store.held([obj["id"]])
+    (jpn_marking,) = json.loads(held.body)["object_marking_refs"]
+    report = {"type": "report", "spec_version": "2.1", "id": f"report--{uuid.uuid4()}",
+              "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+              "name": "NZ's analysis", "published": "2026-11-01T00:00:00.000Z",
+              "object_refs": [obj["id"]],
+              "granular_markings": [{"marking_ref": jpn_marking, "selectors": ["object_refs"]}]}
+    nzl.people.add("wiremu", party="NZL", clearance="SECRET", roles=["publisher"])
+    status = nzl.publisher.publish(nzl.people.as_person("wiremu").person,
+                                   nzl.default_collection().collection_id, [report],
+                                   marking=MarkingRequest("SECRET", ("JPN", "AUS")))
+    assert status.body["failure_count"] == 0, status.body
+    assert courier(nzl, lambda c: c.push_all("JPN")) >= 1
+    made = timestamp(utc_now())
+    for item in (obj, report):
+        (row,) = jpn.store.held([item["id"]])
+        assert jpn.store.add_onward("AUS", "NZL", [(row.object_id, row.version, row.body_hash)],
+                                    made, None, Notice(str(uuid.uuid4()), "in", "NZL",
+                                                       "onward-release", row.object_id, "{}",
+                                                       made))
+    page = pact.client("kobayashi").get("/desk").text
+    dissem = page.split('id="dissem"', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr><td><a href="/objects/([^"]+)">.*?</td>(.*?)</tr>', dissem)
+    (mine,) = [cells for oid, cells in rows if oid == obj["id"] and "AUS" in cells]
+    (theirs,) = [cells for oid, cells in rows if oid == report["id"]]
+    assert "<td>AUS (via NZL)</td>" in mine
+    assert "<td>AUS (via NZL; NZL's own, holding our information)</td>" in theirs

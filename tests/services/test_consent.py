@@ -1358,3 +1358,31 @@ def test_a_recipient_refuses_a_holder_s_own_object_derived_from_what_was_recalle
     refused = {f[2] for f in aus.store.refusals() if f[1] == report["id"]}
     assert refused and all(f"JPN withdrew {obj['id']} from AUS (recalled" in why
                            for why in refused), refused
+
+
+def test_the_source_party_s_record_says_which_objects_passed_on_are_the_holder_s(
+        serving: Trio) -> None:
+    """Regression (found in review): JPN's `disseminations` listed NZL's own report, passed
+    on to AUS with JPN's consent for the JPN information it holds, as it lists JPN's
+    objects ("via NZL with consent"), and counted it with them ("3 to AUS via NZL"):
+    nothing said the report is NZL's. Each row and the count say whose it is now."""
+    jpn, nzl, _ = serving
+    obj = shared(jpn, nzl)
+    plain = shared(jpn, nzl, "JPN's own, passed on with consent")
+    report = nz_report_over(jpn, nzl, obj)
+    for item in (report, plain):
+        record = nzl.consents.request(nzl.people.as_person("officer"), item["id"],
+                                      recipient="AUS", purpose="joint")
+        assert deliver(nzl, "JPN") == 1
+        approve(jpn, nzl, record.request_id)
+    assert push(nzl, "AUS") >= 2
+    assert deliver(nzl, "JPN") == 1  # the onward release: JPN's objects and NZL's report
+    shown = CliRunner(env={"COLUMNS": "400"}).invoke(
+        main, ["disseminations", str(jpn.config.dir), "--party", "AUS"])
+    assert shown.exit_code == 0, shown.output
+    (mine,) = [line for line in shown.output.splitlines() if plain["id"] in line]
+    (theirs,) = [line for line in shown.output.splitlines() if report["id"] in line]
+    assert "via NZL with consent" in mine and "NZL's own" not in mine
+    assert "NZL's own, holding our information: via NZL with consent" in theirs
+    assert ("Passed on by holders with this node's consent: 2 of ours to AUS via NZL; "
+            "1 of NZL's own holding our information to AUS via NZL") in shown.output

@@ -121,23 +121,31 @@ def disseminations(node_dir: Path, party: str | None) -> None:
     node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     table = Table("partner", "object", "version", "released", "receipt")
     rows = node.store.disseminations(party=party)
+    # passed on by a holder with our consent: our objects, or the holder's own holding our
+    # information (a portion with our marking, docs/controls.md), which is the holder's
+    originators = node.store.originators(sorted({d.object_id for d in rows if d.via}))
+    whose = {oid: f"{origin}'s own" for oid, origin in originators.items()
+             if origin != node.party}
     for d in rows:  # a push is recorded once its receipt verifies: one without was pulled
         receipt = f"verified {d.receipt_at}" if d.receipt_id else "no receipt (pulled)"
-        if d.via:  # passed on by a holder with our consent
+        if d.via:
             receipt = f"via {d.via} with consent; {receipt}"
+            if d.object_id in whose:
+                receipt = f"{whose[d.object_id]}, holding our information: {receipt}"
         table.add_row(*(Text(_safe(v)) for v in (d.party, d.object_id, d.version, d.released,
                                                   receipt)))
     out.print(table)
     pending = {p.party: len(node.store.pending(p.party, 100_000)) for p in node.store.peers()
                if party in (None, p.party)}
-    onward: dict[str, int] = {}
+    onward: dict[tuple[str, str, str], int] = {}
     for d in rows:
         if d.via:
-            key = f"to {d.party} via {d.via}"
+            key = (d.party, d.via, whose.get(d.object_id, ""))
             onward[key] = onward.get(key, 0) + 1
     if onward:
-        out.print("Passed on by holders with this node's consent: "
-                  + ", ".join(f"{n} {k}" for k, n in sorted(onward.items())))
+        out.print("Passed on by holders with this node's consent: " + "; ".join(
+            f"{n} of {held + ' holding our information' if held else 'ours'} to {to} "
+            f"via {via}" for (to, via, held), n in sorted(onward.items())))
     pulled = sum(1 for d in rows if not d.receipt_id)
     out.print(f"{len(rows) - pulled} release(s) acknowledged, {pulled} pulled; waiting: "
               + (", ".join(f"{k} {v}" for k, v in pending.items()) or "none"))

@@ -133,6 +133,10 @@ def show(console: Console, request: Request, principal: Principal,
     incoming = [c for c in consents if c.direction == "in" and may(c.object_id, c.versions)]
     outgoing = [c for c in consents if c.direction == "out" and may(c.object_id, c.versions)]
     records = [d for d in dissem if may(d.object_id, (d.version,))]
+    # passed on by a holder with our consent: the holder's own object holding our
+    # information (docs/controls.md) is the holder's, and the record says so
+    whose = {oid: origin for oid, origin in store.originators(
+        sorted({d.object_id for d in records if d.via})).items() if origin != node.party}
     recalled = [r for r in recalls if may(r.object_id)]
     shown_reports = []
     for r in reports:
@@ -153,7 +157,7 @@ def show(console: Console, request: Request, principal: Principal,
                          "count": store.count_partner_checkpoints(peer.party),
                          "watch": watch})
     return Page("desk.html", {
-        "incoming": incoming, "outgoing": outgoing, "records": records,
+        "incoming": incoming, "outgoing": outgoing, "records": records, "whose": whose,
         "recalled": recalled, "reports": shown_reports, "verdict": verdict, "kept": kept,
         "pages": {"consents": consents_page, "dissem": dissem_page,
                   "recalls": recalls_page, "reports": reports_page},
