@@ -1386,3 +1386,74 @@ def test_the_source_party_s_record_says_which_objects_passed_on_are_the_holder_s
     assert "NZL's own, holding our information: via NZL with consent" in theirs
     assert ("Passed on by holders with this node's consent: 2 of ours to AUS via NZL; "
             "1 of NZL's own holding our information to AUS via NZL") in shown.output
+
+
+def test_a_third_party_s_object_holding_a_fourth_party_s_portion_is_asked_of_no_one(
+        tmp_path: Path) -> None:
+    """A JPN object with a FJI portion, held at NZL, goes to TON only with the consent of
+    JPN and of FJI, and NZL can ask only JPN (its originator). Regression (found in
+    review): NZL's request was sent all the same, for JPN's officer to find that even
+    with JPN's consent TON may not receive it, and ``--of FJI`` answered "ask JPN".
+    Refused at NZL now, saying whose consent it needs and that FJI cannot be asked
+    here; what JPN's consent alone frees (a version without FJI's portion) is asked for
+    alone."""
+    nodes = {p: make_node(tmp_path / p.lower(), p, agreement="pacific-maritime.toml")
+             for p in ("JPN", "NZL", "FJI", "TON")}
+    try:
+        for party, node in nodes.items():
+            node.people.add("officer", party=party, clearance={"JPN": "秘"}.get(
+                party, "RESTRICTED"), communities=["MARITIME"],
+                roles=["analyst", "publisher", "security-officer"], password="x" * 16)
+        jpn, nzl, fji = nodes["JPN"], nodes["NZL"], nodes["FJI"]
+        for a, b in (("FJI", "JPN"), ("JPN", "NZL"), ("FJI", "NZL")):
+            pair(nodes[a], nodes[b])
+        with ExitStack() as stack:
+            for node in nodes.values():
+                stack.enter_context(serving_federation(node))
+
+            def put(node: Node, items: list[dict], level: str, rel: tuple[str, ...]) -> None:
+                who = node.people.as_person("officer").person
+                body = node.publisher.publish(who, node.default_collection().collection_id,
+                                              items, marking=MarkingRequest(
+                                                  level, rel, (), ("MARITIME",))).body
+                assert body["failure_count"] == 0, body["failures"]
+
+            sighted = indicator("FJI's sighting")
+            put(fji, [sighted], "UNCLASSIFIED", ("JPN", "NZL", "TON"))
+            assert push(fji, "JPN") >= 1
+            (fji_marking,) = json.loads(jpn.store.held([sighted["id"]])[0].body)[
+                "object_marking_refs"]
+            portion = [{"marking_ref": fji_marking, "selectors": ["object_refs"]}]
+            whole = derived_report(sighted["id"], granular_markings=portion)
+            mixed = derived_report(sighted["id"], granular_markings=portion)
+            later = dict(derived_report(stix_id("indicator")), id=mixed["id"],
+                         modified="2026-11-02T00:00:00.000Z")
+            for item in (whole, mixed, later):
+                put(jpn, [item], "指定なし", ("NZL", "FJI", "TON"))
+            assert push(jpn, "FJI") >= 1
+            for item in (whole, mixed):  # JPN passes FJI's information to NZL with consent
+                asked = jpn.consents.request(jpn.people.as_person("officer"), item["id"],
+                                             recipient="NZL", purpose="x", of="FJI")
+                assert deliver(jpn, "FJI") == 1
+                fji.consents.approve(fji.people.as_person("officer"), asked.request_id)
+                assert deliver(fji, "JPN") == 1
+            assert push(jpn, "NZL") >= 1
+            officer = nzl.people.as_person("officer")
+            assert len(nzl.store.held([whole["id"]])) == 1
+            assert len(nzl.store.held([mixed["id"]])) == 2
+            with pytest.raises(ConsentError, match=(
+                    f"{whole['id']} is JPN's and holds FJI's information too: only its "
+                    "originator, JPN, is asked here")):
+                nzl.consents.request(officer, whole["id"], recipient="TON", purpose="x",
+                                     of="FJI")
+            with pytest.raises(ConsentError, match=(
+                    f"every version of {whole['id']} held here holds FJI's information too: "
+                    "TON receives it only with FJI's consent as well, and only its "
+                    "originator, JPN, is asked here")):
+                nzl.consents.request(officer, whole["id"], recipient="TON", purpose="x")
+            # the later version holds none of FJI's: JPN's consent frees it, and it alone
+            record = nzl.consents.request(officer, mixed["id"], recipient="TON", purpose="x")
+            assert record.versions == (normalise_timestamp(later["modified"]),)
+    finally:
+        for node in nodes.values():
+            node.close()

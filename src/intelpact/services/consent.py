@@ -66,6 +66,11 @@ DEFAULT_VALIDITY = dt.timedelta(days=30)
 MAX_VALIDITY = dt.timedelta(days=366)
 
 
+# a third party's object holding a fourth party's information (docs/controls.md)
+_FOURTH = ("it goes to a third party only with the consent of each party whose "
+           "information it holds, and a holder asks only its originator: it stays here")
+
+
 class ConsentError(ControlError):
     """A consent request, decision or token was refused; the message says why."""
 
@@ -117,6 +122,10 @@ class Consents:
                 raise ConsentError(f"{shown(origin)}'s information is not in {object_id}: "
                                    f"ask {', '.join(sources)}")
         elif of is not None and of.upper() != origin:
+            if of.upper() in set().union(*(labels[r.banner_id].sources for r in readable)):
+                raise ConsentError(f"{object_id} is {origin}'s and holds {of.upper()}'s "
+                                   f"information too: only its originator, {origin}, is "
+                                   "asked here", hint=_FOURTH)
             raise ConsentError(f"{object_id} is {origin}'s: ask {origin}",
                                hint="--of names whom to ask about this node's own object")
         parties = self.policy.agreement.parties
@@ -131,9 +140,22 @@ class Consents:
         now = utc_now()
         if expires is not None and expires <= now:
             raise ConsentError("the requested expiry is in the past")
-        # of this node's own object, the versions that hold the party's information
-        versions = tuple(sorted({r.version for r in rows if rows[0].originator != self.party
-                                 or origin in labels[r.banner_id].sources}))
+        # of this node's own object, the versions that hold the party's information; of
+        # a third party's, those that hold no fourth party's (its originator's consent
+        # alone frees none of those, and that party cannot be asked here)
+        mine = rows[0].originator == self.party
+        versions = tuple(sorted({r.version for r in rows if origin in labels[r.banner_id].sources}
+                                if mine else
+                                {r.version for r in rows if not labels[r.banner_id].sources
+                                 - {self.party, origin, recipient}}))
+        if not versions:
+            fourth = sorted(set().union(*(labels[r.banner_id].sources for r in readable))
+                            - {self.party, origin, recipient})
+            whose = ", ".join(fourth) or "another party"
+            raise ConsentError(f"every version of {object_id} held here holds {whose}'s "
+                               f"information too: {recipient} receives it only with "
+                               f"{whose}'s consent as well, and only its originator, "
+                               f"{origin}, is asked here", hint=_FOURTH)
         request_id = str(uuid.uuid4())
         person = principal.person
         requester = {"id": self.audit.pseudonyms.of(person.name, origin),
