@@ -309,21 +309,32 @@ class Consents:
                         f"{'on from' if recall.party == holder else 'to'} {recall.party}")
         labels = self.store.labels()
         partner = PartnerNode(recipient, self.policy.agreement.id)
+        versions: dict[str, list[StoredObject]] = {}
+        for source in self.store.held(ours):
+            if source.originator == self.party:
+                versions.setdefault(source.object_id, []).append(source)
         for oid in ours:
-            label = labels[latest[oid].banner_id]
-            kept = self.policy.may_keep(label, holder, originator=self.party, object_id=oid)
-            if not kept.allowed:
+            # what the holder holds of it: the versions that went to it (their labels
+            # joined with any reclassification since), not a newer one it never had
+            went = {d.version for d in self.store.disseminations(object_id=oid, party=holder)}
+            held = [r for r in versions.get(oid, []) if r.version in went] or \
+                versions.get(oid, [])
+            kept = [self.policy.may_keep(labels[r.banner_id], holder, originator=self.party,
+                                         object_id=oid, version=r.version) for r in held]
+            if kept and not any(kept):
                 return (f"{oid}, which {object_id} derives from, may no longer go to "
-                        f"{holder} ({kept.reason}): nothing of it goes on from {holder}")
+                        f"{holder} ({kept[0].reason}): nothing of it goes on from {holder}")
             if token is None:
                 continue
-            for row in rows:  # as carried in the holder's version the consent covers
-                decision = self.policy.may_release(label, partner, holder=holder,
-                                                   object_id=row.object_id,
-                                                   version=row.version, consents=[token])
-                if not decision.allowed:
-                    return (f"even with consent, {recipient} may not receive {oid}, which "
-                            f"{object_id} derives from: {decision.reason}")
+            for source in [r for r, ok in zip(held, kept, strict=True) if ok.allowed]:
+                for row in rows:  # as carried in the holder's version the consent covers
+                    decision = self.policy.may_release(labels[source.banner_id], partner,
+                                                       holder=holder, object_id=row.object_id,
+                                                       version=row.version, consents=[token])
+                    if not decision.allowed:
+                        return (f"even with consent, {recipient} may not receive {oid} "
+                                f"({source.version}), which {object_id} derives from: "
+                                f"{decision.reason}")
         return None
 
     def refuse(self, principal: Principal, request_id: str, *, reason: str) -> ConsentRecord:
