@@ -1785,9 +1785,20 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
            which: Callable[[StoredObject], bool] | None = None,
            older_than: str | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
-    every = [(_stored(r[:-1]), r[-1]) for r in c.execute(
-        f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE object_id = {mark} AND "  # noqa: S608
-        f"originator = {mark} ORDER BY seq", (object_id, originator)).fetchall()]
+    # found through the unique (collection, id, version) index, the collections held
+    # bound as a list: no index of objects leads with the id, and PostgreSQL planned
+    # "collection_id IN (SELECT ...)" as a walk of that whole index (a scan of the store
+    # per object destroyed). The originator is picked and the rows put in seq order
+    # here: given either, SQLite read every object of that originator, or of the
+    # collection, through the index that has it
+    held = [str(r[0]) for r in c.execute("SELECT collection_id FROM collections").fetchall()]
+    every = [] if not held else sorted(
+        ((row, recalled) for row, recalled in (
+            (_stored(r[:-1]), r[-1]) for r in c.execute(
+                f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE collection_id IN "  # noqa: S608
+                f"({', '.join([mark] * len(held))}) AND object_id = {mark}",
+                [*held, object_id]).fetchall()) if row.originator == originator),
+        key=lambda found: found[0].seq)
     earlier = [row for row, recalled in every if recalled is not None]
     before = parse_timestamp(older_than) if older_than is not None else None
     rows = [row for row, recalled in every if recalled is None
