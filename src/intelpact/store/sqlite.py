@@ -1536,17 +1536,23 @@ _INTENTS = ("SELECT object_id, version, reason, made FROM reclassify_intents "
             "ORDER BY made, object_id, version")
 
 
+# A notice kept (either dialect): one kept already under its id is left as it is
+_NOTICE_INSERT = (f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({{m}}"  # noqa: S608
+                  + ", {m}" * 10 + ") ON CONFLICT (notice_id) DO NOTHING")
+
+
+def _notice_values(notice: Notice) -> tuple[Any, ...]:
+    return (notice.notice_id, notice.direction, notice.party, notice.kind, notice.object_id,
+            notice.body, notice.made, notice.delivered, notice.receipt, notice.attempts,
+            notice.error)
+
+
 def _add_notice(c: Any, mark: str, notice: Notice, recall_reason: str | None,
                 audit: Sequence[AuditEvent], confirms: str | None = None,
                 accounted: Callable[[Sequence[Dissemination]], str | None] | None = None
                 ) -> bool:
     """``Store.add_notice`` inside the caller's write transaction (both dialects)."""
-    marks = ", ".join([mark] * 11)
-    cur = c.execute(f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({marks}) "  # noqa: S608
-                    "ON CONFLICT (notice_id) DO NOTHING",
-                    (notice.notice_id, notice.direction, notice.party, notice.kind,
-                     notice.object_id, notice.body, notice.made, notice.delivered,
-                     notice.receipt, notice.attempts, notice.error))
+    cur = c.execute(_NOTICE_INSERT.format(m=mark), _notice_values(notice))
     if cur.rowcount == 0:
         return False
     if recall_reason is not None:  # recalled again: only the answer to this one confirms it
@@ -1785,41 +1791,80 @@ def _purge(c: Any, mark: str, object_id: str, originator: str,
            which: Callable[[StoredObject], bool] | None = None,
            older_than: str | None = None) -> list[StoredObject]:
     """``Store.purge`` inside the caller's write transaction (both dialects)."""
+    (rows,) = _purge_many(c, mark, [(object_id, originator, Purging(tombstone, audit, notices))],
+                          when, which, older_than)
+    return rows
+
+
+PURGE_CHUNK = 500  # ids or seqs bound in one statement of a purge
+
+
+def _marks(mark: str, values: Sequence[Any]) -> str:
+    return ", ".join([mark] * len(values))
+
+
+def _purge_many(c: Any, mark: str, objects: Sequence[tuple[str, str, Purging]], when: str,
+                which: Callable[[StoredObject], bool] | None = None,
+                older_than: str | None = None) -> list[list[StoredObject]]:
+    """Purge each of ``objects`` (id, originator, how) as ``Store.purge`` purges one,
+    inside the caller's write transaction (both dialects), a statement for them all
+    where one serves: their versions read, their entries and portions deleted, their
+    notices kept and their events appended (in their order, as one at a time would).
+    Returns the rows purged of each ([] where none was, or one of its notices was kept
+    already)."""
     # found through the unique (collection, id, version) index, the collections held
     # bound as a list: no index of objects leads with the id, and PostgreSQL planned
-    # "collection_id IN (SELECT ...)" as a walk of that whole index (a scan of the store
-    # per object destroyed). The originator is picked and the rows put in seq order
-    # here: given either, SQLite read every object of that originator, or of the
-    # collection, through the index that has it
+    # "collection_id IN (SELECT ...)" as a scan of that whole index, or of the table (a
+    # scan of the store per object destroyed). The originator is picked and the rows
+    # put in seq order here: given either, SQLite read every object of that originator,
+    # or of the collection, through the index that has it
     held = [str(r[0]) for r in c.execute("SELECT collection_id FROM collections").fetchall()]
-    every = [] if not held else sorted(
-        ((row, recalled) for row, recalled in (
-            (_stored(r[:-1]), r[-1]) for r in c.execute(
-                f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE collection_id IN "  # noqa: S608
-                f"({', '.join([mark] * len(held))}) AND object_id = {mark}",
-                [*held, object_id]).fetchall()) if row.originator == originator),
-        key=lambda found: found[0].seq)
-    earlier = [row for row, recalled in every if recalled is not None]
+    every: dict[tuple[str, str], list[tuple[StoredObject, Any]]] = {
+        (object_id, originator): [] for object_id, originator, _ in objects}
+    ids = sorted({object_id for object_id, _, _ in objects})
+    for at in range(0, len(ids) if held else 0, PURGE_CHUNK):
+        chunk = ids[at:at + PURGE_CHUNK]
+        for r in c.execute(f"SELECT {_OBJECT_COLUMNS}, recalled FROM objects WHERE "  # noqa: S608
+                           f"collection_id IN ({_marks(mark, held)}) AND object_id IN "
+                           f"({_marks(mark, chunk)})", [*held, *chunk]).fetchall():
+            row = _stored(r[:-1])
+            every.get((row.object_id, row.originator), []).append((row, r[-1]))
     before = parse_timestamp(older_than) if older_than is not None else None
-    rows = [row for row, recalled in every if recalled is None
-            and (which is None or which(row))
-            and (before is None or parse_timestamp(row.version) < before)]
-    kept = list(notices(rows, earlier)) if notices is not None else []
+    plans = []
+    for object_id, originator, how in objects:
+        versions = sorted(every[(object_id, originator)], key=lambda found: found[0].seq)
+        earlier = [row for row, recalled in versions if recalled is not None]
+        rows = [row for row, recalled in versions if recalled is None
+                and (which is None or which(row))
+                and (before is None or parse_timestamp(row.version) < before)]
+        plans.append((how, rows, list(how.notices(rows, earlier))
+                      if how.notices is not None else []))
     # a notice kept already (the one applied, delivered twice at once: each delivery
     # looked before either was kept) means it was applied: nothing more is done
-    if any(c.execute(f"SELECT 1 FROM notices WHERE notice_id = {mark}",  # noqa: S608
-                     (notice.notice_id,)).fetchone() for notice in kept):
-        return []
-    for row in rows:
-        c.execute(f"UPDATE objects SET body = {mark}, recalled = {mark} WHERE seq = {mark}",  # noqa: S608
-                  (tombstone(row), when, row.seq))
-        c.execute(f"DELETE FROM outbox WHERE seq = {mark} AND delivered IS NULL",  # noqa: S608
-                  (row.seq,))
-    _forget_portions(c, mark, [row.seq for row in rows])  # a tombstone has no text
-    for notice in kept:
-        _add_notice(c, mark, notice, None, ())
-    _append_audit(c, audit(rows), mark)
-    return rows
+    named = [notice.notice_id for _, _, kept in plans for notice in kept]
+    applied = {str(r[0]) for at in range(0, len(named), PURGE_CHUNK)
+               for r in c.execute(f"SELECT notice_id FROM notices WHERE notice_id IN "  # noqa: S608
+                                  f"({_marks(mark, named[at:at + PURGE_CHUNK])})",
+                                  named[at:at + PURGE_CHUNK]).fetchall()}
+    doing = [(how, rows, kept) if not any(n.notice_id in applied for n in kept)
+             else (how, [], None) for how, rows, kept in plans]
+    tombstones = [(how.tombstone(row), when, row.seq) for how, rows, kept in doing
+                  if kept is not None for row in rows]
+    if tombstones:
+        c.executemany(f"UPDATE objects SET body = {mark}, recalled = {mark} "  # noqa: S608
+                      f"WHERE seq = {mark}", tombstones)
+    seqs = [seq for _, _, seq in tombstones]
+    for at in range(0, len(seqs), PURGE_CHUNK):
+        part = seqs[at:at + PURGE_CHUNK]
+        c.execute(f"DELETE FROM outbox WHERE seq IN ({_marks(mark, part)}) "  # noqa: S608
+                  "AND delivered IS NULL", part)
+    _forget_portions(c, mark, seqs)  # a tombstone has no text
+    kept = [notice for _, _, notices in doing for notice in notices or ()]
+    if kept:
+        c.executemany(_NOTICE_INSERT.format(m=mark), [_notice_values(n) for n in kept])
+    _append_audit(c, [event for how, rows, notices in doing if notices is not None
+                      for event in how.audit(rows)], mark)
+    return [rows if notices is not None else [] for _, rows, notices in doing]
 
 
 PURGE_SCAN = 1_000  # rows Store.purge_chosen reads at a time
@@ -1852,12 +1897,15 @@ def _purge_chosen(c: Any, mark: str, choose: Callable[[str, int], bool],
                     break
         if len(rows) < PURGE_SCAN:
             break
+    # purged PURGE_CHUNK objects at a time (the final pass chooses any number)
+    objects = list(chosen)
     purged = []
-    for object_id, originator in chosen:
-        how = purging(object_id, originator)
-        if _purge(c, mark, object_id, originator, how.tombstone, when, how.audit,
-                  how.notices, which=lambda row: choose(row.originator, row.banner_id)):
-            purged.append((object_id, originator))
+    for at in range(0, len(objects), PURGE_CHUNK):
+        chunk = objects[at:at + PURGE_CHUNK]
+        each = _purge_many(c, mark, [(object_id, originator, purging(object_id, originator))
+                                     for object_id, originator in chunk], when,
+                           which=lambda row: choose(row.originator, row.banner_id))
+        purged += [key for key, rows_purged in zip(chunk, each, strict=True) if rows_purged]
     if done is not None:
         _append_audit(c, [done(purged)], mark)
     return Purged(purged, last)
@@ -1918,9 +1966,10 @@ def _queue_portions(c: Any, mark: str, seqs: Sequence[int]) -> None:
 def _forget_portions(c: Any, mark: str, seqs: Sequence[int]) -> None:
     """Inside the caller's write transaction (both dialects): rows ``seqs`` were deleted,
     or recalled (a tombstone has no text): their portions leave the search."""
-    for seq in seqs:
-        c.execute(f"DELETE FROM object_portions WHERE seq = {mark}", (seq,))  # noqa: S608
-        c.execute(f"DELETE FROM object_portions_pending WHERE seq = {mark}", (seq,))  # noqa: S608
+    for at in range(0, len(seqs), PURGE_CHUNK):
+        chunk = list(seqs[at:at + PURGE_CHUNK])
+        for table in ("object_portions", "object_portions_pending"):
+            c.execute(f"DELETE FROM {table} WHERE seq IN ({_marks(mark, chunk)})", chunk)  # noqa: S608
 
 
 def _pending_portions(mark: str, limit: int) -> tuple[str, list[Any]]:
