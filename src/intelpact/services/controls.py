@@ -78,8 +78,8 @@ NOTICE_KINDS = ("recall", "destroyed", "reclassify")
 # Consent for third-party release (services/consent.py): the same notices, other kinds.
 CONSENT_KINDS = ("consent-request", "consent", "consent-refused", "onward-release")
 MAX_REASON = 2_000
-# Objects destroyed in one transaction by destroy_received: about 0.2 s of the store's
-# write lock at the rate measured (bench/destroy.py)
+# Objects destroyed in one transaction by destroy_received: about 0.05-0.15 s of the
+# store's write lock at the rate measured (bench/destroy.py, docs/performance.md)
 DESTROY_BATCH = 100
 log = logging.getLogger("intelpact.controls")
 
