@@ -1282,13 +1282,11 @@ def test_a_source_party_refuses_to_approve_a_release_of_what_it_withdrew_from_th
     jpn, nzl, _ = serving
     obj = shared(jpn, nzl)
     report = nz_report_over(jpn, nzl, obj)
-    record = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
-                                  recipient="AUS", purpose="joint")
-    assert deliver(nzl, "JPN") == 1
+    request_id = ask(nzl, jpn, report)
     withdraw(jpn, nzl, obj, how)
     with pytest.raises(ConsentError, match=reason.format(obj=obj["id"],
                                                          report=report["id"])):
-        jpn.consents.approve(jpn.people.as_person("officer"), record.request_id)
+        jpn.consents.approve(jpn.people.as_person("officer"), request_id)
     assert [r.status for r in jpn.consents.requests()] == ["pending"]
     # asked after it (NZL was told), it is refused as it comes, as for JPN's own object;
     # what AUS may receive is JPN's to say when it decides
@@ -1317,11 +1315,8 @@ def test_a_consent_to_pass_on_a_holder_s_own_object_covers_it_no_more_once_its_s
     obj = shared(jpn, nzl)
     plain = shared(jpn, nzl, "JPN's own, passed on with consent")
     report = nz_report_over(jpn, nzl, obj)
-    officer = nzl.people.as_person("officer")
     for item in (report, plain):
-        record = nzl.consents.request(officer, item["id"], recipient="AUS", purpose="joint")
-        assert deliver(nzl, "JPN") == 1
-        approve(jpn, nzl, record.request_id)
+        approve(jpn, nzl, ask(nzl, jpn, item))
     withdraw(jpn, nzl, obj, how)
     if how != "beyond AUS":  # the other JPN object goes as before
         withdraw(jpn, nzl, plain, how)
@@ -1346,10 +1341,8 @@ def test_a_recipient_refuses_a_holder_s_own_object_derived_from_what_was_recalle
     jpn, nzl, aus = serving
     obj = shared(jpn, nzl)
     report = nz_report_over(jpn, nzl, obj)
-    record = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
-                                  recipient="AUS", purpose="joint")
-    assert deliver(nzl, "JPN") == 1
-    approve(jpn, nzl, record.request_id)
+    request_id = ask(nzl, jpn, report)
+    approve(jpn, nzl, request_id)
     jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], parties=["AUS"],
                         reason="source at risk")
     assert deliver(jpn, "AUS") == 1
@@ -1371,10 +1364,7 @@ def test_the_source_party_s_record_says_which_objects_passed_on_are_the_holder_s
     plain = shared(jpn, nzl, "JPN's own, passed on with consent")
     report = nz_report_over(jpn, nzl, obj)
     for item in (report, plain):
-        record = nzl.consents.request(nzl.people.as_person("officer"), item["id"],
-                                      recipient="AUS", purpose="joint")
-        assert deliver(nzl, "JPN") == 1
-        approve(jpn, nzl, record.request_id)
+        approve(jpn, nzl, ask(nzl, jpn, item))
     assert push(nzl, "AUS") >= 2
     assert deliver(nzl, "JPN") == 1  # the onward release: JPN's objects and NZL's report
     shown = CliRunner(env={"COLUMNS": "400"}).invoke(
@@ -1468,14 +1458,12 @@ def test_a_source_party_s_newer_version_that_never_went_to_the_holder_does_not_s
     jpn, nzl, aus = serving
     obj = shared(jpn, nzl)
     report = nz_report_over(jpn, nzl, obj)
-    record = nzl.consents.request(nzl.people.as_person("officer"), report["id"],
-                                  recipient="AUS", purpose="joint")
-    assert deliver(nzl, "JPN") == 1
+    request_id = ask(nzl, jpn, report)
     newer = dict(obj, name="JPN only", modified="2026-11-03T00:00:00.000Z")
     status = jpn.publisher.publish(jpn.people.as_person("officer").person,
                                    jpn.default_collection().collection_id, [newer],
                                    marking=MarkingRequest("秘", ()))
     assert status.body["failure_count"] == 0, status.body
-    approve(jpn, nzl, record.request_id)
+    approve(jpn, nzl, request_id)
     assert push(nzl, "AUS") >= 1
     assert report["id"] in visible_ids(aus)
