@@ -289,6 +289,18 @@ class Pair:
             proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
+    def stop(self, party: str, seconds: float = 30) -> None:
+        """SIGTERM the node, as an operator stops it, and wait for it to stop; one that
+        does not within ``seconds`` has its threads dumped into its log, which is shown."""
+        proc = self.procs[party]
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            self.dump_threads()
+            raise AssertionError(f"{party} did not stop within {seconds:.0f} s of SIGTERM\n"
+                                 + self.logs()) from None
+
     def workers(self, party: str) -> list[int]:
         """The pids of ``party``'s TAXII worker processes (``--workers``): the
         supervisor's children that multiprocessing spawned to serve."""

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -1231,8 +1230,7 @@ def test_migrate_refuses_while_a_serve_runs_on_the_database(tmp_path: Path) -> N
             in said, said
         assert migrations_applied(d) == older  # nothing changed
         assert pair.procs["JPN"].poll() is None  # still serving
-        pair.procs["JPN"].send_signal(signal.SIGTERM)
-        pair.procs["JPN"].wait(30)
+        pair.stop("JPN")
     done = CliRunner().invoke(main, ["migrate", str(d)])
     assert done.exit_code == 0, done.output
     assert migrations_applied(d) == [*older, newest]

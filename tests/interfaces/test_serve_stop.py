@@ -77,3 +77,69 @@ def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(
             stop_group(proc)
         elif proc.stderr:
             proc.stderr.close()
+
+
+def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
+        tmp_path: Path) -> None:
+    """A request still being sent when SIGTERM comes is answered, then its connection
+    closed. uvicorn closes it gracefully, and over TLS that waits for the client's
+    ``close_notify`` (asyncio's 30 s), which a client keeping the connection in its pool
+    never sends: `serve` took 30 s to stop whenever a partner's courier or a reader was
+    mid-request at the signal (a fault test timed out waiting 30 s for it). The answer
+    still arrives whole; the close waits a second at most."""
+    import base64
+    import socket
+
+    jpn = make_node(tmp_path / "jpn", tls=True)
+    jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst", "publisher"],
+                   password=PW)
+    assert jpn.config.tls_cert
+    trusted = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
+    port, root = jpn.config.port, jpn.config.api_root
+    cid = jpn.default_collection().collection_id
+    jpn.close()
+    exe = Path(sys.executable).with_name("intelpact")
+    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    body = b'{"objects": []}'
+    credentials = base64.b64encode(f"pub:{PW}".encode()).decode()
+    head = (f"POST /{root}/collections/{cid}/objects/ HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\n"
+            f"Content-Type: {TAXII}\r\nAccept: {TAXII}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    conn: ssl.SSLSocket | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while conn is None:
+            try:
+                conn = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 5),
+                                           server_hostname="127.0.0.1")
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    proc.stderr.read().decode() if proc.stderr else "serve did not start"
+                time.sleep(0.2)
+        conn.sendall(head + body[:5])  # the request begun: the app waits for its body
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        conn.sendall(body[5:])
+        conn.settimeout(10)
+        answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 "), answer
+        stopped = time.monotonic()
+        # the client keeps the connection (no close_notify), as a pooled one does
+        try:
+            code = proc.wait(STOPS_WITHIN)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of SIGTERM "
+                                 "after answering a request in progress") from None
+        assert code == 0, proc.stderr.read().decode() if proc.stderr else code
+        assert time.monotonic() - stopped < 5
+    finally:
+        if conn is not None:
+            conn.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        elif proc.stderr:
+            proc.stderr.close()

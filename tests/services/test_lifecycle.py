@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -401,8 +400,7 @@ def test_a_serving_node_destroys_on_the_day_of_termination(tmp_path: Path) -> No
         sent = bulk(1, "received before the day")
         pair.publish("JPN", sent)
         wait_for(lambda: set(pair.rows("NZL")) >= keys(sent), 60, "NZL receives", pair)
-        pair.procs["NZL"].send_signal(signal.SIGTERM)
-        pair.procs["NZL"].wait(30)
+        pair.stop("NZL")
         pair.cli("NZL", "agreement", "pin", str(pair.dirs["NZL"]), str(ending),
                  "--reason", "terminated by notice")
         pair.start("NZL", env=faketime_env(file=clock))
@@ -422,8 +420,7 @@ def test_a_serving_node_destroys_on_the_day_of_termination(tmp_path: Path) -> No
         # the line is logged once the destruction and its event are committed
         wait_for(lambda: said in pair.log_text("NZL"), 30, "the operator is told", pair)
         assert terminations() == 1
-        pair.procs["NZL"].send_signal(signal.SIGTERM)
-        pair.procs["NZL"].wait(30)
+        pair.stop("NZL")
         pair.start("NZL", env=faketime_env(file=clock))
         time.sleep(3)  # a round or more of the restarted courier: nothing again
         assert terminations() == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -192,8 +191,7 @@ def test_a_node_served_by_workers_switches_too(tmp_path: Path) -> None:
         assert pair.procs["JPN"].poll() is None
         assert len(switches(pair, "JPN")) == 1  # the supervisor's; the workers open it
         post(pair, "JPN", bulk(1, "to the new workers"))  # answered, not left refusing
-        pair.procs["JPN"].send_signal(signal.SIGTERM)
-        pair.procs["JPN"].wait(30)
+        pair.stop("JPN")
 
 
 def test_between_the_pin_and_the_switch_every_request_is_refused(tmp_path: Path) -> None:

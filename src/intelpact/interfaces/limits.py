@@ -50,6 +50,9 @@ log = logging.getLogger("intelpact.limits")
 
 TAXII = "application/taxii+json;version=2.1"
 CLOSE = {"Connection": "close"}  # for an answer sent before the whole body was read
+# Seconds a connection closed after the last answer of a listener that stops waits for the
+# client's TLS close_notify before it is cut (its answer written by then)
+CLOSE_GRACE = 1.0
 
 
 class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -78,6 +81,7 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         self.header_timeout = header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
+        self._stopping = False  # the listener stops: closed once its answer is sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         no_delay(transport.get_extra_info("socket"))
@@ -99,10 +103,17 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     def on_response_complete(self) -> None:
         cycle = self.cycle
         super().on_response_complete()
+        if self._stopping:  # uvicorn closed it gracefully: see shutdown
+            self.loop.call_later(CLOSE_GRACE, self._abort)
+            return
         # Unless a pipelined request already started, the next one must come in time.
         # Until its first byte, uvicorn's keep-alive timeout bounds the idle connection.
         if self.cycle is cycle:
             self._awaiting_headers = True
+
+    def _abort(self) -> None:
+        if self in self.server_state.connections:  # not closed yet: no close_notify came
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -118,7 +129,8 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         if self.cycle is None or self.cycle.response_complete:
             self._disarm()
             self.transport.abort()
-        else:
+        else:  # its answer is sent whole, then the same graceful close waits CLOSE_GRACE
+            self._stopping = True  # at most (it took 30 s whenever a request was in flight)
             super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
