@@ -64,12 +64,7 @@ def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(
         assert partner.get(f"{federation}/federation/card").status_code == 200
         # both keep their connection open, idle, as pooled clients do
         proc.send_signal(sig)
-        try:
-            code = proc.wait(STOPS_WITHIN)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of {sig.name} "
-                                 "while clients held idle TLS connections") from None
-        assert code == 0, proc.stderr.read().decode() if proc.stderr else code
+        _stops(proc, f"{sig.name}, while clients held idle TLS connections")
     finally:
         reader.close()
         partner.close()
@@ -129,12 +124,7 @@ def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
         assert answer.startswith(b"HTTP/1.1 "), answer
         stopped = time.monotonic()
         # the client keeps the connection (no close_notify), as a pooled one does
-        try:
-            code = proc.wait(STOPS_WITHIN)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of SIGTERM "
-                                 "after answering a request in progress") from None
-        assert code == 0, proc.stderr.read().decode() if proc.stderr else code
+        _stops(proc, "SIGTERM, after answering a request in progress")
         assert time.monotonic() - stopped < 5
     finally:
         if conn is not None:
@@ -143,3 +133,12 @@ def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
             stop_group(proc)
         elif proc.stderr:
             proc.stderr.close()
+
+
+def _stops(proc: subprocess.Popen[bytes], after: str) -> None:
+    """``proc`` (a `serve`) exits, with 0, within STOPS_WITHIN seconds."""
+    try:
+        code = proc.wait(STOPS_WITHIN)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"serve did not stop within {STOPS_WITHIN} s of {after}") from None
+    assert code == 0, proc.stderr.read().decode() if proc.stderr else code

@@ -1301,6 +1301,17 @@ def test_a_source_party_refuses_to_approve_a_release_of_what_it_withdrew_from_th
 
 
 
+def passed_on_with_consent(jpn: Node, nzl: Node) -> tuple[dict, dict, dict]:
+    """Two JPN objects at NZL and NZL's report over the first, the report and the second
+    approved by JPN to go on to AUS: (the source, JPN's other object, the report)."""
+    obj = shared(jpn, nzl)
+    plain = shared(jpn, nzl, "JPN's own, passed on with consent")
+    report = nz_report_over(jpn, nzl, obj)
+    for item in (report, plain):
+        approve(jpn, nzl, ask(nzl, jpn, item))
+    return obj, plain, report
+
+
 @pytest.mark.parametrize("how", ["recall", "beyond NZL", "beyond AUS"])
 @pytest.mark.parametrize("release", ["push", "pull"])
 def test_a_consent_to_pass_on_a_holder_s_own_object_covers_it_no_more_once_its_source_is_withdrawn(
@@ -1312,11 +1323,7 @@ def test_a_consent_to_pass_on_a_holder_s_own_object_covers_it_no_more_once_its_s
     marking stops it), and now neither does what NZL derived from it: NZL's release
     decision no longer counts JPN's consent for it, saying why."""
     jpn, nzl, aus = serving
-    obj = shared(jpn, nzl)
-    plain = shared(jpn, nzl, "JPN's own, passed on with consent")
-    report = nz_report_over(jpn, nzl, obj)
-    for item in (report, plain):
-        approve(jpn, nzl, ask(nzl, jpn, item))
+    obj, plain, report = passed_on_with_consent(jpn, nzl)
     withdraw(jpn, nzl, obj, how)
     if how != "beyond AUS":  # the other JPN object goes as before
         withdraw(jpn, nzl, plain, how)
@@ -1360,11 +1367,7 @@ def test_the_source_party_s_record_says_which_objects_passed_on_are_the_holder_s
     objects ("via NZL with consent"), and counted it with them ("3 to AUS via NZL"):
     nothing said the report is NZL's. Each row and the count say whose it is now."""
     jpn, nzl, _ = serving
-    obj = shared(jpn, nzl)
-    plain = shared(jpn, nzl, "JPN's own, passed on with consent")
-    report = nz_report_over(jpn, nzl, obj)
-    for item in (report, plain):
-        approve(jpn, nzl, ask(nzl, jpn, item))
+    obj, plain, report = passed_on_with_consent(jpn, nzl)
     assert push(nzl, "AUS") >= 2
     assert deliver(nzl, "JPN") == 1  # the onward release: JPN's objects and NZL's report
     shown = CliRunner(env={"COLUMNS": "400"}).invoke(
