@@ -98,6 +98,27 @@ def approve(jpn: Node, nzl: Node, request_id: str, **kwargs: object) -> None:
     assert deliver(jpn, "NZL") == 1
 
 
+def consent_request(nzl: Node, object_id: str, versions: list[str],
+                    request: str | None = None) -> tuple[str, dict[str, Any]]:
+    """NZL's request to JPN to pass ``versions`` of ``object_id`` on to AUS, signed as its
+    node signs one (sent by hand): its id, and the notice."""
+    request = request or str(uuid.uuid4())
+    _, signed = nzl.controls._notice("consent-request", "JPN", {
+        "object_id": object_id, "request": request, "versions": versions,
+        "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+    return request, signed
+
+
+def refused_request(jpn: Node, nzl: Node, object_id: str, versions: list[str]) -> str:
+    """JPN's refusal of NZL's request about ``versions`` of ``object_id``, nothing of it
+    kept: the refusal's message."""
+    request, signed = consent_request(nzl, object_id, versions)
+    with pytest.raises(ConsentError) as refused:
+        jpn.controls.receive("NZL", signed)
+    assert jpn.store.consent(request) is None
+    return refused.value.message
+
+
 def held_at(nzl: Node, object_id: str) -> list[dict]:
     """The bodies NZL holds of ``object_id``, with the marking-definitions they use."""
     row = nzl.store.query(nzl.default_collection().collection_id,
@@ -504,16 +525,8 @@ def test_a_source_party_answers_a_request_about_what_it_does_not_hold_as_unknown
         assert body["failure_count"] == 0, body
     push(nzl, "JPN")
     assert nz_only["id"] in visible_ids(jpn) and unshared["id"] not in visible_ids(jpn)
-    refused = []
-    for object_id in (unshared["id"], nz_only["id"], f"report--{uuid.uuid4()}"):
-        request = str(uuid.uuid4())
-        _, signed = nzl.controls._notice("consent-request", "JPN", {
-            "object_id": object_id, "request": request, "versions": [T0],
-            "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
-        with pytest.raises(ConsentError) as info:
-            jpn.controls.receive("NZL", signed)
-        refused.append(info.value.message.replace(object_id, "ID"))
-        assert jpn.store.consent(request) is None
+    refused = [refused_request(jpn, nzl, object_id, [T0]).replace(object_id, "ID")
+               for object_id in (unshared["id"], nz_only["id"], f"report--{uuid.uuid4()}")]
     assert refused == ["ID was not originated by JPN: ask its originator"] * 3
 
 
@@ -817,10 +830,7 @@ def test_a_consent_request_names_so_many_versions_and_no_more(serving: Trio) -> 
     obj = shared(jpn, nzl)
     versions = [f"2026-11-01T00:00:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
                 for i in range(MAX_CONSENT_VERSIONS + 1)]
-    request = str(uuid.uuid4())
-    _, signed = nzl.controls._notice("consent-request", "JPN", {
-        "object_id": obj["id"], "request": request, "versions": versions, "recipient": "AUS",
-        "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+    request, signed = consent_request(nzl, obj["id"], versions)
     with pytest.raises(ConsentError, match=r"names 10,001 versions \(2026-11-01T00:00:00.000Z, "
                        r".* and 9,998 more\): at most 10,000 are taken in one request"):
         jpn.controls.receive("NZL", signed)
@@ -832,9 +842,7 @@ def test_a_consent_request_names_so_many_versions_and_no_more(serving: Trio) -> 
     jpn.store.add_pulled("NZL", [(obj["id"], normalise_timestamp(v), "sha256:0")
                                  for v in versions[:-1]], "2026-11-02T00:00:00.000000Z",
                          lambda _: [])
-    _, signed = nzl.controls._notice("consent-request", "JPN", {
-        "object_id": obj["id"], "request": request, "versions": versions[:-1],
-        "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
+    _, signed = consent_request(nzl, obj["id"], versions[:-1], request)
     jpn.controls.receive("NZL", signed)
     record = jpn.store.consent(request)
     assert record is not None and len(record.versions) == MAX_CONSENT_VERSIONS
@@ -847,16 +855,9 @@ def test_a_request_about_an_object_never_released_to_the_asker_is_answered_as_un
     which ids JPN originated. Both are refused alike now."""
     jpn, nzl, _ = serving
     unshared = publish(jpn, "JPN only so far", "秘", ("NZL", "AUS"))  # never pushed
-    refused = []
-    for object_id in (unshared["id"], f"indicator--{uuid.uuid4()}"):
-        request = str(uuid.uuid4())
-        _, signed = nzl.controls._notice("consent-request", "JPN", {
-            "object_id": object_id, "request": request, "versions": [unshared["modified"]],
-            "recipient": "AUS", "purpose": "joint", "expires": None, "requester": {"id": "x"}})
-        with pytest.raises(ConsentError) as info:
-            jpn.controls.receive("NZL", signed)
-        refused.append(info.value.message.replace(object_id, "ID"))
-        assert jpn.store.consent(request) is None
+    refused = [refused_request(jpn, nzl, object_id, [unshared["modified"]])
+               .replace(object_id, "ID")
+               for object_id in (unshared["id"], f"indicator--{uuid.uuid4()}")]
     assert refused == ["ID was not originated by JPN: ask its originator"] * 2
     push(jpn, "NZL")  # released to NZL now: its request is taken
     assert jpn.store.consent(ask(nzl, jpn, unshared)) is not None
@@ -1185,23 +1186,12 @@ def test_a_holder_asks_to_pass_on_only_what_went_to_it_and_was_not_recalled(
         [later], marking=MarkingRequest("秘", ("AUS",)))
     assert status.body["failure_count"] == 0, status.body
 
-    def asking(versions: list[str]) -> str:
-        request = str(uuid.uuid4())
-        _, signed = nzl.controls._notice("consent-request", "JPN", {
-            "object_id": obj["id"], "request": request, "versions": versions,
-            "recipient": "AUS", "purpose": "joint", "expires": None,
-            "requester": {"id": "x"}})
-        with pytest.raises(ConsentError) as refused:
-            jpn.controls.receive("NZL", signed)
-        assert jpn.store.consent(request) is None
-        return refused.value.message
-
-    assert asking([row.version, later["modified"]]) == (
+    assert refused_request(jpn, nzl, obj["id"], [row.version, later["modified"]]) == (
         f"the consent request names 1 version(s) of {obj['id']} that did not go to NZL: "
         f"{later['modified']}")
     jpn.controls.recall(jpn.people.as_person("officer"), obj["id"], reason="source at risk")
-    assert asking([row.version]) == (f"JPN recalled {obj['id']} from NZL: nothing of it is "
-                                     "passed on")
+    assert refused_request(jpn, nzl, obj["id"], [row.version]) == (
+        f"JPN recalled {obj['id']} from NZL: nothing of it is passed on")
 
 
 def test_a_stix_object_signed_by_the_originator_is_no_consent_token(serving: Trio) -> None:

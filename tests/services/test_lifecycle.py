@@ -275,17 +275,25 @@ def test_termination_that_says_destroy(jpn_nzl: list[Node], tmp_path: Path) -> N
     assert jpn.store.find_audit(AuditFilter(kinds=("destroy",), party="NZL"))
 
 
+def _terminated_ahead(jpn: Node, nzl: Node, tmp_path: Path
+                      ) -> tuple[dt.date, Path, dict[str, Any]]:
+    """A text terminated, saying destroy, a month from today (not pinned yet), and a JPN
+    object NZL received before: the day, the text, the object."""
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
+    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
+                     on=day)
+    obj = publish(jpn, "received before the pin", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+    return day, ending, obj
+
+
 def test_a_termination_dated_ahead_acts_on_its_date(jpn_nzl: list[Node], tmp_path: Path) -> None:
     """A text terminated (saying destroy) with its date of termination a month away: until
     that day the agreement is in force, so what JPN publishes still goes to NZL, and the
     pin destroys nothing at NZL; the command prints how to destroy on the day."""
     jpn, nzl = jpn_nzl
-    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
-    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
-                     on=day)
-    before = publish(jpn, "received before the pin", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
+    day, ending, before = _terminated_ahead(jpn, nzl, tmp_path)
     jpn = jpn_nzl[0] = pin(jpn, ending, "terminated by notice")
     assert jpn.agreement.in_force_now and not jpn.agreement.terminated_now
     nzl.close()
@@ -320,12 +328,7 @@ def test_a_termination_dated_ahead_is_done_by_the_node_on_its_date_once(
     the day, everything received on it, once (not again on a later day, after a restart,
     or by the same text pinned again), recorded as one agreement-terminate event."""
     jpn, nzl = jpn_nzl
-    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
-    ending = version(tmp_path, "ending.toml", terminated=True, on_termination="destroy",
-                     on=day)
-    obj = publish(jpn, "received before the pin", "極秘", ("NZL",))
-    with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
+    day, ending, obj = _terminated_ahead(jpn, nzl, tmp_path)
     nzl = jpn_nzl[1] = pin(nzl, ending, "terminated by notice")
     officer = nzl.people.as_person("officer")
     assert nzl.controls.terminate(day - dt.timedelta(days=1)) is None  # not yet

@@ -1104,9 +1104,8 @@ class PostgresStore(Store):
                      done: Callable[[Sequence[tuple[str, str]]], AuditEvent] | None = None
                      ) -> Purged | None:
         with self._write() as c:
-            purged = _purge_chosen(c.cursor(), "%s", choose, purging, when, after, limit, once,
-                                   done)
-        return purged
+            return _purge_chosen(c.cursor(), "%s", choose, purging, when, after, limit, once,
+                                 done)
 
     def relabel(self, object_id: str, originator: str,
                 labels: Mapping[str, tuple[Label, Label]], audit: Sequence[AuditEvent],
