@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -48,18 +49,24 @@ def free_ports(count: int) -> list[int]:
     source port: between choosing it and serving on it, a client connection (a courier,
     the audit watch) could take it, and the server failed with "address already in use".
     Each socket stays bound until all are chosen: two calls of ``free_port`` once gave a
-    node the same TAXII and federation port, refused by its config."""
+    node the same TAXII and federation port, refused by its config. Nor is a port given
+    again soon (``_GIVEN``): a test's nodes choose theirs one after another and serve
+    later, so a port free at the second choice could be the first node's (a consent
+    test's third node once failed: "address already in use")."""
     low = _EPHEMERAL_LOW
     with ExitStack() as held:
         ports: list[int] = []
         while len(ports) < count:
             port = random.randrange(max(1024, low - 12_000), low)
+            if port in _GIVEN:
+                continue
             s = held.enter_context(socket.socket())
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue  # in use (a local service, another test): another one
             ports.append(port)
+        _GIVEN.extend(ports)
         return ports
 
 
@@ -71,6 +78,7 @@ def _ephemeral_low() -> int:
 
 
 _EPHEMERAL_LOW = _ephemeral_low()
+_GIVEN: deque[int] = deque(maxlen=2_000)  # the ports free_ports gave last, not given again
 
 
 @contextmanager
