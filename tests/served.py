@@ -291,15 +291,19 @@ class Pair:
 
     def stop(self, party: str, seconds: float = 30) -> None:
         """SIGTERM the node, as an operator stops it, and wait for it to stop; one that
-        does not within ``seconds`` has its threads dumped into its log, which is shown."""
+        does not within ``seconds`` has its threads dumped into its log, which is shown
+        first."""
         proc = self.procs[party]
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(seconds)
         except subprocess.TimeoutExpired:
-            self.dump_threads()
+            proc.send_signal(signal.SIGABRT)  # its threads, into its log (faulthandler)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            # its own log first: what CI shows of a long failure is its start and its end
             raise AssertionError(f"{party} did not stop within {seconds:.0f} s of SIGTERM\n"
-                                 + self.logs()) from None
+                                 + self.logs(first=party)) from None
 
     def workers(self, party: str) -> list[int]:
         """The pids of ``party``'s TAXII worker processes (``--workers``): the
@@ -337,9 +341,13 @@ class Pair:
         return "\n".join(p.read_text(errors="replace")
                          for p in sorted(self.base.glob(f"{party.lower()}-serve-*.log")))
 
-    def logs(self) -> str:
+    def logs(self, first: str | None = None) -> str:
+        """Every serving log, ``first``'s (a party) before the others."""
+        paths = sorted(self.base.glob("*-serve-*.log"),
+                       key=lambda p: (not p.name.startswith(f"{(first or '').lower()}-"),
+                                      p.name))
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-12000:]}"
-                         for p in sorted(self.base.glob("*-serve-*.log")))
+                         for p in paths)
 
     def dump_threads(self) -> None:
         """Make every serving process still running write where each of its threads is

@@ -135,6 +135,75 @@ def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
             proc.stderr.close()
 
 
+def test_serve_stops_within_its_grace_though_a_request_in_progress_never_ends(
+        tmp_path: Path) -> None:
+    """A client that trickles its body, a byte a second (within every body deadline:
+    120 s in all), held `serve` from stopping until the body was read or timed out: a
+    listener waited for the requests in progress for as long as they took. Now each has
+    STOP_GRACE seconds, is named in the log meanwhile, and is then cancelled."""
+    import base64
+    import socket
+    import threading
+
+    from intelpact.interfaces.limits import STOP_GRACE
+
+    jpn = make_node(tmp_path / "jpn", tls=True)
+    jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst", "publisher"],
+                   password=PW)
+    assert jpn.config.tls_cert
+    trusted = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
+    port, root = jpn.config.port, jpn.config.api_root
+    path = f"/{root}/collections/{jpn.default_collection().collection_id}/objects/"
+    jpn.close()
+    exe = Path(sys.executable).with_name("intelpact")
+    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    credentials = base64.b64encode(f"pub:{PW}".encode()).decode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Basic {credentials}\r\nContent-Type: {TAXII}\r\n"
+            f"Accept: {TAXII}\r\nContent-Length: 100000\r\n\r\n").encode()
+    done = threading.Event()
+    conn: ssl.SSLSocket | None = None
+
+    def trickle() -> None:
+        assert conn is not None
+        while not done.wait(1.0):
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                return
+
+    try:
+        deadline = time.monotonic() + 60
+        while conn is None:
+            try:
+                conn = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 5),
+                                           server_hostname="127.0.0.1")
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    proc.stderr.read().decode() if proc.stderr else "serve did not start"
+                time.sleep(0.2)
+        conn.sendall(head + b"{")
+        threading.Thread(target=trickle, daemon=True).start()
+        time.sleep(1.5)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _stops(proc, "SIGTERM, while a client trickled its body")
+        assert time.monotonic() - signalled < STOP_GRACE + 5
+        assert proc.stderr is not None
+        said = proc.stderr.read().decode()
+        assert f"still answering POST {path} from 127.0.0.1:" in said, said
+    finally:
+        done.set()
+        if conn is not None:
+            conn.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        elif proc.stderr:
+            proc.stderr.close()
+
+
 def _stops(proc: subprocess.Popen[bytes], after: str) -> None:
     """``proc`` (a `serve`) exits, with 0, within STOPS_WITHIN seconds."""
     try:

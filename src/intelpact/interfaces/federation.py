@@ -48,7 +48,7 @@ from ..services.federation import (
 )
 from ..services.node import Node
 from ..store.base import MAX_INTEGER, PeerRecord, StoreFull, StoreUnavailable
-from .limits import CLOSE, BodyRefused, RateLimit, http_protocol, read_body
+from .limits import CLOSE, BodyRefused, RateLimit, listener_options, read_body
 from .taxii import STORE_FULL, STORE_UNAVAILABLE, TAXII, TaxiiError, _error, _json
 
 log = logging.getLogger("intelpact.federation")
@@ -424,13 +424,11 @@ def trust_bundle(node: Node) -> Path:
 
 
 def federation_server_options(node: Node) -> dict[str, Any]:
-    """uvicorn options for the mutual-TLS listener, with the node's HTTP protocol, its
-    header deadline and connection cap (interfaces/limits.py), and the client's address
-    the connection's, never X-Forwarded-For's (as the TAXII listener's)."""
+    """uvicorn options for the mutual-TLS listener: address, TLS with the partners' pinned
+    certificates, and the options every listener shares (interfaces/limits.py)."""
     cfg = node.config
     if cfg.tls_cert is None or cfg.tls_key is None:
         raise TaxiiError(500, "no TLS certificate")
     return {"host": cfg.host, "port": cfg.federation_port, "ssl_certfile": str(cfg.tls_cert),
             "ssl_keyfile": str(cfg.tls_key), "ssl_ca_certs": str(trust_bundle(node)),
-            "ssl_cert_reqs": ssl.CERT_REQUIRED, "http": http_protocol(cfg),
-            "proxy_headers": False, "limit_concurrency": cfg.max_connections}
+            "ssl_cert_reqs": ssl.CERT_REQUIRED, **listener_options(cfg)}

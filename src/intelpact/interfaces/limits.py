@@ -21,6 +21,9 @@ federation listener alike (docs/node.md, "Limits"):
   with that many connections open or requests in progress, a listener answers any
   further request with a 503 at once, so a flood of connections holds neither threads
   nor memory, and the header deadline above closes the idle ones;
+- a listener that stops (SIGTERM) gives the requests in progress ``STOP_GRACE``
+  seconds to finish, then cancels them: a client that trickles its body or never reads
+  its answer cannot hold `serve` from stopping (:func:`listener_options`);
 - on the federation listener, :class:`RateLimit`: ``partner_burst`` requests at once
   from one partner, then ``partner_rate`` a second (interfaces/federation.py answers
   the rest 429 with ``Retry-After``).
@@ -53,6 +56,11 @@ CLOSE = {"Connection": "close"}  # for an answer sent before the whole body was 
 # Seconds a connection closed after the last answer of a listener that stops waits for the
 # client's TLS close_notify before it is cut (its answer written by then)
 CLOSE_GRACE = 1.0
+# Seconds a listener that stops gives the requests in progress to finish before they are
+# cancelled (uvicorn's timeout_graceful_shutdown; without it, for ever); each is named in
+# the log STOP_REPORT seconds after the stop if it still runs
+STOP_GRACE = 10
+STOP_REPORT = 2.0
 
 
 class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -73,7 +81,7 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
       (interfaces/federation.py).
 
     uvicorn makes one per connection with ``config``, ``server_state``, ``app_state`` and
-    ``_loop``; :func:`http_protocol` binds ``header_timeout``."""
+    ``_loop``; :func:`listener_options` binds ``header_timeout``."""
 
     def __init__(self, *args: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                  **kwargs: Any) -> None:
@@ -131,7 +139,18 @@ class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self.transport.abort()
         else:  # its answer is sent whole, then the same graceful close waits CLOSE_GRACE
             self._stopping = True  # at most (it took 30 s whenever a request was in flight)
+            self.loop.call_later(STOP_REPORT, self._still_answering, self.cycle)
             super().shutdown()
+
+    def _still_answering(self, cycle: Any) -> None:
+        """Name, in the log, the request that still holds the stop ``STOP_REPORT`` s on."""
+        if cycle is self.cycle and not cycle.response_complete \
+                and self in self.server_state.connections:
+            scope = cycle.scope
+            client = scope.get("client") or ("?", 0)
+            log.warning("stopping: still answering %s %s from %s:%s; it is cancelled %g s "
+                        "after the stop if it has not finished", scope.get("method"),
+                        scope.get("path"), client[0], client[1], STOP_GRACE)
 
     def send_400_response(self, msg: str) -> None:
         if self.cycle is not None and self.cycle.response_started \
@@ -195,10 +214,16 @@ def no_delay(sock: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def http_protocol(cfg: NodeConfig) -> Callable[..., asyncio.Protocol]:
-    """uvicorn's ``http`` option for a listener of the node configured by ``cfg``.
-    A partial of a module-level class, so uvicorn can hand it to worker processes."""
-    return functools.partial(NoDelayHTTP, header_timeout=cfg.header_timeout)
+def listener_options(cfg: NodeConfig) -> dict[str, Any]:
+    """uvicorn options every listener of the node configured by ``cfg`` shares: its HTTP
+    protocol (a partial of a module-level class, so uvicorn can hand it to worker
+    processes), the connection cap, the stop's grace, and the client's address the
+    connection's, never X-Forwarded-For's: uvicorn's proxy_headers (on by default,
+    trusting 127.0.0.1) let any local client name another, and so escape the login
+    throttle per address and choose the address its failures are audited with."""
+    return {"http": functools.partial(NoDelayHTTP, header_timeout=cfg.header_timeout),
+            "proxy_headers": False, "limit_concurrency": cfg.max_connections,
+            "timeout_graceful_shutdown": STOP_GRACE}
 
 
 class BodyRefused(Exception):

@@ -39,7 +39,7 @@ from ..services.courier import Courier
 from ..services.node import Node
 from ..services.prepare import ingest_processes
 from .federation import create_federation_app, federation_server_options
-from .limits import NoDelayHTTP, http_protocol, no_delay
+from .limits import NoDelayHTTP, listener_options, no_delay
 from .taxii import TaxiiError, _error, create_app
 
 log = logging.getLogger("intelpact.server")
@@ -77,16 +77,12 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
-    """uvicorn options for the TAXII listener: address, TLS, and the node's HTTP protocol
-    with its header deadline and connection cap (interfaces/limits.py). The client's
-    address is the connection's: uvicorn's proxy_headers (on by default, trusting
-    127.0.0.1) let any local client name another in X-Forwarded-For, and so escape the
-    login throttle per address and choose the address its failures are audited with."""
+    """uvicorn options for the TAXII listener: address, TLS, the largest request head,
+    and the options every listener shares (interfaces/limits.py)."""
     cfg = node.config
     options: dict[str, Any] = {"host": host or cfg.host, "port": port or cfg.port,
-                               "http": http_protocol(cfg), "proxy_headers": False,
-                               "limit_concurrency": cfg.max_connections,
-                               "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
+                               "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
+                               **listener_options(cfg)}
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     return options
