@@ -186,7 +186,8 @@ class Pair:
 
     def __init__(self, base: Path, dirs: Mapping[str, Path] | None = None,
                  databases: Mapping[str, str] | None = None, *, pool: bool = True,
-                 agreement: Path = AGREEMENT) -> None:
+                 agreement: Path = AGREEMENT,
+                 public_hosts: Mapping[str, str] | None = None) -> None:
         """``dirs``: where a node's directory goes (default ``base/jpn``, ``base/nzl``);
         ``databases``: a node's PostgreSQL URL (default: its own SQLite file); ``pool``:
         False serves both nodes without a publication pool (``ingest_processes = 0``,
@@ -194,7 +195,9 @@ class Pair:
         envelopes: each `serve` then starts in about a second, not waiting for its
         pool processes to import the validator (tests/services/test_prepare_pool.py
         tests the pool; the fault tests on publishing keep it). ``agreement``: the text
-        both nodes are made under (default: the sample's, in force)."""
+        both nodes are made under (default: the sample's, in force). ``public_hosts``: a
+        node given one listens on every interface (``host = "0.0.0.0"``) and its card
+        gives partners that host (``init --public-host``)."""
         self.base = base
         self.dirs: dict[str, Path] = {}
         self.databases: dict[str, str] = dict(databases or {})
@@ -209,9 +212,12 @@ class Pair:
         for party in PARTIES:
             port, fed = free_ports(2)
             where = (dirs or {}).get(party, base / party.lower())
+            public = (public_hosts or {}).get(party)
             node = Node.create(where, party=party, agreement_file=agreement,
                                tls=False, port=port, federation_port=fed,
-                               database=self.databases.get(party))
+                               database=self.databases.get(party),
+                               **({} if public is None else
+                                  {"host": "0.0.0.0", "public_host": public}))  # noqa: S104
             if not pool:
                 write_config(dataclasses.replace(node.config, ingest_processes=0))
             top = {"JPN": "機密", "NZL": "TOP SECRET"}[party]

@@ -397,6 +397,44 @@ def test_good_host(node_dir: Path, value: str) -> None:
     assert load_config(node_dir).host == value
 
 
+def test_public_host_is_not_set_by_default(node_dir: Path) -> None:
+    """A node.toml without public_host (every node made before it existed) loads as
+    before: the card's URL is made of host."""
+    assert "public_host" not in (node_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    cfg = load_config(node_dir)
+    assert cfg.public_host is None and cfg.federation_url == "https://127.0.0.1:8402"
+
+
+@pytest.mark.parametrize(("value", "url"), [
+    ("node.example.go.jp", "https://node.example.go.jp:8402"),
+    ("Node-1.Example.org.", "https://Node-1.Example.org.:8402"),
+    ("203.0.113.7", "https://203.0.113.7:8402"), ("2001:db8::7", "https://[2001:db8::7]:8402"),
+    ("localhost", "https://localhost:8402")])
+def test_good_public_host(node_dir: Path, value: str, url: str) -> None:
+    """public_host is what the card gives partners; host stays where serve listens."""
+    set_field(node_dir, "host", '"0.0.0.0"\npublic_host = ' + _toml_string(value))
+    cfg = load_config(node_dir)
+    assert (cfg.host, cfg.public_host, cfg.federation_url) == ("0.0.0.0", value, url)  # noqa: S104
+    write_config(cfg)  # `agreement pin` rewrites node.toml: the public host stays
+    assert load_config(node_dir) == cfg
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ('"0.0.0.0"', "every interface"), ('"::"', "every interface"),
+    ('"0:0::0"', "every interface"), ('"0"', "every interface"),
+    ('"0x0"', "every interface"), ('"127.1"', "not a host name"), ('"10.0.7"', "not a host name"),
+    ('""', "non-empty string"), ("5", "non-empty string"), ('"https://node.example.org"', ""),
+    ('"node.example.org:8402"', ""), ('"[::1]"', ""), ('"*.example.org"', ""),
+    ('"node example"', "")])
+def test_bad_public_host(node_dir: Path, value: str, problem: str) -> None:
+    """A public host that is itself a wildcard (what 0.0.0.0, ::, and the shorthands
+    inet_aton reads as 0.0.0.0 are), empty, or no host name or IP address is refused:
+    partners would be given it."""
+    add_line(node_dir, "server", f"public_host = {value}")
+    err = fails(node_dir, r"server\.public_host: ", re.escape(problem))
+    assert "public_host = " in (err.hint or "")
+
+
 def test_pinned_hash_edited(node_dir: Path) -> None:
     set_field(node_dir, "agreement_hash", '"sha256:' + "0" * 64 + '"')
     fails(node_dir, r"node\.agreement_hash: .* not the pinned sha256:0000")

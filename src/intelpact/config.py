@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .crypto.keys import generate_signing_key
-from .crypto.tls import TlsError, check_host, make_self_signed
+from .crypto.tls import TlsError, check_host, ipv4_shorthand, make_self_signed, wildcard_host
 from .errors import IntelpactError
 from .model import Agreement, AgreementError, load_agreement
 
 CONFIG_FILE = "node.toml"
 _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database",
               "signing_key")
-_SERVER_KEYS = ("host", "port", "tls", "tls_cert", "tls_key", "api_root",
+_SERVER_KEYS = ("host", "public_host", "port", "tls", "tls_cert", "tls_key", "api_root",
                 "max_content_length", "federation_port", "header_timeout",
                 "body_idle_timeout", "body_timeout", "max_connections", "ingest_processes",
                 "partner_rate", "partner_burst")
@@ -68,6 +68,7 @@ class NodeConfig:
     database: str
     signing_key: Path
     host: str = "127.0.0.1"
+    public_host: str | None = None  # None: partners are given ``host``
     port: int = 8401
     tls: bool = True
     tls_cert: Path | None = None
@@ -84,14 +85,48 @@ class NodeConfig:
     partner_burst: int = DEFAULT_PARTNER_BURST
 
     @property
+    def advertised_host(self) -> str:
+        """The host partners reach this node by: ``public_host``, else ``host`` (where it
+        listens). What the card's URL is made of, and the certificate must name."""
+        return self.public_host or self.host
+
+    @property
+    def advertised_field(self) -> str:
+        """The setting ``advertised_host`` comes from, as errors name it."""
+        return "server.public_host" if self.public_host else "server.host"
+
+    @property
     def federation_url(self) -> str:
-        """Where partners reach this node (mutual TLS); an IPv6 address in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.federation_port}"
+        """Where partners reach this node (mutual TLS); an IPv6 address in brackets. A
+        wildcard ``host`` without a ``public_host`` makes one nobody reaches, which
+        ``make_card`` refuses to give partners."""
+        host = self.advertised_host
+        return f"https://[{host}]:{self.federation_port}" if ":" in host \
+            else f"https://{host}:{self.federation_port}"
 
 
 def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{path}: {field}: {problem}", hint=fix)
+
+
+def public_host_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a public host (``server.public_host``, ``init
+    --public-host``), or None: it must be a host name or an IP address written in full,
+    and not a wildcard address, since it is what partners are given to reach the node."""
+    if not isinstance(value, str) or not value:
+        return f"expected a non-empty string, found {value!r}"
+    if wildcard_host(value):
+        return (f"{value} is a wildcard address: it means every interface, which a node "
+                "listens on and no partner reaches")
+    shorthand = ipv4_shorthand(value)
+    if shorthand is not None:
+        return (f"{value!r} is not a host name, nor an IP address written in full (it "
+                f"reads as {shorthand})")
+    try:
+        check_host(value)
+    except TlsError as exc:
+        return exc.message
+    return None
 
 
 def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
@@ -223,6 +258,11 @@ def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
         check_host(host)  # what init puts in the certificate: the node card's URL is made of it
     except TlsError as exc:
         raise _fail(path, "server.host", exc.message, exc.hint or "") from None
+    public_host = server.get("public_host")
+    if public_host is not None and (problem := public_host_problem(public_host)):
+        raise _fail(path, "server.public_host", problem, 'write public_host = '
+                    '"node.example.go.jp": the name or address partners reach this node by '
+                    "(one the TLS certificate names), or remove it to give them host")
     database = text(node, "node", "database", "node.db")
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", database)
     if scheme and scheme.group(1) not in ("postgresql", "postgres"):
@@ -235,7 +275,7 @@ def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
         title=text(node, "node", "title", f"intelpact {party} node"),
         agreement_path=agreement_path, agreement_hash=pinned, database=database,
         signing_key=file(node, "node", "signing_key", "keys/signing.pem"),
-        host=host, port=port, tls=tls,
+        host=host, public_host=public_host, port=port, tls=tls,
         tls_cert=file(server, "server", "tls_cert", "tls/cert.pem"),
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
@@ -296,8 +336,10 @@ def write_config(cfg: NodeConfig) -> None:
              f"agreement_hash = {_toml_string(cfg.agreement_hash)}",
              f"database = {_toml_string(cfg.database)}",
              f"signing_key = {_toml_string(rel(cfg.signing_key))}", "", "[server]",
-             f"host = {_toml_string(cfg.host)}", f"port = {cfg.port}",
-             f"tls = {'true' if cfg.tls else 'false'}"]
+             f"host = {_toml_string(cfg.host)}"]
+    if cfg.public_host is not None:
+        lines.append(f"public_host = {_toml_string(cfg.public_host)}")
+    lines += [f"port = {cfg.port}", f"tls = {'true' if cfg.tls else 'false'}"]
     if cfg.tls_cert and cfg.tls_key:
         lines += [f"tls_cert = {_toml_string(rel(cfg.tls_cert))}",
                   f"tls_key = {_toml_string(rel(cfg.tls_key))}"]
@@ -391,19 +433,22 @@ def _finish_pin(agreement_path: Path, pinned: str, *, move: bool = True
 
 def create_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
                     host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
-                    federation_port: int | None = None) -> NodeConfig:
+                    federation_port: int | None = None,
+                    public_host: str | None = None) -> NodeConfig:
     """Make a node directory: pinned agreement, signing key, TLS certificate, node.toml.
 
     The database is made by the store when the node is first opened."""
     with new_node_dir(node_dir, party=party, agreement_file=agreement_file, host=host,
-                      port=port, tls=tls, federation_port=federation_port) as config:
+                      port=port, tls=tls, federation_port=federation_port,
+                      public_host=public_host) as config:
         return config
 
 
 @contextlib.contextmanager
 def new_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
                  host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
-                 federation_port: int | None = None) -> Iterator[NodeConfig]:
+                 federation_port: int | None = None,
+                 public_host: str | None = None) -> Iterator[NodeConfig]:
     """Make a node directory (as ``create_node_dir``) and hold it, locked, until the
     block ends: the block finishes the node (``Node.create`` makes its database), and
     what it raises discards the directory as a failure to make it does.
@@ -412,9 +457,22 @@ def new_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
     it was empty, then both filled it, and the loser, finding keys/ made, removed the
     winner's finished node with its own half. The directory is now held by an flock of
     the directory itself from before it is checked to the end of the block, so a second
-    ``init`` waits, then finds the node and refuses it ("exists and is not empty")."""
+    ``init`` waits, then finds the node and refuses it ("exists and is not empty").
+
+    ``public_host``: the host partners reach the node by, when ``host`` (where it listens)
+    is not it; the certificate names it and the card gives it. Required when ``host`` is
+    a wildcard address (every interface): no certificate or card could name that."""
     node_dir = Path(node_dir)
     _refuse_not_empty(node_dir)  # at once, without waiting for a lock
+    if public_host is not None and (problem := public_host_problem(public_host)):
+        raise ConfigError(f"public host: {problem}",
+                          hint="give --public-host the name or address partners reach this "
+                          "node by, e.g. --public-host node.example.go.jp")
+    if public_host is None and wildcard_host(host):
+        raise ConfigError(f"--host {host} listens on every interface: the TLS certificate "
+                          "and the node card need the name or address partners reach this "
+                          "node by", hint="give it with --public-host, e.g. --host "
+                          f"{host} --public-host node.example.go.jp")
     try:
         agreement = load_agreement(agreement_file)
     except AgreementError as exc:
@@ -428,7 +486,7 @@ def new_node_dir(node_dir: Path, *, party: str, agreement_file: Path,
         _refuse_not_empty(node_dir)  # another init may have made a node meanwhile
         try:
             yield _fill_node_dir(node_dir, party, agreement_file, agreement.content_hash,
-                                 host, port, tls, federation_port)
+                                 host, port, tls, federation_port, public_host)
         except BaseException:
             discard_node_dir(node_dir, made_dir)
             raise
@@ -484,7 +542,8 @@ def discard_node_dir(node_dir: Path, made_dir: bool) -> None:
 
 
 def _fill_node_dir(node_dir: Path, party: str, agreement_file: Path, agreement_hash: str,
-                   host: str, port: int, tls: bool, federation_port: int | None) -> NodeConfig:
+                   host: str, port: int, tls: bool, federation_port: int | None,
+                   public_host: str | None) -> NodeConfig:
     os.chmod(node_dir, 0o700)
     shutil.copyfile(agreement_file, node_dir / "agreement.toml")
     (node_dir / "keys").mkdir(mode=0o700)
@@ -493,13 +552,18 @@ def _fill_node_dir(node_dir: Path, party: str, agreement_file: Path, agreement_h
     # always talk to this node over mutual TLS.
     (node_dir / "tls").mkdir(mode=0o700)
     cert, key = node_dir / "tls" / "cert.pem", node_dir / "tls" / "key.pem"
-    hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1",
-                                                                  "localhost") else [])
+    # the public host (the card's), and the host listened on unless it is a wildcard,
+    # which names no host anyone reaches
+    hosts = ["127.0.0.1", "localhost"]
+    for name in (public_host, None if wildcard_host(host) else host):
+        if name is not None and name.lower().rstrip(".") not in hosts:
+            hosts.append(name)
     make_self_signed(cert, key, common_name=f"intelpact {party} node", hosts=hosts)
     cfg = NodeConfig(dir=node_dir, party=party, name=f"{party.lower()}-node",
                      title=f"intelpact {party} node", agreement_path=node_dir / "agreement.toml",
                      agreement_hash=agreement_hash, database="node.db",
-                     signing_key=node_dir / "keys" / "signing.pem", host=host, port=port,
+                     signing_key=node_dir / "keys" / "signing.pem", host=host,
+                     public_host=public_host, port=port,
                      tls=tls, tls_cert=cert, tls_key=key,
                      federation_port=federation_port or (port + 1 if port < 65535 else port - 1))
     write_config(cfg)

@@ -159,6 +159,47 @@ def test_init_bad_host_leaves_nothing_behind(tmp_path: Path) -> None:
     run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN)  # the retry works
 
 
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104
+def test_init_listening_on_every_interface_needs_a_public_host(tmp_path: Path,
+                                                              wildcard: str) -> None:
+    """`init --host 0.0.0.0` made a certificate naming 0.0.0.0 and a node whose card gave
+    partners https://0.0.0.0:8402, an address none reaches. init now asks for the host
+    partners and clients reach the node by, and leaves nothing behind."""
+    r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN, "--host", wildcard,
+            code=2)
+    one_line_error(r, rf"--host {re.escape(wildcard)} listens on every interface",
+                   hint="--public-host")
+    assert not (tmp_path / "x").exists()
+    for public in ("0.0.0.0", "::", "0", "127.1", "https://node.example.org",  # noqa: S104
+                   "node.example.org:8402", ""):
+        r = run("init", tmp_path / "x", "--party", "JPN", "--agreement", JN, "--host",
+                wildcard, "--public-host", public, code=2)
+        one_line_error(r, r"public host")
+        assert not (tmp_path / "x").exists()
+
+
+def test_init_with_a_public_host(tmp_path: Path) -> None:
+    """Listening on every interface, reached at node.example.org: the certificate names
+    the public host (not 0.0.0.0), node.toml keeps both, the card gives the public host."""
+    d = tmp_path / "jpn"
+    out = run("init", d, "--party", "JPN", "--agreement", JN, "--host", "0.0.0.0",  # noqa: S104
+              "--public-host", "Node.Example.org").stdout
+    assert "serves     https://Node.Example.org:8401/taxii2/ (listening on 0.0.0.0)" in out
+    text = (d / "node.toml").read_text()
+    assert 'host = "0.0.0.0"\npublic_host = "Node.Example.org"\n' in text, text
+    from cryptography import x509
+    san = load_certificate(d / "tls" / "cert.pem").extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "node.example.org"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert json.loads(run("card", d).stdout)["url"] == "https://Node.Example.org:8402"
+    # a public host alone (the node listens on 127.0.0.1 behind a forwarder)
+    run("init", tmp_path / "nzl", "--party", "NZL", "--agreement", JN,
+        "--public-host", "2001:db8::7")
+    assert json.loads(run("card", tmp_path / "nzl").stdout)["url"] == \
+        "https://[2001:db8::7]:8402"
+
+
 @pytest.mark.parametrize("fault", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_init_cut_short_as_the_node_is_first_opened_leaves_nothing_behind(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: BaseException) -> None:
@@ -935,7 +976,7 @@ def test_serve_with_a_key_that_is_not_the_certificate_s(world: World, tmp_path: 
 def _taken_port(host: str = "127.0.0.1") -> Iterator[int]:
     """A port on ``host`` something else listens on, while in the block: a serve given
     it stops there, after what it says before it listens."""
-    with socket.socket() as other:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as other:
         other.bind((host, 0))
         other.listen()
         yield other.getsockname()[1]
@@ -961,6 +1002,41 @@ def test_a_host_edited_to_one_the_certificate_does_not_name_is_refused(
     toml.write_text(re.sub(r'(?m)^host = .*$', 'host = "localhost"', toml.read_text()))
     card = json.loads(run("card", copy).stdout)
     assert "localhost" in json.dumps(card)
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104
+def test_a_node_listening_everywhere_without_a_public_host(world: World, tmp_path: Path,
+                                                          wildcard: str) -> None:
+    """server.host edited to 0.0.0.0 (listen on every interface) without a public host:
+    `card` gave partners https://0.0.0.0:8402 (with a certificate init made for it) or
+    refused with "not a host the certificate names" (one made for 127.0.0.1), neither
+    saying what to set. `card` now refuses, naming server.public_host; `serve` serves (the
+    TAXII API may be all the node is for) and warns of it at start. With a public host
+    the certificate does not name, both refuse, naming server.public_host."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.dir, copy)
+    toml = copy / "node.toml"
+    toml.write_text(re.sub(r'(?m)^host = .*$', f'host = "{wildcard}"', toml.read_text()))
+    one_line_error(run("card", copy, code=2), r"server\.host .* listens on every interface",
+                   r"no partner reaches", hint="server.public_host")
+    try:
+        with _taken_port(wildcard) as port:  # serve stops there, after its warnings
+            r = run("serve", copy, "--port", port, code=2)
+    except OSError:
+        pytest.skip(f"no {wildcard} here")
+    assert "WARNING" in r.stderr and "server.public_host" in r.stderr, r.stderr
+    assert "listens on every interface" in r.stderr, r.stderr
+    toml.write_text(toml.read_text().replace(f'host = "{wildcard}"\n',
+                                             f'host = "{wildcard}"\npublic_host = '
+                                             '"node.example.org"\n'))
+    with _taken_port(wildcard) as port:
+        for args in (("serve", copy, "--port", port), ("card", copy)):
+            one_line_error(run(*args, code=2), r"server\.public_host: node\.example\.org is "
+                           r"not a host the certificate .* names \(127\.0\.0\.1, localhost\)",
+                           hint="make a certificate for the new host")
+    toml.write_text(toml.read_text().replace('"node.example.org"', '"localhost"'))
+    card = json.loads(run("card", copy).stdout)
+    assert card["url"].startswith("https://localhost:")
 
 
 def test_serve_on_a_port_another_process_listens_on(world: World) -> None:

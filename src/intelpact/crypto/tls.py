@@ -24,10 +24,12 @@ a different partner on a server that trusts several partners at once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import re
+import socket
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +76,36 @@ def check_host(host: str) -> None:
     """Refuse (:class:`TlsError`) a host that is neither an IP address nor a DNS host
     name, as a certificate's SubjectAltName would have it."""
     _san([host])
+
+
+def wildcard_host(host: str) -> bool:
+    """Whether ``host`` is a wildcard address, "every interface" (``0.0.0.0``, ``::``, or a
+    form of them such as ``0`` or ``0x0`` that resolvers read as ``0.0.0.0``): a listener
+    binds it; nobody reaches a node there. Such a host cannot go in a node card."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        shorthand = ipv4_shorthand(host)
+        return shorthand is not None and shorthand.is_unspecified
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_unspecified or (mapped is not None and mapped.is_unspecified)
+
+
+def ipv4_shorthand(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a name of numbers alone stands for (``127.1``, ``0x7f.1``, ``0``,
+    none an address written in full), as ``inet_aton`` and so resolvers read it; None
+    for anything else. A certificate would name it as a DNS name no client asks for."""
+    name = host.rstrip(".")
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None  # written in full
+    if not name or ":" in name or not all(re.fullmatch(r"0[xX][0-9a-fA-F]*|[0-9]+", label)
+                                          for label in name.split(".")):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(name))
+    except OSError:
+        return None
 
 
 def make_self_signed(cert_path: Path, key_path: Path, *, common_name: str,
@@ -205,13 +237,14 @@ def check_key_pair(cert_path: Path, key_path: Path) -> None:
                             "certificate: docs/deployment.md, 'TLS')") from None
 
 
-def check_names_host(cert_path: Path, host: str) -> None:
+def check_names_host(cert_path: Path, host: str, field: str = "server.host") -> None:
     """Refuse (:class:`TlsError`) a certificate whose SubjectAltName does not name
-    ``host``, the node's ``server.host``: partners reach the node at
-    ``https://<host>:<federation_port>`` (its card) and, as every TLS client does, refuse
-    a certificate that does not name the host they asked for. A host edited in
-    node.toml after ``init`` (which put the host in the certificate it made) left
-    ``serve`` starting as before, and every partner's connection failing."""
+    ``host``, the node's ``server.public_host`` or else ``server.host`` (``field``, as the
+    error names it): partners reach the node at ``https://<host>:<federation_port>`` (its
+    card) and, as every TLS client does, refuse a certificate that does not name the host
+    they asked for. A host edited in node.toml after ``init`` (which put the host in the
+    certificate it made) left ``serve`` starting as before, and every partner's
+    connection failing."""
     cert = load_certificate(cert_path)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -226,7 +259,7 @@ def check_names_host(cert_path: Path, host: str) -> None:
         named = name in dns or ("." in name and f"*.{name.split('.', 1)[1]}" in dns)
     if not named:
         names = ", ".join([str(ip) for ip in ips] + dns) or "no host"
-        raise TlsError(f"server.host: {host} is not a host the certificate {cert_path} "
+        raise TlsError(f"{field}: {host} is not a host the certificate {cert_path} "
                        f"names ({names}): partners, who reach this node by it (the URL "
                        "of its card), would refuse the certificate",
                        hint="put back the host the certificate names in node.toml, or make "

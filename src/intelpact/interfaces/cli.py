@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import CONFIG_FILE
-from ..crypto.tls import check_key_pair, check_names_host
+from ..crypto.tls import check_key_pair, check_names_host, wildcard_host
 from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..logs import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
@@ -161,7 +161,13 @@ def main() -> None:
 @click.option("--agreement", "agreement_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The agreement TOML file; it is copied into DIR and pinned by hash.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on (0.0.0.0 or :: for every interface, with "
+              "--public-host).")
+@click.option("--public-host", default=None, metavar="HOST",
+              help="The name or address partners and clients reach this node by, when "
+              "--host is not it: the node card gives it and the TLS certificate names it "
+              "(server.public_host). Required with a --host of every interface.")
 @click.option("--port", default=8401, show_default=True, type=click.IntRange(1, 65535),
               help="Port to serve on.")
 @click.option("--tls/--no-tls", default=True, show_default=True,
@@ -170,17 +176,19 @@ def main() -> None:
               help="The store: a postgresql:// URL of an empty database, which the node "
               "is made in (default: node.db, a SQLite file in DIR).")
 @friendly
-def init(node_dir: Path, party: str, agreement_file: Path, host: str, port: int,
-         tls: bool, database: str | None) -> None:
+def init(node_dir: Path, party: str, agreement_file: Path, host: str,
+         public_host: str | None, port: int, tls: bool, database: str | None) -> None:
     """Make a node directory: config, pinned agreement, keys, TLS certificate, database."""
     node = Node.create(node_dir, party=party.upper(), agreement_file=agreement_file, host=host,
-                       port=port, tls=tls, database=database)
+                       port=port, tls=tls, database=database, public_host=public_host)
     out.print(f"Initialised the {node.party} node in {node_dir}")
     out.print(f"  agreement  {node.agreement.id} ({node.agreement.content_hash})")
     if node.agreement.illustrative:
         out.print(Text.assemble("             ", ("illustrative sample agreement", "yellow")))
     out.print(f"  collection {node.default_collection().collection_id}")
-    out.print(f"  serves     {_url('https' if tls else 'http', host, port)}")
+    listening = f" (listening on {host})" if public_host and public_host != host else ""
+    out.print(f"  serves     {_url('https' if tls else 'http', public_host or host, port)}"
+              f"{listening}")
     out.print(f"Next: intelpact user add {node_dir} NAME --party {node.party} --clearance LEVEL")
     node.close()
 
@@ -307,6 +315,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
         exposed_warning,
         plain_http_warning,
         serve_workers,
+        wildcard_warning,
     )
     from .server import serve as run
 
@@ -327,21 +336,25 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
                                  " at your certificate and key")
         pair.append(path)
     check_key_pair(*pair)  # as the listeners will load them, before they start
-    check_names_host(pair[0], cfg.host)  # the federation listener's, and the card's
+    if not wildcard_host(cfg.advertised_host):  # else warned of below
+        # the card's, which partners reach the federation listener by
+        check_names_host(pair[0], cfg.advertised_host, cfg.advertised_field)
     private = [cfg.dir] if "://" in cfg.database else [cfg.dir, cfg.dir / cfg.database]
     keys = cfg.signing_key.parent  # the secrets Node.__init__ reads, and the two keys
     secret = [cfg.signing_key, pair[1], *(keys / name for name in (
         "audit-pseudonyms.key", "audit-events.key", "cursors.key"))]
     if "://" in cfg.database and urllib.parse.urlsplit(cfg.database).password:
         secret.append(cfg.dir / CONFIG_FILE)  # the database's password is in it
-    for warning in (plain_http_warning(cfg.tls, host), certificate_warning(pair[0]),
+    for warning in (plain_http_warning(cfg.tls, host), wildcard_warning(cfg),
+                    certificate_warning(pair[0]),
                     exposed_warning(*private), exposed_warning(*secret, holds=HOLDS_KEY)):
         if warning:
             logging.getLogger("intelpact.server").warning(warning)
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
               f"(agreement {node.agreement.id})")
     partners = ", ".join(p.party for p in node.store.peers()) or "none yet"
-    out.print(f"partners: {cfg.federation_url} (mutual TLS); pinned: {partners}")
+    listening = f", listening on {cfg.host}" if cfg.advertised_host != cfg.host else ""
+    out.print(f"partners: {cfg.federation_url} (mutual TLS{listening}); pinned: {partners}")
     if workers > 1:
         out.print(f"{workers} TAXII worker processes")
         serve_workers(node, workers, host=host, port=port)

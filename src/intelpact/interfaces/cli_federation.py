@@ -24,9 +24,11 @@ def card(node_dir: Path) -> None:
     """Print this node's signed card: give it to partners out of band."""
     node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     try:
-        if node.config.tls_cert is not None:  # the URL it gives, the certificate it pins
-            check_names_host(node.config.tls_cert, node.config.host)
-        click.echo(json.dumps(make_card(node.identity), indent=1))
+        made = make_card(node.identity)  # refused for an address of every interface
+        cfg = node.config
+        if cfg.tls_cert is not None:  # the URL it gives, the certificate it pins
+            check_names_host(cfg.tls_cert, cfg.advertised_host, cfg.advertised_field)
+        click.echo(json.dumps(made, indent=1))
     finally:
         node.close()
 

@@ -205,7 +205,10 @@ class FederationApi:
 
     def _card(self, request: Request) -> dict[str, Any]:
         self._sender(request)
-        return make_card(self.node.federation.signer())  # never with a retired key
+        try:
+            return make_card(self.node.federation.signer())  # never with a retired key
+        except FederationError as exc:  # listening everywhere, no public host: no address
+            raise TaxiiError(500, "No card", exc.message) from None
 
     async def openapi(self, request: Request) -> Response:
         """This API's OpenAPI document (interfaces/openapi.py). Like the card, it is not

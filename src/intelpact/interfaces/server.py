@@ -31,7 +31,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..crypto.tls import load_certificate
+from ..config import NodeConfig
+from ..crypto.tls import load_certificate, wildcard_host
 from ..errors import IntelpactError
 from ..logs import LOG_LEVEL_ENV, configure_logging
 from ..services.audit import operator
@@ -208,6 +209,19 @@ def plain_http_warning(tls: bool, host: str) -> str | None:
     return (f"the TAXII API and console serve plain HTTP on {host}: passwords and session "
             "cookies cross the network in clear unless a proxy in front terminates TLS "
             "(server.tls = true serves HTTPS)")
+
+
+def wildcard_warning(cfg: NodeConfig) -> str | None:
+    """What to warn an operator of when the node listens on every interface (``host`` a
+    wildcard address) with no ``public_host``: the node serves, its people may reach the
+    TAXII API, but it has no address to give partners (``intelpact card`` refuses)."""
+    if not wildcard_host(cfg.advertised_host):
+        return None
+    return (f"server.host {cfg.host} listens on every interface and no server.public_host "
+            "is set: partners have no address to reach this node by (its card would give "
+            f"them {cfg.federation_url}, and `intelpact card` refuses); set "
+            "server.public_host in node.toml to the name or address they reach it by, one "
+            "the TLS certificate names")
 
 
 RENEW_DAYS = 30  # a certificate ending sooner than this is warned of at each start

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..crypto.keys import KeyFileError, key_id, public_key_b64, public_key_from_b64, public_raw
 from ..crypto.signing import SignatureError, canonical, object_signed_view, verify_object
-from ..crypto.tls import der_fingerprint
+from ..crypto.tls import der_fingerprint, wildcard_host
 from ..errors import IntelpactError
 from ..model import Agreement, Label, Markings, PartnerNode, Policy, parse_marking
 from ..model.decisions import ConsentToken, Decision
@@ -217,7 +217,20 @@ def _public(b64: str) -> Ed25519PublicKey:
 # -- node cards -------------------------------------------------------------------------
 
 def make_card(me: Identity) -> dict[str, Any]:
-    """This node's signed card: what a partner pins."""
+    """This node's signed card: what a partner pins. Refused (FederationError) when its
+    URL's host is a wildcard address (a node listening on every interface with no
+    ``server.public_host``): partners would be given an address that reaches none."""
+    try:
+        host = urllib.parse.urlsplit(me.url).hostname
+    except ValueError:  # no URL: partners refuse it (_check_url)
+        host = None
+    if host and wildcard_host(host):
+        raise FederationError(f"server.host {host} listens on every interface and no "
+                              f"server.public_host is set: the card would give partners "
+                              f"{me.url}, an address by which no partner reaches this node",
+                              hint="set server.public_host in node.toml to the name or "
+                              "address partners reach this node by, one the TLS certificate "
+                              "names (docs/configuration.md)")
     cert = x509.load_pem_x509_certificate(me.tls_cert_pem.encode())
     body = {
         "intelpact_card": CARD_VERSION,

@@ -520,14 +520,17 @@ class Node:
     @classmethod
     def create(cls, node_dir: str | Path, *, party: str, agreement_file: str | Path,
                host: str = "127.0.0.1", port: int = 8401, tls: bool = True,
-               federation_port: int | None = None, database: str | None = None) -> Node:
+               federation_port: int | None = None, database: str | None = None,
+               public_host: str | None = None) -> Node:
         """Make a node directory, its database and its default collection.
 
         ``database``: the store to use instead of the node's own SQLite file (e.g. a
-        ``postgresql://`` URL of an empty database); written to node.toml."""
+        ``postgresql://`` URL of an empty database); written to node.toml.
+        ``public_host``: the host partners reach the node by, when ``host`` is not it
+        (``new_node_dir``)."""
         with new_node_dir(Path(node_dir), party=party, agreement_file=Path(agreement_file),
-                          host=host, port=port, tls=tls,
-                          federation_port=federation_port) as config:
+                          host=host, port=port, tls=tls, federation_port=federation_port,
+                          public_host=public_host) as config:
             node: Node | None = None
             try:
                 if database is not None:
