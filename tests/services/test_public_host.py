@@ -17,7 +17,7 @@ from test_federation import people, publish, push, visible_ids
 from intelpact.config import write_config
 from intelpact.crypto.tls import load_certificate
 from intelpact.interfaces.cli import main
-from intelpact.services.federation import FederationError, make_card
+from intelpact.services.federation import FederationError, make_card, sign_payload
 from intelpact.services.node import Node
 
 from helpers import AGREEMENTS, make_node, node_ports, serving_federation
@@ -59,6 +59,25 @@ def test_a_card_never_gives_partners_a_wildcard_address(tmp_path: Path, host: st
     code, out, err = _cli("card", tmp_path / "jpn")
     assert code == 2 and not out, out
     assert "every interface" in err and "server.public_host" in err, err
+
+
+def test_a_partner_s_card_with_a_wildcard_address_is_not_pinned(tmp_path: Path) -> None:
+    """A card an older intelpact made for a node listening on every interface, signed by
+    that node: pinned, the partner's courier sent its objects to 0.0.0.0, its own
+    machine. It is refused, saying the partner must set its public host."""
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    try:
+        for url in ("https://0.0.0.0:8402", "https://[::]:8402", "https://[0:0::0]:8402"):
+            body = {k: v for k, v in make_card(nzl.identity).items() if k != "signature"}
+            body["url"] = url
+            card = {**body, "signature": sign_payload(nzl.identity.key, body)}
+            with pytest.raises(FederationError, match="every interface") as info:
+                jpn.federation.add_peer(card)
+            assert "public_host" in (info.value.hint or "")
+        assert jpn.federation.peers() == {}
+    finally:
+        jpn.close()
+        nzl.close()
 
 
 def test_a_node_listening_everywhere_is_reached_at_its_public_host(tmp_path: Path) -> None:

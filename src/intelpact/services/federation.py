@@ -260,6 +260,12 @@ def _check_url(url: Any) -> None:
         raise FederationError(f"the card's address {str(url)[:200]!r} is not an https "
                               "address of a host and port",
                               hint="the partner's node.toml host and federation_port make it")
+    if wildcard_host(parts.hostname):
+        raise FederationError(f"the card's address {url!r} is a wildcard address: it means "
+                              "every interface of the partner's machine, and reaches no "
+                              "partner (here it would reach this machine)",
+                              hint="the partner sets server.public_host in its node.toml to "
+                              "the name or address it is reached by, and gives a new card")
 
 
 def check_card(card: Any, me: Identity, parties: Sequence[str]) -> PeerRecord:
