@@ -9,6 +9,7 @@ import socket
 import ssl
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -159,3 +160,25 @@ def test_served_nodes_deliver_to_the_one_listening_everywhere(tmp_path: Path) ->
         wait_for(lambda: arrived("NZL", to_nzl), 60, "JPN's objects at NZL", pair)
         wait_for(lambda: pair.undelivered("NZL", "JPN") == 0, 30, "NZL's outbox drained",
                  pair)
+
+
+def test_a_partner_asking_for_the_card_of_a_node_listening_everywhere_is_told_why(
+        tmp_path: Path) -> None:
+    """A node whose host was edited to 0.0.0.0 after its partners pinned it serves on,
+    and a partner asking for its card (GET /federation/card) gets 500 with the reason,
+    not a card with an address that reaches no one (nor a traceback)."""
+    jpn, nzl = make_node(tmp_path / "jpn", "JPN"), make_node(tmp_path / "nzl", "NZL")
+    jpn.federation.add_peer(make_card(nzl.identity))
+    nzl.federation.add_peer(make_card(jpn.identity))
+    jpn = _listening_everywhere(jpn, "0.0.0.0")  # noqa: S104
+    try:
+        ctx = ssl.create_default_context(cadata=jpn.identity.tls_cert_pem)
+        ctx.load_cert_chain(str(nzl.config.tls_cert), str(nzl.config.tls_key))
+        with serving_federation(jpn), httpx.Client(verify=ctx) as client:
+            r = client.get(f"https://127.0.0.1:{jpn.config.federation_port}/federation/card")
+        assert r.status_code == 500, r.text
+        assert "every interface" in r.json()["description"], r.text
+        assert "server.public_host" in r.json()["description"], r.text
+    finally:
+        jpn.close()
+        nzl.close()
