@@ -1039,6 +1039,27 @@ def test_a_node_listening_everywhere_without_a_public_host(world: World, tmp_pat
     assert card["url"].startswith("https://localhost:")
 
 
+def test_serve_warns_of_a_partner_pinned_at_a_wildcard_address(world: World,
+                                                               tmp_path: Path) -> None:
+    """A partner pinned from a card an older intelpact made while it listened on every
+    interface (https://0.0.0.0:8402; `peer add` now refuses such a card): the courier
+    sent its objects to 0.0.0.0, this machine, and failed at every round with a TLS
+    error that did not say why. `serve` warns of it at start, naming the partner."""
+    copy, nzl = tmp_path / "copy", tmp_path / "nzl"
+    shutil.copytree(world.dir, copy)
+    run("init", nzl, "--party", "NZL", "--agreement", JN)
+    (tmp_path / "nzl.json").write_text(run("card", nzl).stdout)
+    run("peer", "add", copy, tmp_path / "nzl.json")
+    with _taken_port() as port:
+        assert "wildcard" not in run("serve", copy, "--port", port, code=2).stderr
+        for url in ("https://0.0.0.0:8402", "https://[::]:8402"):
+            with sqlite3.connect(copy / "node.db") as c:  # pinned before cards were checked
+                c.execute("UPDATE peers SET url = ?", (url,))
+            r = run("serve", copy, "--port", port, code=2)
+            assert "WARNING" in r.stderr and f"NZL is pinned at {url}" in r.stderr, r.stderr
+            assert "ask NZL for its current card" in r.stderr, r.stderr
+
+
 def test_serve_on_a_port_another_process_listens_on(world: World) -> None:
     """Before, uvicorn said it as each listener started: SystemExit in a task, and a
     traceback of the event loop's."""

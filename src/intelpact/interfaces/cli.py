@@ -315,6 +315,7 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
         exposed_warning,
         plain_http_warning,
         serve_workers,
+        wildcard_peer_warnings,
         wildcard_warning,
     )
     from .server import serve as run
@@ -347,7 +348,8 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
         secret.append(cfg.dir / CONFIG_FILE)  # the database's password is in it
     for warning in (plain_http_warning(cfg.tls, host), wildcard_warning(cfg),
                     certificate_warning(pair[0]),
-                    exposed_warning(*private), exposed_warning(*secret, holds=HOLDS_KEY)):
+                    exposed_warning(*private), exposed_warning(*secret, holds=HOLDS_KEY),
+                    *wildcard_peer_warnings(node.store.peers())):
         if warning:
             logging.getLogger("intelpact.server").warning(warning)
     out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "

@@ -23,7 +23,8 @@ import signal
 import socket
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterator
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from ..services.audit import operator
 from ..services.courier import Courier
 from ..services.node import Node
 from ..services.prepare import ingest_processes
+from ..store.base import PeerRecord
 from .federation import create_federation_app, federation_server_options
 from .limits import NoDelayHTTP, listener_options, no_delay
 from .taxii import TaxiiError, _error, create_app
@@ -222,6 +224,25 @@ def wildcard_warning(cfg: NodeConfig) -> str | None:
             f"them {cfg.federation_url}, and `intelpact card` refuses); set "
             "server.public_host in node.toml to the name or address they reach it by, one "
             "the TLS certificate names")
+
+
+def wildcard_peer_warnings(peers: Iterable[PeerRecord]) -> list[str]:
+    """What to warn an operator of for each partner pinned at a wildcard address (from a
+    card an older intelpact made while it listened on every interface; ``peer add`` now
+    refuses one): the courier's requests go to this machine, and fail at every round."""
+    warnings = []
+    for peer in peers:
+        try:
+            host = urllib.parse.urlsplit(peer.url).hostname
+        except ValueError:
+            continue
+        if host and wildcard_host(host):
+            warnings.append(
+                f"{peer.party} is pinned at {peer.url}, a wildcard address (every interface) "
+                f"that reaches this machine, not {peer.party}: nothing is delivered to it; "
+                f"ask {peer.party} for its current card, made with server.public_host set, "
+                "and pin it (intelpact peer add)")
+    return warnings
 
 
 RENEW_DAYS = 30  # a certificate ending sooner than this is warned of at each start
