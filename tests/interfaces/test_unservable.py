@@ -546,3 +546,101 @@ def test_a_search_by_classification_shows_only_objects_of_that_classification(
     # and the dates: only the newest version was added after the older one
     assert _latest(node, "reader", Query(types=kind, added_after=older.date_added)) == {}
     node.close()
+
+
+def _walk(url: str, who: str, path: str, by: str, limit: int, **params: str
+          ) -> list[tuple[str, str]]:
+    """Every page of a list endpoint (objects, manifest, versions), ``by`` "next" or by
+    "date" (each page's X-TAXII-Date-Added-Last as the next one's added_after, as TAXII
+    2.1 §3.6 lets a client page, and many do): the (id, version) of each item served."""
+    got: list[tuple[str, str]] = []
+    params = {**params, "limit": str(limit)}
+    for _ in range(100):
+        r = _get(url, who, path, **params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        if "versions" in page:
+            got += [(path, v) for v in page["versions"]]
+        else:
+            got += [(o["id"], normalise_timestamp(o.get("version") or o["modified"]))
+                    for o in page.get("objects", [])]
+        if page["more"]:  # a page by date starts after the last one's Last: it moves on
+            first, last = (r.headers[f"X-TAXII-Date-Added-{h}"] for h in ("First", "Last"))
+            assert params.get("added_after", "") < first <= last, (params, first, last)
+        if not page["more"]:
+            return got
+        if by == "next":
+            params["next"] = page["next"]
+        else:
+            params["added_after"] = r.headers["X-TAXII-Date-Added-Last"]
+    raise AssertionError(f"paging {path} by {by} did not end: {got}")
+
+
+def _first_and_last_unservable(node: Node) -> dict[str, str]:
+    """Stored in this order: U v0 (unservable to the reader), B, U v1, L v0, C, L v1
+    (unservable). The reader's first version of U is v1, added after B; their last of L
+    is v0, added before C."""
+    marked = _pattern_above_reader(node)
+    ids = {name: stix_id("indicator") for name in "UBLC"}
+    for name, n, portions in (("U", 0, marked), ("B", 0, None), ("U", 1, None),
+                              ("L", 0, None), ("C", 0, None), ("L", 1, marked)):
+        extra = {"granular_markings": portions} if portions else {}
+        _publish(node, [indicator(name, oid=ids[name], modified=_version(n), **extra)],
+                 "秘", ("NZL",))
+    return ids
+
+
+def test_paging_by_date_added_last_serves_what_paging_by_next_does(tmp_path: Path) -> None:
+    """A client paging by date sends each page's X-TAXII-Date-Added-Last as the next
+    page's added_after. With match[version]=first, U's v0 (unservable) was read first and
+    U's v1 served in its place, so a page of one said Last = U v1's date_added, after B's:
+    the next page, added after it, never served B, which paging by `next` serves."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    ids = _first_and_last_unservable(node)
+    names = {oid: name for name, oid in ids.items()}
+    cid = node.default_collection().collection_id
+    base = f"/intel/collections/{cid}/"
+    with serving(node) as url:
+        def walk(path: str, by: str, limit: int, **params: str) -> list[tuple[str, str]]:
+            return sorted((names.get(oid, oid), v[11:16])
+                          for oid, v in _walk(url, "reader", path, by, limit, **params))
+
+        for endpoint in ("objects/", "manifest/"):
+            for choice in ("first", "all"):
+                kind = {"match[type]": "indicator", "match[version]": choice}
+                whole = walk(base + endpoint, "next", 1000, **kind)
+                assert whole == [("B", "00:00"), ("C", "00:00"), ("L", "00:00"),
+                                 ("U", "00:01")], whole
+                for limit in (1, 2, 3):
+                    for by in ("next", "date"):
+                        got = walk(base + endpoint, by, limit, **kind)
+                        assert got == whole, (endpoint, choice, limit, by, got)
+        for name in "UL":
+            path = f"{base}objects/{ids[name]}/versions/"
+            assert walk(path, "date", 1) == walk(path, "next", 1000) == [(path, "00:01" if
+                                                                         name == "U" else "00:00")]
+    node.close()
+
+
+def test_a_batch_paged_by_date_loses_none_of_it(tmp_path: Path) -> None:
+    """TAXII's added_after is strict (">"): a page cut inside a run of rows sharing one
+    date_added would lose the rest of the run for a client paging by date. There is no
+    such run: each row gets its own date_added, strictly increasing with seq, also
+    within one transaction (the stores' _Clock, one writer at a time)."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    _publish(node, [indicator(f"N{n}") for n in range(7)], "秘", ("NZL",))
+    cid = node.default_collection().collection_id
+    base = f"/intel/collections/{cid}/"
+    with serving(node) as url:
+        kind = {"match[type]": "indicator"}
+        added = [o["date_added"] for o in _get(url, "reader", base + "manifest/", **kind
+                                               ).json()["objects"]]
+        assert len(added) == 7 and added == sorted(set(added)), added
+        whole = sorted(_walk(url, "reader", base + "objects/", "next", 1000, **kind))
+        for endpoint in ("objects/", "manifest/"):
+            for limit in (2, 3):
+                got = sorted(_walk(url, "reader", base + endpoint, "date", limit, **kind))
+                assert got == whole, (endpoint, limit, got)
+    node.close()

@@ -37,6 +37,7 @@ from ..store.base import (
     AuditEvent,
     BadCursor,
     Collection,
+    Page,
     Query,
     StoredObject,
     StoreFull,
@@ -380,7 +381,7 @@ class TaxiiApi:
         if request.method == "POST":
             return self._add(principal, cid, body or b"")
         page, visible = self.node.find(principal, cid, self._query(request), via="objects")
-        return self._envelope(page.more, page.next, visible)
+        return self._envelope(page, visible)
 
     def object(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         cid = self._collection(request.path_params["cid"], principal)
@@ -390,7 +391,7 @@ class TaxiiApi:
         page, visible = self.node.find(principal, cid, self._query(request, object_id=oid),
                                        via="object")
         self._seen(principal, cid, oid, visible)
-        return self._envelope(page.more, page.next, visible)
+        return self._envelope(page, visible)
 
     def _seen(self, principal: Principal, cid: str, oid: str, visible: Sequence[Any]
               ) -> None:
@@ -411,7 +412,7 @@ class TaxiiApi:
             data["next"] = page.next
         if entries:
             data["objects"] = entries
-        return _json(data, headers=_added_headers([r for r, _ in visible]))
+        return _json(data, headers=_added_headers([r for r, _ in visible], page))
 
     def versions(self, request: Request, principal: Principal, _: bytes | None) -> Response:
         cid = self._collection(request.path_params["cid"], principal)
@@ -424,7 +425,7 @@ class TaxiiApi:
             data["next"] = page.next
         if visible:  # like an envelope's objects: absent, never empty
             data["versions"] = [row.version for row, _ in visible]
-        return _json(data, headers=_added_headers([r for r, _ in visible]))
+        return _json(data, headers=_added_headers([r for r, _ in visible], page))
 
     # -- helpers -------------------------------------------------------------------------
     def _object_id(self, oid: str) -> str:
@@ -510,15 +511,14 @@ class TaxiiApi:
         except ValueError as exc:
             raise TaxiiError(400, "Bad request", f"{key}: {exc}") from None
 
-    def _envelope(self, more: bool, next_cursor: str | None,
-                  visible: Sequence[tuple[Any, str]]) -> Response:
-        head = '{"more":' + ("true" if more else "false")
-        if next_cursor:
-            head += ',"next":' + json.dumps(next_cursor)
+    def _envelope(self, page: Page, visible: Sequence[tuple[Any, str]]) -> Response:
+        head = '{"more":' + ("true" if page.more else "false")
+        if page.next:
+            head += ',"next":' + json.dumps(page.next)
         if visible:
             head += ',"objects":[' + ",".join(body for _, body in visible) + "]"
         return Response((head + "}").encode("utf-8"), media_type=TAXII,
-                        headers=_added_headers([row for row, _ in visible]))
+                        headers=_added_headers([row for row, _ in visible], page))
 
     def _add(self, principal: Principal, cid: str, body: bytes) -> Response:
         if not principal.has_role("publisher"):
@@ -614,11 +614,18 @@ def _basic(credentials: str) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
-def _added_headers(rows: Sequence[Any]) -> dict[str, str]:
+def _added_headers(rows: Sequence[StoredObject], page: Page) -> dict[str, str]:
+    """The first and last ``date_added`` of a page's ``rows`` (oldest first), but neither
+    later than that of the last row the page read (``page.rows``, Node.find): a client
+    paging by date sends Last as the next page's added_after (TAXII 2.1 §3.6), and a
+    version served in the place of one that cannot be, for match[version]=first, was
+    added after that one, maybe after rows the walk has yet to read (docs/node.md)."""
     if not rows:
         return {}
-    return {"X-TAXII-Date-Added-First": rows[0].date_added,
-            "X-TAXII-Date-Added-Last": rows[-1].date_added}
+    first, last = rows[0].date_added, rows[-1].date_added
+    if page.rows:
+        last = min(last, page.rows[-1].date_added)
+    return {"X-TAXII-Date-Added-First": min(first, last), "X-TAXII-Date-Added-Last": last}
 
 
 def create_app(node: Node) -> Starlette:
