@@ -8,19 +8,23 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from test_store import HIGH, LOW, ids_for, obj
+from test_store import HIGH, LOW, ONE_ID, Recorded, ids_for, obj
 
 from intelpact.model import Label
 from intelpact.store import open_store
 from intelpact.store import postgres as pgstore
 from intelpact.store.base import Collection, Query, StoreError
 from intelpact.store.postgres import PostgresStore
-from intelpact.store.sqlite import _supersede_added
+from intelpact.store.sqlite import (
+    _supersede_added,
+    _supersede_again,
+)
 from intelpact.store.sqlite import migrations as sqlite_migrations
 
 import pg
@@ -129,12 +133,9 @@ def _twenty_thousand(store: PostgresStore) -> list[int]:
             "(%s::bigint[])[1 + g %% %s], (%s::bigint[])[1 + g %% %s], 'JPN', 0, "
             "repeat('x', 400), md5(g::text) FROM generate_series(1, 20000) g",
             (ids, len(ids), ids, len(ids)))
-        # analysed as a table of this size: the store's own loads are (Store._grew), and
-        # on the statistics of an empty table the planner walks objects_by_label instead
-        # of the unique index in _supersede_added, reading every row of a label per row
-        conn.execute("ANALYZE objects")
         _supersede_added(conn, "%s", [seq for seq, in conn.execute(  # as add_objects does
             "SELECT seq FROM objects").fetchall()])
+        # analysed as a table of this size: the store's own loads are (Store._grew)
         conn.execute("ANALYZE objects")
     assert store.count("c1") == 20_000 + len(labels)
     return ids
@@ -199,6 +200,83 @@ def _rows_read(store: PostgresStore, query: Query, readable: list[int]) -> int:
         return mine + sum(read(child) for child in node.get("Plans", []))
 
     return read(plan["Plan"])
+
+
+@pytest.fixture()
+def loaded(store: PostgresStore) -> PostgresStore:
+    """5,000 versions (1,000 ids of 5 each, under 4 labels) in c1 of two collections,
+    each queued for NZL, loaded by SQL and never analysed (autovacuum off on the tables
+    read, as right after a bulk load before autovacuum comes): the planner knows nothing
+    of their size. test_store.ONE_ID is one of the ids."""
+    labels = [Label("jpn-nzl-isa", rank, "JPN", frozenset({"JPN", "NZL"})) for rank in range(4)]
+    store.add_objects("c1", [obj(900_000 + i, label=lab) for i, lab in enumerate(labels)])
+    store.add_collection(Collection("c2", "two", "", "intel2"))
+    ids = sorted(store.labels())
+    with store._pool.connection() as conn:  # noqa: SLF001
+        for table in ("objects", "outbox", "collections"):
+            conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        conn.execute(
+            "INSERT INTO objects (collection_id, object_id, object_type, spec_version, "
+            "version, date_added, label_id, banner_id, originator, has_portions, body, "
+            "body_hash) SELECT 'c1', 'indicator--' || lpad((g %% 1000)::text, 36, '0'), "
+            "'indicator', '2.1', to_char(timestamp '2026-01-01' + g * interval '1 second', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), to_char(timestamp '2027-01-01' + g * "
+            "interval '1 millisecond', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+            "(%s::bigint[])[1 + g %% %s], (%s::bigint[])[1 + g %% %s], 'JPN', 0, "
+            "repeat('x', 400), md5(g::text) FROM generate_series(1, 5000) g",
+            (ids, len(ids), ids, len(ids)))
+        conn.execute("INSERT INTO outbox (party, seq, enqueued) SELECT 'NZL', seq, "
+                     "date_added FROM objects")
+        row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = "
+                           "'objects'::regclass").fetchone()
+    assert row == (-1,)  # the premise: never analysed
+    return store
+
+
+def _recorded(store: PostgresStore, run: Callable[[Any], object]
+              ) -> list[tuple[str, Sequence[Any]]]:
+    """The statements of objects ``run`` ran through a store's connection (rolled back)."""
+    with store._pool.connection() as conn:  # noqa: SLF001
+        recorded = Recorded(conn)
+        run(recorded)
+        conn.rollback()
+    return recorded.of_objects()
+
+
+def _along_the_id(store: PostgresStore, statements: Sequence[tuple[str, Any]]) -> None:
+    """Each read of objects in the plans of ``statements`` is by primary key (seq) or a
+    range of one id (or the marking-definitions) of the collections held, by index; no
+    table is read whole."""
+    def scans(node: dict[str, Any]) -> list[dict[str, Any]]:
+        mine = "Relation Name" in node and node["Node Type"] != "ModifyTable"
+        return ([node] if mine else []) + [
+            scan for child in node.get("Plans", []) for scan in scans(child)]
+
+    assert statements
+    for sql, params in statements:
+        with store._pool.connection() as conn:  # noqa: SLF001
+            (plan,), = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchall()
+            shown = "\n".join([sql, *(str(r[0]) for r in conn.execute("EXPLAIN " + sql,
+                                                                        params))])
+        for scan in scans(plan[0]["Plan"]):
+            assert scan["Node Type"] != "Seq Scan", shown
+            cond = scan.get("Index Cond", scan.get("Recheck Cond", ""))
+            if scan["Relation Name"] == "objects" and not cond.startswith("(seq = "):
+                assert "collection_id" in cond, shown
+                assert "object_id" in cond or "'marking-definition'" in cond, shown
+
+
+def test_superseded_marks_are_worked_out_along_the_id_before_any_analysis(
+        loaded: PostgresStore) -> None:
+    """Right after a bulk load, before (auto)analyze: the `superseded` marks of an
+    object's versions (relabel, delete, a reclassification) and of the rows a
+    publication adds are worked out through the unique (collection, id, version) index,
+    not by walking the whole index with the id alone, nor a label's rows per row."""
+    with loaded._pool.connection() as conn:  # noqa: SLF001
+        seqs = [seq for seq, in conn.execute("SELECT seq FROM objects WHERE object_id = %s",
+                                              (ONE_ID,))]
+    _along_the_id(loaded, _recorded(loaded, lambda c: _supersede_again(c, "%s", ONE_ID)))
+    _along_the_id(loaded, _recorded(loaded, lambda c: _supersede_added(c, "%s", seqs)))
 
 
 WRITER = textwrap.dedent("""

@@ -1533,6 +1533,30 @@ def test_sqlite_pages_start_where_they_should(tmp_path: Path) -> None:
     s.close()
 
 
+ONE_ID = "indicator--" + "0" * 33 + "234"
+
+
+class Recorded:
+    """A connection of a store's (sqlite3 or psycopg) whose statements run through
+    ``execute`` and ``executemany`` are also kept (the first parameters of an
+    executemany), to be explained after. Not a stand-in: each statement runs."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.statements: list[tuple[str, Sequence[Any]]] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.statements.append((sql, params))
+        return self.conn.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.statements.append((sql, params[0]))
+        self.conn.cursor().executemany(sql, params)
+
+    def of_objects(self) -> list[tuple[str, Sequence[Any]]]:
+        return [(sql, params) for sql, params in self.statements if " objects " in sql]
+
+
 def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     from intelpact.store.base import Notice
 
