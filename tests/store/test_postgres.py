@@ -3,6 +3,7 @@ writers in several processes (tests/pg.py starts the server)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -22,6 +23,10 @@ from intelpact.store import postgres as pgstore
 from intelpact.store.base import Collection, Query, StoreError
 from intelpact.store.postgres import PostgresStore
 from intelpact.store.sqlite import (
+    _collections_held,
+    _enqueue_select,
+    _queue_cited,
+    _queued_for,
     _supersede_added,
     _supersede_again,
 )
@@ -277,6 +282,18 @@ def test_superseded_marks_are_worked_out_along_the_id_before_any_analysis(
                                               (ONE_ID,))]
     _along_the_id(loaded, _recorded(loaded, lambda c: _supersede_again(c, "%s", ONE_ID)))
     _along_the_id(loaded, _recorded(loaded, lambda c: _supersede_added(c, "%s", seqs)))
+
+
+def test_the_outbox_finds_an_object_s_versions_along_the_id_before_any_analysis(
+        loaded: PostgresStore) -> None:
+    """Right after a bulk load, before (auto)analyze: the marking-definition a
+    publication cites queued with it, the parties an object is queued for, and what
+    enqueue chooses from are read through the index of the id, not a scan of objects."""
+    cites = dataclasses.replace(obj(1), marking_refs=(ONE_ID,))
+    _along_the_id(loaded, _recorded(loaded, lambda c: _queue_cited(
+        c, "%s", "AUS", cites, "2027-02-01T00:00:00.000000Z", set(), _collections_held(c))))
+    _along_the_id(loaded, _recorded(loaded, lambda c: _queued_for(c, "%s", ONE_ID)))
+    _along_the_id(loaded, [_enqueue_select([ONE_ID], pgstore._any, ["c1", "c2"])])  # noqa: SLF001
 
 
 WRITER = textwrap.dedent("""

@@ -93,7 +93,6 @@ from .sqlite import (
     _NOT_RECALLED,
     _NOTICE_COLUMNS,
     _PARTNER_PARTIES,
-    _QUEUED_FOR,
     _RECALL_COLUMNS,
     _RESOLUTIONS,
     _RUN_SIZES,
@@ -116,6 +115,7 @@ from .sqlite import (
     _audit_select,
     _begin_relabel,
     _Clock,
+    _collections_held,
     _commas,
     _compromise_checked,
     _compromise_delivered,
@@ -153,6 +153,7 @@ from .sqlite import (
     _queue,
     _queue_cited,
     _queue_portions,
+    _queued_for,
     _raise_alert,
     _recall_refused,
     _recalled_here,
@@ -620,6 +621,8 @@ class PostgresStore(Store):
             _supersede_added(c, "%s", list(seqs.values()))
             _queue_portions(c, "%s", [seqs[(o.object_id, v)] for o, v, _, _ in planned
                                       if o.has_portions and (o.object_id, v) in seqs])
+            held = _collections_held(c) if release is not None and any(
+                o.marking_refs for o, *_ in planned) else []
             done = iter(planned)
             with c.pipeline():
                 for i, slot in enumerate(slots):
@@ -636,7 +639,7 @@ class PostgresStore(Store):
                         continue
                     if release is not None:
                         for party in release(obj):
-                            _queue_cited(c, "%s", party, obj, added, queued)
+                            _queue_cited(c, "%s", party, obj, added, queued, held)
                             c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES "
                                       "(%s, %s, %s) ON CONFLICT (party, seq) DO NOTHING",
                                       (party, seq, added))
@@ -766,7 +769,7 @@ class PostgresStore(Store):
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
         with self._read() as conn:
-            cur = conn.execute(*_enqueue_select(object_ids, _any))
+            cur = conn.execute(*_enqueue_select(object_ids, _any, _collections_held(conn)))
             chosen = _enqueue_order((_stored(r) for r in cur), decide)
         with self._write() as c:
             return _queue(c, "%s", party, chosen)
@@ -833,7 +836,8 @@ class PostgresStore(Store):
         return [Dissemination(*r) for r in self._all(*_disseminations("%s", object_id, party))]
 
     def queued_for(self, object_id: str) -> list[str]:
-        return [str(r[0]) for r in self._all(_QUEUED_FOR.format(m="%s"), (object_id,))]
+        with self._read() as conn:
+            return _queued_for(conn, "%s", object_id)
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._one("SELECT body FROM receipts WHERE receipt_id = %s", (receipt_id,))

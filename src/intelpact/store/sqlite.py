@@ -604,6 +604,8 @@ class SQLiteStore(Store):
         seqs = dict((added, seq) for seq, added in c.execute(
             "SELECT seq, date_added FROM objects WHERE seq > ?", (before,)))
         _supersede_added(c, "?", list(seqs.values()))
+        held = _collections_held(c) if release is not None and any(
+            obj.marking_refs for obj, *_ in run) else []
         _queue_portions(c, "?", [seqs[added] for obj, _, added, _, _ in run
                                  if obj.has_portions and added in seqs])
         for obj, version, added, _, _ in run:
@@ -616,7 +618,7 @@ class SQLiteStore(Store):
                 continue
             if release is not None:
                 for party in release(obj):
-                    _queue_cited(c, "?", party, obj, added, queued)
+                    _queue_cited(c, "?", party, obj, added, queued, held)
                     c.execute("INSERT INTO outbox (party, seq, enqueued) VALUES (?, ?, ?) "
                               "ON CONFLICT (party, seq) DO NOTHING", (party, seq, added))
             results.append(AddResult(obj.object_id, version, "added", "stored"))
@@ -781,7 +783,9 @@ class SQLiteStore(Store):
 
     def enqueue(self, party: str, decide: Callable[[StoredObject], bool],
                 object_ids: Sequence[str] | None = None) -> int:
-        rows = (_stored(r) for r in self._conn().execute(*_enqueue_select(object_ids, _in)))
+        conn = self._conn()
+        rows = (_stored(r) for r in conn.execute(
+            *_enqueue_select(object_ids, _in, _collections_held(conn))))
         chosen = _enqueue_order(rows, decide)
         with self._write() as c:
             return _queue(c, "?", party, chosen)
@@ -848,8 +852,7 @@ class SQLiteStore(Store):
             *_disseminations("?", object_id, party))]
 
     def queued_for(self, object_id: str) -> list[str]:
-        return [str(r[0]) for r in self._conn().execute(_QUEUED_FOR.format(m="?"),
-                                                        (object_id,))]
+        return _queued_for(self._conn(), "?", object_id)
 
     def receipt(self, receipt_id: int) -> str | None:
         row = self._conn().execute("SELECT body FROM receipts WHERE receipt_id = ?",
@@ -1360,10 +1363,18 @@ def _disseminations(mark: str, object_id: str | None, party: str | None
 
 
 # Store.queued_for: the parties an outbox entry of the object has not reached yet (its
-# versions found through the unique (collection, id, version) index)
+# versions found through the unique (collection, id, version) index, the collections
+# held bound as a list: _collections_held)
 _QUEUED_FOR = ("SELECT DISTINCT b.party FROM objects o JOIN outbox b ON b.seq = o.seq "
-               "WHERE o.collection_id IN (SELECT collection_id FROM collections) AND "
-               "o.object_id = {m} AND b.delivered IS NULL ORDER BY b.party")
+               "WHERE {held} AND o.object_id = {m} AND b.delivered IS NULL ORDER BY b.party")
+
+
+def _queued_for(c: Any, mark: str, object_id: str) -> list[str]:
+    """Store.queued_for (both dialects)."""
+    held = _collections_held(c)
+    return [str(r[0]) for r in c.execute(
+        _QUEUED_FOR.format(held=_held_in(mark, held, "o.collection_id"), m=mark),
+        (*held, object_id)).fetchall()]
 
 
 def _record_release(c: Any, mark: str, ids_in: str, party: str, ids: Any, when: str,
@@ -2122,45 +2133,49 @@ def _supersede_sql(mark: str, held: Sequence[str]) -> str:
 # for, just ahead of it, in its transaction (docs/federation.md): the first stored row of
 # each, unless recalled (found by the unique (collection, id, version) index). An entry
 # there already that was given up is tried again (an object needs it now); one delivered
-# stays delivered: a partner gets a definition once.
+# stays delivered: a partner gets a definition once. {held}: the collections held, bound
+# as a list (_collections_held).
 _QUEUE_CITED = (
     "INSERT INTO outbox (party, seq, enqueued) SELECT {m}, seq, {m} FROM objects "
-    "WHERE collection_id IN (SELECT collection_id FROM collections) AND object_id = {m} "
-    "AND recalled IS NULL ORDER BY seq LIMIT 1 "
+    "WHERE {held} AND object_id = {m} AND recalled IS NULL ORDER BY seq LIMIT 1 "
     "ON CONFLICT (party, seq) DO UPDATE SET attempts = 0 WHERE outbox.delivered IS NULL")
 _MARKING_ID = re.compile(r"marking-definition--[0-9A-Fa-f-]{36}")
 
 
 def _queue_cited(c: Any, mark: str, party: str, obj: NewObject, when: str,
-                 queued: set[tuple[str, str]]) -> None:
+                 queued: set[tuple[str, str]], held: Sequence[str]) -> None:
     """Queue for ``party`` the stored marking-definitions ``obj`` cites, inside the
-    caller's write transaction (both dialects), each once per transaction."""
+    caller's write transaction (both dialects), each once per transaction. ``held``:
+    the collections held (:func:`_collections_held`)."""
+    sql = _QUEUE_CITED.format(m=mark, held=_held_in(mark, held))
     for ref in obj.marking_refs:
         if (party, ref) not in queued:
             queued.add((party, ref))
-            c.execute(_QUEUE_CITED.format(m=mark), (party, when, ref))
+            c.execute(sql, (party, when, *held, ref))
 
 
 def _enqueue_select(object_ids: Sequence[str] | None,
-                    among: Callable[[str, Sequence[Any], list[Any]], str]
-                    ) -> tuple[str, list[Any]]:
+                    among: Callable[[str, Sequence[Any], list[Any]], str],
+                    held: Sequence[str]) -> tuple[str, list[Any]]:
     """The rows ``Store.enqueue`` chooses from, in seq order: every one held, or those of
     ``object_ids`` and the marking-definitions they may cite, each part found through
-    its index (every index of objects leads with the collection). ``among`` is the
-    dialect's test of a column against a list bound as one parameter (``_in`` here): a
-    consent token's ids are not one parameter each, which SQLite (32,766 by default) and
-    PostgreSQL (65,535) cap."""
+    its index (every index of objects leads with the collection: the collections
+    ``held`` are bound, :func:`_collections_held`). ``among`` is the dialect's test of a
+    column against a list bound as one parameter (``_in`` here): a consent token's ids
+    are not one parameter each, which SQLite (32,766 by default) and PostgreSQL (65,535)
+    cap."""
     # constant SQL: the column list and placeholders, every value bound
     select = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE recalled IS NULL"  # noqa: S608
     if object_ids is None:
         return f"{select} ORDER BY seq", []
     if not object_ids:
         return f"{select} AND 1 = 0", []
-    held = "collection_id IN (SELECT collection_id FROM collections)"
-    params: list[Any] = []
-    return (f"{select} AND {held} AND object_type = 'marking-definition' UNION "
-            f"{select} AND {held} AND {among('object_id', object_ids, params)} "
-            "ORDER BY seq", params)
+    params: list[Any] = []  # in the order of the SQL
+    definitions = among("collection_id", held, params)
+    named = among("collection_id", held, params)
+    ids = among("object_id", object_ids, params)
+    return (f"{select} AND {definitions} AND object_type = 'marking-definition' UNION "
+            f"{select} AND {named} AND {ids} ORDER BY seq", params)
 
 
 def _queue(c: Any, mark: str, party: str, seqs: Iterable[int]) -> int:
