@@ -27,8 +27,11 @@ from intelpact.store.sqlite import (
     _enqueue_select,
     _queue_cited,
     _queued_for,
+    _relabel_rows,
+    _stored_meanwhile,
     _supersede_added,
     _supersede_again,
+    _went,
 )
 from intelpact.store.sqlite import migrations as sqlite_migrations
 
@@ -294,6 +297,19 @@ def test_the_outbox_finds_an_object_s_versions_along_the_id_before_any_analysis(
         c, "%s", "AUS", cites, "2027-02-01T00:00:00.000000Z", set(), _collections_held(c))))
     _along_the_id(loaded, _recorded(loaded, lambda c: _queued_for(c, "%s", ONE_ID)))
     _along_the_id(loaded, [_enqueue_select([ONE_ID], pgstore._any, ["c1", "c2"])])  # noqa: SLF001
+
+
+def test_a_relabel_finds_the_object_s_versions_along_the_id_before_any_analysis(
+        loaded: PostgresStore) -> None:
+    """Right after a bulk load, before (auto)analyze: a relabelling's check for a version
+    stored meanwhile, its look for the parties an older version went to, and its writes
+    of the new labels find the object's versions through the index of the id, not every
+    object of its originator, nor the table."""
+    version = "2026-01-01T00:03:54.000000Z"  # ONE_ID's first
+    _along_the_id(loaded, _recorded(loaded, lambda c: (
+        _stored_meanwhile(c, "%s", ONE_ID, "JPN", "2000-01-01T00:00:00.000000Z", {}),
+        _went(c, "%s", ONE_ID, "JPN", version),
+        _relabel_rows(c, "%s", ONE_ID, "JPN", {version: (1, 1)}))))
 
 
 WRITER = textwrap.dedent("""

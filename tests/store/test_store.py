@@ -1557,6 +1557,69 @@ class Recorded:
         return [(sql, params) for sql, params in self.statements if " objects " in sql]
 
 
+def test_sqlite_finds_an_object_s_versions_along_the_id(tmp_path: Path) -> None:
+    """Among 5,000 versions (1,000 ids of 5, each queued for NZL): the statements that
+    read one object's versions (its `superseded` marks, the definitions a publication
+    cites, the parties it is queued for, what enqueue chooses from, a relabelling's
+    check for a version stored meanwhile, its look for where older versions went, its
+    writes) search the unique (collection, id, version) index for the id, or the
+    marking-definitions by type: none scans objects, nor reads every object of an
+    originator or a label."""
+    from intelpact.store.sqlite import (
+        _collections_held,
+        _enqueue_select,
+        _in,
+        _queue_cited,
+        _queued_for,
+        _relabel_rows,
+        _stored_meanwhile,
+        _supersede_added,
+        _supersede_again,
+        _went,
+    )
+
+    s = SQLiteStore(tmp_path / "n.db")
+    s.add_collection(Collection("c1", "one", "", "intel"))
+    s.add_collection(Collection("c2", "two", "", "intel2"))
+    s.add_objects("c1", [obj(900_000 + rank, label=dataclasses.replace(LOW, rank=rank))
+                         for rank in range(4)])
+    s.close()
+    conn = sqlite3.connect(tmp_path / "n.db")
+    conn.execute(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000) "
+        "INSERT INTO objects (collection_id, object_id, object_type, spec_version, version, "
+        "date_added, label_id, banner_id, originator, has_portions, body, body_hash) "
+        "SELECT 'c1', 'indicator--' || printf('%036d', n % 1000), 'indicator', '2.1', "
+        "printf('2026-01-01T00:00:00.%06dZ', n), printf('2027-01-01T00:00:00.%06dZ', n), "
+        "(SELECT min(label_id) FROM labels) + n % 4, (SELECT min(label_id) FROM labels), "
+        "'JPN', 0, 'x', 'h' FROM g")
+    conn.execute("INSERT INTO outbox (party, seq, enqueued) SELECT 'NZL', seq, date_added "
+                 "FROM objects")
+    seqs = [seq for seq, in conn.execute("SELECT seq FROM objects WHERE object_id = ?",
+                                         (ONE_ID,))]
+    recorded = Recorded(conn)
+    _supersede_again(recorded, "?", ONE_ID)
+    _supersede_added(recorded, "?", seqs)
+    _queue_cited(recorded, "?", "AUS", dataclasses.replace(obj(1), marking_refs=(ONE_ID,)),
+                 "2027-02-01T00:00:00.000000Z", set(), _collections_held(conn))
+    _stored_meanwhile(recorded, "?", ONE_ID, "JPN", "2000-01-01T00:00:00.000000Z", {})
+    _went(recorded, "?", ONE_ID, "JPN", "2026-01-01T00:00:00.001234Z")
+    assert _relabel_rows(recorded, "?", ONE_ID, "JPN", {"2026-01-01T00:00:00.000234Z": (1, 1)})
+    _queued_for(recorded, "?", ONE_ID)
+    statements = [*recorded.of_objects(), _enqueue_select([ONE_ID], _in, ["c1", "c2"])]
+    for sql, params in statements:
+        plan = [str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        shown = "\n".join([sql, *plan])
+        for line in plan:
+            assert not line.startswith("SCAN ") or line.startswith("SCAN json_each"), shown
+            if line.startswith(("SEARCH objects ", "SEARCH o ")) \
+                    and "INTEGER PRIMARY KEY" not in line:
+                assert "(collection_id=? AND object_id=?" in line or \
+                    "(collection_id=? AND object_type=?)" in line, shown
+    conn.rollback()
+    conn.close()
+
+
 def test_notices_are_kept_once_and_found_by_id(store: Store) -> None:
     from intelpact.store.base import Notice
 

@@ -161,6 +161,7 @@ from .sqlite import (
     _reclassified_meanwhile,
     _record_release,
     _refs_select,
+    _relabel_rows,
     _relabel_versions,
     _resolve_alert,
     _retire_key,
@@ -1119,7 +1120,6 @@ class PostgresStore(Store):
                 tell: Callable[[Sequence[str]], Onward] | None = None,
                 older_than: str | None = None) -> int | None:
         pending: dict[str, int] = {}
-        changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
             _stored_meanwhile(c, "%s", object_id, originator, older_than, labels)
@@ -1128,14 +1128,9 @@ class PostgresStore(Store):
             if not _reclassified(c.cursor(), "%s", object_id, reclassified, notices):
                 return None  # completed already, by another process
             told = _told(c.cursor(), "%s", object_id, originator, reclassified, tell)
-            for version, (base, banner) in labels.items():
-                cur = c.execute("UPDATE objects SET label_id = %s, banner_id = %s WHERE "
-                                "object_id = %s AND originator = %s AND version = %s AND "
-                                "recalled IS NULL",
-                                (self._label_id(c, base, pending),
-                                 self._label_id(c, banner, pending), object_id, originator,
-                                 version))
-                changed += int(cur.rowcount)
+            changed = _relabel_rows(c, "%s", object_id, originator, {
+                version: (self._label_id(c, base, pending), self._label_id(c, banner, pending))
+                for version, (base, banner) in labels.items()})
             _supersede_again(c, "%s", object_id)
             _append_audit(c.cursor(), [*audit, *told], "%s")
         self._load_labels()

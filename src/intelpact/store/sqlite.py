@@ -1159,7 +1159,6 @@ class SQLiteStore(Store):
                 tell: Callable[[Sequence[str]], Onward] | None = None,
                 older_than: str | None = None) -> int | None:
         pending: dict[str, int] = {}
-        changed = 0
         with self._write() as c:
             _labels_current(c, self.labelled_under)
             _stored_meanwhile(c, "?", object_id, originator, older_than, labels)
@@ -1168,14 +1167,9 @@ class SQLiteStore(Store):
             if not _reclassified(c, "?", object_id, reclassified, notices):
                 return None  # completed already, by another process
             told = _told(c, "?", object_id, originator, reclassified, tell)
-            for version, (base, banner) in labels.items():
-                cur = c.execute("UPDATE objects SET label_id = ?, banner_id = ? WHERE "
-                                "object_id = ? AND originator = ? AND version = ? AND "
-                                "recalled IS NULL",
-                                (self._label_id(c, base, pending),
-                                 self._label_id(c, banner, pending), object_id, originator,
-                                 version))
-                changed += int(cur.rowcount)
+            changed = _relabel_rows(c, "?", object_id, originator, {
+                version: (self._label_id(c, base, pending), self._label_id(c, banner, pending))
+                for version, (base, banner) in labels.items()})
             _supersede_again(c, "?", object_id)
             _append_audit(c, [*audit, *told])
         self._load_labels()
@@ -1452,10 +1446,14 @@ def _stored_meanwhile(c: Any, mark: str, object_id: str, originator: str,
     if older_than is None:
         return
     made = parse_timestamp(older_than)
-    missed = sorted(str(v) for (v,) in c.execute(
-        f"SELECT version FROM objects WHERE object_id = {mark} AND originator = {mark} "  # noqa: S608
-        "AND recalled IS NULL", (object_id, originator)).fetchall()
-        if str(v) not in labels and parse_timestamp(str(v)) < made)
+    # the versions found through the unique (collection, id, version) index, the
+    # originator picked here: given it, SQLite scanned objects, and PostgreSQL read every
+    # object of the originator through the (collection, originator, seq) index
+    held = _collections_held(c)
+    missed = sorted(str(v) for v, by in c.execute(
+        f"SELECT version, originator FROM objects WHERE {_held_in(mark, held)} AND "  # noqa: S608
+        f"object_id = {mark} AND recalled IS NULL", (*held, object_id)).fetchall()
+        if by == originator and str(v) not in labels and parse_timestamp(str(v)) < made)
     if missed:
         raise ReclassifiedMeanwhile(
             f"version {', '.join(missed)} of {object_id} was stored meanwhile, older than "
@@ -1507,13 +1505,41 @@ def _reclassified(c: Any, mark: str, object_id: str,
 def _went(c: Any, mark: str, object_id: str, originator: str, version: str) -> list[str]:
     """The parties a version of ``object_id`` older than ``version`` went to, or may be
     going to (its outbox entry's release recorded: the courier decides what goes after
-    recording it), inside the caller's write transaction (both dialects)."""
-    return sorted({str(r[0]) for r in c.execute(
-        f"SELECT party FROM disseminations WHERE object_id = {mark} AND version <> {mark} "  # noqa: S608
-        f"UNION SELECT b.party FROM outbox b JOIN objects o ON o.seq = b.seq WHERE "
-        f"o.object_id = {mark} AND o.originator = {mark} AND o.version < {mark} AND "
-        "b.release_recorded IS NOT NULL",
-        (object_id, version, object_id, originator, version)).fetchall()})
+    recording it), inside the caller's write transaction (both dialects). The versions
+    are found through the unique (collection, id, version) index (_collections_held) and
+    their originator picked here: given it, PostgreSQL read every object of the
+    originator through the (collection, originator, seq) index, and SQLite scanned
+    objects when not given the collections."""
+    went = {str(r[0]) for r in c.execute(
+        f"SELECT party FROM disseminations WHERE object_id = {mark} AND version <> {mark}",  # noqa: S608
+        (object_id, version)).fetchall()}
+    held = _collections_held(c)
+    went.update(str(party) for party, by in c.execute(
+        f"SELECT b.party, o.originator FROM outbox b JOIN objects o ON o.seq = b.seq WHERE "  # noqa: S608
+        f"{_held_in(mark, held, 'o.collection_id')} AND o.object_id = {mark} AND o.version < "
+        f"{mark} AND b.release_recorded IS NOT NULL", (*held, object_id, version)).fetchall()
+        if by == originator)
+    return sorted(went)
+
+
+def _relabel_rows(c: Any, mark: str, object_id: str, originator: str,
+                  labels: Mapping[str, tuple[int, int]]) -> int:
+    """Store.relabel's writes, inside its write transaction (both dialects): the label
+    and banner ids ``labels`` gives a version of ``object_id`` by ``originator``, on each
+    such row not recalled; how many were written. The rows are found through the unique
+    (collection, id, version) index (_collections_held), the originator and versions
+    picked here, and written by seq: given the originator, PostgreSQL read every object
+    of it through the (collection, originator, seq) index, and SQLite, not given the
+    collections, scanned objects per version."""
+    held = _collections_held(c)
+    rows = [(*labels[str(version)], seq) for seq, version, by in c.execute(
+        f"SELECT seq, version, originator FROM objects WHERE {_held_in(mark, held)} AND "  # noqa: S608
+        f"object_id = {mark} AND recalled IS NULL", (*held, object_id)).fetchall()
+        if by == originator and str(version) in labels]
+    for row in rows:
+        c.execute(f"UPDATE objects SET label_id = {mark}, banner_id = {mark} WHERE "  # noqa: S608
+                  f"seq = {mark}", row)
+    return len(rows)
 
 
 def _told(c: Any, mark: str, object_id: str, originator: str,
