@@ -89,6 +89,7 @@ bench: $(STAMP) $(MEDALLION_STAMP) $(OPENTAXII_STAMP)
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/ais.py
 	$(BIN)/python bench/relabel.py --backends sqlite,postgresql
+	$(BIN)/python bench/plans.py --backends sqlite,postgresql
 
 clean:
 	rm -rf $(VENV) $(MEDALLION_VENV) $(OPENTAXII_VENV) $(DEMO) .pytest_cache .hypothesis
