@@ -14,7 +14,8 @@ calls, each on another object:
 - ``relabel``: that object's versions relabelled as a reclassification does
   (``Store.relabel``: the check for a version stored meanwhile, the writes, the marks
   worked out again);
-- ``queued_for`` and ``enqueue`` of its id.
+- ``queued_for``, ``enqueue`` and ``withdrawn`` of its id (the last asked on each
+  release with a third party's consent).
 
 The peer, in the same run: the same calls on other objects after ``ANALYZE`` (the
 statistics the planner otherwise waits for; the store never analyses SQLite). ``ratio``
@@ -127,6 +128,8 @@ def _timed(store: Store, run: Callable[[str], list[Any]], first: int, step: int,
     figures["enqueue_ms"] = _median_ms([
         lambda oid=oid: store.enqueue("NZL", lambda _: False, [oid])  # type: ignore[misc]
         for oid in ids])
+    figures["withdrawn_ms"] = _median_ms([lambda oid=oid: store.withdrawn([oid])  # type: ignore[misc]
+                                          for oid in ids])
     return figures
 
 

@@ -32,6 +32,7 @@ from intelpact.store.sqlite import (
     _supersede_added,
     _supersede_again,
     _went,
+    _withdrawn,
 )
 from intelpact.store.sqlite import migrations as sqlite_migrations
 
@@ -312,6 +313,14 @@ def test_a_relabel_finds_the_object_s_versions_along_the_id_before_any_analysis(
         _relabel_rows(c, "%s", ONE_ID, "JPN", {version: (1, 1)}))))
 
 
+
+def test_whether_an_object_was_withdrawn_is_read_along_the_id_before_any_analysis(
+        loaded: PostgresStore) -> None:
+    """Right after a bulk load, before (auto)analyze: whether the objects a release
+    derives from were withdrawn here (Store.withdrawn, asked on each release with a
+    third party's consent) reads their versions through the index of the id."""
+    _along_the_id(loaded, _recorded(loaded, lambda c: _withdrawn(c, "%s", [ONE_ID])))
+
 WRITER = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[3])
@@ -366,4 +375,3 @@ def test_labels_added_by_another_process_are_learnt(store: PostgresStore, url: s
         assert [json.loads(r.body)["id"] for r in rows] == [obj(1).object_id]
     finally:
         other.close()
-

@@ -1562,9 +1562,9 @@ def test_sqlite_finds_an_object_s_versions_along_the_id(tmp_path: Path) -> None:
     read one object's versions (its `superseded` marks, the definitions a publication
     cites, the parties it is queued for, what enqueue chooses from, a relabelling's
     check for a version stored meanwhile, its look for where older versions went, its
-    writes) search the unique (collection, id, version) index for the id, or the
-    marking-definitions by type: none scans objects, nor reads every object of an
-    originator or a label."""
+    writes, whether it was withdrawn) search the unique (collection, id, version) index
+    for the id, or the marking-definitions by type: none scans objects, nor reads every
+    object of an originator or a label."""
     from intelpact.store.sqlite import (
         _collections_held,
         _enqueue_select,
@@ -1576,6 +1576,7 @@ def test_sqlite_finds_an_object_s_versions_along_the_id(tmp_path: Path) -> None:
         _supersede_added,
         _supersede_again,
         _went,
+        _withdrawn,
     )
 
     s = SQLiteStore(tmp_path / "n.db")
@@ -1606,6 +1607,7 @@ def test_sqlite_finds_an_object_s_versions_along_the_id(tmp_path: Path) -> None:
     _went(recorded, "?", ONE_ID, "JPN", "2026-01-01T00:00:00.001234Z")
     assert _relabel_rows(recorded, "?", ONE_ID, "JPN", {"2026-01-01T00:00:00.000234Z": (1, 1)})
     _queued_for(recorded, "?", ONE_ID)
+    _withdrawn(recorded, "?", [ONE_ID])
     statements = [*recorded.of_objects(), _enqueue_select([ONE_ID], _in, ["c1", "c2"])]
     for sql, params in statements:
         plan = [str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]

@@ -97,7 +97,6 @@ from .sqlite import (
     _RESOLUTIONS,
     _RUN_SIZES,
     _WATCH_SELECT,
-    _WITHDRAWN,
     MAX_ATTEMPTS,
     PORTIONS,
     _accept_rotation,
@@ -176,6 +175,7 @@ from .sqlite import (
     _supersede_again,
     _told,
     _versions_after,
+    _withdrawn,
 )
 
 log = logging.getLogger("intelpact.store")
@@ -1076,10 +1076,8 @@ class PostgresStore(Store):
         return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in self._all(_INTENTS)]
 
     def withdrawn(self, object_ids: Sequence[str]) -> set[tuple[str, str]]:
-        where, params = _of_objects(object_ids, "AND", "%s")
-        again, more = _of_objects(object_ids, "WHERE", "%s")
-        return {(str(r[0]), str(r[1])) for r in self._all(
-            _WITHDRAWN.format(recalled=where, purged=again), [*params, *more])}
+        with self._read() as conn:
+            return _withdrawn(conn, "%s", object_ids)
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = _of_objects(object_ids, "AND", "%s")

@@ -1110,10 +1110,7 @@ class SQLiteStore(Store):
                 for r in self._conn().execute(_INTENTS)]
 
     def withdrawn(self, object_ids: Sequence[str]) -> set[tuple[str, str]]:
-        where, params = _of_objects(object_ids, "AND", "?")
-        again, more = _of_objects(object_ids, "WHERE", "?")
-        return {(str(r[0]), str(r[1])) for r in self._conn().execute(
-            _WITHDRAWN.format(recalled=where, purged=again), [*params, *more])}
+        return _withdrawn(self._conn(), "?", object_ids)
 
     def reclassify_notices(self, object_ids: Sequence[str] | None = None) -> list[Notice]:
         where, params = _of_objects(object_ids, "AND", "?")
@@ -1340,6 +1337,19 @@ _RECALL_COLUMNS = "object_id, party, notice_id, reason, issued, destroyed, recei
 _WITHDRAWN = ("SELECT object_id, party FROM notices WHERE direction = 'in' AND "
               "kind = 'recall' {recalled}UNION SELECT object_id, originator FROM objects "
               "{purged}GROUP BY object_id, originator HAVING count(recalled) = count(*)")
+
+
+def _withdrawn(c: Any, mark: str, object_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """Store.withdrawn (both dialects): the versions found through the unique
+    (collection, id, version) index, the collections held bound (_collections_held);
+    given the ids alone, both stores scanned objects."""
+    held = _collections_held(c)
+    where, params = _of_objects(object_ids, "AND", mark)
+    again, more = _of_objects(object_ids, f"WHERE {_held_in(mark, held)} AND", mark)
+    return {(str(r[0]), str(r[1])) for r in c.execute(
+        _WITHDRAWN.format(recalled=where, purged=again), [*params, *held, *more]).fetchall()}
+
+
 # Outbox rows that may still leave: not a tombstone here, not recalled from that party.
 _NOT_RECALLED = ("o.recalled IS NULL AND NOT EXISTS (SELECT 1 FROM recalls r WHERE "
                  "r.object_id = o.object_id AND r.party = b.party)")
