@@ -13,8 +13,9 @@ witnessed (services/audit.py), so a partner that rewrites its history is caught,
 its new events about our objects, so one that leaves any out of its answers is caught
 too (``watch_once``), in a thread for each partner beside the pushes and pulls.
 Compromise reports, acknowledgements and closures (services/compromise.py) go first,
-from their own queue, on the same retry path. A partner answering 429 (this node sent it
-more requests than it takes: interfaces/federation.py) is asked again after the
+from their own queue, on the same retry path; one the partner refuses or fails on holds
+back only what depends on it (``deliver_round``). A partner answering 429 (this node
+sent it more requests than it takes: interfaces/federation.py) is asked again after the
 ``Retry-After`` it gave (at most ``max_backoff``), and nothing is counted as refused.
 """
 
@@ -26,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -37,6 +38,7 @@ from ..store.base import (
     MAX_INTEGER,
     CompromiseMessage,
     KeptEvent,
+    Notice,
     PeerRecord,
     StoreFull,
     StoreUnavailable,
@@ -79,6 +81,7 @@ ANSWER_SECONDS = 120.0
 # While a partner keeps failing the same way, the courier's retries are logged at debug
 # but for a warning this often (seconds): a partner down for a day is not 2,880 warnings
 REMIND_EVERY = 600.0
+_Item = TypeVar("_Item", Notice, CompromiseMessage)  # an item queued for a partner
 
 
 class Courier:
@@ -143,7 +146,17 @@ class Courier:
                                        headers=headers)
         limit = self.node.config.max_content_length
         deadline = time.monotonic() + self.answer_seconds
-        response = client.send(request, stream=True)
+        try:
+            response = client.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            # A partner's listener closes the connection after answering 500 (uvicorn,
+            # when the app raised: the answer is sent, then the connection closed), and
+            # the next request on that kept-alive connection met "Server disconnected
+            # without sending a response": the partner then looked unreachable, and the
+            # round stopped behind the one item it failed on. Sent again once, on a new
+            # connection (every request of the courier's may arrive twice: receipts are
+            # idempotent, and a partner that disconnects again is unreachable).
+            response = client.send(request, stream=True)
         try:
             chunks, size = [], 0
             for chunk in response.iter_bytes():
@@ -309,39 +322,49 @@ class Courier:
 
     def deliver_round(self, party: str, *, pull: bool = False) -> bool:
         """One round with ``party``: its compromise messages, then its notices (recalls
-        before any more objects), then its objects, and with ``pull`` its outbox pulled.
-        A failure to reach it, or one it answers that is not a refusal, stops the round.
-        A refusal of a message or notice (Refused, counted) does not: what else is
-        queued goes, and it is raised after (the caller backs off), so one message the
-        partner refuses does not hold back everything else for it until given up.
-        Returns whether the round reached ``party``: whether it asked it anything and
-        had its answers. A round with nothing to send and no pull asks nothing: it
+        before any more objects), then its objects; then the messages and notices that
+        failed at their last try (and those queued behind them), and with ``pull`` its
+        outbox pulled. What fails of one message or notice holds back only what depends
+        on it (:class:`_Round` says when a failure stops the round): a refusal (Refused,
+        counted: given up after 20) or a failure that is not one (a 5xx for ever on that
+        one item, a receipt that does not verify) is raised once the rest has gone, so
+        the caller backs off and the item is tried again the next round. Before, one
+        notice a partner answered 500 every time stopped every round at it: a recall of
+        something else queued after it, and every object, waited for ever. The partner
+        unreachable or throttling (429), or a push or pull failing, stops the round at
+        once. Returns whether the round reached ``party``: whether it asked it anything
+        and had its answers. A round with nothing to send and no pull asks nothing: it
         says nothing of whether the partner is reachable (the caller's run of failures
         goes on)."""
         answered = self._answered()
-        refused: Refused | None = None
-        for step in (self.deliver_compromise, self.deliver_notices):
-            try:
-                step(party)
-            except Refused as exc:
-                refused = refused or exc
+        state = _Round()
+        self.deliver_compromise(party, again=False, state=state)
+        self.deliver_notices(party, again=False, state=state)
+        pushed = self._answered()
         self.push_all(party)
+        if self._answered() > pushed:  # the push was answered well, or it raised
+            state.answered_well()
+        self.deliver_compromise(party, again=True, state=state)
+        self.deliver_notices(party, again=True, state=state)
         if pull:
             self.pull_once(party)
-        if refused is not None:
-            raise refused
+        state.end()
         return self._answered() > answered
 
     # -- compromise reports ------------------------------------------------------------
-    def deliver_compromise(self, party: str) -> int:
+    def deliver_compromise(self, party: str, *, again: bool | None = None,
+                           state: _Round | None = None) -> int:
         """Deliver ``party``'s queued compromise reports, acknowledgements and closures,
         oldest first; each is marked delivered only with the partner's verified signed
         receipt. Before a report, the partner is asked which checkpoint of our log it
-        holds, so the report carries a proof from it. The first failure stops this
-        queue's round (FederationError: the caller backs off and retries); a refusal is
-        counted (Refused: deliver_round sends the notices and objects all the same), and a
-        message refused 20 times stops being sent (`compromise list` shows why). Key
-        rotation announcements go first: requests are signed with the current key."""
+        holds, so the report carries a proof from it. A message refused (counted: refused
+        20 times it stops being sent, and `compromise list` shows why) or failing (not
+        counted) holds back the later messages of its report only; the first failure or
+        refusal is raised at the end (:class:`_Round`: a failure may stop the queue at
+        once). ``again``: only those that failed at their last try and those behind
+        them (True), or only the others (False); both by default, these last. Key
+        rotation announcements go first: requests are signed with the current key.
+        Returns how many were delivered."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             return 0
@@ -349,36 +372,58 @@ class Courier:
             self.announce_keys(party)
         except httpx.HTTPError as exc:
             raise _unreachable(peer, exc) from None
-        reports = self.node.compromise
+        round_ = state or _Round()
         done = 0
-        for message in self.node.store.pending_compromise(party, BATCH):
+        for message in _chosen(self.node.store.pending_compromise(party, BATCH),
+                               lambda m: m.report_id, again):
+            key = ("report", message.report_id)
+            if key in round_.behind or ("message", str(message.message_id)) in round_.tried:
+                continue
+            round_.tried.add(("message", str(message.message_id)))
             try:
-                response = self._send_compromise(peer, message)
-            except httpx.HTTPError as exc:
-                self.node.store.compromise_failed(message.message_id,
-                                                  f"{party} unreachable: {exc}", False)
-                raise _unreachable(peer, exc) from None
-            except FederationError as exc:  # the held size refused or unreadable
-                self.node.store.compromise_failed(message.message_id, exc.message, False)
+                self._deliver_message(peer, message)
+            except (Unreachable, RateLimited):
                 raise
-            if response.status_code != 200:
-                reason = f"{response.status_code} {_description(response)}"
-                # 409: the partner's state kept moving under the request (_send_compromise
-                # asked again): the next round tries again, no refusal
-                counted = response.status_code != 409 and _refusal(response)
-                self.node.store.compromise_failed(message.message_id,
-                                                  f"{party} refused: {reason}", counted)
-                raise _failed(response, f"{party} refused compromise {message.kind} "
-                                        f"{message.report_id}: {reason}", counted=counted)
-            try:
-                reports.delivered(party, message, _read(party, response,
-                                                        f"compromise {message.kind} "
-                                                        f"{message.report_id}"))
-            except FederationError as exc:  # a receipt unreadable, unsigned or not for it
-                self.node.store.compromise_failed(message.message_id, exc.message, False)
-                raise
+            except FederationError as exc:
+                round_.behind.add(key)
+                round_.failed(exc, before=message.error is not None)
+                continue
+            round_.answered_well()
             done += 1
+        if state is None:
+            round_.end()
         return done
+
+    def _deliver_message(self, peer: PeerRecord, message: CompromiseMessage) -> None:
+        """Send one compromise message and take its receipt; else record why not and
+        raise: Unreachable, Refused (counted), or FederationError (RateLimited)."""
+        party = peer.party
+        try:
+            response = self._send_compromise(peer, message)
+        except httpx.HTTPError as exc:
+            self.node.store.compromise_failed(message.message_id,
+                                              f"{party} unreachable: {exc}", False)
+            raise _unreachable(peer, exc) from None
+        except FederationError as exc:  # the held size refused or unreadable
+            self.node.store.compromise_failed(message.message_id, exc.message, False)
+            raise
+        if response.status_code != 200:
+            reason = f"{response.status_code} {_description(response)}"
+            # 409: the partner's state kept moving under the request (_send_compromise
+            # asked again): the next round tries again, no refusal
+            counted = response.status_code != 409 and _refusal(response)
+            said = "refused" if counted else "failed on"
+            self.node.store.compromise_failed(message.message_id,
+                                              f"{party} {said.split()[0]}: {reason}",
+                                              counted)
+            raise _failed(response, f"{party} {said} compromise {message.kind} "
+                                    f"{message.report_id}: {reason}", counted=counted)
+        try:
+            self.node.compromise.delivered(party, message, _read(
+                party, response, f"compromise {message.kind} {message.report_id}"))
+        except FederationError as exc:  # a receipt unreadable, unsigned or not for it
+            self.node.store.compromise_failed(message.message_id, exc.message, False)
+            raise
 
     def _send_compromise(self, peer: PeerRecord, message: CompromiseMessage) -> httpx.Response:
         """POST ``message`` to ``peer``: a report with a proof from the checkpoint of our
@@ -402,57 +447,71 @@ class Courier:
         return response
 
     # -- originator controls -------------------------------------------------------------
-    def deliver_notices(self, party: str) -> int:
+    def deliver_notices(self, party: str, *, again: bool | None = None,
+                        state: _Round | None = None) -> int:
         """Deliver ``party``'s queued recalls, destruction receipts and reclassifications,
-        oldest first; each is delivered once the partner's signed receipt verifies. The
-        partner unreachable, failing or throttling stops the round (the caller backs off
-        and retries). A notice it refuses is counted (refused 20 times, it stops being
-        sent), and the round goes on with the notices about other objects: one refused
-        notice must not hold back a recall of something else; a later notice about the
-        same object waits behind it, so each object's notices arrive in order. The first
-        refusal is raised at the end of the round."""
+        oldest first; each is delivered once the partner's signed receipt verifies. A
+        notice refused (counted: refused 20 times it stops being sent) or failing (not
+        counted: a 5xx, a receipt that does not verify) holds back only the later notices
+        about the same object, so each object's notices arrive in order and a recall of
+        something else goes all the same; the first failure or refusal is raised at the
+        end (:class:`_Round`: the partner unreachable or throttling, or failing twice in
+        a row, stops it at once). ``again`` as for :meth:`deliver_compromise`. Returns
+        how many were delivered."""
         peer = self.node.federation.peers().get(party)
         if peer is None:
             return 0
+        round_ = state or _Round()
         done = 0
-        refused: FederationError | None = None
-        behind: set[str] = set()  # objects whose earlier notice was refused this round
-        for notice in self.node.store.pending_notices(party, BATCH):
-            about = notice.object_id or ""  # those about no object: in order among them
-            if about in behind:
+        for notice in _chosen(self.node.store.pending_notices(party, BATCH),
+                              lambda n: n.object_id or "", again):
+            key = ("object", notice.object_id or "")  # about no object: in order among them
+            if key in round_.behind or ("notice", notice.notice_id) in round_.tried:
                 continue
+            round_.tried.add(("notice", notice.notice_id))
             try:
-                self.announce_keys(party)
-                response = self._request(peer, "POST", "/federation/notices",
-                                         notice.body.encode())
-            except httpx.HTTPError as exc:
-                self.node.store.notice_failed(notice.notice_id, f"{party} unreachable: {exc}",
-                                              refused=False)
-                raise _unreachable(peer, exc) from None
-            if response.status_code != 200:
-                reason = f"{response.status_code} {_description(response)}"
-                counted = _refusal(response)
-                self.node.store.notice_failed(notice.notice_id, f"{party} refused: {reason}",
-                                              refused=counted)
-                error = _failed(response, f"{party} refused {notice.kind} notice "
-                                          f"{notice.notice_id}: {reason}", counted=counted)
-                if not counted:
-                    raise error
-                refused = refused or error
-                behind.add(about)
-                continue
-            try:
-                receipt = self.node.controls.check_receipt(
-                    party, notice, _read(party, response, f"{notice.kind} notice "
-                                                          f"{notice.notice_id}"))
-            except FederationError as exc:  # a receipt unreadable, unsigned or not for it
-                self.node.store.notice_failed(notice.notice_id, exc.message, refused=False)
+                self._deliver_notice(peer, notice)
+            except (Unreachable, RateLimited):
                 raise
-            self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
+            except FederationError as exc:
+                round_.behind.add(key)
+                round_.failed(exc, before=notice.error is not None)
+                continue
+            round_.answered_well()
             done += 1
-        if refused is not None:
-            raise refused
+        if state is None:
+            round_.end()
         return done
+
+    def _deliver_notice(self, peer: PeerRecord, notice: Notice) -> None:
+        """Send one notice and take its receipt; else record why not and raise:
+        Unreachable, Refused (counted), or FederationError (RateLimited)."""
+        party = peer.party
+        try:
+            self.announce_keys(party)
+            response = self._request(peer, "POST", "/federation/notices",
+                                     notice.body.encode())
+        except httpx.HTTPError as exc:
+            self.node.store.notice_failed(notice.notice_id, f"{party} unreachable: {exc}",
+                                          refused=False)
+            raise _unreachable(peer, exc) from None
+        if response.status_code != 200:
+            reason = f"{response.status_code} {_description(response)}"
+            counted = _refusal(response)
+            said = "refused" if counted else "failed on"
+            self.node.store.notice_failed(notice.notice_id,
+                                          f"{party} {said.split()[0]}: {reason}",
+                                          refused=counted)
+            raise _failed(response, f"{party} {said} {notice.kind} notice "
+                                    f"{notice.notice_id}: {reason}", counted=counted)
+        try:
+            receipt = self.node.controls.check_receipt(
+                party, notice, _read(party, response, f"{notice.kind} notice "
+                                                      f"{notice.notice_id}"))
+        except FederationError as exc:  # a receipt unreadable, unsigned or not for it
+            self.node.store.notice_failed(notice.notice_id, exc.message, refused=False)
+            raise
+        self.node.store.notice_delivered(notice.notice_id, timestamp(utc_now()), receipt)
 
     def _fetch(self, peer: PeerRecord, target: str, what: str) -> Any:
         """GET ``target`` from ``peer``: its JSON answer, or FederationError saying that
@@ -994,6 +1053,65 @@ class Courier:
                     record.report_id, exc, self.gossip_interval)
         return checked
 
+
+
+class _Round:
+    """What one round with a partner met so far (Courier.deliver_round), to decide
+    whether a message or notice that failed (not a refusal: a 5xx, a receipt that does
+    not verify) stops it. It does not, once: the rest goes on, so one item a partner
+    fails on for ever (a bug of its own on that one) holds back only what depends on it.
+    A second failure in a row stops the round, so a partner failing on every request
+    (503 while its store is away, a clock apart) is asked twice a round, not once for
+    each item queued; it need not when the item had failed before and the partner
+    answered another request of this round well (items that failed before are tried after
+    the push, so two stuck ones in a row hold back no other, yet each is tried every
+    round). Unreachable or 429 stops the round at once (the callers raise those). A
+    refusal is an answer: the partner is working, and decided."""
+
+    def __init__(self) -> None:
+        self.well = False  # whether the partner answered a request of this round well
+        self.failing = False  # whether the last item tried failed
+        self.failure: FederationError | None = None  # the first failure, raised at the end
+        self.refused: Refused | None = None  # the first refusal, raised at the end
+        self.behind: set[tuple[str, str]] = set()  # reports, objects: a later one waits
+        self.tried: set[tuple[str, str]] = set()  # messages and notices tried this round
+
+    def answered_well(self) -> None:
+        self.well, self.failing = True, False
+
+    def failed(self, error: FederationError, *, before: bool) -> None:
+        """An item failed with ``error`` (``before``: it had failed at its last try
+        too); raised if the round stops here."""
+        if isinstance(error, Refused):
+            self.refused = self.refused or error
+            self.failing = False
+            return
+        if self.failing and not (before and self.well):
+            raise error
+        self.failing = True
+        self.failure = self.failure or error
+
+    def end(self) -> None:
+        """Raise the first failure, else the first refusal: the caller backs off."""
+        if self.failure is not None or self.refused is not None:
+            raise self.failure or self.refused  # type: ignore[misc]
+
+
+def _chosen(items: Sequence[_Item], key: Callable[[_Item], str], again: bool | None
+            ) -> list[_Item]:
+    """Of ``items`` (oldest first): with ``again``, those that failed at their last try
+    (their ``error``) and each later one of the same ``key`` (a report's messages, an
+    object's notices: kept in order); without, the others; None: all, the others first."""
+    first: list[_Item] = []
+    later: list[_Item] = []
+    held: set[str] = set()
+    for item in items:
+        if item.error is not None or key(item) in held:
+            held.add(key(item))
+            later.append(item)
+        else:
+            first.append(item)
+    return later if again else first if again is not None else first + later
 
 
 class _Failures:
