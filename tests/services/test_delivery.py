@@ -10,8 +10,10 @@ import json
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from test_federation import publish, push
 
+from intelpact.interfaces.cli import main
 from intelpact.services.courier import Courier
 from intelpact.services.federation import FederationError
 from intelpact.services.node import Node
@@ -148,6 +150,38 @@ def test_a_compromise_message_the_partner_fails_on_for_ever_holds_back_no_other(
         (waiting,) = nzl.store.pending_compromise("JPN", 10)
         assert waiting.report_id == failing.report_id and waiting.attempts == 0
         assert "500" in (waiting.error or "")
+
+
+def test_what_waits_for_a_partner_and_why_is_shown(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`peer list` shows, for each partner, what waits to go to it and, for each message
+    or notice that failed at its last try, the partner's last answer and whether it is
+    counted (refusals, given up after 20) or tried every round (a 5xx). Before, a
+    destruction receipt or reclassification failing round after round showed nowhere,
+    and a recall failing so only as "not delivered yet" in `recalls`."""
+    jpn, nzl = jpn_nzl
+    stuck, other = (publish(jpn, name, "極秘", ("NZL",)) for name in ("stuck", "other"))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        fails_on(monkeypatch, nzl.controls, stuck["id"])
+        jpn.controls.recall(jpn.people.as_person("officer"), stuck["id"],
+                            reason="its holder fails on it")
+        refused = jpn.controls._queue("destroyed", "NZL", other["id"], {
+            "object_id": other["id"], "in_reply_to": 5, "destroyed": []}, [])
+        rounds(jpn, "NZL", 2, "recall notice .*: 500 nothing was stored")
+    listed = CliRunner().invoke(main, ["peer", "list", str(jpn.config.dir)])
+    assert listed.exit_code == 0, listed.output
+    text = " ".join(listed.output.split())
+    (recall,) = [n for n in jpn.store.pending_notices("NZL", 10) if n.kind == "recall"]
+    assert "Waiting to go to NZL: 0 compromise message(s), 2 notice(s); 2 failed at " \
+        "their last try:" in text, text
+    assert f"recall notice {recall.notice_id} about {stuck['id']}, queued {recall.made}: " \
+        "NZL failed: 500 nothing was stored (not counted: tried again every round)" \
+        in text, text
+    assert f"destroyed notice {refused} about {other['id']}" in text, text
+    assert "(refused 2 of 20 times)" in text, text
+    recalls = CliRunner().invoke(main, ["recalls", str(jpn.config.dir)])
+    assert "failed: 500" in " ".join(recalls.output.split()), recalls.output  # already
 
 
 def _shared_and_read(jpn: Node, nzl: Node, name: str) -> str:

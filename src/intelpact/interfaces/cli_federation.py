@@ -14,6 +14,8 @@ from ..errors import IntelpactError
 from ..jsonio import JsonError, parse_json
 from ..services.federation import make_card
 from ..services.node import Node
+from ..store.base import CompromiseMessage, Notice
+from ..store.sqlite import MAX_ATTEMPTS
 from .cli import NODE_DIR, _safe, friendly, main, out
 
 
@@ -66,7 +68,10 @@ def peer_add(node_dir: Path, card_file: Path) -> None:
 def peer_list(node_dir: Path) -> None:
     """List pinned partners, and how far each one's audit log has been checked: the
     largest checkpoint of its log witnessed, and how many of its events about our objects
-    `serve`'s watch has checked none left out, up to which leaf, and when it last did."""
+    `serve`'s watch has checked none left out, up to which leaf, and when it last did;
+    and the compromise messages and notices waiting to go to each, with the partner's
+    last answer to each that failed, and whether it is counted (refused: given up after
+    20) or tried again every round (the partner failing: a 5xx)."""
     node = Node.open(node_dir, migrate=False, readonly=True)  # only reads (docs/node.md)
     peers = node.store.peers()
     table = Table("party", "url", "key id", "TLS fingerprint", "pinned")
@@ -85,7 +90,43 @@ def peer_list(node_dir: Path) -> None:
                       watch[2] if watch else "")
     if peers:
         out.print(audit)
+    notices = [n for n in node.store.notices() if n.direction == "out" and not n.delivered]
+    messages = [m for m in node.store.compromise_messages() if m.delivered is None]
     node.close()
+    for p in peers:
+        _waiting(p.party, [m for m in messages if m.party == p.party],
+                 [n for n in notices if n.party == p.party])
+
+
+SHOWN = 20  # the messages and notices failing shown per partner in `peer list`
+
+
+def _waiting(party: str, messages: list[CompromiseMessage], notices: list[Notice]) -> None:
+    """What waits to go to ``party``, and each message or notice that failed at its last
+    try (its ``error``): the partner's last answer, and whether it is counted (refused:
+    given up after MAX_ATTEMPTS) or tried again every round (a 5xx, never given up). A
+    stuck destruction receipt or reclassification showed nowhere before, and a stuck
+    recall only as "not delivered yet" in `recalls`."""
+    if not messages and not notices:
+        return
+    queued: list[CompromiseMessage | Notice] = [*messages, *notices]
+    failing = [x for x in queued if x.error]
+    out.print(Text(_safe(f"Waiting to go to {party}: {len(messages)} compromise message(s), "
+                         f"{len(notices)} notice(s)"
+                         + (f"; {len(failing)} failed at their last try:" if failing
+                            else ""))))
+    for item in failing[:SHOWN]:
+        if isinstance(item, Notice):
+            what = f"{item.kind} notice {item.notice_id}" + (
+                f" about {item.object_id}" if item.object_id else "")
+        else:
+            what = f"compromise {item.kind} of report {item.report_id}"
+        counted = ("not counted: tried again every round" if not item.attempts else
+                   f"given up: refused {item.attempts} times" if item.attempts >= MAX_ATTEMPTS
+                   else f"refused {item.attempts} of {MAX_ATTEMPTS} times")
+        out.print(Text(_safe(f"  {what}, queued {item.made}: {item.error} ({counted})")))
+    if len(failing) > SHOWN:
+        out.print(f"  … and {len(failing) - SHOWN} more")
 
 
 @main.group()
