@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import pytest
@@ -191,3 +192,35 @@ def _shared_and_read(jpn: Node, nzl: Node, name: str) -> str:
     nzl.find(nzl.people.as_person("analyst"), nzl.default_collection().collection_id,
              Query(ids=(secret["id"],)), via="object")
     return str(secret["id"])
+
+
+def test_serve_sends_new_objects_at_once_beside_an_item_held_back(
+        jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve`'s lane backs off after a round in which an item failed, and tries it
+    again at each retry, the wait doubling (to ``max_backoff``): the partner is not asked
+    it four times a second. Before, everything else waited out the same backoff: with a
+    notice failing for ever, each object published reached the partner up to
+    ``max_backoff`` (30 s) late, for as long as it failed (27 s measured). Now new
+    messages, notices and objects go at once, between the retries."""
+    jpn, nzl = jpn_nzl
+    stuck = publish(jpn, "stuck", "極秘", ("NZL",))
+    with serving_federation(jpn), serving_federation(nzl):
+        push(jpn, "NZL")
+        failed = fails_on(monkeypatch, nzl.controls, stuck["id"])
+        jpn.controls.recall(jpn.people.as_person("officer"), stuck["id"], reason="stuck")
+        courier = Courier(jpn, push_interval=0.05, max_backoff=8.0)
+        courier.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len(failed) < 4:  # backing off 0.5, 1, 2, then 4 s: 8 s after this one
+                assert time.monotonic() < deadline, failed
+                time.sleep(0.05)
+            tried = len(failed)
+            new = publish(jpn, "published beside it", "極秘", ("NZL",))
+            started = time.monotonic()
+            while not seen(nzl, new["id"]):
+                assert time.monotonic() - started < 2, "the new object waited the backoff"
+                time.sleep(0.05)
+            assert len(failed) == tried  # the failing one is not asked again meanwhile
+        finally:
+            courier.stop()

@@ -320,7 +320,7 @@ class Courier:
             if n == 0:
                 return total
 
-    def deliver_round(self, party: str, *, pull: bool = False) -> bool:
+    def deliver_round(self, party: str, *, pull: bool = False, again: bool = True) -> bool:
         """One round with ``party``: its compromise messages, then its notices (recalls
         before any more objects), then its objects; then the messages and notices that
         failed at their last try (and those queued behind them), and with ``pull`` its
@@ -332,10 +332,12 @@ class Courier:
         notice a partner answered 500 every time stopped every round at it: a recall of
         something else queued after it, and every object, waited for ever. The partner
         unreachable or throttling (429), or a push or pull failing, stops the round at
-        once. Returns whether the round reached ``party``: whether it asked it anything
-        and had its answers. A round with nothing to send and no pull asks nothing: it
-        says nothing of whether the partner is reachable (the caller's run of failures
-        goes on)."""
+        once. Without ``again``, those that failed before are not tried (the lane sends
+        what is new between their retries). Raises HeldBack when messages or notices
+        failed and everything else went. Returns whether the round reached ``party``:
+        whether it asked it anything and had its answers. A round with nothing to send
+        and no pull asks nothing: it says nothing of whether the partner is reachable
+        (the caller's run of failures goes on)."""
         answered = self._answered()
         state = _Round()
         self.deliver_compromise(party, again=False, state=state)
@@ -344,11 +346,15 @@ class Courier:
         self.push_all(party)
         if self._answered() > pushed:  # the push was answered well, or it raised
             state.answered_well()
-        self.deliver_compromise(party, again=True, state=state)
-        self.deliver_notices(party, again=True, state=state)
+        if again:
+            self.deliver_compromise(party, again=True, state=state)
+            self.deliver_notices(party, again=True, state=state)
         if pull:
             self.pull_once(party)
-        state.end()
+        try:
+            state.end()
+        except FederationError as exc:
+            raise HeldBack(exc.message, hint=exc.hint) from exc
         return self._answered() > answered
 
     # -- compromise reports ------------------------------------------------------------
@@ -937,32 +943,44 @@ class Courier:
         is tried again after a backoff that doubles up to ``max_backoff`` (a 429: after
         its Retry-After), logged as :class:`_Failures` says. Only a round that reached
         ``party`` ends a run of failures (its backoff, and "reached again"): one that
-        asked it nothing, between pulls with nothing queued, leaves the run as it is."""
+        asked it nothing, between pulls with nothing queued, leaves the run as it is.
+        After a round that went but for messages or notices failing (HeldBack), what is
+        new still goes at once, in rounds without them, and only their retries wait out
+        the backoff: before, one notice failing for ever delayed every object by up to
+        ``max_backoff``, for as long as it failed; the backoff, and the run of failures,
+        are ended only by a whole round."""
         backoff: float | None = None  # the wait before the next try, while failing
+        held = False  # the last failed round went, but for messages or notices failing
         failed_at = last_pull = 0.0
         while not self._stop.is_set():
             wake.wait(self.push_interval)
             wake.clear()
             now = time.monotonic()
-            if self._stop.is_set() or (backoff is not None
-                                       and not _due(now, failed_at, backoff)):
+            whole = backoff is None or _due(now, failed_at, backoff)
+            if self._stop.is_set() or not (whole or held):
                 continue
             if self.node.pinned_changed():  # nothing under a text no longer pinned
                 continue
             pull = _due(now, last_pull, self.interval)
             try:
-                if self.deliver_round(party, pull=pull):
-                    backoff = None
+                if self.deliver_round(party, pull=pull, again=whole) and whole:
+                    backoff, held = None, False
                     if back := failing.recovered(party):
                         log.info("federation with %s: %s", party, back)
             except Exception as exc:  # noqa: BLE001 - the courier outlives any one failure
                 if self._stop.is_set():
                     log.debug("federation with %s while stopping: %s", party, exc)
                     return
-                delay = min(self.max_backoff, (backoff or 0.25) * 2)
-                if isinstance(exc, RateLimited):  # as the partner asks, not doubled
-                    delay = min(self.max_backoff, exc.retry_after)
-                backoff, failed_at = delay, now
+                if isinstance(exc, HeldBack) and not whole and backoff is not None:
+                    # a new item failed between the retries: they keep their time (new
+                    # ones failing often must not put the retries off for ever)
+                    delay = max(0.0, failed_at + backoff - now)
+                else:
+                    held = isinstance(exc, HeldBack)
+                    delay = min(self.max_backoff, (backoff or 0.25) * 2)
+                    if isinstance(exc, RateLimited):  # as the partner asks, not doubled
+                        delay = min(self.max_backoff, exc.retry_after)
+                    backoff, failed_at = delay, now
                 level, still = failing.failed(party, exc, now)
                 if isinstance(exc, _RETRIED):
                     log.log(level, "federation with %s: %s%s (retry in %.1fs)", party,
@@ -1248,6 +1266,12 @@ class BadAnswer(FederationError):
 class Refused(FederationError):
     """A partner refused a compromise message or a notice (counted: after MAX_ATTEMPTS it
     is given up). The rest of the round goes on (Courier.deliver_round)."""
+
+
+class HeldBack(FederationError):
+    """A round went, but for compromise messages or notices the partner refused or
+    failed on (the first one's error): those are tried again after the lane's backoff,
+    and what is new goes at once meanwhile (Courier._lane)."""
 
 
 class RateLimited(FederationError):
