@@ -212,7 +212,7 @@ def test_serve_sends_new_objects_at_once_beside_an_item_held_back(
         courier.start()
         try:
             deadline = time.monotonic() + 30
-            while len(failed) < 4:  # backing off 0.5, 1, 2, then 4 s: 8 s after this one
+            while len(failed) < 4:  # backing off 0.5, 1, 2 s, then 4 s after this one
                 assert time.monotonic() < deadline, failed
                 time.sleep(0.05)
             tried = len(failed)
