@@ -106,6 +106,9 @@ class Courier:
         self._released = True  # whether what the consents held cover is queued (start)
         # each thread's count of the partners' answers read whole (deliver_round)
         self._answers = threading.local()
+        # each partner's and queue's count of retry passes (deliver_round): where the
+        # next one starts among the items failing (_chosen)
+        self._turns: dict[tuple[str, str], int] = {}
 
     # -- transport ----------------------------------------------------------------------
     def _client(self, peer: PeerRecord) -> httpx.Client:
@@ -381,7 +384,8 @@ class Courier:
         round_ = state or _Round()
         done = 0
         for message in _chosen(self.node.store.pending_compromise(party, BATCH),
-                               lambda m: m.report_id, again):
+                               lambda m: m.report_id, again,
+                               self._turn(party, "compromise", again)):
             key = ("report", message.report_id)
             if key in round_.behind or ("message", str(message.message_id)) in round_.tried:
                 continue
@@ -470,7 +474,8 @@ class Courier:
         round_ = state or _Round()
         done = 0
         for notice in _chosen(self.node.store.pending_notices(party, BATCH),
-                              lambda n: n.object_id or "", again):
+                              lambda n: n.object_id or "", again,
+                              self._turn(party, "notices", again)):
             key = ("object", notice.object_id or "")  # about no object: in order among them
             if key in round_.behind or ("notice", notice.notice_id) in round_.tried:
                 continue
@@ -488,6 +493,16 @@ class Courier:
         if state is None:
             round_.end()
         return done
+
+    def _turn(self, party: str, queue: str, again: bool | None) -> int:
+        """The number of this retry pass (``again``) of ``party``'s ``queue``: each starts
+        at the next item failing, so that a round that stops at its second failure (none
+        answered well: _Round) does not retry the same two every time; 0 otherwise."""
+        if not again:
+            return 0
+        turn = self._turns.get((party, queue), 0)
+        self._turns[(party, queue)] = turn + 1
+        return turn
 
     def _deliver_notice(self, peer: PeerRecord, notice: Notice) -> None:
         """Send one notice and take its receipt; else record why not and raise:
@@ -1082,8 +1097,9 @@ class _Round:
     (503 while its store is away, a clock apart) is asked twice a round, not once for
     each item queued; it need not when the item had failed before and the partner
     answered another request of this round well (items that failed before are tried after
-    the push, so two stuck ones in a row hold back no other, yet each is tried every
-    round). Unreachable or 429 stops the round at once (the callers raise those). A
+    the push, so two stuck ones in a row hold back no other; with nothing else to send,
+    each round starts its retries at the next one, so each is tried in turn).
+    Unreachable or 429 stops the round at once (the callers raise those). A
     refusal is an answer: the partner is working, and decided."""
 
     def __init__(self) -> None:
@@ -1115,21 +1131,24 @@ class _Round:
             raise self.failure or self.refused  # type: ignore[misc]
 
 
-def _chosen(items: Sequence[_Item], key: Callable[[_Item], str], again: bool | None
-            ) -> list[_Item]:
+def _chosen(items: Sequence[_Item], key: Callable[[_Item], str], again: bool | None,
+            turn: int = 0) -> list[_Item]:
     """Of ``items`` (oldest first): with ``again``, those that failed at their last try
     (their ``error``) and each later one of the same ``key`` (a report's messages, an
-    object's notices: kept in order); without, the others; None: all, the others first."""
+    object's notices: kept in order), starting at the ``turn``-th key (modulo how many)
+    and round again; without, the others; None: all, the others first."""
     first: list[_Item] = []
-    later: list[_Item] = []
-    held: set[str] = set()
+    later: dict[str, list[_Item]] = {}
     for item in items:
-        if item.error is not None or key(item) in held:
-            held.add(key(item))
-            later.append(item)
+        if item.error is not None or key(item) in later:
+            later.setdefault(key(item), []).append(item)
         else:
             first.append(item)
-    return later if again else first if again is not None else first + later
+    keys = list(later)
+    if keys:
+        keys = keys[turn % len(keys):] + keys[:turn % len(keys)]
+    again_ = [item for k in keys for item in later[k]]
+    return again_ if again else first if again is not None else first + again_
 
 
 class _Failures:
