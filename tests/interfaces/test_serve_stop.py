@@ -10,11 +10,13 @@ never sends: `serve` took 30 s to stop, and the demo killed its nodes after 10
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,39 +84,9 @@ def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
     never sends: `serve` took 30 s to stop whenever a partner's courier or a reader was
     mid-request at the signal (a fault test timed out waiting 30 s for it). The answer
     still arrives whole; the close waits a second at most."""
-    import base64
-    import socket
-
-    jpn = make_node(tmp_path / "jpn", tls=True)
-    jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst", "publisher"],
-                   password=PW)
-    assert jpn.config.tls_cert
-    trusted = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
-    port, root = jpn.config.port, jpn.config.api_root
-    cid = jpn.default_collection().collection_id
-    jpn.close()
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
     body = b'{"objects": []}'
-    credentials = base64.b64encode(f"pub:{PW}".encode()).decode()
-    head = (f"POST /{root}/collections/{cid}/objects/ HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\n"
-            f"Content-Type: {TAXII}\r\nAccept: {TAXII}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    conn: ssl.SSLSocket | None = None
-    try:
-        deadline = time.monotonic() + 60
-        while conn is None:
-            try:
-                conn = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 5),
-                                           server_hostname="127.0.0.1")
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, \
-                    proc.stderr.read().decode() if proc.stderr else "serve did not start"
-                time.sleep(0.2)
-        conn.sendall(head + body[:5])  # the request begun: the app waits for its body
+    with _posting(tmp_path, len(body)) as (proc, conn, _):
+        conn.sendall(body[:5])  # the request begun: the app waits for its body
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -126,13 +98,6 @@ def test_serve_stops_at_once_after_answering_a_request_in_progress_over_tls(
         # the client keeps the connection (no close_notify), as a pooled one does
         _stops(proc, "SIGTERM, after answering a request in progress")
         assert time.monotonic() - stopped < 5
-    finally:
-        if conn is not None:
-            conn.close()
-        if proc.poll() is None:
-            stop_group(proc)
-        elif proc.stderr:
-            proc.stderr.close()
 
 
 def test_serve_stops_within_its_grace_though_a_request_in_progress_never_ends(
@@ -141,11 +106,42 @@ def test_serve_stops_within_its_grace_though_a_request_in_progress_never_ends(
     120 s in all), held `serve` from stopping until the body was read or timed out: a
     listener waited for the requests in progress for as long as they took. Now each has
     STOP_GRACE seconds, is named in the log meanwhile, and is then cancelled."""
-    import base64
-    import socket
     import threading
 
     from intelpact.interfaces.limits import STOP_GRACE
+
+    done = threading.Event()
+    with _posting(tmp_path, 100_000) as (proc, conn, path):
+        def trickle() -> None:
+            while not done.wait(1.0):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+        conn.sendall(b"{")
+        threading.Thread(target=trickle, daemon=True).start()
+        try:
+            time.sleep(1.5)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _stops(proc, "SIGTERM, while a client trickled its body")
+            assert time.monotonic() - signalled < STOP_GRACE + 5
+            assert proc.stderr is not None
+            said = proc.stderr.read().decode()
+            assert f"still answering POST {path} from 127.0.0.1:" in said, said
+        finally:
+            done.set()
+
+
+@contextlib.contextmanager
+def _posting(tmp_path: Path, length: int
+             ) -> Iterator[tuple[subprocess.Popen[bytes], ssl.SSLSocket, str]]:
+    """A JPN node served over TLS by a real `serve`, and a TLS connection to it on which
+    the head of a publisher's POST of a ``length``-byte body has been sent: the serving
+    process, the connection and the objects path. Both are ended after."""
+    import base64
+    import socket
 
     jpn = make_node(tmp_path / "jpn", tls=True)
     jpn.people.add("pub", party="JPN", clearance="秘", roles=["analyst", "publisher"],
@@ -162,18 +158,8 @@ def test_serve_stops_within_its_grace_though_a_request_in_progress_never_ends(
     credentials = base64.b64encode(f"pub:{PW}".encode()).decode()
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Basic {credentials}\r\nContent-Type: {TAXII}\r\n"
-            f"Accept: {TAXII}\r\nContent-Length: 100000\r\n\r\n").encode()
-    done = threading.Event()
+            f"Accept: {TAXII}\r\nContent-Length: {length}\r\n\r\n").encode()
     conn: ssl.SSLSocket | None = None
-
-    def trickle() -> None:
-        assert conn is not None
-        while not done.wait(1.0):
-            try:
-                conn.sendall(b" ")
-            except OSError:
-                return
-
     try:
         deadline = time.monotonic() + 60
         while conn is None:
@@ -184,18 +170,9 @@ def test_serve_stops_within_its_grace_though_a_request_in_progress_never_ends(
                 assert proc.poll() is None and time.monotonic() < deadline, \
                     proc.stderr.read().decode() if proc.stderr else "serve did not start"
                 time.sleep(0.2)
-        conn.sendall(head + b"{")
-        threading.Thread(target=trickle, daemon=True).start()
-        time.sleep(1.5)
-        signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _stops(proc, "SIGTERM, while a client trickled its body")
-        assert time.monotonic() - signalled < STOP_GRACE + 5
-        assert proc.stderr is not None
-        said = proc.stderr.read().decode()
-        assert f"still answering POST {path} from 127.0.0.1:" in said, said
+        conn.sendall(head)
+        yield proc, conn, path
     finally:
-        done.set()
         if conn is not None:
             conn.close()
         if proc.poll() is None:
