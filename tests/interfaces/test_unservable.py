@@ -591,17 +591,22 @@ def _first_and_last_unservable(node: Node) -> dict[str, str]:
     return ids
 
 
+def _paged(tmp_path: Path) -> tuple[Node, dict[str, str], dict[str, str], str]:
+    """A JPN node with its people and the objects of _first_and_last_unservable: the
+    node, their ids by name, their names by id, and the collection's path."""
+    node = make_node(tmp_path / "jpn")
+    _people(node)
+    ids = _first_and_last_unservable(node)
+    cid = node.default_collection().collection_id
+    return node, ids, {oid: name for name, oid in ids.items()}, f"/intel/collections/{cid}/"
+
+
 def test_paging_by_date_added_last_serves_what_paging_by_next_does(tmp_path: Path) -> None:
     """A client paging by date sends each page's X-TAXII-Date-Added-Last as the next
     page's added_after. With match[version]=first, U's v0 (unservable) was read first and
     U's v1 served in its place, so a page of one said Last = U v1's date_added, after B's:
     the next page, added after it, never served B, which paging by `next` serves."""
-    node = make_node(tmp_path / "jpn")
-    _people(node)
-    ids = _first_and_last_unservable(node)
-    names = {oid: name for name, oid in ids.items()}
-    cid = node.default_collection().collection_id
-    base = f"/intel/collections/{cid}/"
+    node, ids, names, base = _paged(tmp_path)
     with serving(node) as url:
         def walk(path: str, by: str, limit: int, **params: str) -> list[tuple[str, str]]:
             return sorted((names.get(oid, oid), v[11:16])
@@ -636,12 +641,7 @@ def test_paging_latest_versions_by_date_serves_what_paging_by_next_does(
     v0, added before C, is left out (a poll's added_after must leave it out: the reader
     has it, and serving it again would tell them a newer version is there). Not fixed:
     v0 would have to be read at its own place in the walk (it is superseded there)."""
-    node = make_node(tmp_path / "jpn")
-    _people(node)
-    ids = _first_and_last_unservable(node)
-    names = {oid: name for name, oid in ids.items()}
-    cid = node.default_collection().collection_id
-    base = f"/intel/collections/{cid}/"
+    node, ids, names, base = _paged(tmp_path)
     with serving(node) as url:
         for endpoint in ("objects/", "manifest/"):
             kind = {"match[type]": "indicator"}
@@ -662,12 +662,7 @@ def test_polling_first_versions_by_date_serves_a_first_version_added_since(
     reader cannot be served, and before U's v1) asks for first versions added since:
     U's v1 is the reader's first version of U, added since, but "first" chose U's v0 on
     its base label, which added_after then left out, so U is never served to them."""
-    node = make_node(tmp_path / "jpn")
-    _people(node)
-    ids = _first_and_last_unservable(node)
-    names = {oid: name for name, oid in ids.items()}
-    cid = node.default_collection().collection_id
-    base = f"/intel/collections/{cid}/"
+    node, ids, names, base = _paged(tmp_path)
     kind = {"match[type]": "indicator"}
     with serving(node) as url:
         added = {names[o["id"]]: o["date_added"] for o in _get(
