@@ -343,7 +343,8 @@ def test_writers_in_several_processes_keep_date_added_and_cursors_in_order(
     readable = ids_for(store, LOW)
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(10_000 * (w + 1)),
                                  str(ROOT / "tests" / "store")],
-                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                    [str(ROOT / "src"), str(ROOT / "tests")])})
                for w in range(3)]
     seen: list[str] = []
     cursor = None
