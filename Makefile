@@ -39,7 +39,9 @@ PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.p
 	tests/services/test_federation_attacks.py tests/services/test_relabel.py \
 	tests/services/test_event_macs.py tests/services/test_audit_head.py \
 	tests/services/test_audit.py tests/interfaces/test_damaged_store.py \
-	tests/services/test_read_only_commands.py tests/services/test_pin_while_serving.py
+	tests/services/test_read_only_commands.py tests/services/test_pin_while_serving.py \
+	tests/services/test_delivery.py tests/services/test_public_host.py \
+	tests/interfaces/test_unservable.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
