@@ -280,6 +280,42 @@ def test_bad_partner_burst(node_dir: Path, value: str) -> None:
     assert "partner_burst = 500" in (err.hint or "")
 
 
+def test_trusted_proxies(node_dir: Path) -> None:
+    """[server] trusted_proxies: none by default (X-Forwarded-For ignored from everyone);
+    addresses and CIDR networks, IPv4 and IPv6, written canonically and back as read."""
+    assert load_config(node_dir).trusted_proxies == ()
+    assert "trusted_proxies" not in (node_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    add_line(node_dir, "server", 'trusted_proxies = ["10.0.0.5", " 10.1.0.0/24", '
+             '"2001:DB8::1", "2001:db8:1::/48", "192.0.2.9/32"]')
+    cfg = load_config(node_dir)
+    assert cfg.trusted_proxies == ("10.0.0.5", "10.1.0.0/24", "2001:db8::1",
+                                   "2001:db8:1::/48", "192.0.2.9")
+    write_config(cfg)
+    assert load_config(node_dir) == cfg
+    write_config(dataclasses.replace(cfg, trusted_proxies=()))
+    assert load_config(node_dir).trusted_proxies == ()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ('"10.0.0.5"', "expected a list of IP addresses or networks"),
+    ("[5]", "expected an IP address or network, found 5"),
+    ('["proxy.example.jp"]', "'proxy.example.jp' is not an IP address or network"),
+    ('["*"]', "'\\*' is not an IP address or network"),
+    ('["10.0.0.300"]', "is not an IP address or network"),
+    ('["10.0.0.5/24"]', "has host bits set: the network is '10.0.0.0/24'"),
+    ('["10.0.0.0/33"]', "is not an IP address or network"),
+    ('["0.0.0.0/0"]', "'0.0.0.0/0' is a wildcard"),
+    ('["10.0.0.5", "::/0"]', "'::/0' is a wildcard"),
+    ('["0.0.0.0"]', "is a wildcard")])
+def test_bad_trusted_proxies(node_dir: Path, value: str, problem: str) -> None:
+    """A proxy list the node cannot read, or one trusting every address, is refused at
+    load: uvicorn would take an unparsable entry as a literal host name that never
+    matches, and a wildcard lets any client name its own address (no throttle)."""
+    add_line(node_dir, "server", f"trusted_proxies = {value}")
+    err = fails(node_dir, r"server\.trusted_proxies: .*" + problem)
+    assert "trusted_proxies = [" in (err.hint or "")
+
+
 def test_partner_rate_limit(node_dir: Path) -> None:
     """A partner's requests on the federation listener: 500 at once, then 200 a second,
     unless node.toml says otherwise; written back as read."""

@@ -178,6 +178,8 @@ def test_configuration_md_defaults_are_the_real_defaults(tmp_path: Path) -> None
             shown = f"`{value}`"
         elif isinstance(value, float):
             shown = f"`{value:g}`"
+        elif isinstance(value, tuple):  # a TOML array of strings
+            shown = "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
         else:
             shown = f'`"{value}"`'
         assert shown in default, (key, shown, default)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ _NODE_KEYS = ("party", "name", "title", "agreement", "agreement_hash", "database
 _SERVER_KEYS = ("host", "public_host", "port", "tls", "tls_cert", "tls_key", "api_root",
                 "max_content_length", "federation_port", "header_timeout",
                 "body_idle_timeout", "body_timeout", "max_connections", "ingest_processes",
-                "partner_rate", "partner_burst")
+                "partner_rate", "partner_burst", "trusted_proxies")
 DEFAULT_MAX_CONTENT = 10 * 1024 * 1024
 # Connections and requests in progress each listener takes before it answers 503 (uvicorn's
 # limit_concurrency): a bound on what a flood of connections can hold (threads, memory).
@@ -83,6 +84,9 @@ class NodeConfig:
     ingest_processes: int | None = None  # None: services.prepare.default_processes
     partner_rate: float = DEFAULT_PARTNER_RATE
     partner_burst: int = DEFAULT_PARTNER_BURST
+    # Reverse proxies in front of the TAXII listener whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (addresses and networks); empty: nobody's.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def advertised_host(self) -> str:
@@ -107,6 +111,32 @@ class NodeConfig:
 
 def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{path}: {field}: {problem}", hint=fix)
+
+
+def read_trusted_proxies(value: Any) -> tuple[tuple[str, ...], str | None]:
+    """``server.trusted_proxies`` read: its addresses and networks written canonically,
+    or what is wrong with it. A network of every address (``0.0.0.0/0``, ``::/0``) is
+    refused: trusting every client to name its own address is what ignoring the headers
+    prevents (one client escaping the login throttle and choosing the address it is
+    audited under)."""
+    if not isinstance(value, list):
+        return (), f"expected a list of IP addresses or networks, found {value!r}"
+    found: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            return (), f"expected an IP address or network, found {item!r}"
+        try:
+            network = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError as exc:
+            return (), f"{item!r} is not an IP address or network ({exc})"
+        if ipaddress.ip_interface(item.strip()).ip != network.network_address:
+            return (), f"{item!r} has host bits set: the network is {str(network)!r}"
+        if network.prefixlen == 0 or network.network_address.is_unspecified:
+            return (), (f"{item!r} is a wildcard: trusting every address would let any "
+                        "client name the address it is counted and audited under")
+        found.append(str(network.network_address) if
+                     network.prefixlen == network.max_prefixlen else str(network))
+    return tuple(found), None
 
 
 def public_host_problem(value: Any) -> str | None:
@@ -217,6 +247,12 @@ def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
         raise _fail(path, "server.partner_burst", f"expected 1 to 1000000 requests, found "
                     f"{burst!r}", f"write partner_burst = {DEFAULT_PARTNER_BURST}")
 
+    proxies, problem = read_trusted_proxies(server.get("trusted_proxies", []))
+    if problem:
+        raise _fail(path, "server.trusted_proxies", problem,
+                    'write trusted_proxies = ["10.0.0.5", "10.1.0.0/24"]: the addresses of '
+                    "the reverse proxies in front of the TAXII listener, or [] for none")
+
     def seconds(key: str, default: float) -> float:
         value = server.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or \
@@ -280,7 +316,7 @@ def load_config(node_dir: Path, *, readonly: bool = False) -> NodeConfig:
         tls_key=file(server, "server", "tls_key", "tls/key.pem"),
         api_root=api_root, max_content_length=limit, federation_port=federation_port,
         max_connections=connections, ingest_processes=processes, partner_rate=float(rate),
-        partner_burst=burst, **timeouts)
+        partner_burst=burst, trusted_proxies=proxies, **timeouts)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, allowed: tuple[str, ...]
@@ -354,6 +390,9 @@ def write_config(cfg: NodeConfig) -> None:
               f"partner_burst = {cfg.partner_burst}"]
     if cfg.ingest_processes is not None:
         lines.append(f"ingest_processes = {cfg.ingest_processes}")
+    if cfg.trusted_proxies:
+        lines.append("trusted_proxies = [" + ", ".join(
+            _toml_string(p) for p in cfg.trusted_proxies) + "]")
     lines.append("")
     replace_file(cfg.dir / CONFIG_FILE, "\n".join(lines).encode("utf-8"))
 

@@ -81,11 +81,17 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
     """uvicorn options for the TAXII listener: address, TLS, the largest request head,
-    and the options every listener shares (interfaces/limits.py)."""
+    and the options every listener shares (interfaces/limits.py). With
+    ``server.trusted_proxies``, a connection from one of them has its client address and
+    scheme taken from X-Forwarded-For (the rightmost address not itself a trusted proxy)
+    and X-Forwarded-Proto; anyone else's headers stay ignored. The options go to every
+    worker (serve_workers), and never to the federation listener."""
     cfg = node.config
     options: dict[str, Any] = {"host": host or cfg.host, "port": port or cfg.port,
                                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
                                **listener_options(cfg)}
+    if cfg.trusted_proxies:
+        options.update(proxy_headers=True, forwarded_allow_ips=list(cfg.trusted_proxies))
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     return options
