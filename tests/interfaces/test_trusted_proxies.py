@@ -11,11 +11,13 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from intelpact.config import write_config
 from intelpact.interfaces.console.sessions import COOKIE, LOGIN_COOKIE
@@ -24,7 +26,7 @@ from intelpact.interfaces.server import taxii_server_options
 from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter
 
-from helpers import _in_thread, make_node, pin_each_other, serving, stop_group
+from helpers import _in_thread, free_port, make_node, pin_each_other, serving, stop_group
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "proxy-test-password"
@@ -168,7 +170,7 @@ def test_the_federation_listener_ignores_proxy_headers_even_with_trusted_proxies
     pin_each_other(jpn, nzl)
     options = federation_server_options(jpn)
     assert options["proxy_headers"] is False and "forwarded_allow_ips" not in options
-    assert taxii_server_options(jpn)["forwarded_allow_ips"] == ["127.0.0.1"]
+    assert taxii_server_options(jpn)["forwarded_allow_ips"] == ["127.0.0.1", "::ffff:7f00:1"]
     ctx = ssl.create_default_context(cafile=str(jpn.config.tls_cert))
     assert nzl.config.tls_cert and nzl.config.tls_key
     ctx.load_cert_chain(str(nzl.config.tls_cert), str(nzl.config.tls_key))
@@ -214,3 +216,30 @@ def test_serve_workers_take_the_client_from_a_trusted_proxy(tmp_path: Path) -> N
     node.close()
     assert codes == [401] * 12
     assert len(clients) == 12 and set(clients) == {"203.0.113.7"}, clients
+
+
+def test_a_trusted_ipv4_proxy_is_known_on_a_dual_stack_worker_socket(tmp_path: Path) -> None:
+    """`serve --workers N` on host "::" listens on a socket uvicorn binds itself (its
+    Config.bind_socket, dual-stack), where an IPv4 proxy's connection comes from
+    ::ffff:10.0.0.5, not 10.0.0.5: a proxy named as IPv4 was not recognised there, and
+    every client was the proxy again. Its IPv4-mapped form is trusted too."""
+    node = proxied_node(tmp_path / "jpn", ("127.0.0.0/8",))
+    options = {**taxii_server_options(node, "::", free_port()), "workers": 2}
+    config = uvicorn.Config(_echo, log_level="warning", lifespan="off", **options)
+    sock = config.bind_socket()  # as uvicorn's Multiprocess does for its workers
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.01)
+        seen = httpx.get(f"http://127.0.0.1:{options['port']}/", timeout=20, headers={
+            "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}).json()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        node.close()
+    assert seen == {"client": "203.0.113.7", "scheme": "https"}

@@ -78,6 +78,23 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(M_ARENA_MAX, arenas))
 
 
+def forwarded_allow_ips(proxies: tuple[str, ...]) -> list[str]:
+    """uvicorn's ``forwarded_allow_ips`` for ``server.trusted_proxies``: each address or
+    network, and an IPv4 one in its IPv4-mapped IPv6 form too, which is how a proxy's
+    connection arrives on the dual-stack socket uvicorn binds for ``--workers`` on
+    host "::" (::ffff:10.0.0.5)."""
+    allowed = []
+    for proxy in proxies:
+        allowed.append(proxy)
+        network = ipaddress.ip_network(proxy)
+        if network.version == 4:
+            mapped = ipaddress.ip_network(
+                f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+            allowed.append(str(mapped.network_address) if mapped.prefixlen == 128
+                           else str(mapped))
+    return allowed
+
+
 def taxii_server_options(node: Node, host: str | None = None,
                          port: int | None = None) -> dict[str, Any]:
     """uvicorn options for the TAXII listener: address, TLS, the largest request head,
@@ -91,7 +108,8 @@ def taxii_server_options(node: Node, host: str | None = None,
                                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
                                **listener_options(cfg)}
     if cfg.trusted_proxies:
-        options.update(proxy_headers=True, forwarded_allow_ips=list(cfg.trusted_proxies))
+        options.update(proxy_headers=True,
+                       forwarded_allow_ips=forwarded_allow_ips(cfg.trusted_proxies))
     if cfg.tls and cfg.tls_cert and cfg.tls_key:
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     return options
