@@ -41,7 +41,7 @@ PG_SUITES := tests/interfaces/test_taxii.py tests/interfaces/test_taxii_inputs.p
 	tests/services/test_audit.py tests/interfaces/test_damaged_store.py \
 	tests/services/test_read_only_commands.py tests/services/test_pin_while_serving.py \
 	tests/services/test_delivery.py tests/services/test_public_host.py \
-	tests/interfaces/test_unservable.py
+	tests/interfaces/test_unservable.py tests/interfaces/test_trusted_proxies.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
