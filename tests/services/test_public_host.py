@@ -130,8 +130,8 @@ def test_a_node_listening_everywhere_is_reached_at_its_public_host(tmp_path: Pat
 
 def test_served_nodes_deliver_to_the_one_listening_everywhere(tmp_path: Path) -> None:
     """The same with `intelpact serve` processes: JPN, made with `init --host 0.0.0.0
-    --public-host 127.0.0.2`, serves without the warning of no public host, says where
-    it listens, and NZL,
+    --public-host 127.0.0.2`, serves without the warning of no public host, gives its
+    people and partners the public host and says where it listens, and NZL,
     having pinned the card `intelpact card` printed, delivers to it at 127.0.0.2 (its
     courier, over mutual TLS), as JPN delivers to NZL."""
     database = database_under_test()
@@ -145,6 +145,9 @@ def test_served_nodes_deliver_to_the_one_listening_everywhere(tmp_path: Path) ->
         for party in ("JPN", "NZL"):
             pair.start(party)
         log = pair.log_text("JPN")
+        port = pair.taxii["JPN"].split(":")[2].split("/")[0]
+        # people, as partners, are told the address they reach it by
+        assert f"JPN node: http://127.0.0.2:{port}/taxii2/ (listening on 0.0.0.0)" in log, log
         assert f"partners: {url} (mutual TLS, listening on 0.0.0.0)" in log, log
         assert "every interface" not in log, log  # the warning of no public host
         to_jpn, to_nzl = bulk(3, "to japan", "NZL"), bulk(3, "to new zealand", "JPN")

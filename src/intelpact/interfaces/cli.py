@@ -352,7 +352,10 @@ def serve(node_dir: Path, host: str | None, port: int | None, workers: int,
                     *wildcard_peer_warnings(node.store.peers())):
         if warning:
             logging.getLogger("intelpact.server").warning(warning)
-    out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', host, port)} "
+    # where people reach it: the public host, unless --host names another to listen on
+    shown = cfg.public_host if cfg.public_host and host == cfg.host else host
+    where = f" (listening on {host})" if shown != host else ""
+    out.print(f"{node.party} node: {_url('https' if cfg.tls else 'http', shown, port)}{where} "
               f"(agreement {node.agreement.id})")
     partners = ", ".join(p.party for p in node.store.peers()) or "none yet"
     listening = f", listening on {cfg.host}" if cfg.advertised_host != cfg.host else ""
