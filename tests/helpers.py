@@ -7,6 +7,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -338,6 +339,15 @@ def children(pid: int) -> list[int]:
         if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
             found.append(int(path.parent.name))
     return found
+
+
+def start_serve(node_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`intelpact serve NODE_DIR ARGS…` as an operator runs it, in a session of its own
+    (stop it with :func:`stop_group`), its stderr piped to the test."""
+    exe = Path(sys.executable).with_name("intelpact")
+    return subprocess.Popen([str(exe), "serve", str(node_dir), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from intelpact.services.federation import make_card
 
-from helpers import make_node, stop_group
+from helpers import make_node, start_serve, stop_group
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "serve-stop-test-password"
@@ -48,10 +47,7 @@ def test_serve_stops_at_once_while_clients_hold_idle_tls_connections(
     reader = httpx.Client(verify=trusted, auth=("pub", PW), trust_env=False,
                           headers={"Accept": TAXII})
     partner = httpx.Client(verify=pinned, trust_env=False)  # NZL's node, by its certificate
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve(tmp_path / "jpn")
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -151,10 +147,7 @@ def _posting(tmp_path: Path, length: int
     port, root = jpn.config.port, jpn.config.api_root
     path = f"/{root}/collections/{jpn.default_collection().collection_id}/objects/"
     jpn.close()
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve(tmp_path / "jpn")
     credentials = base64.b64encode(f"pub:{PW}".encode()).decode()
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Basic {credentials}\r\nContent-Type: {TAXII}\r\n"

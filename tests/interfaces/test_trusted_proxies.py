@@ -9,8 +9,6 @@ import dataclasses
 import json
 import re
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +24,15 @@ from intelpact.interfaces.server import taxii_server_options
 from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter
 
-from helpers import _in_thread, free_port, make_node, pin_each_other, serving, stop_group
+from helpers import (
+    _in_thread,
+    free_port,
+    make_node,
+    pin_each_other,
+    serving,
+    start_serve,
+    stop_group,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "proxy-test-password"
@@ -190,10 +196,7 @@ def test_serve_workers_take_the_client_from_a_trusted_proxy(tmp_path: Path) -> N
     node = proxied_node(tmp_path / "jpn", ("127.0.0.1",))
     port = node.config.port
     node.close()
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn"), "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve(tmp_path / "jpn", "--workers", "2")
     codes = []
     try:
         deadline = time.monotonic() + 60

@@ -4,8 +4,6 @@ store."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from intelpact.services.node import Node
 from intelpact.store.base import AuditFilter
 
 import pg
-from helpers import indicator, make_node, stop_group
+from helpers import indicator, make_node, start_serve, stop_group
 
 TAXII = "application/taxii+json;version=2.1"
 PW = "workers-test-password"
@@ -37,10 +35,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path
     cid = node.default_collection().collection_id
     port = node.config.port
     node.close()
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "jpn"), "--workers", "3"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve(tmp_path / "jpn", "--workers", "3")
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -27,7 +27,7 @@ from intelpact.services.node import Node
 from intelpact.services.prepare import MIN_OBJECTS, Preparer, prepare
 from intelpact.services.publish import MarkingRequest
 
-from helpers import AGREEMENTS, alive, children, indicator, node_ports, stix_id
+from helpers import AGREEMENTS, alive, children, indicator, node_ports, start_serve, stix_id
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MARKING = MarkingRequest("秘", ("NZL",))
@@ -270,10 +270,7 @@ def test_serve_starts_each_pool_before_listening_and_ends_it(tmp_path: Path,
     node.close()
     path = tmp_path / "n" / "node.toml"
     path.write_text(path.read_text() + "ingest_processes = 2\n")
-    exe = Path(sys.executable).with_name("intelpact")
-    proc = subprocess.Popen([str(exe), "serve", str(tmp_path / "n"), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve(tmp_path / "n", "--workers", str(workers))
     url = f"http://127.0.0.1:{port}/intel/collections/{cid}/objects/"
 
     def pools() -> list[list[int]]:
