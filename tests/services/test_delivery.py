@@ -97,6 +97,21 @@ def test_a_notice_the_partner_fails_on_for_ever_holds_back_no_other(
         assert not seen(nzl, stuck["id"])
 
 
+def _recalled_while_failing(jpn: Node, nzl: Node, monkeypatch: pytest.MonkeyPatch
+                            ) -> tuple[list[str], list[str]]:
+    """Four objects JPN published and pushed to NZL (both serving), each then recalled
+    while NZL fails on every notice about them (fails_on): their ids, and the list
+    fails_on fills."""
+    objects = [publish(jpn, f"object {n}", "極秘", ("NZL",)) for n in range(4)]
+    officer = jpn.people.as_person("officer")
+    push(jpn, "NZL")
+    ids = [o["id"] for o in objects]
+    failed = fails_on(monkeypatch, nzl.controls, *ids)
+    for oid in ids:
+        jpn.controls.recall(officer, oid, reason="to a partner failing on each")
+    return ids, failed
+
+
 def test_two_notices_failing_in_a_row_stop_the_round(
         jpn_nzl: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch) -> None:
     """A partner that fails on every request (a 500 each) is asked twice a round, not
@@ -105,14 +120,8 @@ def test_two_notices_failing_in_a_row_stop_the_round(
     others the round after, so two stuck ones in a row hold back nothing either once
     the partner answers the rest."""
     jpn, nzl = jpn_nzl
-    objects = [publish(jpn, f"object {n}", "極秘", ("NZL",)) for n in range(4)]
-    officer = jpn.people.as_person("officer")
     with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        ids = [o["id"] for o in objects]
-        failed = fails_on(monkeypatch, nzl.controls, *ids)
-        for oid in ids:
-            jpn.controls.recall(officer, oid, reason="to a partner failing on all")
+        ids, failed = _recalled_while_failing(jpn, nzl, monkeypatch)
         new = publish(jpn, "published after", "極秘", ("NZL",))
         rounds(jpn, "NZL", 1, "recall notice .*: 500 nothing was stored")
         assert failed == ids[:2]  # the round stopped at the second failure in a row
@@ -133,14 +142,8 @@ def test_stuck_notices_are_each_tried_again_in_turn_with_nothing_else_to_send(
     one each round and each is tried again in turn. Before, the same first two were
     tried every round, and the others never again while nothing else went."""
     jpn, nzl = jpn_nzl
-    objects = [publish(jpn, f"object {n}", "極秘", ("NZL",)) for n in range(4)]
-    officer = jpn.people.as_person("officer")
     with serving_federation(jpn), serving_federation(nzl):
-        push(jpn, "NZL")
-        ids = [o["id"] for o in objects]
-        failed = fails_on(monkeypatch, nzl.controls, *ids)
-        for oid in ids:
-            jpn.controls.recall(officer, oid, reason="to a partner failing on each")
+        ids, failed = _recalled_while_failing(jpn, nzl, monkeypatch)
         rounds(jpn, "NZL", 6, "recall notice .*: 500 nothing was stored")
         assert len(failed) == 12  # two a round
         assert set(failed[-6:]) == set(ids), failed  # the last three rounds: each of them
